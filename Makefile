@@ -1,0 +1,39 @@
+# Alpha Panda: `make run` starts the whole system on embedded defaults; `make test` runs every test.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+ARGS ?=
+
+.PHONY: run test unit bench system-deps lint typecheck clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/alpha-panda run $(ARGS)
+
+system-deps:
+	bash scripts/install-system-deps.sh
+
+test: $(STAMP) system-deps
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(ARGS)
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -q tests/unit $(ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/backtest.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check alpha_panda tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

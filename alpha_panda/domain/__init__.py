@@ -1,0 +1,1 @@
+"""Pure domain: values, events, errors. Imports no infrastructure."""

@@ -1,0 +1,392 @@
+"""The one event envelope and every payload type, with a strict, fast codec.
+
+Every message on the log is an ``Envelope`` encoded as JSON (msgspec). ``type`` names
+the payload; ``data`` holds it. Ids are deterministic: an output's id is derived from
+the id of the event that caused it and the stage that produced it (``derive_id``), so
+re-processing the same input after a crash produces byte-identical outputs.
+
+Prices and money are int paise (see ``values``). Times are int nanoseconds since the
+Unix epoch, UTC.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, ClassVar, Final, Generic, TypeVar
+
+import msgspec
+
+from alpha_panda.domain.errors import DecodeError
+from alpha_panda.domain.values import OrderType, Product, Side, Validity
+
+SCHEMA_VERSION: Final = 1
+
+
+class Payload(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defaults=True):
+    """Base of every payload. ``EVENT_TYPE`` is the envelope ``type`` it travels under."""
+
+    EVENT_TYPE: ClassVar[str] = ""
+
+
+# ---------------------------------------------------------------------------- market data
+
+
+class DepthLevel(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    price: int
+    quantity: int
+    orders: int = 0
+
+
+class Depth(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """Five levels each side, best first (Kite's full mode)."""
+
+    buy: tuple[DepthLevel, ...] = ()
+    sell: tuple[DepthLevel, ...] = ()
+
+
+class MarketTick(Payload, frozen=True, kw_only=True, gc=False):
+    """One trade print / quote update for an instrument.
+
+    ``volume`` is the day's cumulative traded volume when the feed knows it (Kite), else
+    the quantity traded in this tick (replay files, simulator): see ``last_quantity``.
+    """
+
+    EVENT_TYPE: ClassVar[str] = "market_tick"
+    instrument_token: int
+    last_price: int
+    ts: int
+    volume: int = 0
+    last_quantity: int = 0
+    average_price: int | None = None
+    open: int | None = None
+    high: int | None = None
+    low: int | None = None
+    close: int | None = None
+    change: float | None = None
+    oi: int | None = None
+    buy_quantity: int | None = None
+    sell_quantity: int | None = None
+    depth: Depth | None = None
+    tradable: bool = True
+
+
+# ---------------------------------------------------------------------------- signals
+
+
+class Signal(Payload, frozen=True, kw_only=True, gc=False):
+    """A strategy's intent to trade. Prices in paise; ``price_hint`` is the last price seen."""
+
+    EVENT_TYPE: ClassVar[str] = "signal_generated"
+    strategy_id: str
+    instrument_token: int
+    side: Side
+    quantity: int
+    order_type: OrderType = OrderType.MARKET
+    limit_price: int | None = None
+    trigger_price: int | None = None
+    validity: Validity = Validity.DAY
+    product: Product = Product.CNC
+    take_profit: int | None = None
+    stop_loss: int | None = None
+    price_hint: int | None = None
+    reason: str = ""
+
+
+class SignalValidated(Payload, frozen=True, kw_only=True, gc=False):
+    EVENT_TYPE: ClassVar[str] = "signal_validated"
+    signal: Signal
+    signal_id: str
+
+
+class SignalRejected(Payload, frozen=True, kw_only=True, gc=False):
+    """A risk rejection: ``reason_code`` is machine-readable (e.g. ``MAX_POSITION``)."""
+
+    EVENT_TYPE: ClassVar[str] = "signal_rejected"
+    signal: Signal
+    signal_id: str
+    reason_code: str
+    message: str
+
+
+# ---------------------------------------------------------------------------- orders
+
+
+class Charges(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """Itemised charges of one fill, in paise."""
+
+    brokerage: int = 0
+    stt: int = 0
+    exchange_txn: int = 0
+    sebi: int = 0
+    stamp_duty: int = 0
+    gst: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.brokerage + self.stt + self.exchange_txn + self.sebi + self.stamp_duty + self.gst
+
+
+NO_CHARGES: Final = Charges()
+
+
+class OrderSubmitted(Payload, frozen=True, kw_only=True, gc=False):
+    EVENT_TYPE: ClassVar[str] = "order_submitted"
+    order_id: str
+    signal_id: str
+    strategy_id: str
+    instrument_token: int
+    side: Side
+    quantity: int
+    order_type: OrderType
+    limit_price: int | None = None
+    trigger_price: int | None = None
+    product: Product = Product.CNC
+    validity: Validity = Validity.DAY
+    tag: str = ""
+    broker_order_id: str | None = None
+    parent_order_id: str | None = None  # bracket legs point at their entry order
+
+
+class OrderFilled(Payload, frozen=True, kw_only=True, gc=False):
+    """One execution. Partial fills carry cumulative and leaves quantity."""
+
+    EVENT_TYPE: ClassVar[str] = "order_filled"
+    order_id: str
+    fill_id: str
+    strategy_id: str
+    instrument_token: int
+    side: Side
+    quantity: int
+    price: int
+    cumulative_quantity: int
+    leaves_quantity: int
+    average_price: int
+    product: Product = Product.CNC
+    charges: Charges = NO_CHARGES
+    broker_order_id: str | None = None
+
+
+class OrderRejected(Payload, frozen=True, kw_only=True, gc=False):
+    EVENT_TYPE: ClassVar[str] = "order_rejected"
+    order_id: str
+    strategy_id: str
+    instrument_token: int
+    side: Side
+    quantity: int
+    reason_code: str
+    message: str
+    broker_order_id: str | None = None
+
+
+class OrderCancelled(Payload, frozen=True, kw_only=True, gc=False):
+    """``reason``: ``user``, ``ioc``, ``expired``, ``oco`` (other bracket leg filled), ``broker``."""
+
+    EVENT_TYPE: ClassVar[str] = "order_cancelled"
+    order_id: str
+    strategy_id: str
+    instrument_token: int
+    side: Side
+    filled_quantity: int
+    leaves_quantity: int
+    reason: str
+    broker_order_id: str | None = None
+
+
+# ---------------------------------------------------------------------------- portfolio
+
+
+class PnlSnapshot(Payload, frozen=True, kw_only=True, gc=False):
+    """P&L of one strategy (or the whole account when ``strategy_id`` is None), in paise."""
+
+    EVENT_TYPE: ClassVar[str] = "pnl_snapshot"
+    broker: str
+    strategy_id: str | None
+    realized: int
+    unrealized: int
+    charges: int
+    cash: int
+    gross_exposure: int
+    open_positions: int
+    fills: int
+
+
+# ---------------------------------------------------------------------------- dead letters
+
+
+class DeadLetter(Payload, frozen=True, kw_only=True, gc=False):
+    """A message a consumer gave up on, with everything needed to replay it."""
+
+    EVENT_TYPE: ClassVar[str] = "dead_letter"
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    error_class: str
+    error: str
+    stack: str
+    attempts: int
+    service: str
+    failed_at: int
+    replay: str
+
+
+PAYLOAD_TYPES: Final[dict[str, type[Payload]]] = {
+    cls.EVENT_TYPE: cls
+    for cls in (
+        MarketTick,
+        Signal,
+        SignalValidated,
+        SignalRejected,
+        OrderSubmitted,
+        OrderFilled,
+        OrderRejected,
+        OrderCancelled,
+        PnlSnapshot,
+        DeadLetter,
+    )
+}
+
+P = TypeVar("P", bound=Payload)
+
+
+class Envelope(msgspec.Struct, Generic[P], frozen=True, kw_only=True, gc=False):
+    """The standard envelope of every message on the log."""
+
+    id: str
+    type: str
+    ts: int
+    source: str
+    key: str
+    correlation_id: str
+    data: P
+    broker: str | None = None
+    causation_id: str | None = None
+    traceparent: str | None = None
+    version: int = SCHEMA_VERSION
+
+
+class _RawEnvelope(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    id: str
+    type: str
+    ts: int
+    source: str
+    key: str
+    correlation_id: str
+    data: msgspec.Raw
+    broker: str | None = None
+    causation_id: str | None = None
+    traceparent: str | None = None
+    version: int = SCHEMA_VERSION
+
+
+def derive_id(parent_id: str, stage: str, n: int = 0) -> str:
+    """Deterministic id of the ``n``-th output of ``stage`` caused by ``parent_id``."""
+    digest = hashlib.blake2b(f"{parent_id}|{stage}|{n}".encode(), digest_size=16)
+    return digest.hexdigest()
+
+
+def new_envelope(
+    data: P,
+    *,
+    id: str,
+    ts: int,
+    source: str,
+    key: str,
+    broker: str | None = None,
+    parent: Envelope[Any] | None = None,
+    correlation_id: str | None = None,
+) -> Envelope[P]:
+    """Build an envelope; with ``parent``, correlation and causation (and trace) follow it."""
+    if parent is not None:
+        return Envelope(
+            id=id,
+            type=data.EVENT_TYPE,
+            ts=ts,
+            source=source,
+            key=key,
+            broker=broker,
+            correlation_id=parent.correlation_id,
+            causation_id=parent.id,
+            traceparent=parent.traceparent,
+            data=data,
+        )
+    return Envelope(
+        id=id,
+        type=data.EVENT_TYPE,
+        ts=ts,
+        source=source,
+        key=key,
+        broker=broker,
+        correlation_id=correlation_id or id,
+        data=data,
+    )
+
+
+class EventCodec:
+    """Encode envelopes to JSON bytes and decode them strictly.
+
+    ``decode`` reads the envelope, then decodes ``data`` with the payload type its
+    ``type`` names; ``decode_as`` is the fast path when the caller knows the type.
+    Any malformed input raises ``DecodeError`` with msgspec's message, which names the
+    offending field (e.g. ``Expected `int`, got `str` - at `$.data.last_price` ``).
+    """
+
+    def __init__(self) -> None:
+        self._encoder = msgspec.json.Encoder()
+        self._raw = msgspec.json.Decoder(_RawEnvelope)
+        self._payload = {name: msgspec.json.Decoder(cls) for name, cls in PAYLOAD_TYPES.items()}
+        self._typed: dict[type[Payload], msgspec.json.Decoder[Any]] = {}
+
+    def encode(self, envelope: Envelope[Any]) -> bytes:
+        return self._encoder.encode(envelope)
+
+    def decode(self, raw: bytes) -> Envelope[Any]:
+        try:
+            head = self._raw.decode(raw)
+        except msgspec.DecodeError as exc:
+            raise DecodeError(f"malformed envelope: {exc}") from exc
+        decoder = self._payload.get(head.type)
+        if decoder is None:
+            raise DecodeError(f"unknown event type {head.type!r} at `$.type`")
+        try:
+            data = decoder.decode(head.data)
+        except msgspec.DecodeError as exc:
+            raise DecodeError(f"malformed {head.type} payload: {exc} (in `$.data`)") from exc
+        return Envelope(
+            id=head.id,
+            type=head.type,
+            ts=head.ts,
+            source=head.source,
+            key=head.key,
+            broker=head.broker,
+            correlation_id=head.correlation_id,
+            causation_id=head.causation_id,
+            traceparent=head.traceparent,
+            version=head.version,
+            data=data,
+        )
+
+    def decode_as(self, raw: bytes, payload_type: type[P]) -> Envelope[P]:
+        decoder = self._typed.get(payload_type)
+        if decoder is None:
+            decoder = self._typed[payload_type] = msgspec.json.Decoder(Envelope[payload_type])  # type: ignore[valid-type]
+        try:
+            env: Envelope[P] = decoder.decode(raw)
+        except msgspec.DecodeError as exc:
+            actual = self.decode(raw).type  # raises the precise error if the bytes are bad
+            if actual != payload_type.EVENT_TYPE:
+                raise self._wrong_type(payload_type, actual) from exc
+            raise DecodeError(f"malformed {actual} envelope: {exc}") from exc
+        if env.type != payload_type.EVENT_TYPE:
+            raise self._wrong_type(payload_type, env.type)
+        return env
+
+    @staticmethod
+    def _wrong_type(expected: type[Payload], actual: str) -> DecodeError:
+        return DecodeError(f"expected event type {expected.EVENT_TYPE!r}, got {actual!r} at `$.type`")
+
+
+CODEC: Final = EventCodec()
+"""A shared codec; encoders and decoders are stateless and thread-safe for this use."""

@@ -1,0 +1,97 @@
+"""Read-model documents (msgspec structs, JSON in the cache)."""
+
+from __future__ import annotations
+
+import msgspec
+
+from alpha_panda.domain.values import Broker
+
+
+class PositionView(msgspec.Struct, kw_only=True):
+    strategy_id: str
+    instrument_token: int
+    quantity: int
+    average_price: int
+    last_price: int
+    realized: int
+    unrealized: int
+    charges: int
+    tradingsymbol: str | None = None
+
+
+class StrategyPnlView(msgspec.Struct, kw_only=True):
+    strategy_id: str
+    realized: int
+    unrealized: int
+    charges: int
+    cash: int
+    gross_exposure: int
+    open_positions: int
+    fills: int
+
+
+class PortfolioView(msgspec.Struct, kw_only=True):
+    broker: str
+    as_of: int  # ns, event time of the last event applied
+    cash: int
+    realized: int
+    unrealized: int
+    charges: int
+    gross_exposure: int
+    open_positions: int
+    fills: int
+    strategies: list[StrategyPnlView] = []
+    equity_curve: list[tuple[int, int]] = []  # (ts ns, equity paise), bounded
+
+
+class OrderView(msgspec.Struct, kw_only=True):
+    order_id: str
+    strategy_id: str
+    instrument_token: int
+    side: str
+    quantity: int
+    order_type: str
+    status: str  # SUBMITTED, PARTIALLY_FILLED, FILLED, REJECTED, CANCELLED
+    filled_quantity: int = 0
+    average_price: int = 0
+    limit_price: int | None = None
+    trigger_price: int | None = None
+    charges: int = 0
+    reason: str | None = None
+    ts: int = 0
+    updated_ts: int = 0
+
+
+class SignalView(msgspec.Struct, kw_only=True):
+    signal_id: str
+    strategy_id: str
+    instrument_token: int
+    side: str
+    quantity: int
+    order_type: str
+    status: str  # VALIDATED or REJECTED
+    reason_code: str | None = None
+    message: str | None = None
+    reason: str = ""
+    ts: int = 0
+
+
+class StrategyView(msgspec.Struct, kw_only=True):
+    id: str
+    strategy: str
+    instruments: list[int]
+    brokers: list[str]
+    params: dict[str, object]
+    status: str  # ACTIVE, FAILED (taken out of service), DISABLED
+    error: str | None = None
+    signals: int = 0
+    source: str = ""
+
+
+def key(broker: Broker | str, name: str) -> str:
+    """Cache key of a broker-scoped document: ``paper:portfolio``."""
+    return f"{Broker(broker).value}:{name}"
+
+
+STRATEGIES_KEY = "system:strategies"
+SERVICES_KEY = "system:services"

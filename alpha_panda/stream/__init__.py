@@ -1,0 +1,1 @@
+"""The unified log: topics, the log port, the consumer runtime. Backends live in adapters/."""

@@ -1,0 +1,154 @@
+"""The log port: what every service needs from a partitioned, append-only log.
+
+Backends (``adapters/memory_log``, ``adapters/sqlite_log``, ``adapters/kafka``) implement
+these protocols and pass one contract test suite. Services never import a backend.
+
+Exactly-once hinges on ``Consumer.commit``: the outputs of a batch, the consumer's
+new offsets and the ids it processed become visible together or not at all (one
+SQLite transaction; one Kafka transaction with ``send_offsets_to_transaction``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from alpha_panda.stream.topics import TopicSpec
+
+Headers = tuple[tuple[str, bytes], ...]
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class TopicPartition:
+    topic: str
+    partition: int
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A message read from the log."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: Headers = ()
+    timestamp_ms: int = 0
+
+    @property
+    def tp(self) -> TopicPartition:
+        return TopicPartition(self.topic, self.partition)
+
+    def header(self, name: str) -> bytes | None:
+        for k, v in self.headers:
+            if k == name:
+                return v
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """A message to append. The log picks the partition from the key unless one is given."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: Headers = ()
+    partition: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    partitions: frozenset[TopicPartition] = field(default_factory=frozenset)
+
+
+RebalanceCallback = Callable[[Sequence[TopicPartition]], Awaitable[None]]
+
+
+class Consumer(Protocol):
+    """A member of a consumer group. Offsets are committed only through ``commit``."""
+
+    @property
+    def group(self) -> str: ...
+
+    def assignment(self) -> frozenset[TopicPartition]: ...
+
+    async def poll(self, max_records: int = 500, timeout: float = 0.1) -> list[Record]:
+        """Next records of the assigned partitions, in offset order per partition."""
+        ...
+
+    async def commit(
+        self,
+        outputs: Sequence[Output],
+        offsets: Mapping[TopicPartition, int],
+        processed_ids: Sequence[str] = (),
+    ) -> None:
+        """Atomically append ``outputs``, move the group's offsets (next offset to read)
+        and remember ``processed_ids`` for deduplication. Durable when it returns."""
+        ...
+
+    async def seen(self, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` this group has already processed (deduplication)."""
+        ...
+
+    async def committed(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        """The group's committed offsets (absent partitions: nothing committed)."""
+        ...
+
+    async def seek(self, tp: TopicPartition, offset: int) -> None:
+        """Read ``tp`` from ``offset`` next (replay); does not commit."""
+        ...
+
+    def position(self, tp: TopicPartition) -> int:
+        """Offset of the next record this consumer will return for ``tp``."""
+        ...
+
+    async def close(self) -> None:
+        """Leave the group. Uncommitted work is redelivered to whoever takes over."""
+        ...
+
+
+class Log(Protocol):
+    """A partitioned append-only log with consumer groups."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def ensure_topics(self, specs: Iterable[TopicSpec]) -> None:
+        """Create missing topics; existing ones are left as they are (idempotent)."""
+        ...
+
+    async def list_topics(self) -> dict[str, int]:
+        """Existing topics and their partition counts."""
+        ...
+
+    async def append(self, outputs: Sequence[Output]) -> None:
+        """Append outside any consumer transaction (feeds, tools). Durable when it returns."""
+        ...
+
+    def consumer(
+        self,
+        group: str,
+        topics: Sequence[str],
+        *,
+        member_id: str | None = None,
+        on_assign: RebalanceCallback | None = None,
+        on_revoke: RebalanceCallback | None = None,
+    ) -> Consumer:
+        """Join ``group`` on ``topics``. New groups start at the earliest offset."""
+        ...
+
+    async def read(self, tp: TopicPartition, offset: int, limit: int = 500) -> list[Record]:
+        """Read records directly, outside any group (inspection, DLQ tools, rebuilds)."""
+        ...
+
+    async def end_offsets(self, topic: str) -> dict[int, int]:
+        """Per partition: the offset the next appended record will get (high watermark)."""
+        ...
+
+    async def committed_offsets(self, group: str, topic: str) -> dict[int, int]:
+        """A group's committed offsets on a topic, per partition."""
+        ...
