@@ -1,0 +1,1 @@
+"""Market data: instruments, the simulator, tick files."""
