@@ -1,0 +1,1 @@
+"""Composition roots: one plain function per service wires the pure core to adapters."""

@@ -1,0 +1,46 @@
+"""Open the configured log backend. The only place that knows which backends exist."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alpha_panda.domain.errors import ConfigurationError
+from alpha_panda.stream.log import Log
+
+EMBEDDED_FILE = "log.sqlite"
+
+
+def open_log(url: str, data_dir: Path, *, kafka: dict[str, Any] | None = None) -> Log:
+    """A Log for ``url``: ``embedded`` | ``memory`` | ``sqlite:PATH`` | ``kafka://HOST:PORT[,...]``.
+
+    ``kafka`` holds extra Kafka settings (the ``kafka`` settings section); the URL's hosts
+    override its ``bootstrap_servers``. Backends are imported lazily so the embedded
+    default never needs librdkafka.
+    """
+    if url == "memory":
+        from alpha_panda.adapters.memory_log import MemoryLog
+
+        return MemoryLog()
+    if url in ("embedded", "sqlite"):
+        from alpha_panda.adapters.sqlite_log import SqliteLog
+
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return SqliteLog(data_dir / EMBEDDED_FILE)
+    if url.startswith("sqlite:"):
+        from alpha_panda.adapters.sqlite_log import SqliteLog
+
+        path = Path(url.removeprefix("sqlite:").removeprefix("//"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return SqliteLog(path)
+    if url.startswith("kafka://"):
+        from alpha_panda.adapters.kafka import KafkaLog
+        from alpha_panda.adapters.kafka.config import KafkaSettings
+
+        servers = url.removeprefix("kafka://").rstrip("/")
+        if not servers:
+            raise ConfigurationError("kafka:// URL needs HOST:PORT, e.g. kafka://localhost:9092")
+        return KafkaLog(KafkaSettings(**{**(kafka or {}), "bootstrap_servers": servers}))
+    raise ConfigurationError(
+        f"unknown log {url!r}: expected embedded, memory, sqlite:PATH or kafka://HOST:PORT"
+    )

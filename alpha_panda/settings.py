@@ -1,0 +1,104 @@
+"""Settings: pydantic-settings, frozen, one section per part.
+
+Environment variables use the prefix ``ALPHA_PANDA_`` and ``__`` between section and field,
+e.g. ``ALPHA_PANDA_API__PORT=8080`` or ``ALPHA_PANDA_KAFKA__BOOTSTRAP_SERVERS=host:9092``.
+Load once in ``services/`` and pass each component only its own section.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ApiSettings(_Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+
+
+class SimulatorSettings(_Section):
+    """The market simulator: random walks on the 0.05 grid over a simulated NSE session."""
+
+    rate: PositiveFloat = 200.0
+    """Ticks per second across all instruments (wall clock)."""
+    seed: int = 7
+    volatility_bps: PositiveFloat = 8.0
+    """Standard deviation of one tick's move, in basis points of price."""
+    session_start: str = "09:15"
+    """IST time the simulated session clock starts at, so the market is open at any hour."""
+    time_scale: PositiveFloat = 1.0
+    """Simulated seconds per wall second."""
+    instruments: list[int] | None = None
+    """Tokens to simulate (default: the 25 built-in NSE instruments)."""
+
+
+class PaperSettings(_Section):
+    initial_cash: int = 10_000_000_00
+    """Starting cash per strategy, in paise (default ₹1,00,00,000)."""
+    emulate_kite_limits: bool = False
+
+
+class RuntimeSettings(_Section):
+    batch_size: PositiveInt = 2000
+    snapshot_interval_s: PositiveFloat = 1.0
+    """Event-time seconds between P&L snapshots when nothing is filled."""
+    readmodel_interval_s: PositiveFloat = 0.25
+    """Wall-clock seconds between read-model (cache) refreshes."""
+
+
+class Settings(BaseSettings):
+    """Everything configurable, with the embedded defaults ``make run`` uses."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ALPHA_PANDA_", env_nested_delimiter="__", frozen=True, extra="ignore"
+    )
+
+    data_dir: Path = Path("data")
+    log: str = "embedded"
+    """``embedded`` (SQLite file in data_dir), ``memory``, ``sqlite:PATH`` or ``kafka://HOST:PORT``."""
+    feed: str = "sim"
+    """``sim``, ``replay:PATH`` or ``kite``."""
+    strategies_dir: Path | None = None
+    """YAML strategy files (default: the samples shipped with the package)."""
+    cache_url: str = "memory"
+    """``memory`` or ``redis://HOST:PORT/DB``."""
+    database_url: str | None = None
+    """Config store (SQLAlchemy URL); default: SQLite file in data_dir."""
+    log_format: Literal["console", "json"] = "console"
+    log_level: str = "INFO"
+    tracing: Literal["none", "console", "otlp"] = "none"
+
+    api: ApiSettings = ApiSettings()
+    simulator: SimulatorSettings = SimulatorSettings()
+    paper: PaperSettings = PaperSettings()
+    runtime: RuntimeSettings = RuntimeSettings()
+    risk: dict[str, Any] = {}
+    """Risk limits: global, per broker and per strategy (see docs/risk in README)."""
+    kafka: dict[str, Any] = {}
+    zerodha: dict[str, Any] = {}
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective configuration with secrets removed, for the start-up log."""
+        data = self.model_dump(mode="json")
+        return _redact(data)
+
+
+_SECRET_MARKERS = ("secret", "token", "password", "key")
+
+
+def _redact(value: Any, name: str = "") -> Any:
+    if isinstance(value, dict):
+        return {k: _redact(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact(v, name) for v in value]
+    if value and any(m in name.lower() for m in _SECRET_MARKERS):
+        return "***"
+    return value
