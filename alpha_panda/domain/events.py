@@ -144,6 +144,7 @@ class OrderSubmitted(Payload, frozen=True, kw_only=True, gc=False):
     validity: Validity = Validity.DAY
     tag: str = ""
     broker_order_id: str | None = None
+    ts: int = 0  # event time (ns) of this order event; set by the engine that produced it
     parent_order_id: str | None = None  # bracket legs point at their entry order
 
 
@@ -164,6 +165,7 @@ class OrderFilled(Payload, frozen=True, kw_only=True, gc=False):
     product: Product = Product.CNC
     charges: Charges = NO_CHARGES
     broker_order_id: str | None = None
+    ts: int = 0  # event time (ns) of this order event; set by the engine that produced it
 
 
 class OrderRejected(Payload, frozen=True, kw_only=True, gc=False):
@@ -176,6 +178,7 @@ class OrderRejected(Payload, frozen=True, kw_only=True, gc=False):
     reason_code: str
     message: str
     broker_order_id: str | None = None
+    ts: int = 0  # event time (ns) of this order event; set by the engine that produced it
 
 
 class OrderCancelled(Payload, frozen=True, kw_only=True, gc=False):
@@ -190,6 +193,7 @@ class OrderCancelled(Payload, frozen=True, kw_only=True, gc=False):
     leaves_quantity: int
     reason: str
     broker_order_id: str | None = None
+    ts: int = 0  # event time (ns) of this order event; set by the engine that produced it
 
 
 # ---------------------------------------------------------------------------- portfolio
