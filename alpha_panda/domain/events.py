@@ -68,6 +68,9 @@ class MarketTick(Payload, frozen=True, kw_only=True, gc=False):
     sell_quantity: int | None = None
     depth: Depth | None = None
     tradable: bool = True
+    price_e4: int | None = None
+    """Exact last price in 1/10,000 rupee, set only where the venue quotes finer than a paisa
+    (currency derivatives, CDS/BCD); ``last_price`` is then rounded half-even to paise."""
 
 
 # ---------------------------------------------------------------------------- signals
