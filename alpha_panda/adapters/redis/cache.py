@@ -41,16 +41,16 @@ class RedisCache:
     async def get(self, key: str) -> bytes | None:
         """The value of ``key``, or None when absent or expired."""
         async with self._errors("GET", key):
-            value: bytes | None = await self._client.get(self._prefix + key)
-        return value
+            value = await self._client.get(self._prefix + key)
+        return _as_bytes(value)
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         """Values of ``keys`` in order (one MGET round trip)."""
         if not keys:
             return []
         async with self._errors("MGET", keys[0]):
-            values: list[bytes | None] = await self._client.mget([self._prefix + k for k in keys])
-        return values
+            values = await self._client.mget([self._prefix + k for k in keys])
+        return [_as_bytes(v) for v in values]
 
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
         """Store ``value``; with ``ttl`` (seconds, > 0) it expires after that long."""
@@ -63,11 +63,13 @@ class RedisCache:
         if not items:
             return
         px = _ttl_ms(ttl)
-        async with self._errors("SET (pipeline)", next(iter(items))):
-            async with self._client.pipeline(transaction=True) as pipe:
-                for key, value in items.items():
-                    pipe.set(self._prefix + key, value, px=px)
-                await pipe.execute()
+        async with (
+            self._errors("SET (pipeline)", next(iter(items))),
+            self._client.pipeline(transaction=True) as pipe,
+        ):
+            for key, value in items.items():
+                pipe.set(self._prefix + key, value, px=px)
+            await pipe.execute()
 
     async def delete(self, key: str) -> None:
         """Remove ``key``; absent keys are fine."""
@@ -102,6 +104,11 @@ class RedisCache:
         except RedisError as exc:
             # a server-side refusal (WRONGTYPE, OOM, auth) is not fixed by retrying
             raise InvariantViolation(f"redis {command} {key!r} refused: {exc}") from exc
+
+
+def _as_bytes(value: bytes | str | None) -> bytes | None:
+    # the client is built without decode_responses, so str never comes back; be exact anyway
+    return value.encode() if isinstance(value, str) else value
 
 
 def _ttl_ms(ttl: float | None) -> int | None:
