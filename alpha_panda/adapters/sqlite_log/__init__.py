@@ -1,0 +1,20 @@
+"""``SqliteLog``: the durable embedded log, one SQLite file in WAL mode (see ``storage``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alpha_panda.adapters.sqlite_log.storage import SqliteStorage
+from alpha_panda.stream.embedded import EmbeddedLog
+
+__all__ = ["SqliteLog", "SqliteStorage"]
+
+
+class SqliteLog(EmbeddedLog):
+    """A durable ``Log`` in one SQLite file. One ``SqliteLog`` per file at a time."""
+
+    def __init__(self, path: Path, *, processed_capacity: int = 1_000_000,
+                 synchronous: str = "NORMAL") -> None:
+        self.path = Path(path)
+        super().__init__(SqliteStorage(self.path, processed_capacity=processed_capacity,
+                                       synchronous=synchronous))

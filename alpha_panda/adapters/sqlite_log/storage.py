@@ -1,0 +1,222 @@
+"""SQLite storage for the embedded log: one WAL-mode file, one writer (this process).
+
+Layout: ``records`` is a rowid table whose rowid *is* the position, ``(tp_code << 40) |
+offset`` with ``tp_code = topic_id * 1024 + partition``: no secondary index, appends go to
+the end of each partition's range and a fetch is one rowid range scan. ``offsets`` holds
+group positions; ``processed0``/``processed1`` are two generations of processed ids (the
+older one is emptied when the younger fills up), so dedup memory stays bounded.
+
+Durability: ``journal_mode=WAL`` with ``synchronous=NORMAL``. A transaction is durable
+against a crash of the process once ``COMMIT`` returns (it is in the WAL, which the OS
+holds); a power loss may roll back the last transactions, never corrupt the file. Set
+``synchronous="FULL"`` for durability against power loss at the cost of an fsync per
+commit.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Final
+
+import msgspec
+
+from alpha_panda.domain.errors import ConfigurationError
+from alpha_panda.stream.embedded import Placed
+from alpha_panda.stream.log import Headers, Record, TopicPartition
+
+OFFSET_BITS: Final = 40
+MAX_PARTITIONS: Final = 1024
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS topics(name TEXT PRIMARY KEY, id INTEGER NOT NULL UNIQUE,
+                                  partitions INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS records(pos INTEGER PRIMARY KEY, ts INTEGER NOT NULL, key BLOB,
+                                   value BLOB NOT NULL, headers BLOB);
+CREATE TABLE IF NOT EXISTS offsets(grp TEXT NOT NULL, tp INTEGER NOT NULL, off INTEGER NOT NULL,
+                                   PRIMARY KEY(grp, tp)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS processed0(grp TEXT NOT NULL, id TEXT NOT NULL,
+                                      PRIMARY KEY(grp, id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS processed1(grp TEXT NOT NULL, id TEXT NOT NULL,
+                                      PRIMARY KEY(grp, id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v INTEGER NOT NULL);
+"""
+_ID_CHUNK: Final = 500  # below SQLite's bound-parameter limit on every version
+_INSERT: Final = "INSERT INTO records(pos, ts, key, value, headers) VALUES (?, ?, ?, ?, ?)"
+_READ: Final = "SELECT pos, ts, key, value, headers FROM records WHERE pos >= ? AND pos < ? " \
+               "ORDER BY pos LIMIT ?"
+
+_encode_headers = msgspec.msgpack.Encoder().encode
+_decode_headers = msgspec.msgpack.Decoder(list[tuple[str, bytes]]).decode
+
+
+class SqliteStorage:
+    """The ``Storage`` of ``SqliteLog``. Not thread-safe: owned by the event loop thread."""
+
+    def __init__(self, path: Path, *, processed_capacity: int = 1_000_000,
+                 synchronous: str = "NORMAL") -> None:
+        self.path = path
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                                   cached_statements=64)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA synchronous={synchronous}")
+        self._db.execute("PRAGMA temp_store=MEMORY")
+        self._db.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache
+        self._db.executescript(_SCHEMA)
+        self._capacity = processed_capacity
+        self._topics: dict[str, tuple[int, int]] = {
+            name: (tid, parts)
+            for name, tid, parts in self._db.execute("SELECT name, id, partitions FROM topics")
+        }
+        self._names: dict[int, str] = {tid: name for name, (tid, _) in self._topics.items()}
+        self._ends: dict[int, int] = {}  # tp_code -> next offset
+        for name, (tid, parts) in self._topics.items():
+            for p in range(parts):
+                self._ends[tid * MAX_PARTITIONS + p] = self._max_offset(tid * MAX_PARTITIONS + p)
+        row = self._db.execute("SELECT v FROM meta WHERE k='generation'").fetchone()
+        self._generation = int(row[0]) if row else 0
+        young = f"processed{self._generation}"
+        self._young_count = int(self._db.execute(f"SELECT count(*) FROM {young}").fetchone()[0])
+
+    def _max_offset(self, code: int) -> int:
+        lo = code << OFFSET_BITS
+        row = self._db.execute("SELECT max(pos) FROM records WHERE pos >= ? AND pos < ?",
+                               (lo, lo + (1 << OFFSET_BITS))).fetchone()
+        return 0 if row[0] is None else int(row[0]) - lo + 1
+
+    def _code(self, tp: TopicPartition) -> int | None:
+        entry = self._topics.get(tp.topic)
+        if entry is None or not 0 <= tp.partition < entry[1]:
+            return None
+        return entry[0] * MAX_PARTITIONS + tp.partition
+
+    def topics(self) -> dict[str, int]:
+        return {name: parts for name, (_, parts) in self._topics.items()}
+
+    def create_topic(self, name: str, partitions: int) -> None:
+        if partitions > MAX_PARTITIONS:
+            raise ConfigurationError(f"topic {name!r}: at most {MAX_PARTITIONS} partitions")
+        tid = max(self._names, default=0) + 1
+        with self._transaction():
+            self._db.execute("INSERT INTO topics(name, id, partitions) VALUES (?, ?, ?)",
+                             (name, tid, partitions))
+        self._topics[name] = (tid, partitions)
+        self._names[tid] = name
+        for p in range(partitions):
+            self._ends[tid * MAX_PARTITIONS + p] = 0
+
+    def _rows(self, records: Sequence[Placed], ts_ms: int) -> list[tuple[int, int, bytes | None,
+                                                                          bytes, bytes | None]]:
+        ends = self._ends
+        topics = self._topics
+        rows = []
+        for topic, partition, out in records:
+            code = topics[topic][0] * MAX_PARTITIONS + partition
+            off = ends[code]
+            ends[code] = off + 1
+            rows.append(((code << OFFSET_BITS) | off, ts_ms, out.key, out.value,
+                         _encode_headers(out.headers) if out.headers else None))
+        return rows
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self)
+
+    def append(self, records: Sequence[Placed], ts_ms: int) -> None:
+        with self._transaction():
+            self._db.executemany(_INSERT, self._rows(records, ts_ms))
+
+    def commit(self, group: str, records: Sequence[Placed], ts_ms: int,
+               offsets: Mapping[TopicPartition, int], ids: Sequence[str]) -> None:
+        with self._transaction():
+            if records:
+                self._db.executemany(_INSERT, self._rows(records, ts_ms))
+            if offsets:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO offsets(grp, tp, off) VALUES (?, ?, ?)",
+                    [(group, self._checked_code(tp), off) for tp, off in offsets.items()])
+            if ids:
+                self._remember(group, ids)
+
+    def _checked_code(self, tp: TopicPartition) -> int:
+        code = self._code(tp)
+        if code is None:
+            raise ConfigurationError(f"unknown partition {tp}")
+        return code
+
+    def _remember(self, group: str, ids: Sequence[str]) -> None:
+        young = f"processed{self._generation}"
+        self._db.executemany(f"INSERT OR IGNORE INTO {young}(grp, id) VALUES (?, ?)",
+                             [(group, i) for i in ids])
+        self._young_count += len(ids)
+        if self._young_count >= self._capacity:
+            # Rotate inside the same transaction: the old generation is forgotten.
+            self._generation = 1 - self._generation
+            self._db.execute(f"DELETE FROM processed{self._generation}")
+            self._db.execute("INSERT OR REPLACE INTO meta(k, v) VALUES ('generation', ?)",
+                             (self._generation,))
+            self._young_count = 0
+
+    def read(self, tp: TopicPartition, offset: int, limit: int) -> list[Record]:
+        code = self._code(tp)
+        if code is None or offset >= self._ends[code]:
+            return []
+        lo = code << OFFSET_BITS
+        rows = self._db.execute(_READ, (lo | offset, lo + (1 << OFFSET_BITS), limit)).fetchall()
+        topic, partition = tp.topic, tp.partition
+        mask = (1 << OFFSET_BITS) - 1
+        empty: Headers = ()
+        return [Record(topic, partition, pos & mask, key, value,
+                       tuple(_decode_headers(h)) if h is not None else empty, ts)
+                for pos, ts, key, value, h in rows]
+
+    def end_offset(self, tp: TopicPartition) -> int:
+        code = self._code(tp)
+        return 0 if code is None else self._ends[code]
+
+    def committed(self, group: str, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        out: dict[TopicPartition, int] = {}
+        for tp in tps:
+            code = self._code(tp)
+            if code is None:
+                continue
+            row = self._db.execute("SELECT off FROM offsets WHERE grp = ? AND tp = ?",
+                                   (group, code)).fetchone()
+            if row is not None:
+                out[tp] = int(row[0])
+        return out
+
+    def seen(self, group: str, ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        unique = list(dict.fromkeys(ids))
+        for i in range(0, len(unique), _ID_CHUNK):
+            chunk = unique[i:i + _ID_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for table in ("processed0", "processed1"):
+                found.update(r[0] for r in self._db.execute(
+                    f"SELECT id FROM {table} WHERE grp = ? AND id IN ({marks})", (group, *chunk)))
+        return found
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back (and the end offsets reloaded) on error."""
+
+    def __init__(self, storage: SqliteStorage) -> None:
+        self._s = storage
+        self._ends: dict[int, int] = {}
+        self._dedup = (0, 0)
+
+    def __enter__(self) -> None:
+        self._ends = dict(self._s._ends)
+        self._dedup = (self._s._generation, self._s._young_count)
+        self._s._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self._s._db.execute("COMMIT")
+            return
+        self._s._db.execute("ROLLBACK")
+        self._s._ends = self._ends
+        self._s._generation, self._s._young_count = self._dedup

@@ -1,0 +1,45 @@
+"""A bounded set of recently seen ids, for deduplication.
+
+Two generations: ids go into the young set; when it is full, the old set is dropped and
+the young one becomes old. Membership checks both, so every id is remembered for at least
+``capacity`` further insertions and memory stays bounded by ``2 * capacity`` ids. Cheaper
+than a true LRU (no per-hit bookkeeping) and just as good for dedup windows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class RecentIds:
+    """Remembers at least the last ``capacity`` ids added."""
+
+    __slots__ = ("_capacity", "_young", "_old")
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be positive")
+        self._capacity = capacity
+        self._young: set[str] = set()
+        self._old: set[str] = set()
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._young or item in self._old
+
+    def __len__(self) -> int:
+        return len(self._young | self._old)
+
+    def add(self, item: str) -> None:
+        self._young.add(item)
+        if len(self._young) >= self._capacity:
+            self._old = self._young
+            self._young = set()
+
+    def update(self, items: Iterable[str]) -> None:
+        for item in items:
+            self.add(item)
+
+    def seen(self, items: Iterable[str]) -> set[str]:
+        """The subset of ``items`` already remembered."""
+        young, old = self._young, self._old
+        return {i for i in items if i in young or i in old}

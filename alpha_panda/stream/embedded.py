@@ -1,0 +1,263 @@
+"""The embedded log: one ``Log`` implementation over a pluggable synchronous ``Storage``.
+
+``MemoryLog`` and ``SqliteLog`` differ only in where records, offsets and processed ids
+live; consumer groups, partitioning, waiting for data and pausing are shared here. All
+state is owned by the event loop thread; storage calls are short and synchronous, so a
+commit is atomic with respect to every other task of the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Protocol
+
+from alpha_panda.domain.errors import ConfigurationError, InvariantViolation
+from alpha_panda.stream.groups import GroupCoordinator, Member, new_member_id
+from alpha_panda.stream.log import Output, RebalanceCallback, Record, TopicPartition
+from alpha_panda.stream.topics import REGISTRY, TopicSpec, partition_for
+
+Placed = tuple[str, int, Output]  # (topic, partition, output)
+
+
+class Storage(Protocol):
+    """Where an embedded log keeps its data. Every call is synchronous and short."""
+
+    def topics(self) -> dict[str, int]: ...
+
+    def create_topic(self, name: str, partitions: int) -> None: ...
+
+    def append(self, records: Sequence[Placed], ts_ms: int) -> None: ...
+
+    def commit(self, group: str, records: Sequence[Placed], ts_ms: int,
+               offsets: Mapping[TopicPartition, int], ids: Sequence[str]) -> None:
+        """Append ``records``, move ``group``'s offsets and store ``ids``, atomically."""
+        ...
+
+    def read(self, tp: TopicPartition, offset: int, limit: int) -> list[Record]: ...
+
+    def end_offset(self, tp: TopicPartition) -> int: ...
+
+    def committed(self, group: str, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]: ...
+
+    def seen(self, group: str, ids: Sequence[str]) -> set[str]: ...
+
+    def close(self) -> None: ...
+
+
+class EmbeddedLog:
+    """A ``Log`` over a ``Storage``, with in-process consumer groups."""
+
+    def __init__(self, storage: Storage) -> None:
+        self._storage = storage
+        self._topics: dict[str, int] = storage.topics()
+        self._groups = GroupCoordinator(self._partitions_of)
+        self._subscribers: dict[str, set[Member]] = {}
+        self._closed = False
+
+    def _partitions_of(self, topic: str) -> int:
+        return self._topics.get(topic, 0)
+
+    async def start(self) -> None:
+        """Nothing to do: storage is opened by the constructor."""
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._storage.close()
+
+    async def ensure_topics(self, specs: Iterable[TopicSpec]) -> None:
+        for spec in specs:
+            self._create(spec.name, spec.partitions)
+
+    def _create(self, name: str, partitions: int) -> None:
+        if name in self._topics:
+            return
+        if partitions < 1:
+            raise ConfigurationError(f"topic {name!r} needs at least one partition")
+        self._storage.create_topic(name, partitions)
+        self._topics[name] = partitions
+        self._groups.topology_changed()
+
+    async def list_topics(self) -> dict[str, int]:
+        return dict(self._topics)
+
+    def _place(self, outputs: Sequence[Output]) -> list[Placed]:
+        placed: list[Placed] = []
+        for out in outputs:
+            n = self._topics.get(out.topic)
+            if n is None:
+                # Like Kafka's auto-create: registry topics get their declared layout.
+                n = REGISTRY.partitions(out.topic) if out.topic in REGISTRY else 1
+                self._create(out.topic, n)
+            p = out.partition if out.partition is not None else partition_for(out.key, n)
+            if not 0 <= p < n:
+                raise ConfigurationError(f"partition {p} out of range for {out.topic!r} ({n})")
+            placed.append((out.topic, p, out))
+        return placed
+
+    def _wake(self, placed: Sequence[Placed]) -> None:
+        for t in {t for t, _, _ in placed}:
+            for m in self._subscribers.get(t, ()):
+                m.wake.set()
+
+    async def append(self, outputs: Sequence[Output]) -> None:
+        if not outputs:
+            return
+        placed = self._place(outputs)
+        self._storage.append(placed, int(time.time() * 1000))
+        self._wake(placed)
+
+    def consumer(self, group: str, topics: Sequence[str], *, member_id: str | None = None,
+                 on_assign: RebalanceCallback | None = None,
+                 on_revoke: RebalanceCallback | None = None) -> EmbeddedConsumer:
+        member = Member(member_id or new_member_id(group), frozenset(topics))
+        for t in member.topics:
+            self._subscribers.setdefault(t, set()).add(member)
+        self._groups.join(group, member)
+        return EmbeddedConsumer(self, group, member, on_assign, on_revoke)
+
+    async def read(self, tp: TopicPartition, offset: int, limit: int = 500) -> list[Record]:
+        if tp.topic not in self._topics:
+            return []
+        return self._storage.read(tp, offset, limit)
+
+    async def end_offsets(self, topic: str) -> dict[int, int]:
+        n = self._topics.get(topic, 0)
+        return {p: self._storage.end_offset(TopicPartition(topic, p)) for p in range(n)}
+
+    async def committed_offsets(self, group: str, topic: str) -> dict[int, int]:
+        tps = [TopicPartition(topic, p) for p in range(self._topics.get(topic, 0))]
+        return {tp.partition: off for tp, off in self._storage.committed(group, tps).items()}
+
+    def _leave(self, group: str, member: Member) -> None:
+        for t in member.topics:
+            self._subscribers.get(t, set()).discard(member)
+        self._groups.leave(group, member.member_id)
+
+
+class EmbeddedConsumer:
+    """A group member of an ``EmbeddedLog``. Rebalances happen inside ``poll``."""
+
+    def __init__(self, log: EmbeddedLog, group: str, member: Member,
+                 on_assign: RebalanceCallback | None, on_revoke: RebalanceCallback | None) -> None:
+        self._log = log
+        self._group = group
+        self._member = member
+        self._on_assign = on_assign
+        self._on_revoke = on_revoke
+        self._positions: dict[TopicPartition, int] = {}
+        self._paused: set[TopicPartition] = set()
+        self._rotate = 0
+        self._closed = False
+
+    @property
+    def group(self) -> str:
+        return self._group
+
+    @property
+    def member_id(self) -> str:
+        return self._member.member_id
+
+    def assignment(self) -> frozenset[TopicPartition]:
+        return frozenset(self._member.owned)
+
+    async def _sync(self) -> None:
+        coord = self._log._groups
+        revoked = coord.revocations(self._group, self._member)
+        if revoked:
+            if self._on_revoke is not None:
+                await self._on_revoke(sorted(revoked))
+            for tp in revoked:
+                self._positions.pop(tp, None)
+                self._paused.discard(tp)
+            coord.release(self._group, self._member, revoked)
+        added = coord.acquire(self._group, self._member)
+        if added:
+            committed = self._log._storage.committed(self._group, added)
+            for tp in added:
+                self._positions[tp] = committed.get(tp, 0)
+            if self._on_assign is not None:
+                await self._on_assign(sorted(added))
+
+    def _fetch(self, max_records: int) -> list[Record]:
+        storage = self._log._storage
+        ready = [tp for tp in sorted(self._positions)
+                 if tp not in self._paused and self._positions[tp] < storage.end_offset(tp)]
+        if not ready:
+            return []
+        # Rotate the starting partition so a hot partition cannot starve the others.
+        self._rotate = (self._rotate + 1) % len(ready)
+        ready = ready[self._rotate:] + ready[:self._rotate]
+        share = max(1, max_records // len(ready))
+        out: list[Record] = []
+        for tp in ready:
+            budget = min(share, max_records - len(out))
+            if budget <= 0:
+                break
+            recs = storage.read(tp, self._positions[tp], budget)
+            if recs:
+                out.extend(recs)
+                self._positions[tp] = recs[-1].offset + 1
+        return out
+
+    async def poll(self, max_records: int = 500, timeout: float = 0.1) -> list[Record]:
+        if self._closed:
+            raise InvariantViolation(f"poll on a closed consumer of group {self._group!r}")
+        deadline = time.monotonic() + timeout
+        while True:
+            self._member.wake.clear()
+            await self._sync()
+            records = self._fetch(max_records)
+            remaining = deadline - time.monotonic()
+            if records or remaining <= 0:
+                return records
+            try:
+                await asyncio.wait_for(self._member.wake.wait(), remaining)
+            except TimeoutError:
+                return self._fetch(max_records)
+
+    async def commit(self, outputs: Sequence[Output], offsets: Mapping[TopicPartition, int],
+                     processed_ids: Sequence[str] = ()) -> None:
+        foreign = [tp for tp in offsets if tp not in self._member.owned]
+        if foreign:
+            raise InvariantViolation(
+                f"group {self._group!r} member {self.member_id} commits partitions it does not "
+                f"own: {foreign}")
+        placed = self._log._place(outputs)
+        self._log._storage.commit(self._group, placed, int(time.time() * 1000), offsets,
+                                  processed_ids)
+        self._log._wake(placed)
+
+    async def seen(self, ids: Sequence[str]) -> set[str]:
+        return self._log._storage.seen(self._group, ids) if ids else set()
+
+    async def committed(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        return self._log._storage.committed(self._group, tps)
+
+    async def seek(self, tp: TopicPartition, offset: int) -> None:
+        if tp not in self._member.owned:
+            raise InvariantViolation(f"seek on {tp} which member {self.member_id} does not own")
+        self._positions[tp] = max(0, offset)
+
+    def position(self, tp: TopicPartition) -> int:
+        return self._positions.get(tp, 0)
+
+    def pause(self, tps: Iterable[TopicPartition]) -> None:
+        """Stop returning records of ``tps`` until ``resume`` (retry backoff)."""
+        self._paused.update(tps)
+
+    def resume(self, tps: Iterable[TopicPartition]) -> None:
+        self._paused.difference_update(tps)
+        self._member.wake.set()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._on_revoke is not None and self._member.owned:
+            await self._on_revoke(sorted(self._member.owned))
+        self._log._leave(self._group, self._member)
+        self._member.owned.clear()
+        self._positions.clear()
