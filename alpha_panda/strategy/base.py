@@ -1,0 +1,183 @@
+"""What a user writes: a ``Strategy`` with typed ``Params``, and the read-only ``Context``.
+
+A strategy is a small pure class. The runner makes one instance per (strategy, instrument),
+so the code is written as if it sees a single instrument's ticks::
+
+    class SmaCross(Strategy):
+        class Params(StrategyParams):
+            fast: PositiveInt = 10
+            slow: PositiveInt = 30
+            quantity: PositiveInt = 1
+
+        def setup(self) -> None:
+            self.warmup = self.params.slow
+
+        def on_tick(self, tick: MarketTick, ctx: Context) -> list[Signal] | None:
+            if ...:
+                return [ctx.buy(self.params.quantity, reason="fast above slow")]
+            return None
+
+No I/O and no infrastructure imports: the same class runs live and in the backtest.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import msgspec
+from pydantic import BaseModel, ConfigDict
+
+from alpha_panda.domain.events import MarketTick, Signal
+from alpha_panda.domain.values import OrderType, Product, Side, Validity
+
+
+class StrategyParams(BaseModel):
+    """Base of every strategy's ``Params``: frozen, unknown keys are errors."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Bar(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """OHLCV of one instrument over ``[start_ns, end_ns)``; prices in paise."""
+
+    instrument_token: int
+    start_ns: int
+    end_ns: int
+    open: int
+    high: int
+    low: int
+    close: int
+    volume: int
+    ticks: int
+
+
+class _Book:
+    """A strategy's own account state, kept by the runner and read through ``Context``."""
+
+    __slots__ = ("strategy_id", "positions", "cash", "now_ns")
+
+    def __init__(self, strategy_id: str, cash: int) -> None:
+        self.strategy_id = strategy_id
+        self.positions: dict[int, int] = {}
+        self.cash = cash
+        self.now_ns = 0
+
+
+class Context:
+    """Read-only view a strategy gets on every call: its position, cash, the clock.
+
+    ``position`` is the *intended* position: what the strategy's own signals imply,
+    corrected when risk or the venue rejects or cancels them. It moves the instant a
+    signal is emitted, so a strategy never double-sends while an order is in flight.
+    """
+
+    __slots__ = ("_book", "_token")
+
+    def __init__(self, book: _Book, instrument_token: int) -> None:
+        self._book = book
+        self._token = instrument_token
+
+    @property
+    def strategy_id(self) -> str:
+        return self._book.strategy_id
+
+    @property
+    def instrument_token(self) -> int:
+        """The instrument this strategy instance trades."""
+        return self._token
+
+    @property
+    def now_ns(self) -> int:
+        """Event time of the tick being processed (ns since the epoch, UTC)."""
+        return self._book.now_ns
+
+    @property
+    def cash(self) -> int:
+        """The strategy's cash in paise: initial cash minus buys plus sells minus charges."""
+        return self._book.cash
+
+    def position(self, token: int | None = None) -> int:
+        """Signed intended quantity held in ``token`` (default: this instance's instrument)."""
+        return self._book.positions.get(self._token if token is None else token, 0)
+
+    def buy(self, quantity: int, **order: Any) -> Signal:
+        """A BUY signal for this instrument; ``order`` takes any other ``Signal`` field."""
+        return self.signal(Side.BUY, quantity, **order)
+
+    def sell(self, quantity: int, **order: Any) -> Signal:
+        """A SELL signal for this instrument; ``order`` takes any other ``Signal`` field."""
+        return self.signal(Side.SELL, quantity, **order)
+
+    def signal(
+        self,
+        side: Side,
+        quantity: int,
+        *,
+        order_type: OrderType = OrderType.MARKET,
+        limit_price: int | None = None,
+        trigger_price: int | None = None,
+        validity: Validity = Validity.DAY,
+        product: Product = Product.CNC,
+        take_profit: int | None = None,
+        stop_loss: int | None = None,
+        reason: str = "",
+        instrument_token: int | None = None,
+    ) -> Signal:
+        """Build a ``Signal`` with ``strategy_id`` filled in (the runner adds ``price_hint``)."""
+        return Signal(
+            strategy_id=self._book.strategy_id,
+            instrument_token=self._token if instrument_token is None else instrument_token,
+            side=side,
+            quantity=quantity,
+            order_type=order_type,
+            limit_price=limit_price,
+            trigger_price=trigger_price,
+            validity=validity,
+            product=product,
+            take_profit=take_profit,
+            stop_loss=stop_loss,
+            reason=reason,
+        )
+
+
+class Strategy:
+    """Base class of every strategy. Subclass it, declare ``Params``, implement a handler.
+
+    - ``Params``: a ``StrategyParams`` subclass, validated when the config is loaded.
+    - ``warmup``: ticks to see before any signal counts (set it in ``setup`` from params);
+      signals returned earlier are dropped by the runner.
+    - ``on_tick(tick, ctx)`` and/or ``on_bar(bar, ctx)`` return signals or ``None``.
+      Bars last ``bar_seconds`` (class attribute, 60), or the ``bar_seconds`` param if
+      ``Params`` declares one.
+    - ``keeps_ticks``: set ``True`` if the strategy stores tick objects; otherwise the
+      backtest may hand it one reused tick view (fast path).
+    """
+
+    Params: ClassVar[type[StrategyParams]] = StrategyParams
+    keeps_ticks: ClassVar[bool] = False
+    bar_seconds: ClassVar[int] = 60
+    warmup: int = 0
+
+    def __init__(self, params: StrategyParams, instrument_token: int) -> None:
+        self.params = params
+        self.instrument_token = instrument_token
+        self.setup()
+
+    def setup(self) -> None:
+        """Build indicators and state here; ``self.params`` is already validated."""
+
+    def on_tick(self, tick: MarketTick, ctx: Context) -> list[Signal] | None:
+        """Called for every tick of this instrument, in event-time order."""
+        return None
+
+    def on_bar(self, bar: Bar, ctx: Context) -> list[Signal] | None:
+        """Called when a bar closes (only if overridden); see ``bar_interval``."""
+        return None
+
+    def bar_interval(self) -> int:
+        """Bar length in seconds: the ``bar_seconds`` param if declared, else the class's."""
+        return int(getattr(self.params, "bar_seconds", type(self).bar_seconds))
+
+    @classmethod
+    def uses_bars(cls) -> bool:
+        return cls.on_bar is not Strategy.on_bar

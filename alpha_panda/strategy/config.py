@@ -1,0 +1,172 @@
+"""Strategy configuration: the one YAML schema (file or database row) and its loading.
+
+Everything that can be wrong with a strategy file is found here, at load time, and
+reported as ``StrategyConfigError`` naming the file and the field: YAML syntax, unknown
+keys, an unknown strategy name or class, an unknown or mistyped parameter, an empty
+instrument list.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, field_validator
+from pydantic import ValidationError as PydanticValidationError
+
+from alpha_panda.domain.errors import StrategyConfigError
+from alpha_panda.domain.values import Broker
+from alpha_panda.strategy.base import Strategy, StrategyParams
+from alpha_panda.strategy.builtins import BUILTINS
+
+
+class ExecutionSettings(BaseModel):
+    """Paper / backtest simulation settings of one strategy."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    costs: bool = True
+    slippage_bps: NonNegativeInt = 0
+    latency_ms: NonNegativeInt = 0
+
+
+class StrategyConfig(BaseModel):
+    """One strategy, exactly as in the YAML schema of ARCHITECTURE.md."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    strategy: str = Field(min_length=1)
+    instruments: list[int] = Field(min_length=1)
+    brokers: list[Broker] = Field(default_factory=lambda: [Broker.PAPER], min_length=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+    risk: dict[str, Any] = Field(default_factory=dict)
+    execution: ExecutionSettings = Field(default_factory=ExecutionSettings)
+    enabled: bool = True
+    source: str = Field(default="", exclude=True)
+
+    @field_validator("instruments")
+    @classmethod
+    def _distinct(cls, value: list[int]) -> list[int]:
+        if len(set(value)) != len(value):
+            raise ValueError("instrument tokens must be distinct")
+        return value
+
+    @field_validator("brokers")
+    @classmethod
+    def _distinct_brokers(cls, value: list[Broker]) -> list[Broker]:
+        return list(dict.fromkeys(value))
+
+    def strategy_class(self) -> type[Strategy]:
+        """The class this config names (already checked at load)."""
+        return resolve_strategy(self.strategy, self.source or self.id)
+
+    def make_params(self) -> StrategyParams:
+        """The validated ``Params`` instance of the strategy."""
+        return self.strategy_class().Params(**self.params)
+
+
+def resolve_strategy(name: str, source: str = "<config>") -> type[Strategy]:
+    """A built-in name (``sma_cross``) or ``package.module:ClassName`` to the class."""
+    target = BUILTINS.get(name, name)
+    if ":" not in target:
+        known = ", ".join(sorted(BUILTINS))
+        raise StrategyConfigError(
+            source, "strategy", f"unknown strategy {name!r} (built-ins: {known}; "
+            "or give 'package.module:ClassName')"
+        )
+    module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise StrategyConfigError(
+            source, "strategy", f"cannot import module {module_name!r}: {exc}"
+        ) from exc
+    cls = getattr(module, attr, None)
+    if not (isinstance(cls, type) and issubclass(cls, Strategy)):
+        raise StrategyConfigError(
+            source, "strategy", f"{target!r} is not a Strategy subclass"
+        )
+    return cls
+
+
+def _first_error(exc: PydanticValidationError, prefix: str = "") -> tuple[str, str]:
+    errors = exc.errors()
+    parts = []
+    field = ""
+    for err in errors:
+        loc = ".".join(str(p) for p in err["loc"])
+        loc = f"{prefix}{loc}" if loc else prefix.rstrip(".")
+        # The error's own field leads the message already (StrategyConfigError).
+        head = f"{loc}: " if field else ""
+        field = field or loc
+        msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+        parts.append(f"{head}{msg}" + (
+            f" (got {err['input']!r})" if err["type"] != "missing" and "input" in err
+            and not isinstance(err["input"], Mapping) else ""
+        ))
+    return field, "; ".join(parts)
+
+
+def config_from_mapping(data: Mapping[str, Any], source: str = "<mapping>") -> StrategyConfig:
+    """Validate one strategy mapping (a parsed YAML file or a database row)."""
+    if not isinstance(data, Mapping):
+        raise StrategyConfigError(source, None, "expected a mapping of strategy settings")
+    try:
+        config = StrategyConfig.model_validate({**data, "source": source})
+    except PydanticValidationError as exc:
+        field, message = _first_error(exc)
+        raise StrategyConfigError(source, field or None, message) from exc
+    cls = resolve_strategy(config.strategy, source)
+    try:
+        params = cls.Params.model_validate(config.params)
+    except PydanticValidationError as exc:
+        field, message = _first_error(exc, "params.")
+        raise StrategyConfigError(source, field, message) from exc
+    # Store the normalised params (defaults filled in) so every reader sees the same values.
+    return config.model_copy(update={"params": params.model_dump(mode="json")})
+
+
+def load_strategy_file(path: str | Path) -> StrategyConfig:
+    """Load and fully validate one YAML strategy file."""
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text())
+    except OSError as exc:
+        raise StrategyConfigError(str(p), None, f"cannot read: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise StrategyConfigError(str(p), None, f"invalid YAML: {exc}") from exc
+    return config_from_mapping(data, str(p))
+
+
+def load_strategy_dir(
+    directory: str | Path,
+) -> tuple[list[StrategyConfig], list[StrategyConfigError]]:
+    """Load every ``*.yaml``/``*.yml`` file; broken files are reported, the others load.
+
+    Duplicate ids are an error on the later file (in name order).
+    """
+    configs: list[StrategyConfig] = []
+    errors: list[StrategyConfigError] = []
+    seen: dict[str, str] = {}
+    d = Path(directory)
+    files = sorted(p for p in d.iterdir() if p.suffix in (".yaml", ".yml")) if d.is_dir() else []
+    if not d.is_dir():
+        errors.append(StrategyConfigError(str(d), None, "not a directory"))
+    for path in files:
+        try:
+            config = load_strategy_file(path)
+        except StrategyConfigError as exc:
+            errors.append(exc)
+            continue
+        if config.id in seen:
+            errors.append(StrategyConfigError(
+                str(path), "id", f"duplicate strategy id {config.id!r} (also in {seen[config.id]})"
+            ))
+            continue
+        seen[config.id] = str(path)
+        configs.append(config)
+    return configs, errors

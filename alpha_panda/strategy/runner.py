@@ -1,0 +1,321 @@
+"""The strategy runner: routes ticks to strategy instances and collects their signals.
+
+The same runner runs live (wrapped by the strategy service) and in the backtest engine,
+which is why both produce the same signals. Per tick:
+
+1. the instrument token finds its slots in O(1) (one strategy instance per
+   (strategy, instrument), so a strategy is written as if it sees one instrument);
+2. each slot's handler runs (``on_bar`` first when the tick closes a bar, then ``on_tick``);
+3. signals returned before the strategy's ``warmup`` ticks are dropped; the others are
+   checked (own strategy id, own instrument, positive quantity), get ``price_hint``, and
+   move the strategy's intended position at once.
+
+A strategy that raises (or emits an invalid signal) is taken out of service: status
+FAILED, the error and traceback logged, counted; the other strategies go on.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from typing import Final
+
+import msgspec
+import structlog
+
+from alpha_panda.domain.errors import ConfigurationError, StrategyError
+from alpha_panda.domain.events import (
+    MarketTick,
+    OrderCancelled,
+    OrderFilled,
+    OrderRejected,
+    OrderSubmitted,
+    Signal,
+    derive_id,
+)
+from alpha_panda.domain.values import Side
+from alpha_panda.strategy.bars import BarBuilder
+from alpha_panda.strategy.base import Context, Strategy, _Book
+from alpha_panda.strategy.config import StrategyConfig
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_STRATEGY_CASH: Final = 1_000_000_00
+"""Starting cash of each strategy's context, in paise (₹10,00,000)."""
+
+Handler = Callable[[MarketTick, Context], "list[Signal] | None"]
+
+
+class StrategyStatus(msgspec.Struct, kw_only=True):
+    """Operational state of one configured strategy."""
+
+    id: str
+    strategy: str
+    state: str  # ACTIVE, FAILED (taken out of service), DISABLED
+    instruments: list[int]
+    brokers: list[str]
+    signals: int = 0
+    dropped_in_warmup: int = 0
+    error: str | None = None
+    traceback: str | None = None
+    source: str = ""
+
+
+class _Slot:
+    __slots__ = ("sid", "token", "strategy", "ctx", "handler", "warmup_left")
+
+    def __init__(self, sid: str, token: int, strategy: Strategy, ctx: Context) -> None:
+        self.sid = sid
+        self.token = token
+        self.strategy = strategy
+        self.ctx = ctx
+        self.handler: Handler = _handler_for(strategy)
+        self.warmup_left = max(0, int(strategy.warmup))
+
+
+def _handler_for(strategy: Strategy) -> Handler:
+    if not type(strategy).uses_bars():
+        return strategy.on_tick
+    builder = BarBuilder(strategy.instrument_token, strategy.bar_interval())
+    on_bar = strategy.on_bar
+    on_tick = strategy.on_tick
+
+    def handle(tick: MarketTick, ctx: Context) -> list[Signal] | None:
+        bar = builder.update(tick.ts, tick.last_price, tick.last_quantity or tick.volume)
+        from_bar = on_bar(bar, ctx) if bar is not None else None
+        from_tick = on_tick(tick, ctx)
+        if from_bar and from_tick:
+            return [*from_bar, *from_tick]
+        return from_bar or from_tick
+
+    return handle
+
+
+def signal_ids(tick_envelope_id: str, signals: Iterable[Signal]) -> list[str]:
+    """Deterministic ids of the signals one tick produced: ``derive_id(tick, strategy:ID, n)``.
+
+    ``n`` counts each strategy's signals within the tick from 0, in emission order.
+    """
+    counts: dict[str, int] = {}
+    ids = []
+    for sig in signals:
+        n = counts.get(sig.strategy_id, 0)
+        counts[sig.strategy_id] = n + 1
+        ids.append(derive_id(tick_envelope_id, f"strategy:{sig.strategy_id}", n))
+    return ids
+
+
+class StrategyRunner:
+    """Runs configured strategies over ticks; keeps their intended positions and cash."""
+
+    def __init__(
+        self, configs: Sequence[StrategyConfig], *, initial_cash: int = DEFAULT_STRATEGY_CASH
+    ) -> None:
+        self._configs: dict[str, StrategyConfig] = {}
+        self._status: dict[str, StrategyStatus] = {}
+        self._books: dict[str, _Book] = {}
+        self._slots: dict[str, list[_Slot]] = {}
+        self._legs: set[str] = set()  # bracket-leg order ids: their fills move the position
+        self.failures = 0
+        for config in configs:
+            self._add(config, initial_cash)
+        self._route: dict[int, list[_Slot]] = {}
+        self._rebuild_route()
+
+    def _add(self, config: StrategyConfig, cash: int) -> None:
+        sid = config.id
+        if sid in self._configs:
+            raise ConfigurationError(f"duplicate strategy id {sid!r}")
+        self._configs[sid] = config
+        self._status[sid] = StrategyStatus(
+            id=sid, strategy=config.strategy, state="ACTIVE" if config.enabled else "DISABLED",
+            instruments=list(config.instruments), brokers=[b.value for b in config.brokers],
+            source=config.source,
+        )
+        book = self._books[sid] = _Book(sid, cash)
+        if not config.enabled:
+            return
+        cls = config.strategy_class()
+        params = cls.Params.model_validate(config.params)
+        slots = []
+        for token in config.instruments:
+            try:
+                instance = cls(params, token)
+            except Exception as exc:  # a user's setup() failing isolates that strategy only
+                self._fail(sid, exc)
+                return
+            slots.append(_Slot(sid, token, instance, Context(book, token)))
+        self._slots[sid] = slots
+
+    def _rebuild_route(self) -> None:
+        route: dict[int, list[_Slot]] = {}
+        for sid, slots in self._slots.items():
+            if self._status[sid].state != "ACTIVE":
+                continue
+            for slot in slots:
+                route.setdefault(slot.token, []).append(slot)
+        self._route = route
+
+    # ------------------------------------------------------------------ ticks
+
+    def on_tick(self, tick: MarketTick) -> list[Signal]:
+        """Signals of every strategy trading ``tick``'s instrument, in config order."""
+        return self.process(tick) or []
+
+    def process(self, tick: MarketTick) -> list[Signal] | None:
+        """``on_tick`` returning ``None`` when there is no signal (the engine's fast path)."""
+        slots = self._route.get(tick.instrument_token)
+        if slots is None:
+            return None
+        out: list[Signal] | None = None
+        for slot in slots:
+            slot.ctx._book.now_ns = tick.ts
+            try:
+                sigs = slot.handler(tick, slot.ctx)
+            except Exception as exc:  # isolation: this strategy stops, the others go on
+                self._fail(slot.sid, exc)
+                continue
+            if slot.warmup_left:
+                slot.warmup_left -= 1
+                if sigs:
+                    self._status[slot.sid].dropped_in_warmup += len(sigs)
+                continue
+            if sigs:
+                out = self._accept(slot, sigs, tick, out)
+        return out
+
+    def _accept(
+        self, slot: _Slot, sigs: list[Signal], tick: MarketTick, out: list[Signal] | None
+    ) -> list[Signal] | None:
+        config = self._configs[slot.sid]
+        accepted = []
+        for sig in sigs:
+            problem = _invalid(sig, slot.sid, config.instruments)
+            if problem:
+                self._fail(slot.sid, StrategyError(slot.sid, problem))
+                return out
+            if sig.price_hint is None and sig.instrument_token == tick.instrument_token:
+                sig = msgspec.structs.replace(sig, price_hint=tick.last_price)
+            accepted.append(sig)
+        positions = slot.ctx._book.positions
+        for sig in accepted:
+            token = sig.instrument_token
+            positions[token] = positions.get(token, 0) + sig.side.sign * sig.quantity
+        self._status[slot.sid].signals += len(accepted)
+        if out is None:
+            return accepted
+        out.extend(accepted)
+        return out
+
+    def _fail(self, sid: str, exc: BaseException) -> None:
+        status = self._status[sid]
+        if status.state == "FAILED":
+            return
+        tb = "".join(traceback.format_exception(exc))
+        status.state = "FAILED"
+        status.error = f"{type(exc).__name__}: {exc}"
+        status.traceback = tb
+        self.failures += 1
+        log.error("strategy_failed", strategy_id=sid, error=status.error, traceback=tb)
+        self._rebuild_route()
+
+    # ------------------------------------------------------------------ feedback
+
+    def _move(self, sid: str, token: int, delta: int) -> None:
+        book = self._books.get(sid)
+        if book is not None and delta:
+            book.positions[token] = book.positions.get(token, 0) + delta
+
+    def on_signal_rejected(self, signal: Signal) -> None:
+        """Risk refused ``signal``: undo its move of the intended position."""
+        self._move(signal.strategy_id, signal.instrument_token, -signal.side.sign * signal.quantity)
+
+    def on_order_submitted(self, order: OrderSubmitted) -> None:
+        """Remember bracket legs (orders with a parent): they were never a signal's intent."""
+        if order.parent_order_id is not None:
+            self._legs.add(order.order_id)
+
+    def on_order_rejected(
+        self, strategy_id: str, token: int, side: Side, quantity: int, order_id: str | None = None
+    ) -> None:
+        """The venue refused an order of ``quantity``: undo that part of the intent."""
+        if order_id is not None and order_id in self._legs:
+            self._legs.discard(order_id)
+            return
+        self._move(strategy_id, token, -side.sign * quantity)
+
+    def on_order_cancelled(
+        self, strategy_id: str, token: int, side: Side, leaves_quantity: int,
+        order_id: str | None = None,
+    ) -> None:
+        """An order ended with ``leaves_quantity`` unfilled: that part never happens."""
+        if order_id is not None and order_id in self._legs:
+            self._legs.discard(order_id)
+            return
+        self._move(strategy_id, token, -side.sign * leaves_quantity)
+
+    def on_order_rejected_event(self, event: OrderRejected) -> None:
+        self.on_order_rejected(
+            event.strategy_id, event.instrument_token, event.side, event.quantity, event.order_id
+        )
+
+    def on_order_cancelled_event(self, event: OrderCancelled) -> None:
+        self.on_order_cancelled(
+            event.strategy_id, event.instrument_token, event.side, event.leaves_quantity,
+            event.order_id,
+        )
+
+    def on_fill(self, fill: OrderFilled) -> None:
+        """A fill moves the strategy's cash (and its position, for bracket legs)."""
+        book = self._books.get(fill.strategy_id)
+        if book is None:
+            return
+        signed = fill.side.sign * fill.quantity
+        book.cash -= signed * fill.price + fill.charges.total
+        if fill.order_id in self._legs:
+            self._move(fill.strategy_id, fill.instrument_token, signed)
+            if fill.leaves_quantity == 0:
+                self._legs.discard(fill.order_id)
+
+    # ------------------------------------------------------------------ queries
+
+    def statuses(self) -> list[StrategyStatus]:
+        return list(self._status.values())
+
+    def config(self, strategy_id: str) -> StrategyConfig:
+        try:
+            return self._configs[strategy_id]
+        except KeyError:
+            raise ConfigurationError(f"no strategy with id {strategy_id!r}") from None
+
+    def configs(self) -> list[StrategyConfig]:
+        return list(self._configs.values())
+
+    def position(self, strategy_id: str, token: int) -> int:
+        """The intended position of a strategy in an instrument."""
+        return self._books[strategy_id].positions.get(token, 0)
+
+    def cash(self, strategy_id: str) -> int:
+        return self._books[strategy_id].cash
+
+    @property
+    def tokens(self) -> frozenset[int]:
+        """Instrument tokens some active strategy trades (to subscribe the feed)."""
+        return frozenset(self._route)
+
+    @property
+    def keeps_ticks(self) -> bool:
+        """True if some active strategy stores tick objects (no reused tick views then)."""
+        return any(s.strategy.keeps_ticks for slots in self._route.values() for s in slots)
+
+
+def _invalid(sig: object, sid: str, instruments: list[int]) -> str | None:
+    if not isinstance(sig, Signal):
+        return f"returned {type(sig).__name__}, not a Signal"
+    if sig.strategy_id != sid:
+        return f"emitted a signal for strategy {sig.strategy_id!r}"
+    if sig.instrument_token not in instruments:
+        return f"emitted a signal for instrument {sig.instrument_token} it does not trade"
+    if sig.quantity <= 0:
+        return f"emitted a signal with quantity {sig.quantity}"
+    return None

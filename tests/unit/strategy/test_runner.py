@@ -1,0 +1,172 @@
+from __future__ import annotations
+
+import random
+from typing import ClassVar
+
+from alpha_panda.domain.events import Charges, MarketTick, OrderFilled, OrderSubmitted, Signal
+from alpha_panda.domain.values import Side
+from alpha_panda.strategy.base import Bar, Context, Strategy
+from alpha_panda.strategy.config import StrategyConfig, config_from_mapping
+from alpha_panda.strategy.runner import DEFAULT_STRATEGY_CASH, StrategyRunner, signal_ids
+
+
+class Boom(Strategy):
+    """Raises on its third tick."""
+
+    def setup(self) -> None:
+        self.n = 0
+
+    def on_tick(self, tick: MarketTick, ctx: Context) -> list[Signal] | None:
+        self.n += 1
+        if self.n == 3:
+            raise RuntimeError("kaboom")
+        return None
+
+
+class EveryTick(Strategy):
+    """Buys one on every tick; remembers what it saw, per instance."""
+
+    warmup = 2
+
+    def setup(self) -> None:
+        self.seen: list[int] = []
+
+    def on_tick(self, tick: MarketTick, ctx: Context) -> list[Signal] | None:
+        self.seen.append(tick.last_price)
+        return [ctx.buy(1)]
+
+
+class Liar(Strategy):
+    def on_tick(self, tick: MarketTick, ctx: Context) -> list[Signal] | None:
+        return [ctx.buy(1, instrument_token=999)]
+
+
+class BarCounter(Strategy):
+    bar_seconds: ClassVar[int] = 1
+
+    def setup(self) -> None:
+        self.bars: list[Bar] = []
+
+    def on_bar(self, bar: Bar, ctx: Context) -> list[Signal] | None:
+        self.bars.append(bar)
+        return None
+
+
+def cfg(sid: str, cls: type[Strategy] | str, tokens: list[int], **params: int) -> StrategyConfig:
+    name = cls if isinstance(cls, str) else f"{__name__}:{cls.__name__}"
+    return config_from_mapping({"id": sid, "strategy": name, "instruments": tokens, "params": params})
+
+
+def tick(token: int, price: int, ts: int = 0) -> MarketTick:
+    return MarketTick(instrument_token=token, last_price=price, ts=ts)
+
+
+def test_ticks_reach_only_the_strategies_of_that_instrument_with_state_per_instrument() -> None:
+    runner = StrategyRunner([cfg("e", EveryTick, [1, 2])])
+    for i in range(4):
+        runner.on_tick(tick(1, 100 + i))
+    runner.on_tick(tick(2, 500))
+    runner.on_tick(tick(3, 700))  # nobody trades 3
+    slots = runner._slots["e"]
+    assert [s.strategy.seen for s in slots] == [[100, 101, 102, 103], [500]]
+
+
+def test_signals_before_warmup_are_dropped_then_fill_in_id_and_price_hint() -> None:
+    runner = StrategyRunner([cfg("e", EveryTick, [1])])
+    out = [runner.on_tick(tick(1, p)) for p in (100, 105, 110)]
+    assert out[0] == [] and out[1] == []
+    [sig] = out[2]
+    assert (sig.strategy_id, sig.instrument_token, sig.side, sig.quantity) == ("e", 1, Side.BUY, 1)
+    assert sig.price_hint == 110
+    assert runner.position("e", 1) == 1
+    assert runner.statuses()[0].dropped_in_warmup == 2
+
+
+def test_a_strategy_that_raises_is_taken_out_and_the_others_go_on() -> None:
+    runner = StrategyRunner([cfg("boom", Boom, [1]), cfg("e", EveryTick, [1])])
+    emitted = [len(runner.on_tick(tick(1, 100))) for _ in range(6)]
+    assert emitted == [0, 0, 1, 1, 1, 1]
+    boom, ok = runner.statuses()
+    assert boom.state == "FAILED" and "kaboom" in (boom.error or "")
+    assert "RuntimeError" in (boom.traceback or "")
+    assert ok.state == "ACTIVE" and ok.signals == 4
+    assert runner.failures == 1
+
+
+def test_a_signal_for_another_instrument_fails_the_strategy() -> None:
+    runner = StrategyRunner([cfg("liar", Liar, [1])])
+    assert runner.on_tick(tick(1, 100)) == []
+    assert runner.statuses()[0].state == "FAILED"
+    assert "999" in (runner.statuses()[0].error or "")
+
+
+def test_disabled_strategies_get_no_ticks() -> None:
+    config = cfg("e", EveryTick, [1]).model_copy(update={"enabled": False})
+    runner = StrategyRunner([config])
+    assert runner.on_tick(tick(1, 1)) == [] and runner.statuses()[0].state == "DISABLED"
+
+
+def test_feedback_corrects_the_intended_position_and_moves_cash() -> None:
+    runner = StrategyRunner([cfg("e", EveryTick, [1])])
+    sigs = [s for p in range(6) for s in runner.on_tick(tick(1, 100 + p))]
+    assert runner.position("e", 1) == 4
+    runner.on_signal_rejected(sigs[0])
+    runner.on_order_rejected("e", 1, Side.BUY, 1)
+    runner.on_order_cancelled("e", 1, Side.BUY, 1)
+    assert runner.position("e", 1) == 1
+    fill = OrderFilled(
+        order_id="o", fill_id="f", strategy_id="e", instrument_token=1, side=Side.BUY,
+        quantity=1, price=105, cumulative_quantity=1, leaves_quantity=0, average_price=105,
+        charges=Charges(brokerage=3),
+    )
+    runner.on_fill(fill)
+    assert runner.cash("e") == DEFAULT_STRATEGY_CASH - 108
+    assert runner.position("e", 1) == 1  # the fill was already intended
+
+
+def test_a_bracket_leg_fill_moves_the_position_and_its_cancel_does_not() -> None:
+    runner = StrategyRunner([cfg("e", EveryTick, [1])])
+    for p in range(3):
+        runner.on_tick(tick(1, p))
+    assert runner.position("e", 1) == 1
+    leg = OrderSubmitted(
+        order_id="sl", signal_id="s", strategy_id="e", instrument_token=1, side=Side.SELL,
+        quantity=1, order_type="SL-M", parent_order_id="entry",  # type: ignore[arg-type]
+    )
+    runner.on_order_submitted(leg)
+    runner.on_fill(OrderFilled(
+        order_id="sl", fill_id="f", strategy_id="e", instrument_token=1, side=Side.SELL,
+        quantity=1, price=90, cumulative_quantity=1, leaves_quantity=0, average_price=90,
+    ))
+    runner.on_order_cancelled("e", 1, Side.BUY, 1, order_id="tp")  # not a leg: undoes intent
+    assert runner.position("e", 1) == -1
+
+
+def test_bars_close_on_the_first_tick_of_the_next_interval() -> None:
+    runner = StrategyRunner([cfg("b", BarCounter, [1])])
+    second = 1_000_000_000
+    for ts, price in [(0, 100), (second // 2, 120), (second - 1, 90), (second, 95), (3 * second, 1)]:
+        runner.on_tick(tick(1, price, ts))
+    bars = runner._slots["b"][0].strategy.bars
+    assert [(b.start_ns, b.open, b.high, b.low, b.close, b.ticks) for b in bars] == [
+        (0, 100, 120, 90, 90, 3), (second, 95, 95, 95, 95, 1),
+    ]
+
+
+def test_signal_ids_are_deterministic_and_numbered_per_strategy() -> None:
+    a = Signal(strategy_id="a", instrument_token=1, side=Side.BUY, quantity=1)
+    b = Signal(strategy_id="b", instrument_token=1, side=Side.BUY, quantity=1)
+    ids = signal_ids("tick-1", [a, b, a])
+    assert len(set(ids)) == 3
+    assert ids == signal_ids("tick-1", [a, b, a])
+    assert ids[0] == signal_ids("tick-1", [a])[0]
+    assert ids != signal_ids("tick-2", [a, b, a])
+
+
+def test_routing_many_strategies_is_per_instrument() -> None:
+    rng = random.Random(1)
+    configs = [cfg(f"e{i}", EveryTick, rng.sample(range(50), 3)) for i in range(20)]
+    runner = StrategyRunner(configs)
+    for token in range(50):
+        expected = [c.id for c in configs if token in c.instruments]
+        assert [s.sid for s in runner._route.get(token, [])] == expected
