@@ -1,0 +1,450 @@
+"""A local fake of Zerodha Kite Connect v3: REST API and KiteTicker websocket.
+
+Zerodha has no sandbox, so tests point the official ``kiteconnect`` client (``root``)
+and our ticker client (``ws_url``) at this fake. It follows the documented requests,
+responses and errors: ``{"status": "success", "data": ...}`` or ``{"status": "error",
+"error_type": "TokenException", "message": ...}`` with the HTTP code, 429 on more than
+``orders_per_second`` placements in a second, the binary ticker format (our own encoder,
+written from the documented layout) and order postbacks as text messages.
+
+In-process: ``with FakeKite() as kite: kite.root_url, kite.ws_url``. As a process:
+``python -m alpha_panda.testing.fake_kite`` prints one JSON line with the URLs and
+credentials, streams random-walk ticks to subscribers and fills market orders.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from alpha_panda.adapters.zerodha.ticker_codec import (
+    FULL_LEN, INDEX_FULL_LEN, LTP_LEN, QUOTE_LEN, SEG_INDICES, encode_ticker_frame, segment_of,
+)
+from alpha_panda.domain.events import MarketTick
+
+IST = timezone(timedelta(hours=5, minutes=30))
+DEFAULT_INSTRUMENTS: tuple[tuple[int, str, str, str, float, int], ...] = (
+    # token, exchange, tradingsymbol, segment, tick_size, lot_size
+    (408065, "NSE", "INFY", "NSE", 0.05, 1),
+    (738561, "NSE", "RELIANCE", "NSE", 0.05, 1),
+    (341249, "NSE", "HDFCBANK", "NSE", 0.05, 1),
+    (256265, "NSE", "NIFTY 50", "INDICES", 0.0, 0),
+    (412675, "CDS", "USDINR26DECFUT", "CDS-FUT", 0.0025, 1),
+)
+
+
+def _now_ist() -> str:
+    return datetime.now(IST).strftime("%Y-%m-%d %H:%M:%S")
+
+
+class KiteError(Exception):
+    def __init__(self, status: int, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.error_type, self.message = status, error_type, message
+
+
+class FakeKite:
+    """Fake Kite REST + ticker servers on free ports, with knobs for tests."""
+
+    def __init__(self, *, api_key: str = "fake_api_key", api_secret: str = "fake_api_secret",
+                 user_id: str = "AB1234", orders_per_second: int = 10,
+                 auto_fill_market: bool = True) -> None:
+        self.api_key, self.api_secret, self.user_id = api_key, api_secret, user_id
+        self.orders_per_second = orders_per_second
+        self.auto_fill_market = auto_fill_market
+        self.request_tokens: set[str] = {"fake_request_token"}
+        self.access_tokens: set[str] = set()
+        self.instruments = list(DEFAULT_INSTRUMENTS)
+        self.prices: dict[int, int] = {}  # paise; market orders fill here (default 100.00)
+        self.reject_symbols: dict[str, str] = {}  # tradingsymbol -> RMS reason
+        self.orders: dict[str, dict[str, Any]] = {}
+        self.trades: list[dict[str, Any]] = []
+        self.requests: list[tuple[str, str]] = []
+        self.placements = 0
+        self.rate_limited = 0
+        self.fail_next: deque[KiteError] = deque()
+        self._place_times: deque[float] = deque()
+        self._ids = itertools.count(250_000_000_000_001)
+        self._lock = threading.RLock()
+        self._http: ThreadingHTTPServer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ws: Server | None = None
+        self.ws_clients: dict[ServerConnection, dict[int, str]] = {}  # token -> mode
+        self.ws_connects = 0
+        self.ws_messages: list[dict[str, Any]] = []
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> FakeKite:
+        self._http = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._http.daemon_threads = True
+        threading.Thread(target=self._http.serve_forever, daemon=True, name="fake-kite-http").start()
+        ready = threading.Event()
+        threading.Thread(target=self._run_ws, args=(ready,), daemon=True, name="fake-kite-ws").start()
+        ready.wait(5)
+        return self
+
+    def stop(self) -> None:
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+        if self._loop is not None and self._ws is not None:
+            self._call(self._close_ws())
+            self._loop.call_soon_threadsafe(self._loop.stop)
+
+    def __enter__(self) -> FakeKite:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def root_url(self) -> str:
+        assert self._http is not None
+        return f"http://127.0.0.1:{self._http.server_address[1]}"
+
+    @property
+    def ws_url(self) -> str:
+        assert self._ws is not None
+        port = next(iter(self._ws.sockets)).getsockname()[1]
+        return f"ws://127.0.0.1:{port}"
+
+    # ------------------------------------------------------------------ REST
+    def checksum(self, request_token: str) -> str:
+        return hashlib.sha256((self.api_key + request_token + self.api_secret).encode()).hexdigest()
+
+    def expire_tokens(self) -> None:
+        """Kite's 06:00 flush: every access token stops working."""
+        with self._lock:
+            self.access_tokens.clear()
+
+    def handle(self, method: str, path: str, params: dict[str, str], auth: str | None) -> Any:
+        """One REST call; returns ``data`` or raises ``KiteError``."""
+        with self._lock:
+            self.requests.append((method, path))
+            if path == "/session/token" and method == "POST":
+                return self._token(params)
+            self._authorise(auth)
+            if self.fail_next:
+                raise self.fail_next.popleft()
+            parts = [p for p in path.split("/") if p]
+            if path == "/user/profile":
+                return {"user_id": self.user_id, "user_name": "Fake Trader", "user_shortname": "Fake",
+                        "email": "fake@example.com", "user_type": "individual", "broker": "ZERODHA",
+                        "exchanges": ["NSE", "BSE", "CDS"], "products": ["CNC", "MIS", "NRML"],
+                        "order_types": ["MARKET", "LIMIT", "SL", "SL-M"]}
+            if path == "/orders" and method == "GET":
+                return [dict(o) for o in self.orders.values()]
+            if path == "/trades":
+                return [dict(t) for t in self.trades]
+            if path == "/portfolio/positions":
+                return self._positions()
+            if parts[0] == "orders" and method == "POST" and len(parts) == 2:
+                return {"order_id": self._place(parts[1], params)}
+            if parts[0] == "orders" and method == "GET" and len(parts) == 3 and parts[2] == "trades":
+                return [dict(t) for t in self.trades if t["order_id"] == parts[1]]
+            if parts[0] == "orders" and method == "GET" and len(parts) == 2:
+                if parts[1] not in self.orders:
+                    raise KiteError(400, "InputException", "Couldn't find that `order_id`.")
+                return [dict(self.orders[parts[1]])]
+            if parts[0] == "orders" and method == "DELETE" and len(parts) == 3:
+                return {"order_id": self.cancel(parts[2])}
+            raise KiteError(404, "GeneralException", f"Route not found: {method} {path}")
+
+    def instruments_csv(self, exchange: str | None) -> str:
+        rows = ["instrument_token,exchange_token,tradingsymbol,name,last_price,expiry,strike,"
+                "tick_size,lot_size,instrument_type,segment,exchange"]
+        for token, exch, sym, seg, tick, lot in self.instruments:
+            if exchange is None or exchange == exch:
+                kind = "FUT" if seg.endswith("FUT") else "EQ"
+                rows.append(f"{token},{token >> 8},{sym},{sym},0,,0,{tick},{lot},{kind},{seg},{exch}")
+        return "\n".join(rows) + "\n"
+
+    def _token(self, params: dict[str, str]) -> dict[str, Any]:
+        token = params.get("request_token", "")
+        if params.get("api_key") != self.api_key or token not in self.request_tokens:
+            raise KiteError(403, "TokenException", "Token is invalid or has expired.")
+        if params.get("checksum") != self.checksum(token):
+            raise KiteError(403, "TokenException", "Invalid `checksum`.")
+        self.request_tokens.discard(token)  # a request token works once
+        access = hashlib.sha256(f"{token}{time.time_ns()}".encode()).hexdigest()[:32]
+        self.access_tokens.add(access)
+        return {"user_id": self.user_id, "user_name": "Fake Trader", "api_key": self.api_key,
+                "access_token": access, "public_token": access[:8], "refresh_token": "",
+                "login_time": _now_ist(), "broker": "ZERODHA", "user_type": "individual"}
+
+    def _authorise(self, auth: str | None) -> None:
+        expected = f"token {self.api_key}:"
+        if not auth or not auth.startswith(expected) or auth[len(expected):] not in self.access_tokens:
+            raise KiteError(403, "TokenException", "Incorrect `api_key` or `access_token`.")
+
+    def _symbol(self, exchange: str, symbol: str) -> int:
+        for token, exch, sym, *_ in self.instruments:
+            if exch == exchange and sym == symbol:
+                return token
+        raise KiteError(400, "InputException", f"Invalid `tradingsymbol`: {exchange}:{symbol}")
+
+    def _place(self, variety: str, p: dict[str, str]) -> str:
+        now = time.monotonic()
+        while self._place_times and now - self._place_times[0] >= 1.0:
+            self._place_times.popleft()
+        if len(self._place_times) >= self.orders_per_second:
+            self.rate_limited += 1
+            raise KiteError(429, "NetworkException", "Too many requests")
+        self._place_times.append(now)
+        for name in ("exchange", "tradingsymbol", "transaction_type", "quantity", "product",
+                     "order_type"):
+            if not p.get(name):
+                raise KiteError(400, "InputException", f"Missing `{name}`")
+        if p["order_type"] in ("MARKET", "SL-M") and "market_protection" not in p:
+            raise KiteError(400, "InputException", "`market_protection` is required for "
+                                                   "market and stop-loss market orders")
+        if len(p.get("tag", "")) > 20:
+            raise KiteError(400, "InputException", "Tag length should be at most 20 characters")
+        token = self._symbol(p["exchange"], p["tradingsymbol"])
+        self.placements += 1
+        oid = str(next(self._ids))
+        qty = int(p["quantity"])
+        order = {
+            "placed_by": self.user_id, "order_id": oid, "exchange_order_id": None,
+            "parent_order_id": None, "status": "OPEN", "status_message": None,
+            "order_timestamp": _now_ist(), "exchange_timestamp": None, "variety": variety,
+            "exchange": p["exchange"], "tradingsymbol": p["tradingsymbol"],
+            "instrument_token": token, "order_type": p["order_type"],
+            "transaction_type": p["transaction_type"], "validity": p.get("validity", "DAY"),
+            "product": p["product"], "quantity": qty, "disclosed_quantity": 0,
+            "price": float(p.get("price", 0) or 0), "trigger_price": float(p.get("trigger_price", 0) or 0),
+            "average_price": 0.0, "filled_quantity": 0, "pending_quantity": qty,
+            "cancelled_quantity": 0, "market_protection": int(p.get("market_protection", 0)),
+            "tag": p.get("tag") or None, "tags": [p["tag"]] if p.get("tag") else [], "guid": oid,
+        }
+        self.orders[oid] = order
+        reason = self.reject_symbols.get(p["tradingsymbol"])
+        if reason is not None:
+            self._update(order, status="REJECTED", status_message=reason, pending_quantity=0)
+        elif p["order_type"] == "MARKET" and self.auto_fill_market:
+            self.fill(oid, qty, self.prices.get(token, 100_00))
+        else:
+            self._postback(order)
+        return oid
+
+    def fill(self, order_id: str, quantity: int, price_paise: int) -> None:
+        """Execute ``quantity`` of an open order at ``price_paise`` (a trade + postback)."""
+        with self._lock:
+            o = self.orders[order_id]
+            done = o["filled_quantity"] + quantity
+            if done > o["quantity"] or o["status"] in ("COMPLETE", "CANCELLED", "REJECTED"):
+                raise ValueError(f"cannot fill {quantity} of order {order_id}")
+            avg = (o["average_price"] * o["filled_quantity"] + price_paise / 100 * quantity) / done
+            self.trades.append({
+                "trade_id": str(len(self.trades) + 10_000_001), "order_id": order_id,
+                "exchange": o["exchange"], "tradingsymbol": o["tradingsymbol"],
+                "instrument_token": o["instrument_token"], "product": o["product"],
+                "average_price": price_paise / 100, "quantity": quantity,
+                "exchange_order_id": o["exchange_order_id"], "transaction_type": o["transaction_type"],
+                "fill_timestamp": _now_ist(), "order_timestamp": _now_ist()[11:],
+                "exchange_timestamp": _now_ist()})
+            self._update(o, filled_quantity=done, pending_quantity=o["quantity"] - done,
+                         average_price=round(avg, 4),
+                         status="COMPLETE" if done == o["quantity"] else "OPEN")
+
+    def cancel(self, order_id: str) -> str:
+        with self._lock:
+            o = self.orders.get(order_id)
+            if o is None or o["status"] != "OPEN":
+                raise KiteError(400, "InputException", "Order cannot be cancelled.")
+            self._update(o, status="CANCELLED", cancelled_quantity=o["pending_quantity"],
+                         pending_quantity=0)
+            return order_id
+
+    def _update(self, order: dict[str, Any], **changes: Any) -> None:
+        order.update(changes, exchange_update_timestamp=_now_ist())
+        self._postback(order)
+
+    def _positions(self) -> dict[str, Any]:
+        net: dict[tuple[int, str], dict[str, Any]] = {}
+        for t in self.trades:
+            key = (t["instrument_token"], t["product"])
+            pos = net.setdefault(key, {"tradingsymbol": t["tradingsymbol"], "exchange": t["exchange"],
+                                       "instrument_token": t["instrument_token"],
+                                       "product": t["product"], "quantity": 0, "buy_quantity": 0,
+                                       "sell_quantity": 0, "multiplier": 1})
+            side = "buy_quantity" if t["transaction_type"] == "BUY" else "sell_quantity"
+            pos[side] += t["quantity"]
+            pos["quantity"] = pos["buy_quantity"] - pos["sell_quantity"]
+        return {"net": list(net.values()), "day": list(net.values())}
+
+    # ------------------------------------------------------------------ ticker
+    def _run_ws(self, ready: threading.Event) -> None:
+        loop = self._loop = asyncio.new_event_loop()
+
+        async def boot() -> None:
+            self._ws = await serve(self._ws_conn, "127.0.0.1", 0, process_request=self._ws_auth,
+                                   ping_interval=None)
+            ready.set()
+
+        loop.run_until_complete(boot())
+        loop.run_forever()
+
+    def _ws_auth(self, conn: ServerConnection, request: Request) -> Response | None:
+        q = parse_qs(urlparse(request.path).query)
+        with self._lock:
+            ok = (q.get("api_key", [""])[0] == self.api_key
+                  and q.get("access_token", [""])[0] in self.access_tokens)
+        if ok:
+            return None
+        return Response(403, "Forbidden", Headers(), b"invalid api_key or access_token")
+
+    async def _ws_conn(self, conn: ServerConnection) -> None:
+        subs: dict[int, str] = {}
+        self.ws_clients[conn] = subs
+        self.ws_connects += 1
+        try:
+            async for raw in conn:
+                msg = json.loads(raw)
+                self.ws_messages.append(msg)
+                action, value = msg.get("a"), msg.get("v")
+                if action == "subscribe":
+                    if len(subs) + len(value) > 3000:
+                        await conn.send(json.dumps({"type": "error",
+                                                    "data": "instrument limit of 3000 exceeded"}))
+                        continue
+                    for t in value:
+                        subs.setdefault(int(t), "quote")
+                elif action == "unsubscribe":
+                    for t in value:
+                        subs.pop(int(t), None)
+                elif action == "mode":
+                    for t in value[1]:
+                        if int(t) in subs:
+                            subs[int(t)] = value[0]
+        except ConnectionClosed:
+            pass  # the client went away; forget its subscriptions below
+        finally:
+            self.ws_clients.pop(conn, None)
+
+    def _call(self, coro: Any) -> Any:
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(5)
+
+    async def _close_ws(self) -> None:
+        assert self._ws is not None
+        self._ws.close()
+        await self._ws.wait_closed()
+
+    def push_ticks(self, ticks: Iterable[MarketTick]) -> int:
+        """Send each subscribed connection its ticks in its mode; returns frames sent."""
+        ticks = list(ticks)
+
+        async def send() -> int:
+            sent = 0
+            for conn, subs in list(self.ws_clients.items()):
+                packets = [(t, _length(t.instrument_token, subs[t.instrument_token]))
+                           for t in ticks if t.instrument_token in subs]
+                if packets:
+                    await conn.send(encode_ticker_frame(packets))
+                    sent += 1
+            return sent
+
+        return int(self._call(send()))
+
+    def send_heartbeat(self) -> None:
+        async def send() -> None:
+            for conn in list(self.ws_clients):
+                await conn.send(b"\x00")
+
+        self._call(send())
+
+    def drop_connections(self) -> None:
+        """Close every ticker connection abruptly, as a network failure would."""
+        async def drop() -> None:
+            for conn in list(self.ws_clients):
+                conn.transport.abort()
+
+        self._call(drop())
+
+    def _postback(self, order: dict[str, Any]) -> None:
+        if self._loop is None:
+            return
+        text = json.dumps({"type": "order", "id": "", "data": dict(order)})
+
+        async def send() -> None:
+            for conn in list(self.ws_clients):
+                try:
+                    await conn.send(text)
+                except ConnectionClosed:
+                    continue  # that client reconnects and polls
+        asyncio.run_coroutine_threadsafe(send(), self._loop)
+
+
+def _length(token: int, mode: str) -> int:
+    index = segment_of(token) == SEG_INDICES
+    if mode == "ltp":
+        return LTP_LEN
+    if mode == "full":
+        return INDEX_FULL_LEN if index else FULL_LEN
+    return 28 if index else QUOTE_LEN
+
+
+def _handler_for(fake: FakeKite) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return  # keep test output clean; the fake records requests itself
+
+        def _serve(self, method: str) -> None:
+            url = urlparse(self.path)
+            params = {k: v[0] for k, v in parse_qs(url.query).items()}
+            length = int(self.headers.get("Content-Length") or 0)
+            if length:
+                body = self.rfile.read(length).decode()
+                params.update({k: v[0] for k, v in parse_qs(body).items()})
+            if url.path.startswith("/instruments"):
+                parts = url.path.strip("/").split("/")
+                return self._send(200, fake.instruments_csv(parts[1] if len(parts) > 1 else None)
+                                  .encode(), "text/csv")
+            try:
+                data = fake.handle(method, url.path, params, self.headers.get("Authorization"))
+                body_out = {"status": "success", "data": data}
+                code = 200
+            except KiteError as err:
+                body_out = {"status": "error", "message": err.message, "data": None,
+                            "error_type": err.error_type}
+                code = err.status
+            self._send(code, json.dumps(body_out).encode(), "application/json")
+
+        def _send(self, code: int, body: bytes, ctype: str) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            self._serve("GET")
+
+        def do_POST(self) -> None:
+            self._serve("POST")
+
+        def do_PUT(self) -> None:
+            self._serve("PUT")
+
+        def do_DELETE(self) -> None:
+            self._serve("DELETE")
+
+    return Handler
