@@ -1,0 +1,152 @@
+"""Reading the projector's documents from the cache and shaping them for the API.
+
+The cache holds msgspec JSON documents (``readmodel.views``) in int paise; this module
+decodes them strictly and converts them to the response models, money as rupee strings.
+A document that is not there yet is an empty answer, not an error: a fresh system has
+no fills. A document that does not decode is a bug upstream and is reported as such.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import msgspec
+from fastapi import HTTPException, Request
+
+from alpha_panda.api import schemas as s
+from alpha_panda.domain.errors import InvariantViolation
+from alpha_panda.domain.values import BROKERS, Broker
+from alpha_panda.marketdata.instruments import symbol_of
+from alpha_panda.readmodel.cache import Cache
+from alpha_panda.readmodel.views import (
+    STRATEGIES_KEY,
+    OrderView,
+    PortfolioView,
+    PositionView,
+    SignalView,
+    StrategyPnlView,
+    StrategyView,
+    key,
+)
+
+T = TypeVar("T")
+
+_DECODERS: dict[Any, msgspec.json.Decoder[Any]] = {
+    t: msgspec.json.Decoder(t)
+    for t in (PortfolioView, list[PositionView], list[OrderView], list[SignalView], list[StrategyView])
+}
+
+
+def parse_broker(broker: str) -> Broker:
+    """The broker of a path parameter, or a 404 naming the valid ones."""
+    try:
+        return Broker(broker)
+    except ValueError:
+        expected = ", ".join(b.value for b in BROKERS)
+        raise HTTPException(
+            status_code=404, detail=f"unknown broker '{broker}': expected one of {expected}"
+        ) from None
+
+
+class DocumentReader:
+    """Typed access to the read-model documents of a cache."""
+
+    def __init__(self, cache: Cache) -> None:
+        self._cache = cache
+
+    async def _load(self, cache_key: str, kind: Any, default: T) -> T:
+        raw = await self._cache.get(cache_key)
+        if raw is None:
+            return default
+        try:
+            value: T = _DECODERS[kind].decode(raw)
+        except msgspec.DecodeError as exc:
+            raise InvariantViolation(f"cache document {cache_key!r} does not decode: {exc}") from exc
+        return value
+
+    async def portfolio(self, broker: Broker) -> PortfolioView:
+        empty = PortfolioView(
+            broker=broker.value, as_of=0, cash=0, realized=0, unrealized=0, charges=0,
+            gross_exposure=0, open_positions=0, fills=0,
+        )
+        return await self._load(key(broker, "portfolio"), PortfolioView, empty)
+
+    async def positions(self, broker: Broker) -> list[PositionView]:
+        return await self._load(key(broker, "positions"), list[PositionView], [])
+
+    async def orders(self, broker: Broker) -> list[OrderView]:
+        return await self._load(key(broker, "orders"), list[OrderView], [])
+
+    async def signals(self, broker: Broker) -> list[SignalView]:
+        return await self._load(key(broker, "signals"), list[SignalView], [])
+
+    async def strategies(self) -> list[StrategyView]:
+        return await self._load(STRATEGIES_KEY, list[StrategyView], [])
+
+
+def reader(request: Request) -> DocumentReader:
+    """FastAPI dependency: the reader over the app's cache."""
+    cache: Cache = request.app.state.cache
+    return DocumentReader(cache)
+
+
+def portfolio_out(v: PortfolioView) -> s.Portfolio:
+    r = s.rupees
+    return s.Portfolio(
+        broker=v.broker, as_of=v.as_of, as_of_time=s.iso_time(v.as_of), cash=r(v.cash),
+        realized=r(v.realized), unrealized=r(v.unrealized), charges=r(v.charges),
+        equity=r(v.cash + v.unrealized), gross_exposure=r(v.gross_exposure),
+        open_positions=v.open_positions, fills=v.fills,
+        strategies=[_strategy_pnl(p) for p in v.strategies],
+        equity_curve=[
+            s.EquityPoint(ts=ts, time=s.iso_time(ts), equity=r(eq)) for ts, eq in v.equity_curve
+        ],
+    )
+
+
+def _strategy_pnl(p: StrategyPnlView) -> s.StrategyPnl:
+    r = s.rupees
+    return s.StrategyPnl(
+        strategy_id=p.strategy_id, realized=r(p.realized), unrealized=r(p.unrealized),
+        charges=r(p.charges), cash=r(p.cash), equity=r(p.cash + p.unrealized),
+        gross_exposure=r(p.gross_exposure), open_positions=p.open_positions, fills=p.fills,
+    )
+
+
+def position_out(p: PositionView) -> s.Position:
+    r = s.rupees
+    return s.Position(
+        strategy_id=p.strategy_id, instrument_token=p.instrument_token,
+        symbol=p.tradingsymbol or symbol_of(p.instrument_token), quantity=p.quantity,
+        average_price=r(p.average_price), last_price=r(p.last_price),
+        market_value=r(p.quantity * p.last_price), realized=r(p.realized),
+        unrealized=r(p.unrealized), charges=r(p.charges),
+    )
+
+
+def order_out(o: OrderView) -> s.Order:
+    return s.Order(
+        order_id=o.order_id, strategy_id=o.strategy_id, instrument_token=o.instrument_token,
+        symbol=symbol_of(o.instrument_token), side=o.side, quantity=o.quantity,
+        order_type=o.order_type, status=o.status, filled_quantity=o.filled_quantity,
+        average_price=s.rupees(o.average_price), limit_price=s.rupees_or_none(o.limit_price),
+        trigger_price=s.rupees_or_none(o.trigger_price), charges=s.rupees(o.charges),
+        reason=o.reason, ts=o.ts, time=s.iso_time(o.ts), updated_ts=o.updated_ts,
+    )
+
+
+def signal_out(g: SignalView) -> s.Signal:
+    return s.Signal(
+        signal_id=g.signal_id, strategy_id=g.strategy_id, instrument_token=g.instrument_token,
+        symbol=symbol_of(g.instrument_token), side=g.side, quantity=g.quantity,
+        order_type=g.order_type, status=g.status, reason_code=g.reason_code, message=g.message,
+        reason=g.reason, ts=g.ts, time=s.iso_time(g.ts),
+    )
+
+
+def strategy_out(v: StrategyView) -> s.Strategy:
+    return s.Strategy(
+        id=v.id, strategy=v.strategy, instruments=v.instruments,
+        symbols=[symbol_of(t) for t in v.instruments], brokers=v.brokers, params=v.params,
+        status=v.status, error=v.error, signals=v.signals, source=v.source,
+    )

@@ -1,0 +1,37 @@
+"""Operator controls: the kill switch."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Request
+
+from alpha_panda.api import schemas as s
+from alpha_panda.api.control import Control
+from alpha_panda.api.documents import parse_broker
+from alpha_panda.domain.errors import ConfigurationError, ValidationError
+from alpha_panda.observability.logging import get_logger
+
+router = APIRouter(prefix="/api/v1", tags=["control"])
+log = get_logger(__name__)
+
+
+@router.post(
+    "/kill-switch",
+    response_model=s.KillSwitchState,
+    responses={
+        404: {"description": "unknown broker"},
+        409: {"description": "the running system refused the request"},
+        503: {"description": "no pipeline in this process to control"},
+    },
+)
+async def kill_switch(body: s.KillSwitchRequest, request: Request) -> s.KillSwitchState:
+    """Stop (or resume) new orders on one broker; with ``flatten``, also close its positions."""
+    broker = parse_broker(body.broker)
+    control: Control | None = request.app.state.control
+    if control is None:
+        raise HTTPException(503, detail="no trading pipeline runs in this process: nothing to stop")
+    try:
+        await control.set_kill_switch(broker.value, body.active, body.flatten)
+    except (ValidationError, ConfigurationError) as exc:
+        raise HTTPException(409, detail=str(exc)) from exc
+    log.warning("kill switch set", broker=broker.value, active=body.active, flatten=body.flatten)
+    return s.KillSwitchState(broker=broker.value, active=body.active, flatten=body.flatten)

@@ -1,0 +1,61 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from alpha_panda.api import schemas as s
+from alpha_panda.observability.health import ComponentStatus, HealthRegistry
+from alpha_panda.observability.metrics import COMPONENT_UP, METRICS_CONTENT_TYPE, metrics_text
+
+router = APIRouter(tags=["operations"])
+
+
+def _components(statuses: list[ComponentStatus]) -> list[s.ComponentHealth]:
+    out = []
+    for c in statuses:
+        COMPONENT_UP.labels(c.name).set(1 if c.ready else 0)
+        out.append(
+            s.ComponentHealth(
+                name=c.name, state=c.state.value, ready=c.ready, detail=c.detail, lag=c.lag,
+                processed=c.processed, errors=c.errors,
+            )
+        )
+    return out
+
+
+def _registry(request: Request) -> HealthRegistry:
+    registry: HealthRegistry = request.app.state.health
+    return registry
+
+
+def _answer(status: str, code: int, components: list[s.ComponentHealth]) -> JSONResponse:
+    body = s.Health(status=status, components=components)  # type: ignore[arg-type]
+    return JSONResponse(body.model_dump(mode="json"), status_code=code)
+
+
+@router.get("/health", response_model=s.Health, responses={503: {"model": s.Health}})
+async def health(request: Request) -> JSONResponse:
+    """Liveness: 200 while no component has FAILED, else 503 (restart the process)."""
+    statuses = _registry(request).snapshot()
+    components = _components(statuses)
+    if any(c.state == "failed" for c in components):
+        return _answer("failed", 503, components)
+    return _answer("ok", 200, components)
+
+
+@router.get("/ready", response_model=s.Health, responses={503: {"model": s.Health}})
+async def ready(request: Request) -> JSONResponse:
+    """Readiness: 200 only when every registered component is ready, else 503 with each status."""
+    statuses = _registry(request).snapshot()
+    components = _components(statuses)
+    if statuses and all(c.ready for c in statuses):
+        return _answer("ready", 200, components)
+    return _answer("not_ready", 503, components)
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics() -> Response:
+    """Every Prometheus metric of this process (text exposition format)."""
+    return Response(content=metrics_text(), media_type=METRICS_CONTENT_TYPE)

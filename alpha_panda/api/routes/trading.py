@@ -1,0 +1,113 @@
+"""Read routes: portfolios, positions, orders, signals and strategies, from the cache."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BeforeValidator
+
+from alpha_panda.api import schemas as s
+from alpha_panda.api.documents import (
+    DocumentReader,
+    order_out,
+    parse_broker,
+    portfolio_out,
+    position_out,
+    reader,
+    signal_out,
+    strategy_out,
+)
+from alpha_panda.domain.values import Broker
+
+router = APIRouter(prefix="/api/v1", tags=["read model"])
+
+_UNKNOWN_BROKER: dict[int | str, dict[str, Any]] = {404: {"description": "unknown broker (expected paper or zerodha)"}}
+
+
+def _upper(value: object) -> object:
+    return value.upper() if isinstance(value, str) else value
+
+
+BrokerParam = Annotated[Broker, Depends(parse_broker)]
+Reader = Annotated[DocumentReader, Depends(reader)]
+StrategyFilter = Annotated[str | None, Query(description="Only this strategy's rows.")]
+Limit = Annotated[int, Query(ge=1, le=1000, description="At most this many rows, newest first.")]
+OrderStatusFilter = Annotated[
+    s.OrderStatus | None,
+    BeforeValidator(_upper),
+    Query(description="Only orders in this status (case-insensitive)."),
+]
+SignalStatusFilter = Annotated[
+    s.SignalStatus | None,
+    BeforeValidator(_upper),
+    Query(description="VALIDATED or REJECTED (case-insensitive)."),
+]
+
+
+@router.get("/portfolios/{broker}", response_model=s.Portfolio, responses=_UNKNOWN_BROKER)
+async def get_portfolio(broker: BrokerParam, docs: Reader) -> s.Portfolio:
+    """Account summary (cash, realized, unrealized, charges, equity) and the equity curve."""
+    return portfolio_out(await docs.portfolio(broker))
+
+
+@router.get("/positions/{broker}", response_model=s.Positions, responses=_UNKNOWN_BROKER)
+async def get_positions(
+    broker: BrokerParam,
+    docs: Reader,
+    strategy_id: StrategyFilter = None,
+    include_closed: Annotated[bool, Query(description="Also rows with quantity 0.")] = True,
+) -> s.Positions:
+    """Positions per (strategy, instrument); open positions first."""
+    rows = [
+        p for p in await docs.positions(broker)
+        if (strategy_id is None or p.strategy_id == strategy_id)
+        and (include_closed or p.quantity != 0)
+    ]
+    rows.sort(key=lambda p: (p.quantity == 0, p.strategy_id, p.instrument_token))
+    return s.Positions(broker=broker.value, total=len(rows), items=[position_out(p) for p in rows])
+
+
+@router.get("/orders/{broker}", response_model=s.Orders, responses=_UNKNOWN_BROKER)
+async def get_orders(
+    broker: BrokerParam,
+    docs: Reader,
+    status: OrderStatusFilter = None,
+    strategy_id: StrategyFilter = None,
+    limit: Limit = 100,
+) -> s.Orders:
+    """Recent orders, newest first, filtered by status and strategy."""
+    rows = [
+        o for o in await docs.orders(broker)
+        if (status is None or o.status == status)
+        and (strategy_id is None or o.strategy_id == strategy_id)
+    ]
+    # the projector writes newest first; a stable sort keeps that order among equal times
+    rows.sort(key=lambda o: o.ts, reverse=True)
+    return s.Orders(broker=broker.value, total=len(rows), items=[order_out(o) for o in rows[:limit]])
+
+
+@router.get("/signals/{broker}", response_model=s.Signals, responses=_UNKNOWN_BROKER)
+async def get_signals(
+    broker: BrokerParam,
+    docs: Reader,
+    status: SignalStatusFilter = None,
+    strategy_id: StrategyFilter = None,
+    limit: Limit = 100,
+) -> s.Signals:
+    """Recent signals after risk: validated, or rejected with the reason code and message."""
+    rows = [
+        g for g in await docs.signals(broker)
+        if (status is None or g.status == status)
+        and (strategy_id is None or g.strategy_id == strategy_id)
+    ]
+    rows.sort(key=lambda g: g.ts, reverse=True)
+    return s.Signals(
+        broker=broker.value, total=len(rows), items=[signal_out(g) for g in rows[:limit]]
+    )
+
+
+@router.get("/strategies", response_model=list[s.Strategy])
+async def get_strategies(docs: Reader) -> list[s.Strategy]:
+    """Every configured strategy with its status (ACTIVE, FAILED with the error, DISABLED)."""
+    return [strategy_out(v) for v in await docs.strategies()]

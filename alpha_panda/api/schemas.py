@@ -1,0 +1,192 @@
+"""Response and request models of the read API (pydantic: they are the OpenAPI schema).
+
+Money and prices are exact rupee decimal strings with two places (``"1234.50"``), made from
+the int paise in the cache: a JSON number would invite float rounding in every client.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Rupees = Annotated[
+    str,
+    Field(
+        pattern=r"^-?\d+\.\d{2}$",
+        description="Exact amount in rupees, a decimal string with two places (paise).",
+        examples=["1234.50"],
+    ),
+]
+OrderStatus = Literal["SUBMITTED", "PARTIALLY_FILLED", "FILLED", "REJECTED", "CANCELLED"]
+SignalStatus = Literal["VALIDATED", "REJECTED"]
+
+
+def rupees(paise: int) -> str:
+    """Exact rupee string for an int amount in paise: ``123450`` → ``"1234.50"``."""
+    return format(Decimal(paise).scaleb(-2), "f")
+
+
+def rupees_or_none(paise: int | None) -> str | None:
+    """``rupees`` that lets None through (an order without a limit price)."""
+    return None if paise is None else rupees(paise)
+
+
+def iso_time(ts_ns: int) -> str | None:
+    """ISO-8601 UTC time of an int-nanosecond timestamp; None for 0 (never happened)."""
+    if ts_ns <= 0:
+        return None
+    seconds, ns = divmod(ts_ns, 1_000_000_000)
+    moment = datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=ns // 1000)
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class EquityPoint(_Out):
+    ts: int = Field(description="Event time, nanoseconds since the Unix epoch (UTC).")
+    time: str | None = Field(description="The same instant, ISO-8601 UTC.")
+    equity: Rupees
+
+
+class StrategyPnl(_Out):
+    strategy_id: str
+    realized: Rupees
+    unrealized: Rupees
+    charges: Rupees
+    cash: Rupees
+    equity: Rupees = Field(description="cash + unrealized")
+    gross_exposure: Rupees
+    open_positions: int
+    fills: int
+
+
+class Portfolio(_Out):
+    """Account summary of one broker. A fresh system (no fills yet) reports zeros."""
+
+    broker: str
+    as_of: int = Field(description="Event time of the last event applied, ns (0: none yet).")
+    as_of_time: str | None
+    cash: Rupees
+    realized: Rupees
+    unrealized: Rupees
+    charges: Rupees
+    equity: Rupees = Field(description="cash + unrealized, the last point of the equity curve")
+    gross_exposure: Rupees
+    open_positions: int
+    fills: int
+    strategies: list[StrategyPnl]
+    equity_curve: list[EquityPoint]
+
+
+class Position(_Out):
+    strategy_id: str
+    instrument_token: int
+    symbol: str | None = Field(description="NSE trading symbol when the instrument is known.")
+    quantity: int = Field(description="Signed: positive long, negative short, 0 closed.")
+    average_price: Rupees
+    last_price: Rupees
+    market_value: Rupees = Field(description="quantity × last price")
+    realized: Rupees
+    unrealized: Rupees
+    charges: Rupees
+
+
+class Positions(_Out):
+    broker: str
+    total: int
+    items: list[Position]
+
+
+class Order(_Out):
+    order_id: str
+    strategy_id: str
+    instrument_token: int
+    symbol: str | None
+    side: str
+    quantity: int
+    order_type: str
+    status: str
+    filled_quantity: int
+    average_price: Rupees
+    limit_price: Rupees | None
+    trigger_price: Rupees | None
+    charges: Rupees
+    reason: str | None
+    ts: int
+    time: str | None
+    updated_ts: int
+
+
+class Orders(_Out):
+    broker: str
+    total: int = Field(description="Orders matching the filters before ``limit``.")
+    items: list[Order] = Field(description="Newest first.")
+
+
+class Signal(_Out):
+    signal_id: str
+    strategy_id: str
+    instrument_token: int
+    symbol: str | None
+    side: str
+    quantity: int
+    order_type: str
+    status: str
+    reason_code: str | None = Field(description="Why risk rejected it (e.g. MAX_POSITION).")
+    message: str | None
+    reason: str = Field(description="The strategy's own reason for the signal.")
+    ts: int
+    time: str | None
+
+
+class Signals(_Out):
+    broker: str
+    total: int = Field(description="Signals matching the filters before ``limit``.")
+    items: list[Signal] = Field(description="Newest first.")
+
+
+class Strategy(_Out):
+    id: str
+    strategy: str
+    instruments: list[int]
+    symbols: list[str | None]
+    brokers: list[str]
+    params: dict[str, object]
+    status: str = Field(description="ACTIVE, FAILED (taken out of service) or DISABLED")
+    error: str | None
+    signals: int
+    source: str
+
+
+class ComponentHealth(_Out):
+    name: str
+    state: str
+    ready: bool
+    detail: str
+    lag: int | None
+    processed: int
+    errors: int
+
+
+class Health(_Out):
+    status: Literal["ok", "ready", "not_ready", "failed"]
+    components: list[ComponentHealth]
+
+
+class KillSwitchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    broker: str = Field(description="paper or zerodha", examples=["paper"])
+    active: bool = Field(description="true stops new orders on that broker; false resumes")
+    flatten: bool = Field(False, description="also close every open position at market")
+
+
+class KillSwitchState(_Out):
+    broker: str
+    active: bool
+    flatten: bool
