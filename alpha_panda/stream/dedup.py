@@ -14,7 +14,7 @@ from collections.abc import Iterable
 class RecentIds:
     """Remembers at least the last ``capacity`` ids added."""
 
-    __slots__ = ("_capacity", "_young", "_old")
+    __slots__ = ("_capacity", "_old", "_young")
 
     def __init__(self, capacity: int = 100_000) -> None:
         if capacity < 1:

@@ -91,7 +91,7 @@ class GroupCoordinator:
     def acquire(self, group: str, member: Member) -> set[TopicPartition]:
         """Take every target partition nobody else still holds; returns the new ones."""
         target = self.target(group, member.member_id)
-        missing = target - member.owned
+        missing = set(target - member.owned)
         if not missing:
             return set()
         held: set[TopicPartition] = set()

@@ -70,7 +70,7 @@ class SqliteStorage:
         }
         self._names: dict[int, str] = {tid: name for name, (tid, _) in self._topics.items()}
         self._ends: dict[int, int] = {}  # tp_code -> next offset
-        for name, (tid, parts) in self._topics.items():
+        for tid, parts in self._topics.values():
             for p in range(parts):
                 self._ends[tid * MAX_PARTITIONS + p] = self._max_offset(tid * MAX_PARTITIONS + p)
         row = self._db.execute("SELECT v FROM meta WHERE k='generation'").fetchone()

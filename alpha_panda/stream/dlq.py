@@ -1,0 +1,161 @@
+"""Dead letters: building them (runtime) and the operator's tools (list, show, replay).
+
+A dead letter keeps the original record's bytes, key and headers, so ``replay`` appends
+exactly what failed back to its topic; the ``id`` header is unchanged, so consumers'
+deduplication still applies. Replay progress is a consumer group, ``dlq-replay.<topic>``:
+a letter is replayed once, however often the tool is run.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import structlog
+
+from alpha_panda.domain.errors import DecodeError, ValidationError
+from alpha_panda.domain.events import CODEC, DeadLetter, Envelope, derive_id, new_envelope
+from alpha_panda.stream.emit import Emit, record_id, to_output
+from alpha_panda.stream.log import Log, Output, Record, TopicPartition
+from alpha_panda.stream.topics import dlq_topic, is_dlq
+
+log_ = structlog.get_logger(__name__)
+_REPLAY_IDLE_S = 10.0  # give up waiting for a group assignment (Kafka joins) after this
+
+
+def dead_letter_output(record: Record, exc: BaseException, *, attempts: int,
+                       service: str) -> Output:
+    """The ``T.dlq`` record for ``record`` whose handling failed with ``exc``."""
+    origin = record_id(record) or f"{record.topic}/{record.partition}/{record.offset}"
+    now = time.time_ns()
+    letter = DeadLetter(
+        topic=record.topic, partition=record.partition, offset=record.offset, key=record.key,
+        value=record.value, headers=[(k, v) for k, v in record.headers],
+        error_class=type(exc).__name__, error=str(exc),
+        stack="".join(traceback.format_exception(exc))[-8000:], attempts=attempts,
+        service=service, failed_at=now,
+        replay=f"alpha-panda dlq replay --topic {record.topic}")
+    env = new_envelope(letter, id=derive_id(origin, f"dead_letter:{service}:{record.offset}"),
+                       ts=now, source=service,
+                       key=record.key.decode(errors="replace") if record.key else "",
+                       correlation_id=origin)
+    return to_output(Emit(dlq_topic(record.topic), env), partition=0)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterEntry:
+    """One dead letter as stored: where it is in the DLQ topic, and its content."""
+
+    dlq_topic: str
+    partition: int
+    offset: int
+    envelope: Envelope[DeadLetter]
+
+    @property
+    def letter(self) -> DeadLetter:
+        return self.envelope.data
+
+
+@dataclass(slots=True)
+class ReplayResult:
+    topic: str
+    dry_run: bool
+    replayed: list[DeadLetterEntry] = field(default_factory=list)
+    skipped: int = 0
+
+
+def _dlq_name(topic: str) -> str:
+    return topic if is_dlq(topic) else dlq_topic(topic)
+
+
+def _decode(record: Record) -> DeadLetterEntry:
+    env = CODEC.decode_as(record.value, DeadLetter)
+    return DeadLetterEntry(record.topic, record.partition, record.offset, env)
+
+
+async def list_dead_letters(log: Log, topic: str | None = None,
+                            limit: int = 100) -> list[DeadLetterEntry]:
+    """The most recent ``limit`` dead letters of ``topic`` (or of every DLQ topic)."""
+    topics = await log.list_topics()
+    names = [_dlq_name(topic)] if topic else sorted(t for t in topics if is_dlq(t))
+    entries: list[DeadLetterEntry] = []
+    for name in names:
+        if name not in topics:
+            continue
+        for p, end in (await log.end_offsets(name)).items():
+            offset = max(0, end - limit)
+            while offset < end:
+                batch = await log.read(TopicPartition(name, p), offset, min(500, end - offset))
+                if not batch:
+                    break
+                entries.extend(_decode(r) for r in batch)
+                offset = batch[-1].offset + 1
+    entries.sort(key=lambda e: e.letter.failed_at)
+    return entries[-limit:]
+
+
+async def show(log: Log, topic: str, offset: int, partition: int = 0) -> DeadLetterEntry:
+    """The dead letter at ``offset`` of ``topic``'s DLQ."""
+    name = _dlq_name(topic)
+    batch = await log.read(TopicPartition(name, partition), offset, 1)
+    if not batch or batch[0].offset != offset:
+        raise ValidationError(f"no dead letter at {name}[{partition}]@{offset}")
+    return _decode(batch[0])
+
+
+async def replay(log: Log, topic: str, *, dry_run: bool = False,
+                 limit: int | None = None) -> ReplayResult:
+    """Append the original records of ``topic``'s dead letters back to ``topic``.
+
+    Only letters not replayed before are taken (group ``dlq-replay.<topic>``). A dry run
+    lists what would be replayed and changes nothing.
+    """
+    name = _dlq_name(topic)
+    original = name.removesuffix(".dlq")
+    result = ReplayResult(original, dry_run)
+    ends = await log.end_offsets(name)
+    if not any(ends.values()):
+        return result
+    consumer = log.consumer(f"dlq-replay.{original}", [name])
+    try:
+        idle_since = time.monotonic()
+        while limit is None or len(result.replayed) < limit:
+            assigned = consumer.assignment()
+            if len(assigned) == len(ends) and all(
+                    consumer.position(tp) >= ends[tp.partition] for tp in assigned):
+                break
+            if time.monotonic() - idle_since > _REPLAY_IDLE_S:
+                break
+            budget = 500 if limit is None else min(500, limit - len(result.replayed))
+            records = await consumer.poll(budget, 0.2)
+            if not records:
+                continue
+            idle_since = time.monotonic()
+            outputs, offsets = _replay_batch(records, result)
+            if not dry_run:
+                await consumer.commit(outputs, offsets)
+    finally:
+        await consumer.close()
+    return result
+
+
+def _replay_batch(records: Sequence[Record],
+                  result: ReplayResult) -> tuple[list[Output], dict[TopicPartition, int]]:
+    outputs: list[Output] = []
+    offsets: dict[TopicPartition, int] = {}
+    for r in records:
+        offsets[r.tp] = r.offset + 1
+        try:
+            entry = _decode(r)
+        except DecodeError as exc:
+            # Not a dead letter at all: nothing to replay; say so and go on.
+            log_.warning("dlq.undecodable", topic=r.topic, offset=r.offset, error=str(exc))
+            result.skipped += 1
+            continue
+        d = entry.letter
+        outputs.append(Output(d.topic, d.key, d.value, tuple((k, v) for k, v in d.headers),
+                              d.partition))
+        result.replayed.append(entry)
+    return outputs, offsets

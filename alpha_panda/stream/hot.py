@@ -1,0 +1,82 @@
+"""Hot-partition detection: per-partition rates and the heaviest keys of each partition.
+
+A partition whose share of a processor's records exceeds ``factor`` times its fair share
+(1 / partitions assigned) over a window is reported with its top keys, found with the
+space-saving algorithm (``k`` counters per partition, bounded memory whatever the keys).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from alpha_panda.stream.log import Record, TopicPartition
+
+
+class TopKeys:
+    """Space-saving top-k counter: approximate heavy hitters in O(k) memory."""
+
+    __slots__ = ("_counts", "_k")
+
+    def __init__(self, k: int = 5) -> None:
+        self._k = k
+        self._counts: dict[bytes, int] = {}
+
+    def add(self, key: bytes, n: int = 1) -> None:
+        counts = self._counts
+        if key in counts or len(counts) < self._k:
+            counts[key] = counts.get(key, 0) + n
+            return
+        victim = min(counts, key=counts.__getitem__)
+        counts[key] = counts.pop(victim) + n  # inherits the evicted count (over-estimate)
+
+    def top(self) -> list[tuple[bytes, int]]:
+        return sorted(self._counts.items(), key=lambda kv: -kv[1])
+
+
+@dataclass(frozen=True, slots=True)
+class HotPartition:
+    tp: TopicPartition
+    share: float
+    fair_share: float
+    records: int
+    top_keys: list[tuple[bytes, int]]
+
+
+class HotPartitionTracker:
+    """Counts records per partition over a window; ``report`` lists the hot ones."""
+
+    def __init__(self, factor: float = 2.0, min_records: int = 1000, k: int = 5,
+                 sample_every: int = 16) -> None:
+        self._factor = factor
+        self._min = min_records
+        self._k = k
+        self._sample = sample_every  # key counting on 1 record in N keeps the cost negligible
+        self._counts: dict[TopicPartition, int] = {}
+        self._keys: dict[TopicPartition, TopKeys] = {}
+
+    def observe(self, records: Sequence[Record]) -> None:
+        counts = self._counts
+        for r in records[:: self._sample]:
+            tp = r.tp
+            counts[tp] = counts.get(tp, 0) + self._sample
+            if r.key is not None:
+                keys = self._keys.get(tp)
+                if keys is None:
+                    keys = self._keys[tp] = TopKeys(self._k)
+                keys.add(r.key, self._sample)
+
+    def report(self, assigned: int) -> list[HotPartition]:
+        """Hot partitions of the window now ending; the window is reset."""
+        total = sum(self._counts.values())
+        hot: list[HotPartition] = []
+        if total >= self._min and assigned > 1:
+            fair = 1.0 / assigned
+            for tp, n in sorted(self._counts.items()):
+                share = n / total
+                if share > self._factor * fair:
+                    keys = self._keys.get(tp)
+                    hot.append(HotPartition(tp, share, fair, n, keys.top() if keys else []))
+        self._counts = {}
+        self._keys = {}
+        return hot

@@ -1,0 +1,52 @@
+"""Error policy of the consumer runtime: what each error class means for a message.
+
+- ``RetryableError`` (``TransientError``, ``BrokerUnavailable``, ``RateLimited``): try again
+  after an exponential backoff with full jitter (at least ``retry_after`` for
+  ``RateLimited``), then dead-letter once the attempts are used up.
+- ``AuthenticationError``, ``InvariantViolation``, ``ConfigurationError``: fatal; the
+  processor commits what it finished and stops (a human must act).
+- anything else (``DecodeError``, ``ValidationError``, an unexpected exception): poison;
+  dead-lettered at once, the stream goes on.
+"""
+
+from __future__ import annotations
+
+import random
+from enum import Enum
+
+from alpha_panda.domain.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    InvariantViolation,
+    RateLimited,
+    RetryableError,
+)
+
+
+class Disposition(Enum):
+    RETRY = "retry"
+    DEAD_LETTER = "dead_letter"
+    FATAL = "fatal"
+
+
+FATAL_ERRORS: tuple[type[BaseException], ...] = (
+    AuthenticationError, InvariantViolation, ConfigurationError)
+
+
+def classify(exc: BaseException) -> Disposition:
+    """What the runtime does with a message whose handler raised ``exc``."""
+    if isinstance(exc, FATAL_ERRORS):
+        return Disposition.FATAL
+    if isinstance(exc, RetryableError):
+        return Disposition.RETRY
+    return Disposition.DEAD_LETTER
+
+
+def backoff_delay(exc: BaseException, attempt: int, base: float, cap: float,
+                  rng: random.Random | None = None) -> float:
+    """Seconds to wait before attempt ``attempt + 1`` (``attempt`` >= 1 failures so far)."""
+    ceiling = min(cap, base * (2 ** (attempt - 1)))
+    delay = (rng or random).uniform(ceiling / 2, ceiling)  # jitter keeps retries apart
+    if isinstance(exc, RateLimited):
+        delay = max(delay, min(cap, exc.retry_after))
+    return delay

@@ -1,0 +1,286 @@
+"""The consumer runtime: poll → dedup → decode → handle → commit outputs with offsets.
+
+``StreamProcessor`` runs one ``Handler`` over a set of topics as a member of a consumer
+group. Each batch ends in one ``Consumer.commit`` carrying the handler's outputs, the next
+offsets and the processed ids, so a crash anywhere leaves either all of a batch's effects
+on the log or none (exactly-once on the log). Failures are handled by error class
+(``stream.retry``); poison messages go to ``T.dlq`` in the same commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import structlog
+
+from alpha_panda.domain.events import CODEC, Envelope, EventCodec
+from alpha_panda.observability.health import ComponentStatus, State
+from alpha_panda.stream import metrics
+from alpha_panda.stream.batch import BatchOutcome, BatchRunner
+from alpha_panda.stream.dedup import RecentIds
+from alpha_panda.stream.emit import Emit, to_output
+from alpha_panda.stream.hot import HotPartitionTracker
+from alpha_panda.stream.log import Consumer, Log, Record, TopicPartition
+from alpha_panda.stream.retry import Disposition, classify
+
+__all__ = ["Emit", "Handler", "ProcessorSettings", "ProcessorStats", "StreamProcessor",
+           "to_output"]
+
+log_ = structlog.get_logger(__name__)
+
+
+class Handler(Protocol):
+    """Turns one event into outputs. Optional hooks, called when present:
+
+    - ``on_batch_end() -> Sequence[Emit]``: after each batch (periodic snapshots);
+    - ``async ahandle(event, record) -> Sequence[Emit]``: used instead of ``handle``
+      (network I/O); ``handle`` is still what a rebuild replays;
+    - ``on_assign(tps)`` / ``on_revoke(tps)``: partitions gained / lost.
+    """
+
+    def handle(self, event: Envelope[Any], record: Record) -> Sequence[Emit]: ...
+
+
+@dataclass(frozen=True)
+class ProcessorSettings:
+    """Tuning of a ``StreamProcessor``; the defaults suit the embedded pipeline."""
+
+    batch_size: int = 1000
+    poll_timeout: float = 0.05
+    max_attempts: int = 5  # retryable errors: attempts before the message is dead-lettered
+    backoff_base: float = 0.05
+    backoff_max: float = 5.0
+    dedup: bool = True
+    dead_letter: bool = True  # False: poison stops the processor instead
+    dedup_memory: int = 100_000  # ids remembered in memory on top of the log's own record
+    commit_attempts: int = 5
+    lag_interval: float = 1.0
+    hot_window: float = 10.0
+    hot_factor: float = 2.0
+    hot_min_records: int = 1000
+    stop_timeout: float = 10.0
+
+
+@dataclass(slots=True)
+class ProcessorStats:
+    processed: int = 0
+    emitted: int = 0
+    duplicates: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    errors: int = 0
+    lag: int | None = None
+
+
+class StreamProcessor:
+    """Runs ``handler`` over ``topics`` in consumer group ``group`` until stopped."""
+
+    def __init__(self, log: Log, *, name: str, group: str, topics: Sequence[str],
+                 handler: Handler, settings: ProcessorSettings = ProcessorSettings(),
+                 rebuild: bool = False, codec: EventCodec = CODEC) -> None:
+        self._log = log
+        self._name = name
+        self._group = group
+        self._topics = list(topics)
+        self._handler = handler
+        self._settings = settings
+        self._rebuild = rebuild
+        self._codec = codec
+        self.stats = ProcessorStats()
+        self._state = State.STARTING
+        self._detail = ""
+        self._caught_up = False
+        self._consumer: Consumer | None = None
+        self._recent = RecentIds(settings.dedup_memory)
+        self._runner = BatchRunner(self)
+        self._paused: dict[TopicPartition, float] = {}  # partition -> loop time to resume
+        self._attempts: dict[tuple[TopicPartition, int], int] = {}
+        self._hot = HotPartitionTracker(settings.hot_factor, settings.hot_min_records)
+
+    # ------------------------------------------------------------------ public surface
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def group(self) -> str:
+        return self._group
+
+    @property
+    def topics(self) -> list[str]:
+        return list(self._topics)
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @property
+    def handler(self) -> Handler:
+        return self._handler
+
+    @property
+    def settings(self) -> ProcessorSettings:
+        return self._settings
+
+    @property
+    def codec(self) -> EventCodec:
+        return self._codec
+
+    @property
+    def recent_ids(self) -> RecentIds:
+        return self._recent
+
+    def health(self) -> ComponentStatus:
+        """Ready once running with its partitions assigned and the lag seen at zero."""
+        s = self.stats
+        return ComponentStatus(
+            name=self._name, state=self._state,
+            ready=self._state is State.RUNNING and self._caught_up,
+            detail=self._detail, lag=s.lag, processed=s.processed,
+            errors=s.errors)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Process until ``stop`` is set (or a fatal error), then commit and leave the group."""
+        consumer = self._log.consumer(self._group, self._topics, on_assign=self._on_assign,
+                                      on_revoke=self._on_revoke)
+        self._consumer = consumer
+        self._state = State.RUNNING
+        log_.info("processor.started", service=self._name, group=self._group,
+                  topics=self._topics, rebuild=self._rebuild)
+        next_lag = 0.0
+        next_hot = time.monotonic() + self._settings.hot_window
+        try:
+            while not stop.is_set():
+                timeout = self._resume_due(consumer)
+                records = await consumer.poll(self._settings.batch_size, timeout)
+                records = await self._drop_paused(consumer, records)
+                if records:
+                    self._hot.observe(records)
+                outcome = await self._runner.run(consumer, records)
+                if outcome is BatchOutcome.FATAL:
+                    break
+                now = time.monotonic()
+                if now >= next_lag or (not records and not self._caught_up):
+                    await self._update_lag(consumer)
+                    next_lag = now + self._settings.lag_interval
+                if now >= next_hot:
+                    self._report_hot(consumer)
+                    next_hot = now + self._settings.hot_window
+        except asyncio.CancelledError:
+            self._fail("cancelled")
+            raise
+        except Exception as exc:
+            self._fail(f"{type(exc).__name__}: {exc}")
+            if classify(exc) is not Disposition.FATAL:
+                raise  # a bug, not an operator matter: let the supervisor see it
+            log_.error("processor.fatal", service=self._name, error=str(exc), exc_info=exc)
+        finally:
+            if self._state is not State.FAILED:
+                self._state = State.STOPPING
+            try:
+                await asyncio.wait_for(consumer.close(), self._settings.stop_timeout)
+            finally:
+                if self._state is State.STOPPING:
+                    self._state = State.STOPPED
+                log_.info("processor.stopped", service=self._name, state=self._state.value,
+                          processed=self.stats.processed)
+
+    # ------------------------------------------------------------------ used by BatchRunner
+
+    def fail(self, detail: str) -> None:
+        """Stop with state FAILED (fatal error); health reports ``detail``."""
+        self._fail(detail)
+
+    def _fail(self, detail: str) -> None:
+        self._state = State.FAILED
+        self._detail = detail
+        log_.error("processor.failed", service=self._name, detail=detail)
+
+    def schedule_retry(self, consumer: Consumer, tp: TopicPartition, offset: int,
+                       delay: float) -> None:
+        """Hold ``tp`` back for ``delay`` seconds; it resumes at ``offset``."""
+        self._paused[tp] = time.monotonic() + delay
+        pause = getattr(consumer, "pause", None)
+        if pause is not None:
+            pause([tp])
+
+    def attempts(self) -> dict[tuple[TopicPartition, int], int]:
+        return self._attempts
+
+    # ------------------------------------------------------------------ internals
+
+    def _resume_due(self, consumer: Consumer) -> float:
+        timeout = self._settings.poll_timeout
+        if not self._paused:
+            return timeout
+        now = time.monotonic()
+        due = [tp for tp, at in self._paused.items() if at <= now]
+        for tp in due:
+            del self._paused[tp]
+        resume = getattr(consumer, "resume", None)
+        if due and resume is not None:
+            resume(due)
+        if self._paused:
+            timeout = max(0.0, min(timeout, min(self._paused.values()) - now))
+        return timeout
+
+    async def _drop_paused(self, consumer: Consumer, records: list[Record]) -> list[Record]:
+        """Backends without ``pause``: discard a paused partition's records and rewind it."""
+        if not self._paused or not records:
+            return records
+        keep: list[Record] = []
+        rewind: dict[TopicPartition, int] = {}
+        for r in records:
+            if r.tp in self._paused:
+                rewind.setdefault(r.tp, r.offset)
+            else:
+                keep.append(r)
+        for tp, off in rewind.items():
+            await consumer.seek(tp, off)
+        return keep
+
+    async def _on_assign(self, tps: Sequence[TopicPartition]) -> None:
+        log_.info("processor.assigned", service=self._name, partitions=[str(t) for t in tps])
+        if self._rebuild and self._consumer is not None:
+            await self._runner.rebuild(self._log, self._consumer, tps)
+        hook = getattr(self._handler, "on_assign", None)
+        if hook is not None:
+            hook(tps)
+
+    async def _on_revoke(self, tps: Sequence[TopicPartition]) -> None:
+        log_.info("processor.revoked", service=self._name, partitions=[str(t) for t in tps])
+        for tp in tps:
+            self._paused.pop(tp, None)
+        self._attempts = {k: v for k, v in self._attempts.items() if k[0] not in tps}
+        hook = getattr(self._handler, "on_revoke", None)
+        if hook is not None:
+            hook(tps)
+
+    async def _update_lag(self, consumer: Consumer) -> None:
+        assigned = consumer.assignment()
+        total = 0
+        for t in {tp.topic for tp in assigned}:
+            ends = await self._log.end_offsets(t)
+            lag_t = sum(max(0, ends.get(tp.partition, 0) - consumer.position(tp))
+                        for tp in assigned if tp.topic == t)
+            metrics.LAG.labels(self._name, t).set(lag_t)
+            total += lag_t
+        self.stats.lag = total
+        if total == 0 and not self._caught_up:
+            self._caught_up = True
+            log_.info("processor.caught_up", service=self._name, partitions=len(assigned))
+
+    def _report_hot(self, consumer: Consumer) -> None:
+        for hot in self._hot.report(len(consumer.assignment())):
+            metrics.HOT_PARTITION.labels(self._name, hot.tp.topic, str(hot.tp.partition)).set(
+                hot.share)
+            log_.warning("processor.hot_partition", service=self._name, topic=hot.tp.topic,
+                         partition=hot.tp.partition, share=round(hot.share, 3),
+                         fair_share=round(hot.fair_share, 3), records=hot.records,
+                         top_keys=[(k.decode(errors="replace"), n) for k, n in hot.top_keys])
+
