@@ -1,0 +1,201 @@
+"""The read API as a client sees it: exact money, filters, errors, health and controls."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from alpha_panda.adapters.redis.cache import RedisCache
+from alpha_panda.api.app import create_app
+from alpha_panda.domain.errors import ConfigurationError
+from alpha_panda.observability.health import HealthRegistry, State
+from alpha_panda.readmodel.memory import MemoryCache
+from alpha_panda.testing.redis_server import free_port
+
+from .conftest import T0, Component, RecordingControl
+
+BROKER_ROUTES = ["portfolios", "positions", "orders", "signals"]
+
+
+@pytest.mark.parametrize("route", BROKER_ROUTES)
+@pytest.mark.parametrize("broker", ["paper", "zerodha"])
+async def test_fresh_system_answers_empty_not_errors(
+    client: httpx.AsyncClient, route: str, broker: str
+) -> None:
+    r = await client.get(f"/api/v1/{route}/{broker}")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["broker"] == broker
+    if route == "portfolios":
+        assert body["cash"] == body["equity"] == "0.00" and body["fills"] == 0
+        assert body["equity_curve"] == [] and body["as_of_time"] is None
+    else:
+        assert body == {"broker": broker, "total": 0, "items": []}
+
+
+@pytest.mark.parametrize("route", BROKER_ROUTES)
+async def test_unknown_broker_is_404_naming_the_valid_ones(
+    client: httpx.AsyncClient, route: str
+) -> None:
+    r = await client.get(f"/api/v1/{route}/kite")
+    assert r.status_code == 404
+    assert r.json() == {"detail": "unknown broker 'kite': expected one of paper, zerodha"}
+
+
+async def test_portfolio_money_is_exact_rupee_strings(
+    client: httpx.AsyncClient, filled: MemoryCache
+) -> None:
+    body = (await client.get("/api/v1/portfolios/paper")).json()
+    assert body["cash"] == "99812345.67"
+    assert body["realized"] == "1234.50"
+    assert body["unrealized"] == "-56.05"
+    assert body["charges"] == "42.17"
+    assert body["equity"] == "99812289.62"  # cash + unrealized, to the paisa
+    assert body["equity_curve"][-1]["equity"] == body["equity"]
+    assert body["equity_curve"][0] == {
+        "ts": T0, "time": "2025-11-24T16:00:00Z", "equity": "100000000.00"
+    }
+    assert body["open_positions"] == 2 and body["fills"] == 5
+    assert body["strategies"][0]["strategy_id"] == "sma_cross_banks"
+    # paper data never leaks into zerodha
+    zerodha = (await client.get("/api/v1/portfolios/zerodha")).json()
+    assert zerodha["cash"] == "0.00" and zerodha["strategies"] == []
+
+
+async def test_positions_open_first_with_symbols(
+    client: httpx.AsyncClient, filled: MemoryCache
+) -> None:
+    body = (await client.get("/api/v1/positions/paper")).json()
+    assert body["total"] == 3
+    rows = [(p["symbol"], p["quantity"], p["market_value"]) for p in body["items"]]
+    assert rows == [
+        ("HDFCBANK", 10, "17195.50"),
+        ("ICICIBANK", -50, "-64050.50"),
+        ("INFY", 0, "0.00"),
+    ]
+    open_only = (await client.get("/api/v1/positions/paper?include_closed=false")).json()
+    assert [p["symbol"] for p in open_only["items"]] == ["HDFCBANK", "ICICIBANK"]
+
+
+async def test_orders_filters_newest_first(client: httpx.AsyncClient, filled: MemoryCache) -> None:
+    every = (await client.get("/api/v1/orders/paper")).json()
+    assert [o["order_id"] for o in every["items"]] == ["o3", "o2", "o1"]
+    o3 = every["items"][0]
+    assert o3["limit_price"] == "1281.05" and o3["trigger_price"] is None
+    assert o3["symbol"] == "ICICIBANK"
+    filled_only = (await client.get("/api/v1/orders/paper?status=filled")).json()
+    assert [o["order_id"] for o in filled_only["items"]] == ["o2"]
+    assert filled_only["items"][0]["average_price"] == "1720.10"
+    mine = (await client.get("/api/v1/orders/paper?strategy_id=sma_cross_banks&limit=1")).json()
+    assert mine["total"] == 2 and [o["order_id"] for o in mine["items"]] == ["o3"]
+    rejected = (await client.get("/api/v1/orders/paper?status=REJECTED")).json()
+    assert rejected["items"][0]["reason"] == "insufficient funds"
+
+
+async def test_signals_show_rejections_with_reasons(
+    client: httpx.AsyncClient, filled: MemoryCache
+) -> None:
+    body = (await client.get("/api/v1/signals/paper?status=rejected")).json()
+    assert body["total"] == 1
+    [s] = body["items"]
+    assert (s["reason_code"], s["message"]) == ("MAX_POSITION", "position 110 would exceed max 50")
+    assert s["symbol"] == "HDFCBANK" and s["time"] == "2025-11-24T16:00:02.500000Z"
+
+
+async def test_strategies_with_status(client: httpx.AsyncClient, filled: MemoryCache) -> None:
+    body = (await client.get("/api/v1/strategies")).json()
+    assert [(s["id"], s["status"]) for s in body] == [("sma_cross_banks", "ACTIVE"), ("broken", "FAILED")]
+    assert body[0]["symbols"] == ["HDFCBANK", "ICICIBANK"]
+    assert body[1]["error"] == "ZeroDivisionError: division by zero"
+
+
+@pytest.mark.parametrize(
+    ("query", "fragment"),
+    [
+        ("status=SHIPPED", "query parameter 'status'"),
+        ("limit=0", "greater than or equal to 1"),
+        ("limit=5000", "less than or equal to 1000"),
+        ("limit=ten", "valid integer"),
+    ],
+)
+async def test_bad_query_params_are_422_with_a_clear_message(
+    client: httpx.AsyncClient, query: str, fragment: str
+) -> None:
+    r = await client.get(f"/api/v1/orders/paper?{query}")
+    assert r.status_code == 422
+    assert fragment in r.json()["detail"]
+
+
+async def test_health_and_readiness(client: httpx.AsyncClient, registry: HealthRegistry) -> None:
+    assert (await client.get("/health")).status_code == 200
+    assert (await client.get("/ready")).status_code == 503  # nothing registered yet
+    feed, risk = Component("feed"), Component("risk", State.STARTING, ready=False)
+    registry.register(feed)
+    registry.register(risk)
+    r = await client.get("/ready")
+    assert r.status_code == 503 and r.json()["status"] == "not_ready"
+    assert {c["name"]: c["ready"] for c in r.json()["components"]} == {"feed": True, "risk": False}
+    assert (await client.get("/health")).status_code == 200  # starting is alive
+    risk.state, risk.ready = State.RUNNING, True
+    assert (await client.get("/ready")).status_code == 200
+    feed.state, feed.ready = State.FAILED, False
+    r = await client.get("/health")
+    assert r.status_code == 503 and r.json()["status"] == "failed"
+
+
+async def test_metrics_counts_requests_by_route_template(client: httpx.AsyncClient) -> None:
+    await client.get("/api/v1/orders/zerodha")
+    text = (await client.get("/metrics")).text
+    assert 'route="/api/v1/orders/{broker}"' in text
+    assert "alpha_panda_http_request_duration_seconds_bucket" in text
+
+
+async def test_kill_switch_calls_control(
+    client: httpx.AsyncClient, control: RecordingControl
+) -> None:
+    r = await client.post("/api/v1/kill-switch", json={"active": True, "flatten": True, "broker": "zerodha"})
+    assert r.status_code == 200
+    assert r.json() == {"broker": "zerodha", "active": True, "flatten": True}
+    assert control.calls == [("zerodha", True, True)]
+    bad = await client.post("/api/v1/kill-switch", json={"active": True, "broker": "kite"})
+    assert bad.status_code == 404 and control.calls == [("zerodha", True, True)]
+    control.refuse = ConfigurationError("zerodha is not running in this process")
+    refused = await client.post("/api/v1/kill-switch", json={"active": False, "broker": "zerodha"})
+    assert refused.status_code == 409 and "not running" in refused.json()["detail"]
+    missing = await client.post("/api/v1/kill-switch", json={"broker": "paper"})
+    assert missing.status_code == 422 and "active" in missing.json()["detail"]
+
+
+async def test_kill_switch_without_a_pipeline_is_503() -> None:
+    app = create_app(cache=MemoryCache(), health=HealthRegistry())
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://a") as c:
+        r = await c.post("/api/v1/kill-switch", json={"active": True, "broker": "paper"})
+    assert r.status_code == 503
+
+
+async def test_openapi_documents_money_as_exact_strings(client: httpx.AsyncClient) -> None:
+    schema = (await client.get("/openapi.json")).json()
+    cash = schema["components"]["schemas"]["Portfolio"]["properties"]["cash"]
+    assert cash["type"] == "string" and cash["pattern"] == r"^-?\d+\.\d{2}$"
+    assert "rupees" in cash["description"]
+    assert "/api/v1/kill-switch" in schema["paths"]
+    docs = await client.get("/docs")
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+
+
+async def test_corrupt_document_is_500_naming_the_key(
+    client: httpx.AsyncClient, cache: MemoryCache
+) -> None:
+    await cache.set("paper:orders", b'{"not": "a list"}')
+    r = await client.get("/api/v1/orders/paper")
+    assert r.status_code == 500 and "'paper:orders'" in r.json()["detail"]
+
+
+async def test_unreachable_redis_is_503_with_retry_after() -> None:
+    cache = RedisCache(f"redis://127.0.0.1:{free_port()}/0", socket_timeout=0.5)
+    app = create_app(cache=cache, health=HealthRegistry())
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://a") as c:
+        r = await c.get("/api/v1/portfolios/paper")
+    await cache.close()
+    assert r.status_code == 503 and r.headers["retry-after"] == "1"
+    assert "read model unavailable" in r.json()["detail"]
