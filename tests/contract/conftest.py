@@ -1,0 +1,80 @@
+"""The log backends every contract test runs against.
+
+To add a backend, add one async factory to ``BACKENDS``: given a fresh temporary directory
+it returns an *opener*, an async function that opens (and starts) a new ``Log`` client over
+the same underlying log each time it is called. Tests call it again after closing a log to
+check what survives a restart. Topic names are unique per test (``names``), so a shared
+broker needs no cleaning between tests.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from alpha_panda.adapters.memory_log import MemoryStorage
+from alpha_panda.adapters.sqlite_log import SqliteLog
+from alpha_panda.stream.embedded import EmbeddedLog
+from alpha_panda.stream.log import Log
+
+Opener = Callable[[], Awaitable[Log]]
+
+
+async def _memory(tmp: Path) -> Opener:
+    storage = MemoryStorage()  # outlives each EmbeddedLog: a "restart" keeps the data
+
+    async def open_() -> Log:
+        log = EmbeddedLog(storage)
+        await log.start()
+        return log
+
+    return open_
+
+
+async def _sqlite(tmp: Path) -> Opener:
+    path = tmp / "log.sqlite"
+
+    async def open_() -> Log:
+        log = SqliteLog(path)
+        await log.start()
+        return log
+
+    return open_
+
+
+BACKENDS: dict[str, Callable[[Path], Awaitable[Opener]]] = {
+    "memory": _memory,
+    "sqlite": _sqlite,
+}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+async def open_log(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Opener]:
+    """Opens logs of the parametrized backend; every log opened is closed at the end."""
+    factory = BACKENDS[request.param]
+    opener = await factory(tmp_path)
+    opened: list[Log] = []
+
+    async def tracked() -> Log:
+        log = await opener()
+        opened.append(log)
+        return log
+
+    yield tracked
+    for log in opened:
+        await log.close()
+
+
+@pytest.fixture
+async def log(open_log: Opener) -> Log:
+    return await open_log()
+
+
+@pytest.fixture
+def names() -> Callable[[str], str]:
+    """Unique topic/group names for this test: ``names("ticks")``."""
+    suffix = uuid.uuid4().hex[:8]
+    return lambda base: f"{base}-{suffix}"
