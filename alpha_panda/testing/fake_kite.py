@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, urlparse
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -33,7 +33,13 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from alpha_panda.adapters.zerodha.ticker_codec import (
-    FULL_LEN, INDEX_FULL_LEN, LTP_LEN, QUOTE_LEN, SEG_INDICES, encode_ticker_frame, segment_of,
+    FULL_LEN,
+    INDEX_FULL_LEN,
+    LTP_LEN,
+    QUOTE_LEN,
+    SEG_INDICES,
+    encode_ticker_frame,
+    segment_of,
 )
 from alpha_panda.domain.events import MarketTick
 
@@ -89,7 +95,7 @@ class FakeKite:
         self.ws_messages: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> FakeKite:
+    def start(self) -> Self:
         self._http = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._http.daemon_threads = True
         threading.Thread(target=self._http.serve_forever, daemon=True, name="fake-kite-http").start()
@@ -106,7 +112,7 @@ class FakeKite:
             self._call(self._close_ws())
             self._loop.call_soon_threadsafe(self._loop.stop)
 
-    def __enter__(self) -> FakeKite:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -166,8 +172,8 @@ class FakeKite:
             raise KiteError(404, "GeneralException", f"Route not found: {method} {path}")
 
     def instruments_csv(self, exchange: str | None) -> str:
-        rows = ["instrument_token,exchange_token,tradingsymbol,name,last_price,expiry,strike,"
-                "tick_size,lot_size,instrument_type,segment,exchange"]
+        rows = [("instrument_token,exchange_token,tradingsymbol,name,last_price,expiry,strike,"
+                "tick_size,lot_size,instrument_type,segment,exchange")]
         for token, exch, sym, seg, tick, lot in self.instruments:
             if exchange is None or exchange == exch:
                 kind = "FUT" if seg.endswith("FUT") else "EQ"

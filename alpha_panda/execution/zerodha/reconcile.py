@@ -1,0 +1,185 @@
+"""Our view of our Zerodha orders, and the diff against Kite's books (pure).
+
+``OrderBook`` is rebuilt from our own ``zerodha.orders.*`` events; ``diff`` compares it
+with Kite's order book and trade book and returns the events that are missing: fills
+not yet recorded, rejections, cancellations. Applying them to the book makes ``diff``
+idempotent, so postbacks, polling and the start-up reconciliation can all call it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from alpha_panda.domain.events import (
+    NO_CHARGES,
+    Charges,
+    OrderCancelled,
+    OrderFilled,
+    OrderRejected,
+    OrderSubmitted,
+    derive_id,
+)
+from alpha_panda.domain.values import Product, Side, Validity
+from alpha_panda.execution.zerodha.orders import KiteOrder, KiteTrade, is_our_tag
+
+OrderEvent = OrderSubmitted | OrderFilled | OrderRejected | OrderCancelled
+ChargesFn = Callable[["TrackedOrder", int, int], Charges]
+"""Charges of a fill: (order, turnover before, turnover after) in paise."""
+
+
+def fill_id(order_id: str, trade_id: str) -> str:
+    """Deterministic id of the fill a Kite trade gives our order."""
+    return derive_id(order_id, f"zerodha.fill:{trade_id}")
+
+
+@dataclass
+class TrackedOrder:
+    order_id: str
+    broker_order_id: str
+    strategy_id: str
+    instrument_token: int
+    side: Side
+    quantity: int
+    product: Product
+    validity: Validity
+    tag: str
+    correlation_id: str = ""
+    filled: int = 0
+    turnover: int = 0
+    fill_ids: set[str] = field(default_factory=set)
+    terminal: bool = False
+
+    @property
+    def leaves(self) -> int:
+        return self.quantity - self.filled
+
+
+@dataclass(frozen=True)
+class PositionMismatch:
+    instrument_token: int
+    product: str
+    ours: int
+    kite: int
+
+
+class OrderBook:
+    """Our Zerodha orders, by Kite order id, with fills seen so far."""
+
+    def __init__(self) -> None:
+        self.orders: dict[str, TrackedOrder] = {}
+        self._by_order_id: dict[str, TrackedOrder] = {}
+        # events of orders whose OrderSubmitted is not (yet) known: a fill can reach the
+        # log before the submission it belongs to is committed
+        self._pending: dict[str, list[OrderEvent]] = {}
+
+    def open_orders(self) -> list[TrackedOrder]:
+        return [o for o in self.orders.values() if not o.terminal]
+
+    def get(self, broker_order_id: str) -> TrackedOrder | None:
+        return self.orders.get(broker_order_id)
+
+    def apply(self, event: OrderEvent, correlation_id: str = "") -> None:
+        """Fold one of our own events into the book (idempotent)."""
+        if isinstance(event, OrderSubmitted):
+            if event.broker_order_id and event.broker_order_id not in self.orders:
+                new = TrackedOrder(event.order_id, event.broker_order_id, event.strategy_id,
+                                   event.instrument_token, event.side, event.quantity,
+                                   event.product,
+                                   event.validity, event.tag, correlation_id)
+                self.orders[event.broker_order_id] = new
+                self._by_order_id[event.order_id] = new
+                for later in self._pending.pop(event.order_id, []):
+                    self.apply(later)
+            return
+        o = self._by_order_id.get(event.order_id)
+        if o is None:
+            self._pending.setdefault(event.order_id, []).append(event)
+            return
+        if isinstance(event, OrderFilled):
+            if event.fill_id not in o.fill_ids:
+                o.fill_ids.add(event.fill_id)
+                o.filled = max(o.filled, event.cumulative_quantity)
+                o.turnover += event.price * event.quantity
+                o.terminal = o.terminal or event.leaves_quantity == 0
+        else:
+            o.terminal = True
+
+    def net_positions(self) -> dict[tuple[int, str], int]:
+        net: dict[tuple[int, str], int] = {}
+        for o in self.orders.values():
+            key = (o.instrument_token, o.product.value)
+            net[key] = net.get(key, 0) + o.side.sign * o.filled
+        return net
+
+
+def diff(book: OrderBook, kite_orders: Iterable[KiteOrder], trades: Iterable[KiteTrade],
+         charges: ChargesFn | None = None) -> list[tuple[TrackedOrder, OrderEvent]]:
+    """Events that bring ``book`` level with Kite, each already applied to ``book``."""
+    by_order: dict[str, list[KiteTrade]] = {}
+    for t in trades:
+        by_order.setdefault(t.order_id, []).append(t)
+    out: list[tuple[TrackedOrder, OrderEvent]] = []
+    for ko in kite_orders:
+        o = book.get(ko.order_id)
+        if o is None or o.terminal:
+            continue
+        for t in sorted(by_order.get(ko.order_id, ()), key=_trade_order):
+            fid = fill_id(o.order_id, t.trade_id)
+            if fid in o.fill_ids or t.quantity <= 0 or t.quantity > o.leaves:
+                continue
+            before = o.turnover
+            cum = o.filled + t.quantity
+            after = before + t.price * t.quantity
+            fill = OrderFilled(
+                order_id=o.order_id, fill_id=fid, strategy_id=o.strategy_id,
+                instrument_token=o.instrument_token, side=o.side, quantity=t.quantity, price=t.price,
+                cumulative_quantity=cum, leaves_quantity=o.quantity - cum,
+                average_price=_div_round(after, cum), product=o.product,
+                charges=charges(o, before, after) if charges else NO_CHARGES,
+                broker_order_id=o.broker_order_id)
+            book.apply(fill)
+            out.append((o, fill))
+        if o.terminal or ko.status not in ("REJECTED", "CANCELLED"):
+            continue
+        if ko.status == "REJECTED":
+            end: OrderEvent = OrderRejected(
+                order_id=o.order_id, strategy_id=o.strategy_id, instrument_token=o.instrument_token,
+                side=o.side, quantity=o.quantity, reason_code="BROKER_REJECTED",
+                message=ko.status_message or "rejected by Kite", broker_order_id=o.broker_order_id)
+        else:
+            if ko.filled_quantity > o.filled:
+                continue  # wait until the trade book shows the fills made before the cancel
+            end = OrderCancelled(
+                order_id=o.order_id, strategy_id=o.strategy_id, instrument_token=o.instrument_token,
+                side=o.side, filled_quantity=o.filled, leaves_quantity=o.leaves,
+                reason="ioc" if o.validity is Validity.IOC else "broker",
+                broker_order_id=o.broker_order_id)
+        book.apply(end)
+        out.append((o, end))
+    return out
+
+
+def orphans(book: OrderBook, kite_orders: Iterable[KiteOrder]) -> list[KiteOrder]:
+    """Kite orders carrying our tag that no event of ours records (a crash between placing
+    and committing; the redelivered signal adopts them)."""
+    return [k for k in kite_orders if is_our_tag(k.tag) and book.get(k.order_id) is None]
+
+
+def position_mismatches(book: OrderBook, kite_net: Sequence[tuple[int, str, int]]
+                        ) -> list[PositionMismatch]:
+    """(token, product) where Kite's net quantity differs from what our fills add up to."""
+    ours = book.net_positions()
+    theirs = {(tok, prod): qty for tok, prod, qty in kite_net}
+    return [PositionMismatch(tok, prod, ours.get((tok, prod), 0), theirs.get((tok, prod), 0))
+            for tok, prod in sorted(set(ours) | set(theirs))
+            if ours.get((tok, prod), 0) != theirs.get((tok, prod), 0)]
+
+
+def _trade_order(t: KiteTrade) -> tuple[int, str]:
+    return (int(t.trade_id) if t.trade_id.isdigit() else 0, t.trade_id)
+
+
+def _div_round(num: int, den: int) -> int:
+    q, r = divmod(num, den)
+    return q + (1 if 2 * r > den or (2 * r == den and q % 2) else 0)

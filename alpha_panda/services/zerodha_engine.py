@@ -1,0 +1,213 @@
+"""The zerodha trading engine: validated live signals in, Kite orders out, exactly once.
+
+It consumes only ``zerodha.signals.validated`` (hard isolation: any other topic, or an
+envelope whose broker is not ``zerodha``, stops it) and writes only ``zerodha.orders.*``.
+
+Exactly once across crashes: the order of a signal carries a tag derived from the
+signal id (``order_tag``). Before placing, the engine looks the tag up in the day's order
+book (fetched at start, after a rebalance and after any placement whose outcome is
+unknown); a tag already there is adopted instead of placed again. The ``OrderSubmitted``
+it emits is committed with the signal's offset, so a crash after placing and before
+committing redelivers the signal, finds the tag, and emits the same event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from alpha_panda.adapters.zerodha.client import KiteRestClient, OrderRefused
+from alpha_panda.adapters.zerodha.config import ZerodhaSettings
+from alpha_panda.adapters.zerodha.instruments import InstrumentMaster
+from alpha_panda.adapters.zerodha.order_sync import BROKER, SOURCE, ZerodhaOrderSync
+from alpha_panda.adapters.zerodha.session import require_live_session
+from alpha_panda.domain.errors import (
+    ConfigurationError,
+    InvariantViolation,
+    RetryableError,
+    ValidationError,
+)
+from alpha_panda.domain.events import (
+    NO_CHARGES,
+    Charges,
+    Envelope,
+    OrderRejected,
+    OrderSubmitted,
+    SignalValidated,
+)
+from alpha_panda.execution.costs import CostModel, Segment
+from alpha_panda.execution.zerodha.orders import (
+    is_our_tag,
+    kite_order_params,
+    order_id_for,
+    order_tag,
+)
+from alpha_panda.execution.zerodha.reconcile import OrderBook, TrackedOrder
+from alpha_panda.services.emitting import order_emit
+from alpha_panda.stream.emit import Emit
+from alpha_panda.stream.log import Log, Record, TopicPartition
+from alpha_panda.stream.runtime import ProcessorSettings, StreamProcessor
+from alpha_panda.stream.topics import topic
+
+log_ = structlog.get_logger(__name__)
+SIGNALS_TOPIC = topic(BROKER, "signals.validated")
+GROUP = "zerodha.trading-engine"
+
+
+def check_topics(topics: Sequence[str]) -> None:
+    """Refuse any subscription outside ``zerodha.*`` (hard isolation)."""
+    bad = [t for t in topics if not t.startswith(f"{BROKER}.")]
+    if bad:
+        raise ConfigurationError(f"the zerodha trading engine may consume only zerodha.* topics, "
+                                 f"not {bad}")
+
+
+class ZerodhaEngine:
+    """The ``Handler`` of the zerodha trading engine (``ahandle`` does the network I/O)."""
+
+    def __init__(self, kite: KiteRestClient, instruments: InstrumentMaster, book: OrderBook, *,
+                 market_protection: int = -1, max_signal_age_s: float = 300.0,
+                 clock: Callable[[], int] = time.time_ns) -> None:
+        self._kite = kite
+        self._instruments = instruments
+        self._book = book
+        self._protection = market_protection
+        self._max_age_ns = int(max_signal_age_s * 1e9)
+        self._clock = clock
+        self._tags: dict[str, str] = {}  # our tag -> Kite order id, from the order book
+        self._stale = True  # the order book must be read before the next placement
+        self.placed = 0
+        self.adopted = 0
+        self.rejected = 0
+
+    def handle(self, event: Envelope[Any], record: Record) -> Sequence[Emit]:
+        raise InvariantViolation("the zerodha trading engine places orders: it cannot be "
+                                 "replayed synchronously (no rebuild)")
+
+    def on_assign(self, tps: Sequence[TopicPartition]) -> None:
+        check_topics([tp.topic for tp in tps])
+        self._stale = True  # another member may have placed orders for these partitions
+
+    async def ahandle(self, event: Envelope[Any], record: Record) -> Sequence[Emit]:
+        check_topics([record.topic])
+        if event.broker != BROKER:
+            raise InvariantViolation(f"the zerodha trading engine got an envelope for broker "
+                                     f"{event.broker!r} ({event.id}) on {record.topic}")
+        data = event.data
+        if not isinstance(data, SignalValidated):
+            return ()
+        sig, sid = data.signal, data.signal_id
+        tag = order_tag(sid)
+        inst = self._instruments.get(sig.instrument_token)
+        if inst is None:
+            return [self._reject(event, "UNKNOWN_INSTRUMENT",
+                                 f"instrument {sig.instrument_token} is not in Kite's list")]
+        try:
+            params = kite_order_params(sig, exchange=inst.exchange, tradingsymbol=inst.tradingsymbol,
+                                       tag=tag, market_protection=self._protection)
+        except ValidationError as exc:
+            return [self._reject(event, "INVALID_ORDER", str(exc))]
+        broker_id = await self._existing(tag)
+        if broker_id is not None:
+            self.adopted += 1
+            log_.info("zerodha.order_adopted", signal_id=sid, broker_order_id=broker_id)
+        elif self._clock() - event.ts > self._max_age_ns:
+            return [self._reject(event, "STALE_SIGNAL", "signal older than the engine accepts")]
+        else:
+            try:
+                broker_id = await self._kite.place_order(params)
+            except OrderRefused as exc:
+                return [self._reject(event, "BROKER_REFUSED", str(exc))]
+            except RetryableError:
+                self._stale = True  # the order may have reached Kite: look before retrying
+                raise
+            self._tags[tag] = broker_id
+            self.placed += 1
+        submitted = OrderSubmitted(
+            order_id=order_id_for(sid), signal_id=sid, strategy_id=sig.strategy_id,
+            instrument_token=sig.instrument_token, side=sig.side, quantity=sig.quantity,
+            order_type=sig.order_type, limit_price=sig.limit_price, trigger_price=sig.trigger_price,
+            product=sig.product, validity=sig.validity, tag=tag, broker_order_id=broker_id,
+            ts=event.ts)
+        self._book.apply(submitted, event.correlation_id)
+        return [order_emit(BROKER, submitted, cause=event, source=SOURCE, ts=event.ts)]
+
+    async def _existing(self, tag: str) -> str | None:
+        if self._stale:
+            orders = await self._kite.orders()
+            self._tags = {str(o["tag"]): str(o["order_id"]) for o in orders if is_our_tag(o.get("tag"))}
+            self._stale = False
+        return self._tags.get(tag)
+
+    def _reject(self, event: Envelope[SignalValidated], code: str, message: str) -> Emit:
+        sig = event.data.signal
+        self.rejected += 1
+        rejected = OrderRejected(
+            order_id=order_id_for(event.data.signal_id), strategy_id=sig.strategy_id,
+            instrument_token=sig.instrument_token, side=sig.side, quantity=sig.quantity,
+            reason_code=code, message=message, ts=event.ts)
+        return order_emit(BROKER, rejected, cause=event, source=SOURCE, ts=event.ts)
+
+
+def kite_charges(costs: CostModel, instruments: InstrumentMaster
+                 ) -> Callable[[TrackedOrder, int, int], Charges]:
+    """Zerodha's charges of a fill from the rate card, per order as contract notes show."""
+    def charges(order: TrackedOrder, before: int, after: int) -> Charges:
+        inst = instruments.get(order.instrument_token)
+        exchange = {"NFO": "NSE", "BFO": "BSE"}.get(inst.exchange, inst.exchange) if inst else "NSE"
+        options = bool(inst and inst.instrument_type in ("CE", "PE"))
+        try:
+            return costs.fill_charges(Segment.for_product(order.product, options=options),
+                                      order.side, before, after, exchange)
+        except ValidationError as exc:
+            log_.warning("zerodha.no_rate_card", instrument_token=order.instrument_token,
+                         error=str(exc))
+            return NO_CHARGES
+    return charges
+
+
+@dataclass
+class ZerodhaTrading:
+    """The running parts of live trading: the stream processor and the order sync."""
+
+    processor: StreamProcessor
+    engine: ZerodhaEngine
+    sync: ZerodhaOrderSync
+    kite: KiteRestClient
+    instruments: InstrumentMaster
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Reconcile with Kite, then place orders and follow them until ``stop``."""
+        try:
+            await self.sync.reconcile()
+            await asyncio.gather(self.processor.run(stop), self.sync.run(stop))
+        finally:
+            await self.kite.close()
+
+
+async def build_zerodha_engine(log: Log, settings: ZerodhaSettings,
+                               processor_settings: ProcessorSettings | None = None,
+                               *, now_ns: int | None = None,
+                               costs: CostModel | None = None) -> ZerodhaTrading:
+    """Wire live trading. Refuses without the explicit switch or a valid session."""
+    if not settings.live_enabled:
+        raise ConfigurationError("live trading is off: set ALPHA_PANDA_ZERODHA__LIVE_ENABLED=true")
+    session = require_live_session(settings, now_ns=now_ns)
+    log_.info("zerodha.starting", user_id=session.user_id, settings=settings.redacted())
+    kite = KiteRestClient(settings, session.access_token)
+    instruments = await InstrumentMaster.load(settings.instruments_cache_dir, kite.instruments,
+                                              now_ns=now_ns)
+    book = OrderBook()
+    sync = ZerodhaOrderSync(log, kite, book, poll_interval_s=settings.poll_interval_s,
+                            charges=kite_charges(costs or CostModel.load(), instruments))
+    engine = ZerodhaEngine(kite, instruments, book, market_protection=settings.market_protection)
+    topics = [SIGNALS_TOPIC]
+    check_topics(topics)
+    processor = StreamProcessor(log, name=GROUP, group=GROUP, topics=topics, handler=engine,
+                                settings=processor_settings or ProcessorSettings())
+    return ZerodhaTrading(processor, engine, sync, kite, instruments)
