@@ -1,0 +1,80 @@
+"""Configuration of the paper exchange (also the backtest's execution model)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import time
+from decimal import Decimal
+from typing import Literal
+
+from alpha_panda.domain.errors import ConfigurationError
+from alpha_panda.execution.costs import CostModel, Segment
+from alpha_panda.execution.market import CircuitBands, MarketCalendar
+
+MarketHoursMode = Literal["off", "reject", "queue"]
+SlippageModel = Literal["fixed", "depth"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExecutionConfig:
+    """How the paper exchange fills orders. The defaults are the strategy YAML's defaults.
+
+    - ``costs``: Zerodha charges on every fill (``cost_model``, default the newest card).
+    - ``slippage_bps``: fixed slippage against the trader on market and stop-market fills.
+    - ``slippage_model``: ``fixed`` (bps) or ``depth`` (walk the tick's 5-level book when
+      it carries one, else fixed bps).
+    - ``slippage_jitter_bps``: extra random slippage in [0, jitter] bps, seeded per order.
+    - ``latency_ms``: an order reaches the book this long after its signal, in event time.
+    - ``volume_participation``: at most this fraction of a tick's traded quantity per order
+      and tick (partial fills); None = fill in full.
+    - ``market_hours``: ``off`` (any time), ``reject`` (orders outside NSE hours/holidays are
+      rejected) or ``queue`` (they reach the book at the next open).
+    - ``mis_squareoff``: IST cut-off for MIS: open MIS orders are cancelled and positions
+      squared off at the first tick at/after it; new MIS orders after it are rejected.
+    - ``expire_day_orders``: DAY orders still open at the close (15:30 IST) expire.
+    - ``enforce_tick_size`` / ``price_bands``: reject limit/trigger prices off the 0.05 grid
+      or outside the instrument's circuit band.
+    - ``tick_history``: ticks kept per instrument to match orders that arrive late.
+    - ``segments``: per-instrument rate-card segment (e.g. options); default from product.
+    """
+
+    costs: bool = True
+    slippage_bps: int | Decimal = 0
+    slippage_model: SlippageModel = "fixed"
+    slippage_jitter_bps: int = 0
+    latency_ms: int = 0
+    volume_participation: Decimal | None = None
+    market_hours: MarketHoursMode = "off"
+    mis_squareoff: time | None = time(15, 20)
+    expire_day_orders: bool = True
+    enforce_tick_size: bool = True
+    price_bands: bool = True
+    tick_history: int = 4096
+    exchange: str = "NSE"
+    segments: Mapping[int, Segment] = field(default_factory=dict)
+    cost_model: CostModel | None = None
+    calendar: MarketCalendar | None = None
+    bands: CircuitBands | None = None
+
+    def __post_init__(self) -> None:
+        if Decimal(self.slippage_bps) < 0 or self.slippage_jitter_bps < 0:
+            raise ConfigurationError("execution: slippage_bps must be >= 0")
+        if self.latency_ms < 0:
+            raise ConfigurationError("execution: latency_ms must be >= 0")
+        if self.market_hours not in ("off", "reject", "queue"):
+            raise ConfigurationError(
+                f"execution: market_hours must be off|reject|queue, got {self.market_hours!r}"
+            )
+        if self.slippage_model not in ("fixed", "depth"):
+            raise ConfigurationError(f"execution: unknown slippage_model {self.slippage_model!r}")
+        if self.volume_participation is not None and not (
+            0 < Decimal(self.volume_participation) <= 1
+        ):
+            raise ConfigurationError("execution: volume_participation must be in (0, 1]")
+        if self.tick_history < 1:
+            raise ConfigurationError("execution: tick_history must be >= 1")
+
+    @property
+    def latency_ns(self) -> int:
+        return self.latency_ms * 1_000_000

@@ -1,0 +1,217 @@
+"""Zerodha's charges, from a versioned rate card in ``alpha_panda/data/charges/``.
+
+Rates live in data files named ``zerodha_<effective date>.json``; ``CostModel.load``
+picks the newest card in force on a given date. Every amount is computed in Decimal
+paise and each component is rounded to the paisa, half up, as Zerodha's contract notes
+and brokerage calculator show them; GST is 18% of the *rounded* brokerage + exchange
+transaction + SEBI charges, rounded again.
+
+Brokerage is charged per executed *order* (``min(cap, pct × turnover)`` or a flat fee),
+so an order filled in pieces pays it once: ``fill_charges`` charges a fill the
+difference between the order's charges after and before it, and the fills of an order
+always add up to the charges of the whole order, to the paisa.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date
+from decimal import ROUND_HALF_UP, Decimal
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from alpha_panda.domain.errors import ConfigurationError, ValidationError
+from alpha_panda.domain.events import Charges
+from alpha_panda.domain.values import Product, Side
+
+CHARGES_DIR = Path(__file__).resolve().parent.parent / "data" / "charges"
+_HUNDRED = Decimal(100)
+_CRORE_PAISE = Decimal(10_000_000 * 100)
+
+
+class Segment(StrEnum):
+    """The rate-card segments."""
+
+    EQUITY_DELIVERY = "equity_delivery"
+    EQUITY_INTRADAY = "equity_intraday"
+    FUTURES = "futures"
+    OPTIONS = "options"
+
+    @classmethod
+    def for_product(cls, product: Product, *, options: bool = False) -> Segment:
+        """The usual segment of a Kite product: CNC delivery, MIS intraday, NRML F&O."""
+        if options:
+            return cls.OPTIONS
+        return {Product.CNC: cls.EQUITY_DELIVERY, Product.MIS: cls.EQUITY_INTRADAY}.get(
+            product, cls.FUTURES
+        )
+
+
+def _paise(amount: Decimal) -> int:
+    return int(amount.to_integral_value(rounding=ROUND_HALF_UP))
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentRates:
+    """One segment's rates; percentages as Decimal percent, fees in paise."""
+
+    brokerage_percent: Decimal | None
+    brokerage_cap: int | None
+    brokerage_flat: int | None
+    stt_buy_percent: Decimal
+    stt_sell_percent: Decimal
+    exchange_txn_percent: dict[str, Decimal]
+    stamp_buy_percent: Decimal
+
+    @classmethod
+    def parse(cls, raw: dict[str, Any]) -> SegmentRates:
+        def opt(key: str) -> Decimal | None:
+            value = raw.get(key)
+            return None if value is None else Decimal(str(value))
+
+        def rupees(key: str) -> int | None:
+            value = opt(key)
+            return None if value is None else _paise(value * _HUNDRED)
+
+        return cls(
+            brokerage_percent=opt("brokerage_percent"),
+            brokerage_cap=rupees("brokerage_cap_rupees"),
+            brokerage_flat=rupees("brokerage_flat_rupees"),
+            stt_buy_percent=Decimal(str(raw["stt_buy_percent"])),
+            stt_sell_percent=Decimal(str(raw["stt_sell_percent"])),
+            exchange_txn_percent={k: Decimal(str(v)) for k, v in raw["exchange_txn_percent"].items()},
+            stamp_buy_percent=Decimal(str(raw["stamp_buy_percent"])),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RoundTrip:
+    """A buy and a sell of the same quantity (the brokerage calculator), all in paise."""
+
+    turnover: int
+    buy: Charges
+    sell: Charges
+    gross_pnl: int
+
+    @property
+    def total_charges(self) -> int:
+        return self.buy.total + self.sell.total
+
+    @property
+    def net_pnl(self) -> int:
+        return self.gross_pnl - self.total_charges
+
+
+class CostModel:
+    """Zerodha's charges for one rate card. Pure: no I/O after ``load``."""
+
+    def __init__(
+        self, version: str, segments: dict[Segment, SegmentRates], gst_percent: Decimal,
+        sebi_rupees_per_crore: Decimal,
+    ) -> None:
+        self.version = version
+        self._segments = segments
+        self._gst = gst_percent
+        self._sebi = sebi_rupees_per_crore * _HUNDRED  # paise per crore (of rupees) turnover
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> CostModel:
+        """Build from a rate card's parsed JSON; a missing key is a ConfigurationError."""
+        try:
+            segments = {Segment(k): SegmentRates.parse(v) for k, v in raw["segments"].items()}
+            return cls(
+                str(raw["version"]), segments, Decimal(str(raw["gst_percent"])),
+                Decimal(str(raw["sebi_rupees_per_crore"])),
+            )
+        except (KeyError, ValueError, ArithmeticError) as exc:
+            raise ConfigurationError(f"bad charges rate card: {exc!r}") from exc
+
+    @classmethod
+    def load(cls, as_of: date | None = None, path: Path | None = None) -> CostModel:
+        """The rate card in ``path``, or the newest one in force on ``as_of`` (default: newest)."""
+        if path is None:
+            cards = sorted(CHARGES_DIR.glob("zerodha_*.json"))
+            if as_of is not None:
+                cards = [p for p in cards if p.stem.split("_", 1)[1] <= as_of.isoformat()]
+            if not cards:
+                raise ConfigurationError(f"no Zerodha rate card in {CHARGES_DIR} for {as_of}")
+            path = cards[-1]
+        try:
+            raw = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigurationError(f"cannot read rate card {path}: {exc}") from exc
+        return cls.from_dict(raw)
+
+    def rates(self, segment: Segment) -> SegmentRates:
+        return self._segments[segment]
+
+    def order_charges(
+        self, segment: Segment, side: Side, turnover: int, exchange: str = "NSE", *,
+        executed: bool = True,
+    ) -> Charges:
+        """Charges of one executed order whose fills total ``turnover`` paise."""
+        if turnover < 0:
+            raise ValidationError(f"negative turnover {turnover}")
+        if turnover == 0 or not executed:
+            return Charges()
+        r = self._segments[segment]
+        t = Decimal(turnover)
+        if r.brokerage_flat is not None:
+            brokerage = r.brokerage_flat
+        else:
+            brokerage = _paise(t * (r.brokerage_percent or Decimal(0)) / _HUNDRED)
+            if r.brokerage_cap is not None:
+                brokerage = min(brokerage, r.brokerage_cap)
+        try:
+            txn_pct = r.exchange_txn_percent[exchange]
+        except KeyError as exc:
+            raise ValidationError(f"no {exchange} transaction charge for {segment}") from exc
+        stt_pct = r.stt_buy_percent if side is Side.BUY else r.stt_sell_percent
+        exchange_txn = _paise(t * txn_pct / _HUNDRED)
+        sebi = _paise(t * self._sebi / _CRORE_PAISE)
+        gst = _paise(Decimal(brokerage + exchange_txn + sebi) * self._gst / _HUNDRED)
+        return Charges(
+            brokerage=brokerage,
+            stt=_paise(t * stt_pct / _HUNDRED),
+            exchange_txn=exchange_txn,
+            sebi=sebi,
+            stamp_duty=_paise(t * r.stamp_buy_percent / _HUNDRED) if side is Side.BUY else 0,
+            gst=gst,
+        )
+
+    def charges(
+        self, segment: Segment, side: Side, price: int, quantity: int, exchange: str = "NSE"
+    ) -> Charges:
+        """Charges of one order executed in full at ``price`` paise for ``quantity``."""
+        return self.order_charges(segment, side, price * quantity, exchange)
+
+    def fill_charges(
+        self, segment: Segment, side: Side, turnover_before: int, turnover_after: int,
+        exchange: str = "NSE",
+    ) -> Charges:
+        """Charges of one fill: the order's charges after it minus before it, item by item."""
+        after = self.order_charges(segment, side, turnover_after, exchange)
+        before = self.order_charges(segment, side, turnover_before, exchange)
+        return Charges(
+            brokerage=after.brokerage - before.brokerage,
+            stt=after.stt - before.stt,
+            exchange_txn=after.exchange_txn - before.exchange_txn,
+            sebi=after.sebi - before.sebi,
+            stamp_duty=after.stamp_duty - before.stamp_duty,
+            gst=after.gst - before.gst,
+        )
+
+    def round_trip(
+        self, segment: Segment, buy: int, sell: int, quantity: int, exchange: str = "NSE"
+    ) -> RoundTrip:
+        """Buy ``quantity`` at ``buy`` and sell it at ``sell`` (paise), one order each."""
+        if quantity <= 0:
+            raise ValidationError(f"quantity must be positive, got {quantity}")
+        return RoundTrip(
+            turnover=(buy + sell) * quantity,
+            buy=self.charges(segment, Side.BUY, buy, quantity, exchange),
+            sell=self.charges(segment, Side.SELL, sell, quantity, exchange),
+            gross_pnl=(sell - buy) * quantity,
+        )

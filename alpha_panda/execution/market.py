@@ -1,0 +1,128 @@
+"""NSE market rules in event time: session hours, holidays, circuit (price) bands.
+
+The calendar and the bands come from versioned data files in ``alpha_panda/data/``
+(``nse_holidays.json``, ``circuit_bands.json``) so a new year's holidays or a band
+change is a data edit. Every function takes event time in int ns since the epoch (UTC)
+and works in IST; nothing reads the wall clock.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from alpha_panda.domain.errors import ConfigurationError
+from alpha_panda.domain.values import TICK_SIZE_PAISE
+
+IST = timezone(timedelta(hours=5, minutes=30))
+NS = 1_000_000_000
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        raw: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigurationError(f"cannot read {path}: {exc}") from exc
+    return raw
+
+
+def _hhmm(text: str) -> time:
+    hours, minutes = text.split(":")
+    return time(int(hours), int(minutes))
+
+
+def ist_date(ts_ns: int) -> date:
+    """The IST calendar date of an event time."""
+    return datetime.fromtimestamp(ts_ns // NS, IST).date()
+
+
+def ist_ns(day: date, at: time) -> int:
+    """Event time (ns) of ``at`` IST on ``day``."""
+    return int(datetime.combine(day, at, tzinfo=IST).timestamp()) * NS
+
+
+@dataclass(frozen=True, slots=True)
+class MarketCalendar:
+    """NSE's regular session (09:15–15:30 IST by default), weekends and listed holidays closed."""
+
+    open: time = time(9, 15)
+    close: time = time(15, 30)
+    holidays: frozenset[date] = field(default_factory=frozenset)
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> MarketCalendar:
+        """The calendar in ``path`` (default: the packaged ``nse_holidays.json``)."""
+        raw = _read(path or DATA_DIR / "nse_holidays.json")
+        try:
+            session = raw.get("session", {})
+            return cls(
+                open=_hhmm(session.get("open", "09:15")),
+                close=_hhmm(session.get("close", "15:30")),
+                holidays=frozenset(date.fromisoformat(d) for d in raw["holidays"]),
+            )
+        except (KeyError, ValueError) as exc:
+            raise ConfigurationError(f"bad holiday file: {exc!r}") from exc
+
+    def is_trading_day(self, day: date) -> bool:
+        return day.weekday() < 5 and day not in self.holidays
+
+    def is_open(self, ts_ns: int) -> bool:
+        """True inside the session [open, close) of a trading day."""
+        day = ist_date(ts_ns)
+        if not self.is_trading_day(day):
+            return False
+        return ist_ns(day, self.open) <= ts_ns < ist_ns(day, self.close)
+
+    def close_ns(self, ts_ns: int) -> int:
+        """Event time of the close of the session day ``ts_ns`` falls on (IST date)."""
+        return ist_ns(ist_date(ts_ns), self.close)
+
+    def next_open_ns(self, ts_ns: int) -> int:
+        """``ts_ns`` itself if the market is open then, else the next session's open."""
+        if self.is_open(ts_ns):
+            return ts_ns
+        day = ist_date(ts_ns)
+        if self.is_trading_day(day) and ts_ns < ist_ns(day, self.open):
+            return ist_ns(day, self.open)
+        day += timedelta(days=1)
+        while not self.is_trading_day(day):
+            day += timedelta(days=1)
+        return ist_ns(day, self.open)
+
+
+@dataclass(frozen=True, slots=True)
+class CircuitBands:
+    """Per-instrument price bands, in percent of the reference (previous close) price."""
+
+    default_percent: Decimal | None = Decimal(20)
+    instruments: dict[int, Decimal] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> CircuitBands:
+        raw = _read(path or DATA_DIR / "circuit_bands.json")
+        try:
+            default = raw.get("default_percent")
+            return cls(
+                default_percent=None if default is None else Decimal(str(default)),
+                instruments={int(k): Decimal(str(v)) for k, v in raw["instruments"].items()},
+            )
+        except (KeyError, ValueError, ArithmeticError) as exc:
+            raise ConfigurationError(f"bad circuit band file: {exc!r}") from exc
+
+    def limits(self, token: int, reference: int) -> tuple[int, int] | None:
+        """(lower, upper) price in paise, on the 0.05 grid inside the band; None = no band."""
+        pct = self.instruments.get(token, self.default_percent)
+        if pct is None:
+            return None
+        width = Decimal(reference) * pct / 100
+        lower = int(Decimal(reference) - width)
+        upper = int(Decimal(reference) + width)
+        # the exchange rounds the band inwards onto the tick grid
+        lower = -(-lower // TICK_SIZE_PAISE) * TICK_SIZE_PAISE
+        upper = upper // TICK_SIZE_PAISE * TICK_SIZE_PAISE
+        return lower, upper

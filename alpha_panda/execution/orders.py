@@ -1,0 +1,136 @@
+"""The order model and its state machine.
+
+    NEW ──► SUBMITTED ──► PARTIALLY_FILLED ──► FILLED
+     │          │   │            │  │
+     │          │   └──► FILLED   │  └──► CANCELLED / EXPIRED
+     │          └──► CANCELLED / EXPIRED / REJECTED
+     └──► REJECTED
+
+Every status change goes through ``Order.transition``; a move the table does not have
+raises ``IllegalTransition`` (an engine bug must stop the service, not trade on).
+Quantities are shares/units; prices and turnover are int paise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
+
+from alpha_panda.domain.errors import IllegalTransition
+from alpha_panda.domain.values import OrderType, Product, Side, Validity
+from alpha_panda.execution.costs import Segment
+
+
+class OrderStatus(StrEnum):
+    NEW = "NEW"
+    SUBMITTED = "SUBMITTED"
+    PARTIALLY_FILLED = "PARTIALLY_FILLED"
+    FILLED = "FILLED"
+    CANCELLED = "CANCELLED"
+    REJECTED = "REJECTED"
+    EXPIRED = "EXPIRED"
+
+    @property
+    def is_open(self) -> bool:
+        return self in (OrderStatus.SUBMITTED, OrderStatus.PARTIALLY_FILLED)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL: Final = frozenset(
+    {OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.REJECTED, OrderStatus.EXPIRED}
+)
+
+TRANSITIONS: Final[dict[OrderStatus, frozenset[OrderStatus]]] = {
+    OrderStatus.NEW: frozenset({OrderStatus.SUBMITTED, OrderStatus.REJECTED}),
+    OrderStatus.SUBMITTED: frozenset(
+        {
+            OrderStatus.PARTIALLY_FILLED,
+            OrderStatus.FILLED,
+            OrderStatus.CANCELLED,
+            OrderStatus.EXPIRED,
+            OrderStatus.REJECTED,
+        }
+    ),
+    OrderStatus.PARTIALLY_FILLED: frozenset(
+        {
+            OrderStatus.PARTIALLY_FILLED,
+            OrderStatus.FILLED,
+            OrderStatus.CANCELLED,
+            OrderStatus.EXPIRED,
+        }
+    ),
+    OrderStatus.FILLED: frozenset(),
+    OrderStatus.CANCELLED: frozenset(),
+    OrderStatus.REJECTED: frozenset(),
+    OrderStatus.EXPIRED: frozenset(),
+}
+
+
+@dataclass(slots=True)
+class Order:
+    """One order inside the paper exchange (mutable; the engine owns it)."""
+
+    order_id: str
+    signal_id: str
+    strategy_id: str
+    instrument_token: int
+    side: Side
+    quantity: int
+    order_type: OrderType
+    product: Product
+    validity: Validity
+    segment: Segment
+    created_ns: int
+    arrival_ns: int
+    limit_price: int | None = None
+    trigger_price: int | None = None
+    price_hint: int | None = None
+    take_profit: int | None = None
+    stop_loss: int | None = None
+    parent_order_id: str | None = None
+    sibling_order_id: str | None = None  # the other leg of a bracket (one cancels the other)
+    status: OrderStatus = OrderStatus.NEW
+    filled: int = 0
+    turnover: int = 0  # sum of price × quantity over fills, paise
+    fills: int = 0
+    triggered: bool = False
+    rested: bool = False  # has been on the book through a tick without filling
+    last_ts: int = 0  # event time of the last tick this order has been matched against
+
+    @property
+    def leaves(self) -> int:
+        return self.quantity - self.filled
+
+    @property
+    def is_stop(self) -> bool:
+        return self.order_type in (OrderType.SL, OrderType.SL_M)
+
+    def transition(self, to: OrderStatus) -> None:
+        """Move to ``to``; ``IllegalTransition`` if the state machine has no such edge."""
+        if to not in TRANSITIONS[self.status]:
+            raise IllegalTransition(
+                f"order {self.order_id}: {self.status} -> {to} is not a legal transition"
+            )
+        self.status = to
+
+    def record_fill(self, quantity: int, price: int) -> None:
+        """Add an execution; moves to PARTIALLY_FILLED or FILLED."""
+        if quantity <= 0 or quantity > self.leaves:
+            raise IllegalTransition(
+                f"order {self.order_id}: fill of {quantity} with {self.leaves} leaves"
+            )
+        self.filled += quantity
+        self.turnover += quantity * price
+        self.fills += 1
+        self.transition(OrderStatus.FILLED if self.leaves == 0 else OrderStatus.PARTIALLY_FILLED)
+
+    @property
+    def average_price(self) -> int:
+        """Volume-weighted average fill price, rounded half up to the paisa (0 before a fill)."""
+        if self.filled == 0:
+            return 0
+        return (2 * self.turnover + self.filled) // (2 * self.filled)

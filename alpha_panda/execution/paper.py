@@ -1,0 +1,453 @@
+"""The paper exchange: a deterministic, event-time simulation of NSE order handling.
+
+Determinism contract: the live paper engine sees ``market.ticks`` and
+``signals.validated`` interleaved in no fixed order; the backtest in a fixed one. Both
+produce the same fills because nothing here depends on processing order:
+
+- an order created at ``now_ns`` reaches the book at ``arrival = now_ns + latency``
+  (or the next open when ``market_hours="queue"``);
+- a market order with no latency fills at once at ``signal.price_hint`` (else the last
+  tick with ts <= now) ± slippage;
+- everything else is matched against the ticks of its instrument with ts > arrival
+  (ts >= arrival for a delayed market order), in tick order. Ticks seen *before* the
+  order (in processing order) are kept in a bounded per-instrument history and replayed
+  on submit; later ticks are matched in ``on_tick``: the same ticks either way;
+- random draws are seeded by (seed, order_id, fill number).
+
+Matching rules: market fills at the tick price ± slippage (or by walking the tick's
+depth); a limit order that is marketable when it arrives fills at the tick price, once
+resting it fills at its limit when a print reaches it; SL-M/SL trigger on the tick that
+crosses the trigger and then behave as market/limit. IOC cancels whatever the first
+eligible tick did not fill. DAY orders expire at the close. Bracket exits (take-profit
+LIMIT and stop-loss SL-M legs) are placed when the entry completes; one filling cancels
+the other (``oco``); legs fill in full when triggered. Order ids:
+``derive_id(signal_id, "order")``, fill ids ``derive_id(order_id, "fill", n)``.
+
+Every returned payload carries its event time in ``ts``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from datetime import datetime
+from decimal import Decimal
+
+from alpha_panda.domain.events import (
+    NO_CHARGES,
+    MarketTick,
+    OrderCancelled,
+    OrderFilled,
+    OrderRejected,
+    OrderSubmitted,
+    Payload,
+    Signal,
+    derive_id,
+)
+from alpha_panda.domain.values import OrderType, Product, Side, Validity, on_tick_grid
+from alpha_panda.execution.config import ExecutionConfig
+from alpha_panda.execution.costs import CostModel, Segment
+from alpha_panda.execution.market import IST, CircuitBands, MarketCalendar, ist_date, ist_ns
+from alpha_panda.execution.orders import Order, OrderStatus
+from alpha_panda.execution.pricing import depth_price, seeded_rng, slipped, volume_cap
+
+__all__ = ["ExecutionConfig", "PaperExchange"]
+
+
+class PaperExchange:
+    """Simulated NSE for one broker account (``paper``); pure, event-time driven."""
+
+    def __init__(self, config: ExecutionConfig | None = None, seed: int = 0, broker: str = "paper"):
+        self.config = config or ExecutionConfig()
+        self.seed = seed
+        self.broker = broker
+        cfg = self.config
+        self._costs: CostModel | None = (cfg.cost_model or CostModel.load()) if cfg.costs else None
+        self._calendar = cfg.calendar or MarketCalendar.load()
+        self._bands = (cfg.bands or CircuitBands.load()) if cfg.price_bands else None
+        self._slip = Decimal(cfg.slippage_bps)
+        self._history: dict[int, deque[MarketTick]] = {}
+        self._dropped_ts: dict[int, int] = {}  # newest ts trimmed from an instrument's history
+        self._orders: dict[str, Order] = {}
+        self._open: dict[int, list[Order]] = {}
+        self._mis: dict[tuple[str, int], int] = {}  # net MIS position per (strategy, token)
+        self._squared: dict[tuple[int, object], tuple[int, int]] = {}  # (token, day) -> (ts, px)
+        self._squareoffs: dict[tuple[str, int, object], int] = {}
+
+    # ------------------------------------------------------------------ public API
+
+    def order(self, order_id: str) -> Order | None:
+        """The engine's view of an order (None if unknown)."""
+        return self._orders.get(order_id)
+
+    def open_orders(self, instrument_token: int | None = None) -> list[Order]:
+        if instrument_token is not None:
+            return list(self._open.get(instrument_token, ()))
+        return [o for orders in self._open.values() for o in orders]
+
+    def needs_tick(self, instrument_token: int) -> bool:
+        """False when ``on_tick`` for this instrument could do nothing but record history."""
+        if self._open.get(instrument_token):
+            return True
+        return any(q and tok == instrument_token for (_, tok), q in self._mis.items())
+
+    def submit(self, signal_id: str, signal: Signal, now_ns: int) -> list[Payload]:
+        """Place the order a validated signal asks for. Idempotent per ``signal_id``."""
+        order_id = derive_id(signal_id, "order")
+        if order_id in self._orders:
+            return []  # redelivered signal: the order exists already
+        cfg = self.config
+        arrival = now_ns + cfg.latency_ns
+        queued = False
+        if cfg.market_hours == "queue" and not self._calendar.is_open(arrival):
+            arrival, queued = self._calendar.next_open_ns(arrival), True
+        order = Order(
+            order_id=order_id, signal_id=signal_id, strategy_id=signal.strategy_id,
+            instrument_token=signal.instrument_token, side=signal.side, quantity=signal.quantity,
+            order_type=signal.order_type, product=signal.product, validity=signal.validity,
+            segment=self._segment(signal.instrument_token, signal.product),
+            created_ns=now_ns, arrival_ns=arrival, limit_price=signal.limit_price,
+            trigger_price=signal.trigger_price, price_hint=signal.price_hint,
+            take_profit=signal.take_profit, stop_loss=signal.stop_loss,
+        )
+        self._orders[order_id] = order
+        reason = self._validate(order, now_ns)
+        if reason is not None:
+            return [self._reject(order, reason[0], reason[1], now_ns)]
+        out: list[Payload] = [self._submitted(order, now_ns)]
+        if order.order_type is OrderType.MARKET and arrival == now_ns and not queued:
+            price = order.price_hint if order.price_hint is not None else self._last_price(order)
+            if price is None:
+                out.append(self._reject(order, "NO_PRICE", "no reference price yet", now_ns))
+                return out
+            self._fill(order, order.quantity, self._market_price(order, price, None), now_ns, out)
+            return out
+        if order.order_type is OrderType.LIMIT and cfg.latency_ms == 0 and not queued:
+            hint = order.price_hint
+            assert order.limit_price is not None
+            if hint is not None and order.side.sign * (order.limit_price - hint) >= 0:
+                self._fill(order, order.quantity, hint, now_ns, out)
+                return out
+            if order.validity is Validity.IOC:
+                self._cancel(order, "ioc", now_ns, out)
+                return out
+            order.rested = hint is not None  # it went on the book behind the market
+        self._rest(order, out)
+        return out
+
+    def on_tick(self, tick: MarketTick) -> list[Payload]:
+        """Record the tick and match every open order of its instrument against it."""
+        token = tick.instrument_token
+        history = self._history.get(token)
+        if history is None:
+            history = self._history[token] = deque(maxlen=self.config.tick_history)
+        if len(history) == history.maxlen:
+            self._dropped_ts[token] = history[0].ts
+        history.append(tick)
+        out: list[Payload] = []
+        self._squareoff(tick, out)
+        orders = self._open.get(token)
+        if orders:
+            for order in list(orders):
+                if order.status.is_open:
+                    self._match(order, tick, out)
+        return out
+
+    def cancel(self, order_id: str, now_ns: int) -> list[Payload]:
+        """Cancel an open order (reason ``user``); nothing if it is unknown or already closed."""
+        order = self._orders.get(order_id)
+        if order is None or not order.status.is_open:
+            return []
+        out: list[Payload] = []
+        self._cancel(order, "user", now_ns, out)
+        return out
+
+    def expire(self, now_ns: int) -> list[Payload]:
+        """Expire DAY orders whose session closed at or before ``now_ns`` (end of data, timers)."""
+        out: list[Payload] = []
+        if not self.config.expire_day_orders:
+            return out
+        for order in self.open_orders():
+            close = self._calendar.close_ns(order.arrival_ns)
+            if order.validity is Validity.DAY and close <= now_ns and order.status.is_open:
+                self._cancel(order, "expired", close, out)
+        return out
+
+    # ------------------------------------------------------------------ validation
+
+    def _validate(self, order: Order, now_ns: int) -> tuple[str, str] | None:
+        cfg = self.config
+        if order.quantity <= 0:
+            return "QUANTITY", f"quantity must be positive, got {order.quantity}"
+        kind = order.order_type
+        if kind in (OrderType.LIMIT, OrderType.SL) and order.limit_price is None:
+            return "PRICE_MISSING", f"{kind} order needs a limit price"
+        if order.is_stop and order.trigger_price is None:
+            return "TRIGGER_MISSING", f"{kind} order needs a trigger price"
+        prices = [p for p in (order.limit_price, order.trigger_price) if p is not None]
+        if any(p <= 0 for p in prices):
+            return "PRICE", "prices must be positive"
+        if cfg.enforce_tick_size and not all(on_tick_grid(p) for p in prices):
+            return "TICK_SIZE", f"prices {prices} are not multiples of the 0.05 tick size"
+        if cfg.market_hours == "reject" and not self._calendar.is_open(order.arrival_ns):
+            return "MARKET_CLOSED", "order outside NSE market hours (09:15-15:30 IST) or holiday"
+        mis_late = order.product is Product.MIS and cfg.mis_squareoff is not None
+        if mis_late and order.arrival_ns >= self._cutoff_ns(order.arrival_ns):
+            return "MIS_CUTOFF", f"MIS orders are not accepted after {cfg.mis_squareoff}"
+        if self._bands is not None and prices:
+            reference = self._reference(order.instrument_token, now_ns)
+            band = self._bands.limits(order.instrument_token, reference) if reference else None
+            if band is not None and not all(band[0] <= p <= band[1] for p in prices):
+                return "PRICE_BAND", f"price outside the circuit band {band[0]}..{band[1]} paise"
+        hint = order.price_hint
+        trigger = order.trigger_price
+        crossed = hint is not None and trigger is not None and order.side.sign * (trigger - hint) <= 0
+        if order.is_stop and crossed:
+            return "TRIGGER_PRICE", (
+                "trigger already crossed: a stop buy needs a trigger above the last price, "
+                "a stop sell one below"
+            )
+        immediate = kind is OrderType.MARKET and order.arrival_ns == now_ns
+        if not immediate and self._dropped_ts.get(order.instrument_token, -1) >= order.arrival_ns:
+            return "STALE_ORDER", "order arrived before the oldest tick kept in history"
+        return None
+
+    # ------------------------------------------------------------------ matching
+
+    def _rest(self, order: Order, out: list[Payload]) -> None:
+        """Put an order on the book and replay the ticks it has missed."""
+        self._open.setdefault(order.instrument_token, []).append(order)
+        for tick in list(self._history.get(order.instrument_token, ())):
+            if not order.status.is_open:
+                break
+            self._match(order, tick, out)
+
+    def _eligible(self, order: Order, ts: int) -> bool:
+        if order.order_type is OrderType.MARKET:
+            return ts >= order.arrival_ns
+        return ts > order.arrival_ns
+
+    def _match(self, order: Order, tick: MarketTick, out: list[Payload]) -> None:
+        ts = tick.ts
+        if not self._eligible(order, ts) or ts < order.last_ts:
+            return
+        order.last_ts = ts
+        cfg = self.config
+        mis = order.product is Product.MIS and cfg.mis_squareoff is not None
+        if mis and ts >= self._cutoff_ns(order.arrival_ns):
+            self._cancel(order, "squareoff", ts, out)
+            return
+        if cfg.expire_day_orders and order.validity is Validity.DAY:
+            close = self._calendar.close_ns(order.arrival_ns)
+            if ts >= close:
+                self._cancel(order, "expired", close, out)
+                return
+        price = tick.last_price
+        sign = order.side.sign
+        if order.is_stop and not order.triggered:
+            assert order.trigger_price is not None
+            if sign * (price - order.trigger_price) < 0:
+                return
+            order.triggered = True
+        fill_price: int | None = None
+        if order.order_type in (OrderType.MARKET, OrderType.SL_M):
+            fill_price = self._market_price(order, price, tick)
+        else:
+            assert order.limit_price is not None
+            if sign * (order.limit_price - price) >= 0:
+                # a resting order is the passive side: it trades at its own limit
+                fill_price = price if order.fills == 0 and not order.rested else order.limit_price
+        if fill_price is not None:
+            qty = order.leaves
+            cap = None if order.parent_order_id else volume_cap(tick, cfg.volume_participation)
+            if cap is not None:
+                qty = min(qty, cap)
+            if qty > 0:
+                self._fill(order, qty, fill_price, ts, out)
+        order.rested = True
+        if order.validity is Validity.IOC and order.status.is_open:
+            self._cancel(order, "ioc", ts, out)
+
+    def _market_price(self, order: Order, price: int, tick: MarketTick | None) -> int:
+        if self.config.slippage_model == "depth" and tick is not None:
+            walked = depth_price(tick.depth, order.side, order.leaves)
+            if walked is not None:
+                return walked
+        bps = self._slip
+        if self.config.slippage_jitter_bps:
+            rng = seeded_rng(self.seed, order.order_id, order.fills)
+            bps += rng.randint(0, self.config.slippage_jitter_bps)
+        return slipped(price, order.side, bps)
+
+    # ------------------------------------------------------------------ events
+
+    def _submitted(self, order: Order, ts: int) -> OrderSubmitted:
+        order.transition(OrderStatus.SUBMITTED)
+        return OrderSubmitted(
+            order_id=order.order_id, signal_id=order.signal_id, strategy_id=order.strategy_id,
+            instrument_token=order.instrument_token, side=order.side, quantity=order.quantity,
+            order_type=order.order_type, limit_price=order.limit_price,
+            trigger_price=order.trigger_price, product=order.product, validity=order.validity,
+            tag=order.signal_id[:20], parent_order_id=order.parent_order_id, ts=ts,
+        )
+
+    def _reject(self, order: Order, code: str, message: str, ts: int) -> OrderRejected:
+        order.transition(OrderStatus.REJECTED)
+        self._close(order)
+        return OrderRejected(
+            order_id=order.order_id, strategy_id=order.strategy_id,
+            instrument_token=order.instrument_token, side=order.side, quantity=order.quantity,
+            reason_code=code, message=message, ts=ts,
+        )
+
+    def _cancel(self, order: Order, reason: str, ts: int, out: list[Payload]) -> None:
+        order.transition(OrderStatus.EXPIRED if reason == "expired" else OrderStatus.CANCELLED)
+        self._close(order)
+        out.append(
+            OrderCancelled(
+                order_id=order.order_id, strategy_id=order.strategy_id,
+                instrument_token=order.instrument_token, side=order.side,
+                filled_quantity=order.filled, leaves_quantity=order.leaves, reason=reason, ts=ts,
+            )
+        )
+        self._completed(order, ts, out)
+
+    def _fill(self, order: Order, qty: int, price: int, ts: int, out: list[Payload]) -> None:
+        before = order.turnover
+        n = order.fills
+        order.record_fill(qty, price)
+        charges = NO_CHARGES
+        if self._costs is not None:
+            charges = self._costs.fill_charges(
+                order.segment, order.side, before, order.turnover, self.config.exchange
+            )
+        out.append(
+            OrderFilled(
+                order_id=order.order_id, fill_id=derive_id(order.order_id, "fill", n),
+                strategy_id=order.strategy_id, instrument_token=order.instrument_token,
+                side=order.side, quantity=qty, price=price, cumulative_quantity=order.filled,
+                leaves_quantity=order.leaves, average_price=order.average_price,
+                product=order.product, charges=charges, ts=ts,
+            )
+        )
+        if order.product is Product.MIS:
+            key = (order.strategy_id, order.instrument_token)
+            self._mis[key] = self._mis.get(key, 0) + order.side.sign * qty
+            self._late_squareoff(order, ts, out)
+        if order.status is OrderStatus.FILLED:
+            self._close(order)
+            sibling = self._orders.get(order.sibling_order_id or "")
+            if sibling is not None and sibling.status.is_open:
+                self._cancel(sibling, "oco", ts, out)
+            self._completed(order, ts, out)
+
+    def _close(self, order: Order) -> None:
+        orders = self._open.get(order.instrument_token)
+        if orders and order in orders:
+            orders.remove(order)
+
+    def _completed(self, order: Order, ts: int, out: list[Payload]) -> None:
+        """An entry that ended with a fill gets its bracket exits."""
+        if order.filled == 0 or order.parent_order_id is not None:
+            return
+        if order.take_profit is None and order.stop_loss is None:
+            return
+        legs: list[Order] = []
+        for stage, kind, price in (
+            ("take_profit", OrderType.LIMIT, order.take_profit),
+            ("stop_loss", OrderType.SL_M, order.stop_loss),
+        ):
+            if price is None:
+                continue
+            legs.append(Order(
+                order_id=derive_id(order.order_id, stage), signal_id=order.signal_id,
+                strategy_id=order.strategy_id, instrument_token=order.instrument_token,
+                side=order.side.opposite, quantity=order.filled, order_type=kind,
+                product=order.product, validity=Validity.DAY, segment=order.segment,
+                created_ns=ts, arrival_ns=ts + self.config.latency_ns,
+                limit_price=price if kind is OrderType.LIMIT else None,
+                trigger_price=price if kind is OrderType.SL_M else None,
+                parent_order_id=order.order_id,
+            ))
+        if len(legs) == 2:
+            legs[0].sibling_order_id, legs[1].sibling_order_id = legs[1].order_id, legs[0].order_id
+        for leg in legs:
+            self._orders[leg.order_id] = leg
+            out.append(self._submitted(leg, ts))
+        for leg in legs:
+            if leg.status.is_open:
+                self._rest(leg, out)
+
+    # ------------------------------------------------------------------ MIS square-off
+
+    def _cutoff_ns(self, ts: int) -> int:
+        assert self.config.mis_squareoff is not None
+        return ist_ns(ist_date(ts), self.config.mis_squareoff)
+
+    def _squareoff(self, tick: MarketTick, out: list[Payload]) -> None:
+        """At the first tick at/after the cut-off, flatten every MIS position of its instrument."""
+        if self.config.mis_squareoff is None:
+            return
+        token, ts = tick.instrument_token, tick.ts
+        day = ist_date(ts)
+        if (token, day) in self._squared or ts < self._cutoff_ns(ts):
+            return
+        self._squared[(token, day)] = (ts, tick.last_price)
+        for order in list(self._open.get(token, ())):
+            if order.product is Product.MIS and order.status.is_open:
+                self._match(order, tick, out)  # past the cut-off: this cancels it
+        for (strategy_id, tok), qty in sorted(self._mis.items()):
+            if tok == token and qty:
+                self._flatten(strategy_id, token, day, qty, tick.last_price, ts, out)
+
+    def _late_squareoff(self, order: Order, ts: int, out: list[Payload]) -> None:
+        """A fill before the cut-off processed after the square-off tick is flattened too."""
+        if self.config.mis_squareoff is None or order.signal_id.startswith("squareoff|"):
+            return
+        day = ist_date(ts)
+        done = self._squared.get((order.instrument_token, day))
+        if done is None or ts >= done[0]:
+            return
+        qty = self._mis.get((order.strategy_id, order.instrument_token), 0)
+        if qty:
+            self._flatten(order.strategy_id, order.instrument_token, day, qty, done[1], done[0], out)
+
+    def _flatten(
+        self, strategy_id: str, token: int, day: object, qty: int, price: int, ts: int,
+        out: list[Payload],
+    ) -> None:
+        key = (strategy_id, token, day)
+        n = self._squareoffs.get(key, 0)
+        self._squareoffs[key] = n + 1
+        base = f"squareoff|{strategy_id}|{token}|{day}|{n}"
+        order = Order(
+            order_id=derive_id(base, "order"), signal_id=base, strategy_id=strategy_id,
+            instrument_token=token, side=Side.SELL if qty > 0 else Side.BUY, quantity=abs(qty),
+            order_type=OrderType.MARKET, product=Product.MIS, validity=Validity.DAY,
+            segment=self._segment(token, Product.MIS), created_ns=ts, arrival_ns=ts,
+        )
+        self._orders[order.order_id] = order
+        out.append(self._submitted(order, ts))
+        self._fill(order, order.quantity, price, ts, out)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _segment(self, token: int, product: Product) -> Segment:
+        return self.config.segments.get(token) or Segment.for_product(product)
+
+    def _last_price(self, order: Order) -> int | None:
+        for tick in reversed(self._history.get(order.instrument_token, ())):
+            if tick.ts <= order.created_ns:
+                return tick.last_price
+        return None
+
+    def _reference(self, token: int, now_ns: int) -> int | None:
+        """Band reference: previous close from the latest tick at/before now, else its price."""
+        for tick in reversed(self._history.get(token, ())):
+            if tick.ts <= now_ns:
+                return tick.close or tick.last_price
+        return None
+
+
+def ist_time(ts_ns: int) -> str:
+    """'HH:MM:SS' IST of an event time (for messages and logs)."""
+    return datetime.fromtimestamp(ts_ns / 1e9, IST).strftime("%H:%M:%S")

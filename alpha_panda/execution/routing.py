@@ -1,0 +1,63 @@
+"""Routes each strategy's orders to the paper exchange that simulates its execution settings.
+
+A strategy's YAML chooses costs, slippage and latency; strategies that share settings share
+one ``PaperExchange``. Ticks go to every exchange, in a fixed order, so the output order is
+deterministic. Used identically by the paper trading engine and the backtest engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal
+
+from alpha_panda.domain.events import MarketTick, Payload, Signal
+from alpha_panda.execution.config import ExecutionConfig
+from alpha_panda.execution.paper import PaperExchange
+
+_Key = tuple[bool, Decimal, int]
+
+
+def _key(config: ExecutionConfig) -> _Key:
+    return (config.costs, Decimal(config.slippage_bps), config.latency_ms)
+
+
+class PaperVenue:
+    """One paper exchange per distinct execution configuration."""
+
+    def __init__(
+        self,
+        configs: Mapping[str, ExecutionConfig],
+        *,
+        default: ExecutionConfig | None = None,
+        seed: int = 0,
+        broker: str = "paper",
+    ) -> None:
+        self._default = default or ExecutionConfig()
+        by_key: dict[_Key, PaperExchange] = {}
+        self._by_strategy: dict[str, PaperExchange] = {}
+        for strategy_id, config in sorted(configs.items()):
+            k = _key(config)
+            if k not in by_key:
+                by_key[k] = PaperExchange(config, seed=seed, broker=broker)
+            self._by_strategy[strategy_id] = by_key[k]
+        self._fallback = by_key.get(_key(self._default)) or PaperExchange(
+            self._default, seed=seed, broker=broker)
+        by_key.setdefault(_key(self._default), self._fallback)
+        self._exchanges = [by_key[k] for k in sorted(by_key)]
+
+    def exchange_for(self, strategy_id: str) -> PaperExchange:
+        return self._by_strategy.get(strategy_id, self._fallback)
+
+    def submit(self, signal_id: str, signal: Signal, now_ns: int) -> list[Payload]:
+        return self.exchange_for(signal.strategy_id).submit(signal_id, signal, now_ns)
+
+    def on_tick(self, tick: MarketTick) -> list[Payload]:
+        if len(self._exchanges) == 1:
+            return self._exchanges[0].on_tick(tick)
+        out: list[Payload] = []
+        for exchange in self._exchanges:
+            out += exchange.on_tick(tick)
+        return out
+
+    def needs_tick(self, instrument_token: int) -> bool:
+        return any(ex.needs_tick(instrument_token) for ex in self._exchanges)

@@ -1,0 +1,203 @@
+"""The position ledger: positions, cash and P&L per (strategy, instrument), exact to the paisa.
+
+Conventions (one ledger per broker account; the projector keeps one per broker):
+
+- Quantity is signed: long > 0, short < 0 (MIS and F&O can be short).
+- **Weighted average cost.** Each position keeps its *cost basis* as an int in paise: the
+  signed sum of quantity × price of the quantity still open. The average price is
+  derived (``cost_basis / quantity``), never stored, so it never drifts.
+- A fill that adds to the position (or opens it) adds ``quantity × price`` to the basis.
+  A fill that *reduces* it realizes P&L on the closed quantity: the basis of the closed
+  part is ``basis × closed / open``, rounded half away from zero to the paisa (the only
+  rounding in the ledger); ``realized += closed part's proceeds − its basis``. A fill
+  that crosses zero closes the whole position first, then opens the rest at the fill price.
+  Closing a position completely releases its exact basis, so a flat position's realized
+  P&L is exactly the sum of its cash flows.
+- ``realized`` and ``unrealized`` are gross (prices only); ``charges`` are kept apart;
+  ``net = realized + unrealized − charges``. Unrealized is ``quantity × mark − basis``.
+- Cash moves by ``−side × quantity × price − charges`` on every fill: per strategy (from
+  its allocation, default 0) and for the account (from ``initial_cash``).
+- Fills are applied once: a redelivered fill (same ``fill_id``) is ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from alpha_panda.domain.events import OrderFilled, PnlSnapshot
+from alpha_panda.domain.values import Product
+
+
+def _div_round(numerator: int, denominator: int) -> int:
+    """numerator / denominator rounded half away from zero (denominator > 0)."""
+    q, r = divmod(abs(numerator), denominator)
+    if 2 * r >= denominator:
+        q += 1
+    return q if numerator >= 0 else -q
+
+
+@dataclass(slots=True)
+class Position:
+    """One (strategy, instrument) position; amounts in paise."""
+
+    strategy_id: str
+    instrument_token: int
+    quantity: int = 0
+    cost_basis: int = 0
+    realized: int = 0
+    charges: int = 0
+    last_price: int | None = None
+    fills: int = 0
+    product: Product = Product.CNC
+    bought: int = 0  # total quantity bought (for round trips and turnover)
+    sold: int = 0
+
+    @property
+    def average_price(self) -> int:
+        """Average cost per unit, rounded half away from zero to the paisa (0 when flat)."""
+        return 0 if self.quantity == 0 else abs(_div_round(self.cost_basis, abs(self.quantity)))
+
+    @property
+    def mark_price(self) -> int:
+        """The last mark, else the average price (an unmarked position shows no unrealized)."""
+        return self.last_price if self.last_price is not None else self.average_price
+
+    @property
+    def unrealized(self) -> int:
+        if self.quantity == 0 or self.last_price is None:
+            return 0
+        return self.quantity * self.last_price - self.cost_basis
+
+    @property
+    def exposure(self) -> int:
+        return abs(self.quantity) * self.mark_price
+
+    @property
+    def net_pnl(self) -> int:
+        return self.realized + self.unrealized - self.charges
+
+    def apply(self, signed_qty: int, price: int) -> int:
+        """Apply a fill of ``signed_qty`` at ``price``; returns the P&L it realized."""
+        realized = 0
+        q = self.quantity
+        if q != 0 and (q > 0) != (signed_qty > 0):
+            closed = min(abs(signed_qty), abs(q))
+            released = _div_round(self.cost_basis * closed, abs(q))
+            sign = 1 if q > 0 else -1
+            realized = sign * closed * price - released
+            self.cost_basis -= released
+            self.quantity += sign * -closed
+            signed_qty += sign * closed
+        if signed_qty:
+            self.quantity += signed_qty
+            self.cost_basis += signed_qty * price
+        self.realized += realized
+        return realized
+
+
+class PositionLedger:
+    """Positions, cash and P&L of one broker account, per strategy and instrument."""
+
+    def __init__(
+        self, initial_cash: int = 10_000_000_00, *, broker: str = "paper",
+        strategy_cash: dict[str, int] | None = None,
+    ) -> None:
+        self.initial_cash = initial_cash
+        self.broker = broker
+        self._allocation = dict(strategy_cash or {})
+        self._positions: dict[tuple[str, int], Position] = {}
+        self._by_token: dict[int, list[Position]] = {}
+        self._flow: dict[str, int] = {}  # cash flow per strategy since start
+        self._fills: dict[str, int] = {}
+        self._seen: set[str] = set()
+        self._curve: list[tuple[int, int]] = []  # account equity after each fill
+
+    def apply_fill(self, fill: OrderFilled) -> None:
+        """Book one execution (ignored if this ``fill_id`` was booked already)."""
+        if fill.fill_id in self._seen:
+            return
+        self._seen.add(fill.fill_id)
+        pos = self.position(fill.strategy_id, fill.instrument_token)
+        signed = fill.side.sign * fill.quantity
+        pos.apply(signed, fill.price)
+        pos.product = fill.product
+        pos.fills += 1
+        if signed > 0:
+            pos.bought += fill.quantity
+        else:
+            pos.sold += fill.quantity
+        charges = fill.charges.total
+        pos.charges += charges
+        if pos.last_price is None:
+            pos.last_price = fill.price
+        sid = fill.strategy_id
+        self._flow[sid] = self._flow.get(sid, 0) - signed * fill.price - charges
+        self._fills[sid] = self._fills.get(sid, 0) + 1
+        self._curve.append((fill.ts, self.equity()))
+
+    def mark(self, token: int, price: int) -> None:
+        """Mark every position in ``token`` at ``price`` (its last traded price)."""
+        for pos in self._by_token.get(token, ()):
+            pos.last_price = price
+
+    def position(self, strategy_id: str, token: int) -> Position:
+        """The position (created flat if it does not exist yet)."""
+        key = (strategy_id, token)
+        pos = self._positions.get(key)
+        if pos is None:
+            pos = self._positions[key] = Position(strategy_id, token)
+            self._by_token.setdefault(token, []).append(pos)
+        return pos
+
+    def positions(self, strategy_id: str | None = None, *, open_only: bool = False) -> list[Position]:
+        """Positions, in the order they were opened, optionally of one strategy / open only."""
+        return [
+            p for p in self._positions.values()
+            if (strategy_id is None or p.strategy_id == strategy_id)
+            and (not open_only or p.quantity != 0)
+        ]
+
+    def strategies(self) -> list[str]:
+        return sorted({p.strategy_id for p in self._positions.values()} | set(self._allocation))
+
+    def cash(self, strategy_id: str | None = None) -> int:
+        """Cash of a strategy (its allocation + flows) or of the account."""
+        if strategy_id is None:
+            return self.initial_cash + sum(self._flow.values())
+        return self._allocation.get(strategy_id, 0) + self._flow.get(strategy_id, 0)
+
+    def equity(self, strategy_id: str | None = None) -> int:
+        """Cash plus the marked value of the open positions."""
+        held = sum(p.quantity * p.mark_price for p in self.positions(strategy_id, open_only=True))
+        return self.cash(strategy_id) + held
+
+    def equity_curve(self) -> list[tuple[int, int]]:
+        """(event time ns, account equity) after each fill."""
+        return list(self._curve)
+
+    def snapshot(self, strategy_id: str | None = None) -> PnlSnapshot:
+        """P&L of one strategy, or of the whole account when ``strategy_id`` is None."""
+        ps = self.positions(strategy_id)
+        return PnlSnapshot(
+            broker=self.broker,
+            strategy_id=strategy_id,
+            realized=sum(p.realized for p in ps),
+            unrealized=sum(p.unrealized for p in ps),
+            charges=sum(p.charges for p in ps),
+            cash=self.cash(strategy_id),
+            gross_exposure=sum(p.exposure for p in ps if p.quantity),
+            open_positions=sum(1 for p in ps if p.quantity),
+            fills=sum(p.fills for p in ps),
+        )
+
+    def summary(self, strategy_id: str | None = None) -> dict[str, Any]:
+        """The snapshot's figures plus gross and net P&L and equity, in paise."""
+        snap = self.snapshot(strategy_id)
+        gross = snap.realized + snap.unrealized
+        return {
+            "realized": snap.realized, "unrealized": snap.unrealized, "charges": snap.charges,
+            "gross_pnl": gross, "net_pnl": gross - snap.charges, "cash": snap.cash,
+            "equity": self.equity(strategy_id), "gross_exposure": snap.gross_exposure,
+            "open_positions": snap.open_positions, "fills": snap.fills,
+        }

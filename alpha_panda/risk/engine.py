@@ -1,0 +1,295 @@
+"""The pre-trade risk engine of one broker account. Pure and event-time driven.
+
+``check`` runs the rules in a fixed order and answers ``SignalValidated`` or
+``SignalRejected`` (with a reason code from ``Reason``); it never raises for a rejection.
+Rate-limit slots are taken last, so a signal rejected by another rule uses none.
+
+Positions are *filled + pending*: a validated signal counts at once (conservative and
+deterministic), then ``on_fill`` moves quantity from pending to filled and
+``on_order_rejected`` / ``on_order_cancelled`` release what never filled. Order ids are
+``derive_id(signal_id, "order")``, as the exchanges use. P&L comes from an internal
+``PositionLedger`` marked by ``on_tick``; "today" is the IST date of event time, and the
+day's P&L is measured from the first event seen on that date. Replaying the same
+validated signals (``apply_validated``), fills and order closures rebuilds the state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import time
+from decimal import Decimal
+
+from alpha_panda.domain.events import (
+    MarketTick,
+    OrderCancelled,
+    OrderFilled,
+    OrderRejected,
+    Payload,
+    Signal,
+    SignalRejected,
+    SignalValidated,
+    derive_id,
+)
+from alpha_panda.domain.values import OrderType, Side
+from alpha_panda.execution.market import ist_date, ist_ns
+from alpha_panda.portfolio.ledger import PositionLedger
+from alpha_panda.risk.limits import Reason, RiskConfig, RiskLimits
+from alpha_panda.risk.state import InMemoryRiskStateStore, RateWindow, RiskStateStore
+
+_US_PER_S = 1_000_000
+
+
+@dataclass(slots=True)
+class _Pending:
+    strategy_id: str
+    token: int
+    sign: int
+    leaves: int
+
+
+class RiskEngine:
+    """Pre-trade checks for one broker account (``paper`` or ``zerodha``)."""
+
+    def __init__(
+        self, config: RiskConfig | None = None, *, broker: str = "paper",
+        store: RiskStateStore | None = None, account: str | None = None,
+    ) -> None:
+        self.config = config or RiskConfig()
+        self.broker = broker
+        self.account = account or broker
+        self.store = store or InMemoryRiskStateStore()
+        self.kill_switch = False
+        self._ledger = PositionLedger(0, broker=broker)
+        self._pending: dict[str, _Pending] = {}  # order id -> what is still unfilled
+        self._pending_qty: dict[tuple[str, int], int] = {}
+        self._open_orders: dict[str, int] = {}
+        self._last: dict[int, int] = {}
+        self._day_lo = self._day_hi = 0  # event-time range of the current IST day
+        self._day_start: dict[str | None, int] = {}
+        self._limits: dict[str | None, RiskLimits] = {}
+
+    # ------------------------------------------------------------------ inputs
+
+    def set_kill_switch(self, active: bool) -> None:
+        """While active, only flattening (position-reducing) signals pass."""
+        self.kill_switch = active
+
+    def on_tick(self, tick: MarketTick) -> None:
+        self._last[tick.instrument_token] = tick.last_price
+        self._ledger.mark(tick.instrument_token, tick.last_price)
+        if not self._day_lo <= tick.ts < self._day_hi:
+            self._roll(tick.ts)
+
+    def on_fill(self, fill: OrderFilled) -> None:
+        self._roll(fill.ts)
+        pending = self._pending.get(fill.order_id)
+        if pending is not None:
+            take = min(fill.quantity, pending.leaves)
+            pending.leaves -= take
+            self._add_pending(pending.strategy_id, pending.token, -pending.sign * take)
+            if fill.leaves_quantity == 0 or pending.leaves == 0:
+                self._release(fill.order_id)
+        self._ledger.apply_fill(fill)
+        self._ledger.mark(fill.instrument_token, self._last.get(fill.instrument_token, fill.price))
+
+    def on_order_rejected(self, event: OrderRejected) -> None:
+        self._release(event.order_id)
+
+    def on_order_cancelled(self, event: OrderCancelled) -> None:
+        self._release(event.order_id)
+
+    on_order_closed = on_order_cancelled
+
+    def on_event(self, payload: Payload) -> None:
+        """Dispatch any order event or tick to the handler above (others are ignored)."""
+        if isinstance(payload, OrderFilled):
+            self.on_fill(payload)
+        elif isinstance(payload, OrderRejected):
+            self.on_order_rejected(payload)
+        elif isinstance(payload, OrderCancelled):
+            self.on_order_cancelled(payload)
+        elif isinstance(payload, MarketTick):
+            self.on_tick(payload)
+
+    # ------------------------------------------------------------------ the check
+
+    def check(self, signal_id: str, signal: Signal, now_ns: int) -> SignalValidated | SignalRejected:
+        """Validate ``signal`` at event time ``now_ns`` against every configured rule."""
+        self._roll(now_ns)
+        failure = self._rules(signal_id, signal, now_ns)
+        if failure is not None:
+            code, message = failure
+            return SignalRejected(signal=signal, signal_id=signal_id, reason_code=code, message=message)
+        self.apply_validated(signal_id, signal)
+        return SignalValidated(signal=signal, signal_id=signal_id)
+
+    def apply_validated(self, signal_id: str, signal: Signal, now_ns: int | None = None) -> None:
+        """Count a validated signal as pending (also used to rebuild state from the log)."""
+        order_id = derive_id(signal_id, "order")
+        if order_id in self._pending:
+            return
+        if now_ns is not None:
+            limits = self._account_limits()
+            self.store.acquire(self.account, signal_id, now_ns // 1000, self._windows(limits, now_ns))
+        self._pending[order_id] = _Pending(
+            signal.strategy_id, signal.instrument_token, signal.side.sign, signal.quantity
+        )
+        self._add_pending(signal.strategy_id, signal.instrument_token, signal.side.sign * signal.quantity)
+        self._open_orders[signal.strategy_id] = self._open_orders.get(signal.strategy_id, 0) + 1
+
+    def _rules(self, signal_id: str, s: Signal, now_ns: int) -> tuple[str, str] | None:
+        lim = self._strategy_limits(s.strategy_id)
+        acct = self._account_limits()
+        qty = s.quantity
+        if qty <= 0:
+            return Reason.INVALID, f"quantity must be positive, got {qty}"
+        position = self.position(s.strategy_id, s.instrument_token)
+        after = position + s.side.sign * qty
+        reducing = abs(after) <= abs(position) and (after == 0 or (after > 0) == (position > 0))
+        if self.kill_switch and not (reducing and s.reason.startswith("flatten")):
+            return Reason.KILL_SWITCH, "kill switch is active: new orders are blocked"
+        price = self._price(s)
+        notional = qty * price if price is not None else None
+        if lim.fat_finger_qty is not None and qty > lim.fat_finger_qty:
+            return Reason.FAT_FINGER, f"quantity {qty} > fat-finger limit {lim.fat_finger_qty}"
+        if lim.fat_finger_notional is not None and notional is not None and notional > lim.fat_finger_notional:
+            return Reason.FAT_FINGER, f"notional {notional} > fat-finger limit {lim.fat_finger_notional}"
+        if lim.max_order_qty is not None and qty > lim.max_order_qty:
+            return Reason.MAX_ORDER_QTY, f"quantity {qty} > max order quantity {lim.max_order_qty}"
+        band = self._band_violation(s, lim.price_band_percent)
+        if band is not None:
+            return Reason.PRICE_BAND, band
+        if lim.max_order_notional is not None and notional is not None and notional > lim.max_order_notional:
+            return Reason.MAX_ORDER_NOTIONAL, f"notional {notional} > {lim.max_order_notional} paise"
+        if not reducing:
+            if lim.max_position is not None and abs(after) > lim.max_position:
+                return Reason.MAX_POSITION, f"position would be {after}, limit {lim.max_position}"
+            for scope, limit in ((s.strategy_id, lim.max_gross_exposure), (None, acct.account_max_gross_exposure)):
+                if limit is not None:
+                    exposure = self._exposure(scope, s, price)
+                    if exposure > limit:
+                        return Reason.MAX_GROSS_EXPOSURE, f"gross exposure would be {exposure} paise, limit {limit}"
+            for scope, loss in ((s.strategy_id, lim.daily_loss), (None, acct.account_daily_loss)):
+                if loss is not None and self.day_pnl(scope) <= -loss:
+                    return Reason.DAILY_LOSS, (
+                        f"daily loss {-self.day_pnl(scope)} paise reached the limit {loss}: "
+                        "only position-reducing orders pass"
+                    )
+        if lim.max_open_orders is not None and self._open_orders.get(s.strategy_id, 0) >= lim.max_open_orders:
+            return Reason.MAX_OPEN_ORDERS, f"{lim.max_open_orders} orders already open"
+        windows = self._windows(acct, now_ns)
+        if windows:
+            code = self.store.acquire(self.account, signal_id, now_ns // 1000, windows)
+            if code is not None:
+                return code, f"account order rate limit reached ({code})"
+        return None
+
+    # ------------------------------------------------------------------ state views
+
+    def position(self, strategy_id: str, token: int) -> int:
+        """Net quantity: filled plus pending (validated, not yet filled or closed)."""
+        filled = self._ledger.position(strategy_id, token).quantity
+        return filled + self._pending_qty.get((strategy_id, token), 0)
+
+    def open_orders(self, strategy_id: str) -> int:
+        return self._open_orders.get(strategy_id, 0)
+
+    def net_pnl(self, strategy_id: str | None = None) -> int:
+        snap = self._ledger.snapshot(strategy_id)
+        return snap.realized + snap.unrealized - snap.charges
+
+    def day_pnl(self, strategy_id: str | None = None) -> int:
+        """Net P&L since the first event of the current IST day."""
+        return self.net_pnl(strategy_id) - self._day_start.get(strategy_id, 0)
+
+    def flatten_signals(self, now_ns: int) -> list[Signal]:
+        """Market signals that close every filled position (the kill switch's flatten)."""
+        out: list[Signal] = []
+        for pos in self._ledger.positions(open_only=True):
+            out.append(Signal(
+                strategy_id=pos.strategy_id, instrument_token=pos.instrument_token,
+                side=Side.BUY if pos.quantity < 0 else Side.SELL, quantity=abs(pos.quantity),
+                product=pos.product, price_hint=self._last.get(pos.instrument_token, pos.mark_price),
+                reason="flatten:kill_switch",
+            ))
+        return out
+
+    # ------------------------------------------------------------------ helpers
+
+    def _strategy_limits(self, strategy_id: str) -> RiskLimits:
+        lim = self._limits.get(strategy_id)
+        if lim is None:
+            lim = self._limits[strategy_id] = self.config.limits_for(self.broker, strategy_id)
+        return lim
+
+    def _account_limits(self) -> RiskLimits:
+        lim = self._limits.get(None)
+        if lim is None:
+            lim = self._limits[None] = self.config.limits_for(self.broker, None)
+        return lim
+
+    def _windows(self, acct: RiskLimits, now_ns: int) -> list[RateWindow]:
+        windows = []
+        if acct.orders_per_second is not None:
+            windows.append(RateWindow(Reason.RATE_LIMIT_SECOND, acct.orders_per_second, _US_PER_S))
+        if acct.orders_per_minute is not None:
+            windows.append(RateWindow(Reason.RATE_LIMIT_MINUTE, acct.orders_per_minute, 60 * _US_PER_S))
+        if acct.orders_per_day is not None:
+            day = ist_date(now_ns).isoformat()
+            windows.append(RateWindow(Reason.RATE_LIMIT_DAY, acct.orders_per_day, 0, bucket=day))
+        return windows
+
+    def _price(self, s: Signal) -> int | None:
+        if s.order_type in (OrderType.LIMIT, OrderType.SL) and s.limit_price is not None:
+            return s.limit_price
+        if s.order_type is OrderType.SL_M and s.trigger_price is not None:
+            return s.trigger_price
+        return s.price_hint if s.price_hint is not None else self._last.get(s.instrument_token)
+
+    def _band_violation(self, s: Signal, pct: Decimal | None) -> str | None:
+        last = self._last.get(s.instrument_token, s.price_hint)
+        if pct is None or last is None:
+            return None
+        for name, p in (("limit", s.limit_price), ("trigger", s.trigger_price)):
+            if p is not None and abs(Decimal(p - last)) * 100 > pct * last:
+                return f"{name} price {p} is more than {pct}% away from the last price {last}"
+        return None
+
+    def _exposure(self, scope: str | None, s: Signal, price: int | None) -> int:
+        """Gross exposure of ``scope`` (a strategy, or the account) if ``s`` is filled."""
+        keys = {(p.strategy_id, p.instrument_token) for p in self._ledger.positions(scope)}
+        keys |= {k for k in self._pending_qty if scope is None or k[0] == scope}
+        keys.add((s.strategy_id, s.instrument_token))
+        total = 0
+        for sid, token in keys:
+            qty = self.position(sid, token)
+            if (sid, token) == (s.strategy_id, s.instrument_token):
+                qty += s.side.sign * s.quantity
+            mark = self._last.get(token)
+            if mark is None:
+                mark = price if token == s.instrument_token and price else self._ledger.position(sid, token).mark_price
+            total += abs(qty) * mark
+        return total
+
+    def _add_pending(self, strategy_id: str, token: int, delta: int) -> None:
+        key = (strategy_id, token)
+        self._pending_qty[key] = self._pending_qty.get(key, 0) + delta
+
+    def _release(self, order_id: str) -> None:
+        pending = self._pending.pop(order_id, None)
+        if pending is None:
+            return
+        self._add_pending(pending.strategy_id, pending.token, -pending.sign * pending.leaves)
+        self._open_orders[pending.strategy_id] -= 1
+
+    def _roll(self, ts: int) -> None:
+        """On a new IST day, remember each scope's P&L so the day's loss starts at zero."""
+        if self._day_lo <= ts < self._day_hi:
+            return
+        day = ist_date(ts)
+        self._day_lo = ist_ns(day, time(0, 0))
+        self._day_hi = self._day_lo + 86_400 * 1_000_000_000
+        scopes: list[str | None] = [None, *self._ledger.strategies()]
+        self._day_start = {scope: self.net_pnl(scope) for scope in scopes}
+
+

@@ -1,0 +1,131 @@
+"""Risk limits and their configuration: global, per broker, per strategy.
+
+Every limit is optional (None = no limit). ``RiskConfig.limits_for(broker, strategy)``
+merges, field by field, the later level winning: built-in broker defaults (Kite's
+account rate limits for ``zerodha``) < ``global_limits`` < ``brokers[broker]`` <
+``strategies[strategy]`` < ``strategy_brokers[(strategy, broker)]``. Rate limits and the
+``account_*`` limits are per account: they are read from ``limits_for(broker, None)``.
+Amounts are int paise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from decimal import Decimal
+from typing import Any, Final
+
+from alpha_panda.domain.errors import ConfigurationError
+
+
+class Reason:
+    """The reason codes of ``SignalRejected``."""
+
+    MAX_ORDER_QTY: Final = "MAX_ORDER_QTY"
+    MAX_ORDER_NOTIONAL: Final = "MAX_ORDER_NOTIONAL"
+    MAX_POSITION: Final = "MAX_POSITION"
+    MAX_GROSS_EXPOSURE: Final = "MAX_GROSS_EXPOSURE"
+    MAX_OPEN_ORDERS: Final = "MAX_OPEN_ORDERS"
+    DAILY_LOSS: Final = "DAILY_LOSS"
+    RATE_LIMIT_SECOND: Final = "RATE_LIMIT_SECOND"
+    RATE_LIMIT_MINUTE: Final = "RATE_LIMIT_MINUTE"
+    RATE_LIMIT_DAY: Final = "RATE_LIMIT_DAY"
+    PRICE_BAND: Final = "PRICE_BAND"
+    FAT_FINGER: Final = "FAT_FINGER"
+    KILL_SWITCH: Final = "KILL_SWITCH"
+    INVALID: Final = "INVALID"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RiskLimits:
+    """One level of limits; None means "not set here" (inherit, or no limit at all).
+
+    - ``max_order_qty`` / ``max_order_notional``: one order's quantity / quantity × price.
+    - ``max_position``: absolute net quantity per instrument (filled + pending orders).
+    - ``max_gross_exposure``: Σ |position| × last price of the strategy after the order.
+    - ``max_open_orders``: validated orders of the strategy not yet filled/cancelled/rejected.
+    - ``daily_loss``: positive paise; once today's net P&L (realized + unrealized −
+      charges) is at or below −daily_loss, only position-reducing orders pass.
+    - ``price_band_percent``: a limit/trigger price must be within this % of the last price.
+    - ``fat_finger_qty`` / ``fat_finger_notional``: obvious typos, rejected as FAT_FINGER.
+    - ``orders_per_second/minute/day``: per account, sliding event-time windows (day = IST date).
+    - ``account_max_gross_exposure`` / ``account_daily_loss``: the same for the whole account.
+    """
+
+    max_order_qty: int | None = None
+    max_order_notional: int | None = None
+    max_position: int | None = None
+    max_gross_exposure: int | None = None
+    max_open_orders: int | None = None
+    daily_loss: int | None = None
+    price_band_percent: Decimal | None = None
+    fat_finger_qty: int | None = None
+    fat_finger_notional: int | None = None
+    orders_per_second: int | None = None
+    orders_per_minute: int | None = None
+    orders_per_day: int | None = None
+    account_max_gross_exposure: int | None = None
+    account_daily_loss: int | None = None
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any], source: str = "risk") -> RiskLimits:
+        """Build from a strategy file's ``risk:`` mapping; an unknown key is an error."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - names)
+        if unknown:
+            raise ConfigurationError(f"{source}: unknown risk limit(s) {unknown}; known: {sorted(names)}")
+        values: dict[str, Any] = {}
+        for key, value in raw.items():
+            if value is None:
+                values[key] = None
+            elif key == "price_band_percent":
+                values[key] = Decimal(str(value))
+            else:
+                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                    raise ConfigurationError(f"{source}: {key} must be a non-negative integer")
+                values[key] = value
+        return cls(**values)
+
+    def merged(self, override: RiskLimits | None) -> RiskLimits:
+        """These limits with every field ``override`` sets replaced."""
+        if override is None:
+            return self
+        changes = {
+            f.name: getattr(override, f.name)
+            for f in fields(override)
+            if getattr(override, f.name) is not None
+        }
+        return replace(self, **changes)
+
+
+KITE_ACCOUNT_LIMITS: Final = RiskLimits(orders_per_second=10, orders_per_minute=400, orders_per_day=5000)
+"""Kite Connect's order rate limits per account: always applied to ``zerodha``."""
+
+BROKER_DEFAULTS: Final[dict[str, RiskLimits]] = {"zerodha": KITE_ACCOUNT_LIMITS}
+
+
+@dataclass(frozen=True, kw_only=True)
+class RiskConfig:
+    """Limits at every level. For paper, set ``brokers={"paper": KITE_ACCOUNT_LIMITS}`` to
+    emulate Kite's rate limits."""
+
+    global_limits: RiskLimits = field(default_factory=RiskLimits)
+    brokers: Mapping[str, RiskLimits] = field(default_factory=dict)
+    strategies: Mapping[str, RiskLimits] = field(default_factory=dict)
+    strategy_brokers: Mapping[tuple[str, str], RiskLimits] = field(default_factory=dict)
+
+    def limits_for(self, broker: str, strategy_id: str | None) -> RiskLimits:
+        """The effective limits of ``strategy_id`` on ``broker`` (None: account level)."""
+        limits = BROKER_DEFAULTS.get(broker, RiskLimits()).merged(self.global_limits)
+        limits = limits.merged(self.brokers.get(broker))
+        if strategy_id is not None:
+            limits = limits.merged(self.strategies.get(strategy_id))
+            limits = limits.merged(self.strategy_brokers.get((strategy_id, broker)))
+        if broker == "zerodha":
+            # Kite's account limits cannot be configured away, only tightened
+            for name in ("orders_per_second", "orders_per_minute", "orders_per_day"):
+                cap = getattr(KITE_ACCOUNT_LIMITS, name)
+                value = getattr(limits, name)
+                if value is None or value > cap:
+                    limits = replace(limits, **{name: cap})
+        return limits

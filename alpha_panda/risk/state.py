@@ -1,0 +1,97 @@
+"""Shared risk counters behind a small port, so several risk managers can share one account.
+
+``RiskStateStore.acquire`` is the one atomic operation: count the orders already
+recorded in each rate window ending at the order's event time and, only if every window
+has room, record the order in all of them. It is idempotent per ``member`` (the signal
+id): a redelivered signal neither counts twice nor gets rejected by its own earlier slot.
+``InMemoryRiskStateStore`` serves one process; ``alpha_panda.adapters.redis.risk_state``
+serves several, atomically, on Redis.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right, insort
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True, slots=True)
+class RateWindow:
+    """At most ``limit`` orders in any window of ``window_us`` ending at an order's time.
+
+    ``bucket`` names a calendar bucket instead (the IST date for a per-day limit): then the
+    window is the whole bucket and ``window_us`` is ignored.
+    """
+
+    code: str
+    limit: int
+    window_us: int
+    bucket: str | None = None
+
+
+@runtime_checkable
+class RiskStateStore(Protocol):
+    """Atomic rate-limit counters of one or more broker accounts."""
+
+    def acquire(
+        self, account: str, member: str, ts_us: int, windows: Sequence[RateWindow]
+    ) -> str | None:
+        """Record ``member`` at ``ts_us`` in every window and return None, or return the
+        code of the first full window and record nothing."""
+        ...
+
+    def count(self, account: str, window: RateWindow, ts_us: int) -> int:
+        """Orders recorded in ``window`` ending at ``ts_us`` (for status pages and tests)."""
+        ...
+
+
+def window_key(account: str, window: RateWindow) -> str:
+    """The storage key of one window's entries (shared by every implementation)."""
+    suffix = f"{window.code}:{window.bucket}" if window.bucket else window.code
+    return f"risk:{account}:rate:{suffix}"
+
+
+class InMemoryRiskStateStore:
+    """``RiskStateStore`` for one process (backtests, the embedded pipeline, tests)."""
+
+    def __init__(self) -> None:
+        self._times: dict[str, list[int]] = {}
+        self._members: dict[str, dict[str, int]] = {}
+
+    def acquire(
+        self, account: str, member: str, ts_us: int, windows: Sequence[RateWindow]
+    ) -> str | None:
+        keys = [window_key(account, w) for w in windows]
+        if any(member in self._members.get(k, {}) for k in keys):
+            return None
+        for key, w in zip(keys, windows, strict=True):
+            if self._count(key, w, ts_us) >= w.limit:
+                return w.code
+        for key, w in zip(keys, windows, strict=True):
+            insort(self._times.setdefault(key, []), ts_us)
+            self._members.setdefault(key, {})[member] = ts_us
+            self._trim(key, w, ts_us)
+        return None
+
+    def count(self, account: str, window: RateWindow, ts_us: int) -> int:
+        return self._count(window_key(account, window), window, ts_us)
+
+    def _count(self, key: str, w: RateWindow, ts_us: int) -> int:
+        times = self._times.get(key, [])
+        if w.bucket is not None:
+            return len(times)
+        return bisect_right(times, ts_us) - bisect_right(times, ts_us - w.window_us)
+
+    def _trim(self, key: str, w: RateWindow, ts_us: int) -> None:
+        """Drop entries far older than any window still to be asked about."""
+        if w.bucket is not None:
+            return
+        times = self._times[key]
+        cut = bisect_right(times, ts_us - 2 * w.window_us)
+        if cut > 1000:
+            old = set(times[:cut])
+            del times[:cut]
+            members = self._members[key]
+            for m in [m for m, t in members.items() if t in old]:
+                del members[m]
