@@ -172,7 +172,9 @@ class StreamProcessor:
                     self._report_hot(consumer)
                     next_hot = now + self._settings.hot_window
         except asyncio.CancelledError:
-            self._fail("cancelled")
+            # Abrupt stop: the in-flight batch is not committed and will be redelivered.
+            self._detail = "cancelled; uncommitted work will be redelivered"
+            log_.warning("processor.cancelled", service=self._name)
             raise
         except Exception as exc:
             self._fail(f"{type(exc).__name__}: {exc}")

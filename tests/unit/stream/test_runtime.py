@@ -1,0 +1,260 @@
+"""The consumer runtime: retries by error class, fatal errors, crashes, rebuild, health."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from alpha_panda.adapters.memory_log import MemoryLog
+from alpha_panda.adapters.sqlite_log import SqliteLog
+from alpha_panda.domain.errors import (
+    AuthenticationError,
+    InvariantViolation,
+    RateLimited,
+    TransientError,
+)
+from alpha_panda.domain.events import CODEC, DeadLetter, Envelope, derive_id, new_envelope
+from alpha_panda.observability.health import State
+from alpha_panda.stream.emit import Emit
+from alpha_panda.stream.log import Record
+from alpha_panda.stream.runtime import ProcessorSettings, StreamProcessor
+from alpha_panda.stream.topics import dlq_topic
+from tests.contract.helpers import Echo, decode_ids, read_all, run_until, spec, tick_output
+
+FAST = ProcessorSettings(backoff_base=0.02, backoff_max=0.2, poll_timeout=0.01)
+
+
+class Flaky:
+    """Fails ``failures`` times on token 1 with ``exc``, then echoes; records the order."""
+
+    def __init__(self, out: str, exc: Exception, failures: int) -> None:
+        self.echo = Echo(out)
+        self.exc = exc
+        self.left = failures
+        self.calls: list[tuple[str, float]] = []
+
+    def handle(self, event: Envelope[Any], record: Record) -> Sequence[Emit]:
+        self.calls.append((event.id, time.monotonic()))
+        if event.data.instrument_token == 1 and self.left > 0:
+            self.left -= 1
+            raise self.exc
+        return self.echo.handle(event, record)
+
+
+async def test_transient_errors_are_retried_with_backoff_without_blocking_others() -> None:
+    log = MemoryLog()
+    await log.ensure_topics([spec("in", 2), spec("out", 2)])
+    other = next(t for t in range(2, 50) if _partition(t) != _partition(1))
+    await log.append([tick_output("in", 1, 1), tick_output("in", 1, other)])
+    h = Flaky("out", TransientError("timeout"), failures=2)
+    proc = StreamProcessor(log, name="flaky", group="g", topics=["in"], handler=h, settings=FAST)
+    await run_until(proc, lambda: proc.stats.processed == 2)
+
+    assert proc.stats.retried == 2 and proc.stats.dead_lettered == 0
+    assert sorted(decode_ids(await read_all(log, "out"))) == sorted(
+        derive_id(i, "echo") for i in ("tick-1-1", f"tick-{other}-1"))
+    attempts = [at for eid, at in h.calls if eid == "tick-1-1"]
+    assert len(attempts) == 3
+    assert attempts[1] - attempts[0] >= 0.01 - 1e-3  # at least half the first backoff
+    assert attempts[2] - attempts[1] >= 0.02 - 1e-3  # exponential: at least half of 0.04
+    # The other partition was handled while token 1's partition waited for its retry.
+    order = [eid for eid, _ in h.calls]
+    assert order.index(f"tick-{other}-1") < 2
+
+
+def _partition(token: int) -> int:
+    from alpha_panda.stream.topics import partition_for
+
+    return partition_for(str(token).encode(), 2)
+
+
+async def test_rate_limited_waits_at_least_retry_after() -> None:
+    log = MemoryLog()
+    await log.ensure_topics([spec("in", 1), spec("out", 1)])
+    await log.append([tick_output("in", 1, 1)])
+    h = Flaky("out", RateLimited("slow down", retry_after=0.15), failures=1)
+    proc = StreamProcessor(log, name="rl", group="g", topics=["in"], handler=h, settings=FAST)
+    await run_until(proc, lambda: proc.stats.processed == 1)
+    assert h.calls[1][1] - h.calls[0][1] >= 0.15
+
+
+async def test_retries_are_bounded_then_dead_lettered() -> None:
+    log = MemoryLog()
+    await log.ensure_topics([spec("in", 1), spec("out", 1)])
+    await log.append([tick_output("in", 1, 1), tick_output("in", 2, 1)])
+    settings = ProcessorSettings(max_attempts=3, backoff_base=0.01, backoff_max=0.02,
+                                 poll_timeout=0.01)
+    h = Flaky("out", TransientError("down"), failures=3)
+    proc = StreamProcessor(log, name="f", group="g", topics=["in"], handler=h, settings=settings)
+    await run_until(proc, lambda: proc.stats.processed == 1 and proc.stats.dead_lettered == 1)
+    letter = CODEC.decode_as((await read_all(log, dlq_topic("in")))[0].value, DeadLetter).data
+    assert (letter.attempts, letter.error_class, letter.offset) == (3, "TransientError", 0)
+    assert decode_ids(await read_all(log, "out")) == [derive_id("tick-1-2", "echo")]
+
+
+async def test_authentication_error_stops_after_committing_earlier_work() -> None:
+    log = MemoryLog()
+    await log.ensure_topics([spec("in", 1), spec("out", 1)])
+    await log.append([tick_output("in", i, 1) for i in range(1, 4)])
+
+    class Auth(Echo):
+        def handle(self, event: Envelope[Any], record: Record) -> Sequence[Emit]:
+            if event.ts == 3:
+                raise AuthenticationError("token expired")
+            return super().handle(event, record)
+
+    proc = StreamProcessor(log, name="live", group="g", topics=["in"], handler=Auth("out"))
+    await asyncio.wait_for(proc.run(asyncio.Event()), 5)  # returns by itself
+    status = proc.health()
+    assert status.state is State.FAILED and not status.ready
+    assert "token expired" in status.detail
+    assert await log.committed_offsets("g", "in") == {0: 2}  # the failing one comes again
+    assert len(await read_all(log, "out")) == 2
+    assert await read_all(log, dlq_topic("in")) == []
+
+
+async def test_invariant_violation_is_fatal_too() -> None:
+    log = MemoryLog()
+    await log.ensure_topics([spec("in", 1), spec("out", 1)])
+    await log.append([tick_output("in", 1, 1)])
+    h = Flaky("out", InvariantViolation("negative cash"), failures=1)
+    proc = StreamProcessor(log, name="p", group="g", topics=["in"], handler=h)
+    await asyncio.wait_for(proc.run(asyncio.Event()), 5)
+    assert proc.state is State.FAILED
+    assert await log.committed_offsets("g", "in") == {}
+
+
+class SlowEcho(Echo):
+    """An async handler (network I/O) that a crash can interrupt mid-batch."""
+
+    async def ahandle(self, event: Envelope[Any], record: Record) -> Sequence[Emit]:
+        await asyncio.sleep(0)
+        return self.handle(event, record)
+
+
+async def test_a_crash_mid_batch_then_restart_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite"
+    log = SqliteLog(path)
+    await log.ensure_topics([spec("in", 3), spec("out", 3)])
+    await log.append([tick_output("in", i, i % 5 + 1) for i in range(1, 3001)])
+    settings = ProcessorSettings(batch_size=400)
+    proc = StreamProcessor(log, name="p", group="g", topics=["in"], handler=SlowEcho("out"),
+                           settings=settings)
+    task = asyncio.create_task(proc.run(asyncio.Event()))
+    while proc.stats.processed < 1000:
+        await asyncio.sleep(0)
+    await asyncio.sleep(0)  # now inside a batch: some records handled, none committed
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    # The process dies: no close of the log, a fresh one reads the file.
+    log2 = SqliteLog(path)
+    proc2 = StreamProcessor(log2, name="p", group="g", topics=["in"], handler=SlowEcho("out"),
+                            settings=settings)
+    committed_before = proc.stats.processed
+    await run_until(proc2, lambda: committed_before + proc2.stats.processed >= 3000)
+    ids = decode_ids(await read_all(log2, "out"))
+    assert len(ids) == 3000 and len(set(ids)) == 3000
+    await log2.close()
+    await log.close()
+
+
+class PriceSum:
+    """State rebuilt from the log: the sum of prices per instrument."""
+
+    def __init__(self) -> None:
+        self.totals: dict[int, int] = {}
+
+    def handle(self, event: Envelope[Any], record: Record) -> Sequence[Emit]:
+        tok = event.data.instrument_token
+        self.totals[tok] = self.totals.get(tok, 0) + event.data.last_price
+        env = new_envelope(event.data, id=derive_id(event.id, "sum"), ts=event.ts,
+                           source="sum", key=event.key, parent=event)
+        return [Emit("out", env)]
+
+
+async def test_rebuild_restores_handler_state_from_the_log() -> None:
+    log = MemoryLog()
+    await log.ensure_topics([spec("in", 3), spec("out", 3)])
+    await log.append([tick_output("in", i, i % 4 + 1, price=100 + i) for i in range(500)])
+    first = PriceSum()
+    proc = StreamProcessor(log, name="s", group="g", topics=["in"], handler=first)
+    await run_until(proc, lambda: proc.stats.processed == 500)
+
+    await log.append([tick_output("in", i, i % 4 + 1, price=100 + i) for i in range(500, 600)])
+    rebuilt = PriceSum()
+    proc2 = StreamProcessor(log, name="s", group="g", topics=["in"], handler=rebuilt,
+                            rebuild=True)
+    await run_until(proc2, lambda: proc2.stats.processed == 100)
+    expected: dict[int, int] = {}
+    for i in range(600):
+        expected[i % 4 + 1] = expected.get(i % 4 + 1, 0) + 100 + i
+    assert rebuilt.totals == expected
+    assert len(await read_all(log, "out")) == 600  # the rebuild emitted nothing
+
+
+async def test_health_goes_from_starting_to_ready_to_stopped() -> None:
+    log = MemoryLog()
+    await log.ensure_topics([spec("in", 2), spec("out", 2)])
+    await log.append([tick_output("in", i, 1) for i in range(10)])
+    proc = StreamProcessor(log, name="h", group="g", topics=["in"], handler=Echo("out"))
+    assert proc.health().state is State.STARTING and not proc.health().ready
+    stop = asyncio.Event()
+    task = asyncio.create_task(proc.run(stop))
+    deadline = time.monotonic() + 5
+    while not proc.health().ready and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    status = proc.health()
+    assert status.ready and status.state is State.RUNNING and status.lag == 0
+    assert status.processed == 10
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert proc.health().state is State.STOPPED
+
+
+async def test_on_batch_end_outputs_are_committed_with_the_batch() -> None:
+    log = MemoryLog()
+    await log.ensure_topics([spec("in", 1), spec("out", 1), spec("snap", 1)])
+    await log.append([tick_output("in", i, 1) for i in range(5)])
+
+    class Snapshotting(Echo):
+        def __init__(self) -> None:
+            super().__init__("out")
+            self.snapped = 0
+
+        def on_batch_end(self) -> Sequence[Emit]:
+            if not self.seen or self.snapped == len(self.seen):
+                return []
+            self.snapped = len(self.seen)
+            env = new_envelope(self_tick(), id=f"snap-{self.snapped}", ts=0, source="s", key="1")
+            return [Emit("snap", env)]
+
+    def self_tick() -> Any:
+        return CODEC.decode(tick_output("x", 0).value).data
+
+    proc = StreamProcessor(log, name="s", group="g", topics=["in"], handler=Snapshotting())
+    await run_until(proc, lambda: proc.stats.processed == 5)
+    snaps = await read_all(log, "snap")
+    assert snaps and decode_ids(snaps)[-1] == "snap-5"
+
+
+async def test_stop_is_prompt_and_commits(tmp_path: Path) -> None:
+    log = SqliteLog(tmp_path / "l.sqlite")
+    await log.ensure_topics([spec("in", 1), spec("out", 1)])
+    proc = StreamProcessor(log, name="p", group="g", topics=["in"], handler=Echo("out"))
+    stop = asyncio.Event()
+    task = asyncio.create_task(proc.run(stop))
+    await log.append([tick_output("in", 1, 1)])
+    while proc.stats.processed < 1:
+        await asyncio.sleep(0.005)
+    started = time.monotonic()
+    stop.set()
+    await asyncio.wait_for(task, 2)
+    assert time.monotonic() - started < 0.5
+    assert await log.committed_offsets("g", "in") == {0: 1}
+    await log.close()
