@@ -1,0 +1,113 @@
+"""``alpha-panda dlq list|show|replay``: inspect dead letters and put them back on their topic."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, Optional, TypeVar
+
+import typer
+
+from alpha_panda.domain.errors import AlphaPandaError
+from alpha_panda.stream import dlq as tools
+from alpha_panda.stream.log import Log
+
+app = typer.Typer(help="Inspect and replay dead letters (messages a service gave up on).",
+                  no_args_is_help=True)
+
+T = TypeVar("T")
+LogOpt = Annotated[Optional[str], typer.Option(
+    "--log", help="embedded | memory | sqlite:PATH | kafka://HOST:PORT (default: settings)")]
+DataDirOpt = Annotated[Optional[Path], typer.Option("--data-dir", help="data directory")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+
+
+def _with_log(url: str | None, data_dir: Path | None, job: Callable[[Log], Awaitable[T]]) -> T:
+    from alpha_panda.services.logs import open_log
+    from alpha_panda.settings import Settings
+
+    settings = Settings()
+
+    async def main() -> T:
+        log = open_log(url or settings.log, data_dir or settings.data_dir, kafka=settings.kafka)
+        await log.start()
+        try:
+            return await job(log)
+        finally:
+            await log.close()
+
+    try:
+        return asyncio.run(main())
+    except AlphaPandaError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from exc
+
+
+def _summary(e: tools.DeadLetterEntry) -> dict[str, Any]:
+    d = e.letter
+    return {
+        "dlq_topic": e.dlq_topic, "partition": e.partition, "offset": e.offset,
+        "topic": d.topic, "source_partition": d.partition, "source_offset": d.offset,
+        "key": d.key.decode(errors="replace") if d.key else None,
+        "error_class": d.error_class, "error": d.error, "attempts": d.attempts,
+        "service": d.service,
+        "failed_at": dt.datetime.fromtimestamp(d.failed_at / 1e9, dt.UTC).isoformat(),
+        "replay": d.replay,
+    }
+
+
+@app.command("list")
+def list_(
+    topic: Annotated[Optional[str], typer.Option(help="original topic (default: every DLQ)")] = None,
+    limit: Annotated[int, typer.Option(help="most recent N")] = 50,
+    log: LogOpt = None, data_dir: DataDirOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """List the most recent dead letters."""
+    entries = _with_log(log, data_dir, lambda lg: tools.list_dead_letters(lg, topic, limit))
+    rows = [_summary(e) for e in entries]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        typer.echo("no dead letters")
+        return
+    for r in rows:
+        typer.echo(f"{r['dlq_topic']}@{r['offset']}  {r['failed_at']}  {r['service']}  "
+                   f"{r['topic']}[{r['source_partition']}]@{r['source_offset']}  "
+                   f"{r['error_class']}: {r['error'][:100]}")
+
+
+@app.command()
+def show(
+    topic: Annotated[str, typer.Option(help="original topic or its .dlq topic")],
+    offset: Annotated[int, typer.Option(help="offset in the DLQ topic")],
+    partition: Annotated[int, typer.Option(help="DLQ partition")] = 0,
+    log: LogOpt = None, data_dir: DataDirOpt = None,
+) -> None:
+    """Everything about one dead letter: error, stack, headers and the original bytes."""
+    entry = _with_log(log, data_dir, lambda lg: tools.show(lg, topic, offset, partition))
+    doc = _summary(entry)
+    doc["headers"] = {k: v.decode(errors="replace") for k, v in entry.letter.headers}
+    doc["value"] = entry.letter.value.decode(errors="replace")
+    doc["stack"] = entry.letter.stack
+    typer.echo(json.dumps(doc, indent=2))
+
+
+@app.command()
+def replay(
+    topic: Annotated[str, typer.Option(help="original topic whose dead letters to replay")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="show, append nothing")] = False,
+    limit: Annotated[Optional[int], typer.Option(help="replay at most N")] = None,
+    log: LogOpt = None, data_dir: DataDirOpt = None,
+) -> None:
+    """Append dead letters' original records back to their topic (each one only once)."""
+    result = _with_log(log, data_dir,
+                       lambda lg: tools.replay(lg, topic, dry_run=dry_run, limit=limit))
+    verb = "would replay" if dry_run else "replayed"
+    for e in result.replayed:
+        typer.echo(f"{verb} {e.dlq_topic}@{e.offset} -> {e.letter.topic}: {e.letter.error_class}")
+    typer.echo(f"{verb} {len(result.replayed)} dead letter(s) to {result.topic}"
+               + (f"; skipped {result.skipped} undecodable" if result.skipped else ""))
