@@ -7,7 +7,7 @@ import datetime as dt
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, Optional, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -19,9 +19,9 @@ app = typer.Typer(help="Inspect and replay dead letters (messages a service gave
                   no_args_is_help=True)
 
 T = TypeVar("T")
-LogOpt = Annotated[Optional[str], typer.Option(
+LogOpt = Annotated[str | None, typer.Option(
     "--log", help="embedded | memory | sqlite:PATH | kafka://HOST:PORT (default: settings)")]
-DataDirOpt = Annotated[Optional[Path], typer.Option("--data-dir", help="data directory")]
+DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="data directory")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 
 
@@ -61,7 +61,7 @@ def _summary(e: tools.DeadLetterEntry) -> dict[str, Any]:
 
 @app.command("list")
 def list_(
-    topic: Annotated[Optional[str], typer.Option(help="original topic (default: every DLQ)")] = None,
+    topic: Annotated[str | None, typer.Option(help="original topic (default: every DLQ)")] = None,
     limit: Annotated[int, typer.Option(help="most recent N")] = 50,
     log: LogOpt = None, data_dir: DataDirOpt = None, as_json: JsonOpt = False,
 ) -> None:
@@ -100,7 +100,7 @@ def show(
 def replay(
     topic: Annotated[str, typer.Option(help="original topic whose dead letters to replay")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="show, append nothing")] = False,
-    limit: Annotated[Optional[int], typer.Option(help="replay at most N")] = None,
+    limit: Annotated[int | None, typer.Option(help="replay at most N")] = None,
     log: LogOpt = None, data_dir: DataDirOpt = None,
 ) -> None:
     """Append dead letters' original records back to their topic (each one only once)."""
