@@ -60,6 +60,11 @@ class StrategyStatus(msgspec.Struct, kw_only=True):
     traceback: str | None = None
     source: str = ""
 
+    @property
+    def strategy_id(self) -> str:
+        """Alias of ``id``."""
+        return self.id
+
 
 class _Slot:
     __slots__ = ("sid", "token", "strategy", "ctx", "handler", "warmup_left")
