@@ -1,0 +1,295 @@
+// Alpha Panda dashboard: polls the read API and renders it. No framework, nothing downloaded.
+// Amounts arrive as exact rupee strings ("1234.50"); they are formatted as strings so the
+// figures shown are exactly the ledger's, never float-rounded. Only the chart uses numbers.
+"use strict";
+
+const REFRESH_MS = 1500;
+const BROKERS = ["paper", "zerodha"];
+const IST = new Intl.DateTimeFormat("en-IN", {
+  timeZone: "Asia/Kolkata", hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false,
+});
+const IST_DAY = new Intl.DateTimeFormat("en-IN", {
+  timeZone: "Asia/Kolkata", day: "2-digit", month: "short", hour: "2-digit", minute: "2-digit",
+  second: "2-digit", hour12: false,
+});
+
+let broker = initialBroker();
+let generation = 0; // drops answers that arrive after the broker was switched
+
+function initialBroker() {
+  const fromHash = location.hash.replace("#", "");
+  if (BROKERS.includes(fromHash)) return fromHash;
+  const saved = localStorage.getItem("alpha-panda.broker");
+  return BROKERS.includes(saved) ? saved : "paper";
+}
+
+/** "-1234567.50" -> "-₹12,34,567.50" (Indian grouping: lakh, crore), from the string. */
+function inr(amount) {
+  if (amount === null || amount === undefined) return "–";
+  const negative = amount.startsWith("-");
+  const [whole, frac = "00"] = (negative ? amount.slice(1) : amount).split(".");
+  let grouped = whole;
+  if (whole.length > 3) {
+    const head = whole.slice(0, -3);
+    grouped = head.replace(/\B(?=(\d{2})+(?!\d))/g, ",") + "," + whole.slice(-3);
+  }
+  return (negative ? "-" : "") + "₹" + grouped + "." + frac;
+}
+
+function signClass(amount) {
+  if (!amount || /^-?0+(\.0+)?$/.test(amount)) return "";
+  return amount.startsWith("-") ? "loss" : "gain";
+}
+
+function signed(amount) {
+  const text = inr(amount);
+  return signClass(amount) === "gain" ? "+" + text : text;
+}
+
+/** Exact paise as a BigInt, from a rupee string: "-12.30" -> -1230n. */
+function paise(amount) {
+  const negative = amount.startsWith("-");
+  const [whole, frac = "00"] = (negative ? amount.slice(1) : amount).split(".");
+  const value = BigInt(whole) * 100n + BigInt(frac.padEnd(2, "0").slice(0, 2));
+  return negative ? -value : value;
+}
+
+/** Rupee string of exact paise: 123450n -> "1234.50". */
+function fromPaise(value) {
+  const negative = value < 0n;
+  const abs = negative ? -value : value;
+  return (negative ? "-" : "") + (abs / 100n).toString() + "." + (abs % 100n).toString().padStart(2, "0");
+}
+
+function istTime(iso) {
+  return iso ? IST.format(new Date(iso)) : "–";
+}
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === "") continue;
+    if (k === "class") node.className = v; else node.setAttribute(k, v);
+  }
+  for (const child of children) {
+    node.append(child instanceof Node ? child : document.createTextNode(String(child ?? "")));
+  }
+  return node;
+}
+
+function badge(text, cls) {
+  return el("span", { class: "badge " + (cls ?? text) }, text);
+}
+
+function fillTable(id, rows, emptyText) {
+  const body = document.querySelector(`#${id} tbody`);
+  const columns = document.querySelectorAll(`#${id} thead th`).length;
+  body.replaceChildren(
+    ...(rows.length ? rows : [el("tr", {}, el("td", { class: "empty", colspan: columns }, emptyText))])
+  );
+}
+
+function setFigure(id, amount, { coloured = false } = {}) {
+  const node = document.getElementById(id);
+  node.textContent = coloured ? signed(amount) : inr(amount);
+  node.className = "figure " + (coloured ? signClass(amount) : "");
+}
+
+async function getJson(path) {
+  const response = await fetch(path, { cache: "no-store" });
+  if (!response.ok && response.status !== 503) {
+    const body = await response.json().catch(() => ({}));
+    throw new Error(`${path}: ${response.status} ${body.detail ?? response.statusText}`);
+  }
+  return response.json();
+}
+
+function renderSummary(p) {
+  setFigure("equity", p.equity);
+  setFigure("cash", p.cash);
+  setFigure("realized", p.realized, { coloured: true });
+  setFigure("unrealized", p.unrealized, { coloured: true });
+  setFigure("charges", p.charges);
+  document.getElementById("as-of").textContent =
+    p.as_of_time ? "as of " + IST_DAY.format(new Date(p.as_of_time)) : "no events yet";
+  document.getElementById("exposure").textContent = "gross exposure " + inr(p.gross_exposure);
+  document.getElementById("fills").textContent = `${p.fills} fill${p.fills === 1 ? "" : "s"}`;
+  document.getElementById("open-positions").textContent =
+    `${p.open_positions} open position${p.open_positions === 1 ? "" : "s"}`;
+}
+
+function renderPositions(data) {
+  document.getElementById("positions-count").textContent = `(${data.total})`;
+  fillTable("positions", data.items.map((p) => el("tr", { class: p.quantity === 0 ? "closed" : "" },
+    el("td", {}, el("strong", {}, p.symbol ?? String(p.instrument_token))),
+    el("td", {}, p.strategy_id),
+    el("td", { class: "num" }, p.quantity.toLocaleString("en-IN")),
+    el("td", { class: "num" }, inr(p.average_price)),
+    el("td", { class: "num" }, inr(p.last_price)),
+    el("td", { class: "num" }, inr(p.market_value)),
+    el("td", { class: "num " + signClass(p.unrealized) }, signed(p.unrealized)),
+    el("td", { class: "num " + signClass(p.realized) }, signed(p.realized)),
+  )), "No positions yet: they appear with the first fill.");
+}
+
+function renderOrders(data) {
+  document.getElementById("orders-count").textContent = `(${data.items.length} of ${data.total})`;
+  fillTable("orders", data.items.map((o) => el("tr", {},
+    el("td", {}, istTime(o.time)),
+    el("td", {}, o.symbol ?? String(o.instrument_token)),
+    el("td", { class: "side-" + o.side }, o.side),
+    el("td", { class: "num" }, o.filled_quantity && o.filled_quantity !== o.quantity
+      ? `${o.filled_quantity}/${o.quantity}` : String(o.quantity)),
+    el("td", {}, badge(o.status)),
+    el("td", { class: "num" }, o.filled_quantity ? inr(o.average_price)
+      : o.limit_price ? "@ " + inr(o.limit_price) : o.order_type),
+    el("td", { class: "wrap" }, o.reason ?? ""),
+  )), "No orders yet.");
+}
+
+function renderSignals(data) {
+  document.getElementById("signals-count").textContent = `(${data.items.length} of ${data.total})`;
+  fillTable("signals", data.items.map((s) => el("tr", {},
+    el("td", {}, istTime(s.time)),
+    el("td", {}, s.strategy_id),
+    el("td", {}, s.symbol ?? String(s.instrument_token)),
+    el("td", { class: "side-" + s.side }, s.side),
+    el("td", { class: "num" }, String(s.quantity)),
+    el("td", {}, badge(s.status)),
+    el("td", { class: "wrap" }, s.status === "REJECTED"
+      ? el("span", { class: "error" }, `${s.reason_code}: ${s.message ?? ""}`)
+      : s.reason),
+  )), "No signals yet.");
+}
+
+function renderStrategies(list) {
+  fillTable("strategies", list.map((s) => el("tr", {},
+    el("td", {}, el("strong", {}, s.id)),
+    el("td", {}, s.strategy),
+    el("td", { class: "wrap" }, s.symbols.map((sym, i) => sym ?? s.instruments[i]).join(", ")),
+    el("td", {}, s.brokers.join(", ")),
+    el("td", { class: "wrap" }, badge(s.status), s.error ? el("div", { class: "error" }, s.error) : ""),
+    el("td", { class: "num" }, String(s.signals)),
+  )), "No strategies configured.");
+}
+
+function renderHealth(h) {
+  const ready = document.getElementById("ready");
+  ready.textContent = h.status === "ready" ? "ready" : h.status.replace("_", " ");
+  ready.className = "badge " + (h.status === "ready" ? "ok" : "bad");
+  fillTable("health", h.components.map((c) => el("tr", {},
+    el("td", {}, c.name),
+    el("td", {}, badge(c.state), c.detail ? el("div", { class: "sub" }, c.detail) : ""),
+    el("td", {}, c.ready ? "yes" : "no"),
+    el("td", { class: "num" }, c.processed.toLocaleString("en-IN")),
+    el("td", { class: "num" + (c.errors ? " loss" : "") }, String(c.errors)),
+    el("td", { class: "num" }, c.lag === null ? "–" : c.lag.toLocaleString("en-IN")),
+  )), "No components registered.");
+}
+
+const SVG = "http://www.w3.org/2000/svg";
+
+function svg(tag, attrs, text) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function renderCurve(points) {
+  const box = document.getElementById("curve");
+  // the viewBox follows the box's pixel size, so text and lines are never stretched
+  const W = Math.max(box.clientWidth, 300), H = Math.max(box.clientHeight, 160);
+  const L = 110, R = 16, T = 14, B = 26;
+  const root = svg("svg", { viewBox: `0 0 ${W} ${H}` });
+  const change = document.getElementById("curve-change");
+  change.textContent = "";
+  change.className = "count";
+  if (points.length >= 2) {
+    const delta = fromPaise(paise(points[points.length - 1].equity) - paise(points[0].equity));
+    change.textContent = `${signed(delta)} since ${istTime(points[0].time)}`;
+    change.className = "count " + signClass(delta);
+  }
+  if (points.length < 2) {
+    root.append(svg("text", { x: W / 2, y: H / 2, "text-anchor": "middle", class: "placeholder" },
+      "The equity curve starts with the first fill."));
+    box.replaceChildren(root);
+    return;
+  }
+  const xs = points.map((p) => p.ts), ys = points.map((p) => Number(p.equity));
+  const x0 = Math.min(...xs), x1 = Math.max(...xs);
+  let y0 = Math.min(...ys), y1 = Math.max(...ys);
+  if (y0 === y1) { y0 -= 1; y1 += 1; }
+  const px = (x) => L + ((x - x0) / (x1 - x0 || 1)) * (W - L - R);
+  const py = (y) => T + (1 - (y - y0) / (y1 - y0)) * (H - T - B);
+  for (const [value, label] of [[y1, points[ys.indexOf(Math.max(...ys))].equity],
+                                [y0, points[ys.indexOf(Math.min(...ys))].equity]]) {
+    root.append(svg("line", { x1: L, x2: W - R, y1: py(value), y2: py(value), class: "grid" }));
+    root.append(svg("text", { x: L - 6, y: py(value) + 4, "text-anchor": "end", class: "axis" },
+      inr(label)));
+  }
+  const line = points.map((p, i) => `${i ? "L" : "M"}${px(p.ts).toFixed(1)},${py(Number(p.equity)).toFixed(1)}`).join("");
+  const up = ys[ys.length - 1] >= ys[0];
+  const colour = up ? "#0f8a4a" : "#c62f2f";
+  root.append(svg("path", { d: `${line}L${px(x1)},${H - B}L${px(x0)},${H - B}Z`, fill: colour,
+    "fill-opacity": "0.08", stroke: "none" }));
+  root.append(svg("path", { d: line, fill: "none", stroke: colour, "stroke-width": "2",
+    "vector-effect": "non-scaling-stroke" }));
+  root.append(svg("text", { x: L, y: H - 6, class: "axis" }, istTime(points[0].time)));
+  root.append(svg("text", { x: W - R, y: H - 6, "text-anchor": "end", class: "axis" },
+    istTime(points[points.length - 1].time)));
+  box.replaceChildren(root);
+}
+
+function setConnection(ok, message) {
+  document.getElementById("conn").className = "dot " + (ok ? "ok" : "bad");
+  const banner = document.getElementById("banner");
+  banner.hidden = ok;
+  if (!ok) banner.textContent = message;
+  if (ok) document.getElementById("updated").textContent = "updated " + IST.format(new Date());
+}
+
+async function refresh() {
+  const mine = generation;
+  try {
+    const [portfolio, positions, orders, signals, strategies, health] = await Promise.all([
+      getJson(`/api/v1/portfolios/${broker}`),
+      getJson(`/api/v1/positions/${broker}`),
+      getJson(`/api/v1/orders/${broker}?limit=15`),
+      getJson(`/api/v1/signals/${broker}?limit=15`),
+      getJson("/api/v1/strategies"),
+      getJson("/ready"),
+    ]);
+    if (mine !== generation) return;
+    if (portfolio.detail) throw new Error(portfolio.detail);
+    renderSummary(portfolio);
+    renderCurve(portfolio.equity_curve);
+    renderPositions(positions);
+    renderOrders(orders);
+    renderSignals(signals);
+    renderStrategies(strategies);
+    renderHealth(health);
+    document.body.dataset.loadedBroker = broker;
+    setConnection(true);
+  } catch (err) {
+    if (mine === generation) setConnection(false, `Cannot reach the API (${err.message}); retrying…`);
+  }
+}
+
+function selectBroker(name) {
+  broker = name;
+  generation += 1;
+  localStorage.setItem("alpha-panda.broker", name);
+  history.replaceState(null, "", "#" + name);
+  document.title = `Alpha Panda · ${name}`;
+  for (const button of document.querySelectorAll(".broker-switch button")) {
+    button.setAttribute("aria-pressed", String(button.dataset.broker === name));
+  }
+  refresh();
+}
+
+for (const button of document.querySelectorAll(".broker-switch button")) {
+  button.addEventListener("click", () => selectBroker(button.dataset.broker));
+}
+selectBroker(broker);
+setInterval(refresh, REFRESH_MS);

@@ -1,0 +1,206 @@
+"""The dashboard in headless Chromium: exact figures, broker switch, live refresh, screenshot."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import threading
+import time
+from collections.abc import Coroutine, Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+import uvicorn
+
+from alpha_panda.api.app import create_app
+from alpha_panda.observability.health import ComponentStatus, HealthRegistry, State
+from alpha_panda.readmodel.memory import MemoryCache
+from alpha_panda.readmodel.views import (
+    STRATEGIES_KEY,
+    OrderView,
+    PortfolioView,
+    PositionView,
+    SignalView,
+    StrategyView,
+    key,
+)
+from alpha_panda.testing.redis_server import free_port
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = "/usr/bin/chromium"
+T0 = 1_764_042_300_000_000_000  # 2025-11-25 09:15:00 IST
+S = 1_000_000_000
+enc = msgspec.json.encode
+
+
+class Component:
+    def __init__(self, name: str, state: State, ready: bool, processed: int, lag: int | None) -> None:
+        self.name, self._status = name, ComponentStatus(
+            name=name, state=state, ready=ready, processed=processed, lag=lag
+        )
+
+    def health(self) -> ComponentStatus:
+        return self._status
+
+
+def portfolio(broker: str, cash: int, realized: int, unrealized: int, charges: int,
+              fills: int, curve_start: int) -> bytes:
+    # a wandering curve from curve_start, ending exactly at cash + unrealized
+    end = cash + unrealized
+    wander = [(i * 7919) % 13 - 6 for i in range(40)]
+    level, steps = 0, []
+    for i, w in enumerate(wander):
+        level += w * 150_00
+        steps.append(curve_start + (end - curve_start) * i // 40 + level)
+    curve = [(T0 + i * 30 * S, eq) for i, eq in enumerate([*steps, end])]
+    return enc(PortfolioView(
+        broker=broker, as_of=curve[-1][0], cash=cash, realized=realized, unrealized=unrealized,
+        charges=charges, gross_exposure=2_34_567_80, open_positions=2, fills=fills,
+        equity_curve=curve,
+    ))
+
+
+def documents() -> dict[str, bytes]:
+    pos = [
+        PositionView(strategy_id="sma_cross_banks", instrument_token=341249, quantity=25,
+                     average_price=1_718_35, last_price=1_724_90, realized=0,
+                     unrealized=163_75, charges=31_12),
+        PositionView(strategy_id="sma_cross_banks", instrument_token=1270529, quantity=-40,
+                     average_price=1_283_10, last_price=1_285_45, realized=0,
+                     unrealized=-94_00, charges=22_05),
+        PositionView(strategy_id="mean_revert_it", instrument_token=408065, quantity=0,
+                     average_price=0, last_price=1_879_20, realized=2_612_40, unrealized=0,
+                     charges=45_60),
+    ]
+    orders = [
+        OrderView(order_id=f"o{i}", strategy_id="sma_cross_banks", instrument_token=tok,
+                  side=side, quantity=q, order_type="MARKET", status=st, filled_quantity=fq,
+                  average_price=ap, reason=why, ts=T0 + (100 - i) * S)
+        for i, (tok, side, q, st, fq, ap, why) in enumerate([
+            (1270529, "SELL", 40, "FILLED", 40, 1_283_10, None),
+            (341249, "BUY", 25, "FILLED", 25, 1_718_35, None),
+            (408065, "BUY", 10, "REJECTED", 0, 0, "RMS: margin exceeds available funds"),
+        ])
+    ]
+    signals = [
+        SignalView(signal_id="s2", strategy_id="sma_cross_banks", instrument_token=341249,
+                   side="BUY", quantity=100, order_type="MARKET", status="REJECTED",
+                   reason_code="MAX_POSITION", message="position 125 would exceed max 50",
+                   reason="fast SMA crossed above slow", ts=T0 + 120 * S),
+        SignalView(signal_id="s1", strategy_id="sma_cross_banks", instrument_token=1270529,
+                   side="SELL", quantity=40, order_type="MARKET", status="VALIDATED",
+                   reason="fast SMA crossed below slow", ts=T0 + 99 * S),
+    ]
+    strategies = [
+        StrategyView(id="sma_cross_banks", strategy="sma_cross", instruments=[341249, 1270529],
+                     brokers=["paper", "zerodha"], params={"fast": 10}, status="ACTIVE", signals=2),
+        StrategyView(id="mean_revert_it", strategy="mean_reversion", instruments=[408065],
+                     brokers=["paper"], params={}, status="FAILED",
+                     error="ZeroDivisionError in on_tick: division by zero"),
+    ]
+    return {
+        key("paper", "portfolio"): portfolio("paper", 1_00_01_234_56, 2_612_40, 69_75, 98_77,
+                                             fills=6, curve_start=1_00_00_000_00),
+        key("paper", "positions"): enc(pos),
+        key("paper", "orders"): enc(orders),
+        key("paper", "signals"): enc(signals),
+        key("zerodha", "portfolio"): portfolio("zerodha", 4_98_765_43, -1_250_00, 312_50,
+                                               64_20, fills=3, curve_start=5_00_000_00),
+        STRATEGIES_KEY: enc(strategies),
+    }
+
+
+def _run_elsewhere(coro: Coroutine[Any, Any, None]) -> None:
+    # Playwright's sync API runs its own event loop in this thread
+    worker = threading.Thread(target=asyncio.run, args=(coro,))
+    worker.start()
+    worker.join()
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[tuple[str, MemoryCache]]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (scripts/install-system-deps.sh)")
+    cache = MemoryCache()
+    asyncio.run(cache.set_many(documents()))
+    registry = HealthRegistry()
+    registry.register(Component("market_feed", State.RUNNING, True, 1_284_551, None))
+    registry.register(Component("risk:paper", State.RUNNING, True, 2_310, 0))
+    registry.register(Component("zerodha_engine", State.STARTING, False, 0, 12))
+    app = create_app(cache=cache, health=registry)
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    uv = uvicorn.Server(config)
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not uv.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert uv.started, "uvicorn did not start"
+    yield f"http://127.0.0.1:{port}", cache
+    uv.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_dashboard_shows_exact_figures_and_switches_broker(
+    server: tuple[str, MemoryCache], tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    url, cache = server
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu",
+                  "--disable-background-networking", "--disable-component-update"],
+        )
+        page = browser.new_page(viewport={"width": 1440, "height": 1300})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url + "/")
+        expect(page.locator("body")).to_have_attribute("data-loaded-broker", "paper")
+        # Indian digit grouping, exact to the paisa; equity = cash + unrealized
+        expect(page.locator("#equity")).to_have_text("₹1,00,01,304.31")
+        expect(page.locator("#cash")).to_have_text("₹1,00,01,234.56")
+        expect(page.locator("#realized")).to_have_text("+₹2,612.40")
+        expect(page.locator("#unrealized")).to_have_text("+₹69.75")
+        expect(page.locator("#charges")).to_have_text("₹98.77")
+        expect(page.locator("#fills")).to_have_text("6 fills")
+        positions = page.locator("#positions tbody tr")
+        expect(positions).to_have_count(3)
+        expect(positions.nth(0)).to_contain_text("HDFCBANK")
+        expect(positions.nth(0)).to_contain_text("₹43,122.50")  # 25 × 1,724.90
+        expect(positions.nth(1)).to_contain_text("-₹51,418.00")  # short 40 ICICIBANK
+        expect(page.locator("#signals")).to_contain_text("MAX_POSITION: position 125 would exceed max 50")
+        expect(page.locator("#orders")).to_contain_text("RMS: margin exceeds available funds")
+        expect(page.locator("#strategies")).to_contain_text("ZeroDivisionError in on_tick")
+        expect(page.locator("#health tbody tr")).to_have_count(3)
+        expect(page.locator("#ready")).to_have_text("not ready")
+        expect(page.locator("#curve svg path")).to_have_count(2)
+        expect(page.locator("#curve-change")).to_have_text("+₹2,204.31 since 09:15:00")
+        page.screenshot(path=str(tmp_path / "dashboard-paper.png"), full_page=True)
+
+        page.get_by_role("button", name="Zerodha (live)").click()
+        expect(page.locator("body")).to_have_attribute("data-loaded-broker", "zerodha")
+        expect(page.locator("#equity")).to_have_text("₹4,99,077.93")
+        expect(page.locator("#realized")).to_have_text("-₹1,250.00")
+        expect(page.locator("#positions tbody")).to_contain_text("No positions yet")
+        expect(page.locator("#orders")).not_to_contain_text("HDFCBANK")  # paper stays paper
+        page.screenshot(path=str(tmp_path / "dashboard-zerodha.png"), full_page=True)
+
+        # the projector writes; the page follows without a reload
+        fresh = documents()[key("zerodha", "portfolio")].replace(b'"fills":3', b'"fills":4')
+        _run_elsewhere(cache.set(key("zerodha", "portfolio"), fresh))
+        expect(page.locator("#fills")).to_have_text("4 fills", timeout=5000)
+        page.reload()
+        expect(page.locator("body")).to_have_attribute("data-loaded-broker", "zerodha")
+        browser.close()
+    assert errors == []
+    keep = os.environ.get("ALPHA_PANDA_SCREENSHOTS")
+    if keep:
+        for shot in tmp_path.glob("*.png"):
+            shutil.copy(shot, keep)
