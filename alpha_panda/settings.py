@@ -41,8 +41,8 @@ class SimulatorSettings(_Section):
 
 
 class PaperSettings(_Section):
-    initial_cash: int = 10_000_000_00
-    """Starting cash per strategy, in paise (default ₹1,00,00,000)."""
+    initial_cash: int = 1_000_000_00
+    """Starting cash per strategy, in paise (default ₹10,00,000)."""
     emulate_kite_limits: bool = False
 
 

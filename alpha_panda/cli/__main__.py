@@ -1,0 +1,3 @@
+from alpha_panda.cli.main import app
+
+app()

@@ -1,0 +1,161 @@
+"""Commands: run, service, backtest, topics, dlq, auth, charges, strategy, kill, preflight."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from alpha_panda.domain.errors import AlphaPandaError
+from alpha_panda.settings import Settings
+
+app = typer.Typer(
+    name="alpha-panda",
+    help="Alpha Panda: event-driven algorithmic trading for Indian markets on a unified log.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _settings(**overrides: Any) -> Settings:
+    base = Settings()
+    top = {k: v for k, v in overrides.items() if v is not None and k in Settings.model_fields}
+    settings = base.model_copy(update=top)
+    api: dict[str, Any] = {}
+    if overrides.get("port") is not None:
+        api["port"] = overrides["port"]
+    if overrides.get("host") is not None:
+        api["host"] = overrides["host"]
+    if overrides.get("no_api"):
+        api["enabled"] = False
+    if api:
+        settings = settings.model_copy(update={"api": settings.api.model_copy(update=api)})
+    return settings
+
+
+def _configure_logging(settings: Settings) -> None:
+    from alpha_panda.observability.logging import configure_logging
+
+    configure_logging(json=settings.log_format == "json", level=settings.log_level)
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(code)
+
+
+@app.command()
+def run(
+    feed: Annotated[Optional[str], typer.Option(help="sim | replay:PATH | kite")] = None,
+    log: Annotated[Optional[str], typer.Option(help="embedded | memory | sqlite:PATH | kafka://HOST:PORT")] = None,
+    strategies: Annotated[Optional[Path], typer.Option(help="directory of strategy YAML files")] = None,
+    duration: Annotated[Optional[float], typer.Option(help="stop after this many seconds")] = None,
+    port: Annotated[Optional[int], typer.Option(help="API port (default 8000)")] = None,
+    host: Annotated[Optional[str], typer.Option(help="API host (default 127.0.0.1)")] = None,
+    no_api: Annotated[bool, typer.Option("--no-api", help="do not start the HTTP API")] = False,
+    speed: Annotated[Optional[float], typer.Option(help="replay pacing: 1 = real time")] = None,
+    exit_at_end: Annotated[bool, typer.Option("--exit-at-end", help="replay: exit once every tick has flowed through")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="print a JSON summary on stdout at exit")] = False,
+    data_dir: Annotated[Optional[Path], typer.Option(help="where the embedded log and state live")] = None,
+) -> None:
+    """Run every service in one process: feed → strategies → risk → trading engines → portfolio → API."""
+    from alpha_panda.services.app import RunOptions, SystemRun
+    from alpha_panda.services.summary import run_summary
+
+    settings = _settings(feed=feed, log=log, strategies_dir=strategies, port=port, host=host,
+                         no_api=no_api, data_dir=data_dir)
+    _configure_logging(settings)
+    if exit_at_end and not settings.feed.startswith("replay:"):
+        raise fail("--exit-at-end needs --feed replay:FILE")
+    options = RunOptions(duration=duration, exit_at_end=exit_at_end, speed=speed,
+                         progress=not json_out or sys.stderr.isatty())
+    system = SystemRun(settings, options)
+    try:
+        asyncio.run(system.run())
+    except AlphaPandaError as exc:
+        raise fail(str(exc)) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted before the pipeline drained", code=130) from None
+    if json_out:
+        typer.echo(json.dumps(run_summary(system)))
+
+
+@app.command()
+def service(
+    name: Annotated[str, typer.Argument(help="feed | strategy-runner | risk-manager | paper-engine | portfolio | zerodha-engine | api")],
+    log: Annotated[Optional[str], typer.Option(help="kafka://HOST:PORT (or embedded for trying it)")] = None,
+    feed: Annotated[Optional[str], typer.Option(help="for the feed service: sim | replay:PATH | kite")] = None,
+    strategies: Annotated[Optional[Path], typer.Option()] = None,
+    port: Annotated[Optional[int], typer.Option(help="for the api service")] = None,
+    speed: Annotated[Optional[float], typer.Option(help="replay pacing")] = None,
+    duration: Annotated[Optional[float], typer.Option()] = None,
+) -> None:
+    """Run one service as its own process (scale out on Kafka with consumer groups)."""
+    from alpha_panda.services.app import RunOptions, SystemRun
+
+    settings = _settings(log=log, feed=feed, strategies_dir=strategies, port=port,
+                         no_api=name != "api")
+    _configure_logging(settings)
+    options = RunOptions(duration=duration, speed=speed, progress=False)
+    system = SystemRun(settings, options, only=name)
+    try:
+        asyncio.run(system.run())
+    except AlphaPandaError as exc:
+        raise fail(str(exc)) from None
+
+
+@app.command()
+def kill(
+    broker: Annotated[str, typer.Option(help="paper or zerodha")] = "paper",
+    flatten: Annotated[bool, typer.Option(help="also close every open position")] = False,
+    off: Annotated[bool, typer.Option("--off", help="release the kill switch")] = False,
+    url: Annotated[str, typer.Option(help="the running system's API")] = "http://127.0.0.1:8000",
+) -> None:
+    """Kill switch: block every new order of a broker (and optionally flatten positions)."""
+    import httpx
+
+    body = {"broker": broker, "active": not off, "flatten": flatten}
+    try:
+        resp = httpx.post(f"{url.rstrip('/')}/api/v1/kill-switch", json=body, timeout=10)
+    except httpx.HTTPError as exc:
+        raise fail(f"cannot reach the API at {url}: {exc}") from None
+    if resp.status_code >= 400:
+        raise fail(f"{resp.status_code}: {resp.text}")
+    typer.echo(resp.text)
+
+
+@app.command()
+def preflight(
+    log: Annotated[Optional[str], typer.Option()] = None,
+    strategies: Annotated[Optional[Path], typer.Option()] = None,
+    port: Annotated[Optional[int], typer.Option()] = None,
+) -> None:
+    """Run every readiness check; exit non-zero if any fails."""
+    from alpha_panda.services.preflight import print_report, run_checks
+
+    settings = _settings(log=log, strategies_dir=strategies, port=port)
+    _configure_logging(settings)
+    results = asyncio.run(run_checks(settings))
+    print_report(results)
+    if not all(r.ok for r in results):
+        raise typer.Exit(1)
+
+
+def _register_subcommands() -> None:
+    """Sub-command groups owned by their packages."""
+    from alpha_panda.cli import auth, backtest, charges, dlq, strategy, topics
+
+    app.add_typer(topics.app, name="topics", help="Create and list the topic taxonomy.")
+    app.add_typer(dlq.app, name="dlq", help="Inspect and replay dead letters.")
+    app.add_typer(auth.app, name="auth", help="Kite Connect login and session status.")
+    app.add_typer(strategy.app, name="strategy", help="Write and check strategies.")
+    backtest.register(app)
+    app.command(name="charges")(charges.charges_command)
+
+
+_register_subcommands()

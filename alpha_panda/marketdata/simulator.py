@@ -1,0 +1,102 @@
+"""A deterministic NSE-like market: random walks on the 0.05 grid over a simulated session.
+
+The session clock starts at the configured IST open (09:15 by default) on the current
+IST date, whatever the wall-clock hour, so ``make run`` trades at any time of day. The
+simulator is pure: it produces ticks; the feed service paces and publishes them.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta, timezone
+
+from alpha_panda.domain.events import MarketTick
+from alpha_panda.marketdata.instruments import SIM_INSTRUMENTS, Instrument
+
+IST = timezone(timedelta(hours=5, minutes=30))
+NS = 1_000_000_000
+
+
+def session_start_ns(day: date, hhmm: str = "09:15") -> int:
+    """Nanoseconds since the epoch (UTC) of ``hhmm`` IST on ``day``."""
+    hours, minutes = (int(x) for x in hhmm.split(":"))
+    start = datetime.combine(day, time(hours, minutes), tzinfo=IST)
+    return int(start.timestamp()) * NS
+
+
+def today_ist() -> date:
+    return datetime.now(IST).date()
+
+
+@dataclass
+class SimulatorState:
+    """Where a simulator stands; enough to resume after a restart."""
+
+    seq: int
+    clock_ns: int
+    prices: dict[int, int] = field(default_factory=dict)
+
+
+class MarketSimulator:
+    """Random-walk ticks for a set of instruments, seeded and reproducible.
+
+    Each tick moves one instrument (round-robin) by a normally distributed number of
+    ticks (``volatility_bps`` of price, on its tick grid) and carries a random traded
+    quantity; the simulated clock advances by ``step_ns`` per tick.
+    """
+
+    def __init__(
+        self,
+        *,
+        instruments: Sequence[Instrument] = SIM_INSTRUMENTS,
+        seed: int = 7,
+        volatility_bps: float = 8.0,
+        step_ns: int = 5_000_000,
+        state: SimulatorState | None = None,
+        start_ns: int | None = None,
+    ) -> None:
+        if not instruments:
+            raise ValueError("the simulator needs at least one instrument")
+        self._instruments = list(instruments)
+        self._vol = volatility_bps / 10_000
+        self._step_ns = step_ns
+        clock = start_ns if start_ns is not None else session_start_ns(today_ist())
+        self.state = state or SimulatorState(seq=0, clock_ns=clock)
+        for inst in self._instruments:
+            self.state.prices.setdefault(inst.instrument_token, inst.start_price)
+        # Seed from the position too, so a resumed simulator does not replay the same moves.
+        self._rng = random.Random(f"{seed}:{self.state.seq}")
+        self._cum_volume: dict[int, int] = {}
+
+    @property
+    def instruments(self) -> list[Instrument]:
+        return list(self._instruments)
+
+    def next_ticks(self, n: int) -> list[MarketTick]:
+        """The next ``n`` ticks, in time order."""
+        out: list[MarketTick] = []
+        rng, state, insts = self._rng, self.state, self._instruments
+        for _ in range(n):
+            inst = insts[state.seq % len(insts)]
+            token, grid = inst.instrument_token, inst.tick_size
+            price = state.prices[token]
+            moves = round(rng.gauss(0.0, price * self._vol) / grid)
+            price = max(grid, price + moves * grid)
+            state.prices[token] = price
+            qty = rng.randint(1, 50) * inst.lot_size
+            cum = self._cum_volume.get(token, 0) + qty
+            self._cum_volume[token] = cum
+            state.clock_ns += self._step_ns
+            state.seq += 1
+            out.append(
+                MarketTick(
+                    instrument_token=token,
+                    last_price=price,
+                    ts=state.clock_ns,
+                    volume=cum,
+                    last_quantity=qty,
+                )
+            )
+        return out

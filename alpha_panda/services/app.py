@@ -1,0 +1,239 @@
+"""``alpha-panda run``: every service as a task of one asyncio process.
+
+Start order: log and topics → strategy configs → processors (they rebuild their state
+from the log) → feed → API. Stop (Ctrl-C, SIGTERM, ``--duration``, or the end of a
+replay with ``--exit-at-end``): the feed stops first, processors finish their in-flight
+batch and commit, the read model is flushed, the log is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from alpha_panda.domain.errors import ConfigurationError
+from alpha_panda.readmodel.cache import Cache
+from alpha_panda.services.feed import ReplayFeed, SimulatedFeed
+from alpha_panda.services.logs import open_log
+from alpha_panda.services.pipeline import SERVICES, Pipeline, build_pipeline
+from alpha_panda.services.readmodel import ReadModelWriter
+from alpha_panda.settings import Settings
+from alpha_panda.strategy.config import load_strategy_dir
+from alpha_panda.stream.topics import REGISTRY
+
+log = structlog.get_logger(__name__)
+
+SAMPLE_STRATEGIES = Path(__file__).resolve().parent.parent / "sample_strategies"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    duration: float | None = None
+    exit_at_end: bool = False
+    speed: float | None = None
+    progress: bool = True
+
+
+def open_cache(url: str) -> Cache:
+    if url == "memory":
+        from alpha_panda.readmodel.memory import MemoryCache
+
+        return MemoryCache()
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        from alpha_panda.adapters.redis.cache import RedisCache
+
+        return RedisCache(url)
+    raise ConfigurationError(f"unknown cache {url!r}: expected memory or redis://HOST:PORT/DB")
+
+
+def load_strategies(settings: Settings) -> tuple[list[Any], list[Any]]:
+    directory = settings.strategies_dir or SAMPLE_STRATEGIES
+    if not directory.is_dir():
+        raise ConfigurationError(f"strategies directory {directory} does not exist")
+    configs, errors = load_strategy_dir(directory)
+    for err in errors:
+        log.error("strategy.invalid", error=str(err))
+    if not configs:
+        log.warning("strategy.none", directory=str(directory),
+                    detail="no valid strategy: ticks flow, nothing trades")
+    return configs, errors
+
+
+def make_feed(settings: Settings, pipeline: Pipeline, speed: float | None) -> SimulatedFeed | ReplayFeed | Any:
+    spec = settings.feed
+    if spec == "sim":
+        return SimulatedFeed(pipeline.log, settings.simulator)
+    if spec.startswith("replay:"):
+        path = Path(spec.removeprefix("replay:"))
+        if not path.is_file():
+            raise ConfigurationError(f"replay file {path} does not exist")
+        return ReplayFeed(pipeline.log, path, speed=speed)
+    if spec == "kite":
+        from alpha_panda.services.kite_feed import build_kite_feed
+
+        return build_kite_feed(settings, pipeline.log, pipeline.configs)
+    raise ConfigurationError(f"unknown feed {spec!r}: expected sim, replay:PATH or kite")
+
+
+def check_port_free(host: str, port: int) -> None:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise ConfigurationError(
+                f"port {port} on {host} is in use ({exc.strerror}); pass --port N or --no-api"
+            ) from exc
+
+
+async def caught_up(pipeline: Pipeline) -> bool:
+    """True when every processor has committed up to the end of every topic it reads."""
+    for p in pipeline.processors:
+        for t in p.topics:
+            ends = await pipeline.log.end_offsets(t)
+            committed = await pipeline.log.committed_offsets(p.group, t)
+            if any(committed.get(part, 0) < end for part, end in ends.items()):
+                return False
+    return True
+
+
+async def _wait_drained(pipeline: Pipeline, feed: Any, stop: asyncio.Event) -> None:
+    """Sets ``stop`` once the replay is published and everything downstream has caught up."""
+    await feed.done.wait()
+    stable = 0
+    while not stop.is_set():
+        stable = stable + 1 if await caught_up(pipeline) else 0
+        if stable >= 2:  # twice in a row: nothing was in flight between the checks
+            stop.set()
+            return
+        await asyncio.sleep(0.05)
+
+
+class SystemRun:
+    """One run of the whole system; ``summary`` is filled when it ends."""
+
+    def __init__(self, settings: Settings, options: RunOptions, *, only: str | None = None) -> None:
+        if only is not None and only not in ("feed", "api", *SERVICES):
+            raise ConfigurationError(
+                f"unknown service {only!r}; expected one of feed, api, {', '.join(SERVICES)}")
+        self.settings = settings
+        self.options = options
+        self.only = only
+        self.pipeline: Pipeline | None = None
+        self.feed: Any = None
+        self.started = 0.0
+        self.stopped = 0.0
+        self.stop = asyncio.Event()
+
+    async def run(self) -> None:
+        s = self.settings
+        if s.api.enabled:
+            check_port_free(s.api.host, s.api.port)
+        configs, errors = load_strategies(s)
+        log_ = open_log(s.log, s.data_dir, kafka=s.kafka)
+        await log_.start()
+        cache = open_cache(s.cache_url)
+        try:
+            await log_.ensure_topics(REGISTRY.all())
+            services = SERVICES if self.only is None else [x for x in SERVICES if x == self.only]
+            self.pipeline = pipeline = build_pipeline(s, log_, configs, errors, services=services)
+            feed: Any = None
+            if self.only in (None, "feed"):
+                self.feed = feed = make_feed(s, pipeline, self.options.speed)
+                if hasattr(feed, "load"):
+                    feed.load()  # read the replay file before the clock starts (load_s)
+                pipeline.health.register(feed)
+            writer = ReadModelWriter(cache, list(pipeline.portfolios.values()),
+                                     pipeline.strategy_views, s.runtime.readmodel_interval_s)
+            self._install_signal_handlers()
+            self.started = time.perf_counter()
+            processors_stop = asyncio.Event()
+            feed_stop = asyncio.Event()
+            tasks = [asyncio.create_task(p.run(processors_stop), name=p.name)
+                     for p in pipeline.processors]
+            if feed is not None:
+                tasks.append(asyncio.create_task(feed.run(feed_stop), name="feed"))
+            writer_task = asyncio.create_task(writer.run(processors_stop), name="readmodel")
+            extra = await self._extras(pipeline, cache, feed)
+            waiter = await self._stop_condition(pipeline, feed)
+            await self.stop.wait()
+            log.info("system.stopping")
+            feed_stop.set()
+            if self.options.exit_at_end:
+                await _wait_drained_or_timeout(pipeline)
+            processors_stop.set()
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+            self.stopped = time.perf_counter()
+            await writer_task
+            for t in [*extra, *waiter]:
+                t.cancel()
+            await asyncio.gather(*extra, *waiter, return_exceptions=True)
+            failures = [r for r in results if isinstance(r, BaseException)]
+            for f in failures:
+                log.error("system.task_failed", error=repr(f))
+        finally:
+            await cache.close()
+            await log_.close()
+
+    async def _extras(self, pipeline: Pipeline, cache: Cache, feed: Any) -> list[asyncio.Task[Any]]:
+        tasks: list[asyncio.Task[Any]] = []
+        if self.settings.api.enabled and self.only in (None, "api"):
+            tasks.append(asyncio.create_task(serve_api(self.settings, pipeline, cache), name="api"))
+        if self.options.progress:
+            from alpha_panda.services.progress import show_progress
+
+            tasks.append(asyncio.create_task(show_progress(self, self.stop), name="progress"))
+        return tasks
+
+    async def _stop_condition(self, pipeline: Pipeline, feed: Any) -> list[asyncio.Task[Any]]:
+        tasks = []
+        if self.options.duration is not None:
+            async def _timer() -> None:
+                await asyncio.sleep(self.options.duration or 0)
+                self.stop.set()
+            tasks.append(asyncio.create_task(_timer()))
+        if self.options.exit_at_end:
+            tasks.append(asyncio.create_task(_wait_drained(pipeline, feed, self.stop)))
+        return tasks
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self._on_signal)
+
+    def _on_signal(self) -> None:
+        if self.stop.is_set():
+            raise KeyboardInterrupt  # a second Ctrl-C: stop waiting for the drain
+        self.stop.set()
+
+
+async def _wait_drained_or_timeout(pipeline: Pipeline, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not await caught_up(pipeline):
+        await asyncio.sleep(0.05)
+
+
+async def serve_api(settings: Settings, pipeline: Pipeline, cache: Cache) -> None:
+    import uvicorn
+
+    from alpha_panda.api.app import create_app
+    from alpha_panda.services.control import PipelineControl
+
+    app = create_app(cache=cache, health=pipeline.health, control=PipelineControl(pipeline))
+    config = uvicorn.Config(app, host=settings.api.host, port=settings.api.port,
+                            log_level="warning", access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    try:
+        await server.serve()
+    except asyncio.CancelledError:
+        server.should_exit = True
+        raise

@@ -1,0 +1,209 @@
+"""Market feed services: publish ``market.ticks`` from the simulator or a replay file.
+
+Both resume after a restart: they read the tail of ``market.ticks`` to find where they
+stopped (the ``seq`` header of their own source), so a restarted run neither repeats nor
+skips ticks. Tick ids are ``tick_id(source, seq)``, the same ids the backtest uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import structlog
+
+from alpha_panda.domain.events import MarketTick, new_envelope
+from alpha_panda.marketdata.files import TickColumns, iter_ticks, load_ticks, tick_id, tick_source
+from alpha_panda.marketdata.instruments import BY_TOKEN, SIM_INSTRUMENTS
+from alpha_panda.marketdata.simulator import MarketSimulator, SimulatorState, session_start_ns, today_ist
+from alpha_panda.observability.health import ComponentStatus, State
+from alpha_panda.settings import SimulatorSettings
+from alpha_panda.stream.log import Log, Record, TopicPartition
+from alpha_panda.stream.emit import Emit, to_output
+from alpha_panda.stream.topics import MARKET_TICKS
+
+log = structlog.get_logger(__name__)
+SEQ_HEADER = "seq"
+
+
+class TickPublisher:
+    """Encodes ticks of one source into envelopes and appends them to ``market.ticks``."""
+
+    def __init__(self, log_: Log, source: str) -> None:
+        self._log = log_
+        self.source = source
+        self.published = 0
+        self.last_append_wall_ns = 0
+
+    async def publish(self, ticks: Sequence[MarketTick], first_seq: int) -> None:
+        outputs = []
+        extra = (("source", self.source.encode()),)
+        for i, tick in enumerate(ticks):
+            seq = first_seq + i
+            eid = tick_id(self.source, seq)
+            env = new_envelope(tick, id=eid, ts=tick.ts, source=self.source,
+                               key=str(tick.instrument_token))
+            out = to_output(Emit(MARKET_TICKS, env))
+            outputs.append(type(out)(out.topic, out.key, out.value,
+                                     out.headers + extra + ((SEQ_HEADER, str(seq).encode()),)))
+        await self._log.append(outputs)
+        self.published += len(outputs)
+        self.last_append_wall_ns = time.time_ns()
+
+
+async def _tail(log_: Log, source: str, depth: int = 200) -> list[Record]:
+    """The last records of ``source`` in every partition of ``market.ticks``."""
+    records: list[Record] = []
+    for partition, end in (await log_.end_offsets(MARKET_TICKS)).items():
+        if end > 0:
+            tp = TopicPartition(MARKET_TICKS, partition)
+            batch = await log_.read(tp, max(0, end - depth), depth)
+            records += [r for r in batch if _source(r) == source]
+    return records
+
+
+def _source(record: Record) -> str | None:
+    value = record.header("source")
+    return value.decode() if value is not None else None
+
+
+def _seq(record: Record) -> int:
+    raw = record.header(SEQ_HEADER)
+    return int(raw) if raw is not None else -1
+
+
+async def resume_point(log_: Log, source: str) -> tuple[int, list[Record]]:
+    """Next sequence number of ``source`` and its last records (0 and [] on a new log)."""
+    tail = await _tail(log_, source)
+    return (max((_seq(r) for r in tail), default=-1) + 1), tail
+
+
+class _FeedBase:
+    def __init__(self, log_: Log, source: str, name: str) -> None:
+        self.publisher = TickPublisher(log_, source)
+        self._log = log_
+        self._name = name
+        self._state = State.STARTING
+        self._detail = ""
+        self.done = asyncio.Event()
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def health(self) -> ComponentStatus:
+        return ComponentStatus(name=self._name, state=self._state,
+                               ready=self._state is State.RUNNING or self.done.is_set(),
+                               detail=self._detail, processed=self.publisher.published)
+
+
+class SimulatedFeed(_FeedBase):
+    """Publishes simulator ticks at ``settings.rate`` per wall second until stopped."""
+
+    SOURCE = "sim"
+
+    def __init__(self, log_: Log, settings: SimulatorSettings) -> None:
+        super().__init__(log_, self.SOURCE, "feed.sim")
+        self._settings = settings
+
+    async def _simulator(self) -> MarketSimulator:
+        s = self._settings
+        instruments = SIM_INSTRUMENTS
+        if s.instruments:
+            unknown = [t for t in s.instruments if t not in BY_TOKEN]
+            if unknown:
+                raise ValueError(f"simulator: unknown instrument tokens {unknown}")
+            instruments = tuple(BY_TOKEN[t] for t in s.instruments)
+        step_ns = int(1e9 * s.time_scale / s.rate)
+        seq, tail = await resume_point(self._log, self.SOURCE)
+        state = None
+        if tail:
+            from alpha_panda.domain.events import CODEC
+
+            ticks = sorted((CODEC.decode_as(r.value, MarketTick).data for r in tail),
+                           key=lambda t: t.ts)
+            state = SimulatorState(seq=seq, clock_ns=ticks[-1].ts,
+                                   prices={t.instrument_token: t.last_price for t in ticks})
+            log.info("feed.resume", source=self.SOURCE, seq=seq)
+        return MarketSimulator(instruments=instruments, seed=s.seed, volatility_bps=s.volatility_bps,
+                               step_ns=step_ns, state=state,
+                               start_ns=session_start_ns(today_ist(), s.session_start))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        sim = await self._simulator()
+        self._state = State.RUNNING
+        rate = self._settings.rate
+        started, sent = time.monotonic(), 0
+        try:
+            while not stop.is_set():
+                due = int((time.monotonic() - started) * rate) - sent
+                if due > 0:
+                    first = sim.state.seq
+                    await self.publisher.publish(sim.next_ticks(min(due, 5000)), first)
+                    sent += min(due, 5000)
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=0.02)
+                except TimeoutError:
+                    pass
+        finally:
+            self._state = State.STOPPED
+
+
+class ReplayFeed(_FeedBase):
+    """Publishes every tick of a file, as fast as possible or paced at ``speed`` × real time."""
+
+    def __init__(self, log_: Log, path: Path, *, speed: float | None = None,
+                 batch: int = 5000, ticks: TickColumns | None = None) -> None:
+        super().__init__(log_, tick_source(path), "feed.replay")
+        self._path = path
+        self._speed = speed
+        self._batch = batch
+        self._ticks = ticks
+        self.total = 0
+        self.load_s = 0.0
+
+    def load(self) -> TickColumns:
+        if self._ticks is None:
+            t0 = time.perf_counter()
+            self._ticks = load_ticks(self._path)
+            self.load_s = time.perf_counter() - t0
+        self.total = len(self._ticks)
+        return self._ticks
+
+    async def run(self, stop: asyncio.Event) -> None:
+        ticks = list(iter_ticks(self.load()))
+        start, _ = await resume_point(self._log, self.publisher.source)
+        if start:
+            log.info("feed.resume", source=self.publisher.source, seq=start, total=len(ticks))
+        self._state = State.RUNNING
+        wall0 = time.monotonic()
+        t0 = ticks[0].ts if ticks else 0
+        try:
+            seq = start
+            while seq < len(ticks) and not stop.is_set():
+                chunk = ticks[seq: seq + self._batch]
+                if self._speed:
+                    chunk = await self._paced(chunk, t0, wall0, stop)
+                await self.publisher.publish(chunk, seq)
+                seq += len(chunk)
+                await asyncio.sleep(0)
+            if seq >= len(ticks):
+                self.done.set()
+                self._detail = f"replayed {len(ticks)} ticks"
+        finally:
+            self._state = State.STOPPED
+
+    async def _paced(self, chunk: list[MarketTick], t0: int, wall0: float,
+                     stop: asyncio.Event) -> list[MarketTick]:
+        """The prefix of ``chunk`` that is due now at ``speed``, waiting for the first one."""
+        assert self._speed
+        while not stop.is_set():
+            now_event = t0 + int((time.monotonic() - wall0) * self._speed * 1e9)
+            due = [t for t in chunk if t.ts <= now_event]
+            if due:
+                return due
+            wait = (chunk[0].ts - now_event) / 1e9 / self._speed
+            await asyncio.sleep(min(max(wait, 0.001), 0.1))
+        return []

@@ -1,0 +1,87 @@
+"""The paper trading engine: validated paper signals and market ticks in, order events out.
+
+It consumes only ``paper.signals.validated`` (and the shared ``market.ticks``) and
+writes only ``paper.orders.*``. The simulated exchange is pure and works in event time,
+so its fills do not depend on how the two input streams interleave, and a rebuild from
+the log restores resting orders exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from alpha_panda.domain.errors import InvariantViolation
+from alpha_panda.domain.events import (
+    Envelope, MarketTick, OrderCancelled, OrderFilled, OrderRejected, OrderSubmitted, Payload,
+    SignalValidated,
+)
+from alpha_panda.domain.values import Broker
+from alpha_panda.execution.config import ExecutionConfig
+from alpha_panda.execution.routing import PaperVenue
+from alpha_panda.services.emitting import order_emit
+from alpha_panda.stream.log import Log, Record
+from alpha_panda.stream.emit import Emit
+from alpha_panda.stream.runtime import ProcessorSettings, StreamProcessor
+from alpha_panda.stream.topics import MARKET_TICKS, topic
+
+BROKER = Broker.PAPER.value
+SOURCE = "paper-trading-engine"
+_TERMINAL = (OrderRejected, OrderCancelled)
+
+
+class PaperEngineHandler:
+    """Routes ticks and validated signals into the paper exchange and emits its events."""
+
+    def __init__(self, exchange: PaperVenue) -> None:
+        self.exchange = exchange
+        self._correlation: dict[str, str] = {}
+        self.orders = 0
+        self.fills = 0
+
+    def handle(self, event: Envelope[Any], record: Record) -> Sequence[Emit]:
+        data = event.data
+        if isinstance(data, MarketTick):
+            payloads = self.exchange.on_tick(data)
+            ts = data.ts
+        elif isinstance(data, SignalValidated):
+            if event.broker != BROKER:
+                raise InvariantViolation(f"paper engine got a {event.broker!r} signal {event.id}")
+            payloads = self.exchange.submit(data.signal_id, data.signal, event.ts)
+            ts = event.ts
+            for p in payloads:
+                if isinstance(p, OrderSubmitted):
+                    self._correlation[p.order_id] = event.correlation_id
+        else:
+            return ()
+        return [self._emit(p, event, ts) for p in payloads]
+
+    def _emit(self, payload: Payload, cause: Envelope[Any], ts: int) -> Emit:
+        assert isinstance(payload, OrderSubmitted | OrderFilled | OrderRejected | OrderCancelled)
+        corr = self._correlation.get(payload.order_id)
+        if isinstance(payload, OrderSubmitted):
+            self.orders += 1
+        elif isinstance(payload, OrderFilled):
+            self.fills += 1
+            if payload.leaves_quantity == 0:
+                self._correlation.pop(payload.order_id, None)
+        elif isinstance(payload, _TERMINAL):
+            self._correlation.pop(payload.order_id, None)
+        return order_emit(BROKER, payload, cause=cause, source=SOURCE, ts=ts, correlation_id=corr)
+
+
+def build_paper_engine(
+    log: Log, execution: Mapping[str, ExecutionConfig], settings: ProcessorSettings,
+    *, seed: int = 0,
+) -> tuple[StreamProcessor, PaperEngineHandler]:
+    handler = PaperEngineHandler(PaperVenue(execution, seed=seed, broker=BROKER))
+    processor = StreamProcessor(
+        log,
+        name="paper.trading-engine",
+        group="paper.trading-engine",
+        topics=[MARKET_TICKS, topic(BROKER, "signals.validated")],
+        handler=handler,
+        settings=settings,
+        rebuild=True,
+    )
+    return processor, handler

@@ -1,0 +1,159 @@
+"""The portfolio projector of one broker: fills and ticks in, positions and P&L out.
+
+It keeps the broker's ledger (pure, ``portfolio/``), publishes ``{broker}.pnl.snapshots``
+(on every fill, and every ``snapshot_interval_s`` of event time while positions are open),
+and holds the read model (portfolio, positions, orders, signals) that ``ReadModelWriter``
+copies to the cache for the API. State is rebuilt from the log on restart.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from collections.abc import Sequence
+from typing import Any
+
+from alpha_panda.domain.errors import InvariantViolation
+from alpha_panda.domain.events import (
+    Envelope, MarketTick, OrderCancelled, OrderFilled, OrderRejected, OrderSubmitted, PnlSnapshot,
+    SignalRejected, SignalValidated, derive_id, new_envelope,
+)
+from alpha_panda.portfolio import PositionLedger
+from alpha_panda.readmodel.views import OrderView, SignalView
+from alpha_panda.stream.log import Log, Record
+from alpha_panda.stream.emit import Emit
+from alpha_panda.stream.runtime import ProcessorSettings, StreamProcessor
+from alpha_panda.stream.topics import MARKET_TICKS, topic
+
+SOURCE = "portfolio"
+MAX_ORDERS = 500
+MAX_SIGNALS = 500
+MAX_CURVE = 2000
+
+
+class PortfolioHandler:
+    """Applies a broker's order events and market ticks to its ledger and read model."""
+
+    def __init__(self, broker: str, ledger: PositionLedger, *, snapshot_interval_ns: int) -> None:
+        self.broker = broker
+        self.ledger = ledger
+        self.orders: OrderedDict[str, OrderView] = OrderedDict()
+        self.signals: deque[SignalView] = deque(maxlen=MAX_SIGNALS)
+        self.equity_curve: deque[tuple[int, int]] = deque(maxlen=MAX_CURVE)
+        self.as_of = 0
+        self.fills = 0
+        self._last: dict[int, int] = {}
+        self._interval = snapshot_interval_ns
+        self._last_snapshot_ts = 0
+        self._marked_since_snapshot = False
+        self.version = 0  # bumps on every change; the writer skips unchanged states
+
+    # ------------------------------------------------------------------ handler
+    def handle(self, event: Envelope[Any], record: Record) -> Sequence[Emit]:
+        data = event.data
+        self.as_of = max(self.as_of, event.ts)
+        self.version += 1
+        if isinstance(data, MarketTick):
+            self.ledger.mark(data.instrument_token, data.last_price)
+            self._last[data.instrument_token] = data.last_price
+            self._marked_since_snapshot = True
+            if data.ts - self._last_snapshot_ts >= self._interval and self._has_open_positions():
+                return self._snapshots(event, strategies=None)
+            return ()
+        if event.broker != self.broker:
+            raise InvariantViolation(f"{self.broker} portfolio got {event.broker!r} event {event.id}")
+        if isinstance(data, OrderFilled):
+            self.ledger.apply_fill(data)
+            # Fills trail ticks: a position opened after its instrument's latest tick was
+            # seen must still be marked at that latest price, not at its fill price.
+            last = self._last.get(data.instrument_token)
+            if last is not None:
+                self.ledger.mark(data.instrument_token, last)
+            self.fills += 1
+            self._order_filled(data, event.ts)
+            return self._snapshots(event, strategies=[data.strategy_id])
+        if isinstance(data, OrderSubmitted):
+            self._order_submitted(data, event.ts)
+        elif isinstance(data, OrderRejected):
+            self._order_closed(data.order_id, "REJECTED", f"{data.reason_code}: {data.message}", event.ts)
+        elif isinstance(data, OrderCancelled):
+            self._order_closed(data.order_id, "CANCELLED", data.reason, event.ts)
+        elif isinstance(data, SignalValidated | SignalRejected):
+            self._signal(data, event)
+        return ()
+
+    # ------------------------------------------------------------------ snapshots
+    def _has_open_positions(self) -> bool:
+        return self._marked_since_snapshot and self.ledger.snapshot(None).open_positions > 0
+
+    def _snapshots(self, cause: Envelope[Any], strategies: list[str] | None) -> list[Emit]:
+        ids = strategies if strategies is not None else self.ledger.strategies()
+        emits = []
+        for n, sid in enumerate([*ids, None]):
+            snap = self.snapshot(sid)
+            env = new_envelope(snap, id=derive_id(cause.id, f"pnl:{self.broker}", n), ts=cause.ts,
+                               source=SOURCE, key=sid or "account", broker=self.broker, parent=cause)
+            emits.append(Emit(topic(self.broker, "pnl.snapshots"), env))
+        account = emits[-1].envelope.data
+        self.equity_curve.append((cause.ts, account.cash + account.unrealized))
+        self._last_snapshot_ts = cause.ts
+        self._marked_since_snapshot = False
+        return emits
+
+    def snapshot(self, strategy_id: str | None) -> PnlSnapshot:
+        return self.ledger.snapshot(strategy_id)
+
+    # ------------------------------------------------------------------ read model
+    def _order_submitted(self, o: OrderSubmitted, ts: int) -> None:
+        self.orders[o.order_id] = OrderView(
+            order_id=o.order_id, strategy_id=o.strategy_id, instrument_token=o.instrument_token,
+            side=o.side.value, quantity=o.quantity, order_type=o.order_type.value,
+            status="SUBMITTED", limit_price=o.limit_price, trigger_price=o.trigger_price,
+            ts=ts, updated_ts=ts,
+        )
+        while len(self.orders) > MAX_ORDERS:
+            self.orders.popitem(last=False)
+
+    def _order_filled(self, f: OrderFilled, ts: int) -> None:
+        view = self.orders.get(f.order_id)
+        if view is None:
+            return
+        view.filled_quantity = f.cumulative_quantity
+        view.average_price = f.average_price
+        view.charges += f.charges.total
+        view.status = "FILLED" if f.leaves_quantity == 0 else "PARTIALLY_FILLED"
+        view.updated_ts = ts
+
+    def _order_closed(self, order_id: str, status: str, reason: str, ts: int) -> None:
+        view = self.orders.get(order_id)
+        if view is not None:
+            view.status, view.reason, view.updated_ts = status, reason, ts
+
+    def _signal(self, d: SignalValidated | SignalRejected, event: Envelope[Any]) -> None:
+        s = d.signal
+        rejected = isinstance(d, SignalRejected)
+        self.signals.append(SignalView(
+            signal_id=d.signal_id, strategy_id=s.strategy_id, instrument_token=s.instrument_token,
+            side=s.side.value, quantity=s.quantity, order_type=s.order_type.value,
+            status="REJECTED" if rejected else "VALIDATED",
+            reason_code=d.reason_code if isinstance(d, SignalRejected) else None,
+            message=d.message if isinstance(d, SignalRejected) else None,
+            reason=s.reason, ts=event.ts,
+        ))
+
+
+def portfolio_topics(broker: str) -> list[str]:
+    return [MARKET_TICKS] + [topic(broker, s) for s in (
+        "orders.submitted", "orders.filled", "orders.rejected", "orders.cancelled",
+        "signals.validated", "signals.rejected")]
+
+
+def build_portfolio(
+    log: Log, broker: str, ledger: PositionLedger, settings: ProcessorSettings,
+    *, snapshot_interval_s: float,
+) -> tuple[StreamProcessor, PortfolioHandler]:
+    handler = PortfolioHandler(broker, ledger, snapshot_interval_ns=int(snapshot_interval_s * 1e9))
+    processor = StreamProcessor(
+        log, name=f"{broker}.portfolio", group=f"{broker}.portfolio",
+        topics=portfolio_topics(broker), handler=handler, settings=settings, rebuild=True,
+    )
+    return processor, handler

@@ -1,0 +1,113 @@
+"""``alpha-panda preflight``: every readiness check, before money is at stake."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from alpha_panda.domain.errors import AlphaPandaError
+from alpha_panda.settings import Settings
+from alpha_panda.stream.topics import REGISTRY
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    ok: bool
+    detail: str
+
+
+async def _strategies(s: Settings) -> str:
+    from alpha_panda.services.app import load_strategies
+
+    configs, errors = load_strategies(s)
+    if errors:
+        raise AlphaPandaError("; ".join(str(e) for e in errors))
+    return f"{len(configs)} strategies load: {', '.join(c.id for c in configs)}"
+
+
+async def _log(s: Settings) -> str:
+    from alpha_panda.services.logs import open_log
+
+    log_ = open_log(s.log, s.data_dir, kafka=s.kafka)
+    await log_.start()
+    try:
+        existing = await log_.list_topics()
+    finally:
+        await log_.close()
+    missing = [t.name for t in REGISTRY.all() if t.name not in existing]
+    if missing and s.log.startswith("kafka://"):
+        raise AlphaPandaError(f"{len(missing)} topics missing (run `alpha-panda topics bootstrap`)")
+    return f"{s.log}: reachable, {len(existing)} topics"
+
+
+async def _cache(s: Settings) -> str:
+    from alpha_panda.services.app import open_cache
+
+    cache = open_cache(s.cache_url)
+    try:
+        probe = f"preflight:{time.time_ns()}".encode()
+        await cache.set("system:preflight", probe, ttl=10)
+        if await cache.get("system:preflight") != probe:
+            raise AlphaPandaError("cache did not return what was written")
+    finally:
+        await cache.close()
+    return f"{s.cache_url}: read/write ok"
+
+
+async def _port(s: Settings) -> str:
+    from alpha_panda.services.app import check_port_free
+
+    if not s.api.enabled:
+        return "API disabled"
+    check_port_free(s.api.host, s.api.port)
+    return f"{s.api.host}:{s.api.port} free"
+
+
+async def _feed(s: Settings) -> str:
+    if s.feed.startswith("replay:"):
+        path = Path(s.feed.removeprefix("replay:"))
+        if not path.is_file():
+            raise AlphaPandaError(f"replay file {path} does not exist")
+        return f"replay file {path} ({path.stat().st_size:,} bytes)"
+    return s.feed
+
+
+async def _live(s: Settings) -> str:
+    if not s.zerodha.get("live_enabled", False):
+        return "live trading off (paper only)"
+    from alpha_panda.adapters.zerodha.auth import require_live_session
+    from alpha_panda.adapters.zerodha.config import ZerodhaSettings
+
+    session = require_live_session(ZerodhaSettings(**s.zerodha))
+    return f"Kite session of {session.user_id} valid until {session.expires_at}"
+
+
+CHECKS: list[tuple[str, Callable[[Settings], Awaitable[str]]]] = [
+    ("strategies", _strategies), ("log", _log), ("cache", _cache), ("api port", _port),
+    ("feed", _feed), ("zerodha", _live),
+]
+
+
+async def run_checks(settings: Settings) -> list[CheckResult]:
+    results = []
+    for name, check in CHECKS:
+        try:
+            results.append(CheckResult(name, True, await check(settings)))
+        except (AlphaPandaError, OSError, ValueError) as exc:
+            results.append(CheckResult(name, False, str(exc)))
+    return results
+
+
+def print_report(results: list[CheckResult]) -> None:
+    table = Table(title="preflight", header_style="bold")
+    for col in ("check", "result", "detail"):
+        table.add_column(col)
+    for r in results:
+        table.add_row(r.name, "[green]ok[/]" if r.ok else "[red]FAIL[/]", r.detail)
+    Console().print(table)

@@ -1,0 +1,86 @@
+"""Live progress in the terminal (stderr): ticks, signals, fills, P&L per broker, service lag."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from typing import TYPE_CHECKING
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from alpha_panda.domain.values import format_rupees
+
+if TYPE_CHECKING:
+    from alpha_panda.services.app import SystemRun
+
+
+def render(run: SystemRun) -> Group:
+    p = run.pipeline
+    s = run.settings
+    head = Text()
+    if s.api.enabled:
+        url = f"http://{s.api.host}:{s.api.port}"
+        head.append("Alpha Panda  ", style="bold magenta")
+        head.append(f"dashboard {url}/  API {url}/api/v1/portfolios/paper  docs {url}/docs\n")
+    elapsed = time.perf_counter() - run.started if run.started else 0.0
+    ticks = run.feed.publisher.published if run.feed else 0
+    head.append(f"feed {s.feed}  ticks {ticks:,}  ({ticks / elapsed if elapsed else 0:,.0f}/s)  "
+                f"elapsed {elapsed:,.1f}s  Ctrl-C to stop", style="dim")
+    table = Table(expand=False, box=None, header_style="bold")
+    for col in ("broker", "signals", "validated", "rejected", "fills", "realized", "unrealized",
+                "charges", "open pos."):
+        table.add_column(col, justify="right" if col != "broker" else "left")
+    if p is not None:
+        signals = p.fanout.signals if p.fanout else 0
+        for broker, h in p.portfolios.items():
+            snap = h.snapshot(None)
+            risk = p.risk.get(broker)
+            table.add_row(broker, f"{signals:,}", f"{risk.validated if risk else 0:,}",
+                          f"{risk.rejected if risk else 0:,}", f"{h.fills:,}",
+                          format_rupees(snap.realized), format_rupees(snap.unrealized),
+                          format_rupees(snap.charges), str(snap.open_positions))
+    services = Table(box=None, header_style="bold")
+    for col in ("service", "state", "processed", "lag"):
+        services.add_column(col)
+    if p is not None:
+        for st in p.health.snapshot():
+            services.add_row(st.name, st.state.value, f"{st.processed:,}",
+                             "" if st.lag is None else f"{st.lag:,}")
+    return Group(head, table, services)
+
+
+async def show_progress(run: SystemRun, stop: asyncio.Event, interval: float = 0.5) -> None:
+    console = Console(file=sys.stderr)
+    if not console.is_terminal:
+        await _plain(run, stop, console, interval=5.0)
+        return
+    with Live(render(run), console=console, refresh_per_second=4, transient=False) as live:
+        while not stop.is_set():
+            live.update(render(run))
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=interval)
+            except TimeoutError:
+                pass
+        live.update(render(run))
+
+
+async def _plain(run: SystemRun, stop: asyncio.Event, console: Console, interval: float) -> None:
+    """A line every few seconds when stderr is not a terminal (CI, logs)."""
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=interval)
+        except TimeoutError:
+            pass
+        p = run.pipeline
+        if p is None:
+            continue
+        parts = [f"ticks={run.feed.publisher.published if run.feed else 0}"]
+        for broker, h in p.portfolios.items():
+            snap = h.snapshot(None)
+            parts.append(f"{broker}: fills={h.fills} realized={format_rupees(snap.realized)} "
+                         f"unrealized={format_rupees(snap.unrealized)}")
+        console.print("progress " + "  ".join(parts), highlight=False)

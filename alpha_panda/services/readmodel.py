@@ -1,0 +1,78 @@
+"""Copies the projectors' read model into the cache the API reads, on a wall-clock cadence."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+
+import msgspec
+import structlog
+
+from alpha_panda.readmodel.cache import Cache
+from alpha_panda.readmodel.views import (
+    STRATEGIES_KEY, PortfolioView, PositionView, StrategyPnlView, StrategyView, key,
+)
+from alpha_panda.marketdata.instruments import symbol_of
+from alpha_panda.services.portfolio import PortfolioHandler
+
+log = structlog.get_logger(__name__)
+_encode = msgspec.json.Encoder().encode
+
+
+def portfolio_documents(h: PortfolioHandler) -> dict[str, bytes]:
+    """The cache documents of one broker's read model."""
+    account = h.snapshot(None)
+    strategies = [h.snapshot(sid) for sid in h.ledger.strategies()]
+    portfolio = PortfolioView(
+        broker=h.broker, as_of=h.as_of, cash=account.cash, realized=account.realized,
+        unrealized=account.unrealized, charges=account.charges,
+        gross_exposure=account.gross_exposure, open_positions=account.open_positions,
+        fills=account.fills, equity_curve=list(h.equity_curve),
+        strategies=[StrategyPnlView(strategy_id=s.strategy_id or "", realized=s.realized,
+                                    unrealized=s.unrealized, charges=s.charges, cash=s.cash,
+                                    gross_exposure=s.gross_exposure,
+                                    open_positions=s.open_positions, fills=s.fills)
+                    for s in strategies],
+    )
+    positions = [
+        PositionView(strategy_id=p.strategy_id, instrument_token=p.instrument_token,
+                     quantity=p.quantity, average_price=p.average_price, last_price=p.mark_price,
+                     realized=p.realized, unrealized=p.unrealized, charges=p.charges,
+                     tradingsymbol=symbol_of(p.instrument_token))
+        for p in h.ledger.positions()
+    ]
+    return {
+        key(h.broker, "portfolio"): _encode(portfolio),
+        key(h.broker, "positions"): _encode(positions),
+        key(h.broker, "orders"): _encode(list(reversed(h.orders.values()))),
+        key(h.broker, "signals"): _encode(list(reversed(h.signals))),
+    }
+
+
+class ReadModelWriter:
+    """Writes changed documents every ``interval`` seconds and once more at stop."""
+
+    def __init__(self, cache: Cache, portfolios: Sequence[PortfolioHandler],
+                 strategies: Callable[[], list[StrategyView]], interval: float) -> None:
+        self._cache = cache
+        self._portfolios = portfolios
+        self._strategies = strategies
+        self._interval = interval
+        self._versions: dict[str, int] = {}
+
+    async def flush(self) -> None:
+        docs: dict[str, bytes] = {STRATEGIES_KEY: _encode(self._strategies())}
+        for h in self._portfolios:
+            if self._versions.get(h.broker) != h.version:
+                docs.update(portfolio_documents(h))
+                self._versions[h.broker] = h.version
+        await self._cache.set_many(docs)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await self.flush()
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=self._interval)
+            except TimeoutError:
+                pass
+        await self.flush()

@@ -1,0 +1,103 @@
+"""The strategy runner: ``market.ticks`` in, ``{broker}.signals.raw`` out for every broker a
+strategy routes to.
+
+Strategies are pure (``strategy/``); the runner core routes each tick in O(1) to the
+strategies trading its instrument and isolates a strategy that raises. The same signal
+(same id) goes to each of the strategy's brokers, which is paper/live shadow trading.
+Feedback (rejections, cancellations, fills) comes from each broker's own topics through a
+separate consumer group per broker, applied only to strategies whose primary broker it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from alpha_panda.domain.events import (
+    Envelope, MarketTick, OrderCancelled, OrderFilled, OrderRejected, OrderSubmitted,
+    SignalRejected, new_envelope,
+)
+from alpha_panda.domain.errors import ConfigurationError
+from alpha_panda.strategy.runner import StrategyRunner, signal_ids
+from alpha_panda.stream.log import Log, Record
+from alpha_panda.stream.emit import Emit
+from alpha_panda.stream.runtime import ProcessorSettings, StreamProcessor
+from alpha_panda.stream.topics import MARKET_TICKS, strategy_instrument_key, topic
+
+SOURCE = "strategy-runner"
+
+
+class SignalFanout:
+    """Ticks in, one ``signal_generated`` per signal per routed broker out."""
+
+    def __init__(self, runner: StrategyRunner) -> None:
+        self.runner = runner
+        self.signals = 0
+        self.ticks = 0
+
+    def handle(self, event: Envelope[Any], record: Record) -> Sequence[Emit]:
+        tick = event.data
+        if not isinstance(tick, MarketTick):
+            return ()
+        self.ticks += 1
+        signals = self.runner.on_tick(tick)
+        if not signals:
+            return ()
+        emits: list[Emit] = []
+        for sig, sid in zip(signals, signal_ids(event.id, signals), strict=True):
+            key = strategy_instrument_key(sig.strategy_id, sig.instrument_token)
+            for broker in self.runner.config(sig.strategy_id).brokers:
+                env = new_envelope(sig, id=sid, ts=event.ts, source=SOURCE, key=key,
+                                   broker=str(broker), parent=event)
+                emits.append(Emit(topic(broker, "signals.raw"), env))
+            self.signals += 1
+        return emits
+
+
+class StrategyFeedback:
+    """A broker's rejections, cancellations and fills, back into the strategies' context."""
+
+    def __init__(self, broker: str, runner: StrategyRunner) -> None:
+        self.broker = broker
+        self.runner = runner
+
+    def _primary(self, strategy_id: str) -> bool:
+        try:
+            brokers = self.runner.config(strategy_id).brokers
+        except ConfigurationError:
+            return False
+        return bool(brokers) and str(brokers[0]) == self.broker
+
+    def handle(self, event: Envelope[Any], record: Record) -> Sequence[Emit]:
+        d = event.data
+        if isinstance(d, SignalRejected):
+            if self._primary(d.signal.strategy_id):
+                self.runner.on_signal_rejected(d.signal)
+        elif isinstance(d, OrderSubmitted | OrderRejected | OrderCancelled | OrderFilled):
+            if not self._primary(d.strategy_id):
+                return ()
+            if isinstance(d, OrderFilled):
+                self.runner.on_fill(d)
+            elif isinstance(d, OrderSubmitted):
+                self.runner.on_order_submitted(d)
+            elif isinstance(d, OrderRejected):
+                self.runner.on_order_rejected_event(d)
+            else:
+                self.runner.on_order_cancelled_event(d)
+        return ()
+
+
+def build_strategy_runner(
+    log: Log, runner: StrategyRunner, brokers: Sequence[str], settings: ProcessorSettings
+) -> tuple[list[StreamProcessor], SignalFanout]:
+    fanout = SignalFanout(runner)
+    processors = [StreamProcessor(log, name="strategy-runner", group="strategy-runner",
+                                  topics=[MARKET_TICKS], handler=fanout, settings=settings,
+                                  rebuild=True)]
+    for broker in brokers:
+        processors.append(StreamProcessor(
+            log, name=f"{broker}.strategy-feedback", group=f"{broker}.strategy-feedback",
+            topics=[topic(broker, s) for s in ("signals.rejected", "orders.submitted", "orders.rejected",
+                                               "orders.cancelled", "orders.filled")],
+            handler=StrategyFeedback(broker, runner), settings=settings, rebuild=True))
+    return processors, fanout

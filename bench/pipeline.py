@@ -1,0 +1,150 @@
+"""End-to-end benchmark of the embedded pipeline on the SQLite log.
+
+1. Throughput: replay a generated tick file through every service (feed → strategy runner
+   → risk → paper engine → portfolio) as fast as possible; ticks/s from the first tick
+   published until every consumer group has committed the end of every topic.
+2. Latency: replay the same kind of file paced at a fixed rate (default 10,000 ticks/s)
+   and measure tick-to-fill: from the moment a tick is durable on the log to the moment
+   the fill it caused is durable and read back (fills carry the tick's correlation id).
+
+Prints the figures; `--json` prints them as one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from alpha_panda.domain.events import CODEC, OrderFilled
+from alpha_panda.marketdata.files import generate_random_walk, write_ticks
+from alpha_panda.services.app import RunOptions, SystemRun
+from alpha_panda.settings import ApiSettings, Settings
+from alpha_panda.stream.log import TopicPartition
+from alpha_panda.stream.topics import REGISTRY
+
+STRATEGY = """\
+id: bench_sma
+strategy: sma_cross
+instruments: {tokens}
+brokers: [paper]
+params: {{fast: 3, slow: 8, quantity: 1}}
+execution: {{costs: true}}
+"""
+
+
+def _prepare(root: Path, n_ticks: int, instruments: int, spacing_ns: int | None) -> Path:
+    cols = generate_random_walk(n_ticks, instruments, seed=1)
+    if spacing_ns is not None:  # evenly spaced event time, so pacing gives a steady rate
+        cols = type(cols)(**{**{f: getattr(cols, f) for f in cols.__dataclass_fields__},
+                             "ts": cols.ts[0] + np.arange(n_ticks, dtype=np.int64) * spacing_ns})
+    path = root / "ticks.parquet"
+    write_ticks(path, cols)
+    strategies = root / "strategies"
+    strategies.mkdir()
+    tokens = sorted(set(cols.instrument_token.tolist()))
+    (strategies / "bench.yaml").write_text(STRATEGY.format(tokens=tokens))
+    return path
+
+
+def _settings(root: Path, path: Path) -> Settings:
+    return Settings().model_copy(update={
+        "data_dir": root / "data", "log": "embedded", "feed": f"replay:{path}",
+        "strategies_dir": root / "strategies", "api": ApiSettings(enabled=False),
+        "log_level": "WARNING",
+    })
+
+
+async def _throughput(n_ticks: int, instruments: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        path = _prepare(root, n_ticks, instruments, None)
+        system = SystemRun(_settings(root, path), RunOptions(exit_at_end=True, progress=False))
+        await system.run()
+        elapsed = system.stopped - system.started
+        fills = system.pipeline.paper.fills if system.pipeline and system.pipeline.paper else 0
+        return {"ticks": n_ticks, "fills": fills, "elapsed_s": round(elapsed, 3),
+                "ticks_per_s": round(n_ticks / elapsed)}
+
+
+async def _latency(rate: int, seconds: float, instruments: int) -> dict[str, float]:
+    n_ticks = int(rate * seconds)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        path = _prepare(root, n_ticks, instruments, spacing_ns=1_000_000)  # 1 ms apart
+        # speed: event time runs `rate / 1000` times faster than the wall clock
+        system = SystemRun(_settings(root, path),
+                           RunOptions(exit_at_end=True, progress=False, speed=rate / 1000))
+        appended: dict[str, int] = {}
+        latencies: list[int] = []
+        run = asyncio.create_task(system.run())
+        while system.feed is None or system.pipeline is None:
+            await asyncio.sleep(0.001)
+        publisher = system.feed.publisher
+        original = publisher.publish
+
+        async def publish(ticks, first_seq):  # type: ignore[no-untyped-def]
+            await original(ticks, first_seq)
+            now = time.perf_counter_ns()
+            from alpha_panda.marketdata.files import tick_id
+
+            for i in range(len(ticks)):
+                appended[tick_id(publisher.source, first_seq + i)] = now
+
+        publisher.publish = publish  # type: ignore[method-assign]
+        log_ = system.pipeline.log
+        fills_topic = "paper.orders.filled"
+        positions = {p: 0 for p in range(REGISTRY.partitions(fills_topic))}
+        while not run.done():
+            got = 0
+            for p, offset in positions.items():
+                records = await log_.read(TopicPartition(fills_topic, p), offset, 1000)
+                now = time.perf_counter_ns()
+                for r in records:
+                    env = CODEC.decode_as(r.value, OrderFilled)
+                    t0 = appended.get(env.correlation_id)
+                    if t0 is not None:
+                        latencies.append(now - t0)
+                positions[p] = offset + len(records)
+                got += len(records)
+            if not got:
+                await asyncio.sleep(0.0005)
+        await run
+        arr = np.array(latencies, dtype=np.float64) / 1e6
+        return {"rate": rate, "ticks": n_ticks, "fills_measured": len(latencies),
+                "p50_ms": round(float(np.percentile(arr, 50)), 3) if len(arr) else float("nan"),
+                "p99_ms": round(float(np.percentile(arr, 99)), 3) if len(arr) else float("nan"),
+                "max_ms": round(float(arr.max()), 3) if len(arr) else float("nan")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--ticks", type=int, default=200_000)
+    ap.add_argument("--instruments", type=int, default=20)
+    ap.add_argument("--rate", type=int, default=10_000)
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    result = {
+        "throughput": asyncio.run(_throughput(args.ticks, args.instruments)),
+        "latency": asyncio.run(_latency(args.rate, args.seconds, args.instruments)),
+    }
+    if args.json:
+        print(json.dumps(result))
+        return
+    t, lat = result["throughput"], result["latency"]
+    print(f"throughput: {t['ticks']:,} ticks in {t['elapsed_s']} s = {t['ticks_per_s']:,} ticks/s "
+          f"end to end ({t['fills']:,} fills)")
+    print(f"latency at {lat['rate']:,} ticks/s: tick-to-fill p50 {lat['p50_ms']} ms, "
+          f"p99 {lat['p99_ms']} ms, max {lat['max_ms']} ms over {lat['fills_measured']:,} fills")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
