@@ -1,0 +1,114 @@
+"""Zerodha's charges against worked examples computed by hand from the rate card.
+
+Hand computations use the 2026-04-01 card (alpha_panda/data/charges/zerodha_2026-04-01.json):
+NSE transaction 0.00307% (equity), 0.00183% (futures), 0.03553% (options premium);
+STT 0.1% both sides (delivery), 0.025% sell (intraday), 0.05% sell (futures), 0.15% sell
+(options); stamp 0.015% / 0.003% / 0.002% / 0.003% on buys; SEBI ₹10/crore; GST 18%.
+Every component is rounded half up to the paisa.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from alpha_panda.domain.errors import ConfigurationError, ValidationError
+from alpha_panda.domain.events import Charges
+from alpha_panda.domain.values import Product, Side
+from alpha_panda.execution.costs import CostModel, Segment
+
+
+@pytest.fixture(scope="module")
+def model() -> CostModel:
+    return CostModel.load(as_of=date(2026, 11, 24))
+
+
+def test_the_newest_card_in_force_is_chosen_by_date() -> None:
+    assert CostModel.load(as_of=date(2025, 6, 1)).version == "2024-10-01"
+    assert CostModel.load(as_of=date(2026, 4, 1)).version == "2026-04-01"
+    assert CostModel.load().version == "2026-04-01"
+    with pytest.raises(ConfigurationError):
+        CostModel.load(as_of=date(2020, 1, 1))
+
+
+def test_equity_intraday_round_trip(model: CostModel) -> None:
+    # buy 400 @ ₹1,000 (₹4,00,000), sell 400 @ ₹1,100 (₹4,40,000)
+    rt = model.round_trip(Segment.EQUITY_INTRADAY, 1000_00, 1100_00, 400)
+    # buy: brokerage min(20, 120) = 20; txn 12.28; SEBI 0.40; stamp 12.00;
+    # GST 18% of 32.68 = 5.8824 -> 5.88
+    assert rt.buy == Charges(brokerage=2000, stt=0, exchange_txn=1228, sebi=40, stamp_duty=1200, gst=588)
+    # sell: brokerage 20; STT 110.00; txn 13.508 -> 13.51; SEBI 0.44; GST 18% of 33.95 = 6.111 -> 6.11
+    assert rt.sell == Charges(brokerage=2000, stt=11000, exchange_txn=1351, sebi=44, stamp_duty=0, gst=611)
+    assert rt.turnover == 840_000_00
+    assert rt.total_charges == 200_62
+    assert rt.gross_pnl == 40_000_00
+    assert rt.net_pnl == 39_799_38
+
+
+def test_equity_delivery_round_trip(model: CostModel) -> None:
+    rt = model.round_trip(Segment.EQUITY_DELIVERY, 1000_00, 1100_00, 400)
+    # zero brokerage; STT 0.1% both sides; stamp 0.015% = 60 on the buy
+    assert rt.buy == Charges(brokerage=0, stt=400_00, exchange_txn=1228, sebi=40, stamp_duty=60_00, gst=228)
+    assert rt.sell == Charges(brokerage=0, stt=440_00, exchange_txn=1351, sebi=44, stamp_duty=0, gst=251)
+    assert rt.total_charges == 931_42
+
+
+def test_futures_round_trip(model: CostModel) -> None:
+    # buy 250 @ 2,000 (₹5,00,000), sell 250 @ 2,010 (₹5,02,500)
+    rt = model.round_trip(Segment.FUTURES, 2000_00, 2010_00, 250)
+    assert rt.buy == Charges(brokerage=2000, stt=0, exchange_txn=915, sebi=50, stamp_duty=1000, gst=534)
+    # STT 0.05% of 5,02,500 = 251.25; txn 9.19575 -> 9.20; SEBI 0.5025 -> 0.50; GST of 29.70 = 5.346
+    assert rt.sell == Charges(brokerage=2000, stt=25125, exchange_txn=920, sebi=50, stamp_duty=0, gst=535)
+    assert rt.total_charges == 331_29
+
+
+def test_options_round_trip_flat_brokerage(model: CostModel) -> None:
+    # 75 units, premium 100 -> 110: turnover 7,500 and 8,250
+    rt = model.round_trip(Segment.OPTIONS, 100_00, 110_00, 75)
+    # txn 2.66475 -> 2.66; SEBI 0.0075 -> 0.01; stamp 0.225 -> 0.23; GST of 22.67 = 4.0806 -> 4.08
+    assert rt.buy == Charges(brokerage=2000, stt=0, exchange_txn=266, sebi=1, stamp_duty=23, gst=408)
+    # STT 0.15% of 8,250 = 12.375 -> 12.38; txn 2.931225 -> 2.93; GST of 22.94 = 4.1292 -> 4.13
+    assert rt.sell == Charges(brokerage=2000, stt=1238, exchange_txn=293, sebi=1, stamp_duty=0, gst=413)
+    assert rt.total_charges == 66_43
+
+
+def test_intraday_brokerage_below_the_cap_is_0_03_percent(model: CostModel) -> None:
+    # ₹1,000 of turnover: 0.03% = ₹0.30, well under ₹20
+    assert model.charges(Segment.EQUITY_INTRADAY, Side.BUY, 100_00, 10).brokerage == 30
+
+
+def test_older_card_uses_its_own_rates() -> None:
+    old = CostModel.load(as_of=date(2025, 1, 1))
+    sell = old.charges(Segment.FUTURES, Side.SELL, 2010_00, 250)
+    assert sell.stt == 100_50  # 0.02% of ₹5,02,500
+    assert sell.exchange_txn == 869  # 0.00173% = 8.69325
+
+
+def test_partial_fills_pay_brokerage_once_and_add_up_to_the_order(model: CostModel) -> None:
+    seg, side = Segment.EQUITY_INTRADAY, Side.SELL
+    fills = [(137, 1000_05), (150, 1000_00), (113, 999_95)]
+    turnover, parts = 0, []
+    for qty, price in fills:
+        parts.append(model.fill_charges(seg, side, turnover, turnover + qty * price))
+        turnover += qty * price
+    whole = model.order_charges(seg, side, turnover)
+    assert [p.brokerage for p in parts] == [2000, 0, 0]
+    for item in ("brokerage", "stt", "exchange_txn", "sebi", "stamp_duty", "gst"):
+        assert sum(getattr(p, item) for p in parts) == getattr(whole, item)
+
+
+def test_segment_from_product() -> None:
+    assert Segment.for_product(Product.CNC) is Segment.EQUITY_DELIVERY
+    assert Segment.for_product(Product.MIS) is Segment.EQUITY_INTRADAY
+    assert Segment.for_product(Product.NRML) is Segment.FUTURES
+    assert Segment.for_product(Product.NRML, options=True) is Segment.OPTIONS
+
+
+def test_bad_inputs_are_errors(model: CostModel) -> None:
+    with pytest.raises(ValidationError):
+        model.round_trip(Segment.EQUITY_DELIVERY, 100, 100, 0)
+    with pytest.raises(ValidationError):
+        model.charges(Segment.FUTURES, Side.BUY, 100_00, 1, exchange="MCX")
+    with pytest.raises(ConfigurationError):
+        CostModel.from_dict({"version": "x"})

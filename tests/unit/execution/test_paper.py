@@ -1,0 +1,329 @@
+"""The paper exchange: order types, validity, market rules, latency and determinism."""
+
+from __future__ import annotations
+
+import random
+from datetime import date, time
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from alpha_panda.domain.errors import IllegalTransition
+from alpha_panda.domain.events import (
+    Depth,
+    DepthLevel,
+    MarketTick,
+    OrderCancelled,
+    OrderFilled,
+    OrderRejected,
+    OrderSubmitted,
+    Payload,
+    Signal,
+    derive_id,
+)
+from alpha_panda.domain.values import OrderType, Product, Side, Validity
+from alpha_panda.execution.market import ist_ns
+from alpha_panda.execution.orders import OrderStatus
+from alpha_panda.execution.paper import ExecutionConfig, PaperExchange
+
+TOKEN = 738561
+DAY = date(2026, 11, 23)  # a Monday, a trading day
+T0 = ist_ns(DAY, time(10, 0))
+MS = 1_000_000
+
+
+def at(hh: int, mm: int, ss: int = 0) -> int:
+    return ist_ns(DAY, time(hh, mm, ss))
+
+
+def tick(ts: int, price: int, qty: int = 0, **kw: Any) -> MarketTick:
+    return MarketTick(instrument_token=TOKEN, last_price=price, ts=ts, last_quantity=qty, **kw)
+
+
+def sig(side: Side = Side.BUY, qty: int = 10, **kw: Any) -> Signal:
+    kw.setdefault("price_hint", 1000_00)
+    return Signal(strategy_id="s1", instrument_token=TOKEN, side=side, quantity=qty, **kw)
+
+
+def ex(**kw: Any) -> PaperExchange:
+    kw.setdefault("costs", False)
+    return PaperExchange(ExecutionConfig(**kw), seed=7)
+
+
+def fills(events: list[Payload]) -> list[tuple[int, int, int]]:
+    return [(e.quantity, e.price, e.ts) for e in events if isinstance(e, OrderFilled)]
+
+
+def kinds(events: list[Payload]) -> list[str]:
+    return [type(e).__name__ for e in events]
+
+
+def test_market_order_without_latency_fills_at_the_signal_price() -> None:
+    out = ex().submit("sig-1", sig(), T0)
+    assert kinds(out) == ["OrderSubmitted", "OrderFilled"]
+    fill = out[1]
+    assert isinstance(fill, OrderFilled)
+    assert fill.order_id == derive_id("sig-1", "order")
+    assert fill.fill_id == derive_id(fill.order_id, "fill", 0)
+    assert (fill.quantity, fill.price, fill.ts) == (10, 1000_00, T0)
+    assert (fill.cumulative_quantity, fill.leaves_quantity, fill.average_price) == (10, 0, 1000_00)
+
+
+def test_slippage_moves_the_price_against_the_trader_on_the_tick_grid() -> None:
+    buy = ex(slippage_bps=5).submit("a", sig(Side.BUY), T0)
+    sell = ex(slippage_bps=5).submit("b", sig(Side.SELL), T0)
+    assert fills(buy)[0][1] == 1000_50  # 1000 × 1.0005
+    assert fills(sell)[0][1] == 999_50
+    odd = ex(slippage_bps=1).submit("c", sig(price_hint=123_45), T0)
+    assert fills(odd)[0][1] == 123_45  # 1 bp of ₹123.45 is < half a tick: stays on the grid
+
+
+def test_costs_are_itemised_on_each_fill() -> None:
+    out = PaperExchange(ExecutionConfig(costs=True)).submit("a", sig(product=Product.MIS), T0)
+    fill = out[1]
+    assert isinstance(fill, OrderFilled)
+    assert fill.charges.brokerage == 300  # 0.03% of ₹10,000 = ₹3
+    assert fill.charges.stamp_duty == 30  # 0.003% of ₹10,000
+    assert fill.charges.total > 0
+
+
+def test_latency_market_order_fills_at_the_first_tick_at_or_after_arrival() -> None:
+    x = ex(latency_ms=100)
+    assert kinds(x.submit("a", sig(), T0)) == ["OrderSubmitted"]
+    assert x.on_tick(tick(T0 + 50 * MS, 1001_00)) == []
+    out = x.on_tick(tick(T0 + 100 * MS, 1002_00))
+    assert fills(out) == [(10, 1002_00, T0 + 100 * MS)]
+
+
+def test_limit_order_fills_only_when_the_price_reaches_it_at_the_limit() -> None:
+    x = ex()
+    out = x.submit("a", sig(order_type=OrderType.LIMIT, limit_price=995_00), T0)
+    assert kinds(out) == ["OrderSubmitted"]
+    assert x.on_tick(tick(T0 + 1, 996_00)) == []
+    out = x.on_tick(tick(T0 + 2, 994_00))
+    assert fills(out) == [(10, 995_00, T0 + 2)]  # resting: trades at its own limit
+
+
+def test_marketable_limit_fills_at_the_better_market_price() -> None:
+    out = ex().submit("a", sig(order_type=OrderType.LIMIT, limit_price=1005_00), T0)
+    assert fills(out) == [(10, 1000_00, T0)]
+    y = ex(latency_ms=10)
+    y.submit("b", sig(order_type=OrderType.LIMIT, limit_price=1005_00), T0)
+    assert fills(y.on_tick(tick(T0 + 20 * MS, 1001_00))) == [(10, 1001_00, T0 + 20 * MS)]
+
+
+def test_sell_limit_mirrors_the_buy() -> None:
+    x = ex()
+    x.submit("a", sig(Side.SELL, order_type=OrderType.LIMIT, limit_price=1010_00), T0)
+    assert x.on_tick(tick(T0 + 1, 1009_95)) == []
+    assert fills(x.on_tick(tick(T0 + 2, 1012_00))) == [(10, 1010_00, T0 + 2)]
+
+
+def test_stop_market_triggers_on_the_crossing_tick() -> None:
+    x = ex()
+    x.submit("a", sig(Side.SELL, order_type=OrderType.SL_M, trigger_price=990_00), T0)
+    assert x.on_tick(tick(T0 + 1, 991_00)) == []
+    assert fills(x.on_tick(tick(T0 + 2, 988_00))) == [(10, 988_00, T0 + 2)]
+
+
+def test_stop_limit_triggers_then_waits_for_its_limit() -> None:
+    x = ex()
+    x.submit("a", sig(order_type=OrderType.SL, trigger_price=1010_00, limit_price=1012_00), T0)
+    assert x.on_tick(tick(T0 + 1, 1015_00)) == []  # triggered, but above the limit
+    order = x.order(derive_id("a", "order"))
+    assert order is not None and order.triggered
+    assert fills(x.on_tick(tick(T0 + 2, 1011_00))) == [(10, 1012_00, T0 + 2)]
+
+
+def test_stop_whose_trigger_is_already_crossed_is_rejected() -> None:
+    out = ex().submit("a", sig(order_type=OrderType.SL_M, trigger_price=995_00), T0)
+    assert isinstance(out[0], OrderRejected) and out[0].reason_code == "TRIGGER_PRICE"
+
+
+def test_ioc_cancels_what_the_first_tick_does_not_fill() -> None:
+    x = ex(latency_ms=1, volume_participation=Decimal("0.5"))
+    x.submit("a", sig(qty=10, validity=Validity.IOC), T0)
+    out = x.on_tick(tick(T0 + MS, 1000_00, qty=8))
+    assert fills(out) == [(4, 1000_00, T0 + MS)]
+    cancel = out[-1]
+    assert isinstance(cancel, OrderCancelled)
+    assert (cancel.reason, cancel.filled_quantity, cancel.leaves_quantity) == ("ioc", 4, 6)
+    unmarketable = ex().submit("b", sig(validity=Validity.IOC, order_type=OrderType.LIMIT, limit_price=990_00), T0)
+    assert kinds(unmarketable) == ["OrderSubmitted", "OrderCancelled"]
+
+
+def test_volume_limited_partial_fills_carry_cumulative_and_leaves() -> None:
+    x = ex(latency_ms=1, volume_participation=Decimal("0.1"))
+    x.submit("a", sig(qty=25), T0)
+    seen = []
+    for i, q in enumerate([100, 50, 200], start=1):
+        seen += [e for e in x.on_tick(tick(T0 + i * MS, 1000_00 + i * 5, qty=q)) if isinstance(e, OrderFilled)]
+    assert [(f.quantity, f.cumulative_quantity, f.leaves_quantity) for f in seen] == [
+        (10, 10, 15), (5, 15, 10), (10, 25, 0)
+    ]
+    # volume-weighted: (10×1000.05 + 5×1000.10 + 10×1000.15) / 25 = 1000.10
+    assert seen[-1].average_price == 1000_10
+
+
+def test_day_orders_expire_at_the_close() -> None:
+    x = ex()
+    x.submit("a", sig(order_type=OrderType.LIMIT, limit_price=900_00), T0)
+    out = x.on_tick(tick(at(15, 30, 5), 899_00))
+    assert kinds(out) == ["OrderCancelled"]
+    assert isinstance(out[0], OrderCancelled) and out[0].reason == "expired"
+    assert out[0].ts == at(15, 30)
+    assert x.order(derive_id("a", "order")).status is OrderStatus.EXPIRED  # type: ignore[union-attr]
+    y = ex()
+    y.submit("b", sig(order_type=OrderType.LIMIT, limit_price=900_00), T0)
+    assert kinds(y.expire(at(16, 0))) == ["OrderCancelled"]
+
+
+def test_bracket_exits_one_cancels_the_other() -> None:
+    x = ex()
+    out = x.submit("a", sig(take_profit=1020_00, stop_loss=990_00), T0)
+    assert kinds(out) == ["OrderSubmitted", "OrderFilled", "OrderSubmitted", "OrderSubmitted"]
+    legs = [e for e in out[2:] if isinstance(e, OrderSubmitted)]
+    assert {(leg.order_type, leg.side, leg.quantity) for leg in legs} == {
+        (OrderType.LIMIT, Side.SELL, 10), (OrderType.SL_M, Side.SELL, 10)
+    }
+    assert all(leg.parent_order_id == derive_id("a", "order") for leg in legs)
+    assert x.on_tick(tick(T0 + 1, 1010_00)) == []
+    out = x.on_tick(tick(T0 + 2, 1021_00))
+    assert fills(out) == [(10, 1020_00, T0 + 2)]
+    assert [e.reason for e in out if isinstance(e, OrderCancelled)] == ["oco"]
+    assert x.open_orders() == []
+
+
+def test_mis_positions_are_squared_off_at_the_cutoff() -> None:
+    x = ex()
+    x.submit("a", sig(qty=10, product=Product.MIS), at(15, 0))
+    x.submit("b", sig(qty=5, product=Product.MIS, order_type=OrderType.LIMIT, limit_price=900_00), at(15, 0))
+    out = x.on_tick(tick(at(15, 20, 1), 1003_00))
+    cancelled = [e for e in out if isinstance(e, OrderCancelled)]
+    assert [(c.reason, c.leaves_quantity) for c in cancelled] == [("squareoff", 5)]
+    assert [(f.side, f.quantity, f.price) for f in out if isinstance(f, OrderFilled)] == [
+        (Side.SELL, 10, 1003_00)
+    ]
+    assert not x.needs_tick(TOKEN)
+    late = x.submit("c", sig(product=Product.MIS), at(15, 25))
+    assert isinstance(late[0], OrderRejected) and late[0].reason_code == "MIS_CUTOFF"
+
+
+def test_market_hours_reject_or_queue() -> None:
+    night = ist_ns(DAY, time(20, 0))
+    out = ex(market_hours="reject").submit("a", sig(), night)
+    assert isinstance(out[0], OrderRejected) and out[0].reason_code == "MARKET_CLOSED"
+    holiday = ist_ns(date(2026, 11, 24), time(10, 0))  # Guru Nanak Jayanti
+    assert isinstance(ex(market_hours="reject").submit("h", sig(), holiday)[0], OrderRejected)
+    q = ex(market_hours="queue")
+    assert kinds(q.submit("b", sig(), night)) == ["OrderSubmitted"]
+    next_open = ist_ns(date(2026, 11, 25), time(9, 15))
+    assert q.on_tick(tick(next_open - 1, 1001_00)) == []
+    assert fills(q.on_tick(tick(next_open, 1004_00))) == [(10, 1004_00, next_open)]
+
+
+def test_tick_size_and_circuit_band_are_enforced() -> None:
+    x = ex()
+    off_grid = x.submit("a", sig(order_type=OrderType.LIMIT, limit_price=1000_03), T0)
+    assert isinstance(off_grid[0], OrderRejected) and off_grid[0].reason_code == "TICK_SIZE"
+    x.on_tick(tick(T0, 1000_00, close=1000_00))  # RELIANCE: 10% band around the previous close
+    wild = x.submit("b", sig(order_type=OrderType.LIMIT, limit_price=1200_00), T0 + 1)
+    assert isinstance(wild[0], OrderRejected) and wild[0].reason_code == "PRICE_BAND"
+    ok = x.submit("c", sig(order_type=OrderType.LIMIT, limit_price=1100_00), T0 + 1)
+    assert isinstance(ok[0], OrderSubmitted)
+
+
+def test_depth_model_walks_the_book() -> None:
+    x = ex(latency_ms=1, slippage_model="depth")
+    x.submit("a", sig(qty=30), T0)
+    depth = Depth(sell=(DepthLevel(1000_05, 10), DepthLevel(1000_10, 10), DepthLevel(1000_20, 100)))
+    out = x.on_tick(tick(T0 + MS, 1000_00, depth=depth))
+    # (10×1000.05 + 10×1000.10 + 10×1000.20) / 30 = 1000.1167 -> 1000.12 against the buyer
+    assert fills(out) == [(30, 1000_12, T0 + MS)]
+
+
+def test_submit_is_idempotent_and_cancel_is_user_initiated() -> None:
+    x = ex()
+    out = x.submit("a", sig(order_type=OrderType.LIMIT, limit_price=900_00), T0)
+    assert x.submit("a", sig(order_type=OrderType.LIMIT, limit_price=900_00), T0) == []
+    order_id = out[0].order_id  # type: ignore[attr-defined]
+    cancelled = x.cancel(order_id, T0 + 5)
+    assert isinstance(cancelled[0], OrderCancelled) and cancelled[0].reason == "user"
+    assert x.cancel(order_id, T0 + 6) == []
+
+
+def test_an_illegal_transition_is_an_error() -> None:
+    x = ex()
+    x.submit("a", sig(), T0)
+    order = x.order(derive_id("a", "order"))
+    assert order is not None and order.status is OrderStatus.FILLED
+    with pytest.raises(IllegalTransition):
+        order.transition(OrderStatus.CANCELLED)
+
+
+# ---------------------------------------------------------------- determinism
+
+
+def _scenario(seed: int) -> tuple[list[MarketTick], list[tuple[int, str, Signal]]]:
+    rng = random.Random(seed)
+    ticks, signals = [], []
+    price = 1000_00
+    for i in range(300):
+        ts = T0 + i * 7 * MS
+        price = max(5, price + rng.choice((-10, -5, 0, 5, 10)))
+        ticks.append(tick(ts, price, qty=rng.randint(0, 40)))
+        if rng.random() < 0.15:
+            kind = rng.choice(list(OrderType))
+            side = rng.choice(list(Side))
+            off = side.sign * rng.choice((5, 10, 20, 40))
+            kw: dict[str, Any] = {"price_hint": price, "order_type": kind}
+            if kind in (OrderType.LIMIT, OrderType.SL):
+                kw["limit_price"] = price - off if kind is OrderType.LIMIT else price + 2 * off
+            if kind in (OrderType.SL, OrderType.SL_M):
+                kw["trigger_price"] = price + off
+            if kind is OrderType.MARKET and rng.random() < 0.5:
+                kw.update(take_profit=price + side.sign * 30, stop_loss=price - side.sign * 30)
+            kw["validity"] = Validity.IOC if rng.random() < 0.1 else Validity.DAY
+            signals.append((ts, f"sig-{i}", sig(side, rng.randint(1, 30), **kw)))
+    return ticks, signals
+
+
+def _run(config: ExecutionConfig, ticks: list[MarketTick], signals: list[tuple[int, str, Signal]],
+         delay: int, seed: int) -> list[Payload]:
+    """Feed ticks and signals; each signal is processed ``delay``-ish ticks after its own."""
+    rng = random.Random(seed)
+    x = PaperExchange(config, seed=3)
+    queue: list[tuple[int, int, str, Signal]] = []
+    out: list[Payload] = []
+    by_ts = {}
+    for ts, sid, s in signals:
+        by_ts.setdefault(ts, []).append((sid, s))
+    for i, t in enumerate(ticks):
+        out += x.on_tick(t)
+        for sid, s in by_ts.get(t.ts, []):
+            queue.append((i + (rng.randint(0, delay) if delay else 0), t.ts, sid, s))
+        for item in [q for q in queue if q[0] <= i]:
+            queue.remove(item)
+            out += x.submit(item[2], item[3], item[1])
+    for _, ts, sid, s in queue:
+        out += x.submit(sid, s, ts)
+    return out
+
+
+def _key(e: Payload) -> tuple[Any, ...]:
+    return (type(e).__name__, getattr(e, "order_id", ""), getattr(e, "fill_id", ""), e)
+
+
+@pytest.mark.parametrize("latency_ms", [0, 10])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_fills_do_not_depend_on_how_ticks_and_signals_interleave(latency_ms: int, seed: int) -> None:
+    ticks, signals = _scenario(seed)
+    config = ExecutionConfig(
+        costs=True, latency_ms=latency_ms, volume_participation=Decimal("0.5"),
+        slippage_bps=2, slippage_jitter_bps=3,
+    )
+    backtest_order = _run(config, ticks, signals, delay=0, seed=seed)
+    live_order = _run(config, ticks, signals, delay=4, seed=seed + 100)
+    assert len([e for e in backtest_order if isinstance(e, OrderFilled)]) > 10
+    assert sorted(backtest_order, key=lambda e: repr(_key(e))) == sorted(live_order, key=lambda e: repr(_key(e)))
