@@ -27,6 +27,7 @@ from alpha_panda.adapters.zerodha.instruments import InstrumentMaster
 from alpha_panda.adapters.zerodha.order_sync import BROKER, SOURCE, ZerodhaOrderSync
 from alpha_panda.adapters.zerodha.session import require_live_session
 from alpha_panda.domain.errors import (
+    AuthenticationError,
     ConfigurationError,
     InvariantViolation,
     RetryableError,
@@ -48,6 +49,7 @@ from alpha_panda.execution.zerodha.orders import (
     order_tag,
 )
 from alpha_panda.execution.zerodha.reconcile import OrderBook, TrackedOrder
+from alpha_panda.observability.health import State
 from alpha_panda.services.emitting import order_emit
 from alpha_panda.stream.emit import Emit
 from alpha_panda.stream.log import Log, Record, TopicPartition
@@ -183,11 +185,25 @@ class ZerodhaTrading:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Reconcile with Kite, then place orders and follow them until ``stop``."""
+        inner = asyncio.Event()
         try:
             await self.sync.reconcile()
-            await asyncio.gather(self.processor.run(stop), self.sync.run(stop))
+            sync = asyncio.create_task(self.sync.run(inner))
+            processor = asyncio.create_task(self.processor.run(inner))
+            stopper = asyncio.create_task(stop.wait())
+            await asyncio.wait({sync, processor, stopper},
+                                         return_when=asyncio.FIRST_COMPLETED)
+            inner.set()  # one part ended: the other must not trade on alone
+            stopper.cancel()
+            await asyncio.gather(sync, processor)
         finally:
             await self.kite.close()
+        status = self.processor.health()
+        if status.state is State.FAILED:
+            log_.error("zerodha.trading_stopped", alert=True, detail=status.detail)
+            if status.detail.startswith("AuthenticationError"):
+                raise AuthenticationError(f"live trading stopped: {status.detail}")
+            raise InvariantViolation(f"live trading stopped: {status.detail}")
 
 
 async def build_zerodha_engine(log: Log, settings: ZerodhaSettings,

@@ -98,7 +98,7 @@ class FakeKite:
     def start(self) -> Self:
         self._http = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._http.daemon_threads = True
-        threading.Thread(target=self._http.serve_forever, daemon=True, name="fake-kite-http").start()
+        threading.Thread(target=self._http.serve_forever, args=(0.05,), daemon=True, name="fake-kite-http").start()
         ready = threading.Event()
         threading.Thread(target=self._run_ws, args=(ready,), daemon=True, name="fake-kite-ws").start()
         ready.wait(5)

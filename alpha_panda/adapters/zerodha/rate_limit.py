@@ -32,9 +32,15 @@ class RateLimiter:
 
     @classmethod
     def kite_orders(cls, per_second: int = 10, per_minute: int = 400, per_day: int = 5000,
-                    **kw: object) -> RateLimiter:
-        """Kite's order limits (per API key)."""
-        return cls([(per_second, 1.0), (per_minute, 60.0), (per_day, 86_400.0)], **kw)  # type: ignore[arg-type]
+                    *, margin_s: float = 0.1, max_wait_s: float = 2.0) -> RateLimiter:
+        """Kite's order limits (per API key).
+
+        Kite counts requests when they arrive; ours are counted when they leave, and two
+        requests can overtake each other on the way (thread pool, network). ``margin_s``
+        widens the one-second window so that jitter does not turn into 429s.
+        """
+        return cls([(per_second, 1.0 + margin_s), (per_minute, 60.0 + margin_s),
+                    (per_day, 86_400.0)], max_wait_s=max_wait_s)
 
     def wait_needed(self) -> float:
         """Seconds until one more event is allowed (0 when it is allowed now)."""

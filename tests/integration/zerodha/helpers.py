@@ -1,0 +1,43 @@
+"""Helpers of the Zerodha integration tests: signals on the log, counting, waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+from alpha_panda.domain.events import Signal, SignalValidated, derive_id, new_envelope
+from alpha_panda.domain.values import OrderType, Side
+from alpha_panda.stream.emit import Emit, to_output
+from alpha_panda.stream.log import Log
+from alpha_panda.stream.topics import strategy_instrument_key
+
+INFY = 408065
+
+
+def signal_envelope(n: int, *, token: int = INFY, broker: str = "zerodha", quantity: int = 1,
+                    order_type: OrderType = OrderType.MARKET, limit_price: int | None = None,
+                    side: Side = Side.BUY, ts: int | None = None) -> Emit:
+    sid = f"signal-{n}"
+    sig = Signal(strategy_id="s1", instrument_token=token, side=side, quantity=quantity,
+                 order_type=order_type, limit_price=limit_price)
+    env = new_envelope(SignalValidated(signal=sig, signal_id=sid), id=derive_id(sid, "risk"),
+                       ts=ts or time.time_ns(), source="risk", broker=broker,
+                       key=strategy_instrument_key("s1", token))
+    return Emit(f"{broker}.signals.validated", env)
+
+
+async def append(log: Log, *emits: Emit) -> None:
+    await log.append([to_output(e) for e in emits])
+
+
+async def count(log: Log, topic: str) -> int:
+    return sum((await log.end_offsets(topic)).values())
+
+
+async def wait_for(cond: Callable[[], Awaitable[bool]], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)

@@ -1,0 +1,235 @@
+"""The zerodha trading engine against the fake Kite: exactly once, reconciliation, 429s,
+hard isolation, token errors. The official kiteconnect client does every REST call."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from alpha_panda.adapters.memory_log import MemoryLog
+from alpha_panda.adapters.zerodha.client import KiteRestClient
+from alpha_panda.adapters.zerodha.config import ZerodhaSettings
+from alpha_panda.adapters.zerodha.instruments import InstrumentMaster
+from alpha_panda.adapters.zerodha.session import KiteSession
+from alpha_panda.domain.errors import AuthenticationError, ConfigurationError, InvariantViolation
+from alpha_panda.domain.events import CODEC, Envelope, OrderRejected
+from alpha_panda.domain.values import OrderType
+from alpha_panda.execution.zerodha import OrderBook, order_tag
+from alpha_panda.services.zerodha_engine import (
+    SIGNALS_TOPIC,
+    ZerodhaEngine,
+    ZerodhaTrading,
+    build_zerodha_engine,
+    check_topics,
+)
+from alpha_panda.stream.log import Log, Record, TopicPartition
+from alpha_panda.stream.runtime import ProcessorSettings
+from alpha_panda.testing.fake_kite import FakeKite
+
+from .helpers import append, count, signal_envelope, wait_for
+
+FAST = ProcessorSettings(poll_timeout=0.01, backoff_base=0.05, backoff_max=2.0, max_attempts=30,
+                         lag_interval=0.1)
+
+
+async def _events(log: Log, suffix: str) -> list[Envelope[Any]]:
+    name = f"zerodha.orders.{suffix}"
+    out: list[Envelope[Any]] = []
+    for p in (await log.end_offsets(name)):
+        out += [CODEC.decode(r.value) for r in await log.read(TopicPartition(name, p), 0, 10_000)]
+    return out
+
+
+async def _engine(settings: ZerodhaSettings, session: KiteSession) -> tuple[ZerodhaEngine, KiteRestClient]:
+    kite = KiteRestClient(settings, session.access_token)
+    master = await InstrumentMaster.load(settings.instruments_cache_dir, kite.instruments)
+    return ZerodhaEngine(kite, master, OrderBook()), kite
+
+
+def _record(emit: Any) -> Record:
+    return Record(emit.topic, 0, 0, emit.envelope.key.encode(), CODEC.encode(emit.envelope))
+
+
+async def _run(trading: ZerodhaTrading) -> tuple[asyncio.Event, asyncio.Task[None]]:
+    stop = asyncio.Event()
+    return stop, asyncio.create_task(trading.run(stop))
+
+
+async def test_a_retried_signal_adopts_the_order_it_already_placed(
+        settings: ZerodhaSettings, session: KiteSession, fake: FakeKite) -> None:
+    emit = signal_envelope(1)
+    first, k1 = await _engine(settings, session)
+    out1 = await first.ahandle(emit.envelope, _record(emit))
+    await k1.close()  # the process dies here: nothing was committed
+    second, k2 = await _engine(settings, session)
+    out2 = await second.ahandle(emit.envelope, _record(emit))
+    await k2.close()
+    assert fake.placements == 1
+    assert (second.placed, second.adopted) == (0, 1)
+    assert [CODEC.encode(e.envelope) for e in out2] == [CODEC.encode(e.envelope) for e in out1]
+    [order] = fake.orders.values()
+    assert order["tag"] == order_tag("signal-1") and len(order["tag"]) == 20
+    assert order["market_protection"] == -1
+
+
+async def test_an_order_is_placed_once_when_the_engine_crashes_before_committing(
+        settings: ZerodhaSettings, session: KiteSession, fake: FakeKite, log: MemoryLog,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    await append(log, signal_envelope(1))
+    trading = await build_zerodha_engine(log, settings, FAST)
+    real = trading.engine.ahandle
+
+    async def crash_after_placing(event: Envelope[Any], record: Record) -> Any:
+        await real(event, record)
+        raise InvariantViolation("simulated crash between placing and committing")
+
+    monkeypatch.setattr(trading.engine, "ahandle", crash_after_placing)
+    stop, task = await _run(trading)
+    with pytest.raises(InvariantViolation):
+        await asyncio.wait_for(task, 10)
+    assert fake.placements == 1 and await count(log, "zerodha.orders.submitted") == 0
+
+    restarted = await build_zerodha_engine(log, settings, FAST)
+    stop, task = await _run(restarted)
+    await wait_for(lambda: _has(log, "submitted", 1))
+    await wait_for(lambda: _has(log, "filled", 1))
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert fake.placements == 1
+    [sub] = await _events(log, "submitted")
+    assert sub.data.broker_order_id == next(iter(fake.orders)) and sub.broker == "zerodha"
+    [fill] = await _events(log, "filled")
+    assert (fill.data.quantity, fill.data.price, fill.data.leaves_quantity) == (1, 100_00, 0)
+    assert fill.data.charges.total > 0  # Zerodha's rate card applied to the live fill
+
+
+async def _has(log: Log, suffix: str, n: int) -> bool:
+    return await count(log, f"zerodha.orders.{suffix}") >= n
+
+
+async def test_reconciliation_after_restart_emits_the_fills_made_while_down(
+        settings: ZerodhaSettings, session: KiteSession, fake: FakeKite, log: MemoryLog) -> None:
+    await append(log, signal_envelope(1, order_type=OrderType.LIMIT, limit_price=99_50, quantity=10))
+    trading = await build_zerodha_engine(log, settings, FAST)
+    stop, task = await _run(trading)
+    await wait_for(lambda: _has(log, "submitted", 1))
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    [oid] = fake.orders
+    fake.fill(oid, 4, 99_50)  # executions while the engine is down
+    fake.fill(oid, 6, 99_45)
+    # an order of ours Kite has but no event records (placed, then a crash before commit)
+    fake._place("regular", {"exchange": "NSE", "tradingsymbol": "INFY", "transaction_type": "SELL",
+                            "quantity": "1", "product": "CNC", "order_type": "LIMIT",
+                            "price": "120", "tag": order_tag("signal-lost")})
+
+    restarted = await build_zerodha_engine(log, settings, FAST)
+    report = await restarted.sync.reconcile()
+    await restarted.kite.close()
+    assert report.known_orders == 1 and report.corrections == 2
+    assert [o.tag for o in report.orphans] == [order_tag("signal-lost")]
+    assert report.position_mismatches == []
+    fills = [e.data for e in await _events(log, "filled")]
+    assert [(f.quantity, f.price, f.cumulative_quantity, f.leaves_quantity) for f in fills] == [
+        (4, 99_50, 4, 6), (6, 99_45, 10, 0)]
+    assert fills[1].average_price == (4 * 99_50 + 6 * 99_45 + 5) // 10
+    again = await build_zerodha_engine(log, settings, FAST)
+    assert (await again.sync.reconcile()).corrections == 0  # idempotent
+    await again.kite.close()
+
+
+async def test_rejections_carry_kites_reason(settings: ZerodhaSettings, session: KiteSession,
+                                             fake: FakeKite, log: MemoryLog) -> None:
+    fake.reject_symbols["INFY"] = "RMS:Margin Exceeds, Required:120.00, Available:0.00"
+    await append(log, signal_envelope(1), signal_envelope(2, token=999_999))
+    trading = await build_zerodha_engine(log, settings, FAST)
+    stop, task = await _run(trading)
+    await wait_for(lambda: _has(log, "rejected", 2))
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    reasons = {e.data.reason_code: e.data.message for e in await _events(log, "rejected")}
+    assert reasons["BROKER_REJECTED"].startswith("RMS:Margin Exceeds")
+    assert "999999" in reasons["UNKNOWN_INSTRUMENT"]
+    assert all(isinstance(e.data, OrderRejected) for e in await _events(log, "rejected"))
+
+
+async def test_a_burst_of_50_signals_stays_under_kites_order_rate(
+        settings: ZerodhaSettings, session: KiteSession, fake: FakeKite, log: MemoryLog) -> None:
+    await append(log, *[signal_envelope(n, quantity=1 + n % 3) for n in range(50)])
+    trading = await build_zerodha_engine(log, settings, FAST)
+    started = time.monotonic()
+    stop, task = await _run(trading)
+    await wait_for(lambda: _has(log, "submitted", 50), timeout=30)
+    elapsed = time.monotonic() - started
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert fake.placements == 50 and fake.rate_limited == 0
+    assert elapsed >= 4.0  # 50 orders at 10/s cannot go faster
+    subs = [e.data for e in await _events(log, "submitted")]
+    assert len({s.tag for s in subs}) == 50
+
+
+async def test_429s_are_retried_and_every_order_is_placed_once(
+        settings: ZerodhaSettings, session: KiteSession, fake: FakeKite, log: MemoryLog) -> None:
+    # our limiter set far above Kite's real limit, so the fake answers with 429s
+    loose = settings.model_copy(update={"orders_per_second": 1000, "requests_per_second": 1000})
+    await append(log, *[signal_envelope(n) for n in range(50)])
+    trading = await build_zerodha_engine(log, loose, FAST)
+    stop, task = await _run(trading)
+    await wait_for(lambda: _has(log, "submitted", 50), timeout=30)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert fake.rate_limited > 0
+    assert fake.placements == 50
+    assert len({o["tag"] for o in fake.orders.values()}) == 50
+    assert await count(log, "zerodha.orders.submitted.dlq") == 0
+
+
+async def test_no_paper_signal_can_reach_the_live_engine(
+        settings: ZerodhaSettings, session: KiteSession, fake: FakeKite, log: MemoryLog) -> None:
+    with pytest.raises(ConfigurationError):
+        check_topics(["paper.signals.validated"])
+    with pytest.raises(ConfigurationError):
+        check_topics(["market.ticks"])
+    engine, kite = await _engine(settings, session)
+    paper_on_live_topic = signal_envelope(7, broker="paper")
+    record = Record(SIGNALS_TOPIC, 0, 0, None, CODEC.encode(paper_on_live_topic.envelope))
+    with pytest.raises(InvariantViolation, match="paper"):
+        await engine.ahandle(paper_on_live_topic.envelope, record)
+    live = signal_envelope(8)
+    with pytest.raises(ConfigurationError):
+        await engine.ahandle(live.envelope, Record("paper.signals.validated", 0, 0, None, b""))
+    await kite.close()
+    # end to end: a paper signal on the paper topic never becomes a Kite order
+    await append(log, signal_envelope(9, broker="paper"), signal_envelope(10))
+    trading = await build_zerodha_engine(log, settings, FAST)
+    stop, task = await _run(trading)
+    await wait_for(lambda: _has(log, "submitted", 1))
+    await asyncio.sleep(0.3)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert fake.placements == 1
+    assert [o["tag"] for o in fake.orders.values()] == [order_tag("signal-10")]
+
+
+async def test_live_trading_needs_the_switch_and_a_session(
+        settings: ZerodhaSettings, log: MemoryLog) -> None:
+    with pytest.raises(ConfigurationError, match="LIVE_ENABLED"):
+        await build_zerodha_engine(log, settings.model_copy(update={"live_enabled": False}))
+    with pytest.raises(AuthenticationError, match="auth login"):
+        await build_zerodha_engine(log, settings)
+
+
+async def test_a_token_error_stops_live_trading(
+        settings: ZerodhaSettings, session: KiteSession, fake: FakeKite, log: MemoryLog) -> None:
+    trading = await build_zerodha_engine(log, settings, FAST)
+    fake.expire_tokens()
+    await append(log, signal_envelope(1))
+    _, task = await _run(trading)
+    with pytest.raises(AuthenticationError):
+        await asyncio.wait_for(task, 10)
+    assert fake.placements == 0
+
