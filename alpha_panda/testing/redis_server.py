@@ -13,6 +13,7 @@ service container); then nothing is started or stopped.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
@@ -27,7 +28,9 @@ from pathlib import Path
 
 from alpha_panda.domain.errors import ConfigurationError, TransientError
 
-__all__ = ["RedisServer", "free_port", "redis_server", "start_redis_server"]
+__all__ = ["RedisServer", "free_port", "redis_server", "shared_redis", "start_redis_server"]
+
+_shared: RedisServer | None = None
 
 
 def free_port() -> int:
@@ -154,3 +157,14 @@ def redis_server(*, timeout: float = 10.0) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+def shared_redis() -> RedisServer:
+    """One redis-server for the whole test process, started on first use, stopped at exit.
+
+    Tests sharing it must use unique key prefixes (or flush what they wrote)."""
+    global _shared
+    if _shared is None or _shared._stopped:
+        _shared = start_redis_server()
+        atexit.register(_shared.stop)
+    return _shared

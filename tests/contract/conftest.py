@@ -45,9 +45,27 @@ async def _sqlite(tmp: Path) -> Opener:
     return open_
 
 
+async def _kafka(tmp: Path) -> Opener:
+    # A real Kafka-protocol broker (Tansu, or KAFKA_BOOTSTRAP) and Redis for dedup,
+    # shared by the session: names are unique per test.
+    from alpha_panda.adapters.kafka import KafkaLog
+    from alpha_panda.testing.redis_server import shared_redis
+    from alpha_panda.testing.tansu import kafka_test_settings, shared_broker
+
+    settings = kafka_test_settings(shared_broker().bootstrap, dedup_redis_url=shared_redis().url)
+
+    async def open_() -> Log:
+        log = KafkaLog(settings)
+        await log.start()
+        return log
+
+    return open_
+
+
 BACKENDS: dict[str, Callable[[Path], Awaitable[Opener]]] = {
     "memory": _memory,
     "sqlite": _sqlite,
+    "kafka": _kafka,
 }
 
 

@@ -1,0 +1,311 @@
+"""``KafkaConsumer``: a consumer-group member whose commits are Kafka transactions.
+
+``commit`` = begin → produce outputs → ``send_offsets_to_transaction`` → commit, on a
+transactional producer whose ``transactional.id`` is stable per (group, member): a
+restarted member fences the zombie it replaces, whose open transaction is aborted.
+Processed ids go to a ``DedupStore`` only after the transaction committed.
+
+Threads: the librdkafka consumer lives on one ``ClientThread`` and the transactional
+producer on another. Assignment, positions and pauses are plain Python state of this
+object, so the sync parts of the port (``assignment``, ``position``, ``pause``) never touch
+librdkafka; pauses and seeks are applied on the consumer thread before the next fetch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from confluent_kafka import Consumer as RdConsumer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import TopicPartition as RdTopicPartition
+
+from alpha_panda.adapters.kafka.bridge import ClientThread
+from alpha_panda.adapters.kafka.dedup import DedupStore
+from alpha_panda.adapters.kafka.errors import classify, transaction_error
+from alpha_panda.adapters.kafka.produce import produce_all, to_record
+from alpha_panda.domain.errors import InvariantViolation
+from alpha_panda.stream.log import Output, RebalanceCallback, Record, TopicPartition
+
+if TYPE_CHECKING:
+    from alpha_panda.adapters.kafka.log import KafkaLog
+
+log = structlog.get_logger(__name__)
+
+
+class KafkaConsumer:
+    """A member of ``group`` on ``topics``; see ``alpha_panda.stream.log.Consumer``."""
+
+    def __init__(self, kafka_log: KafkaLog, group: str, topics: Sequence[str], member_id: str,
+                 on_assign: RebalanceCallback | None, on_revoke: RebalanceCallback | None,
+                 dedup: DedupStore) -> None:
+        self._log = kafka_log
+        self._settings = kafka_log.settings
+        self._group = group
+        self._topics = list(topics)
+        self._member_id = member_id
+        self._on_assign = on_assign
+        self._on_revoke = on_revoke
+        self._dedup = dedup
+        self._timeout = self._settings.operation_timeout_s
+        self._cthread = ClientThread(f"kafka-c-{group}")
+        self._pthread = ClientThread(f"kafka-tx-{group}")
+        self._consumer: RdConsumer | None = None
+        self._producer: Producer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._cgm: Any = None  # consumer group metadata of the current generation
+        self._assigned: set[TopicPartition] = set()
+        self._positions: dict[TopicPartition, int] = {}
+        self._paused: set[TopicPartition] = set()
+        self._to_pause: set[TopicPartition] = set()
+        self._to_resume: set[TopicPartition] = set()
+        self._rewind: dict[TopicPartition, int] = {}
+        self._seeks: dict[TopicPartition, int] = {}
+        self._start_lock = asyncio.Lock()
+        self._commit_lock = asyncio.Lock()
+        self._started = False
+        self._closed = False
+
+    @property
+    def group(self) -> str:
+        return self._group
+
+    @property
+    def member_id(self) -> str:
+        return self._member_id
+
+    def assignment(self) -> frozenset[TopicPartition]:
+        return frozenset(self._assigned)
+
+    # ------------------------------------------------------------------ start
+
+    async def _start(self) -> None:
+        async with self._start_lock:
+            if self._started:
+                return
+            if self._closed:
+                raise InvariantViolation(f"consumer of group {self._group!r} is closed")
+            self._loop = asyncio.get_running_loop()
+            # Fence the predecessor before reading: its open transaction is aborted.
+            await self._pthread.call(self._init_producer)
+            await self._cthread.call(self._subscribe)
+            self._started = True
+
+    def _init_producer(self) -> None:
+        tid = self._settings.transactional_id(self._group, self._member_id)
+        producer = Producer(self._settings.producer_config(self._group, transactional_id=tid))
+        try:
+            producer.init_transactions(self._timeout)
+        except KafkaException as exc:
+            raise transaction_error(exc, f"init_transactions({tid})") from exc
+        self._producer = producer
+
+    def _subscribe(self) -> None:
+        consumer = RdConsumer(self._settings.consumer_config(self._group),
+                              logger=self._log.rdkafka_logger)
+        consumer.subscribe(self._topics, on_assign=self._assigned_cb,
+                           on_revoke=self._revoked_cb, on_lost=self._revoked_cb)
+        self._consumer = consumer
+
+    # ------------------------------------------------------------------ rebalance (consumer thread)
+
+    def _assigned_cb(self, consumer: RdConsumer, partitions: list[RdTopicPartition]) -> None:
+        self._cgm = consumer.consumer_group_metadata()
+        tps = [TopicPartition(p.topic, p.partition) for p in partitions]
+        committed = consumer.committed(partitions, timeout=self._timeout) if partitions else []
+        for tp, c in zip(tps, committed, strict=True):
+            if c.offset >= 0:
+                self._positions[tp] = c.offset
+            else:
+                low, _ = consumer.get_watermark_offsets(
+                    RdTopicPartition(tp.topic, tp.partition), timeout=self._timeout)
+                self._positions[tp] = max(low, 0)
+        self._assigned.update(tps)
+        if self._on_assign is not None and tps:
+            assert self._loop is not None
+            self._cthread.run_coroutine(self._on_assign(sorted(tps)), self._loop)
+        # Seeks requested before the fetchers exist are applied through the assignment.
+        for p in partitions:
+            tp = TopicPartition(p.topic, p.partition)
+            p.offset = self._seeks.pop(tp, self._positions[tp])
+        consumer.assign(partitions)
+        log.info("kafka.assigned", group=self._group, member=self._member_id,
+                 partitions=[f"{t.topic}[{t.partition}]" for t in sorted(tps)])
+
+    def _revoked_cb(self, consumer: RdConsumer, partitions: list[RdTopicPartition]) -> None:
+        self._cgm = consumer.consumer_group_metadata()
+        tps = [TopicPartition(p.topic, p.partition) for p in partitions]
+        if self._on_revoke is not None and tps:
+            assert self._loop is not None
+            self._cthread.run_coroutine(self._on_revoke(sorted(tps)), self._loop)
+        for tp in tps:
+            self._assigned.discard(tp)
+            self._positions.pop(tp, None)
+            self._paused.discard(tp)
+            self._rewind.pop(tp, None)
+            self._seeks.pop(tp, None)
+        log.info("kafka.revoked", group=self._group, member=self._member_id, count=len(tps))
+
+    # ------------------------------------------------------------------ fetch
+
+    async def poll(self, max_records: int = 500, timeout: float = 0.1) -> list[Record]:
+        """Up to ``max_records`` records; returns as soon as any are available."""
+        if self._closed:
+            raise InvariantViolation(f"poll on a closed consumer of group {self._group!r}")
+        await self._start()
+        return await self._cthread.call(self._fetch, max_records, timeout)
+
+    def _fetch(self, max_records: int, timeout: float) -> list[Record]:
+        consumer = self._consumer
+        assert consumer is not None
+        self._apply_controls(consumer)
+        # consume() waits for a full batch or the timeout; poll() returns on the first
+        # message. So: take what is buffered, else wait for one, then take the rest.
+        msgs: list[Message] = consumer.consume(max_records, 0)
+        if not msgs:
+            first = consumer.poll(timeout)
+            if first is None:
+                return []
+            msgs = [first, *consumer.consume(max_records - 1, 0)] if max_records > 1 else [first]
+        return self._records(msgs)
+
+    def _records(self, msgs: list[Message]) -> list[Record]:
+        out: list[Record] = []
+        for m in msgs:
+            err = m.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    continue
+                if err.fatal():
+                    raise classify(err, f"consume {self._group}")
+                log.warning("kafka.consume_error", group=self._group, error=str(err))
+                continue
+            rec = to_record(m)
+            tp = rec.tp
+            if tp in self._paused or tp not in self._assigned:
+                # Fetched before the pause took effect: re-read it after resume.
+                if tp in self._paused:
+                    self._rewind.setdefault(tp, rec.offset)
+                continue
+            out.append(rec)
+            self._positions[tp] = rec.offset + 1
+        return out
+
+    def _apply_controls(self, consumer: RdConsumer) -> None:
+        if self._to_pause:
+            consumer.pause([RdTopicPartition(t.topic, t.partition) for t in self._to_pause])
+            self._to_pause.clear()
+        if self._to_resume:
+            consumer.resume([RdTopicPartition(t.topic, t.partition) for t in self._to_resume])
+            self._to_resume.clear()
+        for tp, offset in list(self._seeks.items()):
+            if tp in self._paused:
+                continue
+            consumer.seek(RdTopicPartition(tp.topic, tp.partition, offset))
+            del self._seeks[tp]
+
+    def pause(self, tps: Iterable[TopicPartition]) -> None:
+        """Stop returning records of ``tps`` until ``resume`` (retry backoff)."""
+        new = set(tps) & self._assigned
+        self._paused |= new
+        self._to_pause |= new
+        self._to_resume -= new
+
+    def resume(self, tps: Iterable[TopicPartition]) -> None:
+        """Return records of ``tps`` again, from where they were paused."""
+        back = set(tps) & self._paused
+        self._paused -= back
+        self._to_resume |= back
+        self._to_pause -= back
+        for tp in back:
+            if tp in self._rewind:
+                self._seeks[tp] = self._rewind.pop(tp)
+
+    async def seek(self, tp: TopicPartition, offset: int) -> None:
+        """Read ``tp`` from ``offset`` next; does not commit."""
+        if tp not in self._assigned:
+            raise InvariantViolation(f"seek on {tp} which member {self._member_id} does not own")
+        self._positions[tp] = max(0, offset)
+        self._rewind.pop(tp, None)
+        self._seeks[tp] = max(0, offset)
+
+    def position(self, tp: TopicPartition) -> int:
+        return self._positions.get(tp, 0)
+
+    # ------------------------------------------------------------------ commit
+
+    async def commit(self, outputs: Sequence[Output], offsets: Mapping[TopicPartition, int],
+                     processed_ids: Sequence[str] = ()) -> None:
+        """One Kafka transaction: outputs + offsets; then remember ``processed_ids``.
+
+        Raises ``TransientError`` when the transaction was aborted (nothing of it is
+        visible; retry with the same arguments) and ``InvariantViolation`` when this member
+        was fenced by a newer instance of itself (stop the service).
+        """
+        foreign = [tp for tp in offsets if tp not in self._assigned]
+        if foreign:
+            raise InvariantViolation(
+                f"group {self._group!r} member {self._member_id} commits partitions it does not "
+                f"own: {foreign}")
+        if outputs or offsets:
+            await self._start()
+            await self._log.ensure_output_topics(outputs)
+            async with self._commit_lock:
+                await self._pthread.call(self._transact, list(outputs), dict(offsets), self._cgm)
+        if processed_ids:
+            await self._dedup.mark(processed_ids)
+
+    def _transact(self, outputs: list[Output], offsets: dict[TopicPartition, int],
+                  cgm: Any) -> None:
+        producer = self._producer
+        assert producer is not None
+        try:
+            producer.begin_transaction()
+            produce_all(producer, outputs, None)
+            if offsets:
+                producer.send_offsets_to_transaction(
+                    [RdTopicPartition(tp.topic, tp.partition, off) for tp, off in offsets.items()],
+                    cgm, self._timeout)
+            producer.commit_transaction(self._timeout)
+        except KafkaException as exc:
+            err = exc.args[0]
+            if isinstance(err, KafkaError) and not err.fatal():
+                try:
+                    producer.abort_transaction(self._timeout)
+                except KafkaException as abort_exc:
+                    raise transaction_error(abort_exc, f"abort ({self._group})") from exc
+            raise transaction_error(exc, f"commit ({self._group}/{self._member_id})") from exc
+
+    async def seen(self, ids: Sequence[str]) -> set[str]:
+        return await self._dedup.seen(ids) if ids else set()
+
+    async def committed(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        wanted = [RdTopicPartition(t.topic, t.partition) for t in tps]
+        if not wanted:
+            return {}
+        await self._start()
+        consumer = self._consumer
+        assert consumer is not None
+        got = await self._cthread.call(consumer.committed, wanted, self._timeout)
+        return {TopicPartition(p.topic, p.partition): p.offset for p in got if p.offset >= 0}
+
+    # ------------------------------------------------------------------ close
+
+    async def close(self) -> None:
+        """Leave the group (the revoke callback runs first), then release the clients."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._consumer is not None:
+                await self._cthread.call(self._consumer.close)
+            if self._producer is not None:
+                await self._pthread.call(self._producer.flush, self._timeout)
+        finally:
+            self._assigned.clear()
+            self._positions.clear()
+            self._cthread.shutdown()
+            self._pthread.shutdown()
+            self._log.forget_consumer(self)

@@ -1,0 +1,311 @@
+"""``KafkaLog``: the ``Log`` port on Kafka / Redpanda through confluent-kafka (librdkafka).
+
+- ``append``: idempotent producer, ``acks=all``, flushed before returning (durable).
+- ``consumer``: group members whose ``commit`` is one Kafka transaction (``KafkaConsumer``).
+- ``read`` / ``end_offsets``: an assign-only inspector consumer that never commits. End
+  offsets are found by reading to partition EOF from just below the reported high
+  watermark, which is exact on Kafka and on brokers whose watermark query lags (Tansu).
+- ``ensure_topics`` / ``list_topics``: the admin client; topics an output names that do
+  not exist yet are created with their registry layout, like the embedded backends.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Iterable, Sequence
+from itertools import count
+
+import structlog
+from confluent_kafka import Consumer as RdConsumer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import TopicPartition as RdTopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from alpha_panda.adapters.kafka.bridge import ClientThread
+from alpha_panda.adapters.kafka.config import KafkaSettings
+from alpha_panda.adapters.kafka.consumer import KafkaConsumer
+from alpha_panda.adapters.kafka.dedup import DedupStore, MemoryDedupStore
+from alpha_panda.adapters.kafka.errors import BrokerError, classify
+from alpha_panda.adapters.kafka.produce import produce_all, to_record
+from alpha_panda.domain.errors import ConfigurationError
+from alpha_panda.stream.log import Output, RebalanceCallback, Record, TopicPartition
+from alpha_panda.stream.topics import DAY_MS, REGISTRY, KeyKind, TopicSpec
+
+log = structlog.get_logger(__name__)
+_members = count(1)
+
+
+class KafkaLog:
+    """A ``Log`` on a Kafka-API broker. ``start`` is optional: first use starts it."""
+
+    def __init__(self, settings: KafkaSettings) -> None:
+        self.settings = settings
+        self.rdkafka_logger = logging.getLogger("librdkafka")
+        self._timeout = settings.operation_timeout_s
+        self._admin_thread = ClientThread("kafka-admin")
+        self._producer_thread = ClientThread("kafka-append")
+        self._inspect_thread = ClientThread("kafka-inspect")
+        self._admin: AdminClient | None = None
+        self._producer: Producer | None = None
+        self._inspector: RdConsumer | None = None
+        self._topics: dict[str, int] = {}
+        self._consumers: set[KafkaConsumer] = set()
+        self._dedup: dict[str, DedupStore] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Connect and load the topic list; ``BrokerUnavailable`` if the broker is down."""
+        if self._admin is not None:
+            return
+        common = {"bootstrap.servers": self.settings.bootstrap_servers,
+                  "client.id": self.settings.client_id, **self.settings.librdkafka}
+        self._admin = AdminClient({**common, "logger": self.rdkafka_logger})  # type: ignore[dict-item]
+        self._producer = Producer({**self.settings.producer_config(),
+                                   "logger": self.rdkafka_logger})
+        self._inspector = RdConsumer({
+            **common, "group.id": f"{self.settings.client_id}.inspector",
+            "enable.auto.commit": False, "enable.partition.eof": True,
+            "auto.offset.reset": "error", "isolation.level": self.settings.isolation_level,
+            "fetch.wait.max.ms": 10, "logger": self.rdkafka_logger})
+        self._topics = await self.list_topics()
+        log.info("kafka.started", bootstrap=self.settings.bootstrap_servers,
+                 topics=len(self._topics))
+
+    async def close(self) -> None:
+        """Close open consumers, flush the producer, release every client."""
+        for consumer in list(self._consumers):
+            await consumer.close()
+        if self._producer is not None:
+            await self._producer_thread.call(self._producer.flush, self._timeout)
+        if self._inspector is not None:
+            await self._inspect_thread.call(self._inspector.close)
+        for store in self._dedup.values():
+            await store.close()
+        for thread in (self._admin_thread, self._producer_thread, self._inspect_thread):
+            thread.shutdown()
+        self._admin = self._producer = self._inspector = None
+
+    # ------------------------------------------------------------------ topics
+
+    async def list_topics(self) -> dict[str, int]:
+        """Existing topics (internal ``__*`` ones excluded) and their partition counts."""
+        admin = await self._ready_admin()
+        try:
+            meta = await self._admin_thread.call(admin.list_topics, None, self._timeout)
+        except KafkaException as exc:
+            raise BrokerError(f"kafka list_topics on {self.settings.bootstrap_servers}: "
+                              f"{exc}") from exc
+        topics = {name: len(t.partitions) for name, t in meta.topics.items()
+                  if not name.startswith("__") and t.error is None}
+        self._topics = topics
+        return dict(topics)
+
+    async def ensure_topics(self, specs: Iterable[TopicSpec]) -> None:
+        """Create the missing topics with their partitions and retention (idempotent)."""
+        wanted = {s.name: s for s in specs}
+        existing = await self.list_topics()
+        missing = [s for name, s in wanted.items() if name not in existing]
+        if not missing:
+            return
+        admin = await self._ready_admin()
+        new = [NewTopic(s.name, s.partitions, self.settings.replication_factor,
+                        config={"retention.ms": str(s.retention_ms)}) for s in missing]
+        futures = await self._admin_thread.call(admin.create_topics, new)
+        for name, fut in futures.items():
+            try:
+                await self._admin_thread.call(fut.result, self._timeout)
+            except KafkaException as exc:
+                err = exc.args[0]
+                if isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                    continue  # created concurrently by another process
+                raise classify(err, f"create topic {name}") if isinstance(err, KafkaError) \
+                    else BrokerError(f"kafka create topic {name}: {exc}") from exc
+            self._topics[name] = wanted[name].partitions
+        log.info("kafka.topics_created", topics=[s.name for s in missing])
+
+    async def ensure_output_topics(self, outputs: Sequence[Output]) -> None:
+        """Create topics ``outputs`` name that do not exist (registry layout, else 1
+        partition) and check explicit partitions are in range."""
+        unknown = {o.topic for o in outputs} - self._topics.keys()
+        if unknown:
+            await self.ensure_topics(
+                REGISTRY.get(t) if t in REGISTRY else TopicSpec(t, 1, KeyKind.ORIGINAL, 7 * DAY_MS, None)
+                for t in sorted(unknown))
+        for o in outputs:
+            if o.partition is not None and not 0 <= o.partition < self._topics.get(o.topic, 1):
+                raise ConfigurationError(f"partition {o.partition} out of range for {o.topic!r}")
+
+    # ------------------------------------------------------------------ produce
+
+    async def append(self, outputs: Sequence[Output]) -> None:
+        """Append with the idempotent producer; returns once every record is acknowledged."""
+        if not outputs:
+            return
+        await self._ready_admin()
+        await self.ensure_output_topics(outputs)
+        assert self._producer is not None
+        await self._producer_thread.call(produce_all, self._producer, list(outputs),
+                                         self._timeout)
+
+    # ------------------------------------------------------------------ consume
+
+    def consumer(self, group: str, topics: Sequence[str], *, member_id: str | None = None,
+                 on_assign: RebalanceCallback | None = None,
+                 on_revoke: RebalanceCallback | None = None) -> KafkaConsumer:
+        """Join ``group``. Pass a stable ``member_id`` (e.g. service name + instance) so a
+        restarted process fences the zombie it replaces; the default is unique per process."""
+        member = member_id or f"{socket.gethostname()}-{os.getpid()}-{next(_members)}"
+        consumer = KafkaConsumer(self, group, topics, member, on_assign, on_revoke,
+                                 self._dedup_store(group))
+        self._consumers.add(consumer)
+        return consumer
+
+    def forget_consumer(self, consumer: KafkaConsumer) -> None:
+        self._consumers.discard(consumer)
+
+    def _dedup_store(self, group: str) -> DedupStore:
+        store = self._dedup.get(group)
+        if store is None:
+            if self.settings.dedup_redis_url:
+                from alpha_panda.adapters.redis.dedup import RedisDedupStore
+
+                store = RedisDedupStore(self.settings.dedup_redis_url, group,
+                                        ttl_s=self.settings.dedup_ttl_s)
+            else:
+                store = MemoryDedupStore(self.settings.dedup_memory_size)
+            self._dedup[group] = store
+        return store
+
+    # ------------------------------------------------------------------ inspection
+
+    async def read(self, tp: TopicPartition, offset: int, limit: int = 500) -> list[Record]:
+        """Up to ``limit`` records of ``tp`` from ``offset``, outside any group."""
+        if limit <= 0 or tp.topic not in await self._known_topics(tp.topic):
+            return []
+        end = (await self.end_offsets(tp.topic)).get(tp.partition, 0)
+        if offset >= end:
+            return []
+        return await self._inspect_thread.call(self._read_blocking, tp, max(0, offset), end,
+                                               limit)
+
+    def _read_blocking(self, tp: TopicPartition, offset: int, end: int,
+                       limit: int) -> list[Record]:
+        inspector = self._inspector
+        assert inspector is not None
+        inspector.assign([RdTopicPartition(tp.topic, tp.partition, offset)])
+        out: list[Record] = []
+        deadline = time.monotonic() + self._timeout
+        while len(out) < limit and time.monotonic() < deadline:
+            for m in _events(inspector, min(limit - len(out), 10_000)):
+                err = m.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        return out
+                    raise classify(err, f"read {tp.topic}[{tp.partition}]")
+                rec = to_record(m)
+                if rec.tp == tp and rec.offset >= offset and len(out) < limit:
+                    out.append(rec)
+            if out and out[-1].offset >= end - 1:
+                break
+        return out
+
+    async def end_offsets(self, topic: str) -> dict[int, int]:
+        """Per partition, one past the last record a consumer can read.
+
+        Kafka transaction markers take offsets too, so right after a transactional commit
+        the broker's high watermark is one more than this; reporting the end of the data
+        keeps ``end - committed`` (lag) at zero for a consumer that committed its last
+        record, as on the embedded backends.
+        """
+        n = (await self._known_topics(topic)).get(topic, 0)
+        if n == 0:
+            return {}
+        return await self._inspect_thread.call(self._end_offsets_blocking, topic, n)
+
+    def _end_offsets_blocking(self, topic: str, n: int) -> dict[int, int]:
+        inspector = self._inspector
+        assert inspector is not None
+        ends: dict[int, int] = {}
+        for p in range(n):
+            low, high = inspector.get_watermark_offsets(RdTopicPartition(topic, p),
+                                                        timeout=self._timeout)
+            low, high = low or 0, high or 0
+            ends[p] = high if high <= low else self._data_end(topic, p, low, high)
+        inspector.unassign()
+        return ends
+
+    def _data_end(self, topic: str, p: int, low: int, high: int) -> int:
+        # Start just below the reported watermark (exact on Kafka; the last batch's base
+        # on Tansu) and step back until a data record is seen.
+        back = 1
+        while True:
+            start = max(low, high - back)
+            last, eof = self._scan(topic, p, start)
+            if last is not None:
+                return last + 1
+            if start == low:
+                return eof
+            back *= 16
+
+    def _scan(self, topic: str, p: int, start: int) -> tuple[int | None, int]:
+        """Read ``topic[p]`` from ``start`` to its end: (last data offset, end offset)."""
+        inspector = self._inspector
+        assert inspector is not None
+        inspector.assign([RdTopicPartition(topic, p, start)])
+        last: int | None = None
+        deadline = time.monotonic() + self._timeout
+        while time.monotonic() < deadline:
+            for m in _events(inspector, 10_000):
+                err = m.error()
+                if err is not None and err.code() == KafkaError._PARTITION_EOF:
+                    return last, m.offset() or 0
+                if err is not None:
+                    raise classify(err, f"end_offsets {topic}[{p}]")
+                last = max(last or 0, m.offset() or 0)
+        raise BrokerError(f"kafka end_offsets({topic}[{p}]): no end in {self._timeout}s")
+
+    async def committed_offsets(self, group: str, topic: str) -> dict[int, int]:
+        """``group``'s committed offsets on ``topic`` (asked without joining the group)."""
+        n = (await self._known_topics(topic)).get(topic, 0)
+        if n == 0:
+            return {}
+        return await self._inspect_thread.call(self._committed_blocking, group, topic, n)
+
+    def _committed_blocking(self, group: str, topic: str, n: int) -> dict[int, int]:
+        probe = RdConsumer({"bootstrap.servers": self.settings.bootstrap_servers,
+                            "group.id": group, "enable.auto.commit": False,
+                            **self.settings.librdkafka, "logger": self.rdkafka_logger})
+        try:
+            got = probe.committed([RdTopicPartition(topic, p) for p in range(n)],
+                                  timeout=self._timeout)
+        finally:
+            probe.close()
+        return {p.partition: p.offset for p in got if p.offset >= 0}
+
+    # ------------------------------------------------------------------ helpers
+
+    async def _ready_admin(self) -> AdminClient:
+        if self._admin is None:
+            await self.start()
+        assert self._admin is not None
+        return self._admin
+
+    async def _known_topics(self, topic: str | None = None) -> dict[str, int]:
+        await self._ready_admin()
+        if topic is not None and topic not in self._topics:
+            await self.list_topics()  # another process may have created it since
+        return self._topics
+
+
+def _events(consumer: RdConsumer, n: int) -> list[Message]:
+    """What is buffered, else the first event within 50 ms (``consume`` alone would wait
+    for a full batch)."""
+    got: list[Message] = consumer.consume(n, 0)
+    if got:
+        return got
+    first = consumer.poll(0.05)
+    return [first] if first is not None else []
