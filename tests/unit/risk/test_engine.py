@@ -1,0 +1,202 @@
+"""Every risk rule rejects with its reason code; state follows fills, rejections, cancellations."""
+
+from __future__ import annotations
+
+from datetime import date, time
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from alpha_panda.domain.errors import ConfigurationError
+from alpha_panda.domain.events import (
+    MarketTick,
+    OrderCancelled,
+    OrderFilled,
+    OrderRejected,
+    Signal,
+    SignalRejected,
+    SignalValidated,
+    derive_id,
+)
+from alpha_panda.domain.values import OrderType, Side
+from alpha_panda.execution.market import ist_ns
+from alpha_panda.risk import KITE_ACCOUNT_LIMITS, RiskConfig, RiskEngine, RiskLimits
+
+TOKEN, OTHER = 738561, 341249
+T0 = ist_ns(date(2026, 11, 23), time(10, 0))
+S = 1_000_000_000
+
+
+def sig(side: Side = Side.BUY, qty: int = 10, *, strategy: str = "s1", token: int = TOKEN, **kw: Any) -> Signal:
+    kw.setdefault("price_hint", 100_00)
+    return Signal(strategy_id=strategy, instrument_token=token, side=side, quantity=qty, **kw)
+
+
+def engine(broker: str = "paper", **limits: Any) -> RiskEngine:
+    return RiskEngine(RiskConfig(global_limits=RiskLimits(**limits)), broker=broker)
+
+
+def code(result: SignalValidated | SignalRejected) -> str:
+    return result.reason_code if isinstance(result, SignalRejected) else "OK"
+
+
+def filled(signal_id: str, s: Signal, qty: int | None = None, price: int = 100_00, *,
+           leaves: int = 0, ts: int = T0) -> OrderFilled:
+    order_id = derive_id(signal_id, "order")
+    q = qty if qty is not None else s.quantity
+    return OrderFilled(
+        order_id=order_id, fill_id=derive_id(order_id, "fill", leaves), strategy_id=s.strategy_id,
+        instrument_token=s.instrument_token, side=s.side, quantity=q, price=price,
+        cumulative_quantity=s.quantity - leaves, leaves_quantity=leaves, average_price=price, ts=ts,
+    )
+
+
+@pytest.mark.parametrize(
+    ("limits", "signal", "expected"),
+    [
+        ({"max_order_qty": 5}, sig(qty=6), "MAX_ORDER_QTY"),
+        ({"max_order_qty": 5}, sig(qty=5), "OK"),
+        ({"max_order_notional": 999_99}, sig(qty=10), "MAX_ORDER_NOTIONAL"),
+        ({"max_position": 9}, sig(qty=10), "MAX_POSITION"),
+        ({"max_gross_exposure": 500_00}, sig(qty=6), "MAX_GROSS_EXPOSURE"),
+        ({"account_max_gross_exposure": 500_00}, sig(qty=6), "MAX_GROSS_EXPOSURE"),
+        ({"fat_finger_qty": 1000}, sig(qty=1001), "FAT_FINGER"),
+        ({"fat_finger_notional": 1_000_00}, sig(qty=11), "FAT_FINGER"),
+        ({"price_band_percent": Decimal(5)},
+         sig(order_type=OrderType.LIMIT, limit_price=106_00), "PRICE_BAND"),
+        ({"price_band_percent": Decimal(5)},
+         sig(order_type=OrderType.LIMIT, limit_price=105_00), "OK"),
+    ],
+)
+def test_each_rule_rejects_with_its_reason_code(limits: dict[str, Any], signal: Signal, expected: str) -> None:
+    assert code(engine(**limits).check("sig-1", signal, T0)) == expected
+
+
+def test_pending_orders_count_towards_the_position_until_closed() -> None:
+    risk = engine(max_position=15)
+    first = sig(qty=10)
+    assert code(risk.check("a", first, T0)) == "OK"
+    assert risk.position("s1", TOKEN) == 10  # pending counts at once
+    assert code(risk.check("b", sig(qty=10), T0)) == "MAX_POSITION"
+    risk.on_order_rejected(OrderRejected(
+        order_id=derive_id("a", "order"), strategy_id="s1", instrument_token=TOKEN, side=Side.BUY,
+        quantity=10, reason_code="X", message="x"))
+    assert risk.position("s1", TOKEN) == 0
+    assert code(risk.check("c", sig(qty=10), T0)) == "OK"
+    risk.on_fill(filled("c", sig(qty=10), qty=4, leaves=6))
+    assert risk.position("s1", TOKEN) == 10  # 4 filled + 6 pending
+    risk.on_order_cancelled(OrderCancelled(
+        order_id=derive_id("c", "order"), strategy_id="s1", instrument_token=TOKEN, side=Side.BUY,
+        filled_quantity=4, leaves_quantity=6, reason="user"))
+    assert risk.position("s1", TOKEN) == 4
+
+
+def test_max_open_orders_frees_a_slot_when_an_order_fills() -> None:
+    risk = engine(max_open_orders=1)
+    a = sig()
+    assert code(risk.check("a", a, T0)) == "OK"
+    assert code(risk.check("b", sig(), T0)) == "MAX_OPEN_ORDERS"
+    risk.on_fill(filled("a", a))
+    assert risk.open_orders("s1") == 0
+    assert code(risk.check("c", sig(), T0)) == "OK"
+
+
+def test_daily_loss_stops_new_exposure_but_lets_positions_be_reduced() -> None:
+    risk = engine(daily_loss=500_00)
+    buy = sig(qty=100)
+    assert code(risk.check("a", buy, T0)) == "OK"
+    risk.on_fill(filled("a", buy))
+    risk.on_tick(MarketTick(instrument_token=TOKEN, last_price=94_00, ts=T0 + S))  # −₹600
+    assert risk.day_pnl("s1") == -600_00
+    assert code(risk.check("b", sig(qty=1, price_hint=94_00), T0 + 2 * S)) == "DAILY_LOSS"
+    assert code(risk.check("c", sig(qty=1, token=OTHER), T0 + 2 * S)) == "DAILY_LOSS"
+    assert code(risk.check("d", sig(Side.SELL, 40, price_hint=94_00), T0 + 2 * S)) == "OK"
+    # selling more than held would open a short: new exposure, rejected
+    assert code(risk.check("e", sig(Side.SELL, 61, price_hint=94_00), T0 + 2 * S)) == "DAILY_LOSS"
+    next_day = ist_ns(date(2026, 11, 25), time(9, 15))
+    risk.on_tick(MarketTick(instrument_token=TOKEN, last_price=94_00, ts=next_day))
+    assert code(risk.check("f", sig(qty=1, price_hint=94_00), next_day + 1)) == "OK"
+
+
+def test_zerodha_always_gets_kites_rate_limits_paper_only_when_configured() -> None:
+    config = RiskConfig(global_limits=RiskLimits(orders_per_second=50))
+    assert config.limits_for("zerodha", "s1").orders_per_second == 10  # cannot be loosened
+    assert config.limits_for("zerodha", None).orders_per_day == 5000
+    assert RiskConfig().limits_for("paper", "s1").orders_per_second is None
+    live = RiskEngine(RiskConfig(), broker="zerodha")
+    results = [code(live.check(f"z{i}", sig(qty=1), T0 + i * 10_000_000)) for i in range(12)]
+    assert results == ["OK"] * 10 + ["RATE_LIMIT_SECOND"] * 2
+    assert code(live.check("z99", sig(qty=1), T0 + S + 1)) == "OK"  # the window slid on
+    paper = RiskEngine(RiskConfig(), broker="paper")
+    assert all(code(paper.check(f"p{i}", sig(qty=1), T0)) == "OK" for i in range(50))
+    emulated = RiskEngine(RiskConfig(brokers={"paper": KITE_ACCOUNT_LIMITS}), broker="paper")
+    assert [code(emulated.check(f"e{i}", sig(qty=1), T0)) for i in range(11)][-1] == "RATE_LIMIT_SECOND"
+
+
+def test_minute_and_day_rate_limits() -> None:
+    risk = engine(orders_per_minute=3, orders_per_day=5)
+    got = [code(risk.check(f"m{i}", sig(qty=1), T0 + i * S)) for i in range(4)]
+    assert got == ["OK", "OK", "OK", "RATE_LIMIT_MINUTE"]
+    got = [code(risk.check(f"d{i}", sig(qty=1), T0 + (120 + i * 61) * S)) for i in range(3)]
+    assert got == ["OK", "OK", "RATE_LIMIT_DAY"]
+
+
+def test_a_rule_rejection_uses_no_rate_slot() -> None:
+    risk = engine(orders_per_second=1, max_order_qty=5)
+    assert code(risk.check("big", sig(qty=6), T0)) == "MAX_ORDER_QTY"
+    assert code(risk.check("ok", sig(qty=1), T0)) == "OK"
+
+
+def test_limits_merge_global_broker_strategy() -> None:
+    config = RiskConfig(
+        global_limits=RiskLimits(max_position=100, max_order_qty=50),
+        brokers={"paper": RiskLimits(max_position=80)},
+        strategies={"s1": RiskLimits(max_position=10)},
+        strategy_brokers={("s1", "zerodha"): RiskLimits(max_order_qty=1)},
+    )
+    assert config.limits_for("paper", "s1").max_position == 10
+    assert config.limits_for("paper", "s2").max_position == 80
+    assert config.limits_for("zerodha", "s2").max_position == 100
+    assert config.limits_for("zerodha", "s1").max_order_qty == 1
+    assert config.limits_for("paper", "s1").max_order_qty == 50
+    assert RiskLimits.from_mapping({"max_position": 50}).max_position == 50
+    with pytest.raises(ConfigurationError):
+        RiskLimits.from_mapping({"max_postion": 50})
+    with pytest.raises(ConfigurationError):
+        RiskLimits.from_mapping({"max_position": -1})
+
+
+def test_kill_switch_blocks_new_orders_and_flattens() -> None:
+    risk = engine()
+    buy = sig(qty=7)
+    risk.check("a", buy, T0)
+    risk.on_fill(filled("a", buy))
+    short = sig(Side.SELL, 3, token=OTHER, strategy="s2")
+    risk.check("b", short, T0)
+    risk.on_fill(filled("b", short, price=50_00))
+    risk.set_kill_switch(True)
+    assert code(risk.check("c", sig(qty=1), T0 + 1)) == "KILL_SWITCH"
+    assert code(risk.check("d", sig(Side.SELL, 7), T0 + 1)) == "KILL_SWITCH"  # not a flatten
+    flat = risk.flatten_signals(T0 + 2)
+    assert {(f.strategy_id, f.instrument_token, f.side, f.quantity) for f in flat} == {
+        ("s1", TOKEN, Side.SELL, 7), ("s2", OTHER, Side.BUY, 3)
+    }
+    assert all(code(risk.check(f"f{i}", f, T0 + 3)) == "OK" for i, f in enumerate(flat))
+    risk.set_kill_switch(False)
+    assert code(risk.check("g", sig(qty=1), T0 + 4)) == "OK"
+
+
+def test_state_is_rebuilt_by_replaying_the_same_events() -> None:
+    def play(risk: RiskEngine) -> list[str]:
+        out = []
+        for i in range(6):
+            s = sig(qty=4)
+            out.append(code(risk.check(f"r{i}", s, T0 + i)))
+            if i % 2 == 0 and out[-1] == "OK":
+                risk.on_fill(filled(f"r{i}", s, ts=T0 + i))
+        return out
+
+    first, second = engine(max_position=10), engine(max_position=10)
+    assert play(first) == play(second)
+    assert first.position("s1", TOKEN) == second.position("s1", TOKEN) == 8
