@@ -132,8 +132,12 @@ def _jsonable(errors: Any) -> list[dict[str, Any]]:
 
 
 def _install_metrics(app: FastAPI) -> None:
+    # tracing needs nothing here: FastAPI's native telemetry opens a server span per request
+    # and continues the caller's W3C traceparent; this adds the Prometheus side
     @app.middleware("http")
-    async def count(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    async def count(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
         start = time.perf_counter()
         response = await call_next(request)
         route = request.scope.get("route")

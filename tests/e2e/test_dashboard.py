@@ -183,6 +183,12 @@ def test_dashboard_shows_exact_figures_and_switches_broker(
         expect(page.locator("#curve svg path")).to_have_count(2)
         expect(page.locator("#curve-change")).to_have_text("+₹2,204.31 since 09:15:00")
         page.screenshot(path=str(tmp_path / "dashboard-paper.png"), full_page=True)
+        shown = page.evaluate(
+            "xs => xs.map(inr)", ["0.00", "-0.05", "999.99", "1000.00", "-123456.70",
+                                  "12345678901234567.89"]
+        )
+        assert shown == ["₹0.00", "-₹0.05", "₹999.99", "₹1,000.00", "-₹1,23,456.70",
+                         "₹1,23,45,67,89,01,23,45,67.89"]  # exact past 2**53: strings, not floats
 
         page.get_by_role("button", name="Zerodha (live)").click()
         expect(page.locator("body")).to_have_attribute("data-loaded-broker", "zerodha")

@@ -199,3 +199,21 @@ async def test_unreachable_redis_is_503_with_retry_after() -> None:
     await cache.close()
     assert r.status_code == 503 and r.headers["retry-after"] == "1"
     assert "read model unavailable" in r.json()["detail"]
+
+
+async def test_requests_continue_the_callers_trace(client: httpx.AsyncClient) -> None:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import SpanKind
+
+    from alpha_panda.observability.tracing import add_span_exporter, setup_tracing
+
+    setup_tracing("api-test", "none")
+    spans = InMemorySpanExporter()
+    add_span_exporter(spans)
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    traceparent = f"00-{trace_id}-00f067aa0ba902b7-01"
+    await client.get("/api/v1/orders/paper", headers={"traceparent": traceparent})
+    [span] = [s for s in spans.get_finished_spans() if s.kind is SpanKind.SERVER]
+    assert span.name == "GET /api/v1/orders/{broker}"
+    assert format(span.context.trace_id, "032x") == trace_id
+    assert span.parent is not None and format(span.parent.span_id, "016x") == "00f067aa0ba902b7"
