@@ -10,24 +10,34 @@ serves several, atomically, on Redis.
 
 from __future__ import annotations
 
-from bisect import bisect_right, insort
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+KEEP_WINDOWS = 10
+"""Entries older than this many windows are dropped: how late an order's event time may be."""
+
 
 @dataclass(frozen=True, slots=True)
 class RateWindow:
-    """At most ``limit`` orders in any window of ``window_us`` ending at an order's time.
+    """At most ``limit`` orders in any window of ``window_us`` (a sliding window).
 
-    ``bucket`` names a calendar bucket instead (the IST date for a per-day limit): then the
-    window is the whole bucket and ``window_us`` is ignored.
+    Orders of several instances reach the store slightly out of event-time order, so an
+    order at ``ts`` is admitted only if fewer than ``limit`` orders lie in the open span
+    (ts − window, ts + window): every window that could contain it then has room. In time
+    order this is the usual sliding window. ``bucket`` names a calendar bucket instead
+    (the IST date for a per-day limit): the window is the whole bucket.
     """
 
     code: str
     limit: int
     window_us: int
     bucket: str | None = None
+
+    def span(self, ts_us: int) -> tuple[int, int]:
+        """The open interval of event times an order at ``ts_us`` is counted against."""
+        return ts_us - self.window_us, ts_us + self.window_us
 
 
 @runtime_checkable
@@ -42,7 +52,7 @@ class RiskStateStore(Protocol):
         ...
 
     def count(self, account: str, window: RateWindow, ts_us: int) -> int:
-        """Orders recorded in ``window`` ending at ``ts_us`` (for status pages and tests)."""
+        """Orders recorded in the window (ts_us − window, ts_us] (for status pages and tests)."""
         ...
 
 
@@ -75,20 +85,24 @@ class InMemoryRiskStateStore:
         return None
 
     def count(self, account: str, window: RateWindow, ts_us: int) -> int:
-        return self._count(window_key(account, window), window, ts_us)
+        times = self._times.get(window_key(account, window), [])
+        if window.bucket is not None:
+            return len(times)
+        return bisect_right(times, ts_us) - bisect_right(times, ts_us - window.window_us)
 
     def _count(self, key: str, w: RateWindow, ts_us: int) -> int:
         times = self._times.get(key, [])
         if w.bucket is not None:
             return len(times)
-        return bisect_right(times, ts_us) - bisect_right(times, ts_us - w.window_us)
+        lo, hi = w.span(ts_us)
+        return bisect_left(times, hi) - bisect_right(times, lo)
 
     def _trim(self, key: str, w: RateWindow, ts_us: int) -> None:
         """Drop entries far older than any window still to be asked about."""
         if w.bucket is not None:
             return
         times = self._times[key]
-        cut = bisect_right(times, ts_us - 2 * w.window_us)
+        cut = bisect_right(times, ts_us - KEEP_WINDOWS * w.window_us)
         if cut > 1000:
             old = set(times[:cut])
             del times[:cut]
