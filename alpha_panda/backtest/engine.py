@@ -1,0 +1,291 @@
+"""The deterministic in-process backtest: the live pipeline's code, with no log.
+
+``run_backtest`` composes exactly the parts the live services use:
+``StrategyRunner`` → ``RiskEngine`` → ``PaperVenue`` (one ``PaperExchange`` per execution
+setting) → ``PositionLedger``. For every tick, in file order, the order of operations is
+the live pipeline's:
+
+1. the exchange sees the tick first: fills of resting orders (and expiries) go to the
+   ledger, the risk engine and the runner's feedback;
+2. the ledger is marked and the risk engine sees the tick;
+3. the runner runs the strategies; each signal gets the id
+   ``derive_id(tick_id(source, seq), f"strategy:{strategy_id}", n)`` (``signal_ids``) and
+   goes, one at a time, through ``risk.check`` → ``exchange.submit`` → its order events
+   → ledger, risk and runner feedback (a risk rejection goes back to the runner).
+
+Speed without special cases: every strategy goes through the same path, but the engine
+skips calls that cannot change any outcome, and makes them the moment they could:
+
+- the exchange gets a tick only while its instrument has an open order (or the run holds
+  MIS positions), else just before the first order of that tick is submitted (the same
+  tick, at the same point of the order above: identical results);
+- the risk engine sees every tick only when a configured limit reads marks (daily loss,
+  gross exposure); otherwise it sees a tick just before a signal of that tick is checked
+  (its other rules read only the signal's own instrument's last price);
+- the ledger is marked at each equity sample and at the end (realized P&L never depends
+  on marks; unrealized uses the last price of each instrument);
+- strategies get one reused, mutable tick view unless one declares ``keeps_ticks``.
+
+Equity is sampled on a fixed event-time grid (at most ~2,000 points) plus the end; max
+drawdown, Sharpe and exposure come from those samples. Money is int paise throughout.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Final
+
+import numpy as np
+
+from alpha_panda.backtest.metrics import NS_PER_S, RoundTripTracker
+from alpha_panda.backtest.result import BacktestResult, summarize
+from alpha_panda.backtest.view import TickView
+from alpha_panda.domain.events import (
+    MarketTick,
+    OrderCancelled,
+    OrderFilled,
+    OrderRejected,
+    OrderSubmitted,
+    Payload,
+    Signal,
+    SignalRejected,
+)
+from alpha_panda.domain.values import Product
+from alpha_panda.execution.config import ExecutionConfig
+from alpha_panda.execution.routing import PaperVenue
+from alpha_panda.marketdata.files import TickColumns, tick_id
+from alpha_panda.portfolio.ledger import PositionLedger
+from alpha_panda.risk import RiskConfig, RiskEngine, RiskLimits
+from alpha_panda.strategy.config import StrategyConfig
+from alpha_panda.strategy.runner import DEFAULT_STRATEGY_CASH, StrategyRunner, signal_ids
+
+MAX_SAMPLES: Final = 2000
+_MARK_LIMITS: Final = ("daily_loss", "account_daily_loss", "max_gross_exposure",
+                       "account_max_gross_exposure")
+Progress = Callable[[int, int], None]
+
+
+def risk_config(configs: Sequence[StrategyConfig]) -> RiskConfig:
+    """The risk configuration the strategies' ``risk:`` sections ask for."""
+    return RiskConfig(strategies={
+        c.id: RiskLimits.from_mapping(c.risk, f"{c.source or c.id}: risk") for c in configs
+    })
+
+
+def execution_configs(configs: Sequence[StrategyConfig]) -> dict[str, ExecutionConfig]:
+    return {c.id: ExecutionConfig(costs=c.execution.costs, slippage_bps=c.execution.slippage_bps,
+                                  latency_ms=c.execution.latency_ms) for c in configs}
+
+
+def _limits_read_marks(config: RiskConfig, ids: Sequence[str]) -> bool:
+    scopes: list[str | None] = [None, *ids]
+    return any(getattr(config.limits_for("paper", s), name) is not None
+               for s in scopes for name in _MARK_LIMITS)
+
+
+class _Engine:
+    """One run's wiring and its event routing."""
+
+    def __init__(self, configs: list[StrategyConfig], cols: TickColumns, source: str,
+                 initial_cash: int, seed: int) -> None:
+        self.cols = cols
+        self.ts_l: list[int] = cols.ts.tolist()
+        self.tok_l: list[int] = cols.instrument_token.tolist()
+        self.px_l: list[int] = cols.last_price.tolist()
+        self.vol_l: list[int] = cols.volume.tolist()
+        self.source = source
+        self.runner = StrategyRunner(configs, initial_cash=initial_cash)
+        rc = risk_config(configs)
+        self.risk = RiskEngine(rc, broker="paper")
+        self.risk_every_tick = _limits_read_marks(rc, [c.id for c in configs])
+        self.venue = PaperVenue(execution_configs(configs), seed=seed, broker="paper")
+        self.ledger = PositionLedger(initial_cash * len(configs), broker="paper",
+                                     strategy_cash={c.id: initial_cash for c in configs})
+        self.trips = RoundTripTracker()
+        self.fills: list[OrderFilled] = []
+        self.open_orders: dict[int, set[str]] = {}  # token -> open order ids
+        self.exchange_every_tick = False
+        self.counts = {"signals": 0, "signals_rejected": 0, "orders": 0, "orders_rejected": 0,
+                       "orders_cancelled": 0}
+        self.rejections: dict[str, int] = {}
+
+    # ---------------------------------------------------------------- events
+
+    def route(self, payloads: list[Payload]) -> None:
+        for p in payloads:
+            if isinstance(p, OrderFilled):
+                pos = self.ledger.position(p.strategy_id, p.instrument_token)
+                before = pos.quantity
+                self.ledger.apply_fill(p)
+                self.trips.after_fill(pos, before, p.ts or 0, p.charges.total)
+                self.risk.on_fill(p)
+                self.runner.on_fill(p)
+                self.fills.append(p)
+                if p.leaves_quantity == 0:
+                    self._closed(p.instrument_token, p.order_id)
+                if p.product is Product.MIS:
+                    self.exchange_every_tick = True  # square-off needs every tick
+            elif isinstance(p, OrderSubmitted):
+                self.counts["orders"] += 1
+                self.open_orders.setdefault(p.instrument_token, set()).add(p.order_id)
+                self.runner.on_order_submitted(p)
+            elif isinstance(p, OrderRejected):
+                self.counts["orders_rejected"] += 1
+                self.rejections[p.reason_code] = self.rejections.get(p.reason_code, 0) + 1
+                self._closed(p.instrument_token, p.order_id)
+                self.risk.on_order_rejected(p)
+                self.runner.on_order_rejected_event(p)
+            elif isinstance(p, OrderCancelled):
+                self.counts["orders_cancelled"] += 1
+                self._closed(p.instrument_token, p.order_id)
+                self.risk.on_order_cancelled(p)
+                self.runner.on_order_cancelled_event(p)
+
+    def _closed(self, token: int, order_id: str) -> None:
+        ids = self.open_orders.get(token)
+        if ids is not None:
+            ids.discard(order_id)
+            if not ids:
+                del self.open_orders[token]
+
+    def tick_at(self, i: int) -> MarketTick:
+        """Row ``i`` as a real (immutable) ``MarketTick``: for the exchange, risk, keepers."""
+        extra: dict[str, Any] = {}
+        if self.cols.extras:
+            extra = {k: int(v[i]) for k, v in self.cols.extras.items()}
+            for k, mask in self.cols.nulls.items():
+                if mask[i]:
+                    extra[k] = None
+        return MarketTick(instrument_token=self.tok_l[i], last_price=self.px_l[i],
+                          ts=self.ts_l[i], volume=self.vol_l[i], **extra)
+
+    def signals(self, i: int, sigs: list[Signal], tick: MarketTick, exchange_fed: bool,
+                risk_fed: bool) -> None:
+        """Step 3 for one tick's signals: risk, exchange, events, feedback."""
+        ids = signal_ids(tick_id(self.source, i), sigs)
+        now = tick.ts
+        if not risk_fed:
+            self.risk.on_tick(tick)
+        for sid, sig in zip(ids, sigs, strict=True):
+            self.counts["signals"] += 1
+            decision = self.risk.check(sid, sig, now)
+            if isinstance(decision, SignalRejected):
+                self.counts["signals_rejected"] += 1
+                code = decision.reason_code
+                self.rejections[code] = self.rejections.get(code, 0) + 1
+                self.runner.on_signal_rejected(sig)
+                continue
+            if not exchange_fed:
+                exchange_fed = True
+                self.route(self.venue.on_tick(tick))
+            self.route(self.venue.submit(sid, sig, now))
+
+    def mark_all(self, upto: int, positions: dict[int, np.ndarray]) -> None:
+        """Mark every open position at its instrument's last price at or before row ``upto``."""
+        px = self.cols.last_price
+        for pos in self.ledger.positions(open_only=True):
+            rows = positions.get(pos.instrument_token)
+            if rows is None:
+                continue
+            k = int(np.searchsorted(rows, upto, side="right")) - 1
+            if k >= 0:
+                self.ledger.mark(pos.instrument_token, int(px[rows[k]]))
+
+    def equity_now(self) -> tuple[int, int]:
+        snap = self.ledger.snapshot(None)
+        return self.ledger.equity(None), snap.gross_exposure
+
+
+def _sample_rows(ts: np.ndarray) -> tuple[list[int], float]:
+    """Row indices ending each sampling interval (a fixed event-time grid) and its length."""
+    n = len(ts)
+    if n == 0:
+        return [], 0.0
+    span = int(ts[-1] - ts[0])
+    step = max(60 * NS_PER_S, -(-span // MAX_SAMPLES))
+    edges = np.arange(int(ts[0]) + step, int(ts[-1]) + step, step, dtype=np.int64)
+    rows = np.searchsorted(ts, edges, side="left").tolist()
+    ends = sorted({r for r in rows if 0 < r < n} | {n})
+    return ends, step / NS_PER_S
+
+
+def run_backtest(
+    config: StrategyConfig | Sequence[StrategyConfig],
+    ticks: TickColumns,
+    *,
+    progress: bool | Progress = False,
+    source: str = "replay:backtest",
+    initial_cash: int = DEFAULT_STRATEGY_CASH,
+    seed: int = 0,
+    load_s: float = 0.0,
+) -> BacktestResult:
+    """Run strategies over tick columns; deterministic (same input, same result).
+
+    ``source`` names the tick stream for signal ids (``tick_source(path)`` for a file, as
+    the replay feed does). ``initial_cash`` is each strategy's starting cash in paise.
+    ``progress``: True draws a bar on stderr, or pass ``callback(done, total)``.
+    """
+    configs = [config] if isinstance(config, StrategyConfig) else list(config)
+    configs = [c for c in configs if c.enabled]
+    report: Progress | None = _stderr_bar if progress is True else progress or None
+    started = time.perf_counter()  # processing time includes setup and column conversion
+    eng = _Engine(configs, ticks, source, initial_cash, seed)
+    ts_l, tok_l, px_l, vol_l = eng.ts_l, eng.tok_l, eng.px_l, eng.vol_l
+    n = len(ts_l)
+    token_rows = {int(t): np.flatnonzero(ticks.instrument_token == t)
+                  for t in np.unique(ticks.instrument_token)}
+    fresh = eng.runner.keeps_ticks or bool(ticks.extras)
+    view = TickView()
+    process = eng.runner.process
+    open_orders = eng.open_orders
+    samples: list[tuple[int, int, int]] = []
+    ends, interval_s = _sample_rows(ticks.ts)
+    start = 0
+    for end in ends:
+        for i in range(start, end):
+            token = tok_l[i]
+            tick: MarketTick | None = None
+            exchange_fed = token in open_orders or eng.exchange_every_tick
+            if exchange_fed:
+                tick = eng.tick_at(i)
+                eng.route(eng.venue.on_tick(tick))
+            if eng.risk_every_tick:
+                tick = tick or eng.tick_at(i)
+                eng.ledger.mark(token, px_l[i])
+                eng.risk.on_tick(tick)
+            if fresh:
+                sigs = process(tick or eng.tick_at(i))
+            else:
+                view.ts = ts_l[i]
+                view.instrument_token = token
+                view.last_price = px_l[i]
+                view.volume = vol_l[i]
+                sigs = process(view)  # type: ignore[arg-type]
+            if sigs is not None:
+                eng.signals(i, sigs, tick or eng.tick_at(i), exchange_fed, eng.risk_every_tick)
+        start = end
+        eng.mark_all(end - 1, token_rows)
+        equity, gross = eng.equity_now()
+        samples.append((ts_l[end - 1], equity, gross))
+        if report is not None:
+            report(end, n)
+    elapsed = time.perf_counter() - started
+    if report is _stderr_bar and n:
+        sys.stderr.write("\n")
+    return summarize(
+        ticks=n, elapsed_s=elapsed, load_s=load_s, ledger=eng.ledger, fills=eng.fills,
+        trips=eng.trips.trips, samples=samples, interval_s=interval_s, counts=eng.counts,
+        rejections=eng.rejections, statuses=eng.runner.statuses(),
+        initial_equity=initial_cash * len(configs),
+    )
+
+
+def _stderr_bar(done: int, total: int) -> None:
+    width = 30
+    filled = width * done // total if total else width
+    pct = 100 * done // total if total else 100
+    sys.stderr.write(f"\rbacktest [{'#' * filled}{'.' * (width - filled)}] {pct:3d}% "
+                     f"{done:,}/{total:,} ticks")
+    sys.stderr.flush()

@@ -1,0 +1,94 @@
+"""What a backtest returns, and its JSON form.
+
+JSON conventions: rupee amounts are exact decimal strings (``"1234.50"``: paise / 100,
+never a float), counts are ints, ratios are floats rounded to 6 places. The only fields
+that differ between two runs of the same input are the timings (``load_s``,
+``elapsed_s``, ``ticks_per_s``); ``to_json(timings=False)`` leaves them out and is then
+byte-identical across runs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from alpha_panda.backtest.metrics import RoundTrip, max_drawdown, sharpe, win_rate
+from alpha_panda.domain.events import OrderFilled
+from alpha_panda.domain.values import to_rupees
+from alpha_panda.portfolio.ledger import PositionLedger
+from alpha_panda.strategy.runner import StrategyStatus
+
+TIMINGS = ("load_s", "elapsed_s", "ticks_per_s")
+
+
+def rupees(paise: int) -> str:
+    """Exact rupee string of an amount in paise: ``12345 -> "123.45"``."""
+    return str(to_rupees(paise))
+
+
+@dataclass
+class BacktestResult:
+    """Summary figures plus the fills, round trips and sampled equity curve."""
+
+    summary: dict[str, Any]
+    fills: list[OrderFilled] = field(default_factory=list)
+    round_trips: list[RoundTrip] = field(default_factory=list)
+    equity: list[tuple[int, int, int]] = field(default_factory=list)  # (ts, equity, gross)
+    statuses: list[StrategyStatus] = field(default_factory=list)
+    positions: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self, *, timings: bool = True) -> dict[str, Any]:
+        if timings:
+            return dict(self.summary)
+        return {k: v for k, v in self.summary.items() if k not in TIMINGS}
+
+    def to_json(self, *, timings: bool = True) -> str:
+        """One JSON object, keys in a fixed order."""
+        return json.dumps(self.to_dict(timings=timings), separators=(",", ":"))
+
+
+def summarize(
+    *, ticks: int, elapsed_s: float, load_s: float, ledger: PositionLedger,
+    fills: list[OrderFilled], trips: list[RoundTrip], samples: list[tuple[int, int, int]],
+    interval_s: float, counts: dict[str, int], rejections: dict[str, int],
+    statuses: Sequence[StrategyStatus], initial_equity: int,
+) -> BacktestResult:
+    snap = ledger.snapshot(None)
+    curve = [initial_equity] + [e for _, e, _ in samples]
+    dd, dd_frac = max_drawdown(curve)
+    in_market = sum(1 for _, _, g in samples if g) / len(samples) if samples else 0.0
+    net = snap.realized + snap.unrealized - snap.charges
+    summary: dict[str, Any] = {
+        "ticks": ticks,
+        "fills": len(fills),
+        "round_trips": len(trips),
+        "realized_pnl": rupees(snap.realized),
+        "unrealized_pnl": rupees(snap.unrealized),
+        "charges": rupees(snap.charges),
+        "net_pnl": rupees(net),
+        "win_rate": round(win_rate(trips), 6),
+        "max_drawdown": rupees(dd),
+        "max_drawdown_pct": round(100 * dd_frac, 6),
+        "sharpe": round(sharpe(curve, interval_s), 6),
+        "exposure": round(in_market, 6),
+        "max_gross_exposure": rupees(max((g for _, _, g in samples), default=0)),
+        "initial_equity": rupees(initial_equity),
+        "final_equity": rupees(curve[-1]),
+        "open_positions": snap.open_positions,
+        **counts,
+        "rejections": dict(sorted(rejections.items())),
+        "strategies_failed": sorted(s.id for s in statuses if s.state == "FAILED"),
+        "load_s": round(load_s, 6),
+        "elapsed_s": round(elapsed_s, 6),
+        "ticks_per_s": round(ticks / elapsed_s) if elapsed_s > 0 else 0,
+    }
+    positions = [{
+        "strategy_id": p.strategy_id, "instrument_token": p.instrument_token,
+        "quantity": p.quantity, "average_price": rupees(p.average_price),
+        "realized": rupees(p.realized), "unrealized": rupees(p.unrealized),
+        "charges": rupees(p.charges), "fills": p.fills,
+    } for p in ledger.positions()]
+    return BacktestResult(summary=summary, fills=fills, round_trips=trips, equity=samples,
+                          statuses=list(statuses), positions=positions)

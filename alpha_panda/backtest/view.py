@@ -1,0 +1,36 @@
+"""A mutable stand-in for ``MarketTick`` that the backtest reuses for every row."""
+
+from __future__ import annotations
+
+from alpha_panda.domain.events import Depth
+
+
+class TickView:
+    """Has every ``MarketTick`` attribute; the engine overwrites it row by row.
+
+    Strategies must not keep a reference to it across calls (a strategy that needs to
+    store ticks declares ``keeps_ticks = True`` and then gets real ``MarketTick`` objects).
+    """
+
+    __slots__ = ("instrument_token", "last_price", "ts", "volume", "last_quantity",
+                 "average_price", "open", "high", "low", "close", "change", "oi",
+                 "buy_quantity", "sell_quantity", "depth", "tradable", "price_e4")
+
+    def __init__(self) -> None:
+        self.instrument_token = 0
+        self.last_price = 0
+        self.ts = 0
+        self.volume = 0
+        self.last_quantity = 0
+        self.average_price: int | None = None
+        self.open: int | None = None
+        self.high: int | None = None
+        self.low: int | None = None
+        self.close: int | None = None
+        self.change: float | None = None
+        self.oi: int | None = None
+        self.buy_quantity: int | None = None
+        self.sell_quantity: int | None = None
+        self.depth: Depth | None = None
+        self.tradable = True
+        self.price_e4: int | None = None

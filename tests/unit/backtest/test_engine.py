@@ -1,0 +1,193 @@
+"""The backtest engine: deterministic, exact, and identical to the naive per-tick order."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import pytest
+
+from alpha_panda.backtest.engine import execution_configs, risk_config, run_backtest
+from alpha_panda.domain.events import (
+    MarketTick,
+    OrderCancelled,
+    OrderFilled,
+    OrderRejected,
+    OrderSubmitted,
+    Payload,
+    Signal,
+    SignalRejected,
+)
+from alpha_panda.domain.values import OrderType, Side
+from alpha_panda.execution.routing import PaperVenue
+from alpha_panda.marketdata.files import TickColumns, generate_random_walk, iter_ticks, tick_id
+from alpha_panda.portfolio.ledger import PositionLedger
+from alpha_panda.risk import RiskEngine
+from alpha_panda.strategy.base import Context, Strategy
+from alpha_panda.strategy.config import StrategyConfig, config_from_mapping
+from alpha_panda.strategy.runner import DEFAULT_STRATEGY_CASH, StrategyRunner, signal_ids
+
+
+class LimitBracket(Strategy):
+    """Every 7th tick while flat: a limit buy a tick below, with take-profit and stop-loss."""
+
+    def setup(self) -> None:
+        self.n = 0
+
+    def on_tick(self, tick: MarketTick, ctx: Context) -> list[Signal] | None:
+        self.n += 1
+        if self.n % 7 or ctx.position() != 0:
+            return None
+        p = tick.last_price
+        return [ctx.buy(2, order_type=OrderType.LIMIT, limit_price=p - 5, take_profit=p + 10,
+                        stop_loss=p - 15)]
+
+
+class Crash(Strategy):
+    def on_tick(self, tick: MarketTick, ctx: Context) -> list[Signal] | None:
+        raise ZeroDivisionError("bad maths")
+
+
+def cfg(sid: str, strategy: str, tokens: list[int], **extra: Any) -> StrategyConfig:
+    return config_from_mapping({"id": sid, "strategy": strategy, "instruments": tokens, **extra})
+
+
+TICKS = generate_random_walk(6000, [11, 12, 13], seed=9)
+SMA = cfg("sma", "sma_cross", [11, 12, 13], params={"fast": 3, "slow": 8, "quantity": 2})
+BRACKET = cfg("br", f"{__name__}:LimitBracket", [11, 12],
+              execution={"costs": True, "latency_ms": 1, "slippage_bps": 5})
+
+
+def naive(configs: list[StrategyConfig], cols: TickColumns, source: str) -> tuple[
+        list[OrderFilled], PositionLedger]:
+    """The pipeline's order of operations, every call on every tick, nothing skipped."""
+    runner = StrategyRunner(configs)
+    risk = RiskEngine(risk_config(configs))
+    venue = PaperVenue(execution_configs(configs))
+    ledger = PositionLedger(DEFAULT_STRATEGY_CASH * len(configs),
+                            strategy_cash={c.id: DEFAULT_STRATEGY_CASH for c in configs})
+    fills: list[OrderFilled] = []
+
+    def route(payloads: list[Payload]) -> None:
+        for p in payloads:
+            if isinstance(p, OrderFilled):
+                ledger.apply_fill(p)
+                risk.on_fill(p)
+                runner.on_fill(p)
+                fills.append(p)
+            elif isinstance(p, OrderSubmitted):
+                runner.on_order_submitted(p)
+            elif isinstance(p, OrderRejected):
+                risk.on_order_rejected(p)
+                runner.on_order_rejected_event(p)
+            elif isinstance(p, OrderCancelled):
+                risk.on_order_cancelled(p)
+                runner.on_order_cancelled_event(p)
+
+    for seq, tick in enumerate(iter_ticks(cols)):
+        route(venue.on_tick(tick))
+        ledger.mark(tick.instrument_token, tick.last_price)
+        risk.on_tick(tick)
+        sigs = runner.on_tick(tick)
+        for sid, sig in zip(signal_ids(tick_id(source, seq), sigs), sigs, strict=True):
+            decision = risk.check(sid, sig, tick.ts)
+            if isinstance(decision, SignalRejected):
+                runner.on_signal_rejected(sig)
+                continue
+            route(venue.submit(sid, sig, tick.ts))
+    return fills, ledger
+
+
+@pytest.mark.parametrize("configs", [[SMA], [BRACKET], [SMA, BRACKET]],
+                         ids=["market", "limit+bracket+latency", "both"])
+def test_same_fills_and_pnl_as_the_naive_per_tick_pipeline(configs: list[StrategyConfig]) -> None:
+    result = run_backtest(configs, TICKS, source="replay:t.csv")
+    fills, ledger = naive(configs, TICKS, "replay:t.csv")
+    assert len(fills) > 50
+    assert result.fills == fills
+    snap = ledger.snapshot(None)
+    s = result.summary
+    assert s["realized_pnl"] == _r(snap.realized)
+    assert s["unrealized_pnl"] == _r(snap.unrealized)
+    assert s["charges"] == _r(snap.charges)
+
+
+def _r(paise: int) -> str:
+    from alpha_panda.backtest.result import rupees
+    return rupees(paise)
+
+
+def test_identical_output_on_every_run() -> None:
+    a = run_backtest([SMA, BRACKET], TICKS)
+    b = run_backtest([SMA, BRACKET], TICKS)
+    assert a.to_json(timings=False) == b.to_json(timings=False)
+    assert a.fills == b.fills and a.equity == b.equity
+
+
+def test_market_fills_happen_at_the_signal_tick_price_and_pnl_is_exact() -> None:
+    result = run_backtest(SMA, TICKS)
+    price_at = {}
+    for tick in iter_ticks(TICKS):
+        price_at.setdefault(tick.ts, {})[tick.instrument_token] = tick.last_price
+    cash = 0
+    held: dict[int, int] = {}
+    for f in result.fills:
+        assert f.price == price_at[f.ts][f.instrument_token]
+        cash -= f.side.sign * f.quantity * f.price + f.charges.total
+        held[f.instrument_token] = held.get(f.instrument_token, 0) + f.side.sign * f.quantity
+    last = {int(t): int(TICKS.last_price[TICKS.instrument_token == t][-1]) for t in held}
+    net = cash + sum(q * last[t] for t, q in held.items())
+    s = result.summary
+    assert s["net_pnl"] == _r(net)
+    assert Decimal(s["charges"]) > 0 and result.fills[0].charges.total > 0  # costs on: default
+    assert s["fills"] == len(result.fills) and s["round_trips"] == len(result.round_trips)
+    assert 0 <= s["win_rate"] <= 1 and s["ticks"] == 6000
+
+
+def test_costs_off_means_zero_charges() -> None:
+    result = run_backtest(cfg("s", "sma_cross", [11], params={"fast": 3, "slow": 8},
+                              execution={"costs": False}), TICKS)
+    assert result.summary["charges"] == "0.00" and result.summary["fills"] > 0
+    assert all(f.charges.total == 0 for f in result.fills)
+
+
+def test_round_trips_sum_to_realized_minus_charges_when_flat() -> None:
+    result = run_backtest(SMA, TICKS)
+    closed = {(t.strategy_id, t.instrument_token) for t in result.round_trips}
+    assert closed
+    flat = [p for p in result.positions if p["quantity"] == 0]
+    for p in flat:
+        trips = [t.pnl for t in result.round_trips
+                 if (t.strategy_id, t.instrument_token) == (p["strategy_id"], p["instrument_token"])]
+        assert Decimal(sum(trips)) / 100 == Decimal(p["realized"]) - Decimal(p["charges"])
+
+
+def test_risk_rejections_feed_back_and_are_counted() -> None:
+    capped = cfg("capped", "sma_cross", [11], params={"fast": 3, "slow": 8, "quantity": 5},
+                 risk={"max_position": 3})
+    result = run_backtest(capped, TICKS)
+    s = result.summary
+    assert s["fills"] == 0 and s["signals_rejected"] == s["signals"] > 0
+    assert s["rejections"] == {"MAX_POSITION": s["signals"]}
+
+
+def test_a_failing_strategy_is_isolated() -> None:
+    result = run_backtest([cfg("crash", f"{__name__}:Crash", [11]), SMA], TICKS)
+    assert result.summary["strategies_failed"] == ["crash"]
+    assert result.summary["fills"] > 0
+
+
+def test_equity_samples_and_drawdown() -> None:
+    result = run_backtest(SMA, TICKS)
+    ts = [t for t, _, _ in result.equity]
+    assert ts == sorted(ts) and ts[-1] == int(TICKS.ts[-1])
+    s = result.summary
+    assert Decimal(s["final_equity"]) - Decimal(s["initial_equity"]) == Decimal(s["net_pnl"])
+    assert Decimal(s["max_drawdown"]) >= 0
+
+
+def test_empty_ticks() -> None:
+    empty = TickColumns(*(np.zeros(0, dtype=np.int64) for _ in range(4)))
+    result = run_backtest(SMA, empty)
+    assert result.summary["ticks"] == 0 and result.summary["fills"] == 0
