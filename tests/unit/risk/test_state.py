@@ -26,6 +26,6 @@ def test_out_of_order_orders_never_exceed_the_limit_in_any_window() -> None:
 def test_in_order_it_is_the_plain_sliding_window() -> None:
     store = InMemoryRiskStateStore()
     window = RateWindow("RATE_LIMIT_SECOND", 2, SECOND_US)
-    got = [store.acquire("acct", f"o{i}", t, [window]) for i, t in enumerate((0, 10, 20, SECOND_US + 1))]
+    got = [store.acquire("acct", f"o{i}", t, [window]) for i, t in enumerate((0, 10, 20, SECOND_US + 11))]
     assert got == [None, None, "RATE_LIMIT_SECOND", None]
-    assert store.count("acct", window, SECOND_US + 1) == 1
+    assert store.count("acct", window, SECOND_US + 11) == 2  # the one at 20 and itself
