@@ -188,7 +188,7 @@ def test_dashboard_shows_exact_figures_and_switches_broker(
                                   "12345678901234567.89"]
         )
         assert shown == ["₹0.00", "-₹0.05", "₹999.99", "₹1,000.00", "-₹1,23,456.70",
-                         "₹1,23,45,67,89,01,23,45,67.89"]  # exact past 2**53: strings, not floats
+                         "₹12,34,56,78,90,12,34,567.89"]  # exact past 2**53: strings, not floats
 
         page.get_by_role("button", name="Zerodha (live)").click()
         expect(page.locator("body")).to_have_attribute("data-loaded-broker", "zerodha")
