@@ -28,4 +28,4 @@ def test_in_order_it_is_the_plain_sliding_window() -> None:
     window = RateWindow("RATE_LIMIT_SECOND", 2, SECOND_US)
     got = [store.acquire("acct", f"o{i}", t, [window]) for i, t in enumerate((0, 10, 20, SECOND_US + 11))]
     assert got == [None, None, "RATE_LIMIT_SECOND", None]
-    assert store.count("acct", window, SECOND_US + 11) == 2  # the one at 20 and itself
+    assert store.count("acct", window, SECOND_US + 11) == 1  # 0 and 10 slid out; 20 was refused
