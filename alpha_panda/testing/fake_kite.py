@@ -98,7 +98,8 @@ class FakeKite:
     def start(self) -> Self:
         self._http = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._http.daemon_threads = True
-        threading.Thread(target=self._http.serve_forever, args=(0.05,), daemon=True, name="fake-kite-http").start()
+        threading.Thread(target=self._http.serve_forever, args=(0.05,), daemon=True,
+                         name="fake-kite-http").start()
         ready = threading.Event()
         threading.Thread(target=self._run_ws, args=(ready,), daemon=True, name="fake-kite-ws").start()
         ready.wait(5)
@@ -367,6 +368,14 @@ class FakeKite:
             return sent
 
         return int(self._call(send()))
+
+    def send_text(self, message: dict[str, Any]) -> None:
+        """A text message to every ticker client (``{"type": "error", "data": ...}``)."""
+        async def send() -> None:
+            for conn in list(self.ws_clients):
+                await conn.send(json.dumps(message))
+
+        self._call(send())
 
     def send_heartbeat(self) -> None:
         async def send() -> None:
