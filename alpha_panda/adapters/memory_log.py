@@ -12,7 +12,7 @@ from alpha_panda.stream.log import Record, TopicPartition
 class MemoryStorage:
     """Python lists per partition; a commit is atomic because it never awaits."""
 
-    def __init__(self, processed_capacity: int = 1_000_000) -> None:
+    def __init__(self, processed_capacity: int = 100_000) -> None:
         self._topics: dict[str, int] = {}
         self._records: dict[TopicPartition, list[Record]] = {}
         self._offsets: dict[tuple[str, TopicPartition], int] = {}

@@ -13,7 +13,7 @@ __all__ = ["SqliteLog", "SqliteStorage"]
 class SqliteLog(EmbeddedLog):
     """A durable ``Log`` in one SQLite file. One ``SqliteLog`` per file at a time."""
 
-    def __init__(self, path: Path, *, processed_capacity: int = 1_000_000,
+    def __init__(self, path: Path, *, processed_capacity: int = 100_000,
                  synchronous: str = "NORMAL") -> None:
         self.path = Path(path)
         super().__init__(SqliteStorage(self.path, processed_capacity=processed_capacity,

@@ -3,8 +3,11 @@
 Layout: ``records`` is a rowid table whose rowid *is* the position, ``(tp_code << 40) |
 offset`` with ``tp_code = topic_id * 1024 + partition``: no secondary index, appends go to
 the end of each partition's range and a fetch is one rowid range scan. ``offsets`` holds
-group positions; ``processed0``/``processed1`` are two generations of processed ids (the
-older one is emptied when the younger fills up), so dedup memory stays bounded.
+group positions; ``processed`` is a journal of processed ids, one row per commit (the ids
+joined by newlines). Ids are random hashes, so a B-tree keyed by id would cost a random page
+write per id; instead the journal is append-only and each group's recent ids are mirrored in
+memory (``RecentIds``), loaded from the journal on first use. Old journal rows are pruned by
+count, so both stay bounded.
 
 Durability: ``journal_mode=WAL`` with ``synchronous=NORMAL``. A transaction is durable
 against a crash of the process once ``COMMIT`` returns (it is in the WAL, which the OS
@@ -22,7 +25,8 @@ from typing import Final
 
 import msgspec
 
-from alpha_panda.domain.errors import ConfigurationError
+from alpha_panda.domain.errors import ConfigurationError, ValidationError
+from alpha_panda.stream.dedup import RecentIds
 from alpha_panda.stream.embedded import Placed
 from alpha_panda.stream.log import Headers, Record, TopicPartition
 
@@ -35,13 +39,10 @@ CREATE TABLE IF NOT EXISTS records(pos INTEGER PRIMARY KEY, ts INTEGER NOT NULL,
                                    value BLOB NOT NULL, headers BLOB);
 CREATE TABLE IF NOT EXISTS offsets(grp TEXT NOT NULL, tp INTEGER NOT NULL, off INTEGER NOT NULL,
                                    PRIMARY KEY(grp, tp)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS processed0(grp TEXT NOT NULL, id TEXT NOT NULL,
-                                      PRIMARY KEY(grp, id)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS processed1(grp TEXT NOT NULL, id TEXT NOT NULL,
-                                      PRIMARY KEY(grp, id)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS processed(seq INTEGER PRIMARY KEY, grp TEXT NOT NULL,
+                                     n INTEGER NOT NULL, ids TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS processed_by_group ON processed(grp, seq);
 """
-_ID_CHUNK: Final = 500  # below SQLite's bound-parameter limit on every version
 _INSERT: Final = "INSERT INTO records(pos, ts, key, value, headers) VALUES (?, ?, ?, ?, ?)"
 _READ: Final = "SELECT pos, ts, key, value, headers FROM records WHERE pos >= ? AND pos < ? " \
                "ORDER BY pos LIMIT ?"
@@ -53,7 +54,7 @@ _decode_headers = msgspec.msgpack.Decoder(list[tuple[str, bytes]]).decode
 class SqliteStorage:
     """The ``Storage`` of ``SqliteLog``. Not thread-safe: owned by the event loop thread."""
 
-    def __init__(self, path: Path, *, processed_capacity: int = 1_000_000,
+    def __init__(self, path: Path, *, processed_capacity: int = 100_000,
                  synchronous: str = "NORMAL") -> None:
         self.path = path
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
@@ -73,10 +74,8 @@ class SqliteStorage:
         for tid, parts in self._topics.values():
             for p in range(parts):
                 self._ends[tid * MAX_PARTITIONS + p] = self._max_offset(tid * MAX_PARTITIONS + p)
-        row = self._db.execute("SELECT v FROM meta WHERE k='generation'").fetchone()
-        self._generation = int(row[0]) if row else 0
-        young = f"processed{self._generation}"
-        self._young_count = int(self._db.execute(f"SELECT count(*) FROM {young}").fetchone()[0])
+        self._recent: dict[str, RecentIds] = {}
+        self._since_prune = 0
 
     def _max_offset(self, code: int) -> int:
         lo = code << OFFSET_BITS
@@ -135,7 +134,16 @@ class SqliteStorage:
                     "INSERT OR REPLACE INTO offsets(grp, tp, off) VALUES (?, ?, ?)",
                     [(group, self._checked_code(tp), off) for tp, off in offsets.items()])
             if ids:
-                self._remember(group, ids)
+                joined = "\n".join(ids)
+                if joined.count("\n") != len(ids) - 1:
+                    raise ValidationError("event ids must not contain newlines")
+                self._db.execute("INSERT INTO processed(grp, n, ids) VALUES (?, ?, ?)",
+                                 (group, len(ids), joined))
+                self._since_prune += len(ids)
+                if self._since_prune >= self._capacity:
+                    self._prune()
+        if ids:
+            self._ids(group).update(ids)  # only once the transaction is durable
 
     def _checked_code(self, tp: TopicPartition) -> int:
         code = self._code(tp)
@@ -143,18 +151,34 @@ class SqliteStorage:
             raise ConfigurationError(f"unknown partition {tp}")
         return code
 
-    def _remember(self, group: str, ids: Sequence[str]) -> None:
-        young = f"processed{self._generation}"
-        self._db.executemany(f"INSERT OR IGNORE INTO {young}(grp, id) VALUES (?, ?)",
-                             [(group, i) for i in ids])
-        self._young_count += len(ids)
-        if self._young_count >= self._capacity:
-            # Rotate inside the same transaction: the old generation is forgotten.
-            self._generation = 1 - self._generation
-            self._db.execute(f"DELETE FROM processed{self._generation}")
-            self._db.execute("INSERT OR REPLACE INTO meta(k, v) VALUES ('generation', ?)",
-                             (self._generation,))
-            self._young_count = 0
+    def _ids(self, group: str) -> RecentIds:
+        recent = self._recent.get(group)
+        if recent is None:
+            recent = self._recent[group] = RecentIds(self._capacity)
+            batches: list[str] = []
+            count = 0
+            for n, ids in self._db.execute(
+                    "SELECT n, ids FROM processed WHERE grp = ? ORDER BY seq DESC", (group,)):
+                batches.append(ids)
+                count += n
+                if count >= 2 * self._capacity:
+                    break
+            for ids in reversed(batches):
+                recent.update(ids.split("\n"))
+        return recent
+
+    def _prune(self) -> None:
+        """Keep the newest ``2 * capacity`` ids of each group (inside the caller's transaction)."""
+        self._since_prune = 0
+        groups = [g for (g,) in self._db.execute("SELECT DISTINCT grp FROM processed")]
+        for g in groups:
+            count = 0
+            for seq, n in self._db.execute(
+                    "SELECT seq, n FROM processed WHERE grp = ? ORDER BY seq DESC", (g,)):
+                count += n
+                if count > 2 * self._capacity:
+                    self._db.execute("DELETE FROM processed WHERE grp = ? AND seq < ?", (g, seq))
+                    break
 
     def read(self, tp: TopicPartition, offset: int, limit: int) -> list[Record]:
         code = self._code(tp)
@@ -186,15 +210,7 @@ class SqliteStorage:
         return out
 
     def seen(self, group: str, ids: Sequence[str]) -> set[str]:
-        found: set[str] = set()
-        unique = list(dict.fromkeys(ids))
-        for i in range(0, len(unique), _ID_CHUNK):
-            chunk = unique[i:i + _ID_CHUNK]
-            marks = ",".join("?" * len(chunk))
-            for table in ("processed0", "processed1"):
-                found.update(r[0] for r in self._db.execute(
-                    f"SELECT id FROM {table} WHERE grp = ? AND id IN ({marks})", (group, *chunk)))
-        return found
+        return self._ids(group).seen(ids)
 
     def close(self) -> None:
         self._db.close()
@@ -206,11 +222,11 @@ class _Transaction:
     def __init__(self, storage: SqliteStorage) -> None:
         self._s = storage
         self._ends: dict[int, int] = {}
-        self._dedup = (0, 0)
+        self._since_prune = 0
 
     def __enter__(self) -> None:
         self._ends = dict(self._s._ends)
-        self._dedup = (self._s._generation, self._s._young_count)
+        self._since_prune = self._s._since_prune
         self._s._db.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
@@ -219,4 +235,4 @@ class _Transaction:
             return
         self._s._db.execute("ROLLBACK")
         self._s._ends = self._ends
-        self._s._generation, self._s._young_count = self._dedup
+        self._s._since_prune = self._since_prune
