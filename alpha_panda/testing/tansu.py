@@ -144,7 +144,7 @@ def kafka_test_settings(bootstrap: str, **overrides: Any) -> Any:
     from alpha_panda.adapters.kafka.config import KafkaSettings
 
     base: dict[str, Any] = {
-        "bootstrap_servers": bootstrap, "session_timeout_ms": 3000,
+        "bootstrap_servers": bootstrap, "session_timeout_ms": 2000,
         "heartbeat_interval_ms": 500, "max_poll_interval_ms": 6000,
         "transaction_timeout_ms": 10_000, "linger_ms": 1, "operation_timeout_s": 10.0,
     }

@@ -1,0 +1,105 @@
+"""``alpha-panda topics bootstrap|list``: create and inspect the topic taxonomy on the log.
+
+``bootstrap`` creates every topic of ``alpha_panda.stream.topics.REGISTRY`` (the broker
+namespaced topics, ``market.ticks`` and every ``.dlq``) with its partitions and retention;
+topics that already exist are left alone, so running it twice is harmless. ``list`` shows
+the registry and whether each topic exists on the configured log (and with how many
+partitions, which can differ from the registry if someone created it by hand).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from alpha_panda.domain.errors import AlphaPandaError, BrokerUnavailable
+from alpha_panda.stream.log import Log
+from alpha_panda.stream.topics import DAY_MS, REGISTRY, TopicSpec
+
+app = typer.Typer(help="Create and inspect the topic taxonomy.", no_args_is_help=True)
+
+T = TypeVar("T")
+LogOpt = Annotated[str | None, typer.Option(
+    "--log", help="embedded | memory | sqlite:PATH | kafka://HOST:PORT (default: settings)")]
+DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="data directory")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+
+
+def _with_log(url: str | None, data_dir: Path | None, job: Callable[[Log], Awaitable[T]]) -> T:
+    from alpha_panda.observability.logging import configure_logging
+    from alpha_panda.services.logs import open_log
+    from alpha_panda.settings import Settings
+
+    settings = Settings()
+    # Logs go to stderr so ``--json`` output on stdout stays parseable.
+    configure_logging(json=settings.log_format == "json", level=settings.log_level)
+
+    async def main() -> T:
+        log = open_log(url or settings.log, data_dir or settings.data_dir, kafka=settings.kafka)
+        await log.start()
+        try:
+            return await job(log)
+        finally:
+            await log.close()
+
+    try:
+        return asyncio.run(main())
+    except AlphaPandaError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from exc
+
+
+def _retention(spec: TopicSpec) -> str:
+    days = spec.retention_ms / DAY_MS
+    return f"{days:g}d"
+
+
+@app.command()
+def bootstrap(log: LogOpt = None, data_dir: DataDirOpt = None) -> None:
+    """Create every registry topic (and its .dlq) that does not exist yet. Idempotent."""
+
+    async def job(lg: Log) -> tuple[int, int]:
+        before = await lg.list_topics()
+        specs = REGISTRY.all()
+        await lg.ensure_topics(specs)
+        after = await lg.list_topics()
+        missing = [s.name for s in specs if s.name not in after]
+        if missing:
+            raise BrokerUnavailable(f"topics still missing after bootstrap: {missing}")
+        created = sum(1 for s in specs if s.name not in before)
+        return created, len(specs)
+
+    created, total = _with_log(log, data_dir, job)
+    typer.echo(f"{created} topics created, {total - created} already existed ({total} in all)")
+
+
+@app.command("list")
+def list_(log: LogOpt = None, data_dir: DataDirOpt = None, json_out: JsonOpt = False) -> None:
+    """The registry: name, partitions, key, retention, and whether it exists on the log."""
+    existing = _with_log(log, data_dir, lambda lg: lg.list_topics())
+    rows = [
+        {"name": s.name, "partitions": s.partitions, "key": s.key.value,
+         "retention": _retention(s), "broker": s.broker.value if s.broker else "shared",
+         "exists": s.name in existing, "log_partitions": existing.get(s.name)}
+        for s in REGISTRY.all()
+    ]
+    if json_out:
+        typer.echo(json.dumps(rows))
+        return
+    table = Table(title=f"{len(rows)} topics, {sum(r['exists'] for r in rows)} on the log")
+    for col in ("name", "partitions", "key", "retention", "broker", "exists"):
+        table.add_column(col)
+    for r in rows:
+        parts = str(r["partitions"])
+        if r["exists"] and r["log_partitions"] != r["partitions"]:
+            parts += f" (log: {r['log_partitions']})"
+        table.add_row(str(r["name"]), parts, str(r["key"]), str(r["retention"]),
+                      str(r["broker"]), "yes" if r["exists"] else "no")
+    Console(width=120).print(table)
