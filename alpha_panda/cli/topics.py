@@ -84,7 +84,7 @@ def bootstrap(log: LogOpt = None, data_dir: DataDirOpt = None) -> None:
 def list_(log: LogOpt = None, data_dir: DataDirOpt = None, json_out: JsonOpt = False) -> None:
     """The registry: name, partitions, key, retention, and whether it exists on the log."""
     existing = _with_log(log, data_dir, lambda lg: lg.list_topics())
-    rows = [
+    rows: list[dict[str, object]] = [
         {"name": s.name, "partitions": s.partitions, "key": s.key.value,
          "retention": _retention(s), "broker": s.broker.value if s.broker else "shared",
          "exists": s.name in existing, "log_partitions": existing.get(s.name)}
@@ -93,7 +93,8 @@ def list_(log: LogOpt = None, data_dir: DataDirOpt = None, json_out: JsonOpt = F
     if json_out:
         typer.echo(json.dumps(rows))
         return
-    table = Table(title=f"{len(rows)} topics, {sum(r['exists'] for r in rows)} on the log")
+    present = sum(1 for r in rows if r["exists"])
+    table = Table(title=f"{len(rows)} topics, {present} on the log")
     for col in ("name", "partitions", "key", "retention", "broker", "exists"):
         table.add_column(col)
     for r in rows:
