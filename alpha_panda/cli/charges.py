@@ -1,0 +1,82 @@
+"""``alpha-panda charges``: Zerodha's brokerage calculator for one buy and one sell.
+
+Register with ``app.command(name="charges")(charges_command)``. ``--json`` prints exactly
+one JSON object on stdout with the keys ``turnover, brokerage, stt, exchange_txn, sebi,
+stamp_duty, gst, total_charges, gross_pnl, net_pnl``: rupees, as JSON *numbers* with
+exactly two decimals (e.g. ``200.62``, ``40000.00``), exact to the paisa. Each charge is
+the sum of the buy order's and the sell order's, each rounded to the paisa as Zerodha's
+contract notes do.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated
+
+import typer
+
+from alpha_panda.domain.errors import AlphaPandaError
+from alpha_panda.domain.values import to_paise, to_rupees
+from alpha_panda.execution.costs import CostModel, RoundTrip, Segment
+
+KEYS = (
+    "turnover", "brokerage", "stt", "exchange_txn", "sebi", "stamp_duty", "gst",
+    "total_charges", "gross_pnl", "net_pnl",
+)
+
+
+def breakdown(rt: RoundTrip) -> dict[str, int]:
+    """The calculator's figures in paise, keyed as in ``--json``."""
+    both = (rt.buy, rt.sell)
+    return {
+        "turnover": rt.turnover,
+        "brokerage": sum(c.brokerage for c in both),
+        "stt": sum(c.stt for c in both),
+        "exchange_txn": sum(c.exchange_txn for c in both),
+        "sebi": sum(c.sebi for c in both),
+        "stamp_duty": sum(c.stamp_duty for c in both),
+        "gst": sum(c.gst for c in both),
+        "total_charges": rt.total_charges,
+        "gross_pnl": rt.gross_pnl,
+        "net_pnl": rt.net_pnl,
+    }
+
+
+def to_json(figures: dict[str, int]) -> str:
+    """One JSON object; rupee amounts as numbers with two decimals (exact, no float)."""
+    return "{" + ", ".join(f'"{k}": {to_rupees(figures[k])}' for k in KEYS) + "}"
+
+
+def charges_command(
+    segment: Annotated[Segment, typer.Option(
+        "--segment", help="equity_delivery | equity_intraday | futures | options")],
+    buy: Annotated[str, typer.Option("--buy", help="buy price in rupees, e.g. 1000.50")],
+    sell: Annotated[str, typer.Option("--sell", help="sell price in rupees")],
+    quantity: Annotated[int, typer.Option("--quantity", help="shares / units (lots × lot size)")],
+    exchange: Annotated[str, typer.Option("--exchange", help="NSE or BSE")] = "NSE",
+    json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+) -> None:
+    """Zerodha's charges and net P&L of buying and selling QUANTITY (brokerage calculator)."""
+    try:
+        model = CostModel.load()
+        rt = model.round_trip(
+            Segment(segment), to_paise(buy), to_paise(sell), quantity, exchange.upper()
+        )
+    except AlphaPandaError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    figures = breakdown(rt)
+    if json:
+        typer.echo(to_json(figures))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"Zerodha charges ({segment}, {exchange.upper()}, rate card {model.version})")
+    table.add_column("item")
+    table.add_column("₹", justify="right")
+    for key in KEYS:
+        table.add_row(key.replace("_", " "), f"{to_rupees(figures[key]):,}")
+    breakeven = Decimal(rt.total_charges) / quantity / 100
+    table.add_row("points to breakeven", f"{breakeven:.2f}")
+    Console().print(table)

@@ -1,0 +1,49 @@
+"""``alpha-panda charges``: the brokerage calculator on the command line."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import typer
+from typer.testing import CliRunner
+
+from alpha_panda.cli.charges import KEYS, charges_command
+
+app = typer.Typer()
+app.command(name="charges")(charges_command)
+
+
+@app.command()
+def _other() -> None:  # a second command keeps typer from collapsing the app into one command
+    """Unused."""
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["charges", *args])
+    return result.exit_code, result.output
+
+
+def test_json_prints_exactly_one_object_with_the_calculator_keys() -> None:
+    code, out = invoke("--segment", "equity_intraday", "--buy", "1000", "--sell", "1100",
+                       "--quantity", "400", "--json")
+    assert code == 0
+    assert out.count("\n") == 1
+    figures = json.loads(out, parse_float=Decimal)
+    assert tuple(figures) == KEYS
+    # the worked example of test_costs.py: ₹200.62 of charges on ₹40,000 gross
+    assert figures["total_charges"] == Decimal("200.62")
+    assert figures["net_pnl"] == Decimal("39799.38")
+    assert figures["turnover"] == Decimal("840000.00")
+    assert str(figures["gross_pnl"]) == "40000.00"  # two decimals, exact
+    parts = ("brokerage", "stt", "exchange_txn", "sebi", "stamp_duty", "gst")
+    assert sum(figures[k] for k in parts) == figures["total_charges"]
+
+
+def test_table_output_and_errors() -> None:
+    code, out = invoke("--segment", "options", "--buy", "100", "--sell", "110", "--quantity", "75")
+    assert code == 0 and "66.43" in out and "683.57" in out
+    code, _ = invoke("--segment", "bogus", "--buy", "1", "--sell", "1", "--quantity", "1")
+    assert code == 2
+    code, _ = invoke("--segment", "futures", "--buy", "1.001", "--sell", "1", "--quantity", "1")
+    assert code == 2  # fractions of a paisa are not a price
