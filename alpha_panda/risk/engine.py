@@ -7,7 +7,7 @@ Rate-limit slots are taken last, so a signal rejected by another rule uses none.
 Positions are *filled + pending*: a validated signal counts at once (conservative and
 deterministic), then ``on_fill`` moves quantity from pending to filled and
 ``on_order_rejected`` / ``on_order_cancelled`` release what never filled. Order ids are
-``derive_id(signal_id, "order")``, as the exchanges use. P&L comes from an internal
+derived from the signal id as each broker's engine does (``ORDER_STAGES``). P&L comes from an internal
 ``PositionLedger`` marked by ``on_tick``; "today" is the IST date of event time, and the
 day's P&L is measured from the first event seen on that date. Replaying the same
 validated signals (``apply_validated``), fills and order closures rebuilds the state.
@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import time
 from decimal import Decimal
+from typing import Final
 
 from alpha_panda.domain.events import (
     MarketTick,
@@ -25,6 +26,7 @@ from alpha_panda.domain.events import (
     OrderFilled,
     OrderRejected,
     Payload,
+    PnlSnapshot,
     Signal,
     SignalRejected,
     SignalValidated,
@@ -39,12 +41,20 @@ from alpha_panda.risk.state import InMemoryRiskStateStore, RateWindow, RiskState
 _US_PER_S = 1_000_000
 
 
+ORDER_STAGES: Final[dict[str, tuple[str, ...]]] = {
+    "paper": ("order",),
+    "zerodha": ("zerodha.order", "order"),
+}
+"""How each broker's engine derives an order id from a signal id (``derive_id(signal_id, stage)``)."""
+
+
 @dataclass(slots=True)
 class _Pending:
     strategy_id: str
     token: int
     sign: int
     leaves: int
+    order_ids: tuple[str, ...] = ()
 
 
 class RiskEngine:
@@ -53,14 +63,18 @@ class RiskEngine:
     def __init__(
         self, config: RiskConfig | None = None, *, broker: str = "paper",
         store: RiskStateStore | None = None, account: str | None = None,
+        order_stages: tuple[str, ...] | None = None,
     ) -> None:
         self.config = config or RiskConfig()
         self.broker = broker
         self.account = account or broker
         self.store = store or InMemoryRiskStateStore()
         self.kill_switch = False
+        self._stages = order_stages or ORDER_STAGES.get(broker, ("order",))
+        self._snap_unrealized: dict[str | None, int] = {}  # from the projector's snapshots
+        self._ticks_seen = False
         self._ledger = PositionLedger(0, broker=broker)
-        self._pending: dict[str, _Pending] = {}  # order id -> what is still unfilled
+        self._pending: dict[str, _Pending] = {}  # order id(s) -> what is still unfilled
         self._pending_qty: dict[tuple[str, int], int] = {}
         self._open_orders: dict[str, int] = {}
         self._last: dict[int, int] = {}
@@ -75,6 +89,7 @@ class RiskEngine:
         self.kill_switch = active
 
     def on_tick(self, tick: MarketTick) -> None:
+        self._ticks_seen = True
         self._last[tick.instrument_token] = tick.last_price
         self._ledger.mark(tick.instrument_token, tick.last_price)
         if not self._day_lo <= tick.ts < self._day_hi:
@@ -100,6 +115,15 @@ class RiskEngine:
 
     on_order_closed = on_order_cancelled
 
+    def on_pnl(self, snapshot: PnlSnapshot) -> None:
+        """Take unrealized P&L from the projector's snapshots when no ticks reach this engine.
+
+        A risk manager that does not consume ``market.ticks`` only knows prices at fills; the
+        portfolio projector marks every tick, so its figure is the better one then.
+        """
+        if snapshot.broker == self.broker:
+            self._snap_unrealized[snapshot.strategy_id] = snapshot.unrealized
+
     def on_event(self, payload: Payload) -> None:
         """Dispatch any order event or tick to the handler above (others are ignored)."""
         if isinstance(payload, OrderFilled):
@@ -110,6 +134,8 @@ class RiskEngine:
             self.on_order_cancelled(payload)
         elif isinstance(payload, MarketTick):
             self.on_tick(payload)
+        elif isinstance(payload, PnlSnapshot):
+            self.on_pnl(payload)
 
     # ------------------------------------------------------------------ the check
 
@@ -125,15 +151,17 @@ class RiskEngine:
 
     def apply_validated(self, signal_id: str, signal: Signal, now_ns: int | None = None) -> None:
         """Count a validated signal as pending (also used to rebuild state from the log)."""
-        order_id = derive_id(signal_id, "order")
-        if order_id in self._pending:
+        order_ids = tuple(derive_id(signal_id, stage) for stage in self._stages)
+        if order_ids[0] in self._pending:
             return
         if now_ns is not None:
             limits = self._account_limits()
             self.store.acquire(self.account, signal_id, now_ns // 1000, self._windows(limits, now_ns))
-        self._pending[order_id] = _Pending(
-            signal.strategy_id, signal.instrument_token, signal.side.sign, signal.quantity
+        pending = _Pending(
+            signal.strategy_id, signal.instrument_token, signal.side.sign, signal.quantity, order_ids
         )
+        for order_id in order_ids:
+            self._pending[order_id] = pending
         self._add_pending(signal.strategy_id, signal.instrument_token, signal.side.sign * signal.quantity)
         self._open_orders[signal.strategy_id] = self._open_orders.get(signal.strategy_id, 0) + 1
 
@@ -195,8 +223,12 @@ class RiskEngine:
         return self._open_orders.get(strategy_id, 0)
 
     def net_pnl(self, strategy_id: str | None = None) -> int:
+        """Realized + unrealized − charges of a strategy (None: the account), in paise."""
         snap = self._ledger.snapshot(strategy_id)
-        return snap.realized + snap.unrealized - snap.charges
+        unrealized = snap.unrealized
+        if not self._ticks_seen and strategy_id in self._snap_unrealized:
+            unrealized = self._snap_unrealized[strategy_id]
+        return snap.realized + unrealized - snap.charges
 
     def day_pnl(self, strategy_id: str | None = None) -> int:
         """Net P&L since the first event of the current IST day."""
@@ -279,6 +311,8 @@ class RiskEngine:
         pending = self._pending.pop(order_id, None)
         if pending is None:
             return
+        for other in pending.order_ids:
+            self._pending.pop(other, None)
         self._add_pending(pending.strategy_id, pending.token, -pending.sign * pending.leaves)
         self._open_orders[pending.strategy_id] -= 1
 

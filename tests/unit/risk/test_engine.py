@@ -200,3 +200,30 @@ def test_state_is_rebuilt_by_replaying_the_same_events() -> None:
     first, second = engine(max_position=10), engine(max_position=10)
     assert play(first) == play(second)
     assert first.position("s1", TOKEN) == second.position("s1", TOKEN) == 8
+
+
+def test_zerodha_fills_release_pending_orders_by_their_own_order_ids() -> None:
+    risk = engine("zerodha", max_open_orders=1, max_position=10)
+    buy = sig(qty=10)
+    assert code(risk.check("z", buy, T0)) == "OK"
+    order_id = derive_id("z", "zerodha.order")  # the Kite engine's order id
+    risk.on_fill(OrderFilled(
+        order_id=order_id, fill_id="f", strategy_id="s1", instrument_token=TOKEN, side=Side.BUY,
+        quantity=10, price=100_00, cumulative_quantity=10, leaves_quantity=0, average_price=100_00,
+        ts=T0))
+    assert risk.position("s1", TOKEN) == 10  # not 20: the pending part was released
+    assert risk.open_orders("s1") == 0
+
+
+def test_daily_loss_uses_the_projectors_marks_when_no_ticks_reach_risk() -> None:
+    from alpha_panda.domain.events import PnlSnapshot
+
+    risk = engine(daily_loss=100_00)
+    buy = sig(qty=10)
+    risk.check("a", buy, T0)
+    risk.on_fill(filled("a", buy))
+    assert code(risk.check("b", sig(qty=1), T0 + 1)) == "OK"
+    risk.on_pnl(PnlSnapshot(broker="paper", strategy_id="s1", realized=0, unrealized=-150_00,
+                            charges=0, cash=0, gross_exposure=0, open_positions=1, fills=1))
+    assert code(risk.check("c", sig(qty=1), T0 + 2)) == "DAILY_LOSS"
+    assert code(risk.check("d", sig(Side.SELL, 5), T0 + 2)) == "OK"
