@@ -9,8 +9,11 @@ instrument list.
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import sys
 from collections.abc import Mapping
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import yaml
@@ -70,17 +73,22 @@ class StrategyConfig(BaseModel):
 
 
 def resolve_strategy(name: str, source: str = "<config>") -> type[Strategy]:
-    """A built-in name (``sma_cross``) or ``package.module:ClassName`` to the class."""
+    """A built-in name (``sma_cross``), ``package.module:ClassName``, or
+    ``path/to/file.py:ClassName`` (relative to the config file's folder, else the
+    working directory) to the class."""
     target = BUILTINS.get(name, name)
     if ":" not in target:
         known = ", ".join(sorted(BUILTINS))
         raise StrategyConfigError(
             source, "strategy", f"unknown strategy {name!r} (built-ins: {known}; "
-            "or give 'package.module:ClassName')"
+            "or give 'package.module:ClassName' or 'file.py:ClassName')"
         )
-    module_name, _, attr = target.partition(":")
+    module_name, _, attr = target.rpartition(":")
     try:
-        module = importlib.import_module(module_name)
+        if module_name.endswith(".py"):
+            module = _load_file(module_name, source)
+        else:
+            module = importlib.import_module(module_name)
     except ImportError as exc:
         raise StrategyConfigError(
             source, "strategy", f"cannot import module {module_name!r}: {exc}"
@@ -91,6 +99,30 @@ def resolve_strategy(name: str, source: str = "<config>") -> type[Strategy]:
             source, "strategy", f"{target!r} is not a Strategy subclass"
         )
     return cls
+
+
+def _load_file(path: str, source: str) -> ModuleType:
+    """Import a strategy module from a ``.py`` file, once per resolved path."""
+    candidates = [Path(path)] if Path(path).is_absolute() else [
+        Path(source).parent / path, Path.cwd() / path]
+    for candidate in candidates:
+        if candidate.is_file():
+            resolved = candidate.resolve()
+            name = f"alpha_panda_user_{resolved.stem}_{abs(hash(str(resolved))):x}"
+            if name in sys.modules:
+                return sys.modules[name]
+            spec = importlib.util.spec_from_file_location(name, resolved)
+            if spec is None or spec.loader is None:
+                break
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            try:
+                spec.loader.exec_module(module)
+            except Exception as exc:  # the user's module failed to import: say where
+                del sys.modules[name]
+                raise ImportError(f"{resolved}: {type(exc).__name__}: {exc}") from exc
+            return module
+    raise ImportError(f"no such file {path!r} (looked in {[str(c) for c in candidates]})")
 
 
 def _first_error(exc: PydanticValidationError, prefix: str = "") -> tuple[str, str]:

@@ -1,0 +1,88 @@
+"""Parameter sweeps: run a grid of parameter values on every core, rank the results."""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from typing import Any
+
+from alpha_panda.domain.errors import StrategyConfigError
+from alpha_panda.marketdata.files import TickColumns
+from alpha_panda.strategy.config import StrategyConfig, config_from_mapping
+
+_TICKS: TickColumns | None = None
+
+
+def parse_grid(specs: Sequence[str], source: str = "--grid") -> dict[str, list[Any]]:
+    """``["fast=5,10", "slow=30"]`` -> ``{"fast": [5, 10], "slow": [30]}`` (ints, floats,
+    true/false, else strings)."""
+    grid: dict[str, list[Any]] = {}
+    for spec in specs:
+        key, sep, values = spec.partition("=")
+        if not sep or not key or not values:
+            raise StrategyConfigError(source, spec, "expected NAME=V1,V2,...")
+        grid[key.strip()] = [_value(v.strip()) for v in values.split(",") if v.strip()]
+    return grid
+
+
+def _value(text: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def grid_configs(base: StrategyConfig, grid: dict[str, list[Any]]) -> list[StrategyConfig]:
+    """One validated config per combination; an invalid combination is an error naming it."""
+    keys = list(grid)
+    out = []
+    for combo in itertools.product(*(grid[k] for k in keys)):
+        params = {**base.params, **dict(zip(keys, combo, strict=True))}
+        label = ",".join(f"{k}={v}" for k, v in zip(keys, combo, strict=True))
+        data = base.model_dump(mode="json", exclude={"source"})
+        data["params"] = params
+        out.append(config_from_mapping(data, f"{base.source or base.id} [{label}]"))
+    return out
+
+
+def _init(ticks: TickColumns) -> None:
+    global _TICKS
+    _TICKS = ticks
+
+
+def _run_one(config: StrategyConfig) -> dict[str, Any]:
+    from alpha_panda.backtest.engine import run_backtest
+
+    assert _TICKS is not None
+    result = run_backtest(config, _TICKS)
+    return {"params": dict(config.params), **result.to_dict(timings=False)}
+
+
+def run_grid(
+    configs: Sequence[StrategyConfig], ticks: TickColumns, *, processes: int | None = None,
+    on_done: Callable[[int, int], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Backtest every config (in parallel on ``processes`` cores, default all), ranked by
+    net P&L (best first; ties keep grid order)."""
+    procs = processes or multiprocessing.cpu_count()
+    rows: list[dict[str, Any]] = []
+    if procs <= 1 or len(configs) <= 1:
+        _init(ticks)
+        for n, c in enumerate(configs, 1):
+            rows.append(_run_one(c))
+            if on_done:
+                on_done(n, len(configs))
+    else:
+        # fork shares the loaded columns with the workers without copying them
+        ctx = multiprocessing.get_context("fork")
+        with ctx.Pool(min(procs, len(configs)), initializer=_init, initargs=(ticks,)) as pool:
+            for n, row in enumerate(pool.imap(_run_one, configs), 1):
+                rows.append(row)
+                if on_done:
+                    on_done(n, len(configs))
+    order = sorted(range(len(rows)), key=lambda i: (-Decimal(rows[i]["net_pnl"]), i))
+    return [{"rank": r + 1, **rows[i]} for r, i in enumerate(order)]

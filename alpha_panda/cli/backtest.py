@@ -1,0 +1,121 @@
+"""``alpha-panda backtest``: run a strategy over a tick file, deterministically.
+
+Register with ``alpha_panda.cli.backtest.register(app)`` (adds the ``backtest`` command).
+``--json`` prints exactly one JSON object on stdout; progress and errors go to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from alpha_panda.domain.errors import AlphaPandaError
+from alpha_panda.strategy.config import StrategyConfig, load_strategy_file
+
+PROGRESS_MIN_TICKS = 200_000
+
+
+def _apply_flags(config: StrategyConfig, slippage_bps: int | None, latency_ms: int | None,
+                 no_costs: bool) -> StrategyConfig:
+    changes: dict[str, Any] = {}
+    if slippage_bps is not None:
+        changes["slippage_bps"] = slippage_bps
+    if latency_ms is not None:
+        changes["latency_ms"] = latency_ms
+    if no_costs:
+        changes["costs"] = False
+    if not changes:
+        return config
+    execution = config.execution.model_copy(update=changes)
+    return config.model_copy(update={"execution": execution})
+
+
+def _bar(done: int, total: int) -> None:
+    width = 30
+    filled = width * done // total if total else width
+    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,}")
+    sys.stderr.flush()
+    if done >= total:
+        sys.stderr.write("\n")
+
+
+def backtest_command(
+    strategy: Annotated[Path, typer.Option(help="strategy YAML file")],
+    data: Annotated[Path, typer.Option(help="tick file: CSV or Parquet")],
+    json_out: Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")] = False,
+    report: Annotated[Optional[Path], typer.Option(help="write an offline HTML report here")] = None,
+    grid: Annotated[Optional[list[str]], typer.Option(help="parameter sweep: NAME=V1,V2 (repeatable)")] = None,
+    slippage_bps: Annotated[Optional[int], typer.Option(help="override execution.slippage_bps")] = None,
+    latency_ms: Annotated[Optional[int], typer.Option(help="override execution.latency_ms")] = None,
+    no_costs: Annotated[bool, typer.Option("--no-costs", help="no brokerage or taxes")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="no progress bar")] = False,
+) -> None:
+    """Backtest a strategy over a tick file through risk, the paper exchange and the portfolio."""
+    from alpha_panda.backtest.engine import run_backtest
+    from alpha_panda.backtest.grid import grid_configs, parse_grid, run_grid
+    from alpha_panda.backtest.report import render_html
+    from alpha_panda.marketdata.files import load_ticks, tick_source
+
+    try:
+        config = _apply_flags(load_strategy_file(strategy), slippage_bps, latency_ms, no_costs)
+        t0 = time.perf_counter()
+        ticks = load_ticks(data)
+        load_s = time.perf_counter() - t0
+        show = not quiet and len(ticks) >= PROGRESS_MIN_TICKS
+        if grid:
+            configs = grid_configs(config, parse_grid(grid))  # validates every combination
+            spec = parse_grid(grid)
+            rows = run_grid(configs, ticks, on_done=_bar if not quiet else None)
+            _print_grid(rows, list(spec), json_out, load_s)
+            return
+        result = run_backtest(config, ticks, source=tick_source(data), load_s=load_s,
+                              progress=_bar if show else False)
+    except AlphaPandaError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    if report is not None:
+        report.write_text(render_html(result, ticks, f"Backtest: {config.id} on {data.name}"))
+        typer.echo(f"report written to {report}", err=True)
+    if json_out:
+        typer.echo(result.to_json())
+        return
+    _print_summary(result.to_dict())
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Backtest summary", show_header=False)
+    for key, value in summary.items():
+        table.add_row(key, str(value))
+    Console(width=max(100, Console().width)).print(table)
+
+
+def _print_grid(rows: list[dict[str, Any]], keys: list[str], json_out: bool,
+                load_s: float) -> None:
+    if json_out:
+        typer.echo(json.dumps({"load_s": round(load_s, 6), "grid": rows}, separators=(",", ":")))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Parameter sweep, best net P&L first")
+    for col in ["rank", *keys, "net_pnl", "fills", "round_trips", "win_rate", "max_drawdown",
+                "sharpe"]:
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(str(r["rank"]), *(str(r["params"][k]) for k in keys), r["net_pnl"],
+                      str(r["fills"]), str(r["round_trips"]), f"{r['win_rate']:.3f}",
+                      r["max_drawdown"], f"{r['sharpe']:.2f}")
+    Console(width=max(120, Console().width)).print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``backtest`` to the ``alpha-panda`` command line."""
+    app.command(name="backtest")(backtest_command)

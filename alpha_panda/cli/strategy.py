@@ -1,0 +1,69 @@
+"""``alpha-panda strategy``: write a new strategy from a template, list and check strategies."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from alpha_panda.domain.errors import StrategyConfigError
+from alpha_panda.strategy.builtins import BUILTINS
+from alpha_panda.strategy.config import load_strategy_dir, load_strategy_file, resolve_strategy
+from alpha_panda.strategy.template import render
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+
+@app.command()
+def new(
+    name: Annotated[str, typer.Argument(help="snake_case name, e.g. my_breakout")],
+    directory: Annotated[Path, typer.Option("--dir", help="where to write NAME.py and NAME.yaml")] = Path("."),
+    force: Annotated[bool, typer.Option(help="overwrite existing files")] = False,
+) -> None:
+    """Write NAME.py (a commented strategy) and NAME.yaml (its config) to start from."""
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+        typer.secho("error: NAME must be snake_case (a-z, 0-9, _)", fg="red", err=True)
+        raise typer.Exit(2)
+    code, config = render(name)
+    directory.mkdir(parents=True, exist_ok=True)
+    targets = [directory / f"{name}.py", directory / f"{name}.yaml"]
+    existing = [str(t) for t in targets if t.exists()]
+    if existing and not force:
+        typer.secho(f"error: {', '.join(existing)} exists (use --force)", fg="red", err=True)
+        raise typer.Exit(2)
+    targets[0].write_text(code)
+    targets[1].write_text(config)
+    typer.echo(f"wrote {targets[0]} and {targets[1]}")
+    typer.echo(f"try it: alpha-panda backtest --strategy {targets[1]} --data TICKS.csv")
+
+
+@app.command(name="list")
+def list_builtins() -> None:
+    """The built-in strategies and their parameters."""
+    for name in sorted(BUILTINS):
+        cls = resolve_strategy(name)
+        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        params = ", ".join(f"{k}={f.default}" for k, f in cls.Params.model_fields.items())
+        typer.echo(f"{name:16} {doc}\n{'':16} params: {params}")
+
+
+@app.command()
+def check(
+    path: Annotated[Path, typer.Argument(help="a strategy YAML file or a folder of them")],
+) -> None:
+    """Validate strategy files (exit 1 when any is invalid)."""
+    if path.is_dir():
+        configs, errors = load_strategy_dir(path)
+    else:
+        try:
+            configs, errors = [load_strategy_file(path)], []
+        except StrategyConfigError as exc:
+            configs, errors = [], [exc]
+    for c in configs:
+        typer.echo(f"ok       {c.source}: {c.id} ({c.strategy}, {len(c.instruments)} instruments)")
+    for e in errors:
+        typer.secho(f"invalid  {e}", fg="red", err=True)
+    if errors:
+        raise typer.Exit(1)
