@@ -5,7 +5,8 @@
 For each backend: append rate (batches of ``--batch``), then the rate at which ``--groups``
 consumer groups each read every message and commit (offsets + processed ids, as the
 runtime does), and finally a ``StreamProcessor`` pass-through (decode, handle, emit,
-commit) on the same data. One line of JSON per measurement on stdout.
+commit) on the same data, once with a handler that emits nothing and once with one that
+emits an envelope per record. One line of JSON per measurement on stdout.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import structlog
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -43,6 +46,13 @@ def _messages(n: int) -> list[Output]:
         pad = max(0, 200 - len(out.value))  # a 200-byte message, like a full tick
         outs.append(Output(out.topic, out.key, out.value + b" " * pad, out.headers))
     return outs
+
+
+class Sink:
+    """A handler that decides nothing needs emitting (most ticks, for most services)."""
+
+    def handle(self, event: Any, record: Record) -> Sequence[Emit]:
+        return ()
 
 
 class Forward:
@@ -81,18 +91,20 @@ async def _bench(name: str, log: EmbeddedLog, n: int, groups: int, batch: int) -
     print(json.dumps({"backend": name, "op": "consume+commit", "groups": groups,
                       "records": n * groups, "per_s": round(n * groups / consume_s)}), flush=True)
 
-    proc = StreamProcessor(log, name="bench", group="bench-proc", topics=["ticks"],
-                           handler=Forward())
-    stop = asyncio.Event()
-    t0 = time.perf_counter()
-    task = asyncio.create_task(proc.run(stop))
-    while proc.stats.processed < n and not task.done():
-        await asyncio.sleep(0.005)
-    proc_s = time.perf_counter() - t0
-    stop.set()
-    await task
-    print(json.dumps({"backend": name, "op": "processor (decode+handle+emit+commit)",
-                      "records": n, "per_s": round(n / proc_s)}), flush=True)
+    for label, handler in (("processor, no outputs", Sink()),
+                           ("processor, one output per record", Forward())):
+        proc = StreamProcessor(log, name="bench", group=f"bench-{label}", topics=["ticks"],
+                               handler=handler)
+        stop = asyncio.Event()
+        t0 = time.perf_counter()
+        task = asyncio.create_task(proc.run(stop))
+        while proc.stats.processed < n and not task.done():
+            await asyncio.sleep(0.005)
+        proc_s = time.perf_counter() - t0
+        stop.set()
+        await task
+        print(json.dumps({"backend": name, "op": label, "records": n,
+                          "per_s": round(n / proc_s)}), flush=True)
     await log.close()
 
 
@@ -102,6 +114,7 @@ def main() -> None:
     ap.add_argument("--groups", type=int, default=3)
     ap.add_argument("--batch", type=int, default=1000)
     args = ap.parse_args()
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
     with tempfile.TemporaryDirectory(prefix="alpha-panda-bench-") as tmp:
         asyncio.run(_bench("memory", MemoryLog(), args.messages, args.groups, args.batch))
         asyncio.run(_bench("sqlite", SqliteLog(Path(tmp) / "log.sqlite"), args.messages,

@@ -94,16 +94,21 @@ class BatchRunner:
 
         ids = [record_id(r) for r in records]
         seen: set[str] = set()
-        if s.dedup and records:
-            fresh = [i for i in ids if i is not None and i not in recent]
+        dedup = s.dedup
+        if dedup and records:
+            known = [i for i in ids if i is not None]
+            seen = recent.seen(known)
+            fresh = [i for i in known if i not in seen] if seen else known
             if fresh:
-                seen = await consumer.seen(fresh)
+                seen |= await consumer.seen(fresh)
         batch_ids: set[str] = set()
+        tp = TopicPartition("", -1)
         for r, eid in zip(records, ids):
-            tp = r.tp
+            if r.partition != tp.partition or r.topic != tp.topic:
+                tp = r.tp  # records come in runs per partition: one object per run
             if tp in blocked:
                 continue
-            if eid is not None and s.dedup and (eid in seen or eid in batch_ids or eid in recent):
+            if eid is not None and dedup and (eid in seen or eid in batch_ids):
                 stats.duplicates += 1
                 metrics.DUPLICATES.labels(p.name, r.topic).inc()
                 offsets[tp] = r.offset + 1

@@ -36,6 +36,10 @@ class RecentIds:
             self._young = set()
 
     def update(self, items: Iterable[str]) -> None:
+        items = list(items)
+        if len(self._young) + len(items) < self._capacity:
+            self._young.update(items)  # the common case, in C
+            return
         for item in items:
             self.add(item)
 
