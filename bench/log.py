@@ -25,14 +25,14 @@ import structlog
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from alpha_panda.adapters.memory_log import MemoryLog  # noqa: E402
-from alpha_panda.adapters.sqlite_log import SqliteLog  # noqa: E402
-from alpha_panda.domain.events import MarketTick, derive_id, new_envelope  # noqa: E402
-from alpha_panda.stream.embedded import EmbeddedLog  # noqa: E402
-from alpha_panda.stream.emit import Emit, record_id, to_output  # noqa: E402
-from alpha_panda.stream.log import Output, Record  # noqa: E402
-from alpha_panda.stream.runtime import StreamProcessor  # noqa: E402
-from alpha_panda.stream.topics import KeyKind, TopicSpec  # noqa: E402
+from alpha_panda.adapters.memory_log import MemoryLog
+from alpha_panda.adapters.sqlite_log import SqliteLog
+from alpha_panda.domain.events import MarketTick, derive_id, new_envelope
+from alpha_panda.stream.embedded import EmbeddedLog
+from alpha_panda.stream.emit import Emit, record_id, to_output
+from alpha_panda.stream.log import Output, Record
+from alpha_panda.stream.runtime import StreamProcessor
+from alpha_panda.stream.topics import KeyKind, TopicSpec
 
 
 def _messages(n: int) -> list[Output]:
