@@ -90,25 +90,42 @@ def reader(request: Request) -> DocumentReader:
     return DocumentReader(cache)
 
 
-def portfolio_out(v: PortfolioView) -> s.Portfolio:
+def market_values(positions: list[PositionView]) -> dict[str | None, int]:
+    """Net marked value (Σ quantity × last price) per strategy, and for the account (None)."""
+    out: dict[str | None, int] = {None: 0}
+    for p in positions:
+        value = p.quantity * p.last_price
+        out[None] += value
+        out[p.strategy_id] = out.get(p.strategy_id, 0) + value
+    return out
+
+
+def portfolio_out(v: PortfolioView, positions: list[PositionView]) -> s.Portfolio:
+    """The account summary; equity is cash plus the marked value of open positions."""
     r = s.rupees
+    held = market_values(positions)
+    # the projector's own figure wins when it writes one; else derive it, exactly as the ledger
+    equity = v.equity if v.equity is not None else v.cash + held[None]
     return s.Portfolio(
         broker=v.broker, as_of=v.as_of, as_of_time=s.iso_time(v.as_of), cash=r(v.cash),
         realized=r(v.realized), unrealized=r(v.unrealized), charges=r(v.charges),
-        equity=r(v.cash + v.unrealized), gross_exposure=r(v.gross_exposure),
+        net_pnl=r(v.realized + v.unrealized - v.charges), market_value=r(held[None]),
+        equity=r(equity), gross_exposure=r(v.gross_exposure),
         open_positions=v.open_positions, fills=v.fills,
-        strategies=[_strategy_pnl(p) for p in v.strategies],
+        strategies=[_strategy_pnl(p, held.get(p.strategy_id, 0)) for p in v.strategies],
         equity_curve=[
             s.EquityPoint(ts=ts, time=s.iso_time(ts), equity=r(eq)) for ts, eq in v.equity_curve
         ],
     )
 
 
-def _strategy_pnl(p: StrategyPnlView) -> s.StrategyPnl:
+def _strategy_pnl(p: StrategyPnlView, held: int) -> s.StrategyPnl:
     r = s.rupees
+    equity = p.equity if p.equity is not None else p.cash + held
     return s.StrategyPnl(
         strategy_id=p.strategy_id, realized=r(p.realized), unrealized=r(p.unrealized),
-        charges=r(p.charges), cash=r(p.cash), equity=r(p.cash + p.unrealized),
+        charges=r(p.charges), net_pnl=r(p.realized + p.unrealized - p.charges), cash=r(p.cash),
+        equity=r(equity),
         gross_exposure=r(p.gross_exposure), open_positions=p.open_positions, fills=p.fills,
     )
 

@@ -58,8 +58,9 @@ class StrategyPnl(_Out):
     realized: Rupees
     unrealized: Rupees
     charges: Rupees
+    net_pnl: Rupees = Field(description="realized + unrealized − charges")
     cash: Rupees
-    equity: Rupees = Field(description="cash + unrealized")
+    equity: Rupees = Field(description="cash + marked value of the strategy's open positions")
     gross_exposure: Rupees
     open_positions: int
     fills: int
@@ -75,7 +76,9 @@ class Portfolio(_Out):
     realized: Rupees
     unrealized: Rupees
     charges: Rupees
-    equity: Rupees = Field(description="cash + unrealized, the last point of the equity curve")
+    net_pnl: Rupees = Field(description="realized + unrealized − charges")
+    market_value: Rupees = Field(description="Σ quantity × last price of open positions (net)")
+    equity: Rupees = Field(description="cash + market_value")
     gross_exposure: Rupees
     open_positions: int
     fills: int

@@ -28,6 +28,7 @@ class StrategyPnlView(msgspec.Struct, kw_only=True):
     gross_exposure: int
     open_positions: int
     fills: int
+    equity: int | None = None  # cash + marked value of open positions (ledger.equity)
 
 
 class PortfolioView(msgspec.Struct, kw_only=True):
@@ -42,6 +43,7 @@ class PortfolioView(msgspec.Struct, kw_only=True):
     fills: int
     strategies: list[StrategyPnlView] = []
     equity_curve: list[tuple[int, int]] = []  # (ts ns, equity paise), bounded
+    equity: int | None = None  # cash + marked value of open positions; None: API derives it
 
 
 class OrderView(msgspec.Struct, kw_only=True):

@@ -48,9 +48,9 @@ class Component:
 
 
 def portfolio(broker: str, cash: int, realized: int, unrealized: int, charges: int,
-              fills: int, curve_start: int) -> bytes:
-    # a wandering curve from curve_start, ending exactly at cash + unrealized
-    end = cash + unrealized
+              fills: int, curve_start: int, held: int, open_positions: int) -> bytes:
+    # a wandering curve from curve_start, ending exactly at equity = cash + held value
+    end = cash + held
     wander = [(i * 7919) % 13 - 6 for i in range(40)]
     level, steps = 0, []
     for i, w in enumerate(wander):
@@ -59,7 +59,7 @@ def portfolio(broker: str, cash: int, realized: int, unrealized: int, charges: i
     curve = [(T0 + i * 30 * S, eq) for i, eq in enumerate([*steps, end])]
     return enc(PortfolioView(
         broker=broker, as_of=curve[-1][0], cash=cash, realized=realized, unrealized=unrealized,
-        charges=charges, gross_exposure=2_34_567_80, open_positions=2, fills=fills,
+        charges=charges, gross_exposure=abs(held), open_positions=open_positions, fills=fills,
         equity_curve=curve,
     ))
 
@@ -103,13 +103,15 @@ def documents() -> dict[str, bytes]:
                      error="ZeroDivisionError in on_tick: division by zero"),
     ]
     return {
-        key("paper", "portfolio"): portfolio("paper", 1_00_01_234_56, 2_612_40, 69_75, 98_77,
-                                             fills=6, curve_start=1_00_00_000_00),
+        key("paper", "portfolio"): portfolio("paper", 1_00_10_878_88, 2_612_40, 69_75, 98_77,
+                                             fills=6, curve_start=1_00_00_000_00,
+                                             held=43_122_50 - 51_418_00, open_positions=2),
         key("paper", "positions"): enc(pos),
         key("paper", "orders"): enc(orders),
         key("paper", "signals"): enc(signals),
-        key("zerodha", "portfolio"): portfolio("zerodha", 4_98_765_43, -1_250_00, 312_50,
-                                               64_20, fills=3, curve_start=5_00_000_00),
+        key("zerodha", "portfolio"): portfolio("zerodha", 4_98_765_43, -1_250_00, 0,
+                                               64_20, fills=3, curve_start=5_00_000_00,
+                                               held=0, open_positions=0),
         STRATEGIES_KEY: enc(strategies),
     }
 
@@ -163,13 +165,15 @@ def test_dashboard_shows_exact_figures_and_switches_broker(
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(url + "/")
         expect(page.locator("body")).to_have_attribute("data-loaded-broker", "paper")
-        # Indian digit grouping, exact to the paisa; equity = cash + unrealized
-        expect(page.locator("#equity")).to_have_text("₹1,00,01,304.31")
-        expect(page.locator("#cash")).to_have_text("₹1,00,01,234.56")
+        # Indian digit grouping, exact to the paisa; equity = cash + held value (−8,295.50),
+        # which is the ₹1 crore start plus the net P&L
+        expect(page.locator("#equity")).to_have_text("₹1,00,02,583.38")
+        expect(page.locator("#cash")).to_have_text("₹1,00,10,878.88")
         expect(page.locator("#realized")).to_have_text("+₹2,612.40")
         expect(page.locator("#unrealized")).to_have_text("+₹69.75")
         expect(page.locator("#charges")).to_have_text("₹98.77")
         expect(page.locator("#fills")).to_have_text("6 fills")
+        expect(page.locator("#net-pnl")).to_have_text("+₹2,583.38")  # 2612.40 + 69.75 − 98.77
         positions = page.locator("#positions tbody tr")
         expect(positions).to_have_count(3)
         expect(positions.nth(0)).to_contain_text("HDFCBANK")
@@ -181,7 +185,7 @@ def test_dashboard_shows_exact_figures_and_switches_broker(
         expect(page.locator("#health tbody tr")).to_have_count(3)
         expect(page.locator("#ready")).to_have_text("not ready")
         expect(page.locator("#curve svg path")).to_have_count(2)
-        expect(page.locator("#curve-change")).to_have_text("+₹2,204.31 since 09:15:00")
+        expect(page.locator("#curve-change")).to_have_text("+₹3,483.38 since 09:15:00")
         page.screenshot(path=str(tmp_path / "dashboard-paper.png"), full_page=True)
         shown = page.evaluate(
             "xs => xs.map(inr)", ["0.00", "-0.05", "999.99", "1000.00", "-123456.70",
@@ -192,8 +196,10 @@ def test_dashboard_shows_exact_figures_and_switches_broker(
 
         page.get_by_role("button", name="Zerodha (live)").click()
         expect(page.locator("body")).to_have_attribute("data-loaded-broker", "zerodha")
-        expect(page.locator("#equity")).to_have_text("₹4,99,077.93")
+        expect(page.locator("#equity")).to_have_text("₹4,98,765.43")
         expect(page.locator("#realized")).to_have_text("-₹1,250.00")
+        expect(page.locator("#unrealized")).to_have_text("₹0.00")
+        expect(page.locator("#net-pnl")).to_have_text("-₹1,314.20")
         expect(page.locator("#positions tbody")).to_contain_text("No positions yet")
         expect(page.locator("#orders")).not_to_contain_text("HDFCBANK")  # paper stays paper
         page.screenshot(path=str(tmp_path / "dashboard-zerodha.png"), full_page=True)

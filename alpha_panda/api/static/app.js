@@ -112,7 +112,11 @@ function renderSummary(p) {
   setFigure("charges", p.charges);
   document.getElementById("as-of").textContent =
     p.as_of_time ? "as of " + IST_DAY.format(new Date(p.as_of_time)) : "no events yet";
-  document.getElementById("exposure").textContent = "gross exposure " + inr(p.gross_exposure);
+  document.getElementById("exposure").textContent =
+    `holdings ${inr(p.market_value)} · gross exposure ${inr(p.gross_exposure)}`;
+  const net = document.getElementById("net-pnl");
+  net.textContent = signed(p.net_pnl);
+  net.className = signClass(p.net_pnl);
   document.getElementById("fills").textContent = `${p.fills} fill${p.fills === 1 ? "" : "s"}`;
   document.getElementById("open-positions").textContent =
     `${p.open_positions} open position${p.open_positions === 1 ? "" : "s"}`;

@@ -60,7 +60,7 @@ def paper_documents() -> dict[str, bytes]:
                             charges=42_17, cash=99_812_345_67, gross_exposure=187_654_33,
                             open_positions=2, fills=5),
         ],
-        equity_curve=[(T0, 100_000_000_00), (T0 + 3_000_000_000, 99_812_289_62)],
+        equity_curve=[(T0, 100_000_000_00), (T0 + 3_000_000_000, 99_765_490_67)],
     )
     positions = [
         PositionView(strategy_id="sma_cross_banks", instrument_token=408065, quantity=0,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import msgspec
 import pytest
 
 from alpha_panda.adapters.redis.cache import RedisCache
@@ -10,6 +11,7 @@ from alpha_panda.api.app import create_app
 from alpha_panda.domain.errors import ConfigurationError
 from alpha_panda.observability.health import HealthRegistry, State
 from alpha_panda.readmodel.memory import MemoryCache
+from alpha_panda.readmodel.views import PortfolioView
 from alpha_panda.testing.redis_server import free_port
 
 from .conftest import T0, Component, RecordingControl
@@ -50,16 +52,30 @@ async def test_portfolio_money_is_exact_rupee_strings(
     assert body["realized"] == "1234.50"
     assert body["unrealized"] == "-56.05"
     assert body["charges"] == "42.17"
-    assert body["equity"] == "99812289.62"  # cash + unrealized, to the paisa
+    # equity = cash + marked value of open positions (10 × 1719.55 − 50 × 1281.01), to the paisa
+    assert body["market_value"] == "-46855.00"
+    assert body["equity"] == "99765490.67"
     assert body["equity_curve"][-1]["equity"] == body["equity"]
+    assert body["net_pnl"] == "1136.28"  # 1234.50 − 56.05 − 42.17
     assert body["equity_curve"][0] == {
         "ts": T0, "time": "2025-11-24T16:00:00Z", "equity": "100000000.00"
     }
     assert body["open_positions"] == 2 and body["fills"] == 5
     assert body["strategies"][0]["strategy_id"] == "sma_cross_banks"
+    assert body["strategies"][0]["equity"] == "99765490.67"
     # paper data never leaks into zerodha
     zerodha = (await client.get("/api/v1/portfolios/zerodha")).json()
     assert zerodha["cash"] == "0.00" and zerodha["strategies"] == []
+
+
+async def test_the_projectors_equity_wins_when_written(
+    client: httpx.AsyncClient, filled: MemoryCache
+) -> None:
+    raw = await filled.get("paper:portfolio")
+    assert raw is not None
+    doc = msgspec.json.decode(raw, type=PortfolioView)
+    await filled.set("paper:portfolio", msgspec.json.encode(msgspec.structs.replace(doc, equity=5)))
+    assert (await client.get("/api/v1/portfolios/paper")).json()["equity"] == "0.05"
 
 
 async def test_positions_open_first_with_symbols(
