@@ -48,7 +48,7 @@ class TansuBroker:
     def external(self) -> bool:
         return self.process is None
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 1.0) -> None:
         """Stop our broker process (SIGTERM, then SIGKILL). Idempotent; no-op if external."""
         proc = self.process
         if proc is None or proc.poll() is not None:

@@ -24,7 +24,7 @@ from confluent_kafka import TopicPartition as RdTopicPartition
 
 from alpha_panda.adapters.kafka.bridge import ClientThread
 from alpha_panda.adapters.kafka.dedup import DedupStore
-from alpha_panda.adapters.kafka.errors import classify, transaction_error
+from alpha_panda.adapters.kafka.errors import classify, is_fenced, transaction_error
 from alpha_panda.adapters.kafka.produce import produce_all, to_record
 from alpha_panda.domain.errors import InvariantViolation
 from alpha_panda.stream.log import Output, RebalanceCallback, Record, TopicPartition
@@ -95,7 +95,8 @@ class KafkaConsumer:
 
     def _init_producer(self) -> None:
         tid = self._settings.transactional_id(self._group, self._member_id)
-        producer = Producer(self._settings.producer_config(self._group, transactional_id=tid))
+        producer = Producer({**self._settings.producer_config(self._group, transactional_id=tid),
+                             "logger": self._log.rdkafka_logger})
         try:
             producer.init_transactions(self._timeout)
         except KafkaException as exc:
@@ -271,7 +272,8 @@ class KafkaConsumer:
             producer.commit_transaction(self._timeout)
         except KafkaException as exc:
             err = exc.args[0]
-            if isinstance(err, KafkaError) and not err.fatal():
+            # A fenced producer cannot even abort: its successor already did.
+            if isinstance(err, KafkaError) and not err.fatal() and not is_fenced(err):
                 try:
                     producer.abort_transaction(self._timeout)
                 except KafkaException as abort_exc:

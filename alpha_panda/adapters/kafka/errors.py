@@ -27,6 +27,11 @@ class BrokerError(BrokerUnavailable):
         self.code = code
 
 
+def is_fenced(err: KafkaError) -> bool:
+    """This producer was replaced by a newer instance with the same transactional id."""
+    return err.code() in _FENCED
+
+
 def classify(err: KafkaError, what: str) -> AlphaPandaError:
     """The Alpha Panda error for a librdkafka error during ``what``."""
     text = f"kafka {what}: {err.str()}"

@@ -1,0 +1,122 @@
+"""What the Kafka backend does beyond the shared contract: fencing, rebalance callbacks,
+pause/resume, broker failures, per-service settings."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import pytest
+
+from alpha_panda.adapters.kafka import KafkaLog, KafkaSettings
+from alpha_panda.domain.errors import BrokerUnavailable, InvariantViolation
+from alpha_panda.stream.log import Consumer, Output, Record, TopicPartition
+from alpha_panda.stream.topics import KeyKind, TopicSpec
+from alpha_panda.testing.redis_server import free_port
+from alpha_panda.testing.tansu import kafka_test_settings
+
+pytestmark = pytest.mark.integration
+Names = Callable[[str], str]
+
+
+def spec(name: str, partitions: int) -> TopicSpec:
+    return TopicSpec(name, partitions, KeyKind.INSTRUMENT, 86_400_000, None)
+
+
+async def drain(c: Consumer, n: int, timeout: float = 10.0) -> list[Record]:
+    out: list[Record] = []
+    deadline = time.monotonic() + timeout
+    while len(out) < n and time.monotonic() < deadline:
+        out.extend(await c.poll(500, 0.1))
+    return out
+
+
+async def test_a_restarted_member_fences_its_zombie(settings: KafkaSettings,
+                                                     names: Names) -> None:
+    t, out, g = names("fence"), names("fence-out"), names("g")
+    old, new = KafkaLog(settings), KafkaLog(settings)
+    try:
+        await old.ensure_topics([spec(t, 1), spec(out, 1)])
+        await old.append([Output(t, b"k", b"1")])
+        zombie = old.consumer(g, [t], member_id="risk-0")
+        recs = await drain(zombie, 1)
+        # The same member comes back (the old process hung, was presumed dead, restarted).
+        successor = new.consumer(g, [t], member_id="risk-0")
+        await successor.poll(10, 0.1)
+        with pytest.raises(InvariantViolation, match="fenced"):
+            await zombie.commit([Output(out, b"k", b"from-zombie")], {recs[0].tp: 1})
+        assert await new.end_offsets(out) == {0: 0}
+    finally:
+        await old.close()
+        await new.close()
+
+
+async def test_revocation_lets_the_member_commit_before_the_partitions_move(
+        kafka: KafkaLog, names: Names) -> None:
+    t, g = names("revoke"), names("g")
+    await kafka.ensure_topics([spec(t, 2)])
+    await kafka.append([Output(t, f"k{i}".encode(), str(i).encode()) for i in range(40)])
+    done: dict[TopicPartition, int] = {}
+    revoked: list[TopicPartition] = []
+    first: Consumer | None = None
+
+    async def on_revoke(tps: Sequence[TopicPartition]) -> None:
+        revoked.extend(tps)
+        assert first is not None
+        mine = {tp: off for tp, off in done.items() if tp in tps}
+        await first.commit([], mine)  # commit-on-revoke: nothing is handled twice
+
+    first = kafka.consumer(g, [t], on_revoke=on_revoke)
+    recs = await drain(first, 40)
+    for r in recs:
+        done[r.tp] = r.offset + 1
+    second = kafka.consumer(g, [t])
+    deadline = time.monotonic() + 15
+    while not second.assignment() and time.monotonic() < deadline:
+        await first.poll(10, 0.05)
+        await second.poll(10, 0.05)
+    assert revoked, "joining member never triggered a revocation"
+    assert await kafka.committed_offsets(g, t) == {tp.partition: o for tp, o in done.items()}
+    assert await second.poll(100, 0.5) == []  # nothing redelivered
+    await first.close()
+    await second.close()
+
+
+async def test_a_paused_partition_resumes_where_it_stopped(kafka: KafkaLog,
+                                                           names: Names) -> None:
+    t, g = names("pause"), names("g")
+    await kafka.ensure_topics([spec(t, 1)])
+    await kafka.append([Output(t, b"k", str(i).encode()) for i in range(5)])
+    c = kafka.consumer(g, [t])
+    assert [r.value for r in await drain(c, 2)][:2] == [b"0", b"1"]
+    tp = TopicPartition(t, 0)
+    await c.seek(tp, 2)
+    c.pause([tp])  # type: ignore[attr-defined]
+    await kafka.append([Output(t, b"k", b"5")])
+    assert await c.poll(100, 0.5) == []
+    c.resume([tp])  # type: ignore[attr-defined]
+    assert [r.value for r in await drain(c, 4)] == [b"2", b"3", b"4", b"5"]
+    await c.close()
+
+
+async def test_an_unreachable_broker_is_reported_not_hung() -> None:
+    settings = kafka_test_settings(f"127.0.0.1:{free_port()}", operation_timeout_s=1.0)
+    log = KafkaLog(settings)
+    started = time.monotonic()
+    with pytest.raises(BrokerUnavailable):
+        await log.start()
+    assert time.monotonic() - started < 5
+    await log.close()
+
+
+def test_per_service_overrides_reach_librdkafka() -> None:
+    s = KafkaSettings(services={"risk": {"fetch.wait.max.ms": 1}, "feed": {"linger.ms": 0}},
+                      service="feed")
+    assert s.consumer_config("risk")["fetch.wait.max.ms"] == 1
+    assert s.consumer_config("portfolio")["fetch.wait.max.ms"] == s.fetch_wait_max_ms
+    assert s.producer_config()["linger.ms"] == 0
+    tx = s.producer_config("risk", transactional_id=s.transactional_id("risk", "risk-0"))
+    assert tx["transactional.id"] == "alpha-panda.risk.risk-0"
+    assert tx["acks"] == "all" and tx["enable.idempotence"] is True
+    with pytest.raises(ValueError, match="heartbeat"):
+        KafkaSettings(session_timeout_ms=1000, heartbeat_interval_ms=900)
