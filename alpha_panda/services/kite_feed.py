@@ -16,10 +16,11 @@ from typing import Any
 import structlog
 
 from alpha_panda.adapters.zerodha.client import KiteRestClient
-from alpha_panda.adapters.zerodha.config import ZerodhaSettings
+from alpha_panda.adapters.zerodha.config import ZerodhaSettings, zerodha_settings
 from alpha_panda.adapters.zerodha.instruments import InstrumentMaster
 from alpha_panda.adapters.zerodha.session import require_live_session
 from alpha_panda.adapters.zerodha.ticker import KiteTickerClient
+from alpha_panda.domain.errors import ConfigurationError
 from alpha_panda.domain.events import MarketTick
 from alpha_panda.observability.health import ComponentStatus, State
 from alpha_panda.services.feed import TickPublisher, resume_point
@@ -33,12 +34,17 @@ class KiteFeed:
 
     SOURCE = "kite"
 
-    def __init__(self, log: Log, ticker: KiteTickerClient, tokens: Iterable[int], *,
-                 mode: str = "quote", batch: int = 500) -> None:
+    def __init__(self, log: Log, ticker: KiteTickerClient, instruments: Iterable[int | str], *,
+                 mode: str = "quote", batch: int = 500, settings: ZerodhaSettings | None = None,
+                 access_token: str = "") -> None:
         self._log = log
         self.ticker = ticker
         self.publisher = TickPublisher(log, self.SOURCE)
-        self._tokens = list(tokens)
+        self._refs = list(dict.fromkeys(instruments))
+        self._tokens: list[int] = []
+        self._settings = settings
+        self._access_token = access_token
+        self.done = asyncio.Event()  # a live feed never finishes on its own
         self._mode = mode
         self._batch = batch
         self._state = State.STARTING
@@ -55,7 +61,24 @@ class KiteFeed:
                                detail=self._detail or ticker.detail,
                                processed=self.publisher.published, errors=ticker.errors)
 
+    async def _resolve(self) -> list[int]:
+        tokens = [int(r) for r in self._refs if isinstance(r, int) or r.isdigit()]
+        names = [r for r in self._refs if isinstance(r, str) and not r.isdigit()]
+        if names:
+            if self._settings is None:
+                raise ConfigurationError(f"instrument names {names} need the Kite instrument list")
+            kite = KiteRestClient(self._settings, self._access_token)
+            try:
+                master = await InstrumentMaster.load(self._settings.instruments_cache_dir,
+                                                     kite.instruments)
+            finally:
+                await kite.close()
+            tokens += [master.resolve(n) for n in names]
+        return list(dict.fromkeys(tokens))
+
     async def run(self, stop: asyncio.Event) -> None:
+        """Subscribe and publish until ``stop``; a refused session fails it (FAILED)."""
+        self._tokens = await self._resolve()
         seq, _ = await resume_point(self._log, self.SOURCE)
         await self.ticker.subscribe(self._tokens, self._mode)
         ticker = asyncio.create_task(self.ticker.run(stop))
@@ -90,23 +113,22 @@ class KiteFeed:
         return ticks
 
 
-async def build_kite_feed(log: Log, settings: ZerodhaSettings, instruments: Iterable[int | str], *,
-                          mode: str = "quote",
-                          on_order_update: Callable[[dict[str, Any]], None] | None = None
-                          ) -> KiteFeed:
-    """The live feed for ``instruments`` (tokens or ``EXCHANGE:SYMBOL`` names).
+def build_kite_feed(settings: Any, log: Log, instruments: Iterable[Any], *,
+                    mode: str = "quote",
+                    on_order_update: Callable[[dict[str, Any]], None] | None = None) -> KiteFeed:
+    """The live feed for ``instruments``: tokens, ``EXCHANGE:SYMBOL`` names, or strategy
+    configs (their ``instruments``). ``settings``: the app settings or ``ZerodhaSettings``.
 
-    Needs a valid Kite session (``AuthenticationError`` otherwise)."""
-    session = require_live_session(settings)
-    refs = list(instruments)
-    tokens: list[int] = [r for r in refs if isinstance(r, int)]
-    names = [r for r in refs if isinstance(r, str)]
-    if names:
-        kite = KiteRestClient(settings, session.access_token)
-        try:
-            master = await InstrumentMaster.load(settings.instruments_cache_dir, kite.instruments)
-        finally:
-            await kite.close()
-        tokens += [master.resolve(n) for n in names]
-    ticker = KiteTickerClient(settings, session.access_token, on_order_update=on_order_update)
-    return KiteFeed(log, ticker, tokens, mode=mode)
+    Needs a valid Kite session (``AuthenticationError`` otherwise). Order postbacks go to
+    ``on_order_update``, by default the process-wide hub the zerodha order sync listens on.
+    """
+    zs = zerodha_settings(settings)
+    session = require_live_session(zs)
+    refs: list[int | str] = []
+    for item in instruments:
+        if isinstance(item, int | str):
+            refs.append(item)
+        else:
+            refs += list(getattr(item, "instruments", []))
+    ticker = KiteTickerClient(zs, session.access_token, on_order_update=on_order_update)
+    return KiteFeed(log, ticker, refs, mode=mode, settings=zs, access_token=session.access_token)

@@ -16,16 +16,21 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
 from alpha_panda.adapters.zerodha.client import KiteRestClient, OrderRefused
-from alpha_panda.adapters.zerodha.config import ZerodhaSettings
+from alpha_panda.adapters.zerodha.config import ZerodhaSettings, zerodha_settings
 from alpha_panda.adapters.zerodha.instruments import InstrumentMaster
-from alpha_panda.adapters.zerodha.order_sync import BROKER, SOURCE, ZerodhaOrderSync
+from alpha_panda.adapters.zerodha.order_sync import (
+    BROKER,
+    SOURCE,
+    ReconcileReport,
+    ZerodhaOrderSync,
+)
 from alpha_panda.adapters.zerodha.session import require_live_session
+from alpha_panda.adapters.zerodha.ticker import POSTBACKS
 from alpha_panda.domain.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -49,7 +54,6 @@ from alpha_panda.execution.zerodha.orders import (
     order_tag,
 )
 from alpha_panda.execution.zerodha.reconcile import OrderBook, TrackedOrder
-from alpha_panda.observability.health import State
 from alpha_panda.services.emitting import order_emit
 from alpha_panda.stream.emit import Emit
 from alpha_panda.stream.log import Log, Record, TopicPartition
@@ -173,57 +177,82 @@ def kite_charges(costs: CostModel, instruments: InstrumentMaster
     return charges
 
 
-@dataclass
-class ZerodhaTrading:
-    """The running parts of live trading: the stream processor and the order sync."""
+class ZerodhaTradingProcessor(StreamProcessor):
+    """The engine's stream processor, which also reconciles with Kite before consuming and
+    keeps the order sync (postbacks, polling) running beside it.
 
-    processor: StreamProcessor
-    engine: ZerodhaEngine
-    sync: ZerodhaOrderSync
-    kite: KiteRestClient
-    instruments: InstrumentMaster
+    A token error in either part stops both: state FAILED, an alert in the log."""
+
+    def __init__(self, log: Log, settings: ZerodhaSettings, kite: KiteRestClient,
+                 instruments: InstrumentMaster, engine: ZerodhaEngine, sync: ZerodhaOrderSync,
+                 processor_settings: ProcessorSettings) -> None:
+        check_topics([SIGNALS_TOPIC])
+        super().__init__(log, name=GROUP, group=GROUP, topics=[SIGNALS_TOPIC], handler=engine,
+                         settings=processor_settings)
+        self.zerodha = settings
+        self.kite = kite
+        self.instruments = instruments
+        self.engine = engine
+        self.sync = sync
+        self.report: ReconcileReport | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Reconcile with Kite, then place orders and follow them until ``stop``."""
+        """Load instruments, reconcile, then place orders and follow them until ``stop``."""
         inner = asyncio.Event()
+        sync_task: asyncio.Task[None] | None = None
+        relay: asyncio.Task[None] | None = None
         try:
-            await self.sync.reconcile()
-            sync = asyncio.create_task(self.sync.run(inner))
-            processor = asyncio.create_task(self.processor.run(inner))
-            stopper = asyncio.create_task(stop.wait())
-            await asyncio.wait({sync, processor, stopper},
-                                         return_when=asyncio.FIRST_COMPLETED)
-            inner.set()  # one part ended: the other must not trade on alone
-            stopper.cancel()
-            await asyncio.gather(sync, processor)
+            if not len(self.instruments):
+                self.instruments.update(await InstrumentMaster.load(
+                    self.zerodha.instruments_cache_dir, self.kite.instruments))
+            self.report = await self.sync.reconcile()
+            POSTBACKS.add(self.sync.on_order_update)
+            sync_task = asyncio.create_task(self.sync.run(inner))
+            relay = asyncio.create_task(_first(stop, sync_task, inner))
+            await super().run(inner)
+        except AuthenticationError as exc:
+            self._stopped_live(str(exc))
         finally:
+            inner.set()  # one part ended: the other must not trade on alone
+            if relay is not None:
+                relay.cancel()
+            POSTBACKS.discard(self.sync.on_order_update)
+            if sync_task is not None:
+                try:
+                    await sync_task
+                except AuthenticationError as exc:
+                    self._stopped_live(str(exc))
             await self.kite.close()
-        status = self.processor.health()
-        if status.state is State.FAILED:
-            log_.error("zerodha.trading_stopped", alert=True, detail=status.detail)
-            if status.detail.startswith("AuthenticationError"):
-                raise AuthenticationError(f"live trading stopped: {status.detail}")
-            raise InvariantViolation(f"live trading stopped: {status.detail}")
+
+    def _stopped_live(self, detail: str) -> None:
+        log_.error("zerodha.trading_stopped", alert=True, detail=detail)
+        self.fail(f"AuthenticationError: {detail}")
 
 
-async def build_zerodha_engine(log: Log, settings: ZerodhaSettings,
-                               processor_settings: ProcessorSettings | None = None,
-                               *, now_ns: int | None = None,
-                               costs: CostModel | None = None) -> ZerodhaTrading:
-    """Wire live trading. Refuses without the explicit switch or a valid session."""
-    if not settings.live_enabled:
+async def _first(stop: asyncio.Event, sync: asyncio.Task[None], inner: asyncio.Event) -> None:
+    waiter = asyncio.create_task(stop.wait())
+    await asyncio.wait({waiter, sync}, return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    inner.set()
+
+
+def build_zerodha_engine(settings: Any, log: Log, processor_settings: ProcessorSettings | None = None,
+                         *, now_ns: int | None = None,
+                         costs: CostModel | None = None) -> ZerodhaTradingProcessor:
+    """Wire live trading (``settings``: the app settings or a ``ZerodhaSettings``).
+
+    Refuses without the explicit switch (``ConfigurationError``) or a valid session
+    (``AuthenticationError`` telling the operator to run ``alpha-panda auth login``)."""
+    zs = zerodha_settings(settings)
+    if not zs.live_enabled:
         raise ConfigurationError("live trading is off: set ALPHA_PANDA_ZERODHA__LIVE_ENABLED=true")
-    session = require_live_session(settings, now_ns=now_ns)
-    log_.info("zerodha.starting", user_id=session.user_id, settings=settings.redacted())
-    kite = KiteRestClient(settings, session.access_token)
-    instruments = await InstrumentMaster.load(settings.instruments_cache_dir, kite.instruments,
-                                              now_ns=now_ns)
+    session = require_live_session(zs, now_ns=now_ns)
+    log_.info("zerodha.starting", user_id=session.user_id, settings=zs.redacted())
+    kite = KiteRestClient(zs, session.access_token)
+    instruments = InstrumentMaster()
     book = OrderBook()
-    sync = ZerodhaOrderSync(log, kite, book, poll_interval_s=settings.poll_interval_s,
+    sync = ZerodhaOrderSync(log, kite, book, poll_interval_s=zs.poll_interval_s,
                             charges=kite_charges(costs or CostModel.load(), instruments))
-    engine = ZerodhaEngine(kite, instruments, book, market_protection=settings.market_protection)
-    topics = [SIGNALS_TOPIC]
-    check_topics(topics)
-    processor = StreamProcessor(log, name=GROUP, group=GROUP, topics=topics, handler=engine,
-                                settings=processor_settings or ProcessorSettings())
-    return ZerodhaTrading(processor, engine, sync, kite, instruments)
+    engine = ZerodhaEngine(kite, instruments, book, market_protection=zs.market_protection)
+    return ZerodhaTradingProcessor(log, zs, kite, instruments, engine, sync,
+                                   processor_settings or ProcessorSettings())

@@ -51,3 +51,13 @@ class ZerodhaSettings(BaseModel):
         for name in ("api_secret", "session_key"):
             out[name] = "***" if getattr(self, name).get_secret_value() else ""
         return out
+
+
+def zerodha_settings(settings: Any) -> ZerodhaSettings:
+    """The ``zerodha`` section from the app settings (or a ``ZerodhaSettings`` as is)."""
+    if isinstance(settings, ZerodhaSettings):
+        return settings
+    section = getattr(settings, "zerodha", settings)
+    if isinstance(section, ZerodhaSettings):
+        return section
+    return ZerodhaSettings.model_validate(dict(section or {}))

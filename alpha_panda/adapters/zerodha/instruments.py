@@ -7,7 +7,7 @@ exact ``Decimal`` rupees because currency ticks (0.0025) are finer than a paisa.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -50,9 +50,16 @@ class InstrumentMaster:
     def __init__(self, instruments: Iterable[KiteInstrument] = ()) -> None:
         self._by_token: dict[int, KiteInstrument] = {}
         self._by_key: dict[str, KiteInstrument] = {}
+        self.update(instruments)
+
+    def update(self, instruments: Iterable[KiteInstrument]) -> None:
+        """Add (or replace) instruments; used to fill a master others already hold."""
         for inst in instruments:
             self._by_token[inst.instrument_token] = inst
             self._by_key[inst.key] = inst
+
+    def __iter__(self) -> Iterator[KiteInstrument]:
+        return iter(self._by_token.values())
 
     def __len__(self) -> int:
         return len(self._by_token)

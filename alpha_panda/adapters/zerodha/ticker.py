@@ -36,6 +36,30 @@ MODES: Final = ("ltp", "quote", "full")
 _BATCH: Final = 500  # tokens per subscribe message
 
 
+class PostbackHub:
+    """Fans order postbacks from whichever ticker socket receives them out to listeners
+    (the zerodha order sync), so the feed's socket serves the engine too."""
+
+    def __init__(self) -> None:
+        self._listeners: list[Callable[[dict[str, Any]], None]] = []
+
+    def add(self, listener: Callable[[dict[str, Any]], None]) -> None:
+        if listener not in self._listeners:
+            self._listeners.append(listener)
+
+    def discard(self, listener: Callable[[dict[str, Any]], None]) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def __call__(self, update: dict[str, Any]) -> None:
+        for listener in list(self._listeners):
+            listener(update)
+
+
+POSTBACKS: Final = PostbackHub()
+"""The process-wide hub: ticker clients publish to it unless given another callback."""
+
+
 class KiteTickerClient:
     """Streams ticks for the subscribed tokens until ``run``'s stop event is set."""
 
@@ -49,7 +73,7 @@ class KiteTickerClient:
             raise ConfigurationError(f"Kite allows 1 to {MAX_CONNECTIONS} ticker connections, not {n}")
         self._url = settings.ws_url + "?" + urlencode(
             {"api_key": settings.api_key, "access_token": access_token})
-        self._on_order = on_order_update
+        self._on_order = on_order_update or POSTBACKS
         self._on_error = on_error
         self._subs: list[dict[int, str]] = [{} for _ in range(n)]
         self._sockets: list[ClientConnection | None] = [None] * n
@@ -241,8 +265,7 @@ class KiteTickerClient:
             return
         kind, data = msg.get("type"), msg.get("data")
         if kind == "order" and isinstance(data, dict):
-            if self._on_order is not None:
-                self._on_order(data)
+            self._on_order(data)
         elif kind == "error":
             log_.error("kite_ticker.error", message=str(data))
             if self._on_error is not None:

@@ -147,7 +147,7 @@ async def test_a_slow_consumer_loses_the_oldest_ticks_counted(
 
 async def test_the_kite_feed_publishes_ticks_to_market_ticks(
         settings: ZerodhaSettings, session: KiteSession, fake: FakeKite, log: MemoryLog) -> None:
-    feed = await build_kite_feed(log, settings, ["NSE:INFY", NIFTY], mode="full")
+    feed = build_kite_feed(settings, log, ["NSE:INFY", NIFTY], mode="full")
     stop = asyncio.Event()
     task = asyncio.create_task(feed.run(stop))
     await _until(lambda: any(len(s) == 2 for s in fake.ws_clients.values()))

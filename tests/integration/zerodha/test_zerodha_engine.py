@@ -18,10 +18,11 @@ from alpha_panda.domain.errors import AuthenticationError, ConfigurationError, I
 from alpha_panda.domain.events import CODEC, Envelope, OrderRejected
 from alpha_panda.domain.values import OrderType
 from alpha_panda.execution.zerodha import OrderBook, order_tag
+from alpha_panda.observability.health import State
 from alpha_panda.services.zerodha_engine import (
     SIGNALS_TOPIC,
     ZerodhaEngine,
-    ZerodhaTrading,
+    ZerodhaTradingProcessor,
     build_zerodha_engine,
     check_topics,
 )
@@ -53,7 +54,7 @@ def _record(emit: Any) -> Record:
     return Record(emit.topic, 0, 0, emit.envelope.key.encode(), CODEC.encode(emit.envelope))
 
 
-async def _run(trading: ZerodhaTrading) -> tuple[asyncio.Event, asyncio.Task[None]]:
+async def _run(trading: ZerodhaTradingProcessor) -> tuple[asyncio.Event, asyncio.Task[None]]:
     stop = asyncio.Event()
     return stop, asyncio.create_task(trading.run(stop))
 
@@ -79,7 +80,7 @@ async def test_an_order_is_placed_once_when_the_engine_crashes_before_committing
         settings: ZerodhaSettings, session: KiteSession, fake: FakeKite, log: MemoryLog,
         monkeypatch: pytest.MonkeyPatch) -> None:
     await append(log, signal_envelope(1))
-    trading = await build_zerodha_engine(log, settings, FAST)
+    trading = build_zerodha_engine(settings, log, FAST)
     real = trading.engine.ahandle
 
     async def crash_after_placing(event: Envelope[Any], record: Record) -> Any:
@@ -88,11 +89,11 @@ async def test_an_order_is_placed_once_when_the_engine_crashes_before_committing
 
     monkeypatch.setattr(trading.engine, "ahandle", crash_after_placing)
     stop, task = await _run(trading)
-    with pytest.raises(InvariantViolation):
-        await asyncio.wait_for(task, 10)
+    await asyncio.wait_for(task, 10)
+    assert trading.health().state is State.FAILED and "simulated crash" in trading.health().detail
     assert fake.placements == 1 and await count(log, "zerodha.orders.submitted") == 0
 
-    restarted = await build_zerodha_engine(log, settings, FAST)
+    restarted = build_zerodha_engine(settings, log, FAST)
     stop, task = await _run(restarted)
     await wait_for(lambda: _has(log, "submitted", 1))
     await wait_for(lambda: _has(log, "filled", 1))
@@ -113,7 +114,7 @@ async def _has(log: Log, suffix: str, n: int) -> bool:
 async def test_reconciliation_after_restart_emits_the_fills_made_while_down(
         settings: ZerodhaSettings, session: KiteSession, fake: FakeKite, log: MemoryLog) -> None:
     await append(log, signal_envelope(1, order_type=OrderType.LIMIT, limit_price=99_50, quantity=10))
-    trading = await build_zerodha_engine(log, settings, FAST)
+    trading = build_zerodha_engine(settings, log, FAST)
     stop, task = await _run(trading)
     await wait_for(lambda: _has(log, "submitted", 1))
     stop.set()
@@ -126,9 +127,13 @@ async def test_reconciliation_after_restart_emits_the_fills_made_while_down(
                             "quantity": "1", "product": "CNC", "order_type": "LIMIT",
                             "price": "120", "tag": order_tag("signal-lost")})
 
-    restarted = await build_zerodha_engine(log, settings, FAST)
-    report = await restarted.sync.reconcile()
-    await restarted.kite.close()
+    restarted = build_zerodha_engine(settings, log, FAST)
+    stop, task = await _run(restarted)
+    await wait_for(lambda: _has(log, "filled", 2))
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    report = restarted.report
+    assert report is not None
     assert report.known_orders == 1 and report.corrections == 2
     assert [o.tag for o in report.orphans] == [order_tag("signal-lost")]
     assert report.position_mismatches == []
@@ -136,7 +141,8 @@ async def test_reconciliation_after_restart_emits_the_fills_made_while_down(
     assert [(f.quantity, f.price, f.cumulative_quantity, f.leaves_quantity) for f in fills] == [
         (4, 99_50, 4, 6), (6, 99_45, 10, 0)]
     assert fills[1].average_price == (4 * 99_50 + 6 * 99_45 + 5) // 10
-    again = await build_zerodha_engine(log, settings, FAST)
+    again = build_zerodha_engine(settings, log, FAST)
+    again.instruments.update(restarted.instruments)
     assert (await again.sync.reconcile()).corrections == 0  # idempotent
     await again.kite.close()
 
@@ -145,7 +151,7 @@ async def test_rejections_carry_kites_reason(settings: ZerodhaSettings, session:
                                              fake: FakeKite, log: MemoryLog) -> None:
     fake.reject_symbols["INFY"] = "RMS:Margin Exceeds, Required:120.00, Available:0.00"
     await append(log, signal_envelope(1), signal_envelope(2, token=999_999))
-    trading = await build_zerodha_engine(log, settings, FAST)
+    trading = build_zerodha_engine(settings, log, FAST)
     stop, task = await _run(trading)
     await wait_for(lambda: _has(log, "rejected", 2))
     stop.set()
@@ -159,7 +165,7 @@ async def test_rejections_carry_kites_reason(settings: ZerodhaSettings, session:
 async def test_a_burst_of_50_signals_stays_under_kites_order_rate(
         settings: ZerodhaSettings, session: KiteSession, fake: FakeKite, log: MemoryLog) -> None:
     await append(log, *[signal_envelope(n, quantity=1 + n % 3) for n in range(50)])
-    trading = await build_zerodha_engine(log, settings, FAST)
+    trading = build_zerodha_engine(settings, log, FAST)
     started = time.monotonic()
     stop, task = await _run(trading)
     await wait_for(lambda: _has(log, "submitted", 50), timeout=30)
@@ -177,7 +183,7 @@ async def test_429s_are_retried_and_every_order_is_placed_once(
     # our limiter set far above Kite's real limit, so the fake answers with 429s
     loose = settings.model_copy(update={"orders_per_second": 1000, "requests_per_second": 1000})
     await append(log, *[signal_envelope(n) for n in range(50)])
-    trading = await build_zerodha_engine(log, loose, FAST)
+    trading = build_zerodha_engine(loose, log, FAST)
     stop, task = await _run(trading)
     await wait_for(lambda: _has(log, "submitted", 50), timeout=30)
     stop.set()
@@ -205,7 +211,7 @@ async def test_no_paper_signal_can_reach_the_live_engine(
     await kite.close()
     # end to end: a paper signal on the paper topic never becomes a Kite order
     await append(log, signal_envelope(9, broker="paper"), signal_envelope(10))
-    trading = await build_zerodha_engine(log, settings, FAST)
+    trading = build_zerodha_engine(settings, log, FAST)
     stop, task = await _run(trading)
     await wait_for(lambda: _has(log, "submitted", 1))
     await asyncio.sleep(0.3)
@@ -218,18 +224,19 @@ async def test_no_paper_signal_can_reach_the_live_engine(
 async def test_live_trading_needs_the_switch_and_a_session(
         settings: ZerodhaSettings, log: MemoryLog) -> None:
     with pytest.raises(ConfigurationError, match="LIVE_ENABLED"):
-        await build_zerodha_engine(log, settings.model_copy(update={"live_enabled": False}))
+        build_zerodha_engine(settings.model_copy(update={"live_enabled": False}), log)
     with pytest.raises(AuthenticationError, match="auth login"):
-        await build_zerodha_engine(log, settings)
+        build_zerodha_engine(settings, log)
 
 
 async def test_a_token_error_stops_live_trading(
         settings: ZerodhaSettings, session: KiteSession, fake: FakeKite, log: MemoryLog) -> None:
-    trading = await build_zerodha_engine(log, settings, FAST)
+    trading = build_zerodha_engine(settings, log, FAST)
     fake.expire_tokens()
     await append(log, signal_envelope(1))
     _, task = await _run(trading)
-    with pytest.raises(AuthenticationError):
-        await asyncio.wait_for(task, 10)
+    await asyncio.wait_for(task, 10)
     assert fake.placements == 0
+    status = trading.health()
+    assert status.state is State.FAILED and "AuthenticationError" in status.detail
 
