@@ -58,6 +58,15 @@ class ExecutionConfig:
     bands: CircuitBands | None = None
 
     def __post_init__(self) -> None:
+        # YAML hands us floats (2.5): go through str so 2.5 bps is exactly 2.5
+        try:
+            object.__setattr__(self, "slippage_bps", Decimal(str(self.slippage_bps)))
+            if self.volume_participation is not None:
+                object.__setattr__(
+                    self, "volume_participation", Decimal(str(self.volume_participation))
+                )
+        except ArithmeticError as exc:
+            raise ConfigurationError(f"execution: not a number: {exc}") from exc
         if Decimal(self.slippage_bps) < 0 or self.slippage_jitter_bps < 0:
             raise ConfigurationError("execution: slippage_bps must be >= 0")
         if self.latency_ms < 0:

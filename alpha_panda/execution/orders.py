@@ -100,6 +100,8 @@ class Order:
     triggered: bool = False
     rested: bool = False  # has been on the book through a tick without filling
     last_ts: int = 0  # event time of the last tick this order has been matched against
+    expires_ns: int | None = None  # DAY validity: the close of the session it arrived in
+    cutoff_ns: int | None = None  # MIS: the square-off cut-off of its session
 
     @property
     def leaves(self) -> int:

@@ -29,7 +29,8 @@ Every returned payload carries its event time in ``ts``.
 from __future__ import annotations
 
 from collections import deque
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import date, datetime, time
 from decimal import Decimal
 
 from alpha_panda.domain.events import (
@@ -52,6 +53,17 @@ from alpha_panda.execution.pricing import depth_price, seeded_rng, slipped, volu
 
 __all__ = ["ExecutionConfig", "PaperExchange"]
 
+_DAY_NS = 86_400 * 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class _Session:
+    day: date
+    lo: int
+    hi: int
+    cutoff: int | None
+    close: int
+
 
 class PaperExchange:
     """Simulated NSE for one broker account (``paper``); pure, event-time driven."""
@@ -72,6 +84,7 @@ class PaperExchange:
         self._mis: dict[tuple[str, int], int] = {}  # net MIS position per (strategy, token)
         self._squared: dict[tuple[int, object], tuple[int, int]] = {}  # (token, day) -> (ts, px)
         self._squareoffs: dict[tuple[str, int, object], int] = {}
+        self._sess: _Session | None = None
 
     # ------------------------------------------------------------------ public API
 
@@ -109,7 +122,7 @@ class PaperExchange:
             trigger_price=signal.trigger_price, price_hint=signal.price_hint,
             take_profit=signal.take_profit, stop_loss=signal.stop_loss,
         )
-        self._orders[order_id] = order
+        self._register(order)
         reason = self._validate(order, now_ns)
         if reason is not None:
             return [self._reject(order, reason[0], reason[1], now_ns)]
@@ -167,8 +180,8 @@ class PaperExchange:
         if not self.config.expire_day_orders:
             return out
         for order in self.open_orders():
-            close = self._calendar.close_ns(order.arrival_ns)
-            if order.validity is Validity.DAY and close <= now_ns and order.status.is_open:
+            close = order.expires_ns
+            if close is not None and close <= now_ns and order.status.is_open:
                 self._cancel(order, "expired", close, out)
         return out
 
@@ -232,15 +245,12 @@ class PaperExchange:
             return
         order.last_ts = ts
         cfg = self.config
-        mis = order.product is Product.MIS and cfg.mis_squareoff is not None
-        if mis and ts >= self._cutoff_ns(order.arrival_ns):
+        if order.cutoff_ns is not None and ts >= order.cutoff_ns:
             self._cancel(order, "squareoff", ts, out)
             return
-        if cfg.expire_day_orders and order.validity is Validity.DAY:
-            close = self._calendar.close_ns(order.arrival_ns)
-            if ts >= close:
-                self._cancel(order, "expired", close, out)
-                return
+        if order.expires_ns is not None and ts >= order.expires_ns:
+            self._cancel(order, "expired", order.expires_ns, out)
+            return
         price = tick.last_price
         sign = order.side.sign
         if order.is_stop and not order.triggered:
@@ -371,7 +381,7 @@ class PaperExchange:
         if len(legs) == 2:
             legs[0].sibling_order_id, legs[1].sibling_order_id = legs[1].order_id, legs[0].order_id
         for leg in legs:
-            self._orders[leg.order_id] = leg
+            self._register(leg)
             out.append(self._submitted(leg, ts))
         for leg in legs:
             if leg.status.is_open:
@@ -379,17 +389,32 @@ class PaperExchange:
 
     # ------------------------------------------------------------------ MIS square-off
 
+    def _session(self, ts: int) -> _Session:
+        """The IST day ``ts`` falls on, with its cut-off and close (cached: ticks share days)."""
+        sess = self._sess
+        if sess is None or not sess.lo <= ts < sess.hi:
+            day = ist_date(ts)
+            lo = ist_ns(day, time(0, 0))
+            cut = self.config.mis_squareoff
+            sess = self._sess = _Session(
+                day, lo, lo + _DAY_NS, ist_ns(day, cut) if cut is not None else None,
+                ist_ns(day, self._calendar.close),
+            )
+        return sess
+
     def _cutoff_ns(self, ts: int) -> int:
-        assert self.config.mis_squareoff is not None
-        return ist_ns(ist_date(ts), self.config.mis_squareoff)
+        cutoff = self._session(ts).cutoff
+        assert cutoff is not None
+        return cutoff
 
     def _squareoff(self, tick: MarketTick, out: list[Payload]) -> None:
         """At the first tick at/after the cut-off, flatten every MIS position of its instrument."""
-        if self.config.mis_squareoff is None:
-            return
         token, ts = tick.instrument_token, tick.ts
-        day = ist_date(ts)
-        if (token, day) in self._squared or ts < self._cutoff_ns(ts):
+        sess = self._session(ts)
+        if sess.cutoff is None or ts < sess.cutoff:
+            return
+        day = sess.day
+        if (token, day) in self._squared:
             return
         self._squared[(token, day)] = (ts, tick.last_price)
         for order in list(self._open.get(token, ())):
@@ -403,7 +428,7 @@ class PaperExchange:
         """A fill before the cut-off processed after the square-off tick is flattened too."""
         if self.config.mis_squareoff is None or order.signal_id.startswith("squareoff|"):
             return
-        day = ist_date(ts)
+        day = self._session(ts).day
         done = self._squared.get((order.instrument_token, day))
         if done is None or ts >= done[0]:
             return
@@ -425,11 +450,20 @@ class PaperExchange:
             order_type=OrderType.MARKET, product=Product.MIS, validity=Validity.DAY,
             segment=self._segment(token, Product.MIS), created_ns=ts, arrival_ns=ts,
         )
-        self._orders[order.order_id] = order
+        self._register(order)
         out.append(self._submitted(order, ts))
         self._fill(order, order.quantity, price, ts, out)
 
     # ------------------------------------------------------------------ helpers
+
+    def _register(self, order: Order) -> None:
+        """Store a new order with the session times it is subject to."""
+        sess = self._session(order.arrival_ns)
+        if self.config.expire_day_orders and order.validity is Validity.DAY:
+            order.expires_ns = sess.close
+        if order.product is Product.MIS:
+            order.cutoff_ns = sess.cutoff
+        self._orders[order.order_id] = order
 
     def _segment(self, token: int, product: Product) -> Segment:
         return self.config.segments.get(token) or Segment.for_product(product)

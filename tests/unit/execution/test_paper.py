@@ -327,3 +327,14 @@ def test_fills_do_not_depend_on_how_ticks_and_signals_interleave(latency_ms: int
     live_order = _run(config, ticks, signals, delay=4, seed=seed + 100)
     assert len([e for e in backtest_order if isinstance(e, OrderFilled)]) > 10
     assert sorted(backtest_order, key=lambda e: repr(_key(e))) == sorted(live_order, key=lambda e: repr(_key(e)))
+
+
+def test_config_from_yaml_numbers_and_bad_values() -> None:
+    from alpha_panda.domain.errors import ConfigurationError
+
+    config = ExecutionConfig(slippage_bps=2.5, volume_participation=0.1)  # type: ignore[arg-type]
+    assert config.slippage_bps == Decimal("2.5") and config.volume_participation == Decimal("0.1")
+    for bad in ({"latency_ms": -1}, {"slippage_bps": -1}, {"market_hours": "sometimes"},
+                {"volume_participation": 2}, {"slippage_bps": "x"}):
+        with pytest.raises(ConfigurationError):
+            ExecutionConfig(**bad)
