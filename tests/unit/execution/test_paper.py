@@ -338,3 +338,31 @@ def test_config_from_yaml_numbers_and_bad_values() -> None:
                 {"volume_participation": 2}, {"slippage_bps": "x"}):
         with pytest.raises(ConfigurationError):
             ExecutionConfig(**bad)
+
+
+def test_a_late_processed_mis_fill_is_squared_off_at_the_same_price() -> None:
+    from alpha_panda.portfolio import PositionLedger
+
+    def pnl(events: list[Payload]) -> tuple[int, int]:
+        ledger = PositionLedger(initial_cash=0)
+        for e in events:
+            if isinstance(e, OrderFilled):
+                ledger.apply_fill(e)
+        snap = ledger.snapshot(None)
+        return snap.realized, snap.open_positions
+
+    cutoff_tick = tick(at(15, 20, 2), 1007_00)
+    signal = sig(qty=10, product=Product.MIS, price_hint=1001_00)
+    in_order = ex()
+    a = in_order.submit("m", signal, at(15, 19)) + in_order.on_tick(cutoff_tick)
+    late = ex()
+    b = late.on_tick(cutoff_tick) + late.submit("m", signal, at(15, 19))
+    assert pnl(a) == pnl(b) == (60_00, 0)  # bought at 1001, squared off at 1007
+
+
+def test_an_order_older_than_the_kept_history_is_rejected_not_mismatched() -> None:
+    x = ex(tick_history=3)
+    for i in range(5):
+        x.on_tick(tick(T0 + i, 1000_00))
+    out = x.submit("old", sig(order_type=OrderType.LIMIT, limit_price=990_00), T0)
+    assert isinstance(out[-1], OrderRejected) and out[-1].reason_code == "STALE_ORDER"
