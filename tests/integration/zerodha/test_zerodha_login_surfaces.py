@@ -1,0 +1,75 @@
+"""`alpha-panda auth login|status` and the API's Kite redirect endpoint, against the fake."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from alpha_panda.adapters.zerodha.config import ZerodhaSettings
+from alpha_panda.adapters.zerodha.session import require_live_session
+from alpha_panda.api.routes import auth as auth_routes
+from alpha_panda.cli import auth as auth_cli
+from alpha_panda.testing.fake_kite import FakeKite
+
+
+@pytest.fixture
+def env(settings: ZerodhaSettings, monkeypatch: pytest.MonkeyPatch) -> ZerodhaSettings:
+    values = {"API_KEY": settings.api_key, "API_SECRET": settings.api_secret.get_secret_value(),
+              "SESSION_KEY": settings.session_key.get_secret_value(),
+              "ROOT_URL": settings.root_url, "LOGIN_URL": settings.login_url,
+              "SESSION_FILE": str(settings.session_file)}
+    for name, value in values.items():
+        monkeypatch.setenv(f"ALPHA_PANDA_ZERODHA__{name}", value)
+    return settings
+
+
+def test_cli_login_with_a_pasted_redirect_url_then_status(env: ZerodhaSettings,
+                                                          fake: FakeKite) -> None:
+    runner = CliRunner()
+    redirect = "http://127.0.0.1:8000/auth/zerodha/callback?action=login&status=success" \
+               "&request_token=fake_request_token"
+    result = runner.invoke(auth_cli.app, ["login"], input=redirect + "\n")
+    assert result.exit_code == 0, result.output
+    assert f"api_key={fake.api_key}" in result.output  # the login URL was printed
+    assert "Logged in as AB1234" in result.output
+    session = require_live_session(env)
+    assert session.access_token not in result.output
+    status = runner.invoke(auth_cli.app, ["status", "--json"])
+    assert status.exit_code == 0
+    info = json.loads(status.stdout)
+    assert info["user_id"] == "AB1234" and info["logged_in"] and 0 < info["time_left_s"] <= 86_400
+
+
+def test_cli_status_without_a_session_says_what_to_run(env: ZerodhaSettings) -> None:
+    result = CliRunner().invoke(auth_cli.app, ["status"])
+    assert result.exit_code == 1
+    assert "alpha-panda auth login" in result.output
+
+
+def test_cli_login_with_a_bad_token_fails_cleanly(env: ZerodhaSettings) -> None:
+    result = CliRunner().invoke(auth_cli.app, ["login", "--request-token", "nope"])
+    assert result.exit_code == 1 and "refused" in result.output
+
+
+def test_the_api_callback_completes_the_login(settings: ZerodhaSettings, fake: FakeKite) -> None:
+    app = FastAPI()
+    app.include_router(auth_routes.router)
+    app.dependency_overrides[auth_routes.get_zerodha_settings] = lambda: settings
+    client = TestClient(app)
+    assert client.get("/auth/zerodha/status").json() == {"logged_in": False}
+    go = client.get("/auth/zerodha/login", follow_redirects=False)
+    assert go.status_code == 307 and go.headers["location"].startswith(settings.login_url)
+    assert client.get("/auth/zerodha/callback", params={"status": "cancelled"}).status_code == 400
+    ok = client.get("/auth/zerodha/callback",
+                    params={"request_token": "fake_request_token", "status": "success"})
+    assert ok.status_code == 200 and "AB1234" in ok.text
+    session = require_live_session(settings)
+    assert session.access_token not in ok.text
+    again = client.get("/auth/zerodha/callback", params={"request_token": "fake_request_token"})
+    assert again.status_code == 401  # a request token works once
+    status = client.get("/auth/zerodha/status").json()
+    assert status["logged_in"] and status["user_id"] == "AB1234"
