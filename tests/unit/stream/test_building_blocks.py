@@ -1,0 +1,96 @@
+"""Small parts of the runtime: error policy, backoff, headers, dedup window, hot partitions."""
+
+from __future__ import annotations
+
+import random
+
+import msgspec
+import pytest
+
+from alpha_panda.domain.errors import (
+    AuthenticationError,
+    BrokerUnavailable,
+    ConfigurationError,
+    DecodeError,
+    IllegalTransition,
+    RateLimited,
+    StrategyError,
+    TransientError,
+    ValidationError,
+)
+from alpha_panda.stream.dedup import RecentIds
+from alpha_panda.stream.emit import Emit, record_id, to_output
+from alpha_panda.stream.hot import HotPartitionTracker, TopKeys
+from alpha_panda.stream.log import Record, TopicPartition
+from alpha_panda.stream.retry import Disposition, backoff_delay, classify
+from tests.contract.helpers import tick
+
+
+@pytest.mark.parametrize(("exc", "disposition"), [
+    (TransientError("t"), Disposition.RETRY),
+    (BrokerUnavailable("b"), Disposition.RETRY),
+    (RateLimited("r", 2.0), Disposition.RETRY),
+    (DecodeError("d"), Disposition.DEAD_LETTER),
+    (ValidationError("v"), Disposition.DEAD_LETTER),
+    (KeyError("bug in a handler"), Disposition.DEAD_LETTER),
+    (StrategyError("s", "boom"), Disposition.DEAD_LETTER),
+    (AuthenticationError("a"), Disposition.FATAL),
+    (IllegalTransition("i"), Disposition.FATAL),
+    (ConfigurationError("c"), Disposition.FATAL),
+])
+def test_errors_are_classified_by_what_the_operator_must_do(
+        exc: Exception, disposition: Disposition) -> None:
+    assert classify(exc) is disposition
+
+
+def test_backoff_grows_exponentially_with_jitter_and_is_capped() -> None:
+    rng = random.Random(7)
+    delays = [backoff_delay(TransientError("x"), n, 0.1, 1.0, rng) for n in range(1, 8)]
+    for n, d in enumerate(delays, start=1):
+        ceiling = min(1.0, 0.1 * 2 ** (n - 1))
+        assert ceiling / 2 <= d <= ceiling
+    assert backoff_delay(RateLimited("x", retry_after=3.0), 1, 0.1, 5.0, rng) >= 3.0
+    assert backoff_delay(RateLimited("x", retry_after=30.0), 1, 0.1, 5.0, rng) <= 5.0
+
+
+def test_to_output_carries_id_type_and_traceparent_headers() -> None:
+    env = tick(1)
+    traced = msgspec.structs.replace(
+        env, traceparent="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+    out = to_output(Emit("market.ticks", traced))
+    assert out.key == b"1"
+    assert dict(out.headers) == {"id": b"tick-1-1", "type": b"market_tick",
+                                 "traceparent": b"00-0af7651916cd43dd8448eb211c80319c-"
+                                                b"b7ad6b7169203331-01"}
+    rec = Record("market.ticks", 0, 0, out.key, out.value, out.headers)
+    assert record_id(rec) == "tick-1-1"
+    assert "traceparent" not in dict(to_output(Emit("t", env)).headers)
+
+
+def test_recent_ids_remember_at_least_capacity_and_stay_bounded() -> None:
+    ids = RecentIds(capacity=100)
+    ids.update(str(i) for i in range(1000))
+    assert all(str(i) in ids for i in range(900, 1000))
+    assert len(ids) <= 200
+    assert "0" not in ids
+    assert ids.seen(["999", "0", "950"]) == {"999", "950"}
+
+
+def test_top_keys_finds_the_heavy_hitters() -> None:
+    top = TopKeys(k=3)
+    rng = random.Random(1)
+    for _ in range(5000):
+        top.add(b"hot" if rng.random() < 0.5 else str(rng.randrange(1000)).encode())
+    assert top.top()[0][0] == b"hot"
+
+
+def test_a_partition_far_above_its_fair_share_is_reported_with_its_keys() -> None:
+    tracker = HotPartitionTracker(factor=2.0, min_records=100, sample_every=1)
+    recs = [Record("t", 0, i, b"RELIANCE", b"") for i in range(900)]
+    recs += [Record("t", p, i, str(p).encode(), b"") for p in (1, 2, 3) for i in range(30)]
+    tracker.observe(recs)
+    hot = tracker.report(assigned=4)
+    assert [h.tp for h in hot] == [TopicPartition("t", 0)]
+    assert hot[0].top_keys[0] == (b"RELIANCE", 900)
+    assert hot[0].share > 0.9
+    assert tracker.report(assigned=4) == []  # the window was reset
