@@ -258,28 +258,31 @@ class PaperExchange:
             if sign * (price - order.trigger_price) < 0:
                 return
             order.triggered = True
+        qty = order.leaves
+        cap = None if order.parent_order_id else volume_cap(tick, cfg.volume_participation)
+        if cap is not None:
+            qty = min(qty, cap)
         fill_price: int | None = None
-        if order.order_type in (OrderType.MARKET, OrderType.SL_M):
-            fill_price = self._market_price(order, price, tick)
+        if qty <= 0:
+            pass
+        elif order.order_type in (OrderType.MARKET, OrderType.SL_M):
+            fill_price = self._market_price(order, price, tick, qty)
         else:
             assert order.limit_price is not None
             if sign * (order.limit_price - price) >= 0:
                 # a resting order is the passive side: it trades at its own limit
                 fill_price = price if order.fills == 0 and not order.rested else order.limit_price
         if fill_price is not None:
-            qty = order.leaves
-            cap = None if order.parent_order_id else volume_cap(tick, cfg.volume_participation)
-            if cap is not None:
-                qty = min(qty, cap)
-            if qty > 0:
-                self._fill(order, qty, fill_price, ts, out)
+            self._fill(order, qty, fill_price, ts, out)
         order.rested = True
         if order.validity is Validity.IOC and order.status.is_open:
             self._cancel(order, "ioc", ts, out)
 
-    def _market_price(self, order: Order, price: int, tick: MarketTick | None) -> int:
+    def _market_price(
+        self, order: Order, price: int, tick: MarketTick | None, qty: int | None = None
+    ) -> int:
         if self.config.slippage_model == "depth" and tick is not None:
-            walked = depth_price(tick.depth, order.side, order.leaves)
+            walked = depth_price(tick.depth, order.side, qty or order.leaves)
             if walked is not None:
                 return walked
         bps = self._slip
