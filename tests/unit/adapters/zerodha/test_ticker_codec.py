@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import struct
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given
@@ -11,7 +11,11 @@ from hypothesis import strategies as st
 
 from alpha_panda.adapters.zerodha import encode_ticker_frame, parse_ticker_frame
 from alpha_panda.adapters.zerodha.ticker_codec import (
-    FULL_LEN, INDEX_FULL_LEN, INDEX_QUOTE_LEN, LTP_LEN, QUOTE_LEN,
+    FULL_LEN,
+    INDEX_FULL_LEN,
+    INDEX_QUOTE_LEN,
+    LTP_LEN,
+    QUOTE_LEN,
 )
 from alpha_panda.domain.errors import DecodeError
 from alpha_panda.domain.events import Depth, DepthLevel, MarketTick
@@ -51,7 +55,7 @@ def test_equity_full_packet_hand_built_from_the_documented_layout() -> None:
     assert (tick.open, tick.high, tick.low, tick.close) == (187_000, 189_000, 186_500, 187_500)
     assert (tick.volume, tick.last_quantity, tick.average_price) == (1_234_567, 12, 187_950)
     assert (tick.buy_quantity, tick.sell_quantity, tick.oi) == (900, 800, 42)
-    assert tick.ts == int(datetime(2026, 11, 24, 3, 45, 7, tzinfo=timezone.utc).timestamp()) * 10**9
+    assert tick.ts == int(datetime(2026, 11, 24, 3, 45, 7, tzinfo=UTC).timestamp()) * 10**9
     assert tick.depth is not None
     assert tick.depth.buy[0] == DepthLevel(188_050, 10, 3) and len(tick.depth.buy) == 5
     assert tick.depth.sell == (DepthLevel(188_060, 7, 2),)  # zero padding is not a level
