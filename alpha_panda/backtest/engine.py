@@ -26,7 +26,7 @@ skips calls that cannot change any outcome, and makes them the moment they could
   on marks; unrealized uses the last price of each instrument);
 - strategies get one reused, mutable tick view unless one declares ``keeps_ticks``.
 
-Equity is sampled on a fixed event-time grid (at most ~2,000 points) plus the end; max
+Equity is sampled on a fixed event-time grid (at most ~1,000 points) plus the end; max
 drawdown, Sharpe and exposure come from those samples. Money is int paise throughout.
 """
 
@@ -61,7 +61,7 @@ from alpha_panda.risk import RiskConfig, RiskEngine, RiskLimits
 from alpha_panda.strategy.config import StrategyConfig
 from alpha_panda.strategy.runner import DEFAULT_STRATEGY_CASH, StrategyRunner, signal_ids
 
-MAX_SAMPLES: Final = 2000
+MAX_SAMPLES: Final = 1000
 _MARK_LIMITS: Final = ("daily_loss", "account_daily_loss", "max_gross_exposure",
                        "account_max_gross_exposure")
 Progress = Callable[[int, int], None]
@@ -182,20 +182,22 @@ class _Engine:
                 self.route(self.venue.on_tick(tick))
             self.route(self.venue.submit(sid, sig, now))
 
-    def mark_all(self, upto: int, positions: dict[int, np.ndarray]) -> None:
-        """Mark every open position at its instrument's last price at or before row ``upto``."""
-        px = self.cols.last_price
-        for pos in self.ledger.positions(open_only=True):
-            rows = positions.get(pos.instrument_token)
-            if rows is None:
-                continue
-            k = int(np.searchsorted(rows, upto, side="right")) - 1
+    def sample(self, upto: int, rows_of: dict[int, np.ndarray]) -> tuple[int, int]:
+        """Mark open positions at their last price at or before row ``upto``; return the
+        account's (equity, gross exposure) in paise."""
+        px = self.px_l
+        ledger = self.ledger
+        held = 0
+        gross = 0
+        for pos in ledger.positions(open_only=True):
+            rows = rows_of[pos.instrument_token]
+            k = int(rows.searchsorted(upto, side="right")) - 1
             if k >= 0:
-                self.ledger.mark(pos.instrument_token, int(px[rows[k]]))
-
-    def equity_now(self) -> tuple[int, int]:
-        snap = self.ledger.snapshot(None)
-        return self.ledger.equity(None), snap.gross_exposure
+                ledger.mark(pos.instrument_token, px[rows[k]])
+            value = pos.quantity * pos.mark_price
+            held += value
+            gross += abs(value)
+        return ledger.cash(None) + held, gross
 
 
 def _sample_rows(ts: np.ndarray) -> tuple[list[int], float]:
@@ -204,7 +206,7 @@ def _sample_rows(ts: np.ndarray) -> tuple[list[int], float]:
     if n == 0:
         return [], 0.0
     span = int(ts[-1] - ts[0])
-    step = max(60 * NS_PER_S, -(-span // MAX_SAMPLES))
+    step = max(1, -(-span // MAX_SAMPLES))
     edges = np.arange(int(ts[0]) + step, int(ts[-1]) + step, step, dtype=np.int64)
     rows = np.searchsorted(ts, edges, side="left").tolist()
     ends = sorted({r for r in rows if 0 < r < n} | {n})
@@ -266,8 +268,7 @@ def run_backtest(
             if sigs is not None:
                 eng.signals(i, sigs, tick or eng.tick_at(i), exchange_fed, eng.risk_every_tick)
         start = end
-        eng.mark_all(end - 1, token_rows)
-        equity, gross = eng.equity_now()
+        equity, gross = eng.sample(end - 1, token_rows)
         samples.append((ts_l[end - 1], equity, gross))
         if report is not None:
             report(end, n)

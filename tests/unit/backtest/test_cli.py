@@ -1,0 +1,120 @@
+"""``alpha-panda backtest`` and ``alpha-panda strategy`` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from alpha_panda.cli import backtest, strategy
+from alpha_panda.marketdata.files import generate_random_walk, write_ticks
+
+app = typer.Typer()
+backtest.register(app)
+app.add_typer(strategy.app, name="strategy")
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    d = tmp_path_factory.mktemp("bt")
+    data = d / "ticks.csv"
+    write_ticks(data, generate_random_walk(20_000, [738561, 341249], seed=4))
+    spec = d / "sma.yaml"
+    spec.write_text("id: sma\nstrategy: sma_cross\ninstruments: [738561, 341249]\n"
+                    "params: {fast: 5, slow: 20, quantity: 3}\n")
+    return spec, data
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_json_prints_exactly_one_object_and_is_deterministic(files: tuple[Path, Path]) -> None:
+    spec, data = files
+    code, out, _ = run("backtest", "--strategy", str(spec), "--data", str(data), "--json")
+    assert code == 0
+    summary = json.loads(out)  # the whole of stdout is one JSON object
+    for key in ("ticks", "fills", "round_trips", "realized_pnl", "unrealized_pnl", "charges",
+                "load_s", "elapsed_s", "ticks_per_s"):
+        assert key in summary
+    assert summary["ticks"] == 20_000 and summary["fills"] > 0
+    _, again, _ = run("backtest", "--strategy", str(spec), "--data", str(data), "--json")
+    strip = ("load_s", "elapsed_s", "ticks_per_s")
+    assert {k: v for k, v in json.loads(again).items() if k not in strip} == {
+        k: v for k, v in summary.items() if k not in strip}
+
+
+def test_flags_override_execution(files: tuple[Path, Path]) -> None:
+    spec, data = files
+    _, out, _ = run("backtest", "--strategy", str(spec), "--data", str(data), "--json",
+                    "--no-costs", "--slippage-bps", "10")
+    summary = json.loads(out)
+    assert summary["charges"] == "0.00"
+    _, plain, _ = run("backtest", "--strategy", str(spec), "--data", str(data), "--json",
+                      "--no-costs")
+    assert json.loads(plain)["realized_pnl"] != summary["realized_pnl"]  # slippage costs
+
+
+def test_report_is_offline_html_and_byte_identical(files: tuple[Path, Path], tmp_path: Path) -> None:
+    spec, data = files
+    pages = []
+    for name in ("a.html", "b.html"):
+        code, _, err = run("backtest", "--strategy", str(spec), "--data", str(data),
+                           "--report", str(tmp_path / name), "--quiet")
+        assert code == 0 and "report written" in err
+        pages.append((tmp_path / name).read_bytes())
+    assert pages[0] == pages[1]
+    page = pages[0].decode()
+    assert page.startswith("<!doctype html>") and page.count("<svg") == 3
+    assert "http://" not in page and "https://" not in page and "<script src" not in page
+    assert "RELIANCE" in page or "HDFCBANK" in page
+
+
+def test_grid_ranks_every_combination(files: tuple[Path, Path]) -> None:
+    spec, data = files
+    code, out, _ = run("backtest", "--strategy", str(spec), "--data", str(data), "--json",
+                       "--grid", "fast=3,5", "--grid", "slow=10,20", "--quiet")
+    assert code == 0
+    rows = json.loads(out)["grid"]
+    assert sorted((r["params"]["fast"], r["params"]["slow"]) for r in rows) == [
+        (3, 10), (3, 20), (5, 10), (5, 20)]
+    assert [r["rank"] for r in rows] == [1, 2, 3, 4]
+    from decimal import Decimal
+    nets = [Decimal(r["net_pnl"]) for r in rows]
+    assert nets == sorted(nets, reverse=True)
+
+
+def test_errors_go_to_stderr_with_the_file_and_field(files: tuple[Path, Path], tmp_path: Path) -> None:
+    _, data = files
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("id: x\nstrategy: sma_cross\ninstruments: [1]\nparams: {fast: 50}\n")
+    code, out, err = run("backtest", "--strategy", str(bad), "--data", str(data), "--json")
+    assert code == 2 and out == "" and f"{bad}: params" in err
+    code, _, err = run("backtest", "--strategy", str(files[0]), "--data", str(tmp_path / "no.csv"))
+    assert code == 2 and "no such tick file" in err
+    code, _, err = run("backtest", "--strategy", str(files[0]), "--data", str(data),
+                       "--grid", "fast=3", "--grid", "slow=2")
+    assert code == 2 and "fast (3) must be smaller than slow (2)" in err
+
+
+def test_strategy_new_writes_a_template_that_loads_and_trades(tmp_path: Path,
+                                                               files: tuple[Path, Path]) -> None:
+    code, out, _ = run("strategy", "new", "my_idea", "--dir", str(tmp_path))
+    assert code == 0 and (tmp_path / "my_idea.py").exists()
+    code, out, _ = run("strategy", "check", str(tmp_path / "my_idea.yaml"))
+    assert code == 0 and "ok" in out
+    code, out, _ = run("backtest", "--strategy", str(tmp_path / "my_idea.yaml"),
+                       "--data", str(files[1]), "--json")
+    assert code == 0 and json.loads(out)["fills"] > 0
+    code, _, err = run("strategy", "new", "my_idea", "--dir", str(tmp_path))
+    assert code == 2 and "exists" in err
+
+
+def test_strategy_check_reports_broken_files(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text("id: b\nstrategy: nope\ninstruments: [1]\n")
+    code, _, err = run("strategy", "check", str(tmp_path))
+    assert code == 1 and "unknown strategy 'nope'" in err
