@@ -5,6 +5,7 @@ Money stays in int paise here; only ratios (win rate, Sharpe, exposure) are floa
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -77,7 +78,7 @@ def sharpe(equity: Sequence[int], interval_s: float) -> float:
     """Annualised Sharpe of equity returns sampled every ``interval_s`` (risk-free 0)."""
     if len(equity) < 3 or interval_s <= 0:
         return 0.0
-    rets = [(b - a) / a for a, b in zip(equity, equity[1:], strict=False) if a > 0]
+    rets = [(b - a) / a for a, b in itertools.pairwise(equity) if a > 0]
     if len(rets) < 2:
         return 0.0
     mean = sum(rets) / len(rets)

@@ -12,9 +12,25 @@ class TickView:
     store ticks declares ``keeps_ticks = True`` and then gets real ``MarketTick`` objects).
     """
 
-    __slots__ = ("instrument_token", "last_price", "ts", "volume", "last_quantity",
-                 "average_price", "open", "high", "low", "close", "change", "oi",
-                 "buy_quantity", "sell_quantity", "depth", "tradable", "price_e4")
+    __slots__ = (
+        "average_price",
+        "buy_quantity",
+        "change",
+        "close",
+        "depth",
+        "high",
+        "instrument_token",
+        "last_price",
+        "last_quantity",
+        "low",
+        "oi",
+        "open",
+        "price_e4",
+        "sell_quantity",
+        "tradable",
+        "ts",
+        "volume",
+    )
 
     def __init__(self) -> None:
         self.instrument_token = 0

@@ -10,7 +10,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -48,10 +48,10 @@ def backtest_command(
     strategy: Annotated[Path, typer.Option(help="strategy YAML file")],
     data: Annotated[Path, typer.Option(help="tick file: CSV or Parquet")],
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")] = False,
-    report: Annotated[Optional[Path], typer.Option(help="write an offline HTML report here")] = None,
-    grid: Annotated[Optional[list[str]], typer.Option(help="parameter sweep: NAME=V1,V2 (repeatable)")] = None,
-    slippage_bps: Annotated[Optional[int], typer.Option(help="override execution.slippage_bps")] = None,
-    latency_ms: Annotated[Optional[int], typer.Option(help="override execution.latency_ms")] = None,
+    report: Annotated[Path | None, typer.Option(help="write an offline HTML report here")] = None,
+    grid: Annotated[list[str] | None, typer.Option(help="parameter sweep: NAME=V1,V2 (repeatable)")] = None,
+    slippage_bps: Annotated[int | None, typer.Option(help="override execution.slippage_bps")] = None,
+    latency_ms: Annotated[int | None, typer.Option(help="override execution.latency_ms")] = None,
     no_costs: Annotated[bool, typer.Option("--no-costs", help="no brokerage or taxes")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="no progress bar")] = False,
 ) -> None:

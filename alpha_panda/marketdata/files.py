@@ -152,7 +152,8 @@ def _iso_timestamps(path: Path, col: pa.ChunkedArray) -> I64:
     mask = zoned.to_numpy(zero_copy_only=False)
     a = with_zone.cast(pa.int64()).to_numpy()
     b = without.cast(pa.int64()).to_numpy()
-    return np.where(mask, a, b).astype(np.int64)
+    out: I64 = np.where(mask, a, b).astype(np.int64)
+    return out
 
 
 def _parses(text: str) -> bool:
@@ -232,7 +233,8 @@ def iter_ticks(cols: TickColumns, start: int = 0) -> Iterator[MarketTick]:
     ts, tok, px, vol = (a.tolist() for a in (cols.ts, cols.instrument_token, cols.last_price,
                                              cols.volume))
     for i in range(start, len(ts)):
-        extra = {k: None if k in masks and masks[k][i] else lists[k][i] for k in names}
+        extra: dict[str, Any] = {
+            k: None if k in masks and masks[k][i] else lists[k][i] for k in names}
         yield MarketTick(instrument_token=tok[i], last_price=px[i], ts=ts[i], volume=vol[i],
                          **extra)
 

@@ -15,7 +15,7 @@ class BarBuilder:
     Volume sums ``last_quantity`` when the feed gives it, else ``volume``.
     """
 
-    __slots__ = ("_interval", "_token", "_start", "_o", "_h", "_l", "_c", "_v", "_n")
+    __slots__ = ("_c", "_h", "_interval", "_l", "_n", "_o", "_start", "_token", "_v")
 
     def __init__(self, instrument_token: int, interval_s: int) -> None:
         if interval_s <= 0:

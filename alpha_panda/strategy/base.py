@@ -54,7 +54,7 @@ class Bar(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 class _Book:
     """A strategy's own account state, kept by the runner and read through ``Context``."""
 
-    __slots__ = ("strategy_id", "positions", "cash", "now_ns")
+    __slots__ = ("cash", "now_ns", "positions", "strategy_id")
 
     def __init__(self, strategy_id: str, cash: int) -> None:
         self.strategy_id = strategy_id

@@ -67,7 +67,7 @@ class StrategyStatus(msgspec.Struct, kw_only=True):
 
 
 class _Slot:
-    __slots__ = ("sid", "token", "strategy", "ctx", "handler", "warmup_left")
+    __slots__ = ("ctx", "handler", "sid", "strategy", "token", "warmup_left")
 
     def __init__(self, sid: str, token: int, strategy: Strategy, ctx: Context) -> None:
         self.sid = sid
@@ -146,7 +146,7 @@ class StrategyRunner:
         for token in config.instruments:
             try:
                 instance = cls(params, token)
-            except Exception as exc:  # a user's setup() failing isolates that strategy only
+            except Exception as exc:  # noqa: BLE001 - a user's setup() failing isolates only it
                 self._fail(sid, exc)
                 return
             slots.append(_Slot(sid, token, instance, Context(book, token)))
@@ -177,7 +177,7 @@ class StrategyRunner:
             slot.ctx._book.now_ns = tick.ts
             try:
                 sigs = slot.handler(tick, slot.ctx)
-            except Exception as exc:  # isolation: this strategy stops, the others go on
+            except Exception as exc:  # noqa: BLE001 - isolation: this one stops, others go on
                 self._fail(slot.sid, exc)
                 continue
             if slot.warmup_left:

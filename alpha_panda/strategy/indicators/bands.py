@@ -14,7 +14,7 @@ from alpha_panda.strategy.indicators.moving import _Window
 class _MeanVar:
     """Rolling mean and population variance over a window (exact sums for ints)."""
 
-    __slots__ = ("_w", "_s", "_q")
+    __slots__ = ("_q", "_s", "_w")
 
     def __init__(self, period: int) -> None:
         self._w = _Window(period)
@@ -37,7 +37,7 @@ class _MeanVar:
 class Bollinger:
     """Middle = SMA(period); upper/lower = middle ± ``k`` population standard deviations."""
 
-    __slots__ = ("_mv", "k", "middle", "upper", "lower", "std")
+    __slots__ = ("_mv", "k", "lower", "middle", "std", "upper")
 
     def __init__(self, period: int = 20, k: float = 2.0) -> None:
         self._mv = _MeanVar(period)
@@ -85,7 +85,7 @@ class ATR:
     three times (true range is then the move from the previous close). The first ATR is
     the mean of the first ``period`` true ranges (the first has no previous close)."""
 
-    __slots__ = ("period", "_prev", "_n", "_acc", "value")
+    __slots__ = ("_acc", "_n", "_prev", "period", "value")
 
     def __init__(self, period: int = 14) -> None:
         if period < 1:
@@ -145,7 +145,7 @@ class VWAP:
 
 
 class _RollingExtreme:
-    __slots__ = ("period", "_q", "_n", "value", "_sign")
+    __slots__ = ("_n", "_q", "_sign", "period", "value")
 
     def __init__(self, period: int, sign: int) -> None:
         if period < 1:

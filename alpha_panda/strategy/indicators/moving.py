@@ -6,7 +6,7 @@ from __future__ import annotations
 class _Window:
     """Fixed-length ring of the last ``period`` inputs."""
 
-    __slots__ = ("period", "_ring", "_i", "count")
+    __slots__ = ("_i", "_ring", "count", "period")
 
     def __init__(self, period: int) -> None:
         if period < 1:
@@ -58,7 +58,7 @@ class EMA:
     """Exponential moving average, ``alpha = 2 / (period + 1)``, seeded with the SMA of the
     first ``period`` values (ready from then on)."""
 
-    __slots__ = ("period", "alpha", "_n", "_seed", "value")
+    __slots__ = ("_n", "_seed", "alpha", "period", "value")
 
     def __init__(self, period: int) -> None:
         if period < 1:
@@ -87,7 +87,7 @@ class EMA:
 class WMA:
     """Linearly weighted moving average: the newest value weighs ``period``, the oldest 1."""
 
-    __slots__ = ("_w", "_sum", "_num", "_den", "value")
+    __slots__ = ("_den", "_num", "_sum", "_w", "value")
 
     def __init__(self, period: int) -> None:
         self._w = _Window(period)

@@ -13,7 +13,7 @@ class RSI:
     values. No losses gives 100, no movement at all gives 50.
     """
 
-    __slots__ = ("period", "_prev", "_n", "_gain", "_loss", "value")
+    __slots__ = ("_gain", "_loss", "_n", "_prev", "period", "value")
 
     def __init__(self, period: int = 14) -> None:
         if period < 1:
@@ -60,7 +60,7 @@ class MACD:
     """MACD line = EMA(fast) − EMA(slow); signal = EMA(signal) of the MACD line;
     ``histogram`` = line − signal. ``value`` (the line) is ready once EMA(slow) is."""
 
-    __slots__ = ("_fast", "_slow", "_signal", "value", "signal", "histogram")
+    __slots__ = ("_fast", "_signal", "_slow", "histogram", "signal", "value")
 
     def __init__(self, fast: int = 12, slow: int = 26, signal: int = 9) -> None:
         if fast >= slow:

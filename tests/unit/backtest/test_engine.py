@@ -19,7 +19,7 @@ from alpha_panda.domain.events import (
     Signal,
     SignalRejected,
 )
-from alpha_panda.domain.values import OrderType, Side
+from alpha_panda.domain.values import OrderType
 from alpha_panda.execution.routing import PaperVenue
 from alpha_panda.marketdata.files import TickColumns, generate_random_walk, iter_ticks, tick_id
 from alpha_panda.portfolio.ledger import PositionLedger

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 
@@ -75,7 +76,7 @@ def test_ema(n: int) -> None:
 def test_rsi_wilder(n: int) -> None:
     rsi = RSI(n)
     got = [rsi.update(x) for x in XS]
-    changes = [b - a for a, b in zip(XS, XS[1:], strict=False)]
+    changes = [b - a for a, b in itertools.pairwise(XS)]
     gain = sum(max(c, 0) for c in changes[:n]) / n
     loss = sum(max(-c, 0) for c in changes[:n]) / n
     expected: list[float | None] = [None] * n
