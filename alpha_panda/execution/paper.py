@@ -197,10 +197,11 @@ class PaperExchange:
         if order.is_stop and order.trigger_price is None:
             return "TRIGGER_MISSING", f"{kind} order needs a trigger price"
         prices = [p for p in (order.limit_price, order.trigger_price) if p is not None]
-        if any(p <= 0 for p in prices):
+        exits = [p for p in (order.take_profit, order.stop_loss) if p is not None]
+        if any(p <= 0 for p in prices + exits):
             return "PRICE", "prices must be positive"
-        if cfg.enforce_tick_size and not all(on_tick_grid(p) for p in prices):
-            return "TICK_SIZE", f"prices {prices} are not multiples of the 0.05 tick size"
+        if cfg.enforce_tick_size and not all(on_tick_grid(p) for p in prices + exits):
+            return "TICK_SIZE", f"prices {prices + exits} are not multiples of the 0.05 tick size"
         if cfg.market_hours == "reject" and not self._calendar.is_open(order.arrival_ns):
             return "MARKET_CLOSED", "order outside NSE market hours (09:15-15:30 IST) or holiday"
         mis_late = order.product is Product.MIS and cfg.mis_squareoff is not None
@@ -463,7 +464,9 @@ class PaperExchange:
         """Store a new order with the session times it is subject to."""
         sess = self._session(order.arrival_ns)
         if self.config.expire_day_orders and order.validity is Validity.DAY:
-            order.expires_ns = sess.close
+            # placed after the close (market hours not enforced): it lives until the next one
+            close = sess.close if order.arrival_ns < sess.close else self._session(sess.hi).close
+            order.expires_ns = close
         if order.product is Product.MIS:
             order.cutoff_ns = sess.cutoff
         self._orders[order.order_id] = order

@@ -366,3 +366,18 @@ def test_an_order_older_than_the_kept_history_is_rejected_not_mismatched() -> No
         x.on_tick(tick(T0 + i, 1000_00))
     out = x.submit("old", sig(order_type=OrderType.LIMIT, limit_price=990_00), T0)
     assert isinstance(out[-1], OrderRejected) and out[-1].reason_code == "STALE_ORDER"
+
+
+def test_a_day_order_placed_after_the_close_lives_until_the_next_close() -> None:
+    x = ex()
+    evening = at(18, 0)
+    x.submit("a", sig(order_type=OrderType.LIMIT, limit_price=900_00), evening)
+    assert x.on_tick(tick(evening + 1, 950_00)) == []  # not expired at the earlier close
+    next_close = ist_ns(date(2026, 11, 24), time(15, 30))
+    out = x.on_tick(tick(next_close + 1, 950_00))
+    assert [(type(e).__name__, e.ts) for e in out] == [("OrderCancelled", next_close)]
+
+
+def test_bracket_prices_must_be_on_the_tick_grid() -> None:
+    out = ex().submit("a", sig(take_profit=1020_02, stop_loss=990_00), T0)
+    assert isinstance(out[0], OrderRejected) and out[0].reason_code == "TICK_SIZE"
