@@ -18,12 +18,13 @@ import asyncio
 import hashlib
 import itertools
 import json
+import random
 import threading
 import time
 from collections import deque
 from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any, Self
 from urllib.parse import parse_qs, urlparse
 
@@ -93,10 +94,13 @@ class FakeKite:
         self.ws_clients: dict[ServerConnection, dict[int, str]] = {}  # token -> mode
         self.ws_connects = 0
         self.ws_messages: list[dict[str, Any]] = []
+        self._volume: dict[int, int] = {}
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> Self:
-        self._http = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        from alpha_panda.testing.fake_kite.http import handler_for
+
+        self._http = ThreadingHTTPServer(("127.0.0.1", 0), handler_for(self))
         self._http.daemon_threads = True
         threading.Thread(target=self._http.serve_forever, args=(0.05,), daemon=True,
                          name="fake-kite-http").start()
@@ -355,19 +359,46 @@ class FakeKite:
 
     def push_ticks(self, ticks: Iterable[MarketTick]) -> int:
         """Send each subscribed connection its ticks in its mode; returns frames sent."""
-        ticks = list(ticks)
+        return int(self._call(self._send_ticks(list(ticks))))
 
-        async def send() -> int:
-            sent = 0
-            for conn, subs in list(self.ws_clients.items()):
-                packets = [(t, _length(t.instrument_token, subs[t.instrument_token]))
-                           for t in ticks if t.instrument_token in subs]
-                if packets:
+    async def _send_ticks(self, ticks: list[MarketTick]) -> int:
+        sent = 0
+        for conn, subs in list(self.ws_clients.items()):
+            packets = [(t, _length(t.instrument_token, subs[t.instrument_token]))
+                       for t in ticks if t.instrument_token in subs]
+            if packets:
+                try:
                     await conn.send(encode_ticker_frame(packets))
-                    sent += 1
-            return sent
+                except ConnectionClosed:
+                    continue  # that client is reconnecting
+                sent += 1
+        return sent
 
-        return int(self._call(send()))
+    def start_streaming(self, interval_s: float = 0.5, seed: int = 0) -> None:
+        """Push random-walk ticks (on the 0.05 grid) for every subscribed token, forever."""
+        rng = random.Random(seed)
+
+        async def stream() -> None:
+            while True:
+                await asyncio.sleep(interval_s)
+                tokens = {t for subs in self.ws_clients.values() for t in subs}
+                ticks = []
+                for token in sorted(tokens):
+                    with self._lock:
+                        last = self.prices.get(token, 1_000_00)
+                        last = max(5, last + 5 * rng.randint(-3, 3))
+                        self.prices[token] = last
+                    self._volume[token] = self._volume.get(token, 0) + rng.randint(1, 500)
+                    ticks.append(MarketTick(
+                        instrument_token=token, last_price=last, ts=time.time_ns() // 10**9 * 10**9,
+                        volume=self._volume[token], last_quantity=rng.randint(1, 50),
+                        open=last, high=last, low=last, close=last, average_price=last,
+                        tradable=segment_of(token) != SEG_INDICES))
+                if ticks:
+                    await self._send_ticks(ticks)
+
+        assert self._loop is not None
+        asyncio.run_coroutine_threadsafe(stream(), self._loop)
 
     def send_text(self, message: dict[str, Any]) -> None:
         """A text message to every ticker client (``{"type": "error", "data": ...}``)."""
@@ -413,53 +444,3 @@ def _length(token: int, mode: str) -> int:
     if mode == "full":
         return INDEX_FULL_LEN if index else FULL_LEN
     return 28 if index else QUOTE_LEN
-
-
-def _handler_for(fake: FakeKite) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return  # keep test output clean; the fake records requests itself
-
-        def _serve(self, method: str) -> None:
-            url = urlparse(self.path)
-            params = {k: v[0] for k, v in parse_qs(url.query).items()}
-            length = int(self.headers.get("Content-Length") or 0)
-            if length:
-                body = self.rfile.read(length).decode()
-                params.update({k: v[0] for k, v in parse_qs(body).items()})
-            if url.path.startswith("/instruments"):
-                parts = url.path.strip("/").split("/")
-                return self._send(200, fake.instruments_csv(parts[1] if len(parts) > 1 else None)
-                                  .encode(), "text/csv")
-            try:
-                data = fake.handle(method, url.path, params, self.headers.get("Authorization"))
-                body_out = {"status": "success", "data": data}
-                code = 200
-            except KiteError as err:
-                body_out = {"status": "error", "message": err.message, "data": None,
-                            "error_type": err.error_type}
-                code = err.status
-            self._send(code, json.dumps(body_out).encode(), "application/json")
-
-        def _send(self, code: int, body: bytes, ctype: str) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def do_GET(self) -> None:
-            self._serve("GET")
-
-        def do_POST(self) -> None:
-            self._serve("POST")
-
-        def do_PUT(self) -> None:
-            self._serve("PUT")
-
-        def do_DELETE(self) -> None:
-            self._serve("DELETE")
-
-    return Handler

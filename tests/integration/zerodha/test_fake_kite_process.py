@@ -1,0 +1,61 @@
+"""The fake Kite as its own process (``python -m alpha_panda.testing.fake_kite``)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from alpha_panda.adapters.zerodha.client import KiteRestClient
+from alpha_panda.adapters.zerodha.config import ZerodhaSettings
+from alpha_panda.adapters.zerodha.session import complete_login
+from alpha_panda.adapters.zerodha.ticker import KiteTickerClient
+
+from .helpers import INFY
+
+
+@pytest.fixture
+def served() -> Iterator[dict[str, Any]]:
+    proc = subprocess.Popen([sys.executable, "-m", "alpha_panda.testing.fake_kite",
+                             "--tick-interval", "0.05"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        yield json.loads(proc.stdout.readline())
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+async def test_the_fake_process_serves_logins_ticks_and_fills(served: dict[str, Any],
+                                                              tmp_path: Path) -> None:
+    settings = ZerodhaSettings(
+        api_key=served["api_key"], api_secret=SecretStr(served["api_secret"]),
+        session_key=SecretStr("k"), root_url=served["root_url"], ws_url=served["ws_url"],
+        session_file=tmp_path / "s.enc")
+    session = await asyncio.to_thread(complete_login, settings, served["request_token"])
+    ticker = KiteTickerClient(settings, session.access_token)
+    await ticker.subscribe([INFY], "full")
+    stop = asyncio.Event()
+    task = asyncio.create_task(ticker.run(stop))
+    first = await asyncio.wait_for(ticker.queue.get(), 5)
+    second = await asyncio.wait_for(ticker.queue.get(), 5)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert first.instrument_token == INFY and first.last_price % 5 == 0
+    assert second.volume > first.volume  # cumulative day volume grows
+    kite = KiteRestClient(settings, session.access_token)
+    try:
+        oid = await kite.place_order({"exchange": "NSE", "tradingsymbol": "INFY", "quantity": 1,
+                                      "transaction_type": "BUY", "product": "CNC",
+                                      "order_type": "MARKET", "market_protection": -1})
+        [order] = [o for o in await kite.orders() if o["order_id"] == oid]
+        assert order["status"] == "COMPLETE" and order["filled_quantity"] == 1
+    finally:
+        await kite.close()
