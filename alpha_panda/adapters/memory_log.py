@@ -22,7 +22,13 @@ class MemoryStorage:
     def topics(self) -> dict[str, int]:
         return dict(self._topics)
 
-    def create_topic(self, name: str, partitions: int) -> None:
+    def refresh(self) -> bool:
+        return False  # nothing outside this process writes here
+
+    def expire(self, now_ms: int, max_rows: int) -> int:
+        return 0  # tests and backtests: everything is kept for the life of the process
+
+    def create_topic(self, name: str, partitions: int, retention_ms: int = 0) -> None:
         self._topics[name] = partitions
         for p in range(partitions):
             self._records.setdefault(TopicPartition(name, p), [])

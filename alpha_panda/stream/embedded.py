@@ -19,6 +19,8 @@ from alpha_panda.stream.log import Output, RebalanceCallback, Record, TopicParti
 from alpha_panda.stream.topics import REGISTRY, TopicSpec, partition_for
 
 Placed = tuple[str, int, Output]  # (topic, partition, output)
+_EXPIRE_EVERY_S = 30.0
+_EXPIRE_STEP = 20_000
 
 
 class Storage(Protocol):
@@ -26,7 +28,15 @@ class Storage(Protocol):
 
     def topics(self) -> dict[str, int]: ...
 
-    def create_topic(self, name: str, partitions: int) -> None: ...
+    def create_topic(self, name: str, partitions: int, retention_ms: int = 0) -> None: ...
+
+    def refresh(self) -> bool:
+        """Notice records another process appended; True if there may be new ones."""
+        ...
+
+    def expire(self, now_ms: int, max_rows: int) -> int:
+        """Delete up to ``max_rows`` records past their topic's retention; how many went."""
+        ...
 
     def append(self, records: Sequence[Placed], ts_ms: int) -> None: ...
 
@@ -55,6 +65,7 @@ class EmbeddedLog:
         self._groups = GroupCoordinator(self._partitions_of)
         self._subscribers: dict[str, set[Member]] = {}
         self._closed = False
+        self._next_expiry = time.monotonic() + _EXPIRE_EVERY_S
 
     def _partitions_of(self, topic: str) -> int:
         return self._topics.get(topic, 0)
@@ -69,16 +80,28 @@ class EmbeddedLog:
 
     async def ensure_topics(self, specs: Iterable[TopicSpec]) -> None:
         for spec in specs:
-            self._create(spec.name, spec.partitions)
+            self._create(spec.name, spec.partitions, spec.retention_ms)
 
-    def _create(self, name: str, partitions: int) -> None:
+    def _create(self, name: str, partitions: int, retention_ms: int = 0) -> None:
         if name in self._topics:
             return
         if partitions < 1:
             raise ConfigurationError(f"topic {name!r} needs at least one partition")
-        self._storage.create_topic(name, partitions)
+        self._storage.create_topic(name, partitions, retention_ms)
         self._topics[name] = partitions
         self._groups.topology_changed()
+
+    def expire(self, max_rows: int = _EXPIRE_STEP) -> int:
+        """Delete records past their topic's retention now (also done in the background)."""
+        return self._storage.expire(int(time.time() * 1000), max_rows)
+
+    def _maintain(self) -> None:
+        """Expire old records now and then, in small steps so no call blocks for long."""
+        now = time.monotonic()
+        if now < self._next_expiry:
+            return
+        deleted = self._storage.expire(int(time.time() * 1000), _EXPIRE_STEP)
+        self._next_expiry = now + (1.0 if deleted >= _EXPIRE_STEP else _EXPIRE_EVERY_S)
 
     async def list_topics(self) -> dict[str, int]:
         return dict(self._topics)
@@ -89,8 +112,9 @@ class EmbeddedLog:
             n = self._topics.get(out.topic)
             if n is None:
                 # Like Kafka's auto-create: registry topics get their declared layout.
-                n = REGISTRY.partitions(out.topic) if out.topic in REGISTRY else 1
-                self._create(out.topic, n)
+                spec = REGISTRY.get(out.topic) if out.topic in REGISTRY else None
+                n = spec.partitions if spec else 1
+                self._create(out.topic, n, spec.retention_ms if spec else 0)
             p = out.partition if out.partition is not None else partition_for(out.key, n)
             if not 0 <= p < n:
                 raise ConfigurationError(f"partition {p} out of range for {out.topic!r} ({n})")
@@ -108,6 +132,7 @@ class EmbeddedLog:
         placed = self._place(outputs)
         self._storage.append(placed, int(time.time() * 1000))
         self._wake(placed)
+        self._maintain()
 
     def consumer(self, group: str, topics: Sequence[str], *, member_id: str | None = None,
                  on_assign: RebalanceCallback | None = None,
@@ -210,6 +235,8 @@ class EmbeddedConsumer:
             self._member.wake.clear()
             await self._sync()
             records = self._fetch(max_records)
+            if not records and self._log._storage.refresh():
+                records = self._fetch(max_records)
             remaining = deadline - time.monotonic()
             if records or remaining <= 0:
                 return records
@@ -229,6 +256,7 @@ class EmbeddedConsumer:
         self._log._storage.commit(self._group, placed, int(time.time() * 1000), offsets,
                                   processed_ids)
         self._log._wake(placed)
+        self._log._maintain()
 
     async def seen(self, ids: Sequence[str]) -> set[str]:
         return self._log._storage.seen(self._group, ids) if ids else set()

@@ -64,18 +64,38 @@ class SqliteStorage:
         self._db.execute("PRAGMA temp_store=MEMORY")
         self._db.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(topics)")}
+        if "retention_ms" not in columns:
+            self._db.execute("ALTER TABLE topics ADD COLUMN retention_ms INTEGER NOT NULL DEFAULT 0")
         self._capacity = processed_capacity
-        self._topics: dict[str, tuple[int, int]] = {
-            name: (tid, parts)
-            for name, tid, parts in self._db.execute("SELECT name, id, partitions FROM topics")
-        }
-        self._names: dict[int, str] = {tid: name for name, (tid, _) in self._topics.items()}
+        self._topics: dict[str, tuple[int, int]] = {}
+        self._names: dict[int, str] = {}
+        self._retention: dict[str, int] = {}
         self._ends: dict[int, int] = {}  # tp_code -> next offset
+        self._data_version = -1
+        self._load()
+        self._recent: dict[str, RecentIds] = {}
+        self._since_prune = 0
+
+    def _load(self) -> None:
+        """(Re)read topics and end offsets: at open, and when another process wrote."""
+        self._data_version = int(self._db.execute("PRAGMA data_version").fetchone()[0])
+        for name, tid, parts, retention in self._db.execute(
+                "SELECT name, id, partitions, retention_ms FROM topics"):
+            self._topics[name] = (tid, parts)
+            self._names[tid] = name
+            self._retention[name] = retention
         for tid, parts in self._topics.values():
             for p in range(parts):
                 self._ends[tid * MAX_PARTITIONS + p] = self._max_offset(tid * MAX_PARTITIONS + p)
-        self._recent: dict[str, RecentIds] = {}
-        self._since_prune = 0
+
+    def refresh(self) -> bool:
+        """Pick up what another process (``alpha-panda dlq replay``) appended; True if any."""
+        version = int(self._db.execute("PRAGMA data_version").fetchone()[0])
+        if version == self._data_version:
+            return False
+        self._load()
+        return True
 
     def _max_offset(self, code: int) -> int:
         lo = code << OFFSET_BITS
@@ -92,17 +112,55 @@ class SqliteStorage:
     def topics(self) -> dict[str, int]:
         return {name: parts for name, (_, parts) in self._topics.items()}
 
-    def create_topic(self, name: str, partitions: int) -> None:
+    def create_topic(self, name: str, partitions: int, retention_ms: int = 0) -> None:
         if partitions > MAX_PARTITIONS:
             raise ConfigurationError(f"topic {name!r}: at most {MAX_PARTITIONS} partitions")
-        tid = max(self._names, default=0) + 1
         with self._transaction():
-            self._db.execute("INSERT INTO topics(name, id, partitions) VALUES (?, ?, ?)",
-                             (name, tid, partitions))
+            if name in self._topics:  # another process created it meanwhile
+                return
+            tid = max(self._names, default=0) + 1
+            self._db.execute(
+                "INSERT INTO topics(name, id, partitions, retention_ms) VALUES (?, ?, ?, ?)",
+                (name, tid, partitions, retention_ms))
         self._topics[name] = (tid, partitions)
         self._names[tid] = name
+        self._retention[name] = retention_ms
         for p in range(partitions):
             self._ends[tid * MAX_PARTITIONS + p] = 0
+
+    def expire(self, now_ms: int, max_rows: int = 50_000) -> int:
+        """Delete records older than their topic's retention (at most ``max_rows``)."""
+        deleted = 0
+        for name, retention in self._retention.items():
+            if retention <= 0 or deleted >= max_rows:
+                continue
+            tid, parts = self._topics[name]
+            for p in range(parts):
+                deleted += self._expire_partition(tid * MAX_PARTITIONS + p, now_ms - retention,
+                                                  max_rows - deleted)
+        return deleted
+
+    def _expire_partition(self, code: int, cutoff_ms: int, budget: int) -> int:
+        lo = code << OFFSET_BITS
+        first = self._db.execute("SELECT min(pos) FROM records WHERE pos >= ? AND pos < ?",
+                                 (lo, lo + (1 << OFFSET_BITS))).fetchone()[0]
+        if first is None or budget <= 0:
+            return 0
+        # Offsets are dense and append times grow with them: binary-search the first
+        # record young enough to keep.
+        left, right = first, min(lo | self._ends[code], first + budget)
+        while left < right:
+            mid = (left + right) // 2
+            row = self._db.execute("SELECT ts FROM records WHERE pos = ?", (mid,)).fetchone()
+            if row is not None and row[0] < cutoff_ms:
+                left = mid + 1
+            else:
+                right = mid
+        if left == first:
+            return 0
+        with self._transaction():
+            self._db.execute("DELETE FROM records WHERE pos >= ? AND pos < ?", (first, left))
+        return int(left - first)
 
     def _rows(self, records: Sequence[Placed], ts_ms: int) -> list[tuple[int, int, bytes | None,
                                                                           bytes, bytes | None]]:
@@ -225,9 +283,12 @@ class _Transaction:
         self._since_prune = 0
 
     def __enter__(self) -> None:
+        self._s._db.execute("BEGIN IMMEDIATE")
+        # Holding the write lock now: if another process wrote, re-read where logs end.
+        if int(self._s._db.execute("PRAGMA data_version").fetchone()[0]) != self._s._data_version:
+            self._s._load()
         self._ends = dict(self._s._ends)
         self._since_prune = self._s._since_prune
-        self._s._db.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if exc_type is None:

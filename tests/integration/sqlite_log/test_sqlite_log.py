@@ -12,7 +12,7 @@ from pathlib import Path
 
 from alpha_panda.adapters.sqlite_log import SqliteLog
 from alpha_panda.stream.log import Output, TopicPartition
-from alpha_panda.stream.topics import partition_for
+from alpha_panda.stream.topics import KeyKind, TopicSpec, partition_for
 from tests.contract.helpers import drain, raw, spec
 
 N = 100_000
@@ -115,4 +115,52 @@ async def test_reopen_continues_offsets_and_keeps_headers(tmp_path: Path) -> Non
     assert [(r.offset, r.value, r.header("id")) for r in recs] == [
         (0, b"1", b"x1"), (1, b"3", b"x3")]
     assert await log.end_offsets("t") == {pa: 2, 1 - pa: 1}
+    await log.close()
+
+
+async def test_two_processes_can_append_to_one_file(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite"
+    main = SqliteLog(path)  # `alpha-panda run`
+    await main.ensure_topics([spec("t", 1)])
+    c = main.consumer("g", ["t"])
+    await main.append([raw("t", b"k", b"from-main-1")])
+    assert [r.value for r in await drain(c, 1)] == [b"from-main-1"]
+
+    tool = SqliteLog(path)  # `alpha-panda dlq replay` in another process
+    await tool.append([raw("t", b"k", b"from-tool")])
+    await tool.close()
+
+    await main.append([raw("t", b"k", b"from-main-2")])  # no offset collision
+    got = await drain(c, 2)
+    assert [(r.offset, r.value) for r in got] == [(1, b"from-tool"), (2, b"from-main-2")]
+    await main.close()
+
+
+async def test_a_consumer_notices_records_another_process_appended(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite"
+    main = SqliteLog(path)
+    await main.ensure_topics([spec("t", 1)])
+    c = main.consumer("g", ["t"])
+    await c.poll(1, 0.01)
+    tool = SqliteLog(path)
+    await tool.append([raw("t", b"k", b"replayed")])
+    await tool.close()
+    assert [r.value for r in await drain(c, 1, timeout=2)] == [b"replayed"]
+    await main.close()
+
+
+async def test_records_past_retention_are_deleted(tmp_path: Path) -> None:
+    log = SqliteLog(tmp_path / "log.sqlite")
+    await log.ensure_topics([TopicSpec("short", 2, KeyKind.INSTRUMENT, 50, None),
+                             spec("forever", 1)])
+    await log.append([raw("short", str(i).encode(), b"old") for i in range(100)])
+    await log.append([Output("forever", None, b"x")])
+    await asyncio.sleep(0.1)
+    await log.append([Output("short", b"k", b"new", partition=0)])
+    deleted = log.expire()
+    assert deleted == 100
+    left = await log.read(TopicPartition("short", 0), 0, 500)
+    assert [r.value for r in left] == [b"new"]
+    assert left[0].offset > 0  # offsets are never reused
+    assert len(await log.read(TopicPartition("forever", 0), 0, 10)) == 1
     await log.close()
