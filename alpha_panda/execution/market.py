@@ -126,3 +126,36 @@ class CircuitBands:
         lower = -(-lower // TICK_SIZE_PAISE) * TICK_SIZE_PAISE
         upper = upper // TICK_SIZE_PAISE * TICK_SIZE_PAISE
         return lower, upper
+
+
+_DAY_NS = 86_400 * NS
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """One IST calendar day in event time: [lo, hi), its MIS cut-off and its close."""
+
+    day: date
+    lo: int
+    hi: int
+    cutoff: int | None
+    close: int
+
+
+class SessionClock:
+    """The ``Session`` of an event time, cached: consecutive ticks nearly always share a day."""
+
+    def __init__(self, calendar: MarketCalendar, mis_cutoff: time | None) -> None:
+        self._calendar = calendar
+        self._cutoff = mis_cutoff
+        self._last: Session | None = None
+
+    def session(self, ts_ns: int) -> Session:
+        sess = self._last
+        if sess is None or not sess.lo <= ts_ns < sess.hi:
+            day = ist_date(ts_ns)
+            lo = ist_ns(day, time(0, 0))
+            cut = ist_ns(day, self._cutoff) if self._cutoff is not None else None
+            sess = self._last = Session(day, lo, lo + _DAY_NS, cut, ist_ns(day, self._calendar.close))
+        return sess
+

@@ -29,8 +29,6 @@ Every returned payload carries its event time in ``ts``.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
-from datetime import date, datetime, time
 from decimal import Decimal
 
 from alpha_panda.domain.events import (
@@ -44,25 +42,16 @@ from alpha_panda.domain.events import (
     Signal,
     derive_id,
 )
-from alpha_panda.domain.values import OrderType, Product, Side, Validity, on_tick_grid
+from alpha_panda.domain.values import OrderType, Product, Side, Validity
 from alpha_panda.execution.config import ExecutionConfig
 from alpha_panda.execution.costs import CostModel, Segment
-from alpha_panda.execution.market import IST, CircuitBands, MarketCalendar, ist_date, ist_ns
+from alpha_panda.execution.market import CircuitBands, MarketCalendar, Session, SessionClock
 from alpha_panda.execution.orders import Order, OrderStatus
 from alpha_panda.execution.pricing import depth_price, seeded_rng, slipped, volume_cap
+from alpha_panda.execution.rules import reference_price, validate
 
 __all__ = ["ExecutionConfig", "PaperExchange"]
 
-_DAY_NS = 86_400 * 1_000_000_000
-
-
-@dataclass(frozen=True, slots=True)
-class _Session:
-    day: date
-    lo: int
-    hi: int
-    cutoff: int | None
-    close: int
 
 
 class PaperExchange:
@@ -84,7 +73,7 @@ class PaperExchange:
         self._mis: dict[tuple[str, int], int] = {}  # net MIS position per (strategy, token)
         self._squared: dict[tuple[int, object], tuple[int, int]] = {}  # (token, day) -> (ts, px)
         self._squareoffs: dict[tuple[str, int, object], int] = {}
-        self._sess: _Session | None = None
+        self._clock = SessionClock(self._calendar, cfg.mis_squareoff)
 
     # ------------------------------------------------------------------ public API
 
@@ -188,42 +177,12 @@ class PaperExchange:
     # ------------------------------------------------------------------ validation
 
     def _validate(self, order: Order, now_ns: int) -> tuple[str, str] | None:
-        cfg = self.config
-        if order.quantity <= 0:
-            return "QUANTITY", f"quantity must be positive, got {order.quantity}"
-        kind = order.order_type
-        if kind in (OrderType.LIMIT, OrderType.SL) and order.limit_price is None:
-            return "PRICE_MISSING", f"{kind} order needs a limit price"
-        if order.is_stop and order.trigger_price is None:
-            return "TRIGGER_MISSING", f"{kind} order needs a trigger price"
-        prices = [p for p in (order.limit_price, order.trigger_price) if p is not None]
-        exits = [p for p in (order.take_profit, order.stop_loss) if p is not None]
-        if any(p <= 0 for p in prices + exits):
-            return "PRICE", "prices must be positive"
-        if cfg.enforce_tick_size and not all(on_tick_grid(p) for p in prices + exits):
-            return "TICK_SIZE", f"prices {prices + exits} are not multiples of the 0.05 tick size"
-        if cfg.market_hours == "reject" and not self._calendar.is_open(order.arrival_ns):
-            return "MARKET_CLOSED", "order outside NSE market hours (09:15-15:30 IST) or holiday"
-        mis_late = order.product is Product.MIS and cfg.mis_squareoff is not None
-        if mis_late and order.arrival_ns >= self._cutoff_ns(order.arrival_ns):
-            return "MIS_CUTOFF", f"MIS orders are not accepted after {cfg.mis_squareoff}"
-        if self._bands is not None and prices:
-            reference = self._reference(order.instrument_token, now_ns)
-            band = self._bands.limits(order.instrument_token, reference) if reference else None
-            if band is not None and not all(band[0] <= p <= band[1] for p in prices):
-                return "PRICE_BAND", f"price outside the circuit band {band[0]}..{band[1]} paise"
-        hint = order.price_hint
-        trigger = order.trigger_price
-        crossed = hint is not None and trigger is not None and order.side.sign * (trigger - hint) <= 0
-        if order.is_stop and crossed:
-            return "TRIGGER_PRICE", (
-                "trigger already crossed: a stop buy needs a trigger above the last price, "
-                "a stop sell one below"
-            )
-        immediate = kind is OrderType.MARKET and order.arrival_ns == now_ns
-        if not immediate and self._dropped_ts.get(order.instrument_token, -1) >= order.arrival_ns:
-            return "STALE_ORDER", "order arrived before the oldest tick kept in history"
-        return None
+        history = self._history.get(order.instrument_token, ())
+        return validate(
+            order, now_ns, self.config, self._calendar, self._bands, self._clock,
+            reference=reference_price(history, now_ns),
+            dropped_ts=self._dropped_ts.get(order.instrument_token, -1),
+        )
 
     # ------------------------------------------------------------------ matching
 
@@ -393,18 +352,8 @@ class PaperExchange:
 
     # ------------------------------------------------------------------ MIS square-off
 
-    def _session(self, ts: int) -> _Session:
-        """The IST day ``ts`` falls on, with its cut-off and close (cached: ticks share days)."""
-        sess = self._sess
-        if sess is None or not sess.lo <= ts < sess.hi:
-            day = ist_date(ts)
-            lo = ist_ns(day, time(0, 0))
-            cut = self.config.mis_squareoff
-            sess = self._sess = _Session(
-                day, lo, lo + _DAY_NS, ist_ns(day, cut) if cut is not None else None,
-                ist_ns(day, self._calendar.close),
-            )
-        return sess
+    def _session(self, ts: int) -> Session:
+        return self._clock.session(ts)
 
     def _cutoff_ns(self, ts: int) -> int:
         cutoff = self._session(ts).cutoff
@@ -479,15 +428,3 @@ class PaperExchange:
             if tick.ts <= order.created_ns:
                 return tick.last_price
         return None
-
-    def _reference(self, token: int, now_ns: int) -> int | None:
-        """Band reference: previous close from the latest tick at/before now, else its price."""
-        for tick in reversed(self._history.get(token, ())):
-            if tick.ts <= now_ns:
-                return tick.close or tick.last_price
-        return None
-
-
-def ist_time(ts_ns: int) -> str:
-    """'HH:MM:SS' IST of an event time (for messages and logs)."""
-    return datetime.fromtimestamp(ts_ns / 1e9, IST).strftime("%H:%M:%S")

@@ -1,0 +1,70 @@
+"""Order acceptance rules of the paper exchange: what NSE (and Kite) would reject at entry.
+
+``validate`` answers None or ``(reason_code, message)``; the exchange turns a rejection
+into ``OrderRejected``. Reason codes: QUANTITY, PRICE_MISSING, TRIGGER_MISSING, PRICE,
+TICK_SIZE, MARKET_CLOSED, MIS_CUTOFF, PRICE_BAND (circuit limits), TRIGGER_PRICE (a stop
+whose trigger the market has already crossed), STALE_ORDER (the order arrives before the
+oldest tick the exchange still keeps, so it cannot be matched faithfully).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Reversible
+
+from alpha_panda.domain.events import MarketTick
+from alpha_panda.domain.values import OrderType, Product, on_tick_grid
+from alpha_panda.execution.config import ExecutionConfig
+from alpha_panda.execution.market import CircuitBands, MarketCalendar, SessionClock
+from alpha_panda.execution.orders import Order
+
+
+def reference_price(history: Reversible[MarketTick], now_ns: int) -> int | None:
+    """Circuit-band reference: the previous close carried by the latest tick at/before now,
+    else that tick's price; None before any tick."""
+    for tick in reversed(history):
+        if tick.ts <= now_ns:
+            return tick.close or tick.last_price
+    return None
+
+
+def _off_grid(prices: Iterable[int]) -> bool:
+    return not all(on_tick_grid(p) for p in prices)
+
+
+def validate(
+    order: Order, now_ns: int, cfg: ExecutionConfig, calendar: MarketCalendar,
+    bands: CircuitBands | None, clock: SessionClock, *, reference: int | None, dropped_ts: int,
+) -> tuple[str, str] | None:
+    """The first rule ``order`` breaks at ``now_ns``, or None when it may go on the book."""
+    if order.quantity <= 0:
+        return "QUANTITY", f"quantity must be positive, got {order.quantity}"
+    kind = order.order_type
+    if kind in (OrderType.LIMIT, OrderType.SL) and order.limit_price is None:
+        return "PRICE_MISSING", f"{kind} order needs a limit price"
+    if order.is_stop and order.trigger_price is None:
+        return "TRIGGER_MISSING", f"{kind} order needs a trigger price"
+    prices = [p for p in (order.limit_price, order.trigger_price) if p is not None]
+    exits = [p for p in (order.take_profit, order.stop_loss) if p is not None]
+    if any(p <= 0 for p in prices + exits):
+        return "PRICE", "prices must be positive"
+    if cfg.enforce_tick_size and _off_grid(prices + exits):
+        return "TICK_SIZE", f"prices {prices + exits} are not multiples of the 0.05 tick size"
+    if cfg.market_hours == "reject" and not calendar.is_open(order.arrival_ns):
+        return "MARKET_CLOSED", "order outside NSE market hours (09:15-15:30 IST) or holiday"
+    cutoff = clock.session(order.arrival_ns).cutoff
+    if order.product is Product.MIS and cutoff is not None and order.arrival_ns >= cutoff:
+        return "MIS_CUTOFF", f"MIS orders are not accepted after {cfg.mis_squareoff} IST"
+    band = bands.limits(order.instrument_token, reference) if bands and reference else None
+    if band is not None and not all(band[0] <= p <= band[1] for p in prices):
+        return "PRICE_BAND", f"price outside the circuit band {band[0]}..{band[1]} paise"
+    hint, trigger = order.price_hint, order.trigger_price
+    crossed = hint is not None and trigger is not None and order.side.sign * (trigger - hint) <= 0
+    if order.is_stop and crossed:
+        return "TRIGGER_PRICE", (
+            "trigger already crossed: a stop buy needs a trigger above the last price, "
+            "a stop sell one below"
+        )
+    immediate = kind is OrderType.MARKET and order.arrival_ns == now_ns
+    if not immediate and dropped_ts >= order.arrival_ns:
+        return "STALE_ORDER", "order arrives before the oldest tick kept in history"
+    return None
