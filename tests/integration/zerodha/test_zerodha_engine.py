@@ -14,6 +14,7 @@ from alpha_panda.adapters.zerodha.client import KiteRestClient
 from alpha_panda.adapters.zerodha.config import ZerodhaSettings
 from alpha_panda.adapters.zerodha.instruments import InstrumentMaster
 from alpha_panda.adapters.zerodha.session import KiteSession
+from alpha_panda.adapters.zerodha.ticker import KiteTickerClient
 from alpha_panda.domain.errors import AuthenticationError, ConfigurationError, InvariantViolation
 from alpha_panda.domain.events import CODEC, Envelope, OrderRejected
 from alpha_panda.domain.values import OrderType
@@ -240,3 +241,30 @@ async def test_a_token_error_stops_live_trading(
     status = trading.health()
     assert status.state is State.FAILED and "AuthenticationError" in status.detail
 
+
+
+async def test_a_postback_on_the_feed_socket_brings_the_fill_before_the_next_poll(
+        settings: ZerodhaSettings, session: KiteSession, fake: FakeKite, log: MemoryLog) -> None:
+    slow_poll = settings.model_copy(update={"poll_interval_s": 30.0})
+    await append(log, signal_envelope(1, order_type=OrderType.LIMIT, limit_price=99_00, quantity=5))
+    trading = build_zerodha_engine(slow_poll, log, FAST)
+    ticker = KiteTickerClient(slow_poll, session.access_token)  # postbacks go to the shared hub
+    stop, task = await _run(trading)
+    ticker_task = asyncio.create_task(ticker.run(stop))
+    await wait_for(lambda: _has(log, "submitted", 1))
+    await wait_for(_ticker_connected(fake))
+    await asyncio.sleep(0.1)  # the reconcile-time poll is over: only a postback can wake it
+    started = time.monotonic()
+    fake.fill(next(iter(fake.orders)), 5, 98_95)
+    await wait_for(lambda: _has(log, "filled", 1), timeout=5)
+    assert time.monotonic() - started < 2.0
+    stop.set()
+    await asyncio.wait_for(asyncio.gather(task, ticker_task), 10)
+    [fill] = await _events(log, "filled")
+    assert (fill.data.price, fill.data.quantity, fill.data.leaves_quantity) == (98_95, 5, 0)
+
+
+def _ticker_connected(fake: FakeKite) -> Any:
+    async def check() -> bool:
+        return bool(fake.ws_clients)
+    return check
