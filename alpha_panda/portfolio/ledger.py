@@ -173,8 +173,14 @@ class PositionLedger:
         return self.cash(strategy_id) + held
 
     def equity_curve(self) -> list[tuple[int, int]]:
-        """(event time ns, account equity) after each fill."""
+        """(event time ns, account equity) after each fill and at each ``record_equity``."""
         return list(self._curve)
+
+    def record_equity(self, ts: int) -> tuple[int, int]:
+        """Add a point to the equity curve now (e.g. with each P&L snapshot) and return it."""
+        point = (ts, self.equity())
+        self._curve.append(point)
+        return point
 
     def snapshot(self, strategy_id: str | None = None) -> PnlSnapshot:
         """P&L of one strategy, or of the whole account when ``strategy_id`` is None."""

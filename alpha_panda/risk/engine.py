@@ -234,6 +234,37 @@ class RiskEngine:
         """Net P&L since the first event of the current IST day."""
         return self.net_pnl(strategy_id) - self._day_start.get(strategy_id, 0)
 
+    def status(self, now_ns: int | None = None) -> dict[str, object]:
+        """What an operator wants to see: kill switch, P&L today, open orders, positions,
+        and (given ``now_ns``) the account's orders in each rate window."""
+        strategies = sorted(set(self._ledger.strategies()) | set(self._open_orders))
+        out: dict[str, object] = {
+            "broker": self.broker,
+            "kill_switch": self.kill_switch,
+            "day_pnl": self.day_pnl(None),
+            "strategies": {
+                sid: {
+                    "day_pnl": self.day_pnl(sid),
+                    "open_orders": self._open_orders.get(sid, 0),
+                    "positions": {
+                        str(tok): self.position(s, tok)
+                        for (s, tok) in sorted(self._pending_qty.keys() | self._filled_keys())
+                        if s == sid and self.position(s, tok)
+                    },
+                }
+                for sid in strategies
+            },
+        }
+        if now_ns is not None:
+            out["rate"] = {
+                w.code: self.store.count(self.account, w, now_ns // 1000)
+                for w in self._windows(self._account_limits(), now_ns)
+            }
+        return out
+
+    def _filled_keys(self) -> set[tuple[str, int]]:
+        return {(p.strategy_id, p.instrument_token) for p in self._ledger.positions()}
+
     def flatten_signals(self, now_ns: int) -> list[Signal]:
         """Market signals that close every filled position (the kill switch's flatten)."""
         out: list[Signal] = []

@@ -154,3 +154,11 @@ def test_buy_then_sell_at_the_same_price_without_costs_is_zero_pnl(lots: list[tu
     snap = ledger.snapshot(None)
     assert (snap.realized, snap.unrealized, snap.charges, snap.open_positions) == (0, 0, 0, 0)
     assert snap.cash == ledger.initial_cash
+
+
+def test_record_equity_adds_a_marked_point() -> None:
+    ledger = PositionLedger(initial_cash=1000_00)
+    ledger.apply_fill(fill(1, Side.BUY, 2, 100_00, ts=5))
+    ledger.mark(TOKENS[0], 150_00)
+    assert ledger.record_equity(9) == (9, 1000_00 + 100_00)
+    assert ledger.equity_curve() == [(5, 1000_00), (9, 1100_00)]

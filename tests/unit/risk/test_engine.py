@@ -227,3 +227,17 @@ def test_daily_loss_uses_the_projectors_marks_when_no_ticks_reach_risk() -> None
                             charges=0, cash=0, gross_exposure=0, open_positions=1, fills=1))
     assert code(risk.check("c", sig(qty=1), T0 + 2)) == "DAILY_LOSS"
     assert code(risk.check("d", sig(Side.SELL, 5), T0 + 2)) == "OK"
+
+
+def test_status_shows_what_an_operator_needs() -> None:
+    risk = engine("zerodha")
+    buy = sig(qty=3)
+    risk.check("a", buy, T0)
+    risk.on_fill(filled("a", buy, price=110_00))
+    risk.check("b", sig(qty=2, token=OTHER), T0 + 1)
+    status = risk.status(T0 + 2)
+    assert status["kill_switch"] is False
+    assert status["strategies"] == {
+        "s1": {"day_pnl": 0, "open_orders": 1, "positions": {str(TOKEN): 3, str(OTHER): 2}}
+    }
+    assert status["rate"] == {"RATE_LIMIT_SECOND": 2, "RATE_LIMIT_MINUTE": 2, "RATE_LIMIT_DAY": 2}
