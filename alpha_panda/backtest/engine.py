@@ -17,11 +17,13 @@ Speed without special cases: every strategy goes through the same path, but the 
 skips calls that cannot change any outcome, and makes them the moment they could:
 
 - the exchange gets a tick only while its instrument has an open order (or the run holds
-  MIS positions), else just before the first order of that tick is submitted (the same
-  tick, at the same point of the order above: identical results);
+  MIS positions); otherwise, just before an order for an instrument is submitted, it is
+  given that instrument's latest tick if it has not seen it. With no open order, a tick
+  changes nothing in the exchange but its price history, of which orders read only the
+  latest tick: the results are identical (a test runs the naive order side by side);
 - the risk engine sees every tick only when a configured limit reads marks (daily loss,
-  gross exposure); otherwise it sees a tick just before a signal of that tick is checked
-  (its other rules read only the signal's own instrument's last price);
+  gross exposure); otherwise it gets the latest tick of a signal's instrument just before
+  that signal is checked (its other rules read only that instrument's last price);
 - the ledger is marked at each equity sample and at the end (realized P&L never depends
   on marks; unrealized uses the last price of each instrument);
 - strategies get one reused, mutable tick view unless one declares ``keeps_ticks``.
@@ -103,6 +105,10 @@ class _Engine:
         self.venue = PaperVenue(execution_configs(configs), seed=seed, broker="paper")
         self.ledger = PositionLedger(initial_cash * len(configs), broker="paper",
                                      strategy_cash={c.id: initial_cash for c in configs})
+        self.rows_of = {int(t): np.flatnonzero(cols.instrument_token == t)
+                        for t in np.unique(cols.instrument_token)}
+        self.exchange_fed: dict[int, int] = {}  # token -> last row the exchange has seen
+        self.risk_fed: dict[int, int] = {}
         self.trips = RoundTripTracker()
         self.fills: list[OrderFilled] = []
         self.open_orders: dict[int, set[str]] = {}  # token -> open order ids
@@ -161,15 +167,37 @@ class _Engine:
         return MarketTick(instrument_token=self.tok_l[i], last_price=self.px_l[i],
                           ts=self.ts_l[i], volume=self.vol_l[i], **extra)
 
-    def signals(self, i: int, sigs: list[Signal], tick: MarketTick, exchange_fed: bool,
-                risk_fed: bool) -> None:
+    def latest_row(self, token: int, i: int) -> int | None:
+        """The last row at or before ``i`` with a tick of ``token``."""
+        if self.tok_l[i] == token:
+            return i
+        rows = self.rows_of.get(token)
+        if rows is None:
+            return None
+        k = int(rows.searchsorted(i, side="right")) - 1
+        return int(rows[k]) if k >= 0 else None
+
+    def catch_up(self, token: int, i: int, fed: dict[int, int],
+                 feed: Callable[[MarketTick], Any]) -> None:
+        """Give a lazily fed component the latest tick of ``token`` it has not seen yet.
+
+        Only the latest one matters: while it was not fed, the component had nothing for
+        that instrument that a tick could change (see the module docstring).
+        """
+        row = self.latest_row(token, i)
+        if row is not None and fed.get(token) != row:
+            fed[token] = row
+            feed(self.tick_at(row))
+
+    def signals(self, i: int, sigs: list[Signal], tick: MarketTick) -> None:
         """Step 3 for one tick's signals: risk, exchange, events, feedback."""
         ids = signal_ids(tick_id(self.source, i), sigs)
         now = tick.ts
-        if not risk_fed:
-            self.risk.on_tick(tick)
         for sid, sig in zip(ids, sigs, strict=True):
             self.counts["signals"] += 1
+            token = sig.instrument_token
+            if not self.risk_every_tick:
+                self.catch_up(token, i, self.risk_fed, self.risk.on_tick)
             decision = self.risk.check(sid, sig, now)
             if isinstance(decision, SignalRejected):
                 self.counts["signals_rejected"] += 1
@@ -177,9 +205,8 @@ class _Engine:
                 self.rejections[code] = self.rejections.get(code, 0) + 1
                 self.runner.on_signal_rejected(sig)
                 continue
-            if not exchange_fed:
-                exchange_fed = True
-                self.route(self.venue.on_tick(tick))
+            self.catch_up(token, i, self.exchange_fed,
+                          lambda t: self.route(self.venue.on_tick(t)))
             self.route(self.venue.submit(sid, sig, now))
 
     def sample(self, upto: int, rows_of: dict[int, np.ndarray]) -> tuple[int, int]:
@@ -236,8 +263,7 @@ def run_backtest(
     eng = _Engine(configs, ticks, source, initial_cash, seed)
     ts_l, tok_l, px_l, vol_l = eng.ts_l, eng.tok_l, eng.px_l, eng.vol_l
     n = len(ts_l)
-    token_rows = {int(t): np.flatnonzero(ticks.instrument_token == t)
-                  for t in np.unique(ticks.instrument_token)}
+    exchange_fed = eng.exchange_fed
     fresh = eng.runner.keeps_ticks or bool(ticks.extras)
     view = TickView()
     process = eng.runner.process
@@ -249,9 +275,9 @@ def run_backtest(
         for i in range(start, end):
             token = tok_l[i]
             tick: MarketTick | None = None
-            exchange_fed = token in open_orders or eng.exchange_every_tick
-            if exchange_fed:
+            if token in open_orders or eng.exchange_every_tick:
                 tick = eng.tick_at(i)
+                exchange_fed[token] = i
                 eng.route(eng.venue.on_tick(tick))
             if eng.risk_every_tick:
                 tick = tick or eng.tick_at(i)
@@ -266,9 +292,9 @@ def run_backtest(
                 view.volume = vol_l[i]
                 sigs = process(view)  # type: ignore[arg-type]
             if sigs is not None:
-                eng.signals(i, sigs, tick or eng.tick_at(i), exchange_fed, eng.risk_every_tick)
+                eng.signals(i, sigs, tick or eng.tick_at(i))
         start = end
-        equity, gross = eng.sample(end - 1, token_rows)
+        equity, gross = eng.sample(end - 1, eng.rows_of)
         samples.append((ts_l[end - 1], equity, gross))
         if report is not None:
             report(end, n)

@@ -19,7 +19,7 @@ from alpha_panda.domain.events import (
     Signal,
     SignalRejected,
 )
-from alpha_panda.domain.values import OrderType
+from alpha_panda.domain.values import OrderType, Side
 from alpha_panda.execution.routing import PaperVenue
 from alpha_panda.marketdata.files import TickColumns, generate_random_walk, iter_ticks, tick_id
 from alpha_panda.portfolio.ledger import PositionLedger
@@ -42,6 +42,25 @@ class LimitBracket(Strategy):
         p = tick.last_price
         return [ctx.buy(2, order_type=OrderType.LIMIT, limit_price=p - 5, take_profit=p + 10,
                         stop_loss=p - 15)]
+
+
+class Pairs(Strategy):
+    """On its first instrument's ticks, trades the second one (no price hint there): a
+    market buy, later a limit sell a little above that instrument's last price."""
+
+    def setup(self) -> None:
+        self.n = 0
+
+    def on_tick(self, tick: MarketTick, ctx: Context) -> list[Signal] | None:
+        if tick.instrument_token != 11:
+            return None
+        self.n += 1
+        if self.n % 50 == 0 and ctx.position(12) == 0:
+            return [ctx.buy(1, instrument_token=12)]
+        if self.n % 50 == 25 and ctx.position(12) > 0:
+            return [ctx.sell(1, instrument_token=12, order_type=OrderType.LIMIT,
+                             limit_price=tick.last_price - 500)]
+        return None
 
 
 class Crash(Strategy):
@@ -99,12 +118,17 @@ def naive(configs: list[StrategyConfig], cols: TickColumns, source: str) -> tupl
     return fills, ledger
 
 
-@pytest.mark.parametrize("configs", [[SMA], [BRACKET], [SMA, BRACKET]],
-                         ids=["market", "limit+bracket+latency", "both"])
+PAIRS = cfg("pairs", f"{__name__}:Pairs", [11, 12], execution={"costs": True})
+
+
+@pytest.mark.parametrize("configs", [[SMA], [BRACKET], [SMA, BRACKET], [PAIRS], [PAIRS, BRACKET]],
+                         ids=["market", "limit+bracket+latency", "both", "cross-instrument", "mixed"])
 def test_same_fills_and_pnl_as_the_naive_per_tick_pipeline(configs: list[StrategyConfig]) -> None:
     result = run_backtest(configs, TICKS, source="replay:t.csv")
     fills, ledger = naive(configs, TICKS, "replay:t.csv")
     assert len(fills) > 50
+    for sid in {c.id for c in configs}:
+        assert {f.side for f in fills if f.strategy_id == sid} == {Side.BUY, Side.SELL}
     assert result.fills == fills
     snap = ledger.snapshot(None)
     s = result.summary
