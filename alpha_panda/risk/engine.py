@@ -15,6 +15,7 @@ validated signals (``apply_validated``), fills and order closures rebuilds the s
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import time
 from decimal import Decimal
@@ -40,6 +41,9 @@ from alpha_panda.risk.state import InMemoryRiskStateStore, RateWindow, RiskState
 
 _US_PER_S = 1_000_000
 
+
+DECISIONS_KEPT: Final = 100_000
+"""Recent decisions remembered so a redelivered signal is answered the same way."""
 
 ORDER_STAGES: Final[dict[str, tuple[str, ...]]] = {
     "paper": ("order",),
@@ -81,6 +85,7 @@ class RiskEngine:
         self._day_lo = self._day_hi = 0  # event-time range of the current IST day
         self._day_start: dict[str | None, int] = {}
         self._limits: dict[str | None, RiskLimits] = {}
+        self._decisions: OrderedDict[str, SignalValidated | SignalRejected] = OrderedDict()
 
     # ------------------------------------------------------------------ inputs
 
@@ -141,13 +146,22 @@ class RiskEngine:
 
     def check(self, signal_id: str, signal: Signal, now_ns: int) -> SignalValidated | SignalRejected:
         """Validate ``signal`` at event time ``now_ns`` against every configured rule."""
+        seen = self._decisions.get(signal_id)
+        if seen is not None:
+            return seen  # a redelivered signal gets the decision it got the first time
         self._roll(now_ns)
         failure = self._rules(signal_id, signal, now_ns)
+        decision: SignalValidated | SignalRejected
         if failure is not None:
             code, message = failure
-            return SignalRejected(signal=signal, signal_id=signal_id, reason_code=code, message=message)
-        self.apply_validated(signal_id, signal)
-        return SignalValidated(signal=signal, signal_id=signal_id)
+            decision = SignalRejected(signal=signal, signal_id=signal_id, reason_code=code, message=message)
+        else:
+            self.apply_validated(signal_id, signal)
+            decision = SignalValidated(signal=signal, signal_id=signal_id)
+        self._decisions[signal_id] = decision
+        if len(self._decisions) > DECISIONS_KEPT:
+            self._decisions.popitem(last=False)
+        return decision
 
     def apply_validated(self, signal_id: str, signal: Signal, now_ns: int | None = None) -> None:
         """Count a validated signal as pending (also used to rebuild state from the log)."""
@@ -349,8 +363,8 @@ class RiskEngine:
 
     def _roll(self, ts: int) -> None:
         """On a new IST day, remember each scope's P&L so the day's loss starts at zero."""
-        if self._day_lo <= ts < self._day_hi:
-            return
+        if ts < self._day_hi:
+            return  # the same day, or an older event arriving late: days only move forward
         day = ist_date(ts)
         self._day_lo = ist_ns(day, time(0, 0))
         self._day_hi = self._day_lo + 86_400 * 1_000_000_000

@@ -241,3 +241,20 @@ def test_status_shows_what_an_operator_needs() -> None:
         "s1": {"day_pnl": 0, "open_orders": 1, "positions": {str(TOKEN): 3, str(OTHER): 2}}
     }
     assert status["rate"] == {"RATE_LIMIT_SECOND": 2, "RATE_LIMIT_MINUTE": 2, "RATE_LIMIT_DAY": 2}
+
+
+def test_a_redelivered_signal_gets_the_same_decision_and_counts_once() -> None:
+    risk = engine(max_position=10)
+    first = risk.check("a", sig(qty=10), T0)
+    assert risk.check("a", sig(qty=10), T0) == first
+    assert code(first) == "OK" and risk.position("s1", TOKEN) == 10
+
+
+def test_a_late_event_from_yesterday_does_not_reset_todays_loss() -> None:
+    risk = engine(daily_loss=100_00)
+    buy = sig(qty=10)
+    risk.check("a", buy, T0)
+    risk.on_fill(filled("a", buy))
+    risk.on_tick(MarketTick(instrument_token=TOKEN, last_price=80_00, ts=T0 + S))
+    risk.on_fill(filled("x", sig(Side.SELL, 1, token=OTHER), price=1, ts=T0 - 86_400 * S))
+    assert code(risk.check("b", sig(qty=1), T0 + 2 * S)) == "DAILY_LOSS"
