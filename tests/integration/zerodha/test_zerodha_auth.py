@@ -26,7 +26,7 @@ _NS = 10**9
 
 
 def _ns(*args: int) -> int:
-    return int(datetime(*args, tzinfo=IST).timestamp()) * _NS  # type: ignore[misc]
+    return int(datetime(*args, tzinfo=IST).timestamp()) * _NS  # type: ignore[misc,arg-type]
 
 
 @pytest.mark.parametrize("login, expiry", [

@@ -32,7 +32,7 @@ class Clock:
 async def test_ten_orders_a_second_then_it_waits() -> None:
     clock = Clock()
     limiter = RateLimiter.kite_orders(margin_s=0.0)
-    limiter._clock, limiter._sleep = clock, clock.sleep  # type: ignore[method-assign]
+    limiter._clock, limiter._sleep = clock, clock.sleep
     for _ in range(10):
         await limiter.acquire()
     assert clock.now == 0.0
