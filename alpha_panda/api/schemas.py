@@ -99,11 +99,6 @@ class Position(_Out):
     charges: Rupees
 
 
-class Positions(_Out):
-    broker: str
-    total: int
-    items: list[Position]
-
 
 class Order(_Out):
     order_id: str
@@ -125,11 +120,6 @@ class Order(_Out):
     updated_ts: int
 
 
-class Orders(_Out):
-    broker: str
-    total: int = Field(description="Orders matching the filters before ``limit``.")
-    items: list[Order] = Field(description="Newest first.")
-
 
 class Signal(_Out):
     signal_id: str
@@ -146,11 +136,6 @@ class Signal(_Out):
     ts: int
     time: str | None
 
-
-class Signals(_Out):
-    broker: str
-    total: int = Field(description="Signals matching the filters before ``limit``.")
-    items: list[Signal] = Field(description="Newest first.")
 
 
 class Strategy(_Out):

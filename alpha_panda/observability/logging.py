@@ -36,6 +36,9 @@ _SECRET_IN_TEXT = re.compile(
 )
 
 
+_OWN_HANDLER_LOGGERS: Final = ("uvicorn", "uvicorn.error", "uvicorn.access")
+
+
 def is_secret_key(key: str) -> bool:
     """True when a field named ``key`` must never be logged in clear."""
     return key.lower() not in _NOT_SECRET and bool(_SECRET_KEY.search(key))
@@ -119,6 +122,13 @@ def configure_logging(json: bool = False, level: str = "INFO", stream: TextIO | 
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(numeric)
+    for name in _OWN_HANDLER_LOGGERS:
+        # uvicorn's default log config gives these their own plain handlers and stops
+        # propagation, which would bypass redaction; route them through ours instead
+        # (and start uvicorn with ``log_config=None`` so it does not undo this)
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
 
 
 def get_logger(name: str | None = None, **bound: Any) -> structlog.stdlib.BoundLogger:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BeforeValidator
 
 from alpha_panda.api import schemas as s
@@ -22,7 +22,17 @@ from alpha_panda.domain.values import Broker
 
 router = APIRouter(prefix="/api/v1", tags=["read model"])
 
-_UNKNOWN_BROKER: dict[int | str, dict[str, Any]] = {404: {"description": "unknown broker (expected paper or zerodha)"}}
+_UNKNOWN_BROKER: dict[int | str, dict[str, Any]] = {
+    404: {"description": "unknown broker (expected paper or zerodha)"}
+}
+TOTAL_HEADER = "X-Total-Count"
+"""Rows matching the filters before ``limit`` (list routes)."""
+_LIST: dict[int | str, dict[str, Any]] = {
+    **_UNKNOWN_BROKER,
+    200: {"headers": {TOTAL_HEADER: {
+        "description": "rows matching the filters before limit", "schema": {"type": "integer"},
+    }}},
+}
 
 
 def _upper(value: object) -> object:
@@ -51,13 +61,14 @@ async def get_portfolio(broker: BrokerParam, docs: Reader) -> s.Portfolio:
     return portfolio_out(await docs.portfolio(broker), await docs.positions(broker))
 
 
-@router.get("/positions/{broker}", response_model=s.Positions, responses=_UNKNOWN_BROKER)
+@router.get("/positions/{broker}", response_model=list[s.Position], responses=_LIST)
 async def get_positions(
     broker: BrokerParam,
     docs: Reader,
+    response: Response,
     strategy_id: StrategyFilter = None,
     include_closed: Annotated[bool, Query(description="Also rows with quantity 0.")] = True,
-) -> s.Positions:
+) -> list[s.Position]:
     """Positions per (strategy, instrument); open positions first."""
     rows = [
         p for p in await docs.positions(broker)
@@ -65,18 +76,20 @@ async def get_positions(
         and (include_closed or p.quantity != 0)
     ]
     rows.sort(key=lambda p: (p.quantity == 0, p.strategy_id, p.instrument_token))
-    return s.Positions(broker=broker.value, total=len(rows), items=[position_out(p) for p in rows])
+    response.headers[TOTAL_HEADER] = str(len(rows))
+    return [position_out(p) for p in rows]
 
 
-@router.get("/orders/{broker}", response_model=s.Orders, responses=_UNKNOWN_BROKER)
+@router.get("/orders/{broker}", response_model=list[s.Order], responses=_LIST)
 async def get_orders(
     broker: BrokerParam,
     docs: Reader,
+    response: Response,
     status: OrderStatusFilter = None,
     strategy_id: StrategyFilter = None,
     limit: Limit = 100,
-) -> s.Orders:
-    """Recent orders, newest first, filtered by status and strategy."""
+) -> list[s.Order]:
+    """Recent orders, newest first, filtered by status and strategy (total in X-Total-Count)."""
     rows = [
         o for o in await docs.orders(broker)
         if (status is None or o.status == status)
@@ -84,17 +97,19 @@ async def get_orders(
     ]
     # the projector writes newest first; a stable sort keeps that order among equal times
     rows.sort(key=lambda o: o.ts, reverse=True)
-    return s.Orders(broker=broker.value, total=len(rows), items=[order_out(o) for o in rows[:limit]])
+    response.headers[TOTAL_HEADER] = str(len(rows))
+    return [order_out(o) for o in rows[:limit]]
 
 
-@router.get("/signals/{broker}", response_model=s.Signals, responses=_UNKNOWN_BROKER)
+@router.get("/signals/{broker}", response_model=list[s.Signal], responses=_LIST)
 async def get_signals(
     broker: BrokerParam,
     docs: Reader,
+    response: Response,
     status: SignalStatusFilter = None,
     strategy_id: StrategyFilter = None,
     limit: Limit = 100,
-) -> s.Signals:
+) -> list[s.Signal]:
     """Recent signals after risk: validated, or rejected with the reason code and message."""
     rows = [
         g for g in await docs.signals(broker)
@@ -102,9 +117,8 @@ async def get_signals(
         and (strategy_id is None or g.strategy_id == strategy_id)
     ]
     rows.sort(key=lambda g: g.ts, reverse=True)
-    return s.Signals(
-        broker=broker.value, total=len(rows), items=[signal_out(g) for g in rows[:limit]]
-    )
+    response.headers[TOTAL_HEADER] = str(len(rows))
+    return [signal_out(g) for g in rows[:limit]]
 
 
 @router.get("/strategies", response_model=list[s.Strategy])

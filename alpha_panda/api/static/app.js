@@ -97,11 +97,22 @@ function setFigure(id, amount, { coloured = false } = {}) {
 
 async function getJson(path) {
   const response = await fetch(path, { cache: "no-store" });
-  if (!response.ok && response.status !== 503) {
+  if (!response.ok && !(response.status === 503 && path === "/ready")) {
     const body = await response.json().catch(() => ({}));
     throw new Error(`${path}: ${response.status} ${body.detail ?? response.statusText}`);
   }
   return response.json();
+}
+
+/** A list route's rows and its X-Total-Count (rows before the limit). */
+async function getList(path) {
+  const response = await fetch(path, { cache: "no-store" });
+  if (!response.ok) {
+    const body = await response.json().catch(() => ({}));
+    throw new Error(`${path}: ${response.status} ${body.detail ?? response.statusText}`);
+  }
+  const items = await response.json();
+  return { items, total: Number(response.headers.get("X-Total-Count") ?? items.length) };
 }
 
 function renderSummary(p) {
@@ -258,14 +269,13 @@ async function refresh() {
   try {
     const [portfolio, positions, orders, signals, strategies, health] = await Promise.all([
       getJson(`/api/v1/portfolios/${broker}`),
-      getJson(`/api/v1/positions/${broker}`),
-      getJson(`/api/v1/orders/${broker}?limit=15`),
-      getJson(`/api/v1/signals/${broker}?limit=15`),
+      getList(`/api/v1/positions/${broker}`),
+      getList(`/api/v1/orders/${broker}?limit=15`),
+      getList(`/api/v1/signals/${broker}?limit=15`),
       getJson("/api/v1/strategies"),
       getJson("/ready"),
     ]);
     if (mine !== generation) return;
-    if (portfolio.detail) throw new Error(portfolio.detail);
     renderSummary(portfolio);
     renderCurve(portfolio.equity_curve);
     renderPositions(positions);

@@ -27,12 +27,12 @@ async def test_fresh_system_answers_empty_not_errors(
     r = await client.get(f"/api/v1/{route}/{broker}")
     assert r.status_code == 200
     body = r.json()
-    assert body["broker"] == broker
     if route == "portfolios":
+        assert body["broker"] == broker
         assert body["cash"] == body["equity"] == "0.00" and body["fills"] == 0
         assert body["equity_curve"] == [] and body["as_of_time"] is None
     else:
-        assert body == {"broker": broker, "total": 0, "items": []}
+        assert body == [] and r.headers["x-total-count"] == "0"
 
 
 @pytest.mark.parametrize("route", BROKER_ROUTES)
@@ -81,39 +81,39 @@ async def test_the_projectors_equity_wins_when_written(
 async def test_positions_open_first_with_symbols(
     client: httpx.AsyncClient, filled: MemoryCache
 ) -> None:
-    body = (await client.get("/api/v1/positions/paper")).json()
-    assert body["total"] == 3
-    rows = [(p["symbol"], p["quantity"], p["market_value"]) for p in body["items"]]
+    r = await client.get("/api/v1/positions/paper")
+    assert r.headers["x-total-count"] == "3"
+    rows = [(p["symbol"], p["quantity"], p["market_value"]) for p in r.json()]
     assert rows == [
         ("HDFCBANK", 10, "17195.50"),
         ("ICICIBANK", -50, "-64050.50"),
         ("INFY", 0, "0.00"),
     ]
     open_only = (await client.get("/api/v1/positions/paper?include_closed=false")).json()
-    assert [p["symbol"] for p in open_only["items"]] == ["HDFCBANK", "ICICIBANK"]
+    assert [p["symbol"] for p in open_only] == ["HDFCBANK", "ICICIBANK"]
 
 
 async def test_orders_filters_newest_first(client: httpx.AsyncClient, filled: MemoryCache) -> None:
     every = (await client.get("/api/v1/orders/paper")).json()
-    assert [o["order_id"] for o in every["items"]] == ["o3", "o2", "o1"]
-    o3 = every["items"][0]
+    assert [o["order_id"] for o in every] == ["o3", "o2", "o1"]
+    o3 = every[0]
     assert o3["limit_price"] == "1281.05" and o3["trigger_price"] is None
     assert o3["symbol"] == "ICICIBANK"
     filled_only = (await client.get("/api/v1/orders/paper?status=filled")).json()
-    assert [o["order_id"] for o in filled_only["items"]] == ["o2"]
-    assert filled_only["items"][0]["average_price"] == "1720.10"
-    mine = (await client.get("/api/v1/orders/paper?strategy_id=sma_cross_banks&limit=1")).json()
-    assert mine["total"] == 2 and [o["order_id"] for o in mine["items"]] == ["o3"]
+    assert [o["order_id"] for o in filled_only] == ["o2"]
+    assert filled_only[0]["average_price"] == "1720.10"
+    mine = await client.get("/api/v1/orders/paper?strategy_id=sma_cross_banks&limit=1")
+    assert mine.headers["x-total-count"] == "2" and [o["order_id"] for o in mine.json()] == ["o3"]
     rejected = (await client.get("/api/v1/orders/paper?status=REJECTED")).json()
-    assert rejected["items"][0]["reason"] == "insufficient funds"
+    assert rejected[0]["reason"] == "insufficient funds"
 
 
 async def test_signals_show_rejections_with_reasons(
     client: httpx.AsyncClient, filled: MemoryCache
 ) -> None:
-    body = (await client.get("/api/v1/signals/paper?status=rejected")).json()
-    assert body["total"] == 1
-    [s] = body["items"]
+    r = await client.get("/api/v1/signals/paper?status=rejected")
+    assert r.headers["x-total-count"] == "1"
+    [s] = r.json()
     assert (s["reason_code"], s["message"]) == ("MAX_POSITION", "position 110 would exceed max 50")
     assert s["symbol"] == "HDFCBANK" and s["time"] == "2025-11-24T16:00:02.500000Z"
 
@@ -195,6 +195,8 @@ async def test_openapi_documents_money_as_exact_strings(client: httpx.AsyncClien
     assert cash["type"] == "string" and cash["pattern"] == r"^-?\d+\.\d{2}$"
     assert "rupees" in cash["description"]
     assert "/api/v1/kill-switch" in schema["paths"]
+    orders = schema["paths"]["/api/v1/orders/{broker}"]["get"]["responses"]["200"]
+    assert "X-Total-Count" in orders["headers"]
     docs = await client.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
 

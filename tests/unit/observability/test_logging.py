@@ -38,6 +38,10 @@ def test_json_lines_with_secrets_redacted() -> None:
 
 
 def test_stdlib_loggers_share_the_format_and_redaction() -> None:
+    # as uvicorn's default log config leaves it: own handler, no propagation
+    uvicorn_error = logging.getLogger("uvicorn.error")
+    uvicorn_error.addHandler(logging.StreamHandler(io.StringIO()))
+    uvicorn_error.propagate = False
     out = io.StringIO()
     configure_logging(json=True, level="WARNING", stream=out)
     logging.getLogger("uvicorn.error").warning("bad login secret=hunter2")
