@@ -47,7 +47,7 @@ from alpha_panda.execution.config import ExecutionConfig
 from alpha_panda.execution.costs import CostModel, Segment
 from alpha_panda.execution.market import CircuitBands, MarketCalendar, Session, SessionClock
 from alpha_panda.execution.orders import Order, OrderStatus
-from alpha_panda.execution.pricing import depth_price, seeded_rng, slipped, volume_cap
+from alpha_panda.execution.pricing import depth_fills, seeded_rng, slipped, volume_cap
 from alpha_panda.execution.rules import reference_price, validate
 
 __all__ = ["ExecutionConfig", "PaperExchange"]
@@ -121,7 +121,7 @@ class PaperExchange:
             if price is None:
                 out.append(self._reject(order, "NO_PRICE", "no reference price yet", now_ns))
                 return out
-            self._fill(order, order.quantity, self._market_price(order, price, None), now_ns, out)
+            self._fill(order, order.quantity, self._market_price(order, price), now_ns, out)
             return out
         if order.order_type is OrderType.LIMIT and cfg.latency_ms == 0 and not queued:
             hint = order.price_hint
@@ -222,29 +222,35 @@ class PaperExchange:
         cap = None if order.parent_order_id else volume_cap(tick, cfg.volume_participation)
         if cap is not None:
             qty = min(qty, cap)
-        fill_price: int | None = None
+        fills: list[tuple[int, int]] = []  # (quantity, price)
         if qty <= 0:
             pass
         elif order.order_type in (OrderType.MARKET, OrderType.SL_M):
-            fill_price = self._market_price(order, price, tick, qty)
+            fills = self._market_fills(order, price, tick, qty)
         else:
             assert order.limit_price is not None
             if sign * (order.limit_price - price) >= 0:
                 # a resting order is the passive side: it trades at its own limit
-                fill_price = price if order.fills == 0 and not order.rested else order.limit_price
-        if fill_price is not None:
-            self._fill(order, qty, fill_price, ts, out)
+                fresh = order.fills == 0 and not order.rested
+                fills = [(qty, price if fresh else order.limit_price)]
+        for fill_qty, fill_price in fills:
+            self._fill(order, fill_qty, fill_price, ts, out)
         order.rested = True
         if order.validity is Validity.IOC and order.status.is_open:
             self._cancel(order, "ioc", ts, out)
 
-    def _market_price(
-        self, order: Order, price: int, tick: MarketTick | None, qty: int | None = None
-    ) -> int:
-        if self.config.slippage_model == "depth" and tick is not None:
-            walked = depth_price(tick.depth, order.side, qty or order.leaves)
-            if walked is not None:
-                return walked
+    def _market_fills(
+        self, order: Order, price: int, tick: MarketTick, qty: int
+    ) -> list[tuple[int, int]]:
+        """Executions of a market order for ``qty`` against ``tick``: one per book level
+        taken (depth model, when the tick has a book), else one at the slipped price."""
+        if self.config.slippage_model == "depth":
+            levels = depth_fills(tick.depth, order.side, qty)
+            if levels:
+                return levels
+        return [(qty, self._market_price(order, price))]
+
+    def _market_price(self, order: Order, price: int) -> int:
         bps = self._slip
         if self.config.slippage_jitter_bps:
             rng = seeded_rng(self.seed, order.order_id, order.fills)

@@ -1,4 +1,4 @@
-"""Fill prices and fill sizes: slippage (fixed bps, seeded jitter, depth walk) and volume caps.
+"""Fill prices and fill sizes: slippage (fixed bps, seeded jitter, book walk) and volume caps.
 
 All pure functions of their arguments. Random draws are seeded from ``(seed, order_id,
 fill number)`` through a stable hash, never Python's salted ``hash``, so a fill price
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
+from decimal import ROUND_FLOOR, Decimal
 
 from alpha_panda.domain.events import Depth, MarketTick
 from alpha_panda.domain.values import TICK_SIZE_PAISE, Side
@@ -41,32 +41,29 @@ def slipped(price: int, side: Side, bps: Decimal) -> int:
     return to_grid(Decimal(price) * factor, side)
 
 
-def depth_price(depth: Depth | None, side: Side, quantity: int) -> int | None:
-    """Average price of walking the opposite side of the book for ``quantity``, or None.
+def depth_fills(depth: Depth | None, side: Side, quantity: int) -> list[tuple[int, int]]:
+    """(quantity, price) taken level by level from the opposite side of the book, or [].
 
-    A buy takes the offers (``depth.sell``), a sell the bids. Quantity beyond the shown
-    depth is assumed to trade at the last shown level. Rounded half up, against the trader.
+    A buy takes the offers (``depth.sell``), a sell the bids, best first. Quantity beyond
+    the shown depth is assumed to trade at the last shown level (the book refills there).
+    Every price is a book price, so every fill is on the tick grid.
     """
     if depth is None:
-        return None
-    levels = depth.sell if side is Side.BUY else depth.buy
-    levels = tuple(lv for lv in levels if lv.price > 0 and lv.quantity > 0)
-    if not levels:
-        return None
-    remaining, cost = quantity, 0
+        return []
+    levels = [lv for lv in (depth.sell if side is Side.BUY else depth.buy)
+              if lv.price > 0 and lv.quantity > 0]
+    out: list[tuple[int, int]] = []
+    remaining = quantity
     for level in levels:
         take = min(remaining, level.quantity)
-        cost += take * level.price
+        out.append((take, level.price))
         remaining -= take
         if remaining == 0:
-            break
-    cost += remaining * levels[-1].price
-    avg = Decimal(cost) / quantity
-    rounding = ROUND_HALF_UP
-    whole = int(avg.to_integral_value(rounding=rounding))
-    if side is Side.SELL and Decimal(whole) > avg:
-        whole -= 1  # a seller's average rounds down: never better than the book gave
-    return whole
+            return out
+    if out:
+        last_qty, last_price = out[-1]
+        out[-1] = (last_qty + remaining, last_price)
+    return out
 
 
 def volume_cap(tick: MarketTick, participation: Decimal | None) -> int | None:

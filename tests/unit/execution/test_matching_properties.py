@@ -12,6 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from alpha_panda.domain.events import (
+    Depth,
+    DepthLevel,
     MarketTick,
     OrderCancelled,
     OrderFilled,
@@ -34,15 +36,20 @@ COSTS = CostModel.load()
 def _events(seed: int, latency: int, participation: Decimal | None) -> tuple[list[Payload], dict[str, Signal]]:
     rng = random.Random(seed)
     x = PaperExchange(ExecutionConfig(latency_ms=latency, volume_participation=participation,
-                                      slippage_bps=rng.choice((0, 3))), seed=seed)
+                                      slippage_bps=rng.choice((0, 3)),
+                                      slippage_model=rng.choice(("fixed", "depth"))), seed=seed)
     out: list[Payload] = []
     signals: dict[str, Signal] = {}
     price = 500_00
     for i in range(400):  # 14:50 to past 15:30: square-off and expiry are crossed too
         ts = T0 + i * 7_000 * MS
         price = max(100_00, price + rng.choice((-15, -5, 0, 5, 15)))
+        depth = None
+        if rng.random() < 0.5:
+            depth = Depth(buy=tuple(DepthLevel(price - 5 * k, rng.randint(1, 9)) for k in range(1, 4)),
+                          sell=tuple(DepthLevel(price + 5 * k, rng.randint(1, 9)) for k in range(1, 4)))
         out += x.on_tick(MarketTick(instrument_token=TOKEN, last_price=price, ts=ts,
-                                    last_quantity=rng.randint(0, 30)))
+                                    last_quantity=rng.randint(0, 30), depth=depth))
         if rng.random() < 0.2:
             kind = rng.choice(list(OrderType))
             side = rng.choice(list(Side))

@@ -239,8 +239,19 @@ def test_depth_model_walks_the_book() -> None:
     x.submit("a", sig(qty=30), T0)
     depth = Depth(sell=(DepthLevel(1000_05, 10), DepthLevel(1000_10, 10), DepthLevel(1000_20, 100)))
     out = x.on_tick(tick(T0 + MS, 1000_00, depth=depth))
-    # (10×1000.05 + 10×1000.10 + 10×1000.20) / 30 = 1000.1167 -> 1000.12 against the buyer
-    assert fills(out) == [(30, 1000_12, T0 + MS)]
+    # one execution per level taken, like the trades of a real sweep
+    assert fills(out) == [(10, 1000_05, T0 + MS), (10, 1000_10, T0 + MS), (10, 1000_20, T0 + MS)]
+    last = [e for e in out if isinstance(e, OrderFilled)][-1]
+    assert (last.cumulative_quantity, last.leaves_quantity, last.average_price) == (30, 0, 1000_12)
+    y = ex(latency_ms=1, slippage_model="depth")
+    y.submit("b", sig(Side.SELL, qty=25), T0)
+    bids = Depth(buy=(DepthLevel(999_95, 5), DepthLevel(999_90, 5)))
+    assert fills(y.on_tick(tick(T0 + MS, 1000_00, depth=bids))) == [
+        (5, 999_95, T0 + MS), (20, 999_90, T0 + MS)  # beyond the book: at its last level
+    ]
+    z = ex(latency_ms=1, slippage_model="depth", slippage_bps=10)
+    z.submit("c", sig(qty=5), T0)
+    assert fills(z.on_tick(tick(T0 + MS, 1000_00))) == [(5, 1001_00, T0 + MS)]  # no book: bps
 
 
 def test_submit_is_idempotent_and_cancel_is_user_initiated() -> None:
