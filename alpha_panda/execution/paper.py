@@ -28,7 +28,7 @@ Every returned payload carries its event time in ``ts``.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from decimal import Decimal
 
 from alpha_panda.domain.events import (
@@ -52,6 +52,11 @@ from alpha_panda.execution.rules import reference_price, validate
 
 __all__ = ["ExecutionConfig", "PaperExchange"]
 
+CLOSED_ORDERS_KEPT = 50_000
+"""Closed orders kept whole (``order()``); older ones are dropped to bound memory."""
+CLOSED_IDS_KEPT = 1_000_000
+"""Ids of dropped orders kept so a redelivered signal is still recognised."""
+
 
 
 class PaperExchange:
@@ -68,7 +73,9 @@ class PaperExchange:
         self._slip = Decimal(cfg.slippage_bps)
         self._history: dict[int, deque[MarketTick]] = {}
         self._dropped_ts: dict[int, int] = {}  # newest ts trimmed from an instrument's history
-        self._orders: dict[str, Order] = {}
+        self._orders: dict[str, Order] = {}  # live orders, and closed ones until pruned
+        self._closed: OrderedDict[str, None] = OrderedDict()  # closed orders still held
+        self._closed_ids: OrderedDict[str, None] = OrderedDict()  # pruned: ids only
         self._open: dict[int, list[Order]] = {}
         self._mis: dict[tuple[str, int], int] = {}  # net MIS position per (strategy, token)
         self._squared: dict[tuple[int, object], tuple[int, int]] = {}  # (token, day) -> (ts, px)
@@ -95,7 +102,7 @@ class PaperExchange:
     def submit(self, signal_id: str, signal: Signal, now_ns: int) -> list[Payload]:
         """Place the order a validated signal asks for. Idempotent per ``signal_id``."""
         order_id = derive_id(signal_id, "order")
-        if order_id in self._orders:
+        if order_id in self._orders or order_id in self._closed_ids:
             return []  # redelivered signal: the order exists already
         cfg = self.config
         arrival = now_ns + cfg.latency_ns
@@ -323,6 +330,14 @@ class PaperExchange:
         orders = self._open.get(order.instrument_token)
         if orders and order in orders:
             orders.remove(order)
+        # closed orders are kept for ``order()`` and idempotency, then only their ids
+        self._closed[order.order_id] = None
+        if len(self._closed) > CLOSED_ORDERS_KEPT:
+            old, _ = self._closed.popitem(last=False)
+            self._orders.pop(old, None)
+            self._closed_ids[old] = None
+            if len(self._closed_ids) > CLOSED_IDS_KEPT:
+                self._closed_ids.popitem(last=False)
 
     def _completed(self, order: Order, ts: int, out: list[Payload]) -> None:
         """An entry that ended with a fill gets its bracket exits."""

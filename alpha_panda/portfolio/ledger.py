@@ -17,16 +17,21 @@ Conventions (one ledger per broker account; the projector keeps one per broker):
   ``net = realized + unrealized − charges``. Unrealized is ``quantity × mark − basis``.
 - Cash moves by ``−side × quantity × price − charges`` on every fill: per strategy (from
   its allocation, default 0) and for the account (from ``initial_cash``).
-- Fills are applied once: a redelivered fill (same ``fill_id``) is ignored.
+- Fills are applied once: a redelivered fill (same ``fill_id``, among the last
+  ``FILL_IDS_KEPT``) is ignored.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 from alpha_panda.domain.events import OrderFilled, PnlSnapshot
 from alpha_panda.domain.values import Product
+
+FILL_IDS_KEPT = 500_000
+"""How many recent fill ids are remembered to ignore a redelivered fill."""
 
 
 def _div_round(numerator: int, denominator: int) -> int:
@@ -110,14 +115,16 @@ class PositionLedger:
         self._by_token: dict[int, list[Position]] = {}
         self._flow: dict[str, int] = {}  # cash flow per strategy since start
         self._fills: dict[str, int] = {}
-        self._seen: set[str] = set()
+        self._seen: OrderedDict[str, None] = OrderedDict()  # recent fill ids, bounded
         self._curve: list[tuple[int, int]] = []  # account equity after each fill
 
     def apply_fill(self, fill: OrderFilled) -> None:
         """Book one execution (ignored if this ``fill_id`` was booked already)."""
         if fill.fill_id in self._seen:
             return
-        self._seen.add(fill.fill_id)
+        self._seen[fill.fill_id] = None
+        if len(self._seen) > FILL_IDS_KEPT:
+            self._seen.popitem(last=False)
         pos = self.position(fill.strategy_id, fill.instrument_token)
         signed = fill.side.sign * fill.quantity
         pos.apply(signed, fill.price)

@@ -392,3 +392,15 @@ def test_a_day_order_placed_after_the_close_lives_until_the_next_close() -> None
 def test_bracket_prices_must_be_on_the_tick_grid() -> None:
     out = ex().submit("a", sig(take_profit=1020_02, stop_loss=990_00), T0)
     assert isinstance(out[0], OrderRejected) and out[0].reason_code == "TICK_SIZE"
+
+
+def test_closed_orders_are_pruned_but_still_recognised(monkeypatch: pytest.MonkeyPatch) -> None:
+    from alpha_panda.execution import paper
+
+    monkeypatch.setattr(paper, "CLOSED_ORDERS_KEPT", 2)
+    x = ex()
+    for i in range(5):
+        x.submit(f"s{i}", sig(), T0 + i)
+    assert x.order(derive_id("s0", "order")) is None  # dropped from memory
+    assert x.order(derive_id("s4", "order")) is not None
+    assert x.submit("s0", sig(), T0) == []  # a redelivery is still recognised
