@@ -30,6 +30,7 @@ from alpha_panda.execution.zerodha.reconcile import (
     PositionMismatch,
     TrackedOrder,
     diff,
+    expire_missing,
     orphans,
     position_mismatches,
 )
@@ -116,6 +117,10 @@ class ZerodhaOrderSync:
         report = ReconcileReport(known_orders=len(self.book.orders))
         orders = [kite_order(o) for o in await self._kite.orders()]
         report.corrections = await self._apply(orders)
+        expired = expire_missing(self.book, orders)
+        if expired:
+            await self._append(expired)
+            report.corrections += len(expired)
         report.orphans = orphans(self.book, orders)
         positions = await self._kite.positions()
         net = [(int(p["instrument_token"]), str(p["product"]), int(p["quantity"]))
@@ -144,18 +149,22 @@ class ZerodhaOrderSync:
                 return 0  # nothing of ours is open: skip the trade-book call
             trades = [kite_trade(t) for t in await self._kite.trades()]
             events = diff(self.book, orders, trades, self._charges)
-            if events:
-                now = time.time_ns()
-                await self._log.append([to_output(self._emit(o, e, now)) for o, e in events])
-                self.emitted += len(events)
+            await self._append(events)
             return len(events)
+
+    async def _append(self, events: Sequence[tuple[TrackedOrder, OrderEvent]]) -> None:
+        if events:
+            now = time.time_ns()
+            await self._log.append([to_output(self._emit(o, e, now)) for o, e in events])
+            self.emitted += len(events)
 
     @staticmethod
     def _emit(order: TrackedOrder, event: OrderEvent, ts: int) -> Emit:
-        event = msgspec.structs.replace(event, ts=ts)
+        if not event.ts:  # fills carry Kite's exchange time; the rest are stamped now
+            event = msgspec.structs.replace(event, ts=ts)
         eid = (event.fill_id if isinstance(event, OrderFilled)
                else derive_id(event.order_id, event.EVENT_TYPE))
-        env = new_envelope(event, id=eid, ts=ts, source=SOURCE, broker=BROKER,
+        env = new_envelope(event, id=eid, ts=event.ts, source=SOURCE, broker=BROKER,
                            key=strategy_instrument_key(order.strategy_id, order.instrument_token),
                            correlation_id=order.correlation_id or order.order_id)
         return Emit(topic(BROKER, _TOPIC_OF[event.EVENT_TYPE]), env)

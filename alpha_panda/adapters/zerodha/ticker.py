@@ -21,7 +21,7 @@ from urllib.parse import urlencode
 
 import structlog
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from alpha_panda.adapters.zerodha.config import ZerodhaSettings
 from alpha_panda.adapters.zerodha.ticker_codec import parse_ticker_frame
@@ -216,7 +216,7 @@ class KiteTickerClient:
                 self._note(f"ticker handshake failed: HTTP {exc.response.status_code}")
             except InvalidURI as exc:
                 raise ConfigurationError(f"bad zerodha.ws_url: {exc}") from exc
-            except (OSError, ConnectionClosed, TimeoutError) as exc:
+            except (OSError, ConnectionClosed, InvalidHandshake, TimeoutError) as exc:
                 self._note(f"ticker connection {idx} lost: {exc!r}")
             finally:
                 self._sockets[idx] = None

@@ -7,6 +7,7 @@ client returns them and gets typed values back.
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Final
 
@@ -19,6 +20,7 @@ from alpha_panda.domain.values import OrderType, Product, Side, Validity, round_
 TAG_PREFIX: Final = "ap"
 TAG_LENGTH: Final = 20  # Kite's maximum tag length
 ORDER_STAGE: Final = "zerodha.order"
+IST: Final = timezone(timedelta(hours=5, minutes=30), "IST")
 
 OPEN_STATES: Final = frozenset({
     "OPEN", "PUT ORDER REQ RECEIVED", "VALIDATION PENDING", "OPEN PENDING",
@@ -128,7 +130,7 @@ def kite_order(row: dict[str, Any]) -> KiteOrder:
 
 
 class KiteTrade(msgspec.Struct, frozen=True, kw_only=True):
-    """One execution from Kite's trade book, price in paise."""
+    """One execution from Kite's trade book, price in paise, time in UTC ns (0: unknown)."""
 
     trade_id: str
     order_id: str
@@ -136,6 +138,18 @@ class KiteTrade(msgspec.Struct, frozen=True, kw_only=True):
     side: Side
     quantity: int
     price: int
+    fill_ns: int = 0
+
+
+def ist_wall_ns(value: Any) -> int:
+    """Kite's REST times are IST wall clock without a zone ('2026-11-24 09:15:07', or the
+    naive datetime kiteconnect makes of it): the UTC instant in ns, 0 when absent."""
+    if not value:
+        return 0
+    dt = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=IST)
+    return int(dt.timestamp()) * 1_000_000_000 + dt.microsecond * 1000
 
 
 def kite_trade(row: dict[str, Any]) -> KiteTrade:
@@ -143,6 +157,8 @@ def kite_trade(row: dict[str, Any]) -> KiteTrade:
         return KiteTrade(trade_id=str(row["trade_id"]), order_id=str(row["order_id"]),
                          instrument_token=int(row.get("instrument_token") or 0),
                          side=Side(row["transaction_type"]), quantity=int(row["quantity"]),
-                         price=_paise(row.get("average_price", row.get("price"))))
+                         price=_paise(row.get("average_price", row.get("price"))),
+                         fill_ns=ist_wall_ns(row.get("fill_timestamp")
+                                             or row.get("exchange_timestamp")))
     except (KeyError, ValueError, TypeError) as exc:
         raise ValidationError(f"malformed Kite trade row: {exc!r}") from exc

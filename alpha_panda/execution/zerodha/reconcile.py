@@ -137,7 +137,7 @@ def diff(book: OrderBook, kite_orders: Iterable[KiteOrder], trades: Iterable[Kit
                 cumulative_quantity=cum, leaves_quantity=o.quantity - cum,
                 average_price=_div_round(after, cum), product=o.product,
                 charges=charges(o, before, after) if charges else NO_CHARGES,
-                broker_order_id=o.broker_order_id)
+                broker_order_id=o.broker_order_id, ts=t.fill_ns)
             book.apply(fill)
             out.append((o, fill))
         if o.terminal or ko.status not in ("REJECTED", "CANCELLED"):
@@ -157,6 +157,23 @@ def diff(book: OrderBook, kite_orders: Iterable[KiteOrder], trades: Iterable[Kit
                 broker_order_id=o.broker_order_id)
         book.apply(end)
         out.append((o, end))
+    return out
+
+
+def expire_missing(book: OrderBook, kite_orders: Iterable[KiteOrder]
+                   ) -> list[tuple[TrackedOrder, OrderEvent]]:
+    """Our open orders absent from Kite's order book: Kite's book holds only today's
+    orders, so these are earlier days' orders that expired at the close. Start-up only."""
+    present = {k.order_id for k in kite_orders}
+    out: list[tuple[TrackedOrder, OrderEvent]] = []
+    for o in book.open_orders():
+        if o.broker_order_id not in present:
+            end = OrderCancelled(
+                order_id=o.order_id, strategy_id=o.strategy_id, instrument_token=o.instrument_token,
+                side=o.side, filled_quantity=o.filled, leaves_quantity=o.leaves, reason="expired",
+                broker_order_id=o.broker_order_id)
+            book.apply(end)
+            out.append((o, end))
     return out
 
 

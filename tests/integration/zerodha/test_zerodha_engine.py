@@ -142,6 +142,8 @@ async def test_reconciliation_after_restart_emits_the_fills_made_while_down(
     assert [(f.quantity, f.price, f.cumulative_quantity, f.leaves_quantity) for f in fills] == [
         (4, 99_50, 4, 6), (6, 99_45, 10, 0)]
     assert fills[1].average_price == (4 * 99_50 + 6 * 99_45 + 5) // 10
+    # Kite stamps fills in IST wall-clock time: converted, they are moments ago in UTC
+    assert all(abs(f.ts - time.time_ns()) < 30 * 10**9 for f in fills)
     again = build_zerodha_engine(settings, log, FAST)
     again.instruments.update(restarted.instruments)
     assert (await again.sync.reconcile()).corrections == 0  # idempotent

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -151,3 +153,27 @@ def test_orphans_and_position_mismatches() -> None:
     assert position_mismatches(book, [(408065, "CNC", 4)]) == []
     [m] = position_mismatches(book, [(408065, "CNC", 5)])
     assert (m.ours, m.kite) == (4, 5)
+
+
+def test_kite_rest_times_are_ist_wall_clock() -> None:
+    from datetime import datetime
+
+    from alpha_panda.execution.zerodha.orders import ist_wall_ns
+
+    utc = int(datetime(2026, 11, 24, 3, 45, 7, tzinfo=UTC).timestamp()) * 10**9
+    assert ist_wall_ns("2026-11-24 09:15:07") == utc
+    assert ist_wall_ns(datetime(2026, 11, 24, 9, 15, 7)) == utc  # kiteconnect's naive datetime
+    assert ist_wall_ns(None) == 0
+    trade = kite_trade({**_trade("1", 1, 100.0), "fill_timestamp": "2026-11-24 09:15:07"})
+    [(_, fill)] = diff(_book(), [kite_order(_row())], [trade])
+    assert fill.ts == utc
+
+
+def test_open_orders_missing_from_todays_book_expired_at_the_close() -> None:
+    from alpha_panda.execution.zerodha.reconcile import expire_missing
+
+    book = _book()
+    [(_, end)] = expire_missing(book, [kite_order(_row(order_id="K9"))])
+    assert isinstance(end, OrderCancelled) and end.reason == "expired" and end.leaves_quantity == 10
+    assert expire_missing(book, []) == []  # applied: not expired twice
+    assert expire_missing(_book(), [kite_order(_row())]) == []
