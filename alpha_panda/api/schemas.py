@@ -178,3 +178,4 @@ class KillSwitchState(_Out):
     broker: str
     active: bool
     flatten: bool
+    set_at: int | None = Field(None, description="When it was set (ns since epoch); None: never")

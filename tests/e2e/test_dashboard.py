@@ -47,6 +47,16 @@ class Component:
         return self._status
 
 
+class RecordingControl:
+    """The pipeline's Control as far as the dashboard can tell: it records what it is told."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, bool, bool]] = []
+
+    async def set_kill_switch(self, broker: str, active: bool, flatten: bool) -> None:
+        self.calls.append((broker, active, flatten))
+
+
 def portfolio(broker: str, cash: int, realized: int, unrealized: int, charges: int,
               fills: int, curve_start: int, held: int, open_positions: int) -> bytes:
     # a wandering curve from curve_start, ending exactly at equity = cash + held value
@@ -124,7 +134,7 @@ def _run_elsewhere(coro: Coroutine[Any, Any, None]) -> None:
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[tuple[str, MemoryCache]]:
+def server() -> Iterator[tuple[str, MemoryCache, RecordingControl]]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (scripts/install-system-deps.sh)")
     cache = MemoryCache()
@@ -133,7 +143,8 @@ def server() -> Iterator[tuple[str, MemoryCache]]:
     registry.register(Component("market_feed", State.RUNNING, True, 1_284_551, None))
     registry.register(Component("risk:paper", State.RUNNING, True, 2_310, 0))
     registry.register(Component("zerodha_engine", State.STARTING, False, 0, 12))
-    app = create_app(cache=cache, health=registry)
+    control = RecordingControl()
+    app = create_app(cache=cache, health=registry, control=control)
     port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
     uv = uvicorn.Server(config)
@@ -143,17 +154,17 @@ def server() -> Iterator[tuple[str, MemoryCache]]:
     while not uv.started and time.monotonic() < deadline:
         time.sleep(0.02)
     assert uv.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}", cache
+    yield f"http://127.0.0.1:{port}", cache, control
     uv.should_exit = True
     thread.join(timeout=10)
 
 
 def test_dashboard_shows_exact_figures_and_switches_broker(
-    server: tuple[str, MemoryCache], tmp_path: Path
+    server: tuple[str, MemoryCache, RecordingControl], tmp_path: Path
 ) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import Dialog, expect, sync_playwright
 
-    url, cache = server
+    url, cache, control = server
     with sync_playwright() as pw:
         browser = pw.chromium.launch(
             executable_path=CHROMIUM,
@@ -194,7 +205,26 @@ def test_dashboard_shows_exact_figures_and_switches_broker(
         assert shown == ["₹0.00", "-₹0.05", "₹999.99", "₹1,000.00", "-₹1,23,456.70",
                          "₹12,34,56,78,90,12,34,567.89"]  # exact past 2**53: strings, not floats
 
+        # the kill switch: confirm the stop, decline flattening
+        answers = [True, False]
+        prompts: list[str] = []
+
+        def answer(dialog: Dialog) -> None:
+            prompts.append(dialog.message)
+            dialog.accept() if answers.pop(0) else dialog.dismiss()
+
+        page.on("dialog", answer)
+        expect(page.locator("#kill")).to_have_text("Stop paper")
+        page.locator("#kill").click()
+        expect(page.locator("#kill")).to_have_text("Resume paper")
+        expect(page.locator("#killed")).to_contain_text("Kill switch ON for paper")
+        assert control.calls == [("paper", True, False)]
+        assert prompts[0] == "Stop all new orders on paper?"
+        page.screenshot(path=str(tmp_path / "dashboard-killed.png"))
+
         page.get_by_role("button", name="Zerodha (live)").click()
+        expect(page.locator("#kill")).to_have_text("Stop zerodha")  # per broker
+        expect(page.locator("#killed")).to_be_hidden()
         expect(page.locator("body")).to_have_attribute("data-loaded-broker", "zerodha")
         expect(page.locator("#equity")).to_have_text("₹4,98,765.43")
         expect(page.locator("#realized")).to_have_text("-₹1,250.00")

@@ -1,6 +1,12 @@
-"""Operator controls: the kill switch."""
+"""Operator controls: the kill switch.
+
+The API remembers what it was last told to set per broker (``GET /api/v1/kill-switch``) so
+the dashboard can show it; the authority is the risk manager behind ``Control``.
+"""
 
 from __future__ import annotations
+
+import time
 
 from fastapi import APIRouter, HTTPException, Request
 
@@ -8,10 +14,26 @@ from alpha_panda.api import schemas as s
 from alpha_panda.api.control import Control
 from alpha_panda.api.documents import parse_broker
 from alpha_panda.domain.errors import ConfigurationError, ValidationError
+from alpha_panda.domain.values import BROKERS
 from alpha_panda.observability.logging import get_logger
 
 router = APIRouter(prefix="/api/v1", tags=["control"])
 log = get_logger(__name__)
+
+
+def _switches(request: Request) -> dict[str, s.KillSwitchState]:
+    state: dict[str, s.KillSwitchState] = request.app.state.kill_switches
+    return state
+
+
+@router.get("/kill-switch", response_model=list[s.KillSwitchState])
+async def kill_switches(request: Request) -> list[s.KillSwitchState]:
+    """The kill switch of each broker as last set through this API (off until set)."""
+    known = _switches(request)
+    return [
+        known.get(b.value, s.KillSwitchState(broker=b.value, active=False, flatten=False))
+        for b in BROKERS
+    ]
 
 
 @router.post(
@@ -34,4 +56,8 @@ async def kill_switch(body: s.KillSwitchRequest, request: Request) -> s.KillSwit
     except (ValidationError, ConfigurationError) as exc:
         raise HTTPException(409, detail=str(exc)) from exc
     log.warning("kill switch set", broker=broker.value, active=body.active, flatten=body.flatten)
-    return s.KillSwitchState(broker=broker.value, active=body.active, flatten=body.flatten)
+    state = s.KillSwitchState(
+        broker=broker.value, active=body.active, flatten=body.flatten, set_at=time.time_ns()
+    )
+    _switches(request)[broker.value] = state
+    return state

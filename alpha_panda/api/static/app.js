@@ -256,6 +256,45 @@ function renderCurve(points) {
   box.replaceChildren(root);
 }
 
+let killSwitches = {};
+
+function renderKillSwitch() {
+  const state = killSwitches[broker];
+  const on = Boolean(state && state.active);
+  const button = document.getElementById("kill");
+  button.textContent = on ? `Resume ${broker}` : `Stop ${broker}`;
+  button.classList.toggle("on", on);
+  const banner = document.getElementById("killed");
+  banner.hidden = !on;
+  if (on) {
+    banner.textContent = `Kill switch ON for ${broker}: no new orders are sent` +
+      (state.flatten ? "; open positions were closed at market." : ".");
+  }
+}
+
+async function toggleKillSwitch() {
+  const on = Boolean(killSwitches[broker] && killSwitches[broker].active);
+  let flatten = false;
+  if (on) {
+    if (!confirm(`Resume trading on ${broker}? New orders will be sent again.`)) return;
+  } else {
+    if (!confirm(`Stop all new orders on ${broker}?`)) return;
+    flatten = confirm(`Also close every open ${broker} position at market?\n` +
+      "OK: close them now. Cancel: keep them open.");
+  }
+  const response = await fetch("/api/v1/kill-switch", {
+    method: "POST", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ broker, active: !on, flatten }),
+  });
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    alert(`The kill switch was not changed: ${body.detail ?? response.statusText}`);
+    return;
+  }
+  killSwitches[broker] = body;
+  renderKillSwitch();
+}
+
 function setConnection(ok, message) {
   document.getElementById("conn").className = "dot " + (ok ? "ok" : "bad");
   const banner = document.getElementById("banner");
@@ -267,13 +306,14 @@ function setConnection(ok, message) {
 async function refresh() {
   const mine = generation;
   try {
-    const [portfolio, positions, orders, signals, strategies, health] = await Promise.all([
+    const [portfolio, positions, orders, signals, strategies, health, kills] = await Promise.all([
       getJson(`/api/v1/portfolios/${broker}`),
       getList(`/api/v1/positions/${broker}`),
       getList(`/api/v1/orders/${broker}?limit=15`),
       getList(`/api/v1/signals/${broker}?limit=15`),
       getJson("/api/v1/strategies"),
       getJson("/ready"),
+      getJson("/api/v1/kill-switch"),
     ]);
     if (mine !== generation) return;
     renderSummary(portfolio);
@@ -283,6 +323,8 @@ async function refresh() {
     renderSignals(signals);
     renderStrategies(strategies);
     renderHealth(health);
+    killSwitches = Object.fromEntries(kills.map((k) => [k.broker, k]));
+    renderKillSwitch();
     document.body.dataset.loadedBroker = broker;
     setConnection(true);
   } catch (err) {
@@ -299,11 +341,13 @@ function selectBroker(name) {
   for (const button of document.querySelectorAll(".broker-switch button")) {
     button.setAttribute("aria-pressed", String(button.dataset.broker === name));
   }
+  renderKillSwitch();
   refresh();
 }
 
 for (const button of document.querySelectorAll(".broker-switch button")) {
   button.addEventListener("click", () => selectBroker(button.dataset.broker));
 }
+document.getElementById("kill").addEventListener("click", toggleKillSwitch);
 selectBroker(broker);
 setInterval(refresh, REFRESH_MS);

@@ -171,13 +171,18 @@ async def test_kill_switch_calls_control(
 ) -> None:
     r = await client.post("/api/v1/kill-switch", json={"active": True, "flatten": True, "broker": "zerodha"})
     assert r.status_code == 200
-    assert r.json() == {"broker": "zerodha", "active": True, "flatten": True}
+    assert r.json()["active"] is True and r.json()["set_at"] > 0
     assert control.calls == [("zerodha", True, True)]
+    states = {k["broker"]: k["active"] for k in (await client.get("/api/v1/kill-switch")).json()}
+    assert states == {"paper": False, "zerodha": True}
     bad = await client.post("/api/v1/kill-switch", json={"active": True, "broker": "kite"})
     assert bad.status_code == 404 and control.calls == [("zerodha", True, True)]
     control.refuse = ConfigurationError("zerodha is not running in this process")
     refused = await client.post("/api/v1/kill-switch", json={"active": False, "broker": "zerodha"})
     assert refused.status_code == 409 and "not running" in refused.json()["detail"]
+    # a refused request leaves the last known state alone
+    states = {k["broker"]: k["active"] for k in (await client.get("/api/v1/kill-switch")).json()}
+    assert states["zerodha"] is True
     missing = await client.post("/api/v1/kill-switch", json={"broker": "paper"})
     assert missing.status_code == 422 and "active" in missing.json()["detail"]
 
