@@ -171,11 +171,13 @@ class KillSwitchRequest(BaseModel):
 
     broker: str = Field(description="paper or zerodha", examples=["paper"])
     active: bool = Field(description="true stops new orders on that broker; false resumes")
-    flatten: bool = Field(False, description="also close every open position at market")
+    flatten: Annotated[bool, Field(description="also close every open position at market")] = False
 
 
 class KillSwitchState(_Out):
     broker: str
     active: bool
     flatten: bool
-    set_at: int | None = Field(None, description="When it was set (ns since epoch); None: never")
+    set_at: Annotated[
+        int | None, Field(description="When it was set (ns since epoch); None: never")
+    ] = None
