@@ -73,7 +73,6 @@ class RiskEngine:
         self.broker = broker
         self.account = account or broker
         self.store = store or InMemoryRiskStateStore()
-        self.kill_switch = False
         self._stages = order_stages or ORDER_STAGES.get(broker, ("order",))
         self._snap_unrealized: dict[str | None, int] = {}  # from the projector's snapshots
         self._ticks_seen = False
@@ -90,8 +89,15 @@ class RiskEngine:
     # ------------------------------------------------------------------ inputs
 
     def set_kill_switch(self, active: bool) -> None:
-        """While active, only flattening (position-reducing) signals pass."""
-        self.kill_switch = active
+        """While active, only flattening (position-reducing) signals pass.
+
+        The switch lives in the state store, so on Redis it stops every risk-manager
+        instance of the account at once."""
+        self.store.set_kill_switch(self.account, active)
+
+    @property
+    def kill_switch(self) -> bool:
+        return self.store.kill_switch(self.account)
 
     def on_tick(self, tick: MarketTick) -> None:
         self._ticks_seen = True

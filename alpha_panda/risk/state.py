@@ -1,4 +1,5 @@
-"""Shared risk counters behind a small port, so several risk managers can share one account.
+"""Shared risk state behind a small port, so several risk managers can share one account:
+the order-rate counters and the kill switch.
 
 ``RiskStateStore.acquire`` is the one atomic operation: count the orders already
 recorded in each rate window ending at the order's event time and, only if every window
@@ -55,6 +56,14 @@ class RiskStateStore(Protocol):
         """Orders recorded in the window (ts_us − window, ts_us] (for status pages and tests)."""
         ...
 
+    def kill_switch(self, account: str) -> bool:
+        """Whether the account's kill switch is on."""
+        ...
+
+    def set_kill_switch(self, account: str, active: bool) -> None:
+        """Turn the account's kill switch on or off (for every instance sharing the store)."""
+        ...
+
 
 def window_key(account: str, window: RateWindow) -> str:
     """The storage key of one window's entries (shared by every implementation)."""
@@ -68,6 +77,16 @@ class InMemoryRiskStateStore:
     def __init__(self) -> None:
         self._times: dict[str, list[int]] = {}
         self._members: dict[str, dict[str, int]] = {}
+        self._killed: set[str] = set()
+
+    def kill_switch(self, account: str) -> bool:
+        return account in self._killed
+
+    def set_kill_switch(self, account: str, active: bool) -> None:
+        if active:
+            self._killed.add(account)
+        else:
+            self._killed.discard(account)
 
     def acquire(
         self, account: str, member: str, ts_us: int, windows: Sequence[RateWindow]

@@ -1,4 +1,4 @@
-"""``RedisRiskStateStore``: the risk engine's rate-limit counters shared on Redis.
+"""``RedisRiskStateStore``: the risk engine's rate-limit counters and kill switch on Redis.
 
 Several risk-manager instances of one account call ``acquire`` on the same keys; one
 Lua script counts every window and records the order only if all have room, so the
@@ -6,7 +6,9 @@ check-and-record is atomic and the account limit (Kite's 10/s, 400/min, 5,000/da
 holds however many instances run. Each window is a sorted set of signal ids scored by
 event time in microseconds (exact in a double until the year 2255); a per-day window is
 one set per IST date. The keys of one account share a hash tag (``{account}``) so the
-script also runs on Redis Cluster.
+script also runs on Redis Cluster. The kill switch is one key per account
+(``risk:{account}:kill_switch``, present = on), read on every check: setting it stops
+every instance at once, and it survives restarts.
 
 The client is synchronous because ``RiskEngine.check`` is; a local round trip is well
 under a millisecond. Redis errors become ``TransientError`` (retried by the consumer).
@@ -95,6 +97,24 @@ class RedisRiskStateStore:
             return int(self._redis.zcount(self._key(account, window), lo, hi))
         except RedisError as exc:
             raise TransientError(f"risk state on Redis unavailable: {exc}") from exc
+
+    def kill_switch(self, account: str) -> bool:
+        try:
+            return bool(self._redis.exists(self._kill_key(account)))
+        except RedisError as exc:
+            raise TransientError(f"risk state on Redis unavailable: {exc}") from exc
+
+    def set_kill_switch(self, account: str, active: bool) -> None:
+        try:
+            if active:
+                self._redis.set(self._kill_key(account), "1")
+            else:
+                self._redis.delete(self._kill_key(account))
+        except RedisError as exc:
+            raise TransientError(f"risk state on Redis unavailable: {exc}") from exc
+
+    def _kill_key(self, account: str) -> str:
+        return f"{self._prefix}risk:{{{account}}}:kill_switch"
 
     def close(self) -> None:
         self._redis.close()

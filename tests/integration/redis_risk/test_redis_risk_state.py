@@ -101,3 +101,15 @@ def test_unreachable_redis_is_a_transient_error() -> None:
     store = RedisRiskStateStore(f"redis://127.0.0.1:{free_port()}/0")
     with pytest.raises(TransientError):
         store.acquire("zerodha", "x", 1, [RateWindow("RATE_LIMIT_SECOND", 1, SECOND_US)])
+
+
+def test_the_kill_switch_stops_every_instance_sharing_the_store(redis_url: str) -> None:
+    prefix = f"t{next(_prefix)}:"
+    a, b = (RiskEngine(RiskConfig(), broker="zerodha", store=RedisRiskStateStore(redis_url, prefix=prefix))
+            for _ in range(2))
+    s = Signal(strategy_id="s", instrument_token=738561, side=Side.BUY, quantity=1, price_hint=100_00)
+    a.set_kill_switch(True)
+    rejected = b.check("k1", s, T0)
+    assert not isinstance(rejected, SignalValidated) and rejected.reason_code == "KILL_SWITCH"
+    b.set_kill_switch(False)
+    assert isinstance(a.check("k2", s, T0), SignalValidated)
