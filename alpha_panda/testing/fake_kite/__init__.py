@@ -85,6 +85,7 @@ class FakeKite:
         self.placements = 0
         self.rate_limited = 0
         self.fail_next: deque[KiteError] = deque()
+        self.place_delay_s = 0.0  # answer placements late (the order is placed at once)
         self._place_times: deque[float] = deque()
         self._ids = itertools.count(250_000_000_000_001)
         self._lock = threading.RLock()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlparse
@@ -33,6 +34,8 @@ def handler_for(fake: FakeKite) -> type[BaseHTTPRequestHandler]:
                                   .encode(), "text/csv")
             try:
                 data = fake.handle(method, url.path, params, self.headers.get("Authorization"))
+                if method == "POST" and url.path.startswith("/orders/") and fake.place_delay_s:
+                    time.sleep(fake.place_delay_s)  # placed, but the answer comes too late
                 body_out = {"status": "success", "data": data}
                 code = 200
             except fake_error as err:
@@ -42,11 +45,14 @@ def handler_for(fake: FakeKite) -> type[BaseHTTPRequestHandler]:
             self._send(code, json.dumps(body_out).encode(), "application/json")
 
         def _send(self, code: int, body: bytes, ctype: str) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            try:
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True  # the client timed out and left: nobody to answer
 
         def do_GET(self) -> None:
             self._serve("GET")

@@ -15,7 +15,12 @@ from alpha_panda.adapters.zerodha.config import ZerodhaSettings
 from alpha_panda.adapters.zerodha.instruments import InstrumentMaster
 from alpha_panda.adapters.zerodha.session import KiteSession
 from alpha_panda.adapters.zerodha.ticker import KiteTickerClient
-from alpha_panda.domain.errors import AuthenticationError, ConfigurationError, InvariantViolation
+from alpha_panda.domain.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    InvariantViolation,
+    TransientError,
+)
 from alpha_panda.domain.events import CODEC, Envelope, OrderRejected
 from alpha_panda.domain.values import OrderType
 from alpha_panda.execution.zerodha import OrderBook, order_tag
@@ -270,3 +275,29 @@ def _ticker_connected(fake: FakeKite) -> Any:
     async def check() -> bool:
         return bool(fake.ws_clients)
     return check
+
+
+async def test_a_placement_whose_answer_is_lost_is_found_by_its_tag_on_retry(
+        settings: ZerodhaSettings, session: KiteSession, fake: FakeKite) -> None:
+    impatient = settings.model_copy(update={"request_timeout_s": 0.3})
+    engine, kite = await _engine(impatient, session)
+    fake.place_delay_s = 0.6  # Kite places the order; our client gives up waiting
+    emit = signal_envelope(1)
+    with pytest.raises(TransientError, match="timed out"):
+        await engine.ahandle(emit.envelope, _record(emit))
+    fake.place_delay_s = 0.0
+    [out] = await engine.ahandle(emit.envelope, _record(emit))  # the runtime's retry
+    await kite.close()
+    assert fake.placements == 1 and engine.adopted == 1
+    assert out.envelope.data.broker_order_id == next(iter(fake.orders))
+
+
+async def test_an_old_signal_is_not_placed_late(settings: ZerodhaSettings, session: KiteSession,
+                                                fake: FakeKite) -> None:
+    engine, kite = await _engine(settings, session)
+    old = signal_envelope(1, ts=time.time_ns() - 3600 * 10**9)  # an hour-old backlog
+    [out] = await engine.ahandle(old.envelope, _record(old))
+    await kite.close()
+    assert fake.placements == 0
+    assert isinstance(out.envelope.data, OrderRejected)
+    assert out.envelope.data.reason_code == "STALE_SIGNAL"
