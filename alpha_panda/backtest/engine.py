@@ -177,36 +177,39 @@ class _Engine:
         k = int(rows.searchsorted(i, side="right")) - 1
         return int(rows[k]) if k >= 0 else None
 
-    def catch_up(self, token: int, i: int, fed: dict[int, int],
+    def catch_up(self, token: int, i: int, tick: MarketTick, fed: dict[int, int],
                  feed: Callable[[MarketTick], Any]) -> None:
         """Give a lazily fed component the latest tick of ``token`` it has not seen yet.
 
         Only the latest one matters: while it was not fed, the component had nothing for
         that instrument that a tick could change (see the module docstring).
         """
-        row = self.latest_row(token, i)
+        row = i if tick.instrument_token == token else self.latest_row(token, i)
         if row is not None and fed.get(token) != row:
             fed[token] = row
-            feed(self.tick_at(row))
+            feed(tick if row == i else self.tick_at(row))
+
+    def _exchange_tick(self, tick: MarketTick) -> None:
+        self.route(self.venue.on_tick(tick))
 
     def signals(self, i: int, sigs: list[Signal], tick: MarketTick) -> None:
         """Step 3 for one tick's signals: risk, exchange, events, feedback."""
         ids = signal_ids(tick_id(self.source, i), sigs)
         now = tick.ts
+        counts = self.counts
         for sid, sig in zip(ids, sigs, strict=True):
-            self.counts["signals"] += 1
+            counts["signals"] += 1
             token = sig.instrument_token
             if not self.risk_every_tick:
-                self.catch_up(token, i, self.risk_fed, self.risk.on_tick)
+                self.catch_up(token, i, tick, self.risk_fed, self.risk.on_tick)
             decision = self.risk.check(sid, sig, now)
             if isinstance(decision, SignalRejected):
-                self.counts["signals_rejected"] += 1
+                counts["signals_rejected"] += 1
                 code = decision.reason_code
                 self.rejections[code] = self.rejections.get(code, 0) + 1
                 self.runner.on_signal_rejected(sig)
                 continue
-            self.catch_up(token, i, self.exchange_fed,
-                          lambda t: self.route(self.venue.on_tick(t)))
+            self.catch_up(token, i, tick, self.exchange_fed, self._exchange_tick)
             self.route(self.venue.submit(sid, sig, now))
 
     def sample(self, upto: int, rows_of: dict[int, np.ndarray]) -> tuple[int, int]:
@@ -270,16 +273,20 @@ def run_backtest(
     open_orders = eng.open_orders
     samples: list[tuple[int, int, int]] = []
     ends, interval_s = _sample_rows(ticks.ts)
+    # Flags only an event can change: re-read after each call that routes events.
+    every_ex = eng.exchange_every_tick
+    every_risk = eng.risk_every_tick
     start = 0
     for end in ends:
         for i in range(start, end):
             token = tok_l[i]
             tick: MarketTick | None = None
-            if token in open_orders or eng.exchange_every_tick:
+            if every_ex or token in open_orders:
                 tick = eng.tick_at(i)
                 exchange_fed[token] = i
                 eng.route(eng.venue.on_tick(tick))
-            if eng.risk_every_tick:
+                every_ex = eng.exchange_every_tick
+            if every_risk:
                 tick = tick or eng.tick_at(i)
                 eng.ledger.mark(token, px_l[i])
                 eng.risk.on_tick(tick)
@@ -293,6 +300,7 @@ def run_backtest(
                 sigs = process(view)  # type: ignore[arg-type]
             if sigs is not None:
                 eng.signals(i, sigs, tick or eng.tick_at(i))
+                every_ex = eng.exchange_every_tick
         start = end
         equity, gross = eng.sample(end - 1, eng.rows_of)
         samples.append((ts_l[end - 1], equity, gross))

@@ -51,16 +51,25 @@ class Bar(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     ticks: int
 
 
+class _Clock:
+    """Event time of the tick being processed; one per runner, shared by every context."""
+
+    __slots__ = ("now_ns",)
+
+    def __init__(self) -> None:
+        self.now_ns = 0
+
+
 class _Book:
     """A strategy's own account state, kept by the runner and read through ``Context``."""
 
-    __slots__ = ("cash", "now_ns", "positions", "strategy_id")
+    __slots__ = ("cash", "clock", "positions", "strategy_id")
 
-    def __init__(self, strategy_id: str, cash: int) -> None:
+    def __init__(self, strategy_id: str, cash: int, clock: _Clock | None = None) -> None:
         self.strategy_id = strategy_id
         self.positions: dict[int, int] = {}
         self.cash = cash
-        self.now_ns = 0
+        self.clock = clock or _Clock()
 
 
 class Context:
@@ -89,7 +98,7 @@ class Context:
     @property
     def now_ns(self) -> int:
         """Event time of the tick being processed (ns since the epoch, UTC)."""
-        return self._book.now_ns
+        return self._book.clock.now_ns
 
     @property
     def cash(self) -> int:

@@ -35,7 +35,7 @@ from alpha_panda.domain.events import (
 )
 from alpha_panda.domain.values import Side
 from alpha_panda.strategy.bars import BarBuilder
-from alpha_panda.strategy.base import Context, Strategy, _Book
+from alpha_panda.strategy.base import Context, Strategy, _Book, _Clock
 from alpha_panda.strategy.config import StrategyConfig
 
 log = structlog.get_logger(__name__)
@@ -121,6 +121,7 @@ class StrategyRunner:
         self._books: dict[str, _Book] = {}
         self._slots: dict[str, list[_Slot]] = {}
         self._legs: set[str] = set()  # bracket-leg order ids: their fills move the position
+        self._clock = _Clock()
         self.failures = 0
         for config in configs:
             self._add(config, initial_cash)
@@ -137,7 +138,7 @@ class StrategyRunner:
             instruments=list(config.instruments), brokers=[b.value for b in config.brokers],
             source=config.source,
         )
-        book = self._books[sid] = _Book(sid, cash)
+        book = self._books[sid] = _Book(sid, cash, self._clock)
         if not config.enabled:
             return
         cls = config.strategy_class()
@@ -173,8 +174,8 @@ class StrategyRunner:
         if slots is None:
             return None
         out: list[Signal] | None = None
+        self._clock.now_ns = tick.ts
         for slot in slots:
-            slot.ctx._book.now_ns = tick.ts
             try:
                 sigs = slot.handler(tick, slot.ctx)
             except Exception as exc:  # noqa: BLE001 - isolation: this one stops, others go on
