@@ -129,7 +129,20 @@ def _tick_and_length(draw: st.DrawFn) -> tuple[MarketTick, int]:
         q, r = divmod(e4, 100)
         paise = q + (1 if 2 * r > 100 or (2 * r == 100 and q % 2) else 0)
         token = (draw(st.integers(1, 2**23)) << 8) | seg
-        return MarketTick(instrument_token=token, last_price=paise, ts=NOW, price_e4=e4), LTP_LEN
+        if not draw(st.booleans()):
+            return MarketTick(instrument_token=token, last_price=paise, ts=NOW, price_e4=e4), LTP_LEN
+        # full currency packet: other prices on the paisa grid survive the 10^7 divisor
+        cpx = st.integers(1, (2**31 - 1) * 100 // div)
+        close = draw(cpx)
+        lvl = st.builds(DepthLevel, cpx, st.integers(1, 10**6), st.integers(0, 30_000))
+        tick = MarketTick(instrument_token=token, last_price=paise, ts=draw(_ts), price_e4=e4,
+                          volume=draw(_qty), last_quantity=draw(_qty), average_price=draw(cpx),
+                          open=draw(cpx), high=draw(cpx), low=draw(cpx), close=close,
+                          change=(paise - close) * 100 / close, oi=draw(_qty),
+                          buy_quantity=draw(_qty), sell_quantity=draw(_qty),
+                          depth=Depth(buy=tuple(draw(st.lists(lvl, max_size=5))),
+                                      sell=tuple(draw(st.lists(lvl, max_size=5)))))
+        return tick, FULL_LEN
     token = draw(_equity_token)
     last = draw(_price)
     if kind == "ltp":
