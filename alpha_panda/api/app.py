@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 
 from alpha_panda import __version__
 from alpha_panda.api.control import Control
@@ -50,7 +51,8 @@ def create_app(
         control: the running pipeline's controls (kill switch); None: the endpoint answers 503.
         settings: the API section of the settings (host and port are the server's business).
     """
-    app = FastAPI(
+    # FastAPIOffline serves Swagger UI and ReDoc from the package: /docs works offline
+    app = FastAPIOffline(
         title="Alpha Panda",
         version=__version__,
         description=(

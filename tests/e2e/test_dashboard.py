@@ -174,6 +174,8 @@ def test_dashboard_shows_exact_figures_and_switches_broker(
         page = browser.new_page(viewport={"width": 1440, "height": 1300})
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
+        requested: list[str] = []
+        page.on("request", lambda r: requested.append(r.url))
         page.goto(url + "/")
         expect(page.locator("body")).to_have_attribute("data-loaded-broker", "paper")
         # Indian digit grouping, exact to the paisa; equity = cash + held value (−8,295.50),
@@ -240,8 +242,17 @@ def test_dashboard_shows_exact_figures_and_switches_broker(
         expect(page.locator("#fills")).to_have_text("4 fills", timeout=5000)
         page.reload()
         expect(page.locator("body")).to_have_attribute("data-loaded-broker", "zerodha")
+
+        # the API docs render from local assets too
+        page.goto(url + "/docs")
+        expect(page.locator(".swagger-ui .title").first).to_contain_text("Alpha Panda")
+        expect(page.get_by_text("/api/v1/portfolios/{broker}").first).to_be_visible()
         browser.close()
     assert errors == []
+    # nothing is fetched from anywhere but this server: no CDN, works offline
+    assert requested and all(u.startswith(url) or u.startswith("data:") for u in requested), [
+        u for u in requested if not u.startswith(url)
+    ]
     keep = os.environ.get("ALPHA_PANDA_SCREENSHOTS")
     if keep:
         for shot in tmp_path.glob("*.png"):
