@@ -34,6 +34,14 @@ _MAX_LINKS = 32
 _REBUILD_READ = 5000
 
 
+def _fast_id(record: Record) -> str | None:
+    """``record_id``, with the common case (``id`` first, as ``to_output`` writes) inline."""
+    h = record.headers
+    if h and h[0][0] == "id":
+        return h[0][1].decode()
+    return record_id(record)
+
+
 class BatchOutcome(Enum):
     OK = "ok"
     FATAL = "fatal"
@@ -80,7 +88,7 @@ class BatchRunner:
         s = p.settings
         stats = p.stats
         handler = p.handler
-        decode = p.codec.decode
+        decode = p.decoder
         ahandle = getattr(handler, "ahandle", None)
         handle = handler.handle
         recent = p.recent_ids
@@ -92,7 +100,7 @@ class BatchRunner:
         per_topic: dict[str, int] = {}
         fatal: BaseException | None = None
 
-        ids = [record_id(r) for r in records]
+        ids = [_fast_id(r) for r in records]
         seen: set[str] = set()
         dedup = s.dedup
         if dedup and records:
@@ -102,19 +110,31 @@ class BatchRunner:
             if fresh:
                 seen |= await consumer.seen(fresh)
         batch_ids: set[str] = set()
+        # Records come in runs per partition: per-partition bookkeeping (next offset, count,
+        # blocked) lives in locals and is flushed to the dicts when the run ends.
         tp = TopicPartition("", -1)
+        nxt = -1
+        run = 0
+        run_blocked = False
         for r, eid in zip(records, ids):
             if r.partition != tp.partition or r.topic != tp.topic:
-                tp = r.tp  # records come in runs per partition: one object per run
-            if tp in blocked:
+                if nxt >= 0:
+                    offsets[tp] = nxt
+                if run:
+                    per_topic[tp.topic] = per_topic.get(tp.topic, 0) + run
+                tp = r.tp
+                nxt = -1
+                run = 0
+                run_blocked = tp in blocked
+            if run_blocked:
                 continue
             if eid is not None and dedup and (eid in seen or eid in batch_ids):
                 stats.duplicates += 1
                 metrics.DUPLICATES.labels(p.name, r.topic).inc()
-                offsets[tp] = r.offset + 1
+                nxt = r.offset + 1
                 continue
             try:
-                event = decode(r.value)
+                event = decode(r)
                 emits = await ahandle(event, r) if ahandle is not None else handle(event, r)
             except Exception as exc:  # noqa: BLE001 - any failure is classified, none is dropped
                 stats.errors += 1
@@ -128,7 +148,8 @@ class BatchRunner:
                 if disposition is Disposition.RETRY and n < s.max_attempts:
                     attempts[key] = n
                     blocked.add(tp)
-                    offsets[tp] = r.offset  # keep what came before; this one comes again
+                    run_blocked = True
+                    nxt = r.offset  # keep what came before; this one comes again
                     await consumer.seek(tp, r.offset)
                     delay = backoff_delay(exc, n, s.backoff_base, s.backoff_max)
                     p.schedule_retry(consumer, tp, r.offset, delay)
@@ -142,7 +163,7 @@ class BatchRunner:
                     fatal = exc
                     break
                 outputs.append(dead_letter_output(r, exc, attempts=n, service=p.name))
-                offsets[tp] = r.offset + 1
+                nxt = r.offset + 1
                 stats.dead_lettered += 1
                 metrics.DEAD_LETTERS.labels(p.name, r.topic).inc()
                 log_.error("processor.dead_letter", service=p.name, topic=r.topic,
@@ -158,8 +179,12 @@ class BatchRunner:
             if eid is not None:
                 processed.append(eid)
                 batch_ids.add(eid)
-            offsets[tp] = r.offset + 1
-            per_topic[r.topic] = per_topic.get(r.topic, 0) + 1
+            nxt = r.offset + 1
+            run += 1
+        if nxt >= 0:
+            offsets[tp] = nxt
+        if run:
+            per_topic[tp.topic] = per_topic.get(tp.topic, 0) + run
 
         if hook is not None and fatal is None:
             extra = hook()

@@ -21,7 +21,9 @@ from alpha_panda.domain.events import CODEC, Envelope, EventCodec
 from alpha_panda.observability.health import ComponentStatus, State
 from alpha_panda.stream import metrics
 from alpha_panda.stream.batch import BatchOutcome, BatchRunner
+from alpha_panda.stream.decoding import decoder_for
 from alpha_panda.stream.dedup import RecentIds
+from alpha_panda.stream.embedded import EmbeddedLog
 from alpha_panda.stream.emit import Emit, to_output
 from alpha_panda.stream.hot import HotPartitionTracker
 from alpha_panda.stream.log import Consumer, Log, Record, TopicPartition
@@ -100,6 +102,8 @@ class StreamProcessor:
         self._paused: dict[TopicPartition, float] = {}  # partition -> loop time to resume
         self._attempts: dict[tuple[TopicPartition, int], int] = {}
         self._hot = HotPartitionTracker(settings.hot_factor, settings.hot_min_records)
+        # In-process logs: every group reads the same records, so decode each only once.
+        self.decoder = decoder_for(log, codec, share=isinstance(log, EmbeddedLog))
 
     # ------------------------------------------------------------------ public surface
 

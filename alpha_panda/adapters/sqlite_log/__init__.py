@@ -14,7 +14,11 @@ class SqliteLog(EmbeddedLog):
     """A durable ``Log`` in one SQLite file. One ``SqliteLog`` per file at a time."""
 
     def __init__(self, path: Path, *, processed_capacity: int = 100_000,
-                 synchronous: str = "NORMAL") -> None:
+                 synchronous: str = "NORMAL", tail_records: int = 10_000) -> None:
+        """``processed_capacity``: dedup ids remembered per group (at least);
+        ``synchronous``: SQLite's setting (NORMAL: durable against a process crash, FULL:
+        also against power loss); ``tail_records``: recent records per partition served
+        from memory."""
         self.path = Path(path)
         super().__init__(SqliteStorage(self.path, processed_capacity=processed_capacity,
-                                       synchronous=synchronous))
+                                       synchronous=synchronous, tail_records=tail_records))

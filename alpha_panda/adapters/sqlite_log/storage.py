@@ -25,6 +25,7 @@ from typing import Final
 
 import msgspec
 
+from alpha_panda.adapters.sqlite_log.tail import TailCache
 from alpha_panda.domain.errors import ConfigurationError, ValidationError
 from alpha_panda.stream.dedup import RecentIds
 from alpha_panda.stream.embedded import Placed
@@ -48,14 +49,15 @@ _READ: Final = "SELECT pos, ts, key, value, headers FROM records WHERE pos >= ? 
                "ORDER BY pos LIMIT ?"
 
 _encode_headers = msgspec.msgpack.Encoder().encode
-_decode_headers = msgspec.msgpack.Decoder(list[tuple[str, bytes]]).decode
+_decode_headers = msgspec.msgpack.Decoder(tuple[tuple[str, bytes], ...]).decode
+_Row = tuple[int, int, bytes | None, bytes, bytes | None]
 
 
 class SqliteStorage:
     """The ``Storage`` of ``SqliteLog``. Not thread-safe: owned by the event loop thread."""
 
     def __init__(self, path: Path, *, processed_capacity: int = 100_000,
-                 synchronous: str = "NORMAL") -> None:
+                 synchronous: str = "NORMAL", tail_records: int = 10_000) -> None:
         self.path = path
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
                                    cached_statements=64)
@@ -73,12 +75,14 @@ class SqliteStorage:
         self._retention: dict[str, int] = {}
         self._ends: dict[int, int] = {}  # tp_code -> next offset
         self._data_version = -1
+        self._tail = TailCache(tail_records)
         self._load()
         self._recent: dict[str, RecentIds] = {}
         self._since_prune = 0
 
     def _load(self) -> None:
         """(Re)read topics and end offsets: at open, and when another process wrote."""
+        self._tail.clear()  # another writer may have filled offsets the tails lack
         self._data_version = int(self._db.execute("PRAGMA data_version").fetchone()[0])
         for name, tid, parts, retention in self._db.execute(
                 "SELECT name, id, partitions, retention_ms FROM topics"):
@@ -160,33 +164,48 @@ class SqliteStorage:
             return 0
         with self._transaction():
             self._db.execute("DELETE FROM records WHERE pos >= ? AND pos < ?", (first, left))
+        self._tail.drop_before(code, left - lo)
         return int(left - first)
 
-    def _rows(self, records: Sequence[Placed], ts_ms: int) -> list[tuple[int, int, bytes | None,
-                                                                          bytes, bytes | None]]:
+    def _rows(self, records: Sequence[Placed], ts_ms: int) -> tuple[list[_Row],
+                                                                     dict[int, list[Record]]]:
+        """Database rows for ``records`` (offsets assigned) and the same as ``Record``s."""
         ends = self._ends
         topics = self._topics
-        rows = []
+        rows: list[_Row] = []
+        by_code: dict[int, list[Record]] = {}
         for topic, partition, out in records:
             code = topics[topic][0] * MAX_PARTITIONS + partition
             off = ends[code]
             ends[code] = off + 1
             rows.append(((code << OFFSET_BITS) | off, ts_ms, out.key, out.value,
                          _encode_headers(out.headers) if out.headers else None))
-        return rows
+            recs = by_code.get(code)
+            if recs is None:
+                recs = by_code[code] = []
+            recs.append(Record(topic, partition, off, out.key, out.value, out.headers, ts_ms))
+        return rows, by_code
+
+    def _cache(self, by_code: dict[int, list[Record]]) -> None:
+        for code, recs in by_code.items():
+            self._tail.add(code, recs)
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self)
 
     def append(self, records: Sequence[Placed], ts_ms: int) -> None:
         with self._transaction():
-            self._db.executemany(_INSERT, self._rows(records, ts_ms))
+            rows, by_code = self._rows(records, ts_ms)
+            self._db.executemany(_INSERT, rows)
+        self._cache(by_code)
 
     def commit(self, group: str, records: Sequence[Placed], ts_ms: int,
                offsets: Mapping[TopicPartition, int], ids: Sequence[str]) -> None:
+        by_code: dict[int, list[Record]] = {}
         with self._transaction():
             if records:
-                self._db.executemany(_INSERT, self._rows(records, ts_ms))
+                rows, by_code = self._rows(records, ts_ms)
+                self._db.executemany(_INSERT, rows)
             if offsets:
                 self._db.executemany(
                     "INSERT OR REPLACE INTO offsets(grp, tp, off) VALUES (?, ?, ?)",
@@ -200,8 +219,10 @@ class SqliteStorage:
                 self._since_prune += len(ids)
                 if self._since_prune >= self._capacity:
                     self._prune()
+        # Only once the transaction is durable:
+        self._cache(by_code)
         if ids:
-            self._ids(group).update(ids)  # only once the transaction is durable
+            self._ids(group).update(ids)
 
     def _checked_code(self, tp: TopicPartition) -> int:
         code = self._code(tp)
@@ -242,13 +263,16 @@ class SqliteStorage:
         code = self._code(tp)
         if code is None or offset >= self._ends[code]:
             return []
+        cached = self._tail.get(code, offset, limit)
+        if cached is not None:
+            return cached
         lo = code << OFFSET_BITS
         rows = self._db.execute(_READ, (lo | offset, lo + (1 << OFFSET_BITS), limit)).fetchall()
         topic, partition = tp.topic, tp.partition
         mask = (1 << OFFSET_BITS) - 1
         empty: Headers = ()
         return [Record(topic, partition, pos & mask, key, value,
-                       tuple(_decode_headers(h)) if h is not None else empty, ts)
+                       _decode_headers(h) if h is not None else empty, ts)
                 for pos, ts, key, value, h in rows]
 
     def end_offset(self, tp: TopicPartition) -> int:
@@ -292,8 +316,16 @@ class _Transaction:
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if exc_type is None:
-            self._s._db.execute("COMMIT")
-            return
-        self._s._db.execute("ROLLBACK")
+            try:
+                self._s._db.execute("COMMIT")
+                return
+            except sqlite3.Error:
+                self._undo()
+                raise
+        self._undo()
+
+    def _undo(self) -> None:
+        if self._s._db.in_transaction:
+            self._s._db.execute("ROLLBACK")
         self._s._ends = self._ends
         self._s._since_prune = self._since_prune
