@@ -1,0 +1,63 @@
+"""Shared decoding: one decode per record per process, never a stale or wrong envelope."""
+
+from __future__ import annotations
+
+import pytest
+
+from alpha_panda.adapters.memory_log import MemoryLog
+from alpha_panda.adapters.sqlite_log.tail import TailCache
+from alpha_panda.domain.errors import DecodeError
+from alpha_panda.domain.events import CODEC, EventCodec
+from alpha_panda.stream.decoding import SharedDecoder, decoder_for
+from alpha_panda.stream.log import Record
+from tests.contract.helpers import tick_output
+
+
+def _rec(offset: int, n: int, topic: str = "t") -> Record:
+    out = tick_output(topic, n)
+    return Record(topic, 0, offset, out.key, out.value, out.headers)
+
+
+def test_a_position_is_decoded_once_and_shared() -> None:
+    dec = SharedDecoder(CODEC, capacity=10)
+    first = dec(_rec(0, 1))
+    assert dec(_rec(0, 1)) is first
+    assert dec(_rec(1, 2)).id == "tick-1-2"
+    assert dec(_rec(0, 1, topic="other")) is not first  # positions are per topic
+
+
+def test_undecodable_records_raise_every_time() -> None:
+    dec = SharedDecoder(CODEC)
+    bad = Record("t", 0, 0, None, b"{oops")
+    for _ in range(2):
+        with pytest.raises(DecodeError):
+            dec(bad)
+
+
+def test_the_cache_is_bounded() -> None:
+    dec = SharedDecoder(CODEC, capacity=5)
+    envs = [dec(_rec(i, i)) for i in range(20)]
+    assert dec(_rec(19, 19)) is envs[19]
+    assert dec(_rec(0, 0)) is not envs[0]  # long evicted: decoded afresh
+
+
+def test_each_log_and_codec_has_its_own_decoder() -> None:
+    a, b = MemoryLog(), MemoryLog()
+    assert decoder_for(a, CODEC, True) is decoder_for(a, CODEC, True)
+    assert decoder_for(a, CODEC, True) is not decoder_for(b, CODEC, True)
+    assert decoder_for(a, EventCodec(), True) is not decoder_for(a, CODEC, True)
+
+
+def test_tail_cache_serves_contiguous_records_only() -> None:
+    tail = TailCache(per_partition=4)
+    tail.add(7, [_rec(i, i) for i in range(3)])
+    assert [r.offset for r in tail.get(7, 1, 10) or []] == [1, 2]
+    assert tail.get(7, 3, 10) is None  # not there yet
+    tail.add(7, [_rec(5, 5)])  # a gap (another writer): start afresh
+    assert tail.get(7, 0, 10) is None
+    assert [r.offset for r in tail.get(7, 5, 10) or []] == [5]
+    tail.add(7, [_rec(i, i) for i in range(6, 20)])
+    assert tail.get(7, 5, 1) is None  # trimmed
+    assert [r.offset for r in tail.get(7, 19, 10) or []] == [19]
+    tail.drop_before(7, 19)
+    assert tail.get(7, 18, 1) is None
