@@ -91,7 +91,7 @@ class _Engine:
     """One run's wiring and its event routing."""
 
     def __init__(self, configs: list[StrategyConfig], cols: TickColumns, source: str,
-                 initial_cash: int, seed: int) -> None:
+                 initial_cash: int, seed: int, risk: RiskConfig | None) -> None:
         self.cols = cols
         self.ts_l: list[int] = cols.ts.tolist()
         self.tok_l: list[int] = cols.instrument_token.tolist()
@@ -99,7 +99,7 @@ class _Engine:
         self.vol_l: list[int] = cols.volume.tolist()
         self.source = source
         self.runner = StrategyRunner(configs, initial_cash=initial_cash)
-        rc = risk_config(configs)
+        rc = risk if risk is not None else risk_config(configs)
         self.risk = RiskEngine(rc, broker="paper")
         self.risk_every_tick = _limits_read_marks(rc, [c.id for c in configs])
         self.venue = PaperVenue(execution_configs(configs), seed=seed, broker="paper")
@@ -252,18 +252,21 @@ def run_backtest(
     initial_cash: int = DEFAULT_STRATEGY_CASH,
     seed: int = 0,
     load_s: float = 0.0,
+    risk: RiskConfig | None = None,
 ) -> BacktestResult:
     """Run strategies over tick columns; deterministic (same input, same result).
 
     ``source`` names the tick stream for signal ids (``tick_source(path)`` for a file, as
     the replay feed does). ``initial_cash`` is each strategy's starting cash in paise.
     ``progress``: True draws a bar on stderr, or pass ``callback(done, total)``.
+    ``risk``: the risk limits (default: only the strategies' own ``risk:`` sections; the
+    CLI passes the same configuration the live risk manager builds from settings).
     """
     configs = [config] if isinstance(config, StrategyConfig) else list(config)
     configs = [c for c in configs if c.enabled]
     report: Progress | None = _stderr_bar if progress is True else progress or None
     started = time.perf_counter()  # processing time includes setup and column conversion
-    eng = _Engine(configs, ticks, source, initial_cash, seed)
+    eng = _Engine(configs, ticks, source, initial_cash, seed, risk)
     ts_l, tok_l, px_l, vol_l = eng.ts_l, eng.tok_l, eng.px_l, eng.vol_l
     n = len(ts_l)
     exchange_fed = eng.exchange_fed

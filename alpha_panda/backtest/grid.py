@@ -13,6 +13,7 @@ from alpha_panda.marketdata.files import TickColumns
 from alpha_panda.strategy.config import StrategyConfig, config_from_mapping
 
 _TICKS: TickColumns | None = None
+_OPTIONS: dict[str, Any] = {}
 
 
 def parse_grid(specs: Sequence[str], source: str = "--grid") -> dict[str, list[Any]]:
@@ -49,29 +50,30 @@ def grid_configs(base: StrategyConfig, grid: dict[str, list[Any]]) -> list[Strat
     return out
 
 
-def _init(ticks: TickColumns) -> None:
-    global _TICKS
+def _init(ticks: TickColumns, options: dict[str, Any]) -> None:
+    global _TICKS, _OPTIONS
     _TICKS = ticks
+    _OPTIONS = options
 
 
 def _run_one(config: StrategyConfig) -> dict[str, Any]:
     from alpha_panda.backtest.engine import run_backtest
 
     assert _TICKS is not None
-    result = run_backtest(config, _TICKS)
+    result = run_backtest(config, _TICKS, **_OPTIONS)
     return {"params": dict(config.params), **result.to_dict(timings=False)}
 
 
 def run_grid(
     configs: Sequence[StrategyConfig], ticks: TickColumns, *, processes: int | None = None,
-    on_done: Callable[[int, int], None] | None = None,
+    on_done: Callable[[int, int], None] | None = None, **options: Any,
 ) -> list[dict[str, Any]]:
     """Backtest every config (in parallel on ``processes`` cores, default all), ranked by
-    net P&L (best first; ties keep grid order)."""
+    net P&L (best first; ties keep grid order). ``options`` go to ``run_backtest``."""
     procs = processes or multiprocessing.cpu_count()
     rows: list[dict[str, Any]] = []
     if procs <= 1 or len(configs) <= 1:
-        _init(ticks)
+        _init(ticks, options)
         for n, c in enumerate(configs, 1):
             rows.append(_run_one(c))
             if on_done:
@@ -79,7 +81,8 @@ def run_grid(
     else:
         # fork shares the loaded columns with the workers without copying them
         ctx = multiprocessing.get_context("fork")
-        with ctx.Pool(min(procs, len(configs)), initializer=_init, initargs=(ticks,)) as pool:
+        with ctx.Pool(min(procs, len(configs)), initializer=_init,
+                      initargs=(ticks, options)) as pool:
             for n, row in enumerate(pool.imap(_run_one, configs), 1):
                 rows.append(row)
                 if on_done:

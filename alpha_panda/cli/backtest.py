@@ -35,6 +35,16 @@ def _apply_flags(config: StrategyConfig, slippage_bps: int | None, latency_ms: i
     return config.model_copy(update={"execution": execution})
 
 
+def _live_options(config: StrategyConfig) -> dict[str, Any]:
+    """The risk limits and starting cash the live pipeline would use (same settings)."""
+    from alpha_panda.services.risk_config import risk_config_for
+    from alpha_panda.settings import Settings
+
+    settings = Settings()
+    return {"risk": risk_config_for(settings, "paper", [config]),
+            "initial_cash": settings.paper.initial_cash}
+
+
 def _bar(done: int, total: int) -> None:
     width = 30
     filled = width * done // total if total else width
@@ -67,14 +77,16 @@ def backtest_command(
         ticks = load_ticks(data)
         load_s = time.perf_counter() - t0
         show = not quiet and len(ticks) >= PROGRESS_MIN_TICKS
+        options = _live_options(config)
         if grid:
-            configs = grid_configs(config, parse_grid(grid))  # validates every combination
             spec = parse_grid(grid)
-            rows = run_grid(configs, ticks, on_done=_bar if not quiet else None)
+            configs = grid_configs(config, spec)  # validates every combination first
+            rows = run_grid(configs, ticks, on_done=_bar if not quiet else None,
+                            source=tick_source(data), **options)
             _print_grid(rows, list(spec), json_out, load_s)
             return
         result = run_backtest(config, ticks, source=tick_source(data), load_s=load_s,
-                              progress=_bar if show else False)
+                              progress=_bar if show else False, **options)
     except AlphaPandaError as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2) from None

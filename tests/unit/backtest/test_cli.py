@@ -118,3 +118,14 @@ def test_strategy_check_reports_broken_files(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("id: b\nstrategy: nope\ninstruments: [1]\n")
     code, _, err = run("strategy", "check", str(tmp_path))
     assert code == 1 and "unknown strategy 'nope'" in err
+
+
+def test_the_cli_applies_the_live_risk_settings(files: tuple[Path, Path], tmp_path: Path) -> None:
+    _, data = files
+    huge = tmp_path / "huge.yaml"  # 5,000 x ~₹1,300 is over the ₹50 lakh fat-finger default
+    huge.write_text("id: huge\nstrategy: sma_cross\ninstruments: [738561]\n"
+                    "params: {fast: 5, slow: 20, quantity: 5000}\n")
+    code, out, _ = run("backtest", "--strategy", str(huge), "--data", str(data), "--json")
+    summary = json.loads(out)
+    assert code == 0 and summary["fills"] == 0
+    assert summary["rejections"] == {"FAT_FINGER": summary["signals"]} and summary["signals"] > 0
