@@ -146,7 +146,7 @@ def server() -> Iterator[tuple[str, MemoryCache, RecordingControl]]:
     control = RecordingControl()
     app = create_app(cache=cache, health=registry, control=control)
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="off")
     uv = uvicorn.Server(config)
     thread = threading.Thread(target=uv.run, daemon=True)
     thread.start()
