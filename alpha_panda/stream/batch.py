@@ -31,6 +31,7 @@ log_ = structlog.get_logger(__name__)
 _tracer = trace.get_tracer("alpha_panda.stream")
 _propagator = TraceContextTextMapPropagator()
 _MAX_LINKS = 32
+_LINK_SCAN = 256  # look for trace context in the first records of a batch only
 _REBUILD_READ = 5000
 
 
@@ -47,9 +48,15 @@ class BatchOutcome(Enum):
     FATAL = "fatal"
 
 
+def _tracing_enabled() -> bool:
+    """False until an SDK tracer provider is installed: then spans cost nothing here."""
+    provider = trace.get_tracer_provider()
+    return not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
+
+
 def _links(records: Sequence[Record]) -> list[trace.Link]:
     links: list[trace.Link] = []
-    for r in records:
+    for r in records[:_LINK_SCAN]:
         tp = r.header("traceparent")
         if tp is None:
             continue
@@ -75,9 +82,12 @@ class BatchRunner:
         if not records and hook is None:
             return BatchOutcome.OK
         started = time.perf_counter()
-        links = _links(records) if records else []
-        with _tracer.start_as_current_span("stream.batch", links=links, attributes={
-                "service": p.name, "records": len(records)}):
+        if _tracing_enabled():
+            links = _links(records) if records else []
+            with _tracer.start_as_current_span("stream.batch", links=links, attributes={
+                    "service": p.name, "records": len(records)}):
+                outcome = await self._run(consumer, records, hook)
+        else:
             outcome = await self._run(consumer, records, hook)
         if records:
             metrics.BATCH_SECONDS.labels(p.name).observe(time.perf_counter() - started)

@@ -12,6 +12,7 @@ import asyncio
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
+from zlib import crc32
 
 from alpha_panda.domain.errors import ConfigurationError, InvariantViolation
 from alpha_panda.stream.groups import GroupCoordinator, Member, new_member_id
@@ -108,8 +109,14 @@ class EmbeddedLog:
 
     def _place(self, outputs: Sequence[Output]) -> list[Placed]:
         placed: list[Placed] = []
+        topics = self._topics
         for out in outputs:
-            n = self._topics.get(out.topic)
+            n = topics.get(out.topic)
+            if n is not None and out.partition is None:
+                # The common case, inline: same result as ``partition_for``.
+                key = out.key
+                placed.append((out.topic, 0 if key is None or n == 1 else crc32(key) % n, out))
+                continue
             if n is None:
                 # Like Kafka's auto-create: registry topics get their declared layout.
                 spec = REGISTRY.get(out.topic) if out.topic in REGISTRY else None
