@@ -20,8 +20,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
-from alpha_panda.domain.errors import StrategyConfigError
+from alpha_panda.domain.errors import ConfigurationError, StrategyConfigError
 from alpha_panda.domain.values import Broker
+from alpha_panda.risk.limits import RiskLimits
 from alpha_panda.strategy.base import Strategy, StrategyParams
 from alpha_panda.strategy.builtins import BUILTINS
 
@@ -158,6 +159,10 @@ def config_from_mapping(data: Mapping[str, Any], source: str = "<mapping>") -> S
     except PydanticValidationError as exc:
         field, message = _first_error(exc, "params.")
         raise StrategyConfigError(source, field, message) from exc
+    try:
+        RiskLimits.from_mapping(config.risk, "risk")
+    except ConfigurationError as exc:
+        raise StrategyConfigError(source, "risk", str(exc).removeprefix("risk: ")) from exc
     # Store the normalised params (defaults filled in) so every reader sees the same values.
     return config.model_copy(update={"params": params.model_dump(mode="json")})
 

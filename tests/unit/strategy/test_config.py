@@ -61,6 +61,8 @@ def test_a_class_path_is_accepted() -> None:
         ({"brokers": ["nse"]}, "brokers.0", "paper"),
         ({"execution": {"costs": "maybe"}}, "execution.costs", "boolean"),
         ({"colour": "red"}, "colour", "unknown field"),
+        ({"risk": {"max_postion": 5}}, "risk", "unknown risk limit(s) ['max_postion']"),
+        ({"risk": {"max_position": -1}}, "risk", "max_position must be a non-negative integer"),
     ],
 )
 def test_errors_name_the_source_and_the_field(patch: dict[str, object], field: str, words: str) -> None:
