@@ -257,6 +257,29 @@ function renderCurve(points) {
 }
 
 let killSwitches = {};
+let kiteCheckedAt = 0;
+
+/** The Kite session, shown while the live broker is selected (when the login routes exist). */
+async function refreshKite(force = false) {
+  const box = document.getElementById("kite");
+  if (broker !== "zerodha") { box.hidden = true; return; }
+  if (!force && Date.now() - kiteCheckedAt < 10000) return;
+  kiteCheckedAt = Date.now();
+  const response = await fetch("/auth/zerodha/status", { cache: "no-store" }).catch(() => null);
+  if (!response || !response.ok) { box.hidden = true; return; }
+  const s = await response.json();
+  box.hidden = false;
+  box.className = "kite" + (s.logged_in ? "" : " bad");
+  if (s.logged_in) {
+    const until = s.expires_at ? IST.format(new Date(s.expires_at)) : "?";
+    box.textContent = `Kite: ${s.user_id} · session until ${until} IST`;
+  } else {
+    // the reason (e.g. a missing setting) can be long: on hover, not in the bar
+    box.title = s.error ?? "";
+    box.replaceChildren(s.error ? "Kite: not ready · " : "Kite: not logged in · ",
+      el("a", { href: "/auth/zerodha/login" }, "log in"));
+  }
+}
 
 function renderKillSwitch() {
   const state = killSwitches[broker];
@@ -325,6 +348,7 @@ async function refresh() {
     renderHealth(health);
     killSwitches = Object.fromEntries(kills.map((k) => [k.broker, k]));
     renderKillSwitch();
+    await refreshKite();
     document.body.dataset.loadedBroker = broker;
     setConnection(true);
   } catch (err) {
@@ -342,6 +366,7 @@ function selectBroker(name) {
     button.setAttribute("aria-pressed", String(button.dataset.broker === name));
   }
   renderKillSwitch();
+  kiteCheckedAt = 0;
   refresh();
 }
 

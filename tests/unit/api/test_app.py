@@ -240,3 +240,19 @@ async def test_requests_continue_the_callers_trace(client: httpx.AsyncClient) ->
     assert span.name == "GET /api/v1/orders/{broker}"
     assert format(span.context.trace_id, "032x") == trace_id
     assert span.parent is not None and format(span.parent.span_id, "016x") == "00f067aa0ba902b7"
+
+
+async def test_zerodha_login_routes_are_included_only_when_present(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.util
+
+    from alpha_panda.api import app as app_module
+
+    present = importlib.util.find_spec("alpha_panda.api.routes.auth") is not None
+    paths = create_app(cache=MemoryCache(), health=HealthRegistry()).openapi()["paths"]
+    assert ("/auth/zerodha/callback" in paths) is present
+    # a build without the Zerodha module still serves everything else
+    monkeypatch.setattr(app_module, "_AUTH_MODULE", "alpha_panda.api.routes.no_such_auth")
+    paths = create_app(cache=MemoryCache(), health=HealthRegistry()).openapi()["paths"]
+    assert "/auth/zerodha/callback" not in paths and "/api/v1/strategies" in paths
