@@ -74,18 +74,27 @@ def max_drawdown(equity: Sequence[int]) -> tuple[int, float]:
     return worst, worst_frac
 
 
-def sharpe(equity: Sequence[int], interval_s: float) -> float:
-    """Annualised Sharpe of equity returns sampled every ``interval_s`` (risk-free 0)."""
-    if len(equity) < 3 or interval_s <= 0:
-        return 0.0
-    rets = [(b - a) / a for a, b in itertools.pairwise(equity) if a > 0]
-    if len(rets) < 2:
-        return 0.0
+SHARPE_MIN_INTERVAL_S: Final = 60.0
+
+
+def sharpe(equity: Sequence[int], interval_s: float) -> float | None:
+    """Annualised Sharpe of equity returns (risk-free 0), or None with too little data.
+
+    ``equity`` is sampled every ``interval_s``; returns are taken over steps of at least
+    one minute (finer steps would annualise tick noise) and need three or more.
+    """
+    if interval_s <= 0:
+        return None
+    stride = max(1, math.ceil(SHARPE_MIN_INTERVAL_S / interval_s))
+    points = list(equity[::stride])
+    rets = [(b - a) / a for a, b in itertools.pairwise(points) if a > 0]
+    if len(rets) < 3:
+        return None
     mean = sum(rets) / len(rets)
     var = sum((r - mean) ** 2 for r in rets) / (len(rets) - 1)
     if var <= 0:
-        return 0.0
-    return mean / math.sqrt(var) * math.sqrt(TRADING_SECONDS_PER_YEAR / interval_s)
+        return None
+    return mean / math.sqrt(var) * math.sqrt(TRADING_SECONDS_PER_YEAR / (stride * interval_s))
 
 
 def win_rate(trips: Sequence[RoundTrip]) -> float:

@@ -1,7 +1,8 @@
 """What a backtest returns, and its JSON form.
 
 JSON conventions: rupee amounts are exact decimal strings (``"1234.50"``: paise / 100,
-never a float), counts are ints, ratios are floats rounded to 6 places. The only fields
+never a float), counts are ints, ratios are floats rounded to 6 places (``sharpe`` is
+null when the data spans too little time: it needs returns over >= 1-minute steps). The only fields
 that differ between two runs of the same input are the timings (``load_s``,
 ``elapsed_s``, ``ticks_per_s``); ``to_json(timings=False)`` leaves them out and is then
 byte-identical across runs.
@@ -49,6 +50,10 @@ class BacktestResult:
         return json.dumps(self.to_dict(timings=timings), separators=(",", ":"))
 
 
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
+
+
 def summarize(
     *, ticks: int, elapsed_s: float, load_s: float, ledger: PositionLedger,
     fills: list[OrderFilled], trips: list[RoundTrip], samples: list[tuple[int, int, int]],
@@ -71,7 +76,7 @@ def summarize(
         "win_rate": round(win_rate(trips), 6),
         "max_drawdown": rupees(dd),
         "max_drawdown_pct": round(100 * dd_frac, 6),
-        "sharpe": round(sharpe(curve, interval_s), 6),
+        "sharpe": _round(sharpe(curve, interval_s)),
         "exposure": round(in_market, 6),
         "max_gross_exposure": rupees(max((g for _, _, g in samples), default=0)),
         "initial_equity": rupees(initial_equity),

@@ -124,7 +124,8 @@ def _print_grid(rows: list[dict[str, Any]], keys: list[str], json_out: bool,
     for r in rows:
         table.add_row(str(r["rank"]), *(str(r["params"][k]) for k in keys), r["net_pnl"],
                       str(r["fills"]), str(r["round_trips"]), f"{r['win_rate']:.3f}",
-                      r["max_drawdown"], f"{r['sharpe']:.2f}")
+                      r["max_drawdown"],
+                      "-" if r["sharpe"] is None else f"{r['sharpe']:.2f}")
     Console(width=max(120, Console().width)).print(table)
 
 
