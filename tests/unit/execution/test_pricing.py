@@ -1,0 +1,35 @@
+"""Slippage onto the tick grid, seeded draws, volume caps."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from alpha_panda.domain.events import MarketTick
+from alpha_panda.domain.values import Side
+from alpha_panda.execution.pricing import seeded_rng, slipped, to_grid, volume_cap
+
+
+def test_to_grid_ties_go_against_the_trader() -> None:
+    assert to_grid(Decimal(100025), Side.BUY) == 100025
+    assert to_grid(Decimal("1002.5"), Side.BUY) == 1005
+    assert to_grid(Decimal("1002.5"), Side.SELL) == 1000
+    assert to_grid(Decimal(1), Side.SELL) == 5  # never below one tick
+
+
+def test_slipped_moves_against_the_trader() -> None:
+    assert slipped(2000_00, Side.BUY, Decimal(10)) == 2002_00
+    assert slipped(2000_00, Side.SELL, Decimal(10)) == 1998_00
+    assert slipped(2000_00, Side.BUY, Decimal(0)) == 2000_00
+
+
+def test_seeded_draws_depend_only_on_seed_and_order() -> None:
+    a = [seeded_rng(1, "order-x", n).random() for n in range(3)]
+    assert a == [seeded_rng(1, "order-x", n).random() for n in range(3)]
+    assert a != [seeded_rng(2, "order-x", n).random() for n in range(3)]
+
+
+def test_volume_cap() -> None:
+    tick = MarketTick(instrument_token=1, last_price=100, ts=0, last_quantity=47)
+    assert volume_cap(tick, Decimal("0.1")) == 4
+    assert volume_cap(tick, None) is None
+    assert volume_cap(MarketTick(instrument_token=1, last_price=100, ts=0), Decimal("0.1")) is None
