@@ -24,6 +24,7 @@ import numpy as np
 
 from alpha_panda.domain.events import CODEC, OrderFilled
 from alpha_panda.marketdata.files import generate_random_walk, write_ticks
+from alpha_panda.observability.logging import configure_logging
 from alpha_panda.services.app import RunOptions, SystemRun
 from alpha_panda.settings import ApiSettings, Settings
 from alpha_panda.stream.log import TopicPartition
@@ -34,7 +35,7 @@ id: bench_sma
 strategy: sma_cross
 instruments: {tokens}
 brokers: [paper]
-params: {{fast: 3, slow: 8, quantity: 1}}
+params: {{fast: 10, slow: 30, quantity: 1}}
 execution: {{costs: true}}
 """
 
@@ -124,6 +125,7 @@ async def _latency(rate: int, seconds: float, instruments: int) -> dict[str, flo
 
 
 def main() -> None:
+    configure_logging(json=False, level="WARNING")
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ticks", type=int, default=200_000)
     ap.add_argument("--instruments", type=int, default=20)

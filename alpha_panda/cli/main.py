@@ -155,7 +155,8 @@ def _register_subcommands() -> None:
     app.add_typer(auth.app, name="auth", help="Kite Connect login and session status.")
     app.add_typer(strategy.app, name="strategy", help="Write and check strategies.")
     backtest.register(app)
-    app.command(name="charges")(charges.charges_command)
+    app.command(name="charges", help="Zerodha's charges on a trade (brokerage calculator).")(
+        charges.charges_command)
 
 
 _register_subcommands()

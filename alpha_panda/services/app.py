@@ -131,6 +131,7 @@ class SystemRun:
         self.started = 0.0
         self.stopped = 0.0
         self.stop = asyncio.Event()
+        self._api: Any = None
 
     async def run(self) -> None:
         s = self.settings
@@ -172,7 +173,9 @@ class SystemRun:
             results = await asyncio.gather(*tasks, return_exceptions=True)
             self.stopped = time.perf_counter()
             await writer_task
-            for t in [*extra, *waiter]:
+            if self._api is not None:
+                self._api.should_exit = True  # graceful: finish open requests, then return
+            for t in waiter:
                 t.cancel()
             await asyncio.gather(*extra, *waiter, return_exceptions=True)
             failures = [r for r in results if isinstance(r, BaseException)]
@@ -185,7 +188,8 @@ class SystemRun:
     async def _extras(self, pipeline: Pipeline, cache: Cache, feed: Any) -> list[asyncio.Task[Any]]:
         tasks: list[asyncio.Task[Any]] = []
         if self.settings.api.enabled and self.only in (None, "api"):
-            tasks.append(asyncio.create_task(serve_api(self.settings, pipeline, cache), name="api"))
+            self._api = api_server(self.settings, pipeline, cache)
+            tasks.append(asyncio.create_task(self._api.serve(), name="api"))
         if self.options.progress:
             from alpha_panda.services.progress import show_progress
 
@@ -221,7 +225,21 @@ async def _wait_drained_or_timeout(pipeline: Pipeline, timeout: float = 30.0) ->
         await asyncio.sleep(0.05)
 
 
-async def serve_api(settings: Settings, pipeline: Pipeline, cache: Cache) -> None:
+def _server_class() -> Any:
+    import uvicorn
+
+    class QuietSignalsServer(uvicorn.Server):
+        """uvicorn leaves signals to us: Ctrl-C stops the whole system, not just the API."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Any:
+            yield
+
+    return QuietSignalsServer
+
+
+def api_server(settings: Settings, pipeline: Pipeline, cache: Cache) -> Any:
+    """A uvicorn server for the API; stopped by setting ``should_exit``."""
     import uvicorn
 
     from alpha_panda.api.app import create_app
@@ -230,10 +248,4 @@ async def serve_api(settings: Settings, pipeline: Pipeline, cache: Cache) -> Non
     app = create_app(cache=cache, health=pipeline.health, control=PipelineControl(pipeline))
     config = uvicorn.Config(app, host=settings.api.host, port=settings.api.port,
                             log_level="warning", access_log=False, lifespan="on")
-    server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    try:
-        await server.serve()
-    except asyncio.CancelledError:
-        server.should_exit = True
-        raise
+    return _server_class()(config)

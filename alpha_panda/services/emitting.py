@@ -5,7 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from alpha_panda.domain.events import (
-    Envelope, OrderCancelled, OrderFilled, OrderRejected, OrderSubmitted, Payload, derive_id,
+    Envelope,
+    OrderCancelled,
+    OrderFilled,
+    OrderRejected,
+    OrderSubmitted,
+    Payload,
+    derive_id,
     new_envelope,
 )
 from alpha_panda.stream.emit import Emit

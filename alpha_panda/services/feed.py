@@ -17,11 +17,16 @@ import structlog
 from alpha_panda.domain.events import MarketTick, new_envelope
 from alpha_panda.marketdata.files import TickColumns, iter_ticks, load_ticks, tick_id, tick_source
 from alpha_panda.marketdata.instruments import BY_TOKEN, SIM_INSTRUMENTS
-from alpha_panda.marketdata.simulator import MarketSimulator, SimulatorState, session_start_ns, today_ist
+from alpha_panda.marketdata.simulator import (
+    MarketSimulator,
+    SimulatorState,
+    session_start_ns,
+    today_ist,
+)
 from alpha_panda.observability.health import ComponentStatus, State
 from alpha_panda.settings import SimulatorSettings
-from alpha_panda.stream.log import Log, Record, TopicPartition
 from alpha_panda.stream.emit import Emit, to_output
+from alpha_panda.stream.log import Log, Record, TopicPartition
 from alpha_panda.stream.topics import MARKET_TICKS
 
 log = structlog.get_logger(__name__)

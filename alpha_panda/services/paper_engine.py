@@ -13,15 +13,21 @@ from typing import Any
 
 from alpha_panda.domain.errors import InvariantViolation
 from alpha_panda.domain.events import (
-    Envelope, MarketTick, OrderCancelled, OrderFilled, OrderRejected, OrderSubmitted, Payload,
+    Envelope,
+    MarketTick,
+    OrderCancelled,
+    OrderFilled,
+    OrderRejected,
+    OrderSubmitted,
+    Payload,
     SignalValidated,
 )
 from alpha_panda.domain.values import Broker
 from alpha_panda.execution.config import ExecutionConfig
 from alpha_panda.execution.routing import PaperVenue
 from alpha_panda.services.emitting import order_emit
-from alpha_panda.stream.log import Log, Record
 from alpha_panda.stream.emit import Emit
+from alpha_panda.stream.log import Log, Record
 from alpha_panda.stream.runtime import ProcessorSettings, StreamProcessor
 from alpha_panda.stream.topics import MARKET_TICKS, topic
 

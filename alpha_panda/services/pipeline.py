@@ -22,9 +22,9 @@ from alpha_panda.readmodel.views import StrategyView
 from alpha_panda.risk import RiskEngine
 from alpha_panda.services.paper_engine import PaperEngineHandler, build_paper_engine
 from alpha_panda.services.portfolio import PortfolioHandler, build_portfolio
+from alpha_panda.services.risk_config import risk_config_for
 from alpha_panda.services.risk_manager import RiskHandler, build_risk_manager
 from alpha_panda.services.strategy_runner import SignalFanout, build_strategy_runner
-from alpha_panda.services.risk_config import risk_config_for
 from alpha_panda.settings import Settings
 from alpha_panda.strategy.config import StrategyConfig
 from alpha_panda.strategy.runner import StrategyRunner

@@ -14,13 +14,22 @@ from typing import Any
 
 from alpha_panda.domain.errors import InvariantViolation
 from alpha_panda.domain.events import (
-    Envelope, MarketTick, OrderCancelled, OrderFilled, OrderRejected, OrderSubmitted, PnlSnapshot,
-    SignalRejected, SignalValidated, derive_id, new_envelope,
+    Envelope,
+    MarketTick,
+    OrderCancelled,
+    OrderFilled,
+    OrderRejected,
+    OrderSubmitted,
+    PnlSnapshot,
+    SignalRejected,
+    SignalValidated,
+    derive_id,
+    new_envelope,
 )
 from alpha_panda.portfolio import PositionLedger
 from alpha_panda.readmodel.views import OrderView, SignalView
-from alpha_panda.stream.log import Log, Record
 from alpha_panda.stream.emit import Emit
+from alpha_panda.stream.log import Log, Record
 from alpha_panda.stream.runtime import ProcessorSettings, StreamProcessor
 from alpha_panda.stream.topics import MARKET_TICKS, topic
 

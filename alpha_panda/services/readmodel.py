@@ -8,11 +8,16 @@ from collections.abc import Callable, Sequence
 import msgspec
 import structlog
 
+from alpha_panda.marketdata.instruments import symbol_of
 from alpha_panda.readmodel.cache import Cache
 from alpha_panda.readmodel.views import (
-    STRATEGIES_KEY, PortfolioView, PositionView, StrategyPnlView, StrategyView, key,
+    STRATEGIES_KEY,
+    PortfolioView,
+    PositionView,
+    StrategyPnlView,
+    StrategyView,
+    key,
 )
-from alpha_panda.marketdata.instruments import symbol_of
 from alpha_panda.services.portfolio import PortfolioHandler
 
 log = structlog.get_logger(__name__)

@@ -13,12 +13,19 @@ from typing import Any
 
 from alpha_panda.domain.errors import InvariantViolation
 from alpha_panda.domain.events import (
-    Envelope, MarketTick, OrderCancelled, OrderFilled, OrderRejected, Signal,
-    SignalValidated, derive_id, new_envelope,
+    Envelope,
+    MarketTick,
+    OrderCancelled,
+    OrderFilled,
+    OrderRejected,
+    Signal,
+    SignalValidated,
+    derive_id,
+    new_envelope,
 )
 from alpha_panda.risk import RiskEngine
-from alpha_panda.stream.log import Log, Record
 from alpha_panda.stream.emit import Emit
+from alpha_panda.stream.log import Log, Record
 from alpha_panda.stream.runtime import ProcessorSettings, StreamProcessor
 from alpha_panda.stream.topics import MARKET_TICKS, topic
 

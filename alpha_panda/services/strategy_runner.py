@@ -13,14 +13,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from alpha_panda.domain.events import (
-    Envelope, MarketTick, OrderCancelled, OrderFilled, OrderRejected, OrderSubmitted,
-    SignalRejected, new_envelope,
-)
 from alpha_panda.domain.errors import ConfigurationError
+from alpha_panda.domain.events import (
+    Envelope,
+    MarketTick,
+    OrderCancelled,
+    OrderFilled,
+    OrderRejected,
+    OrderSubmitted,
+    SignalRejected,
+    new_envelope,
+)
 from alpha_panda.strategy.runner import StrategyRunner, signal_ids
-from alpha_panda.stream.log import Log, Record
 from alpha_panda.stream.emit import Emit
+from alpha_panda.stream.log import Log, Record
 from alpha_panda.stream.runtime import ProcessorSettings, StreamProcessor
 from alpha_panda.stream.topics import MARKET_TICKS, strategy_instrument_key, topic
 
