@@ -7,10 +7,18 @@ Rate-limit slots are taken last, so a signal rejected by another rule uses none.
 Positions are *filled + pending*: a validated signal counts at once (conservative and
 deterministic), then ``on_fill`` moves quantity from pending to filled and
 ``on_order_rejected`` / ``on_order_cancelled`` release what never filled. Order ids are
-derived from the signal id as each broker's engine does (``ORDER_STAGES``). P&L comes from an internal
-``PositionLedger`` marked by ``on_tick``; "today" is the IST date of event time, and the
-day's P&L is measured from the first event seen on that date. Replaying the same
-validated signals (``apply_validated``), fills and order closures rebuilds the state.
+derived from the signal id as each broker's engine does (``ORDER_STAGES``).
+
+P&L comes from an internal ``PositionLedger`` marked by ``on_tick`` (or, when no ticks
+reach the engine, the unrealized figure of the projector's ``PnlSnapshot``s via
+``on_pnl``); "today" is the IST date of event time, and the day's P&L is measured from
+the first event seen on that date. Replaying the same signals (``check``, or
+``apply_validated`` for already-validated ones), fills and order closures rebuilds the
+state; a redelivered signal id gets its first decision again.
+
+The kill switch and the account's order-rate windows live in a ``RiskStateStore``
+(in memory, or ``alpha_panda.adapters.redis.risk_state.RedisRiskStateStore`` shared by
+several instances).
 """
 
 from __future__ import annotations
@@ -40,7 +48,6 @@ from alpha_panda.risk.limits import Reason, RiskConfig, RiskLimits
 from alpha_panda.risk.state import InMemoryRiskStateStore, RateWindow, RiskStateStore
 
 _US_PER_S = 1_000_000
-
 
 DECISIONS_KEPT: Final = 100_000
 """Recent decisions remembered so a redelivered signal is answered the same way."""
