@@ -270,7 +270,9 @@ def run_backtest(
     ts_l, tok_l, px_l, vol_l = eng.ts_l, eng.tok_l, eng.px_l, eng.vol_l
     n = len(ts_l)
     exchange_fed = eng.exchange_fed
-    fresh = eng.runner.keeps_ticks or bool(ticks.extras)
+    fresh = eng.runner.keeps_ticks
+    extras = [(name, values.tolist(), ticks.nulls[name].tolist() if name in ticks.nulls else None)
+              for name, values in ticks.extras.items()]
     view = TickView()
     process = eng.runner.process
     open_orders = eng.open_orders
@@ -300,6 +302,8 @@ def run_backtest(
                 view.instrument_token = token
                 view.last_price = px_l[i]
                 view.volume = vol_l[i]
+                for name, values, nulls in extras:
+                    setattr(view, name, None if nulls is not None and nulls[i] else values[i])
                 sigs = process(view)  # type: ignore[arg-type]
             if sigs is not None:
                 eng.signals(i, sigs, tick or eng.tick_at(i))

@@ -63,6 +63,31 @@ class Pairs(Strategy):
         return None
 
 
+class UsesHigh(Strategy):
+    """Reads an optional column: buys at the tick's ``high``, sells when it is missing."""
+
+    def on_tick(self, tick: MarketTick, ctx: Context) -> list[Signal] | None:
+        if tick.high is not None and tick.last_price >= tick.high and ctx.position() == 0:
+            return [ctx.buy(1)]
+        if tick.high is None and ctx.position() > 0:
+            return [ctx.sell(ctx.position())]
+        return None
+
+
+class Keeper(UsesHigh):
+    """The same, but keeps every tick it sees (so it gets real, immutable ticks)."""
+
+    keeps_ticks = True
+
+    def setup(self) -> None:
+        self.kept: list[MarketTick] = []
+
+    def on_tick(self, tick: MarketTick, ctx: Context) -> list[Signal] | None:
+        self.kept.append(tick)
+        assert all(t is not tick for t in self.kept[-3:-1])
+        return super().on_tick(tick, ctx)
+
+
 class Crash(Strategy):
     def on_tick(self, tick: MarketTick, ctx: Context) -> list[Signal] | None:
         raise ZeroDivisionError("bad maths")
@@ -140,6 +165,21 @@ def test_same_fills_and_pnl_as_the_naive_per_tick_pipeline(configs: list[Strateg
 def _r(paise: int) -> str:
     from alpha_panda.backtest.result import rupees
     return rupees(paise)
+
+
+WITH_HIGH = TickColumns(
+    TICKS.ts, TICKS.instrument_token, TICKS.last_price, TICKS.volume,
+    {"high": TICKS.last_price + 5 * (np.arange(len(TICKS)) % 3 - 1)},
+    {"high": np.arange(len(TICKS)) % 7 == 0},
+)
+
+
+@pytest.mark.parametrize("name", ["UsesHigh", "Keeper"])
+def test_optional_columns_reach_strategies_as_in_the_pipeline(name: str) -> None:
+    config = cfg("hi", f"{__name__}:{name}", [11, 12])
+    result = run_backtest(config, WITH_HIGH)
+    fills, _ = naive([config], WITH_HIGH, "replay:backtest")
+    assert len(fills) > 100 and result.fills == fills
 
 
 def test_identical_output_on_every_run() -> None:
