@@ -12,6 +12,7 @@ from collections import OrderedDict, deque
 from collections.abc import Sequence
 from typing import Any
 
+from alpha_panda.backtest.metrics import RoundTripTracker
 from alpha_panda.domain.errors import InvariantViolation
 from alpha_panda.domain.events import (
     Envelope,
@@ -51,6 +52,7 @@ class PortfolioHandler:
         self.as_of = 0
         self.fills = 0
         self._last: dict[int, int] = {}
+        self.round_trips = RoundTripTracker()
         self._interval = snapshot_interval_ns
         self._last_snapshot_ts = 0
         self._marked_since_snapshot = False
@@ -71,7 +73,10 @@ class PortfolioHandler:
         if event.broker != self.broker:
             raise InvariantViolation(f"{self.broker} portfolio got {event.broker!r} event {event.id}")
         if isinstance(data, OrderFilled):
+            position = self.ledger.position(data.strategy_id, data.instrument_token)
+            before = position.quantity
             self.ledger.apply_fill(data)
+            self.round_trips.after_fill(position, before, event.ts, data.charges.total)
             # Fills trail ticks: a position opened after its instrument's latest tick was
             # seen must still be marked at that latest price, not at its fill price.
             last = self._last.get(data.instrument_token)

@@ -1,37 +1,43 @@
-"""The JSON summary of a run (``run --json``), the same shape as ``backtest --json``."""
+"""The JSON summary of a run (``run --json``): the same figures, computed the same way and in
+the same format, as ``backtest --json`` (rupee amounts as exact decimal strings)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from alpha_panda.domain.values import to_rupees
+from alpha_panda.backtest.metrics import win_rate
+from alpha_panda.backtest.result import rupees
 
 if TYPE_CHECKING:
     from alpha_panda.services.app import SystemRun
 
 
 def run_summary(system: SystemRun) -> dict[str, Any]:
+    """Ticks, fills, round trips and P&L of the paper account, plus timings."""
     p = system.pipeline
     feed = system.feed
-    ticks = feed.publisher.published if feed is not None else 0
-    total = getattr(feed, "total", ticks) or ticks
-    elapsed = max(system.stopped - system.started, 1e-9)
-    out: dict[str, Any] = {"ticks": total, "ticks_published": ticks}
+    published = feed.publisher.published if feed is not None else 0
+    ticks = getattr(feed, "total", 0) or published
+    elapsed = system.stopped - system.started
+    out: dict[str, Any] = {"ticks": ticks}
     handler = p.portfolios.get("paper") if p else None
     if handler is not None:
         snap = handler.snapshot(None)
-        positions = handler.ledger.positions()
+        trips = handler.round_trips.trips
         out.update(
             fills=snap.fills,
-            round_trips=sum(min(pos.bought, pos.sold) and _trips(pos) for pos in positions),
-            realized_pnl=str(to_rupees(snap.realized)),
-            unrealized_pnl=str(to_rupees(snap.unrealized)),
-            charges=str(to_rupees(snap.charges)),
+            round_trips=len(trips),
+            realized_pnl=rupees(snap.realized),
+            unrealized_pnl=rupees(snap.unrealized),
+            charges=rupees(snap.charges),
+            net_pnl=rupees(snap.realized + snap.unrealized - snap.charges),
+            win_rate=round(win_rate(trips), 6),
+            open_positions=snap.open_positions,
         )
-    out.update(load_s=round(getattr(feed, "load_s", 0.0), 6), elapsed_s=round(elapsed, 6),
-               ticks_per_s=round(ticks / elapsed, 1))
+    out.update(
+        ticks_published=published,
+        load_s=round(getattr(feed, "load_s", 0.0), 6),
+        elapsed_s=round(elapsed, 6),
+        ticks_per_s=round(published / elapsed) if elapsed > 0 else 0,
+    )
     return out
-
-
-def _trips(pos: Any) -> int:
-    return 0
