@@ -235,12 +235,15 @@ class BatchRunner:
                              error=str(exc))
                 await asyncio.sleep(delay)
 
-    async def rebuild(self, log: Log, consumer: Consumer, tps: Sequence[TopicPartition]) -> None:
+    async def rebuild(self, log: Log, group: str, tps: Sequence[TopicPartition]) -> None:
         """Replay ``tps`` from 0 to the committed offset through ``handle``, outputs dropped."""
         p = self._p
         handle = p.handler.handle
         decode = p.codec.decode
-        committed = await consumer.committed(tps)
+        committed: dict[TopicPartition, int] = {}
+        for t in sorted({tp.topic for tp in tps}):
+            for part, off in (await log.committed_offsets(group, t)).items():
+                committed[TopicPartition(t, part)] = off
         seen = RecentIds(1_000_000)
         replayed = 0
         started = time.perf_counter()

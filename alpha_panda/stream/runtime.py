@@ -252,8 +252,8 @@ class StreamProcessor:
 
     async def _on_assign(self, tps: Sequence[TopicPartition]) -> None:
         log_.info("processor.assigned", service=self._name, partitions=[str(t) for t in tps])
-        if self._rebuild and self._consumer is not None:
-            await self._runner.rebuild(self._log, self._consumer, tps)
+        if self._rebuild:
+            await self._runner.rebuild(self._log, self._group, tps)
         hook = getattr(self._handler, "on_assign", None)
         if hook is not None:
             hook(tps)

@@ -168,3 +168,10 @@ async def test_read_outside_any_group(log: Log, names: Names) -> None:
     recs = await log.read(TopicPartition(t, 0), 2, 2)
     assert [(r.offset, r.value, r.header("id")) for r in recs] == [
         (2, b"2", b"id-2"), (3, b"3", b"id-3")]
+
+
+async def test_close_is_idempotent(open_log: Opener, names: Names) -> None:
+    log = await open_log()
+    await log.ensure_topics([spec(names("t"), 1)])
+    await log.close()
+    await log.close()  # shutdown paths (signal + finally) may both close
