@@ -13,6 +13,7 @@ arrays: ``TickColumns``. The backtest iterates those; the replay feed turns rows
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,7 +90,9 @@ def _read_csv(path: Path) -> pa.Table:
                    f"got {row.actual_columns}: {row.text!r}")
         return "skip"
 
-    header = path.open().readline().strip().split(",")
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rt") as f:
+        header = [c.strip().strip('"') for c in f.readline().strip().split(",")]
     types = {c: t for c, t in _TYPES.items() if c in header}
     try:
         table = pacsv.read_csv(
@@ -202,6 +205,9 @@ def load_ticks(path: str | Path) -> TickColumns:
         if nulls:
             row = int(np.flatnonzero(table[column].is_null().to_numpy(zero_copy_only=False))[0])
             raise _fail(p, row, column, "missing value")
+    if table.num_rows == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return TickColumns(empty, empty.copy(), empty.copy(), empty.copy())
     ts = _timestamps(p, table["timestamp"])
     back = np.flatnonzero(np.diff(ts) < 0)
     if len(back):

@@ -113,3 +113,17 @@ def test_tick_ids_depend_on_file_name_and_row_only() -> None:
     assert tick_source("/a/b/ticks.csv") == tick_source("ticks.csv") == "replay:ticks.csv"
     assert tick_id("replay:ticks.csv", 0) == tick_id("replay:ticks.csv", 0)
     assert tick_id("replay:ticks.csv", 0) != tick_id("replay:ticks.csv", 1)
+
+
+def test_gzip_csv_and_an_empty_file(tmp_path: Path) -> None:
+    import gzip
+
+    f = tmp_path / "t.csv.gz"
+    with gzip.open(f, "wt") as out:
+        out.write("timestamp,instrument_token,last_price\n1,1,10.05\n2,1,x\n")
+    with pytest.raises(ValidationError, match="row 2 \\(line 3\\), column 'last_price'"):
+        load_ticks(f)
+    with gzip.open(f, "wt") as out:
+        out.write("timestamp,instrument_token,last_price\n1,1,10.05\n")
+    assert load_ticks(f).last_price.tolist() == [1005]
+    assert len(load_ticks(write(tmp_path, "timestamp,instrument_token,last_price\n"))) == 0
