@@ -118,7 +118,7 @@ class BatchRunner:
             seen = recent.seen(known)
             fresh = [i for i in known if i not in seen] if seen else known
             if fresh:
-                seen |= await consumer.seen(fresh)
+                seen |= await self._seen(consumer, fresh)
         batch_ids: set[str] = set()
         # Records come in runs per partition: per-partition bookkeeping (next offset, count,
         # blocked) lives in locals and is flushed to the dicts when the run ends.
@@ -219,6 +219,20 @@ class BatchRunner:
             p.fail(f"{type(fatal).__name__}: {fatal}")
             return BatchOutcome.FATAL
         return BatchOutcome.OK
+
+    async def _seen(self, consumer: Consumer, ids: list[str]) -> set[str]:
+        """``consumer.seen``, retried on transient failures (nothing is handled yet)."""
+        s = self._p.settings
+        for attempt in range(1, s.commit_attempts + 1):
+            try:
+                return await consumer.seen(ids)
+            except RetryableError as exc:
+                if attempt == s.commit_attempts:
+                    raise
+                log_.warning("processor.dedup_retry", service=self._p.name, attempt=attempt,
+                             error=str(exc))
+                await asyncio.sleep(backoff_delay(exc, attempt, s.backoff_base, s.backoff_max))
+        raise AssertionError("unreachable")
 
     async def _commit(self, consumer: Consumer, outputs: list[Output],
                       offsets: dict[TopicPartition, int], processed: list[str]) -> None:

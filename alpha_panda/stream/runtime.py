@@ -142,11 +142,13 @@ class StreamProcessor:
     def health(self) -> ComponentStatus:
         """Ready once running with its partitions assigned and the lag seen at zero."""
         s = self.stats
+        detail = self._detail
+        if not detail and self._paused:
+            detail = f"retrying {len(self._paused)} partition(s) after transient errors"
         return ComponentStatus(
             name=self._name, state=self._state,
             ready=self._state is State.RUNNING and self._caught_up,
-            detail=self._detail, lag=s.lag, processed=s.processed,
-            errors=s.errors)
+            detail=detail, lag=s.lag, processed=s.processed, errors=s.errors)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Process until ``stop`` is set (or a fatal error), then commit and leave the group."""

@@ -258,3 +258,44 @@ async def test_stop_is_prompt_and_commits(tmp_path: Path) -> None:
     assert time.monotonic() - started < 0.5
     assert await log.committed_offsets("g", "in") == {0: 1}
     await log.close()
+
+
+async def test_a_dedup_store_hiccup_is_retried_not_fatal() -> None:
+    from alpha_panda.domain.errors import BrokerUnavailable
+    from alpha_panda.stream.embedded import EmbeddedConsumer
+
+    class FlakyDedupLog(MemoryLog):
+        """The dedup store (Redis for Kafka) is unreachable once."""
+
+        failures = 1
+
+        def consumer(self, *args: Any, **kwargs: Any) -> EmbeddedConsumer:
+            c = super().consumer(*args, **kwargs)
+            real = c.seen
+
+            async def seen(ids: Sequence[str]) -> set[str]:
+                if FlakyDedupLog.failures:
+                    FlakyDedupLog.failures -= 1
+                    raise BrokerUnavailable("dedup store down")
+                return await real(ids)
+
+            c.seen = seen  # type: ignore[method-assign]
+            return c
+
+    log = FlakyDedupLog()
+    await log.ensure_topics([spec("in", 1), spec("out", 1)])
+    await log.append([tick_output("in", 1, 1)])
+    proc = StreamProcessor(log, name="p", group="g", topics=["in"], handler=Echo("out"),
+                           settings=FAST)
+    await run_until(proc, lambda: proc.stats.processed == 1)
+    assert proc.state is State.STOPPED and FlakyDedupLog.failures == 0
+
+
+async def test_health_says_when_partitions_are_waiting_to_retry() -> None:
+    log = MemoryLog()
+    await log.ensure_topics([spec("in", 1), spec("out", 1)])
+    await log.append([tick_output("in", 1, 1)])
+    slow = ProcessorSettings(backoff_base=5.0, backoff_max=5.0, poll_timeout=0.01)
+    h = Flaky("out", TransientError("down"), failures=1)
+    proc = StreamProcessor(log, name="p", group="g", topics=["in"], handler=h, settings=slow)
+    await run_until(proc, lambda: "retrying 1 partition" in proc.health().detail)
