@@ -25,6 +25,7 @@ from alpha_panda.readmodel.views import (
     PortfolioView,
     PositionView,
     SignalView,
+    StrategyPnlView,
     StrategyView,
     key,
 )
@@ -68,10 +69,14 @@ def portfolio(broker: str, cash: int, realized: int, unrealized: int, charges: i
         level += w * 150_00
         steps.append(curve_start + (end - curve_start) * i // 40 + level)
     curve = [(T0 + i * 30 * S, eq) for i, eq in enumerate([*steps, end])]
+    pnl = [StrategyPnlView(
+        strategy_id="sma_cross_banks", realized=realized, unrealized=unrealized, charges=charges,
+        cash=cash, gross_exposure=abs(held), open_positions=open_positions, fills=fills,
+    )]
     return enc(PortfolioView(
         broker=broker, as_of=curve[-1][0], cash=cash, realized=realized, unrealized=unrealized,
         charges=charges, gross_exposure=abs(held), open_positions=open_positions, fills=fills,
-        equity_curve=curve,
+        equity_curve=curve, strategies=pnl,
     ))
 
 
@@ -196,6 +201,8 @@ def test_dashboard_shows_exact_figures_and_switches_broker(
         expect(page.locator("#signals")).to_contain_text("MAX_POSITION: position 125 would exceed max 50")
         expect(page.locator("#orders")).to_contain_text("RMS: margin exceeds available funds")
         expect(page.locator("#strategies")).to_contain_text("ZeroDivisionError in on_tick")
+        sma_row = page.locator("#strategies tbody tr").first
+        expect(sma_row).to_contain_text("+₹2,583.38")  # its net P&L on paper
         expect(page.locator("#health tbody tr")).to_have_count(3)
         expect(page.locator("#ready")).to_have_text("not ready")
         expect(page.locator("#curve svg path")).to_have_count(2)

@@ -177,7 +177,9 @@ function renderSignals(data) {
   )), "No signals yet.");
 }
 
-function renderStrategies(list) {
+function renderStrategies(list, pnl) {
+  // P&L of each strategy on the selected broker (absent: it has not traded there)
+  const byId = Object.fromEntries(pnl.map((p) => [p.strategy_id, p]));
   fillTable("strategies", list.map((s) => el("tr", {},
     el("td", {}, el("strong", {}, s.id)),
     el("td", {}, s.strategy),
@@ -185,6 +187,9 @@ function renderStrategies(list) {
     el("td", {}, s.brokers.join(", ")),
     el("td", { class: "wrap" }, badge(s.status), s.error ? el("div", { class: "error" }, s.error) : ""),
     el("td", { class: "num" }, String(s.signals)),
+    el("td", { class: "num" }, byId[s.id] ? String(byId[s.id].fills) : "–"),
+    el("td", { class: "num " + (byId[s.id] ? signClass(byId[s.id].net_pnl) : "") },
+      byId[s.id] ? signed(byId[s.id].net_pnl) : "–"),
   )), "No strategies configured.");
 }
 
@@ -344,7 +349,7 @@ async function refresh() {
     renderPositions(positions);
     renderOrders(orders);
     renderSignals(signals);
-    renderStrategies(strategies);
+    renderStrategies(strategies, portfolio.strategies);
     renderHealth(health);
     killSwitches = Object.fromEntries(kills.map((k) => [k.broker, k]));
     renderKillSwitch();
