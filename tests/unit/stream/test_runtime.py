@@ -298,4 +298,11 @@ async def test_health_says_when_partitions_are_waiting_to_retry() -> None:
     slow = ProcessorSettings(backoff_base=5.0, backoff_max=5.0, poll_timeout=0.01)
     h = Flaky("out", TransientError("down"), failures=1)
     proc = StreamProcessor(log, name="p", group="g", topics=["in"], handler=h, settings=slow)
-    await run_until(proc, lambda: "retrying 1 partition" in proc.health().detail)
+    details: list[str] = []
+
+    def waiting() -> bool:
+        details.append(proc.health().detail)
+        return any("retrying 1 partition" in d for d in details)
+
+    await run_until(proc, waiting)
+    assert proc.stats.processed == 0  # still waiting out the 2.5-5 s backoff
