@@ -194,6 +194,10 @@ class StrategyRunner:
         self, slot: _Slot, sigs: list[Signal], tick: MarketTick, out: list[Signal] | None
     ) -> list[Signal] | None:
         config = self._configs[slot.sid]
+        if not isinstance(sigs, list | tuple):
+            self._fail(slot.sid, StrategyError(
+                slot.sid, f"returned {type(sigs).__name__}; expected a list of Signals or None"))
+            return out
         accepted = []
         for sig in sigs:
             problem = _invalid(sig, slot.sid, config.instruments)

@@ -41,6 +41,11 @@ class Liar(Strategy):
         return [ctx.buy(1, instrument_token=999)]
 
 
+class Bare(Strategy):
+    def on_tick(self, tick: MarketTick, ctx: Context) -> list[Signal] | None:
+        return ctx.buy(1)  # type: ignore[return-value]  # forgot the list
+
+
 class BarCounter(Strategy):
     bar_seconds: ClassVar[int] = 1
 
@@ -98,6 +103,13 @@ def test_a_signal_for_another_instrument_fails_the_strategy() -> None:
     assert runner.on_tick(tick(1, 100)) == []
     assert runner.statuses()[0].state == "FAILED"
     assert "999" in (runner.statuses()[0].error or "")
+
+
+def test_returning_a_bare_signal_fails_only_that_strategy() -> None:
+    runner = StrategyRunner([cfg("bare", Bare, [1]), cfg("e", EveryTick, [1])])
+    out = [runner.on_tick(tick(1, 100)) for _ in range(3)]
+    assert [len(o) for o in out] == [0, 0, 1]
+    assert "expected a list of Signals" in (runner.statuses()[0].error or "")
 
 
 def test_disabled_strategies_get_no_ticks() -> None:
