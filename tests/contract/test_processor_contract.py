@@ -91,3 +91,28 @@ async def test_duplicates_are_detected_across_restarts(log: Log, names: Names) -
     await run_until(second, lambda: second.stats.duplicates == 1)
     assert second.stats.processed == 0
     assert len(await read_all(log, out)) == 1
+
+
+async def test_a_transient_failure_is_retried_and_processed_once(log: Log, names: Names) -> None:
+    from alpha_panda.domain.errors import TransientError
+    from alpha_panda.stream.runtime import ProcessorSettings
+
+    src, out = names("src"), names("out")
+    await log.ensure_topics([spec(src, 2), spec(out, 2), spec(dlq_topic(src), 1)])
+    await log.append([tick_output(src, i, token=i % 3 + 1) for i in range(1, 7)])
+    failures = {"left": 2}
+
+    def fail(e: Envelope[Any]) -> BaseException | None:
+        if e.id == "tick-2-4" and failures["left"]:
+            failures["left"] -= 1
+            return TransientError("venue timeout")
+        return None
+
+    proc = StreamProcessor(log, name="echo", group=names("g"), topics=[src],
+                           handler=Echo(out, fail),
+                           settings=ProcessorSettings(backoff_base=0.02, backoff_max=0.1))
+    await run_until(proc, lambda: proc.stats.processed == 6)
+    assert proc.stats.retried == 2 and proc.stats.dead_lettered == 0
+    ids = [CODEC.decode(r.value).id for r in await read_all(log, out)]
+    assert len(ids) == 6 and len(set(ids)) == 6
+    assert await read_all(log, dlq_topic(src)) == []

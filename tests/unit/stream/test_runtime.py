@@ -306,3 +306,31 @@ async def test_health_says_when_partitions_are_waiting_to_retry() -> None:
 
     await run_until(proc, waiting)
     assert proc.stats.processed == 0  # still waiting out the 2.5-5 s backoff
+
+
+async def test_retry_works_with_a_consumer_that_cannot_pause() -> None:
+    from alpha_panda.stream.embedded import EmbeddedConsumer
+
+    class NoPause:
+        """A backend consumer without pause/resume: the runtime rewinds instead."""
+
+        def __init__(self, inner: EmbeddedConsumer) -> None:
+            self._inner = inner
+
+        def __getattr__(self, name: str) -> Any:
+            if name in ("pause", "resume"):
+                raise AttributeError(name)
+            return getattr(self._inner, name)
+
+    class NoPauseLog(MemoryLog):
+        def consumer(self, *args: Any, **kwargs: Any) -> Any:
+            return NoPause(super().consumer(*args, **kwargs))
+
+    log = NoPauseLog()
+    await log.ensure_topics([spec("in", 1), spec("out", 1)])
+    await log.append([tick_output("in", i, 1) for i in range(1, 4)])
+    h = Flaky("out", TransientError("down"), failures=2)
+    proc = StreamProcessor(log, name="p", group="g", topics=["in"], handler=h, settings=FAST)
+    await run_until(proc, lambda: proc.stats.processed == 3)
+    assert decode_ids(await read_all(log, "out")) == [
+        derive_id(f"tick-1-{i}", "echo") for i in range(1, 4)]  # order kept through retries
