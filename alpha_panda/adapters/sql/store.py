@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import builtins
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -150,6 +150,27 @@ class StrategyStore:
             except IntegrityError:
                 continue  # another writer inserted the same id between our read and write
         raise TransientError(f"concurrent writes to strategy {valid.id!r}; try again")
+
+    def seed(self, configs: Iterable[StrategyConfig | Mapping[str, Any]]) -> builtins.list[str]:
+        """Insert the configurations whose id is not stored yet; returns the ids added.
+
+        For a first start from YAML files (the samples): rows already in the store are left
+        exactly as they are, so an operator's edits are never overwritten by a file.
+        """
+        valid = [
+            c if isinstance(c, StrategyConfig)
+            else config_from_mapping(c, f"{self._safe_url}#{c.get('id', '?')}")
+            for c in configs
+        ]
+        added: builtins.list[str] = []
+        with self._connect() as conn:
+            stored = set(conn.execute(select(strategy_configs.c.id)).scalars())
+            for config in valid:
+                if config.id not in stored:
+                    conn.execute(insert(strategy_configs).values(**_dump(config)))
+                    stored.add(config.id)
+                    added.append(config.id)
+        return added
 
     def delete(self, strategy_id: str) -> None:
         """Remove a configuration; an unknown id is a ``ValidationError``."""

@@ -168,3 +168,18 @@ def test_unreachable_database_is_transient_and_hides_the_password() -> None:
         store.list()
     assert "hunter2" not in str(info.value) and "***" in store.url
     store.close()
+
+
+def test_seed_adds_missing_ids_and_never_overwrites(store: StrategyStore) -> None:
+    files = [
+        config_from_mapping(yaml.safe_load(YAML), "samples/sma.yaml"),
+        {"id": "momentum", "strategy": "sma_cross", "instruments": [408065]},
+    ]
+    assert store.seed(files) == ["sma_cross_banks", "momentum"]
+    store.set_enabled("sma_cross_banks", False)  # the operator's edit
+    assert store.seed(files) == []
+    got = store.get("sma_cross_banks")
+    assert got is not None and got["enabled"] is False
+    with pytest.raises(StrategyConfigError, match="unknown strategy"):
+        store.seed([{"id": "bad", "strategy": "nope", "instruments": [1]}])
+    assert [c["id"] for c in store.list()] == ["momentum", "sma_cross_banks"]
