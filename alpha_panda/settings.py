@@ -13,6 +13,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from alpha_panda.adapters.kafka.config import KafkaSettings
+from alpha_panda.adapters.zerodha.config import ZerodhaSettings
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -82,8 +85,8 @@ class Settings(BaseSettings):
     runtime: RuntimeSettings = RuntimeSettings()
     risk: dict[str, Any] = {}
     """Risk limits: global, per broker and per strategy (see docs/risk in README)."""
-    kafka: dict[str, Any] = {}
-    zerodha: dict[str, Any] = {}
+    kafka: KafkaSettings = KafkaSettings()
+    zerodha: ZerodhaSettings = ZerodhaSettings()
 
     def redacted(self) -> dict[str, Any]:
         """The effective configuration with secrets removed, for the start-up log."""

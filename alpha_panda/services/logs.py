@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from alpha_panda.adapters.kafka.config import KafkaSettings
 from alpha_panda.domain.errors import ConfigurationError
 from alpha_panda.stream.log import Log
 
 EMBEDDED_FILE = "log.sqlite"
 
 
-def open_log(url: str, data_dir: Path, *, kafka: dict[str, Any] | None = None) -> Log:
+def open_log(url: str, data_dir: Path, *, kafka: KafkaSettings | dict[str, Any] | None = None) -> Log:
     """A Log for ``url``: ``embedded`` | ``memory`` | ``sqlite:PATH`` | ``kafka://HOST:PORT[,...]``.
 
     ``kafka`` holds extra Kafka settings (the ``kafka`` settings section); the URL's hosts
@@ -35,12 +36,12 @@ def open_log(url: str, data_dir: Path, *, kafka: dict[str, Any] | None = None) -
         return SqliteLog(path)
     if url.startswith("kafka://"):
         from alpha_panda.adapters.kafka import KafkaLog
-        from alpha_panda.adapters.kafka.config import KafkaSettings
 
         servers = url.removeprefix("kafka://").rstrip("/")
         if not servers:
             raise ConfigurationError("kafka:// URL needs HOST:PORT, e.g. kafka://localhost:9092")
-        return KafkaLog(KafkaSettings(**{**(kafka or {}), "bootstrap_servers": servers}))
+        base = kafka.model_dump() if isinstance(kafka, KafkaSettings) else dict(kafka or {})
+        return KafkaLog(KafkaSettings(**{**base, "bootstrap_servers": servers}))
     raise ConfigurationError(
         f"unknown log {url!r}: expected embedded, memory, sqlite:PATH or kafka://HOST:PORT"
     )

@@ -125,7 +125,7 @@ def build_pipeline(
 
 
 def _zerodha_engine(settings: Settings, log_: Log, proc: ProcessorSettings) -> list[StreamProcessor]:
-    if not settings.zerodha.get("live_enabled", False):
+    if not settings.zerodha.live_enabled:
         log.warning("zerodha.live_disabled",
                     detail="strategies route to zerodha, but live trading is off "
                            "(ALPHA_PANDA_ZERODHA__LIVE_ENABLED=true to enable): their zerodha "

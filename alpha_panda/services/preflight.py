@@ -79,13 +79,13 @@ async def _feed(s: Settings) -> str:
 
 
 async def _live(s: Settings) -> str:
-    if not s.zerodha.get("live_enabled", False):
+    if not s.zerodha.live_enabled:
         return "live trading off (paper only)"
-    from alpha_panda.adapters.zerodha.auth import require_live_session
-    from alpha_panda.adapters.zerodha.config import ZerodhaSettings
+    from alpha_panda.adapters.zerodha.session import ns_to_ist, require_live_session
 
-    session = require_live_session(ZerodhaSettings(**s.zerodha))
-    return f"Kite session of {session.user_id} valid until {session.expires_at}"
+    session = require_live_session(s.zerodha)
+    return (f"Kite session of {session.user_id} valid until "
+            f"{ns_to_ist(session.expires_ns):%Y-%m-%d %H:%M} IST")
 
 
 CHECKS: list[tuple[str, Callable[[Settings], Awaitable[str]]]] = [
