@@ -1,4 +1,10 @@
-"""``MemoryLog``: the in-process log for tests and backtests. Nothing survives the process."""
+"""``MemoryLog``: the in-process log for tests and backtests. Nothing survives the process.
+
+Records are kept per partition in a list that starts at the partition's low watermark
+(``base``), so retention can drop old records while offsets keep counting up. Topics keep
+everything unless ``retention=True`` (then each topic's ``retention_ms`` applies) or
+``max_records_per_partition`` caps them: a long ``--log memory`` run stays bounded.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +18,17 @@ from alpha_panda.stream.log import Record, TopicPartition
 class MemoryStorage:
     """Python lists per partition; a commit is atomic because it never awaits."""
 
-    def __init__(self, processed_capacity: int = 100_000) -> None:
+    def __init__(self, processed_capacity: int = 100_000, *, retention: bool = False,
+                 max_records_per_partition: int | None = None) -> None:
         self._topics: dict[str, int] = {}
+        self._retention: dict[str, int] = {}
         self._records: dict[TopicPartition, list[Record]] = {}
+        self._base: dict[TopicPartition, int] = {}
         self._offsets: dict[tuple[str, TopicPartition], int] = {}
         self._processed: dict[str, RecentIds] = {}
         self._capacity = processed_capacity
+        self._use_retention = retention
+        self._cap = max_records_per_partition
 
     def topics(self) -> dict[str, int]:
         return dict(self._topics)
@@ -25,18 +36,39 @@ class MemoryStorage:
     def refresh(self) -> bool:
         return False  # nothing outside this process writes here
 
-    def expire(self, now_ms: int, max_rows: int) -> int:
-        return 0  # tests and backtests: everything is kept for the life of the process
-
     def create_topic(self, name: str, partitions: int, retention_ms: int = 0) -> None:
         self._topics[name] = partitions
+        self._retention[name] = retention_ms if self._use_retention else 0
         for p in range(partitions):
-            self._records.setdefault(TopicPartition(name, p), [])
+            tp = TopicPartition(name, p)
+            self._records.setdefault(tp, [])
+            self._base.setdefault(tp, 0)
+
+    def expire(self, now_ms: int, max_rows: int) -> int:
+        """Drop records past retention, or beyond ``max_records_per_partition``."""
+        dropped = 0
+        for tp, recs in self._records.items():
+            n = 0
+            if self._cap is not None and len(recs) > self._cap:
+                n = len(recs) - self._cap
+            retention = self._retention.get(tp.topic, 0)
+            if retention > 0:
+                cutoff = now_ms - retention
+                while n < len(recs) and recs[n].timestamp_ms < cutoff:
+                    n += 1
+            n = min(n, max_rows - dropped)
+            if n > 0:
+                del recs[:n]
+                self._base[tp] += n
+                dropped += n
+        return dropped
 
     def append(self, records: Sequence[Placed], ts_ms: int) -> None:
         for topic, partition, out in records:
-            log = self._records[TopicPartition(topic, partition)]
-            log.append(Record(topic, partition, len(log), out.key, out.value, out.headers, ts_ms))
+            tp = TopicPartition(topic, partition)
+            log = self._records[tp]
+            log.append(Record(topic, partition, self._base[tp] + len(log), out.key, out.value,
+                              out.headers, ts_ms))
 
     def commit(self, group: str, records: Sequence[Placed], ts_ms: int,
                offsets: Mapping[TopicPartition, int], ids: Sequence[str]) -> None:
@@ -50,10 +82,14 @@ class MemoryStorage:
             window.update(ids)
 
     def read(self, tp: TopicPartition, offset: int, limit: int) -> list[Record]:
-        return self._records.get(tp, [])[offset:offset + limit]
+        recs = self._records.get(tp)
+        if not recs:
+            return []
+        i = max(0, offset - self._base[tp])  # below the low watermark: from the oldest kept
+        return recs[i:i + limit]
 
     def end_offset(self, tp: TopicPartition) -> int:
-        return len(self._records.get(tp, ()))
+        return self._base.get(tp, 0) + len(self._records.get(tp, ()))
 
     def committed(self, group: str, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
         return {tp: self._offsets[(group, tp)] for tp in tps if (group, tp) in self._offsets}
@@ -67,7 +103,14 @@ class MemoryStorage:
 
 
 class MemoryLog(EmbeddedLog):
-    """An in-process ``Log``: fast, exact, gone with the process."""
+    """An in-process ``Log``: fast, exact, gone with the process.
 
-    def __init__(self) -> None:
-        super().__init__(MemoryStorage())
+    ``retention=True`` applies each topic's ``retention_ms``; ``max_records_per_partition``
+    keeps at most that many records per partition (both off by default: tests and
+    backtests keep everything).
+    """
+
+    def __init__(self, *, retention: bool = False,
+                 max_records_per_partition: int | None = None) -> None:
+        super().__init__(MemoryStorage(retention=retention,
+                                       max_records_per_partition=max_records_per_partition))

@@ -1,0 +1,45 @@
+"""The embedded logs' own behaviour beyond the contract: bounded memory, auto-created topics."""
+
+from __future__ import annotations
+
+import asyncio
+
+from alpha_panda.adapters.memory_log import MemoryLog
+from alpha_panda.stream.log import Output, TopicPartition
+from alpha_panda.stream.topics import REGISTRY, KeyKind, TopicSpec
+from tests.contract.helpers import drain, raw, spec
+
+
+async def test_a_capped_memory_log_keeps_offsets_counting() -> None:
+    log = MemoryLog(max_records_per_partition=100)
+    await log.ensure_topics([spec("t", 1)])
+    c = log.consumer("g", ["t"])
+    await log.append([raw("t", b"k", str(i).encode()) for i in range(250)])
+    assert log.expire() == 150
+    assert await log.end_offsets("t") == {0: 250}
+    recs = await drain(c, 100)
+    assert [r.offset for r in recs] == list(range(150, 250))  # from the oldest kept
+    await log.append([raw("t", b"k", b"250")])
+    assert (await log.read(TopicPartition("t", 0), 250, 5))[0].value == b"250"
+
+
+async def test_memory_retention_drops_old_records_when_asked() -> None:
+    log = MemoryLog(retention=True)
+    await log.ensure_topics([TopicSpec("short", 1, KeyKind.INSTRUMENT, 30, None),
+                             spec("forever", 1)])
+    await log.append([raw("short", b"k", b"old"), Output("forever", None, b"x")])
+    await asyncio.sleep(0.06)
+    await log.append([raw("short", b"k", b"new")])
+    assert log.expire() == 1
+    assert [r.value for r in await log.read(TopicPartition("short", 0), 0, 10)] == [b"new"]
+    assert len(await log.read(TopicPartition("forever", 0), 0, 10)) == 1
+    assert MemoryLog().expire() == 0  # by default a backtest keeps everything
+
+
+async def test_appending_to_a_registry_topic_creates_it_with_its_layout() -> None:
+    log = MemoryLog()
+    await log.append([raw("paper.signals.raw", b"s1:1", b"x")])
+    await log.append([raw("scratch", b"k", b"y")])
+    topics = await log.list_topics()
+    assert topics["paper.signals.raw"] == REGISTRY.partitions("paper.signals.raw")
+    assert topics["scratch"] == 1
