@@ -334,3 +334,33 @@ async def test_retry_works_with_a_consumer_that_cannot_pause() -> None:
     await run_until(proc, lambda: proc.stats.processed == 3)
     assert decode_ids(await read_all(log, "out")) == [
         derive_id(f"tick-1-{i}", "echo") for i in range(1, 4)]  # order kept through retries
+
+
+async def test_a_member_taking_over_partitions_rebuilds_their_state() -> None:
+    log = MemoryLog()
+    await log.ensure_topics([spec("in", 4), spec("out", 4)])
+    a_state, b_state = PriceSum(), PriceSum()
+    a = StreamProcessor(log, name="a", group="g", topics=["in"], handler=a_state, rebuild=True)
+    b = StreamProcessor(log, name="b", group="g", topics=["in"], handler=b_state, rebuild=True)
+    stop_a, stop_b = asyncio.Event(), asyncio.Event()
+    ta = asyncio.create_task(a.run(stop_a))
+    tb = asyncio.create_task(b.run(stop_b))
+    deadline = time.monotonic() + 5
+    while not (a.health().ready and b.health().ready) and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.1)  # both members synced with the group
+    await log.append([tick_output("in", i, i % 8 + 1, price=10 + i) for i in range(400)])
+    while a.stats.processed + b.stats.processed < 400 and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert a.stats.processed and b.stats.processed  # the group split the work
+    stop_a.set()
+    await ta
+    while len(b_state.totals) < 8 and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    stop_b.set()
+    await tb
+    expected: dict[int, int] = {}
+    for i in range(400):
+        expected[i % 8 + 1] = expected.get(i % 8 + 1, 0) + 10 + i
+    assert b_state.totals == expected  # a's partitions were replayed into b
+    assert len(await read_all(log, "out")) == 400
