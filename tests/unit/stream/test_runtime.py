@@ -364,3 +364,23 @@ async def test_a_member_taking_over_partitions_rebuilds_their_state() -> None:
         expected[i % 8 + 1] = expected.get(i % 8 + 1, 0) + 10 + i
     assert b_state.totals == expected  # a's partitions were replayed into b
     assert len(await read_all(log, "out")) == 400
+
+
+async def test_metrics_count_processed_records_and_dead_letters_by_service_and_topic() -> None:
+    from prometheus_client import REGISTRY
+
+    from tests.contract.helpers import raw
+
+    log = MemoryLog()
+    await log.ensure_topics([spec("m-in", 1), spec("m-out", 1)])
+    await log.append([tick_output("m-in", 1), raw("m-in", b"1", b"junk", "j1"),
+                      tick_output("m-in", 2)])
+    proc = StreamProcessor(log, name="metered", group="g", topics=["m-in"], handler=Echo("m-out"))
+    await run_until(proc, lambda: proc.stats.processed == 2)
+    labels = {"service": "metered", "topic": "m-in"}
+    assert REGISTRY.get_sample_value("alpha_panda_stream_processed_total", labels) == 2
+    assert REGISTRY.get_sample_value("alpha_panda_stream_dead_letters_total", labels) == 1
+    assert REGISTRY.get_sample_value(
+        "alpha_panda_stream_errors_total", {**labels, "error_class": "DecodeError"}) == 1
+    assert REGISTRY.get_sample_value(
+        "alpha_panda_stream_lag", {"service": "metered", "topic": "m-in"}) == 0
