@@ -90,8 +90,8 @@ class Settings(BaseSettings):
 
     def redacted(self) -> dict[str, Any]:
         """The effective configuration with secrets removed, for the start-up log."""
-        data = self.model_dump(mode="json")
-        return _redact(data)
+        data: dict[str, Any] = _redact(self.model_dump(mode="json"))
+        return data
 
 
 _SECRET_MARKERS = ("secret", "token", "password", "key")

@@ -55,16 +55,36 @@ def open_cache(url: str) -> Cache:
 
 
 def load_strategies(settings: Settings) -> tuple[list[Any], list[Any]]:
+    """Strategy configs from the YAML directory and, when ``database_url`` is set, the config
+    store (shared by every service process). The store is migrated on start; YAML files
+    are written into it (a file is authoritative for its id) and every row is loaded."""
     directory = settings.strategies_dir or SAMPLE_STRATEGIES
     if not directory.is_dir():
         raise ConfigurationError(f"strategies directory {directory} does not exist")
     configs, errors = load_strategy_dir(directory)
+    if settings.database_url:
+        configs, errors = _through_store(settings.database_url, configs, errors)
     for err in errors:
         log.error("strategy.invalid", error=str(err))
     if not configs:
         log.warning("strategy.none", directory=str(directory),
                     detail="no valid strategy: ticks flow, nothing trades")
     return configs, errors
+
+
+def _through_store(url: str, configs: list[Any], errors: list[Any]) -> tuple[list[Any], list[Any]]:
+    from alpha_panda.adapters.sql.store import StrategyStore
+
+    store = StrategyStore(url)
+    try:
+        store.upgrade()
+        for config in configs:
+            store.put(config.model_dump(mode="json"))
+        stored, store_errors = store.load()
+    finally:
+        store.close()
+    log.info("strategy.store", url=store.url, strategies=len(stored))
+    return stored, errors + store_errors
 
 
 def make_feed(settings: Settings, pipeline: Pipeline, speed: float | None) -> SimulatedFeed | ReplayFeed | Any:
@@ -247,5 +267,6 @@ def api_server(settings: Settings, pipeline: Pipeline, cache: Cache) -> Any:
 
     app = create_app(cache=cache, health=pipeline.health, control=PipelineControl(pipeline))
     config = uvicorn.Config(app, host=settings.api.host, port=settings.api.port,
-                            log_level="warning", access_log=False, lifespan="on")
+                            log_level="warning", access_log=False, lifespan="on",
+                            log_config=None)  # keep our (redacting) logging configuration
     return _server_class()(config)

@@ -107,8 +107,7 @@ class PortfolioHandler:
             env = new_envelope(snap, id=derive_id(cause.id, f"pnl:{self.broker}", n), ts=cause.ts,
                                source=SOURCE, key=sid or "account", broker=self.broker, parent=cause)
             emits.append(Emit(topic(self.broker, "pnl.snapshots"), env))
-        account = emits[-1].envelope.data
-        self.equity_curve.append((cause.ts, account.cash + account.unrealized))
+        self.equity_curve.append((cause.ts, self.ledger.equity()))
         self._last_snapshot_ts = cause.ts
         self._marked_since_snapshot = False
         return emits

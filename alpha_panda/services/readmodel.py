@@ -32,11 +32,12 @@ def portfolio_documents(h: PortfolioHandler) -> dict[str, bytes]:
         broker=h.broker, as_of=h.as_of, cash=account.cash, realized=account.realized,
         unrealized=account.unrealized, charges=account.charges,
         gross_exposure=account.gross_exposure, open_positions=account.open_positions,
-        fills=account.fills, equity_curve=list(h.equity_curve),
+        fills=account.fills, equity_curve=list(h.equity_curve), equity=h.ledger.equity(),
         strategies=[StrategyPnlView(strategy_id=s.strategy_id or "", realized=s.realized,
                                     unrealized=s.unrealized, charges=s.charges, cash=s.cash,
                                     gross_exposure=s.gross_exposure,
-                                    open_positions=s.open_positions, fills=s.fills)
+                                    open_positions=s.open_positions, fills=s.fills,
+                                    equity=h.ledger.equity(s.strategy_id))
                     for s in strategies],
     )
     positions = [
