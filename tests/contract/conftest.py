@@ -71,18 +71,30 @@ BACKENDS: dict[str, Callable[[Path], Awaitable[Opener]]] = {
 
 @pytest.fixture(params=sorted(BACKENDS))
 async def open_log(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Opener]:
-    """Opens logs of the parametrized backend; every log opened is closed at the end."""
+    """Opens logs of the parametrized backend; every log still open is closed at the end.
+
+    Tests close logs themselves to simulate restarts; the teardown only closes the others
+    (whether ``close`` is idempotent is a contract case of its own).
+    """
     factory = BACKENDS[request.param]
     opener = await factory(tmp_path)
-    opened: list[Log] = []
+    still_open: list[Log] = []
 
     async def tracked() -> Log:
         log = await opener()
-        opened.append(log)
+        still_open.append(log)
+        close = log.close
+
+        async def close_and_forget() -> None:
+            if log in still_open:
+                still_open.remove(log)
+            await close()
+
+        log.close = close_and_forget  # type: ignore[method-assign]
         return log
 
     yield tracked
-    for log in opened:
+    for log in list(still_open):
         await log.close()
 
 

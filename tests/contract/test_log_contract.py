@@ -174,4 +174,4 @@ async def test_close_is_idempotent(open_log: Opener, names: Names) -> None:
     log = await open_log()
     await log.ensure_topics([spec(names("t"), 1)])
     await log.close()
-    await log.close()  # shutdown paths (signal + finally) may both close
+    await type(log).close(log)  # again: shutdown paths (signal + finally) may both close
