@@ -14,7 +14,7 @@ from pathlib import Path
 
 import structlog
 
-from alpha_panda.domain.events import MarketTick, new_envelope
+from alpha_panda.domain.events import CODEC, Envelope, MarketTick
 from alpha_panda.marketdata.files import TickColumns, iter_ticks, load_ticks, tick_id, tick_source
 from alpha_panda.marketdata.instruments import BY_TOKEN, SIM_INSTRUMENTS
 from alpha_panda.marketdata.simulator import (
@@ -25,12 +25,13 @@ from alpha_panda.marketdata.simulator import (
 )
 from alpha_panda.observability.health import ComponentStatus, State
 from alpha_panda.settings import SimulatorSettings
-from alpha_panda.stream.emit import Emit, to_output
-from alpha_panda.stream.log import Log, Record, TopicPartition
+from alpha_panda.stream.log import Log, Output, Record, TopicPartition
 from alpha_panda.stream.topics import MARKET_TICKS
 
 log = structlog.get_logger(__name__)
 SEQ_HEADER = "seq"
+TICK_TYPE = MarketTick.EVENT_TYPE
+TICK_TYPE_B = TICK_TYPE.encode()
 
 
 class TickPublisher:
@@ -43,16 +44,19 @@ class TickPublisher:
         self.last_append_wall_ns = 0
 
     async def publish(self, ticks: Sequence[MarketTick], first_seq: int) -> None:
+        # The hot path of every feed: envelopes and outputs are built directly (no
+        # intermediate Emit), with the standard headers plus ``source`` and ``seq``.
+        source, source_b = self.source, self.source.encode()
+        encode = CODEC.encode
         outputs = []
-        extra = (("source", self.source.encode()),)
-        for i, tick in enumerate(ticks):
-            seq = first_seq + i
-            eid = tick_id(self.source, seq)
-            env = new_envelope(tick, id=eid, ts=tick.ts, source=self.source,
-                               key=str(tick.instrument_token))
-            out = to_output(Emit(MARKET_TICKS, env))
-            outputs.append(type(out)(out.topic, out.key, out.value,
-                                     out.headers + extra + ((SEQ_HEADER, str(seq).encode()),)))
+        for seq, tick in enumerate(ticks, first_seq):
+            eid = tick_id(source, seq)
+            key = str(tick.instrument_token)
+            env = Envelope(id=eid, type=TICK_TYPE, ts=tick.ts, source=source, key=key,
+                           correlation_id=eid, data=tick)
+            headers = (("id", eid.encode()), ("type", TICK_TYPE_B), ("source", source_b),
+                       (SEQ_HEADER, str(seq).encode()))
+            outputs.append(Output(MARKET_TICKS, key.encode(), encode(env), headers))
         await self._log.append(outputs)
         self.published += len(outputs)
         self.last_append_wall_ns = time.time_ns()
@@ -125,8 +129,6 @@ class SimulatedFeed(_FeedBase):
         seq, tail = await resume_point(self._log, self.SOURCE)
         state = None
         if tail:
-            from alpha_panda.domain.events import CODEC
-
             ticks = sorted((CODEC.decode_as(r.value, MarketTick).data for r in tail),
                            key=lambda t: t.ts)
             state = SimulatorState(seq=seq, clock_ns=ticks[-1].ts,
