@@ -94,8 +94,8 @@ async def open_log(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
         return log
 
     yield tracked
-    for log in list(still_open):
-        await log.close()
+    while still_open:  # each close removes its log from the list
+        await still_open[-1].close()
 
 
 @pytest.fixture
