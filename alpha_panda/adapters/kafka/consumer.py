@@ -250,11 +250,18 @@ class KafkaConsumer:
             raise InvariantViolation(
                 f"group {self._group!r} member {self._member_id} commits partitions it does not "
                 f"own: {foreign}")
-        if outputs or offsets:
+        if outputs:
             await self._start()
             await self._log.ensure_output_topics(outputs)
             async with self._commit_lock:
                 await self._pthread.call(self._transact, list(outputs), dict(offsets), self._cgm)
+        elif offsets:
+            # Offsets alone need no transaction (nothing else to make atomic with them), and
+            # some brokers (Tansu 0.6) drop the offsets of a transaction that produced
+            # nothing. A plain synchronous commit is still checked against the generation.
+            await self._start()
+            async with self._commit_lock:
+                await self._cthread.call(self._commit_offsets, dict(offsets))
         if processed_ids:
             await self._dedup.mark(processed_ids)
 
@@ -279,6 +286,18 @@ class KafkaConsumer:
                 except KafkaException as abort_exc:
                     raise transaction_error(abort_exc, f"abort ({self._group})") from exc
             raise transaction_error(exc, f"commit ({self._group}/{self._member_id})") from exc
+
+    def _commit_offsets(self, offsets: dict[TopicPartition, int]) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        wanted = [RdTopicPartition(tp.topic, tp.partition, off) for tp, off in offsets.items()]
+        try:
+            result = consumer.commit(offsets=wanted, asynchronous=False)
+        except KafkaException as exc:
+            raise transaction_error(exc, f"commit offsets ({self._group})") from exc
+        for p in result or []:
+            if p.error is not None:
+                raise classify(p.error, f"commit offsets {p.topic}[{p.partition}]")
 
     async def seen(self, ids: Sequence[str]) -> set[str]:
         return await self._dedup.seen(ids) if ids else set()

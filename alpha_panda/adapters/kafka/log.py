@@ -54,6 +54,7 @@ class KafkaLog:
         self._topics: dict[str, int] = {}
         self._consumers: set[KafkaConsumer] = set()
         self._dedup: dict[str, DedupStore] = {}
+        self._probes: dict[str, RdConsumer] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -81,8 +82,7 @@ class KafkaLog:
             await consumer.close()
         if self._producer is not None:
             await self._producer_thread.call(self._producer.flush, self._timeout)
-        if self._inspector is not None:
-            await self._inspect_thread.call(self._inspector.close)
+        await self._inspect_thread.call(self._close_inspectors)
         for store in self._dedup.values():
             await store.close()
         for thread in (self._admin_thread, self._producer_thread, self._inspect_thread):
@@ -230,43 +230,51 @@ class KafkaLog:
         inspector = self._inspector
         assert inspector is not None
         ends: dict[int, int] = {}
+        pending: dict[int, tuple[int, int]] = {}  # partition -> (low, reported high)
         for p in range(n):
             low, high = inspector.get_watermark_offsets(RdTopicPartition(topic, p),
                                                         timeout=self._timeout)
             low, high = low or 0, high or 0
-            ends[p] = high if high <= low else self._data_end(topic, p, low, high)
-        inspector.unassign()
-        return ends
-
-    def _data_end(self, topic: str, p: int, low: int, high: int) -> int:
-        # Start just below the reported watermark (exact on Kafka; the last batch's base
-        # on Tansu) and step back until a data record is seen.
+            if high <= low:
+                ends[p] = high
+            else:
+                pending[p] = (low, high)
+        # Read every pending partition to its end at once, starting just below the
+        # reported watermark (exact on Kafka; the last batch's base on Tansu), and step
+        # back on the partitions where only transaction markers were found.
         back = 1
-        while True:
-            start = max(low, high - back)
-            last, eof = self._scan(topic, p, start)
-            if last is not None:
-                return last + 1
-            if start == low:
-                return eof
+        while pending:
+            starts = {p: max(low, high - back) for p, (low, high) in pending.items()}
+            found = self._scan(topic, starts)
+            for p, (last, eof) in found.items():
+                if last is not None or starts[p] == pending[p][0]:
+                    ends[p] = last + 1 if last is not None else eof
+                    del pending[p]
             back *= 16
+        inspector.unassign()
+        return dict(sorted(ends.items()))
 
-    def _scan(self, topic: str, p: int, start: int) -> tuple[int | None, int]:
-        """Read ``topic[p]`` from ``start`` to its end: (last data offset, end offset)."""
+    def _scan(self, topic: str, starts: dict[int, int]) -> dict[int, tuple[int | None, int]]:
+        """Read each ``topic[p]`` from ``starts[p]`` to its end: p -> (last data offset, end)."""
         inspector = self._inspector
         assert inspector is not None
-        inspector.assign([RdTopicPartition(topic, p, start)])
-        last: int | None = None
+        inspector.assign([RdTopicPartition(topic, p, off) for p, off in starts.items()])
+        last: dict[int, int] = {}
+        done: dict[int, tuple[int | None, int]] = {}
         deadline = time.monotonic() + self._timeout
-        while time.monotonic() < deadline:
+        while len(done) < len(starts):
+            if time.monotonic() > deadline:
+                raise BrokerError(f"kafka end_offsets({topic}): no end in {self._timeout}s")
             for m in _events(inspector, 10_000):
                 err = m.error()
+                p = m.partition() or 0
                 if err is not None and err.code() == KafkaError._PARTITION_EOF:
-                    return last, m.offset() or 0
-                if err is not None:
+                    done[p] = (last.get(p), m.offset() or 0)
+                elif err is not None:
                     raise classify(err, f"end_offsets {topic}[{p}]")
-                last = max(last or 0, m.offset() or 0)
-        raise BrokerError(f"kafka end_offsets({topic}[{p}]): no end in {self._timeout}s")
+                else:
+                    last[p] = max(last.get(p, 0), m.offset() or 0)
+        return done
 
     async def committed_offsets(self, group: str, topic: str) -> dict[int, int]:
         """``group``'s committed offsets on ``topic`` (asked without joining the group)."""
@@ -276,15 +284,23 @@ class KafkaLog:
         return await self._inspect_thread.call(self._committed_blocking, group, topic, n)
 
     def _committed_blocking(self, group: str, topic: str, n: int) -> dict[int, int]:
-        probe = RdConsumer({"bootstrap.servers": self.settings.bootstrap_servers,
-                            "group.id": group, "enable.auto.commit": False,
-                            **self.settings.librdkafka, "logger": self.rdkafka_logger})
-        try:
-            got = probe.committed([RdTopicPartition(topic, p) for p in range(n)],
-                                  timeout=self._timeout)
-        finally:
-            probe.close()
+        probe = self._probes.get(group)
+        if probe is None:
+            # Never subscribes, so it never joins (or disturbs) the group; kept for reuse.
+            probe = self._probes[group] = RdConsumer({
+                "bootstrap.servers": self.settings.bootstrap_servers, "group.id": group,
+                "enable.auto.commit": False, **self.settings.librdkafka,
+                "logger": self.rdkafka_logger})
+        got = probe.committed([RdTopicPartition(topic, p) for p in range(n)],
+                              timeout=self._timeout)
         return {p.partition: p.offset for p in got if p.offset >= 0}
+
+    def _close_inspectors(self) -> None:
+        for probe in self._probes.values():
+            probe.close()
+        self._probes.clear()
+        if self._inspector is not None:
+            self._inspector.close()
 
     # ------------------------------------------------------------------ helpers
 
