@@ -88,9 +88,9 @@ class PortfolioHandler:
         if isinstance(data, OrderSubmitted):
             self._order_submitted(data, event.ts)
         elif isinstance(data, OrderRejected):
-            self._order_closed(data.order_id, "REJECTED", f"{data.reason_code}: {data.message}", event.ts)
+            self._order_closed(data, "REJECTED", f"{data.reason_code}: {data.message}", event.ts)
         elif isinstance(data, OrderCancelled):
-            self._order_closed(data.order_id, "CANCELLED", data.reason, event.ts)
+            self._order_closed(data, "CANCELLED", data.reason, event.ts)
         elif isinstance(data, SignalValidated | SignalRejected):
             self._signal(data, event)
         return ()
@@ -116,30 +116,43 @@ class PortfolioHandler:
         return self.ledger.snapshot(strategy_id)
 
     # ------------------------------------------------------------------ read model
+    # Order events arrive on separate topics, so a fill or a cancellation may be processed
+    # before its ``order_submitted``: whichever comes first creates the view, the others
+    # complete it, and a later ``submitted`` never moves the status back.
+    def _view(self, order_id: str, strategy_id: str, token: int, side: str, quantity: int,
+              ts: int) -> OrderView:
+        view = self.orders.get(order_id)
+        if view is None:
+            view = self.orders[order_id] = OrderView(
+                order_id=order_id, strategy_id=strategy_id, instrument_token=token, side=side,
+                quantity=quantity, order_type="", status="SUBMITTED", ts=ts, updated_ts=ts)
+            while len(self.orders) > MAX_ORDERS:
+                self.orders.popitem(last=False)
+        return view
+
     def _order_submitted(self, o: OrderSubmitted, ts: int) -> None:
-        self.orders[o.order_id] = OrderView(
-            order_id=o.order_id, strategy_id=o.strategy_id, instrument_token=o.instrument_token,
-            side=o.side.value, quantity=o.quantity, order_type=o.order_type.value,
-            status="SUBMITTED", limit_price=o.limit_price, trigger_price=o.trigger_price,
-            ts=ts, updated_ts=ts,
-        )
-        while len(self.orders) > MAX_ORDERS:
-            self.orders.popitem(last=False)
+        view = self._view(o.order_id, o.strategy_id, o.instrument_token, o.side.value,
+                          o.quantity, ts)
+        view.order_type = o.order_type.value
+        view.limit_price, view.trigger_price, view.ts = o.limit_price, o.trigger_price, ts
 
     def _order_filled(self, f: OrderFilled, ts: int) -> None:
-        view = self.orders.get(f.order_id)
-        if view is None:
-            return
-        view.filled_quantity = f.cumulative_quantity
-        view.average_price = f.average_price
+        view = self._view(f.order_id, f.strategy_id, f.instrument_token, f.side.value,
+                          f.cumulative_quantity + f.leaves_quantity, ts)
+        if f.cumulative_quantity >= view.filled_quantity:  # fills of one order stay in order
+            view.filled_quantity = f.cumulative_quantity
+            view.average_price = f.average_price
+            view.status = "FILLED" if f.leaves_quantity == 0 else "PARTIALLY_FILLED"
         view.charges += f.charges.total
-        view.status = "FILLED" if f.leaves_quantity == 0 else "PARTIALLY_FILLED"
-        view.updated_ts = ts
+        view.updated_ts = max(view.updated_ts, ts)
 
-    def _order_closed(self, order_id: str, status: str, reason: str, ts: int) -> None:
-        view = self.orders.get(order_id)
-        if view is not None:
-            view.status, view.reason, view.updated_ts = status, reason, ts
+    def _order_closed(self, event: OrderRejected | OrderCancelled, status: str, reason: str,
+                      ts: int) -> None:
+        quantity = event.quantity if isinstance(event, OrderRejected) else (
+            event.filled_quantity + event.leaves_quantity)
+        view = self._view(event.order_id, event.strategy_id, event.instrument_token,
+                          event.side.value, quantity, ts)
+        view.status, view.reason, view.updated_ts = status, reason, max(view.updated_ts, ts)
 
     def _signal(self, d: SignalValidated | SignalRejected, event: Envelope[Any]) -> None:
         s = d.signal
