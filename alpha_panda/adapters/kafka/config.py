@@ -30,6 +30,11 @@ class KafkaSettings(BaseModel):
     client_id: str = "alpha-panda"
     service: str | None = None
     """Name of the service this process runs; selects ``services`` overrides for ``append``."""
+    instance_id: str | None = None
+    """Stable name of this process (``risk-0``; a pod or container name). Consumers then get
+    stable member ids, hence stable ``transactional.id``s: a restarted instance fences the
+    zombie it replaces. Unset: ids are unique per process and fencing relies on the group
+    generation alone."""
 
     # ---- producer
     linger_ms: int = Field(5, ge=0)

@@ -30,7 +30,7 @@ from alpha_panda.adapters.kafka.consumer import KafkaConsumer
 from alpha_panda.adapters.kafka.dedup import DedupStore, MemoryDedupStore
 from alpha_panda.adapters.kafka.errors import BrokerError, classify
 from alpha_panda.adapters.kafka.produce import produce_all, to_record
-from alpha_panda.domain.errors import ConfigurationError
+from alpha_panda.domain.errors import ConfigurationError, InvariantViolation
 from alpha_panda.stream.log import Output, RebalanceCallback, Record, TopicPartition
 from alpha_panda.stream.topics import DAY_MS, REGISTRY, KeyKind, TopicSpec
 
@@ -55,6 +55,8 @@ class KafkaLog:
         self._consumers: set[KafkaConsumer] = set()
         self._dedup: dict[str, DedupStore] = {}
         self._probes: dict[str, RdConsumer] = {}
+        self._closed = False
+        self._members_per_group: dict[str, int] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -77,7 +79,10 @@ class KafkaLog:
                  topics=len(self._topics))
 
     async def close(self) -> None:
-        """Close open consumers, flush the producer, release every client."""
+        """Close open consumers, flush the producer, release every client. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
         for consumer in list(self._consumers):
             await consumer.close()
         if self._producer is not None:
@@ -157,12 +162,21 @@ class KafkaLog:
                  on_assign: RebalanceCallback | None = None,
                  on_revoke: RebalanceCallback | None = None) -> KafkaConsumer:
         """Join ``group``. Pass a stable ``member_id`` (e.g. service name + instance) so a
-        restarted process fences the zombie it replaces; the default is unique per process."""
-        member = member_id or f"{socket.gethostname()}-{os.getpid()}-{next(_members)}"
+        restarted process fences the zombie it replaces; the default derives one from
+        ``instance_id`` (stable) or the host and pid (unique per process)."""
+        member = member_id or self._member_id(group)
         consumer = KafkaConsumer(self, group, topics, member, on_assign, on_revoke,
                                  self._dedup_store(group))
         self._consumers.add(consumer)
         return consumer
+
+    def _member_id(self, group: str) -> str:
+        n = self._members_per_group[group] = self._members_per_group.get(group, 0) + 1
+        if self.settings.instance_id:
+            # Consumers are created in the same order on every start: the n-th member of a
+            # group keeps its id across restarts.
+            return f"{self.settings.instance_id}-{n}"
+        return f"{socket.gethostname()}-{os.getpid()}-{next(_members)}"
 
     def forget_consumer(self, consumer: KafkaConsumer) -> None:
         self._consumers.discard(consumer)
@@ -305,6 +319,8 @@ class KafkaLog:
     # ------------------------------------------------------------------ helpers
 
     async def _ready_admin(self) -> AdminClient:
+        if self._closed:
+            raise InvariantViolation("the Kafka log is closed")
         if self._admin is None:
             await self.start()
         assert self._admin is not None
