@@ -170,6 +170,10 @@ class StreamProcessor:
                 outcome = await self._runner.run(consumer, records)
                 if outcome is BatchOutcome.FATAL:
                     break
+                if records:
+                    # Embedded polls and commits never suspend while data is waiting: yield
+                    # once per batch so the feed, the API and the other groups keep running.
+                    await asyncio.sleep(0)
                 now = time.monotonic()
                 if now >= next_lag or (not records and not self._caught_up):
                     await self._update_lag(consumer)

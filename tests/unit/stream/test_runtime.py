@@ -384,3 +384,23 @@ async def test_metrics_count_processed_records_and_dead_letters_by_service_and_t
         "alpha_panda_stream_errors_total", {**labels, "error_class": "DecodeError"}) == 1
     assert REGISTRY.get_sample_value(
         "alpha_panda_stream_lag", {"service": "metered", "topic": "m-in"}) == 0
+
+
+async def test_a_processor_with_a_backlog_lets_other_tasks_run() -> None:
+    log = MemoryLog()
+    await log.ensure_topics([spec("in", 1), spec("out", 1)])
+    await log.append([tick_output("in", i, 1) for i in range(20_000)])
+    proc = StreamProcessor(log, name="p", group="g", topics=["in"], handler=Echo("out"),
+                           settings=ProcessorSettings(batch_size=500))
+    ticks: list[int] = []
+
+    async def heartbeat() -> None:
+        while True:
+            ticks.append(proc.stats.processed)
+            await asyncio.sleep(0)
+
+    beat = asyncio.create_task(heartbeat())
+    await run_until(proc, lambda: proc.stats.processed == 20_000)
+    beat.cancel()
+    during = {t for t in ticks if 0 < t < 20_000}
+    assert len(during) >= 10  # the heartbeat ran between batches, not only before/after
