@@ -202,10 +202,8 @@ class ZerodhaTradingProcessor(StreamProcessor):
         sync_task: asyncio.Task[None] | None = None
         relay: asyncio.Task[None] | None = None
         try:
-            if not len(self.instruments):
-                self.instruments.update(await InstrumentMaster.load(
-                    self.zerodha.instruments_cache_dir, self.kite.instruments))
-            self.report = await self.sync.reconcile()
+            if not await self._prepare(stop):
+                return
             POSTBACKS.add(self.sync.on_order_update)
             sync_task = asyncio.create_task(self.sync.run(inner))
             relay = asyncio.create_task(_first(stop, sync_task, inner))
@@ -223,6 +221,25 @@ class ZerodhaTradingProcessor(StreamProcessor):
                 except AuthenticationError as exc:
                     self._stopped_live(str(exc))
             await self.kite.close()
+
+    async def _prepare(self, stop: asyncio.Event) -> bool:
+        """Instruments and reconciliation, retried with backoff while Kite is unreachable
+        (no order is placed before the books agree); False when stopped meanwhile."""
+        delay = 0.5
+        while not stop.is_set():
+            try:
+                if not len(self.instruments):
+                    self.instruments.update(await InstrumentMaster.load(
+                        self.zerodha.instruments_cache_dir, self.kite.instruments))
+                self.report = await self.sync.reconcile()
+                return True
+            except RetryableError as exc:
+                log_.warning("zerodha.reconcile_retry", error=str(exc), retry_in_s=delay)
+                try:
+                    await asyncio.wait_for(stop.wait(), delay)
+                except TimeoutError:
+                    delay = min(30.0, delay * 2)
+        return False
 
     def _stopped_live(self, detail: str) -> None:
         log_.error("zerodha.trading_stopped", alert=True, detail=detail)

@@ -301,3 +301,18 @@ async def test_an_old_signal_is_not_placed_late(settings: ZerodhaSettings, sessi
     assert fake.placements == 0
     assert isinstance(out.envelope.data, OrderRejected)
     assert out.envelope.data.reason_code == "STALE_SIGNAL"
+
+
+async def test_start_up_waits_for_kite_before_trading(
+        settings: ZerodhaSettings, session: KiteSession, fake: FakeKite, log: MemoryLog) -> None:
+    from alpha_panda.testing.fake_kite import KiteError
+
+    fake.fail_next.extend([KiteError(503, "NetworkException", "Gateway timed out")] * 2)
+    await append(log, signal_envelope(1))
+    trading = build_zerodha_engine(settings, log, FAST)
+    stop, task = await _run(trading)
+    await wait_for(lambda: _has(log, "submitted", 1))
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert not fake.fail_next and fake.placements == 1
+    assert trading.report is not None and trading.report.corrections == 0
