@@ -88,9 +88,10 @@ async def outcome(log: Log) -> Outcome:
                 duplicates += 1
             by_id[env.id] = r.value
             events[t][env.id] = env
-            if isinstance(env.data, PnlSnapshot) and env.data.strategy_id == "sma":
-                if snapshot is None or env.data.fills >= snapshot.fills:
-                    snapshot = env.data
+            data = env.data
+            if isinstance(data, PnlSnapshot) and data.strategy_id == "sma" and (
+                    snapshot is None or data.fills >= snapshot.fills):
+                snapshot = data
         ids[t] = set(by_id)
     assert snapshot is not None, "no P&L snapshot was published"
     return Outcome(ids, events, duplicates, snapshot)
