@@ -6,7 +6,8 @@ For each backend: append rate (batches of ``--batch``), then the rate at which `
 consumer groups each read every message and commit (offsets + processed ids, as the
 runtime does), and finally a ``StreamProcessor`` pass-through (decode, handle, emit,
 commit) on the same data, once with a handler that emits nothing and once with one that
-emits an envelope per record. One line of JSON per measurement on stdout.
+emits an envelope per record; last, the embedded topology live: appending while ``--groups``
+processors keep up (reads then come from the in-memory partition tails). One line of JSON per measurement on stdout.
 """
 
 from __future__ import annotations
@@ -108,6 +109,29 @@ async def _bench(name: str, log: EmbeddedLog, n: int, groups: int, batch: int) -
     await log.close()
 
 
+async def _live(name: str, log: EmbeddedLog, n: int, groups: int, batch: int) -> None:
+    """The embedded topology: a feed appends while ``groups`` processors keep up."""
+    await log.ensure_topics([TopicSpec("ticks", 6, KeyKind.INSTRUMENT, 0, None)])
+    msgs = _messages(n)
+    procs = [StreamProcessor(log, name=f"live-{g}", group=f"live-{g}", topics=["ticks"],
+                             handler=Sink()) for g in range(groups)]
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(p.run(stop)) for p in procs]
+    await asyncio.sleep(0.1)
+    t0 = time.perf_counter()
+    for i in range(0, n, batch):
+        await log.append(msgs[i:i + batch])
+        await asyncio.sleep(0)  # a feed yields between batches
+    while any(p.stats.processed < n for p in procs):
+        await asyncio.sleep(0.002)
+    live_s = time.perf_counter() - t0
+    stop.set()
+    await asyncio.gather(*tasks)
+    print(json.dumps({"backend": name, "op": f"live: append + {groups} processors keeping up",
+                      "messages": n, "per_s": round(n / live_s)}), flush=True)
+    await log.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--messages", type=int, default=200_000)
@@ -119,6 +143,9 @@ def main() -> None:
         asyncio.run(_bench("memory", MemoryLog(), args.messages, args.groups, args.batch))
         asyncio.run(_bench("sqlite", SqliteLog(Path(tmp) / "log.sqlite"), args.messages,
                            args.groups, args.batch))
+        asyncio.run(_live("memory", MemoryLog(), args.messages, args.groups, 500))
+        asyncio.run(_live("sqlite", SqliteLog(Path(tmp) / "live.sqlite"), args.messages,
+                          args.groups, 500))
 
 
 if __name__ == "__main__":

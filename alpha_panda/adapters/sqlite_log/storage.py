@@ -25,7 +25,7 @@ from typing import Final
 
 import msgspec
 
-from alpha_panda.adapters.sqlite_log.tail import TailCache
+from alpha_panda.adapters.sqlite_log.tail import TailCache, make_record
 from alpha_panda.domain.errors import ConfigurationError, ValidationError
 from alpha_panda.stream.dedup import RecentIds
 from alpha_panda.stream.embedded import Placed
@@ -183,7 +183,8 @@ class SqliteStorage:
             recs = by_code.get(code)
             if recs is None:
                 recs = by_code[code] = []
-            recs.append(Record(topic, partition, off, out.key, out.value, out.headers, ts_ms))
+            recs.append(make_record(topic, partition, off, out.key, out.value, out.headers,
+                                    ts_ms))
         return rows, by_code
 
     def _cache(self, by_code: dict[int, list[Record]]) -> None:
@@ -271,7 +272,7 @@ class SqliteStorage:
         topic, partition = tp.topic, tp.partition
         mask = (1 << OFFSET_BITS) - 1
         empty: Headers = ()
-        return [Record(topic, partition, pos & mask, key, value,
+        return [make_record(topic, partition, pos & mask, key, value,
                        _decode_headers(h) if h is not None else empty, ts)
                 for pos, ts, key, value, h in rows]
 

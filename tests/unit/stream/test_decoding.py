@@ -61,3 +61,13 @@ def test_tail_cache_serves_contiguous_records_only() -> None:
     assert [r.offset for r in tail.get(7, 19, 10) or []] == [19]
     tail.drop_before(7, 19)
     assert tail.get(7, 18, 1) is None
+
+
+def test_the_fast_record_constructor_builds_equal_records() -> None:
+    from alpha_panda.adapters.sqlite_log.tail import make_record
+
+    args = ("t", 2, 7, b"k", b"v", (("id", b"x"),), 123)
+    fast, slow = make_record(*args), Record(*args)
+    assert fast == slow and hash(fast) == hash(slow) and fast.tp == slow.tp
+    with pytest.raises(AttributeError):
+        fast.offset = 8  # type: ignore[misc]  # still frozen
