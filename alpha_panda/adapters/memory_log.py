@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from alpha_panda.stream.dedup import RecentIds
 from alpha_panda.stream.embedded import EmbeddedLog, Placed
 from alpha_panda.stream.log import Record, TopicPartition
+from alpha_panda.stream.records import make_record
 
 
 class MemoryStorage:
@@ -67,8 +68,8 @@ class MemoryStorage:
         for topic, partition, out in records:
             tp = TopicPartition(topic, partition)
             log = self._records[tp]
-            log.append(Record(topic, partition, self._base[tp] + len(log), out.key, out.value,
-                              out.headers, ts_ms))
+            log.append(make_record(topic, partition, self._base[tp] + len(log), out.key,
+                                   out.value, out.headers, ts_ms))
 
     def commit(self, group: str, records: Sequence[Placed], ts_ms: int,
                offsets: Mapping[TopicPartition, int], ids: Sequence[str]) -> None:

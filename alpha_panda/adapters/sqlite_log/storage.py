@@ -25,11 +25,12 @@ from typing import Final
 
 import msgspec
 
-from alpha_panda.adapters.sqlite_log.tail import TailCache, make_record
+from alpha_panda.adapters.sqlite_log.tail import TailCache
 from alpha_panda.domain.errors import ConfigurationError, ValidationError
 from alpha_panda.stream.dedup import RecentIds
 from alpha_panda.stream.embedded import Placed
 from alpha_panda.stream.log import Headers, Record, TopicPartition
+from alpha_panda.stream.records import make_record
 
 OFFSET_BITS: Final = 40
 MAX_PARTITIONS: Final = 1024

@@ -64,7 +64,7 @@ def test_tail_cache_serves_contiguous_records_only() -> None:
 
 
 def test_the_fast_record_constructor_builds_equal_records() -> None:
-    from alpha_panda.adapters.sqlite_log.tail import make_record
+    from alpha_panda.stream.records import make_record
 
     args = ("t", 2, 7, b"k", b"v", (("id", b"x"),), 123)
     fast, slow = make_record(*args), Record(*args)
