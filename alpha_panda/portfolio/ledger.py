@@ -117,6 +117,10 @@ class PositionLedger:
         self._fills: dict[str, int] = {}
         self._seen: OrderedDict[str, None] = OrderedDict()  # recent fill ids, bounded
         self._curve: list[tuple[int, int]] = []  # account equity after each fill
+        # Account totals kept incrementally so ``equity()`` after each fill is O(1):
+        # Σ flows, and Σ quantity × mark_price over the positions (0 for flat ones).
+        self._flow_total = 0
+        self._held = 0
 
     def apply_fill(self, fill: OrderFilled) -> None:
         """Book one execution (ignored if this ``fill_id`` was booked already)."""
@@ -125,27 +129,39 @@ class PositionLedger:
         self._seen[fill.fill_id] = None
         if len(self._seen) > FILL_IDS_KEPT:
             self._seen.popitem(last=False)
-        pos = self.position(fill.strategy_id, fill.instrument_token)
-        signed = fill.side.sign * fill.quantity
-        pos.apply(signed, fill.price)
+        sid = fill.strategy_id
+        pos = self._positions.get((sid, fill.instrument_token))
+        if pos is None:
+            pos = self.position(sid, fill.instrument_token)
+        held_before = pos.quantity * pos.mark_price if pos.quantity else 0
+        quantity = fill.quantity
+        price = fill.price
+        signed = fill.side.sign * quantity
+        pos.apply(signed, price)
         pos.product = fill.product
         pos.fills += 1
         if signed > 0:
-            pos.bought += fill.quantity
+            pos.bought += quantity
         else:
-            pos.sold += fill.quantity
+            pos.sold += quantity
         charges = fill.charges.total
         pos.charges += charges
         if pos.last_price is None:
-            pos.last_price = fill.price
-        sid = fill.strategy_id
-        self._flow[sid] = self._flow.get(sid, 0) - signed * fill.price - charges
+            pos.last_price = price
+        flow = -signed * price - charges
+        self._flow[sid] = self._flow.get(sid, 0) + flow
+        self._flow_total += flow
         self._fills[sid] = self._fills.get(sid, 0) + 1
-        self._curve.append((fill.ts, self.equity()))
+        # after a fill the position has a mark (set above), so its value is quantity × mark
+        self._held += pos.quantity * pos.last_price - held_before
+        self._curve.append((fill.ts, self.initial_cash + self._flow_total + self._held))
 
     def mark(self, token: int, price: int) -> None:
         """Mark every position in ``token`` at ``price`` (its last traded price)."""
         for pos in self._by_token.get(token, ()):
+            q = pos.quantity
+            if q:
+                self._held += q * (price - pos.mark_price)
             pos.last_price = price
 
     def position(self, strategy_id: str, token: int) -> Position:
@@ -171,11 +187,13 @@ class PositionLedger:
     def cash(self, strategy_id: str | None = None) -> int:
         """Cash of a strategy (its allocation + flows) or of the account."""
         if strategy_id is None:
-            return self.initial_cash + sum(self._flow.values())
+            return self.initial_cash + self._flow_total
         return self._allocation.get(strategy_id, 0) + self._flow.get(strategy_id, 0)
 
     def equity(self, strategy_id: str | None = None) -> int:
         """Cash plus the marked value of the open positions."""
+        if strategy_id is None:
+            return self.initial_cash + self._flow_total + self._held
         held = sum(p.quantity * p.mark_price for p in self.positions(strategy_id, open_only=True))
         return self.cash(strategy_id) + held
 
