@@ -113,10 +113,14 @@ class BatchRunner:
         ids = [_fast_id(r) for r in records]
         seen: set[str] = set()
         dedup = s.dedup
+        local = p.local_dedup
         if dedup and records:
             known = [i for i in ids if i is not None]
-            seen = recent.seen(known)
-            fresh = [i for i in known if i not in seen] if seen else known
+            if local:
+                seen = recent.seen(known)
+                fresh = [i for i in known if i not in seen] if seen else known
+            else:
+                fresh = known
             if fresh:
                 seen |= await self._seen(consumer, fresh)
         batch_ids: set[str] = set()
@@ -203,7 +207,8 @@ class BatchRunner:
                 stats.emitted += len(extra)
         if outputs or offsets:
             await self._commit(consumer, outputs, offsets, processed)
-        recent.update(processed)
+        if local:
+            recent.update(processed)
         for t, n in per_topic.items():
             stats.processed += n
             metrics.PROCESSED.labels(p.name, t).inc(n)

@@ -3,7 +3,9 @@
 With the embedded log, every group of the process reads the same records (a tick is read
 by the strategy runner, the paper engine and the portfolio). Envelopes are immutable, so
 the first group's decode can serve the others: ``SharedDecoder`` keeps the envelopes of
-recent positions ``(topic, partition, offset)`` of one log, which never change content.
+recent records of one log. Embedded logs hand every group the very same ``Record`` objects
+(from their partition tails), so records are matched by identity: no key to build, and a
+record the cache holds cannot be confused with another.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from alpha_panda.domain.events import Envelope, EventCodec
 from alpha_panda.stream.log import Log, Record
 
 Decoder = Callable[[Record], Envelope[Any]]
-_Key = tuple[str, int, int]
+_Entry = tuple[Record, Envelope[Any]]
 
 
 class SharedDecoder:
@@ -25,19 +27,22 @@ class SharedDecoder:
     def __init__(self, codec: EventCodec, capacity: int = 50_000) -> None:
         self._decode = codec.decode
         self._capacity = capacity
-        self._young: dict[_Key, Envelope[Any]] = {}
-        self._old: dict[_Key, Envelope[Any]] = {}
+        # id(record) -> (record, envelope): holding the record keeps its id from being reused.
+        self._young: dict[int, _Entry] = {}
+        self._old: dict[int, _Entry] = {}
 
     def __call__(self, record: Record) -> Envelope[Any]:
-        key = (record.topic, record.partition, record.offset)
-        env = self._young.get(key)
-        if env is not None:
-            return env
-        env = self._old.get(key)
-        if env is None:
+        key = id(record)
+        entry = self._young.get(key)
+        if entry is not None and entry[0] is record:
+            return entry[1]
+        entry = self._old.get(key)
+        if entry is not None and entry[0] is record:
+            env = entry[1]
+        else:
             env = self._decode(record.value)  # raises DecodeError: nothing is cached
         young = self._young
-        young[key] = env
+        young[key] = (record, env)
         if len(young) >= self._capacity:
             self._old = young
             self._young = {}

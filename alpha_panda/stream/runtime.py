@@ -102,8 +102,12 @@ class StreamProcessor:
         self._paused: dict[TopicPartition, float] = {}  # partition -> loop time to resume
         self._attempts: dict[tuple[TopicPartition, int], int] = {}
         self._hot = HotPartitionTracker(settings.hot_factor, settings.hot_min_records)
+        embedded = isinstance(log, EmbeddedLog)
         # In-process logs: every group reads the same records, so decode each only once.
-        self.decoder = decoder_for(log, codec, share=isinstance(log, EmbeddedLog))
+        self.decoder = decoder_for(log, codec, share=embedded)
+        # An embedded log answers ``seen`` from memory already; a remote one (Kafka's dedup
+        # store) gets this in-memory window in front of it.
+        self.local_dedup = not embedded
 
     # ------------------------------------------------------------------ public surface
 
