@@ -99,6 +99,7 @@ class BatchRunner:
         stats = p.stats
         handler = p.handler
         decode = p.decoder
+        codec = p.codec
         ahandle = getattr(handler, "ahandle", None)
         handle = handler.handle
         recent = p.recent_ids
@@ -150,6 +151,8 @@ class BatchRunner:
             try:
                 event = decode(r)
                 emits = await ahandle(event, r) if ahandle is not None else handle(event, r)
+                # Encoded here so an unencodable output fails its own message only.
+                outs = [to_output(e, codec) for e in emits] if emits else None
             except Exception as exc:  # noqa: BLE001 - any failure is classified, none is dropped
                 stats.errors += 1
                 metrics.ERRORS.labels(p.name, r.topic, type(exc).__name__).inc()
@@ -186,10 +189,9 @@ class BatchRunner:
                 continue
             if attempts:
                 attempts.pop((tp, r.offset), None)
-            if emits:
-                for e in emits:
-                    outputs.append(to_output(e, p.codec))
-                stats.emitted += len(emits)
+            if outs:
+                outputs.extend(outs)
+                stats.emitted += len(outs)
             if eid is not None:
                 processed.append(eid)
                 batch_ids.add(eid)

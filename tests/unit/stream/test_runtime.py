@@ -404,3 +404,22 @@ async def test_a_processor_with_a_backlog_lets_other_tasks_run() -> None:
     beat.cancel()
     during = {t for t in ticks if 0 < t < 20_000}
     assert len(during) >= 10  # the heartbeat ran between batches, not only before/after
+
+
+async def test_an_output_that_cannot_be_encoded_dead_letters_its_input_only() -> None:
+    log = MemoryLog()
+    await log.ensure_topics([spec("in", 1), spec("out", 1)])
+    await log.append([tick_output("in", i, 1) for i in range(1, 4)])
+
+    class Broken(Echo):
+        def handle(self, event: Envelope[Any], record: Record) -> Sequence[Emit]:
+            emits = super().handle(event, record)
+            if event.ts == 2:
+                bad = new_envelope(event.data, id=object(), ts=0, source="x",  # type: ignore[arg-type]
+                                   key="1")
+                return [Emit("out", bad)]
+            return emits
+
+    proc = StreamProcessor(log, name="p", group="g", topics=["in"], handler=Broken("out"))
+    await run_until(proc, lambda: proc.stats.processed == 2 and proc.stats.dead_lettered == 1)
+    assert len(await read_all(log, "out")) == 2
