@@ -1,0 +1,230 @@
+"""End-to-end benchmark of the distributed pipeline: every service its own process on a
+Kafka-protocol broker (a private Tansu, or ``KAFKA_BOOTSTRAP``).
+
+    python bench/kafka_pipeline.py [--ticks N] [--rate R] [--seconds S] [--json]
+
+1. Throughput: with strategy runner, risk manager, paper engine and portfolio running (one
+   process each, joined and idle), a feed process replays a generated tick file as fast as
+   it can; ticks/s from the first tick appended until every consumer group has committed
+   the end of every topic it reads.
+2. Latency: the same services, a feed paced at ``--rate`` ticks/s; tick-to-fill is the
+   time from the tick's append (its record timestamp) until a separate consumer (its own
+   group, read_committed) receives the fill the tick caused (same correlation id).
+
+Every commit is a Kafka transaction (outputs + offsets), so the figures include the
+exactly-once machinery. Prints the figures; ``--json`` prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from alpha_panda.adapters.kafka import KafkaLog
+from alpha_panda.domain.events import CODEC
+from alpha_panda.marketdata.files import generate_random_walk, write_ticks
+from alpha_panda.stream.log import Record, TopicPartition
+from alpha_panda.stream.topics import MARKET_TICKS, REGISTRY
+from alpha_panda.testing.tansu import kafka_test_settings, tansu_broker
+
+SERVICES = ["strategy-runner", "risk-manager", "paper-engine", "portfolio"]
+GROUPS = {  # the paper pipeline's consumer groups and what each reads
+    "strategy-runner": [MARKET_TICKS],
+    "paper.strategy-feedback": ["paper.signals.rejected", "paper.orders.submitted",
+                                "paper.orders.rejected", "paper.orders.filled"],
+    "paper.risk-manager": [MARKET_TICKS, "paper.signals.raw", "paper.orders.filled"],
+    "paper.trading-engine": [MARKET_TICKS, "paper.signals.validated"],
+    "paper.portfolio": [MARKET_TICKS, "paper.orders.submitted", "paper.orders.filled"],
+}
+STRATEGY = """\
+id: bench_sma
+strategy: sma_cross
+instruments: {tokens}
+brokers: [paper]
+params: {{fast: 10, slow: 30, quantity: 1}}
+execution: {{costs: true}}
+"""
+
+
+def prepare(root: Path, n: int, instruments: int, spacing_ns: int | None) -> Path:
+    cols = generate_random_walk(n, instruments, seed=1)
+    if spacing_ns is not None:  # evenly spaced event time: pacing gives a steady rate
+        cols = type(cols)(**{**{f: getattr(cols, f) for f in cols.__dataclass_fields__},
+                             "ts": cols.ts[0] + np.arange(n, dtype=np.int64) * spacing_ns})
+    path = root / "ticks.parquet"
+    write_ticks(path, cols)
+    (root / "strategies").mkdir(exist_ok=True)
+    tokens = sorted(set(cols.instrument_token.tolist()))
+    (root / "strategies" / "bench.yaml").write_text(STRATEGY.format(tokens=tokens))
+    return path
+
+
+class Cluster:
+    """The services as child processes; stopped with SIGTERM (graceful) at the end."""
+
+    def __init__(self, url: str, root: Path) -> None:
+        self.url, self.root = url, root
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.env = {**os.environ, "ALPHA_PANDA_DATA_DIR": str(root / "data"),
+                    "ALPHA_PANDA_LOG_FORMAT": "json", "ALPHA_PANDA_LOG_LEVEL": "INFO",
+                    "ALPHA_PANDA_KAFKA__SESSION_TIMEOUT_MS": "3000",
+                    "ALPHA_PANDA_KAFKA__HEARTBEAT_INTERVAL_MS": "500",
+                    "ALPHA_PANDA_KAFKA__MAX_POLL_INTERVAL_MS": "30000"}
+
+    def start(self, name: str, *extra: str) -> Path:
+        out = self.root / f"{name}.log"
+        # BENCH_PROFILE=NAME writes a cProfile of that service to NAME.prof (cwd).
+        prof = ["-m", "cProfile", "-o", f"{name}.prof"] if os.environ.get(
+            "BENCH_PROFILE") == name else []
+        self.procs.append(subprocess.Popen(
+            [sys.executable, *prof, "-m", "alpha_panda.cli", "service", name, "--log", self.url,
+             *extra], env={**self.env, "ALPHA_PANDA_KAFKA__INSTANCE_ID": f"{name}-0"},
+            stdout=out.open("wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
+        return out
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Until every group has its partitions (so joins are not measured)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = "".join(p.read_text() for p in self.root.glob("*.log"))
+            if text.count("processor.caught_up") >= len(GROUPS):
+                return
+            if any(p.poll() is not None for p in self.procs):
+                raise SystemExit(f"a service exited; logs in {self.root}")
+            time.sleep(0.1)
+        raise SystemExit(f"services not ready in {timeout}s; logs in {self.root}")
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+async def drained(log: KafkaLog, ticks: int) -> bool:
+    if sum((await log.end_offsets(MARKET_TICKS)).values()) < ticks:
+        return False
+    for group, topics in GROUPS.items():
+        for t in topics:
+            ends, done = await log.end_offsets(t), await log.committed_offsets(group, t)
+            if any(done.get(p, 0) < e for p, e in ends.items()):
+                return False
+    return True
+
+
+async def append_times(log: KafkaLog, topic: str, by_correlation: bool = True
+                       ) -> dict[str, int]:
+    """Correlation id (or event id) -> when the record was appended (ms since the epoch)."""
+    out: dict[str, int] = {}
+    for p, end in (await log.end_offsets(topic)).items():
+        offset = 0
+        while offset < end:
+            batch: list[Record] = await log.read(TopicPartition(topic, p), offset, 5000)
+            if not batch:
+                break
+            for r in batch:
+                env = CODEC.decode(r.value)
+                out.setdefault((env.correlation_id if by_correlation else None) or env.id,
+                               r.timestamp_ms)
+            offset = batch[-1].offset + 1
+    return out
+
+
+STAGES = ["paper.signals.raw", "paper.signals.validated", "paper.orders.submitted",
+          "paper.orders.filled"]
+
+
+async def stage_latency(log: KafkaLog, ticks: dict[str, int]) -> dict[str, float]:
+    """Median time from the tick to each stage's output being appended, in ms."""
+    out: dict[str, float] = {}
+    for topic in STAGES:
+        times = await append_times(log, topic)
+        gaps = [t - ticks[c] for c, t in times.items() if c in ticks]
+        if gaps:
+            out[topic] = float(np.median(gaps))
+    return out
+
+
+async def run(url: str, bootstrap: str, n: int, instruments: int, rate: int | None
+              ) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="ap-kbench-") as tmp:
+        root = Path(tmp)
+        path = prepare(root, n, instruments, 1_000_000 if rate else None)
+        log = KafkaLog(kafka_test_settings(bootstrap))
+        await log.start()
+        await log.ensure_topics(REGISTRY.all())
+        cluster = Cluster(url, root)
+        received: dict[str, int] = {}  # fill correlation id -> wall ms it was received
+        watcher = log.consumer(f"bench-{os.getpid()}-{rate}", ["paper.orders.filled"])
+        try:
+            for s in SERVICES:
+                cluster.start(s, "--strategies", str(root / "strategies"))
+            cluster.wait_ready()
+            while not watcher.assignment():
+                await watcher.poll(100, 0.1)
+            pace = ["--speed", str(rate / 1000)] if rate else []
+            cluster.start("feed", "--feed", f"replay:{path}", *pace)
+            while not await drained(log, n):
+                for r in await watcher.poll(5000, 0.05):
+                    now = time.time_ns() // 1_000
+                    received.setdefault(CODEC.decode(r.value).correlation_id or "", now)
+            done_ms = time.time() * 1000
+            times = await append_times(log, MARKET_TICKS, by_correlation=False)
+            stages = await stage_latency(log, times) if rate else {}
+        finally:
+            cluster.stop()
+            await log.close()
+    first = min(times.values())
+    lat = np.array([received[c] / 1000 - times[c] for c in received if c in times])
+    out: dict[str, Any] = {"ticks": n, "fills": len(received),
+                           "elapsed_s": round((done_ms - first) / 1000, 3),
+                           "ticks_per_s": round(n / ((done_ms - first) / 1000))}
+    if rate:
+        out |= {"rate": rate, "p50_ms": round(float(np.percentile(lat, 50)), 2),
+                "p99_ms": round(float(np.percentile(lat, 99)), 2),
+                "max_ms": round(float(lat.max()), 2), "stage_p50_ms": stages}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--ticks", type=int, default=200_000)
+    ap.add_argument("--instruments", type=int, default=20)
+    ap.add_argument("--rate", type=int, default=5_000)
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    with tansu_broker() as broker:
+        thr = asyncio.run(run(broker.url, broker.bootstrap, args.ticks, args.instruments, None))
+    with tansu_broker() as broker:
+        lat = asyncio.run(run(broker.url, broker.bootstrap, int(args.rate * args.seconds),
+                              args.instruments, args.rate))
+    if args.json:
+        print(json.dumps({"throughput": thr, "latency": lat}))
+        return
+    print(f"throughput: {thr['ticks']:,} ticks in {thr['elapsed_s']} s = "
+          f"{thr['ticks_per_s']:,} ticks/s end to end ({thr['fills']:,} fills), "
+          f"one process per service on Kafka")
+    print(f"latency at {lat['rate']:,} ticks/s: tick-to-fill p50 {lat['p50_ms']} ms, "
+          f"p99 {lat['p99_ms']} ms, max {lat['max_ms']} ms over {lat['fills']:,} fills")
+    print("  median append time after the tick, per stage: " + ", ".join(
+        f"{t} {v:.0f} ms" for t, v in lat["stage_p50_ms"].items()))
+
+
+if __name__ == "__main__":
+    main()
