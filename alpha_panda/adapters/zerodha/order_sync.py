@@ -179,6 +179,7 @@ class ZerodhaOrderSync:
         self._state = State.RUNNING
         try:
             while not stop.is_set():
+                self._wake.clear()  # before the sync: a postback arriving during it counts
                 try:
                     await self.sync()
                     self._detail = ""
@@ -186,7 +187,6 @@ class ZerodhaOrderSync:
                     self.errors += 1
                     self._detail = str(exc)
                     log_.warning("zerodha.sync_retry", error=str(exc))
-                self._wake.clear()
                 waits = [asyncio.ensure_future(self._wake.wait()),
                          asyncio.ensure_future(stop.wait())]
                 _, pending = await asyncio.wait(waits, timeout=self._poll,
