@@ -124,7 +124,6 @@ class BatchRunner:
                 fresh = known
             if fresh:
                 seen |= await self._seen(consumer, fresh)
-        batch_ids: set[str] = set()
         # Records come in runs per partition: per-partition bookkeeping (next offset, count,
         # blocked) lives in locals and is flushed to the dicts when the run ends.
         tp = TopicPartition("", -1)
@@ -143,7 +142,7 @@ class BatchRunner:
                 run_blocked = tp in blocked
             if run_blocked:
                 continue
-            if eid is not None and dedup and (eid in seen or eid in batch_ids):
+            if eid is not None and dedup and eid in seen:
                 stats.duplicates += 1
                 metrics.DUPLICATES.labels(p.name, r.topic).inc()
                 nxt = r.offset + 1
@@ -194,7 +193,7 @@ class BatchRunner:
                 stats.emitted += len(outs)
             if eid is not None:
                 processed.append(eid)
-                batch_ids.add(eid)
+                seen.add(eid)  # a repeat later in this batch is a duplicate too
             nxt = r.offset + 1
             run += 1
         if nxt >= 0:

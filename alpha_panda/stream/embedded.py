@@ -133,7 +133,13 @@ class EmbeddedLog:
             for m in self._subscribers.get(t, ()):
                 m.wake.set()
 
+    def _check_open(self) -> None:
+        if self._closed:
+            # Shutdown order: stop processors and feeds first, then close the log.
+            raise InvariantViolation("the log is closed")
+
     async def append(self, outputs: Sequence[Output]) -> None:
+        self._check_open()
         if not outputs:
             return
         placed = self._place(outputs)
@@ -151,6 +157,7 @@ class EmbeddedLog:
         return EmbeddedConsumer(self, group, member, on_assign, on_revoke)
 
     async def read(self, tp: TopicPartition, offset: int, limit: int = 500) -> list[Record]:
+        self._check_open()
         if tp.topic not in self._topics:
             return []
         return self._storage.read(tp, offset, limit)
@@ -237,6 +244,7 @@ class EmbeddedConsumer:
     async def poll(self, max_records: int = 500, timeout: float = 0.1) -> list[Record]:
         if self._closed:
             raise InvariantViolation(f"poll on a closed consumer of group {self._group!r}")
+        self._log._check_open()
         deadline = time.monotonic() + timeout
         while True:
             self._member.wake.clear()
@@ -254,6 +262,7 @@ class EmbeddedConsumer:
 
     async def commit(self, outputs: Sequence[Output], offsets: Mapping[TopicPartition, int],
                      processed_ids: Sequence[str] = ()) -> None:
+        self._log._check_open()
         foreign = [tp for tp in offsets if tp not in self._member.owned]
         if foreign:
             raise InvariantViolation(

@@ -43,3 +43,18 @@ async def test_appending_to_a_registry_topic_creates_it_with_its_layout() -> Non
     topics = await log.list_topics()
     assert topics["paper.signals.raw"] == REGISTRY.partitions("paper.signals.raw")
     assert topics["scratch"] == 1
+
+
+async def test_using_a_closed_log_is_a_clear_error() -> None:
+    import pytest
+
+    from alpha_panda.domain.errors import InvariantViolation
+
+    log = MemoryLog()
+    await log.ensure_topics([spec("t", 1)])
+    c = log.consumer("g", ["t"])
+    await log.close()
+    with pytest.raises(InvariantViolation, match="closed"):
+        await log.append([raw("t", b"k", b"v")])
+    with pytest.raises(InvariantViolation, match="closed"):
+        await c.poll(1, 0.01)
