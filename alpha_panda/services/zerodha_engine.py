@@ -54,6 +54,7 @@ from alpha_panda.execution.zerodha.orders import (
     order_tag,
 )
 from alpha_panda.execution.zerodha.reconcile import OrderBook, TrackedOrder
+from alpha_panda.observability.health import ComponentStatus, State
 from alpha_panda.services.emitting import order_emit
 from alpha_panda.stream.emit import Emit
 from alpha_panda.stream.log import Log, Record, TopicPartition
@@ -221,6 +222,15 @@ class ZerodhaTradingProcessor(StreamProcessor):
                 except AuthenticationError as exc:
                     self._stopped_live(str(exc))
             await self.kite.close()
+
+    def health(self) -> ComponentStatus:
+        """The processor's health, with the order sync's trouble (Kite unreachable) shown."""
+        status = super().health()
+        sync = self.sync.health()
+        if sync.detail and status.state is State.RUNNING:
+            status.detail = f"order sync: {sync.detail}"
+        status.errors += sync.errors
+        return status
 
     async def _prepare(self, stop: asyncio.Event) -> bool:
         """Instruments and reconciliation, retried with backoff while Kite is unreachable

@@ -10,7 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from alpha_panda.domain.errors import ConfigurationError
 
 
 class ZerodhaSettings(BaseModel):
@@ -60,4 +62,9 @@ def zerodha_settings(settings: Any) -> ZerodhaSettings:
     section = getattr(settings, "zerodha", settings)
     if isinstance(section, ZerodhaSettings):
         return section
-    return ZerodhaSettings.model_validate(dict(section or {}))
+    try:
+        return ZerodhaSettings.model_validate(dict(section or {}))
+    except ValidationError as exc:
+        problems = "; ".join(f"zerodha.{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                             for e in exc.errors())
+        raise ConfigurationError(f"invalid Zerodha settings: {problems}") from exc

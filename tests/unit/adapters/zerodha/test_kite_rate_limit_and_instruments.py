@@ -92,3 +92,8 @@ def test_settings_never_show_secrets_and_come_from_the_app_section() -> None:
 
     app = SimpleNamespace(zerodha={"api_key": "k2", "session_key": SecretStr("x")})
     assert zerodha_settings(app).api_key == "k2"
+
+
+def test_a_misspelt_setting_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="zerodha.api_secrett"):
+        zerodha_settings({"api_secrett": "x"})
