@@ -70,6 +70,10 @@ TRANSITIONS: Final[dict[OrderStatus, frozenset[OrderStatus]]] = {
 }
 
 
+_FILLED: Final = OrderStatus.FILLED
+_PARTIALLY_FILLED: Final = OrderStatus.PARTIALLY_FILLED
+
+
 @dataclass(slots=True)
 class Order:
     """One order inside the paper exchange (mutable; the engine owns it)."""
@@ -121,14 +125,15 @@ class Order:
 
     def record_fill(self, quantity: int, price: int) -> None:
         """Add an execution; moves to PARTIALLY_FILLED or FILLED."""
-        if quantity <= 0 or quantity > self.leaves:
+        leaves = self.quantity - self.filled
+        if quantity <= 0 or quantity > leaves:
             raise IllegalTransition(
-                f"order {self.order_id}: fill of {quantity} with {self.leaves} leaves"
+                f"order {self.order_id}: fill of {quantity} with {leaves} leaves"
             )
         self.filled += quantity
         self.turnover += quantity * price
         self.fills += 1
-        self.transition(OrderStatus.FILLED if self.leaves == 0 else OrderStatus.PARTIALLY_FILLED)
+        self.transition(_FILLED if quantity == leaves else _PARTIALLY_FILLED)
 
     @property
     def average_price(self) -> int:

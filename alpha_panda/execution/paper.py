@@ -57,6 +57,16 @@ CLOSED_ORDERS_KEPT = 50_000
 CLOSED_IDS_KEPT = 1_000_000
 """Ids of dropped orders kept so a redelivered signal is still recognised."""
 
+# Enum members bound once: attribute access on an enum class costs more than a global.
+_MARKET = OrderType.MARKET
+_LIMIT = OrderType.LIMIT
+_SL_M = OrderType.SL_M
+_MIS = Product.MIS
+_DAY = Validity.DAY
+_IOC = Validity.IOC
+_BUY = Side.BUY
+_FILLED = OrderStatus.FILLED
+
 
 
 class PaperExchange:
@@ -81,6 +91,11 @@ class PaperExchange:
         self._squared: dict[tuple[int, object], tuple[int, int]] = {}  # (token, day) -> (ts, px)
         self._squareoffs: dict[tuple[str, int, object], int] = {}
         self._clock = SessionClock(self._calendar, cfg.mis_squareoff)
+        # Settings read on every order, taken once from the (frozen) config.
+        self._latency_ns = cfg.latency_ns
+        self._queue = cfg.market_hours == "queue"
+        self._no_slip = self._slip == 0 and not cfg.slippage_jitter_bps
+        self._segments: dict[tuple[int, Product], Segment] = {}
 
     # ------------------------------------------------------------------ public API
 
@@ -104,33 +119,40 @@ class PaperExchange:
         order_id = derive_id(signal_id, "order")
         if order_id in self._orders or order_id in self._closed_ids:
             return []  # redelivered signal: the order exists already
-        cfg = self.config
-        arrival = now_ns + cfg.latency_ns
+        arrival = now_ns + self._latency_ns
         queued = False
-        if cfg.market_hours == "queue" and not self._calendar.is_open(arrival):
+        if self._queue and not self._calendar.is_open(arrival):
             arrival, queued = self._calendar.next_open_ns(arrival), True
+        token = signal.instrument_token
+        product = signal.product
+        segment = self._segments.get((token, product))
+        if segment is None:
+            segment = self._segments[(token, product)] = self._segment(token, product)
         order = Order(
             order_id=order_id, signal_id=signal_id, strategy_id=signal.strategy_id,
-            instrument_token=signal.instrument_token, side=signal.side, quantity=signal.quantity,
-            order_type=signal.order_type, product=signal.product, validity=signal.validity,
-            segment=self._segment(signal.instrument_token, signal.product),
-            created_ns=now_ns, arrival_ns=arrival, limit_price=signal.limit_price,
-            trigger_price=signal.trigger_price, price_hint=signal.price_hint,
-            take_profit=signal.take_profit, stop_loss=signal.stop_loss,
+            instrument_token=token, side=signal.side, quantity=signal.quantity,
+            order_type=signal.order_type, product=product, validity=signal.validity,
+            segment=segment, created_ns=now_ns, arrival_ns=arrival,
+            limit_price=signal.limit_price, trigger_price=signal.trigger_price,
+            price_hint=signal.price_hint, take_profit=signal.take_profit,
+            stop_loss=signal.stop_loss,
         )
         self._register(order)
         reason = self._validate(order, now_ns)
         if reason is not None:
             return [self._reject(order, reason[0], reason[1], now_ns)]
         out: list[Payload] = [self._submitted(order, now_ns)]
-        if order.order_type is OrderType.MARKET and arrival == now_ns and not queued:
+        kind = order.order_type
+        if kind is _MARKET and arrival == now_ns and not queued:
             price = order.price_hint if order.price_hint is not None else self._last_price(order)
             if price is None:
                 out.append(self._reject(order, "NO_PRICE", "no reference price yet", now_ns))
                 return out
-            self._fill(order, order.quantity, self._market_price(order, price), now_ns, out)
+            if not self._no_slip:
+                price = self._market_price(order, price)
+            self._fill(order, order.quantity, price, now_ns, out)
             return out
-        if order.order_type is OrderType.LIMIT and cfg.latency_ms == 0 and not queued:
+        if kind is _LIMIT and self._latency_ns == 0 and not queued:
             hint = order.price_hint
             assert order.limit_price is not None
             if hint is not None and order.side.sign * (order.limit_price - hint) >= 0:
@@ -184,11 +206,15 @@ class PaperExchange:
     # ------------------------------------------------------------------ validation
 
     def _validate(self, order: Order, now_ns: int) -> tuple[str, str] | None:
-        history = self._history.get(order.instrument_token, ())
+        # The circuit band (and so its reference price) only applies to a limit or trigger price.
+        reference = None
+        if self._bands is not None and (
+            order.limit_price is not None or order.trigger_price is not None
+        ):
+            reference = reference_price(self._history.get(order.instrument_token, ()), now_ns)
         return validate(
             order, now_ns, self.config, self._calendar, self._bands, self._clock,
-            reference=reference_price(history, now_ns),
-            dropped_ts=self._dropped_ts.get(order.instrument_token, -1),
+            reference=reference, dropped_ts=self._dropped_ts.get(order.instrument_token, -1),
         )
 
     # ------------------------------------------------------------------ matching
@@ -306,30 +332,40 @@ class PaperExchange:
             charges = self._costs.fill_charges(
                 order.segment, order.side, before, order.turnover, self.config.exchange
             )
+        order_id = order.order_id
+        filled = order.filled
         out.append(
             OrderFilled(
-                order_id=order.order_id, fill_id=derive_id(order.order_id, "fill", n),
+                order_id=order_id, fill_id=derive_id(order_id, "fill", n),
                 strategy_id=order.strategy_id, instrument_token=order.instrument_token,
-                side=order.side, quantity=qty, price=price, cumulative_quantity=order.filled,
-                leaves_quantity=order.leaves, average_price=order.average_price,
+                side=order.side, quantity=qty, price=price, cumulative_quantity=filled,
+                leaves_quantity=order.quantity - filled, average_price=order.average_price,
                 product=order.product, charges=charges, ts=ts,
             )
         )
-        if order.product is Product.MIS:
+        if order.product is _MIS:
             key = (order.strategy_id, order.instrument_token)
-            self._mis[key] = self._mis.get(key, 0) + order.side.sign * qty
+            self._mis[key] = self._mis.get(key, 0) + (qty if order.side is _BUY else -qty)
             self._late_squareoff(order, ts, out)
-        if order.status is OrderStatus.FILLED:
+        if order.status is _FILLED:
             self._close(order)
-            sibling = self._orders.get(order.sibling_order_id or "")
-            if sibling is not None and sibling.status.is_open:
-                self._cancel(sibling, "oco", ts, out)
-            self._completed(order, ts, out)
+            if order.sibling_order_id is not None:
+                sibling = self._orders.get(order.sibling_order_id)
+                if sibling is not None and sibling.status.is_open:
+                    self._cancel(sibling, "oco", ts, out)
+            if order.parent_order_id is None and (
+                order.take_profit is not None or order.stop_loss is not None
+            ):
+                self._completed(order, ts, out)
 
     def _close(self, order: Order) -> None:
         orders = self._open.get(order.instrument_token)
-        if orders and order in orders:
-            orders.remove(order)
+        if orders:
+            # by identity: order ids are unique, and comparing dataclasses field by field is slow
+            for k, o in enumerate(orders):
+                if o is order:
+                    del orders[k]
+                    break
         # closed orders are kept for ``order()`` and idempotency, then only their ids
         self._closed[order.order_id] = None
         if len(self._closed) > CLOSED_ORDERS_KEPT:
@@ -432,12 +468,12 @@ class PaperExchange:
 
     def _register(self, order: Order) -> None:
         """Store a new order with the session times it is subject to."""
-        sess = self._session(order.arrival_ns)
-        if self.config.expire_day_orders and order.validity is Validity.DAY:
+        sess = self._clock.session(order.arrival_ns)
+        if order.validity is _DAY and self.config.expire_day_orders:
             # placed after the close (market hours not enforced): it lives until the next one
             close = sess.close if order.arrival_ns < sess.close else self._session(sess.hi).close
             order.expires_ns = close
-        if order.product is Product.MIS:
+        if order.product is _MIS:
             order.cutoff_ns = sess.cutoff
         self._orders[order.order_id] = order
 

@@ -49,7 +49,8 @@ class PaperVenue:
         return self._by_strategy.get(strategy_id, self._fallback)
 
     def submit(self, signal_id: str, signal: Signal, now_ns: int) -> list[Payload]:
-        return self.exchange_for(signal.strategy_id).submit(signal_id, signal, now_ns)
+        exchange = self._by_strategy.get(signal.strategy_id, self._fallback)
+        return exchange.submit(signal_id, signal, now_ns)
 
     def on_tick(self, tick: MarketTick) -> list[Payload]:
         if len(self._exchanges) == 1:

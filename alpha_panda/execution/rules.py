@@ -39,27 +39,32 @@ def validate(
     if order.quantity <= 0:
         return "QUANTITY", f"quantity must be positive, got {order.quantity}"
     kind = order.order_type
-    if kind in (OrderType.LIMIT, OrderType.SL) and order.limit_price is None:
+    limit, trigger = order.limit_price, order.trigger_price
+    if limit is None and kind in (OrderType.LIMIT, OrderType.SL):
         return "PRICE_MISSING", f"{kind} order needs a limit price"
-    if order.is_stop and order.trigger_price is None:
+    is_stop = kind in (OrderType.SL, OrderType.SL_M)
+    if is_stop and trigger is None:
         return "TRIGGER_MISSING", f"{kind} order needs a trigger price"
-    prices = [p for p in (order.limit_price, order.trigger_price) if p is not None]
-    exits = [p for p in (order.take_profit, order.stop_loss) if p is not None]
-    if any(p <= 0 for p in prices + exits):
-        return "PRICE", "prices must be positive"
-    if cfg.enforce_tick_size and _off_grid(prices + exits):
-        return "TICK_SIZE", f"prices {prices + exits} are not multiples of the 0.05 tick size"
+    prices: list[int] = []
+    if limit is not None or trigger is not None or order.take_profit is not None \
+            or order.stop_loss is not None:  # a plain market order has no price to check
+        prices = [p for p in (limit, trigger) if p is not None]
+        exits = [p for p in (order.take_profit, order.stop_loss) if p is not None]
+        if any(p <= 0 for p in prices + exits):
+            return "PRICE", "prices must be positive"
+        if cfg.enforce_tick_size and _off_grid(prices + exits):
+            return "TICK_SIZE", f"prices {prices + exits} are not multiples of the 0.05 tick size"
     if cfg.market_hours == "reject" and not calendar.is_open(order.arrival_ns):
         return "MARKET_CLOSED", "order outside NSE market hours (09:15-15:30 IST) or holiday"
     cutoff = clock.session(order.arrival_ns).cutoff
     if order.product is Product.MIS and cutoff is not None and order.arrival_ns >= cutoff:
         return "MIS_CUTOFF", f"MIS orders are not accepted after {cfg.mis_squareoff} IST"
-    band = bands.limits(order.instrument_token, reference) if bands and reference else None
+    band = bands.limits(order.instrument_token, reference) if prices and bands and reference else None
     if band is not None and not all(band[0] <= p <= band[1] for p in prices):
         return "PRICE_BAND", f"price outside the circuit band {band[0]}..{band[1]} paise"
-    hint, trigger = order.price_hint, order.trigger_price
+    hint = order.price_hint
     crossed = hint is not None and trigger is not None and order.side.sign * (trigger - hint) <= 0
-    if order.is_stop and crossed:
+    if is_stop and crossed:
         return "TRIGGER_PRICE", (
             "trigger already crossed: a stop buy needs a trigger above the last price, "
             "a stop sell one below"
