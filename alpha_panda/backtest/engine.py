@@ -45,6 +45,7 @@ from alpha_panda.backtest.metrics import NS_PER_S, RoundTripTracker
 from alpha_panda.backtest.result import BacktestResult, summarize
 from alpha_panda.backtest.view import TickView
 from alpha_panda.domain.events import (
+    NO_CHARGES,
     MarketTick,
     OrderCancelled,
     OrderFilled,
@@ -64,6 +65,7 @@ from alpha_panda.strategy.config import StrategyConfig
 from alpha_panda.strategy.runner import DEFAULT_STRATEGY_CASH, StrategyRunner, signal_ids
 
 MAX_SAMPLES: Final = 1000
+_MIS: Final = Product.MIS
 _MARK_LIMITS: Final = ("daily_loss", "account_daily_loss", "max_gross_exposure",
                        "account_max_gross_exposure")
 Progress = Callable[[int, int], None]
@@ -116,6 +118,10 @@ class _Engine:
         self.counts = {"signals": 0, "signals_rejected": 0, "orders": 0, "orders_rejected": 0,
                        "orders_cancelled": 0}
         self.rejections: dict[str, int] = {}
+        # bound methods of the per-fill path, looked up once
+        self.apply_fill = self.ledger.apply_fill
+        self.risk_on_fill = self.risk.on_fill
+        self.runner_on_fill = self.runner.on_fill
 
     # ---------------------------------------------------------------- events
 
@@ -124,19 +130,25 @@ class _Engine:
             if isinstance(p, OrderFilled):
                 pos = self.ledger.position(p.strategy_id, p.instrument_token)
                 before = pos.quantity
-                self.ledger.apply_fill(p)
-                self.trips.after_fill(pos, before, p.ts or 0, p.charges.total)
-                self.risk.on_fill(p)
-                self.runner.on_fill(p)
+                self.apply_fill(p)
+                charges = p.charges
+                self.trips.after_fill(pos, before, p.ts or 0,
+                                      0 if charges is NO_CHARGES else charges.total)
+                self.risk_on_fill(p)
+                self.runner_on_fill(p)
                 self.fills.append(p)
                 if p.leaves_quantity == 0:
                     self._closed(p.instrument_token, p.order_id)
-                if p.product is Product.MIS:
+                if p.product is _MIS:
                     self.exchange_every_tick = True  # square-off needs every tick
             elif isinstance(p, OrderSubmitted):
                 self.counts["orders"] += 1
-                self.open_orders.setdefault(p.instrument_token, set()).add(p.order_id)
-                self.runner.on_order_submitted(p)
+                ids = self.open_orders.get(p.instrument_token)
+                if ids is None:
+                    ids = self.open_orders[p.instrument_token] = set()
+                ids.add(p.order_id)
+                if p.parent_order_id is not None:  # the runner only remembers bracket legs
+                    self.runner.on_order_submitted(p)
             elif isinstance(p, OrderRejected):
                 self.counts["orders_rejected"] += 1
                 self.rejections[p.reason_code] = self.rejections.get(p.reason_code, 0) + 1
@@ -197,11 +209,18 @@ class _Engine:
         ids = signal_ids(tick_id(self.source, i), sigs)
         now = tick.ts
         counts = self.counts
+        risk_fed = self.risk_fed
+        exchange_fed = self.exchange_fed
         for sid, sig in zip(ids, sigs, strict=True):
             counts["signals"] += 1
             token = sig.instrument_token
+            own = token == tick.instrument_token  # the usual case: the tick's own instrument
             if not self.risk_every_tick:
-                self.catch_up(token, i, tick, self.risk_fed, self.risk.on_tick)
+                if not own:
+                    self.catch_up(token, i, tick, risk_fed, self.risk.on_tick)
+                elif risk_fed.get(token) != i:
+                    risk_fed[token] = i
+                    self.risk.on_tick(tick)
             decision = self.risk.check(sid, sig, now)
             if isinstance(decision, SignalRejected):
                 counts["signals_rejected"] += 1
@@ -209,7 +228,13 @@ class _Engine:
                 self.rejections[code] = self.rejections.get(code, 0) + 1
                 self.runner.on_signal_rejected(sig)
                 continue
-            self.catch_up(token, i, tick, self.exchange_fed, self._exchange_tick)
+            if not own:
+                self.catch_up(token, i, tick, exchange_fed, self._exchange_tick)
+            elif exchange_fed.get(token) != i:
+                exchange_fed[token] = i
+                events = self.venue.on_tick(tick)
+                if events:
+                    self.route(events)
             self.route(self.venue.submit(sid, sig, now))
 
     def sample(self, upto: int, rows_of: dict[int, np.ndarray]) -> tuple[int, int]:

@@ -48,6 +48,7 @@ from alpha_panda.risk.limits import Reason, RiskConfig, RiskLimits
 from alpha_panda.risk.state import InMemoryRiskStateStore, RateWindow, RiskStateStore
 
 _US_PER_S = 1_000_000
+_BUY = Side.BUY
 
 DECISIONS_KEPT: Final = 100_000
 """Recent decisions remembered so a redelivered signal is answered the same way."""
@@ -114,7 +115,8 @@ class RiskEngine:
             self._roll(tick.ts)
 
     def on_fill(self, fill: OrderFilled) -> None:
-        self._roll(fill.ts)
+        if fill.ts >= self._day_hi:
+            self._roll(fill.ts)
         pending = self._pending.get(fill.order_id)
         if pending is not None:
             take = min(fill.quantity, pending.leaves)
@@ -123,7 +125,8 @@ class RiskEngine:
             if fill.leaves_quantity == 0 or pending.leaves == 0:
                 self._release(fill.order_id)
         self._ledger.apply_fill(fill)
-        self._ledger.mark(fill.instrument_token, self._last.get(fill.instrument_token, fill.price))
+        token = fill.instrument_token
+        self._ledger.mark(token, self._last.get(token, fill.price))
 
     def on_order_rejected(self, event: OrderRejected) -> None:
         self._release(event.order_id)
@@ -162,7 +165,8 @@ class RiskEngine:
         seen = self._decisions.get(signal_id)
         if seen is not None:
             return seen  # a redelivered signal gets the decision it got the first time
-        self._roll(now_ns)
+        if now_ns >= self._day_hi:
+            self._roll(now_ns)
         failure = self._rules(signal_id, signal, now_ns)
         decision: SignalValidated | SignalRejected
         if failure is not None:
@@ -178,28 +182,37 @@ class RiskEngine:
 
     def apply_validated(self, signal_id: str, signal: Signal, now_ns: int | None = None) -> None:
         """Count a validated signal as pending (also used to rebuild state from the log)."""
-        order_ids = tuple(derive_id(signal_id, stage) for stage in self._stages)
+        stages = self._stages
+        if len(stages) == 1:
+            order_ids: tuple[str, ...] = (derive_id(signal_id, stages[0]),)
+        else:
+            order_ids = tuple(derive_id(signal_id, stage) for stage in stages)
         if order_ids[0] in self._pending:
             return
         if now_ns is not None:
             limits = self._account_limits()
             self.store.acquire(self.account, signal_id, now_ns // 1000, self._windows(limits, now_ns))
-        pending = _Pending(
-            signal.strategy_id, signal.instrument_token, signal.side.sign, signal.quantity, order_ids
-        )
+        sid = signal.strategy_id
+        sign = 1 if signal.side is _BUY else -1
+        pending = _Pending(sid, signal.instrument_token, sign, signal.quantity, order_ids)
         for order_id in order_ids:
             self._pending[order_id] = pending
-        self._add_pending(signal.strategy_id, signal.instrument_token, signal.side.sign * signal.quantity)
-        self._open_orders[signal.strategy_id] = self._open_orders.get(signal.strategy_id, 0) + 1
+        self._add_pending(sid, signal.instrument_token, sign * signal.quantity)
+        self._open_orders[sid] = self._open_orders.get(sid, 0) + 1
 
     def _rules(self, signal_id: str, s: Signal, now_ns: int) -> tuple[str, str] | None:
-        lim = self._strategy_limits(s.strategy_id)
-        acct = self._account_limits()
+        sid = s.strategy_id
+        lim = self._limits.get(sid)
+        if lim is None:
+            lim = self._strategy_limits(sid)
+        acct = self._limits.get(None)
+        if acct is None:
+            acct = self._account_limits()
         qty = s.quantity
         if qty <= 0:
             return Reason.INVALID, f"quantity must be positive, got {qty}"
-        position = self.position(s.strategy_id, s.instrument_token)
-        after = position + s.side.sign * qty
+        position = self.position(sid, s.instrument_token)
+        after = position + (qty if s.side is _BUY else -qty)
         reducing = abs(after) <= abs(position) and (after == 0 or (after > 0) == (position > 0))
         if self.kill_switch and not (reducing and s.reason.startswith("flatten")):
             return Reason.KILL_SWITCH, "kill switch is active: new orders are blocked"
@@ -211,27 +224,33 @@ class RiskEngine:
             return Reason.FAT_FINGER, f"notional {notional} > fat-finger limit {lim.fat_finger_notional}"
         if lim.max_order_qty is not None and qty > lim.max_order_qty:
             return Reason.MAX_ORDER_QTY, f"quantity {qty} > max order quantity {lim.max_order_qty}"
-        band = self._band_violation(s, lim.price_band_percent)
-        if band is not None:
-            return Reason.PRICE_BAND, band
+        if lim.price_band_percent is not None:
+            band = self._band_violation(s, lim.price_band_percent)
+            if band is not None:
+                return Reason.PRICE_BAND, band
         if lim.max_order_notional is not None and notional is not None and notional > lim.max_order_notional:
             return Reason.MAX_ORDER_NOTIONAL, f"notional {notional} > {lim.max_order_notional} paise"
         if not reducing:
             if lim.max_position is not None and abs(after) > lim.max_position:
                 return Reason.MAX_POSITION, f"position would be {after}, limit {lim.max_position}"
-            for scope, limit in ((s.strategy_id, lim.max_gross_exposure), (None, acct.account_max_gross_exposure)):
-                if limit is not None:
-                    exposure = self._exposure(scope, s, price)
-                    if exposure > limit:
-                        return Reason.MAX_GROSS_EXPOSURE, f"gross exposure would be {exposure} paise, limit {limit}"
-            for scope, loss in ((s.strategy_id, lim.daily_loss), (None, acct.account_daily_loss)):
-                if loss is not None and self.day_pnl(scope) <= -loss:
-                    return Reason.DAILY_LOSS, (
-                        f"daily loss {-self.day_pnl(scope)} paise reached the limit {loss}: "
-                        "only position-reducing orders pass"
-                    )
-        if lim.max_open_orders is not None and self._open_orders.get(s.strategy_id, 0) >= lim.max_open_orders:
+            if lim.max_gross_exposure is not None or acct.account_max_gross_exposure is not None:
+                for scope, limit in ((sid, lim.max_gross_exposure), (None, acct.account_max_gross_exposure)):
+                    if limit is not None:
+                        exposure = self._exposure(scope, s, price)
+                        if exposure > limit:
+                            return Reason.MAX_GROSS_EXPOSURE, f"gross exposure would be {exposure} paise, limit {limit}"
+            if lim.daily_loss is not None or acct.account_daily_loss is not None:
+                for scope, loss in ((sid, lim.daily_loss), (None, acct.account_daily_loss)):
+                    if loss is not None and self.day_pnl(scope) <= -loss:
+                        return Reason.DAILY_LOSS, (
+                            f"daily loss {-self.day_pnl(scope)} paise reached the limit {loss}: "
+                            "only position-reducing orders pass"
+                        )
+        if lim.max_open_orders is not None and self._open_orders.get(sid, 0) >= lim.max_open_orders:
             return Reason.MAX_OPEN_ORDERS, f"{lim.max_open_orders} orders already open"
+        if acct.orders_per_second is None and acct.orders_per_minute is None \
+                and acct.orders_per_day is None:
+            return None  # no account rate limit: no window to take a slot in
         windows = self._windows(acct, now_ns)
         if windows:
             code = self.store.acquire(self.account, signal_id, now_ns // 1000, windows)
