@@ -9,23 +9,28 @@ is in ``alpha_panda.execution.zerodha``. Public API:
 - ``KiteRestClient`` (async kiteconnect), ``RateLimiter``, ``InstrumentMaster``
 - ``KiteTickerClient`` (async websocket), ``POSTBACKS`` (order-update hub)
 - ``ZerodhaOrderSync`` (order events from Kite's books, reconciliation)
+
+The settings and the frame codec load eagerly; the rest on first use, so importing the
+settings does not pull in kiteconnect and websockets.
 """
 
-from alpha_panda.adapters.zerodha.client import KiteRestClient, OrderRefused
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from alpha_panda.adapters.zerodha.config import ZerodhaSettings, zerodha_settings
-from alpha_panda.adapters.zerodha.instruments import InstrumentMaster, KiteInstrument
-from alpha_panda.adapters.zerodha.order_sync import ReconcileReport, ZerodhaOrderSync
-from alpha_panda.adapters.zerodha.rate_limit import RateLimiter
-from alpha_panda.adapters.zerodha.session import (
-    KiteSession,
-    SessionStore,
-    complete_login,
-    login_url,
-    require_live_session,
-    session_expiry_ns,
-)
-from alpha_panda.adapters.zerodha.ticker import POSTBACKS, KiteTickerClient
 from alpha_panda.adapters.zerodha.ticker_codec import encode_ticker_frame, parse_ticker_frame
+
+_LAZY = {
+    "KiteRestClient": "client", "OrderRefused": "client",
+    "InstrumentMaster": "instruments", "KiteInstrument": "instruments",
+    "ReconcileReport": "order_sync", "ZerodhaOrderSync": "order_sync",
+    "RateLimiter": "rate_limit",
+    "KiteSession": "session", "SessionStore": "session", "complete_login": "session",
+    "login_url": "session", "require_live_session": "session", "session_expiry_ns": "session",
+    "POSTBACKS": "ticker", "KiteTickerClient": "ticker",
+}
 
 __all__ = [
     "POSTBACKS", "InstrumentMaster", "KiteInstrument", "KiteRestClient", "KiteSession",
@@ -33,3 +38,10 @@ __all__ = [
     "ZerodhaOrderSync", "ZerodhaSettings", "complete_login", "encode_ticker_frame", "login_url",
     "parse_ticker_frame", "require_live_session", "session_expiry_ns", "zerodha_settings",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
