@@ -219,9 +219,18 @@ class ZerodhaTradingProcessor(StreamProcessor):
             if sync_task is not None:
                 try:
                     await sync_task
+                    await self._last_sync()
                 except AuthenticationError as exc:
                     self._stopped_live(str(exc))
             await self.kite.close()
+
+    async def _last_sync(self) -> None:
+        # orders placed just before the stop: record the fills Kite already has (the rest
+        # are found by the next start's reconciliation)
+        try:
+            await self.sync.sync()
+        except RetryableError as exc:
+            log_.warning("zerodha.final_sync_failed", error=str(exc))
 
     def health(self) -> ComponentStatus:
         """The processor's health, with the order sync's trouble (Kite unreachable) shown."""
