@@ -36,6 +36,7 @@ from alpha_panda.stream.topics import DAY_MS, REGISTRY, KeyKind, TopicSpec
 
 log = structlog.get_logger(__name__)
 _members = count(1)
+_CHASE_S = 0.05  # how long end_offsets reads a busy partition before trusting the fetch
 
 
 class KafkaLog:
@@ -269,13 +270,20 @@ class KafkaLog:
         return dict(sorted(ends.items()))
 
     def _scan(self, topic: str, starts: dict[int, int]) -> dict[int, tuple[int | None, int]]:
-        """Read each ``topic[p]`` from ``starts[p]`` to its end: p -> (last data offset, end)."""
+        """Read each ``topic[p]`` from ``starts[p]`` to its end: p -> (last data offset, end).
+
+        A partition is done at EOF. One that is still being appended to may never reach
+        EOF, so after ``_CHASE_S`` it is done at the high watermark of the last fetch
+        (exact on Tansu; on Kafka it may count a trailing transaction marker, i.e. report
+        at most one more than the data end while the partition is busy anyway).
+        """
         inspector = self._inspector
         assert inspector is not None
         inspector.assign([RdTopicPartition(topic, p, off) for p, off in starts.items()])
         last: dict[int, int] = {}
         done: dict[int, tuple[int | None, int]] = {}
         deadline = time.monotonic() + self._timeout
+        chase_until = time.monotonic() + _CHASE_S
         while len(done) < len(starts):
             if time.monotonic() > deadline:
                 raise BrokerError(f"kafka end_offsets({topic}): no end in {self._timeout}s")
@@ -288,6 +296,12 @@ class KafkaLog:
                     raise classify(err, f"end_offsets {topic}[{p}]")
                 else:
                     last[p] = max(last.get(p, 0), m.offset() or 0)
+            if time.monotonic() > chase_until:
+                for p, off in last.items():
+                    if p not in done:
+                        _, fetched_high = inspector.get_watermark_offsets(
+                            RdTopicPartition(topic, p), cached=True)
+                        done[p] = (max(off, (fetched_high or 0) - 1), fetched_high or off + 1)
         return done
 
     async def committed_offsets(self, group: str, topic: str) -> dict[int, int]:
