@@ -93,7 +93,7 @@ async def outcome(log: Log) -> Outcome:
                     snapshot is None or data.fills >= snapshot.fills):
                 snapshot = data
         ids[t] = set(by_id)
-    assert snapshot is not None, "no P&L snapshot was published"
+    assert snapshot is not None, "no P&L snapshot of strategy 'sma' was published"
     return Outcome(ids, events, duplicates, snapshot)
 
 
@@ -142,7 +142,9 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Outc
         finally:
             await log.close()
 
-    return ticks, strategies, asyncio.run(load())
+    reference = asyncio.run(load())
+    assert reference.ids["paper.orders.filled"], "the undisturbed embedded run filled nothing"
+    return ticks, strategies, reference
 
 
 class Cluster:
