@@ -217,6 +217,18 @@ class PnlSnapshot(Payload, frozen=True, kw_only=True, gc=False):
     fills: int
 
 
+# ---------------------------------------------------------------------------- operator controls
+
+
+class KillSwitchSet(Payload, frozen=True, kw_only=True, gc=False):
+    """An operator switched a broker's kill switch; with ``flatten``, close every position."""
+
+    EVENT_TYPE: ClassVar[str] = "kill_switch_set"
+    active: bool
+    flatten: bool = False
+    requested_by: str = ""
+
+
 # ---------------------------------------------------------------------------- dead letters
 
 
@@ -251,6 +263,7 @@ PAYLOAD_TYPES: Final[dict[str, type[Payload]]] = {
         OrderRejected,
         OrderCancelled,
         PnlSnapshot,
+        KillSwitchSet,
         DeadLetter,
     )
 }

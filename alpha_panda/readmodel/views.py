@@ -90,6 +90,15 @@ class StrategyView(msgspec.Struct, kw_only=True):
     source: str = ""
 
 
+class KillSwitchView(msgspec.Struct, kw_only=True):
+    """A broker's kill switch as its risk manager applies it (from ``{broker}.control``)."""
+
+    broker: str
+    active: bool
+    flatten: bool = False
+    set_at: int | None = None  # event time (ns) of the last switch event
+
+
 def key(broker: Broker | str, name: str) -> str:
     """Cache key of a broker-scoped document: ``paper:portfolio``."""
     return f"{Broker(broker).value}:{name}"

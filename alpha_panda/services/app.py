@@ -172,7 +172,8 @@ class SystemRun:
                     feed.load()  # read the replay file before the clock starts (load_s)
                 pipeline.health.register(feed)
             writer = ReadModelWriter(cache, list(pipeline.portfolios.values()),
-                                     pipeline.strategy_views, s.runtime.readmodel_interval_s)
+                                     pipeline.strategy_views, s.runtime.readmodel_interval_s,
+                                     risk=list(pipeline.risk.values()))
             self._install_signal_handlers()
             self.started = time.perf_counter()
             processors_stop = asyncio.Event()
@@ -265,7 +266,7 @@ def api_server(settings: Settings, pipeline: Pipeline, cache: Cache) -> Any:
     from alpha_panda.api.app import create_app
     from alpha_panda.services.control import PipelineControl
 
-    app = create_app(cache=cache, health=pipeline.health, control=PipelineControl(pipeline))
+    app = create_app(cache=cache, health=pipeline.health, control=PipelineControl(pipeline.log))
     config = uvicorn.Config(app, host=settings.api.host, port=settings.api.port,
                             log_level="warning", access_log=False, lifespan="on",
                             log_config=None)  # keep our (redacting) logging configuration

@@ -19,6 +19,7 @@ from alpha_panda.readmodel.views import (
     key,
 )
 from alpha_panda.services.portfolio import PortfolioHandler
+from alpha_panda.services.risk_manager import RiskHandler
 
 log = structlog.get_logger(__name__)
 _encode = msgspec.json.Encoder().encode
@@ -59,15 +60,19 @@ class ReadModelWriter:
     """Writes changed documents every ``interval`` seconds and once more at stop."""
 
     def __init__(self, cache: Cache, portfolios: Sequence[PortfolioHandler],
-                 strategies: Callable[[], list[StrategyView]], interval: float) -> None:
+                 strategies: Callable[[], list[StrategyView]], interval: float,
+                 risk: Sequence[RiskHandler] = ()) -> None:
         self._cache = cache
         self._portfolios = portfolios
+        self._risk = risk
         self._strategies = strategies
         self._interval = interval
         self._versions: dict[str, int] = {}
 
     async def flush(self) -> None:
         docs: dict[str, bytes] = {STRATEGIES_KEY: _encode(self._strategies())}
+        for r in self._risk:
+            docs[key(r.broker, "kill_switch")] = _encode(r.kill_switch)
         for h in self._portfolios:
             if self._versions.get(h.broker) != h.version:
                 docs.update(portfolio_documents(h))

@@ -11,9 +11,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import structlog
+
 from alpha_panda.domain.errors import InvariantViolation
 from alpha_panda.domain.events import (
     Envelope,
+    KillSwitchSet,
     MarketTick,
     OrderCancelled,
     OrderFilled,
@@ -23,13 +26,15 @@ from alpha_panda.domain.events import (
     derive_id,
     new_envelope,
 )
+from alpha_panda.readmodel.views import KillSwitchView
 from alpha_panda.risk import RiskEngine
 from alpha_panda.stream.emit import Emit
 from alpha_panda.stream.log import Log, Record
 from alpha_panda.stream.runtime import ProcessorSettings, StreamProcessor
-from alpha_panda.stream.topics import MARKET_TICKS, topic
+from alpha_panda.stream.topics import MARKET_TICKS, strategy_instrument_key, topic
 
 SOURCE = "risk-manager"
+log = structlog.get_logger(__name__)
 
 
 class RiskHandler:
@@ -38,6 +43,7 @@ class RiskHandler:
         self.engine = engine
         self.validated = 0
         self.rejected = 0
+        self.kill_switch = KillSwitchView(broker=broker, active=False)
 
     def handle(self, event: Envelope[Any], record: Record) -> Sequence[Emit]:
         data = event.data
@@ -48,6 +54,8 @@ class RiskHandler:
             raise InvariantViolation(
                 f"{self.broker} risk manager got a {event.broker!r} event {event.id} on {record.topic}"
             )
+        if isinstance(data, KillSwitchSet):
+            return self._kill_switch(event, data)
         if isinstance(data, Signal):
             decision = self.engine.check(event.id, data, event.ts)
             if isinstance(decision, SignalValidated):
@@ -67,13 +75,31 @@ class RiskHandler:
             self.engine.on_order_cancelled(data)
         return ()
 
+    def _kill_switch(self, event: Envelope[Any], data: KillSwitchSet) -> Sequence[Emit]:
+        """Applied in log order (and again on rebuild, where the flatten outputs are dropped)."""
+        self.engine.set_kill_switch(data.active)
+        self.kill_switch = KillSwitchView(broker=self.broker, active=data.active,
+                                          flatten=data.flatten, set_at=event.ts)
+        log.warning("risk.kill_switch", broker=self.broker, active=data.active,
+                    flatten=data.flatten, requested_by=data.requested_by)
+        if not (data.active and data.flatten):
+            return ()
+        emits = []
+        for n, sig in enumerate(self.engine.flatten_signals(event.ts)):
+            env = new_envelope(sig, id=derive_id(event.id, "flatten", n), ts=event.ts,
+                               source=SOURCE, key=strategy_instrument_key(
+                                   sig.strategy_id, sig.instrument_token),
+                               broker=self.broker, parent=event)
+            emits.append(Emit(topic(self.broker, "signals.raw"), env))
+        return emits
+
     def stats(self) -> dict[str, int]:
         return {"validated": self.validated, "rejected": self.rejected}
 
 
 def risk_topics(broker: str) -> list[str]:
     return [MARKET_TICKS] + [topic(broker, s) for s in (
-        "signals.raw", "orders.filled", "orders.rejected", "orders.cancelled")]
+        "signals.raw", "orders.filled", "orders.rejected", "orders.cancelled", "control")]
 
 
 def build_risk_manager(

@@ -25,6 +25,7 @@ class KeyKind(StrEnum):
     STRATEGY_INSTRUMENT = "strategy_id:instrument_token"
     STRATEGY = "strategy_id"
     ORIGINAL = "original key"
+    CONTROL = "control name"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,7 @@ _BROKER_TOPICS: Final[dict[str, tuple[int, KeyKind, int, str]]] = {
     "orders.rejected": (3, KeyKind.STRATEGY_INSTRUMENT, 365, "orders the venue refused"),
     "orders.cancelled": (3, KeyKind.STRATEGY_INSTRUMENT, 365, "cancelled and expired orders"),
     "pnl.snapshots": (3, KeyKind.STRATEGY, 30, "portfolio P&L snapshots"),
+    "control": (1, KeyKind.CONTROL, 365, "operator controls (kill switch), in order"),
 }
 BROKER_TOPIC_SUFFIXES: Final = tuple(_BROKER_TOPICS)
 

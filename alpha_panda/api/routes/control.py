@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 
+import msgspec
 from fastapi import APIRouter, HTTPException, Request
 
 from alpha_panda.api import schemas as s
@@ -16,6 +17,8 @@ from alpha_panda.api.documents import parse_broker
 from alpha_panda.domain.errors import ConfigurationError, ValidationError
 from alpha_panda.domain.values import BROKERS
 from alpha_panda.observability.logging import get_logger
+from alpha_panda.readmodel.cache import Cache
+from alpha_panda.readmodel.views import KillSwitchView, key
 
 router = APIRouter(prefix="/api/v1", tags=["control"])
 log = get_logger(__name__)
@@ -28,12 +31,21 @@ def _switches(request: Request) -> dict[str, s.KillSwitchState]:
 
 @router.get("/kill-switch", response_model=list[s.KillSwitchState])
 async def kill_switches(request: Request) -> list[s.KillSwitchState]:
-    """The kill switch of each broker as last set through this API (off until set)."""
+    """Each broker's kill switch as its risk manager applies it (restored from the log on
+    restart); for a broker with no risk manager running, as last set through this API."""
     known = _switches(request)
-    return [
-        known.get(b.value, s.KillSwitchState(broker=b.value, active=False, flatten=False))
-        for b in BROKERS
-    ]
+    cache: Cache = request.app.state.cache
+    out = []
+    for b in BROKERS:
+        raw = await cache.get(key(b, "kill_switch"))
+        if raw is not None:
+            view = msgspec.json.decode(raw, type=KillSwitchView)
+            out.append(s.KillSwitchState(broker=b.value, active=view.active, flatten=view.flatten,
+                                         set_at=view.set_at))
+        else:
+            out.append(known.get(b.value, s.KillSwitchState(broker=b.value, active=False,
+                                                            flatten=False)))
+    return out
 
 
 @router.post(

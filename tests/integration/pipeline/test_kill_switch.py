@@ -1,0 +1,84 @@
+"""The kill switch over HTTP: new orders stop, positions are flattened through the normal order
+path, and the switch survives a restart because it is an event on the log."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+
+import httpx
+
+from alpha_panda.domain.events import CODEC, SignalRejected
+from alpha_panda.services.app import RunOptions, SystemRun
+from alpha_panda.services.logs import open_log
+from alpha_panda.settings import ApiSettings, Settings, SimulatorSettings
+from alpha_panda.testing.pipeline import read_all, write_strategy
+
+TOKENS = [738561, 341249, 1270529, 408065]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def until(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.05)
+
+
+def settings(tmp_path: Path, port: int) -> Settings:
+    return Settings().model_copy(update={
+        "data_dir": tmp_path / "data", "strategies_dir": tmp_path / "strategies",
+        "api": ApiSettings(port=port), "simulator": SimulatorSettings(rate=2000, seed=5),
+    })
+
+
+async def test_kill_switch_flattens_blocks_and_survives_restart(tmp_path: Path) -> None:
+    write_strategy(tmp_path / "strategies", id="k", tokens=TOKENS, quantity=4)
+    port = free_port()
+    system = SystemRun(settings(tmp_path, port), RunOptions(progress=False))
+    task = asyncio.create_task(system.run())
+    await until(lambda: system.pipeline is not None and "paper" in system.pipeline.portfolios)
+    portfolio = system.pipeline.portfolios["paper"]
+    await until(lambda: portfolio.snapshot(None).open_positions > 0)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+        resp = await client.post("/api/v1/kill-switch",
+                                 json={"broker": "paper", "active": True, "flatten": True})
+        assert resp.status_code == 200, resp.text
+        risk = system.pipeline.risk["paper"]
+        await until(lambda: risk.kill_switch.active)
+        await until(lambda: portfolio.snapshot(None).open_positions == 0)
+        rejected_before = risk.rejected
+        await until(lambda: risk.rejected > rejected_before)  # the strategy keeps trying
+        fills_after_flatten = portfolio.fills
+        await asyncio.sleep(0.5)
+        assert portfolio.fills == fills_after_flatten
+        await until(lambda: system.pipeline.health.ready())
+        await asyncio.sleep(0.5)  # let the read model reach the cache
+        state = (await client.get("/api/v1/kill-switch")).json()
+        assert {s["broker"]: s["active"] for s in state}["paper"] is True
+    system.stop.set()
+    await task
+
+    log = open_log("embedded", tmp_path / "data")
+    await log.start()
+    try:
+        rejected = [CODEC.decode_as(r.value, SignalRejected).data
+                    for r in await read_all(log, "paper.signals.rejected")]
+    finally:
+        await log.close()
+    assert rejected and {r.reason_code for r in rejected} == {"KILL_SWITCH"}
+
+    again = SystemRun(settings(tmp_path, free_port()), RunOptions(progress=False))
+    task = asyncio.create_task(again.run())
+    await until(lambda: again.pipeline is not None and "paper" in again.pipeline.risk)
+    await until(lambda: again.pipeline.health.ready())
+    assert again.pipeline.risk["paper"].kill_switch.active
+    assert again.pipeline.portfolios["paper"].snapshot(None).open_positions == 0
+    again.stop.set()
+    await task
