@@ -112,21 +112,37 @@ def service(
 @app.command()
 def kill(
     broker: Annotated[str, typer.Option(help="paper or zerodha")] = "paper",
-    flatten: Annotated[bool, typer.Option(help="also close every open position")] = False,
+    flatten: Annotated[bool, typer.Option(help="also close every open position at market")] = False,
     off: Annotated[bool, typer.Option("--off", help="release the kill switch")] = False,
-    url: Annotated[str, typer.Option(help="the running system's API")] = "http://127.0.0.1:8000",
+    log: Annotated[Optional[str], typer.Option(help="the running system's log (default: settings)")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(help="the running system's data directory")] = None,
 ) -> None:
-    """Kill switch: block every new order of a broker (and optionally flatten positions)."""
-    import httpx
+    """Kill switch: block every new order of a broker (and optionally flatten positions).
 
-    body = {"broker": broker, "active": not off, "flatten": flatten}
+    Writes a kill-switch event to the broker's control topic, so it reaches the running risk
+    manager (one process or many), is kept on the log and survives restarts.
+    """
+    from alpha_panda.services.control import PipelineControl
+    from alpha_panda.services.logs import open_log
+
+    settings = _settings(log=log, data_dir=data_dir)
+    _configure_logging(settings)
+
+    async def _send() -> None:
+        log_ = open_log(settings.log, settings.data_dir, kafka=settings.kafka)
+        await log_.start()
+        try:
+            await PipelineControl(log_, requested_by="cli").set_kill_switch(
+                broker, active=not off, flatten=flatten)
+        finally:
+            await log_.close()
+
     try:
-        resp = httpx.post(f"{url.rstrip('/')}/api/v1/kill-switch", json=body, timeout=10)
-    except httpx.HTTPError as exc:
-        raise fail(f"cannot reach the API at {url}: {exc}") from None
-    if resp.status_code >= 400:
-        raise fail(f"{resp.status_code}: {resp.text}")
-    typer.echo(resp.text)
+        asyncio.run(_send())
+    except AlphaPandaError as exc:
+        raise fail(str(exc)) from None
+    state = "released" if off else ("on, flattening positions" if flatten else "on")
+    typer.echo(f"kill switch for {broker}: {state}")
 
 
 @app.command()
