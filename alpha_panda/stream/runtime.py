@@ -58,7 +58,7 @@ class ProcessorSettings:
     backoff_max: float = 5.0
     dedup: bool = True
     dead_letter: bool = True  # False: poison stops the processor instead
-    dedup_memory: int = 100_000  # ids remembered in memory on top of the log's own record
+    dedup_memory: int = 100_000  # remote dedup stores (Kafka): ids also remembered in memory
     commit_attempts: int = 5
     lag_interval: float = 1.0
     hot_window: float = 10.0
@@ -69,6 +69,8 @@ class ProcessorSettings:
 
 @dataclass(slots=True)
 class ProcessorStats:
+    """Counters of one processor since it was built (``processed`` counts committed work)."""
+
     processed: int = 0
     emitted: int = 0
     duplicates: int = 0
@@ -79,7 +81,12 @@ class ProcessorStats:
 
 
 class StreamProcessor:
-    """Runs ``handler`` over ``topics`` in consumer group ``group`` until stopped."""
+    """Runs ``handler`` over ``topics`` in consumer group ``group`` until stopped.
+
+    ``name`` labels logs, metrics and health; ``rebuild=True`` replays each assigned
+    partition up to the committed offset through ``handler.handle`` (outputs dropped)
+    before consuming, so in-memory state is restored from the log.
+    """
 
     def __init__(self, log: Log, *, name: str, group: str, topics: Sequence[str],
                  handler: Handler, settings: ProcessorSettings = ProcessorSettings(),
