@@ -20,6 +20,7 @@ from typing import Any
 import structlog
 
 from alpha_panda.domain.errors import ConfigurationError
+from alpha_panda.observability.health import ComponentStatus, State
 from alpha_panda.readmodel.cache import Cache
 from alpha_panda.services.feed import ReplayFeed, SimulatedFeed
 from alpha_panda.services.logs import open_log
@@ -171,8 +172,9 @@ class SystemRun:
                 if hasattr(feed, "load"):
                     feed.load()  # read the replay file before the clock starts (load_s)
                 pipeline.health.register(feed)
+            views = pipeline.strategy_views if pipeline.runner is not None else None
             writer = ReadModelWriter(cache, list(pipeline.portfolios.values()),
-                                     pipeline.strategy_views, s.runtime.readmodel_interval_s,
+                                     views, s.runtime.readmodel_interval_s,
                                      risk=list(pipeline.risk.values()))
             self._install_signal_handlers()
             self.started = time.perf_counter()
@@ -209,6 +211,8 @@ class SystemRun:
     async def _extras(self, pipeline: Pipeline, cache: Cache, feed: Any) -> list[asyncio.Task[Any]]:
         tasks: list[asyncio.Task[Any]] = []
         if self.settings.api.enabled and self.only in (None, "api"):
+            if self.only == "api":  # the API alone: ready as soon as it serves
+                pipeline.health.register(_ServingCheck(self))
             self._api = api_server(self.settings, pipeline, cache)
             tasks.append(asyncio.create_task(self._api.serve(), name="api"))
         if self.options.progress:
@@ -238,6 +242,20 @@ class SystemRun:
         if self.stop.is_set():
             raise KeyboardInterrupt  # a second Ctrl-C: stop waiting for the drain
         self.stop.set()
+
+
+class _ServingCheck:
+    """Health of an API-only process: the services it reports on run elsewhere."""
+
+    name = "api"
+
+    def __init__(self, run: SystemRun) -> None:
+        self._run = run
+
+    def health(self) -> ComponentStatus:
+        started = bool(self._run._api is not None and self._run._api.started)
+        return ComponentStatus(name=self.name, state=State.RUNNING if started else State.STARTING,
+                               ready=started)
 
 
 async def _wait_drained_or_timeout(pipeline: Pipeline, timeout: float = 30.0) -> None:

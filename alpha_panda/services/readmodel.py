@@ -60,7 +60,7 @@ class ReadModelWriter:
     """Writes changed documents every ``interval`` seconds and once more at stop."""
 
     def __init__(self, cache: Cache, portfolios: Sequence[PortfolioHandler],
-                 strategies: Callable[[], list[StrategyView]], interval: float,
+                 strategies: Callable[[], list[StrategyView]] | None, interval: float,
                  risk: Sequence[RiskHandler] = ()) -> None:
         self._cache = cache
         self._portfolios = portfolios
@@ -70,7 +70,9 @@ class ReadModelWriter:
         self._versions: dict[str, int] = {}
 
     async def flush(self) -> None:
-        docs: dict[str, bytes] = {STRATEGIES_KEY: _encode(self._strategies())}
+        docs: dict[str, bytes] = {}
+        if self._strategies is not None:  # only the process that runs the strategies
+            docs[STRATEGIES_KEY] = _encode(self._strategies())
         for r in self._risk:
             docs[key(r.broker, "kill_switch")] = _encode(r.kill_switch)
         for h in self._portfolios:
