@@ -27,11 +27,13 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from alpha_panda.domain.events import OrderFilled, PnlSnapshot
-from alpha_panda.domain.values import Product
+from alpha_panda.domain.events import NO_CHARGES, OrderFilled, PnlSnapshot
+from alpha_panda.domain.values import Product, Side
 
 FILL_IDS_KEPT = 500_000
 """How many recent fill ids are remembered to ignore a redelivered fill."""
+
+_BUY = Side.BUY
 
 
 def _div_round(numerator: int, denominator: int) -> int:
@@ -114,7 +116,6 @@ class PositionLedger:
         self._positions: dict[tuple[str, int], Position] = {}
         self._by_token: dict[int, list[Position]] = {}
         self._flow: dict[str, int] = {}  # cash flow per strategy since start
-        self._fills: dict[str, int] = {}
         self._seen: OrderedDict[str, None] = OrderedDict()  # recent fill ids, bounded
         self._curve: list[tuple[int, int]] = []  # account equity after each fill
         # Account totals kept incrementally so ``equity()`` after each fill is O(1):
@@ -124,11 +125,13 @@ class PositionLedger:
 
     def apply_fill(self, fill: OrderFilled) -> None:
         """Book one execution (ignored if this ``fill_id`` was booked already)."""
-        if fill.fill_id in self._seen:
+        seen = self._seen
+        fill_id = fill.fill_id
+        if fill_id in seen:
             return
-        self._seen[fill.fill_id] = None
-        if len(self._seen) > FILL_IDS_KEPT:
-            self._seen.popitem(last=False)
+        seen[fill_id] = None
+        if len(seen) > FILL_IDS_KEPT:
+            seen.popitem(last=False)
         sid = fill.strategy_id
         pos = self._positions.get((sid, fill.instrument_token))
         if pos is None:
@@ -136,22 +139,26 @@ class PositionLedger:
         held_before = pos.quantity * pos.mark_price if pos.quantity else 0
         quantity = fill.quantity
         price = fill.price
-        signed = fill.side.sign * quantity
-        pos.apply(signed, price)
+        signed = quantity if fill.side is _BUY else -quantity
+        q = pos.quantity
+        if q == 0 or (q > 0) == (signed > 0):  # opens or adds: nothing realized
+            pos.quantity = q + signed
+            pos.cost_basis += signed * price
+        else:
+            pos.apply(signed, price)
         pos.product = fill.product
         pos.fills += 1
         if signed > 0:
             pos.bought += quantity
         else:
             pos.sold += quantity
-        charges = fill.charges.total
+        charges = 0 if fill.charges is NO_CHARGES else fill.charges.total
         pos.charges += charges
         if pos.last_price is None:
             pos.last_price = price
         flow = -signed * price - charges
         self._flow[sid] = self._flow.get(sid, 0) + flow
         self._flow_total += flow
-        self._fills[sid] = self._fills.get(sid, 0) + 1
         # after a fill the position has a mark (set above), so its value is quantity × mark
         self._held += pos.quantity * pos.last_price - held_before
         self._curve.append((fill.ts, self.initial_cash + self._flow_total + self._held))
