@@ -60,6 +60,22 @@ ORDER_STAGES: Final[dict[str, tuple[str, ...]]] = {
 """How each broker's engine derives an order id from a signal id (``derive_id(signal_id, stage)``)."""
 
 
+_RULE_LIMITS: Final = (
+    "fat_finger_qty", "fat_finger_notional", "max_order_qty", "price_band_percent",
+    "max_order_notional", "max_position", "max_gross_exposure", "daily_loss", "max_open_orders",
+)
+_ACCOUNT_LIMITS: Final = (
+    "account_max_gross_exposure", "account_daily_loss", "orders_per_second", "orders_per_minute",
+    "orders_per_day",
+)
+
+
+def _no_limits(lim: RiskLimits, acct: RiskLimits) -> bool:
+    """True when none of the limits ``_rules`` reads after the kill switch is set."""
+    return all(getattr(lim, name) is None for name in _RULE_LIMITS) and all(
+        getattr(acct, name) is None for name in _ACCOUNT_LIMITS)
+
+
 @dataclass(slots=True)
 class _Pending:
     strategy_id: str
@@ -92,6 +108,7 @@ class RiskEngine:
         self._day_lo = self._day_hi = 0  # event-time range of the current IST day
         self._day_start: dict[str | None, int] = {}
         self._limits: dict[str | None, RiskLimits] = {}
+        self._unlimited: dict[str, bool] = {}  # per strategy: no rule past the kill switch applies
         self._decisions: OrderedDict[str, SignalValidated | SignalRejected] = OrderedDict()
 
     # ------------------------------------------------------------------ inputs
@@ -121,7 +138,8 @@ class RiskEngine:
         if pending is not None:
             take = min(fill.quantity, pending.leaves)
             pending.leaves -= take
-            self._add_pending(pending.strategy_id, pending.token, -pending.sign * take)
+            key = (pending.strategy_id, pending.token)
+            self._pending_qty[key] = self._pending_qty.get(key, 0) - pending.sign * take
             if fill.leaves_quantity == 0 or pending.leaves == 0:
                 self._release(fill.order_id)
         self._ledger.apply_fill(fill)
@@ -211,11 +229,17 @@ class RiskEngine:
         qty = s.quantity
         if qty <= 0:
             return Reason.INVALID, f"quantity must be positive, got {qty}"
-        position = self.position(sid, s.instrument_token)
+        token = s.instrument_token
+        position = self._ledger.position(sid, token).quantity + self._pending_qty.get((sid, token), 0)
         after = position + (qty if s.side is _BUY else -qty)
         reducing = abs(after) <= abs(position) and (after == 0 or (after > 0) == (position > 0))
-        if self.kill_switch and not (reducing and s.reason.startswith("flatten")):
+        if self.store.kill_switch(self.account) and not (reducing and s.reason.startswith("flatten")):
             return Reason.KILL_SWITCH, "kill switch is active: new orders are blocked"
+        unlimited = self._unlimited.get(sid)
+        if unlimited is None:
+            unlimited = self._unlimited[sid] = _no_limits(lim, acct)
+        if unlimited:
+            return None  # no limit is set for this strategy or the account: nothing else to check
         price = self._price(s)
         notional = qty * price if price is not None else None
         if lim.fat_finger_qty is not None and qty > lim.fat_finger_qty:
@@ -390,7 +414,8 @@ class RiskEngine:
             return
         for other in pending.order_ids:
             self._pending.pop(other, None)
-        self._add_pending(pending.strategy_id, pending.token, -pending.sign * pending.leaves)
+        if pending.leaves:
+            self._add_pending(pending.strategy_id, pending.token, -pending.sign * pending.leaves)
         self._open_orders[pending.strategy_id] -= 1
 
     def _roll(self, ts: int) -> None:
