@@ -96,6 +96,9 @@ class PaperExchange:
         self._queue = cfg.market_hours == "queue"
         self._no_slip = self._slip == 0 and not cfg.slippage_jitter_bps
         self._segments: dict[tuple[int, Product], Segment] = {}
+        # Event times in which no MIS square-off can be due (the current session before its
+        # cut-off): ticks inside skip the square-off check.
+        self._quiet_lo = self._quiet_hi = 0
 
     # ------------------------------------------------------------------ public API
 
@@ -175,7 +178,8 @@ class PaperExchange:
             self._dropped_ts[token] = history[0].ts
         history.append(tick)
         out: list[Payload] = []
-        self._squareoff(tick, out)
+        if not self._quiet_lo <= tick.ts < self._quiet_hi:
+            self._squareoff(tick, out)
         orders = self._open.get(token)
         if orders:
             for order in list(orders):
@@ -422,6 +426,7 @@ class PaperExchange:
         token, ts = tick.instrument_token, tick.ts
         sess = self._session(ts)
         if sess.cutoff is None or ts < sess.cutoff:
+            self._quiet_lo, self._quiet_hi = sess.lo, sess.hi if sess.cutoff is None else sess.cutoff
             return
         day = sess.day
         if (token, day) in self._squared:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from decimal import Decimal
 
+from alpha_panda.domain.errors import ConfigurationError
 from alpha_panda.domain.events import MarketTick, Payload, Signal
 from alpha_panda.execution.config import ExecutionConfig
 from alpha_panda.execution.paper import PaperExchange
@@ -31,8 +32,13 @@ class PaperVenue:
         default: ExecutionConfig | None = None,
         seed: int = 0,
         broker: str = "paper",
+        serve_unknown: bool = True,
     ) -> None:
+        """``serve_unknown=False``: only the strategies in ``configs`` ever submit (the
+        backtest), so the default exchange gets no ticks unless one of them uses it;
+        ``exchange_for`` another strategy is then an error."""
         self._default = default or ExecutionConfig()
+        self._serve_unknown = serve_unknown
         by_key: dict[_Key, PaperExchange] = {}
         self._by_strategy: dict[str, PaperExchange] = {}
         for strategy_id, config in sorted(configs.items()):
@@ -43,13 +49,23 @@ class PaperVenue:
         self._fallback = by_key.get(_key(self._default)) or PaperExchange(
             self._default, seed=seed, broker=broker)
         by_key.setdefault(_key(self._default), self._fallback)
+        if not serve_unknown:
+            served = {_key(c) for c in configs.values()}
+            by_key = {k: ex for k, ex in by_key.items() if k in served}
         self._exchanges = [by_key[k] for k in sorted(by_key)]
 
     def exchange_for(self, strategy_id: str) -> PaperExchange:
-        return self._by_strategy.get(strategy_id, self._fallback)
+        exchange = self._by_strategy.get(strategy_id)
+        if exchange is not None:
+            return exchange
+        if not self._serve_unknown:
+            raise ConfigurationError(f"no execution settings for strategy {strategy_id!r}")
+        return self._fallback
 
     def submit(self, signal_id: str, signal: Signal, now_ns: int) -> list[Payload]:
-        exchange = self._by_strategy.get(signal.strategy_id, self._fallback)
+        exchange = self._by_strategy.get(signal.strategy_id)
+        if exchange is None:
+            exchange = self.exchange_for(signal.strategy_id)
         return exchange.submit(signal_id, signal, now_ns)
 
     def on_tick(self, tick: MarketTick) -> list[Payload]:
