@@ -34,6 +34,7 @@ drawdown, Sharpe and exposure come from those samples. Money is int paise throug
 
 from __future__ import annotations
 
+import gc
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -54,6 +55,7 @@ from alpha_panda.domain.events import (
     Payload,
     Signal,
     SignalRejected,
+    derive_id,
 )
 from alpha_panda.domain.values import Product
 from alpha_panda.execution.config import ExecutionConfig
@@ -100,11 +102,14 @@ class _Engine:
         self.px_l: list[int] = cols.last_price.tolist()
         self.vol_l: list[int] = cols.volume.tolist()
         self.source = source
+        self.tick_parent = f"ticks:{source}"  # tick_id(source, i) == derive_id(this, "tick", i)
+        self.stages: dict[str, str] = {}  # strategy id -> its signal-id stage
         self.runner = StrategyRunner(configs, initial_cash=initial_cash)
         rc = risk if risk is not None else risk_config(configs)
         self.risk = RiskEngine(rc, broker="paper")
         self.risk_every_tick = _limits_read_marks(rc, [c.id for c in configs])
-        self.venue = PaperVenue(execution_configs(configs), seed=seed, broker="paper")
+        self.venue = PaperVenue(execution_configs(configs), seed=seed, broker="paper",
+                                serve_unknown=False)
         self.ledger = PositionLedger(initial_cash * len(configs), broker="paper",
                                      strategy_cash={c.id: initial_cash for c in configs})
         self.rows_of = {int(t): np.flatnonzero(cols.instrument_token == t)
@@ -206,7 +211,13 @@ class _Engine:
 
     def signals(self, i: int, sigs: list[Signal], tick: MarketTick) -> None:
         """Step 3 for one tick's signals: risk, exchange, events, feedback."""
-        ids = signal_ids(tick_id(self.source, i), sigs)
+        if len(sigs) == 1:  # the usual case: signal_ids for one signal, without its bookkeeping
+            stage = self.stages.get(sigs[0].strategy_id)
+            if stage is None:
+                stage = self.stages[sigs[0].strategy_id] = f"strategy:{sigs[0].strategy_id}"
+            ids = [derive_id(derive_id(self.tick_parent, "tick", i), stage, 0)]
+        else:
+            ids = signal_ids(tick_id(self.source, i), sigs)
         now = tick.ts
         counts = self.counts
         risk_fed = self.risk_fed
@@ -292,6 +303,32 @@ def run_backtest(
     report: Progress | None = _stderr_bar if progress is True else progress or None
     started = time.perf_counter()  # processing time includes setup and column conversion
     eng = _Engine(configs, ticks, source, initial_cash, seed, risk)
+    n = len(eng.ts_l)
+    ends, interval_s = _sample_rows(ticks.ts)
+    # The run allocates many short-lived objects and makes no reference cycles of its own;
+    # the cyclic collector would only rescan the large column lists again and again. It is
+    # paused for the replay only (cycles a strategy makes are collected after the run).
+    gc_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        samples = _replay(eng, ticks, ends, report)
+    finally:
+        if gc_enabled:
+            gc.enable()
+    elapsed = time.perf_counter() - started
+    if report is _stderr_bar and n:
+        sys.stderr.write("\n")
+    return summarize(
+        ticks=n, elapsed_s=elapsed, load_s=load_s, ledger=eng.ledger, fills=eng.fills,
+        trips=eng.trips.trips, samples=samples, interval_s=interval_s, counts=eng.counts,
+        rejections=eng.rejections, statuses=eng.runner.statuses(),
+        initial_equity=initial_cash * len(configs),
+    )
+
+
+def _replay(eng: _Engine, ticks: TickColumns, ends: list[int],
+            report: Progress | None) -> list[tuple[int, int, int]]:
+    """The tick loop (steps 1-3 of the module docstring); returns the equity samples."""
     ts_l, tok_l, px_l, vol_l = eng.ts_l, eng.tok_l, eng.px_l, eng.vol_l
     n = len(ts_l)
     exchange_fed = eng.exchange_fed
@@ -302,14 +339,14 @@ def run_backtest(
     process = eng.runner.process
     open_orders = eng.open_orders
     samples: list[tuple[int, int, int]] = []
-    ends, interval_s = _sample_rows(ticks.ts)
     # Flags only an event can change: re-read after each call that routes events.
     every_ex = eng.exchange_every_tick
     every_risk = eng.risk_every_tick
     start = 0
     for end in ends:
-        for i in range(start, end):
-            token = tok_l[i]
+        rows = zip(range(start, end), tok_l[start:end], ts_l[start:end], px_l[start:end],
+                   vol_l[start:end], strict=True)
+        for i, token, ts, price, volume in rows:
             tick: MarketTick | None = None
             if every_ex or token in open_orders:
                 tick = eng.tick_at(i)
@@ -318,17 +355,18 @@ def run_backtest(
                 every_ex = eng.exchange_every_tick
             if every_risk:
                 tick = tick or eng.tick_at(i)
-                eng.ledger.mark(token, px_l[i])
+                eng.ledger.mark(token, price)
                 eng.risk.on_tick(tick)
             if fresh:
                 sigs = process(tick or eng.tick_at(i))
             else:
-                view.ts = ts_l[i]
+                view.ts = ts
                 view.instrument_token = token
-                view.last_price = px_l[i]
-                view.volume = vol_l[i]
-                for name, values, nulls in extras:
-                    setattr(view, name, None if nulls is not None and nulls[i] else values[i])
+                view.last_price = price
+                view.volume = volume
+                if extras:
+                    for name, values, nulls in extras:
+                        setattr(view, name, None if nulls is not None and nulls[i] else values[i])
                 sigs = process(view)  # type: ignore[arg-type]
             if sigs is not None:
                 eng.signals(i, sigs, tick or eng.tick_at(i))
@@ -338,15 +376,7 @@ def run_backtest(
         samples.append((ts_l[end - 1], equity, gross))
         if report is not None:
             report(end, n)
-    elapsed = time.perf_counter() - started
-    if report is _stderr_bar and n:
-        sys.stderr.write("\n")
-    return summarize(
-        ticks=n, elapsed_s=elapsed, load_s=load_s, ledger=eng.ledger, fills=eng.fills,
-        trips=eng.trips.trips, samples=samples, interval_s=interval_s, counts=eng.counts,
-        rejections=eng.rejections, statuses=eng.runner.statuses(),
-        initial_equity=initial_cash * len(configs),
-    )
+    return samples
 
 
 def _stderr_bar(done: int, total: int) -> None:

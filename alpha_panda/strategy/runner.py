@@ -17,7 +17,7 @@ FAILED, the error and traceback logged, counted; the other strategies go on.
 from __future__ import annotations
 
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Final
 
 import msgspec
@@ -25,6 +25,7 @@ import structlog
 
 from alpha_panda.domain.errors import ConfigurationError, StrategyError
 from alpha_panda.domain.events import (
+    NO_CHARGES,
     MarketTick,
     OrderCancelled,
     OrderFilled,
@@ -39,6 +40,8 @@ from alpha_panda.strategy.base import Context, Strategy, _Book, _Clock
 from alpha_panda.strategy.config import StrategyConfig
 
 log = structlog.get_logger(__name__)
+
+_BUY: Final = Side.BUY
 
 DEFAULT_STRATEGY_CASH: Final = 1_000_000_00
 """Starting cash of each strategy's context, in paise (₹10,00,000)."""
@@ -117,6 +120,7 @@ class StrategyRunner:
         self, configs: Sequence[StrategyConfig], *, initial_cash: int = DEFAULT_STRATEGY_CASH
     ) -> None:
         self._configs: dict[str, StrategyConfig] = {}
+        self._instrument_sets: dict[str, frozenset[int]] = {}
         self._status: dict[str, StrategyStatus] = {}
         self._books: dict[str, _Book] = {}
         self._slots: dict[str, list[_Slot]] = {}
@@ -133,6 +137,7 @@ class StrategyRunner:
         if sid in self._configs:
             raise ConfigurationError(f"duplicate strategy id {sid!r}")
         self._configs[sid] = config
+        self._instrument_sets[sid] = frozenset(config.instruments)
         self._status[sid] = StrategyStatus(
             id=sid, strategy=config.strategy, state="ACTIVE" if config.enabled else "DISABLED",
             instruments=list(config.instruments), brokers=[b.value for b in config.brokers],
@@ -193,14 +198,14 @@ class StrategyRunner:
     def _accept(
         self, slot: _Slot, sigs: list[Signal], tick: MarketTick, out: list[Signal] | None
     ) -> list[Signal] | None:
-        config = self._configs[slot.sid]
         if not isinstance(sigs, list | tuple):
             self._fail(slot.sid, StrategyError(
                 slot.sid, f"returned {type(sigs).__name__}; expected a list of Signals or None"))
             return out
         accepted = []
+        instruments = self._instrument_sets[slot.sid]
         for sig in sigs:
-            problem = _invalid(sig, slot.sid, config.instruments)
+            problem = _invalid(sig, slot.sid, instruments)
             if problem:
                 self._fail(slot.sid, StrategyError(slot.sid, problem))
                 return out
@@ -210,7 +215,8 @@ class StrategyRunner:
         positions = slot.ctx._book.positions
         for sig in accepted:
             token = sig.instrument_token
-            positions[token] = positions.get(token, 0) + sig.side.sign * sig.quantity
+            q = sig.quantity
+            positions[token] = positions.get(token, 0) + (q if sig.side is _BUY else -q)
         self._status[slot.sid].signals += len(accepted)
         if out is None:
             return accepted
@@ -280,8 +286,9 @@ class StrategyRunner:
         book = self._books.get(fill.strategy_id)
         if book is None:
             return
-        signed = fill.side.sign * fill.quantity
-        book.cash -= signed * fill.price + fill.charges.total
+        signed = fill.quantity if fill.side is _BUY else -fill.quantity
+        charges = 0 if fill.charges is NO_CHARGES else fill.charges.total
+        book.cash -= signed * fill.price + charges
         if fill.order_id in self._legs:
             self._move(fill.strategy_id, fill.instrument_token, signed)
             if fill.leaves_quantity == 0:
@@ -319,7 +326,7 @@ class StrategyRunner:
         return any(s.strategy.keeps_ticks for slots in self._route.values() for s in slots)
 
 
-def _invalid(sig: object, sid: str, instruments: list[int]) -> str | None:
+def _invalid(sig: object, sid: str, instruments: Collection[int]) -> str | None:
     if not isinstance(sig, Signal):
         return f"returned {type(sig).__name__}, not a Signal"
     if sig.strategy_id != sid:
