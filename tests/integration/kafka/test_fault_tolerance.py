@@ -1,6 +1,6 @@
 """The pipeline as separate processes on a Kafka-protocol broker survives SIGKILL.
 
-Each service runs as ``alpha-panda service NAME`` against a private Tansu broker, with
+Each service (feed included) runs as ``alpha-panda service NAME`` against a private Tansu broker, with
 processed ids in a private Redis. While a replay file streams, one service is killed with
 SIGKILL and restarted. Afterwards the log must hold exactly what an undisturbed embedded
 run of the same file produces: the same validated signals, one order per signal, one set
@@ -216,11 +216,13 @@ async def committed_any(log: KafkaLog, group: str) -> bool:
 
 POISON_READERS = {"strategy-runner", "paper.risk-manager", "paper.trading-engine",
                   "paper.portfolio"}
-GROUP_OF = {"strategy-runner": "strategy-runner", "risk-manager": "paper.risk-manager",
+# Whose progress shows the victim is mid-stream (the feed's: the strategy runner's).
+GROUP_OF = {"feed": "strategy-runner",
+            "strategy-runner": "strategy-runner", "risk-manager": "paper.risk-manager",
             "paper-engine": "paper.trading-engine", "portfolio": "paper.portfolio"}
 
 
-@pytest.mark.parametrize("victim", VICTIMS)
+@pytest.mark.parametrize("victim", [*VICTIMS, "feed"])
 async def test_sigkill_mid_stream_loses_and_duplicates_nothing(
         victim: str, tmp_path: Path, scenario: tuple[Path, Path, Outcome]) -> None:
     ticks, strategies, reference = scenario
@@ -233,9 +235,10 @@ async def test_sigkill_mid_stream_loses_and_duplicates_nothing(
         poison_offset = 0
         cluster = Cluster(broker, redis, tmp_path)
         try:
-            for name in VICTIMS:
-                cluster.start(name, "--strategies", str(strategies))
-            cluster.start("feed", "--feed", f"replay:{ticks}", "--speed", str(SPEED))
+            args = {name: ["--strategies", str(strategies)] for name in VICTIMS}
+            args["feed"] = ["--feed", f"replay:{ticks}", "--speed", str(SPEED)]
+            for name in [*VICTIMS, "feed"]:
+                cluster.start(name, *args[name])
             deadline = time.monotonic() + 60
             while not await committed_any(log, GROUP_OF[victim]):
                 assert time.monotonic() < deadline, "victim never made progress"
@@ -245,7 +248,7 @@ async def test_sigkill_mid_stream_loses_and_duplicates_nothing(
             assert not await drained(log, TICKS + 1), "stream ended before the kill"
             cluster.kill(victim)
             await asyncio.sleep(0.3)
-            cluster.start(victim, "--strategies", str(strategies))
+            cluster.start(victim, *args[victim])
             deadline = time.monotonic() + 90
             stable = 0
             while stable < 2:
@@ -258,8 +261,9 @@ async def test_sigkill_mid_stream_loses_and_duplicates_nothing(
         finally:
             cluster.stop_all()
             await log.close()
-    # The restarted process really took over the partitions of the killed one.
-    assert "kafka.assigned" in (tmp_path / f"{victim}.2.log").read_text()
+    # The restarted process really took over (the partitions / the replay) of the killed one.
+    restarted = (tmp_path / f"{victim}.2.log").read_text()
+    assert ("feed.resume" if victim == "feed" else "kafka.assigned") in restarted
 
     for t in TOPICS[:-1]:
         assert got.ids[t] == reference.ids[t], f"{t} differs from the undisturbed run"
