@@ -21,10 +21,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alpha_panda.domain.errors import ConfigurationError, TransientError
 from alpha_panda.testing.redis_server import free_port
+
+if TYPE_CHECKING:
+    from alpha_panda.adapters.kafka.config import KafkaSettings
 
 __all__ = ["TansuBroker", "kafka_test_settings", "shared_broker", "start_tansu", "tansu_broker"]
 
@@ -138,7 +141,7 @@ def shared_broker() -> TansuBroker:
     return _shared
 
 
-def kafka_test_settings(bootstrap: str, **overrides: Any) -> Any:
+def kafka_test_settings(bootstrap: str, **overrides: Any) -> KafkaSettings:
     """``KafkaSettings`` for tests: small group timeouts so joins and failovers take ~1-3 s
     instead of the production 10-45 s."""
     from alpha_panda.adapters.kafka.config import KafkaSettings

@@ -26,7 +26,7 @@ def redis() -> Iterator[RedisServer]:
 
 @pytest.fixture
 def settings(broker: TansuBroker) -> KafkaSettings:
-    return kafka_test_settings(broker.bootstrap)  # type: ignore[no-any-return]
+    return kafka_test_settings(broker.bootstrap)
 
 
 @pytest.fixture
