@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Final
 
 from alpha_panda.domain.errors import IllegalTransition
+from alpha_panda.domain.events import derive_id
 from alpha_panda.domain.values import OrderType, Product, Side, Validity
 from alpha_panda.execution.costs import Segment
 
@@ -141,3 +142,21 @@ class Order:
         if self.filled == 0:
             return 0
         return (2 * self.turnover + self.filled) // (2 * self.filled)
+
+
+_last_derived: tuple[str, str, str] = ("", "", "")
+
+
+def order_id_for(signal_id: str, stage: str = "order") -> str:
+    """``derive_id(signal_id, stage)``, remembering the last answer.
+
+    The risk engine derives a validated signal's order id and the exchange derives the
+    same id right after: the second call is then a lookup instead of a hash.
+    """
+    global _last_derived
+    last = _last_derived
+    if last[0] == signal_id and last[1] == stage:
+        return last[2]
+    order_id = derive_id(signal_id, stage)
+    _last_derived = (signal_id, stage, order_id)
+    return order_id

@@ -46,7 +46,7 @@ from alpha_panda.domain.values import OrderType, Product, Side, Validity
 from alpha_panda.execution.config import ExecutionConfig
 from alpha_panda.execution.costs import CostModel, Segment
 from alpha_panda.execution.market import CircuitBands, MarketCalendar, Session, SessionClock
-from alpha_panda.execution.orders import Order, OrderStatus
+from alpha_panda.execution.orders import Order, OrderStatus, order_id_for
 from alpha_panda.execution.pricing import depth_fills, seeded_rng, slipped, volume_cap
 from alpha_panda.execution.rules import reference_price, validate
 
@@ -95,6 +95,8 @@ class PaperExchange:
         self._latency_ns = cfg.latency_ns
         self._queue = cfg.market_hours == "queue"
         self._no_slip = self._slip == 0 and not cfg.slippage_jitter_bps
+        # Market orders reach the book at once and no market-hours rule applies.
+        self._immediate = self._latency_ns == 0 and cfg.market_hours == "off"
         self._segments: dict[tuple[int, Product], Segment] = {}
         # Event times in which no MIS square-off can be due (the current session before its
         # cut-off): ticks inside skip the square-off check.
@@ -119,9 +121,16 @@ class PaperExchange:
 
     def submit(self, signal_id: str, signal: Signal, now_ns: int) -> list[Payload]:
         """Place the order a validated signal asks for. Idempotent per ``signal_id``."""
-        order_id = derive_id(signal_id, "order")
+        order_id = order_id_for(signal_id)
         if order_id in self._orders or order_id in self._closed_ids:
             return []  # redelivered signal: the order exists already
+        if (
+            self._immediate and signal.order_type is _MARKET and signal.price_hint is not None
+            and signal.product is not _MIS and signal.quantity > 0 and signal.limit_price is None
+            and signal.trigger_price is None and signal.take_profit is None
+            and signal.stop_loss is None
+        ):
+            return self._submit_market(order_id, signal_id, signal, now_ns)
         arrival = now_ns + self._latency_ns
         queued = False
         if self._queue and not self._calendar.is_open(arrival):
@@ -167,6 +176,54 @@ class PaperExchange:
             order.rested = hint is not None  # it went on the book behind the market
         self._rest(order, out)
         return out
+
+    def _submit_market(
+        self, order_id: str, signal_id: str, signal: Signal, now_ns: int
+    ) -> list[Payload]:
+        """``submit`` of a plain market order (CNC/NRML, a price hint, no prices, no exits)
+        when it reaches the book at once: the general path's steps, in its order, without
+        the branches that cannot apply (no rule of ``validate`` can reject it, it never rests,
+        it has no bracket, it is not MIS)."""
+        token = signal.instrument_token
+        product = signal.product
+        segment = self._segments.get((token, product))
+        if segment is None:
+            segment = self._segments[(token, product)] = self._segment(token, product)
+        qty = signal.quantity
+        side = signal.side
+        hint = signal.price_hint
+        assert hint is not None
+        order = Order(
+            order_id=order_id, signal_id=signal_id, strategy_id=signal.strategy_id,
+            instrument_token=token, side=side, quantity=qty, order_type=_MARKET,
+            product=product, validity=signal.validity, segment=segment, created_ns=now_ns,
+            arrival_ns=now_ns, price_hint=hint,
+        )
+        self._register(order)
+        order.status = OrderStatus.SUBMITTED  # NEW -> SUBMITTED
+        submitted = OrderSubmitted(
+            order_id=order_id, signal_id=signal_id, strategy_id=order.strategy_id,
+            instrument_token=token, side=side, quantity=qty, order_type=_MARKET,
+            product=product, validity=order.validity, tag=signal_id[:20], ts=now_ns,
+        )
+        price = hint if self._no_slip else self._market_price(order, hint)
+        # the whole quantity at one price: SUBMITTED -> FILLED, average price = price
+        turnover = qty * price
+        order.filled = qty
+        order.turnover = turnover
+        order.fills = 1
+        order.status = _FILLED
+        charges = NO_CHARGES
+        if self._costs is not None:
+            charges = self._costs.fill_charges(segment, side, 0, turnover, self.config.exchange)
+        filled = OrderFilled(
+            order_id=order_id, fill_id=derive_id(order_id, "fill", 0),
+            strategy_id=order.strategy_id, instrument_token=token, side=side, quantity=qty,
+            price=price, cumulative_quantity=qty, leaves_quantity=0, average_price=price,
+            product=product, charges=charges, ts=now_ns,
+        )
+        self._retire(order_id)
+        return [submitted, filled]
 
     def on_tick(self, tick: MarketTick) -> list[Payload]:
         """Record the tick and match every open order of its instrument against it."""
@@ -370,8 +427,11 @@ class PaperExchange:
                 if o is order:
                     del orders[k]
                     break
+        self._retire(order.order_id)
+
+    def _retire(self, order_id: str) -> None:
         # closed orders are kept for ``order()`` and idempotency, then only their ids
-        self._closed[order.order_id] = None
+        self._closed[order_id] = None
         if len(self._closed) > CLOSED_ORDERS_KEPT:
             old, _ = self._closed.popitem(last=False)
             self._orders.pop(old, None)

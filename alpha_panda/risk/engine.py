@@ -39,10 +39,10 @@ from alpha_panda.domain.events import (
     Signal,
     SignalRejected,
     SignalValidated,
-    derive_id,
 )
 from alpha_panda.domain.values import OrderType, Side
 from alpha_panda.execution.market import ist_date, ist_ns
+from alpha_panda.execution.orders import order_id_for
 from alpha_panda.portfolio.ledger import PositionLedger
 from alpha_panda.risk.limits import Reason, RiskConfig, RiskLimits
 from alpha_panda.risk.state import InMemoryRiskStateStore, RateWindow, RiskStateStore
@@ -202,9 +202,9 @@ class RiskEngine:
         """Count a validated signal as pending (also used to rebuild state from the log)."""
         stages = self._stages
         if len(stages) == 1:
-            order_ids: tuple[str, ...] = (derive_id(signal_id, stages[0]),)
+            order_ids: tuple[str, ...] = (order_id_for(signal_id, stages[0]),)
         else:
-            order_ids = tuple(derive_id(signal_id, stage) for stage in stages)
+            order_ids = tuple(order_id_for(signal_id, stage) for stage in stages)
         if order_ids[0] in self._pending:
             return
         if now_ns is not None:
