@@ -71,6 +71,7 @@ class KiteTickerClient:
         n = connections or settings.ticker_connections
         if not 1 <= n <= MAX_CONNECTIONS:
             raise ConfigurationError(f"Kite allows 1 to {MAX_CONNECTIONS} ticker connections, not {n}")
+        self._ws_url = settings.ws_url
         self._url = settings.ws_url + "?" + urlencode(
             {"api_key": settings.api_key, "access_token": access_token})
         self._on_order = on_order_update or POSTBACKS
@@ -170,7 +171,7 @@ class KiteTickerClient:
                     if task in done:
                         del self._tasks[idx]
                         task.result()  # re-raises an authentication or configuration error
-        except AuthenticationError as exc:
+        except (AuthenticationError, ConfigurationError) as exc:
             self._state, self._detail = State.FAILED, str(exc)
             raise
         finally:
@@ -215,7 +216,8 @@ class KiteTickerClient:
                         f"{exc.response.status_code}); run `alpha-panda auth login`") from exc
                 self._note(f"ticker handshake failed: HTTP {exc.response.status_code}")
             except InvalidURI as exc:
-                raise ConfigurationError(f"bad zerodha.ws_url: {exc}") from exc
+                # the exception text holds the full URL, access token included: not shown
+                raise ConfigurationError(f"bad zerodha.ws_url {self._ws_url!r}") from exc
             except (OSError, ConnectionClosed, InvalidHandshake, TimeoutError) as exc:
                 self._note(f"ticker connection {idx} lost: {exc!r}")
             finally:

@@ -167,3 +167,13 @@ async def test_the_kite_feed_publishes_ticks_to_market_ticks(
 
 async def _count_at_least(log: MemoryLog, n: int) -> bool:
     return await count(log, MARKET_TICKS) >= n
+
+
+async def test_a_bad_ws_url_is_reported_without_the_access_token(
+        settings: ZerodhaSettings) -> None:
+    bad = settings.model_copy(update={"ws_url": "http://not-a-websocket"})
+    client = KiteTickerClient(bad, "secret-access-token")
+    with pytest.raises(ConfigurationError) as err:
+        await asyncio.wait_for(client.run(asyncio.Event()), 5)
+    assert "not-a-websocket" in str(err.value) and "secret-access-token" not in str(err.value)
+    assert client.health().state.value == "failed"
