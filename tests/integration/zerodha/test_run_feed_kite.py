@@ -71,6 +71,8 @@ def test_run_with_the_kite_feed_trades_live_on_the_fake(served: dict[str, Any],
         check=False, env=env, capture_output=True, text=True, timeout=90)
     assert run.returncode == 0, run.stderr[-3000:]
     summary = json.loads(run.stdout)
+    for secret in (session.access_token, served["api_secret"]):  # never in any log line
+        assert secret not in run.stderr and secret not in run.stdout
     assert summary["ticks"] > 20
     kite = KiteConnect(served["api_key"], access_token=session.access_token,
                        root=served["root_url"])
