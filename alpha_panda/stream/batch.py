@@ -16,7 +16,7 @@ import structlog
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from alpha_panda.domain.errors import RetryableError
+from alpha_panda.domain.errors import AlphaPandaError, InvariantViolation, RetryableError
 from alpha_panda.stream import metrics
 from alpha_panda.stream.dedup import RecentIds
 from alpha_panda.stream.dlq import dead_letter_output
@@ -178,6 +178,15 @@ class BatchRunner:
                 if not s.dead_letter:
                     fatal = exc
                     break
+                if not isinstance(exc, AlphaPandaError):
+                    p.bug_streak += 1
+                    if p.bug_streak >= s.bug_streak:
+                        fatal = InvariantViolation(
+                            f"{p.bug_streak} messages in a row failed with "
+                            f"{type(exc).__name__}: {exc}; this is a bug in {p.name}, not bad "
+                            "input: stopping rather than dead-lettering the whole stream")
+                        fatal.__cause__ = exc
+                        break
                 outputs.append(dead_letter_output(r, exc, attempts=n, service=p.name))
                 nxt = r.offset + 1
                 stats.dead_lettered += 1
@@ -186,6 +195,7 @@ class BatchRunner:
                            partition=r.partition, offset=r.offset, id=eid, attempts=n,
                            error=f"{type(exc).__name__}: {exc}")
                 continue
+            p.bug_streak = 0
             if attempts:
                 attempts.pop((tp, r.offset), None)
             if outs:

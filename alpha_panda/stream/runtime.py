@@ -65,6 +65,7 @@ class ProcessorSettings:
     hot_factor: float = 2.0
     hot_min_records: int = 1000
     stop_timeout: float = 10.0
+    bug_streak: int = 25  # consecutive messages failing with a non-Alpha-Panda exception: a bug
 
 
 @dataclass(slots=True)
@@ -109,6 +110,10 @@ class StreamProcessor:
         self._paused: dict[TopicPartition, float] = {}  # partition -> loop time to resume
         self._attempts: dict[tuple[TopicPartition, int], int] = {}
         self._hot = HotPartitionTracker(settings.hot_factor, settings.hot_min_records)
+        # Messages dead-lettered in a row because the handler raised something that is not
+        # one of our errors (NameError, KeyError...): past ``bug_streak`` it is a bug in the
+        # service, not bad input, and dead-lettering the whole stream would lose it.
+        self.bug_streak = 0
         embedded = isinstance(log, EmbeddedLog)
         # In-process logs: every group reads the same records, so decode each only once.
         self.decoder = decoder_for(log, codec, share=embedded)

@@ -434,3 +434,42 @@ async def test_an_output_that_cannot_be_encoded_dead_letters_its_input_only() ->
     proc = StreamProcessor(log, name="p", group="g", topics=["in"], handler=Broken("out"))
     await run_until(proc, lambda: proc.stats.processed == 2 and proc.stats.dead_lettered == 1)
     assert len(await read_all(log, "out")) == 2
+
+
+async def test_a_bug_failing_every_message_stops_the_processor_instead_of_dead_lettering_all() -> None:
+    log = MemoryLog()
+    await log.ensure_topics([spec("in", 1), spec("out", 1)])
+    await log.append([tick_output("in", i, 1) for i in range(1, 41)])
+
+    class Buggy(Echo):
+        def handle(self, event: Envelope[Any], record: Record) -> Sequence[Emit]:
+            if event.ts > 2:
+                raise NameError("name 'KillSwitchSet' is not defined")
+            return super().handle(event, record)
+
+    settings = ProcessorSettings(bug_streak=5, poll_timeout=0.01)
+    proc = StreamProcessor(log, name="buggy", group="g", topics=["in"], handler=Buggy("out"),
+                           settings=settings)
+    await asyncio.wait_for(proc.run(asyncio.Event()), 5)  # returns by itself
+    assert proc.state is State.FAILED and "bug in buggy" in proc.health().detail
+    letters = await read_all(log, dlq_topic("in"))
+    assert len(letters) == 4  # the 5th failure in a row is the bug: it is not committed
+    assert await log.committed_offsets("g", "in") == {0: 6}
+    assert len(await read_all(log, "out")) == 2
+
+
+async def test_isolated_poison_messages_do_not_count_as_a_bug() -> None:
+    log = MemoryLog()
+    await log.ensure_topics([spec("in", 1), spec("out", 1)])
+    await log.append([tick_output("in", i, 1) for i in range(1, 21)])
+
+    class Odd(Echo):
+        def handle(self, event: Envelope[Any], record: Record) -> Sequence[Emit]:
+            if event.ts % 2:
+                raise KeyError("missing field")
+            return super().handle(event, record)
+
+    proc = StreamProcessor(log, name="odd", group="g", topics=["in"], handler=Odd("out"),
+                           settings=ProcessorSettings(bug_streak=3, poll_timeout=0.01))
+    await run_until(proc, lambda: proc.stats.processed == 10 and proc.stats.dead_lettered == 10)
+    assert proc.state is not State.FAILED
