@@ -1,13 +1,13 @@
 """Hot-partition detection: per-partition rates and the heaviest keys of each partition.
 
 A partition whose share of a processor's records exceeds ``factor`` times its fair share
-(1 / partitions assigned) over a window is reported with its top keys, found with the
+(1 / partitions of its topic assigned) over a window is reported with its top keys, found with the
 space-saving algorithm (``k`` counters per partition, bounded memory whatever the keys).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from alpha_panda.stream.log import Record, TopicPartition
@@ -66,17 +66,28 @@ class HotPartitionTracker:
                     keys = self._keys[tp] = TopKeys(self._k)
                 keys.add(r.key, self._sample)
 
-    def report(self, assigned: int) -> list[HotPartition]:
-        """Hot partitions of the window now ending; the window is reset."""
-        total = sum(self._counts.values())
+    def report(self, assignment: Collection[TopicPartition]) -> list[HotPartition]:
+        """Hot partitions of the window now ending; the window is reset.
+
+        Shares are per topic: a partition is compared with the other assigned partitions
+        of its own topic (ticks and orders of one processor never compete).
+        """
+        partitions: dict[str, int] = {}
+        for tp in assignment:
+            partitions[tp.topic] = partitions.get(tp.topic, 0) + 1
+        totals: dict[str, int] = {}
+        for tp, n in self._counts.items():
+            totals[tp.topic] = totals.get(tp.topic, 0) + n
         hot: list[HotPartition] = []
-        if total >= self._min and assigned > 1:
+        for tp, n in sorted(self._counts.items()):
+            total, assigned = totals[tp.topic], partitions.get(tp.topic, 0)
+            if total < self._min or assigned < 2:
+                continue
             fair = 1.0 / assigned
-            for tp, n in sorted(self._counts.items()):
-                share = n / total
-                if share > self._factor * fair:
-                    keys = self._keys.get(tp)
-                    hot.append(HotPartition(tp, share, fair, n, keys.top() if keys else []))
+            share = n / total
+            if share > self._factor * fair:
+                keys = self._keys.get(tp)
+                hot.append(HotPartition(tp, share, fair, n, keys.top() if keys else []))
         self._counts = {}
         self._keys = {}
         return hot

@@ -304,7 +304,7 @@ class StreamProcessor:
             log_.info("processor.caught_up", service=self._name, partitions=len(assigned))
 
     def _report_hot(self, consumer: Consumer) -> None:
-        for hot in self._hot.report(len(consumer.assignment())):
+        for hot in self._hot.report(consumer.assignment()):
             metrics.HOT_PARTITION.labels(self._name, hot.tp.topic, str(hot.tp.partition)).set(
                 hot.share)
             log_.warning("processor.hot_partition", service=self._name, topic=hot.tp.topic,

@@ -89,8 +89,20 @@ def test_a_partition_far_above_its_fair_share_is_reported_with_its_keys() -> Non
     recs = [Record("t", 0, i, b"RELIANCE", b"") for i in range(900)]
     recs += [Record("t", p, i, str(p).encode(), b"") for p in (1, 2, 3) for i in range(30)]
     tracker.observe(recs)
-    hot = tracker.report(assigned=4)
+    assignment = [TopicPartition("t", p) for p in range(4)]
+    hot = tracker.report(assignment)
     assert [h.tp for h in hot] == [TopicPartition("t", 0)]
     assert hot[0].top_keys[0] == (b"RELIANCE", 900)
     assert hot[0].share > 0.9
-    assert tracker.report(assigned=4) == []  # the window was reset
+    assert tracker.report(assignment) == []  # the window was reset
+
+
+def test_shares_are_per_topic_so_a_busy_topic_is_not_a_hot_partition() -> None:
+    tracker = HotPartitionTracker(factor=2.0, min_records=100, sample_every=1)
+    # six evenly loaded tick partitions next to three quiet order partitions
+    recs = [Record("ticks", p, i, str(i % 4).encode(), b"") for p in range(6) for i in range(500)]
+    recs += [Record("orders", p, i, b"k", b"") for p in range(3) for i in range(40)]
+    tracker.observe(recs)
+    assignment = [TopicPartition("ticks", p) for p in range(6)]
+    assignment += [TopicPartition("orders", p) for p in range(3)]
+    assert tracker.report(assignment) == []
