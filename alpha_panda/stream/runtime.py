@@ -273,7 +273,8 @@ class StreamProcessor:
         return keep
 
     async def _on_assign(self, tps: Sequence[TopicPartition]) -> None:
-        log_.info("processor.assigned", service=self._name, partitions=[str(t) for t in tps])
+        log_.info("processor.assigned", service=self._name, partitions=len(tps),
+                  topics=sorted({t.topic for t in tps}))
         if self._rebuild:
             await self._runner.rebuild(self._log, self._group, tps)
         hook = getattr(self._handler, "on_assign", None)
@@ -281,7 +282,7 @@ class StreamProcessor:
             hook(tps)
 
     async def _on_revoke(self, tps: Sequence[TopicPartition]) -> None:
-        log_.info("processor.revoked", service=self._name, partitions=[str(t) for t in tps])
+        log_.debug("processor.revoked", service=self._name, partitions=len(tps))
         for tp in tps:
             self._paused.pop(tp, None)
         self._attempts = {k: v for k, v in self._attempts.items() if k[0] not in tps}
