@@ -104,6 +104,14 @@ def make_feed(settings: Settings, pipeline: Pipeline, speed: float | None) -> Si
     raise ConfigurationError(f"unknown feed {spec!r}: expected sim, replay:PATH or kite")
 
 
+def kafka_settings(settings: Settings) -> Any:
+    """The Kafka section, deduplicating processed ids on the cache's Redis unless told otherwise."""
+    k = settings.kafka
+    if k.dedup_redis_url is None and settings.cache_url.startswith(("redis://", "rediss://")):
+        return k.model_copy(update={"dedup_redis_url": settings.cache_url})
+    return k
+
+
 def check_port_free(host: str, port: int) -> None:
     with socket.socket() as s:
         try:
@@ -159,7 +167,7 @@ class SystemRun:
         if s.api.enabled:
             check_port_free(s.api.host, s.api.port)
         configs, errors = load_strategies(s)
-        log_ = open_log(s.log, s.data_dir, kafka=s.kafka)
+        log_ = open_log(s.log, s.data_dir, kafka=kafka_settings(s))
         await log_.start()
         cache = open_cache(s.cache_url)
         try:

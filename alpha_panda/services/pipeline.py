@@ -19,7 +19,7 @@ from alpha_panda.execution.config import ExecutionConfig
 from alpha_panda.observability.health import HealthRegistry
 from alpha_panda.portfolio import PositionLedger
 from alpha_panda.readmodel.views import StrategyView
-from alpha_panda.risk import RiskEngine
+from alpha_panda.risk import RiskEngine, RiskStateStore
 from alpha_panda.services.paper_engine import PaperEngineHandler, build_paper_engine
 from alpha_panda.services.portfolio import PortfolioHandler, build_portfolio
 from alpha_panda.services.risk_config import risk_config_for
@@ -106,7 +106,8 @@ def build_pipeline(
         p.add(processors)
     for broker in used:
         if "risk-manager" in services:
-            engine = RiskEngine(risk_config_for(settings, broker, active), broker=broker)
+            engine = RiskEngine(risk_config_for(settings, broker, active), broker=broker,
+                                store=_risk_store(settings))
             processor, p.risk[broker] = build_risk_manager(log_, broker, engine, proc)
             p.add([processor])
         if "portfolio" in services:
@@ -122,6 +123,16 @@ def build_pipeline(
     if "zerodha-engine" in services and Broker.ZERODHA.value in used:
         p.add(_zerodha_engine(settings, log_, proc))
     return p
+
+
+def _risk_store(settings: Settings) -> RiskStateStore | None:
+    """Shared, atomic risk counters (rate limits, kill switch) when services run as several
+    processes: on the Redis the read model uses. One process: in memory (the default)."""
+    if not settings.cache_url.startswith(("redis://", "rediss://")):
+        return None
+    from alpha_panda.adapters.redis.risk_state import RedisRiskStateStore
+
+    return RedisRiskStateStore(settings.cache_url, prefix="ap:risk:")
 
 
 def _zerodha_engine(settings: Settings, log_: Log, proc: ProcessorSettings) -> list[StreamProcessor]:
