@@ -6,7 +6,7 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -51,17 +51,17 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 @app.command()
 def run(
-    feed: Annotated[Optional[str], typer.Option(help="sim | replay:PATH | kite")] = None,
-    log: Annotated[Optional[str], typer.Option(help="embedded | memory | sqlite:PATH | kafka://HOST:PORT")] = None,
-    strategies: Annotated[Optional[Path], typer.Option(help="directory of strategy YAML files")] = None,
-    duration: Annotated[Optional[float], typer.Option(help="stop after this many seconds")] = None,
-    port: Annotated[Optional[int], typer.Option(help="API port (default 8000)")] = None,
-    host: Annotated[Optional[str], typer.Option(help="API host (default 127.0.0.1)")] = None,
+    feed: Annotated[str | None, typer.Option(help="sim | replay:PATH | kite")] = None,
+    log: Annotated[str | None, typer.Option(help="embedded | memory | sqlite:PATH | kafka://HOST:PORT")] = None,
+    strategies: Annotated[Path | None, typer.Option(help="directory of strategy YAML files")] = None,
+    duration: Annotated[float | None, typer.Option(help="stop after this many seconds")] = None,
+    port: Annotated[int | None, typer.Option(help="API port (default 8000)")] = None,
+    host: Annotated[str | None, typer.Option(help="API host (default 127.0.0.1)")] = None,
     no_api: Annotated[bool, typer.Option("--no-api", help="do not start the HTTP API")] = False,
-    speed: Annotated[Optional[float], typer.Option(help="replay pacing: 1 = real time")] = None,
+    speed: Annotated[float | None, typer.Option(help="replay pacing: 1 = real time")] = None,
     exit_at_end: Annotated[bool, typer.Option("--exit-at-end", help="replay: exit once every tick has flowed through")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="print a JSON summary on stdout at exit")] = False,
-    data_dir: Annotated[Optional[Path], typer.Option(help="where the embedded log and state live")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="where the embedded log and state live")] = None,
 ) -> None:
     """Run every service in one process: feed → strategies → risk → trading engines → portfolio → API."""
     from alpha_panda.services.app import RunOptions, SystemRun
@@ -88,12 +88,12 @@ def run(
 @app.command()
 def service(
     name: Annotated[str, typer.Argument(help="feed | strategy-runner | risk-manager | paper-engine | portfolio | zerodha-engine | api")],
-    log: Annotated[Optional[str], typer.Option(help="kafka://HOST:PORT (or embedded for trying it)")] = None,
-    feed: Annotated[Optional[str], typer.Option(help="for the feed service: sim | replay:PATH | kite")] = None,
-    strategies: Annotated[Optional[Path], typer.Option()] = None,
-    port: Annotated[Optional[int], typer.Option(help="for the api service")] = None,
-    speed: Annotated[Optional[float], typer.Option(help="replay pacing")] = None,
-    duration: Annotated[Optional[float], typer.Option()] = None,
+    log: Annotated[str | None, typer.Option(help="kafka://HOST:PORT (or embedded for trying it)")] = None,
+    feed: Annotated[str | None, typer.Option(help="for the feed service: sim | replay:PATH | kite")] = None,
+    strategies: Annotated[Path | None, typer.Option()] = None,
+    port: Annotated[int | None, typer.Option(help="for the api service")] = None,
+    speed: Annotated[float | None, typer.Option(help="replay pacing")] = None,
+    duration: Annotated[float | None, typer.Option()] = None,
 ) -> None:
     """Run one service as its own process (scale out on Kafka with consumer groups)."""
     from alpha_panda.services.app import RunOptions, SystemRun
@@ -114,8 +114,8 @@ def kill(
     broker: Annotated[str, typer.Option(help="paper or zerodha")] = "paper",
     flatten: Annotated[bool, typer.Option(help="also close every open position at market")] = False,
     off: Annotated[bool, typer.Option("--off", help="release the kill switch")] = False,
-    log: Annotated[Optional[str], typer.Option(help="the running system's log (default: settings)")] = None,
-    data_dir: Annotated[Optional[Path], typer.Option(help="the running system's data directory")] = None,
+    log: Annotated[str | None, typer.Option(help="the running system's log (default: settings)")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="the running system's data directory")] = None,
 ) -> None:
     """Kill switch: block every new order of a broker (and optionally flatten positions).
 
@@ -147,9 +147,9 @@ def kill(
 
 @app.command()
 def preflight(
-    log: Annotated[Optional[str], typer.Option()] = None,
-    strategies: Annotated[Optional[Path], typer.Option()] = None,
-    port: Annotated[Optional[int], typer.Option()] = None,
+    log: Annotated[str | None, typer.Option()] = None,
+    strategies: Annotated[Path | None, typer.Option()] = None,
+    port: Annotated[int | None, typer.Option()] = None,
 ) -> None:
     """Run every readiness check; exit non-zero if any fails."""
     from alpha_panda.services.preflight import print_report, run_checks

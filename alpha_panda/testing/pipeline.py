@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from alpha_panda.services.app import RunOptions, SystemRun
+from alpha_panda.settings import ApiSettings, Settings
 from alpha_panda.stream.log import Log, Record, TopicPartition
 from alpha_panda.stream.topics import REGISTRY
-from alpha_panda.settings import ApiSettings, Settings
 
 SMA_YAML = """\
 id: {id}

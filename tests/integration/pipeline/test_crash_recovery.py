@@ -3,6 +3,7 @@ as an uninterrupted run; and a graceful restart keeps positions (rebuilt from th
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -13,7 +14,6 @@ from pathlib import Path
 
 from alpha_panda.domain.events import CODEC, OrderFilled
 from alpha_panda.services.logs import open_log
-
 from alpha_panda.testing.pipeline import read_all, run_replay, settings_for, write_strategy
 
 
@@ -46,19 +46,20 @@ async def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(
               "--strategies", str(tmp_path / "strategies")]
     env = {**os.environ, "ALPHA_PANDA_LOG_LEVEL": "WARNING"}
     # paced replay (event time runs ~20 s; 8x speed) so the kill lands mid-stream
-    proc = subprocess.Popen(cli(*common, "--speed", "8"), env=env,
+    proc = subprocess.Popen(cli(*common, "--speed", "8"), env=env,  # noqa: ASYNC220
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (data / "log.sqlite").exists():
-        time.sleep(0.05)
-    time.sleep(1.5)
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(1.5)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
     partial = await fills_of(data)
     assert 0 < len(partial) < len(expected), "the kill must land mid-stream"
 
-    done = subprocess.run(cli(*common, "--exit-at-end", "--json"), env=env, capture_output=True,
-                          text=True, timeout=300)
+    done = await asyncio.to_thread(subprocess.run, cli(*common, "--exit-at-end", "--json"),
+                                   env=env, capture_output=True, text=True, timeout=300,
+                                   check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout)
     assert await fills_of(data) == expected

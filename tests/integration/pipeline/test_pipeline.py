@@ -10,7 +10,6 @@ from alpha_panda.domain.events import CODEC, OrderFilled
 from alpha_panda.services.logs import open_log
 from alpha_panda.stream.log import Output
 from alpha_panda.stream.topics import MARKET_TICKS, REGISTRY, dlq_topic
-
 from alpha_panda.testing.pipeline import read_all, run_replay, settings_for, write_strategy
 
 
