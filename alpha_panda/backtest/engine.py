@@ -131,21 +131,20 @@ class _Engine:
     # ---------------------------------------------------------------- events
 
     def route(self, payloads: list[Payload]) -> None:
+        if len(payloads) == 2:
+            # The usual pair, an order filled in full at once: it never is an open order.
+            sub, p = payloads
+            if (isinstance(sub, OrderSubmitted) and isinstance(p, OrderFilled)
+                    and p.order_id == sub.order_id and p.leaves_quantity == 0
+                    and sub.parent_order_id is None):
+                self.counts["orders"] += 1
+                self._filled(p)
+                return
         for p in payloads:
             if isinstance(p, OrderFilled):
-                pos = self.ledger.position(p.strategy_id, p.instrument_token)
-                before = pos.quantity
-                self.apply_fill(p)
-                charges = p.charges
-                self.trips.after_fill(pos, before, p.ts or 0,
-                                      0 if charges is NO_CHARGES else charges.total)
-                self.risk_on_fill(p)
-                self.runner_on_fill(p)
-                self.fills.append(p)
+                self._filled(p)
                 if p.leaves_quantity == 0:
                     self._closed(p.instrument_token, p.order_id)
-                if p.product is _MIS:
-                    self.exchange_every_tick = True  # square-off needs every tick
             elif isinstance(p, OrderSubmitted):
                 self.counts["orders"] += 1
                 ids = self.open_orders.get(p.instrument_token)
@@ -165,6 +164,19 @@ class _Engine:
                 self._closed(p.instrument_token, p.order_id)
                 self.risk.on_order_cancelled(p)
                 self.runner.on_order_cancelled_event(p)
+
+    def _filled(self, p: OrderFilled) -> None:
+        """A fill to the ledger, round trips, risk and the runner, in that order."""
+        pos = self.ledger.position(p.strategy_id, p.instrument_token)
+        before = pos.quantity
+        self.apply_fill(p)
+        charges = p.charges
+        self.trips.after_fill(pos, before, p.ts or 0, 0 if charges is NO_CHARGES else charges.total)
+        self.risk_on_fill(p)
+        self.runner_on_fill(p)
+        self.fills.append(p)
+        if p.product is _MIS:
+            self.exchange_every_tick = True  # square-off needs every tick
 
     def _closed(self, token: int, order_id: str) -> None:
         ids = self.open_orders.get(token)
@@ -222,17 +234,18 @@ class _Engine:
         counts = self.counts
         risk_fed = self.risk_fed
         exchange_fed = self.exchange_fed
+        risk = self.risk
         for sid, sig in zip(ids, sigs, strict=True):
             counts["signals"] += 1
             token = sig.instrument_token
             own = token == tick.instrument_token  # the usual case: the tick's own instrument
             if not self.risk_every_tick:
                 if not own:
-                    self.catch_up(token, i, tick, risk_fed, self.risk.on_tick)
+                    self.catch_up(token, i, tick, risk_fed, risk.on_tick)
                 elif risk_fed.get(token) != i:
                     risk_fed[token] = i
-                    self.risk.on_tick(tick)
-            decision = self.risk.check(sid, sig, now)
+                    risk.on_tick(tick)
+            decision = risk.check(sid, sig, now)
             if isinstance(decision, SignalRejected):
                 counts["signals_rejected"] += 1
                 code = decision.reason_code

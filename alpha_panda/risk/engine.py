@@ -126,8 +126,9 @@ class RiskEngine:
 
     def on_tick(self, tick: MarketTick) -> None:
         self._ticks_seen = True
-        self._last[tick.instrument_token] = tick.last_price
-        self._ledger.mark(tick.instrument_token, tick.last_price)
+        token, price = tick.instrument_token, tick.last_price
+        self._last[token] = price
+        self._ledger.mark(token, price)
         if not self._day_lo <= tick.ts < self._day_hi:
             self._roll(tick.ts)
 
@@ -193,9 +194,10 @@ class RiskEngine:
         else:
             self.apply_validated(signal_id, signal)
             decision = SignalValidated(signal=signal, signal_id=signal_id)
-        self._decisions[signal_id] = decision
-        if len(self._decisions) > DECISIONS_KEPT:
-            self._decisions.popitem(last=False)
+        decisions = self._decisions
+        decisions[signal_id] = decision
+        if len(decisions) > DECISIONS_KEPT:
+            decisions.popitem(last=False)
         return decision
 
     def apply_validated(self, signal_id: str, signal: Signal, now_ns: int | None = None) -> None:
@@ -205,17 +207,21 @@ class RiskEngine:
             order_ids: tuple[str, ...] = (order_id_for(signal_id, stages[0]),)
         else:
             order_ids = tuple(order_id_for(signal_id, stage) for stage in stages)
-        if order_ids[0] in self._pending:
+        all_pending = self._pending
+        if order_ids[0] in all_pending:
             return
         if now_ns is not None:
             limits = self._account_limits()
             self.store.acquire(self.account, signal_id, now_ns // 1000, self._windows(limits, now_ns))
         sid = signal.strategy_id
+        token = signal.instrument_token
         sign = 1 if signal.side is _BUY else -1
-        pending = _Pending(sid, signal.instrument_token, sign, signal.quantity, order_ids)
+        pending = _Pending(sid, token, sign, signal.quantity, order_ids)
         for order_id in order_ids:
-            self._pending[order_id] = pending
-        self._add_pending(sid, signal.instrument_token, sign * signal.quantity)
+            all_pending[order_id] = pending
+        key = (sid, token)
+        qty = self._pending_qty
+        qty[key] = qty.get(key, 0) + sign * signal.quantity
         self._open_orders[sid] = self._open_orders.get(sid, 0) + 1
 
     def _rules(self, signal_id: str, s: Signal, now_ns: int) -> tuple[str, str] | None:
