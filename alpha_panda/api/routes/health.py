@@ -31,7 +31,7 @@ def _registry(request: Request) -> HealthRegistry:
 
 
 def _answer(status: str, code: int, components: list[s.ComponentHealth]) -> JSONResponse:
-    body = s.Health(status=status, components=components)  # type: ignore[arg-type]
+    body = s.Health(status=status, components=components)
     return JSONResponse(body.model_dump(mode="json"), status_code=code)
 
 
