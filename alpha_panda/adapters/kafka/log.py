@@ -201,16 +201,19 @@ class KafkaLog:
         """Up to ``limit`` records of ``tp`` from ``offset``, outside any group."""
         if limit <= 0 or tp.topic not in await self._known_topics(tp.topic):
             return []
-        end = (await self.end_offsets(tp.topic)).get(tp.partition, 0)
-        if offset >= end:
-            return []
-        return await self._inspect_thread.call(self._read_blocking, tp, max(0, offset), end,
-                                               limit)
+        return await self._inspect_thread.call(self._read_blocking, tp, max(0, offset), limit)
 
-    def _read_blocking(self, tp: TopicPartition, offset: int, end: int,
-                       limit: int) -> list[Record]:
+    def _read_blocking(self, tp: TopicPartition, offset: int, limit: int) -> list[Record]:
         inspector = self._inspector
         assert inspector is not None
+        rd_tp = RdTopicPartition(tp.topic, tp.partition)
+        _, high = inspector.get_watermark_offsets(rd_tp, timeout=self._timeout)
+        if offset >= (high or 0):
+            # At or past the reported end (which may lag on Tansu): find the real end
+            # first, since fetching beyond it yields neither records nor an EOF.
+            end = self._end_offsets_blocking(tp.topic, [tp.partition]).get(tp.partition, 0)
+            if offset >= end:
+                return []
         inspector.assign([RdTopicPartition(tp.topic, tp.partition, offset)])
         out: list[Record] = []
         deadline = time.monotonic() + self._timeout
@@ -224,8 +227,6 @@ class KafkaLog:
                 rec = to_record(m)
                 if rec.tp == tp and rec.offset >= offset and len(out) < limit:
                     out.append(rec)
-            if out and out[-1].offset >= end - 1:
-                break
         return out
 
     async def end_offsets(self, topic: str) -> dict[int, int]:
@@ -239,14 +240,14 @@ class KafkaLog:
         n = (await self._known_topics(topic)).get(topic, 0)
         if n == 0:
             return {}
-        return await self._inspect_thread.call(self._end_offsets_blocking, topic, n)
+        return await self._inspect_thread.call(self._end_offsets_blocking, topic, range(n))
 
-    def _end_offsets_blocking(self, topic: str, n: int) -> dict[int, int]:
+    def _end_offsets_blocking(self, topic: str, partitions: Iterable[int]) -> dict[int, int]:
         inspector = self._inspector
         assert inspector is not None
         ends: dict[int, int] = {}
         pending: dict[int, tuple[int, int]] = {}  # partition -> (low, reported high)
-        for p in range(n):
+        for p in partitions:
             low, high = inspector.get_watermark_offsets(RdTopicPartition(topic, p),
                                                         timeout=self._timeout)
             low, high = low or 0, high or 0
