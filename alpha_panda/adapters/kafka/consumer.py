@@ -2,8 +2,10 @@
 
 ``commit`` = begin → produce outputs → ``send_offsets_to_transaction`` → commit, on a
 transactional producer whose ``transactional.id`` is stable per (group, member): a
-restarted member fences the zombie it replaces, whose open transaction is aborted.
-Processed ids go to a ``DedupStore`` only after the transaction committed.
+restarted member fences the zombie it replaces, whose open transaction is aborted. A
+commit with offsets but no outputs is a plain synchronous offset commit (nothing to make
+atomic; and Tansu drops the offsets of a transaction without records). Processed ids go
+to a ``DedupStore`` only after the commit.
 
 Threads: the librdkafka consumer lives on one ``ClientThread`` and the transactional
 producer on another. Assignment, positions and pauses are plain Python state of this
