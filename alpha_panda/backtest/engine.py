@@ -129,6 +129,8 @@ class _Engine:
         self.apply_fill = self.ledger.apply_fill
         self.risk_on_fill = self.risk.on_fill
         self.runner_on_fill = self.runner.on_fill
+        self.venue_on_tick = self.venue.on_tick
+        self.venue_submit = self.venue.submit
 
     # ---------------------------------------------------------------- events
 
@@ -242,9 +244,10 @@ class _Engine:
     def signals(self, i: int, sigs: list[Signal], tick: MarketTick) -> None:
         """Step 3 for one tick's signals: risk, exchange, events, feedback."""
         if len(sigs) == 1:  # the usual case: signal_ids for one signal, without its bookkeeping
-            stage = self.stages.get(sigs[0].strategy_id)
+            sid = sigs[0].strategy_id
+            stage = self.stages.get(sid)
             if stage is None:
-                stage = self.stages[sigs[0].strategy_id] = f"strategy:{sigs[0].strategy_id}"
+                stage = self.stages[sid] = f"strategy:{sid}"
             ids = [derive_id(derive_id(self.tick_parent, "tick", i), stage, 0)]
         else:
             ids = signal_ids(tick_id(self.source, i), sigs)
@@ -253,7 +256,7 @@ class _Engine:
         risk_fed = self.risk_fed
         exchange_fed = self.exchange_fed
         risk = self.risk
-        for sid, sig in zip(ids, sigs, strict=True):
+        for signal_id, sig in zip(ids, sigs, strict=True):
             counts["signals"] += 1
             token = sig.instrument_token
             own = token == tick.instrument_token  # the usual case: the tick's own instrument
@@ -263,7 +266,7 @@ class _Engine:
                 elif risk_fed.get(token) != i:
                     risk_fed[token] = i
                     risk.on_tick(tick)
-            decision = risk.check(sid, sig, now)
+            decision = risk.check(signal_id, sig, now)
             if isinstance(decision, SignalRejected):
                 counts["signals_rejected"] += 1
                 code = decision.reason_code
@@ -274,10 +277,10 @@ class _Engine:
                 self.catch_up(token, i, tick, exchange_fed, self._exchange_tick)
             elif exchange_fed.get(token) != i:
                 exchange_fed[token] = i
-                events = self.venue.on_tick(tick)
+                events = self.venue_on_tick(tick)
                 if events:
                     self.route(events)
-            self.route(self.venue.submit(sid, sig, now))
+            self.route(self.venue_submit(signal_id, sig, now))
 
     def sample(self, upto: int, rows_of: dict[int, np.ndarray]) -> tuple[int, int]:
         """Mark open positions at their last price at or before row ``upto``; return the

@@ -53,6 +53,7 @@ class PaperVenue:
             served = {_key(c) for c in configs.values()}
             by_key = {k: ex for k, ex in by_key.items() if k in served}
         self._exchanges = [by_key[k] for k in sorted(by_key)]
+        self._only = self._exchanges[0] if len(self._exchanges) == 1 else None
 
     def exchange_for(self, strategy_id: str) -> PaperExchange:
         exchange = self._by_strategy.get(strategy_id)
@@ -69,8 +70,8 @@ class PaperVenue:
         return exchange.submit(signal_id, signal, now_ns)
 
     def on_tick(self, tick: MarketTick) -> list[Payload]:
-        if len(self._exchanges) == 1:
-            return self._exchanges[0].on_tick(tick)
+        if self._only is not None:
+            return self._only.on_tick(tick)
         out: list[Payload] = []
         for exchange in self._exchanges:
             out += exchange.on_tick(tick)

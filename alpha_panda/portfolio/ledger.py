@@ -136,28 +136,36 @@ class PositionLedger:
         pos = self._positions.get((sid, fill.instrument_token))
         if pos is None:
             pos = self.position(sid, fill.instrument_token)
-        held_before = pos.quantity * pos.mark_price if pos.quantity else 0
+        q = pos.quantity
         quantity = fill.quantity
         price = fill.price
-        signed = quantity if fill.side is _BUY else -quantity
-        q = pos.quantity
-        if q == 0 or (q > 0) == (signed > 0):  # opens or adds: nothing realized
-            pos.quantity = q + signed
-            pos.cost_basis += signed * price
-        else:
-            pos.apply(signed, price)
-        pos.product = fill.product
-        pos.fills += 1
-        if signed > 0:
+        if fill.side is _BUY:
+            signed = quantity
             pos.bought += quantity
         else:
+            signed = -quantity
             pos.sold += quantity
+        if q == 0:  # opens: nothing held before, nothing realized
+            held_before = 0
+            pos.quantity = signed
+            pos.cost_basis += signed * price
+        else:
+            held_before = q * pos.mark_price
+            if (q > 0) == (signed > 0):  # adds: nothing realized
+                pos.quantity = q + signed
+                pos.cost_basis += signed * price
+            else:
+                pos.apply(signed, price)
+        pos.product = fill.product
+        pos.fills += 1
         charges = 0 if fill.charges is NO_CHARGES else fill.charges.total
-        pos.charges += charges
+        if charges:
+            pos.charges += charges
         if pos.last_price is None:
             pos.last_price = price
         flow = -signed * price - charges
-        self._flow[sid] = self._flow.get(sid, 0) + flow
+        flows = self._flow
+        flows[sid] = flows.get(sid, 0) + flow
         self._flow_total += flow
         # after a fill the position has a mark (set above), so its value is quantity × mark
         self._held += pos.quantity * pos.last_price - held_before

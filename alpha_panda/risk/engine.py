@@ -137,15 +137,18 @@ class RiskEngine:
             self._roll(fill.ts)
         pending = self._pending.get(fill.order_id)
         if pending is not None:
-            take = min(fill.quantity, pending.leaves)
-            pending.leaves -= take
+            leaves = pending.leaves
+            take = min(leaves, fill.quantity)
+            pending.leaves = leaves = leaves - take
             key = (pending.strategy_id, pending.token)
-            self._pending_qty[key] = self._pending_qty.get(key, 0) - pending.sign * take
-            if fill.leaves_quantity == 0 or pending.leaves == 0:
+            pending_qty = self._pending_qty
+            pending_qty[key] = pending_qty.get(key, 0) - pending.sign * take
+            if fill.leaves_quantity == 0 or leaves == 0:
                 self._release(fill.order_id)
-        self._ledger.apply_fill(fill)
+        ledger = self._ledger
+        ledger.apply_fill(fill)
         token = fill.instrument_token
-        self._ledger.mark(token, self._last.get(token, fill.price))
+        ledger.mark(token, self._last.get(token, fill.price))
 
     def on_order_rejected(self, event: OrderRejected) -> None:
         self._release(event.order_id)
@@ -226,26 +229,31 @@ class RiskEngine:
 
     def _rules(self, signal_id: str, s: Signal, now_ns: int) -> tuple[str, str] | None:
         sid = s.strategy_id
+        qty = s.quantity
+        if qty <= 0:
+            return Reason.INVALID, f"quantity must be positive, got {qty}"
+        token = s.instrument_token
+        filled = self._ledger.position(sid, token).quantity  # (creates the position entry)
+        unlimited = self._unlimited.get(sid)
+        if unlimited is None:
+            unlimited = self._unlimited[sid] = _no_limits(
+                self._strategy_limits(sid), self._account_limits())
+        killed = self.store.kill_switch(self.account)
+        if unlimited and not killed:
+            return None  # no limit is set for this strategy or the account: nothing to check
+        position = filled + self._pending_qty.get((sid, token), 0)
+        after = position + (qty if s.side is _BUY else -qty)
+        reducing = abs(after) <= abs(position) and (after == 0 or (after > 0) == (position > 0))
+        if killed and not (reducing and s.reason.startswith("flatten")):
+            return Reason.KILL_SWITCH, "kill switch is active: new orders are blocked"
+        if unlimited:
+            return None
         lim = self._limits.get(sid)
         if lim is None:
             lim = self._strategy_limits(sid)
         acct = self._limits.get(None)
         if acct is None:
             acct = self._account_limits()
-        qty = s.quantity
-        if qty <= 0:
-            return Reason.INVALID, f"quantity must be positive, got {qty}"
-        token = s.instrument_token
-        position = self._ledger.position(sid, token).quantity + self._pending_qty.get((sid, token), 0)
-        after = position + (qty if s.side is _BUY else -qty)
-        reducing = abs(after) <= abs(position) and (after == 0 or (after > 0) == (position > 0))
-        if self.store.kill_switch(self.account) and not (reducing and s.reason.startswith("flatten")):
-            return Reason.KILL_SWITCH, "kill switch is active: new orders are blocked"
-        unlimited = self._unlimited.get(sid)
-        if unlimited is None:
-            unlimited = self._unlimited[sid] = _no_limits(lim, acct)
-        if unlimited:
-            return None  # no limit is set for this strategy or the account: nothing else to check
         price = self._price(s)
         notional = qty * price if price is not None else None
         if lim.fat_finger_qty is not None and qty > lim.fat_finger_qty:
