@@ -26,7 +26,7 @@ from alpha_panda.domain.values import Broker
 from alpha_panda.execution.config import ExecutionConfig
 from alpha_panda.execution.routing import PaperVenue
 from alpha_panda.services.emitting import order_emit
-from alpha_panda.stream.emit import Emit
+from alpha_panda.stream.emit import BatchFailure, Emit, Emitted
 from alpha_panda.stream.log import Log, Record
 from alpha_panda.stream.runtime import ProcessorSettings, StreamProcessor
 from alpha_panda.stream.topics import MARKET_TICKS, topic
@@ -61,6 +61,27 @@ class PaperEngineHandler:
         else:
             return ()
         return [self._emit(p, event, ts) for p in payloads]
+
+    def handle_batch(self, events: Sequence[Envelope[Any]],
+                     records: Sequence[Record]) -> list[Emitted]:
+        """``handle`` over a run of events, ticks in a tight loop (most fill nothing)."""
+        out: list[Emitted] = []
+        on_tick = self.exchange.on_tick
+        i = 0
+        try:
+            for i, event in enumerate(events):
+                data = event.data
+                if type(data) is MarketTick:
+                    payloads = on_tick(data)
+                    if payloads:
+                        out.append((i, [self._emit(p, event, data.ts) for p in payloads]))
+                    continue
+                emits = self.handle(event, records[i])
+                if emits:
+                    out.append((i, emits))
+        except Exception as exc:
+            raise BatchFailure(i, out, exc) from exc
+        return out
 
     def _emit(self, payload: Payload, cause: Envelope[Any], ts: int) -> Emit:
         assert isinstance(payload, OrderSubmitted | OrderFilled | OrderRejected | OrderCancelled)

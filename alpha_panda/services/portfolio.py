@@ -29,7 +29,7 @@ from alpha_panda.domain.events import (
 )
 from alpha_panda.portfolio import PositionLedger
 from alpha_panda.readmodel.views import OrderView, SignalView
-from alpha_panda.stream.emit import Emit
+from alpha_panda.stream.emit import BatchFailure, Emit, Emitted
 from alpha_panda.stream.log import Log, Record
 from alpha_panda.stream.runtime import ProcessorSettings, StreamProcessor
 from alpha_panda.stream.topics import MARKET_TICKS, topic
@@ -94,6 +94,60 @@ class PortfolioHandler:
         elif isinstance(data, SignalValidated | SignalRejected):
             self._signal(data, event)
         return ()
+
+    def handle_batch(self, events: Sequence[Envelope[Any]],
+                     records: Sequence[Record]) -> list[Emitted]:
+        """``handle`` over a run of events; ticks only note their price.
+
+        Marking a position twice is the same as marking it once at the second price, so a
+        run of ticks marks the ledger once per instrument, when something reads it (a
+        snapshot, a fill, the end of the run): the same state as ``handle`` tick by tick.
+        """
+        out: list[Emitted] = []
+        pending: dict[int, int] = {}
+        interval = self._interval
+        as_of = self.as_of
+        ticks = 0
+        i = 0
+        try:
+            for i, event in enumerate(events):
+                data = event.data
+                if type(data) is not MarketTick:
+                    self._mark_all(pending)
+                    self.as_of = as_of
+                    emits = self.handle(event, records[i])
+                    as_of = self.as_of
+                    if emits:
+                        out.append((i, emits))
+                    continue
+                ticks += 1
+                if event.ts > as_of:  # noqa: PLR1730 - cheaper than max() per tick
+                    as_of = event.ts
+                pending[data.instrument_token] = data.last_price
+                if data.ts - self._last_snapshot_ts >= interval:
+                    self._mark_all(pending)
+                    if self._has_open_positions():
+                        out.append((i, self._snapshots(event, strategies=None)))
+            self._mark_all(pending)
+        except Exception as exc:
+            self._mark_all(pending)
+            raise BatchFailure(i, out, exc) from exc
+        finally:
+            self.as_of = as_of
+            self.version += ticks
+        return out
+
+    def _mark_all(self, prices: dict[int, int]) -> None:
+        """Apply the noted tick prices (what ``handle`` does on each tick) and forget them."""
+        if not prices:
+            return
+        self._marked_since_snapshot = True
+        mark = self.ledger.mark
+        last = self._last
+        for token, price in prices.items():
+            mark(token, price)
+            last[token] = price
+        prices.clear()
 
     # ------------------------------------------------------------------ snapshots
     def _has_open_positions(self) -> bool:

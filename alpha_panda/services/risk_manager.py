@@ -28,7 +28,7 @@ from alpha_panda.domain.events import (
 )
 from alpha_panda.readmodel.views import KillSwitchView
 from alpha_panda.risk import RiskEngine
-from alpha_panda.stream.emit import Emit
+from alpha_panda.stream.emit import BatchFailure, Emit, Emitted
 from alpha_panda.stream.log import Log, Record
 from alpha_panda.stream.runtime import ProcessorSettings, StreamProcessor
 from alpha_panda.stream.topics import MARKET_TICKS, strategy_instrument_key, topic
@@ -74,6 +74,25 @@ class RiskHandler:
         elif isinstance(data, OrderCancelled):
             self.engine.on_order_cancelled(data)
         return ()
+
+    def handle_batch(self, events: Sequence[Envelope[Any]],
+                     records: Sequence[Record]) -> list[Emitted]:
+        """``handle`` over a run of events, ticks in a tight loop."""
+        out: list[Emitted] = []
+        on_tick = self.engine.on_tick
+        i = 0
+        try:
+            for i, event in enumerate(events):
+                data = event.data
+                if type(data) is MarketTick:
+                    on_tick(data)
+                    continue
+                emits = self.handle(event, records[i])
+                if emits:
+                    out.append((i, emits))
+        except Exception as exc:
+            raise BatchFailure(i, out, exc) from exc
+        return out
 
     def _kill_switch(self, event: Envelope[Any], data: KillSwitchSet) -> Sequence[Emit]:
         """Applied in log order (and again on rebuild, where the flatten outputs are dropped)."""

@@ -21,11 +21,12 @@ from alpha_panda.domain.events import (
     OrderFilled,
     OrderRejected,
     OrderSubmitted,
+    Signal,
     SignalRejected,
     new_envelope,
 )
 from alpha_panda.strategy.runner import StrategyRunner, signal_ids
-from alpha_panda.stream.emit import Emit
+from alpha_panda.stream.emit import BatchFailure, Emit, Emitted
 from alpha_panda.stream.log import Log, Record
 from alpha_panda.stream.runtime import ProcessorSettings, StreamProcessor
 from alpha_panda.stream.topics import MARKET_TICKS, strategy_instrument_key, topic
@@ -49,6 +50,31 @@ class SignalFanout:
         signals = self.runner.on_tick(tick)
         if not signals:
             return ()
+        return self._emits(event, signals)
+
+    def handle_batch(self, events: Sequence[Envelope[Any]],
+                     records: Sequence[Record]) -> list[Emitted]:
+        """``handle`` over a run of ticks, in one tight loop (most ticks give no signal)."""
+        out: list[Emitted] = []
+        process = self.runner.process  # None when no signal: no empty list per tick
+        i = 0
+        try:
+            for i, event in enumerate(events):
+                tick = event.data
+                if type(tick) is not MarketTick:
+                    emits = self.handle(event, records[i])
+                    if emits:
+                        out.append((i, emits))
+                    continue
+                self.ticks += 1
+                signals = process(tick)
+                if signals:
+                    out.append((i, self._emits(event, signals)))
+        except Exception as exc:
+            raise BatchFailure(i, out, exc) from exc
+        return out
+
+    def _emits(self, event: Envelope[Any], signals: list[Signal]) -> list[Emit]:
         emits: list[Emit] = []
         for sig, sid in zip(signals, signal_ids(event.id, signals), strict=True):
             key = strategy_instrument_key(sig.strategy_id, sig.instrument_token)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,7 @@ from alpha_panda.domain.errors import AlphaPandaError, InvariantViolation, Retry
 from alpha_panda.stream import metrics
 from alpha_panda.stream.dedup import RecentIds
 from alpha_panda.stream.dlq import dead_letter_output
-from alpha_panda.stream.emit import record_id, to_output
+from alpha_panda.stream.emit import BatchFailure, record_id, to_output
 from alpha_panda.stream.log import Consumer, Log, Output, Record, TopicPartition
 from alpha_panda.stream.retry import Disposition, backoff_delay, classify
 
@@ -33,14 +34,6 @@ _propagator = TraceContextTextMapPropagator()
 _MAX_LINKS = 32
 _LINK_SCAN = 256  # look for trace context in the first records of a batch only
 _REBUILD_READ = 5000
-
-
-def _fast_id(record: Record) -> str | None:
-    """``record_id``, with the common case (``id`` first, as ``to_output`` writes) inline."""
-    h = record.headers
-    if h and h[0][0] == "id":
-        return h[0][1].decode()
-    return record_id(record)
 
 
 class BatchOutcome(Enum):
@@ -67,6 +60,20 @@ def _links(records: Sequence[Record]) -> list[trace.Link]:
             if len(links) >= _MAX_LINKS:
                 break
     return links
+
+
+@dataclass(slots=True, eq=False)
+class _Batch:
+    """What one batch has done so far, flushed in one commit at its end."""
+
+    outputs: list[Output] = field(default_factory=list)
+    offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    processed: list[str] = field(default_factory=list)
+    blocked: set[TopicPartition] = field(default_factory=set)
+    per_topic: dict[str, int] = field(default_factory=dict)
+    seen: set[str] = field(default_factory=set)
+    repeats: bool = False
+    fatal: BaseException | None = None
 
 
 class BatchRunner:
@@ -97,51 +104,152 @@ class BatchRunner:
         p = self._p
         s = p.settings
         stats = p.stats
+        b = _Batch()
+        ids = [h[0][1].decode() if (h := r.headers) and h[0][0] == "id" else record_id(r)
+               for r in records]
+        dedup = s.dedup
+        if dedup and records:
+            known = [i for i in ids if i is not None]
+            if p.local_dedup:
+                b.seen = p.recent_ids.seen(known)
+                fresh = [i for i in known if i not in b.seen] if b.seen else known
+            else:
+                fresh = known
+            if fresh:
+                b.seen |= await self._seen(consumer, fresh)
+            # A repeat inside the batch is a duplicate too: the one-by-one path sees to it.
+            if len(set(known)) != len(known):
+                b.repeats = True
+        batch_handle = getattr(p.handler, "handle_batch", None)
+        # Records come in runs per partition (that is how every backend fetches them).
+        n = len(records)
+        i = 0
+        while i < n and b.fatal is None:
+            first = records[i]
+            topic, part = first.topic, first.partition
+            j = i + 1
+            while j < n and records[j].partition == part and records[j].topic == topic:
+                j += 1
+            tp = first.tp
+            if tp not in b.blocked:
+                run, rids = records[i:j], ids[i:j]
+                if batch_handle is not None and not b.repeats and not (
+                        b.seen and not b.seen.isdisjoint(rids)):
+                    await self._in_bulk(consumer, b, tp, run, rids, batch_handle)
+                else:
+                    await self._one_by_one(consumer, b, tp, run, rids)
+            i = j
+        fatal = b.fatal
+        outputs = b.outputs
+        if hook is not None and fatal is None:
+            extra = hook()
+            if extra:
+                outputs.extend(to_output(e, p.codec) for e in extra)
+                stats.emitted += len(extra)
+        if outputs or b.offsets:
+            await self._commit(consumer, outputs, b.offsets, b.processed)
+        if p.local_dedup:
+            p.recent_ids.update(b.processed)
+        for t, k in b.per_topic.items():
+            stats.processed += k
+            metrics.PROCESSED.labels(p.name, t).inc(k)
+        if outputs:
+            by_topic: dict[str, int] = {}
+            for o in outputs:
+                by_topic[o.topic] = by_topic.get(o.topic, 0) + 1
+            for t, k in by_topic.items():
+                metrics.EMITTED.labels(p.name, t).inc(k)
+        if fatal is not None:
+            log_.error("processor.fatal", service=p.name, error=f"{type(fatal).__name__}: {fatal}",
+                       exc_info=fatal)
+            p.fail(f"{type(fatal).__name__}: {fatal}")
+            return BatchOutcome.FATAL
+        return BatchOutcome.OK
+
+    async def _in_bulk(self, consumer: Consumer, b: _Batch, tp: TopicPartition,
+                       run: list[Record], rids: list[str | None], batch_handle: Any) -> None:
+        """One partition's run through ``handle_batch``: same effects as ``_one_by_one``."""
+        p = self._p
+        decode = p.decoder
+        many = getattr(decode, "many", None)
+        try:
+            events = many(run) if many is not None else [decode(r) for r in run]
+        except Exception:  # noqa: BLE001 - a bad record: the one-by-one path classifies it
+            await self._one_by_one(consumer, b, tp, run, rids)
+            return
+        codec = p.codec
+        stats = p.stats
+        start = 0
+        while start < len(run):
+            if start:
+                events, run, rids = events[start:], run[start:], rids[start:]
+            failure: BatchFailure | None = None
+            try:
+                done = batch_handle(events, run)
+            except BatchFailure as exc:
+                failure, done = exc, exc.done
+            except Exception as exc:  # noqa: BLE001 - state is unknown: stop, a human looks
+                b.fatal = InvariantViolation(
+                    f"{p.name}: handle_batch raised {type(exc).__name__} instead of "
+                    f"BatchFailure: {exc}")
+                b.fatal.__cause__ = exc
+                return
+            handled = failure.index if failure is not None else len(run)
+            bad: set[int] = set()
+            cut = handled
+            for k, emits in done:
+                try:
+                    outs = [to_output(e, codec) for e in emits]
+                except Exception as exc:  # noqa: BLE001 - that event's input is poison
+                    if not self._failed(consumer, b, tp, run[k], rids[k], exc, bulk=True):
+                        cut = k  # fatal: commit what came before it only
+                        break
+                    bad.add(k)
+                    continue
+                b.outputs.extend(outs)
+                stats.emitted += len(outs)
+            if cut:
+                p.bug_streak = 0
+                attempts = p.attempts()
+                if attempts:
+                    for r in run[:cut]:
+                        attempts.pop((tp, r.offset), None)
+                if bad:
+                    b.processed.extend(e for k, e in enumerate(rids[:cut])
+                                       if e is not None and k not in bad)
+                else:
+                    b.processed.extend(e for e in rids[:cut] if e is not None)
+                b.offsets[tp] = run[cut - 1].offset + 1
+                b.per_topic[tp.topic] = b.per_topic.get(tp.topic, 0) + cut - len(bad)
+            if b.fatal is not None or failure is None:
+                return
+            r = run[handled]
+            if not self._failed(consumer, b, tp, r, rids[handled], failure.cause, bulk=False):
+                return
+            if tp in b.blocked:
+                await consumer.seek(tp, r.offset)
+                return
+            b.offsets[tp] = r.offset + 1  # dead-lettered
+            start = handled + 1
+
+    async def _one_by_one(self, consumer: Consumer, b: _Batch, tp: TopicPartition,
+                          run: list[Record], rids: list[str | None]) -> None:
+        """One partition's run through ``handle`` (or ``ahandle``), record by record."""
+        p = self._p
+        stats = p.stats
         handler = p.handler
         decode = p.decoder
         codec = p.codec
         ahandle = getattr(handler, "ahandle", None)
         handle = handler.handle
-        recent = p.recent_ids
+        dedup = p.settings.dedup
+        seen = b.seen
+        outputs = b.outputs
+        processed = b.processed
         attempts = p.attempts()
-        outputs: list[Output] = []
-        offsets: dict[TopicPartition, int] = {}
-        processed: list[str] = []
-        blocked: set[TopicPartition] = set()
-        per_topic: dict[str, int] = {}
-        fatal: BaseException | None = None
-
-        ids = [_fast_id(r) for r in records]
-        seen: set[str] = set()
-        dedup = s.dedup
-        local = p.local_dedup
-        if dedup and records:
-            known = [i for i in ids if i is not None]
-            if local:
-                seen = recent.seen(known)
-                fresh = [i for i in known if i not in seen] if seen else known
-            else:
-                fresh = known
-            if fresh:
-                seen |= await self._seen(consumer, fresh)
-        # Records come in runs per partition: per-partition bookkeeping (next offset, count,
-        # blocked) lives in locals and is flushed to the dicts when the run ends.
-        tp = TopicPartition("", -1)
         nxt = -1
-        run = 0
-        run_blocked = False
-        for r, eid in zip(records, ids):
-            if r.partition != tp.partition or r.topic != tp.topic:
-                if nxt >= 0:
-                    offsets[tp] = nxt
-                if run:
-                    per_topic[tp.topic] = per_topic.get(tp.topic, 0) + run
-                tp = r.tp
-                nxt = -1
-                run = 0
-                run_blocked = tp in blocked
-            if run_blocked:
-                continue
+        count = 0
+        for r, eid in zip(run, rids):
             if eid is not None and dedup and eid in seen:
                 stats.duplicates += 1
                 metrics.DUPLICATES.labels(p.name, r.topic).inc()
@@ -153,47 +261,13 @@ class BatchRunner:
                 # Encoded here so an unencodable output fails its own message only.
                 outs = [to_output(e, codec) for e in emits] if emits else None
             except Exception as exc:  # noqa: BLE001 - any failure is classified, none is dropped
-                stats.errors += 1
-                metrics.ERRORS.labels(p.name, r.topic, type(exc).__name__).inc()
-                disposition = classify(exc)
-                if disposition is Disposition.FATAL:
-                    fatal = exc
+                if not self._failed(consumer, b, tp, r, eid, exc, bulk=False):
                     break
-                key = (tp, r.offset)
-                n = attempts.pop(key, 0) + 1
-                if disposition is Disposition.RETRY and n < s.max_attempts:
-                    attempts[key] = n
-                    blocked.add(tp)
-                    run_blocked = True
+                if tp in b.blocked:
                     nxt = r.offset  # keep what came before; this one comes again
                     await consumer.seek(tp, r.offset)
-                    delay = backoff_delay(exc, n, s.backoff_base, s.backoff_max)
-                    p.schedule_retry(consumer, tp, r.offset, delay)
-                    stats.retried += 1
-                    metrics.RETRIES.labels(p.name, r.topic).inc()
-                    log_.warning("processor.retry", service=p.name, topic=r.topic,
-                                 partition=r.partition, offset=r.offset, attempt=n,
-                                 delay_s=round(delay, 3), error=f"{type(exc).__name__}: {exc}")
-                    continue
-                if not s.dead_letter:
-                    fatal = exc
                     break
-                if not isinstance(exc, AlphaPandaError):
-                    p.bug_streak += 1
-                    if p.bug_streak >= s.bug_streak:
-                        fatal = InvariantViolation(
-                            f"{p.bug_streak} messages in a row failed with "
-                            f"{type(exc).__name__}: {exc}; this is a bug in {p.name}, not bad "
-                            "input: stopping rather than dead-lettering the whole stream")
-                        fatal.__cause__ = exc
-                        break
-                outputs.append(dead_letter_output(r, exc, attempts=n, service=p.name))
                 nxt = r.offset + 1
-                stats.dead_lettered += 1
-                metrics.DEAD_LETTERS.labels(p.name, r.topic).inc()
-                log_.error("processor.dead_letter", service=p.name, topic=r.topic,
-                           partition=r.partition, offset=r.offset, id=eid, attempts=n,
-                           error=f"{type(exc).__name__}: {exc}")
                 continue
             p.bug_streak = 0
             if attempts:
@@ -205,36 +279,62 @@ class BatchRunner:
                 processed.append(eid)
                 seen.add(eid)  # a repeat later in this batch is a duplicate too
             nxt = r.offset + 1
-            run += 1
+            count += 1
         if nxt >= 0:
-            offsets[tp] = nxt
-        if run:
-            per_topic[tp.topic] = per_topic.get(tp.topic, 0) + run
+            b.offsets[tp] = nxt
+        if count:
+            b.per_topic[tp.topic] = b.per_topic.get(tp.topic, 0) + count
 
-        if hook is not None and fatal is None:
-            extra = hook()
-            if extra:
-                outputs.extend(to_output(e, p.codec) for e in extra)
-                stats.emitted += len(extra)
-        if outputs or offsets:
-            await self._commit(consumer, outputs, offsets, processed)
-        if local:
-            recent.update(processed)
-        for t, n in per_topic.items():
-            stats.processed += n
-            metrics.PROCESSED.labels(p.name, t).inc(n)
-        if outputs:
-            by_topic: dict[str, int] = {}
-            for o in outputs:
-                by_topic[o.topic] = by_topic.get(o.topic, 0) + 1
-            for t, n in by_topic.items():
-                metrics.EMITTED.labels(p.name, t).inc(n)
-        if fatal is not None:
-            log_.error("processor.fatal", service=p.name, error=f"{type(fatal).__name__}: {fatal}",
-                       exc_info=fatal)
-            p.fail(f"{type(fatal).__name__}: {fatal}")
-            return BatchOutcome.FATAL
-        return BatchOutcome.OK
+    def _failed(self, consumer: Consumer, b: _Batch, tp: TopicPartition, r: Record,
+                eid: str | None, exc: BaseException, *, bulk: bool) -> bool:
+        """Apply the error policy to ``r``; False when the batch must stop (fatal).
+
+        A retry blocks ``tp`` (the caller seeks back); a dead letter joins the outputs.
+        ``bulk``: the handler's state already took ``r`` in (its outputs failed to
+        encode), so it cannot come again: a retry is dead-lettered at once.
+        """
+        p = self._p
+        s = p.settings
+        stats = p.stats
+        stats.errors += 1
+        metrics.ERRORS.labels(p.name, r.topic, type(exc).__name__).inc()
+        disposition = classify(exc)
+        if disposition is Disposition.FATAL:
+            b.fatal = exc
+            return False
+        attempts = p.attempts()
+        key = (tp, r.offset)
+        n = attempts.pop(key, 0) + 1
+        if disposition is Disposition.RETRY and n < s.max_attempts and not bulk:
+            attempts[key] = n
+            b.blocked.add(tp)
+            delay = backoff_delay(exc, n, s.backoff_base, s.backoff_max)
+            p.schedule_retry(consumer, tp, r.offset, delay)
+            stats.retried += 1
+            metrics.RETRIES.labels(p.name, r.topic).inc()
+            log_.warning("processor.retry", service=p.name, topic=r.topic,
+                         partition=r.partition, offset=r.offset, attempt=n,
+                         delay_s=round(delay, 3), error=f"{type(exc).__name__}: {exc}")
+            return True
+        if not s.dead_letter:
+            b.fatal = exc
+            return False
+        if not isinstance(exc, AlphaPandaError):
+            p.bug_streak += 1
+            if p.bug_streak >= s.bug_streak:
+                b.fatal = InvariantViolation(
+                    f"{p.bug_streak} messages in a row failed with "
+                    f"{type(exc).__name__}: {exc}; this is a bug in {p.name}, not bad "
+                    "input: stopping rather than dead-lettering the whole stream")
+                b.fatal.__cause__ = exc
+                return False
+        b.outputs.append(dead_letter_output(r, exc, attempts=n, service=p.name))
+        stats.dead_lettered += 1
+        metrics.DEAD_LETTERS.labels(p.name, r.topic).inc()
+        log_.error("processor.dead_letter", service=p.name, topic=r.topic,
+                   partition=r.partition, offset=r.offset, id=eid, attempts=n,
+                   error=f"{type(exc).__name__}: {exc}")
+        return True
 
     async def _seen(self, consumer: Consumer, ids: list[str]) -> set[str]:
         """``consumer.seen``, retried on transient failures (nothing is handled yet)."""

@@ -6,6 +6,7 @@ in the record headers, so consumers can deduplicate and trace without decoding.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,3 +41,24 @@ def record_id(record: Record) -> str | None:
     """The event id a record carries in its ``id`` header, if any."""
     raw = record.header("id")
     return raw.decode() if raw is not None else None
+
+
+Emitted = tuple[int, Sequence[Emit]]
+"""What ``handle_batch`` returns: (index of the event in the batch, that event's outputs),
+for the events that had outputs, in order."""
+
+
+class BatchFailure(Exception):
+    """Raised by a handler's ``handle_batch`` when the event at ``index`` failed.
+
+    ``done`` holds the outputs of the events before ``index`` (all handled), ``cause`` the
+    error of event ``index``; the events after it were not touched. The runtime commits the
+    first ones, applies its error policy to the failed one and goes on with the rest, so a
+    batch handler behaves exactly as ``handle`` called event by event.
+    """
+
+    def __init__(self, index: int, done: list[Emitted], cause: BaseException) -> None:
+        super().__init__(f"event {index} of the batch failed: {type(cause).__name__}: {cause}")
+        self.index = index
+        self.done = done
+        self.cause = cause

@@ -41,7 +41,11 @@ class Handler(Protocol):
     - ``on_batch_end() -> Sequence[Emit]``: after each batch (periodic snapshots);
     - ``async ahandle(event, record) -> Sequence[Emit]``: used instead of ``handle``
       (network I/O); ``handle`` is still what a rebuild replays;
-    - ``on_assign(tps)`` / ``on_revoke(tps)``: partitions gained / lost.
+    - ``on_assign(tps)`` / ``on_revoke(tps)``: partitions gained / lost;
+    - ``handle_batch(events, records) -> list[(index, Sequence[Emit])]``: a run of one
+      partition's records at once (a tight loop over ticks), with exactly the effects of
+      ``handle`` on each in turn; the event at ``i`` failing raises ``BatchFailure(i, ...)``
+      (``stream.emit``). Undecodable records and duplicates still go through ``handle``.
     """
 
     def handle(self, event: Envelope[Any], record: Record) -> Sequence[Emit]: ...
