@@ -36,6 +36,10 @@ class Record:
     value: bytes
     headers: Headers = ()
     timestamp_ms: int = 0
+    # The decoded envelope of ``value``, filled in by the first consumer group that decodes
+    # it when a log hands every group the same ``Record`` (the embedded logs): envelopes are
+    # immutable, so the other groups reuse it. Not part of the message: no compare, no repr.
+    decoded: object = field(default=None, compare=False, repr=False)
 
     @property
     def tp(self) -> TopicPartition:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from alpha_panda.stream.log import Headers, Record
 
-_FIELDS = ("topic", "partition", "offset", "key", "value", "headers", "timestamp_ms")
+_FIELDS = ("topic", "partition", "offset", "key", "value", "headers", "timestamp_ms", "decoded")
 
 
 def _record_factory() -> Callable[[str, int, int, bytes | None, bytes, Headers, int], Record]:
@@ -20,7 +20,7 @@ def _record_factory() -> Callable[[str, int, int, bytes | None, bytes, Headers, 
         return Record
     new = object.__new__
     setters = [getattr(Record, name).__set__ for name in _FIELDS]
-    s_topic, s_part, s_off, s_key, s_value, s_headers, s_ts = setters
+    s_topic, s_part, s_off, s_key, s_value, s_headers, s_ts, s_decoded = setters
 
     def make(topic: str, partition: int, offset: int, key: bytes | None, value: bytes,
              headers: Headers, ts: int) -> Record:
@@ -32,6 +32,7 @@ def _record_factory() -> Callable[[str, int, int, bytes | None, bytes, Headers, 
         s_value(r, value)
         s_headers(r, headers)
         s_ts(r, ts)
+        s_decoded(r, None)
         return r
 
     return make

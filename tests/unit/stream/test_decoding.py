@@ -19,12 +19,14 @@ def _rec(offset: int, n: int, topic: str = "t") -> Record:
 
 
 def test_a_record_is_decoded_once_and_shared() -> None:
-    dec = SharedDecoder(CODEC, capacity=10)
+    dec = SharedDecoder(CODEC)
     rec = _rec(0, 1)
     first = dec(rec)
     assert dec(rec) is first  # a second group reading the same record
+    assert dec.many([rec, _rec(1, 2)])[0] is first
     assert dec(_rec(1, 2)).id == "tick-1-2"
     assert dec(_rec(0, 1)) is not first  # an equal record read afresh is decoded afresh
+    assert _rec(0, 1) == rec  # the kept envelope is no part of the record's equality
 
 
 def test_undecodable_records_raise_every_time() -> None:
@@ -33,15 +35,18 @@ def test_undecodable_records_raise_every_time() -> None:
     for _ in range(2):
         with pytest.raises(DecodeError):
             dec(bad)
+    with pytest.raises(DecodeError):
+        dec.many([_rec(0, 1), bad])
 
 
-def test_the_cache_is_bounded() -> None:
-    dec = SharedDecoder(CODEC, capacity=5)
-    recs = [_rec(i, i) for i in range(20)]
-    envs = [dec(r) for r in recs]
-    assert dec(recs[19]) is envs[19]
-    assert dec(recs[0]) is not envs[0]  # long evicted: decoded afresh
-    assert len(dec._young) + len(dec._old) <= 10
+def test_another_codec_never_gets_the_envelope_of_the_first() -> None:
+    a, b = SharedDecoder(CODEC), SharedDecoder(EventCodec())
+    rec = _rec(0, 1)
+    first = a(rec)
+    second = b(rec)
+    assert second is not first and second == first
+    assert a(rec) is not first  # the slot now holds b's: a decodes afresh, still correct
+    assert a(rec).id == "tick-1-1"
 
 
 def test_each_log_and_codec_has_its_own_decoder() -> None:
