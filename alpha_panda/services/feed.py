@@ -162,12 +162,17 @@ class ReplayFeed(_FeedBase):
     """Publishes every tick of a file, as fast as possible or paced at ``speed`` × real time."""
 
     def __init__(self, log_: Log, path: Path, *, speed: float | None = None,
-                 batch: int = 5000, ticks: TickColumns | None = None) -> None:
+                 batch: int = 5000, ticks: TickColumns | None = None,
+                 max_backlog: int = 4000) -> None:
         super().__init__(log_, tick_source(path), "feed.replay")
         self._path = path
         self._speed = speed
         self._batch = batch
         self._ticks = ticks
+        # Consumers of an embedded log further behind than this on a partition make the
+        # feed wait: past the log's in-memory tail, every group would read (and decode)
+        # its own copy from storage, and the run would get slower the further it fell.
+        self._max_backlog = max_backlog
         self.total = 0
         self.load_s = 0.0
 
@@ -185,6 +190,7 @@ class ReplayFeed(_FeedBase):
         if start:
             log.info("feed.resume", source=self.publisher.source, seq=start, total=len(ticks))
         self._state = State.RUNNING
+        backlog = getattr(self._log, "backlog", None)  # embedded logs only
         wall0 = time.monotonic()
         t0 = ticks[0].ts if ticks else 0
         try:
@@ -196,6 +202,9 @@ class ReplayFeed(_FeedBase):
                 await self.publisher.publish(chunk, seq)
                 seq += len(chunk)
                 await asyncio.sleep(0)
+                if backlog is not None:
+                    while backlog(MARKET_TICKS) > self._max_backlog and not stop.is_set():
+                        await asyncio.sleep(0.002)
             if seq >= len(ticks):
                 self.done.set()
                 self._detail = f"replayed {len(ticks)} ticks"

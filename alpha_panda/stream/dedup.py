@@ -45,5 +45,7 @@ class RecentIds:
 
     def seen(self, items: Iterable[str]) -> set[str]:
         """The subset of ``items`` already remembered."""
-        young, old = self._young, self._old
-        return {i for i in items if i in young or i in old}
+        if not isinstance(items, list | tuple | set | frozenset):
+            items = list(items)
+        # Set intersections run in C: a batch of thousands of fresh ids costs microseconds.
+        return self._young.intersection(items) | self._old.intersection(items)

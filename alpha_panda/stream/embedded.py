@@ -65,6 +65,7 @@ class EmbeddedLog:
         self._topics: dict[str, int] = storage.topics()
         self._groups = GroupCoordinator(self._partitions_of)
         self._subscribers: dict[str, set[Member]] = {}
+        self._consumers: set[EmbeddedConsumer] = set()
         self._closed = False
         self._next_expiry = time.monotonic() + _EXPIRE_EVERY_S
 
@@ -154,7 +155,21 @@ class EmbeddedLog:
         for t in member.topics:
             self._subscribers.setdefault(t, set()).add(member)
         self._groups.join(group, member)
-        return EmbeddedConsumer(self, group, member, on_assign, on_revoke)
+        consumer = EmbeddedConsumer(self, group, member, on_assign, on_revoke)
+        self._consumers.add(consumer)
+        return consumer
+
+    def backlog(self, topic: str) -> int:
+        """The most records any consumer of this process still has to read of one
+        partition of ``topic``: producers that can wait (a replay) keep it below the
+        storage's in-memory tail, so every group reads the same, already decoded records."""
+        worst = 0
+        end_offset = self._storage.end_offset
+        for c in self._consumers:
+            for tp, position in c._positions.items():
+                if tp.topic == topic:
+                    worst = max(worst, end_offset(tp) - position)
+        return worst
 
     async def read(self, tp: TopicPartition, offset: int, limit: int = 500) -> list[Record]:
         self._check_open()
@@ -303,5 +318,6 @@ class EmbeddedConsumer:
         if self._on_revoke is not None and self._member.owned:
             await self._on_revoke(sorted(self._member.owned))
         self._log._leave(self._group, self._member)
+        self._log._consumers.discard(self)
         self._member.owned.clear()
         self._positions.clear()
