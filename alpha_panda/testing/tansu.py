@@ -52,16 +52,18 @@ class TansuBroker:
         return self.process is None
 
     def stop(self, timeout: float = 1.0) -> None:
-        """Stop our broker process (SIGTERM, then SIGKILL). Idempotent; no-op if external."""
+        """Stop our broker process (SIGTERM, then SIGKILL) and remove its log. Idempotent;
+        a no-op for an external broker."""
         proc = self.process
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout)
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout)
+        if self.log_path is not None and proc is not None and proc.returncode is not None:
+            self.log_path.unlink(missing_ok=True)
 
     def output(self) -> str:
         """The broker's log so far (for failure messages)."""
@@ -114,7 +116,6 @@ def start_tansu(*, timeout: float = 10.0, attempts: int = 3) -> TansuBroker:
             time.sleep(0.01)
         last = broker.output()
         broker.stop()
-        log_path.unlink(missing_ok=True)
     raise TransientError(f"tansu did not start after {attempts} attempts: {last[-500:]}")
 
 
@@ -126,8 +127,6 @@ def tansu_broker(*, timeout: float = 10.0) -> Iterator[TansuBroker]:
         yield broker
     finally:
         broker.stop()
-        if broker.log_path is not None:
-            broker.log_path.unlink(missing_ok=True)
 
 
 def shared_broker() -> TansuBroker:
