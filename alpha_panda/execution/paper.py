@@ -45,10 +45,11 @@ from alpha_panda.domain.events import (
 from alpha_panda.domain.values import OrderType, Product, Side, Validity
 from alpha_panda.execution.config import ExecutionConfig
 from alpha_panda.execution.costs import CostModel, Segment
-from alpha_panda.execution.market import CircuitBands, MarketCalendar, Session, SessionClock
+from alpha_panda.execution.market import CircuitBands, MarketCalendar, SessionClock
 from alpha_panda.execution.orders import Order, OrderStatus, order_id_for
 from alpha_panda.execution.pricing import depth_fills, seeded_rng, slipped, volume_cap
 from alpha_panda.execution.rules import reference_price, validate
+from alpha_panda.execution.squareoff import MisSquareOff
 
 __all__ = ["ExecutionConfig", "PaperExchange"]
 
@@ -69,7 +70,7 @@ _FILLED = OrderStatus.FILLED
 
 
 
-class PaperExchange:
+class PaperExchange(MisSquareOff):
     """Simulated NSE for one broker account (``paper``); pure, event-time driven."""
 
     def __init__(self, config: ExecutionConfig | None = None, seed: int = 0, broker: str = "paper"):
@@ -470,64 +471,6 @@ class PaperExchange:
         for leg in legs:
             if leg.status.is_open:
                 self._rest(leg, out)
-
-    # ------------------------------------------------------------------ MIS square-off
-
-    def _session(self, ts: int) -> Session:
-        return self._clock.session(ts)
-
-    def _cutoff_ns(self, ts: int) -> int:
-        cutoff = self._session(ts).cutoff
-        assert cutoff is not None
-        return cutoff
-
-    def _squareoff(self, tick: MarketTick, out: list[Payload]) -> None:
-        """At the first tick at/after the cut-off, flatten every MIS position of its instrument."""
-        token, ts = tick.instrument_token, tick.ts
-        sess = self._session(ts)
-        if sess.cutoff is None or ts < sess.cutoff:
-            self._quiet_lo, self._quiet_hi = sess.lo, sess.hi if sess.cutoff is None else sess.cutoff
-            return
-        day = sess.day
-        if (token, day) in self._squared:
-            return
-        self._squared[(token, day)] = (ts, tick.last_price)
-        for order in list(self._open.get(token, ())):
-            if order.product is Product.MIS and order.status.is_open:
-                self._match(order, tick, out)  # past the cut-off: this cancels it
-        for (strategy_id, tok), qty in sorted(self._mis.items()):
-            if tok == token and qty:
-                self._flatten(strategy_id, token, day, qty, tick.last_price, ts, out)
-
-    def _late_squareoff(self, order: Order, ts: int, out: list[Payload]) -> None:
-        """A fill before the cut-off processed after the square-off tick is flattened too."""
-        if self.config.mis_squareoff is None or order.signal_id.startswith("squareoff|"):
-            return
-        day = self._session(ts).day
-        done = self._squared.get((order.instrument_token, day))
-        if done is None or ts >= done[0]:
-            return
-        qty = self._mis.get((order.strategy_id, order.instrument_token), 0)
-        if qty:
-            self._flatten(order.strategy_id, order.instrument_token, day, qty, done[1], done[0], out)
-
-    def _flatten(
-        self, strategy_id: str, token: int, day: object, qty: int, price: int, ts: int,
-        out: list[Payload],
-    ) -> None:
-        key = (strategy_id, token, day)
-        n = self._squareoffs.get(key, 0)
-        self._squareoffs[key] = n + 1
-        base = f"squareoff|{strategy_id}|{token}|{day}|{n}"
-        order = Order(
-            order_id=derive_id(base, "order"), signal_id=base, strategy_id=strategy_id,
-            instrument_token=token, side=Side.SELL if qty > 0 else Side.BUY, quantity=abs(qty),
-            order_type=OrderType.MARKET, product=Product.MIS, validity=Validity.DAY,
-            segment=self._segment(token, Product.MIS), created_ns=ts, arrival_ns=ts,
-        )
-        self._register(order)
-        out.append(self._submitted(order, ts))
-        self._fill(order, order.quantity, price, ts, out)
 
     # ------------------------------------------------------------------ helpers
 
