@@ -42,10 +42,11 @@ async def run_replay(settings: Settings) -> SystemRun:
 
 
 async def read_all(log: Log, topic: str) -> list[Record]:
+    """Every record of ``topic``, partition by partition (offsets may have gaps on Kafka)."""
     records: list[Record] = []
     for p in range(REGISTRY.partitions(topic)):
         offset = 0
         while batch := await log.read(TopicPartition(topic, p), offset, 1000):
             records += batch
-            offset += len(batch)
+            offset = batch[-1].offset + 1
     return records
