@@ -13,6 +13,7 @@ from typing import Any
 
 import structlog
 
+from alpha_panda.backtest.engine import _limits_read_marks
 from alpha_panda.domain.errors import InvariantViolation
 from alpha_panda.domain.events import (
     Envelope,
@@ -27,7 +28,7 @@ from alpha_panda.domain.events import (
     new_envelope,
 )
 from alpha_panda.readmodel.views import KillSwitchView
-from alpha_panda.risk import RiskEngine
+from alpha_panda.risk import RiskConfig, RiskEngine
 from alpha_panda.stream.emit import BatchFailure, Emit, Emitted
 from alpha_panda.stream.log import Log, Record
 from alpha_panda.stream.runtime import ProcessorSettings, StreamProcessor
@@ -38,9 +39,11 @@ log = structlog.get_logger(__name__)
 
 
 class RiskHandler:
-    def __init__(self, broker: str, engine: RiskEngine) -> None:
+    def __init__(self, broker: str, engine: RiskEngine, *, every_tick: bool = True) -> None:
         self.broker = broker
         self.engine = engine
+        # False: ticks reach the engine once per instrument per batch (``handle_batch``).
+        self.every_tick = every_tick
         self.validated = 0
         self.rejected = 0
         self.kill_switch = KillSwitchView(broker=broker, active=False)
@@ -77,22 +80,43 @@ class RiskHandler:
 
     def handle_batch(self, events: Sequence[Envelope[Any]],
                      records: Sequence[Record]) -> list[Emitted]:
-        """``handle`` over a run of events, ticks in a tight loop."""
+        """``handle`` over a run of events, ticks in a tight loop.
+
+        Unless ``every_tick``, a tick only notes itself as its instrument's latest; the
+        engine gets each instrument's latest tick before anything else is handled and at
+        the end of the run. With no limit reading marks (the rule the backtest uses), what
+        the engine reads then is what ticks applied one by one would have left.
+        """
         out: list[Emitted] = []
         on_tick = self.engine.on_tick
+        every_tick = self.every_tick
+        latest: dict[int, MarketTick] = {}
         i = 0
         try:
             for i, event in enumerate(events):
                 data = event.data
                 if type(data) is MarketTick:
-                    on_tick(data)
+                    if every_tick:
+                        on_tick(data)
+                    else:
+                        latest[data.instrument_token] = data
                     continue
+                if latest:
+                    self._catch_up(latest)
                 emits = self.handle(event, records[i])
                 if emits:
                     out.append((i, emits))
+            self._catch_up(latest)
         except Exception as exc:
+            self._catch_up(latest)
             raise BatchFailure(i, out, exc) from exc
         return out
+
+    def _catch_up(self, latest: dict[int, MarketTick]) -> None:
+        on_tick = self.engine.on_tick
+        for tick in latest.values():
+            on_tick(tick)
+        latest.clear()
 
     def _kill_switch(self, event: Envelope[Any], data: KillSwitchSet) -> Sequence[Emit]:
         """Applied in log order (and again on rebuild, where the flatten outputs are dropped)."""
@@ -116,6 +140,14 @@ class RiskHandler:
         return {"validated": self.validated, "rejected": self.rejected}
 
 
+def limits_read_marks(config: RiskConfig, broker: str) -> bool:
+    """Whether some limit reads marked P&L or exposure, so every tick must reach the engine
+    in order: the backtest's rule (``_limits_read_marks``), for paper; always for zerodha."""
+    if broker != "paper":
+        return True
+    return _limits_read_marks(config, list(config.strategies))
+
+
 def risk_topics(broker: str) -> list[str]:
     return [MARKET_TICKS] + [topic(broker, s) for s in (
         "signals.raw", "orders.filled", "orders.rejected", "orders.cancelled", "control")]
@@ -124,7 +156,7 @@ def risk_topics(broker: str) -> list[str]:
 def build_risk_manager(
     log: Log, broker: str, engine: RiskEngine, settings: ProcessorSettings
 ) -> tuple[StreamProcessor, RiskHandler]:
-    handler = RiskHandler(broker, engine)
+    handler = RiskHandler(broker, engine, every_tick=limits_read_marks(engine.config, broker))
     processor = StreamProcessor(
         log, name=f"{broker}.risk-manager", group=f"{broker}.risk-manager",
         topics=risk_topics(broker), handler=handler, settings=settings, rebuild=True,

@@ -6,10 +6,20 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from alpha_panda.domain.events import Envelope, MarketTick, OrderFilled, Payload, new_envelope
+from alpha_panda.domain.events import (
+    Envelope,
+    KillSwitchSet,
+    MarketTick,
+    OrderFilled,
+    Payload,
+    Signal,
+    new_envelope,
+)
 from alpha_panda.domain.values import Side
 from alpha_panda.portfolio import PositionLedger
+from alpha_panda.risk import RiskConfig, RiskEngine, RiskLimits
 from alpha_panda.services.portfolio import PortfolioHandler
+from alpha_panda.services.risk_manager import RiskHandler, limits_read_marks
 from alpha_panda.stream.emit import Emit
 from alpha_panda.stream.log import Record
 
@@ -74,3 +84,59 @@ def test_portfolio_batches_give_the_same_ledger_snapshots_and_outputs() -> None:
         assert bulk.ledger.equity() == one.ledger.equity()
         assert list(bulk.equity_curve) == list(one.equity_curve)
         assert bulk.as_of == one.as_of
+
+
+def _risk_events(seed: int) -> list[Envelope[Payload]]:
+    """Ticks, signals (some without a price hint), their fills, then a flattening kill switch."""
+    rng = random.Random(seed)
+    out: list[Envelope[Payload]] = []
+    prices = {7: 10_000, 8: 20_000}
+    ts = 0
+    for n in range(300):
+        ts += S
+        token = rng.choice((7, 8))
+        r = rng.random()
+        if r < 0.1:
+            sig = Signal(strategy_id="a", instrument_token=token, side=rng.choice(list(Side)),
+                         quantity=rng.randint(1, 3),
+                         price_hint=None if rng.random() < 0.5 else prices[token])
+            out.append(new_envelope(sig, id=f"sig{n}", ts=ts, source="t", key="k",
+                                    broker="paper"))
+        elif r < 0.15:
+            fill = OrderFilled(order_id=f"o{n}", fill_id=f"f{n}", strategy_id="a",
+                               instrument_token=token, side=rng.choice(list(Side)), quantity=2,
+                               price=prices[token], cumulative_quantity=2, leaves_quantity=0,
+                               average_price=prices[token], ts=ts)
+            out.append(new_envelope(fill, id=f"fill{n}", ts=ts, source="t", key="k",
+                                    broker="paper"))
+        else:
+            prices[token] += rng.choice((-500, 0, 500))
+            tick = MarketTick(instrument_token=token, last_price=prices[token], ts=ts)
+            out.append(new_envelope(tick, id=f"tick{n}", ts=ts, source="t", key=str(token)))
+    out.append(new_envelope(KillSwitchSet(active=True, flatten=True), id="kill", ts=ts + S,
+                            source="t", key="paper", broker="paper"))
+    return out
+
+
+def test_risk_batches_without_mark_limits_decide_and_flatten_as_tick_by_tick() -> None:
+    config = RiskConfig(strategies={"a": RiskLimits.from_mapping(
+        {"max_order_notional": 45_000, "max_position": 6}, "test")})
+    assert not limits_read_marks(config, "paper")
+    assert limits_read_marks(config, "zerodha")
+    for seed in range(5):
+        events = _risk_events(seed)
+        one = RiskHandler("paper", RiskEngine(config, broker="paper"))
+        expected = [x for e in events for x in _ids(one.handle(e, REC))]
+        bulk = RiskHandler("paper", RiskEngine(config, broker="paper"), every_tick=False)
+        rng = random.Random(seed)
+        got: list[tuple[str, Any]] = []
+        i = 0
+        while i < len(events):
+            size = rng.randint(1, 40)
+            chunk = events[i:i + size]
+            for _k, emits in bulk.handle_batch(chunk, [REC] * len(chunk)):
+                got += _ids(emits)
+            i += size
+        assert got == expected
+        assert any(x[0].startswith("sig") is False for x in got)  # flatten orders came out
+        assert bulk.validated == one.validated and bulk.rejected == one.rejected > 0
