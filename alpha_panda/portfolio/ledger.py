@@ -108,8 +108,11 @@ class PositionLedger:
 
     def __init__(
         self, initial_cash: int = 10_000_000_00, *, broker: str = "paper",
-        strategy_cash: dict[str, int] | None = None,
+        strategy_cash: dict[str, int] | None = None, keep_cash: bool = True,
     ) -> None:
+        """``keep_cash=False``: positions and P&L only (what the risk engine reads); cash,
+        equity and the equity curve are then not kept (they stay at their starting values)."""
+        self._keep_cash = keep_cash
         self.initial_cash = initial_cash
         self.broker = broker
         self._allocation = dict(strategy_cash or {})
@@ -150,7 +153,7 @@ class PositionLedger:
             pos.quantity = signed
             pos.cost_basis += signed * price
         else:
-            held_before = q * pos.mark_price
+            held_before = q * pos.mark_price if self._keep_cash else 0
             if (q > 0) == (signed > 0):  # adds: nothing realized
                 pos.quantity = q + signed
                 pos.cost_basis += signed * price
@@ -163,6 +166,8 @@ class PositionLedger:
             pos.charges += charges
         if pos.last_price is None:
             pos.last_price = price
+        if not self._keep_cash:
+            return
         flow = -signed * price - charges
         flows = self._flow
         flows[sid] = flows.get(sid, 0) + flow
@@ -173,7 +178,14 @@ class PositionLedger:
 
     def mark(self, token: int, price: int) -> None:
         """Mark every position in ``token`` at ``price`` (its last traded price)."""
-        for pos in self._by_token.get(token, ()):
+        positions = self._by_token.get(token)
+        if positions is None:
+            return
+        if not self._keep_cash:
+            for pos in positions:
+                pos.last_price = price
+            return
+        for pos in positions:
             q = pos.quantity
             if q:
                 self._held += q * (price - pos.mark_price)

@@ -100,7 +100,7 @@ class RiskEngine:
         self._stages = order_stages or ORDER_STAGES.get(broker, ("order",))
         self._snap_unrealized: dict[str | None, int] = {}  # from the projector's snapshots
         self._ticks_seen = False
-        self._ledger = PositionLedger(0, broker=broker)
+        self._ledger = PositionLedger(0, broker=broker, keep_cash=False)  # P&L only
         self._pending: dict[str, _Pending] = {}  # order id(s) -> what is still unfilled
         self._pending_qty: dict[tuple[str, int], int] = {}
         self._open_orders: dict[str, int] = {}

@@ -54,3 +54,24 @@ def test_equity_after_every_fill_and_mark_equals_a_recomputation(
         assert ledger.equity() == _recomputed(ledger)
         assert ledger.cash() == ledger.initial_cash + sum(ledger.cash(s) for s in ledger.strategies())
     assert ledger.equity_curve() == expected_curve
+
+
+@settings(max_examples=100, deadline=None)
+@given(steps)
+def test_a_ledger_without_cash_keeps_the_same_positions_and_pnl(
+    events: list[tuple[str, int, Side, int, int, int] | tuple[int, int]],
+) -> None:
+    full = PositionLedger(initial_cash=1_000_000_00)
+    lean = PositionLedger(0, keep_cash=False)
+    for n, event in enumerate(events):
+        for ledger in (full, lean):
+            if len(event) == 2:
+                ledger.mark(*event)  # type: ignore[arg-type]
+            else:
+                ledger.apply_fill(_fill(n, *event))  # type: ignore[arg-type]
+    assert full.positions() == lean.positions()
+    for scope in (None, "s1", "s2"):
+        a, b = full.snapshot(scope), lean.snapshot(scope)
+        assert (a.realized, a.unrealized, a.charges, a.gross_exposure, a.open_positions, a.fills) == (
+            b.realized, b.unrealized, b.charges, b.gross_exposure, b.open_positions, b.fills)
+    assert lean.equity_curve() == []
