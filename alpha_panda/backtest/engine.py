@@ -113,8 +113,7 @@ class _Engine:
                                 serve_unknown=False)
         self.ledger = PositionLedger(initial_cash * len(configs), broker="paper",
                                      strategy_cash={c.id: initial_cash for c in configs})
-        self.rows_of = {int(t): np.flatnonzero(cols.instrument_token == t)
-                        for t in np.unique(cols.instrument_token)}
+        self._rows: dict[int, np.ndarray] = {}  # token -> its rows, computed on first use
         self.exchange_fed: dict[int, int] = {}  # token -> last row the exchange has seen
         self.risk_fed: dict[int, int] = {}
         self.trips = RoundTripTracker()
@@ -218,11 +217,14 @@ class _Engine:
 
     def latest_row(self, token: int, i: int) -> int | None:
         """The last row at or before ``i`` with a tick of ``token``."""
-        if self.tok_l[i] == token:
-            return i
-        rows = self.rows_of.get(token)
+        tok = self.tok_l
+        # usually a few rows back: look there before searching the instrument's rows
+        for j in range(i, max(-1, i - 64), -1):
+            if tok[j] == token:
+                return j
+        rows = self._rows.get(token)
         if rows is None:
-            return None
+            rows = self._rows[token] = np.flatnonzero(self.cols.instrument_token == token)
         k = int(rows.searchsorted(i, side="right")) - 1
         return int(rows[k]) if k >= 0 else None
 
@@ -282,7 +284,7 @@ class _Engine:
                     self.route(events)
             self.route(self.venue_submit(signal_id, sig, now))
 
-    def sample(self, upto: int, rows_of: dict[int, np.ndarray]) -> tuple[int, int]:
+    def sample(self, upto: int) -> tuple[int, int]:
         """Mark open positions at their last price at or before row ``upto``; return the
         account's (equity, gross exposure) in paise."""
         self.book()
@@ -291,10 +293,9 @@ class _Engine:
         held = 0
         gross = 0
         for pos in ledger.positions(open_only=True):
-            rows = rows_of[pos.instrument_token]
-            k = int(rows.searchsorted(upto, side="right")) - 1
-            if k >= 0:
-                ledger.mark(pos.instrument_token, px[rows[k]])
+            row = self.latest_row(pos.instrument_token, upto)
+            if row is not None:
+                ledger.mark(pos.instrument_token, px[row])
             value = pos.quantity * pos.mark_price
             held += value
             gross += abs(value)
@@ -406,7 +407,7 @@ def _replay(eng: _Engine, ticks: TickColumns, ends: list[int],
                 eng.signals(i, sigs, tick or eng.tick_at(i))
                 every_ex = eng.exchange_every_tick
         start = end
-        equity, gross = eng.sample(end - 1, eng.rows_of)
+        equity, gross = eng.sample(end - 1)
         samples.append((ts_l[end - 1], equity, gross))
         if report is not None:
             report(end, n)
