@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -115,8 +114,9 @@ class GroupCoordinator:
             subscribed = [m for m in members if t in m.topics]
             n = self._partitions_of(t)
             for p in range(n):
-                # Offset the start per topic so single-partition topics spread out too.
-                owner = subscribed[(p + zlib.crc32(t.encode()) % len(subscribed)) % len(subscribed)]
+                # Partition p of every topic goes to the same member: topics read together
+                # are co-partitioned by instrument, so a member sees whole instruments.
+                owner = subscribed[p % len(subscribed)]
                 targets[owner.member_id].add(TopicPartition(t, p))
         self._targets[group] = {k: frozenset(v) for k, v in targets.items()}
         self._target_version[group] = self._topology

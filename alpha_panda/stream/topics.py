@@ -2,7 +2,8 @@
 
 Only ``market.ticks`` is shared. Everything else is namespaced by broker, so paper and
 live never share a topic (and therefore never a consumer group reading it). Every
-consumed topic ``T`` has a dead-letter topic ``T.dlq``.
+consumed topic ``T`` has a dead-letter topic ``T.dlq``. Ticks, signals and orders have the
+same partition count and are placed by instrument (``partition_for``): co-partitioned.
 """
 
 from __future__ import annotations
@@ -45,11 +46,11 @@ MARKET_TICKS: Final = "market.ticks"
 _BROKER_TOPICS: Final[dict[str, tuple[int, KeyKind, int, str]]] = {
     "signals.raw": (6, KeyKind.STRATEGY_INSTRUMENT, 7, "signals from strategies, before risk"),
     "signals.validated": (6, KeyKind.STRATEGY_INSTRUMENT, 30, "signals that passed risk"),
-    "signals.rejected": (3, KeyKind.STRATEGY_INSTRUMENT, 30, "signals risk refused, with reason"),
+    "signals.rejected": (6, KeyKind.STRATEGY_INSTRUMENT, 30, "signals risk refused, with reason"),
     "orders.submitted": (6, KeyKind.STRATEGY_INSTRUMENT, 365, "orders accepted by the venue"),
     "orders.filled": (6, KeyKind.STRATEGY_INSTRUMENT, 365, "executions, partial and full"),
-    "orders.rejected": (3, KeyKind.STRATEGY_INSTRUMENT, 365, "orders the venue refused"),
-    "orders.cancelled": (3, KeyKind.STRATEGY_INSTRUMENT, 365, "cancelled and expired orders"),
+    "orders.rejected": (6, KeyKind.STRATEGY_INSTRUMENT, 365, "orders the venue refused"),
+    "orders.cancelled": (6, KeyKind.STRATEGY_INSTRUMENT, 365, "cancelled and expired orders"),
     "pnl.snapshots": (3, KeyKind.STRATEGY, 30, "portfolio P&L snapshots"),
     "control": (1, KeyKind.CONTROL, 365, "operator controls (kill switch), in order"),
 }
@@ -77,10 +78,17 @@ def strategy_instrument_key(strategy_id: str, instrument_token: int) -> str:
 
 
 def partition_for(key: bytes | None, partitions: int) -> int:
-    """Stable partition for a key (CRC-32), the embedded backends' partitioner."""
+    """Stable partition for a key: CRC-32 of its instrument part.
+
+    ``strategy:instrument`` keys are placed by the instrument alone, so signals and orders
+    land in the partition number their instrument's ticks have (topics read together have
+    the same partition count): a consumer-group member then owns whole instruments, which
+    is what lets every stage scale out. Ordering per full key is preserved.
+    """
     if key is None or partitions == 1:
         return 0
-    return zlib.crc32(key) % partitions
+    _, sep, instrument = key.rpartition(b":")
+    return zlib.crc32(instrument if sep else key) % partitions
 
 
 class TopicRegistry:

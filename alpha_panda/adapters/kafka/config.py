@@ -137,6 +137,9 @@ class KafkaSettings(BaseModel):
             "session.timeout.ms": self.session_timeout_ms,
             "heartbeat.interval.ms": self.heartbeat_interval_ms,
             "max.poll.interval.ms": self.max_poll_interval_ms,
+            # Range gives partition p of every co-partitioned topic to the same member, so a
+            # member sees whole instruments (ticks, signals, orders): stages can scale out.
+            "partition.assignment.strategy": "range",
         }
         conf.update(self.services.get(group, {}))
         return conf

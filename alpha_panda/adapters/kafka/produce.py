@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from confluent_kafka import KafkaError, Message, Producer
 
 from alpha_panda.adapters.kafka.errors import classify
 from alpha_panda.stream.log import Output, Record
+from alpha_panda.stream.topics import REGISTRY, partition_for
 
 
 def produce_all(producer: Producer, outputs: Sequence[Output], timeout: float | None) -> None:
@@ -23,6 +25,9 @@ def produce_all(producer: Producer, outputs: Sequence[Output], timeout: float | 
             errors.append(err)
 
     for out in outputs:
+        if out.partition is None and out.topic in REGISTRY:
+            # Our placement (by instrument), not librdkafka's: co-partitioned topics.
+            out = replace(out, partition=partition_for(out.key, REGISTRY.partitions(out.topic)))
         while True:
             try:
                 if out.partition is None:
