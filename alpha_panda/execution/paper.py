@@ -200,7 +200,10 @@ class PaperExchange(MisSquareOff):
             product=product, validity=signal.validity, segment=segment, created_ns=now_ns,
             arrival_ns=now_ns, price_hint=hint,
         )
-        self._register(order)
+        if order.validity is _DAY and self.config.expire_day_orders:  # _register, not MIS
+            sess = self._clock.session(now_ns)
+            order.expires_ns = sess.close if now_ns < sess.close else self._session(sess.hi).close
+        self._orders[order_id] = order
         order.status = OrderStatus.SUBMITTED  # NEW -> SUBMITTED
         submitted = OrderSubmitted(
             order_id=order_id, signal_id=signal_id, strategy_id=order.strategy_id,

@@ -198,7 +198,7 @@ class StrategyRunner:
     def _accept(
         self, slot: _Slot, sigs: list[Signal], tick: MarketTick, out: list[Signal] | None
     ) -> list[Signal] | None:
-        if not isinstance(sigs, list | tuple):
+        if not isinstance(sigs, (list, tuple)):  # the tuple form is faster than a union
             self._fail(slot.sid, StrategyError(
                 slot.sid, f"returned {type(sigs).__name__}; expected a list of Signals or None"))
             return out
