@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 
-from alpha_panda.domain.errors import AlphaPandaError
+from alpha_panda.cli.log_job import run_log_job
 from alpha_panda.stream import dlq as tools
-from alpha_panda.stream.log import Log
 
 app = typer.Typer(help="Inspect and replay dead letters (messages a service gave up on).",
                   no_args_is_help=True)
@@ -23,27 +20,6 @@ LogOpt = Annotated[str | None, typer.Option(
     "--log", help="embedded | memory | sqlite:PATH | kafka://HOST:PORT (default: settings)")]
 DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="data directory")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
-
-
-def _with_log(url: str | None, data_dir: Path | None, job: Callable[[Log], Awaitable[T]]) -> T:
-    from alpha_panda.services.logs import open_log
-    from alpha_panda.settings import Settings
-
-    settings = Settings()
-
-    async def main() -> T:
-        log = open_log(url or settings.log, data_dir or settings.data_dir, kafka=settings.kafka)
-        await log.start()
-        try:
-            return await job(log)
-        finally:
-            await log.close()
-
-    try:
-        return asyncio.run(main())
-    except AlphaPandaError as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from exc
 
 
 def _summary(e: tools.DeadLetterEntry) -> dict[str, Any]:
@@ -66,7 +42,7 @@ def list_(
     log: LogOpt = None, data_dir: DataDirOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """List the most recent dead letters."""
-    entries = _with_log(log, data_dir, lambda lg: tools.list_dead_letters(lg, topic, limit))
+    entries = run_log_job(log, data_dir, lambda lg: tools.list_dead_letters(lg, topic, limit))
     rows = [_summary(e) for e in entries]
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
@@ -88,7 +64,7 @@ def show(
     log: LogOpt = None, data_dir: DataDirOpt = None,
 ) -> None:
     """Everything about one dead letter: error, stack, headers and the original bytes."""
-    entry = _with_log(log, data_dir, lambda lg: tools.show(lg, topic, offset, partition))
+    entry = run_log_job(log, data_dir, lambda lg: tools.show(lg, topic, offset, partition))
     doc = _summary(entry)
     doc["headers"] = {k: v.decode(errors="replace") for k, v in entry.letter.headers}
     doc["value"] = entry.letter.value.decode(errors="replace")
@@ -104,7 +80,7 @@ def replay(
     log: LogOpt = None, data_dir: DataDirOpt = None,
 ) -> None:
     """Append dead letters' original records back to their topic (each one only once)."""
-    result = _with_log(log, data_dir,
+    result = run_log_job(log, data_dir,
                        lambda lg: tools.replay(lg, topic, dry_run=dry_run, limit=limit))
     verb = "would replay" if dry_run else "replayed"
     for e in result.replayed:

@@ -12,6 +12,7 @@ import typer
 
 from alpha_panda.domain.errors import AlphaPandaError
 from alpha_panda.settings import Settings
+from alpha_panda.stream.log import Log
 
 app = typer.Typer(
     name="alpha-panda",
@@ -122,25 +123,14 @@ def kill(
     Writes a kill-switch event to the broker's control topic, so it reaches the running risk
     manager (one process or many), is kept on the log and survives restarts.
     """
+    from alpha_panda.cli.log_job import run_log_job
     from alpha_panda.services.control import PipelineControl
-    from alpha_panda.services.logs import open_log
 
-    settings = _settings(log=log, data_dir=data_dir)
-    _configure_logging(settings)
+    async def send(log_: Log) -> None:
+        await PipelineControl(log_, requested_by="cli").set_kill_switch(
+            broker, active=not off, flatten=flatten)
 
-    async def _send() -> None:
-        log_ = open_log(settings.log, settings.data_dir, kafka=settings.kafka)
-        await log_.start()
-        try:
-            await PipelineControl(log_, requested_by="cli").set_kill_switch(
-                broker, active=not off, flatten=flatten)
-        finally:
-            await log_.close()
-
-    try:
-        asyncio.run(_send())
-    except AlphaPandaError as exc:
-        raise fail(str(exc)) from None
+    run_log_job(log, data_dir, send)
     state = "released" if off else ("on, flattening positions" if flatten else "on")
     typer.echo(f"kill switch for {broker}: {state}")
 

@@ -9,9 +9,7 @@ partitions, which can differ from the registry if someone created it by hand).
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -19,7 +17,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from alpha_panda.domain.errors import AlphaPandaError, BrokerUnavailable
+from alpha_panda.cli.log_job import run_log_job
+from alpha_panda.domain.errors import BrokerUnavailable
 from alpha_panda.stream.log import Log
 from alpha_panda.stream.topics import DAY_MS, REGISTRY, TopicSpec
 
@@ -30,30 +29,6 @@ LogOpt = Annotated[str | None, typer.Option(
     "--log", help="embedded | memory | sqlite:PATH | kafka://HOST:PORT (default: settings)")]
 DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="data directory")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
-
-
-def _with_log(url: str | None, data_dir: Path | None, job: Callable[[Log], Awaitable[T]]) -> T:
-    from alpha_panda.observability.logging import configure_logging
-    from alpha_panda.services.logs import open_log
-    from alpha_panda.settings import Settings
-
-    settings = Settings()
-    # Logs go to stderr so ``--json`` output on stdout stays parseable.
-    configure_logging(json=settings.log_format == "json", level=settings.log_level)
-
-    async def main() -> T:
-        log = open_log(url or settings.log, data_dir or settings.data_dir, kafka=settings.kafka)
-        await log.start()
-        try:
-            return await job(log)
-        finally:
-            await log.close()
-
-    try:
-        return asyncio.run(main())
-    except AlphaPandaError as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from exc
 
 
 def _retention(spec: TopicSpec) -> str:
@@ -76,14 +51,14 @@ def bootstrap(log: LogOpt = None, data_dir: DataDirOpt = None) -> None:
         created = sum(1 for s in specs if s.name not in before)
         return created, len(specs)
 
-    created, total = _with_log(log, data_dir, job)
+    created, total = run_log_job(log, data_dir, job)
     typer.echo(f"{created} topics created, {total - created} already existed ({total} in all)")
 
 
 @app.command("list")
 def list_(log: LogOpt = None, data_dir: DataDirOpt = None, json_out: JsonOpt = False) -> None:
     """The registry: name, partitions, key, retention, and whether it exists on the log."""
-    existing = _with_log(log, data_dir, lambda lg: lg.list_topics())
+    existing = run_log_job(log, data_dir, lambda lg: lg.list_topics())
     rows: list[dict[str, object]] = [
         {"name": s.name, "partitions": s.partitions, "key": s.key.value,
          "retention": _retention(s), "broker": s.broker.value if s.broker else "shared",

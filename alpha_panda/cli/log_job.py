@@ -1,0 +1,43 @@
+"""Run a one-off job against the configured log (the commands that inspect or write it)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import typer
+
+from alpha_panda.domain.errors import AlphaPandaError
+from alpha_panda.stream.log import Log
+
+T = TypeVar("T")
+
+
+def run_log_job(url: str | None, data_dir: Path | None, job: Callable[[Log], Awaitable[T]]) -> T:
+    """Open the log (``url``/``data_dir`` or the settings'), run ``job``, close it.
+
+    Logs go to stderr so ``--json`` output on stdout stays parseable; an Alpha Panda error
+    becomes a red message and exit code 2.
+    """
+    from alpha_panda.observability.logging import configure_logging
+    from alpha_panda.services.logs import open_log
+    from alpha_panda.settings import Settings
+
+    settings = Settings()
+    configure_logging(json=settings.log_format == "json", level=settings.log_level)
+
+    async def main() -> T:
+        log = open_log(url or settings.log, data_dir or settings.data_dir, kafka=settings.kafka)
+        await log.start()
+        try:
+            return await job(log)
+        finally:
+            await log.close()
+
+    try:
+        return asyncio.run(main())
+    except AlphaPandaError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from exc
