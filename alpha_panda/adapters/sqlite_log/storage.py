@@ -19,12 +19,14 @@ commit.
 from __future__ import annotations
 
 import sqlite3
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
 import msgspec
 
+from alpha_panda.adapters.sqlite_log.checkpoint import SAFETY_NET_PAGES, Checkpointer
 from alpha_panda.adapters.sqlite_log.tail import TailCache
 from alpha_panda.domain.errors import ConfigurationError, ValidationError
 from alpha_panda.stream.dedup import RecentIds
@@ -66,6 +68,8 @@ class SqliteStorage:
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.execute("PRAGMA temp_store=MEMORY")
         self._db.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache
+        # Checkpoints run on their own thread; the writer's own one is only a safety net.
+        self._db.execute(f"PRAGMA wal_autocheckpoint={SAFETY_NET_PAGES}")
         self._db.executescript(_SCHEMA)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(topics)")}
         if "retention_ms" not in columns:
@@ -80,6 +84,8 @@ class SqliteStorage:
         self._load()
         self._recent: dict[str, RecentIds] = {}
         self._since_prune = 0
+        self._checkpointer = Checkpointer(path)
+        weakref.finalize(self, self._checkpointer.close)  # a log nobody closed: stop it too
 
     def _load(self) -> None:
         """(Re)read topics and end offsets: at open, and when another process wrote."""
@@ -297,6 +303,7 @@ class SqliteStorage:
         return self._ids(group).seen(ids)
 
     def close(self) -> None:
+        self._checkpointer.close()
         self._db.close()
 
 
