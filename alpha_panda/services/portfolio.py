@@ -234,6 +234,7 @@ def build_portfolio(
     handler = PortfolioHandler(broker, ledger, snapshot_interval_ns=int(snapshot_interval_s * 1e9))
     processor = StreamProcessor(
         log, name=f"{broker}.portfolio", group=f"{broker}.portfolio",
-        topics=portfolio_topics(broker), handler=handler, settings=settings, rebuild=True,
+        topics=portfolio_topics(broker), handler=handler,
+        settings=settings.off_the_fill_path(), rebuild=True,
     )
     return processor, handler

@@ -131,5 +131,6 @@ def build_strategy_runner(
             log, name=f"{broker}.strategy-feedback", group=f"{broker}.strategy-feedback",
             topics=[topic(broker, s) for s in ("signals.rejected", "orders.submitted", "orders.rejected",
                                                "orders.cancelled", "orders.filled")],
-            handler=StrategyFeedback(broker, runner), settings=settings, rebuild=True))
+            handler=StrategyFeedback(broker, runner), settings=settings.off_the_fill_path(),
+            rebuild=True))
     return processors, fanout

@@ -14,7 +14,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from alpha_panda.domain.events import Envelope, EventCodec
+from alpha_panda.domain.events import CODEC, Envelope, EventCodec
 from alpha_panda.stream.log import Log, Record
 
 Decoder = Callable[[Record], Envelope[Any]]
@@ -24,36 +24,39 @@ _set_decoded = Record.decoded.__set__  # type: ignore[attr-defined,misc]  # the 
 class SharedDecoder:
     """Decode with ``codec``, keeping each envelope on its record for the other groups.
 
-    The envelope is stored in ``Record.decoded`` as ``(decoder, envelope)``: a record read
-    by processors of another log or codec is decoded afresh, never given a wrong envelope.
-    It lives as long as the record does (the log's tail of recent records).
+    Only the decoders of the default ``CODEC`` keep envelopes in ``Record.decoded`` (a
+    record belongs to one log, so one decoder per log uses the slot); another codec's
+    decoder decodes every time, so nobody is ever handed an envelope of another codec.
+    The envelope itself goes in the slot, not a tuple: envelopes are not tracked by the
+    cyclic GC, so the records of a log's tail cost no more GC work than before.
     """
 
     def __init__(self, codec: EventCodec) -> None:
         self._decode = codec.decode
+        self._keep = codec is CODEC
 
     def __call__(self, record: Record) -> Envelope[Any]:
-        d = record.decoded
-        if d is not None and d[0] is self:  # type: ignore[index]
-            return d[1]  # type: ignore[index,no-any-return]
-        env = self._decode(record.value)  # raises DecodeError: nothing is kept
-        _set_decoded(record, (self, env))
-        return env
+        if not self._keep:
+            return self._decode(record.value)
+        env = record.decoded
+        if env is None:
+            env = self._decode(record.value)  # raises DecodeError: nothing is kept
+            _set_decoded(record, env)
+        return env  # type: ignore[return-value]
 
     def many(self, records: Sequence[Record]) -> list[Envelope[Any]]:
         """``[self(r) for r in records]``, in one loop."""
-        me = self
         decode = self._decode
+        if not self._keep:
+            return [decode(r.value) for r in records]
         out: list[Envelope[Any]] = []
         append = out.append
         for r in records:
-            d = r.decoded
-            if d is not None and d[0] is me:  # type: ignore[index]
-                append(d[1])  # type: ignore[index]
-            else:
+            env = r.decoded
+            if env is None:
                 env = decode(r.value)
-                _set_decoded(r, (me, env))
-                append(env)
+                _set_decoded(r, env)
+            append(env)  # type: ignore[arg-type]
         return out
 
 
