@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,14 +121,13 @@ def recompute(fills: list[OrderFilled]) -> tuple[int, int, int]:
     return realized, charges, sum(1 for q in qty.values() if q)
 
 
-@pytest.fixture(scope="module")
-def scenario(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Outcome]:
-    """The tick file, the strategy, and the outcome of an undisturbed embedded run."""
-    root = tmp_path_factory.mktemp("fault")
+def build_scenario(root: Path, write_strategies: Callable[[Path], object]) -> tuple[Path, Path, Outcome]:
+    """A tick file, the strategies ``write_strategies`` puts in a directory, and the outcome
+    of an undisturbed embedded run of them."""
     ticks = root / "ticks.csv"
     write_ticks(ticks, generate_random_walk(TICKS, TOKENS, seed=11))
     strategies = root / "strategies"
-    write_strategy(strategies, tokens=TOKENS)
+    write_strategies(strategies)
     ref = root / "ref.sqlite"
     subprocess.run([sys.executable, "-m", "alpha_panda.cli", "run", "--log", f"sqlite:{ref}",
                     "--feed", f"replay:{ticks}", "--strategies", str(strategies),
@@ -145,6 +145,13 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Outc
     reference = asyncio.run(load())
     assert reference.ids["paper.orders.filled"], "the undisturbed embedded run filled nothing"
     return ticks, strategies, reference
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Outcome]:
+    """The tick file, the strategy, and the outcome of an undisturbed embedded run."""
+    return build_scenario(tmp_path_factory.mktemp("fault"),
+                          lambda d: write_strategy(d, tokens=TOKENS))
 
 
 class Cluster:

@@ -25,10 +25,16 @@ from alpha_panda.stream.topics import REGISTRY
 from alpha_panda.testing.redis_server import redis_server
 from alpha_panda.testing.tansu import kafka_test_settings, tansu_broker
 
-from alpha_panda.marketdata.files import generate_random_walk, write_ticks
-from alpha_panda.services.logs import open_log
-
-from .test_fault_tolerance import TICKS, TOKENS, VICTIMS, Cluster, Outcome, drained, outcome
+from .test_fault_tolerance import (
+    TICKS,
+    TOKENS,
+    VICTIMS,
+    Cluster,
+    Outcome,
+    build_scenario,
+    drained,
+    outcome,
+)
 
 # Orders reach the paper book 5 ms after their signal, so they fill on a later tick of their
 # instrument: the member that holds an order must also receive that instrument's ticks.
@@ -44,29 +50,13 @@ execution: {{costs: true, latency_ms: 5}}
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Outcome]:
     """The tick file, the strategy, and the outcome of one embedded process."""
-    root = tmp_path_factory.mktemp("scale")
-    ticks = root / "ticks.csv"
-    write_ticks(ticks, generate_random_walk(TICKS, TOKENS, seed=11))
-    strategies = root / "strategies"
-    strategies.mkdir()
-    (strategies / "sma.yaml").write_text(STRATEGY)
-    ref = root / "ref.sqlite"
-    subprocess.run([sys.executable, "-m", "alpha_panda.cli", "run", "--log", f"sqlite:{ref}",
-                    "--feed", f"replay:{ticks}", "--strategies", str(strategies),
-                    "--exit-at-end", "--no-api", "--data-dir", str(root / "data")],
-                   check=True, capture_output=True, timeout=120)
 
-    async def load() -> Outcome:
-        log = open_log(f"sqlite:{ref}", root)
-        await log.start()
-        try:
-            return await outcome(log)
-        finally:
-            await log.close()
+    def strategies(directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "sma.yaml").write_text(STRATEGY)
 
-    reference = asyncio.run(load())
-    assert len(reference.ids["paper.orders.filled"]) > 20
-    return ticks, strategies, reference
+    return build_scenario(tmp_path_factory.mktemp("scale"), strategies)
+
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 MEMBERS = {"strategy-runner": (0, 1), "risk-manager": (0, 1), "paper-engine": (0, 1),
