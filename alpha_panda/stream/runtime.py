@@ -38,13 +38,16 @@ _gc_frozen = False
 
 
 def freeze_long_lived_objects() -> None:
-    """Move every object alive now (modules, functions, configuration: the process's
-    start-up state) out of the cyclic GC's view, once per process.
+    """Tune the cyclic GC for a streaming process, once per process (first processor start).
 
-    A full collection otherwise walks all of them, well over 100k objects, every few
-    seconds under load: 30-150 ms during which no tick moves (the pipeline's p99). Frozen
-    objects are still freed when no longer referenced; a full collection first, so no
-    garbage cycle is frozen with them.
+    Objects alive now (modules, functions, configuration: the start-up state) are frozen
+    out of the collector's view; a full collection otherwise walks them all, well over
+    100k objects, every second or so under load: 30-150 ms during which no tick moves
+    (the pipeline's p99). And full collections are made rarer (after 1000 younger ones,
+    not 10): between them the log's tail of recent records, tens of thousands of tracked
+    but acyclic objects, would cost a full walk every second. Frozen objects are still
+    freed when no longer referenced; cycles are still collected, by the young generations
+    or the rarer full collections. A full collection runs first, so no garbage is frozen.
     """
     global _gc_frozen
     if _gc_frozen:
@@ -52,6 +55,8 @@ def freeze_long_lived_objects() -> None:
     _gc_frozen = True
     gc.collect()
     gc.freeze()
+    young, middle, old = gc.get_threshold()
+    gc.set_threshold(young, middle, max(old, 1000))
 
 
 class Handler(Protocol):
