@@ -311,6 +311,10 @@ class EmbeddedConsumer:
         self._paused.difference_update(tps)
         self._member.wake.set()
 
+    def wakeup(self) -> None:
+        """End a ``poll`` waiting for records now (it returns what there is, maybe none)."""
+        self._member.wake.set()
+
     async def close(self) -> None:
         if self._closed:
             return

@@ -211,6 +211,7 @@ class StreamProcessor:
         self._state = State.RUNNING
         log_.info("processor.started", service=self._name, group=self._group,
                   topics=self._topics, rebuild=self._rebuild)
+        waker = asyncio.create_task(self._wake_on(stop, consumer))
         next_lag = 0.0
         next_hot = time.monotonic() + self._settings.hot_window
         linger = self._settings.linger
@@ -247,6 +248,7 @@ class StreamProcessor:
                 raise  # a bug, not an operator matter: let the supervisor see it
             log_.error("processor.fatal", service=self._name, error=str(exc), exc_info=exc)
         finally:
+            waker.cancel()
             if self._state is not State.FAILED:
                 self._state = State.STOPPING
             try:
@@ -256,6 +258,14 @@ class StreamProcessor:
                     self._state = State.STOPPED
                 log_.info("processor.stopped", service=self._name, state=self._state.value,
                           processed=self.stats.processed)
+
+    @staticmethod
+    async def _wake_on(stop: asyncio.Event, consumer: Consumer) -> None:
+        """End a poll that is waiting for records as soon as ``stop`` is set."""
+        await stop.wait()
+        wakeup = getattr(consumer, "wakeup", None)
+        if wakeup is not None:
+            wakeup()
 
     # ------------------------------------------------------------------ used by BatchRunner
 
