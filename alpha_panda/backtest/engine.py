@@ -134,6 +134,7 @@ class _Engine:
     # ---------------------------------------------------------------- events
 
     def route(self, payloads: list[Payload]) -> None:
+        """Order events from the exchange to the counts, risk, the runner and the fills."""
         if len(payloads) == 2:
             # The usual pair, an order filled in full at once: it never is an open order.
             sub, p = payloads
