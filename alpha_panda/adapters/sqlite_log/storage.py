@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import sqlite3
 import weakref
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Final
@@ -83,7 +84,12 @@ class SqliteStorage:
         self._tail = TailCache(tail_records)
         self._load()
         self._recent: dict[str, RecentIds] = {}
-        self._since_prune = 0
+        # Per group, the journal rows this process wrote, oldest first, as (seq, ids), and
+        # how many ids they hold: pruning then needs no scan of the journal.
+        self._journal: dict[str, deque[tuple[int, int]]] = {}
+        self._journal_ids: dict[str, int] = {}
+        self._prune_below: dict[str, int] = {}  # group -> delete its rows under this seq
+        self._dropped: dict[str, int] = {}  # group -> ids past the window not yet deleted
         self._checkpointer = Checkpointer(path)
         weakref.finalize(self, self._checkpointer.close)  # a log nobody closed: stop it too
 
@@ -222,15 +228,17 @@ class SqliteStorage:
                 joined = "\n".join(ids)
                 if joined.count("\n") != len(ids) - 1:
                     raise ValidationError("event ids must not contain newlines")
-                self._db.execute("INSERT INTO processed(grp, n, ids) VALUES (?, ?, ?)",
-                                 (group, len(ids), joined))
-                self._since_prune += len(ids)
-                if self._since_prune >= self._capacity:
-                    self._prune()
+                seq = self._db.execute("INSERT INTO processed(grp, n, ids) VALUES (?, ?, ?)",
+                                       (group, len(ids), joined)).lastrowid
+                below = self._prune_below.pop(group, None)
+                if below is not None:
+                    self._db.execute("DELETE FROM processed WHERE grp = ? AND seq < ?",
+                                     (group, below))
         # Only once the transaction is durable:
         self._cache(by_code)
         if ids:
             self._ids(group).update(ids)
+            self._journaled(group, int(seq or 0), len(ids))
 
     def _checked_code(self, tp: TopicPartition) -> int:
         code = self._code(tp)
@@ -254,18 +262,27 @@ class SqliteStorage:
                 recent.update(ids.split("\n"))
         return recent
 
-    def _prune(self) -> None:
-        """Keep the newest ``2 * capacity`` ids of each group (inside the caller's transaction)."""
-        self._since_prune = 0
-        groups = [g for (g,) in self._db.execute("SELECT DISTINCT grp FROM processed")]
-        for g in groups:
-            count = 0
-            for seq, n in self._db.execute(
-                    "SELECT seq, n FROM processed WHERE grp = ? ORDER BY seq DESC", (g,)):
-                count += n
-                if count > 2 * self._capacity:
-                    self._db.execute("DELETE FROM processed WHERE grp = ? AND seq < ?", (g, seq))
-                    break
+    def _journaled(self, group: str, seq: int, n: int) -> None:
+        """Note a committed journal row. Rows beyond the newest ``2 * capacity`` ids are
+        marked for deletion by the group's next commit, a tenth of the capacity at a time:
+        a few ms of deletes at most, never a scan of the journal."""
+        rows = self._journal.get(group)
+        if rows is None:
+            rows = self._journal[group] = deque()
+        rows.append((seq, n))
+        total = self._journal_ids.get(group, 0) + n
+        keep = 2 * self._capacity
+        dropped = self._dropped.get(group, 0)
+        while len(rows) > 1 and total - rows[0][1] >= keep:
+            n_old = rows.popleft()[1]
+            total -= n_old
+            dropped += n_old
+        self._journal_ids[group] = total
+        if dropped >= max(1, self._capacity // 10):
+            # Rows written before this process started are older still: they go too.
+            self._prune_below[group] = rows[0][0]
+            dropped = 0
+        self._dropped[group] = dropped
 
     def read(self, tp: TopicPartition, offset: int, limit: int) -> list[Record]:
         code = self._code(tp)
@@ -313,7 +330,6 @@ class _Transaction:
     def __init__(self, storage: SqliteStorage) -> None:
         self._s = storage
         self._ends: dict[int, int] = {}
-        self._since_prune = 0
 
     def __enter__(self) -> None:
         self._s._db.execute("BEGIN IMMEDIATE")
@@ -321,7 +337,6 @@ class _Transaction:
         if int(self._s._db.execute("PRAGMA data_version").fetchone()[0]) != self._s._data_version:
             self._s._load()
         self._ends = dict(self._s._ends)
-        self._since_prune = self._s._since_prune
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if exc_type is None:
@@ -337,4 +352,3 @@ class _Transaction:
         if self._s._db.in_transaction:
             self._s._db.execute("ROLLBACK")
         self._s._ends = self._ends
-        self._s._since_prune = self._since_prune
