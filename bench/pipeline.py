@@ -27,8 +27,6 @@ from alpha_panda.marketdata.files import generate_random_walk, write_ticks
 from alpha_panda.observability.logging import configure_logging
 from alpha_panda.services.app import RunOptions, SystemRun
 from alpha_panda.settings import ApiSettings, Settings
-from alpha_panda.stream.log import TopicPartition
-from alpha_panda.stream.topics import REGISTRY
 
 STRATEGY = """\
 id: bench_sma
@@ -102,23 +100,25 @@ async def _latency(rate: int, seconds: float, instruments: int) -> dict[str, flo
                 appended[tick_id(publisher.source, first_seq + i)] = now
 
         publisher.publish = publish  # type: ignore[method-assign]
-        log_ = system.pipeline.log
-        fills_topic = "paper.orders.filled"
-        positions = {p: 0 for p in range(REGISTRY.partitions(fills_topic))}
-        while not run.done():
-            got = 0
-            for p, offset in positions.items():
-                records = await log_.read(TopicPartition(fills_topic, p), offset, 1000)
-                now = time.perf_counter_ns()
-                for r in records:
-                    env = CODEC.decode_as(r.value, OrderFilled)
-                    t0 = appended.get(env.correlation_id)
-                    if t0 is not None:
-                        latencies.append(now - t0)
-                positions[p] = offset + len(records)
-                got += len(records)
-            if not got:
-                await asyncio.sleep(0.0005)
+        # A consumer of the fills topic like any downstream service: woken by the commit
+        # that makes a fill durable, not polling on a timer (which measured its own period).
+        consumer = system.pipeline.log.consumer("bench.latency", ["paper.orders.filled"])
+
+        def measure(records: list) -> None:  # type: ignore[type-arg]
+            now = time.perf_counter_ns()
+            for r in records:
+                env = CODEC.decode_as(r.value, OrderFilled)
+                t0 = appended.get(env.correlation_id)
+                if t0 is not None:
+                    latencies.append(now - t0)
+
+        # Until the run stops (every fill is durable by then), then what is left, before
+        # the run closes the log.
+        while not system.stop.is_set():
+            measure(await consumer.poll(1000, 0.01))
+        while records := await consumer.poll(1000, 0):
+            measure(records)
+        await consumer.close()
         await run
         arr = np.array(latencies, dtype=np.float64) / 1e6
         return {"rate": rate, "ticks": n_ticks, "fills_measured": len(latencies),
