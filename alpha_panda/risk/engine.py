@@ -12,7 +12,10 @@ derived from the signal id as each broker's engine does (``ORDER_STAGES``).
 P&L comes from an internal ``PositionLedger`` marked by ``on_tick`` (or, when no ticks
 reach the engine, the unrealized figure of the projector's ``PnlSnapshot``s via
 ``on_pnl``); "today" is the IST date of event time, and the day's P&L is measured from
-the first event seen on that date. Replaying the same signals (``check``, or
+the first event seen on that date. The ledger is booked lazily: fills (and the latest marks)
+wait in order until something reads P&L, positions or exposure, and are then applied
+exactly as they would have been one at a time (only the filled quantity per position,
+which every check reads, is kept eagerly). Replaying the same signals (``check``, or
 ``apply_validated`` for already-validated ones), fills and order closures rebuilds the
 state; a redelivered signal id gets its first decision again.
 
@@ -43,7 +46,7 @@ from alpha_panda.domain.events import (
 from alpha_panda.domain.values import OrderType, Side
 from alpha_panda.execution.market import ist_date, ist_ns
 from alpha_panda.execution.orders import order_id_for
-from alpha_panda.portfolio.ledger import PositionLedger
+from alpha_panda.portfolio.ledger import FILL_IDS_KEPT, PositionLedger
 from alpha_panda.risk.limits import Reason, RiskConfig, RiskLimits
 from alpha_panda.risk.state import InMemoryRiskStateStore, RateWindow, RiskStateStore
 
@@ -52,6 +55,9 @@ _BUY = Side.BUY
 
 DECISIONS_KEPT: Final = 100_000
 """Recent decisions remembered so a redelivered signal is answered the same way."""
+
+UNBOOKED_KEPT: Final = 100_000
+"""Fills the lazily booked P&L ledger holds back at most before booking them anyway."""
 
 ORDER_STAGES: Final[dict[str, tuple[str, ...]]] = {
     "paper": ("order",),
@@ -101,6 +107,14 @@ class RiskEngine:
         self._snap_unrealized: dict[str | None, int] = {}  # from the projector's snapshots
         self._ticks_seen = False
         self._ledger = PositionLedger(0, broker=broker, keep_cash=False)  # P&L only
+        # The ledger is booked lazily (``_book``): fills not yet applied, in order; tokens
+        # ticked since; positions to create (in the order the eager ledger created them);
+        # the filled quantity per position, kept eagerly; fill ids seen (the ledger's rule).
+        self._unbooked: list[OrderFilled] = []
+        self._unmarked: dict[int, int] = {}
+        self._new_keys: list[tuple[str, int]] = []
+        self._filled: dict[tuple[str, int], int] = {}
+        self._fill_ids: OrderedDict[str, None] = OrderedDict()
         self._pending: dict[str, _Pending] = {}  # order id(s) -> what is still unfilled
         self._pending_qty: dict[tuple[str, int], int] = {}
         self._open_orders: dict[str, int] = {}
@@ -128,7 +142,7 @@ class RiskEngine:
         self._ticks_seen = True
         token, price = tick.instrument_token, tick.last_price
         self._last[token] = price
-        self._ledger.mark(token, price)
+        self._unmarked[token] = price
         if not self._day_lo <= tick.ts < self._day_hi:
             self._roll(tick.ts)
 
@@ -145,10 +159,26 @@ class RiskEngine:
             pending_qty[key] = pending_qty.get(key, 0) - pending.sign * take
             if fill.leaves_quantity == 0 or leaves == 0:
                 self._release(fill.order_id)
-        ledger = self._ledger
-        ledger.apply_fill(fill)
-        token = fill.instrument_token
-        ledger.mark(token, self._last.get(token, fill.price))
+        # booked later (``_book``), even when redelivered: the ledger ignores it then, but
+        # the mark that follows it still counts
+        unbooked = self._unbooked
+        unbooked.append(fill)
+        if len(unbooked) >= UNBOOKED_KEPT:
+            self._book()  # bounds memory when nothing reads P&L for a long time
+        seen = self._fill_ids
+        fill_id = fill.fill_id
+        if fill_id in seen:
+            return  # the ledger ignores a redelivered fill: same ids, same bound, same rule
+        seen[fill_id] = None
+        if len(seen) > FILL_IDS_KEPT:
+            seen.popitem(last=False)
+        key = (fill.strategy_id, fill.instrument_token)
+        filled = self._filled
+        q = filled.get(key)
+        if q is None:
+            q = 0
+            self._new_keys.append(key)
+        filled[key] = q + (fill.quantity if fill.side is _BUY else -fill.quantity)
 
     def on_order_rejected(self, event: OrderRejected) -> None:
         self._release(event.order_id)
@@ -233,7 +263,10 @@ class RiskEngine:
         if qty <= 0:
             return Reason.INVALID, f"quantity must be positive, got {qty}"
         token = s.instrument_token
-        filled = self._ledger.position(sid, token).quantity  # (creates the position entry)
+        filled = self._filled.get((sid, token))
+        if filled is None:  # the position entry is created (in the ledger, at ``_book``)
+            filled = self._filled[(sid, token)] = 0
+            self._new_keys.append((sid, token))
         unlimited = self._unlimited.get(sid)
         if unlimited is None:
             unlimited = self._unlimited[sid] = _no_limits(
@@ -300,7 +333,11 @@ class RiskEngine:
 
     def position(self, strategy_id: str, token: int) -> int:
         """Net quantity: filled plus pending (validated, not yet filled or closed)."""
-        filled = self._ledger.position(strategy_id, token).quantity
+        key = (strategy_id, token)
+        filled = self._filled.get(key)
+        if filled is None:  # the position entry is created (in the ledger, at ``_book``)
+            filled = self._filled[key] = 0
+            self._new_keys.append(key)
         return filled + self._pending_qty.get((strategy_id, token), 0)
 
     def open_orders(self, strategy_id: str) -> int:
@@ -308,7 +345,7 @@ class RiskEngine:
 
     def net_pnl(self, strategy_id: str | None = None) -> int:
         """Realized + unrealized − charges of a strategy (None: the account), in paise."""
-        snap = self._ledger.snapshot(strategy_id)
+        snap = self._book().snapshot(strategy_id)
         unrealized = snap.unrealized
         if not self._ticks_seen and strategy_id in self._snap_unrealized:
             unrealized = self._snap_unrealized[strategy_id]
@@ -321,7 +358,7 @@ class RiskEngine:
     def status(self, now_ns: int | None = None) -> dict[str, object]:
         """What an operator wants to see: kill switch, P&L today, open orders, positions,
         and (given ``now_ns``) the account's orders in each rate window."""
-        strategies = sorted(set(self._ledger.strategies()) | set(self._open_orders))
+        strategies = sorted(set(self._book().strategies()) | set(self._open_orders))
         out: dict[str, object] = {
             "broker": self.broker,
             "kill_switch": self.kill_switch,
@@ -347,12 +384,12 @@ class RiskEngine:
         return out
 
     def _filled_keys(self) -> set[tuple[str, int]]:
-        return {(p.strategy_id, p.instrument_token) for p in self._ledger.positions()}
+        return {(p.strategy_id, p.instrument_token) for p in self._book().positions()}
 
     def flatten_signals(self, now_ns: int) -> list[Signal]:
         """Market signals that close every filled position (the kill switch's flatten)."""
         out: list[Signal] = []
-        for pos in self._ledger.positions(open_only=True):
+        for pos in self._book().positions(open_only=True):
             out.append(Signal(
                 strategy_id=pos.strategy_id, instrument_token=pos.instrument_token,
                 side=Side.BUY if pos.quantity < 0 else Side.SELL, quantity=abs(pos.quantity),
@@ -362,6 +399,32 @@ class RiskEngine:
         return out
 
     # ------------------------------------------------------------------ helpers
+
+    def _book(self) -> PositionLedger:
+        """The P&L ledger, brought up to date: the fills since the last call in order,
+        each followed by the mark ``on_fill`` used to make, then the ticks' marks.
+
+        Equivalent to booking each at once: with ``keep_cash=False`` a fill's effect on a
+        position does not depend on marks, and a position's last mark ends as the
+        instrument's last tick price (or, without ticks, its last fill's price).
+        """
+        ledger = self._ledger
+        if self._new_keys:
+            for sid, token in self._new_keys:
+                ledger.position(sid, token)
+            self._new_keys = []
+        if self._unbooked:
+            last = self._last
+            for fill in self._unbooked:
+                ledger.apply_fill(fill)
+                token = fill.instrument_token
+                ledger.mark(token, last.get(token, fill.price))
+            self._unbooked = []
+        if self._unmarked:
+            for token, price in self._unmarked.items():
+                ledger.mark(token, price)
+            self._unmarked = {}
+        return ledger
 
     def _strategy_limits(self, strategy_id: str) -> RiskLimits:
         lim = self._limits.get(strategy_id)
@@ -404,7 +467,7 @@ class RiskEngine:
 
     def _exposure(self, scope: str | None, s: Signal, price: int | None) -> int:
         """Gross exposure of ``scope`` (a strategy, or the account) if ``s`` is filled."""
-        keys = {(p.strategy_id, p.instrument_token) for p in self._ledger.positions(scope)}
+        keys = {(p.strategy_id, p.instrument_token) for p in self._book().positions(scope)}
         keys |= {k for k in self._pending_qty if scope is None or k[0] == scope}
         keys.add((s.strategy_id, s.instrument_token))
         total = 0
@@ -414,7 +477,7 @@ class RiskEngine:
                 qty += s.side.sign * s.quantity
             mark = self._last.get(token)
             if mark is None:
-                mark = price if token == s.instrument_token and price else self._ledger.position(sid, token).mark_price
+                mark = price if token == s.instrument_token and price else self._book().position(sid, token).mark_price
             total += abs(qty) * mark
         return total
 
@@ -439,7 +502,7 @@ class RiskEngine:
         day = ist_date(ts)
         self._day_lo = ist_ns(day, time(0, 0))
         self._day_hi = self._day_lo + 86_400 * 1_000_000_000
-        scopes: list[str | None] = [None, *self._ledger.strategies()]
+        scopes: list[str | None] = [None, *self._book().strategies()]
         self._day_start = {scope: self.net_pnl(scope) for scope in scopes}
 
 
