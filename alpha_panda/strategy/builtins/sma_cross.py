@@ -41,44 +41,48 @@ class SmaCross(Strategy):
         self.warmup = p.slow
         self._fast = p.fast
         self._slow = p.slow
-        # One ring of the last ``slow`` prices serves both windows.
+        # One ring of the last ``slow`` prices serves both windows: the price leaving the
+        # fast window sits ``fast`` slots behind the write position (a negative index
+        # wraps around the ring).
         self._ring = [0] * p.slow
         self._i = 0
-        self._n = 0
-        self._sum_fast = 0
-        self._sum_slow = 0
+        self._ready = False  # True once ``slow`` prices are in (the ring has wrapped)
+        # sum_fast * slow - sum_slow * fast, updated per tick: the sign of fast - slow
+        self._diff = 0
         self._sign = 0
 
     def on_tick(self, tick: MarketTick, ctx: Context) -> list[Signal] | None:
         price = tick.last_price
         ring = self._ring
         i = self._i
-        slow = self._slow
-        j = i - self._fast
-        if j < 0:
-            j += slow
-        self._sum_fast += price - ring[j]
-        self._sum_slow += price - ring[i]
+        fast = self._fast
+        diff = self._diff + (price - ring[i - fast]) * self._slow - (price - ring[i]) * fast
+        self._diff = diff
         ring[i] = price
         i += 1
-        self._i = 0 if i == slow else i
-        n = self._n + 1
-        self._n = n
-        if n < slow:
-            return None
-        diff = self._sum_fast * slow - self._sum_slow * self._fast
-        if diff == 0:
-            return None
-        sign = 1 if diff > 0 else -1
-        last = self._sign
-        if sign == last:
-            return None
-        self._sign = sign
-        if last < 0:  # turned positive
-            if ctx.position() == 0:
+        if i == self._slow:
+            self._i = 0
+            self._ready = True
+        else:
+            self._i = i
+            if not self._ready:
+                return None
+        # the common case first: the sign did not change (or the difference is zero)
+        if diff > 0:
+            last = self._sign
+            if last > 0:
+                return None
+            self._sign = 1
+            if last < 0 and ctx.position() == 0:  # turned positive while flat
                 return [ctx.buy(self.params.quantity, reason="fast SMA crossed above slow")]
-        elif last > 0:  # turned negative
-            held = ctx.position()
-            if held > 0:
-                return [ctx.sell(held, reason="fast SMA crossed below slow")]
+            return None
+        if diff < 0:
+            last = self._sign
+            if last < 0:
+                return None
+            self._sign = -1
+            if last > 0:  # turned negative
+                held = ctx.position()
+                if held > 0:
+                    return [ctx.sell(held, reason="fast SMA crossed below slow")]
         return None
