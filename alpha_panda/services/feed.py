@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from bisect import bisect_right
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -217,9 +218,14 @@ class ReplayFeed(_FeedBase):
         assert self._speed
         while not stop.is_set():
             now_event = t0 + int((time.monotonic() - wall0) * self._speed * 1e9)
-            due = [t for t in chunk if t.ts <= now_event]
+            # Ticks are in time order: a binary search, not a scan of the whole chunk.
+            due = bisect_right(chunk, now_event, key=_tick_ts)
             if due:
-                return due
+                return chunk[:due]
             wait = (chunk[0].ts - now_event) / 1e9 / self._speed
             await asyncio.sleep(min(max(wait, 0.001), 0.1))
         return []
+
+
+def _tick_ts(tick: MarketTick) -> int:
+    return tick.ts

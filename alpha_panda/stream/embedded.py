@@ -21,7 +21,8 @@ from alpha_panda.stream.topics import REGISTRY, TopicSpec, partition_for
 
 Placed = tuple[str, int, Output]  # (topic, partition, output)
 _EXPIRE_EVERY_S = 30.0
-_EXPIRE_STEP = 5_000  # ~7 ms of SQLite deletes: short enough to run inline
+_EXPIRE_STEP = 5_000
+_REFRESH_EVERY_S = 0.02  # ~7 ms of SQLite deletes: short enough to run inline
 
 
 class Storage(Protocol):
@@ -68,6 +69,7 @@ class EmbeddedLog:
         self._consumers: set[EmbeddedConsumer] = set()
         self._closed = False
         self._next_expiry = time.monotonic() + _EXPIRE_EVERY_S
+        self._next_refresh = 0.0
 
     def _partitions_of(self, topic: str) -> int:
         return self._topics.get(topic, 0)
@@ -133,6 +135,15 @@ class EmbeddedLog:
         for t in {t for t, _, _ in placed}:
             for m in self._subscribers.get(t, ()):
                 m.wake.set()
+
+    def _refresh(self) -> bool:
+        """``Storage.refresh`` at most every 20 ms: another process's appends (a DLQ
+        replay) are noticed that fast, without a query on every empty poll."""
+        now = time.monotonic()
+        if now < self._next_refresh:
+            return False
+        self._next_refresh = now + _REFRESH_EVERY_S
+        return self._storage.refresh()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -203,6 +214,7 @@ class EmbeddedConsumer:
         self._on_revoke = on_revoke
         self._positions: dict[TopicPartition, int] = {}
         self._paused: set[TopicPartition] = set()
+        self._order: list[TopicPartition] | None = None  # owned partitions, sorted
         self._rotate = 0
         self._closed = False
 
@@ -226,19 +238,27 @@ class EmbeddedConsumer:
             for tp in revoked:
                 self._positions.pop(tp, None)
                 self._paused.discard(tp)
+            self._order = None
             coord.release(self._group, self._member, revoked)
         added = coord.acquire(self._group, self._member)
         if added:
             committed = self._log._storage.committed(self._group, added)
             for tp in added:
                 self._positions[tp] = committed.get(tp, 0)
+            self._order = None
             if self._on_assign is not None:
                 await self._on_assign(sorted(added))
 
     def _fetch(self, max_records: int) -> list[Record]:
         storage = self._log._storage
-        ready = [tp for tp in sorted(self._positions)
-                 if tp not in self._paused and self._positions[tp] < storage.end_offset(tp)]
+        order = self._order
+        if order is None:
+            order = self._order = sorted(self._positions)  # kept until the assignment changes
+        positions = self._positions
+        end_offset = storage.end_offset
+        ready = [tp for tp in order if positions[tp] < end_offset(tp)]
+        if self._paused:
+            ready = [tp for tp in ready if tp not in self._paused]
         if not ready:
             return []
         # Rotate the starting partition so a hot partition cannot starve the others.
@@ -265,7 +285,7 @@ class EmbeddedConsumer:
             self._member.wake.clear()
             await self._sync()
             records = self._fetch(max_records)
-            if not records and self._log._storage.refresh():
+            if not records and self._log._refresh():
                 records = self._fetch(max_records)
             remaining = deadline - time.monotonic()
             if records or remaining <= 0:
