@@ -94,9 +94,10 @@ class ProcessorSettings:
     hot_min_records: int = 1000
     stop_timeout: float = 10.0
     bug_streak: int = 25  # consecutive messages failing with a non-Alpha-Panda exception: a bug
-    # Seconds to wait after a batch before polling again: processors off the tick-to-fill
-    # path (portfolio, strategy feedback) take fewer, larger batches, leaving the event
-    # loop's turns to the ones on it. 0: poll again at once.
+    # Seconds to wait after a small batch (under a quarter of ``batch_size``) before
+    # polling again: processors off the tick-to-fill path (portfolio, strategy feedback)
+    # take fewer, larger batches, leaving the event loop's turns to the ones on it; with a
+    # backlog they never wait. 0: poll again at once.
     linger: float = 0.0
 
     def off_the_fill_path(self, linger: float = 0.01) -> ProcessorSettings:
@@ -229,7 +230,7 @@ class StreamProcessor:
                 if records:
                     # Embedded polls and commits never suspend while data is waiting: yield
                     # once per batch so the feed, the API and the other groups keep running.
-                    await asyncio.sleep(linger if len(records) < batch_size else 0)
+                    await asyncio.sleep(linger if len(records) < batch_size // 4 else 0)
                 now = time.monotonic()
                 if now >= next_lag or (not records and not self._caught_up):
                     await self._update_lag(consumer)
