@@ -373,7 +373,10 @@ def _replay(eng: _Engine, ticks: TickColumns, ends: list[int],
     extras = [(name, values.tolist(), ticks.nulls[name].tolist() if name in ticks.nulls else None)
               for name, values in ticks.extras.items()]
     view = TickView()
-    process = eng.runner.process
+    runner = eng.runner
+    process = runner.process
+    route = runner.dispatch()
+    clock = runner.clock
     open_orders = eng.open_orders
     samples: list[tuple[int, int, int]] = []
     # Flags only an event can change: re-read after each call that routes events.
@@ -396,6 +399,10 @@ def _replay(eng: _Engine, ticks: TickColumns, ends: list[int],
             if fresh:
                 sigs = process(tick or eng.tick_at(i))
             else:
+                # ``runner.process(view)``, inlined: same table, clock, order and rules
+                slots = route.get(token)
+                if slots is None:
+                    continue
                 view.ts = ts
                 view.instrument_token = token
                 view.last_price = price
@@ -403,7 +410,20 @@ def _replay(eng: _Engine, ticks: TickColumns, ends: list[int],
                 if extras:
                     for name, values, nulls in extras:
                         setattr(view, name, None if nulls is not None and nulls[i] else values[i])
-                sigs = process(view)  # type: ignore[arg-type]
+                clock.now_ns = ts
+                sigs = None
+                for slot in slots:
+                    try:
+                        out = slot.handler(view, slot.ctx)  # type: ignore[arg-type]
+                    except Exception as exc:  # noqa: BLE001 - isolation, as in process
+                        runner.fail_slot(slot, exc)
+                        route = runner.dispatch()
+                        continue
+                    if slot.warmup_left:
+                        runner.warming_up(slot, out)
+                    elif out:
+                        sigs = runner.accept(slot, out, view, sigs)  # type: ignore[arg-type]
+                        route = runner.dispatch()  # (a bad signal fails its strategy)
             if sigs is not None:
                 eng.signals(i, sigs, tick or eng.tick_at(i))
                 every_ex = eng.exchange_every_tick

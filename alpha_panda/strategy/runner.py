@@ -195,6 +195,35 @@ class StrategyRunner:
                 out = self._accept(slot, sigs, tick, out)
         return out
 
+    # The engine's inlined form of ``process`` (the backtest runs it for every tick): the
+    # table, the clock, and the three steps after a handler returns, as ``process`` does.
+
+    def dispatch(self) -> dict[int, list[_Slot]]:
+        """Instrument token -> its active slots in config order. A new dict replaces it when
+        a strategy fails: fetch it again after ``fail_slot`` and ``accept``."""
+        return self._route
+
+    @property
+    def clock(self) -> _Clock:
+        """The clock every context reads; set ``now_ns`` to the tick's time before handlers."""
+        return self._clock
+
+    def fail_slot(self, slot: _Slot, exc: BaseException) -> None:
+        """A handler raised: take its strategy out of service (``process``'s rule)."""
+        self._fail(slot.sid, exc)
+
+    def warming_up(self, slot: _Slot, sigs: list[Signal] | None) -> None:
+        """A handler returned during its warm-up: count the tick, drop its signals."""
+        slot.warmup_left -= 1
+        if sigs:
+            self._status[slot.sid].dropped_in_warmup += len(sigs)
+
+    def accept(
+        self, slot: _Slot, sigs: list[Signal], tick: MarketTick, out: list[Signal] | None
+    ) -> list[Signal] | None:
+        """Check a handler's signals after warm-up and add them to ``out`` (``process``'s rule)."""
+        return self._accept(slot, sigs, tick, out)
+
     def _accept(
         self, slot: _Slot, sigs: list[Signal], tick: MarketTick, out: list[Signal] | None
     ) -> list[Signal] | None:
