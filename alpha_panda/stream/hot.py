@@ -52,19 +52,21 @@ class HotPartitionTracker:
         self._min = min_records
         self._k = k
         self._sample = sample_every  # key counting on 1 record in N keeps the cost negligible
-        self._counts: dict[TopicPartition, int] = {}
-        self._keys: dict[TopicPartition, TopKeys] = {}
+        self._counts: dict[tuple[str, int], int] = {}
+        self._keys: dict[tuple[str, int], TopKeys] = {}
 
     def observe(self, records: Sequence[Record]) -> None:
+        # Keyed by (topic, partition) tuples: hashed in C, unlike ``TopicPartition``.
         counts = self._counts
-        for r in records[:: self._sample]:
-            tp = r.tp
-            counts[tp] = counts.get(tp, 0) + self._sample
+        step = self._sample
+        for r in records[::step]:
+            tp = (r.topic, r.partition)
+            counts[tp] = counts.get(tp, 0) + step
             if r.key is not None:
                 keys = self._keys.get(tp)
                 if keys is None:
                     keys = self._keys[tp] = TopKeys(self._k)
-                keys.add(r.key, self._sample)
+                keys.add(r.key, step)
 
     def report(self, assignment: Collection[TopicPartition]) -> list[HotPartition]:
         """Hot partitions of the window now ending; the window is reset.
@@ -76,17 +78,18 @@ class HotPartitionTracker:
         for tp in assignment:
             partitions[tp.topic] = partitions.get(tp.topic, 0) + 1
         totals: dict[str, int] = {}
-        for tp, n in self._counts.items():
-            totals[tp.topic] = totals.get(tp.topic, 0) + n
+        for (topic, _), n in self._counts.items():
+            totals[topic] = totals.get(topic, 0) + n
         hot: list[HotPartition] = []
-        for tp, n in sorted(self._counts.items()):
-            total, assigned = totals[tp.topic], partitions.get(tp.topic, 0)
+        for (topic, partition), n in sorted(self._counts.items()):
+            tp = TopicPartition(topic, partition)
+            total, assigned = totals[topic], partitions.get(topic, 0)
             if total < self._min or assigned < 2:
                 continue
             fair = 1.0 / assigned
             share = n / total
             if share > self._factor * fair:
-                keys = self._keys.get(tp)
+                keys = self._keys.get((topic, partition))
                 hot.append(HotPartition(tp, share, fair, n, keys.top() if keys else []))
         self._counts = {}
         self._keys = {}

@@ -301,8 +301,12 @@ class SqliteStorage:
                 for pos, ts, key, value, h in rows]
 
     def end_offset(self, tp: TopicPartition) -> int:
-        code = self._code(tp)
-        return 0 if code is None else self._ends[code]
+        # ``_code`` inline: every poll asks this of each partition its consumer owns.
+        entry = self._topics.get(tp.topic)
+        partition = tp.partition
+        if entry is None or not 0 <= partition < entry[1]:
+            return 0
+        return self._ends[entry[0] * MAX_PARTITIONS + partition]
 
     def committed(self, group: str, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
         out: dict[TopicPartition, int] = {}
