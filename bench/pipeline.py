@@ -5,9 +5,12 @@
    published until every consumer group has committed the end of every topic.
 2. Latency: replay the same kind of file paced at a fixed rate (default 10,000 ticks/s)
    and measure tick-to-fill: from the moment a tick is durable on the log to the moment
-   the fill it caused is durable and read back (fills carry the tick's correlation id).
+   the fill it caused is durable and read back by a consumer of the fills topic (fills
+   carry the tick's correlation id).
 
-Prints the figures; `--json` prints them as one JSON object.
+Prints the figures (and the run's CPU time: the box is shared, wall time is noisy);
+`--json` prints them as one JSON object. `--dir` puts the log elsewhere (e.g. /dev/shm,
+to see what the pipeline does without a busy disk's write stalls).
 """
 
 from __future__ import annotations
@@ -60,8 +63,9 @@ def _settings(root: Path, path: Path) -> Settings:
     })
 
 
-async def _throughput(n_ticks: int, instruments: int) -> dict[str, float]:
-    with tempfile.TemporaryDirectory() as tmp:
+async def _throughput(n_ticks: int, instruments: int,
+                      where: str | None = None) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(dir=where) as tmp:
         root = Path(tmp)
         path = _prepare(root, n_ticks, instruments, None)
         system = SystemRun(_settings(root, path), RunOptions(exit_at_end=True, progress=False))
@@ -75,9 +79,10 @@ async def _throughput(n_ticks: int, instruments: int) -> dict[str, float]:
                 "cpu_us_per_tick": round(cpu / n_ticks * 1e6, 2)}
 
 
-async def _latency(rate: int, seconds: float, instruments: int) -> dict[str, float]:
+async def _latency(rate: int, seconds: float, instruments: int,
+                   where: str | None = None) -> dict[str, float]:
     n_ticks = int(rate * seconds)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=where) as tmp:
         root = Path(tmp)
         path = _prepare(root, n_ticks, instruments, spacing_ns=1_000_000)  # 1 ms apart
         # speed: event time runs `rate / 1000` times faster than the wall clock
@@ -135,10 +140,13 @@ def main() -> None:
     ap.add_argument("--rate", type=int, default=10_000)
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--dir", default=None,
+                    help="where the SQLite log goes (default: the system temp directory); "
+                         "e.g. /dev/shm to take a busy shared disk's write stalls out")
     args = ap.parse_args()
     result = {
-        "throughput": asyncio.run(_throughput(args.ticks, args.instruments)),
-        "latency": asyncio.run(_latency(args.rate, args.seconds, args.instruments)),
+        "throughput": asyncio.run(_throughput(args.ticks, args.instruments, args.dir)),
+        "latency": asyncio.run(_latency(args.rate, args.seconds, args.instruments, args.dir)),
     }
     if args.json:
         print(json.dumps(result))
