@@ -26,7 +26,8 @@ from alpha_panda.marketdata.simulator import (
 )
 from alpha_panda.observability.health import ComponentStatus, State
 from alpha_panda.settings import SimulatorSettings
-from alpha_panda.stream.log import Log, Output, Record, TopicPartition
+from alpha_panda.stream.log import Log, Record, TopicPartition
+from alpha_panda.stream.records import make_output
 from alpha_panda.stream.topics import MARKET_TICKS
 
 log = structlog.get_logger(__name__)
@@ -41,23 +42,29 @@ class TickPublisher:
     def __init__(self, log_: Log, source: str) -> None:
         self._log = log_
         self.source = source
+        self._keys: dict[int, tuple[str, bytes]] = {}  # token -> its key, as str and bytes
         self.published = 0
         self.last_append_wall_ns = 0
 
     async def publish(self, ticks: Sequence[MarketTick], first_seq: int) -> None:
         # The hot path of every feed: envelopes and outputs are built directly (no
         # intermediate Emit), with the standard headers plus ``source`` and ``seq``.
-        source, source_b = self.source, self.source.encode()
+        source = self.source
+        type_h, source_h = ("type", TICK_TYPE_B), ("source", source.encode())
         encode = CODEC.encode
+        output = make_output
+        keys = self._keys
         outputs = []
         for seq, tick in enumerate(ticks, first_seq):
             eid = tick_id(source, seq)
-            key = str(tick.instrument_token)
-            env = Envelope(id=eid, type=TICK_TYPE, ts=tick.ts, source=source, key=key,
+            token = tick.instrument_token
+            k = keys.get(token)
+            if k is None:
+                k = keys[token] = (str(token), str(token).encode())
+            env = Envelope(id=eid, type=TICK_TYPE, ts=tick.ts, source=source, key=k[0],
                            correlation_id=eid, data=tick)
-            headers = (("id", eid.encode()), ("type", TICK_TYPE_B), ("source", source_b),
-                       (SEQ_HEADER, str(seq).encode()))
-            outputs.append(Output(MARKET_TICKS, key.encode(), encode(env), headers))
+            headers = (("id", eid.encode()), type_h, source_h, (SEQ_HEADER, str(seq).encode()))
+            outputs.append(output(MARKET_TICKS, k[1], encode(env), headers, None))
         await self._log.append(outputs)
         self.published += len(outputs)
         self.last_append_wall_ns = time.time_ns()

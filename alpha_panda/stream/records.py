@@ -1,11 +1,11 @@
-"""Fast construction of ``Record``s for the embedded logs (one per appended record)."""
+"""Fast construction of ``Record``s (one per appended record) and ``Output``s (one per tick)."""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
 
-from alpha_panda.stream.log import Headers, Record
+from alpha_panda.stream.log import Headers, Output, Record
 
 _FIELDS = ("topic", "partition", "offset", "key", "value", "headers", "timestamp_ms", "decoded")
 
@@ -39,3 +39,30 @@ def _record_factory() -> Callable[[str, int, int, bytes | None, bytes, Headers, 
 
 
 make_record = _record_factory()
+
+
+_OUTPUT_FIELDS = ("topic", "key", "value", "headers", "partition")
+
+
+def _output_factory() -> Callable[[str, bytes | None, bytes, Headers, int | None], Output]:
+    """An ``Output`` constructor, as ``_record_factory`` (a feed builds one per tick)."""
+    if tuple(f.name for f in dataclasses.fields(Output)) != _OUTPUT_FIELDS:
+        return Output
+    new = object.__new__
+    s_topic, s_key, s_value, s_headers, s_part = [
+        getattr(Output, name).__set__ for name in _OUTPUT_FIELDS]
+
+    def make(topic: str, key: bytes | None, value: bytes, headers: Headers,
+             partition: int | None) -> Output:
+        o: Output = new(Output)
+        s_topic(o, topic)
+        s_key(o, key)
+        s_value(o, value)
+        s_headers(o, headers)
+        s_part(o, partition)
+        return o
+
+    return make
+
+
+make_output = _output_factory()
