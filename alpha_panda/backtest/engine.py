@@ -344,23 +344,27 @@ def run_backtest(
     ends, interval_s = _sample_rows(ticks.ts)
     # The run allocates many short-lived objects and makes no reference cycles of its own;
     # the cyclic collector would only rescan the large column lists again and again. It is
-    # paused for the replay only (cycles a strategy makes are collected after the run).
+    # paused for the replay and the summary, and resumes once the engine (its column lists,
+    # orders, decisions) is gone: else its first pass would scan all of them once more, just
+    # before they are freed. Cycles a strategy makes are collected after the run.
     gc_enabled = gc.isenabled()
     gc.disable()
     try:
         samples = _replay(eng, ticks, ends, report)
+        elapsed = time.perf_counter() - started
+        if report is _stderr_bar and n:
+            sys.stderr.write("\n")
+        result = summarize(
+            ticks=n, elapsed_s=elapsed, load_s=load_s, ledger=eng.ledger, fills=eng.fills,
+            trips=eng.trips.trips, samples=samples, interval_s=interval_s, counts=eng.counts,
+            rejections=eng.rejections, statuses=eng.runner.statuses(),
+            initial_equity=initial_cash * len(configs),
+        )
+        del eng
     finally:
         if gc_enabled:
             gc.enable()
-    elapsed = time.perf_counter() - started
-    if report is _stderr_bar and n:
-        sys.stderr.write("\n")
-    return summarize(
-        ticks=n, elapsed_s=elapsed, load_s=load_s, ledger=eng.ledger, fills=eng.fills,
-        trips=eng.trips.trips, samples=samples, interval_s=interval_s, counts=eng.counts,
-        rejections=eng.rejections, statuses=eng.runner.statuses(),
-        initial_equity=initial_cash * len(configs),
-    )
+    return result
 
 
 def _replay(eng: _Engine, ticks: TickColumns, ends: list[int],
