@@ -23,7 +23,7 @@ from alpha_panda.stream.dedup import RecentIds
 from alpha_panda.stream.dlq import dead_letter_output
 from alpha_panda.stream.emit import BatchFailure, record_id, to_output
 from alpha_panda.stream.log import Consumer, Log, Output, Record, TopicPartition
-from alpha_panda.stream.retry import Disposition, backoff_delay, classify
+from alpha_panda.stream.retry import Disposition, attempts_for, backoff_delay, classify
 
 if TYPE_CHECKING:
     from alpha_panda.stream.runtime import StreamProcessor
@@ -305,7 +305,8 @@ class BatchRunner:
         attempts = p.attempts()
         key = (tp, r.offset)
         n = attempts.pop(key, 0) + 1
-        if disposition is Disposition.RETRY and n < s.max_attempts and not bulk:
+        limit = attempts_for(exc, s.retry_attempts, s.max_attempts)
+        if disposition is Disposition.RETRY and n < limit and not bulk:
             attempts[key] = n
             b.blocked.add(tp)
             delay = backoff_delay(exc, n, s.backoff_base, s.backoff_max)

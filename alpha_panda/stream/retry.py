@@ -2,7 +2,8 @@
 
 - ``RetryableError`` (``TransientError``, ``BrokerUnavailable``, ``RateLimited``): try again
   after an exponential backoff with full jitter (at least ``retry_after`` for
-  ``RateLimited``), then dead-letter once the attempts are used up.
+  ``RateLimited``), then dead-letter once the attempts of its class are used up
+  (``attempts_for``: ``DEFAULT_RETRY_ATTEMPTS`` unless the processor's settings say otherwise).
 - ``AuthenticationError``, ``InvariantViolation``, ``ConfigurationError``: fatal; the
   processor commits what it finished and stops (a human must act).
 - anything else (``DecodeError``, ``ValidationError``, an unexpected exception): poison;
@@ -12,6 +13,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from enum import Enum
 
 from alpha_panda.domain.errors import (
@@ -31,6 +33,23 @@ class Disposition(Enum):
 
 FATAL_ERRORS: tuple[type[BaseException], ...] = (
     AuthenticationError, InvariantViolation, ConfigurationError)
+
+
+DEFAULT_RETRY_ATTEMPTS: dict[str, int] = {
+    "BrokerUnavailable": 10,  # an outage: keep trying for longer (the backoff is capped)
+    "RateLimited": 20,  # clears by waiting retry_after
+}
+"""Per-class attempts; a hiccup (``TransientError``) gets the processor's ``max_attempts``."""
+
+
+def attempts_for(exc: BaseException, per_class: Mapping[str, int], default: int) -> int:
+    """Attempts a message failing with ``exc`` gets: its class's (most specific first in the
+    MRO), never fewer than the processor's ``default``."""
+    for cls in type(exc).__mro__:
+        n = per_class.get(cls.__name__)
+        if n is not None:
+            return max(n, default)
+    return default
 
 
 def classify(exc: BaseException) -> Disposition:

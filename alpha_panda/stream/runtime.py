@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import structlog
@@ -28,7 +28,7 @@ from alpha_panda.stream.embedded import EmbeddedLog
 from alpha_panda.stream.emit import Emit, to_output
 from alpha_panda.stream.hot import HotPartitionTracker
 from alpha_panda.stream.log import Consumer, Log, Record, TopicPartition
-from alpha_panda.stream.retry import Disposition, classify
+from alpha_panda.stream.retry import DEFAULT_RETRY_ATTEMPTS, Disposition, classify
 
 __all__ = ["Emit", "Handler", "ProcessorSettings", "ProcessorStats", "StreamProcessor",
            "to_output"]
@@ -82,6 +82,10 @@ class ProcessorSettings:
     batch_size: int = 1000
     poll_timeout: float = 0.05
     max_attempts: int = 5  # retryable errors: attempts before the message is dead-lettered
+    # Per error class (class name, most specific first in the MRO wins) overrides of
+    # ``max_attempts``: a rate limit clears by waiting, a broker outage takes longer than
+    # a hiccup. Classes not named use ``max_attempts``.
+    retry_attempts: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_RETRY_ATTEMPTS))
     backoff_base: float = 0.05
     backoff_max: float = 5.0
     dedup: bool = True

@@ -106,3 +106,14 @@ def test_shares_are_per_topic_so_a_busy_topic_is_not_a_hot_partition() -> None:
     assignment = [TopicPartition("ticks", p) for p in range(6)]
     assignment += [TopicPartition("orders", p) for p in range(3)]
     assert tracker.report(assignment) == []
+
+
+def test_retry_attempts_depend_on_the_error_class() -> None:
+    from alpha_panda.domain.errors import BrokerUnavailable, RateLimited, TransientError
+    from alpha_panda.stream.retry import DEFAULT_RETRY_ATTEMPTS, attempts_for
+
+    assert attempts_for(TransientError("reset"), DEFAULT_RETRY_ATTEMPTS, 5) == 5
+    assert attempts_for(BrokerUnavailable("kite down"), DEFAULT_RETRY_ATTEMPTS, 5) == 10
+    assert attempts_for(RateLimited("429", retry_after=1), DEFAULT_RETRY_ATTEMPTS, 5) == 20
+    assert attempts_for(RateLimited("429"), {"RetryableError": 7}, 3) == 7  # via the MRO
+    assert attempts_for(RateLimited("429"), DEFAULT_RETRY_ATTEMPTS, 30) == 30  # never fewer
