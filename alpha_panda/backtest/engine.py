@@ -229,6 +229,26 @@ class _Engine:
         k = int(rows.searchsorted(i, side="right")) - 1
         return int(rows[k]) if k >= 0 else None
 
+    def latest_rows(self, tokens: set[int], i: int) -> list[tuple[int, int]]:
+        """(token, its last row at or before ``i``) for each of ``tokens`` that has one."""
+        found: dict[int, int] = {}
+        if not tokens:
+            return []
+        tok = self.tok_l
+        want = len(tokens)
+        # one pass back over the last rows finds most of them (cf. ``latest_row``)
+        for j in range(i, max(-1, i - 64 * want), -1):
+            t = tok[j]
+            if t in tokens and t not in found:
+                found[t] = j
+                if len(found) == want:
+                    return list(found.items())
+        for t in tokens - found.keys():
+            row = self.latest_row(t, i)
+            if row is not None:
+                found[t] = row
+        return list(found.items())
+
     def catch_up(self, token: int, i: int, tick: MarketTick, fed: dict[int, int],
                  feed: Callable[[MarketTick], Any]) -> None:
         """Give a lazily fed component the latest tick of ``token`` it has not seen yet.
@@ -293,10 +313,10 @@ class _Engine:
         ledger = self.ledger
         held = 0
         gross = 0
-        for pos in ledger.positions(open_only=True):
-            row = self.latest_row(pos.instrument_token, upto)
-            if row is not None:
-                ledger.mark(pos.instrument_token, px[row])
+        positions = ledger.positions(open_only=True)
+        for token, row in self.latest_rows({p.instrument_token for p in positions}, upto):
+            ledger.mark(token, px[row])
+        for pos in positions:
             value = pos.quantity * pos.mark_price
             held += value
             gross += abs(value)
@@ -392,7 +412,7 @@ def _replay(eng: _Engine, ticks: TickColumns, ends: list[int],
                    vol_l[start:end], strict=True)
         for i, token, ts, price, volume in rows:
             tick: MarketTick | None = None
-            if every_ex or token in open_orders:
+            if every_ex or (open_orders and token in open_orders):  # (usually empty)
                 tick = eng.tick_at(i)
                 exchange_fed[token] = i
                 eng.route(eng.venue.on_tick(tick))
