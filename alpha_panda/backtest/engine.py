@@ -128,8 +128,9 @@ class _Engine:
         self.apply_fill = self.ledger.apply_fill
         self.risk_on_fill = self.risk.on_fill
         self.runner_on_fill = self.runner.on_fill
-        self.venue_on_tick = self.venue.on_tick
-        self.venue_submit = self.venue.submit
+        sole = self.venue.sole_exchange()
+        self.venue_on_tick = self.venue.on_tick if sole is None else sole.on_tick
+        self.venue_submit = self.venue.submit if sole is None else sole.submit
 
     # ---------------------------------------------------------------- events
 
@@ -415,7 +416,7 @@ def _replay(eng: _Engine, ticks: TickColumns, ends: list[int],
             if every_ex or (open_orders and token in open_orders):  # (usually empty)
                 tick = eng.tick_at(i)
                 exchange_fed[token] = i
-                eng.route(eng.venue.on_tick(tick))
+                eng.route(eng.venue_on_tick(tick))
                 every_ex = eng.exchange_every_tick
             if every_risk:
                 tick = tick or eng.tick_at(i)

@@ -63,6 +63,11 @@ class PaperVenue:
             raise ConfigurationError(f"no execution settings for strategy {strategy_id!r}")
         return self._fallback
 
+    def sole_exchange(self) -> PaperExchange | None:
+        """The exchange that gets every order and tick of this venue when there is just one
+        (``serve_unknown=False``, one execution setting): calling it directly skips a hop."""
+        return None if self._serve_unknown else self._only
+
     def submit(self, signal_id: str, signal: Signal, now_ns: int) -> list[Payload]:
         exchange = self._by_strategy.get(signal.strategy_id)
         if exchange is None:

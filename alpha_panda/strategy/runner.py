@@ -232,11 +232,16 @@ class StrategyRunner:
                 slot.sid, f"returned {type(sigs).__name__}; expected a list of Signals or None"))
             return out
         accepted = []
-        instruments = self._instrument_sets[slot.sid]
+        sid = slot.sid
+        instruments = self._instrument_sets[sid]
         for sig in sigs:
-            problem = _invalid(sig, slot.sid, instruments)
-            if problem:
-                self._fail(slot.sid, StrategyError(slot.sid, problem))
+            # the usual case in one test; ``_invalid`` says what is wrong otherwise
+            if not (isinstance(sig, Signal) and sig.strategy_id == sid
+                    and sig.instrument_token in instruments
+                    and not sig.quantity <= 0):  # (``_invalid``'s very test)
+                problem = _invalid(sig, sid, instruments)
+                assert problem is not None
+                self._fail(sid, StrategyError(sid, problem))
                 return out
             if sig.price_hint is None and sig.instrument_token == tick.instrument_token:
                 sig = msgspec.structs.replace(sig, price_hint=tick.last_price)
