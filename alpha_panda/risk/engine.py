@@ -12,10 +12,9 @@ derived from the signal id as each broker's engine does (``ORDER_STAGES``).
 P&L comes from an internal ``PositionLedger`` marked by ``on_tick`` (or, when no ticks
 reach the engine, the unrealized figure of the projector's ``PnlSnapshot``s via
 ``on_pnl``); "today" is the IST date of event time, and the day's P&L is measured from
-the first event seen on that date. The ledger is booked lazily: fills (and the latest marks)
-wait in order until something reads P&L, positions or exposure, and are then applied
-exactly as they would have been one at a time (only the filled quantity per position,
-which every check reads, is kept eagerly). Replaying the same signals (``check``, or
+the first event seen on that date. Fills and marks reach the ledger lazily, in order, when
+P&L, positions or exposure are read: the same result as booking each at once (the checks'
+filled quantities are kept eagerly). Replaying the same signals (``check``, or
 ``apply_validated`` for already-validated ones), fills and order closures rebuilds the
 state; a redelivered signal id gets its first decision again.
 
@@ -107,9 +106,8 @@ class RiskEngine:
         self._snap_unrealized: dict[str | None, int] = {}  # from the projector's snapshots
         self._ticks_seen = False
         self._ledger = PositionLedger(0, broker=broker, keep_cash=False)  # P&L only
-        # The ledger is booked lazily (``_book``): fills not yet applied, in order; tokens
-        # ticked since; positions to create (in the order the eager ledger created them);
-        # the filled quantity per position, kept eagerly; fill ids seen (the ledger's rule).
+        # Lazy booking (``_book``): fills, marks and position entries waiting, in order;
+        # filled quantity per position and fill ids seen (the ledger's dedup), kept eagerly.
         self._unbooked: list[OrderFilled] = []
         self._unmarked: dict[int, int] = {}
         self._new_keys: list[tuple[str, int]] = []
@@ -159,8 +157,7 @@ class RiskEngine:
             pending_qty[key] = pending_qty.get(key, 0) - pending.sign * take
             if fill.leaves_quantity == 0 or leaves == 0:
                 self._release(fill.order_id)
-        # booked later (``_book``), even when redelivered: the ledger ignores it then, but
-        # the mark that follows it still counts
+        # booked later, even when redelivered (ignored then, but its mark still counts)
         unbooked = self._unbooked
         unbooked.append(fill)
         if len(unbooked) >= UNBOOKED_KEPT:
@@ -172,13 +169,9 @@ class RiskEngine:
         seen[fill_id] = None
         if len(seen) > FILL_IDS_KEPT:
             seen.popitem(last=False)
-        key = (fill.strategy_id, fill.instrument_token)
-        filled = self._filled
-        q = filled.get(key)
-        if q is None:
-            q = 0
-            self._new_keys.append(key)
-        filled[key] = q + (fill.quantity if fill.side is _BUY else -fill.quantity)
+        sid, token = fill.strategy_id, fill.instrument_token
+        signed = fill.quantity if fill.side is _BUY else -fill.quantity
+        self._filled[(sid, token)] = self._filled_qty(sid, token) + signed
 
     def on_order_rejected(self, event: OrderRejected) -> None:
         self._release(event.order_id)
@@ -263,10 +256,7 @@ class RiskEngine:
         if qty <= 0:
             return Reason.INVALID, f"quantity must be positive, got {qty}"
         token = s.instrument_token
-        filled = self._filled.get((sid, token))
-        if filled is None:  # the position entry is created (in the ledger, at ``_book``)
-            filled = self._filled[(sid, token)] = 0
-            self._new_keys.append((sid, token))
+        filled = self._filled_qty(sid, token)
         unlimited = self._unlimited.get(sid)
         if unlimited is None:
             unlimited = self._unlimited[sid] = _no_limits(
@@ -333,12 +323,7 @@ class RiskEngine:
 
     def position(self, strategy_id: str, token: int) -> int:
         """Net quantity: filled plus pending (validated, not yet filled or closed)."""
-        key = (strategy_id, token)
-        filled = self._filled.get(key)
-        if filled is None:  # the position entry is created (in the ledger, at ``_book``)
-            filled = self._filled[key] = 0
-            self._new_keys.append(key)
-        return filled + self._pending_qty.get((strategy_id, token), 0)
+        return self._filled_qty(strategy_id, token) + self._pending_qty.get((strategy_id, token), 0)
 
     def open_orders(self, strategy_id: str) -> int:
         return self._open_orders.get(strategy_id, 0)
@@ -400,17 +385,23 @@ class RiskEngine:
 
     # ------------------------------------------------------------------ helpers
 
-    def _book(self) -> PositionLedger:
-        """The P&L ledger, brought up to date: the fills since the last call in order,
-        each followed by the mark ``on_fill`` used to make, then the ticks' marks.
+    def _filled_qty(self, strategy_id: str, token: int) -> int:
+        """Filled quantity of a position; a new one is queued for the ledger (``_book``)."""
+        key = (strategy_id, token)
+        q = self._filled.get(key)
+        if q is None:
+            q = self._filled[key] = 0
+            self._new_keys.append(key)
+        return q
 
-        Equivalent to booking each at once: with ``keep_cash=False`` a fill's effect on a
-        position does not depend on marks, and a position's last mark ends as the
-        instrument's last tick price (or, without ticks, its last fill's price).
-        """
+    def _book(self) -> PositionLedger:
+        """The P&L ledger brought up to date: the waiting fills in order, each followed by
+        the mark ``on_fill`` made, then the ticks' marks. As booking each at once: with
+        ``keep_cash=False`` marks do not change what a fill does, and a position's last mark
+        is its instrument's last tick price (without ticks, its last fill's price)."""
         ledger = self._ledger
         if self._new_keys:
-            for sid, token in self._new_keys:
+            for sid, token in self._new_keys:  # (in the order the eager ledger made them)
                 ledger.position(sid, token)
             self._new_keys = []
         if self._unbooked:
