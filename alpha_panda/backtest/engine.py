@@ -27,7 +27,10 @@ skips calls that cannot change any outcome, and makes them the moment they could
 - the ledger is marked at each equity sample and at the end (realized P&L never depends
   on marks; unrealized uses the last price of each instrument), and fills are booked into
   it (and into the round trips), in their order, just before: nothing reads it in between;
-- strategies get one reused, mutable tick view unless one declares ``keeps_ticks``.
+- strategies get one reused, mutable tick view unless one declares ``keeps_ticks``, and
+  run from the engine's own loop: ``StrategyRunner.process`` inlined (same routing table,
+  clock, warm-up, isolation and signal checks, through the runner's ``dispatch``,
+  ``fail_slot``, ``warming_up`` and ``accept``), one call less per tick.
 
 Equity is sampled on a fixed event-time grid (at most ~1,000 points) plus the end; max
 drawdown, Sharpe and exposure come from those samples. Money is int paise throughout.
