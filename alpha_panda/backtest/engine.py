@@ -211,12 +211,13 @@ class _Engine:
 
     def tick_at(self, i: int) -> MarketTick:
         """Row ``i`` as a real (immutable) ``MarketTick``: for the exchange, risk, keepers."""
-        extra: dict[str, Any] = {}
-        if self.cols.extras:
-            extra = {k: int(v[i]) for k, v in self.cols.extras.items()}
-            for k, mask in self.cols.nulls.items():
-                if mask[i]:
-                    extra[k] = None
+        if not self.cols.extras:  # (no empty ** to unpack)
+            return MarketTick(instrument_token=self.tok_l[i], last_price=self.px_l[i],
+                              ts=self.ts_l[i], volume=self.vol_l[i])
+        extra: dict[str, Any] = {k: int(v[i]) for k, v in self.cols.extras.items()}
+        for k, mask in self.cols.nulls.items():
+            if mask[i]:
+                extra[k] = None
         return MarketTick(instrument_token=self.tok_l[i], last_price=self.px_l[i],
                           ts=self.ts_l[i], volume=self.vol_l[i], **extra)
 
