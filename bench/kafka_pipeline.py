@@ -34,10 +34,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pipeline import prepare  # bench/pipeline.py: the same file and strategy as the embedded bench
 
 from alpha_panda.adapters.kafka import KafkaLog
 from alpha_panda.domain.events import CODEC
-from alpha_panda.marketdata.files import generate_random_walk, write_ticks
 from alpha_panda.stream.log import Record, TopicPartition
 from alpha_panda.stream.topics import MARKET_TICKS, REGISTRY
 from alpha_panda.testing.tansu import kafka_test_settings, tansu_broker
@@ -51,29 +51,6 @@ GROUPS = {  # the paper pipeline's consumer groups and what each reads
     "paper.trading-engine": [MARKET_TICKS, "paper.signals.validated"],
     "paper.portfolio": [MARKET_TICKS, "paper.orders.submitted", "paper.orders.filled"],
 }
-STRATEGY = """\
-id: bench_sma
-strategy: sma_cross
-instruments: {tokens}
-brokers: [paper]
-params: {{fast: 10, slow: 30, quantity: 1}}
-execution: {{costs: true}}
-"""
-
-
-def prepare(root: Path, n: int, instruments: int, spacing_ns: int | None) -> Path:
-    cols = generate_random_walk(n, instruments, seed=1)
-    if spacing_ns is not None:  # evenly spaced event time: pacing gives a steady rate
-        cols = type(cols)(**{**{f: getattr(cols, f) for f in cols.__dataclass_fields__},
-                             "ts": cols.ts[0] + np.arange(n, dtype=np.int64) * spacing_ns})
-    path = root / "ticks.parquet"
-    write_ticks(path, cols)
-    (root / "strategies").mkdir(exist_ok=True)
-    tokens = sorted(set(cols.instrument_token.tolist()))
-    (root / "strategies" / "bench.yaml").write_text(STRATEGY.format(tokens=tokens))
-    return path
-
-
 class Cluster:
     """The services as child processes; stopped with SIGTERM (graceful) at the end."""
 

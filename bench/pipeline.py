@@ -41,7 +41,9 @@ execution: {{costs: true}}
 """
 
 
-def _prepare(root: Path, n_ticks: int, instruments: int, spacing_ns: int | None) -> Path:
+def prepare(root: Path, n_ticks: int, instruments: int, spacing_ns: int | None) -> Path:
+    """A generated tick file (evenly spaced in event time when ``spacing_ns``) and the bench
+    strategy over its instruments in ``root/strategies``."""
     cols = generate_random_walk(n_ticks, instruments, seed=1)
     if spacing_ns is not None:  # evenly spaced event time, so pacing gives a steady rate
         cols = type(cols)(**{**{f: getattr(cols, f) for f in cols.__dataclass_fields__},
@@ -49,7 +51,7 @@ def _prepare(root: Path, n_ticks: int, instruments: int, spacing_ns: int | None)
     path = root / "ticks.parquet"
     write_ticks(path, cols)
     strategies = root / "strategies"
-    strategies.mkdir()
+    strategies.mkdir(exist_ok=True)
     tokens = sorted(set(cols.instrument_token.tolist()))
     (strategies / "bench.yaml").write_text(STRATEGY.format(tokens=tokens))
     return path
@@ -67,7 +69,7 @@ async def _throughput(n_ticks: int, instruments: int,
                       where: str | None = None) -> dict[str, float]:
     with tempfile.TemporaryDirectory(dir=where) as tmp:
         root = Path(tmp)
-        path = _prepare(root, n_ticks, instruments, None)
+        path = prepare(root, n_ticks, instruments, None)
         system = SystemRun(_settings(root, path), RunOptions(exit_at_end=True, progress=False))
         cpu0 = time.process_time()
         await system.run()
@@ -84,7 +86,7 @@ async def _latency(rate: int, seconds: float, instruments: int,
     n_ticks = int(rate * seconds)
     with tempfile.TemporaryDirectory(dir=where) as tmp:
         root = Path(tmp)
-        path = _prepare(root, n_ticks, instruments, spacing_ns=1_000_000)  # 1 ms apart
+        path = prepare(root, n_ticks, instruments, spacing_ns=1_000_000)  # 1 ms apart
         # speed: event time runs `rate / 1000` times faster than the wall clock
         system = SystemRun(_settings(root, path),
                            RunOptions(exit_at_end=True, progress=False, speed=rate / 1000))
