@@ -26,8 +26,10 @@ unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit $(ARGS)
 
 bench: $(STAMP)
-	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/backtest.py
+	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/kafka_pipeline.py
+	$(BIN)/python bench/log.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check alpha_panda tests bench
