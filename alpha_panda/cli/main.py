@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -70,6 +71,9 @@ def run(
 
     settings = _settings(feed=feed, log=log, strategies_dir=strategies, port=port, host=host,
                          no_api=no_api, data_dir=data_dir)
+    if sys.stderr.isatty() and "ALPHA_PANDA_LOG_LEVEL" not in os.environ:
+        # The live progress panel is the terminal's view; service logs would scroll it away.
+        settings = settings.model_copy(update={"log_level": "WARNING"})
     _configure_logging(settings)
     if exit_at_end and not settings.feed.startswith("replay:"):
         raise fail("--exit-at-end needs --feed replay:FILE")

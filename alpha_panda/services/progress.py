@@ -26,6 +26,8 @@ def render(run: SystemRun) -> Group:
         url = f"http://{s.api.host}:{s.api.port}"
         head.append("Alpha Panda  ", style="bold magenta")
         head.append(f"dashboard {url}/  API {url}/api/v1/portfolios/paper  docs {url}/docs\n")
+    head.append(f"data {s.data_dir}  log {s.log}  (service logs: ALPHA_PANDA_LOG_LEVEL=INFO)\n",
+                style="dim")
     elapsed = time.perf_counter() - run.started if run.started else 0.0
     ticks = run.feed.publisher.published if run.feed else 0
     head.append(f"feed {s.feed}  ticks {ticks:,}  ({ticks / elapsed if elapsed else 0:,.0f}/s)  "
