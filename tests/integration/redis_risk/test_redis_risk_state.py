@@ -79,7 +79,8 @@ def test_two_risk_engines_on_one_redis_never_exceed_10_orders_per_second(redis_u
         start.wait()
         for i in range(150):
             # 3 s of event time, 50 attempts per second per instance: 100/s offered
-            ts = T0 + i * 20_000_000 + n
+            # instances 1 µs apart: the limiter counts event time in whole microseconds
+            ts = T0 + i * 20_000_000 + n * 1000
             s = Signal(strategy_id=f"s{n}", instrument_token=738561, side=Side.BUY, quantity=1,
                        price_hint=100_00)
             if isinstance(engine.check(f"sig-{n}-{i}", s, ts), SignalValidated):
