@@ -105,4 +105,3 @@ def key(broker: Broker | str, name: str) -> str:
 
 
 STRATEGIES_KEY = "system:strategies"
-SERVICES_KEY = "system:services"

@@ -88,7 +88,8 @@ def _through_store(url: str, configs: list[Any], errors: list[Any]) -> tuple[lis
     return stored, errors + store_errors
 
 
-def make_feed(settings: Settings, pipeline: Pipeline, speed: float | None) -> SimulatedFeed | ReplayFeed | Any:
+def make_feed(settings: Settings, pipeline: Pipeline, speed: float | None) -> Any:
+    """The feed ``settings.feed`` names: the simulator, a replay file or Kite's ticker."""
     spec = settings.feed
     if spec == "sim":
         return SimulatedFeed(pipeline.log, settings.simulator)
@@ -198,8 +199,6 @@ class SystemRun:
             await self.stop.wait()
             log.info("system.stopping")
             feed_stop.set()
-            if self.options.exit_at_end:
-                await _wait_drained_or_timeout(pipeline)
             processors_stop.set()
             results = await asyncio.gather(*tasks, return_exceptions=True)
             self.stopped = time.perf_counter()
@@ -264,12 +263,6 @@ class _ServingCheck:
         started = bool(self._run._api is not None and self._run._api.started)
         return ComponentStatus(name=self.name, state=State.RUNNING if started else State.STARTING,
                                ready=started)
-
-
-async def _wait_drained_or_timeout(pipeline: Pipeline, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not await caught_up(pipeline):
-        await asyncio.sleep(0.05)
 
 
 def _server_class() -> Any:

@@ -44,7 +44,6 @@ class TickPublisher:
         self.source = source
         self._keys: dict[int, tuple[str, bytes]] = {}  # token -> its key, as str and bytes
         self.published = 0
-        self.last_append_wall_ns = 0
 
     async def publish(self, ticks: Sequence[MarketTick], first_seq: int) -> None:
         # The hot path of every feed: envelopes and outputs are built directly (no
@@ -67,7 +66,6 @@ class TickPublisher:
             outputs.append(output(MARKET_TICKS, k[1], encode(env), headers, None))
         await self._log.append(outputs)
         self.published += len(outputs)
-        self.last_append_wall_ns = time.time_ns()
 
 
 async def _tail(log_: Log, source: str, depth: int = 200) -> list[Record]:

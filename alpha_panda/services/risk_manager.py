@@ -136,9 +136,6 @@ class RiskHandler:
             emits.append(Emit(topic(self.broker, "signals.raw"), env))
         return emits
 
-    def stats(self) -> dict[str, int]:
-        return {"validated": self.validated, "rejected": self.rejected}
-
 
 def limits_read_marks(config: RiskConfig, broker: str) -> bool:
     """Whether some limit reads marked P&L or exposure, so every tick must reach the engine

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -13,6 +17,20 @@ from alpha_panda.adapters.zerodha.config import ZerodhaSettings
 from alpha_panda.adapters.zerodha.session import KiteSession, complete_login
 from alpha_panda.stream.topics import REGISTRY
 from alpha_panda.testing.fake_kite import FakeKite
+
+
+@pytest.fixture
+def served() -> Iterator[dict[str, Any]]:
+    """The fake Kite as its own process (``python -m alpha_panda.testing.fake_kite``); yields
+    the addresses and credentials it prints on start."""
+    proc = subprocess.Popen([sys.executable, "-m", "alpha_panda.testing.fake_kite",
+                             "--tick-interval", "0.05"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        yield json.loads(proc.stdout.readline())
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 @pytest.fixture

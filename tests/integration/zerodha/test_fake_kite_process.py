@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from pydantic import SecretStr
 
 from alpha_panda.adapters.zerodha.client import KiteRestClient
@@ -19,18 +14,6 @@ from alpha_panda.adapters.zerodha.session import complete_login
 from alpha_panda.adapters.zerodha.ticker import KiteTickerClient
 
 from .helpers import INFY
-
-
-@pytest.fixture
-def served() -> Iterator[dict[str, Any]]:
-    proc = subprocess.Popen([sys.executable, "-m", "alpha_panda.testing.fake_kite",
-                             "--tick-interval", "0.05"], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        yield json.loads(proc.stdout.readline())
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 async def test_the_fake_process_serves_logins_ticks_and_fills(served: dict[str, Any],

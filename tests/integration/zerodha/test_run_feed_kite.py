@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,18 +30,6 @@ instruments: [408065]
 brokers: [zerodha]
 params: {fast: 2, slow: 4, quantity: 1}
 """
-
-
-@pytest.fixture
-def served() -> Iterator[dict[str, Any]]:
-    proc = subprocess.Popen([sys.executable, "-m", "alpha_panda.testing.fake_kite",
-                             "--tick-interval", "0.05"], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        yield json.loads(proc.stdout.readline())
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def test_run_with_the_kite_feed_trades_live_on_the_fake(served: dict[str, Any],
