@@ -23,6 +23,7 @@ from alpha_panda.stream.dedup import RecentIds
 from alpha_panda.stream.dlq import dead_letter_output
 from alpha_panda.stream.emit import BatchFailure, record_id, to_output
 from alpha_panda.stream.log import Consumer, Log, Output, Record, TopicPartition
+from alpha_panda.stream.records import record_ids
 from alpha_panda.stream.retry import Disposition, attempts_for, backoff_delay, classify
 
 if TYPE_CHECKING:
@@ -105,8 +106,7 @@ class BatchRunner:
         s = p.settings
         stats = p.stats
         b = _Batch()
-        ids = [h[0][1].decode() if (h := r.headers) and h[0][0] == "id" else record_id(r)
-               for r in records]
+        ids = record_ids(records)
         dedup = s.dedup
         if dedup and records:
             known = [i for i in ids if i is not None]

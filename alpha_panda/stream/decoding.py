@@ -33,7 +33,9 @@ class SharedDecoder:
 
     def __init__(self, codec: EventCodec) -> None:
         self._decode = codec.decode
+        self._guessing = codec.decode_guessing
         self._keep = codec is CODEC
+        self._types: dict[str, str] = {}  # topic -> type of the last envelope decoded from it
 
     def __call__(self, record: Record) -> Envelope[Any]:
         if not self._keep:
@@ -45,18 +47,27 @@ class SharedDecoder:
         return env  # type: ignore[return-value]
 
     def many(self, records: Sequence[Record]) -> list[Envelope[Any]]:
-        """``[self(r) for r in records]``, in one loop."""
-        decode = self._decode
+        """``[self(r) for r in records]``, in one loop; records of one topic (a partition's
+        run) are decoded in one pass each as the type the topic's last envelope had."""
+        if not records:
+            return []
         if not self._keep:
+            decode = self._decode
             return [decode(r.value) for r in records]
+        guessing = self._guessing
+        topic = records[0].topic
+        guess = self._types.get(topic)
         out: list[Envelope[Any]] = []
         append = out.append
         for r in records:
             env = r.decoded
             if env is None:
-                env = decode(r.value)
+                env = guessing(r.value, guess)
                 _set_decoded(r, env)
+                guess = env.type  # type: ignore[attr-defined]
             append(env)  # type: ignore[arg-type]
+        if guess is not None and records[-1].topic == topic:
+            self._types[topic] = guess
         return out
 
 

@@ -40,6 +40,9 @@ class Record:
     # it when a log hands every group the same ``Record`` (the embedded logs): envelopes are
     # immutable, so the other groups reuse it. Not part of the message: no compare, no repr.
     decoded: object = field(default=None, compare=False, repr=False)
+    # The ``id`` header as text, cached by the first reader that needs it (``record_ids``):
+    # every group of an embedded log dedups the same records by it. None: not yet known.
+    eid: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def tp(self) -> TopicPartition:
