@@ -64,7 +64,7 @@ class SharedDecoder:
             if env is None:
                 env = guessing(r.value, guess)
                 _set_decoded(r, env)
-                guess = env.type  # type: ignore[attr-defined]
+                guess = env.type
             append(env)  # type: ignore[arg-type]
         if guess is not None and records[-1].topic == topic:
             self._types[topic] = guess

@@ -42,7 +42,7 @@ def _record_factory() -> Callable[[str, int, int, bytes | None, bytes, Headers, 
 
 
 make_record = _record_factory()
-_set_eid = Record.eid.__set__  # type: ignore[attr-defined]  # the slot setter
+_set_eid = Record.eid.__set__  # type: ignore[misc,union-attr]  # the slot setter
 
 
 def record_ids(records: Sequence[Record]) -> list[str | None]:
