@@ -13,7 +13,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from alpha_panda.stream.dedup import RecentIds
 from alpha_panda.stream.embedded import EmbeddedLog, Placed
 from alpha_panda.stream.log import Record, TopicPartition
-from alpha_panda.stream.records import make_record
 
 
 class MemoryStorage:
@@ -64,16 +63,19 @@ class MemoryStorage:
                 dropped += n
         return dropped
 
-    def append(self, records: Sequence[Placed], ts_ms: int) -> None:
+    async def append(self, records: Sequence[Placed], ts_ms: int) -> None:
+        self._append(records, ts_ms)
+
+    def _append(self, records: Sequence[Placed], ts_ms: int) -> None:
         for topic, partition, out in records:
             tp = TopicPartition(topic, partition)
             log = self._records[tp]
-            log.append(make_record(topic, partition, self._base[tp] + len(log), out.key,
-                                   out.value, out.headers, ts_ms))
+            log.append(Record(topic, partition, self._base[tp] + len(log), out.key,
+                              out.value, out.headers, ts_ms, out.envelope))
 
-    def commit(self, group: str, records: Sequence[Placed], ts_ms: int,
-               offsets: Mapping[TopicPartition, int], ids: Sequence[str]) -> None:
-        self.append(records, ts_ms)
+    async def commit(self, group: str, records: Sequence[Placed], ts_ms: int,
+                     offsets: Mapping[TopicPartition, int], ids: Sequence[str]) -> None:
+        self._append(records, ts_ms)
         for tp, off in offsets.items():
             self._offsets[(group, tp)] = off
         if ids:

@@ -64,7 +64,7 @@ from alpha_panda.domain.events import (
 from alpha_panda.domain.values import Product
 from alpha_panda.execution.config import ExecutionConfig
 from alpha_panda.execution.routing import PaperVenue
-from alpha_panda.marketdata.files import TickColumns, tick_id
+from alpha_panda.marketdata.files import TickColumns, tick_id, tick_id_prefix
 from alpha_panda.portfolio.ledger import PositionLedger
 from alpha_panda.risk import RiskConfig, RiskEngine, RiskLimits
 from alpha_panda.strategy.config import StrategyConfig
@@ -106,7 +106,7 @@ class _Engine:
         self.px_l: list[int] = cols.last_price.tolist()
         self.vol_l: list[int] = cols.volume.tolist()
         self.source = source
-        self.tick_parent = f"ticks:{source}"  # tick_id(source, i) == derive_id(this, "tick", i)
+        self.tick_prefix = tick_id_prefix(source)  # tick_id(source, i) == this + str(i)
         self.stages: dict[str, str] = {}  # strategy id -> its signal-id stage
         self.runner = StrategyRunner(configs, initial_cash=initial_cash)
         rc = risk if risk is not None else risk_config(configs)
@@ -276,7 +276,7 @@ class _Engine:
             stage = self.stages.get(sid)
             if stage is None:
                 stage = self.stages[sid] = f"strategy:{sid}"
-            ids = [derive_id(derive_id(self.tick_parent, "tick", i), stage, 0)]
+            ids = [derive_id(f"{self.tick_prefix}{i}", stage, 0)]
         else:
             ids = signal_ids(tick_id(self.source, i), sigs)
         now = tick.ts

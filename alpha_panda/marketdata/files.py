@@ -13,6 +13,7 @@ arrays: ``TickColumns``. The backtest iterates those; the replay feed turns rows
 
 from __future__ import annotations
 
+import functools
 import gzip
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -40,9 +41,18 @@ _TYPES: Final[dict[str, pa.DataType]] = {
 }
 
 
+@functools.lru_cache(maxsize=1024)
+def tick_id_prefix(source: str) -> str:
+    """What every tick id of ``source`` starts with: 16 hex digits of a hash of the source
+    name and a dash. ``tick_id(source, seq) == tick_id_prefix(source) + str(seq)``."""
+    return derive_id(f"ticks:{source}", "tick")[:16] + "-"
+
+
 def tick_id(source: str, seq: int) -> str:
-    """Envelope id of the ``seq``-th tick (0-based row) of a tick source: deterministic."""
-    return derive_id(f"ticks:{source}", "tick", seq)
+    """Envelope id of the ``seq``-th tick (0-based row) of a tick source: deterministic,
+    unique per (source, seq), and cheap (a feed names 100k ticks a second; a hash each
+    would cost a tenth of the pipeline's time per tick)."""
+    return f"{tick_id_prefix(source)}{seq}"
 
 
 def tick_source(path: str | Path) -> str:

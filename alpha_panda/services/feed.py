@@ -16,7 +16,13 @@ from pathlib import Path
 import structlog
 
 from alpha_panda.domain.events import CODEC, Envelope, MarketTick
-from alpha_panda.marketdata.files import TickColumns, iter_ticks, load_ticks, tick_id, tick_source
+from alpha_panda.marketdata.files import (
+    TickColumns,
+    iter_ticks,
+    load_ticks,
+    tick_id_prefix,
+    tick_source,
+)
 from alpha_panda.marketdata.instruments import BY_TOKEN, SIM_INSTRUMENTS
 from alpha_panda.marketdata.simulator import (
     MarketSimulator,
@@ -26,8 +32,7 @@ from alpha_panda.marketdata.simulator import (
 )
 from alpha_panda.observability.health import ComponentStatus, State
 from alpha_panda.settings import SimulatorSettings
-from alpha_panda.stream.log import Log, Record, TopicPartition
-from alpha_panda.stream.records import make_output
+from alpha_panda.stream.log import Log, Output, Record, TopicPartition
 from alpha_panda.stream.topics import MARKET_TICKS
 
 log = structlog.get_logger(__name__)
@@ -51,19 +56,21 @@ class TickPublisher:
         source = self.source
         type_h, source_h = ("type", TICK_TYPE_B), ("source", source.encode())
         encode = CODEC.encode
-        output = make_output
         keys = self._keys
+        prefix = tick_id_prefix(source)
         outputs = []
         for seq, tick in enumerate(ticks, first_seq):
-            eid = tick_id(source, seq)
+            eid = f"{prefix}{seq}"  # tick_id(source, seq)
             token = tick.instrument_token
             k = keys.get(token)
             if k is None:
                 k = keys[token] = (str(token), str(token).encode())
             env = Envelope(id=eid, type=TICK_TYPE, ts=tick.ts, source=source, key=k[0],
                            correlation_id=eid, data=tick)
-            headers = (("id", eid.encode()), type_h, source_h, (SEQ_HEADER, str(seq).encode()))
-            outputs.append(output(MARKET_TICKS, k[1], encode(env), headers, None))
+            seq_b = str(seq).encode()
+            headers = (("id", eid.encode()), type_h, source_h, (SEQ_HEADER, seq_b))
+            # The envelope rides along: an embedded log's readers take it as decoded.
+            outputs.append(Output(MARKET_TICKS, k[1], encode(env), headers, None, env))
         await self._log.append(outputs)
         self.published += len(outputs)
 

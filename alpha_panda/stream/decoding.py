@@ -18,7 +18,6 @@ from alpha_panda.domain.events import CODEC, Envelope, EventCodec
 from alpha_panda.stream.log import Log, Record
 
 Decoder = Callable[[Record], Envelope[Any]]
-_set_decoded = Record.decoded.__set__  # type: ignore[attr-defined,misc]  # the slot setter
 
 
 class SharedDecoder:
@@ -43,7 +42,7 @@ class SharedDecoder:
         env = record.decoded
         if env is None:
             env = self._decode(record.value)  # raises DecodeError: nothing is kept
-            _set_decoded(record, env)
+            record.decoded = env
         return env  # type: ignore[return-value]
 
     def many(self, records: Sequence[Record]) -> list[Envelope[Any]]:
@@ -63,7 +62,7 @@ class SharedDecoder:
             env = r.decoded
             if env is None:
                 env = guessing(r.value, guess)
-                _set_decoded(r, env)
+                r.decoded = env
                 guess = env.type
             append(env)  # type: ignore[arg-type]
         if guess is not None and records[-1].topic == topic:

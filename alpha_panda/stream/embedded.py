@@ -1,9 +1,10 @@
-"""The embedded log: one ``Log`` implementation over a pluggable synchronous ``Storage``.
+"""The embedded log: one ``Log`` implementation over a pluggable ``Storage``.
 
 ``MemoryLog`` and ``SqliteLog`` differ only in where records, offsets and processed ids
 live; consumer groups, partitioning, waiting for data and pausing are shared here. All
-state is owned by the event loop thread; storage calls are short and synchronous, so a
-commit is atomic with respect to every other task of the process.
+state is owned by the event loop thread. Appends and commits are awaited (the SQLite
+storage writes on a thread of its own), and what they write becomes readable only once it
+is durable; every other storage call is short and synchronous.
 """
 
 from __future__ import annotations
@@ -40,11 +41,14 @@ class Storage(Protocol):
         """Delete up to ``max_rows`` records past their topic's retention; how many went."""
         ...
 
-    def append(self, records: Sequence[Placed], ts_ms: int) -> None: ...
+    async def append(self, records: Sequence[Placed], ts_ms: int) -> None:
+        """Append ``records``; once this returns they are durable and readable."""
+        ...
 
-    def commit(self, group: str, records: Sequence[Placed], ts_ms: int,
-               offsets: Mapping[TopicPartition, int], ids: Sequence[str]) -> None:
-        """Append ``records``, move ``group``'s offsets and store ``ids``, atomically."""
+    async def commit(self, group: str, records: Sequence[Placed], ts_ms: int,
+                     offsets: Mapping[TopicPartition, int], ids: Sequence[str]) -> None:
+        """Append ``records``, move ``group``'s offsets and store ``ids``, atomically;
+        nothing of it is visible (``read``, ``end_offset``, ``seen``) before it is durable."""
         ...
 
     def read(self, tp: TopicPartition, offset: int, limit: int) -> list[Record]: ...
@@ -155,7 +159,7 @@ class EmbeddedLog:
         if not outputs:
             return
         placed = self._place(outputs)
-        self._storage.append(placed, int(time.time() * 1000))
+        await self._storage.append(placed, int(time.time() * 1000))
         self._wake(placed)
         self._maintain()
 
@@ -309,8 +313,8 @@ class EmbeddedConsumer:
                 f"group {self._group!r} member {self.member_id} commits partitions it does not "
                 f"own: {foreign}")
         placed = self._log._place(outputs)
-        self._log._storage.commit(self._group, placed, int(time.time() * 1000), offsets,
-                                  processed_ids)
+        await self._log._storage.commit(self._group, placed, int(time.time() * 1000), offsets,
+                                        processed_ids)
         self._log._wake(placed)
         self._log._maintain()
 

@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import msgspec
+
 from alpha_panda.stream.topics import TopicSpec
 
 Headers = tuple[tuple[str, bytes], ...]
@@ -25,9 +27,13 @@ class TopicPartition:
     partition: int
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """A message read from the log."""
+class Record(msgspec.Struct, gc=False):
+    """A message read from the log.
+
+    A msgspec ``Struct`` (built in C: a fraction of a frozen dataclass's cost, and the
+    embedded log builds one per record appended). Treat it as immutable: only the two
+    caches at the end are ever set, by the runtime.
+    """
 
     topic: str
     partition: int
@@ -38,11 +44,24 @@ class Record:
     timestamp_ms: int = 0
     # The decoded envelope of ``value``, filled in by the first consumer group that decodes
     # it when a log hands every group the same ``Record`` (the embedded logs): envelopes are
-    # immutable, so the other groups reuse it. Not part of the message: no compare, no repr.
-    decoded: object = field(default=None, compare=False, repr=False)
+    # immutable, so the other groups reuse it.
+    decoded: object = None
     # The ``id`` header as text, cached by the first reader that needs it (``record_ids``):
     # every group of an embedded log dedups the same records by it. None: not yet known.
-    eid: str | None = field(default=None, compare=False, repr=False)
+    eid: str | None = None
+
+    def __eq__(self, other: object) -> bool:
+        """The message's fields only: the caches are no part of a record's identity."""
+        if not isinstance(other, Record):
+            return NotImplemented
+        return (self.topic, self.partition, self.offset, self.key, self.value, self.headers,
+                self.timestamp_ms) == (other.topic, other.partition, other.offset, other.key,
+                                       other.value, other.headers, other.timestamp_ms)
+
+    def __repr__(self) -> str:
+        return (f"Record(topic={self.topic!r}, partition={self.partition}, "
+                f"offset={self.offset}, key={self.key!r}, value={self.value!r}, "
+                f"headers={self.headers!r}, timestamp_ms={self.timestamp_ms})")
 
     @property
     def tp(self) -> TopicPartition:
@@ -55,15 +74,20 @@ class Record:
         return None
 
 
-@dataclass(frozen=True, slots=True)
-class Output:
-    """A message to append. The log picks the partition from the key unless one is given."""
+class Output(msgspec.Struct, frozen=True, gc=False):
+    """A message to append. The log picks the partition from the key unless one is given.
+
+    ``envelope``: the envelope ``value`` encodes (with the default codec), when the
+    producer has it at hand; an embedded log hands it to its readers as ``Record.decoded``
+    so they need not decode what was just encoded. Never written to the log.
+    """
 
     topic: str
     key: bytes | None
     value: bytes
     headers: Headers = ()
     partition: int | None = None
+    envelope: object = None
 
 
 @dataclass(frozen=True, slots=True)

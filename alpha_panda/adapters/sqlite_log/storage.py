@@ -1,266 +1,343 @@
-"""SQLite storage for the embedded log: one WAL-mode file, one writer (this process).
+"""SQLite storage for the embedded log: one WAL-mode file, one writer thread per process.
 
-Layout: ``records`` is a rowid table whose rowid *is* the position, ``(tp_code << 40) |
-offset`` with ``tp_code = topic_id * 1024 + partition``: no secondary index, appends go to
-the end of each partition's range and a fetch is one rowid range scan. ``offsets`` holds
-group positions; ``processed`` is a journal of processed ids, one row per commit (the ids
-joined by newlines). Ids are random hashes, so a B-tree keyed by id would cost a random page
-write per id; instead the journal is append-only and each group's recent ids are mirrored in
-memory (``RecentIds``), loaded from the journal on first use. Old journal rows are pruned by
-count, so both stay bounded.
+Layout: ``segments`` holds the records, several per row: each append or commit writes one
+row per partition it touches, holding that partition's new records (msgpack: key, value,
+headers each). The rowid *is* the position of the segment's first record, ``(tp_code <<
+40) | offset`` with ``tp_code = topic_id * 1024 + partition``, so a partition is one rowid
+range and the segment holding an offset is the last one starting at or before it. One row
+per partition and batch instead of one per record cuts SQLite's work per tick by half.
+
+``offsets`` holds group positions; ``processed`` is a journal of processed ids, one row per
+commit (the ids joined by newlines). Ids are random hashes, so a B-tree keyed by id would
+cost a random page write per id; instead the journal is append-only and each group's recent
+ids are mirrored in memory (``RecentIds``), loaded from the journal on first use. Old
+journal rows are pruned by count, so both stay bounded.
+
+Threads: every write runs on the ``Writer`` thread (its own connection), so SQLite's
+inserts, page building and WAL writes overlap the event loop's work; reads of old records
+(a restart, a replay) use a second connection on the event loop. Offsets are assigned on
+the writer, inside the transaction; the event loop learns a batch's records, and consumers
+see them, only once its ``COMMIT`` returned.
 
 Durability: ``journal_mode=WAL`` with ``synchronous=NORMAL``. A transaction is durable
 against a crash of the process once ``COMMIT`` returns (it is in the WAL, which the OS
 holds); a power loss may roll back the last transactions, never corrupt the file. Set
 ``synchronous="FULL"`` for durability against power loss at the cost of an fsync per
 commit.
+
+Other processes (``alpha-panda dlq replay``, ``kill``) may append to the same file: the
+writer notices at the start of its next transaction (or of an idle probe) and re-reads
+where every partition ends.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import weakref
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 import msgspec
+import structlog
 
 from alpha_panda.adapters.sqlite_log.checkpoint import SAFETY_NET_PAGES, Checkpointer
 from alpha_panda.adapters.sqlite_log.tail import TailCache
+from alpha_panda.adapters.sqlite_log.writer import Writer
 from alpha_panda.domain.errors import ConfigurationError, ValidationError
 from alpha_panda.stream.dedup import RecentIds
 from alpha_panda.stream.embedded import Placed
-from alpha_panda.stream.log import Headers, Record, TopicPartition
-from alpha_panda.stream.records import make_record
+from alpha_panda.stream.log import Headers, Output, Record, TopicPartition
+
+log = structlog.get_logger(__name__)
 
 OFFSET_BITS: Final = 40
 MAX_PARTITIONS: Final = 1024
+LAYOUT_VERSION: Final = 2  # PRAGMA user_version: 2 = segments (1 record per row before)
+_SPAN: Final = 1 << OFFSET_BITS
+_MASK: Final = _SPAN - 1
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS topics(name TEXT PRIMARY KEY, id INTEGER NOT NULL UNIQUE,
-                                  partitions INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS records(pos INTEGER PRIMARY KEY, ts INTEGER NOT NULL, key BLOB,
-                                   value BLOB NOT NULL, headers BLOB);
+                                  partitions INTEGER NOT NULL,
+                                  retention_ms INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS segments(pos INTEGER PRIMARY KEY, n INTEGER NOT NULL,
+                                    ts INTEGER NOT NULL, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS offsets(grp TEXT NOT NULL, tp INTEGER NOT NULL, off INTEGER NOT NULL,
                                    PRIMARY KEY(grp, tp)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS processed(seq INTEGER PRIMARY KEY, grp TEXT NOT NULL,
                                      n INTEGER NOT NULL, ids TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS processed_by_group ON processed(grp, seq);
 """
-_INSERT: Final = "INSERT INTO records(pos, ts, key, value, headers) VALUES (?, ?, ?, ?, ?)"
-_READ: Final = "SELECT pos, ts, key, value, headers FROM records WHERE pos >= ? AND pos < ? " \
-               "ORDER BY pos LIMIT ?"
+_INSERT: Final = "INSERT INTO segments(pos, n, ts, data) VALUES (?, ?, ?, ?)"
+_SEGMENT_RECORDS: Final = 1000  # at most this many records per row when migrating
+# A write of at most this many records runs inline when the writer is idle (``Writer.run``):
+# a tick's hops through the pipeline then cost no thread hand-offs; big batches (a fast
+# replay) go to the writer thread and overlap the event loop's work.
+_INLINE_RECORDS: Final = 32
 
-_encode_headers = msgspec.msgpack.Encoder().encode
+_Entry = tuple[bytes | None, bytes, Headers]
+_encode_segment = msgspec.msgpack.Encoder().encode
+_decode_segment = msgspec.msgpack.Decoder(list[tuple[bytes | None, bytes,
+                                                     tuple[tuple[str, bytes], ...]]]).decode
 _decode_headers = msgspec.msgpack.Decoder(tuple[tuple[str, bytes], ...]).decode
-_Row = tuple[int, int, bytes | None, bytes, bytes | None]
+# (code, topic, partition, first offset, outputs): one partition's share of a write
+_Written = tuple[int, str, int, int, list[Output]]
+_Body = Callable[[sqlite3.Connection], object]  # the work inside one transaction
 
 
-class SqliteStorage:
-    """The ``Storage`` of ``SqliteLog``. Not thread-safe: owned by the event loop thread."""
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """Topics and where every partition ends, as the writer read them from the file."""
 
-    def __init__(self, path: Path, *, processed_capacity: int = 100_000,
-                 synchronous: str = "NORMAL", tail_records: int = 10_000) -> None:
-        self.path = path
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
-                                   cached_statements=64)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={synchronous}")
-        self._db.execute("PRAGMA temp_store=MEMORY")
-        self._db.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache
-        # Checkpoints run on their own thread; the writer's own one is only a safety net.
-        self._db.execute(f"PRAGMA wal_autocheckpoint={SAFETY_NET_PAGES}")
-        self._db.executescript(_SCHEMA)
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(topics)")}
-        if "retention_ms" not in columns:
-            self._db.execute("ALTER TABLE topics ADD COLUMN retention_ms INTEGER NOT NULL DEFAULT 0")
-        self._capacity = processed_capacity
-        self._topics: dict[str, tuple[int, int]] = {}
-        self._names: dict[int, str] = {}
-        self._retention: dict[str, int] = {}
-        self._ends: dict[int, int] = {}  # tp_code -> next offset
-        self._data_version = -1
-        self._tail = TailCache(tail_records)
-        self._load()
-        self._recent: dict[str, RecentIds] = {}
+    topics: dict[str, tuple[int, int, int]]  # name -> (id, partitions, retention_ms)
+    ends: dict[int, int]  # tp_code -> next offset
+
+
+def _setup(db: sqlite3.Connection, synchronous: str) -> None:
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute(f"PRAGMA synchronous={synchronous}")
+    db.execute("PRAGMA temp_store=MEMORY")
+    db.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache
+    db.execute("PRAGMA busy_timeout=10000")  # another process's transaction: wait for it
+    # Checkpoints run on their own thread; the writer's own one is only a safety net.
+    db.execute(f"PRAGMA wal_autocheckpoint={SAFETY_NET_PAGES}")
+
+
+def _read_layout(db: sqlite3.Connection) -> _Layout:
+    topics: dict[str, tuple[int, int, int]] = {}
+    ends: dict[int, int] = {}
+    for name, tid, parts, retention in db.execute(
+            "SELECT name, id, partitions, retention_ms FROM topics"):
+        topics[name] = (tid, parts, retention)
+        for p in range(parts):
+            code = tid * MAX_PARTITIONS + p
+            lo = code << OFFSET_BITS
+            row = db.execute("SELECT pos, n FROM segments WHERE pos >= ? AND pos < ? "
+                             "ORDER BY pos DESC LIMIT 1", (lo, lo + _SPAN)).fetchone()
+            ends[code] = 0 if row is None else int(row[0]) - lo + int(row[1])
+    return _Layout(topics, ends)
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Create the schema; rewrite a file of the one-record-per-row layout into segments."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        old = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'topics'"
+                         ).fetchone() is not None
+        if old and "retention_ms" not in {r[1] for r in db.execute("PRAGMA table_info(topics)")}:
+            db.execute("ALTER TABLE topics ADD COLUMN retention_ms INTEGER NOT NULL DEFAULT 0")
+        for statement in _SCHEMA.split(";"):  # (executescript would commit first)
+            if statement.strip():
+                db.execute(statement)
+        if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'records'"
+                      ).fetchone() is not None:
+            moved = _records_to_segments(db)
+            db.execute("DROP TABLE records")
+            log.warning("sqlite_log.migrated", records=moved,
+                        detail="rewrote the log from one record per row to segments")
+        db.execute(f"PRAGMA user_version={LAYOUT_VERSION}")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
+def _records_to_segments(db: sqlite3.Connection) -> int:
+    moved = 0
+    run: list[_Entry] = []
+    first = code = ts = -1
+
+    def flush() -> None:
+        if run:
+            db.execute(_INSERT, (first, len(run), ts, _encode_segment(run)))
+            run.clear()
+
+    for pos, rts, key, value, headers in db.execute(
+            "SELECT pos, ts, key, value, headers FROM records ORDER BY pos"):
+        if (pos >> OFFSET_BITS != code or rts != ts or pos != first + len(run)
+                or len(run) >= _SEGMENT_RECORDS):
+            flush()
+            first, code, ts = pos, pos >> OFFSET_BITS, rts
+        run.append((key, value, _decode_headers(headers) if headers is not None else ()))
+        moved += 1
+    flush()
+    return moved
+
+
+class _WriteSide:
+    """What the writer thread owns: its view of topics and ends, the journal bookkeeping.
+    Every method runs on the writer thread, with its connection."""
+
+    def __init__(self, layout: _Layout, data_version: int, capacity: int) -> None:
+        self.topics = dict(layout.topics)
+        self.ends = dict(layout.ends)
+        self.data_version = data_version
+        self._capacity = capacity
         # Per group, the journal rows this process wrote, oldest first, as (seq, ids), and
         # how many ids they hold: pruning then needs no scan of the journal.
         self._journal: dict[str, deque[tuple[int, int]]] = {}
         self._journal_ids: dict[str, int] = {}
         self._prune_below: dict[str, int] = {}  # group -> delete its rows under this seq
         self._dropped: dict[str, int] = {}  # group -> ids past the window not yet deleted
-        self._checkpointer = Checkpointer(path)
-        weakref.finalize(self, self._checkpointer.close)  # a log nobody closed: stop it too
 
-    def _load(self) -> None:
-        """(Re)read topics and end offsets: at open, and when another process wrote."""
-        self._tail.clear()  # another writer may have filled offsets the tails lack
-        self._data_version = int(self._db.execute("PRAGMA data_version").fetchone()[0])
-        for name, tid, parts, retention in self._db.execute(
-                "SELECT name, id, partitions, retention_ms FROM topics"):
-            self._topics[name] = (tid, parts)
-            self._names[tid] = name
-            self._retention[name] = retention
-        for tid, parts in self._topics.values():
-            for p in range(parts):
-                self._ends[tid * MAX_PARTITIONS + p] = self._max_offset(tid * MAX_PARTITIONS + p)
+    # -- transactions ------------------------------------------------------------------
 
-    def refresh(self) -> bool:
-        """Pick up what another process (``alpha-panda dlq replay``) appended; True if any."""
-        version = int(self._db.execute("PRAGMA data_version").fetchone()[0])
-        if version == self._data_version:
-            return False
-        self._load()
-        return True
+    def _begin(self, db: sqlite3.Connection) -> _Layout | None:
+        """``BEGIN IMMEDIATE``; if another process wrote since, re-read the layout (we hold
+        the write lock now) and return it."""
+        db.execute("BEGIN IMMEDIATE")
+        return self._reread_if_changed(db)
 
-    def _max_offset(self, code: int) -> int:
-        lo = code << OFFSET_BITS
-        row = self._db.execute("SELECT max(pos) FROM records WHERE pos >= ? AND pos < ?",
-                               (lo, lo + (1 << OFFSET_BITS))).fetchone()
-        return 0 if row[0] is None else int(row[0]) - lo + 1
-
-    def _code(self, tp: TopicPartition) -> int | None:
-        entry = self._topics.get(tp.topic)
-        if entry is None or not 0 <= tp.partition < entry[1]:
+    def _reread_if_changed(self, db: sqlite3.Connection) -> _Layout | None:
+        version = int(db.execute("PRAGMA data_version").fetchone()[0])
+        if version == self.data_version:
             return None
-        return entry[0] * MAX_PARTITIONS + tp.partition
+        self.data_version = version
+        layout = _read_layout(db)
+        self.topics = dict(layout.topics)
+        self.ends = dict(layout.ends)
+        return layout
 
-    def topics(self) -> dict[str, int]:
-        return {name: parts for name, (_, parts) in self._topics.items()}
+    def _transact(self, db: sqlite3.Connection, body: _Body) -> tuple[_Layout | None, object]:
+        ends = dict(self.ends)
+        topics = dict(self.topics)
+        try:
+            layout = self._begin(db)
+            result = body(db)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            self.ends, self.topics = ends, topics
+            raise
+        return layout, result
 
-    def create_topic(self, name: str, partitions: int, retention_ms: int = 0) -> None:
-        if partitions > MAX_PARTITIONS:
-            raise ConfigurationError(f"topic {name!r}: at most {MAX_PARTITIONS} partitions")
-        with self._transaction():
-            if name in self._topics:  # another process created it meanwhile
-                return
-            tid = max(self._names, default=0) + 1
-            self._db.execute(
-                "INSERT INTO topics(name, id, partitions, retention_ms) VALUES (?, ?, ?, ?)",
-                (name, tid, partitions, retention_ms))
-        self._topics[name] = (tid, partitions)
-        self._names[tid] = name
-        self._retention[name] = retention_ms
-        for p in range(partitions):
-            self._ends[tid * MAX_PARTITIONS + p] = 0
+    # -- jobs --------------------------------------------------------------------------
 
-    def expire(self, now_ms: int, max_rows: int = 50_000) -> int:
-        """Delete records older than their topic's retention (at most ``max_rows``)."""
-        deleted = 0
-        for name, retention in self._retention.items():
-            if retention <= 0 or deleted >= max_rows:
-                continue
-            tid, parts = self._topics[name]
-            for p in range(parts):
-                deleted += self._expire_partition(tid * MAX_PARTITIONS + p, now_ms - retention,
-                                                  max_rows - deleted)
-        return deleted
-
-    def _expire_partition(self, code: int, cutoff_ms: int, budget: int) -> int:
-        lo = code << OFFSET_BITS
-        first = self._db.execute("SELECT min(pos) FROM records WHERE pos >= ? AND pos < ?",
-                                 (lo, lo + (1 << OFFSET_BITS))).fetchone()[0]
-        if first is None or budget <= 0:
-            return 0
-        # Offsets are dense and append times grow with them: binary-search the first
-        # record young enough to keep.
-        left, right = first, min(lo | self._ends[code], first + budget)
-        while left < right:
-            mid = (left + right) // 2
-            row = self._db.execute("SELECT ts FROM records WHERE pos = ?", (mid,)).fetchone()
-            if row is not None and row[0] < cutoff_ms:
-                left = mid + 1
-            else:
-                right = mid
-        if left == first:
-            return 0
-        with self._transaction():
-            self._db.execute("DELETE FROM records WHERE pos >= ? AND pos < ?", (first, left))
-        self._tail.drop_before(code, left - lo)
-        return int(left - first)
-
-    def _rows(self, records: Sequence[Placed], ts_ms: int) -> tuple[list[_Row],
-                                                                     dict[int, list[Record]]]:
-        """Database rows for ``records`` (offsets assigned) and the same as ``Record``s."""
-        ends = self._ends
-        topics = self._topics
-        rows: list[_Row] = []
-        by_code: dict[int, list[Record]] = {}
+    def _segments(self, db: sqlite3.Connection, records: Sequence[Placed], ts_ms: int
+                  ) -> list[_Written]:
+        topics = self.topics
+        by_code: dict[int, list[Output]] = {}
+        where: dict[int, tuple[str, int]] = {}
         for topic, partition, out in records:
-            code = topics[topic][0] * MAX_PARTITIONS + partition
-            off = ends[code]
-            ends[code] = off + 1
-            rows.append(((code << OFFSET_BITS) | off, ts_ms, out.key, out.value,
-                         _encode_headers(out.headers) if out.headers else None))
-            recs = by_code.get(code)
-            if recs is None:
-                recs = by_code[code] = []
-            recs.append(make_record(topic, partition, off, out.key, out.value, out.headers,
-                                    ts_ms))
-        return rows, by_code
+            entry = topics.get(topic)
+            if entry is None:
+                raise ConfigurationError(f"unknown topic {topic!r}")
+            code = entry[0] * MAX_PARTITIONS + partition
+            outs = by_code.get(code)
+            if outs is None:
+                outs = by_code[code] = []
+                where[code] = (topic, partition)
+            outs.append(out)
+        ends = self.ends
+        rows: list[tuple[int, int, int, bytes]] = []
+        written: list[_Written] = []
+        for code, outs in by_code.items():
+            base = ends[code]
+            ends[code] = base + len(outs)
+            data = _encode_segment([(o.key, o.value, o.headers) for o in outs])
+            rows.append(((code << OFFSET_BITS) | base, len(outs), ts_ms, data))
+            topic, partition = where[code]
+            written.append((code, topic, partition, base, outs))
+        db.executemany(_INSERT, rows)
+        return written
 
-    def _cache(self, by_code: dict[int, list[Record]]) -> None:
-        for code, recs in by_code.items():
-            self._tail.add(code, recs)
+    def append(self, db: sqlite3.Connection, records: Sequence[Placed], ts_ms: int
+               ) -> tuple[_Layout | None, list[_Written]]:
+        layout, written = self._transact(db, lambda d: self._segments(d, records, ts_ms))
+        return layout, written  # type: ignore[return-value]
 
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self)
+    def commit(self, db: sqlite3.Connection, group: str, records: Sequence[Placed], ts_ms: int,
+               offsets: Mapping[TopicPartition, int], ids: str, n_ids: int
+               ) -> tuple[_Layout | None, list[_Written]]:
+        seq = 0
 
-    def append(self, records: Sequence[Placed], ts_ms: int) -> None:
-        with self._transaction():
-            rows, by_code = self._rows(records, ts_ms)
-            self._db.executemany(_INSERT, rows)
-        self._cache(by_code)
-
-    def commit(self, group: str, records: Sequence[Placed], ts_ms: int,
-               offsets: Mapping[TopicPartition, int], ids: Sequence[str]) -> None:
-        by_code: dict[int, list[Record]] = {}
-        with self._transaction():
-            if records:
-                rows, by_code = self._rows(records, ts_ms)
-                self._db.executemany(_INSERT, rows)
+        def body(d: sqlite3.Connection) -> list[_Written]:
+            nonlocal seq
+            written = self._segments(d, records, ts_ms) if records else []
             if offsets:
-                self._db.executemany(
-                    "INSERT OR REPLACE INTO offsets(grp, tp, off) VALUES (?, ?, ?)",
-                    [(group, self._checked_code(tp), off) for tp, off in offsets.items()])
-            if ids:
-                joined = "\n".join(ids)
-                if joined.count("\n") != len(ids) - 1:
-                    raise ValidationError("event ids must not contain newlines")
-                seq = self._db.execute("INSERT INTO processed(grp, n, ids) VALUES (?, ?, ?)",
-                                       (group, len(ids), joined)).lastrowid
+                d.executemany("INSERT OR REPLACE INTO offsets(grp, tp, off) VALUES (?, ?, ?)",
+                              [(group, self._code(tp), off) for tp, off in offsets.items()])
+            if n_ids:
+                seq = int(d.execute("INSERT INTO processed(grp, n, ids) VALUES (?, ?, ?)",
+                                    (group, n_ids, ids)).lastrowid or 0)
                 below = self._prune_below.pop(group, None)
                 if below is not None:
-                    self._db.execute("DELETE FROM processed WHERE grp = ? AND seq < ?",
-                                     (group, below))
-        # Only once the transaction is durable:
-        self._cache(by_code)
-        if ids:
-            self._ids(group).update(ids)
-            self._journaled(group, int(seq or 0), len(ids))
+                    d.execute("DELETE FROM processed WHERE grp = ? AND seq < ?", (group, below))
+            return written
 
-    def _checked_code(self, tp: TopicPartition) -> int:
-        code = self._code(tp)
-        if code is None:
+        layout, written = self._transact(db, body)
+        if n_ids:
+            self._journaled(group, seq, n_ids)
+        return layout, written  # type: ignore[return-value]
+
+    def _code(self, tp: TopicPartition) -> int:
+        entry = self.topics.get(tp.topic)
+        if entry is None or not 0 <= tp.partition < entry[1]:
             raise ConfigurationError(f"unknown partition {tp}")
-        return code
+        return entry[0] * MAX_PARTITIONS + tp.partition
 
-    def _ids(self, group: str) -> RecentIds:
-        recent = self._recent.get(group)
-        if recent is None:
-            recent = self._recent[group] = RecentIds(self._capacity)
-            batches: list[str] = []
-            count = 0
-            for n, ids in self._db.execute(
-                    "SELECT n, ids FROM processed WHERE grp = ? ORDER BY seq DESC", (group,)):
-                batches.append(ids)
-                count += n
-                if count >= 2 * self._capacity:
-                    break
-            for ids in reversed(batches):
-                recent.update(ids.split("\n"))
-        return recent
+    def create_topic(self, db: sqlite3.Connection, name: str, partitions: int,
+                     retention_ms: int) -> _Layout | None:
+        def body(d: sqlite3.Connection) -> None:
+            if name in self.topics:  # another process created it meanwhile
+                return
+            tid = max((t[0] for t in self.topics.values()), default=0) + 1
+            d.execute("INSERT INTO topics(name, id, partitions, retention_ms) "
+                      "VALUES (?, ?, ?, ?)", (name, tid, partitions, retention_ms))
+            self.topics[name] = (tid, partitions, retention_ms)
+            for p in range(partitions):
+                self.ends[tid * MAX_PARTITIONS + p] = 0
+
+        layout, _ = self._transact(db, body)
+        return layout
+
+    def expire(self, db: sqlite3.Connection, now_ms: int, max_records: int
+               ) -> tuple[_Layout | None, list[tuple[int, int]], int]:
+        """Delete whole segments older than their topic's retention, up to ``max_records``
+        records; returns (layout, [(code, first offset kept)], records deleted)."""
+        drops: list[tuple[int, int]] = []
+        deleted = 0
+
+        def body(d: sqlite3.Connection) -> None:
+            nonlocal deleted
+            for tid, parts, retention in self.topics.values():
+                if retention <= 0:
+                    continue
+                for p in range(parts):
+                    if deleted >= max_records:
+                        return
+                    code = tid * MAX_PARTITIONS + p
+                    lo = code << OFFSET_BITS
+                    gone, kept_from = 0, -1
+                    for pos, n, ts in d.execute(
+                            "SELECT pos, n, ts FROM segments WHERE pos >= ? AND pos < ? "
+                            "ORDER BY pos LIMIT ?", (lo, lo + _SPAN, max_records - deleted)):
+                        if ts >= now_ms - retention or deleted + gone + n > max_records:
+                            break
+                        gone += n
+                        kept_from = pos + n
+                    if gone:
+                        d.execute("DELETE FROM segments WHERE pos >= ? AND pos < ?",
+                                  (lo, kept_from))
+                        drops.append((code, kept_from - lo))
+                        deleted += gone
+
+        layout, _ = self._transact(db, body)
+        return layout, drops, deleted
+
+    def probe(self, db: sqlite3.Connection) -> _Layout | None:
+        """Has another process written? (The layout, re-read, if so.)"""
+        if int(db.execute("PRAGMA data_version").fetchone()[0]) == self.data_version:
+            return None
+        db.execute("BEGIN")
+        try:
+            return self._reread_if_changed(db)
+        finally:
+            db.execute("COMMIT")
 
     def _journaled(self, group: str, seq: int, n: int) -> None:
         """Note a committed journal row. Rows beyond the newest ``2 * capacity`` ids are
@@ -284,21 +361,187 @@ class SqliteStorage:
             dropped = 0
         self._dropped[group] = dropped
 
+
+class SqliteStorage:
+    """The ``Storage`` of ``SqliteLog``. Its methods are called on the event loop thread;
+    writes run on the writer thread (``Writer``)."""
+
+    def __init__(self, path: Path, *, processed_capacity: int = 100_000,
+                 synchronous: str = "NORMAL", tail_records: int = 10_000) -> None:
+        self.path = path
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                                   cached_statements=64)
+        _setup(self._db, synchronous)
+        _migrate(self._db)
+        self._capacity = processed_capacity
+        self._topics: dict[str, tuple[int, int]] = {}
+        self._retention: dict[str, int] = {}
+        self._ends: dict[int, int] = {}  # tp_code -> next offset, durable and applied
+        self._tail = TailCache(tail_records)
+        layout = _read_layout(self._db)
+        self._adopt(layout)
+        self._recent: dict[str, RecentIds] = {}
+        self._writer = Writer(path, lambda db: _setup(db, synchronous))
+        version = self._writer.call(lambda db: int(db.execute("PRAGMA data_version").fetchone()[0]))
+        self._w = _WriteSide(layout, version, processed_capacity)
+        self._probe: asyncio.Task[None] | None = None
+        self._changed = False
+        self._checkpointer = Checkpointer(path)
+        # A log nobody closed: stop its threads too.
+        weakref.finalize(self, _stop_threads, self._writer, self._checkpointer)
+
+    # -- applying what the writer did (event loop thread, in job order) -----------------
+
+    def _adopt(self, layout: _Layout) -> None:
+        """Take the layout the writer read (another process wrote): what the tails hold may
+        now have gaps, so they start afresh."""
+        self._tail.clear()
+        for name, (tid, parts, retention) in layout.topics.items():
+            self._topics[name] = (tid, parts)
+            self._retention[name] = retention
+        for code, end in layout.ends.items():
+            if end > self._ends.get(code, -1):
+                self._ends[code] = end
+
+    def _applied(self, layout: _Layout | None, written: list[_Written], ts_ms: int) -> None:
+        if layout is not None:
+            self._adopt(layout)
+        ends = self._ends
+        for code, topic, partition, base, outs in written:
+            recs = [Record(topic, partition, off, o.key, o.value, o.headers, ts_ms, o.envelope)
+                    for off, o in enumerate(outs, base)]
+            end = base + len(outs)
+            if end > ends.get(code, -1):  # ends only grow (results may come after an adopt)
+                ends[code] = end
+            self._tail.add(code, recs)
+
+    # -- the Storage protocol ---------------------------------------------------------
+
+    def topics(self) -> dict[str, int]:
+        return {name: parts for name, (_, parts) in self._topics.items()}
+
+    def refresh(self) -> bool:
+        """Notice what another process appended: each call while nothing changed sends a
+        probe to the writer (one at a time); the call after a probe found changes says so."""
+        if self._changed:
+            self._changed = False
+            return True
+        if self._probe is None or self._probe.done():
+            self._probe = asyncio.get_running_loop().create_task(self._probe_writer())
+        return False
+
+    async def _probe_writer(self) -> None:
+        def apply(layout: _Layout | None) -> None:
+            if layout is not None:
+                self._adopt(layout)
+                self._changed = True
+
+        try:
+            await self._writer.run(self._w.probe, apply, inline=True)
+        except sqlite3.Error as exc:
+            log.warning("sqlite_log.probe_failed", path=str(self.path), error=str(exc))
+
+    def create_topic(self, name: str, partitions: int, retention_ms: int = 0) -> None:
+        if partitions > MAX_PARTITIONS:
+            raise ConfigurationError(f"topic {name!r}: at most {MAX_PARTITIONS} partitions")
+        layout = self._writer.call(
+            lambda db: self._w.create_topic(db, name, partitions, retention_ms))
+        if layout is not None:
+            self._adopt(layout)
+        if name not in self._topics:
+            tid = self._w.topics[name][0]  # the writer is idle: read its view
+            self._topics[name] = (tid, partitions)
+            self._retention[name] = retention_ms
+            for p in range(partitions):
+                self._ends.setdefault(tid * MAX_PARTITIONS + p, 0)
+
+    def expire(self, now_ms: int, max_rows: int = 50_000) -> int:
+        """Delete records older than their topic's retention (whole segments, at most
+        ``max_rows`` records)."""
+        layout, drops, deleted = self._writer.call(
+            lambda db: self._w.expire(db, now_ms, max_rows))
+        if layout is not None:
+            self._adopt(layout)
+        for code, offset in drops:
+            self._tail.drop_before(code, offset)
+        return deleted
+
+    async def append(self, records: Sequence[Placed], ts_ms: int) -> None:
+        await self._writer.run(lambda db: self._w.append(db, records, ts_ms),
+                               lambda result: self._applied(*result, ts_ms),
+                               inline=len(records) <= _INLINE_RECORDS)
+
+    async def commit(self, group: str, records: Sequence[Placed], ts_ms: int,
+                     offsets: Mapping[TopicPartition, int], ids: Sequence[str]) -> None:
+        joined = "\n".join(ids)
+        if ids and joined.count("\n") != len(ids) - 1:
+            raise ValidationError("event ids must not contain newlines")
+        offsets = dict(offsets)
+        n_ids = len(ids)
+
+        def apply(result: tuple[_Layout | None, list[_Written]]) -> None:
+            self._applied(*result, ts_ms)
+            if n_ids:  # only once the transaction is durable
+                self._ids(group).update(ids)
+
+        await self._writer.run(
+            lambda db: self._w.commit(db, group, records, ts_ms, offsets, joined, n_ids), apply,
+            inline=len(records) <= _INLINE_RECORDS)
+
+    def _ids(self, group: str) -> RecentIds:
+        recent = self._recent.get(group)
+        if recent is None:
+            recent = self._recent[group] = RecentIds(self._capacity)
+            batches: list[str] = []
+            count = 0
+            for n, ids in self._db.execute(
+                    "SELECT n, ids FROM processed WHERE grp = ? ORDER BY seq DESC", (group,)):
+                batches.append(ids)
+                count += n
+                if count >= 2 * self._capacity:
+                    break
+            for ids in reversed(batches):
+                recent.update(ids.split("\n"))
+        return recent
+
+    def _code(self, tp: TopicPartition) -> int | None:
+        entry = self._topics.get(tp.topic)
+        if entry is None or not 0 <= tp.partition < entry[1]:
+            return None
+        return entry[0] * MAX_PARTITIONS + tp.partition
+
     def read(self, tp: TopicPartition, offset: int, limit: int) -> list[Record]:
         code = self._code(tp)
-        if code is None or offset >= self._ends[code]:
+        if code is None:
+            return []
+        end = self._ends[code]
+        if offset >= end or limit <= 0:
             return []
         cached = self._tail.get(code, offset, limit)
         if cached is not None:
             return cached
         lo = code << OFFSET_BITS
-        rows = self._db.execute(_READ, (lo | offset, lo + (1 << OFFSET_BITS), limit)).fetchall()
+        # The segment holding ``offset`` (or, below the oldest kept, the oldest) onwards.
+        first = self._db.execute("SELECT max(pos) FROM segments WHERE pos >= ? AND pos <= ?",
+                                 (lo, lo | max(offset, 0))).fetchone()[0]
         topic, partition = tp.topic, tp.partition
-        mask = (1 << OFFSET_BITS) - 1
-        empty: Headers = ()
-        return [make_record(topic, partition, pos & mask, key, value,
-                       _decode_headers(h) if h is not None else empty, ts)
-                for pos, ts, key, value, h in rows]
+        out: list[Record] = []
+        cursor = self._db.execute("SELECT pos, ts, data FROM segments WHERE pos >= ? AND pos < ? "
+                                  "ORDER BY pos", (lo if first is None else first, lo | end))
+        try:
+            for pos, ts, data in cursor:
+                base = (pos & _MASK)
+                entries = _decode_segment(data)
+                skip = max(0, offset - base)
+                for off, (key, value, headers) in enumerate(entries[skip:], base + skip):
+                    if off >= end:
+                        break
+                    out.append(Record(topic, partition, off, key, value, headers, ts))
+                    if len(out) >= limit:
+                        return out
+        finally:
+            cursor.close()
+        return out
 
     def end_offset(self, tp: TopicPartition) -> int:
         # ``_code`` inline: every poll asks this of each partition its consumer owns.
@@ -324,35 +567,10 @@ class SqliteStorage:
         return self._ids(group).seen(ids)
 
     def close(self) -> None:
-        self._checkpointer.close()
+        _stop_threads(self._writer, self._checkpointer)
         self._db.close()
 
 
-class _Transaction:
-    """``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back (and the end offsets reloaded) on error."""
-
-    def __init__(self, storage: SqliteStorage) -> None:
-        self._s = storage
-        self._ends: dict[int, int] = {}
-
-    def __enter__(self) -> None:
-        self._s._db.execute("BEGIN IMMEDIATE")
-        # Holding the write lock now: if another process wrote, re-read where logs end.
-        if int(self._s._db.execute("PRAGMA data_version").fetchone()[0]) != self._s._data_version:
-            self._s._load()
-        self._ends = dict(self._s._ends)
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None:
-            try:
-                self._s._db.execute("COMMIT")
-                return
-            except sqlite3.Error:
-                self._undo()
-                raise
-        self._undo()
-
-    def _undo(self) -> None:
-        if self._s._db.in_transaction:
-            self._s._db.execute("ROLLBACK")
-        self._s._ends = self._ends
+def _stop_threads(writer: Writer, checkpointer: Checkpointer) -> None:
+    writer.close()
+    checkpointer.close()

@@ -71,11 +71,13 @@ def test_tail_cache_serves_contiguous_records_only() -> None:
     assert tail.get(7, 18, 1) is None
 
 
-def test_the_fast_record_constructor_builds_equal_records() -> None:
-    from alpha_panda.stream.records import make_record
+def test_record_ids_reads_the_id_header_once_and_caches_it() -> None:
+    from alpha_panda.stream.records import record_ids
 
-    args = ("t", 2, 7, b"k", b"v", (("id", b"x"),), 123)
-    fast, slow = make_record(*args), Record(*args)
-    assert fast == slow and hash(fast) == hash(slow) and fast.tp == slow.tp
-    with pytest.raises(AttributeError):
-        fast.offset = 8  # type: ignore[misc]  # still frozen
+    first = Record("t", 0, 0, None, b"", (("id", b"a1"), ("type", b"x")))
+    later = Record("t", 0, 1, None, b"", (("type", b"x"), ("id", b"b2")))
+    none = Record("t", 0, 2, None, b"", (("type", b"x"),))
+    assert record_ids([first, later, none]) == ["a1", "b2", None]
+    assert (first.eid, later.eid, none.eid) == ("a1", "b2", None)
+    cached = Record("t", 0, 3, None, b"", (("id", b"header"),), eid="cached")
+    assert record_ids([cached]) == ["cached"]  # the cache wins: the header is not read again
