@@ -63,7 +63,7 @@ class Validity(StrEnum):
     IOC = "IOC"
 
 
-def to_paise(value: str | int | float | Decimal) -> Paise:
+def to_paise(value: str | float | Decimal) -> Paise:
     """Convert a rupee amount to paise, exactly; more than two decimals is an error.
 
     Floats are converted through their shortest repr, so ``to_paise(101.05) == 10105``.

@@ -74,6 +74,7 @@ class _Batch:
     per_topic: dict[str, int] = field(default_factory=dict)
     seen: set[str] = field(default_factory=set)
     repeats: bool = False
+    all_ids: bool = True  # every record of the batch has an id
     fatal: BaseException | None = None
 
 
@@ -107,9 +108,11 @@ class BatchRunner:
         stats = p.stats
         b = _Batch()
         ids = record_ids(records)
+        b.all_ids = None not in ids
         dedup = s.dedup
         if dedup and records:
-            known = [i for i in ids if i is not None]
+            known: list[str] = (ids if b.all_ids  # type: ignore[assignment]  # no None in it
+                                else [i for i in ids if i is not None])
             if p.local_dedup:
                 b.seen = p.recent_ids.seen(known)
                 fresh = [i for i in known if i not in b.seen] if b.seen else known
@@ -217,6 +220,8 @@ class BatchRunner:
                 if bad:
                     b.processed.extend(e for k, e in enumerate(rids[:cut])
                                        if e is not None and k not in bad)
+                elif b.all_ids:
+                    b.processed.extend(rids[:cut])  # type: ignore[arg-type]  # no None
                 else:
                     b.processed.extend(e for e in rids[:cut] if e is not None)
                 b.offsets[tp] = run[cut - 1].offset + 1

@@ -53,6 +53,9 @@ class SharedDecoder:
         if not self._keep:
             decode = self._decode
             return [decode(r.value) for r in records]
+        ready = [r.decoded for r in records]  # decoded by another group, or by nobody
+        if None not in ready:
+            return ready  # type: ignore[return-value]
         guessing = self._guessing
         topic = records[0].topic
         guess = self._types.get(topic)

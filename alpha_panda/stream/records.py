@@ -11,7 +11,10 @@ def record_ids(records: Sequence[Record]) -> list[str | None]:
     """The event id of each record (its ``id`` header), cached on the record: with the
     embedded logs every group reads the same ``Record`` objects, so the header is decoded,
     and the string hashed for dedup, once per record instead of once per group."""
-    out: list[str | None] = []
+    out = [r.eid for r in records]  # the common case: all known already
+    if None not in out:
+        return out
+    out.clear()
     append = out.append
     for r in records:
         eid = r.eid

@@ -1,4 +1,4 @@
-"""SQLite storage for the embedded log: one WAL-mode file, one writer thread per process.
+"""SQLite storage for the embedded log: one WAL-mode file, one writer per process.
 
 Layout: ``segments`` holds the records, several per row: each append or commit writes one
 row per partition it touches, holding that partition's new records (msgpack: key, value,
@@ -13,11 +13,11 @@ cost a random page write per id; instead the journal is append-only and each gro
 ids are mirrored in memory (``RecentIds``), loaded from the journal on first use. Old
 journal rows are pruned by count, so both stay bounded.
 
-Threads: every write runs on the ``Writer`` thread (its own connection), so SQLite's
-inserts, page building and WAL writes overlap the event loop's work; reads of old records
-(a restart, a replay) use a second connection on the event loop. Offsets are assigned on
-the writer, inside the transaction; the event loop learns a batch's records, and consumers
-see them, only once its ``COMMIT`` returned.
+Writes run on the event loop thread, in ``_WriteSide`` (offsets are assigned inside the
+transaction); a batch's records reach the in-memory tails, and consumers, only once its
+``COMMIT`` returned. (A writer thread was measured: with the GIL held by the pipeline,
+each of its statements waited for a switch interval, and the pipeline ran 10-15% slower
+than with these short, synchronous transactions.) WAL checkpoints do run on a thread.
 
 Durability: ``journal_mode=WAL`` with ``synchronous=NORMAL``. A transaction is durable
 against a crash of the process once ``COMMIT`` returns (it is in the WAL, which the OS
@@ -26,13 +26,12 @@ holds); a power loss may roll back the last transactions, never corrupt the file
 commit.
 
 Other processes (``alpha-panda dlq replay``, ``kill``) may append to the same file: the
-writer notices at the start of its next transaction (or of an idle probe) and re-reads
-where every partition ends.
+storage notices at the start of its next transaction (or when an idle consumer asks,
+``refresh``) and re-reads where every partition ends.
 """
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 import weakref
 from collections import deque
@@ -46,7 +45,6 @@ import structlog
 
 from alpha_panda.adapters.sqlite_log.checkpoint import SAFETY_NET_PAGES, Checkpointer
 from alpha_panda.adapters.sqlite_log.tail import TailCache
-from alpha_panda.adapters.sqlite_log.writer import Writer
 from alpha_panda.domain.errors import ConfigurationError, ValidationError
 from alpha_panda.stream.dedup import RecentIds
 from alpha_panda.stream.embedded import Placed
@@ -73,10 +71,6 @@ CREATE INDEX IF NOT EXISTS processed_by_group ON processed(grp, seq);
 """
 _INSERT: Final = "INSERT INTO segments(pos, n, ts, data) VALUES (?, ?, ?, ?)"
 _SEGMENT_RECORDS: Final = 1000  # at most this many records per row when migrating
-# A write of at most this many records runs inline when the writer is idle (``Writer.run``):
-# a tick's hops through the pipeline then cost no thread hand-offs; big batches (a fast
-# replay) go to the writer thread and overlap the event loop's work.
-_INLINE_RECORDS: Final = 32
 
 _Entry = tuple[bytes | None, bytes, Headers]
 _encode_segment = msgspec.msgpack.Encoder().encode
@@ -90,13 +84,17 @@ _Body = Callable[[sqlite3.Connection], object]  # the work inside one transactio
 
 @dataclass(frozen=True, slots=True)
 class _Layout:
-    """Topics and where every partition ends, as the writer read them from the file."""
+    """Topics and where every partition ends, as read from the file."""
 
     topics: dict[str, tuple[int, int, int]]  # name -> (id, partitions, retention_ms)
     ends: dict[int, int]  # tp_code -> next offset
 
 
+PAGE_SIZE = 4096
+
+
 def _setup(db: sqlite3.Connection, synchronous: str) -> None:
+    db.execute(f"PRAGMA page_size={PAGE_SIZE}")  # a new file only (WAL keeps it after)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute(f"PRAGMA synchronous={synchronous}")
     db.execute("PRAGMA temp_store=MEMORY")
@@ -168,8 +166,8 @@ def _records_to_segments(db: sqlite3.Connection) -> int:
 
 
 class _WriteSide:
-    """What the writer thread owns: its view of topics and ends, the journal bookkeeping.
-    Every method runs on the writer thread, with its connection."""
+    """The write transactions: the writer's view of topics and where partitions end
+    (advanced inside a transaction, restored if it fails) and the journal bookkeeping."""
 
     def __init__(self, layout: _Layout, data_version: int, capacity: int) -> None:
         self.topics = dict(layout.topics)
@@ -363,8 +361,7 @@ class _WriteSide:
 
 
 class SqliteStorage:
-    """The ``Storage`` of ``SqliteLog``. Its methods are called on the event loop thread;
-    writes run on the writer thread (``Writer``)."""
+    """The ``Storage`` of ``SqliteLog``. Not thread-safe: owned by the event loop thread."""
 
     def __init__(self, path: Path, *, processed_capacity: int = 100_000,
                  synchronous: str = "NORMAL", tail_records: int = 10_000) -> None:
@@ -381,20 +378,16 @@ class SqliteStorage:
         layout = _read_layout(self._db)
         self._adopt(layout)
         self._recent: dict[str, RecentIds] = {}
-        self._writer = Writer(path, lambda db: _setup(db, synchronous))
-        version = self._writer.call(lambda db: int(db.execute("PRAGMA data_version").fetchone()[0]))
+        version = int(self._db.execute("PRAGMA data_version").fetchone()[0])
         self._w = _WriteSide(layout, version, processed_capacity)
-        self._probe: asyncio.Task[None] | None = None
-        self._changed = False
         self._checkpointer = Checkpointer(path)
-        # A log nobody closed: stop its threads too.
-        weakref.finalize(self, _stop_threads, self._writer, self._checkpointer)
+        weakref.finalize(self, self._checkpointer.close)  # a log nobody closed: stop it too
 
-    # -- applying what the writer did (event loop thread, in job order) -----------------
+    # -- what a committed write changes in memory ----------------------------------------
 
     def _adopt(self, layout: _Layout) -> None:
-        """Take the layout the writer read (another process wrote): what the tails hold may
-        now have gaps, so they start afresh."""
+        """Take the layout re-read after another process wrote: what the tails hold may now
+        have gaps, so they start afresh."""
         self._tail.clear()
         for name, (tid, parts, retention) in layout.topics.items():
             self._topics[name] = (tid, parts)
@@ -408,10 +401,9 @@ class SqliteStorage:
             self._adopt(layout)
         ends = self._ends
         for code, topic, partition, base, outs in written:
-            recs = [Record(topic, partition, off, o.key, o.value, o.headers, ts_ms, o.envelope)
-                    for off, o in enumerate(outs, base)]
+            recs = _records(topic, partition, base, outs, ts_ms)
             end = base + len(outs)
-            if end > ends.get(code, -1):  # ends only grow (results may come after an adopt)
+            if end > ends.get(code, -1):  # ends only grow
                 ends[code] = end
             self._tail.add(code, recs)
 
@@ -421,35 +413,21 @@ class SqliteStorage:
         return {name: parts for name, (_, parts) in self._topics.items()}
 
     def refresh(self) -> bool:
-        """Notice what another process appended: each call while nothing changed sends a
-        probe to the writer (one at a time); the call after a probe found changes says so."""
-        if self._changed:
-            self._changed = False
-            return True
-        if self._probe is None or self._probe.done():
-            self._probe = asyncio.get_running_loop().create_task(self._probe_writer())
-        return False
-
-    async def _probe_writer(self) -> None:
-        def apply(layout: _Layout | None) -> None:
-            if layout is not None:
-                self._adopt(layout)
-                self._changed = True
-
-        try:
-            await self._writer.run(self._w.probe, apply, inline=True)
-        except sqlite3.Error as exc:
-            log.warning("sqlite_log.probe_failed", path=str(self.path), error=str(exc))
+        """Pick up what another process (``alpha-panda dlq replay``) appended; True if any."""
+        layout = self._w.probe(self._db)
+        if layout is None:
+            return False
+        self._adopt(layout)
+        return True
 
     def create_topic(self, name: str, partitions: int, retention_ms: int = 0) -> None:
         if partitions > MAX_PARTITIONS:
             raise ConfigurationError(f"topic {name!r}: at most {MAX_PARTITIONS} partitions")
-        layout = self._writer.call(
-            lambda db: self._w.create_topic(db, name, partitions, retention_ms))
+        layout = self._w.create_topic(self._db, name, partitions, retention_ms)
         if layout is not None:
             self._adopt(layout)
         if name not in self._topics:
-            tid = self._w.topics[name][0]  # the writer is idle: read its view
+            tid = self._w.topics[name][0]
             self._topics[name] = (tid, partitions)
             self._retention[name] = retention_ms
             for p in range(partitions):
@@ -458,8 +436,7 @@ class SqliteStorage:
     def expire(self, now_ms: int, max_rows: int = 50_000) -> int:
         """Delete records older than their topic's retention (whole segments, at most
         ``max_rows`` records)."""
-        layout, drops, deleted = self._writer.call(
-            lambda db: self._w.expire(db, now_ms, max_rows))
+        layout, drops, deleted = self._w.expire(self._db, now_ms, max_rows)
         if layout is not None:
             self._adopt(layout)
         for code, offset in drops:
@@ -467,9 +444,7 @@ class SqliteStorage:
         return deleted
 
     async def append(self, records: Sequence[Placed], ts_ms: int) -> None:
-        await self._writer.run(lambda db: self._w.append(db, records, ts_ms),
-                               lambda result: self._applied(*result, ts_ms),
-                               inline=len(records) <= _INLINE_RECORDS)
+        self._applied(*self._w.append(self._db, records, ts_ms), ts_ms)
 
     async def commit(self, group: str, records: Sequence[Placed], ts_ms: int,
                      offsets: Mapping[TopicPartition, int], ids: Sequence[str]) -> None:
@@ -479,14 +454,11 @@ class SqliteStorage:
         offsets = dict(offsets)
         n_ids = len(ids)
 
-        def apply(result: tuple[_Layout | None, list[_Written]]) -> None:
-            self._applied(*result, ts_ms)
-            if n_ids:  # only once the transaction is durable
-                self._ids(group).update(ids)
-
-        await self._writer.run(
-            lambda db: self._w.commit(db, group, records, ts_ms, offsets, joined, n_ids), apply,
-            inline=len(records) <= _INLINE_RECORDS)
+        result = self._w.commit(self._db, group, records, ts_ms, offsets, joined, n_ids)
+        # Only once the transaction is durable:
+        self._applied(*result, ts_ms)
+        if n_ids:
+            self._ids(group).update(ids)
 
     def _ids(self, group: str) -> RecentIds:
         recent = self._recent.get(group)
@@ -567,10 +539,19 @@ class SqliteStorage:
         return self._ids(group).seen(ids)
 
     def close(self) -> None:
-        _stop_threads(self._writer, self._checkpointer)
+        self._checkpointer.close()
         self._db.close()
 
 
-def _stop_threads(writer: Writer, checkpointer: Checkpointer) -> None:
-    writer.close()
-    checkpointer.close()
+def _records(topic: str, partition: int, base: int, outs: list[Output], ts_ms: int
+             ) -> list[Record]:
+    """``outs`` as the records they became; an output's envelope (and so its id) is handed
+    on, so no reader decodes what its producer had at hand."""
+    recs: list[Record] = []
+    append = recs.append
+    for off, o in enumerate(outs, base):
+        env = o.envelope
+        append(Record(topic, partition, off, o.key, o.value, o.headers, ts_ms, env,
+                      None if env is None else env.id))  # type: ignore[attr-defined]
+    return recs
+

@@ -164,3 +164,64 @@ async def test_records_past_retention_are_deleted(tmp_path: Path) -> None:
     assert left[0].offset > 0  # offsets are never reused
     assert len(await log.read(TopicPartition("forever", 0), 0, 10)) == 1
     await log.close()
+
+
+async def test_reads_from_the_file_start_mid_segment_and_cross_segments(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite"
+    log = SqliteLog(path)
+    await log.ensure_topics([spec("t", 1)])
+    for batch in range(3):  # three appends: three segments of 10 records
+        await log.append([raw("t", b"k", f"{batch}-{i}".encode(), f"id-{batch}-{i}")
+                          for i in range(10)])
+    await log.close()
+    log = SqliteLog(path, tail_records=0)  # nothing in memory: every read is a query
+    tp = TopicPartition("t", 0)
+    recs = await log.read(tp, 7, 8)
+    assert [(r.offset, r.value, r.header("id")) for r in recs] == [
+        (o, f"{o // 10}-{o % 10}".encode(), f"id-{o // 10}-{o % 10}".encode())
+        for o in range(7, 15)]
+    assert [r.offset for r in await log.read(tp, 25, 100)] == list(range(25, 30))
+    assert await log.read(tp, 30, 10) == []
+    await log.close()
+
+
+async def test_a_log_of_the_one_record_per_row_layout_is_migrated(tmp_path: Path) -> None:
+    import msgspec
+
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript("""
+        CREATE TABLE topics(name TEXT PRIMARY KEY, id INTEGER NOT NULL UNIQUE,
+                            partitions INTEGER NOT NULL);
+        CREATE TABLE records(pos INTEGER PRIMARY KEY, ts INTEGER NOT NULL, key BLOB,
+                             value BLOB NOT NULL, headers BLOB);
+        CREATE TABLE offsets(grp TEXT NOT NULL, tp INTEGER NOT NULL, off INTEGER NOT NULL,
+                             PRIMARY KEY(grp, tp)) WITHOUT ROWID;
+        CREATE TABLE processed(seq INTEGER PRIMARY KEY, grp TEXT NOT NULL,
+                               n INTEGER NOT NULL, ids TEXT NOT NULL);
+    """)
+    db.execute("INSERT INTO topics VALUES ('t', 1, 2)")
+    headers = msgspec.msgpack.encode((("id", b"x"),))
+    code = 1 * 1024 + 1  # topic 1, partition 1
+    for off in range(5):
+        db.execute("INSERT INTO records VALUES (?, ?, ?, ?, ?)",
+                   ((code << 40) | off, 1000 + off // 3, b"k", f"v{off}".encode(),
+                    headers if off % 2 else None))
+    db.execute("INSERT INTO offsets VALUES ('g', ?, 3)", (code,))
+    db.commit()
+    db.close()
+
+    log = SqliteLog(path)
+    tp = TopicPartition("t", 1)
+    recs = await log.read(tp, 0, 10)
+    assert [(r.offset, r.value, r.headers, r.timestamp_ms) for r in recs] == [
+        (off, f"v{off}".encode(), (("id", b"x"),) if off % 2 else (), 1000 + off // 3)
+        for off in range(5)]
+    assert await log.end_offsets("t") == {0: 0, 1: 5}
+    assert await log.committed_offsets("g", "t") == {1: 3}
+    await log.append([Output("t", b"k", b"new", partition=1)])
+    assert [r.offset for r in await log.read(tp, 5, 10)] == [5]
+    await log.close()
+    tables = {r[0] for r in sqlite3.connect(path).execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "records" not in tables and "segments" in tables
