@@ -4,7 +4,12 @@ import pytest
 
 from alpha_panda.domain.errors import DecodeError, ValidationError
 from alpha_panda.domain.events import (
-    CODEC, MarketTick, OrderFilled, Signal, derive_id, new_envelope,
+    CODEC,
+    MarketTick,
+    OrderFilled,
+    Signal,
+    derive_id,
+    new_envelope,
 )
 from alpha_panda.domain.values import Side, format_rupees, to_paise
 

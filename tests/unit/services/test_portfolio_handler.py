@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from alpha_panda.domain.events import (
-    Envelope, MarketTick, OrderFilled, OrderSubmitted, Payload, new_envelope,
+    Envelope,
+    MarketTick,
+    OrderFilled,
+    OrderSubmitted,
+    Payload,
+    new_envelope,
 )
 from alpha_panda.domain.values import OrderType, Side
 from alpha_panda.portfolio import PositionLedger
