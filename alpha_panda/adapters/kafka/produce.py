@@ -1,14 +1,20 @@
-"""Producing batches of ``Output`` and decoding ``Message`` into ``Record`` (client thread)."""
+"""Producing batches of ``Output`` and decoding ``Message`` into ``Record`` (client thread).
+
+Both run once per message on the hot path of every service (a tick is produced once and
+consumed by four groups), so they avoid per-message Python work that a batch can share:
+the partition count of a topic is looked up once per batch, and a record takes the header
+tuples the client already built.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from typing import cast
 
 from confluent_kafka import KafkaError, Message, Producer
 
 from alpha_panda.adapters.kafka.errors import classify
-from alpha_panda.stream.log import Output, Record
+from alpha_panda.stream.log import Headers, Output, Record
 from alpha_panda.stream.topics import REGISTRY, partition_for
 
 
@@ -24,18 +30,33 @@ def produce_all(producer: Producer, outputs: Sequence[Output], timeout: float | 
         if err is not None:
             errors.append(err)
 
+    # In a transaction a failed message fails the commit: no per-message callback (a
+    # Python call per message when deliveries are served).
+    on_delivery = delivered if timeout is not None else None
+    # topic -> its partition count when the taxonomy places it (0: librdkafka places it)
+    counts: dict[str, int] = {}
+    produce = producer.produce
     for out in outputs:
-        if out.partition is None and out.topic in REGISTRY:
-            # Our placement (by instrument), not librdkafka's: co-partitioned topics.
-            out = replace(out, partition=partition_for(out.key, REGISTRY.partitions(out.topic)))
+        partition = out.partition
+        if partition is None:
+            n = counts.get(out.topic)
+            if n is None:
+                n = counts[out.topic] = (REGISTRY.partitions(out.topic)
+                                         if out.topic in REGISTRY else 0)
+            if n:
+                # Our placement (by instrument), not librdkafka's: co-partitioned topics.
+                partition = partition_for(out.key, n)
         while True:
             try:
-                if out.partition is None:
-                    producer.produce(out.topic, out.value, out.key, headers=list(out.headers),
-                                     on_delivery=delivered)
+                # The client takes headers as a list only.
+                headers: list[tuple[str, str | bytes | None]] | None = (
+                    list(out.headers) if out.headers else None)
+                if partition is None:
+                    produce(out.topic, out.value, out.key, headers=headers,
+                            on_delivery=on_delivery)
                 else:
-                    producer.produce(out.topic, out.value, out.key, out.partition,
-                                     headers=list(out.headers), on_delivery=delivered)
+                    produce(out.topic, out.value, out.key, partition, headers=headers,
+                            on_delivery=on_delivery)
                 break
             except BufferError:
                 # Local queue full: let deliveries drain, then try again.
@@ -51,20 +72,19 @@ def produce_all(producer: Producer, outputs: Sequence[Output], timeout: float | 
 
 
 def to_record(m: Message) -> Record:
-    headers = m.headers()
-    key, value = m.key(), m.value()
-    return Record(
-        topic=m.topic() or "",
-        partition=m.partition() or 0,
-        offset=m.offset() or 0,
-        key=key.encode() if isinstance(key, str) else key,
-        value=(value.encode() if isinstance(value, str) else value) or b"",
-        headers=tuple((h[0], _as_bytes(h[1])) for h in headers) if headers else (),
-        timestamp_ms=m.timestamp()[1],
-    )
+    """The ``Record`` of a data message (not an error event)."""
+    hs = m.headers()
+    return Record(m.topic() or "", m.partition() or 0, m.offset() or 0, m.key(),
+                  m.value() or b"", record_headers(hs) if hs else (), m.timestamp()[1])
 
 
-def _as_bytes(v: str | bytes | None) -> bytes:
-    if v is None:
-        return b""
-    return v.encode() if isinstance(v, str) else v
+# Headers as the client hands them out (consumed messages carry the list form).
+ClientHeaders = dict[str, str | bytes | None] | list[tuple[str, str | bytes | None]]
+
+
+def record_headers(hs: ClientHeaders) -> Headers:
+    """The client's headers as ``Record.headers`` (values as bytes; none as b"")."""
+    items = tuple(hs.items() if isinstance(hs, dict) else hs)
+    if all(type(v) is bytes for _, v in items):
+        return cast(Headers, items)
+    return tuple((k, v.encode() if isinstance(v, str) else v or b"") for k, v in items)
