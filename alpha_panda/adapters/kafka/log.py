@@ -36,7 +36,9 @@ from alpha_panda.stream.topics import DAY_MS, REGISTRY, KeyKind, TopicSpec
 
 log = structlog.get_logger(__name__)
 _members = count(1)
-_CHASE_S = 0.05  # how long end_offsets reads a busy partition before trusting the fetch
+_CHASE_S = 0.01  # how long end_offsets reads a busy partition before trusting the fetch
+# ListOffsets timestamps: the log start and the high watermark (``offsets_for_times``).
+_EARLIEST, _LATEST = -2, -1
 
 
 class KafkaLog:
@@ -74,7 +76,9 @@ class KafkaLog:
             **common, "group.id": f"{self.settings.client_id}.inspector",
             "enable.auto.commit": False, "enable.partition.eof": True,
             "auto.offset.reset": "error", "isolation.level": self.settings.isolation_level,
-            "fetch.wait.max.ms": 10, "logger": self.rdkafka_logger})
+            # Its reads and end-offset scans wait on each fetch: brokers that hold a fetch
+            # for the whole wait even with data ready (Tansu) would add it to every call.
+            "fetch.wait.max.ms": 1, "logger": self.rdkafka_logger})
         self._topics = await self.list_topics()
         log.info("kafka.started", bootstrap=self.settings.bootstrap_servers,
                  topics=len(self._topics))
@@ -215,6 +219,15 @@ class KafkaLog:
             if offset >= end:
                 return []
         inspector.assign([RdTopicPartition(tp.topic, tp.partition, offset)])
+        try:
+            return self._read_assigned(tp, offset, limit)
+        finally:
+            # An idle assignment would keep fetching (every millisecond) until the next call.
+            inspector.unassign()
+
+    def _read_assigned(self, tp: TopicPartition, offset: int, limit: int) -> list[Record]:
+        inspector = self._inspector
+        assert inspector is not None
         out: list[Record] = []
         deadline = time.monotonic() + self._timeout
         while len(out) < limit and time.monotonic() < deadline:
@@ -247,10 +260,7 @@ class KafkaLog:
         assert inspector is not None
         ends: dict[int, int] = {}
         pending: dict[int, tuple[int, int]] = {}  # partition -> (low, reported high)
-        for p in partitions:
-            low, high = inspector.get_watermark_offsets(RdTopicPartition(topic, p),
-                                                        timeout=self._timeout)
-            low, high = low or 0, high or 0
+        for p, (low, high) in self._watermarks(topic, partitions).items():
             if high <= low:
                 ends[p] = high
             else:
@@ -259,16 +269,42 @@ class KafkaLog:
         # reported watermark (exact on Kafka; the last batch's base on Tansu), and step
         # back on the partitions where only transaction markers were found.
         back = 1
-        while pending:
-            starts = {p: max(low, high - back) for p, (low, high) in pending.items()}
-            found = self._scan(topic, starts)
-            for p, (last, eof) in found.items():
-                if last is not None or starts[p] == pending[p][0]:
-                    ends[p] = last + 1 if last is not None else eof
-                    del pending[p]
-            back *= 16
-        inspector.unassign()
+        try:
+            while pending:
+                starts = {p: max(low, high - back) for p, (low, high) in pending.items()}
+                found = self._scan(topic, starts)
+                for p, (last, eof) in found.items():
+                    if last is not None or starts[p] == pending[p][0]:
+                        ends[p] = last + 1 if last is not None else eof
+                        del pending[p]
+                back *= 16
+        finally:
+            inspector.unassign()
         return dict(sorted(ends.items()))
+
+    def _watermarks(self, topic: str, partitions: Iterable[int]) -> dict[int, tuple[int, int]]:
+        """Per partition, the broker's (log start, high watermark): one ListOffsets request
+        per bound for all partitions (``get_watermark_offsets`` sends one per partition, and
+        each costs the broker ~0.3 ms of CPU on Tansu: lag checks made it the busiest call)."""
+        inspector = self._inspector
+        assert inspector is not None
+        wanted = list(partitions)
+        bounds: list[dict[int, int]] = []
+        for spec in (_EARLIEST, _LATEST):
+            try:
+                got = inspector.offsets_for_times(
+                    [RdTopicPartition(topic, p, spec) for p in wanted], timeout=self._timeout)
+            except KafkaException as exc:
+                err = exc.args[0] if exc.args else None
+                if isinstance(err, KafkaError):
+                    raise classify(err, f"watermarks {topic}") from exc
+                raise BrokerError(f"kafka watermarks {topic}: {exc}") from exc
+            for tp in got:
+                if tp.error is not None:
+                    raise classify(tp.error, f"watermarks {topic}[{tp.partition}]")
+            bounds.append({tp.partition: max(tp.offset, 0) for tp in got})
+        low, high = bounds
+        return {p: (low[p], high[p]) for p in high}
 
     def _scan(self, topic: str, starts: dict[int, int]) -> dict[int, tuple[int | None, int]]:
         """Read each ``topic[p]`` from ``starts[p]`` to its end: p -> (last data offset, end).
