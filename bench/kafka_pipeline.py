@@ -40,9 +40,17 @@ from alpha_panda.adapters.kafka import KafkaLog
 from alpha_panda.domain.events import CODEC
 from alpha_panda.stream.log import Record, TopicPartition
 from alpha_panda.stream.topics import MARKET_TICKS, REGISTRY
-from alpha_panda.testing.tansu import kafka_test_settings, tansu_broker
+from alpha_panda.testing.tansu import TansuBroker, kafka_test_settings, tansu_broker
 
 SERVICES = ["strategy-runner", "risk-manager", "paper-engine", "portfolio"]
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
 GROUPS = {  # the paper pipeline's consumer groups and what each reads
     "strategy-runner": [MARKET_TICKS],
     "paper.strategy-feedback": ["paper.signals.rejected", "paper.orders.submitted",
@@ -57,17 +65,24 @@ class Cluster:
     def __init__(self, url: str, root: Path) -> None:
         self.url, self.root = url, root
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.names: list[str] = []
         self.env = {**os.environ, "ALPHA_PANDA_DATA_DIR": str(root / "data"),
                     "ALPHA_PANDA_LOG_FORMAT": "json", "ALPHA_PANDA_LOG_LEVEL": "INFO",
                     "ALPHA_PANDA_KAFKA__SESSION_TIMEOUT_MS": "3000",
                     "ALPHA_PANDA_KAFKA__HEARTBEAT_INTERVAL_MS": "500",
                     "ALPHA_PANDA_KAFKA__MAX_POLL_INTERVAL_MS": "30000"}
 
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds used so far by each running service process."""
+        return {name: cpu_s(p.pid) for name, p in zip(self.names, self.procs, strict=True)
+                if p.poll() is None}
+
     def start(self, name: str, *extra: str) -> Path:
         out = self.root / f"{name}.log"
         # BENCH_PROFILE=NAME writes a cProfile of that service to NAME.prof (cwd).
         prof = ["-m", "cProfile", "-o", f"{name}.prof"] if os.environ.get(
             "BENCH_PROFILE") == name else []
+        self.names.append(name)
         self.procs.append(subprocess.Popen(
             [sys.executable, *prof, "-m", "alpha_panda.cli", "service", name, "--log", self.url,
              *extra], env={**self.env, "ALPHA_PANDA_KAFKA__INSTANCE_ID": f"{name}-0"},
@@ -98,12 +113,18 @@ class Cluster:
 
 
 async def drained(log: KafkaLog, ticks: int) -> bool:
-    if sum((await log.end_offsets(MARKET_TICKS)).values()) < ticks:
+    """Every tick appended and every group committed to the end of what it reads."""
+    ends = {MARKET_TICKS: await log.end_offsets(MARKET_TICKS)}
+    if sum(ends[MARKET_TICKS].values()) < ticks:
         return False
+    # One end-offsets query per topic, not per (group, topic): these checks run in a loop
+    # against the broker the pipeline is using, and must not load it more than needed.
     for group, topics in GROUPS.items():
         for t in topics:
-            ends, done = await log.end_offsets(t), await log.committed_offsets(group, t)
-            if any(done.get(p, 0) < e for p, e in ends.items()):
+            if t not in ends:
+                ends[t] = await log.end_offsets(t)
+            done = await log.committed_offsets(group, t)
+            if any(done.get(p, 0) < e for p, e in ends[t].items()):
                 return False
     return True
 
@@ -141,8 +162,17 @@ async def stage_latency(log: KafkaLog, ticks: dict[str, int]) -> dict[str, float
     return out
 
 
-async def run(url: str, bootstrap: str, n: int, instruments: int, rate: int | None
-              ) -> dict[str, Any]:
+def cpu_now(cluster: Cluster, broker_pid: int | None) -> dict[str, float]:
+    """CPU seconds so far of the services, the broker (ours only) and this process."""
+    out = cluster.cpu()
+    if broker_pid is not None:
+        out["broker"] = cpu_s(broker_pid)
+    out["bench"] = cpu_s(os.getpid())
+    return out
+
+
+async def run(url: str, bootstrap: str, n: int, instruments: int, rate: int | None,
+              broker_pid: int | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="ap-kbench-") as tmp:
         root = Path(tmp)
         path = prepare(root, n, instruments, 1_000_000 if rate else None)
@@ -159,12 +189,14 @@ async def run(url: str, bootstrap: str, n: int, instruments: int, rate: int | No
             while not watcher.assignment():
                 await watcher.poll(100, 0.1)
             pace = ["--speed", str(rate / 1000)] if rate else []
+            cpu_start = cpu_now(cluster, broker_pid)
             cluster.start("feed", "--feed", f"replay:{path}", *pace)
             while not await drained(log, n):
                 for r in await watcher.poll(5000, 0.05):
                     now = time.time_ns() // 1_000
                     received.setdefault(CODEC.decode(r.value).correlation_id or "", now)
             done_ms = time.time() * 1000
+            cpu_end = cpu_now(cluster, broker_pid)
             times = await append_times(log, MARKET_TICKS, by_correlation=False)
             stages = await stage_latency(log, times) if rate else {}
         finally:
@@ -174,12 +206,25 @@ async def run(url: str, bootstrap: str, n: int, instruments: int, rate: int | No
     lat = np.array([received[c] / 1000 - times[c] for c in received if c in times])
     out: dict[str, Any] = {"ticks": n, "fills": len(received),
                            "elapsed_s": round((done_ms - first) / 1000, 3),
-                           "ticks_per_s": round(n / ((done_ms - first) / 1000))}
+                           "ticks_per_s": round(n / ((done_ms - first) / 1000)),
+                           # CPU seconds used while the ticks flowed (the feed's at its end)
+                           "cpu_s": {k: round(v - cpu_start.get(k, 0.0), 2)
+                                     for k, v in cpu_end.items()}}
     if rate:
         out |= {"rate": rate, "p50_ms": round(float(np.percentile(lat, 50)), 2),
                 "p99_ms": round(float(np.percentile(lat, 99)), 2),
                 "max_ms": round(float(lat.max()), 2), "stage_p50_ms": stages}
     return out
+
+
+def _pid(broker: TansuBroker) -> int | None:
+    return broker.process.pid if broker.process is not None else None
+
+
+def _cpu_line(cpu: dict[str, float], elapsed: float) -> str:
+    return "  CPU seconds while measuring: " + ", ".join(
+        f"{k} {v:.2f}" for k, v in cpu.items()) + f" (total {sum(cpu.values()):.2f} " \
+        f"in {elapsed:.2f} s wall)"
 
 
 def main() -> None:
@@ -195,12 +240,13 @@ def main() -> None:
     if args.phase in ("both", "throughput"):
         with tansu_broker() as broker:
             result["throughput"] = asyncio.run(
-                run(broker.url, broker.bootstrap, args.ticks, args.instruments, None))
+                run(broker.url, broker.bootstrap, args.ticks, args.instruments, None,
+                    _pid(broker)))
     if args.phase in ("both", "latency"):
         with tansu_broker() as broker:
             result["latency"] = asyncio.run(run(broker.url, broker.bootstrap,
                                                 int(args.rate * args.seconds),
-                                                args.instruments, args.rate))
+                                                args.instruments, args.rate, _pid(broker)))
     if args.json:
         print(json.dumps(result))
         return
@@ -209,6 +255,7 @@ def main() -> None:
         print(f"throughput: {thr['ticks']:,} ticks in {thr['elapsed_s']} s = "
               f"{thr['ticks_per_s']:,} ticks/s end to end ({thr['fills']:,} fills), "
               f"one process per service on Kafka")
+        print(_cpu_line(thr["cpu_s"], thr["elapsed_s"]))
     if "latency" not in result:
         return
     lat = result["latency"]
@@ -216,6 +263,7 @@ def main() -> None:
           f"p99 {lat['p99_ms']} ms, max {lat['max_ms']} ms over {lat['fills']:,} fills")
     print("  median append time after the tick, per stage: " + ", ".join(
         f"{t} {v:.0f} ms" for t, v in lat["stage_p50_ms"].items()))
+    print(_cpu_line(lat["cpu_s"], lat["elapsed_s"]))
 
 
 if __name__ == "__main__":
