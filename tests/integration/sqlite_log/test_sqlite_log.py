@@ -225,3 +225,24 @@ async def test_a_log_of_the_one_record_per_row_layout_is_migrated(tmp_path: Path
     tables = {r[0] for r in sqlite3.connect(path).execute(
         "SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert "records" not in tables and "segments" in tables
+
+
+async def test_big_segments_are_stored_compressed_and_read_back(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite"
+    log = SqliteLog(path)
+    await log.ensure_topics([spec("t", 1)])
+    values = [b'{"price": %d, "padding": "%s"}' % (i, b"x" * 50) for i in range(200)]
+    await log.append([raw("t", b"k", v, f"id-{i}") for i, v in enumerate(values)])
+    await log.append([raw("t", b"k", b"small", "id-small")])
+    await log.close()
+    db = sqlite3.connect(path)
+    blobs = [bytes(r[0]) for r in db.execute("SELECT data FROM segments ORDER BY pos")]
+    db.close()
+    assert blobs[0][:4] == b"\x28\xb5\x2f\xfd"  # a zstd frame
+    assert len(blobs[0]) < sum(map(len, values)) / 5
+    assert blobs[1][:4] != b"\x28\xb5\x2f\xfd"  # under 1 KiB: as it is
+    log = SqliteLog(path, tail_records=0)
+    recs = await log.read(TopicPartition("t", 0), 0, 500)
+    assert [r.value for r in recs] == [*values, b"small"]
+    assert [r.header("id") for r in recs[:2]] == [b"id-0", b"id-1"]
+    await log.close()
