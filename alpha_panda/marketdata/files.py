@@ -243,16 +243,28 @@ def load_ticks(path: str | Path) -> TickColumns:
 
 def iter_ticks(cols: TickColumns, start: int = 0) -> Iterator[MarketTick]:
     """The rows as ``MarketTick`` events (row ``i`` is tick ``seq == i``)."""
+    for lo in range(start, len(cols), 10_000):
+        yield from tick_rows(cols, lo, lo + 10_000)
+
+
+def tick_rows(cols: TickColumns, start: int, stop: int) -> list[MarketTick]:
+    """Rows ``start`` to ``stop`` as ``MarketTick`` events: a feed converts its file a
+    batch at a time, so a long file costs memory for its columns only."""
+    ts, tok, px, vol = (a[start:stop].tolist() for a in (
+        cols.ts, cols.instrument_token, cols.last_price, cols.volume))
+    if not cols.extras:  # the common case, without a dict per row
+        return [MarketTick(instrument_token=t, last_price=p, ts=s, volume=v)
+                for s, t, p, v in zip(ts, tok, px, vol, strict=True)]
     names = list(cols.extras)
-    lists = {k: v.tolist() for k, v in cols.extras.items()}
-    masks = {k: v.tolist() for k, v in cols.nulls.items()}
-    ts, tok, px, vol = (a.tolist() for a in (cols.ts, cols.instrument_token, cols.last_price,
-                                             cols.volume))
-    for i in range(start, len(ts)):
+    lists = {k: v[start:stop].tolist() for k, v in cols.extras.items()}
+    masks = {k: v[start:stop].tolist() for k, v in cols.nulls.items()}
+    out: list[MarketTick] = []
+    for i in range(len(ts)):
         extra: dict[str, Any] = {
             k: None if k in masks and masks[k][i] else lists[k][i] for k in names}
-        yield MarketTick(instrument_token=tok[i], last_price=px[i], ts=ts[i], volume=vol[i],
-                         **extra)
+        out.append(MarketTick(instrument_token=tok[i], last_price=px[i], ts=ts[i],
+                              volume=vol[i], **extra))
+    return out
 
 
 def write_ticks(path: str | Path, cols: TickColumns) -> None:

@@ -28,6 +28,7 @@ from alpha_panda.services.pipeline import SERVICES, Pipeline, build_pipeline
 from alpha_panda.services.readmodel import ReadModelWriter
 from alpha_panda.settings import Settings
 from alpha_panda.strategy.config import load_strategy_dir
+from alpha_panda.stream.runtime import freeze_long_lived_objects
 from alpha_panda.stream.topics import REGISTRY
 
 log = structlog.get_logger(__name__)
@@ -186,6 +187,7 @@ class SystemRun:
                                      views, s.runtime.readmodel_interval_s,
                                      risk=list(pipeline.risk.values()))
             self._install_signal_handlers()
+            freeze_long_lived_objects()  # the start-up state, built: out of the GC's walks
             self.started = time.perf_counter()
             processors_stop = asyncio.Event()
             feed_stop = asyncio.Event()

@@ -18,9 +18,9 @@ import structlog
 from alpha_panda.domain.events import CODEC, Envelope, MarketTick
 from alpha_panda.marketdata.files import (
     TickColumns,
-    iter_ticks,
     load_ticks,
     tick_id_prefix,
+    tick_rows,
     tick_source,
 )
 from alpha_panda.marketdata.instruments import BY_TOKEN, SIM_INSTRUMENTS
@@ -198,18 +198,23 @@ class ReplayFeed(_FeedBase):
         return self._ticks
 
     async def run(self, stop: asyncio.Event) -> None:
-        ticks = list(iter_ticks(self.load()))
+        cols = self.load()
+        n = len(cols)
         start, _ = await resume_point(self._log, self.publisher.source)
         if start:
-            log.info("feed.resume", source=self.publisher.source, seq=start, total=len(ticks))
+            log.info("feed.resume", source=self.publisher.source, seq=start, total=n)
         self._state = State.RUNNING
         backlog = getattr(self._log, "backlog", None)  # embedded logs only
         wall0 = time.monotonic()
-        t0 = ticks[0].ts if ticks else 0
+        t0 = int(cols.ts[0]) if n else 0
+        buffer: list[MarketTick] = []  # rows converted to events, a batch at a time
+        first = start  # seq of buffer[0]
         try:
             seq = start
-            while seq < len(ticks) and not stop.is_set():
-                chunk = ticks[seq: seq + self._batch]
+            while seq < n and not stop.is_set():
+                if seq >= first + len(buffer):
+                    buffer, first = tick_rows(cols, seq, seq + self._batch), seq
+                chunk = buffer[seq - first:]
                 if self._speed:
                     chunk = await self._paced(chunk, t0, wall0, stop)
                 await self.publisher.publish(chunk, seq)
@@ -218,9 +223,9 @@ class ReplayFeed(_FeedBase):
                 if backlog is not None:
                     while backlog(MARKET_TICKS) > self._max_backlog and not stop.is_set():
                         await asyncio.sleep(0.002)
-            if seq >= len(ticks):
+            if seq >= n:
                 self.done.set()
-                self._detail = f"replayed {len(ticks)} ticks"
+                self._detail = f"replayed {n} ticks"
         finally:
             self._state = State.STOPPED
 
