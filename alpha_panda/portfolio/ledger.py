@@ -236,17 +236,22 @@ class PositionLedger:
 
     def snapshot(self, strategy_id: str | None = None) -> PnlSnapshot:
         """P&L of one strategy, or of the whole account when ``strategy_id`` is None."""
-        ps = self.positions(strategy_id)
+        # One pass (a snapshot follows every fill): the sums of the positions' figures.
+        realized = unrealized = charges = exposure = open_positions = fills = 0
+        for p in self._positions.values():
+            if strategy_id is not None and p.strategy_id != strategy_id:
+                continue
+            realized += p.realized
+            charges += p.charges
+            fills += p.fills
+            if p.quantity:
+                open_positions += 1
+                exposure += p.exposure
+                unrealized += p.unrealized
         return PnlSnapshot(
-            broker=self.broker,
-            strategy_id=strategy_id,
-            realized=sum(p.realized for p in ps),
-            unrealized=sum(p.unrealized for p in ps),
-            charges=sum(p.charges for p in ps),
-            cash=self.cash(strategy_id),
-            gross_exposure=sum(p.exposure for p in ps if p.quantity),
-            open_positions=sum(1 for p in ps if p.quantity),
-            fills=sum(p.fills for p in ps),
+            broker=self.broker, strategy_id=strategy_id, realized=realized,
+            unrealized=unrealized, charges=charges, cash=self.cash(strategy_id),
+            gross_exposure=exposure, open_positions=open_positions, fills=fills,
         )
 
     def summary(self, strategy_id: str | None = None) -> dict[str, Any]:
