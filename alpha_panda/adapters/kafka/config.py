@@ -112,6 +112,8 @@ class KafkaSettings(BaseModel):
             # CRC-32 of the key, null keys to one partition: the same placement as the
             # embedded backends' ``partition_for``.
             "partitioner": "consistent",
+            # Reports for failed messages only: a delivered one needs no Python call.
+            "delivery.report.only.error": True,
         }
         if transactional_id is not None:
             conf["transactional.id"] = transactional_id

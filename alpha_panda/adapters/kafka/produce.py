@@ -9,6 +9,7 @@ tuples the client already built.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import cast
 
 from confluent_kafka import KafkaError, Message, Producer
@@ -78,13 +79,14 @@ def to_record(m: Message) -> Record:
                   m.value() or b"", record_headers(hs) if hs else (), m.timestamp()[1])
 
 
-# Headers as the client hands them out (consumed messages carry the list form).
+# Headers as the client hands them out: a consumed message's values are bytes or None.
 ClientHeaders = dict[str, str | bytes | None] | list[tuple[str, str | bytes | None]]
+_value = itemgetter(1)
 
 
 def record_headers(hs: ClientHeaders) -> Headers:
-    """The client's headers as ``Record.headers`` (values as bytes; none as b"")."""
+    """The client's headers as ``Record.headers`` (a header without value as b"")."""
     items = tuple(hs.items() if isinstance(hs, dict) else hs)
-    if all(type(v) is bytes for _, v in items):
+    if None not in map(_value, items):  # the usual case, checked without a Python loop
         return cast(Headers, items)
     return tuple((k, v.encode() if isinstance(v, str) else v or b"") for k, v in items)
