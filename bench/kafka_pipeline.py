@@ -14,6 +14,12 @@ Kafka-protocol broker (a private Tansu, or ``KAFKA_BOOTSTRAP``).
 Every commit is a Kafka transaction (outputs + offsets), so the figures include the
 exactly-once machinery. Prints the figures; ``--json`` prints one JSON object.
 
+3. Floor (``--phase floor``, not part of ``both``): the broker's own latency for the same
+   shape without any service code: four processes, each a consumer + transactional producer
+   (consume -> produce -> send offsets -> commit), the first passing on one record in
+   ``FLOOR_EVERY`` (about the pipeline's share of ticks that lead to a fill), fed at
+   ``--rate``. What the pipeline cannot beat on that broker.
+
 With ``KAFKA_BOOTSTRAP=host:port`` it runs against that broker instead of Tansu; the
 services' consumer groups have fixed names, so give each phase an empty broker
 (``--phase throughput`` / ``--phase latency``).
@@ -217,6 +223,113 @@ async def run(url: str, bootstrap: str, n: int, instruments: int, rate: int | No
     return out
 
 
+FLOOR_STAGES, FLOOR_PARTITIONS, FLOOR_EVERY = 4, 6, 25
+
+
+def _floor_stage(bootstrap: str, i: int, wait_ms: int, ready: Any, stop: Any) -> None:
+    """Stage ``i`` of the floor chain: floor.i -> floor.i+1, one transaction per poll."""
+    from confluent_kafka import Consumer, Producer
+    from confluent_kafka import TopicPartition as RdTopicPartition
+
+    src, dst = f"floor.{i}", f"floor.{i + 1}"
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": src,
+                         "isolation.level": "read_committed", "fetch.wait.max.ms": wait_ms,
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                         "session.timeout.ms": 3000, "heartbeat.interval.ms": 500})
+    consumer.subscribe([src])
+    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": src})
+    producer.init_transactions(10)
+    while not consumer.assignment():
+        consumer.poll(0.05)
+    ready.set()
+    while not stop.is_set():
+        first = consumer.poll(0.05)
+        if first is None or first.error():
+            continue
+        msgs = [m for m in [first, *consumer.consume(1000, 0)] if not m.error()]
+        offsets = {m.partition() or 0: (m.offset() or 0) + 1 for m in msgs}
+        out = [m for m in msgs if i > 0 or int(m.key() or b"0") % FLOOR_EVERY == 0]
+        tps = [RdTopicPartition(src, p, o) for p, o in offsets.items()]
+        if not out:  # as the services do: offsets alone are a plain commit
+            consumer.commit(offsets=tps, asynchronous=False)
+            continue
+        producer.begin_transaction()
+        for m in out:
+            producer.produce(dst, m.value(), m.key(), m.partition() or 0)
+        producer.send_offsets_to_transaction(tps, consumer.consumer_group_metadata(), 10)
+        producer.commit_transaction(10)
+
+
+def floor(bootstrap: str, rate: int, seconds: float, broker_pid: int | None) -> dict[str, Any]:
+    """Tick-to-last-stage latency of the floor chain at ``rate`` records/s."""
+    import multiprocessing
+
+    from confluent_kafka import Consumer, Producer
+    from confluent_kafka import TopicPartition as RdTopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for fut in admin.create_topics([NewTopic(f"floor.{i}", FLOOR_PARTITIONS, 1)
+                                    for i in range(FLOOR_STAGES + 1)]).values():
+        fut.result()
+    wait_ms = kafka_test_settings(bootstrap).fetch_wait_max_ms
+    ctx = multiprocessing.get_context("spawn")
+    stop = ctx.Event()
+    readies = [ctx.Event() for _ in range(FLOOR_STAGES)]
+    stages = [ctx.Process(target=_floor_stage, args=(bootstrap, i, wait_ms, readies[i], stop))
+              for i in range(FLOOR_STAGES)]
+    for proc in stages:
+        proc.start()
+    try:
+        for ready in readies:
+            if not ready.wait(60):
+                raise SystemExit("floor stages not ready in 60 s")
+        last = Consumer({"bootstrap.servers": bootstrap, "group.id": "floor.watch",
+                         "isolation.level": "read_committed", "fetch.wait.max.ms": wait_ms})
+        last.assign([RdTopicPartition(f"floor.{FLOOR_STAGES}", p, 0)
+                     for p in range(FLOOR_PARTITIONS)])
+        feed = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+        sent: dict[int, float] = {}
+        got: dict[int, float] = {}
+        names = [f"stage-{i}" for i in range(FLOOR_STAGES)]
+
+        def cpu() -> dict[str, float]:
+            out = {n: cpu_s(p.pid or 0) for n, p in zip(names, stages, strict=True)}
+            if broker_pid is not None:
+                out["broker"] = cpu_s(broker_pid)
+            return out
+
+        def take(timeout: float) -> None:
+            for m in last.consume(1000, timeout):
+                if not m.error():
+                    got.setdefault(int(m.key() or b"0"), time.time())
+
+        cpu0, start, n = cpu(), time.time(), 0
+        while time.time() - start < seconds:
+            due, now = int((time.time() - start) * rate), time.time()
+            for k in range(n, due):  # like the feed: what is due, in one flushed append
+                feed.produce("floor.0", b"v" * 250, str(k).encode(), k % FLOOR_PARTITIONS)
+                if k % FLOOR_EVERY == 0:
+                    sent[k] = now
+            n = max(n, due)
+            feed.flush(10)
+            take(0)
+        deadline = time.time() + 10
+        while len(got) < len(sent) and time.time() < deadline:
+            take(0.05)
+        cpu1 = cpu()
+        last.close()
+    finally:
+        stop.set()
+        for proc in stages:
+            proc.join(10)
+    lat = np.array([(got[k] - sent[k]) * 1000 for k in got if k in sent])
+    return {"rate": rate, "records": n, "through": len(lat), "timed": len(sent),
+            "p50_ms": round(float(np.percentile(lat, 50)), 2),
+            "p99_ms": round(float(np.percentile(lat, 99)), 2),
+            "cpu_s": {k: round(cpu1[k] - cpu0[k], 2) for k in cpu1}}
+
+
 def _pid(broker: TansuBroker) -> int | None:
     return broker.process.pid if broker.process is not None else None
 
@@ -233,7 +346,8 @@ def main() -> None:
     ap.add_argument("--instruments", type=int, default=20)
     ap.add_argument("--rate", type=int, default=5_000)
     ap.add_argument("--seconds", type=float, default=10.0)
-    ap.add_argument("--phase", choices=["both", "throughput", "latency"], default="both")
+    ap.add_argument("--phase", choices=["both", "throughput", "latency", "floor"],
+                    default="both")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     result: dict[str, Any] = {}
@@ -247,9 +361,18 @@ def main() -> None:
             result["latency"] = asyncio.run(run(broker.url, broker.bootstrap,
                                                 int(args.rate * args.seconds),
                                                 args.instruments, args.rate, _pid(broker)))
+    if args.phase == "floor":
+        with tansu_broker() as broker:
+            result["floor"] = floor(broker.bootstrap, args.rate, args.seconds, _pid(broker))
     if args.json:
         print(json.dumps(result))
         return
+    if "floor" in result:
+        fl = result["floor"]
+        print(f"floor at {fl['rate']:,} records/s, {FLOOR_STAGES} transactional stages, no "
+              f"service code: p50 {fl['p50_ms']} ms, p99 {fl['p99_ms']} ms over "
+              f"{fl['through']:,}/{fl['timed']:,} timed records")
+        print(_cpu_line(fl["cpu_s"], args.seconds))
     if "throughput" in result:
         thr = result["throughput"]
         print(f"throughput: {thr['ticks']:,} ticks in {thr['elapsed_s']} s = "
