@@ -95,9 +95,6 @@ class _Layout:
     ends: dict[int, int]  # tp_code -> next offset
 
 
-PAGE_SIZE = 4096
-
-
 class _SegmentCodec:
     """Segment bytes: msgpack, zstd-compressed from ``_COMPRESS_FROM`` bytes on. Holds its
     own (not thread-safe) zstd contexts: one per storage."""
@@ -117,7 +114,6 @@ class _SegmentCodec:
 
 
 def _setup(db: sqlite3.Connection, synchronous: str) -> None:
-    db.execute(f"PRAGMA page_size={PAGE_SIZE}")  # a new file only (WAL keeps it after)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute(f"PRAGMA synchronous={synchronous}")
     db.execute("PRAGMA temp_store=MEMORY")
@@ -196,6 +192,8 @@ class _WriteSide:
                  codec: _SegmentCodec) -> None:
         self._codec = codec
         self.topics = dict(layout.topics)
+        # tp_code -> next offset. Advanced inside a transaction, put back if it fails: once
+        # a write returned, what is durable (the storage's reads share this dict).
         self.ends = dict(layout.ends)
         self.data_version = data_version
         self._capacity = capacity
@@ -221,7 +219,8 @@ class _WriteSide:
         self.data_version = version
         layout = _read_layout(db)
         self.topics = dict(layout.topics)
-        self.ends = dict(layout.ends)
+        self.ends.clear()
+        self.ends.update(layout.ends)
         return layout
 
     def _transact(self, db: sqlite3.Connection, body: _Body) -> tuple[_Layout | None, object]:
@@ -234,7 +233,9 @@ class _WriteSide:
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
-            self.ends, self.topics = ends, topics
+            self.ends.clear()
+            self.ends.update(ends)
+            self.topics = topics
             raise
         return layout, result
 
@@ -400,39 +401,32 @@ class SqliteStorage:
         self._capacity = processed_capacity
         self._topics: dict[str, tuple[int, int]] = {}
         self._retention: dict[str, int] = {}
-        self._ends: dict[int, int] = {}  # tp_code -> next offset, durable and applied
         self._tail = TailCache(tail_records)
         layout = _read_layout(self._db)
-        self._adopt(layout)
-        self._recent: dict[str, RecentIds] = {}
         version = int(self._db.execute("PRAGMA data_version").fetchone()[0])
         self._w = _WriteSide(layout, version, processed_capacity, self._codec)
+        self._ends = self._w.ends  # tp_code -> next offset (durable: see ``_WriteSide``)
+        self._adopt(layout)
+        self._recent: dict[str, RecentIds] = {}
         self._checkpointer = Checkpointer(path)
         weakref.finalize(self, self._checkpointer.close)  # a log nobody closed: stop it too
 
     # -- what a committed write changes in memory ----------------------------------------
 
     def _adopt(self, layout: _Layout) -> None:
-        """Take the layout re-read after another process wrote: what the tails hold may now
-        have gaps, so they start afresh."""
+        """Take the layout re-read after another process wrote (the ends are re-read in
+        place): what the tails hold may now have gaps, so they start afresh."""
         self._tail.clear()
         for name, (tid, parts, retention) in layout.topics.items():
             self._topics[name] = (tid, parts)
             self._retention[name] = retention
-        for code, end in layout.ends.items():
-            if end > self._ends.get(code, -1):
-                self._ends[code] = end
 
     def _applied(self, layout: _Layout | None, written: list[_Written], ts_ms: int) -> None:
+        """A write is durable: its records join the tails."""
         if layout is not None:
             self._adopt(layout)
-        ends = self._ends
         for code, topic, partition, base, outs in written:
-            recs = _records(topic, partition, base, outs, ts_ms)
-            end = base + len(outs)
-            if end > ends.get(code, -1):  # ends only grow
-                ends[code] = end
-            self._tail.add(code, recs)
+            self._tail.add(code, _records(topic, partition, base, outs, ts_ms))
 
     # -- the Storage protocol ---------------------------------------------------------
 
@@ -454,11 +448,8 @@ class SqliteStorage:
         if layout is not None:
             self._adopt(layout)
         if name not in self._topics:
-            tid = self._w.topics[name][0]
-            self._topics[name] = (tid, partitions)
+            self._topics[name] = (self._w.topics[name][0], partitions)
             self._retention[name] = retention_ms
-            for p in range(partitions):
-                self._ends.setdefault(tid * MAX_PARTITIONS + p, 0)
 
     def expire(self, now_ms: int, max_rows: int = 50_000) -> int:
         """Delete records older than their topic's retention (whole segments, at most
