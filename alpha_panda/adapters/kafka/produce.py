@@ -86,7 +86,12 @@ _value = itemgetter(1)
 
 def record_headers(hs: ClientHeaders) -> Headers:
     """The client's headers as ``Record.headers`` (a header without value as b"")."""
-    items = tuple(hs.items() if isinstance(hs, dict) else hs)
-    if None not in map(_value, items):  # the usual case, checked without a Python loop
-        return cast(Headers, items)
+    if isinstance(hs, dict):
+        items = tuple(hs.items())
+    else:
+        items = tuple(hs)
+        # A consumed message's list holds bytes, or None for a header without value:
+        # checked without a Python-level loop, this is the per-message path.
+        if None not in map(_value, items):
+            return cast(Headers, items)
     return tuple((k, v.encode() if isinstance(v, str) else v or b"") for k, v in items)
