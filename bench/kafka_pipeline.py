@@ -213,7 +213,7 @@ async def run(url: str, bootstrap: str, n: int, instruments: int, rate: int | No
     out: dict[str, Any] = {"ticks": n, "fills": len(received),
                            "elapsed_s": round((done_ms - first) / 1000, 3),
                            "ticks_per_s": round(n / ((done_ms - first) / 1000)),
-                           # CPU seconds used while the ticks flowed (the feed's at its end)
+                           # CPU seconds each process used while the ticks flowed
                            "cpu_s": {k: round(v - cpu_start.get(k, 0.0), 2)
                                      for k, v in cpu_end.items()}}
     if rate:
