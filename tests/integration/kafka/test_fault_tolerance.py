@@ -39,7 +39,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TOKENS = [408065, 738561, 1270529, 341249]
 TICKS = 6000  # one second of event time per thousand ticks
-SPEED = 2.0  # so the stream lasts ~3 s and the kill lands in the middle of it
+# So the stream lasts ~6 s and the kill lands in the middle of it, even when a loaded machine
+# takes seconds to start the victim (at 2.0, a 3 s stream sometimes ended before the kill).
+SPEED = 1.0
 VICTIMS = ["strategy-runner", "risk-manager", "paper-engine", "portfolio"]
 # Consumer groups the paper pipeline runs, and the topics each reads.
 GROUPS = {
