@@ -81,3 +81,47 @@ def test_record_ids_reads_the_id_header_once_and_caches_it() -> None:
     assert (first.eid, later.eid, none.eid) == ("a1", "b2", None)
     cached = Record("t", 0, 3, None, b"", (("id", b"header"),), eid="cached")
     assert record_ids([cached]) == ["cached"]  # the cache wins: the header is not read again
+
+
+def test_decoding_with_a_guess_gives_what_decode_gives_right_guess_or_wrong() -> None:
+    from alpha_panda.domain.events import MarketTick, OrderFilled
+
+    tick = tick_output("t", 7).value
+    for guess in (MarketTick.EVENT_TYPE, OrderFilled.EVENT_TYPE, None, "no_such_type"):
+        assert CODEC.decode_guessing(tick, guess) == CODEC.decode(tick)
+    bad_price = tick.replace(b'"last_price":10000', b'"last_price":"x"')
+    with pytest.raises(DecodeError) as guessed:
+        CODEC.decode_guessing(bad_price, MarketTick.EVENT_TYPE)
+    with pytest.raises(DecodeError) as plain:
+        CODEC.decode(bad_price)
+    assert str(guessed.value) == str(plain.value)
+    assert "last_price" in str(guessed.value)
+
+
+def test_a_topic_of_mixed_types_is_decoded_right_whatever_came_before() -> None:
+    from alpha_panda.domain.events import KillSwitchSet, new_envelope
+    from alpha_panda.stream.emit import Emit, to_output
+
+    dec = SharedDecoder(CODEC)
+    switch = to_output(Emit("t", new_envelope(KillSwitchSet(active=True), id="k-1", ts=5,
+                                              source="test", key="paper")))
+    recs = [_rec(0, 0), _rec(1, 1), Record("t", 0, 2, switch.key, switch.value, switch.headers),
+            _rec(3, 3)]
+    events = dec.many(recs)  # guessing "tick" after the first, then wrong on the switch
+    assert [type(e.data).__name__ for e in events] == [
+        "MarketTick", "MarketTick", "KillSwitchSet", "MarketTick"]
+    assert events[2].data == KillSwitchSet(active=True)
+
+
+async def test_an_appended_envelope_is_handed_to_readers_as_decoded() -> None:
+    from alpha_panda.stream.log import Output, TopicPartition
+    from tests.contract.helpers import spec, tick
+
+    log = MemoryLog()
+    await log.ensure_topics([spec("t", 1)])
+    env = tick(1)
+    out = tick_output("t", 1)
+    await log.append([Output(out.topic, out.key, out.value, out.headers, None, env)])
+    rec = (await log.read(TopicPartition("t", 0), 0, 10))[0]
+    assert rec.decoded is env and rec.eid is None  # the id is read lazily on a memory log
+    assert SharedDecoder(CODEC)(rec) is env
