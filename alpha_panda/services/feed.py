@@ -67,8 +67,7 @@ class TickPublisher:
                 k = keys[token] = (str(token), str(token).encode())
             env = Envelope(id=eid, type=TICK_TYPE, ts=tick.ts, source=source, key=k[0],
                            correlation_id=eid, data=tick)
-            seq_b = str(seq).encode()
-            headers = (("id", eid.encode()), type_h, source_h, (SEQ_HEADER, seq_b))
+            headers = (("id", eid.encode()), type_h, source_h, (SEQ_HEADER, str(seq).encode()))
             # The envelope rides along: an embedded log's readers take it as decoded.
             outputs.append(Output(MARKET_TICKS, k[1], encode(env), headers, None, env))
         await self._log.append(outputs)

@@ -2,9 +2,9 @@
 
 ``MemoryLog`` and ``SqliteLog`` differ only in where records, offsets and processed ids
 live; consumer groups, partitioning, waiting for data and pausing are shared here. All
-state is owned by the event loop thread. Appends and commits are awaitable (a storage may
-hand its writes to other threads or processes) and what they write becomes readable only
-once it is durable; every other storage call is short and synchronous.
+state is owned by the event loop thread. Appends and commits are coroutines, and what they
+write becomes readable only once it is durable; every other storage call is short and
+synchronous.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
 
 import msgspec
 import structlog
@@ -84,7 +84,7 @@ _decode_segment = msgspec.msgpack.Decoder(list[tuple[bytes | None, bytes,
 _decode_headers = msgspec.msgpack.Decoder(tuple[tuple[str, bytes], ...]).decode
 # (code, topic, partition, first offset, outputs): one partition's share of a write
 _Written = tuple[int, str, int, int, list[Output]]
-_Body = Callable[[sqlite3.Connection], object]  # the work inside one transaction
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,7 +245,10 @@ class _WriteSide:
         self.ends.update(layout.ends)
         return layout
 
-    def _transact(self, db: sqlite3.Connection, body: _Body) -> tuple[_Layout | None, object]:
+    def _transact(self, db: sqlite3.Connection, body: Callable[[sqlite3.Connection], T]
+                  ) -> tuple[_Layout | None, T]:
+        """``body`` in one write transaction (layout re-read first if another process
+        wrote); on any failure, rolled back and the ends and topics put back."""
         ends = dict(self.ends)
         topics = dict(self.topics)
         try:
@@ -294,8 +297,7 @@ class _WriteSide:
 
     def append(self, db: sqlite3.Connection, records: Sequence[Placed], ts_ms: int
                ) -> tuple[_Layout | None, list[_Written]]:
-        layout, written = self._transact(db, lambda d: self._segments(d, records, ts_ms))
-        return layout, written  # type: ignore[return-value]
+        return self._transact(db, lambda d: self._segments(d, records, ts_ms))
 
     def commit(self, db: sqlite3.Connection, group: str, records: Sequence[Placed], ts_ms: int,
                offsets: Mapping[TopicPartition, int], ids: str | bytes, n_ids: int
@@ -319,7 +321,7 @@ class _WriteSide:
         layout, written = self._transact(db, body)
         if n_ids:
             self._journaled(group, seq, n_ids)
-        return layout, written  # type: ignore[return-value]
+        return layout, written
 
     def _code(self, tp: TopicPartition) -> int:
         entry = self.topics.get(tp.topic)
