@@ -423,64 +423,50 @@ class SqliteStorage:
         self._codec = _SegmentCodec()
         _migrate(self._db, self._codec)
         self._capacity = processed_capacity
-        self._topics: dict[str, tuple[int, int]] = {}
-        self._retention: dict[str, int] = {}
         self._tail = TailCache(tail_records)
         layout = _read_layout(self._db)
         version = int(self._db.execute("PRAGMA data_version").fetchone()[0])
         self._w = _WriteSide(layout, version, processed_capacity, self._codec)
         self._ends = self._w.ends  # tp_code -> next offset (durable: see ``_WriteSide``)
-        self._adopt(layout)
         self._recent: dict[str, RecentIds] = {}
         self._checkpointer = Checkpointer(path)
         weakref.finalize(self, self._checkpointer.close)  # a log nobody closed: stop it too
 
     # -- what a committed write changes in memory ----------------------------------------
 
-    def _adopt(self, layout: _Layout) -> None:
-        """Take the layout re-read after another process wrote (the ends are re-read in
-        place): what the tails hold may now have gaps, so they start afresh."""
-        self._tail.clear()
-        for name, (tid, parts, retention) in layout.topics.items():
-            self._topics[name] = (tid, parts)
-            self._retention[name] = retention
-
     def _applied(self, layout: _Layout | None, written: list[_Written], ts_ms: int) -> None:
-        """A write is durable: its records join the tails."""
+        """A write is durable: its records join the tails. (``layout``: another process
+        wrote first, the write side re-read topics and ends; the tails may have gaps now,
+        so they start afresh.)"""
         if layout is not None:
-            self._adopt(layout)
+            self._tail.clear()
         for code, topic, partition, base, outs in written:
             self._tail.add(code, _records(topic, partition, base, outs, ts_ms))
 
     # -- the Storage protocol ---------------------------------------------------------
 
     def topics(self) -> dict[str, int]:
-        return {name: parts for name, (_, parts) in self._topics.items()}
+        return {name: parts for name, (_, parts, _) in self._w.topics.items()}
 
     def refresh(self) -> bool:
         """Pick up what another process (``alpha-panda dlq replay``) appended; True if any."""
-        layout = self._w.probe(self._db)
-        if layout is None:
+        if self._w.probe(self._db) is None:
             return False
-        self._adopt(layout)
+        self._tail.clear()
         return True
 
     def create_topic(self, name: str, partitions: int, retention_ms: int = 0) -> None:
         if partitions > MAX_PARTITIONS:
             raise ConfigurationError(f"topic {name!r}: at most {MAX_PARTITIONS} partitions")
-        layout = self._w.create_topic(self._db, name, partitions, retention_ms)
-        if layout is not None:
-            self._adopt(layout)
-        if name not in self._topics:
-            self._topics[name] = (self._w.topics[name][0], partitions)
-            self._retention[name] = retention_ms
+        if self._w.create_topic(self._db, name, partitions, retention_ms) is not None:
+            self._tail.clear()
 
     def expire(self, now_ms: int, max_rows: int = 50_000) -> int:
         """Delete records older than their topic's retention (whole segments, at most
         ``max_rows`` records)."""
         layout, drops, deleted = self._w.expire(self._db, now_ms, max_rows)
         if layout is not None:
-            self._adopt(layout)
+            self._tail.clear()
         for code, offset in drops:
             self._tail.drop_before(code, offset)
         return deleted
@@ -520,7 +506,7 @@ class SqliteStorage:
         return recent
 
     def _code(self, tp: TopicPartition) -> int | None:
-        entry = self._topics.get(tp.topic)
+        entry = self._w.topics.get(tp.topic)
         if entry is None or not 0 <= tp.partition < entry[1]:
             return None
         return entry[0] * MAX_PARTITIONS + tp.partition
@@ -560,7 +546,7 @@ class SqliteStorage:
 
     def end_offset(self, tp: TopicPartition) -> int:
         # ``_code`` inline: every poll asks this of each partition its consumer owns.
-        entry = self._topics.get(tp.topic)
+        entry = self._w.topics.get(tp.topic)
         partition = tp.partition
         if entry is None or not 0 <= partition < entry[1]:
             return 0
