@@ -6,7 +6,7 @@ headers each; compressed with zstd from 1 KiB on). The rowid *is* the position o
 40) | offset`` with ``tp_code = topic_id * 1024 + partition``, so a partition is one rowid
 range and the segment holding an offset is the last one starting at or before it. One row
 per partition and batch instead of one per record cuts SQLite's work per tick by half;
-compression (ticks shrink 30-fold: their JSON repeats itself) cuts what is left to a tenth,
+compression (ticks shrink 11-fold: their JSON repeats itself) cuts what is left to a tenth,
 for less CPU than SQLite spent copying the raw bytes into pages, the WAL and the file.
 
 ``offsets`` holds group positions; ``processed`` is a journal of processed ids, one row per
@@ -100,7 +100,10 @@ class _SegmentCodec:
     own (not thread-safe) zstd contexts: one per storage."""
 
     def __init__(self) -> None:
-        self._compress = zstandard.ZstdCompressor(level=1).compress
+        # Level -1, one of zstd's fast levels: a replay's ticks shrink 11-fold (15-fold at
+        # level 1: 38 bytes a tick stored instead of 28), for 3-4% fewer instructions per
+        # tick in the whole pipeline (callgrind, 20k ticks).
+        self._compress = zstandard.ZstdCompressor(level=-1).compress
         self._decompress = zstandard.ZstdDecompressor().decompress
 
     def pack(self, entries: Sequence[_Entry]) -> bytes:
