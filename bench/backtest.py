@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import describe, loop_ns
+
 from alpha_panda.backtest import run_backtest
 from alpha_panda.marketdata.files import generate_random_walk, load_ticks, tick_source, write_ticks
 from alpha_panda.strategy.config import config_from_mapping
@@ -57,7 +59,7 @@ def main() -> int:
         "csv_mb": round(size_mb, 1), "load_s": round(load_s, 3),
         "elapsed_s": s["elapsed_s"], "ticks_per_s": s["ticks_per_s"], "cpu_s": round(cpu_s, 3),
         "ticks_per_cpu_s": round(s["ticks"] / cpu_s) if cpu_s > 0 else 0,
-        "peak_rss_mb": round(peak_mb, 1), "summary": s,
+        "peak_rss_mb": round(peak_mb, 1), "machine_loop_ns": round(loop_ns(), 1), "summary": s,
     }
     if args.json:
         print(json.dumps(figures))
@@ -68,6 +70,7 @@ def main() -> int:
     print(f"processing       {s['elapsed_s']:.3f} s  ->  {s['ticks_per_s']:,} ticks/s")
     print(f"processing CPU   {cpu_s:.3f} s  ->  {figures['ticks_per_cpu_s']:,} ticks per CPU-second")
     print(f"peak memory      {peak_mb:.0f} MB (max RSS)")
+    print(describe(figures["machine_loop_ns"]))
     print(f"fills            {s['fills']:,}  round trips {s['round_trips']:,}")
     print(f"P&L              realized {s['realized_pnl']}  unrealized {s['unrealized_pnl']}  "
           f"charges {s['charges']}")

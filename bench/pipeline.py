@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine import describe, loop_ns
 
 from alpha_panda.domain.events import CODEC, OrderFilled
 from alpha_panda.marketdata.files import generate_random_walk, write_ticks
@@ -159,6 +160,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.once:  # one run of each phase, in this process: what the parent aggregates
         print(json.dumps({
+            "machine_loop_ns": round(loop_ns(), 1),  # this run's machine speed (lower: faster)
             "throughput": asyncio.run(_throughput(args.ticks, args.instruments, args.dir)),
             "latency": asyncio.run(_latency(args.rate, args.seconds, args.instruments,
                                             args.dir)),
@@ -168,6 +170,7 @@ def main() -> None:
     result = {phase: {"median": _median([r[phase] for r in runs]),
                       "runs": [r[phase] for r in runs]}
               for phase in ("throughput", "latency")}
+    result["machine_loop_ns"] = [r["machine_loop_ns"] for r in runs]
     if args.json:
         print(json.dumps(result))
         return
@@ -181,6 +184,9 @@ def main() -> None:
     print(f"latency at {lat['rate']:,} ticks/s (median of {len(runs)}): tick-to-fill p50 "
           f"{lat['p50_ms']} ms, p99 {lat['p99_ms']} ms (runs: {', '.join(map(str, p99s))}), "
           f"max {lat['max_ms']} ms over {lat['fills_measured']:,} fills")
+    loops = result["machine_loop_ns"]
+    print(describe(statistics.median(loops),
+                   f", median of {', '.join(map(str, loops))} measured before each run"))
     sys.stdout.flush()
 
 
