@@ -311,6 +311,21 @@ class KafkaConsumer:
                     raise transaction_error(abort_exc, f"abort ({self._group})") from exc
             raise transaction_error(exc, f"commit ({self._group}/{self._member_id})") from exc
 
+    def _flush_on_close(self) -> None:
+        """Flush the producer; a fenced one has nothing left to flush, and says so."""
+        producer = self._producer
+        assert producer is not None
+        try:
+            producer.flush(self._timeout)
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            if not (isinstance(err, KafkaError) and is_fenced(err)):
+                raise transaction_error(exc, f"close ({self._group}/{self._member_id})") from exc
+            # A newer instance of this member took over and aborted whatever this producer
+            # had open: nothing of it is visible, and closing must not fail on that.
+            log.warning("kafka.closed_fenced", group=self._group, member=self._member_id,
+                        error=err.str())
+
     def _commit_offsets(self, offsets: dict[TopicPartition, int]) -> None:
         consumer = self._consumer
         assert consumer is not None
@@ -347,7 +362,7 @@ class KafkaConsumer:
             if self._consumer is not None:
                 await self._cthread.call(self._consumer.close)
             if self._producer is not None:
-                await self._pthread.call(self._producer.flush, self._timeout)
+                await self._pthread.call(self._flush_on_close)
         finally:
             self._assigned.clear()
             self._positions.clear()
