@@ -262,7 +262,9 @@ async def test_sigkill_mid_stream_loses_and_duplicates_nothing(
             cluster.kill(victim)
             await asyncio.sleep(0.3)
             cluster.start(victim, *args[victim])
-            deadline = time.monotonic() + 90
+            # Generous: the loop ends as soon as everything is committed (15-40 s here), but
+            # a slow 2-core VM that is busy with something else as well once missed 90 s.
+            deadline = time.monotonic() + 180
             stable = 0
             while stable < 2:
                 assert time.monotonic() < deadline, "pipeline did not drain after the restart"
