@@ -99,7 +99,7 @@ class BatchRunner:
         else:
             outcome = await self._run(consumer, records, hook)
         if records:
-            metrics.BATCH_SECONDS.labels(p.name).observe(time.perf_counter() - started)
+            metrics.child(metrics.BATCH_SECONDS, p.name).observe(time.perf_counter() - started)
         return outcome
 
     async def _run(self, consumer: Consumer, records: list[Record], hook: Any) -> BatchOutcome:
@@ -155,13 +155,13 @@ class BatchRunner:
             p.recent_ids.update(b.processed)
         for t, k in b.per_topic.items():
             stats.processed += k
-            metrics.PROCESSED.labels(p.name, t).inc(k)
+            metrics.child(metrics.PROCESSED, p.name, t).inc(k)
         if outputs:
             by_topic: dict[str, int] = {}
             for o in outputs:
                 by_topic[o.topic] = by_topic.get(o.topic, 0) + 1
             for t, k in by_topic.items():
-                metrics.EMITTED.labels(p.name, t).inc(k)
+                metrics.child(metrics.EMITTED, p.name, t).inc(k)
         if fatal is not None:
             log_.error("processor.fatal", service=p.name, error=f"{type(fatal).__name__}: {fatal}",
                        exc_info=fatal)
@@ -257,7 +257,7 @@ class BatchRunner:
         for r, eid in zip(run, rids):
             if eid is not None and dedup and eid in seen:
                 stats.duplicates += 1
-                metrics.DUPLICATES.labels(p.name, r.topic).inc()
+                metrics.child(metrics.DUPLICATES, p.name, r.topic).inc()
                 nxt = r.offset + 1
                 continue
             try:
@@ -302,7 +302,7 @@ class BatchRunner:
         s = p.settings
         stats = p.stats
         stats.errors += 1
-        metrics.ERRORS.labels(p.name, r.topic, type(exc).__name__).inc()
+        metrics.child(metrics.ERRORS, p.name, r.topic, type(exc).__name__).inc()
         disposition = classify(exc)
         if disposition is Disposition.FATAL:
             b.fatal = exc
@@ -317,7 +317,7 @@ class BatchRunner:
             delay = backoff_delay(exc, n, s.backoff_base, s.backoff_max)
             p.schedule_retry(consumer, tp, r.offset, delay)
             stats.retried += 1
-            metrics.RETRIES.labels(p.name, r.topic).inc()
+            metrics.child(metrics.RETRIES, p.name, r.topic).inc()
             log_.warning("processor.retry", service=p.name, topic=r.topic,
                          partition=r.partition, offset=r.offset, attempt=n,
                          delay_s=round(delay, 3), error=f"{type(exc).__name__}: {exc}")
@@ -336,7 +336,7 @@ class BatchRunner:
                 return False
         b.outputs.append(dead_letter_output(r, exc, attempts=n, service=p.name))
         stats.dead_lettered += 1
-        metrics.DEAD_LETTERS.labels(p.name, r.topic).inc()
+        metrics.child(metrics.DEAD_LETTERS, p.name, r.topic).inc()
         log_.error("processor.dead_letter", service=p.name, topic=r.topic,
                    partition=r.partition, offset=r.offset, id=eid, attempts=n,
                    error=f"{type(exc).__name__}: {exc}")

@@ -354,7 +354,7 @@ class StreamProcessor:
             ends = await self._log.end_offsets(t)
             lag_t = sum(max(0, ends.get(tp.partition, 0) - consumer.position(tp))
                         for tp in assigned if tp.topic == t)
-            metrics.LAG.labels(self._name, t).set(lag_t)
+            metrics.child(metrics.LAG, self._name, t).set(lag_t)
             total += lag_t
         self.stats.lag = total
         if total == 0 and not self._caught_up:
@@ -363,8 +363,8 @@ class StreamProcessor:
 
     def _report_hot(self, consumer: Consumer) -> None:
         for hot in self._hot.report(consumer.assignment()):
-            metrics.HOT_PARTITION.labels(self._name, hot.tp.topic, str(hot.tp.partition)).set(
-                hot.share)
+            metrics.child(metrics.HOT_PARTITION, self._name, hot.tp.topic,
+                          str(hot.tp.partition)).set(hot.share)
             log_.warning("processor.hot_partition", service=self._name, topic=hot.tp.topic,
                          partition=hot.tp.partition, share=round(hot.share, 3),
                          fair_share=round(hot.fair_share, 3), records=hot.records,
