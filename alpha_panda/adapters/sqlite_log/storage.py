@@ -101,8 +101,9 @@ class _SegmentCodec:
 
     def __init__(self) -> None:
         # Level -1, one of zstd's fast levels: a replay's ticks shrink 11-fold (15-fold at
-        # level 1: 38 bytes a tick stored instead of 28), for 3-4% fewer instructions per
-        # tick in the whole pipeline (callgrind, 20k ticks).
+        # level 1: 38 bytes a tick stored instead of 28), for about 3% fewer instructions
+        # per tick in the whole pipeline (callgrind, 20k ticks; runs vary by 2%). Frames
+        # of either level read back alike.
         self._compress = zstandard.ZstdCompressor(level=-1).compress
         self._decompress = zstandard.ZstdDecompressor().decompress
 
