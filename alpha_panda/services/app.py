@@ -115,7 +115,13 @@ def kafka_settings(settings: Settings) -> Any:
 
 
 def check_port_free(host: str, port: int) -> None:
+    """Raise ``ConfigurationError`` if something listens on ``host:port``.
+
+    Bound the way the API server binds (``SO_REUSEADDR``, as uvicorn does): connections of
+    a run that just stopped, left in TIME_WAIT for a minute, do not make the port busy,
+    so ``make run`` straight after Ctrl-C starts; a listening process still does."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError as exc:
