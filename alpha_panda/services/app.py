@@ -131,10 +131,15 @@ def check_port_free(host: str, port: int) -> None:
 
 
 async def caught_up(pipeline: Pipeline) -> bool:
-    """True when every processor has committed up to the end of every topic it reads."""
+    """True when every processor has committed up to the end of every topic it reads.
+    Each topic's ends are asked once per check (four groups read ``market.ticks``): on
+    Kafka every ask is a broker round trip or more."""
+    ends_of: dict[str, dict[int, int]] = {}
     for p in pipeline.processors:
         for t in p.topics:
-            ends = await pipeline.log.end_offsets(t)
+            ends = ends_of.get(t)
+            if ends is None:
+                ends = ends_of[t] = await pipeline.log.end_offsets(t)
             committed = await pipeline.log.committed_offsets(p.group, t)
             if any(committed.get(part, 0) < end for part, end in ends.items()):
                 return False

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 import pytest
 
 from alpha_panda.adapters.kafka import KafkaLog, KafkaSettings
+from alpha_panda.adapters.kafka import log as kafka_log
 from alpha_panda.domain.errors import BrokerUnavailable, InvariantViolation
 from alpha_panda.stream.log import Consumer, Output, Record, TopicPartition
 from alpha_panda.stream.topics import KeyKind, TopicSpec
@@ -99,6 +100,27 @@ async def test_a_paused_partition_resumes_where_it_stopped(kafka: KafkaLog,
     assert await c.poll(100, 0.5) == []
     c.resume([tp])  # type: ignore[attr-defined]
     assert [r.value for r in await drain(c, 4)] == [b"2", b"3", b"4", b"5"]
+    await c.close()
+
+
+async def test_end_offsets_of_an_idle_transactional_partition_are_exact(
+        kafka: KafkaLog, names: Names, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A commit's outputs end with a transaction marker, which takes an offset: the end
+    of the data is one below the high watermark. The answer must not depend on how fast
+    the broker reports the partition's end: with no time at all to chase it (a loaded
+    machine), the marker was counted as a record, and ``run --exit-at-end`` saw every
+    group one record behind and waited (up to 40 s on Tansu) for two exact answers."""
+    t, out, g = names("src"), names("out"), names("g")
+    await kafka.ensure_topics([spec(t, 1), spec(out, 1)])
+    await kafka.append([Output(t, b"k", b"1")])
+    c = kafka.consumer(g, [t])
+    recs = await drain(c, 1)
+    await c.commit([Output(out, b"k", b"a"), Output(out, b"k", b"b")], {recs[0].tp: 1})
+    monkeypatch.setattr(kafka_log, "_CHASE_S", 0.0)
+    for _ in range(5):
+        assert await kafka.end_offsets(out) == {0: 2}
+    assert await kafka.committed_offsets(g, t) == {0: 1}
+    assert await kafka.end_offsets(t) == {0: 1}
     await c.close()
 
 

@@ -28,8 +28,9 @@ def run(root: Path, ticks: Path, log: str) -> dict[str, object]:
         [sys.executable, "-m", "alpha_panda.cli", "run", "--log", log, "--feed",
          f"replay:{ticks}", "--strategies", str(root / "strategies"), "--exit-at-end", "--json",
          "--no-api", "--data-dir", str(root / f"data-{log[:5]}")],
-        # A hang guard, not a speed test: on a slow 2-core VM the Kafka run of these 5,000
-        # ticks took 43 s once and more than 120 s three times in a row (Tansu).
+        # A hang guard, not a speed test. (These 5,000 ticks once took 43-120 s and more on
+        # Tansu: ``--exit-at-end`` waited for end offsets that counted a transaction marker
+        # as a record now and then; now 4-9 s.)
         capture_output=True, text=True, timeout=300, env=env, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout)  # type: ignore[no-any-return]
