@@ -26,7 +26,7 @@ from alpha_panda.stream.decoding import decoder_for
 from alpha_panda.stream.dedup import RecentIds
 from alpha_panda.stream.embedded import EmbeddedLog
 from alpha_panda.stream.emit import Emit, to_output
-from alpha_panda.stream.hot import HotPartitionTracker
+from alpha_panda.stream.hot import HotAlerts, HotPartitionTracker
 from alpha_panda.stream.log import Consumer, Log, Record, TopicPartition
 from alpha_panda.stream.retry import DEFAULT_RETRY_ATTEMPTS, Disposition, classify
 
@@ -99,6 +99,7 @@ class ProcessorSettings:
     hot_window: float = 10.0
     hot_factor: float = 2.0
     hot_min_records: int = 1000
+    hot_repeat: float = 600.0  # seconds between warnings about a partition that stays hot
     stop_timeout: float = 10.0
     bug_streak: int = 25  # consecutive messages failing with a non-Alpha-Panda exception: a bug
     # Seconds to wait after a small batch (under a quarter of ``batch_size``) before
@@ -154,6 +155,7 @@ class StreamProcessor:
         self._paused: dict[TopicPartition, float] = {}  # partition -> loop time to resume
         self._attempts: dict[tuple[TopicPartition, int], int] = {}
         self._hot = HotPartitionTracker(settings.hot_factor, settings.hot_min_records)
+        self._hot_alerts = HotAlerts(settings.hot_repeat)
         # Messages dead-lettered in a row because the handler raised something that is not
         # one of our errors (NameError, KeyError...): past ``bug_streak`` it is a bug in the
         # service, not bad input, and dead-lettering the whole stream would lose it.
@@ -342,6 +344,8 @@ class StreamProcessor:
         log_.debug("processor.revoked", service=self._name, partitions=len(tps))
         for tp in tps:
             self._paused.pop(tp, None)
+        for tp in self._hot_alerts.forget(tps):
+            metrics.child(metrics.HOT_PARTITION, self._name, tp.topic, str(tp.partition)).set(0)
         self._attempts = {k: v for k, v in self._attempts.items() if k[0] not in tps}
         hook = getattr(self._handler, "on_revoke", None)
         if hook is not None:
@@ -362,11 +366,21 @@ class StreamProcessor:
             log_.info("processor.caught_up", service=self._name, partitions=len(assigned))
 
     def _report_hot(self, consumer: Consumer) -> None:
-        for hot in self._hot.report(consumer.assignment()):
-            metrics.child(metrics.HOT_PARTITION, self._name, hot.tp.topic,
-                          str(hot.tp.partition)).set(hot.share)
-            log_.warning("processor.hot_partition", service=self._name, topic=hot.tp.topic,
-                         partition=hot.tp.partition, share=round(hot.share, 3),
-                         fair_share=round(hot.fair_share, 3), records=hot.records,
-                         top_keys=[(k.decode(errors="replace"), n) for k, n in hot.top_keys])
+        """Every window: the gauge of each partition reported hot, back to 0 once it cools;
+        a warning when it turns hot, repeated at most every ``hot_repeat`` seconds."""
+        hot = self._hot.report(consumer.assignment())
+        warn, cooled = self._hot_alerts.update(hot, time.monotonic())
+        for tp in cooled:
+            metrics.child(metrics.HOT_PARTITION, self._name, tp.topic, str(tp.partition)).set(0)
+            log_.debug("processor.hot_partition_cooled", service=self._name, topic=tp.topic,
+                       partition=tp.partition)
+        for h in hot:
+            metrics.child(metrics.HOT_PARTITION, self._name, h.tp.topic,
+                          str(h.tp.partition)).set(h.share)
+        for h in warn:
+            log_.warning("processor.hot_partition", service=self._name, topic=h.tp.topic,
+                         partition=h.tp.partition, share=round(h.share, 3),
+                         fair_share=round(h.fair_share, 3), records=h.records,
+                         top_keys=[(k.decode(errors="replace"), n) for k, n in h.top_keys],
+                         next_warning_after_s=self._settings.hot_repeat)
 

@@ -108,6 +108,25 @@ def test_shares_are_per_topic_so_a_busy_topic_is_not_a_hot_partition() -> None:
     assert tracker.report(assignment) == []
 
 
+def test_a_partition_that_stays_hot_is_warned_about_once_per_repeat_interval() -> None:
+    from alpha_panda.stream.hot import HotAlerts, HotPartition
+
+    a, b = TopicPartition("t", 0), TopicPartition("t", 1)
+
+    def hot(*tps: TopicPartition) -> list[HotPartition]:
+        return [HotPartition(tp, 0.4, 0.17, 4000, []) for tp in tps]
+
+    alerts = HotAlerts(repeat_s=600)
+    assert alerts.update(hot(a), now=0) == (hot(a), [])
+    assert alerts.update(hot(a), now=10) == ([], [])  # still hot: the gauge says so
+    assert alerts.update([], now=20) == ([], [a])  # cooled
+    assert alerts.update(hot(a, b), now=30) == (hot(b), [])  # a flaps back: no new warning
+    assert alerts.update(hot(a, b), now=605) == (hot(a), [])  # 10 minutes on: a again
+    assert alerts.forget([a]) == [a]
+    assert alerts.forget([a]) == []
+    assert alerts.update(hot(a), now=606) == (hot(a), [b])  # reassigned: a fresh start
+
+
 def test_retry_attempts_depend_on_the_error_class() -> None:
     from alpha_panda.domain.errors import BrokerUnavailable, RateLimited, TransientError
     from alpha_panda.stream.retry import DEFAULT_RETRY_ATTEMPTS, attempts_for

@@ -397,6 +397,50 @@ async def test_metrics_count_processed_records_and_dead_letters_by_service_and_t
         "alpha_panda_stream_lag", {"service": "metered", "topic": "m-in"}) == 0
 
 
+async def test_a_hot_partition_is_warned_about_once_and_its_gauge_drops_when_it_cools() -> None:
+    """A skewed partition is reported every window in the gauge, but warned about once (it
+    was every 10 s, from every processor, all day long); the gauge goes back to 0 once the
+    partition cools (it kept its last hot share for ever)."""
+    from prometheus_client import REGISTRY
+    from structlog.testing import capture_logs
+
+    log = MemoryLog()
+    await log.ensure_topics([spec("hot-in", 4), spec("hot-out", 4)])
+    settings = ProcessorSettings(poll_timeout=0.01, hot_window=0.05, hot_min_records=100)
+    proc = StreamProcessor(log, name="skewed", group="g", topics=["hot-in"],
+                           handler=Echo("hot-out"), settings=settings)
+    from alpha_panda.stream.topics import partition_for
+
+    hot_p = partition_for(b"1", 4)  # token 1's partition
+    labels = {"service": "skewed", "topic": "hot-in", "partition": str(hot_p)}
+    shares: list[float | None] = []
+    stop = asyncio.Event()
+    with capture_logs() as logs:
+        task = asyncio.create_task(proc.run(stop))
+        sent = 0
+        for _ in range(3):  # three bursts, each over a window or more, all on one partition
+            await log.append([tick_output("hot-in", sent + i, 1) for i in range(400)])
+            sent += 400
+            seen: set[float | None] = set()  # the gauge over the burst's windows
+            deadline = time.monotonic() + 10
+            while proc.stats.processed < sent and time.monotonic() < deadline:
+                await asyncio.sleep(0.005)
+            for _ in range(30):
+                await asyncio.sleep(0.005)
+                seen.add(REGISTRY.get_sample_value("alpha_panda_stream_partition_share", labels))
+            shares.append(max(x or 0.0 for x in seen))
+        await asyncio.sleep(0.2)  # idle windows: the partition has cooled
+        cooled = REGISTRY.get_sample_value("alpha_panda_stream_partition_share", labels)
+        stop.set()
+        await asyncio.wait_for(task, 10)
+    warnings = [e for e in logs if e["event"] == "processor.hot_partition"]
+    assert len(warnings) == 1, warnings
+    assert warnings[0]["partition"] == hot_p and warnings[0]["share"] == 1.0
+    assert warnings[0]["top_keys"] == [("1", 400)]
+    assert shares == [1.0, 1.0, 1.0]  # hot in every burst
+    assert cooled == 0
+
+
 async def test_a_processor_with_a_backlog_lets_other_tasks_run() -> None:
     log = MemoryLog()
     await log.ensure_topics([spec("in", 1), spec("out", 1)])
