@@ -467,7 +467,8 @@ class SqliteStorage:
 
     def expire(self, now_ms: int, max_rows: int = 50_000) -> int:
         """Delete records older than their topic's retention (whole segments, at most
-        ``max_rows`` records)."""
+        ``max_rows`` records); let the in-memory tails forget what has grown old."""
+        self._tail.sweep(now_ms)
         layout, drops, deleted = self._w.expire(self._db, now_ms, max_rows)
         if layout is not None:
             self._tail.clear()

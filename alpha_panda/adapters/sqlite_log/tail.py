@@ -5,18 +5,35 @@ records, usually just behind the end of the log; serving those reads from memory
 a SQLite query, a ``Record`` construction and a header decode per record per group.
 Only records whose transaction committed are added, and a partition's tail is always
 contiguous (a gap starts it afresh), so a hit is exactly what SQLite would return.
+
+A tail holds at most about ``per_partition`` records, and none appended more than
+``max_age_ms`` ago: readers in this process are milliseconds behind, and a bound by count
+alone let a long run fill every partition's tail, slow ones included (``make run`` grew by
+0.65 MB a second for its first 10 minutes, and would have gone on, slower, for hours: up
+to 20,000 decoded records in each of its 52 partitions). A reader further behind reads
+from SQLite, as after a restart.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
+
 from alpha_panda.stream.log import Record
+
+_TRIM_STEP = 256  # expired records dropped at a time (so an append costs O(1))
+
+
+def _ts(r: Record) -> int:
+    return r.timestamp_ms
 
 
 class TailCache:
-    """Per partition (by storage code): the last ``per_partition``-ish records."""
+    """Per partition (by storage code): the last ``per_partition``-ish records, none older
+    than ``max_age_ms`` (by the time they were appended) for long."""
 
-    def __init__(self, per_partition: int = 10_000) -> None:
+    def __init__(self, per_partition: int = 10_000, max_age_ms: int = 30_000) -> None:
         self._cap = per_partition
+        self._max_age = max_age_ms
         self._base: dict[int, int] = {}
         self._records: dict[int, list[Record]] = {}
 
@@ -29,11 +46,30 @@ class TailCache:
             self._base[code] = records[0].offset
         else:
             tail.extend(records)
+        now = records[-1].timestamp_ms
         if len(tail) > 2 * self._cap:
             # Trim in big steps so the cost per record stays constant.
             drop = len(tail) - self._cap
             del tail[:drop]
             self._base[code] += drop
+        elif len(tail) > _TRIM_STEP and tail[_TRIM_STEP].timestamp_ms < now - self._max_age:
+            self._expire(code, tail, now - self._max_age)
+
+    def _expire(self, code: int, tail: list[Record], cutoff_ms: int) -> None:
+        """Drop the records of ``tail`` appended before ``cutoff_ms``."""
+        drop = bisect_left(tail, cutoff_ms, key=_ts)
+        if drop:
+            del tail[:drop]
+            self._base[code] += drop
+        if not tail:
+            del self._records[code], self._base[code]
+
+    def sweep(self, now_ms: int) -> None:
+        """Drop what has grown too old in partitions nobody appends to any more."""
+        cutoff = now_ms - self._max_age
+        for code, tail in list(self._records.items()):
+            if tail and tail[0].timestamp_ms < cutoff:
+                self._expire(code, tail, cutoff)
 
     def get(self, code: int, offset: int, limit: int) -> list[Record] | None:
         """Records from ``offset`` if the tail holds it, else None (ask the database)."""
@@ -44,6 +80,9 @@ class TailCache:
         if i < 0 or i >= len(tail):
             return None
         return tail[i:i + limit]
+
+    def __len__(self) -> int:
+        return sum(len(t) for t in self._records.values())
 
     def drop_before(self, code: int, offset: int) -> None:
         """Forget records below ``offset`` (they expired)."""

@@ -71,6 +71,29 @@ def test_tail_cache_serves_contiguous_records_only() -> None:
     assert tail.get(7, 18, 1) is None
 
 
+def test_tail_cache_forgets_records_older_than_its_age_bound() -> None:
+    """A long run kept up to 20,000 records per partition whatever their age: a day of
+    ``make run`` would have held about a million decoded records. Old ones go now, from
+    busy partitions as they grow and from idle ones on ``sweep``; what stays is contiguous
+    and ends at the partition's end."""
+    tail = TailCache(per_partition=100_000, max_age_ms=1_000)
+    busy = [Record("t", 0, i, None, b"", (), timestamp_ms=i * 10) for i in range(1_000)]  # 10 s
+    for i in range(0, 1_000, 50):
+        tail.add(1, busy[i:i + 50])
+    kept = tail.get(1, 0, 10_000) or []
+    assert not kept  # offset 0 is long gone
+    first = next(i for i in range(1_000) if tail.get(1, i, 1))
+    assert tail.get(1, first, 10_000) == busy[first:]  # contiguous, up to the end
+    assert busy[-1].timestamp_ms - busy[first].timestamp_ms <= 1_000 + 10 * 256  # old ones went in steps
+    tail.add(2, [Record("t", 1, 0, None, b"", (), timestamp_ms=9_000)])  # a quiet partition
+    tail.sweep(now_ms=9_500)
+    assert tail.get(2, 0, 1) is not None  # young enough
+    tail.sweep(now_ms=20_000)
+    assert tail.get(2, 0, 1) is None and tail.get(1, 999, 1) is None and len(tail) == 0
+    tail.add(2, [Record("t", 1, 1, None, b"", (), timestamp_ms=20_001)])  # starts afresh
+    assert [r.offset for r in tail.get(2, 1, 5) or []] == [1]
+
+
 def test_record_ids_reads_the_id_header_once_and_caches_it() -> None:
     from alpha_panda.stream.records import record_ids
 
