@@ -32,7 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/log.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check alpha_panda tests bench
+	$(BIN)/ruff check alpha_panda tests bench scripts
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
