@@ -37,8 +37,8 @@ from alpha_panda.stream.topics import DAY_MS, REGISTRY, KeyKind, TopicSpec
 log = structlog.get_logger(__name__)
 _members = count(1)
 _CHASE_S = 0.01  # how long end_offsets reads a busy partition before trusting the fetch
-# ... and how long it waits for the end of one whose last offsets it has not seen as
-# data (a transaction marker, or records still coming) before counting them as data.
+# ... and, at most, for the end of an idle one whose last offset it has not seen as data
+# (a transaction marker) before counting it as data.
 _SETTLE_S = 0.25
 # ListOffsets timestamps: the log start and the high watermark (``offsets_for_times``).
 _EARLIEST, _LATEST = -2, -1
@@ -314,19 +314,21 @@ class KafkaLog:
 
         A partition is done at EOF. One that is still being appended to may never reach
         EOF, so after ``_CHASE_S`` it is done at the high watermark of the last fetch if
-        its last record read is the one just below it (exact). If not, the offsets between
-        are a trailing transaction marker or records not fetched yet: it waits for EOF (an
-        idle partition's comes within a fetch) up to ``_SETTLE_S``, then counts them as
-        data, i.e. reports at most the true end plus the marker while the partition is
-        busy anyway. (Counting them at once, an idle partition whose EOF was slower than
-        ``_CHASE_S``, common on a loaded machine, read as one record behind: on Tansu,
-        ``run --exit-at-end`` waited up to 40 s for two exact answers in a row.)
+        its last record read is the one just below it (exact), or if that watermark moved
+        (busy: the offsets above the last record read are counted as data, i.e. at most
+        the true end plus a transaction marker while it is busy anyway). An idle one whose
+        last offset is not data (a trailing transaction marker) waits for its EOF, which
+        comes within a fetch, up to ``_SETTLE_S``. (Counting the marker at once, an idle
+        partition whose EOF was slower than ``_CHASE_S``, common on a loaded machine, read
+        as one record behind: ``run --exit-at-end`` on Tansu waited up to 40 s for two
+        exact answers in a row.)
         """
         inspector = self._inspector
         assert inspector is not None
         inspector.assign([RdTopicPartition(topic, p, off) for p, off in starts.items()])
         last: dict[int, int] = {}
         done: dict[int, tuple[int | None, int]] = {}
+        first_high: dict[int, int] = {}  # the watermark each partition had after the chase
         now = time.monotonic()
         deadline = now + self._timeout
         chase_until, settle_until = now + _CHASE_S, now + _SETTLE_S
@@ -350,7 +352,8 @@ class KafkaLog:
                     _, fetched_high = inspector.get_watermark_offsets(
                         RdTopicPartition(topic, p), cached=True)
                     fetched_high = fetched_high or off + 1
-                    if off + 1 >= fetched_high or now > settle_until:
+                    moved = first_high.setdefault(p, fetched_high) != fetched_high
+                    if off + 1 >= fetched_high or moved or now > settle_until:
                         done[p] = (max(off, fetched_high - 1), fetched_high)
         return done
 

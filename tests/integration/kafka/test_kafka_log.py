@@ -117,6 +117,7 @@ async def test_end_offsets_of_an_idle_transactional_partition_are_exact(
     recs = await drain(c, 1)
     await c.commit([Output(out, b"k", b"a"), Output(out, b"k", b"b")], {recs[0].tp: 1})
     monkeypatch.setattr(kafka_log, "_CHASE_S", 0.0)
+    monkeypatch.setattr(kafka_log, "_SETTLE_S", 30.0)  # only the EOF may end the wait
     for _ in range(5):
         assert await kafka.end_offsets(out) == {0: 2}
     assert await kafka.committed_offsets(g, t) == {0: 1}
