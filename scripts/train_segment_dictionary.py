@@ -3,12 +3,14 @@
 Runs the whole pipeline on the simulator at its default rate (a live feed: a few ticks per
 append, so small segments) for ``--seconds``, with the sample strategies trading; then
 appends Kite full-mode ticks (OHLC, depth, open interest) built around the simulator's
-prices, as the live feed would; and trains a dictionary on every segment under 1 KiB,
-as the log packs it: ticks, signals, orders, fills, P&L snapshots.
+prices, in packets of 1 to 30 instruments as KiteTicker sends them; and trains a
+dictionary on every segment the log compresses with one (64 bytes to 16 KiB), as the log
+packs it: ticks, signals, orders, fills, P&L snapshots.
 
 Writes ``alpha_panda/data/zstd/segments-<id>.zdict`` and prints how much it shrinks the
 segments it was not trained on. An id's bytes must never change (logs on disk name the
-dictionary they need), so an existing file is never overwritten: pass the next ``--id``.
+dictionary they need) and new segments take the highest id, so ``--id`` must be above
+every shipped one.
 
     python scripts/train_segment_dictionary.py --id 0x41500001 --seconds 120
 """
@@ -26,7 +28,7 @@ import zstandard
 
 from alpha_panda.adapters.sqlite_log import SqliteLog, dictionary
 from alpha_panda.adapters.sqlite_log.storage import (
-    _COMPRESS_FROM,
+    _DICT_BELOW,
     _DICT_FROM,
     _encode_segment,
     _SegmentCodec,
@@ -77,7 +79,7 @@ async def _append_kite_ticks(path: Path, appends: int) -> None:
     ts, seq = 1_796_269_500_000_000_000, 0
     for _ in range(appends):
         batch = []
-        for _ in range(rng.randrange(1, 4)):
+        for _ in range(rng.randrange(1, 31)):
             token = rng.choice(list(prices))
             prices[token] += rng.randrange(-4, 5) * 5
             ts += rng.randrange(1, 50_000_000)
@@ -88,13 +90,13 @@ async def _append_kite_ticks(path: Path, appends: int) -> None:
 
 
 def _small_segments(path: Path) -> list[bytes]:
-    """Every segment under 1 KiB as the log packs it before compression."""
+    """Every segment the log compresses with a dictionary, as it packs it before."""
     codec = _SegmentCodec()
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     out = []
     for (data,) in db.execute("SELECT data FROM segments"):
         raw = _encode_segment(codec.unpack(data))
-        if _DICT_FROM <= len(raw) < _COMPRESS_FROM:
+        if _DICT_FROM <= len(raw) < _DICT_BELOW:
             out.append(raw)
     db.close()
     return out
@@ -105,11 +107,13 @@ def main() -> None:
     ap.add_argument("--id", type=lambda s: int(s, 0), required=True,
                     help="the new dictionary's id (e.g. 0x41500001); never reuse one")
     ap.add_argument("--seconds", type=float, default=120.0)
-    ap.add_argument("--kite-appends", type=int, default=3000)
+    ap.add_argument("--kite-appends", type=int, default=1000)
     args = ap.parse_args()
     target = Path(dictionary.__file__).parents[2] / "data" / "zstd" / dictionary.file_name(args.id)
-    if target.exists():
-        raise SystemExit(f"{target} exists: dictionary ids are never reused; pass another --id")
+    shipped = max(dictionary.dictionaries(), default=0)
+    if args.id <= shipped:
+        raise SystemExit(f"--id {args.id:#x}: new segments take the highest id, and "
+                         f"{shipped:#x} ships already; ids are never reused")
     configure_logging(json=False, level="WARNING")
     with tempfile.TemporaryDirectory() as tmp:
         asyncio.run(_run_pipeline(Path(tmp), args.seconds))

@@ -345,7 +345,7 @@ class StreamProcessor:
         for tp in tps:
             self._paused.pop(tp, None)
         for tp in self._hot_alerts.forget(tps):
-            metrics.child(metrics.HOT_PARTITION, self._name, tp.topic, str(tp.partition)).set(0)
+            self._hot_share(tp, 0.0)
         self._attempts = {k: v for k, v in self._attempts.items() if k[0] not in tps}
         hook = getattr(self._handler, "on_revoke", None)
         if hook is not None:
@@ -371,12 +371,11 @@ class StreamProcessor:
         hot = self._hot.report(consumer.assignment())
         warn, cooled = self._hot_alerts.update(hot, time.monotonic())
         for tp in cooled:
-            metrics.child(metrics.HOT_PARTITION, self._name, tp.topic, str(tp.partition)).set(0)
+            self._hot_share(tp, 0.0)
             log_.debug("processor.hot_partition_cooled", service=self._name, topic=tp.topic,
                        partition=tp.partition)
         for h in hot:
-            metrics.child(metrics.HOT_PARTITION, self._name, h.tp.topic,
-                          str(h.tp.partition)).set(h.share)
+            self._hot_share(h.tp, h.share)
         for h in warn:
             log_.warning("processor.hot_partition", service=self._name, topic=h.tp.topic,
                          partition=h.tp.partition, share=round(h.share, 3),
@@ -384,3 +383,5 @@ class StreamProcessor:
                          top_keys=[(k.decode(errors="replace"), n) for k, n in h.top_keys],
                          next_warning_after_s=self._settings.hot_repeat)
 
+    def _hot_share(self, tp: TopicPartition, share: float) -> None:
+        metrics.child(metrics.HOT_PARTITION, self._name, tp.topic, str(tp.partition)).set(share)

@@ -2,8 +2,8 @@
 
 Layout: ``segments`` holds the records, several per row: each append or commit writes one
 row per partition it touches, holding that partition's new records (msgpack: key, value,
-headers each; zstd-compressed from 1 KiB on, and from 64 bytes on with a dictionary that
-ships with the package, see ``dictionary``). The rowid *is* the position of the segment's
+headers each; zstd-compressed from 64 bytes on, below 16 KiB with a dictionary that ships
+with the package, see ``dictionary``). The rowid *is* the position of the segment's
 first record, ``(tp_code << 40) | offset`` with ``tp_code = topic_id * 1024 + partition``,
 so a partition is one rowid range and the segment holding an offset is the last one
 starting at or before it. One row per partition and batch instead of one per record cuts
@@ -81,8 +81,12 @@ _SEGMENT_RECORDS: Final = 1000  # at most this many records per row when migrati
 _Entry = tuple[bytes | None, bytes, Headers]
 _encode_segment = msgspec.msgpack.Encoder().encode
 _ZSTD_MAGIC: Final = b"\x28\xb5\x2f\xfd"  # a zstd frame; msgpack arrays start 0x9_/0xdc/0xdd
-_COMPRESS_FROM: Final = 1024  # bytes: smaller segments (an order, a fill) take the dictionary
-_DICT_FROM: Final = 64  # bytes: smaller ones are stored as they are
+_COMPRESS_FROM: Final = 1024  # bytes: shorter journal rows are stored as they are
+# Segments from 64 bytes (smaller: stored as they are) to 16 KiB (a live feed's few
+# ticks, an order, a fill) take the dictionary; bigger ones (a replay's batches) are
+# big enough for zstd alone.
+_DICT_FROM: Final = 64
+_DICT_BELOW: Final = 16 * 1024
 _decode_segment = msgspec.msgpack.Decoder(list[tuple[bytes | None, bytes,
                                                      tuple[tuple[str, bytes], ...]]]).decode
 _decode_headers = msgspec.msgpack.Decoder(tuple[tuple[str, bytes], ...]).decode
@@ -100,9 +104,9 @@ class _Layout:
 
 
 class _SegmentCodec:
-    """Segment bytes: msgpack, zstd-compressed from ``_COMPRESS_FROM`` bytes on, and with
-    the shipped dictionary (``dictionary``) from ``_DICT_FROM`` bytes on. Holds its own
-    (not thread-safe) zstd contexts: one per storage."""
+    """Segment bytes: msgpack, zstd-compressed from ``_DICT_FROM`` bytes on, with the
+    shipped dictionary (``dictionary``) below ``_DICT_BELOW``. Holds its own (not
+    thread-safe) zstd contexts: one per storage."""
 
     def __init__(self) -> None:
         # Level -1, one of zstd's fast levels: a replay's ticks shrink 11-fold (15-fold at
@@ -112,7 +116,7 @@ class _SegmentCodec:
         self._compress = zstandard.ZstdCompressor(level=-1).compress
         self._decompress = zstandard.ZstdDecompressor().decompress
         # Small segments (a live feed's few ticks, an order, a fill): with the dictionary,
-        # about 6-fold smaller for about 3 us each. Every frame names its dictionary.
+        # 5-6 fold smaller for about 3 us each. Every frame names its dictionary.
         self._with_dict: dict[int, Callable[[bytes], bytes]] = {
             dict_id: zstandard.ZstdDecompressor(dict_data=d).decompress
             for dict_id, d in dictionary.dictionaries().items()}
@@ -123,13 +127,11 @@ class _SegmentCodec:
     def pack(self, entries: Sequence[_Entry]) -> bytes:
         data = _encode_segment(entries)
         n = len(data)
-        if n >= _COMPRESS_FROM:
-            return self._compress(data)
-        if n >= _DICT_FROM and self._compress_small is not None:
-            small = self._compress_small(data)
-            if len(small) < n:
-                return small
-        return data
+        compress_small = self._compress_small
+        if compress_small is not None and _DICT_FROM <= n < _DICT_BELOW:
+            small = compress_small(data)
+            return small if len(small) < n else data
+        return self._compress(data) if n >= _COMPRESS_FROM else data
 
     def unpack(self, data: bytes) -> list[_Entry]:
         if data[:4] == _ZSTD_MAGIC:
@@ -139,7 +141,7 @@ class _SegmentCodec:
             else:
                 decompress = self._with_dict.get(dict_id)
                 if decompress is None:
-                    raise ValidationError(
+                    raise ConfigurationError(
                         f"a log segment needs zstd dictionary {dict_id:08x}, which this version "
                         "of Alpha Panda does not have: was the log written by a newer one?")
                 data = decompress(data)

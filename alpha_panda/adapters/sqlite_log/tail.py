@@ -6,8 +6,10 @@ a SQLite query, a ``Record`` construction and a header decode per record per gro
 Only records whose transaction committed are added, and a partition's tail is always
 contiguous (a gap starts it afresh), so a hit is exactly what SQLite would return.
 
-A tail holds at most about ``per_partition`` records, and none appended more than
-``max_age_ms`` ago: readers in this process are milliseconds behind, and a bound by count
+A tail holds at most about ``per_partition`` records, and forgets those appended more than
+``max_age_ms`` ago (a busy partition's as it grows, in steps of a few hundred; an idle one's
+on ``sweep``, which the storage's periodic expiry calls every 30 s): readers in this process
+are milliseconds behind, and a bound by count
 alone let a long run fill every partition's tail, slow ones included (``make run`` grew by
 0.65 MB a second for its first 10 minutes, and would have gone on, slower, for hours: up
 to 20,000 decoded records in each of its 52 partitions). A reader further behind reads
@@ -20,7 +22,7 @@ from bisect import bisect_left
 
 from alpha_panda.stream.log import Record
 
-_TRIM_STEP = 256  # expired records dropped at a time (so an append costs O(1))
+_TRIM_STEP = 256  # expired records are dropped once more than this many (amortised O(1))
 
 
 def _ts(r: Record) -> int:
@@ -28,8 +30,8 @@ def _ts(r: Record) -> int:
 
 
 class TailCache:
-    """Per partition (by storage code): the last ``per_partition``-ish records, none older
-    than ``max_age_ms`` (by the time they were appended) for long."""
+    """Per partition (by storage code): the last ``per_partition``-ish records, none of them
+    appended more than ``max_age_ms`` ago for long."""
 
     def __init__(self, per_partition: int = 10_000, max_age_ms: int = 30_000) -> None:
         self._cap = per_partition

@@ -11,7 +11,7 @@ import zstandard
 
 from alpha_panda.adapters.sqlite_log import SqliteLog, dictionary
 from alpha_panda.adapters.sqlite_log.storage import _encode_segment, _SegmentCodec
-from alpha_panda.domain.errors import ValidationError
+from alpha_panda.domain.errors import ConfigurationError
 from alpha_panda.domain.events import CODEC, MarketTick
 from alpha_panda.services.feed import TickPublisher
 from alpha_panda.stream.log import TopicPartition
@@ -65,25 +65,48 @@ async def test_a_live_feeds_ticks_are_stored_five_times_smaller_and_read_back(
     await log.close()
 
 
+def _dict_id(frame: bytes) -> int | None:
+    return zstandard.get_frame_parameters(frame).dict_id if frame[:4] == _ZSTD else None
+
+
 def test_every_stored_form_reads_back() -> None:
     codec = _SegmentCodec()
+    shipped = max(dictionary.dictionaries())
     tiny = [(b"k", b"x", ())]
     assert codec.pack(tiny) == _encode_segment(tiny)  # under 64 bytes: nothing to gain
     tick = tick_output("t", 1)
-    small = [(tick.key, tick.value, tick.headers)]
-    big = small * 20
-    for entries in (tiny, small, big):
+    one = [(tick.key, tick.value, tick.headers)]
+    several = one * 12  # a Kite packet's worth: still the dictionary (under 16 KiB)
+    replay = one * 100  # a replay's batch: plain zstd
+    assert [_dict_id(codec.pack(e)) for e in (tiny, one, several, replay)] == [
+        None, shipped, shipped, 0]
+    for entries in (tiny, one, several, replay):
         assert codec.unpack(codec.pack(entries)) == entries
-    assert zstandard.get_frame_parameters(codec.pack(big)).dict_id == 0  # plain zstd
     # what logs written before the dictionary hold: small segments raw
-    assert codec.unpack(_encode_segment(small)) == small
+    assert codec.unpack(_encode_segment(one)) == one
 
 
-def test_a_segment_of_an_unknown_dictionary_is_a_clear_error() -> None:
+def _trained(dict_id: int) -> tuple[zstandard.ZstdCompressionDict, list[bytes]]:
     tick = tick_output("t", 1)
     samples = [_encode_segment([(tick.key, tick.value + str(i).encode(), tick.headers)])
                for i in range(400)]
-    foreign = zstandard.train_dictionary(4096, samples, dict_id=0x7FFF0001)
+    return zstandard.train_dictionary(4096, samples, dict_id=dict_id), samples
+
+
+def test_segments_of_an_older_dictionary_read_after_a_newer_one_ships(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    shipped = dictionary.dictionaries()
+    newer, samples = _trained(max(shipped) + 1)
+    before = _SegmentCodec()
+    written = before.pack([(b"k", samples[0], ())])
+    monkeypatch.setattr(dictionary, "dictionaries", lambda: {**shipped, newer.dict_id(): newer})
+    after = _SegmentCodec()
+    assert after.unpack(written) == [(b"k", samples[0], ())]
+    assert _dict_id(after.pack([(b"k", samples[1], ())])) == newer.dict_id()
+
+
+def test_a_segment_of_an_unknown_dictionary_is_a_clear_error() -> None:
+    foreign, samples = _trained(0x7FFF0001)
     frame = zstandard.ZstdCompressor(dict_data=foreign).compress(samples[0])
-    with pytest.raises(ValidationError, match="7fff0001.*newer"):
+    with pytest.raises(ConfigurationError, match="7fff0001.*newer"):
         _SegmentCodec().unpack(frame)

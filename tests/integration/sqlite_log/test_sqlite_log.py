@@ -246,3 +246,24 @@ async def test_big_segments_are_stored_compressed_and_read_back(tmp_path: Path) 
     assert [r.value for r in recs] == [*values, b"small"]
     assert [r.header("id") for r in recs[:2]] == [b"id-0", b"id-1"]
     await log.close()
+
+
+async def test_the_periodic_expiry_lets_the_in_memory_tails_forget_old_records(
+        tmp_path: Path) -> None:
+    """A partition nobody appends to any more keeps no records in memory for long; reads
+    of them go to the file and give the same records."""
+    import time
+
+    path = tmp_path / "log.sqlite"
+    log = SqliteLog(path)
+    await log.ensure_topics([spec("t", 1)])
+    await log.append([raw("t", b"k", str(i).encode(), f"id-{i}") for i in range(10)])
+    storage = log._storage
+    assert len(storage._tail) == 10  # type: ignore[attr-defined]
+    storage.expire(int(time.time() * 1000))
+    assert len(storage._tail) == 10  # type: ignore[attr-defined]  # still young
+    storage.expire(int(time.time() * 1000) + 31_000)
+    assert len(storage._tail) == 0  # type: ignore[attr-defined]
+    recs = await log.read(TopicPartition("t", 0), 0, 100)
+    assert [r.value for r in recs] == [str(i).encode() for i in range(10)]
+    await log.close()
