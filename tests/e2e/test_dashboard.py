@@ -103,6 +103,10 @@ def documents() -> dict[str, bytes]:
         ])
     ]
     signals = [
+        # a sample strategy's id and reason, as long as they come
+        SignalView(signal_id="s3", strategy_id="vwap_reversion_finance", instrument_token=81153,
+                   side="BUY", quantity=2, order_type="MARKET", status="VALIDATED",
+                   reason="below VWAP by 0.42%, reverting", ts=T0 + 150 * S),
         SignalView(signal_id="s2", strategy_id="sma_cross_banks", instrument_token=341249,
                    side="BUY", quantity=100, order_type="MARKET", status="REJECTED",
                    reason_code="MAX_POSITION", message="position 125 would exceed max 50",
@@ -207,6 +211,13 @@ def test_dashboard_shows_exact_figures_and_switches_broker(
         expect(page.locator("#ready")).to_have_text("not ready")
         expect(page.locator("#curve svg path")).to_have_count(2)
         expect(page.locator("#curve-change")).to_have_text("+₹3,483.38 since 09:15:00")
+        # the reasons are readable without scrolling sideways (at 1440 px, side by side,
+        # the signals' reasons were squeezed to a sliver and cut off at the panel's edge)
+        for table in ("#orders", "#signals"):
+            overflow = page.evaluate(
+                "t => { const p = document.querySelector(t).closest('.panel');"
+                " return p.scrollWidth - p.clientWidth; }", table)
+            assert overflow <= 0, f"{table} is {overflow} px wider than its panel"
         page.screenshot(path=str(tmp_path / "dashboard-paper.png"), full_page=True)
         shown = page.evaluate(
             "xs => xs.map(inr)", ["0.00", "-0.05", "999.99", "1000.00", "-123456.70",
