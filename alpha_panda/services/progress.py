@@ -18,14 +18,23 @@ if TYPE_CHECKING:
     from alpha_panda.services.app import SystemRun
 
 
+def where(run: SystemRun) -> str | None:
+    """Where the dashboard, the API and its docs are (None: the API is off)."""
+    s = run.settings
+    if not s.api.enabled:
+        return None
+    url = f"http://{s.api.host}:{s.api.port}"
+    return f"dashboard {url}/  API {url}/api/v1/portfolios/paper  docs {url}/docs"
+
+
 def render(run: SystemRun) -> Group:
     p = run.pipeline
     s = run.settings
     head = Text()
-    if s.api.enabled:
-        url = f"http://{s.api.host}:{s.api.port}"
+    api = where(run)
+    if api is not None:
         head.append("Alpha Panda  ", style="bold magenta")
-        head.append(f"dashboard {url}/  API {url}/api/v1/portfolios/paper  docs {url}/docs\n")
+        head.append(api + "\n")
     head.append(f"data {s.data_dir}  log {s.log}  (service logs: ALPHA_PANDA_LOG_LEVEL=INFO)\n",
                 style="dim")
     elapsed = time.perf_counter() - run.started if run.started else 0.0
@@ -71,7 +80,12 @@ async def show_progress(run: SystemRun, stop: asyncio.Event, interval: float = 0
 
 
 async def _plain(run: SystemRun, stop: asyncio.Event, console: Console, interval: float) -> None:
-    """A line every few seconds when stderr is not a terminal (CI, logs)."""
+    """A line every few seconds when stderr is not a terminal (CI, logs, a service manager),
+    after one saying where the API is (the terminal's live view has it at the top)."""
+    api = where(run)
+    if api is not None:
+        # soft_wrap: one line however long (rich wraps at 80 columns off a terminal)
+        console.print(f"Alpha Panda  {api}", highlight=False, soft_wrap=True)
     while not stop.is_set():
         try:
             await asyncio.wait_for(stop.wait(), timeout=interval)
@@ -85,4 +99,4 @@ async def _plain(run: SystemRun, stop: asyncio.Event, console: Console, interval
             snap = h.snapshot(None)
             parts.append(f"{broker}: fills={h.fills} realized={format_rupees(snap.realized)} "
                          f"unrealized={format_rupees(snap.unrealized)}")
-        console.print("progress " + "  ".join(parts), highlight=False)
+        console.print("progress " + "  ".join(parts), highlight=False, soft_wrap=True)

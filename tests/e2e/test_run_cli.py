@@ -64,6 +64,8 @@ def test_run_shows_fills_over_http_and_ctrl_c_exits_cleanly(tmp_path: Path) -> N
     finally:
         code, err = stop(proc)
     assert code == 0, err[-3000:]
+    # where the API is, also when stderr is not a terminal (a pipe here)
+    assert f"dashboard {base}/  API {base}/api/v1/portfolios/paper  docs {base}/docs" in err
     fills_before = portfolio["fills"]
 
     # restart on the same data directory: positions come back from the log
