@@ -31,7 +31,8 @@ def _read(path: Path) -> dict[str, Any]:
     return raw
 
 
-def _hhmm(text: str) -> time:
+def hhmm(text: str) -> time:
+    """``"09:15"`` as a ``time``; ValueError if it is not one."""
     hours, minutes = text.split(":")
     return time(int(hours), int(minutes))
 
@@ -61,8 +62,8 @@ class MarketCalendar:
         try:
             session = raw.get("session", {})
             return cls(
-                open=_hhmm(session.get("open", "09:15")),
-                close=_hhmm(session.get("close", "15:30")),
+                open=hhmm(session.get("open", "09:15")),
+                close=hhmm(session.get("close", "15:30")),
                 holidays=frozenset(date.fromisoformat(d) for d in raw["holidays"]),
             )
         except (KeyError, ValueError) as exc:

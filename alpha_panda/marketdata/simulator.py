@@ -1,8 +1,12 @@
 """A deterministic NSE-like market: random walks on the 0.05 grid over a simulated session.
 
 The session clock starts at the configured IST open (09:15 by default) on the current
-IST date, whatever the wall-clock hour, so ``make run`` trades at any time of day. The
-simulator is pure: it produces ticks; the feed service paces and publishes them.
+IST date, whatever the wall-clock hour, so ``make run`` trades at any time of day. Given
+a calendar, a session ends at its close (15:30) and the clock moves on to the next trading
+day's open, prices carried over: a long run goes through sessions as the market does (DAY
+orders expire, intraday positions are squared off, daily limits start afresh), never
+through the night. The simulator is pure: it produces ticks; the feed service paces and
+publishes them.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
+from typing import Protocol
 
 from alpha_panda.domain.events import MarketTick
 from alpha_panda.marketdata.instruments import SIM_INSTRUMENTS, Instrument
@@ -30,6 +35,18 @@ def today_ist() -> date:
     return datetime.now(IST).date()
 
 
+class Sessions(Protocol):
+    """When the market is open (``execution.market.MarketCalendar`` is one)."""
+
+    def close_ns(self, ts_ns: int) -> int:
+        """The close of the session of the IST day ``ts_ns`` falls on."""
+        ...
+
+    def next_open_ns(self, ts_ns: int) -> int:
+        """``ts_ns`` if the market is open then, else the next session's open."""
+        ...
+
+
 @dataclass
 class SimulatorState:
     """Where a simulator stands; enough to resume after a restart."""
@@ -44,7 +61,9 @@ class MarketSimulator:
 
     Each tick moves one instrument (round-robin) by a normally distributed number of
     ticks (``volatility_bps`` of price, on its tick grid) and carries a random traded
-    quantity; the simulated clock advances by ``step_ns`` per tick.
+    quantity; the simulated clock advances by ``step_ns`` per tick, and with ``sessions``
+    jumps from each session's close to the next session's open (no tick at or after a
+    close).
     """
 
     def __init__(
@@ -56,6 +75,7 @@ class MarketSimulator:
         step_ns: int = 5_000_000,
         state: SimulatorState | None = None,
         start_ns: int | None = None,
+        sessions: Sessions | None = None,
     ) -> None:
         if not instruments:
             raise ValueError("the simulator needs at least one instrument")
@@ -69,6 +89,8 @@ class MarketSimulator:
         # Seed from the position too, so a resumed simulator does not replay the same moves.
         self._rng = random.Random(f"{seed}:{self.state.seq}")
         self._cum_volume: dict[int, int] = {}
+        self._sessions = sessions
+        self._close_ns = sessions.close_ns(self.state.clock_ns) if sessions else None
 
     @property
     def instruments(self) -> list[Instrument]:
@@ -78,6 +100,7 @@ class MarketSimulator:
         """The next ``n`` ticks, in time order."""
         out: list[MarketTick] = []
         rng, state, insts = self._rng, self.state, self._instruments
+        close = self._close_ns
         for _ in range(n):
             inst = insts[state.seq % len(insts)]
             token, grid = inst.instrument_token, inst.tick_size
@@ -89,6 +112,8 @@ class MarketSimulator:
             cum = self._cum_volume.get(token, 0) + qty
             self._cum_volume[token] = cum
             state.clock_ns += self._step_ns
+            if close is not None and state.clock_ns >= close:
+                close = self._next_session()
             state.seq += 1
             out.append(
                 MarketTick(
@@ -100,3 +125,13 @@ class MarketSimulator:
                 )
             )
         return out
+
+    def _next_session(self) -> int:
+        """Move the clock to the next session's open; that session's close."""
+        sessions = self._sessions
+        assert sessions is not None
+        state = self.state
+        state.clock_ns = sessions.next_open_ns(state.clock_ns)
+        self._close_ns = sessions.close_ns(state.clock_ns)
+        self._cum_volume.clear()  # volume is the day's
+        return self._close_ns

@@ -16,6 +16,7 @@ from pathlib import Path
 import structlog
 
 from alpha_panda.domain.events import CODEC, Envelope, MarketTick
+from alpha_panda.execution.market import MarketCalendar, hhmm
 from alpha_panda.marketdata.files import (
     TickColumns,
     load_ticks,
@@ -138,17 +139,23 @@ class SimulatedFeed(_FeedBase):
                 raise ValueError(f"simulator: unknown instrument tokens {unknown}")
             instruments = tuple(BY_TOKEN[t] for t in s.instruments)
         step_ns = int(1e9 * s.time_scale / s.rate)
+        today_open = session_start_ns(today_ist(), s.session_start)
         seq, tail = await resume_point(self._log, self.SOURCE)
         state = None
         if tail:
             ticks = sorted((CODEC.decode_as(r.value, MarketTick).data for r in tail),
                            key=lambda t: t.ts)
-            state = SimulatorState(seq=seq, clock_ns=ticks[-1].ts,
+            # A run of an earlier day goes on in today's session, at yesterday's prices; a
+            # run that went through sessions faster than the wall clock goes on from there.
+            state = SimulatorState(seq=seq, clock_ns=max(ticks[-1].ts, today_open),
                                    prices={t.instrument_token: t.last_price for t in ticks})
-            log.info("feed.resume", source=self.SOURCE, seq=seq)
+            log.info("feed.resume", source=self.SOURCE, seq=seq,
+                     new_session=ticks[-1].ts < today_open)
+        sessions = MarketCalendar(open=hhmm(s.session_start), close=hhmm(s.session_end),
+                                  holidays=MarketCalendar.load().holidays)
         return MarketSimulator(instruments=instruments, seed=s.seed, volatility_bps=s.volatility_bps,
-                               step_ns=step_ns, state=state,
-                               start_ns=session_start_ns(today_ist(), s.session_start))
+                               step_ns=step_ns, state=state, start_ns=today_open,
+                               sessions=sessions)
 
     async def run(self, stop: asyncio.Event) -> None:
         sim = await self._simulator()
