@@ -32,11 +32,22 @@ def test_a_session_ends_at_the_close_and_the_next_opens_on_the_next_trading_day(
     assert [t for t in ts if t < close] == [start + STEP]  # the last tick of Thursday
     assert ts[1] == monday_open  # no tick at the close, on the holiday or the weekend
     assert ts[2:] == [monday_open + k * STEP for k in range(1, 49)]
-    # the day's cumulative volume starts again; prices carry over (one step apart)
+    # the day's cumulative volume starts again
     assert ticks[1].volume == ticks[1].last_quantity
-    for prev, nxt in zip(ticks, ticks[1:], strict=False):
-        if prev.instrument_token == nxt.instrument_token:
-            assert abs(nxt.last_price - prev.last_price) < prev.last_price // 10
+
+
+def test_prices_carry_over_into_the_next_session() -> None:
+    close = ist_ns(date(2026, 12, 24), time(15, 30))
+    sim = MarketSimulator(start_ns=close - 100 * STEP, step_ns=STEP, sessions=NSE)
+    ticks = sim.next_ticks(200)
+    thursday = {t.instrument_token: t.last_price for t in ticks if t.ts < close}
+    monday: dict[int, int] = {}
+    for t in ticks:
+        if t.ts > close:
+            monday.setdefault(t.instrument_token, t.last_price)
+    assert len(thursday) == len(monday) == 25
+    for token, last in thursday.items():  # one random step (8 bps of price) apart, no gap
+        assert abs(monday[token] - last) <= last * 0.01, token
 
 
 def test_without_sessions_the_clock_runs_on() -> None:
