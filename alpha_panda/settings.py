@@ -7,7 +7,6 @@ Load once in ``services/`` and pass each component only its own section.
 
 from __future__ import annotations
 
-from datetime import time as dt_time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,20 +17,12 @@ from pydantic import (
     PositiveFloat,
     PositiveInt,
     field_validator,
-    model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from alpha_panda.adapters.kafka.config import KafkaSettings
 from alpha_panda.adapters.zerodha.config import ZerodhaSettings
-
-
-def _hh_mm(value: str) -> dt_time:
-    try:
-        hours, minutes = value.split(":")
-        return dt_time(int(hours), int(minutes))
-    except ValueError:
-        raise ValueError(f"expected an IST time as HH:MM, got {value!r}") from None
+from alpha_panda.domain.clock import hhmm
 
 
 class _Section(BaseModel):
@@ -53,27 +44,23 @@ class SimulatorSettings(_Section):
     volatility_bps: PositiveFloat = 8.0
     """Standard deviation of one tick's move, in basis points of price."""
     session_start: str = "09:15"
-    """IST time the simulated session clock starts at, so the market is open at any hour."""
-    session_end: str = "15:30"
-    """IST time a simulated session closes; the clock then moves on to the next trading
-    day's ``session_start`` (weekends and NSE holidays skipped), prices carried over."""
+    """IST time the simulated clock starts at on the first day (today, or the next trading
+    day on a weekend or holiday), whatever the hour, so the market is open at any hour.
+    Sessions follow the exchange calendar (``data/nse_holidays.json``): at 15:30 the clock
+    moves on to the next trading day's 09:15, prices carried over."""
     time_scale: PositiveFloat = 1.0
     """Simulated seconds per wall second."""
     instruments: list[int] | None = None
     """Tokens to simulate (default: the 25 built-in NSE instruments)."""
 
-    @field_validator("session_start", "session_end")
+    @field_validator("session_start")
     @classmethod
     def _is_hh_mm(cls, value: str) -> str:
-        _hh_mm(value)
+        try:
+            hhmm(value)
+        except ValueError:
+            raise ValueError(f"expected an IST time as HH:MM, got {value!r}") from None
         return value
-
-    @model_validator(mode="after")
-    def _session_is_open_for_a_while(self) -> SimulatorSettings:
-        if _hh_mm(self.session_end) <= _hh_mm(self.session_start):
-            raise ValueError(f"session_end {self.session_end} must be after session_start "
-                             f"{self.session_start}")
-        return self
 
 
 class PaperSettings(_Section):

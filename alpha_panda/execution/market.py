@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from alpha_panda.domain.clock import NS, hhmm, ist_date, ist_ns
 from alpha_panda.domain.errors import ConfigurationError
 from alpha_panda.domain.values import TICK_SIZE_PAISE
 
-IST = timezone(timedelta(hours=5, minutes=30))
-NS = 1_000_000_000
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 
 
@@ -29,22 +28,6 @@ def _read(path: Path) -> dict[str, Any]:
     except (OSError, json.JSONDecodeError) as exc:
         raise ConfigurationError(f"cannot read {path}: {exc}") from exc
     return raw
-
-
-def hhmm(text: str) -> time:
-    """``"09:15"`` as a ``time``; ValueError if it is not one."""
-    hours, minutes = text.split(":")
-    return time(int(hours), int(minutes))
-
-
-def ist_date(ts_ns: int) -> date:
-    """The IST calendar date of an event time."""
-    return datetime.fromtimestamp(ts_ns // NS, IST).date()
-
-
-def ist_ns(day: date, at: time) -> int:
-    """Event time (ns) of ``at`` IST on ``day``."""
-    return int(datetime.combine(day, at, tzinfo=IST).timestamp()) * NS
 
 
 @dataclass(frozen=True, slots=True)

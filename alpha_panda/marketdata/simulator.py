@@ -14,25 +14,17 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date
 from typing import Protocol
 
+from alpha_panda.domain.clock import hhmm, ist_ns, today_ist
 from alpha_panda.domain.events import MarketTick
 from alpha_panda.marketdata.instruments import SIM_INSTRUMENTS, Instrument
 
-IST = timezone(timedelta(hours=5, minutes=30))
-NS = 1_000_000_000
 
-
-def session_start_ns(day: date, hhmm: str = "09:15") -> int:
-    """Nanoseconds since the epoch (UTC) of ``hhmm`` IST on ``day``."""
-    hours, minutes = (int(x) for x in hhmm.split(":"))
-    start = datetime.combine(day, time(hours, minutes), tzinfo=IST)
-    return int(start.timestamp()) * NS
-
-
-def today_ist() -> date:
-    return datetime.now(IST).date()
+def session_start_ns(day: date, at: str = "09:15") -> int:
+    """Nanoseconds since the epoch (UTC) of ``at`` (HH:MM) IST on ``day``."""
+    return ist_ns(day, hhmm(at))
 
 
 class Sessions(Protocol):
@@ -102,6 +94,9 @@ class MarketSimulator:
         rng, state, insts = self._rng, self.state, self._instruments
         close = self._close_ns
         for _ in range(n):
+            state.clock_ns += self._step_ns
+            if close is not None and state.clock_ns >= close:
+                close = self._next_session()  # before the volume: it is the new day's
             inst = insts[state.seq % len(insts)]
             token, grid = inst.instrument_token, inst.tick_size
             price = state.prices[token]
@@ -111,9 +106,6 @@ class MarketSimulator:
             qty = rng.randint(1, 50) * inst.lot_size
             cum = self._cum_volume.get(token, 0) + qty
             self._cum_volume[token] = cum
-            state.clock_ns += self._step_ns
-            if close is not None and state.clock_ns >= close:
-                close = self._next_session()
             state.seq += 1
             out.append(
                 MarketTick(

@@ -31,6 +31,7 @@ from datetime import time
 from decimal import Decimal
 from typing import Final
 
+from alpha_panda.domain.clock import ist_date, ist_ns
 from alpha_panda.domain.events import (
     MarketTick,
     OrderCancelled,
@@ -43,7 +44,6 @@ from alpha_panda.domain.events import (
     SignalValidated,
 )
 from alpha_panda.domain.values import OrderType, Side
-from alpha_panda.execution.market import ist_date, ist_ns
 from alpha_panda.execution.orders import order_id_for
 from alpha_panda.portfolio.ledger import FILL_IDS_KEPT, PositionLedger
 from alpha_panda.risk.limits import Reason, RiskConfig, RiskLimits
@@ -105,6 +105,7 @@ class RiskEngine:
         self._stages = order_stages or ORDER_STAGES.get(broker, ("order",))
         self._snap_unrealized: dict[str | None, int] = {}  # from the projector's snapshots
         self._ticks_seen = False
+        self.market_ns = 0  # event time of the latest tick seen: the market's "now"
         self._ledger = PositionLedger(0, broker=broker, keep_cash=False)  # P&L only
         # Lazy booking (``_book``): fills, marks and position entries waiting, in order;
         # filled quantity per position and fill ids seen (the ledger's dedup), kept eagerly.
@@ -138,6 +139,8 @@ class RiskEngine:
 
     def on_tick(self, tick: MarketTick) -> None:
         self._ticks_seen = True
+        if tick.ts > self.market_ns:  # noqa: PLR1730 - cheaper than max() per tick
+            self.market_ns = tick.ts
         token, price = tick.instrument_token, tick.last_price
         self._last[token] = price
         self._unmarked[token] = price

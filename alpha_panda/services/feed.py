@@ -11,12 +11,14 @@ import asyncio
 import time
 from bisect import bisect_right
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 
 import structlog
 
+from alpha_panda.domain.clock import today_ist
 from alpha_panda.domain.events import CODEC, Envelope, MarketTick
-from alpha_panda.execution.market import MarketCalendar, hhmm
+from alpha_panda.execution.market import MarketCalendar
 from alpha_panda.marketdata.files import (
     TickColumns,
     load_ticks,
@@ -25,12 +27,7 @@ from alpha_panda.marketdata.files import (
     tick_source,
 )
 from alpha_panda.marketdata.instruments import BY_TOKEN, SIM_INSTRUMENTS
-from alpha_panda.marketdata.simulator import (
-    MarketSimulator,
-    SimulatorState,
-    session_start_ns,
-    today_ist,
-)
+from alpha_panda.marketdata.simulator import MarketSimulator, SimulatorState, session_start_ns
 from alpha_panda.observability.health import ComponentStatus, State
 from alpha_panda.settings import SimulatorSettings
 from alpha_panda.stream.log import Log, Output, Record, TopicPartition
@@ -130,7 +127,7 @@ class SimulatedFeed(_FeedBase):
         super().__init__(log_, self.SOURCE, "feed.sim")
         self._settings = settings
 
-    async def _simulator(self) -> MarketSimulator:
+    async def _simulator(self, today: date | None = None) -> MarketSimulator:
         s = self._settings
         instruments = SIM_INSTRUMENTS
         if s.instruments:
@@ -139,7 +136,9 @@ class SimulatedFeed(_FeedBase):
                 raise ValueError(f"simulator: unknown instrument tokens {unknown}")
             instruments = tuple(BY_TOKEN[t] for t in s.instruments)
         step_ns = int(1e9 * s.time_scale / s.rate)
-        today_open = session_start_ns(today_ist(), s.session_start)
+        sessions = MarketCalendar.load()  # the paper exchange's sessions and holidays
+        # Today at session_start; on a weekend or holiday, the next trading day's open.
+        today_open = sessions.next_open_ns(session_start_ns(today or today_ist(), s.session_start))
         seq, tail = await resume_point(self._log, self.SOURCE)
         state = None
         if tail:
@@ -151,8 +150,6 @@ class SimulatedFeed(_FeedBase):
                                    prices={t.instrument_token: t.last_price for t in ticks})
             log.info("feed.resume", source=self.SOURCE, seq=seq,
                      new_session=ticks[-1].ts < today_open)
-        sessions = MarketCalendar(open=hhmm(s.session_start), close=hhmm(s.session_end),
-                                  holidays=MarketCalendar.load().holidays)
         return MarketSimulator(instruments=instruments, seed=s.seed, volatility_bps=s.volatility_bps,
                                step_ns=step_ns, state=state, start_ns=today_open,
                                sessions=sessions)

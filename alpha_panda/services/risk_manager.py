@@ -127,9 +127,13 @@ class RiskHandler:
                     flatten=data.flatten, requested_by=data.requested_by)
         if not (data.active and data.flatten):
             return ()
+        # The flatten orders go in at the market's time (its latest tick), not the wall
+        # clock's the operator's request carries: a simulated or replayed market runs hours
+        # or days apart from it, and orders stamped off it were stale or waited for a tick.
+        now = self.engine.market_ns or event.ts
         emits = []
-        for n, sig in enumerate(self.engine.flatten_signals(event.ts)):
-            env = new_envelope(sig, id=derive_id(event.id, "flatten", n), ts=event.ts,
+        for n, sig in enumerate(self.engine.flatten_signals(now)):
+            env = new_envelope(sig, id=derive_id(event.id, "flatten", n), ts=now,
                                source=SOURCE, key=strategy_instrument_key(
                                    sig.strategy_id, sig.instrument_token),
                                broker=self.broker, parent=event)

@@ -140,3 +140,28 @@ def test_risk_batches_without_mark_limits_decide_and_flatten_as_tick_by_tick() -
         assert got == expected
         assert any(x[0].startswith("sig") is False for x in got)  # flatten orders came out
         assert bulk.validated == one.validated and bulk.rejected == one.rejected > 0
+
+
+def test_flatten_orders_go_in_at_the_markets_time_not_the_requests_wall_clock() -> None:
+    """A simulated market runs days ahead of the wall clock once it has gone through a
+    session (or behind it, from 09:15 whatever the hour): the operator's request carries the
+    wall clock, and flatten orders stamped with it were stale (rejected, with a latency) or
+    waited hours of market time for a tick to fill."""
+    market = 1_797_000_000 * S  # the simulated market's time: days past the request's
+    wall = market - 3 * 24 * 3600 * S
+    risk = RiskHandler("paper", RiskEngine(RiskConfig(), broker="paper"))
+    tick = MarketTick(instrument_token=7, last_price=10_000, ts=market)
+    fill = OrderFilled(order_id="o1", fill_id="f1", strategy_id="a", instrument_token=7,
+                       side=Side.BUY, quantity=3, price=10_000, cumulative_quantity=3,
+                       leaves_quantity=0, average_price=10_000, ts=market)
+    risk.handle(new_envelope(tick, id="t1", ts=market, source="sim", key="7"), REC)
+    risk.handle(new_envelope(fill, id="f1", ts=market, source="t", key="k", broker="paper"), REC)
+    kill = new_envelope(KillSwitchSet(active=True, flatten=True), id="kill", ts=wall,
+                        source="api", key="kill_switch", broker="paper")
+    emits = risk.handle(kill, REC)
+    assert [(e.envelope.data.side, e.envelope.data.quantity) for e in emits] == [(Side.SELL, 3)]
+    assert [e.envelope.ts for e in emits] == [market]
+    # no tick seen yet (a fresh start): the request's own time
+    fresh = RiskHandler("paper", RiskEngine(RiskConfig(), broker="paper"))
+    fresh.handle(new_envelope(fill, id="f1", ts=market, source="t", key="k", broker="paper"), REC)
+    assert [e.envelope.ts for e in fresh.handle(kill, REC)] == [wall]

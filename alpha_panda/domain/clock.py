@@ -1,0 +1,29 @@
+"""Indian Standard Time for event times (int ns since the epoch, UTC): the one place the
+project converts between them. Pure, except ``today_ist``, which reads the wall clock."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta, timezone
+
+IST = timezone(timedelta(hours=5, minutes=30))
+NS = 1_000_000_000
+
+
+def hhmm(text: str) -> time:
+    """``"09:15"`` as a ``time``; ValueError if it is not one."""
+    hours, minutes = text.split(":")
+    return time(int(hours), int(minutes))
+
+
+def ist_date(ts_ns: int) -> date:
+    """The IST calendar date of an event time."""
+    return datetime.fromtimestamp(ts_ns // NS, IST).date()
+
+
+def ist_ns(day: date, at: time) -> int:
+    """Event time (ns) of ``at`` IST on ``day``."""
+    return int(datetime.combine(day, at, tzinfo=IST).timestamp()) * NS
+
+
+def today_ist() -> date:
+    return datetime.now(IST).date()
