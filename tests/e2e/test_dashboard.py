@@ -60,7 +60,8 @@ class RecordingControl:
 
 
 def portfolio(broker: str, cash: int, realized: int, unrealized: int, charges: int,
-              fills: int, curve_start: int, held: int, open_positions: int) -> bytes:
+              fills: int, curve_start: int, held: int, open_positions: int,
+              every_s: int = 30) -> bytes:
     # a wandering curve from curve_start, ending exactly at equity = cash + held value
     end = cash + held
     wander = [(i * 7919) % 13 - 6 for i in range(40)]
@@ -68,7 +69,7 @@ def portfolio(broker: str, cash: int, realized: int, unrealized: int, charges: i
     for i, w in enumerate(wander):
         level += w * 150_00
         steps.append(curve_start + (end - curve_start) * i // 40 + level)
-    curve = [(T0 + i * 30 * S, eq) for i, eq in enumerate([*steps, end])]
+    curve = [(T0 + i * every_s * S, eq) for i, eq in enumerate([*steps, end])]
     pnl = [StrategyPnlView(
         strategy_id="sma_cross_banks", realized=realized, unrealized=unrealized, charges=charges,
         cash=cash, gross_exposure=abs(held), open_positions=open_positions, fills=fills,
@@ -131,7 +132,8 @@ def documents() -> dict[str, bytes]:
         key("paper", "signals"): enc(signals),
         key("zerodha", "portfolio"): portfolio("zerodha", 4_98_765_43, -1_250_00, 0,
                                                64_20, fills=3, curve_start=5_00_000_00,
-                                               held=0, open_positions=0),
+                                               held=0, open_positions=0,
+                                               every_s=3 * 3600),  # over several days
         STRATEGIES_KEY: enc(strategies),
     }
 
@@ -254,6 +256,8 @@ def test_dashboard_shows_exact_figures_and_switches_broker(
         expect(page.locator("#realized")).to_have_text("-₹1,250.00")
         expect(page.locator("#unrealized")).to_have_text("₹0.00")
         expect(page.locator("#net-pnl")).to_have_text("-₹1,314.20")
+        # a curve over several days says from which day (the simulator goes through sessions)
+        expect(page.locator("#curve-change")).to_contain_text("since 25 Nov, 09:15:00")
         expect(page.locator("#positions tbody")).to_contain_text("No positions yet")
         expect(page.locator("#orders")).not_to_contain_text("HDFCBANK")  # paper stays paper
         page.screenshot(path=str(tmp_path / "dashboard-zerodha.png"), full_page=True)

@@ -65,6 +65,15 @@ function istTime(iso) {
   return iso ? IST.format(new Date(iso)) : "–";
 }
 
+const IST_DATE = new Intl.DateTimeFormat("en-IN", { timeZone: "Asia/Kolkata", dateStyle: "short" });
+
+// Times of a span: with the day when the span covers more than one IST day (the simulator
+// goes through sessions; a long run or a replay covers days).
+function spanFormatter(firstIso, lastIso) {
+  const sameDay = IST_DATE.format(new Date(firstIso)) === IST_DATE.format(new Date(lastIso));
+  return sameDay ? istTime : (iso) => (iso ? IST_DAY.format(new Date(iso)) : "–");
+}
+
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
@@ -225,9 +234,11 @@ function renderCurve(points) {
   const change = document.getElementById("curve-change");
   change.textContent = "";
   change.className = "count";
+  const when = points.length ? spanFormatter(points[0].time, points[points.length - 1].time)
+    : istTime;
   if (points.length >= 2) {
     const delta = fromPaise(paise(points[points.length - 1].equity) - paise(points[0].equity));
-    change.textContent = `${signed(delta)} since ${istTime(points[0].time)}`;
+    change.textContent = `${signed(delta)} since ${when(points[0].time)}`;
     change.className = "count " + signClass(delta);
   }
   if (points.length < 2) {
@@ -255,9 +266,9 @@ function renderCurve(points) {
     "fill-opacity": "0.08", stroke: "none" }));
   root.append(svg("path", { d: line, fill: "none", stroke: colour, "stroke-width": "2",
     "vector-effect": "non-scaling-stroke" }));
-  root.append(svg("text", { x: L, y: H - 6, class: "axis" }, istTime(points[0].time)));
+  root.append(svg("text", { x: L, y: H - 6, class: "axis" }, when(points[0].time)));
   root.append(svg("text", { x: W - R, y: H - 6, "text-anchor": "end", class: "axis" },
-    istTime(points[points.length - 1].time)));
+    when(points[points.length - 1].time)));
   box.replaceChildren(root);
 }
 
