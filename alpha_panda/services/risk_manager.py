@@ -128,8 +128,8 @@ class RiskHandler:
         if not (data.active and data.flatten):
             return ()
         # The flatten orders go in at the market's time (its latest tick), not the wall
-        # clock's the operator's request carries: a simulated or replayed market runs hours
-        # or days apart from it, and orders stamped off it were stale or waited for a tick.
+        # clock's the operator's request carries: a simulated market runs hours or days
+        # apart from it, and orders dated days in its past are rejected as stale.
         now = self.engine.market_ns or event.ts
         emits = []
         for n, sig in enumerate(self.engine.flatten_signals(now)):
