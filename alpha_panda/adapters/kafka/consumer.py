@@ -26,7 +26,7 @@ from confluent_kafka import TopicPartition as RdTopicPartition
 
 from alpha_panda.adapters.kafka.bridge import ClientThread
 from alpha_panda.adapters.kafka.dedup import DedupStore
-from alpha_panda.adapters.kafka.errors import classify, is_fenced, transaction_error
+from alpha_panda.adapters.kafka.errors import classify, is_fenced, kafka_error, transaction_error
 from alpha_panda.adapters.kafka.produce import produce_all, record_headers
 from alpha_panda.domain.errors import InvariantViolation
 from alpha_panda.stream.log import Output, RebalanceCallback, Record, TopicPartition
@@ -302,9 +302,9 @@ class KafkaConsumer:
                     cgm, self._timeout)
             producer.commit_transaction(self._timeout)
         except KafkaException as exc:
-            err = exc.args[0]
+            err = kafka_error(exc)
             # A fenced producer cannot even abort: its successor already did.
-            if isinstance(err, KafkaError) and not err.fatal() and not is_fenced(err):
+            if err is not None and not err.fatal() and not is_fenced(err):
                 try:
                     producer.abort_transaction(self._timeout)
                 except KafkaException as abort_exc:
@@ -318,8 +318,8 @@ class KafkaConsumer:
         try:
             producer.flush(self._timeout)
         except KafkaException as exc:
-            err = exc.args[0] if exc.args else None
-            if not (isinstance(err, KafkaError) and is_fenced(err)):
+            err = kafka_error(exc)
+            if err is None or not is_fenced(err):
                 raise transaction_error(exc, f"close ({self._group}/{self._member_id})") from exc
             # A newer instance of this member took over and aborted whatever this producer
             # had open: nothing of it is visible, and closing must not fail on that.

@@ -27,6 +27,12 @@ class BrokerError(BrokerUnavailable):
         self.code = code
 
 
+def kafka_error(exc: KafkaException) -> KafkaError | None:
+    """The librdkafka error a ``KafkaException`` carries, if it carries one."""
+    err = exc.args[0] if exc.args else None
+    return err if isinstance(err, KafkaError) else None
+
+
 def is_fenced(err: KafkaError) -> bool:
     """This producer was replaced by a newer instance with the same transactional id."""
     return err.code() in _FENCED
@@ -51,8 +57,8 @@ def classify(err: KafkaError, what: str) -> AlphaPandaError:
 def transaction_error(exc: KafkaException, what: str) -> AlphaPandaError:
     """Classify a failed transaction step. Abortable failures are transient: the
     transaction was (or will be) aborted and nothing of it became visible."""
-    err = exc.args[0] if exc.args else None
-    if not isinstance(err, KafkaError):
+    err = kafka_error(exc)
+    if err is None:
         return TransientError(f"kafka {what}: {exc}")
     if err.txn_requires_abort() and err.code() not in _FENCED:
         return TransientError(f"kafka {what}: {err.str()} (transaction aborted)")

@@ -28,7 +28,7 @@ from alpha_panda.adapters.kafka.bridge import ClientThread
 from alpha_panda.adapters.kafka.config import KafkaSettings
 from alpha_panda.adapters.kafka.consumer import KafkaConsumer
 from alpha_panda.adapters.kafka.dedup import DedupStore, MemoryDedupStore
-from alpha_panda.adapters.kafka.errors import BrokerError, classify
+from alpha_panda.adapters.kafka.errors import BrokerError, classify, kafka_error
 from alpha_panda.adapters.kafka.produce import produce_all, to_record
 from alpha_panda.domain.errors import ConfigurationError, InvariantViolation
 from alpha_panda.stream.log import Output, RebalanceCallback, Record, TopicPartition
@@ -298,8 +298,8 @@ class KafkaLog:
                 got = inspector.offsets_for_times(
                     [RdTopicPartition(topic, p, spec) for p in wanted], timeout=self._timeout)
             except KafkaException as exc:
-                err = exc.args[0] if exc.args else None
-                if isinstance(err, KafkaError):
+                err = kafka_error(exc)
+                if err is not None:
                     raise classify(err, f"watermarks {topic}") from exc
                 raise BrokerError(f"kafka watermarks {topic}: {exc}") from exc
             for tp in got:
