@@ -9,11 +9,10 @@ contiguous (a gap starts it afresh), so a hit is exactly what SQLite would retur
 A tail holds at most about ``per_partition`` records, and forgets those appended more than
 ``max_age_ms`` ago (a busy partition's as it grows, in steps of a few hundred; an idle one's
 on ``sweep``, which the storage's periodic expiry calls every 30 s): readers in this process
-are milliseconds behind, and a bound by count
-alone let a long run fill every partition's tail, slow ones included (``make run`` grew by
-0.65 MB a second for its first 10 minutes, and would have gone on, slower, for hours: up
-to 20,000 decoded records in each of its 52 partitions). A reader further behind reads
-from SQLite, as after a restart.
+are milliseconds behind, and a bound by count alone let a long run fill every partition's
+tail, slow ones included (``make run`` grew by 0.65 MB a second for its first 10 minutes,
+and would have gone on, slower, for hours: up to 20,000 decoded records in each of its 52
+partitions). A reader further behind reads from SQLite, as after a restart.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ def run(root: Path, ticks: Path, log: str) -> dict[str, object]:
          "--no-api", "--data-dir", str(root / f"data-{log[:5]}")],
         # A hang guard, not a speed test. (These 5,000 ticks once took 43-120 s and more on
         # Tansu: ``--exit-at-end`` waited for end offsets that counted a transaction marker
-        # as a record now and then; now 4-9 s.)
+        # as a record now and then; now 3.4-4.1 s.)
         capture_output=True, text=True, timeout=300, env=env, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout)  # type: ignore[no-any-return]
