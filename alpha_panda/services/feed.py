@@ -179,10 +179,17 @@ class ReplayFeed(_FeedBase):
 
     def __init__(self, log_: Log, path: Path, *, speed: float | None = None,
                  batch: int = 5000, ticks: TickColumns | None = None,
-                 max_backlog: int = 4000) -> None:
+                 max_backlog: int = 4000, linger: float = 0.001) -> None:
         super().__init__(log_, tick_source(path), "feed.replay")
         self._path = path
         self._speed = speed
+        # Paced: after each append, the next waits this long (ticks due meanwhile go
+        # together), like a producer's linger. Every append wakes every consumer of
+        # ``market.ticks``, each a poll and a batch: appending whatever is due on every
+        # turn of the event loop kept it busy with those at 10,000 ticks/s, and the
+        # ticks queued behind them (see ``bench/pipeline.py``).
+        self._linger = linger if speed else 0.0
+        self.paced_from: tuple[float, int] | None = None  # (monotonic s, event ns) at start
         self._batch = batch
         self._ticks = ticks
         # Consumers of an embedded log further behind than this on a partition make the
@@ -210,6 +217,7 @@ class ReplayFeed(_FeedBase):
         backlog = getattr(self._log, "backlog", None)  # embedded logs only
         wall0 = time.monotonic()
         t0 = int(cols.ts[0]) if n else 0
+        self.paced_from = (wall0, t0) if self._speed else None
         buffer: list[MarketTick] = []  # rows converted to events, a batch at a time
         first = start  # seq of buffer[0]
         try:
@@ -222,7 +230,7 @@ class ReplayFeed(_FeedBase):
                     chunk = await self._paced(chunk, t0, wall0, stop)
                 await self.publisher.publish(chunk, seq)
                 seq += len(chunk)
-                await asyncio.sleep(0)
+                await asyncio.sleep(self._linger)
                 if backlog is not None:
                     while backlog(MARKET_TICKS) > self._max_backlog and not stop.is_set():
                         await asyncio.sleep(0.002)

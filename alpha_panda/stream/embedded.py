@@ -85,6 +85,9 @@ class EmbeddedLog:
         if not self._closed:
             self._closed = True
             self._storage.close()
+            for members in self._subscribers.values():  # a waiting poll: the clear error
+                for m in members:
+                    m.wake.set()
 
     async def ensure_topics(self, specs: Iterable[TopicSpec]) -> None:
         for spec in specs:
@@ -221,6 +224,7 @@ class EmbeddedConsumer:
         self._order: list[TopicPartition] | None = None  # owned partitions, sorted
         self._rotate = 0
         self._closed = False
+        self._interrupted = False  # ``wakeup``: the waiting poll returns
 
     @property
     def group(self) -> str:
@@ -292,7 +296,8 @@ class EmbeddedConsumer:
             if not records and self._log._refresh():
                 records = self._fetch(max_records)
             remaining = deadline - time.monotonic()
-            if records or remaining <= 0:
+            if records or remaining <= 0 or self._interrupted:
+                self._interrupted = False
                 return records
             # The timeout sets the same event: waking takes one turn of the loop, where
             # ``wait_for`` (a task around the wait) takes two or three on every hop of a
@@ -303,6 +308,7 @@ class EmbeddedConsumer:
                 await wake.wait()
             finally:
                 timer.cancel()
+            self._log._check_open()
 
     async def commit(self, outputs: Sequence[Output], offsets: Mapping[TopicPartition, int],
                      processed_ids: Sequence[str] = ()) -> None:
@@ -342,6 +348,7 @@ class EmbeddedConsumer:
 
     def wakeup(self) -> None:
         """End a ``poll`` waiting for records now (it returns what there is, maybe none)."""
+        self._interrupted = True
         self._member.wake.set()
 
     async def close(self) -> None:

@@ -3,8 +3,10 @@
 ``StreamProcessor`` runs one ``Handler`` over a set of topics as a member of a consumer
 group. Each batch ends in one ``Consumer.commit`` carrying the handler's outputs, the next
 offsets and the processed ids, so a crash anywhere leaves either all of a batch's effects
-on the log or none (exactly-once on the log). Failures are handled by error class
-(``stream.retry``); poison messages go to ``T.dlq`` in the same commit.
+on the log or none (exactly-once on the log). On the embedded log a batch that emits
+nothing may instead be held and committed with the next commit (``BatchRunner``): a crash
+then delivers it again, like any batch not yet committed. Failures are handled by error
+class (``stream.retry``); poison messages go to ``T.dlq`` in the same commit.
 """
 
 from __future__ import annotations
@@ -107,6 +109,10 @@ class ProcessorSettings:
     # take fewer, larger batches, leaving the event loop's turns to the ones on it; with a
     # backlog they never wait. 0: poll again at once.
     linger: float = 0.0
+    # Embedded log: a batch that emits nothing is committed with the next batch that does,
+    # or after at most this many seconds (sooner when the processor goes idle, is revoked
+    # or stops); see ``BatchRunner``. 0: commit every batch at once.
+    commit_interval: float = 0.1
 
     def off_the_fill_path(self, linger: float = 0.01) -> ProcessorSettings:
         """These settings for a processor no fill waits for: ``linger`` unless one is set."""
@@ -151,7 +157,7 @@ class StreamProcessor:
         self._caught_up = False
         self._consumer: Consumer | None = None
         self._recent = RecentIds(settings.dedup_memory)
-        self._runner = BatchRunner(self)
+        self._runner = BatchRunner(self, defer=isinstance(log, EmbeddedLog))
         self._paused: dict[TopicPartition, float] = {}  # partition -> loop time to resume
         self._attempts: dict[tuple[TopicPartition, int], int] = {}
         self._hot = HotPartitionTracker(settings.hot_factor, settings.hot_min_records)
@@ -226,11 +232,15 @@ class StreamProcessor:
         next_hot = time.monotonic() + self._settings.hot_window
         linger = self._settings.linger
         batch_size = self._settings.batch_size
+        cancelled = False
         try:
+            runner = self._runner
             while not stop.is_set():
-                timeout = self._resume_due(consumer)
+                timeout = min(self._resume_due(consumer), runner.flush_due())
                 records = await consumer.poll(self._settings.batch_size, timeout)
                 records = await self._drop_paused(consumer, records)
+                if not records and runner.held:
+                    await runner.flush(consumer)  # idle, or the held batches are due
                 if records:
                     self._hot.observe(records)
                 outcome = await self._runner.run(consumer, records)
@@ -248,6 +258,7 @@ class StreamProcessor:
                     self._report_hot(consumer)
                     next_hot = now + self._settings.hot_window
         except asyncio.CancelledError:
+            cancelled = True
             # Abrupt stop: the in-flight batch is not committed and will be redelivered.
             self._detail = "cancelled; uncommitted work will be redelivered"
             log_.warning("processor.cancelled", service=self._name)
@@ -261,6 +272,12 @@ class StreamProcessor:
             waker.cancel()
             if self._state is not State.FAILED:
                 self._state = State.STOPPING
+            if self._runner.held and not cancelled:
+                try:  # processed batches that emitted nothing: their offsets and ids
+                    await self._runner.flush(consumer)
+                except Exception as exc:  # noqa: BLE001 - they are delivered again instead
+                    log_.warning("processor.final_commit_failed", service=self._name,
+                                 error=f"{type(exc).__name__}: {exc}")
             try:
                 await asyncio.wait_for(consumer.close(), self._settings.stop_timeout)
             finally:
@@ -342,6 +359,8 @@ class StreamProcessor:
 
     async def _on_revoke(self, tps: Sequence[TopicPartition]) -> None:
         log_.debug("processor.revoked", service=self._name, partitions=len(tps))
+        if self._runner.held and self._consumer is not None:
+            await self._runner.flush(self._consumer)  # while the partitions are still ours
         for tp in tps:
             self._paused.pop(tp, None)
         for tp in self._hot_alerts.forget(tps):

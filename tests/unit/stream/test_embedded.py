@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from alpha_panda.adapters.memory_log import MemoryLog
+from alpha_panda.domain.errors import InvariantViolation
 from alpha_panda.stream.log import Output, TopicPartition
 from alpha_panda.stream.topics import REGISTRY, KeyKind, TopicSpec
 from tests.contract.helpers import drain, raw, spec
@@ -48,8 +51,6 @@ async def test_appending_to_a_registry_topic_creates_it_with_its_layout() -> Non
 async def test_using_a_closed_log_is_a_clear_error() -> None:
     import pytest
 
-    from alpha_panda.domain.errors import InvariantViolation
-
     log = MemoryLog()
     await log.ensure_topics([spec("t", 1)])
     c = log.consumer("g", ["t"])
@@ -58,3 +59,28 @@ async def test_using_a_closed_log_is_a_clear_error() -> None:
         await log.append([raw("t", b"k", b"v")])
     with pytest.raises(InvariantViolation, match="closed"):
         await c.poll(1, 0.01)
+
+
+async def test_wakeup_ends_a_long_poll_at_once() -> None:
+    log = MemoryLog()
+    await log.ensure_topics([spec("t", 1)])
+    consumer = log.consumer("g", ["t"])
+    await consumer.poll(10, 0)  # joined and assigned
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    loop.call_later(0.05, consumer.wakeup)
+    assert await consumer.poll(10, 30.0) == []
+    assert loop.time() - started < 5
+    await consumer.close()
+
+
+async def test_a_poll_waiting_when_the_log_closes_gets_a_clear_error() -> None:
+    log = MemoryLog()
+    await log.ensure_topics([spec("t", 1)])
+    consumer = log.consumer("g", ["t"])
+    await consumer.poll(10, 0)
+    waiting = asyncio.create_task(consumer.poll(10, 30.0))
+    await asyncio.sleep(0.01)
+    await log.close()
+    with pytest.raises(InvariantViolation, match="the log is closed"):
+        await asyncio.wait_for(waiting, 5)
