@@ -32,11 +32,22 @@ class RoundTrip:
 
 class RoundTripTracker:
     """Watches positions fill by fill and closes a round trip whenever one returns to flat
-    (a fill that crosses zero closes one trip and opens the next)."""
+    (a fill that crosses zero closes one trip and opens the next).
 
-    def __init__(self) -> None:
+    ``closed`` and ``won`` count every trip; ``trips`` lists them only with ``keep_trips``
+    (a backtest reports each one; a live portfolio, running for days, only counts)."""
+
+    def __init__(self, *, keep_trips: bool = True) -> None:
         self._open: dict[tuple[str, int], tuple[int, int, int, int]] = {}
+        self._keep = keep_trips
         self.trips: list[RoundTrip] = []
+        self.closed = 0
+        self.won = 0
+
+    @property
+    def win_rate(self) -> float:
+        """Share of closed trips with a profit net of charges (``win_rate(trips)``)."""
+        return self.won / self.closed if self.closed else 0.0
 
     def after_fill(self, pos: Position, before_qty: int, ts: int, fill_charges: int) -> None:
         key = (pos.strategy_id, pos.instrument_token)
@@ -45,10 +56,12 @@ class RoundTripTracker:
         if state is not None and (after == 0 or (after > 0) != (before_qty > 0)):
             opened, realized0, charges0, peak = state
             # Charges of a crossing fill all go to the closing trip (one fill, one cost).
-            self.trips.append(RoundTrip(
-                pos.strategy_id, pos.instrument_token, opened, ts, peak,
-                (pos.realized - realized0) - (pos.charges - charges0),
-            ))
+            pnl = (pos.realized - realized0) - (pos.charges - charges0)
+            self.closed += 1
+            self.won += pnl > 0
+            if self._keep:
+                self.trips.append(RoundTrip(pos.strategy_id, pos.instrument_token, opened, ts,
+                                            peak, pnl))
             del self._open[key]
             state = None
         if after != 0:

@@ -91,6 +91,10 @@ class PaperExchange(MisSquareOff):
         self._mis: dict[tuple[str, int], int] = {}  # net MIS position per (strategy, token)
         self._squared: dict[tuple[int, object], tuple[int, int]] = {}  # (token, day) -> (ts, px)
         self._squareoffs: dict[tuple[str, int, object], int] = {}
+        # Instruments with MIS positions that outlived their day's cut-off (no tick of theirs
+        # came between it and the close) -> that day; and the day of the last tick seen.
+        self._overnight: dict[int, object] = {}
+        self._day: object = None
         self._clock = SessionClock(self._calendar, cfg.mis_squareoff)
         # Settings read on every order, taken once from the (frozen) config.
         self._latency_ns = cfg.latency_ns
@@ -241,6 +245,8 @@ class PaperExchange(MisSquareOff):
         out: list[Payload] = []
         if not self._quiet_lo <= tick.ts < self._quiet_hi:
             self._squareoff(tick, out)
+        if self._overnight and token in self._overnight:
+            self._squareoff_overnight(tick, out)
         orders = self._open.get(token)
         if orders:
             for order in list(orders):

@@ -1,6 +1,9 @@
 """MIS square-off for the paper exchange: at the cut-off (15:20 IST by default) every open
 MIS order of an instrument is cancelled and every MIS position in it flattened at the first
 tick at/after the cut-off; a fill processed later but dated before that tick is flattened too.
+That first tick may come on a later day (the run was stopped over the cut-off, or a tick
+file has none between it and the close): an intraday position never carries into the next
+session's trading, it is flattened at its instrument's first tick there.
 ``PaperExchange`` inherits this; the state it reads is the exchange's own.
 """
 
@@ -29,6 +32,8 @@ class MisSquareOff:
         _mis: dict[tuple[str, int], int]
         _squared: dict[tuple[int, object], tuple[int, int]]
         _squareoffs: dict[tuple[str, int, object], int]
+        _overnight: dict[int, object]
+        _day: object
         _quiet_lo: int
         _quiet_hi: int
 
@@ -50,6 +55,13 @@ class MisSquareOff:
         """At the first tick at/after the cut-off, flatten every MIS position of its instrument."""
         token, ts = tick.instrument_token, tick.ts
         sess = self._session(ts)
+        if sess.day != self._day:
+            if self._day is not None and sess.cutoff is not None:
+                # A new day: MIS positions still open missed their day's cut-off.
+                for (_, tok), qty in self._mis.items():
+                    if qty:
+                        self._overnight.setdefault(tok, self._day)
+            self._day = sess.day
         if sess.cutoff is None or ts < sess.cutoff:
             self._quiet_lo, self._quiet_hi = sess.lo, sess.hi if sess.cutoff is None else sess.cutoff
             return
@@ -63,6 +75,16 @@ class MisSquareOff:
         for (strategy_id, tok), qty in sorted(self._mis.items()):
             if tok == token and qty:
                 self._flatten(strategy_id, token, day, qty, tick.last_price, ts, out)
+
+    def _squareoff_overnight(self, tick: MarketTick, out: list[Payload]) -> None:
+        """The first tick of an instrument after a cut-off it missed: flatten its MIS
+        positions of that day at this tick (ids name the day whose cut-off it was)."""
+        token = tick.instrument_token
+        day = self._overnight.pop(token)
+        self._squared.setdefault((token, day), (tick.ts, tick.last_price))
+        for (strategy_id, tok), qty in sorted(self._mis.items()):
+            if tok == token and qty:
+                self._flatten(strategy_id, token, day, qty, tick.last_price, tick.ts, out)
 
     def _late_squareoff(self, order: Order, ts: int, out: list[Payload]) -> None:
         """A fill before the cut-off processed after the square-off tick is flattened too."""

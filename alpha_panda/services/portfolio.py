@@ -52,7 +52,7 @@ class PortfolioHandler:
         self.as_of = 0
         self.fills = 0
         self._last: dict[int, int] = {}
-        self.round_trips = RoundTripTracker()
+        self.round_trips = RoundTripTracker(keep_trips=False)  # counts: memory stays flat
         self._interval = snapshot_interval_ns
         self._last_snapshot_ts = 0
         self._marked_since_snapshot = False

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from alpha_panda.backtest.metrics import win_rate
 from alpha_panda.backtest.result import rupees
 
 if TYPE_CHECKING:
@@ -23,15 +22,15 @@ def run_summary(system: SystemRun) -> dict[str, Any]:
     handler = p.portfolios.get("paper") if p else None
     if handler is not None:
         snap = handler.snapshot(None)
-        trips = handler.round_trips.trips
+        trips = handler.round_trips
         out.update(
             fills=snap.fills,
-            round_trips=len(trips),
+            round_trips=trips.closed,
             realized_pnl=rupees(snap.realized),
             unrealized_pnl=rupees(snap.unrealized),
             charges=rupees(snap.charges),
             net_pnl=rupees(snap.realized + snap.unrealized - snap.charges),
-            win_rate=round(win_rate(trips), 6),
+            win_rate=round(trips.win_rate, 6),
             open_positions=snap.open_positions,
         )
     out.update(

@@ -210,6 +210,39 @@ def test_mis_positions_are_squared_off_at_the_cutoff() -> None:
     assert isinstance(late[0], OrderRejected) and late[0].reason_code == "MIS_CUTOFF"
 
 
+def test_an_mis_position_that_missed_its_cutoff_is_squared_off_at_the_next_days_first_tick() -> None:
+    other = 2885  # another instrument, whose tick comes first on the next day
+    x = ex()
+    x.on_tick(tick(at(14, 59), 1000_00))
+    assert fills(x.submit("a", sig(qty=10, product=Product.MIS), at(15, 0))) == [
+        (10, 1000_00, at(15, 0))]
+    x.on_tick(tick(at(15, 10), 1002_00))  # then no tick of it until the next session
+    next_open = ist_ns(date(2026, 11, 25), time(9, 15))  # 24 Nov is a holiday
+    assert x.on_tick(MarketTick(instrument_token=other, last_price=500_00, ts=next_open)) == []
+    assert x.needs_tick(TOKEN)  # still open: its price comes with its own tick
+    out = x.on_tick(tick(next_open + 1, 1010_00))
+    flat = [e for e in out if isinstance(e, OrderFilled)]
+    assert [(f.side, f.quantity, f.price, f.ts) for f in flat] == [
+        (Side.SELL, 10, 1010_00, next_open + 1)]
+    assert flat[0].order_id == derive_id(f"squareoff|s1|{TOKEN}|{DAY}|0", "order")
+    assert not x.needs_tick(TOKEN)
+    assert x.on_tick(tick(next_open + 2, 1011_00)) == []  # once
+    # The new day trades as usual, and its own cut-off squares off its own positions.
+    x.submit("b", sig(qty=4, product=Product.MIS), next_open + 3)
+    x.on_tick(tick(next_open + 4, 1012_00))
+    out = x.on_tick(tick(ist_ns(date(2026, 11, 25), time(15, 20)), 1015_00))
+    assert fills(out) == [(4, 1015_00, ist_ns(date(2026, 11, 25), time(15, 20)))]
+
+
+def test_a_position_squared_off_at_its_cutoff_is_not_squared_off_again_the_next_day() -> None:
+    x = ex()
+    x.on_tick(tick(at(14, 59), 1000_00))
+    x.submit("a", sig(qty=10, product=Product.MIS), at(15, 0))
+    assert fills(x.on_tick(tick(at(15, 21), 1001_00))) == [(10, 1001_00, at(15, 21))]
+    next_open = ist_ns(date(2026, 11, 25), time(9, 15))
+    assert x.on_tick(tick(next_open, 1005_00)) == []
+
+
 def test_market_hours_reject_or_queue() -> None:
     night = ist_ns(DAY, time(20, 0))
     out = ex(market_hours="reject").submit("a", sig(), night)
