@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -90,6 +91,17 @@ async def run_until(proc: StreamProcessor, done: Callable[[], bool],
         stop.set()
         await asyncio.wait_for(task, timeout)
     assert done(), f"condition not reached; stats={proc.stats}"
+
+
+async def crash_when(proc: StreamProcessor, done: Callable[[], bool]) -> None:
+    """Run ``proc`` until ``done()`` holds, then cancel it mid-flight, as a process dies:
+    nothing more is committed."""
+    task = asyncio.create_task(proc.run(asyncio.Event()))
+    while not done() and not task.done():
+        await asyncio.sleep(0)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def read_all(log: Log, topic: str) -> list[Record]:

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +22,11 @@ from alpha_panda.adapters.memory_log import MemoryLog
 from alpha_panda.adapters.sqlite_log import SqliteLog
 from alpha_panda.domain.events import Envelope, derive_id
 from alpha_panda.stream.emit import Emit
-from alpha_panda.stream.log import Record
+from alpha_panda.stream.log import Log, Record
 from alpha_panda.stream.runtime import ProcessorSettings, StreamProcessor
 from tests.contract.helpers import (
     Echo,
+    crash_when,
     decode_ids,
     read_all,
     run_until,
@@ -50,6 +51,21 @@ class Sparse(Echo):
         return super().handle(event, record)
 
 
+@contextlib.asynccontextmanager
+async def _running(log: Log, settings: ProcessorSettings, handler: Sparse | None = None
+                   ) -> AsyncIterator[StreamProcessor]:
+    """``handler`` (a ``Sparse``) running over ``in`` in group ``g``; stopped on exit."""
+    proc = StreamProcessor(log, name="p", group="g", topics=["in"],
+                           handler=handler or Sparse(), settings=settings)
+    stop = asyncio.Event()
+    task = asyncio.create_task(proc.run(stop))
+    try:
+        yield proc
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)
+
+
 async def _wait(cond: Any, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while not cond() and time.monotonic() < deadline:
@@ -61,62 +77,45 @@ async def test_a_batch_emitting_nothing_is_committed_with_the_next_that_emits(
         tmp_path: Path) -> None:
     log = SqliteLog(tmp_path / "l.sqlite")
     await log.ensure_topics([spec("in", 1), spec("out", 1)])
-    handler = Sparse()
     # A long poll: the processor does not go idle (which commits) during the test.
-    settings = ProcessorSettings(poll_timeout=30.0, commit_interval=30.0)
-    proc = StreamProcessor(log, name="p", group="g", topics=["in"], handler=handler,
-                           settings=settings)
-    stop = asyncio.Event()
-    task = asyncio.create_task(proc.run(stop))
-    await log.append([tick_output("in", i, QUIET) for i in range(50)])
-    await _wait(lambda: proc.stats.processed == 50)
-    assert await log.committed_offsets("g", "in") == {}  # held: nothing waits for it
+    async with _running(log, ProcessorSettings(poll_timeout=30.0, commit_interval=30.0)) as proc:
+        await log.append([tick_output("in", i, QUIET) for i in range(50)])
+        await _wait(lambda: proc.stats.processed == 50)
+        assert await log.committed_offsets("g", "in") == {}  # held: nothing waits for it
 
-    await log.append([tick_output("in", 50, 1)])
-    await _wait(lambda: proc.stats.processed == 51)
-    # One commit: the echo of the 51st record with the offsets of all 51.
-    assert await log.committed_offsets("g", "in") == {0: 51}
-    assert decode_ids(await read_all(log, "out")) == [derive_id("tick-1-50", "echo")]
-    stop.set()
-    await asyncio.wait_for(task, 5)
+        await log.append([tick_output("in", 50, 1)])
+        await _wait(lambda: proc.stats.processed == 51)
+        # One commit: the echo of the 51st record with the offsets of all 51.
+        assert await log.committed_offsets("g", "in") == {0: 51}
+        assert decode_ids(await read_all(log, "out")) == [derive_id("tick-1-50", "echo")]
     await log.close()
 
 
 async def test_held_batches_are_committed_when_the_processor_goes_idle(tmp_path: Path) -> None:
     log = SqliteLog(tmp_path / "l.sqlite")
     await log.ensure_topics([spec("in", 2), spec("out", 2)])
-    proc = StreamProcessor(log, name="p", group="g", topics=["in"], handler=Sparse(),
-                           settings=ProcessorSettings(poll_timeout=30.0, commit_interval=0.2))
-    stop = asyncio.Event()
-    task = asyncio.create_task(proc.run(stop))
-    await log.append([tick_output("in", i, token) for i in range(50) for token in (2, 4)])
-    started = time.monotonic()
-    ends = await log.end_offsets("in")
-    assert ends == {0: 50, 1: 50}
-    committed: dict[int, int] = {}
-    while committed != ends and time.monotonic() - started < 5:
-        await asyncio.sleep(0.01)
-        committed = await log.committed_offsets("g", "in")
-    # Within the commit interval, though the poll itself would wait 30 s.
-    assert committed == ends and time.monotonic() - started < 2
-    stop.set()
-    await asyncio.wait_for(task, 5)
+    async with _running(log, ProcessorSettings(poll_timeout=30.0, commit_interval=0.2)):
+        await log.append([tick_output("in", i, token) for i in range(50) for token in (2, 4)])
+        started = time.monotonic()
+        ends = await log.end_offsets("in")
+        assert ends == {0: 50, 1: 50}
+        committed: dict[int, int] = {}
+        while committed != ends and time.monotonic() - started < 5:
+            await asyncio.sleep(0.01)
+            committed = await log.committed_offsets("g", "in")
+        # Within the commit interval, though the poll itself would wait 30 s.
+        assert committed == ends and time.monotonic() - started < 2
     await log.close()
 
 
 async def test_stop_commits_held_batches(tmp_path: Path) -> None:
     log = SqliteLog(tmp_path / "l.sqlite")
     await log.ensure_topics([spec("in", 1), spec("out", 1)])
-    proc = StreamProcessor(log, name="p", group="g", topics=["in"], handler=Sparse(),
-                           settings=ProcessorSettings(poll_timeout=30.0, commit_interval=30.0))
-    stop = asyncio.Event()
-    task = asyncio.create_task(proc.run(stop))
-    await log.append([tick_output("in", i, QUIET) for i in range(20)])
-    await _wait(lambda: proc.stats.processed == 20)
-    assert await log.committed_offsets("g", "in") == {}
-    stop.set()
-    await asyncio.wait_for(task, 5)
-    assert await log.committed_offsets("g", "in") == {0: 20}
+    async with _running(log, ProcessorSettings(poll_timeout=30.0, commit_interval=30.0)) as proc:
+        await log.append([tick_output("in", i, QUIET) for i in range(20)])
+        await _wait(lambda: proc.stats.processed == 20)
+        assert await log.committed_offsets("g", "in") == {}
+    assert await log.committed_offsets("g", "in") == {0: 20}  # the stop committed them
     await log.close()
 
 
@@ -124,18 +123,14 @@ async def test_a_duplicate_of_a_held_record_is_skipped() -> None:
     log = MemoryLog()
     await log.ensure_topics([spec("in", 1), spec("out", 1)])
     handler = Sparse()
-    proc = StreamProcessor(log, name="p", group="g", topics=["in"], handler=handler,
-                           settings=ProcessorSettings(poll_timeout=30.0, commit_interval=30.0))
-    stop = asyncio.Event()
-    task = asyncio.create_task(proc.run(stop))
-    await log.append([tick_output("in", 0, QUIET, id="a")])
-    await _wait(lambda: proc.stats.processed == 1)
-    assert await log.committed_offsets("g", "in") == {}  # "a" is held, not yet durable
-    await log.append([tick_output("in", 1, QUIET, id="a")])  # the same event again
-    await _wait(lambda: proc.stats.duplicates == 1)
-    assert handler.handled == ["a"]
-    stop.set()
-    await asyncio.wait_for(task, 5)
+    settings = ProcessorSettings(poll_timeout=30.0, commit_interval=30.0)
+    async with _running(log, settings, handler) as proc:
+        await log.append([tick_output("in", 0, QUIET, id="a")])
+        await _wait(lambda: proc.stats.processed == 1)
+        assert await log.committed_offsets("g", "in") == {}  # "a" is held, not yet durable
+        await log.append([tick_output("in", 1, QUIET, id="a")])  # the same event again
+        await _wait(lambda: proc.stats.duplicates == 1)
+        assert handler.handled == ["a"]
     assert await log.committed_offsets("g", "in") == {0: 2}
 
 
@@ -170,19 +165,6 @@ async def test_a_revoked_partition_is_committed_before_another_member_takes_it()
     assert len(b_handler.handled) < 200  # b had no part in the first 200
 
 
-async def _run_and_crash(path: Path, settings: ProcessorSettings, after: int) -> None:
-    log = SqliteLog(path)
-    handler = Sparse()
-    proc = StreamProcessor(log, name="p", group="g", topics=["in"], handler=handler,
-                           settings=settings)
-    task = asyncio.create_task(proc.run(asyncio.Event()))
-    while len(handler.handled) < after and not task.done():
-        await asyncio.sleep(0)
-    task.cancel()  # the process dies: held batches were never committed
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-
-
 @pytest.mark.parametrize("seed", [1, 2, 3])
 async def test_crashes_with_held_batches_lose_and_duplicate_nothing(
         tmp_path: Path, seed: int) -> None:
@@ -195,7 +177,12 @@ async def test_crashes_with_held_batches_lose_and_duplicate_nothing(
                         for i in range(1, 3001)])
     settings = ProcessorSettings(batch_size=rng.choice([20, 100, 400]), commit_interval=30.0)
     for _ in range(3):
-        await _run_and_crash(path, settings, rng.randrange(50, 900))
+        # A process that dies after a random number of handled records, held ones among them.
+        handler = Sparse()
+        proc = StreamProcessor(SqliteLog(path), name="p", group="g", topics=["in"],
+                               handler=handler, settings=settings)
+        target = rng.randrange(50, 900)
+        await crash_when(proc, lambda: len(handler.handled) >= target)  # noqa: B023 - awaited here
     final = SqliteLog(path)
     proc = StreamProcessor(final, name="p", group="g", topics=["in"], handler=Sparse(),
                            settings=settings)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
 from collections.abc import Sequence
@@ -26,7 +25,15 @@ from alpha_panda.stream.emit import Emit
 from alpha_panda.stream.log import Record
 from alpha_panda.stream.runtime import ProcessorSettings, StreamProcessor
 from alpha_panda.stream.topics import dlq_topic
-from tests.contract.helpers import Echo, decode_ids, read_all, run_until, spec, tick_output
+from tests.contract.helpers import (
+    Echo,
+    crash_when,
+    decode_ids,
+    read_all,
+    run_until,
+    spec,
+    tick_output,
+)
 
 FAST = ProcessorSettings(backoff_base=0.02, backoff_max=0.2, poll_timeout=0.01)
 
@@ -155,13 +162,8 @@ async def test_crashes_mid_batch_then_restarts_lose_and_duplicate_nothing(
         handler = SlowEcho("out")
         proc = StreamProcessor(log, name="p", group="g", topics=["in"], handler=handler,
                                settings=settings)
-        task = asyncio.create_task(proc.run(asyncio.Event()))
         target = rng.randrange(50, 900)
-        while len(handler.seen) < target and not task.done():
-            await asyncio.sleep(0)
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await crash_when(proc, lambda: len(handler.seen) >= target)  # noqa: B023 - awaited here
     final = SqliteLog(path)
     proc = StreamProcessor(final, name="p", group="g", topics=["in"], handler=SlowEcho("out"),
                            settings=settings)
