@@ -29,6 +29,7 @@ Every returned payload carries its event time in ``ts``.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from datetime import date
 from decimal import Decimal
 
 from alpha_panda.domain.events import (
@@ -91,10 +92,9 @@ class PaperExchange(MisSquareOff):
         self._mis: dict[tuple[str, int], int] = {}  # net MIS position per (strategy, token)
         self._squared: dict[tuple[int, object], tuple[int, int]] = {}  # (token, day) -> (ts, px)
         self._squareoffs: dict[tuple[str, int, object], int] = {}
-        # Instruments with MIS positions that outlived their day's cut-off (no tick of theirs
-        # came between it and the close) -> that day; and the day of the last tick seen.
-        self._overnight: dict[int, object] = {}
-        self._day: object = None
+        # Instrument -> the session day of its open MIS positions: a tick of a later day
+        # squares them off (their own cut-off went by with no tick of the instrument).
+        self._mis_day: dict[int, date] = {}
         self._clock = SessionClock(self._calendar, cfg.mis_squareoff)
         # Settings read on every order, taken once from the (frozen) config.
         self._latency_ns = cfg.latency_ns
@@ -245,7 +245,7 @@ class PaperExchange(MisSquareOff):
         out: list[Payload] = []
         if not self._quiet_lo <= tick.ts < self._quiet_hi:
             self._squareoff(tick, out)
-        if self._overnight and token in self._overnight:
+        if self._mis_day and token in self._mis_day:
             self._squareoff_overnight(tick, out)
         orders = self._open.get(token)
         if orders:
@@ -417,6 +417,7 @@ class PaperExchange(MisSquareOff):
         if order.product is _MIS:
             key = (order.strategy_id, order.instrument_token)
             self._mis[key] = self._mis.get(key, 0) + (qty if order.side is _BUY else -qty)
+            self._mis_changed(order.instrument_token, ts)
             self._late_squareoff(order, ts, out)
         if order.status is _FILLED:
             self._close(order)

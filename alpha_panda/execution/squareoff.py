@@ -9,6 +9,7 @@ session's trading, it is flattened at its instrument's first tick there.
 
 from __future__ import annotations
 
+from datetime import date
 from typing import TYPE_CHECKING
 
 from alpha_panda.domain.events import MarketTick, Payload, derive_id
@@ -32,8 +33,7 @@ class MisSquareOff:
         _mis: dict[tuple[str, int], int]
         _squared: dict[tuple[int, object], tuple[int, int]]
         _squareoffs: dict[tuple[str, int, object], int]
-        _overnight: dict[int, object]
-        _day: object
+        _mis_day: dict[int, date]
         _quiet_lo: int
         _quiet_hi: int
 
@@ -55,13 +55,6 @@ class MisSquareOff:
         """At the first tick at/after the cut-off, flatten every MIS position of its instrument."""
         token, ts = tick.instrument_token, tick.ts
         sess = self._session(ts)
-        if sess.day != self._day:
-            if self._day is not None and sess.cutoff is not None:
-                # A new day: MIS positions still open missed their day's cut-off.
-                for (_, tok), qty in self._mis.items():
-                    if qty:
-                        self._overnight.setdefault(tok, self._day)
-            self._day = sess.day
         if sess.cutoff is None or ts < sess.cutoff:
             self._quiet_lo, self._quiet_hi = sess.lo, sess.hi if sess.cutoff is None else sess.cutoff
             return
@@ -76,11 +69,21 @@ class MisSquareOff:
             if tok == token and qty:
                 self._flatten(strategy_id, token, day, qty, tick.last_price, ts, out)
 
+    def _mis_changed(self, token: int, ts: int) -> None:
+        """After an MIS fill at ``ts``: the day of the instrument's open MIS positions."""
+        if not any(q and tok == token for (_, tok), q in self._mis.items()):
+            self._mis_day.pop(token, None)
+        elif self.config.mis_squareoff is not None:
+            self._mis_day.setdefault(token, self._session(ts).day)
+
     def _squareoff_overnight(self, tick: MarketTick, out: list[Payload]) -> None:
-        """The first tick of an instrument after a cut-off it missed: flatten its MIS
-        positions of that day at this tick (ids name the day whose cut-off it was)."""
+        """A tick of a later day than the instrument's open MIS positions: their cut-off
+        went by with no tick of it. Flatten them at this tick (ids name their own day).
+        Per instrument, so it holds whatever order instruments' ticks interleave in."""
         token = tick.instrument_token
-        day = self._overnight.pop(token)
+        day = self._mis_day[token]
+        if self._session(tick.ts).day <= day:
+            return
         self._squared.setdefault((token, day), (tick.ts, tick.last_price))
         for (strategy_id, tok), qty in sorted(self._mis.items()):
             if tok == token and qty:

@@ -234,6 +234,22 @@ def test_an_mis_position_that_missed_its_cutoff_is_squared_off_at_the_next_days_
     assert fills(out) == [(4, 1015_00, ist_ns(date(2026, 11, 25), time(15, 20)))]
 
 
+def test_ticks_of_other_instruments_out_of_day_order_do_not_square_off_a_new_days_position(
+) -> None:
+    # Instruments' ticks interleave in no fixed order (partitions, a rebuild replaying one
+    # partition after another): another instrument's late tick of the day before must not
+    # make a position opened today look overnight.
+    other = 2885
+    x = ex()
+    next_open = ist_ns(date(2026, 11, 25), time(9, 15))
+    x.on_tick(tick(next_open, 1000_00))
+    assert fills(x.submit("a", sig(qty=10, product=Product.MIS), next_open + 1)) == [
+        (10, 1000_00, next_open + 1)]
+    x.on_tick(MarketTick(instrument_token=other, last_price=500_00, ts=at(15, 29)))
+    assert x.on_tick(tick(next_open + 2, 1001_00)) == []
+    assert x.needs_tick(TOKEN)  # still open
+
+
 def test_a_position_squared_off_at_its_cutoff_is_not_squared_off_again_the_next_day() -> None:
     x = ex()
     x.on_tick(tick(at(14, 59), 1000_00))
