@@ -117,6 +117,12 @@ class BatchRunner:
         if self._held_offsets:
             await self._commit(consumer, [], {}, [])
 
+    def discard_held(self) -> None:
+        """Forget the held batches uncommitted: the log delivers them again."""
+        self._held_offsets = {}
+        self._held_ids = []
+        self._held_seen = set()
+
     async def run(self, consumer: Consumer, records: list[Record]) -> BatchOutcome:
         """Handle ``records`` and commit outputs, offsets and ids in one ``commit``."""
         p = self._p
@@ -414,9 +420,7 @@ class BatchRunner:
             try:
                 await consumer.commit(outputs, offsets, processed)
                 if self._held_offsets:
-                    self._held_offsets = {}
-                    self._held_ids = []
-                    self._held_seen = set()
+                    self.discard_held()  # committed now
                 return
             except RetryableError as exc:
                 if attempt == s.commit_attempts:

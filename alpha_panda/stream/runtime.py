@@ -232,7 +232,6 @@ class StreamProcessor:
         next_hot = time.monotonic() + self._settings.hot_window
         linger = self._settings.linger
         batch_size = self._settings.batch_size
-        cancelled = False
         try:
             runner = self._runner
             while not stop.is_set():
@@ -243,7 +242,7 @@ class StreamProcessor:
                     await runner.flush(consumer)  # idle, or the held batches are due
                 if records:
                     self._hot.observe(records)
-                outcome = await self._runner.run(consumer, records)
+                outcome = await runner.run(consumer, records)
                 if outcome is BatchOutcome.FATAL:
                     break
                 if records:
@@ -258,8 +257,9 @@ class StreamProcessor:
                     self._report_hot(consumer)
                     next_hot = now + self._settings.hot_window
         except asyncio.CancelledError:
-            cancelled = True
-            # Abrupt stop: the in-flight batch is not committed and will be redelivered.
+            # Abrupt stop: the in-flight batch is not committed and will be redelivered,
+            # nor are held ones (not even by the revocation as the consumer closes).
+            self._runner.discard_held()
             self._detail = "cancelled; uncommitted work will be redelivered"
             log_.warning("processor.cancelled", service=self._name)
             raise
@@ -272,10 +272,11 @@ class StreamProcessor:
             waker.cancel()
             if self._state is not State.FAILED:
                 self._state = State.STOPPING
-            if self._runner.held and not cancelled:
+            if self._runner.held:
                 try:  # processed batches that emitted nothing: their offsets and ids
                     await self._runner.flush(consumer)
                 except Exception as exc:  # noqa: BLE001 - they are delivered again instead
+                    self._runner.discard_held()
                     log_.warning("processor.final_commit_failed", service=self._name,
                                  error=f"{type(exc).__name__}: {exc}")
             try:

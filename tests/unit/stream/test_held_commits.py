@@ -119,6 +119,27 @@ async def test_stop_commits_held_batches(tmp_path: Path) -> None:
     await log.close()
 
 
+async def test_a_crash_loses_held_batches_and_the_log_delivers_them_again(
+        tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite"
+    log = SqliteLog(path)
+    await log.ensure_topics([spec("in", 1), spec("out", 1)])
+    await log.append([tick_output("in", i, QUIET) for i in range(20)])
+    settings = ProcessorSettings(poll_timeout=30.0, commit_interval=30.0)
+    first = Sparse()
+    proc = StreamProcessor(log, name="p", group="g", topics=["in"], handler=first,
+                           settings=settings)
+    await crash_when(proc, lambda: proc.stats.processed == 20)
+    assert len(first.handled) == 20
+    assert await log.committed_offsets("g", "in") == {}  # not even as the consumer closed
+    again = Sparse()
+    async with _running(log, settings, again) as proc:
+        await _wait(lambda: proc.stats.processed == 20)
+    assert again.handled == first.handled
+    assert await log.committed_offsets("g", "in") == {0: 20}
+    await log.close()
+
+
 async def test_a_duplicate_of_a_held_record_is_skipped() -> None:
     log = MemoryLog()
     await log.ensure_topics([spec("in", 1), spec("out", 1)])
