@@ -36,6 +36,9 @@ pytestmark = pytest.mark.integration
 CHROMIUM = "/usr/bin/chromium"
 T0 = 1_764_042_300_000_000_000  # 2025-11-25 09:15:00 IST
 S = 1_000_000_000
+DAY = 86_400 * S
+# 41 equity points over three sessions (25, 26, 27 Nov), 14 a day from 09:15, 25 min apart
+SESSIONS = [T0 + (i // 14) * DAY + (i % 14) * 25 * 60 * S for i in range(41)]
 enc = msgspec.json.encode
 
 
@@ -61,7 +64,7 @@ class RecordingControl:
 
 def portfolio(broker: str, cash: int, realized: int, unrealized: int, charges: int,
               fills: int, curve_start: int, held: int, open_positions: int,
-              every_s: int = 30) -> bytes:
+              times: list[int] | None = None) -> bytes:
     # a wandering curve from curve_start, ending exactly at equity = cash + held value
     end = cash + held
     wander = [(i * 7919) % 13 - 6 for i in range(40)]
@@ -69,7 +72,8 @@ def portfolio(broker: str, cash: int, realized: int, unrealized: int, charges: i
     for i, w in enumerate(wander):
         level += w * 150_00
         steps.append(curve_start + (end - curve_start) * i // 40 + level)
-    curve = [(T0 + i * every_s * S, eq) for i, eq in enumerate([*steps, end])]
+    times = times or [T0 + i * 30 * S for i in range(41)]
+    curve = list(zip(times, [*steps, end], strict=True))
     pnl = [StrategyPnlView(
         strategy_id="sma_cross_banks", realized=realized, unrealized=unrealized, charges=charges,
         cash=cash, gross_exposure=abs(held), open_positions=open_positions, fills=fills,
@@ -133,7 +137,7 @@ def documents() -> dict[str, bytes]:
         key("zerodha", "portfolio"): portfolio("zerodha", 4_98_765_43, -1_250_00, 0,
                                                64_20, fills=3, curve_start=5_00_000_00,
                                                held=0, open_positions=0,
-                                               every_s=3 * 3600),  # over several days
+                                               times=SESSIONS),  # over several days
         STRATEGIES_KEY: enc(strategies),
     }
 
@@ -258,6 +262,17 @@ def test_dashboard_shows_exact_figures_and_switches_broker(
         expect(page.locator("#net-pnl")).to_have_text("-₹1,314.20")
         # a curve over several days says from which day (the simulator goes through sessions)
         expect(page.locator("#curve-change")).to_contain_text("since 25 Nov, 09:15:00")
+        # drawn on session time: the nights take no width, a dashed line starts each day
+        expect(page.locator("#curve .day-break")).to_have_count(2)
+        expect(page.locator("#curve .day-label")).to_have_text(["26 Nov", "27 Nov"])
+        width = float(page.locator("#curve svg").get_attribute("viewBox").split()[2])
+        breaks = [float(x) for x in page.locator("#curve .day-break").evaluate_all(
+            "lines => lines.map((l) => l.getAttribute('x1'))")]
+        session_s = 6 * 3600 + 15 * 60
+        span = 2 * session_s + 12 * 25 * 60  # to the last point: the third day's 14:15
+        left, right = 110, width - 16  # the plot's margins in app.js
+        for k, x in enumerate(breaks, 1):
+            assert abs(x - (left + (right - left) * k * session_s / span)) < 1.0, breaks
         expect(page.locator("#positions tbody")).to_contain_text("No positions yet")
         expect(page.locator("#orders")).not_to_contain_text("HDFCBANK")  # paper stays paper
         page.screenshot(path=str(tmp_path / "dashboard-zerodha.png"), full_page=True)

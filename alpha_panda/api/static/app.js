@@ -225,6 +225,31 @@ function svg(tag, attrs, text) {
   return node;
 }
 
+// NSE's session, in IST seconds of the day. A curve whose points all fall within sessions
+// is drawn on session time, one trading day after the other: nights, weekends and holidays
+// take no width, and a dashed line marks where each new day starts. Other curves (a replay
+// with ticks around the clock) keep a linear time axis.
+const OPEN_S = 9 * 3600 + 15 * 60, CLOSE_S = 15 * 3600 + 30 * 60;
+const IST_OFFSET_MS = 5.5 * 3600 * 1000, DAY_MS = 86400 * 1000;
+const IST_SHORT_DAY = new Intl.DateTimeFormat("en-IN", {
+  timeZone: "Asia/Kolkata", day: "2-digit", month: "short",
+});
+
+function sessionAxis(points) {
+  const xs = [], breaks = [];
+  let lastDay = null;
+  for (let i = 0; i < points.length; i++) {
+    const ist = points[i].ts / 1e6 + IST_OFFSET_MS;
+    const day = Math.floor(ist / DAY_MS);
+    const s = (ist - day * DAY_MS) / 1000;
+    if (s < OPEN_S || s > CLOSE_S) return null;
+    if (lastDay !== null && day !== lastDay) breaks.push(i);
+    lastDay = day;
+    xs.push(breaks.length * (CLOSE_S - OPEN_S) + (s - OPEN_S));
+  }
+  return breaks.length ? { xs, breaks } : null;
+}
+
 function renderCurve(points) {
   const box = document.getElementById("curve");
   // the viewBox follows the box's pixel size, so text and lines are never stretched
@@ -247,7 +272,9 @@ function renderCurve(points) {
     box.replaceChildren(root);
     return;
   }
-  const xs = points.map((p) => p.ts), ys = points.map((p) => Number(p.equity));
+  const sessions = sessionAxis(points);
+  const xs = sessions ? sessions.xs : points.map((p) => p.ts);
+  const ys = points.map((p) => Number(p.equity));
   const x0 = Math.min(...xs), x1 = Math.max(...xs);
   let y0 = Math.min(...ys), y1 = Math.max(...ys);
   if (y0 === y1) { y0 -= 1; y1 += 1; }
@@ -259,7 +286,17 @@ function renderCurve(points) {
     root.append(svg("text", { x: L - 6, y: py(value) + 4, "text-anchor": "end", class: "axis" },
       inr(label)));
   }
-  const line = points.map((p, i) => `${i ? "L" : "M"}${px(p.ts).toFixed(1)},${py(Number(p.equity)).toFixed(1)}`).join("");
+  let labelled = -Infinity;
+  for (const i of sessions ? sessions.breaks : []) {
+    const x = px(xs[i]);
+    root.append(svg("line", { x1: x, x2: x, y1: T, y2: H - B, class: "day-break" }));
+    if (x - labelled >= 48) { // labels of days close together would overlap: every other
+      root.append(svg("text", { x: x + 3, y: T + 9, class: "day-label" },
+        IST_SHORT_DAY.format(new Date(points[i].time))));
+      labelled = x;
+    }
+  }
+  const line = points.map((p, i) => `${i ? "L" : "M"}${px(xs[i]).toFixed(1)},${py(ys[i]).toFixed(1)}`).join("");
   const up = ys[ys.length - 1] >= ys[0];
   const colour = up ? "#0f8a4a" : "#c62f2f";
   root.append(svg("path", { d: `${line}L${px(x1)},${H - B}L${px(x0)},${H - B}Z`, fill: colour,
