@@ -18,6 +18,7 @@ import asyncio
 import hashlib
 import itertools
 import json
+import logging
 import random
 import threading
 import time
@@ -53,6 +54,11 @@ DEFAULT_INSTRUMENTS: tuple[tuple[int, str, str, str, float, int], ...] = (
     (256265, "NSE", "NIFTY 50", "INDICES", 0.0, 0),
     (412675, "CDS", "USDINR26DECFUT", "CDS-FUT", 0.0025, 1),
 )
+
+# The server's per-connection INFO lines ("connection closed") come from its own thread,
+# often after a test's log capture has closed: warnings and errors only.
+_WS_LOG = logging.getLogger("alpha_panda.testing.fake_kite.ws")
+_WS_LOG.setLevel(logging.WARNING)
 
 
 def _now_ist() -> str:
@@ -306,7 +312,7 @@ class FakeKite:
 
         async def boot() -> None:
             self._ws = await serve(self._ws_conn, "127.0.0.1", 0, process_request=self._ws_auth,
-                                   ping_interval=None)
+                                   ping_interval=None, logger=_WS_LOG)
             ready.set()
 
         loop.run_until_complete(boot())
