@@ -92,9 +92,10 @@ class PaperExchange(MisSquareOff):
         self._mis: dict[tuple[str, int], int] = {}  # net MIS position per (strategy, token)
         self._squared: dict[tuple[int, object], tuple[int, int]] = {}  # (token, day) -> (ts, px)
         self._squareoffs: dict[tuple[str, int, object], int] = {}
-        # Instrument -> the session day of its open MIS positions: a tick of a later day
-        # squares them off (their own cut-off went by with no tick of the instrument).
-        self._mis_day: dict[int, date] = {}
+        # Instrument -> the IST day of its latest tick, and where that day ends (read on
+        # every tick: a plain int).
+        self._tick_day: dict[int, date] = {}
+        self._day_end: dict[int, int] = {}
         self._clock = SessionClock(self._calendar, cfg.mis_squareoff)
         # Settings read on every order, taken once from the (frozen) config.
         self._latency_ns = cfg.latency_ns
@@ -243,10 +244,11 @@ class PaperExchange(MisSquareOff):
             self._dropped_ts[token] = history[0].ts
         history.append(tick)
         out: list[Payload] = []
-        if not self._quiet_lo <= tick.ts < self._quiet_hi:
+        ts = tick.ts
+        if ts >= self._day_end.get(token, -1):
+            self._new_day(tick, out)  # before today's own cut-off: it may be due too
+        if not self._quiet_lo <= ts < self._quiet_hi:
             self._squareoff(tick, out)
-        if self._mis_day and token in self._mis_day:
-            self._squareoff_overnight(tick, out)
         orders = self._open.get(token)
         if orders:
             for order in list(orders):
@@ -417,7 +419,6 @@ class PaperExchange(MisSquareOff):
         if order.product is _MIS:
             key = (order.strategy_id, order.instrument_token)
             self._mis[key] = self._mis.get(key, 0) + (qty if order.side is _BUY else -qty)
-            self._mis_changed(order.instrument_token, ts)
             self._late_squareoff(order, ts, out)
         if order.status is _FILLED:
             self._close(order)

@@ -3,7 +3,9 @@ MIS order of an instrument is cancelled and every MIS position in it flattened a
 tick at/after the cut-off; a fill processed later but dated before that tick is flattened too.
 That first tick may come on a later day (the run was stopped over the cut-off, or a tick
 file has none between it and the close): an intraday position never carries into the next
-session's trading, it is flattened at its instrument's first tick there.
+session's trading, it is flattened at its instrument's first tick there. Either way the
+square-off tick of an (instrument, day) is recorded, so a rebuild, which replays every tick
+before the signals, flattens each fill at the same tick, price and id as the live run did.
 ``PaperExchange`` inherits this; the state it reads is the exchange's own.
 """
 
@@ -33,7 +35,8 @@ class MisSquareOff:
         _mis: dict[tuple[str, int], int]
         _squared: dict[tuple[int, object], tuple[int, int]]
         _squareoffs: dict[tuple[str, int, object], int]
-        _mis_day: dict[int, date]
+        _tick_day: dict[int, date]
+        _day_end: dict[int, int]
         _quiet_lo: int
         _quiet_hi: int
 
@@ -69,25 +72,23 @@ class MisSquareOff:
             if tok == token and qty:
                 self._flatten(strategy_id, token, day, qty, tick.last_price, ts, out)
 
-    def _mis_changed(self, token: int, ts: int) -> None:
-        """After an MIS fill at ``ts``: the day of the instrument's open MIS positions."""
-        if not any(q and tok == token for (_, tok), q in self._mis.items()):
-            self._mis_day.pop(token, None)
-        elif self.config.mis_squareoff is not None:
-            self._mis_day.setdefault(token, self._session(ts).day)
-
-    def _squareoff_overnight(self, tick: MarketTick, out: list[Payload]) -> None:
-        """A tick of a later day than the instrument's open MIS positions: their cut-off
-        went by with no tick of it. Flatten them at this tick (ids name their own day).
-        Per instrument, so it holds whatever order instruments' ticks interleave in."""
-        token = tick.instrument_token
-        day = self._mis_day[token]
-        if self._session(tick.ts).day <= day:
+    def _new_day(self, tick: MarketTick, out: list[Payload]) -> None:
+        """An instrument's first tick of an IST day. If its previous day had no tick at or
+        after that day's cut-off, this is the first tick after it: that day's square-off
+        happens here."""
+        token, ts = tick.instrument_token, tick.ts
+        sess = self._session(ts)
+        day = self._tick_day.get(token)
+        self._tick_day[token] = sess.day
+        self._day_end[token] = sess.hi
+        if day is None or sess.cutoff is None:
             return
-        self._squared.setdefault((token, day), (tick.ts, tick.last_price))
+        if (token, day) in self._squared:
+            return  # its own cut-off came with a tick of that day
+        self._squared[(token, day)] = (ts, tick.last_price)
         for (strategy_id, tok), qty in sorted(self._mis.items()):
             if tok == token and qty:
-                self._flatten(strategy_id, token, day, qty, tick.last_price, tick.ts, out)
+                self._flatten(strategy_id, token, day, qty, tick.last_price, ts, out)
 
     def _late_squareoff(self, order: Order, ts: int, out: list[Payload]) -> None:
         """A fill before the cut-off processed after the square-off tick is flattened too."""

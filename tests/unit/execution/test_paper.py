@@ -250,6 +250,41 @@ def test_ticks_of_other_instruments_out_of_day_order_do_not_square_off_a_new_day
     assert x.needs_tick(TOKEN)  # still open
 
 
+@pytest.mark.parametrize("day2_order", [False, True])
+def test_a_rebuild_replaying_ticks_before_signals_squares_off_overnight_as_the_live_run_did(
+        day2_order: bool) -> None:
+    # The paper engine rebuilds its state by replaying its inputs partition by partition:
+    # every tick, then the signals. The live run saw them in time order. Both must flatten
+    # the same positions with the same fills (ids, prices), and agree from then on.
+    next_open = ist_ns(date(2026, 11, 25), time(9, 15))
+    ticks = [tick(at(14, 59), 1000_00), tick(at(15, 10), 1002_00),
+             tick(next_open, 1010_00), tick(next_open + 4, 1012_00)]
+    signals = [("a", sig(qty=10, product=Product.MIS), at(15, 0))]
+    if day2_order:
+        signals.append(("b", sig(qty=4, product=Product.MIS), next_open + 3))
+    live, rebuilt = ex(), ex()
+    live_out = live.on_tick(ticks[0]) + live.submit(*signals[0])
+    live_out += live.on_tick(ticks[1]) + live.on_tick(ticks[2])
+    if day2_order:
+        live_out += live.submit(*signals[1])
+    live_out += live.on_tick(ticks[3])
+    rebuilt_out = [e for t in ticks for e in rebuilt.on_tick(t)]
+    rebuilt_out += [e for s in signals for e in rebuilt.submit(*s)]
+
+    def filled(events: list[Payload]) -> list[tuple[str, Side, int, int]]:
+        return sorted((e.fill_id, e.side, e.quantity, e.price)
+                      for e in events if isinstance(e, OrderFilled))
+
+    assert filled(live_out) == filled(rebuilt_out)
+    assert (Side.SELL, 10, 1010_00) in [(s, q, p) for _, s, q, p in filled(live_out)]
+    later = tick(next_open + 10, 1020_00)
+    assert live.on_tick(later) == rebuilt.on_tick(later) == []
+    cutoff = tick(ist_ns(date(2026, 11, 25), time(15, 20)), 1030_00)
+    # the day-2 position, if any, is squared off at day 2's own cut-off by both
+    assert fills(live.on_tick(cutoff)) == fills(rebuilt.on_tick(cutoff)) == (
+        [(4, 1030_00, cutoff.ts)] if day2_order else [])
+
+
 def test_a_position_squared_off_at_its_cutoff_is_not_squared_off_again_the_next_day() -> None:
     x = ex()
     x.on_tick(tick(at(14, 59), 1000_00))
