@@ -121,7 +121,8 @@ class ProcessorSettings:
 
 @dataclass(slots=True)
 class ProcessorStats:
-    """Counters of one processor since it was built (``processed`` counts committed work)."""
+    """Counters of one processor since it was built (``processed``: records handled, in
+    batches committed or held for the next commit)."""
 
     processed: int = 0
     emitted: int = 0
@@ -272,20 +273,23 @@ class StreamProcessor:
             waker.cancel()
             if self._state is not State.FAILED:
                 self._state = State.STOPPING
-            if self._runner.held:
-                try:  # processed batches that emitted nothing: their offsets and ids
-                    await self._runner.flush(consumer)
-                except Exception as exc:  # noqa: BLE001 - they are delivered again instead
-                    self._runner.discard_held()
-                    log_.warning("processor.final_commit_failed", service=self._name,
-                                 error=f"{type(exc).__name__}: {exc}")
             try:
-                await asyncio.wait_for(consumer.close(), self._settings.stop_timeout)
+                if self._runner.held:  # processed batches that emitted nothing
+                    await self._runner.flush(consumer)
+            except Exception as exc:  # noqa: BLE001 - they are delivered again instead
+                log_.warning("processor.final_commit_failed", service=self._name,
+                             error=f"{type(exc).__name__}: {exc}")
             finally:
-                if self._state is State.STOPPING:
-                    self._state = State.STOPPED
-                log_.info("processor.stopped", service=self._name, state=self._state.value,
-                          processed=self.stats.processed)
+                # Committed, or (failed, cancelled in a retry's wait) delivered again: not
+                # for the revocation as the consumer closes, which must happen whatever.
+                self._runner.discard_held()
+                try:
+                    await asyncio.wait_for(consumer.close(), self._settings.stop_timeout)
+                finally:
+                    if self._state is State.STOPPING:
+                        self._state = State.STOPPED
+                    log_.info("processor.stopped", service=self._name,
+                              state=self._state.value, processed=self.stats.processed)
 
     @staticmethod
     async def _wake_on(stop: asyncio.Event, consumer: Consumer) -> None:

@@ -290,7 +290,7 @@ function renderCurve(points) {
   for (const i of sessions ? sessions.breaks : []) {
     const x = px(xs[i]);
     root.append(svg("line", { x1: x, x2: x, y1: T, y2: H - B, class: "day-break" }));
-    if (x - labelled >= 48) { // labels of days close together would overlap: every other
+    if (x - labelled >= 48) { // a day too close to the last labelled one goes unlabelled
       root.append(svg("text", { x: x + 3, y: T + 9, class: "day-label" },
         IST_SHORT_DAY.format(new Date(points[i].time))));
       labelled = x;

@@ -20,6 +20,7 @@ import pytest
 
 from alpha_panda.adapters.memory_log import MemoryLog
 from alpha_panda.adapters.sqlite_log import SqliteLog
+from alpha_panda.domain.errors import TransientError
 from alpha_panda.domain.events import Envelope, derive_id
 from alpha_panda.stream.emit import Emit
 from alpha_panda.stream.log import Log, Record
@@ -138,6 +139,40 @@ async def test_a_crash_loses_held_batches_and_the_log_delivers_them_again(
     assert again.handled == first.handled
     assert await log.committed_offsets("g", "in") == {0: 20}
     await log.close()
+
+
+async def test_a_stop_cancelled_while_its_final_commit_retries_still_closes_the_consumer(
+        ) -> None:
+    log = MemoryLog()
+    await log.ensure_topics([spec("in", 1), spec("out", 1)])
+    stop = asyncio.Event()
+
+    class StopsMidBatch(Sparse):
+        def handle(self, event: Envelope[Any], record: Record) -> Sequence[Emit]:
+            if record.offset == 4:
+                stop.set()  # the stop comes while this batch is handled
+            return super().handle(event, record)
+
+    settings = ProcessorSettings(poll_timeout=30.0, commit_interval=30.0, backoff_base=1.0,
+                                 backoff_max=1.0)
+    proc = StreamProcessor(log, name="p", group="g", topics=["in"], handler=StopsMidBatch(),
+                           settings=settings)
+    task = asyncio.create_task(proc.run(stop))
+    await _wait(lambda: proc._consumer is not None and bool(proc._consumer.assignment()))
+    consumer = proc._consumer
+    assert consumer is not None
+
+    async def locked(*args: Any, **kwargs: Any) -> None:  # the storage's transient failure
+        raise TransientError("database is locked")
+
+    consumer.commit = locked  # type: ignore[method-assign]
+    await log.append([tick_output("in", i, QUIET) for i in range(5)])
+    await asyncio.sleep(0.2)  # the final commit of the held batch waits to retry
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert consumer.assignment() == frozenset()  # closed: it left the group
+    assert not proc._runner.held
 
 
 async def test_a_duplicate_of_a_held_record_is_skipped() -> None:
