@@ -246,7 +246,7 @@ class PaperExchange(MisSquareOff):
         out: list[Payload] = []
         ts = tick.ts
         if ts >= self._day_end.get(token, -1):
-            self._new_day(tick, out)  # before today's own cut-off: it may be due too
+            self._new_day(tick, out)  # a missed day's square-off first, then today's
         if not self._quiet_lo <= ts < self._quiet_hi:
             self._squareoff(tick, out)
         orders = self._open.get(token)
