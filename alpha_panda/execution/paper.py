@@ -89,7 +89,10 @@ class PaperExchange(MisSquareOff):
         self._closed: OrderedDict[str, None] = OrderedDict()  # closed orders still held
         self._closed_ids: OrderedDict[str, None] = OrderedDict()  # pruned: ids only
         self._open: dict[int, list[Order]] = {}
-        self._mis: dict[tuple[str, int], int] = {}  # net MIS position per (strategy, token)
+        # Net MIS position per (strategy, token, day it was taken on): each day's part is
+        # squared off after that day's cut-off, whatever the order fills and ticks come in.
+        self._mis: dict[tuple[str, int, date], int] = {}
+        self._squaring: dict[str, date] = {}  # square-off order id -> the day it squares
         self._squared: dict[tuple[int, object], tuple[int, int]] = {}  # (token, day) -> (ts, px)
         self._squareoffs: dict[tuple[str, int, object], int] = {}
         # Instrument -> the IST day of its latest tick, and where that day ends (read on
@@ -123,7 +126,7 @@ class PaperExchange(MisSquareOff):
         """False when ``on_tick`` for this instrument could do nothing but record history."""
         if self._open.get(instrument_token):
             return True
-        return any(q and tok == instrument_token for (_, tok), q in self._mis.items())
+        return any(q and tok == instrument_token for (_, tok, _), q in self._mis.items())
 
     def submit(self, signal_id: str, signal: Signal, now_ns: int) -> list[Payload]:
         """Place the order a validated signal asks for. Idempotent per ``signal_id``."""
@@ -417,7 +420,8 @@ class PaperExchange(MisSquareOff):
             )
         )
         if order.product is _MIS:
-            key = (order.strategy_id, order.instrument_token)
+            day = self._squaring.pop(order_id, None) or self._session(ts).day
+            key = (order.strategy_id, order.instrument_token, day)
             self._mis[key] = self._mis.get(key, 0) + (qty if order.side is _BUY else -qty)
             self._late_squareoff(order, ts, out)
         if order.status is _FILLED:

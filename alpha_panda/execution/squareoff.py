@@ -3,15 +3,18 @@ MIS order of an instrument is cancelled and every MIS position in it flattened a
 tick at/after the cut-off; a fill processed later but dated before that tick is flattened too.
 That first tick may come on a later day (the run was stopped over the cut-off, or a tick
 file has none between it and the close): an intraday position never carries into the next
-session's trading, it is flattened at its instrument's first tick there. Either way the
-square-off tick of an (instrument, day) is recorded, so a rebuild, which replays every tick
-before the signals, flattens each fill at the same tick, price and id as the live run did.
+session's trading, it is flattened at its instrument's first tick there. MIS positions are
+kept per day they were taken on, so that tick takes down the earlier days' only, whatever
+came first on the new day, the instrument's tick or an order filled at its price hint.
+Either way the square-off tick of an (instrument, day) is recorded, so a rebuild, which
+replays every tick before the signals, flattens each fill at the same tick, price and id
+as the live run did.
 ``PaperExchange`` inherits this; the state it reads is the exchange's own.
 """
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
 from alpha_panda.domain.events import MarketTick, Payload, derive_id
@@ -25,6 +28,9 @@ if TYPE_CHECKING:
     from alpha_panda.execution.costs import Segment
 
 
+_ONE_DAY = timedelta(days=1)
+
+
 class MisSquareOff:
     """The square-off part of ``PaperExchange`` (a mixin: it uses the exchange's state)."""
 
@@ -32,7 +38,8 @@ class MisSquareOff:
         config: ExecutionConfig
         _clock: SessionClock
         _open: dict[int, list[Order]]
-        _mis: dict[tuple[str, int], int]
+        _mis: dict[tuple[str, int, date], int]
+        _squaring: dict[str, date]
         _squared: dict[tuple[int, object], tuple[int, int]]
         _squareoffs: dict[tuple[str, int, object], int]
         _tick_day: dict[int, date]
@@ -68,27 +75,34 @@ class MisSquareOff:
         for order in list(self._open.get(token, ())):
             if order.product is Product.MIS and order.status.is_open:
                 self._match(order, tick, out)  # past the cut-off: this cancels it
-        for (strategy_id, tok), qty in sorted(self._mis.items()):
-            if tok == token and qty:
-                self._flatten(strategy_id, token, day, qty, tick.last_price, ts, out)
+        self._flatten_days(token, day, tick, out)
+
+    def _flatten_days(self, token: int, upto: date, tick: MarketTick, out: list[Payload],
+                      *, before: bool = False) -> None:
+        """Flatten the instrument's MIS positions of each day up to ``upto`` (``before``:
+        only days before it) at ``tick``, each under its own day's ids."""
+        for (strategy_id, tok, day), qty in sorted(self._mis.items()):
+            if tok == token and qty and (day < upto or (day == upto and not before)):
+                self._flatten(strategy_id, token, day, qty, tick.last_price, tick.ts, out)
 
     def _new_day(self, tick: MarketTick, out: list[Payload]) -> None:
-        """An instrument's first tick of an IST day. If its previous day had no tick at or
-        after that day's cut-off, this is the first tick after it: that day's square-off
-        happens here."""
+        """An instrument's first tick of an IST day: the first tick after the cut-off of
+        each day since its previous tick that had none after it (that day, and the days
+        between, which had no tick of it at all). Their square-offs happen here, and are
+        recorded, so fills of those days processed later (a rebuild replays every tick
+        before the signals) are flattened at this tick too."""
         token, ts = tick.instrument_token, tick.ts
         sess = self._session(ts)
-        day = self._tick_day.get(token)
+        last = self._tick_day.get(token)
         self._tick_day[token] = sess.day
         self._day_end[token] = sess.hi
-        if day is None or sess.cutoff is None:
+        if last is None or sess.cutoff is None:
             return
-        if (token, day) in self._squared:
-            return  # its own cut-off came with a tick of that day
-        self._squared[(token, day)] = (ts, tick.last_price)
-        for (strategy_id, tok), qty in sorted(self._mis.items()):
-            if tok == token and qty:
-                self._flatten(strategy_id, token, day, qty, tick.last_price, ts, out)
+        day = last
+        while day < sess.day:
+            self._squared.setdefault((token, day), (ts, tick.last_price))
+            day += _ONE_DAY
+        self._flatten_days(token, sess.day, tick, out, before=True)
 
     def _late_squareoff(self, order: Order, ts: int, out: list[Payload]) -> None:
         """A fill before the cut-off processed after the square-off tick is flattened too."""
@@ -98,12 +112,12 @@ class MisSquareOff:
         done = self._squared.get((order.instrument_token, day))
         if done is None or ts >= done[0]:
             return
-        qty = self._mis.get((order.strategy_id, order.instrument_token), 0)
+        qty = self._mis.get((order.strategy_id, order.instrument_token, day), 0)
         if qty:
             self._flatten(order.strategy_id, order.instrument_token, day, qty, done[1], done[0], out)
 
     def _flatten(
-        self, strategy_id: str, token: int, day: object, qty: int, price: int, ts: int,
+        self, strategy_id: str, token: int, day: date, qty: int, price: int, ts: int,
         out: list[Payload],
     ) -> None:
         key = (strategy_id, token, day)
@@ -117,5 +131,6 @@ class MisSquareOff:
             segment=self._segment(token, Product.MIS), created_ns=ts, arrival_ns=ts,
         )
         self._register(order)
+        self._squaring[order.order_id] = day  # its fill takes that day's position down
         out.append(self._submitted(order, ts))
         self._fill(order, order.quantity, price, ts, out)

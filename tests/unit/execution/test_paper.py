@@ -285,6 +285,72 @@ def test_a_rebuild_replaying_ticks_before_signals_squares_off_overnight_as_the_l
         [(4, 1030_00, cutoff.ts)] if day2_order else [])
 
 
+def _fills(events: list[Payload]) -> list[tuple[str, Side, int, int, int]]:
+    return sorted((e.fill_id, e.side, e.quantity, e.price, e.ts)
+                  for e in events if isinstance(e, OrderFilled))
+
+
+def _net(events: list[Payload]) -> int:
+    return sum(e.quantity if e.side is Side.BUY else -e.quantity
+               for e in events if isinstance(e, OrderFilled))
+
+
+def test_a_days_position_taken_before_its_instruments_first_tick_that_day_lives_to_its_cutoff(
+) -> None:
+    # Day 2's order fills (at its price hint) before the instrument's own first day-2 tick:
+    # that tick squares off day 1's 10 only; day 2's 4 last until day 2's cut-off. A rebuild
+    # (every tick, then the signals) and both orders of a tick and a signal with one time
+    # agree with the live run.
+    other = 2885
+    d2 = ist_ns(date(2026, 11, 25), time(9, 15))
+    ticks = [tick(at(14, 59), 1000_00), tick(at(15, 10), 1002_00),
+             MarketTick(instrument_token=other, last_price=500_00, ts=d2), tick(d2 + 1, 1010_00)]
+    signals = [("a", sig(qty=10, product=Product.MIS), at(15, 0)),
+               ("b", sig(qty=4, product=Product.MIS, price_hint=1009_00), d2)]
+    live, rebuilt = ex(), ex()
+    live_out = live.on_tick(ticks[0]) + live.submit(*signals[0]) + live.on_tick(ticks[1])
+    live_out += live.on_tick(ticks[2]) + live.submit(*signals[1]) + live.on_tick(ticks[3])
+    rebuilt_out = [e for t in ticks for e in rebuilt.on_tick(t)]
+    rebuilt_out += [e for sg in signals for e in rebuilt.submit(*sg)]
+    assert _fills(live_out) == _fills(rebuilt_out)
+    assert _net(live_out) == 4 and live.needs_tick(TOKEN)
+    cutoff = tick(ist_ns(date(2026, 11, 25), time(15, 20)), 1020_00)
+    assert fills(live.on_tick(cutoff)) == fills(rebuilt.on_tick(cutoff)) == [
+        (4, 1020_00, cutoff.ts)]
+
+
+def test_a_tick_and_a_signal_at_the_same_time_give_the_same_fills_in_either_order() -> None:
+    d2 = ist_ns(date(2026, 11, 25), time(9, 15))
+    day2 = ("b", sig(qty=4, product=Product.MIS, price_hint=1010_00), d2)
+    tick_first, signal_first = ex(), ex()
+    for x in (tick_first, signal_first):
+        x.on_tick(tick(at(14, 59), 1000_00))
+        x.submit("a", sig(qty=10, product=Product.MIS), at(15, 0))
+    a = tick_first.on_tick(tick(d2, 1010_00)) + tick_first.submit(*day2)
+    b = signal_first.submit(*day2) + signal_first.on_tick(tick(d2, 1010_00))
+    assert _fills(a) == _fills(b)
+    assert _net(a) == _net(b) == -10 + 4
+
+
+def test_a_position_taken_on_a_day_without_ticks_of_its_instrument_is_squared_off_after_it(
+) -> None:
+    # Day 1 squared off as usual; on day 2 an order fills at its price hint and the
+    # instrument never ticks; day 3's first tick is the first after day 2's cut-off.
+    d3 = date(2026, 11, 26)
+    ticks = [tick(at(15, 0), 1000_00), tick(at(15, 25), 1000_00),
+             tick(ist_ns(d3, time(9, 15)), 1010_00), tick(ist_ns(d3, time(12, 0)), 1011_00)]
+    day2 = ("a", sig(qty=10, product=Product.MIS), ist_ns(date(2026, 11, 25), time(10, 0)))
+    live, rebuilt = ex(), ex()
+    live_out = live.on_tick(ticks[0]) + live.on_tick(ticks[1]) + live.submit(*day2)
+    live_out += live.on_tick(ticks[2]) + live.on_tick(ticks[3])
+    rebuilt_out = [e for t in ticks for e in rebuilt.on_tick(t)] + rebuilt.submit(*day2)
+    assert _fills(live_out) == _fills(rebuilt_out)
+    assert (Side.SELL, 10, 1010_00, ticks[2].ts) in [f[1:] for f in _fills(live_out)]
+    assert _net(live_out) == 0 and not live.needs_tick(TOKEN) and not rebuilt.needs_tick(TOKEN)
+    cutoff = tick(ist_ns(d3, time(15, 20)), 1020_00)
+    assert live.on_tick(cutoff) == rebuilt.on_tick(cutoff) == []
+
+
 def test_a_position_squared_off_at_its_cutoff_is_not_squared_off_again_the_next_day() -> None:
     x = ex()
     x.on_tick(tick(at(14, 59), 1000_00))
