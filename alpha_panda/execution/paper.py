@@ -423,7 +423,7 @@ class PaperExchange(MisSquareOff):
             day = self._squaring.pop(order_id, None) or self._session(ts).day
             key = (order.strategy_id, order.instrument_token, day)
             self._mis[key] = self._mis.get(key, 0) + (qty if order.side is _BUY else -qty)
-            self._late_squareoff(order, ts, out)
+            self._late_squareoff(order, ts, day, out)
         if order.status is _FILLED:
             self._close(order)
             if order.sibling_order_id is not None:

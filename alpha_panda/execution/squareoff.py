@@ -104,11 +104,11 @@ class MisSquareOff:
             day += _ONE_DAY
         self._flatten_days(token, sess.day, tick, out, before=True)
 
-    def _late_squareoff(self, order: Order, ts: int, out: list[Payload]) -> None:
-        """A fill before the cut-off processed after the square-off tick is flattened too."""
+    def _late_squareoff(self, order: Order, ts: int, day: date, out: list[Payload]) -> None:
+        """A fill (at ``ts``, of the MIS position of ``day``) before the cut-off processed
+        after the square-off tick is flattened too."""
         if self.config.mis_squareoff is None or order.signal_id.startswith("squareoff|"):
             return
-        day = self._session(ts).day
         done = self._squared.get((order.instrument_token, day))
         if done is None or ts >= done[0]:
             return

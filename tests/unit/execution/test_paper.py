@@ -250,6 +250,16 @@ def test_ticks_of_other_instruments_out_of_day_order_do_not_square_off_a_new_day
     assert x.needs_tick(TOKEN)  # still open
 
 
+def _fills(events: list[Payload]) -> list[tuple[str, Side, int, int, int]]:
+    return sorted((e.fill_id, e.side, e.quantity, e.price, e.ts)
+                  for e in events if isinstance(e, OrderFilled))
+
+
+def _net(events: list[Payload]) -> int:
+    return sum(e.quantity if e.side is Side.BUY else -e.quantity
+               for e in events if isinstance(e, OrderFilled))
+
+
 @pytest.mark.parametrize("day2_order", [False, True])
 def test_a_rebuild_replaying_ticks_before_signals_squares_off_overnight_as_the_live_run_did(
         day2_order: bool) -> None:
@@ -270,29 +280,14 @@ def test_a_rebuild_replaying_ticks_before_signals_squares_off_overnight_as_the_l
     live_out += live.on_tick(ticks[3])
     rebuilt_out = [e for t in ticks for e in rebuilt.on_tick(t)]
     rebuilt_out += [e for s in signals for e in rebuilt.submit(*s)]
-
-    def filled(events: list[Payload]) -> list[tuple[str, Side, int, int]]:
-        return sorted((e.fill_id, e.side, e.quantity, e.price)
-                      for e in events if isinstance(e, OrderFilled))
-
-    assert filled(live_out) == filled(rebuilt_out)
-    assert (Side.SELL, 10, 1010_00) in [(s, q, p) for _, s, q, p in filled(live_out)]
+    assert _fills(live_out) == _fills(rebuilt_out)
+    assert (Side.SELL, 10, 1010_00) in [f[1:4] for f in _fills(live_out)]
     later = tick(next_open + 10, 1020_00)
     assert live.on_tick(later) == rebuilt.on_tick(later) == []
     cutoff = tick(ist_ns(date(2026, 11, 25), time(15, 20)), 1030_00)
     # the day-2 position, if any, is squared off at day 2's own cut-off by both
     assert fills(live.on_tick(cutoff)) == fills(rebuilt.on_tick(cutoff)) == (
         [(4, 1030_00, cutoff.ts)] if day2_order else [])
-
-
-def _fills(events: list[Payload]) -> list[tuple[str, Side, int, int, int]]:
-    return sorted((e.fill_id, e.side, e.quantity, e.price, e.ts)
-                  for e in events if isinstance(e, OrderFilled))
-
-
-def _net(events: list[Payload]) -> int:
-    return sum(e.quantity if e.side is Side.BUY else -e.quantity
-               for e in events if isinstance(e, OrderFilled))
 
 
 def test_a_days_position_taken_before_its_instruments_first_tick_that_day_lives_to_its_cutoff(
