@@ -1,5 +1,6 @@
 # Alpha Panda: `make run` starts the whole system on embedded defaults; `make test` runs every test.
-PYTHON ?= python3
+# The interpreter .venv is built from: see scripts/pick-python.sh.
+PYTHON ?= $(shell sh scripts/pick-python.sh)
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
