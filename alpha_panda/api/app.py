@@ -64,7 +64,6 @@ def create_app(
     app.state.cache = cache
     app.state.health = health
     app.state.control = control
-    app.state.kill_switches = {}
     app.state.settings = settings or ApiSettings.model_validate({})
     app.include_router(health_routes.router)
     app.include_router(trading_routes.router)

@@ -7,7 +7,17 @@ without a pipeline (the API alone) passes no ``Control`` and the endpoints answe
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class KillSwitchRecord:
+    """A kill switch as last set: what its risk manager applies, now or when it starts."""
+
+    active: bool
+    flatten: bool
+    set_at: int  # ns since epoch
 
 
 class Control(Protocol):
@@ -20,4 +30,9 @@ class Control(Protocol):
         that broker at market. Raises ``ValidationError`` / ``ConfigurationError`` when the
         request cannot be honoured (e.g. the broker is not running in this process).
         """
+        ...
+
+    async def kill_switch(self, broker: str) -> KillSwitchRecord | None:
+        """``broker``'s kill switch as last set (None: never), whether or not its risk
+        manager runs in this process."""
         ...

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 Rupees = Annotated[
     str,
@@ -170,8 +170,10 @@ class KillSwitchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     broker: str = Field(description="paper or zerodha", examples=["paper"])
-    active: bool = Field(description="true stops new orders on that broker; false resumes")
-    flatten: Annotated[bool, Field(description="also close every open position at market")] = False
+    # Strict: "yes", 1 or "on" must not switch trading off (or on) by accident.
+    active: StrictBool = Field(description="true stops new orders on that broker; false resumes")
+    flatten: Annotated[StrictBool,
+                       Field(description="also close every open position at market")] = False
 
 
 class KillSwitchState(_Out):

@@ -10,16 +10,19 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from alpha_panda.domain.errors import ValidationError
-from alpha_panda.domain.events import KillSwitchSet, derive_id, new_envelope
+from alpha_panda.api.control import KillSwitchRecord
+from alpha_panda.domain.errors import DecodeError, ValidationError
+from alpha_panda.domain.events import CODEC, KillSwitchSet, derive_id, new_envelope
 from alpha_panda.domain.values import Broker
 from alpha_panda.stream.emit import Emit, to_output
+from alpha_panda.stream.log import TopicPartition
 from alpha_panda.stream.topics import topic
 
 if TYPE_CHECKING:
     from alpha_panda.stream.log import Log
 
 SOURCE = "kill-switch"
+_TAIL = 50  # records read back from the end of a control topic for the last switch
 
 
 class PipelineControl:
@@ -30,13 +33,39 @@ class PipelineControl:
         self._requested_by = requested_by
 
     async def set_kill_switch(self, broker: str, active: bool, flatten: bool) -> None:
-        try:
-            b = Broker(broker).value
-        except ValueError:
-            raise ValidationError(f"unknown broker {broker!r}: expected paper or zerodha") from None
+        b = _broker(broker)
         now = time.time_ns()
         event = KillSwitchSet(active=active, flatten=flatten and active,
                               requested_by=self._requested_by)
         env = new_envelope(event, id=derive_id(f"control:{b}", "kill_switch", now), ts=now,
                            source=SOURCE, key="kill_switch", broker=b)
         await self._log.append([to_output(Emit(topic(b, "control"), env))])
+
+
+    async def kill_switch(self, broker: str) -> KillSwitchRecord | None:
+        """The last kill switch on ``{broker}.control``: the log is the authority, so a
+        switch set for a broker whose risk manager is not running (yet) still shows."""
+        name = topic(_broker(broker), "control")
+        latest: KillSwitchRecord | None = None
+        for partition, end in (await self._log.end_offsets(name)).items():
+            if end <= 0:
+                continue
+            records = await self._log.read(TopicPartition(name, partition), max(0, end - _TAIL),
+                                           _TAIL)
+            for r in reversed(records):
+                try:
+                    env = CODEC.decode(r.value)
+                except DecodeError:  # not one of ours: the risk manager dead-letters it
+                    continue
+                if isinstance(env.data, KillSwitchSet):
+                    if latest is None or env.ts > latest.set_at:
+                        latest = KillSwitchRecord(env.data.active, env.data.flatten, env.ts)
+                    break
+        return latest
+
+
+def _broker(broker: str) -> str:
+    try:
+        return Broker(broker).value
+    except ValueError:
+        raise ValidationError(f"unknown broker {broker!r}: expected paper or zerodha") from None

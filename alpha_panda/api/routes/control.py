@@ -1,7 +1,8 @@
 """Operator controls: the kill switch.
 
-The API remembers what it was last told to set per broker (``GET /api/v1/kill-switch``) so
-the dashboard can show it; the authority is the risk manager behind ``Control``.
+``GET /api/v1/kill-switch`` shows each broker's switch as its risk manager applies it, or,
+for a broker whose risk manager is not running, as last set on the log (``Control``): the
+switch it will apply when it starts.
 """
 
 from __future__ import annotations
@@ -24,17 +25,12 @@ router = APIRouter(prefix="/api/v1", tags=["control"])
 log = get_logger(__name__)
 
 
-def _switches(request: Request) -> dict[str, s.KillSwitchState]:
-    state: dict[str, s.KillSwitchState] = request.app.state.kill_switches
-    return state
-
-
 @router.get("/kill-switch", response_model=list[s.KillSwitchState])
 async def kill_switches(request: Request) -> list[s.KillSwitchState]:
     """Each broker's kill switch as its risk manager applies it (restored from the log on
-    restart); for a broker with no risk manager running, as last set through this API."""
-    known = _switches(request)
+    restart); for a broker with no risk manager running, as last set on the log."""
     cache: Cache = request.app.state.cache
+    control: Control | None = request.app.state.control
     out = []
     for b in BROKERS:
         raw = await cache.get(key(b, "kill_switch"))
@@ -42,9 +38,11 @@ async def kill_switches(request: Request) -> list[s.KillSwitchState]:
             view = msgspec.json.decode(raw, type=KillSwitchView)
             out.append(s.KillSwitchState(broker=b.value, active=view.active, flatten=view.flatten,
                                          set_at=view.set_at))
-        else:
-            out.append(known.get(b.value, s.KillSwitchState(broker=b.value, active=False,
-                                                            flatten=False)))
+            continue
+        last = await control.kill_switch(b.value) if control is not None else None
+        out.append(s.KillSwitchState(broker=b.value, active=False, flatten=False) if last is None
+                   else s.KillSwitchState(broker=b.value, active=last.active,
+                                          flatten=last.flatten, set_at=last.set_at))
     return out
 
 
@@ -68,8 +66,6 @@ async def kill_switch(body: s.KillSwitchRequest, request: Request) -> s.KillSwit
     except (ValidationError, ConfigurationError) as exc:
         raise HTTPException(409, detail=str(exc)) from exc
     log.warning("kill switch set", broker=broker.value, active=body.active, flatten=body.flatten)
-    state = s.KillSwitchState(
+    return s.KillSwitchState(
         broker=broker.value, active=body.active, flatten=body.flatten, set_at=time.time_ns()
     )
-    _switches(request)[broker.value] = state
-    return state

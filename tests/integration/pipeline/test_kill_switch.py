@@ -62,6 +62,14 @@ async def test_kill_switch_flattens_blocks_and_survives_restart(tmp_path: Path) 
         await asyncio.sleep(0.5)  # let the read model reach the cache
         state = (await client.get("/api/v1/kill-switch")).json()
         assert {s["broker"]: s["active"] for s in state}["paper"] is True
+        # No zerodha risk manager runs here: the switch is on the log for when one starts,
+        # and shown as set.
+        live = await client.post("/api/v1/kill-switch", json={"broker": "zerodha", "active": True})
+        assert live.status_code == 200, live.text
+        state = (await client.get("/api/v1/kill-switch")).json()
+        assert {s["broker"]: s["active"] for s in state} == {"paper": True, "zerodha": True}
+        vague = await client.post("/api/v1/kill-switch", json={"broker": "paper", "active": "no"})
+        assert vague.status_code == 422  # not read as false: trading stays stopped
     system.stop.set()
     await task
 
@@ -74,11 +82,16 @@ async def test_kill_switch_flattens_blocks_and_survives_restart(tmp_path: Path) 
         await log.close()
     assert rejected and {r.reason_code for r in rejected} == {"KILL_SWITCH"}
 
-    again = SystemRun(settings(tmp_path, free_port()), RunOptions(progress=False))
+    port = free_port()
+    again = SystemRun(settings(tmp_path, port), RunOptions(progress=False))
     task = asyncio.create_task(again.run())
     await until(lambda: again.pipeline is not None and "paper" in again.pipeline.risk)
     await until(lambda: again.pipeline.health.ready())
     assert again.pipeline.risk["paper"].kill_switch.active
     assert again.pipeline.portfolios["paper"].snapshot(None).open_positions == 0
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+        state = {s["broker"]: s for s in (await client.get("/api/v1/kill-switch")).json()}
+    assert state["zerodha"]["active"] is True and state["zerodha"]["set_at"] > 0
+    assert state["paper"]["active"] is True
     again.stop.set()
     await task

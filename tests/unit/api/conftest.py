@@ -9,6 +9,7 @@ import msgspec
 import pytest
 
 from alpha_panda.api.app import create_app
+from alpha_panda.api.control import KillSwitchRecord
 from alpha_panda.observability.health import ComponentStatus, HealthRegistry, State
 from alpha_panda.readmodel.memory import MemoryCache
 from alpha_panda.readmodel.views import (
@@ -49,6 +50,12 @@ class RecordingControl:
         if self.refuse is not None:
             raise self.refuse
         self.calls.append((broker, active, flatten))
+
+    async def kill_switch(self, broker: str) -> KillSwitchRecord | None:
+        for b, active, flatten in reversed(self.calls):
+            if b == broker:
+                return KillSwitchRecord(active, flatten, set_at=T0)
+        return None
 
 
 def paper_documents() -> dict[str, bytes]:
