@@ -48,10 +48,20 @@ def _page(title: str, body: str, code: int) -> HTMLResponse:
         status_code=code)
 
 
-@router.get("/login", include_in_schema=True)
-async def login(settings: Zs) -> RedirectResponse:
+def _not_configured(exc: ConfigurationError) -> HTMLResponse:
+    return _page("Zerodha is not configured",
+                 f"{exc}. The README's 'Live trading on Zerodha' lists the settings; set "
+                 "them and restart Alpha Panda.", 503)
+
+
+@router.get("/login", include_in_schema=True, response_model=None,
+            responses={503: {"description": "Zerodha is not configured"}})
+async def login(settings: Zs) -> RedirectResponse | HTMLResponse:
     """Redirect the browser to Kite's login page for the configured API key."""
-    return RedirectResponse(login_url(settings), status_code=307)
+    try:
+        return RedirectResponse(login_url(settings), status_code=307)
+    except ConfigurationError as exc:
+        return _not_configured(exc)
 
 
 @router.get("/callback", response_class=HTMLResponse)
@@ -70,7 +80,7 @@ async def callback(settings: Zs,
     except BrokerUnavailable as exc:
         return _page("Kite unreachable", str(exc), 502)
     except ConfigurationError as exc:
-        return _page("Zerodha is not configured", str(exc), 500)
+        return _not_configured(exc)
     expires = ns_to_ist(session.expires_ns).strftime("%Y-%m-%d %H:%M IST")
     return _page("Zerodha login complete",
                  f"Logged in as {session.user_id} ({session.user_name}); the session is valid "

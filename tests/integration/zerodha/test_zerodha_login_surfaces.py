@@ -73,3 +73,16 @@ def test_the_api_callback_completes_the_login(settings: ZerodhaSettings, fake: F
     assert again.status_code == 401  # a request token works once
     status = client.get("/auth/zerodha/status").json()
     assert status["logged_in"] and status["user_id"] == "AB1234"
+
+
+def test_the_api_login_without_zerodha_configured_says_what_to_set() -> None:
+    app = FastAPI()
+    app.include_router(auth_routes.router)
+    app.dependency_overrides[auth_routes.get_zerodha_settings] = lambda: ZerodhaSettings()
+    client = TestClient(app)
+    for path, params in (("/auth/zerodha/login", {}),
+                         ("/auth/zerodha/callback", {"request_token": "t", "status": "success"})):
+        page = client.get(path, params=params, follow_redirects=False)
+        assert page.status_code == 503, path
+        assert "Zerodha is not configured" in page.text
+        assert "is not set (ALPHA_PANDA_ZERODHA__API_" in page.text
