@@ -216,6 +216,9 @@ class PnlSnapshot(Payload, frozen=True, kw_only=True, gc=False):
     gross_exposure: int
     open_positions: int
     fills: int
+    # Cash plus the marked value of the open positions (None in snapshots written before
+    # it was added): the dashboard's equity curve is read from the account's snapshots.
+    equity: int | None = None
 
 
 # ---------------------------------------------------------------------------- operator controls

@@ -237,7 +237,7 @@ class PositionLedger:
     def snapshot(self, strategy_id: str | None = None) -> PnlSnapshot:
         """P&L of one strategy, or of the whole account when ``strategy_id`` is None."""
         # One pass (a snapshot follows every fill): the sums of the positions' figures.
-        realized = unrealized = charges = exposure = open_positions = fills = 0
+        realized = unrealized = charges = exposure = open_positions = fills = held = 0
         for p in self._positions.values():
             if strategy_id is not None and p.strategy_id != strategy_id:
                 continue
@@ -248,10 +248,13 @@ class PositionLedger:
                 open_positions += 1
                 exposure += p.exposure
                 unrealized += p.unrealized
+                held += p.quantity * p.mark_price
+        cash = self.cash(strategy_id)
         return PnlSnapshot(
             broker=self.broker, strategy_id=strategy_id, realized=realized,
-            unrealized=unrealized, charges=charges, cash=self.cash(strategy_id),
+            unrealized=unrealized, charges=charges, cash=cash,
             gross_exposure=exposure, open_positions=open_positions, fills=fills,
+            equity=self.equity() if strategy_id is None else cash + held,
         )
 
     def summary(self, strategy_id: str | None = None) -> dict[str, Any]:

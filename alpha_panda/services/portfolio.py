@@ -4,6 +4,11 @@ It keeps the broker's ledger (pure, ``portfolio/``), publishes ``{broker}.pnl.sn
 (on every fill, and every ``snapshot_interval_s`` of event time while positions are open),
 and holds the read model (portfolio, positions, orders, signals) that ``ReadModelWriter``
 copies to the cache for the API. State is rebuilt from the log on restart.
+
+The equity curve is read back from the account's snapshots on ``pnl.snapshots`` (the
+projector consumes its own output): a rebuild replays one partition after another, so
+points recomputed from the replayed ticks and fills would differ from the ones published
+live; the published ones come back the same, in the order they were made.
 """
 
 from __future__ import annotations
@@ -85,7 +90,10 @@ class PortfolioHandler:
             self.fills += 1
             self._order_filled(data, event.ts)
             return self._snapshots(event, strategies=[data.strategy_id])
-        if isinstance(data, OrderSubmitted):
+        if isinstance(data, PnlSnapshot):
+            if data.strategy_id is None:
+                self._curve_point(event.ts, data)
+        elif isinstance(data, OrderSubmitted):
             self._order_submitted(data, event.ts)
         elif isinstance(data, OrderRejected):
             self._order_closed(data, "REJECTED", f"{data.reason_code}: {data.message}", event.ts)
@@ -161,13 +169,24 @@ class PortfolioHandler:
             env = new_envelope(snap, id=derive_id(cause.id, f"pnl:{self.broker}", n), ts=cause.ts,
                                source=SOURCE, key=sid or "account", broker=self.broker, parent=cause)
             emits.append(Emit(topic(self.broker, "pnl.snapshots"), env))
-        self.equity_curve.append((cause.ts, self.ledger.equity()))
         self._last_snapshot_ts = cause.ts
         self._marked_since_snapshot = False
         return emits
 
     def snapshot(self, strategy_id: str | None) -> PnlSnapshot:
         return self.ledger.snapshot(strategy_id)
+
+    def _curve_point(self, ts: int, snap: PnlSnapshot) -> None:
+        """An account snapshot read back: a point of the equity curve. Its time never goes
+        back (a fill can carry a time a little before the tick processed just before it)."""
+        equity = snap.equity
+        if equity is None:  # written before snapshots carried it: the same by the accounts
+            equity = (self.ledger.initial_cash + snap.realized + snap.unrealized
+                      - snap.charges)
+        curve = self.equity_curve
+        if curve and ts < curve[-1][0]:
+            ts = curve[-1][0]
+        curve.append((ts, equity))
 
     # ------------------------------------------------------------------ read model
     # Order events arrive on separate topics, so a fill or a cancellation may be processed
@@ -224,7 +243,7 @@ class PortfolioHandler:
 def portfolio_topics(broker: str) -> list[str]:
     return [MARKET_TICKS] + [topic(broker, s) for s in (
         "orders.submitted", "orders.filled", "orders.rejected", "orders.cancelled",
-        "signals.validated", "signals.rejected")]
+        "signals.validated", "signals.rejected", "pnl.snapshots")]
 
 
 def build_portfolio(

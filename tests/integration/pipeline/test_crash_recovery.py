@@ -1,9 +1,11 @@
 """A crash mid-stream (SIGKILL) then a restart: no fill lost, none duplicated, same result
-as an uninterrupted run; and a graceful restart keeps positions (rebuilt from the log)."""
+as an uninterrupted run; and a graceful restart keeps positions and the equity curve
+(rebuilt from the log)."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import signal
@@ -73,6 +75,9 @@ async def test_graceful_restart_keeps_positions(tmp_path: Path, tick_file) -> No
     settings = settings_for(tmp_path, path)
     first = await run_replay(settings)
     before = first.pipeline.portfolios["paper"].snapshot(None)
+    curve = list(first.pipeline.portfolios["paper"].equity_curve)
+    assert len(curve) >= min(2000, first.pipeline.portfolios["paper"].fills) > 0
+    assert all(a[0] <= b[0] for a, b in itertools.pairwise(curve))
     positions_before = sorted((p.strategy_id, p.instrument_token, p.quantity, p.realized)
                               for p in first.pipeline.portfolios["paper"].ledger.positions())
     # a second run over the same file publishes nothing new: state comes from the log alone
@@ -80,5 +85,7 @@ async def test_graceful_restart_keeps_positions(tmp_path: Path, tick_file) -> No
     assert second.feed.publisher.published == 0
     after = second.pipeline.portfolios["paper"].snapshot(None)
     assert after == before
+    # the dashboard's curve too: the same points, not recomputed in the replay's order
+    assert list(second.pipeline.portfolios["paper"].equity_curve) == curve
     assert sorted((p.strategy_id, p.instrument_token, p.quantity, p.realized)
                   for p in second.pipeline.portfolios["paper"].ledger.positions()) == positions_before
