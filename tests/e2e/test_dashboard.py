@@ -29,6 +29,7 @@ from alpha_panda.readmodel.views import (
     StrategyView,
     key,
 )
+from alpha_panda.testing.control import RecordingControl
 from alpha_panda.testing.redis_server import free_port
 
 pytestmark = pytest.mark.integration
@@ -50,16 +51,6 @@ class Component:
 
     def health(self) -> ComponentStatus:
         return self._status
-
-
-class RecordingControl:
-    """The pipeline's Control as far as the dashboard can tell: it records what it is told."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, bool, bool]] = []
-
-    async def set_kill_switch(self, broker: str, active: bool, flatten: bool) -> None:
-        self.calls.append((broker, active, flatten))
 
 
 def portfolio(broker: str, cash: int, realized: int, unrealized: int, charges: int,

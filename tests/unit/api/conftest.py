@@ -9,7 +9,6 @@ import msgspec
 import pytest
 
 from alpha_panda.api.app import create_app
-from alpha_panda.api.control import KillSwitchRecord
 from alpha_panda.observability.health import ComponentStatus, HealthRegistry, State
 from alpha_panda.readmodel.memory import MemoryCache
 from alpha_panda.readmodel.views import (
@@ -22,6 +21,7 @@ from alpha_panda.readmodel.views import (
     StrategyView,
     key,
 )
+from alpha_panda.testing.control import RecordingControl
 
 T0 = 1_764_000_000_000_000_000  # 2025-11-24T16:00:00Z in ns
 enc = msgspec.json.encode
@@ -37,25 +37,6 @@ class Component:
 
     def health(self) -> ComponentStatus:
         return ComponentStatus(name=self.name, state=self.state, ready=self.ready, processed=7)
-
-
-class RecordingControl:
-    """A Control that records calls and can refuse, like the pipeline would."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, bool, bool]] = []
-        self.refuse: Exception | None = None
-
-    async def set_kill_switch(self, broker: str, active: bool, flatten: bool) -> None:
-        if self.refuse is not None:
-            raise self.refuse
-        self.calls.append((broker, active, flatten))
-
-    async def kill_switch(self, broker: str) -> KillSwitchRecord | None:
-        for b, active, flatten in reversed(self.calls):
-            if b == broker:
-                return KillSwitchRecord(active, flatten, set_at=T0)
-        return None
 
 
 def paper_documents() -> dict[str, bytes]:
@@ -129,7 +110,7 @@ def registry() -> HealthRegistry:
 
 @pytest.fixture
 def control() -> RecordingControl:
-    return RecordingControl()
+    return RecordingControl(set_at=T0)
 
 
 @pytest.fixture

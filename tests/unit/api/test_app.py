@@ -12,9 +12,10 @@ from alpha_panda.domain.errors import ConfigurationError
 from alpha_panda.observability.health import HealthRegistry, State
 from alpha_panda.readmodel.memory import MemoryCache
 from alpha_panda.readmodel.views import PortfolioView
+from alpha_panda.testing.control import RecordingControl
 from alpha_panda.testing.redis_server import free_port
 
-from .conftest import T0, Component, RecordingControl
+from .conftest import T0, Component
 
 BROKER_ROUTES = ["portfolios", "positions", "orders", "signals"]
 
@@ -256,3 +257,20 @@ async def test_zerodha_login_routes_are_included_only_when_present(
     monkeypatch.setattr(app_module, "_AUTH_MODULE", "alpha_panda.api.routes.no_such_auth")
     paths = create_app(cache=MemoryCache(), health=HealthRegistry()).openapi()["paths"]
     assert "/auth/zerodha/callback" not in paths and "/api/v1/strategies" in paths
+
+
+@pytest.mark.parametrize(
+    ("path", "allowed"),
+    [
+        ("orders", "'SUBMITTED', 'PARTIALLY_FILLED', 'FILLED', 'REJECTED' or 'CANCELLED'"),
+        ("signals", "'VALIDATED' or 'REJECTED'"),
+    ],
+)
+async def test_a_bad_status_filter_echoes_what_was_sent(
+    client: httpx.AsyncClient, path: str, allowed: str
+) -> None:
+    r = await client.get(f"/api/v1/{path}/paper?status=bogus")
+    assert r.status_code == 422
+    assert r.json()["detail"] == (
+        f"query parameter 'status': Input should be {allowed} (got 'bogus')")
+    assert r.json()["errors"][0]["input"] == "bogus"

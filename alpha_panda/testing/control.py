@@ -1,0 +1,26 @@
+"""A ``Control`` for API and dashboard tests: records what it is told, can refuse."""
+
+from __future__ import annotations
+
+from alpha_panda.api.control import KillSwitchRecord
+
+
+class RecordingControl:
+    """The pipeline's ``Control`` as far as the API can tell; ``set_at`` of every switch is
+    ``set_at`` given here."""
+
+    def __init__(self, set_at: int = 1) -> None:
+        self.calls: list[tuple[str, bool, bool]] = []
+        self.refuse: Exception | None = None
+        self._set_at = set_at
+
+    async def set_kill_switch(self, broker: str, active: bool, flatten: bool) -> None:
+        if self.refuse is not None:
+            raise self.refuse
+        self.calls.append((broker, active, flatten))
+
+    async def kill_switch(self, broker: str) -> KillSwitchRecord | None:
+        for b, active, flatten in reversed(self.calls):
+            if b == broker:
+                return KillSwitchRecord(active, flatten, self._set_at)
+        return None
