@@ -50,7 +50,8 @@ def _fail(message: str) -> typer.Exit:
 
 @app.command()
 def login(request_token: Annotated[str | None, typer.Option(
-        "--request-token", help="the request_token (or redirect URL) from Kite's redirect")] = None
+        "--request-token", help=("the request_token (or redirect URL) from Kite's redirect "
+              "(default: print the login URL and prompt for it)"))] = None
           ) -> None:
     """Exchange a request token for a session and store it encrypted."""
     settings = _settings()

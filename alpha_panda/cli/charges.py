@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from alpha_panda.domain.errors import AlphaPandaError
+from alpha_panda.domain.errors import AlphaPandaError, ValidationError
 from alpha_panda.domain.values import to_paise, to_rupees
 from alpha_panda.execution.costs import CostModel, RoundTrip, Segment
 
@@ -47,6 +47,27 @@ def to_json(figures: dict[str, int]) -> str:
     return "{" + ", ".join(f'"{k}": {to_rupees(figures[k])}' for k in KEYS) + "}"
 
 
+def _price(rupees: str) -> int:
+    """A price argument in paise: a rupee amount above zero."""
+    paise = to_paise(rupees)
+    if paise <= 0:
+        raise ValidationError(f"price must be positive, got {rupees!r}")
+    return paise
+
+
+def _arguments(buy: str, sell: str, quantity: int) -> tuple[int, int]:
+    """Buy and sell in paise, each argument checked on its own so the error names it."""
+    prices = []
+    for option, value in (("--buy", buy), ("--sell", sell)):
+        try:
+            prices.append(_price(value))
+        except ValidationError as exc:
+            raise ValidationError(f"{option}: {exc}") from exc
+    if quantity <= 0:
+        raise ValidationError(f"--quantity: must be positive, got {quantity}")
+    return prices[0], prices[1]
+
+
 def charges_command(
     segment: Annotated[Segment, typer.Option(
         "--segment", help="equity_delivery | equity_intraday | futures | options")],
@@ -58,10 +79,9 @@ def charges_command(
 ) -> None:
     """Zerodha's charges and net P&L of buying and selling QUANTITY (brokerage calculator)."""
     try:
+        buy_paise, sell_paise = _arguments(buy, sell, quantity)
         model = CostModel.load()
-        rt = model.round_trip(
-            Segment(segment), to_paise(buy), to_paise(sell), quantity, exchange.upper()
-        )
+        rt = model.round_trip(Segment(segment), buy_paise, sell_paise, quantity, exchange.upper())
     except AlphaPandaError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc

@@ -3,23 +3,55 @@
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 
 from alpha_panda.cli.log_job import run_log_job
+from alpha_panda.domain.errors import ValidationError
 from alpha_panda.stream import dlq as tools
+from alpha_panda.stream.log import Log
+from alpha_panda.stream.topics import REGISTRY, is_dlq
 
 app = typer.Typer(help="Inspect and replay dead letters (messages a service gave up on).",
                   no_args_is_help=True)
 
 T = TypeVar("T")
-LogOpt = Annotated[str | None, typer.Option(
-    "--log", help="embedded | memory | sqlite:PATH | kafka://HOST:PORT (default: settings)")]
-DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="data directory")]
+LogOpt = Annotated[str | None, typer.Option("--log", help=(
+    "embedded | memory | sqlite:PATH | kafka://HOST:PORT "
+    "(default: ALPHA_PANDA_LOG, else embedded)"))]
+DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help=(
+    "data directory of the embedded log (default: ALPHA_PANDA_DATA_DIR, else ./data)"))]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+
+
+async def check_topic(lg: Log, topic: str) -> None:
+    """Raise ``ValidationError`` unless ``topic`` (or ``topic.dlq``) can have dead letters:
+    a registry topic, or one whose DLQ is on the log. A typo would otherwise read as
+    "no dead letters", which is the answer an operator hopes for, not the true one."""
+    original = topic.removesuffix(".dlq") if is_dlq(topic) else topic
+    on_log = {name.removesuffix(".dlq") for name in await lg.list_topics() if is_dlq(name)}
+    known = sorted({s.name for s in REGISTRY.all() if not s.dlq} | on_log)
+    if original in known:
+        return
+    close = difflib.get_close_matches(original, known, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise ValidationError(
+        f"unknown topic {topic!r}: {hint}dead letters are kept for {', '.join(known)} "
+        f"(or the same name with .dlq); see `alpha-panda topics list`")
+
+
+def _checked(topic: str | None, job: Callable[[Log], Awaitable[T]]) -> Callable[[Log], Awaitable[T]]:
+    """``job``, run after ``check_topic`` when a topic is given."""
+    async def run(lg: Log) -> T:
+        if topic is not None:
+            await check_topic(lg, topic)
+        return await job(lg)
+    return run
 
 
 def _summary(e: tools.DeadLetterEntry) -> dict[str, Any]:
@@ -42,7 +74,8 @@ def list_(
     log: LogOpt = None, data_dir: DataDirOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """List the most recent dead letters."""
-    entries = run_log_job(log, data_dir, lambda lg: tools.list_dead_letters(lg, topic, limit))
+    entries = run_log_job(log, data_dir, _checked(
+        topic, lambda lg: tools.list_dead_letters(lg, topic, limit)))
     rows = [_summary(e) for e in entries]
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
@@ -64,7 +97,8 @@ def show(
     log: LogOpt = None, data_dir: DataDirOpt = None,
 ) -> None:
     """Everything about one dead letter: error, stack, headers and the original bytes."""
-    entry = run_log_job(log, data_dir, lambda lg: tools.show(lg, topic, offset, partition))
+    entry = run_log_job(log, data_dir, _checked(
+        topic, lambda lg: tools.show(lg, topic, offset, partition)))
     doc = _summary(entry)
     doc["headers"] = {k: v.decode(errors="replace") for k, v in entry.letter.headers}
     doc["value"] = entry.letter.value.decode(errors="replace")
@@ -76,12 +110,12 @@ def show(
 def replay(
     topic: Annotated[str, typer.Option(help="original topic whose dead letters to replay")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="show, append nothing")] = False,
-    limit: Annotated[int | None, typer.Option(help="replay at most N")] = None,
+    limit: Annotated[int | None, typer.Option(help="replay at most N (default: all)")] = None,
     log: LogOpt = None, data_dir: DataDirOpt = None,
 ) -> None:
     """Append dead letters' original records back to their topic (each one only once)."""
-    result = run_log_job(log, data_dir,
-                       lambda lg: tools.replay(lg, topic, dry_run=dry_run, limit=limit))
+    result = run_log_job(log, data_dir, _checked(
+        topic, lambda lg: tools.replay(lg, topic, dry_run=dry_run, limit=limit)))
     verb = "would replay" if dry_run else "replayed"
     for e in result.replayed:
         typer.echo(f"{verb} {e.dlq_topic}@{e.offset} -> {e.letter.topic}: {e.letter.error_class}")

@@ -3,17 +3,43 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from alpha_panda.domain.errors import StrategyConfigError
+from alpha_panda.marketdata.instruments import BY_TOKEN
 from alpha_panda.strategy.builtins import BUILTINS
-from alpha_panda.strategy.config import load_strategy_dir, load_strategy_file, resolve_strategy
+from alpha_panda.strategy.config import (
+    StrategyConfig,
+    load_strategy_dir,
+    load_strategy_file,
+    resolve_strategy,
+)
 from alpha_panda.strategy.template import render
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+NOT_SIMULATED = ("not among the simulator's instruments: no tick reaches this strategy with "
+                 "--feed sim (fine for a Kite instrument token with --feed kite)")
+
+
+def unsimulated(
+    configs: Iterable[StrategyConfig], simulated: Collection[int] = BY_TOKEN.keys(),
+) -> list[tuple[StrategyConfig, list[int]]]:
+    """Each config with the instrument tokens the simulator does not produce ticks for.
+
+    Not an error: live tokens come from Kite's instrument master, which the simulator's
+    25 instruments do not cover; but on the simulator such a strategy silently never trades.
+    """
+    found = []
+    for config in configs:
+        missing = [t for t in config.instruments if t not in simulated]
+        if missing:
+            found.append((config, missing))
+    return found
 
 
 @app.command()
@@ -53,7 +79,7 @@ def list_builtins() -> None:
 def check(
     path: Annotated[Path, typer.Argument(help="a strategy YAML file or a folder of them")],
 ) -> None:
-    """Validate strategy files (exit 1 when any is invalid)."""
+    """Validate strategy files (exit 1 when any is invalid; warnings do not fail)."""
     if path.is_dir():
         configs, errors = load_strategy_dir(path)
     else:
@@ -63,6 +89,9 @@ def check(
             configs, errors = [], [exc]
     for c in configs:
         typer.echo(f"ok       {c.source}: {c.id} ({c.strategy}, {len(c.instruments)} instruments)")
+    for c, tokens in unsimulated(configs):
+        typer.secho(f"warning  {c.source}: instruments: {', '.join(map(str, tokens))} "
+                    f"{NOT_SIMULATED}", fg="yellow", err=True)
     for e in errors:
         typer.secho(f"invalid  {e}", fg="red", err=True)
     if errors:

@@ -25,9 +25,11 @@ from alpha_panda.stream.topics import DAY_MS, REGISTRY, TopicSpec
 app = typer.Typer(help="Create and inspect the topic taxonomy.", no_args_is_help=True)
 
 T = TypeVar("T")
-LogOpt = Annotated[str | None, typer.Option(
-    "--log", help="embedded | memory | sqlite:PATH | kafka://HOST:PORT (default: settings)")]
-DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="data directory")]
+LogOpt = Annotated[str | None, typer.Option("--log", help=(
+    "embedded | memory | sqlite:PATH | kafka://HOST:PORT "
+    "(default: ALPHA_PANDA_LOG, else embedded)"))]
+DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help=(
+    "data directory of the embedded log (default: ALPHA_PANDA_DATA_DIR, else ./data)"))]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 
 

@@ -32,9 +32,10 @@ from alpha_panda.domain.values import OrderType, Product, Side, Validity
 
 
 class StrategyParams(BaseModel):
-    """Base of every strategy's ``Params``: frozen, unknown keys are errors."""
+    """Base of every strategy's ``Params``: frozen, unknown keys are errors, and so are
+    ``.inf`` and ``.nan`` (a YAML float no period, band or stop can sensibly be)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class Bar(msgspec.Struct, frozen=True, kw_only=True, gc=False):

@@ -2,8 +2,9 @@
 
 Everything that can be wrong with a strategy file is found here, at load time, and
 reported as ``StrategyConfigError`` naming the file and the field: YAML syntax, unknown
-keys, an unknown strategy name or class, an unknown or mistyped parameter, an empty
-instrument list.
+keys, an unknown strategy name or class, an unknown, mistyped or nonsensical parameter
+(``fast`` not below ``slow``, a period of 0), an empty instrument list, an id claimed by
+two files of one directory.
 """
 
 from __future__ import annotations
@@ -25,6 +26,19 @@ from alpha_panda.domain.values import Broker
 from alpha_panda.risk.limits import RiskLimits
 from alpha_panda.strategy.base import Strategy, StrategyParams
 from alpha_panda.strategy.builtins import BUILTINS
+
+
+class DuplicateStrategyId(StrategyConfigError):
+    """One of several files claiming the same ``strategy_id``: none of them may run, and
+    neither may a stored row of that id (the config store must drop it too)."""
+
+    def __init__(self, source: str, strategy_id: str, others: list[str]) -> None:
+        self.strategy_id = strategy_id
+        super().__init__(
+            source, "id",
+            f"duplicate strategy id {strategy_id!r} (also in {', '.join(others)}): "
+            "none of these files runs until each has its own id",
+        )
 
 
 class ExecutionSettings(BaseModel):
@@ -137,6 +151,8 @@ def _first_error(exc: PydanticValidationError, prefix: str = "") -> tuple[str, s
         head = f"{loc}: " if field else ""
         field = field or loc
         msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+        # A validator's own ValueError reads as the sentence it is, not "Value error, ...".
+        msg = msg.removeprefix("Value error, ")
         parts.append(f"{head}{msg}" + (
             f" (got {err['input']!r})" if err["type"] != "missing" and "input" in err
             and not isinstance(err["input"], Mapping) else ""
@@ -184,26 +200,45 @@ def load_strategy_dir(
 ) -> tuple[list[StrategyConfig], list[StrategyConfigError]]:
     """Load every ``*.yaml``/``*.yml`` file; broken files are reported, the others load.
 
-    Duplicate ids are an error on the later file (in name order).
+    An id claimed by two or more files (valid or not) is ambiguous: none of those files
+    loads, and each is reported naming the others. Which one was meant cannot be guessed,
+    and a strategy trading the wrong instruments is worse than one not trading until the
+    ids are made unique.
     """
-    configs: list[StrategyConfig] = []
     errors: list[StrategyConfigError] = []
-    seen: dict[str, str] = {}
     d = Path(directory)
     files = sorted(p for p in d.iterdir() if p.suffix in (".yaml", ".yml")) if d.is_dir() else []
     if not d.is_dir():
         errors.append(StrategyConfigError(str(d), None, "not a directory"))
+    claims: dict[str, list[tuple[str, StrategyConfig | None]]] = {}
     for path in files:
         try:
-            config = load_strategy_file(path)
+            config: StrategyConfig | None = load_strategy_file(path)
         except StrategyConfigError as exc:
             errors.append(exc)
+            config = None
+        strategy_id = config.id if config is not None else _claimed_id(path)
+        if strategy_id is not None:
+            claims.setdefault(strategy_id, []).append((str(path), config))
+    configs: list[StrategyConfig] = []
+    for strategy_id, claimants in claims.items():
+        if len(claimants) == 1:
+            if claimants[0][1] is not None:
+                configs.append(claimants[0][1])
             continue
-        if config.id in seen:
-            errors.append(StrategyConfigError(
-                str(path), "id", f"duplicate strategy id {config.id!r} (also in {seen[config.id]})"
-            ))
-            continue
-        seen[config.id] = str(path)
-        configs.append(config)
+        for source, _ in claimants:
+            others = [other for other, _ in claimants if other != source]
+            errors.append(DuplicateStrategyId(source, strategy_id, others))
+    configs.sort(key=lambda c: c.source)
+    errors.sort(key=lambda e: e.source)  # stable: a file's own error before its duplicate id
     return configs, errors
+
+
+def _claimed_id(path: Path) -> str | None:
+    """The ``id`` an invalid file claims, if it gets as far as having one."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    value = data.get("id") if isinstance(data, Mapping) else None
+    return value if isinstance(value, str) and value else None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BeforeValidator
@@ -35,8 +35,17 @@ _LIST: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _upper(value: object) -> object:
-    return value.upper() if isinstance(value, str) else value
+def _any_case(literal: Any) -> BeforeValidator:
+    """Accept a ``Literal`` of upper-case names in any case. A value that matches none is
+    left as sent, so the 422 echoes what the user typed (``bogus``, not ``BOGUS``)."""
+    allowed = frozenset(get_args(literal))
+
+    def normalise(value: object) -> object:
+        if isinstance(value, str) and value.upper() in allowed:
+            return value.upper()
+        return value
+
+    return BeforeValidator(normalise)
 
 
 BrokerParam = Annotated[Broker, Depends(parse_broker)]
@@ -45,12 +54,12 @@ StrategyFilter = Annotated[str | None, Query(description="Only this strategy's r
 Limit = Annotated[int, Query(ge=1, le=1000, description="At most this many rows, newest first.")]
 OrderStatusFilter = Annotated[
     s.OrderStatus | None,
-    BeforeValidator(_upper),
+    _any_case(s.OrderStatus),
     Query(description="Only orders in this status (case-insensitive)."),
 ]
 SignalStatusFilter = Annotated[
     s.SignalStatus | None,
-    BeforeValidator(_upper),
+    _any_case(s.SignalStatus),
     Query(description="VALIDATED or REJECTED (case-insensitive)."),
 ]
 

@@ -1,14 +1,14 @@
 """``mean_reversion``: buy a stretched dip (below the lower Bollinger band with RSI
 oversold); exit back at the middle band or when RSI is overbought.
 
-Parameters: ``period`` (Bollinger window, default 20), ``k`` (band width in standard
+Parameters: ``period`` (Bollinger window, >= 2, default 20), ``k`` (band width in standard
 deviations, default 2.0), ``rsi_period`` (default 14), ``oversold`` (default 30),
-``overbought`` (default 70), ``quantity`` (default 1). Warm-up: the longer window + 1.
+``overbought`` (default 70, > oversold), ``quantity`` (default 1). Warm-up: the longer window + 1.
 """
 
 from __future__ import annotations
 
-from pydantic import Field, PositiveFloat, PositiveInt
+from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
 from alpha_panda.domain.events import MarketTick, Signal
 from alpha_panda.strategy.base import Context, Strategy, StrategyParams
@@ -16,12 +16,19 @@ from alpha_panda.strategy.indicators import RSI, Bollinger
 
 
 class MeanReversionParams(StrategyParams):
-    period: PositiveInt = 20
+    period: int = Field(default=20, ge=2)  # one tick has no spread: the bands never open
     k: PositiveFloat = 2.0
     rsi_period: PositiveInt = 14
     oversold: float = Field(default=30.0, ge=0, le=100)
     overbought: float = Field(default=70.0, ge=0, le=100)
     quantity: PositiveInt = 1
+
+    @model_validator(mode="after")
+    def _ordered(self) -> MeanReversionParams:
+        if self.oversold >= self.overbought:
+            raise ValueError(
+                f"oversold ({self.oversold:g}) must be below overbought ({self.overbought:g})")
+        return self
 
 
 class MeanReversion(Strategy):

@@ -2,7 +2,7 @@
 
 Parameters: ``lookback`` (ticks, default 20), ``entry_bps`` (rise over the lookback
 that triggers a buy while flat, default 20), ``exit_bps`` (fall over the lookback that
-sells the whole position while long, default 10), ``quantity`` (default 1).
+sells the whole position while long, below 10,000, default 10), ``quantity`` (default 1).
 Warm-up: ``lookback + 1`` ticks. Returns are compared exactly in integers.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from pydantic import PositiveInt
+from pydantic import Field, PositiveInt
 
 from alpha_panda.domain.events import MarketTick, Signal
 from alpha_panda.strategy.base import Context, Strategy, StrategyParams
@@ -19,7 +19,7 @@ from alpha_panda.strategy.base import Context, Strategy, StrategyParams
 class MomentumParams(StrategyParams):
     lookback: PositiveInt = 20
     entry_bps: PositiveInt = 20
-    exit_bps: PositiveInt = 10
+    exit_bps: int = Field(default=10, gt=0, lt=10_000)  # a fall of 100% is a price of 0
     quantity: PositiveInt = 1
 
 

@@ -23,7 +23,8 @@ class RsiParams(StrategyParams):
     @model_validator(mode="after")
     def _ordered(self) -> RsiParams:
         if self.oversold >= self.overbought:
-            raise ValueError("oversold must be below overbought")
+            raise ValueError(
+                f"oversold ({self.oversold:g}) must be below overbought ({self.overbought:g})")
         return self
 
 

@@ -1,14 +1,14 @@
 """``vwap_reversion``: buy when price is ``band_bps`` below the session VWAP; sell when
 it is back at or above VWAP.
 
-Parameters: ``band_bps`` (default 10), ``min_ticks`` (ticks of the session before
+Parameters: ``band_bps`` (1 to 9,999, default 10), ``min_ticks`` (ticks of the session before
 trading, default 20), ``quantity`` (default 1). VWAP resets every IST day; tick volume
 is ``last_quantity`` when the feed gives it, else ``volume``.
 """
 
 from __future__ import annotations
 
-from pydantic import PositiveInt
+from pydantic import Field, PositiveInt
 
 from alpha_panda.domain.events import MarketTick, Signal
 from alpha_panda.strategy.base import Context, Strategy, StrategyParams
@@ -19,7 +19,7 @@ _IST_NS = 19_800 * 1_000_000_000  # +05:30
 
 
 class VwapReversionParams(StrategyParams):
-    band_bps: PositiveInt = 10
+    band_bps: int = Field(default=10, gt=0, lt=10_000)  # 100% below VWAP is a price of 0
     min_ticks: PositiveInt = 20
     quantity: PositiveInt = 1
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
+import pytest
 import typer
 from typer.testing import CliRunner
 
@@ -47,3 +48,26 @@ def test_table_output_and_errors() -> None:
     assert code == 2
     code, _ = invoke("--segment", "futures", "--buy", "1.001", "--sell", "1", "--quantity", "1")
     assert code == 2  # fractions of a paisa are not a price
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--buy", "-5", "--sell", "10", "--quantity", "100"),
+         "error: --buy: price must be positive, got '-5'"),
+        (("--buy", "0", "--sell", "10", "--quantity", "100"),
+         "error: --buy: price must be positive, got '0'"),
+        (("--buy", "5", "--sell", "-1", "--quantity", "100"),
+         "error: --sell: price must be positive, got '-1'"),
+        (("--buy", "abc", "--sell", "10", "--quantity", "100"),
+         "error: --buy: not a rupee amount: 'abc'"),
+        (("--buy", "5", "--sell", "10.001", "--quantity", "100"),
+         "error: --sell: rupee amount '10.001' has fractions of a paisa"),
+        (("--buy", "5", "--sell", "10", "--quantity", "-3"),
+         "error: --quantity: must be positive, got -3"),
+    ],
+)
+def test_a_bad_argument_is_named_in_the_error(args: tuple[str, ...], message: str) -> None:
+    result = CliRunner().invoke(app, ["charges", "--segment", "equity_delivery", *args])
+    assert result.exit_code == 2
+    assert result.stderr == message + "\n"

@@ -79,11 +79,100 @@ def test_a_broken_file_in_a_directory_does_not_stop_the_others(tmp_path: Path) -
     (tmp_path / "a.yaml").write_text(GOOD)
     (tmp_path / "b.yaml").write_text("id: b\nstrategy: sma_cross\ninstruments: [1]\nparams: {slow: x}\n")
     (tmp_path / "c.yml").write_text("id: [unclosed\n")
-    (tmp_path / "d.yaml").write_text(GOOD)  # duplicate id
+    (tmp_path / "e.yaml").write_text(GOOD.replace("sma_cross_banks", "other"))
     (tmp_path / "notes.txt").write_text("ignored")
     configs, errors = load_strategy_dir(tmp_path)
-    assert [c.id for c in configs] == ["sma_cross_banks"]
+    assert [c.id for c in configs] == ["sma_cross_banks", "other"]
     messages = sorted(str(e) for e in errors)
+    assert len(messages) == 2
     assert messages[0].startswith(f"{tmp_path / 'b.yaml'}: params.slow:")
     assert messages[1].startswith(f"{tmp_path / 'c.yml'}: invalid YAML")
-    assert messages[2].startswith(f"{tmp_path / 'd.yaml'}: id: duplicate strategy id")
+
+
+def _dup(tmp_path: Path, name: str, instruments: str = "[123]", params: str = "{}") -> None:
+    (tmp_path / name).write_text(
+        f"id: sma_cross_banks\nstrategy: sma_cross\ninstruments: {instruments}\nparams: {params}\n")
+
+
+def test_an_id_in_two_files_runs_neither_and_each_names_the_other(tmp_path: Path) -> None:
+    # Whichever sorted first used to win: e_dupid.yaml ran as sma_cross_banks on the wrong
+    # instruments while the original was reported as the duplicate.
+    (tmp_path / "sma_cross_banks.yaml").write_text(GOOD)
+    _dup(tmp_path, "e_dupid.yaml")
+    (tmp_path / "z.yaml").write_text(GOOD.replace("sma_cross_banks", "other"))
+    configs, errors = load_strategy_dir(tmp_path)
+    assert [c.id for c in configs] == ["other"]
+    a, b = tmp_path / "e_dupid.yaml", tmp_path / "sma_cross_banks.yaml"
+    tail = "none of these files runs until each has its own id"
+    assert [str(e) for e in errors] == [
+        f"{a}: id: duplicate strategy id 'sma_cross_banks' (also in {b}): {tail}",
+        f"{b}: id: duplicate strategy id 'sma_cross_banks' (also in {a}): {tail}",
+    ]
+    assert all(e.field == "id" for e in errors)
+    # what a config store needs to drop its row of that id as well
+    assert [(type(e).__name__, getattr(e, "strategy_id", None)) for e in errors] == [
+        ("DuplicateStrategyId", "sma_cross_banks")] * 2
+
+
+def test_three_claims_of_one_id_each_name_both_others(tmp_path: Path) -> None:
+    for name in ("a.yaml", "b.yaml", "c.yml"):
+        _dup(tmp_path, name)
+    configs, errors = load_strategy_dir(tmp_path)
+    assert configs == []
+    a, b, c = (str(tmp_path / n) for n in ("a.yaml", "b.yaml", "c.yml"))
+    assert [str(e).split(" (also in ")[1].split(")")[0] for e in errors] == [
+        f"{b}, {c}", f"{a}, {c}", f"{a}, {b}"]
+
+
+def test_an_invalid_file_claiming_the_id_still_stops_the_valid_one(tmp_path: Path) -> None:
+    # The user may be replacing the original with a new file: which one is meant is unknown.
+    (tmp_path / "sma_cross_banks.yaml").write_text(GOOD)
+    _dup(tmp_path, "v2.yaml", params="{fast: 30, slow: 10}")
+    configs, errors = load_strategy_dir(tmp_path)
+    assert configs == []
+    original, v2 = tmp_path / "sma_cross_banks.yaml", tmp_path / "v2.yaml"
+    assert [(e.source, e.field) for e in errors] == [
+        (str(original), "id"), (str(v2), "params"), (str(v2), "id")]
+    assert str(errors[1]) == f"{v2}: params: fast (30) must be smaller than slow (10)"
+    assert f"(also in {v2})" in str(errors[0]) and f"(also in {original})" in str(errors[2])
+
+
+@pytest.mark.parametrize(
+    ("strategy", "params", "field", "message"),
+    [
+        ("sma_cross", {"fast": 30, "slow": 10}, "params",
+         "fast (30) must be smaller than slow (10)"),
+        ("sma_cross", {"quantity": 0}, "params.quantity", "Input should be greater than 0 (got 0)"),
+        ("ema_cross", {"fast": 26}, "params", "fast (26) must be smaller than slow (26)"),
+        ("ema_cross", {"slow": -5}, "params.slow", "Input should be greater than 0 (got -5)"),
+        ("rsi", {"oversold": 70, "overbought": 30}, "params",
+         "oversold (70) must be below overbought (30)"),
+        ("rsi", {"period": 0}, "params.period", "Input should be greater than 0 (got 0)"),
+        ("mean_reversion", {"oversold": 70, "overbought": 30}, "params",
+         "oversold (70) must be below overbought (30)"),
+        ("mean_reversion", {"period": 1}, "params.period",
+         "Input should be greater than or equal to 2 (got 1)"),
+        ("mean_reversion", {"k": 0}, "params.k", "Input should be greater than 0 (got 0)"),
+        ("mean_reversion", {"k": float("inf")}, "params.k",
+         "Input should be a finite number (got inf)"),
+        ("momentum", {"exit_bps": 10_000}, "params.exit_bps",
+         "Input should be less than 10000 (got 10000)"),
+        ("momentum", {"lookback": 0}, "params.lookback", "Input should be greater than 0 (got 0)"),
+        ("vwap_reversion", {"band_bps": 10_000}, "params.band_bps",
+         "Input should be less than 10000 (got 10000)"),
+        ("vwap_reversion", {"min_ticks": 0}, "params.min_ticks",
+         "Input should be greater than 0 (got 0)"),
+        ("breakout", {"atr_stop": -1.0}, "params.atr_stop",
+         "Input should be greater than 0 (got -1.0)"),
+        ("breakout", {"atr_stop": float("nan")}, "params.atr_stop",
+         "Input should be a finite number (got nan)"),
+    ],
+)
+def test_nonsensical_builtin_params_are_refused_naming_file_and_field(
+    strategy: str, params: dict[str, object], field: str, message: str
+) -> None:
+    data = {"id": "x", "strategy": strategy, "instruments": [1], "params": params}
+    with pytest.raises(StrategyConfigError) as err:
+        config_from_mapping(data, "strategies/x.yaml")
+    assert err.value.field == field
+    assert str(err.value) == f"strategies/x.yaml: {field}: {message}"

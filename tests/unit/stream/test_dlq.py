@@ -70,3 +70,26 @@ def test_show_of_a_missing_offset_is_a_clear_error(tmp_path: Path) -> None:
                                    "--offset", "9"])
     assert res.exit_code == 2
     assert "no dead letter at in.dlq[0]@9" in res.output
+
+
+def test_an_unknown_topic_is_an_error_not_an_empty_list(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite"
+    asyncio.run(_poisoned_log(path))
+    url = f"sqlite:{path}"
+    runner = CliRunner()
+    for command in (["list"], ["replay", "--dry-run"], ["show", "--offset", "0"]):
+        res = runner.invoke(app, [*command, "--log", url, "--topic", "nosuch.topic"])
+        assert res.exit_code == 2, command
+        assert "no dead letters" not in res.output and "replayed" not in res.output
+        message = res.stderr.strip()
+        assert message.startswith("error: unknown topic 'nosuch.topic': dead letters are kept "
+                                  "for in, market.ticks, paper.control, ")
+        assert message.endswith(
+            "zerodha.signals.validated (or the same name with .dlq); see `alpha-panda topics list`")
+    typo = runner.invoke(app, ["list", "--log", url, "--topic", "paper.order.filled"])
+    assert "unknown topic 'paper.order.filled': did you mean 'paper.orders.filled'?" in typo.stderr
+    # a registry topic with no dead letters yet, and a topic's own .dlq name, are fine
+    empty = runner.invoke(app, ["list", "--log", url, "--topic", "paper.orders.filled"])
+    assert (empty.exit_code, empty.stdout) == (0, "no dead letters\n")
+    mine = runner.invoke(app, ["list", "--log", url, "--topic", "in.dlq", "--json"])
+    assert mine.exit_code == 0 and len(json.loads(mine.stdout)) == 2

@@ -1,0 +1,52 @@
+"""Every option of every command says what it is for and, when left out, what it is."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from alpha_panda.cli import app
+
+
+def _commands(group: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
+    if hasattr(group, "commands"):
+        return [c for name, sub in group.commands.items() for c in _commands(sub, (*path, name))]
+    return [(path, group)]
+
+
+COMMANDS = _commands(typer.main.get_command(app))
+def test_the_walk_finds_the_commands() -> None:
+    names = {" ".join(path) for path, _ in COMMANDS}
+    assert {"run", "service", "preflight", "kill", "dlq list", "topics list", "charges"} <= names
+
+
+@pytest.mark.parametrize(("path", "command"), COMMANDS, ids=[" ".join(p) for p, _ in COMMANDS])
+def test_every_option_has_a_description_and_a_default(path: tuple[str, ...], command: Any) -> None:
+    undocumented = [p.name for p in command.params if not getattr(p, "help", None)]
+    assert undocumented == []
+    # typer shows "[default: X]" itself when X is not None; a None default stands for
+    # a value from the settings (or "all", "none"): the help must say which.
+    unstated = [
+        p.name for p in command.params
+        if p.default is None and not p.required and not getattr(p, "is_flag", False)
+        and "default" not in (p.help or "")
+    ]
+    assert unstated == []
+
+
+@pytest.mark.parametrize(
+    ("args", "texts"),
+    [
+        (["preflight"], ["--log", "the log to reach", "--strategies", "the bundled samples",
+                         "--port", "the API port that must be free (default: 8000)"]),
+        (["run"], ["default: as fast as possible", "default: sim", "default: ./data"]),
+    ],
+)
+def test_help_pages_read_as_a_user_needs(args: list[str], texts: list[str]) -> None:
+    result = CliRunner().invoke(app, [*args, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for text in texts:
+        assert text in result.stdout

@@ -1,0 +1,87 @@
+"""``alpha-panda strategy check`` and the run-start check of instruments on the simulator."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+from typer.testing import CliRunner
+
+from alpha_panda.cli import app
+from alpha_panda.cli.main import _warn_unsimulated
+from alpha_panda.settings import Settings
+
+SAMPLES = Path(__file__).resolve().parents[3] / "alpha_panda" / "sample_strategies"
+NOT_SIMULATED = ("not among the simulator's instruments: no tick reaches this strategy with "
+                 "--feed sim (fine for a Kite instrument token with --feed kite)")
+
+
+def check(path: Path) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, ["strategy", "check", str(path)])
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture
+def samples(tmp_path: Path) -> Path:
+    directory = tmp_path / "strategies"
+    shutil.copytree(SAMPLES, directory)
+    return directory
+
+
+def test_a_copied_id_makes_both_files_invalid_and_check_fail(samples: Path) -> None:
+    (samples / "e_dupid.yaml").write_text(
+        "id: sma_cross_banks\nstrategy: sma_cross\ninstruments: [738561]\n")
+    code, out, err = check(samples)
+    assert code == 1
+    assert "sma_cross_banks" not in out  # neither file runs as sma_cross_banks
+    assert out.count("ok       ") == 6
+    new, original = samples / "e_dupid.yaml", samples / "sma_cross_banks.yaml"
+    tail = "none of these files runs until each has its own id"
+    assert err.splitlines() == [
+        f"invalid  {new}: id: duplicate strategy id 'sma_cross_banks' (also in {original}): {tail}",
+        f"invalid  {original}: id: duplicate strategy id 'sma_cross_banks' (also in {new}): {tail}",
+    ]
+
+
+def test_fast_above_slow_is_invalid(tmp_path: Path) -> None:
+    f = tmp_path / "s.yaml"
+    f.write_text("id: s\nstrategy: sma_cross\ninstruments: [738561]\n"
+                 "params: {fast: 30, slow: 10}\n")
+    code, out, err = check(f)
+    assert (code, out) == (1, "")
+    assert err == f"invalid  {f}: params: fast (30) must be smaller than slow (10)\n"
+
+
+def test_a_token_the_simulator_lacks_is_a_warning_not_an_error(tmp_path: Path) -> None:
+    f = tmp_path / "live.yaml"
+    f.write_text("id: live\nstrategy: sma_cross\ninstruments: [738561, 123, 456]\n")
+    code, out, err = check(f)
+    assert code == 0
+    assert out == f"ok       {f}: live (sma_cross, 3 instruments)\n"
+    assert err == f"warning  {f}: instruments: 123, 456 {NOT_SIMULATED}\n"
+
+
+def test_the_samples_check_clean(samples: Path) -> None:
+    code, out, err = check(samples)
+    assert (code, err, out.count("ok       ")) == (0, "", 7)
+
+
+def test_run_on_the_simulator_warns_of_tokens_it_never_ticks(tmp_path: Path) -> None:
+    (tmp_path / "live.yaml").write_text(
+        "id: live\nstrategy: sma_cross\ninstruments: [738561, 123]\n")
+    (tmp_path / "sim.yaml").write_text("id: sim\nstrategy: sma_cross\ninstruments: [738561]\n")
+    with capture_logs() as logs:
+        _warn_unsimulated(Settings(strategies_dir=tmp_path))
+    assert logs == [{
+        "event": "strategy.instruments_not_simulated", "log_level": "warning",
+        "strategy": "live", "source": str(tmp_path / "live.yaml"), "instruments": [123],
+        "detail": NOT_SIMULATED,
+    }]
+    # a simulator narrowed to some instruments: the others never tick either
+    narrowed = Settings(strategies_dir=tmp_path, simulator={"instruments": [341249]})
+    with capture_logs() as logs:
+        _warn_unsimulated(narrowed)
+    assert [(e["strategy"], e["instruments"]) for e in logs] == [
+        ("live", [738561, 123]), ("sim", [738561])]
