@@ -366,7 +366,7 @@ def run_backtest(
     started = time.perf_counter()  # processing time includes setup and column conversion
     eng = _Engine(configs, ticks, source, initial_cash, seed, risk)
     n = len(eng.ts_l)
-    ends, interval_s = _sample_rows(ticks.ts)
+    ends, _ = _sample_rows(ticks.ts)
     # The run allocates many short-lived objects and makes no reference cycles of its own;
     # the cyclic collector would only rescan the large column lists again and again. It is
     # paused for the replay and the summary, and resumes once the engine (its column lists,
@@ -381,7 +381,8 @@ def run_backtest(
             sys.stderr.write("\n")
         result = summarize(
             ticks=n, elapsed_s=elapsed, load_s=load_s, ledger=eng.ledger, fills=eng.fills,
-            trips=eng.trips.trips, samples=samples, interval_s=interval_s, counts=eng.counts,
+            trips=eng.trips, samples=samples, start_ns=eng.ts_l[0] if n else 0,
+            counts=eng.counts,
             rejections=eng.rejections, statuses=eng.runner.statuses(),
             initial_equity=initial_cash * len(configs),
         )

@@ -1,6 +1,8 @@
-"""Performance figures of a backtest: round trips, drawdown, Sharpe, exposure.
+"""Performance figures of a run: round trips, win rates, drawdown, Sharpe, exposure.
 
-Money stays in int paise here; only ratios (win rate, Sharpe, exposure) are floats.
+``performance`` computes them for both ``backtest --json`` and ``run --json`` (one code
+path); ``FIGURES`` says what each one is, for the ``--help`` text and the HTML report.
+Money stays in int paise here; only ratios (win rates, Sharpe, exposure) are floats.
 """
 
 from __future__ import annotations
@@ -9,18 +11,46 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
+from alpha_panda.domain.values import to_rupees
 from alpha_panda.portfolio.ledger import Position
 
 NS_PER_S: Final = 1_000_000_000
-TRADING_SECONDS_PER_YEAR: Final = 252 * 375 * 60
-"""252 NSE sessions of 375 minutes (09:15–15:30): the basis of the annualised Sharpe."""
+NS_PER_DAY: Final = 86_400 * NS_PER_S
+IST_OFFSET_NS: Final = 19_800 * NS_PER_S  # UTC+05:30: a trading day is an IST calendar date
+TRADING_DAYS_PER_YEAR: Final = 252
+"""NSE sessions a year: the basis of the annualised Sharpe (daily returns × √252)."""
+
+FIGURES: Final = {
+    "round_trips": "closed round trips: a position of one (strategy, instrument) from flat "
+                   "back to flat (a fill that crosses zero closes one and opens the next)",
+    "realized_pnl": "realized P&L of closed quantity, before charges",
+    "charges": "brokerage, STT, exchange, SEBI, stamp duty and GST on every fill",
+    "net_pnl": "realized + unrealized - charges",
+    "win_rate": "share of round trips whose P&L net of their charges is > 0 (a trip that "
+                "made Rs 0.50 and paid Rs 27 in charges is a loss)",
+    "gross_win_rate": "share of round trips whose P&L before charges is > 0",
+    "max_drawdown": "largest fall of account equity (cash + marked positions, net of charges) "
+                    "from its running high, starting from initial_equity, over the sampled "
+                    "equity curve (backtest: ~1,000 event-time samples and the end; run: a point "
+                    "per P&L snapshot and the end); max_drawdown_pct: that fall in % of the high",
+    "sharpe": "annualised Sharpe ratio of DAILY equity returns (close of each IST trading "
+              "day vs the previous close, the first vs initial_equity; risk-free rate 0; "
+              "mean / sample stdev x sqrt(252)); null (n/a) with fewer than 2 trading days "
+              "or returns that never vary",
+    "exposure": "share of event time, first tick to last, during which the account held "
+                "any open position (exact, from fill times)",
+    "max_gross_exposure": "largest sum of |quantity| x mark price over open positions, over "
+                          "the sampled equity curve",
+    "strategies_failed": "strategies taken out of service because they raised; the run goes "
+                         "on without them and exits with status 1",
+}
 
 
 @dataclass(frozen=True, slots=True)
 class RoundTrip:
-    """A position of one (strategy, instrument) from flat back to flat. Net of charges."""
+    """A position of one (strategy, instrument) from flat back to flat."""
 
     strategy_id: str
     instrument_token: int
@@ -28,14 +58,17 @@ class RoundTrip:
     closed_ns: int
     quantity: int  # largest absolute size held; sign = direction
     pnl: int  # realized over the trip minus its charges, paise
+    gross_pnl: int  # realized over the trip, before charges, paise
 
 
 class RoundTripTracker:
     """Watches positions fill by fill and closes a round trip whenever one returns to flat
-    (a fill that crosses zero closes one trip and opens the next).
+    (a fill that crosses zero closes one trip and opens the next). Also times how long the
+    account holds any position (``time_in_market``).
 
-    ``closed`` and ``won`` count every trip; ``trips`` lists them only with ``keep_trips``
-    (a backtest reports each one; a live portfolio, running for days, only counts)."""
+    ``closed``, ``won`` and ``won_gross`` count every trip; ``trips`` lists them only with
+    ``keep_trips`` (a backtest reports each one; a live portfolio, running for days, only
+    counts). Fills must come in event-time order."""
 
     def __init__(self, *, keep_trips: bool = True) -> None:
         self._open: dict[tuple[str, int], tuple[int, int, int, int]] = {}
@@ -43,11 +76,34 @@ class RoundTripTracker:
         self.trips: list[RoundTrip] = []
         self.closed = 0
         self.won = 0
+        self.won_gross = 0
+        # Closed (opened, closed) spans of any position: fills of different instruments can
+        # come out of time order (a pipeline consumes partitions one after another), so the
+        # account's time in market is their union, merged from time to time.
+        self._spans: list[tuple[int, int]] = []
+        self._merged = 0
 
     @property
     def win_rate(self) -> float:
         """Share of closed trips with a profit net of charges (``win_rate(trips)``)."""
         return self.won / self.closed if self.closed else 0.0
+
+    @property
+    def gross_win_rate(self) -> float:
+        """Share of closed trips with a profit before charges."""
+        return self.won_gross / self.closed if self.closed else 0.0
+
+    def time_in_market(self, end_ns: int) -> int:
+        """Nanoseconds during which the account held any position, up to ``end_ns`` (the
+        positions still open count as held until then)."""
+        spans = _merge([*self._spans, *((o[0], end_ns) for o in self._open.values())])
+        return sum(b - a for a, b in spans)
+
+    def _add_span(self, start: int, end: int) -> None:
+        self._spans.append((start, end))
+        if len(self._spans) > 2 * self._merged + 64:
+            self._spans = _merge(self._spans)
+            self._merged = len(self._spans)
 
     def after_fill(self, pos: Position, before_qty: int, ts: int, fill_charges: int) -> None:
         key = (pos.strategy_id, pos.instrument_token)
@@ -55,14 +111,17 @@ class RoundTripTracker:
         state = self._open.get(key)
         if state is not None and (after == 0 or (after > 0) != (before_qty > 0)):
             opened, realized0, charges0, peak = state
+            gross = pos.realized - realized0
             # Charges of a crossing fill all go to the closing trip (one fill, one cost).
-            pnl = (pos.realized - realized0) - (pos.charges - charges0)
+            pnl = gross - (pos.charges - charges0)
             self.closed += 1
             self.won += pnl > 0
+            self.won_gross += gross > 0
             if self._keep:
                 self.trips.append(RoundTrip(pos.strategy_id, pos.instrument_token, opened, ts,
-                                            peak, pnl))
+                                            peak, pnl, gross))
             del self._open[key]
+            self._add_span(opened, ts)
             state = None
         if after != 0:
             if state is None:
@@ -70,6 +129,18 @@ class RoundTripTracker:
                 self._open[key] = (ts, pos.realized, charges, after)
             elif abs(after) > abs(state[3]):
                 self._open[key] = (*state[:3], after)
+
+
+def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Disjoint spans covering the same time as ``spans``, in order."""
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(spans):
+        if out and a <= out[-1][1]:
+            if b > out[-1][1]:
+                out[-1] = (out[-1][0], b)
+        elif b > a:
+            out.append((a, b))
+    return out
 
 
 def max_drawdown(equity: Sequence[int]) -> tuple[int, float]:
@@ -87,28 +158,69 @@ def max_drawdown(equity: Sequence[int]) -> tuple[int, float]:
     return worst, worst_frac
 
 
-SHARPE_MIN_INTERVAL_S: Final = 60.0
+def trading_day(ts: int) -> int:
+    """The IST calendar date of ``ts`` (ns since the epoch), as a day number."""
+    return (ts + IST_OFFSET_NS) // NS_PER_DAY
 
 
-def sharpe(equity: Sequence[int], interval_s: float) -> float | None:
-    """Annualised Sharpe of equity returns (risk-free 0), or None with too little data.
+def daily_closes(points: Sequence[tuple[int, int]]) -> list[int]:
+    """Equity at the last point of each IST trading day; ``points`` (ts, equity) by ts."""
+    closes: dict[int, int] = {}
+    for ts, equity in points:
+        closes[trading_day(ts)] = equity
+    return list(closes.values())
 
-    ``equity`` is sampled every ``interval_s``; returns are taken over steps of at least
-    one minute (finer steps would annualise tick noise) and need three or more.
+
+def sharpe(points: Sequence[tuple[int, int]], initial_equity: int) -> float | None:
+    """Annualised Sharpe of daily equity returns (risk-free 0), or None below two days.
+
+    ``points`` are (ts, equity) in time order; each day's return is its close over the
+    previous close (the first day's over ``initial_equity``). Intraday returns would
+    annualise noise: 17 minutes of per-minute returns once gave -2,925.
     """
-    if interval_s <= 0:
-        return None
-    stride = max(1, math.ceil(SHARPE_MIN_INTERVAL_S / interval_s))
-    points = list(equity[::stride])
-    rets = [(b - a) / a for a, b in itertools.pairwise(points) if a > 0]
-    if len(rets) < 3:
+    closes = [initial_equity, *daily_closes(points)]
+    rets = [(b - a) / a for a, b in itertools.pairwise(closes) if a > 0]
+    if len(rets) < 2:
         return None
     mean = sum(rets) / len(rets)
     var = sum((r - mean) ** 2 for r in rets) / (len(rets) - 1)
     if var <= 0:
         return None
-    return mean / math.sqrt(var) * math.sqrt(TRADING_SECONDS_PER_YEAR / (stride * interval_s))
+    return mean / math.sqrt(var) * math.sqrt(TRADING_DAYS_PER_YEAR)
 
 
 def win_rate(trips: Sequence[RoundTrip]) -> float:
+    """Share of ``trips`` with a profit net of charges."""
     return sum(1 for t in trips if t.pnl > 0) / len(trips) if trips else 0.0
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
+
+
+def _rupees(paise: int) -> str:
+    return str(to_rupees(paise))
+
+
+def performance(*, samples: Sequence[tuple[int, int, int]], initial_equity: int,
+                trips: RoundTripTracker, start_ns: int, end_ns: int) -> dict[str, Any]:
+    """The figures of ``FIGURES`` that need more than the ledger, in JSON form.
+
+    ``samples``: (ts, account equity, gross exposure) in paise, in time order, the last one
+    at the end of the run; ``start_ns``/``end_ns``: the first and last tick's event time.
+    """
+    curve = [initial_equity, *(e for _, e, _ in samples)]
+    dd, dd_frac = max_drawdown(curve)
+    span = end_ns - start_ns
+    exposure = min(1.0, trips.time_in_market(end_ns) / span) if span > 0 else 0.0
+    return {
+        "win_rate": round(trips.win_rate, 6),
+        "gross_win_rate": round(trips.gross_win_rate, 6),
+        "max_drawdown": _rupees(dd),
+        "max_drawdown_pct": round(100 * dd_frac, 6),
+        "sharpe": _round(sharpe([(t, e) for t, e, _ in samples], initial_equity)),
+        "exposure": round(exposure, 6),
+        "max_gross_exposure": _rupees(max((g for _, _, g in samples), default=0)),
+        "initial_equity": _rupees(initial_equity),
+        "final_equity": _rupees(curve[-1]),
+    }

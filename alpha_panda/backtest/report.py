@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 
+from alpha_panda.backtest.metrics import FIGURES
 from alpha_panda.backtest.result import BacktestResult, rupees
 from alpha_panda.marketdata.files import TickColumns
 from alpha_panda.marketdata.instruments import symbol_of
@@ -97,15 +98,17 @@ def render_html(result: BacktestResult, ticks: TickColumns, title: str = "Backte
     )
     more = (f"<p>showing the first {MAX_TRADES} of {len(result.fills)} fills</p>"
             if len(result.fills) > MAX_TRADES else "")
-    summary = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
-                      for k, v in s.items())
+    summary = "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape('n/a' if v is None else str(v))}</td>"
+        f'<td class="what">{html.escape(FIGURES.get(k, ""))}</td></tr>'
+        for k, v in s.items())
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
 body{{font:14px system-ui,sans-serif;margin:24px;color:#1f2328;max-width:960px}}
 table{{border-collapse:collapse;margin:8px 0}}td,th{{border:1px solid #d0d7de;padding:3px 8px;
 text-align:right}}th{{text-align:left;background:#f6f8fa}}.buy{{color:#1a7f37}}.sell{{color:#cf222e}}
-svg text{{font:11px monospace;fill:#57606a}}
+svg text{{font:11px monospace;fill:#57606a}}td.what{{text-align:left;color:#57606a}}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
 <table>{summary}</table>

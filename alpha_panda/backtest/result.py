@@ -2,7 +2,8 @@
 
 JSON conventions: rupee amounts are exact decimal strings (``"1234.50"``: paise / 100,
 never a float), counts are ints, ratios are floats rounded to 6 places (``sharpe`` is
-null when the data spans too little time: it needs returns over >= 1-minute steps). The only fields
+null with fewer than two trading days: it is taken over daily returns). What each figure
+means: ``alpha_panda.backtest.metrics.FIGURES``. The only fields
 that differ between two runs of the same input are the timings (``load_s``,
 ``elapsed_s``, ``ticks_per_s``); ``to_json(timings=False)`` leaves them out and is then
 byte-identical across runs.
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from alpha_panda.backtest.metrics import RoundTrip, max_drawdown, sharpe, win_rate
+from alpha_panda.backtest.metrics import RoundTrip, RoundTripTracker, performance
 from alpha_panda.domain.events import OrderFilled
 from alpha_panda.domain.values import to_rupees
 from alpha_panda.portfolio.ledger import PositionLedger
@@ -50,37 +51,28 @@ class BacktestResult:
         return json.dumps(self.to_dict(timings=timings), separators=(",", ":"))
 
 
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 6)
-
-
 def summarize(
     *, ticks: int, elapsed_s: float, load_s: float, ledger: PositionLedger,
-    fills: list[OrderFilled], trips: list[RoundTrip], samples: list[tuple[int, int, int]],
-    interval_s: float, counts: dict[str, int], rejections: dict[str, int],
+    fills: list[OrderFilled], trips: RoundTripTracker, samples: list[tuple[int, int, int]],
+    start_ns: int, counts: dict[str, int], rejections: dict[str, int],
     statuses: Sequence[StrategyStatus], initial_equity: int,
 ) -> BacktestResult:
+    """The summary of a run; ``samples`` (ts, equity, gross exposure) end at the last tick,
+    ``start_ns`` is the first tick's time."""
     snap = ledger.snapshot(None)
-    curve = [initial_equity] + [e for _, e, _ in samples]
-    dd, dd_frac = max_drawdown(curve)
-    in_market = sum(1 for _, _, g in samples if g) / len(samples) if samples else 0.0
+    end_ns = samples[-1][0] if samples else start_ns
+    figures = performance(samples=samples, initial_equity=initial_equity, trips=trips,
+                          start_ns=start_ns, end_ns=end_ns)
     net = snap.realized + snap.unrealized - snap.charges
     summary: dict[str, Any] = {
         "ticks": ticks,
         "fills": len(fills),
-        "round_trips": len(trips),
+        "round_trips": trips.closed,
         "realized_pnl": rupees(snap.realized),
         "unrealized_pnl": rupees(snap.unrealized),
         "charges": rupees(snap.charges),
         "net_pnl": rupees(net),
-        "win_rate": round(win_rate(trips), 6),
-        "max_drawdown": rupees(dd),
-        "max_drawdown_pct": round(100 * dd_frac, 6),
-        "sharpe": _round(sharpe(curve, interval_s)),
-        "exposure": round(in_market, 6),
-        "max_gross_exposure": rupees(max((g for _, _, g in samples), default=0)),
-        "initial_equity": rupees(initial_equity),
-        "final_equity": rupees(curve[-1]),
+        **figures,
         "open_positions": snap.open_positions,
         **counts,
         "rejections": dict(sorted(rejections.items())),
@@ -95,5 +87,5 @@ def summarize(
         "realized": rupees(p.realized), "unrealized": rupees(p.unrealized),
         "charges": rupees(p.charges), "fills": p.fills,
     } for p in ledger.positions()]
-    return BacktestResult(summary=summary, fills=fills, round_trips=trips, equity=samples,
+    return BacktestResult(summary=summary, fills=fills, round_trips=trips.trips, equity=samples,
                           statuses=list(statuses), positions=positions)

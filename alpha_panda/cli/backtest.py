@@ -18,6 +18,9 @@ from alpha_panda.domain.errors import AlphaPandaError
 from alpha_panda.strategy.config import StrategyConfig, load_strategy_file
 
 PROGRESS_MIN_TICKS = 200_000
+EXIT_STATUS = ("Exit status: 0; 1 when a strategy raised and was taken out of service (the "
+               "summary is still printed, without that strategy from its failure on); 2 on "
+               "bad input.")
 
 
 def _apply_flags(config: StrategyConfig, slippage_bps: int | None, latency_ms: int | None,
@@ -58,10 +61,10 @@ def backtest_command(
     strategy: Annotated[Path, typer.Option(help="strategy YAML file")],
     data: Annotated[Path, typer.Option(help="tick file: CSV or Parquet")],
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")] = False,
-    report: Annotated[Path | None, typer.Option(help="write an offline HTML report here")] = None,
-    grid: Annotated[list[str] | None, typer.Option(help="parameter sweep: NAME=V1,V2 (repeatable)")] = None,
-    slippage_bps: Annotated[int | None, typer.Option(help="override execution.slippage_bps")] = None,
-    latency_ms: Annotated[int | None, typer.Option(help="override execution.latency_ms")] = None,
+    report: Annotated[Path | None, typer.Option(help="write an offline HTML report here (default: none)")] = None,
+    grid: Annotated[list[str] | None, typer.Option(help="parameter sweep: NAME=V1,V2, once per parameter (default: no sweep)")] = None,
+    slippage_bps: Annotated[int | None, typer.Option(help="override execution.slippage_bps (default: the strategy file's)")] = None,
+    latency_ms: Annotated[int | None, typer.Option(help="override execution.latency_ms (default: the strategy file's)")] = None,
     no_costs: Annotated[bool, typer.Option("--no-costs", help="no brokerage or taxes")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="no progress bar")] = False,
 ) -> None:
@@ -70,7 +73,10 @@ def backtest_command(
     from alpha_panda.backtest.grid import grid_configs, parse_grid, run_grid
     from alpha_panda.backtest.report import render_html
     from alpha_panda.marketdata.files import load_ticks, tick_source
+    from alpha_panda.observability.logging import configure_logging
 
+    # A failing strategy is logged: to stderr, as stdout is the --json object's alone.
+    configure_logging(level="WARNING", stream=sys.stderr)
     try:
         config = _apply_flags(load_strategy_file(strategy), slippage_bps, latency_ms, no_costs)
         t0 = time.perf_counter()
@@ -95,8 +101,13 @@ def backtest_command(
         typer.echo(f"report written to {report}", err=True)
     if json_out:
         typer.echo(result.to_json())
-        return
-    _print_summary(result.to_dict())
+    else:
+        _print_summary(result.to_dict())
+    failed = result.summary["strategies_failed"]
+    if failed:  # the figures are out, but they lack these strategies: not a clean run
+        typer.secho(f"error: strategies failed and were taken out of service: "
+                    f"{', '.join(failed)}", fg="red", err=True)
+        raise typer.Exit(1)
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
@@ -105,7 +116,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
     table = Table(title="Backtest summary", show_header=False)
     for key, value in summary.items():
-        table.add_row(key, str(value))
+        table.add_row(key, "n/a" if value is None else str(value))
     Console(width=max(100, Console().width)).print(table)
 
 
@@ -129,6 +140,14 @@ def _print_grid(rows: list[dict[str, Any]], keys: list[str], json_out: bool,
     Console(width=max(120, Console().width)).print(table)
 
 
+def figures_help() -> str:
+    """What the summary's figures mean (``metrics.FIGURES``), for the help text."""
+    from alpha_panda.backtest.metrics import FIGURES
+
+    return (EXIT_STATUS + " Figures: "
+            + " | ".join(f"{k}: {v}." for k, v in FIGURES.items()))
+
+
 def register(app: typer.Typer) -> None:
     """Add ``backtest`` to the ``alpha-panda`` command line."""
-    app.command(name="backtest")(backtest_command)
+    app.command(name="backtest", epilog=figures_help())(backtest_command)

@@ -51,23 +51,34 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-@app.command()
+# Options whose default comes from Settings (an ALPHA_PANDA_* variable, else the value named).
+FEED_HELP = "sim | replay:PATH | kite (default: sim)"
+LOG_HELP = "embedded | memory | sqlite:PATH | kafka://HOST:PORT (default: embedded)"
+STRATEGIES_HELP = "directory of strategy YAML files (default: the bundled samples)"
+PORT_HELP = "API port (default: 8000)"
+DATA_DIR_HELP = "where the embedded log and state live (default: ./data)"
+SPEED_HELP = "replay pacing: 1 = real time, 10 = ten times faster (default: as fast as possible)"
+ENV_NOTE = "Options left out come from ALPHA_PANDA_* environment variables, else the defaults shown."
+
+
+@app.command(epilog=ENV_NOTE)
 def run(
-    feed: Annotated[str | None, typer.Option(help="sim | replay:PATH | kite")] = None,
-    log: Annotated[str | None, typer.Option(help="embedded | memory | sqlite:PATH | kafka://HOST:PORT")] = None,
-    strategies: Annotated[Path | None, typer.Option(help="directory of strategy YAML files")] = None,
-    duration: Annotated[float | None, typer.Option(help="stop after this many seconds")] = None,
-    port: Annotated[int | None, typer.Option(help="API port (default 8000)")] = None,
-    host: Annotated[str | None, typer.Option(help="API host (default 127.0.0.1)")] = None,
+    feed: Annotated[str | None, typer.Option(help=FEED_HELP)] = None,
+    log: Annotated[str | None, typer.Option(help=LOG_HELP)] = None,
+    strategies: Annotated[Path | None, typer.Option(help=STRATEGIES_HELP)] = None,
+    duration: Annotated[float | None, typer.Option(
+        help="stop after this many seconds (default: run until Ctrl-C)")] = None,
+    port: Annotated[int | None, typer.Option(help=PORT_HELP)] = None,
+    host: Annotated[str | None, typer.Option(help="API host (default: 127.0.0.1)")] = None,
     no_api: Annotated[bool, typer.Option("--no-api", help="do not start the HTTP API")] = False,
-    speed: Annotated[float | None, typer.Option(help="replay pacing: 1 = real time")] = None,
+    speed: Annotated[float | None, typer.Option(help=SPEED_HELP)] = None,
     exit_at_end: Annotated[bool, typer.Option("--exit-at-end", help="replay: exit once every tick has flowed through")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="print a JSON summary on stdout at exit")] = False,
-    data_dir: Annotated[Path | None, typer.Option(help="where the embedded log and state live")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help=DATA_DIR_HELP)] = None,
 ) -> None:
     """Run every service in one process: feed → strategies → risk → trading engines → portfolio → API."""
     from alpha_panda.services.app import RunOptions, SystemRun
-    from alpha_panda.services.summary import run_summary
+    from alpha_panda.services.summary import run_summary, strategies_failed
 
     settings = _settings(feed=feed, log=log, strategies_dir=strategies, port=port, host=host,
                          no_api=no_api, data_dir=data_dir)
@@ -77,8 +88,10 @@ def run(
     _configure_logging(settings)
     if exit_at_end and not settings.feed.startswith("replay:"):
         raise fail("--exit-at-end needs --feed replay:FILE")
+    if settings.feed == "sim":
+        _warn_unsimulated(settings)
     options = RunOptions(duration=duration, exit_at_end=exit_at_end, speed=speed,
-                         progress=not json_out or sys.stderr.isatty())
+                         progress=not json_out or sys.stderr.isatty(), summary=json_out)
     system = SystemRun(settings, options)
     try:
         asyncio.run(system.run())
@@ -88,17 +101,47 @@ def run(
         raise fail("interrupted before the pipeline drained", code=130) from None
     if json_out:
         typer.echo(json.dumps(run_summary(system)))
+    failed = strategies_failed(system)
+    if failed:  # as backtest: the figures are printed, but without these strategies
+        raise fail(f"strategies failed and were taken out of service: {', '.join(failed)}", code=1)
 
 
-@app.command()
+def _warn_unsimulated(settings: Settings) -> None:
+    """Log a warning per strategy file trading a token the simulator never ticks.
+
+    Only a warning: the file is valid (a live Kite token), it just cannot trade on this
+    feed. Invalid files are left to the run itself to report.
+    """
+    import structlog
+
+    from alpha_panda.cli.strategy import NOT_SIMULATED, unsimulated
+    from alpha_panda.marketdata.instruments import BY_TOKEN
+    from alpha_panda.services.app import SAMPLE_STRATEGIES
+    from alpha_panda.strategy.config import load_strategy_dir
+
+    directory = settings.strategies_dir or SAMPLE_STRATEGIES
+    if not directory.is_dir():
+        return  # the run fails on it with its own message
+    configs, _ = load_strategy_dir(directory)
+    simulated = settings.simulator.instruments or BY_TOKEN.keys()
+    for config, tokens in unsimulated(configs, simulated):
+        structlog.get_logger(__name__).warning(
+            "strategy.instruments_not_simulated", strategy=config.id, source=config.source,
+            instruments=tokens, detail=NOT_SIMULATED)
+
+
+@app.command(epilog=ENV_NOTE)
 def service(
     name: Annotated[str, typer.Argument(help="feed | strategy-runner | risk-manager | paper-engine | portfolio | zerodha-engine | api")],
-    log: Annotated[str | None, typer.Option(help="kafka://HOST:PORT (or embedded for trying it)")] = None,
-    feed: Annotated[str | None, typer.Option(help="for the feed service: sim | replay:PATH | kite")] = None,
-    strategies: Annotated[Path | None, typer.Option()] = None,
-    port: Annotated[int | None, typer.Option(help="for the api service")] = None,
-    speed: Annotated[float | None, typer.Option(help="replay pacing")] = None,
-    duration: Annotated[float | None, typer.Option()] = None,
+    log: Annotated[str | None, typer.Option(
+        help="kafka://HOST:PORT, or embedded to try it in one place (default: embedded)")] = None,
+    feed: Annotated[str | None, typer.Option(help=f"for the feed service: {FEED_HELP}")] = None,
+    strategies: Annotated[Path | None, typer.Option(
+        help=f"for the strategy runner: {STRATEGIES_HELP}")] = None,
+    port: Annotated[int | None, typer.Option(help=f"for the api service: {PORT_HELP}")] = None,
+    speed: Annotated[float | None, typer.Option(help=f"for the feed service: {SPEED_HELP}")] = None,
+    duration: Annotated[float | None, typer.Option(
+        help="stop after this many seconds (default: run until stopped)")] = None,
 ) -> None:
     """Run one service as its own process (scale out on Kafka with consumer groups)."""
     from alpha_panda.services.app import RunOptions, SystemRun
@@ -114,13 +157,14 @@ def service(
         raise fail(str(exc)) from None
 
 
-@app.command()
+@app.command(epilog=ENV_NOTE)
 def kill(
     broker: Annotated[str, typer.Option(help="paper or zerodha")] = "paper",
     flatten: Annotated[bool, typer.Option(help="also close every open position at market")] = False,
     off: Annotated[bool, typer.Option("--off", help="release the kill switch")] = False,
-    log: Annotated[str | None, typer.Option(help="the running system's log (default: settings)")] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="the running system's data directory")] = None,
+    log: Annotated[str | None, typer.Option(help=f"the running system's log: {LOG_HELP}")] = None,
+    data_dir: Annotated[Path | None, typer.Option(
+        help="the running system's data directory (default: ./data)")] = None,
 ) -> None:
     """Kill switch: block every new order of a broker (and optionally flatten positions).
 
@@ -139,11 +183,13 @@ def kill(
     typer.echo(f"kill switch for {broker}: {state}")
 
 
-@app.command()
+@app.command(epilog=ENV_NOTE)
 def preflight(
-    log: Annotated[str | None, typer.Option()] = None,
-    strategies: Annotated[Path | None, typer.Option()] = None,
-    port: Annotated[int | None, typer.Option()] = None,
+    log: Annotated[str | None, typer.Option(help=f"the log to reach: {LOG_HELP}")] = None,
+    strategies: Annotated[Path | None, typer.Option(
+        help=f"the strategies that must load: {STRATEGIES_HELP}")] = None,
+    port: Annotated[int | None, typer.Option(
+        help="the API port that must be free (default: 8000)")] = None,
 ) -> None:
     """Run every readiness check; exit non-zero if any fails."""
     from alpha_panda.services.preflight import print_report, run_checks

@@ -26,8 +26,9 @@ from alpha_panda.services.feed import ReplayFeed, SimulatedFeed
 from alpha_panda.services.logs import open_log
 from alpha_panda.services.pipeline import SERVICES, Pipeline, build_pipeline
 from alpha_panda.services.readmodel import ReadModelWriter
+from alpha_panda.services.summary import RunTotals, read_run_totals
 from alpha_panda.settings import Settings
-from alpha_panda.strategy.config import load_strategy_dir
+from alpha_panda.strategy.config import DuplicateStrategyId, load_strategy_dir
 from alpha_panda.stream.runtime import freeze_long_lived_objects
 from alpha_panda.stream.topics import REGISTRY
 
@@ -42,6 +43,7 @@ class RunOptions:
     exit_at_end: bool = False
     speed: float | None = None
     progress: bool = True
+    summary: bool = False  # read what ``run_summary`` needs from the log before it closes
 
 
 def open_cache(url: str) -> Cache:
@@ -85,6 +87,9 @@ def _through_store(url: str, configs: list[Any], errors: list[Any]) -> tuple[lis
         stored, store_errors = store.load()
     finally:
         store.close()
+    # An id two files claim runs in neither: not as the row an earlier run stored either.
+    ambiguous = {e.strategy_id for e in errors if isinstance(e, DuplicateStrategyId)}
+    stored = [c for c in stored if c.id not in ambiguous]
     log.info("strategy.store", url=store.url, strategies=len(stored))
     return stored, errors + store_errors
 
@@ -174,6 +179,7 @@ class SystemRun:
         self.stopped = 0.0
         self.stop = asyncio.Event()
         self._api: Any = None
+        self.totals: RunTotals | None = None  # with ``options.summary``: for ``run_summary``
 
     async def run(self) -> None:
         s = self.settings
@@ -224,6 +230,9 @@ class SystemRun:
             failures = [r for r in results if isinstance(r, BaseException)]
             for f in failures:
                 log.error("system.task_failed", error=repr(f))
+            if self.options.summary and "paper" in pipeline.portfolios:
+                self.totals = await read_run_totals(
+                    log_, pipeline.portfolios["paper"].ledger.initial_cash)
         finally:
             await cache.close()
             await log_.close()

@@ -1,28 +1,92 @@
-"""The JSON summary of a run (``run --json``): the same figures, computed the same way and in
-the same format, as ``backtest --json`` (rupee amounts as exact decimal strings)."""
+"""The JSON summary of a run (``run --json``): the fields of ``backtest --json``, computed by the
+same code (``backtest.metrics.performance``) and in the same format (rupee amounts as exact
+decimal strings), plus ``ticks_published``.
+
+What only the log holds (the account's equity curve, rejections by reason) is read from it by
+``read_run_totals`` at the end of the run, before the log closes (``RunOptions.summary``).
+"""
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from alpha_panda.backtest.metrics import performance
 from alpha_panda.backtest.result import rupees
+from alpha_panda.domain.events import CODEC, OrderRejected, PnlSnapshot, SignalRejected
+from alpha_panda.stream.log import Log, Record, TopicPartition
+from alpha_panda.stream.topics import REGISTRY, topic
 
 if TYPE_CHECKING:
     from alpha_panda.services.app import SystemRun
 
+BROKER = "paper"  # the summary is the paper account's, like a backtest's
+_ACCOUNT_KEY = b"account"
+
+
+@dataclass
+class RunTotals:
+    """What the summary needs from the log: the account's P&L snapshots as equity samples
+    (ts, equity, gross exposure, in paise: equity = initial cash + net P&L) and counts."""
+
+    samples: list[tuple[int, int, int]] = field(default_factory=list)
+    orders_rejected: int = 0
+    orders_cancelled: int = 0
+    rejections: Counter[str] = field(default_factory=Counter)
+
+
+async def _records(log: Log, name: str) -> list[Record]:
+    out: list[Record] = []
+    for p in range(REGISTRY.partitions(name)):
+        offset = 0
+        while batch := await log.read(TopicPartition(name, p), offset, 1000):
+            out += batch
+            offset = batch[-1].offset + 1
+    return out
+
+
+async def read_run_totals(log: Log, initial_equity: int) -> RunTotals:
+    """The paper account's equity curve and rejection counts, from the log."""
+    totals = RunTotals()
+    for r in await _records(log, topic(BROKER, "pnl.snapshots")):
+        if r.key != _ACCOUNT_KEY:
+            continue
+        env = CODEC.decode_as(r.value, PnlSnapshot)
+        s = env.data
+        totals.samples.append((env.ts, initial_equity + s.realized + s.unrealized - s.charges,
+                               s.gross_exposure))
+    # Made in processing order, which is not event-time order across instruments (the
+    # projector reads partitions one after another): in time order for the daily closes.
+    totals.samples.sort(key=lambda x: x[0])
+    for r in await _records(log, topic(BROKER, "signals.rejected")):
+        totals.rejections[CODEC.decode_as(r.value, SignalRejected).data.reason_code] += 1
+    for r in await _records(log, topic(BROKER, "orders.rejected")):
+        totals.rejections[CODEC.decode_as(r.value, OrderRejected).data.reason_code] += 1
+        totals.orders_rejected += 1
+    totals.orders_cancelled = len(await _records(log, topic(BROKER, "orders.cancelled")))
+    return totals
+
 
 def run_summary(system: SystemRun) -> dict[str, Any]:
-    """Ticks, fills, round trips and P&L of the paper account, plus timings."""
+    """Ticks, fills, round trips, P&L and performance of the paper account, plus timings;
+    the keys of ``backtest --json`` in its order, then ``ticks_published``."""
     p = system.pipeline
     feed = system.feed
     published = feed.publisher.published if feed is not None else 0
     ticks = getattr(feed, "total", 0) or published
     elapsed = system.stopped - system.started
     out: dict[str, Any] = {"ticks": ticks}
-    handler = p.portfolios.get("paper") if p else None
-    if handler is not None:
+    handler = p.portfolios.get(BROKER) if p else None
+    if p is not None and handler is not None:
+        ledger = handler.ledger
         snap = handler.snapshot(None)
         trips = handler.round_trips
+        initial = ledger.initial_cash
+        totals = system.totals or RunTotals()
+        start_ns, end_ns = _span(system, totals)
+        samples = [*totals.samples, (end_ns, ledger.equity(), snap.gross_exposure)]
+        risk = p.risk.get(BROKER)
         out.update(
             fills=snap.fills,
             round_trips=trips.closed,
@@ -30,13 +94,40 @@ def run_summary(system: SystemRun) -> dict[str, Any]:
             unrealized_pnl=rupees(snap.unrealized),
             charges=rupees(snap.charges),
             net_pnl=rupees(snap.realized + snap.unrealized - snap.charges),
-            win_rate=round(trips.win_rate, 6),
+            **performance(samples=samples, initial_equity=initial, trips=trips,
+                          start_ns=start_ns, end_ns=end_ns),
             open_positions=snap.open_positions,
+            signals=(risk.validated + risk.rejected) if risk else 0,
+            signals_rejected=risk.rejected if risk else 0,
+            orders=p.paper.orders if p.paper else 0,
+            orders_rejected=totals.orders_rejected,
+            orders_cancelled=totals.orders_cancelled,
+            rejections=dict(sorted(totals.rejections.items())),
+            strategies_failed=strategies_failed(system),
         )
     out.update(
-        ticks_published=published,
         load_s=round(getattr(feed, "load_s", 0.0), 6),
         elapsed_s=round(elapsed, 6),
         ticks_per_s=round(published / elapsed) if elapsed > 0 else 0,
+        ticks_published=published,
     )
     return out
+
+
+def strategies_failed(system: SystemRun) -> list[str]:
+    """Ids of the strategies the runner took out of service (they raised), sorted."""
+    runner = system.pipeline.runner if system.pipeline else None
+    return sorted(s.id for s in runner.statuses() if s.state == "FAILED") if runner else []
+
+
+def _span(system: SystemRun, totals: RunTotals) -> tuple[int, int]:
+    """Event time of the first and last tick: the replay file's, else what the run saw."""
+    feed = system.feed
+    if feed is not None and hasattr(feed, "load"):
+        cols = feed.load()  # already loaded: returns the columns
+        if len(cols):
+            return int(cols.ts[0]), int(cols.ts[-1])
+    handler = system.pipeline.portfolios[BROKER] if system.pipeline else None
+    end = handler.as_of if handler is not None else 0
+    start = totals.samples[0][0] if totals.samples else end
+    return start, end

@@ -40,3 +40,16 @@ def test_yaml_is_authoritative_for_its_id(tmp_path: Path) -> None:
     write_strategy(tmp_path / "s", id="edited", tokens=[738561], quantity=7)
     configs, _ = load_strategies(settings)
     assert configs[0].params["quantity"] == 7
+
+
+def test_an_id_two_files_claim_runs_in_neither_not_even_as_its_stored_row(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path / "config.db")
+    write_strategy(tmp_path / "s", id="banks", tokens=[738561])
+    settings = Settings().model_copy(update={"database_url": url, "strategies_dir": tmp_path / "s"})
+    assert [c.id for c in load_strategies(settings)[0]] == ["banks"]  # stored now
+    copy = (tmp_path / "s" / "banks.yaml").read_text().replace("738561", "341249")
+    (tmp_path / "s" / "e_copy.yaml").write_text(copy)
+    configs, errors = load_strategies(settings)
+    assert configs == []
+    assert sorted(str(e).split(":")[0] for e in errors) == sorted(
+        str(tmp_path / "s" / name) for name in ("banks.yaml", "e_copy.yaml"))

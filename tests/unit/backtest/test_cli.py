@@ -10,7 +10,9 @@ import typer
 from typer.testing import CliRunner
 
 from alpha_panda.cli import backtest, strategy
+from alpha_panda.domain.events import MarketTick, Signal
 from alpha_panda.marketdata.files import generate_random_walk, write_ticks
+from alpha_panda.strategy.base import Context, Strategy
 
 app = typer.Typer()
 backtest.register(app)
@@ -129,3 +131,45 @@ def test_the_cli_applies_the_live_risk_settings(files: tuple[Path, Path], tmp_pa
     summary = json.loads(out)
     assert code == 0 and summary["fills"] == 0
     assert summary["rejections"] == {"FAT_FINGER": summary["signals"]} and summary["signals"] > 0
+
+
+class Crash(Strategy):
+    """Raises on its first tick."""
+
+    def on_tick(self, tick: MarketTick, ctx: Context) -> list[Signal] | None:
+        raise ZeroDivisionError("bad maths")
+
+
+EXPECTED = {"round_trips": 612, "gross": 0.300654, "exposure": 0.740251}  # gross P&L +2.55
+
+
+def test_a_failed_strategy_is_listed_and_exits_1(files: tuple[Path, Path], tmp_path: Path) -> None:
+    _, data = files
+    crash = tmp_path / "crash.yaml"
+    crash.write_text(f"id: crash\nstrategy: {__name__}:Crash\ninstruments: [738561]\n")
+    code, out, err = run("backtest", "--strategy", str(crash), "--data", str(data), "--json")
+    assert code == 1 and "strategies failed and were taken out of service: crash" in err
+    assert json.loads(out)["strategies_failed"] == ["crash"]
+
+
+def test_summary_explains_net_and_gross_win_rate_and_daily_sharpe(files: tuple[Path, Path]) -> None:
+    spec, data = files  # 20,000 ticks over ~20 s of one day
+    code, out, _ = run("backtest", "--strategy", str(spec), "--data", str(data), "--json")
+    s = json.loads(out)
+    assert code == 0
+    assert (s["round_trips"], s["win_rate"], s["gross_win_rate"]) == (EXPECTED["round_trips"],
+                                                                      0.0, EXPECTED["gross"])
+    assert s["sharpe"] is None  # one trading day: no daily returns to annualise
+    assert s["exposure"] == EXPECTED["exposure"]
+    _, table, _ = run("backtest", "--strategy", str(spec), "--data", str(data))
+    assert "sharpe" in table and "n/a" in table
+
+
+def test_help_says_what_each_figure_is() -> None:
+    code, out, _ = run("backtest", "--help")
+    text = " ".join(out.split())
+    assert code == 0
+    for words in ("win_rate: share of round trips whose P&L net of their charges",
+                  "gross_win_rate: share of round trips whose P&L before charges",
+                  "DAILY equity returns", "fewer than 2 trading days", "Exit status"):
+        assert words.replace(" ", "") in text.replace(" ", "").replace("│", "")

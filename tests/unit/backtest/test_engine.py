@@ -255,16 +255,3 @@ def test_empty_ticks() -> None:
     empty = TickColumns(*(np.zeros(0, dtype=np.int64) for _ in range(4)))
     result = run_backtest(SMA, empty)
     assert result.summary["ticks"] == 0 and result.summary["fills"] == 0
-
-
-def test_sharpe_needs_minute_returns_and_is_scale_free() -> None:
-    from alpha_panda.backtest.metrics import sharpe
-
-    assert sharpe([100, 101, 102], 60.0) is None  # two returns only
-    rising = [1000 + i + (i % 3) for i in range(40)]
-    a = sharpe(rising, 60.0)
-    b = sharpe([10 * e for e in rising], 60.0)
-    assert a is not None and a > 0 and b == pytest.approx(a)
-    # Sampled every second: returns are taken every 60th point, same annualised figure.
-    dense = [e for e in rising for _ in range(60)]
-    assert sharpe(dense, 1.0) == pytest.approx(a)

@@ -35,3 +35,6 @@ def test_a_counting_tracker_gives_the_listing_trackers_figures() -> None:
     assert counting.closed == listing.closed == len(listing.trips)
     assert counting.won == sum(1 for t in listing.trips if t.pnl > 0)
     assert counting.win_rate == listing.win_rate == win_rate(listing.trips)
+    assert counting.won_gross == sum(1 for t in listing.trips if t.gross_pnl > 0)
+    assert counting.gross_win_rate == listing.gross_win_rate > listing.win_rate
+    assert counting.time_in_market(2000) == listing.time_in_market(2000)

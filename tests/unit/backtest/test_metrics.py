@@ -1,0 +1,91 @@
+"""The summary's performance figures: daily Sharpe, net and gross win rates, time in market."""
+
+from __future__ import annotations
+
+import pytest
+
+from alpha_panda.backtest.metrics import RoundTrip, RoundTripTracker, performance, sharpe
+from alpha_panda.portfolio.ledger import Position
+
+S = 1_000_000_000
+DAY = 86_400 * S
+T0 = 1_704_080_700_000_000_000  # 2024-01-01 09:15 IST
+
+
+def test_sharpe_is_null_within_one_trading_day() -> None:
+    # 17 minutes of a falling account, a point a minute: once annualised to -2,925.
+    minutes = [(T0 + m * 60 * S, 1_000_000 - 100 * m - 37 * (m % 3)) for m in range(18)]
+    assert sharpe(minutes, 1_000_000) is None
+
+
+def test_sharpe_annualises_daily_returns_from_each_days_close() -> None:
+    # Day 1 closes at 101,000 (its 100,500 earlier in the day does not count), then
+    # 100,000, then 103,000: returns 1%, -0.990099%, 3%; mean/stdev x sqrt(252).
+    points = [(T0, 100_500), (T0 + 3600 * S, 101_000), (T0 + DAY, 100_000),
+              (T0 + 2 * DAY, 103_000)]
+    assert sharpe(points, 100_000) == pytest.approx(7.983201718818805, rel=1e-12)
+
+
+def test_trading_days_are_ist_dates() -> None:
+    # 23:59 and 00:01 IST (18:29 and 18:31 UTC) are two days: returns 1% then 3%,
+    # mean 2%, stdev 1.414214%: 1.414214 x sqrt(252).
+    late = T0 + (14 * 3600 + 44 * 60) * S  # 23:59 IST on day 1
+    two_days = [(late, 101_000), (late + 2 * 60 * S, 104_030)]
+    assert sharpe(two_days, 100_000) == pytest.approx(22.449944320643645, rel=1e-12)
+    same_day = [(late - 2 * 60 * S, 101_000), (late, 104_030)]  # 23:57 and 23:59
+    assert sharpe(same_day, 100_000) is None
+
+
+def test_flat_daily_returns_have_no_sharpe() -> None:
+    assert sharpe([(T0, 101_000), (T0 + DAY, 102_010)], 100_000) is None  # 1% and 1%
+
+
+def _fill(t: RoundTripTracker, pos: Position, qty: int, ts: int, realized: int = 0,
+          charges: int = 0) -> None:
+    before = pos.quantity
+    pos.quantity += qty
+    pos.realized += realized
+    pos.charges += charges
+    t.after_fill(pos, before, ts, charges)
+
+
+def test_a_trip_that_wins_gross_can_lose_net_of_charges() -> None:
+    t = RoundTripTracker()
+    a = Position("s", 1)
+    _fill(t, a, 10, 1, charges=1_300)
+    _fill(t, a, -10, 2, realized=50, charges=1_400)  # +Rs 0.50 gross, Rs 27 charges
+    _fill(t, a, 5, 3, charges=100)
+    _fill(t, a, -5, 4, realized=-20, charges=100)
+    assert t.trips == [RoundTrip("s", 1, 1, 2, 10, -2_650, 50),
+                       RoundTrip("s", 1, 3, 4, 5, -220, -20)]
+    assert (t.closed, t.won, t.won_gross) == (2, 0, 1)
+    assert (t.win_rate, t.gross_win_rate) == (0.0, 0.5)
+
+
+def test_time_in_market_is_the_union_of_held_spans_whatever_the_fill_order() -> None:
+    t = RoundTripTracker(keep_trips=False)
+    a, b, c = Position("s", 1), Position("s", 2), Position("s", 3)
+    # instrument 2's fills arrive after instrument 1's later ones (another partition)
+    _fill(t, a, 1, 10)
+    _fill(t, a, -1, 30)
+    _fill(t, a, 1, 60)
+    _fill(t, a, -1, 80)
+    _fill(t, b, 2, 20)
+    _fill(t, b, -2, 40)   # held: [10, 40] and [60, 80]
+    _fill(t, c, -3, 90)   # still open
+    assert t.time_in_market(100) == 30 + 20 + 10
+
+
+def test_performance_figures_exactly() -> None:
+    t = RoundTripTracker()
+    a = Position("s", 1)
+    _fill(t, a, 10, T0 + 10 * S, charges=100)
+    _fill(t, a, -10, T0 + 40 * S, realized=500, charges=100)
+    samples = [(T0 + 20 * S, 1_000_200, 50_000), (T0 + 30 * S, 999_700, 49_500),
+               (T0 + 100 * S, 1_000_300, 0)]
+    assert performance(samples=samples, initial_equity=1_000_000, trips=t,
+                       start_ns=T0, end_ns=T0 + 100 * S) == {
+        "win_rate": 1.0, "gross_win_rate": 1.0,
+        "max_drawdown": "5.00", "max_drawdown_pct": 0.049990,
+        "sharpe": None, "exposure": 0.3, "max_gross_exposure": "500.00",
+        "initial_equity": "10000.00", "final_equity": "10003.00"}
