@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 from alpha_panda.backtest.metrics import performance
 from alpha_panda.backtest.result import rupees
 from alpha_panda.domain.events import CODEC, OrderRejected, PnlSnapshot, SignalRejected
-from alpha_panda.stream.log import Log, Record, TopicPartition
-from alpha_panda.stream.topics import REGISTRY, topic
+from alpha_panda.stream.log import Log, read_topic
+from alpha_panda.stream.topics import topic
 
 if TYPE_CHECKING:
     from alpha_panda.services.app import SystemRun
@@ -36,20 +36,10 @@ class RunTotals:
     rejections: Counter[str] = field(default_factory=Counter)
 
 
-async def _records(log: Log, name: str) -> list[Record]:
-    out: list[Record] = []
-    for p in range(REGISTRY.partitions(name)):
-        offset = 0
-        while batch := await log.read(TopicPartition(name, p), offset, 1000):
-            out += batch
-            offset = batch[-1].offset + 1
-    return out
-
-
 async def read_run_totals(log: Log, initial_equity: int) -> RunTotals:
     """The paper account's equity curve and rejection counts, from the log."""
     totals = RunTotals()
-    for r in await _records(log, topic(BROKER, "pnl.snapshots")):
+    for r in await read_topic(log, topic(BROKER, "pnl.snapshots")):
         if r.key != _ACCOUNT_KEY:
             continue
         env = CODEC.decode_as(r.value, PnlSnapshot)
@@ -59,12 +49,12 @@ async def read_run_totals(log: Log, initial_equity: int) -> RunTotals:
     # Made in processing order, which is not event-time order across instruments (the
     # projector reads partitions one after another): in time order for the daily closes.
     totals.samples.sort(key=lambda x: x[0])
-    for r in await _records(log, topic(BROKER, "signals.rejected")):
+    for r in await read_topic(log, topic(BROKER, "signals.rejected")):
         totals.rejections[CODEC.decode_as(r.value, SignalRejected).data.reason_code] += 1
-    for r in await _records(log, topic(BROKER, "orders.rejected")):
+    for r in await read_topic(log, topic(BROKER, "orders.rejected")):
         totals.rejections[CODEC.decode_as(r.value, OrderRejected).data.reason_code] += 1
         totals.orders_rejected += 1
-    totals.orders_cancelled = len(await _records(log, topic(BROKER, "orders.cancelled")))
+    totals.orders_cancelled = len(await read_topic(log, topic(BROKER, "orders.cancelled")))
     return totals
 
 

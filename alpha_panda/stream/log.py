@@ -183,3 +183,16 @@ class Log(Protocol):
     async def committed_offsets(self, group: str, topic: str) -> dict[int, int]:
         """A group's committed offsets on a topic, per partition."""
         ...
+
+
+async def read_topic(log: Log, topic: str, batch: int = 1000) -> list[Record]:
+    """Every record of ``topic`` on the log now, partition by partition (offsets may have
+    gaps on Kafka); none for a topic that does not exist."""
+    records: list[Record] = []
+    for partition, end in sorted((await log.end_offsets(topic)).items()):
+        tp = TopicPartition(topic, partition)
+        offset = 0
+        while offset < end and (got := await log.read(tp, offset, batch)):
+            records += got
+            offset = got[-1].offset + 1
+    return records

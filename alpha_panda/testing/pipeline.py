@@ -6,8 +6,7 @@ from pathlib import Path
 
 from alpha_panda.services.app import RunOptions, SystemRun
 from alpha_panda.settings import ApiSettings, Settings
-from alpha_panda.stream.log import Log, Record, TopicPartition
-from alpha_panda.stream.topics import REGISTRY
+from alpha_panda.stream.log import read_topic
 
 SMA_YAML = """\
 id: {id}
@@ -41,12 +40,4 @@ async def run_replay(settings: Settings) -> SystemRun:
     return system
 
 
-async def read_all(log: Log, topic: str) -> list[Record]:
-    """Every record of ``topic``, partition by partition (offsets may have gaps on Kafka)."""
-    records: list[Record] = []
-    for p in range(REGISTRY.partitions(topic)):
-        offset = 0
-        while batch := await log.read(TopicPartition(topic, p), offset, 1000):
-            records += batch
-            offset = batch[-1].offset + 1
-    return records
+read_all = read_topic  # every record of a topic (the tests' name for it)
