@@ -204,12 +204,13 @@ def preflight(
 
 def _register_subcommands() -> None:
     """Sub-command groups owned by their packages."""
-    from alpha_panda.cli import auth, backtest, charges, dlq, strategy, topics
+    from alpha_panda.cli import auth, backtest, charges, dlq, strategy, ticks, topics
 
     app.add_typer(topics.app, name="topics", help="Create and list the topic taxonomy.")
     app.add_typer(dlq.app, name="dlq", help="Inspect and replay dead letters.")
     app.add_typer(auth.app, name="auth", help="Kite Connect login and session status.")
     app.add_typer(strategy.app, name="strategy", help="Write and check strategies.")
+    app.add_typer(ticks.app, name="ticks", help="Write tick files: a sample, or what a run recorded.")
     backtest.register(app)
     app.command(name="charges", help="Zerodha's charges on a trade (brokerage calculator).")(
         charges.charges_command)

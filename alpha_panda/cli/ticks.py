@@ -1,0 +1,137 @@
+"""``alpha-panda ticks generate|export``: tick files for backtests and replays.
+
+``generate`` writes a sample: a random walk on the 0.05 grid over the simulator's NSE
+instruments, spread over whole sessions (09:15-15:30 IST, weekdays). ``export`` writes the
+ticks a run recorded on its log (``run --feed kite`` through a session: Kite's own ticks),
+in time order, for a backtest of what the market really did. Both write CSV or Parquet by
+the file's extension, in the format ``load_ticks`` reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+
+from alpha_panda.cli.log_job import run_log_job
+from alpha_panda.cli.topics import DataDirOpt, LogOpt
+from alpha_panda.domain.clock import IST
+from alpha_panda.domain.errors import DecodeError
+from alpha_panda.domain.events import CODEC, MarketTick
+from alpha_panda.marketdata.files import (
+    INT_EXTRAS,
+    PRICE_EXTRAS,
+    TickColumns,
+    generate_random_walk,
+    write_ticks,
+)
+from alpha_panda.stream.log import Log, read_topic
+from alpha_panda.stream.topics import MARKET_TICKS
+
+app = typer.Typer(help="Write tick files: a generated sample, or what a run recorded.",
+                  no_args_is_help=True)
+
+SESSION_NS = (6 * 60 + 15) * 60 * 1_000_000_000  # 09:15 to 15:30
+FIRST_DAY = date(2024, 1, 1)  # a Monday
+
+
+def _opens(days: int) -> list[int]:
+    """The 09:15 IST open of the first ``days`` weekdays from ``FIRST_DAY``, in ns."""
+    opens: list[int] = []
+    day = FIRST_DAY
+    while len(opens) < days:
+        if day.weekday() < 5:
+            at = datetime(day.year, day.month, day.day, 9, 15, tzinfo=IST)
+            opens.append(int(at.timestamp()) * 1_000_000_000)
+        day += timedelta(days=1)
+    return opens
+
+
+def spread_over_sessions(ts: np.ndarray, days: int) -> np.ndarray:
+    """``ts`` (increasing) re-timed into ``days`` sessions, an equal share of ticks each,
+    keeping the relative gaps between ticks within a day."""
+    out = np.empty_like(ts)
+    bounds = np.linspace(0, len(ts), days + 1).astype(np.int64)
+    for open_ns, lo, hi in zip(_opens(days), bounds[:-1], bounds[1:], strict=True):
+        if hi <= lo:
+            continue
+        rel = (ts[lo:hi] - ts[lo]).astype(np.float64)
+        span = rel[-1] if rel[-1] > 0 else 1.0
+        out[lo:hi] = open_ns + (rel / span * (SESSION_NS - 1)).astype(np.int64)
+    return out
+
+
+@app.command()
+def generate(
+    out: Annotated[Path, typer.Argument(help="the file to write: .csv or .parquet")],
+    ticks: Annotated[int, typer.Option(min=1, help="how many ticks in all")] = 100_000,
+    instruments: Annotated[int, typer.Option(
+        min=1, help="how many instruments (the simulator's NSE list first)")] = 20,
+    days: Annotated[int, typer.Option(min=1, help="trading sessions to spread them over")] = 1,
+    seed: Annotated[int, typer.Option(help="the same seed writes the same file")] = 0,
+) -> None:
+    """A sample tick file: a random walk, 09:15-15:30 IST sessions from 2024-01-01."""
+    cols = generate_random_walk(ticks, instruments, seed=seed)
+    write_ticks(out, replace(cols, ts=spread_over_sessions(cols.ts, days)))
+    typer.echo(f"wrote {ticks:,} ticks of {min(instruments, ticks)} instruments over "
+               f"{days} session(s) to {out}")
+
+
+@app.command()
+def export(
+    out: Annotated[Path, typer.Argument(help="the file to write: .csv or .parquet")],
+    log: LogOpt = None,
+    data_dir: DataDirOpt = None,
+    source: Annotated[str | None, typer.Option(
+        help="only this feed's ticks (the `source` of their envelopes; default: every feed)"
+    )] = None,
+) -> None:
+    """The ticks on the log's market.ticks (kept a day), in time order, to a tick file."""
+
+    async def job(lg: Log) -> tuple[list[MarketTick], int]:
+        found: list[MarketTick] = []
+        bad = 0
+        for r in await read_topic(lg, MARKET_TICKS):
+            try:
+                env = CODEC.decode_as(r.value, MarketTick)
+            except DecodeError:
+                bad += 1  # a malformed tick: dead-lettered by the services, skipped here
+                continue
+            if source is None or env.source == source:
+                found.append(env.data)
+        return found, bad
+
+    found, bad = run_log_job(log, data_dir, job)
+    if not found:
+        typer.echo(f"error: no ticks on {MARKET_TICKS}"
+                   + (f" from source {source!r}" if source else ""), err=True)
+        raise typer.Exit(1)
+    found.sort(key=lambda t: t.ts)  # stable: a token's ticks keep their order
+    write_ticks(out, columns(found))
+    skipped = f" ({bad} malformed records skipped)" if bad else ""
+    typer.echo(f"wrote {len(found):,} ticks to {out}{skipped}")
+
+
+def columns(found: list[MarketTick]) -> TickColumns:
+    """``found`` as columns, with every optional field some tick has (missing: null)."""
+    def ints(values: list[int]) -> np.ndarray:
+        return np.asarray(values, dtype=np.int64)
+
+    extras: dict[str, np.ndarray] = {}
+    nulls: dict[str, np.ndarray] = {}
+    for name in (*PRICE_EXTRAS, *INT_EXTRAS):
+        values = [getattr(t, name) for t in found]
+        if all(v is None or (name == "last_quantity" and v == 0) for v in values):
+            continue
+        mask = np.asarray([v is None for v in values])
+        extras[name] = ints([0 if v is None else v for v in values])
+        if mask.any():
+            nulls[name] = mask
+    return TickColumns(ts=ints([t.ts for t in found]),
+                       instrument_token=ints([t.instrument_token for t in found]),
+                       last_price=ints([t.last_price for t in found]),
+                       volume=ints([t.volume for t in found]), extras=extras, nulls=nulls)

@@ -1,0 +1,84 @@
+"""`alpha-panda ticks generate|export`: a sample file over whole sessions; a log's ticks back
+as a file that loads to the same ticks."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, time
+from pathlib import Path
+
+import numpy as np
+from typer.testing import CliRunner
+
+from alpha_panda.cli import app
+from alpha_panda.domain.clock import IST
+from alpha_panda.domain.events import MarketTick
+from alpha_panda.marketdata.files import load_ticks
+from alpha_panda.services.feed import TickPublisher
+from alpha_panda.services.logs import open_log
+from alpha_panda.stream.log import Output
+from alpha_panda.stream.topics import MARKET_TICKS
+
+
+def test_generate_spreads_a_random_walk_over_weekday_sessions(tmp_path: Path) -> None:
+    out = tmp_path / "ticks.parquet"
+    args = ["ticks", "generate", str(out), "--ticks", "30000", "--instruments", "5",
+            "--days", "3", "--seed", "7"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "wrote 30,000 ticks of 5 instruments over 3 session(s)" in result.output
+    cols = load_ticks(out)
+    assert len(cols) == 30_000 and len(set(cols.instrument_token.tolist())) == 5
+    assert (np.diff(cols.ts) >= 0).all() and (cols.last_price % 5 == 0).all()
+    days: dict[str, int] = {}
+    for ts in cols.ts[:: 97].tolist() + [int(cols.ts[-1])]:
+        at = datetime.fromtimestamp(ts // 1_000_000_000, IST)
+        assert time(9, 15) <= at.time() < time(15, 30) and at.weekday() < 5, at
+        days[at.date().isoformat()] = days.get(at.date().isoformat(), 0) + 1
+    # 2024-01-01 is a Monday: three weekdays, about a third of the ticks each
+    assert sorted(days) == ["2024-01-01", "2024-01-02", "2024-01-03"]
+    again = tmp_path / "again.parquet"
+    assert CliRunner().invoke(app, [*args[:2], str(again), *args[3:]]).exit_code == 0
+    assert again.read_bytes() == out.read_bytes()  # the same seed writes the same file
+
+
+def test_export_writes_the_logs_ticks_in_time_order(tmp_path: Path) -> None:
+    ticks = [
+        MarketTick(instrument_token=738561, last_price=1289_90, ts=3_000, volume=1_000_000,
+                   last_quantity=28, open=1280_00, high=1290_00, low=1279_50, close=1281_00),
+        MarketTick(instrument_token=341249, last_price=1719_65, ts=1_000, volume=24),
+        MarketTick(instrument_token=738561, last_price=1290_00, ts=2_000, volume=1_000_040,
+                   last_quantity=40, open=1280_00, high=1290_00, low=1279_50, close=1281_00),
+    ]
+
+    async def record() -> None:
+        log = open_log("embedded", tmp_path)
+        await log.start()
+        try:
+            await TickPublisher(log, "kite").publish(ticks[:2], 0)
+            await TickPublisher(log, "replay:other.csv").publish(ticks[2:], 0)
+            await log.append([Output(MARKET_TICKS, b"738561", b"{not a tick", ())])
+        finally:
+            await log.close()
+
+    asyncio.run(record())
+    out = tmp_path / "recorded.csv"
+    result = CliRunner().invoke(app, ["ticks", "export", str(out), "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "wrote 3 ticks" in result.output and "(1 malformed records skipped)" in result.output
+    cols = load_ticks(out)
+    assert cols.ts.tolist() == [1_000, 2_000, 3_000]
+    assert cols.last_price.tolist() == [1719_65, 1290_00, 1289_90]
+    assert cols.volume.tolist() == [24, 1_000_040, 1_000_000]
+    assert cols.extras["last_quantity"].tolist() == [0, 40, 28]
+    assert cols.extras["open"].tolist()[1:] == [1280_00, 1280_00]
+    assert cols.nulls["open"].tolist() == [True, False, False]
+
+    only = tmp_path / "kite.parquet"
+    result = CliRunner().invoke(app, ["ticks", "export", str(only), "--data-dir", str(tmp_path),
+                                      "--source", "kite"])
+    assert result.exit_code == 0, result.output
+    assert load_ticks(only).ts.tolist() == [1_000, 3_000]
+    none = CliRunner().invoke(app, ["ticks", "export", str(tmp_path / "x.csv"),
+                                    "--data-dir", str(tmp_path), "--source", "sim"])
+    assert none.exit_code == 1 and "no ticks on market.ticks from source 'sim'" in none.output
