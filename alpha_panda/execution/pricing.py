@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from decimal import ROUND_FLOOR, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from alpha_panda.domain.events import Depth, MarketTick
 from alpha_panda.domain.values import TICK_SIZE_PAISE, Side
@@ -34,11 +34,15 @@ def to_grid(price: Decimal, side: Side, tick: int = TICK_SIZE_PAISE) -> int:
 
 
 def slipped(price: int, side: Side, bps: Decimal) -> int:
-    """``price`` moved ``bps`` basis points against the trader, back on the tick grid."""
+    """``price`` moved ``bps`` basis points against the trader, onto the tick grid on the
+    far side (a buy rounds up, a sell down): never less slippage than asked, even where
+    ``bps`` is under a tick (2 bps of a Rs 100 share is 2 paise: a 5 paise tick)."""
     if bps == 0:
         return price
-    factor = 1 + side.sign * bps / _BPS
-    return to_grid(Decimal(price) * factor, side)
+    steps = Decimal(price) * (1 + side.sign * bps / _BPS) / TICK_SIZE_PAISE
+    rounding = ROUND_CEILING if side is Side.BUY else ROUND_FLOOR
+    return max(int(steps.to_integral_value(rounding=rounding)) * TICK_SIZE_PAISE,
+               TICK_SIZE_PAISE)
 
 
 def depth_fills(depth: Depth | None, side: Side, quantity: int) -> list[tuple[int, int]]:

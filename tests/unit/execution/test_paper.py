@@ -76,7 +76,7 @@ def test_slippage_moves_the_price_against_the_trader_on_the_tick_grid() -> None:
     assert fills(buy)[0][1] == 1000_50  # 1000 × 1.0005
     assert fills(sell)[0][1] == 999_50
     odd = ex(slippage_bps=1).submit("c", sig(price_hint=123_45), T0)
-    assert fills(odd)[0][1] == 123_45  # 1 bp of ₹123.45 is < half a tick: stays on the grid
+    assert fills(odd)[0][1] == 123_50  # 1 bp of ₹123.45 is under a tick: a tick, not none
 
 
 def test_costs_are_itemised_on_each_fill() -> None:

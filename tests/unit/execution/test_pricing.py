@@ -20,6 +20,12 @@ def test_slipped_moves_against_the_trader() -> None:
     assert slipped(2000_00, Side.BUY, Decimal(10)) == 2002_00
     assert slipped(2000_00, Side.SELL, Decimal(10)) == 1998_00
     assert slipped(2000_00, Side.BUY, Decimal(0)) == 2000_00
+    # off the grid: rounded against the trader, never to less slippage than asked
+    assert slipped(100_00, Side.BUY, Decimal(2)) == 100_05  # 2 paise asked, a tick taken
+    assert slipped(100_00, Side.SELL, Decimal(2)) == 99_95
+    assert slipped(2510_00, Side.SELL, Decimal(7)) == 2508_20  # 2508.243 down, not up
+    assert slipped(2510_00, Side.BUY, Decimal(7)) == 2511_80  # 2511.757 up
+    assert slipped(5, Side.SELL, Decimal(9000)) == 5  # never below one tick
 
 
 def test_seeded_draws_depend_only_on_seed_and_order() -> None:
