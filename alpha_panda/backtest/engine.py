@@ -62,7 +62,7 @@ from alpha_panda.domain.events import (
     derive_id,
 )
 from alpha_panda.domain.values import Product
-from alpha_panda.execution.config import ExecutionConfig
+from alpha_panda.execution.config import execution_configs
 from alpha_panda.execution.routing import PaperVenue
 from alpha_panda.marketdata.files import TickColumns, tick_id, tick_id_prefix
 from alpha_panda.portfolio.ledger import PositionLedger
@@ -84,9 +84,6 @@ def risk_config(configs: Sequence[StrategyConfig]) -> RiskConfig:
     })
 
 
-def execution_configs(configs: Sequence[StrategyConfig]) -> dict[str, ExecutionConfig]:
-    return {c.id: ExecutionConfig(costs=c.execution.costs, slippage_bps=c.execution.slippage_bps,
-                                  latency_ms=c.execution.latency_ms) for c in configs}
 
 
 def _limits_read_marks(config: RiskConfig, ids: Sequence[str]) -> bool:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import time
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from alpha_panda.domain.errors import ConfigurationError
 from alpha_panda.execution.costs import CostModel, Segment
@@ -87,3 +87,9 @@ class ExecutionConfig:
     @property
     def latency_ns(self) -> int:
         return self.latency_ms * 1_000_000
+
+
+def execution_configs(configs: Sequence[Any]) -> dict[str, ExecutionConfig]:
+    """Each strategy's ``execution:`` section (``StrategyConfig.execution``, whose fields
+    are ``ExecutionConfig``'s) as the exchange's configuration, by strategy id."""
+    return {c.id: ExecutionConfig(**c.execution.model_dump()) for c in configs}

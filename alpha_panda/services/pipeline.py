@@ -15,7 +15,7 @@ import structlog
 
 from alpha_panda.domain.errors import ConfigurationError, StrategyConfigError
 from alpha_panda.domain.values import Broker
-from alpha_panda.execution.config import ExecutionConfig
+from alpha_panda.execution.config import execution_configs
 from alpha_panda.observability.health import HealthRegistry
 from alpha_panda.portfolio import PositionLedger
 from alpha_panda.readmodel.views import StrategyView
@@ -79,9 +79,6 @@ def brokers_in_use(configs: Sequence[StrategyConfig]) -> list[str]:
     return [b.value for b in Broker if b.value in used] or [Broker.PAPER.value]
 
 
-def execution_for(configs: Sequence[StrategyConfig]) -> dict[str, ExecutionConfig]:
-    return {c.id: ExecutionConfig(costs=c.execution.costs, slippage_bps=c.execution.slippage_bps,
-                                  latency_ms=c.execution.latency_ms) for c in configs}
 
 
 def build_pipeline(
@@ -118,7 +115,7 @@ def build_pipeline(
                 log_, broker, ledger, proc, snapshot_interval_s=settings.runtime.snapshot_interval_s)
             p.add([processor])
     if "paper-engine" in services and Broker.PAPER.value in used:
-        processor, p.paper = build_paper_engine(log_, execution_for(active), proc)
+        processor, p.paper = build_paper_engine(log_, execution_configs(active), proc)
         p.add([processor])
     if "zerodha-engine" in services and Broker.ZERODHA.value in used:
         p.add(_zerodha_engine(settings, log_, proc))

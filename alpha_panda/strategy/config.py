@@ -13,9 +13,10 @@ import importlib
 import importlib.util
 import sys
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, field_validator
@@ -42,13 +43,21 @@ class DuplicateStrategyId(StrategyConfigError):
 
 
 class ExecutionSettings(BaseModel):
-    """Paper / backtest simulation settings of one strategy."""
+    """Paper / backtest simulation settings of one strategy (``ExecutionConfig`` says what
+    each does; these are its fields a strategy file may set)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     costs: bool = True
     slippage_bps: NonNegativeInt = 0
+    # fixed: slippage_bps; depth: walk the tick's 5-level book when it carries one
+    slippage_model: Literal["fixed", "depth"] = "fixed"
+    slippage_jitter_bps: NonNegativeInt = 0  # plus a random [0, jitter] bps, seeded per order
     latency_ms: NonNegativeInt = 0
+    # Partial fills: at most this share of a tick's traded quantity per order and tick.
+    volume_participation: Annotated[Decimal, Field(gt=0, le=1)] | None = None
+    # Orders outside NSE hours and holidays: accepted (off), rejected, or queued to the open.
+    market_hours: Literal["off", "reject", "queue"] = "off"
 
 
 class StrategyConfig(BaseModel):

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from alpha_panda.backtest.engine import execution_configs, risk_config, run_backtest
+from alpha_panda.backtest.engine import risk_config, run_backtest
 from alpha_panda.domain.events import (
     MarketTick,
     OrderCancelled,
@@ -20,6 +20,7 @@ from alpha_panda.domain.events import (
     SignalRejected,
 )
 from alpha_panda.domain.values import OrderType, Side
+from alpha_panda.execution.config import execution_configs
 from alpha_panda.execution.routing import PaperVenue
 from alpha_panda.marketdata.files import TickColumns, generate_random_walk, iter_ticks, tick_id
 from alpha_panda.portfolio.ledger import PositionLedger

@@ -1,0 +1,68 @@
+"""A strategy file's ``execution:`` section reaches the paper exchange: market hours,
+partial fills by traded volume, depth slippage (backtest and pipeline share the mapping)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import pytest
+
+from alpha_panda.backtest.engine import run_backtest
+from alpha_panda.domain.errors import StrategyConfigError
+from alpha_panda.domain.events import MarketTick, Signal
+from alpha_panda.execution.config import execution_configs
+from alpha_panda.marketdata.files import TickColumns
+from alpha_panda.strategy.base import Context, Strategy
+from alpha_panda.strategy.config import StrategyConfig, config_from_mapping
+
+IST_0200 = 1_796_248_800_000_000_000  # 2026-12-03 02:00 IST (a Thursday)
+IST_1000 = 1_796_272_200_000_000_000  # 2026-12-03 10:00 IST
+S = 1_000_000_000
+
+
+class BuyFirst(Strategy):
+    """Buys 100 on its first tick, once."""
+
+    def setup(self) -> None:
+        self.done = False
+
+    def on_tick(self, tick: MarketTick, ctx: Context) -> list[Signal] | None:
+        if self.done:
+            return None
+        self.done = True
+        return [ctx.buy(100)]
+
+
+def _cfg(**execution: Any) -> StrategyConfig:
+    return config_from_mapping({"id": "b", "strategy": f"{__name__}:BuyFirst",
+                                "instruments": [738561], "execution": execution})
+
+
+def _ticks(start: int, n: int, quantity: int) -> TickColumns:
+    traded = np.full(n, quantity, dtype=np.int64)
+    return TickColumns(ts=start + np.arange(n, dtype=np.int64) * S,
+                       instrument_token=np.full(n, 738561, dtype=np.int64),
+                       last_price=np.full(n, 2500_00, dtype=np.int64),
+                       volume=traded, extras={"last_quantity": traded})
+
+
+def test_the_execution_section_maps_onto_the_exchange_config() -> None:
+    config = execution_configs([_cfg(market_hours="queue", volume_participation=0.25,
+                                     slippage_model="depth", slippage_jitter_bps=3)])["b"]
+    assert (config.market_hours, config.volume_participation, config.slippage_model,
+            config.slippage_jitter_bps) == ("queue", Decimal("0.25"), "depth", 3)
+    for bad in ({"market_hours": "sometimes"}, {"volume_participation": 0},
+                {"volume_participation": 1.5}, {"slippage_model": "magic"}):
+        with pytest.raises(StrategyConfigError, match=f"execution.{next(iter(bad))}"):
+            _cfg(**bad)
+
+
+def test_market_hours_reject_an_order_at_night_only_when_asked() -> None:
+    night = _ticks(IST_0200, 3, 1000)
+    assert len(run_backtest([_cfg()], night).fills) == 1  # off: the default
+    result = run_backtest([_cfg(market_hours="reject")], night)
+    assert result.fills == []
+    assert result.summary["rejections"] == {"MARKET_CLOSED": 1}
+    assert len(run_backtest([_cfg(market_hours="reject")], _ticks(IST_1000, 3, 1000)).fills) == 1
