@@ -64,13 +64,15 @@ class _Clock:
 class _Book:
     """A strategy's own account state, kept by the runner and read through ``Context``."""
 
-    __slots__ = ("cash", "clock", "positions", "strategy_id")
+    __slots__ = ("cash", "clock", "positions", "product", "strategy_id")
 
-    def __init__(self, strategy_id: str, cash: int, clock: _Clock | None = None) -> None:
+    def __init__(self, strategy_id: str, cash: int, clock: _Clock | None = None,
+                 product: Product = Product.CNC) -> None:
         self.strategy_id = strategy_id
         self.positions: dict[int, int] = {}
         self.cash = cash
         self.clock = clock or _Clock()
+        self.product = product  # of signals that name none: the strategy file's ``product``
 
 
 class Context:
@@ -127,13 +129,14 @@ class Context:
         limit_price: int | None = None,
         trigger_price: int | None = None,
         validity: Validity = Validity.DAY,
-        product: Product = Product.CNC,
+        product: Product | None = None,
         take_profit: int | None = None,
         stop_loss: int | None = None,
         reason: str = "",
         instrument_token: int | None = None,
     ) -> Signal:
-        """Build a ``Signal`` with ``strategy_id`` filled in (the runner adds ``price_hint``)."""
+        """Build a ``Signal`` with ``strategy_id`` filled in (the runner adds ``price_hint``);
+        ``product`` defaults to the strategy file's (``product:``, else CNC)."""
         return Signal(
             strategy_id=self._book.strategy_id,
             instrument_token=self._token if instrument_token is None else instrument_token,
@@ -143,7 +146,7 @@ class Context:
             limit_price=limit_price,
             trigger_price=trigger_price,
             validity=validity,
-            product=product,
+            product=self._book.product if product is None else product,
             take_profit=take_profit,
             stop_loss=stop_loss,
             reason=reason,

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, field_validat
 from pydantic import ValidationError as PydanticValidationError
 
 from alpha_panda.domain.errors import ConfigurationError, StrategyConfigError
-from alpha_panda.domain.values import Broker
+from alpha_panda.domain.values import Broker, Product
 from alpha_panda.risk.limits import RiskLimits
 from alpha_panda.strategy.base import Strategy, StrategyParams
 from alpha_panda.strategy.builtins import BUILTINS
@@ -72,6 +72,8 @@ class StrategyConfig(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     risk: dict[str, Any] = Field(default_factory=dict)
     execution: ExecutionSettings = Field(default_factory=ExecutionSettings)
+    # Orders that name no product: CNC (delivery) or MIS (intraday, squared off at 15:20).
+    product: Product = Product.CNC
     enabled: bool = True
     source: str = Field(default="", exclude=True)
 

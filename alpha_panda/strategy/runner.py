@@ -143,7 +143,7 @@ class StrategyRunner:
             instruments=list(config.instruments), brokers=[b.value for b in config.brokers],
             source=config.source,
         )
-        book = self._books[sid] = _Book(sid, cash, self._clock)
+        book = self._books[sid] = _Book(sid, cash, self._clock, config.product)
         if not config.enabled:
             return
         cls = config.strategy_class()

@@ -37,6 +37,7 @@ strategy_configs: Final = Table(
     Column("params", Json, nullable=False),
     Column("risk", Json, nullable=False),
     Column("execution", Json, nullable=False),
+    Column("product", String(8), nullable=False, server_default="CNC"),
     Column("enabled", Boolean, nullable=False, server_default=true()),
     Column("revision", Integer, nullable=False, server_default="1"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
@@ -44,5 +45,5 @@ strategy_configs: Final = Table(
 )
 
 CONFIG_FIELDS: Final = ("id", "strategy", "instruments", "brokers", "params", "risk", "execution",
-                        "enabled")
+                        "product", "enabled")
 """The columns that are the YAML schema (the rest is bookkeeping)."""

@@ -4,8 +4,8 @@ import random
 from typing import ClassVar
 
 from alpha_panda.domain.events import Charges, MarketTick, OrderFilled, OrderSubmitted, Signal
-from alpha_panda.domain.values import Side
-from alpha_panda.strategy.base import Bar, Context, Strategy
+from alpha_panda.domain.values import Product, Side
+from alpha_panda.strategy.base import Bar, Context, Strategy, _Book
 from alpha_panda.strategy.config import StrategyConfig, config_from_mapping
 from alpha_panda.strategy.runner import DEFAULT_STRATEGY_CASH, StrategyRunner, signal_ids
 
@@ -182,3 +182,16 @@ def test_routing_many_strategies_is_per_instrument() -> None:
     for token in range(50):
         expected = [c.id for c in configs if token in c.instruments]
         assert [s.sid for s in runner._route.get(token, [])] == expected
+
+
+def test_signals_take_the_strategy_files_product_unless_they_name_one() -> None:
+    intraday = config_from_mapping({"id": "i", "strategy": f"{__name__}:EveryTick",
+                                    "instruments": [1], "product": "MIS"})
+    runner = StrategyRunner([intraday, cfg("d", EveryTick, [1])])
+    for p in (100, 101):
+        runner.on_tick(tick(1, p))
+    products = {s.strategy_id: s.product for s in runner.on_tick(tick(1, 102))}
+    assert products == {"i": Product.MIS, "d": Product.CNC}
+    ctx = Context(_Book("n", 0, product=Product.MIS), 1)
+    assert (ctx.buy(1).product, ctx.sell(1, product=Product.CNC).product) == (
+        Product.MIS, Product.CNC)
