@@ -6,6 +6,9 @@ import msgspec
 
 from alpha_panda.domain.values import Broker
 
+MAX_ORDERS = 500  # the read model keeps the latest orders and signals only
+MAX_SIGNALS = 500
+
 
 class PositionView(msgspec.Struct, kw_only=True):
     strategy_id: str

@@ -33,15 +33,13 @@ from alpha_panda.domain.events import (
     new_envelope,
 )
 from alpha_panda.portfolio import PositionLedger
-from alpha_panda.readmodel.views import OrderView, SignalView
+from alpha_panda.readmodel.views import MAX_ORDERS, MAX_SIGNALS, OrderView, SignalView
 from alpha_panda.stream.emit import BatchFailure, Emit, Emitted
 from alpha_panda.stream.log import Log, Record
 from alpha_panda.stream.runtime import ProcessorSettings, StreamProcessor
 from alpha_panda.stream.topics import MARKET_TICKS, topic
 
 SOURCE = "portfolio"
-MAX_ORDERS = 500
-MAX_SIGNALS = 500
 MAX_CURVE = 2000
 
 

@@ -201,6 +201,10 @@ def test_dashboard_shows_exact_figures_and_switches_broker(
         expect(positions.nth(1)).to_contain_text("-₹51,418.00")  # short 40 ICICIBANK
         expect(page.locator("#signals")).to_contain_text("MAX_POSITION: position 125 would exceed max 50")
         expect(page.locator("#orders")).to_contain_text("RMS: margin exceeds available funds")
+        expect(page.locator("#orders-count")).to_have_text("(3 of 3)")
+        # a total that reaches what the read model keeps counts the latest rows only
+        assert page.evaluate("d => countLabel(d)", {"items": [1, 2], "total": 500, "kept": 500}
+                             ) == "(2 of the latest 500)"
         expect(page.locator("#strategies")).to_contain_text("ZeroDivisionError in on_tick")
         sma_row = page.locator("#strategies tbody tr").first
         expect(sma_row).to_contain_text("+₹2,583.38")  # its net P&L on paper

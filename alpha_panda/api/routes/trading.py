@@ -19,6 +19,7 @@ from alpha_panda.api.documents import (
     strategy_out,
 )
 from alpha_panda.domain.values import Broker
+from alpha_panda.readmodel.views import MAX_ORDERS, MAX_SIGNALS
 
 router = APIRouter(prefix="/api/v1", tags=["read model"])
 
@@ -27,10 +28,20 @@ _UNKNOWN_BROKER: dict[int | str, dict[str, Any]] = {
 }
 TOTAL_HEADER = "X-Total-Count"
 """Rows matching the filters before ``limit`` (list routes)."""
+KEPT_HEADER = "X-Kept-Latest"
+"""Orders and signals: how many of the latest the read model keeps; a total that reaches
+it counts the latest ones only."""
 _LIST: dict[int | str, dict[str, Any]] = {
     **_UNKNOWN_BROKER,
     200: {"headers": {TOTAL_HEADER: {
         "description": "rows matching the filters before limit", "schema": {"type": "integer"},
+    }}},
+}
+_KEPT: dict[int | str, dict[str, Any]] = {
+    **_UNKNOWN_BROKER,
+    200: {"headers": {**_LIST[200]["headers"], KEPT_HEADER: {
+        "description": "the read model keeps this many of the latest rows: the total counts "
+                       "among them", "schema": {"type": "integer"},
     }}},
 }
 
@@ -89,7 +100,7 @@ async def get_positions(
     return [position_out(p) for p in rows]
 
 
-@router.get("/orders/{broker}", response_model=list[s.Order], responses=_LIST)
+@router.get("/orders/{broker}", response_model=list[s.Order], responses=_KEPT)
 async def get_orders(
     broker: BrokerParam,
     docs: Reader,
@@ -107,10 +118,11 @@ async def get_orders(
     # the projector writes newest first; a stable sort keeps that order among equal times
     rows.sort(key=lambda o: o.ts, reverse=True)
     response.headers[TOTAL_HEADER] = str(len(rows))
+    response.headers[KEPT_HEADER] = str(MAX_ORDERS)
     return [order_out(o) for o in rows[:limit]]
 
 
-@router.get("/signals/{broker}", response_model=list[s.Signal], responses=_LIST)
+@router.get("/signals/{broker}", response_model=list[s.Signal], responses=_KEPT)
 async def get_signals(
     broker: BrokerParam,
     docs: Reader,
@@ -127,6 +139,7 @@ async def get_signals(
     ]
     rows.sort(key=lambda g: g.ts, reverse=True)
     response.headers[TOTAL_HEADER] = str(len(rows))
+    response.headers[KEPT_HEADER] = str(MAX_SIGNALS)
     return [signal_out(g) for g in rows[:limit]]
 
 

@@ -113,7 +113,8 @@ async function getJson(path) {
   return response.json();
 }
 
-/** A list route's rows and its X-Total-Count (rows before the limit). */
+/** A list route's rows, its X-Total-Count (rows before the limit) and X-Kept-Latest (the
+ * read model keeps only the latest so many: a total that reaches it is "of the latest"). */
 async function getList(path) {
   const response = await fetch(path, { cache: "no-store" });
   if (!response.ok) {
@@ -121,7 +122,15 @@ async function getList(path) {
     throw new Error(`${path}: ${response.status} ${body.detail ?? response.statusText}`);
   }
   const items = await response.json();
-  return { items, total: Number(response.headers.get("X-Total-Count") ?? items.length) };
+  const kept = response.headers.get("X-Kept-Latest");
+  return { items, total: Number(response.headers.get("X-Total-Count") ?? items.length),
+           kept: kept === null ? null : Number(kept) };
+}
+
+/** "(15 of 120)", or "(15 of the latest 500)" when older rows are no longer kept. */
+function countLabel(data) {
+  const of = data.kept !== null && data.total >= data.kept ? `the latest ${data.kept}` : data.total;
+  return `(${data.items.length} of ${of})`;
 }
 
 function renderSummary(p) {
@@ -157,7 +166,7 @@ function renderPositions(data) {
 }
 
 function renderOrders(data) {
-  document.getElementById("orders-count").textContent = `(${data.items.length} of ${data.total})`;
+  document.getElementById("orders-count").textContent = countLabel(data);
   fillTable("orders", data.items.map((o) => el("tr", {},
     el("td", {}, istTime(o.time)),
     el("td", {}, o.symbol ?? String(o.instrument_token)),
@@ -172,7 +181,7 @@ function renderOrders(data) {
 }
 
 function renderSignals(data) {
-  document.getElementById("signals-count").textContent = `(${data.items.length} of ${data.total})`;
+  document.getElementById("signals-count").textContent = countLabel(data);
   fillTable("signals", data.items.map((s) => el("tr", {},
     el("td", {}, istTime(s.time)),
     el("td", {}, s.strategy_id),

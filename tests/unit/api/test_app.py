@@ -202,7 +202,11 @@ async def test_openapi_documents_money_as_exact_strings(client: httpx.AsyncClien
     assert "rupees" in cash["description"]
     assert "/api/v1/kill-switch" in schema["paths"]
     orders = schema["paths"]["/api/v1/orders/{broker}"]["get"]["responses"]["200"]
-    assert "X-Total-Count" in orders["headers"]
+    assert {"X-Total-Count", "X-Kept-Latest"} <= set(orders["headers"])
+    for path, kept in (("/api/v1/orders/paper", "500"), ("/api/v1/signals/paper", "500"),
+                       ("/api/v1/positions/paper", None)):
+        listed = await client.get(path)
+        assert listed.headers.get("X-Kept-Latest") == kept, path
     docs = await client.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
 
