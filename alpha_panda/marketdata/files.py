@@ -3,22 +3,29 @@
 Columns: ``timestamp`` (int ns since the epoch, UTC, or an ISO-8601 string; naive
 times are UTC), ``instrument_token`` (int), ``last_price`` (rupees, e.g. ``2500.05``),
 optional ``volume`` and any other ``MarketTick`` field. Prices are converted exactly to
-int paise; a price with fractions of a paisa is an error. Errors name the row (1-based
-data row; the file line is one more, for the header) and the column.
+int paise; a price with fractions of a paisa is an error, and so is a ``last_price`` that
+is not positive or a negative volume or quantity. Prices off the 0.05 grid are read as
+they are: tick sizes differ by instrument and exchange. A file without ticks is an error.
+Errors name the file, the row (1-based data row; for CSV also the file line, the header
+being line 1) and the column, and quote the bad value.
 
 Columns are read with pyarrow (multi-threaded CSV parser) straight into numpy int64
-arrays: ``TickColumns``. The backtest iterates those; the replay feed turns rows into
+arrays: ``TickColumns``. Checks are vectorized; only a failing one looks for its first
+bad row. The backtest iterates the columns; the replay feed turns rows into
 ``MarketTick`` events with ``iter_ticks``, and both name tick ``seq`` by ``tick_id``.
 """
 
 from __future__ import annotations
 
+import csv
 import functools
 import gzip
-from collections.abc import Iterator, Sequence
+import itertools
+import math
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import IO, Any, Final, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -86,157 +93,320 @@ class TickColumns:
         )
 
 
-def _fail(path: Path, row: int | None, column: str, message: str) -> ValidationError:
-    where = f", row {row + 1} (line {row + 2})" if row is not None else ""
-    return ValidationError(f"{path}{where}, column {column!r}: {message}")
+@dataclass(frozen=True, slots=True)
+class _Source:
+    """The file being read, to name a bad cell: a CSV row by its data row and file line, a
+    Parquet row by its number."""
+
+    path: Path
+    csv: bool
+
+    def fail(self, row: int | None, column: str | None, message: str,
+             line: int | None = None) -> ValidationError:
+        where = ""
+        if row is not None:
+            where = f", row {row + 1}"
+            if self.csv:
+                where += f" (line {line if line is not None else _csv_line(self.path, row)})"
+        named = f", column {column!r}" if column is not None else ""
+        return ValidationError(f"{self.path}{where}{named}: {message}")
 
 
-def _read_csv(path: Path) -> pa.Table:
-    bad: list[str] = []
+def _open_text(path: Path) -> IO[str]:
+    opener: Any = gzip.open if path.name.lower().endswith(".gz") else open
+    return cast(IO[str], opener(path, "rt", encoding="utf-8-sig", errors="replace", newline=""))
 
-    def on_bad_row(row: Any) -> str:
-        line = f"line {row.number}" if row.number is not None and row.number >= 0 else "a row"
-        bad.append(f"{path}: {line}: expected {row.expected_columns} columns, "
-                   f"got {row.actual_columns}: {row.text!r}")
-        return "skip"
 
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rt") as f:
-        header = [c.strip().strip('"') for c in f.readline().strip().split(",")]
+def _csv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """(first file line, fields) of the header and each row after it. Empty lines are
+    skipped, as pyarrow skips them, so the n-th row here is row n of the table pyarrow reads."""
+    with _open_text(path) as f:
+        reader = csv.reader(f)
+        start = 1
+        for fields in reader:
+            if fields:
+                yield start, fields
+            start = reader.line_num + 1
+
+
+def _csv_line(path: Path, row: int) -> int:
+    """The file line of data row ``row`` (0-based): for error messages only, it reads the
+    file up to that row."""
+    try:
+        for i, (line, _) in enumerate(_csv_rows(path)):
+            if i == row + 1:  # row 0 comes after the header
+                return line
+    except (OSError, csv.Error):
+        pass
+    return row + 2
+
+
+def _read_csv(src: _Source) -> pa.Table:
+    try:
+        header = next((fields for _, fields in _csv_rows(src.path)), None)
+    except (OSError, csv.Error) as exc:
+        raise ValidationError(f"{src.path}: not a readable CSV file: {exc}") from exc
+    if header is None:
+        raise ValidationError(f"{src.path}: no ticks: the file is empty")
     types = {c: t for c, t in _TYPES.items() if c in header}
     try:
-        table = pacsv.read_csv(
-            path, parse_options=pacsv.ParseOptions(invalid_row_handler=on_bad_row),
-            convert_options=pacsv.ConvertOptions(column_types=types),
-        )
-    except pa.ArrowInvalid as exc:
+        # No invalid_row_handler: the threaded reader would hold that Python callable and
+        # drop it from one of its worker threads, sometimes after read_csv has returned;
+        # if the interpreter is exiting by then (an error right after the read), taking the
+        # GIL in that thread aborts the process ("terminate called without an active
+        # exception"). A short row fails the read instead, and is found below.
+        return pacsv.read_csv(src.path, convert_options=pacsv.ConvertOptions(column_types=types))
+    except (pa.ArrowException, OSError) as exc:
         # pyarrow does not say which row: find it the slow way, only on this error path.
-        raise _locate_csv_error(path, header, exc) from exc
+        raise _locate_csv_error(src, header, exc) from exc
+
+
+def _locate_csv_error(src: _Source, header: list[str], exc: Exception) -> ValidationError:
+    """The first row pyarrow could not read: too few or too many fields, or a typed column's
+    value that does not parse."""
+    typed = {c: header.index(c) for c in _TYPES if c in header}
+    cells: dict[str, list[str]] = {c: [] for c in typed}
+    lines: list[int] = []
+    odd: tuple[int, list[str]] | None = None
+    try:
+        for line, fields in itertools.islice(_csv_rows(src.path), 1, None):
+            if len(fields) != len(header):
+                odd = (line, fields)
+                break
+            lines.append(line)
+            for c, i in typed.items():
+                cells[c].append(fields[i])
+    except (OSError, csv.Error) as err:
+        return ValidationError(f"{src.path}: not a readable CSV file: {err}")
+    bad = [(row, c) for c, texts in cells.items()
+           if (row := _first_unparsable(texts, _TYPES[c])) is not None]
     if bad:
-        raise ValidationError(bad[0])
-    return table
+        row, column = min(bad)
+        text = cells[column][row]
+        return src.fail(row, column, f"{_not_a(text, _TYPES[column])}: {text!r}", lines[row])
+    if odd is not None:
+        line, fields = odd
+        n, want = len(fields), len(header)
+        missing = header[n] if n < want else None
+        return src.fail(len(lines), missing, f"expected {want} columns, got {n}: "
+                        f"{','.join(fields)!r}", line)
+    return ValidationError(f"{src.path}: {exc}")
 
 
-def _locate_csv_error(path: Path, header: list[str], exc: Exception) -> ValidationError:
-    table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
-        column_types={c: pa.string() for c in header}))
-    for column, kind in _TYPES.items():
-        if column not in header:
-            continue
-        for row, text in enumerate(table[column].to_pylist()):
-            if text is None or text == "":
-                continue
-            try:
-                float(text) if kind == pa.float64() else int(text)
-            except ValueError:
-                return _fail(path, row, column, f"not a number: {text!r}")
-    return ValidationError(f"{path}: {exc}")
+_NULLS: Final = frozenset(pacsv.ConvertOptions().null_values)
 
 
-def _timestamps(path: Path, col: pa.ChunkedArray) -> I64:
+def _first_unparsable(texts: list[str], kind: pa.DataType) -> int | None:
+    # pyarrow's CSV reader trims spaces around numbers and reads its null spellings as null.
+    stripped = [t.strip() for t in texts]
+    arr = pa.array([None if t in _NULLS else t for t in stripped], pa.string())
+    return _first_failure(len(arr), lambda lo, hi: _casts(arr.slice(lo, hi - lo), kind))
+
+
+def _not_a(value: object, kind: pa.DataType) -> str:
+    text = str(value).strip()
+    if pa.types.is_integer(kind) and text.lstrip("-").isdigit():
+        return "out of range"
+    if pa.types.is_integer(kind) and _casts(pa.array([text]), pa.float64()):
+        return "not a whole number"
+    return "not a number"
+
+
+def _casts(arr: pa.Array | pa.ChunkedArray, kind: pa.DataType) -> bool:
+    try:
+        arr.cast(kind)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return False
+    return True
+
+
+def _first_failure(n: int, ok: Callable[[int, int], bool]) -> int | None:
+    """The first of rows ``0..n`` that fails ``ok(lo, hi)``, a vectorized check of rows
+    ``lo..hi`` passing only if each row does: a binary search, for error paths."""
+    if ok(0, n):
+        return None
+    lo, hi = 0, n  # rows lo..hi hold a failure, rows before lo none
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if ok(lo, mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def _cast(src: _Source, name: str, col: pa.ChunkedArray, kind: pa.DataType) -> pa.ChunkedArray:
+    """``col`` as ``kind``; a value that does not convert is named with its row."""
+    if col.type == kind:
+        return col
+    try:
+        return col.cast(kind)
+    except pa.ArrowInvalid as exc:
+        row = _first_failure(len(col), lambda lo, hi: _casts(col.slice(lo, hi - lo), kind))
+        if row is None:
+            raise src.fail(None, name, str(exc)) from exc
+        value = col[row].as_py()
+        raise src.fail(row, name, f"{_not_a(value, kind)}: {value!r}") from None
+    except pa.ArrowException:
+        raise src.fail(None, name, f"expected {kind} values, got {col.type}") from None
+
+
+def _timestamps(src: _Source, col: pa.ChunkedArray) -> I64:
     kind = col.type
     if pa.types.is_integer(kind):
-        return np.asarray(col.cast(pa.int64()).to_numpy(), dtype=np.int64)
+        return np.asarray(_cast(src, "timestamp", col, pa.int64()).to_numpy(), dtype=np.int64)
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        return _iso_timestamps(path, col)
+        return _iso_timestamps(src, col)
     if pa.types.is_timestamp(kind):
-        col = pc.cast(col, pa.timestamp("ns", kind.tz))  # naive times are taken as UTC
+        # naive times are taken as UTC
+        col = _cast(src, "timestamp", col, pa.timestamp("ns", kind.tz))
         return np.asarray(col.cast(pa.int64()).to_numpy(), dtype=np.int64)
-    raise _fail(path, None, "timestamp", f"expected int nanoseconds or ISO-8601, got {kind}")
+    raise src.fail(None, "timestamp", f"expected int nanoseconds or ISO-8601, got {kind}")
 
 
 _ZONED: Final = r"(Z|[+-]\d\d:?\d\d)$"
+_DIGITS: Final = r"^\d+$"
 _UTC_NS: Final = pa.timestamp("ns", "UTC")
 _NAIVE_NS: Final = pa.timestamp("ns")
 
 
-def _iso_timestamps(path: Path, col: pa.ChunkedArray) -> I64:
-    """ISO-8601 strings, with a zone (``Z``, ``+05:30``) or without (taken as UTC)."""
-    zoned = pc.match_substring_regex(col, _ZONED)
+def _iso_timestamps(src: _Source, col: pa.ChunkedArray) -> I64:
+    """ISO-8601 strings, with a zone (``Z``, ``+05:30``) or without (taken as UTC); rows of
+    int nanoseconds among them are read as such."""
     try:
-        with_zone = pc.cast(pc.if_else(zoned, col, "1970-01-01T00:00:00Z"), _UTC_NS)
-        without = pc.cast(pc.if_else(zoned, "1970-01-01T00:00:00", col), _NAIVE_NS)
+        return _parse_times(col, ints=False)
     except pa.ArrowInvalid:
-        for row, text in enumerate(col.to_pylist()):
-            if not _parses(text):
-                raise _fail(path, row, "timestamp",
-                            f"not int nanoseconds or ISO-8601: {text!r}") from None
-        raise
-    mask = zoned.to_numpy(zero_copy_only=False)
-    a = with_zone.cast(pa.int64()).to_numpy()
-    b = without.cast(pa.int64()).to_numpy()
-    out: I64 = np.where(mask, a, b).astype(np.int64)
+        pass
+    try:
+        return _parse_times(col, ints=True)
+    except pa.ArrowInvalid as exc:
+        row = _first_failure(len(col), lambda lo, hi: _times_parse(col.slice(lo, hi - lo)))
+        if row is None:
+            raise src.fail(None, "timestamp", str(exc)) from exc
+        text = col[row].as_py()
+        raise src.fail(row, "timestamp", f"not int nanoseconds or ISO-8601: {text!r}") from None
+
+
+def _parse_times(col: pa.ChunkedArray, ints: bool) -> I64:
+    zoned = pc.match_substring_regex(col, _ZONED)
+    digits = pc.match_substring_regex(col, _DIGITS) if ints else pa.scalar(False)
+    with_zone = pc.cast(pc.if_else(zoned, col, "1970-01-01T00:00:00Z"), _UTC_NS)
+    without = pc.cast(pc.if_else(pc.or_(zoned, digits), "1970-01-01T00:00:00", col), _NAIVE_NS)
+    out: I64 = np.where(zoned.to_numpy(zero_copy_only=False),
+                        with_zone.cast(pa.int64()).to_numpy(),
+                        without.cast(pa.int64()).to_numpy()).astype(np.int64)
+    if ints:
+        ns = pc.cast(pc.if_else(digits, col, "0"), pa.int64()).to_numpy()
+        out = np.where(digits.to_numpy(zero_copy_only=False), ns, out)
     return out
 
 
-def _parses(text: str) -> bool:
-    for kind in (_UTC_NS, _NAIVE_NS):
-        try:
-            pc.cast(pa.array([text]), kind)
-            return True
-        except pa.ArrowInvalid:
-            continue
-    return False
+def _times_parse(col: pa.ChunkedArray) -> bool:
+    try:
+        _parse_times(col, ints=True)
+    except pa.ArrowInvalid:
+        return False
+    return True
 
 
-def _paise(path: Path, name: str, col: pa.ChunkedArray) -> I64:
-    rupees = np.asarray(col.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+_MAX_PAISE: Final = 2.0**53  # float64 holds every whole number of paise below this
+
+
+def _paise(src: _Source, name: str, col: pa.ChunkedArray, *, positive: bool) -> I64:
+    """Rupees to exact int paise. ``last_price`` must be positive; other prices (Kite sends
+    0 for an open or average price not known yet) must not be negative."""
+    rupees = np.asarray(_cast(src, name, col, pa.float64()).fill_null(0)
+                        .to_numpy(zero_copy_only=False), dtype=np.float64)
     scaled = rupees * 100.0
     paise = np.rint(scaled)
     # Exact for prices with at most two decimals (below ~₹10^11); a third decimal leaves
-    # a residue of at least 0.1 paisa, far above float error.
-    bad = np.flatnonzero(~(np.abs(scaled - paise) < 1e-3))
-    if len(bad):
-        row = int(bad[0])
-        raise _fail(path, row, name, f"{float(rupees[row])!r} is not a price in whole paise")
+    # a residue of at least 0.1 paisa, far above float error. NaN fails every comparison.
+    with np.errstate(invalid="ignore"):  # inf - inf
+        ok = (np.abs(scaled - paise) < 1e-3) & (scaled < _MAX_PAISE)
+    ok &= (rupees > 0) if positive else (rupees >= 0)
+    if not ok.all():
+        row = int(np.argmin(ok))
+        raise src.fail(row, name, _price_problem(float(rupees[row]), positive))
     return paise.astype(np.int64)
 
 
-def _ints(col: pa.ChunkedArray) -> I64:
-    return np.asarray(col.cast(pa.int64()).fill_null(0).to_numpy(), dtype=np.int64)
+def _price_problem(rupees: float, positive: bool) -> str:
+    if not math.isfinite(rupees):
+        return f"not a price: {rupees!r}"
+    if rupees < 0 or (positive and rupees == 0):
+        return f"{rupees!r} is not a positive price" if positive else f"{rupees!r} is negative"
+    if rupees * 100.0 >= _MAX_PAISE:
+        return f"{rupees!r} is too large for a price"
+    return f"{rupees!r} is not a price in whole paise"
+
+
+def _ints(src: _Source, name: str, col: pa.ChunkedArray, *, least: int = 0) -> I64:
+    """Whole numbers, nulls as 0; none below ``least`` (volumes and quantities: 0)."""
+    values = np.asarray(_cast(src, name, col, pa.int64()).fill_null(0).to_numpy(),
+                        dtype=np.int64)
+    low = values < least
+    if low.any():
+        row = int(np.argmax(low))
+        what = "negative" if least == 0 else f"below {least}"
+        raise src.fail(row, name, f"{int(values[row])} is {what}")
+    return values
+
+
+def _read_parquet(src: _Source) -> pa.Table:
+    try:
+        return pq.read_table(src.path)
+    except (pa.ArrowException, OSError) as exc:
+        raise ValidationError(f"{src.path}: not a readable Parquet file: {exc}") from exc
 
 
 def load_ticks(path: str | Path) -> TickColumns:
-    """Read a CSV (``.csv``, ``.csv.gz``) or Parquet tick file into columns."""
+    """Read a CSV (``.csv``, ``.csv.gz``) or Parquet tick file into columns.
+
+    Raises ``ValidationError`` naming the file, the row (and a CSV file's line) and the
+    column of the first bad value; a file without ticks is an error too.
+    """
     p = Path(path)
     if not p.is_file():
         raise ValidationError(f"{p}: no such tick file")
-    name = p.name.lower()
-    if name.endswith((".parquet", ".pq")):
-        table = pq.read_table(p)
-    else:
-        table = _read_csv(p)
+    if p.stat().st_size == 0:
+        raise ValidationError(f"{p}: no ticks: the file is empty")
+    src = _Source(p, csv=not p.name.lower().endswith((".parquet", ".pq")))
+    table = _read_csv(src) if src.csv else _read_parquet(src)
     if "timestamp" not in table.column_names and "ts" in table.column_names:
         table = table.rename_columns(["timestamp" if c == "ts" else c for c in table.column_names])
+    names = table.column_names
+    twice = sorted({c for c in names if names.count(c) > 1})
+    if twice:
+        raise src.fail(None, twice[0], "the column appears more than once")
     for column in REQUIRED:
-        if column not in table.column_names:
-            raise _fail(p, None, column, "required column is missing")
-        nulls = table[column].null_count
-        if nulls:
-            row = int(np.flatnonzero(table[column].is_null().to_numpy(zero_copy_only=False))[0])
-            raise _fail(p, row, column, "missing value")
+        if column not in names:
+            raise src.fail(None, column, "required column is missing")
     if table.num_rows == 0:
-        empty = np.zeros(0, dtype=np.int64)
-        return TickColumns(empty, empty.copy(), empty.copy(), empty.copy())
-    ts = _timestamps(p, table["timestamp"])
+        rows = "a header but no rows" if src.csv else "no rows"
+        raise ValidationError(f"{p}: no ticks: the file has {rows}")
+    for column in REQUIRED:
+        if table[column].null_count:
+            row = int(np.flatnonzero(table[column].is_null().to_numpy(zero_copy_only=False))[0])
+            raise src.fail(row, column, "missing value")
+    ts = _timestamps(src, table["timestamp"])
     back = np.flatnonzero(np.diff(ts) < 0)
     if len(back):
-        raise _fail(p, int(back[0]) + 1, "timestamp", "ticks must be sorted by time")
+        raise src.fail(int(back[0]) + 1, "timestamp", "ticks must be sorted by time")
     extras: dict[str, I64] = {}
     masks: dict[str, npt.NDArray[np.bool_]] = {}
     for column in (*PRICE_EXTRAS, *INT_EXTRAS):
-        if column in table.column_names:
+        if column in names:
             col = table[column]
             mask = col.is_null().to_numpy(zero_copy_only=False)
-            filled = col.fill_null(0)
-            extras[column] = _paise(p, column, filled) if column in PRICE_EXTRAS else _ints(filled)
+            extras[column] = (_paise(src, column, col, positive=False)
+                              if column in PRICE_EXTRAS else _ints(src, column, col))
             if mask.any():
                 masks[column] = mask
-    volume = (_ints(table["volume"]) if "volume" in table.column_names
+    volume = (_ints(src, "volume", table["volume"]) if "volume" in names
               else np.zeros(len(ts), dtype=np.int64))
     return TickColumns(
-        ts=ts, instrument_token=_ints(table["instrument_token"]),
-        last_price=_paise(p, "last_price", table["last_price"]), volume=volume,
+        ts=ts, instrument_token=_ints(src, "instrument_token", table["instrument_token"], least=1),
+        last_price=_paise(src, "last_price", table["last_price"], positive=True), volume=volume,
         extras=extras, nulls=masks,
     )
 

@@ -56,7 +56,13 @@ def test_int_nanosecond_timestamps_and_no_volume(tmp_path: Path) -> None:
         ("1,1,10\n2,1,\n", "row 2 (line 3), column 'last_price': missing value"),
         ("5,1,10\n4,1,10\n", "row 2 (line 3), column 'timestamp': ticks must be sorted"),
         ("2024-01-01T00:00:00,1,10\nyesterday,1,10\n", "row 2 (line 3), column 'timestamp': not int"),
-        ("1,1,10\n2,1\n", "expected 3 columns, got 2"),
+        ("1,1,10\n2,1\n", "row 2 (line 3), column 'last_price': expected 3 columns, got 2: '2,1'"),
+        ("1,1,10\n2,1,10,9\n", "row 2 (line 3): expected 3 columns, got 4: '2,1,10,9'"),
+        ("1,1,10\n2,1.5,10\n", "row 2 (line 3), column 'instrument_token': not a whole number: '1.5'"),
+        ("1,1,-5\n", "row 1 (line 2), column 'last_price': -5.0 is not a positive price"),
+        ("1,1,10\n2,1,0\n", "row 2 (line 3), column 'last_price': 0.0 is not a positive price"),
+        ("1,0,10\n", "row 1 (line 2), column 'instrument_token': 0 is below 1"),
+        ("1,1,10\n2,1,inf\n", "row 2 (line 3), column 'last_price': not a price: inf"),
     ],
 )
 def test_a_malformed_row_names_row_and_column(tmp_path: Path, body: str, where: str) -> None:
@@ -126,4 +132,133 @@ def test_gzip_csv_and_an_empty_file(tmp_path: Path) -> None:
     with gzip.open(f, "wt") as out:
         out.write("timestamp,instrument_token,last_price\n1,1,10.05\n")
     assert load_ticks(f).last_price.tolist() == [1005]
-    assert len(load_ticks(write(tmp_path, "timestamp,instrument_token,last_price\n"))) == 0
+
+
+HEADER = "timestamp,instrument_token,last_price,volume\n"
+
+
+def ticks_csv(tmp_path: Path, n: int, bad: dict[int, str], *, iso: bool = False) -> Path:
+    """``n`` good rows (int ns or ISO times), with ``bad[line]`` as that file line instead."""
+    rows = [f"2026-01-01T03:45:{i:02d}" if iso else str(1_767_239_100_000_000_000 + i)
+            for i in range(n)]
+    lines = [f"{t},341249,1650.05,{i + 1}" for i, t in enumerate(rows)]
+    for line, text in bad.items():
+        lines[line - 2] = text  # the header is line 1
+    return write(tmp_path, HEADER + "\n".join(lines) + "\n")
+
+
+def error_of(path: Path) -> str:
+    with pytest.raises(ValidationError) as err:
+        load_ticks(path)
+    return str(err.value)
+
+
+@pytest.mark.parametrize("iso", [False, True])
+def test_a_bad_timestamp_is_named_by_its_line_and_quoted(tmp_path: Path, iso: bool) -> None:
+    f = ticks_csv(tmp_path, 60, {50: "2026-13-45T00:00:00,341249,1650.05,1"}, iso=iso)
+    assert error_of(f) == (f"{f}, row 49 (line 50), column 'timestamp': "
+                           "not int nanoseconds or ISO-8601: '2026-13-45T00:00:00'")
+
+
+def test_int_nanoseconds_and_iso_times_may_be_mixed(tmp_path: Path) -> None:
+    f = write(tmp_path, "timestamp,instrument_token,last_price\n"
+              "1704080700000000000,1,10\n2024-01-01T09:15:01+05:30,1,10\n1704080702000000000,1,10\n")
+    assert load_ticks(f).ts.tolist() == [1704080700_000000000, 1704080701_000000000,
+                                         1704080702_000000000]
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("", "no ticks: the file is empty"),
+    ("timestamp,instrument_token,last_price\n", "no ticks: the file has a header but no rows"),
+])
+@pytest.mark.parametrize("name", ["t.csv", "t.csv.gz"])
+def test_a_file_without_ticks_is_an_error(tmp_path: Path, text: str, message: str,
+                                          name: str) -> None:
+    import gzip
+
+    f = tmp_path / name
+    if name.endswith(".gz"):
+        with gzip.open(f, "wt") as out:
+            out.write(text)
+    else:
+        f.write_text(text)
+    assert error_of(f) == f"{f}: {message}"
+
+
+def test_a_parquet_file_without_ticks_or_not_parquet_is_an_error(tmp_path: Path) -> None:
+    empty = generate_random_walk(5, 1).slice(0, 0)
+    write_ticks(tmp_path / "none.parquet", empty)
+    assert error_of(tmp_path / "none.parquet") == (
+        f"{tmp_path / 'none.parquet'}: no ticks: the file has no rows")
+    junk = write(tmp_path, HEADER, "junk.parquet")
+    assert error_of(junk).startswith(f"{junk}: not a readable Parquet file: ")
+
+
+def test_a_short_row_is_named_by_its_file_line_past_empty_lines(tmp_path: Path) -> None:
+    f = write(tmp_path, HEADER + "1,341249,1650.05,1\n\n2,341249,1650.10,1\n\n3,341249\n")
+    assert error_of(f) == (f"{f}, row 3 (line 6), column 'last_price': "
+                           "expected 4 columns, got 2: '3,341249'")
+
+
+def test_bad_values_past_empty_lines_are_named_by_their_file_line(tmp_path: Path) -> None:
+    f = write(tmp_path, HEADER + "\n1,341249,1650.05,1\n\n2,341249,-5,1\n")
+    assert error_of(f) == f"{f}, row 2 (line 5), column 'last_price': -5.0 is not a positive price"
+
+
+def test_negative_prices_volumes_and_quantities_are_rejected(tmp_path: Path) -> None:
+    f = ticks_csv(tmp_path, 20, {11: "1767239100000000009,341249,1650.05,-3"})
+    assert error_of(f) == f"{f}, row 10 (line 11), column 'volume': -3 is negative"
+    f = write(tmp_path, "timestamp,instrument_token,last_price,open,oi\n1,1,10,9.5,\n2,1,10,,-1\n")
+    assert error_of(f) == f"{f}, row 2 (line 3), column 'oi': -1 is negative"
+    f = write(tmp_path, "timestamp,instrument_token,last_price,open\n1,1,10,0\n2,1,10,-9.5\n")
+    assert error_of(f) == f"{f}, row 2 (line 3), column 'open': -9.5 is negative"
+
+
+def test_prices_off_the_nse_equity_grid_are_kept(tmp_path: Path) -> None:
+    # 0.01 ticks exist (NSE below ₹250 since 2025, BSE, indices): not an error.
+    f = ticks_csv(tmp_path, 20, {11: "1767239100000000009,341249,1650.03,1"})
+    assert load_ticks(f).last_price.tolist()[9] == 165003
+
+
+def test_parquet_errors_name_the_row(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    f = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"timestamp": [1, 2, 3], "instrument_token": [1, 1, 1],
+                             "last_price": [10.0, 10.05, -5.0]}), f)
+    assert error_of(f) == f"{f}, row 3, column 'last_price': -5.0 is not a positive price"
+    pq.write_table(pa.table({"timestamp": [1, 2, 3], "instrument_token": [1.0, 1.5, 1.0],
+                             "last_price": [10.0, 10.05, 5.0]}), f)
+    assert error_of(f) == f"{f}, row 2, column 'instrument_token': not a whole number: 1.5"
+    pq.write_table(pa.table({"timestamp": ["2024-01-01T00:00:00", "soon"],
+                             "instrument_token": [1, 1], "last_price": [10.0, float("nan")]}), f)
+    assert error_of(f) == f"{f}, row 2, column 'timestamp': not int nanoseconds or ISO-8601: 'soon'"
+
+
+def test_a_column_named_twice_is_an_error(tmp_path: Path) -> None:
+    f = write(tmp_path, "timestamp,instrument_token,last_price,last_price\n1,1,10,11\n")
+    assert error_of(f) == f"{f}, column 'last_price': the column appears more than once"
+
+
+def test_the_csv_reader_is_given_no_python_callback(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # pyarrow's threaded CSV reader drops a Python invalid_row_handler from a worker thread,
+    # at times after read_csv returned: during interpreter exit (an error right after the
+    # read) that thread aborts the process ("terminate called without an active
+    # exception", exit 134). A race, about 1 exit in 50-100: this checks its cause.
+    import pyarrow.csv as pacsv
+
+    seen: list[object] = []
+    real = pacsv.read_csv
+
+    def spy(*args: object, **kwargs: object) -> object:
+        options = kwargs.get("parse_options")
+        seen.append(getattr(options, "invalid_row_handler", None))
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pacsv, "read_csv", spy)
+    load_ticks(write(tmp_path, HEADER + "1,341249,1650.05,1\n"))
+    with pytest.raises(ValidationError, match="line 3"):
+        load_ticks(write(tmp_path, HEADER + "1,341249,1650.05,1\n2,341249\n"))
+    assert seen and all(handler is None for handler in seen)
