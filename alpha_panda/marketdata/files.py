@@ -321,8 +321,14 @@ def _paise(src: _Source, name: str, col: pa.ChunkedArray, *, positive: bool) -> 
     paise = np.rint(scaled)
     # Exact for prices with at most two decimals (below ~₹10^11); a third decimal leaves
     # a residue of at least 0.1 paisa, far above float error. NaN fails every comparison.
+    # A float32 column (some writers' default) holds 2500.05 as 2500.050048828125: its
+    # residue may reach 2^-24 of the value, up to 0.4 paisa (past about ₹1.6 lakh float32
+    # cannot tell paise apart).
+    tolerance: float | np.ndarray = 1e-3
+    if pa.types.is_floating(col.type) and col.type.bit_width < 64:
+        tolerance = np.minimum(np.maximum(np.abs(scaled) * 2.0 ** -23, 1e-3), 0.4)
     with np.errstate(invalid="ignore"):  # inf - inf
-        ok = (np.abs(scaled - paise) < 1e-3) & (scaled < _MAX_PAISE)
+        ok = (np.abs(scaled - paise) < tolerance) & (scaled < _MAX_PAISE)
     ok &= (rupees > 0) if positive else (rupees >= 0)
     if not ok.all():
         row = int(np.argmin(ok))

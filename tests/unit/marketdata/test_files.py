@@ -3,6 +3,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -262,3 +264,19 @@ def test_the_csv_reader_is_given_no_python_callback(tmp_path: Path,
     with pytest.raises(ValidationError, match="line 3"):
         load_ticks(write(tmp_path, HEADER + "1,341249,1650.05,1\n2,341249\n"))
     assert seen and all(handler is None for handler in seen)
+
+
+def test_a_float32_price_column_reads_as_the_paise_it_was_written_as(tmp_path: Path) -> None:
+    path = tmp_path / "f32.parquet"
+    pq.write_table(pa.table({
+        "timestamp": pa.array([1, 2, 3], pa.int64()),
+        "instrument_token": pa.array([738561] * 3, pa.int64()),
+        "last_price": pa.array([2500.05, 99.95, 1289.9], pa.float32()),
+    }), path)
+    assert load_ticks(path).last_price.tolist() == [2500_05, 99_95, 1289_90]
+    pq.write_table(pa.table({
+        "timestamp": pa.array([1], pa.int64()), "instrument_token": pa.array([1], pa.int64()),
+        "last_price": pa.array([2500.053], pa.float32()),
+    }), path)
+    with pytest.raises(ValidationError, match="not a price in whole paise"):
+        load_ticks(path)
