@@ -292,3 +292,32 @@ def test_dashboard_shows_exact_figures_and_switches_broker(
     if keep:
         for shot in tmp_path.glob("*.png"):
             shutil.copy(shot, keep)
+
+
+def test_on_a_phone_the_header_wraps_and_clips_nothing(
+    server: tuple[str, MemoryCache, RecordingControl],
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    url, _, _ = server
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM,
+                                     args=["--headless", "--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 420, "height": 900})
+        page.goto(url + "/")
+        expect(page.locator("body")).to_have_attribute("data-loaded-broker", "paper")
+        clipped = page.evaluate(
+            "() => [...document.querySelectorAll('header button, header .brand')]"
+            ".filter(e => e.scrollWidth > e.clientWidth + 1"
+            " || e.getBoundingClientRect().right > window.innerWidth + 1"
+            " || e.getBoundingClientRect().right > e.parentElement.getBoundingClientRect().right + 1)"
+            ".map(e => e.textContent.trim())")
+        assert clipped == []
+        # nothing but the tables, which scroll in their panels, is wider than the phone
+        wide = page.evaluate(
+            "() => [...document.querySelectorAll('body *')]"
+            ".filter(e => e.getBoundingClientRect().right > window.innerWidth + 1"
+            " && (e.matches('.panel') || !e.closest('.panel')))"
+            ".map(e => e.tagName + '#' + e.id)")
+        assert wide == []
+        browser.close()
