@@ -18,6 +18,15 @@ filled quantities are kept eagerly). Replaying the same signals (``check``, or
 ``apply_validated`` for already-validated ones), fills and order closures rebuilds the
 state; a redelivered signal id gets its first decision again.
 
+Delivery cannot be sold short (``CNC_SHORT``, always on, not a configurable limit): a CNC
+SELL passes only if the strategy's CNC holdings in the instrument cover it. Holdings are,
+like positions, *filled + pending*, counting CNC orders only: the net quantity of its CNC
+fills plus its validated CNC orders' unfilled part (MIS and NRML fills, the exchange's MIS
+square-off among them, do not count). Kite would not sell against a buy still open, but
+counting it keeps the decision independent of when the buy's fill reaches the engine, so
+the pipeline decides as the backtest does. The kill switch's flatten signals are exempt
+while it is on.
+
 The kill switch and the account's order-rate windows live in a ``RiskStateStore``
 (in memory, or ``alpha_panda.adapters.redis.risk_state.RedisRiskStateStore`` shared by
 several instances).
@@ -43,7 +52,7 @@ from alpha_panda.domain.events import (
     SignalRejected,
     SignalValidated,
 )
-from alpha_panda.domain.values import OrderType, Side
+from alpha_panda.domain.values import OrderType, Product, Side
 from alpha_panda.execution.orders import order_id_for
 from alpha_panda.portfolio.ledger import FILL_IDS_KEPT, PositionLedger
 from alpha_panda.risk.limits import Reason, RiskConfig, RiskLimits
@@ -51,6 +60,7 @@ from alpha_panda.risk.state import InMemoryRiskStateStore, RateWindow, RiskState
 
 _US_PER_S = 1_000_000
 _BUY = Side.BUY
+_CNC = Product.CNC
 
 DECISIONS_KEPT: Final = 100_000
 """Recent decisions remembered so a redelivered signal is answered the same way."""
@@ -88,6 +98,7 @@ class _Pending:
     sign: int
     leaves: int
     order_ids: tuple[str, ...] = ()
+    cnc: bool = False  # a CNC order: counts towards the delivery holdings (CNC_SHORT)
 
 
 class RiskEngine:
@@ -116,12 +127,17 @@ class RiskEngine:
         self._fill_ids: OrderedDict[str, None] = OrderedDict()
         self._pending: dict[str, _Pending] = {}  # order id(s) -> what is still unfilled
         self._pending_qty: dict[tuple[str, int], int] = {}
+        # CNC_SHORT: net CNC quantity filled, and of validated CNC orders still unfilled.
+        # Kept apart from ``_filled`` and ``_pending_qty`` (which, like the ledger, merge
+        # products) so that an MIS long is not taken for delivery holdings.
+        self._cnc_filled: dict[tuple[str, int], int] = {}
+        self._cnc_pending: dict[tuple[str, int], int] = {}
         self._open_orders: dict[str, int] = {}
         self._last: dict[int, int] = {}
         self._day_lo = self._day_hi = 0  # event-time range of the current IST day
         self._day_start: dict[str | None, int] = {}
         self._limits: dict[str | None, RiskLimits] = {}
-        self._unlimited: dict[str, bool] = {}  # per strategy: no rule past the kill switch applies
+        self._unlimited: dict[str, bool] = {}  # per strategy: no configured limit applies
         self._decisions: OrderedDict[str, SignalValidated | SignalRejected] = OrderedDict()
 
     # ------------------------------------------------------------------ inputs
@@ -150,16 +166,6 @@ class RiskEngine:
     def on_fill(self, fill: OrderFilled) -> None:
         if fill.ts >= self._day_hi:
             self._roll(fill.ts)
-        pending = self._pending.get(fill.order_id)
-        if pending is not None:
-            leaves = pending.leaves
-            take = min(leaves, fill.quantity)
-            pending.leaves = leaves = leaves - take
-            key = (pending.strategy_id, pending.token)
-            pending_qty = self._pending_qty
-            pending_qty[key] = pending_qty.get(key, 0) - pending.sign * take
-            if fill.leaves_quantity == 0 or leaves == 0:
-                self._release(fill.order_id)
         # booked later, even when redelivered (ignored then, but its mark still counts)
         unbooked = self._unbooked
         unbooked.append(fill)
@@ -168,13 +174,30 @@ class RiskEngine:
         seen = self._fill_ids
         fill_id = fill.fill_id
         if fill_id in seen:
-            return  # the ledger ignores a redelivered fill: same ids, same bound, same rule
+            # the ledger ignores a redelivered fill: same ids, same bound, same rule; and so
+            # do the pending quantities (a redelivered partial fill must not free them twice)
+            return
         seen[fill_id] = None
         if len(seen) > FILL_IDS_KEPT:
             seen.popitem(last=False)
+        pending = self._pending.get(fill.order_id)
+        if pending is not None:
+            leaves = pending.leaves
+            take = min(leaves, fill.quantity)
+            pending.leaves = leaves = leaves - take
+            key = (pending.strategy_id, pending.token)
+            pending_qty = self._pending_qty
+            pending_qty[key] = pending_qty.get(key, 0) - pending.sign * take
+            if pending.cnc:
+                self._cnc_pending[key] -= pending.sign * take
+            if fill.leaves_quantity == 0 or leaves == 0:
+                self._release(fill.order_id)
         sid, token = fill.strategy_id, fill.instrument_token
         signed = fill.quantity if fill.side is _BUY else -fill.quantity
         self._filled[(sid, token)] = self._filled_qty(sid, token) + signed
+        if fill.product is _CNC:
+            cnc = self._cnc_filled
+            cnc[(sid, token)] = cnc.get((sid, token), 0) + signed
 
     def on_order_rejected(self, event: OrderRejected) -> None:
         self._release(event.order_id)
@@ -245,10 +268,13 @@ class RiskEngine:
         sid = signal.strategy_id
         token = signal.instrument_token
         sign = 1 if signal.side is _BUY else -1
-        pending = _Pending(sid, token, sign, signal.quantity, order_ids)
+        cnc = signal.product is _CNC
+        pending = _Pending(sid, token, sign, signal.quantity, order_ids, cnc)
         for order_id in order_ids:
             all_pending[order_id] = pending
         key = (sid, token)
+        if cnc:
+            self._cnc_pending[key] = self._cnc_pending.get(key, 0) + sign * signal.quantity
         qty = self._pending_qty
         qty[key] = qty.get(key, 0) + sign * signal.quantity
         self._open_orders[sid] = self._open_orders.get(sid, 0) + 1
@@ -265,13 +291,21 @@ class RiskEngine:
             unlimited = self._unlimited[sid] = _no_limits(
                 self._strategy_limits(sid), self._account_limits())
         killed = self.store.kill_switch(self.account)
-        if unlimited and not killed:
-            return None  # no limit is set for this strategy or the account: nothing to check
+        cnc_sell = s.product is _CNC and s.side is not _BUY
+        if unlimited and not killed and not cnc_sell:
+            return None  # no limit is set for this strategy or the account, and no CNC sell
         position = filled + self._pending_qty.get((sid, token), 0)
         after = position + (qty if s.side is _BUY else -qty)
         reducing = abs(after) <= abs(position) and (after == 0 or (after > 0) == (position > 0))
-        if killed and not (reducing and s.reason.startswith("flatten")):
+        flatten = killed and reducing and s.reason.startswith("flatten")
+        if killed and not flatten:
             return Reason.KILL_SWITCH, "kill switch is active: new orders are blocked"
+        # The kill switch's flatten closes the net position whatever products built it (it
+        # goes under the last fill's product), so it passes even where CNC holdings fall short.
+        if cnc_sell and not flatten:
+            short = self._cnc_short(sid, token, qty)
+            if short is not None:
+                return Reason.CNC_SHORT, short
         if unlimited:
             return None
         lim = self._limits.get(sid)
@@ -475,6 +509,18 @@ class RiskEngine:
             total += abs(qty) * mark
         return total
 
+    def _cnc_short(self, strategy_id: str, token: int, qty: int) -> str | None:
+        """Why a CNC sell of ``qty`` would sell delivery short, or None if holdings cover it."""
+        key = (strategy_id, token)
+        filled = self._cnc_filled.get(key, 0)
+        pending = self._cnc_pending.get(key, 0)
+        held = filled + pending
+        if qty <= held:
+            return None
+        detail = f" ({filled} filled, {pending:+d} in pending CNC orders)" if pending else ""
+        return (f"CNC sell of {qty} of instrument {token} exceeds holdings of {max(held, 0)}"
+                f"{detail}; delivery cannot be sold short (use MIS)")
+
     def _add_pending(self, strategy_id: str, token: int, delta: int) -> None:
         key = (strategy_id, token)
         self._pending_qty[key] = self._pending_qty.get(key, 0) + delta
@@ -487,6 +533,8 @@ class RiskEngine:
             self._pending.pop(other, None)
         if pending.leaves:
             self._add_pending(pending.strategy_id, pending.token, -pending.sign * pending.leaves)
+            if pending.cnc:
+                self._cnc_pending[(pending.strategy_id, pending.token)] -= pending.sign * pending.leaves
         self._open_orders[pending.strategy_id] -= 1
 
     def _roll(self, ts: int) -> None:

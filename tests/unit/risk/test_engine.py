@@ -19,7 +19,7 @@ from alpha_panda.domain.events import (
     SignalValidated,
     derive_id,
 )
-from alpha_panda.domain.values import OrderType, Side
+from alpha_panda.domain.values import OrderType, Product, Side
 from alpha_panda.execution.market import ist_ns
 from alpha_panda.risk import KITE_ACCOUNT_LIMITS, RiskConfig, RiskEngine, RiskLimits
 
@@ -48,7 +48,8 @@ def filled(signal_id: str, s: Signal, qty: int | None = None, price: int = 100_0
     return OrderFilled(
         order_id=order_id, fill_id=derive_id(order_id, "fill", leaves), strategy_id=s.strategy_id,
         instrument_token=s.instrument_token, side=s.side, quantity=q, price=price,
-        cumulative_quantity=s.quantity - leaves, leaves_quantity=leaves, average_price=price, ts=ts,
+        cumulative_quantity=s.quantity - leaves, leaves_quantity=leaves, average_price=price,
+        product=s.product, ts=ts,
     )
 
 
@@ -112,8 +113,10 @@ def test_daily_loss_stops_new_exposure_but_lets_positions_be_reduced() -> None:
     assert code(risk.check("b", sig(qty=1, price_hint=94_00), T0 + 2 * S)) == "DAILY_LOSS"
     assert code(risk.check("c", sig(qty=1, token=OTHER), T0 + 2 * S)) == "DAILY_LOSS"
     assert code(risk.check("d", sig(Side.SELL, 40, price_hint=94_00), T0 + 2 * S)) == "OK"
-    # selling more than held would open a short: new exposure, rejected
-    assert code(risk.check("e", sig(Side.SELL, 61, price_hint=94_00), T0 + 2 * S)) == "DAILY_LOSS"
+    # selling more than held would open a short: new exposure, rejected (MIS: in CNC, the
+    # short itself is rejected first, as CNC_SHORT)
+    assert code(risk.check("e", sig(Side.SELL, 61, price_hint=94_00, product=Product.MIS),
+                           T0 + 2 * S)) == "DAILY_LOSS"
     next_day = ist_ns(date(2026, 11, 25), time(9, 15))
     risk.on_tick(MarketTick(instrument_token=TOKEN, last_price=94_00, ts=next_day))
     assert code(risk.check("f", sig(qty=1, price_hint=94_00), next_day + 1)) == "OK"
@@ -172,8 +175,8 @@ def test_kill_switch_blocks_new_orders_and_flattens() -> None:
     buy = sig(qty=7)
     risk.check("a", buy, T0)
     risk.on_fill(filled("a", buy))
-    short = sig(Side.SELL, 3, token=OTHER, strategy="s2")
-    risk.check("b", short, T0)
+    short = sig(Side.SELL, 3, token=OTHER, strategy="s2", product=Product.MIS)
+    assert code(risk.check("b", short, T0)) == "OK"
     risk.on_fill(filled("b", short, price=50_00))
     risk.set_kill_switch(True)
     assert code(risk.check("c", sig(qty=1), T0 + 1)) == "KILL_SWITCH"
@@ -258,3 +261,155 @@ def test_a_late_event_from_yesterday_does_not_reset_todays_loss() -> None:
     risk.on_tick(MarketTick(instrument_token=TOKEN, last_price=80_00, ts=T0 + S))
     risk.on_fill(filled("x", sig(Side.SELL, 1, token=OTHER), price=1, ts=T0 - 86_400 * S))
     assert code(risk.check("b", sig(qty=1), T0 + 2 * S)) == "DAILY_LOSS"
+
+
+# ---------------------------------------------------------------- CNC_SHORT: delivery is not shorted
+
+MIS = Product.MIS
+
+
+def cnc_short(qty: int, free: int, detail: str = "") -> str:
+    return (f"CNC sell of {qty} of instrument {TOKEN} exceeds holdings of {free}{detail}; "
+            "delivery cannot be sold short (use MIS)")
+
+
+def holding(risk: RiskEngine, qty: int, *, product: Product = Product.CNC, name: str = "h") -> None:
+    """A buy of ``qty`` validated and filled."""
+    buy = sig(qty=qty, product=product)
+    assert code(risk.check(name, buy, T0)) == "OK"
+    risk.on_fill(filled(name, buy))
+
+
+@pytest.mark.parametrize("limits", [{}, {"max_position": 1000, "orders_per_second": 100}])
+def test_a_cnc_sell_without_holdings_is_rejected_with_or_without_limits(limits: dict[str, Any]) -> None:
+    result = engine(**limits).check("a", sig(Side.SELL, 50), T0)
+    assert isinstance(result, SignalRejected)
+    assert (result.reason_code, result.message) == ("CNC_SHORT", cnc_short(50, 0))
+
+
+def test_a_cnc_sell_may_sell_what_is_held_and_no_more() -> None:
+    risk = engine()
+    holding(risk, 10)
+    too_many = risk.check("a", sig(Side.SELL, 11), T0 + 1)
+    assert isinstance(too_many, SignalRejected)
+    assert (too_many.reason_code, too_many.message) == ("CNC_SHORT", cnc_short(11, 10))
+    assert code(risk.check("b", sig(Side.SELL, 10), T0 + 1)) == "OK"
+
+
+def test_pending_cnc_sells_use_up_holdings_until_filled_or_closed() -> None:
+    risk = engine()
+    holding(risk, 10)
+    first = sig(Side.SELL, 10)
+    assert code(risk.check("a", first, T0 + 1)) == "OK"
+    second = risk.check("b", sig(Side.SELL, 10), T0 + 1)  # the first has not filled yet
+    assert isinstance(second, SignalRejected)
+    assert (second.reason_code, second.message) == (
+        "CNC_SHORT", cnc_short(10, 0, " (10 filled, -10 in pending CNC orders)"))
+    risk.on_fill(filled("a", first, qty=4, leaves=6))
+    assert code(risk.check("c", sig(Side.SELL, 1), T0 + 2)) == "CNC_SHORT"  # 6 held, 6 pending
+    risk.on_order_cancelled(OrderCancelled(
+        order_id=derive_id("a", "order"), strategy_id="s1", instrument_token=TOKEN,
+        side=Side.SELL, filled_quantity=4, leaves_quantity=6, reason="user"))
+    assert code(risk.check("d", sig(Side.SELL, 7), T0 + 3)) == "CNC_SHORT"
+    assert code(risk.check("e", sig(Side.SELL, 3), T0 + 3)) == "OK"
+    assert code(risk.check("f", sig(Side.SELL, 3), T0 + 3)) == "OK"
+    assert code(risk.check("g", sig(Side.SELL, 1), T0 + 3)) == "CNC_SHORT"
+    risk.on_order_rejected(OrderRejected(
+        order_id=derive_id("f", "order"), strategy_id="s1", instrument_token=TOKEN,
+        side=Side.SELL, quantity=3, reason_code="X", message="x"))
+    assert code(risk.check("h", sig(Side.SELL, 3), T0 + 4)) == "OK"  # the rejected 3 are free
+
+
+def test_a_pending_cnc_buy_counts_so_the_decision_does_not_depend_on_when_its_fill_arrives() -> None:
+    buy = sig(qty=10)
+
+    def play(fill_first: bool) -> list[str]:
+        risk = engine()
+        out = [code(risk.check("a", buy, T0))]
+        if fill_first:
+            risk.on_fill(filled("a", buy))
+        out.append(code(risk.check("b", sig(Side.SELL, 10), T0 + 1)))
+        out.append(code(risk.check("c", sig(Side.SELL, 1), T0 + 1)))
+        risk.on_fill(filled("a", buy))  # a redelivery, or the late fill
+        out.append(code(risk.check("d", sig(Side.SELL, 1), T0 + 2)))
+        return out
+
+    assert play(fill_first=True) == play(fill_first=False) == ["OK", "OK", "CNC_SHORT", "CNC_SHORT"]
+
+
+@pytest.mark.parametrize("product", [Product.MIS, Product.NRML])
+def test_intraday_and_fno_shorts_pass(product: Product) -> None:
+    assert code(engine().check("a", sig(Side.SELL, 50, product=product), T0)) == "OK"
+    assert code(engine(max_position=100).check("a", sig(Side.SELL, 50, product=product), T0)) == "OK"
+
+
+def test_mis_positions_are_not_cnc_holdings() -> None:
+    risk = engine()
+    holding(risk, 5, product=MIS, name="m")
+    assert risk.position("s1", TOKEN) == 5
+    assert code(risk.check("a", sig(Side.SELL, 5), T0 + 1)) == "CNC_SHORT"
+    assert code(risk.check("b", sig(Side.SELL, 5, product=MIS), T0 + 1)) == "OK"
+    holding(risk, 10, name="c")
+    # the exchange's MIS square-off (no signal behind it) leaves the delivery holding alone
+    squareoff = OrderFilled(
+        order_id="squareoff", fill_id="squareoff-fill", strategy_id="s1", instrument_token=TOKEN,
+        side=Side.SELL, quantity=5, price=100_00, cumulative_quantity=5, leaves_quantity=0,
+        average_price=100_00, product=MIS, ts=T0 + 2)
+    risk.on_fill(squareoff)
+    assert code(risk.check("c2", sig(Side.SELL, 11), T0 + 3)) == "CNC_SHORT"
+    assert code(risk.check("d", sig(Side.SELL, 10), T0 + 3)) == "OK"
+
+
+def test_the_kill_switch_flatten_passes_even_beyond_cnc_holdings() -> None:
+    def mixed() -> RiskEngine:  # 5 MIS then 10 CNC: the flatten goes out as CNC, 15 against 10
+        risk = engine()
+        holding(risk, 5, product=MIS, name="m")
+        holding(risk, 10, name="c")
+        return risk
+
+    risk = mixed()
+    risk.set_kill_switch(True)
+    assert code(risk.check("a", sig(Side.SELL, 10), T0 + 1)) == "KILL_SWITCH"  # not a flatten
+    (flat,) = risk.flatten_signals(T0 + 2)
+    assert (flat.side, flat.quantity, flat.product, flat.reason) == (
+        Side.SELL, 15, Product.CNC, "flatten:kill_switch")
+    assert code(risk.check("f", flat, T0 + 2)) == "OK"
+    # without the switch on, "flatten" in a reason is no exemption
+    assert code(mixed().check("f", flat, T0 + 2)) == "CNC_SHORT"
+
+
+def test_cnc_holdings_are_rebuilt_by_replaying_the_same_events() -> None:
+    buy, mis_buy, sell = sig(qty=10), sig(qty=5, product=MIS), sig(Side.SELL, 6)
+    fills = {"b": [filled("b", buy)], "m": [filled("m", mis_buy)],
+             "s": [filled("s", sell, qty=2, leaves=4)] * 2}  # the second is a redelivery
+
+    def play(risk: RiskEngine, *, rebuild: bool = False) -> list[str]:
+        out = []
+        for name, s in (("b", buy), ("m", mis_buy), ("s", sell)):
+            if rebuild:  # a restart replays the log's validated signals
+                risk.apply_validated(name, s)
+            else:
+                out.append(code(risk.check(name, s, T0)))
+            for fill in fills[name]:
+                risk.on_fill(fill)
+        return out
+
+    live, replayed, applied = engine(), engine(), engine()
+    assert play(live) == play(replayed) == ["OK", "OK", "OK"]
+    play(applied, rebuild=True)
+    for risk in (live, replayed, applied):  # 8 held, 4 of them in the pending sell
+        result = risk.check("x", sig(Side.SELL, 5), T0 + 1)
+        assert isinstance(result, SignalRejected)
+        assert (result.reason_code, result.message) == (
+            "CNC_SHORT", cnc_short(5, 4, " (8 filled, -4 in pending CNC orders)"))
+        assert code(risk.check("y", sig(Side.SELL, 4), T0 + 1)) == "OK"
+
+
+def test_a_redelivered_partial_fill_frees_its_pending_quantity_once() -> None:
+    risk = engine(max_position=10)
+    buy = sig(qty=10)
+    assert code(risk.check("a", buy, T0)) == "OK"
+    for _ in range(2):  # the same fill id twice
+        risk.on_fill(filled("a", buy, qty=4, leaves=6))
+    assert risk.position("s1", TOKEN) == 10  # 4 filled + 6 pending, not 4 + 2
+    assert code(risk.check("b", sig(qty=1), T0 + 1)) == "MAX_POSITION"
