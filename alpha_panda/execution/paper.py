@@ -29,6 +29,7 @@ Every returned payload carries its event time in ``ts``.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from collections.abc import Sequence
 from datetime import date
 from decimal import Decimal
 
@@ -95,6 +96,12 @@ class PaperExchange(MisSquareOff):
         self._squaring: dict[str, date] = {}  # square-off order id -> the day it squares
         self._squared: dict[tuple[int, object], tuple[int, int]] = {}  # (token, day) -> (ts, px)
         self._squareoffs: dict[tuple[str, int, object], int] = {}
+        # MIS positions changed by fills dated before their day's square-off tick but
+        # processed after it: flattened, net, once the call that made them is done.
+        self._late: dict[tuple[str, int, date], None] = {}
+        # (instrument, IST day) -> (ts, price) of its first tick that day: the circuit-band
+        # reference of a tick file without the previous close.
+        self._day_open: dict[tuple[int, date], tuple[int, int]] = {}
         # Instrument -> the IST day of its latest tick, and where that day ends (read on
         # every tick: a plain int).
         self._tick_day: dict[int, date] = {}
@@ -140,6 +147,13 @@ class PaperExchange(MisSquareOff):
             and signal.stop_loss is None
         ):
             return self._submit_market(order_id, signal_id, signal, now_ns)
+        out = self._place(order_id, signal_id, signal, now_ns)
+        if self._late:
+            self._squareoff_late(out)
+        return out
+
+    def _place(self, order_id: str, signal_id: str, signal: Signal, now_ns: int) -> list[Payload]:
+        """``submit``'s general path: validate, then fill at once or rest."""
         arrival = now_ns + self._latency_ns
         queued = False
         if self._queue and not self._calendar.is_open(arrival):
@@ -183,7 +197,7 @@ class PaperExchange(MisSquareOff):
                 self._cancel(order, "ioc", now_ns, out)
                 return out
             order.rested = hint is not None  # it went on the book behind the market
-        self._rest(order, out)
+        self._rest((order,), out)
         return out
 
     def _submit_market(
@@ -250,6 +264,7 @@ class PaperExchange(MisSquareOff):
         ts = tick.ts
         if ts >= self._day_end.get(token, -1):
             self._new_day(tick, out)  # a missed day's square-off first, then today's
+            self._day_open[(token, self._tick_day[token])] = (ts, tick.last_price)
         if not self._quiet_lo <= ts < self._quiet_hi:
             self._squareoff(tick, out)
         orders = self._open.get(token)
@@ -257,6 +272,8 @@ class PaperExchange(MisSquareOff):
             for order in list(orders):
                 if order.status.is_open:
                     self._match(order, tick, out)
+            if self._late:
+                self._squareoff_late(out)
         return out
 
     def cancel(self, order_id: str, now_ns: int) -> list[Payload]:
@@ -265,7 +282,9 @@ class PaperExchange(MisSquareOff):
         if order is None or not order.status.is_open:
             return []
         out: list[Payload] = []
-        self._cancel(order, "user", now_ns, out)
+        self._cancel(order, "user", now_ns, out)  # a bracket entry's legs may catch up
+        if self._late:
+            self._squareoff_late(out)
         return out
 
     def expire(self, now_ns: int) -> list[Payload]:
@@ -277,6 +296,8 @@ class PaperExchange(MisSquareOff):
             close = order.expires_ns
             if close is not None and close <= now_ns and order.status.is_open:
                 self._cancel(order, "expired", close, out)
+        if self._late:
+            self._squareoff_late(out)
         return out
 
     # ------------------------------------------------------------------ validation
@@ -287,7 +308,11 @@ class PaperExchange(MisSquareOff):
         if self._bands is not None and (
             order.limit_price is not None or order.trigger_price is not None
         ):
-            reference = reference_price(self._history.get(order.instrument_token, ()), now_ns)
+            token = order.instrument_token
+            reference = reference_price(
+                self._history.get(token, ()), now_ns,
+                self._day_open.get((token, self._session(now_ns).day)),
+            )
         return validate(
             order, now_ns, self.config, self._calendar, self._bands, self._clock,
             reference=reference, dropped_ts=self._dropped_ts.get(order.instrument_token, -1),
@@ -295,13 +320,23 @@ class PaperExchange(MisSquareOff):
 
     # ------------------------------------------------------------------ matching
 
-    def _rest(self, order: Order, out: list[Payload]) -> None:
-        """Put an order on the book and replay the ticks it has missed."""
-        self._open.setdefault(order.instrument_token, []).append(order)
-        for tick in list(self._history.get(order.instrument_token, ())):
-            if not order.status.is_open:
+    def _rest(self, orders: Sequence[Order], out: list[Payload]) -> None:
+        """Put orders of one instrument on the book and replay the ticks they have missed.
+
+        They are matched tick by tick together, in book order, as ``on_tick`` would have
+        matched them had they been on time: the legs of a bracket, placed at once, must see
+        each tick in turn, or the first leg would catch up over the whole history (and fill
+        on a late tick) before its sibling saw the tick that should have filled it first.
+        """
+        self._open.setdefault(orders[0].instrument_token, []).extend(orders)
+        for tick in list(self._history.get(orders[0].instrument_token, ())):
+            pending = False
+            for order in orders:
+                if order.status.is_open:
+                    pending = True
+                    self._match(order, tick, out)
+            if not pending:
                 break
-            self._match(order, tick, out)
 
     def _eligible(self, order: Order, ts: int) -> bool:
         if order.order_type is OrderType.MARKET:
@@ -423,7 +458,7 @@ class PaperExchange(MisSquareOff):
             day = self._squaring.pop(order_id, None) or self._session(ts).day
             key = (order.strategy_id, order.instrument_token, day)
             self._mis[key] = self._mis.get(key, 0) + (qty if order.side is _BUY else -qty)
-            self._late_squareoff(order, ts, day, out)
+            self._late_squareoff(order, ts, day)
         if order.status is _FILLED:
             self._close(order)
             if order.sibling_order_id is not None:
@@ -483,9 +518,8 @@ class PaperExchange(MisSquareOff):
         for leg in legs:
             self._register(leg)
             out.append(self._submitted(leg, ts))
-        for leg in legs:
-            if leg.status.is_open:
-                self._rest(leg, out)
+        if legs:
+            self._rest(legs, out)
 
     # ------------------------------------------------------------------ helpers
 

@@ -18,12 +18,25 @@ from alpha_panda.execution.market import CircuitBands, MarketCalendar, SessionCl
 from alpha_panda.execution.orders import Order
 
 
-def reference_price(history: Reversible[MarketTick], now_ns: int) -> int | None:
-    """Circuit-band reference: the previous close carried by the latest tick at/before now,
-    else that tick's price; None before any tick."""
+def reference_price(
+    history: Reversible[MarketTick], now_ns: int, session_open: tuple[int, int] | None
+) -> int | None:
+    """Circuit-band reference at ``now_ns`` (``circuit_bands.json``): the previous close
+    carried by the latest tick at/before now; without one, the session's first traded
+    price, ``session_open`` = (ts, price) of the instrument's first tick of now's IST day,
+    if that tick is at/before now; before it, the latest price (the last session's, the
+    nearest thing to a previous close). None before any tick.
+
+    Only ticks at/before ``now_ns`` count, so an order processed late gets the reference
+    it would have got in time.
+    """
     for tick in reversed(history):
         if tick.ts <= now_ns:
-            return tick.close or tick.last_price
+            if tick.close:
+                return tick.close
+            if session_open is not None and session_open[0] <= now_ns:
+                return session_open[1]
+            return tick.last_price
     return None
 
 

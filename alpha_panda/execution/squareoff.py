@@ -1,6 +1,8 @@
 """MIS square-off for the paper exchange: at the cut-off (15:20 IST by default) every open
 MIS order of an instrument is cancelled and every MIS position in it flattened at the first
-tick at/after the cut-off; a fill processed later but dated before that tick is flattened too.
+tick at/after the cut-off; a fill processed later but dated before that tick is flattened too
+(at that tick, net of the other late fills of the same call: a late bracket entry and the
+exit that closed it before the cut-off leave nothing to square off).
 That first tick may come on a later day (the run was stopped over the cut-off, or a tick
 file has none between it and the close): an intraday position never carries into the next
 session's trading, it is flattened at its instrument's first tick there. MIS positions are
@@ -42,6 +44,7 @@ class MisSquareOff:
         _squaring: dict[str, date]
         _squared: dict[tuple[int, object], tuple[int, int]]
         _squareoffs: dict[tuple[str, int, object], int]
+        _late: dict[tuple[str, int, date], None]
         _tick_day: dict[int, date]
         _day_end: dict[int, int]
         _quiet_lo: int
@@ -104,17 +107,28 @@ class MisSquareOff:
             day += _ONE_DAY
         self._flatten_days(token, sess.day, tick, out, before=True)
 
-    def _late_squareoff(self, order: Order, ts: int, day: date, out: list[Payload]) -> None:
+    def _late_squareoff(self, order: Order, ts: int, day: date) -> None:
         """A fill (at ``ts``, of the MIS position of ``day``) before the cut-off processed
-        after the square-off tick is flattened too."""
+        after the square-off tick is flattened too: noted here, flattened by
+        ``_squareoff_late`` when the call that made it is done, so that the fills of one
+        catch-up (a bracket entry and its exit, orders matched against the same ticks) are
+        netted into one square-off order, as at the square-off tick of an in-time run."""
         if self.config.mis_squareoff is None or order.signal_id.startswith("squareoff|"):
             return
         done = self._squared.get((order.instrument_token, day))
         if done is None or ts >= done[0]:
             return
-        qty = self._mis.get((order.strategy_id, order.instrument_token, day), 0)
-        if qty:
-            self._flatten(order.strategy_id, order.instrument_token, day, qty, done[1], done[0], out)
+        self._late[(order.strategy_id, order.instrument_token, day)] = None
+
+    def _squareoff_late(self, out: list[Payload]) -> None:
+        """Flatten the net MIS positions late fills changed, at their day's square-off tick."""
+        late, self._late = self._late, {}
+        for key in sorted(late):
+            qty = self._mis.get(key, 0)
+            if qty:
+                strategy_id, token, day = key
+                ts, price = self._squared[(token, day)]
+                self._flatten(strategy_id, token, day, qty, price, ts, out)
 
     def _flatten(
         self, strategy_id: str, token: int, day: date, qty: int, price: int, ts: int,

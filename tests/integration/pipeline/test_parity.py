@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from datetime import date, time
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from alpha_panda.backtest.engine import run_backtest
-from alpha_panda.domain.events import CODEC, OrderFilled, PnlSnapshot
+from alpha_panda.domain.clock import NS, ist_ns
+from alpha_panda.domain.events import CODEC, MarketTick, OrderFilled, PnlSnapshot, Signal
+from alpha_panda.domain.values import Product, Side, to_paise
 from alpha_panda.marketdata.files import load_ticks, tick_source
 from alpha_panda.services.app import RunOptions, SystemRun
 from alpha_panda.services.logs import open_log
 from alpha_panda.services.risk_config import risk_config_for
 from alpha_panda.services.summary import run_summary
+from alpha_panda.strategy import Context, Strategy, StrategyParams
 from alpha_panda.strategy.config import load_strategy_dir
 from alpha_panda.testing.pipeline import read_all, settings_for, write_strategy
 
@@ -77,3 +82,86 @@ async def test_pipeline_replay_equals_backtest(tmp_path: Path, tick_file, costs:
                         key=lambda f: f.fill_id)
     assert live_fills == sorted(backtest.fills, key=lambda f: f.fill_id)
     assert len(live_fills) > 20
+
+
+class ScriptParams(StrategyParams):
+    script: tuple[dict[str, Any], ...] = ()
+
+
+class Scripted(Strategy):
+    """Sends the signals of its script, each at its instrument's ``at``-th tick."""
+
+    Params = ScriptParams
+    params: ScriptParams
+
+    def setup(self) -> None:
+        self.n = 0
+
+    def on_tick(self, tick: MarketTick, ctx: Context) -> list[Signal] | None:
+        i, self.n = self.n, self.n + 1
+        return [ctx.signal(Side(a["side"]), a["qty"], product=Product(a["product"]),
+                           take_profit=to_paise(a["tp"]), stop_loss=to_paise(a["sl"]))
+                for a in self.params.script if a["at"] == i] or None
+
+
+BRACKET_YAML = """\
+id: {id}
+strategy: "{module}:Scripted"
+instruments: [{token}]
+params: {{script: [{{at: 5, side: BUY, qty: 4, product: {product}, tp: "1720", sl: "1690"}}]}}
+"""
+
+
+def _bracket_ticks(path: Path) -> Path:
+    """Three instruments, one tick a second each. 341249 from 10:00: 1700 for ticks 0-5,
+    1685 (the stop) from tick 6, 1725 (the target) from tick 1500. 738561 from 15:19:50:
+    1700, 1685 (the stop) from tick 6, 1725 from 15:20 (the MIS cut-off). 408065 the same,
+    without the stop: its MIS position is open at the cut-off."""
+    day = date(2026, 12, 1)
+    rows = []
+    t10 = ist_ns(day, time(10, 0))
+    rows += [(t10 + k * NS, 341249, "1700.00" if k <= 5 else "1685.00" if k < 1500 else "1725.00")
+             for k in range(3000)]
+    t1519 = ist_ns(day, time(15, 19, 50))
+    for token, stop in ((738561, "1685.00"), (408065, "1700.00")):
+        rows += [(t1519 + k * NS, token, "1700.00" if k <= 5 else stop if k < 10 else "1725.00")
+                 for k in range(600)]
+    rows.sort()
+    path.write_text("timestamp,instrument_token,last_price\n"
+                    + "".join(f"{ts},{tok},{px}\n" for ts, tok, px in rows))
+    return path
+
+
+async def test_pipeline_replay_of_bracket_orders_equals_backtest(tmp_path: Path) -> None:
+    # The paper engine gets the signal after many later ticks: the bracket legs, and the
+    # MIS square-off, must come out as in the backtest (the stop, not the later target).
+    path = _bracket_ticks(tmp_path / "brackets.csv")
+    strategies = tmp_path / "strategies"
+    strategies.mkdir()
+    for sid, token, product in (("cnc", 341249, "CNC"), ("mis", 738561, "MIS"),
+                                ("open", 408065, "MIS")):
+        (strategies / f"{sid}.yaml").write_text(
+            BRACKET_YAML.format(id=sid, module=__name__, token=token, product=product))
+    settings = settings_for(tmp_path, path)
+    configs, errors = load_strategy_dir(strategies)
+    assert not errors
+    backtest = run_backtest(configs, load_ticks(path), source=tick_source(path),
+                            initial_cash=settings.paper.initial_cash,
+                            risk=risk_config_for(settings, "paper", configs))
+    system = SystemRun(settings, RunOptions(exit_at_end=True, progress=False, summary=True))
+    await system.run()
+    live = run_summary(system)
+    assert {k: live[k] for k in FIGURES} == {k: backtest.summary[k] for k in FIGURES}
+    # cnc: bought at 1700, stopped at 1685; mis: the same; open: squared off at 1725
+    assert backtest.summary["realized_pnl"] == "-20.00"  # -60 - 60 + 100
+    assert backtest.summary["fills"] == 6
+
+    log = open_log(settings.log, settings.data_dir)
+    await log.start()
+    try:
+        records = await read_all(log, "paper.orders.filled")
+    finally:
+        await log.close()
+    live_fills = sorted((CODEC.decode_as(r.value, OrderFilled).data for r in records),
+                        key=lambda f: f.fill_id)
+    assert live_fills == sorted(backtest.fills, key=lambda f: f.fill_id)

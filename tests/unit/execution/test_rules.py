@@ -1,0 +1,81 @@
+"""Order acceptance rules: the circuit band's reference price (``circuit_bands.json``: the
+previous close, else the session's first traded price), in time and for late orders."""
+
+from __future__ import annotations
+
+from datetime import date, time
+from typing import Any
+
+from alpha_panda.domain.clock import ist_ns
+from alpha_panda.domain.events import MarketTick, OrderRejected, OrderSubmitted, Payload, Signal
+from alpha_panda.domain.values import OrderType, Side
+from alpha_panda.execution.paper import ExecutionConfig, PaperExchange
+from alpha_panda.execution.rules import reference_price
+
+TOKEN = 341249  # 10% band
+OTHER = 738561
+DAY = date(2026, 11, 23)  # a Monday
+NEXT = date(2026, 11, 25)  # 24 Nov is a holiday
+
+
+def at(hh: int, mm: int, day: date = DAY) -> int:
+    return ist_ns(day, time(hh, mm))
+
+
+def tick(ts: int, price: int, token: int = TOKEN, **kw: Any) -> MarketTick:
+    return MarketTick(instrument_token=token, last_price=price, ts=ts, **kw)
+
+
+def limit_buy(price: int) -> Signal:
+    return Signal(strategy_id="s", instrument_token=TOKEN, side=Side.BUY, quantity=1,
+                  order_type=OrderType.LIMIT, limit_price=price)
+
+
+def verdict(events: list[Payload]) -> str:
+    first = events[0]
+    if isinstance(first, OrderRejected):
+        return first.reason_code
+    assert isinstance(first, OrderSubmitted)
+    return "accepted"
+
+
+# The session opens at 1000 and falls to 750 by 11:00 (a file without a ``close`` column).
+WALK = [tick(at(9, 15), 1000_00), tick(at(9, 16), 990_00, token=OTHER),
+        tick(at(10, 0), 900_00), tick(at(11, 0), 750_00)]
+
+
+def test_without_a_previous_close_the_band_is_around_the_sessions_first_price() -> None:
+    x = PaperExchange(ExecutionConfig(costs=False))
+    for t in WALK:
+        x.on_tick(t)
+    # the band is 900.00..1100.00 around the 1000 open, not 675..825 around the last 750
+    assert verdict(x.submit("far", limit_buy(680_00), at(11, 0))) == "PRICE_BAND"
+    assert verdict(x.submit("low", limit_buy(899_95), at(11, 0))) == "PRICE_BAND"
+    assert verdict(x.submit("edge", limit_buy(900_00), at(11, 0))) == "accepted"
+
+
+def test_a_late_order_gets_the_reference_of_its_own_time() -> None:
+    # Processed after the next session's ticks (which open at 700): still the band of
+    # its own session's open.
+    later = [tick(at(15, 29), 760_00), tick(at(9, 15, NEXT), 700_00), tick(at(9, 20, NEXT), 690_00)]
+    x = PaperExchange(ExecutionConfig(costs=False))
+    for t in WALK + later:
+        x.on_tick(t)
+    assert verdict(x.submit("far", limit_buy(680_00), at(11, 0))) == "PRICE_BAND"
+    assert verdict(x.submit("edge", limit_buy(900_00), at(11, 0))) == "accepted"
+    # the next session's order: the band around its own open, 700 (630..770)
+    assert verdict(x.submit("next", limit_buy(635_00), at(9, 30, NEXT))) == "accepted"
+    assert verdict(x.submit("next-low", limit_buy(625_00), at(9, 30, NEXT))) == "PRICE_BAND"
+
+
+def test_reference_price_prefers_the_previous_close_then_the_sessions_first_trade() -> None:
+    history = [tick(at(15, 29), 760_00), tick(at(9, 15, NEXT), 700_00),
+               tick(at(9, 20, NEXT), 690_00), tick(at(9, 25, NEXT), 680_00, close=760_00)]
+    session_open = (at(9, 15, NEXT), 700_00)
+    assert reference_price(history, at(9, 22, NEXT), session_open) == 700_00
+    # before the session's first trade: the last session's last price
+    assert reference_price(history, at(9, 0, NEXT), session_open) == 760_00
+    # a tick carrying the previous close wins
+    assert reference_price(history, at(9, 30, NEXT), session_open) == 760_00
+    assert reference_price(history, at(9, 0), None) is None  # before any tick
+    assert reference_price(history[:3], at(9, 22, NEXT), None) == 690_00
