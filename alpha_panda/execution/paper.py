@@ -112,7 +112,8 @@ class PaperExchange(MisSquareOff):
         self._queue = cfg.market_hours == "queue"
         self._no_slip = self._slip == 0 and not cfg.slippage_jitter_bps
         # Market orders reach the book at once and no market-hours rule applies.
-        self._immediate = self._latency_ns == 0 and cfg.market_hours == "off"
+        self._immediate = (self._latency_ns == 0 and cfg.market_hours == "off"
+                           and cfg.volume_participation is None)
         self._segments: dict[tuple[int, Product], Segment] = {}
         # Event times in which no MIS square-off can be due (the current session before its
         # cut-off): ticks inside skip the square-off check.
@@ -155,6 +156,10 @@ class PaperExchange(MisSquareOff):
     def _place(self, order_id: str, signal_id: str, signal: Signal, now_ns: int) -> list[Payload]:
         """``submit``'s general path: validate, then fill at once or rest."""
         arrival = now_ns + self._latency_ns
+        if arrival == now_ns and self.config.volume_participation is not None:
+            # Partial fills by traded volume: an order takes its share of the ticks after
+            # its signal (the signal's own tick had traded when the strategy saw it).
+            arrival += 1
         queued = False
         if self._queue and not self._calendar.is_open(arrival):
             arrival, queued = self._calendar.next_open_ns(arrival), True
@@ -187,7 +192,7 @@ class PaperExchange(MisSquareOff):
                 price = self._market_price(order, price)
             self._fill(order, order.quantity, price, now_ns, out)
             return out
-        if kind is _LIMIT and self._latency_ns == 0 and not queued:
+        if kind is _LIMIT and arrival == now_ns and not queued:
             hint = order.price_hint
             assert order.limit_price is not None
             if hint is not None and order.side.sign * (order.limit_price - hint) >= 0:

@@ -73,10 +73,13 @@ def depth_fills(depth: Depth | None, side: Side, quantity: int) -> list[tuple[in
 def volume_cap(tick: MarketTick, participation: Decimal | None) -> int | None:
     """Most this order may take from ``tick``: participation × traded quantity; None = no cap.
 
-    The traded quantity is the tick's ``last_quantity``; a tick without it does not cap.
+    The traded quantity is the tick's ``last_quantity``, else its ``volume`` (a tick file's
+    or the simulator's quantity of that trade; Kite's cumulative volume comes with a
+    ``last_quantity``), as the strategies' bars count it; a tick with neither does not cap.
     Every order is capped independently (no queue between orders), which keeps fills
     independent of the order in which orders were processed.
     """
-    if participation is None or tick.last_quantity <= 0:
+    traded = tick.last_quantity or tick.volume
+    if participation is None or traded <= 0:
         return None
-    return int((Decimal(tick.last_quantity) * participation).to_integral_value(rounding=ROUND_FLOOR))
+    return int((Decimal(traded) * participation).to_integral_value(rounding=ROUND_FLOOR))

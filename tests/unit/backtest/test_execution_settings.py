@@ -66,3 +66,17 @@ def test_market_hours_reject_an_order_at_night_only_when_asked() -> None:
     assert result.fills == []
     assert result.summary["rejections"] == {"MARKET_CLOSED": 1}
     assert len(run_backtest([_cfg(market_hours="reject")], _ticks(IST_1000, 3, 1000)).fills) == 1
+
+
+def test_volume_participation_fills_in_parts() -> None:
+    ticks = _ticks(IST_1000, 12, 40)  # 40 traded per tick: a quarter is 10
+    result = run_backtest([_cfg(volume_participation=0.25)], ticks)
+    # a share of each tick after the signal's own, until the order is done
+    assert [(f.quantity, f.ts) for f in result.fills] == [
+        (10, IST_1000 + k * S) for k in range(1, 11)]
+    assert result.fills[-1].cumulative_quantity == 100
+    assert [f.quantity for f in run_backtest([_cfg()], ticks).fills] == [100]
+    # a tick file's volume is the quantity of that trade when it has no last_quantity
+    plain = TickColumns(ticks.ts, ticks.instrument_token, ticks.last_price, ticks.volume)
+    assert [f.quantity for f in run_backtest([_cfg(volume_participation=0.25)], plain).fills
+            ] == [10] * 10
