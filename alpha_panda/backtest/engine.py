@@ -46,7 +46,13 @@ from typing import Any, Final
 
 import numpy as np
 
-from alpha_panda.backtest.metrics import NS_PER_S, RoundTripTracker
+from alpha_panda.backtest.metrics import (
+    IST_OFFSET_NS,
+    NS_PER_DAY,
+    NS_PER_S,
+    RoundTripTracker,
+    trading_day,
+)
 from alpha_panda.backtest.result import BacktestResult, summarize
 from alpha_panda.backtest.view import TickView
 from alpha_panda.domain.events import (
@@ -115,6 +121,8 @@ class _Engine:
                                      strategy_cash={c.id: initial_cash for c in configs})
         self._rows: dict[int, np.ndarray] = {}  # token -> its rows, computed on first use
         self.exchange_fed: dict[int, int] = {}  # token -> last row the exchange has seen
+        self._exchange_day: dict[int, int] = {}  # token -> IST day of that row
+        self._row_ts: dict[int, np.ndarray] = {}  # token -> times of its rows
         self.risk_fed: dict[int, int] = {}
         self.trips = RoundTripTracker()
         self.fills: list[OrderFilled] = []
@@ -266,6 +274,35 @@ class _Engine:
     def _exchange_tick(self, tick: MarketTick) -> None:
         self.route(self.venue.on_tick(tick))
 
+    def feed_exchange(self, token: int, row: int, tick: MarketTick | None = None) -> None:
+        """Give the exchange row ``row`` of ``token``; on a new IST day, the day's first tick
+        of the instrument before it, if the exchange has not had it: the circuit band's
+        reference is that price when ticks carry no previous close (the pipeline's exchange
+        sees every tick)."""
+        fed = self.exchange_fed
+        day = trading_day(self.ts_l[row])
+        if self._exchange_day.get(token) != day:
+            self._exchange_day[token] = day
+            first = self.first_row_of_day(token, row, day)
+            if first < row and fed.get(token, -1) < first:
+                fed[token] = first
+                self.route(self.venue_on_tick(self.tick_at(first)))
+        fed[token] = row
+        events = self.venue_on_tick(tick if tick is not None else self.tick_at(row))
+        if events:
+            self.route(events)
+
+    def first_row_of_day(self, token: int, row: int, day: int) -> int:
+        """The first row of ``token`` on IST day ``day`` (``row`` is one of them)."""
+        rows = self._rows.get(token)
+        if rows is None:
+            rows = self._rows[token] = np.flatnonzero(self.cols.instrument_token == token)
+        times = self._row_ts.get(token)
+        if times is None:
+            times = self._row_ts[token] = self.cols.ts[rows]
+        k = int(times.searchsorted(day * NS_PER_DAY - IST_OFFSET_NS, side="left"))
+        return int(rows[k]) if k < len(rows) else row
+
     def signals(self, i: int, sigs: list[Signal], tick: MarketTick) -> None:
         """Step 3 for one tick's signals: risk, exchange, events, feedback."""
         if len(sigs) == 1:  # the usual case: signal_ids for one signal, without its bookkeeping
@@ -299,12 +336,11 @@ class _Engine:
                 self.runner.on_signal_rejected(sig)
                 continue
             if not own:
-                self.catch_up(token, i, tick, exchange_fed, self._exchange_tick)
+                row = self.latest_row(token, i)
+                if row is not None and exchange_fed.get(token) != row:
+                    self.feed_exchange(token, row)
             elif exchange_fed.get(token) != i:
-                exchange_fed[token] = i
-                events = self.venue_on_tick(tick)
-                if events:
-                    self.route(events)
+                self.feed_exchange(token, i, tick)
             self.route(self.venue_submit(signal_id, sig, now))
 
     def sample(self, upto: int) -> tuple[int, int]:
@@ -395,7 +431,6 @@ def _replay(eng: _Engine, ticks: TickColumns, ends: list[int],
     """The tick loop (steps 1-3 of the module docstring); returns the equity samples."""
     ts_l, tok_l, px_l, vol_l = eng.ts_l, eng.tok_l, eng.px_l, eng.vol_l
     n = len(ts_l)
-    exchange_fed = eng.exchange_fed
     fresh = eng.runner.keeps_ticks
     extras = [(name, values.tolist(), ticks.nulls[name].tolist() if name in ticks.nulls else None)
               for name, values in ticks.extras.items()]
@@ -417,8 +452,7 @@ def _replay(eng: _Engine, ticks: TickColumns, ends: list[int],
             tick: MarketTick | None = None
             if every_ex or (open_orders and token in open_orders):  # (usually empty)
                 tick = eng.tick_at(i)
-                exchange_fed[token] = i
-                eng.route(eng.venue_on_tick(tick))
+                eng.feed_exchange(token, i, tick)
                 every_ex = eng.exchange_every_tick
             if every_risk:
                 tick = tick or eng.tick_at(i)

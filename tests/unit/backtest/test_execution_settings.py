@@ -12,6 +12,7 @@ import pytest
 from alpha_panda.backtest.engine import run_backtest
 from alpha_panda.domain.errors import StrategyConfigError
 from alpha_panda.domain.events import MarketTick, Signal
+from alpha_panda.domain.values import OrderType
 from alpha_panda.execution.config import execution_configs
 from alpha_panda.marketdata.files import TickColumns
 from alpha_panda.strategy.base import Context, Strategy
@@ -80,3 +81,39 @@ def test_volume_participation_fills_in_parts() -> None:
     plain = TickColumns(ticks.ts, ticks.instrument_token, ticks.last_price, ticks.volume)
     assert [f.quantity for f in run_backtest([_cfg(volume_participation=0.25)], plain).fills
             ] == [10] * 10
+
+
+class LimitAt(Strategy):
+    """A limit buy of 1 at ``price`` paise on its 107th tick."""
+
+    price = 0
+
+    def setup(self) -> None:
+        self.n = 0
+
+    def on_tick(self, tick: MarketTick, ctx: Context) -> list[Signal] | None:
+        self.n += 1
+        return [ctx.buy(1, order_type=OrderType.LIMIT, limit_price=self.price)] if (
+            self.n == 107) else None
+
+
+class LimitAt680(LimitAt):
+    price = 680_00
+
+
+class LimitAt900(LimitAt):
+    price = 900_00
+
+
+def test_the_circuit_band_is_around_the_sessions_first_price_in_a_backtest_too() -> None:
+    # no previous close in the file: the band (10% for HDFCBANK) is around the day's first
+    # price, 1000, though the exchange is handed ticks only when an order needs one
+    n = 200
+    prices = np.maximum(1000_00 - np.arange(n, dtype=np.int64) * 2_50, 750_00)
+    ticks = TickColumns(ts=IST_1000 + np.arange(n, dtype=np.int64) * 60 * S,
+                        instrument_token=np.full(n, 341249, dtype=np.int64),
+                        last_price=prices, volume=np.ones(n, dtype=np.int64))
+    for cls, rejections in ((LimitAt680, {"PRICE_BAND": 1}), (LimitAt900, {})):
+        config = config_from_mapping({"id": "l", "strategy": f"{__name__}:{cls.__name__}",
+                                      "instruments": [341249]})
+        assert run_backtest([config], ticks).summary["rejections"] == rejections, cls
