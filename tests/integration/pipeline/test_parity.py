@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, time
 from decimal import Decimal
 from pathlib import Path
@@ -10,8 +11,16 @@ from typing import Any
 import pytest
 
 from alpha_panda.backtest.engine import run_backtest
+from alpha_panda.backtest.result import BacktestResult
 from alpha_panda.domain.clock import NS, ist_ns
-from alpha_panda.domain.events import CODEC, MarketTick, OrderFilled, PnlSnapshot, Signal
+from alpha_panda.domain.events import (
+    CODEC,
+    Envelope,
+    MarketTick,
+    OrderFilled,
+    PnlSnapshot,
+    Signal,
+)
 from alpha_panda.domain.values import Product, Side, to_paise
 from alpha_panda.marketdata.files import load_ticks, tick_source
 from alpha_panda.services.app import RunOptions, SystemRun
@@ -31,22 +40,46 @@ FIGURES = ("ticks", "fills", "round_trips", "realized_pnl", "unrealized_pnl", "c
 # the pipeline's are recomputed from its snapshots on the log instead.
 
 
+@dataclass
+class Both:
+    """One tick file through the backtest and through the pipeline."""
+
+    backtest: BacktestResult
+    live: dict[str, Any]  # the run summary
+    live_fills: list[OrderFilled]  # off the log, by fill id
+    snapshots: list[Envelope[PnlSnapshot]]  # the account's, off the log
+
+
+async def both(tmp_path: Path, path: Path, strategies: Path) -> Both:
+    settings = settings_for(tmp_path, path).model_copy(update={"strategies_dir": strategies})
+    configs, errors = load_strategy_dir(strategies)
+    assert not errors
+    backtest = run_backtest(configs, load_ticks(path), source=tick_source(path),
+                            initial_cash=settings.paper.initial_cash,
+                            risk=risk_config_for(settings, "paper", configs))
+    system = SystemRun(settings, RunOptions(exit_at_end=True, progress=False, summary=True))
+    await system.run()
+    log = open_log(settings.log, settings.data_dir)
+    await log.start()
+    try:
+        records = await read_all(log, "paper.orders.filled")
+        snapshots = [CODEC.decode_as(r.value, PnlSnapshot)
+                     for r in await read_all(log, "paper.pnl.snapshots") if r.key == b"account"]
+    finally:
+        await log.close()
+    live_fills = sorted((CODEC.decode_as(r.value, OrderFilled).data for r in records),
+                        key=lambda f: f.fill_id)
+    return Both(backtest, run_summary(system), live_fills, snapshots)
+
+
 @pytest.mark.parametrize("costs", [True, False])
 async def test_pipeline_replay_equals_backtest(tmp_path: Path, tick_file, costs: bool) -> None:
     path, cols = tick_file(8000, 4, seed=11)
     tokens = sorted(set(cols.instrument_token.tolist()))
     write_strategy(tmp_path / "strategies", id="a", tokens=tokens[:2], costs=costs)
     write_strategy(tmp_path / "strategies", id="b", tokens=tokens, quantity=3, costs=costs)
-    settings = settings_for(tmp_path, path)
-    configs, errors = load_strategy_dir(tmp_path / "strategies")
-    assert not errors
-
-    backtest = run_backtest(configs, load_ticks(path), source=tick_source(path),
-                            initial_cash=settings.paper.initial_cash,
-                            risk=risk_config_for(settings, "paper", configs))
-    system = SystemRun(settings, RunOptions(exit_at_end=True, progress=False, summary=True))
-    await system.run()
-    live = run_summary(system)
+    run = await both(tmp_path, path, tmp_path / "strategies")
+    live, backtest = run.live, run.backtest
     assert {k: live[k] for k in FIGURES} == {k: backtest.summary[k] for k in FIGURES}
     assert list(live) == [*backtest.summary, "ticks_published"]  # same fields, same order
     assert live["ticks_published"] == 8000 and live["sharpe"] is None  # one trading day
@@ -57,17 +90,9 @@ async def test_pipeline_replay_equals_backtest(tmp_path: Path, tick_file, costs:
     else:
         assert live["gross_win_rate"] == live["win_rate"] == 0.274684
 
-    log = open_log(settings.log, settings.data_dir)
-    await log.start()
-    try:
-        records = await read_all(log, "paper.orders.filled")
-        snapshots = [CODEC.decode_as(r.value, PnlSnapshot)
-                     for r in await read_all(log, "paper.pnl.snapshots") if r.key == b"account"]
-    finally:
-        await log.close()
     # The sampled figures, recomputed from the account snapshots on the log (in time order)
     # and the end of the run.
-    snaps = sorted(snapshots, key=lambda e: e.ts)
+    snaps = sorted(run.snapshots, key=lambda e: e.ts)
     initial = Decimal(live["initial_equity"])
     curve = [initial, *(Decimal(e.data.equity) / 100 for e in snaps), Decimal(live["final_equity"])]
     peak, fall = curve[0], Decimal(0)
@@ -78,10 +103,8 @@ async def test_pipeline_replay_equals_backtest(tmp_path: Path, tick_file, costs:
     assert Decimal(live["max_drawdown"]) == fall > 0
     assert Decimal(live["max_gross_exposure"]) >= max(
         Decimal(e.data.gross_exposure) / 100 for e in snaps) > 0
-    live_fills = sorted((CODEC.decode_as(r.value, OrderFilled).data for r in records),
-                        key=lambda f: f.fill_id)
-    assert live_fills == sorted(backtest.fills, key=lambda f: f.fill_id)
-    assert len(live_fills) > 20
+    assert run.live_fills == sorted(backtest.fills, key=lambda f: f.fill_id)
+    assert len(run.live_fills) > 20
 
 
 class ScriptParams(StrategyParams):
@@ -142,29 +165,13 @@ async def test_pipeline_replay_of_bracket_orders_equals_backtest(tmp_path: Path)
                                 ("open", 408065, "MIS")):
         (strategies / f"{sid}.yaml").write_text(
             BRACKET_YAML.format(id=sid, module=__name__, token=token, product=product))
-    settings = settings_for(tmp_path, path)
-    configs, errors = load_strategy_dir(strategies)
-    assert not errors
-    backtest = run_backtest(configs, load_ticks(path), source=tick_source(path),
-                            initial_cash=settings.paper.initial_cash,
-                            risk=risk_config_for(settings, "paper", configs))
-    system = SystemRun(settings, RunOptions(exit_at_end=True, progress=False, summary=True))
-    await system.run()
-    live = run_summary(system)
-    assert {k: live[k] for k in FIGURES} == {k: backtest.summary[k] for k in FIGURES}
+    run = await both(tmp_path, path, strategies)
+    backtest = run.backtest
+    assert {k: run.live[k] for k in FIGURES} == {k: backtest.summary[k] for k in FIGURES}
     # cnc: bought at 1700, stopped at 1685; mis: the same; open: squared off at 1725
     assert backtest.summary["realized_pnl"] == "-20.00"  # -60 - 60 + 100
     assert backtest.summary["fills"] == 6
-
-    log = open_log(settings.log, settings.data_dir)
-    await log.start()
-    try:
-        records = await read_all(log, "paper.orders.filled")
-    finally:
-        await log.close()
-    live_fills = sorted((CODEC.decode_as(r.value, OrderFilled).data for r in records),
-                        key=lambda f: f.fill_id)
-    assert live_fills == sorted(backtest.fills, key=lambda f: f.fill_id)
+    assert run.live_fills == sorted(backtest.fills, key=lambda f: f.fill_id)
 
 
 async def test_pipeline_replay_of_partial_fills_by_volume_equals_backtest(
@@ -177,30 +184,15 @@ async def test_pipeline_replay_of_partial_fills_by_volume_equals_backtest(
         f"id: v\nstrategy: sma_cross\ninstruments: {tokens}\nproduct: MIS\n"
         "params: {fast: 3, slow: 8, quantity: 40}\n"
         "execution: {costs: true, volume_participation: 0.05}\n")
-    settings = settings_for(tmp_path, path)
-    configs, errors = load_strategy_dir(strategies)
-    assert not errors
-    backtest = run_backtest(configs, load_ticks(path), source=tick_source(path),
-                            initial_cash=settings.paper.initial_cash,
-                            risk=risk_config_for(settings, "paper", configs))
-    system = SystemRun(settings, RunOptions(exit_at_end=True, progress=False, summary=True))
-    await system.run()
-    live = run_summary(system)
+    run = await both(tmp_path, path, strategies)
+    live, backtest = run.live, run.backtest
     # Round trips (and win rates) follow the order fills are processed in: an order that
     # reaches the lagging paper engine late catches up on its ticks before the next order
     # is placed, so two overlapping orders' part fills come one order after the other, not
     # interleaved tick by tick as in the backtest. The fills themselves are the same.
     same = [k for k in FIGURES if k not in ("round_trips", "win_rate", "gross_win_rate")]
     assert {k: live[k] for k in same} == {k: backtest.summary[k] for k in same}
-    log = open_log(settings.log, settings.data_dir)
-    await log.start()
-    try:
-        records = await read_all(log, "paper.orders.filled")
-    finally:
-        await log.close()
-    live_fills = sorted((CODEC.decode_as(r.value, OrderFilled).data for r in records),
-                        key=lambda f: f.fill_id)
-    assert live_fills == sorted(backtest.fills, key=lambda f: f.fill_id)
+    assert run.live_fills == sorted(backtest.fills, key=lambda f: f.fill_id)
     # orders of 40 against 5% of trades of 1-500: most fill in parts
-    parts = [f for f in live_fills if f.quantity < f.cumulative_quantity + f.leaves_quantity]
-    assert len(parts) > len(live_fills) // 2 > 20
+    parts = [f for f in run.live_fills if f.quantity < f.cumulative_quantity + f.leaves_quantity]
+    assert len(parts) > len(run.live_fills) // 2 > 20
