@@ -1,25 +1,30 @@
 """Routes each strategy's orders to the paper exchange that simulates its execution settings.
 
-A strategy's YAML chooses costs, slippage and latency; strategies that share settings share
-one ``PaperExchange``. Ticks go to every exchange, in a fixed order, so the output order is
+A strategy's YAML chooses its execution settings (costs, slippage, latency, partial fills,
+market hours...); strategies that share all of them share one ``PaperExchange``. Ticks go to every exchange, in a fixed order, so the output order is
 deterministic. Used identically by the paper trading engine and the backtest engine.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from decimal import Decimal
+from dataclasses import fields
 
 from alpha_panda.domain.errors import ConfigurationError
 from alpha_panda.domain.events import MarketTick, Payload, Signal
 from alpha_panda.execution.config import ExecutionConfig
 from alpha_panda.execution.paper import PaperExchange
 
-_Key = tuple[bool, Decimal, int]
+_Key = tuple[str, ...]
+# Not compared: objects a test may hand in (the YAML never sets them).
+_OBJECTS = frozenset({"cost_model", "calendar", "bands"})
 
 
 def _key(config: ExecutionConfig) -> _Key:
-    return (config.costs, Decimal(config.slippage_bps), config.latency_ms)
+    """Every setting of ``config`` that changes how orders fill, as sortable text: strategies
+    share an exchange only when they agree on all of them."""
+    return tuple(f"{f.name}={getattr(config, f.name)!r}" for f in fields(config)
+                 if f.name not in _OBJECTS)
 
 
 class PaperVenue:

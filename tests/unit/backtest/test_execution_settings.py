@@ -36,8 +36,8 @@ class BuyFirst(Strategy):
         return [ctx.buy(100)]
 
 
-def _cfg(**execution: Any) -> StrategyConfig:
-    return config_from_mapping({"id": "b", "strategy": f"{__name__}:BuyFirst",
+def _cfg(sid: str = "b", **execution: Any) -> StrategyConfig:
+    return config_from_mapping({"id": sid, "strategy": f"{__name__}:BuyFirst",
                                 "instruments": [738561], "execution": execution})
 
 
@@ -67,6 +67,16 @@ def test_market_hours_reject_an_order_at_night_only_when_asked() -> None:
     assert result.fills == []
     assert result.summary["rejections"] == {"MARKET_CLOSED": 1}
     assert len(run_backtest([_cfg(market_hours="reject")], _ticks(IST_1000, 3, 1000)).fills) == 1
+
+
+def test_strategies_share_an_exchange_only_when_every_setting_agrees() -> None:
+    night, day = _ticks(IST_0200, 3, 1000), _ticks(IST_1000, 12, 40)
+    plain = _cfg("a")  # sorts first, costs and slippage as b's
+    result = run_backtest([plain, _cfg(market_hours="reject")], night)
+    assert [f.strategy_id for f in result.fills] == ["a"]  # b's night order: rejected
+    result = run_backtest([plain, _cfg(volume_participation=0.25)], day)
+    assert [f.quantity for f in result.fills if f.strategy_id == "b"] == [10] * 10
+    assert [f.quantity for f in result.fills if f.strategy_id == "a"] == [100]
 
 
 def test_volume_participation_fills_in_parts() -> None:
