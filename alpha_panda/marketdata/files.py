@@ -321,12 +321,19 @@ def _paise(src: _Source, name: str, col: pa.ChunkedArray, *, positive: bool) -> 
     paise = np.rint(scaled)
     # Exact for prices with at most two decimals (below ~₹10^11); a third decimal leaves
     # a residue of at least 0.1 paisa, far above float error. NaN fails every comparison.
-    # A float32 column (some writers' default) holds 2500.05 as 2500.050048828125: its
-    # residue may reach 2^-24 of the value, up to 0.4 paisa (past about ₹1.6 lakh float32
-    # cannot tell paise apart).
+    # A float32 column (some writers' default) holds 2500.05 as 2500.050048828125: up to
+    # half a step of its 24-bit mantissa off, which is under half a paisa below 2^23 paise
+    # (₹83,886); past that it cannot tell one paisa from the next: an error, not a guess.
     tolerance: float | np.ndarray = 1e-3
     if pa.types.is_floating(col.type) and col.type.bit_width < 64:
-        tolerance = np.minimum(np.maximum(np.abs(scaled) * 2.0 ** -23, 1e-3), 0.4)
+        mantissa = 23 if col.type.bit_width == 32 else 10
+        coarse = np.abs(scaled) >= 2.0 ** mantissa
+        if coarse.any():
+            row = int(np.argmax(coarse))
+            raise src.fail(row, name, f"{float(rupees[row])!r} in a float{col.type.bit_width} "
+                           "column: too coarse for whole paise at this price (write it as "
+                           "float64)")
+        tolerance = np.abs(scaled) * 2.0 ** -(mantissa + 1) + 1e-3
     with np.errstate(invalid="ignore"):  # inf - inf
         ok = (np.abs(scaled - paise) < tolerance) & (scaled < _MAX_PAISE)
     ok &= (rupees > 0) if positive else (rupees >= 0)

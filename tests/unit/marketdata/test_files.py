@@ -280,3 +280,17 @@ def test_a_float32_price_column_reads_as_the_paise_it_was_written_as(tmp_path: P
     }), path)
     with pytest.raises(ValidationError, match="not a price in whole paise"):
         load_ticks(path)
+    # past 2^23 paise float32 cannot tell one paisa from the next: 140000.10 read back
+    # as 14000009 paise once
+    pq.write_table(pa.table({
+        "timestamp": pa.array([1, 2], pa.int64()), "instrument_token": pa.array([1, 1], pa.int64()),
+        "last_price": pa.array([83000.05, 140000.10], pa.float32()),
+    }), path)
+    with pytest.raises(ValidationError, match=r"row 2, column 'last_price': 140000.09375 in a "
+                                              r"float32 column: too coarse for whole paise"):
+        load_ticks(path)
+    pq.write_table(pa.table({
+        "timestamp": pa.array([1], pa.int64()), "instrument_token": pa.array([1], pa.int64()),
+        "last_price": pa.array([83000.05], pa.float32()),  # held as 83000.046875
+    }), path)
+    assert load_ticks(path).last_price.tolist() == [83000_05]
