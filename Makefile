@@ -1,6 +1,8 @@
 # Alpha Panda: `make run` starts the whole system on embedded defaults; `make test` runs every test.
-# The interpreter .venv is built from: see scripts/pick-python.sh.
-PYTHON ?= $(shell sh scripts/pick-python.sh)
+# The interpreter .venv is built from: see scripts/pick-python.sh (run once, when needed).
+ifeq ($(origin PYTHON), undefined)
+PYTHON = $(eval PYTHON := $$(shell sh scripts/pick-python.sh))$(PYTHON)
+endif
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp

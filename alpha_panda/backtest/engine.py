@@ -271,9 +271,6 @@ class _Engine:
             fed[token] = row
             feed(tick if row == i else self.tick_at(row))
 
-    def _exchange_tick(self, tick: MarketTick) -> None:
-        self.route(self.venue.on_tick(tick))
-
     def feed_exchange(self, token: int, row: int, tick: MarketTick | None = None) -> None:
         """Give the exchange row ``row`` of ``token``; on a new IST day, the day's first tick
         of the instrument before it, if the exchange has not had it: the circuit band's

@@ -267,3 +267,11 @@ class PositionLedger:
             "equity": self.equity(strategy_id), "gross_exposure": snap.gross_exposure,
             "open_positions": snap.open_positions, "fills": snap.fills,
         }
+
+
+def snapshot_equity(snap: PnlSnapshot, initial_cash: int) -> int:
+    """The account equity a snapshot states; one written before snapshots carried it, by
+    the accounts: initial cash plus realized and unrealized P&L less charges."""
+    if snap.equity is not None:
+        return snap.equity
+    return initial_cash + snap.realized + snap.unrealized - snap.charges

@@ -33,6 +33,7 @@ from alpha_panda.domain.events import (
     new_envelope,
 )
 from alpha_panda.portfolio import PositionLedger
+from alpha_panda.portfolio.ledger import snapshot_equity
 from alpha_panda.readmodel.views import MAX_ORDERS, MAX_SIGNALS, OrderView, SignalView
 from alpha_panda.stream.emit import BatchFailure, Emit, Emitted
 from alpha_panda.stream.log import Log, Record
@@ -177,10 +178,7 @@ class PortfolioHandler:
     def _curve_point(self, ts: int, snap: PnlSnapshot) -> None:
         """An account snapshot read back: a point of the equity curve. Its time never goes
         back (a fill can carry a time a little before the tick processed just before it)."""
-        equity = snap.equity
-        if equity is None:  # written before snapshots carried it: the same by the accounts
-            equity = (self.ledger.initial_cash + snap.realized + snap.unrealized
-                      - snap.charges)
+        equity = snapshot_equity(snap, self.ledger.initial_cash)
         curve = self.equity_curve
         if curve and ts < curve[-1][0]:
             ts = curve[-1][0]

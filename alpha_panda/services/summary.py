@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from alpha_panda.backtest.metrics import performance
 from alpha_panda.backtest.result import rupees
 from alpha_panda.domain.events import CODEC, OrderRejected, PnlSnapshot, SignalRejected
+from alpha_panda.portfolio.ledger import snapshot_equity
 from alpha_panda.stream.log import Log, read_topic
 from alpha_panda.stream.topics import topic
 
@@ -44,8 +45,7 @@ async def read_run_totals(log: Log, initial_equity: int) -> RunTotals:
             continue
         env = CODEC.decode_as(r.value, PnlSnapshot)
         s = env.data
-        totals.samples.append((env.ts, initial_equity + s.realized + s.unrealized - s.charges,
-                               s.gross_exposure))
+        totals.samples.append((env.ts, snapshot_equity(s, initial_equity), s.gross_exposure))
     # Made in processing order, which is not event-time order across instruments (the
     # projector reads partitions one after another): in time order for the daily closes.
     totals.samples.sort(key=lambda x: x[0])
