@@ -48,20 +48,26 @@ class PipelineControl:
         name = topic(_broker(broker), "control")
         latest: KillSwitchRecord | None = None
         for partition, end in (await self._log.end_offsets(name)).items():
-            if end <= 0:
-                continue
-            records = await self._log.read(TopicPartition(name, partition), max(0, end - _TAIL),
-                                           _TAIL)
-            for r in reversed(records):
+            found = await self._last_switch(TopicPartition(name, partition), end)
+            if found is not None and (latest is None or found.set_at > latest.set_at):
+                latest = found
+        return latest
+
+    async def _last_switch(self, tp: TopicPartition, end: int) -> KillSwitchRecord | None:
+        """The last kill switch of one partition, read back from its end a chunk at a time."""
+        while end > 0:
+            start = max(0, end - _TAIL)
+            for r in reversed(await self._log.read(tp, start, end - start)):
+                if r.offset >= end:
+                    continue
                 try:
                     env = CODEC.decode(r.value)
                 except DecodeError:  # not one of ours: the risk manager dead-letters it
                     continue
                 if isinstance(env.data, KillSwitchSet):
-                    if latest is None or env.ts > latest.set_at:
-                        latest = KillSwitchRecord(env.data.active, env.data.flatten, env.ts)
-                    break
-        return latest
+                    return KillSwitchRecord(env.data.active, env.data.flatten, env.ts)
+            end = start
+        return None
 
 
 def _broker(broker: str) -> str:

@@ -17,8 +17,8 @@ async def test_last_switch_per_broker_comes_from_the_log() -> None:
     await control.set_kill_switch("zerodha", True, True)
     await control.set_kill_switch("paper", True, False)
     await control.set_kill_switch("zerodha", False, True)  # resumed: flatten only with active
-    # Something that is not an event (a poison record) after it does not hide it.
-    await log.append([Output("zerodha.control", b"kill_switch", b"not json", ())])
+    # Things that are not events (poison records) after it do not hide it, however many.
+    await log.append([Output("zerodha.control", b"kill_switch", b"not json", ())] * 120)
 
     # Another process (a restarted API) sees what was set, read from the log alone.
     again = PipelineControl(log)
