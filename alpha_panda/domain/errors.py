@@ -30,7 +30,10 @@ class ConfigurationError(AlphaPandaError):
 
 
 class StrategyConfigError(ConfigurationError):
-    """A strategy configuration is invalid; the message names the source and the field."""
+    """A strategy configuration is invalid; the message names the source and the field.
+    ``strategy_id``: the id the source claims, when it gets as far as naming one."""
+
+    strategy_id: str | None = None
 
     def __init__(self, source: str, field: str | None, message: str) -> None:
         self.source = source

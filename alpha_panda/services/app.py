@@ -28,7 +28,7 @@ from alpha_panda.services.pipeline import SERVICES, Pipeline, build_pipeline
 from alpha_panda.services.readmodel import ReadModelWriter
 from alpha_panda.services.summary import RunTotals, read_run_totals
 from alpha_panda.settings import Settings
-from alpha_panda.strategy.config import DuplicateStrategyId, load_strategy_dir
+from alpha_panda.strategy.config import load_strategy_dir
 from alpha_panda.stream.runtime import freeze_long_lived_objects
 from alpha_panda.stream.topics import REGISTRY
 
@@ -87,9 +87,10 @@ def _through_store(url: str, configs: list[Any], errors: list[Any]) -> tuple[lis
         stored, store_errors = store.load()
     finally:
         store.close()
-    # An id two files claim runs in neither: not as the row an earlier run stored either.
-    ambiguous = {e.strategy_id for e in errors if isinstance(e, DuplicateStrategyId)}
-    stored = [c for c in stored if c.id not in ambiguous]
+    # An id whose file is invalid, or that two files claim, does not run: not as the row an
+    # earlier run stored either (an edit with a typo must not leave the old version trading).
+    blocked = {e.strategy_id for e in errors if e.strategy_id is not None}
+    stored = [c for c in stored if c.id not in blocked]
     log.info("strategy.store", url=store.url, strategies=len(stored))
     return stored, errors + store_errors
 

@@ -226,6 +226,7 @@ def load_strategy_dir(
         try:
             config: StrategyConfig | None = load_strategy_file(path)
         except StrategyConfigError as exc:
+            exc.strategy_id = _claimed_id(path)
             errors.append(exc)
             config = None
         strategy_id = config.id if config is not None else _claimed_id(path)

@@ -53,3 +53,16 @@ def test_an_id_two_files_claim_runs_in_neither_not_even_as_its_stored_row(tmp_pa
     assert configs == []
     assert sorted(str(e).split(":")[0] for e in errors) == sorted(
         str(tmp_path / "s" / name) for name in ("banks.yaml", "e_copy.yaml"))
+
+
+def test_a_file_made_invalid_stops_its_strategy_not_leaving_the_stored_version_on(
+        tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path / "config.db")
+    path = write_strategy(tmp_path / "s", id="edited", tokens=[738561], quantity=2)
+    settings = Settings().model_copy(update={"database_url": url, "strategies_dir": tmp_path / "s"})
+    assert [c.id for c in load_strategies(settings)[0]] == ["edited"]  # stored now
+    path.write_text(path.read_text().replace("quantity: 2", "quantity: -7"))  # a bad edit
+    configs, errors = load_strategies(settings)
+    assert configs == []
+    [error] = errors
+    assert error.strategy_id == "edited" and "quantity" in str(error)
