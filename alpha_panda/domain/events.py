@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from typing import Any, ClassVar, Final, Generic, TypeVar
+from typing import Any, ClassVar, Final, Generic, Literal, TypeVar
 
 import msgspec
 
@@ -170,6 +170,9 @@ class OrderFilled(Payload, frozen=True, kw_only=True, gc=False):
     charges: Charges = NO_CHARGES
     broker_order_id: str | None = None
     ts: int = 0  # event time (ns) of this order event; set by the engine that produced it
+    # Whose order: a strategy's signal, or the venue's own (a bracket's exit leg, the MIS
+    # square-off). A venue order moves the strategy's position without its asking.
+    origin: Literal["signal", "bracket", "squareoff"] = "signal"
 
 
 class OrderRejected(Payload, frozen=True, kw_only=True, gc=False):

@@ -457,6 +457,8 @@ class PaperExchange(MisSquareOff):
                 side=order.side, quantity=qty, price=price, cumulative_quantity=filled,
                 leaves_quantity=order.quantity - filled, average_price=order.average_price,
                 product=order.product, charges=charges, ts=ts,
+                origin="bracket" if order.parent_order_id is not None else (
+                    "squareoff" if order.signal_id.startswith("squareoff|") else "signal"),
             )
         )
         if order.product is _MIS:

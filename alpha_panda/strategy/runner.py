@@ -316,14 +316,17 @@ class StrategyRunner:
         )
 
     def on_fill(self, fill: OrderFilled) -> None:
-        """A fill moves the strategy's cash (and its position, for bracket legs)."""
+        """A fill moves the strategy's cash, and its position when the venue placed the
+        order (a bracket's exit leg, the MIS square-off): no signal of the strategy moved
+        its intended position for it. (The fill says so itself: on the pipeline it may come
+        before its ``order_submitted``.)"""
         book = self._books.get(fill.strategy_id)
         if book is None:
             return
         signed = fill.quantity if fill.side is _BUY else -fill.quantity
         charges = 0 if fill.charges is NO_CHARGES else fill.charges.total
         book.cash -= signed * fill.price + charges
-        if fill.order_id in self._legs:
+        if fill.origin != "signal" or fill.order_id in self._legs:
             self._move(fill.strategy_id, fill.instrument_token, signed)
             if fill.leaves_quantity == 0:
                 self._legs.discard(fill.order_id)

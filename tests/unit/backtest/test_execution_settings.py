@@ -3,6 +3,7 @@ partial fills by traded volume, depth slippage (backtest and pipeline share the 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -10,11 +11,12 @@ import numpy as np
 import pytest
 
 from alpha_panda.backtest.engine import run_backtest
+from alpha_panda.cli.ticks import spread_over_sessions
 from alpha_panda.domain.errors import StrategyConfigError
 from alpha_panda.domain.events import MarketTick, Signal
 from alpha_panda.domain.values import OrderType
 from alpha_panda.execution.config import execution_configs
-from alpha_panda.marketdata.files import TickColumns
+from alpha_panda.marketdata.files import TickColumns, generate_random_walk
 from alpha_panda.strategy.base import Context, Strategy
 from alpha_panda.strategy.config import StrategyConfig, config_from_mapping
 
@@ -127,3 +129,21 @@ def test_the_circuit_band_is_around_the_sessions_first_price_in_a_backtest_too()
         config = config_from_mapping({"id": "l", "strategy": f"{__name__}:{cls.__name__}",
                                       "instruments": [341249]})
         assert run_backtest([config], ticks).summary["rejections"] == rejections, cls
+
+
+def test_a_long_only_mis_strategy_stays_long_only_across_square_offs() -> None:
+    # The 15:20 square-off closes positions the strategy did not ask to close: its fills
+    # say so (origin), and the strategy's own position follows. It used to keep believing
+    # it was long, and sold short on the next day.
+    cols = generate_random_walk(30_000, [341249, 779521], seed=7)
+    ticks = replace(cols, ts=spread_over_sessions(cols.ts, 3))
+    config = config_from_mapping({"id": "s", "strategy": "sma_cross", "product": "MIS",
+                                  "instruments": [341249, 779521],
+                                  "params": {"fast": 5, "slow": 20, "quantity": 10}})
+    fills = run_backtest([config], ticks).fills
+    squared = [f for f in fills if f.origin == "squareoff"]
+    assert len(squared) >= 2 and {f.origin for f in fills} == {"signal", "squareoff"}
+    held: dict[int, int] = {}
+    for f in fills:
+        held[f.instrument_token] = held.get(f.instrument_token, 0) + f.side.sign * f.quantity
+        assert held[f.instrument_token] >= 0, f
