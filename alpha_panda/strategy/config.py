@@ -19,11 +19,11 @@ from types import ModuleType
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, NonNegativeInt, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from alpha_panda.domain.errors import ConfigurationError, StrategyConfigError
-from alpha_panda.domain.values import Broker, Product
+from alpha_panda.domain.values import Broker
 from alpha_panda.risk.limits import RiskLimits
 from alpha_panda.strategy.base import Strategy, StrategyParams
 from alpha_panda.strategy.builtins import BUILTINS
@@ -42,6 +42,10 @@ class DuplicateStrategyId(StrategyConfigError):
         )
 
 
+def _upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
 class ExecutionSettings(BaseModel):
     """Paper / backtest simulation settings of one strategy (``ExecutionConfig`` says what
     each does; these are its fields a strategy file may set)."""
@@ -57,7 +61,9 @@ class ExecutionSettings(BaseModel):
     # Partial fills: at most this share of a tick's traded quantity per order and tick.
     volume_participation: Annotated[Decimal, Field(gt=0, le=1)] | None = None
     # Orders outside NSE hours and holidays: accepted (off), rejected, or queued to the open.
-    market_hours: Literal["off", "reject", "queue"] = "off"
+    # (YAML reads an unquoted ``off`` as false: that is "off" too.)
+    market_hours: Annotated[Literal["off", "reject", "queue"],
+                            BeforeValidator(lambda v: "off" if v is False else v)] = "off"
 
 
 class StrategyConfig(BaseModel):
@@ -72,8 +78,10 @@ class StrategyConfig(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     risk: dict[str, Any] = Field(default_factory=dict)
     execution: ExecutionSettings = Field(default_factory=ExecutionSettings)
-    # Orders that name no product: CNC (delivery) or MIS (intraday, squared off at 15:20).
-    product: Product = Product.CNC
+    # Orders that name no product: CNC (delivery) or MIS (intraday, squared off at 15:20);
+    # NRML is for F&O: an equity strategy set to it would escape both the CNC short rule
+    # and the square-off. (Any case: ``mis``.)
+    product: Annotated[Literal["CNC", "MIS"], BeforeValidator(_upper)] = "CNC"
     enabled: bool = True
     source: str = Field(default="", exclude=True)
 

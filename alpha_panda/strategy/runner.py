@@ -34,7 +34,7 @@ from alpha_panda.domain.events import (
     Signal,
     derive_id,
 )
-from alpha_panda.domain.values import Side
+from alpha_panda.domain.values import Product, Side
 from alpha_panda.strategy.bars import BarBuilder
 from alpha_panda.strategy.base import Context, Strategy, _Book, _Clock
 from alpha_panda.strategy.config import StrategyConfig
@@ -143,7 +143,7 @@ class StrategyRunner:
             instruments=list(config.instruments), brokers=[b.value for b in config.brokers],
             source=config.source,
         )
-        book = self._books[sid] = _Book(sid, cash, self._clock, config.product)
+        book = self._books[sid] = _Book(sid, cash, self._clock, Product(config.product))
         if not config.enabled:
             return
         cls = config.strategy_class()

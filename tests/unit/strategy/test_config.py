@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from alpha_panda.domain.errors import StrategyConfigError
 from alpha_panda.domain.values import Broker
@@ -176,3 +177,15 @@ def test_nonsensical_builtin_params_are_refused_naming_file_and_field(
         config_from_mapping(data, "strategies/x.yaml")
     assert err.value.field == field
     assert str(err.value) == f"strategies/x.yaml: {field}: {message}"
+
+
+def test_product_and_market_hours_read_as_a_trader_writes_them() -> None:
+    base = {"id": "x", "strategy": "sma_cross", "instruments": [1]}
+    assert config_from_mapping({**base, "product": "mis"}).product == "MIS"
+    assert config_from_mapping(base).product == "CNC"
+    # YAML reads an unquoted off as false
+    unquoted = yaml.safe_load("execution: {market_hours: off}")
+    assert config_from_mapping({**base, **unquoted}).execution.market_hours == "off"
+    with pytest.raises(StrategyConfigError,
+                       match=r"product: Input should be 'CNC' or 'MIS' \(got 'NRML'\)"):
+        config_from_mapping({**base, "product": "NRML"})  # F&O: no square-off, no CNC rule
