@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Annotated
 
 import numpy as np
+import pyarrow as pa
 import typer
 
 from alpha_panda.cli.log_job import run_log_job
 from alpha_panda.cli.topics import DataDirOpt, LogOpt
 from alpha_panda.domain.clock import IST
-from alpha_panda.domain.errors import DecodeError
+from alpha_panda.domain.errors import DecodeError, ValidationError
 from alpha_panda.domain.events import CODEC, MarketTick
 from alpha_panda.marketdata.files import (
     INT_EXTRAS,
@@ -67,7 +68,7 @@ def spread_over_sessions(ts: np.ndarray, days: int) -> np.ndarray:
 
 @app.command()
 def generate(
-    out: Annotated[Path, typer.Argument(help="the file to write: .csv or .parquet")],
+    out: Annotated[Path, typer.Argument(help="the file to write: .csv, .csv.gz or .parquet")],
     ticks: Annotated[int, typer.Option(min=1, help="how many ticks in all")] = 100_000,
     instruments: Annotated[int, typer.Option(
         min=1, help="how many instruments (the simulator's NSE list first)")] = 20,
@@ -76,14 +77,14 @@ def generate(
 ) -> None:
     """A sample tick file: a random walk, 09:15-15:30 IST sessions from 2024-01-01."""
     cols = generate_random_walk(ticks, instruments, seed=seed)
-    write_ticks(out, replace(cols, ts=spread_over_sessions(cols.ts, days)))
-    typer.echo(f"wrote {ticks:,} ticks of {min(instruments, ticks)} instruments over "
-               f"{days} session(s) to {out}")
+    _write(out, replace(cols, ts=spread_over_sessions(cols.ts, days)))
+    typer.echo(f"wrote {ticks:,} ticks of {len(set(cols.instrument_token.tolist()))} "
+               f"instruments over {min(days, ticks)} session(s) to {out}")
 
 
 @app.command()
 def export(
-    out: Annotated[Path, typer.Argument(help="the file to write: .csv or .parquet")],
+    out: Annotated[Path, typer.Argument(help="the file to write: .csv, .csv.gz or .parquet")],
     log: LogOpt = None,
     data_dir: DataDirOpt = None,
     source: Annotated[str | None, typer.Option(
@@ -111,9 +112,21 @@ def export(
                    + (f" from source {source!r}" if source else ""), err=True)
         raise typer.Exit(1)
     found.sort(key=lambda t: t.ts)  # stable: a token's ticks keep their order
-    write_ticks(out, columns(found))
+    _write(out, columns(found))
     skipped = f" ({bad} malformed records skipped)" if bad else ""
     typer.echo(f"wrote {len(found):,} ticks to {out}{skipped}")
+
+
+def _write(out: Path, cols: TickColumns) -> None:
+    """``write_ticks``, with a clear error (exit 2) for a file it cannot write."""
+    try:
+        write_ticks(out, cols)
+    except ValidationError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except (OSError, pa.ArrowException) as exc:
+        typer.echo(f"error: cannot write {out}: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 def columns(found: list[MarketTick]) -> TickColumns:

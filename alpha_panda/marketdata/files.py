@@ -451,7 +451,8 @@ def tick_rows(cols: TickColumns, start: int, stop: int) -> list[MarketTick]:
 
 
 def write_ticks(path: str | Path, cols: TickColumns) -> None:
-    """Write ticks as CSV or Parquet (by extension); prices in rupees, times in int ns."""
+    """Write ticks as CSV (gzipped for ``.csv.gz``) or Parquet, by extension; prices in
+    rupees, times in int ns."""
     p = Path(path)
     data: dict[str, pa.Array] = {
         "timestamp": pa.array(cols.ts, pa.int64()),
@@ -465,10 +466,16 @@ def write_ticks(path: str | Path, cols: TickColumns) -> None:
         scaled = values / 100.0 if name in PRICE_EXTRAS else values
         data[name] = pa.array(scaled, mask=mask)
     table = pa.table(data)
-    if p.name.lower().endswith((".parquet", ".pq")):
+    name = p.name.lower()
+    if name.endswith((".parquet", ".pq")):
         pq.write_table(table, p)
-    else:
+    elif name.endswith(".csv.gz"):
+        with pa.CompressedOutputStream(str(p), "gzip") as out:
+            pacsv.write_csv(table, out)
+    elif name.endswith(".csv"):
         pacsv.write_csv(table, p)
+    else:
+        raise ValidationError(f"{p}: a tick file is .csv, .csv.gz, .parquet or .pq")
 
 
 def generate_random_walk(

@@ -82,3 +82,15 @@ def test_export_writes_the_logs_ticks_in_time_order(tmp_path: Path) -> None:
     none = CliRunner().invoke(app, ["ticks", "export", str(tmp_path / "x.csv"),
                                     "--data-dir", str(tmp_path), "--source", "sim"])
     assert none.exit_code == 1 and "no ticks on market.ticks from source 'sim'" in none.output
+
+
+def test_generate_writes_gzipped_csv_and_refuses_what_it_cannot_write(tmp_path: Path) -> None:
+    gz = tmp_path / "ticks.csv.gz"
+    result = CliRunner().invoke(app, ["ticks", "generate", str(gz), "--ticks", "50"])
+    assert result.exit_code == 0, result.output
+    assert gz.read_bytes()[:2] == b"\x1f\x8b" and len(load_ticks(gz)) == 50
+    for out, message in ((tmp_path / "ticks.txt", "a tick file is .csv, .csv.gz, .parquet or .pq"),
+                         (tmp_path / "no" / "such" / "dir.csv", "cannot write")):
+        bad = CliRunner().invoke(app, ["ticks", "generate", str(out), "--ticks", "50"])
+        assert bad.exit_code == 2 and message in bad.output, bad.output
+        assert not out.exists()
