@@ -104,6 +104,10 @@ def run(
     failed = strategies_failed(system)
     if failed:  # as backtest: the figures are printed, but without these strategies
         raise fail(f"strategies failed and were taken out of service: {', '.join(failed)}", code=1)
+    invalid = system.pipeline.config_errors if system.pipeline else []
+    if invalid:  # they were reported at the start; a script must not take this run as clean
+        raise fail(f"{len(invalid)} strategy file(s) invalid, so not run: "
+                   + "; ".join(str(e) for e in invalid), code=1)
 
 
 def _warn_unsimulated(settings: Settings) -> None:

@@ -36,3 +36,18 @@ def test_a_failed_strategy_is_listed_and_the_run_exits_1(tmp_path: Path, tick_fi
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["strategies_failed"] == ["crash"]
     assert summary["ticks"] == summary["ticks_published"] == 3000 and summary["fills"] > 0
+
+
+def test_an_invalid_strategy_file_makes_the_run_exit_1(tmp_path: Path, tick_file) -> None:
+    path, _ = tick_file(1000, 2, seed=5)
+    strategies = tmp_path / "strategies"
+    strategies.mkdir()
+    (strategies / "typo.yaml").write_text(
+        "id: typo\nstrategy: sma_cross\ninstruments: [738561]\nparams: {fast: 30, slow: 10}\n")
+    result = CliRunner().invoke(app, [
+        "run", "--feed", f"replay:{path}", "--strategies", str(strategies), "--no-api",
+        "--exit-at-end", "--json", "--data-dir", str(tmp_path / "data"), "--log", "memory"])
+    assert result.exit_code == 1, result.output
+    assert "1 strategy file(s) invalid, so not run:" in result.stderr
+    assert "typo.yaml: params" in result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1])["fills"] == 0
