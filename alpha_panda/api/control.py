@@ -23,8 +23,9 @@ class KillSwitchRecord:
 class Control(Protocol):
     """Operator controls of a running pipeline."""
 
-    async def set_kill_switch(self, broker: str, active: bool, flatten: bool) -> None:
-        """Stop (``active=True``) or resume new orders on ``broker`` (``paper`` or ``zerodha``).
+    async def set_kill_switch(self, broker: str, active: bool, flatten: bool) -> KillSwitchRecord:
+        """Stop (``active=True``) or resume new orders on ``broker`` (``paper`` or ``zerodha``);
+        returns the switch as set (what ``kill_switch`` reads back).
 
         With ``flatten`` (only meaningful when activating), also close every open position of
         that broker at market. Raises ``ValidationError`` / ``ConfigurationError`` when the

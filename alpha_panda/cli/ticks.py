@@ -92,6 +92,9 @@ def export(
     )] = None,
 ) -> None:
     """The ticks on the log's market.ticks (kept a day), in time order, to a tick file."""
+    if data_dir is not None and not data_dir.is_dir():  # (opening a log there would make one)
+        typer.echo(f"error: no data directory {data_dir}", err=True)
+        raise typer.Exit(2)
 
     async def job(lg: Log) -> tuple[list[MarketTick], int]:
         found: list[MarketTick] = []

@@ -32,7 +32,7 @@ class PipelineControl:
         self._log = log
         self._requested_by = requested_by
 
-    async def set_kill_switch(self, broker: str, active: bool, flatten: bool) -> None:
+    async def set_kill_switch(self, broker: str, active: bool, flatten: bool) -> KillSwitchRecord:
         b = _broker(broker)
         now = time.time_ns()
         event = KillSwitchSet(active=active, flatten=flatten and active,
@@ -40,6 +40,7 @@ class PipelineControl:
         env = new_envelope(event, id=derive_id(f"control:{b}", "kill_switch", now), ts=now,
                            source=SOURCE, key="kill_switch", broker=b)
         await self._log.append([to_output(Emit(topic(b, "control"), env))])
+        return KillSwitchRecord(event.active, event.flatten, now)
 
 
     async def kill_switch(self, broker: str) -> KillSwitchRecord | None:

@@ -14,13 +14,14 @@ class RecordingControl:
         self.refuse: Exception | None = None
         self._set_at = set_at
 
-    async def set_kill_switch(self, broker: str, active: bool, flatten: bool) -> None:
+    async def set_kill_switch(self, broker: str, active: bool, flatten: bool) -> KillSwitchRecord:
         if self.refuse is not None:
             raise self.refuse
         self.calls.append((broker, active, flatten))
+        return KillSwitchRecord(active, flatten and active, self._set_at)
 
     async def kill_switch(self, broker: str) -> KillSwitchRecord | None:
         for b, active, flatten in reversed(self.calls):
             if b == broker:
-                return KillSwitchRecord(active, flatten, self._set_at)
+                return KillSwitchRecord(active, flatten and active, self._set_at)
         return None

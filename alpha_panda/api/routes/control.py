@@ -7,8 +7,6 @@ switch it will apply when it starts.
 
 from __future__ import annotations
 
-import time
-
 import msgspec
 from fastapi import APIRouter, HTTPException, Request
 
@@ -62,10 +60,10 @@ async def kill_switch(body: s.KillSwitchRequest, request: Request) -> s.KillSwit
     if control is None:
         raise HTTPException(503, detail="no trading pipeline runs in this process: nothing to stop")
     try:
-        await control.set_kill_switch(broker.value, body.active, body.flatten)
+        done = await control.set_kill_switch(broker.value, body.active, body.flatten)
     except (ValidationError, ConfigurationError) as exc:
         raise HTTPException(409, detail=str(exc)) from exc
-    log.warning("kill switch set", broker=broker.value, active=body.active, flatten=body.flatten)
-    return s.KillSwitchState(
-        broker=broker.value, active=body.active, flatten=body.flatten, set_at=time.time_ns()
-    )
+    log.warning("kill switch set", broker=broker.value, active=done.active, flatten=done.flatten)
+    # as set on the log: what GET reads back until its risk manager applies it
+    return s.KillSwitchState(broker=broker.value, active=done.active, flatten=done.flatten,
+                             set_at=done.set_at)

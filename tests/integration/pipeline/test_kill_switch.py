@@ -68,6 +68,8 @@ async def test_kill_switch_flattens_blocks_and_survives_restart(tmp_path: Path) 
         assert live.status_code == 200, live.text
         state = (await client.get("/api/v1/kill-switch")).json()
         assert {s["broker"]: s["active"] for s in state} == {"paper": True, "zerodha": True}
+        # the time POST answers is the one the log holds, and GET reads back
+        assert {s["broker"]: s["set_at"] for s in state}["zerodha"] == live.json()["set_at"]
         vague = await client.post("/api/v1/kill-switch", json={"broker": "paper", "active": "no"})
         assert vague.status_code == 422  # not read as false: trading stays stopped
     system.stop.set()

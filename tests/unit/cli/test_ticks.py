@@ -82,6 +82,10 @@ def test_export_writes_the_logs_ticks_in_time_order(tmp_path: Path) -> None:
     none = CliRunner().invoke(app, ["ticks", "export", str(tmp_path / "x.csv"),
                                     "--data-dir", str(tmp_path), "--source", "sim"])
     assert none.exit_code == 1 and "no ticks on market.ticks from source 'sim'" in none.output
+    missing = tmp_path / "no-such-dir"
+    gone = CliRunner().invoke(app, ["ticks", "export", str(tmp_path / "y.csv"),
+                                    "--data-dir", str(missing)])
+    assert gone.exit_code == 2 and "no data directory" in gone.output and not missing.exists()
 
 
 def test_generate_writes_gzipped_csv_and_refuses_what_it_cannot_write(tmp_path: Path) -> None:
