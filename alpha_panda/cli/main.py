@@ -88,8 +88,6 @@ def run(
     _configure_logging(settings)
     if exit_at_end and not settings.feed.startswith("replay:"):
         raise fail("--exit-at-end needs --feed replay:FILE")
-    if settings.feed == "sim":
-        _warn_unsimulated(settings)
     options = RunOptions(duration=duration, exit_at_end=exit_at_end, speed=speed,
                          progress=not json_out or sys.stderr.isatty(), summary=json_out)
     system = SystemRun(settings, options)
@@ -108,30 +106,6 @@ def run(
     if invalid:  # they were reported at the start; a script must not take this run as clean
         raise fail(f"{len(invalid)} strategy file(s) invalid, so not run: "
                    + "; ".join(str(e) for e in invalid), code=1)
-
-
-def _warn_unsimulated(settings: Settings) -> None:
-    """Log a warning per strategy file trading a token the simulator never ticks.
-
-    Only a warning: the file is valid (a live Kite token), it just cannot trade on this
-    feed. Invalid files are left to the run itself to report.
-    """
-    import structlog
-
-    from alpha_panda.cli.strategy import NOT_SIMULATED, unsimulated
-    from alpha_panda.marketdata.instruments import BY_TOKEN
-    from alpha_panda.services.app import SAMPLE_STRATEGIES
-    from alpha_panda.strategy.config import load_strategy_dir
-
-    directory = settings.strategies_dir or SAMPLE_STRATEGIES
-    if not directory.is_dir():
-        return  # the run fails on it with its own message
-    configs, _ = load_strategy_dir(directory)
-    simulated = settings.simulator.instruments or BY_TOKEN.keys()
-    for config, tokens in unsimulated(configs, simulated):
-        structlog.get_logger(__name__).warning(
-            "strategy.instruments_not_simulated", strategy=config.id, source=config.source,
-            instruments=tokens, detail=NOT_SIMULATED)
 
 
 @app.command(epilog=ENV_NOTE)

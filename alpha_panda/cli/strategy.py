@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Annotated
 
@@ -13,33 +12,16 @@ from alpha_panda.domain.errors import StrategyConfigError
 from alpha_panda.marketdata.instruments import BY_TOKEN
 from alpha_panda.strategy.builtins import BUILTINS
 from alpha_panda.strategy.config import (
-    StrategyConfig,
+    NOT_SIMULATED,
     load_strategy_dir,
     load_strategy_file,
     resolve_strategy,
+    unsimulated,
 )
 from alpha_panda.strategy.template import render
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
-NOT_SIMULATED = ("not among the simulator's instruments: no tick reaches this strategy with "
-                 "--feed sim (fine for a Kite instrument token with --feed kite)")
-
-
-def unsimulated(
-    configs: Iterable[StrategyConfig], simulated: Collection[int] = BY_TOKEN.keys(),
-) -> list[tuple[StrategyConfig, list[int]]]:
-    """Each config with the instrument tokens the simulator does not produce ticks for.
-
-    Not an error: live tokens come from Kite's instrument master, which the simulator's
-    25 instruments do not cover; but on the simulator such a strategy silently never trades.
-    """
-    found = []
-    for config in configs:
-        missing = [t for t in config.instruments if t not in simulated]
-        if missing:
-            found.append((config, missing))
-    return found
 
 
 @app.command()
@@ -89,7 +71,7 @@ def check(
             configs, errors = [], [exc]
     for c in configs:
         typer.echo(f"ok       {c.source}: {c.id} ({c.strategy}, {len(c.instruments)} instruments)")
-    for c, tokens in unsimulated(configs):
+    for c, tokens in unsimulated(configs, BY_TOKEN.keys()):
         typer.secho(f"warning  {c.source}: instruments: {', '.join(map(str, tokens))} "
                     f"{NOT_SIMULATED}", fg="yellow", err=True)
     for e in errors:

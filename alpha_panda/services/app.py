@@ -20,6 +20,7 @@ from typing import Any
 import structlog
 
 from alpha_panda.domain.errors import ConfigurationError
+from alpha_panda.marketdata.instruments import BY_TOKEN
 from alpha_panda.observability.health import ComponentStatus, State
 from alpha_panda.readmodel.cache import Cache
 from alpha_panda.services.feed import ReplayFeed, SimulatedFeed
@@ -28,7 +29,7 @@ from alpha_panda.services.pipeline import SERVICES, Pipeline, build_pipeline
 from alpha_panda.services.readmodel import ReadModelWriter
 from alpha_panda.services.summary import RunTotals, read_run_totals
 from alpha_panda.settings import Settings
-from alpha_panda.strategy.config import load_strategy_dir
+from alpha_panda.strategy.config import NOT_SIMULATED, load_strategy_dir, unsimulated
 from alpha_panda.stream.runtime import freeze_long_lived_objects
 from alpha_panda.stream.topics import REGISTRY
 
@@ -70,6 +71,11 @@ def load_strategies(settings: Settings) -> tuple[list[Any], list[Any]]:
         configs, errors = _through_store(settings.database_url, configs, errors)
     for err in errors:
         log.error("strategy.invalid", error=str(err))
+    if settings.feed == "sim":  # valid, maybe a Kite token: but no tick ever reaches it here
+        simulated = settings.simulator.instruments or BY_TOKEN.keys()
+        for config, tokens in unsimulated(configs, simulated):
+            log.warning("strategy.instruments_not_simulated", strategy=config.id,
+                        source=config.source, instruments=tokens, detail=NOT_SIMULATED)
     if not configs:
         log.warning("strategy.none", directory=str(directory),
                     detail="no valid strategy: ticks flow, nothing trades")

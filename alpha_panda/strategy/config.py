@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from decimal import Decimal
 from pathlib import Path
 from types import ModuleType
@@ -212,6 +212,26 @@ def load_strategy_file(path: str | Path) -> StrategyConfig:
     except yaml.YAMLError as exc:
         raise StrategyConfigError(str(p), None, f"invalid YAML: {exc}") from exc
     return config_from_mapping(data, str(p))
+
+
+NOT_SIMULATED = ("not among the simulator's instruments: no tick reaches this strategy with "
+                 "--feed sim (fine for a Kite instrument token with --feed kite)")
+
+
+def unsimulated(
+    configs: Iterable[StrategyConfig], simulated: Collection[int],
+) -> list[tuple[StrategyConfig, list[int]]]:
+    """Each config with its instrument tokens not in ``simulated`` (the simulator's).
+
+    Not an error: live tokens come from Kite's instrument master, which the simulator's
+    25 instruments do not cover; but on the simulator such a strategy silently never trades.
+    """
+    found = []
+    for config in configs:
+        missing = [t for t in config.instruments if t not in simulated]
+        if missing:
+            found.append((config, missing))
+    return found
 
 
 def load_strategy_dir(

@@ -10,7 +10,7 @@ from structlog.testing import capture_logs
 from typer.testing import CliRunner
 
 from alpha_panda.cli import app
-from alpha_panda.cli.main import _warn_unsimulated
+from alpha_panda.services.app import load_strategies
 from alpha_panda.settings import Settings
 
 SAMPLES = Path(__file__).resolve().parents[3] / "alpha_panda" / "sample_strategies"
@@ -69,11 +69,12 @@ def test_the_samples_check_clean(samples: Path) -> None:
 
 
 def test_run_on_the_simulator_warns_of_tokens_it_never_ticks(tmp_path: Path) -> None:
+    # (where every run and service loads its strategies, the config store's rows too)
     (tmp_path / "live.yaml").write_text(
         "id: live\nstrategy: sma_cross\ninstruments: [738561, 123]\n")
     (tmp_path / "sim.yaml").write_text("id: sim\nstrategy: sma_cross\ninstruments: [738561]\n")
     with capture_logs() as logs:
-        _warn_unsimulated(Settings(strategies_dir=tmp_path))
+        load_strategies(Settings(strategies_dir=tmp_path))
     assert logs == [{
         "event": "strategy.instruments_not_simulated", "log_level": "warning",
         "strategy": "live", "source": str(tmp_path / "live.yaml"), "instruments": [123],
@@ -82,6 +83,6 @@ def test_run_on_the_simulator_warns_of_tokens_it_never_ticks(tmp_path: Path) -> 
     # a simulator narrowed to some instruments: the others never tick either
     narrowed = Settings(strategies_dir=tmp_path, simulator={"instruments": [341249]})
     with capture_logs() as logs:
-        _warn_unsimulated(narrowed)
+        load_strategies(narrowed)
     assert [(e["strategy"], e["instruments"]) for e in logs] == [
         ("live", [738561, 123]), ("sim", [738561])]
