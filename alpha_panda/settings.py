@@ -36,7 +36,7 @@ class ApiSettings(_Section):
 
 
 class SimulatorSettings(_Section):
-    """The market simulator: random walks on the 0.05 grid over a simulated NSE session."""
+    """The market simulator: random walks on NSE's tick sizes over simulated NSE sessions."""
 
     rate: PositiveFloat = 200.0
     """Ticks per second across all instruments (wall clock)."""

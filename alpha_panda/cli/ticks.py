@@ -1,7 +1,8 @@
 """``alpha-panda ticks generate|export``: tick files for backtests and replays.
 
 ``generate`` writes a sample: a random walk on the 0.05 grid over the simulator's NSE
-instruments, spread over whole sessions (09:15-15:30 IST, weekdays). ``export`` writes the
+instruments, spread over whole sessions (09:15-15:30 IST, weekdays) from 2024-01-01, when
+0.05 was NSE's tick size for every price. ``export`` writes the
 ticks a run recorded on its log (``run --feed kite`` through a session: Kite's own ticks),
 in time order, for a backtest of what the market really did. Both write CSV or Parquet by
 the file's extension, in the format ``load_ticks`` reads.

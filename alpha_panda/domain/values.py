@@ -1,8 +1,9 @@
 """Value types shared by every stage.
 
 Prices and money are integers in paise (1 rupee = 100 paise): exact, fast, and
-hashable. NSE equity and F&O tick sizes (0.05) are whole paise, so every price on
-the exchange grid is an integer here. Quantities are integer shares/units.
+hashable. NSE equity and F&O tick sizes (0.01 to 5 rupees, ``execution.market.TickSizes``)
+are whole paise, so every price on the exchange grid is an integer here. Quantities are
+integer shares/units.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ Paise = int
 
 PAISE_PER_RUPEE = 100
 TICK_SIZE_PAISE = 5
-"""NSE's tick size for equities and most derivatives: 0.05 rupee."""
+"""NSE's tick size for every equity until June 2024 (0.05 rupee), and the default of code
+that knows no day or price band: the exchange's is ``execution.market.TickSizes``'s."""
 
 
 class Broker(StrEnum):

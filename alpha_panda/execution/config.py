@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from alpha_panda.domain.errors import ConfigurationError
 from alpha_panda.execution.costs import CostModel, Segment
-from alpha_panda.execution.market import CircuitBands, MarketCalendar
+from alpha_panda.execution.market import CircuitBands, MarketCalendar, TickSizes
 
 MarketHoursMode = Literal["off", "reject", "queue"]
 SlippageModel = Literal["fixed", "depth"]
@@ -33,8 +33,9 @@ class ExecutionConfig:
     - ``mis_squareoff``: IST cut-off for MIS: open MIS orders are cancelled and positions
       squared off at the first tick at/after it; new MIS orders after it are rejected.
     - ``expire_day_orders``: DAY orders still open at the close (15:30 IST) expire.
-    - ``enforce_tick_size`` / ``price_bands``: reject limit/trigger prices off the 0.05 grid
-      or outside the instrument's circuit band.
+    - ``enforce_tick_size`` / ``price_bands``: reject prices off the instrument's tick grid
+      (NSE's tick size on the day for its price band, ``tick_sizes``, default the packaged
+      table) or limit/trigger prices outside its circuit band.
     - ``tick_history``: ticks kept per instrument to match orders that arrive late.
     - ``segments``: per-instrument rate-card segment (e.g. options); default from product.
     """
@@ -56,6 +57,7 @@ class ExecutionConfig:
     cost_model: CostModel | None = None
     calendar: MarketCalendar | None = None
     bands: CircuitBands | None = None
+    tick_sizes: TickSizes | None = None
 
     def __post_init__(self) -> None:
         # YAML hands us floats (2.5): go through str so 2.5 bps is exactly 2.5

@@ -1,23 +1,25 @@
-"""NSE market rules in event time: session hours, holidays, circuit (price) bands.
+"""NSE market rules in event time: session hours, holidays, circuit (price) bands, tick sizes.
 
-The calendar and the bands come from versioned data files in ``alpha_panda/data/``
-(``nse_holidays.json``, ``circuit_bands.json``) so a new year's holidays or a band
-change is a data edit. Every function takes event time in int ns since the epoch (UTC)
+The calendar, the bands and the tick sizes come from versioned data files in
+``alpha_panda/data/`` (``nse_holidays.json``, ``circuit_bands.json``, ``tick_sizes.json``)
+so a new year's holidays, a band or a tick size change is a data edit. Every function takes event time in int ns since the epoch (UTC)
 and works in IST; nothing reads the wall clock.
 """
 
 from __future__ import annotations
 
 import json
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from datetime import date, time, timedelta
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from alpha_panda.domain.clock import NS, hhmm, ist_date, ist_ns
 from alpha_panda.domain.errors import ConfigurationError
-from alpha_panda.domain.values import TICK_SIZE_PAISE
+from alpha_panda.domain.values import PAISE_PER_RUPEE, Paise
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 
@@ -98,18 +100,79 @@ class CircuitBands:
         except (KeyError, ValueError, ArithmeticError) as exc:
             raise ConfigurationError(f"bad circuit band file: {exc!r}") from exc
 
-    def limits(self, token: int, reference: int) -> tuple[int, int] | None:
-        """(lower, upper) price in paise, on the 0.05 grid inside the band; None = no band."""
+    def limits(self, token: int, reference: int, tick: Paise) -> tuple[int, int] | None:
+        """(lower, upper) price in paise, on the ``tick`` grid inside the band; None = no band."""
         pct = self.instruments.get(token, self.default_percent)
         if pct is None:
             return None
         width = Decimal(reference) * pct / 100
-        lower = int(Decimal(reference) - width)
-        upper = int(Decimal(reference) + width)
         # the exchange rounds the band inwards onto the tick grid
-        lower = -(-lower // TICK_SIZE_PAISE) * TICK_SIZE_PAISE
-        upper = upper // TICK_SIZE_PAISE * TICK_SIZE_PAISE
-        return lower, upper
+        lower = int(((Decimal(reference) - width) / tick).to_integral_value(ROUND_CEILING))
+        upper = int(((Decimal(reference) + width) / tick).to_integral_value(ROUND_FLOOR))
+        return lower * tick, upper * tick
+
+
+_Band = tuple[Paise | None, bool, Paise]  # (limit, inclusive, tick); None = no upper limit
+
+
+def _rupees_to_paise(text: str) -> Paise:
+    paise = Decimal(text) * PAISE_PER_RUPEE
+    if paise != paise.to_integral_value() or paise <= 0:
+        raise ValueError(f"{text} is not a positive whole number of paise")
+    return int(paise)
+
+
+@dataclass(frozen=True, slots=True)
+class TickSizes:
+    """NSE's tick size by date and price band (``tick_sizes.json``).
+
+    ``at(day, reference)`` is the tick of an instrument whose reference price is
+    ``reference`` paise on ``day``: 0.05 everywhere before 2024-06-10, 0.01 below Rs 250
+    from then, six bands from Rs 0.01 to Rs 5 from 2025-04-15. NSE fixes a stock's tick
+    from its closing price at the end of a review period; the paper exchange takes the
+    price its circuit band is referenced to (the previous close, else the session's first
+    price), so a replay of 2024 data trades on the 0.05 grid of its day.
+    """
+
+    schedules: tuple[tuple[date, tuple[_Band, ...]], ...]
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> TickSizes:
+        """The table in ``path`` (default: the packaged ``tick_sizes.json``)."""
+        raw = _read(path or DATA_DIR / "tick_sizes.json")
+        try:
+            schedules = []
+            for schedule in raw["schedules"]:
+                bands: list[_Band] = []
+                for band in schedule["bands"]:
+                    below, up_to = band.get("below"), band.get("up_to")
+                    if below is not None and up_to is not None:
+                        raise ValueError(f"band {band} has both below and up_to")
+                    limit = below if below is not None else up_to
+                    bands.append((None if limit is None else _rupees_to_paise(str(limit)),
+                                  up_to is not None, _rupees_to_paise(str(band["tick"]))))
+                if not bands or bands[-1][0] is not None:
+                    raise ValueError(f"{schedule['effective_from']}: the last band needs no limit")
+                schedules.append((date.fromisoformat(schedule["effective_from"]), tuple(bands)))
+        except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
+            raise ConfigurationError(f"bad tick size file: {exc!r}") from exc
+        if not schedules:
+            raise ConfigurationError("bad tick size file: no schedules")
+        return cls(tuple(sorted(schedules)))
+
+    def at(self, day: date, reference: Paise) -> Paise:
+        """The tick in paise on ``day`` for a reference price of ``reference`` paise."""
+        i = bisect_right(self.schedules, day, key=lambda s: s[0]) - 1
+        for limit, inclusive, tick in self.schedules[max(i, 0)][1]:
+            if limit is None or reference < limit or (inclusive and reference == limit):
+                return tick
+        raise AssertionError("unreachable: the last band has no limit")
+
+
+@cache
+def nse_tick_sizes() -> TickSizes:
+    """The packaged table, read once."""
+    return TickSizes.load()
 
 
 _DAY_NS = 86_400 * NS

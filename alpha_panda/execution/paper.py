@@ -44,10 +44,15 @@ from alpha_panda.domain.events import (
     Signal,
     derive_id,
 )
-from alpha_panda.domain.values import OrderType, Product, Side, Validity
+from alpha_panda.domain.values import TICK_SIZE_PAISE, OrderType, Product, Side, Validity
 from alpha_panda.execution.config import ExecutionConfig
 from alpha_panda.execution.costs import CostModel, Segment
-from alpha_panda.execution.market import CircuitBands, MarketCalendar, SessionClock
+from alpha_panda.execution.market import (
+    CircuitBands,
+    MarketCalendar,
+    SessionClock,
+    nse_tick_sizes,
+)
 from alpha_panda.execution.orders import Order, OrderStatus, order_id_for
 from alpha_panda.execution.pricing import depth_fills, seeded_rng, slipped, volume_cap
 from alpha_panda.execution.rules import reference_price, validate
@@ -83,6 +88,7 @@ class PaperExchange(MisSquareOff):
         self._costs: CostModel | None = (cfg.cost_model or CostModel.load()) if cfg.costs else None
         self._calendar = cfg.calendar or MarketCalendar.load()
         self._bands = (cfg.bands or CircuitBands.load()) if cfg.price_bands else None
+        self._tick_sizes = cfg.tick_sizes or nse_tick_sizes()
         self._slip = Decimal(cfg.slippage_bps)
         self._history: dict[int, deque[MarketTick]] = {}
         self._dropped_ts: dict[int, int] = {}  # newest ts trimmed from an instrument's history
@@ -189,7 +195,7 @@ class PaperExchange(MisSquareOff):
                 out.append(self._reject(order, "NO_PRICE", "no reference price yet", now_ns))
                 return out
             if not self._no_slip:
-                price = self._market_price(order, price)
+                price = self._market_price(order, price, now_ns)
             self._fill(order, order.quantity, price, now_ns, out)
             return out
         if kind is _LIMIT and arrival == now_ns and not queued:
@@ -237,7 +243,7 @@ class PaperExchange(MisSquareOff):
             instrument_token=token, side=side, quantity=qty, order_type=_MARKET,
             product=product, validity=order.validity, tag=signal_id[:20], ts=now_ns,
         )
-        price = hint if self._no_slip else self._market_price(order, hint)
+        price = hint if self._no_slip else self._market_price(order, hint, now_ns)
         # the whole quantity at one price: SUBMITTED -> FILLED, average price = price
         turnover = qty * price
         order.filled = qty
@@ -308,20 +314,29 @@ class PaperExchange(MisSquareOff):
     # ------------------------------------------------------------------ validation
 
     def _validate(self, order: Order, now_ns: int) -> tuple[str, str] | None:
-        # The circuit band (and so its reference price) only applies to a limit or trigger price.
-        reference = None
-        if self._bands is not None and (
-            order.limit_price is not None or order.trigger_price is not None
-        ):
-            token = order.instrument_token
-            reference = reference_price(
-                self._history.get(token, ()), now_ns,
-                self._day_open.get((token, self._session(now_ns).day)),
-            )
+        # The tick size and the circuit band (and so the reference price they are taken
+        # from) only apply to an order's prices: a plain market order has none.
+        priced = next((p for p in (order.limit_price, order.trigger_price, order.take_profit,
+                                   order.stop_loss) if p is not None), None)
+        reference = tick = None
+        if priced is not None and (self._bands is not None or self.config.enforce_tick_size):
+            reference = self._reference(order.instrument_token, now_ns)
+            tick = self._tick_size(now_ns, priced if reference is None else reference)
         return validate(
             order, now_ns, self.config, self._calendar, self._bands, self._clock,
-            reference=reference, dropped_ts=self._dropped_ts.get(order.instrument_token, -1),
+            reference=reference if self._bands is not None else None,
+            tick=tick or TICK_SIZE_PAISE,
+            dropped_ts=self._dropped_ts.get(order.instrument_token, -1),
         )
+
+    def _reference(self, token: int, now_ns: int) -> int | None:
+        """The instrument's reference price at ``now_ns``: its circuit band's and tick size's."""
+        return reference_price(self._history.get(token, ()), now_ns,
+                               self._day_open.get((token, self._session(now_ns).day)))
+
+    def _tick_size(self, now_ns: int, reference: int) -> int:
+        """NSE's tick size on ``now_ns``'s IST day for an instrument referenced at ``reference``."""
+        return self._tick_sizes.at(self._session(now_ns).day, reference)
 
     # ------------------------------------------------------------------ matching
 
@@ -397,14 +412,18 @@ class PaperExchange(MisSquareOff):
             levels = depth_fills(tick.depth, order.side, qty)
             if levels:
                 return levels
-        return [(qty, self._market_price(order, price))]
+        return [(qty, self._market_price(order, price, tick.ts))]
 
-    def _market_price(self, order: Order, price: int) -> int:
+    def _market_price(self, order: Order, price: int, now_ns: int) -> int:
         bps = self._slip
         if self.config.slippage_jitter_bps:
             rng = seeded_rng(self.seed, order.order_id, order.fills)
             bps += rng.randint(0, self.config.slippage_jitter_bps)
-        return slipped(price, order.side, bps)
+        if not bps:
+            return price
+        reference = self._reference(order.instrument_token, now_ns)
+        return slipped(price, order.side, bps,
+                       self._tick_size(now_ns, price if reference is None else reference))
 
     # ------------------------------------------------------------------ events
 

@@ -33,16 +33,16 @@ def to_grid(price: Decimal, side: Side, tick: int = TICK_SIZE_PAISE) -> int:
     return max(lower * tick, tick)
 
 
-def slipped(price: int, side: Side, bps: Decimal) -> int:
-    """``price`` moved ``bps`` basis points against the trader, onto the tick grid on the
-    far side (a buy rounds up, a sell down): never less slippage than asked, even where
-    ``bps`` is under a tick (2 bps of a Rs 100 share is 2 paise: a 5 paise tick)."""
+def slipped(price: int, side: Side, bps: Decimal, tick: int = TICK_SIZE_PAISE) -> int:
+    """``price`` moved ``bps`` basis points against the trader, onto the ``tick`` grid on
+    the far side (a buy rounds up, a sell down): never less slippage than asked, even where
+    ``bps`` is under a tick (2 bps of a Rs 300 share is 6 paise: a 10 paise move on a
+    5 paise tick)."""
     if bps == 0:
         return price
-    steps = Decimal(price) * (1 + side.sign * bps / _BPS) / TICK_SIZE_PAISE
+    steps = Decimal(price) * (1 + side.sign * bps / _BPS) / tick
     rounding = ROUND_CEILING if side is Side.BUY else ROUND_FLOOR
-    return max(int(steps.to_integral_value(rounding=rounding)) * TICK_SIZE_PAISE,
-               TICK_SIZE_PAISE)
+    return max(int(steps.to_integral_value(rounding=rounding)) * tick, tick)
 
 
 def depth_fills(depth: Depth | None, side: Side, quantity: int) -> list[tuple[int, int]]:

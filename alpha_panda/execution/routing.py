@@ -17,7 +17,7 @@ from alpha_panda.execution.paper import PaperExchange
 
 _Key = tuple[str, ...]
 # Not compared: objects a test may hand in (the YAML never sets them).
-_OBJECTS = frozenset({"cost_model", "calendar", "bands"})
+_OBJECTS = frozenset({"cost_model", "calendar", "bands", "tick_sizes"})
 
 
 def _key(config: ExecutionConfig) -> _Key:

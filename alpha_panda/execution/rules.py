@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Reversible
 
 from alpha_panda.domain.events import MarketTick
-from alpha_panda.domain.values import OrderType, Product, on_tick_grid
+from alpha_panda.domain.values import OrderType, Product, format_rupees, on_tick_grid
 from alpha_panda.execution.config import ExecutionConfig
 from alpha_panda.execution.market import CircuitBands, MarketCalendar, SessionClock
 from alpha_panda.execution.orders import Order
@@ -40,15 +40,20 @@ def reference_price(
     return None
 
 
-def _off_grid(prices: Iterable[int]) -> bool:
-    return not all(on_tick_grid(p) for p in prices)
+def _off_grid(prices: Iterable[int], tick: int) -> int | None:
+    """The first price not on the ``tick`` grid, or None."""
+    return next((p for p in prices if not on_tick_grid(p, tick)), None)
 
 
 def validate(
     order: Order, now_ns: int, cfg: ExecutionConfig, calendar: MarketCalendar,
-    bands: CircuitBands | None, clock: SessionClock, *, reference: int | None, dropped_ts: int,
+    bands: CircuitBands | None, clock: SessionClock, *, reference: int | None, tick: int,
+    dropped_ts: int,
 ) -> tuple[str, str] | None:
-    """The first rule ``order`` breaks at ``now_ns``, or None when it may go on the book."""
+    """The first rule ``order`` breaks at ``now_ns``, or None when it may go on the book.
+
+    ``tick`` is the instrument's tick size in paise that day; ``reference`` its circuit-band
+    reference price (None: no band applies)."""
     if order.quantity <= 0:
         return "QUANTITY", f"quantity must be positive, got {order.quantity}"
     kind = order.order_type
@@ -65,14 +70,17 @@ def validate(
         exits = [p for p in (order.take_profit, order.stop_loss) if p is not None]
         if any(p <= 0 for p in prices + exits):
             return "PRICE", "prices must be positive"
-        if cfg.enforce_tick_size and _off_grid(prices + exits):
-            return "TICK_SIZE", f"prices {prices + exits} are not multiples of the 0.05 tick size"
+        off = _off_grid(prices + exits, tick) if cfg.enforce_tick_size else None
+        if off is not None:
+            return "TICK_SIZE", (f"price {format_rupees(off)} is not a multiple of the tick "
+                                 f"size {format_rupees(tick)} (NSE's, by date and price band)")
     if cfg.market_hours == "reject" and not calendar.is_open(order.arrival_ns):
         return "MARKET_CLOSED", "order outside NSE market hours (09:15-15:30 IST) or holiday"
     cutoff = clock.session(order.arrival_ns).cutoff
     if order.product is Product.MIS and cutoff is not None and order.arrival_ns >= cutoff:
         return "MIS_CUTOFF", f"MIS orders are not accepted after {cfg.mis_squareoff} IST"
-    band = bands.limits(order.instrument_token, reference) if prices and bands and reference else None
+    band = bands.limits(order.instrument_token, reference, tick) \
+        if prices and bands and reference else None
     if band is not None and not all(band[0] <= p <= band[1] for p in prices):
         return "PRICE_BAND", f"price outside the circuit band {band[0]}..{band[1]} paise"
     hint = order.price_hint

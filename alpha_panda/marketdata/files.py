@@ -483,7 +483,9 @@ def generate_random_walk(
     start_ns: int = 1_704_080_700_000_000_000,  # 2024-01-01 09:15 IST
 ) -> TickColumns:
     """A deterministic random walk on the 0.05 grid: each tick picks an instrument at random
-    and moves its price by -0.05, 0 or +0.05; times advance 0–2 ms per tick.
+    and moves its price by -0.05, 0 or +0.05; times advance 0–2 ms per tick. The 0.05 grid
+    was NSE's for every price until June 2024: keep ``start_ns`` before then, or limit
+    prices taken from these ticks may be off a later day's grid.
 
     ``instruments`` is a list of tokens (start prices from the simulator's list, else
     ₹1,000) or a count (the simulator's instruments first, then tokens 1, 2, ...).

@@ -12,7 +12,7 @@ class Instrument:
     tradingsymbol: str
     exchange: str
     start_price: int  # paise, the simulator's opening price
-    tick_size: int = 5
+    tick_size: int | None = None  # paise; None: NSE's for the day and price band
     lot_size: int = 1
     segment: str = "NSE"
 

@@ -1,12 +1,15 @@
-"""A deterministic NSE-like market: random walks on the 0.05 grid over a simulated session.
+"""A deterministic NSE-like market: random walks on NSE's tick grid over simulated sessions.
 
 The session clock starts at the configured IST open (09:15 by default) on the current
 IST date, whatever the wall-clock hour, so ``make run`` trades at any time of day. Given
 a calendar, a session ends at its close (15:30) and the clock moves on to the next trading
 day's open, prices carried over: a long run goes through sessions as the market does (DAY
 orders expire, intraday positions are squared off, daily limits start afresh), never
-through the night. The simulator is pure: it produces ticks; the feed service paces and
-publishes them.
+through the night. Each instrument walks on NSE's tick size for the session's date and
+its previous close (``execution.market.TickSizes``: ₹0.01 below ₹250 up to ₹5 above
+₹20,000 today), and every tick carries that previous close, as Kite's do: the paper
+exchange takes its circuit band and tick size from it. The simulator is pure: it produces
+ticks; the feed service paces and publishes them.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Protocol
 
-from alpha_panda.domain.clock import hhmm, ist_ns, today_ist
+from alpha_panda.domain.clock import hhmm, ist_date, ist_ns, today_ist
 from alpha_panda.domain.events import MarketTick
+from alpha_panda.execution.market import TickSizes, nse_tick_sizes
 from alpha_panda.marketdata.instruments import SIM_INSTRUMENTS, Instrument
 
 
@@ -46,6 +50,7 @@ class SimulatorState:
     seq: int
     clock_ns: int
     prices: dict[int, int] = field(default_factory=dict)
+    closes: dict[int, int] = field(default_factory=dict)  # previous session's, by token
 
 
 class MarketSimulator:
@@ -53,7 +58,7 @@ class MarketSimulator:
 
     Each tick moves one instrument (round-robin) by a normally distributed number of
     ticks (``volatility_bps`` of price, on its tick grid) and carries a random traded
-    quantity; the simulated clock advances by ``step_ns`` per tick, and with ``sessions``
+    quantity and the previous session's close (at the first session: the start price); the simulated clock advances by ``step_ns`` per tick, and with ``sessions``
     jumps from each session's close to the next session's open (no tick at or after a
     close).
     """
@@ -68,6 +73,7 @@ class MarketSimulator:
         state: SimulatorState | None = None,
         start_ns: int | None = None,
         sessions: Sessions | None = None,
+        tick_sizes: TickSizes | None = None,
     ) -> None:
         if not instruments:
             raise ValueError("the simulator needs at least one instrument")
@@ -78,6 +84,10 @@ class MarketSimulator:
         self.state = state or SimulatorState(seq=0, clock_ns=clock)
         for inst in self._instruments:
             self.state.prices.setdefault(inst.instrument_token, inst.start_price)
+            self.state.closes.setdefault(inst.instrument_token,
+                                         self.state.prices[inst.instrument_token])
+        self._tick_sizes = tick_sizes or nse_tick_sizes()
+        self._grids = self._session_grids()
         # Seed from the position too, so a resumed simulator does not replay the same moves.
         self._rng = random.Random(f"{seed}:{self.state.seq}")
         self._cum_volume: dict[int, int] = {}
@@ -92,13 +102,15 @@ class MarketSimulator:
         """The next ``n`` ticks, in time order."""
         out: list[MarketTick] = []
         rng, state, insts = self._rng, self.state, self._instruments
-        close = self._close_ns
+        close, grids, closes = self._close_ns, self._grids, state.closes
         for _ in range(n):
             state.clock_ns += self._step_ns
             if close is not None and state.clock_ns >= close:
                 close = self._next_session()  # before the volume: it is the new day's
+                grids = self._grids
             inst = insts[state.seq % len(insts)]
-            token, grid = inst.instrument_token, inst.tick_size
+            token = inst.instrument_token
+            grid = grids[token]
             price = state.prices[token]
             moves = round(rng.gauss(0.0, price * self._vol) / grid)
             price = max(grid, price + moves * grid)
@@ -114,6 +126,7 @@ class MarketSimulator:
                     ts=state.clock_ns,
                     volume=cum,
                     last_quantity=qty,
+                    close=closes[token],
                 )
             )
         return out
@@ -126,4 +139,20 @@ class MarketSimulator:
         state.clock_ns = sessions.next_open_ns(state.clock_ns)
         self._close_ns = sessions.close_ns(state.clock_ns)
         self._cum_volume.clear()  # volume is the day's
+        state.closes.update(state.prices)  # the last session's last prices: its closes
+        self._grids = self._session_grids()
         return self._close_ns
+
+    def _session_grids(self) -> dict[int, int]:
+        """Each instrument's tick size for the session now (NSE's for the day and its close),
+        its price moved onto that grid (the nearest step) when the tick has changed."""
+        state = self.state
+        day = ist_date(state.clock_ns)
+        grids: dict[int, int] = {}
+        for inst in self._instruments:
+            token = inst.instrument_token
+            grid = grids[token] = inst.tick_size or self._tick_sizes.at(day, state.closes[token])
+            price = state.prices[token]
+            if price % grid:
+                state.prices[token] = max(grid, (price + grid // 2) // grid * grid)
+        return grids

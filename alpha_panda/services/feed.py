@@ -146,10 +146,15 @@ class SimulatedFeed(_FeedBase):
                            key=lambda t: t.ts)
             # A run of an earlier day goes on in today's session, at yesterday's prices; a
             # run that went through sessions faster than the wall clock goes on from there.
+            new_session = ticks[-1].ts < today_open
+            prices = {t.instrument_token: t.last_price for t in ticks}
+            # the previous closes: the last prices when this is a new session, else what the
+            # session's ticks carry
+            closes = dict(prices) if new_session else {
+                t.instrument_token: t.close for t in ticks if t.close}
             state = SimulatorState(seq=seq, clock_ns=max(ticks[-1].ts, today_open),
-                                   prices={t.instrument_token: t.last_price for t in ticks})
-            log.info("feed.resume", source=self.SOURCE, seq=seq,
-                     new_session=ticks[-1].ts < today_open)
+                                   prices=prices, closes=closes)
+            log.info("feed.resume", source=self.SOURCE, seq=seq, new_session=new_session)
         return MarketSimulator(instruments=instruments, seed=s.seed, volatility_bps=s.volatility_bps,
                                step_ns=step_ns, state=state, start_ns=today_open,
                                sessions=sessions)

@@ -27,8 +27,10 @@ from typing import Any, ClassVar
 import msgspec
 from pydantic import BaseModel, ConfigDict
 
+from alpha_panda.domain.clock import ist_date
 from alpha_panda.domain.events import MarketTick, Signal
 from alpha_panda.domain.values import OrderType, Product, Side, Validity
+from alpha_panda.execution.market import nse_tick_sizes
 
 
 class StrategyParams(BaseModel):
@@ -111,6 +113,13 @@ class Context:
     def position(self, token: int | None = None) -> int:
         """Signed intended quantity held in ``token`` (default: this instance's instrument)."""
         return self._book.positions.get(self._token if token is None else token, 0)
+
+    def tick_size(self, reference: int) -> int:
+        """NSE's tick size in paise today for an instrument referenced at ``reference``
+        paise: its previous close (``tick.close`` when the tick carries it), else a recent
+        price. Limit, trigger and bracket prices must be multiples of it, or the exchange
+        rejects the order (``TICK_SIZE``): ``stop = price * 99 // 100 // tick * tick``."""
+        return nse_tick_sizes().at(ist_date(self._book.clock.now_ns), reference)
 
     def buy(self, quantity: int, **order: Any) -> Signal:
         """A BUY signal for this instrument; ``order`` takes any other ``Signal`` field."""

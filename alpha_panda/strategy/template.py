@@ -48,7 +48,8 @@ class $cls(Strategy):
         if held > 0 and tick.last_price < mean:
             return [ctx.sell(held, reason="below the average")]
         # Other orders: ctx.buy(q, order_type=OrderType.LIMIT, limit_price=p), stop-loss /
-        # take-profit brackets: ctx.buy(q, stop_loss=p1, take_profit=p2).
+        # take-profit brackets: ctx.buy(q, stop_loss=p1, take_profit=p2). Their prices
+        # must be multiples of ctx.tick_size(tick.close or tick.last_price).
         return None
 
     # Bars instead of ticks: define on_bar(self, bar, ctx) and set bar_seconds = 60

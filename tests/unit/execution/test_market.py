@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from datetime import date, time
 from decimal import Decimal
+from pathlib import Path
 
+import pytest
+
+from alpha_panda.domain.errors import ConfigurationError
 from alpha_panda.execution.market import (
     CircuitBands,
     MarketCalendar,
     SessionClock,
+    TickSizes,
     ist_date,
     ist_ns,
 )
@@ -48,7 +53,48 @@ def test_ist_dates_and_session_clock() -> None:
 
 def test_circuit_bands_round_inwards_onto_the_tick_grid() -> None:
     bands = CircuitBands(default_percent=Decimal(20), instruments={738561: Decimal(10)})
-    assert bands.limits(738561, 1290_00) == (1161_00, 1419_00)
-    assert bands.limits(1, 123_47) == (98_80, 148_15)  # 98.776 -> 98.80, 148.164 -> 148.15
-    assert CircuitBands(default_percent=None).limits(1, 100_00) is None
-    assert CircuitBands.load().limits(738561, 1000_00) == (900_00, 1100_00)
+    assert bands.limits(738561, 1290_00, 5) == (1161_00, 1419_00)
+    assert bands.limits(1, 123_47, 5) == (98_80, 148_15)  # 98.776 -> 98.80, 148.164 -> 148.15
+    assert bands.limits(1, 123_47, 1) == (98_78, 148_16)  # on a 1 paisa tick
+    assert bands.limits(738561, 1234_50, 10) == (1111_10, 1357_90)  # 1111.05, 1357.95 inwards
+    assert CircuitBands(default_percent=None).limits(1, 100_00, 5) is None
+    assert CircuitBands.load().limits(738561, 1000_00, 5) == (900_00, 1100_00)
+
+
+TICKS = TickSizes.load()
+
+
+@pytest.mark.parametrize(("day", "price", "tick"), [
+    (date(2024, 6, 7), 120_00, 5),  # 0.05 everywhere before 10 June 2024
+    (date(2024, 6, 7), 30_000_00, 5),
+    (date(2024, 6, 10), 249_99, 1),  # then 0.01 below Rs 250
+    (date(2024, 6, 10), 250_00, 5),
+    (date(2024, 6, 10), 12_000_00, 5),
+    (date(2025, 4, 14), 1_500_00, 5),
+    (date(2025, 4, 15), 249_99, 1),  # then by price band
+    (date(2025, 4, 15), 250_00, 5),
+    (date(2025, 4, 15), 1_000_00, 5),  # "above 1,000 to 5,000": 1,000 itself is 0.05
+    (date(2025, 4, 15), 1_000_05, 10),
+    (date(2025, 4, 15), 5_000_00, 10),
+    (date(2026, 11, 23), 6_900_00, 50),
+    (date(2026, 11, 23), 11_200_00, 100),
+    (date(2026, 11, 23), 20_000_10, 500),
+    (date(1999, 1, 1), 120_00, 5),  # before the table: its first schedule
+])
+def test_nse_tick_size_by_date_and_price_band(day: date, price: int, tick: int) -> None:
+    assert TICKS.at(day, price) == tick
+
+
+@pytest.mark.parametrize("body", [
+    '{"schedules": []}',
+    '{"schedules": [{"effective_from": "2025-01-01", "bands": [{"below": "250", "tick": "0.01"}]}]}',
+    '{"schedules": [{"effective_from": "2025-01-01", "bands": [{"tick": "0.005"}]}]}',
+    '{"schedules": [{"effective_from": "2025-13-01", "bands": [{"tick": "0.05"}]}]}',
+    ('{"schedules": [{"effective_from": "2025-01-01", '
+     '"bands": [{"below": "1", "up_to": "2", "tick": "0.01"}, {"tick": "0.05"}]}]}'),
+])
+def test_a_bad_tick_size_file_is_a_configuration_error(tmp_path: Path, body: str) -> None:
+    path = tmp_path / "ticks.json"
+    path.write_text(body)
+    with pytest.raises(ConfigurationError, match="tick size file"):
+        TickSizes.load(path)

@@ -76,7 +76,51 @@ def test_slippage_moves_the_price_against_the_trader_on_the_tick_grid() -> None:
     assert fills(buy)[0][1] == 1000_50  # 1000 × 1.0005
     assert fills(sell)[0][1] == 999_50
     odd = ex(slippage_bps=1).submit("c", sig(price_hint=123_45), T0)
-    assert fills(odd)[0][1] == 123_50  # 1 bp of ₹123.45 is under a tick: a tick, not none
+    assert fills(odd)[0][1] == 123_47  # 1.2345 paise of slippage: two 0.01 ticks, not none
+    in_2024 = ist_ns(date(2024, 1, 2), time(10, 0))  # 0.05 for every price then
+    odd = ex(slippage_bps=1).submit("d", sig(price_hint=123_45), in_2024)
+    assert fills(odd)[0][1] == 123_50
+
+
+def test_slippage_lands_on_the_instruments_own_tick() -> None:
+    # ₹1,234.50 is in NSE's ₹1,000-5,000 band: a 0.10 tick; 5 bps is 61.7 paise
+    x = ex(slippage_bps=5)
+    x.on_tick(tick(T0, 1234_50, close=1234_50))
+    assert fills(x.submit("a", sig(Side.BUY, price_hint=1234_50), T0))[0][1] == 1235_20
+    assert fills(x.submit("b", sig(Side.SELL, price_hint=1234_50), T0))[0][1] == 1233_80
+
+
+@pytest.mark.parametrize(("day", "close", "limit", "accepted"), [
+    (DAY, 1500_00, 1500_05, False),  # 0.10 tick above ₹1,000 since 15 April 2025
+    (DAY, 1500_00, 1500_10, True),
+    (DAY, 120_00, 120_03, True),  # 0.01 tick below ₹250
+    (DAY, 11_200_00, 11_200_50, False),  # ₹1 tick from ₹10,000
+    (DAY, 11_200_00, 11_201_00, True),
+    (date(2025, 1, 6), 1500_00, 1500_05, True),  # 0.05 everywhere above ₹250 then
+    (date(2025, 1, 6), 120_00, 120_03, True),
+    (date(2024, 1, 2), 120_00, 120_03, False),  # and 0.05 below ₹250 too before June 2024
+])
+def test_limit_prices_must_be_on_the_tick_of_the_day_and_price_band(
+    day: date, close: int, limit: int, accepted: bool
+) -> None:
+    t0 = ist_ns(day, time(10, 0))
+    x = ex(price_bands=False)
+    x.on_tick(tick(t0, close, close=close))
+    out = x.submit("a", sig(order_type=OrderType.LIMIT, limit_price=limit), t0)
+    assert isinstance(out[0], OrderSubmitted if accepted else OrderRejected), out[0]
+    if not accepted:
+        assert isinstance(out[0], OrderRejected) and out[0].reason_code == "TICK_SIZE"
+        assert "is not a multiple of the tick size" in out[0].message
+
+
+def test_the_tick_comes_from_the_reference_price_not_the_order() -> None:
+    # the previous close (₹1,001) puts the instrument in the 0.10 band all day, even when
+    # it trades, and is bid for, below ₹1,000
+    x = ex(price_bands=False)
+    x.on_tick(tick(T0, 999_00, close=1001_00))
+    out = x.submit("a", sig(order_type=OrderType.LIMIT, limit_price=999_05), T0)
+    assert isinstance(out[0], OrderRejected) and out[0].reason_code == "TICK_SIZE"
+    assert "₹0.10" in out[0].message
 
 
 def test_costs_are_itemised_on_each_fill() -> None:

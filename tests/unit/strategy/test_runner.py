@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import random
+from datetime import date, time
 from typing import ClassVar
 
+from alpha_panda.domain.clock import ist_ns
 from alpha_panda.domain.events import Charges, MarketTick, OrderFilled, OrderSubmitted, Signal
 from alpha_panda.domain.values import Product, Side
-from alpha_panda.strategy.base import Bar, Context, Strategy, _Book
+from alpha_panda.strategy.base import Bar, Context, Strategy, _Book, _Clock
 from alpha_panda.strategy.config import StrategyConfig, config_from_mapping
 from alpha_panda.strategy.runner import DEFAULT_STRATEGY_CASH, StrategyRunner, signal_ids
 
@@ -195,3 +197,12 @@ def test_signals_take_the_strategy_files_product_unless_they_name_one() -> None:
     ctx = Context(_Book("n", 0, product=Product.MIS), 1)
     assert (ctx.buy(1).product, ctx.sell(1, product=Product.CNC).product) == (
         Product.MIS, Product.CNC)
+
+
+def test_the_context_tells_nses_tick_size_of_the_day() -> None:
+    clock = _Clock()
+    ctx = Context(_Book("t", 0, clock), 1)
+    clock.now_ns = ist_ns(date(2026, 12, 1), time(10, 0))
+    assert [ctx.tick_size(p) for p in (120_00, 800_00, 1500_00, 11_200_00)] == [1, 5, 10, 100]
+    clock.now_ns = ist_ns(date(2024, 1, 2), time(10, 0))
+    assert [ctx.tick_size(p) for p in (120_00, 1500_00)] == [5, 5]
