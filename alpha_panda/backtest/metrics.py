@@ -26,7 +26,8 @@ FIGURES: Final = {
     "round_trips": "closed round trips: a position of one (strategy, instrument) from flat "
                    "back to flat (a fill that crosses zero closes one and opens the next)",
     "realized_pnl": "realized P&L of closed quantity, before charges",
-    "charges": "brokerage, STT, exchange, SEBI, stamp duty and GST on every fill",
+    "charges": "brokerage, STT, exchange, SEBI, stamp duty and GST on every fill (a CNC buy "
+               "and sell of one day at intraday rates), DP on CNC sells from holdings",
     "net_pnl": "realized + unrealized - charges",
     "win_rate": "share of round trips whose P&L net of their charges is > 0 (a trip that "
                 "made Rs 0.50 and paid Rs 27 in charges is a loss)",

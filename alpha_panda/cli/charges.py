@@ -2,10 +2,13 @@
 
 Register with ``app.command(name="charges")(charges_command)``. ``--json`` prints exactly
 one JSON object on stdout with the keys ``turnover, brokerage, stt, exchange_txn, sebi,
-stamp_duty, gst, total_charges, gross_pnl, net_pnl``: rupees, as JSON *numbers* with
+stamp_duty, gst, dp, total_charges, gross_pnl, net_pnl``: rupees, as JSON *numbers* with
 exactly two decimals (e.g. ``200.62``, ``40000.00``), exact to the paisa. Each charge is
 the sum of the buy order's and the sell order's, each rounded to the paisa as Zerodha's
-contract notes do.
+contract notes do. ``dp`` is the depository charge (GST included) of an equity delivery
+sell, taken to be from holdings on a later day; it goes on the ledger, not the contract
+note. A CNC buy and sell on the same day is an intraday trade: ``--segment
+equity_intraday``.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from alpha_panda.domain.values import to_paise, to_rupees
 from alpha_panda.execution.costs import CostModel, RoundTrip, Segment
 
 KEYS = (
-    "turnover", "brokerage", "stt", "exchange_txn", "sebi", "stamp_duty", "gst",
+    "turnover", "brokerage", "stt", "exchange_txn", "sebi", "stamp_duty", "gst", "dp",
     "total_charges", "gross_pnl", "net_pnl",
 )
 
@@ -36,6 +39,7 @@ def breakdown(rt: RoundTrip) -> dict[str, int]:
         "sebi": sum(c.sebi for c in both),
         "stamp_duty": sum(c.stamp_duty for c in both),
         "gst": sum(c.gst for c in both),
+        "dp": sum(c.dp for c in both),
         "total_charges": rt.total_charges,
         "gross_pnl": rt.gross_pnl,
         "net_pnl": rt.net_pnl,
@@ -77,7 +81,10 @@ def charges_command(
     exchange: Annotated[str, typer.Option("--exchange", help="NSE or BSE")] = "NSE",
     json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
-    """Zerodha's charges and net P&L of buying and selling QUANTITY (brokerage calculator)."""
+    """Zerodha's charges and net P&L of buying and selling QUANTITY (brokerage calculator).
+
+    equity_delivery: bought one day, sold from holdings on a later one (DP charge included);
+    a CNC buy and sell on the same day is charged as equity_intraday."""
     try:
         buy_paise, sell_paise = _arguments(buy, sell, quantity)
         model = CostModel.load()

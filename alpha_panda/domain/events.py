@@ -116,7 +116,16 @@ class SignalRejected(Payload, frozen=True, kw_only=True, gc=False):
 
 
 class Charges(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    """Itemised charges of one fill, in paise."""
+    """Itemised charges of one fill, in paise.
+
+    ``dp`` is the depository charge (GST included) of selling a scrip from holdings, once
+    per scrip per day: Zerodha debits it on the ledger, not on the contract note. It came
+    after the other items; events written before it decode with 0.
+
+    A paper CNC fill that nets off against an earlier same-day CNC fill of the other side
+    also carries the difference between the intraday and the delivery charges of that
+    earlier fill, so some of its items may be negative (``execution.netting``).
+    """
 
     brokerage: int = 0
     stt: int = 0
@@ -124,10 +133,12 @@ class Charges(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     sebi: int = 0
     stamp_duty: int = 0
     gst: int = 0
+    dp: int = 0
 
     @property
     def total(self) -> int:
-        return self.brokerage + self.stt + self.exchange_txn + self.sebi + self.stamp_duty + self.gst
+        return (self.brokerage + self.stt + self.exchange_txn + self.sebi + self.stamp_duty
+                + self.gst + self.dp)
 
 
 NO_CHARGES: Final = Charges()

@@ -9,7 +9,14 @@ transaction + SEBI charges, rounded again.
 Brokerage is charged per executed *order* (``min(cap, pct × turnover)`` or a flat fee),
 so an order filled in pieces pays it once: ``fill_charges`` charges a fill the
 difference between the order's charges after and before it, and the fills of an order
-always add up to the charges of the whole order, to the paisa.
+always add up to the charges of the whole order, to the paisa. (The paper exchange charges
+CNC fills through ``execution.netting`` instead: a CNC buy and sell of one stock on one
+day are charged at intraday rates, which moves charges between that day's orders.)
+
+The depository (DP) charge, ``dp_charge_rupees`` in a segment of the card (equity
+delivery), is not an order charge: Zerodha debits it on the ledger, once per scrip per day
+on which shares are sold from holdings, whatever the quantity; ``dp_charge`` gives it with
+its GST.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from alpha_panda.domain.errors import ConfigurationError, ValidationError
 from alpha_panda.domain.events import Charges
@@ -64,6 +73,7 @@ class SegmentRates:
     stt_sell_percent: Decimal
     exchange_txn_percent: dict[str, Decimal]
     stamp_buy_percent: Decimal
+    dp_charge: int = 0  # paise per scrip per day sold from holdings, before GST
 
     @classmethod
     def parse(cls, raw: dict[str, Any]) -> SegmentRates:
@@ -83,6 +93,7 @@ class SegmentRates:
             stt_sell_percent=Decimal(str(raw["stt_sell_percent"])),
             exchange_txn_percent={k: Decimal(str(v)) for k, v in raw["exchange_txn_percent"].items()},
             stamp_buy_percent=Decimal(str(raw["stamp_buy_percent"])),
+            dp_charge=rupees("dp_charge_rupees") or 0,
         )
 
 
@@ -147,6 +158,12 @@ class CostModel:
     def rates(self, segment: Segment) -> SegmentRates:
         return self._segments[segment]
 
+    def dp_charge(self, segment: Segment = Segment.EQUITY_DELIVERY) -> int:
+        """The DP charge of one scrip sold from holdings on one day, GST included, in paise
+        (₹13.50 + 18% = ₹15.93 on the current cards; 0 for a segment without one)."""
+        dp = self._segments[segment].dp_charge
+        return _paise(Decimal(dp) * (_HUNDRED + self._gst) / _HUNDRED) if dp else 0
+
     def order_charges(
         self, segment: Segment, side: Side, turnover: int, exchange: str = "NSE", *,
         executed: bool = True,
@@ -206,12 +223,19 @@ class CostModel:
     def round_trip(
         self, segment: Segment, buy: int, sell: int, quantity: int, exchange: str = "NSE"
     ) -> RoundTrip:
-        """Buy ``quantity`` at ``buy`` and sell it at ``sell`` (paise), one order each."""
+        """Buy ``quantity`` at ``buy`` and sell it at ``sell`` (paise), one order each.
+
+        In equity delivery the sell is taken to be on a later day, from holdings: it pays
+        the DP charge too (a same-day CNC round trip is charged as ``EQUITY_INTRADAY``)."""
         if quantity <= 0:
             raise ValidationError(f"quantity must be positive, got {quantity}")
+        sell_charges = self.charges(segment, Side.SELL, sell, quantity, exchange)
+        dp = self.dp_charge(segment)
+        if dp:
+            sell_charges = msgspec.structs.replace(sell_charges, dp=dp)
         return RoundTrip(
             turnover=(buy + sell) * quantity,
             buy=self.charges(segment, Side.BUY, buy, quantity, exchange),
-            sell=self.charges(segment, Side.SELL, sell, quantity, exchange),
+            sell=sell_charges,
             gross_pnl=(sell - buy) * quantity,
         )

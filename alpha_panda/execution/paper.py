@@ -12,7 +12,13 @@ produce the same fills because nothing here depends on processing order:
   (ts >= arrival for a delayed market order), in tick order. Ticks seen *before* the
   order (in processing order) are kept in a bounded per-instrument history and replayed
   on submit; later ticks are matched in ``on_tick``: the same ticks either way;
-- random draws are seeded by (seed, order_id, fill number).
+- random draws are seeded by (seed, order_id, fill number);
+- a CNC fill's charges come from its (strategy, instrument, IST day) book of CNC fills
+  (``execution.netting``: same-day buys and sells net off at intraday rates, DP on sells
+  from holdings). The book's charges depend only on its fills; how they are shared out
+  among the fills follows the order the fills are processed in, when fills of one book
+  come out of event-time order (a lagging or rebuilding engine). A rebuild ends with the
+  same books, so what follows it is charged alike.
 
 Matching rules: market fills at the tick price ± slippage (or by walking the tick's
 depth); a limit order that is marketable when it arrives fills at the tick price, once
@@ -35,6 +41,7 @@ from decimal import Decimal
 
 from alpha_panda.domain.events import (
     NO_CHARGES,
+    Charges,
     MarketTick,
     OrderCancelled,
     OrderFilled,
@@ -53,6 +60,7 @@ from alpha_panda.execution.market import (
     SessionClock,
     nse_tick_sizes,
 )
+from alpha_panda.execution.netting import CncNetting
 from alpha_panda.execution.orders import Order, OrderStatus, order_id_for
 from alpha_panda.execution.pricing import depth_fills, seeded_rng, slipped, volume_cap
 from alpha_panda.execution.rules import reference_price, validate
@@ -74,6 +82,7 @@ _DAY = Validity.DAY
 _IOC = Validity.IOC
 _BUY = Side.BUY
 _FILLED = OrderStatus.FILLED
+_DELIVERY = Segment.EQUITY_DELIVERY
 
 
 
@@ -86,6 +95,8 @@ class PaperExchange(MisSquareOff):
         self.broker = broker
         cfg = self.config
         self._costs: CostModel | None = (cfg.cost_model or CostModel.load()) if cfg.costs else None
+        # CNC fills are charged per (strategy, instrument, day) book: same-day netting, DP.
+        self._cnc = CncNetting(self._costs, cfg.exchange) if self._costs is not None else None
         self._calendar = cfg.calendar or MarketCalendar.load()
         self._bands = (cfg.bands or CircuitBands.load()) if cfg.price_bands else None
         self._tick_sizes = cfg.tick_sizes or nse_tick_sizes()
@@ -252,7 +263,7 @@ class PaperExchange(MisSquareOff):
         order.status = _FILLED
         charges = NO_CHARGES
         if self._costs is not None:
-            charges = self._costs.fill_charges(segment, side, 0, turnover, self.config.exchange)
+            charges = self._charges(order, 0, qty, price, now_ns, 0)
         filled = OrderFilled(
             order_id=order_id, fill_id=derive_id(order_id, "fill", 0),
             strategy_id=order.strategy_id, instrument_token=token, side=side, quantity=qty,
@@ -464,9 +475,7 @@ class PaperExchange(MisSquareOff):
         order.record_fill(qty, price)
         charges = NO_CHARGES
         if self._costs is not None:
-            charges = self._costs.fill_charges(
-                order.segment, order.side, before, order.turnover, self.config.exchange
-            )
+            charges = self._charges(order, n, qty, price, ts, before)
         order_id = order.order_id
         filled = order.filled
         out.append(
@@ -495,6 +504,20 @@ class PaperExchange(MisSquareOff):
                 order.take_profit is not None or order.stop_loss is not None
             ):
                 self._completed(order, ts, out)
+
+    def _charges(self, order: Order, n: int, qty: int, price: int, ts: int, before: int
+                 ) -> Charges:
+        """Charges of fill ``n`` (``qty`` at ``price``; the order's turnover was ``before``
+        and is now ``order.turnover``): a CNC fill's through its day's netting book, any
+        other the order's charges after it minus before it."""
+        if order.segment is _DELIVERY:
+            assert self._cnc is not None
+            return self._cnc.fill_charges(
+                order.strategy_id, order.instrument_token, self._session(ts).day,
+                order.order_id, n, order.side, qty, price, ts)
+        assert self._costs is not None
+        return self._costs.fill_charges(
+            order.segment, order.side, before, order.turnover, self.config.exchange)
 
     def _close(self, order: Order) -> None:
         orders = self._open.get(order.instrument_token)

@@ -22,6 +22,7 @@ from alpha_panda.domain.events import (
     Signal,
 )
 from alpha_panda.domain.values import Product, Side, to_paise
+from alpha_panda.execution.costs import CostModel
 from alpha_panda.marketdata.files import load_ticks, tick_source
 from alpha_panda.services.app import RunOptions, SystemRun
 from alpha_panda.services.logs import open_log
@@ -30,6 +31,7 @@ from alpha_panda.services.summary import run_summary
 from alpha_panda.strategy import Context, Strategy, StrategyParams
 from alpha_panda.strategy.config import load_strategy_dir
 from alpha_panda.testing.pipeline import read_all, settings_for, write_strategy
+from tests.unit.execution.cnc_books import cnc_books, expected_cnc_books
 
 FIGURES = ("ticks", "fills", "round_trips", "realized_pnl", "unrealized_pnl", "charges", "net_pnl",
            "win_rate", "gross_win_rate", "exposure", "sharpe", "initial_equity", "final_equity",
@@ -196,3 +198,58 @@ async def test_pipeline_replay_of_partial_fills_by_volume_equals_backtest(
     # orders of 40 against 5% of trades of 1-500: most fill in parts
     parts = [f for f in run.live_fills if f.quantity < f.cumulative_quantity + f.leaves_quantity]
     assert len(parts) > len(run.live_fills) // 2 > 20
+
+
+class CncScript(Strategy):
+    """Sends the CNC market orders of its script, each at its instrument's ``at``-th tick."""
+
+    Params = ScriptParams
+    params: ScriptParams
+
+    def setup(self) -> None:
+        self.n = 0
+
+    def on_tick(self, tick: MarketTick, ctx: Context) -> list[Signal] | None:
+        i, self.n = self.n, self.n + 1
+        return [ctx.signal(Side(a["side"]), a["qty"], product=Product.CNC)
+                for a in self.params.script if a["at"] == i] or None
+
+
+CNC_YAML = """\
+id: cnc
+strategy: "{module}:CncScript"
+instruments: [341249, 738561]
+params: {{script: [{{at: 5, side: BUY, qty: 10}}, {{at: 10, side: SELL, qty: 4}},
+                   {{at: 32, side: SELL, qty: 3}}, {{at: 34, side: SELL, qty: 3}},
+                   {{at: 40, side: BUY, qty: 5}}, {{at: 50, side: SELL, qty: 5}}]}}
+"""
+
+
+async def test_pipeline_replay_of_cnc_same_day_and_next_day_trades_equals_backtest(
+        tmp_path: Path) -> None:
+    # Day 1: buy 10, sell 4 (4 netted at intraday rates, 6 held). Day 2: sell 3 and 3 from
+    # holdings (one DP charge per scrip), buy 5 and sell 5 (netted). Two scrips.
+    rows = []
+    for day in (date(2026, 12, 1), date(2026, 12, 2)):
+        t10 = ist_ns(day, time(10, 0))
+        for token, base in ((341249, 1700_00), (738561, 250_00)):
+            rows += [(t10 + k * NS, token, base + 5 * (k % 7)) for k in range(30)]
+    rows.sort()
+    path = tmp_path / "cnc.csv"
+    path.write_text("timestamp,instrument_token,last_price\n"
+                    + "".join(f"{ts},{tok},{px / 100:.2f}\n" for ts, tok, px in rows))
+    strategies = tmp_path / "strategies"
+    strategies.mkdir()
+    (strategies / "cnc.yaml").write_text(CNC_YAML.format(module=__name__))
+    run = await both(tmp_path, path, strategies)
+    backtest = run.backtest
+    same = [k for k in FIGURES if k != "sharpe"]  # two days: sampled from the equity curves
+    assert {k: run.live[k] for k in same} == {k: backtest.summary[k] for k in same}
+    assert run.live_fills == sorted(backtest.fills, key=lambda f: f.fill_id)
+    assert backtest.summary["fills"] == 12
+    fills = run.live_fills
+    assert sum(f.charges.dp for f in fills) == 2 * 15_93  # day 2, once per scrip
+    # the summary's charges are the fills', DP included, netted as the rate card says
+    assert Decimal(backtest.summary["charges"]) * 100 == sum(f.charges.total for f in fills)
+    costs = CostModel.load(as_of=date(2026, 12, 1))
+    assert cnc_books(fills) == expected_cnc_books(fills, costs)

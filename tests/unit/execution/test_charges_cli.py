@@ -37,8 +37,22 @@ def test_json_prints_exactly_one_object_with_the_calculator_keys() -> None:
     assert figures["net_pnl"] == Decimal("39799.38")
     assert figures["turnover"] == Decimal("840000.00")
     assert str(figures["gross_pnl"]) == "40000.00"  # two decimals, exact
-    parts = ("brokerage", "stt", "exchange_txn", "sebi", "stamp_duty", "gst")
+    parts = ("brokerage", "stt", "exchange_txn", "sebi", "stamp_duty", "gst", "dp")
     assert sum(figures[k] for k in parts) == figures["total_charges"]
+    assert figures["dp"] == Decimal("0.00")
+
+
+def test_a_delivery_round_trip_pays_the_dp_charge_on_the_sell() -> None:
+    code, out = invoke("--segment", "equity_delivery", "--buy", "1000", "--sell", "1100",
+                       "--quantity", "400", "--json")
+    assert code == 0
+    figures = json.loads(out, parse_float=Decimal)
+    # the worked example of test_costs.py: ₹931.42 on the contract notes + ₹15.93 DP
+    assert figures["dp"] == Decimal("15.93")
+    assert figures["total_charges"] == Decimal("947.35")
+    code, out = invoke("--segment", "equity_delivery", "--buy", "1000", "--sell", "1100",
+                       "--quantity", "400")
+    assert code == 0 and "15.93" in out and "947.35" in out
 
 
 def test_table_output_and_errors() -> None:

@@ -48,10 +48,32 @@ def test_equity_intraday_round_trip(model: CostModel) -> None:
 
 def test_equity_delivery_round_trip(model: CostModel) -> None:
     rt = model.round_trip(Segment.EQUITY_DELIVERY, 1000_00, 1100_00, 400)
-    # zero brokerage; STT 0.1% both sides; stamp 0.015% = 60 on the buy
+    # zero brokerage; STT 0.1% both sides; stamp 0.015% = 60 on the buy; the sell (from
+    # holdings, on a later day) pays the DP charge: ₹13.50 + 18% GST = ₹15.93
     assert rt.buy == Charges(brokerage=0, stt=400_00, exchange_txn=1228, sebi=40, stamp_duty=60_00, gst=228)
-    assert rt.sell == Charges(brokerage=0, stt=440_00, exchange_txn=1351, sebi=44, stamp_duty=0, gst=251)
-    assert rt.total_charges == 931_42
+    assert rt.sell == Charges(
+        brokerage=0, stt=440_00, exchange_txn=1351, sebi=44, stamp_duty=0, gst=251, dp=15_93)
+    assert rt.total_charges == 931_42 + 15_93
+
+
+def test_the_dp_charge_is_on_both_cards_and_only_in_delivery() -> None:
+    for as_of in (date(2025, 1, 1), date(2026, 11, 24)):
+        model = CostModel.load(as_of=as_of)
+        assert model.rates(Segment.EQUITY_DELIVERY).dp_charge == 13_50
+        assert model.dp_charge() == model.dp_charge(Segment.EQUITY_DELIVERY) == 15_93
+        assert model.dp_charge(Segment.EQUITY_INTRADAY) == 0
+        assert model.round_trip(Segment.EQUITY_INTRADAY, 100_00, 100_00, 1).sell.dp == 0
+    assert Charges(stt=100, dp=15_93).total == 16_93
+
+
+def test_a_card_without_a_dp_charge_is_still_valid() -> None:
+    import json
+
+    from alpha_panda.execution.costs import CHARGES_DIR
+
+    raw = json.loads((CHARGES_DIR / "zerodha_2026-04-01.json").read_text())
+    del raw["segments"]["equity_delivery"]["dp_charge_rupees"]
+    assert CostModel.from_dict(raw).dp_charge() == 0
 
 
 def test_futures_round_trip(model: CostModel) -> None:
@@ -94,7 +116,7 @@ def test_partial_fills_pay_brokerage_once_and_add_up_to_the_order(model: CostMod
         turnover += qty * price
     whole = model.order_charges(seg, side, turnover)
     assert [p.brokerage for p in parts] == [2000, 0, 0]
-    for item in ("brokerage", "stt", "exchange_txn", "sebi", "stamp_duty", "gst"):
+    for item in ("brokerage", "stt", "exchange_txn", "sebi", "stamp_duty", "gst", "dp"):
         assert sum(getattr(p, item) for p in parts) == getattr(whole, item)
 
 

@@ -26,6 +26,7 @@ from alpha_panda.domain.values import OrderType, Product, Side, Validity
 from alpha_panda.execution.costs import CostModel, Segment
 from alpha_panda.execution.market import ist_ns
 from alpha_panda.execution.paper import ExecutionConfig, PaperExchange
+from tests.unit.execution.cnc_books import cnc_books, expected_cnc_books
 
 TOKEN = 738561
 T0 = ist_ns(date(2026, 11, 23), time(14, 50))
@@ -112,9 +113,12 @@ def test_matching_invariants(seed: int, latency: int, participation: Decimal | N
     for order_id, o in submitted.items():
         if o.product is Product.MIS:
             assert order_id in closed, "no MIS order survives the square-off"
-        if order_id in turnover:
+        if order_id in turnover and o.product is Product.MIS:
             segment = Segment.for_product(o.product)
             assert charges[order_id] == COSTS.order_charges(segment, o.side, turnover[order_id]).total
+    # CNC fills are charged per day book: an order's intraday part at intraday rates, the
+    # rest at delivery rates, DP when the day sold more than it bought.
+    assert cnc_books(events) == expected_cnc_books(events, COSTS)
     # MIS positions are flat after the cut-off
     net = sum(e.side.sign * e.quantity for e in events
               if isinstance(e, OrderFilled) and e.product is Product.MIS)

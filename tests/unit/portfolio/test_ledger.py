@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -162,3 +163,17 @@ def test_record_equity_adds_a_marked_point() -> None:
     ledger.mark(TOKENS[0], 150_00)
     assert ledger.record_equity(9) == (9, 1000_00 + 100_00)
     assert ledger.equity_curve() == [(5, 1000_00), (9, 1100_00)]
+
+
+def test_the_dp_charge_is_in_the_charges_cash_and_net_pnl() -> None:
+    # Zerodha's DP charge (₹15.93 with GST) rides on a CNC sell from holdings
+    ledger = PositionLedger(initial_cash=100_000_00)
+    ledger.apply_fill(fill(1, Side.BUY, 10, 1000_00))
+    sell = fill(2, Side.SELL, 10, 1000_00)
+    ledger.apply_fill(msgspec.structs.replace(sell, charges=Charges(stt=10_00, dp=15_93)))
+    pos = ledger.position("s1", TOKENS[0])
+    assert pos.charges == 25_93 and pos.net_pnl == -25_93
+    snap = ledger.snapshot()
+    assert snap.charges == 25_93
+    assert ledger.cash() == 100_000_00 - 25_93
+    assert ledger.summary()["net_pnl"] == -25_93
