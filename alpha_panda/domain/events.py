@@ -239,12 +239,17 @@ class PnlSnapshot(Payload, frozen=True, kw_only=True, gc=False):
 
 
 class KillSwitchSet(Payload, frozen=True, kw_only=True, gc=False):
-    """An operator switched a broker's kill switch; with ``flatten``, close every position."""
+    """An operator switched a broker's kill switch; with ``flatten``, close every position.
+
+    ``market_ts``: event time of the latest tick on the log when it was set (None: no tick
+    yet, or an event written before the field): the market's time of the switch, at which
+    open orders are cancelled and the flatten orders go in."""
 
     EVENT_TYPE: ClassVar[str] = "kill_switch_set"
     active: bool
     flatten: bool = False
     requested_by: str = ""
+    market_ts: int | None = None
 
 
 # ---------------------------------------------------------------------------- dead letters

@@ -107,6 +107,7 @@ class Order:
     last_ts: int = 0  # event time of the last tick this order has been matched against
     expires_ns: int | None = None  # DAY validity: the close of the session it arrived in
     cutoff_ns: int | None = None  # MIS: the square-off cut-off of its session
+    killed_ns: int | None = None  # the first kill switch at/after its arrival: no fill after it
 
     @property
     def leaves(self) -> int:

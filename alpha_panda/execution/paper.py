@@ -34,6 +34,7 @@ Every returned payload carries its event time in ``ts``.
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from collections import OrderedDict, deque
 from collections.abc import Sequence
 from datetime import date
@@ -123,6 +124,7 @@ class PaperExchange(MisSquareOff):
         # every tick: a plain int).
         self._tick_day: dict[int, date] = {}
         self._day_end: dict[int, int] = {}
+        self._kills: list[int] = []  # event times the kill switch was set at, ascending
         self._clock = SessionClock(self._calendar, cfg.mis_squareoff)
         # Settings read on every order, taken once from the (frozen) config.
         self._latency_ns = cfg.latency_ns
@@ -309,6 +311,33 @@ class PaperExchange(MisSquareOff):
             self._squareoff_late(out)
         return out
 
+    def latest_tick_ns(self) -> int | None:
+        """Event time of the latest tick seen (None before any)."""
+        return max((h[-1].ts for h in self._history.values() if h), default=None)
+
+    def kill(self, at_ns: int) -> list[Payload]:
+        """The kill switch, set at ``at_ns`` in event time: every order that arrived by then
+        is cancelled (reason ``kill_switch``) and fills on no tick after it, including an
+        order processed later (a lagging engine, a rebuild, which replays the control topic
+        before the signals) and a bracket's legs placed later. Orders arriving after it are
+        not touched: the risk manager lets only the kill switch's flatten orders through.
+        """
+        kills = self._kills
+        if at_ns in kills:
+            return []  # redelivered
+        insort(kills, at_ns)
+        out: list[Payload] = []
+        for order in self.open_orders():
+            if order.arrival_ns <= at_ns and order.status.is_open:
+                if order.killed_ns is None or at_ns < order.killed_ns:
+                    order.killed_ns = at_ns
+                # matched on ticks after the kill already (this engine ran ahead of the
+                # control topic): cancelled now, at the latest of them
+                self._cancel(order, "kill_switch", max(at_ns, order.last_ts), out)
+        if self._late:
+            self._squareoff_late(out)
+        return out
+
     def expire(self, now_ns: int) -> list[Payload]:
         """Expire DAY orders whose session closed at or before ``now_ns`` (end of data, timers)."""
         out: list[Payload] = []
@@ -385,6 +414,9 @@ class PaperExchange(MisSquareOff):
             return
         if order.expires_ns is not None and ts >= order.expires_ns:
             self._cancel(order, "expired", order.expires_ns, out)
+            return
+        if order.killed_ns is not None and ts > order.killed_ns:
+            self._cancel(order, "kill_switch", order.killed_ns, out)
             return
         price = tick.last_price
         sign = order.side.sign
@@ -581,6 +613,9 @@ class PaperExchange(MisSquareOff):
             order.expires_ns = close
         if order.product is _MIS:
             order.cutoff_ns = sess.cutoff
+        kills = self._kills
+        if kills and kills[-1] >= order.arrival_ns:  # a kill switch processed before it
+            order.killed_ns = kills[bisect_left(kills, order.arrival_ns)]
         self._orders[order.order_id] = order
 
     def _segment(self, token: int, product: Product) -> Segment:

@@ -89,3 +89,15 @@ class PaperVenue:
 
     def needs_tick(self, instrument_token: int) -> bool:
         return any(ex.needs_tick(instrument_token) for ex in self._exchanges)
+
+    def kill(self, at_ns: int) -> list[Payload]:
+        """The kill switch on every exchange of the venue (``PaperExchange.kill``)."""
+        out: list[Payload] = []
+        for exchange in self._exchanges:
+            out += exchange.kill(at_ns)
+        return out
+
+    def market_ns(self) -> int | None:
+        """Event time of the latest tick any exchange of the venue has seen (None: none)."""
+        return max((t for ex in self._exchanges if (t := ex.latest_tick_ns()) is not None),
+                   default=None)

@@ -297,9 +297,15 @@ class RiskEngine:
         position = filled + self._pending_qty.get((sid, token), 0)
         after = position + (qty if s.side is _BUY else -qty)
         reducing = abs(after) <= abs(position) and (after == 0 or (after > 0) == (position > 0))
-        flatten = killed and reducing and s.reason.startswith("flatten")
+        # The kill switch cancels every open order (the engines read it too), so its
+        # flatten reduces the *filled* position, whatever resting orders still count here.
+        flat_after = filled + (qty if s.side is _BUY else -qty)
+        flatten = killed and s.reason.startswith("flatten") and abs(flat_after) <= abs(filled) \
+            and (flat_after == 0 or (flat_after > 0) == (filled > 0))
         if killed and not flatten:
             return Reason.KILL_SWITCH, "kill switch is active: new orders are blocked"
+        if flatten:
+            return None  # it only closes what is filled: no limit stands in its way
         # The kill switch's flatten closes the net position whatever products built it (it
         # goes under the last fill's product), so it passes even where CNC holdings fall short.
         if cnc_sell and not flatten:

@@ -2,7 +2,9 @@
 
 A kill switch is an event on ``{broker}.control``, which the broker's risk manager applies
 in log order: durable, audited, restored on restart, and its flatten orders (one market
-signal per open position) are exactly-once like every other order.
+signal per open position) are exactly-once like every other order. The paper engine reads
+it too and cancels every order that arrived by the market's time the switch carries (the
+latest tick's, ``market_ts``); the Zerodha engine cancels the account's open orders.
 """
 
 from __future__ import annotations
@@ -12,11 +14,11 @@ from typing import TYPE_CHECKING
 
 from alpha_panda.api.control import KillSwitchRecord
 from alpha_panda.domain.errors import DecodeError, ValidationError
-from alpha_panda.domain.events import CODEC, KillSwitchSet, derive_id, new_envelope
+from alpha_panda.domain.events import CODEC, KillSwitchSet, MarketTick, derive_id, new_envelope
 from alpha_panda.domain.values import Broker
 from alpha_panda.stream.emit import Emit, to_output
 from alpha_panda.stream.log import TopicPartition
-from alpha_panda.stream.topics import topic
+from alpha_panda.stream.topics import MARKET_TICKS, topic
 
 if TYPE_CHECKING:
     from alpha_panda.stream.log import Log
@@ -36,12 +38,28 @@ class PipelineControl:
         b = _broker(broker)
         now = time.time_ns()
         event = KillSwitchSet(active=active, flatten=flatten and active,
-                              requested_by=self._requested_by)
+                              requested_by=self._requested_by,
+                              market_ts=await self._market_ns() if active else None)
         env = new_envelope(event, id=derive_id(f"control:{b}", "kill_switch", now), ts=now,
                            source=SOURCE, key="kill_switch", broker=b)
         await self._log.append([to_output(Emit(topic(b, "control"), env))])
         return KillSwitchRecord(event.active, event.flatten, now)
 
+    async def _market_ns(self) -> int | None:
+        """Event time of the latest tick on ``market.ticks`` (None: no tick yet): when the
+        market stands as the switch is set, which a simulated or replayed market keeps
+        apart from the wall clock."""
+        latest: int | None = None
+        for partition, end in (await self._log.end_offsets(MARKET_TICKS)).items():
+            if end <= 0:
+                continue
+            for r in await self._log.read(TopicPartition(MARKET_TICKS, partition), end - 1, 1):
+                try:
+                    ts = CODEC.decode_as(r.value, MarketTick).data.ts
+                except DecodeError:  # a malformed tick: the services dead-letter it
+                    continue
+                latest = ts if latest is None else max(latest, ts)
+        return latest
 
     async def kill_switch(self, broker: str) -> KillSwitchRecord | None:
         """The last kill switch on ``{broker}.control``: the log is the authority, so a

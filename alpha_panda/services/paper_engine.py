@@ -1,7 +1,7 @@
 """The paper trading engine: validated paper signals and market ticks in, order events out.
 
-It consumes only ``paper.signals.validated`` (and the shared ``market.ticks``) and
-writes only ``paper.orders.*``. The simulated exchange is pure and works in event time,
+It consumes only ``paper.signals.validated`` and ``paper.control`` (the kill switch
+cancels open orders; and the shared ``market.ticks``) and writes only ``paper.orders.*``. The simulated exchange is pure and works in event time,
 so its fills do not depend on how the two input streams interleave, and a rebuild from
 the log restores resting orders exactly.
 """
@@ -14,6 +14,7 @@ from typing import Any
 from alpha_panda.domain.errors import InvariantViolation
 from alpha_panda.domain.events import (
     Envelope,
+    KillSwitchSet,
     MarketTick,
     OrderCancelled,
     OrderFilled,
@@ -50,6 +51,16 @@ class PaperEngineHandler:
         if isinstance(data, MarketTick):
             payloads = self.exchange.on_tick(data)
             ts = data.ts
+        elif isinstance(data, KillSwitchSet):
+            if not data.active:
+                return ()
+            at = data.market_ts
+            if at is None:  # set before any tick reached the log: the engine's latest
+                at = self.exchange.market_ns()
+            if at is None:
+                return ()  # no tick, so no order has been placed
+            payloads = self.exchange.kill(at)
+            ts = at
         elif isinstance(data, SignalValidated):
             if event.broker != BROKER:
                 raise InvariantViolation(f"paper engine got a {event.broker!r} signal {event.id}")
@@ -106,7 +117,9 @@ def build_paper_engine(
         log,
         name="paper.trading-engine",
         group="paper.trading-engine",
-        topics=[MARKET_TICKS, topic(BROKER, "signals.validated")],
+        # control before signals.validated: a rebuild (topic by topic, in name order)
+        # knows every kill switch before it places the orders it cancels
+        topics=[MARKET_TICKS, topic(BROKER, "control"), topic(BROKER, "signals.validated")],
         handler=handler,
         settings=settings,
         rebuild=True,

@@ -1,7 +1,11 @@
 """The zerodha trading engine: validated live signals in, Kite orders out, exactly once.
 
-It consumes only ``zerodha.signals.validated`` (hard isolation: any other topic, or an
-envelope whose broker is not ``zerodha``, stops it) and writes only ``zerodha.orders.*``.
+It consumes only ``zerodha.signals.validated`` and ``zerodha.control`` (hard isolation:
+any other topic, or an envelope whose broker is not ``zerodha``, stops it) and writes only
+``zerodha.orders.*``. A kill switch on ``zerodha.control`` cancels every open order of ours
+at Kite (our tag: orders the trader placed by hand are left alone); the order sync records
+the cancellations as Kite reports them. A switch older than the oldest signal the engine
+would still act on is only logged: a new consumer group reads the topic from its start.
 
 Exactly once across crashes: the order of a signal carries a tag derived from the
 signal id (``order_tag``). Before placing, the engine looks the tag up in the day's order
@@ -42,6 +46,7 @@ from alpha_panda.domain.events import (
     NO_CHARGES,
     Charges,
     Envelope,
+    KillSwitchSet,
     OrderRejected,
     OrderSubmitted,
     SignalValidated,
@@ -63,6 +68,11 @@ from alpha_panda.stream.topics import topic
 
 log_ = structlog.get_logger(__name__)
 SIGNALS_TOPIC = topic(BROKER, "signals.validated")
+CONTROL_TOPIC = topic(BROKER, "control")
+# Kite's statuses of an order that may still trade
+_CANCELLABLE = frozenset({"OPEN", "TRIGGER PENDING", "AMO REQ RECEIVED", "OPEN PENDING",
+                          "VALIDATION PENDING", "PUT ORDER REQ RECEIVED", "MODIFY PENDING",
+                          "MODIFY VALIDATION PENDING"})
 GROUP = "zerodha.trading-engine"
 
 
@@ -91,6 +101,7 @@ class ZerodhaEngine:
         self.placed = 0
         self.adopted = 0
         self.rejected = 0
+        self.cancelled = 0  # open orders cancelled by the kill switch
 
     def handle(self, event: Envelope[Any], record: Record) -> Sequence[Emit]:
         raise InvariantViolation("the zerodha trading engine places orders: it cannot be "
@@ -106,6 +117,10 @@ class ZerodhaEngine:
             raise InvariantViolation(f"the zerodha trading engine got an envelope for broker "
                                      f"{event.broker!r} ({event.id}) on {record.topic}")
         data = event.data
+        if isinstance(data, KillSwitchSet):
+            if data.active:
+                await self._kill(event)
+            return ()
         if not isinstance(data, SignalValidated):
             return ()
         sig, sid = data.signal, data.signal_id
@@ -143,6 +158,25 @@ class ZerodhaEngine:
             ts=event.ts)
         self._book.apply(submitted, event.correlation_id)
         return [order_emit(BROKER, submitted, cause=event, source=SOURCE, ts=event.ts)]
+
+    async def _kill(self, event: Envelope[KillSwitchSet]) -> None:
+        """Cancel every open order of ours at Kite (idempotent: a redelivered switch finds
+        them cancelled already)."""
+        if self._clock() - event.ts > self._max_age_ns:
+            log_.warning("zerodha.kill_switch_too_old", event_id=event.id, set_at=event.ts)
+            return
+        cancelled = 0
+        for o in await self._kite.orders():
+            if not is_our_tag(o.get("tag")) or o.get("status") not in _CANCELLABLE:
+                continue
+            try:
+                await self._kite.cancel_order(str(o["order_id"]), str(o.get("variety") or "regular"))
+                cancelled += 1
+            except OrderRefused as exc:  # filled or cancelled meanwhile
+                log_.warning("zerodha.kill_cancel_refused", broker_order_id=o["order_id"],
+                             error=str(exc))
+        self.cancelled += cancelled
+        log_.warning("zerodha.kill_switch", cancelled=cancelled, alert=True)
 
     async def _existing(self, tag: str) -> str | None:
         if self._stale:
@@ -187,9 +221,9 @@ class ZerodhaTradingProcessor(StreamProcessor):
     def __init__(self, log: Log, settings: ZerodhaSettings, kite: KiteRestClient,
                  instruments: InstrumentMaster, engine: ZerodhaEngine, sync: ZerodhaOrderSync,
                  processor_settings: ProcessorSettings) -> None:
-        check_topics([SIGNALS_TOPIC])
-        super().__init__(log, name=GROUP, group=GROUP, topics=[SIGNALS_TOPIC], handler=engine,
-                         settings=processor_settings)
+        check_topics([SIGNALS_TOPIC, CONTROL_TOPIC])
+        super().__init__(log, name=GROUP, group=GROUP, topics=[SIGNALS_TOPIC, CONTROL_TOPIC],
+                         handler=engine, settings=processor_settings)
         self.zerodha = settings
         self.kite = kite
         self.instruments = instruments

@@ -1,5 +1,6 @@
-"""The kill switch over HTTP: new orders stop, positions are flattened through the normal order
-path, and the switch survives a restart because it is an event on the log."""
+"""The kill switch over HTTP: new orders stop, resting orders are cancelled, positions are
+flattened through the normal order path, and the switch survives a restart because it is an
+event on the log."""
 
 from __future__ import annotations
 
@@ -9,10 +10,19 @@ from pathlib import Path
 
 import httpx
 
-from alpha_panda.domain.events import CODEC, SignalRejected
+from alpha_panda.domain.events import (
+    CODEC,
+    MarketTick,
+    OrderCancelled,
+    OrderFilled,
+    Signal,
+    SignalRejected,
+)
+from alpha_panda.domain.values import OrderType, Side
 from alpha_panda.services.app import RunOptions, SystemRun
 from alpha_panda.services.logs import open_log
 from alpha_panda.settings import ApiSettings, Settings, SimulatorSettings
+from alpha_panda.strategy.base import Context, Strategy, StrategyParams
 from alpha_panda.testing.pipeline import read_all, write_strategy
 
 TOKENS = [738561, 341249, 1270529, 408065]
@@ -97,3 +107,69 @@ async def test_kill_switch_flattens_blocks_and_survives_restart(tmp_path: Path) 
     assert state["paper"]["active"] is True
     again.stop.set()
     await task
+
+
+class Rester(Strategy):
+    """Buys 4 at market, then leaves a buy limit 8% below and a sell limit 8% above resting."""
+
+    class Params(StrategyParams):
+        pass
+
+    def setup(self) -> None:
+        self.step = 0
+
+    def on_tick(self, tick: MarketTick, ctx: Context) -> list[Signal] | None:
+        self.step += 1
+        if self.step == 1:
+            return [ctx.buy(4)]
+        if self.step == 50:
+            t = ctx.tick_size(tick.close or tick.last_price)
+            return [ctx.buy(2, order_type=OrderType.LIMIT,
+                            limit_price=tick.last_price * 92 // 100 // t * t),
+                    ctx.sell(2, order_type=OrderType.LIMIT,
+                             limit_price=tick.last_price * 108 // 100 // t * t)]
+        return None
+
+
+async def test_the_kill_switch_cancels_resting_orders_and_leaves_every_position_flat(
+    tmp_path: Path,
+) -> None:
+    strategies = tmp_path / "strategies"
+    strategies.mkdir()
+    (strategies / "rest.yaml").write_text(
+        f"id: rest\nstrategy: {__name__}:Rester\ninstruments: {TOKENS}\nbrokers: [paper]\n")
+    port = free_port()
+    system = SystemRun(settings(tmp_path, port), RunOptions(progress=False))
+    task = asyncio.create_task(system.run())
+    await until(lambda: system.pipeline is not None and system.pipeline.paper is not None)
+    venue = system.pipeline.paper.exchange
+    await until(lambda: len(venue.exchange_for("rest").open_orders()) == 2 * len(TOKENS))
+    portfolio = system.pipeline.portfolios["paper"]
+    await until(lambda: portfolio.snapshot(None).open_positions == len(TOKENS))
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+        resp = await client.post("/api/v1/kill-switch",
+                                 json={"broker": "paper", "active": True, "flatten": True})
+        assert resp.status_code == 200, resp.text
+    await until(lambda: portfolio.snapshot(None).open_positions == 0)
+    await until(lambda: venue.exchange_for("rest").open_orders() == [])
+    fills = portfolio.fills
+    await asyncio.sleep(0.5)
+    assert portfolio.fills == fills
+    system.stop.set()
+    await task
+
+    log = open_log("embedded", tmp_path / "data")
+    await log.start()
+    try:
+        cancelled = [CODEC.decode_as(r.value, OrderCancelled).data
+                     for r in await read_all(log, "paper.orders.cancelled")]
+        filled = [CODEC.decode_as(r.value, OrderFilled).data
+                  for r in await read_all(log, "paper.orders.filled")]
+    finally:
+        await log.close()
+    assert sorted(c.reason for c in cancelled) == ["kill_switch"] * (2 * len(TOKENS))
+    net: dict[int, int] = {}
+    for f in filled:
+        net[f.instrument_token] = net.get(f.instrument_token, 0) + (
+            f.quantity if f.side is Side.BUY else -f.quantity)
+    assert net == dict.fromkeys(TOKENS, 0)  # bought 4, flattened 4: nothing else filled

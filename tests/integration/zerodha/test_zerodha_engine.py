@@ -21,17 +21,26 @@ from alpha_panda.domain.errors import (
     InvariantViolation,
     TransientError,
 )
-from alpha_panda.domain.events import CODEC, Envelope, OrderRejected
+from alpha_panda.domain.events import (
+    CODEC,
+    Envelope,
+    KillSwitchSet,
+    OrderRejected,
+    derive_id,
+    new_envelope,
+)
 from alpha_panda.domain.values import OrderType
 from alpha_panda.execution.zerodha import OrderBook, order_tag
 from alpha_panda.observability.health import State
 from alpha_panda.services.zerodha_engine import (
+    CONTROL_TOPIC,
     SIGNALS_TOPIC,
     ZerodhaEngine,
     ZerodhaTradingProcessor,
     build_zerodha_engine,
     check_topics,
 )
+from alpha_panda.stream.emit import Emit
 from alpha_panda.stream.log import Log, Record, TopicPartition
 from alpha_panda.stream.runtime import ProcessorSettings
 from alpha_panda.testing.fake_kite import FakeKite
@@ -316,3 +325,39 @@ async def test_start_up_waits_for_kite_before_trading(
     await asyncio.wait_for(task, 10)
     assert not fake.fail_next and fake.placements == 1
     assert trading.report is not None and trading.report.corrections == 0
+
+
+def _kill_switch(ts: int | None = None) -> Emit:
+    env = new_envelope(KillSwitchSet(active=True, flatten=True, requested_by="test"),
+                       id=derive_id("control:zerodha", "kill_switch", ts or 0),
+                       ts=ts or time.time_ns(), source="kill-switch", key="kill_switch",
+                       broker="zerodha")
+    return Emit(CONTROL_TOPIC, env)
+
+
+async def test_the_kill_switch_cancels_our_open_orders_at_kite(
+        settings: ZerodhaSettings, session: KiteSession, fake: FakeKite, log: MemoryLog) -> None:
+    await append(log, signal_envelope(1, order_type=OrderType.LIMIT, limit_price=95_00),
+                 signal_envelope(2, order_type=OrderType.LIMIT, limit_price=96_00))
+    kite = KiteRestClient(settings, session.access_token)
+    manual = await kite.place_order({  # the trader's own order, placed by hand
+        "variety": "regular", "exchange": "NSE", "tradingsymbol": "INFY",
+        "transaction_type": "BUY", "quantity": 1, "product": "CNC", "order_type": "LIMIT",
+        "price": 90.0, "tag": "by-hand"})
+    await kite.close()
+    trading = build_zerodha_engine(settings, log, FAST)
+    stop, task = await _run(trading)
+    await wait_for(lambda: _has(log, "submitted", 2))
+    old = time.time_ns() - 3600 * 10**9  # an hour old: a new group reading the topic afresh
+    await append(log, _kill_switch(old))
+    await asyncio.sleep(0.5)
+    assert trading.engine.cancelled == 0 and {o["status"] for o in fake.orders.values()} == {"OPEN"}
+    await append(log, _kill_switch())
+    await wait_for(lambda: _has(log, "cancelled", 2))
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert trading.engine.cancelled == 2
+    assert {oid: o["status"] for oid, o in fake.orders.items()} == {
+        **{oid: "CANCELLED" for oid, o in fake.orders.items() if oid != manual}, manual: "OPEN"}
+    assert {e.data.broker_order_id for e in await _events(log, "cancelled")} == (
+        set(fake.orders) - {manual})

@@ -190,6 +190,27 @@ def test_kill_switch_blocks_new_orders_and_flattens() -> None:
     assert code(risk.check("g", sig(qty=1), T0 + 4)) == "OK"
 
 
+def test_the_flatten_closes_the_filled_position_whatever_rests_on_the_book() -> None:
+    # long 10, with a resting sell of 5 counted as pending: the kill switch cancels the
+    # resting sell, so the flatten's SELL 10 reduces the position (it was rejected as
+    # "not reducing" against 10 - 5, and the position stayed open)
+    risk = engine(max_position=20)
+    buy = sig(qty=10, product=Product.MIS)
+    risk.check("a", buy, T0)
+    risk.on_fill(filled("a", buy))
+    resting = sig(Side.SELL, 5, product=Product.MIS, order_type=OrderType.LIMIT,
+                  limit_price=101_00)
+    assert code(risk.check("b", resting, T0)) == "OK"
+    risk.set_kill_switch(True)
+    [flat] = risk.flatten_signals(T0 + 1)
+    assert (flat.side, flat.quantity) == (Side.SELL, 10)
+    assert code(risk.check("f", flat, T0 + 1)) == "OK"
+    not_flatten = sig(Side.SELL, 10, product=Product.MIS)
+    assert code(risk.check("g", not_flatten, T0 + 1)) == "KILL_SWITCH"
+    too_much = sig(Side.SELL, 11, product=Product.MIS, reason="flatten:kill_switch")
+    assert code(risk.check("h", too_much, T0 + 1)) == "KILL_SWITCH"  # it would go short
+
+
 def test_state_is_rebuilt_by_replaying_the_same_events() -> None:
     def play(risk: RiskEngine) -> list[str]:
         out = []

@@ -1,0 +1,111 @@
+"""The kill switch at the paper exchange: every order that arrived by the switch's market
+time is cancelled and fills on no later tick, whether the engine processes the switch in
+time, late, or (a rebuild) before the orders."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from alpha_panda.domain.events import MarketTick, OrderCancelled, OrderFilled, Payload, Signal
+from alpha_panda.domain.values import OrderType, Side
+from alpha_panda.execution.paper import ExecutionConfig, PaperExchange
+from tests.unit.execution.test_paper import T0, TOKEN, tick
+
+MS = 1_000_000
+KILL = T0 + 10 * MS
+
+
+def ex() -> PaperExchange:
+    return PaperExchange(ExecutionConfig(costs=False), seed=7)
+
+
+def sig(side: Side, qty: int, **kw: Any) -> Signal:
+    kw.setdefault("price_hint", 1000_00)
+    return Signal(strategy_id="s1", instrument_token=TOKEN, side=side, quantity=qty, **kw)
+
+
+def limit(side: Side, price: int, qty: int = 5) -> Signal:
+    return sig(side, qty, order_type=OrderType.LIMIT, limit_price=price)
+
+
+# ticks at T0 + 1..20 ms; the price dips to 995 at 5 ms and 15 ms, rises to 1005 at 17 ms
+TICKS = [tick(T0 + k * MS, {5: 995_00, 15: 995_00, 17: 1005_00}.get(k, 1000_00))
+         for k in range(1, 21)]
+
+
+def outcome(events: list[Payload]) -> set[tuple[Any, ...]]:
+    return {(type(e).__name__, e.order_id, e.ts, getattr(e, "quantity", None),
+             getattr(e, "reason", None)) for e in events
+            if isinstance(e, OrderFilled | OrderCancelled)}
+
+
+def live(signals: list[tuple[int, str, Signal]], kill_at: int | None = KILL,
+         ticks: list[MarketTick] = TICKS) -> list[Payload]:
+    """In time: ticks, signals and the switch as they come."""
+    x, out = ex(), []
+    pending = sorted(signals, key=lambda s: s[0])
+    killed = kill_at is None
+    for t in ticks:
+        while pending and pending[0][0] <= t.ts:
+            ts, sid, s = pending.pop(0)
+            out += x.submit(sid, s, ts)
+        if not killed and kill_at is not None and kill_at < t.ts:
+            out += x.kill(kill_at)
+            killed = True
+        out += x.on_tick(t)
+    return out
+
+
+def rebuilt(signals: list[tuple[int, str, Signal]], kill_at: int = KILL) -> list[Payload]:
+    """A rebuild's order: every tick, then the control topic, then the signals."""
+    x, out = ex(), []
+    for t in TICKS:
+        out += x.on_tick(t)
+    out += x.kill(kill_at)
+    for ts, sid, s in signals:
+        out += x.submit(sid, s, ts)
+    return out
+
+
+def test_resting_orders_are_cancelled_at_the_switch_and_never_fill_after_it() -> None:
+    signals = [(T0, "buy", limit(Side.BUY, 990_00)), (T0, "sell", limit(Side.SELL, 1004_00))]
+    events = live(signals)
+    cancels = [e for e in events if isinstance(e, OrderCancelled)]
+    assert {(c.reason, c.ts, c.leaves_quantity) for c in cancels} == {("kill_switch", KILL, 5)}
+    assert len(cancels) == 2
+    assert not [e for e in events if isinstance(e, OrderFilled)]  # 1005 at 17 ms: too late
+    without = live(signals, kill_at=None)
+    assert [e.ts for e in without if isinstance(e, OrderFilled)] == [T0 + 17 * MS]
+
+
+def test_fills_before_the_switch_stand_and_later_orders_are_untouched() -> None:
+    signals = [(T0, "dip", limit(Side.BUY, 995_00)),  # fills at 5 ms, before the switch
+               (T0 + 12 * MS, "after", limit(Side.BUY, 995_00))]  # arrives after it
+    events = live(signals)
+    assert {(e.ts, e.quantity) for e in events if isinstance(e, OrderFilled)} == {
+        (T0 + 5 * MS, 5), (T0 + 15 * MS, 5)}
+    assert not [e for e in events if isinstance(e, OrderCancelled)]
+
+
+def test_a_rebuild_or_a_lagging_engine_cancels_as_the_live_run_did() -> None:
+    signals = [(T0, "buy", limit(Side.BUY, 990_00)), (T0, "sell", limit(Side.SELL, 1004_00)),
+               (T0, "dip", limit(Side.BUY, 995_00, qty=3)),
+               (T0 + 2 * MS, "bracket", sig(Side.BUY, 2, take_profit=1004_00,
+                                            stop_loss=990_00))]
+    in_time = live(signals)
+    assert outcome(rebuilt(signals)) == outcome(in_time)
+    # the bracket's entry filled before the switch: its legs, placed then, are cancelled too
+    legs = [e for e in in_time if isinstance(e, OrderCancelled) and e.reason == "kill_switch"]
+    assert len(legs) == 4  # buy, sell and the bracket's two legs
+    assert {e.ts for e in in_time if isinstance(e, OrderFilled)} == {T0 + 2 * MS, T0 + 5 * MS}
+
+
+def test_an_engine_that_ran_ahead_cancels_at_once_and_a_redelivered_switch_does_nothing() -> None:
+    x = ex()
+    x.submit("buy", limit(Side.BUY, 990_00), T0)
+    for t in TICKS[:15]:  # up to 15 ms, past the switch's 10 ms
+        x.on_tick(t)
+    out = x.kill(KILL)
+    assert [(type(e).__name__, e.ts) for e in out] == [("OrderCancelled", T0 + 15 * MS)]
+    assert x.kill(KILL) == []
+    assert x.open_orders() == []
