@@ -58,10 +58,18 @@ def kite_order_params(signal: Signal, *, exchange: str, tradingsymbol: str, tag:
     """Kite ``place_order`` parameters for a signal (prices as exact rupee strings).
 
     MARKET and SL-M orders carry ``market_protection`` as Kite requires; LIMIT and SL
-    need ``limit_price``; SL and SL-M need ``trigger_price``.
+    need ``limit_price``; SL and SL-M need ``trigger_price``. A bracket (``take_profit`` or
+    ``stop_loss``) is a ``ValidationError``: Kite has none, and the paper exchange's legs
+    have no live counterpart.
     """
     if signal.quantity <= 0:
         raise ValidationError(f"order quantity must be positive, got {signal.quantity}")
+    if signal.take_profit is not None or signal.stop_loss is not None:
+        # Placing the entry alone would leave the position without the exits the strategy
+        # asked for: refused, never placed half.
+        raise ValidationError(
+            "Kite has no bracket orders (Zerodha discontinued them): a signal with "
+            "take_profit/stop_loss is not placed live; send the exits as their own orders")
     params: dict[str, Any] = {
         "variety": variety, "exchange": exchange, "tradingsymbol": tradingsymbol,
         "transaction_type": signal.side.value, "quantity": signal.quantity,

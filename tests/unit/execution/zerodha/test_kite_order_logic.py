@@ -73,6 +73,15 @@ def test_incomplete_orders_are_refused_before_kite(kw: dict[str, object]) -> Non
         kite_order_params(_signal(**kw), exchange="NSE", tradingsymbol="INFY", tag="t")
 
 
+@pytest.mark.parametrize("kw", [{"take_profit": 101_00, "stop_loss": 99_00},
+                                {"stop_loss": 99_00}, {"take_profit": 101_00}])
+def test_a_bracket_is_refused_not_placed_without_its_exits(kw: dict[str, object]) -> None:
+    # the entry alone would reach Kite and the position would have no stop
+    with pytest.raises(ValidationError, match="no bracket orders"):
+        kite_order_params(_signal(price_hint=100_00, **kw), exchange="NSE",
+                          tradingsymbol="INFY", tag="t")
+
+
 def _row(**kw: object) -> dict[str, object]:
     row: dict[str, object] = {"order_id": "K1", "status": "OPEN", "tag": order_tag("sig"),
                               "instrument_token": 408065, "exchange": "NSE", "tradingsymbol": "INFY",
