@@ -51,6 +51,7 @@ from alpha_panda.backtest.metrics import (
     NS_PER_DAY,
     NS_PER_S,
     RoundTripTracker,
+    round_trips,
     trading_day,
 )
 from alpha_panda.backtest.result import BacktestResult, summarize
@@ -132,6 +133,7 @@ class _Engine:
         self.counts = {"signals": 0, "signals_rejected": 0, "orders": 0, "orders_rejected": 0,
                        "orders_cancelled": 0}
         self.rejections: dict[str, int] = {}
+        self.rejection_messages: dict[str, str] = {}  # reason code -> its first message
         # bound methods of the per-fill path, looked up once
         self.apply_fill = self.ledger.apply_fill
         self.risk_on_fill = self.risk.on_fill
@@ -169,6 +171,7 @@ class _Engine:
             elif isinstance(p, OrderRejected):
                 self.counts["orders_rejected"] += 1
                 self.rejections[p.reason_code] = self.rejections.get(p.reason_code, 0) + 1
+                self.rejection_messages.setdefault(p.reason_code, p.message)
                 self._closed(p.instrument_token, p.order_id)
                 self.risk.on_order_rejected(p)
                 self.runner.on_order_rejected_event(p)
@@ -300,6 +303,12 @@ class _Engine:
         k = int(times.searchsorted(day * NS_PER_DAY - IST_OFFSET_NS, side="left"))
         return int(rows[k]) if k < len(rows) else row
 
+    def halt(self, ts: int) -> None:
+        """Strategies that failed at the tick of ``ts`` lose their open orders, as the
+        pipeline's engines cancel them on the runner's ``StrategyHalted``."""
+        for sid, _ in self.runner.take_halted():
+            self.route(self.venue.kill(ts, sid))
+
     def signals(self, i: int, sigs: list[Signal], tick: MarketTick) -> None:
         """Step 3 for one tick's signals: risk, exchange, events, feedback."""
         if len(sigs) == 1:  # the usual case: signal_ids for one signal, without its bookkeeping
@@ -330,6 +339,7 @@ class _Engine:
                 counts["signals_rejected"] += 1
                 code = decision.reason_code
                 self.rejections[code] = self.rejections.get(code, 0) + 1
+                self.rejection_messages.setdefault(code, decision.message)
                 self.runner.on_signal_rejected(sig)
                 continue
             if not own:
@@ -411,9 +421,10 @@ def run_backtest(
             sys.stderr.write("\n")
         result = summarize(
             ticks=n, elapsed_s=elapsed, load_s=load_s, ledger=eng.ledger, fills=eng.fills,
-            trips=eng.trips, samples=samples, start_ns=eng.ts_l[0] if n else 0,
+            trips=round_trips(eng.fills), samples=samples, start_ns=eng.ts_l[0] if n else 0,
             counts=eng.counts,
-            rejections=eng.rejections, statuses=eng.runner.statuses(),
+            rejections=eng.rejections, rejection_messages=eng.rejection_messages,
+            statuses=eng.runner.statuses(),
             initial_equity=initial_cash * len(configs),
         )
         del eng
@@ -436,6 +447,7 @@ def _replay(eng: _Engine, ticks: TickColumns, ends: list[int],
     process = runner.process
     route = runner.dispatch()
     clock = runner.clock
+    references = runner.references()
     open_orders = eng.open_orders
     samples: list[tuple[int, int, int]] = []
     # Flags only an event can change: re-read after each call that routes events.
@@ -469,6 +481,10 @@ def _replay(eng: _Engine, ticks: TickColumns, ends: list[int],
                     for name, values, nulls in extras:
                         setattr(view, name, None if nulls is not None and nulls[i] else values[i])
                 clock.now_ns = ts
+                ref = references[token]
+                if ts >= ref.day_end:
+                    ref.new_day(ts, price)
+                ref.close = view.close
                 sigs = None
                 for slot in slots:
                     try:
@@ -484,6 +500,9 @@ def _replay(eng: _Engine, ticks: TickColumns, ends: list[int],
                         route = runner.dispatch()  # (a bad signal fails its strategy)
             if sigs is not None:
                 eng.signals(i, sigs, tick or eng.tick_at(i))
+                every_ex = eng.exchange_every_tick
+            if runner.halted:  # a strategy failed at this tick: its open orders go
+                eng.halt(ts)
                 every_ex = eng.exchange_every_tick
         start = end
         equity, gross = eng.sample(end - 1)

@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from alpha_panda.domain.events import NO_CHARGES, OrderFilled
 from alpha_panda.domain.values import to_rupees
-from alpha_panda.portfolio.ledger import Position
+from alpha_panda.portfolio.ledger import Position, PositionLedger
 
 NS_PER_S: Final = 1_000_000_000
 NS_PER_DAY: Final = 86_400 * NS_PER_S
@@ -44,6 +45,8 @@ FIGURES: Final = {
                 "any open position (exact, from fill times)",
     "max_gross_exposure": "largest sum of |quantity| x mark price over open positions, over "
                           "the sampled equity curve",
+    "rejections": "signals and orders rejected, by reason code (risk's and the exchange's)",
+    "rejection_messages": "for each reason code, the message of its first rejection (what to fix)",
     "strategies_failed": "strategies taken out of service because they raised; the run goes "
                          "on without them and exits with status 1",
 }
@@ -130,6 +133,32 @@ class RoundTripTracker:
                 self._open[key] = (ts, pos.realized, charges, after)
             elif abs(after) > abs(state[3]):
                 self._open[key] = (*state[:3], after)
+
+
+def fill_order(fill: OrderFilled) -> tuple[int, str, int, str]:
+    """Event-time order of fills: time, then order id and the order's own fill sequence
+    (cumulative quantity), then fill id: a stable order whatever order they were made in."""
+    return (fill.ts or 0, fill.order_id, fill.cumulative_quantity, fill.fill_id)
+
+
+def round_trips(fills: Sequence[OrderFilled], *, keep_trips: bool = True) -> RoundTripTracker:
+    """The round trips of ``fills`` taken in event-time order (``fill_order``).
+
+    A pipeline's fills of one instrument can come off the log out of time order (a paper
+    engine catching up on an order processed late), and so can a backtest's at one event
+    time: counting trips in the order fills were made would make the two disagree on the
+    same fills. Fills at the same event time of one position follow order ids, not the
+    order they happened in."""
+    tracker = RoundTripTracker(keep_trips=keep_trips)
+    ledger = PositionLedger(0, keep_cash=False)
+    for fill in sorted(fills, key=fill_order):
+        pos = ledger.position(fill.strategy_id, fill.instrument_token)
+        before = pos.quantity
+        ledger.apply_fill(fill)
+        charges = fill.charges
+        tracker.after_fill(pos, before, fill.ts or 0,
+                           0 if charges is NO_CHARGES else charges.total)
+    return tracker
 
 
 def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -70,6 +70,14 @@ def _downsample(xs: np.ndarray, ys: np.ndarray) -> tuple[list[int], list[int]]:
     return xs[idx].tolist(), ys[idx].tolist()
 
 
+def _cell(value: object) -> str:
+    """A summary value as HTML: a mapping (rejections by reason, their messages) one
+    ``key: value`` line each."""
+    if isinstance(value, dict):
+        return "<br>".join(html.escape(f"{k}: {v}") for k, v in value.items())
+    return html.escape("n/a" if value is None else str(value))
+
+
 def render_html(result: BacktestResult, ticks: TickColumns, title: str = "Backtest") -> str:
     """The report page for ``result`` of a run over ``ticks``."""
     s = result.to_dict(timings=False)
@@ -99,7 +107,7 @@ def render_html(result: BacktestResult, ticks: TickColumns, title: str = "Backte
     more = (f"<p>showing the first {MAX_TRADES} of {len(result.fills)} fills</p>"
             if len(result.fills) > MAX_TRADES else "")
     summary = "".join(
-        f"<tr><th>{html.escape(k)}</th><td>{html.escape('n/a' if v is None else str(v))}</td>"
+        f"<tr><th>{html.escape(k)}</th><td>{_cell(v)}</td>"
         f'<td class="what">{html.escape(FIGURES.get(k, ""))}</td></tr>'
         for k, v in s.items())
     return f"""<!doctype html>

@@ -55,6 +55,7 @@ def summarize(
     *, ticks: int, elapsed_s: float, load_s: float, ledger: PositionLedger,
     fills: list[OrderFilled], trips: RoundTripTracker, samples: list[tuple[int, int, int]],
     start_ns: int, counts: dict[str, int], rejections: dict[str, int],
+    rejection_messages: dict[str, str] | None = None,
     statuses: Sequence[StrategyStatus], initial_equity: int,
 ) -> BacktestResult:
     """The summary of a run; ``samples`` (ts, equity, gross exposure) end at the last tick,
@@ -76,6 +77,7 @@ def summarize(
         "open_positions": snap.open_positions,
         **counts,
         "rejections": dict(sorted(rejections.items())),
+        "rejection_messages": dict(sorted((rejection_messages or {}).items())),
         "strategies_failed": sorted(s.id for s in statuses if s.state == "FAILED"),
         "load_s": round(load_s, 6),
         "elapsed_s": round(elapsed_s, 6),

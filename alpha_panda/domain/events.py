@@ -252,6 +252,16 @@ class KillSwitchSet(Payload, frozen=True, kw_only=True, gc=False):
     market_ts: int | None = None
 
 
+class StrategyHalted(Payload, frozen=True, kw_only=True, gc=False):
+    """A strategy raised (or broke its contract) and was taken out of service at the tick
+    of ``ts``: the trading engines cancel its open orders (its positions are left as they
+    are, for the trader to decide)."""
+
+    EVENT_TYPE: ClassVar[str] = "strategy_halted"
+    strategy_id: str
+    error: str = ""
+
+
 # ---------------------------------------------------------------------------- dead letters
 
 
@@ -287,6 +297,7 @@ PAYLOAD_TYPES: Final[dict[str, type[Payload]]] = {
         OrderCancelled,
         PnlSnapshot,
         KillSwitchSet,
+        StrategyHalted,
         DeadLetter,
     )
 }

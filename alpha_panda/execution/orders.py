@@ -107,7 +107,8 @@ class Order:
     last_ts: int = 0  # event time of the last tick this order has been matched against
     expires_ns: int | None = None  # DAY validity: the close of the session it arrived in
     cutoff_ns: int | None = None  # MIS: the square-off cut-off of its session
-    killed_ns: int | None = None  # the first kill switch at/after its arrival: no fill after it
+    killed_ns: int | None = None  # the first kill switch (or halt of its strategy) at/after
+    killed_by: str = ""  # its arrival: no fill after it; the cancel's reason
 
     @property
     def leaves(self) -> int:

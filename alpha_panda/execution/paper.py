@@ -55,6 +55,7 @@ from alpha_panda.domain.events import (
 from alpha_panda.domain.values import TICK_SIZE_PAISE, OrderType, Product, Side, Validity
 from alpha_panda.execution.config import ExecutionConfig
 from alpha_panda.execution.costs import CostModel, Segment
+from alpha_panda.execution.holdings import CncHoldings
 from alpha_panda.execution.market import (
     CircuitBands,
     MarketCalendar,
@@ -79,6 +80,7 @@ _MARKET = OrderType.MARKET
 _LIMIT = OrderType.LIMIT
 _SL_M = OrderType.SL_M
 _MIS = Product.MIS
+_CNC = Product.CNC
 _DAY = Validity.DAY
 _IOC = Validity.IOC
 _BUY = Side.BUY
@@ -98,6 +100,7 @@ class PaperExchange(MisSquareOff):
         self._costs: CostModel | None = (cfg.cost_model or CostModel.load()) if cfg.costs else None
         # CNC fills are charged per (strategy, instrument, day) book: same-day netting, DP.
         self._cnc = CncNetting(self._costs, cfg.exchange) if self._costs is not None else None
+        self._holdings = CncHoldings()  # CNC fills and sells: a CNC sell must be covered
         self._calendar = cfg.calendar or MarketCalendar.load()
         self._bands = (cfg.bands or CircuitBands.load()) if cfg.price_bands else None
         self._tick_sizes = cfg.tick_sizes or nse_tick_sizes()
@@ -124,7 +127,8 @@ class PaperExchange(MisSquareOff):
         # every tick: a plain int).
         self._tick_day: dict[int, date] = {}
         self._day_end: dict[int, int] = {}
-        self._kills: list[int] = []  # event times the kill switch was set at, ascending
+        # Event times the kill switch (key None) or a strategy's halt was set at, ascending.
+        self._kills: dict[str | None, list[int]] = {}
         self._clock = SessionClock(self._calendar, cfg.mis_squareoff)
         # Settings read on every order, taken once from the (frozen) config.
         self._latency_ns = cfg.latency_ns
@@ -164,8 +168,8 @@ class PaperExchange(MisSquareOff):
             self._immediate and signal.order_type is _MARKET and signal.price_hint is not None
             and signal.product is not _MIS and signal.quantity > 0 and signal.limit_price is None
             and signal.trigger_price is None and signal.take_profit is None
-            and signal.stop_loss is None
-        ):
+            and signal.stop_loss is None and (signal.side is _BUY or signal.product is not _CNC)
+        ):  # (a CNC sell takes the general path: it must be covered by holdings)
             return self._submit_market(order_id, signal_id, signal, now_ns)
         out = self._place(order_id, signal_id, signal, now_ns)
         if self._late:
@@ -198,8 +202,14 @@ class PaperExchange(MisSquareOff):
         )
         self._register(order)
         reason = self._validate(order, now_ns)
+        if reason is None and product is _CNC and order.side is not _BUY \
+                and not signal.reason.startswith("flatten:"):  # the kill switch's: exempt
+            short = self._holdings.short(order, now_ns, self._open.get(token, ()))
+            reason = None if short is None else ("CNC_SHORT", short)
         if reason is not None:
             return [self._reject(order, reason[0], reason[1], now_ns)]
+        if product is _CNC and order.side is not _BUY:
+            self._holdings.placed(order)  # it reserves holdings from now
         out: list[Payload] = [self._submitted(order, now_ns)]
         kind = order.order_type
         if kind is _MARKET and arrival == now_ns and not queued:
@@ -227,7 +237,7 @@ class PaperExchange(MisSquareOff):
     def _submit_market(
         self, order_id: str, signal_id: str, signal: Signal, now_ns: int
     ) -> list[Payload]:
-        """``submit`` of a plain market order (CNC/NRML, a price hint, no prices, no exits)
+        """``submit`` of a plain market order (a CNC buy or NRML, a price hint, no prices, no exits)
         when it reaches the book at once: the general path's steps, in its order, without
         the branches that cannot apply (no rule of ``validate`` can reject it, it never rests,
         it has no bracket, it is not MIS)."""
@@ -272,6 +282,8 @@ class PaperExchange(MisSquareOff):
             price=price, cumulative_quantity=qty, leaves_quantity=0, average_price=price,
             product=product, charges=charges, ts=now_ns,
         )
+        if product is _CNC:
+            self._holdings.filled(order, qty, now_ns)  # a buy (sells take _place)
         self._retire(order_id)
         return [submitted, filled]
 
@@ -315,25 +327,30 @@ class PaperExchange(MisSquareOff):
         """Event time of the latest tick seen (None before any)."""
         return max((h[-1].ts for h in self._history.values() if h), default=None)
 
-    def kill(self, at_ns: int) -> list[Payload]:
-        """The kill switch, set at ``at_ns`` in event time: every order that arrived by then
-        is cancelled (reason ``kill_switch``) and fills on no tick after it, including an
-        order processed later (a lagging engine, a rebuild, which replays the control topic
-        before the signals) and a bracket's legs placed later. Orders arriving after it are
-        not touched: the risk manager lets only the kill switch's flatten orders through.
+    def kill(self, at_ns: int, strategy_id: str | None = None) -> list[Payload]:
+        """The kill switch, set at ``at_ns`` in event time (or, with ``strategy_id``, that
+        strategy's halt after it raised): every order (of the strategy) placed by then is
+        cancelled (reason ``kill_switch``, ``strategy_halted``) and fills on no tick after
+        it, including one still on its way (latency), one processed later (a lagging engine,
+        a rebuild, which replays the control topic before the signals) and a bracket's legs
+        placed later. Orders placed after it are not touched: the risk manager lets only
+        the kill switch's flatten orders through (placed just after it), and a halted
+        strategy signals no more.
         """
-        kills = self._kills
+        kills = self._kills.setdefault(strategy_id, [])
         if at_ns in kills:
             return []  # redelivered
         insort(kills, at_ns)
+        reason = "kill_switch" if strategy_id is None else "strategy_halted"
         out: list[Payload] = []
         for order in self.open_orders():
-            if order.arrival_ns <= at_ns and order.status.is_open:
+            if (order.created_ns <= at_ns and order.status.is_open
+                    and strategy_id in (None, order.strategy_id)):
                 if order.killed_ns is None or at_ns < order.killed_ns:
-                    order.killed_ns = at_ns
-                # matched on ticks after the kill already (this engine ran ahead of the
-                # control topic): cancelled now, at the latest of them
-                self._cancel(order, "kill_switch", max(at_ns, order.last_ts), out)
+                    order.killed_ns, order.killed_by = at_ns, reason
+                # matched on ticks after it already (this engine ran ahead of the control
+                # topic): cancelled now, at the latest of them
+                self._cancel(order, reason, max(at_ns, order.last_ts), out)
         if self._late:
             self._squareoff_late(out)
         return out
@@ -416,7 +433,7 @@ class PaperExchange(MisSquareOff):
             self._cancel(order, "expired", order.expires_ns, out)
             return
         if order.killed_ns is not None and ts > order.killed_ns:
-            self._cancel(order, "kill_switch", order.killed_ns, out)
+            self._cancel(order, order.killed_by, order.killed_ns, out)
             return
         price = tick.last_price
         sign = order.side.sign
@@ -492,6 +509,8 @@ class PaperExchange(MisSquareOff):
     def _cancel(self, order: Order, reason: str, ts: int, out: list[Payload]) -> None:
         order.transition(OrderStatus.EXPIRED if reason == "expired" else OrderStatus.CANCELLED)
         self._close(order)
+        if order.product is _CNC:
+            self._holdings.cancelled(order, reason, ts)  # a sell's unfilled part is free
         out.append(
             OrderCancelled(
                 order_id=order.order_id, strategy_id=order.strategy_id,
@@ -521,7 +540,9 @@ class PaperExchange(MisSquareOff):
                     "squareoff" if order.signal_id.startswith("squareoff|") else "signal"),
             )
         )
-        if order.product is _MIS:
+        if order.product is _CNC:
+            self._holdings.filled(order, qty, ts)
+        elif order.product is _MIS:
             day = self._squaring.pop(order_id, None) or self._session(ts).day
             key = (order.strategy_id, order.instrument_token, day)
             self._mis[key] = self._mis.get(key, 0) + (qty if order.side is _BUY else -qty)
@@ -613,9 +634,13 @@ class PaperExchange(MisSquareOff):
             order.expires_ns = close
         if order.product is _MIS:
             order.cutoff_ns = sess.cutoff
-        kills = self._kills
-        if kills and kills[-1] >= order.arrival_ns:  # a kill switch processed before it
-            order.killed_ns = kills[bisect_left(kills, order.arrival_ns)]
+        if self._kills:  # a kill switch or a halt of its strategy processed before it
+            for key, reason in ((None, "kill_switch"), (order.strategy_id, "strategy_halted")):
+                kills = self._kills.get(key)
+                if kills and kills[-1] >= order.created_ns:
+                    at = kills[bisect_left(kills, order.created_ns)]
+                    if order.killed_ns is None or at < order.killed_ns:
+                        order.killed_ns, order.killed_by = at, reason
         self._orders[order.order_id] = order
 
     def _segment(self, token: int, product: Product) -> Segment:

@@ -2,9 +2,14 @@
 
 ``validate`` answers None or ``(reason_code, message)``; the exchange turns a rejection
 into ``OrderRejected``. Reason codes: QUANTITY, PRICE_MISSING, TRIGGER_MISSING, PRICE,
-TICK_SIZE, MARKET_CLOSED, MIS_CUTOFF, PRICE_BAND (circuit limits), TRIGGER_PRICE (a stop
-whose trigger the market has already crossed), STALE_ORDER (the order arrives before the
-oldest tick the exchange still keeps, so it cannot be matched faithfully).
+TICK_SIZE, BRACKET (a bracket's exits on the wrong side of its entry: see ``bracket_inverted``),
+MARKET_CLOSED, MIS_CUTOFF, PRICE_BAND (circuit limits), TRIGGER_PRICE (a stop whose trigger
+the market has already crossed), STALE_ORDER (the order arrives before the oldest tick the
+exchange still keeps, so it cannot be matched faithfully). The exchange adds CNC_SHORT (a
+CNC sell beyond the strategy's delivery holdings, ``cnc_short``).
+
+Brackets are checked here only: the paper exchange is the one venue that places their exits
+(the Zerodha engine sends no bracket), and the check needs no state of the risk manager's.
 """
 
 from __future__ import annotations
@@ -45,6 +50,45 @@ def _off_grid(prices: Iterable[int], tick: int) -> int | None:
     return next((p for p in prices if not on_tick_grid(p, tick)), None)
 
 
+def entry_reference(order: Order) -> tuple[int, str] | None:
+    """The price a bracket's exits are measured from, and what it is: the limit price of a
+    limit (or stop-limit) entry, the trigger of a stop-market one (it fills at or beyond
+    it), else the last price the strategy saw (``price_hint``). None: nothing to measure."""
+    if order.limit_price is not None:
+        return order.limit_price, "limit price"
+    if order.order_type is OrderType.SL_M and order.trigger_price is not None:
+        return order.trigger_price, "trigger price"
+    if order.price_hint is not None:
+        return order.price_hint, "last price"
+    return None
+
+
+def bracket_inverted(order: Order) -> str | None:
+    """Why ``order``'s bracket exits are on the wrong side of its entry, or None.
+
+    A buy's stop-loss must be below its entry and its take-profit above it (a sell's the
+    other way round): an exit on the wrong side fills as soon as the entry does, for a
+    certain loss (a take-profit below a buy's entry is a marketable sell limit)."""
+    tp, sl = order.take_profit, order.stop_loss
+    if tp is None and sl is None:
+        return None
+    ref = entry_reference(order)
+    if ref is None:
+        return None
+    entry, what = ref
+    sign = order.side.sign
+    side = order.side.value.lower()
+    wrong = []
+    if sl is not None and sign * (entry - sl) <= 0:
+        wrong.append(f"stop-loss {format_rupees(sl)} must be {'below' if sign > 0 else 'above'}")
+    if tp is not None and sign * (tp - entry) <= 0:
+        wrong.append(f"take-profit {format_rupees(tp)} must be {'above' if sign > 0 else 'below'}")
+    if not wrong:
+        return None
+    return (f"bracket exits on the wrong side of the entry: a {side}'s {' and '.join(wrong)} "
+            f"the entry {format_rupees(entry)} ({what})")
+
+
 def validate(
     order: Order, now_ns: int, cfg: ExecutionConfig, calendar: MarketCalendar,
     bands: CircuitBands | None, clock: SessionClock, *, reference: int | None, tick: int,
@@ -74,6 +118,9 @@ def validate(
         if off is not None:
             return "TICK_SIZE", (f"price {format_rupees(off)} is not a multiple of the tick "
                                  f"size {format_rupees(tick)} (NSE's, by date and price band)")
+        inverted = bracket_inverted(order) if exits else None
+        if inverted is not None:
+            return "BRACKET", inverted
     if cfg.market_hours == "reject" and not calendar.is_open(order.arrival_ns):
         return "MARKET_CLOSED", "order outside NSE market hours (09:15-15:30 IST) or holiday"
     cutoff = clock.session(order.arrival_ns).cutoff
@@ -82,7 +129,9 @@ def validate(
     band = bands.limits(order.instrument_token, reference, tick) \
         if prices and bands and reference else None
     if band is not None and not all(band[0] <= p <= band[1] for p in prices):
-        return "PRICE_BAND", f"price outside the circuit band {band[0]}..{band[1]} paise"
+        outside = next(p for p in prices if not band[0] <= p <= band[1])
+        return "PRICE_BAND", (f"price {format_rupees(outside)} is outside the circuit band "
+                              f"{format_rupees(band[0])}-{format_rupees(band[1])}")
     hint = order.price_hint
     crossed = hint is not None and trigger is not None and order.side.sign * (trigger - hint) <= 0
     if is_stop and crossed:

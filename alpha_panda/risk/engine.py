@@ -19,13 +19,16 @@ filled quantities are kept eagerly). Replaying the same signals (``check``, or
 state; a redelivered signal id gets its first decision again.
 
 Delivery cannot be sold short (``CNC_SHORT``, always on, not a configurable limit): a CNC
-SELL passes only if the strategy's CNC holdings in the instrument cover it. Holdings are,
-like positions, *filled + pending*, counting CNC orders only: the net quantity of its CNC
-fills plus its validated CNC orders' unfilled part (MIS and NRML fills, the exchange's MIS
-square-off among them, do not count). Kite would not sell against a buy still open, but
-counting it keeps the decision independent of when the buy's fill reaches the engine, so
-the pipeline decides as the backtest does. The kill switch's flatten signals are exempt
-while it is on.
+SELL passes only if the strategy's CNC holdings in the instrument cover it. Holdings here
+are the net quantity of its CNC fills (MIS and NRML fills, the exchange's MIS square-off
+among them, do not count), plus the unfilled part of its validated CNC *market* buys, less
+that of its validated CNC sells. A market buy fills at once at the venue, so counting it
+keeps the decision independent of when its fill reaches this engine (on the pipeline a
+fill can come after the next signal), and the pipeline decides as the backtest does. A
+resting limit or stop buy does not count: it may never fill, and Kite would not sell
+against it. The venue checks again against what is filled (the paper exchange's
+``CNC_SHORT``, ``execution.holdings``). The kill switch's flatten signals are exempt while
+it is on.
 
 The kill switch and the account's order-rate windows live in a ``RiskStateStore``
 (in memory, or ``alpha_panda.adapters.redis.risk_state.RedisRiskStateStore`` shared by
@@ -61,6 +64,7 @@ from alpha_panda.risk.state import InMemoryRiskStateStore, RateWindow, RiskState
 _US_PER_S = 1_000_000
 _BUY = Side.BUY
 _CNC = Product.CNC
+_MARKET = OrderType.MARKET
 
 DECISIONS_KEPT: Final = 100_000
 """Recent decisions remembered so a redelivered signal is answered the same way."""
@@ -98,7 +102,7 @@ class _Pending:
     sign: int
     leaves: int
     order_ids: tuple[str, ...] = ()
-    cnc: bool = False  # a CNC order: counts towards the delivery holdings (CNC_SHORT)
+    cnc: bool = False  # a CNC sell or CNC market buy: counts towards the holdings (CNC_SHORT)
 
 
 class RiskEngine:
@@ -127,7 +131,8 @@ class RiskEngine:
         self._fill_ids: OrderedDict[str, None] = OrderedDict()
         self._pending: dict[str, _Pending] = {}  # order id(s) -> what is still unfilled
         self._pending_qty: dict[tuple[str, int], int] = {}
-        # CNC_SHORT: net CNC quantity filled, and of validated CNC orders still unfilled.
+        # CNC_SHORT: net CNC quantity filled, and of validated CNC orders still unfilled
+        # (sells, and market buys: not resting buys, which may never fill).
         # Kept apart from ``_filled`` and ``_pending_qty`` (which, like the ledger, merge
         # products) so that an MIS long is not taken for delivery holdings.
         self._cnc_filled: dict[tuple[str, int], int] = {}
@@ -268,7 +273,8 @@ class RiskEngine:
         sid = signal.strategy_id
         token = signal.instrument_token
         sign = 1 if signal.side is _BUY else -1
-        cnc = signal.product is _CNC
+        cnc = signal.product is _CNC and (
+            signal.side is not _BUY or signal.order_type is _MARKET)  # (see CNC_SHORT)
         pending = _Pending(sid, token, sign, signal.quantity, order_ids, cnc)
         for order_id in order_ids:
             all_pending[order_id] = pending

@@ -1,7 +1,8 @@
 """The paper trading engine: validated paper signals and market ticks in, order events out.
 
 It consumes only ``paper.signals.validated`` and ``paper.control`` (the kill switch
-cancels open orders; and the shared ``market.ticks``) and writes only ``paper.orders.*``. The simulated exchange is pure and works in event time,
+cancels every open order, a failed strategy's halt its own; and the shared
+``market.ticks``) and writes only ``paper.orders.*``. The simulated exchange is pure and works in event time,
 so its fills do not depend on how the two input streams interleave, and a rebuild from
 the log restores resting orders exactly.
 """
@@ -22,6 +23,7 @@ from alpha_panda.domain.events import (
     OrderSubmitted,
     Payload,
     SignalValidated,
+    StrategyHalted,
 )
 from alpha_panda.domain.values import Broker
 from alpha_panda.execution.config import ExecutionConfig
@@ -61,6 +63,9 @@ class PaperEngineHandler:
                 return ()  # no tick, so no order has been placed
             payloads = self.exchange.kill(at)
             ts = at
+        elif isinstance(data, StrategyHalted):  # it failed: its open orders go
+            payloads = self.exchange.kill(event.ts, data.strategy_id)
+            ts = event.ts
         elif isinstance(data, SignalValidated):
             if event.broker != BROKER:
                 raise InvariantViolation(f"paper engine got a {event.broker!r} signal {event.id}")

@@ -130,7 +130,9 @@ class RiskHandler:
         # The flatten orders go in at the market's time (its latest tick), not the wall
         # clock's the operator's request carries: a simulated market runs hours or days
         # apart from it, and orders dated days in its past are rejected as stale.
-        now = data.market_ts or self.engine.market_ns or event.ts
+        # (just after the switch's market time: the engines cancel what was placed by then)
+        now = data.market_ts + 1 if data.market_ts is not None else (
+            self.engine.market_ns or event.ts)
         emits = []
         for n, sig in enumerate(self.engine.flatten_signals(now)):
             env = new_envelope(sig, id=derive_id(event.id, "flatten", n), ts=now,

@@ -23,6 +23,8 @@ from alpha_panda.domain.events import (
     OrderSubmitted,
     Signal,
     SignalRejected,
+    StrategyHalted,
+    derive_id,
     new_envelope,
 )
 from alpha_panda.strategy.runner import StrategyRunner, signal_ids
@@ -48,6 +50,8 @@ class SignalFanout:
             return ()
         self.ticks += 1
         signals = self.runner.on_tick(tick)
+        if self.runner.halted:
+            return self._emits(event, signals) + self._halts(event)
         if not signals:
             return ()
         return self._emits(event, signals)
@@ -68,11 +72,25 @@ class SignalFanout:
                     continue
                 self.ticks += 1
                 signals = process(tick)
-                if signals:
+                if self.runner.halted:
+                    out.append((i, self._emits(event, signals or []) + self._halts(event)))
+                elif signals:
                     out.append((i, self._emits(event, signals)))
         except Exception as exc:
             raise BatchFailure(i, out, exc) from exc
         return out
+
+    def _halts(self, event: Envelope[Any]) -> list[Emit]:
+        """A ``StrategyHalted`` on the control topic of each broker of each strategy that
+        failed at this tick: the engines cancel its open orders as of the tick's time."""
+        emits: list[Emit] = []
+        for sid, error in self.runner.take_halted():
+            halted = StrategyHalted(strategy_id=sid, error=error[:500])
+            for broker in self.runner.config(sid).brokers:
+                env = new_envelope(halted, id=derive_id(event.id, f"halted:{sid}"), ts=event.ts,
+                                   source=SOURCE, key=sid, broker=str(broker), parent=event)
+                emits.append(Emit(topic(broker, "control"), env))
+        return emits
 
     def _emits(self, event: Envelope[Any], signals: list[Signal]) -> list[Emit]:
         emits: list[Emit] = []

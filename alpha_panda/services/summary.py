@@ -12,9 +12,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from alpha_panda.backtest.metrics import performance
+from alpha_panda.backtest.metrics import performance, round_trips
 from alpha_panda.backtest.result import rupees
-from alpha_panda.domain.events import CODEC, OrderRejected, PnlSnapshot, SignalRejected
+from alpha_panda.domain.events import (
+    CODEC,
+    OrderFilled,
+    OrderRejected,
+    PnlSnapshot,
+    SignalRejected,
+)
 from alpha_panda.portfolio.ledger import snapshot_equity
 from alpha_panda.stream.log import Log, read_topic
 from alpha_panda.stream.topics import topic
@@ -35,6 +41,16 @@ class RunTotals:
     orders_rejected: int = 0
     orders_cancelled: int = 0
     rejections: Counter[str] = field(default_factory=Counter)
+    # reason code -> (event time, message) of its first rejection
+    first_rejections: dict[str, tuple[int, str]] = field(default_factory=dict)
+    fills: list[OrderFilled] | None = None  # the account's, off the log (round trips)
+
+    def count_rejection(self, ts: int, code: str, message: str) -> None:
+        """One rejection; the message of each reason's first (by event time) is kept."""
+        self.rejections[code] += 1
+        first = self.first_rejections.get(code)
+        if first is None or ts < first[0]:
+            self.first_rejections[code] = (ts, message)
 
 
 async def read_run_totals(log: Log, initial_equity: int) -> RunTotals:
@@ -50,10 +66,14 @@ async def read_run_totals(log: Log, initial_equity: int) -> RunTotals:
     # projector reads partitions one after another): in time order for the daily closes.
     totals.samples.sort(key=lambda x: x[0])
     for r in await read_topic(log, topic(BROKER, "signals.rejected")):
-        totals.rejections[CODEC.decode_as(r.value, SignalRejected).data.reason_code] += 1
+        rejected = CODEC.decode_as(r.value, SignalRejected)
+        totals.count_rejection(rejected.ts, rejected.data.reason_code, rejected.data.message)
     for r in await read_topic(log, topic(BROKER, "orders.rejected")):
-        totals.rejections[CODEC.decode_as(r.value, OrderRejected).data.reason_code] += 1
+        order = CODEC.decode_as(r.value, OrderRejected)
+        totals.count_rejection(order.ts, order.data.reason_code, order.data.message)
         totals.orders_rejected += 1
+    totals.fills = [CODEC.decode_as(r.value, OrderFilled).data
+                    for r in await read_topic(log, topic(BROKER, "orders.filled"))]
     totals.orders_cancelled = len(await read_topic(log, topic(BROKER, "orders.cancelled")))
     return totals
 
@@ -71,9 +91,12 @@ def run_summary(system: SystemRun) -> dict[str, Any]:
     if p is not None and handler is not None:
         ledger = handler.ledger
         snap = handler.snapshot(None)
-        trips = handler.round_trips
         initial = ledger.initial_cash
         totals = system.totals or RunTotals()
+        # Counted over the fills in event-time order, as the backtest counts them: the
+        # projector books them in log order, which is not time order after a catch-up.
+        trips = handler.round_trips if totals.fills is None else round_trips(
+            totals.fills, keep_trips=False)
         start_ns, end_ns = _span(system, totals)
         samples = [*totals.samples, (end_ns, ledger.equity(), snap.gross_exposure)]
         risk = p.risk.get(BROKER)
@@ -93,6 +116,8 @@ def run_summary(system: SystemRun) -> dict[str, Any]:
             orders_rejected=totals.orders_rejected,
             orders_cancelled=totals.orders_cancelled,
             rejections=dict(sorted(totals.rejections.items())),
+            rejection_messages={code: message for code, (_, message)
+                                in sorted(totals.first_rejections.items())},
             strategies_failed=strategies_failed(system),
         )
     out.update(

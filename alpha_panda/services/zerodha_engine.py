@@ -3,8 +3,9 @@
 It consumes only ``zerodha.signals.validated`` and ``zerodha.control`` (hard isolation:
 any other topic, or an envelope whose broker is not ``zerodha``, stops it) and writes only
 ``zerodha.orders.*``. A kill switch on ``zerodha.control`` cancels every open order of ours
-at Kite (our tag: orders the trader placed by hand are left alone); the order sync records
-the cancellations as Kite reports them. A switch older than the oldest signal the engine
+at Kite (our tag: orders the trader placed by hand are left alone), and a failed strategy's
+halt (``StrategyHalted``) the open orders of that strategy; the order sync records the
+cancellations as Kite reports them. A switch older than the oldest signal the engine
 would still act on is only logged: a new consumer group reads the topic from its start.
 
 Exactly once across crashes: the order of a signal carries a tag derived from the
@@ -50,6 +51,7 @@ from alpha_panda.domain.events import (
     OrderRejected,
     OrderSubmitted,
     SignalValidated,
+    StrategyHalted,
 )
 from alpha_panda.execution.costs import CostModel, Segment
 from alpha_panda.execution.zerodha.orders import (
@@ -121,6 +123,9 @@ class ZerodhaEngine:
             if data.active:
                 await self._kill(event)
             return ()
+        if isinstance(data, StrategyHalted):
+            await self._kill(event, data.strategy_id)
+            return ()
         if not isinstance(data, SignalValidated):
             return ()
         sig, sid = data.signal, data.signal_id
@@ -159,15 +164,20 @@ class ZerodhaEngine:
         self._book.apply(submitted, event.correlation_id)
         return [order_emit(BROKER, submitted, cause=event, source=SOURCE, ts=event.ts)]
 
-    async def _kill(self, event: Envelope[KillSwitchSet]) -> None:
-        """Cancel every open order of ours at Kite (idempotent: a redelivered switch finds
-        them cancelled already)."""
+    async def _kill(self, event: Envelope[Any], strategy_id: str | None = None) -> None:
+        """Cancel every open order of ours (of ``strategy_id``: it failed) at Kite
+        (idempotent: a redelivered event finds them cancelled already)."""
         if self._clock() - event.ts > self._max_age_ns:
-            log_.warning("zerodha.kill_switch_too_old", event_id=event.id, set_at=event.ts)
+            log_.warning("zerodha.kill_switch_too_old", event_id=event.id, set_at=event.ts,
+                         strategy_id=strategy_id)
             return
+        mine = None if strategy_id is None else {
+            o.broker_order_id for o in self._book.open_orders() if o.strategy_id == strategy_id}
         cancelled = 0
         for o in await self._kite.orders():
             if not is_our_tag(o.get("tag")) or o.get("status") not in _CANCELLABLE:
+                continue
+            if mine is not None and str(o["order_id"]) not in mine:
                 continue
             try:
                 await self._kite.cancel_order(str(o["order_id"]), str(o.get("variety") or "regular"))
@@ -176,7 +186,8 @@ class ZerodhaEngine:
                 log_.warning("zerodha.kill_cancel_refused", broker_order_id=o["order_id"],
                              error=str(exc))
         self.cancelled += cancelled
-        log_.warning("zerodha.kill_switch", cancelled=cancelled, alert=True)
+        log_.warning("zerodha.kill_switch" if strategy_id is None else "zerodha.strategy_halted",
+                     cancelled=cancelled, strategy_id=strategy_id, alert=True)
 
     async def _existing(self, tag: str) -> str | None:
         if self._stale:

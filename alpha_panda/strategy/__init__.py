@@ -1,5 +1,9 @@
-"""The strategy framework: pure strategies, their config, the runner, indicators."""
+"""The strategy framework: pure strategies, their config, the runner, indicators.
 
+The order enums a strategy passes to ``ctx.buy``/``ctx.sell`` (``OrderType``, ``Product``,
+``Side``, ``Validity``) are re-exported here, so one import line serves a strategy file."""
+
+from alpha_panda.domain.values import OrderType, Product, Side, Validity
 from alpha_panda.strategy.base import Bar, Context, Strategy, StrategyParams
 from alpha_panda.strategy.config import (
     ExecutionSettings,
@@ -11,7 +15,7 @@ from alpha_panda.strategy.config import (
 from alpha_panda.strategy.runner import StrategyRunner, StrategyStatus, signal_ids
 
 __all__ = [
-    "Bar", "Context", "ExecutionSettings", "Strategy", "StrategyConfig", "StrategyParams",
-    "StrategyRunner", "StrategyStatus", "config_from_mapping", "load_strategy_dir",
-    "load_strategy_file", "signal_ids",
+    "Bar", "Context", "ExecutionSettings", "OrderType", "Product", "Side", "Strategy",
+    "StrategyConfig", "StrategyParams", "StrategyRunner", "StrategyStatus", "Validity",
+    "config_from_mapping", "load_strategy_dir", "load_strategy_file", "signal_ids",
 ]

@@ -22,15 +22,18 @@ No I/O and no infrastructure imports: the same class runs live and in the backte
 
 from __future__ import annotations
 
+from datetime import time
 from typing import Any, ClassVar
 
 import msgspec
 from pydantic import BaseModel, ConfigDict
 
-from alpha_panda.domain.clock import ist_date
+from alpha_panda.domain.clock import ist_date, ist_ns
 from alpha_panda.domain.events import MarketTick, Signal
 from alpha_panda.domain.values import OrderType, Product, Side, Validity
 from alpha_panda.execution.market import nse_tick_sizes
+
+_DAY_NS = 86_400 * 1_000_000_000
 
 
 class StrategyParams(BaseModel):
@@ -63,6 +66,28 @@ class _Clock:
         self.now_ns = 0
 
 
+class _Reference:
+    """What the exchange takes an instrument's tick size from, as the runner last saw it:
+    the latest tick's previous close (``close``), else the first price of the current IST
+    day (the paper exchange's ``reference_price``). One per instrument, shared by every
+    strategy trading it; the runner updates it before any handler sees the tick."""
+
+    __slots__ = ("close", "day_end", "day_open")
+
+    def __init__(self) -> None:
+        self.close: int | None = None
+        self.day_open = 0
+        self.day_end = 0  # event time the current IST day ends: the next tick past it rolls
+
+    def new_day(self, ts: int, price: int) -> None:
+        self.day_open = price
+        self.day_end = ist_ns(ist_date(ts), time(0, 0)) + _DAY_NS
+
+    @property
+    def price(self) -> int | None:
+        return self.close or self.day_open or None
+
+
 class _Book:
     """A strategy's own account state, kept by the runner and read through ``Context``."""
 
@@ -85,11 +110,13 @@ class Context:
     signal is emitted, so a strategy never double-sends while an order is in flight.
     """
 
-    __slots__ = ("_book", "_token")
+    __slots__ = ("_book", "_reference", "_token")
 
-    def __init__(self, book: _Book, instrument_token: int) -> None:
+    def __init__(self, book: _Book, instrument_token: int,
+                 reference: _Reference | None = None) -> None:
         self._book = book
         self._token = instrument_token
+        self._reference = reference or _Reference()
 
     @property
     def strategy_id(self) -> str:
@@ -114,11 +141,19 @@ class Context:
         """Signed intended quantity held in ``token`` (default: this instance's instrument)."""
         return self._book.positions.get(self._token if token is None else token, 0)
 
-    def tick_size(self, reference: int) -> int:
-        """NSE's tick size in paise today for an instrument referenced at ``reference``
-        paise: its previous close (``tick.close`` when the tick carries it), else a recent
-        price. Limit, trigger and bracket prices must be multiples of it, or the exchange
-        rejects the order (``TICK_SIZE``): ``stop = price * 99 // 100 // tick * tick``."""
+    def tick_size(self, reference: int | None = None) -> int:
+        """NSE's tick size in paise today for this instrument: the one the paper exchange
+        checks prices against. Limit, trigger and bracket prices must be multiples of it,
+        or the order is rejected (``TICK_SIZE``): ``stop = price * 99 // 100 // t * t``.
+
+        Without ``reference`` it is taken from what the exchange takes it from: the latest
+        tick's previous close (``tick.close``), else the first price of the instrument today
+        (IST), not the current price (a stock that opened at 1001 and trades at 998 has a
+        0.10 tick all day). ``reference`` (paise) asks for the tick of that price instead."""
+        if reference is None:
+            reference = self._reference.price
+            if reference is None:
+                raise ValueError("no tick of this instrument seen yet: pass a reference price")
         return nse_tick_sizes().at(ist_date(self._book.clock.now_ns), reference)
 
     def buy(self, quantity: int, **order: Any) -> Signal:

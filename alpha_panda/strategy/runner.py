@@ -36,7 +36,7 @@ from alpha_panda.domain.events import (
 )
 from alpha_panda.domain.values import Product, Side
 from alpha_panda.strategy.bars import BarBuilder
-from alpha_panda.strategy.base import Context, Strategy, _Book, _Clock
+from alpha_panda.strategy.base import Context, Strategy, _Book, _Clock, _Reference
 from alpha_panda.strategy.config import StrategyConfig
 
 log = structlog.get_logger(__name__)
@@ -126,7 +126,12 @@ class StrategyRunner:
         self._slots: dict[str, list[_Slot]] = {}
         self._legs: set[str] = set()  # bracket-leg order ids: their fills move the position
         self._clock = _Clock()
+        # Per instrument: what the exchange takes its tick size from (``ctx.tick_size()``).
+        self._references: dict[int, _Reference] = {}
         self.failures = 0
+        # Strategies taken out of service since the caller last took them (``take_halted``):
+        # their open orders are to be cancelled.
+        self.halted: list[tuple[str, str]] = []
         for config in configs:
             self._add(config, initial_cash)
         self._route: dict[int, list[_Slot]] = {}
@@ -155,7 +160,8 @@ class StrategyRunner:
             except Exception as exc:  # noqa: BLE001 - a user's setup() failing isolates only it
                 self._fail(sid, exc)
                 return
-            slots.append(_Slot(sid, token, instance, Context(book, token)))
+            reference = self._references.setdefault(token, _Reference())
+            slots.append(_Slot(sid, token, instance, Context(book, token, reference)))
         self._slots[sid] = slots
 
     def _rebuild_route(self) -> None:
@@ -179,7 +185,11 @@ class StrategyRunner:
         if slots is None:
             return None
         out: list[Signal] | None = None
-        self._clock.now_ns = tick.ts
+        self._clock.now_ns = ts = tick.ts
+        ref = self._references[tick.instrument_token]
+        if ts >= ref.day_end:
+            ref.new_day(ts, tick.last_price)
+        ref.close = tick.close
         for slot in slots:
             try:
                 sigs = slot.handler(tick, slot.ctx)
@@ -202,6 +212,11 @@ class StrategyRunner:
         """Instrument token -> its active slots in config order. A new dict replaces it when
         a strategy fails: fetch it again after ``fail_slot`` and ``accept``."""
         return self._route
+
+    def references(self) -> dict[int, _Reference]:
+        """Instrument token -> its tick-size reference: before a tick's handlers run, roll
+        it on a new IST day (``new_day``) and set ``close`` (``process``'s rule)."""
+        return self._references
 
     @property
     def clock(self) -> _Clock:
@@ -266,8 +281,14 @@ class StrategyRunner:
         status.error = f"{type(exc).__name__}: {exc}"
         status.traceback = tb
         self.failures += 1
+        self.halted.append((sid, status.error))
         log.error("strategy_failed", strategy_id=sid, error=status.error, traceback=tb)
         self._rebuild_route()
+
+    def take_halted(self) -> list[tuple[str, str]]:
+        """(strategy id, error) of each strategy failed since the last call, in order."""
+        halted, self.halted = self.halted, []
+        return halted
 
     # ------------------------------------------------------------------ feedback
 

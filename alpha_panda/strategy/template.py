@@ -16,7 +16,7 @@ from __future__ import annotations
 from pydantic import PositiveInt
 
 from alpha_panda.domain.events import MarketTick, Signal
-from alpha_panda.strategy import Context, Strategy, StrategyParams
+from alpha_panda.strategy import Context, OrderType, Strategy, StrategyParams
 from alpha_panda.strategy.indicators import SMA
 
 
@@ -47,9 +47,14 @@ class $cls(Strategy):
             return [ctx.buy(self.params.quantity, reason="above the average")]
         if held > 0 and tick.last_price < mean:
             return [ctx.sell(held, reason="below the average")]
-        # Other orders: ctx.buy(q, order_type=OrderType.LIMIT, limit_price=p), stop-loss /
-        # take-profit brackets: ctx.buy(q, stop_loss=p1, take_profit=p2). Their prices
-        # must be multiples of ctx.tick_size(tick.close or tick.last_price).
+        # Other orders: a limit buy a little under the market, on the exchange's price grid
+        # (prices must be multiples of ctx.tick_size(), the tick the exchange checks them
+        # against: NSE's for this instrument today, from its previous close or first price):
+        # t = ctx.tick_size()
+        # return [ctx.buy(self.params.quantity, order_type=OrderType.LIMIT,
+        #                 limit_price=tick.last_price * 999 // 1000 // t * t)]
+        # Stop-loss / take-profit brackets (a buy's stop below the entry, its target above):
+        # ctx.buy(q, stop_loss=p1, take_profit=p2).
         return None
 
     # Bars instead of ticks: define on_bar(self, bar, ctx) and set bar_seconds = 60

@@ -17,13 +17,13 @@ INFY = 408065
 
 def signal_envelope(n: int, *, token: int = INFY, broker: str = "zerodha", quantity: int = 1,
                     order_type: OrderType = OrderType.MARKET, limit_price: int | None = None,
-                    side: Side = Side.BUY, ts: int | None = None) -> Emit:
+                    side: Side = Side.BUY, ts: int | None = None, strategy: str = "s1") -> Emit:
     sid = f"signal-{n}"
-    sig = Signal(strategy_id="s1", instrument_token=token, side=side, quantity=quantity,
+    sig = Signal(strategy_id=strategy, instrument_token=token, side=side, quantity=quantity,
                  order_type=order_type, limit_price=limit_price)
     env = new_envelope(SignalValidated(signal=sig, signal_id=sid), id=derive_id(sid, "risk"),
                        ts=ts or time.time_ns(), source="risk", broker=broker,
-                       key=strategy_instrument_key("s1", token))
+                       key=strategy_instrument_key(strategy, token))
     return Emit(f"{broker}.signals.validated", env)
 
 

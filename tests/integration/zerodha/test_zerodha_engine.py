@@ -26,6 +26,7 @@ from alpha_panda.domain.events import (
     Envelope,
     KillSwitchSet,
     OrderRejected,
+    StrategyHalted,
     derive_id,
     new_envelope,
 )
@@ -361,3 +362,22 @@ async def test_the_kill_switch_cancels_our_open_orders_at_kite(
         **{oid: "CANCELLED" for oid, o in fake.orders.items() if oid != manual}, manual: "OPEN"}
     assert {e.data.broker_order_id for e in await _events(log, "cancelled")} == (
         set(fake.orders) - {manual})
+
+
+async def test_a_failed_strategys_open_orders_are_cancelled_and_no_others(
+        settings: ZerodhaSettings, session: KiteSession, fake: FakeKite, log: MemoryLog) -> None:
+    await append(log, signal_envelope(1, order_type=OrderType.LIMIT, limit_price=95_00),
+                 signal_envelope(2, order_type=OrderType.LIMIT, limit_price=96_00, strategy="s2"))
+    trading = build_zerodha_engine(settings, log, FAST)
+    stop, task = await _run(trading)
+    await wait_for(lambda: _has(log, "submitted", 2))
+    halted = new_envelope(StrategyHalted(strategy_id="s1", error="RuntimeError: bug"),
+                          id="halt-1", ts=time.time_ns(), source="strategy-runner", key="s1",
+                          broker="zerodha")
+    await append(log, Emit(CONTROL_TOPIC, halted))
+    await wait_for(lambda: _has(log, "cancelled", 1))
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    [cancel] = await _events(log, "cancelled")
+    assert cancel.data.strategy_id == "s1"
+    assert sorted(o["status"] for o in fake.orders.values()) == ["CANCELLED", "OPEN"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 
@@ -116,6 +117,27 @@ def test_strategy_new_writes_a_template_that_loads_and_trades(tmp_path: Path,
     assert code == 2 and "exists" in err
 
 
+def test_the_templates_limit_order_works_when_uncommented(tmp_path: Path,
+                                                         files: tuple[Path, Path]) -> None:
+    # The commented limit order uses OrderType (imported by the template, exported by
+    # alpha_panda.strategy) and ctx.tick_size(): uncommented, it loads and trades, and no
+    # order is off the exchange's price grid.
+    assert run("strategy", "new", "limits", "--dir", str(tmp_path))[0] == 0
+    module = tmp_path / "limits.py"
+    lines = module.read_text().splitlines()
+    start = lines.index("        # t = ctx.tick_size()")
+    for k in range(start, start + 3):
+        assert lines[k].startswith("        # ")
+        lines[k] = "        " + lines[k][len("        # "):]
+    module.write_text("\n".join(lines) + "\n")
+    assert run("strategy", "check", str(tmp_path / "limits.yaml"))[0] == 0
+    code, out, _ = run("backtest", "--strategy", str(tmp_path / "limits.yaml"),
+                       "--data", str(files[1]), "--json")
+    summary = json.loads(out)
+    assert code == 0 and summary["fills"] > 0
+    assert "TICK_SIZE" not in summary["rejections"]
+
+
 def test_strategy_check_reports_broken_files(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("id: b\nstrategy: nope\ninstruments: [1]\n")
     code, _, err = run("strategy", "check", str(tmp_path))
@@ -131,6 +153,27 @@ def test_the_cli_applies_the_live_risk_settings(files: tuple[Path, Path], tmp_pa
     summary = json.loads(out)
     assert code == 0 and summary["fills"] == 0
     assert summary["rejections"] == {"FAT_FINGER": summary["signals"]} and summary["signals"] > 0
+
+
+def test_rejections_come_with_the_first_message_of_each_reason(
+        files: tuple[Path, Path], tmp_path: Path) -> None:
+    _, data = files
+    huge = tmp_path / "huge.yaml"
+    huge.write_text("id: huge\nstrategy: sma_cross\ninstruments: [738561]\n"
+                    "params: {fast: 5, slow: 20, quantity: 5000}\n")
+    code, out, _ = run("backtest", "--strategy", str(huge), "--data", str(data), "--json")
+    summary = json.loads(out)
+    assert list(summary["rejections"]) == ["FAT_FINGER"]  # the counts, as before
+    message = summary["rejection_messages"]["FAT_FINGER"]
+    assert list(summary["rejection_messages"]) == ["FAT_FINGER"]
+    assert message.startswith("notional ") and "fat-finger limit" in message
+    code, text, _ = run("backtest", "--strategy", str(huge), "--data", str(data),
+                        "--report", str(tmp_path / "r.html"))
+    assert code == 0 and "rejection_messages" in " ".join(text.split())
+    assert "fat-finger limit" in " ".join(text.split())
+    page = (tmp_path / "r.html").read_text()
+    assert f"FAT_FINGER: {html.escape(message)}" in page
+    assert "the message of its first rejection" in page
 
 
 class Crash(Strategy):

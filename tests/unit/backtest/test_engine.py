@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date, time
 from decimal import Decimal
 from typing import Any
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 from alpha_panda.backtest.engine import risk_config, run_backtest
+from alpha_panda.domain.clock import ist_ns
 from alpha_panda.domain.events import (
     MarketTick,
     OrderCancelled,
@@ -19,13 +21,13 @@ from alpha_panda.domain.events import (
     Signal,
     SignalRejected,
 )
-from alpha_panda.domain.values import OrderType, Side
+from alpha_panda.domain.values import OrderType, Product, Side
 from alpha_panda.execution.config import execution_configs
 from alpha_panda.execution.routing import PaperVenue
 from alpha_panda.marketdata.files import TickColumns, generate_random_walk, iter_ticks, tick_id
 from alpha_panda.portfolio.ledger import PositionLedger
 from alpha_panda.risk import RiskEngine
-from alpha_panda.strategy.base import Context, Strategy
+from alpha_panda.strategy.base import Context, Strategy, StrategyParams
 from alpha_panda.strategy.config import StrategyConfig, config_from_mapping
 from alpha_panda.strategy.runner import DEFAULT_STRATEGY_CASH, StrategyRunner, signal_ids
 
@@ -94,6 +96,21 @@ class Crash(Strategy):
         raise ZeroDivisionError("bad maths")
 
 
+class RestThenCrash(Strategy):
+    """A limit buy 3 ticks below at its 20th tick, then a bug at its 21st."""
+
+    def setup(self) -> None:
+        self.n = 0
+
+    def on_tick(self, tick: MarketTick, ctx: Context) -> list[Signal] | None:
+        self.n += 1
+        if self.n == 20:
+            return [ctx.buy(5, order_type=OrderType.LIMIT, limit_price=tick.last_price - 15)]
+        if self.n == 21:
+            raise RuntimeError("bug in my strategy")
+        return None
+
+
 def cfg(sid: str, strategy: str, tokens: list[int], **extra: Any) -> StrategyConfig:
     return config_from_mapping({"id": sid, "strategy": strategy, "instruments": tokens, **extra})
 
@@ -104,9 +121,10 @@ BRACKET = cfg("br", f"{__name__}:LimitBracket", [11, 12],
               execution={"costs": True, "latency_ms": 1, "slippage_bps": 5})
 
 
-def naive(configs: list[StrategyConfig], cols: TickColumns, source: str) -> tuple[
-        list[OrderFilled], PositionLedger]:
-    """The pipeline's order of operations, every call on every tick, nothing skipped."""
+def naive(configs: list[StrategyConfig], cols: TickColumns, source: str, *,
+          halt: bool = True) -> tuple[list[OrderFilled], PositionLedger]:
+    """The pipeline's order of operations, every call on every tick, nothing skipped
+    (``halt=False``: a failed strategy's orders stay on the book)."""
     runner = StrategyRunner(configs)
     risk = RiskEngine(risk_config(configs))
     venue = PaperVenue(execution_configs(configs))
@@ -141,6 +159,9 @@ def naive(configs: list[StrategyConfig], cols: TickColumns, source: str) -> tupl
                 runner.on_signal_rejected(sig)
                 continue
             route(venue.submit(sid, sig, tick.ts))
+        for failed, _ in runner.take_halted():
+            if halt:
+                route(venue.kill(tick.ts, failed))
     return fills, ledger
 
 
@@ -243,6 +264,19 @@ def test_a_failing_strategy_is_isolated() -> None:
     assert result.summary["fills"] > 0
 
 
+def test_a_failed_strategys_resting_orders_are_cancelled_and_never_fill() -> None:
+    crash = cfg("rc", f"{__name__}:RestThenCrash", [11])
+    result = run_backtest([crash, SMA], TICKS, source="replay:t.csv")
+    assert result.summary["strategies_failed"] == ["rc"]
+    assert result.summary["orders_cancelled"] >= 1
+    assert not [f for f in result.fills if f.strategy_id == "rc"]
+    # the same order fills later when the strategy lives on: the cancel is what stops it
+    fills, _ = naive([cfg("rc", f"{__name__}:RestThenCrash", [11])], TICKS, "t", halt=False)
+    assert [f.quantity for f in fills] == [5]
+    fills, _ = naive([crash, SMA], TICKS, "replay:t.csv")
+    assert fills == result.fills
+
+
 def test_equity_samples_and_drawdown() -> None:
     result = run_backtest(SMA, TICKS)
     ts = [t for t, _, _ in result.equity]
@@ -256,3 +290,43 @@ def test_empty_ticks() -> None:
     empty = TickColumns(*(np.zeros(0, dtype=np.int64) for _ in range(4)))
     result = run_backtest(SMA, empty)
     assert result.summary["ticks"] == 0 and result.summary["fills"] == 0
+
+
+class GridLimits(Strategy):
+    """Every 5th tick: a limit buy a little under the market, rounded down to a tick taken
+    the new way (``ctx.tick_size()``) or the old advice's (from the current price)."""
+
+    class Params(StrategyParams):
+        old_advice: bool = False
+
+    params: Params
+
+    def setup(self) -> None:
+        self.n = 0
+
+    def on_tick(self, tick: MarketTick, ctx: Context) -> list[Signal] | None:
+        self.n += 1
+        if self.n % 5:
+            return None
+        t = (ctx.tick_size(tick.close or tick.last_price) if self.params.old_advice
+             else ctx.tick_size())
+        price = (tick.last_price - 35) // t * t
+        return [ctx.buy(1, order_type=OrderType.LIMIT, limit_price=price, product=Product.MIS)]
+
+
+def test_limit_prices_on_ctx_tick_size_are_on_the_exchanges_grid() -> None:
+    # No ``close`` column: the exchange takes the tick from the day's first price, ₹1,001
+    # (0.10 since April 2025), while the price trades at ~₹998 (0.05) most of the day.
+    day = ist_ns(date(2026, 12, 1), time(10, 0))
+    prices = [1001_00] + [998_00 + 5 * (k % 4) for k in range(99)]
+    cols = TickColumns(
+        ts=np.array([day + k * 1_000_000_000 for k in range(100)], dtype=np.int64),
+        instrument_token=np.full(100, 11, dtype=np.int64),
+        last_price=np.array(prices, dtype=np.int64), volume=np.zeros(100, dtype=np.int64))
+    rejected = {}
+    for old_advice in (False, True):
+        config = cfg("g", f"{__name__}:GridLimits", [11], params={"old_advice": old_advice})
+        result = run_backtest(config, cols)
+        rejected[old_advice] = result.summary["rejections"].get("TICK_SIZE", 0)
+        assert result.summary["orders"] + rejected[old_advice] == 20
+    assert rejected == {False: 0, True: 10}  # old: the prices on 0.05 but not on 0.10

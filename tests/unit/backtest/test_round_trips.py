@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import random
 
-from alpha_panda.backtest.metrics import RoundTripTracker, win_rate
+from alpha_panda.backtest.metrics import RoundTripTracker, round_trips, win_rate
+from alpha_panda.domain.events import OrderFilled, derive_id
+from alpha_panda.domain.values import Product, Side
 from alpha_panda.portfolio.ledger import Position
 
 
@@ -38,3 +40,24 @@ def test_a_counting_tracker_gives_the_listing_trackers_figures() -> None:
     assert counting.won_gross == sum(1 for t in listing.trips if t.gross_pnl > 0)
     assert counting.gross_win_rate == listing.gross_win_rate > listing.win_rate
     assert counting.time_in_market(2000) == listing.time_in_market(2000)
+
+
+def _fill(n: int, side: Side, price: int, ts: int) -> OrderFilled:
+    order_id = derive_id("signal", str(n))
+    return OrderFilled(
+        order_id=order_id, fill_id=derive_id(order_id, "fill", 0), strategy_id="s",
+        instrument_token=11, side=side, quantity=1, price=price, cumulative_quantity=1,
+        leaves_quantity=0, average_price=price, product=Product.CNC, ts=ts)
+
+
+def test_round_trips_are_counted_in_event_time_order_whatever_order_the_fills_come_in() -> None:
+    # Two trips, a win and a loss: bought 100 sold 110 (t1, t2), bought 110 sold 105 (t3, t4).
+    # Off a pipeline's log the t3 buy can come before the t2 sell (a late-processed order).
+    in_time = [_fill(1, Side.BUY, 100, 1), _fill(2, Side.SELL, 110, 2),
+               _fill(3, Side.BUY, 110, 3), _fill(4, Side.SELL, 105, 4)]
+    log_order = [in_time[0], in_time[2], in_time[1], in_time[3]]
+    for fills in (in_time, log_order, list(reversed(in_time))):
+        trips = round_trips(fills)
+        assert (trips.closed, trips.won_gross) == (2, 1)
+        assert [(t.opened_ns, t.closed_ns, t.gross_pnl) for t in trips.trips] == [
+            (1, 2, 10), (3, 4, -5)]

@@ -74,7 +74,7 @@ def test_market_order_without_latency_fills_at_the_signal_price() -> None:
 
 def test_slippage_moves_the_price_against_the_trader_on_the_tick_grid() -> None:
     buy = ex(slippage_bps=5).submit("a", sig(Side.BUY), T0)
-    sell = ex(slippage_bps=5).submit("b", sig(Side.SELL), T0)
+    sell = ex(slippage_bps=5).submit("b", sig(Side.SELL, product=Product.MIS), T0)
     assert fills(buy)[0][1] == 1000_50  # 1000 × 1.0005
     assert fills(sell)[0][1] == 999_50
     odd = ex(slippage_bps=1).submit("c", sig(price_hint=123_45), T0)
@@ -161,14 +161,16 @@ def test_marketable_limit_fills_at_the_better_market_price() -> None:
 
 def test_sell_limit_mirrors_the_buy() -> None:
     x = ex()
-    x.submit("a", sig(Side.SELL, order_type=OrderType.LIMIT, limit_price=1010_00), T0)
+    x.submit("a", sig(Side.SELL, order_type=OrderType.LIMIT, limit_price=1010_00,
+                      product=Product.MIS), T0)  # (a CNC sell needs holdings)
     assert x.on_tick(tick(T0 + 1, 1009_95)) == []
     assert fills(x.on_tick(tick(T0 + 2, 1012_00))) == [(10, 1010_00, T0 + 2)]
 
 
 def test_stop_market_triggers_on_the_crossing_tick() -> None:
     x = ex()
-    x.submit("a", sig(Side.SELL, order_type=OrderType.SL_M, trigger_price=990_00), T0)
+    x.submit("a", sig(Side.SELL, order_type=OrderType.SL_M, trigger_price=990_00,
+                      product=Product.MIS), T0)
     assert x.on_tick(tick(T0 + 1, 991_00)) == []
     assert fills(x.on_tick(tick(T0 + 2, 988_00))) == [(10, 988_00, T0 + 2)]
 
@@ -435,7 +437,7 @@ def test_depth_model_walks_the_book() -> None:
     last = [e for e in out if isinstance(e, OrderFilled)][-1]
     assert (last.cumulative_quantity, last.leaves_quantity, last.average_price) == (30, 0, 1000_12)
     y = ex(latency_ms=1, slippage_model="depth")
-    y.submit("b", sig(Side.SELL, qty=25), T0)
+    y.submit("b", sig(Side.SELL, qty=25, product=Product.MIS), T0)
     bids = Depth(buy=(DepthLevel(999_95, 5), DepthLevel(999_90, 5)))
     assert fills(y.on_tick(tick(T0 + MS, 1000_00, depth=bids))) == [
         (5, 999_95, T0 + MS), (20, 999_90, T0 + MS)  # beyond the book: at its last level
@@ -493,7 +495,9 @@ def _scenario(seed: int) -> tuple[list[MarketTick], list[tuple[int, str, Signal]
 
 def _run(config: ExecutionConfig, ticks: list[MarketTick], signals: list[tuple[int, str, Signal]],
          delay: int, seed: int) -> list[Payload]:
-    """Feed ticks and signals; each signal is processed ``delay``-ish ticks after its own."""
+    """Feed ticks and signals; each signal is processed ``delay``-ish ticks after its own,
+    and after the signals before it (one strategy and instrument: one ordered stream, as
+    its key keeps them on the log; a CNC sell's holdings depend on the sells before it)."""
     rng = random.Random(seed)
     x = PaperExchange(config, seed=3)
     queue: list[tuple[int, int, str, Signal]] = []
@@ -505,9 +509,9 @@ def _run(config: ExecutionConfig, ticks: list[MarketTick], signals: list[tuple[i
         out += x.on_tick(t)
         for sid, s in by_ts.get(t.ts, []):
             queue.append((i + (rng.randint(0, delay) if delay else 0), t.ts, sid, s))
-        for item in [q for q in queue if q[0] <= i]:
-            queue.remove(item)
-            out += x.submit(item[2], item[3], item[1])
+        while queue and queue[0][0] <= i:
+            _, ts, sid, s = queue.pop(0)
+            out += x.submit(sid, s, ts)
     for _, ts, sid, s in queue:
         out += x.submit(sid, s, ts)
     return out

@@ -115,17 +115,17 @@ def test_the_bracket_leg_that_triggers_first_wins_however_late_the_order_is_proc
     assert cancels(late) == cancels(backtest) == [(TP, "oco", ticks[stop_tick].ts)]
 
 
-def test_bracket_legs_triggering_on_the_same_tick_resolve_as_in_time() -> None:
-    # A target below the stop: a tick at 1685 both reaches the target (a sell limit at
-    # 1680) and triggers the stop (1690). In time the take-profit leg, first on the book,
-    # takes it and cancels the stop; so must a late one.
+def test_an_inverted_bracket_is_rejected_however_late_the_order_is_processed() -> None:
+    # A target below the stop: a tick at 1685 would both reach the target (a sell limit at
+    # 1680) and trigger the stop (1690). Exits on the wrong side of the entry (1700) are
+    # refused (BRACKET), so legs of one bracket can no longer trigger on the same tick.
     ticks = ticks_from(T10, PRICES)
     signals = [("e", bracket(tp=1680_00, sl=1690_00), ticks[5].ts)]
     backtest = in_time(ex(), ticks, signals)
     late = lagging(ex(), ticks, signals)
-    assert fills(late) == fills(backtest)
-    assert (TP, Side.SELL, 4, 1685_00, ticks[6].ts) in fills(late)
-    assert cancels(late) == cancels(backtest) == [(SL, "oco", ticks[6].ts)]
+    for out in (backtest, late):
+        assert [(type(e).__name__, getattr(e, "reason_code", "")) for e in out] == [
+            ("OrderRejected", "BRACKET")]
 
 
 def test_the_legs_of_a_partly_filled_ioc_entry_catch_up_together() -> None:

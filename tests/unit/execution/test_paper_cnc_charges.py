@@ -33,6 +33,7 @@ from tests.unit.execution.cnc_books import add, cnc_books, expected_cnc_books
 
 TOKEN, OTHER = 738561, 341249
 DAY1, DAY2 = date(2026, 11, 23), date(2026, 11, 25)  # Monday, Wednesday (24th: a holiday)
+DAY0 = date(2026, 11, 20)  # the Friday before
 COSTS = CostModel.load(as_of=DAY1)
 DP = 15_93
 
@@ -60,6 +61,13 @@ def total(items: list[Charges]) -> Charges:
     for c in items:
         out = add(out, c)
     return out
+
+
+def holding(x: PaperExchange, qty: int, strategy: str = "s1") -> PaperExchange:
+    """``x`` with ``qty`` bought in CNC by ``strategy`` on DAY0: held on the days after
+    (the exchange sells in CNC only what a strategy holds)."""
+    trade(x, (f"held-{strategy}", sig(Side.BUY, qty, 1000_00, strategy=strategy), at(DAY0, 10)))
+    return x
 
 
 def trade(x: PaperExchange, *orders: tuple[str, Signal, int]) -> list[Charges]:
@@ -124,13 +132,13 @@ def test_selling_from_holdings_and_buying_back_the_same_day_is_intraday_and_pays
 
 
 def test_what_does_not_net_another_strategy_another_day_an_mis_fill() -> None:
-    x = ex()
+    x = holding(ex(), 10, strategy="s2")
     got = trade(x, ("a", sig(Side.BUY, 10, 1000_00, strategy="s1"), at(DAY1, 10)),
                 ("b", sig(Side.SELL, 10, 1000_00, strategy="s2"), at(DAY1, 11)),
                 ("c", sig(Side.SELL, 10, 1000_00, product=Product.MIS), at(DAY1, 12)),
                 ("d", sig(Side.SELL, 10, 1000_00, strategy="s1"), at(DAY2, 10)))
     delivery = COSTS.round_trip(Segment.EQUITY_DELIVERY, 1000_00, 1000_00, 10)
-    # s2 sells what it holds, not s1's buy (Zerodha would net the two in one account): DP;
+    # s2 sells what it held, not s1's buy (Zerodha would net the two in one account): DP;
     # the MIS sell is intraday on its own; s1 sells its buy the next day: delivery and DP
     assert got == [delivery.buy, delivery.sell,
                    COSTS.order_charges(Segment.EQUITY_INTRADAY, Side.SELL, 10 * 1000_00),
@@ -228,12 +236,13 @@ def test_a_rebuild_restores_the_days_books_and_charges_on_as_the_live_run() -> N
 
 def test_a_days_charges_do_not_depend_on_the_order_its_fills_are_processed_in() -> None:
     # Lagging: the limit buy's 10:03 fill is processed after the 10:04 and 10:05 sells
-    # (sold from holdings for now: DP), yet the day costs what it costs processed in time.
-    x = ex()
+    # (sold from the holdings of the day before for now: DP), yet the day costs what it
+    # costs processed in time.
+    x = holding(ex(), 7)
     for t in _ticks(DAY1):
         x.on_tick(t)
     late = trade(x, *[SIGNALS[1], SIGNALS[2], SIGNALS[0]])
-    in_time = charges(_live(ex()))
+    in_time = charges(_live(holding(ex(), 7)))
     assert late[0].dp == DP and late[2].dp == -DP
     assert total(late) == total(in_time) == expected_cnc_books(_live(ex()), COSTS)[
         ("s1", TOKEN, DAY1)]

@@ -6,8 +6,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from alpha_panda.domain.events import MarketTick, OrderCancelled, OrderFilled, Payload, Signal
-from alpha_panda.domain.values import OrderType, Side
+from alpha_panda.domain.events import (
+    MarketTick,
+    OrderCancelled,
+    OrderFilled,
+    OrderSubmitted,
+    Payload,
+    Signal,
+)
+from alpha_panda.domain.values import OrderType, Product, Side
 from alpha_panda.execution.paper import ExecutionConfig, PaperExchange
 from tests.unit.execution.test_paper import T0, TOKEN, tick
 
@@ -21,6 +28,7 @@ def ex() -> PaperExchange:
 
 def sig(side: Side, qty: int, **kw: Any) -> Signal:
     kw.setdefault("price_hint", 1000_00)
+    kw.setdefault("product", Product.MIS)  # (a CNC sell would need holdings)
     return Signal(strategy_id="s1", instrument_token=TOKEN, side=side, quantity=qty, **kw)
 
 
@@ -109,3 +117,23 @@ def test_an_engine_that_ran_ahead_cancels_at_once_and_a_redelivered_switch_does_
     assert [(type(e).__name__, e.ts) for e in out] == [("OrderCancelled", T0 + 15 * MS)]
     assert x.kill(KILL) == []
     assert x.open_orders() == []
+
+
+def test_a_halted_strategy_loses_its_orders_and_no_other_strategy_does() -> None:
+    x = ex()
+    other = Signal(strategy_id="s2", instrument_token=TOKEN, side=Side.BUY, quantity=1,
+                   order_type=OrderType.LIMIT, limit_price=990_00, product=Product.MIS)
+    x.submit("mine", limit(Side.BUY, 990_00), T0)
+    x.submit("theirs", other, T0)
+    for t in TICKS[:9]:
+        x.on_tick(t)
+    out = x.kill(KILL, "s1")
+    assert [(type(e).__name__, e.strategy_id, getattr(e, "reason", None)) for e in out] == [
+        ("OrderCancelled", "s1", "strategy_halted")]
+    late = x.submit("late", limit(Side.BUY, 1001_00), T0 + 5 * MS)  # processed after the halt
+    for t in TICKS[9:]:
+        late += x.on_tick(t)
+    assert [(type(e).__name__, e.ts, getattr(e, "reason", None)) for e in late
+            if not isinstance(e, OrderSubmitted)] == [
+        ("OrderFilled", T0 + 5 * MS, None)]  # its in-time fill (marketable on arrival) stands
+    assert [o.strategy_id for o in x.open_orders()] == ["s2"]

@@ -8,7 +8,7 @@ from typing import Any
 
 from alpha_panda.domain.clock import ist_ns
 from alpha_panda.domain.events import MarketTick, OrderRejected, OrderSubmitted, Payload, Signal
-from alpha_panda.domain.values import OrderType, Side
+from alpha_panda.domain.values import OrderType, Product, Side
 from alpha_panda.execution.paper import ExecutionConfig, PaperExchange
 from alpha_panda.execution.rules import reference_price
 
@@ -79,3 +79,52 @@ def test_reference_price_prefers_the_previous_close_then_the_sessions_first_trad
     assert reference_price(history, at(9, 30, NEXT), session_open) == 760_00
     assert reference_price(history, at(9, 0), None) is None  # before any tick
     assert reference_price(history[:3], at(9, 22, NEXT), None) == 690_00
+
+
+def rejection(events: list[Payload]) -> OrderRejected:
+    first = events[0]
+    assert isinstance(first, OrderRejected), first
+    return first
+
+
+def test_a_price_band_rejection_names_the_price_and_the_band_in_rupees() -> None:
+    x = PaperExchange(ExecutionConfig(costs=False))
+    for t in WALK:
+        x.on_tick(t)
+    rejected = rejection(x.submit("far", limit_buy(680_00), at(11, 0)))
+    assert rejected.reason_code == "PRICE_BAND"
+    assert rejected.message == "price ₹680.00 is outside the circuit band ₹900.00-₹1,100.00"
+
+
+def bracket(side: Side, tp: int, sl: int, **kw: Any) -> Signal:
+    return Signal(strategy_id="s", instrument_token=TOKEN, side=side, quantity=1,
+                  price_hint=1000_00, take_profit=tp, stop_loss=sl, product=Product.MIS, **kw)
+
+
+def test_a_bracket_with_its_exits_on_the_wrong_side_of_the_entry_is_rejected() -> None:
+    x = PaperExchange(ExecutionConfig(costs=False))
+    x.on_tick(tick(at(10, 0), 1000_00))
+    now = at(10, 0)
+    # a buy with its target below the entry and its stop above: the target leg would sell
+    # at once, for a certain loss
+    inverted = rejection(x.submit("inv", bracket(Side.BUY, tp=999_00, sl=1001_00), now))
+    assert inverted.reason_code == "BRACKET"
+    assert inverted.message == (
+        "bracket exits on the wrong side of the entry: a buy's stop-loss ₹1,001.00 must be "
+        "below and take-profit ₹999.00 must be above the entry ₹1,000.00 (last price)")
+    # one exit on the wrong side is enough; an exit at the entry is on the wrong side too
+    assert verdict(x.submit("tp", bracket(Side.BUY, tp=1000_00, sl=990_00), now)) == "BRACKET"
+    assert verdict(x.submit("sl", bracket(Side.SELL, tp=990_00, sl=999_00), now)) == "BRACKET"
+    assert verdict(x.submit("ok", bracket(Side.BUY, tp=1020_00, sl=990_00), now)) == "accepted"
+    assert verdict(x.submit("ok-sell", bracket(Side.SELL, tp=980_00, sl=1010_00), now)) \
+        == "accepted"
+    # a limit entry is measured from its limit price, a stop-market one from its trigger
+    limit = bracket(Side.BUY, tp=995_00, sl=985_00, order_type=OrderType.LIMIT,
+                    limit_price=990_00)
+    assert verdict(x.submit("limit", limit, now)) == "accepted"
+    low = bracket(Side.BUY, tp=1005_00, sl=985_00, order_type=OrderType.LIMIT,
+                  limit_price=1010_00)
+    assert "the entry ₹1,010.00 (limit price)" in rejection(x.submit("low", low, now)).message
+    stop = bracket(Side.BUY, tp=1005_00, sl=995_00, order_type=OrderType.SL_M,
+                   trigger_price=1010_00)
+    assert rejection(x.submit("stop", stop, now)).reason_code == "BRACKET"

@@ -358,6 +358,25 @@ def test_a_pending_cnc_buy_counts_so_the_decision_does_not_depend_on_when_its_fi
     assert play(fill_first=True) == play(fill_first=False) == ["OK", "OK", "CNC_SHORT", "CNC_SHORT"]
 
 
+@pytest.mark.parametrize("entry", [
+    {"order_type": OrderType.SL_M, "trigger_price": 120_00},
+    {"order_type": OrderType.LIMIT, "limit_price": 90_00},
+])
+def test_a_resting_cnc_buy_is_no_holding_until_it_fills(entry: dict[str, Any]) -> None:
+    # A stop or limit buy may never fill (a stop far above the market): selling against it
+    # would leave a delivery short. Its fill, when it comes, is a holding like any other.
+    risk = engine()
+    buy = sig(qty=5, **entry)
+    assert code(risk.check("a", buy, T0)) == "OK"
+    stop_sell = sig(Side.SELL, 5, order_type=OrderType.SL_M, trigger_price=98_00)
+    rejected = risk.check("b", stop_sell, T0 + 1)
+    assert isinstance(rejected, SignalRejected)
+    assert (rejected.reason_code, rejected.message) == ("CNC_SHORT", cnc_short(5, 0))
+    risk.on_fill(filled("a", buy, qty=3, leaves=2))
+    assert code(risk.check("c", sig(Side.SELL, 4), T0 + 2)) == "CNC_SHORT"
+    assert code(risk.check("d", sig(Side.SELL, 3), T0 + 2)) == "OK"
+
+
 @pytest.mark.parametrize("product", [Product.MIS, Product.NRML])
 def test_intraday_and_fno_shorts_pass(product: Product) -> None:
     assert code(engine().check("a", sig(Side.SELL, 50, product=product), T0)) == "OK"

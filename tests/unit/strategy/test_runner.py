@@ -206,3 +206,30 @@ def test_the_context_tells_nses_tick_size_of_the_day() -> None:
     assert [ctx.tick_size(p) for p in (120_00, 800_00, 1500_00, 11_200_00)] == [1, 5, 10, 100]
     clock.now_ns = ist_ns(date(2024, 1, 2), time(10, 0))
     assert [ctx.tick_size(p) for p in (120_00, 1500_00)] == [5, 5]
+
+
+class AsksTick(Strategy):
+    """Records ``ctx.tick_size()`` on every tick."""
+
+    def setup(self) -> None:
+        self.seen: list[int] = []
+
+    def on_tick(self, tick: MarketTick, ctx: Context) -> list[Signal] | None:
+        self.seen.append(ctx.tick_size())
+        return None
+
+
+def test_ctx_tick_size_is_taken_from_what_the_exchange_takes_it_from() -> None:
+    # The day's first price (₹1,001: 0.10) without a close, whatever the price since (₹998:
+    # 0.05 at that price); the next IST day's first price; a tick's previous close first.
+    day1, day2 = date(2026, 12, 1), date(2026, 12, 2)
+    runner = StrategyRunner([config_from_mapping(
+        {"id": "t", "strategy": f"{__name__}:AsksTick", "instruments": [11]})])
+    for ts, price, close in ((ist_ns(day1, time(9, 15)), 1001_00, None),
+                             (ist_ns(day1, time(10, 0)), 998_00, None),
+                             (ist_ns(day2, time(9, 15)), 998_00, None),
+                             (ist_ns(day2, time(9, 16)), 998_00, 1002_00)):
+        runner.process(MarketTick(instrument_token=11, last_price=price, ts=ts, close=close))
+    strategy = runner._slots["t"][0].strategy
+    assert isinstance(strategy, AsksTick)
+    assert strategy.seen == [10, 10, 5, 10]
