@@ -26,7 +26,7 @@ skips calls that cannot change any outcome, and makes them the moment they could
   that signal is checked (its other rules read only that instrument's last price);
 - the ledger is marked at each equity sample and at the end (realized P&L never depends
   on marks; unrealized uses the last price of each instrument), and fills are booked into
-  it (and into the round trips), in their order, just before: nothing reads it in between;
+  it, in their order, just before: nothing reads it in between;
 - strategies get one reused, mutable tick view unless one declares ``keeps_ticks``, and
   run from the engine's own loop: ``StrategyRunner.process`` inlined (same routing table,
   clock, warm-up, isolation and signal checks, through the runner's ``dispatch``,
@@ -50,14 +50,12 @@ from alpha_panda.backtest.metrics import (
     IST_OFFSET_NS,
     NS_PER_DAY,
     NS_PER_S,
-    RoundTripTracker,
     round_trips,
     trading_day,
 )
 from alpha_panda.backtest.result import BacktestResult, summarize
 from alpha_panda.backtest.view import TickView
 from alpha_panda.domain.events import (
-    NO_CHARGES,
     MarketTick,
     OrderCancelled,
     OrderFilled,
@@ -125,9 +123,8 @@ class _Engine:
         self._exchange_day: dict[int, int] = {}  # token -> IST day of that row
         self._row_ts: dict[int, np.ndarray] = {}  # token -> times of its rows
         self.risk_fed: dict[int, int] = {}
-        self.trips = RoundTripTracker()
         self.fills: list[OrderFilled] = []
-        self.booked = 0  # fills[:booked] are in the ledger and the round trips
+        self.booked = 0  # fills[:booked] are in the ledger
         self.open_orders: dict[int, set[str]] = {}  # token -> open order ids
         self.exchange_every_tick = False
         self.counts = {"signals": 0, "signals_rejected": 0, "orders": 0, "orders_rejected": 0,
@@ -182,7 +179,7 @@ class _Engine:
                 self.runner.on_order_cancelled_event(p)
 
     def _filled(self, p: OrderFilled) -> None:
-        """A fill to risk and the runner now; to the ledger and round trips at ``book``."""
+        """A fill to risk and the runner now; to the ledger at ``book``."""
         self.risk_on_fill(p)
         self.runner_on_fill(p)
         self.fills.append(p)
@@ -190,24 +187,17 @@ class _Engine:
             self.exchange_every_tick = True  # square-off needs every tick
 
     def book(self) -> None:
-        """Book the fills since the last call into the ledger and the round trips, in order.
+        """Book the fills since the last call into the ledger, in order.
 
         Nothing reads the ledger between equity samples (the engine marks it only then), so
         its fills are booked in one pass just before each sample, which costs less than one
-        at a time between strategy calls.
+        at a time between strategy calls. (Round trips are counted at the end, over every
+        fill in event-time order: ``metrics.round_trips``.)
         """
         fills = self.fills
-        ledger = self.ledger
-        position = ledger.position
         apply_fill = self.apply_fill
-        after_fill = self.trips.after_fill
         for k in range(self.booked, len(fills)):
-            p = fills[k]
-            pos = position(p.strategy_id, p.instrument_token)
-            before = pos.quantity
-            apply_fill(p)
-            charges = p.charges
-            after_fill(pos, before, p.ts or 0, 0 if charges is NO_CHARGES else charges.total)
+            apply_fill(fills[k])
         self.booked = len(fills)
 
     def _closed(self, token: int, order_id: str) -> None:

@@ -168,8 +168,8 @@ class PaperExchange(MisSquareOff):
             self._immediate and signal.order_type is _MARKET and signal.price_hint is not None
             and signal.product is not _MIS and signal.quantity > 0 and signal.limit_price is None
             and signal.trigger_price is None and signal.take_profit is None
-            and signal.stop_loss is None and (signal.side is _BUY or signal.product is not _CNC)
-        ):  # (a CNC sell takes the general path: it must be covered by holdings)
+            and signal.stop_loss is None
+        ):
             return self._submit_market(order_id, signal_id, signal, now_ns)
         out = self._place(order_id, signal_id, signal, now_ns)
         if self._late:
@@ -260,6 +260,12 @@ class PaperExchange(MisSquareOff):
             sess = self._clock.session(now_ns)
             order.expires_ns = sess.close if now_ns < sess.close else self._session(sess.hi).close
         self._orders[order_id] = order
+        if product is _CNC and side is not _BUY:  # covered by holdings? (_place's rule)
+            if not signal.reason.startswith("flatten:"):  # the kill switch's: exempt
+                short = self._holdings.short(order, now_ns, self._open.get(token, ()))
+                if short is not None:
+                    return [self._reject(order, "CNC_SHORT", short, now_ns)]
+            self._holdings.placed(order)
         order.status = OrderStatus.SUBMITTED  # NEW -> SUBMITTED
         submitted = OrderSubmitted(
             order_id=order_id, signal_id=signal_id, strategy_id=order.strategy_id,
@@ -283,7 +289,7 @@ class PaperExchange(MisSquareOff):
             product=product, charges=charges, ts=now_ns,
         )
         if product is _CNC:
-            self._holdings.filled(order, qty, now_ns)  # a buy (sells take _place)
+            self._holdings.filled(order, qty, now_ns)
         self._retire(order_id)
         return [submitted, filled]
 
