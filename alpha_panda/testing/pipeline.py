@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypeVar
 
+from alpha_panda.domain.events import CODEC, Payload
 from alpha_panda.services.app import RunOptions, SystemRun
+from alpha_panda.services.logs import open_log
 from alpha_panda.settings import ApiSettings, Settings
 from alpha_panda.stream.log import read_topic
+
+P = TypeVar("P", bound=Payload)
 
 SMA_YAML = """\
 id: {id}
@@ -41,3 +46,14 @@ async def run_replay(settings: Settings) -> SystemRun:
 
 
 read_all = read_topic  # every record of a topic (the tests' name for it)
+
+
+async def logged(data_dir: Path, topic: str, payload_type: type[P]) -> list[P]:
+    """The payloads of every record of ``topic`` on the embedded log in ``data_dir``, as
+    ``payload_type`` (the log opened and closed around the read)."""
+    log = open_log("embedded", data_dir)
+    await log.start()
+    try:
+        return [CODEC.decode_as(r.value, payload_type).data for r in await read_topic(log, topic)]
+    finally:
+        await log.close()

@@ -11,7 +11,6 @@ from pathlib import Path
 import httpx
 
 from alpha_panda.domain.events import (
-    CODEC,
     MarketTick,
     OrderCancelled,
     OrderFilled,
@@ -20,10 +19,9 @@ from alpha_panda.domain.events import (
 )
 from alpha_panda.domain.values import OrderType, Side
 from alpha_panda.services.app import RunOptions, SystemRun
-from alpha_panda.services.logs import open_log
 from alpha_panda.settings import ApiSettings, Settings, SimulatorSettings
 from alpha_panda.strategy.base import Context, Strategy, StrategyParams
-from alpha_panda.testing.pipeline import read_all, write_strategy
+from alpha_panda.testing.pipeline import logged, write_strategy
 
 TOKENS = [738561, 341249, 1270529, 408065]
 
@@ -85,13 +83,7 @@ async def test_kill_switch_flattens_blocks_and_survives_restart(tmp_path: Path) 
     system.stop.set()
     await task
 
-    log = open_log("embedded", tmp_path / "data")
-    await log.start()
-    try:
-        rejected = [CODEC.decode_as(r.value, SignalRejected).data
-                    for r in await read_all(log, "paper.signals.rejected")]
-    finally:
-        await log.close()
+    rejected = await logged(tmp_path / "data", "paper.signals.rejected", SignalRejected)
     assert rejected and {r.reason_code for r in rejected} == {"KILL_SWITCH"}
 
     port = free_port()
@@ -158,15 +150,8 @@ async def test_the_kill_switch_cancels_resting_orders_and_leaves_every_position_
     system.stop.set()
     await task
 
-    log = open_log("embedded", tmp_path / "data")
-    await log.start()
-    try:
-        cancelled = [CODEC.decode_as(r.value, OrderCancelled).data
-                     for r in await read_all(log, "paper.orders.cancelled")]
-        filled = [CODEC.decode_as(r.value, OrderFilled).data
-                  for r in await read_all(log, "paper.orders.filled")]
-    finally:
-        await log.close()
+    cancelled = await logged(tmp_path / "data", "paper.orders.cancelled", OrderCancelled)
+    filled = await logged(tmp_path / "data", "paper.orders.filled", OrderFilled)
     assert sorted(c.reason for c in cancelled) == ["kill_switch"] * (2 * len(TOKENS))
     net: dict[int, int] = {}
     for f in filled:

@@ -114,7 +114,8 @@ class ScriptParams(StrategyParams):
 
 
 class Scripted(Strategy):
-    """Sends the signals of its script, each at its instrument's ``at``-th tick."""
+    """Sends the market orders of its script (product default CNC, with a bracket's ``tp``
+    and ``sl`` when given), each at its instrument's ``at``-th tick."""
 
     Params = ScriptParams
     params: ScriptParams
@@ -124,8 +125,9 @@ class Scripted(Strategy):
 
     def on_tick(self, tick: MarketTick, ctx: Context) -> list[Signal] | None:
         i, self.n = self.n, self.n + 1
-        return [ctx.signal(Side(a["side"]), a["qty"], product=Product(a["product"]),
-                           take_profit=to_paise(a["tp"]), stop_loss=to_paise(a["sl"]))
+        return [ctx.signal(Side(a["side"]), a["qty"], product=Product(a.get("product", "CNC")),
+                           take_profit=to_paise(a["tp"]) if "tp" in a else None,
+                           stop_loss=to_paise(a["sl"]) if "sl" in a else None)
                 for a in self.params.script if a["at"] == i] or None
 
 
@@ -200,24 +202,9 @@ async def test_pipeline_replay_of_partial_fills_by_volume_equals_backtest(
     assert len(parts) > len(run.live_fills) // 2 > 20
 
 
-class CncScript(Strategy):
-    """Sends the CNC market orders of its script, each at its instrument's ``at``-th tick."""
-
-    Params = ScriptParams
-    params: ScriptParams
-
-    def setup(self) -> None:
-        self.n = 0
-
-    def on_tick(self, tick: MarketTick, ctx: Context) -> list[Signal] | None:
-        i, self.n = self.n, self.n + 1
-        return [ctx.signal(Side(a["side"]), a["qty"], product=Product.CNC)
-                for a in self.params.script if a["at"] == i] or None
-
-
 CNC_YAML = """\
 id: cnc
-strategy: "{module}:CncScript"
+strategy: "{module}:Scripted"
 instruments: [341249, 738561]
 params: {{script: [{{at: 5, side: BUY, qty: 10}}, {{at: 10, side: SELL, qty: 4}},
                    {{at: 32, side: SELL, qty: 3}}, {{at: 34, side: SELL, qty: 3}},

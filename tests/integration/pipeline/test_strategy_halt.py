@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alpha_panda.domain.events import CODEC, OrderCancelled, StrategyHalted
-from alpha_panda.services.logs import open_log
-from alpha_panda.testing.pipeline import read_all
+from alpha_panda.domain.events import OrderCancelled, StrategyHalted
+from alpha_panda.testing.pipeline import logged
 from tests.integration.pipeline.test_parity import both
 
 
@@ -28,15 +27,8 @@ async def test_a_failed_strategys_resting_order_is_cancelled_as_in_the_backtest(
     assert result.live["strategies_failed"] == result.backtest.summary["strategies_failed"] == ["rc"]
     assert not [f for f in result.live_fills if f.strategy_id == "rc"]
     assert result.live_fills == sorted(result.backtest.fills, key=lambda f: f.fill_id)
-    log = open_log("embedded", tmp_path / "data")
-    await log.start()
-    try:
-        halts = [CODEC.decode_as(r.value, StrategyHalted).data
-                 for r in await read_all(log, "paper.control")]
-        cancels = [CODEC.decode_as(r.value, OrderCancelled).data
-                   for r in await read_all(log, "paper.orders.cancelled")]
-    finally:
-        await log.close()
+    halts = await logged(tmp_path / "data", "paper.control", StrategyHalted)
+    cancels = await logged(tmp_path / "data", "paper.orders.cancelled", OrderCancelled)
     assert [(h.strategy_id, h.error) for h in halts] == [("rc", "RuntimeError: bug in my strategy")]
     assert [(c.strategy_id, c.reason, c.leaves_quantity) for c in cancels] == [
         ("rc", "strategy_halted", 5)]
