@@ -58,6 +58,7 @@ class _Book:
     sells: dict[str, _Unit] = field(default_factory=dict)  # not settled yet
     buys: dict[str, _Unit] = field(default_factory=dict)  # market buys, not settled yet
     latest: int = 0
+    fold_at: int = _FOLD_AT  # entries that trigger the next fold
 
 
 def _unit(units: dict[str, _Unit], order: Order) -> _Unit:
@@ -130,8 +131,11 @@ class CncHoldings:
 
     def _touch(self, book: _Book, ts: int) -> None:
         book.latest = max(book.latest, ts)
-        if len(book.fills) + len(book.sells) + len(book.buys) > _FOLD_AT:
+        if len(book.fills) + len(book.sells) + len(book.buys) > book.fold_at:
             self._settle(book, book.latest - _FOLD_BEHIND_NS)
+            # what a day's trading leaves unfolded waits until it has doubled: folding at
+            # every fill past a fixed size rescanned it all each time (quadratic)
+            book.fold_at = max(_FOLD_AT, 2 * (len(book.fills) + len(book.sells) + len(book.buys)))
 
     def _settle(self, book: _Book, now: int) -> tuple[int, int]:
         """Fold what is settled by ``now`` into the totals; the open units' commitments

@@ -329,10 +329,6 @@ class PaperExchange(MisSquareOff):
             self._squareoff_late(out)
         return out
 
-    def latest_tick_ns(self) -> int | None:
-        """Event time of the latest tick seen (None before any)."""
-        return max((h[-1].ts for h in self._history.values() if h), default=None)
-
     def kill(self, at_ns: int, strategy_id: str | None = None) -> list[Payload]:
         """The kill switch, set at ``at_ns`` in event time (or, with ``strategy_id``, that
         strategy's halt after it raised): every order (of the strategy) placed by then is

@@ -97,8 +97,3 @@ class PaperVenue:
         for exchange in self._exchanges:
             out += exchange.kill(at_ns, strategy_id)
         return out
-
-    def market_ns(self) -> int | None:
-        """Event time of the latest tick any exchange of the venue has seen (None: none)."""
-        return max((t for ex in self._exchanges if (t := ex.latest_tick_ns()) is not None),
-                   default=None)

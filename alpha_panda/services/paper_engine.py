@@ -57,10 +57,9 @@ class PaperEngineHandler:
             if not data.active:
                 return ()
             at = data.market_ts
-            if at is None:  # set before any tick reached the log: the engine's latest
-                at = self.exchange.market_ns()
-            if at is None:
-                return ()  # no tick, so no order has been placed
+            if at is None:  # set before any tick reached the log (or written before the
+                return ()  # field): no tick, so no order had been placed. Never the engine's
+                # own progress, which a rebuild (control after every tick) would misread.
             payloads = self.exchange.kill(at)
             ts = at
         elif isinstance(data, StrategyHalted):  # it failed: its open orders go

@@ -7,15 +7,20 @@ from __future__ import annotations
 from typing import Any
 
 from alpha_panda.domain.events import (
+    KillSwitchSet,
     MarketTick,
     OrderCancelled,
     OrderFilled,
     OrderSubmitted,
     Payload,
     Signal,
+    new_envelope,
 )
 from alpha_panda.domain.values import OrderType, Product, Side
 from alpha_panda.execution.paper import ExecutionConfig, PaperExchange
+from alpha_panda.execution.routing import PaperVenue
+from alpha_panda.services.paper_engine import PaperEngineHandler
+from alpha_panda.stream.log import Record
 from tests.unit.execution.test_paper import T0, TOKEN, tick
 
 MS = 1_000_000
@@ -137,3 +142,17 @@ def test_a_halted_strategy_loses_its_orders_and_no_other_strategy_does() -> None
             if not isinstance(e, OrderSubmitted)] == [
         ("OrderFilled", T0 + 5 * MS, None)]  # its in-time fill (marketable on arrival) stands
     assert [o.strategy_id for o in x.open_orders()] == ["s2"]
+
+
+def test_a_switch_without_a_market_time_cancels_nothing_live_or_rebuilt() -> None:
+    # market_ts None: set before any tick was on the log (or written before the field).
+    # The engine's own progress would differ between live and a rebuild (which replays the
+    # control topic after every tick): it is not used.
+    handler = PaperEngineHandler(PaperVenue({}, seed=7))
+    for t in TICKS[:5]:
+        handler.exchange.on_tick(t)
+    handler.exchange.submit("buy", limit(Side.BUY, 990_00), T0 + 5 * MS)
+    env = new_envelope(KillSwitchSet(active=True, flatten=False), id="k", ts=KILL,
+                       source="test", key="kill_switch", broker="paper")
+    assert handler.handle(env, Record("paper.control", 0, 0, b"kill_switch", b"")) == ()
+    assert len(handler.exchange.exchange_for("s1").open_orders()) == 1
