@@ -20,6 +20,28 @@ class KillSwitchRecord:
     set_at: int  # ns since epoch
 
 
+@dataclass(frozen=True, slots=True)
+class CancelRecord:
+    """A trader's cancel request, as written to the broker's control topic."""
+
+    order_id: str
+    requested_at: int  # ns since epoch
+    market_ts: int | None  # event time of the latest tick then: where the engine cancels
+
+
+@dataclass(frozen=True, slots=True)
+class OrderState:
+    """An order as its events on the log leave it."""
+
+    order_id: str
+    strategy_id: str
+    status: str  # SUBMITTED, PARTIALLY_FILLED, FILLED, REJECTED, CANCELLED
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in ("SUBMITTED", "PARTIALLY_FILLED")
+
+
 class Control(Protocol):
     """Operator controls of a running pipeline."""
 
@@ -36,4 +58,14 @@ class Control(Protocol):
     async def kill_switch(self, broker: str) -> KillSwitchRecord | None:
         """``broker``'s kill switch as last set (None: never), whether or not its risk
         manager runs in this process."""
+        ...
+
+    async def cancel_order(self, broker: str, order_id: str) -> CancelRecord:
+        """Ask ``broker``'s trading engine to cancel what is left of one order (reason
+        ``user``). Asynchronous: the engine cancels it, or finds it filled first; its
+        ``OrderCancelled`` is the answer. Raises ``ValidationError`` for an unknown broker."""
+        ...
+
+    async def order_state(self, broker: str, order_id: str) -> OrderState | None:
+        """An order as the log has it (None: no such order on ``broker``)."""
         ...

@@ -108,6 +108,10 @@ class Order(_Out):
     side: str
     quantity: int
     order_type: str
+    product: Annotated[str | None, Field(description="CNC, MIS or NRML")]
+    validity: Annotated[str | None, Field(description="DAY or IOC")]
+    parent_order_id: Annotated[str | None, Field(
+        description="A bracket leg's entry order (its stop or target); None for an entry")]
     status: str
     filled_quantity: int
     average_price: Rupees
@@ -174,6 +178,16 @@ class KillSwitchRequest(BaseModel):
     active: StrictBool = Field(description="true stops new orders on that broker; false resumes")
     flatten: Annotated[StrictBool,
                        Field(description="also close every open position at market")] = False
+
+
+class CancelState(_Out):
+    broker: str
+    order_id: str
+    strategy_id: str
+    status: Annotated[str, Field(description="requested: the engine cancels what is left of "
+                                             "the order, or finds it filled first")]
+    order_status: Annotated[OrderStatus, Field(description="the order's status when asked")]
+    requested_at: Annotated[int, Field(description="When it was asked (ns since epoch)")]
 
 
 class KillSwitchState(_Out):

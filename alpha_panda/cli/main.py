@@ -1,4 +1,5 @@
-"""Commands: run, service, backtest, topics, dlq, auth, charges, strategy, kill, preflight."""
+"""Commands: run, service, backtest, topics, dlq, auth, charges, strategy, kill, cancel,
+preflight."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from alpha_panda.domain.errors import AlphaPandaError
+from alpha_panda.domain.errors import AlphaPandaError, ValidationError
 from alpha_panda.settings import Settings
 from alpha_panda.stream.log import Log
 
@@ -159,6 +160,39 @@ def kill(
     run_log_job(log, data_dir, send)
     state = "released" if off else ("on, flattening positions" if flatten else "on")
     typer.echo(f"kill switch for {broker}: {state}")
+
+
+@app.command(epilog=ENV_NOTE)
+def cancel(
+    order_id: Annotated[str, typer.Argument(help="the order's id (GET /api/v1/orders/BROKER)")],
+    broker: Annotated[str, typer.Option(help="paper or zerodha")] = "paper",
+    log: Annotated[str | None, typer.Option(help=f"the running system's log: {LOG_HELP}")] = None,
+    data_dir: Annotated[Path | None, typer.Option(
+        help="the running system's data directory (default: ./data)")] = None,
+) -> None:
+    """Cancel what is left of one open order.
+
+    Looks the order up on the log (an unknown or closed order is an error, exit 2), then
+    writes a cancel request to the broker's control topic: the running trading engine
+    cancels the order (reason "user"), or finds it filled first.
+    """
+    from alpha_panda.cli.log_job import run_log_job
+    from alpha_panda.services.control import PipelineControl
+
+    async def send(log_: Log) -> str:
+        control = PipelineControl(log_, requested_by="cli")
+        state = await control.order_state(broker, order_id)
+        if state is None:
+            raise ValidationError(f"no order {order_id!r} on {broker}")
+        if not state.is_open:
+            raise ValidationError(f"order {order_id} is {state.status}: "
+                                  "nothing is left of it to cancel")
+        await control.cancel_order(broker, order_id)
+        return state.status
+
+    status = run_log_job(log, data_dir, send)
+    typer.echo(f"cancel requested for {broker} order {order_id} ({status}); "
+               "its status shows the outcome")
 
 
 @app.command(epilog=ENV_NOTE)

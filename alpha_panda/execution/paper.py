@@ -129,6 +129,8 @@ class PaperExchange(MisSquareOff):
         self._day_end: dict[int, int] = {}
         # Event times the kill switch (key None) or a strategy's halt was set at, ascending.
         self._kills: dict[str | None, list[int]] = {}
+        # Order id -> event time of a trader's cancel that came before the order did.
+        self._user_cancels: dict[str, int] = {}
         self._clock = SessionClock(self._calendar, cfg.mis_squareoff)
         # Settings read on every order, taken once from the (frozen) config.
         self._latency_ns = cfg.latency_ns
@@ -259,6 +261,8 @@ class PaperExchange(MisSquareOff):
         if order.validity is _DAY and self.config.expire_day_orders:  # _register, not MIS
             sess = self._clock.session(now_ns)
             order.expires_ns = sess.close if now_ns < sess.close else self._session(sess.hi).close
+        if self._user_cancels:  # it fills at once: a cancel asked before came too late
+            self._user_cancels.pop(order_id, 0)
         self._orders[order_id] = order
         if product is _CNC and side is not _BUY:  # covered by holdings? (_place's rule)
             if not signal.reason.startswith("flatten:"):  # the kill switch's: exempt
@@ -318,13 +322,26 @@ class PaperExchange(MisSquareOff):
                 self._squareoff_late(out)
         return out
 
-    def cancel(self, order_id: str, now_ns: int) -> list[Payload]:
-        """Cancel an open order (reason ``user``); nothing if it is unknown or already closed."""
+    def cancel(self, order_id: str, at_ns: int) -> list[Payload]:
+        """The trader's cancel of one order, asked at ``at_ns`` in event time: what is left
+        of it is cancelled (reason ``user``) and fills on no tick after ``at_ns``; nothing if
+        it is closed already (filled first: the cancel lost the race, as at an exchange).
+        An order not seen yet (a rebuild replays the control topic before the signals, or
+        the request overtook it) is cancelled as it arrives, when placed by ``at_ns``."""
         order = self._orders.get(order_id)
-        if order is None or not order.status.is_open:
+        if order is None:
+            known = self._user_cancels.get(order_id)
+            if known is None or at_ns < known:
+                self._user_cancels[order_id] = at_ns
             return []
+        if not order.status.is_open:
+            return []
+        if order.killed_ns is None or at_ns < order.killed_ns:
+            order.killed_ns, order.killed_by = at_ns, "user"
         out: list[Payload] = []
-        self._cancel(order, "user", now_ns, out)  # a bracket entry's legs may catch up
+        # matched on ticks after it already (this engine ran ahead of the control topic):
+        # cancelled now, at the latest of them; a bracket entry's legs may catch up
+        self._cancel(order, "user", max(at_ns, order.last_ts), out)
         if self._late:
             self._squareoff_late(out)
         return out
@@ -643,6 +660,11 @@ class PaperExchange(MisSquareOff):
                     at = kills[bisect_left(kills, order.created_ns)]
                     if order.killed_ns is None or at < order.killed_ns:
                         order.killed_ns, order.killed_by = at, reason
+        if self._user_cancels:
+            at = self._user_cancels.pop(order.order_id, -1)
+            if at >= order.created_ns and (
+                    order.killed_ns is None or at < order.killed_ns):
+                order.killed_ns, order.killed_by = at, "user"
         self._orders[order.order_id] = order
 
     def _segment(self, token: int, product: Product) -> Segment:

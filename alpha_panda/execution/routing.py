@@ -79,6 +79,16 @@ class PaperVenue:
             exchange = self.exchange_for(signal.strategy_id)
         return exchange.submit(signal_id, signal, now_ns)
 
+    def cancel(self, order_id: str, at_ns: int) -> list[Payload]:
+        """The trader's cancel of one order (``PaperExchange.cancel``), on whichever
+        exchange holds it; every exchange remembers it when none does yet."""
+        for exchange in self._exchanges:
+            if exchange.order(order_id) is not None:
+                return exchange.cancel(order_id, at_ns)
+        for exchange in self._exchanges:
+            exchange.cancel(order_id, at_ns)
+        return []
+
     def on_tick(self, tick: MarketTick) -> list[Payload]:
         if self._only is not None:
             return self._only.on_tick(tick)

@@ -65,6 +65,9 @@ class OrderView(msgspec.Struct, kw_only=True):
     reason: str | None = None
     ts: int = 0
     updated_ts: int = 0
+    product: str = ""  # CNC, MIS or NRML ("" until its OrderSubmitted is read)
+    validity: str = ""
+    parent_order_id: str | None = None  # a bracket leg's entry order
 
 
 class SignalView(msgspec.Struct, kw_only=True):

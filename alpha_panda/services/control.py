@@ -1,34 +1,51 @@
-"""Operator controls of the running pipeline (the API's ``Control``): the kill switch.
+"""Operator controls of the running pipeline (the API's ``Control``): the kill switch and
+the trader's cancel of one order.
 
 A kill switch is an event on ``{broker}.control``, which the broker's risk manager applies
 in log order: durable, audited, restored on restart, and its flatten orders (one market
 signal per open position) are exactly-once like every other order. The paper engine reads
 it too and cancels every order that arrived by the market's time the switch carries (the
 latest tick's, ``market_ts``); the Zerodha engine cancels the account's open orders.
+
+A cancel request (``CancelRequested``) travels the same way, to the trading engine only:
+the paper engine cancels what is left of the order as the market stood when it was asked
+(so a rebuild cancels it at the same point), the Zerodha engine asks Kite to cancel it.
 """
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
-from alpha_panda.api.control import KillSwitchRecord
+from alpha_panda.api.control import CancelRecord, KillSwitchRecord, OrderState
 from alpha_panda.domain.errors import DecodeError, ValidationError
-from alpha_panda.domain.events import CODEC, KillSwitchSet, MarketTick, derive_id, new_envelope
+from alpha_panda.domain.events import (
+    CODEC,
+    CancelRequested,
+    KillSwitchSet,
+    MarketTick,
+    OrderCancelled,
+    OrderFilled,
+    OrderRejected,
+    OrderSubmitted,
+    derive_id,
+    new_envelope,
+)
 from alpha_panda.domain.values import Broker
 from alpha_panda.stream.emit import Emit, to_output
-from alpha_panda.stream.log import TopicPartition
+from alpha_panda.stream.log import TopicPartition, read_topic
 from alpha_panda.stream.topics import MARKET_TICKS, topic
 
 if TYPE_CHECKING:
     from alpha_panda.stream.log import Log
 
 SOURCE = "kill-switch"
+_O = TypeVar("_O", OrderSubmitted, OrderFilled, OrderRejected, OrderCancelled)
 _TAIL = 50  # records read back from the end of a control topic for the last switch
 
 
 class PipelineControl:
-    """Appends kill-switch events to the broker's control topic."""
+    """Appends kill switches and cancel requests to the broker's control topic."""
 
     def __init__(self, log: Log, requested_by: str = "api") -> None:
         self._log = log
@@ -44,6 +61,53 @@ class PipelineControl:
                            source=SOURCE, key="kill_switch", broker=b)
         await self._log.append([to_output(Emit(topic(b, "control"), env))])
         return KillSwitchRecord(event.active, event.flatten, now)
+
+    async def cancel_order(self, broker: str, order_id: str) -> CancelRecord:
+        b = _broker(broker)
+        if not order_id or len(order_id) > 64 or not order_id.isprintable() or " " in order_id:
+            raise ValidationError(f"not an order id: {order_id!r}")
+        now = time.time_ns()
+        market = await self._market_ns()
+        event = CancelRequested(order_id=order_id, requested_by=self._requested_by,
+                                market_ts=market)
+        env = new_envelope(event, id=derive_id(f"control:{b}", f"cancel:{order_id}", now),
+                           ts=now, source=SOURCE, key="cancel", broker=b)
+        await self._log.append([to_output(Emit(topic(b, "control"), env))])
+        return CancelRecord(order_id, now, market)
+
+    async def order_state(self, broker: str, order_id: str) -> OrderState | None:
+        """Read off the broker's order topics: a scan of each (the API asks its read model
+        first; this finds the orders it no longer keeps, and serves the command line)."""
+        b = _broker(broker)
+        subs = await self._events(b, "orders.submitted", OrderSubmitted, order_id)
+        if not subs:
+            return None
+        strategy_id = subs[0].strategy_id
+        # closed: nothing is left of it, whatever filled before
+        if await self._events(b, "orders.rejected", OrderRejected, order_id):
+            return OrderState(order_id, strategy_id, "REJECTED")
+        if await self._events(b, "orders.cancelled", OrderCancelled, order_id):
+            return OrderState(order_id, strategy_id, "CANCELLED")
+        fills = await self._events(b, "orders.filled", OrderFilled, order_id)
+        if not fills:
+            return OrderState(order_id, strategy_id, "SUBMITTED")
+        done = any(f.leaves_quantity == 0 for f in fills)
+        return OrderState(order_id, strategy_id, "FILLED" if done else "PARTIALLY_FILLED")
+
+    async def _events(self, broker: str, name: str, kind: type[_O], order_id: str) -> list[_O]:
+        """The events of one order on ``{broker}.{name}`` (a scan of the whole topic)."""
+        needle = order_id.encode()
+        out: list[_O] = []
+        for r in await read_topic(self._log, topic(broker, name)):
+            if needle not in r.value:  # most records: skipped without decoding
+                continue
+            try:
+                data = CODEC.decode_as(r.value, kind).data
+            except DecodeError:  # not one of ours: its consumers dead-letter it
+                continue
+            if data.order_id == order_id:
+                out.append(data)
+        return out
 
     async def _market_ns(self) -> int | None:
         """Event time of the latest tick on ``market.ticks`` (None: no tick yet): when the

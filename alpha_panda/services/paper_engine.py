@@ -1,10 +1,10 @@
 """The paper trading engine: validated paper signals and market ticks in, order events out.
 
-It consumes only ``paper.signals.validated`` and ``paper.control`` (the kill switch
-cancels every open order, a failed strategy's halt its own; and the shared
-``market.ticks``) and writes only ``paper.orders.*``. The simulated exchange is pure and works in event time,
-so its fills do not depend on how the two input streams interleave, and a rebuild from
-the log restores resting orders exactly.
+It consumes only ``paper.signals.validated``, ``paper.control`` (the kill switch cancels
+every open order, a failed strategy's halt its own, a trader's cancel request one) and the
+shared ``market.ticks``, and writes only ``paper.orders.*``. The simulated exchange is pure
+and works in event time, so its fills do not depend on how the input streams interleave,
+and a rebuild from the log restores resting orders exactly.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 
 from alpha_panda.domain.errors import InvariantViolation
 from alpha_panda.domain.events import (
+    CancelRequested,
     Envelope,
     KillSwitchSet,
     MarketTick,
@@ -62,6 +63,11 @@ class PaperEngineHandler:
                 # own progress, which a rebuild (control after every tick) would misread.
             payloads = self.exchange.kill(at)
             ts = at
+        elif isinstance(data, CancelRequested):  # the trader's, of one order
+            if data.market_ts is None:  # no tick on the log yet: no order to cancel
+                return ()
+            payloads = self.exchange.cancel(data.order_id, data.market_ts)
+            ts = data.market_ts
         elif isinstance(data, StrategyHalted):  # it failed: its open orders go
             payloads = self.exchange.kill(event.ts, data.strategy_id)
             ts = event.ts

@@ -203,6 +203,8 @@ class PortfolioHandler:
         view = self._view(o.order_id, o.strategy_id, o.instrument_token, o.side.value,
                           o.quantity, ts)
         view.order_type = o.order_type.value
+        view.product, view.validity = o.product.value, o.validity.value
+        view.parent_order_id = o.parent_order_id
         view.limit_price, view.trigger_price, view.ts = o.limit_price, o.trigger_price, ts
 
     def _order_filled(self, f: OrderFilled, ts: int) -> None:

@@ -3,10 +3,14 @@
 It consumes only ``zerodha.signals.validated`` and ``zerodha.control`` (hard isolation:
 any other topic, or an envelope whose broker is not ``zerodha``, stops it) and writes only
 ``zerodha.orders.*``. A kill switch on ``zerodha.control`` cancels every open order of ours
-at Kite (our tag: orders the trader placed by hand are left alone), and a failed strategy's
-halt (``StrategyHalted``) the open orders of that strategy; the order sync records the
-cancellations as Kite reports them. A switch older than the oldest signal the engine
-would still act on is only logged: a new consumer group reads the topic from its start.
+at Kite (our tag: orders the trader placed by hand are left alone), a failed strategy's
+halt (``StrategyHalted``) the open orders of that strategy, and a trader's cancel request
+(``CancelRequested``) the one order of ours it names by our order id (an unknown or closed
+order, or one Kite will no longer cancel, is logged and left). The order sync records
+the cancellations as Kite reports them, with the reason the engine asked for (``user``,
+``kill_switch``, ``strategy_halted``; ``broker`` for the rest). A control event older
+than the oldest signal the engine would still act on is only logged: a new consumer group
+reads the topic from its start.
 
 Exactly once across crashes: the order of a signal carries a tag derived from the
 signal id (``order_tag``). Before placing, the engine looks the tag up in the day's order
@@ -45,6 +49,7 @@ from alpha_panda.domain.errors import (
 )
 from alpha_panda.domain.events import (
     NO_CHARGES,
+    CancelRequested,
     Charges,
     Envelope,
     KillSwitchSet,
@@ -103,7 +108,7 @@ class ZerodhaEngine:
         self.placed = 0
         self.adopted = 0
         self.rejected = 0
-        self.cancelled = 0  # open orders cancelled by the kill switch
+        self.cancelled = 0  # open orders Kite accepted to cancel (switch, halts, requests)
 
     def handle(self, event: Envelope[Any], record: Record) -> Sequence[Emit]:
         raise InvariantViolation("the zerodha trading engine places orders: it cannot be "
@@ -125,6 +130,9 @@ class ZerodhaEngine:
             return ()
         if isinstance(data, StrategyHalted):
             await self._kill(event, data.strategy_id)
+            return ()
+        if isinstance(data, CancelRequested):
+            await self._cancel(event, data)
             return ()
         if not isinstance(data, SignalValidated):
             return ()
@@ -173,21 +181,75 @@ class ZerodhaEngine:
             return
         mine = None if strategy_id is None else {
             o.broker_order_id for o in self._book.open_orders() if o.strategy_id == strategy_id}
+        reason = "kill_switch" if strategy_id is None else "strategy_halted"
         cancelled = 0
         for o in await self._kite.orders():
             if not is_our_tag(o.get("tag")) or o.get("status") not in _CANCELLABLE:
                 continue
-            if mine is not None and str(o["order_id"]) not in mine:
+            broker_id = str(o["order_id"])
+            if mine is not None and broker_id not in mine:
                 continue
-            try:
-                await self._kite.cancel_order(str(o["order_id"]), str(o.get("variety") or "regular"))
+            # None: an order of ours no event records yet (its signal adopts it later)
+            if await self._cancel_at_kite(broker_id, str(o.get("variety") or "regular"),
+                                          self._book.get(broker_id), reason):
                 cancelled += 1
-            except OrderRefused as exc:  # filled or cancelled meanwhile
-                log_.warning("zerodha.kill_cancel_refused", broker_order_id=o["order_id"],
-                             error=str(exc))
         self.cancelled += cancelled
         log_.warning("zerodha.kill_switch" if strategy_id is None else "zerodha.strategy_halted",
                      cancelled=cancelled, strategy_id=strategy_id, alert=True)
+
+    async def _cancel(self, event: Envelope[Any], request: CancelRequested) -> None:
+        """Ask Kite to cancel the one open order of ours the trader named. An unknown order
+        id, an order already closed (ours or at Kite) or one Kite refuses to cancel is
+        logged and left; a redelivered request finds it closed."""
+        ctx: dict[str, Any] = {"event_id": event.id, "order_id": request.order_id,
+                               "requested_by": request.requested_by}
+        if self._clock() - event.ts > self._max_age_ns:
+            log_.warning("zerodha.cancel_request_too_old", requested_at=event.ts, **ctx)
+            return
+        # only orders our own OrderSubmitted records: never one placed by hand at Kite
+        order = self._book.by_order_id(request.order_id)
+        if order is None or not is_our_tag(order.tag):
+            log_.warning("zerodha.cancel_unknown_order", **ctx)
+            return
+        ctx["broker_order_id"] = order.broker_order_id
+        if order.terminal:
+            log_.warning("zerodha.cancel_order_closed", **ctx)
+            return
+        try:
+            history = await self._kite.order_history(order.broker_order_id)
+        except OrderRefused as exc:  # not in Kite's book of today: an earlier day's order
+            log_.warning("zerodha.cancel_order_not_at_kite", error=str(exc), **ctx)
+            return
+        now = history[-1] if history else {}  # Kite lists an order's states oldest first
+        if now.get("tag") != order.tag:
+            log_.error("zerodha.cancel_tag_mismatch", kite_tag=now.get("tag"), alert=True, **ctx)
+            return
+        if now.get("status") not in _CANCELLABLE:  # filled, cancelled or being cancelled
+            log_.warning("zerodha.cancel_order_not_open", status=now.get("status"), **ctx)
+            return
+        if await self._cancel_at_kite(order.broker_order_id, str(now.get("variety") or "regular"),
+                                      order, "user"):
+            self.cancelled += 1
+            log_.info("zerodha.order_cancel_requested", **ctx)
+
+    async def _cancel_at_kite(self, broker_order_id: str, variety: str,
+                              order: TrackedOrder | None, reason: str) -> bool:
+        """Cancel at Kite, ``reason`` recorded on ``order`` for the sync's OrderCancelled;
+        False when Kite refuses (the order filled or closed meanwhile)."""
+        previous = order.cancel_reason if order is not None else None
+        if order is not None:
+            # set before asking: the sync may see CANCELLED before the call returns. Kept on
+            # a retryable error, which the cancel may have reached Kite despite.
+            order.cancel_reason = reason
+        try:
+            await self._kite.cancel_order(broker_order_id, variety)
+        except OrderRefused as exc:
+            if order is not None:
+                order.cancel_reason = previous  # whatever closes it, it is not this request
+            log_.warning("zerodha.cancel_refused", broker_order_id=broker_order_id,
+                         reason=reason, error=str(exc))
+            return False
+        return True
 
     async def _existing(self, tag: str) -> str | None:
         if self._stale:

@@ -41,6 +41,10 @@ DAY = 86_400 * S
 # 41 equity points over three sessions (25, 26, 27 Nov), 14 a day from 09:15, 25 min apart
 SESSIONS = [T0 + (i // 14) * DAY + (i % 14) * 25 * 60 * S for i in range(41)]
 enc = msgspec.json.encode
+# the newest order, still working: the only one the dashboard offers to cancel
+OPEN_ORDER = OrderView(order_id="o3", strategy_id="sma_cross_banks", instrument_token=341249,
+                       side="BUY", quantity=25, order_type="LIMIT", status="SUBMITTED",
+                       limit_price=1_716_00, ts=T0 + 101 * S)
 
 
 class Component:
@@ -98,6 +102,7 @@ def documents() -> dict[str, bytes]:
             (408065, "BUY", 10, "REJECTED", 0, 0, "RMS: margin exceeds available funds"),
         ])
     ]
+    orders.insert(0, OPEN_ORDER)
     signals = [
         # a sample strategy's id and reason, as long as they come
         SignalView(signal_id="s3", strategy_id="vwap_reversion_finance", instrument_token=81153,
@@ -201,7 +206,7 @@ def test_dashboard_shows_exact_figures_and_switches_broker(
         expect(positions.nth(1)).to_contain_text("-₹51,418.00")  # short 40 ICICIBANK
         expect(page.locator("#signals")).to_contain_text("MAX_POSITION: position 125 would exceed max 50")
         expect(page.locator("#orders")).to_contain_text("RMS: margin exceeds available funds")
-        expect(page.locator("#orders-count")).to_have_text("(3 of 3)")
+        expect(page.locator("#orders-count")).to_have_text("(4 of 4)")
         # a total that reaches what the read model keeps counts the latest rows only
         assert page.evaluate("d => countLabel(d)", {"items": [1, 2], "total": 500, "kept": 500}
                              ) == "(2 of the latest 500)"
@@ -321,3 +326,107 @@ def test_on_a_phone_the_header_wraps_and_clips_nothing(
             ".map(e => e.tagName + '#' + e.id)")
         assert wide == []
         browser.close()
+
+
+def test_a_trader_cancels_an_open_order_from_the_orders_table(
+    server: tuple[str, MemoryCache, RecordingControl], tmp_path: Path
+) -> None:
+    from playwright.sync_api import Dialog, Response, Route, expect, sync_playwright
+
+    from alpha_panda.domain.errors import ValidationError
+
+    url, cache, control = server
+    answers: list[bool] = []  # what the trader answers each confirm(), in turn
+    dialogs: list[tuple[str, str]] = []
+
+    def answer(dialog: Dialog) -> None:
+        dialogs.append((dialog.type, dialog.message))
+        dialog.dismiss() if dialog.type == "confirm" and not answers.pop(0) else dialog.accept()
+
+    def polled_orders(r: Response) -> bool:
+        return "/api/v1/orders/paper?" in r.url
+
+    def cancel_answered(r: Response) -> bool:
+        return r.url.endswith("/api/v1/orders/paper/o3/cancel")
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu",
+                  "--disable-background-networking", "--disable-component-update"],
+        )
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("dialog", answer)
+        page.goto(url + "/")
+        expect(page.locator("body")).to_have_attribute("data-loaded-broker", "paper")
+        rows = page.locator("#orders tbody tr")
+        expect(rows).to_have_count(4)
+        cancel = page.get_by_role("button", name="Cancel order o3", exact=True)
+        cancelling = page.get_by_role("button", name="Cancelling order o3", exact=True)
+        # the working order offers a cancel; the filled and the rejected ones do not
+        expect(rows.nth(0).get_by_role("button")).to_have_count(1)
+        expect(rows.nth(0).get_by_role("button")).to_have_text("Cancel")
+        expect(cancel).to_be_enabled()
+        for closed in (1, 2, 3):
+            expect(rows.nth(closed).get_by_role("button")).to_have_count(0)
+        page.locator("#orders").screenshot(path=str(tmp_path / "dashboard-cancel.png"))
+
+        # asked to confirm, the trader says no: nothing is sent
+        answers.append(False)
+        cancel.click()
+        assert dialogs == [("confirm", "Cancel order o3 on paper (BUY 25 HDFCBANK unfilled)?")]
+        expect(cancel).to_be_enabled()
+
+        # the system refuses: the trader reads why, and the row is as it was
+        control.refuse = ValidationError("order o3 is frozen by the exchange")
+        try:
+            answers.append(True)
+            with page.expect_event("dialog", predicate=lambda d: d.type == "alert"):
+                cancel.click()
+        finally:
+            control.refuse = None
+        assert dialogs[-1] == ("alert", "Order o3 was not cancelled: order o3 is frozen by the exchange")
+        expect(cancel).to_be_enabled()
+        assert control.cancels == []
+
+        # confirmed: while the request is out the table is polled, and the row keeps saying so
+        held: list[Route] = []
+        page.route("**/api/v1/orders/paper/o3/cancel", lambda route: held.append(route))
+        answers.append(True)
+        cancel.click()
+        expect(cancelling).to_be_disabled()
+        for _ in range(2):
+            with page.expect_response(polled_orders):
+                pass
+        expect(cancelling).to_have_text("Cancelling…")
+        assert len(held) == 1 and control.cancels == []
+        with page.expect_response(cancel_answered) as accepted:
+            held[0].continue_()
+        assert accepted.value.status == 202
+        assert control.cancels == [("paper", "o3")]  # once, and not for the dismissed click
+        # accepted, not done: until the engine's answer shows, the row says it was asked
+        with page.expect_response(polled_orders):
+            pass
+        expect(cancelling).to_be_disabled()
+        expect(rows.nth(0).locator(".badge")).to_have_text("SUBMITTED")
+
+        # the engine cancels what is left: the order shows CANCELLED and offers no cancel
+        before = documents()[key("paper", "orders")]
+        done = msgspec.json.decode(before, type=list[OrderView])
+        done[0] = msgspec.structs.replace(done[0], status="CANCELLED", reason="user")
+        _run_elsewhere(cache.set(key("paper", "orders"), enc(done)))
+        try:
+            expect(rows.nth(0).locator(".badge")).to_have_text("CANCELLED", timeout=5000)
+            expect(rows.nth(0)).to_contain_text("user")
+            expect(rows.nth(0).get_by_role("button")).to_have_count(0)
+        finally:
+            _run_elsewhere(cache.set(key("paper", "orders"), before))
+        browser.close()
+    assert errors == []
+    assert [d for d in dialogs if d[0] == "confirm"] == [dialogs[0]] * 3
+    keep = os.environ.get("ALPHA_PANDA_SCREENSHOTS")
+    if keep:
+        for shot in tmp_path.glob("*.png"):
+            shutil.copy(shot, keep)

@@ -74,7 +74,7 @@ class ZerodhaOrderSync:
                  charges: ChargesFn | None = None, poll_interval_s: float = 2.0) -> None:
         self._log = log
         self._kite = kite
-        self.book = book or OrderBook()
+        self.book = book if book is not None else OrderBook()  # the engine's, shared
         self._charges = charges
         self._poll = poll_interval_s
         self._lock = asyncio.Lock()

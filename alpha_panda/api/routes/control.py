@@ -1,4 +1,4 @@
-"""Operator controls: the kill switch.
+"""Operator controls: the kill switch, and the trader's cancel of one order.
 
 ``GET /api/v1/kill-switch`` shows each broker's switch as its risk manager applies it, or,
 for a broker whose risk manager is not running, as last set on the log (``Control``): the
@@ -12,7 +12,7 @@ from fastapi import APIRouter, HTTPException, Request
 
 from alpha_panda.api import schemas as s
 from alpha_panda.api.control import Control
-from alpha_panda.api.documents import parse_broker
+from alpha_panda.api.documents import DocumentReader, parse_broker
 from alpha_panda.domain.errors import ConfigurationError, ValidationError
 from alpha_panda.domain.values import BROKERS
 from alpha_panda.observability.logging import get_logger
@@ -67,3 +67,45 @@ async def kill_switch(body: s.KillSwitchRequest, request: Request) -> s.KillSwit
     # as set on the log: what GET reads back until its risk manager applies it
     return s.KillSwitchState(broker=broker.value, active=done.active, flatten=done.flatten,
                              set_at=done.set_at)
+
+
+@router.post(
+    "/orders/{broker}/{order_id}/cancel",
+    status_code=202,
+    response_model=s.CancelState,
+    responses={
+        404: {"description": "unknown broker, or no such order on it"},
+        409: {"description": "the order is closed already (filled, rejected or cancelled)"},
+        422: {"description": "not an order id"},
+        503: {"description": "no pipeline in this process to control"},
+    },
+)
+async def cancel_order(broker: str, order_id: str, request: Request) -> s.CancelState:
+    """Cancel what is left of one open order (reason ``user``). Accepted, not done: the
+    broker's trading engine cancels it, or finds it filled first; the order's status then
+    shows which (``GET /api/v1/orders/{broker}``)."""
+    b = parse_broker(broker)
+    control: Control | None = request.app.state.control
+    if control is None:
+        raise HTTPException(503, detail="no trading pipeline runs in this process: "
+                                        "nothing to cancel")
+    view = next((o for o in await DocumentReader(request.app.state.cache).orders(b)
+                 if o.order_id == order_id), None)
+    try:
+        if view is not None:
+            strategy_id, status = view.strategy_id, view.status
+        else:  # older than the read model keeps, or not projected yet: the log knows
+            state = await control.order_state(b.value, order_id)
+            if state is None:
+                raise HTTPException(404, detail=f"no order {order_id!r} on {b.value}")
+            strategy_id, status = state.strategy_id, state.status
+        if status not in ("SUBMITTED", "PARTIALLY_FILLED"):
+            raise HTTPException(409, detail=f"order {order_id} is {status}: "
+                                            "nothing is left of it to cancel")
+        done = await control.cancel_order(b.value, order_id)
+    except ValidationError as exc:
+        raise HTTPException(422, detail=str(exc)) from exc
+    log.warning("order cancel requested", broker=b.value, order_id=order_id)
+    return s.CancelState(broker=b.value, order_id=order_id, strategy_id=strategy_id,
+                         status="requested", order_status=status,
+                         requested_at=done.requested_at)

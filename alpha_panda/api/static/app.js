@@ -165,15 +165,89 @@ function renderPositions(data) {
   )), "No positions yet: they appear with the first fill.");
 }
 
-function renderOrders(data) {
+// A trader's cancels, by "broker/order_id": "sending" while the request is out, then the time
+// it was accepted. The table is redrawn by every poll, so a row's cancel state lives here and
+// not in its button. It ends when the order shows closed, or CANCEL_WAIT_MS after it was
+// accepted with the order still open (say, the engine is down): the trader may ask again.
+const OPEN_ORDER = ["SUBMITTED", "PARTIALLY_FILLED"];
+const CANCEL_WAIT_MS = 30000;
+const cancels = new Map();
+let shownOrders = null; // { broker, data } as last drawn, to redraw a row as soon as it changes
+let ordersDrawn = "";
+
+function cancelState(ofBroker, o) {
+  const id = `${ofBroker}/${o.order_id}`;
+  const asked = cancels.get(id);
+  if (asked === undefined) return OPEN_ORDER.includes(o.status) ? "open" : "closed";
+  if (asked !== "sending" && (!OPEN_ORDER.includes(o.status) || Date.now() - asked > CANCEL_WAIT_MS)) {
+    cancels.delete(id);
+    return cancelState(ofBroker, o);
+  }
+  return "asked";
+}
+
+function cancelButton(ofBroker, o, state) {
+  if (state === "asked") {
+    return el("button", { type: "button", class: "cancel", disabled: "disabled",
+      "aria-label": `Cancelling order ${o.order_id}` }, "Cancelling…");
+  }
+  const button = el("button", { type: "button", class: "cancel",
+    "aria-label": `Cancel order ${o.order_id}`, title: "Cancel what is left of this order" },
+  "Cancel");
+  button.addEventListener("click", () => cancelOrder(ofBroker, o));
+  return button;
+}
+
+async function cancelOrder(ofBroker, o) {
+  const id = `${ofBroker}/${o.order_id}`;
+  if (cancels.has(id)) return;
+  const left = o.quantity - (o.filled_quantity ?? 0);
+  const what = `${o.side} ${left} ${o.symbol ?? o.instrument_token}`;
+  if (!confirm(`Cancel order ${o.order_id} on ${ofBroker} (${what} unfilled)?`)) return;
+  cancels.set(id, "sending");
+  redrawOrders();
+  let problem = null;
+  try {
+    const response = await fetch(
+      `/api/v1/orders/${encodeURIComponent(ofBroker)}/${encodeURIComponent(o.order_id)}/cancel`,
+      { method: "POST" });
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok) problem = detailText(body.detail) ?? `${response.status} ${response.statusText}`;
+  } catch (err) {
+    problem = `cannot reach the API (${err.message})`;
+  }
+  if (problem === null) cancels.set(id, Date.now()); else cancels.delete(id);
+  redrawOrders();
+  if (problem !== null) alert(`Order ${o.order_id} was not cancelled: ${problem}`);
+}
+
+/** An error response's detail: FastAPI's is a string, or a list of field errors. */
+function detailText(detail) {
+  if (typeof detail === "string") return detail;
+  if (Array.isArray(detail)) return detail.map((d) => d.msg ?? JSON.stringify(d)).join("; ");
+  return null;
+}
+
+function redrawOrders() {
+  if (shownOrders) renderOrders(shownOrders.data, shownOrders.broker);
+}
+
+function renderOrders(data, ofBroker = broker) {
+  shownOrders = { broker: ofBroker, data };
+  const states = data.items.map((o) => cancelState(ofBroker, o));
+  // unchanged rows are not replaced: a poll must not swap a button out between press and release
+  const drawn = JSON.stringify([ofBroker, data, states]);
+  if (drawn === ordersDrawn) return;
+  ordersDrawn = drawn;
   document.getElementById("orders-count").textContent = countLabel(data);
-  fillTable("orders", data.items.map((o) => el("tr", {},
+  fillTable("orders", data.items.map((o, i) => el("tr", {},
     el("td", {}, istTime(o.time)),
     el("td", {}, o.symbol ?? String(o.instrument_token)),
     el("td", { class: "side-" + o.side }, o.side),
     el("td", { class: "num" }, o.filled_quantity && o.filled_quantity !== o.quantity
       ? `${o.filled_quantity}/${o.quantity}` : String(o.quantity)),
-    el("td", {}, badge(o.status)),
+    el("td", { class: "status-cell" }, states[i] === "closed" ? badge(o.status)
+      : el("span", { class: "order-status" }, badge(o.status), cancelButton(ofBroker, o, states[i]))),
     el("td", { class: "num" }, o.filled_quantity ? inr(o.average_price)
       : o.limit_price ? "@ " + inr(o.limit_price) : o.order_type),
     el("td", { class: "wrap" }, o.reason ?? ""),

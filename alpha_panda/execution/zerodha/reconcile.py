@@ -4,6 +4,12 @@
 with Kite's order book and trade book and returns the events that are missing: fills
 not yet recorded, rejections, cancellations. Applying them to the book makes ``diff``
 idempotent, so postbacks, polling and the start-up reconciliation can all call it.
+
+A cancellation's reason is ``ioc`` for an IOC order's remainder, else the
+``cancel_reason`` the trading engine set on the order before asking Kite to cancel it
+(``user``, ``kill_switch``, ``strategy_halted``), else ``broker``: Kite, the exchange or
+the trader at Kite cancelled it, or this process asked before a restart (the reason lives
+in memory only).
 """
 
 from __future__ import annotations
@@ -49,6 +55,8 @@ class TrackedOrder:
     turnover: int = 0
     fill_ids: set[str] = field(default_factory=set)
     terminal: bool = False
+    # why this process asked Kite to cancel it (None: it did not); read by ``diff``
+    cancel_reason: str | None = None
 
     @property
     def leaves(self) -> int:
@@ -78,6 +86,10 @@ class OrderBook:
 
     def get(self, broker_order_id: str) -> TrackedOrder | None:
         return self.orders.get(broker_order_id)
+
+    def by_order_id(self, order_id: str) -> TrackedOrder | None:
+        """The order with our ``order_id`` (None: no submission of ours records it)."""
+        return self._by_order_id.get(order_id)
 
     def apply(self, event: OrderEvent, correlation_id: str = "") -> None:
         """Fold one of our own events into the book (idempotent)."""
@@ -153,7 +165,7 @@ def diff(book: OrderBook, kite_orders: Iterable[KiteOrder], trades: Iterable[Kit
             end = OrderCancelled(
                 order_id=o.order_id, strategy_id=o.strategy_id, instrument_token=o.instrument_token,
                 side=o.side, filled_quantity=o.filled, leaves_quantity=o.leaves,
-                reason="ioc" if o.validity is Validity.IOC else "broker",
+                reason=_cancel_reason(o),
                 broker_order_id=o.broker_order_id)
         book.apply(end)
         out.append((o, end))
@@ -191,6 +203,13 @@ def position_mismatches(book: OrderBook, kite_net: Sequence[tuple[int, str, int]
     return [PositionMismatch(tok, prod, ours.get((tok, prod), 0), theirs.get((tok, prod), 0))
             for tok, prod in sorted(set(ours) | set(theirs))
             if ours.get((tok, prod), 0) != theirs.get((tok, prod), 0)]
+
+
+def _cancel_reason(o: TrackedOrder) -> str:
+    # an IOC remainder is cancelled by the exchange at once, whoever asked as well
+    if o.validity is Validity.IOC:
+        return "ioc"
+    return o.cancel_reason or "broker"
 
 
 def _trade_order(t: KiteTrade) -> tuple[int, str]:

@@ -64,7 +64,8 @@ def paper_documents() -> dict[str, bytes]:
     orders = [  # newest first, as the projector writes them
         OrderView(order_id="o3", strategy_id="sma_cross_banks", instrument_token=1270529,
                   side="SELL", quantity=50, order_type="LIMIT", status="SUBMITTED",
-                  limit_price=1_281_05, ts=T0 + 3_000_000_000),
+                  limit_price=1_281_05, ts=T0 + 3_000_000_000, product="MIS", validity="DAY",
+                  parent_order_id="o0"),
         OrderView(order_id="o2", strategy_id="momentum", instrument_token=341249, side="BUY",
                   quantity=10, order_type="MARKET", status="FILLED", filled_quantity=10,
                   average_price=1_720_10, charges=12_17, ts=T0 + 2_000_000_000),

@@ -8,7 +8,8 @@ import pytest
 
 from alpha_panda.adapters.redis.cache import RedisCache
 from alpha_panda.api.app import create_app
-from alpha_panda.domain.errors import ConfigurationError
+from alpha_panda.api.control import OrderState
+from alpha_panda.domain.errors import ConfigurationError, ValidationError
 from alpha_panda.observability.health import HealthRegistry, State
 from alpha_panda.readmodel.memory import MemoryCache
 from alpha_panda.readmodel.views import PortfolioView
@@ -100,6 +101,8 @@ async def test_orders_filters_newest_first(client: httpx.AsyncClient, filled: Me
     o3 = every[0]
     assert o3["limit_price"] == "1281.05" and o3["trigger_price"] is None
     assert o3["symbol"] == "ICICIBANK"
+    assert (o3["product"], o3["validity"], o3["parent_order_id"]) == ("MIS", "DAY", "o0")
+    assert (every[1]["product"], every[1]["parent_order_id"]) == (None, None)  # an old view
     filled_only = (await client.get("/api/v1/orders/paper?status=filled")).json()
     assert [o["order_id"] for o in filled_only] == ["o2"]
     assert filled_only[0]["average_price"] == "1720.10"
@@ -192,6 +195,41 @@ async def test_kill_switch_without_a_pipeline_is_503() -> None:
     app = create_app(cache=MemoryCache(), health=HealthRegistry())
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://a") as c:
         r = await c.post("/api/v1/kill-switch", json={"active": True, "broker": "paper"})
+    assert r.status_code == 503
+
+
+async def test_cancel_asks_control_for_open_orders_only(
+    client: httpx.AsyncClient, control: RecordingControl, filled: MemoryCache
+) -> None:
+    r = await client.post("/api/v1/orders/paper/o3/cancel")
+    assert r.status_code == 202
+    assert r.json() == {"broker": "paper", "order_id": "o3", "strategy_id": "sma_cross_banks",
+                        "status": "requested", "order_status": "SUBMITTED", "requested_at": T0}
+    assert control.cancels == [("paper", "o3")]
+    for order_id, status in (("o2", "FILLED"), ("o1", "REJECTED")):
+        closed = await client.post(f"/api/v1/orders/paper/{order_id}/cancel")
+        assert closed.status_code == 409
+        assert closed.json()["detail"] == (f"order {order_id} is {status}: "
+                                           "nothing is left of it to cancel")
+    missing = await client.post("/api/v1/orders/paper/nope/cancel")
+    assert missing.status_code == 404 and missing.json()["detail"] == "no order 'nope' on paper"
+    unknown = await client.post("/api/v1/orders/kite/o3/cancel")
+    assert unknown.status_code == 404 and "unknown broker 'kite'" in unknown.json()["detail"]
+    assert control.cancels == [("paper", "o3")]  # nothing more was asked
+    # older than the read model keeps: the log has it
+    control.log_orders[("paper", "old")] = OrderState("old", "momentum", "PARTIALLY_FILLED")
+    old = await client.post("/api/v1/orders/paper/old/cancel")
+    assert old.status_code == 202 and old.json()["order_status"] == "PARTIALLY_FILLED"
+    control.refuse = ValidationError("not an order id: 'x y'")
+    refused = await client.post("/api/v1/orders/paper/o3/cancel")
+    assert refused.status_code == 422 and refused.json()["detail"] == "not an order id: 'x y'"
+    assert control.cancels == [("paper", "o3"), ("paper", "old")]
+
+
+async def test_cancel_without_a_pipeline_is_503() -> None:
+    app = create_app(cache=MemoryCache(), health=HealthRegistry())
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://a") as c:
+        r = await c.post("/api/v1/orders/paper/o3/cancel")
     assert r.status_code == 503
 
 

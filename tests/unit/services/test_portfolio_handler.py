@@ -15,7 +15,7 @@ from alpha_panda.domain.events import (
     PnlSnapshot,
     new_envelope,
 )
-from alpha_panda.domain.values import OrderType, Side
+from alpha_panda.domain.values import OrderType, Product, Side
 from alpha_panda.portfolio import PositionLedger
 from alpha_panda.services.portfolio import PortfolioHandler
 from alpha_panda.stream.log import Record
@@ -43,6 +43,16 @@ def test_fill_before_submitted_still_shows_filled() -> None:
         view = run(*order).orders["o1"]
         assert (view.status, view.filled_quantity, view.average_price, view.order_type) == (
             "FILLED", 3, 10_000, "MARKET")
+        assert (view.product, view.validity, view.parent_order_id) == ("CNC", "DAY", None)
+
+
+def test_a_bracket_leg_shows_its_entry_and_product() -> None:
+    leg = OrderSubmitted(order_id="o1.sl", signal_id="s1", strategy_id="st", instrument_token=7,
+                         side=Side.SELL, quantity=3, order_type=OrderType.SL_M,
+                         trigger_price=9_900, product=Product.MIS, parent_order_id="o1")
+    view = run(env(leg, 1)).orders["o1.sl"]
+    assert (view.order_type, view.product, view.parent_order_id, view.trigger_price) == (
+        "SL-M", "MIS", "o1", 9_900)
 
 
 def test_position_opened_after_its_last_tick_is_marked_at_that_tick() -> None:

@@ -1,0 +1,207 @@
+"""A trader's cancel of one order, and the reasons of the cancellations the engine asks
+for, against the fake Kite through the official kiteconnect client."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from alpha_panda.adapters.memory_log import MemoryLog
+from alpha_panda.adapters.zerodha.client import KiteRestClient
+from alpha_panda.adapters.zerodha.config import ZerodhaSettings
+from alpha_panda.adapters.zerodha.instruments import InstrumentMaster
+from alpha_panda.adapters.zerodha.session import KiteSession
+from alpha_panda.domain.events import (
+    CODEC,
+    CancelRequested,
+    Envelope,
+    KillSwitchSet,
+    StrategyHalted,
+    derive_id,
+    new_envelope,
+)
+from alpha_panda.domain.values import OrderType
+from alpha_panda.execution.zerodha import OrderBook, order_id_for, order_tag
+from alpha_panda.observability.health import State
+from alpha_panda.services.zerodha_engine import (
+    CONTROL_TOPIC,
+    ZerodhaEngine,
+    ZerodhaTradingProcessor,
+    build_zerodha_engine,
+)
+from alpha_panda.stream.emit import Emit
+from alpha_panda.stream.log import Log, Record, TopicPartition
+from alpha_panda.stream.runtime import ProcessorSettings
+from alpha_panda.testing.fake_kite import FakeKite
+
+from .helpers import append, count, signal_envelope, wait_for
+
+FAST = ProcessorSettings(poll_timeout=0.01, backoff_base=0.05, backoff_max=2.0, max_attempts=30,
+                         lag_interval=0.1)
+
+
+def _cancel(order_id: str, ts: int | None = None) -> Emit:
+    """As ``PipelineControl.cancel_order`` appends it."""
+    now = ts or time.time_ns()
+    env = new_envelope(CancelRequested(order_id=order_id, requested_by="test", market_ts=now),
+                       id=derive_id("control:zerodha", f"cancel:{order_id}", now), ts=now,
+                       source="kill-switch", key="cancel", broker="zerodha")
+    return Emit(CONTROL_TOPIC, env)
+
+
+def _control(payload: Any, key: str) -> Emit:
+    env = new_envelope(payload, id=derive_id("control:zerodha", key, time.time_ns()),
+                       ts=time.time_ns(), source="kill-switch", key=key, broker="zerodha")
+    return Emit(CONTROL_TOPIC, env)
+
+
+def _record(emit: Emit) -> Record:
+    return Record(emit.topic, 0, 0, emit.envelope.key.encode(), CODEC.encode(emit.envelope))
+
+
+async def _events(log: Log, suffix: str) -> list[Envelope[Any]]:
+    name = f"zerodha.orders.{suffix}"
+    out: list[Envelope[Any]] = []
+    for p in (await log.end_offsets(name)):
+        out += [CODEC.decode(r.value) for r in await log.read(TopicPartition(name, p), 0, 10_000)]
+    return out
+
+
+async def _has(log: Log, suffix: str, n: int) -> bool:
+    return await count(log, f"zerodha.orders.{suffix}") >= n
+
+
+async def _run(trading: ZerodhaTradingProcessor) -> tuple[asyncio.Event, asyncio.Task[None]]:
+    stop = asyncio.Event()
+    return stop, asyncio.create_task(trading.run(stop))
+
+
+def _cancels(fake: FakeKite) -> int:
+    return sum(1 for method, _ in fake.requests if method == "DELETE")
+
+
+def _limit(n: int, price: int, strategy: str = "s1") -> Emit:
+    return signal_envelope(n, order_type=OrderType.LIMIT, limit_price=price, quantity=5,
+                           strategy=strategy)
+
+
+async def test_a_cancel_request_cancels_that_order_at_kite_and_is_recorded_as_the_users(
+        settings: ZerodhaSettings, session: KiteSession, fake: FakeKite, log: MemoryLog) -> None:
+    await append(log, _limit(1, 95_00), _limit(2, 96_00))
+    trading = build_zerodha_engine(settings, log, FAST)
+    assert trading.engine._book is trading.sync.book  # the reason the engine sets is seen
+    stop, task = await _run(trading)
+    await wait_for(lambda: _has(log, "submitted", 2))
+    subs = {e.data.signal_id: e.data for e in await _events(log, "submitted")}
+    target, other = subs["signal-1"], subs["signal-2"]
+    assert fake.orders[target.broker_order_id]["status"] == "OPEN"  # resting below the market
+
+    await append(log, _cancel(target.order_id))
+    await wait_for(lambda: _has(log, "cancelled", 1))
+    await asyncio.sleep(0.3)  # a second cancellation would have come by now
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert fake.orders[target.broker_order_id]["status"] == "CANCELLED"
+    assert fake.orders[other.broker_order_id]["status"] == "OPEN"
+    [cancelled] = await _events(log, "cancelled")
+    assert cancelled.broker == "zerodha"
+    c = cancelled.data
+    assert (c.order_id, c.broker_order_id, c.reason) == (
+        target.order_id, target.broker_order_id, "user")
+    assert (c.filled_quantity, c.leaves_quantity, c.strategy_id) == (0, 5, "s1")
+    assert trading.engine.cancelled == 1 and _cancels(fake) == 1
+
+
+async def test_a_cancel_request_that_cannot_apply_changes_nothing_and_the_engine_goes_on(
+        settings: ZerodhaSettings, session: KiteSession, fake: FakeKite, log: MemoryLog) -> None:
+    kite = KiteRestClient(settings, session.access_token)
+    manual = await kite.place_order({  # the trader's own order, placed by hand at Kite
+        "variety": "regular", "exchange": "NSE", "tradingsymbol": "INFY",
+        "transaction_type": "BUY", "quantity": 1, "product": "CNC", "order_type": "LIMIT",
+        "price": 90.0, "tag": "by-hand"})
+    await kite.close()
+    await append(log, _limit(1, 95_00))
+    trading = build_zerodha_engine(settings, log, FAST)
+    stop, task = await _run(trading)
+    await wait_for(lambda: _has(log, "submitted", 1))
+    ours = order_id_for("signal-1")
+    an_hour_ago = time.time_ns() - 3600 * 10**9  # a new group reading the topic afresh
+    await append(log, _cancel("no-such-order"), _cancel(manual), _cancel(ours, an_hour_ago),
+                 _limit(2, 96_00))
+    await wait_for(lambda: _has(log, "submitted", 2))  # consumed past the requests
+    await asyncio.sleep(0.3)
+    assert trading.health().state is State.RUNNING
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert {o["status"] for o in fake.orders.values()} == {"OPEN"} and len(fake.orders) == 3
+    assert _cancels(fake) == 0 and trading.engine.cancelled == 0
+    assert await count(log, "zerodha.orders.cancelled") == 0
+    assert trading.stats.dead_lettered == 0
+
+
+async def _engine(settings: ZerodhaSettings, session: KiteSession
+                  ) -> tuple[ZerodhaEngine, KiteRestClient]:
+    kite = KiteRestClient(settings, session.access_token)
+    master = await InstrumentMaster.load(settings.instruments_cache_dir, kite.instruments)
+    return ZerodhaEngine(kite, master, OrderBook()), kite
+
+
+async def test_a_redelivered_cancel_request_asks_kite_once(
+        settings: ZerodhaSettings, session: KiteSession, fake: FakeKite) -> None:
+    engine, kite = await _engine(settings, session)
+    placed = _limit(1, 95_00)
+    await engine.ahandle(placed.envelope, _record(placed))
+    request = _cancel(order_id_for("signal-1"))
+    for _ in range(2):  # the second: a crash before the offset was committed
+        assert await engine.ahandle(request.envelope, _record(request)) == ()
+    await kite.close()
+    [order] = fake.orders.values()
+    assert order["status"] == "CANCELLED" and _cancels(fake) == 1 and engine.cancelled == 1
+
+
+async def test_an_order_filled_before_the_cancel_reaches_kite_is_left_filled(
+        settings: ZerodhaSettings, session: KiteSession, fake: FakeKite,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    engine, kite = await _engine(settings, session)
+    placed = _limit(1, 95_00)
+    await engine.ahandle(placed.envelope, _record(placed))
+    [broker_id] = fake.orders
+    read = kite.order_history
+
+    async def fills_right_after(order_id: str) -> list[dict[str, Any]]:
+        rows = await read(order_id)  # Kite shows it OPEN ...
+        fake.fill(broker_id, 5, 95_00)  # ... and it fills before the cancel arrives
+        return rows
+
+    monkeypatch.setattr(kite, "order_history", fills_right_after)
+    request = _cancel(order_id_for("signal-1"))
+    assert await engine.ahandle(request.envelope, _record(request)) == ()
+    await kite.close()
+    assert fake.orders[broker_id]["status"] == "COMPLETE" and _cancels(fake) == 1
+    assert engine.cancelled == 0
+    order = engine._book.by_order_id(order_id_for("signal-1"))
+    assert order is not None and order.cancel_reason is None  # Kite refused: not ours to claim
+
+
+async def test_cancellations_by_a_halt_and_by_the_kill_switch_say_so(
+        settings: ZerodhaSettings, session: KiteSession, fake: FakeKite, log: MemoryLog) -> None:
+    await append(log, _limit(1, 95_00), _limit(2, 96_00, strategy="s2"), _limit(3, 97_00))
+    trading = build_zerodha_engine(settings, log, FAST)
+    stop, task = await _run(trading)
+    await wait_for(lambda: _has(log, "submitted", 3))
+    [first] = [oid for oid, o in fake.orders.items() if o["tag"] == order_tag("signal-1")]
+    fake.cancel(first)  # cancelled at Kite, not by us
+    await wait_for(lambda: _has(log, "cancelled", 1))
+    await append(log, _control(StrategyHalted(strategy_id="s2", error="RuntimeError: bug"), "s2"))
+    await wait_for(lambda: _has(log, "cancelled", 2))
+    await append(log, _control(KillSwitchSet(active=True, requested_by="test"), "kill_switch"))
+    await wait_for(lambda: _has(log, "cancelled", 3))
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    reasons = {e.data.order_id: e.data.reason for e in await _events(log, "cancelled")}
+    assert reasons == {order_id_for("signal-1"): "broker",
+                       order_id_for("signal-2"): "strategy_halted",
+                       order_id_for("signal-3"): "kill_switch"}
