@@ -18,6 +18,7 @@ class KillSwitchRecord:
     active: bool
     flatten: bool
     set_at: int  # ns since epoch
+    market_ts: int | None = None  # event time of the latest tick then (None: none yet)
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,7 +60,7 @@ class PipelineControl:
         env = new_envelope(event, id=derive_id(f"control:{b}", "kill_switch", now), ts=now,
                            source=SOURCE, key="kill_switch", broker=b)
         await self._log.append([to_output(Emit(topic(b, "control"), env))])
-        return KillSwitchRecord(event.active, event.flatten, now)
+        return KillSwitchRecord(event.active, event.flatten, now, event.market_ts)
 
     async def cancel_order(self, broker: str, order_id: str) -> CancelRecord:
         b = _broker(broker)
@@ -148,7 +148,8 @@ class PipelineControl:
                 except DecodeError:  # not one of ours: the risk manager dead-letters it
                     continue
                 if isinstance(env.data, KillSwitchSet):
-                    return KillSwitchRecord(env.data.active, env.data.flatten, env.ts)
+                    return KillSwitchRecord(env.data.active, env.data.flatten, env.ts,
+                                            env.data.market_ts)
             end = start
         return None
 

@@ -55,6 +55,7 @@ from alpha_panda.domain.events import (
     KillSwitchSet,
     OrderRejected,
     OrderSubmitted,
+    Signal,
     SignalValidated,
     StrategyHalted,
 )
@@ -67,6 +68,7 @@ from alpha_panda.execution.zerodha.orders import (
 )
 from alpha_panda.execution.zerodha.reconcile import OrderBook, TrackedOrder
 from alpha_panda.observability.health import ComponentStatus, State
+from alpha_panda.services.control import PipelineControl
 from alpha_panda.services.emitting import order_emit
 from alpha_panda.stream.emit import Emit
 from alpha_panda.stream.log import Log, Record, TopicPartition
@@ -109,6 +111,25 @@ class ZerodhaEngine:
         self.adopted = 0
         self.rejected = 0
         self.cancelled = 0  # open orders Kite accepted to cancel (switch, halts, requests)
+        # The kill switch as last seen: (active, set at ns, its market time). While it is
+        # on, a signal of a tick by its market time (validated before it, still on its way
+        # when the open orders were swept) is not placed; its flatten orders are. Read from
+        # the log at start (``note_switch``).
+        self._switch: tuple[bool, int, int | None] = (False, -1, None)
+
+    def note_switch(self, active: bool, set_at: int, market_ts: int | None) -> None:
+        """A kill switch set at ``set_at`` (ns): applied unless one set later is known (a
+        consumer resuming from an older offset replays switches the start already read)."""
+        if set_at >= self._switch[1]:
+            self._switch = (active, set_at, market_ts)
+
+    def _before_switch(self, event: Envelope[Any], sig: Signal) -> bool:
+        """A signal the kill switch stops here: of a tick by the switch's market time (the
+        risk manager refuses those after it; a release orders nothing before it), and not
+        one of the switch's flatten orders."""
+        active, _, market_ts = self._switch
+        return active and (market_ts is None or event.ts <= market_ts) \
+            and not sig.reason.startswith("flatten:")
 
     def handle(self, event: Envelope[Any], record: Record) -> Sequence[Emit]:
         raise InvariantViolation("the zerodha trading engine places orders: it cannot be "
@@ -125,6 +146,7 @@ class ZerodhaEngine:
                                      f"{event.broker!r} ({event.id}) on {record.topic}")
         data = event.data
         if isinstance(data, KillSwitchSet):
+            self.note_switch(data.active, event.ts, data.market_ts)
             if data.active:
                 await self._kill(event)
             return ()
@@ -153,6 +175,10 @@ class ZerodhaEngine:
             log_.info("zerodha.order_adopted", signal_id=sid, broker_order_id=broker_id)
         elif self._clock() - event.ts > self._max_age_ns:
             return [self._reject(event, "STALE_SIGNAL", "signal older than the engine accepts")]
+        elif self._before_switch(event, sig):
+            return [self._reject(event, "KILL_SWITCH",
+                                 "kill switch is active: an order validated before it is not "
+                                 "placed")]
         else:
             try:
                 broker_id = await self._kite.place_order(params)
@@ -358,6 +384,9 @@ class ZerodhaTradingProcessor(StreamProcessor):
                     self.instruments.update(await InstrumentMaster.load(
                         self.zerodha.instruments_cache_dir, self.kite.instruments))
                 self.report = await self.sync.reconcile()
+                switch = await PipelineControl(self._log).kill_switch(BROKER)
+                if switch is not None:  # the last on the log, whichever offset we resume at
+                    self.engine.note_switch(switch.active, switch.set_at, switch.market_ts)
                 return True
             except RetryableError as exc:
                 log_.warning("zerodha.reconcile_retry", error=str(exc), retry_in_s=delay)

@@ -1,0 +1,106 @@
+"""While the kill switch is on, the Zerodha engine places nothing but its flatten orders:
+a signal the risk manager validated just before the switch, still on its way when the
+engine swept Kite's open orders, is refused, including after a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from alpha_panda.adapters.memory_log import MemoryLog
+from alpha_panda.adapters.zerodha.config import ZerodhaSettings
+from alpha_panda.adapters.zerodha.session import KiteSession
+from alpha_panda.domain.events import (
+    CODEC,
+    KillSwitchSet,
+    OrderRejected,
+    Signal,
+    SignalValidated,
+    derive_id,
+    new_envelope,
+)
+from alpha_panda.domain.values import Side
+from alpha_panda.services.zerodha_engine import CONTROL_TOPIC, build_zerodha_engine
+from alpha_panda.stream.emit import Emit
+from alpha_panda.stream.log import TopicPartition
+from alpha_panda.stream.runtime import ProcessorSettings
+from alpha_panda.stream.topics import strategy_instrument_key
+from alpha_panda.testing.fake_kite import FakeKite
+
+from .helpers import INFY, append, count, signal_envelope, wait_for
+
+FAST = ProcessorSettings(poll_timeout=0.01, backoff_base=0.05, backoff_max=2.0, max_attempts=30,
+                         lag_interval=0.1)
+
+
+def switch(active: bool, ts: int, market_ts: int | None = None) -> Emit:
+    env = new_envelope(KillSwitchSet(active=active, flatten=False, requested_by="test",
+                                     market_ts=market_ts),
+                       id=derive_id("control:zerodha", "kill_switch", ts), ts=ts,
+                       source="kill-switch", key="kill_switch", broker="zerodha")
+    return Emit(CONTROL_TOPIC, env)
+
+
+def flatten(n: int, market_ts: int) -> Emit:
+    """A flatten order of the risk manager, at the switch's market time + 1, as it dates them."""
+    sid = f"flatten-{n}"
+    sig = Signal(strategy_id="s1", instrument_token=INFY, side=Side.SELL, quantity=1,
+                 reason="flatten:kill_switch")
+    env = new_envelope(SignalValidated(signal=sig, signal_id=sid), id=derive_id(sid, "risk"),
+                       ts=market_ts + 1, source="risk", broker="zerodha",
+                       key=strategy_instrument_key("s1", INFY))
+    return Emit("zerodha.signals.validated", env)
+
+
+async def rejections(log: MemoryLog) -> list[tuple[str, str]]:
+    name = "zerodha.orders.rejected"
+    out = []
+    for p in await log.end_offsets(name):
+        for r in await log.read(TopicPartition(name, p), 0, 1000):
+            data = CODEC.decode_as(r.value, OrderRejected).data
+            out.append((data.order_id, data.reason_code))
+    return out
+
+
+async def test_nothing_but_the_flatten_is_placed_while_the_switch_is_on(
+        settings: ZerodhaSettings, session: KiteSession, fake: FakeKite, log: MemoryLog) -> None:
+    market = time.time_ns()  # the latest tick when the switch is set
+    await append(log, switch(True, market + 1, market))
+    # on their way: one validated before the switch (its tick's), and the switch's flatten
+    await append(log, signal_envelope(1, ts=market), flatten(1, market))
+    trading = build_zerodha_engine(settings, log, FAST)
+    stop = asyncio.Event()
+    task = asyncio.create_task(trading.run(stop))
+    await wait_for(lambda: _total(log))
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    # the flatten alone reached Kite
+    assert [o["transaction_type"] for o in fake.orders.values()] == ["SELL"]
+    assert [code for _, code in await rejections(log)] == ["KILL_SWITCH"]
+
+    # a restart resumes after the switch: it still knows it from the log
+    await append(log, signal_envelope(2, ts=market - 1))
+    again = build_zerodha_engine(settings, log, FAST)
+    stop = asyncio.Event()
+    task = asyncio.create_task(again.run(stop))
+    await wait_for(lambda: _rejected(log, 2))
+    assert len(fake.orders) == 1
+    # released: orders go again, even one the engine reads before the release
+    await append(log, signal_envelope(3, ts=market + 10), switch(False, time.time_ns()))
+    await wait_for(lambda: _submitted(log, 2))
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert len(fake.orders) == 2 and again.engine.rejected == 1
+
+
+async def _total(log: MemoryLog) -> bool:
+    return await count(log, "zerodha.orders.submitted") + await count(
+        log, "zerodha.orders.rejected") >= 2
+
+
+async def _rejected(log: MemoryLog, n: int) -> bool:
+    return await count(log, "zerodha.orders.rejected") >= n
+
+
+async def _submitted(log: MemoryLog, n: int) -> bool:
+    return await count(log, "zerodha.orders.submitted") >= n
