@@ -34,7 +34,7 @@ from alpha_panda.domain.events import (
     Signal,
     derive_id,
 )
-from alpha_panda.domain.values import Product, Side
+from alpha_panda.domain.values import OrderType, Product, Side, Validity
 from alpha_panda.strategy.bars import BarBuilder
 from alpha_panda.strategy.base import Context, Strategy, _Book, _Clock, _Reference
 from alpha_panda.strategy.config import StrategyConfig
@@ -253,7 +253,8 @@ class StrategyRunner:
             # the usual case in one test; ``_invalid`` says what is wrong otherwise
             if not (isinstance(sig, Signal) and sig.strategy_id == sid
                     and sig.instrument_token in instruments
-                    and not sig.quantity <= 0):  # (``_invalid``'s very test)
+                    and type(sig.quantity) is int and not sig.quantity <= 0
+                    and _typed(sig) is None):  # (``_invalid``'s very tests)
                 problem = _invalid(sig, sid, instruments)
                 assert problem is not None
                 self._fail(sid, StrategyError(sid, problem))
@@ -391,6 +392,33 @@ def _invalid(sig: object, sid: str, instruments: Collection[int]) -> str | None:
         return f"emitted a signal for strategy {sig.strategy_id!r}"
     if sig.instrument_token not in instruments:
         return f"emitted a signal for instrument {sig.instrument_token} it does not trade"
+    if type(sig.quantity) is not int:
+        return (f"emitted a signal with quantity {sig.quantity!r} "
+                f"({type(sig.quantity).__name__}): quantities are whole shares (int)")
     if sig.quantity <= 0:
         return f"emitted a signal with quantity {sig.quantity}"
+    return _typed(sig)
+
+
+_PRICES = ("limit_price", "trigger_price", "take_profit", "stop_loss")
+_ENUMS = (("side", Side), ("order_type", OrderType), ("product", Product), ("validity", Validity))
+
+
+def _typed(sig: Signal) -> str | None:
+    """What is of the wrong type in ``sig`` (a ``Signal`` is not checked when built): the
+    log's codec would refuse it downstream, and the backtest would misread it."""
+    if type(sig.instrument_token) is not int:
+        return f"emitted a signal for instrument {sig.instrument_token!r}: expected an int token"
+    for name in _PRICES:
+        value = getattr(sig, name)
+        if value is not None and type(value) is not int:
+            return (f"emitted a signal with {name} {value!r} ({type(value).__name__}): prices "
+                    "are int paise (an average is a float: round it, e.g. int(x) // t * t)")
+    for name, kind in _ENUMS:
+        value = getattr(sig, name)
+        if not isinstance(value, kind):
+            return (f"emitted a signal with {name} {value!r}: expected a {kind.__name__} "
+                    f"(from alpha_panda.strategy import {kind.__name__})")
+    if not isinstance(sig.reason, str):
+        return f"emitted a signal with reason {sig.reason!r}: expected text"
     return None

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from alpha_panda.domain.clock import ist_ns
 from alpha_panda.domain.events import Charges, MarketTick, OrderFilled, OrderSubmitted, Signal
-from alpha_panda.domain.values import Product, Side
+from alpha_panda.domain.values import OrderType, Product, Side
 from alpha_panda.strategy.base import Bar, Context, Strategy, _Book, _Clock
 from alpha_panda.strategy.config import StrategyConfig, config_from_mapping
 from alpha_panda.strategy.runner import DEFAULT_STRATEGY_CASH, StrategyRunner, signal_ids
@@ -112,6 +112,35 @@ def test_returning_a_bare_signal_fails_only_that_strategy() -> None:
     out = [runner.on_tick(tick(1, 100)) for _ in range(3)]
     assert [len(o) for o in out] == [0, 0, 1]
     assert "expected a list of Signals" in (runner.statuses()[0].error or "")
+
+
+class Averager(Strategy):
+    """Bids at its average, a float: the mistake of a strategy doing arithmetic on indicators."""
+
+    def on_tick(self, tick: MarketTick, ctx: Context) -> list[Signal] | None:
+        mean = (tick.last_price + 101) / 2
+        return [ctx.buy(1, order_type=OrderType.LIMIT, limit_price=mean // 1)]  # type: ignore[arg-type]
+
+
+class Stringly(Strategy):
+    def on_tick(self, tick: MarketTick, ctx: Context) -> list[Signal] | None:
+        return [Signal(strategy_id="s", instrument_token=1, side="BUY",  # type: ignore[arg-type]
+                       quantity=1)]
+
+
+def test_a_signal_of_the_wrong_types_fails_its_strategy_with_a_clear_error() -> None:
+    # Signal is not checked when built: a float price went through the backtest and was
+    # dead-lettered by the pipeline's risk manager, which the strategy never knew.
+    runner = StrategyRunner([cfg("avg", Averager, [1]), cfg("s", Stringly, [1]),
+                             cfg("e", EveryTick, [1])])
+    out = [runner.on_tick(tick(1, 100)) for _ in range(3)]
+    assert [len(o) for o in out] == [0, 0, 1]  # the other strategy goes on
+    avg, stringly, ok = runner.statuses()
+    assert avg.state == "FAILED" and avg.error == (
+        "StrategyError: strategy 'avg': emitted a signal with limit_price 100.0 (float): prices "
+        "are int paise (an average is a float: round it, e.g. int(x) // t * t)")
+    assert stringly.state == "FAILED" and "side 'BUY': expected a Side" in (stringly.error or "")
+    assert ok.state == "ACTIVE"
 
 
 def test_disabled_strategies_get_no_ticks() -> None:
