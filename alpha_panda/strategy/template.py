@@ -33,7 +33,9 @@ class $cls(Strategy):
 
     def setup(self) -> None:
         # One instance per instrument: keep per-instrument state on self.
-        self.warmup = self.params.period  # signals before this many ticks are dropped
+        # Signals of the first ``warmup`` ticks are dropped: the average has its first value
+        # on tick ``period``, and a signal there counts.
+        self.warmup = self.params.period - 1
         self.average = SMA(self.params.period)
 
     def on_tick(self, tick: MarketTick, ctx: Context) -> list[Signal] | None:
