@@ -138,6 +138,15 @@ def documents() -> dict[str, bytes]:
     }
 
 
+def launch(pw: Any) -> Any:
+    """Debian's headless Chromium, quiet: no update checks, no background traffic."""
+    return pw.chromium.launch(
+        executable_path=CHROMIUM,
+        args=["--headless", "--no-sandbox", "--disable-gpu",
+              "--disable-background-networking", "--disable-component-update"],
+    )
+
+
 def _run_elsewhere(coro: Coroutine[Any, Any, None]) -> None:
     # Playwright's sync API runs its own event loop in this thread
     worker = threading.Thread(target=asyncio.run, args=(coro,))
@@ -178,11 +187,7 @@ def test_dashboard_shows_exact_figures_and_switches_broker(
 
     url, cache, control = server
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu",
-                  "--disable-background-networking", "--disable-component-update"],
-        )
+        browser = launch(pw)
         page = browser.new_page(viewport={"width": 1440, "height": 1300})
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
@@ -306,8 +311,7 @@ def test_on_a_phone_the_header_wraps_and_clips_nothing(
 
     url, _, _ = server
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM,
-                                     args=["--headless", "--no-sandbox", "--disable-gpu"])
+        browser = launch(pw)
         page = browser.new_page(viewport={"width": 420, "height": 900})
         page.goto(url + "/")
         expect(page.locator("body")).to_have_attribute("data-loaded-broker", "paper")
@@ -350,11 +354,7 @@ def test_a_trader_cancels_an_open_order_from_the_orders_table(
         return r.url.endswith("/api/v1/orders/paper/o3/cancel")
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu",
-                  "--disable-background-networking", "--disable-component-update"],
-        )
+        browser = launch(pw)
         page = browser.new_page(viewport={"width": 1440, "height": 1000})
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))

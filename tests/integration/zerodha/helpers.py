@@ -10,9 +10,13 @@ from alpha_panda.domain.events import Signal, SignalValidated, derive_id, new_en
 from alpha_panda.domain.values import OrderType, Side
 from alpha_panda.stream.emit import Emit, to_output
 from alpha_panda.stream.log import Log
+from alpha_panda.stream.runtime import ProcessorSettings
 from alpha_panda.stream.topics import strategy_instrument_key
 
 INFY = 408065
+# a processor that retries and polls quickly: the tests wait on it
+FAST = ProcessorSettings(poll_timeout=0.01, backoff_base=0.05, backoff_max=2.0, max_attempts=30,
+                         lag_interval=0.1)
 
 
 def signal_envelope(n: int, *, token: int = INFY, broker: str = "zerodha", quantity: int = 1,

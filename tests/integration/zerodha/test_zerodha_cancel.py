@@ -34,13 +34,9 @@ from alpha_panda.services.zerodha_engine import (
 )
 from alpha_panda.stream.emit import Emit
 from alpha_panda.stream.log import Log, Record, TopicPartition
-from alpha_panda.stream.runtime import ProcessorSettings
 from alpha_panda.testing.fake_kite import FakeKite
 
-from .helpers import append, count, signal_envelope, wait_for
-
-FAST = ProcessorSettings(poll_timeout=0.01, backoff_base=0.05, backoff_max=2.0, max_attempts=30,
-                         lag_interval=0.1)
+from .helpers import FAST, append, count, signal_envelope, wait_for
 
 
 def _cancel(order_id: str, ts: int | None = None) -> Emit:

@@ -23,14 +23,10 @@ from alpha_panda.domain.values import Side
 from alpha_panda.services.zerodha_engine import CONTROL_TOPIC, build_zerodha_engine
 from alpha_panda.stream.emit import Emit
 from alpha_panda.stream.log import TopicPartition
-from alpha_panda.stream.runtime import ProcessorSettings
 from alpha_panda.stream.topics import strategy_instrument_key
 from alpha_panda.testing.fake_kite import FakeKite
 
-from .helpers import INFY, append, count, signal_envelope, wait_for
-
-FAST = ProcessorSettings(poll_timeout=0.01, backoff_base=0.05, backoff_max=2.0, max_attempts=30,
-                         lag_interval=0.1)
+from .helpers import FAST, INFY, append, count, signal_envelope, wait_for
 
 
 def switch(active: bool, ts: int, market_ts: int | None = None) -> Emit:
