@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, insort
 from collections import OrderedDict, deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date
 from decimal import Decimal
 
@@ -81,6 +81,8 @@ _LIMIT = OrderType.LIMIT
 _SL_M = OrderType.SL_M
 _MIS = Product.MIS
 _CNC = Product.CNC
+# cancellations a control event causes (the rest a rebuild's matching makes again)
+_BY_CONTROL = frozenset({"user", "kill_switch", "strategy_halted"})
 _DAY = Validity.DAY
 _IOC = Validity.IOC
 _BUY = Side.BUY
@@ -131,6 +133,10 @@ class PaperExchange(MisSquareOff):
         self._kills: dict[str | None, list[int]] = {}
         # Order id -> event time of a trader's cancel that came before the order did.
         self._user_cancels: dict[str, int] = {}
+        # During a rebuild (``recorded``), what the live engine did: order id -> (time,
+        # reason) of its cancel by a control event, and -> the time of its last fill.
+        self._recorded_cancels: dict[str, tuple[int, str]] = {}
+        self._recorded_fills: dict[str, int] = {}
         self._clock = SessionClock(self._calendar, cfg.mis_squareoff)
         # Settings read on every order, taken once from the (frozen) config.
         self._latency_ns = cfg.latency_ns
@@ -345,6 +351,23 @@ class PaperExchange(MisSquareOff):
         if self._late:
             self._squareoff_late(out)
         return out
+
+    def recorded(self, events: Iterable[Payload]) -> None:
+        """What this engine recorded before a restart (its ``orders.cancelled`` and
+        ``orders.filled`` events), for the rebuild that follows; ``()`` once it is done.
+
+        A control event (kill switch, halt, the trader's cancel) stops orders as of its
+        market time, but the live engine applied it when it read it: an order it had
+        matched past that time kept those fills, or was cancelled at the latest of them.
+        A rebuild, which reads the control topic before any signal, follows the record."""
+        cancels: dict[str, tuple[int, str]] = {}
+        fills: dict[str, int] = {}
+        for e in events:
+            if isinstance(e, OrderCancelled) and e.reason in _BY_CONTROL:
+                cancels[e.order_id] = (e.ts, e.reason)
+            elif isinstance(e, OrderFilled):
+                fills[e.order_id] = max(fills.get(e.order_id, -1), e.ts)
+        self._recorded_cancels, self._recorded_fills = cancels, fills
 
     def kill(self, at_ns: int, strategy_id: str | None = None) -> list[Payload]:
         """The kill switch, set at ``at_ns`` in event time (or, with ``strategy_id``, that
@@ -653,19 +676,33 @@ class PaperExchange(MisSquareOff):
             order.expires_ns = close
         if order.product is _MIS:
             order.cutoff_ns = sess.cutoff
-        if self._kills:  # a kill switch or a halt of its strategy processed before it
-            for key, reason in ((None, "kill_switch"), (order.strategy_id, "strategy_halted")):
-                kills = self._kills.get(key)
-                if kills and kills[-1] >= order.created_ns:
-                    at = kills[bisect_left(kills, order.created_ns)]
-                    if order.killed_ns is None or at < order.killed_ns:
-                        order.killed_ns, order.killed_by = at, reason
+        if self._kills or self._user_cancels or self._recorded_cancels:
+            self._stopped_before(order)
+        self._orders[order.order_id] = order
+
+    def _stopped_before(self, order: Order) -> None:
+        """A kill switch, a halt of its strategy or the trader's cancel processed before
+        the order (a rebuild replays the control topic before the signals) that stops it:
+        its ``killed_ns``. In a rebuild, what the live engine recorded decides: the cancel
+        it made, at its time; and no stop before a fill it made later (it read the control
+        event late, after the order had filled)."""
+        recorded = self._recorded_cancels.pop(order.order_id, None)
+        if recorded is not None:
+            order.killed_ns, order.killed_by = recorded
+            return
+        filled_until = self._recorded_fills.get(order.order_id, -1)
+        stops: list[tuple[int, str]] = []
+        for key, reason in ((None, "kill_switch"), (order.strategy_id, "strategy_halted")):
+            kills = self._kills.get(key)
+            if kills and kills[-1] >= order.created_ns:
+                stops.append((kills[bisect_left(kills, order.created_ns)], reason))
         if self._user_cancels:
             at = self._user_cancels.pop(order.order_id, -1)
-            if at >= order.created_ns and (
-                    order.killed_ns is None or at < order.killed_ns):
-                order.killed_ns, order.killed_by = at, "user"
-        self._orders[order.order_id] = order
+            if at >= order.created_ns:
+                stops.append((at, "user"))
+        for at, reason in stops:
+            if at >= filled_until and (order.killed_ns is None or at < order.killed_ns):
+                order.killed_ns, order.killed_by = at, reason
 
     def _segment(self, token: int, product: Product) -> Segment:
         return self.config.segments.get(token) or Segment.for_product(product)

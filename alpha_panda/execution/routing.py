@@ -7,7 +7,7 @@ deterministic. Used identically by the paper trading engine and the backtest eng
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import fields
 
 from alpha_panda.domain.errors import ConfigurationError
@@ -88,6 +88,12 @@ class PaperVenue:
         for exchange in self._exchanges:
             exchange.cancel(order_id, at_ns)
         return []
+
+    def recorded(self, events: Iterable[Payload]) -> None:
+        """``PaperExchange.recorded`` on every exchange of the venue (order ids are unique)."""
+        kept = list(events)
+        for exchange in self._exchanges:
+            exchange.recorded(kept)
 
     def on_tick(self, tick: MarketTick) -> list[Payload]:
         if self._only is not None:

@@ -4,7 +4,10 @@ It consumes only ``paper.signals.validated``, ``paper.control`` (the kill switch
 every open order, a failed strategy's halt its own, a trader's cancel request one) and the
 shared ``market.ticks``, and writes only ``paper.orders.*``. The simulated exchange is pure
 and works in event time, so its fills do not depend on how the input streams interleave,
-and a rebuild from the log restores resting orders exactly.
+and a rebuild from the log restores resting orders exactly. A control event is the one
+input whose effect does depend on when it is read (fills the engine made past its market
+time before reading it stand): a rebuild follows what the engine recorded
+(``before_rebuild``).
 """
 
 from __future__ import annotations
@@ -12,8 +15,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from alpha_panda.domain.errors import InvariantViolation
+from alpha_panda.domain.errors import DecodeError, InvariantViolation
 from alpha_panda.domain.events import (
+    CODEC,
     CancelRequested,
     Envelope,
     KillSwitchSet,
@@ -31,7 +35,7 @@ from alpha_panda.execution.config import ExecutionConfig
 from alpha_panda.execution.routing import PaperVenue
 from alpha_panda.services.emitting import order_emit
 from alpha_panda.stream.emit import BatchFailure, Emit, Emitted
-from alpha_panda.stream.log import Log, Record
+from alpha_panda.stream.log import Log, Record, read_topic
 from alpha_panda.stream.runtime import ProcessorSettings, StreamProcessor
 from alpha_panda.stream.topics import MARKET_TICKS, topic
 
@@ -103,6 +107,22 @@ class PaperEngineHandler:
         except Exception as exc:
             raise BatchFailure(i, out, exc) from exc
         return out
+
+    async def before_rebuild(self, log: Log) -> None:
+        """Give the exchange what this engine recorded before the restart: a control event
+        read late (after ticks past its market time) took effect where the live engine
+        applied it, which the rebuild, reading it before every signal, cannot tell."""
+        events: list[Payload] = []
+        for name, kind in (("orders.cancelled", OrderCancelled), ("orders.filled", OrderFilled)):
+            for r in await read_topic(log, topic(BROKER, name)):
+                try:
+                    events.append(CODEC.decode_as(r.value, kind).data)
+                except DecodeError:  # not the engine's: its consumers dead-letter it
+                    continue
+        self.exchange.recorded(events)
+
+    def after_rebuild(self) -> None:
+        self.exchange.recorded(())
 
     def _emit(self, payload: Payload, cause: Envelope[Any], ts: int) -> Emit:
         assert isinstance(payload, OrderSubmitted | OrderFilled | OrderRejected | OrderCancelled)

@@ -71,6 +71,8 @@ class Handler(Protocol):
     - ``async ahandle(event, record) -> Sequence[Emit]``: used instead of ``handle``
       (network I/O); ``handle`` is still what a rebuild replays;
     - ``on_assign(tps)`` / ``on_revoke(tps)``: partitions gained / lost;
+    - ``async before_rebuild(log)`` / ``after_rebuild()``: around a rebuild (e.g. to read
+      what the service itself recorded, which the replay of its inputs must follow);
     - ``handle_batch(events, records) -> list[(index, Sequence[Emit])]``: a run of one
       partition's records at once (a tight loop over ticks), with exactly the effects of
       ``handle`` on each in turn; the event at ``i`` failing raises ``BatchFailure(i, ...)``
@@ -357,7 +359,13 @@ class StreamProcessor:
         log_.info("processor.assigned", service=self._name, partitions=len(tps),
                   topics=sorted({t.topic for t in tps}))
         if self._rebuild:
+            before = getattr(self._handler, "before_rebuild", None)
+            if before is not None:
+                await before(self._log)
             await self._runner.rebuild(self._log, self._group, tps)
+            after = getattr(self._handler, "after_rebuild", None)
+            if after is not None:
+                after()
         hook = getattr(self._handler, "on_assign", None)
         if hook is not None:
             hook(tps)

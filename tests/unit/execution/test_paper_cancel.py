@@ -156,3 +156,30 @@ def test_a_partly_filled_bracket_entry_keeps_its_fill_and_gets_exits_for_it() ->
     assert isinstance(out[0], OrderCancelled) and out[0].leaves_quantity == 8
     legs = sorted((o.order_type.value, o.quantity) for o in x.exchange_for("s1").open_orders())
     assert legs == [("LIMIT", 2), ("SL-M", 2)]  # the filled 2 are protected
+
+
+def test_a_rebuild_keeps_a_fill_the_live_engine_made_before_it_read_a_late_request() -> None:
+    # Live: the engine matched the ticks up to 15 ms (the order filled on the dip at 15 ms)
+    # before it read a cancel asked at 10 ms: the fill stands, the cancel finds it filled.
+    x = ex()
+    for t in TICKS[:6]:
+        x.on_tick(t)
+    live_out = x.submit("dip", limit(Side.BUY, 995_00), T0 + 6 * MS)  # after the first dip
+    for t in TICKS[6:15]:
+        live_out += x.on_tick(t)
+    live_out += x.cancel(oid("dip"), ASKED)
+    for t in TICKS[15:]:
+        live_out += x.on_tick(t)
+    assert [(e.order_id, e.ts) for e in live_out if isinstance(e, OrderFilled)] == [
+        (oid("dip"), T0 + 15 * MS)]
+    # Rebuilt from the log (ticks, then the control topic, then the signals), knowing what
+    # the engine recorded: the same fill, no cancel.
+    y = ex()
+    y.recorded(live_out)
+    rebuilt_out: list[Payload] = []
+    for t in TICKS:
+        rebuilt_out += y.on_tick(t)
+    rebuilt_out += y.cancel(oid("dip"), ASKED)
+    rebuilt_out += y.submit("dip", limit(Side.BUY, 995_00), T0 + 6 * MS)
+    y.recorded(())
+    assert outcome(rebuilt_out) == outcome(live_out)

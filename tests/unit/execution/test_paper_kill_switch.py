@@ -156,3 +156,35 @@ def test_a_switch_without_a_market_time_cancels_nothing_live_or_rebuilt() -> Non
                        source="test", key="kill_switch", broker="paper")
     assert handler.handle(env, Record("paper.control", 0, 0, b"kill_switch", b"")) == ()
     assert len(handler.exchange.exchange_for("s1").open_orders()) == 1
+
+
+def test_a_rebuild_follows_what_an_engine_that_read_the_switch_late_did() -> None:
+    # Live: the engine matched ticks up to 15 ms before it read the switch set at 10 ms: the
+    # dip buy filled at 15 ms and stands; the low buy, still open, was cancelled at 15 ms.
+    signals = [(T0 + 6 * MS, "dip", limit(Side.BUY, 995_00)),  # after the first dip
+               (T0 + 6 * MS, "low", limit(Side.BUY, 990_00))]
+    x, live_out = ex(), []
+    for t in TICKS[:6]:
+        live_out += x.on_tick(t)
+    for ts, sid, s in signals:
+        live_out += x.submit(sid, s, ts)
+    for t in TICKS[6:15]:
+        live_out += x.on_tick(t)
+    live_out += x.kill(KILL)
+    for t in TICKS[15:]:
+        live_out += x.on_tick(t)
+    assert {(type(e).__name__, e.ts) for e in live_out
+            if isinstance(e, OrderFilled | OrderCancelled)} == {
+        ("OrderFilled", T0 + 15 * MS), ("OrderCancelled", T0 + 15 * MS)}
+    # The rebuild, knowing what the engine recorded, does the same; without it, it would
+    # have cancelled both at the switch's 10 ms.
+    y = ex()
+    y.recorded(live_out)
+    assert outcome(rebuilt(signals)) != outcome(live_out)
+    rebuilt_out: list[Payload] = []
+    for t in TICKS:
+        rebuilt_out += y.on_tick(t)
+    rebuilt_out += y.kill(KILL)
+    for ts, sid, s in signals:
+        rebuilt_out += y.submit(sid, s, ts)
+    assert outcome(rebuilt_out) == outcome(live_out)
