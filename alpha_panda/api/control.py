@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from alpha_panda.domain.errors import ValidationError
+
 
 @dataclass(frozen=True, slots=True)
 class KillSwitchRecord:
@@ -18,7 +20,6 @@ class KillSwitchRecord:
     active: bool
     flatten: bool
     set_at: int  # ns since epoch
-    market_ts: int | None = None  # event time of the latest tick then (None: none yet)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,12 @@ class OrderState:
         return self.status in ("SUBMITTED", "PARTIALLY_FILLED")
 
 
+def check_order_id(order_id: str) -> None:
+    """``ValidationError`` unless ``order_id`` can be an order's id (printable, no spaces)."""
+    if not order_id or len(order_id) > 64 or not order_id.isprintable() or " " in order_id:
+        raise ValidationError(f"not an order id: {order_id!r}")
+
+
 class Control(Protocol):
     """Operator controls of a running pipeline."""
 
@@ -64,9 +71,6 @@ class Control(Protocol):
     async def cancel_order(self, broker: str, order_id: str) -> CancelRecord:
         """Ask ``broker``'s trading engine to cancel what is left of one order (reason
         ``user``). Asynchronous: the engine cancels it, or finds it filled first; its
-        ``OrderCancelled`` is the answer. Raises ``ValidationError`` for an unknown broker."""
-        ...
-
-    async def order_state(self, broker: str, order_id: str) -> OrderState | None:
-        """An order as the log has it (None: no such order on ``broker``)."""
+        ``OrderCancelled`` is the answer. Raises ``ValidationError`` for an unknown broker
+        or something that is not an order id (``check_order_id``)."""
         ...

@@ -329,28 +329,36 @@ class PaperExchange(MisSquareOff):
         return out
 
     def cancel(self, order_id: str, at_ns: int) -> list[Payload]:
-        """The trader's cancel of one order, asked at ``at_ns`` in event time: what is left
-        of it is cancelled (reason ``user``) and fills on no tick after ``at_ns``; nothing if
-        it is closed already (filled first: the cancel lost the race, as at an exchange).
-        An order not seen yet (a rebuild replays the control topic before the signals, or
-        the request overtook it) is cancelled as it arrives, when placed by ``at_ns``."""
+        """The trader's cancel of one order, asked at ``at_ns`` in event time (its placing
+        time, if later): what is left of it fills on no tick after that and is cancelled
+        (reason ``user``, ``_stop``); nothing if it is closed already (filled first: the
+        cancel lost the race, as at an exchange). An order not seen yet (a rebuild replays
+        the control topic before the signals) is stopped as it arrives."""
         order = self._orders.get(order_id)
         if order is None:
-            known = self._user_cancels.get(order_id)
-            if known is None or at_ns < known:
-                self._user_cancels[order_id] = at_ns
+            if order_id not in self._closed_ids:  # (closed long ago: nothing to remember)
+                known = self._user_cancels.get(order_id)
+                if known is None or at_ns < known:
+                    self._user_cancels[order_id] = at_ns
             return []
         if not order.status.is_open:
             return []
-        if order.killed_ns is None or at_ns < order.killed_ns:
-            order.killed_ns, order.killed_by = at_ns, "user"
         out: list[Payload] = []
-        # matched on ticks after it already (this engine ran ahead of the control topic):
-        # cancelled now, at the latest of them; a bracket entry's legs may catch up
-        self._cancel(order, "user", max(at_ns, order.last_ts), out)
+        self._stop(order, max(at_ns, order.created_ns), "user", out)
         if self._late:
             self._squareoff_late(out)
         return out
+
+    def _stop(self, order: Order, at: int, reason: str, out: list[Payload]) -> None:
+        """A control event stops an open order as of ``at``: it fills on no tick after it.
+        If this engine already matched it on a later tick (it read the event late), it is
+        cancelled now, at that tick (a rebuild follows the record: ``recorded``); otherwise
+        on its first tick after ``at`` (``_match``), so that a tick by ``at`` not yet read
+        may still fill it, as it does in a rebuild. A bracket entry's legs may catch up."""
+        if order.killed_ns is None or at < order.killed_ns:
+            order.killed_ns, order.killed_by = at, reason
+        if order.last_ts > order.killed_ns:
+            self._cancel(order, order.killed_by, order.last_ts, out)
 
     def recorded(self, events: Iterable[Payload]) -> None:
         """What this engine recorded before a restart (its ``orders.cancelled`` and
@@ -388,11 +396,7 @@ class PaperExchange(MisSquareOff):
         for order in self.open_orders():
             if (order.created_ns <= at_ns and order.status.is_open
                     and strategy_id in (None, order.strategy_id)):
-                if order.killed_ns is None or at_ns < order.killed_ns:
-                    order.killed_ns, order.killed_by = at_ns, reason
-                # matched on ticks after it already (this engine ran ahead of the control
-                # topic): cancelled now, at the latest of them
-                self._cancel(order, reason, max(at_ns, order.last_ts), out)
+                self._stop(order, at_ns, reason, out)
         if self._late:
             self._squareoff_late(out)
         return out
@@ -697,9 +701,9 @@ class PaperExchange(MisSquareOff):
             if kills and kills[-1] >= order.created_ns:
                 stops.append((kills[bisect_left(kills, order.created_ns)], reason))
         if self._user_cancels:
-            at = self._user_cancels.pop(order.order_id, -1)
-            if at >= order.created_ns:
-                stops.append((at, "user"))
+            at = self._user_cancels.pop(order.order_id, None)
+            if at is not None:
+                stops.append((max(at, order.created_ns), "user"))
         for at, reason in stops:
             if at >= filled_until and (order.killed_ns is None or at < order.killed_ns):
                 order.killed_ns, order.killed_by = at, reason

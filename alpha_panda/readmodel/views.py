@@ -6,7 +6,7 @@ import msgspec
 
 from alpha_panda.domain.values import Broker
 
-MAX_ORDERS = 500  # the read model keeps the latest orders and signals only
+MAX_ORDERS = 500  # the read model keeps the latest orders (never dropping an open one) and signals
 MAX_SIGNALS = 500
 
 

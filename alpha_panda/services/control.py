@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, TypeVar
 
-from alpha_panda.api.control import CancelRecord, KillSwitchRecord, OrderState
+from alpha_panda.api.control import CancelRecord, KillSwitchRecord, OrderState, check_order_id
 from alpha_panda.domain.errors import DecodeError, ValidationError
 from alpha_panda.domain.events import (
     CODEC,
@@ -60,12 +60,11 @@ class PipelineControl:
         env = new_envelope(event, id=derive_id(f"control:{b}", "kill_switch", now), ts=now,
                            source=SOURCE, key="kill_switch", broker=b)
         await self._log.append([to_output(Emit(topic(b, "control"), env))])
-        return KillSwitchRecord(event.active, event.flatten, now, event.market_ts)
+        return KillSwitchRecord(event.active, event.flatten, now)
 
     async def cancel_order(self, broker: str, order_id: str) -> CancelRecord:
         b = _broker(broker)
-        if not order_id or len(order_id) > 64 or not order_id.isprintable() or " " in order_id:
-            raise ValidationError(f"not an order id: {order_id!r}")
+        check_order_id(order_id)
         now = time.time_ns()
         market = await self._market_ns()
         event = CancelRequested(order_id=order_id, requested_by=self._requested_by,
@@ -76,8 +75,8 @@ class PipelineControl:
         return CancelRecord(order_id, now, market)
 
     async def order_state(self, broker: str, order_id: str) -> OrderState | None:
-        """Read off the broker's order topics: a scan of each (the API asks its read model
-        first; this finds the orders it no longer keeps, and serves the command line)."""
+        """An order as the broker's order topics leave it (None: no such order), for the
+        command line: a scan of each topic (the API asks its read model instead)."""
         b = _broker(broker)
         subs = await self._events(b, "orders.submitted", OrderSubmitted, order_id)
         if not subs:
@@ -148,8 +147,7 @@ class PipelineControl:
                 except DecodeError:  # not one of ours: the risk manager dead-letters it
                     continue
                 if isinstance(env.data, KillSwitchSet):
-                    return KillSwitchRecord(env.data.active, env.data.flatten, env.ts,
-                                            env.data.market_ts)
+                    return KillSwitchRecord(env.data.active, env.data.flatten, env.ts)
             end = start
         return None
 

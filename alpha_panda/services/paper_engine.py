@@ -68,6 +68,8 @@ class PaperEngineHandler:
             payloads = self.exchange.kill(at)
             ts = at
         elif isinstance(data, CancelRequested):  # the trader's, of one order
+            if event.broker != BROKER:
+                raise InvariantViolation(f"paper engine got a {event.broker!r} cancel {event.id}")
             if data.market_ts is None:  # no tick on the log yet: no order to cancel
                 return ()
             payloads = self.exchange.cancel(data.order_id, data.market_ts)

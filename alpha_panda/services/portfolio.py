@@ -42,6 +42,7 @@ from alpha_panda.stream.topics import MARKET_TICKS, topic
 
 SOURCE = "portfolio"
 MAX_CURVE = 2000
+_OPEN = frozenset({"SUBMITTED", "PARTIALLY_FILLED"})  # order views that may still fill
 
 
 class PortfolioHandler:
@@ -195,9 +196,17 @@ class PortfolioHandler:
             view = self.orders[order_id] = OrderView(
                 order_id=order_id, strategy_id=strategy_id, instrument_token=token, side=side,
                 quantity=quantity, order_type="", status="SUBMITTED", ts=ts, updated_ts=ts)
-            while len(self.orders) > MAX_ORDERS:
-                self.orders.popitem(last=False)
+            if len(self.orders) > MAX_ORDERS:
+                self._forget_oldest_closed()
         return view
+
+    def _forget_oldest_closed(self) -> None:
+        """Drop the oldest closed order: open orders stay in the read model however old
+        (the API cancels them by it), beyond ``MAX_ORDERS`` if there are that many."""
+        for order_id, view in self.orders.items():
+            if view.status not in _OPEN:
+                del self.orders[order_id]
+                return
 
     def _order_submitted(self, o: OrderSubmitted, ts: int) -> None:
         view = self._view(o.order_id, o.strategy_id, o.instrument_token, o.side.value,

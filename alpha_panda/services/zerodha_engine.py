@@ -43,11 +43,13 @@ from alpha_panda.adapters.zerodha.ticker import POSTBACKS
 from alpha_panda.domain.errors import (
     AuthenticationError,
     ConfigurationError,
+    DecodeError,
     InvariantViolation,
     RetryableError,
     ValidationError,
 )
 from alpha_panda.domain.events import (
+    CODEC,
     NO_CHARGES,
     CancelRequested,
     Charges,
@@ -68,10 +70,9 @@ from alpha_panda.execution.zerodha.orders import (
 )
 from alpha_panda.execution.zerodha.reconcile import OrderBook, TrackedOrder
 from alpha_panda.observability.health import ComponentStatus, State
-from alpha_panda.services.control import PipelineControl
 from alpha_panda.services.emitting import order_emit
 from alpha_panda.stream.emit import Emit
-from alpha_panda.stream.log import Log, Record, TopicPartition
+from alpha_panda.stream.log import Log, Record, TopicPartition, read_topic
 from alpha_panda.stream.runtime import ProcessorSettings, StreamProcessor
 from alpha_panda.stream.topics import topic
 
@@ -111,25 +112,31 @@ class ZerodhaEngine:
         self.adopted = 0
         self.rejected = 0
         self.cancelled = 0  # open orders Kite accepted to cancel (switch, halts, requests)
-        # The kill switch as last seen: (active, set at ns, its market time). While it is
-        # on, a signal of a tick by its market time (validated before it, still on its way
-        # when the open orders were swept) is not placed; its flatten orders are. Read from
-        # the log at start (``note_switch``).
-        self._switch: tuple[bool, int, int | None] = (False, -1, None)
+        # The kill switch as last seen (active, set at ns), and the latest market time any
+        # activation carried: nothing but its flatten orders is placed while it is on, nor
+        # ever a signal of a tick by an activation's market time (validated before it and
+        # still on its way when the open orders were swept, even if it was released
+        # since). Read from the control topic at start (``note_switch``).
+        self._switch: tuple[bool, int] = (False, -1)
+        self._stopped_until = -1
 
     def note_switch(self, active: bool, set_at: int, market_ts: int | None) -> None:
-        """A kill switch set at ``set_at`` (ns): applied unless one set later is known (a
-        consumer resuming from an older offset replays switches the start already read)."""
+        """A kill switch set at ``set_at`` (ns); its state applies unless one set later is
+        known (a consumer resuming from an older offset replays switches read at start)."""
+        if active:  # (no market time: no tick yet; the wall clock's time then bounds them)
+            self._stopped_until = max(self._stopped_until,
+                                      set_at if market_ts is None else market_ts)
         if set_at >= self._switch[1]:
-            self._switch = (active, set_at, market_ts)
+            self._switch = (active, set_at)
 
-    def _before_switch(self, event: Envelope[Any], sig: Signal) -> bool:
-        """A signal the kill switch stops here: of a tick by the switch's market time (the
-        risk manager refuses those after it; a release orders nothing before it), and not
-        one of the switch's flatten orders."""
-        active, _, market_ts = self._switch
-        return active and (market_ts is None or event.ts <= market_ts) \
-            and not sig.reason.startswith("flatten:")
+    def _stopped(self, event: Envelope[Any], sig: Signal) -> bool:
+        """A signal the kill switch stops here (``note_switch``); never one of its flatten
+        orders. While it is on, a signal the risk manager validated before reading it is
+        refused too, whatever its tick: the safe side of that race (one validated just after
+        a release the engine has not read yet is refused as well)."""
+        if sig.reason.startswith("flatten:"):
+            return False
+        return self._switch[0] or event.ts <= self._stopped_until
 
     def handle(self, event: Envelope[Any], record: Record) -> Sequence[Emit]:
         raise InvariantViolation("the zerodha trading engine places orders: it cannot be "
@@ -175,7 +182,7 @@ class ZerodhaEngine:
             log_.info("zerodha.order_adopted", signal_id=sid, broker_order_id=broker_id)
         elif self._clock() - event.ts > self._max_age_ns:
             return [self._reject(event, "STALE_SIGNAL", "signal older than the engine accepts")]
-        elif self._before_switch(event, sig):
+        elif self._stopped(event, sig):
             return [self._reject(event, "KILL_SWITCH",
                                  "kill switch is active: an order validated before it is not "
                                  "placed")]
@@ -384,9 +391,7 @@ class ZerodhaTradingProcessor(StreamProcessor):
                     self.instruments.update(await InstrumentMaster.load(
                         self.zerodha.instruments_cache_dir, self.kite.instruments))
                 self.report = await self.sync.reconcile()
-                switch = await PipelineControl(self._log).kill_switch(BROKER)
-                if switch is not None:  # the last on the log, whichever offset we resume at
-                    self.engine.note_switch(switch.active, switch.set_at, switch.market_ts)
+                await self._read_switches()
                 return True
             except RetryableError as exc:
                 log_.warning("zerodha.reconcile_retry", error=str(exc), retry_in_s=delay)
@@ -395,6 +400,17 @@ class ZerodhaTradingProcessor(StreamProcessor):
                 except TimeoutError:
                     delay = min(30.0, delay * 2)
         return False
+
+    async def _read_switches(self) -> None:
+        """Every kill switch on the control topic, whichever offset the group resumes at
+        (a few records: operator actions)."""
+        for r in await read_topic(self._log, CONTROL_TOPIC):
+            try:
+                env = CODEC.decode(r.value)
+            except DecodeError:  # not an event: the processor dead-letters it
+                continue
+            if isinstance(env.data, KillSwitchSet):
+                self.engine.note_switch(env.data.active, env.ts, env.data.market_ts)
 
     def _stopped_live(self, detail: str) -> None:
         log_.error("zerodha.trading_stopped", alert=True, detail=detail)

@@ -400,7 +400,7 @@ def _invalid(sig: object, sid: str, instruments: Collection[int]) -> str | None:
     return _typed(sig)
 
 
-_PRICES = ("limit_price", "trigger_price", "take_profit", "stop_loss")
+_PRICES = ("limit_price", "trigger_price", "take_profit", "stop_loss", "price_hint")
 _ENUMS = (("side", Side), ("order_type", OrderType), ("product", Product), ("validity", Validity))
 
 

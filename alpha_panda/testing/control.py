@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from alpha_panda.api.control import CancelRecord, KillSwitchRecord, OrderState
+from alpha_panda.api.control import CancelRecord, KillSwitchRecord
 
 
 class RecordingControl:
@@ -12,8 +12,6 @@ class RecordingControl:
     def __init__(self, set_at: int = 1) -> None:
         self.calls: list[tuple[str, bool, bool]] = []
         self.cancels: list[tuple[str, str]] = []  # (broker, order_id) asked to cancel
-        # what ``order_state`` finds on "the log": orders the read model no longer keeps
-        self.log_orders: dict[tuple[str, str], OrderState] = {}
         self.refuse: Exception | None = None
         self._set_at = set_at
 
@@ -34,6 +32,3 @@ class RecordingControl:
             raise self.refuse
         self.cancels.append((broker, order_id))
         return CancelRecord(order_id, self._set_at, self._set_at)
-
-    async def order_state(self, broker: str, order_id: str) -> OrderState | None:
-        return self.log_orders.get((broker, order_id))

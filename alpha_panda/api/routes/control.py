@@ -11,7 +11,7 @@ import msgspec
 from fastapi import APIRouter, HTTPException, Request
 
 from alpha_panda.api import schemas as s
-from alpha_panda.api.control import Control
+from alpha_panda.api.control import Control, check_order_id
 from alpha_panda.api.documents import DocumentReader, parse_broker
 from alpha_panda.domain.errors import ConfigurationError, ValidationError
 from alpha_panda.domain.values import BROKERS
@@ -89,23 +89,20 @@ async def cancel_order(broker: str, order_id: str, request: Request) -> s.Cancel
     if control is None:
         raise HTTPException(503, detail="no trading pipeline runs in this process: "
                                         "nothing to cancel")
-    view = next((o for o in await DocumentReader(request.app.state.cache).orders(b)
-                 if o.order_id == order_id), None)
     try:
-        if view is not None:
-            strategy_id, status = view.strategy_id, view.status
-        else:  # older than the read model keeps, or not projected yet: the log knows
-            state = await control.order_state(b.value, order_id)
-            if state is None:
-                raise HTTPException(404, detail=f"no order {order_id!r} on {b.value}")
-            strategy_id, status = state.strategy_id, state.status
-        if status not in ("SUBMITTED", "PARTIALLY_FILLED"):
-            raise HTTPException(409, detail=f"order {order_id} is {status}: "
+        check_order_id(order_id)
+        # every open order is in the read model (closed ones only among the latest)
+        view = next((o for o in await DocumentReader(request.app.state.cache).orders(b)
+                     if o.order_id == order_id), None)
+        if view is None:
+            raise HTTPException(404, detail=f"no open order {order_id!r} on {b.value}")
+        if view.status not in ("SUBMITTED", "PARTIALLY_FILLED"):
+            raise HTTPException(409, detail=f"order {order_id} is {view.status}: "
                                             "nothing is left of it to cancel")
         done = await control.cancel_order(b.value, order_id)
     except ValidationError as exc:
         raise HTTPException(422, detail=str(exc)) from exc
     log.warning("order cancel requested", broker=b.value, order_id=order_id)
-    return s.CancelState(broker=b.value, order_id=order_id, strategy_id=strategy_id,
-                         status="requested", order_status=status,
+    return s.CancelState(broker=b.value, order_id=order_id, strategy_id=view.strategy_id,
+                         status="requested", order_status=view.status,
                          requested_at=done.requested_at)

@@ -40,8 +40,9 @@ _LIST: dict[int | str, dict[str, Any]] = {
 _KEPT: dict[int | str, dict[str, Any]] = {
     **_UNKNOWN_BROKER,
     200: {"headers": {**_LIST[200]["headers"], KEPT_HEADER: {
-        "description": "the read model keeps this many of the latest rows: the total counts "
-                       "among them", "schema": {"type": "integer"},
+        "description": "the read model keeps this many of the latest rows (never dropping an "
+                       "open order): the total counts among them",
+        "schema": {"type": "integer"},
     }}},
 }
 

@@ -1,6 +1,7 @@
-"""While the kill switch is on, the Zerodha engine places nothing but its flatten orders:
-a signal the risk manager validated just before the switch, still on its way when the
-engine swept Kite's open orders, is refused, including after a restart."""
+"""While the kill switch is on, the Zerodha engine places nothing but its flatten orders,
+and never a signal of a tick by the switch's market time: one the risk manager validated
+just before the switch, still on its way when the engine swept Kite's open orders, is
+refused, after a restart and after a release too."""
 
 from __future__ import annotations
 
@@ -20,7 +21,11 @@ from alpha_panda.domain.events import (
     new_envelope,
 )
 from alpha_panda.domain.values import Side
-from alpha_panda.services.zerodha_engine import CONTROL_TOPIC, build_zerodha_engine
+from alpha_panda.services.zerodha_engine import (
+    CONTROL_TOPIC,
+    ZerodhaTradingProcessor,
+    build_zerodha_engine,
+)
 from alpha_panda.stream.emit import Emit
 from alpha_panda.stream.log import TopicPartition
 from alpha_panda.stream.topics import strategy_instrument_key
@@ -74,24 +79,33 @@ async def test_nothing_but_the_flatten_is_placed_while_the_switch_is_on(
     assert [o["transaction_type"] for o in fake.orders.values()] == ["SELL"]
     assert [code for _, code in await rejections(log)] == ["KILL_SWITCH"]
 
-    # a restart resumes after the switch: it still knows it from the log
-    await append(log, signal_envelope(2, ts=market - 1))
+    # a restart resumes after the switch: it still knows it from the log; while it is on,
+    # a signal of a later tick (validated before the risk manager read it) is refused too
+    await append(log, signal_envelope(2, ts=market - 1), signal_envelope(3, ts=market + 5))
     again = build_zerodha_engine(settings, log, FAST)
     stop = asyncio.Event()
     task = asyncio.create_task(again.run(stop))
-    await wait_for(lambda: _rejected(log, 2))
+    await wait_for(lambda: _rejected(log, 3))
     assert len(fake.orders) == 1
-    # released: orders go again, even one the engine reads before the release
-    await append(log, signal_envelope(3, ts=market + 10), switch(False, time.time_ns()))
+    # released: orders go again, but never one of a tick by the switch's market time
+    await append(log, switch(False, time.time_ns()))
+    await wait_for(lambda: _switch_off(again))
+    await append(log, signal_envelope(4, ts=market), signal_envelope(5, ts=market + 10))
     await wait_for(lambda: _submitted(log, 2))
+    await wait_for(lambda: _rejected(log, 4))
     stop.set()
     await asyncio.wait_for(task, 10)
-    assert len(fake.orders) == 2 and again.engine.rejected == 1
+    assert len(fake.orders) == 2 and again.engine.rejected == 3
+    assert [code for _, code in await rejections(log)] == ["KILL_SWITCH"] * 4
 
 
 async def _total(log: MemoryLog) -> bool:
     return await count(log, "zerodha.orders.submitted") + await count(
         log, "zerodha.orders.rejected") >= 2
+
+
+async def _switch_off(trading: ZerodhaTradingProcessor) -> bool:
+    return not trading.engine._switch[0]
 
 
 async def _rejected(log: MemoryLog, n: int) -> bool:

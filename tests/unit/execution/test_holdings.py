@@ -67,6 +67,7 @@ def test_open_cnc_sells_reserve_holdings_until_they_fill_or_are_cancelled() -> N
     (stop,) = x.open_orders()
     stop_id = stop.order_id
     x.cancel(stop_id, T0 + 4)
+    x.on_tick(tick(T0 + 5))  # (the next tick: the stop is cancelled as of T0 + 4)
     assert verdict(x.submit("six", sig(Side.SELL, 6), T0 + 5)) == "accepted"
     assert verdict(x.submit("one", sig(Side.SELL, 1), T0 + 6)) == "CNC_SHORT"
 

@@ -452,8 +452,10 @@ def test_submit_is_idempotent_and_cancel_is_user_initiated() -> None:
     out = x.submit("a", sig(order_type=OrderType.LIMIT, limit_price=900_00), T0)
     assert x.submit("a", sig(order_type=OrderType.LIMIT, limit_price=900_00), T0) == []
     order_id = out[0].order_id  # type: ignore[attr-defined]
-    cancelled = x.cancel(order_id, T0 + 5)
+    assert x.cancel(order_id, T0 + 5) == []  # a tick by then may still come: it waits
+    cancelled = x.on_tick(tick(T0 + 6, 1000_00))
     assert isinstance(cancelled[0], OrderCancelled) and cancelled[0].reason == "user"
+    assert cancelled[0].ts == T0 + 5
     assert x.cancel(order_id, T0 + 6) == []
 
 

@@ -114,7 +114,8 @@ def test_cancelling_a_bracket_leg_leaves_the_other_leg_working() -> None:
     assert [type(e).__name__ for e in entry].count("OrderFilled") == 1  # and its legs rest
     legs = {o.order_type.value: o.order_id for o in x.open_orders()}
     assert set(legs) == {"LIMIT", "SL-M"}
-    cancelled = x.cancel(legs["LIMIT"], T0 + 3 * MS)
+    assert x.cancel(legs["LIMIT"], T0 + 3 * MS) == []  # as of the next tick
+    cancelled = x.on_tick(TICKS[3])
     assert [(type(e).__name__, e.order_id) for e in cancelled] == [
         ("OrderCancelled", legs["LIMIT"])]
     assert [o.order_id for o in x.open_orders()] == [legs["SL-M"]]  # the stop still protects
@@ -137,7 +138,9 @@ def test_the_engine_cancels_through_the_venue_and_not_without_a_market_time() ->
         return handler.handle(env, Record("paper.control", 0, n, b"cancel", b""))
 
     assert request(None, 0) == ()  # no tick on the log when asked: nothing was placed
-    (emit,) = request(T0 + 6 * MS, 1)
+    assert request(T0 + 6 * MS, 1) == []  # stopped as of 6 ms, cancelled on a later tick
+    env = new_envelope(TICKS[6], id="t7", ts=TICKS[6].ts, source="test", key=str(TOKEN))
+    (emit,) = handler.handle(env, Record("market.ticks", 0, 0, None, b""))
     assert emit.topic == "paper.orders.cancelled"
     assert (emit.envelope.data.order_id, emit.envelope.data.reason) == (oid("theirs"), "user")
     assert [o.order_id for o in handler.exchange.exchange_for("s1").open_orders()] == [oid("mine")]
@@ -152,7 +155,8 @@ def test_a_partly_filled_bracket_entry_keeps_its_fill_and_gets_exits_for_it() ->
     x.submit("br", entry, T0)
     out = x.on_tick(tick(T0 + MS, 1000_00, qty=4))  # half of 4 traded: 2 of 10 filled
     assert [(e.quantity, e.leaves_quantity) for e in out if isinstance(e, OrderFilled)] == [(2, 8)]
-    out = x.cancel(oid("br"), T0 + 2 * MS)
+    assert x.cancel(oid("br"), T0 + 2 * MS) == []
+    out = x.on_tick(tick(T0 + 3 * MS, 1001_00))  # past the request
     assert isinstance(out[0], OrderCancelled) and out[0].leaves_quantity == 8
     legs = sorted((o.order_type.value, o.quantity) for o in x.exchange_for("s1").open_orders())
     assert legs == [("LIMIT", 2), ("SL-M", 2)]  # the filled 2 are protected
@@ -183,3 +187,50 @@ def test_a_rebuild_keeps_a_fill_the_live_engine_made_before_it_read_a_late_reque
     rebuilt_out += y.submit("dip", limit(Side.BUY, 995_00), T0 + 6 * MS)
     y.recorded(())
     assert outcome(rebuilt_out) == outcome(live_out)
+
+
+def test_a_tick_by_the_request_read_after_it_still_fills_as_in_a_rebuild() -> None:
+    # The request's market time is the dip's 5 ms tick, which this engine reads after it.
+    at = T0 + 5 * MS
+    x, live_out = ex(), []
+    live_out += x.submit("dip", limit(Side.BUY, 995_00), T0)
+    for t in TICKS[:4]:
+        live_out += x.on_tick(t)
+    live_out += x.cancel(oid("dip"), at)
+    for t in TICKS[4:]:
+        live_out += x.on_tick(t)
+    assert [(type(e).__name__, e.ts) for e in live_out
+            if isinstance(e, OrderFilled | OrderCancelled)] == [("OrderFilled", at)]
+    assert outcome(rebuilt([(T0, "dip", limit(Side.BUY, 995_00))], [(at, "dip")])) == outcome(
+        live_out)
+
+
+def test_an_order_placed_just_after_the_requests_market_time_is_cancelled_live_and_rebuilt(
+) -> None:
+    # (a kill switch's flatten is dated its market time + 1: a cancel asked before the next
+    # tick carries the earlier time)
+    signals = [(T0 + 3 * MS + 1, "late", limit(Side.BUY, 990_00))]
+    cancels = [(T0 + 3 * MS, "late")]
+    x, live_out = ex(), []
+    for t in TICKS[:3]:
+        live_out += x.on_tick(t)
+    live_out += x.submit("late", signals[0][2], signals[0][0])
+    live_out += x.cancel(oid("late"), cancels[0][0])
+    for t in TICKS[3:]:
+        live_out += x.on_tick(t)
+    assert [(type(e).__name__, e.ts, getattr(e, "reason", None)) for e in live_out
+            if isinstance(e, OrderCancelled)] == [("OrderCancelled", T0 + 3 * MS + 1, "user")]
+    assert outcome(rebuilt(signals, cancels)) == outcome(live_out)
+
+
+def test_a_cancel_of_an_order_the_kill_switch_already_stopped_changes_nothing() -> None:
+    x, out = ex(), []
+    for t in TICKS[:5]:
+        out += x.on_tick(t)
+    assert x.kill(T0 + 5 * MS) == []  # recorded: orders placed by then are stopped
+    out += x.submit("old", limit(Side.BUY, 990_00), T0 + 4 * MS)  # processed after it
+    out += x.cancel(oid("old"), T0 + 8 * MS)
+    for t in TICKS[5:]:
+        out += x.on_tick(t)
+    assert [(e.ts, e.reason) for e in out if isinstance(e, OrderCancelled)] == [
+        (T0 + 5 * MS, "kill_switch")]

@@ -132,11 +132,13 @@ def test_a_halted_strategy_loses_its_orders_and_no_other_strategy_does() -> None
     x.submit("theirs", other, T0)
     for t in TICKS[:9]:
         x.on_tick(t)
-    out = x.kill(KILL, "s1")
-    assert [(type(e).__name__, e.strategy_id, getattr(e, "reason", None)) for e in out] == [
-        ("OrderCancelled", "s1", "strategy_halted")]
+    assert x.kill(KILL, "s1") == []  # a tick by the halt may still come: its order waits
+    out = x.on_tick(TICKS[9])  # 10 ms: matched, no fill
+    out += x.on_tick(TICKS[10])  # 11 ms: past the halt
+    assert [(type(e).__name__, e.strategy_id, getattr(e, "reason", None), e.ts) for e in out] == [
+        ("OrderCancelled", "s1", "strategy_halted", KILL)]
     late = x.submit("late", limit(Side.BUY, 1001_00), T0 + 5 * MS)  # processed after the halt
-    for t in TICKS[9:]:
+    for t in TICKS[11:]:
         late += x.on_tick(t)
     assert [(type(e).__name__, e.ts, getattr(e, "reason", None)) for e in late
             if not isinstance(e, OrderSubmitted)] == [

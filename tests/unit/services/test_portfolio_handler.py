@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import random
 
+import msgspec
+
 from alpha_panda.domain.events import (
     Charges,
     Envelope,
@@ -17,6 +19,7 @@ from alpha_panda.domain.events import (
 )
 from alpha_panda.domain.values import OrderType, Product, Side
 from alpha_panda.portfolio import PositionLedger
+from alpha_panda.readmodel.views import MAX_ORDERS
 from alpha_panda.services.portfolio import PortfolioHandler
 from alpha_panda.stream.log import Record
 
@@ -101,3 +104,18 @@ def test_snapshot_equity_is_cash_plus_marked_positions_and_adds_up() -> None:
                                   - account.charges)
         for s in ("a", "b"):
             assert ledger.snapshot(s).equity == ledger.equity(s)
+
+
+def test_the_read_model_keeps_every_open_order_however_many_closed_ones_follow() -> None:
+    resting = OrderSubmitted(order_id="resting", signal_id="r", strategy_id="st",
+                             instrument_token=7, side=Side.BUY, quantity=1,
+                             order_type=OrderType.LIMIT, limit_price=9_000)
+    events = [env(resting, 1)]
+    for n in range(MAX_ORDERS + 100):
+        sub = msgspec.structs.replace(SUBMITTED, order_id=f"m{n}", signal_id=f"s{n}")
+        fill = msgspec.structs.replace(FILLED, order_id=f"m{n}", fill_id=f"f{n}")
+        events += [env(sub, 2 + 2 * n), env(fill, 3 + 2 * n)]
+    orders = run(*events).orders
+    # the oldest of all, still open, stays; the oldest closed ones made room
+    assert len(orders) == MAX_ORDERS and orders["resting"].status == "SUBMITTED"
+    assert list(orders)[1:] == [f"m{n}" for n in range(101, MAX_ORDERS + 100)]

@@ -122,6 +122,12 @@ class Averager(Strategy):
         return [ctx.buy(1, order_type=OrderType.LIMIT, limit_price=mean // 1)]  # type: ignore[arg-type]
 
 
+class Hinted(Strategy):
+    def on_tick(self, tick: MarketTick, ctx: Context) -> list[Signal] | None:
+        return [Signal(strategy_id="h", instrument_token=1, side=Side.BUY, quantity=1,
+                       price_hint=tick.last_price * 1.001)]  # type: ignore[arg-type]
+
+
 class Stringly(Strategy):
     def on_tick(self, tick: MarketTick, ctx: Context) -> list[Signal] | None:
         return [Signal(strategy_id="s", instrument_token=1, side="BUY",  # type: ignore[arg-type]
@@ -132,10 +138,11 @@ def test_a_signal_of_the_wrong_types_fails_its_strategy_with_a_clear_error() -> 
     # Signal is not checked when built: a float price went through the backtest and was
     # dead-lettered by the pipeline's risk manager, which the strategy never knew.
     runner = StrategyRunner([cfg("avg", Averager, [1]), cfg("s", Stringly, [1]),
-                             cfg("e", EveryTick, [1])])
+                             cfg("h", Hinted, [1]), cfg("e", EveryTick, [1])])
     out = [runner.on_tick(tick(1, 100)) for _ in range(3)]
     assert [len(o) for o in out] == [0, 0, 1]  # the other strategy goes on
-    avg, stringly, ok = runner.statuses()
+    avg, stringly, hinted, ok = runner.statuses()
+    assert hinted.state == "FAILED" and "price_hint 100.1" in (hinted.error or "")
     assert avg.state == "FAILED" and avg.error == (
         "StrategyError: strategy 'avg': emitted a signal with limit_price 100.0 (float): prices "
         "are int paise (an average is a float: round it, e.g. int(x) // t * t)")
