@@ -216,3 +216,17 @@ def test_help_says_what_each_figure_is() -> None:
                   "gross_win_rate: share of round trips whose P&L before charges",
                   "DAILY equity returns", "fewer than 2 trading days", "Exit status"):
         assert words.replace(" ", "") in text.replace(" ", "").replace("│", "")
+
+
+def test_the_templates_first_signal_is_on_the_tick_its_average_first_has_a_value(
+        tmp_path: Path) -> None:
+    assert run("strategy", "new", "first", "--dir", str(tmp_path))[0] == 0
+    config = tmp_path / "first.yaml"
+    config.write_text(config.read_text().replace("period: 20", "period: 3"))
+    ticks = tmp_path / "three.csv"  # rising: above the average on the third
+    ticks.write_text('"timestamp","instrument_token","last_price","volume"\n' + "".join(
+        f"{1_764_042_300_000_000_000 + k * 10**9},738561,{1300 + k}.00,{10 + k}\n"
+        for k in range(3)))
+    code, out, err = run("backtest", "--strategy", str(config), "--data", str(ticks), "--json")
+    assert code == 0, err
+    assert json.loads(out)["signals"] == 1  # the first tick with an average: it counts
