@@ -15,18 +15,26 @@ from alpha_panda.stream.log import Log
 T = TypeVar("T")
 
 
-def run_log_job(url: str | None, data_dir: Path | None, job: Callable[[Log], Awaitable[T]]) -> T:
+def run_log_job(url: str | None, data_dir: Path | None, job: Callable[[Log], Awaitable[T]],
+                *, create: bool = False) -> T:
     """Open the log (``url``/``data_dir`` or the settings'), run ``job``, close it.
 
     Logs go to stderr so ``--json`` output on stdout stays parseable; an Alpha Panda error
-    becomes a red message and exit code 2.
+    becomes a red message and exit code 2. An embedded log that does not exist is such an
+    error unless ``create``: opening it would make an empty one, and a kill switch or a
+    cancel written there (a mistyped ``--data-dir``) would reach no running system.
     """
     from alpha_panda.observability.logging import configure_logging
-    from alpha_panda.services.logs import open_log
+    from alpha_panda.services.logs import embedded_file, open_log
     from alpha_panda.settings import Settings
 
     settings = Settings()
     configure_logging(json=settings.log_format == "json", level=settings.log_level)
+    path = embedded_file(url or settings.log, data_dir or settings.data_dir)
+    if not create and path is not None and not path.is_file():
+        typer.secho(f"error: no log at {path}: is this the data directory of the system "
+                    "(--data-dir, ALPHA_PANDA_DATA_DIR)?", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
 
     async def main() -> T:
         log = open_log(url or settings.log, data_dir or settings.data_dir, kafka=settings.kafka)

@@ -53,14 +53,14 @@ def bootstrap(log: LogOpt = None, data_dir: DataDirOpt = None) -> None:
         created = sum(1 for s in specs if s.name not in before)
         return created, len(specs)
 
-    created, total = run_log_job(log, data_dir, job)
+    created, total = run_log_job(log, data_dir, job, create=True)
     typer.echo(f"{created} topics created, {total - created} already existed ({total} in all)")
 
 
 @app.command("list")
 def list_(log: LogOpt = None, data_dir: DataDirOpt = None, json_out: JsonOpt = False) -> None:
     """The registry: name, partitions, key, retention, and whether it exists on the log."""
-    existing = run_log_job(log, data_dir, lambda lg: lg.list_topics())
+    existing = run_log_job(log, data_dir, lambda lg: lg.list_topics(), create=True)
     rows: list[dict[str, object]] = [
         {"name": s.name, "partitions": s.partitions, "key": s.key.value,
          "retention": _retention(s), "broker": s.broker.value if s.broker else "shared",

@@ -12,6 +12,15 @@ from alpha_panda.stream.log import Log
 EMBEDDED_FILE = "log.sqlite"
 
 
+def embedded_file(url: str, data_dir: Path) -> Path | None:
+    """The file an embedded (SQLite) log ``url`` lives in; None for another backend."""
+    if url in ("embedded", "sqlite"):
+        return data_dir / EMBEDDED_FILE
+    if url.startswith("sqlite:"):
+        return Path(url.removeprefix("sqlite:").removeprefix("//"))
+    return None
+
+
 def open_log(url: str, data_dir: Path, *, kafka: KafkaSettings | dict[str, Any] | None = None) -> Log:
     """A Log for ``url``: ``embedded`` | ``memory`` | ``sqlite:PATH`` | ``kafka://HOST:PORT[,...]``.
 

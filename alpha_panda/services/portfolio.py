@@ -222,7 +222,9 @@ class PortfolioHandler:
         if f.cumulative_quantity >= view.filled_quantity:  # fills of one order stay in order
             view.filled_quantity = f.cumulative_quantity
             view.average_price = f.average_price
-            view.status = "FILLED" if f.leaves_quantity == 0 else "PARTIALLY_FILLED"
+            if view.status in _OPEN or f.leaves_quantity == 0:  # a closed order stays closed
+                # (its cancellation may be read before its fills: topics are read apart)
+                view.status = "FILLED" if f.leaves_quantity == 0 else "PARTIALLY_FILLED"
         view.charges += f.charges.total
         view.updated_ts = max(view.updated_ts, ts)
 

@@ -11,6 +11,7 @@ from alpha_panda.domain.events import (
     Charges,
     Envelope,
     MarketTick,
+    OrderCancelled,
     OrderFilled,
     OrderSubmitted,
     Payload,
@@ -47,6 +48,16 @@ def test_fill_before_submitted_still_shows_filled() -> None:
         assert (view.status, view.filled_quantity, view.average_price, view.order_type) == (
             "FILLED", 3, 10_000, "MARKET")
         assert (view.product, view.validity, view.parent_order_id) == ("CNC", "DAY", None)
+
+
+def test_a_partly_filled_order_cancelled_stays_cancelled_whichever_topic_is_read_first() -> None:
+    part = msgspec.structs.replace(FILLED, quantity=1, cumulative_quantity=1, leaves_quantity=2)
+    cancelled = OrderCancelled(order_id="o1", strategy_id="st", instrument_token=7,
+                               side=Side.BUY, filled_quantity=1, leaves_quantity=2, reason="user")
+    for order in ((env(SUBMITTED, 1), env(part, 2), env(cancelled, 3)),
+                  (env(cancelled, 3), env(SUBMITTED, 1), env(part, 2))):  # a rebuild's order
+        view = run(*order).orders["o1"]
+        assert (view.status, view.filled_quantity, view.reason) == ("CANCELLED", 1, "user")
 
 
 def test_a_bracket_leg_shows_its_entry_and_product() -> None:
