@@ -97,9 +97,13 @@ class Signal(Payload, frozen=True, kw_only=True, gc=False):
 
 
 class SignalValidated(Payload, frozen=True, kw_only=True, gc=False):
+    """``flatten``: one of the kill switch's flatten orders (made by the risk manager, not by
+    a strategy, whatever its ``reason`` says): the engines place it while the switch is on."""
+
     EVENT_TYPE: ClassVar[str] = "signal_validated"
     signal: Signal
     signal_id: str
+    flatten: bool = False
 
 
 class SignalRejected(Payload, frozen=True, kw_only=True, gc=False):

@@ -167,8 +167,11 @@ class PaperExchange(MisSquareOff):
             return True
         return any(q and tok == instrument_token for (_, tok, _), q in self._mis.items())
 
-    def submit(self, signal_id: str, signal: Signal, now_ns: int) -> list[Payload]:
-        """Place the order a validated signal asks for. Idempotent per ``signal_id``."""
+    def submit(self, signal_id: str, signal: Signal, now_ns: int, *,
+               flatten: bool = False) -> list[Payload]:
+        """Place the order a validated signal asks for. Idempotent per ``signal_id``.
+        ``flatten``: the kill switch's flatten order (``SignalValidated.flatten``), which
+        may sell delivery holdings the venue sees as short (it closes the net position)."""
         order_id = order_id_for(signal_id)
         if order_id in self._orders or order_id in self._closed_ids:
             return []  # redelivered signal: the order exists already
@@ -178,13 +181,14 @@ class PaperExchange(MisSquareOff):
             and signal.trigger_price is None and signal.take_profit is None
             and signal.stop_loss is None
         ):
-            return self._submit_market(order_id, signal_id, signal, now_ns)
-        out = self._place(order_id, signal_id, signal, now_ns)
+            return self._submit_market(order_id, signal_id, signal, now_ns, flatten)
+        out = self._place(order_id, signal_id, signal, now_ns, flatten)
         if self._late:
             self._squareoff_late(out)
         return out
 
-    def _place(self, order_id: str, signal_id: str, signal: Signal, now_ns: int) -> list[Payload]:
+    def _place(self, order_id: str, signal_id: str, signal: Signal, now_ns: int,
+               flatten: bool = False) -> list[Payload]:
         """``submit``'s general path: validate, then fill at once or rest."""
         arrival = now_ns + self._latency_ns
         if arrival == now_ns and self.config.volume_participation is not None:
@@ -211,7 +215,7 @@ class PaperExchange(MisSquareOff):
         self._register(order)
         reason = self._validate(order, now_ns)
         if reason is None and product is _CNC and order.side is not _BUY \
-                and not signal.reason.startswith("flatten:"):  # the kill switch's: exempt
+                and not flatten:  # the kill switch's: exempt
             short = self._holdings.short(order, now_ns, self._open.get(token, ()))
             reason = None if short is None else ("CNC_SHORT", short)
         if reason is not None:
@@ -243,7 +247,7 @@ class PaperExchange(MisSquareOff):
         return out
 
     def _submit_market(
-        self, order_id: str, signal_id: str, signal: Signal, now_ns: int
+        self, order_id: str, signal_id: str, signal: Signal, now_ns: int, flatten: bool = False
     ) -> list[Payload]:
         """``submit`` of a plain market order (a CNC buy or NRML, a price hint, no prices, no exits)
         when it reaches the book at once: the general path's steps, in its order, without
@@ -271,7 +275,7 @@ class PaperExchange(MisSquareOff):
             self._user_cancels.pop(order_id, 0)
         self._orders[order_id] = order
         if product is _CNC and side is not _BUY:  # covered by holdings? (_place's rule)
-            if not signal.reason.startswith("flatten:"):  # the kill switch's: exempt
+            if not flatten:  # the kill switch's: exempt
                 short = self._holdings.short(order, now_ns, self._open.get(token, ()))
                 if short is not None:
                     return [self._reject(order, "CNC_SHORT", short, now_ns)]

@@ -73,11 +73,12 @@ class PaperVenue:
         (``serve_unknown=False``, one execution setting): calling it directly skips a hop."""
         return None if self._serve_unknown else self._only
 
-    def submit(self, signal_id: str, signal: Signal, now_ns: int) -> list[Payload]:
+    def submit(self, signal_id: str, signal: Signal, now_ns: int, *,
+               flatten: bool = False) -> list[Payload]:
         exchange = self._by_strategy.get(signal.strategy_id)
         if exchange is None:
             exchange = self.exchange_for(signal.strategy_id)
-        return exchange.submit(signal_id, signal, now_ns)
+        return exchange.submit(signal_id, signal, now_ns, flatten=flatten)
 
     def cancel(self, order_id: str, at_ns: int) -> list[Payload]:
         """The trader's cancel of one order (``PaperExchange.cancel``), on whichever

@@ -107,6 +107,14 @@ def validate(
     is_stop = kind in (OrderType.SL, OrderType.SL_M)
     if is_stop and trigger is None:
         return "TRIGGER_MISSING", f"{kind} order needs a trigger price"
+    # a price the order type has no use for: the strategy meant another type (a limit price
+    # on a market order would fill at any price)
+    if limit is not None and kind in (OrderType.MARKET, OrderType.SL_M):
+        return "PRICE_NOT_ALLOWED", (f"{kind} orders take no limit price (got "
+                                     f"{format_rupees(limit)}): LIMIT and SL orders do")
+    if trigger is not None and kind in (OrderType.MARKET, OrderType.LIMIT):
+        return "TRIGGER_NOT_ALLOWED", (f"{kind} orders take no trigger price (got "
+                                       f"{format_rupees(trigger)}): SL and SL-M orders do")
     prices: list[int] = []
     if limit is not None or trigger is not None or order.take_profit is not None \
             or order.stop_loss is not None:  # a plain market order has no price to check

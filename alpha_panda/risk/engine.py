@@ -236,21 +236,24 @@ class RiskEngine:
 
     # ------------------------------------------------------------------ the check
 
-    def check(self, signal_id: str, signal: Signal, now_ns: int) -> SignalValidated | SignalRejected:
-        """Validate ``signal`` at event time ``now_ns`` against every configured rule."""
+    def check(self, signal_id: str, signal: Signal, now_ns: int, *,
+              flatten: bool = False) -> SignalValidated | SignalRejected:
+        """Validate ``signal`` at event time ``now_ns`` against every configured rule.
+        ``flatten``: the kill switch's own flatten order (``flatten_signals``, on the log
+        from this risk manager: a strategy cannot make one, whatever its reason says)."""
         seen = self._decisions.get(signal_id)
         if seen is not None:
             return seen  # a redelivered signal gets the decision it got the first time
         if now_ns >= self._day_hi:
             self._roll(now_ns)
-        failure = self._rules(signal_id, signal, now_ns)
+        failure = self._rules(signal_id, signal, now_ns, flatten)
         decision: SignalValidated | SignalRejected
         if failure is not None:
             code, message = failure
             decision = SignalRejected(signal=signal, signal_id=signal_id, reason_code=code, message=message)
         else:
             self.apply_validated(signal_id, signal)
-            decision = SignalValidated(signal=signal, signal_id=signal_id)
+            decision = SignalValidated(signal=signal, signal_id=signal_id, flatten=flatten)
         decisions = self._decisions
         decisions[signal_id] = decision
         if len(decisions) > DECISIONS_KEPT:
@@ -285,7 +288,8 @@ class RiskEngine:
         qty[key] = qty.get(key, 0) + sign * signal.quantity
         self._open_orders[sid] = self._open_orders.get(sid, 0) + 1
 
-    def _rules(self, signal_id: str, s: Signal, now_ns: int) -> tuple[str, str] | None:
+    def _rules(self, signal_id: str, s: Signal, now_ns: int,
+               flatten_order: bool = False) -> tuple[str, str] | None:
         sid = s.strategy_id
         qty = s.quantity
         if qty <= 0:
@@ -306,7 +310,7 @@ class RiskEngine:
         # The kill switch cancels every open order (the engines read it too), so its
         # flatten reduces the *filled* position, whatever resting orders still count here.
         flat_after = filled + (qty if s.side is _BUY else -qty)
-        flatten = killed and s.reason.startswith("flatten") and abs(flat_after) <= abs(filled) \
+        flatten = killed and flatten_order and abs(flat_after) <= abs(filled) \
             and (flat_after == 0 or (flat_after > 0) == (filled > 0))
         if killed and not flatten:
             return Reason.KILL_SWITCH, "kill switch is active: new orders are blocked"

@@ -80,7 +80,8 @@ class PaperEngineHandler:
         elif isinstance(data, SignalValidated):
             if event.broker != BROKER:
                 raise InvariantViolation(f"paper engine got a {event.broker!r} signal {event.id}")
-            payloads = self.exchange.submit(data.signal_id, data.signal, event.ts)
+            payloads = self.exchange.submit(data.signal_id, data.signal, event.ts,
+                                            flatten=data.flatten)
             ts = event.ts
             for p in payloads:
                 if isinstance(p, OrderSubmitted):

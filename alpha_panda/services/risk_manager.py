@@ -60,7 +60,10 @@ class RiskHandler:
         if isinstance(data, KillSwitchSet):
             return self._kill_switch(event, data)
         if isinstance(data, Signal):
-            decision = self.engine.check(event.id, data, event.ts)
+            # the kill switch's flatten orders are this service's own: a strategy's signal
+            # comes from the strategy runner, whatever it says
+            decision = self.engine.check(event.id, data, event.ts,
+                                         flatten=event.source == SOURCE)
             if isinstance(decision, SignalValidated):
                 self.validated += 1
                 suffix = "signals.validated"

@@ -57,7 +57,6 @@ from alpha_panda.domain.events import (
     KillSwitchSet,
     OrderRejected,
     OrderSubmitted,
-    Signal,
     SignalValidated,
     StrategyHalted,
 )
@@ -129,12 +128,12 @@ class ZerodhaEngine:
         if set_at >= self._switch[1]:
             self._switch = (active, set_at)
 
-    def _stopped(self, event: Envelope[Any], sig: Signal) -> bool:
+    def _stopped(self, event: Envelope[SignalValidated]) -> bool:
         """A signal the kill switch stops here (``note_switch``); never one of its flatten
         orders. While it is on, a signal the risk manager validated before reading it is
         refused too, whatever its tick: the safe side of that race (one validated just after
         a release the engine has not read yet is refused as well)."""
-        if sig.reason.startswith("flatten:"):
+        if event.data.flatten:
             return False
         return self._switch[0] or event.ts <= self._stopped_until
 
@@ -182,7 +181,7 @@ class ZerodhaEngine:
             log_.info("zerodha.order_adopted", signal_id=sid, broker_order_id=broker_id)
         elif self._clock() - event.ts > self._max_age_ns:
             return [self._reject(event, "STALE_SIGNAL", "signal older than the engine accepts")]
-        elif self._stopped(event, sig):
+        elif self._stopped(event):
             return [self._reject(event, "KILL_SWITCH",
                                  "kill switch is active: an order validated before it is not "
                                  "placed")]

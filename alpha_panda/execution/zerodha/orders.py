@@ -86,6 +86,10 @@ def kite_order_params(signal: Signal, *, exchange: str, tradingsymbol: str, tag:
         params["trigger_price"] = _rupees(signal.trigger_price)
     if signal.order_type in (OrderType.MARKET, OrderType.SL_M):
         params["market_protection"] = market_protection
+        if signal.limit_price is not None:  # (the strategy meant another type)
+            raise ValidationError(f"{signal.order_type.value} orders take no limit_price")
+    if signal.order_type in (OrderType.MARKET, OrderType.LIMIT) and signal.trigger_price is not None:
+        raise ValidationError(f"{signal.order_type.value} orders take no trigger_price")
     return params
 
 

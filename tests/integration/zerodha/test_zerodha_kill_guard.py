@@ -47,8 +47,8 @@ def flatten(n: int, market_ts: int) -> Emit:
     sid = f"flatten-{n}"
     sig = Signal(strategy_id="s1", instrument_token=INFY, side=Side.SELL, quantity=1,
                  reason="flatten:kill_switch")
-    env = new_envelope(SignalValidated(signal=sig, signal_id=sid), id=derive_id(sid, "risk"),
-                       ts=market_ts + 1, source="risk", broker="zerodha",
+    env = new_envelope(SignalValidated(signal=sig, signal_id=sid, flatten=True),
+                       id=derive_id(sid, "risk"), ts=market_ts + 1, source="risk", broker="zerodha",
                        key=strategy_instrument_key("s1", INFY))
     return Emit("zerodha.signals.validated", env)
 

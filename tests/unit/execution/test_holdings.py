@@ -77,8 +77,10 @@ def test_mis_sells_and_the_kill_switch_flatten_are_not_held_to_cnc_holdings() ->
     x.on_tick(tick(T0))
     assert verdict(x.submit("m", sig(Side.SELL, 5, product=Product.MIS), T0)) == "accepted"
     flatten = sig(Side.SELL, 5, reason="flatten:kill_switch")
-    assert verdict(x.submit("f", flatten, T0 + 1)) == "accepted"
+    assert verdict(x.submit("f", flatten, T0 + 1, flatten=True)) == "accepted"
     assert verdict(x.submit("c", sig(Side.SELL, 5), T0 + 2)) == "CNC_SHORT"
+    # a strategy's signal calling itself a flatten is not the kill switch's
+    assert verdict(x.submit("s", flatten, T0 + 3)) == "CNC_SHORT"
 
 
 def test_the_decision_is_the_same_when_the_engine_has_seen_later_ticks() -> None:

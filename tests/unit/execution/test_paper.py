@@ -184,6 +184,24 @@ def test_stop_limit_triggers_then_waits_for_its_limit() -> None:
     assert fills(x.on_tick(tick(T0 + 2, 1011_00))) == [(10, 1012_00, T0 + 2)]
 
 
+@pytest.mark.parametrize(("kw", "code", "message"), [
+    ({"limit_price": 900_00}, "PRICE_NOT_ALLOWED",
+     "MARKET orders take no limit price (got ₹900.00): LIMIT and SL orders do"),
+    ({"order_type": OrderType.SL_M, "trigger_price": 1005_00, "limit_price": 1006_00},
+     "PRICE_NOT_ALLOWED", ("SL-M orders take no limit price (got ₹1,006.00): LIMIT and SL "
+     "orders do")),
+    ({"order_type": OrderType.LIMIT, "limit_price": 990_00, "trigger_price": 995_00},
+     "TRIGGER_NOT_ALLOWED", ("LIMIT orders take no trigger price (got ₹995.00): SL and SL-M "
+     "orders do")),
+])
+def test_a_price_the_order_type_has_no_use_for_is_rejected(kw: dict[str, Any], code: str,
+                                                           message: str) -> None:
+    # a strategy that forgot order_type=LIMIT: its "limit" 10% under the market filled at it
+    out = ex().submit("a", sig(**kw), T0)
+    assert [(e.reason_code, e.message) for e in out if isinstance(e, OrderRejected)] == [
+        (code, message)]
+
+
 def test_stop_whose_trigger_is_already_crossed_is_rejected() -> None:
     out = ex().submit("a", sig(order_type=OrderType.SL_M, trigger_price=995_00), T0)
     assert isinstance(out[0], OrderRejected) and out[0].reason_code == "TRIGGER_PRICE"

@@ -185,7 +185,8 @@ def test_kill_switch_blocks_new_orders_and_flattens() -> None:
     assert {(f.strategy_id, f.instrument_token, f.side, f.quantity) for f in flat} == {
         ("s1", TOKEN, Side.SELL, 7), ("s2", OTHER, Side.BUY, 3)
     }
-    assert all(code(risk.check(f"f{i}", f, T0 + 3)) == "OK" for i, f in enumerate(flat))
+    assert all(code(risk.check(f"f{i}", f, T0 + 3, flatten=True)) == "OK"
+               for i, f in enumerate(flat))
     risk.set_kill_switch(False)
     assert code(risk.check("g", sig(qty=1), T0 + 4)) == "OK"
 
@@ -204,11 +205,15 @@ def test_the_flatten_closes_the_filled_position_whatever_rests_on_the_book() -> 
     risk.set_kill_switch(True)
     [flat] = risk.flatten_signals(T0 + 1)
     assert (flat.side, flat.quantity) == (Side.SELL, 10)
-    assert code(risk.check("f", flat, T0 + 1)) == "OK"
+    decision = risk.check("f", flat, T0 + 1, flatten=True)
+    assert code(decision) == "OK" and isinstance(decision, SignalValidated) and decision.flatten
     not_flatten = sig(Side.SELL, 10, product=Product.MIS)
     assert code(risk.check("g", not_flatten, T0 + 1)) == "KILL_SWITCH"
+    # a strategy's own "flatten" (its reason is free text) is not the switch's
+    spoof = sig(Side.SELL, 10, product=Product.MIS, reason="flatten:kill_switch")
+    assert code(risk.check("s", spoof, T0 + 1)) == "KILL_SWITCH"
     too_much = sig(Side.SELL, 11, product=Product.MIS, reason="flatten:kill_switch")
-    assert code(risk.check("h", too_much, T0 + 1)) == "KILL_SWITCH"  # it would go short
+    assert code(risk.check("h", too_much, T0 + 1, flatten=True)) == "KILL_SWITCH"  # short
 
 
 def test_state_is_rebuilt_by_replaying_the_same_events() -> None:
@@ -413,9 +418,9 @@ def test_the_kill_switch_flatten_passes_even_beyond_cnc_holdings() -> None:
     (flat,) = risk.flatten_signals(T0 + 2)
     assert (flat.side, flat.quantity, flat.product, flat.reason) == (
         Side.SELL, 15, Product.CNC, "flatten:kill_switch")
-    assert code(risk.check("f", flat, T0 + 2)) == "OK"
-    # without the switch on, "flatten" in a reason is no exemption
-    assert code(mixed().check("f", flat, T0 + 2)) == "CNC_SHORT"
+    assert code(risk.check("f", flat, T0 + 2, flatten=True)) == "OK"
+    # without the switch on, a flatten order has no exemption
+    assert code(mixed().check("f", flat, T0 + 2, flatten=True)) == "CNC_SHORT"
 
 
 def test_cnc_holdings_are_rebuilt_by_replaying_the_same_events() -> None:

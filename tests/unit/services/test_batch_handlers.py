@@ -164,3 +164,24 @@ def test_flatten_orders_go_in_at_the_markets_time_not_the_requests_wall_clock() 
     fresh = RiskHandler("paper", RiskEngine(RiskConfig(), broker="paper"))
     fresh.handle(new_envelope(fill, id="f1", ts=market, source="t", key="k", broker="paper"), REC)
     assert [e.envelope.ts for e in fresh.handle(kill, REC)] == [wall]
+
+
+def test_only_the_risk_managers_own_flatten_orders_pass_the_kill_switch() -> None:
+    # A strategy may call its exit "flatten": it is still a strategy's order, and was
+    # validated (and placed) while the switch was on.
+    risk = RiskHandler("paper", RiskEngine(RiskConfig(), broker="paper"))
+    fill = OrderFilled(order_id="o1", fill_id="f1", strategy_id="a", instrument_token=7,
+                       side=Side.BUY, quantity=3, price=10_000, cumulative_quantity=3,
+                       leaves_quantity=0, average_price=10_000, ts=1)
+    risk.handle(new_envelope(fill, id="f1", ts=1, source="t", key="k", broker="paper"), REC)
+    kill = new_envelope(KillSwitchSet(active=True, flatten=True), id="kill", ts=2,
+                        source="api", key="kill_switch", broker="paper")
+    (own,) = risk.handle(kill, REC)
+    exit_ = Signal(strategy_id="a", instrument_token=7, side=Side.SELL, quantity=3,
+                   reason="flatten:kill_switch")
+    mine = risk.handle(new_envelope(exit_, id="s1", ts=3, source="strategy-runner", key="k",
+                                    broker="paper"), REC)
+    assert [(e.topic, e.envelope.data.reason_code) for e in mine] == [
+        ("paper.signals.rejected", "KILL_SWITCH")]
+    (passed,) = risk.handle(own.envelope, REC)
+    assert passed.topic == "paper.signals.validated" and passed.envelope.data.flatten

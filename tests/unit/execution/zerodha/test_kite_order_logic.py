@@ -73,6 +73,20 @@ def test_incomplete_orders_are_refused_before_kite(kw: dict[str, object]) -> Non
         kite_order_params(_signal(**kw), exchange="NSE", tradingsymbol="INFY", tag="t")
 
 
+@pytest.mark.parametrize(("kw", "message"), [
+    ({"limit_price": 90_00}, "MARKET orders take no limit_price"),
+    ({"order_type": OrderType.SL_M, "trigger_price": 101_00, "limit_price": 102_00},
+     "SL-M orders take no limit_price"),
+    ({"order_type": OrderType.LIMIT, "limit_price": 99_00, "trigger_price": 98_00},
+     "LIMIT orders take no trigger_price"),
+])
+def test_a_price_the_order_type_has_no_use_for_is_refused(kw: dict[str, object],
+                                                          message: str) -> None:
+    # a strategy that forgot order_type=LIMIT: its "limit" would have gone to Kite at market
+    with pytest.raises(ValidationError, match=message):
+        kite_order_params(_signal(**kw), exchange="NSE", tradingsymbol="INFY", tag="t")
+
+
 @pytest.mark.parametrize("kw", [{"take_profit": 101_00, "stop_loss": 99_00},
                                 {"stop_loss": 99_00}, {"take_profit": 101_00}])
 def test_a_bracket_is_refused_not_placed_without_its_exits(kw: dict[str, object]) -> None:
