@@ -568,7 +568,6 @@ class PaperExchange(MisSquareOff):
                 filled_quantity=order.filled, leaves_quantity=order.leaves, reason=reason, ts=ts,
             )
         )
-        self._completed(order, ts, out)
 
     def _fill(self, order: Order, qty: int, price: int, ts: int, out: list[Payload]) -> None:
         before = order.turnover
@@ -603,10 +602,10 @@ class PaperExchange(MisSquareOff):
                 sibling = self._orders.get(order.sibling_order_id)
                 if sibling is not None and sibling.status.is_open:
                     self._cancel(sibling, "oco", ts, out)
-            if order.parent_order_id is None and (
-                order.take_profit is not None or order.stop_loss is not None
-            ):
-                self._completed(order, ts, out)
+        if order.parent_order_id is None and (
+            order.take_profit is not None or order.stop_loss is not None
+        ):
+            self._exits(order, qty, n, ts, out)
 
     def _charges(self, order: Order, n: int, qty: int, price: int, ts: int, before: int
                  ) -> Charges:
@@ -642,12 +641,10 @@ class PaperExchange(MisSquareOff):
             if len(self._closed_ids) > CLOSED_IDS_KEPT:
                 self._closed_ids.popitem(last=False)
 
-    def _completed(self, order: Order, ts: int, out: list[Payload]) -> None:
-        """An entry that ended with a fill gets its bracket exits."""
-        if order.filled == 0 or order.parent_order_id is not None:
-            return
-        if order.take_profit is None and order.stop_loss is None:
-            return
+    def _exits(self, order: Order, qty: int, n: int, ts: int, out: list[Payload]) -> None:
+        """A bracket entry's ``n``-th fill (``qty``) gets its own exits at once, a target and
+        a stop for that quantity (one cancelling the other): a partly filled entry is
+        protected while the rest of it still rests."""
         legs: list[Order] = []
         for stage, kind, price in (
             ("take_profit", OrderType.LIMIT, order.take_profit),
@@ -656,9 +653,9 @@ class PaperExchange(MisSquareOff):
             if price is None:
                 continue
             legs.append(Order(
-                order_id=derive_id(order.order_id, stage), signal_id=order.signal_id,
+                order_id=derive_id(order.order_id, stage, n), signal_id=order.signal_id,
                 strategy_id=order.strategy_id, instrument_token=order.instrument_token,
-                side=order.side.opposite, quantity=order.filled, order_type=kind,
+                side=order.side.opposite, quantity=qty, order_type=kind,
                 product=order.product, validity=Validity.DAY, segment=order.segment,
                 created_ns=ts, arrival_ns=ts + self.config.latency_ns,
                 limit_price=price if kind is OrderType.LIMIT else None,

@@ -234,3 +234,22 @@ def test_a_cancel_of_an_order_the_kill_switch_already_stopped_changes_nothing() 
         out += x.on_tick(t)
     assert [(e.ts, e.reason) for e in out if isinstance(e, OrderCancelled)] == [
         (T0 + 5 * MS, "kill_switch")]
+
+
+def test_each_fill_of_a_bracket_entry_is_protected_at_once() -> None:
+    # (a walkthrough: an entry resting at 18 of 20 had no stop while the price fell through it)
+    x = PaperVenue({"s1": ExecutionConfig(costs=False, volume_participation=Decimal("0.5"))},
+                   seed=7)
+    entry = sig(Side.BUY, 10, order_type=OrderType.LIMIT, limit_price=1000_00,
+                take_profit=1010_00, stop_loss=990_00, price_hint=None)
+    x.submit("br", entry, T0)
+    book = x.exchange_for("s1")
+    x.on_tick(tick(T0 + MS, 1000_00, qty=4))  # 2 of 10 filled
+    assert sorted((o.order_type.value, o.quantity) for o in book.open_orders()
+                  if o.parent_order_id) == [("LIMIT", 2), ("SL-M", 2)]
+    x.on_tick(tick(T0 + 2 * MS, 1000_00, qty=6))  # 3 more: 5 of 10
+    out = x.on_tick(tick(T0 + 3 * MS, 989_00, qty=100))  # through the stop: both stops fire
+    exits = [(e.quantity, e.price) for e in out
+             if isinstance(e, OrderFilled) and e.side is Side.SELL]
+    assert sum(q for q, _ in exits) == 5  # every filled share, out at the stop
+    assert {e.reason for e in out if isinstance(e, OrderCancelled)} == {"oco"}  # the targets
