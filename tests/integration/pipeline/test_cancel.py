@@ -16,24 +16,20 @@ from alpha_panda.services.app import RunOptions, SystemRun
 from alpha_panda.services.control import PipelineControl
 from alpha_panda.services.logs import open_log
 from alpha_panda.testing.pipeline import logged
-from tests.integration.pipeline.test_kill_switch import TOKENS, free_port, settings, until
+from tests.integration.pipeline.test_kill_switch import (
+    TOKENS,
+    free_port,
+    run_rester,
+    settings,
+    until,
+)
 
 RESTING = 2 * len(TOKENS)  # the Rester strategy's buy and sell limits, per instrument
 
 
 async def test_a_cancelled_order_goes_and_stays_gone_and_no_other_does(tmp_path: Path) -> None:
-    strategies = tmp_path / "strategies"
-    strategies.mkdir()
-    (strategies / "rest.yaml").write_text(
-        "id: rest\nstrategy: tests.integration.pipeline.test_kill_switch:Rester\n"
-        f"instruments: {TOKENS}\nbrokers: [paper]\n")
-    port = free_port()
-    system = SystemRun(settings(tmp_path, port), RunOptions(progress=False))
-    task = asyncio.create_task(system.run())
-    await until(lambda: system.pipeline is not None and system.pipeline.paper is not None)
-    venue = system.pipeline.paper.exchange
-    book = venue.exchange_for("rest")
-    await until(lambda: len(book.open_orders()) == RESTING)
+    system, task, port = await run_rester(tmp_path)
+    book = system.pipeline.paper.exchange.exchange_for("rest")
     base = f"http://127.0.0.1:{port}"
     async with httpx.AsyncClient(base_url=base) as client:
         async def orders(status: str) -> list[dict[str, object]]:

@@ -123,9 +123,9 @@ class Rester(Strategy):
         return None
 
 
-async def test_the_kill_switch_cancels_resting_orders_and_leaves_every_position_flat(
-    tmp_path: Path,
-) -> None:
+async def run_rester(tmp_path: Path) -> tuple[SystemRun, asyncio.Task[None], int]:
+    """A running system whose one strategy (``Rester``, id ``rest``) has its limit orders
+    resting: the system, its task and its API port."""
     strategies = tmp_path / "strategies"
     strategies.mkdir()
     (strategies / "rest.yaml").write_text(
@@ -136,6 +136,14 @@ async def test_the_kill_switch_cancels_resting_orders_and_leaves_every_position_
     await until(lambda: system.pipeline is not None and system.pipeline.paper is not None)
     venue = system.pipeline.paper.exchange
     await until(lambda: len(venue.exchange_for("rest").open_orders()) == 2 * len(TOKENS))
+    return system, task, port
+
+
+async def test_the_kill_switch_cancels_resting_orders_and_leaves_every_position_flat(
+    tmp_path: Path,
+) -> None:
+    system, task, port = await run_rester(tmp_path)
+    venue = system.pipeline.paper.exchange
     portfolio = system.pipeline.portfolios["paper"]
     await until(lambda: portfolio.snapshot(None).open_positions == len(TOKENS))
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:

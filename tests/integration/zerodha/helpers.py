@@ -5,11 +5,19 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
-from alpha_panda.domain.events import Signal, SignalValidated, derive_id, new_envelope
+from alpha_panda.domain.events import (
+    CODEC,
+    Envelope,
+    Signal,
+    SignalValidated,
+    derive_id,
+    new_envelope,
+)
 from alpha_panda.domain.values import OrderType, Side
 from alpha_panda.stream.emit import Emit, to_output
-from alpha_panda.stream.log import Log
+from alpha_panda.stream.log import Log, TopicPartition
 from alpha_panda.stream.runtime import ProcessorSettings
 from alpha_panda.stream.topics import strategy_instrument_key
 
@@ -45,3 +53,12 @@ async def wait_for(cond: Callable[[], Awaitable[bool]], timeout: float = 15.0) -
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.02)
+
+
+async def order_events(log: Log, suffix: str) -> list[Envelope[Any]]:
+    """Every event on ``zerodha.orders.{suffix}``."""
+    name = f"zerodha.orders.{suffix}"
+    out: list[Envelope[Any]] = []
+    for p in await log.end_offsets(name):
+        out += [CODEC.decode(r.value) for r in await log.read(TopicPartition(name, p), 0, 10_000)]
+    return out

@@ -17,7 +17,6 @@ from alpha_panda.adapters.zerodha.session import KiteSession
 from alpha_panda.domain.events import (
     CODEC,
     CancelRequested,
-    Envelope,
     KillSwitchSet,
     StrategyHalted,
     derive_id,
@@ -33,10 +32,10 @@ from alpha_panda.services.zerodha_engine import (
     build_zerodha_engine,
 )
 from alpha_panda.stream.emit import Emit
-from alpha_panda.stream.log import Log, Record, TopicPartition
+from alpha_panda.stream.log import Log, Record
 from alpha_panda.testing.fake_kite import FakeKite
 
-from .helpers import FAST, append, count, signal_envelope, wait_for
+from .helpers import FAST, append, count, order_events, signal_envelope, wait_for
 
 
 def _cancel(order_id: str, ts: int | None = None) -> Emit:
@@ -56,14 +55,6 @@ def _control(payload: Any, key: str) -> Emit:
 
 def _record(emit: Emit) -> Record:
     return Record(emit.topic, 0, 0, emit.envelope.key.encode(), CODEC.encode(emit.envelope))
-
-
-async def _events(log: Log, suffix: str) -> list[Envelope[Any]]:
-    name = f"zerodha.orders.{suffix}"
-    out: list[Envelope[Any]] = []
-    for p in (await log.end_offsets(name)):
-        out += [CODEC.decode(r.value) for r in await log.read(TopicPartition(name, p), 0, 10_000)]
-    return out
 
 
 async def _has(log: Log, suffix: str, n: int) -> bool:
@@ -91,7 +82,7 @@ async def test_a_cancel_request_cancels_that_order_at_kite_and_is_recorded_as_th
     assert trading.engine._book is trading.sync.book  # the reason the engine sets is seen
     stop, task = await _run(trading)
     await wait_for(lambda: _has(log, "submitted", 2))
-    subs = {e.data.signal_id: e.data for e in await _events(log, "submitted")}
+    subs = {e.data.signal_id: e.data for e in await order_events(log, "submitted")}
     target, other = subs["signal-1"], subs["signal-2"]
     assert fake.orders[target.broker_order_id]["status"] == "OPEN"  # resting below the market
 
@@ -102,7 +93,7 @@ async def test_a_cancel_request_cancels_that_order_at_kite_and_is_recorded_as_th
     await asyncio.wait_for(task, 10)
     assert fake.orders[target.broker_order_id]["status"] == "CANCELLED"
     assert fake.orders[other.broker_order_id]["status"] == "OPEN"
-    [cancelled] = await _events(log, "cancelled")
+    [cancelled] = await order_events(log, "cancelled")
     assert cancelled.broker == "zerodha"
     c = cancelled.data
     assert (c.order_id, c.broker_order_id, c.reason) == (
@@ -197,7 +188,7 @@ async def test_cancellations_by_a_halt_and_by_the_kill_switch_say_so(
     await wait_for(lambda: _has(log, "cancelled", 3))
     stop.set()
     await asyncio.wait_for(task, 10)
-    reasons = {e.data.order_id: e.data.reason for e in await _events(log, "cancelled")}
+    reasons = {e.data.order_id: e.data.reason for e in await order_events(log, "cancelled")}
     assert reasons == {order_id_for("signal-1"): "broker",
                        order_id_for("signal-2"): "strategy_halted",
                        order_id_for("signal-3"): "kill_switch"}

@@ -42,18 +42,10 @@ from alpha_panda.services.zerodha_engine import (
     check_topics,
 )
 from alpha_panda.stream.emit import Emit
-from alpha_panda.stream.log import Log, Record, TopicPartition
+from alpha_panda.stream.log import Log, Record
 from alpha_panda.testing.fake_kite import FakeKite
 
-from .helpers import FAST, append, count, signal_envelope, wait_for
-
-
-async def _events(log: Log, suffix: str) -> list[Envelope[Any]]:
-    name = f"zerodha.orders.{suffix}"
-    out: list[Envelope[Any]] = []
-    for p in (await log.end_offsets(name)):
-        out += [CODEC.decode(r.value) for r in await log.read(TopicPartition(name, p), 0, 10_000)]
-    return out
+from .helpers import FAST, append, count, order_events, signal_envelope, wait_for
 
 
 async def _engine(settings: ZerodhaSettings, session: KiteSession) -> tuple[ZerodhaEngine, KiteRestClient]:
@@ -112,9 +104,9 @@ async def test_an_order_is_placed_once_when_the_engine_crashes_before_committing
     stop.set()
     await asyncio.wait_for(task, 10)
     assert fake.placements == 1
-    [sub] = await _events(log, "submitted")
+    [sub] = await order_events(log, "submitted")
     assert sub.data.broker_order_id == next(iter(fake.orders)) and sub.broker == "zerodha"
-    [fill] = await _events(log, "filled")
+    [fill] = await order_events(log, "filled")
     assert (fill.data.quantity, fill.data.price, fill.data.leaves_quantity) == (1, 100_00, 0)
     assert fill.data.charges.total > 0  # Zerodha's rate card applied to the live fill
 
@@ -149,7 +141,7 @@ async def test_reconciliation_after_restart_emits_the_fills_made_while_down(
     assert report.known_orders == 1 and report.corrections == 2
     assert [o.tag for o in report.orphans] == [order_tag("signal-lost")]
     assert report.position_mismatches == []
-    fills = [e.data for e in await _events(log, "filled")]
+    fills = [e.data for e in await order_events(log, "filled")]
     assert [(f.quantity, f.price, f.cumulative_quantity, f.leaves_quantity) for f in fills] == [
         (4, 99_50, 4, 6), (6, 99_45, 10, 0)]
     assert fills[1].average_price == (4 * 99_50 + 6 * 99_45 + 5) // 10
@@ -170,10 +162,10 @@ async def test_rejections_carry_kites_reason(settings: ZerodhaSettings, session:
     await wait_for(lambda: _has(log, "rejected", 2))
     stop.set()
     await asyncio.wait_for(task, 10)
-    reasons = {e.data.reason_code: e.data.message for e in await _events(log, "rejected")}
+    reasons = {e.data.reason_code: e.data.message for e in await order_events(log, "rejected")}
     assert reasons["BROKER_REJECTED"].startswith("RMS:Margin Exceeds")
     assert "999999" in reasons["UNKNOWN_INSTRUMENT"]
-    assert all(isinstance(e.data, OrderRejected) for e in await _events(log, "rejected"))
+    assert all(isinstance(e.data, OrderRejected) for e in await order_events(log, "rejected"))
 
 
 async def test_a_burst_of_50_signals_stays_under_kites_order_rate(
@@ -188,7 +180,7 @@ async def test_a_burst_of_50_signals_stays_under_kites_order_rate(
     await asyncio.wait_for(task, 10)
     assert fake.placements == 50 and fake.rate_limited == 0
     assert elapsed >= 4.0  # 50 orders at 10/s cannot go faster
-    subs = [e.data for e in await _events(log, "submitted")]
+    subs = [e.data for e in await order_events(log, "submitted")]
     assert len({s.tag for s in subs}) == 50
 
 
@@ -273,7 +265,7 @@ async def test_a_postback_on_the_feed_socket_brings_the_fill_before_the_next_pol
     assert time.monotonic() - started < 2.0
     stop.set()
     await asyncio.wait_for(asyncio.gather(task, ticker_task), 10)
-    [fill] = await _events(log, "filled")
+    [fill] = await order_events(log, "filled")
     assert (fill.data.price, fill.data.quantity, fill.data.leaves_quantity) == (98_95, 5, 0)
 
 
@@ -356,7 +348,7 @@ async def test_the_kill_switch_cancels_our_open_orders_at_kite(
     assert trading.engine.cancelled == 2
     assert {oid: o["status"] for oid, o in fake.orders.items()} == {
         **{oid: "CANCELLED" for oid, o in fake.orders.items() if oid != manual}, manual: "OPEN"}
-    assert {e.data.broker_order_id for e in await _events(log, "cancelled")} == (
+    assert {e.data.broker_order_id for e in await order_events(log, "cancelled")} == (
         set(fake.orders) - {manual})
 
 
@@ -374,6 +366,6 @@ async def test_a_failed_strategys_open_orders_are_cancelled_and_no_others(
     await wait_for(lambda: _has(log, "cancelled", 1))
     stop.set()
     await asyncio.wait_for(task, 10)
-    [cancel] = await _events(log, "cancelled")
+    [cancel] = await order_events(log, "cancelled")
     assert cancel.data.strategy_id == "s1"
     assert sorted(o["status"] for o in fake.orders.values()) == ["CANCELLED", "OPEN"]
