@@ -16,8 +16,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+# foreground.py: Ctrl-C reaches Alpha Panda alone, so make exits with its status (0 on a
+# clean stop) instead of dying of the SIGINT itself ("make: *** Interrupt", 130)
 run: $(STAMP)
-	$(BIN)/alpha-panda run $(ARGS)
+	$(BIN)/python scripts/foreground.py $(BIN)/alpha-panda run $(ARGS)
 
 system-deps:
 	bash scripts/install-system-deps.sh
