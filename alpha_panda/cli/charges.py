@@ -13,6 +13,7 @@ equity_intraday``.
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 from typing import Annotated
 
@@ -20,7 +21,7 @@ import typer
 
 from alpha_panda.domain.errors import AlphaPandaError, ValidationError
 from alpha_panda.domain.values import to_paise, to_rupees
-from alpha_panda.execution.costs import CostModel, RoundTrip, Segment
+from alpha_panda.execution.costs import CostModel, RateCards, RoundTrip, Segment
 
 KEYS = (
     "turnover", "brokerage", "stt", "exchange_txn", "sebi", "stamp_duty", "gst", "dp",
@@ -79,6 +80,9 @@ def charges_command(
     sell: Annotated[str, typer.Option("--sell", help="sell price in rupees")],
     quantity: Annotated[int, typer.Option("--quantity", help="shares / units (lots × lot size)")],
     exchange: Annotated[str, typer.Option("--exchange", help="NSE or BSE")] = "NSE",
+    on: Annotated[str | None, typer.Option(
+        "--on", help="trade date YYYY-MM-DD: the rate card then in force (default: the newest)",
+    )] = None,
     json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
     """Zerodha's charges and net P&L of buying and selling QUANTITY (brokerage calculator).
@@ -87,7 +91,14 @@ def charges_command(
     a CNC buy and sell on the same day is charged as equity_intraday."""
     try:
         buy_paise, sell_paise = _arguments(buy, sell, quantity)
-        model = CostModel.load()
+        if on is None:
+            model = CostModel.load()
+        else:
+            try:
+                day = date.fromisoformat(on)
+            except ValueError:
+                raise ValidationError(f"--on: not a date (YYYY-MM-DD): {on!r}") from None
+            model = RateCards.load().on(day)
         rt = model.round_trip(Segment(segment), buy_paise, sell_paise, quantity, exchange.upper())
     except AlphaPandaError as exc:
         typer.echo(f"error: {exc}", err=True)

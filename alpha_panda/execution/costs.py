@@ -22,6 +22,8 @@ its GST.
 from __future__ import annotations
 
 import json
+from bisect import bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
@@ -239,3 +241,24 @@ class CostModel:
             sell=sell_charges,
             gross_pnl=(sell - buy) * quantity,
         )
+
+
+class RateCards:
+    """Every shipped rate card by the date it took effect: ``on(day)`` is the card in force
+    that day (a trade before the oldest card is charged by the oldest). A backtest of 2025
+    ticks pays 2025's charges, not today's."""
+
+    def __init__(self, cards: Sequence[tuple[date, CostModel]]) -> None:
+        if not cards:
+            raise ConfigurationError(f"no Zerodha rate card in {CHARGES_DIR}")
+        ordered = sorted(cards, key=lambda c: c[0])
+        self._from = [d for d, _ in ordered]
+        self._models = [m for _, m in ordered]
+
+    @classmethod
+    def load(cls) -> RateCards:
+        return cls([(date.fromisoformat(p.stem.split("_", 1)[1]), CostModel.load(path=p))
+                    for p in sorted(CHARGES_DIR.glob("zerodha_*.json"))])
+
+    def on(self, day: date) -> CostModel:
+        return self._models[max(0, bisect_right(self._from, day) - 1)]

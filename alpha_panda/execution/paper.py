@@ -54,7 +54,7 @@ from alpha_panda.domain.events import (
 )
 from alpha_panda.domain.values import TICK_SIZE_PAISE, OrderType, Product, Side, Validity
 from alpha_panda.execution.config import ExecutionConfig
-from alpha_panda.execution.costs import CostModel, Segment
+from alpha_panda.execution.costs import CostModel, RateCards, Segment
 from alpha_panda.execution.holdings import CncHoldings
 from alpha_panda.execution.market import (
     CircuitBands,
@@ -99,9 +99,12 @@ class PaperExchange(MisSquareOff):
         self.seed = seed
         self.broker = broker
         cfg = self.config
-        self._costs: CostModel | None = (cfg.cost_model or CostModel.load()) if cfg.costs else None
-        # CNC fills are charged per (strategy, instrument, day) book: same-day netting, DP.
-        self._cnc = CncNetting(self._costs, cfg.exchange) if self._costs is not None else None
+        # Charges: the configured card, else the card in force on each fill's IST day.
+        self._costs: CostModel | RateCards | None = (
+            (cfg.cost_model or RateCards.load()) if cfg.costs else None)
+        # CNC fills are charged per (strategy, instrument, day) book: same-day netting, DP;
+        # one netting per card (a day's book is under one card).
+        self._cnc: dict[str, CncNetting] = {}
         self._holdings = CncHoldings()  # CNC fills and sells: a CNC sell must be covered
         self._calendar = cfg.calendar or MarketCalendar.load()
         self._bands = (cfg.bands or CircuitBands.load()) if cfg.price_bands else None
@@ -612,13 +615,18 @@ class PaperExchange(MisSquareOff):
         """Charges of fill ``n`` (``qty`` at ``price``; the order's turnover was ``before``
         and is now ``order.turnover``): a CNC fill's through its day's netting book, any
         other the order's charges after it minus before it."""
+        day = self._session(ts).day
+        costs = self._costs
+        assert costs is not None
+        card = costs if isinstance(costs, CostModel) else costs.on(day)
         if order.segment is _DELIVERY:
-            assert self._cnc is not None
-            return self._cnc.fill_charges(
-                order.strategy_id, order.instrument_token, self._session(ts).day,
+            netting = self._cnc.get(card.version)
+            if netting is None:
+                netting = self._cnc[card.version] = CncNetting(card, self.config.exchange)
+            return netting.fill_charges(
+                order.strategy_id, order.instrument_token, day,
                 order.order_id, n, order.side, qty, price, ts)
-        assert self._costs is not None
-        return self._costs.fill_charges(
+        return card.fill_charges(
             order.segment, order.side, before, order.turnover, self.config.exchange)
 
     def _close(self, order: Order) -> None:

@@ -85,3 +85,15 @@ def test_a_bad_argument_is_named_in_the_error(args: tuple[str, ...], message: st
     result = CliRunner().invoke(app, ["charges", "--segment", "equity_delivery", *args])
     assert result.exit_code == 2
     assert result.stderr == message + "\n"
+
+
+def test_on_a_date_the_card_then_in_force_prices_the_trade() -> None:
+    args = ("--segment", "futures", "--buy", "1000", "--sell", "1010", "--quantity", "100",
+            "--json")
+    figures = {on: json.loads(invoke(*args, "--on", on)[1], parse_float=Decimal)
+               for on in ("2025-06-02", "2026-06-01")}
+    # futures STT on the sell: 0.02% before the 2026-04-01 card, 0.05% from it
+    assert figures["2025-06-02"]["stt"] == Decimal("20.20")
+    assert figures["2026-06-01"]["stt"] == Decimal("50.50")
+    code, out = invoke(*args, "--on", "2025-13-01")
+    assert code == 2 and "--on: not a date (YYYY-MM-DD): '2025-13-01'" in out

@@ -23,7 +23,7 @@ from alpha_panda.domain.events import (
     derive_id,
 )
 from alpha_panda.domain.values import OrderType, Product, Side, Validity
-from alpha_panda.execution.costs import CostModel
+from alpha_panda.execution.costs import CostModel, Segment
 from alpha_panda.execution.market import ist_ns
 from alpha_panda.execution.orders import OrderStatus
 from alpha_panda.execution.paper import ExecutionConfig, PaperExchange
@@ -626,3 +626,16 @@ def test_closed_orders_are_pruned_but_still_recognised(monkeypatch: pytest.Monke
     assert x.order(derive_id("s0", "order")) is None  # dropped from memory
     assert x.order(derive_id("s4", "order")) is not None
     assert x.submit("s0", sig(), T0) == []  # a redelivery is still recognised
+
+
+def test_a_fill_is_charged_by_the_rate_card_in_force_on_its_day() -> None:
+    # A backtest of 2025 ticks pays 2025's charges: NSE's equity transaction fee was
+    # 0.00297% before the 2026-04-01 card (0.00307% from it).
+    for day, card in ((date(2025, 6, 2), "2024-10-01"), (date(2026, 6, 1), "2026-04-01")):
+        x = PaperExchange(ExecutionConfig(costs=True), seed=7)
+        out = x.submit("a", sig(product=Product.MIS), ist_ns(day, time(10, 0)))
+        fill = next(e for e in out if isinstance(e, OrderFilled))
+        expected = CostModel.load(as_of=day).order_charges(
+            Segment.EQUITY_INTRADAY, Side.BUY, 10 * 1000_00)
+        assert fill.charges == expected, card
+        assert CostModel.load(as_of=day).version == card
