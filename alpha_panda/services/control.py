@@ -8,8 +8,9 @@ it too and cancels every order that arrived by the market's time the switch carr
 latest tick's, ``market_ts``); the Zerodha engine cancels the account's open orders.
 
 A cancel request (``CancelRequested``) travels the same way, to the trading engine only:
-the paper engine cancels what is left of the order as the market stood when it was asked
-(so a rebuild cancels it at the same point), the Zerodha engine asks Kite to cancel it.
+the paper engine stops the order as of the market's time when it was asked (the latest
+tick's) and cancels what is left of it, and a rebuild does what it did; the Zerodha engine
+asks Kite to cancel it.
 """
 
 from __future__ import annotations
