@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from alpha_panda.domain.errors import ValidationError
+from alpha_panda.readmodel.views import OPEN_STATUSES
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +42,7 @@ class OrderState:
 
     @property
     def is_open(self) -> bool:
-        return self.status in ("SUBMITTED", "PARTIALLY_FILLED")
+        return self.status in OPEN_STATUSES
 
 
 def check_order_id(order_id: str) -> None:

@@ -260,5 +260,10 @@ class RateCards:
         return cls([(date.fromisoformat(p.stem.split("_", 1)[1]), CostModel.load(path=p))
                     for p in sorted(CHARGES_DIR.glob("zerodha_*.json"))])
 
+    @classmethod
+    def fixed(cls, model: CostModel) -> RateCards:
+        """One card for every day (a model handed in: tests, what-ifs)."""
+        return cls([(date.min, model)])
+
     def on(self, day: date) -> CostModel:
         return self._models[max(0, bisect_right(self._from, day) - 1)]

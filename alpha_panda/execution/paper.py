@@ -54,7 +54,7 @@ from alpha_panda.domain.events import (
 )
 from alpha_panda.domain.values import TICK_SIZE_PAISE, OrderType, Product, Side, Validity
 from alpha_panda.execution.config import ExecutionConfig
-from alpha_panda.execution.costs import CostModel, RateCards, Segment
+from alpha_panda.execution.costs import RateCards, Segment
 from alpha_panda.execution.holdings import CncHoldings
 from alpha_panda.execution.market import (
     CircuitBands,
@@ -100,8 +100,8 @@ class PaperExchange(MisSquareOff):
         self.broker = broker
         cfg = self.config
         # Charges: the configured card, else the card in force on each fill's IST day.
-        self._costs: CostModel | RateCards | None = (
-            (cfg.cost_model or RateCards.load()) if cfg.costs else None)
+        self._costs: RateCards | None = None if not cfg.costs else (
+            RateCards.load() if cfg.cost_model is None else RateCards.fixed(cfg.cost_model))
         # CNC fills are charged per (strategy, instrument, day) book: same-day netting, DP;
         # one netting per card (a day's book is under one card).
         self._cnc: dict[str, CncNetting] = {}
@@ -615,10 +615,9 @@ class PaperExchange(MisSquareOff):
         """Charges of fill ``n`` (``qty`` at ``price``; the order's turnover was ``before``
         and is now ``order.turnover``): a CNC fill's through its day's netting book, any
         other the order's charges after it minus before it."""
+        assert self._costs is not None
         day = self._session(ts).day
-        costs = self._costs
-        assert costs is not None
-        card = costs if isinstance(costs, CostModel) else costs.on(day)
+        card = self._costs.on(day)
         if order.segment is _DELIVERY:
             netting = self._cnc.get(card.version)
             if netting is None:

@@ -49,6 +49,9 @@ class PortfolioView(msgspec.Struct, kw_only=True):
     equity: int | None = None  # cash + marked value of open positions; None: API derives it
 
 
+OPEN_STATUSES = frozenset({"SUBMITTED", "PARTIALLY_FILLED"})  # an order that may still fill
+
+
 class OrderView(msgspec.Struct, kw_only=True):
     order_id: str
     strategy_id: str

@@ -32,15 +32,10 @@ def open_log(url: str, data_dir: Path, *, kafka: KafkaSettings | dict[str, Any] 
         from alpha_panda.adapters.memory_log import MemoryLog
 
         return MemoryLog()
-    if url in ("embedded", "sqlite"):
+    path = embedded_file(url, data_dir)
+    if path is not None:
         from alpha_panda.adapters.sqlite_log import SqliteLog
 
-        data_dir.mkdir(parents=True, exist_ok=True)
-        return SqliteLog(data_dir / EMBEDDED_FILE)
-    if url.startswith("sqlite:"):
-        from alpha_panda.adapters.sqlite_log import SqliteLog
-
-        path = Path(url.removeprefix("sqlite:").removeprefix("//"))
         path.parent.mkdir(parents=True, exist_ok=True)
         return SqliteLog(path)
     if url.startswith("kafka://"):

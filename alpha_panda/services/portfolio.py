@@ -34,7 +34,13 @@ from alpha_panda.domain.events import (
 )
 from alpha_panda.portfolio import PositionLedger
 from alpha_panda.portfolio.ledger import snapshot_equity
-from alpha_panda.readmodel.views import MAX_ORDERS, MAX_SIGNALS, OrderView, SignalView
+from alpha_panda.readmodel.views import (
+    MAX_ORDERS,
+    MAX_SIGNALS,
+    OPEN_STATUSES,
+    OrderView,
+    SignalView,
+)
 from alpha_panda.stream.emit import BatchFailure, Emit, Emitted
 from alpha_panda.stream.log import Log, Record
 from alpha_panda.stream.runtime import ProcessorSettings, StreamProcessor
@@ -42,7 +48,6 @@ from alpha_panda.stream.topics import MARKET_TICKS, topic
 
 SOURCE = "portfolio"
 MAX_CURVE = 2000
-_OPEN = frozenset({"SUBMITTED", "PARTIALLY_FILLED"})  # order views that may still fill
 
 
 class PortfolioHandler:
@@ -204,7 +209,7 @@ class PortfolioHandler:
         """Drop the oldest closed order: open orders stay in the read model however old
         (the API cancels them by it), beyond ``MAX_ORDERS`` if there are that many."""
         for order_id, view in self.orders.items():
-            if view.status not in _OPEN:
+            if view.status not in OPEN_STATUSES:
                 del self.orders[order_id]
                 return
 
@@ -222,7 +227,7 @@ class PortfolioHandler:
         if f.cumulative_quantity >= view.filled_quantity:  # fills of one order stay in order
             view.filled_quantity = f.cumulative_quantity
             view.average_price = f.average_price
-            if view.status in _OPEN or f.leaves_quantity == 0:  # a closed order stays closed
+            if view.status in OPEN_STATUSES or f.leaves_quantity == 0:  # a closed order stays closed
                 # (its cancellation may be read before its fills: topics are read apart)
                 view.status = "FILLED" if f.leaves_quantity == 0 else "PARTIALLY_FILLED"
         view.charges += f.charges.total

@@ -17,7 +17,7 @@ from alpha_panda.domain.errors import ConfigurationError, ValidationError
 from alpha_panda.domain.values import BROKERS
 from alpha_panda.observability.logging import get_logger
 from alpha_panda.readmodel.cache import Cache
-from alpha_panda.readmodel.views import KillSwitchView, key
+from alpha_panda.readmodel.views import OPEN_STATUSES, KillSwitchView, key
 
 router = APIRouter(prefix="/api/v1", tags=["control"])
 log = get_logger(__name__)
@@ -96,7 +96,7 @@ async def cancel_order(broker: str, order_id: str, request: Request) -> s.Cancel
                      if o.order_id == order_id), None)
         if view is None:
             raise HTTPException(404, detail=f"no open order {order_id!r} on {b.value}")
-        if view.status not in ("SUBMITTED", "PARTIALLY_FILLED"):
+        if view.status not in OPEN_STATUSES:
             raise HTTPException(409, detail=f"order {order_id} is {view.status}: "
                                             "nothing is left of it to cancel")
         done = await control.cancel_order(b.value, order_id)

@@ -147,12 +147,18 @@ def test_the_engine_cancels_through_the_venue_and_not_without_a_market_time() ->
     assert handler.exchange.exchange_for("s2").open_orders() == []
 
 
-def test_a_partly_filled_bracket_entry_keeps_its_fill_and_gets_exits_for_it() -> None:
+def bracket_resting() -> PaperVenue:
+    """A venue that fills half of each tick's volume, a bracket buy of 10 resting on it."""
     x = PaperVenue({"s1": ExecutionConfig(costs=False, volume_participation=Decimal("0.5"))},
                    seed=7)
     entry = sig(Side.BUY, 10, order_type=OrderType.LIMIT, limit_price=1000_00,
                 take_profit=1010_00, stop_loss=990_00, price_hint=None)
     x.submit("br", entry, T0)
+    return x
+
+
+def test_a_partly_filled_bracket_entry_keeps_its_fill_and_gets_exits_for_it() -> None:
+    x = bracket_resting()
     out = x.on_tick(tick(T0 + MS, 1000_00, qty=4))  # half of 4 traded: 2 of 10 filled
     assert [(e.quantity, e.leaves_quantity) for e in out if isinstance(e, OrderFilled)] == [(2, 8)]
     assert x.cancel(oid("br"), T0 + 2 * MS) == []
@@ -238,11 +244,7 @@ def test_a_cancel_of_an_order_the_kill_switch_already_stopped_changes_nothing() 
 
 def test_each_fill_of_a_bracket_entry_is_protected_at_once() -> None:
     # (a walkthrough: an entry resting at 18 of 20 had no stop while the price fell through it)
-    x = PaperVenue({"s1": ExecutionConfig(costs=False, volume_participation=Decimal("0.5"))},
-                   seed=7)
-    entry = sig(Side.BUY, 10, order_type=OrderType.LIMIT, limit_price=1000_00,
-                take_profit=1010_00, stop_loss=990_00, price_hint=None)
-    x.submit("br", entry, T0)
+    x = bracket_resting()
     book = x.exchange_for("s1")
     x.on_tick(tick(T0 + MS, 1000_00, qty=4))  # 2 of 10 filled
     assert sorted((o.order_type.value, o.quantity) for o in book.open_orders()
