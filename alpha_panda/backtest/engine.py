@@ -163,8 +163,7 @@ class _Engine:
                 if ids is None:
                     ids = self.open_orders[p.instrument_token] = set()
                 ids.add(p.order_id)
-                if p.parent_order_id is not None:  # the runner only remembers bracket legs
-                    self.runner.on_order_submitted(p)
+                self.runner.on_order_submitted(p)
             elif isinstance(p, OrderRejected):
                 self.counts["orders_rejected"] += 1
                 self.rejections[p.reason_code] = self.rejections.get(p.reason_code, 0) + 1
@@ -298,6 +297,12 @@ class _Engine:
         pipeline's engines cancel them on the runner's ``StrategyHalted``."""
         for sid, _ in self.runner.take_halted():
             self.route(self.venue.kill(ts, sid))
+
+    def cancel(self, ts: int) -> None:
+        """The cancels strategies asked for at the tick of ``ts`` (``ctx.cancel``), as the
+        pipeline's engines apply the runner's ``CancelRequested``."""
+        for _, order in self.runner.take_cancels():
+            self.route(self.venue.cancel(order.order_id, ts, "strategy"))
 
     def signals(self, i: int, sigs: list[Signal], tick: MarketTick) -> None:
         """Step 3 for one tick's signals: risk, exchange, events, feedback."""
@@ -489,7 +494,10 @@ def _replay(eng: _Engine, ticks: TickColumns, ends: list[int],
                         sigs = runner.accept(slot, out, view, sigs)  # type: ignore[arg-type]
                         route = runner.dispatch()  # (a bad signal fails its strategy)
             if sigs is not None:
-                eng.signals(i, sigs, tick or eng.tick_at(i))
+                if sigs:
+                    eng.signals(i, sigs, tick or eng.tick_at(i))
+                if runner.cancels:  # strategies cancel open orders (maybe with no signal)
+                    eng.cancel(ts)
                 every_ex = eng.exchange_every_tick
             if runner.halted:  # a strategy failed at this tick: its open orders go
                 eng.halt(ts)

@@ -204,8 +204,9 @@ class OrderRejected(Payload, frozen=True, kw_only=True, gc=False):
 
 
 class OrderCancelled(Payload, frozen=True, kw_only=True, gc=False):
-    """``reason``: ``user`` (the trader's cancel), ``kill_switch``, ``strategy_halted``, ``ioc``,
-    ``expired``, ``squareoff``, ``oco`` (other bracket leg filled), ``broker``."""
+    """``reason``: ``user`` (the trader's cancel), ``strategy`` (its strategy's, ``ctx.cancel``),
+    ``kill_switch``, ``strategy_halted``, ``ioc``, ``expired``, ``squareoff``, ``oco`` (other
+    bracket leg filled), ``broker``."""
 
     EVENT_TYPE: ClassVar[str] = "order_cancelled"
     order_id: str
@@ -268,15 +269,18 @@ class StrategyHalted(Payload, frozen=True, kw_only=True, gc=False):
 
 
 class CancelRequested(Payload, frozen=True, kw_only=True, gc=False):
-    """The trader asked to cancel one open order (``order_id``). On ``{broker}.control``:
-    the trading engine cancels what is left of it (reason ``user``) as the market stood at
-    ``market_ts`` (the latest tick on the log when asked; None: no tick yet), so a rebuild
-    cancels it at the same point; an order filled or closed by then is left as it is."""
+    """The trader (``reason`` ``user``) or a strategy (``strategy``: ``ctx.cancel``) asked
+    to cancel one open order (``order_id``). On ``{broker}.control``: the trading engine
+    cancels what is left of it (with that reason) as the market stood at ``market_ts``
+    (the latest tick on the log when asked, or the tick the strategy saw; None: no tick
+    yet), so a rebuild cancels it at the same point; an order filled or closed by then is
+    left as it is."""
 
     EVENT_TYPE: ClassVar[str] = "cancel_requested"
     order_id: str
     requested_by: str = ""
     market_ts: int | None = None
+    reason: Literal["user", "strategy"] = "user"
 
 
 # ---------------------------------------------------------------------------- dead letters

@@ -82,7 +82,7 @@ _SL_M = OrderType.SL_M
 _MIS = Product.MIS
 _CNC = Product.CNC
 # cancellations a control event causes (the rest a rebuild's matching makes again)
-_BY_CONTROL = frozenset({"user", "kill_switch", "strategy_halted"})
+_BY_CONTROL = frozenset({"user", "strategy", "kill_switch", "strategy_halted"})
 _DAY = Validity.DAY
 _IOC = Validity.IOC
 _BUY = Side.BUY
@@ -134,8 +134,9 @@ class PaperExchange(MisSquareOff):
         self._day_end: dict[int, int] = {}
         # Event times the kill switch (key None) or a strategy's halt was set at, ascending.
         self._kills: dict[str | None, list[int]] = {}
-        # Order id -> event time of a trader's cancel that came before the order did.
-        self._user_cancels: dict[str, int] = {}
+        # Order id -> event time and reason (``user``, ``strategy``) of a cancel that came
+        # before the order did.
+        self._user_cancels: dict[str, tuple[int, str]] = {}
         # During a rebuild (``recorded``), what the live engine did: order id -> (time,
         # reason) of its cancel by a control event, and -> the time of its last fill.
         self._recorded_cancels: dict[str, tuple[int, str]] = {}
@@ -275,7 +276,7 @@ class PaperExchange(MisSquareOff):
             sess = self._clock.session(now_ns)
             order.expires_ns = sess.close if now_ns < sess.close else self._session(sess.hi).close
         if self._user_cancels:  # it fills at once: a cancel asked before came too late
-            self._user_cancels.pop(order_id, 0)
+            self._user_cancels.pop(order_id, None)
         self._orders[order_id] = order
         if product is _CNC and side is not _BUY:  # covered by holdings? (_place's rule)
             if not flatten:  # the kill switch's: exempt
@@ -335,23 +336,24 @@ class PaperExchange(MisSquareOff):
                 self._squareoff_late(out)
         return out
 
-    def cancel(self, order_id: str, at_ns: int) -> list[Payload]:
-        """The trader's cancel of one order, asked at ``at_ns`` in event time (its placing
-        time, if later): what is left of it fills on no tick after that and is cancelled
-        (reason ``user``, ``_stop``); nothing if it is closed already (filled first: the
-        cancel lost the race, as at an exchange). An order not seen yet (a rebuild replays
-        the control topic before the signals) is stopped as it arrives."""
+    def cancel(self, order_id: str, at_ns: int, reason: str = "user") -> list[Payload]:
+        """The trader's (or, ``reason`` ``strategy``, its strategy's) cancel of one order,
+        asked at ``at_ns`` in event time (its placing time, if later): what is left of it
+        fills on no tick after that and is cancelled (``_stop``); nothing if it is closed
+        already (filled first: the cancel lost the race, as at an exchange). An order not
+        seen yet (a rebuild replays the control topic before the signals) is stopped as it
+        arrives."""
         order = self._orders.get(order_id)
         if order is None:
             if order_id not in self._closed_ids:  # (closed long ago: nothing to remember)
                 known = self._user_cancels.get(order_id)
-                if known is None or at_ns < known:
-                    self._user_cancels[order_id] = at_ns
+                if known is None or at_ns < known[0]:
+                    self._user_cancels[order_id] = (at_ns, reason)
             return []
         if not order.status.is_open:
             return []
         out: list[Payload] = []
-        self._stop(order, max(at_ns, order.created_ns), "user", out)
+        self._stop(order, max(at_ns, order.created_ns), reason, out)
         if self._late:
             self._squareoff_late(out)
         return out
@@ -709,9 +711,9 @@ class PaperExchange(MisSquareOff):
             if kills and kills[-1] >= order.created_ns:
                 stops.append((kills[bisect_left(kills, order.created_ns)], reason))
         if self._user_cancels:
-            at = self._user_cancels.pop(order.order_id, None)
-            if at is not None:
-                stops.append((max(at, order.created_ns), "user"))
+            asked = self._user_cancels.pop(order.order_id, None)
+            if asked is not None:
+                stops.append((max(asked[0], order.created_ns), asked[1]))
         for at, reason in stops:
             if at >= filled_until and (order.killed_ns is None or at < order.killed_ns):
                 order.killed_ns, order.killed_by = at, reason

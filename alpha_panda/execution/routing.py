@@ -80,14 +80,14 @@ class PaperVenue:
             exchange = self.exchange_for(signal.strategy_id)
         return exchange.submit(signal_id, signal, now_ns, flatten=flatten)
 
-    def cancel(self, order_id: str, at_ns: int) -> list[Payload]:
-        """The trader's cancel of one order (``PaperExchange.cancel``), on whichever
-        exchange holds it; every exchange remembers it when none does yet."""
+    def cancel(self, order_id: str, at_ns: int, reason: str = "user") -> list[Payload]:
+        """The trader's or a strategy's cancel of one order (``PaperExchange.cancel``), on
+        whichever exchange holds it; every exchange remembers it when none does yet."""
         for exchange in self._exchanges:
             if exchange.order(order_id) is not None:
-                return exchange.cancel(order_id, at_ns)
+                return exchange.cancel(order_id, at_ns, reason)
         for exchange in self._exchanges:
-            exchange.cancel(order_id, at_ns)
+            exchange.cancel(order_id, at_ns, reason)
         return []
 
     def recorded(self, events: Iterable[Payload]) -> None:

@@ -67,12 +67,12 @@ class PaperEngineHandler:
                 # own progress, which a rebuild (control after every tick) would misread.
             payloads = self.exchange.kill(at)
             ts = at
-        elif isinstance(data, CancelRequested):  # the trader's, of one order
+        elif isinstance(data, CancelRequested):  # the trader's or a strategy's, of one order
             if event.broker != BROKER:
                 raise InvariantViolation(f"paper engine got a {event.broker!r} cancel {event.id}")
             if data.market_ts is None:  # no tick on the log yet: no order to cancel
                 return ()
-            payloads = self.exchange.cancel(data.order_id, data.market_ts)
+            payloads = self.exchange.cancel(data.order_id, data.market_ts, data.reason)
             ts = data.market_ts
         elif isinstance(data, StrategyHalted):  # it failed: its open orders go
             payloads = self.exchange.kill(event.ts, data.strategy_id)

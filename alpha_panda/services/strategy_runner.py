@@ -15,6 +15,7 @@ from typing import Any
 
 from alpha_panda.domain.errors import ConfigurationError
 from alpha_panda.domain.events import (
+    CancelRequested,
     Envelope,
     MarketTick,
     OrderCancelled,
@@ -27,6 +28,7 @@ from alpha_panda.domain.events import (
     derive_id,
     new_envelope,
 )
+from alpha_panda.risk.engine import ORDER_STAGES
 from alpha_panda.strategy.runner import StrategyRunner, signal_ids
 from alpha_panda.stream.emit import BatchFailure, Emit, Emitted
 from alpha_panda.stream.log import Log, Record
@@ -49,12 +51,19 @@ class SignalFanout:
         if not isinstance(tick, MarketTick):
             return ()
         self.ticks += 1
-        signals = self.runner.on_tick(tick)
-        if self.runner.halted:
-            return self._emits(event, signals) + self._halts(event)
-        if not signals:
+        signals = self.runner.process(tick)
+        if signals is None and not self.runner.halted:
             return ()
-        return self._emits(event, signals)
+        return self._outputs(event, signals)
+
+    def _outputs(self, event: Envelope[Any], signals: list[Signal] | None) -> list[Emit]:
+        """What one tick's strategies asked for: signals, cancels, halts."""
+        emits = self._emits(event, signals) if signals else []
+        if self.runner.cancels:
+            emits += self._cancels(event)
+        if self.runner.halted:
+            emits += self._halts(event)
+        return emits
 
     def handle_batch(self, events: Sequence[Envelope[Any]],
                      records: Sequence[Record]) -> list[Emitted]:
@@ -72,13 +81,39 @@ class SignalFanout:
                     continue
                 self.ticks += 1
                 signals = process(tick)
-                if self.runner.halted:
-                    out.append((i, self._emits(event, signals or []) + self._halts(event)))
-                elif signals:
-                    out.append((i, self._emits(event, signals)))
+                if signals is not None or self.runner.halted:
+                    emits = self._outputs(event, signals)
+                    if emits:
+                        out.append((i, emits))
         except Exception as exc:
             raise BatchFailure(i, out, exc) from exc
         return out
+
+    def _cancels(self, event: Envelope[Any]) -> list[Emit]:
+        """A ``CancelRequested`` (reason ``strategy``) on the control topic of each broker
+        of the strategy, for each order a strategy cancelled at this tick, as the market
+        stood at the tick. The order is the strategy's first broker's; another broker's
+        order of the same signal has that broker's id (bracket legs: the first's only)."""
+        emits: list[Emit] = []
+        counts: dict[str, int] = {}
+        for sid, order in self.runner.take_cancels():
+            n = counts.get(sid, 0)
+            counts[sid] = n + 1
+            eid = derive_id(event.id, f"cancel:{sid}", n)
+            brokers = [str(b) for b in self.runner.config(sid).brokers]
+            for k, broker in enumerate(brokers):
+                if k == 0:
+                    order_id = order.order_id
+                elif order.parent_order_id is None:
+                    order_id = derive_id(order.signal_id, ORDER_STAGES[broker][0])
+                else:
+                    continue
+                request = CancelRequested(order_id=order_id, requested_by=f"strategy:{sid}",
+                                          market_ts=event.ts, reason="strategy")
+                env = new_envelope(request, id=eid, ts=event.ts, source=SOURCE, key=sid,
+                                   broker=broker, parent=event)
+                emits.append(Emit(topic(broker, "control"), env))
+        return emits
 
     def _halts(self, event: Envelope[Any]) -> list[Emit]:
         """A ``StrategyHalted`` on the control topic of each broker of each strategy that

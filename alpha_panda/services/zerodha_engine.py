@@ -4,11 +4,12 @@ It consumes only ``zerodha.signals.validated`` and ``zerodha.control`` (hard iso
 any other topic, or an envelope whose broker is not ``zerodha``, stops it) and writes only
 ``zerodha.orders.*``. A kill switch on ``zerodha.control`` cancels every open order of ours
 at Kite (our tag: orders the trader placed by hand are left alone), a failed strategy's
-halt (``StrategyHalted``) the open orders of that strategy, and a trader's cancel request
-(``CancelRequested``) the one order of ours it names by our order id (an unknown or closed
-order, or one Kite will no longer cancel, is logged and left). The order sync records
-the cancellations as Kite reports them, with the reason the engine asked for (``user``,
-``kill_switch``, ``strategy_halted``; ``broker`` for the rest). A control event older
+halt (``StrategyHalted``) the open orders of that strategy, and a cancel request
+(``CancelRequested``, the trader's or a strategy's) the one order of ours it names by our
+order id (an unknown or closed order, or one Kite will no longer cancel, is logged and
+left). The order sync records the cancellations as Kite reports them, with the reason the
+engine asked for (``user``, ``strategy``, ``kill_switch``, ``strategy_halted``; ``broker``
+for the rest). A control event older
 than the oldest signal the engine would still act on is only logged: a new consumer group
 reads the topic from its start.
 
@@ -230,9 +231,9 @@ class ZerodhaEngine:
                      cancelled=cancelled, strategy_id=strategy_id, alert=True)
 
     async def _cancel(self, event: Envelope[Any], request: CancelRequested) -> None:
-        """Ask Kite to cancel the one open order of ours the trader named. An unknown order
-        id, an order already closed (ours or at Kite) or one Kite refuses to cancel is
-        logged and left; a redelivered request finds it closed."""
+        """Ask Kite to cancel the one open order of ours the trader (or a strategy) named.
+        An unknown order id, an order already closed (ours or at Kite) or one Kite refuses
+        to cancel is logged and left; a redelivered request finds it closed."""
         ctx: dict[str, Any] = {"event_id": event.id, "order_id": request.order_id,
                                "requested_by": request.requested_by}
         if self._clock() - event.ts > self._max_age_ns:
@@ -260,7 +261,7 @@ class ZerodhaEngine:
             log_.warning("zerodha.cancel_order_not_open", status=now.get("status"), **ctx)
             return
         if await self._cancel_at_kite(order.broker_order_id, str(now.get("variety") or "regular"),
-                                      order, "user"):
+                                      order, request.reason):
             self.cancelled += 1
             log_.info("zerodha.order_cancel_requested", **ctx)
 

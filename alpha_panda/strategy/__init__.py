@@ -4,7 +4,14 @@ The order enums a strategy passes to ``ctx.buy``/``ctx.sell`` (``OrderType``, ``
 ``Side``, ``Validity``) are re-exported here, so one import line serves a strategy file."""
 
 from alpha_panda.domain.values import OrderType, Product, Side, Validity
-from alpha_panda.strategy.base import Bar, Context, Strategy, StrategyParams
+from alpha_panda.strategy.base import (
+    Bar,
+    CancelOrder,
+    Context,
+    OpenOrder,
+    Strategy,
+    StrategyParams,
+)
 from alpha_panda.strategy.config import (
     ExecutionSettings,
     StrategyConfig,
@@ -15,7 +22,8 @@ from alpha_panda.strategy.config import (
 from alpha_panda.strategy.runner import StrategyRunner, StrategyStatus, signal_ids
 
 __all__ = [
-    "Bar", "Context", "ExecutionSettings", "OrderType", "Product", "Side", "Strategy",
+    "Bar", "CancelOrder", "Context", "ExecutionSettings", "OpenOrder", "OrderType", "Product",
+    "Side", "Strategy",
     "StrategyConfig", "StrategyParams", "StrategyRunner", "StrategyStatus", "Validity",
     "config_from_mapping", "load_strategy_dir", "load_strategy_file", "signal_ids",
 ]

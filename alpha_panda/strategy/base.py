@@ -22,6 +22,7 @@ No I/O and no infrastructure imports: the same class runs live and in the backte
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import time
 from typing import Any, ClassVar
 
@@ -55,6 +56,33 @@ class Bar(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     close: int
     volume: int
     ticks: int
+
+
+class OpenOrder(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """One of the strategy's orders still working at its first broker, as last heard from
+    it (``ctx.open_orders()``): placed, and neither filled in full, cancelled nor rejected."""
+
+    order_id: str
+    signal_id: str
+    instrument_token: int
+    side: Side
+    quantity: int
+    leaves_quantity: int  # not filled yet
+    order_type: OrderType
+    limit_price: int | None = None
+    trigger_price: int | None = None
+    parent_order_id: str | None = None  # a bracket's exit leg: its entry order
+    placed_ns: int = 0  # event time the venue took it
+    cancel_requested: bool = False  # the strategy asked to cancel it (``ctx.cancel``)
+
+
+class CancelOrder(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """A strategy's request to cancel one of its open orders (``ctx.cancel``), returned
+    among its signals. What is left of the order is cancelled as the market stood at the
+    tick (reason ``strategy``); an order filled or closed by then is left as it is."""
+
+    strategy_id: str
+    order_id: str
 
 
 class _Clock:
@@ -91,23 +119,29 @@ class _Reference:
 class _Book:
     """A strategy's own account state, kept by the runner and read through ``Context``."""
 
-    __slots__ = ("cash", "clock", "positions", "product", "strategy_id")
+    __slots__ = ("cash", "clock", "filled", "orders", "positions", "product", "strategy_id")
 
     def __init__(self, strategy_id: str, cash: int, clock: _Clock | None = None,
                  product: Product = Product.CNC) -> None:
         self.strategy_id = strategy_id
-        self.positions: dict[int, int] = {}
+        self.positions: dict[int, int] = {}  # intended: moved by signals at once
+        self.filled: dict[int, int] = {}  # what the venue filled
+        self.orders: dict[str, OpenOrder] = {}  # order id -> the order, while it works
         self.cash = cash
         self.clock = clock or _Clock()
         self.product = product  # of signals that name none: the strategy file's ``product``
 
 
 class Context:
-    """Read-only view a strategy gets on every call: its position, cash, the clock.
+    """Read-only view a strategy gets on every call: its position, orders, cash, the clock.
 
     ``position`` is the *intended* position: what the strategy's own signals imply,
     corrected when risk or the venue rejects or cancels them. It moves the instant a
     signal is emitted, so a strategy never double-sends while an order is in flight.
+    ``filled`` is what the venue has filled, and ``open_orders`` the orders still working
+    there (a resting limit order counts in ``position`` but not in ``filled``). Both come
+    from the strategy's first broker, as it reports them: in the pipeline a few
+    milliseconds after the signal, so an order just signalled is in neither yet.
     """
 
     __slots__ = ("_book", "_reference", "_token")
@@ -140,6 +174,32 @@ class Context:
     def position(self, token: int | None = None) -> int:
         """Signed intended quantity held in ``token`` (default: this instance's instrument)."""
         return self._book.positions.get(self._token if token is None else token, 0)
+
+    def filled(self, token: int | None = None) -> int:
+        """Signed quantity the venue has filled in ``token`` (default: this instance's
+        instrument): what the strategy holds, bracket exits and square-offs included."""
+        return self._book.filled.get(self._token if token is None else token, 0)
+
+    def pending(self, token: int | None = None) -> int:
+        """Signed quantity signalled but not filled (``position - filled``): orders on their
+        way to the venue, resting there, or being cancelled. 0: nothing in flight."""
+        t = self._token if token is None else token
+        return self._book.positions.get(t, 0) - self._book.filled.get(t, 0)
+
+    def open_orders(self, token: int | None = None) -> list[OpenOrder]:
+        """The strategy's orders working in ``token`` (default: this instance's
+        instrument), oldest first: placed, not yet filled in full, cancelled or rejected."""
+        want = self._token if token is None else token
+        return [o for o in self._book.orders.values() if o.instrument_token == want]
+
+    def cancel(self, order: OpenOrder | str) -> CancelOrder:
+        """A request to cancel ``order`` (an ``OpenOrder`` or its id), to return among the
+        signals: ``return [ctx.cancel(o) for o in ctx.open_orders()]``. Its unfilled part
+        is cancelled as of this tick (a fill by then stands); the order stays in
+        ``open_orders`` (``cancel_requested``) until the venue confirms. Asking again, or
+        for an order no longer open, does nothing."""
+        order_id = order.order_id if isinstance(order, OpenOrder) else order
+        return CancelOrder(strategy_id=self._book.strategy_id, order_id=order_id)
 
     def tick_size(self, reference: int | None = None) -> int:
         """NSE's tick size in paise today for this instrument: the one the paper exchange
@@ -203,7 +263,8 @@ class Strategy:
     - ``Params``: a ``StrategyParams`` subclass, validated when the config is loaded.
     - ``warmup``: ticks to see before any signal counts (set it in ``setup`` from params);
       signals returned earlier are dropped by the runner.
-    - ``on_tick(tick, ctx)`` and/or ``on_bar(bar, ctx)`` return signals or ``None``.
+    - ``on_tick(tick, ctx)`` and/or ``on_bar(bar, ctx)`` return signals (and cancels of
+      the strategy's open orders, ``ctx.cancel``) or ``None``.
       Bars last ``bar_seconds`` (class attribute, 60), or the ``bar_seconds`` param if
       ``Params`` declares one.
     - ``keeps_ticks``: set ``True`` if the strategy stores tick objects; otherwise the
@@ -223,11 +284,11 @@ class Strategy:
     def setup(self) -> None:
         """Build indicators and state here; ``self.params`` is already validated."""
 
-    def on_tick(self, tick: MarketTick, ctx: Context) -> list[Signal] | None:
+    def on_tick(self, tick: MarketTick, ctx: Context) -> Sequence[Signal | CancelOrder] | None:
         """Called for every tick of this instrument, in event-time order."""
         return None
 
-    def on_bar(self, bar: Bar, ctx: Context) -> list[Signal] | None:
+    def on_bar(self, bar: Bar, ctx: Context) -> Sequence[Signal | CancelOrder] | None:
         """Called when a bar closes (only if overridden); see ``bar_interval``."""
         return None
 

@@ -8,7 +8,12 @@ which is why both produce the same signals. Per tick:
 2. each slot's handler runs (``on_bar`` first when the tick closes a bar, then ``on_tick``);
 3. signals returned before the strategy's ``warmup`` ticks are dropped; the others are
    checked (own strategy id, own instrument, positive quantity), get ``price_hint``, and
-   move the strategy's intended position at once.
+   move the strategy's intended position at once. Cancels of the strategy's open orders
+   (``ctx.cancel``) wait in ``cancels`` for the caller (``take_cancels``).
+
+The feedback (``on_fill``, ``on_order_*``) keeps what the context shows besides: the filled
+position and the open orders, whatever order the pipeline delivers the events of one
+order in (its topics are read together, so a fill may come before its submission).
 
 A strategy that raises (or emits an invalid signal) is taken out of service: status
 FAILED, the error and traceback logged, counted; the other strategies go on.
@@ -36,7 +41,15 @@ from alpha_panda.domain.events import (
 )
 from alpha_panda.domain.values import OrderType, Product, Side, Validity
 from alpha_panda.strategy.bars import BarBuilder
-from alpha_panda.strategy.base import Context, Strategy, _Book, _Clock, _Reference
+from alpha_panda.strategy.base import (
+    CancelOrder,
+    Context,
+    OpenOrder,
+    Strategy,
+    _Book,
+    _Clock,
+    _Reference,
+)
 from alpha_panda.strategy.config import StrategyConfig
 
 log = structlog.get_logger(__name__)
@@ -46,7 +59,10 @@ _BUY: Final = Side.BUY
 DEFAULT_STRATEGY_CASH: Final = 1_000_000_00
 """Starting cash of each strategy's context, in paise (₹10,00,000)."""
 
-Handler = Callable[[MarketTick, Context], "list[Signal] | None"]
+Handler = Callable[[MarketTick, Context], "Sequence[Signal | CancelOrder] | None"]
+
+ENDED_KEPT: Final = 10_000
+"""Ids of orders that ended before their submission was read, remembered at most."""
 
 
 class StrategyStatus(msgspec.Struct, kw_only=True):
@@ -88,7 +104,7 @@ def _handler_for(strategy: Strategy) -> Handler:
     on_bar = strategy.on_bar
     on_tick = strategy.on_tick
 
-    def handle(tick: MarketTick, ctx: Context) -> list[Signal] | None:
+    def handle(tick: MarketTick, ctx: Context) -> Sequence[Signal | CancelOrder] | None:
         bar = builder.update(tick.ts, tick.last_price, tick.last_quantity or tick.volume)
         from_bar = on_bar(bar, ctx) if bar is not None else None
         from_tick = on_tick(tick, ctx)
@@ -125,6 +141,11 @@ class StrategyRunner:
         self._books: dict[str, _Book] = {}
         self._slots: dict[str, list[_Slot]] = {}
         self._legs: set[str] = set()  # bracket-leg order ids: their fills move the position
+        # Orders whose events came before their submission (the pipeline reads the order
+        # topics together): leaves quantity of a part fill, or ended (filled in full,
+        # cancelled, rejected: never open), oldest first, at most ``ENDED_KEPT``.
+        self._early_leaves: dict[str, int] = {}
+        self._ended: dict[str, None] = {}
         self._clock = _Clock()
         # Per instrument: what the exchange takes its tick size from (``ctx.tick_size()``).
         self._references: dict[int, _Reference] = {}
@@ -132,6 +153,8 @@ class StrategyRunner:
         # Strategies taken out of service since the caller last took them (``take_halted``):
         # their open orders are to be cancelled.
         self.halted: list[tuple[str, str]] = []
+        # Cancels the strategies asked for since the caller last took them (``take_cancels``).
+        self.cancels: list[tuple[str, OpenOrder]] = []
         for config in configs:
             self._add(config, initial_cash)
         self._route: dict[int, list[_Slot]] = {}
@@ -180,7 +203,8 @@ class StrategyRunner:
         return self.process(tick) or []
 
     def process(self, tick: MarketTick) -> list[Signal] | None:
-        """``on_tick`` returning ``None`` when there is no signal (the engine's fast path)."""
+        """``on_tick`` returning ``None`` when there is no signal (the engine's fast path);
+        an empty list when a strategy asked for cancels only (``take_cancels``)."""
         slots = self._route.get(tick.instrument_token)
         if slots is None:
             return None
@@ -227,20 +251,22 @@ class StrategyRunner:
         """A handler raised: take its strategy out of service (``process``'s rule)."""
         self._fail(slot.sid, exc)
 
-    def warming_up(self, slot: _Slot, sigs: list[Signal] | None) -> None:
+    def warming_up(self, slot: _Slot, sigs: Sequence[Signal | CancelOrder] | None) -> None:
         """A handler returned during its warm-up: count the tick, drop its signals."""
         slot.warmup_left -= 1
         if sigs:
             self._status[slot.sid].dropped_in_warmup += len(sigs)
 
     def accept(
-        self, slot: _Slot, sigs: list[Signal], tick: MarketTick, out: list[Signal] | None
+        self, slot: _Slot, sigs: Sequence[Signal | CancelOrder], tick: MarketTick,
+        out: list[Signal] | None,
     ) -> list[Signal] | None:
         """Check a handler's signals after warm-up and add them to ``out`` (``process``'s rule)."""
         return self._accept(slot, sigs, tick, out)
 
     def _accept(
-        self, slot: _Slot, sigs: list[Signal], tick: MarketTick, out: list[Signal] | None
+        self, slot: _Slot, sigs: Sequence[Signal | CancelOrder], tick: MarketTick,
+        out: list[Signal] | None,
     ) -> list[Signal] | None:
         if not isinstance(sigs, (list, tuple)):  # the tuple form is faster than a union
             self._fail(slot.sid, StrategyError(
@@ -249,7 +275,16 @@ class StrategyRunner:
         accepted = []
         sid = slot.sid
         instruments = self._instrument_sets[sid]
+        cancels: list[CancelOrder] = []
         for sig in sigs:
+            if type(sig) is CancelOrder:
+                if sig.strategy_id != sid:
+                    self._fail(sid, StrategyError(
+                        sid, f"cancels an order of strategy {sig.strategy_id!r}: a strategy "
+                             "cancels only its own orders (ctx.cancel)"))
+                    return out
+                cancels.append(sig)
+                continue
             # the usual case in one test; ``_invalid`` says what is wrong otherwise
             if not (isinstance(sig, Signal) and sig.strategy_id == sid
                     and sig.instrument_token in instruments
@@ -262,12 +297,21 @@ class StrategyRunner:
             if sig.price_hint is None and sig.instrument_token == tick.instrument_token:
                 sig = msgspec.structs.replace(sig, price_hint=tick.last_price)
             accepted.append(sig)
-        positions = slot.ctx._book.positions
+        book = slot.ctx._book
+        positions = book.positions
         for sig in accepted:
             token = sig.instrument_token
             q = sig.quantity
             positions[token] = positions.get(token, 0) + (q if sig.side is _BUY else -q)
         self._status[slot.sid].signals += len(accepted)
+        for cancel in cancels:
+            order = book.orders.get(cancel.order_id)
+            if order is not None and not order.cancel_requested:  # else: nothing to ask
+                book.orders[cancel.order_id] = msgspec.structs.replace(
+                    order, cancel_requested=True)
+                self.cancels.append((sid, order))
+        if not accepted:  # cancels only: an empty list, not None, tells the caller to look
+            return [] if out is None else out
         if out is None:
             return accepted
         out.extend(accepted)
@@ -291,6 +335,12 @@ class StrategyRunner:
         halted, self.halted = self.halted, []
         return halted
 
+    def take_cancels(self) -> list[tuple[str, OpenOrder]]:
+        """(strategy id, order) of each cancel a strategy asked for since the last call,
+        in order; each open order once."""
+        cancels, self.cancels = self.cancels, []
+        return cancels
+
     # ------------------------------------------------------------------ feedback
 
     def _move(self, sid: str, token: int, delta: int) -> None:
@@ -303,17 +353,47 @@ class StrategyRunner:
         self._move(signal.strategy_id, signal.instrument_token, -signal.side.sign * signal.quantity)
 
     def on_order_submitted(self, order: OrderSubmitted) -> None:
-        """Remember bracket legs (orders with a parent): they were never a signal's intent."""
+        """An open order now, unless its end came first; remember bracket legs (orders with
+        a parent): they were never a signal's intent."""
+        oid = order.order_id
         if order.parent_order_id is not None:
-            self._legs.add(order.order_id)
+            self._legs.add(oid)
+        book = self._books.get(order.strategy_id)
+        if book is None or oid in book.orders:  # (redelivered)
+            return
+        if self._ended and oid in self._ended:
+            del self._ended[oid]
+            return
+        leaves = (self._early_leaves.pop(oid, order.quantity) if self._early_leaves
+                  else order.quantity)
+        book.orders[oid] = OpenOrder(
+            order_id=oid, signal_id=order.signal_id, instrument_token=order.instrument_token,
+            side=order.side, quantity=order.quantity, leaves_quantity=leaves,
+            order_type=order.order_type, limit_price=order.limit_price,
+            trigger_price=order.trigger_price, parent_order_id=order.parent_order_id,
+            placed_ns=order.ts)
+
+    def _order_ended(self, strategy_id: str, order_id: str) -> None:
+        """``order_id`` is filled in full, cancelled or rejected: no longer open."""
+        book = self._books.get(strategy_id)
+        if book is None or book.orders.pop(order_id, None) is not None:
+            return
+        # not submitted yet (or never: a rejection): its submission, if it comes, is stale
+        self._early_leaves.pop(order_id, None)
+        ended = self._ended
+        ended[order_id] = None
+        if len(ended) > ENDED_KEPT:
+            del ended[next(iter(ended))]
 
     def on_order_rejected(
         self, strategy_id: str, token: int, side: Side, quantity: int, order_id: str | None = None
     ) -> None:
         """The venue refused an order of ``quantity``: undo that part of the intent."""
-        if order_id is not None and order_id in self._legs:
-            self._legs.discard(order_id)
-            return
+        if order_id is not None:
+            self._order_ended(strategy_id, order_id)
+            if order_id in self._legs:
+                self._legs.discard(order_id)
+                return
         self._move(strategy_id, token, -side.sign * quantity)
 
     def on_order_cancelled(
@@ -321,9 +401,11 @@ class StrategyRunner:
         order_id: str | None = None,
     ) -> None:
         """An order ended with ``leaves_quantity`` unfilled: that part never happens."""
-        if order_id is not None and order_id in self._legs:
-            self._legs.discard(order_id)
-            return
+        if order_id is not None:
+            self._order_ended(strategy_id, order_id)
+            if order_id in self._legs:
+                self._legs.discard(order_id)
+                return
         self._move(strategy_id, token, -side.sign * leaves_quantity)
 
     def on_order_rejected_event(self, event: OrderRejected) -> None:
@@ -348,6 +430,23 @@ class StrategyRunner:
         signed = fill.quantity if fill.side is _BUY else -fill.quantity
         charges = 0 if fill.charges is NO_CHARGES else fill.charges.total
         book.cash -= signed * fill.price + charges
+        token = fill.instrument_token
+        book.filled[token] = book.filled.get(token, 0) + signed
+        oid = fill.order_id
+        order = book.orders.get(oid)
+        if fill.leaves_quantity == 0:
+            if order is not None:
+                del book.orders[oid]
+            else:
+                self._order_ended(fill.strategy_id, oid)
+        elif order is not None:
+            if fill.leaves_quantity < order.leaves_quantity:
+                book.orders[oid] = msgspec.structs.replace(
+                    order, leaves_quantity=fill.leaves_quantity)
+        else:  # before its submission
+            early = self._early_leaves.get(oid)
+            if early is None or fill.leaves_quantity < early:
+                self._early_leaves[oid] = fill.leaves_quantity
         if fill.origin != "signal" or fill.order_id in self._legs:
             self._move(fill.strategy_id, fill.instrument_token, signed)
             if fill.leaves_quantity == 0:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from pydantic import PositiveInt
 
 from alpha_panda.domain.events import MarketTick, Signal
-from alpha_panda.strategy import Context, OrderType, Strategy, StrategyParams
+from alpha_panda.strategy import CancelOrder, Context, OrderType, Strategy, StrategyParams
 from alpha_panda.strategy.indicators import SMA
 
 
@@ -38,13 +38,17 @@ class $cls(Strategy):
         self.warmup = self.params.period - 1
         self.average = SMA(self.params.period)
 
-    def on_tick(self, tick: MarketTick, ctx: Context) -> list[Signal] | None:
-        # Pure: read the tick, your own state and ctx (position, cash, now_ns); no I/O.
-        # Prices are int paise (2500.05 rupees == 250005).
+    def on_tick(self, tick: MarketTick, ctx: Context) -> list[Signal | CancelOrder] | None:
+        # Pure: read the tick, your own state and ctx (filled, pending, open_orders, cash,
+        # now_ns); no I/O. Prices are int paise (2500.05 rupees == 250005).
         mean = self.average.update(tick.last_price)
         if mean is None:
             return None
-        held = ctx.position()  # what your own signals imply, corrected by rejections
+        if ctx.pending():  # an order on its way, or resting: wait to hear how it ends
+            if tick.last_price < mean:  # a buy still resting is no longer wanted
+                return [ctx.cancel(o) for o in ctx.open_orders()]
+            return None
+        held = ctx.filled()  # what has filled (bracket exits and square-offs included)
         if held == 0 and tick.last_price > mean:
             return [ctx.buy(self.params.quantity, reason="above the average")]
         if held > 0 and tick.last_price < mean:

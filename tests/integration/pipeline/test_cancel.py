@@ -11,10 +11,12 @@ from pathlib import Path
 
 import httpx
 
-from alpha_panda.domain.events import OrderCancelled
+from alpha_panda.domain.events import CancelRequested, MarketTick, OrderCancelled, Signal
+from alpha_panda.domain.values import OrderType
 from alpha_panda.services.app import RunOptions, SystemRun
 from alpha_panda.services.control import PipelineControl
 from alpha_panda.services.logs import open_log
+from alpha_panda.strategy.base import CancelOrder, Context, Strategy, StrategyParams
 from alpha_panda.testing.pipeline import logged
 from tests.integration.pipeline.test_kill_switch import (
     TOKENS,
@@ -95,5 +97,66 @@ async def test_a_cancelled_order_goes_and_stays_gone_and_no_other_does(tmp_path:
     await until(lambda: again.pipeline is not None and again.pipeline.health.ready())
     rebuilt = {o.order_id for o in again.pipeline.paper.exchange.exchange_for("rest").open_orders()}
     assert len(rebuilt) == RESTING - 2 and not {target, second} & rebuilt
+    again.stop.set()
+    await task
+
+
+class Requote(Strategy):
+    """Buys 4 at market, rests a buy limit 8% below at its 40th tick, and cancels every
+    order it has working at its 80th."""
+
+    class Params(StrategyParams):
+        pass
+
+    def setup(self) -> None:
+        self.step = 0
+
+    def on_tick(self, tick: MarketTick, ctx: Context) -> list[Signal | CancelOrder] | None:
+        self.step += 1
+        if self.step == 1:
+            return [ctx.buy(4)]
+        if self.step == 40:
+            t = ctx.tick_size(tick.close or tick.last_price)
+            return [ctx.buy(2, order_type=OrderType.LIMIT,
+                            limit_price=tick.last_price * 92 // 100 // t * t)]
+        if self.step == 80:
+            return [ctx.cancel(o) for o in ctx.open_orders()]
+        return None
+
+
+async def test_a_strategy_cancels_its_resting_orders_and_sees_them_gone(tmp_path: Path) -> None:
+    strategies = tmp_path / "strategies"
+    strategies.mkdir()
+    (strategies / "q.yaml").write_text(
+        f"id: q\nstrategy: {__name__}:Requote\ninstruments: {TOKENS}\nbrokers: [paper]\n")
+    system = SystemRun(settings(tmp_path, free_port()), RunOptions(progress=False))
+    task = asyncio.create_task(system.run())
+    await until(lambda: system.pipeline is not None and system.pipeline.runner is not None)
+    runner = system.pipeline.runner
+    contexts = [slot.ctx for slot in runner._slots["q"]]
+    book = system.pipeline.paper.exchange.exchange_for("q")
+    await until(lambda: len(book.open_orders()) == len(TOKENS))
+    resting = {o.order_id for o in book.open_orders()}
+    await until(lambda: all(c.filled() == 4 and c.open_orders() == [] and c.position() == 4
+                            for c in contexts))
+    assert book.open_orders() == []
+    system.stop.set()
+    await task
+
+    cancelled = await logged(tmp_path / "data", "paper.orders.cancelled", OrderCancelled)
+    assert sorted((c.order_id, c.reason, c.leaves_quantity) for c in cancelled) == sorted(
+        (o, "strategy", 2) for o in resting)
+    requests = await logged(tmp_path / "data", "paper.control", CancelRequested)
+    assert sorted((r.order_id, r.requested_by, r.reason) for r in requests) == sorted(
+        (o, "strategy:q", "strategy") for o in resting)
+
+    # a restart rebuilds what the strategy sees and the book from the log
+    again = SystemRun(settings(tmp_path, free_port()), RunOptions(progress=False))
+    task = asyncio.create_task(again.run())
+    await until(lambda: again.pipeline is not None and again.pipeline.health.ready())
+    contexts = [slot.ctx for slot in again.pipeline.runner._slots["q"]]
+    await until(lambda: all(c.filled() == 4 for c in contexts))
+    assert all(c.open_orders() == [] and c.position() == 4 for c in contexts)
+    assert again.pipeline.paper.exchange.exchange_for("q").open_orders() == []
     again.stop.set()
     await task

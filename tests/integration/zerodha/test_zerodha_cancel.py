@@ -38,10 +38,13 @@ from alpha_panda.testing.fake_kite import FakeKite
 from .helpers import FAST, append, count, order_events, signal_envelope, wait_for
 
 
-def _cancel(order_id: str, ts: int | None = None) -> Emit:
-    """As ``PipelineControl.cancel_order`` appends it."""
+def _cancel(order_id: str, ts: int | None = None, reason: str = "user") -> Emit:
+    """As ``PipelineControl.cancel_order`` (or, ``reason`` ``strategy``, the strategy
+    runner) appends it."""
     now = ts or time.time_ns()
-    env = new_envelope(CancelRequested(order_id=order_id, requested_by="test", market_ts=now),
+    request = CancelRequested(order_id=order_id, requested_by="test", market_ts=now,
+                              reason=reason)  # type: ignore[arg-type]
+    env = new_envelope(request,
                        id=derive_id("control:zerodha", f"cancel:{order_id}", now), ts=now,
                        source="kill-switch", key="cancel", broker="zerodha")
     return Emit(CONTROL_TOPIC, env)
@@ -75,8 +78,10 @@ def _limit(n: int, price: int, strategy: str = "s1") -> Emit:
                            strategy=strategy)
 
 
-async def test_a_cancel_request_cancels_that_order_at_kite_and_is_recorded_as_the_users(
-        settings: ZerodhaSettings, session: KiteSession, fake: FakeKite, log: MemoryLog) -> None:
+@pytest.mark.parametrize("reason", ["user", "strategy"])
+async def test_a_cancel_request_cancels_that_order_at_kite_and_is_recorded_as_the_askers(
+        settings: ZerodhaSettings, session: KiteSession, fake: FakeKite, log: MemoryLog,
+        reason: str) -> None:
     await append(log, _limit(1, 95_00), _limit(2, 96_00))
     trading = build_zerodha_engine(settings, log, FAST)
     assert trading.engine._book is trading.sync.book  # the reason the engine sets is seen
@@ -86,7 +91,7 @@ async def test_a_cancel_request_cancels_that_order_at_kite_and_is_recorded_as_th
     target, other = subs["signal-1"], subs["signal-2"]
     assert fake.orders[target.broker_order_id]["status"] == "OPEN"  # resting below the market
 
-    await append(log, _cancel(target.order_id))
+    await append(log, _cancel(target.order_id, reason=reason))
     await wait_for(lambda: _has(log, "cancelled", 1))
     await asyncio.sleep(0.3)  # a second cancellation would have come by now
     stop.set()
@@ -97,7 +102,7 @@ async def test_a_cancel_request_cancels_that_order_at_kite_and_is_recorded_as_th
     assert cancelled.broker == "zerodha"
     c = cancelled.data
     assert (c.order_id, c.broker_order_id, c.reason) == (
-        target.order_id, target.broker_order_id, "user")
+        target.order_id, target.broker_order_id, reason)
     assert (c.filled_quantity, c.leaves_quantity, c.strategy_id) == (0, 5, "s1")
     assert trading.engine.cancelled == 1 and _cancels(fake) == 1
 

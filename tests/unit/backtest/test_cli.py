@@ -10,10 +10,12 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from alpha_panda.backtest.engine import run_backtest
 from alpha_panda.cli import backtest, strategy
 from alpha_panda.domain.events import MarketTick, Signal
-from alpha_panda.marketdata.files import generate_random_walk, write_ticks
+from alpha_panda.marketdata.files import generate_random_walk, load_ticks, write_ticks
 from alpha_panda.strategy.base import Context, Strategy
+from alpha_panda.strategy.config import load_strategy_file
 
 app = typer.Typer()
 backtest.register(app)
@@ -136,6 +138,16 @@ def test_the_templates_limit_order_works_when_uncommented(tmp_path: Path,
     summary = json.loads(out)
     assert code == 0 and summary["fills"] > 0
     assert "TICK_SIZE" not in summary["rejections"]
+    # It never sells what has not filled: a buy still resting when the price drops is
+    # cancelled, and only the filled quantity is sold (never short; a CNC sell of more than
+    # is held is rejected).
+    assert "CNC_SHORT" not in summary["rejections"]
+    result = run_backtest(load_strategy_file(tmp_path / "limits.yaml"), load_ticks(files[1]))
+    assert result.summary["orders_cancelled"] > 0
+    held: dict[int, int] = {}
+    for f in result.fills:
+        held[f.instrument_token] = held.get(f.instrument_token, 0) + f.quantity * f.side.sign
+        assert held[f.instrument_token] >= 0, f
 
 
 def test_strategy_check_reports_broken_files(tmp_path: Path) -> None:

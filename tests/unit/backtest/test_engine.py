@@ -27,7 +27,7 @@ from alpha_panda.execution.routing import PaperVenue
 from alpha_panda.marketdata.files import TickColumns, generate_random_walk, iter_ticks, tick_id
 from alpha_panda.portfolio.ledger import PositionLedger
 from alpha_panda.risk import RiskEngine
-from alpha_panda.strategy.base import Context, Strategy, StrategyParams
+from alpha_panda.strategy.base import CancelOrder, Context, Strategy, StrategyParams
 from alpha_panda.strategy.config import StrategyConfig, config_from_mapping
 from alpha_panda.strategy.runner import DEFAULT_STRATEGY_CASH, StrategyRunner, signal_ids
 
@@ -111,6 +111,30 @@ class RestThenCrash(Strategy):
         return None
 
 
+class Requoter(Strategy):
+    """Keeps a limit buy of 3 resting 3 ticks under the market; when the market runs 8
+    ticks above it, cancels it and quotes again; sells at market what filled. Fails if its intended
+    position is ever other than what filled plus what still works (no latency: nothing is
+    in flight between two ticks)."""
+
+    def on_tick(self, tick: MarketTick, ctx: Context) -> list[Signal | CancelOrder] | None:
+        working = ctx.open_orders()
+        pending = sum(o.leaves_quantity * o.side.sign for o in working)
+        if ctx.position() != ctx.filled() + pending:
+            raise AssertionError(f"{ctx.position()} != {ctx.filled()} + {pending}")
+        out: list[Signal | CancelOrder] = []
+        if ctx.filled() > 0:
+            out.append(ctx.sell(ctx.filled()))
+        bids = [o for o in working if o.side is Side.BUY]
+        t = ctx.tick_size()
+        out += [ctx.cancel(o) for o in bids
+                if not o.cancel_requested and (o.limit_price or 0) < tick.last_price - 8 * t]
+        if not bids:
+            out.append(ctx.buy(3, order_type=OrderType.LIMIT,
+                               limit_price=(tick.last_price // t - 3) * t))
+        return out or None
+
+
 def cfg(sid: str, strategy: str, tokens: list[int], **extra: Any) -> StrategyConfig:
     return config_from_mapping({"id": sid, "strategy": strategy, "instruments": tokens, **extra})
 
@@ -159,6 +183,8 @@ def naive(configs: list[StrategyConfig], cols: TickColumns, source: str, *,
                 runner.on_signal_rejected(sig)
                 continue
             route(venue.submit(sid, sig, tick.ts))
+        for _, order in runner.take_cancels():
+            route(venue.cancel(order.order_id, tick.ts, "strategy"))
         for failed, _ in runner.take_halted():
             if halt:
                 route(venue.kill(tick.ts, failed))
@@ -330,3 +356,34 @@ def test_limit_prices_on_ctx_tick_size_are_on_the_exchanges_grid() -> None:
         rejected[old_advice] = result.summary["rejections"].get("TICK_SIZE", 0)
         assert result.summary["orders"] + rejected[old_advice] == 20
     assert rejected == {False: 0, True: 10}  # old: the prices on 0.05 but not on 0.10
+
+
+def test_a_strategy_cancels_and_requotes_and_sees_what_filled_and_what_works() -> None:
+    requoter = cfg("rq", f"{__name__}:Requoter", [11, 12], execution={"costs": True})
+    result = run_backtest([requoter], TICKS, source="replay:t.csv")
+    s = result.summary
+    assert s["strategies_failed"] == []  # what it saw always added up
+    assert s["orders_cancelled"] > 10 and len(result.fills) > 10
+    fills, _ = naive([requoter], TICKS, "replay:t.csv")
+    assert fills == result.fills
+    # the venue cancelled them (reason "strategy"), each at the tick after it was asked
+    venue = PaperVenue(execution_configs([requoter]))
+    runner = StrategyRunner([requoter])
+    cancelled: list[OrderCancelled] = []
+    for seq, tick in enumerate(iter_ticks(TICKS)):
+        events = list(venue.on_tick(tick))
+        sigs = runner.on_tick(tick)
+        for sid, sig in zip(signal_ids(tick_id("t", seq), sigs), sigs, strict=True):
+            events += venue.submit(sid, sig, tick.ts)
+        for _, order in runner.take_cancels():
+            events += venue.cancel(order.order_id, tick.ts, "strategy")
+        for p in events:
+            if isinstance(p, OrderSubmitted):
+                runner.on_order_submitted(p)
+            elif isinstance(p, OrderFilled):
+                runner.on_fill(p)
+            elif isinstance(p, OrderCancelled):
+                cancelled.append(p)
+                runner.on_order_cancelled_event(p)
+    assert cancelled and {c.reason for c in cancelled} == {"strategy"}
+    assert all(c.filled_quantity == 0 and c.leaves_quantity == 3 for c in cancelled)

@@ -7,7 +7,7 @@ from typing import ClassVar
 from alpha_panda.domain.clock import ist_ns
 from alpha_panda.domain.events import Charges, MarketTick, OrderFilled, OrderSubmitted, Signal
 from alpha_panda.domain.values import OrderType, Product, Side
-from alpha_panda.strategy.base import Bar, Context, Strategy, _Book, _Clock
+from alpha_panda.strategy.base import Bar, CancelOrder, Context, Strategy, _Book, _Clock
 from alpha_panda.strategy.config import StrategyConfig, config_from_mapping
 from alpha_panda.strategy.runner import DEFAULT_STRATEGY_CASH, StrategyRunner, signal_ids
 
@@ -269,3 +269,88 @@ def test_ctx_tick_size_is_taken_from_what_the_exchange_takes_it_from() -> None:
     strategy = runner._slots["t"][0].strategy
     assert isinstance(strategy, AsksTick)
     assert strategy.seen == [10, 10, 5, 10]
+
+
+class Rests(Strategy):
+    """A limit buy of 5 at its first tick; cancels every open order when the price is 0."""
+
+    def on_tick(self, tick: MarketTick, ctx: Context) -> list[Signal | CancelOrder] | None:
+        if tick.last_price == 0:
+            return [ctx.cancel(o) for o in ctx.open_orders()]
+        if ctx.position() == 0:
+            return [ctx.buy(5, order_type=OrderType.LIMIT, limit_price=90)]
+        return None
+
+
+def submitted(oid: str, qty: int = 5, **kw: object) -> OrderSubmitted:
+    return OrderSubmitted(order_id=oid, signal_id=f"s-{oid}", strategy_id="r",
+                          instrument_token=1, side=Side.BUY, quantity=qty,
+                          order_type=OrderType.LIMIT, limit_price=90, **kw)  # type: ignore[arg-type]
+
+
+def filled(oid: str, qty: int, leaves: int) -> OrderFilled:
+    return OrderFilled(order_id=oid, fill_id=f"{oid}-{leaves}", strategy_id="r",
+                       instrument_token=1, side=Side.BUY, quantity=qty, price=90,
+                       cumulative_quantity=5 - leaves, leaves_quantity=leaves, average_price=90)
+
+
+def test_the_context_shows_what_filled_and_what_still_works_in_any_order_of_events() -> None:
+    runner = StrategyRunner([cfg("r", Rests, [1])])
+    ctx = runner._slots["r"][0].ctx
+    runner.on_tick(tick(1, 100))
+    assert (ctx.position(), ctx.filled(), ctx.open_orders()) == (5, 0, [])  # in flight
+    runner.on_order_submitted(submitted("a"))
+    assert [(o.order_id, o.leaves_quantity, o.limit_price) for o in ctx.open_orders()] == [
+        ("a", 5, 90)]
+    runner.on_fill(filled("a", 2, 3))
+    assert (ctx.position(), ctx.filled(), ctx.open_orders()[0].leaves_quantity) == (5, 2, 3)
+    runner.on_fill(filled("a", 3, 0))
+    assert (ctx.position(), ctx.filled(), ctx.open_orders()) == (5, 5, [])
+
+    # The pipeline reads the order topics together: a fill, a cancel, a rejection may come
+    # before the submission they follow.
+    runner.on_fill(filled("b", 1, 4))
+    runner.on_order_submitted(submitted("b"))
+    assert [(o.order_id, o.leaves_quantity) for o in ctx.open_orders()] == [("b", 4)]
+    runner.on_order_cancelled("r", 1, Side.BUY, 4, order_id="c")
+    runner.on_order_submitted(submitted("c"))
+    runner.on_fill(filled("d", 5, 0))
+    runner.on_order_submitted(submitted("d"))
+    runner.on_order_rejected("r", 1, Side.BUY, 5, order_id="e")
+    runner.on_order_submitted(submitted("e"))
+    assert [o.order_id for o in ctx.open_orders()] == ["b"]
+    assert ctx.open_orders(2) == [] and ctx.filled(2) == 0
+    assert ctx.filled() == 5 + 1 + 5
+
+
+def test_a_strategy_cancels_its_open_order_once_and_the_cancel_confirms_it() -> None:
+    runner = StrategyRunner([cfg("r", Rests, [1])])
+    ctx = runner._slots["r"][0].ctx
+    runner.on_tick(tick(1, 100))
+    assert runner.process(tick(1, 0)) is None and runner.take_cancels() == []  # nothing open
+    runner.on_order_submitted(submitted("a"))
+    assert runner.process(tick(1, 0)) == []  # cancels only: [] tells the caller to look
+    [(sid, order)] = runner.take_cancels()
+    assert (sid, order.order_id, order.signal_id) == ("r", "a", "s-a")
+    assert ctx.open_orders()[0].cancel_requested
+    runner.process(tick(1, 0))  # asked again while the venue has not answered: not twice
+    assert runner.take_cancels() == []
+    runner.on_order_cancelled("r", 1, Side.BUY, 5, order_id="a")
+    assert (ctx.position(), ctx.open_orders()) == (0, [])
+    assert runner.statuses()[0].state == "ACTIVE"
+
+
+class CancelsOthers(Strategy):
+    def on_tick(self, tick: MarketTick, ctx: Context) -> list[Signal | CancelOrder] | None:
+        return [CancelOrder(strategy_id="r", order_id="a")]
+
+
+def test_cancelling_another_strategys_order_fails_the_strategy() -> None:
+    runner = StrategyRunner([cfg("r", Rests, [1]), cfg("x", CancelsOthers, [1])])
+    runner.on_tick(tick(1, 100))
+    runner.on_order_submitted(submitted("a"))
+    runner.on_tick(tick(1, 101))
+    status = {s.id: s for s in runner.statuses()}
+    assert status["x"].state == "FAILED" and "cancels an order of strategy 'r'" in (
+        status["x"].error or "")
+    assert runner.take_cancels() == [] and status["r"].state == "ACTIVE"
