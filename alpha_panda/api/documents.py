@@ -150,6 +150,8 @@ def order_out(o: OrderView) -> s.Order:
         average_price=s.rupees(o.average_price), limit_price=s.rupees_or_none(o.limit_price),
         trigger_price=s.rupees_or_none(o.trigger_price), charges=s.rupees(o.charges),
         reason=o.reason, ts=o.ts, time=s.iso_time(o.ts), updated_ts=o.updated_ts,
+        cancel_requested_at=o.cancel_requested_ts,
+        cancel_requested_by=o.cancel_requested_by or None, cancel_refused=o.cancel_refused,
     )
 
 

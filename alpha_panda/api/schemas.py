@@ -122,7 +122,14 @@ class Order(_Out):
     ts: int
     time: str | None
     updated_ts: int
-
+    cancel_requested_at: Annotated[int | None, Field(
+        description="When the latest cancel of this order was asked (ns since epoch; the "
+                    "requested_at of POST .../cancel), None if never")]
+    cancel_requested_by: Annotated[str | None, Field(
+        description="Who asked: api, cli, or strategy:ID (the strategy's own ctx.cancel)")]
+    cancel_refused: Annotated[str | None, Field(
+        description="Why the engine could not carry out that cancel (the order filled "
+                    "first, the broker refused...); None while it stands or went through")]
 
 
 class Signal(_Out):

@@ -283,6 +283,19 @@ class CancelRequested(Payload, frozen=True, kw_only=True, gc=False):
     reason: Literal["user", "strategy"] = "user"
 
 
+class CancelRefused(Payload, frozen=True, kw_only=True, gc=False):
+    """A ``CancelRequested`` the trading engine could not carry out (``message`` says why:
+    the order is closed already, unknown, or the broker refused), on the same
+    ``{broker}.control`` topic, so the trader who asked is told instead of left waiting.
+    The order itself is as its own events say."""
+
+    EVENT_TYPE: ClassVar[str] = "cancel_refused"
+    order_id: str
+    requested_by: str = ""
+    reason: Literal["user", "strategy"] = "user"
+    message: str
+
+
 # ---------------------------------------------------------------------------- dead letters
 
 
@@ -320,6 +333,7 @@ PAYLOAD_TYPES: Final[dict[str, type[Payload]]] = {
         KillSwitchSet,
         StrategyHalted,
         CancelRequested,
+        CancelRefused,
         DeadLetter,
     )
 }

@@ -71,6 +71,11 @@ class OrderView(msgspec.Struct, kw_only=True):
     product: str = ""  # CNC, MIS or NRML ("" until its OrderSubmitted is read)
     validity: str = ""
     parent_order_id: str | None = None  # a bracket leg's entry order
+    # The latest cancel asked for (by ``cancel_requested_by``, at event time
+    # ``cancel_requested_ts``), and why the engine could not carry it out, if it could not.
+    cancel_requested_ts: int | None = None
+    cancel_requested_by: str = ""
+    cancel_refused: str | None = None
 
 
 class SignalView(msgspec.Struct, kw_only=True):

@@ -20,6 +20,8 @@ from typing import Any
 from alpha_panda.backtest.metrics import RoundTripTracker
 from alpha_panda.domain.errors import InvariantViolation
 from alpha_panda.domain.events import (
+    CancelRefused,
+    CancelRequested,
     Envelope,
     MarketTick,
     OrderCancelled,
@@ -57,6 +59,9 @@ class PortfolioHandler:
         self.broker = broker
         self.ledger = ledger
         self.orders: OrderedDict[str, OrderView] = OrderedDict()
+        # Cancel requests and refusals of orders not seen yet (a rebuild reads the control
+        # topic before the order topics), for when they are: at most MAX_ORDERS.
+        self._cancel_notes: dict[str, list[tuple[CancelRequested | CancelRefused, int]]] = {}
         self.signals: deque[SignalView] = deque(maxlen=MAX_SIGNALS)
         self.equity_curve: deque[tuple[int, int]] = deque(maxlen=MAX_CURVE)
         self.as_of = 0
@@ -106,6 +111,8 @@ class PortfolioHandler:
             self._order_closed(data, "CANCELLED", data.reason, event.ts)
         elif isinstance(data, SignalValidated | SignalRejected):
             self._signal(data, event)
+        elif isinstance(data, CancelRequested | CancelRefused):
+            self._cancel_note(data, event.ts)
         return ()
 
     def handle_batch(self, events: Sequence[Envelope[Any]],
@@ -203,6 +210,8 @@ class PortfolioHandler:
                 quantity=quantity, order_type="", status="SUBMITTED", ts=ts, updated_ts=ts)
             if len(self.orders) > MAX_ORDERS:
                 self._forget_oldest_closed()
+            for note, at in self._cancel_notes.pop(order_id, ()):
+                self._note_on(view, note, at)
         return view
 
     def _forget_oldest_closed(self) -> None:
@@ -241,6 +250,26 @@ class PortfolioHandler:
                           event.side.value, quantity, ts)
         view.status, view.reason, view.updated_ts = status, reason, max(view.updated_ts, ts)
 
+    def _cancel_note(self, d: CancelRequested | CancelRefused, ts: int) -> None:
+        """A cancel asked for an order (a new request clears an earlier one's refusal), or
+        refused: on its view, or kept for the view until its first order event is read."""
+        view = self.orders.get(d.order_id)
+        if view is not None:
+            self._note_on(view, d, ts)
+            return
+        notes = self._cancel_notes
+        notes.setdefault(d.order_id, []).append((d, ts))
+        if len(notes) > MAX_ORDERS:  # (an order id no order event ever names)
+            del notes[next(iter(notes))]
+
+    @staticmethod
+    def _note_on(view: OrderView, d: CancelRequested | CancelRefused, ts: int) -> None:
+        if isinstance(d, CancelRequested):
+            view.cancel_requested_ts, view.cancel_requested_by = ts, d.requested_by
+            view.cancel_refused = None
+        else:
+            view.cancel_refused = d.message
+
     def _signal(self, d: SignalValidated | SignalRejected, event: Envelope[Any]) -> None:
         s = d.signal
         rejected = isinstance(d, SignalRejected)
@@ -257,7 +286,7 @@ class PortfolioHandler:
 def portfolio_topics(broker: str) -> list[str]:
     return [MARKET_TICKS] + [topic(broker, s) for s in (
         "orders.submitted", "orders.filled", "orders.rejected", "orders.cancelled",
-        "signals.validated", "signals.rejected", "pnl.snapshots")]
+        "signals.validated", "signals.rejected", "pnl.snapshots", "control")]
 
 
 def build_portfolio(

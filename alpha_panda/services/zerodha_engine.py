@@ -2,16 +2,16 @@
 
 It consumes only ``zerodha.signals.validated`` and ``zerodha.control`` (hard isolation:
 any other topic, or an envelope whose broker is not ``zerodha``, stops it) and writes only
-``zerodha.orders.*``. A kill switch on ``zerodha.control`` cancels every open order of ours
-at Kite (our tag: orders the trader placed by hand are left alone), a failed strategy's
-halt (``StrategyHalted``) the open orders of that strategy, and a cancel request
-(``CancelRequested``, the trader's or a strategy's) the one order of ours it names by our
-order id (an unknown or closed order, or one Kite will no longer cancel, is logged and
-left). The order sync records the cancellations as Kite reports them, with the reason the
-engine asked for (``user``, ``strategy``, ``kill_switch``, ``strategy_halted``; ``broker``
-for the rest). A control event older
-than the oldest signal the engine would still act on is only logged: a new consumer group
-reads the topic from its start.
+``zerodha.orders.*`` and, for a cancel it could not carry out, ``zerodha.control``. A kill
+switch on ``zerodha.control`` cancels every open order of ours at Kite (our tag: orders the
+trader placed by hand are left alone), a failed strategy's halt (``StrategyHalted``) the
+open orders of that strategy, and a cancel request (``CancelRequested``, the trader's or a
+strategy's) the one order of ours it names by our order id (an unknown or closed order, or
+one Kite will no longer cancel, is left, and a ``CancelRefused`` says why). The order sync
+records the cancellations as Kite reports them, with the reason the engine asked for
+(``user``, ``strategy``, ``kill_switch``, ``strategy_halted``; ``broker`` for the rest). A
+control event older than the oldest signal the engine would still act on is only logged: a
+new consumer group reads the topic from its start.
 
 Exactly once across crashes: the order of a signal carries a tag derived from the
 signal id (``order_tag``). Before placing, the engine looks the tag up in the day's order
@@ -52,6 +52,7 @@ from alpha_panda.domain.errors import (
 from alpha_panda.domain.events import (
     CODEC,
     NO_CHARGES,
+    CancelRefused,
     CancelRequested,
     Charges,
     Envelope,
@@ -60,6 +61,8 @@ from alpha_panda.domain.events import (
     OrderSubmitted,
     SignalValidated,
     StrategyHalted,
+    derive_id,
+    new_envelope,
 )
 from alpha_panda.execution.costs import CostModel, Segment
 from alpha_panda.execution.zerodha.orders import (
@@ -83,6 +86,7 @@ CONTROL_TOPIC = topic(BROKER, "control")
 _CANCELLABLE = frozenset({"OPEN", "TRIGGER PENDING", "AMO REQ RECEIVED", "OPEN PENDING",
                           "VALIDATION PENDING", "PUT ORDER REQ RECEIVED", "MODIFY PENDING",
                           "MODIFY VALIDATION PENDING"})
+_FILLED_OR_REJECTED = frozenset({"COMPLETE", "REJECTED"})
 GROUP = "zerodha.trading-engine"
 
 
@@ -161,8 +165,7 @@ class ZerodhaEngine:
             await self._kill(event, data.strategy_id)
             return ()
         if isinstance(data, CancelRequested):
-            await self._cancel(event, data)
-            return ()
+            return await self._cancel(event, data)
         if not isinstance(data, SignalValidated):
             return ()
         sig, sid = data.signal, data.signal_id
@@ -224,51 +227,73 @@ class ZerodhaEngine:
                 continue
             # None: an order of ours no event records yet (its signal adopts it later)
             if await self._cancel_at_kite(broker_id, str(o.get("variety") or "regular"),
-                                          self._book.get(broker_id), reason):
+                                          self._book.get(broker_id), reason) is None:
                 cancelled += 1
         self.cancelled += cancelled
         log_.warning("zerodha.kill_switch" if strategy_id is None else "zerodha.strategy_halted",
                      cancelled=cancelled, strategy_id=strategy_id, alert=True)
 
-    async def _cancel(self, event: Envelope[Any], request: CancelRequested) -> None:
+    async def _cancel(self, event: Envelope[Any], request: CancelRequested) -> list[Emit]:
         """Ask Kite to cancel the one open order of ours the trader (or a strategy) named.
         An unknown order id, an order already closed (ours or at Kite) or one Kite refuses
-        to cancel is logged and left; a redelivered request finds it closed."""
+        to cancel is left as it is, and a ``CancelRefused`` on the control topic says why;
+        a redelivered request finds it closed."""
         ctx: dict[str, Any] = {"event_id": event.id, "order_id": request.order_id,
                                "requested_by": request.requested_by}
-        if self._clock() - event.ts > self._max_age_ns:
+        if self._clock() - event.ts > self._max_age_ns:  # a new group reading old requests
             log_.warning("zerodha.cancel_request_too_old", requested_at=event.ts, **ctx)
-            return
+            return []
         # only orders our own OrderSubmitted records: never one placed by hand at Kite
         order = self._book.by_order_id(request.order_id)
         if order is None or not is_our_tag(order.tag):
             log_.warning("zerodha.cancel_unknown_order", **ctx)
-            return
+            return [self._refused(event, request, "no order of this system has that id on "
+                                                  "Zerodha (placed by hand, or never placed)")]
         ctx["broker_order_id"] = order.broker_order_id
         if order.terminal:
             log_.warning("zerodha.cancel_order_closed", **ctx)
-            return
+            if order.leaves:  # cancelled (a redelivered request's, maybe) or rejected: its
+                return []  # own event says so
+            return [self._refused(event, request, "the order is filled: nothing is left of "
+                                                  "it to cancel")]
         try:
             history = await self._kite.order_history(order.broker_order_id)
         except OrderRefused as exc:  # not in Kite's book of today: an earlier day's order
             log_.warning("zerodha.cancel_order_not_at_kite", error=str(exc), **ctx)
-            return
+            return [self._refused(event, request, f"Kite does not list the order today: {exc}")]
         now = history[-1] if history else {}  # Kite lists an order's states oldest first
         if now.get("tag") != order.tag:
             log_.error("zerodha.cancel_tag_mismatch", kite_tag=now.get("tag"), alert=True, **ctx)
-            return
-        if now.get("status") not in _CANCELLABLE:  # filled, cancelled or being cancelled
-            log_.warning("zerodha.cancel_order_not_open", status=now.get("status"), **ctx)
-            return
-        if await self._cancel_at_kite(order.broker_order_id, str(now.get("variety") or "regular"),
-                                      order, request.reason):
-            self.cancelled += 1
-            log_.info("zerodha.order_cancel_requested", **ctx)
+            return [self._refused(event, request, f"Kite's order {order.broker_order_id} "
+                                                  "carries another tag: not ours to cancel")]
+        status = now.get("status")
+        if status not in _CANCELLABLE:  # filled, cancelled or being cancelled
+            log_.warning("zerodha.cancel_order_not_open", status=status, **ctx)
+            if status in _FILLED_OR_REJECTED:  # else cancelled, as asked: the sync says so
+                return [self._refused(event, request, f"Kite shows the order {status}: "
+                                                      "nothing is left of it to cancel")]
+            return []
+        refusal = await self._cancel_at_kite(order.broker_order_id,
+                                             str(now.get("variety") or "regular"), order,
+                                             request.reason)
+        if refusal is not None:
+            return [self._refused(event, request, f"Kite refused the cancel: {refusal}")]
+        self.cancelled += 1
+        log_.info("zerodha.order_cancel_requested", **ctx)
+        return []
+
+    @staticmethod
+    def _refused(event: Envelope[Any], request: CancelRequested, message: str) -> Emit:
+        refused = CancelRefused(order_id=request.order_id, requested_by=request.requested_by,
+                                reason=request.reason, message=message)
+        env = new_envelope(refused, id=derive_id(event.id, "cancel_refused"), ts=event.ts,
+                           source=SOURCE, key=event.key, broker=BROKER, parent=event)
+        return Emit(CONTROL_TOPIC, env)
 
     async def _cancel_at_kite(self, broker_order_id: str, variety: str,
-                              order: TrackedOrder | None, reason: str) -> bool:
+                              order: TrackedOrder | None, reason: str) -> str | None:
         """Cancel at Kite, ``reason`` recorded on ``order`` for the sync's OrderCancelled;
-        False when Kite refuses (the order filled or closed meanwhile)."""
+        Kite's message when it refuses (the order filled or closed meanwhile), else None."""
         previous = order.cancel_reason if order is not None else None
         if order is not None:
             # set before asking: the sync may see CANCELLED before the call returns. Kept on
@@ -281,8 +306,8 @@ class ZerodhaEngine:
                 order.cancel_reason = previous  # whatever closes it, it is not this request
             log_.warning("zerodha.cancel_refused", broker_order_id=broker_order_id,
                          reason=reason, error=str(exc))
-            return False
-        return True
+            return str(exc)
+        return None
 
     async def _existing(self, tag: str) -> str | None:
         if self._stale:

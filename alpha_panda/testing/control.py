@@ -7,7 +7,8 @@ from alpha_panda.api.control import CancelRecord, KillSwitchRecord
 
 class RecordingControl:
     """The pipeline's ``Control`` as far as the API can tell; ``set_at`` of every switch is
-    ``set_at`` given here."""
+    ``set_at`` given here, and each cancel is asked one nanosecond after the one before
+    (the first at ``set_at``), as each has its own time on the real clock."""
 
     def __init__(self, set_at: int = 1) -> None:
         self.calls: list[tuple[str, bool, bool]] = []
@@ -30,5 +31,6 @@ class RecordingControl:
     async def cancel_order(self, broker: str, order_id: str) -> CancelRecord:
         if self.refuse is not None:
             raise self.refuse
+        asked = self._set_at + len(self.cancels)
         self.cancels.append((broker, order_id))
-        return CancelRecord(order_id, self._set_at, self._set_at)
+        return CancelRecord(order_id, asked, self._set_at)

@@ -412,8 +412,39 @@ def test_a_trader_cancels_an_open_order_from_the_orders_table(
         expect(cancelling).to_be_disabled()
         expect(rows.nth(0).locator(".badge")).to_have_text("SUBMITTED")
 
-        # the engine cancels what is left: the order shows CANCELLED and offers no cancel
+        # the engine refuses that very request (say Kite would not cancel it): the row says
+        # why and offers the cancel again at once, not after CANCEL_WAIT_MS
         before = documents()[key("paper", "orders")]
+        refused = msgspec.json.decode(before, type=list[OrderView])
+        refused[0] = msgspec.structs.replace(
+            refused[0], cancel_requested_ts=accepted.value.json()["requested_at"],
+            cancel_requested_by="api", cancel_refused="Kite refused the cancel: order is locked")
+        _run_elsewhere(cache.set(key("paper", "orders"), enc(refused)))
+        try:
+            expect(rows.nth(0)).to_contain_text(
+                "cancel refused: Kite refused the cancel: order is locked", timeout=5000)
+            expect(cancel).to_be_enabled()
+            expect(rows.nth(0).locator(".badge")).to_have_text("SUBMITTED")
+        finally:
+            _run_elsewhere(cache.set(key("paper", "orders"), before))
+        # asked again and accepted: the earlier refusal is not this request's answer
+        page.unroute("**/api/v1/orders/paper/o3/cancel")
+        answers.append(True)
+        with page.expect_response(cancel_answered):
+            cancel.click()
+        expect(cancelling).to_be_disabled()
+        stale = msgspec.json.decode(before, type=list[OrderView])
+        stale[0] = msgspec.structs.replace(
+            stale[0], cancel_requested_ts=accepted.value.json()["requested_at"] - 1,
+            cancel_refused="an earlier request's refusal")
+        _run_elsewhere(cache.set(key("paper", "orders"), enc(stale)))
+        try:
+            expect(rows.nth(0)).to_contain_text("an earlier request's refusal", timeout=5000)
+            expect(cancelling).to_be_disabled()
+        finally:
+            _run_elsewhere(cache.set(key("paper", "orders"), before))
+
+        # the engine cancels what is left: the order shows CANCELLED and offers no cancel
         done = msgspec.json.decode(before, type=list[OrderView])
         done[0] = msgspec.structs.replace(done[0], status="CANCELLED", reason="user")
         _run_elsewhere(cache.set(key("paper", "orders"), enc(done)))
@@ -425,7 +456,7 @@ def test_a_trader_cancels_an_open_order_from_the_orders_table(
             _run_elsewhere(cache.set(key("paper", "orders"), before))
         browser.close()
     assert errors == []
-    assert [d for d in dialogs if d[0] == "confirm"] == [dialogs[0]] * 3
+    assert [d for d in dialogs if d[0] == "confirm"] == [dialogs[0]] * 4
     keep = os.environ.get("ALPHA_PANDA_SCREENSHOTS")
     if keep:
         for shot in tmp_path.glob("*.png"):

@@ -165,10 +165,12 @@ function renderPositions(data) {
   )), "No positions yet: they appear with the first fill.");
 }
 
-// A trader's cancels, by "broker/order_id": "sending" while the request is out, then the time
-// it was accepted. The table is redrawn by every poll, so a row's cancel state lives here and
-// not in its button. It ends when the order shows closed, or CANCEL_WAIT_MS after it was
-// accepted with the order still open (say, the engine is down): the trader may ask again.
+// A trader's cancels, by "broker/order_id": "sending" while the request is out, then when it
+// was accepted ({ since: the page's clock, requestedAt: the API's requested_at }). The table
+// is redrawn by every poll, so a row's cancel state lives here and not in its button. It ends
+// when the order shows closed, when the engine refuses that very request (the row says why),
+// or CANCEL_WAIT_MS after it was accepted with the order still open (say, the engine is
+// down): the trader may ask again.
 const OPEN_ORDER = ["SUBMITTED", "PARTIALLY_FILLED"];
 const CANCEL_WAIT_MS = 30000;
 const cancels = new Map();
@@ -179,7 +181,10 @@ function cancelState(ofBroker, o) {
   const id = `${ofBroker}/${o.order_id}`;
   const asked = cancels.get(id);
   if (asked === undefined) return OPEN_ORDER.includes(o.status) ? "open" : "closed";
-  if (asked !== "sending" && (!OPEN_ORDER.includes(o.status) || Date.now() - asked > CANCEL_WAIT_MS)) {
+  const refused = asked !== "sending" && o.cancel_refused != null
+    && o.cancel_requested_at === asked.requestedAt;
+  if (asked !== "sending"
+      && (refused || !OPEN_ORDER.includes(o.status) || Date.now() - asked.since > CANCEL_WAIT_MS)) {
     cancels.delete(id);
     return cancelState(ofBroker, o);
   }
@@ -207,16 +212,19 @@ async function cancelOrder(ofBroker, o) {
   cancels.set(id, "sending");
   redrawOrders();
   let problem = null;
+  let requestedAt = null;
   try {
     const response = await fetch(
       `/api/v1/orders/${encodeURIComponent(ofBroker)}/${encodeURIComponent(o.order_id)}/cancel`,
       { method: "POST" });
     const body = await response.json().catch(() => ({}));
     if (!response.ok) problem = detailText(body.detail) ?? `${response.status} ${response.statusText}`;
+    else requestedAt = body.requested_at ?? null;
   } catch (err) {
     problem = `cannot reach the API (${err.message})`;
   }
-  if (problem === null) cancels.set(id, Date.now()); else cancels.delete(id);
+  if (problem === null) cancels.set(id, { since: Date.now(), requestedAt });
+  else cancels.delete(id);
   redrawOrders();
   if (problem !== null) alert(`Order ${o.order_id} was not cancelled: ${problem}`);
 }
@@ -250,7 +258,9 @@ function renderOrders(data, ofBroker = broker) {
       : el("span", { class: "order-status" }, badge(o.status), cancelButton(ofBroker, o, states[i]))),
     el("td", { class: "num" }, o.filled_quantity ? inr(o.average_price)
       : o.limit_price ? "@ " + inr(o.limit_price) : o.order_type),
-    el("td", { class: "wrap" }, o.reason ?? ""),
+    el("td", { class: "wrap" }, o.reason ?? "", o.cancel_refused == null ? ""
+      : el("span", { class: "error", title: `asked by ${o.cancel_requested_by ?? "?"}` },
+        `${o.reason ? " · " : ""}cancel refused: ${o.cancel_refused}`)),
   )), "No orders yet.");
 }
 

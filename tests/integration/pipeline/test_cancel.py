@@ -56,6 +56,8 @@ async def test_a_cancelled_order_goes_and_stays_gone_and_no_other_does(tmp_path:
             assert asyncio.get_running_loop().time() < deadline, "cancel never shown"
             await asyncio.sleep(0.1)
         assert shown[0]["reason"] == "user"
+        assert (shown[0]["cancel_requested_by"], shown[0]["cancel_requested_at"],
+                shown[0]["cancel_refused"]) == ("api", resp.json()["requested_at"], None)
         again = await client.post(f"/api/v1/orders/paper/{target}/cancel")
         assert again.status_code == 409 and "CANCELLED" in again.json()["detail"]
         filled = await client.post(f"/api/v1/orders/paper/{market}/cancel")

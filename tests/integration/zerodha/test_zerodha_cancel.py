@@ -16,6 +16,7 @@ from alpha_panda.adapters.zerodha.instruments import InstrumentMaster
 from alpha_panda.adapters.zerodha.session import KiteSession
 from alpha_panda.domain.events import (
     CODEC,
+    CancelRefused,
     CancelRequested,
     KillSwitchSet,
     StrategyHalted,
@@ -32,7 +33,7 @@ from alpha_panda.services.zerodha_engine import (
     build_zerodha_engine,
 )
 from alpha_panda.stream.emit import Emit
-from alpha_panda.stream.log import Log, Record
+from alpha_panda.stream.log import Log, Record, read_topic
 from alpha_panda.testing.fake_kite import FakeKite
 
 from .helpers import FAST, append, count, order_events, signal_envelope, wait_for
@@ -132,6 +133,12 @@ async def test_a_cancel_request_that_cannot_apply_changes_nothing_and_the_engine
     assert _cancels(fake) == 0 and trading.engine.cancelled == 0
     assert await count(log, "zerodha.orders.cancelled") == 0
     assert trading.stats.dead_lettered == 0
+    # the trader is told why of the two current requests; the hour-old one is only logged
+    refusals = [CODEC.decode(r.value).data for r in await read_topic(log, CONTROL_TOPIC)]
+    refusals = [r for r in refusals if isinstance(r, CancelRefused)]
+    assert [(r.order_id, r.message) for r in refusals] == [
+        (o, "no order of this system has that id on Zerodha (placed by hand, or never placed)")
+        for o in ("no-such-order", manual)]
 
 
 async def _engine(settings: ZerodhaSettings, session: KiteSession
@@ -147,8 +154,9 @@ async def test_a_redelivered_cancel_request_asks_kite_once(
     placed = _limit(1, 95_00)
     await engine.ahandle(placed.envelope, _record(placed))
     request = _cancel(order_id_for("signal-1"))
-    for _ in range(2):  # the second: a crash before the offset was committed
-        assert await engine.ahandle(request.envelope, _record(request)) == ()
+    for _ in range(2):  # the second: a crash before the offset was committed; Kite shows
+        # the order cancelled, as asked: not a refusal
+        assert await engine.ahandle(request.envelope, _record(request)) == []
     await kite.close()
     [order] = fake.orders.values()
     assert order["status"] == "CANCELLED" and _cancels(fake) == 1 and engine.cancelled == 1
@@ -169,9 +177,14 @@ async def test_an_order_filled_before_the_cancel_reaches_kite_is_left_filled(
         return rows
 
     monkeypatch.setattr(kite, "order_history", fills_right_after)
-    request = _cancel(order_id_for("signal-1"))
-    assert await engine.ahandle(request.envelope, _record(request)) == ()
+    request = _cancel(order_id_for("signal-1"), reason="strategy")
+    [refused] = await engine.ahandle(request.envelope, _record(request))
     await kite.close()
+    assert refused.topic == CONTROL_TOPIC and isinstance(refused.envelope.data, CancelRefused)
+    r = refused.envelope.data
+    assert (r.order_id, r.reason, r.requested_by) == (order_id_for("signal-1"), "strategy", "test")
+    assert r.message.startswith("Kite refused the cancel: ")
+    assert refused.envelope.causation_id == request.envelope.id
     assert fake.orders[broker_id]["status"] == "COMPLETE" and _cancels(fake) == 1
     assert engine.cancelled == 0
     order = engine._book.by_order_id(order_id_for("signal-1"))

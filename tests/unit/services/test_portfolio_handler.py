@@ -8,6 +8,8 @@ import random
 import msgspec
 
 from alpha_panda.domain.events import (
+    CancelRefused,
+    CancelRequested,
     Charges,
     Envelope,
     MarketTick,
@@ -130,3 +132,21 @@ def test_the_read_model_keeps_every_open_order_however_many_closed_ones_follow()
     # the oldest of all, still open, stays; the oldest closed ones made room
     assert len(orders) == MAX_ORDERS and orders["resting"].status == "SUBMITTED"
     assert list(orders)[1:] == [f"m{n}" for n in range(101, MAX_ORDERS + 100)]
+
+
+def test_cancel_requests_and_refusals_show_on_the_order_whichever_is_read_first() -> None:
+    asked = CancelRequested(order_id="o1", requested_by="strategy:st", reason="strategy")
+    refused = CancelRefused(order_id="o1", requested_by="strategy:st", reason="strategy",
+                            message="Kite refused the cancel: order is locked")
+    again = CancelRequested(order_id="o1", requested_by="api")
+    live = (env(SUBMITTED, 1), env(asked, 2), env(refused, 3))
+    rebuild = (env(asked, 2), env(refused, 3), env(SUBMITTED, 1))  # control before orders
+    for order in (live, rebuild):
+        view = run(*order).orders["o1"]
+        assert (view.status, view.cancel_requested_ts, view.cancel_requested_by,
+                view.cancel_refused) == ("SUBMITTED", 2, "strategy:st",
+                                         "Kite refused the cancel: order is locked")
+    view = run(*live, env(again, 4)).orders["o1"]  # a new request: its answer is not known
+    assert (view.cancel_requested_ts, view.cancel_requested_by, view.cancel_refused) == (
+        4, "api", None)
+    assert run(env(asked, 2)).orders == {}  # no order event: no order shown
