@@ -110,7 +110,7 @@ class _Engine:
         self.source = source
         self.tick_prefix = tick_id_prefix(source)  # tick_id(source, i) == this + str(i)
         self.stages: dict[str, str] = {}  # strategy id -> its signal-id stage
-        self.runner = StrategyRunner(configs, initial_cash=initial_cash)
+        self.runner = StrategyRunner(configs, initial_cash=initial_cash, ordered_feedback=True)
         rc = risk if risk is not None else risk_config(configs)
         self.risk = RiskEngine(rc, broker="paper")
         self.risk_every_tick = _limits_read_marks(rc, [c.id for c in configs])

@@ -148,6 +148,12 @@ class Charges(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 NO_CHARGES: Final = Charges()
 
 
+Origin = Literal["signal", "bracket", "squareoff", "flatten"]
+"""Whose order: a strategy's signal, or one the system placed for it: a bracket's exit leg,
+the MIS square-off, the kill switch's flatten. Only a signal's order moved the strategy's
+intended position when it was signalled; the others move it when they fill."""
+
+
 class OrderSubmitted(Payload, frozen=True, kw_only=True, gc=False):
     EVENT_TYPE: ClassVar[str] = "order_submitted"
     order_id: str
@@ -165,6 +171,7 @@ class OrderSubmitted(Payload, frozen=True, kw_only=True, gc=False):
     broker_order_id: str | None = None
     ts: int = 0  # event time (ns) of this order event; set by the engine that produced it
     parent_order_id: str | None = None  # bracket legs point at their entry order
+    origin: Origin = "signal"
 
 
 class OrderFilled(Payload, frozen=True, kw_only=True, gc=False):
@@ -185,9 +192,9 @@ class OrderFilled(Payload, frozen=True, kw_only=True, gc=False):
     charges: Charges = NO_CHARGES
     broker_order_id: str | None = None
     ts: int = 0  # event time (ns) of this order event; set by the engine that produced it
-    # Whose order: a strategy's signal, or the venue's own (a bracket's exit leg, the MIS
-    # square-off). A venue order moves the strategy's position without its asking.
-    origin: Literal["signal", "bracket", "squareoff"] = "signal"
+    # Whose order (``Origin``): one the system placed moves the strategy's position
+    # without its asking.
+    origin: Origin = "signal"
 
 
 class OrderRejected(Payload, frozen=True, kw_only=True, gc=False):
@@ -201,6 +208,7 @@ class OrderRejected(Payload, frozen=True, kw_only=True, gc=False):
     message: str
     broker_order_id: str | None = None
     ts: int = 0  # event time (ns) of this order event; set by the engine that produced it
+    origin: Origin = "signal"
 
 
 class OrderCancelled(Payload, frozen=True, kw_only=True, gc=False):
@@ -218,6 +226,7 @@ class OrderCancelled(Payload, frozen=True, kw_only=True, gc=False):
     reason: str
     broker_order_id: str | None = None
     ts: int = 0  # event time (ns) of this order event; set by the engine that produced it
+    origin: Origin = "signal"
 
 
 # ---------------------------------------------------------------------------- portfolio

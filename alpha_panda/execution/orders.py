@@ -18,7 +18,7 @@ from enum import StrEnum
 from typing import Final
 
 from alpha_panda.domain.errors import IllegalTransition
-from alpha_panda.domain.events import derive_id
+from alpha_panda.domain.events import Origin, derive_id
 from alpha_panda.domain.values import OrderType, Product, Side, Validity
 from alpha_panda.execution.costs import Segment
 
@@ -98,6 +98,7 @@ class Order:
     stop_loss: int | None = None
     parent_order_id: str | None = None
     sibling_order_id: str | None = None  # the other leg of a bracket (one cancels the other)
+    origin: Origin = "signal"  # whose order (a bracket leg, the square-off, the kill switch's...)
     status: OrderStatus = OrderStatus.NEW
     filled: int = 0
     turnover: int = 0  # sum of price × quantity over fills, paise

@@ -214,7 +214,7 @@ class PaperExchange(MisSquareOff):
             segment=segment, created_ns=now_ns, arrival_ns=arrival,
             limit_price=signal.limit_price, trigger_price=signal.trigger_price,
             price_hint=signal.price_hint, take_profit=signal.take_profit,
-            stop_loss=signal.stop_loss,
+            stop_loss=signal.stop_loss, origin="flatten" if flatten else "signal",
         )
         self._register(order)
         reason = self._validate(order, now_ns)
@@ -270,7 +270,7 @@ class PaperExchange(MisSquareOff):
             order_id=order_id, signal_id=signal_id, strategy_id=signal.strategy_id,
             instrument_token=token, side=side, quantity=qty, order_type=_MARKET,
             product=product, validity=signal.validity, segment=segment, created_ns=now_ns,
-            arrival_ns=now_ns, price_hint=hint,
+            arrival_ns=now_ns, price_hint=hint, origin="flatten" if flatten else "signal",
         )
         if order.validity is _DAY and self.config.expire_day_orders:  # _register, not MIS
             sess = self._clock.session(now_ns)
@@ -289,6 +289,7 @@ class PaperExchange(MisSquareOff):
             order_id=order_id, signal_id=signal_id, strategy_id=order.strategy_id,
             instrument_token=token, side=side, quantity=qty, order_type=_MARKET,
             product=product, validity=order.validity, tag=signal_id[:20], ts=now_ns,
+            origin=order.origin,
         )
         price = hint if self._no_slip else self._market_price(order, hint, now_ns)
         # the whole quantity at one price: SUBMITTED -> FILLED, average price = price
@@ -304,7 +305,7 @@ class PaperExchange(MisSquareOff):
             order_id=order_id, fill_id=derive_id(order_id, "fill", 0),
             strategy_id=order.strategy_id, instrument_token=token, side=side, quantity=qty,
             price=price, cumulative_quantity=qty, leaves_quantity=0, average_price=price,
-            product=product, charges=charges, ts=now_ns,
+            product=product, charges=charges, ts=now_ns, origin=order.origin,
         )
         if product is _CNC:
             self._holdings.filled(order, qty, now_ns)
@@ -550,6 +551,7 @@ class PaperExchange(MisSquareOff):
             order_type=order.order_type, limit_price=order.limit_price,
             trigger_price=order.trigger_price, product=order.product, validity=order.validity,
             tag=order.signal_id[:20], parent_order_id=order.parent_order_id, ts=ts,
+            origin=order.origin,
         )
 
     def _reject(self, order: Order, code: str, message: str, ts: int) -> OrderRejected:
@@ -558,7 +560,7 @@ class PaperExchange(MisSquareOff):
         return OrderRejected(
             order_id=order.order_id, strategy_id=order.strategy_id,
             instrument_token=order.instrument_token, side=order.side, quantity=order.quantity,
-            reason_code=code, message=message, ts=ts,
+            reason_code=code, message=message, ts=ts, origin=order.origin,
         )
 
     def _cancel(self, order: Order, reason: str, ts: int, out: list[Payload]) -> None:
@@ -571,6 +573,7 @@ class PaperExchange(MisSquareOff):
                 order_id=order.order_id, strategy_id=order.strategy_id,
                 instrument_token=order.instrument_token, side=order.side,
                 filled_quantity=order.filled, leaves_quantity=order.leaves, reason=reason, ts=ts,
+                origin=order.origin,
             )
         )
 
@@ -589,9 +592,7 @@ class PaperExchange(MisSquareOff):
                 strategy_id=order.strategy_id, instrument_token=order.instrument_token,
                 side=order.side, quantity=qty, price=price, cumulative_quantity=filled,
                 leaves_quantity=order.quantity - filled, average_price=order.average_price,
-                product=order.product, charges=charges, ts=ts,
-                origin="bracket" if order.parent_order_id is not None else (
-                    "squareoff" if order.signal_id.startswith("squareoff|") else "signal"),
+                product=order.product, charges=charges, ts=ts, origin=order.origin,
             )
         )
         if order.product is _CNC:
@@ -669,7 +670,7 @@ class PaperExchange(MisSquareOff):
                 created_ns=ts, arrival_ns=ts + self.config.latency_ns,
                 limit_price=price if kind is OrderType.LIMIT else None,
                 trigger_price=price if kind is OrderType.SL_M else None,
-                parent_order_id=order.order_id,
+                parent_order_id=order.order_id, origin="bracket",
             ))
         if len(legs) == 2:
             legs[0].sibling_order_id, legs[1].sibling_order_id = legs[1].order_id, legs[0].order_id

@@ -143,6 +143,7 @@ class MisSquareOff:
             instrument_token=token, side=Side.SELL if qty > 0 else Side.BUY, quantity=abs(qty),
             order_type=OrderType.MARKET, product=Product.MIS, validity=Validity.DAY,
             segment=self._segment(token, Product.MIS), created_ns=ts, arrival_ns=ts,
+            origin="squareoff",
         )
         self._register(order)
         self._squaring[order.order_id] = day  # its fill takes that day's position down

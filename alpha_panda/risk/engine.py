@@ -260,6 +260,23 @@ class RiskEngine:
             decisions.popitem(last=False)
         return decision
 
+    def replay_decision(self, decision: SignalValidated | SignalRejected, now_ns: int) -> None:
+        """A decision made before a restart, read back from the log: the state it left
+        (a validated signal pending, its rate slots taken), and the answer to its signal
+        if that is delivered again. Not re-decided: the live decision saw the fills of that
+        moment, which a replay cannot reproduce (an order event would then follow a
+        signal this engine did not validate, or none would release one it did)."""
+        if decision.signal_id in self._decisions:
+            return
+        if now_ns >= self._day_hi:
+            self._roll(now_ns)
+        if isinstance(decision, SignalValidated):
+            self.apply_validated(decision.signal_id, decision.signal, now_ns)
+        decisions = self._decisions
+        decisions[decision.signal_id] = decision
+        if len(decisions) > DECISIONS_KEPT:
+            decisions.popitem(last=False)
+
     def apply_validated(self, signal_id: str, signal: Signal, now_ns: int | None = None) -> None:
         """Count a validated signal as pending (also used to rebuild state from the log)."""
         stages = self._stages

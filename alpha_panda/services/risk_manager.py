@@ -9,13 +9,14 @@ paper and zerodha never share a topic or a consumer group.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import structlog
 
 from alpha_panda.backtest.engine import _limits_read_marks
-from alpha_panda.domain.errors import InvariantViolation
+from alpha_panda.domain.errors import DecodeError, InvariantViolation
 from alpha_panda.domain.events import (
+    CODEC,
     Envelope,
     KillSwitchSet,
     MarketTick,
@@ -23,6 +24,7 @@ from alpha_panda.domain.events import (
     OrderFilled,
     OrderRejected,
     Signal,
+    SignalRejected,
     SignalValidated,
     derive_id,
     new_envelope,
@@ -30,7 +32,7 @@ from alpha_panda.domain.events import (
 from alpha_panda.readmodel.views import KillSwitchView
 from alpha_panda.risk import RiskConfig, RiskEngine
 from alpha_panda.stream.emit import BatchFailure, Emit, Emitted
-from alpha_panda.stream.log import Log, Record
+from alpha_panda.stream.log import Log, Record, read_topic
 from alpha_panda.stream.runtime import ProcessorSettings, StreamProcessor
 from alpha_panda.stream.topics import MARKET_TICKS, strategy_instrument_key, topic
 
@@ -47,6 +49,34 @@ class RiskHandler:
         self.validated = 0
         self.rejected = 0
         self.kill_switch = KillSwitchView(broker=broker, active=False)
+        self._rebuilding = False
+
+    # A rebuild applies this service's own decisions (every one on ``signals.validated``
+    # and ``signals.rejected``: each was committed with its signal's offset) rather than
+    # deciding the raw signals again, and before the order events that follow them, which
+    # are then replayed up to the committed offsets (the rest comes live). Replayed by topic
+    # name, every order's end came before its signal, and the validated signals stayed
+    # pending (and counted as open orders) for ever.
+    _RANKS: ClassVar[dict[str, int]] = {
+        "market.ticks": 0, "control": 1, "orders.filled": 2, "orders.rejected": 3,
+        "orders.cancelled": 3, "signals.raw": 4}
+
+    def rebuild_rank(self, name: str) -> int:
+        return self._RANKS.get(name.removeprefix(f"{self.broker}."), 5)
+
+    async def before_rebuild(self, log: Log) -> None:
+        for name in ("signals.validated", "signals.rejected"):
+            for r in await read_topic(log, topic(self.broker, name)):
+                try:
+                    env = CODEC.decode(r.value)
+                except DecodeError:  # not an event: its consumers dead-letter it
+                    continue
+                if isinstance(env.data, SignalValidated | SignalRejected):
+                    self.engine.replay_decision(env.data, env.ts)
+        self._rebuilding = True
+
+    def after_rebuild(self) -> None:
+        self._rebuilding = False
 
     def handle(self, event: Envelope[Any], record: Record) -> Sequence[Emit]:
         data = event.data
@@ -60,6 +90,8 @@ class RiskHandler:
         if isinstance(data, KillSwitchSet):
             return self._kill_switch(event, data)
         if isinstance(data, Signal):
+            if self._rebuilding:
+                return ()  # its decision is replayed instead
             # the kill switch's flatten orders are this service's own: a strategy's signal
             # comes from the strategy runner, whatever it says
             decision = self.engine.check(event.id, data, event.ts,

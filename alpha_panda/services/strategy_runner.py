@@ -6,15 +6,29 @@ strategies trading its instrument and isolates a strategy that raises. The same 
 (same id) goes to each of the strategy's brokers, which is paper/live shadow trading.
 Feedback (rejections, cancellations, fills) comes from each broker's own topics through a
 separate consumer group per broker, applied only to strategies whose primary broker it is.
+
+After a restart the strategies are replayed over the ticks to rebuild their own state,
+but what they decide in the replay moves no book (it saw no feedback, or saw it at other
+times than the live run): before that replay, each book (``ctx.position()``, ``filled()``,
+``open_orders()``, cash) is rebuilt from the log: every signal the strategy made (its
+primary broker's ``signals.raw``), then the order events up to the feedback group's
+committed offsets, each order's submission before its fills and its fills before its end.
+The feedback consumers wait for that, then go on from those offsets.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Sequence
 from typing import Any
 
-from alpha_panda.domain.errors import ConfigurationError
+import structlog
+
+from alpha_panda.domain.errors import ConfigurationError, DecodeError
 from alpha_panda.domain.events import (
+    CODEC,
+    CancelRefused,
     CancelRequested,
     Envelope,
     MarketTick,
@@ -31,20 +45,47 @@ from alpha_panda.domain.events import (
 from alpha_panda.risk.engine import ORDER_STAGES
 from alpha_panda.strategy.runner import StrategyRunner, signal_ids
 from alpha_panda.stream.emit import BatchFailure, Emit, Emitted
-from alpha_panda.stream.log import Log, Record
+from alpha_panda.stream.log import Log, Record, TopicPartition
 from alpha_panda.stream.runtime import ProcessorSettings, StreamProcessor
 from alpha_panda.stream.topics import MARKET_TICKS, strategy_instrument_key, topic
 
+log_ = structlog.get_logger(__name__)
 SOURCE = "strategy-runner"
+BOOKS_WAIT_S = 120.0
+"""How long the feedback consumers wait for the strategies' books to be rebuilt."""
+# The order a book is rebuilt in: each order's submission before its fills, its fills
+# before its end (by topic name, its end would come first).
+_REBUILD_ORDER = (("orders.submitted",), ("orders.filled",),
+                  ("orders.cancelled", "orders.rejected", "signals.rejected"), ("control",))
+
+
+def feedback_group(broker: str) -> str:
+    return f"{broker}.strategy-feedback"
 
 
 class SignalFanout:
     """Ticks in, one ``signal_generated`` per signal per routed broker out."""
 
-    def __init__(self, runner: StrategyRunner) -> None:
+    def __init__(self, runner: StrategyRunner,
+                 feedback: Sequence[StrategyFeedback] = ()) -> None:
         self.runner = runner
+        self.feedback = list(feedback)  # each broker's, whose books this rebuilds
+        self.books_ready = asyncio.Event()  # the feedback consumers may go on
         self.signals = 0
         self.ticks = 0
+
+    async def before_rebuild(self, log: Log) -> None:
+        """Rebuild the books from the log, then replay the strategies for their own state
+        only (``replaying``: their decisions move no book)."""
+        started = time.perf_counter()
+        events = sum([await f.rebuild_books(log) for f in self.feedback], 0)
+        self.books_ready.set()
+        self.runner.replaying = True
+        log_.info("strategy_runner.books_rebuilt", events=events,
+                  seconds=round(time.perf_counter() - started, 3))
+
+    def after_rebuild(self) -> None:
+        self.runner.replaying = False
 
     def handle(self, event: Envelope[Any], record: Record) -> Sequence[Emit]:
         tick = event.data
@@ -140,11 +181,53 @@ class SignalFanout:
 
 
 class StrategyFeedback:
-    """A broker's rejections, cancellations and fills, back into the strategies' context."""
+    """A broker's rejections, cancellations and fills, back into the strategies' context;
+    after a restart, the books of the strategies whose first broker it is, from the log
+    (``rebuild_books``, run by the fanout before its replay)."""
 
     def __init__(self, broker: str, runner: StrategyRunner) -> None:
         self.broker = broker
         self.runner = runner
+        self.books_ready: asyncio.Event | None = None  # set by the fanout's rebuild
+
+    async def before_consuming(self, log: Log) -> None:
+        """Wait for the books: what this group consumes from its committed offsets on
+        comes after what they were rebuilt from."""
+        if self.books_ready is None:
+            return
+        try:
+            await asyncio.wait_for(self.books_ready.wait(), BOOKS_WAIT_S)
+        except TimeoutError:
+            log_.error("strategy_runner.books_not_rebuilt", broker=self.broker,
+                       waited_s=BOOKS_WAIT_S, alert=True)
+
+    async def rebuild_books(self, log: Log) -> int:
+        """Empty the books of the strategies whose first broker this is, then move them by
+        every signal they made before (``signals.raw``: the runner's own, not the kill
+        switch's) and by the order events this group had processed (up to its committed
+        offsets: it consumes the rest). The number of events applied."""
+        runner = self.runner
+        runner.reset_books([c.id for c in runner.configs() if self._primary(c.id)])
+        applied = 0
+        seen: set[str] = set()
+        for env in await _events(log, topic(self.broker, "signals.raw")):
+            sig = env.data
+            if (env.source == SOURCE and isinstance(sig, Signal) and env.id not in seen
+                    and self._primary(sig.strategy_id)):
+                seen.add(env.id)
+                runner.replay_signal(sig)
+                applied += 1
+        group = feedback_group(self.broker)
+        for names in _REBUILD_ORDER:
+            for name in names:
+                t = topic(self.broker, name)
+                upto = await log.committed_offsets(group, t)
+                for env in await _events(log, t, upto):
+                    if env.id not in seen:
+                        seen.add(env.id)
+                        self.handle(env, _NO_RECORD)
+                        applied += 1
+        return applied
 
     def _primary(self, strategy_id: str) -> bool:
         try:
@@ -169,21 +252,51 @@ class StrategyFeedback:
                 self.runner.on_order_rejected_event(d)
             else:
                 self.runner.on_order_cancelled_event(d)
+        elif isinstance(d, CancelRefused) and d.requested_by.startswith("strategy:"):
+            sid = d.requested_by.removeprefix("strategy:")
+            if self._primary(sid):  # it may ask again
+                self.runner.on_cancel_refused(sid, d.order_id)
         return ()
 
 
 def build_strategy_runner(
     log: Log, runner: StrategyRunner, brokers: Sequence[str], settings: ProcessorSettings
 ) -> tuple[list[StreamProcessor], SignalFanout]:
-    fanout = SignalFanout(runner)
+    feedback = [StrategyFeedback(broker, runner) for broker in brokers]
+    fanout = SignalFanout(runner, feedback)
     processors = [StreamProcessor(log, name="strategy-runner", group="strategy-runner",
                                   topics=[MARKET_TICKS], handler=fanout, settings=settings,
                                   rebuild=True)]
-    for broker in brokers:
+    for handler in feedback:
+        broker = handler.broker
+        handler.books_ready = fanout.books_ready
         processors.append(StreamProcessor(
-            log, name=f"{broker}.strategy-feedback", group=f"{broker}.strategy-feedback",
+            log, name=f"{broker}.strategy-feedback", group=feedback_group(broker),
             topics=[topic(broker, s) for s in ("signals.rejected", "orders.submitted", "orders.rejected",
-                                               "orders.cancelled", "orders.filled")],
-            handler=StrategyFeedback(broker, runner), settings=settings.off_the_fill_path(),
-            rebuild=True))
+                                               "orders.cancelled", "orders.filled", "control")],
+            handler=handler, settings=settings.off_the_fill_path()))
     return processors, fanout
+
+
+_NO_RECORD = Record("", 0, 0, None, b"")
+
+
+async def _events(log: Log, name: str, upto: dict[int, int] | None = None) -> list[Envelope[Any]]:
+    """The events of topic ``name`` (of each partition, those before ``upto``'s offset, if
+    given; none of a partition it does not name), undecodable records skipped (their
+    consumers dead-letter them)."""
+    out: list[Envelope[Any]] = []
+    for partition, end in sorted((await log.end_offsets(name)).items()):
+        stop = end if upto is None else min(end, upto.get(partition, 0))
+        offset = 0
+        while offset < stop and (batch := await log.read(TopicPartition(name, partition),
+                                                          offset, min(1000, stop - offset))):
+            for r in batch:
+                if r.offset >= stop:
+                    break
+                try:
+                    out.append(CODEC.decode(r.value))
+                except DecodeError:
+                    continue
+            offset = batch[-1].offset + 1
+    return out

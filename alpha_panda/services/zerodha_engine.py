@@ -57,6 +57,7 @@ from alpha_panda.domain.events import (
     Charges,
     Envelope,
     KillSwitchSet,
+    OrderCancelled,
     OrderRejected,
     OrderSubmitted,
     SignalValidated,
@@ -123,6 +124,9 @@ class ZerodhaEngine:
         # since). Read from the control topic at start (``note_switch``).
         self._switch: tuple[bool, int] = (False, -1)
         self._stopped_until = -1
+        # A strategy's cancels of orders not placed yet (its first broker answered first,
+        # while this engine's signal was still on its way): order id -> (its event, it).
+        self._early_cancels: dict[str, tuple[Envelope[Any], CancelRequested]] = {}
 
     def note_switch(self, active: bool, set_at: int, market_ts: int | None) -> None:
         """A kill switch set at ``set_at`` (ns); its state applies unless one set later is
@@ -179,10 +183,21 @@ class ZerodhaEngine:
                                        tag=tag, market_protection=self._protection)
         except ValidationError as exc:
             return [self._reject(event, "INVALID_ORDER", str(exc))]
+        order_id = order_id_for(sid)
+        early = self._early_cancels.pop(order_id, None) if self._early_cancels else None
         broker_id = await self._existing(tag)
         if broker_id is not None:
             self.adopted += 1
             log_.info("zerodha.order_adopted", signal_id=sid, broker_order_id=broker_id)
+        elif early is not None:  # cancelled before it was placed: nothing goes to Kite
+            log_.info("zerodha.order_cancelled_before_placing", signal_id=sid,
+                      requested_by=early[1].requested_by)
+            cancelled = OrderCancelled(
+                order_id=order_id, strategy_id=sig.strategy_id,
+                instrument_token=sig.instrument_token, side=sig.side, filled_quantity=0,
+                leaves_quantity=sig.quantity, reason=early[1].reason, ts=event.ts,
+                origin="flatten" if data.flatten else "signal")
+            return [order_emit(BROKER, cancelled, cause=event, source=SOURCE, ts=event.ts)]
         elif self._clock() - event.ts > self._max_age_ns:
             return [self._reject(event, "STALE_SIGNAL", "signal older than the engine accepts")]
         elif self._stopped(event):
@@ -200,13 +215,32 @@ class ZerodhaEngine:
             self._tags[tag] = broker_id
             self.placed += 1
         submitted = OrderSubmitted(
-            order_id=order_id_for(sid), signal_id=sid, strategy_id=sig.strategy_id,
+            order_id=order_id, signal_id=sid, strategy_id=sig.strategy_id,
             instrument_token=sig.instrument_token, side=sig.side, quantity=sig.quantity,
             order_type=sig.order_type, limit_price=sig.limit_price, trigger_price=sig.trigger_price,
             product=sig.product, validity=sig.validity, tag=tag, broker_order_id=broker_id,
-            ts=event.ts)
+            ts=event.ts, origin="flatten" if data.flatten else "signal")
         self._book.apply(submitted, event.correlation_id)
-        return [order_emit(BROKER, submitted, cause=event, source=SOURCE, ts=event.ts)]
+        out = [order_emit(BROKER, submitted, cause=event, source=SOURCE, ts=event.ts)]
+        if early is not None:  # it was at Kite already (adopted): cancel it there
+            out += await self._cancel(*early)
+        return out
+
+    def note_cancel(self, event: Envelope[Any], request: CancelRequested) -> bool:
+        """Remember a strategy's cancel of an order this engine has not placed (yet): its
+        signal may still be on its way (paused by a retry, say) while the strategy saw its
+        first broker's order. Applied when the signal comes; forgotten once older than any
+        signal the engine would still place. False: not such a cancel."""
+        now = self._clock()
+        if (request.reason != "strategy" or now - event.ts > self._max_age_ns
+                or self._book.by_order_id(request.order_id) is not None):
+            return False
+        early = self._early_cancels
+        if len(early) >= 1000:  # forget the stale ones
+            for oid in [o for o, (e, _) in early.items() if now - e.ts > self._max_age_ns]:
+                del early[oid]
+        early[request.order_id] = (event, request)
+        return True
 
     async def _kill(self, event: Envelope[Any], strategy_id: str | None = None) -> None:
         """Cancel every open order of ours (of ``strategy_id``: it failed) at Kite
@@ -245,6 +279,9 @@ class ZerodhaEngine:
             return []
         # only orders our own OrderSubmitted records: never one placed by hand at Kite
         order = self._book.by_order_id(request.order_id)
+        if order is None and self.note_cancel(event, request):
+            log_.info("zerodha.cancel_before_order", **ctx)  # applied when its signal comes
+            return []
         if order is None or not is_our_tag(order.tag):
             log_.warning("zerodha.cancel_unknown_order", **ctx)
             return [self._refused(event, request, "no order of this system has that id on "
@@ -322,7 +359,8 @@ class ZerodhaEngine:
         rejected = OrderRejected(
             order_id=order_id_for(event.data.signal_id), strategy_id=sig.strategy_id,
             instrument_token=sig.instrument_token, side=sig.side, quantity=sig.quantity,
-            reason_code=code, message=message, ts=event.ts)
+            reason_code=code, message=message, ts=event.ts,
+            origin="flatten" if event.data.flatten else "signal")
         return order_emit(BROKER, rejected, cause=event, source=SOURCE, ts=event.ts)
 
 
@@ -428,7 +466,8 @@ class ZerodhaTradingProcessor(StreamProcessor):
 
     async def _read_switches(self) -> None:
         """Every kill switch on the control topic, whichever offset the group resumes at
-        (a few records: operator actions)."""
+        (a few records: operator actions), and the strategies' recent cancels of orders not
+        placed yet (``note_cancel``)."""
         for r in await read_topic(self._log, CONTROL_TOPIC):
             try:
                 env = CODEC.decode(r.value)
@@ -436,6 +475,8 @@ class ZerodhaTradingProcessor(StreamProcessor):
                 continue
             if isinstance(env.data, KillSwitchSet):
                 self.engine.note_switch(env.data.active, env.ts, env.data.market_ts)
+            elif isinstance(env.data, CancelRequested):  # a strategy's, before its order
+                self.engine.note_cancel(env, env.data)
 
     def _stopped_live(self, detail: str) -> None:
         log_.error("zerodha.trading_stopped", alert=True, detail=detail)

@@ -30,7 +30,7 @@ import msgspec
 from pydantic import BaseModel, ConfigDict
 
 from alpha_panda.domain.clock import ist_date, ist_ns
-from alpha_panda.domain.events import MarketTick, Signal
+from alpha_panda.domain.events import MarketTick, Origin, Signal
 from alpha_panda.domain.values import OrderType, Product, Side, Validity
 from alpha_panda.execution.market import nse_tick_sizes
 
@@ -72,8 +72,12 @@ class OpenOrder(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     limit_price: int | None = None
     trigger_price: int | None = None
     parent_order_id: str | None = None  # a bracket's exit leg: its entry order
-    placed_ns: int = 0  # event time the venue took it
-    cancel_requested: bool = False  # the strategy asked to cancel it (``ctx.cancel``)
+    # Whose: the strategy's signal, or one the system placed for it (``bracket`` exit legs,
+    # both resting until one fills and cancels the other; the ``squareoff``; the kill
+    # switch's ``flatten``). Only a signal's order counts in ``pending()``.
+    origin: Origin = "signal"
+    placed_ns: int = 0  # event time the venue accepted it (before any simulated latency)
+    cancel_requested: bool = False  # asked to cancel it (``ctx.cancel``), no answer yet
 
 
 class CancelOrder(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -181,8 +185,10 @@ class Context:
         return self._book.filled.get(self._token if token is None else token, 0)
 
     def pending(self, token: int | None = None) -> int:
-        """Signed quantity signalled but not filled (``position - filled``): orders on their
-        way to the venue, resting there, or being cancelled. 0: nothing in flight."""
+        """Signed quantity signalled but not filled (``position - filled``): the strategy's
+        orders on their way to the venue, resting there, or being cancelled, buys less
+        sells (a resting buy and sell of the same size net to 0: look at ``open_orders``
+        too). A bracket's exit legs are the system's, in neither figure until they fill."""
         t = self._token if token is None else token
         return self._book.positions.get(t, 0) - self._book.filled.get(t, 0)
 

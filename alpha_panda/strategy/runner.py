@@ -22,6 +22,7 @@ FAILED, the error and traceback logged, counted; the other strategies go on.
 from __future__ import annotations
 
 import traceback
+from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Final
 
@@ -133,19 +134,28 @@ class StrategyRunner:
     """Runs configured strategies over ticks; keeps their intended positions and cash."""
 
     def __init__(
-        self, configs: Sequence[StrategyConfig], *, initial_cash: int = DEFAULT_STRATEGY_CASH
+        self, configs: Sequence[StrategyConfig], *, initial_cash: int = DEFAULT_STRATEGY_CASH,
+        ordered_feedback: bool = False,
     ) -> None:
+        self._initial_cash = initial_cash
         self._configs: dict[str, StrategyConfig] = {}
         self._instrument_sets: dict[str, frozenset[int]] = {}
         self._status: dict[str, StrategyStatus] = {}
         self._books: dict[str, _Book] = {}
         self._slots: dict[str, list[_Slot]] = {}
-        self._legs: set[str] = set()  # bracket-leg order ids: their fills move the position
         # Orders whose events came before their submission (the pipeline reads the order
         # topics together): leaves quantity of a part fill, or ended (filled in full,
-        # cancelled, rejected: never open), oldest first, at most ``ENDED_KEPT``.
+        # cancelled, rejected: never open), oldest first, at most ``ENDED_KEPT``. Not kept
+        # when ``ordered_feedback`` (the backtest: every order's events in order, and an
+        # order filled at once not submitted to the runner at all).
         self._early_leaves: dict[str, int] = {}
-        self._ended: dict[str, None] = {}
+        self._ended: OrderedDict[str, None] = OrderedDict()
+        self.ordered_feedback = ordered_feedback
+        # While the strategies are replayed to rebuild their own state after a restart:
+        # their decisions are not the live run's (its feedback came at other times), so
+        # they move no book; the books are rebuilt from the log instead (``replay_signal``
+        # and the feedback, ``reset_books``).
+        self.replaying = False
         self._clock = _Clock()
         # Per instrument: what the exchange takes its tick size from (``ctx.tick_size()``).
         self._references: dict[int, _Reference] = {}
@@ -270,7 +280,8 @@ class StrategyRunner:
     ) -> list[Signal] | None:
         if not isinstance(sigs, (list, tuple)):  # the tuple form is faster than a union
             self._fail(slot.sid, StrategyError(
-                slot.sid, f"returned {type(sigs).__name__}; expected a list of Signals or None"))
+                slot.sid, f"returned {type(sigs).__name__}; expected a list of Signals (and "
+                          "ctx.cancel requests) or None"))
             return out
         accepted = []
         sid = slot.sid
@@ -297,13 +308,15 @@ class StrategyRunner:
             if sig.price_hint is None and sig.instrument_token == tick.instrument_token:
                 sig = msgspec.structs.replace(sig, price_hint=tick.last_price)
             accepted.append(sig)
+        self._status[slot.sid].signals += len(accepted)
+        if self.replaying:
+            return accepted if out is None else out + accepted
         book = slot.ctx._book
         positions = book.positions
         for sig in accepted:
             token = sig.instrument_token
             q = sig.quantity
             positions[token] = positions.get(token, 0) + (q if sig.side is _BUY else -q)
-        self._status[slot.sid].signals += len(accepted)
         for cancel in cancels:
             order = book.orders.get(cancel.order_id)
             if order is not None and not order.cancel_requested:  # else: nothing to ask
@@ -342,27 +355,45 @@ class StrategyRunner:
         return cancels
 
     # ------------------------------------------------------------------ feedback
+    # Only an order of the strategy's own signal (``origin`` "signal") moved its intended
+    # position when it was signalled: its rejection or cancellation undoes what never
+    # filled. An order the system placed for it (a bracket leg, the square-off, the kill
+    # switch's flatten) moves the position when it fills, and its end undoes nothing.
 
     def _move(self, sid: str, token: int, delta: int) -> None:
         book = self._books.get(sid)
         if book is not None and delta:
             book.positions[token] = book.positions.get(token, 0) + delta
 
+    def replay_signal(self, signal: Signal) -> None:
+        """A signal the strategy made before a restart, read back from the log: it moves
+        the intended position as it did when made (``replaying``)."""
+        self._move(signal.strategy_id, signal.instrument_token, signal.side.sign * signal.quantity)
+
+    def reset_books(self, strategy_ids: Iterable[str]) -> None:
+        """Empty the books of ``strategy_ids`` (initial cash, no position, no order) before
+        they are rebuilt from the log."""
+        for sid in strategy_ids:
+            book = self._books.get(sid)
+            if book is not None:
+                book.positions.clear()
+                book.filled.clear()
+                book.orders.clear()
+                book.cash = self._initial_cash
+
     def on_signal_rejected(self, signal: Signal) -> None:
         """Risk refused ``signal``: undo its move of the intended position."""
         self._move(signal.strategy_id, signal.instrument_token, -signal.side.sign * signal.quantity)
 
     def on_order_submitted(self, order: OrderSubmitted) -> None:
-        """An open order now, unless its end came first; remember bracket legs (orders with
-        a parent): they were never a signal's intent."""
+        """An open order now, unless its end came first."""
         oid = order.order_id
-        if order.parent_order_id is not None:
-            self._legs.add(oid)
         book = self._books.get(order.strategy_id)
         if book is None or oid in book.orders:  # (redelivered)
             return
         if self._ended and oid in self._ended:
             del self._ended[oid]
+            self._early_leaves.pop(oid, None)
             return
         leaves = (self._early_leaves.pop(oid, order.quantity) if self._early_leaves
                   else order.quantity)
@@ -371,59 +402,62 @@ class StrategyRunner:
             side=order.side, quantity=order.quantity, leaves_quantity=leaves,
             order_type=order.order_type, limit_price=order.limit_price,
             trigger_price=order.trigger_price, parent_order_id=order.parent_order_id,
-            placed_ns=order.ts)
+            origin=order.origin, placed_ns=order.ts)
 
     def _order_ended(self, strategy_id: str, order_id: str) -> None:
         """``order_id`` is filled in full, cancelled or rejected: no longer open."""
         book = self._books.get(strategy_id)
         if book is None or book.orders.pop(order_id, None) is not None:
             return
+        if self.ordered_feedback:
+            return  # never submitted to the runner: nothing to wait for
         # not submitted yet (or never: a rejection): its submission, if it comes, is stale
         self._early_leaves.pop(order_id, None)
         ended = self._ended
         ended[order_id] = None
         if len(ended) > ENDED_KEPT:
-            del ended[next(iter(ended))]
+            ended.popitem(last=False)
 
     def on_order_rejected(
-        self, strategy_id: str, token: int, side: Side, quantity: int, order_id: str | None = None
+        self, strategy_id: str, token: int, side: Side, quantity: int, order_id: str | None = None,
+        origin: str = "signal",
     ) -> None:
         """The venue refused an order of ``quantity``: undo that part of the intent."""
         if order_id is not None:
             self._order_ended(strategy_id, order_id)
-            if order_id in self._legs:
-                self._legs.discard(order_id)
-                return
-        self._move(strategy_id, token, -side.sign * quantity)
+        if origin == "signal":
+            self._move(strategy_id, token, -side.sign * quantity)
 
     def on_order_cancelled(
         self, strategy_id: str, token: int, side: Side, leaves_quantity: int,
-        order_id: str | None = None,
+        order_id: str | None = None, origin: str = "signal",
     ) -> None:
         """An order ended with ``leaves_quantity`` unfilled: that part never happens."""
         if order_id is not None:
             self._order_ended(strategy_id, order_id)
-            if order_id in self._legs:
-                self._legs.discard(order_id)
-                return
-        self._move(strategy_id, token, -side.sign * leaves_quantity)
+        if origin == "signal":
+            self._move(strategy_id, token, -side.sign * leaves_quantity)
 
     def on_order_rejected_event(self, event: OrderRejected) -> None:
-        self.on_order_rejected(
-            event.strategy_id, event.instrument_token, event.side, event.quantity, event.order_id
-        )
+        self.on_order_rejected(event.strategy_id, event.instrument_token, event.side,
+                               event.quantity, event.order_id, event.origin)
 
     def on_order_cancelled_event(self, event: OrderCancelled) -> None:
-        self.on_order_cancelled(
-            event.strategy_id, event.instrument_token, event.side, event.leaves_quantity,
-            event.order_id,
-        )
+        self.on_order_cancelled(event.strategy_id, event.instrument_token, event.side,
+                                event.leaves_quantity, event.order_id, event.origin)
+
+    def on_cancel_refused(self, strategy_id: str, order_id: str) -> None:
+        """The venue could not cancel ``order_id`` as the strategy asked: it may ask again."""
+        book = self._books.get(strategy_id)
+        if book is None:
+            return
+        order = book.orders.get(order_id)
+        if order is not None and order.cancel_requested:
+            book.orders[order_id] = msgspec.structs.replace(order, cancel_requested=False)
 
     def on_fill(self, fill: OrderFilled) -> None:
-        """A fill moves the strategy's cash, and its position when the venue placed the
-        order (a bracket's exit leg, the MIS square-off): no signal of the strategy moved
-        its intended position for it. (The fill says so itself: on the pipeline it may come
-        before its ``order_submitted``.)"""
+        """A fill moves the strategy's cash and filled position, and its intended position
+        when the system placed the order (``origin``): no signal of the strategy moved it."""
         book = self._books.get(fill.strategy_id)
         if book is None:
             return
@@ -432,6 +466,8 @@ class StrategyRunner:
         book.cash -= signed * fill.price + charges
         token = fill.instrument_token
         book.filled[token] = book.filled.get(token, 0) + signed
+        if fill.origin != "signal":
+            book.positions[token] = book.positions.get(token, 0) + signed
         oid = fill.order_id
         order = book.orders.get(oid)
         if fill.leaves_quantity == 0:
@@ -443,14 +479,10 @@ class StrategyRunner:
             if fill.leaves_quantity < order.leaves_quantity:
                 book.orders[oid] = msgspec.structs.replace(
                     order, leaves_quantity=fill.leaves_quantity)
-        else:  # before its submission
+        elif not self.ordered_feedback and oid not in self._ended:  # before its submission
             early = self._early_leaves.get(oid)
             if early is None or fill.leaves_quantity < early:
                 self._early_leaves[oid] = fill.leaves_quantity
-        if fill.origin != "signal" or fill.order_id in self._legs:
-            self._move(fill.strategy_id, fill.instrument_token, signed)
-            if fill.leaves_quantity == 0:
-                self._legs.discard(fill.order_id)
 
     # ------------------------------------------------------------------ queries
 

@@ -50,15 +50,17 @@ class $cls(Strategy):
             return None
         held = ctx.filled()  # what has filled (bracket exits and square-offs included)
         if held == 0 and tick.last_price > mean:
+            # A market buy. A limit buy a tick under the market instead rests until the
+            # price comes down to it (cancelled above if the price drops under the average
+            # first). Its price must be on the exchange's grid, a multiple of
+            # ctx.tick_size() (NSE's tick for this instrument today, from its previous
+            # close or first price):
+            # t = ctx.tick_size()
+            # return [ctx.buy(self.params.quantity, order_type=OrderType.LIMIT,
+            #                 limit_price=(tick.last_price // t - 1) * t)]
             return [ctx.buy(self.params.quantity, reason="above the average")]
         if held > 0 and tick.last_price < mean:
             return [ctx.sell(held, reason="below the average")]
-        # Other orders: a limit buy a little under the market, on the exchange's price grid
-        # (prices must be multiples of ctx.tick_size(), the tick the exchange checks them
-        # against: NSE's for this instrument today, from its previous close or first price):
-        # t = ctx.tick_size()
-        # return [ctx.buy(self.params.quantity, order_type=OrderType.LIMIT,
-        #                 limit_price=tick.last_price * 999 // 1000 // t * t)]
         # Stop-loss / take-profit brackets (a buy's stop below the entry, its target above):
         # ctx.buy(q, stop_loss=p1, take_profit=p2).
         return None

@@ -431,7 +431,9 @@ class BatchRunner:
                 await asyncio.sleep(delay)
 
     async def rebuild(self, log: Log, group: str, tps: Sequence[TopicPartition]) -> None:
-        """Replay ``tps`` from 0 to the committed offset through ``handle``, outputs dropped."""
+        """Replay ``tps`` from 0 to the committed offset through ``handle``, outputs dropped:
+        partition by partition, in the order of the handler's ``rebuild_rank(topic)`` (a
+        number: the lowest first) if it has one, then by name."""
         p = self._p
         handle = p.handler.handle
         decode = p.codec.decode
@@ -442,7 +444,9 @@ class BatchRunner:
         seen = RecentIds(1_000_000)
         replayed = 0
         started = time.perf_counter()
-        for tp in sorted(tps):
+        rank = getattr(p.handler, "rebuild_rank", None)
+        order = sorted(tps) if rank is None else sorted(tps, key=lambda tp: (rank(tp.topic), tp))
+        for tp in order:
             end = committed.get(tp, 0)
             offset = 0
             while offset < end:

@@ -73,6 +73,10 @@ class Handler(Protocol):
     - ``on_assign(tps)`` / ``on_revoke(tps)``: partitions gained / lost;
     - ``async before_rebuild(log)`` / ``after_rebuild()``: around a rebuild (e.g. to read
       what the service itself recorded, which the replay of its inputs must follow);
+    - ``rebuild_rank(topic) -> int``: the order a rebuild replays topics in (lowest
+      first; by name without it), e.g. fills before the ends of their orders;
+    - ``async before_consuming(log)``: awaited on every assignment before the first batch
+      (e.g. until another service's rebuild has taken what this one would consume);
     - ``handle_batch(events, records) -> list[(index, Sequence[Emit])]``: a run of one
       partition's records at once (a tight loop over ticks), with exactly the effects of
       ``handle`` on each in turn; the event at ``i`` failing raises ``BatchFailure(i, ...)``
@@ -366,6 +370,9 @@ class StreamProcessor:
             after = getattr(self._handler, "after_rebuild", None)
             if after is not None:
                 after()
+        wait = getattr(self._handler, "before_consuming", None)
+        if wait is not None:
+            await wait(self._log)
         hook = getattr(self._handler, "on_assign", None)
         if hook is not None:
             hook(tps)

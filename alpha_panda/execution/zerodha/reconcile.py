@@ -24,6 +24,7 @@ from alpha_panda.domain.events import (
     OrderFilled,
     OrderRejected,
     OrderSubmitted,
+    Origin,
     derive_id,
 )
 from alpha_panda.domain.values import Product, Side, Validity
@@ -57,6 +58,7 @@ class TrackedOrder:
     terminal: bool = False
     # why this process asked Kite to cancel it (None: it did not); read by ``diff``
     cancel_reason: str | None = None
+    origin: Origin = "signal"  # whose order: a strategy's signal, or the kill switch's flatten
 
     @property
     def leaves(self) -> int:
@@ -98,7 +100,8 @@ class OrderBook:
                 new = TrackedOrder(event.order_id, event.broker_order_id, event.strategy_id,
                                    event.instrument_token, event.side, event.quantity,
                                    event.product,
-                                   event.validity, event.tag, correlation_id)
+                                   event.validity, event.tag, correlation_id,
+                                   origin=event.origin)
                 self.orders[event.broker_order_id] = new
                 self._by_order_id[event.order_id] = new
                 for later in self._pending.pop(event.order_id, []):
@@ -149,7 +152,7 @@ def diff(book: OrderBook, kite_orders: Iterable[KiteOrder], trades: Iterable[Kit
                 cumulative_quantity=cum, leaves_quantity=o.quantity - cum,
                 average_price=_div_round(after, cum), product=o.product,
                 charges=charges(o, before, after) if charges else NO_CHARGES,
-                broker_order_id=o.broker_order_id, ts=t.fill_ns)
+                broker_order_id=o.broker_order_id, ts=t.fill_ns, origin=o.origin)
             book.apply(fill)
             out.append((o, fill))
         if o.terminal or ko.status not in ("REJECTED", "CANCELLED"):
@@ -158,7 +161,8 @@ def diff(book: OrderBook, kite_orders: Iterable[KiteOrder], trades: Iterable[Kit
             end: OrderEvent = OrderRejected(
                 order_id=o.order_id, strategy_id=o.strategy_id, instrument_token=o.instrument_token,
                 side=o.side, quantity=o.quantity, reason_code="BROKER_REJECTED",
-                message=ko.status_message or "rejected by Kite", broker_order_id=o.broker_order_id)
+                message=ko.status_message or "rejected by Kite", broker_order_id=o.broker_order_id,
+                origin=o.origin)
         else:
             if ko.filled_quantity > o.filled:
                 continue  # wait until the trade book shows the fills made before the cancel
@@ -166,7 +170,7 @@ def diff(book: OrderBook, kite_orders: Iterable[KiteOrder], trades: Iterable[Kit
                 order_id=o.order_id, strategy_id=o.strategy_id, instrument_token=o.instrument_token,
                 side=o.side, filled_quantity=o.filled, leaves_quantity=o.leaves,
                 reason=_cancel_reason(o),
-                broker_order_id=o.broker_order_id)
+                broker_order_id=o.broker_order_id, origin=o.origin)
         book.apply(end)
         out.append((o, end))
     return out
@@ -183,7 +187,7 @@ def expire_missing(book: OrderBook, kite_orders: Iterable[KiteOrder]
             end = OrderCancelled(
                 order_id=o.order_id, strategy_id=o.strategy_id, instrument_token=o.instrument_token,
                 side=o.side, filled_quantity=o.filled, leaves_quantity=o.leaves, reason="expired",
-                broker_order_id=o.broker_order_id)
+                broker_order_id=o.broker_order_id, origin=o.origin)
             book.apply(end)
             out.append((o, end))
     return out

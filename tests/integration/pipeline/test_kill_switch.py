@@ -152,6 +152,11 @@ async def test_the_kill_switch_cancels_resting_orders_and_leaves_every_position_
         assert resp.status_code == 200, resp.text
     await until(lambda: portfolio.snapshot(None).open_positions == 0)
     await until(lambda: venue.exchange_for("rest").open_orders() == [])
+    # the strategy sees itself flat with nothing pending: the flatten orders were the
+    # system's (origin "flatten"), so their fills moved its intended position too
+    contexts = [slot.ctx for slot in system.pipeline.runner._slots["rest"]]
+    await until(lambda: all((c.position(), c.filled(), c.pending(), c.open_orders())
+                            == (0, 0, 0, []) for c in contexts))
     fills = portfolio.fills
     await asyncio.sleep(0.5)
     assert portfolio.fills == fills

@@ -19,6 +19,8 @@ from alpha_panda.domain.events import (
     CancelRefused,
     CancelRequested,
     KillSwitchSet,
+    OrderCancelled,
+    OrderSubmitted,
     StrategyHalted,
     derive_id,
     new_envelope,
@@ -210,3 +212,27 @@ async def test_cancellations_by_a_halt_and_by_the_kill_switch_say_so(
     assert reasons == {order_id_for("signal-1"): "broker",
                        order_id_for("signal-2"): "strategy_halted",
                        order_id_for("signal-3"): "kill_switch"}
+
+
+async def test_a_strategys_cancel_that_comes_before_its_order_keeps_it_from_kite(
+        settings: ZerodhaSettings, session: KiteSession, fake: FakeKite) -> None:
+    # Shadow trading: the strategy saw its paper order and cancelled it while this
+    # engine's copy of the signal was still on its way (its partition paused by a retry).
+    engine, kite = await _engine(settings, session)
+    early = _cancel(order_id_for("signal-1"), reason="strategy")
+    assert await engine.ahandle(early.envelope, _record(early)) == []  # not refused: kept
+    placed = _limit(1, 95_00)
+    [emit] = await engine.ahandle(placed.envelope, _record(placed))
+    other = _limit(2, 96_00)
+    [submitted] = await engine.ahandle(other.envelope, _record(other))
+    await kite.close()
+    assert isinstance(emit.envelope.data, OrderCancelled) and emit.topic.endswith(".cancelled")
+    c = emit.envelope.data
+    assert (c.order_id, c.reason, c.filled_quantity, c.leaves_quantity) == (
+        order_id_for("signal-1"), "strategy", 0, 5)
+    assert len(fake.orders) == 1 and _cancels(fake) == 0  # only the other order reached Kite
+    assert isinstance(submitted.envelope.data, OrderSubmitted)
+    # a user's cancel of an order this engine never placed is refused at once, as before
+    stray = _cancel("no-such-order")
+    [refused] = await engine.ahandle(stray.envelope, _record(stray))
+    assert isinstance(refused.envelope.data, CancelRefused)

@@ -127,10 +127,11 @@ def test_the_templates_limit_order_works_when_uncommented(tmp_path: Path,
     assert run("strategy", "new", "limits", "--dir", str(tmp_path))[0] == 0
     module = tmp_path / "limits.py"
     lines = module.read_text().splitlines()
-    start = lines.index("        # t = ctx.tick_size()")
+    start = next(k for k, line in enumerate(lines) if line.strip() == "# t = ctx.tick_size()")
     for k in range(start, start + 3):
-        assert lines[k].startswith("        # ")
-        lines[k] = "        " + lines[k][len("        # "):]
+        indent = lines[k][:len(lines[k]) - len(lines[k].lstrip())]
+        assert lines[k].lstrip().startswith("# ")
+        lines[k] = indent + lines[k].lstrip()[2:]
     module.write_text("\n".join(lines) + "\n")
     assert run("strategy", "check", str(tmp_path / "limits.yaml"))[0] == 0
     code, out, _ = run("backtest", "--strategy", str(tmp_path / "limits.yaml"),

@@ -182,13 +182,19 @@ def test_a_bracket_leg_fill_moves_the_position_and_its_cancel_does_not() -> None
     leg = OrderSubmitted(
         order_id="sl", signal_id="s", strategy_id="e", instrument_token=1, side=Side.SELL,
         quantity=1, order_type="SL-M", parent_order_id="entry",  # type: ignore[arg-type]
+        origin="bracket",
     )
+    # the other leg's cancel (one cancels the other) may be read before anything of it
+    runner.on_order_cancelled("e", 1, Side.SELL, 1, order_id="tp", origin="bracket")
     runner.on_order_submitted(leg)
     runner.on_fill(OrderFilled(
         order_id="sl", fill_id="f", strategy_id="e", instrument_token=1, side=Side.SELL,
         quantity=1, price=90, cumulative_quantity=1, leaves_quantity=0, average_price=90,
+        origin="bracket",
     ))
-    runner.on_order_cancelled("e", 1, Side.BUY, 1, order_id="tp")  # not a leg: undoes intent
+    ctx = runner._slots["e"][0].ctx
+    assert (runner.position("e", 1), ctx.filled(), ctx.pending()) == (0, -1, 1)
+    runner.on_order_cancelled("e", 1, Side.BUY, 1, order_id="o")  # a signal's: undoes intent
     assert runner.position("e", 1) == -1
 
 
@@ -354,3 +360,34 @@ def test_cancelling_another_strategys_order_fails_the_strategy() -> None:
     assert status["x"].state == "FAILED" and "cancels an order of strategy 'r'" in (
         status["x"].error or "")
     assert runner.take_cancels() == [] and status["r"].state == "ACTIVE"
+
+
+def test_a_refused_cancel_lets_the_strategy_ask_again() -> None:
+    runner = StrategyRunner([cfg("r", Rests, [1])])
+    ctx = runner._slots["r"][0].ctx
+    runner.on_tick(tick(1, 100))
+    runner.on_order_submitted(submitted("a"))
+    runner.process(tick(1, 0))
+    assert len(runner.take_cancels()) == 1 and ctx.open_orders()[0].cancel_requested
+    runner.on_cancel_refused("r", "a")  # say Kite would not cancel it yet
+    assert not ctx.open_orders()[0].cancel_requested
+    runner.process(tick(1, 0))
+    assert [o.order_id for _, o in runner.take_cancels()] == ["a"]
+
+
+def test_replayed_decisions_move_no_book_and_the_log_rebuilds_it() -> None:
+    runner = StrategyRunner([cfg("r", Rests, [1])])
+    ctx = runner._slots["r"][0].ctx
+    runner.replaying = True  # a restart: the strategy's own state is rebuilt from the ticks
+    runner.on_tick(tick(1, 100))
+    runner.on_order_submitted(submitted("a"))
+    runner.process(tick(1, 0))  # it would cancel: not now, its answer is on the log
+    assert (ctx.position(), runner.take_cancels()) == (0, [])
+    assert not ctx.open_orders()[0].cancel_requested
+    runner.replaying = False
+    runner.reset_books(["r"])
+    runner.replay_signal(ctx.buy(5, order_type=OrderType.LIMIT, limit_price=90))
+    runner.on_order_submitted(submitted("a"))
+    runner.on_fill(filled("a", 2, 3))
+    assert (ctx.position(), ctx.filled(), ctx.pending(), ctx.cash) == (
+        5, 2, 3, DEFAULT_STRATEGY_CASH - 180)
