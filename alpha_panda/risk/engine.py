@@ -6,7 +6,9 @@ Rate-limit slots are taken last, so a signal rejected by another rule uses none.
 
 Positions are *filled + pending*: a validated signal counts at once (conservative and
 deterministic), then ``on_fill`` moves quantity from pending to filled and
-``on_order_rejected`` / ``on_order_cancelled`` release what never filled. Order ids are
+``on_order_rejected`` / ``on_order_cancelled`` release what never filled. ``max_position``
+holds on each side at its worst (filled plus every open buy, or less every open sell): a
+ladder of resting buys and sells nets to nothing but may fill on one side only. Order ids are
 derived from the signal id as each broker's engine does (``ORDER_STAGES``).
 
 P&L comes from an internal ``PositionLedger`` marked by ``on_tick`` (or, when no ticks
@@ -130,7 +132,8 @@ class RiskEngine:
         self._filled: dict[tuple[str, int], int] = {}
         self._fill_ids: OrderedDict[str, None] = OrderedDict()
         self._pending: dict[str, _Pending] = {}  # order id(s) -> what is still unfilled
-        self._pending_qty: dict[tuple[str, int], int] = {}
+        self._pending_qty: dict[tuple[str, int], int] = {}  # net: buys less sells
+        self._pending_sells: dict[tuple[str, int], int] = {}  # of which sells (buys: net + this)
         # CNC_SHORT: net CNC quantity filled, and of validated CNC orders still unfilled
         # (sells, and market buys: not resting buys, which may never fill).
         # Kept apart from ``_filled`` and ``_pending_qty`` (which, like the ledger, merge
@@ -193,6 +196,8 @@ class RiskEngine:
             key = (pending.strategy_id, pending.token)
             pending_qty = self._pending_qty
             pending_qty[key] = pending_qty.get(key, 0) - pending.sign * take
+            if pending.sign < 0:
+                self._pending_sells[key] -= take
             if pending.cnc:
                 self._cnc_pending[key] -= pending.sign * take
             if fill.leaves_quantity == 0 or leaves == 0:
@@ -303,6 +308,9 @@ class RiskEngine:
             self._cnc_pending[key] = self._cnc_pending.get(key, 0) + sign * signal.quantity
         qty = self._pending_qty
         qty[key] = qty.get(key, 0) + sign * signal.quantity
+        if sign < 0:
+            sells = self._pending_sells
+            sells[key] = sells.get(key, 0) + signal.quantity
         self._open_orders[sid] = self._open_orders.get(sid, 0) + 1
 
     def _rules(self, signal_id: str, s: Signal, now_ns: int,
@@ -361,9 +369,21 @@ class RiskEngine:
                 return Reason.PRICE_BAND, band
         if lim.max_order_notional is not None and notional is not None and notional > lim.max_order_notional:
             return Reason.MAX_ORDER_NOTIONAL, f"notional {notional} > {lim.max_order_notional} paise"
+        if lim.max_position is not None:
+            # Each side at its worst: every open order of that side filled and none of the
+            # other (a resting sell may never fill, so it frees no room for buys).
+            sells = self._pending_sells.get((sid, token), 0)
+            if s.side is _BUY:
+                worst = filled + (position - filled + sells) + qty
+                if worst > lim.max_position:
+                    return Reason.MAX_POSITION, (
+                        f"position could reach {worst} if every open buy fills, "
+                        f"limit {lim.max_position}")
+            elif (worst := filled - sells - qty) < -lim.max_position:
+                return Reason.MAX_POSITION, (
+                    f"position could reach {worst} if every open sell fills, "
+                    f"limit {lim.max_position}")
         if not reducing:
-            if lim.max_position is not None and abs(after) > lim.max_position:
-                return Reason.MAX_POSITION, f"position would be {after}, limit {lim.max_position}"
             if lim.max_gross_exposure is not None or acct.account_max_gross_exposure is not None:
                 for scope, limit in ((sid, lim.max_gross_exposure), (None, acct.account_max_gross_exposure)):
                     if limit is not None:
@@ -566,6 +586,8 @@ class RiskEngine:
             self._pending.pop(other, None)
         if pending.leaves:
             self._add_pending(pending.strategy_id, pending.token, -pending.sign * pending.leaves)
+            if pending.sign < 0:
+                self._pending_sells[(pending.strategy_id, pending.token)] -= pending.leaves
             if pending.cnc:
                 self._cnc_pending[(pending.strategy_id, pending.token)] -= pending.sign * pending.leaves
         self._open_orders[pending.strategy_id] -= 1

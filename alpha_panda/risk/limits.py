@@ -42,7 +42,9 @@ class RiskLimits:
     """One level of limits; None means "not set here" (inherit, or no limit at all).
 
     - ``max_order_qty`` / ``max_order_notional``: one order's quantity / quantity × price.
-    - ``max_position``: absolute net quantity per instrument (filled + pending orders).
+    - ``max_position``: quantity per instrument, each side at its worst: filled plus
+      every open buy (a buy's check), or filled less every open sell (a sell's), so that
+      resting orders on the other side free no room.
     - ``max_gross_exposure``: Σ |position| × last price of the strategy after the order.
     - ``max_open_orders``: validated orders of the strategy not yet filled/cancelled/rejected.
     - ``daily_loss``: positive paise; once today's net P&L (realized + unrealized −

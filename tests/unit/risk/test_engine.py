@@ -458,3 +458,28 @@ def test_a_redelivered_partial_fill_frees_its_pending_quantity_once() -> None:
         risk.on_fill(filled("a", buy, qty=4, leaves=6))
     assert risk.position("s1", TOKEN) == 10  # 4 filled + 6 pending, not 4 + 2
     assert code(risk.check("b", sig(qty=1), T0 + 1)) == "MAX_POSITION"
+
+
+def test_max_position_holds_on_each_side_whatever_rests_on_the_other() -> None:
+    # A ladder of resting limit buys and sells nets to nothing, but its buys may all fill
+    # and its sells none: each side counts on its own (the net used to let both grow).
+    risk = engine(max_position=20)
+    limit = {"order_type": OrderType.LIMIT, "limit_price": 99_00}
+    for n in range(2):
+        assert code(risk.check(f"b{n}", sig(Side.BUY, 10, **limit), T0)) == "OK"
+        assert code(risk.check(f"s{n}", sig(Side.SELL, 10, product=Product.MIS, **limit),
+                               T0)) == "OK"
+    third_buy = risk.check("b2", sig(Side.BUY, 10, **limit), T0)
+    assert code(third_buy) == "MAX_POSITION"
+    assert isinstance(third_buy, SignalRejected)
+    assert third_buy.message == "position could reach 30 if every open buy fills, limit 20"
+    third_sell = risk.check("s2", sig(Side.SELL, 10, product=Product.MIS, **limit), T0)
+    assert code(third_sell) == "MAX_POSITION"
+    # a sell that fills makes room on the buy side; a buy's cancel frees its own room
+    risk.on_fill(filled("s0", sig(Side.SELL, 10, product=Product.MIS, **limit)))
+    risk.on_order_cancelled(OrderCancelled(
+        order_id=derive_id("b0", "order"), strategy_id="s1", instrument_token=TOKEN,
+        side=Side.BUY, filled_quantity=0, leaves_quantity=10, reason="strategy"))
+    assert code(risk.check("b3", sig(Side.BUY, 10, **limit), T0)) == "OK"  # -10 + 10 + 10
+    assert code(risk.check("b4", sig(Side.BUY, 10, **limit), T0)) == "OK"  # -10 + 20 + 10
+    assert code(risk.check("b5", sig(Side.BUY, 10, **limit), T0)) == "MAX_POSITION"
