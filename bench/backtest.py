@@ -1,7 +1,11 @@
 """Backtest speed: sma_cross (fast 10, slow 30, quantity 1, costs off) over a deterministic
 1,000,000-tick random walk (20 instruments, 0.05 grid) through the full engine.
 
-    python bench/backtest.py [--ticks N] [--json]
+    python bench/backtest.py [--ticks N] [--json] [--requote]
+
+``--requote`` runs ``Requote`` instead (below): a resting limit buy per instrument,
+cancelled and placed again whenever the market moves off it, about one order per tick:
+what resting orders and cancels cost.
 
 Prints: generation and file-load time (CSV via pyarrow), processing time and ticks/s
 (load excluded, engine set-up included; wall clock, and CPU time, which other processes
@@ -22,7 +26,26 @@ from machine import describe, loop_ns
 
 from alpha_panda.backtest import run_backtest
 from alpha_panda.marketdata.files import generate_random_walk, load_ticks, tick_source, write_ticks
+from alpha_panda.domain.events import MarketTick, Signal
+from alpha_panda.strategy import CancelOrder, Context, OrderType, Strategy
 from alpha_panda.strategy.config import config_from_mapping
+
+
+class Requote(Strategy):
+    """Keeps one limit buy a tick under the market: when the market moves, cancels it and
+    bids again; sells at market what filled."""
+
+    def on_tick(self, tick: MarketTick, ctx: Context) -> list[Signal | CancelOrder] | None:
+        t = ctx.tick_size()
+        bid = (tick.last_price // t - 1) * t
+        out: list[Signal | CancelOrder] = []
+        if ctx.filled() > 0 and not ctx.pending():
+            out.append(ctx.sell(ctx.filled()))
+        working = ctx.open_orders()
+        out += [ctx.cancel(o) for o in working if o.limit_price != bid and not o.cancel_requested]
+        if not working and ctx.position() <= 0:
+            out.append(ctx.buy(1, order_type=OrderType.LIMIT, limit_price=bid))
+        return out or None
 
 
 def main() -> int:
@@ -31,6 +54,8 @@ def main() -> int:
     parser.add_argument("--instruments", type=int, default=20)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    parser.add_argument("--requote", action="store_true",
+                        help="a resting-order strategy that cancels and bids again (Requote)")
     args = parser.parse_args()
 
     t0 = time.perf_counter()
@@ -46,6 +71,9 @@ def main() -> int:
         load_s = time.perf_counter() - t0
     tokens = sorted(set(ticks.instrument_token.tolist()))
     config = config_from_mapping({
+        "id": "bench_requote", "strategy": f"{__name__}:Requote", "instruments": tokens,
+        "execution": {"costs": False},
+    } if args.requote else {
         "id": "bench_sma_cross", "strategy": "sma_cross", "instruments": tokens,
         "params": {"fast": 10, "slow": 30, "quantity": 1}, "execution": {"costs": False},
     }, "bench")
@@ -71,6 +99,7 @@ def main() -> int:
     print(f"processing CPU   {cpu_s:.3f} s  ->  {figures['ticks_per_cpu_s']:,} ticks per CPU-second")
     print(f"peak memory      {peak_mb:.0f} MB (max RSS)")
     print(describe(figures["machine_loop_ns"]))
+    print(f"orders           {s['orders']:,}  cancelled {s['orders_cancelled']:,}")
     print(f"fills            {s['fills']:,}  round trips {s['round_trips']:,}")
     print(f"P&L              realized {s['realized_pnl']}  unrealized {s['unrealized_pnl']}  "
           f"charges {s['charges']}")

@@ -462,7 +462,16 @@ class PaperExchange(MisSquareOff):
         on a late tick) before its sibling saw the tick that should have filled it first.
         """
         self._open.setdefault(orders[0].instrument_token, []).extend(orders)
-        for tick in list(self._history.get(orders[0].instrument_token, ())):
+        # Only ticks at or after the earliest arrival can match (``_eligible``): taken from
+        # the end of the history (an instrument's ticks come in time order), usually none,
+        # for an order placed on time, instead of scanning all of it for each order.
+        first = min(o.arrival_ns for o in orders)
+        missed: list[MarketTick] = []
+        for tick in reversed(self._history.get(orders[0].instrument_token, ())):
+            if tick.ts < first:
+                break
+            missed.append(tick)
+        for tick in reversed(missed):
             pending = False
             for order in orders:
                 if order.status.is_open:
