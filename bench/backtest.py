@@ -25,8 +25,8 @@ from pathlib import Path
 from machine import describe, loop_ns
 
 from alpha_panda.backtest import run_backtest
-from alpha_panda.marketdata.files import generate_random_walk, load_ticks, tick_source, write_ticks
 from alpha_panda.domain.events import MarketTick, Signal
+from alpha_panda.marketdata.files import generate_random_walk, load_ticks, tick_source, write_ticks
 from alpha_panda.strategy import CancelOrder, Context, OrderType, Strategy
 from alpha_panda.strategy.config import config_from_mapping
 
