@@ -146,9 +146,11 @@ BRACKET = cfg("br", f"{__name__}:LimitBracket", [11, 12],
 
 
 def naive(configs: list[StrategyConfig], cols: TickColumns, source: str, *,
-          halt: bool = True) -> tuple[list[OrderFilled], PositionLedger]:
+          halt: bool = True, cancelled: list[OrderCancelled] | None = None,
+          ) -> tuple[list[OrderFilled], PositionLedger]:
     """The pipeline's order of operations, every call on every tick, nothing skipped
-    (``halt=False``: a failed strategy's orders stay on the book)."""
+    (``halt=False``: a failed strategy's orders stay on the book; ``cancelled`` collects
+    the cancellations)."""
     runner = StrategyRunner(configs)
     risk = RiskEngine(risk_config(configs))
     venue = PaperVenue(execution_configs(configs))
@@ -171,6 +173,8 @@ def naive(configs: list[StrategyConfig], cols: TickColumns, source: str, *,
             elif isinstance(p, OrderCancelled):
                 risk.on_order_cancelled(p)
                 runner.on_order_cancelled_event(p)
+                if cancelled is not None:
+                    cancelled.append(p)
 
     for seq, tick in enumerate(iter_ticks(cols)):
         route(venue.on_tick(tick))
@@ -364,26 +368,9 @@ def test_a_strategy_cancels_and_requotes_and_sees_what_filled_and_what_works() -
     s = result.summary
     assert s["strategies_failed"] == []  # what it saw always added up
     assert s["orders_cancelled"] > 10 and len(result.fills) > 10
-    fills, _ = naive([requoter], TICKS, "replay:t.csv")
-    assert fills == result.fills
-    # the venue cancelled them (reason "strategy"), each at the tick after it was asked
-    venue = PaperVenue(execution_configs([requoter]))
-    runner = StrategyRunner([requoter])
     cancelled: list[OrderCancelled] = []
-    for seq, tick in enumerate(iter_ticks(TICKS)):
-        events = list(venue.on_tick(tick))
-        sigs = runner.on_tick(tick)
-        for sid, sig in zip(signal_ids(tick_id("t", seq), sigs), sigs, strict=True):
-            events += venue.submit(sid, sig, tick.ts)
-        for _, order in runner.take_cancels():
-            events += venue.cancel(order.order_id, tick.ts, "strategy")
-        for p in events:
-            if isinstance(p, OrderSubmitted):
-                runner.on_order_submitted(p)
-            elif isinstance(p, OrderFilled):
-                runner.on_fill(p)
-            elif isinstance(p, OrderCancelled):
-                cancelled.append(p)
-                runner.on_order_cancelled_event(p)
+    fills, _ = naive([requoter], TICKS, "replay:t.csv", cancelled=cancelled)
+    assert fills == result.fills
+    assert len(cancelled) == s["orders_cancelled"]
     assert cancelled and {c.reason for c in cancelled} == {"strategy"}
     assert all(c.filled_quantity == 0 and c.leaves_quantity == 3 for c in cancelled)
