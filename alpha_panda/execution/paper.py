@@ -111,6 +111,7 @@ class PaperExchange(MisSquareOff):
         self._tick_sizes = cfg.tick_sizes or nse_tick_sizes()
         self._slip = Decimal(cfg.slippage_bps)
         self._history: dict[int, deque[MarketTick]] = {}
+        self._unordered: set[int] = set()  # instruments a tick of which came out of time order
         self._dropped_ts: dict[int, int] = {}  # newest ts trimmed from an instrument's history
         self._orders: dict[str, Order] = {}  # live orders, and closed ones until pruned
         self._closed: OrderedDict[str, None] = OrderedDict()  # closed orders still held
@@ -320,6 +321,8 @@ class PaperExchange(MisSquareOff):
             history = self._history[token] = deque(maxlen=self.config.tick_history)
         if len(history) == history.maxlen:
             self._dropped_ts[token] = history[0].ts
+        if history and tick.ts < history[-1].ts:
+            self._unordered.add(token)  # (Kite stamps whole seconds of the exchange's clock)
         history.append(tick)
         out: list[Payload] = []
         ts = tick.ts
@@ -465,13 +468,19 @@ class PaperExchange(MisSquareOff):
         # Only ticks at or after the earliest arrival can match (``_eligible``): taken from
         # the end of the history (an instrument's ticks come in time order), usually none,
         # for an order placed on time, instead of scanning all of it for each order.
-        first = min(o.arrival_ns for o in orders)
-        missed: list[MarketTick] = []
-        for tick in reversed(self._history.get(orders[0].instrument_token, ())):
-            if tick.ts < first:
-                break
-            missed.append(tick)
-        for tick in reversed(missed):
+        token = orders[0].instrument_token
+        history = self._history.get(token, ())
+        if token in self._unordered:  # a tick came after a later one: look at every tick
+            missed = list(history)
+        else:
+            first = min(o.arrival_ns for o in orders)
+            missed = []
+            for tick in reversed(history):
+                if tick.ts < first:
+                    break
+                missed.append(tick)
+            missed.reverse()
+        for tick in missed:
             pending = False
             for order in orders:
                 if order.status.is_open:

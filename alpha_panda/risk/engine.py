@@ -275,8 +275,9 @@ class RiskEngine:
             return
         if now_ns >= self._day_hi:
             self._roll(now_ns)
-        if isinstance(decision, SignalValidated):
-            self.apply_validated(decision.signal_id, decision.signal, now_ns)
+        if isinstance(decision, SignalValidated):  # a flatten order took no rate slot live
+            self.apply_validated(decision.signal_id, decision.signal,
+                                 None if decision.flatten else now_ns)
         decisions = self._decisions
         decisions[decision.signal_id] = decision
         if len(decisions) > DECISIONS_KEPT:

@@ -75,14 +75,17 @@ class SignalFanout:
         self.ticks = 0
 
     async def before_rebuild(self, log: Log) -> None:
-        """Rebuild the books from the log, then replay the strategies for their own state
-        only (``replaying``: their decisions move no book)."""
-        started = time.perf_counter()
-        events = sum([await f.rebuild_books(log) for f in self.feedback], 0)
-        self.books_ready.set()
+        """Rebuild the books from the log (at the first assignment only: afterwards the
+        feedback consumers keep them, with events they have not committed yet), then replay
+        the strategies for their own state only (``replaying``: their decisions move no
+        book)."""
+        if not self.books_ready.is_set():
+            started = time.perf_counter()
+            events = sum([await f.rebuild_books(log) for f in self.feedback], 0)
+            self.books_ready.set()
+            log_.info("strategy_runner.books_rebuilt", events=events,
+                      seconds=round(time.perf_counter() - started, 3))
         self.runner.replaying = True
-        log_.info("strategy_runner.books_rebuilt", events=events,
-                  seconds=round(time.perf_counter() - started, 3))
 
     def after_rebuild(self) -> None:
         self.runner.replaying = False

@@ -247,3 +247,29 @@ def test_each_order_processed_after_all_ticks_gets_its_in_time_fills(
                   ) == sorted(map(repr, [e for e in without_cnc_charges(backtest)
                                          if isinstance(e, OrderFilled)]))
     assert cnc_books(out) == cnc_books(backtest) == expected_cnc_books(backtest, CostModel.load())
+
+
+@pytest.mark.parametrize("in_order", [True, False])
+def test_a_late_order_catches_up_on_ticks_that_came_out_of_time_order(in_order: bool) -> None:
+    # Kite stamps ticks with the exchange's whole second: one can come after a later one.
+    # A late order looks at the ticks since its arrival only, unless they came out of order.
+    t0 = ist_ns(DAY, time(10, 0))
+    times = [0, 1, 3, 4] if in_order else [0, 3, 1, 4]
+    prices = {0: 1700_00, 1: 1700_00, 3: 1694_00, 4: 1710_00}  # at 3 s a buy at 1695 fills
+    ticks = [MarketTick(instrument_token=TOKEN, last_price=prices[s], ts=t0 + s * S)
+             for s in times]
+    buy = Signal(strategy_id="s", instrument_token=TOKEN, side=Side.BUY, quantity=1,
+                 order_type=OrderType.LIMIT, limit_price=1695_00, price_hint=1700_00)
+
+    def fills(late: bool) -> list[tuple[int, int]]:
+        x = ex()
+        out: list[Payload] = []
+        for k, t in enumerate(ticks):
+            if not late and k == 2:
+                out += x.submit("a", buy, t0 + 2 * S)
+            out += x.on_tick(t)
+        if late:  # processed after every tick
+            out += x.submit("a", buy, t0 + 2 * S)
+        return [(f.price, f.ts - t0) for f in out if isinstance(f, OrderFilled)]
+
+    assert fills(late=True) == fills(late=False) == [(1695_00, 3 * S)]

@@ -483,3 +483,17 @@ def test_max_position_holds_on_each_side_whatever_rests_on_the_other() -> None:
     assert code(risk.check("b3", sig(Side.BUY, 10, **limit), T0)) == "OK"  # -10 + 10 + 10
     assert code(risk.check("b4", sig(Side.BUY, 10, **limit), T0)) == "OK"  # -10 + 20 + 10
     assert code(risk.check("b5", sig(Side.BUY, 10, **limit), T0)) == "MAX_POSITION"
+
+
+def test_replayed_decisions_take_the_rate_slots_the_live_ones_took() -> None:
+    # A restart replays the recorded decisions: a validated order took a slot of Kite's
+    # windows live, the kill switch's flatten order none.
+    limits = RiskConfig(brokers={"paper": RiskLimits(orders_per_second=10, orders_per_day=5000)})
+    plain = SignalValidated(signal=sig(qty=1), signal_id="a")
+    flatten = SignalValidated(signal=sig(Side.SELL, qty=1, product=Product.MIS), signal_id="f",
+                              flatten=True)
+    risk = RiskEngine(limits, broker="paper")
+    for decision in (plain, flatten):
+        risk.replay_decision(decision, T0)
+    assert risk.status(T0)["rate"] == {"RATE_LIMIT_SECOND": 1, "RATE_LIMIT_DAY": 1}
+    assert risk.check("a", sig(qty=1), T0) is plain  # a redelivered signal: the same answer

@@ -75,3 +75,32 @@ def test_the_cancels_go_to_every_broker_once_with_each_brokers_order_id() -> Non
     one_by_one = SignalFanout(_runner())
     emits = [e for t in ticks for e in one_by_one.handle(t, REC)]
     assert _requests(emits) == _requests(list(batch[0][1]))  # type: ignore[arg-type]
+
+
+async def test_the_books_are_rebuilt_at_the_first_assignment_only() -> None:
+    # Later assignments of the tick group (a rebalance) replay the ticks again, but the
+    # books stay as the feedback consumers keep them: events they processed and have not
+    # committed yet would be lost if the books were rebuilt from committed offsets.
+    from alpha_panda.adapters.memory_log import MemoryLog
+    from alpha_panda.services.strategy_runner import StrategyFeedback
+    from alpha_panda.stream.topics import REGISTRY
+
+    log = MemoryLog()
+    await log.start()
+    await log.ensure_topics(REGISTRY.all())
+    runner = _runner()
+    feedback = StrategyFeedback("paper", runner)
+    fanout = SignalFanout(runner, [feedback])
+    feedback.books_ready = fanout.books_ready
+    await fanout.before_rebuild(log)
+    fanout.after_rebuild()
+    await feedback.before_consuming(log)  # does not wait: the books are ready
+    ctx = runner._slots["c"][0].ctx
+    assert ctx.open_orders() == []  # rebuilt from an empty log
+    runner.on_order_submitted(OrderSubmitted(  # live, not committed yet
+        order_id="live", signal_id="sig-2", strategy_id="c", instrument_token=5,
+        side=Side.BUY, quantity=2, order_type=OrderType.LIMIT, limit_price=100))
+    await fanout.before_rebuild(log)  # the tick group assigned again
+    fanout.after_rebuild()
+    assert [o.order_id for o in ctx.open_orders()] == ["live"] and not runner.replaying
+    await log.close()
