@@ -137,7 +137,8 @@ class SignalFanout:
         """A ``CancelRequested`` (reason ``strategy``) on the control topic of each broker
         of the strategy, for each order a strategy cancelled at this tick, as the market
         stood at the tick. The order is the strategy's first broker's; another broker's
-        order of the same signal has that broker's id (bracket legs: the first's only)."""
+        order of the same signal has that broker's id (an order the system placed, a
+        bracket leg or a square-off, is the first broker's only)."""
         emits: list[Emit] = []
         counts: dict[str, int] = {}
         for sid, order in self.runner.take_cancels():
@@ -148,7 +149,7 @@ class SignalFanout:
             for k, broker in enumerate(brokers):
                 if k == 0:
                     order_id = order.order_id
-                elif order.parent_order_id is None:
+                elif order.origin == "signal":
                     order_id = derive_id(order.signal_id, ORDER_STAGES[broker][0])
                 else:
                     continue

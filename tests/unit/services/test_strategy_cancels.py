@@ -40,7 +40,7 @@ def _runner() -> StrategyRunner:
         runner.on_order_submitted(OrderSubmitted(
             order_id=oid, signal_id="sig-1", strategy_id="c", instrument_token=5,
             side=Side.BUY, quantity=2, order_type=OrderType.LIMIT, limit_price=100,
-            parent_order_id=parent))
+            parent_order_id=parent, origin="signal" if parent is None else "bracket"))
     return runner
 
 
@@ -69,7 +69,7 @@ def test_the_cancels_go_to_every_broker_once_with_each_brokers_order_id() -> Non
     assert _requests(list(batch[0][1])) == [  # type: ignore[arg-type]
         ("paper.control", first, "entry", "strategy:c", 1001, "strategy"),
         ("zerodha.control", first, order_id_for("sig-1"), "strategy:c", 1001, "strategy"),
-        # a bracket leg is the first broker's own: the other has no order of that id
+        # a bracket leg is the system's, the first broker's own: the other has none of it
         ("paper.control", second, "leg", "strategy:c", 1001, "strategy"),
     ]
     one_by_one = SignalFanout(_runner())
