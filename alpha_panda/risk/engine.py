@@ -272,9 +272,7 @@ class RiskEngine:
         moment, which a replay cannot reproduce (an order event would then follow a
         signal this engine did not validate, or none would release one it did)."""
         if decision.signal_id in self._decisions:
-            return
-        if now_ns >= self._day_hi:
-            self._roll(now_ns)
+            return  # (no day roll: the fills replayed next mark each day's start)
         if isinstance(decision, SignalValidated):  # a flatten order took no rate slot live
             self.apply_validated(decision.signal_id, decision.signal,
                                  None if decision.flatten else now_ns)

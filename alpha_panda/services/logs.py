@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from alpha_panda.adapters.kafka.config import KafkaSettings
-from alpha_panda.domain.errors import ConfigurationError
-from alpha_panda.stream.log import Log
+from alpha_panda.domain.errors import ConfigurationError, DecodeError
+from alpha_panda.domain.events import CODEC, Envelope
+from alpha_panda.stream.log import Log, TopicPartition
 
 EMBEDDED_FILE = "log.sqlite"
 
@@ -49,3 +50,24 @@ def open_log(url: str, data_dir: Path, *, kafka: KafkaSettings | dict[str, Any] 
     raise ConfigurationError(
         f"unknown log {url!r}: expected embedded, memory, sqlite:PATH or kafka://HOST:PORT"
     )
+
+
+async def read_events(log: Log, name: str, upto: dict[int, int] | None = None) -> list[Envelope[Any]]:
+    """The events of topic ``name`` (of each partition, those before ``upto``'s offset, if
+    given; none of a partition it does not name), undecodable records skipped (their
+    consumers dead-letter them)."""
+    out: list[Envelope[Any]] = []
+    for partition, end in sorted((await log.end_offsets(name)).items()):
+        stop = end if upto is None else min(end, upto.get(partition, 0))
+        offset = 0
+        while offset < stop and (batch := await log.read(TopicPartition(name, partition),
+                                                          offset, min(1000, stop - offset))):
+            for r in batch:
+                if r.offset >= stop:
+                    break
+                try:
+                    out.append(CODEC.decode(r.value))
+                except DecodeError:
+                    continue
+            offset = batch[-1].offset + 1
+    return out

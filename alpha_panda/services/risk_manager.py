@@ -14,9 +14,8 @@ from typing import Any, ClassVar
 import structlog
 
 from alpha_panda.backtest.engine import _limits_read_marks
-from alpha_panda.domain.errors import DecodeError, InvariantViolation
+from alpha_panda.domain.errors import InvariantViolation
 from alpha_panda.domain.events import (
-    CODEC,
     Envelope,
     KillSwitchSet,
     MarketTick,
@@ -31,8 +30,9 @@ from alpha_panda.domain.events import (
 )
 from alpha_panda.readmodel.views import KillSwitchView
 from alpha_panda.risk import RiskConfig, RiskEngine
+from alpha_panda.services.logs import read_events
 from alpha_panda.stream.emit import BatchFailure, Emit, Emitted
-from alpha_panda.stream.log import Log, Record, read_topic
+from alpha_panda.stream.log import Log, Record
 from alpha_panda.stream.runtime import ProcessorSettings, StreamProcessor
 from alpha_panda.stream.topics import MARKET_TICKS, strategy_instrument_key, topic
 
@@ -53,27 +53,30 @@ class RiskHandler:
 
     # A rebuild applies this service's own decisions (every one on ``signals.validated``
     # and ``signals.rejected``: each was committed with its signal's offset) rather than
-    # deciding the raw signals again, and before the order events that follow them, which
-    # are then replayed up to the committed offsets (the rest comes live). Replayed by topic
-    # name, every order's end came before its signal, and the validated signals stayed
-    # pending (and counted as open orders) for ever.
+    # deciding the raw signals again, then the fills up to the committed offsets in event
+    # time across partitions (the day's loss starts from each IST day's first event, as
+    # live), before the ticks, the control events and the ends of orders (the rest comes
+    # live). Replayed by topic name, every order's end came before its signal, and the
+    # validated signals stayed pending (and counted as open orders) for ever.
     _RANKS: ClassVar[dict[str, int]] = {
-        "market.ticks": 0, "control": 1, "orders.filled": 2, "orders.rejected": 3,
-        "orders.cancelled": 3, "signals.raw": 4}
+        "market.ticks": 0, "control": 1, "orders.rejected": 2, "orders.cancelled": 2}
 
     def rebuild_rank(self, name: str) -> int:
-        return self._RANKS.get(name.removeprefix(f"{self.broker}."), 5)
+        return self._RANKS.get(name.removeprefix(f"{self.broker}."), 3)
 
     async def before_rebuild(self, log: Log) -> None:
+        engine = self.engine
         for name in ("signals.validated", "signals.rejected"):
-            for r in await read_topic(log, topic(self.broker, name)):
-                try:
-                    env = CODEC.decode(r.value)
-                except DecodeError:  # not an event: its consumers dead-letter it
-                    continue
+            for env in await read_events(log, topic(self.broker, name)):
                 if isinstance(env.data, SignalValidated | SignalRejected):
-                    self.engine.replay_decision(env.data, env.ts)
-        self._rebuilding = True
+                    engine.replay_decision(env.data, env.ts)
+        name = topic(self.broker, "orders.filled")
+        committed = await log.committed_offsets(risk_group(self.broker), name)
+        fills = [e.data for e in await read_events(log, name, committed)
+                 if isinstance(e.data, OrderFilled)]
+        for fill in sorted(fills, key=lambda f: f.ts):
+            engine.on_fill(fill)
+        self._rebuilding = True  # raw signals and fills: applied above
 
     def after_rebuild(self) -> None:
         self._rebuilding = False
@@ -106,7 +109,8 @@ class RiskHandler:
                                key=event.key, broker=self.broker, parent=event)
             return [Emit(topic(self.broker, suffix), env)]
         if isinstance(data, OrderFilled):
-            self.engine.on_fill(data)
+            if not self._rebuilding:
+                self.engine.on_fill(data)
         elif isinstance(data, OrderRejected):
             self.engine.on_order_rejected(data)
         elif isinstance(data, OrderCancelled):
@@ -186,6 +190,10 @@ def limits_read_marks(config: RiskConfig, broker: str) -> bool:
     return _limits_read_marks(config, list(config.strategies))
 
 
+def risk_group(broker: str) -> str:
+    return f"{broker}.risk-manager"
+
+
 def risk_topics(broker: str) -> list[str]:
     return [MARKET_TICKS] + [topic(broker, s) for s in (
         "signals.raw", "orders.filled", "orders.rejected", "orders.cancelled", "control")]
@@ -196,7 +204,7 @@ def build_risk_manager(
 ) -> tuple[StreamProcessor, RiskHandler]:
     handler = RiskHandler(broker, engine, every_tick=limits_read_marks(engine.config, broker))
     processor = StreamProcessor(
-        log, name=f"{broker}.risk-manager", group=f"{broker}.risk-manager",
+        log, name=f"{broker}.risk-manager", group=risk_group(broker),
         topics=risk_topics(broker), handler=handler, settings=settings, rebuild=True,
     )
     return processor, handler

@@ -25,9 +25,8 @@ from typing import Any
 
 import structlog
 
-from alpha_panda.domain.errors import ConfigurationError, DecodeError
+from alpha_panda.domain.errors import ConfigurationError
 from alpha_panda.domain.events import (
-    CODEC,
     CancelRefused,
     CancelRequested,
     Envelope,
@@ -43,9 +42,10 @@ from alpha_panda.domain.events import (
     new_envelope,
 )
 from alpha_panda.risk.engine import ORDER_STAGES
+from alpha_panda.services.logs import read_events
 from alpha_panda.strategy.runner import StrategyRunner, signal_ids
 from alpha_panda.stream.emit import BatchFailure, Emit, Emitted
-from alpha_panda.stream.log import Log, Record, TopicPartition
+from alpha_panda.stream.log import Log, Record
 from alpha_panda.stream.runtime import ProcessorSettings, StreamProcessor
 from alpha_panda.stream.topics import MARKET_TICKS, strategy_instrument_key, topic
 
@@ -214,7 +214,7 @@ class StrategyFeedback:
         runner.reset_books([c.id for c in runner.configs() if self._primary(c.id)])
         applied = 0
         seen: set[str] = set()
-        for env in await _events(log, topic(self.broker, "signals.raw")):
+        for env in await read_events(log, topic(self.broker, "signals.raw")):
             sig = env.data
             if (env.source == SOURCE and isinstance(sig, Signal) and env.id not in seen
                     and self._primary(sig.strategy_id)):
@@ -226,7 +226,7 @@ class StrategyFeedback:
             for name in names:
                 t = topic(self.broker, name)
                 upto = await log.committed_offsets(group, t)
-                for env in await _events(log, t, upto):
+                for env in await read_events(log, t, upto):
                     if env.id not in seen:
                         seen.add(env.id)
                         self.handle(env, _NO_RECORD)
@@ -283,24 +283,3 @@ def build_strategy_runner(
 
 
 _NO_RECORD = Record("", 0, 0, None, b"")
-
-
-async def _events(log: Log, name: str, upto: dict[int, int] | None = None) -> list[Envelope[Any]]:
-    """The events of topic ``name`` (of each partition, those before ``upto``'s offset, if
-    given; none of a partition it does not name), undecodable records skipped (their
-    consumers dead-letter them)."""
-    out: list[Envelope[Any]] = []
-    for partition, end in sorted((await log.end_offsets(name)).items()):
-        stop = end if upto is None else min(end, upto.get(partition, 0))
-        offset = 0
-        while offset < stop and (batch := await log.read(TopicPartition(name, partition),
-                                                          offset, min(1000, stop - offset))):
-            for r in batch:
-                if r.offset >= stop:
-                    break
-                try:
-                    out.append(CODEC.decode(r.value))
-                except DecodeError:
-                    continue
-            offset = batch[-1].offset + 1
-    return out

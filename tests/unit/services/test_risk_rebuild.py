@@ -1,0 +1,96 @@
+"""A restarted risk manager holds the state the live one had: built from its own recorded
+decisions and the fills in event time, not by deciding the raw signals again."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import date, time
+
+from alpha_panda.adapters.memory_log import MemoryLog
+from alpha_panda.domain.clock import ist_ns
+from alpha_panda.domain.events import MarketTick, OrderFilled, Payload, Signal, new_envelope
+from alpha_panda.domain.values import Product, Side
+from alpha_panda.execution.orders import order_id_for
+from alpha_panda.risk import RiskConfig, RiskEngine, RiskLimits
+from alpha_panda.services.risk_manager import (
+    RiskHandler,
+    build_risk_manager,
+    risk_group,
+    risk_topics,
+)
+from alpha_panda.stream.emit import Emit, to_output
+from alpha_panda.stream.log import Record, TopicPartition
+from alpha_panda.stream.runtime import ProcessorSettings
+from alpha_panda.stream.topics import MARKET_TICKS, REGISTRY, strategy_instrument_key, topic
+
+TOKEN = 738561
+DAY1 = ist_ns(date(2026, 11, 23), time(10, 0))
+DAY2 = ist_ns(date(2026, 11, 24), time(10, 0))
+
+
+def emit(payload: Payload, n: int, ts: int) -> Emit:
+    if isinstance(payload, MarketTick):
+        return Emit(MARKET_TICKS, new_envelope(payload, id=f"t{n}", ts=ts, source="t",
+                                               key=str(TOKEN)))
+    name = "signals.raw" if isinstance(payload, Signal) else "orders.filled"
+    return Emit(topic("paper", name), new_envelope(
+        payload, id=f"e{n}", ts=ts, source="t", key=strategy_instrument_key("s1", TOKEN),
+        broker="paper"))
+
+
+def signal(side: Side, quantity: int = 10) -> Signal:
+    return Signal(strategy_id="s1", instrument_token=TOKEN, side=side, quantity=quantity,
+                  product=Product.MIS, price_hint=100_00)
+
+
+def fill(signal_env: str, s: Signal, price: int, ts: int) -> OrderFilled:
+    oid = order_id_for(signal_env)
+    return OrderFilled(order_id=oid, fill_id=f"{oid}-f", strategy_id="s1", instrument_token=TOKEN,
+                       side=s.side, quantity=s.quantity, price=price,
+                       cumulative_quantity=s.quantity, leaves_quantity=0, average_price=price,
+                       product=s.product, ts=ts)
+
+
+def engine() -> RiskEngine:
+    return RiskEngine(RiskConfig(global_limits=RiskLimits(daily_loss=50_00, max_open_orders=2)),
+                      broker="paper")
+
+
+async def test_a_restart_keeps_the_days_loss_and_the_open_orders_as_they_were() -> None:
+    # Day 1: bought 10 at 100, sold at 90 (a loss of 100 rupees, over the day's limit of 50);
+    # an order left open. Day 2: a new day, its loss starts at zero.
+    buy, sell, rest = signal(Side.BUY), signal(Side.SELL), signal(Side.BUY, 1)
+    inputs = [emit(MarketTick(instrument_token=TOKEN, last_price=100_00, ts=DAY1), 1, DAY1),
+              emit(buy, 2, DAY1 + 1), emit(fill("e2", buy, 100_00, DAY1 + 2), 3, DAY1 + 2),
+              emit(sell, 4, DAY1 + 3), emit(fill("e4", sell, 90_00, DAY1 + 4), 5, DAY1 + 4),
+              emit(MarketTick(instrument_token=TOKEN, last_price=90_00, ts=DAY2), 6, DAY2),
+              emit(rest, 7, DAY2 + 1)]
+    log = MemoryLog()
+    await log.start()
+    await log.ensure_topics(REGISTRY.all())
+    live = RiskHandler("paper", engine())
+    for e in inputs:  # as the live service: each input, then its decision, on the log
+        await log.append([to_output(e)])
+        await log.append([to_output(o) for o in live.handle(e.envelope, Record(e.topic, 0, 0, None, b""))])
+    consumer = log.consumer(risk_group("paper"), risk_topics("paper"))
+    ends: dict[TopicPartition, int] = {}
+    while records := await consumer.poll(1000, 0.05):
+        ends.update({r.tp: r.offset + 1 for r in records})
+    await consumer.commit([], ends)
+    await consumer.close()
+    assert (live.engine.day_pnl("s1"), live.engine.open_orders("s1")) == (0, 1)
+
+    processor, rebuilt = build_risk_manager(log, "paper", engine(), ProcessorSettings())
+    stop = asyncio.Event()
+    task = asyncio.create_task(processor.run(stop))
+    while not processor.health().ready:
+        await asyncio.sleep(0.01)
+    stop.set()
+    await task
+    await log.close()
+    r = rebuilt.engine
+    assert (r.day_pnl("s1"), r.net_pnl("s1"), r.open_orders("s1")) == (
+        0, live.engine.net_pnl("s1"), 1)
+    assert r.position("s1", TOKEN) == live.engine.position("s1", TOKEN) == 1
+    probe = signal(Side.BUY, 1)
+    assert type(r.check("p", probe, DAY2 + 9)) is type(live.engine.check("p", probe, DAY2 + 9))
