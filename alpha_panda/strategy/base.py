@@ -144,8 +144,9 @@ class Context:
     signal is emitted, so a strategy never double-sends while an order is in flight.
     ``filled`` is what the venue has filled, and ``open_orders`` the orders still working
     there (a resting limit order counts in ``position`` but not in ``filled``). Both come
-    from the strategy's first broker, as it reports them: in the pipeline a few
-    milliseconds after the signal, so an order just signalled is in neither yet.
+    from the strategy's first broker, as it reports them: in the backtest at once, in the
+    pipeline later than the signal (in a replay at full speed, many ticks later), so an
+    order just signalled is in neither yet.
     """
 
     __slots__ = ("_book", "_reference", "_token")
