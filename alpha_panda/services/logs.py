@@ -8,7 +8,7 @@ from typing import Any
 from alpha_panda.adapters.kafka.config import KafkaSettings
 from alpha_panda.domain.errors import ConfigurationError, DecodeError
 from alpha_panda.domain.events import CODEC, Envelope
-from alpha_panda.stream.log import Log, TopicPartition
+from alpha_panda.stream.log import Log, read_topic
 
 EMBEDDED_FILE = "log.sqlite"
 
@@ -57,17 +57,9 @@ async def read_events(log: Log, name: str, upto: dict[int, int] | None = None) -
     given; none of a partition it does not name), undecodable records skipped (their
     consumers dead-letter them)."""
     out: list[Envelope[Any]] = []
-    for partition, end in sorted((await log.end_offsets(name)).items()):
-        stop = end if upto is None else min(end, upto.get(partition, 0))
-        offset = 0
-        while offset < stop and (batch := await log.read(TopicPartition(name, partition),
-                                                          offset, min(1000, stop - offset))):
-            for r in batch:
-                if r.offset >= stop:
-                    break
-                try:
-                    out.append(CODEC.decode(r.value))
-                except DecodeError:
-                    continue
-            offset = batch[-1].offset + 1
+    for r in await read_topic(log, name, upto=upto):
+        try:
+            out.append(CODEC.decode(r.value))
+        except DecodeError:
+            continue
     return out

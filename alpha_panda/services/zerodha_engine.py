@@ -60,6 +60,7 @@ from alpha_panda.domain.events import (
     OrderCancelled,
     OrderRejected,
     OrderSubmitted,
+    Origin,
     SignalValidated,
     StrategyHalted,
     derive_id,
@@ -184,6 +185,7 @@ class ZerodhaEngine:
         except ValidationError as exc:
             return [self._reject(event, "INVALID_ORDER", str(exc))]
         order_id = order_id_for(sid)
+        origin: Origin = "flatten" if data.flatten else "signal"
         early = self._early_cancels.pop(order_id, None) if self._early_cancels else None
         broker_id = await self._existing(tag)
         if broker_id is not None:
@@ -195,8 +197,7 @@ class ZerodhaEngine:
             cancelled = OrderCancelled(
                 order_id=order_id, strategy_id=sig.strategy_id,
                 instrument_token=sig.instrument_token, side=sig.side, filled_quantity=0,
-                leaves_quantity=sig.quantity, reason=early[1].reason, ts=event.ts,
-                origin="flatten" if data.flatten else "signal")
+                leaves_quantity=sig.quantity, reason=early[1].reason, ts=event.ts, origin=origin)
             return [order_emit(BROKER, cancelled, cause=event, source=SOURCE, ts=event.ts)]
         elif self._clock() - event.ts > self._max_age_ns:
             return [self._reject(event, "STALE_SIGNAL", "signal older than the engine accepts")]
@@ -219,7 +220,7 @@ class ZerodhaEngine:
             instrument_token=sig.instrument_token, side=sig.side, quantity=sig.quantity,
             order_type=sig.order_type, limit_price=sig.limit_price, trigger_price=sig.trigger_price,
             product=sig.product, validity=sig.validity, tag=tag, broker_order_id=broker_id,
-            ts=event.ts, origin="flatten" if data.flatten else "signal")
+            ts=event.ts, origin=origin)
         self._book.apply(submitted, event.correlation_id)
         out = [order_emit(BROKER, submitted, cause=event, source=SOURCE, ts=event.ts)]
         if early is not None:  # it was at Kite already (adopted): cancel it there

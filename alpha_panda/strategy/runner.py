@@ -469,13 +469,11 @@ class StrategyRunner:
         if fill.origin != "signal":
             book.positions[token] = book.positions.get(token, 0) + signed
         oid = fill.order_id
-        order = book.orders.get(oid)
         if fill.leaves_quantity == 0:
-            if order is not None:
-                del book.orders[oid]
-            else:
-                self._order_ended(fill.strategy_id, oid)
-        elif order is not None:
+            self._order_ended(fill.strategy_id, oid)
+            return
+        order = book.orders.get(oid)
+        if order is not None:
             if fill.leaves_quantity < order.leaves_quantity:
                 book.orders[oid] = msgspec.structs.replace(
                     order, leaves_quantity=fill.leaves_quantity)

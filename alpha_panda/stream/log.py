@@ -185,14 +185,18 @@ class Log(Protocol):
         ...
 
 
-async def read_topic(log: Log, topic: str, batch: int = 1000) -> list[Record]:
+async def read_topic(log: Log, topic: str, batch: int = 1000,
+                     upto: Mapping[int, int] | None = None) -> list[Record]:
     """Every record of ``topic`` on the log now, partition by partition (offsets may have
-    gaps on Kafka); none for a topic that does not exist."""
+    gaps on Kafka); none for a topic that does not exist. ``upto``: only the records
+    before each partition's offset in it (e.g. a group's committed offsets; none of a
+    partition it does not name)."""
     records: list[Record] = []
     for partition, end in sorted((await log.end_offsets(topic)).items()):
+        stop = end if upto is None else min(end, upto.get(partition, 0))
         tp = TopicPartition(topic, partition)
         offset = 0
-        while offset < end and (got := await log.read(tp, offset, batch)):
-            records += got
+        while offset < stop and (got := await log.read(tp, offset, min(batch, stop - offset))):
+            records += got if got[-1].offset < stop else [r for r in got if r.offset < stop]
             offset = got[-1].offset + 1
     return records
