@@ -14,6 +14,7 @@ Quantities are shares/units; prices and turnover are int paise.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from enum import StrEnum
 from typing import Final
 
@@ -105,6 +106,7 @@ class Order:
     fills: int = 0
     triggered: bool = False
     rested: bool = False  # has been on the book through a tick without filling
+    volume_carry: Decimal = Decimal(0)  # fraction of a share of volume not yet taken
     last_ts: int = 0  # event time of the last tick this order has been matched against
     expires_ns: int | None = None  # DAY validity: the close of the session it arrived in
     cutoff_ns: int | None = None  # MIS: the square-off cut-off of its session

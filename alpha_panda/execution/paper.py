@@ -64,7 +64,7 @@ from alpha_panda.execution.market import (
 )
 from alpha_panda.execution.netting import CncNetting
 from alpha_panda.execution.orders import Order, OrderStatus, order_id_for
-from alpha_panda.execution.pricing import depth_fills, seeded_rng, slipped, volume_cap
+from alpha_panda.execution.pricing import depth_fills, seeded_rng, slipped, volume_share
 from alpha_panda.execution.rules import reference_price, validate
 from alpha_panda.execution.squareoff import MisSquareOff
 
@@ -516,21 +516,27 @@ class PaperExchange(MisSquareOff):
             if sign * (price - order.trigger_price) < 0:
                 return
             order.triggered = True
+        limit = order.limit_price
+        market = order.order_type in (OrderType.MARKET, OrderType.SL_M)
+        trades = market or (limit is not None and sign * (limit - price) >= 0)
         qty = order.leaves
-        cap = None if order.parent_order_id else volume_cap(tick, cfg.volume_participation)
-        if cap is not None:
-            qty = min(qty, cap)
+        if trades and cfg.volume_participation is not None and not order.parent_order_id:
+            share = volume_share(tick, cfg.volume_participation)
+            if share is not None:  # whole shares now, the fraction carried to the next tick
+                share += order.volume_carry
+                cap = int(share)
+                order.volume_carry = share - cap
+                qty = min(qty, cap)
         fills: list[tuple[int, int]] = []  # (quantity, price)
-        if qty <= 0:
+        if qty <= 0 or not trades:
             pass
-        elif order.order_type in (OrderType.MARKET, OrderType.SL_M):
+        elif market:
             fills = self._market_fills(order, price, tick, qty)
         else:
-            assert order.limit_price is not None
-            if sign * (order.limit_price - price) >= 0:
-                # a resting order is the passive side: it trades at its own limit
-                fresh = order.fills == 0 and not order.rested
-                fills = [(qty, price if fresh else order.limit_price)]
+            # a resting order is the passive side: it trades at its own limit
+            fresh = order.fills == 0 and not order.rested
+            assert limit is not None
+            fills = [(qty, price if fresh else limit)]
         for fill_qty, fill_price in fills:
             self._fill(order, fill_qty, fill_price, ts, out)
         order.rested = True

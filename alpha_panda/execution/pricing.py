@@ -70,16 +70,19 @@ def depth_fills(depth: Depth | None, side: Side, quantity: int) -> list[tuple[in
     return out
 
 
-def volume_cap(tick: MarketTick, participation: Decimal | None) -> int | None:
-    """Most this order may take from ``tick``: participation × traded quantity; None = no cap.
+def volume_share(tick: MarketTick, participation: Decimal | None) -> Decimal | None:
+    """An order's exact share of ``tick``: participation × traded quantity; None = no cap.
 
     The traded quantity is the tick's ``last_quantity``, else its ``volume`` (a tick file's
     or the simulator's quantity of that trade; Kite's cumulative volume comes with a
     ``last_quantity``), as the strategies' bars count it; a tick with neither does not cap.
-    Every order is capped independently (no queue between orders), which keeps fills
-    independent of the order in which orders were processed.
+    The order may take the whole shares of it, the fraction carried on to its next tick
+    (``Order.volume_carry``): at 10% of trades of 5 shares it fills 1 share every other
+    tick, where rounding each tick down would never fill it. Every order is capped
+    independently (no queue between orders), which keeps fills independent of the order in
+    which orders were processed.
     """
     traded = tick.last_quantity or tick.volume
     if participation is None or traded <= 0:
         return None
-    return int((Decimal(traded) * participation).to_integral_value(rounding=ROUND_FLOOR))
+    return Decimal(traded) * participation

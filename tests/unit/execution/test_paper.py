@@ -232,6 +232,28 @@ def test_volume_limited_partial_fills_carry_cumulative_and_leaves() -> None:
     assert seen[-1].average_price == 1000_10
 
 
+def test_volume_share_below_one_share_a_tick_adds_up_across_ticks() -> None:
+    # 10% of trades of 4 shares: 0.4 a tick, a share on the 3rd, 5th, 8th and 10th ticks
+    # (rounded down on each tick alone, the order never filled)
+    x = ex(latency_ms=1, volume_participation=Decimal("0.1"))
+    x.submit("a", sig(qty=3), T0)
+    got = []
+    for i in range(1, 13):
+        got += [(i, f.quantity) for f in fills_of(x.on_tick(tick(T0 + i * MS, 1000_00, qty=4)))]
+    assert got == [(3, 1), (5, 1), (8, 1)]
+    # a limit order away from the market gathers no share: it fills by the ticks it trades on
+    x.submit("b", sig(qty=2, order_type=OrderType.LIMIT, limit_price=999_00), T0 + 20 * MS)
+    for i in range(21, 31):  # ten ticks above its limit
+        assert fills_of(x.on_tick(tick(T0 + i * MS, 1000_00, qty=4))) == []
+    got = [(i, f.quantity) for i in range(31, 37)
+           for f in fills_of(x.on_tick(tick(T0 + i * MS, 999_00, qty=4)))]
+    assert got == [(33, 1), (35, 1)]
+
+
+def fills_of(events: list[Payload]) -> list[OrderFilled]:
+    return [e for e in events if isinstance(e, OrderFilled)]
+
+
 def test_day_orders_expire_at_the_close() -> None:
     x = ex()
     x.submit("a", sig(order_type=OrderType.LIMIT, limit_price=900_00), T0)

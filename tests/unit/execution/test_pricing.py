@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from alpha_panda.domain.events import MarketTick
 from alpha_panda.domain.values import Side
-from alpha_panda.execution.pricing import seeded_rng, slipped, to_grid, volume_cap
+from alpha_panda.execution.pricing import seeded_rng, slipped, to_grid, volume_share
 
 
 def test_to_grid_ties_go_against_the_trader() -> None:
@@ -34,8 +34,8 @@ def test_seeded_draws_depend_only_on_seed_and_order() -> None:
     assert a != [seeded_rng(2, "order-x", n).random() for n in range(3)]
 
 
-def test_volume_cap() -> None:
+def test_volume_share() -> None:
     tick = MarketTick(instrument_token=1, last_price=100, ts=0, last_quantity=47)
-    assert volume_cap(tick, Decimal("0.1")) == 4
-    assert volume_cap(tick, None) is None
-    assert volume_cap(MarketTick(instrument_token=1, last_price=100, ts=0), Decimal("0.1")) is None
+    assert volume_share(tick, Decimal("0.1")) == Decimal("4.7")
+    assert volume_share(tick, None) is None
+    assert volume_share(MarketTick(instrument_token=1, last_price=100, ts=0), Decimal("0.1")) is None
