@@ -159,6 +159,9 @@ class Strategy(_Out):
     status: str = Field(description="ACTIVE, FAILED (taken out of service) or DISABLED")
     error: str | None
     signals: int
+    cancels_ignored: int = Field(
+        0, description="ctx.cancel requests for orders the strategy had not open (ended, or "
+                       "not its own): nothing was cancelled")
     source: str
 
 

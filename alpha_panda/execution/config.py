@@ -16,6 +16,9 @@ MarketHoursMode = Literal["off", "reject", "queue"]
 SlippageModel = Literal["fixed", "depth"]
 
 
+# Zerodha's intraday cut-off for equity MIS: open orders cancelled, positions squared off.
+MIS_SQUAREOFF = time(15, 20)
+
 @dataclass(frozen=True, kw_only=True)
 class ExecutionConfig:
     """How the paper exchange fills orders. The defaults are the strategy YAML's defaults.
@@ -47,7 +50,7 @@ class ExecutionConfig:
     latency_ms: int = 0
     volume_participation: Decimal | None = None
     market_hours: MarketHoursMode = "off"
-    mis_squareoff: time | None = time(15, 20)
+    mis_squareoff: time | None = MIS_SQUAREOFF
     expire_day_orders: bool = True
     enforce_tick_size: bool = True
     price_bands: bool = True

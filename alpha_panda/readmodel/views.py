@@ -101,6 +101,7 @@ class StrategyView(msgspec.Struct, kw_only=True):
     status: str  # ACTIVE, FAILED (taken out of service), DISABLED
     error: str | None = None
     signals: int = 0
+    cancels_ignored: int = 0
     source: str = ""
 
 

@@ -67,7 +67,7 @@ class Pipeline:
                 brokers=[str(b) for b in c.brokers], params=dict(c.params),
                 status=st.state if st else ("ACTIVE" if c.enabled else "DISABLED"),
                 error=st.error if st else None, signals=st.signals if st else 0,
-                source=c.source or ""))
+                cancels_ignored=st.cancels_ignored if st else 0, source=c.source or ""))
         views += [StrategyView(id=e.source, strategy="?", instruments=[], brokers=[], params={},
                                status="INVALID", error=str(e), source=e.source)
                   for e in self.config_errors]

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict
 from alpha_panda.domain.clock import ist_date, ist_ns
 from alpha_panda.domain.events import MarketTick, Origin, Signal
 from alpha_panda.domain.values import OrderType, Product, Side, Validity
+from alpha_panda.execution.config import MIS_SQUAREOFF
 from alpha_panda.execution.market import nse_tick_sizes
 
 _DAY_NS = 86_400 * 1_000_000_000
@@ -172,6 +173,15 @@ class Context:
         return self._book.clock.now_ns
 
     @property
+    def mis_cutoff_ns(self) -> int:
+        """Event time of today's MIS cut-off (15:20 IST, the day of the tick being processed):
+        at the first tick at or after it the paper exchange cancels the open MIS orders and
+        squares off the MIS positions, and rejects new MIS orders (``MIS_CUTOFF``), as
+        Zerodha does. ``if ctx.now_ns >= ctx.mis_cutoff_ns - 15 * 60 * 10**9:`` stops
+        opening intraday positions in the last quarter of an hour before it."""
+        return ist_ns(ist_date(self._book.clock.now_ns), MIS_SQUAREOFF)
+
+    @property
     def cash(self) -> int:
         """The strategy's cash in paise: initial cash minus buys plus sells minus charges."""
         return self._book.cash
@@ -204,8 +214,15 @@ class Context:
         signals: ``return [ctx.cancel(o) for o in ctx.open_orders()]``. Its unfilled part
         is cancelled as of this tick (a fill by then stands); the order stays in
         ``open_orders`` (``cancel_requested``) until the venue confirms. Asking again, or
-        for an order no longer open, does nothing."""
-        order_id = order.order_id if isinstance(order, OpenOrder) else order
+        for an order no longer open (or not the strategy's), does nothing but count in its
+        status (``cancels_ignored``, in ``GET /api/v1/strategies``)."""
+        if isinstance(order, OpenOrder):
+            order_id = order.order_id
+        elif isinstance(order, str):
+            order_id = order
+        else:
+            raise TypeError(f"ctx.cancel takes an OpenOrder (from ctx.open_orders()) or its "
+                            f"order id, not {type(order).__name__}")
         return CancelOrder(strategy_id=self._book.strategy_id, order_id=order_id)
 
     def tick_size(self, reference: int | None = None) -> int:

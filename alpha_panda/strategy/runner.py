@@ -76,6 +76,7 @@ class StrategyStatus(msgspec.Struct, kw_only=True):
     brokers: list[str]
     signals: int = 0
     dropped_in_warmup: int = 0
+    cancels_ignored: int = 0  # ctx.cancel of an order not open (ended, or never its own)
     error: str | None = None
     traceback: str | None = None
     source: str = ""
@@ -319,7 +320,9 @@ class StrategyRunner:
             positions[token] = positions.get(token, 0) + (q if sig.side is _BUY else -q)
         for cancel in cancels:
             order = book.orders.get(cancel.order_id)
-            if order is not None and not order.cancel_requested:  # else: nothing to ask
+            if order is None:
+                self._cancel_ignored(sid, cancel.order_id)
+            elif not order.cancel_requested:  # else: asked already, nothing more to ask
                 book.orders[cancel.order_id] = msgspec.structs.replace(
                     order, cancel_requested=True)
                 self.cancels.append((sid, order))
@@ -329,6 +332,17 @@ class StrategyRunner:
             return accepted
         out.extend(accepted)
         return out
+
+    def _cancel_ignored(self, sid: str, order_id: str) -> None:
+        """A cancel of an order the strategy has not open: counted, and logged the first
+        time (a strategy asking on every tick would flood the log)."""
+        status = self._status[sid]
+        status.cancels_ignored += 1
+        if status.cancels_ignored == 1:
+            log.warning("strategy_cancel_ignored", strategy_id=sid, order_id=order_id,
+                        detail="no open order of this strategy has this id (it ended, or is "
+                               "not an order id from ctx.open_orders()); further ones are "
+                               "only counted (cancels_ignored)")
 
     def _fail(self, sid: str, exc: BaseException) -> None:
         status = self._status[sid]

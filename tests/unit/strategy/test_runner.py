@@ -4,6 +4,8 @@ import random
 from datetime import date, time
 from typing import ClassVar
 
+import msgspec
+
 from alpha_panda.domain.clock import ist_ns
 from alpha_panda.domain.events import Charges, MarketTick, OrderFilled, OrderSubmitted, Signal
 from alpha_panda.domain.values import OrderType, Product, Side
@@ -360,6 +362,57 @@ def test_cancelling_another_strategys_order_fails_the_strategy() -> None:
     assert status["x"].state == "FAILED" and "cancels an order of strategy 'r'" in (
         status["x"].error or "")
     assert runner.take_cancels() == [] and status["r"].state == "ACTIVE"
+
+
+class CancelsStale(Strategy):
+    """Keeps the id of its first open order and cancels it on every tick from then on."""
+
+    def setup(self) -> None:
+        self.kept: str | None = None
+
+    def on_tick(self, tick: MarketTick, ctx: Context) -> list[Signal | CancelOrder] | None:
+        if self.kept is None and ctx.open_orders():
+            self.kept = ctx.open_orders()[0].order_id
+        return [ctx.cancel(self.kept)] if self.kept is not None else None
+
+
+def test_cancels_of_orders_not_open_are_counted_and_cancel_nothing() -> None:
+    runner = StrategyRunner([cfg("r", Rests, [1]), cfg("s", CancelsStale, [1])])
+    runner.on_tick(tick(1, 100))
+    runner.on_order_submitted(submitted("a"))  # r's order: s does not see it
+    runner.on_order_submitted(msgspec.structs.replace(submitted("b"), strategy_id="s"))
+    runner.on_tick(tick(1, 101))  # s cancels "b", its own ...
+    assert [(sid, o.order_id) for sid, o in runner.take_cancels()] == [("s", "b")]
+    runner.on_order_cancelled("s", 1, Side.BUY, 5, order_id="b")
+    for price in (102, 103, 104):  # ... and goes on asking once it has ended
+        runner.on_tick(tick(1, price))
+    status = {st.id: st for st in runner.statuses()}
+    assert status["s"].cancels_ignored == 3 and status["s"].state == "ACTIVE"
+    assert status["r"].cancels_ignored == 0 and runner.take_cancels() == []
+
+
+class CancelsASignal(Strategy):
+    def on_tick(self, tick: MarketTick, ctx: Context) -> list[Signal | CancelOrder] | None:
+        return [ctx.cancel(ctx.buy(1))]  # type: ignore[arg-type]
+
+
+def test_cancelling_something_not_an_order_fails_the_strategy_with_what_it_takes() -> None:
+    runner = StrategyRunner([cfg("x", CancelsASignal, [1])])
+    runner.on_tick(tick(1, 100))
+    [status] = runner.statuses()
+    assert status.state == "FAILED"
+    assert status.error == ("TypeError: ctx.cancel takes an OpenOrder (from ctx.open_orders()) "
+                            "or its order id, not Signal")
+
+
+def test_the_mis_cut_off_is_1520_ist_on_the_day_of_the_tick() -> None:
+    runner = StrategyRunner([cfg("r", Rests, [1])])
+    ctx = runner._slots["r"][0].ctx
+    day = date(2026, 12, 3)
+    runner.on_tick(tick(1, 100, ist_ns(day, time(9, 15))))
+    assert ctx.mis_cutoff_ns == ist_ns(day, time(15, 20))
+    runner.on_tick(tick(1, 100, ist_ns(date(2026, 12, 4), time(23, 59))))
+    assert ctx.mis_cutoff_ns == ist_ns(date(2026, 12, 4), time(15, 20))
 
 
 def test_a_refused_cancel_lets_the_strategy_ask_again() -> None:
