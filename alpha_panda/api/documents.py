@@ -134,7 +134,8 @@ def position_out(p: PositionView) -> s.Position:
     r = s.rupees
     return s.Position(
         strategy_id=p.strategy_id, instrument_token=p.instrument_token,
-        symbol=p.tradingsymbol or symbol_of(p.instrument_token), quantity=p.quantity,
+        symbol=p.tradingsymbol or symbol_of(p.instrument_token), product=p.product,
+        quantity=p.quantity,
         average_price=r(p.average_price), last_price=r(p.last_price),
         market_value=r(p.quantity * p.last_price), realized=r(p.realized),
         unrealized=r(p.unrealized), charges=r(p.charges),

@@ -90,6 +90,8 @@ class Position(_Out):
     strategy_id: str
     instrument_token: int
     symbol: str | None = Field(description="NSE trading symbol when the instrument is known.")
+    product: str = Field(description="CNC (delivery) or MIS (intraday): a strategy's two in one "
+                                     "instrument are two positions, as Zerodha shows them.")
     quantity: int = Field(description="Signed: positive long, negative short, 0 closed.")
     average_price: Rupees
     last_price: Rupees

@@ -152,7 +152,7 @@ def round_trips(fills: Sequence[OrderFilled], *, keep_trips: bool = True) -> Rou
     tracker = RoundTripTracker(keep_trips=keep_trips)
     ledger = PositionLedger(0, keep_cash=False)
     for fill in sorted(fills, key=fill_order):
-        pos = ledger.position(fill.strategy_id, fill.instrument_token)
+        pos = ledger.position(fill.strategy_id, fill.instrument_token, fill.product)
         before = pos.quantity
         ledger.apply_fill(fill)
         charges = fill.charges

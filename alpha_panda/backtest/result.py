@@ -85,7 +85,7 @@ def summarize(
     }
     positions = [{
         "strategy_id": p.strategy_id, "instrument_token": p.instrument_token,
-        "quantity": p.quantity, "average_price": rupees(p.average_price),
+        "product": p.product.value, "quantity": p.quantity, "average_price": rupees(p.average_price),
         "realized": rupees(p.realized), "unrealized": rupees(p.unrealized),
         "charges": rupees(p.charges), "fills": p.fills,
     } for p in ledger.positions()]

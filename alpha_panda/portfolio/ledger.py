@@ -1,6 +1,11 @@
-"""The position ledger: positions, cash and P&L per (strategy, instrument), exact to the paisa.
+"""The position ledger: positions, cash and P&L per (strategy, instrument, product), exact to
+the paisa.
 
 Conventions (one ledger per broker account; the projector keeps one per broker):
+
+- A strategy's MIS and CNC positions in one instrument are two positions, as Zerodha shows
+  them: each has its own average price and realized P&L (an intraday round trip does not
+  move the delivery holding's average), and the kill switch flattens each in its product.
 
 - Quantity is signed: long > 0, short < 0 (MIS and F&O can be short).
 - **Weighted average cost.** Each position keeps its *cost basis* as an int in paise: the
@@ -46,7 +51,7 @@ def _div_round(numerator: int, denominator: int) -> int:
 
 @dataclass(slots=True)
 class Position:
-    """One (strategy, instrument) position; amounts in paise."""
+    """One (strategy, instrument, product) position; amounts in paise."""
 
     strategy_id: str
     instrument_token: int
@@ -116,7 +121,7 @@ class PositionLedger:
         self.initial_cash = initial_cash
         self.broker = broker
         self._allocation = dict(strategy_cash or {})
-        self._positions: dict[tuple[str, int], Position] = {}
+        self._positions: dict[tuple[str, int, Product], Position] = {}
         self._by_token: dict[int, list[Position]] = {}
         self._flow: dict[str, int] = {}  # cash flow per strategy since start
         self._seen: OrderedDict[str, None] = OrderedDict()  # recent fill ids, bounded
@@ -136,9 +141,9 @@ class PositionLedger:
         if len(seen) > FILL_IDS_KEPT:
             seen.popitem(last=False)
         sid = fill.strategy_id
-        pos = self._positions.get((sid, fill.instrument_token))
+        pos = self._positions.get((sid, fill.instrument_token, fill.product))
         if pos is None:
-            pos = self.position(sid, fill.instrument_token)
+            pos = self.position(sid, fill.instrument_token, fill.product)
         q = pos.quantity
         quantity = fill.quantity
         price = fill.price
@@ -159,7 +164,6 @@ class PositionLedger:
                 pos.cost_basis += signed * price
             else:
                 pos.apply(signed, price)
-        pos.product = fill.product
         pos.fills += 1
         charges = 0 if fill.charges is NO_CHARGES else fill.charges.total
         if charges:
@@ -191,14 +195,23 @@ class PositionLedger:
                 self._held += q * (price - pos.mark_price)
             pos.last_price = price
 
-    def position(self, strategy_id: str, token: int) -> Position:
+    def position(self, strategy_id: str, token: int,
+                 product: Product = Product.CNC) -> Position:
         """The position (created flat if it does not exist yet)."""
-        key = (strategy_id, token)
+        key = (strategy_id, token, product)
         pos = self._positions.get(key)
         if pos is None:
-            pos = self._positions[key] = Position(strategy_id, token)
+            pos = self._positions[key] = Position(strategy_id, token, product=product)
             self._by_token.setdefault(token, []).append(pos)
         return pos
+
+    def last_price(self, strategy_id: str, token: int) -> int | None:
+        """The price the strategy's positions in ``token`` are marked at (its last tick's,
+        else its last fill's), whatever their product; None before any."""
+        for p in self._by_token.get(token, ()):
+            if p.strategy_id == strategy_id and p.last_price is not None:
+                return p.last_price
+        return None
 
     def positions(self, strategy_id: str | None = None, *, open_only: bool = False) -> list[Position]:
         """Positions, in the order they were opened, optionally of one strategy / open only."""

@@ -20,6 +20,7 @@ class PositionView(msgspec.Struct, kw_only=True):
     unrealized: int
     charges: int
     tradingsymbol: str | None = None
+    product: str = "CNC"
 
 
 class StrategyPnlView(msgspec.Struct, kw_only=True):

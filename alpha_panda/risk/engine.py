@@ -128,7 +128,6 @@ class RiskEngine:
         # filled quantity per position and fill ids seen (the ledger's dedup), kept eagerly.
         self._unbooked: list[OrderFilled] = []
         self._unmarked: dict[int, int] = {}
-        self._new_keys: list[tuple[str, int]] = []
         self._filled: dict[tuple[str, int], int] = {}
         self._fill_ids: OrderedDict[str, None] = OrderedDict()
         self._pending: dict[str, _Pending] = {}  # order id(s) -> what is still unfilled
@@ -432,7 +431,8 @@ class RiskEngine:
     def status(self, now_ns: int | None = None) -> dict[str, object]:
         """What an operator wants to see: kill switch, P&L today, open orders, positions,
         and (given ``now_ns``) the account's orders in each rate window."""
-        strategies = sorted(set(self._book().strategies()) | set(self._open_orders))
+        strategies = sorted({s for s, _ in self._filled} | set(self._book().strategies())
+                            | set(self._open_orders))
         out: dict[str, object] = {
             "broker": self.broker,
             "kill_switch": self.kill_switch,
@@ -458,7 +458,8 @@ class RiskEngine:
         return out
 
     def _filled_keys(self) -> set[tuple[str, int]]:
-        return {(p.strategy_id, p.instrument_token) for p in self._book().positions()}
+        """Every (strategy, instrument) a signal or fill has been seen of."""
+        return set(self._filled)
 
     def flatten_signals(self, now_ns: int) -> list[Signal]:
         """Market signals that close every filled position (the kill switch's flatten)."""
@@ -480,7 +481,6 @@ class RiskEngine:
         q = self._filled.get(key)
         if q is None:
             q = self._filled[key] = 0
-            self._new_keys.append(key)
         return q
 
     def _book(self) -> PositionLedger:
@@ -489,10 +489,6 @@ class RiskEngine:
         ``keep_cash=False`` marks do not change what a fill does, and a position's last mark
         is its instrument's last tick price (without ticks, its last fill's price)."""
         ledger = self._ledger
-        if self._new_keys:
-            for sid, token in self._new_keys:  # (in the order the eager ledger made them)
-                ledger.position(sid, token)
-            self._new_keys = []
         if self._unbooked:
             last = self._last
             for fill in self._unbooked:
@@ -547,7 +543,7 @@ class RiskEngine:
 
     def _exposure(self, scope: str | None, s: Signal, price: int | None) -> int:
         """Gross exposure of ``scope`` (a strategy, or the account) if ``s`` is filled."""
-        keys = {(p.strategy_id, p.instrument_token) for p in self._book().positions(scope)}
+        keys = {k for k in self._filled if scope is None or k[0] == scope}
         keys |= {k for k in self._pending_qty if scope is None or k[0] == scope}
         keys.add((s.strategy_id, s.instrument_token))
         total = 0
@@ -557,7 +553,8 @@ class RiskEngine:
                 qty += s.side.sign * s.quantity
             mark = self._last.get(token)
             if mark is None:
-                mark = price if token == s.instrument_token and price else self._book().position(sid, token).mark_price
+                mark = (price if token == s.instrument_token and price
+                        else self._book().last_price(sid, token) or 0)
             total += abs(qty) * mark
         return total
 

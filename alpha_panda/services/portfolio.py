@@ -88,7 +88,7 @@ class PortfolioHandler:
         if event.broker != self.broker:
             raise InvariantViolation(f"{self.broker} portfolio got {event.broker!r} event {event.id}")
         if isinstance(data, OrderFilled):
-            position = self.ledger.position(data.strategy_id, data.instrument_token)
+            position = self.ledger.position(data.strategy_id, data.instrument_token, data.product)
             before = position.quantity
             self.ledger.apply_fill(data)
             self.round_trips.after_fill(position, before, event.ts, data.charges.total)

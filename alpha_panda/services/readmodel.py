@@ -45,7 +45,7 @@ def portfolio_documents(h: PortfolioHandler) -> dict[str, bytes]:
         PositionView(strategy_id=p.strategy_id, instrument_token=p.instrument_token,
                      quantity=p.quantity, average_price=p.average_price, last_price=p.mark_price,
                      realized=p.realized, unrealized=p.unrealized, charges=p.charges,
-                     tradingsymbol=symbol_of(p.instrument_token))
+                     tradingsymbol=symbol_of(p.instrument_token), product=p.product.value)
         for p in h.ledger.positions()
     ]
     return {

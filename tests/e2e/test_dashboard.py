@@ -87,7 +87,7 @@ def documents() -> dict[str, bytes]:
                      unrealized=163_75, charges=31_12),
         PositionView(strategy_id="sma_cross_banks", instrument_token=1270529, quantity=-40,
                      average_price=1_283_10, last_price=1_285_45, realized=0,
-                     unrealized=-94_00, charges=22_05),
+                     unrealized=-94_00, charges=22_05, product="MIS"),
         PositionView(strategy_id="mean_revert_it", instrument_token=408065, quantity=0,
                      average_price=0, last_price=1_879_20, realized=2_612_40, unrealized=0,
                      charges=45_60),
@@ -209,6 +209,8 @@ def test_dashboard_shows_exact_figures_and_switches_broker(
         expect(positions.nth(0)).to_contain_text("HDFCBANK")
         expect(positions.nth(0)).to_contain_text("₹43,122.50")  # 25 × 1,724.90
         expect(positions.nth(1)).to_contain_text("-₹51,418.00")  # short 40 ICICIBANK
+        expect(positions.nth(1).locator("td").nth(2)).to_have_text("MIS")  # intraday, short
+        expect(positions.nth(0).locator("td").nth(2)).to_have_text("CNC")
         expect(page.locator("#signals")).to_contain_text("MAX_POSITION: position 125 would exceed max 50")
         expect(page.locator("#orders")).to_contain_text("RMS: margin exceeds available funds")
         expect(page.locator("#orders-count")).to_have_text("(4 of 4)")

@@ -90,7 +90,7 @@ async def get_positions(
     strategy_id: StrategyFilter = None,
     include_closed: Annotated[bool, Query(description="Also rows with quantity 0.")] = True,
 ) -> list[s.Position]:
-    """Positions per (strategy, instrument); open positions first."""
+    """Positions per (strategy, instrument, product); open positions first."""
     rows = [
         p for p in await docs.positions(broker)
         if (strategy_id is None or p.strategy_id == strategy_id)

@@ -156,6 +156,7 @@ function renderPositions(data) {
   fillTable("positions", data.items.map((p) => el("tr", { class: p.quantity === 0 ? "closed" : "" },
     el("td", {}, el("strong", {}, p.symbol ?? String(p.instrument_token))),
     el("td", {}, p.strategy_id),
+    el("td", {}, p.product),
     el("td", { class: "num" }, p.quantity.toLocaleString("en-IN")),
     el("td", { class: "num" }, inr(p.average_price)),
     el("td", { class: "num" }, inr(p.last_price)),

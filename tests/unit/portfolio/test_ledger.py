@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from alpha_panda.domain.events import Charges, OrderFilled, derive_id
-from alpha_panda.domain.values import Side
+from alpha_panda.domain.values import Product, Side
 from alpha_panda.portfolio import PositionLedger
 
 TOKENS = (738561, 341249)
@@ -40,6 +40,25 @@ def test_long_round_trip_realizes_the_price_difference() -> None:
     assert (snap.realized, snap.unrealized, snap.open_positions, snap.fills) == (75_00, 225_00, 1, 3)
     assert snap.gross_exposure == 15 * 120_00
     assert ledger.cash() == 1_000_000_00 - 2100_00 + 600_00
+
+
+def test_mis_and_cnc_in_one_instrument_are_two_positions() -> None:
+    ledger = PositionLedger(initial_cash=1_000_000_00)
+    mis = Product.MIS
+    ledger.apply_fill(fill(1, Side.BUY, 10, 100_00))  # delivery
+    ledger.apply_fill(msgspec.structs.replace(fill(2, Side.BUY, 5, 110_00), product=mis))
+    ledger.apply_fill(msgspec.structs.replace(fill(3, Side.SELL, 5, 112_00), product=mis))
+    cnc, intraday = ledger.position("s1", TOKENS[0]), ledger.position("s1", TOKENS[0], mis)
+    # the intraday round trip realizes 5 × (112 − 110); merged, it would have sold at the
+    # average of both (103.33) and realized ₹43.35, leaving the holding at 106.67
+    assert (intraday.quantity, intraday.realized, intraday.product) == (0, 10_00, mis)
+    assert (cnc.quantity, cnc.average_price, cnc.realized) == (10, 100_00, 0)
+    ledger.mark(TOKENS[0], 120_00)
+    assert (cnc.unrealized, intraday.unrealized) == (200_00, 0)
+    assert [(p.product, p.quantity) for p in ledger.positions()] == [(Product.CNC, 10), (mis, 0)]
+    snap = ledger.snapshot("s1")
+    assert (snap.realized, snap.unrealized, snap.open_positions, snap.fills) == (10_00, 200_00, 1, 3)
+    assert ledger.last_price("s1", TOKENS[0]) == 120_00 and ledger.last_price("s2", TOKENS[0]) is None
 
 
 def test_short_positions_and_crossing_through_zero() -> None:

@@ -6,6 +6,7 @@ from datetime import date, time
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 import pytest
 
 from alpha_panda.domain.errors import ConfigurationError
@@ -405,8 +406,8 @@ def test_mis_positions_are_not_cnc_holdings() -> None:
     assert code(risk.check("d", sig(Side.SELL, 10), T0 + 3)) == "OK"
 
 
-def test_the_kill_switch_flatten_passes_even_beyond_cnc_holdings() -> None:
-    def mixed() -> RiskEngine:  # 5 MIS then 10 CNC: the flatten goes out as CNC, 15 against 10
+def test_the_kill_switch_flattens_each_product_and_passes_even_beyond_cnc_holdings() -> None:
+    def mixed() -> RiskEngine:  # 5 MIS then 10 CNC: two positions, each flattened in its product
         risk = engine()
         holding(risk, 5, product=MIS, name="m")
         holding(risk, 10, name="c")
@@ -415,12 +416,24 @@ def test_the_kill_switch_flatten_passes_even_beyond_cnc_holdings() -> None:
     risk = mixed()
     risk.set_kill_switch(True)
     assert code(risk.check("a", sig(Side.SELL, 10), T0 + 1)) == "KILL_SWITCH"  # not a flatten
-    (flat,) = risk.flatten_signals(T0 + 2)
-    assert (flat.side, flat.quantity, flat.product, flat.reason) == (
-        Side.SELL, 15, Product.CNC, "flatten:kill_switch")
-    assert code(risk.check("f", flat, T0 + 2, flatten=True)) == "OK"
-    # without the switch on, a flatten order has no exemption
-    assert code(mixed().check("f", flat, T0 + 2, flatten=True)) == "CNC_SHORT"
+    flats = risk.flatten_signals(T0 + 2)
+    assert [(f.side, f.quantity, f.product, f.reason) for f in flats] == [
+        (Side.SELL, 5, MIS, "flatten:kill_switch"), (Side.SELL, 10, Product.CNC, "flatten:kill_switch")]
+    assert [code(risk.check(f"f{i}", f, T0 + 2, flatten=True)) for i, f in enumerate(flats)] == [
+        "OK", "OK"]
+    # a flatten passes whatever the holdings (15 CNC against 10) ...
+    beyond = msgspec.structs.replace(flats[1], quantity=15)
+    assert code(mixed_on().check("f", beyond, T0 + 2, flatten=True)) == "OK"
+    # ... but without the switch on, a flatten order has no exemption
+    assert code(mixed().check("f", beyond, T0 + 2, flatten=True)) == "CNC_SHORT"
+
+
+def mixed_on() -> RiskEngine:
+    risk = engine()
+    holding(risk, 5, product=MIS, name="m")
+    holding(risk, 10, name="c")
+    risk.set_kill_switch(True)
+    return risk
 
 
 def test_cnc_holdings_are_rebuilt_by_replaying_the_same_events() -> None:

@@ -22,11 +22,12 @@ def _assert_same(risk: RiskEngine, eager: PositionLedger, last: dict[int, int], 
     for sid in ("a", "b"):
         for tok in TOKENS:
             assert risk.position(sid, tok) == eager.position(sid, tok).quantity
-    flat = [(s.strategy_id, s.instrument_token, s.side, s.quantity, s.price_hint)
-            for s in risk.flatten_signals(ts)]
-    assert flat == [(p.strategy_id, p.instrument_token, Side.BUY if p.quantity < 0 else Side.SELL,
-                     abs(p.quantity), last.get(p.instrument_token, p.mark_price))
-                    for p in eager.positions(open_only=True)]
+    flat = sorted((s.strategy_id, s.instrument_token, s.side, s.quantity, s.price_hint)
+                  for s in risk.flatten_signals(ts))
+    assert flat == sorted((p.strategy_id, p.instrument_token,
+                           Side.BUY if p.quantity < 0 else Side.SELL, abs(p.quantity),
+                           last.get(p.instrument_token, p.mark_price))
+                          for p in eager.positions(open_only=True))
 
 
 def test_lazy_booking_reports_what_booking_each_event_at_once_would() -> None:
