@@ -47,6 +47,8 @@ FIGURES: Final = {
                           "the sampled equity curve",
     "rejections": "signals and orders rejected, by reason code (risk's and the exchange's)",
     "rejection_messages": "for each reason code, the message of its first rejection (what to fix)",
+    "strategies": "per strategy: fills, realized_pnl, unrealized_pnl, charges, net_pnl and "
+                  "open_positions (the account's figures, strategy by strategy)",
     "strategies_failed": "strategies taken out of service because they raised; the run goes "
                          "on without them and exits with status 1",
 }

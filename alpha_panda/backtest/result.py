@@ -51,6 +51,22 @@ class BacktestResult:
         return json.dumps(self.to_dict(timings=timings), separators=(",", ":"))
 
 
+def strategy_figures(ledger: PositionLedger, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Fills, P&L (rupees, exact strings) and open positions of each strategy of ``ids``, in
+    that order: the account's figures, strategy by strategy (zeros for one that never
+    filled)."""
+    out: dict[str, dict[str, Any]] = {}
+    for sid in ids:
+        s = ledger.snapshot(sid)
+        out[sid] = {
+            "fills": s.fills, "realized_pnl": rupees(s.realized),
+            "unrealized_pnl": rupees(s.unrealized), "charges": rupees(s.charges),
+            "net_pnl": rupees(s.realized + s.unrealized - s.charges),
+            "open_positions": s.open_positions,
+        }
+    return out
+
+
 def summarize(
     *, ticks: int, elapsed_s: float, load_s: float, ledger: PositionLedger,
     fills: list[OrderFilled], trips: RoundTripTracker, samples: list[tuple[int, int, int]],
@@ -78,6 +94,7 @@ def summarize(
         **counts,
         "rejections": dict(sorted(rejections.items())),
         "rejection_messages": dict(sorted((rejection_messages or {}).items())),
+        "strategies": strategy_figures(ledger, [s.id for s in statuses]),
         "strategies_failed": sorted(s.id for s in statuses if s.state == "FAILED"),
         "load_s": round(load_s, 6),
         "elapsed_s": round(elapsed_s, 6),

@@ -116,6 +116,13 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
     table = Table(title="Backtest summary", show_header=False)
     for key, value in summary.items():
+        if key == "strategies":  # a row each
+            for sid, f in value.items():
+                table.add_row(f"strategy {sid}", f"net_pnl {f['net_pnl']} (realized "
+                              f"{f['realized_pnl']}, unrealized {f['unrealized_pnl']}, charges "
+                              f"{f['charges']}), {f['fills']} fills, "
+                              f"{f['open_positions']} open positions")
+            continue
         table.add_row(key, "n/a" if value is None else str(value))
     Console(width=max(100, Console().width)).print(table)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from alpha_panda.backtest.metrics import performance, round_trips
-from alpha_panda.backtest.result import rupees
+from alpha_panda.backtest.result import rupees, strategy_figures
 from alpha_panda.domain.events import (
     CODEC,
     OrderFilled,
@@ -118,6 +118,9 @@ def run_summary(system: SystemRun) -> dict[str, Any]:
             rejections=dict(sorted(totals.rejections.items())),
             rejection_messages={code: message for code, (_, message)
                                 in sorted(totals.first_rejections.items())},
+            strategies=strategy_figures(ledger, [s.id for s in p.runner.statuses()
+                                                 if BROKER in s.brokers]
+                                        if p.runner else ledger.strategies()),
             strategies_failed=strategies_failed(system),
         )
     out.update(

@@ -182,6 +182,13 @@ class Context:
         return ist_ns(ist_date(self._book.clock.now_ns), MIS_SQUAREOFF)
 
     @property
+    def past_mis_cutoff(self) -> bool:
+        """True when the strategy trades MIS by default (its file's ``product: MIS``) and
+        today's cut-off is past: a new MIS order would be rejected (``MIS_CUTOFF``), and
+        what it holds is being squared off. The built-in strategies open nothing then."""
+        return self._book.product is Product.MIS and self.now_ns >= self.mis_cutoff_ns
+
+    @property
     def cash(self) -> int:
         """The strategy's cash in paise: initial cash minus buys plus sells minus charges."""
         return self._book.cash

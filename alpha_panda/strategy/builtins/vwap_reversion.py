@@ -47,7 +47,8 @@ class VwapReversion(Strategy):
         if vwap is None or self._seen < self.params.min_ticks:
             return None
         held = ctx.position()
-        if held == 0 and price * 10_000 < vwap * (10_000 - self.params.band_bps):
+        if (held == 0 and price * 10_000 < vwap * (10_000 - self.params.band_bps)
+                and not ctx.past_mis_cutoff):
             return [ctx.buy(self.params.quantity, reason="below VWAP band")]
         if held > 0 and price >= vwap:
             return [ctx.sell(held, reason="back at VWAP")]

@@ -36,7 +36,7 @@ from tests.unit.execution.cnc_books import cnc_books, expected_cnc_books
 FIGURES = ("ticks", "fills", "round_trips", "realized_pnl", "unrealized_pnl", "charges", "net_pnl",
            "win_rate", "gross_win_rate", "exposure", "sharpe", "initial_equity", "final_equity",
            "open_positions", "signals", "signals_rejected", "orders", "orders_rejected",
-           "orders_cancelled", "rejections", "strategies_failed")
+           "orders_cancelled", "rejections", "strategies", "strategies_failed")
 # max_drawdown(_pct) and max_gross_exposure come from equity curves each samples its own
 # way (the backtest on a fixed event-time grid, the pipeline at each account P&L snapshot):
 # the pipeline's are recomputed from its snapshots on the log instead.
@@ -85,6 +85,11 @@ async def test_pipeline_replay_equals_backtest(tmp_path: Path, tick_file, costs:
     assert {k: live[k] for k in FIGURES} == {k: backtest.summary[k] for k in FIGURES}
     assert list(live) == [*backtest.summary, "ticks_published"]  # same fields, same order
     assert live["ticks_published"] == 8000 and live["sharpe"] is None  # one trading day
+    # per strategy: the account's figures, strategy by strategy
+    assert list(live["strategies"]) == ["a", "b"]
+    per = live["strategies"].values()
+    assert sum(f["fills"] for f in per) == live["fills"] and all(f["fills"] > 0 for f in per)
+    assert sum(Decimal(f["net_pnl"]) for f in per) == Decimal(live["net_pnl"])
     assert live["signals"] == live["orders"] == live["fills"] > 20
     assert 0 < live["exposure"] < 1
     if costs:  # tiny gains, each under its trip's charges: wins before charges only

@@ -415,6 +415,25 @@ def test_the_mis_cut_off_is_1520_ist_on_the_day_of_the_tick() -> None:
     assert ctx.mis_cutoff_ns == ist_ns(date(2026, 12, 4), time(15, 20))
 
 
+def test_an_intraday_strategy_opens_nothing_past_the_mis_cut_off() -> None:
+    def signals(product: str, at: time) -> list[Signal]:
+        config = config_from_mapping({"id": "x", "strategy": "sma_cross", "instruments": [1],
+                                      "product": product, "params": {"fast": 2, "slow": 3}})
+        runner = StrategyRunner([config])
+        # down, then up: fast crosses above slow on the last tick, while flat
+        prices = [100, 99, 98, 97, 99, 103]
+        out = []
+        for i, price in enumerate(prices):
+            out += runner.on_tick(tick(1, price, ist_ns(day, at) + i))
+        assert runner._slots["x"][0].ctx.past_mis_cutoff is (product == "MIS" and at >= cut)
+        return out
+
+    day, cut = date(2026, 12, 3), time(15, 20)
+    assert [s.side for s in signals("MIS", time(15, 19))] == [Side.BUY]
+    assert signals("MIS", time(15, 20)) == []  # it would be rejected MIS_CUTOFF
+    assert [s.product for s in signals("CNC", time(15, 25))] == [Product.CNC]  # delivery: fine
+
+
 def test_a_refused_cancel_lets_the_strategy_ask_again() -> None:
     runner = StrategyRunner([cfg("r", Rests, [1])])
     ctx = runner._slots["r"][0].ctx
