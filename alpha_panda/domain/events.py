@@ -209,6 +209,12 @@ class OrderRejected(Payload, frozen=True, kw_only=True, gc=False):
     broker_order_id: str | None = None
     ts: int = 0  # event time (ns) of this order event; set by the engine that produced it
     origin: Origin = "signal"
+    # What was asked, for an order rejected before it was ever submitted (None: not known,
+    # e.g. an event written before these were added).
+    order_type: OrderType | None = None
+    limit_price: int | None = None
+    trigger_price: int | None = None
+    product: Product | None = None
 
 
 class OrderCancelled(Payload, frozen=True, kw_only=True, gc=False):

@@ -585,6 +585,8 @@ class PaperExchange(MisSquareOff):
             order_id=order.order_id, strategy_id=order.strategy_id,
             instrument_token=order.instrument_token, side=order.side, quantity=order.quantity,
             reason_code=code, message=message, ts=ts, origin=order.origin,
+            order_type=order.order_type, limit_price=order.limit_price,
+            trigger_price=order.trigger_price, product=order.product,
         )
 
     def _cancel(self, order: Order, reason: str, ts: int, out: list[Payload]) -> None:

@@ -249,6 +249,12 @@ class PortfolioHandler:
         view = self._view(event.order_id, event.strategy_id, event.instrument_token,
                           event.side.value, quantity, ts)
         view.status, view.reason, view.updated_ts = status, reason, max(view.updated_ts, ts)
+        if isinstance(event, OrderRejected) and not view.order_type and event.order_type:
+            # rejected before it was submitted: what was asked comes with the rejection
+            view.order_type = event.order_type.value
+            view.limit_price, view.trigger_price = event.limit_price, event.trigger_price
+            if event.product is not None:
+                view.product = event.product.value
 
     def _cancel_note(self, d: CancelRequested | CancelRefused, ts: int) -> None:
         """A cancel asked for an order (a new request clears an earlier one's refusal), or

@@ -361,7 +361,8 @@ class ZerodhaEngine:
             order_id=order_id_for(event.data.signal_id), strategy_id=sig.strategy_id,
             instrument_token=sig.instrument_token, side=sig.side, quantity=sig.quantity,
             reason_code=code, message=message, ts=event.ts,
-            origin="flatten" if event.data.flatten else "signal")
+            origin="flatten" if event.data.flatten else "signal", order_type=sig.order_type,
+            limit_price=sig.limit_price, trigger_price=sig.trigger_price, product=sig.product)
         return order_emit(BROKER, rejected, cause=event, source=SOURCE, ts=event.ts)
 
 

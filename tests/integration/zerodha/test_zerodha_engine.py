@@ -30,7 +30,7 @@ from alpha_panda.domain.events import (
     derive_id,
     new_envelope,
 )
-from alpha_panda.domain.values import OrderType
+from alpha_panda.domain.values import OrderType, Product
 from alpha_panda.execution.zerodha import OrderBook, order_tag
 from alpha_panda.observability.health import State
 from alpha_panda.services.zerodha_engine import (
@@ -293,12 +293,15 @@ async def test_a_placement_whose_answer_is_lost_is_found_by_its_tag_on_retry(
 async def test_an_old_signal_is_not_placed_late(settings: ZerodhaSettings, session: KiteSession,
                                                 fake: FakeKite) -> None:
     engine, kite = await _engine(settings, session)
-    old = signal_envelope(1, ts=time.time_ns() - 3600 * 10**9)  # an hour-old backlog
+    old = signal_envelope(1, ts=time.time_ns() - 3600 * 10**9,  # an hour-old backlog
+                          order_type=OrderType.LIMIT, limit_price=1500_05)
     [out] = await engine.ahandle(old.envelope, _record(old))
     await kite.close()
     assert fake.placements == 0
-    assert isinstance(out.envelope.data, OrderRejected)
-    assert out.envelope.data.reason_code == "STALE_SIGNAL"
+    rejected = out.envelope.data
+    assert isinstance(rejected, OrderRejected) and rejected.reason_code == "STALE_SIGNAL"
+    assert (rejected.order_type, rejected.limit_price, rejected.product) == (
+        OrderType.LIMIT, 1500_05, Product.CNC)  # what was asked, for the order book
 
 
 async def test_start_up_waits_for_kite_before_trading(

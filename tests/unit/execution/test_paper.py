@@ -205,6 +205,8 @@ def test_a_price_the_order_type_has_no_use_for_is_rejected(kw: dict[str, Any], c
 def test_stop_whose_trigger_is_already_crossed_is_rejected() -> None:
     out = ex().submit("a", sig(order_type=OrderType.SL_M, trigger_price=995_00), T0)
     assert isinstance(out[0], OrderRejected) and out[0].reason_code == "TRIGGER_PRICE"
+    assert (out[0].order_type, out[0].trigger_price, out[0].product) == (
+        OrderType.SL_M, 995_00, Product.CNC)  # what was asked, for the order book
 
 
 def test_ioc_cancels_what_the_first_tick_does_not_fill() -> None:

@@ -15,6 +15,7 @@ from alpha_panda.domain.events import (
     MarketTick,
     OrderCancelled,
     OrderFilled,
+    OrderRejected,
     OrderSubmitted,
     Payload,
     PnlSnapshot,
@@ -60,6 +61,22 @@ def test_a_partly_filled_order_cancelled_stays_cancelled_whichever_topic_is_read
                   (env(cancelled, 3), env(SUBMITTED, 1), env(part, 2))):  # a rebuild's order
         view = run(*order).orders["o1"]
         assert (view.status, view.filled_quantity, view.reason) == ("CANCELLED", 1, "user")
+
+
+def test_an_order_rejected_before_submission_shows_what_was_asked() -> None:
+    rejected = OrderRejected(order_id="o2", strategy_id="st", instrument_token=7, side=Side.SELL,
+                             quantity=4, reason_code="TICK_SIZE", message="off the grid",
+                             order_type=OrderType.SL, limit_price=99_97, trigger_price=100_03,
+                             product=Product.MIS)
+    view = run(env(rejected, 1)).orders["o2"]
+    assert (view.status, view.order_type, view.limit_price, view.trigger_price, view.product) == (
+        "REJECTED", "SL", 99_97, 100_03, "MIS")
+    assert view.reason == "TICK_SIZE: off the grid"
+    # one written before rejections carried these: as before, nothing made up
+    old = msgspec.structs.replace(rejected, order_type=None, limit_price=None,
+                                  trigger_price=None, product=None)
+    view = run(env(old, 1)).orders["o2"]
+    assert (view.order_type, view.limit_price, view.product) == ("", None, "")
 
 
 def test_a_bracket_leg_shows_its_entry_and_product() -> None:
