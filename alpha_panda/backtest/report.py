@@ -20,6 +20,7 @@ IST = timezone(timedelta(hours=5, minutes=30))
 W, H, PAD = 900, 220, 40
 MAX_POINTS = 1500
 MAX_TRADES = 2000
+MAX_CHARTS = 12  # instruments charted, the most traded first
 
 
 def _ist(ts: int) -> str:
@@ -71,11 +72,34 @@ def _downsample(xs: np.ndarray, ys: np.ndarray) -> tuple[list[int], list[int]]:
 
 
 def _cell(value: object) -> str:
-    """A summary value as HTML: a mapping (rejections by reason, their messages) one
-    ``key: value`` line each."""
+    """A summary value as HTML: a mapping (rejections by reason, their messages, each
+    strategy's figures) one ``key: value`` line each."""
     if isinstance(value, dict):
-        return "<br>".join(html.escape(f"{k}: {v}") for k, v in value.items())
+        return "<br>".join(html.escape(f"{k}: {_line(v)}") for k, v in value.items())
     return html.escape("n/a" if value is None else str(value))
+
+
+def _line(value: object) -> str:
+    if isinstance(value, dict):  # a strategy's figures
+        return ", ".join(f"{k} {v}" for k, v in value.items())
+    return str(value)
+
+
+def _positions(result: BacktestResult) -> str:
+    """Each position's figures at the end: what made (or lost) the money, where."""
+    if not result.positions:
+        return ""
+    head = ("<tr><th>strategy</th><th>instrument</th><th>product</th><th>qty</th>"
+            "<th>avg price ₹</th><th>realized ₹</th><th>unrealized ₹</th><th>charges ₹</th>"
+            "<th>fills</th></tr>")
+    rows = "".join(
+        f"<tr><td>{html.escape(str(p['strategy_id']))}</td>"
+        f"<td>{html.escape(symbol_of(int(p['instrument_token'])) or str(p['instrument_token']))}"
+        f"</td><td>{p['product']}</td><td>{p['quantity']}</td><td>{p['average_price']}</td>"
+        f"<td>{p['realized']}</td><td>{p['unrealized']}</td><td>{p['charges']}</td>"
+        f"<td>{p['fills']}</td></tr>"
+        for p in result.positions)
+    return f"<h2>Positions</h2><table>{head}{rows}</table>"
 
 
 def render_html(result: BacktestResult, ticks: TickColumns, title: str = "Backtest") -> str:
@@ -87,16 +111,20 @@ def render_html(result: BacktestResult, ticks: TickColumns, title: str = "Backte
     for e in eq:
         peak = e if peak is None or e > peak else peak
         dd.append(e - peak)
-    busiest = Counter(f.instrument_token for f in result.fills).most_common(1)
-    sections = [_chart("Equity (₹)", ts, eq, "#0969da"), _chart("Drawdown (₹)", ts, dd, "#cf222e")]
-    if busiest:
-        token = busiest[0][0]
+    traded = Counter(f.instrument_token for f in result.fills).most_common()
+    sections = [_chart("Equity (₹)", ts, eq, "#0969da"), _chart("Drawdown (₹)", ts, dd, "#cf222e"),
+                _positions(result)]
+    for token, fills in traded[:MAX_CHARTS]:
         mask = ticks.instrument_token == token
         xs, ys = _downsample(ticks.ts[mask], ticks.last_price[mask])
         marks = [(f.ts, f.price, f.side.value) for f in result.fills
                  if f.instrument_token == token][:MAX_TRADES]
         name = symbol_of(token) or str(token)
-        sections.append(_chart(f"Trades on {name} ({token})", xs, ys, "#57606a", marks))
+        sections.append(_chart(f"Trades on {name} ({token}): {fills} fills", xs, ys, "#57606a",
+                               marks))
+    if len(traded) > MAX_CHARTS:
+        sections.append(f"<p>charted: the {MAX_CHARTS} most traded of {len(traded)} "
+                        "instruments</p>")
     rows = "".join(
         f"<tr><td>{_ist(f.ts)}</td><td>{html.escape(f.strategy_id)}</td>"
         f"<td>{html.escape(symbol_of(f.instrument_token) or str(f.instrument_token))}</td>"

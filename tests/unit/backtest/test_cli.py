@@ -74,9 +74,14 @@ def test_report_is_offline_html_and_byte_identical(files: tuple[Path, Path], tmp
         pages.append((tmp_path / name).read_bytes())
     assert pages[0] == pages[1]
     page = pages[0].decode()
-    assert page.startswith("<!doctype html>") and page.count("<svg") == 3
+    # equity, drawdown, and the trades on each instrument traded
+    assert page.startswith("<!doctype html>") and page.count("<svg") == 4
     assert "http://" not in page and "https://" not in page and "<script src" not in page
-    assert "RELIANCE" in page or "HDFCBANK" in page
+    assert "Trades on HDFCBANK (341249)" in page and "Trades on ICICIBANK (1270529)" not in page
+    assert page.count("<h2>Trades on ") == 2
+    # what made the money, position by position, and each strategy's figures in the summary
+    assert "<h2>Positions</h2>" in page and "<td>HDFCBANK</td><td>CNC</td>" in page
+    assert "sma: fills " in page and "net_pnl " in page
 
 
 def test_grid_ranks_every_combination(files: tuple[Path, Path]) -> None:
