@@ -7,6 +7,7 @@ Load once in ``services/`` and pass each component only its own section.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,14 +36,31 @@ class ApiSettings(_Section):
     port: int = Field(8000, ge=0, le=65535)
 
 
+SESSION_SECONDS = 22_500  # NSE's continuous session, 09:15 to 15:30 IST
+
+
 class SimulatorSettings(_Section):
     """The market simulator: random walks on NSE's tick sizes over simulated NSE sessions."""
 
     rate: PositiveFloat = 200.0
     """Ticks per second across all instruments (wall clock)."""
     seed: int = 7
-    volatility_bps: PositiveFloat = 8.0
-    """Standard deviation of one tick's move, in basis points of price."""
+    daily_volatility_pct: PositiveFloat = 1.5
+    """Standard deviation of an instrument's move over a whole session (09:15-15:30), in %
+    of price: an NSE large cap's is 1-2%. Each tick's move follows from it, the rate and
+    the time scale (``per_tick_bps``)."""
+    volatility_bps: PositiveFloat | None = None
+    """Standard deviation of one tick's move, in basis points of price, instead of
+    ``daily_volatility_pct`` (e.g. 8 for a lively demo: about 30% a session at 200 ticks/s)."""
+
+    def per_tick_bps(self, instruments: int) -> float:
+        """One tick's move, in bps: ``volatility_bps``, else the daily volatility spread
+        over the ticks each of ``instruments`` gets in a session (random-walk moves add
+        up as the square root of their number)."""
+        if self.volatility_bps is not None:
+            return self.volatility_bps
+        ticks = SESSION_SECONDS * self.rate / self.time_scale / instruments
+        return float(self.daily_volatility_pct * 100 / math.sqrt(max(1.0, ticks)))
     session_start: str = "09:15"
     """IST time the simulated clock starts at on the first day (today, or the next trading
     day on a weekend or holiday), whatever the hour, so the market is open at any hour.

@@ -56,8 +56,11 @@ class SimulatorState:
 class MarketSimulator:
     """Random-walk ticks for a set of instruments, seeded and reproducible.
 
-    Each tick moves one instrument (round-robin) by a normally distributed number of
-    ticks (``volatility_bps`` of price, on its tick grid) and carries a random traded
+    Each tick moves one instrument (round-robin): its fair price takes a normally
+    distributed step (``volatility_bps`` of price) and the tick trades at the fair price
+    rounded to the instrument's tick grid, so a move smaller than a tick adds up over the
+    ticks instead of being lost to the rounding (many ticks trade at the last price, as on
+    NSE, and the day's volatility is what was asked whatever the grid). It carries a random traded
     quantity and the previous session's close (at the first session: the start price); the simulated clock advances by ``step_ns`` per tick, and with ``sessions``
     jumps from each session's close to the next session's open (no tick at or after a
     close).
@@ -68,7 +71,7 @@ class MarketSimulator:
         *,
         instruments: Sequence[Instrument] = SIM_INSTRUMENTS,
         seed: int = 7,
-        volatility_bps: float = 8.0,
+        volatility_bps: float = 0.35,  # about 1.5% a session at 200 ticks/s over 25 instruments
         step_ns: int = 5_000_000,
         state: SimulatorState | None = None,
         start_ns: int | None = None,
@@ -91,6 +94,7 @@ class MarketSimulator:
         # Seed from the position too, so a resumed simulator does not replay the same moves.
         self._rng = random.Random(f"{seed}:{self.state.seq}")
         self._cum_volume: dict[int, int] = {}
+        self._fair: dict[int, float] = {}  # token -> fair price (paise), off the grid
         self._sessions = sessions
         self._close_ns = sessions.close_ns(self.state.clock_ns) if sessions else None
 
@@ -102,7 +106,9 @@ class MarketSimulator:
         """The next ``n`` ticks, in time order."""
         out: list[MarketTick] = []
         rng, state, insts = self._rng, self.state, self._instruments
-        close, grids, closes = self._close_ns, self._grids, state.closes
+        close, grids, closes, fair, gauss = (self._close_ns, self._grids, state.closes,
+                                             self._fair, rng.gauss)
+        vol = self._vol
         for _ in range(n):
             state.clock_ns += self._step_ns
             if close is not None and state.clock_ns >= close:
@@ -111,9 +117,12 @@ class MarketSimulator:
             inst = insts[state.seq % len(insts)]
             token = inst.instrument_token
             grid = grids[token]
-            price = state.prices[token]
-            moves = round(rng.gauss(0.0, price * self._vol) / grid)
-            price = max(grid, price + moves * grid)
+            x = fair.get(token)
+            if x is None:  # (a new or resumed simulator: from the last traded price)
+                x = state.prices[token]
+            x = max(grid / 2, x + gauss(0.0, x * vol))
+            fair[token] = x
+            price = max(grid, round(x / grid) * grid)
             state.prices[token] = price
             qty = rng.randint(1, 50) * inst.lot_size
             cum = self._cum_volume.get(token, 0) + qty

@@ -155,7 +155,8 @@ class SimulatedFeed(_FeedBase):
             state = SimulatorState(seq=seq, clock_ns=max(ticks[-1].ts, today_open),
                                    prices=prices, closes=closes)
             log.info("feed.resume", source=self.SOURCE, seq=seq, new_session=new_session)
-        return MarketSimulator(instruments=instruments, seed=s.seed, volatility_bps=s.volatility_bps,
+        return MarketSimulator(instruments=instruments, seed=s.seed,
+                               volatility_bps=s.per_tick_bps(len(instruments)),
                                step_ns=step_ns, state=state, start_ns=today_open,
                                sessions=sessions)
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from alpha_panda.marketdata.instruments import BY_TOKEN
-from alpha_panda.marketdata.simulator import MarketSimulator
+from alpha_panda.marketdata.simulator import SIM_INSTRUMENTS, MarketSimulator
+from alpha_panda.settings import SimulatorSettings
 from alpha_panda.strategy.builtins import BUILTINS
 from alpha_panda.strategy.config import load_strategy_dir
 from alpha_panda.strategy.runner import StrategyRunner
@@ -24,10 +25,13 @@ def test_every_sample_loads_and_covers_every_builtin() -> None:
 
 
 @pytest.mark.parametrize("seed", [7, 11])
-def test_every_sample_signals_within_ten_seconds_of_simulated_ticks(seed: int) -> None:
+def test_every_sample_signals_within_thirty_seconds_of_simulated_ticks(seed: int) -> None:
+    """At ``make run``'s rate and the simulator's default volatility (1.5% a session)."""
     configs, _ = load_strategy_dir(SAMPLES)
     runner = StrategyRunner(configs)
     seen: set[str] = set()
-    for tick in MarketSimulator(seed=seed, start_ns=1_704_080_700_000_000_000).next_ticks(2000):
-        seen.update(s.strategy_id for s in runner.on_tick(tick))  # 2,000 ticks: 10 s at 200/s
+    vol = SimulatorSettings().per_tick_bps(len(SIM_INSTRUMENTS))
+    sim = MarketSimulator(seed=seed, start_ns=1_704_080_700_000_000_000, volatility_bps=vol)
+    for tick in sim.next_ticks(6000):
+        seen.update(s.strategy_id for s in runner.on_tick(tick))  # 6,000 ticks: 30 s at 200/s
     assert seen == {c.id for c in configs}
