@@ -23,6 +23,7 @@ from alpha_panda.domain.events import (
     CancelRefused,
     CancelRequested,
     Envelope,
+    KillSwitchSet,
     MarketTick,
     OrderCancelled,
     OrderFilled,
@@ -50,6 +51,10 @@ from alpha_panda.stream.topics import MARKET_TICKS, topic
 
 SOURCE = "portfolio"
 MAX_CURVE = 2000
+FORGOTTEN_KEPT = 20 * MAX_ORDERS
+# Control events a trader's (or Kite's) action stamps with the wall clock: they do not move
+# the portfolio's "as of" market time (in a replay of an old day, it would jump to today).
+_WALL_CLOCK = frozenset({KillSwitchSet, CancelRequested, CancelRefused})
 
 
 class PortfolioHandler:
@@ -59,6 +64,10 @@ class PortfolioHandler:
         self.broker = broker
         self.ledger = ledger
         self.orders: OrderedDict[str, OrderView] = OrderedDict()
+        # Closed orders the read model let go of (beyond MAX_ORDERS), most recent last, at
+        # most FORGOTTEN_KEPT: an event of one read later (its submission, read after its
+        # fills) must not bring it back as an open order.
+        self._forgotten: OrderedDict[str, None] = OrderedDict()
         # Cancel requests and refusals of orders not seen yet (a rebuild reads the control
         # topic before the order topics), for when they are: at most MAX_ORDERS.
         self._cancel_notes: dict[str, list[tuple[CancelRequested | CancelRefused, int]]] = {}
@@ -74,9 +83,18 @@ class PortfolioHandler:
         self.version = 0  # bumps on every change; the writer skips unchanged states
 
     # ------------------------------------------------------------------ handler
+    def rebuild_rank(self, topic_name: str) -> int:
+        """A rebuild replays the ticks, then the orders' submissions, then the rest: an
+        order's submission before its fills and end, as it happened (by name, the ends came
+        first, and an order let go of as closed came back as open at its submission)."""
+        if topic_name == MARKET_TICKS:
+            return 0
+        return 1 if topic_name.endswith(".orders.submitted") else 2
+
     def handle(self, event: Envelope[Any], record: Record) -> Sequence[Emit]:
         data = event.data
-        self.as_of = max(self.as_of, event.ts)
+        if type(data) not in _WALL_CLOCK:  # the market's time, not when a trader clicked
+            self.as_of = max(self.as_of, event.ts)
         self.version += 1
         if isinstance(data, MarketTick):
             self.ledger.mark(data.instrument_token, data.last_price)
@@ -220,9 +238,15 @@ class PortfolioHandler:
         for order_id, view in self.orders.items():
             if view.status not in OPEN_STATUSES:
                 del self.orders[order_id]
+                forgotten = self._forgotten
+                forgotten[order_id] = None
+                if len(forgotten) > FORGOTTEN_KEPT:
+                    forgotten.popitem(last=False)
                 return
 
     def _order_submitted(self, o: OrderSubmitted, ts: int) -> None:
+        if o.order_id in self._forgotten:
+            return  # closed, and let go of: its submission read late changes nothing
         view = self._view(o.order_id, o.strategy_id, o.instrument_token, o.side.value,
                           o.quantity, ts)
         view.order_type = o.order_type.value
@@ -231,6 +255,8 @@ class PortfolioHandler:
         view.limit_price, view.trigger_price, view.ts = o.limit_price, o.trigger_price, ts
 
     def _order_filled(self, f: OrderFilled, ts: int) -> None:
+        if f.order_id in self._forgotten:
+            return  # (its fill is in the ledger all the same)
         view = self._view(f.order_id, f.strategy_id, f.instrument_token, f.side.value,
                           f.cumulative_quantity + f.leaves_quantity, ts)
         if f.cumulative_quantity >= view.filled_quantity:  # fills of one order stay in order
@@ -244,6 +270,8 @@ class PortfolioHandler:
 
     def _order_closed(self, event: OrderRejected | OrderCancelled, status: str, reason: str,
                       ts: int) -> None:
+        if event.order_id in self._forgotten:
+            return
         quantity = event.quantity if isinstance(event, OrderRejected) else (
             event.filled_quantity + event.leaves_quantity)
         view = self._view(event.order_id, event.strategy_id, event.instrument_token,

@@ -12,6 +12,7 @@ from alpha_panda.domain.events import (
     CancelRequested,
     Charges,
     Envelope,
+    KillSwitchSet,
     MarketTick,
     OrderCancelled,
     OrderFilled,
@@ -149,6 +150,34 @@ def test_the_read_model_keeps_every_open_order_however_many_closed_ones_follow()
     # the oldest of all, still open, stays; the oldest closed ones made room
     assert len(orders) == MAX_ORDERS and orders["resting"].status == "SUBMITTED"
     assert list(orders)[1:] == [f"m{n}" for n in range(101, MAX_ORDERS + 100)]
+
+
+def test_orders_read_after_their_fills_never_come_back_as_open_orders() -> None:
+    # A restart replayed the fills topic before the submissions one (by name): beyond
+    # MAX_ORDERS, an order filled and let go of came back as SUBMITTED at its submission,
+    # and the API and dashboard offered to cancel a thousand filled orders.
+    n = MAX_ORDERS + 300
+    subs = [env(msgspec.structs.replace(SUBMITTED, order_id=f"m{i}", signal_id=f"s{i}"), i)
+            for i in range(n)]
+    fills = [env(msgspec.structs.replace(FILLED, order_id=f"m{i}", fill_id=f"f{i}"), i)
+             for i in range(n)]
+    h = run(*fills, *subs)
+    assert [v.status for v in h.orders.values()] == ["FILLED"] * MAX_ORDERS
+    assert h.ledger.snapshot(None).fills == n  # the ledger has every fill all the same
+    # and a rebuild replays the submissions before the rest (then they are in order)
+    topics = ["market.ticks", "paper.control", "paper.orders.cancelled", "paper.orders.filled",
+              "paper.orders.submitted", "paper.pnl.snapshots"]
+    assert sorted(topics, key=lambda t: (h.rebuild_rank(t), t))[:3] == [
+        "market.ticks", "paper.orders.submitted", "paper.control"]
+
+
+def test_a_traders_cancel_or_kill_switch_does_not_move_the_market_time() -> None:
+    # stamped with the wall clock: in a replay of an old day, "as of" jumped to today
+    tick = MarketTick(instrument_token=7, last_price=100_00, ts=1_000)
+    h = run(env(tick, 1_000),
+            env(CancelRequested(order_id="o1", requested_by="api", market_ts=1_000), 9_999_999),
+            env(KillSwitchSet(active=True, market_ts=1_000), 9_999_999))
+    assert h.as_of == 1_000
 
 
 def test_cancel_requests_and_refusals_show_on_the_order_whichever_is_read_first() -> None:
