@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from alpha_panda.domain.events import NO_CHARGES, OrderFilled
-from alpha_panda.domain.values import to_rupees
+from alpha_panda.domain.values import Product, to_rupees
 from alpha_panda.portfolio.ledger import Position, PositionLedger
 
 NS_PER_S: Final = 1_000_000_000
@@ -56,7 +56,7 @@ FIGURES: Final = {
 
 @dataclass(frozen=True, slots=True)
 class RoundTrip:
-    """A position of one (strategy, instrument) from flat back to flat."""
+    """A position of one (strategy, instrument, product) from flat back to flat."""
 
     strategy_id: str
     instrument_token: int
@@ -65,6 +65,7 @@ class RoundTrip:
     quantity: int  # largest absolute size held; sign = direction
     pnl: int  # realized over the trip minus its charges, paise
     gross_pnl: int  # realized over the trip, before charges, paise
+    product: Product = Product.CNC
 
 
 class RoundTripTracker:
@@ -77,7 +78,7 @@ class RoundTripTracker:
     counts). Fills must come in event-time order."""
 
     def __init__(self, *, keep_trips: bool = True) -> None:
-        self._open: dict[tuple[str, int], tuple[int, int, int, int]] = {}
+        self._open: dict[tuple[str, int, Product], tuple[int, int, int, int]] = {}
         self._keep = keep_trips
         self.trips: list[RoundTrip] = []
         self.closed = 0
@@ -112,7 +113,7 @@ class RoundTripTracker:
             self._merged = len(self._spans)
 
     def after_fill(self, pos: Position, before_qty: int, ts: int, fill_charges: int) -> None:
-        key = (pos.strategy_id, pos.instrument_token)
+        key = (pos.strategy_id, pos.instrument_token, pos.product)  # as the ledger's positions
         after = pos.quantity
         state = self._open.get(key)
         if state is not None and (after == 0 or (after > 0) != (before_qty > 0)):
@@ -125,7 +126,7 @@ class RoundTripTracker:
             self.won_gross += gross > 0
             if self._keep:
                 self.trips.append(RoundTrip(pos.strategy_id, pos.instrument_token, opened, ts,
-                                            peak, pnl, gross))
+                                            peak, pnl, gross, pos.product))
             del self._open[key]
             self._add_span(opened, ts)
             state = None

@@ -107,6 +107,12 @@ class _Pending:
     cnc: bool = False  # a CNC sell or CNC market buy: counts towards the holdings (CNC_SHORT)
 
 
+
+def _reduces(held: int, s: Signal) -> bool:
+    """``s`` takes ``held`` toward zero without crossing it."""
+    after = held + (s.quantity if s.side is _BUY else -s.quantity)
+    return abs(after) <= abs(held) and (after == 0 or (after > 0) == (held > 0))
+
 class RiskEngine:
     """Pre-trade checks for one broker account (``paper`` or ``zerodha``)."""
 
@@ -135,9 +141,12 @@ class RiskEngine:
         self._pending_sells: dict[tuple[str, int], int] = {}  # of which sells (buys: net + this)
         # CNC_SHORT: net CNC quantity filled, and of validated CNC orders still unfilled
         # (sells, and market buys: not resting buys, which may never fill).
-        # Kept apart from ``_filled`` and ``_pending_qty`` (which, like the ledger, merge
-        # products) so that an MIS long is not taken for delivery holdings.
+        # Kept apart from ``_filled`` and ``_pending_qty`` (which merge products: limits
+        # hold on the instrument) so that an MIS long is not taken for delivery holdings.
         self._cnc_filled: dict[tuple[str, int], int] = {}
+        # Filled quantity per product, as the ledger keeps positions: what the kill
+        # switch's flatten orders close, one per product.
+        self._product_filled: dict[tuple[str, int, Product], int] = {}
         self._cnc_pending: dict[tuple[str, int], int] = {}
         self._open_orders: dict[str, int] = {}
         self._last: dict[int, int] = {}
@@ -204,6 +213,9 @@ class RiskEngine:
         sid, token = fill.strategy_id, fill.instrument_token
         signed = fill.quantity if fill.side is _BUY else -fill.quantity
         self._filled[(sid, token)] = self._filled_qty(sid, token) + signed
+        per_product = self._product_filled
+        key3 = (sid, token, fill.product)
+        per_product[key3] = per_product.get(key3, 0) + signed
         if fill.product is _CNC:
             cnc = self._cnc_filled
             cnc[(sid, token)] = cnc.get((sid, token), 0) + signed
@@ -331,17 +343,15 @@ class RiskEngine:
         after = position + (qty if s.side is _BUY else -qty)
         reducing = abs(after) <= abs(position) and (after == 0 or (after > 0) == (position > 0))
         # The kill switch cancels every open order (the engines read it too), so its
-        # flatten reduces the *filled* position, whatever resting orders still count here.
-        flat_after = filled + (qty if s.side is _BUY else -qty)
-        flatten = killed and flatten_order and abs(flat_after) <= abs(filled) \
-            and (flat_after == 0 or (flat_after > 0) == (filled > 0))
+        # flatten reduces the *filled* position of its product, whatever resting orders
+        # still count here (a CNC long and an MIS short of one instrument: two orders).
+        flatten = killed and flatten_order and _reduces(
+            self._product_filled.get((sid, token, s.product), 0), s)
         if killed and not flatten:
             return Reason.KILL_SWITCH, "kill switch is active: new orders are blocked"
         if flatten:
             return None  # it only closes what is filled: no limit stands in its way
-        # The kill switch's flatten closes the net position whatever products built it (it
-        # goes under the last fill's product), so it passes even where CNC holdings fall short.
-        if cnc_sell and not flatten:
+        if cnc_sell:
             short = self._cnc_short(sid, token, qty)
             if short is not None:
                 return Reason.CNC_SHORT, short

@@ -61,3 +61,21 @@ def test_round_trips_are_counted_in_event_time_order_whatever_order_the_fills_co
         assert (trips.closed, trips.won_gross) == (2, 1)
         assert [(t.opened_ns, t.closed_ns, t.gross_pnl) for t in trips.trips] == [
             (1, 2, 10), (3, 4, -5)]
+
+
+def test_mis_and_cnc_trips_of_one_instrument_are_apart() -> None:
+    def fill(n: int, side: Side, qty: int, price: int, product: Product) -> OrderFilled:
+        return OrderFilled(order_id=f"o{n}", fill_id=f"f{n}", strategy_id="s", instrument_token=1,
+                           side=side, quantity=qty, price=price, cumulative_quantity=qty,
+                           leaves_quantity=0, average_price=price, product=product, ts=n * S)
+
+    t = round_trips([fill(1, Side.BUY, 10, 100_00, Product.CNC),  # delivery, held through ...
+                     fill(2, Side.BUY, 5, 100_00, Product.MIS),   # ... an intraday trip
+                     fill(3, Side.SELL, 5, 110_00, Product.MIS),
+                     fill(4, Side.SELL, 10, 120_00, Product.CNC)])
+    assert [(r.product, r.opened_ns // S, r.closed_ns // S, r.quantity, r.gross_pnl)
+            for r in t.trips] == [(Product.MIS, 2, 3, 5, 50_00), (Product.CNC, 1, 4, 10, 200_00)]
+    assert (t.won, t.time_in_market(4 * S) // S) == (2, 3)
+
+
+S = 1_000_000_000

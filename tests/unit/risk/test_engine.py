@@ -406,7 +406,7 @@ def test_mis_positions_are_not_cnc_holdings() -> None:
     assert code(risk.check("d", sig(Side.SELL, 10), T0 + 3)) == "OK"
 
 
-def test_the_kill_switch_flattens_each_product_and_passes_even_beyond_cnc_holdings() -> None:
+def test_the_kill_switch_flattens_each_product_and_nothing_more() -> None:
     def mixed() -> RiskEngine:  # 5 MIS then 10 CNC: two positions, each flattened in its product
         risk = engine()
         holding(risk, 5, product=MIS, name="m")
@@ -421,11 +421,30 @@ def test_the_kill_switch_flattens_each_product_and_passes_even_beyond_cnc_holdin
         (Side.SELL, 5, MIS, "flatten:kill_switch"), (Side.SELL, 10, Product.CNC, "flatten:kill_switch")]
     assert [code(risk.check(f"f{i}", f, T0 + 2, flatten=True)) for i, f in enumerate(flats)] == [
         "OK", "OK"]
-    # a flatten passes whatever the holdings (15 CNC against 10) ...
+    # a flatten closes what its product holds and no more (15 CNC against 10) ...
     beyond = msgspec.structs.replace(flats[1], quantity=15)
-    assert code(mixed_on().check("f", beyond, T0 + 2, flatten=True)) == "OK"
-    # ... but without the switch on, a flatten order has no exemption
+    assert code(mixed_on().check("f", beyond, T0 + 2, flatten=True)) == "KILL_SWITCH"
+    # ... and without the switch on, a flatten order has no exemption
     assert code(mixed().check("f", beyond, T0 + 2, flatten=True)) == "CNC_SHORT"
+
+
+@pytest.mark.parametrize("mis_short", [3, 10])
+def test_the_flatten_closes_a_cnc_long_and_an_mis_short_of_one_instrument(mis_short: int) -> None:
+    # net +7 (or 0): each product's order, checked against the net, was blocked
+    risk = engine()
+    holding(risk, 10, name="c")
+    short = sig(Side.SELL, mis_short, product=MIS)
+    assert code(risk.check("m", short, T0)) == "OK"
+    risk.on_fill(filled("m", short))
+    risk.set_kill_switch(True)
+    flats = risk.flatten_signals(T0 + 1)
+    assert [(f.side, f.quantity, f.product) for f in flats] == [
+        (Side.SELL, 10, Product.CNC), (Side.BUY, mis_short, MIS)]
+    assert [code(risk.check(f"f{i}", f, T0 + 1, flatten=True)) for i, f in enumerate(flats)] == [
+        "OK", "OK"]
+    # ... and only what it closes: more than the product holds is no flatten
+    over = msgspec.structs.replace(flats[1], quantity=mis_short + 1)
+    assert code(risk.check("over", over, T0 + 1, flatten=True)) == "KILL_SWITCH"
 
 
 def mixed_on() -> RiskEngine:
