@@ -126,6 +126,10 @@ class Charges(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     per scrip per day: Zerodha debits it on the ledger, not on the contract note. It came
     after the other items; events written before it decode with 0.
 
+    ``auto_squareoff`` is Zerodha's call-and-trade charge (GST included) on an intraday
+    position it squared off at the cut-off, per square-off order of at most 30,000 shares:
+    on the square-off order's first fill. Events written before it decode with 0.
+
     A paper CNC fill that nets off against an earlier same-day CNC fill of the other side
     also carries the difference between the intraday and the delivery charges of that
     earlier fill, so some of its items may be negative (``execution.netting``).
@@ -138,11 +142,12 @@ class Charges(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     stamp_duty: int = 0
     gst: int = 0
     dp: int = 0
+    auto_squareoff: int = 0
 
     @property
     def total(self) -> int:
         return (self.brokerage + self.stt + self.exchange_txn + self.sebi + self.stamp_duty
-                + self.gst + self.dp)
+                + self.gst + self.dp + self.auto_squareoff)
 
 
 NO_CHARGES: Final = Charges()

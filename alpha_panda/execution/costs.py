@@ -16,7 +16,9 @@ day are charged at intraday rates, which moves charges between that day's orders
 The depository (DP) charge, ``dp_charge_rupees`` in a segment of the card (equity
 delivery), is not an order charge: Zerodha debits it on the ledger, once per scrip per day
 on which shares are sold from holdings, whatever the quantity; ``dp_charge`` gives it with
-its GST.
+its GST. Nor is the auto square-off charge, ``auto_squareoff_rupees`` (the intraday
+segments): Zerodha's call-and-trade fee on each order it places to square off an intraday
+position left open at the cut-off; ``auto_squareoff_charge`` gives it with its GST.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from alpha_panda.domain.events import Charges
 from alpha_panda.domain.values import Product, Side
 
 CHARGES_DIR = Path(__file__).resolve().parent.parent / "data" / "charges"
+SQUAREOFF_ORDER_MAX = 30_000  # shares Zerodha squares off in one order (equity)
 _HUNDRED = Decimal(100)
 _CRORE_PAISE = Decimal(10_000_000 * 100)
 
@@ -76,6 +79,7 @@ class SegmentRates:
     exchange_txn_percent: dict[str, Decimal]
     stamp_buy_percent: Decimal
     dp_charge: int = 0  # paise per scrip per day sold from holdings, before GST
+    auto_squareoff: int = 0  # paise per square-off order of an intraday position, before GST
 
     @classmethod
     def parse(cls, raw: dict[str, Any]) -> SegmentRates:
@@ -96,6 +100,7 @@ class SegmentRates:
             exchange_txn_percent={k: Decimal(str(v)) for k, v in raw["exchange_txn_percent"].items()},
             stamp_buy_percent=Decimal(str(raw["stamp_buy_percent"])),
             dp_charge=rupees("dp_charge_rupees") or 0,
+            auto_squareoff=rupees("auto_squareoff_rupees") or 0,
         )
 
 
@@ -165,6 +170,16 @@ class CostModel:
         (₹13.50 + 18% = ₹15.93 on the current cards; 0 for a segment without one)."""
         dp = self._segments[segment].dp_charge
         return _paise(Decimal(dp) * (_HUNDRED + self._gst) / _HUNDRED) if dp else 0
+
+    def auto_squareoff_charge(self, segment: Segment, quantity: int) -> int:
+        """Zerodha's call-and-trade charge for squaring off an intraday position of
+        ``quantity`` at the cut-off, GST included, in paise: ₹50 + 18% = ₹59 per order,
+        an order taking at most ``SQUAREOFF_ORDER_MAX`` shares (0 for a segment without it)."""
+        fee = self._segments[segment].auto_squareoff
+        if not fee or quantity <= 0:
+            return 0
+        orders = -(-quantity // SQUAREOFF_ORDER_MAX)
+        return _paise(Decimal(fee * orders) * (_HUNDRED + self._gst) / _HUNDRED)
 
     def order_charges(
         self, segment: Segment, side: Side, turnover: int, exchange: str = "NSE", *,

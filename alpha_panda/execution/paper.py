@@ -40,6 +40,8 @@ from collections.abc import Iterable, Sequence
 from datetime import date
 from decimal import Decimal
 
+import msgspec
+
 from alpha_panda.domain.events import (
     NO_CHARGES,
     Charges,
@@ -610,6 +612,11 @@ class PaperExchange(MisSquareOff):
         charges = NO_CHARGES
         if self._costs is not None:
             charges = self._charges(order, n, qty, price, ts, before)
+            if n == 0 and order.origin == "squareoff":  # Zerodha's call-and-trade fee
+                fee = self._costs.on(self._session(ts).day).auto_squareoff_charge(
+                    order.segment, order.quantity)
+                if fee:
+                    charges = msgspec.structs.replace(charges, auto_squareoff=fee)
         order_id = order.order_id
         filled = order.filled
         out.append(

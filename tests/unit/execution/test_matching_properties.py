@@ -115,7 +115,10 @@ def test_matching_invariants(seed: int, latency: int, participation: Decimal | N
             assert order_id in closed, "no MIS order survives the square-off"
         if order_id in turnover and o.product is Product.MIS:
             segment = Segment.for_product(o.product)
-            assert charges[order_id] == COSTS.order_charges(segment, o.side, turnover[order_id]).total
+            # the order's charges, and Zerodha's ₹59 on each order it squares off with
+            fee = COSTS.auto_squareoff_charge(segment, o.quantity) if o.origin == "squareoff" else 0
+            assert charges[order_id] == COSTS.order_charges(
+                segment, o.side, turnover[order_id]).total + fee
     # CNC fills are charged per day book: an order's intraday part at intraday rates, the
     # rest at delivery rates, DP when the day sold more than it bought.
     assert cnc_books(events) == expected_cnc_books(events, COSTS)

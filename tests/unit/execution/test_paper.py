@@ -300,6 +300,26 @@ def test_mis_positions_are_squared_off_at_the_cutoff() -> None:
     assert isinstance(late[0], OrderRejected) and late[0].reason_code == "MIS_CUTOFF"
 
 
+def test_a_square_off_pays_zerodhas_call_and_trade_charge_per_order() -> None:
+    # ₹50 + 18% GST on each order Zerodha squares off with (at most 30,000 shares each),
+    # on top of the order's own charges; a position the strategy closes itself pays none
+    card = CostModel.load(as_of=DAY)
+    assert card.auto_squareoff_charge(Segment.EQUITY_INTRADAY, 10) == 59_00
+    assert card.auto_squareoff_charge(Segment.EQUITY_INTRADAY, 65_000) == 3 * 59_00
+    assert card.auto_squareoff_charge(Segment.EQUITY_DELIVERY, 10) == 0
+    x = ex(costs=True)
+    x.submit("a", sig(qty=10, product=Product.MIS), at(15, 0))
+    x.submit("b", sig(qty=4, product=Product.MIS), at(15, 1))
+    closed = x.submit("c", sig(Side.SELL, qty=4, product=Product.MIS), at(15, 2))
+    [own] = [f for f in closed if isinstance(f, OrderFilled)]
+    [squared] = [f for f in x.on_tick(tick(at(15, 20, 1), 1003_00)) if isinstance(f, OrderFilled)]
+    assert (squared.origin, squared.quantity, squared.charges.auto_squareoff) == (
+        "squareoff", 10, 59_00)
+    assert squared.charges.total == card.order_charges(
+        Segment.EQUITY_INTRADAY, Side.SELL, 10 * 1003_00).total + 59_00
+    assert own.charges.auto_squareoff == 0
+
+
 def test_an_mis_position_that_missed_its_cutoff_is_squared_off_at_the_next_days_first_tick() -> None:
     other = 2885  # another instrument, whose tick comes first on the next day
     x = ex()
