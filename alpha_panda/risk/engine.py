@@ -57,7 +57,7 @@ from alpha_panda.domain.events import (
     SignalRejected,
     SignalValidated,
 )
-from alpha_panda.domain.values import OrderType, Product, Side
+from alpha_panda.domain.values import OrderType, Product, Side, format_rupees
 from alpha_panda.execution.orders import order_id_for
 from alpha_panda.portfolio.ledger import FILL_IDS_KEPT, PositionLedger
 from alpha_panda.risk.limits import Reason, RiskConfig, RiskLimits
@@ -368,7 +368,8 @@ class RiskEngine:
         if lim.fat_finger_qty is not None and qty > lim.fat_finger_qty:
             return Reason.FAT_FINGER, f"quantity {qty} > fat-finger limit {lim.fat_finger_qty}"
         if lim.fat_finger_notional is not None and notional is not None and notional > lim.fat_finger_notional:
-            return Reason.FAT_FINGER, f"notional {notional} > fat-finger limit {lim.fat_finger_notional}"
+            return Reason.FAT_FINGER, (f"notional {format_rupees(notional)} > fat-finger limit "
+                                       f"{format_rupees(lim.fat_finger_notional)}")
         if lim.max_order_qty is not None and qty > lim.max_order_qty:
             return Reason.MAX_ORDER_QTY, f"quantity {qty} > max order quantity {lim.max_order_qty}"
         if lim.price_band_percent is not None:
@@ -376,7 +377,8 @@ class RiskEngine:
             if band is not None:
                 return Reason.PRICE_BAND, band
         if lim.max_order_notional is not None and notional is not None and notional > lim.max_order_notional:
-            return Reason.MAX_ORDER_NOTIONAL, f"notional {notional} > {lim.max_order_notional} paise"
+            return Reason.MAX_ORDER_NOTIONAL, (f"notional {format_rupees(notional)} > max order "
+                                              f"notional {format_rupees(lim.max_order_notional)}")
         if lim.max_position is not None:
             # Each side at its worst: every open order of that side filled and none of the
             # other (a resting sell may never fill, so it frees no room for buys).
@@ -397,12 +399,13 @@ class RiskEngine:
                     if limit is not None:
                         exposure = self._exposure(scope, s, price)
                         if exposure > limit:
-                            return Reason.MAX_GROSS_EXPOSURE, f"gross exposure would be {exposure} paise, limit {limit}"
+                            return Reason.MAX_GROSS_EXPOSURE, (f"gross exposure would be {format_rupees(exposure)}, limit {format_rupees(limit)}")
             if lim.daily_loss is not None or acct.account_daily_loss is not None:
                 for scope, loss in ((sid, lim.daily_loss), (None, acct.account_daily_loss)):
                     if loss is not None and self.day_pnl(scope) <= -loss:
                         return Reason.DAILY_LOSS, (
-                            f"daily loss {-self.day_pnl(scope)} paise reached the limit {loss}: "
+                            f"daily loss {format_rupees(-self.day_pnl(scope))} reached the limit "
+                            f"{format_rupees(loss)}: "
                             "only position-reducing orders pass"
                         )
         if lim.max_open_orders is not None and self._open_orders.get(sid, 0) >= lim.max_open_orders:
@@ -548,7 +551,8 @@ class RiskEngine:
             return None
         for name, p in (("limit", s.limit_price), ("trigger", s.trigger_price)):
             if p is not None and abs(Decimal(p - last)) * 100 > pct * last:
-                return f"{name} price {p} is more than {pct}% away from the last price {last}"
+                return (f"{name} price {format_rupees(p)} is more than {pct}% away from the last "
+                        f"price {format_rupees(last)}")
         return None
 
     def _exposure(self, scope: str | None, s: Signal, price: int | None) -> int:

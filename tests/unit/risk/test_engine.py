@@ -75,6 +75,23 @@ def test_each_rule_rejects_with_its_reason_code(limits: dict[str, Any], signal: 
     assert code(engine(**limits).check("sig-1", signal, T0)) == expected
 
 
+def test_money_in_rejections_reads_in_rupees() -> None:
+    def message(signal: Signal, **limits: Any) -> str:
+        result = engine(**limits).check("sig-1", signal, T0)
+        assert isinstance(result, SignalRejected)
+        return result.message
+
+    assert message(sig(qty=10), max_order_notional=999_99) == (
+        "notional ₹1,000.00 > max order notional ₹999.99")
+    assert message(sig(qty=11), fat_finger_notional=1_000_00) == (
+        "notional ₹1,100.00 > fat-finger limit ₹1,000.00")
+    assert message(sig(qty=6), max_gross_exposure=500_00) == (
+        "gross exposure would be ₹600.00, limit ₹500.00")
+    assert message(sig(order_type=OrderType.LIMIT, limit_price=106_00),
+                   price_band_percent=Decimal(5)) == (
+        "limit price ₹106.00 is more than 5% away from the last price ₹100.00")
+
+
 def test_pending_orders_count_towards_the_position_until_closed() -> None:
     risk = engine(max_position=15)
     first = sig(qty=10)
