@@ -25,6 +25,26 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _check_settings() -> None:
+    """Every command reads the ALPHA_PANDA_* settings: a bad one is a one-line error that
+    names the variable, before the command starts, not a traceback."""
+    from pydantic import ValidationError as SettingsError
+
+    try:
+        Settings()
+    except SettingsError as exc:
+        problems = []
+        for e in exc.errors():
+            message = e["msg"].removeprefix("Value error, ")
+            value = e.get("input")
+            if isinstance(value, str | int | float) and repr(value) not in message:
+                message += f" (got {value!r})"
+            name = "__".join(str(p) for p in e["loc"]).upper()
+            problems.append(f"ALPHA_PANDA_{name}: {message}")
+        raise fail(f"bad setting: {'; '.join(problems)}") from None
+
+
 def _settings(**overrides: Any) -> Settings:
     base = Settings()
     top = {k: v for k, v in overrides.items() if v is not None and k in Settings.model_fields}

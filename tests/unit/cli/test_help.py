@@ -50,3 +50,15 @@ def test_help_pages_read_as_a_user_needs(args: list[str], texts: list[str]) -> N
     assert result.exit_code == 0
     for text in texts:
         assert text in result.stdout
+
+
+def test_a_bad_setting_is_one_line_naming_the_variable_before_any_command_runs(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALPHA_PANDA_SIMULATOR__SESSION_START", "15:19:20")
+    monkeypatch.setenv("ALPHA_PANDA_API__PORT", "abc")
+    result = CliRunner().invoke(app, ["topics", "list"])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [(
+        "error: bad setting: ALPHA_PANDA_API__PORT: Input should be a valid integer, unable to "
+        "parse string as an integer (got 'abc'); ALPHA_PANDA_SIMULATOR__SESSION_START: expected "
+        "an IST time as HH:MM, got '15:19:20'")]
