@@ -40,6 +40,10 @@ class RunTotals:
     samples: list[tuple[int, int, int]] = field(default_factory=list)
     orders_rejected: int = 0
     orders_cancelled: int = 0
+    # Risk's decisions on the log (None: not read): a run resumed from a log counts the
+    # earlier runs' signals as it counts their fills.
+    signals_validated: int | None = None
+    signals_rejected: int | None = None
     rejections: Counter[str] = field(default_factory=Counter)
     # reason code -> (event time, message) of its first rejection
     first_rejections: dict[str, tuple[int, str]] = field(default_factory=dict)
@@ -65,9 +69,12 @@ async def read_run_totals(log: Log, initial_equity: int) -> RunTotals:
     # Made in processing order, which is not event-time order across instruments (the
     # projector reads partitions one after another): in time order for the daily closes.
     totals.samples.sort(key=lambda x: x[0])
-    for r in await read_topic(log, topic(BROKER, "signals.rejected")):
+    rejected_signals = await read_topic(log, topic(BROKER, "signals.rejected"))
+    for r in rejected_signals:
         rejected = CODEC.decode_as(r.value, SignalRejected)
         totals.count_rejection(rejected.ts, rejected.data.reason_code, rejected.data.message)
+    totals.signals_rejected = len(rejected_signals)
+    totals.signals_validated = len(await read_topic(log, topic(BROKER, "signals.validated")))
     for r in await read_topic(log, topic(BROKER, "orders.rejected")):
         order = CODEC.decode_as(r.value, OrderRejected)
         totals.count_rejection(order.ts, order.data.reason_code, order.data.message)
@@ -110,8 +117,9 @@ def run_summary(system: SystemRun) -> dict[str, Any]:
             **performance(samples=samples, initial_equity=initial, trips=trips,
                           start_ns=start_ns, end_ns=end_ns),
             open_positions=snap.open_positions,
-            signals=(risk.validated + risk.rejected) if risk else 0,
-            signals_rejected=risk.rejected if risk else 0,
+            signals=_signals(totals, risk),
+            signals_rejected=(totals.signals_rejected if totals.signals_rejected is not None
+                              else risk.rejected if risk else 0),
             orders=p.paper.orders if p.paper else 0,
             orders_rejected=totals.orders_rejected,
             orders_cancelled=totals.orders_cancelled,
@@ -130,6 +138,13 @@ def run_summary(system: SystemRun) -> dict[str, Any]:
         ticks_published=published,
     )
     return out
+
+
+def _signals(totals: RunTotals, risk: Any) -> int:
+    """Signals risk decided on: on the log (every run's), else this process's count."""
+    if totals.signals_validated is not None and totals.signals_rejected is not None:
+        return totals.signals_validated + totals.signals_rejected
+    return (risk.validated + risk.rejected) if risk else 0
 
 
 def strategies_failed(system: SystemRun) -> list[str]:

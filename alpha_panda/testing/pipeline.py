@@ -39,8 +39,8 @@ def settings_for(root: Path, ticks: Path, *, log: str = "embedded") -> Settings:
     })
 
 
-async def run_replay(settings: Settings) -> SystemRun:
-    system = SystemRun(settings, RunOptions(exit_at_end=True, progress=False))
+async def run_replay(settings: Settings, *, summary: bool = False) -> SystemRun:
+    system = SystemRun(settings, RunOptions(exit_at_end=True, progress=False, summary=summary))
     await system.run()
     return system
 

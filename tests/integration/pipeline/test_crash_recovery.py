@@ -16,6 +16,7 @@ from pathlib import Path
 
 from alpha_panda.domain.events import CODEC, OrderFilled
 from alpha_panda.services.logs import open_log
+from alpha_panda.services.summary import run_summary
 from alpha_panda.testing.pipeline import read_all, run_replay, settings_for, write_strategy
 
 
@@ -73,7 +74,7 @@ async def test_graceful_restart_keeps_positions(tmp_path: Path, tick_file) -> No
     path, cols = tick_file(6000, 3)
     write_strategy(tmp_path / "strategies", tokens=sorted(set(cols.instrument_token.tolist())))
     settings = settings_for(tmp_path, path)
-    first = await run_replay(settings)
+    first = await run_replay(settings, summary=True)
     before = first.pipeline.portfolios["paper"].snapshot(None)
     curve = list(first.pipeline.portfolios["paper"].equity_curve)
     assert len(curve) >= min(2000, first.pipeline.portfolios["paper"].fills) > 0
@@ -81,8 +82,12 @@ async def test_graceful_restart_keeps_positions(tmp_path: Path, tick_file) -> No
     positions_before = sorted((p.strategy_id, p.instrument_token, p.quantity, p.realized)
                               for p in first.pipeline.portfolios["paper"].ledger.positions())
     # a second run over the same file publishes nothing new: state comes from the log alone
-    second = await run_replay(settings)
+    second = await run_replay(settings, summary=True)
     assert second.feed.publisher.published == 0
+    # its summary counts the whole log's signals, as it counts its orders and fills
+    counts = ("signals", "signals_rejected", "orders", "fills", "round_trips")
+    one, two = run_summary(first), run_summary(second)
+    assert {k: two[k] for k in counts} == {k: one[k] for k in counts} and one["signals"] > 0
     after = second.pipeline.portfolios["paper"].snapshot(None)
     assert after == before
     # the dashboard's curve too: the same points, not recomputed in the replay's order
