@@ -30,7 +30,7 @@ from alpha_panda.adapters.kafka.consumer import KafkaConsumer
 from alpha_panda.adapters.kafka.dedup import DedupStore, MemoryDedupStore
 from alpha_panda.adapters.kafka.errors import BrokerError, classify, kafka_error
 from alpha_panda.adapters.kafka.produce import produce_all, to_record
-from alpha_panda.domain.errors import ConfigurationError, InvariantViolation, TransientError
+from alpha_panda.domain.errors import ConfigurationError, InvariantViolation
 from alpha_panda.stream.log import Output, RebalanceCallback, Record, TopicPartition
 from alpha_panda.stream.topics import DAY_MS, REGISTRY, KeyKind, TopicSpec
 
@@ -40,7 +40,6 @@ _CHASE_S = 0.01  # how long end_offsets reads a busy partition before trusting t
 # ... and, at most, for the end of an idle one whose last offset it has not seen as data
 # (a transaction marker) before counting it as data.
 _SETTLE_S = 0.25
-_READ_ATTEMPTS = 3  # reads of a partition that has records at the offset, before giving up
 # ListOffsets timestamps: the log start and the high watermark (``offsets_for_times``).
 _EARLIEST, _LATEST = -2, -1
 
@@ -212,41 +211,22 @@ class KafkaLog:
         return await self._inspect_thread.call(self._read_blocking, tp, max(0, offset), limit)
 
     def _read_blocking(self, tp: TopicPartition, offset: int, limit: int) -> list[Record]:
-        """Records from ``offset``, at least one if the partition holds one at or past it.
-
-        Callers read a partition to its end by reading on from the last record until a read
-        returns nothing, so an empty read must mean "no record there": not a fetch that
-        timed out, nor an end of partition reported at a high watermark that lags the log
-        (Tansu's, under load). A rebuild that took one of those for the end stopped short
-        and silently lost the rest of its state. So an empty read is checked against the
-        partition's real end, and tried again; still empty, it raises (retryable)."""
         inspector = self._inspector
         assert inspector is not None
         rd_tp = RdTopicPartition(tp.topic, tp.partition)
         _, high = inspector.get_watermark_offsets(rd_tp, timeout=self._timeout)
-        check_end = offset >= (high or 0)
-        end = -1
-        for _ in range(_READ_ATTEMPTS):
-            if check_end:
-                # At or past the reported end (which may lag on Tansu), or nothing read:
-                # find the real end (the last record's offset + 1, transaction markers
-                # not counted), since fetching beyond it yields neither records nor an EOF.
-                end = self._end_offsets_blocking(tp.topic, [tp.partition]).get(tp.partition, 0)
-                if offset >= end:
-                    return []
-            inspector.assign([RdTopicPartition(tp.topic, tp.partition, offset)])
-            try:
-                out = self._read_assigned(tp, offset, limit)
-            finally:
-                # An idle assignment would keep fetching (every millisecond) until the next
-                # call.
-                inspector.unassign()
-            if out:
-                return out
-            check_end = True  # an end of partition reported too early, or a slow fetch
-        raise TransientError(f"read {tp.topic}[{tp.partition}] from {offset}: the partition "
-                             f"has records up to {end}, but none came in {_READ_ATTEMPTS} "
-                             f"reads of up to {self._timeout} s")
+        if offset >= (high or 0):
+            # At or past the reported end (which may lag on Tansu): find the real end
+            # first, since fetching beyond it yields neither records nor an EOF.
+            end = self._end_offsets_blocking(tp.topic, [tp.partition]).get(tp.partition, 0)
+            if offset >= end:
+                return []
+        inspector.assign([RdTopicPartition(tp.topic, tp.partition, offset)])
+        try:
+            return self._read_assigned(tp, offset, limit)
+        finally:
+            # An idle assignment would keep fetching (every millisecond) until the next call.
+            inspector.unassign()
 
     def _read_assigned(self, tp: TopicPartition, offset: int, limit: int) -> list[Record]:
         inspector = self._inspector

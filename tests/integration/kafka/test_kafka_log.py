@@ -10,7 +10,7 @@ import pytest
 
 from alpha_panda.adapters.kafka import KafkaLog, KafkaSettings
 from alpha_panda.adapters.kafka import log as kafka_log
-from alpha_panda.domain.errors import BrokerUnavailable, InvariantViolation, TransientError
+from alpha_panda.domain.errors import BrokerUnavailable, InvariantViolation
 from alpha_panda.stream.log import Consumer, Output, Record, TopicPartition
 from alpha_panda.stream.topics import KeyKind, TopicSpec
 from alpha_panda.testing.redis_server import free_port
@@ -123,31 +123,6 @@ async def test_end_offsets_of_an_idle_transactional_partition_are_exact(
     assert await kafka.committed_offsets(g, t) == {0: 1}
     assert await kafka.end_offsets(t) == {0: 1}
     await c.close()
-
-
-async def test_an_empty_fetch_is_not_taken_for_the_end_of_the_partition(
-        kafka: KafkaLog, names: Names, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Readers go on from the last record until a read returns nothing, so a read that
-    came back empty on a slow fetch (or an end of partition Tansu reported early, under
-    load) ended them short: a portfolio rebuilt from the fills topic that way lost fills.
-    An empty read of a partition with records there is tried again, and raises if they
-    never come."""
-    t = names("t")
-    await kafka.ensure_topics([spec(t, 1)])
-    await kafka.append([Output(t, b"k", str(i).encode()) for i in range(5)])
-    tp = TopicPartition(t, 0)
-    real = kafka._read_assigned
-    empties = iter([True])  # the first fetch comes back empty, as on a loaded machine
-
-    def flaky(tp_: TopicPartition, offset: int, limit: int) -> list[Record]:
-        return [] if next(empties, False) else real(tp_, offset, limit)
-
-    monkeypatch.setattr(kafka, "_read_assigned", flaky)
-    assert [r.value for r in await kafka.read(tp, 2, 10)] == [b"2", b"3", b"4"]
-    assert await kafka.read(tp, 5, 10) == []  # the end: nothing, and no error
-    monkeypatch.setattr(kafka, "_read_assigned", lambda *_: [])  # records never come
-    with pytest.raises(TransientError, match=r"has records up to 5, but none came in 3 reads"):
-        await kafka.read(tp, 0, 10)
 
 
 async def test_an_unreachable_broker_is_reported_not_hung() -> None:
