@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -32,8 +33,16 @@ async def _strategies(s: Settings) -> str:
 
 
 async def _log(s: Settings) -> str:
-    from alpha_panda.services.logs import open_log
+    from alpha_panda.services.logs import embedded_file, open_log
 
+    path = embedded_file(s.log, s.data_dir)
+    if path is not None and not path.is_file():
+        # Not created here: a check run from the wrong directory would leave an empty log
+        # there and call it fine.
+        if not os.access(path.parent if path.parent.is_dir() else Path.cwd(), os.W_OK):
+            raise AlphaPandaError(f"no log at {path.resolve()}, and it cannot be created there")
+        return (f"{s.log}: no log at {path.resolve()} yet (the first run creates it; if the "
+                "system has run before, is this its data directory?)")
     log_ = open_log(s.log, s.data_dir, kafka=s.kafka)
     await log_.start()
     try:

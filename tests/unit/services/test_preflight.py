@@ -1,0 +1,33 @@
+"""``alpha-panda preflight`` checks the log where the system keeps it, and leaves nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alpha_panda.services.preflight import run_checks
+from alpha_panda.settings import Settings
+
+
+async def _log_check(data_dir: Path) -> tuple[bool, str]:
+    settings = Settings().model_copy(update={"data_dir": data_dir})
+    [log] = [r for r in await run_checks(settings) if r.name == "log"]
+    return log.ok, log.detail
+
+
+async def test_no_log_yet_is_said_and_none_is_created(tmp_path: Path) -> None:
+    # run from the wrong directory, it made an empty log there and called it reachable
+    ok, detail = await _log_check(tmp_path / "data")
+    assert ok and "no log at" in detail and str(tmp_path / "data" / "log.sqlite") in detail
+    assert not (tmp_path / "data").exists()
+
+
+async def test_an_existing_log_is_opened_and_its_topics_counted(tmp_path: Path) -> None:
+    from alpha_panda.services.logs import open_log
+    from alpha_panda.stream.topics import REGISTRY
+
+    log = open_log("embedded", tmp_path)
+    await log.start()
+    await log.ensure_topics(REGISTRY.all())
+    await log.close()
+    ok, detail = await _log_check(tmp_path)
+    assert ok and detail == f"embedded: reachable, {len(REGISTRY.all())} topics"
