@@ -21,6 +21,9 @@ Rupees = Annotated[
     ),
 ]
 OrderStatus = Literal["SUBMITTED", "PARTIALLY_FILLED", "FILLED", "REJECTED", "CANCELLED"]
+# a filter: a status, or OPEN (an order that may still fill: submitted or partly filled)
+OrderStatusQuery = Literal["OPEN", "SUBMITTED", "PARTIALLY_FILLED", "FILLED", "REJECTED",
+                           "CANCELLED"]
 SignalStatus = Literal["VALIDATED", "REJECTED"]
 
 

@@ -19,7 +19,7 @@ from alpha_panda.api.documents import (
     strategy_out,
 )
 from alpha_panda.domain.values import Broker
-from alpha_panda.readmodel.views import MAX_ORDERS, MAX_SIGNALS
+from alpha_panda.readmodel.views import MAX_ORDERS, MAX_SIGNALS, OPEN_STATUSES
 
 router = APIRouter(prefix="/api/v1", tags=["read model"])
 
@@ -65,9 +65,10 @@ Reader = Annotated[DocumentReader, Depends(reader)]
 StrategyFilter = Annotated[str | None, Query(description="Only this strategy's rows.")]
 Limit = Annotated[int, Query(ge=1, le=1000, description="At most this many rows, newest first.")]
 OrderStatusFilter = Annotated[
-    s.OrderStatus | None,
-    _any_case(s.OrderStatus),
-    Query(description="Only orders in this status (case-insensitive)."),
+    s.OrderStatusQuery | None,
+    _any_case(s.OrderStatusQuery),
+    Query(description="Only orders in this status (case-insensitive); OPEN: every order "
+                      "that may still fill (SUBMITTED or PARTIALLY_FILLED)."),
 ]
 SignalStatusFilter = Annotated[
     s.SignalStatus | None,
@@ -113,7 +114,8 @@ async def get_orders(
     """Recent orders, newest first, filtered by status and strategy (total in X-Total-Count)."""
     rows = [
         o for o in await docs.orders(broker)
-        if (status is None or o.status == status)
+        if (status is None or o.status == status
+            or (status == "OPEN" and o.status in OPEN_STATUSES))
         and (strategy_id is None or o.strategy_id == strategy_id)
     ]
     # the projector writes newest first; a stable sort keeps that order among equal times

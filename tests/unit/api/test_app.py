@@ -109,6 +109,9 @@ async def test_orders_filters_newest_first(client: httpx.AsyncClient, filled: Me
     assert mine.headers["x-total-count"] == "2" and [o["order_id"] for o in mine.json()] == ["o3"]
     rejected = (await client.get("/api/v1/orders/paper?status=REJECTED")).json()
     assert rejected[0]["reason"] == "insufficient funds"
+    # every order that may still fill, in one ask
+    still_open = (await client.get("/api/v1/orders/paper?status=open")).json()
+    assert [o["order_id"] for o in still_open] == ["o3"]
 
 
 async def test_signals_show_rejections_with_reasons(
@@ -302,7 +305,8 @@ async def test_zerodha_login_routes_are_included_only_when_present(
 @pytest.mark.parametrize(
     ("path", "allowed"),
     [
-        ("orders", "'SUBMITTED', 'PARTIALLY_FILLED', 'FILLED', 'REJECTED' or 'CANCELLED'"),
+        ("orders", "'OPEN', 'SUBMITTED', 'PARTIALLY_FILLED', 'FILLED', 'REJECTED' or "
+                   "'CANCELLED'"),
         ("signals", "'VALIDATED' or 'REJECTED'"),
     ],
 )
