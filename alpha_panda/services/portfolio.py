@@ -233,16 +233,30 @@ class PortfolioHandler:
         return view
 
     def _forget_oldest_closed(self) -> None:
-        """Drop the oldest closed order: open orders stay in the read model however old
-        (the API cancels them by it), beyond ``MAX_ORDERS`` if there are that many."""
+        """Drop the oldest closed orders beyond ``MAX_ORDERS``: open orders stay in the read
+        model however old (the API cancels them by it), beyond it if there are that many."""
+        excess = len(self.orders) - MAX_ORDERS
+        if excess <= 0:
+            return
+        drop = []
         for order_id, view in self.orders.items():
             if view.status not in OPEN_STATUSES:
-                del self.orders[order_id]
-                forgotten = self._forgotten
-                forgotten[order_id] = None
-                if len(forgotten) > FORGOTTEN_KEPT:
-                    forgotten.popitem(last=False)
-                return
+                drop.append(order_id)
+                if len(drop) == excess:
+                    break
+        forgotten = self._forgotten
+        for order_id in drop:
+            del self.orders[order_id]
+            forgotten[order_id] = None
+        while len(forgotten) > FORGOTTEN_KEPT:
+            forgotten.popitem(last=False)
+
+    def after_rebuild(self) -> None:
+        """A rebuild reads every submission before the fills that close them (and partition
+        by partition): once it is done, the orders go in time order and the read model
+        keeps the latest ``MAX_ORDERS`` of them (and every open one), as a live run does."""
+        self.orders = OrderedDict(sorted(self.orders.items(), key=lambda kv: kv[1].ts))
+        self._forget_oldest_closed()
 
     def _order_submitted(self, o: OrderSubmitted, ts: int) -> None:
         if o.order_id in self._forgotten:

@@ -169,6 +169,13 @@ def test_orders_read_after_their_fills_never_come_back_as_open_orders() -> None:
               "paper.orders.submitted", "paper.pnl.snapshots"]
     assert sorted(topics, key=lambda t: (h.rebuild_rank(t), t))[:3] == [
         "market.ticks", "paper.orders.submitted", "paper.control"]
+    # which keeps every order open until its fill is read: the read model holds them all
+    # then, and after the rebuild only the latest MAX_ORDERS (by time), as a live run
+    rebuilt = run(*reversed(subs), *fills)
+    assert len(rebuilt.orders) == n
+    rebuilt.after_rebuild()
+    assert list(rebuilt.orders) == [f"m{i}" for i in range(n - MAX_ORDERS, n)]
+    assert {v.status for v in rebuilt.orders.values()} == {"FILLED"}
 
 
 def test_a_traders_cancel_or_kill_switch_does_not_move_the_market_time() -> None:
