@@ -251,12 +251,19 @@ class PortfolioHandler:
         while len(forgotten) > FORGOTTEN_KEPT:
             forgotten.popitem(last=False)
 
+    async def before_rebuild(self, log: Log) -> None:
+        # a rebuild reads the signals partition by partition: all of them are kept until
+        # it is done, and then the latest by time (``after_rebuild``)
+        self.signals = deque(self.signals)
+
     def after_rebuild(self) -> None:
-        """A rebuild reads every submission before the fills that close them (and partition
-        by partition): once it is done, the orders go in time order and the read model
-        keeps the latest ``MAX_ORDERS`` of them (and every open one), as a live run does."""
+        """A rebuild reads every submission before the fills that close them, and each
+        topic partition by partition: once it is done, the orders go in time order and the
+        read model keeps the latest ``MAX_ORDERS`` of them (and every open one), and the
+        latest ``MAX_SIGNALS`` signals, as a live run does."""
         self.orders = OrderedDict(sorted(self.orders.items(), key=lambda kv: kv[1].ts))
         self._forget_oldest_closed()
+        self.signals = deque(sorted(self.signals, key=lambda g: g.ts), maxlen=MAX_SIGNALS)
 
     def _order_submitted(self, o: OrderSubmitted, ts: int) -> None:
         if o.order_id in self._forgotten:

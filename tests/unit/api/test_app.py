@@ -305,8 +305,8 @@ async def test_zerodha_login_routes_are_included_only_when_present(
 @pytest.mark.parametrize(
     ("path", "allowed"),
     [
-        ("orders", "'OPEN', 'SUBMITTED', 'PARTIALLY_FILLED', 'FILLED', 'REJECTED' or "
-                   "'CANCELLED'"),
+        ("orders", ("'OPEN', 'SUBMITTED', 'PARTIALLY_FILLED', 'FILLED', 'REJECTED' or "
+                   "'CANCELLED'")),
         ("signals", "'VALIDATED' or 'REJECTED'"),
     ],
 )

@@ -7,6 +7,7 @@ import random
 
 import msgspec
 
+from alpha_panda.adapters.memory_log import MemoryLog
 from alpha_panda.domain.events import (
     CancelRefused,
     CancelRequested,
@@ -20,11 +21,13 @@ from alpha_panda.domain.events import (
     OrderSubmitted,
     Payload,
     PnlSnapshot,
+    Signal,
+    SignalValidated,
     new_envelope,
 )
 from alpha_panda.domain.values import OrderType, Product, Side
 from alpha_panda.portfolio import PositionLedger
-from alpha_panda.readmodel.views import MAX_ORDERS
+from alpha_panda.readmodel.views import MAX_ORDERS, MAX_SIGNALS
 from alpha_panda.services.portfolio import PortfolioHandler
 from alpha_panda.stream.log import Record
 
@@ -176,6 +179,22 @@ def test_orders_read_after_their_fills_never_come_back_as_open_orders() -> None:
     rebuilt.after_rebuild()
     assert list(rebuilt.orders) == [f"m{i}" for i in range(n - MAX_ORDERS, n)]
     assert {v.status for v in rebuilt.orders.values()} == {"FILLED"}
+
+
+async def test_a_rebuild_keeps_the_latest_signals_by_time_whatever_partition_came_last() -> None:
+    def validated(i: int, token: int) -> Envelope[Payload]:
+        sig = Signal(strategy_id="st", instrument_token=token, side=Side.BUY, quantity=1)
+        return env(SignalValidated(signal=sig, signal_id=f"s{i}"), i)
+
+    n = MAX_SIGNALS + 200
+    early = [validated(i, 7) for i in range(0, n, 2)]  # one partition's: even event times
+    late = [validated(i, 8) for i in range(1, n, 2)]  # another's: odd ones
+    h = PortfolioHandler("paper", PositionLedger(1_000_000_00), snapshot_interval_ns=10**9)
+    await h.before_rebuild(MemoryLog())
+    for e in (*late, *early):  # read partition by partition
+        h.handle(e, Record("t", 0, 0, None, b""))
+    h.after_rebuild()
+    assert [g.ts for g in h.signals] == list(range(n - MAX_SIGNALS, n))
 
 
 def test_a_traders_cancel_or_kill_switch_does_not_move_the_market_time() -> None:
