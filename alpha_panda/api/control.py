@@ -33,6 +33,17 @@ class CancelRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class HaltRecord:
+    """A trader's halt of one strategy on one broker, as written to its control topic."""
+
+    strategy_id: str
+    active: bool
+    flatten: bool
+    requested_at: int  # ns since epoch
+    market_ts: int | None  # event time of the latest tick then: where its orders stop
+
+
+@dataclass(frozen=True, slots=True)
 class OrderState:
     """An order as its events on the log leave it."""
 
@@ -67,6 +78,13 @@ class Control(Protocol):
     async def kill_switch(self, broker: str) -> KillSwitchRecord | None:
         """``broker``'s kill switch as last set (None: never), whether or not its risk
         manager runs in this process."""
+        ...
+
+    async def halt_strategy(self, broker: str, strategy_id: str, active: bool,
+                            flatten: bool) -> HaltRecord:
+        """Take one strategy out of service on ``broker`` (``active=True``: its open orders
+        are cancelled, its new signals go nowhere, and with ``flatten`` its positions are
+        closed at market) or put it back (``active=False``)."""
         ...
 
     async def cancel_order(self, broker: str, order_id: str) -> CancelRecord:

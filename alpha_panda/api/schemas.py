@@ -161,7 +161,8 @@ class Strategy(_Out):
     symbols: list[str | None]
     brokers: list[str]
     params: dict[str, object]
-    status: str = Field(description="ACTIVE, FAILED (taken out of service) or DISABLED")
+    status: str = Field(description="ACTIVE, HALTED (by the trader: POST .../halt), FAILED "
+                                    "(it raised: taken out of service) or DISABLED")
     error: str | None
     signals: int
     cancels_ignored: int = Field(
@@ -193,6 +194,25 @@ class KillSwitchRequest(BaseModel):
     active: StrictBool = Field(description="true stops new orders on that broker; false resumes")
     flatten: Annotated[StrictBool,
                        Field(description="also close every open position at market")] = False
+
+
+class HaltRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # Strict, as the kill switch's: "yes" or 1 must not halt (or resume) a strategy.
+    active: StrictBool = Field(
+        True, description="true takes the strategy out of service (its open orders are "
+                          "cancelled, its new signals go nowhere); false puts it back")
+    flatten: Annotated[StrictBool, Field(
+        description="also close its positions at market (with active)")] = False
+
+
+class HaltState(_Out):
+    strategy_id: str
+    active: bool
+    flatten: bool
+    brokers: Annotated[list[str], Field(description="the brokers it was asked on: its own")]
+    requested_at: Annotated[int, Field(description="When it was asked (ns since epoch)")]
 
 
 class CancelState(_Out):

@@ -183,6 +183,39 @@ def kill(
 
 
 @app.command(epilog=ENV_NOTE)
+def halt(
+    strategy_id: Annotated[str, typer.Argument(help="the strategy's id (its file's id:)")],
+    flatten: Annotated[bool, typer.Option(help="also close its positions at market")] = False,
+    off: Annotated[bool, typer.Option("--off", help="put it back in service")] = False,
+    broker: Annotated[list[str] | None, typer.Option(
+        help="a broker it trades on, repeated (default: paper and zerodha)")] = None,
+    log: Annotated[str | None, typer.Option(help=f"the running system's log: {LOG_HELP}")] = None,
+    data_dir: Annotated[Path | None, typer.Option(
+        help="the running system's data directory (default: ./data)")] = None,
+) -> None:
+    """Take one strategy out of service (the others trade on), or put it back.
+
+    Writes a halt to each broker's control topic: its open orders are cancelled, what it
+    signals goes nowhere (it still sees the ticks), and with --flatten its positions are
+    closed at market. Kept on the log: it stays halted across restarts until --off.
+    """
+    from alpha_panda.cli.log_job import run_log_job
+    from alpha_panda.services.control import PipelineControl
+
+    brokers = broker or ["paper", "zerodha"]
+
+    async def send(log_: Log) -> None:
+        control = PipelineControl(log_, requested_by="cli")
+        for b in brokers:
+            await control.halt_strategy(b, strategy_id, active=not off, flatten=flatten)
+
+    run_log_job(log, data_dir, send)
+    state = "back in service" if off else ("halted, flattening its positions" if flatten
+                                           else "halted")
+    typer.echo(f"strategy {strategy_id} on {', '.join(brokers)}: {state}")
+
+
+@app.command(epilog=ENV_NOTE)
 def cancel(
     order_id: Annotated[str, typer.Argument(help="the order's id (GET /api/v1/orders/BROKER)")],
     broker: Annotated[str, typer.Option(help="paper or zerodha")] = "paper",

@@ -279,13 +279,26 @@ class KillSwitchSet(Payload, frozen=True, kw_only=True, gc=False):
 
 
 class StrategyHalted(Payload, frozen=True, kw_only=True, gc=False):
-    """A strategy raised (or broke its contract) and was taken out of service at the tick
-    of ``ts``: the trading engines cancel its open orders (its positions are left as they
-    are, for the trader to decide)."""
+    """A strategy taken out of service: the trading engines cancel its open orders.
+
+    Made by the strategy runner when the strategy raised (or broke its contract), at the
+    tick of ``ts``: its positions are left as they are, for the trader to decide. Or by the
+    trader (``requested_by``: ``api``, ``cli``), at the market's time ``market_ts``: the
+    runner stops acting on its signals and the risk manager rejects any still on their way
+    (``STRATEGY_HALTED``); with ``flatten`` the risk manager closes its positions at market
+    (one order per instrument and product); ``active=False`` puts it back in service."""
 
     EVENT_TYPE: ClassVar[str] = "strategy_halted"
     strategy_id: str
     error: str = ""
+    requested_by: str = ""  # "": the runner (it raised); else the trader, by this means
+    active: bool = True
+    flatten: bool = False
+    market_ts: int | None = None
+
+    @property
+    def by_trader(self) -> bool:
+        return bool(self.requested_by)
 
 
 class CancelRequested(Payload, frozen=True, kw_only=True, gc=False):

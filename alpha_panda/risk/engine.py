@@ -149,6 +149,7 @@ class RiskEngine:
         self._product_filled: dict[tuple[str, int, Product], int] = {}
         self._cnc_pending: dict[tuple[str, int], int] = {}
         self._open_orders: dict[str, int] = {}
+        self._halted: set[str] = set()  # strategies the trader took out of service
         self._last: dict[int, int] = {}
         self._day_lo = self._day_hi = 0  # event-time range of the current IST day
         self._day_start: dict[str | None, int] = {}
@@ -168,6 +169,18 @@ class RiskEngine:
     @property
     def kill_switch(self) -> bool:
         return self.store.kill_switch(self.account)
+
+    def halt_strategy(self, strategy_id: str, active: bool = True) -> None:
+        """The trader took ``strategy_id`` out of service (or put it back): while halted,
+        only its flatten orders pass, as for the kill switch (``flatten_signals``)."""
+        if active:
+            self._halted.add(strategy_id)
+        else:
+            self._halted.discard(strategy_id)
+
+    @property
+    def halted(self) -> frozenset[str]:
+        return frozenset(self._halted)
 
     def on_tick(self, tick: MarketTick) -> None:
         self._ticks_seen = True
@@ -336,8 +349,9 @@ class RiskEngine:
             unlimited = self._unlimited[sid] = _no_limits(
                 self._strategy_limits(sid), self._account_limits())
         killed = self.store.kill_switch(self.account)
+        halted = bool(self._halted) and sid in self._halted
         cnc_sell = s.product is _CNC and s.side is not _BUY
-        if unlimited and not killed and not cnc_sell:
+        if unlimited and not killed and not halted and not cnc_sell:
             return None  # no limit is set for this strategy or the account, and no CNC sell
         position = filled + self._pending_qty.get((sid, token), 0)
         after = position + (qty if s.side is _BUY else -qty)
@@ -345,10 +359,13 @@ class RiskEngine:
         # The kill switch cancels every open order (the engines read it too), so its
         # flatten reduces the *filled* position of its product, whatever resting orders
         # still count here (a CNC long and an MIS short of one instrument: two orders).
-        flatten = killed and flatten_order and _reduces(
+        flatten = (killed or halted) and flatten_order and _reduces(
             self._product_filled.get((sid, token, s.product), 0), s)
         if killed and not flatten:
             return Reason.KILL_SWITCH, "kill switch is active: new orders are blocked"
+        if halted and not flatten:
+            return Reason.STRATEGY_HALTED, (f"strategy {sid} is halted: its new orders are "
+                                            "blocked until it is put back in service")
         if flatten:
             return None  # it only closes what is filled: no limit stands in its way
         if cnc_sell:
@@ -474,15 +491,16 @@ class RiskEngine:
         """Every (strategy, instrument) a signal or fill has been seen of."""
         return set(self._filled)
 
-    def flatten_signals(self, now_ns: int) -> list[Signal]:
-        """Market signals that close every filled position (the kill switch's flatten)."""
+    def flatten_signals(self, now_ns: int, strategy_id: str | None = None) -> list[Signal]:
+        """Market signals that close every filled position (the kill switch's flatten), or
+        every one of ``strategy_id`` (its halt's); one per instrument and product."""
         out: list[Signal] = []
-        for pos in self._book().positions(open_only=True):
+        for pos in self._book().positions(strategy_id, open_only=True):
             out.append(Signal(
                 strategy_id=pos.strategy_id, instrument_token=pos.instrument_token,
                 side=Side.BUY if pos.quantity < 0 else Side.SELL, quantity=abs(pos.quantity),
                 product=pos.product, price_hint=self._last.get(pos.instrument_token, pos.mark_price),
-                reason="flatten:kill_switch",
+                reason="flatten:kill_switch" if strategy_id is None else "flatten:halted",
             ))
         return out
 

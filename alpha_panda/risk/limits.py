@@ -33,6 +33,7 @@ class Reason:
     PRICE_BAND: Final = "PRICE_BAND"
     FAT_FINGER: Final = "FAT_FINGER"
     KILL_SWITCH: Final = "KILL_SWITCH"
+    STRATEGY_HALTED: Final = "STRATEGY_HALTED"  # the trader took the strategy out of service
     CNC_SHORT: Final = "CNC_SHORT"  # a CNC sell beyond delivery holdings: always checked
     INVALID: Final = "INVALID"
 

@@ -18,7 +18,13 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, TypeVar
 
-from alpha_panda.api.control import CancelRecord, KillSwitchRecord, OrderState, check_order_id
+from alpha_panda.api.control import (
+    CancelRecord,
+    HaltRecord,
+    KillSwitchRecord,
+    OrderState,
+    check_order_id,
+)
 from alpha_panda.domain.errors import DecodeError, ValidationError
 from alpha_panda.domain.events import (
     CODEC,
@@ -29,6 +35,7 @@ from alpha_panda.domain.events import (
     OrderFilled,
     OrderRejected,
     OrderSubmitted,
+    StrategyHalted,
     derive_id,
     new_envelope,
 )
@@ -62,6 +69,21 @@ class PipelineControl:
                            source=SOURCE, key="kill_switch", broker=b)
         await self._log.append([to_output(Emit(topic(b, "control"), env))])
         return KillSwitchRecord(event.active, event.flatten, now)
+
+    async def halt_strategy(self, broker: str, strategy_id: str, active: bool,
+                            flatten: bool) -> HaltRecord:
+        b = _broker(broker)
+        if not strategy_id or not strategy_id.isprintable() or len(strategy_id) > 128:
+            raise ValidationError(f"not a strategy id: {strategy_id!r}")
+        now = time.time_ns()
+        market = await self._market_ns() if active else None
+        event = StrategyHalted(strategy_id=strategy_id, error="halted by the trader" if active
+                               else "", requested_by=self._requested_by, active=active,
+                               flatten=flatten and active, market_ts=market)
+        env = new_envelope(event, id=derive_id(f"control:{b}", f"halt:{strategy_id}", now),
+                           ts=now, source=SOURCE, key="halt", broker=b)
+        await self._log.append([to_output(Emit(topic(b, "control"), env))])
+        return HaltRecord(strategy_id, event.active, event.flatten, now, market)
 
     async def cancel_order(self, broker: str, order_id: str) -> CancelRecord:
         b = _broker(broker)

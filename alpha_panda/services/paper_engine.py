@@ -74,9 +74,16 @@ class PaperEngineHandler:
                 return ()
             payloads = self.exchange.cancel(data.order_id, data.market_ts, data.reason)
             ts = data.market_ts
-        elif isinstance(data, StrategyHalted):  # it failed: its open orders go
-            payloads = self.exchange.kill(event.ts, data.strategy_id)
-            ts = event.ts
+        elif isinstance(data, StrategyHalted):  # it failed, or the trader halted it
+            if not data.active:  # back in service: its new orders go as any other's
+                return ()
+            # the trader's halt stops its orders as of the market's time when asked (the
+            # wall clock's is hours or days apart from a simulated market's)
+            at = data.market_ts if data.by_trader else event.ts
+            if at is None:  # asked before any tick reached the log: no order was placed
+                return ()
+            payloads = self.exchange.kill(at, data.strategy_id)
+            ts = at
         elif isinstance(data, SignalValidated):
             if event.broker != BROKER:
                 raise InvariantViolation(f"paper engine got a {event.broker!r} signal {event.id}")

@@ -25,6 +25,7 @@ from alpha_panda.domain.events import (
     Signal,
     SignalRejected,
     SignalValidated,
+    StrategyHalted,
     derive_id,
     new_envelope,
 )
@@ -92,6 +93,8 @@ class RiskHandler:
             )
         if isinstance(data, KillSwitchSet):
             return self._kill_switch(event, data)
+        if isinstance(data, StrategyHalted):
+            return self._halt(event, data) if data.by_trader else ()
         if isinstance(data, Signal):
             if self._rebuilding:
                 return ()  # its decision is replayed instead
@@ -166,14 +169,30 @@ class RiskHandler:
                     flatten=data.flatten, requested_by=data.requested_by)
         if not (data.active and data.flatten):
             return ()
+        return self._flatten(event, data.market_ts, None)
+
+    def _halt(self, event: Envelope[Any], data: StrategyHalted) -> Sequence[Emit]:
+        """The trader's halt of one strategy (or its return to service), applied in log
+        order like the kill switch (and again on rebuild, where the flatten outputs are
+        dropped)."""
+        self.engine.halt_strategy(data.strategy_id, data.active)
+        log.warning("risk.strategy_halted", broker=self.broker, strategy_id=data.strategy_id,
+                    active=data.active, flatten=data.flatten, requested_by=data.requested_by)
+        if not (data.active and data.flatten):
+            return ()
+        return self._flatten(event, data.market_ts, data.strategy_id)
+
+    def _flatten(self, event: Envelope[Any], market_ts: int | None,
+                 strategy_id: str | None) -> list[Emit]:
+        """Market signals closing the filled positions (of ``strategy_id``, or all), onto
+        ``signals.raw`` as this service's own: they pass the switch or halt they follow."""
         # The flatten orders go in at the market's time (its latest tick), not the wall
         # clock's the operator's request carries: a simulated market runs hours or days
         # apart from it, and orders dated days in its past are rejected as stale.
         # (just after the switch's market time: the engines cancel what was placed by then)
-        now = data.market_ts + 1 if data.market_ts is not None else (
-            self.engine.market_ns or event.ts)
+        now = market_ts + 1 if market_ts is not None else (self.engine.market_ns or event.ts)
         emits = []
-        for n, sig in enumerate(self.engine.flatten_signals(now)):
+        for n, sig in enumerate(self.engine.flatten_signals(now, strategy_id)):
             env = new_envelope(sig, id=derive_id(event.id, "flatten", n), ts=now,
                                source=SOURCE, key=strategy_instrument_key(
                                    sig.strategy_id, sig.instrument_token),

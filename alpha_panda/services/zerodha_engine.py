@@ -167,7 +167,8 @@ class ZerodhaEngine:
                 await self._kill(event)
             return ()
         if isinstance(data, StrategyHalted):
-            await self._kill(event, data.strategy_id)
+            if data.active:  # (not its return to service)
+                await self._kill(event, data.strategy_id)
             return ()
         if isinstance(data, CancelRequested):
             return await self._cancel(event, data)

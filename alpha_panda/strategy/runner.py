@@ -71,12 +71,13 @@ class StrategyStatus(msgspec.Struct, kw_only=True):
 
     id: str
     strategy: str
-    state: str  # ACTIVE, FAILED (taken out of service), DISABLED
+    state: str  # ACTIVE, HALTED (by the trader), FAILED (it raised), DISABLED
     instruments: list[int]
     brokers: list[str]
     signals: int = 0
     dropped_in_warmup: int = 0
     cancels_ignored: int = 0  # ctx.cancel of an order not open (ended, or never its own)
+    dropped_while_halted: int = 0  # signals of a strategy the trader halted
     error: str | None = None
     traceback: str | None = None
     source: str = ""
@@ -166,6 +167,7 @@ class StrategyRunner:
         self.halted: list[tuple[str, str]] = []
         # Cancels the strategies asked for since the caller last took them (``take_cancels``).
         self.cancels: list[tuple[str, OpenOrder]] = []
+        self._halted: set[str] = set()  # strategies the trader took out of service
         for config in configs:
             self._add(config, initial_cash)
         self._route: dict[int, list[_Slot]] = {}
@@ -201,7 +203,7 @@ class StrategyRunner:
     def _rebuild_route(self) -> None:
         route: dict[int, list[_Slot]] = {}
         for sid, slots in self._slots.items():
-            if self._status[sid].state != "ACTIVE":
+            if self._status[sid].state not in ("ACTIVE", "HALTED"):  # (halted: still fed)
                 continue
             for slot in slots:
                 route.setdefault(slot.token, []).append(slot)
@@ -279,6 +281,11 @@ class StrategyRunner:
         self, slot: _Slot, sigs: Sequence[Signal | CancelOrder], tick: MarketTick,
         out: list[Signal] | None,
     ) -> list[Signal] | None:
+        if self._halted and slot.sid in self._halted:
+            # halted by the trader: it still sees every tick (its state stays current for
+            # when it is put back in service), and what it decides goes nowhere
+            self._status[slot.sid].dropped_while_halted += len(sigs)
+            return out
         if not isinstance(sigs, (list, tuple)):  # the tuple form is faster than a union
             self._fail(slot.sid, StrategyError(
                 slot.sid, f"returned {type(sigs).__name__}; expected a list of Signals (and "
@@ -332,6 +339,22 @@ class StrategyRunner:
             return accepted
         out.extend(accepted)
         return out
+
+    def halt(self, strategy_id: str, active: bool = True) -> bool:
+        """The trader takes a strategy out of service (``active``) or puts it back; False
+        for a strategy this runner does not run. A strategy that failed stays failed."""
+        status = self._status.get(strategy_id)
+        if status is None:
+            return False
+        if active:
+            self._halted.add(strategy_id)
+            if status.state == "ACTIVE":
+                status.state = "HALTED"
+        else:
+            self._halted.discard(strategy_id)
+            if status.state == "HALTED":
+                status.state = "ACTIVE"
+        return True
 
     def _cancel_ignored(self, sid: str, order_id: str) -> None:
         """A cancel of an order the strategy has not open: counted, and logged the first

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from alpha_panda.api.control import CancelRecord, KillSwitchRecord
+from alpha_panda.api.control import CancelRecord, HaltRecord, KillSwitchRecord
 
 
 class RecordingControl:
@@ -13,6 +13,7 @@ class RecordingControl:
     def __init__(self, set_at: int = 1) -> None:
         self.calls: list[tuple[str, bool, bool]] = []
         self.cancels: list[tuple[str, str]] = []  # (broker, order_id) asked to cancel
+        self.halts: list[tuple[str, str, bool, bool]] = []  # (broker, strategy, active, flatten)
         self.refuse: Exception | None = None
         self._set_at = set_at
 
@@ -34,3 +35,10 @@ class RecordingControl:
         asked = self._set_at + len(self.cancels)
         self.cancels.append((broker, order_id))
         return CancelRecord(order_id, asked, self._set_at)
+
+    async def halt_strategy(self, broker: str, strategy_id: str, active: bool,
+                            flatten: bool) -> HaltRecord:
+        if self.refuse is not None:
+            raise self.refuse
+        self.halts.append((broker, strategy_id, active, flatten and active))
+        return HaltRecord(strategy_id, active, flatten and active, self._set_at, self._set_at)

@@ -463,3 +463,54 @@ def test_a_trader_cancels_an_open_order_from_the_orders_table(
     if keep:
         for shot in tmp_path.glob("*.png"):
             shutil.copy(shot, keep)
+
+
+def test_a_trader_halts_a_strategy_and_puts_it_back_from_the_strategies_table(
+    server: tuple[str, MemoryCache, RecordingControl],
+) -> None:
+    from playwright.sync_api import Dialog, expect, sync_playwright
+
+    url, cache, control = server
+    confirms: list[str] = []
+
+    def answer(dialog: Dialog) -> None:
+        confirms.append(dialog.message)
+        dialog.accept()
+
+    before = documents()[STRATEGIES_KEY]
+    with sync_playwright() as pw:
+        browser = launch(pw)
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("dialog", answer)
+        page.goto(url + "/")
+        expect(page.locator("body")).to_have_attribute("data-loaded-broker", "paper")
+        rows = page.locator("#strategies tbody tr")
+        # the running strategy can be halted; the failed one offers nothing (fix and restart)
+        expect(rows.nth(0).get_by_role("button")).to_have_text(["Halt", "Halt & flatten"])
+        expect(rows.nth(1).get_by_role("button")).to_have_count(0)
+        halts_before = len(control.halts)
+        with page.expect_response(lambda r: r.url.endswith("/strategies/sma_cross_banks/halt")):
+            page.get_by_role("button", name="Halt & flatten strategy sma_cross_banks").click()
+        assert confirms[-1] == ("Halt strategy sma_cross_banks and close its positions at "
+                                "market (on paper, zerodha)?")
+        # on each of its brokers
+        assert control.halts[halts_before:] == [("paper", "sma_cross_banks", True, True),
+                                                ("zerodha", "sma_cross_banks", True, True)]
+        # once the runner has halted it, the row says so and offers to put it back
+        halted = msgspec.json.decode(before, type=list[StrategyView])
+        halted[0] = msgspec.structs.replace(halted[0], status="HALTED")
+        _run_elsewhere(cache.set(STRATEGIES_KEY, enc(halted)))
+        try:
+            expect(rows.nth(0).locator(".badge")).to_have_text("HALTED", timeout=5000)
+            resume = page.get_by_role("button", name="Resume strategy sma_cross_banks")
+            with page.expect_response(lambda r: r.url.endswith("/strategies/sma_cross_banks/halt")):
+                resume.click()
+            assert confirms[-1] == "Put strategy sma_cross_banks back in service?"
+            assert control.halts[-2:] == [("paper", "sma_cross_banks", False, False),
+                                          ("zerodha", "sma_cross_banks", False, False)]
+        finally:
+            _run_elsewhere(cache.set(STRATEGIES_KEY, before))
+        browser.close()
+    assert errors == []

@@ -70,6 +70,36 @@ async def kill_switch(body: s.KillSwitchRequest, request: Request) -> s.KillSwit
 
 
 @router.post(
+    "/strategies/{strategy_id}/halt",
+    response_model=s.HaltState,
+    responses={
+        404: {"description": "no such strategy"},
+        503: {"description": "no pipeline in this process to control"},
+    },
+)
+async def halt_strategy(strategy_id: str, body: s.HaltRequest, request: Request) -> s.HaltState:
+    """Take one strategy out of service on each of its brokers, the others trading on: its
+    open orders are cancelled, what it signals goes nowhere (it still sees the ticks), and
+    with ``flatten`` its positions are closed at market. ``active: false`` puts it back.
+    Accepted, not done: its status in ``GET /api/v1/strategies`` shows when it is."""
+    control: Control | None = request.app.state.control
+    if control is None:
+        raise HTTPException(503, detail="no trading pipeline runs in this process: "
+                                        "nothing to halt")
+    view = next((v for v in await DocumentReader(request.app.state.cache).strategies()
+                 if v.id == strategy_id and v.status != "INVALID"), None)
+    if view is None:
+        raise HTTPException(404, detail=f"no strategy {strategy_id!r} runs here")
+    done = [await control.halt_strategy(b, strategy_id, body.active, body.flatten)
+            for b in view.brokers]
+    log.warning("strategy halt requested", strategy_id=strategy_id, active=body.active,
+                flatten=body.flatten, brokers=view.brokers)
+    return s.HaltState(strategy_id=strategy_id, active=body.active,
+                       flatten=body.flatten and body.active, brokers=list(view.brokers),
+                       requested_at=done[0].requested_at if done else 0)
+
+
+@router.post(
     "/orders/{broker}/{order_id}/cancel",
     status_code=202,
     response_model=s.CancelState,

@@ -281,6 +281,10 @@ function renderSignals(data) {
 }
 
 function renderStrategies(list, pnl) {
+  // unchanged rows are not replaced: a poll must not swap a button out between press and release
+  const drawn = JSON.stringify([list, pnl]);
+  if (drawn === strategiesDrawn) return;
+  strategiesDrawn = drawn;
   // P&L of each strategy on the selected broker (absent: it has not traded there)
   const byId = Object.fromEntries(pnl.map((p) => [p.strategy_id, p]));
   fillTable("strategies", list.map((s) => el("tr", {},
@@ -293,7 +297,49 @@ function renderStrategies(list, pnl) {
     el("td", { class: "num" }, byId[s.id] ? String(byId[s.id].fills) : "–"),
     el("td", { class: "num " + (byId[s.id] ? signClass(byId[s.id].net_pnl) : "") },
       byId[s.id] ? signed(byId[s.id].net_pnl) : "–"),
+    el("td", {}, haltButtons(s)),
   )), "No strategies configured.");
+}
+
+let strategiesDrawn = null;
+
+/** A running strategy can be halted (its positions kept, or closed at market), a halted one
+ * put back in service; a failed one stays out (its code raised: fix it and restart). */
+function haltButtons(s) {
+  if (s.status === "ACTIVE") {
+    return el("span", { class: "order-status" },
+      haltButton(s, true, false, "Halt", "Stop its orders; its positions stay open"),
+      haltButton(s, true, true, "Halt & flatten", "Stop its orders and close its positions at market"));
+  }
+  if (s.status === "HALTED") return haltButton(s, false, false, "Resume", "Put it back in service");
+  return "";
+}
+
+function haltButton(s, active, flatten, label, title) {
+  const button = el("button", { type: "button", class: "cancel",
+    "aria-label": `${label} strategy ${s.id}`, title }, label);
+  button.addEventListener("click", () => haltStrategy(s, active, flatten));
+  return button;
+}
+
+async function haltStrategy(s, active, flatten) {
+  const question = !active ? `Put strategy ${s.id} back in service?`
+    : flatten ? `Halt strategy ${s.id} and close its positions at market (on ${s.brokers.join(", ")})?`
+      : `Halt strategy ${s.id}? Its open orders are cancelled; its positions stay open.`;
+  if (!confirm(question)) return;
+  let problem = null;
+  try {
+    const response = await fetch(`/api/v1/strategies/${encodeURIComponent(s.id)}/halt`, {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ active, flatten }) });
+    if (!response.ok) {
+      const body = await response.json().catch(() => ({}));
+      problem = detailText(body.detail) ?? `${response.status} ${response.statusText}`;
+    }
+  } catch (err) {
+    problem = `cannot reach the API (${err.message})`;
+  }
+  if (problem !== null) alert(`Strategy ${s.id}: not done: ${problem}`);
 }
 
 function renderHealth(h) {

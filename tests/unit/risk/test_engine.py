@@ -546,3 +546,20 @@ def test_replayed_decisions_take_the_rate_slots_the_live_ones_took() -> None:
         risk.replay_decision(decision, T0)
     assert risk.status(T0)["rate"] == {"RATE_LIMIT_SECOND": 1, "RATE_LIMIT_DAY": 1}
     assert risk.check("a", sig(qty=1), T0) is plain  # a redelivered signal: the same answer
+
+
+def test_a_halted_strategy_is_blocked_and_flattened_alone_until_put_back() -> None:
+    risk = engine()
+    holding(risk, 10, name="h")
+    other = sig(qty=3, strategy="o")
+    assert code(risk.check("o1", other, T0)) == "OK"
+    risk.on_fill(filled("o1", other))
+    risk.halt_strategy("s1")
+    assert code(risk.check("a", sig(qty=1), T0 + 1)) == "STRATEGY_HALTED"
+    assert code(risk.check("b", sig(qty=1, strategy="o"), T0 + 1)) == "OK"  # the others trade on
+    [flat] = risk.flatten_signals(T0 + 2, "s1")  # its own positions only
+    assert (flat.strategy_id, flat.side, flat.quantity) == ("s1", Side.SELL, 10)
+    assert code(risk.check("f", flat, T0 + 2, flatten=True)) == "OK"
+    assert code(risk.check("g", flat, T0 + 2)) == "STRATEGY_HALTED"  # a strategy's own sell
+    risk.halt_strategy("s1", active=False)
+    assert code(risk.check("c", sig(qty=1), T0 + 3)) == "OK"

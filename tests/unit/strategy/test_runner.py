@@ -463,3 +463,20 @@ def test_replayed_decisions_move_no_book_and_the_log_rebuilds_it() -> None:
     runner.on_fill(filled("a", 2, 3))
     assert (ctx.position(), ctx.filled(), ctx.pending(), ctx.cash) == (
         5, 2, 3, DEFAULT_STRATEGY_CASH - 180)
+
+
+def test_a_strategy_the_trader_halts_sees_every_tick_and_signals_nothing_until_put_back() -> None:
+    runner = StrategyRunner([cfg("h", EveryTick, [1]), cfg("o", EveryTick, [1])])
+    for price in (98, 99):  # (warm-up)
+        runner.on_tick(tick(1, price))
+    assert len(runner.on_tick(tick(1, 100))) == 2
+    assert runner.halt("h") and not runner.halt("nope")
+    sigs = runner.on_tick(tick(1, 101))
+    assert [s.strategy_id for s in sigs] == ["o"]
+    status = {s.id: s for s in runner.statuses()}
+    assert (status["h"].state, status["h"].dropped_while_halted) == ("HALTED", 1)
+    assert status["o"].state == "ACTIVE"
+    assert runner._slots["h"][0].strategy.seen[-1] == 101  # type: ignore[attr-defined]  # it ran
+    runner.halt("h", active=False)
+    assert [s.strategy_id for s in runner.on_tick(tick(1, 102))] == ["h", "o"]
+    assert {s.id: s.state for s in runner.statuses()} == {"h": "ACTIVE", "o": "ACTIVE"}
