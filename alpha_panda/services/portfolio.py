@@ -68,6 +68,7 @@ class PortfolioHandler:
         # most FORGOTTEN_KEPT: an event of one read later (its submission, read after its
         # fills) must not bring it back as an open order.
         self._forgotten: OrderedDict[str, None] = OrderedDict()
+        self._rebuilding = False
         # Cancel requests and refusals of orders not seen yet (a rebuild reads the control
         # topic before the order topics), for when they are: at most MAX_ORDERS.
         self._cancel_notes: dict[str, list[tuple[CancelRequested | CancelRefused, int]]] = {}
@@ -226,7 +227,7 @@ class PortfolioHandler:
             view = self.orders[order_id] = OrderView(
                 order_id=order_id, strategy_id=strategy_id, instrument_token=token, side=side,
                 quantity=quantity, order_type="", status="SUBMITTED", ts=ts, updated_ts=ts)
-            if len(self.orders) > MAX_ORDERS:
+            if len(self.orders) > MAX_ORDERS and not self._rebuilding:
                 self._forget_oldest_closed()
             for note, at in self._cancel_notes.pop(order_id, ()):
                 self._note_on(view, note, at)
@@ -252,8 +253,11 @@ class PortfolioHandler:
             forgotten.popitem(last=False)
 
     async def before_rebuild(self, log: Log) -> None:
-        # a rebuild reads the signals partition by partition: all of them are kept until
-        # it is done, and then the latest by time (``after_rebuild``)
+        # A rebuild reads the signals partition by partition, and every submission before
+        # any order's end: all of them are kept until it is done, then the latest by time
+        # (``after_rebuild``). (Trimming the orders as they come would scan every open one
+        # at each new order: quadratic in the day's orders.)
+        self._rebuilding = True
         self.signals = deque(self.signals)
 
     def after_rebuild(self) -> None:
@@ -261,6 +265,7 @@ class PortfolioHandler:
         topic partition by partition: once it is done, the orders go in time order and the
         read model keeps the latest ``MAX_ORDERS`` of them (and every open one), and the
         latest ``MAX_SIGNALS`` signals, as a live run does."""
+        self._rebuilding = False
         self.orders = OrderedDict(sorted(self.orders.items(), key=lambda kv: kv[1].ts))
         self._forget_oldest_closed()
         self.signals = deque(sorted(self.signals, key=lambda g: g.ts), maxlen=MAX_SIGNALS)
