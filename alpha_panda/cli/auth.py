@@ -27,9 +27,9 @@ app = typer.Typer(help="Log in to Zerodha Kite Connect and inspect the session."
 
 
 def _settings() -> ZerodhaSettings:
-    from alpha_panda.settings import Settings
+    from alpha_panda.cli.settings import load_settings
 
-    return zerodha_settings(Settings())
+    return zerodha_settings(load_settings())
 
 
 def request_token_from(text: str) -> str:

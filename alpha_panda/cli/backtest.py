@@ -40,10 +40,10 @@ def _apply_flags(config: StrategyConfig, slippage_bps: int | None, latency_ms: i
 
 def _live_options(config: StrategyConfig) -> dict[str, Any]:
     """The risk limits and starting cash the live pipeline would use (same settings)."""
+    from alpha_panda.cli.settings import load_settings
     from alpha_panda.services.risk_config import risk_config_for
-    from alpha_panda.settings import Settings
 
-    settings = Settings()
+    settings = load_settings()
     return {"risk": risk_config_for(settings, "paper", [config]),
             "initial_cash": settings.paper.initial_cash}
 

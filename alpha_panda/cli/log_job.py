@@ -24,11 +24,11 @@ def run_log_job(url: str | None, data_dir: Path | None, job: Callable[[Log], Awa
     error unless ``create``: opening it would make an empty one, and a kill switch or a
     cancel written there (a mistyped ``--data-dir``) would reach no running system.
     """
+    from alpha_panda.cli.settings import load_settings
     from alpha_panda.observability.logging import configure_logging
     from alpha_panda.services.logs import embedded_file, open_log
-    from alpha_panda.settings import Settings
 
-    settings = Settings()
+    settings = load_settings()
     configure_logging(json=settings.log_format == "json", level=settings.log_level)
     path = embedded_file(url or settings.log, data_dir or settings.data_dir)
     if not create and path is not None and not path.is_file():

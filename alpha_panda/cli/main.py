@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
+from alpha_panda.cli.settings import load_settings
 from alpha_panda.domain.errors import AlphaPandaError, ValidationError
 from alpha_panda.settings import Settings
 from alpha_panda.stream.log import Log
@@ -25,28 +26,8 @@ app = typer.Typer(
 )
 
 
-@app.callback()
-def _check_settings() -> None:
-    """Every command reads the ALPHA_PANDA_* settings: a bad one is a one-line error that
-    names the variable, before the command starts, not a traceback."""
-    from pydantic import ValidationError as SettingsError
-
-    try:
-        Settings()
-    except SettingsError as exc:
-        problems = []
-        for e in exc.errors():
-            message = e["msg"].removeprefix("Value error, ")
-            value = e.get("input")
-            if isinstance(value, str | int | float) and repr(value) not in message:
-                message += f" (got {value!r})"
-            name = "__".join(str(p) for p in e["loc"]).upper()
-            problems.append(f"ALPHA_PANDA_{name}: {message}")
-        raise fail(f"bad setting: {'; '.join(problems)}") from None
-
-
 def _settings(**overrides: Any) -> Settings:
-    base = Settings()
+    base = load_settings()
     top = {k: v for k, v in overrides.items() if v is not None and k in Settings.model_fields}
     settings = base.model_copy(update=top)
     api: dict[str, Any] = {}

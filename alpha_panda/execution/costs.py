@@ -178,7 +178,9 @@ class CostModel:
         fee = self._segments[segment].auto_squareoff
         if not fee or quantity <= 0:
             return 0
-        orders = -(-quantity // SQUAREOFF_ORDER_MAX)
+        # equity is squared off 30,000 shares an order; F&O up to the contract's freeze
+        # quantity, which the card does not know: one order
+        orders = -(-quantity // SQUAREOFF_ORDER_MAX) if segment is Segment.EQUITY_INTRADAY else 1
         return _paise(Decimal(fee * orders) * (_HUNDRED + self._gst) / _HUNDRED)
 
     def order_charges(

@@ -13,6 +13,7 @@ live; the published ones come back the same, in the order they were made.
 
 from __future__ import annotations
 
+import heapq
 from collections import OrderedDict, deque
 from collections.abc import Sequence
 from typing import Any
@@ -69,6 +70,8 @@ class PortfolioHandler:
         # fills) must not bring it back as an open order.
         self._forgotten: OrderedDict[str, None] = OrderedDict()
         self._rebuilding = False
+        # while rebuilding: the latest MAX_SIGNALS signals by time, in a heap
+        self._rebuild_signals: list[tuple[int, int, SignalView]] = []
         # Cancel requests and refusals of orders not seen yet (a rebuild reads the control
         # topic before the order topics), for when they are: at most MAX_ORDERS.
         self._cancel_notes: dict[str, list[tuple[CancelRequested | CancelRefused, int]]] = {}
@@ -258,7 +261,9 @@ class PortfolioHandler:
         # (``after_rebuild``). (Trimming the orders as they come would scan every open one
         # at each new order: quadratic in the day's orders.)
         self._rebuilding = True
-        self.signals = deque(self.signals)
+        self._rebuild_signals = [(g.ts, n - len(self.signals), g)  # (before any version)
+                                 for n, g in enumerate(self.signals)]
+        heapq.heapify(self._rebuild_signals)
 
     def after_rebuild(self) -> None:
         """A rebuild reads every submission before the fills that close them, and each
@@ -268,7 +273,8 @@ class PortfolioHandler:
         self._rebuilding = False
         self.orders = OrderedDict(sorted(self.orders.items(), key=lambda kv: kv[1].ts))
         self._forget_oldest_closed()
-        self.signals = deque(sorted(self.signals, key=lambda g: g.ts), maxlen=MAX_SIGNALS)
+        self.signals = deque((g for _, _, g in sorted(self._rebuild_signals)), maxlen=MAX_SIGNALS)
+        self._rebuild_signals = []
 
     def _order_submitted(self, o: OrderSubmitted, ts: int) -> None:
         if o.order_id in self._forgotten:
@@ -333,14 +339,21 @@ class PortfolioHandler:
     def _signal(self, d: SignalValidated | SignalRejected, event: Envelope[Any]) -> None:
         s = d.signal
         rejected = isinstance(d, SignalRejected)
-        self.signals.append(SignalView(
+        view = SignalView(
             signal_id=d.signal_id, strategy_id=s.strategy_id, instrument_token=s.instrument_token,
             side=s.side.value, quantity=s.quantity, order_type=s.order_type.value,
             status="REJECTED" if rejected else "VALIDATED",
             reason_code=d.reason_code if isinstance(d, SignalRejected) else None,
             message=d.message if isinstance(d, SignalRejected) else None,
             reason=s.reason, ts=event.ts,
-        ))
+        )
+        if not self._rebuilding:
+            self.signals.append(view)
+            return
+        kept = self._rebuild_signals
+        heapq.heappush(kept, (view.ts, self.version, view))  # (version: one per event)
+        if len(kept) > MAX_SIGNALS:
+            heapq.heappop(kept)  # the oldest
 
 
 def portfolio_topics(broker: str) -> list[str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -39,8 +39,15 @@ async def _log(s: Settings) -> str:
     if path is not None and not path.is_file():
         # Not created here: a check run from the wrong directory would leave an empty log
         # there and call it fine.
-        if not os.access(path.parent if path.parent.is_dir() else Path.cwd(), os.W_OK):
-            raise AlphaPandaError(f"no log at {path.resolve()}, and it cannot be created there")
+        base = path.resolve().parent
+        while not base.exists() and base != base.parent:  # the nearest directory there is
+            base = base.parent
+        try:  # a file written and removed: permission bits do not tell root (or /proc)
+            with tempfile.TemporaryFile(dir=base):
+                pass
+        except OSError as exc:
+            raise AlphaPandaError(f"no log at {path.resolve()}, and it cannot be created there "
+                                  f"({base}: {exc.strerror or exc})") from None
         return (f"{s.log}: no log at {path.resolve()} yet (the first run creates it; if the "
                 "system has run before, is this its data directory?)")
     log_ = open_log(s.log, s.data_dir, kafka=s.kafka)

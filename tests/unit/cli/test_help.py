@@ -52,7 +52,7 @@ def test_help_pages_read_as_a_user_needs(args: list[str], texts: list[str]) -> N
         assert text in result.stdout
 
 
-def test_a_bad_setting_is_one_line_naming_the_variable_before_any_command_runs(
+def test_a_bad_setting_is_one_line_naming_the_variable_when_a_command_reads_it(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ALPHA_PANDA_SIMULATOR__SESSION_START", "15:19:20")
     monkeypatch.setenv("ALPHA_PANDA_API__PORT", "abc")
@@ -62,3 +62,8 @@ def test_a_bad_setting_is_one_line_naming_the_variable_before_any_command_runs(
         "error: bad setting: ALPHA_PANDA_API__PORT: Input should be a valid integer, unable to "
         "parse string as an integer (got 'abc'); ALPHA_PANDA_SIMULATOR__SESSION_START: expected "
         "an IST time as HH:MM, got '15:19:20'")]
+    # --help, and a command that reads no setting, work whatever the environment holds
+    assert CliRunner().invoke(app, ["run", "--help"]).exit_code == 0
+    charges = CliRunner().invoke(app, ["charges", "--segment", "equity_intraday", "--buy", "100",
+                                       "--sell", "101", "--quantity", "10", "--json"])
+    assert charges.exit_code == 0 and charges.stdout.startswith("{")

@@ -307,6 +307,7 @@ def test_a_square_off_pays_zerodhas_call_and_trade_charge_per_order() -> None:
     assert card.auto_squareoff_charge(Segment.EQUITY_INTRADAY, 10) == 59_00
     assert card.auto_squareoff_charge(Segment.EQUITY_INTRADAY, 65_000) == 3 * 59_00
     assert card.auto_squareoff_charge(Segment.EQUITY_DELIVERY, 10) == 0
+    assert card.auto_squareoff_charge(Segment.FUTURES, 65_000) == 59_00  # (freeze qty unknown)
     x = ex(costs=True)
     x.submit("a", sig(qty=10, product=Product.MIS), at(15, 0))
     x.submit("b", sig(qty=4, product=Product.MIS), at(15, 1))

@@ -31,3 +31,8 @@ async def test_an_existing_log_is_opened_and_its_topics_counted(tmp_path: Path) 
     await log.close()
     ok, detail = await _log_check(tmp_path)
     assert ok and detail == f"embedded: reachable, {len(REGISTRY.all())} topics"
+
+
+async def test_a_log_that_cannot_be_created_there_fails(tmp_path: Path) -> None:
+    ok, detail = await _log_check(Path("/proc/no/such/data"))
+    assert not ok and "cannot be created there" in detail
