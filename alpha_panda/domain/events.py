@@ -127,8 +127,10 @@ class Charges(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     after the other items; events written before it decode with 0.
 
     ``auto_squareoff`` is Zerodha's call-and-trade charge (GST included) on an intraday
-    position it squared off at the cut-off, per square-off order of at most 30,000 shares:
-    on the square-off order's first fill. Events written before it decode with 0.
+    position it squared off at the cut-off, per square-off order of at most 30,000 shares,
+    on the square-off's fill; negative on a paper square-off that undoes an earlier one (a
+    fill read after the cut-off tick but dated before it). Events written before it decode
+    with 0.
 
     A paper CNC fill that nets off against an earlier same-day CNC fill of the other side
     also carries the difference between the intraday and the delivery charges of that

@@ -123,6 +123,8 @@ class PaperExchange(MisSquareOff):
         # squared off after that day's cut-off, whatever the order fills and ticks come in.
         self._mis: dict[tuple[str, int, date], int] = {}
         self._squaring: dict[str, date] = {}  # square-off order id -> the day it squares
+        # (strategy, instrument, day) -> (net square-off quantity, the fee charged for it)
+        self._squareoff_fees: dict[tuple[str, int, date], tuple[int, int]] = {}
         self._squared: dict[tuple[int, object], tuple[int, int]] = {}  # (token, day) -> (ts, px)
         self._squareoffs: dict[tuple[str, int, object], int] = {}
         # MIS positions changed by fills dated before their day's square-off tick but
@@ -612,11 +614,8 @@ class PaperExchange(MisSquareOff):
         charges = NO_CHARGES
         if self._costs is not None:
             charges = self._charges(order, n, qty, price, ts, before)
-            if n == 0 and order.origin == "squareoff":  # Zerodha's call-and-trade fee
-                fee = self._costs.on(self._session(ts).day).auto_squareoff_charge(
-                    order.segment, order.quantity)
-                if fee:
-                    charges = msgspec.structs.replace(charges, auto_squareoff=fee)
+            if order.origin == "squareoff":  # Zerodha's call-and-trade fee
+                charges = self._squareoff_fee(order, qty, ts, charges)
         order_id = order.order_id
         filled = order.filled
         out.append(
@@ -645,6 +644,24 @@ class PaperExchange(MisSquareOff):
             order.take_profit is not None or order.stop_loss is not None
         ):
             self._exits(order, qty, n, ts, out)
+
+    def _squareoff_fee(self, order: Order, qty: int, ts: int, charges: Charges) -> Charges:
+        """Zerodha's fee for squaring off the position ``order`` takes down (of its strategy
+        and instrument, on its day), on that position's net square-off quantity: less what
+        its square-offs were charged so far, so it may be negative. A late fill's square-off
+        can undo an earlier one (the strategy had closed the position itself before the
+        cut-off, but its fill was read after the square-off tick): then nothing is due, as
+        when it is read in time."""
+        assert self._costs is not None
+        day = self._squaring.get(order.order_id) or self._session(ts).day
+        key = (order.strategy_id, order.instrument_token, day)
+        net, charged = self._squareoff_fees.get(key, (0, 0))
+        net += qty if order.side is _BUY else -qty
+        due = self._costs.on(day).auto_squareoff_charge(order.segment, abs(net))
+        self._squareoff_fees[key] = (net, due)
+        if due == charged:
+            return charges
+        return msgspec.structs.replace(charges, auto_squareoff=due - charged)
 
     def _charges(self, order: Order, n: int, qty: int, price: int, ts: int, before: int
                  ) -> Charges:

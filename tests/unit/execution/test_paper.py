@@ -321,6 +321,19 @@ def test_a_square_off_pays_zerodhas_call_and_trade_charge_per_order() -> None:
     assert own.charges.auto_squareoff == 0
 
 
+def test_a_square_off_undone_by_a_late_fill_costs_no_call_and_trade_charge() -> None:
+    # The strategy closed its position itself at 15:19:59, but the engine read the 15:20:01
+    # tick first: squared off, then the close (dated before the cut-off) squared off back.
+    # In time nothing was squared off, so nothing is due for it (one fee, then its refund).
+    x = ex(costs=True)
+    x.submit("open", sig(qty=10, product=Product.MIS), at(15, 0))
+    out = x.on_tick(tick(at(15, 20, 1), 1003_00))
+    out += x.submit("close", sig(Side.SELL, qty=10, product=Product.MIS), at(15, 19, 59))
+    squares = [f for f in out if isinstance(f, OrderFilled) and f.origin == "squareoff"]
+    assert [(f.side, f.charges.auto_squareoff) for f in squares] == [
+        (Side.SELL, 59_00), (Side.BUY, -59_00)]
+
+
 def test_an_mis_position_that_missed_its_cutoff_is_squared_off_at_the_next_days_first_tick() -> None:
     other = 2885  # another instrument, whose tick comes first on the next day
     x = ex()
