@@ -147,6 +147,21 @@ def launch(pw: Any) -> Any:
     )
 
 
+def open_dashboard(pw: Any, url: str, on_dialog: Any) -> tuple[Any, Any, list[str]]:
+    """A desktop-sized page of the dashboard, loaded, its dialogs answered by ``on_dialog``;
+    with the list its script errors go to."""
+    from playwright.sync_api import expect
+
+    browser = launch(pw)
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("dialog", on_dialog)
+    page.goto(url + "/")
+    expect(page.locator("body")).to_have_attribute("data-loaded-broker", "paper")
+    return browser, page, errors
+
+
 def _run_elsewhere(coro: Coroutine[Any, Any, None]) -> None:
     # Playwright's sync API runs its own event loop in this thread
     worker = threading.Thread(target=asyncio.run, args=(coro,))
@@ -356,13 +371,7 @@ def test_a_trader_cancels_an_open_order_from_the_orders_table(
         return r.url.endswith("/api/v1/orders/paper/o3/cancel")
 
     with sync_playwright() as pw:
-        browser = launch(pw)
-        page = browser.new_page(viewport={"width": 1440, "height": 1000})
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.on("dialog", answer)
-        page.goto(url + "/")
-        expect(page.locator("body")).to_have_attribute("data-loaded-broker", "paper")
+        browser, page, errors = open_dashboard(pw, url, answer)
         rows = page.locator("#orders tbody tr")
         expect(rows).to_have_count(4)
         cancel = page.get_by_role("button", name="Cancel order o3", exact=True)
@@ -479,13 +488,7 @@ def test_a_trader_halts_a_strategy_and_puts_it_back_from_the_strategies_table(
 
     before = documents()[STRATEGIES_KEY]
     with sync_playwright() as pw:
-        browser = launch(pw)
-        page = browser.new_page(viewport={"width": 1440, "height": 1000})
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.on("dialog", answer)
-        page.goto(url + "/")
-        expect(page.locator("body")).to_have_attribute("data-loaded-broker", "paper")
+        browser, page, errors = open_dashboard(pw, url, answer)
         rows = page.locator("#strategies tbody tr")
         # the running strategy can be halted; the failed one offers nothing (fix and restart)
         expect(rows.nth(0).get_by_role("button")).to_have_text(["Halt", "Halt & flatten"])
