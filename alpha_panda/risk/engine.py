@@ -107,11 +107,11 @@ class _Pending:
     cnc: bool = False  # a CNC sell or CNC market buy: counts towards the holdings (CNC_SHORT)
 
 
-
 def _reduces(held: int, s: Signal) -> bool:
     """``s`` takes ``held`` toward zero without crossing it."""
     after = held + (s.quantity if s.side is _BUY else -s.quantity)
     return abs(after) <= abs(held) and (after == 0 or (after > 0) == (held > 0))
+
 
 class RiskEngine:
     """Pre-trade checks for one broker account (``paper`` or ``zerodha``)."""
@@ -177,10 +177,6 @@ class RiskEngine:
             self._halted.add(strategy_id)
         else:
             self._halted.discard(strategy_id)
-
-    @property
-    def halted(self) -> frozenset[str]:
-        return frozenset(self._halted)
 
     def on_tick(self, tick: MarketTick) -> None:
         self._ticks_seen = True
@@ -416,7 +412,9 @@ class RiskEngine:
                     if limit is not None:
                         exposure = self._exposure(scope, s, price)
                         if exposure > limit:
-                            return Reason.MAX_GROSS_EXPOSURE, (f"gross exposure would be {format_rupees(exposure)}, limit {format_rupees(limit)}")
+                            return Reason.MAX_GROSS_EXPOSURE, (
+                                f"gross exposure would be {format_rupees(exposure)}, limit "
+                                f"{format_rupees(limit)}")
             if lim.daily_loss is not None or acct.account_daily_loss is not None:
                 for scope, loss in ((sid, lim.daily_loss), (None, acct.account_daily_loss)):
                     if loss is not None and self.day_pnl(scope) <= -loss:
