@@ -36,9 +36,6 @@ class ApiSettings(_Section):
     port: int = Field(8000, ge=0, le=65535)
 
 
-SESSION_SECONDS = 22_500  # NSE's continuous session, 09:15 to 15:30 IST
-
-
 class SimulatorSettings(_Section):
     """The market simulator: random walks on NSE's tick sizes over simulated NSE sessions."""
 
@@ -53,13 +50,13 @@ class SimulatorSettings(_Section):
     """Standard deviation of one tick's move, in basis points of price, instead of
     ``daily_volatility_pct`` (e.g. 8 for a lively demo: about 30% a session at 200 ticks/s)."""
 
-    def per_tick_bps(self, instruments: int) -> float:
+    def per_tick_bps(self, instruments: int, session_seconds: int) -> float:
         """One tick's move, in bps: ``volatility_bps``, else the daily volatility spread
-        over the ticks each of ``instruments`` gets in a session (random-walk moves add
-        up as the square root of their number)."""
+        over the ticks each of ``instruments`` gets in a session of ``session_seconds``
+        (random-walk moves add up as the square root of their number)."""
         if self.volatility_bps is not None:
             return self.volatility_bps
-        ticks = SESSION_SECONDS * self.rate / self.time_scale / instruments
+        ticks = session_seconds * self.rate / self.time_scale / instruments
         return float(self.daily_volatility_pct * 100 / math.sqrt(max(1.0, ticks)))
     session_start: str = "09:15"
     """IST time the simulated clock starts at on the first day (today, or the next trading

@@ -40,6 +40,12 @@ class MarketCalendar:
     close: time = time(15, 30)
     holidays: frozenset[date] = field(default_factory=frozenset)
 
+    @property
+    def session_seconds(self) -> int:
+        """Length of a regular session (22,500 s: 09:15 to 15:30)."""
+        return (self.close.hour * 3600 + self.close.minute * 60 + self.close.second
+                - self.open.hour * 3600 - self.open.minute * 60 - self.open.second)
+
     @classmethod
     def load(cls, path: Path | None = None) -> MarketCalendar:
         """The calendar in ``path`` (default: the packaged ``nse_holidays.json``)."""

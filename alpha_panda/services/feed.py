@@ -156,7 +156,8 @@ class SimulatedFeed(_FeedBase):
                                    prices=prices, closes=closes)
             log.info("feed.resume", source=self.SOURCE, seq=seq, new_session=new_session)
         return MarketSimulator(instruments=instruments, seed=s.seed,
-                               volatility_bps=s.per_tick_bps(len(instruments)),
+                               volatility_bps=s.per_tick_bps(len(instruments),
+                                                             sessions.session_seconds),
                                step_ns=step_ns, state=state, start_ns=today_open,
                                sessions=sessions)
 

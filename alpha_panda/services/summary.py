@@ -107,6 +107,11 @@ def run_summary(system: SystemRun) -> dict[str, Any]:
         start_ns, end_ns = _span(system, totals)
         samples = [*totals.samples, (end_ns, ledger.equity(), snap.gross_exposure)]
         risk = p.risk.get(BROKER)
+        # risk's decisions: on the log (every run's, as the fills), else this process's
+        if totals.signals_validated is not None and totals.signals_rejected is not None:
+            validated, rejected = totals.signals_validated, totals.signals_rejected
+        else:
+            validated, rejected = (risk.validated, risk.rejected) if risk else (0, 0)
         out.update(
             fills=snap.fills,
             round_trips=trips.closed,
@@ -117,9 +122,8 @@ def run_summary(system: SystemRun) -> dict[str, Any]:
             **performance(samples=samples, initial_equity=initial, trips=trips,
                           start_ns=start_ns, end_ns=end_ns),
             open_positions=snap.open_positions,
-            signals=_signals(totals, risk),
-            signals_rejected=(totals.signals_rejected if totals.signals_rejected is not None
-                              else risk.rejected if risk else 0),
+            signals=validated + rejected,
+            signals_rejected=rejected,
             orders=p.paper.orders if p.paper else 0,
             orders_rejected=totals.orders_rejected,
             orders_cancelled=totals.orders_cancelled,
@@ -138,13 +142,6 @@ def run_summary(system: SystemRun) -> dict[str, Any]:
         ticks_published=published,
     )
     return out
-
-
-def _signals(totals: RunTotals, risk: Any) -> int:
-    """Signals risk decided on: on the log (every run's), else this process's count."""
-    if totals.signals_validated is not None and totals.signals_rejected is not None:
-        return totals.signals_validated + totals.signals_rejected
-    return (risk.validated + risk.rejected) if risk else 0
 
 
 def strategies_failed(system: SystemRun) -> list[str]:

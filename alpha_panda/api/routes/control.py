@@ -23,6 +23,14 @@ router = APIRouter(prefix="/api/v1", tags=["control"])
 log = get_logger(__name__)
 
 
+def _control(request: Request, nothing: str) -> Control:
+    """The running pipeline's controls; 503 in a process that runs none (the API alone)."""
+    control: Control | None = request.app.state.control
+    if control is None:
+        raise HTTPException(503, detail=f"no trading pipeline runs in this process: {nothing}")
+    return control
+
+
 @router.get("/kill-switch", response_model=list[s.KillSwitchState])
 async def kill_switches(request: Request) -> list[s.KillSwitchState]:
     """Each broker's kill switch as its risk manager applies it (restored from the log on
@@ -56,9 +64,7 @@ async def kill_switches(request: Request) -> list[s.KillSwitchState]:
 async def kill_switch(body: s.KillSwitchRequest, request: Request) -> s.KillSwitchState:
     """Stop (or resume) new orders on one broker; with ``flatten``, also close its positions."""
     broker = parse_broker(body.broker)
-    control: Control | None = request.app.state.control
-    if control is None:
-        raise HTTPException(503, detail="no trading pipeline runs in this process: nothing to stop")
+    control = _control(request, "nothing to stop")
     try:
         done = await control.set_kill_switch(broker.value, body.active, body.flatten)
     except (ValidationError, ConfigurationError) as exc:
@@ -82,10 +88,7 @@ async def halt_strategy(strategy_id: str, body: s.HaltRequest, request: Request)
     open orders are cancelled, what it signals goes nowhere (it still sees the ticks), and
     with ``flatten`` its positions are closed at market. ``active: false`` puts it back.
     Accepted, not done: its status in ``GET /api/v1/strategies`` shows when it is."""
-    control: Control | None = request.app.state.control
-    if control is None:
-        raise HTTPException(503, detail="no trading pipeline runs in this process: "
-                                        "nothing to halt")
+    control = _control(request, "nothing to halt")
     view = next((v for v in await DocumentReader(request.app.state.cache).strategies()
                  if v.id == strategy_id and v.status != "INVALID"), None)
     if view is None:
@@ -115,10 +118,7 @@ async def cancel_order(broker: str, order_id: str, request: Request) -> s.Cancel
     broker's trading engine cancels it, or finds it filled first; the order's status then
     shows which (``GET /api/v1/orders/{broker}``)."""
     b = parse_broker(broker)
-    control: Control | None = request.app.state.control
-    if control is None:
-        raise HTTPException(503, detail="no trading pipeline runs in this process: "
-                                        "nothing to cancel")
+    control = _control(request, "nothing to cancel")
     try:
         check_order_id(order_id)
         # every open order is in the read model (closed ones only among the latest)

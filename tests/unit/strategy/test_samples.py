@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from alpha_panda.execution.market import MarketCalendar
 from alpha_panda.marketdata.instruments import BY_TOKEN
 from alpha_panda.marketdata.simulator import SIM_INSTRUMENTS, MarketSimulator
 from alpha_panda.settings import SimulatorSettings
@@ -30,7 +31,7 @@ def test_every_sample_signals_within_thirty_seconds_of_simulated_ticks(seed: int
     configs, _ = load_strategy_dir(SAMPLES)
     runner = StrategyRunner(configs)
     seen: set[str] = set()
-    vol = SimulatorSettings().per_tick_bps(len(SIM_INSTRUMENTS))
+    vol = SimulatorSettings().per_tick_bps(len(SIM_INSTRUMENTS), MarketCalendar().session_seconds)
     sim = MarketSimulator(seed=seed, start_ns=1_704_080_700_000_000_000, volatility_bps=vol)
     for tick in sim.next_ticks(6000):
         seen.update(s.strategy_id for s in runner.on_tick(tick))  # 6,000 ticks: 30 s at 200/s
