@@ -490,6 +490,9 @@ def _replay(eng: _Engine, ticks: TickColumns, ends: list[int],
                         continue
                     if slot.warmup_left:
                         runner.warming_up(slot, out)
+                    elif ts >= slot.exit_ns:
+                        sigs = runner.exiting(slot, out, view, sigs)  # type: ignore[arg-type]
+                        route = runner.dispatch()
                     elif out:
                         sigs = runner.accept(slot, out, view, sigs)  # type: ignore[arg-type]
                         route = runner.dispatch()  # (a bad signal fails its strategy)

@@ -65,6 +65,12 @@ class Validity(StrEnum):
     IOC = "IOC"
 
 
+def reduces(held: int, delta: int) -> bool:
+    """A signed order of ``delta`` takes a position of ``held`` toward zero without crossing it."""
+    after = held + delta
+    return abs(after) <= abs(held) and (after == 0 or (after > 0) == (held > 0))
+
+
 def to_paise(value: str | float | Decimal) -> Paise:
     """Convert a rupee amount to paise, exactly; more than two decimals is an error.
 

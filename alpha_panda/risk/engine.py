@@ -57,7 +57,7 @@ from alpha_panda.domain.events import (
     SignalRejected,
     SignalValidated,
 )
-from alpha_panda.domain.values import OrderType, Product, Side, format_rupees
+from alpha_panda.domain.values import OrderType, Product, Side, format_rupees, reduces
 from alpha_panda.execution.orders import order_id_for
 from alpha_panda.portfolio.ledger import FILL_IDS_KEPT, PositionLedger
 from alpha_panda.risk.limits import Reason, RiskConfig, RiskLimits
@@ -109,8 +109,7 @@ class _Pending:
 
 def _reduces(held: int, s: Signal) -> bool:
     """``s`` takes ``held`` toward zero without crossing it."""
-    after = held + (s.quantity if s.side is _BUY else -s.quantity)
-    return abs(after) <= abs(held) and (after == 0 or (after > 0) == (held > 0))
+    return reduces(held, s.quantity if s.side is _BUY else -s.quantity)
 
 
 class RiskEngine:

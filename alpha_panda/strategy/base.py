@@ -124,10 +124,11 @@ class _Reference:
 class _Book:
     """A strategy's own account state, kept by the runner and read through ``Context``."""
 
-    __slots__ = ("cash", "clock", "filled", "orders", "positions", "product", "strategy_id")
+    __slots__ = ("cash", "clock", "exit_at", "filled", "orders", "positions", "product",
+                 "strategy_id")
 
     def __init__(self, strategy_id: str, cash: int, clock: _Clock | None = None,
-                 product: Product = Product.CNC) -> None:
+                 product: Product = Product.CNC, exit_at: time | None = None) -> None:
         self.strategy_id = strategy_id
         self.positions: dict[int, int] = {}  # intended: moved by signals at once
         self.filled: dict[int, int] = {}  # what the venue filled
@@ -135,6 +136,7 @@ class _Book:
         self.cash = cash
         self.clock = clock or _Clock()
         self.product = product  # of signals that name none: the strategy file's ``product``
+        self.exit_at = exit_at  # the strategy file's ``exit_at`` (IST), if any
 
 
 class Context:
@@ -187,6 +189,17 @@ class Context:
         today's cut-off is past: a new MIS order would be rejected (``MIS_CUTOFF``), and
         what it holds is being squared off. The built-in strategies open nothing then."""
         return self._book.product is Product.MIS and self.now_ns >= self.mis_cutoff_ns
+
+    @property
+    def past_exit(self) -> bool:
+        """True from the strategy file's ``exit_at`` (15:15 IST for ``product: MIS`` unless
+        it says otherwise) to the end of the day, or past the MIS cut-off: the runner is
+        closing what the strategy holds and drops its signals that would open or add. The
+        built-in strategies open nothing then."""
+        exit_at = self._book.exit_at
+        if exit_at is not None and self.now_ns >= ist_ns(ist_date(self.now_ns), exit_at):
+            return True
+        return self.past_mis_cutoff
 
     @property
     def cash(self) -> int:

@@ -13,17 +13,28 @@ import importlib
 import importlib.util
 import sys
 from collections.abc import Collection, Iterable, Mapping
+from datetime import time
 from decimal import Decimal
 from pathlib import Path
 from types import ModuleType
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, NonNegativeInt, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    field_validator,
+    model_validator,
+)
 from pydantic import ValidationError as PydanticValidationError
 
 from alpha_panda.domain.errors import ConfigurationError, StrategyConfigError
 from alpha_panda.domain.values import Broker
+from alpha_panda.execution.config import MIS_SQUAREOFF
+from alpha_panda.execution.market import MarketCalendar
 from alpha_panda.risk.limits import RiskLimits
 from alpha_panda.strategy.base import Strategy, StrategyParams
 from alpha_panda.strategy.builtins import BUILTINS
@@ -44,6 +55,22 @@ class DuplicateStrategyId(StrategyConfigError):
 
 def _upper(value: Any) -> Any:
     return value.upper() if isinstance(value, str) else value
+
+
+INTRADAY_EXIT: Final = time(15, 15)
+"""``exit_at`` of a strategy file with ``product: MIS`` that names none: five minutes before
+Zerodha's 15:20 auto square-off, which charges ₹50 + GST an order."""
+
+
+def _clock_time(value: Any) -> Any:
+    """``exit_at`` as written: ``"15:15"``, ``"9:30"`` or ``"15:15:30"``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise ValueError(  # noqa: TRY004 - pydantic reports a ValueError by field
+            'put the IST time in quotes, exit_at: "15:15" (YAML reads an unquoted 15:15 as '
+            "the number 915)")
+    if isinstance(value, str) and len(value) >= 4 and value[1] == ":":
+        return "0" + value  # 9:30 -> 09:30
+    return value
 
 
 class ExecutionSettings(BaseModel):
@@ -82,8 +109,38 @@ class StrategyConfig(BaseModel):
     # NRML is for F&O: an equity strategy set to it would escape both the CNC short rule
     # and the square-off. (Any case: ``mis``.)
     product: Annotated[Literal["CNC", "MIS"], BeforeValidator(_upper)] = "CNC"
+    # From this IST time each day the runner closes what the strategy holds (its open
+    # orders cancelled, then a market order per instrument) and drops its signals that
+    # would open or add; ``INTRADAY_EXIT`` (15:15) when the file says ``product: MIS`` and
+    # no ``exit_at``; ``null`` to hold MIS positions into the broker's square-off.
+    exit_at: Annotated[time | None, BeforeValidator(_clock_time)] = None
     enabled: bool = True
     source: str = Field(default="", exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _intraday_exit(cls, data: Any) -> Any:
+        if (isinstance(data, dict) and "exit_at" not in data
+                and str(data.get("product", "")).upper() == "MIS"):
+            return {**data, "exit_at": INTRADAY_EXIT}
+        return data
+
+    @field_validator("exit_at")
+    @classmethod
+    def _in_session(cls, value: time | None) -> time | None:
+        hours = MarketCalendar()
+        if value is not None and not hours.open <= value < hours.close:
+            raise ValueError(f"{value:%H:%M} is outside NSE's session "
+                             f"({hours.open:%H:%M}-{hours.close:%H:%M} IST)")
+        return value
+
+    @model_validator(mode="after")
+    def _before_squareoff(self) -> StrategyConfig:
+        if self.product == "MIS" and self.exit_at is not None and self.exit_at >= MIS_SQUAREOFF:
+            raise ValueError(
+                f"exit_at {self.exit_at:%H:%M} is not before the {MIS_SQUAREOFF:%H:%M} square-off "
+                "of MIS positions (null to leave them to it)")
+        return self
 
     @field_validator("instruments")
     @classmethod

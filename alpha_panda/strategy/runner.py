@@ -24,11 +24,13 @@ from __future__ import annotations
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Sequence
+from datetime import time
 from typing import Final
 
 import msgspec
 import structlog
 
+from alpha_panda.domain.clock import ist_date, ist_ns
 from alpha_panda.domain.errors import ConfigurationError, StrategyError
 from alpha_panda.domain.events import (
     NO_CHARGES,
@@ -40,7 +42,8 @@ from alpha_panda.domain.events import (
     Signal,
     derive_id,
 )
-from alpha_panda.domain.values import OrderType, Product, Side, Validity
+from alpha_panda.domain.values import OrderType, Product, Side, Validity, reduces
+from alpha_panda.execution.config import MIS_SQUAREOFF
 from alpha_panda.strategy.bars import BarBuilder
 from alpha_panda.strategy.base import (
     CancelOrder,
@@ -56,6 +59,8 @@ from alpha_panda.strategy.config import StrategyConfig
 log = structlog.get_logger(__name__)
 
 _BUY: Final = Side.BUY
+_NEVER: Final = 2**63 - 1
+_DAY_NS: Final = 86_400 * 1_000_000_000
 
 DEFAULT_STRATEGY_CASH: Final = 1_000_000_00
 """Starting cash of each strategy's context, in paise (₹10,00,000)."""
@@ -78,6 +83,7 @@ class StrategyStatus(msgspec.Struct, kw_only=True):
     dropped_in_warmup: int = 0
     cancels_ignored: int = 0  # ctx.cancel of an order not open (ended, or never its own)
     dropped_while_halted: int = 0  # signals of a strategy the trader halted
+    dropped_after_exit: int = 0  # signals that would open or add past the file's exit_at
     error: str | None = None
     traceback: str | None = None
     source: str = ""
@@ -89,7 +95,8 @@ class StrategyStatus(msgspec.Struct, kw_only=True):
 
 
 class _Slot:
-    __slots__ = ("ctx", "handler", "sid", "strategy", "token", "warmup_left")
+    __slots__ = ("ctx", "exit_end", "exit_ns", "exit_stop", "exit_tried", "handler", "sid",
+                 "strategy", "token", "warmup_left")
 
     def __init__(self, sid: str, token: int, strategy: Strategy, ctx: Context) -> None:
         self.sid = sid
@@ -98,6 +105,13 @@ class _Slot:
         self.ctx = ctx
         self.handler: Handler = _handler_for(strategy)
         self.warmup_left = max(0, int(strategy.warmup))
+        # Today's exit window (``StrategyRunner._exiting``): from the file's ``exit_at``,
+        # orders closing until ``exit_stop`` (an MIS strategy's cut-off: the exchange squares
+        # off after it), and until ``exit_end`` (midnight IST) nothing that opens. Without
+        # ``exit_at``, never; with it, set by the first tick.
+        self.exit_ns = _NEVER if ctx._book.exit_at is None else 0
+        self.exit_stop = self.exit_end = 0
+        self.exit_tried: int | None = None  # the filled quantity the last exit order closed
 
 
 def _handler_for(strategy: Strategy) -> Handler:
@@ -184,7 +198,8 @@ class StrategyRunner:
             instruments=list(config.instruments), brokers=[b.value for b in config.brokers],
             source=config.source,
         )
-        book = self._books[sid] = _Book(sid, cash, self._clock, Product(config.product))
+        book = self._books[sid] = _Book(sid, cash, self._clock, Product(config.product),
+                                        config.exit_at)
         if not config.enabled:
             return
         cls = config.strategy_class()
@@ -238,7 +253,9 @@ class StrategyRunner:
                 if sigs:
                     self._status[slot.sid].dropped_in_warmup += len(sigs)
                 continue
-            if sigs:
+            if ts >= slot.exit_ns:
+                out = self._exiting(slot, sigs, tick, out)
+            elif sigs:
                 out = self._accept(slot, sigs, tick, out)
         return out
 
@@ -339,6 +356,75 @@ class StrategyRunner:
             return accepted
         out.extend(accepted)
         return out
+
+    def exiting(
+        self, slot: _Slot, sigs: Sequence[Signal | CancelOrder] | None, tick: MarketTick,
+        out: list[Signal] | None,
+    ) -> list[Signal] | None:
+        """After warm-up, from the slot's ``exit_ns`` on: ``accept`` with the strategy file's
+        ``exit_at`` applied (``process``'s rule)."""
+        return self._exiting(slot, sigs, tick, out)
+
+    def _exiting(
+        self, slot: _Slot, sigs: Sequence[Signal | CancelOrder] | None, tick: MarketTick,
+        out: list[Signal] | None,
+    ) -> list[Signal] | None:
+        """Past the strategy file's ``exit_at`` today: its signals that would open or add
+        to a position are dropped (``dropped_after_exit``), the others go as usual. Then,
+        until the MIS cut-off (the exchange's square-off takes over there), its open orders
+        in the instrument are cancelled and, once none is left and nothing it signalled is
+        pending, what it holds there is closed with a market order: once per filled
+        quantity, so a rejected close is not sent again on every tick, while a late fill
+        is closed in turn."""
+        ts = tick.ts
+        book = slot.ctx._book
+        if ts >= slot.exit_end:  # the first tick of a day (past its exit time, or not)
+            assert book.exit_at is not None
+            day = ist_date(ts)
+            slot.exit_ns = ist_ns(day, book.exit_at)
+            slot.exit_end = ist_ns(day, time(0)) + _DAY_NS
+            slot.exit_stop = (ist_ns(day, MIS_SQUAREOFF) if book.product is Product.MIS
+                              else slot.exit_end)
+            slot.exit_tried = None
+            if ts < slot.exit_ns:
+                return self._accept(slot, sigs, tick, out) if sigs else out
+        sid = slot.sid
+        if self.replaying or (self._halted and sid in self._halted):
+            return self._accept(slot, sigs, tick, out) if sigs else out
+        if sigs:
+            kept = sigs
+            if isinstance(sigs, (list, tuple)):  # (else ``_accept`` fails the strategy)
+                held = dict(book.positions)
+                kept = []
+                for sig in sigs:
+                    if isinstance(sig, Signal):
+                        delta = sig.quantity if sig.side is _BUY else -sig.quantity
+                        now = held.get(sig.instrument_token, 0)
+                        if not (isinstance(delta, int) and reduces(now, delta)):
+                            self._status[sid].dropped_after_exit += 1
+                            continue
+                        held[sig.instrument_token] = now + delta
+                    kept.append(sig)
+            if kept:
+                out = self._accept(slot, kept, tick, out)
+        if ts >= slot.exit_stop or self._status[sid].state != "ACTIVE":
+            return out
+        token = slot.token
+        working = [o for o in book.orders.values() if o.instrument_token == token]
+        asked = False
+        for order in working:
+            if not order.cancel_requested:
+                book.orders[order.order_id] = msgspec.structs.replace(order, cancel_requested=True)
+                self.cancels.append((sid, order))
+                asked = True
+        filled = book.filled.get(token, 0)
+        if (working or filled == 0 or book.positions.get(token, 0) != filled
+                or slot.exit_tried == filled):
+            return ([] if out is None else out) if asked else out
+        slot.exit_tried = filled
+        close = slot.ctx.signal(Side.SELL if filled > 0 else _BUY, abs(filled),
+                                reason=f"exit_at {book.exit_at:%H:%M}")
+        return self._accept(slot, [close], tick, out)
 
     def halt(self, strategy_id: str, active: bool = True) -> bool:
         """The trader takes a strategy out of service (``active``) or puts it back; False

@@ -49,8 +49,8 @@ class $cls(Strategy):
                 return [ctx.cancel(o) for o in ctx.open_orders()]
             return None
         held = ctx.filled()  # what has filled (bracket exits and square-offs included)
-        # (an intraday strategy, product: MIS, opens nothing once the 15:20 cut-off is past)
-        if held == 0 and tick.last_price > mean and not ctx.past_mis_cutoff:
+        # (an intraday strategy, product: MIS, opens nothing from its exit_at, 15:15 by default)
+        if held == 0 and tick.last_price > mean and not ctx.past_exit:
             # A market buy. A limit buy a tick under the market instead rests until the
             # price comes down to it (cancelled above if the price drops under the average
             # first). Its price must be on the exchange's grid, a multiple of

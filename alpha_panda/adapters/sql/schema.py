@@ -38,6 +38,7 @@ strategy_configs: Final = Table(
     Column("risk", Json, nullable=False),
     Column("execution", Json, nullable=False),
     Column("product", String(8), nullable=False, server_default="CNC"),
+    Column("exit_at", String(8), nullable=True),  # "15:15:00"; NULL: none
     Column("enabled", Boolean, nullable=False, server_default=true()),
     Column("revision", Integer, nullable=False, server_default="1"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
@@ -45,5 +46,5 @@ strategy_configs: Final = Table(
 )
 
 CONFIG_FIELDS: Final = ("id", "strategy", "instruments", "brokers", "params", "risk", "execution",
-                        "product", "enabled")
+                        "product", "exit_at", "enabled")
 """The columns that are the YAML schema (the rest is bookkeeping)."""

@@ -46,7 +46,7 @@ class Breakout(Strategy):
         if high is None or low is None or atr is None:
             return None
         held = ctx.position()
-        if held == 0 and price > high and not ctx.past_mis_cutoff:
+        if held == 0 and price > high and not ctx.past_exit:
             self._stop = price - self.params.atr_stop * atr
             return [ctx.buy(self.params.quantity, reason="broke above the channel")]
         if held > 0 and (price < low or (self._stop is not None and price <= self._stop)):

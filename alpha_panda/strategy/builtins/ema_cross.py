@@ -45,7 +45,7 @@ class EmaCross(Strategy):
             return None
         sign = 1 if f > s else -1
         last, self._sign = self._sign, sign
-        if last < 0 < sign and ctx.position() == 0 and not ctx.past_mis_cutoff:
+        if last < 0 < sign and ctx.position() == 0 and not ctx.past_exit:
             return [ctx.buy(self.params.quantity, reason="fast EMA crossed above slow")]
         if last > 0 > sign and ctx.position() > 0:
             return [ctx.sell(ctx.position(), reason="fast EMA crossed below slow")]

@@ -52,7 +52,7 @@ class MeanReversion(Strategy):
             return None
         p = self.params
         held = ctx.position()
-        if held == 0 and price < lower and rsi < p.oversold and not ctx.past_mis_cutoff:
+        if held == 0 and price < lower and rsi < p.oversold and not ctx.past_exit:
             return [ctx.buy(p.quantity, reason=f"below lower band, RSI {rsi:.1f}")]
         if held > 0 and (price >= middle or rsi > p.overbought):
             return [ctx.sell(held, reason=f"reverted, RSI {rsi:.1f}")]

@@ -41,7 +41,7 @@ class Momentum(Strategy):
         then = self._past[0]
         move = (price - then) * 10_000  # compared with bps * then: exact
         held = ctx.position()
-        if held == 0 and move >= self.params.entry_bps * then and not ctx.past_mis_cutoff:
+        if held == 0 and move >= self.params.entry_bps * then and not ctx.past_exit:
             return [ctx.buy(self.params.quantity, reason="momentum up")]
         if held > 0 and move <= -self.params.exit_bps * then:
             return [ctx.sell(held, reason="momentum lost")]

@@ -43,7 +43,7 @@ class RsiStrategy(Strategy):
         if rsi is None:
             return None
         held = ctx.position()
-        if held == 0 and rsi < self.params.oversold and not ctx.past_mis_cutoff:
+        if held == 0 and rsi < self.params.oversold and not ctx.past_exit:
             return [ctx.buy(self.params.quantity, reason=f"RSI {rsi:.1f} oversold")]
         if held > 0 and rsi > self.params.overbought:
             return [ctx.sell(held, reason=f"RSI {rsi:.1f} overbought")]

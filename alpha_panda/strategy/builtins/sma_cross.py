@@ -73,8 +73,8 @@ class SmaCross(Strategy):
             if last > 0:
                 return None
             self._sign = 1
-            # turned positive while flat (and, for an intraday strategy, before the cut-off)
-            if last < 0 and ctx.position() == 0 and not ctx.past_mis_cutoff:
+            # turned positive while flat (and, for an intraday strategy, before its exit time)
+            if last < 0 and ctx.position() == 0 and not ctx.past_exit:
                 return [ctx.buy(self.params.quantity, reason="fast SMA crossed above slow")]
             return None
         if diff < 0:

@@ -48,7 +48,7 @@ class VwapReversion(Strategy):
             return None
         held = ctx.position()
         if (held == 0 and price * 10_000 < vwap * (10_000 - self.params.band_bps)
-                and not ctx.past_mis_cutoff):
+                and not ctx.past_exit):
             return [ctx.buy(self.params.quantity, reason="below VWAP band")]
         if held > 0 and price >= vwap:
             return [ctx.sell(held, reason="back at VWAP")]

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, insert
 
 from alpha_panda.adapters.sql.schema import metadata, strategy_configs
-from alpha_panda.adapters.sql.store import StrategyStore, normalize_url
+from alpha_panda.adapters.sql.store import MIGRATIONS, StrategyStore, normalize_url
 from alpha_panda.domain.errors import StrategyConfigError, TransientError, ValidationError
 from alpha_panda.strategy.config import config_from_mapping
 from alpha_panda.testing.postgres import PostgresServer, start_postgres_server
@@ -183,3 +186,29 @@ def test_seed_adds_missing_ids_and_never_overwrites(store: StrategyStore) -> Non
     with pytest.raises(StrategyConfigError, match="unknown strategy"):
         store.seed([{"id": "bad", "strategy": "nope", "instruments": [1]}])
     assert [c["id"] for c in store.list()] == ["momentum", "sma_cross_banks"]
+
+
+def test_rows_stored_before_exit_at_get_what_their_file_would_give_now(url: str) -> None:
+    store = StrategyStore(url)  # (makes the SQLite file's folder)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    engine = create_engine(normalize_url(url))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0002")  # a store written by the previous version
+        for sid, product in (("intraday", "MIS"), ("delivery", "CNC")):
+            conn.execute(insert(strategy_configs).values(
+                id=sid, strategy="sma_cross", instruments=[1], brokers=["paper"], params={},
+                risk={}, execution={}, product=product))
+    engine.dispose()
+    try:
+        assert store.upgrade() == StrategyStore.head()
+        configs, errors = store.load()
+        assert errors == []
+        assert {c.id: c.exit_at for c in configs} == {"intraday": time(15, 15), "delivery": None}
+        # and an MIS strategy saved with exit_at: null keeps it
+        store.put({"id": "held", "strategy": "sma_cross", "instruments": [1], "product": "MIS",
+                   "exit_at": None})
+        assert store.get("held")["exit_at"] is None
+    finally:
+        store.close()

@@ -4,6 +4,7 @@ partial fills by traded volume, depth slippage (backtest and pipeline share the 
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime, time
 from decimal import Decimal
 from typing import Any
 
@@ -12,12 +13,14 @@ import pytest
 
 from alpha_panda.backtest.engine import run_backtest
 from alpha_panda.cli.ticks import spread_over_sessions
+from alpha_panda.domain.clock import IST, ist_date
 from alpha_panda.domain.errors import StrategyConfigError
 from alpha_panda.domain.events import MarketTick, Signal
 from alpha_panda.domain.values import OrderType
 from alpha_panda.execution.config import execution_configs
 from alpha_panda.marketdata.files import TickColumns, generate_random_walk
 from alpha_panda.strategy.base import Context, Strategy
+from alpha_panda.strategy.builtins.sma_cross import SmaCross
 from alpha_panda.strategy.config import StrategyConfig, config_from_mapping
 
 IST_0200 = 1_796_248_800_000_000_000  # 2026-12-03 02:00 IST (a Thursday)
@@ -138,7 +141,7 @@ def test_a_long_only_mis_strategy_stays_long_only_across_square_offs() -> None:
     cols = generate_random_walk(30_000, [341249, 779521], seed=7)
     ticks = replace(cols, ts=spread_over_sessions(cols.ts, 3))
     config = config_from_mapping({"id": "s", "strategy": "sma_cross", "product": "MIS",
-                                  "instruments": [341249, 779521],
+                                  "instruments": [341249, 779521], "exit_at": None,
                                   "params": {"fast": 5, "slow": 20, "quantity": 10}})
     fills = run_backtest([config], ticks).fills
     squared = [f for f in fills if f.origin == "squareoff"]
@@ -147,3 +150,39 @@ def test_a_long_only_mis_strategy_stays_long_only_across_square_offs() -> None:
     for f in fills:
         held[f.instrument_token] = held.get(f.instrument_token, 0) + f.side.sign * f.quantity
         assert held[f.instrument_token] >= 0, f
+
+
+class KeptSma(SmaCross):
+    """``sma_cross`` through the runner's ``process`` (a strategy that keeps its ticks gets
+    real ones), where the backtest inlines it for the others."""
+
+    keeps_ticks = True
+
+
+def test_an_intraday_strategy_is_flat_by_its_exit_time_and_pays_no_square_off() -> None:
+    cols = generate_random_walk(30_000, [341249, 779521], seed=7)
+    ticks = replace(cols, ts=spread_over_sessions(cols.ts, 3))
+    base = {"id": "s", "product": "MIS", "instruments": [341249, 779521],
+            "params": {"fast": 5, "slow": 20, "quantity": 10}}
+    runs = {name: run_backtest([config_from_mapping({**base, "strategy": name})], ticks)
+            for name in ("sma_cross", f"{__name__}:KeptSma")}
+    fills = runs["sma_cross"].fills
+    exits = [f for f in fills if ist_time(f.ts) >= time(15, 15)]
+    # every day it held something at 15:15, closed then, at market, by the runner
+    assert {f.origin for f in fills} == {"signal"}
+    assert exits and all(ist_time(f.ts) < time(15, 16) for f in exits)
+    assert {ist_date(f.ts) for f in exits} == {ist_date(t) for t in ticks.ts.tolist()}
+    held: dict[int, int] = {}
+    for f in fills:
+        held[f.instrument_token] = held.get(f.instrument_token, 0) + f.side.sign * f.quantity
+    assert set(held.values()) == {0}
+    assert runs["sma_cross"].summary["charges"] < run_backtest(
+        [config_from_mapping({**base, "strategy": "sma_cross", "exit_at": None})],
+        ticks).summary["charges"]  # (no ₹59 auto square-off fee)
+    # the backtest's inlined dispatch and the runner's own give the same trades
+    assert [(f.ts, f.side, f.quantity, f.price) for f in fills] == [
+        (f.ts, f.side, f.quantity, f.price) for f in runs[f"{__name__}:KeptSma"].fills]
+
+
+def ist_time(ts: int) -> time:
+    return datetime.fromtimestamp(ts / 1e9, IST).time()

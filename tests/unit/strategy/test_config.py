@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import time
 from pathlib import Path
 
 import pytest
@@ -189,3 +190,28 @@ def test_product_and_market_hours_read_as_a_trader_writes_them() -> None:
     with pytest.raises(StrategyConfigError,
                        match=r"product: Input should be 'CNC' or 'MIS' \(got 'NRML'\)"):
         config_from_mapping({**base, "product": "NRML"})  # F&O: no square-off, no CNC rule
+
+
+def test_an_intraday_strategy_exits_at_1515_unless_its_file_says_otherwise() -> None:
+    base = {"id": "x", "strategy": "sma_cross", "instruments": [1]}
+    assert config_from_mapping({**base, "product": "mis"}).exit_at == time(15, 15)
+    assert config_from_mapping(base).exit_at is None  # delivery: held overnight
+    assert config_from_mapping({**base, "product": "MIS", "exit_at": None}).exit_at is None
+    # as a trader writes it in YAML: quoted, with or without a leading zero
+    written = yaml.safe_load('product: MIS\nexit_at: "9:45"')
+    assert config_from_mapping({**base, **written}).exit_at == time(9, 45)
+    assert config_from_mapping({**base, "exit_at": "15:25"}).exit_at == time(15, 25)  # CNC
+
+
+@pytest.mark.parametrize(("yaml_text", "words"), [
+    # YAML reads an unquoted 15:15 as the number 915 (base 60), which pydantic would take
+    # for 00:15:15
+    ("product: MIS\nexit_at: 15:10", r'exit_at: .*put the IST time in quotes, exit_at: "15:15".*\(got 910\)'),
+    ('product: MIS\nexit_at: "15:20"', "exit_at 15:20 is not before the 15:20 square-off"),
+    ('exit_at: "16:00"', r"exit_at: .*16:00 is outside NSE's session \(09:15-15:30 IST\)"),
+    ('exit_at: "quarter past three"', "exit_at: .*time"),
+])
+def test_a_wrong_exit_time_is_refused_saying_what_to_write(yaml_text: str, words: str) -> None:
+    base = {"id": "x", "strategy": "sma_cross", "instruments": [1]}
+    with pytest.raises(StrategyConfigError, match=words):
+        config_from_mapping({**base, **yaml.safe_load(yaml_text)})

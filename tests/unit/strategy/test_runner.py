@@ -415,23 +415,99 @@ def test_the_mis_cut_off_is_1520_ist_on_the_day_of_the_tick() -> None:
     assert ctx.mis_cutoff_ns == ist_ns(date(2026, 12, 4), time(15, 20))
 
 
-def test_an_intraday_strategy_opens_nothing_past_the_mis_cut_off() -> None:
-    def signals(product: str, at: time) -> list[Signal]:
+def test_an_intraday_strategy_opens_nothing_from_its_exit_time_or_past_the_cut_off() -> None:
+    def signals(product: str, at: time, **file: object) -> list[Signal]:
         config = config_from_mapping({"id": "x", "strategy": "sma_cross", "instruments": [1],
-                                      "product": product, "params": {"fast": 2, "slow": 3}})
+                                      "product": product, "params": {"fast": 2, "slow": 3},
+                                      **file})
         runner = StrategyRunner([config])
         # down, then up: fast crosses above slow on the last tick, while flat
         prices = [100, 99, 98, 97, 99, 103]
         out = []
         for i, price in enumerate(prices):
             out += runner.on_tick(tick(1, price, ist_ns(day, at) + i))
-        assert runner._slots["x"][0].ctx.past_mis_cutoff is (product == "MIS" and at >= cut)
+        ctx = runner._slots["x"][0].ctx
+        assert ctx.past_mis_cutoff is (product == "MIS" and at >= cut)
+        assert runner.statuses()[0].dropped_after_exit == 0  # it did not even ask
         return out
 
     day, cut = date(2026, 12, 3), time(15, 20)
-    assert [s.side for s in signals("MIS", time(15, 19))] == [Side.BUY]
-    assert signals("MIS", time(15, 20)) == []  # it would be rejected MIS_CUTOFF
+    assert [s.side for s in signals("MIS", time(15, 14))] == [Side.BUY]
+    assert signals("MIS", time(15, 15)) == []  # its exit time (15:15 unless the file says)
+    assert [s.side for s in signals("MIS", time(15, 19), exit_at=None)] == [Side.BUY]
+    assert signals("MIS", time(15, 20), exit_at=None) == []  # it would be rejected MIS_CUTOFF
     assert [s.product for s in signals("CNC", time(15, 25))] == [Product.CNC]  # delivery: fine
+    assert signals("CNC", time(14, 0), exit_at="13:30") == []
+
+
+class Scripted(Strategy):
+    """By price: 100 a market buy of 5, 101 a limit buy of 3 at 90, 102 a market buy of 1,
+    103 a market sell of 2; nothing at any other price."""
+
+    def on_tick(self, tick: MarketTick, ctx: Context) -> list[Signal] | None:
+        if tick.last_price == 100:
+            return [ctx.buy(5)]
+        if tick.last_price == 101:
+            return [ctx.buy(3, order_type=OrderType.LIMIT, limit_price=90)]
+        if tick.last_price == 102:
+            return [ctx.buy(1)]
+        if tick.last_price == 103:
+            return [ctx.sell(2)]
+        return None
+
+
+def test_from_its_exit_time_the_runner_cancels_then_closes_what_filled_once_per_quantity() -> None:
+    config = config_from_mapping({"id": "r", "strategy": f"{__name__}:Scripted",
+                                  "instruments": [1], "product": "MIS"})
+    runner = StrategyRunner([config])
+    ctx = runner._slots["r"][0].ctx
+    day = date(2026, 12, 3)
+
+    def at(hh: int, mm: int, price: int, s: int = 0) -> list[Signal] | None:
+        return runner.process(tick(1, price, ist_ns(day, time(hh, mm, s))))
+
+    def fill(oid: str, side: Side, qty: int, origin: str = "signal") -> OrderFilled:
+        return OrderFilled(order_id=oid, fill_id=f"f-{oid}", strategy_id="r", instrument_token=1,
+                           side=side, quantity=qty, price=100, cumulative_quantity=qty,
+                           leaves_quantity=0, average_price=100, origin=origin)  # type: ignore[arg-type]
+
+    assert [(s.side, s.quantity) for s in at(15, 0, 100) or []] == [(Side.BUY, 5)]
+    runner.on_fill(fill("a", Side.BUY, 5))
+    assert [s.limit_price for s in at(15, 1, 101) or []] == [90]
+    runner.on_order_submitted(submitted("b", 3))
+    assert (ctx.position(), ctx.filled(), len(ctx.open_orders())) == (8, 5, 1)
+    assert not ctx.past_exit
+
+    # 15:15: its buy is dropped (it would add), its resting order is cancelled first
+    assert at(15, 15, 102) == [] and ctx.past_exit
+    assert [o.order_id for _, o in runner.take_cancels()] == ["b"]
+    assert runner.statuses()[0].dropped_after_exit == 1
+    assert at(15, 15, 99, 1) is None and runner.take_cancels() == []  # asked once
+    runner.on_order_cancelled("r", 1, Side.BUY, 3, order_id="b")
+
+    # nothing works any more: what filled is closed at market, in the file's product
+    [close] = at(15, 16, 99) or []
+    assert (close.side, close.quantity, close.order_type, close.product, close.reason) == (
+        Side.SELL, 5, OrderType.MARKET, Product.MIS, "exit_at 15:15")
+    assert at(15, 16, 99, 1) is None  # on its way: not twice
+    runner.on_signal_rejected(close)  # (a risk limit refused it)
+    assert ctx.position() == 5 and at(15, 16, 99, 2) is None  # not again on every tick
+    runner.on_fill(fill("z", Side.BUY, 1, origin="bracket"))  # a late fill: 6 held now
+    [again] = at(15, 17, 103) or []  # its own sell of 2 reduces: it goes, the close waits
+    assert (again.side, again.quantity, again.reason) == (Side.SELL, 2, "")
+    runner.on_fill(fill("y", Side.SELL, 2))
+    [last] = at(15, 18, 99) or []
+    assert (last.side, last.quantity) == (Side.SELL, 4)
+
+    # past the cut-off the exchange squares off: the runner only keeps it from opening
+    runner.on_signal_rejected(last)
+    assert at(15, 20, 99) is None and at(15, 21, 102) is None
+    # the next day it trades as usual until its exit time
+    runner.on_fill(fill("sq", Side.SELL, 4, origin="squareoff"))
+    assert ctx.position() == 0
+    [opened] = runner.process(tick(1, 100, ist_ns(date(2026, 12, 4), time(9, 20)))) or []
+    assert (opened.side, opened.quantity) == (Side.BUY, 5)
+    assert runner.statuses()[0].dropped_after_exit == 2
 
 
 def test_a_refused_cancel_lets_the_strategy_ask_again() -> None:
