@@ -24,6 +24,7 @@ committing redelivers the signal, finds the tag, and emits the same event.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -41,6 +42,7 @@ from alpha_panda.adapters.zerodha.order_sync import (
 )
 from alpha_panda.adapters.zerodha.session import require_live_session
 from alpha_panda.adapters.zerodha.ticker import POSTBACKS
+from alpha_panda.domain.clock import ist_date
 from alpha_panda.domain.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -58,6 +60,7 @@ from alpha_panda.domain.events import (
     Envelope,
     KillSwitchSet,
     OrderCancelled,
+    OrderFilled,
     OrderRejected,
     OrderSubmitted,
     Origin,
@@ -66,7 +69,9 @@ from alpha_panda.domain.events import (
     derive_id,
     new_envelope,
 )
+from alpha_panda.domain.values import Product
 from alpha_panda.execution.costs import CostModel, Segment
+from alpha_panda.execution.netting import CncNetting
 from alpha_panda.execution.zerodha.orders import (
     is_our_tag,
     kite_order_params,
@@ -367,21 +372,50 @@ class ZerodhaEngine:
         return order_emit(BROKER, rejected, cause=event, source=SOURCE, ts=event.ts)
 
 
-def kite_charges(costs: CostModel, instruments: InstrumentMaster
-                 ) -> Callable[[TrackedOrder, int, int], Charges]:
-    """Zerodha's charges of a fill from the rate card, per order as contract notes show."""
-    def charges(order: TrackedOrder, before: int, after: int) -> Charges:
-        inst = instruments.get(order.instrument_token)
-        exchange = {"NFO": "NSE", "BFO": "BSE"}.get(inst.exchange, inst.exchange) if inst else "NSE"
-        options = bool(inst and inst.instrument_type in ("CE", "PE"))
+class KiteCharges:
+    """Zerodha's charges of a live fill from the rate card, as the paper exchange charges
+    its own: per order, as contract notes show, and a CNC fill through its IST day's
+    netting book (``CncNetting``), so a CNC buy and sell of one stock on one day pay
+    intraday rates and only what does not net off pays delivery's (and, once a day, DP)."""
+
+    def __init__(self, costs: CostModel, instruments: InstrumentMaster) -> None:
+        self._costs = costs
+        self._instruments = instruments
+        self._netting: dict[str, CncNetting] = {}  # by exchange
+
+    def __call__(self, order: TrackedOrder, quantity: int, price: int, ts: int,
+                 cumulative: int, before: int, after: int) -> Charges:
+        exchange, segment = self._where(order.instrument_token, order.product)
         try:
-            return costs.fill_charges(Segment.for_product(order.product, options=options),
-                                      order.side, before, after, exchange)
+            if segment is Segment.EQUITY_DELIVERY:
+                return self._cnc(exchange).fill_charges(
+                    order.strategy_id, order.instrument_token, ist_date(ts), order.order_id,
+                    cumulative, order.side, quantity, price, ts)
+            return self._costs.fill_charges(segment, order.side, before, after, exchange)
         except ValidationError as exc:
             log_.warning("zerodha.no_rate_card", instrument_token=order.instrument_token,
                          error=str(exc))
             return NO_CHARGES
-    return charges
+
+    def recorded(self, fill: OrderFilled) -> None:
+        exchange, segment = self._where(fill.instrument_token, fill.product)
+        if segment is Segment.EQUITY_DELIVERY:
+            with contextlib.suppress(ValidationError):  # (charged nothing then: see above)
+                self._cnc(exchange).fill_charges(
+                    fill.strategy_id, fill.instrument_token, ist_date(fill.ts), fill.order_id,
+                    fill.cumulative_quantity, fill.side, fill.quantity, fill.price, fill.ts)
+
+    def _where(self, token: int, product: Product) -> tuple[str, Segment]:
+        inst = self._instruments.get(token)
+        exchange = {"NFO": "NSE", "BFO": "BSE"}.get(inst.exchange, inst.exchange) if inst else "NSE"
+        options = bool(inst and inst.instrument_type in ("CE", "PE"))
+        return exchange, Segment.for_product(product, options=options)
+
+    def _cnc(self, exchange: str) -> CncNetting:
+        netting = self._netting.get(exchange)
+        if netting is None:
+            netting = self._netting[exchange] = CncNetting(self._costs, exchange)
+        return netting
 
 
 class ZerodhaTradingProcessor(StreamProcessor):
@@ -509,7 +543,7 @@ def build_zerodha_engine(settings: Any, log: Log, processor_settings: ProcessorS
     instruments = InstrumentMaster()
     book = OrderBook()
     sync = ZerodhaOrderSync(log, kite, book, poll_interval_s=zs.poll_interval_s,
-                            charges=kite_charges(costs or CostModel.load(), instruments))
+                            charges=KiteCharges(costs or CostModel.load(), instruments))
     engine = ZerodhaEngine(kite, instruments, book, market_protection=zs.market_protection)
     return ZerodhaTradingProcessor(log, zs, kite, instruments, engine, sync,
                                    processor_settings or ProcessorSettings())

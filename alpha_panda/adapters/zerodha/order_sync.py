@@ -107,6 +107,8 @@ class ZerodhaOrderSync:
                     for r in records:
                         env = CODEC.decode(r.value)
                         self.book.apply(env.data, env.correlation_id)
+                        if self._charges is not None and isinstance(env.data, OrderFilled):
+                            self._charges.recorded(env.data)
                         n += 1
                     offset = records[-1].offset + 1
         return n

@@ -14,8 +14,9 @@ in memory only).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from alpha_panda.domain.events import (
     NO_CHARGES,
@@ -31,8 +32,22 @@ from alpha_panda.domain.values import Product, Side, Validity
 from alpha_panda.execution.zerodha.orders import KiteOrder, KiteTrade, is_our_tag
 
 OrderEvent = OrderSubmitted | OrderFilled | OrderRejected | OrderCancelled
-ChargesFn = Callable[["TrackedOrder", int, int], Charges]
-"""Charges of a fill: (order, turnover before, turnover after) in paise."""
+
+
+class ChargesFn(Protocol):
+    """Zerodha's charges of our fills, which may depend on the day's earlier ones (a CNC
+    sell nets against the day's CNC buys)."""
+
+    def __call__(self, order: TrackedOrder, quantity: int, price: int, ts: int,
+                 cumulative: int, before: int, after: int) -> Charges:
+        """Charges of a fill of ``quantity`` at ``price`` (paise) at ``ts``, taking the
+        order's filled quantity to ``cumulative`` and its turnover from ``before`` to
+        ``after``."""
+        ...
+
+    def recorded(self, fill: OrderFilled) -> None:
+        """A fill recorded before a restart (its charges stand): later fills count it."""
+        ...
 
 
 def fill_id(order_id: str, trade_id: str) -> str:
@@ -151,7 +166,8 @@ def diff(book: OrderBook, kite_orders: Iterable[KiteOrder], trades: Iterable[Kit
                 instrument_token=o.instrument_token, side=o.side, quantity=t.quantity, price=t.price,
                 cumulative_quantity=cum, leaves_quantity=o.quantity - cum,
                 average_price=_div_round(after, cum), product=o.product,
-                charges=charges(o, before, after) if charges else NO_CHARGES,
+                charges=(charges(o, t.quantity, t.price, t.fill_ns, cum, before, after)
+                         if charges else NO_CHARGES),
                 broker_order_id=o.broker_order_id, ts=t.fill_ns, origin=o.origin)
             book.apply(fill)
             out.append((o, fill))

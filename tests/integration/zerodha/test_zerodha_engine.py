@@ -30,7 +30,8 @@ from alpha_panda.domain.events import (
     derive_id,
     new_envelope,
 )
-from alpha_panda.domain.values import OrderType, Product
+from alpha_panda.domain.values import OrderType, Product, Side
+from alpha_panda.execution.costs import CostModel, Segment
 from alpha_panda.execution.zerodha import OrderBook, order_tag
 from alpha_panda.observability.health import State
 from alpha_panda.services.zerodha_engine import (
@@ -372,3 +373,29 @@ async def test_a_failed_strategys_open_orders_are_cancelled_and_no_others(
     [cancel] = await order_events(log, "cancelled")
     assert cancel.data.strategy_id == "s1"
     assert sorted(o["status"] for o in fake.orders.values()) == ["CANCELLED", "OPEN"]
+
+
+async def test_a_same_day_cnc_round_trip_is_charged_intraday_rates_across_a_restart(
+        settings: ZerodhaSettings, session: KiteSession, fake: FakeKite, log: MemoryLog) -> None:
+    # Zerodha nets a CNC buy and sell of one stock on one day as an intraday trade, as the
+    # paper exchange does; the live engine charged the sell delivery's STT on top
+    await append(log, signal_envelope(1, quantity=5))
+    trading = build_zerodha_engine(settings, log, FAST)
+    stop, task = await _run(trading)
+    await wait_for(lambda: _has(log, "filled", 1))
+    stop.set()
+    await asyncio.wait_for(task, 10)
+
+    await append(log, signal_envelope(2, quantity=5, side=Side.SELL))
+    restarted = build_zerodha_engine(settings, log, FAST)  # it rebuilds the day's CNC book
+    stop, task = await _run(restarted)
+    await wait_for(lambda: _has(log, "filled", 2))
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    buy, sell = (e.data for e in await order_events(log, "filled"))
+    assert (buy.side, sell.side, buy.product) == (Side.BUY, Side.SELL, Product.CNC)
+    costs = CostModel.load()
+    intraday = (costs.fill_charges(Segment.EQUITY_INTRADAY, Side.BUY, 0, 5 * buy.price).total
+                + costs.fill_charges(Segment.EQUITY_INTRADAY, Side.SELL, 0, 5 * sell.price).total)
+    assert buy.charges.total + sell.charges.total == intraday
+    assert sell.charges.stt < 0  # the buy's delivery STT given back

@@ -1,0 +1,64 @@
+"""The live engine charges its fills as Zerodha's contract notes do, as paper does: a CNC buy
+and sell of one stock on one day net off at intraday rates, across a restart too."""
+
+from __future__ import annotations
+
+from datetime import date, time
+
+from alpha_panda.adapters.zerodha.instruments import InstrumentMaster
+from alpha_panda.domain.clock import ist_ns
+from alpha_panda.domain.events import Charges, OrderFilled
+from alpha_panda.domain.values import Product, Side, Validity
+from alpha_panda.execution.costs import CostModel, Segment
+from alpha_panda.execution.zerodha.reconcile import TrackedOrder
+from alpha_panda.services.zerodha_engine import KiteCharges
+
+COSTS = CostModel.load()
+HDFCBANK = 341249
+DAY = date(2026, 12, 3)
+
+
+def order(oid: str, side: Side, product: Product = Product.CNC) -> TrackedOrder:
+    return TrackedOrder(oid, f"kite-{oid}", "s", HDFCBANK, side, 4, product, Validity.DAY, "tag")
+
+
+def fill(charges: KiteCharges, o: TrackedOrder, price: int, at: time, day: date = DAY) -> OrderFilled:
+    """One fill of the whole order, charged as the engine's order sync charges it."""
+    ts = ist_ns(day, at)
+    paid = charges(o, 4, price, ts, 4, 0, 4 * price)
+    return OrderFilled(order_id=o.order_id, fill_id=f"f-{o.order_id}", strategy_id="s",
+                       instrument_token=HDFCBANK, side=o.side, quantity=4, price=price,
+                       cumulative_quantity=4, leaves_quantity=0, average_price=price,
+                       product=o.product, charges=paid, ts=ts)
+
+
+def total(*charges: Charges) -> int:
+    return sum(c.total for c in charges)
+
+
+def test_a_same_day_cnc_round_trip_costs_what_the_same_mis_orders_cost() -> None:
+    kite = KiteCharges(COSTS, InstrumentMaster())
+    buy = fill(kite, order("b", Side.BUY), 1000_00, time(10, 0))
+    assert buy.charges.stt == COSTS.fill_charges(Segment.EQUITY_DELIVERY, Side.BUY, 0, 4000_00).stt
+    sell = fill(kite, order("s", Side.SELL), 1001_00, time(11, 0))
+    mis = (COSTS.fill_charges(Segment.EQUITY_INTRADAY, Side.BUY, 0, 4000_00),
+           COSTS.fill_charges(Segment.EQUITY_INTRADAY, Side.SELL, 0, 4004_00))
+    assert total(buy.charges, sell.charges) == total(*mis)
+    # charged per fill as delivery, it was the walkthrough's ₹8.88 against paper's ₹4.24
+    delivery = COSTS.fill_charges(Segment.EQUITY_DELIVERY, Side.SELL, 0, 4004_00)
+    assert total(buy.charges, sell.charges) < total(buy.charges, delivery)
+
+    # after a restart, the engine's recorded fills are counted again: the sell pays the same
+    again = KiteCharges(COSTS, InstrumentMaster())
+    again.recorded(buy)
+    assert fill(again, order("s", Side.SELL), 1001_00, time(11, 0)).charges == sell.charges
+
+
+def test_a_sell_on_a_later_day_is_delivery_and_mis_is_never_netted() -> None:
+    kite = KiteCharges(COSTS, InstrumentMaster())
+    fill(kite, order("b", Side.BUY), 1000_00, time(10, 0))
+    later = fill(kite, order("s", Side.SELL), 1001_00, time(10, 0), date(2026, 12, 4))
+    delivery = COSTS.fill_charges(Segment.EQUITY_DELIVERY, Side.SELL, 0, 4004_00)
+    assert later.charges.total == delivery.total + COSTS.dp_charge(Segment.EQUITY_DELIVERY)
+    mis = fill(kite, order("m", Side.SELL, Product.MIS), 1001_00, time(11, 0))
+    assert mis.charges == COSTS.fill_charges(Segment.EQUITY_INTRADAY, Side.SELL, 0, 4004_00)
