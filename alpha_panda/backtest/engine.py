@@ -294,9 +294,10 @@ class _Engine:
 
     def halt(self, ts: int) -> None:
         """Strategies that failed at the tick of ``ts`` lose their open orders, as the
-        pipeline's engines cancel them on the runner's ``StrategyHalted``."""
+        pipeline's engines cancel them on the runner's ``StrategyHalted``; a bracket's
+        stop-loss and target stay, protecting what filled."""
         for sid, _ in self.runner.take_halted():
-            self.route(self.venue.kill(ts, sid))
+            self.route(self.venue.kill(ts, sid, keep_exits=True))
 
     def cancel(self, ts: int) -> None:
         """The cancels strategies asked for at the tick of ``ts`` (``ctx.cancel``), as the

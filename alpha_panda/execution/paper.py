@@ -137,8 +137,11 @@ class PaperExchange(MisSquareOff):
         # every tick: a plain int).
         self._tick_day: dict[int, date] = {}
         self._day_end: dict[int, int] = {}
-        # Event times the kill switch (key None) or a strategy's halt was set at, ascending.
+        # Event times the kill switch (key None) or a strategy's halt with flatten was set
+        # at, ascending; and a halt without flatten, which stops only the strategy's own
+        # orders (``kill``'s ``keep_exits``).
         self._kills: dict[str | None, list[int]] = {}
+        self._halts: dict[str, list[int]] = {}
         # Order id -> event time and reason (``user``, ``strategy``) of a cancel that came
         # before the order did.
         self._user_cancels: dict[str, tuple[int, str]] = {}
@@ -394,17 +397,25 @@ class PaperExchange(MisSquareOff):
                 fills[e.order_id] = max(fills.get(e.order_id, -1), e.ts)
         self._recorded_cancels, self._recorded_fills = cancels, fills
 
-    def kill(self, at_ns: int, strategy_id: str | None = None) -> list[Payload]:
+    def kill(self, at_ns: int, strategy_id: str | None = None, *,
+             keep_exits: bool = False) -> list[Payload]:
         """The kill switch, set at ``at_ns`` in event time (or, with ``strategy_id``, that
-        strategy's halt after it raised): every order (of the strategy) placed by then is
-        cancelled (reason ``kill_switch``, ``strategy_halted``) and fills on no tick after
-        it, including one still on its way (latency), one processed later (a lagging engine,
-        a rebuild, which replays the control topic before the signals) and a bracket's legs
-        placed later. Orders placed after it are not touched: the risk manager lets only
-        the kill switch's flatten orders through (placed just after it), and a halted
-        strategy signals no more.
+        strategy's halt): every order (of the strategy) placed by then is cancelled (reason
+        ``kill_switch``, ``strategy_halted``) and fills on no tick after it, including one
+        still on its way (latency), one processed later (a lagging engine, a rebuild, which
+        replays the control topic before the signals) and a bracket's legs placed later.
+        Orders placed after it are not touched: the risk manager lets only the flatten
+        orders through (placed just after it), and a halted strategy signals no more.
+
+        ``keep_exits`` (a halt without flatten: the strategy raised, or the trader halted
+        it and keeps its positions): only the strategy's own orders are stopped, and the
+        system's work on: a bracket's stop-loss and target keep protecting what filled.
         """
-        kills = self._kills.setdefault(strategy_id, [])
+        if keep_exits:
+            assert strategy_id is not None
+            kills = self._halts.setdefault(strategy_id, [])
+        else:
+            kills = self._kills.setdefault(strategy_id, [])
         if at_ns in kills:
             return []  # redelivered
         insort(kills, at_ns)
@@ -412,7 +423,8 @@ class PaperExchange(MisSquareOff):
         out: list[Payload] = []
         for order in self.open_orders():
             if (order.created_ns <= at_ns and order.status.is_open
-                    and strategy_id in (None, order.strategy_id)):
+                    and strategy_id in (None, order.strategy_id)
+                    and not (keep_exits and order.origin != "signal")):
                 self._stop(order, at_ns, reason, out)
         if self._late:
             self._squareoff_late(out)
@@ -741,7 +753,7 @@ class PaperExchange(MisSquareOff):
             order.expires_ns = close
         if order.product is _MIS:
             order.cutoff_ns = sess.cutoff
-        if self._kills or self._user_cancels or self._recorded_cancels:
+        if self._kills or self._halts or self._user_cancels or self._recorded_cancels:
             self._stopped_before(order)
         self._orders[order.order_id] = order
 
@@ -757,8 +769,10 @@ class PaperExchange(MisSquareOff):
             return
         filled_until = self._recorded_fills.get(order.order_id, -1)
         stops: list[tuple[int, str]] = []
-        for key, reason in ((None, "kill_switch"), (order.strategy_id, "strategy_halted")):
-            kills = self._kills.get(key)
+        for kills, reason in ((self._kills.get(None), "kill_switch"),
+                              (self._kills.get(order.strategy_id), "strategy_halted"),
+                              (self._halts.get(order.strategy_id) if order.origin == "signal"
+                               else None, "strategy_halted")):
             if kills and kills[-1] >= order.created_ns:
                 stops.append((kills[bisect_left(kills, order.created_ns)], reason))
         if self._user_cancels:

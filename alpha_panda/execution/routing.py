@@ -107,10 +107,11 @@ class PaperVenue:
     def needs_tick(self, instrument_token: int) -> bool:
         return any(ex.needs_tick(instrument_token) for ex in self._exchanges)
 
-    def kill(self, at_ns: int, strategy_id: str | None = None) -> list[Payload]:
+    def kill(self, at_ns: int, strategy_id: str | None = None, *,
+             keep_exits: bool = False) -> list[Payload]:
         """The kill switch (or one strategy's halt) on every exchange of the venue
         (``PaperExchange.kill``)."""
         out: list[Payload] = []
         for exchange in self._exchanges:
-            out += exchange.kill(at_ns, strategy_id)
+            out += exchange.kill(at_ns, strategy_id, keep_exits=keep_exits)
         return out

@@ -82,7 +82,8 @@ class PaperEngineHandler:
             at = data.market_ts if data.by_trader else event.ts
             if at is None:  # asked before any tick reached the log: no order was placed
                 return ()
-            payloads = self.exchange.kill(at, data.strategy_id)
+            # its own orders go; a bracket's exits stay unless its positions are flattened
+            payloads = self.exchange.kill(at, data.strategy_id, keep_exits=not data.flatten)
             ts = at
         elif isinstance(data, SignalValidated):
             if event.broker != BROKER:

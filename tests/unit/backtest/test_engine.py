@@ -191,7 +191,7 @@ def naive(configs: list[StrategyConfig], cols: TickColumns, source: str, *,
             route(venue.cancel(order.order_id, tick.ts, "strategy"))
         for failed, _ in runner.take_halted():
             if halt:
-                route(venue.kill(tick.ts, failed))
+                route(venue.kill(tick.ts, failed, keep_exits=True))
     return fills, ledger
 
 
@@ -305,6 +305,38 @@ def test_a_failed_strategys_resting_orders_are_cancelled_and_never_fill() -> Non
     assert [f.quantity for f in fills] == [5]
     fills, _ = naive([crash, SMA], TICKS, "replay:t.csv")
     assert fills == result.fills
+
+
+class BracketThenCrash(Strategy):
+    """A market buy of 5 with a stop-loss at 890 and a target at 920 at its first tick, then
+    a bug at its third."""
+
+    def setup(self) -> None:
+        self.n = 0
+
+    def on_tick(self, tick: MarketTick, ctx: Context) -> list[Signal] | None:
+        self.n += 1
+        if self.n == 1:
+            return [ctx.buy(5, stop_loss=890_00, take_profit=920_00)]
+        if self.n == 3:
+            raise RuntimeError("bug after entering")
+        return None
+
+
+def test_a_failed_strategys_stop_loss_keeps_protecting_what_it_holds() -> None:
+    # its own orders go when it fails, but not a bracket's exits: the position it holds
+    # stays protected (they used to be cancelled, leaving it open until the square-off)
+    prices = [900_00, 901_00, 902_00, 895_00, 889_00, 880_00]
+    ticks = TickColumns(ts=ist_ns(date(2026, 12, 3), time(10)) + np.arange(6) * 10**9,
+                        instrument_token=np.full(6, 11, dtype=np.int64),
+                        last_price=np.array(prices, dtype=np.int64), volume=np.ones(6, dtype=np.int64))
+    result = run_backtest([cfg("b", f"{__name__}:BracketThenCrash", [11])], ticks)
+    assert result.summary["strategies_failed"] == ["b"]
+    assert [(f.side, f.quantity, f.price, f.origin) for f in result.fills] == [
+        (Side.BUY, 5, 900_00, "signal"), (Side.SELL, 5, 889_00, "bracket")]
+    assert result.summary["open_positions"] == 0
+    fills, _ = naive([cfg("b", f"{__name__}:BracketThenCrash", [11])], ticks, "t")
+    assert [(f.side, f.origin) for f in fills] == [(Side.BUY, "signal"), (Side.SELL, "bracket")]
 
 
 def test_equity_samples_and_drawdown() -> None:

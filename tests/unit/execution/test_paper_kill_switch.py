@@ -17,6 +17,7 @@ from alpha_panda.domain.events import (
     new_envelope,
 )
 from alpha_panda.domain.values import OrderType, Product, Side
+from alpha_panda.execution.orders import order_id_for
 from alpha_panda.execution.paper import ExecutionConfig, PaperExchange
 from alpha_panda.execution.routing import PaperVenue
 from alpha_panda.services.paper_engine import PaperEngineHandler
@@ -190,3 +191,42 @@ def test_a_rebuild_follows_what_an_engine_that_read_the_switch_late_did() -> Non
     for ts, sid, s in signals:
         rebuilt_out += y.submit(sid, s, ts)
     assert outcome(rebuilt_out) == outcome(live_out)
+
+
+def test_a_halt_without_flatten_leaves_a_brackets_exits_and_a_rebuild_agrees() -> None:
+    # the strategy raised (or the trader halted it, keeping its positions): its own orders
+    # go, and the stop-loss and target of what it bought keep protecting it; with flatten,
+    # its positions are closed at market, so the exits go too
+    entry = sig(Side.BUY, 5, stop_loss=990_00, take_profit=1004_00)
+    rest = limit(Side.BUY, 980_00)
+
+    def run(keep_exits: bool, rebuild: bool) -> list[tuple[Any, ...]]:
+        x, out = ex(), []
+        if rebuild:  # the control topic before the signals
+            out += x.kill(KILL, "s1", keep_exits=keep_exits)
+        out += x.submit("entry", entry, T0 + 1 * MS)
+        out += x.submit("rest", rest, T0 + 1 * MS)
+        for t in TICKS:
+            out += x.on_tick(t)
+            if not rebuild and t.ts == KILL:
+                out += x.kill(KILL, "s1", keep_exits=keep_exits)
+        return sorted((type(e).__name__, e.order_id, e.ts, getattr(e, "reason", None),
+                       e.origin) for e in out if isinstance(e, OrderFilled | OrderCancelled))
+
+    kept = run(keep_exits=True, rebuild=False)
+    rested = order_id_for("rest")
+    assert [(o == rested, ms(ts), reason, origin) for _, o, ts, reason, origin in sorted(
+        kept, key=lambda e: (e[2], e[0]))] == [
+        (False, 1, None, "signal"),  # the entry
+        (True, 10, "strategy_halted", "signal"),  # its resting buy, at the halt
+        (False, 17, "oco", "bracket"),  # the target filled at 1005 (17 ms), and its stop
+        (False, 17, None, "bracket")]  # is cancelled
+    assert run(keep_exits=True, rebuild=True) == kept
+    flattened = run(keep_exits=False, rebuild=False)
+    assert [(kind, ms(ts), reason, origin) for kind, _, ts, reason, origin in flattened
+            if origin == "bracket"] == [("OrderCancelled", 10, "strategy_halted", "bracket")] * 2
+    assert run(keep_exits=False, rebuild=True) == flattened
+
+
+def ms(ts: int) -> int:
+    return (ts - T0) // MS
