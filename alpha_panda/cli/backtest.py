@@ -90,15 +90,23 @@ def backtest_command(
             rows = run_grid(configs, ticks, on_done=_bar if not quiet else None,
                             source=tick_source(data), **options)
             _print_grid(rows, list(spec), json_out, load_s)
-            return
+            if report is None:
+                return
+            # the report is one run's: the best combination's, run again
+            config = next(c for c in configs if c.params == rows[0]["params"])
         result = run_backtest(config, ticks, source=tick_source(data), load_s=load_s,
-                              progress=_bar if show else False, **options)
+                              progress=_bar if show and not grid else False, **options)
     except AlphaPandaError as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2) from None
     if report is not None:
-        report.write_text(render_html(result, ticks, f"Backtest: {config.id} on {data.name}"))
-        typer.echo(f"report written to {report}", err=True)
+        best = (" (the best combination: "
+                + ", ".join(f"{k}={config.params[k]}" for k in parse_grid(grid)) + ")"
+                if grid else "")
+        report.write_text(render_html(result, ticks, f"Backtest: {config.id} on {data.name}{best}"))
+        typer.echo(f"report{best} written to {report}", err=True)
+    if grid:
+        return  # (its figures are the table's first row)
     if json_out:
         typer.echo(result.to_json())
     else:

@@ -32,6 +32,21 @@ async def _strategies(s: Settings) -> str:
     return f"{len(configs)} strategies load: {', '.join(c.id for c in configs)}"
 
 
+async def _risk(s: Settings) -> str:
+    """The limits ``run`` would build for each broker that trades (a strategy file's own
+    errors are the strategies check's)."""
+    from alpha_panda.services.app import load_strategies
+    from alpha_panda.services.risk_config import risk_config_for
+
+    configs, _ = load_strategies(s)
+    brokers = ["paper", "zerodha"] if s.zerodha.live_enabled else ["paper"]
+    for broker in brokers:
+        risk_config_for(s, broker, configs)
+    limited = [c.id for c in configs if c.risk]
+    return (f"limits valid for {' and '.join(brokers)}"
+            + (f"; own limits: {', '.join(limited)}" if limited else ""))
+
+
 async def _log(s: Settings) -> str:
     from alpha_panda.services.logs import embedded_file, open_log
 
@@ -96,6 +111,12 @@ async def _feed(s: Settings) -> str:
 
 async def _live(s: Settings) -> str:
     if not s.zerodha.live_enabled:
+        from alpha_panda.services.app import load_strategies
+
+        routed = [c.id for c in load_strategies(s)[0] if "zerodha" in c.brokers]
+        if routed:
+            return (f"live trading off: {', '.join(routed)} list zerodha, and none of their "
+                    "orders goes to Kite (ALPHA_PANDA_ZERODHA__LIVE_ENABLED=true to trade)")
         return "live trading off (paper only)"
     from alpha_panda.adapters.zerodha.session import ns_to_ist, require_live_session
 
@@ -105,7 +126,7 @@ async def _live(s: Settings) -> str:
 
 
 CHECKS: list[tuple[str, Callable[[Settings], Awaitable[str]]]] = [
-    ("strategies", _strategies), ("log", _log), ("cache", _cache), ("api port", _port),
+    ("strategies", _strategies), ("risk", _risk), ("log", _log), ("cache", _cache), ("api port", _port),
     ("feed", _feed), ("zerodha", _live),
 ]
 

@@ -98,6 +98,22 @@ def test_grid_ranks_every_combination(files: tuple[Path, Path]) -> None:
     assert nets == sorted(nets, reverse=True)
 
 
+
+def test_a_grid_with_a_report_reports_the_best_combination(files: tuple[Path, Path],
+                                                            tmp_path: Path) -> None:
+    # it wrote nothing and exited 0
+    spec, data = files
+    page = tmp_path / "best.html"
+    code, out, err = run("backtest", "--strategy", str(spec), "--data", str(data), "--json",
+                         "--grid", "fast=3,5", "--grid", "slow=10,20", "--quiet",
+                         "--report", str(page))
+    best = json.loads(out)["grid"][0]
+    combination = f"fast={best['params']['fast']}, slow={best['params']['slow']}"
+    assert code == 0 and f"report (the best combination: {combination}) written" in err
+    assert f"(the best combination: {combination})</title>" in page.read_text()
+    assert f"net_pnl {best['strategies']['sma']['net_pnl']}" in page.read_text()
+
+
 def test_errors_go_to_stderr_with_the_file_and_field(files: tuple[Path, Path], tmp_path: Path) -> None:
     _, data = files
     bad = tmp_path / "bad.yaml"

@@ -36,3 +36,22 @@ async def test_an_existing_log_is_opened_and_its_topics_counted(tmp_path: Path) 
 async def test_a_log_that_cannot_be_created_there_fails(tmp_path: Path) -> None:
     ok, detail = await _log_check(Path("/proc/no/such/data"))
     assert not ok and "cannot be created there" in detail
+
+
+async def test_risk_limits_run_would_refuse_fail_the_check_naming_the_limit(tmp_path: Path) -> None:
+    settings = Settings().model_copy(update={"data_dir": tmp_path})
+    [risk] = [r for r in await run_checks(settings) if r.name == "risk"]
+    assert risk.ok and risk.detail.startswith("limits valid for paper")
+    typo = settings.model_copy(update={"risk": {"global": {"daily_los": 3000}}})
+    [risk] = [r for r in await run_checks(typo) if r.name == "risk"]
+    assert not risk.ok and "daily_los" in risk.detail
+
+
+async def test_strategies_listing_zerodha_while_live_is_off_are_named(tmp_path: Path) -> None:
+    strategies = tmp_path / "strategies"
+    strategies.mkdir()
+    (strategies / "both.yaml").write_text(
+        "id: both\nstrategy: sma_cross\ninstruments: [341249]\nbrokers: [paper, zerodha]\n")
+    settings = Settings().model_copy(update={"data_dir": tmp_path, "strategies_dir": strategies})
+    [live] = [r for r in await run_checks(settings) if r.name == "zerodha"]
+    assert live.ok and live.detail.startswith("live trading off: both list zerodha")
