@@ -140,6 +140,9 @@ def run_summary(system: SystemRun) -> dict[str, Any]:
         elapsed_s=round(elapsed, 6),
         ticks_per_s=round(published / elapsed) if elapsed > 0 else 0,
         ticks_published=published,
+        # files that did not load (each message names the file and the field): they did not
+        # run, so the figures lack them (the run exits 1, as for strategies_failed)
+        strategies_invalid=[str(e) for e in p.config_errors] if p else [],
     )
     return out
 

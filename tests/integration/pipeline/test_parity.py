@@ -83,7 +83,7 @@ async def test_pipeline_replay_equals_backtest(tmp_path: Path, tick_file, costs:
     run = await both(tmp_path, path, tmp_path / "strategies")
     live, backtest = run.live, run.backtest
     assert {k: live[k] for k in FIGURES} == {k: backtest.summary[k] for k in FIGURES}
-    assert list(live) == [*backtest.summary, "ticks_published"]  # same fields, same order
+    assert list(live) == [*backtest.summary, "ticks_published", "strategies_invalid"]
     assert live["ticks_published"] == 8000 and live["sharpe"] is None  # one trading day
     # per strategy: the account's figures, strategy by strategy
     assert list(live["strategies"]) == ["a", "b"]

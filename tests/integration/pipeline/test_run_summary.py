@@ -50,4 +50,7 @@ def test_an_invalid_strategy_file_makes_the_run_exit_1(tmp_path: Path, tick_file
     assert result.exit_code == 1, result.output
     assert "1 strategy file(s) invalid, so not run:" in result.stderr
     assert "typo.yaml: params" in result.stderr
-    assert json.loads(result.stdout.strip().splitlines()[-1])["fills"] == 0
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["fills"] == 0
+    [invalid] = summary["strategies_invalid"]  # a script reading only the JSON sees it too
+    assert "typo.yaml: params: fast (30) must be smaller than slow (10)" in invalid
