@@ -11,10 +11,13 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Final
 
+from alpha_panda.domain.clock import ist_date, ist_ns
 from alpha_panda.domain.events import NO_CHARGES, OrderFilled
 from alpha_panda.domain.values import Product, to_rupees
+from alpha_panda.execution.market import MarketCalendar
 from alpha_panda.portfolio.ledger import Position, PositionLedger
 
 NS_PER_S: Final = 1_000_000_000
@@ -41,8 +44,9 @@ FIGURES: Final = {
               "day vs the previous close, the first vs initial_equity; risk-free rate 0; "
               "mean / sample stdev x sqrt(252)); null (n/a) with fewer than 2 trading days "
               "or returns that never vary",
-    "exposure": "share of event time, first tick to last, during which the account held "
-                "any open position (exact, from fill times)",
+    "exposure": "share of NSE session time (09:15-15:30 IST on trading days), first tick "
+                "to last, during which the account held any open position (exact, from fill "
+                "times; nights and weekends count in neither)",
     "max_gross_exposure": "largest sum of |quantity| x mark price over open positions, over "
                           "the sampled equity curve",
     "rejections": "signals and orders rejected, by reason code (risk's and the exchange's)",
@@ -103,8 +107,11 @@ class RoundTripTracker:
     def time_in_market(self, end_ns: int) -> int:
         """Nanoseconds during which the account held any position, up to ``end_ns`` (the
         positions still open count as held until then)."""
-        spans = _merge([*self._spans, *((o[0], end_ns) for o in self._open.values())])
-        return sum(b - a for a, b in spans)
+        return sum(b - a for a, b in self.held(end_ns))
+
+    def held(self, end_ns: int) -> list[tuple[int, int]]:
+        """The disjoint spans, in order, during which the account held any position."""
+        return _merge([*self._spans, *((o[0], end_ns) for o in self._open.values())])
 
     def _add_span(self, start: int, end: int) -> None:
         self._spans.append((start, end))
@@ -176,6 +183,34 @@ def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return out
 
 
+def session_time(spans: Sequence[tuple[int, int]], calendar: MarketCalendar) -> int:
+    """Nanoseconds of ``spans`` within NSE's sessions (09:15-15:30 IST on trading days)."""
+    total = 0
+    for a, b in spans:
+        day, last = ist_date(a), ist_date(b)
+        while day <= last:
+            if calendar.is_trading_day(day):
+                lo = max(a, ist_ns(day, calendar.open))
+                hi = min(b, ist_ns(day, calendar.close))
+                total += max(0, hi - lo)
+            day += timedelta(days=1)
+    return total
+
+
+def exposure(trips: RoundTripTracker, start_ns: int, end_ns: int,
+             calendar: MarketCalendar | None = None) -> float:
+    """Share of the session time from the first tick to the last during which the account
+    held a position (nights, weekends and holidays count in neither); of event time when no
+    tick is in a session (a synthetic file at other hours)."""
+    held = trips.held(end_ns)
+    calendar = calendar or MarketCalendar.load()
+    sessions = session_time([(start_ns, end_ns)], calendar)
+    if sessions > 0:
+        return min(1.0, session_time(held, calendar) / sessions)
+    span = end_ns - start_ns
+    return min(1.0, sum(b - a for a, b in held) / span) if span > 0 else 0.0
+
+
 def max_drawdown(equity: Sequence[int]) -> tuple[int, float]:
     """Largest fall from a running peak: (paise, fraction of that peak)."""
     peak = None
@@ -244,15 +279,13 @@ def performance(*, samples: Sequence[tuple[int, int, int]], initial_equity: int,
     """
     curve = [initial_equity, *(e for _, e, _ in samples)]
     dd, dd_frac = max_drawdown(curve)
-    span = end_ns - start_ns
-    exposure = min(1.0, trips.time_in_market(end_ns) / span) if span > 0 else 0.0
     return {
         "win_rate": round(trips.win_rate, 6),
         "gross_win_rate": round(trips.gross_win_rate, 6),
         "max_drawdown": _rupees(dd),
         "max_drawdown_pct": round(100 * dd_frac, 6),
         "sharpe": _round(sharpe([(t, e) for t, e, _ in samples], initial_equity)),
-        "exposure": round(exposure, 6),
+        "exposure": round(exposure(trips, start_ns, end_ns), 6),
         "max_gross_exposure": _rupees(max((g for _, _, g in samples), default=0)),
         "initial_equity": _rupees(initial_equity),
         "final_equity": _rupees(curve[-1]),

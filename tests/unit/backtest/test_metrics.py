@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import date, time
+
 import pytest
 
-from alpha_panda.backtest.metrics import RoundTrip, RoundTripTracker, performance, sharpe
+from alpha_panda.backtest.metrics import (
+    RoundTrip,
+    RoundTripTracker,
+    exposure,
+    performance,
+    sharpe,
+)
+from alpha_panda.domain.clock import ist_ns
 from alpha_panda.portfolio.ledger import Position
 
 S = 1_000_000_000
@@ -74,6 +83,25 @@ def test_time_in_market_is_the_union_of_held_spans_whatever_the_fill_order() -> 
     _fill(t, b, -2, 40)   # held: [10, 40] and [60, 80]
     _fill(t, c, -3, 90)   # still open
     assert t.time_in_market(100) == 30 + 20 + 10
+
+
+def test_exposure_is_a_share_of_session_time_nights_and_weekends_left_out() -> None:
+    # Friday 2026-12-04 10:00 to Monday 2026-12-07 15:30: two sessions of 6 h 15 m with a
+    # weekend between; held from Friday 14:30 to Monday 10:15 (overnight): 1 h + 1 h
+    t = RoundTripTracker(keep_trips=False)
+    a = Position("s", 1)
+    fri, mon = date(2026, 12, 4), date(2026, 12, 7)
+    _fill(t, a, 1, ist_ns(fri, time(14, 30)))
+    _fill(t, a, -1, ist_ns(mon, time(10, 15)))
+    start, end = ist_ns(fri, time(10)), ist_ns(mon, time(15, 30))
+    sessions = (5 * 60 + 30) + (6 * 60 + 15)  # minutes: Friday from 10:00, all of Monday
+    assert exposure(t, start, end) == pytest.approx(120 / sessions)
+    # event time would say 67 of 77.5 hours
+    assert t.time_in_market(end) / (end - start) == pytest.approx((67 + 45 / 60) / 77.5)
+    # a synthetic file at night: no session in it, so a share of event time
+    night = RoundTripTracker(keep_trips=False)
+    _fill(night, a, 1, ist_ns(fri, time(2, 10)))
+    assert exposure(night, ist_ns(fri, time(2)), ist_ns(fri, time(2, 20))) == 0.5
 
 
 def test_performance_figures_exactly() -> None:
