@@ -47,12 +47,12 @@ def test_a_delivery_round_trip_pays_the_dp_charge_on_the_sell() -> None:
                        "--quantity", "400", "--json")
     assert code == 0
     figures = json.loads(out, parse_float=Decimal)
-    # the worked example of test_costs.py: ₹931.42 on the contract notes + ₹15.93 DP
-    assert figures["dp"] == Decimal("15.93")
-    assert figures["total_charges"] == Decimal("947.35")
+    # the worked example of test_costs.py: ₹931.42 on the contract notes + ₹15.34 DP
+    assert figures["dp"] == Decimal("15.34")
+    assert figures["total_charges"] == Decimal("946.76")
     code, out = invoke("--segment", "equity_delivery", "--buy", "1000", "--sell", "1100",
                        "--quantity", "400")
-    assert code == 0 and "15.93" in out and "947.35" in out
+    assert code == 0 and "15.34" in out and "946.76" in out
 
 
 def test_table_output_and_errors() -> None:

@@ -49,18 +49,20 @@ def test_equity_intraday_round_trip(model: CostModel) -> None:
 def test_equity_delivery_round_trip(model: CostModel) -> None:
     rt = model.round_trip(Segment.EQUITY_DELIVERY, 1000_00, 1100_00, 400)
     # zero brokerage; STT 0.1% both sides; stamp 0.015% = 60 on the buy; the sell (from
-    # holdings, on a later day) pays the DP charge: ₹13.50 + 18% GST = ₹15.93
+    # holdings, on a later day) pays the DP charge: ₹13 + 18% GST = ₹15.34 (₹13.50, so
+    # ₹15.93, on the 2024 card)
     assert rt.buy == Charges(brokerage=0, stt=400_00, exchange_txn=1228, sebi=40, stamp_duty=60_00, gst=228)
     assert rt.sell == Charges(
-        brokerage=0, stt=440_00, exchange_txn=1351, sebi=44, stamp_duty=0, gst=251, dp=15_93)
-    assert rt.total_charges == 931_42 + 15_93
+        brokerage=0, stt=440_00, exchange_txn=1351, sebi=44, stamp_duty=0, gst=251, dp=15_34)
+    assert rt.total_charges == 931_42 + 15_34
 
 
 def test_the_dp_charge_is_on_both_cards_and_only_in_delivery() -> None:
-    for as_of in (date(2025, 1, 1), date(2026, 11, 24)):
+    # Zerodha's support article now says ₹13 + 18% GST
+    for as_of, dp, with_gst in ((date(2025, 1, 1), 13_50, 15_93), (date(2026, 11, 24), 13_00, 15_34)):
         model = CostModel.load(as_of=as_of)
-        assert model.rates(Segment.EQUITY_DELIVERY).dp_charge == 13_50
-        assert model.dp_charge() == model.dp_charge(Segment.EQUITY_DELIVERY) == 15_93
+        assert model.rates(Segment.EQUITY_DELIVERY).dp_charge == dp
+        assert model.dp_charge() == model.dp_charge(Segment.EQUITY_DELIVERY) == with_gst
         assert model.dp_charge(Segment.EQUITY_INTRADAY) == 0
         assert model.round_trip(Segment.EQUITY_INTRADAY, 100_00, 100_00, 1).sell.dp == 0
     assert Charges(stt=100, dp=15_93).total == 16_93

@@ -4,7 +4,7 @@ charge on sells from holdings, and the netting state across a rebuild.
 Figures by hand from the 2026-04-01 card: intraday brokerage 0.03% capped at ₹20 per order,
 STT 0.025% on the sell; delivery STT 0.1% both sides; stamp 0.003% (intraday) / 0.015%
 (delivery) on buys; NSE transaction 0.00307%; SEBI ₹10/crore; GST 18% of brokerage +
-transaction + SEBI; DP ₹13.50 + 18% = ₹15.93. Every item rounded half up to the paisa.
+transaction + SEBI; DP ₹13 + 18% = ₹15.34. Every item rounded half up to the paisa.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ TOKEN, OTHER = 738561, 341249
 DAY1, DAY2 = date(2026, 11, 23), date(2026, 11, 25)  # Monday, Wednesday (24th: a holiday)
 DAY0 = date(2026, 11, 20)  # the Friday before
 COSTS = CostModel.load(as_of=DAY1)
-DP = 15_93
+DP = 15_34
 
 
 def at(day: date, hh: int, mm: int = 0) -> int:
@@ -169,7 +169,7 @@ def test_the_dp_charge_is_once_per_scrip_per_day_whatever_the_sells() -> None:
                  ("d", sig(Side.SELL, 6, 1000_00), at(DAY2, 11)),
                  ("e", sig(Side.SELL, 10, 500_00, token=OTHER), at(DAY2, 12)))
     assert [c.dp for c in day2] == [DP, 0, DP]
-    assert sum(c.dp for c in day2) == 2 * DP == 31_86
+    assert sum(c.dp for c in day2) == 2 * DP == 30_68
     off = PaperExchange(ExecutionConfig(costs=False))  # no costs: no DP either
     off.submit("a", sig(Side.BUY, 10, 1000_00), at(DAY1, 10))
     assert charges(off.submit("c", sig(Side.SELL, 4, 1000_00), at(DAY2, 10))) == [NO_CHARGES]
