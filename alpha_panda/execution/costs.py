@@ -167,7 +167,7 @@ class CostModel:
 
     def dp_charge(self, segment: Segment = Segment.EQUITY_DELIVERY) -> int:
         """The DP charge of one scrip sold from holdings on one day, GST included, in paise
-        (₹13 + 18% = ₹15.34 on the 2026-04-01 card, ₹15.93 before; 0 for a segment without one)."""
+        (₹13 + 18% = ₹15.34 on the 2026-04-01 card, ₹15.93 on the 2024-10-01 one; 0 for a segment without one)."""
         dp = self._segments[segment].dp_charge
         return _paise(Decimal(dp) * (_HUNDRED + self._gst) / _HUNDRED) if dp else 0
 
