@@ -147,7 +147,7 @@ def order_out(o: OrderView) -> s.Order:
         order_id=o.order_id, strategy_id=o.strategy_id, instrument_token=o.instrument_token,
         symbol=symbol_of(o.instrument_token), side=o.side, quantity=o.quantity,
         order_type=o.order_type, product=o.product or None, validity=o.validity or None,
-        parent_order_id=o.parent_order_id, status=o.status, filled_quantity=o.filled_quantity,
+        parent_order_id=o.parent_order_id, origin=o.origin, status=o.status, filled_quantity=o.filled_quantity,
         average_price=s.rupees(o.average_price), limit_price=s.rupees_or_none(o.limit_price),
         trigger_price=s.rupees_or_none(o.trigger_price), charges=s.rupees(o.charges),
         reason=o.reason, ts=o.ts, time=s.iso_time(o.ts), updated_ts=o.updated_ts,

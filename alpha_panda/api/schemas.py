@@ -117,6 +117,10 @@ class Order(_Out):
     validity: Annotated[str | None, Field(description="DAY or IOC")]
     parent_order_id: Annotated[str | None, Field(
         description="A bracket leg's entry order (its stop or target); None for an entry")]
+    origin: Annotated[str, Field(
+        description="Who placed it: signal (the strategy), bracket (a bracket's stop or "
+                    "target), squareoff (the 15:20 MIS square-off), flatten (the kill "
+                    "switch's or a halt's)")]
     status: str
     filled_quantity: int
     average_price: Rupees

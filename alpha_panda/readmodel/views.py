@@ -72,6 +72,8 @@ class OrderView(msgspec.Struct, kw_only=True):
     product: str = ""  # CNC, MIS or NRML ("" until its OrderSubmitted is read)
     validity: str = ""
     parent_order_id: str | None = None  # a bracket leg's entry order
+    # whose: the strategy's signal, or the system's (bracket, squareoff, flatten)
+    origin: str = "signal"
     # The latest cancel asked for (by ``cancel_requested_by``, at event time
     # ``cancel_requested_ts``), and why the engine could not carry it out, if it could not.
     cancel_requested_ts: int | None = None

@@ -283,7 +283,7 @@ class PortfolioHandler:
                           o.quantity, ts)
         view.order_type = o.order_type.value
         view.product, view.validity = o.product.value, o.validity.value
-        view.parent_order_id = o.parent_order_id
+        view.parent_order_id, view.origin = o.parent_order_id, o.origin
         view.limit_price, view.trigger_price, view.ts = o.limit_price, o.trigger_price, ts
 
     def _order_filled(self, f: OrderFilled, ts: int) -> None:
@@ -299,6 +299,7 @@ class PortfolioHandler:
                 view.status = "FILLED" if f.leaves_quantity == 0 else "PARTIALLY_FILLED"
         view.charges += f.charges.total
         view.updated_ts = max(view.updated_ts, ts)
+        view.origin = f.origin
 
     def _order_closed(self, event: OrderRejected | OrderCancelled, status: str, reason: str,
                       ts: int) -> None:
@@ -309,6 +310,7 @@ class PortfolioHandler:
         view = self._view(event.order_id, event.strategy_id, event.instrument_token,
                           event.side.value, quantity, ts)
         view.status, view.reason, view.updated_ts = status, reason, max(view.updated_ts, ts)
+        view.origin = event.origin
         if isinstance(event, OrderRejected) and not view.order_type and event.order_type:
             # rejected before it was submitted: what was asked comes with the rejection
             view.order_type = event.order_type.value

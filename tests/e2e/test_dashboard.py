@@ -95,11 +95,12 @@ def documents() -> dict[str, bytes]:
     orders = [
         OrderView(order_id=f"o{i}", strategy_id="sma_cross_banks", instrument_token=tok,
                   side=side, quantity=q, order_type="MARKET", status=st, filled_quantity=fq,
-                  average_price=ap, reason=why, ts=T0 + (100 - i) * S)
-        for i, (tok, side, q, st, fq, ap, why) in enumerate([
-            (1270529, "SELL", 40, "FILLED", 40, 1_283_10, None),
-            (341249, "BUY", 25, "FILLED", 25, 1_718_35, None),
-            (408065, "BUY", 10, "REJECTED", 0, 0, "RMS: margin exceeds available funds"),
+                  average_price=ap, reason=why, ts=T0 + (100 - i) * S, origin=origin)
+        for i, (tok, side, q, st, fq, ap, why, origin) in enumerate([
+            (1270529, "SELL", 40, "FILLED", 40, 1_283_10, None, "signal"),
+            (341249, "BUY", 25, "FILLED", 25, 1_718_35, None, "signal"),
+            (408065, "BUY", 10, "REJECTED", 0, 0, "RMS: margin exceeds available funds",
+             "flatten"),  # the kill switch's flatten of a short, refused
         ])
     ]
     orders.insert(0, OPEN_ORDER)
@@ -227,7 +228,11 @@ def test_dashboard_shows_exact_figures_and_switches_broker(
         expect(positions.nth(1).locator("td").nth(2)).to_have_text("MIS")  # intraday, short
         expect(positions.nth(0).locator("td").nth(2)).to_have_text("CNC")
         expect(page.locator("#signals")).to_contain_text("MAX_POSITION: position 125 would exceed max 50")
-        expect(page.locator("#orders")).to_contain_text("RMS: margin exceeds available funds")
+        # whose each order is: the strategy's own, or placed for it by the system
+        notes = page.locator("#orders tbody tr td:last-child")
+        expect(notes.nth(1)).to_have_text("sma_cross_banks")
+        expect(notes.nth(3)).to_have_text(
+            "sma_cross_banks (flatten) · RMS: margin exceeds available funds")
         expect(page.locator("#orders-count")).to_have_text("(4 of 4)")
         # a total that reaches what the read model keeps counts the latest rows only
         assert page.evaluate("d => countLabel(d)", {"items": [1, 2], "total": 500, "kept": 500}

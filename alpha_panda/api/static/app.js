@@ -241,6 +241,14 @@ function redrawOrders() {
   if (shownOrders) renderOrders(shownOrders.data, shownOrders.broker);
 }
 
+// Whose order: the strategy's own, or one the system placed for it.
+const PLACED_BY = { bracket: "bracket exit", squareoff: "15:20 square-off", flatten: "flatten" };
+
+function whoPlaced(o) {
+  const by = PLACED_BY[o.origin];
+  return by ? `${o.strategy_id} (${by})` : o.strategy_id;
+}
+
 function renderOrders(data, ofBroker = broker) {
   shownOrders = { broker: ofBroker, data };
   const states = data.items.map((o) => cancelState(ofBroker, o));
@@ -259,9 +267,10 @@ function renderOrders(data, ofBroker = broker) {
       : el("span", { class: "order-status" }, badge(o.status), cancelButton(ofBroker, o, states[i]))),
     el("td", { class: "num" }, o.filled_quantity ? inr(o.average_price)
       : o.limit_price ? "@ " + inr(o.limit_price) : o.order_type),
-    el("td", { class: "wrap" }, o.reason ?? "", o.cancel_refused == null ? ""
+    el("td", { class: "wrap" }, el("span", { class: "who" }, whoPlaced(o)),
+      o.reason ? " · " + o.reason : "", o.cancel_refused == null ? ""
       : el("span", { class: "error", title: `asked by ${o.cancel_requested_by ?? "?"}` },
-        `${o.reason ? " · " : ""}cancel refused: ${o.cancel_refused}`)),
+        ` · cancel refused: ${o.cancel_refused}`)),
   )), "No orders yet.");
 }
 

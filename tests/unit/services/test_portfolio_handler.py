@@ -92,6 +92,19 @@ def test_a_bracket_leg_shows_its_entry_and_product() -> None:
         "SL-M", "MIS", "o1", 9_900)
 
 
+def test_each_order_says_who_placed_it_whichever_of_its_events_comes_first() -> None:
+    # a square-off and a flatten had reason null and nothing else to tell them apart
+    for origin in ("signal", "bracket", "squareoff", "flatten"):
+        sub = msgspec.structs.replace(SUBMITTED, origin=origin)
+        fill = msgspec.structs.replace(FILLED, origin=origin)
+        for order in ((env(sub, 1), env(fill, 2)), (env(fill, 2), env(sub, 1))):
+            assert run(*order).orders["o1"].origin == origin
+        rejected = OrderRejected(order_id="o1", strategy_id="st", instrument_token=7,
+                                 side=Side.BUY, quantity=3, reason_code="RMS", message="no",
+                                 origin=origin)
+        assert run(env(rejected, 1)).orders["o1"].origin == origin
+
+
 def test_position_opened_after_its_last_tick_is_marked_at_that_tick() -> None:
     tick = MarketTick(instrument_token=7, last_price=10_250, ts=5)
     h = run(env(tick, 5, broker=None), env(FILLED, 2))
