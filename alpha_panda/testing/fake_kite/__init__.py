@@ -96,6 +96,7 @@ class FakeKite:
         self._ids = itertools.count(250_000_000_000_001)
         self._lock = threading.RLock()
         self._http: ThreadingHTTPServer | None = None
+        self._ws_port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ws: Server | None = None
         self.ws_clients: dict[ServerConnection, dict[int, str]] = {}  # token -> mode
@@ -104,16 +105,20 @@ class FakeKite:
         self._volume: dict[int, int] = {}
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> Self:
+    def start(self, port: int = 0, ws_port: int = 0) -> Self:
+        """Serve REST on ``port`` and the ticker on ``ws_port`` (0: any free one)."""
         from alpha_panda.testing.fake_kite.http import handler_for
 
-        self._http = ThreadingHTTPServer(("127.0.0.1", 0), handler_for(self))
+        self._ws_port = ws_port
+        self._http = ThreadingHTTPServer(("127.0.0.1", port), handler_for(self))
         self._http.daemon_threads = True
         threading.Thread(target=self._http.serve_forever, args=(0.05,), daemon=True,
                          name="fake-kite-http").start()
         ready = threading.Event()
         threading.Thread(target=self._run_ws, args=(ready,), daemon=True, name="fake-kite-ws").start()
-        ready.wait(5)
+        if not ready.wait(5) or self._ws is None:
+            self.stop()
+            raise OSError(f"the fake Kite's ticker could not listen on port {ws_port}")
         return self
 
     def stop(self) -> None:
@@ -311,11 +316,16 @@ class FakeKite:
         loop = self._loop = asyncio.new_event_loop()
 
         async def boot() -> None:
-            self._ws = await serve(self._ws_conn, "127.0.0.1", 0, process_request=self._ws_auth,
-                                   ping_interval=None, logger=_WS_LOG)
-            ready.set()
+            self._ws = await serve(self._ws_conn, "127.0.0.1", self._ws_port,
+                                   process_request=self._ws_auth, ping_interval=None,
+                                   logger=_WS_LOG)
 
-        loop.run_until_complete(boot())
+        try:
+            loop.run_until_complete(boot())
+        except OSError:  # (the port is taken: ``start`` says so)
+            return
+        finally:
+            ready.set()
         loop.run_forever()
 
     def _ws_auth(self, conn: ServerConnection, request: Request) -> Response | None:
