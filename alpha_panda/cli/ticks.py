@@ -10,7 +10,7 @@ the file's extension, in the format ``load_ticks`` reads.
 
 from __future__ import annotations
 
-from dataclasses import replace
+import math
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
@@ -21,16 +21,18 @@ import typer
 
 from alpha_panda.cli.log_job import run_log_job
 from alpha_panda.cli.topics import DataDirOpt, LogOpt
-from alpha_panda.domain.clock import IST
+from alpha_panda.domain.clock import IST, ist_date
 from alpha_panda.domain.errors import DecodeError, ValidationError
 from alpha_panda.domain.events import CODEC, MarketTick
+from alpha_panda.execution.market import MarketCalendar
 from alpha_panda.marketdata.files import (
     INT_EXTRAS,
     PRICE_EXTRAS,
     TickColumns,
-    generate_random_walk,
     write_ticks,
 )
+from alpha_panda.marketdata.instruments import SIM_INSTRUMENTS
+from alpha_panda.marketdata.simulator import MarketSimulator, session_start_ns
 from alpha_panda.stream.log import Log, read_topic
 from alpha_panda.stream.topics import MARKET_TICKS
 
@@ -67,20 +69,45 @@ def spread_over_sessions(ts: np.ndarray, days: int) -> np.ndarray:
     return out
 
 
+GENERATE_FROM = date(2026, 4, 6)  # a Monday under the current rate card and tick sizes
+
+
 @app.command()
 def generate(
     out: Annotated[Path, typer.Argument(help="the file to write: .csv, .csv.gz or .parquet")],
     ticks: Annotated[int, typer.Option(min=1, help="how many ticks in all")] = 100_000,
     instruments: Annotated[int, typer.Option(
-        min=1, help="how many instruments (the simulator's NSE list first)")] = 20,
+        min=1, max=len(SIM_INSTRUMENTS), help="how many of the simulator's NSE instruments")] = 20,
     days: Annotated[int, typer.Option(min=1, help="trading sessions to spread them over")] = 1,
     seed: Annotated[int, typer.Option(help="the same seed writes the same file")] = 0,
+    start: Annotated[str | None, typer.Option(
+        help=f"the first session, YYYY-MM-DD (the next trading day if it is none; default: "
+             f"{GENERATE_FROM})")] = None,
+    volatility: Annotated[float, typer.Option(
+        min=0.0, help="each instrument's daily volatility in percent")] = 1.5,
 ) -> None:
-    """A sample tick file: a random walk, 09:15-15:30 IST sessions from 2024-01-01."""
-    cols = generate_random_walk(ticks, instruments, seed=seed)
-    _write(out, replace(cols, ts=spread_over_sessions(cols.ts, days)))
-    typer.echo(f"wrote {ticks:,} ticks of {len(set(cols.instrument_token.tolist()))} "
-               f"instruments over {min(days, ticks)} session(s) to {out}")
+    """A sample tick file: the simulator's market (each price a random walk on NSE's tick
+    grid of the day, every tick carrying the previous close) over 09:15-15:30 IST sessions
+    on NSE's trading days."""
+    try:
+        first = date.fromisoformat(start) if start else GENERATE_FROM
+    except ValueError:
+        typer.echo(f"error: --start {start!r} is not a date (YYYY-MM-DD)", err=True)
+        raise typer.Exit(2) from None
+    calendar = MarketCalendar.load()
+    per_day = -(-ticks // days)  # ceil: the last session may have fewer
+    insts = SIM_INSTRUMENTS[:instruments]
+    sim = MarketSimulator(
+        instruments=insts, seed=seed, sessions=calendar,
+        start_ns=calendar.next_open_ns(session_start_ns(first)),
+        step_ns=max(1, calendar.session_seconds * 1_000_000_000 // (per_day + 1)),
+        volatility_bps=volatility * 100 / math.sqrt(max(1.0, per_day / len(insts))))
+    found = sim.next_ticks(ticks)
+    _write(out, columns(found))
+    sessions = sorted({ist_date(t.ts) for t in (found[0], found[-1])})
+    typer.echo(f"wrote {ticks:,} ticks of {len(insts)} instruments over "
+               f"{len({ist_date(t.ts) for t in found})} session(s), {sessions[0]} to "
+               f"{sessions[-1]}, to {out}")
 
 
 @app.command()

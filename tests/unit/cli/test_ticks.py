@@ -11,8 +11,9 @@ import numpy as np
 from typer.testing import CliRunner
 
 from alpha_panda.cli import app
-from alpha_panda.domain.clock import IST
+from alpha_panda.domain.clock import IST, ist_date
 from alpha_panda.domain.events import MarketTick
+from alpha_panda.execution.market import nse_tick_sizes
 from alpha_panda.marketdata.files import load_ticks
 from alpha_panda.services.feed import TickPublisher
 from alpha_panda.services.logs import open_log
@@ -20,26 +21,40 @@ from alpha_panda.stream.log import Output
 from alpha_panda.stream.topics import MARKET_TICKS
 
 
-def test_generate_spreads_a_random_walk_over_weekday_sessions(tmp_path: Path) -> None:
+def test_generate_writes_the_simulators_market_over_trading_sessions(tmp_path: Path) -> None:
     out = tmp_path / "ticks.parquet"
+    # 2026-12-04 is a Friday: the sessions are Friday, Monday and Tuesday
     args = ["ticks", "generate", str(out), "--ticks", "30000", "--instruments", "5",
-            "--days", "3", "--seed", "7"]
+            "--days", "3", "--seed", "7", "--start", "2026-12-04"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert "wrote 30,000 ticks of 5 instruments over 3 session(s)" in result.output
+    assert ("wrote 30,000 ticks of 5 instruments over 3 session(s), 2026-12-04 to 2026-12-08"
+            in result.output)
     cols = load_ticks(out)
     assert len(cols) == 30_000 and len(set(cols.instrument_token.tolist())) == 5
-    assert (np.diff(cols.ts) >= 0).all() and (cols.last_price % 5 == 0).all()
+    assert (np.diff(cols.ts) >= 0).all()
     days: dict[str, int] = {}
     for ts in cols.ts[:: 97].tolist() + [int(cols.ts[-1])]:
         at = datetime.fromtimestamp(ts // 1_000_000_000, IST)
         assert time(9, 15) <= at.time() < time(15, 30) and at.weekday() < 5, at
         days[at.date().isoformat()] = days.get(at.date().isoformat(), 0) + 1
-    # 2024-01-01 is a Monday: three weekdays, about a third of the ticks each
-    assert sorted(days) == ["2024-01-01", "2024-01-02", "2024-01-03"]
+    assert sorted(days) == ["2026-12-04", "2026-12-07", "2026-12-08"]
+    sizes = nse_tick_sizes()
+    # every price on NSE's grid of its day, each tick carrying the previous close; and each
+    # instrument moves about the daily volatility asked (1.5%), whatever its price: the
+    # old walk's fixed ±0.05 steps moved MARUTI 0.03% a day
+    for token in set(cols.instrument_token.tolist()):
+        mine = cols.instrument_token == token
+        prices, closes = cols.last_price[mine], cols.extras["close"][mine]
+        first_day = ist_date(int(cols.ts[mine][0]))
+        assert (prices % sizes.at(first_day, int(closes[0])) == 0).all()
+        day_one = prices[: len(prices) // 3]
+        assert 0.5 < 100 * (day_one.max() - day_one.min()) / day_one[0] < 6, token
     again = tmp_path / "again.parquet"
     assert CliRunner().invoke(app, [*args[:2], str(again), *args[3:]]).exit_code == 0
     assert again.read_bytes() == out.read_bytes()  # the same seed writes the same file
+    bad = CliRunner().invoke(app, [*args, "--start", "2026-13-01"])
+    assert bad.exit_code == 2 and "--start '2026-13-01' is not a date (YYYY-MM-DD)" in bad.output
 
 
 def test_export_writes_the_logs_ticks_in_time_order(tmp_path: Path) -> None:
