@@ -240,7 +240,7 @@ async def test_pipeline_replay_of_cnc_same_day_and_next_day_trades_equals_backte
     assert run.live_fills == sorted(backtest.fills, key=lambda f: f.fill_id)
     assert backtest.summary["fills"] == 12
     fills = run.live_fills
-    assert sum(f.charges.dp for f in fills) == 2 * 15_93  # day 2, once per scrip
+    assert sum(f.charges.dp for f in fills) == 2 * 15_34  # day 2, once per scrip (₹13 + GST)
     # the summary's charges are the fills', DP included, netted as the rate card says
     assert Decimal(backtest.summary["charges"]) * 100 == sum(f.charges.total for f in fills)
     costs = CostModel.load(as_of=date(2026, 12, 1))
