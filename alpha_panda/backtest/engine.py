@@ -364,7 +364,7 @@ class _Engine:
         return ledger.cash(None) + held, gross
 
 
-def _sample_rows(ts: np.ndarray) -> tuple[list[int], float]:
+def sample_rows(ts: np.ndarray) -> tuple[list[int], float]:
     """Row indices ending each sampling interval (a fixed event-time grid) and its length."""
     n = len(ts)
     if n == 0:
@@ -402,7 +402,7 @@ def run_backtest(
     started = time.perf_counter()  # processing time includes setup and column conversion
     eng = _Engine(configs, ticks, source, initial_cash, seed, risk)
     n = len(eng.ts_l)
-    ends, _ = _sample_rows(ticks.ts)
+    ends, _ = sample_rows(ticks.ts)
     # The run allocates many short-lived objects and makes no reference cycles of its own;
     # the cyclic collector would only rescan the large column lists again and again. It is
     # paused for the replay and the summary, and resumes once the engine (its column lists,
