@@ -99,10 +99,18 @@ def to_rupees(paise: Paise) -> Decimal:
 
 
 def format_rupees(paise: Paise) -> str:
-    """'₹1,234.50' style text, exact."""
+    """'₹1,234.50' style text, exact, grouped the Indian way as the dashboard and Kite show
+    amounts: '₹5,76,225.00' (5 lakh 76 thousand), '₹1,23,45,678.00'."""
     sign = "-" if paise < 0 else ""
     whole, frac = divmod(abs(paise), PAISE_PER_RUPEE)
-    return f"{sign}₹{whole:,}.{frac:02d}"
+    digits = str(whole)
+    head, tail = digits[:-3], digits[-3:]
+    pairs = []
+    while head:
+        head, pair = head[:-2], head[-2:]
+        pairs.append(pair)
+    grouped = ",".join([*reversed(pairs), tail])
+    return f"{sign}₹{grouped}.{frac:02d}"
 
 
 def on_tick_grid(price: Paise, tick_size: Paise = TICK_SIZE_PAISE) -> bool:

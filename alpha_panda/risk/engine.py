@@ -59,6 +59,7 @@ from alpha_panda.domain.events import (
 )
 from alpha_panda.domain.values import OrderType, Product, Side, format_rupees, reduces
 from alpha_panda.execution.orders import order_id_for
+from alpha_panda.marketdata.instruments import symbol_of
 from alpha_panda.portfolio.ledger import FILL_IDS_KEPT, PositionLedger
 from alpha_panda.risk.limits import Reason, RiskConfig, RiskLimits
 from alpha_panda.risk.state import InMemoryRiskStateStore, RateWindow, RiskStateStore
@@ -596,7 +597,9 @@ class RiskEngine:
         if qty <= held:
             return None
         detail = f" ({filled} filled, {pending:+d} in pending CNC orders)" if pending else ""
-        return (f"CNC sell of {qty} of instrument {token} exceeds holdings of {max(held, 0)}"
+        name = symbol_of(token)
+        what = f"instrument {token} ({name})" if name else f"instrument {token}"
+        return (f"CNC sell of {qty} of {what} exceeds holdings of {max(held, 0)}"
                 f"{detail}; delivery cannot be sold short (use MIS)")
 
     def _add_pending(self, strategy_id: str, token: int, delta: int) -> None:

@@ -185,6 +185,12 @@ def resolve_strategy(name: str, source: str = "<config>") -> type[Strategy]:
             source, "strategy", f"cannot import module {module_name!r}: {exc}"
         ) from exc
     cls = getattr(module, attr, None)
+    if cls is None:
+        found = sorted(n for n, v in vars(module).items()
+                       if isinstance(v, type) and issubclass(v, Strategy) and v is not Strategy)
+        raise StrategyConfigError(
+            source, "strategy", f"{module_name!r} has no {attr!r}"
+            + (f" (its strategies: {', '.join(found)})" if found else " (and no Strategy subclass)"))
     if not (isinstance(cls, type) and issubclass(cls, Strategy)):
         raise StrategyConfigError(
             source, "strategy", f"{target!r} is not a Strategy subclass"

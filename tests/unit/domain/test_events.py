@@ -64,5 +64,8 @@ def test_paise_conversion_is_exact() -> None:
     assert to_paise(101.05) == 10105
     assert to_paise(0.1) + to_paise(0.2) == to_paise(0.3)
     assert format_rupees(-123456) == "-₹1,234.56"
+    # lakh and crore, as the dashboard and Kite group them
+    assert [format_rupees(p) for p in (0, 5, 99_999_99, 5_76_225_00, -1_23_45_678_00)] == [
+        "₹0.00", "₹0.05", "₹99,999.99", "₹5,76,225.00", "-₹1,23,45,678.00"]
     with pytest.raises(ValidationError, match="fractions of a paisa"):
         to_paise("1.001")

@@ -313,7 +313,7 @@ MIS = Product.MIS
 
 
 def cnc_short(qty: int, free: int, detail: str = "") -> str:
-    return (f"CNC sell of {qty} of instrument {TOKEN} exceeds holdings of {free}{detail}; "
+    return (f"CNC sell of {qty} of instrument {TOKEN} (RELIANCE) exceeds holdings of {free}{detail}; "
             "delivery cannot be sold short (use MIS)")
 
 

@@ -215,3 +215,17 @@ def test_a_wrong_exit_time_is_refused_saying_what_to_write(yaml_text: str, words
     base = {"id": "x", "strategy": "sma_cross", "instruments": [1]}
     with pytest.raises(StrategyConfigError, match=words):
         config_from_mapping({**base, **yaml.safe_load(yaml_text)})
+
+
+def test_a_class_not_in_its_module_is_named_with_the_strategies_there(tmp_path: Path) -> None:
+    # it said "is not a Strategy subclass" for a class that was not there at all
+    (tmp_path / "mine.py").write_text(
+        "from alpha_panda.strategy import Strategy\n\n"
+        "class OrbBanks(Strategy):\n    def on_tick(self, tick, ctx):\n        return None\n\n"
+        "NOT_ONE = 3\n")
+    base = {"id": "x", "instruments": [1]}
+    source = str(tmp_path / "x.yaml")
+    with pytest.raises(StrategyConfigError, match=r"has no 'OrbBank' \(its strategies: OrbBanks\)"):
+        config_from_mapping({**base, "strategy": f"{tmp_path}/mine.py:OrbBank"}, source)
+    with pytest.raises(StrategyConfigError, match="mine.py:NOT_ONE' is not a Strategy subclass"):
+        config_from_mapping({**base, "strategy": f"{tmp_path}/mine.py:NOT_ONE"}, source)
