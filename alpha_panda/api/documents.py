@@ -170,5 +170,6 @@ def strategy_out(v: StrategyView) -> s.Strategy:
         id=v.id, strategy=v.strategy, instruments=v.instruments,
         symbols=[symbol_of(t) for t in v.instruments], brokers=v.brokers, params=v.params,
         status=v.status, error=v.error, signals=v.signals,
-        cancels_ignored=v.cancels_ignored, source=v.source,
+        cancels_ignored=v.cancels_ignored, exit_at=v.exit_at,
+        dropped_after_exit=v.dropped_after_exit, source=v.source,
     )

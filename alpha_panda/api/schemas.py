@@ -172,6 +172,11 @@ class Strategy(_Out):
     cancels_ignored: int = Field(
         0, description="ctx.cancel requests for orders the strategy had not open (ended, or "
                        "not its own): nothing was cancelled")
+    exit_at: str | None = Field(
+        None, description="IST time from which the runner keeps it flat each day (its file's "
+                          "exit_at; 15:15 for product MIS unless set); None: never")
+    dropped_after_exit: int = Field(
+        0, description="its signals dropped because they would open or add past exit_at")
     source: str
 
 

@@ -105,6 +105,8 @@ class StrategyView(msgspec.Struct, kw_only=True):
     error: str | None = None
     signals: int = 0
     cancels_ignored: int = 0
+    dropped_after_exit: int = 0
+    exit_at: str | None = None  # "15:15": from then it is kept flat
     source: str = ""
 
 

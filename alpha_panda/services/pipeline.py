@@ -67,7 +67,9 @@ class Pipeline:
                 brokers=[str(b) for b in c.brokers], params=dict(c.params),
                 status=st.state if st else ("ACTIVE" if c.enabled else "DISABLED"),
                 error=st.error if st else None, signals=st.signals if st else 0,
-                cancels_ignored=st.cancels_ignored if st else 0, source=c.source or ""))
+                cancels_ignored=st.cancels_ignored if st else 0,
+                dropped_after_exit=st.dropped_after_exit if st else 0,
+                exit_at=f"{c.exit_at:%H:%M}" if c.exit_at else None, source=c.source or ""))
         views += [StrategyView(id=e.source, strategy="?", instruments=[], brokers=[], params={},
                                status="INVALID", error=str(e), source=e.source)
                   for e in self.config_errors]

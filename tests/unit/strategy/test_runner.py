@@ -556,3 +556,18 @@ def test_a_strategy_the_trader_halts_sees_every_tick_and_signals_nothing_until_p
     runner.halt("h", active=False)
     assert [s.strategy_id for s in runner.on_tick(tick(1, 102))] == ["h", "o"]
     assert {s.id: s.state for s in runner.statuses()} == {"h": "ACTIVE", "o": "ACTIVE"}
+
+
+def test_the_api_shows_each_strategys_exit_time_and_what_it_dropped() -> None:
+    from alpha_panda.adapters.memory_log import MemoryLog
+    from alpha_panda.services.pipeline import Pipeline
+
+    configs = [config_from_mapping({"id": "r", "strategy": f"{__name__}:Scripted",
+                                    "instruments": [1], "product": "MIS"}),
+               cfg("c", EveryTick, [1])]
+    runner = StrategyRunner(configs)
+    day = date(2026, 12, 3)
+    runner.process(tick(1, 102, ist_ns(day, time(15, 16))))  # a buy past 15:15: dropped
+    views = Pipeline(MemoryLog(), configs, [], ["paper"], runner=runner).strategy_views()
+    assert [(v.id, v.exit_at, v.dropped_after_exit) for v in views] == [
+        ("r", "15:15", 1), ("c", None, 0)]
