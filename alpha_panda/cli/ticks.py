@@ -96,16 +96,19 @@ def generate(
         raise typer.Exit(2) from None
     calendar = MarketCalendar.load()
     per_day = -(-ticks // days)  # ceil: the last session may have fewer
+    # each session's ticks from its open on, evenly (the step rounded up, so the tick after
+    # a session's last is at its close, where the simulator moves on to the next open)
+    step = -(-calendar.session_seconds * 1_000_000_000 // per_day)
     insts = SIM_INSTRUMENTS[:instruments]
     sim = MarketSimulator(
         instruments=insts, seed=seed, sessions=calendar,
-        start_ns=calendar.next_open_ns(session_start_ns(first)),
-        step_ns=max(1, calendar.session_seconds * 1_000_000_000 // (per_day + 1)),
+        start_ns=calendar.next_open_ns(session_start_ns(first)) - step, step_ns=step,
         volatility_bps=volatility * 100 / math.sqrt(max(1.0, per_day / len(insts))))
     found = sim.next_ticks(ticks)
     _write(out, columns(found))
     sessions = sorted({ist_date(t.ts) for t in (found[0], found[-1])})
-    typer.echo(f"wrote {ticks:,} ticks of {len(insts)} instruments over "
+    typer.echo(f"wrote {ticks:,} ticks of {len({t.instrument_token for t in found})} "
+               f"instruments over "
                f"{len({ist_date(t.ts) for t in found})} session(s), {sessions[0]} to "
                f"{sessions[-1]}, to {out}")
 

@@ -204,6 +204,7 @@ class ReplayFeed(_FeedBase):
         # its own copy from storage, and the run would get slower the further it fell.
         self._max_backlog = max_backlog
         self.total = 0
+        self.upto = 0  # the file's ticks before this row are on the log (any run's)
         self.load_s = 0.0
 
     def load(self) -> TickColumns:
@@ -227,6 +228,7 @@ class ReplayFeed(_FeedBase):
         self.paced_from = (wall0, t0) if self._speed else None
         buffer: list[MarketTick] = []  # rows converted to events, a batch at a time
         first = start  # seq of buffer[0]
+        self.upto = start
         try:
             seq = start
             while seq < n and not stop.is_set():
@@ -237,6 +239,7 @@ class ReplayFeed(_FeedBase):
                     chunk = await self._paced(chunk, t0, wall0, stop)
                 await self.publisher.publish(chunk, seq)
                 seq += len(chunk)
+                self.upto = seq
                 await asyncio.sleep(self._linger)
                 if backlog is not None:
                     while backlog(MARKET_TICKS) > self._max_backlog and not stop.is_set():

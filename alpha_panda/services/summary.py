@@ -165,11 +165,13 @@ def strategies_failed(system: SystemRun) -> list[str]:
 
 
 def _replayed(system: SystemRun) -> TickColumns | None:
-    """The replay file's ticks (None for another feed, or an empty file)."""
+    """The replay file's ticks the run published (all of them unless it was stopped early;
+    None for another feed, or none published)."""
     feed = system.feed
     if feed is not None and hasattr(feed, "load"):
         cols: TickColumns = feed.load()  # already loaded: returns the columns
-        return cols if len(cols) else None
+        upto = min(len(cols), getattr(feed, "upto", len(cols)))
+        return cols.slice(0, upto) if upto else None
     return None
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -372,6 +373,9 @@ class ZerodhaEngine:
         return order_emit(BROKER, rejected, cause=event, source=SOURCE, ts=event.ts)
 
 
+_BOOKED_KEPT = 200_000
+
+
 class KiteCharges:
     """Zerodha's charges of a live fill from the rate card, as the paper exchange charges
     its own: per order, as contract notes show, and a CNC fill through its IST day's
@@ -382,12 +386,16 @@ class KiteCharges:
         self._costs = costs
         self._instruments = instruments
         self._netting: dict[str, CncNetting] = {}  # by exchange
+        # (order id, cumulative quantity) of the CNC fills in the books: each once, however
+        # often a start-up's rebuild runs (it is retried with the reconcile after a Kite error)
+        self._booked: OrderedDict[tuple[str, int], None] = OrderedDict()
 
     def __call__(self, order: TrackedOrder, quantity: int, price: int, ts: int,
                  cumulative: int, before: int, after: int) -> Charges:
         exchange, segment = self._where(order.instrument_token, order.product)
         try:
             if segment is Segment.EQUITY_DELIVERY:
+                self._book((order.order_id, cumulative))
                 return self._cnc(exchange).fill_charges(
                     order.strategy_id, order.instrument_token, ist_date(ts), order.order_id,
                     cumulative, order.side, quantity, price, ts)
@@ -399,11 +407,18 @@ class KiteCharges:
 
     def recorded(self, fill: OrderFilled) -> None:
         exchange, segment = self._where(fill.instrument_token, fill.product)
-        if segment is Segment.EQUITY_DELIVERY:
+        key = (fill.order_id, fill.cumulative_quantity)
+        if segment is Segment.EQUITY_DELIVERY and key not in self._booked:
+            self._book(key)
             with contextlib.suppress(ValidationError):  # (charged nothing then: see above)
                 self._cnc(exchange).fill_charges(
                     fill.strategy_id, fill.instrument_token, ist_date(fill.ts), fill.order_id,
                     fill.cumulative_quantity, fill.side, fill.quantity, fill.price, fill.ts)
+
+    def _book(self, key: tuple[str, int]) -> None:
+        self._booked[key] = None
+        if len(self._booked) > _BOOKED_KEPT:  # (older than any fill a rebuild reads again)
+            self._booked.popitem(last=False)
 
     def _where(self, token: int, product: Product) -> tuple[str, Segment]:
         inst = self._instruments.get(token)

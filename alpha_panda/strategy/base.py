@@ -124,14 +124,15 @@ class _Reference:
 class _Book:
     """A strategy's own account state, kept by the runner and read through ``Context``."""
 
-    __slots__ = ("cash", "clock", "exit_at", "filled", "orders", "positions", "product",
-                 "strategy_id")
+    __slots__ = ("by_product", "cash", "clock", "exit_at", "filled", "orders", "positions",
+                 "product", "strategy_id")
 
     def __init__(self, strategy_id: str, cash: int, clock: _Clock | None = None,
                  product: Product = Product.CNC, exit_at: time | None = None) -> None:
         self.strategy_id = strategy_id
         self.positions: dict[int, int] = {}  # intended: moved by signals at once
         self.filled: dict[int, int] = {}  # what the venue filled
+        self.by_product: dict[tuple[int, Product], int] = {}  # the same, per product
         self.orders: dict[str, OpenOrder] = {}  # order id -> the order, while it works
         self.cash = cash
         self.clock = clock or _Clock()

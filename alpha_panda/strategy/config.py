@@ -64,10 +64,10 @@ Zerodha's 15:20 auto square-off, which charges ₹50 + GST an order."""
 
 def _clock_time(value: Any) -> Any:
     """``exit_at`` as written: ``"15:15"``, ``"9:30"`` or ``"15:15:30"``."""
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, int | float) and not isinstance(value, bool):
         raise ValueError(  # noqa: TRY004 - pydantic reports a ValueError by field
-            'put the IST time in quotes, exit_at: "15:15" (YAML reads an unquoted 15:15 as '
-            "the number 915)")
+            'put the IST time in quotes, exit_at: "15:15" (YAML reads an unquoted time as a '
+            "number: 15:15 as 915, 9:30 as 570)")
     if isinstance(value, str) and len(value) >= 4 and value[1] == ":":
         return "0" + value  # 9:30 -> 09:30
     return value
@@ -128,8 +128,13 @@ class StrategyConfig(BaseModel):
     @field_validator("exit_at")
     @classmethod
     def _in_session(cls, value: time | None) -> time | None:
+        if value is None:
+            return None
+        if value.tzinfo is not None or value.microsecond:
+            raise ValueError(f"{value.isoformat()}: an IST time to the minute or second, "
+                             'without a zone, e.g. "15:15"')
         hours = MarketCalendar()
-        if value is not None and not hours.open <= value < hours.close:
+        if not hours.open <= value < hours.close:
             raise ValueError(f"{value:%H:%M} is outside NSE's session "
                              f"({hours.open:%H:%M}-{hours.close:%H:%M} IST)")
         return value

@@ -61,6 +61,7 @@ log = structlog.get_logger(__name__)
 _BUY: Final = Side.BUY
 _NEVER: Final = 2**63 - 1
 _DAY_NS: Final = 86_400 * 1_000_000_000
+_RETRY_NS: Final = 60 * 1_000_000_000  # an exit close refused is sent again this much later
 
 DEFAULT_STRATEGY_CASH: Final = 1_000_000_00
 """Starting cash of each strategy's context, in paise (₹10,00,000)."""
@@ -111,7 +112,8 @@ class _Slot:
         # ``exit_at``, never; with it, set by the first tick.
         self.exit_ns = _NEVER if ctx._book.exit_at is None else 0
         self.exit_stop = self.exit_end = 0
-        self.exit_tried: int | None = None  # the filled quantity the last exit order closed
+        # the filled quantity the last exit orders closed, and when they were sent
+        self.exit_tried: tuple[int, int] | None = None
 
 
 def _handler_for(strategy: Strategy) -> Handler:
@@ -371,11 +373,12 @@ class StrategyRunner:
     ) -> list[Signal] | None:
         """Past the strategy file's ``exit_at`` today: its signals that would open or add
         to a position are dropped (``dropped_after_exit``), the others go as usual. Then,
-        until the MIS cut-off (the exchange's square-off takes over there), its open orders
-        in the instrument are cancelled and, once none is left and nothing it signalled is
-        pending, what it holds there is closed with a market order: once per filled
-        quantity, so a rejected close is not sent again on every tick, while a late fill
-        is closed in turn."""
+        until the MIS cut-off (the exchange's square-off takes over there), its orders in
+        the instrument placed before the exit time, and the bracket exits, are cancelled
+        (not what it placed since: the closes, a reduction of its own) and, once none of
+        those is left and nothing it signalled is pending, what it holds there is closed
+        with a market order per product. A close refused is sent again a minute later, not
+        on every tick; a late fill is closed in turn."""
         ts = tick.ts
         book = slot.ctx._book
         if ts >= slot.exit_end:  # the first tick of a day (past its exit time, or not)
@@ -410,21 +413,26 @@ class StrategyRunner:
         if ts >= slot.exit_stop or self._status[sid].state != "ACTIVE":
             return out
         token = slot.token
-        working = [o for o in book.orders.values() if o.instrument_token == token]
+        exit_ns = slot.exit_ns
+        stale = [o for o in book.orders.values() if o.instrument_token == token
+                 and (o.placed_ns < exit_ns or o.origin == "bracket")]
         asked = False
-        for order in working:
+        for order in stale:
             if not order.cancel_requested:
                 book.orders[order.order_id] = msgspec.structs.replace(order, cancel_requested=True)
                 self.cancels.append((sid, order))
                 asked = True
         filled = book.filled.get(token, 0)
-        if (working or filled == 0 or book.positions.get(token, 0) != filled
-                or slot.exit_tried == filled):
+        tried = slot.exit_tried
+        if (stale or filled == 0 or book.positions.get(token, 0) != filled
+                or (tried is not None and tried[0] == filled and ts < tried[1] + _RETRY_NS)):
             return ([] if out is None else out) if asked else out
-        slot.exit_tried = filled
-        close = slot.ctx.signal(Side.SELL if filled > 0 else _BUY, abs(filled),
-                                reason=f"exit_at {book.exit_at:%H:%M}")
-        return self._accept(slot, [close], tick, out)
+        slot.exit_tried = (filled, ts)
+        reason = f"exit_at {book.exit_at:%H:%M}"
+        closes = [slot.ctx.signal(Side.SELL if held > 0 else _BUY, abs(held), product=product,
+                                  reason=reason)
+                  for (t, product), held in book.by_product.items() if t == token and held]
+        return self._accept(slot, closes, tick, out) if closes else out
 
     def halt(self, strategy_id: str, active: bool = True) -> bool:
         """The trader takes a strategy out of service (``active``) or puts it back; False
@@ -501,6 +509,7 @@ class StrategyRunner:
             if book is not None:
                 book.positions.clear()
                 book.filled.clear()
+                book.by_product.clear()
                 book.orders.clear()
                 book.cash = self._initial_cash
 
@@ -589,6 +598,8 @@ class StrategyRunner:
         book.cash -= signed * fill.price + charges
         token = fill.instrument_token
         book.filled[token] = book.filled.get(token, 0) + signed
+        held = (token, fill.product)
+        book.by_product[held] = book.by_product.get(held, 0) + signed
         if fill.origin != "signal":
             book.positions[token] = book.positions.get(token, 0) + signed
         oid = fill.order_id

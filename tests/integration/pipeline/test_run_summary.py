@@ -4,6 +4,7 @@ exit status, as in ``backtest``."""
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -19,6 +20,13 @@ class Crash(Strategy):
 
     def on_tick(self, tick: MarketTick, ctx: Context) -> list[Signal] | None:
         raise ZeroDivisionError("bad maths")
+
+
+class BuyOnce(Strategy):
+    """Buys 10 at its first tick and holds."""
+
+    def on_tick(self, tick: MarketTick, ctx: Context) -> list[Signal] | None:
+        return None if ctx.position() else [ctx.buy(10)]
 
 
 def test_a_failed_strategy_is_listed_and_the_run_exits_1(tmp_path: Path, tick_file) -> None:
@@ -54,3 +62,26 @@ def test_an_invalid_strategy_file_makes_the_run_exit_1(tmp_path: Path, tick_file
     assert summary["fills"] == 0
     [invalid] = summary["strategies_invalid"]  # a script reading only the JSON sees it too
     assert "typo.yaml: params: fast (30) must be smaller than slow (10)" in invalid
+
+
+def test_a_replay_stopped_early_is_summed_up_at_the_last_tick_it_published(tmp_path: Path,
+                                                                          tick_file) -> None:
+    # its equity curve was marked at the file's last prices, which the run never reached
+    path, cols = tick_file(3000, 2, seed=5)
+    strategies = tmp_path / "strategies"
+    strategies.mkdir()
+    (strategies / "hold.yaml").write_text(f"id: hold\nstrategy: {__name__}:BuyOnce\n"
+                                          f"instruments: [{cols.instrument_token[0]}]\n")
+    result = CliRunner().invoke(app, [
+        "run", "--feed", f"replay:{path}", "--speed", "0.5", "--duration", "2",
+        "--strategies", str(strategies), "--no-api", "--json",
+        "--data-dir", str(tmp_path / "data"), "--log", "memory"])
+    assert result.exit_code == 0, result.output
+    s = json.loads(result.stdout.strip().splitlines()[-1])
+    assert 0 < s["ticks_published"] < 3000 and s["fills"] == s["open_positions"] == 1
+    # the 10 bought at the first tick's price, marked at the last tick published
+    token = int(cols.instrument_token[0])
+    prices = cols.last_price[: s["ticks_published"]][cols.instrument_token[: s["ticks_published"]] == token]
+    held = Decimal(10 * int(prices[-1] - prices[0])) / 100
+    assert Decimal(s["final_equity"]) == Decimal(s["initial_equity"]) + held - Decimal(s["charges"])
+

@@ -57,6 +57,17 @@ def test_generate_writes_the_simulators_market_over_trading_sessions(tmp_path: P
     assert bad.exit_code == 2 and "--start '2026-13-01' is not a date (YYYY-MM-DD)" in bad.output
 
 
+def test_a_small_file_still_has_every_session_asked_each_from_its_open(tmp_path: Path) -> None:
+    # 7 ticks over 7 days gave 4 sessions, and 10 ticks said "of 20 instruments"
+    out = tmp_path / "few.csv"
+    result = CliRunner().invoke(app, ["ticks", "generate", str(out), "--ticks", "7", "--days",
+                                      "7", "--start", "2026-12-07"])
+    assert result.exit_code == 0, result.output
+    assert "7 ticks of 7 instruments over 7 session(s), 2026-12-07 to 2026-12-15" in result.output
+    for ts in load_ticks(out).ts.tolist():
+        assert datetime.fromtimestamp(ts // 1_000_000_000, IST).time() == time(9, 15)
+
+
 def test_export_writes_the_logs_ticks_in_time_order(tmp_path: Path) -> None:
     ticks = [
         MarketTick(instrument_token=738561, last_price=1289_90, ts=3_000, volume=1_000_000,

@@ -210,6 +210,10 @@ def test_an_intraday_strategy_exits_at_1515_unless_its_file_says_otherwise() -> 
     ('product: MIS\nexit_at: "15:20"', "exit_at 15:20 is not before the 15:20 square-off"),
     ('exit_at: "16:00"', r"exit_at: .*16:00 is outside NSE's session \(09:15-15:30 IST\)"),
     ('exit_at: "quarter past three"', "exit_at: .*time"),
+    ("exit_at: 9:30", r"exit_at: .*9:30 as 570\) \(got 570\)"),
+    ("exit_at: 15.15", "exit_at: .*put the IST time in quotes"),  # (a float: a UTC time to pydantic)
+    ('exit_at: "15:15+05:30"', "exit_at: .*without a zone"),  # (it crashed the loader)
+    ('exit_at: "15:15:00.5"', "exit_at: .*to the minute or second"),  # (too long to store)
 ])
 def test_a_wrong_exit_time_is_refused_saying_what_to_write(yaml_text: str, words: str) -> None:
     base = {"id": "x", "strategy": "sma_cross", "instruments": [1]}

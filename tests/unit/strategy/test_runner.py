@@ -456,7 +456,7 @@ class Scripted(Strategy):
         return None
 
 
-def test_from_its_exit_time_the_runner_cancels_then_closes_what_filled_once_per_quantity() -> None:
+def test_from_its_exit_time_the_runner_cancels_then_closes_what_filled_per_product() -> None:
     config = config_from_mapping({"id": "r", "strategy": f"{__name__}:Scripted",
                                   "instruments": [1], "product": "MIS"})
     runner = StrategyRunner([config])
@@ -466,15 +466,17 @@ def test_from_its_exit_time_the_runner_cancels_then_closes_what_filled_once_per_
     def at(hh: int, mm: int, price: int, s: int = 0) -> list[Signal] | None:
         return runner.process(tick(1, price, ist_ns(day, time(hh, mm, s))))
 
-    def fill(oid: str, side: Side, qty: int, origin: str = "signal") -> OrderFilled:
+    def fill(oid: str, side: Side, qty: int, origin: str = "signal",
+             product: Product = Product.MIS) -> OrderFilled:
         return OrderFilled(order_id=oid, fill_id=f"f-{oid}", strategy_id="r", instrument_token=1,
                            side=side, quantity=qty, price=100, cumulative_quantity=qty,
-                           leaves_quantity=0, average_price=100, origin=origin)  # type: ignore[arg-type]
+                           leaves_quantity=0, average_price=100, origin=origin,  # type: ignore[arg-type]
+                           product=product)
 
     assert [(s.side, s.quantity) for s in at(15, 0, 100) or []] == [(Side.BUY, 5)]
     runner.on_fill(fill("a", Side.BUY, 5))
     assert [s.limit_price for s in at(15, 1, 101) or []] == [90]
-    runner.on_order_submitted(submitted("b", 3))
+    runner.on_order_submitted(submitted("b", 3, ts=ist_ns(day, time(15, 1))))
     assert (ctx.position(), ctx.filled(), len(ctx.open_orders())) == (8, 5, 1)
     assert not ctx.past_exit
 
@@ -485,25 +487,39 @@ def test_from_its_exit_time_the_runner_cancels_then_closes_what_filled_once_per_
     assert at(15, 15, 99, 1) is None and runner.take_cancels() == []  # asked once
     runner.on_order_cancelled("r", 1, Side.BUY, 3, order_id="b")
 
-    # nothing works any more: what filled is closed at market, in the file's product
+    # nothing works any more: what filled is closed at market, in its product
     [close] = at(15, 16, 99) or []
     assert (close.side, close.quantity, close.order_type, close.product, close.reason) == (
         Side.SELL, 5, OrderType.MARKET, Product.MIS, "exit_at 15:15")
     assert at(15, 16, 99, 1) is None  # on its way: not twice
-    runner.on_signal_rejected(close)  # (a risk limit refused it)
-    assert ctx.position() == 5 and at(15, 16, 99, 2) is None  # not again on every tick
+    # the venue takes it before it fills (as Kite does): the close is not cancelled
+    runner.on_order_submitted(OrderSubmitted(
+        order_id="c", signal_id="s-c", strategy_id="r", instrument_token=1, side=Side.SELL,
+        quantity=5, order_type=OrderType.MARKET, product=Product.MIS,
+        ts=ist_ns(day, time(15, 16, 1))))
+    assert at(15, 16, 99, 2) is None and runner.take_cancels() == []
+    runner.on_order_rejected("r", 1, Side.SELL, 5, order_id="c")  # (say the RMS refused it)
+    assert ctx.position() == 5 and at(15, 16, 99, 3) is None  # not again on every tick
+    [retry] = at(15, 17, 99, 3) or []  # a minute later, once more
+    assert (retry.side, retry.quantity) == (Side.SELL, 5)
+    runner.on_signal_rejected(retry)
     runner.on_fill(fill("z", Side.BUY, 1, origin="bracket"))  # a late fill: 6 held now
-    [again] = at(15, 17, 103) or []  # its own sell of 2 reduces: it goes, the close waits
+    [again] = at(15, 17, 103, 5) or []  # its own sell of 2 reduces: it goes, the close waits
     assert (again.side, again.quantity, again.reason) == (Side.SELL, 2, "")
     runner.on_fill(fill("y", Side.SELL, 2))
-    [last] = at(15, 18, 99) or []
-    assert (last.side, last.quantity) == (Side.SELL, 4)
+    # a delivery buy it holds too (a signal may name its product): closed in its own product
+    runner.on_fill(fill("d", Side.BUY, 2, origin="bracket", product=Product.CNC))
+    closes = at(15, 18, 99) or []
+    assert sorted((s.side, s.quantity, s.product) for s in closes) == [
+        (Side.SELL, 2, Product.CNC), (Side.SELL, 4, Product.MIS)]
 
     # past the cut-off the exchange squares off: the runner only keeps it from opening
-    runner.on_signal_rejected(last)
+    for c in closes:
+        runner.on_signal_rejected(c)
     assert at(15, 20, 99) is None and at(15, 21, 102) is None
     # the next day it trades as usual until its exit time
     runner.on_fill(fill("sq", Side.SELL, 4, origin="squareoff"))
+    runner.on_fill(fill("sq2", Side.SELL, 2, origin="bracket", product=Product.CNC))
     assert ctx.position() == 0
     [opened] = runner.process(tick(1, 100, ist_ns(date(2026, 12, 4), time(9, 20)))) or []
     assert (opened.side, opened.quantity) == (Side.BUY, 5)
