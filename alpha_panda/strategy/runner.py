@@ -112,8 +112,8 @@ class _Slot:
         # ``exit_at``, never; with it, set by the first tick.
         self.exit_ns = _NEVER if ctx._book.exit_at is None else 0
         self.exit_stop = self.exit_end = 0
-        # the filled quantity the last exit orders closed, and when they were sent
-        self.exit_tried: tuple[int, int] | None = None
+        # what the last exit orders closed (product, quantity), and when they were sent
+        self.exit_tried: tuple[tuple[tuple[Product, int], ...], int] | None = None
 
 
 def _handler_for(strategy: Strategy) -> Handler:
@@ -422,17 +422,18 @@ class StrategyRunner:
                 book.orders[order.order_id] = msgspec.structs.replace(order, cancel_requested=True)
                 self.cancels.append((sid, order))
                 asked = True
-        filled = book.filled.get(token, 0)
+        # what it holds there, per product (an MIS short and a CNC long may net to nothing)
+        holdings = tuple((product, held) for (t, product), held in book.by_product.items()
+                         if t == token and held)
         tried = slot.exit_tried
-        if (stale or filled == 0 or book.positions.get(token, 0) != filled
-                or (tried is not None and tried[0] == filled and ts < tried[1] + _RETRY_NS)):
+        if (stale or not holdings or book.positions.get(token, 0) != book.filled.get(token, 0)
+                or (tried is not None and tried[0] == holdings and ts < tried[1] + _RETRY_NS)):
             return ([] if out is None else out) if asked else out
-        slot.exit_tried = (filled, ts)
+        slot.exit_tried = (holdings, ts)
         reason = f"exit_at {book.exit_at:%H:%M}"
         closes = [slot.ctx.signal(Side.SELL if held > 0 else _BUY, abs(held), product=product,
-                                  reason=reason)
-                  for (t, product), held in book.by_product.items() if t == token and held]
-        return self._accept(slot, closes, tick, out) if closes else out
+                                  reason=reason) for product, held in holdings]
+        return self._accept(slot, closes, tick, out)
 
     def halt(self, strategy_id: str, active: bool = True) -> bool:
         """The trader takes a strategy out of service (``active``) or puts it back; False

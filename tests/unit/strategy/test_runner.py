@@ -587,3 +587,18 @@ def test_the_api_shows_each_strategys_exit_time_and_what_it_dropped() -> None:
     views = Pipeline(MemoryLog(), configs, [], ["paper"], runner=runner).strategy_views()
     assert [(v.id, v.exit_at, v.dropped_after_exit) for v in views] == [
         ("r", "15:15", 1), ("c", None, 0)]
+
+
+def test_an_mis_short_and_a_cnc_long_that_net_to_nothing_are_both_closed() -> None:
+    config = config_from_mapping({"id": "r", "strategy": f"{__name__}:Scripted",
+                                  "instruments": [1], "product": "MIS"})
+    runner = StrategyRunner([config])
+    for side, product in ((Side.SELL, Product.MIS), (Side.BUY, Product.CNC)):
+        runner.on_fill(OrderFilled(
+            order_id=f"o-{product}", fill_id=f"f-{product}", strategy_id="r", instrument_token=1,
+            side=side, quantity=2, price=100, cumulative_quantity=2, leaves_quantity=0,
+            average_price=100, product=product, origin="bracket"))
+    assert runner._slots["r"][0].ctx.filled() == 0  # net, as ctx shows it
+    closes = runner.process(tick(1, 99, ist_ns(date(2026, 12, 3), time(15, 15)))) or []
+    assert sorted((s.side, s.quantity, s.product) for s in closes) == [
+        (Side.BUY, 2, Product.MIS), (Side.SELL, 2, Product.CNC)]
