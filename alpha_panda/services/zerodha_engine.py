@@ -417,7 +417,7 @@ class KiteCharges:
 
     def _book(self, key: tuple[str, int]) -> None:
         self._booked[key] = None
-        if len(self._booked) > _BOOKED_KEPT:  # (older than any fill a rebuild reads again)
+        if len(self._booked) > _BOOKED_KEPT:  # (older ones are of days whose books are closed)
             self._booked.popitem(last=False)
 
     def _where(self, token: int, product: Product) -> tuple[str, Segment]:
