@@ -7,6 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -23,10 +24,22 @@ class CheckResult:
     detail: str
 
 
-async def _strategies(s: Settings) -> str:
+_LOADED: dict[int, tuple[list[Any], list[Any]]] = {}
+
+
+def _load(s: Settings) -> tuple[list[Any], list[Any]]:
+    """The strategies, loaded once for all the checks of one ``run_checks`` (with a config
+    store, a load writes its rows)."""
     from alpha_panda.services.app import load_strategies
 
-    configs, errors = load_strategies(s)
+    loaded = _LOADED.get(id(s))
+    if loaded is None:
+        loaded = _LOADED[id(s)] = load_strategies(s)
+    return loaded
+
+
+async def _strategies(s: Settings) -> str:
+    configs, errors = _load(s)
     if errors:
         raise AlphaPandaError("; ".join(str(e) for e in errors))
     return f"{len(configs)} strategies load: {', '.join(c.id for c in configs)}"
@@ -35,10 +48,9 @@ async def _strategies(s: Settings) -> str:
 async def _risk(s: Settings) -> str:
     """The limits ``run`` would build for each broker that trades (a strategy file's own
     errors are the strategies check's)."""
-    from alpha_panda.services.app import load_strategies
     from alpha_panda.services.risk_config import risk_config_for
 
-    configs, _ = load_strategies(s)
+    configs, _ = _load(s)
     brokers = ["paper", "zerodha"] if s.zerodha.live_enabled else ["paper"]
     for broker in brokers:
         risk_config_for(s, broker, configs)
@@ -111,9 +123,7 @@ async def _feed(s: Settings) -> str:
 
 async def _live(s: Settings) -> str:
     if not s.zerodha.live_enabled:
-        from alpha_panda.services.app import load_strategies
-
-        routed = [c.id for c in load_strategies(s)[0] if "zerodha" in c.brokers]
+        routed = [c.id for c in _load(s)[0] if "zerodha" in c.brokers]
         if routed:
             return (f"live trading off: {', '.join(routed)} list zerodha, and none of their "
                     "orders goes to Kite (ALPHA_PANDA_ZERODHA__LIVE_ENABLED=true to trade)")
@@ -133,11 +143,14 @@ CHECKS: list[tuple[str, Callable[[Settings], Awaitable[str]]]] = [
 
 async def run_checks(settings: Settings) -> list[CheckResult]:
     results = []
-    for name, check in CHECKS:
-        try:
-            results.append(CheckResult(name, True, await check(settings)))
-        except (AlphaPandaError, OSError, ValueError) as exc:
-            results.append(CheckResult(name, False, str(exc)))
+    try:
+        for name, check in CHECKS:
+            try:
+                results.append(CheckResult(name, True, await check(settings)))
+            except (AlphaPandaError, OSError, ValueError) as exc:
+                results.append(CheckResult(name, False, str(exc)))
+    finally:
+        _LOADED.pop(id(settings), None)
     return results
 
 

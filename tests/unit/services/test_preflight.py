@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from alpha_panda.services.preflight import run_checks
 from alpha_panda.settings import Settings
 
@@ -55,3 +57,15 @@ async def test_strategies_listing_zerodha_while_live_is_off_are_named(tmp_path: 
     settings = Settings().model_copy(update={"data_dir": tmp_path, "strategies_dir": strategies})
     [live] = [r for r in await run_checks(settings) if r.name == "zerodha"]
     assert live.ok and live.detail.startswith("live trading off: both list zerodha")
+
+
+async def test_the_strategies_are_loaded_once_for_all_the_checks(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # with a config store each load writes its rows: three checks wrote them three times
+    from alpha_panda.services import app
+
+    calls = []
+    real = app.load_strategies
+    monkeypatch.setattr(app, "load_strategies", lambda s: calls.append(s) or real(s))
+    results = await run_checks(Settings().model_copy(update={"data_dir": tmp_path}))
+    assert {r.name for r in results} >= {"strategies", "risk", "zerodha"} and len(calls) == 1
