@@ -194,20 +194,14 @@ def equity_in_event_time(cols: TickColumns, fills: Sequence[OrderFilled], initia
         while k < len(ordered) and ordered[k].ts <= at:
             ledger.apply_fill(ordered[k])
             k += 1
-        held = gross = 0
-        positions = ledger.positions(open_only=True)
-        for token in {p.instrument_token for p in positions}:
+        for token in {p.instrument_token for p in ledger.positions(open_only=True)}:
             mine = rows.get(token)
             if mine is None:
                 mine = rows[token] = np.flatnonzero(tokens == token)
             i = int(np.searchsorted(mine, end - 1, side="right")) - 1
             if i >= 0:
                 ledger.mark(token, int(prices[mine[i]]))
-        for pos in positions:
-            value = pos.quantity * pos.mark_price
-            held += value
-            gross += abs(value)
-        out.append((at, ledger.cash(None) + held, gross))
+        out.append((at, ledger.equity(), ledger.snapshot().gross_exposure))
     return out
 
 
