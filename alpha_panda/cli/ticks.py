@@ -1,8 +1,8 @@
 """``alpha-panda ticks generate|export``: tick files for backtests and replays.
 
-``generate`` writes a sample: a random walk on the 0.05 grid over the simulator's NSE
-instruments, spread over whole sessions (09:15-15:30 IST, weekdays) from 2024-01-01, when
-0.05 was NSE's tick size for every price. ``export`` writes the
+``generate`` writes a sample: the simulator's market (each of its NSE instruments a random
+walk on NSE's tick grid of the day) over 09:15-15:30 IST sessions on NSE's trading days.
+``export`` writes the
 ticks a run recorded on its log (``run --feed kite`` through a session: Kite's own ticks),
 in time order, for a backtest of what the market really did. Both write CSV or Parquet by
 the file's extension, in the format ``load_ticks`` reads.
@@ -11,7 +11,7 @@ the file's extension, in the format ``load_ticks`` reads.
 from __future__ import annotations
 
 import math
-from datetime import date, datetime, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Annotated
 
@@ -21,7 +21,7 @@ import typer
 
 from alpha_panda.cli.log_job import run_log_job
 from alpha_panda.cli.topics import DataDirOpt, LogOpt
-from alpha_panda.domain.clock import IST, ist_date
+from alpha_panda.domain.clock import ist_date
 from alpha_panda.domain.errors import DecodeError, ValidationError
 from alpha_panda.domain.events import CODEC, MarketTick
 from alpha_panda.execution.market import MarketCalendar
@@ -38,36 +38,6 @@ from alpha_panda.stream.topics import MARKET_TICKS
 
 app = typer.Typer(help="Write tick files: a generated sample, or what a run recorded.",
                   no_args_is_help=True)
-
-SESSION_NS = (6 * 60 + 15) * 60 * 1_000_000_000  # 09:15 to 15:30
-FIRST_DAY = date(2024, 1, 1)  # a Monday
-
-
-def _opens(days: int) -> list[int]:
-    """The 09:15 IST open of the first ``days`` weekdays from ``FIRST_DAY``, in ns."""
-    opens: list[int] = []
-    day = FIRST_DAY
-    while len(opens) < days:
-        if day.weekday() < 5:
-            at = datetime(day.year, day.month, day.day, 9, 15, tzinfo=IST)
-            opens.append(int(at.timestamp()) * 1_000_000_000)
-        day += timedelta(days=1)
-    return opens
-
-
-def spread_over_sessions(ts: np.ndarray, days: int) -> np.ndarray:
-    """``ts`` (increasing) re-timed into ``days`` sessions, an equal share of ticks each,
-    keeping the relative gaps between ticks within a day."""
-    out = np.empty_like(ts)
-    bounds = np.linspace(0, len(ts), days + 1).astype(np.int64)
-    for open_ns, lo, hi in zip(_opens(days), bounds[:-1], bounds[1:], strict=True):
-        if hi <= lo:
-            continue
-        rel = (ts[lo:hi] - ts[lo]).astype(np.float64)
-        span = rel[-1] if rel[-1] > 0 else 1.0
-        out[lo:hi] = open_ns + (rel / span * (SESSION_NS - 1)).astype(np.int64)
-    return out
-
 
 GENERATE_FROM = date(2026, 4, 6)  # a Monday under the current rate card and tick sizes
 
@@ -106,10 +76,9 @@ def generate(
         volatility_bps=volatility * 100 / math.sqrt(max(1.0, per_day / len(insts))))
     found = sim.next_ticks(ticks)
     _write(out, columns(found))
-    sessions = sorted({ist_date(t.ts) for t in (found[0], found[-1])})
+    sessions = sorted({ist_date(t.ts) for t in found})
     typer.echo(f"wrote {ticks:,} ticks of {len({t.instrument_token for t in found})} "
-               f"instruments over "
-               f"{len({ist_date(t.ts) for t in found})} session(s), {sessions[0]} to "
+               f"instruments over {len(sessions)} session(s), {sessions[0]} to "
                f"{sessions[-1]}, to {out}")
 
 

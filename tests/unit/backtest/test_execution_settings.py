@@ -4,7 +4,7 @@ partial fills by traded volume, depth slippage (backtest and pipeline share the 
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, time
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 
 from alpha_panda.backtest.engine import run_backtest
-from alpha_panda.cli.ticks import spread_over_sessions
-from alpha_panda.domain.clock import IST, ist_date
+from alpha_panda.domain.clock import IST, ist_date, ist_ns
 from alpha_panda.domain.errors import StrategyConfigError
 from alpha_panda.domain.events import MarketTick, Signal
 from alpha_panda.domain.values import OrderType
@@ -26,6 +25,26 @@ from alpha_panda.strategy.config import StrategyConfig, config_from_mapping
 IST_0200 = 1_796_248_800_000_000_000  # 2026-12-03 02:00 IST (a Thursday)
 IST_1000 = 1_796_272_200_000_000_000  # 2026-12-03 10:00 IST
 S = 1_000_000_000
+
+
+def spread_over_sessions(ts: np.ndarray, days: int) -> np.ndarray:
+    """``ts`` (increasing) re-timed into ``days`` weekday sessions from 2024-01-01 (a
+    Monday), 09:15-15:30 IST, an equal share of ticks each, keeping their relative gaps."""
+    opens, day = [], date(2024, 1, 1)
+    while len(opens) < days:
+        if day.weekday() < 5:
+            opens.append(ist_ns(day, time(9, 15)))
+        day += timedelta(days=1)
+    session = (6 * 60 + 15) * 60 * S
+    out = np.empty_like(ts)
+    bounds = np.linspace(0, len(ts), days + 1).astype(np.int64)
+    for open_ns, lo, hi in zip(opens, bounds[:-1], bounds[1:], strict=True):
+        if hi <= lo:
+            continue
+        rel = (ts[lo:hi] - ts[lo]).astype(np.float64)
+        span = rel[-1] if rel[-1] > 0 else 1.0
+        out[lo:hi] = open_ns + (rel / span * (session - 1)).astype(np.int64)
+    return out
 
 
 class BuyFirst(Strategy):
