@@ -109,9 +109,9 @@ class StrategyConfig(BaseModel):
     # NRML is for F&O: an equity strategy set to it would escape both the CNC short rule
     # and the square-off. (Any case: ``mis``.)
     product: Annotated[Literal["CNC", "MIS"], BeforeValidator(_upper)] = "CNC"
-    # From this IST time each day the runner closes what the strategy holds (its open
-    # orders cancelled, then a market order per instrument) and drops its signals that
-    # would open or add; ``INTRADAY_EXIT`` (15:15) when the file says ``product: MIS`` and
+    # From this IST time each day the runner closes what the strategy holds (its earlier
+    # orders cancelled, then a market order per instrument and product) and drops its
+    # signals that would open or add; ``INTRADAY_EXIT`` (15:15) when the file says ``product: MIS`` and
     # no ``exit_at``; ``null`` to hold MIS positions into the broker's square-off.
     exit_at: Annotated[time | None, BeforeValidator(_clock_time)] = None
     enabled: bool = True
