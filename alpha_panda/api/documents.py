@@ -109,7 +109,8 @@ def portfolio_out(v: PortfolioView, positions: list[PositionView]) -> s.Portfoli
     return s.Portfolio(
         broker=v.broker, as_of=v.as_of, as_of_time=s.iso_time(v.as_of), cash=r(v.cash),
         realized=r(v.realized), unrealized=r(v.unrealized), charges=r(v.charges),
-        net_pnl=r(v.realized + v.unrealized - v.charges), market_value=r(held[None]),
+        net_pnl=r(v.realized + v.unrealized - v.charges), day=v.day,
+        day_pnl=s.rupees_or_none(v.day_pnl), market_value=r(held[None]),
         equity=r(equity), gross_exposure=r(v.gross_exposure),
         open_positions=v.open_positions, fills=v.fills,
         strategies=[_strategy_pnl(p, held.get(p.strategy_id, 0)) for p in v.strategies],
@@ -124,7 +125,8 @@ def _strategy_pnl(p: StrategyPnlView, held: int) -> s.StrategyPnl:
     equity = p.equity if p.equity is not None else p.cash + held
     return s.StrategyPnl(
         strategy_id=p.strategy_id, realized=r(p.realized), unrealized=r(p.unrealized),
-        charges=r(p.charges), net_pnl=r(p.realized + p.unrealized - p.charges), cash=r(p.cash),
+        charges=r(p.charges), net_pnl=r(p.realized + p.unrealized - p.charges),
+        day_pnl=s.rupees_or_none(p.day_pnl), cash=r(p.cash),
         equity=r(equity),
         gross_exposure=r(p.gross_exposure), open_positions=p.open_positions, fills=p.fills,
     )
@@ -138,7 +140,7 @@ def position_out(p: PositionView) -> s.Position:
         quantity=p.quantity,
         average_price=r(p.average_price), last_price=r(p.last_price),
         market_value=r(p.quantity * p.last_price), realized=r(p.realized),
-        unrealized=r(p.unrealized), charges=r(p.charges),
+        unrealized=r(p.unrealized), charges=r(p.charges), day_pnl=s.rupees_or_none(p.day_pnl),
     )
 
 

@@ -56,12 +56,18 @@ class EquityPoint(_Out):
     equity: Rupees
 
 
+_DAY_PNL = ("Net P&L of the day: today's fills (cash less charges) plus the change in value "
+            "of the position since the day began, the quantity carried from earlier days "
+            "valued at the previous close (as Kite's Day's P&L). null: not written yet.")
+
+
 class StrategyPnl(_Out):
     strategy_id: str
     realized: Rupees
     unrealized: Rupees
     charges: Rupees
     net_pnl: Rupees = Field(description="realized + unrealized − charges")
+    day_pnl: Rupees | None = Field(description=_DAY_PNL)
     cash: Rupees
     equity: Rupees = Field(description="cash + marked value of the strategy's open positions")
     gross_exposure: Rupees
@@ -80,6 +86,9 @@ class Portfolio(_Out):
     unrealized: Rupees
     charges: Rupees
     net_pnl: Rupees = Field(description="realized + unrealized − charges")
+    day: str | None = Field(description="The market's current IST day (ISO date, by event time, "
+                                        "not the wall clock): the day of day_pnl.")
+    day_pnl: Rupees | None = Field(description=_DAY_PNL)
     market_value: Rupees = Field(description="Σ quantity × last price of open positions (net)")
     equity: Rupees = Field(description="cash + market_value")
     gross_exposure: Rupees
@@ -102,7 +111,7 @@ class Position(_Out):
     realized: Rupees
     unrealized: Rupees
     charges: Rupees
-
+    day_pnl: Rupees | None = Field(description=_DAY_PNL)
 
 
 class Order(_Out):

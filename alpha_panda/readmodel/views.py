@@ -21,6 +21,7 @@ class PositionView(msgspec.Struct, kw_only=True):
     charges: int
     tradingsymbol: str | None = None
     product: str = "CNC"
+    day_pnl: int | None = None  # net P&L of the market's current IST day (None: not written)
 
 
 class StrategyPnlView(msgspec.Struct, kw_only=True):
@@ -33,6 +34,7 @@ class StrategyPnlView(msgspec.Struct, kw_only=True):
     open_positions: int
     fills: int
     equity: int | None = None  # cash + marked value of open positions (ledger.equity)
+    day_pnl: int | None = None
 
 
 class PortfolioView(msgspec.Struct, kw_only=True):
@@ -48,6 +50,8 @@ class PortfolioView(msgspec.Struct, kw_only=True):
     strategies: list[StrategyPnlView] = []
     equity_curve: list[tuple[int, int]] = []  # (ts ns, equity paise), bounded
     equity: int | None = None  # cash + marked value of open positions; None: API derives it
+    day: str | None = None  # the market's current IST day (ISO date), which day_pnl is of
+    day_pnl: int | None = None
 
 
 OPEN_STATUSES = frozenset({"SUBMITTED", "PARTIALLY_FILLED"})  # an order that may still fill

@@ -37,6 +37,7 @@ from alpha_panda.domain.events import (
     new_envelope,
 )
 from alpha_panda.portfolio import PositionLedger
+from alpha_panda.portfolio.day import DayBook
 from alpha_panda.portfolio.ledger import snapshot_equity
 from alpha_panda.readmodel.views import (
     MAX_ORDERS,
@@ -80,6 +81,7 @@ class PortfolioHandler:
         self.as_of = 0
         self.fills = 0
         self._last: dict[int, int] = {}
+        self.day = DayBook()  # the day's P&L (by event time: the market's current IST day)
         self.round_trips = RoundTripTracker(keep_trips=False)  # counts: memory stays flat
         self._interval = snapshot_interval_ns
         self._last_snapshot_ts = 0
@@ -101,6 +103,10 @@ class PortfolioHandler:
             self.as_of = max(self.as_of, event.ts)
         self.version += 1
         if isinstance(data, MarketTick):
+            day = self.day
+            if data.ts >= day.day_hi:
+                day.roll(data.ts, self._last)
+            day.on_tick(data.instrument_token, data.last_price, data.close, data.ts)
             self.ledger.mark(data.instrument_token, data.last_price)
             self._last[data.instrument_token] = data.last_price
             self._marked_since_snapshot = True
@@ -110,6 +116,9 @@ class PortfolioHandler:
         if event.broker != self.broker:
             raise InvariantViolation(f"{self.broker} portfolio got {event.broker!r} event {event.id}")
         if isinstance(data, OrderFilled):
+            if data.ts >= self.day.day_hi:
+                self.day.roll(data.ts, self._last)
+            self.day.on_fill(data)
             position = self.ledger.position(data.strategy_id, data.instrument_token, data.product)
             before = position.quantity
             self.ledger.apply_fill(data)
@@ -149,6 +158,8 @@ class PortfolioHandler:
         pending: dict[int, int] = {}
         interval = self._interval
         as_of = self.as_of
+        day = self.day
+        closes = day.closes
         ticks = 0
         i = 0
         try:
@@ -165,8 +176,16 @@ class PortfolioHandler:
                 ticks += 1
                 if event.ts > as_of:  # noqa: PLR1730 - cheaper than max() per tick
                     as_of = event.ts
-                pending[data.instrument_token] = data.last_price
-                if data.ts - self._last_snapshot_ts >= interval:
+                token = data.instrument_token
+                ts = data.ts
+                if ts >= day.day_hi:
+                    self._mark_all(pending)  # the day's start is marked at the last prices
+                    day.roll(ts, self._last)
+                    day.on_tick(token, data.last_price, data.close, ts)
+                elif ts < day.day_lo or token not in closes:
+                    day.on_tick(token, data.last_price, data.close, ts)
+                pending[token] = data.last_price
+                if ts - self._last_snapshot_ts >= interval:
                     self._mark_all(pending)
                     if self._has_open_positions():
                         out.append((i, self._snapshots(event, strategies=None)))
@@ -209,6 +228,10 @@ class PortfolioHandler:
 
     def snapshot(self, strategy_id: str | None) -> PnlSnapshot:
         return self.ledger.snapshot(strategy_id)
+
+    def day_pnl(self, strategy_id: str | None = None) -> int:
+        """Net P&L of the market's current IST day (of a strategy, or the account)."""
+        return self.day.pnl(self.ledger.positions(strategy_id))
 
     def _curve_point(self, ts: int, snap: PnlSnapshot) -> None:
         """An account snapshot read back: a point of the equity curve. Its time never goes

@@ -98,5 +98,6 @@ async def _plain(run: SystemRun, stop: asyncio.Event, console: Console, interval
         for broker, h in p.portfolios.items():
             snap = h.snapshot(None)
             parts.append(f"{broker}: fills={h.fills} realized={format_rupees(snap.realized)} "
-                         f"unrealized={format_rupees(snap.unrealized)}")
+                         f"unrealized={format_rupees(snap.unrealized)} "
+                         f"day={format_rupees(h.day_pnl())}")
         console.print("progress " + "  ".join(parts), highlight=False, soft_wrap=True)

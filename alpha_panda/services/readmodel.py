@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 import msgspec
 import structlog
 
+from alpha_panda.domain.clock import ist_date
 from alpha_panda.marketdata.instruments import symbol_of
 from alpha_panda.readmodel.cache import Cache
 from alpha_panda.readmodel.views import (
@@ -29,6 +30,8 @@ def portfolio_documents(h: PortfolioHandler) -> dict[str, bytes]:
     """The cache documents of one broker's read model."""
     account = h.snapshot(None)
     strategies = [h.snapshot(sid) for sid in h.ledger.strategies()]
+    day = h.day
+    positions = h.ledger.positions()
     portfolio = PortfolioView(
         broker=h.broker, as_of=h.as_of, cash=account.cash, realized=account.realized,
         unrealized=account.unrealized, charges=account.charges,
@@ -38,19 +41,23 @@ def portfolio_documents(h: PortfolioHandler) -> dict[str, bytes]:
                                     unrealized=s.unrealized, charges=s.charges, cash=s.cash,
                                     gross_exposure=s.gross_exposure,
                                     open_positions=s.open_positions, fills=s.fills,
-                                    equity=h.ledger.equity(s.strategy_id))
+                                    equity=h.ledger.equity(s.strategy_id),
+                                    day_pnl=h.day_pnl(s.strategy_id))
                     for s in strategies],
+        day=ist_date(day.day_lo).isoformat() if day.day_hi else None,
+        day_pnl=day.pnl(positions),
     )
-    positions = [
+    position_views = [
         PositionView(strategy_id=p.strategy_id, instrument_token=p.instrument_token,
                      quantity=p.quantity, average_price=p.average_price, last_price=p.mark_price,
                      realized=p.realized, unrealized=p.unrealized, charges=p.charges,
-                     tradingsymbol=symbol_of(p.instrument_token), product=p.product.value)
-        for p in h.ledger.positions()
+                     tradingsymbol=symbol_of(p.instrument_token), product=p.product.value,
+                     day_pnl=day.position_pnl(p))
+        for p in positions
     ]
     return {
         key(h.broker, "portfolio"): _encode(portfolio),
-        key(h.broker, "positions"): _encode(positions),
+        key(h.broker, "positions"): _encode(position_views),
         key(h.broker, "orders"): _encode(list(reversed(h.orders.values()))),
         key(h.broker, "signals"): _encode(list(reversed(h.signals))),
     }

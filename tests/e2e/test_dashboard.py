@@ -17,6 +17,7 @@ import pytest
 import uvicorn
 
 from alpha_panda.api.app import create_app
+from alpha_panda.domain.clock import ist_date
 from alpha_panda.observability.health import ComponentStatus, HealthRegistry, State
 from alpha_panda.readmodel.memory import MemoryCache
 from alpha_panda.readmodel.views import (
@@ -59,7 +60,7 @@ class Component:
 
 def portfolio(broker: str, cash: int, realized: int, unrealized: int, charges: int,
               fills: int, curve_start: int, held: int, open_positions: int,
-              times: list[int] | None = None) -> bytes:
+              times: list[int] | None = None, day_pnl: int | None = None) -> bytes:
     # a wandering curve from curve_start, ending exactly at equity = cash + held value
     end = cash + held
     wander = [(i * 7919) % 13 - 6 for i in range(40)]
@@ -72,11 +73,13 @@ def portfolio(broker: str, cash: int, realized: int, unrealized: int, charges: i
     pnl = [StrategyPnlView(
         strategy_id="sma_cross_banks", realized=realized, unrealized=unrealized, charges=charges,
         cash=cash, gross_exposure=abs(held), open_positions=open_positions, fills=fills,
+        day_pnl=day_pnl,
     )]
     return enc(PortfolioView(
         broker=broker, as_of=curve[-1][0], cash=cash, realized=realized, unrealized=unrealized,
         charges=charges, gross_exposure=abs(held), open_positions=open_positions, fills=fills,
         equity_curve=curve, strategies=pnl,
+        day=ist_date(curve[-1][0]).isoformat() if day_pnl is not None else None, day_pnl=day_pnl,
     ))
 
 
@@ -84,7 +87,7 @@ def documents() -> dict[str, bytes]:
     pos = [
         PositionView(strategy_id="sma_cross_banks", instrument_token=341249, quantity=25,
                      average_price=1_718_35, last_price=1_724_90, realized=0,
-                     unrealized=163_75, charges=31_12),
+                     unrealized=163_75, charges=31_12, day_pnl=-210_40),
         PositionView(strategy_id="sma_cross_banks", instrument_token=1270529, quantity=-40,
                      average_price=1_283_10, last_price=1_285_45, realized=0,
                      unrealized=-94_00, charges=22_05, product="MIS"),
@@ -127,7 +130,8 @@ def documents() -> dict[str, bytes]:
     return {
         key("paper", "portfolio"): portfolio("paper", 1_00_10_878_88, 2_612_40, 69_75, 98_77,
                                              fills=6, curve_start=1_00_00_000_00,
-                                             held=43_122_50 - 51_418_00, open_positions=2),
+                                             held=43_122_50 - 51_418_00, open_positions=2,
+                                             day_pnl=-1_234_50),
         key("paper", "positions"): enc(pos),
         key("paper", "orders"): enc(orders),
         key("paper", "signals"): enc(signals),
@@ -220,6 +224,10 @@ def test_dashboard_shows_exact_figures_and_switches_broker(
         expect(page.locator("#charges")).to_have_text("₹98.77")
         expect(page.locator("#fills")).to_have_text("6 fills")
         expect(page.locator("#net-pnl")).to_have_text("+₹2,583.38")  # 2612.40 + 69.75 − 98.77
+        # the day's P&L, of the market's day (a replay's, not the wall clock's)
+        expect(page.locator("#day-pnl")).to_have_text("-₹1,234.50")
+        expect(page.locator("#day-pnl")).to_have_class("figure loss")
+        expect(page.locator("#day")).to_have_text("IST day 25 Nov 2025")
         positions = page.locator("#positions tbody tr")
         expect(positions).to_have_count(3)
         expect(positions.nth(0)).to_contain_text("HDFCBANK")
@@ -227,6 +235,8 @@ def test_dashboard_shows_exact_figures_and_switches_broker(
         expect(positions.nth(1)).to_contain_text("-₹51,418.00")  # short 40 ICICIBANK
         expect(positions.nth(1).locator("td").nth(2)).to_have_text("MIS")  # intraday, short
         expect(positions.nth(0).locator("td").nth(2)).to_have_text("CNC")
+        expect(positions.nth(0).locator("td").last).to_have_text("-₹210.40")
+        expect(positions.nth(1).locator("td").last).to_have_text("–")  # not written
         expect(page.locator("#signals")).to_contain_text("MAX_POSITION: position 125 would exceed max 50")
         # whose each order is: the strategy's own, or placed for it by the system
         notes = page.locator("#orders tbody tr td:last-child")
@@ -240,6 +250,7 @@ def test_dashboard_shows_exact_figures_and_switches_broker(
         expect(page.locator("#strategies")).to_contain_text("ZeroDivisionError in on_tick")
         sma_row = page.locator("#strategies tbody tr").first
         expect(sma_row).to_contain_text("+₹2,583.38")  # its net P&L on paper
+        expect(sma_row.locator("td").nth(7)).to_have_text("-₹1,234.50")  # its day's
         expect(page.locator("#health tbody tr")).to_have_count(3)
         expect(page.locator("#ready")).to_have_text("not ready")
         expect(page.locator("#curve svg path")).to_have_count(2)
@@ -287,6 +298,9 @@ def test_dashboard_shows_exact_figures_and_switches_broker(
         expect(page.locator("#realized")).to_have_text("-₹1,250.00")
         expect(page.locator("#unrealized")).to_have_text("₹0.00")
         expect(page.locator("#net-pnl")).to_have_text("-₹1,314.20")
+        # a read model written before the day's P&L: a dash, not ₹0.00
+        expect(page.locator("#day-pnl")).to_have_text("–")
+        expect(page.locator("#day")).to_have_text("no trading day yet")
         # a curve over several days says from which day (the simulator goes through sessions)
         expect(page.locator("#curve-change")).to_contain_text("since 25 Nov, 09:15:00")
         # drawn on session time: the nights take no width, a dashed line starts each day

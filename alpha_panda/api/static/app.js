@@ -133,7 +133,21 @@ function countLabel(data) {
   return `(${data.items.length} of ${of})`;
 }
 
+// An ISO date ("2026-04-07") as the dashboard writes days: "07 Apr 2026".
+const DAY_OF_ISO = new Intl.DateTimeFormat("en-IN", {
+  timeZone: "UTC", day: "2-digit", month: "short", year: "numeric",
+});
+
+/** A figure that may be absent (null: not written by this version of the projector). */
+function signedOrDash(amount) { return amount === null || amount === undefined ? "–" : signed(amount); }
+
 function renderSummary(p) {
+  const day = document.getElementById("day-pnl");
+  day.textContent = signedOrDash(p.day_pnl);
+  day.className = "figure " + signClass(p.day_pnl);
+  // the market's day (event time): a replay of April shows April's last day
+  document.getElementById("day").textContent =
+    p.day ? "IST day " + DAY_OF_ISO.format(new Date(p.day + "T00:00:00Z")) : "no trading day yet";
   setFigure("equity", p.equity);
   setFigure("cash", p.cash);
   setFigure("realized", p.realized, { coloured: true });
@@ -163,6 +177,7 @@ function renderPositions(data) {
     el("td", { class: "num" }, inr(p.market_value)),
     el("td", { class: "num " + signClass(p.unrealized) }, signed(p.unrealized)),
     el("td", { class: "num " + signClass(p.realized) }, signed(p.realized)),
+    el("td", { class: "num " + signClass(p.day_pnl) }, signedOrDash(p.day_pnl)),
   )), "No positions yet: they appear with the first fill.");
 }
 
@@ -304,6 +319,7 @@ function renderStrategies(list, pnl) {
     el("td", { class: "wrap" }, badge(s.status), s.error ? el("div", { class: "error" }, s.error) : ""),
     el("td", { class: "num" }, String(s.signals)),
     el("td", { class: "num" }, byId[s.id] ? String(byId[s.id].fills) : "–"),
+    el("td", { class: "num " + signClass(byId[s.id]?.day_pnl) }, signedOrDash(byId[s.id]?.day_pnl)),
     el("td", { class: "num " + (byId[s.id] ? signClass(byId[s.id].net_pnl) : "") },
       byId[s.id] ? signed(byId[s.id].net_pnl) : "–"),
     el("td", {}, haltButtons(s)),
