@@ -131,12 +131,12 @@ class PositionLedger:
         self._flow_total = 0
         self._held = 0
 
-    def apply_fill(self, fill: OrderFilled) -> None:
-        """Book one execution (ignored if this ``fill_id`` was booked already)."""
+    def apply_fill(self, fill: OrderFilled) -> bool:
+        """Book one execution; False: ignored, this ``fill_id`` was booked already."""
         seen = self._seen
         fill_id = fill.fill_id
         if fill_id in seen:
-            return
+            return False
         seen[fill_id] = None
         if len(seen) > FILL_IDS_KEPT:
             seen.popitem(last=False)
@@ -171,7 +171,7 @@ class PositionLedger:
         if pos.last_price is None:
             pos.last_price = price
         if not self._keep_cash:
-            return
+            return True
         flow = -signed * price - charges
         flows = self._flow
         flows[sid] = flows.get(sid, 0) + flow
@@ -179,6 +179,7 @@ class PositionLedger:
         # after a fill the position has a mark (set above), so its value is quantity × mark
         self._held += pos.quantity * pos.last_price - held_before
         self._curve.append((fill.ts, self.initial_cash + self._flow_total + self._held))
+        return True
 
     def mark(self, token: int, price: int) -> None:
         """Mark every position in ``token`` at ``price`` (its last traded price)."""

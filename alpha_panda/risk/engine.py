@@ -11,11 +11,11 @@ holds on each side at its worst (filled plus every open buy, or less every open 
 ladder of resting buys and sells nets to nothing but may fill on one side only. Order ids are
 derived from the signal id as each broker's engine does (``ORDER_STAGES``).
 
-P&L comes from an internal ``PositionLedger`` marked by ``on_tick`` (or, when no ticks
-reach the engine, the unrealized figure of the projector's ``PnlSnapshot``s via
-``on_pnl``); "today" is the IST date of event time, and the day's P&L is measured from
-the first event seen on that date. Fills and marks reach the ledger lazily, in order, when
-P&L, positions or exposure are read: the same result as booking each at once (the checks'
+P&L comes from an internal ``PositionLedger`` marked by ``on_tick``. The day's P&L is
+the dashboard's (``portfolio.day.DayBook``: "today" is the IST date of event time, the
+quantity carried into it valued at the previous close), whichever order a rebuild reads
+the fills and ticks in. Fills and marks reach the ledger lazily, in order, when P&L,
+positions or exposure are read: the same result as booking each at once (the checks'
 filled quantities are kept eagerly). Replaying the same signals (``check``, or
 ``apply_validated`` for already-validated ones), fills and order closures rebuilds the
 state; a redelivered signal id gets its first decision again.
@@ -41,18 +41,15 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import time
 from decimal import Decimal
 from typing import Final
 
-from alpha_panda.domain.clock import ist_date, ist_ns
+from alpha_panda.domain.clock import ist_date
 from alpha_panda.domain.events import (
     MarketTick,
     OrderCancelled,
     OrderFilled,
     OrderRejected,
-    Payload,
-    PnlSnapshot,
     Signal,
     SignalRejected,
     SignalValidated,
@@ -60,6 +57,7 @@ from alpha_panda.domain.events import (
 from alpha_panda.domain.values import OrderType, Product, Side, format_rupees, reduces
 from alpha_panda.execution.orders import order_id_for
 from alpha_panda.marketdata.instruments import symbol_of
+from alpha_panda.portfolio.day import DayBook
 from alpha_panda.portfolio.ledger import FILL_IDS_KEPT, PositionLedger
 from alpha_panda.risk.limits import Reason, RiskConfig, RiskLimits
 from alpha_panda.risk.state import InMemoryRiskStateStore, RateWindow, RiskStateStore
@@ -126,8 +124,6 @@ class RiskEngine:
         self.account = account or broker
         self.store = store or InMemoryRiskStateStore()
         self._stages = order_stages or ORDER_STAGES.get(broker, ("order",))
-        self._snap_unrealized: dict[str | None, int] = {}  # from the projector's snapshots
-        self._ticks_seen = False
         self.market_ns = 0  # event time of the latest tick seen: the market's "now"
         self._ledger = PositionLedger(0, broker=broker, keep_cash=False)  # P&L only
         # Lazy booking (``_book``): fills, marks and position entries waiting, in order;
@@ -151,8 +147,7 @@ class RiskEngine:
         self._open_orders: dict[str, int] = {}
         self._halted: set[str] = set()  # strategies the trader took out of service
         self._last: dict[int, int] = {}
-        self._day_lo = self._day_hi = 0  # event-time range of the current IST day
-        self._day_start: dict[str | None, int] = {}
+        self._day = DayBook()  # the day's P&L, as the portfolio projector's
         self._limits: dict[str | None, RiskLimits] = {}
         self._unlimited: dict[str, bool] = {}  # per strategy: no configured limit applies
         self._decisions: OrderedDict[str, SignalValidated | SignalRejected] = OrderedDict()
@@ -179,18 +174,21 @@ class RiskEngine:
             self._halted.discard(strategy_id)
 
     def on_tick(self, tick: MarketTick) -> None:
-        self._ticks_seen = True
         if tick.ts > self.market_ns:  # noqa: PLR1730 - cheaper than max() per tick
             self.market_ns = tick.ts
-        token, price = tick.instrument_token, tick.last_price
+        token, price, ts = tick.instrument_token, tick.last_price, tick.ts
+        day = self._day
+        if ts >= day.day_hi:
+            day.roll(ts, self._last)  # the day starts at the prices before this tick
+            day.on_tick(token, price, tick.close, ts)
+        elif ts < day.day_lo or token not in day.closes:
+            day.on_tick(token, price, tick.close, ts)
         self._last[token] = price
         self._unmarked[token] = price
-        if not self._day_lo <= tick.ts < self._day_hi:
-            self._roll(tick.ts)
 
     def on_fill(self, fill: OrderFilled) -> None:
-        if fill.ts >= self._day_hi:
-            self._roll(fill.ts)
+        if fill.ts >= self._day.day_hi:
+            self._day.roll(fill.ts, self._last)
         # booked later, even when redelivered (ignored then, but its mark still counts)
         unbooked = self._unbooked
         unbooked.append(fill)
@@ -205,6 +203,7 @@ class RiskEngine:
         seen[fill_id] = None
         if len(seen) > FILL_IDS_KEPT:
             seen.popitem(last=False)
+        self._day.on_fill(fill)
         pending = self._pending.get(fill.order_id)
         if pending is not None:
             leaves = pending.leaves
@@ -237,28 +236,6 @@ class RiskEngine:
 
     on_order_closed = on_order_cancelled
 
-    def on_pnl(self, snapshot: PnlSnapshot) -> None:
-        """Take unrealized P&L from the projector's snapshots when no ticks reach this engine.
-
-        A risk manager that does not consume ``market.ticks`` only knows prices at fills; the
-        portfolio projector marks every tick, so its figure is the better one then.
-        """
-        if snapshot.broker == self.broker:
-            self._snap_unrealized[snapshot.strategy_id] = snapshot.unrealized
-
-    def on_event(self, payload: Payload) -> None:
-        """Dispatch any order event or tick to the handler above (others are ignored)."""
-        if isinstance(payload, OrderFilled):
-            self.on_fill(payload)
-        elif isinstance(payload, OrderRejected):
-            self.on_order_rejected(payload)
-        elif isinstance(payload, OrderCancelled):
-            self.on_order_cancelled(payload)
-        elif isinstance(payload, MarketTick):
-            self.on_tick(payload)
-        elif isinstance(payload, PnlSnapshot):
-            self.on_pnl(payload)
-
     # ------------------------------------------------------------------ the check
 
     def check(self, signal_id: str, signal: Signal, now_ns: int, *,
@@ -269,8 +246,8 @@ class RiskEngine:
         seen = self._decisions.get(signal_id)
         if seen is not None:
             return seen  # a redelivered signal gets the decision it got the first time
-        if now_ns >= self._day_hi:
-            self._roll(now_ns)
+        if now_ns >= self._day.day_hi:
+            self._day.roll(now_ns, self._last)
         failure = self._rules(signal_id, signal, now_ns, flatten)
         decision: SignalValidated | SignalRejected
         if failure is not None:
@@ -447,14 +424,11 @@ class RiskEngine:
     def net_pnl(self, strategy_id: str | None = None) -> int:
         """Realized + unrealized − charges of a strategy (None: the account), in paise."""
         snap = self._book().snapshot(strategy_id)
-        unrealized = snap.unrealized
-        if not self._ticks_seen and strategy_id in self._snap_unrealized:
-            unrealized = self._snap_unrealized[strategy_id]
-        return snap.realized + unrealized - snap.charges
+        return snap.realized + snap.unrealized - snap.charges
 
     def day_pnl(self, strategy_id: str | None = None) -> int:
-        """Net P&L since the first event of the current IST day."""
-        return self.net_pnl(strategy_id) - self._day_start.get(strategy_id, 0)
+        """Net P&L of the current IST day (of a strategy, or the account)."""
+        return self._day.pnl(self._book().positions(strategy_id))
 
     def status(self, now_ns: int | None = None) -> dict[str, object]:
         """What an operator wants to see: kill switch, P&L today, open orders, positions,
@@ -619,15 +593,3 @@ class RiskEngine:
             if pending.cnc:
                 self._cnc_pending[(pending.strategy_id, pending.token)] -= pending.sign * pending.leaves
         self._open_orders[pending.strategy_id] -= 1
-
-    def _roll(self, ts: int) -> None:
-        """On a new IST day, remember each scope's P&L so the day's loss starts at zero."""
-        if ts < self._day_hi:
-            return  # the same day, or an older event arriving late: days only move forward
-        day = ist_date(ts)
-        self._day_lo = ist_ns(day, time(0, 0))
-        self._day_hi = self._day_lo + 86_400 * 1_000_000_000
-        scopes: list[str | None] = [None, *self._book().strategies()]
-        self._day_start = {scope: self.net_pnl(scope) for scope in scopes}
-
-

@@ -48,9 +48,10 @@ class RiskLimits:
       resting orders on the other side free no room.
     - ``max_gross_exposure``: Σ |position| × last price of the strategy after the order.
     - ``max_open_orders``: validated orders of the strategy not yet filled/cancelled/rejected.
-    - ``daily_loss``: positive paise; once today's net P&L (realized + unrealized −
-      charges) is at or below −daily_loss, only position-reducing orders pass (what is
-      open stays open: a gate on new risk, not a stop-loss).
+    - ``daily_loss``: positive paise; once the day's net P&L (``portfolio.day``: today's
+      fills, and what was carried into the day from the previous close) is at or below
+      −daily_loss, only position-reducing orders pass (what is open stays open: a gate on
+      new risk, not a stop-loss).
     - ``price_band_percent``: a limit/trigger price must be within this % of the last price.
     - ``fat_finger_qty`` / ``fat_finger_notional``: obvious typos, rejected as FAT_FINGER.
     - ``orders_per_second/minute/day``: per account, sliding event-time windows (day = IST date).

@@ -118,10 +118,10 @@ class PortfolioHandler:
         if isinstance(data, OrderFilled):
             if data.ts >= self.day.day_hi:
                 self.day.roll(data.ts, self._last)
-            self.day.on_fill(data)
             position = self.ledger.position(data.strategy_id, data.instrument_token, data.product)
             before = position.quantity
-            self.ledger.apply_fill(data)
+            if self.ledger.apply_fill(data):  # (not a redelivered one)
+                self.day.on_fill(data)
             self.round_trips.after_fill(position, before, event.ts, data.charges.total)
             # Fills trail ticks: a position opened after its instrument's latest tick was
             # seen must still be marked at that latest price, not at its fill price.

@@ -112,6 +112,12 @@ def test_nothing_known_from_before_the_day_shows_no_move_on_the_carried_part() -
     assert h.day_pnl(None) == 0
 
 
+def test_a_redelivered_fill_counts_once() -> None:
+    buy = fill(1, Side.BUY, 10, 100_00, at(0, 10, 1), charges=7)
+    h = one_by_one([tick(7, 100_00, at(0, 10)), buy, buy, tick(7, 101_00, at(0, 11))])
+    assert h.day_pnl(None) == 10 * 1_00 - 7
+
+
 def test_a_fill_of_an_earlier_day_read_late_is_carried_not_todays() -> None:
     late = fill(2, Side.BUY, 5, 99_00, at(0, 15, 29))
     h = one_by_one([
@@ -129,7 +135,8 @@ def test_a_fill_of_an_earlier_day_read_late_is_carried_not_todays() -> None:
 def runs(draw: st.DrawFn) -> list[Payload]:
     """Three days of ticks on two instruments, each day's ticks carrying the previous
     day's last price as their close (as the simulator's and Kite's do) or no close (a
-    replay file), and fills of two strategies at the last price, in both products."""
+    replay file), and fills of two strategies at the last price, in both products (a trade
+    is always at a price its instrument has ticked at)."""
     with_closes = draw(st.booleans())
     prices = {7: 100_00, 8: 2_000_00}
     closes: dict[int, int] = {}
@@ -139,7 +146,8 @@ def runs(draw: st.DrawFn) -> list[Payload]:
         for minute in range(draw(st.integers(1, 25))):
             ts = at(day, 9, 15) + minute * 60_000_000_000
             token = draw(st.sampled_from((7, 8)))
-            if draw(st.booleans()):
+            if draw(st.booleans()) or not any(  # trades follow their instrument's ticks
+                    isinstance(e, MarketTick) and e.instrument_token == token for e in events):
                 prices[token] += draw(st.integers(-40, 40)) * 5
                 events.append(tick(token, prices[token], ts, closes.get(token)))
             else:

@@ -140,6 +140,20 @@ def test_daily_loss_stops_new_exposure_but_lets_positions_be_reduced() -> None:
     assert code(risk.check("f", sig(qty=1, price_hint=94_00), next_day + 1)) == "OK"
 
 
+def test_a_gap_at_the_open_counts_in_the_days_loss() -> None:
+    # 100 held overnight, closed at ₹100; the next day opens at ₹94: ₹600 down on the day
+    # before anything trades (the day's start is yesterday's close, not today's open)
+    risk = engine(daily_loss=500_00)
+    buy = sig(qty=100)
+    risk.check("a", buy, T0)
+    risk.on_fill(filled("a", buy))
+    next_day = ist_ns(date(2026, 11, 24), time(9, 15))
+    risk.on_tick(MarketTick(instrument_token=TOKEN, last_price=94_00, ts=next_day,
+                            close=100_00))
+    assert risk.day_pnl("s1") == risk.day_pnl(None) == -600_00
+    assert code(risk.check("b", sig(qty=1, price_hint=94_00), next_day + 1)) == "DAILY_LOSS"
+
+
 def test_zerodha_always_gets_kites_rate_limits_paper_only_when_configured() -> None:
     config = RiskConfig(global_limits=RiskLimits(orders_per_second=50))
     assert config.limits_for("zerodha", "s1").orders_per_second == 10  # cannot be loosened
@@ -260,20 +274,6 @@ def test_zerodha_fills_release_pending_orders_by_their_own_order_ids() -> None:
         ts=T0))
     assert risk.position("s1", TOKEN) == 10  # not 20: the pending part was released
     assert risk.open_orders("s1") == 0
-
-
-def test_daily_loss_uses_the_projectors_marks_when_no_ticks_reach_risk() -> None:
-    from alpha_panda.domain.events import PnlSnapshot
-
-    risk = engine(daily_loss=100_00)
-    buy = sig(qty=10)
-    risk.check("a", buy, T0)
-    risk.on_fill(filled("a", buy))
-    assert code(risk.check("b", sig(qty=1), T0 + 1)) == "OK"
-    risk.on_pnl(PnlSnapshot(broker="paper", strategy_id="s1", realized=0, unrealized=-150_00,
-                            charges=0, cash=0, gross_exposure=0, open_positions=1, fills=1))
-    assert code(risk.check("c", sig(qty=1), T0 + 2)) == "DAILY_LOSS"
-    assert code(risk.check("d", sig(Side.SELL, 5), T0 + 2)) == "OK"
 
 
 def test_status_shows_what_an_operator_needs() -> None:
