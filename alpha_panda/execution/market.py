@@ -203,6 +203,11 @@ class SessionClock:
         self._cutoff = mis_cutoff
         self._last: Session | None = None
 
+    @property
+    def cutoff(self) -> time | None:
+        """The MIS cut-off (IST) each session gets; None: none."""
+        return self._cutoff
+
     def session(self, ts_ns: int) -> Session:
         sess = self._last
         if sess is None or not sess.lo <= ts_ns < sess.hi:

@@ -8,6 +8,9 @@ the market has already crossed), STALE_ORDER (the order arrives before the oldes
 exchange still keeps, so it cannot be matched faithfully). The exchange adds CNC_SHORT (a
 CNC sell beyond the strategy's delivery holdings, ``cnc_short``).
 
+The MIS cut-off (``mis_cutoff``) is the one rule the zerodha engine asks too, before it
+places an order, so that a late MIS order is rejected alike on paper and live.
+
 Brackets are checked here only: the paper exchange is the one venue that places their exits
 (the Zerodha engine sends no bracket), and the check needs no state of the risk manager's.
 """
@@ -17,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Reversible
 
 from alpha_panda.domain.events import MarketTick
-from alpha_panda.domain.values import OrderType, Product, format_rupees, on_tick_grid
+from alpha_panda.domain.values import OrderType, Product, Side, format_rupees, on_tick_grid
 from alpha_panda.execution.config import ExecutionConfig
 from alpha_panda.execution.market import CircuitBands, MarketCalendar, SessionClock
 from alpha_panda.execution.orders import Order
@@ -89,6 +92,29 @@ def bracket_inverted(order: Order) -> str | None:
             f"the entry {format_rupees(entry)} ({what})")
 
 
+def reduces(side: Side, quantity: int, held: int) -> bool:
+    """True when an order of ``quantity`` on ``side`` only takes the position ``held`` (signed)
+    towards flat: an exit, not a fresh position (a reversal past flat is one)."""
+    return side.sign * held < 0 and quantity <= abs(held)
+
+
+def mis_cutoff(product: Product, arrival_ns: int, clock: SessionClock, *,
+               exit_only: bool = False) -> tuple[str, str] | None:
+    """``MIS_CUTOFF`` for an MIS order reaching the venue at/after its day's cut-off
+    (``clock``'s: ``mis_squareoff``, 15:20 IST by default), else None; ``exit_only``: the order only reduces an
+    MIS position (``reduces``), which Zerodha still accepts then: "fresh" MIS orders are what
+    it refuses after its auto square-off time (support.zerodha.com, intraday auto square-off
+    timings). The paper exchange and the zerodha engine both ask this, so a late MIS order
+    meets the same ``OrderRejected`` on either."""
+    if product is not Product.MIS or exit_only:
+        return None
+    cutoff = clock.session(arrival_ns).cutoff
+    if cutoff is None or arrival_ns < cutoff:
+        return None
+    return "MIS_CUTOFF", (f"new MIS orders are not accepted from {clock.cutoff:%H:%M} IST, "
+                          "the intraday square-off")
+
+
 def validate(
     order: Order, now_ns: int, cfg: ExecutionConfig, calendar: MarketCalendar,
     bands: CircuitBands | None, clock: SessionClock, *, reference: int | None, tick: int,
@@ -131,9 +157,11 @@ def validate(
             return "BRACKET", inverted
     if cfg.market_hours == "reject" and not calendar.is_open(order.arrival_ns):
         return "MARKET_CLOSED", "order outside NSE market hours (09:15-15:30 IST) or holiday"
-    cutoff = clock.session(order.arrival_ns).cutoff
-    if order.product is Product.MIS and cutoff is not None and order.arrival_ns >= cutoff:
-        return "MIS_CUTOFF", f"MIS orders are not accepted after {cfg.mis_squareoff} IST"
+    # (no order here reduces an MIS position after the cut-off: the square-off flattens the
+    # instrument's at its first tick at/after it, and a signal comes from a tick)
+    late = mis_cutoff(order.product, order.arrival_ns, clock)
+    if late is not None:
+        return late
     band = bands.limits(order.instrument_token, reference, tick) \
         if prices and bands and reference else None
     if band is not None and not all(band[0] <= p <= band[1] for p in prices):

@@ -13,6 +13,10 @@ records the cancellations as Kite reports them, with the reason the engine asked
 control event older than the oldest signal the engine would still act on is only logged: a
 new consumer group reads the topic from its start.
 
+A fresh MIS order at or after the MIS cut-off (15:20 IST) is rejected here, ``MIS_CUTOFF``,
+by the paper exchange's rule (``execution.rules.mis_cutoff``), not sent for Kite's RMS to
+reject; an exit of the strategy's MIS position still goes to Kite, which accepts it.
+
 Exactly once across crashes: the order of a signal carries a tag derived from the
 signal id (``order_tag``). Before placing, the engine looks the tag up in the day's order
 book (fetched at start, after a rebalance and after any placement whose outcome is
@@ -28,6 +32,7 @@ import contextlib
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from datetime import time as clock_time
 from typing import Any
 
 import structlog
@@ -65,14 +70,18 @@ from alpha_panda.domain.events import (
     OrderRejected,
     OrderSubmitted,
     Origin,
+    Signal,
     SignalValidated,
     StrategyHalted,
     derive_id,
     new_envelope,
 )
 from alpha_panda.domain.values import Product
+from alpha_panda.execution.config import MIS_SQUAREOFF
 from alpha_panda.execution.costs import CostModel, Segment
+from alpha_panda.execution.market import MarketCalendar, SessionClock
 from alpha_panda.execution.netting import CncNetting
+from alpha_panda.execution.rules import mis_cutoff, reduces
 from alpha_panda.execution.zerodha.orders import (
     is_our_tag,
     kite_order_params,
@@ -111,13 +120,15 @@ class ZerodhaEngine:
 
     def __init__(self, kite: KiteRestClient, instruments: InstrumentMaster, book: OrderBook, *,
                  market_protection: int = -1, max_signal_age_s: float = 300.0,
-                 clock: Callable[[], int] = time.time_ns) -> None:
+                 clock: Callable[[], int] = time.time_ns,
+                 mis_squareoff: clock_time | None = MIS_SQUAREOFF) -> None:
         self._kite = kite
         self._instruments = instruments
         self._book = book
         self._protection = market_protection
         self._max_age_ns = int(max_signal_age_s * 1e9)
         self._clock = clock
+        self._sessions = SessionClock(MarketCalendar(), mis_squareoff)  # the paper's cut-off
         self._tags: dict[str, str] = {}  # our tag -> Kite order id, from the order book
         self._stale = True  # the order book must be read before the next placement
         self.placed = 0
@@ -212,6 +223,8 @@ class ZerodhaEngine:
             return [self._reject(event, "KILL_SWITCH",
                                  "kill switch is active: an order validated before it is not "
                                  "placed")]
+        elif (late := self._past_cutoff(sig)) is not None:
+            return [self._reject(event, *late)]
         else:
             try:
                 broker_id = await self._kite.place_order(params)
@@ -233,6 +246,21 @@ class ZerodhaEngine:
         if early is not None:  # it was at Kite already (adopted): cancel it there
             out += await self._cancel(*early)
         return out
+
+    def _past_cutoff(self, sig: Signal) -> tuple[str, str] | None:
+        """``MIS_CUTOFF`` for a fresh MIS order at/after the cut-off, refused here by the rule
+        the paper exchange applies, so that both brokers emit the same ``OrderRejected``:
+        Kite would take the order and its RMS reject it a moment later (an
+        ``OrderSubmitted`` and a ``BROKER_REJECTED``, a placement spent). An exit of the
+        strategy's MIS position of the day, by the fills recorded so far, goes to Kite,
+        which accepts exits until it squares the position off itself. The time is the
+        engine's clock: when Kite gets the order (the paper's is the order's arrival)."""
+        if sig.product is not Product.MIS:
+            return None
+        now = self._clock()
+        held = self._book.mis_position(sig.strategy_id, sig.instrument_token, ist_date(now))
+        return mis_cutoff(sig.product, now, self._sessions,
+                          exit_only=reduces(sig.side, sig.quantity, held))
 
     def note_cancel(self, event: Envelope[Any], request: CancelRequested) -> bool:
         """Remember a strategy's cancel of an order this engine has not placed (yet): its
@@ -543,9 +571,10 @@ async def _first(stop: asyncio.Event, sync: asyncio.Task[None], inner: asyncio.E
 
 
 def build_zerodha_engine(settings: Any, log: Log, processor_settings: ProcessorSettings | None = None,
-                         *, now_ns: int | None = None,
-                         costs: CostModel | None = None) -> ZerodhaTradingProcessor:
-    """Wire live trading (``settings``: the app settings or a ``ZerodhaSettings``).
+                         *, now_ns: int | None = None, costs: CostModel | None = None,
+                         clock: Callable[[], int] = time.time_ns) -> ZerodhaTradingProcessor:
+    """Wire live trading (``settings``: the app settings or a ``ZerodhaSettings``;
+    ``clock``: the engine's, which dates placements against the MIS cut-off).
 
     Refuses without the explicit switch (``ConfigurationError``) or a valid session
     (``AuthenticationError`` telling the operator to run ``alpha-panda auth login``)."""
@@ -559,6 +588,7 @@ def build_zerodha_engine(settings: Any, log: Log, processor_settings: ProcessorS
     book = OrderBook()
     sync = ZerodhaOrderSync(log, kite, book, poll_interval_s=zs.poll_interval_s,
                             charges=KiteCharges(costs or CostModel.load(), instruments))
-    engine = ZerodhaEngine(kite, instruments, book, market_protection=zs.market_protection)
+    engine = ZerodhaEngine(kite, instruments, book, market_protection=zs.market_protection,
+                           clock=clock)
     return ZerodhaTradingProcessor(log, zs, kite, instruments, engine, sync,
                                    processor_settings or ProcessorSettings())

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Protocol
 
+from alpha_panda.domain.clock import ist_date
 from alpha_panda.domain.events import (
     NO_CHARGES,
     Charges,
@@ -74,6 +76,7 @@ class TrackedOrder:
     # why this process asked Kite to cancel it (None: it did not); read by ``diff``
     cancel_reason: str | None = None
     origin: Origin = "signal"  # whose order: a strategy's signal, or the kill switch's flatten
+    ts: int = 0  # its submission's event time
 
     @property
     def leaves(self) -> int:
@@ -116,7 +119,7 @@ class OrderBook:
                                    event.instrument_token, event.side, event.quantity,
                                    event.product,
                                    event.validity, event.tag, correlation_id,
-                                   origin=event.origin)
+                                   origin=event.origin, ts=event.ts)
                 self.orders[event.broker_order_id] = new
                 self._by_order_id[event.order_id] = new
                 for later in self._pending.pop(event.order_id, []):
@@ -134,6 +137,13 @@ class OrderBook:
                 o.terminal = o.terminal or event.leaves_quantity == 0
         else:
             o.terminal = True
+
+    def mis_position(self, strategy_id: str, instrument_token: int, day: date) -> int:
+        """The strategy's MIS position in the instrument from its orders submitted on ``day``
+        (IST), by the fills recorded so far: what its MIS orders of that day may still exit."""
+        return sum(o.side.sign * o.filled for o in self.orders.values()
+                   if o.product is Product.MIS and o.strategy_id == strategy_id
+                   and o.instrument_token == instrument_token and ist_date(o.ts) == day)
 
     def net_positions(self) -> dict[tuple[int, str], int]:
         net: dict[tuple[int, str], int] = {}

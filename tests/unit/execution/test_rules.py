@@ -6,11 +6,14 @@ from __future__ import annotations
 from datetime import date, time
 from typing import Any
 
+import pytest
+
 from alpha_panda.domain.clock import ist_ns
 from alpha_panda.domain.events import MarketTick, OrderRejected, OrderSubmitted, Payload, Signal
 from alpha_panda.domain.values import OrderType, Product, Side
+from alpha_panda.execution.market import MarketCalendar, SessionClock
 from alpha_panda.execution.paper import ExecutionConfig, PaperExchange
-from alpha_panda.execution.rules import reference_price
+from alpha_panda.execution.rules import mis_cutoff, reduces, reference_price
 
 TOKEN = 341249  # 10% band
 OTHER = 738561
@@ -128,3 +131,39 @@ def test_a_bracket_with_its_exits_on_the_wrong_side_of_the_entry_is_rejected() -
     stop = bracket(Side.BUY, tp=1005_00, sl=995_00, order_type=OrderType.SL_M,
                    trigger_price=1010_00)
     assert rejection(x.submit("stop", stop, now)).reason_code == "BRACKET"
+
+
+def test_the_mis_cutoff_refuses_a_fresh_mis_order_from_the_cutoff_on() -> None:
+    clock = SessionClock(MarketCalendar(), time(15, 20))
+    cut = at(15, 20)
+    assert mis_cutoff(Product.MIS, cut - 1, clock) is None
+    assert mis_cutoff(Product.MIS, cut, clock) == (
+        "MIS_CUTOFF", "new MIS orders are not accepted from 15:20 IST, the intraday square-off")
+    assert mis_cutoff(Product.MIS, at(15, 29), clock) is not None
+    assert mis_cutoff(Product.CNC, at(15, 25), clock) is None
+    assert mis_cutoff(Product.MIS, at(15, 25), clock, exit_only=True) is None
+    assert mis_cutoff(Product.MIS, at(9, 15, NEXT), clock) is None  # a new day
+    assert mis_cutoff(Product.MIS, at(15, 25), SessionClock(MarketCalendar(), None)) is None
+    early = SessionClock(MarketCalendar(), time(15, 0))
+    assert mis_cutoff(Product.MIS, at(15, 5), early) == (
+        "MIS_CUTOFF", "new MIS orders are not accepted from 15:00 IST, the intraday square-off")
+
+
+@pytest.mark.parametrize(("side", "quantity", "held", "exit_"), [
+    (Side.SELL, 5, 5, True), (Side.SELL, 3, 5, True), (Side.BUY, 4, -4, True),
+    (Side.SELL, 6, 5, False),  # past flat: a fresh short
+    (Side.BUY, 1, 5, False), (Side.SELL, 1, 0, False), (Side.SELL, 1, -2, False),
+])
+def test_an_exit_only_takes_the_position_towards_flat(side: Side, quantity: int, held: int,
+                                                      exit_: bool) -> None:
+    assert reduces(side, quantity, held) is exit_
+
+
+def test_the_paper_exchange_rejects_a_late_mis_order_with_the_rule_s_reason() -> None:
+    x = PaperExchange(ExecutionConfig(costs=False))
+    late = Signal(strategy_id="s", instrument_token=TOKEN, side=Side.BUY, quantity=1,
+                  product=Product.MIS)
+    [rejected] = x.submit("late", late, at(15, 20))
+    assert isinstance(rejected, OrderRejected)
+    clock = SessionClock(MarketCalendar(), time(15, 20))
+    assert (rejected.reason_code, rejected.message) == mis_cutoff(Product.MIS, at(15, 20), clock)
