@@ -5,7 +5,9 @@ and our ticker client (``ws_url``) at this fake. It follows the documented reque
 responses and errors: ``{"status": "success", "data": ...}`` or ``{"status": "error",
 "error_type": "TokenException", "message": ...}`` with the HTTP code, 429 on more than
 ``orders_per_second`` placements in a second, the binary ticker format (our own encoder,
-written from the documented layout) and order postbacks as text messages.
+written from the documented layout) and order postbacks as text messages. Like Zerodha's RMS
+it rejects a fresh MIS order from the auto square-off time of its exchange (``mis_cutoffs``)
+on its ``clock`` (the wall clock unless a test sets one).
 
 In-process: ``with FakeKite() as kite: kite.root_url, kite.ws_url``. As a process:
 ``python -m alpha_panda.testing.fake_kite`` prints one JSON line with the URLs and
@@ -23,8 +25,9 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable, Iterable
+from datetime import date, datetime, timedelta, timezone
+from datetime import time as day_time
 from http.server import ThreadingHTTPServer
 from typing import Any, Self
 from urllib.parse import parse_qs, urlparse
@@ -55,14 +58,17 @@ DEFAULT_INSTRUMENTS: tuple[tuple[int, str, str, str, float, int], ...] = (
     (412675, "CDS", "USDINR26DECFUT", "CDS-FUT", 0.0025, 1),
 )
 
+# Zerodha's auto square-off times by exchange (support.zerodha.com, "What are the auto
+# square-off timings for open intraday positions?": equity 3:20 PM, equity derivatives 3:25 PM,
+# currency 4:45 PM). From then it takes no fresh MIS order; exits of MIS positions it does.
+MIS_CUTOFFS: dict[str, day_time] = {"NSE": day_time(15, 20), "BSE": day_time(15, 20),
+                                    "NFO": day_time(15, 25), "BFO": day_time(15, 25),
+                                    "CDS": day_time(16, 45)}
+
 # The server's per-connection INFO lines ("connection closed") come from its own thread,
 # often after a test's log capture has closed: warnings and errors only.
 _WS_LOG = logging.getLogger("alpha_panda.testing.fake_kite.ws")
 _WS_LOG.setLevel(logging.WARNING)
-
-
-def _now_ist() -> str:
-    return datetime.now(IST).strftime("%Y-%m-%d %H:%M:%S")
 
 
 class KiteError(Exception):
@@ -76,10 +82,13 @@ class FakeKite:
 
     def __init__(self, *, api_key: str = "fake_api_key", api_secret: str = "fake_api_secret",
                  user_id: str = "AB1234", orders_per_second: int = 10,
-                 auto_fill_market: bool = True) -> None:
+                 auto_fill_market: bool = True,
+                 clock: Callable[[], int] = time.time_ns) -> None:
         self.api_key, self.api_secret, self.user_id = api_key, api_secret, user_id
         self.orders_per_second = orders_per_second
         self.auto_fill_market = auto_fill_market
+        self.clock = clock  # Kite's time (ns since the epoch): order times, the MIS cut-off
+        self.mis_cutoffs = dict(MIS_CUTOFFS)
         self.request_tokens: set[str] = {"fake_request_token"}
         self.access_tokens: set[str] = set()
         self.instruments = list(DEFAULT_INSTRUMENTS)
@@ -208,7 +217,7 @@ class FakeKite:
         self.access_tokens.add(access)
         return {"user_id": self.user_id, "user_name": "Fake Trader", "api_key": self.api_key,
                 "access_token": access, "public_token": access[:8], "refresh_token": "",
-                "login_time": _now_ist(), "broker": "ZERODHA", "user_type": "individual"}
+                "login_time": self._stamp(), "broker": "ZERODHA", "user_type": "individual"}
 
     def _authorise(self, auth: str | None) -> None:
         expected = f"token {self.api_key}:"
@@ -245,7 +254,7 @@ class FakeKite:
         order = {
             "placed_by": self.user_id, "order_id": oid, "exchange_order_id": None,
             "parent_order_id": None, "status": "OPEN", "status_message": None,
-            "order_timestamp": _now_ist(), "exchange_timestamp": None, "variety": variety,
+            "order_timestamp": self._stamp(), "exchange_timestamp": None, "variety": variety,
             "exchange": p["exchange"], "tradingsymbol": p["tradingsymbol"],
             "instrument_token": token, "order_type": p["order_type"],
             "transaction_type": p["transaction_type"], "validity": p.get("validity", "DAY"),
@@ -256,7 +265,7 @@ class FakeKite:
             "tag": p.get("tag") or None, "tags": [p["tag"]] if p.get("tag") else [], "guid": oid,
         }
         self.orders[oid] = order
-        reason = self.reject_symbols.get(p["tradingsymbol"])
+        reason = self.reject_symbols.get(p["tradingsymbol"]) or self._mis_block(p, token)
         if reason is not None:
             self._update(order, status="REJECTED", status_message=reason, pending_quantity=0)
         elif p["order_type"] == "MARKET" and self.auto_fill_market:
@@ -264,6 +273,34 @@ class FakeKite:
         else:
             self._postback(order)
         return oid
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock() // 1_000_000_000, IST)
+
+    def _stamp(self) -> str:
+        return self._now().strftime("%Y-%m-%d %H:%M:%S")
+
+    def _mis_block(self, p: dict[str, str], token: int) -> str | None:
+        """Zerodha's RMS from the auto square-off time: a fresh MIS order is placed (Kite
+        answers with its order id) and REJECTED at once, its ``status_message`` the RMS's
+        (the wording is ours: Zerodha's text varies); an MIS order that only takes the day's
+        MIS position in the instrument towards flat passes."""
+        cutoff = self.mis_cutoffs.get(p["exchange"])
+        now = self._now()
+        if p["product"] != "MIS" or cutoff is None or now.time() < cutoff:
+            return None
+        held = self._mis_position(token, now.date())
+        sign = 1 if p["transaction_type"] == "BUY" else -1
+        if sign * held < 0 and int(p["quantity"]) <= abs(held):
+            return None
+        return (f"RMS:Auto Square Off Block: fresh MIS orders are not allowed after "
+                f"{cutoff:%H:%M}; exit your MIS positions only")
+
+    def _mis_position(self, token: int, day: date) -> int:
+        """The account's net MIS quantity in ``token`` from the trades of ``day``."""
+        return sum((1 if t["transaction_type"] == "BUY" else -1) * t["quantity"]
+                   for t in self.trades if t["instrument_token"] == token
+                   and t["product"] == "MIS" and t["fill_timestamp"].startswith(str(day)))
 
     def fill(self, order_id: str, quantity: int, price_paise: int) -> None:
         """Execute ``quantity`` of an open order at ``price_paise`` (a trade + postback)."""
@@ -273,14 +310,14 @@ class FakeKite:
             if done > o["quantity"] or o["status"] in ("COMPLETE", "CANCELLED", "REJECTED"):
                 raise ValueError(f"cannot fill {quantity} of order {order_id}")
             avg = (o["average_price"] * o["filled_quantity"] + price_paise / 100 * quantity) / done
+            now = self._stamp()
             self.trades.append({
                 "trade_id": str(len(self.trades) + 10_000_001), "order_id": order_id,
                 "exchange": o["exchange"], "tradingsymbol": o["tradingsymbol"],
                 "instrument_token": o["instrument_token"], "product": o["product"],
                 "average_price": price_paise / 100, "quantity": quantity,
                 "exchange_order_id": o["exchange_order_id"], "transaction_type": o["transaction_type"],
-                "fill_timestamp": _now_ist(), "order_timestamp": _now_ist()[11:],
-                "exchange_timestamp": _now_ist()})
+                "fill_timestamp": now, "order_timestamp": now[11:], "exchange_timestamp": now})
             self._update(o, filled_quantity=done, pending_quantity=o["quantity"] - done,
                          average_price=round(avg, 4),
                          status="COMPLETE" if done == o["quantity"] else "OPEN")
@@ -295,7 +332,7 @@ class FakeKite:
             return order_id
 
     def _update(self, order: dict[str, Any], **changes: Any) -> None:
-        order.update(changes, exchange_update_timestamp=_now_ist())
+        order.update(changes, exchange_update_timestamp=self._stamp())
         self._postback(order)
 
     def _positions(self) -> dict[str, Any]:
@@ -407,7 +444,7 @@ class FakeKite:
                         self.prices[token] = last
                     self._volume[token] = self._volume.get(token, 0) + rng.randint(1, 500)
                     ticks.append(MarketTick(
-                        instrument_token=token, last_price=last, ts=time.time_ns() // 10**9 * 10**9,
+                        instrument_token=token, last_price=last, ts=self.clock() // 10**9 * 10**9,
                         volume=self._volume[token], last_quantity=rng.randint(1, 50),
                         open=last, high=last, low=last, close=last, average_price=last,
                         tradable=segment_of(token) != SEG_INDICES))

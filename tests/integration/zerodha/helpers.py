@@ -15,7 +15,7 @@ from alpha_panda.domain.events import (
     derive_id,
     new_envelope,
 )
-from alpha_panda.domain.values import OrderType, Side
+from alpha_panda.domain.values import OrderType, Product, Side
 from alpha_panda.stream.emit import Emit, to_output
 from alpha_panda.stream.log import Log, TopicPartition
 from alpha_panda.stream.runtime import ProcessorSettings
@@ -29,10 +29,11 @@ FAST = ProcessorSettings(poll_timeout=0.01, backoff_base=0.05, backoff_max=2.0, 
 
 def signal_envelope(n: int, *, token: int = INFY, broker: str = "zerodha", quantity: int = 1,
                     order_type: OrderType = OrderType.MARKET, limit_price: int | None = None,
-                    side: Side = Side.BUY, ts: int | None = None, strategy: str = "s1") -> Emit:
+                    side: Side = Side.BUY, ts: int | None = None, strategy: str = "s1",
+                    product: Product = Product.CNC) -> Emit:
     sid = f"signal-{n}"
     sig = Signal(strategy_id=strategy, instrument_token=token, side=side, quantity=quantity,
-                 order_type=order_type, limit_price=limit_price)
+                 order_type=order_type, limit_price=limit_price, product=product)
     env = new_envelope(SignalValidated(signal=sig, signal_id=sid), id=derive_id(sid, "risk"),
                        ts=ts or time.time_ns(), source="risk", broker=broker,
                        key=strategy_instrument_key(strategy, token))
