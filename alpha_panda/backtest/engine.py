@@ -7,7 +7,10 @@ the live pipeline's:
 
 1. the exchange sees the tick first: fills of resting orders (and expiries) go to the
    ledger, the risk engine and the runner's feedback;
-2. the risk engine sees the tick;
+2. the risk engine sees the tick, and with ``daily_loss_flatten`` stops a strategy (or
+   the account) whose day's loss reached its limit, as the risk manager does: halted,
+   open orders cancelled, positions closed by market orders just after the tick, until
+   the next day's first tick (``daily_loss``);
 3. the runner runs the strategies; each signal gets the id
    ``derive_id(tick_id(source, seq), f"strategy:{strategy_id}", n)`` (``signal_ids``) and
    goes, one at a time, through ``risk.check`` → ``exchange.submit`` → its order events
@@ -51,6 +54,7 @@ from alpha_panda.backtest.metrics import (
     NS_PER_DAY,
     NS_PER_S,
     round_trips,
+    stop_record,
     trading_day,
 )
 from alpha_panda.backtest.result import BacktestResult, summarize
@@ -64,6 +68,7 @@ from alpha_panda.domain.events import (
     Payload,
     Signal,
     SignalRejected,
+    SignalValidated,
     derive_id,
 )
 from alpha_panda.domain.values import Product
@@ -113,7 +118,8 @@ class _Engine:
         self.runner = StrategyRunner(configs, initial_cash=initial_cash, ordered_feedback=True)
         rc = risk if risk is not None else risk_config(configs)
         self.risk = RiskEngine(rc, broker="paper")
-        self.risk_every_tick = _limits_read_marks(rc, [c.id for c in configs])
+        self.risk_every_tick = _limits_read_marks(rc, [c.id for c in configs]) \
+            or self.risk.has_stops
         self.venue = PaperVenue(execution_configs(configs), seed=seed, broker="paper",
                                 serve_unknown=False)
         self.ledger = PositionLedger(initial_cash * len(configs), broker="paper",
@@ -131,6 +137,7 @@ class _Engine:
                        "orders_cancelled": 0}
         self.rejections: dict[str, int] = {}
         self.rejection_messages: dict[str, str] = {}  # reason code -> its first message
+        self.stops: list[dict[str, Any]] = []  # daily-loss stops (``daily_loss``)
         # bound methods of the per-fill path, looked up once
         self.apply_fill = self.ledger.apply_fill
         self.risk_on_fill = self.risk.on_fill
@@ -299,6 +306,37 @@ class _Engine:
         for sid, _ in self.runner.take_halted():
             self.route(self.venue.kill(ts, sid, keep_exits=True))
 
+    def daily_loss(self, i: int, ts: int) -> None:
+        """The daily-loss stops risk finds at row ``i``, as the risk manager writes and then
+        acts on them (``RiskHandler._daily_loss``), with the same ids: a strategy's is its
+        halt with flatten (the runner makes no more signals; its orders, bracket exits
+        included, are cancelled as of the tick), the account's the kill switch with
+        flatten; the positions are closed by market orders just after the tick. A new
+        day's first tick releases those of an earlier day."""
+        risk = self.risk
+        release, reached = risk.stop_changes()
+        for scope in release:  # (released in risk; the runner lapses its halt at this tick)
+            if scope is not None:
+                self.runner.halt(scope, False)
+        for scope, why in reached:
+            self.stops.append(stop_record(ts, scope, why))
+            if scope is None:
+                risk.set_kill_switch(True)
+                self.route(self.venue.kill(ts))
+            else:
+                risk.halt_strategy(scope)
+                self.runner.halt(scope, True, why, until=risk.day_end_ns)
+                self.route(self.venue.kill(ts, scope))
+            control_id = derive_id(f"{self.tick_prefix}{i}", f"daily_loss:stop:{scope or ''}")
+            now = ts + 1
+            for n, sig in enumerate(risk.flatten_signals(now, scope, reason="flatten:daily_loss")):
+                signal_id = derive_id(control_id, "flatten", n)
+                self.counts["signals"] += 1  # (risk's own: the pipeline counts its decisions)
+                if isinstance(risk.check(signal_id, sig, now, flatten=True), SignalValidated):
+                    self.route(self.venue_submit(signal_id, sig, now, flatten=True))
+                else:
+                    self.counts["signals_rejected"] += 1
+
     def cancel(self, ts: int) -> None:
         """The cancels strategies asked for at the tick of ``ts`` (``ctx.cancel``), as the
         pipeline's engines apply the runner's ``CancelRequested``."""
@@ -421,7 +459,7 @@ def run_backtest(
             counts=eng.counts,
             rejections=eng.rejections, rejection_messages=eng.rejection_messages,
             statuses=eng.runner.statuses(),
-            initial_equity=initial_cash * len(configs),
+            initial_equity=initial_cash * len(configs), stops=eng.stops,
         )
         del eng
     finally:
@@ -449,6 +487,7 @@ def _replay(eng: _Engine, ticks: TickColumns, ends: list[int],
     # Flags only an event can change: re-read after each call that routes events.
     every_ex = eng.exchange_every_tick
     every_risk = eng.risk_every_tick
+    stops = eng.risk.has_stops
     start = 0
     for end in ends:
         rows = zip(range(start, end), tok_l[start:end], ts_l[start:end], px_l[start:end],
@@ -462,6 +501,9 @@ def _replay(eng: _Engine, ticks: TickColumns, ends: list[int],
             if every_risk:
                 tick = tick or eng.tick_at(i)
                 eng.risk.on_tick(tick)
+                if stops:
+                    eng.daily_loss(i, ts)
+                    every_ex = eng.exchange_every_tick
             if fresh:
                 sigs = process(tick or eng.tick_at(i))
             else:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Final
 
-from alpha_panda.domain.clock import ist_date, ist_ns
+from alpha_panda.domain.clock import ist_date, ist_ns, ist_time
 from alpha_panda.domain.events import NO_CHARGES, OrderFilled
 from alpha_panda.domain.values import Product, to_rupees
 from alpha_panda.execution.market import MarketCalendar
@@ -55,7 +55,15 @@ FIGURES: Final = {
                   "open_positions (the account's figures, strategy by strategy)",
     "strategies_failed": "strategies taken out of service because they raised; the run goes "
                          "on without them and exits with status 1",
+    "daily_loss_stops": "each daily-loss stop (risk: daily_loss_flatten): strategy_id (null: "
+                        "the account's), its time (IST) and what it says; the strategy was "
+                        "halted for the rest of that day and its positions closed at market",
 }
+
+
+def stop_record(ts: int, scope: str | None, why: str) -> dict[str, Any]:
+    """One entry of ``daily_loss_stops``."""
+    return {"strategy_id": scope, "time": ist_time(ts), "message": why}
 
 
 @dataclass(frozen=True, slots=True)

@@ -73,6 +73,7 @@ def summarize(
     start_ns: int, counts: dict[str, int], rejections: dict[str, int],
     rejection_messages: dict[str, str] | None = None,
     statuses: Sequence[StrategyStatus], initial_equity: int,
+    stops: Sequence[dict[str, Any]] = (),
 ) -> BacktestResult:
     """The summary of a run; ``samples`` (ts, equity, gross exposure) end at the last tick,
     ``start_ns`` is the first tick's time."""
@@ -96,6 +97,7 @@ def summarize(
         "rejection_messages": dict(sorted((rejection_messages or {}).items())),
         "strategies": strategy_figures(ledger, [s.id for s in statuses]),
         "strategies_failed": sorted(s.id for s in statuses if s.state == "FAILED"),
+        "daily_loss_stops": list(stops),
         "load_s": round(load_s, 6),
         "elapsed_s": round(elapsed_s, 6),
         "ticks_per_s": round(ticks / elapsed_s) if elapsed_s > 0 else 0,

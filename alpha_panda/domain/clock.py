@@ -25,5 +25,13 @@ def ist_ns(day: date, at: time) -> int:
     return int(datetime.combine(day, at, tzinfo=IST).timestamp()) * NS
 
 
+def ist_time(ts_ns: int) -> str:
+    """An event time as IST wall time with its offset, to the millisecond:
+    ``2026-04-06T11:32:05.120+05:30``."""
+    seconds, ns = divmod(ts_ns, NS)
+    moment = datetime.fromtimestamp(seconds, IST).replace(microsecond=ns // 1000)
+    return moment.isoformat(timespec="milliseconds")
+
+
 def today_ist() -> date:
     return datetime.now(IST).date()

@@ -278,6 +278,7 @@ class KillSwitchSet(Payload, frozen=True, kw_only=True, gc=False):
     flatten: bool = False
     requested_by: str = ""
     market_ts: int | None = None
+    reason: str = ""  # why, when the system set it (the account's daily-loss stop)
 
 
 class StrategyHalted(Payload, frozen=True, kw_only=True, gc=False):
@@ -297,6 +298,10 @@ class StrategyHalted(Payload, frozen=True, kw_only=True, gc=False):
     active: bool = True
     flatten: bool = False
     market_ts: int | None = None
+    # The market time the halt lapses at (None: when the trader says): the runner and the
+    # risk manager put the strategy back at their first tick at or after it. A daily-loss
+    # stop's (``requested_by`` ``risk:daily_loss``) is the next IST day's start.
+    until: int | None = None
 
     @property
     def by_trader(self) -> bool:

@@ -32,6 +32,11 @@ from alpha_panda.portfolio.ledger import Position
 _DAY_NS = 86_400 * 1_000_000_000
 
 
+def day_start_ns(ts: int) -> int:
+    """The start (00:00 IST) of the IST day ``ts`` falls on, in ns."""
+    return ist_ns(ist_date(ts), time(0, 0))
+
+
 class DayBook:
     """Today's fills per position and each instrument's reference price for the day."""
 
@@ -50,7 +55,7 @@ class DayBook:
         """Move to the IST day of ``ts`` (``ts >= day_hi``): today's fills start afresh and
         ``last_prices`` (every instrument's latest, all from before ``ts``'s day) become
         the prices before the day."""
-        lo = ist_ns(ist_date(ts), time(0, 0))
+        lo = day_start_ns(ts)
         self.day_lo, self.day_hi = lo, lo + _DAY_NS
         # (cleared in place: the projector's tick loop holds ``closes``)
         self._before.clear()

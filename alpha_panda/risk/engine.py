@@ -57,7 +57,7 @@ from alpha_panda.domain.events import (
 from alpha_panda.domain.values import OrderType, Product, Side, format_rupees, reduces
 from alpha_panda.execution.orders import order_id_for
 from alpha_panda.marketdata.instruments import symbol_of
-from alpha_panda.portfolio.day import DayBook
+from alpha_panda.portfolio.day import DayBook, day_start_ns
 from alpha_panda.portfolio.ledger import FILL_IDS_KEPT, PositionLedger
 from alpha_panda.risk.limits import Reason, RiskConfig, RiskLimits
 from alpha_panda.risk.state import InMemoryRiskStateStore, RateWindow, RiskStateStore
@@ -88,6 +88,13 @@ _ACCOUNT_LIMITS: Final = (
     "account_max_gross_exposure", "account_daily_loss", "orders_per_second", "orders_per_minute",
     "orders_per_day",
 )
+
+
+def _has_stops(config: RiskConfig) -> bool:
+    """Whether some level sets ``daily_loss_flatten`` or ``account_daily_loss_flatten``."""
+    levels = [config.global_limits, *config.brokers.values(), *config.strategies.values(),
+              *config.strategy_brokers.values()]
+    return any(lim.daily_loss_flatten or lim.account_daily_loss_flatten for lim in levels)
 
 
 def _no_limits(lim: RiskLimits, acct: RiskLimits) -> bool:
@@ -148,6 +155,12 @@ class RiskEngine:
         self._halted: set[str] = set()  # strategies the trader took out of service
         self._last: dict[int, int] = {}
         self._day = DayBook()  # the day's P&L, as the portfolio projector's
+        # Daily-loss stops (``daily_loss_flatten``) of the day: scope (strategy, None: the
+        # account) -> (the IST day's start it was stopped on, released at the next day by
+        # this engine: False once the trader halted or resumed it after the stop).
+        self._stopped: dict[str | None, tuple[int, bool]] = {}
+        self._released: list[str | None] = []  # stops a new day released, not yet told
+        self.has_stops = _has_stops(self.config)
         self._limits: dict[str | None, RiskLimits] = {}
         self._unlimited: dict[str, bool] = {}  # per strategy: no configured limit applies
         self._decisions: OrderedDict[str, SignalValidated | SignalRejected] = OrderedDict()
@@ -179,7 +192,7 @@ class RiskEngine:
         token, price, ts = tick.instrument_token, tick.last_price, tick.ts
         day = self._day
         if ts >= day.day_hi:
-            day.roll(ts, self._last)  # the day starts at the prices before this tick
+            self._roll(ts)  # the day starts at the prices before this tick
             day.on_tick(token, price, tick.close, ts)
         elif ts < day.day_lo or token not in day.closes:
             day.on_tick(token, price, tick.close, ts)
@@ -188,7 +201,7 @@ class RiskEngine:
 
     def on_fill(self, fill: OrderFilled) -> None:
         if fill.ts >= self._day.day_hi:
-            self._day.roll(fill.ts, self._last)
+            self._roll(fill.ts)
         # booked later, even when redelivered (ignored then, but its mark still counts)
         unbooked = self._unbooked
         unbooked.append(fill)
@@ -247,7 +260,7 @@ class RiskEngine:
         if seen is not None:
             return seen  # a redelivered signal gets the decision it got the first time
         if now_ns >= self._day.day_hi:
-            self._day.roll(now_ns, self._last)
+            self._roll(now_ns)
         failure = self._rules(signal_id, signal, now_ns, flatten)
         decision: SignalValidated | SignalRejected
         if failure is not None:
@@ -355,18 +368,19 @@ class RiskEngine:
             acct = self._account_limits()
         price = self._price(s)
         notional = qty * price if price is not None else None
-        if lim.fat_finger_qty is not None and qty > lim.fat_finger_qty:
-            return Reason.FAT_FINGER, f"quantity {qty} > fat-finger limit {lim.fat_finger_qty}"
-        if lim.fat_finger_notional is not None and notional is not None and notional > lim.fat_finger_notional:
-            return Reason.FAT_FINGER, (f"notional {format_rupees(notional)} > fat-finger limit "
-                                       f"{format_rupees(lim.fat_finger_notional)}")
-        if lim.max_order_qty is not None and qty > lim.max_order_qty:
-            return Reason.MAX_ORDER_QTY, f"quantity {qty} > max order quantity {lim.max_order_qty}"
+        # The size limits stop an order too big to open or add: one that only reduces a
+        # position is never too big (else a position built in small orders, or the exit
+        # at exit_at, could not be closed, and waited for the broker's square-off).
+        if not reducing:
+            failed = self._size(lim, qty, notional)
+            if failed is not None:
+                return failed
         if lim.price_band_percent is not None:
             band = self._band_violation(s, lim.price_band_percent)
             if band is not None:
                 return Reason.PRICE_BAND, band
-        if lim.max_order_notional is not None and notional is not None and notional > lim.max_order_notional:
+        if not reducing and lim.max_order_notional is not None and notional is not None \
+                and notional > lim.max_order_notional:
             return Reason.MAX_ORDER_NOTIONAL, (f"notional {format_rupees(notional)} > max order "
                                               f"notional {format_rupees(lim.max_order_notional)}")
         if lim.max_position is not None:
@@ -463,16 +477,81 @@ class RiskEngine:
         """Every (strategy, instrument) a signal or fill has been seen of."""
         return set(self._filled)
 
-    def flatten_signals(self, now_ns: int, strategy_id: str | None = None) -> list[Signal]:
+    def stop_changes(self) -> tuple[list[str | None], list[tuple[str | None, str]]]:
+        """The daily-loss stops (``daily_loss_flatten``) to release, set on an earlier day,
+        and those reached now, each with what it says: scopes, a strategy id or None for
+        the account. Each is taken as done; ask after each tick (``on_tick``)."""
+        stopped = self._stopped
+        day_lo = self._day.day_lo
+        release, self._released = self._released, []
+        reached: list[tuple[str | None, str]] = []
+        acct = self._account_limits()
+        if acct.account_daily_loss_flatten and acct.account_daily_loss is not None \
+                and None not in stopped:
+            self._reached(None, acct.account_daily_loss, reached)
+        for sid in self._book().strategies():
+            lim = self._strategy_limits(sid)
+            if lim.daily_loss_flatten and lim.daily_loss is not None and sid not in stopped:
+                self._reached(sid, lim.daily_loss, reached)
+        for scope, _ in reached:
+            stopped[scope] = (day_lo, True)
+        return release, reached
+
+    def _roll(self, ts: int) -> None:
+        """A new IST day (``ts >= day_end_ns``): the day's P&L starts afresh, and the stops
+        of an earlier day are released at once (a signal of the new day may come before
+        its first tick), to be told by ``stop_changes``."""
+        self._day.roll(ts, self._last)
+        stopped = self._stopped
+        for scope, (day, auto) in list(stopped.items()):
+            if day < self._day.day_lo:
+                del stopped[scope]
+                if auto:
+                    if scope is None:
+                        self.set_kill_switch(False)
+                    else:
+                        self.halt_strategy(scope, False)
+                    self._released.append(scope)
+
+    def _reached(self, scope: str | None, limit: int,
+                 reached: list[tuple[str | None, str]]) -> None:
+        pnl = self.day_pnl(scope)
+        if pnl <= -limit:
+            why = (f"daily loss {format_rupees(-pnl)} reached the limit {format_rupees(limit)}: "
+                   "stopped for the day, positions closed at market")
+            reached.append((scope, why))
+
+    @property
+    def day_end_ns(self) -> int:
+        """The end of the current IST day (0 before any event): a stop's ``until``."""
+        return self._day.day_hi
+
+    def note_stop(self, scope: str | None, active: bool, at_ns: int | None, *,
+                  by_risk: bool) -> None:
+        """A halt of ``scope`` (None: the kill switch) read from the control topic: this
+        engine's own stop (``by_risk``), which a rebuild learns this way, or the trader's,
+        after which a stop of the day is the trader's to release (not this engine's)."""
+        if by_risk:
+            if not active:
+                self._stopped.pop(scope, None)
+            elif at_ns is not None:
+                self._stopped[scope] = (day_start_ns(at_ns), True)
+        elif scope in self._stopped:
+            self._stopped[scope] = (self._stopped[scope][0], False)
+
+    def flatten_signals(self, now_ns: int, strategy_id: str | None = None, *,
+                        reason: str | None = None) -> list[Signal]:
         """Market signals that close every filled position (the kill switch's flatten), or
         every one of ``strategy_id`` (its halt's); one per instrument and product."""
+        if reason is None:
+            reason = "flatten:kill_switch" if strategy_id is None else "flatten:halted"
         out: list[Signal] = []
         for pos in self._book().positions(strategy_id, open_only=True):
             out.append(Signal(
                 strategy_id=pos.strategy_id, instrument_token=pos.instrument_token,
                 side=Side.BUY if pos.quantity < 0 else Side.SELL, quantity=abs(pos.quantity),
                 product=pos.product, price_hint=self._last.get(pos.instrument_token, pos.mark_price),
-                reason="flatten:kill_switch" if strategy_id is None else "flatten:halted",
+                reason=reason,
             ))
         return out
 
@@ -527,6 +606,19 @@ class RiskEngine:
             day = ist_date(now_ns).isoformat()
             windows.append(RateWindow(Reason.RATE_LIMIT_DAY, acct.orders_per_day, 0, bucket=day))
         return windows
+
+    @staticmethod
+    def _size(lim: RiskLimits, qty: int, notional: int | None) -> tuple[str, str] | None:
+        """FAT_FINGER or MAX_ORDER_QTY for an order that opens or adds to a position."""
+        if lim.fat_finger_qty is not None and qty > lim.fat_finger_qty:
+            return Reason.FAT_FINGER, f"quantity {qty} > fat-finger limit {lim.fat_finger_qty}"
+        if lim.fat_finger_notional is not None and notional is not None \
+                and notional > lim.fat_finger_notional:
+            return Reason.FAT_FINGER, (f"notional {format_rupees(notional)} > fat-finger limit "
+                                       f"{format_rupees(lim.fat_finger_notional)}")
+        if lim.max_order_qty is not None and qty > lim.max_order_qty:
+            return Reason.MAX_ORDER_QTY, f"quantity {qty} > max order quantity {lim.max_order_qty}"
+        return None
 
     def _price(self, s: Signal) -> int | None:
         if s.order_type in (OrderType.LIMIT, OrderType.SL) and s.limit_price is not None:

@@ -38,11 +38,19 @@ class Reason:
     INVALID: Final = "INVALID"
 
 
+_FLAGS: Final = frozenset({"daily_loss_flatten", "account_daily_loss_flatten"})
+# a limit that blocks everything at 0: surely "no limit" meant, which is leaving it out
+_NOT_ZERO: Final = frozenset({"daily_loss", "account_daily_loss", "max_order_qty",
+                              "max_order_notional", "fat_finger_qty", "fat_finger_notional"})
+
+
 @dataclass(frozen=True, kw_only=True)
 class RiskLimits:
     """One level of limits; None means "not set here" (inherit, or no limit at all).
 
-    - ``max_order_qty`` / ``max_order_notional``: one order's quantity / quantity × price.
+    - ``max_order_qty`` / ``max_order_notional``: one order's quantity / quantity × price,
+      for an order that opens or adds to a position (one that only reduces it passes, as
+      for the fat-finger limits: a limit never traps a position).
     - ``max_position``: quantity per instrument, each side at its worst: filled plus
       every open buy (a buy's check), or filled less every open sell (a sell's), so that
       resting orders on the other side free no room.
@@ -52,10 +60,18 @@ class RiskLimits:
       fills, and what was carried into the day from the previous close) is at or below
       −daily_loss, only position-reducing orders pass (what is open stays open: a gate on
       new risk, not a stop-loss).
+    - ``daily_loss_flatten``: true makes ``daily_loss`` a stop as well: at the first tick
+      the strategy's day's P&L is at or below −daily_loss, the risk manager halts it for
+      the rest of the IST day (its open orders cancelled) and closes its positions at
+      market; it is back in service at the next day's first tick, unless the trader
+      halted or resumed it meanwhile (``RiskEngine.stop_changes``).
     - ``price_band_percent``: a limit/trigger price must be within this % of the last price.
     - ``fat_finger_qty`` / ``fat_finger_notional``: obvious typos, rejected as FAT_FINGER.
     - ``orders_per_second/minute/day``: per account, sliding event-time windows (day = IST date).
     - ``account_max_gross_exposure`` / ``account_daily_loss``: the same for the whole account.
+    - ``account_daily_loss_flatten``: the account's stop: the kill switch, with flatten,
+      for the rest of the day (released at the next day's first tick, unless the trader
+      set or released it meanwhile).
     """
 
     max_order_qty: int | None = None
@@ -72,6 +88,8 @@ class RiskLimits:
     orders_per_day: int | None = None
     account_max_gross_exposure: int | None = None
     account_daily_loss: int | None = None
+    daily_loss_flatten: bool | None = None
+    account_daily_loss_flatten: bool | None = None
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any], source: str = "risk") -> RiskLimits:
@@ -86,9 +104,18 @@ class RiskLimits:
                 values[key] = None
             elif key == "price_band_percent":
                 values[key] = Decimal(str(value))
+            elif key in _FLAGS:
+                if not isinstance(value, bool):
+                    raise ConfigurationError(f"{source}: {key} must be true or false")
+                values[key] = value
             else:
                 if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                     raise ConfigurationError(f"{source}: {key} must be a non-negative integer")
+                if value == 0 and key in _NOT_ZERO:
+                    raise ConfigurationError(
+                        f"{source}: {key} is 0, which would stop every order that adds risk "
+                        "from the first one; leave it out for no limit (amounts in paise: "
+                        "2000000 is ₹20,000)")
                 values[key] = value
         return cls(**values)
 

@@ -33,6 +33,7 @@ from alpha_panda.domain.events import (
     PnlSnapshot,
     SignalRejected,
     SignalValidated,
+    StrategyHalted,
     derive_id,
     new_envelope,
 )
@@ -56,7 +57,7 @@ MAX_CURVE = 2000
 FORGOTTEN_KEPT = 20 * MAX_ORDERS
 # Control events a trader's (or Kite's) action stamps with the wall clock: they do not move
 # the portfolio's "as of" market time (in a replay of an old day, it would jump to today).
-_WALL_CLOCK = frozenset({KillSwitchSet, CancelRequested, CancelRefused})
+_WALL_CLOCK = frozenset({KillSwitchSet, CancelRequested, CancelRefused, StrategyHalted})
 
 
 class PortfolioHandler:

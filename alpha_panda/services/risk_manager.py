@@ -38,6 +38,7 @@ from alpha_panda.stream.runtime import ProcessorSettings, StreamProcessor
 from alpha_panda.stream.topics import MARKET_TICKS, strategy_instrument_key, topic
 
 SOURCE = "risk-manager"
+STOP_BY = "risk:daily_loss"  # ``requested_by`` of the halts and switches of a daily-loss stop
 log = structlog.get_logger(__name__)
 
 
@@ -51,6 +52,7 @@ class RiskHandler:
         self.rejected = 0
         self.kill_switch = KillSwitchView(broker=broker, active=False)
         self._rebuilding = False
+        self._stops = engine.has_stops  # daily-loss stops: looked for after every tick
 
     # A rebuild applies this service's own decisions (every one on ``signals.validated``
     # and ``signals.rejected``: each was committed with its signal's offset) rather than
@@ -86,7 +88,7 @@ class RiskHandler:
         data = event.data
         if isinstance(data, MarketTick):
             self.engine.on_tick(data)
-            return ()
+            return self._daily_loss(event, data) if self._stops else ()
         if event.broker != self.broker:
             raise InvariantViolation(
                 f"{self.broker} risk manager got a {event.broker!r} event {event.id} on {record.topic}"
@@ -140,6 +142,10 @@ class RiskHandler:
                 if type(data) is MarketTick:
                     if every_tick:
                         on_tick(data)
+                        if self._stops:
+                            stops = self._daily_loss(event, data)
+                            if stops:
+                                out.append((i, stops))
                     else:
                         latest[data.instrument_token] = data
                     continue
@@ -160,8 +166,47 @@ class RiskHandler:
             on_tick(tick)
         latest.clear()
 
+    def _daily_loss(self, event: Envelope[Any], tick: MarketTick) -> list[Emit]:
+        """The daily-loss stops this tick releases (a new day) or reaches: each a control
+        event, as the trader's halt or kill switch with flatten (released: without), which
+        the engines, the runner and this service (its flatten orders) act on as they read
+        it. Applied here at once, so that no signal of the stopped strategy passes after
+        this tick. A rebuild learns them from the control topic instead."""
+        if self._rebuilding:
+            return []
+        release, reached = self.engine.stop_changes()
+        emits = []
+        for scope in release:  # (released in the engine: a strategy's halt said until when,
+            if scope is None:  # the dashboard shows the switch as the control topic says)
+                emits.append(self._stop(event, tick, scope, active=False, why=""))
+        for scope, why in reached:
+            log.warning("risk.daily_loss_stop", broker=self.broker, strategy_id=scope, detail=why)
+            emits.append(self._stop(event, tick, scope, active=True, why=why))
+        return emits
+
+    def _stop(self, event: Envelope[Any], tick: MarketTick, scope: str | None, *, active: bool,
+              why: str) -> Emit:
+        data: KillSwitchSet | StrategyHalted
+        if scope is None:
+            self.engine.set_kill_switch(active)
+            data = KillSwitchSet(active=active, flatten=active, requested_by=STOP_BY,
+                                 market_ts=tick.ts, reason=why)
+            key = "kill_switch"
+        else:
+            self.engine.halt_strategy(scope, active)
+            data = StrategyHalted(strategy_id=scope, error=why, requested_by=STOP_BY,
+                                  active=active, flatten=active, market_ts=tick.ts,
+                                  until=self.engine.day_end_ns)
+            key = "halt"
+        what = f"daily_loss:{'stop' if active else 'release'}:{scope or ''}"
+        env = new_envelope(data, id=derive_id(event.id, what),
+                           ts=tick.ts, source=SOURCE, key=key, broker=self.broker, parent=event)
+        return Emit(topic(self.broker, "control"), env)
+
     def _kill_switch(self, event: Envelope[Any], data: KillSwitchSet) -> Sequence[Emit]:
         """Applied in log order (and again on rebuild, where the flatten outputs are dropped)."""
+        self.engine.note_stop(None, data.active, data.market_ts,
+                              by_risk=data.requested_by == STOP_BY)
         self.engine.set_kill_switch(data.active)
         self.kill_switch = KillSwitchView(broker=self.broker, active=data.active,
                                           flatten=data.flatten, set_at=event.ts)
@@ -169,21 +214,28 @@ class RiskHandler:
                     flatten=data.flatten, requested_by=data.requested_by)
         if not (data.active and data.flatten):
             return ()
-        return self._flatten(event, data.market_ts, None)
+        return self._flatten(event, data.market_ts, None,
+                             reason="flatten:daily_loss" if data.requested_by == STOP_BY else None)
 
     def _halt(self, event: Envelope[Any], data: StrategyHalted) -> Sequence[Emit]:
-        """The trader's halt of one strategy (or its return to service), applied in log
-        order like the kill switch (and again on rebuild, where the flatten outputs are
-        dropped)."""
+        """The trader's halt of one strategy (or its return to service), or this service's
+        daily-loss stop, applied in log order like the kill switch (and again on rebuild,
+        where the flatten outputs are dropped). A halt read after it lapsed (``until``: a
+        rebuild reads the control topic after the ticks) is only noted."""
+        self.engine.note_stop(data.strategy_id, data.active, data.market_ts,
+                              by_risk=data.requested_by == STOP_BY)
+        if data.until is not None and self.engine.market_ns >= data.until:
+            return ()
         self.engine.halt_strategy(data.strategy_id, data.active)
         log.warning("risk.strategy_halted", broker=self.broker, strategy_id=data.strategy_id,
                     active=data.active, flatten=data.flatten, requested_by=data.requested_by)
         if not (data.active and data.flatten):
             return ()
-        return self._flatten(event, data.market_ts, data.strategy_id)
+        return self._flatten(event, data.market_ts, data.strategy_id,
+                             reason="flatten:daily_loss" if data.requested_by == STOP_BY else None)
 
     def _flatten(self, event: Envelope[Any], market_ts: int | None,
-                 strategy_id: str | None) -> list[Emit]:
+                 strategy_id: str | None, *, reason: str | None = None) -> list[Emit]:
         """Market signals closing the filled positions (of ``strategy_id``, or all), onto
         ``signals.raw`` as this service's own: they pass the switch or halt they follow."""
         # The flatten orders go in at the market's time (its latest tick), not the wall
@@ -192,7 +244,7 @@ class RiskHandler:
         # (just after the switch's market time: the engines cancel what was placed by then)
         now = market_ts + 1 if market_ts is not None else (self.engine.market_ns or event.ts)
         emits = []
-        for n, sig in enumerate(self.engine.flatten_signals(now, strategy_id)):
+        for n, sig in enumerate(self.engine.flatten_signals(now, strategy_id, reason=reason)):
             env = new_envelope(sig, id=derive_id(event.id, "flatten", n), ts=now,
                                source=SOURCE, key=strategy_instrument_key(
                                    sig.strategy_id, sig.instrument_token),
@@ -221,7 +273,8 @@ def risk_topics(broker: str) -> list[str]:
 def build_risk_manager(
     log: Log, broker: str, engine: RiskEngine, settings: ProcessorSettings
 ) -> tuple[StreamProcessor, RiskHandler]:
-    handler = RiskHandler(broker, engine, every_tick=limits_read_marks(engine.config, broker))
+    handler = RiskHandler(broker, engine, every_tick=limits_read_marks(engine.config, broker)
+                          or engine.has_stops)
     processor = StreamProcessor(
         log, name=f"{broker}.risk-manager", group=risk_group(broker),
         topics=risk_topics(broker), handler=handler, settings=settings, rebuild=True,

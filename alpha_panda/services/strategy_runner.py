@@ -261,7 +261,7 @@ class StrategyFeedback:
             if self._primary(sid):  # it may ask again
                 self.runner.on_cancel_refused(sid, d.order_id)
         elif isinstance(d, StrategyHalted) and d.by_trader:  # (its own halts: it raised)
-            self.runner.halt(d.strategy_id, d.active)
+            self.runner.halt(d.strategy_id, d.active, d.error, d.until)
         return ()
 
 

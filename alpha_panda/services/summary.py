@@ -18,17 +18,21 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from alpha_panda.backtest.engine import sample_rows
-from alpha_panda.backtest.metrics import performance, round_trips
+from alpha_panda.backtest.metrics import performance, round_trips, stop_record
 from alpha_panda.backtest.result import rupees, strategy_figures
 from alpha_panda.domain.events import (
     CODEC,
+    KillSwitchSet,
     OrderFilled,
     OrderRejected,
     PnlSnapshot,
     SignalRejected,
+    StrategyHalted,
 )
 from alpha_panda.marketdata.files import TickColumns
 from alpha_panda.portfolio.ledger import PositionLedger, snapshot_equity
+from alpha_panda.services.logs import read_events
+from alpha_panda.services.risk_manager import STOP_BY
 from alpha_panda.stream.log import Log, read_topic
 from alpha_panda.stream.topics import topic
 
@@ -55,6 +59,7 @@ class RunTotals:
     # reason code -> (event time, message) of its first rejection
     first_rejections: dict[str, tuple[int, str]] = field(default_factory=dict)
     fills: list[OrderFilled] | None = None  # the account's, off the log (round trips)
+    stops: list[dict[str, Any]] = field(default_factory=list)  # risk's daily-loss stops
 
     def count_rejection(self, ts: int, code: str, message: str) -> None:
         """One rejection; the message of each reason's first (by event time) is kept."""
@@ -89,6 +94,15 @@ async def read_run_totals(log: Log, initial_equity: int) -> RunTotals:
     totals.fills = [CODEC.decode_as(r.value, OrderFilled).data
                     for r in await read_topic(log, topic(BROKER, "orders.filled"))]
     totals.orders_cancelled = len(await read_topic(log, topic(BROKER, "orders.cancelled")))
+    stops = []
+    for env in await read_events(log, topic(BROKER, "control")):
+        d = env.data
+        if isinstance(d, StrategyHalted | KillSwitchSet) and d.requested_by == STOP_BY \
+                and d.active and d.market_ts is not None:
+            scope = d.strategy_id if isinstance(d, StrategyHalted) else None
+            stops.append(stop_record(d.market_ts, scope,
+                                     d.error if isinstance(d, StrategyHalted) else d.reason))
+    totals.stops = sorted(stops, key=lambda s: (s["time"], s["strategy_id"] or ""))
     return totals
 
 
@@ -145,6 +159,7 @@ def run_summary(system: SystemRun) -> dict[str, Any]:
                                                  if BROKER in s.brokers]
                                         if p.runner else ledger.strategies()),
             strategies_failed=strategies_failed(system),
+            daily_loss_stops=totals.stops,
         )
     out.update(
         load_s=round(getattr(feed, "load_s", 0.0), 6),

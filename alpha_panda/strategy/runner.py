@@ -184,6 +184,8 @@ class StrategyRunner:
         # Cancels the strategies asked for since the caller last took them (``take_cancels``).
         self.cancels: list[tuple[str, OpenOrder]] = []
         self._halted: set[str] = set()  # strategies the trader took out of service
+        self._halt_until: dict[str, int] = {}  # of those, the ones back at a market time
+        self._next_lapse = _NEVER  # the earliest of those times
         for config in configs:
             self._add(config, initial_cash)
         self._route: dict[int, list[_Slot]] = {}
@@ -240,6 +242,8 @@ class StrategyRunner:
             return None
         out: list[Signal] | None = None
         self._clock.now_ns = ts = tick.ts
+        if ts >= self._next_lapse:
+            self.lapse(ts)
         ref = self._references[tick.instrument_token]
         if ts >= ref.day_end:
             ref.new_day(ts, tick.last_price)
@@ -260,6 +264,12 @@ class StrategyRunner:
             elif sigs:
                 out = self._accept(slot, sigs, tick, out)
         return out
+
+    def lapse(self, now_ns: int) -> None:
+        """Put back the strategies whose halt lapses by ``now_ns`` (``halt``'s ``until``)."""
+        for sid, until in list(self._halt_until.items()):
+            if until <= now_ns:
+                self.halt(sid, False)
 
     # The engine's inlined form of ``process`` (the backtest runs it for every tick): the
     # table, the clock, and the three steps after a handler returns, as ``process`` does.
@@ -435,20 +445,31 @@ class StrategyRunner:
                                   reason=reason) for product, held in holdings]
         return self._accept(slot, closes, tick, out)
 
-    def halt(self, strategy_id: str, active: bool = True) -> bool:
-        """The trader takes a strategy out of service (``active``) or puts it back; False
-        for a strategy this runner does not run. A strategy that failed stays failed."""
+    def halt(self, strategy_id: str, active: bool = True, reason: str = "",
+             until: int | None = None) -> bool:
+        """The trader (or a daily-loss stop) takes a strategy out of service (``active``,
+        for ``reason``; until the market time ``until``, if given: the first tick at or
+        after it puts it back) or puts it back; False for a strategy this runner does not
+        run. A strategy that failed stays failed."""
         status = self._status.get(strategy_id)
         if status is None:
             return False
+        self._halt_until.pop(strategy_id, None)
+        if active and until is not None:
+            if until <= self._clock.now_ns:
+                return True  # read after it lapsed (a restart's catch-up)
+            self._halt_until[strategy_id] = until
+        self._next_lapse = min(self._halt_until.values(), default=_NEVER)
         if active:
             self._halted.add(strategy_id)
-            if status.state == "ACTIVE":
+            if status.state in ("ACTIVE", "HALTED"):
                 status.state = "HALTED"
+                status.error = reason or None
         else:
             self._halted.discard(strategy_id)
             if status.state == "HALTED":
                 status.state = "ACTIVE"
+                status.error = None
         return True
 
     def _cancel_ignored(self, sid: str, order_id: str) -> None:

@@ -140,6 +140,28 @@ def test_daily_loss_stops_new_exposure_but_lets_positions_be_reduced() -> None:
     assert code(risk.check("f", sig(qty=1, price_hint=94_00), next_day + 1)) == "OK"
 
 
+@pytest.mark.parametrize("limits", [{"max_order_qty": 5}, {"max_order_notional": 500_00},
+                                    {"fat_finger_qty": 5}, {"fat_finger_notional": 500_00}])
+def test_size_limits_never_trap_a_position(limits: dict[str, Any]) -> None:
+    # bought 2 at a time up to 8: the exit of all 8 passes; a buy of 8 does not, nor a sell
+    # of 9 (it opens a short of 1)
+    risk = engine(**limits)
+    for n in range(4):
+        buy = sig(qty=2, product=Product.MIS)
+        assert code(risk.check(f"b{n}", buy, T0)) == "OK"
+        risk.on_fill(filled(f"b{n}", buy))
+    assert code(risk.check("x", sig(Side.SELL, 8, product=Product.MIS), T0)) == "OK"
+    assert code(risk.check("y", sig(qty=8, product=Product.MIS), T0)) != "OK"
+    assert code(risk.check("z", sig(Side.SELL, 9, product=Product.MIS), T0)) != "OK"
+
+
+@pytest.mark.parametrize("name", ["daily_loss", "account_daily_loss", "max_order_qty",
+                                  "max_order_notional", "fat_finger_qty", "fat_finger_notional"])
+def test_a_limit_of_zero_is_refused_with_how_to_say_no_limit(name: str) -> None:
+    with pytest.raises(ConfigurationError, match=f"{name} is 0, .* leave it out for no limit"):
+        RiskLimits.from_mapping({name: 0}, "s.yaml: risk")
+
+
 def test_a_gap_at_the_open_counts_in_the_days_loss() -> None:
     # 100 held overnight, closed at ₹100; the next day opens at ₹94: ₹600 down on the day
     # before anything trades (the day's start is yesterday's close, not today's open)

@@ -23,6 +23,7 @@ from alpha_panda.domain.events import (
     PnlSnapshot,
     Signal,
     SignalValidated,
+    StrategyHalted,
     new_envelope,
 )
 from alpha_panda.domain.values import OrderType, Product, Side
@@ -213,12 +214,13 @@ async def test_a_rebuild_keeps_the_latest_signals_by_time_whatever_partition_cam
     assert [g.ts for g in h.signals] == list(range(n - MAX_SIGNALS, n))
 
 
-def test_a_traders_cancel_or_kill_switch_does_not_move_the_market_time() -> None:
+def test_a_traders_cancel_kill_switch_or_halt_does_not_move_the_market_time() -> None:
     # stamped with the wall clock: in a replay of an old day, "as of" jumped to today
     tick = MarketTick(instrument_token=7, last_price=100_00, ts=1_000)
     h = run(env(tick, 1_000),
             env(CancelRequested(order_id="o1", requested_by="api", market_ts=1_000), 9_999_999),
-            env(KillSwitchSet(active=True, market_ts=1_000), 9_999_999))
+            env(KillSwitchSet(active=True, market_ts=1_000), 9_999_999),
+            env(StrategyHalted(strategy_id="st", requested_by="cli", active=False), 9_999_999))
     assert h.as_of == 1_000
 
 
