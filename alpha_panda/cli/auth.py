@@ -28,8 +28,12 @@ app = typer.Typer(help="Log in to Zerodha Kite Connect and inspect the session."
 
 def _settings() -> ZerodhaSettings:
     from alpha_panda.cli.settings import load_settings
+    from alpha_panda.observability.logging import configure_logging
 
-    return zerodha_settings(load_settings())
+    settings = load_settings()
+    # warnings (a session read from its old place) to stderr: stdout may be --json
+    configure_logging(json=settings.log_format == "json", level="WARNING")
+    return zerodha_settings(settings)
 
 
 def request_token_from(text: str) -> str:

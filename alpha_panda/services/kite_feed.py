@@ -69,7 +69,7 @@ class KiteFeed:
                 raise ConfigurationError(f"instrument names {names} need the Kite instrument list")
             kite = KiteRestClient(self._settings, self._access_token)
             try:
-                master = await InstrumentMaster.load(self._settings.instruments_cache_dir,
+                master = await InstrumentMaster.load(self._settings.instruments_dir,
                                                      kite.instruments)
             finally:
                 await kite.close()

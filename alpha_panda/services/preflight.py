@@ -128,9 +128,10 @@ async def _live(s: Settings) -> str:
             return (f"live trading off: {', '.join(routed)} list zerodha, and none of their "
                     "orders goes to Kite (ALPHA_PANDA_ZERODHA__LIVE_ENABLED=true to trade)")
         return "live trading off (paper only)"
+    from alpha_panda.adapters.zerodha.config import zerodha_settings
     from alpha_panda.adapters.zerodha.session import ns_to_ist, require_live_session
 
-    session = require_live_session(s.zerodha)
+    session = require_live_session(zerodha_settings(s))
     return (f"Kite session of {session.user_id} valid until "
             f"{ns_to_ist(session.expires_ns):%Y-%m-%d %H:%M} IST")
 

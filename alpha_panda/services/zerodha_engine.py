@@ -532,7 +532,7 @@ class ZerodhaTradingProcessor(StreamProcessor):
             try:
                 if not len(self.instruments):
                     self.instruments.update(await InstrumentMaster.load(
-                        self.zerodha.instruments_cache_dir, self.kite.instruments))
+                        self.zerodha.instruments_dir, self.kite.instruments))
                 self.report = await self.sync.reconcile()
                 await self._read_switches()
                 return True

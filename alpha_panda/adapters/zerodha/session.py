@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import structlog
 from cryptography.fernet import Fernet, InvalidToken
 from kiteconnect import KiteConnect
 from kiteconnect import exceptions as kex
@@ -23,6 +24,7 @@ from kiteconnect import exceptions as kex
 from alpha_panda.adapters.zerodha.config import ZerodhaSettings
 from alpha_panda.domain.errors import AuthenticationError, BrokerUnavailable, ConfigurationError
 
+log = structlog.get_logger(__name__)
 IST = timezone(timedelta(hours=5, minutes=30), "IST")
 _NS = 1_000_000_000
 LOGIN_HINT = "run `alpha-panda auth login`"
@@ -79,19 +81,24 @@ def trading_day(now_ns: int | None = None) -> date:
 
 
 class SessionStore:
-    """One encrypted file holding the current session; written atomically, mode 0600."""
+    """One encrypted file holding the current session; written atomically, mode 0600.
 
-    def __init__(self, path: Path, key: str) -> None:
+    ``legacy``: where an older version kept it. While there is none at ``path``, a session
+    there is read, with a warning saying how to move it; a login writes ``path``."""
+
+    def __init__(self, path: Path, key: str, *, legacy: Path | None = None) -> None:
         if not key:
             raise ConfigurationError(
                 "zerodha.session_key is not set (ALPHA_PANDA_ZERODHA__SESSION_KEY): it encrypts "
                 "the stored Kite session")
         self._path = path
+        self._legacy = legacy
         self._fernet = Fernet(_fernet_key(key))
 
     @classmethod
     def from_settings(cls, settings: ZerodhaSettings) -> SessionStore:
-        return cls(settings.session_file, settings.session_key.get_secret_value())
+        return cls(settings.session_path, settings.session_key.get_secret_value(),
+                   legacy=settings.legacy_session_path)
 
     def save(self, session: KiteSession) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True)
@@ -104,19 +111,29 @@ class SessionStore:
     def load(self) -> KiteSession | None:
         """The stored session, or None when there is none. A file that does not decrypt
         (another key, tampering) is an ``AuthenticationError``."""
+        path = self._path
         try:
-            blob = self._path.read_bytes()
+            blob = path.read_bytes()
         except FileNotFoundError:
-            return None
+            if self._legacy is None or not self._legacy.is_file():
+                return None
+            path = self._legacy
+            blob = path.read_bytes()
+            log.warning("zerodha.session_at_old_path",
+                        detail=f"the Kite session was read from {path.resolve()}, relative to "
+                               f"the current directory; move it into the data directory: "
+                               f"mv {path.resolve()} {self._path.resolve()}")
         try:
             return msgspec.json.decode(self._fernet.decrypt(blob), type=KiteSession)
         except (InvalidToken, msgspec.DecodeError) as exc:
             raise AuthenticationError(
-                f"the stored Kite session at {self._path} cannot be decrypted with the "
+                f"the stored Kite session at {path} cannot be decrypted with the "
                 f"configured session_key; {LOGIN_HINT}") from exc
 
     def clear(self) -> None:
         self._path.unlink(missing_ok=True)
+        if self._legacy is not None:
+            self._legacy.unlink(missing_ok=True)
 
 
 def _fernet_key(key: str) -> bytes:

@@ -49,9 +49,9 @@ def test_login_exchanges_the_request_token_and_stores_the_session_encrypted(
     assert session.user_id == fake.user_id and session.user_name == "Fake Trader"
     assert session.access_token in fake.access_tokens
     assert session.expires_ns == session_expiry_ns(session.login_ns)
-    blob = settings.session_file.read_bytes()
+    blob = settings.session_path.read_bytes()
     assert session.access_token.encode() not in blob and fake.user_id.encode() not in blob
-    assert settings.session_file.stat().st_mode & 0o077 == 0
+    assert settings.session_path.stat().st_mode & 0o077 == 0
     assert session.access_token not in repr(session) and session.access_token not in str(session)
     assert require_live_session(settings) == session
 
@@ -60,7 +60,7 @@ def test_a_wrong_api_secret_fails_the_checksum(settings: ZerodhaSettings) -> Non
     bad = settings.model_copy(update={"api_secret": SecretStr("not the secret")})
     with pytest.raises(AuthenticationError, match="checksum"):
         complete_login(bad, "fake_request_token")
-    assert not settings.session_file.exists()
+    assert not settings.session_path.exists()
 
 
 def test_a_request_token_works_once(settings: ZerodhaSettings) -> None:

@@ -146,7 +146,7 @@ async def test_a_cancel_request_that_cannot_apply_changes_nothing_and_the_engine
 async def _engine(settings: ZerodhaSettings, session: KiteSession
                   ) -> tuple[ZerodhaEngine, KiteRestClient]:
     kite = KiteRestClient(settings, session.access_token)
-    master = await InstrumentMaster.load(settings.instruments_cache_dir, kite.instruments)
+    master = await InstrumentMaster.load(settings.instruments_dir, kite.instruments)
     return ZerodhaEngine(kite, master, OrderBook()), kite
 
 

@@ -51,7 +51,7 @@ from .helpers import FAST, append, count, order_events, signal_envelope, wait_fo
 
 async def _engine(settings: ZerodhaSettings, session: KiteSession) -> tuple[ZerodhaEngine, KiteRestClient]:
     kite = KiteRestClient(settings, session.access_token)
-    master = await InstrumentMaster.load(settings.instruments_cache_dir, kite.instruments)
+    master = await InstrumentMaster.load(settings.instruments_dir, kite.instruments)
     return ZerodhaEngine(kite, master, OrderBook()), kite
 
 

@@ -21,7 +21,7 @@ def env(settings: ZerodhaSettings, monkeypatch: pytest.MonkeyPatch) -> ZerodhaSe
     values = {"API_KEY": settings.api_key, "API_SECRET": settings.api_secret.get_secret_value(),
               "SESSION_KEY": settings.session_key.get_secret_value(),
               "ROOT_URL": settings.root_url, "LOGIN_URL": settings.login_url,
-              "SESSION_FILE": str(settings.session_file)}
+              "SESSION_FILE": str(settings.session_path)}
     for name, value in values.items():
         monkeypatch.setenv(f"ALPHA_PANDA_ZERODHA__{name}", value)
     return settings
