@@ -8,12 +8,14 @@ no fills. A document that does not decode is a bug upstream and is reported as s
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, TypeVar
 
 import msgspec
 from fastapi import HTTPException, Request
 
 from alpha_panda.api import schemas as s
+from alpha_panda.domain.clock import IST
 from alpha_panda.domain.errors import InvariantViolation
 from alpha_panda.domain.values import BROKERS, Broker
 from alpha_panda.marketdata.instruments import symbol_of
@@ -65,9 +67,10 @@ class DocumentReader:
         return value
 
     async def portfolio(self, broker: Broker) -> PortfolioView:
+        live = broker is Broker.ZERODHA  # (its cash is Kite's: unknown until read)
         empty = PortfolioView(
-            broker=broker.value, as_of=0, cash=0, realized=0, unrealized=0, charges=0,
-            gross_exposure=0, open_positions=0, fills=0,
+            broker=broker.value, as_of=0, cash=None if live else 0, realized=0, unrealized=0,
+            charges=0, gross_exposure=0, open_positions=0, fills=0, funds_from_broker=live,
         )
         return await self._load(key(broker, "portfolio"), PortfolioView, empty)
 
@@ -105,13 +108,15 @@ def portfolio_out(v: PortfolioView, positions: list[PositionView]) -> s.Portfoli
     r = s.rupees
     held = market_values(positions)
     # the projector's own figure wins when it writes one; else derive it, exactly as the ledger
-    equity = v.equity if v.equity is not None else v.cash + held[None]
+    equity = v.equity if v.equity is not None or v.cash is None else v.cash + held[None]
     return s.Portfolio(
-        broker=v.broker, as_of=v.as_of, as_of_time=s.iso_time(v.as_of), cash=r(v.cash),
+        broker=v.broker, as_of=v.as_of, as_of_time=s.iso_time(v.as_of),
+        cash=s.rupees_or_none(v.cash), funds=funds_note(v),
+        funds_time=s.iso_time(v.funds_at) if v.funds_at else None,
         realized=r(v.realized), unrealized=r(v.unrealized), charges=r(v.charges),
         net_pnl=r(v.realized + v.unrealized - v.charges), day=v.day,
         day_pnl=s.rupees_or_none(v.day_pnl), market_value=r(held[None]),
-        equity=r(equity), gross_exposure=r(v.gross_exposure),
+        equity=s.rupees_or_none(equity), gross_exposure=r(v.gross_exposure),
         open_positions=v.open_positions, fills=v.fills,
         strategies=[_strategy_pnl(p, held.get(p.strategy_id, 0)) for p in v.strategies],
         equity_curve=[
@@ -120,14 +125,24 @@ def portfolio_out(v: PortfolioView, positions: list[PositionView]) -> s.Portfoli
     )
 
 
+def funds_note(v: PortfolioView) -> str:
+    """Where the portfolio's cash comes from, for the dashboard's cash card."""
+    if not v.funds_from_broker and v.broker != Broker.ZERODHA.value:
+        return "paper money: starting cash per strategy, plus fills"
+    if v.cash is None or v.funds_at is None:
+        return "funds: not read from Kite yet"
+    at = datetime.fromtimestamp(v.funds_at // 1_000_000_000, IST)
+    return f"Kite's cash at {at:%d %b %H:%M} IST, plus fills since"
+
+
 def _strategy_pnl(p: StrategyPnlView, held: int) -> s.StrategyPnl:
     r = s.rupees
-    equity = p.equity if p.equity is not None else p.cash + held
+    equity = p.equity if p.equity is not None or p.cash is None else p.cash + held
     return s.StrategyPnl(
         strategy_id=p.strategy_id, realized=r(p.realized), unrealized=r(p.unrealized),
         charges=r(p.charges), net_pnl=r(p.realized + p.unrealized - p.charges),
-        day_pnl=s.rupees_or_none(p.day_pnl), cash=r(p.cash),
-        equity=r(equity),
+        day_pnl=s.rupees_or_none(p.day_pnl), cash=s.rupees_or_none(p.cash),
+        equity=s.rupees_or_none(equity),
         gross_exposure=r(p.gross_exposure), open_positions=p.open_positions, fills=p.fills,
     )
 

@@ -68,8 +68,11 @@ class StrategyPnl(_Out):
     charges: Rupees
     net_pnl: Rupees = Field(description="realized + unrealized − charges")
     day_pnl: Rupees | None = Field(description=_DAY_PNL)
-    cash: Rupees
-    equity: Rupees = Field(description="cash + marked value of the strategy's open positions")
+    cash: Rupees | None = Field(description=(
+        "Paper: the strategy's starting cash plus its fills' cash flows. null on a live "
+        "broker: the account's cash is the broker's, not split by strategy."))
+    equity: Rupees | None = Field(
+        description="cash + marked value of the strategy's open positions; null with cash")
     gross_exposure: Rupees
     open_positions: int
     fills: int
@@ -81,7 +84,16 @@ class Portfolio(_Out):
     broker: str
     as_of: int = Field(description="Event time of the last event applied, ns (0: none yet).")
     as_of_time: str | None
-    cash: Rupees
+    cash: Rupees | None = Field(description=(
+        "Paper: the starting cash (paper.initial_cash per strategy routed to paper) plus the "
+        "fills' cash flows. Zerodha: Kite's available cash of the account (User margins, "
+        "equity segment, available.cash: the cash at the day's start plus the day's pay-ins) "
+        "plus the cash flows of this system's fills since that day began. null: Kite's funds "
+        "have not been read yet (the zerodha engine reads them when it starts): unknown, "
+        "never made up."))
+    funds: str = Field(description="Where cash comes from, in a few words (the dashboard's note).")
+    funds_time: str | None = Field(
+        description="When the broker last reported the account's funds (ISO); null: never, or paper.")
     realized: Rupees
     unrealized: Rupees
     charges: Rupees
@@ -90,7 +102,7 @@ class Portfolio(_Out):
                                         "not the wall clock): the day of day_pnl.")
     day_pnl: Rupees | None = Field(description=_DAY_PNL)
     market_value: Rupees = Field(description="Σ quantity × last price of open positions (net)")
-    equity: Rupees = Field(description="cash + market_value")
+    equity: Rupees | None = Field(description="cash + market_value; null when cash is")
     gross_exposure: Rupees
     open_positions: int
     fills: int

@@ -254,13 +254,30 @@ class PnlSnapshot(Payload, frozen=True, kw_only=True, gc=False):
     realized: int
     unrealized: int
     charges: int
-    cash: int
+    cash: int | None  # None: the account's funds are not known (a live account's, not read yet)
     gross_exposure: int
     open_positions: int
     fills: int
     # Cash plus the marked value of the open positions (None in snapshots written before
     # it was added): the dashboard's equity curve is read from the account's snapshots.
     equity: int | None = None
+
+
+class FundsReported(Payload, frozen=True, kw_only=True, gc=False):
+    """A live account's funds as its broker reported them, read at the envelope's ``ts``
+    (wall clock), in paise: Kite's ``margins("equity")``. On ``{broker}.control``, so the
+    portfolio projector rebuilds the account's cash from the log, never asking Kite.
+
+    ``cash`` is Kite's ``available.cash``: the account's cash balance at the start of the
+    day plus the day's pay-ins. The day's trades do not move it (they are settled after);
+    the projector adds the cash flows of the fills since that IST day began. (Kite's
+    ``net`` and ``live_balance`` are margins: they count collateral, and an MIS buy uses only
+    its margin of them, where the ledger pays the whole price.)"""
+
+    EVENT_TYPE: ClassVar[str] = "funds_reported"
+    cash: int
+    opening_balance: int | None = None
+    segment: str = "equity"
 
 
 # ---------------------------------------------------------------------------- operator controls
@@ -370,6 +387,7 @@ PAYLOAD_TYPES: Final[dict[str, type[Payload]]] = {
         OrderRejected,
         OrderCancelled,
         PnlSnapshot,
+        FundsReported,
         KillSwitchSet,
         StrategyHalted,
         CancelRequested,

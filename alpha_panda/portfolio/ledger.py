@@ -22,6 +22,9 @@ Conventions (one ledger per broker account; the projector keeps one per broker):
   ``net = realized + unrealized − charges``. Unrealized is ``quantity × mark − basis``.
 - Cash moves by ``−side × quantity × price − charges`` on every fill: per strategy (from
   its allocation, default 0) and for the account (from ``initial_cash``).
+- A live account's ledger (``broker_funds``) has no cash of its own: the account's cash is
+  the broker's, unknown until reported (``report_funds``: a figure as of the start of an
+  IST day, fills of that day on top), and strategies have no allocation to show cash of.
 - Fills are applied once: a redelivered fill (same ``fill_id``, among the last
   ``FILL_IDS_KEPT``) is ignored.
 """
@@ -32,6 +35,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+from alpha_panda.domain.clock import ist_day_number
 from alpha_panda.domain.events import NO_CHARGES, OrderFilled, PnlSnapshot
 from alpha_panda.domain.values import Product, Side
 
@@ -114,10 +118,18 @@ class PositionLedger:
     def __init__(
         self, initial_cash: int = 10_000_000_00, *, broker: str = "paper",
         strategy_cash: dict[str, int] | None = None, keep_cash: bool = True,
+        broker_funds: bool = False,
     ) -> None:
         """``keep_cash=False``: positions and P&L only (what the risk engine reads); cash,
-        equity and the equity curve are then not kept (they stay at their starting values)."""
+        equity and the equity curve are then not kept (they stay at their starting values).
+        ``broker_funds``: the account's cash is the broker's (``report_funds``), not
+        ``initial_cash``; snapshots state no cash or equity until it is reported, and none
+        per strategy."""
         self._keep_cash = keep_cash
+        # cash flows by IST day (``ist_day_number``) of a live account, and the latest funds
+        # reported: (cash, the IST day it is of, reported at ns)
+        self._day_flows: dict[int, int] | None = {} if broker_funds else None
+        self._funds: tuple[int, int, int] | None = None
         self.initial_cash = initial_cash
         self.broker = broker
         self._allocation = dict(strategy_cash or {})
@@ -176,9 +188,42 @@ class PositionLedger:
         flows = self._flow
         flows[sid] = flows.get(sid, 0) + flow
         self._flow_total += flow
+        days = self._day_flows
+        if days is not None:
+            day = ist_day_number(fill.ts)
+            days[day] = days.get(day, 0) + flow
+            if self._funds is not None and day < self._funds[1]:
+                self.initial_cash -= flow  # before the reported day: in the broker's figure
         # after a fill the position has a mark (set above), so its value is quantity × mark
         self._held += pos.quantity * pos.last_price - held_before
         self._curve.append((fill.ts, self.initial_cash + self._flow_total + self._held))
+        return True
+
+    @property
+    def broker_funds(self) -> bool:
+        return self._day_flows is not None
+
+    @property
+    def cash_known(self) -> bool:
+        """False for a live account whose funds have not been reported yet."""
+        return self._day_flows is None or self._funds is not None
+
+    @property
+    def funds_reported_at(self) -> int | None:
+        return None if self._funds is None else self._funds[2]
+
+    def report_funds(self, cash: int, ts: int) -> bool:
+        """The broker's cash of the account as of the start of ``ts``'s IST day (Kite's
+        ``available.cash``: the day's trades are not in it), reported at ``ts``: the account's
+        cash is then that plus the flows of the fills from that day on, in whichever order
+        fills and reports are applied (a rebuild reads the control topic first). A report
+        older than the one applied is ignored (False), as on a ledger without broker funds."""
+        days = self._day_flows
+        if days is None or (self._funds is not None and ts < self._funds[2]):
+            return False
+        day = ist_day_number(ts)
+        self._funds = (cash, day, ts)
+        self.initial_cash = cash - sum(f for d, f in days.items() if d < day)
         return True
 
     def mark(self, token: int, price: int) -> None:
@@ -263,12 +308,17 @@ class PositionLedger:
                 exposure += p.exposure
                 unrealized += p.unrealized
                 held += p.quantity * p.mark_price
-        cash = self.cash(strategy_id)
+        cash: int | None = self.cash(strategy_id)
+        equity: int | None = None
+        if self._day_flows is not None and (strategy_id is not None or self._funds is None):
+            cash = None  # the broker's, not known yet; a strategy has no cash of its own
+        elif cash is not None:
+            equity = self.equity() if strategy_id is None else cash + held
         return PnlSnapshot(
             broker=self.broker, strategy_id=strategy_id, realized=realized,
             unrealized=unrealized, charges=charges, cash=cash,
             gross_exposure=exposure, open_positions=open_positions, fills=fills,
-            equity=self.equity() if strategy_id is None else cash + held,
+            equity=equity,
         )
 
     def summary(self, strategy_id: str | None = None) -> dict[str, Any]:
@@ -278,7 +328,7 @@ class PositionLedger:
         return {
             "realized": snap.realized, "unrealized": snap.unrealized, "charges": snap.charges,
             "gross_pnl": gross, "net_pnl": gross - snap.charges, "cash": snap.cash,
-            "equity": self.equity(strategy_id), "gross_exposure": snap.gross_exposure,
+            "equity": snap.equity, "gross_exposure": snap.gross_exposure,
             "open_positions": snap.open_positions, "fills": snap.fills,
         }
 

@@ -29,7 +29,7 @@ class StrategyPnlView(msgspec.Struct, kw_only=True):
     realized: int
     unrealized: int
     charges: int
-    cash: int
+    cash: int | None  # None: a live account's strategy (the cash is the account's, Kite's)
     gross_exposure: int
     open_positions: int
     fills: int
@@ -40,7 +40,7 @@ class StrategyPnlView(msgspec.Struct, kw_only=True):
 class PortfolioView(msgspec.Struct, kw_only=True):
     broker: str
     as_of: int  # ns, event time of the last event applied
-    cash: int
+    cash: int | None  # None: a live account's funds, not read from the broker yet
     realized: int
     unrealized: int
     charges: int
@@ -52,6 +52,9 @@ class PortfolioView(msgspec.Struct, kw_only=True):
     equity: int | None = None  # cash + marked value of open positions; None: API derives it
     day: str | None = None  # the market's current IST day (ISO date), which day_pnl is of
     day_pnl: int | None = None
+    # A live account's cash is the broker's: when it last reported it (None: not yet)
+    funds_from_broker: bool = False
+    funds_at: int | None = None
 
 
 OPEN_STATUSES = frozenset({"SUBMITTED", "PARTIALLY_FILLED"})  # an order that may still fill

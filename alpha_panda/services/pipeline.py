@@ -110,9 +110,15 @@ def build_pipeline(
             processor, p.risk[broker] = build_risk_manager(log_, broker, engine, proc)
             p.add([processor])
         if "portfolio" in services:
-            cash = settings.paper.initial_cash
-            ledger = PositionLedger(initial_cash=cash * max(1, len(active)), broker=broker,
-                                    strategy_cash={c.id: cash for c in active})
+            routed = [c.id for c in active if broker in {str(b) for b in c.brokers}]
+            if broker == Broker.ZERODHA.value:
+                # the live account's cash is Kite's (``FundsReported``), never paper money
+                ledger = PositionLedger(0, broker=broker, strategy_cash=dict.fromkeys(routed, 0),
+                                        broker_funds=True)
+            else:
+                cash = settings.paper.initial_cash
+                ledger = PositionLedger(initial_cash=cash * max(1, len(routed)), broker=broker,
+                                        strategy_cash=dict.fromkeys(routed, cash))
             processor, p.portfolios[broker] = build_portfolio(
                 log_, broker, ledger, proc, snapshot_interval_s=settings.runtime.snapshot_interval_s)
             p.add([processor])

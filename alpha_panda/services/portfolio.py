@@ -24,6 +24,7 @@ from alpha_panda.domain.events import (
     CancelRefused,
     CancelRequested,
     Envelope,
+    FundsReported,
     KillSwitchSet,
     MarketTick,
     OrderCancelled,
@@ -57,7 +58,8 @@ MAX_CURVE = 2000
 FORGOTTEN_KEPT = 20 * MAX_ORDERS
 # Control events a trader's (or Kite's) action stamps with the wall clock: they do not move
 # the portfolio's "as of" market time (in a replay of an old day, it would jump to today).
-_WALL_CLOCK = frozenset({KillSwitchSet, CancelRequested, CancelRefused, StrategyHalted})
+_WALL_CLOCK = frozenset({KillSwitchSet, CancelRequested, CancelRefused, StrategyHalted,
+                         FundsReported})
 
 
 class PortfolioHandler:
@@ -80,6 +82,7 @@ class PortfolioHandler:
         self.signals: deque[SignalView] = deque(maxlen=MAX_SIGNALS)
         self.equity_curve: deque[tuple[int, int]] = deque(maxlen=MAX_CURVE)
         self.as_of = 0
+        self.funds: FundsReported | None = None  # a live account's, as last reported
         self.fills = 0
         self._last: dict[int, int] = {}
         self.day = DayBook()  # the day's P&L (by event time: the market's current IST day)
@@ -133,8 +136,17 @@ class PortfolioHandler:
             self._order_filled(data, event.ts)
             return self._snapshots(event, strategies=[data.strategy_id])
         if isinstance(data, PnlSnapshot):
-            if data.strategy_id is None:
+            if data.strategy_id is None and data.cash is not None:
                 self._curve_point(event.ts, data)
+        elif isinstance(data, FundsReported):
+            # the live account's cash, as Kite stated it: the account's snapshot says so
+            if self.ledger.report_funds(data.cash, event.ts):
+                self.funds = data
+                # (stamped with the wall clock: not the market time periodic snapshots run on)
+                last, marked = self._last_snapshot_ts, self._marked_since_snapshot
+                emits = self._snapshots(event, strategies=[])
+                self._last_snapshot_ts, self._marked_since_snapshot = last, marked
+                return emits
         elif isinstance(data, OrderSubmitted):
             self._order_submitted(data, event.ts)
         elif isinstance(data, OrderRejected):

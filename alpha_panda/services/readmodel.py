@@ -36,14 +36,14 @@ def portfolio_documents(h: PortfolioHandler) -> dict[str, bytes]:
         broker=h.broker, as_of=h.as_of, cash=account.cash, realized=account.realized,
         unrealized=account.unrealized, charges=account.charges,
         gross_exposure=account.gross_exposure, open_positions=account.open_positions,
-        fills=account.fills, equity_curve=list(h.equity_curve), equity=h.ledger.equity(),
+        fills=account.fills, equity_curve=list(h.equity_curve), equity=account.equity,
         strategies=[StrategyPnlView(strategy_id=s.strategy_id or "", realized=s.realized,
                                     unrealized=s.unrealized, charges=s.charges, cash=s.cash,
                                     gross_exposure=s.gross_exposure,
                                     open_positions=s.open_positions, fills=s.fills,
-                                    equity=h.ledger.equity(s.strategy_id),
-                                    day_pnl=h.day_pnl(s.strategy_id))
+                                    equity=s.equity, day_pnl=h.day_pnl(s.strategy_id))
                     for s in strategies],
+        funds_from_broker=h.ledger.broker_funds, funds_at=h.ledger.funds_reported_at,
         day=ist_date(day.day_lo).isoformat() if day.day_hi else None,
         day_pnl=day.pnl(positions),
     )

@@ -11,7 +11,7 @@ from alpha_panda.api.app import create_app
 from alpha_panda.domain.errors import ConfigurationError, ValidationError
 from alpha_panda.observability.health import HealthRegistry, State
 from alpha_panda.readmodel.memory import MemoryCache
-from alpha_panda.readmodel.views import PortfolioView
+from alpha_panda.readmodel.views import PortfolioView, StrategyPnlView
 from alpha_panda.testing.control import RecordingControl
 from alpha_panda.testing.redis_server import free_port
 
@@ -30,10 +30,50 @@ async def test_fresh_system_answers_empty_not_errors(
     body = r.json()
     if route == "portfolios":
         assert body["broker"] == broker
-        assert body["cash"] == body["equity"] == "0.00" and body["fills"] == 0
+        # the live account's funds are Kite's: unknown until read, never paper money
+        cash = None if broker == "zerodha" else "0.00"
+        assert body["cash"] == body["equity"] == cash and body["fills"] == 0
         assert body["equity_curve"] == [] and body["as_of_time"] is None
     else:
         assert body == [] and r.headers["x-total-count"] == "0"
+
+
+async def test_live_funds_not_read_are_null_with_the_reason_while_pnl_shows(
+    client: httpx.AsyncClient, filled: MemoryCache
+) -> None:
+    view = PortfolioView(
+        broker="zerodha", as_of=T0, cash=None, realized=-1_250_00, unrealized=12_30,
+        charges=64_20, gross_exposure=17_000_00, open_positions=1, fills=3,
+        funds_from_broker=True,
+        strategies=[StrategyPnlView(strategy_id="live_sma", realized=-1_250_00, unrealized=12_30,
+                                    charges=64_20, cash=None, gross_exposure=17_000_00,
+                                    open_positions=1, fills=3)])
+    await filled.set("zerodha:portfolio", msgspec.json.encode(view))
+    body = (await client.get("/api/v1/portfolios/zerodha")).json()
+    assert body["cash"] is None and body["equity"] is None
+    assert body["funds"] == "funds: not read from Kite yet" and body["funds_time"] is None
+    assert body["net_pnl"] == "-1301.90" and body["realized"] == "-1250.00"
+    [strategy] = body["strategies"]
+    assert strategy["cash"] is None and strategy["equity"] is None
+    assert strategy["net_pnl"] == "-1301.90"
+    schema = (await client.get("/openapi.json")).json()["components"]["schemas"]["Portfolio"]
+    assert "not been read yet" in schema["properties"]["cash"]["description"]
+
+
+async def test_live_funds_read_from_kite_say_when(
+    client: httpx.AsyncClient, filled: MemoryCache
+) -> None:
+    view = PortfolioView(
+        broker="zerodha", as_of=T0, cash=4_98_765_43, realized=0, unrealized=0, charges=0,
+        gross_exposure=0, open_positions=0, fills=0, funds_from_broker=True,
+        funds_at=T0, equity=4_98_765_43)
+    await filled.set("zerodha:portfolio", msgspec.json.encode(view))
+    body = (await client.get("/api/v1/portfolios/zerodha")).json()
+    assert body["cash"] == body["equity"] == "498765.43"
+    assert body["funds"] == "Kite's cash at 24 Nov 21:30 IST, plus fills since"  # T0 in IST
+    assert body["funds_time"] == "2025-11-24T16:00:00Z"
+    paper = (await client.get("/api/v1/portfolios/paper")).json()
+    assert paper["funds"].startswith("paper money")
 
 
 @pytest.mark.parametrize("route", BROKER_ROUTES)
@@ -66,7 +106,7 @@ async def test_portfolio_money_is_exact_rupee_strings(
     assert body["strategies"][0]["equity"] == "99765490.67"
     # paper data never leaks into zerodha
     zerodha = (await client.get("/api/v1/portfolios/zerodha")).json()
-    assert zerodha["cash"] == "0.00" and zerodha["strategies"] == []
+    assert zerodha["cash"] is None and zerodha["strategies"] == []
 
 
 async def test_the_projectors_equity_wins_when_written(
@@ -236,9 +276,11 @@ async def test_cancel_without_a_pipeline_is_503() -> None:
 
 async def test_openapi_documents_money_as_exact_strings(client: httpx.AsyncClient) -> None:
     schema = (await client.get("/openapi.json")).json()
+    realized = schema["components"]["schemas"]["Portfolio"]["properties"]["realized"]
+    assert realized["type"] == "string" and realized["pattern"] == r"^-?\d+\.\d{2}$"
+    assert "rupees" in realized["description"]
     cash = schema["components"]["schemas"]["Portfolio"]["properties"]["cash"]
-    assert cash["type"] == "string" and cash["pattern"] == r"^-?\d+\.\d{2}$"
-    assert "rupees" in cash["description"]
+    assert {"type": "null"} in cash["anyOf"]  # a live account's, not read from Kite yet
     assert "/api/v1/kill-switch" in schema["paths"]
     orders = schema["paths"]["/api/v1/orders/{broker}"]["get"]["responses"]["200"]
     assert {"X-Total-Count", "X-Kept-Latest"} <= set(orders["headers"])

@@ -240,3 +240,24 @@ def test_cancel_requests_and_refusals_show_on_the_order_whichever_is_read_first(
     assert (view.cancel_requested_ts, view.cancel_requested_by, view.cancel_refused) == (
         4, "api", None)
     assert run(env(asked, 2)).orders == {}  # no order event: no order shown
+
+
+def test_the_live_account_cash_is_what_kite_reported_and_unknown_before() -> None:
+    from alpha_panda.domain.events import FundsReported
+    from alpha_panda.services.readmodel import portfolio_documents
+
+    h = PortfolioHandler("zerodha", PositionLedger(0, broker="zerodha", broker_funds=True,
+                                                   strategy_cash={"st": 0}),
+                         snapshot_interval_ns=10**9)
+    h.handle(env(FILLED, 5, broker="zerodha"), Record("t", 0, 0, None, b""))
+    doc = msgspec.json.decode(portfolio_documents(h)["zerodha:portfolio"])
+    assert doc["cash"] is None and doc["equity"] is None and doc["realized"] == 0
+    assert doc["strategies"][0]["cash"] is None and doc["funds_at"] is None
+    out = h.handle(env(FundsReported(cash=5_00_000_00), 10**12, broker="zerodha"),
+                   Record("zerodha.control", 0, 0, None, b""))
+    [snap] = [e.envelope.data for e in out]
+    assert snap.strategy_id is None and snap.cash == 5_00_000_00 - 300_00  # the day's fill
+    assert h.as_of == 5  # a wall-clock read moves no market time
+    doc = msgspec.json.decode(portfolio_documents(h)["zerodha:portfolio"])
+    assert doc["cash"] == 5_00_000_00 - 300_00 and doc["equity"] == 5_00_000_00
+    assert doc["funds_at"] == 10**12 and doc["strategies"][0]["cash"] is None
