@@ -37,7 +37,7 @@ from typing import Any
 
 import structlog
 
-from alpha_panda.adapters.zerodha.client import KiteRestClient, OrderRefused
+from alpha_panda.adapters.zerodha.client import KiteRestClient, OrderRefused, funds_reported
 from alpha_panda.adapters.zerodha.config import ZerodhaSettings, zerodha_settings
 from alpha_panda.adapters.zerodha.instruments import InstrumentMaster
 from alpha_panda.adapters.zerodha.order_sync import (
@@ -64,6 +64,7 @@ from alpha_panda.domain.events import (
     CancelRequested,
     Charges,
     Envelope,
+    FundsReported,
     KillSwitchSet,
     OrderCancelled,
     OrderFilled,
@@ -91,7 +92,7 @@ from alpha_panda.execution.zerodha.orders import (
 from alpha_panda.execution.zerodha.reconcile import OrderBook, TrackedOrder
 from alpha_panda.observability.health import ComponentStatus, State
 from alpha_panda.services.emitting import order_emit
-from alpha_panda.stream.emit import Emit
+from alpha_panda.stream.emit import Emit, to_output
 from alpha_panda.stream.log import Log, Record, TopicPartition, read_topic
 from alpha_panda.stream.runtime import ProcessorSettings, StreamProcessor
 from alpha_panda.stream.topics import topic
@@ -465,6 +466,12 @@ class ZerodhaTradingProcessor(StreamProcessor):
     """The engine's stream processor, which also reconciles with Kite before consuming and
     keeps the order sync (postbacks, polling) running beside it.
 
+    It also reads the account's funds from Kite (``margins("equity")``) once the books agree
+    and every ``funds_interval_s`` after, and writes them to ``zerodha.control`` as a
+    ``FundsReported`` when they changed or the IST day did: the live portfolio's cash, which
+    its projector rebuilds from the log. Funds Kite does not give are only logged: trading
+    goes on (the portfolio shows its cash as unknown).
+
     A token error in either part stops both: state FAILED, an alert in the log."""
 
     def __init__(self, log: Log, settings: ZerodhaSettings, kite: KiteRestClient,
@@ -479,18 +486,21 @@ class ZerodhaTradingProcessor(StreamProcessor):
         self.engine = engine
         self.sync = sync
         self.report: ReconcileReport | None = None
+        self.funds: tuple[FundsReported, int] | None = None  # the latest on the log, and when
 
     async def run(self, stop: asyncio.Event) -> None:
         """Load instruments, reconcile, then place orders and follow them until ``stop``."""
         inner = asyncio.Event()
         sync_task: asyncio.Task[None] | None = None
         relay: asyncio.Task[None] | None = None
+        funds_task: asyncio.Task[None] | None = None
         try:
             if not await self._prepare(stop):
                 return
             POSTBACKS.add(self.sync.on_order_update)
             sync_task = asyncio.create_task(self.sync.run(inner))
             relay = asyncio.create_task(_first(stop, sync_task, inner))
+            funds_task = asyncio.create_task(self._follow_funds(inner))
             await super().run(inner)
         except AuthenticationError as exc:
             self._stopped_live(str(exc))
@@ -498,6 +508,8 @@ class ZerodhaTradingProcessor(StreamProcessor):
             inner.set()  # one part ended: the other must not trade on alone
             if relay is not None:
                 relay.cancel()
+            if funds_task is not None:
+                await funds_task
             POSTBACKS.discard(self.sync.on_order_update)
             if sync_task is not None:
                 try:
@@ -506,6 +518,34 @@ class ZerodhaTradingProcessor(StreamProcessor):
                 except AuthenticationError as exc:
                     self._stopped_live(str(exc))
             await self.kite.close()
+
+    async def _follow_funds(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.report_funds()
+            except (RetryableError, OrderRefused) as exc:
+                log_.warning("zerodha.funds_unread", error=str(exc),
+                             retry_in_s=self.zerodha.funds_interval_s)
+            except AuthenticationError as exc:  # (the engine and the sync stop on it too)
+                log_.warning("zerodha.funds_unread", error=str(exc))
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.zerodha.funds_interval_s)
+
+    async def report_funds(self, now: int | None = None) -> FundsReported | None:
+        """Read the account's funds from Kite; write them to the control topic when they
+        differ from the latest there or are of another IST day. The event written, if any."""
+        funds = funds_reported(await self.kite.margins("equity"))
+        now = time.time_ns() if now is None else now
+        if self.funds is not None and self.funds[0] == funds \
+                and ist_date(self.funds[1]) == ist_date(now):
+            return None
+        env = new_envelope(funds, id=derive_id(f"control:{BROKER}", "funds", now), ts=now,
+                           source=SOURCE, key="funds", broker=BROKER)
+        await self._log.append([to_output(Emit(CONTROL_TOPIC, env))])
+        self.funds = (funds, now)
+        log_.info("zerodha.funds_reported", cash=funds.cash, opening_balance=funds.opening_balance)
+        return funds
 
     async def _last_sync(self) -> None:
         # orders placed just before the stop: record the fills Kite already has (the rest
@@ -546,8 +586,8 @@ class ZerodhaTradingProcessor(StreamProcessor):
 
     async def _read_switches(self) -> None:
         """Every kill switch on the control topic, whichever offset the group resumes at
-        (a few records: operator actions), and the strategies' recent cancels of orders not
-        placed yet (``note_cancel``)."""
+        (a few records: operator actions), the strategies' recent cancels of orders not
+        placed yet (``note_cancel``), and the latest funds reported."""
         for r in await read_topic(self._log, CONTROL_TOPIC):
             try:
                 env = CODEC.decode(r.value)
@@ -555,6 +595,8 @@ class ZerodhaTradingProcessor(StreamProcessor):
                 continue
             if isinstance(env.data, KillSwitchSet):
                 self.engine.note_switch(env.data.active, env.ts, env.data.market_ts)
+            elif isinstance(env.data, FundsReported):
+                self.funds = (env.data, env.ts)
             elif isinstance(env.data, CancelRequested):  # a strategy's, before its order
                 self.engine.note_cancel(env, env.data)
 

@@ -16,6 +16,7 @@ import asyncio
 import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
 import requests
@@ -31,6 +32,8 @@ from alpha_panda.domain.errors import (
     TransientError,
     ValidationError,
 )
+from alpha_panda.domain.events import FundsReported
+from alpha_panda.domain.values import round_to_paise
 
 T = TypeVar("T")
 
@@ -117,6 +120,10 @@ class KiteRestClient:
     async def positions(self) -> dict[str, list[dict[str, Any]]]:
         return await self._get("positions", self._kite.positions)
 
+    async def margins(self, segment: str = "equity") -> dict[str, Any]:
+        """Funds and margins of one segment (Kite's ``GET /user/margins/:segment``)."""
+        return await self._get("margins", self._kite.margins, segment)
+
     async def profile(self) -> dict[str, Any]:
         return await self._get("profile", self._kite.profile)
 
@@ -126,3 +133,20 @@ class KiteRestClient:
     async def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._kite.reqsession.close()
+
+
+def funds_reported(margins: dict[str, Any], segment: str = "equity") -> FundsReported:
+    """The account's funds from Kite's margins of ``segment``: ``available.cash`` (the cash
+    balance, the day's pay-ins included) and ``available.opening_balance``, in paise (Kite
+    sends rupees as JSON numbers: 99725.05000000002 is ₹99,725.05)."""
+    available = margins.get("available")
+    if not isinstance(available, dict) or "cash" not in available:
+        raise BrokerUnavailable(f"Kite's {segment} margins carry no available.cash: {margins!r}")
+    opening = available.get("opening_balance")
+    try:
+        return FundsReported(
+            cash=round_to_paise(Decimal(str(available["cash"]))),
+            opening_balance=None if opening is None else round_to_paise(Decimal(str(opening))),
+            segment=segment)
+    except InvalidOperation as exc:
+        raise BrokerUnavailable(f"Kite's {segment} margins are not amounts: {available!r}") from exc

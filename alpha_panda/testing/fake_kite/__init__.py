@@ -93,6 +93,10 @@ class FakeKite:
         self.access_tokens: set[str] = set()
         self.instruments = list(DEFAULT_INSTRUMENTS)
         self.prices: dict[int, int] = {}  # paise; market orders fill here (default 100.00)
+        # the account's cash at the day's start and the day's pay-ins, in rupees as Kite
+        # sends them; the margins' other figures follow from the day's trades
+        self.opening_balance = 500_000.0
+        self.intraday_payin = 0.0
         self.reject_symbols: dict[str, str] = {}  # tradingsymbol -> RMS reason
         self.orders: dict[str, dict[str, Any]] = {}
         self.trades: list[dict[str, Any]] = []
@@ -185,6 +189,8 @@ class FakeKite:
                 return [dict(t) for t in self.trades]
             if path == "/portfolio/positions":
                 return self._positions()
+            if parts[:2] == ["user", "margins"] and method == "GET":
+                return self._margins(parts[2] if len(parts) == 3 else None)
             if parts[0] == "orders" and method == "POST" and len(parts) == 2:
                 return {"order_id": self._place(parts[1], params)}
             if parts[0] == "orders" and method == "GET" and len(parts) == 3 and parts[2] == "trades":
@@ -334,6 +340,32 @@ class FakeKite:
     def _update(self, order: dict[str, Any], **changes: Any) -> None:
         order.update(changes, exchange_update_timestamp=self._stamp())
         self._postback(order)
+
+    def _margins(self, segment: str | None) -> dict[str, Any]:
+        """Kite's funds and margins (``GET /user/margins[/:segment]``), as its documented
+        response: ``available.cash`` is the cash at the day's start plus the day's pay-ins,
+        which the day's trades leave as it is; they use margin (``utilised.debits``: here
+        the full value of the day's buys, as a CNC buy uses) and so lower ``live_balance``
+        and ``net``."""
+        bought = sum(t["average_price"] * t["quantity"] for t in self.trades
+                     if t["transaction_type"] == "BUY")
+        cash = self.opening_balance + self.intraday_payin
+        equity = {
+            "enabled": True, "net": cash - bought,
+            "available": {"adhoc_margin": 0, "cash": cash, "opening_balance": self.opening_balance,
+                          "live_balance": cash - bought, "collateral": 0,
+                          "intraday_payin": self.intraday_payin},
+            "utilised": {"debits": bought, "exposure": 0, "m2m_realised": 0, "m2m_unrealised": 0,
+                         "option_premium": 0, "payout": 0, "span": 0, "holding_sales": 0,
+                         "turnover": 0, "liquid_collateral": 0, "stock_collateral": 0,
+                         "delivery": 0}}
+        commodity = {"enabled": False, "net": 0, "available": dict.fromkeys(equity["available"], 0),
+                     "utilised": dict.fromkeys(equity["utilised"], 0)}
+        if segment is None:
+            return {"equity": equity, "commodity": commodity}
+        if segment not in ("equity", "commodity"):
+            raise KiteError(400, "InputException", f"Invalid segment: {segment}")
+        return equity if segment == "equity" else commodity
 
     def _positions(self) -> dict[str, Any]:
         net: dict[tuple[int, str], dict[str, Any]] = {}
