@@ -129,8 +129,10 @@ def funds_note(v: PortfolioView) -> str:
     """Where the portfolio's cash comes from, for the dashboard's cash card."""
     if not v.funds_from_broker and v.broker != Broker.ZERODHA.value:
         return "paper money: starting cash per strategy, plus fills"
-    if v.cash is None or v.funds_at is None:
+    if v.cash is None:
         return "funds: not read from Kite yet"
+    if v.funds_at is None:
+        return "Kite's cash, plus fills since"
     at = datetime.fromtimestamp(v.funds_at // 1_000_000_000, IST)
     return f"Kite's cash at {at:%d %b %H:%M} IST, plus fills since"
 

@@ -536,3 +536,55 @@ def test_a_trader_halts_a_strategy_and_puts_it_back_from_the_strategies_table(
             _run_elsewhere(cache.set(STRATEGIES_KEY, before))
         browser.close()
     assert errors == []
+
+
+def test_the_live_tab_shows_no_money_before_kites_funds_are_read(
+    server: tuple[str, MemoryCache, RecordingControl],
+) -> None:
+    """A trader reads the live tab as their account: until the engine has read Kite's funds,
+    cash and equity are a dash with a note saying so (not paper money), the P&L shows, and
+    the strategies table lists only the strategies that trade live."""
+    from playwright.sync_api import expect, sync_playwright
+
+    url, cache, _ = server
+    unknown = PortfolioView(
+        broker="zerodha", as_of=T0 + 60 * S, cash=None, realized=-1_250_00, unrealized=12_30,
+        charges=64_20, gross_exposure=17_000_00, open_positions=1, fills=3,
+        funds_from_broker=True,
+        strategies=[StrategyPnlView(strategy_id="sma_cross_banks", realized=-1_250_00,
+                                    unrealized=12_30, charges=64_20, cash=None,
+                                    gross_exposure=17_000_00, open_positions=1, fills=3)])
+    _run_elsewhere(cache.set(key("zerodha", "portfolio"), enc(unknown)))
+    try:
+        with sync_playwright() as pw:
+            browser, page, errors = open_dashboard(pw, url, lambda d: d.dismiss())
+            page.get_by_role("button", name="Zerodha (live)").click()
+            expect(page.locator("body")).to_have_attribute("data-loaded-broker", "zerodha")
+            expect(page.locator("#cash")).to_have_text("–")
+            expect(page.locator("#equity")).to_have_text("–")
+            expect(page.locator("#funds")).to_have_text("funds: not read from Kite yet")
+            expect(page.locator("#realized")).to_have_text("-₹1,250.00")
+            expect(page.locator("#net-pnl")).to_have_text("-₹1,301.90")
+            rows = page.locator("#strategies tbody tr")
+            expect(rows).to_have_count(1)  # mean_revert_it trades on paper only
+            expect(rows.first).to_contain_text("sma_cross_banks")
+            expect(page.locator("#strategies")).not_to_contain_text("mean_revert_it")
+
+            # Kite's funds read: the figure, and when it was read
+            known = msgspec.structs.replace(unknown, cash=4_98_765_43, equity=5_15_765_43,
+                                            funds_at=T0)
+            _run_elsewhere(cache.set(key("zerodha", "portfolio"), enc(known)))
+            expect(page.locator("#cash")).to_have_text("₹4,98,765.43", timeout=5000)
+            expect(page.locator("#equity")).to_have_text("₹5,15,765.43")
+            expect(page.locator("#funds")).to_have_text(
+                "Kite's cash at 25 Nov 09:15 IST, plus fills since")
+
+            page.get_by_role("button", name="Paper").click()
+            expect(page.locator("body")).to_have_attribute("data-loaded-broker", "paper")
+            expect(page.locator("#strategies tbody tr")).to_have_count(2)
+            expect(page.locator("#funds")).to_contain_text("paper money")
+            browser.close()
+        assert errors == []
+    finally:
+        _run_elsewhere(cache.set(key("zerodha", "portfolio"),
+                                 documents()[key("zerodha", "portfolio")]))

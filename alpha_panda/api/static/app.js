@@ -148,8 +148,10 @@ function renderSummary(p) {
   // the market's day (event time): a replay of April shows April's last day
   document.getElementById("day").textContent =
     p.day ? "IST day " + DAY_OF_ISO.format(new Date(p.day + "T00:00:00Z")) : "no trading day yet";
+  // null on the live tab until Kite's funds are read: a dash, never a made-up figure
   setFigure("equity", p.equity);
   setFigure("cash", p.cash);
+  document.getElementById("funds").textContent = p.funds ?? "";
   setFigure("realized", p.realized, { coloured: true });
   setFigure("unrealized", p.unrealized, { coloured: true });
   setFigure("charges", p.charges);
@@ -306,12 +308,14 @@ function renderSignals(data) {
 
 function renderStrategies(list, pnl) {
   // unchanged rows are not replaced: a poll must not swap a button out between press and release
-  const drawn = JSON.stringify([list, pnl]);
+  const drawn = JSON.stringify([broker, list, pnl]);
   if (drawn === strategiesDrawn) return;
   strategiesDrawn = drawn;
   // P&L of each strategy on the selected broker (absent: it has not traded there)
   const byId = Object.fromEntries(pnl.map((p) => [p.strategy_id, p]));
-  fillTable("strategies", list.map((s) => el("tr", {},
+  // the strategies routed to this broker, and configurations that did not load (no broker)
+  const routed = list.filter((s) => s.brokers.includes(broker) || s.status === "INVALID");
+  fillTable("strategies", routed.map((s) => el("tr", {},
     el("td", {}, el("strong", {}, s.id)),
     el("td", {}, s.strategy),
     el("td", { class: "wrap" }, s.symbols.map((sym, i) => sym ?? s.instruments[i]).join(", ")),
@@ -323,7 +327,7 @@ function renderStrategies(list, pnl) {
     el("td", { class: "num " + (byId[s.id] ? signClass(byId[s.id].net_pnl) : "") },
       byId[s.id] ? signed(byId[s.id].net_pnl) : "–"),
     el("td", {}, haltButtons(s)),
-  )), "No strategies configured.");
+  )), list.length ? `No strategy routes to ${broker}.` : "No strategies configured.");
 }
 
 let strategiesDrawn = null;
