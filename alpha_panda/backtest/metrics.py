@@ -12,7 +12,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from alpha_panda.domain.clock import ist_date, ist_ns, ist_time
 from alpha_panda.domain.events import NO_CHARGES, OrderFilled
@@ -25,6 +25,7 @@ NS_PER_DAY: Final = 86_400 * NS_PER_S
 IST_OFFSET_NS: Final = 19_800 * NS_PER_S  # UTC+05:30: a trading day is an IST calendar date
 TRADING_DAYS_PER_YEAR: Final = 252
 """NSE sessions a year: the basis of the annualised Sharpe (daily returns × √252)."""
+T = TypeVar("T")
 
 FIGURES: Final = {
     "round_trips": "closed round trips: a position of one (strategy, instrument) from flat "
@@ -39,11 +40,21 @@ FIGURES: Final = {
     "max_drawdown": "largest fall of account equity (cash + marked positions, net of charges) "
                     "from its running high, starting from initial_equity, over the sampled "
                     "equity curve (backtest: ~1,000 event-time samples and the end; run: a point "
-                    "per P&L snapshot and the end); max_drawdown_pct: that fall in % of the high",
+                    "per P&L snapshot and the end), net of capital added or withdrawn (a fall "
+                    "of net P&L); max_drawdown_pct: that fall in % of the equity at the high",
     "sharpe": "annualised Sharpe ratio of DAILY equity returns (close of each IST trading "
-              "day vs the previous close, the first vs initial_equity; risk-free rate 0; "
+              "day vs the previous close, the first vs initial_equity; capital added or "
+              "withdrawn is neither a return nor a loss: a day's return is its change of net "
+              "P&L over the previous close with that day's capital; risk-free rate 0; "
               "mean / sample stdev x sqrt(252)); null (n/a) with fewer than 2 trading days "
               "or returns that never vary",
+    "initial_equity": "the account's capital: paper.initial_cash per strategy (run: strategies "
+                      "added or removed between runs on one data dir add or withdraw theirs, "
+                      "and it is the capital at the end, as if there from the start, so that "
+                      "final_equity - initial_equity is the net P&L)",
+    "final_equity": "equity at the end: cash + marked positions",
+    "net_deposits": "capital added (+) or withdrawn (-) over the equity curve (run: strategies "
+                    "added to or removed from the account between runs; backtest: 0)",
     "exposure": "share of NSE session time (09:15-15:30 IST on trading days), first tick "
                 "to last, during which the account held any open position (exact, from fill "
                 "times; nights and weekends count in neither)",
@@ -219,18 +230,26 @@ def exposure(trips: RoundTripTracker, start_ns: int, end_ns: int,
     return min(1.0, sum(b - a for a, b in held) / span) if span > 0 else 0.0
 
 
-def max_drawdown(equity: Sequence[int]) -> tuple[int, float]:
-    """Largest fall from a running peak: (paise, fraction of that peak)."""
-    peak = None
+def max_drawdown(equity: Sequence[int],
+                 capital: Sequence[int] | None = None) -> tuple[int, float]:
+    """Largest fall from a running peak: (paise, fraction of the equity at that peak).
+
+    ``capital``: the account's capital at each point of ``equity`` (None: the same at all).
+    The fall is then of equity less capital, the net P&L: capital added or withdrawn (a
+    strategy added to or removed from the account between runs) is not a gain or a loss.
+    A ₹10 lakh strategy removed once made a ₹1,364 loss a ₹10,00,436 drawdown."""
+    peak = 0
+    at = 0  # the equity at the peak
     worst = 0
     worst_frac = 0.0
-    for e in equity:
-        if peak is None or e > peak:
-            peak = e
-        dd = peak - e
+    for i, e in enumerate(equity):
+        value = e if capital is None else e - capital[i]
+        if i == 0 or value > peak:
+            peak, at = value, e
+        dd = peak - value
         if dd > worst:
             worst = dd
-            worst_frac = dd / peak if peak > 0 else 0.0
+            worst_frac = dd / at if at > 0 else 0.0
     return worst, worst_frac
 
 
@@ -239,23 +258,37 @@ def trading_day(ts: int) -> int:
     return (ts + IST_OFFSET_NS) // NS_PER_DAY
 
 
-def daily_closes(points: Sequence[tuple[int, int]]) -> list[int]:
-    """Equity at the last point of each IST trading day; ``points`` (ts, equity) by ts."""
-    closes: dict[int, int] = {}
-    for ts, equity in points:
-        closes[trading_day(ts)] = equity
+def daily_closes(points: Sequence[tuple[int, T]]) -> list[T]:
+    """The value at the last point of each IST trading day; ``points`` (ts, value) by ts."""
+    closes: dict[int, T] = {}
+    for ts, value in points:
+        closes[trading_day(ts)] = value
     return list(closes.values())
 
 
-def sharpe(points: Sequence[tuple[int, int]], initial_equity: int) -> float | None:
+def sharpe(points: Sequence[tuple[int, int]], initial_equity: int,
+           capital: Sequence[int] | None = None) -> float | None:
     """Annualised Sharpe of daily equity returns (risk-free 0), or None below two days.
 
     ``points`` are (ts, equity) in time order; each day's return is its close over the
     previous close (the first day's over ``initial_equity``). Intraday returns would
     annualise noise: 17 minutes of per-minute returns once gave -2,925.
+
+    ``capital``: the account's capital at each point (None: ``initial_equity`` at all).
+    A day's return is then its change of net P&L (equity less capital) over the previous
+    close plus the capital added since: time-weighted, as a fund's unit price, so money
+    added or withdrawn is neither a return nor a loss, and each day's return is on the
+    money at stake that day. With no change of capital, it is the close over the previous.
     """
-    closes = [initial_equity, *daily_closes(points)]
-    rets = [(b - a) / a for a, b in itertools.pairwise(closes) if a > 0]
+    caps = [initial_equity] * len(points) if capital is None else capital
+    # (equity, capital) at each day's close, from a net P&L of 0 at the start
+    closes = [(initial_equity, initial_equity),
+              *daily_closes([(ts, (e, caps[i])) for i, (ts, e) in enumerate(points)])]
+    rets = []
+    for (e0, c0), (e1, c1) in itertools.pairwise(closes):
+        base = c1 + e0 - c0  # the previous close, with the capital added since
+        if base > 0:
+            rets.append((e1 - c1 - (e0 - c0)) / base)
     if len(rets) < 2:
         return None
     mean = sum(rets) / len(rets)
@@ -279,22 +312,30 @@ def _rupees(paise: int) -> str:
 
 
 def performance(*, samples: Sequence[tuple[int, int, int]], initial_equity: int,
-                trips: RoundTripTracker, start_ns: int, end_ns: int) -> dict[str, Any]:
+                trips: RoundTripTracker, start_ns: int, end_ns: int,
+                capital: Sequence[int] | None = None) -> dict[str, Any]:
     """The figures of ``FIGURES`` that need more than the ledger, in JSON form.
 
     ``samples``: (ts, account equity, gross exposure) in paise, in time order, the last one
     at the end of the run; ``start_ns``/``end_ns``: the first and last tick's event time.
+    ``capital``: the account's capital at each sample, the last one ``initial_equity``
+    (None: ``initial_equity`` throughout, as in a backtest). The curve starts from a net
+    P&L of 0 on the first sample's capital; drawdown and Sharpe are net of its changes.
     """
-    curve = [initial_equity, *(e for _, e, _ in samples)]
-    dd, dd_frac = max_drawdown(curve)
+    equity = [e for _, e, _ in samples]
+    caps = list(capital) if capital is not None and samples else None
+    start = caps[0] if caps else initial_equity
+    curve = [start, *equity]
+    dd, dd_frac = max_drawdown(curve, None if caps is None else [start, *caps])
     return {
         "win_rate": round(trips.win_rate, 6),
         "gross_win_rate": round(trips.gross_win_rate, 6),
         "max_drawdown": _rupees(dd),
         "max_drawdown_pct": round(100 * dd_frac, 6),
-        "sharpe": _round(sharpe([(t, e) for t, e, _ in samples], initial_equity)),
+        "sharpe": _round(sharpe([(t, e) for t, e, _ in samples], initial_equity, caps)),
         "exposure": round(exposure(trips, start_ns, end_ns), 6),
         "max_gross_exposure": _rupees(max((g for _, _, g in samples), default=0)),
         "initial_equity": _rupees(initial_equity),
         "final_equity": _rupees(curve[-1]),
+        "net_deposits": _rupees(caps[-1] - caps[0] if caps else 0),
     }

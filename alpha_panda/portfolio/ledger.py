@@ -339,3 +339,17 @@ def snapshot_equity(snap: PnlSnapshot, initial_cash: int) -> int:
     if snap.equity is not None:
         return snap.equity
     return initial_cash + snap.realized + snap.unrealized - snap.charges
+
+
+def snapshot_capital(snap: PnlSnapshot, initial_cash: int) -> int:
+    """The capital under a snapshot's equity: the cash the account (or the strategy) was
+    given, not earned. The ledger's equity is exactly its capital plus its net P&L, so a
+    snapshot states its capital as its equity less its net P&L, those written before this
+    function too; one written without an equity, ``initial_cash``.
+
+    On paper, the account's capital is ``paper.initial_cash`` per configured strategy: a
+    strategy added or removed between runs on one data dir changes it. Between two
+    snapshots, a change of capital is money added or withdrawn, not a gain or a loss."""
+    if snap.equity is None:
+        return initial_cash
+    return snap.equity - (snap.realized + snap.unrealized - snap.charges)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import statistics
 from datetime import date, time
 
 import pytest
@@ -116,4 +118,39 @@ def test_performance_figures_exactly() -> None:
         "win_rate": 1.0, "gross_win_rate": 1.0,
         "max_drawdown": "5.00", "max_drawdown_pct": 0.049990,
         "sharpe": None, "exposure": 0.3, "max_gross_exposure": "500.00",
-        "initial_equity": "10000.00", "final_equity": "10003.00"}
+        "initial_equity": "10000.00", "final_equity": "10003.00", "net_deposits": "0.00"}
+    # the same capital at every sample (a pipeline's run) gives the very same figures
+    assert performance(samples=samples, initial_equity=1_000_000, trips=t, start_ns=T0,
+                       end_ns=T0 + 100 * S, capital=[1_000_000] * 3) == performance(
+        samples=samples, initial_equity=1_000_000, trips=t, start_ns=T0, end_ns=T0 + 100 * S)
+
+
+LAKH = 1_00_000_00  # paise
+
+
+def test_capital_added_or_withdrawn_is_not_a_gain_or_a_drawdown() -> None:
+    # Two strategies (₹20 lakh); a third added on day 2 (₹30 lakh), removed on day 3. The
+    # account's net P&L: -500, +200 on day 1; +100, -900 on day 2; -400 on day 3.
+    k0, k1 = 20 * LAKH, 30 * LAKH
+    points = [(T0 + 60 * S, k0 - 500_00, k0), (T0 + 3600 * S, k0 + 200_00, k0),
+              (T0 + DAY + 60 * S, k1 + 100_00, k1), (T0 + DAY + 3600 * S, k1 - 900_00, k1),
+              (T0 + 2 * DAY + 60 * S, k0 - 400_00, k0)]
+    samples = [(ts, e, 0) for ts, e, _ in points]
+    figures = performance(samples=samples, initial_equity=k0, trips=RoundTripTracker(),
+                          start_ns=T0, end_ns=points[-1][0], capital=[c for *_, c in points])
+    # the fall of net P&L from +200 to -900, in % of the equity at that high
+    assert figures["max_drawdown"] == "1100.00"
+    assert figures["max_drawdown_pct"] == round(100 * 1100_00 / (k0 + 200_00), 6)
+    # (its equity alone fell ₹10,00,500 from day 2's high: once the reported drawdown)
+    assert figures["final_equity"] == "1999600.00" and figures["initial_equity"] == "2000000.00"
+    assert figures["net_deposits"] == "0.00"
+    # each day's return: its change of net P&L on the previous close plus the capital added
+    rets = [200_00 / k0, -1100_00 / (k1 + 200_00), 500_00 / (k0 - 900_00)]
+    expected = statistics.mean(rets) / statistics.stdev(rets) * math.sqrt(252)
+    assert figures["sharpe"] == round(expected, 6)
+    # a strategy added and kept: +₹10 lakh of capital, final - initial is the net P&L
+    kept = performance(samples=samples[:4], initial_equity=k1, trips=RoundTripTracker(),
+                       start_ns=T0, end_ns=points[3][0], capital=[k0, k0, k1, k1])
+    assert (kept["initial_equity"], kept["final_equity"], kept["net_deposits"]) == (
+        "3000000.00", "2999100.00", "1000000.00")
+    assert kept["max_drawdown"] == "1100.00"
