@@ -109,6 +109,7 @@ def portfolio_out(v: PortfolioView, positions: list[PositionView]) -> s.Portfoli
     held = market_values(positions)
     # the projector's own figure wins when it writes one; else derive it, exactly as the ledger
     equity = v.equity if v.equity is not None or v.cash is None else v.cash + held[None]
+    capital = v.curve_capital if len(v.curve_capital) == len(v.equity_curve) else None
     return s.Portfolio(
         broker=v.broker, as_of=v.as_of, as_of_time=s.iso_time(v.as_of),
         cash=s.rupees_or_none(v.cash), funds=funds_note(v),
@@ -120,7 +121,9 @@ def portfolio_out(v: PortfolioView, positions: list[PositionView]) -> s.Portfoli
         open_positions=v.open_positions, fills=v.fills,
         strategies=[_strategy_pnl(p, held.get(p.strategy_id, 0)) for p in v.strategies],
         equity_curve=[
-            s.EquityPoint(ts=ts, time=s.iso_time(ts), equity=r(eq)) for ts, eq in v.equity_curve
+            s.EquityPoint(ts=ts, time=s.iso_time(ts), equity=r(eq),
+                          capital=r(capital[i]) if capital else None)
+            for i, (ts, eq) in enumerate(v.equity_curve)
         ],
     )
 

@@ -54,6 +54,12 @@ class EquityPoint(_Out):
     ts: int = Field(description="Event time, nanoseconds since the Unix epoch (UTC).")
     time: str | None = Field(description="The same instant, ISO-8601 UTC.")
     equity: Rupees
+    capital: Rupees | None = Field(
+        default=None,
+        description="The account's capital at this point (paper: initial_cash per configured "
+                    "strategy): equity − capital is the net P&L. A change between points is "
+                    "capital added or withdrawn (a strategy added or removed between runs), "
+                    "not a gain or a loss. null: not known (an older projector's curve).")
 
 
 _DAY_PNL = ("Net P&L of the day: today's fills (cash less charges) plus the change in value "

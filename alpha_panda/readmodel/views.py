@@ -49,6 +49,9 @@ class PortfolioView(msgspec.Struct, kw_only=True):
     fills: int
     strategies: list[StrategyPnlView] = []
     equity_curve: list[tuple[int, int]] = []  # (ts ns, equity paise), bounded
+    # the account's capital at each point of the curve (empty: written by a projector
+    # before it was kept); a change of it between points is money added or withdrawn
+    curve_capital: list[int] = []
     equity: int | None = None  # cash + marked value of open positions; None: API derives it
     day: str | None = None  # the market's current IST day (ISO date), which day_pnl is of
     day_pnl: int | None = None

@@ -40,7 +40,7 @@ from alpha_panda.domain.events import (
 )
 from alpha_panda.portfolio import PositionLedger
 from alpha_panda.portfolio.day import DayBook
-from alpha_panda.portfolio.ledger import snapshot_equity
+from alpha_panda.portfolio.ledger import snapshot_capital, snapshot_equity
 from alpha_panda.readmodel.views import (
     MAX_ORDERS,
     MAX_SIGNALS,
@@ -80,7 +80,9 @@ class PortfolioHandler:
         # topic before the order topics), for when they are: at most MAX_ORDERS.
         self._cancel_notes: dict[str, list[tuple[CancelRequested | CancelRefused, int]]] = {}
         self.signals: deque[SignalView] = deque(maxlen=MAX_SIGNALS)
-        self.equity_curve: deque[tuple[int, int]] = deque(maxlen=MAX_CURVE)
+        # (ts, equity, capital): a change of capital is money added or withdrawn (a strategy
+        # added or removed between runs), not P&L; the dashboard's change nets it out
+        self.equity_curve: deque[tuple[int, int, int]] = deque(maxlen=MAX_CURVE)
         self.as_of = 0
         self.funds: FundsReported | None = None  # a live account's, as last reported
         self.fills = 0
@@ -249,11 +251,11 @@ class PortfolioHandler:
     def _curve_point(self, ts: int, snap: PnlSnapshot) -> None:
         """An account snapshot read back: a point of the equity curve. Its time never goes
         back (a fill can carry a time a little before the tick processed just before it)."""
-        equity = snapshot_equity(snap, self.ledger.initial_cash)
+        initial = self.ledger.initial_cash
         curve = self.equity_curve
         if curve and ts < curve[-1][0]:
             ts = curve[-1][0]
-        curve.append((ts, equity))
+        curve.append((ts, snapshot_equity(snap, initial), snapshot_capital(snap, initial)))
 
     # ------------------------------------------------------------------ read model
     # Order events arrive on separate topics, so a fill or a cancellation may be processed

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import httpx
 import msgspec
 import pytest
@@ -98,8 +100,8 @@ async def test_portfolio_money_is_exact_rupee_strings(
     assert body["equity"] == "99765490.67"
     assert body["equity_curve"][-1]["equity"] == body["equity"]
     assert body["net_pnl"] == "1136.28"  # 1234.50 − 56.05 − 42.17
-    assert body["equity_curve"][0] == {
-        "ts": T0, "time": "2025-11-24T16:00:00Z", "equity": "100000000.00"
+    assert body["equity_curve"][0] == {  # (a read model written without the capital)
+        "ts": T0, "time": "2025-11-24T16:00:00Z", "equity": "100000000.00", "capital": None
     }
     assert body["open_positions"] == 2 and body["fills"] == 5
     assert body["strategies"][0]["strategy_id"] == "sma_cross_banks"
@@ -117,6 +119,23 @@ async def test_the_projectors_equity_wins_when_written(
     doc = msgspec.json.decode(raw, type=PortfolioView)
     await filled.set("paper:portfolio", msgspec.json.encode(msgspec.structs.replace(doc, equity=5)))
     assert (await client.get("/api/v1/portfolios/paper")).json()["equity"] == "0.05"
+
+
+async def test_the_equity_curve_says_the_capital_under_each_point(
+    client: httpx.AsyncClient, filled: MemoryCache
+) -> None:
+    # a strategy removed between the points: ₹10 lakh of capital went out, not of P&L
+    raw = await filled.get("paper:portfolio")
+    assert raw is not None
+    doc = msgspec.json.decode(raw, type=PortfolioView)
+    await filled.set("paper:portfolio", msgspec.json.encode(msgspec.structs.replace(
+        doc, curve_capital=[100_000_000_00, 99_000_000_00])))
+    curve = (await client.get("/api/v1/portfolios/paper")).json()["equity_curve"]
+    assert [(p["equity"], p["capital"]) for p in curve] == [
+        ("100000000.00", "100000000.00"), ("99765490.67", "99000000.00")]
+    # equity less capital is the net P&L: the curve fell ₹2,34,509.33, the P&L rose
+    pnl = [Decimal(p["equity"]) - Decimal(p["capital"]) for p in curve]
+    assert pnl == [Decimal("0.00"), Decimal("765490.67")]
 
 
 async def test_positions_open_first_with_symbols(

@@ -28,8 +28,10 @@ from alpha_panda.domain.events import (
 )
 from alpha_panda.domain.values import OrderType, Product, Side
 from alpha_panda.portfolio import PositionLedger
-from alpha_panda.readmodel.views import MAX_ORDERS, MAX_SIGNALS
+from alpha_panda.portfolio.ledger import snapshot_capital
+from alpha_panda.readmodel.views import MAX_ORDERS, MAX_SIGNALS, PortfolioView, key
 from alpha_panda.services.portfolio import PortfolioHandler
+from alpha_panda.services.readmodel import portfolio_documents
 from alpha_panda.stream.log import Record
 
 SUBMITTED = OrderSubmitted(order_id="o1", signal_id="s1", strategy_id="st", instrument_token=7,
@@ -124,10 +126,31 @@ def test_equity_curve_is_read_back_from_the_account_snapshots() -> None:
                       charges=1_00, cash=0, gross_exposure=0, open_positions=0, fills=1)
     late = new_envelope(account.data, id="late", ts=1, source="t", key="account", broker="paper")
     h2 = run(*snaps, env(old, 3), late)
-    # one point per account snapshot, in log order; a snapshot written before they carried
-    # equity counts by the accounts; a time never goes back
-    assert list(h2.equity_curve) == [(2, account.data.equity), (3, 1_000_000_00 + 2_00),
-                                     (3, account.data.equity)]
+    # one point per account snapshot, in log order, with the capital under it; a snapshot
+    # written before they carried equity counts by the accounts; a time never goes back
+    cash = 1_000_000_00
+    assert list(h2.equity_curve) == [(2, account.data.equity, cash), (3, cash + 2_00, cash),
+                                     (3, account.data.equity, cash)]
+
+
+def test_the_curve_keeps_the_capital_each_snapshot_was_made_with() -> None:
+    # A run with two strategies (₹20 lakh), then a third added (₹30 lakh): the projector
+    # of the second run reads the first run's snapshots back with their ₹20 lakh.
+    first = PnlSnapshot(broker="paper", strategy_id=None, realized=5_00, unrealized=-2_00,
+                        charges=1_00, cash=0, gross_exposure=0, open_positions=0, fills=1,
+                        equity=20_00_000_00 + 2_00)
+    second = msgspec.structs.replace(first, realized=1_00, equity=30_00_000_00 - 2_00)
+    h = PortfolioHandler("paper", PositionLedger(30_00_000_00), snapshot_interval_ns=10**9)
+    for n, snap in enumerate((first, second), 1):
+        h.handle(new_envelope(snap, id=f"p{n}", ts=n, source="t", key="account", broker="paper"),
+                 Record("t", 0, 0, None, b""))
+    assert list(h.equity_curve) == [(1, 20_00_000_00 + 2_00, 20_00_000_00),
+                                    (2, 30_00_000_00 - 2_00, 30_00_000_00)]
+    # the read model: the points, and the capital of each beside them
+    doc = msgspec.json.decode(portfolio_documents(h)[key("paper", "portfolio")],
+                              type=PortfolioView)
+    assert doc.equity_curve == [(1, 20_00_000_00 + 2_00), (2, 30_00_000_00 - 2_00)]
+    assert doc.curve_capital == [20_00_000_00, 30_00_000_00]
 
 
 def test_snapshot_equity_is_cash_plus_marked_positions_and_adds_up() -> None:
@@ -152,6 +175,10 @@ def test_snapshot_equity_is_cash_plus_marked_positions_and_adds_up() -> None:
                                   - account.charges)
         for s in ("a", "b"):
             assert ledger.snapshot(s).equity == ledger.equity(s)
+        # so a snapshot states its capital, the account's and each strategy's, exactly
+        assert snapshot_capital(account, 0) == 1_000_000_00
+        assert snapshot_capital(ledger.snapshot("a"), 0) == 600_000_00
+        assert snapshot_capital(ledger.snapshot("b"), 0) == 400_000_00
 
 
 def test_the_read_model_keeps_every_open_order_however_many_closed_ones_follow() -> None:
