@@ -30,7 +30,7 @@ from alpha_panda.domain.events import (
     StrategyHalted,
 )
 from alpha_panda.marketdata.files import TickColumns
-from alpha_panda.portfolio.ledger import PositionLedger, snapshot_equity
+from alpha_panda.portfolio.ledger import PositionLedger, snapshot_capital, snapshot_equity
 from alpha_panda.services.logs import read_events
 from alpha_panda.services.risk_manager import STOP_BY
 from alpha_panda.stream.log import Log, read_topic
@@ -46,9 +46,12 @@ _ACCOUNT_KEY = b"account"
 @dataclass
 class RunTotals:
     """What the summary needs from the log: the account's P&L snapshots as equity samples
-    (ts, equity, gross exposure, in paise: equity = initial cash + net P&L) and counts."""
+    (ts, equity, gross exposure, in paise: equity = capital + net P&L) and counts."""
 
     samples: list[tuple[int, int, int]] = field(default_factory=list)
+    # the account's capital at each sample: strategies added or removed between runs on one
+    # data dir add or withdraw theirs, which is not P&L (``performance(capital=...)``)
+    capital: list[int] = field(default_factory=list)
     orders_rejected: int = 0
     orders_cancelled: int = 0
     # Risk's decisions on the log (None: not read): a run resumed from a log counts the
@@ -72,15 +75,19 @@ class RunTotals:
 async def read_run_totals(log: Log, initial_equity: int) -> RunTotals:
     """The paper account's equity curve and rejection counts, from the log."""
     totals = RunTotals()
+    points = []
     for r in await read_topic(log, topic(BROKER, "pnl.snapshots")):
         if r.key != _ACCOUNT_KEY:
             continue
         env = CODEC.decode_as(r.value, PnlSnapshot)
         s = env.data
-        totals.samples.append((env.ts, snapshot_equity(s, initial_equity), s.gross_exposure))
+        points.append((env.ts, snapshot_equity(s, initial_equity), s.gross_exposure,
+                       snapshot_capital(s, initial_equity)))
     # Made in processing order, which is not event-time order across instruments (the
     # projector reads partitions one after another): in time order for the daily closes.
-    totals.samples.sort(key=lambda x: x[0])
+    points.sort(key=lambda x: x[0])
+    totals.samples = [(ts, equity, gross) for ts, equity, gross, _ in points]
+    totals.capital = [capital for *_, capital in points]
     rejected_signals = await read_topic(log, topic(BROKER, "signals.rejected"))
     for r in rejected_signals:
         rejected = CODEC.decode_as(r.value, SignalRejected)
@@ -127,10 +134,12 @@ def run_summary(system: SystemRun) -> dict[str, Any]:
             totals.fills, keep_trips=False)
         start_ns, end_ns = _span(system, totals)
         cols = _replayed(system)
+        capital: list[int] | None = None  # a replay's curve is on today's capital throughout
         if cols is not None and totals.fills is not None:
             samples = equity_in_event_time(cols, totals.fills, initial)
         else:
             samples = [*totals.samples, (end_ns, ledger.equity(), snap.gross_exposure)]
+            capital = [*totals.capital, initial]
         risk = p.risk.get(BROKER)
         # risk's decisions: on the log (every run's, as the fills), else this process's
         if totals.signals_validated is not None and totals.signals_rejected is not None:
@@ -145,7 +154,7 @@ def run_summary(system: SystemRun) -> dict[str, Any]:
             charges=rupees(snap.charges),
             net_pnl=rupees(snap.realized + snap.unrealized - snap.charges),
             **performance(samples=samples, initial_equity=initial, trips=trips,
-                          start_ns=start_ns, end_ns=end_ns),
+                          start_ns=start_ns, end_ns=end_ns, capital=capital),
             open_positions=snap.open_positions,
             signals=validated + rejected,
             signals_rejected=rejected,
