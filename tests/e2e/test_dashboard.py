@@ -588,3 +588,36 @@ def test_the_live_tab_shows_no_money_before_kites_funds_are_read(
     finally:
         _run_elsewhere(cache.set(key("zerodha", "portfolio"),
                                  documents()[key("zerodha", "portfolio")]))
+
+
+def test_capital_added_or_withdrawn_steps_the_curve_but_is_not_its_change(
+    server: tuple[str, MemoryCache, RecordingControl],
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    url, cache, _ = server
+    original = documents()[key("paper", "portfolio")]
+    doc = msgspec.json.decode(original, type=PortfolioView)
+    lakh = 1_00_000_00
+    try:
+        with sync_playwright() as pw:
+            browser, page, errors = open_dashboard(pw, url, lambda d: d.dismiss())
+            change = page.locator("#curve-change")
+            expect(change).to_have_text("+₹3,483.38 since 09:15:00")
+            # a strategy added from the 21st point on (₹10 lakh more capital), then one
+            # removed instead: the curve steps, its change is still the P&L's
+            for moved, text in ((10 * lakh, "capital +₹10,00,000.00"),
+                                (-10 * lakh, "capital -₹10,00,000.00")):
+                capital = [1_00_00_000_00 + (moved if i >= 20 else 0) for i in range(41)]
+                curve = [(ts, e + c - capital[0])
+                         for (ts, e), c in zip(doc.equity_curve, capital, strict=True)]
+                _run_elsewhere(cache.set(key("paper", "portfolio"), enc(msgspec.structs.replace(
+                    doc, equity_curve=curve, curve_capital=capital))))
+                expect(change).to_have_text(f"+₹3,483.38 since 09:15:00 · {text}", timeout=5000)
+                expect(change).to_have_class("count gain")
+                expect(page.locator("#curve .capital-change")).to_have_count(1)
+                expect(page.locator("#curve .capital-change title")).to_have_text(text)
+            browser.close()
+        assert errors == []
+    finally:
+        _run_elsewhere(cache.set(key("paper", "portfolio"), original))

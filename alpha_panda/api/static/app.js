@@ -430,10 +430,22 @@ function renderCurve(points) {
   change.className = "count";
   const when = points.length ? spanFormatter(points[0].time, points[points.length - 1].time)
     : istTime;
+  change.title = "";
+  // Capital added or withdrawn (a strategy added or removed between runs: ₹10 lakh each on
+  // paper) steps the curve but is not a gain or a loss: the change is net of it, the P&L's.
+  const first = points[0], last = points[points.length - 1];
+  const added = points.length >= 2 && first.capital != null && last.capital != null
+    ? paise(last.capital) - paise(first.capital) : 0n;
+  const delta = points.length >= 2
+    ? fromPaise(paise(last.equity) - paise(first.equity) - added) : "0.00";
   if (points.length >= 2) {
-    const delta = fromPaise(paise(points[points.length - 1].equity) - paise(points[0].equity));
-    change.textContent = `${signed(delta)} since ${when(points[0].time)}`;
+    change.textContent = `${signed(delta)} since ${when(first.time)}`;
     change.className = "count " + signClass(delta);
+    if (added !== 0n) {
+      change.textContent += ` · capital ${signed(fromPaise(added))}`;
+      change.title = "The change is net of capital added (+) or withdrawn (−): strategies "
+        + "added or removed between runs. Equity steps with it; P&L does not.";
+    }
   }
   if (points.length < 2) {
     root.append(svg("text", { x: W / 2, y: H / 2, "text-anchor": "middle", class: "placeholder" },
@@ -465,8 +477,16 @@ function renderCurve(points) {
       labelled = x;
     }
   }
+  for (let i = 1; i < points.length; i++) { // where capital came in or went out
+    const before = points[i - 1].capital, after = points[i].capital;
+    if (before == null || after == null || before === after) continue;
+    const x = px(xs[i]);
+    const mark = svg("line", { x1: x, x2: x, y1: T, y2: H - B, class: "capital-change" });
+    mark.append(svg("title", {}, `capital ${signed(fromPaise(paise(after) - paise(before)))}`));
+    root.append(mark);
+  }
   const line = points.map((p, i) => `${i ? "L" : "M"}${px(xs[i]).toFixed(1)},${py(ys[i]).toFixed(1)}`).join("");
-  const up = ys[ys.length - 1] >= ys[0];
+  const up = !delta.startsWith("-");
   const colour = up ? "#0f8a4a" : "#c62f2f";
   root.append(svg("path", { d: `${line}L${px(x1)},${H - B}L${px(x0)},${H - B}Z`, fill: colour,
     "fill-opacity": "0.08", stroke: "none" }));
