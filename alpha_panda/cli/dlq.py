@@ -111,13 +111,32 @@ def replay(
     topic: Annotated[str, typer.Option(help="original topic whose dead letters to replay")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="show, append nothing")] = False,
     limit: Annotated[int | None, typer.Option(help="replay at most N (default: all)")] = None,
+    include_undecodable: Annotated[bool, typer.Option(
+        "--include-undecodable",
+        help=("also replay letters that failed with DecodeError, including those skipped "
+              "before (only once the consumers accept their payload, e.g. after a schema "
+              "fix: unchanged, they are dead-lettered again)"))] = False,
     log: LogOpt = None, data_dir: DataDirOpt = None,
 ) -> None:
-    """Append dead letters' original records back to their topic (each one only once)."""
-    result = run_log_job(log, data_dir, _checked(
-        topic, lambda lg: tools.replay(lg, topic, dry_run=dry_run, limit=limit)))
-    verb = "would replay" if dry_run else "replayed"
+    """Append dead letters' original records back to their topic (each one only once).
+
+    Letters that failed with DecodeError (a malformed payload) are skipped unless
+    --include-undecodable is given: replayed unchanged, they fail the same way.
+    """
+    result = run_log_job(log, data_dir, _checked(topic, lambda lg: tools.replay(
+        lg, topic, dry_run=dry_run, limit=limit, include_undecodable=include_undecodable)))
+    verb, skip = ("would replay", "would skip") if dry_run else ("replayed", "skipped")
     for e in result.replayed:
         typer.echo(f"{verb} {e.dlq_topic}@{e.offset} -> {e.letter.topic}: {e.letter.error_class}")
+    for e in result.skipped:
+        typer.echo(f"{skip} {e.dlq_topic}@{e.offset} -> {e.letter.topic}: "
+                   f"{e.letter.error_class}: {e.letter.error[:100]}")
     typer.echo(f"{verb} {len(result.replayed)} dead letter(s) to {result.topic}"
-               + (f"; skipped {result.skipped} undecodable" if result.skipped else ""))
+               + (f"; ignored {result.unreadable} record(s) of the DLQ topic that are not "
+                  "dead letters" if result.unreadable else ""))
+    if result.skipped:
+        typer.echo(
+            f"{skip} {len(result.skipped)} dead letter(s) that failed with DecodeError: their "
+            "payload does not decode, so replayed unchanged they would only be dead-lettered "
+            "again. Once the consumers accept it (e.g. after a schema fix), replay them with "
+            f"`alpha-panda dlq replay --topic {result.topic} --include-undecodable`.")

@@ -4,13 +4,19 @@ A dead letter keeps the original record's bytes, key and headers, so ``replay`` 
 exactly what failed back to its topic; the ``id`` header is unchanged, so consumers'
 deduplication still applies. Replay progress is a consumer group, ``dlq-replay.<topic>``:
 a letter is replayed once, however often the tool is run.
+
+A letter whose record failed with ``DecodeError`` (a malformed payload) is skipped: its
+bytes fail the same way on replay and only come back as a new dead letter. Those letters
+have their own group, ``dlq-replay-undecodable.<topic>``, moved only when the operator asks
+for them (``include_undecodable``, e.g. after a schema fix), so skipping one by default
+never loses it.
 """
 
 from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import structlog
@@ -18,7 +24,7 @@ import structlog
 from alpha_panda.domain.errors import DecodeError, ValidationError
 from alpha_panda.domain.events import CODEC, DeadLetter, Envelope, derive_id, new_envelope
 from alpha_panda.stream.emit import Emit, record_id, to_output
-from alpha_panda.stream.log import Log, Output, Record, TopicPartition
+from alpha_panda.stream.log import Consumer, Log, Output, Record, TopicPartition
 from alpha_panda.stream.topics import dlq_topic, is_dlq
 
 log_ = structlog.get_logger(__name__)
@@ -60,10 +66,21 @@ class DeadLetterEntry:
 
 @dataclass(slots=True)
 class ReplayResult:
+    """What a replay did (or, dry, would do). ``skipped``: letters that failed to decode,
+    left for ``include_undecodable``; ``unreadable``: records of the DLQ topic that are not
+    dead letters at all."""
+
     topic: str
     dry_run: bool
     replayed: list[DeadLetterEntry] = field(default_factory=list)
-    skipped: int = 0
+    skipped: list[DeadLetterEntry] = field(default_factory=list)
+    unreadable: int = 0
+
+
+def failed_to_decode(letter: DeadLetter) -> bool:
+    """Whether ``letter``'s record was dead-lettered because it does not decode: replayed
+    unchanged, it fails the same way again."""
+    return letter.error_class == DecodeError.__name__
 
 
 def _dlq_name(topic: str) -> str:
@@ -105,12 +122,15 @@ async def show(log: Log, topic: str, offset: int, partition: int = 0) -> DeadLet
     return _decode(batch[0])
 
 
-async def replay(log: Log, topic: str, *, dry_run: bool = False,
-                 limit: int | None = None) -> ReplayResult:
+async def replay(log: Log, topic: str, *, dry_run: bool = False, limit: int | None = None,
+                 include_undecodable: bool = False) -> ReplayResult:
     """Append the original records of ``topic``'s dead letters back to ``topic``.
 
-    Only letters not replayed before are taken (group ``dlq-replay.<topic>``). A dry run
-    lists what would be replayed and changes nothing.
+    Only letters not replayed before are taken (group ``dlq-replay.<topic>``). Letters that
+    failed to decode are skipped (listed in ``skipped``) unless ``include_undecodable``:
+    then every such letter not replayed before is taken too, including those skipped by
+    earlier runs (group ``dlq-replay-undecodable.<topic>``). A dry run lists what would
+    be replayed and skipped, and changes nothing. ``limit`` caps the letters replayed.
     """
     name = _dlq_name(topic)
     original = name.removesuffix(".dlq")
@@ -118,7 +138,20 @@ async def replay(log: Log, topic: str, *, dry_run: bool = False,
     ends = await log.end_offsets(name)
     if not any(ends.values()):
         return result
-    consumer = log.consumer(f"dlq-replay.{original}", [name])
+    await _drain(log.consumer(f"dlq-replay.{original}", [name]), ends, result, limit,
+                 undecodable=False, note_skipped=not include_undecodable)
+    if include_undecodable:
+        await _drain(log.consumer(f"dlq-replay-undecodable.{original}", [name]), ends, result,
+                     limit, undecodable=True, note_skipped=False)
+    return result
+
+
+async def _drain(consumer: Consumer, ends: Mapping[int, int], result: ReplayResult,
+                 limit: int | None, *, undecodable: bool, note_skipped: bool) -> None:
+    """Read ``consumer``'s group up to ``ends`` and replay the letters that failed to
+    decode (``undecodable``) or the others; the group moves past both kinds, so the two
+    groups together replay each letter once. ``note_skipped``: list the other kind in
+    ``result.skipped``."""
     try:
         idle_since = time.monotonic()
         while limit is None or len(result.replayed) < limit:
@@ -133,16 +166,15 @@ async def replay(log: Log, topic: str, *, dry_run: bool = False,
             if not records:
                 continue
             idle_since = time.monotonic()
-            outputs, offsets = _replay_batch(records, result)
-            if not dry_run:
+            outputs, offsets = _replay_batch(records, result, undecodable, note_skipped)
+            if not result.dry_run:
                 await consumer.commit(outputs, offsets)
     finally:
         await consumer.close()
-    return result
 
 
-def _replay_batch(records: Sequence[Record],
-                  result: ReplayResult) -> tuple[list[Output], dict[TopicPartition, int]]:
+def _replay_batch(records: Sequence[Record], result: ReplayResult, undecodable: bool,
+                  note_skipped: bool) -> tuple[list[Output], dict[TopicPartition, int]]:
     outputs: list[Output] = []
     offsets: dict[TopicPartition, int] = {}
     for r in records:
@@ -150,11 +182,16 @@ def _replay_batch(records: Sequence[Record],
         try:
             entry = _decode(r)
         except DecodeError as exc:
-            # Not a dead letter at all: nothing to replay; say so and go on.
-            log_.warning("dlq.undecodable", topic=r.topic, offset=r.offset, error=str(exc))
-            result.skipped += 1
+            # Not a dead letter at all: nothing to replay; say so once (the main group) and go on.
+            if not undecodable:
+                log_.warning("dlq.unreadable", topic=r.topic, offset=r.offset, error=str(exc))
+                result.unreadable += 1
             continue
         d = entry.letter
+        if failed_to_decode(d) != undecodable:
+            if note_skipped:
+                result.skipped.append(entry)
+            continue
         outputs.append(Output(d.topic, d.key, d.value, tuple((k, v) for k, v in d.headers),
                               d.partition))
         result.replayed.append(entry)

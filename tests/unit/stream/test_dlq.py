@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from alpha_panda.adapters.sqlite_log import SqliteLog
 from alpha_panda.cli.dlq import app
+from alpha_panda.domain.errors import ValidationError
 from alpha_panda.stream.runtime import StreamProcessor
 from alpha_panda.stream.topics import dlq_topic
 from tests.contract.helpers import Echo, raw, read_all, run_until, spec, tick_output
@@ -43,24 +44,72 @@ def test_list_show_and_replay_from_the_command_line(tmp_path: Path) -> None:
     assert doc["headers"]["id"] == "bad-2" and doc["value"] == '{"id": 1}'
     assert "Traceback" in doc["stack"]
 
+    # both failed to decode: replayed unchanged they would only be dead-lettered again
     dry = runner.invoke(app, ["replay", "--log", url, "--topic", "in", "--dry-run"])
-    assert dry.exit_code == 0 and "would replay 2 dead letter(s)" in dry.output
-    one = runner.invoke(app, ["replay", "--log", url, "--topic", "in", "--limit", "1"])
-    assert "replayed 1 dead letter(s)" in one.output
-    rest = runner.invoke(app, ["replay", "--log", url, "--topic", "in"])
+    assert dry.exit_code == 0, dry.output
+    assert "would skip in.dlq@0 -> in: DecodeError: malformed envelope" in dry.output
+    assert "would skip in.dlq@1 -> in: DecodeError: malformed envelope" in dry.output
+    assert "would replay 0 dead letter(s) to in\n" in dry.output
+    assert "would skip 2 dead letter(s) that failed with DecodeError" in dry.output
+    skipped = runner.invoke(app, ["replay", "--log", url, "--topic", "in"])
+    assert skipped.exit_code == 0, skipped.output
+    assert "replayed 0 dead letter(s) to in\n" in skipped.output
+    assert ("skipped 2 dead letter(s) that failed with DecodeError: their payload does not "
+            "decode") in skipped.output
+    assert "--topic in --include-undecodable" in skipped.output
+    assert asyncio.run(_values(path, "in"))[3:] == []  # nothing went back on the topic
+    # skipped is not lost: asked for, they are replayed, each once
+    forced = ["replay", "--log", url, "--topic", "in", "--include-undecodable"]
+    one = runner.invoke(app, [*forced, "--limit", "1"])
+    assert "replayed 1 dead letter(s)" in one.output and "skip" not in one.output
+    rest = runner.invoke(app, forced)
     assert "replayed 1 dead letter(s)" in rest.output
-    again = runner.invoke(app, ["replay", "--log", url, "--topic", "in"])
+    again = runner.invoke(app, forced)
     assert "replayed 0 dead letter(s)" in again.output
 
-    async def check() -> list[bytes]:
-        log = SqliteLog(path)
-        try:
-            return [r.value for r in await read_all(log, "in")]
-        finally:
-            await log.close()
-
-    values = asyncio.run(check())
+    values = asyncio.run(_values(path, "in"))
     assert values[3:] == [b"\xff garbage", b'{"id": 1}']  # the original bytes, in order
+
+
+async def _values(path: Path, topic: str) -> list[bytes]:
+    log = SqliteLog(path)
+    try:
+        return [r.value for r in await read_all(log, topic)]
+    finally:
+        await log.close()
+
+
+async def _mixed_log(path: Path) -> None:
+    """``in.dlq``: @0 a tick rejected by the handler (ValidationError), @1 garbage bytes."""
+    log = SqliteLog(path)
+    await log.ensure_topics([spec("in", 1), spec("out", 1), spec(dlq_topic("in"), 1)])
+    await log.append([tick_output("in", 1, price=99_000), raw("in", b"7", b"{oops", "bad-1")])
+    proc = StreamProcessor(log, name="echo", group="g", topics=["in"], handler=Echo(
+        "out", lambda e: ValidationError("price band")))
+    await run_until(proc, lambda: proc.stats.dead_lettered == 2)
+    await log.close()
+
+
+def test_replay_skips_only_letters_that_failed_to_decode(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite"
+    asyncio.run(_mixed_log(path))
+    runner = CliRunner()
+    url = f"sqlite:{path}"
+
+    first = runner.invoke(app, ["replay", "--log", url, "--topic", "in"])
+    assert first.exit_code == 0, first.output
+    assert "replayed in.dlq@0 -> in: ValidationError\n" in first.output
+    assert "skipped in.dlq@1 -> in: DecodeError: malformed envelope" in first.output
+    assert "replayed 1 dead letter(s) to in\n" in first.output
+    assert "skipped 1 dead letter(s) that failed with DecodeError" in first.output
+    assert asyncio.run(_values(path, "in"))[2:] == [asyncio.run(_values(path, "in"))[0]]
+
+    forced = runner.invoke(app, ["replay", "--log", url, "--topic", "in",
+                                 "--include-undecodable"])
+    assert forced.exit_code == 0, forced.output
+    assert forced.output.splitlines() == [
+        "replayed in.dlq@1 -> in: DecodeError", "replayed 1 dead letter(s) to in"]
+    assert asyncio.run(_values(path, "in"))[3:] == [b"{oops"]  # the tick is not sent twice
 
 
 def test_show_of_a_missing_offset_is_a_clear_error(tmp_path: Path) -> None:
