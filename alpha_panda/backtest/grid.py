@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -37,17 +38,44 @@ def _value(text: str) -> Any:
     return {"true": True, "false": False}.get(text.lower(), text)
 
 
-def grid_configs(base: StrategyConfig, grid: dict[str, list[Any]]) -> list[StrategyConfig]:
-    """One validated config per combination; an invalid combination is an error naming it."""
+@dataclass(frozen=True, slots=True)
+class SkippedCombination:
+    """A combination of the grid whose parameters do not validate (``fast=40`` with
+    ``slow=30``), and why: it is left out of the sweep, the rest still run."""
+
+    params: dict[str, Any]  # the grid's values of this combination
+    reason: str
+
+    @property
+    def label(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.params.items())
+
+
+@dataclass(frozen=True, slots=True)
+class GridPlan:
+    """The combinations of a grid: one validated config for each valid one, in grid order,
+    and the invalid ones with their reasons."""
+
+    configs: list[StrategyConfig]
+    skipped: list[SkippedCombination]
+
+
+def grid_configs(base: StrategyConfig, grid: dict[str, list[Any]]) -> GridPlan:
+    """Validate every combination of ``grid`` over ``base``'s params. An invalid one is
+    skipped, not fatal: one bad corner of a sweep should not cost the others' results."""
     keys = list(grid)
-    out = []
+    plan = GridPlan([], [])
     for combo in itertools.product(*(grid[k] for k in keys)):
-        params = {**base.params, **dict(zip(keys, combo, strict=True))}
-        label = ",".join(f"{k}={v}" for k, v in zip(keys, combo, strict=True))
+        chosen = dict(zip(keys, combo, strict=True))
+        label = ",".join(f"{k}={v}" for k, v in chosen.items())
         data = base.model_dump(mode="json", exclude={"source"})
-        data["params"] = params
-        out.append(config_from_mapping(data, f"{base.source or base.id} [{label}]"))
-    return out
+        data["params"] = {**base.params, **chosen}
+        source = f"{base.source or base.id} [{label}]"
+        try:
+            plan.configs.append(config_from_mapping(data, source))
+        except StrategyConfigError as exc:
+            plan.skipped.append(SkippedCombination(chosen, str(exc).removeprefix(f"{source}: ")))
+    return plan
 
 
 def _init(ticks: TickColumns, options: dict[str, Any]) -> None:

@@ -10,12 +10,15 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from alpha_panda.domain.errors import AlphaPandaError
+from alpha_panda.domain.errors import AlphaPandaError, StrategyConfigError
 from alpha_panda.strategy.config import StrategyConfig, load_strategy_file
+
+if TYPE_CHECKING:
+    from alpha_panda.backtest.grid import SkippedCombination
 
 PROGRESS_MIN_TICKS = 200_000
 EXIT_STATUS = ("Exit status: 0; 1 when a strategy raised and was taken out of service (the "
@@ -86,14 +89,20 @@ def backtest_command(
         options = _live_options(config)
         if grid:
             spec = parse_grid(grid)
-            configs = grid_configs(config, spec)  # validates every combination first
-            rows = run_grid(configs, ticks, on_done=_bar if not quiet else None,
+            plan = grid_configs(config, spec)  # validates every combination first
+            for skipped in plan.skipped:
+                typer.secho(f"skipped {skipped.label}: {skipped.reason}", fg="yellow", err=True)
+            if not plan.configs:
+                raise StrategyConfigError(
+                    "--grid", None, f"none of its {len(plan.skipped)} combination(s) is valid "
+                    "for the strategy (each skipped above, with its reason)")
+            rows = run_grid(plan.configs, ticks, on_done=_bar if not quiet else None,
                             source=tick_source(data), **options)
-            _print_grid(rows, list(spec), json_out, load_s)
+            _print_grid(rows, list(spec), plan.skipped, json_out, load_s)
             if report is None:
                 return
             # the report is one run's: the best combination's, run again
-            config = next(c for c in configs if c.params == rows[0]["params"])
+            config = next(c for c in plan.configs if c.params == rows[0]["params"])
         result = run_backtest(config, ticks, source=tick_source(data), load_s=load_s,
                               progress=_bar if show and not grid else False, **options)
     except AlphaPandaError as exc:
@@ -135,15 +144,18 @@ def _print_summary(summary: dict[str, Any]) -> None:
     Console(width=max(100, Console().width)).print(table)
 
 
-def _print_grid(rows: list[dict[str, Any]], keys: list[str], json_out: bool,
-                load_s: float) -> None:
+def _print_grid(rows: list[dict[str, Any]], keys: list[str], skipped: list[SkippedCombination],
+                json_out: bool, load_s: float) -> None:
     if json_out:
-        typer.echo(json.dumps({"load_s": round(load_s, 6), "grid": rows}, separators=(",", ":")))
+        typer.echo(json.dumps({"load_s": round(load_s, 6), "grid": rows, "skipped": [
+            {"params": s.params, "reason": s.reason} for s in skipped]}, separators=(",", ":")))
         return
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="Parameter sweep, best net P&L first")
+    title = "Parameter sweep, best net P&L first" + (
+        f" ({len(skipped)} invalid combination(s) skipped)" if skipped else "")
+    table = Table(title=title)
     for col in ["rank", *keys, "net_pnl", "fills", "round_trips", "win_rate", "max_drawdown",
                 "sharpe"]:
         table.add_column(col, justify="right")

@@ -122,9 +122,35 @@ def test_errors_go_to_stderr_with_the_file_and_field(files: tuple[Path, Path], t
     assert code == 2 and out == "" and f"{bad}: params" in err
     code, _, err = run("backtest", "--strategy", str(files[0]), "--data", str(tmp_path / "no.csv"))
     assert code == 2 and "no such tick file" in err
-    code, _, err = run("backtest", "--strategy", str(files[0]), "--data", str(data),
-                       "--grid", "fast=3", "--grid", "slow=2")
-    assert code == 2 and "fast (3) must be smaller than slow (2)" in err
+    code, out, err = run("backtest", "--strategy", str(files[0]), "--data", str(data),
+                         "--grid", "fast=3,4", "--grid", "slow=2")
+    assert code == 2 and out == ""
+    assert "skipped fast=3, slow=2: params: fast (3) must be smaller than slow (2)" in err
+    assert ("error: --grid: none of its 2 combination(s) is valid for the strategy (each "
+            "skipped above, with its reason)") in err
+
+
+def test_a_grid_skips_invalid_combinations_and_runs_the_rest(files: tuple[Path, Path],
+                                                             tmp_path: Path) -> None:
+    spec, data = files
+    page = tmp_path / "best.html"
+    code, out, err = run("backtest", "--strategy", str(spec), "--data", str(data), "--json",
+                         "--grid", "fast=5,40,3", "--grid", "slow=30", "--quiet",
+                         "--report", str(page))
+    assert code == 0, err
+    doc = json.loads(out)
+    assert sorted(r["params"]["fast"] for r in doc["grid"]) == [3, 5]
+    assert doc["skipped"] == [{"params": {"fast": 40, "slow": 30},
+                               "reason": "params: fast (40) must be smaller than slow (30)"}]
+    assert "skipped fast=40, slow=30: params: fast (40) must be smaller than slow (30)" in err
+    best = doc["grid"][0]["params"]
+    assert f"report (the best combination: fast={best['fast']}, slow=30) written" in err
+    assert page.exists()
+    # the table says so too
+    code, out, err = run("backtest", "--strategy", str(spec), "--data", str(data),
+                         "--grid", "fast=5,40", "--grid", "slow=30", "--quiet")
+    assert code == 0 and "1 invalid combination(s) skipped" in out
+    assert "skipped fast=40, slow=30" in err
 
 
 def test_strategy_new_writes_a_template_that_loads_and_trades(tmp_path: Path,
