@@ -169,21 +169,41 @@ def halt(
     flatten: Annotated[bool, typer.Option(help="also close its positions at market")] = False,
     off: Annotated[bool, typer.Option("--off", help="put it back in service")] = False,
     broker: Annotated[list[str] | None, typer.Option(
-        help="a broker it trades on, repeated (default: paper and zerodha)")] = None,
+        help="a broker it trades on, repeated (default: its config's brokers; every broker "
+             "when no config has its id)")] = None,
+    strategies: Annotated[Path | None, typer.Option(
+        help=f"the running system's strategies, to read its brokers from: {STRATEGIES_HELP}")]
+        = None,
     log: Annotated[str | None, typer.Option(help=f"the running system's log: {LOG_HELP}")] = None,
     data_dir: Annotated[Path | None, typer.Option(
         help="the running system's data directory (default: ./data)")] = None,
 ) -> None:
     """Take one strategy out of service (the others trade on), or put it back.
 
-    Writes a halt to each broker's control topic: its open orders are cancelled, what it
-    signals goes nowhere (it still sees the ticks), and with --flatten its positions are
-    closed at market. Kept on the log: it stays halted across restarts until --off.
+    Writes a halt to the control topic of each broker it trades on (its config's brokers,
+    read as the running system reads them): its open orders are cancelled, what it signals
+    goes nowhere (it still sees the ticks), and with --flatten its positions are closed at
+    market. Kept on the log: it stays halted across restarts until --off. When no valid
+    config has the id, the halt goes to every broker: better than missing the one it
+    trades on.
     """
     from alpha_panda.cli.log_job import run_log_job
+    from alpha_panda.domain.values import BROKERS
     from alpha_panda.services.control import PipelineControl
 
-    brokers = broker or ["paper", "zerodha"]
+    note = ""
+    if broker:
+        brokers = broker
+    else:
+        from alpha_panda.services.app import strategy_route
+
+        route = strategy_route(_settings(strategies_dir=strategies), strategy_id)
+        if route.brokers is not None:
+            brokers, note = route.brokers, f" (its brokers, from {route.source})"
+        else:
+            brokers = [b.value for b in BROKERS]
+            note = (f" (every broker, as which ones it trades on is unknown: {route.source}; "
+                    "--broker names them)")
 
     async def send(log_: Log) -> None:
         control = PipelineControl(log_, requested_by="cli")
@@ -193,7 +213,7 @@ def halt(
     run_log_job(log, data_dir, send)
     state = "back in service" if off else ("halted, flattening its positions" if flatten
                                            else "halted")
-    typer.echo(f"strategy {strategy_id} on {', '.join(brokers)}: {state}")
+    typer.echo(f"strategy {strategy_id} on {', '.join(brokers)}: {state}{note}")
 
 
 @app.command(epilog=ENV_NOTE)

@@ -19,7 +19,7 @@ from typing import Any
 
 import structlog
 
-from alpha_panda.domain.errors import ConfigurationError
+from alpha_panda.domain.errors import AlphaPandaError, ConfigurationError
 from alpha_panda.marketdata.instruments import BY_TOKEN
 from alpha_panda.observability.health import ComponentStatus, State
 from alpha_panda.readmodel.cache import Cache
@@ -29,7 +29,12 @@ from alpha_panda.services.pipeline import SERVICES, Pipeline, build_pipeline
 from alpha_panda.services.readmodel import ReadModelWriter
 from alpha_panda.services.summary import RunTotals, read_run_totals
 from alpha_panda.settings import Settings
-from alpha_panda.strategy.config import NOT_SIMULATED, load_strategy_dir, unsimulated
+from alpha_panda.strategy.config import (
+    NOT_SIMULATED,
+    config_from_mapping,
+    load_strategy_dir,
+    unsimulated,
+)
 from alpha_panda.stream.runtime import freeze_long_lived_objects
 from alpha_panda.stream.topics import REGISTRY
 
@@ -80,6 +85,51 @@ def load_strategies(settings: Settings) -> tuple[list[Any], list[Any]]:
         log.warning("strategy.none", directory=str(directory),
                     detail="no valid strategy: ticks flow, nothing trades")
     return configs, errors
+
+
+@dataclass(frozen=True, slots=True)
+class StrategyRoute:
+    """The brokers one strategy trades on as its config says (``brokers``, with ``source``
+    the file or store row read), or ``brokers=None`` when no valid config has its id
+    (``source`` then says what was searched or why it could not be read)."""
+
+    brokers: list[str] | None
+    source: str
+
+
+def strategy_route(settings: Settings, strategy_id: str) -> StrategyRoute:
+    """Which brokers ``strategy_id`` trades on, read as ``load_strategies`` reads the configs:
+    its YAML file is authoritative for its id, else its row in the config store (when
+    ``database_url`` is set). Read-only: the store is neither migrated nor written.
+
+    An id that an invalid file claims (or two files do) has no brokers to go by: which
+    version the running system trades, if any, cannot be told from here.
+    """
+    directory = settings.strategies_dir or SAMPLE_STRATEGIES
+    configs, errors = load_strategy_dir(directory) if directory.is_dir() else ([], [])
+    claimed = next((e for e in errors if e.strategy_id == strategy_id), None)
+    if claimed is not None:
+        return StrategyRoute(None, str(claimed))
+    found = next((c for c in configs if c.id == strategy_id), None)
+    searched = f"no valid strategy {strategy_id!r} in {directory}"
+    if found is None and settings.database_url:
+        from alpha_panda.adapters.sql.store import StrategyStore
+
+        try:
+            store = StrategyStore(settings.database_url)
+        except AlphaPandaError as exc:  # not a database URL
+            return StrategyRoute(None, str(exc))
+        searched += f" or the config store {store.url}"
+        try:
+            row = store.get(strategy_id)
+            found = None if row is None else config_from_mapping(row, f"{store.url}#{strategy_id}")
+        except AlphaPandaError as exc:  # unreachable, not migrated, or an invalid row
+            return StrategyRoute(None, str(exc).splitlines()[0])  # it names the store
+        finally:
+            store.close()
+    if found is None:
+        return StrategyRoute(None, searched)
+    return StrategyRoute([b.value for b in found.brokers], found.source or strategy_id)
 
 
 def _through_store(url: str, configs: list[Any], errors: list[Any]) -> tuple[list[Any], list[Any]]:

@@ -1,0 +1,103 @@
+"""``alpha-panda halt`` writes the halt to the brokers the strategy trades on, as its config
+says; an id no config has still reaches every broker, and the output says why."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from alpha_panda.cli import app
+from alpha_panda.domain.events import StrategyHalted
+from alpha_panda.services.logs import open_log
+from alpha_panda.stream.topics import REGISTRY
+from alpha_panda.testing.pipeline import logged, write_strategy
+
+
+@pytest.fixture()
+def system(tmp_path: Path) -> tuple[Path, Path]:
+    """A data directory with a log, and a strategies directory: ``acc`` on paper only,
+    ``both`` on paper and zerodha, ``broken`` an invalid file."""
+    data, strategies = tmp_path / "data", tmp_path / "strategies"
+
+    async def bootstrap() -> None:
+        log = open_log("embedded", data)
+        await log.start()
+        await log.ensure_topics(REGISTRY.all())
+        await log.close()
+
+    asyncio.run(bootstrap())
+    write_strategy(strategies, id="acc", tokens=[738561])
+    write_strategy(strategies, id="both", tokens=[738561], brokers="[paper, zerodha]")
+    (strategies / "broken.yaml").write_text("id: broken\nstrategy: nope\ninstruments: [1]\n")
+    return data, strategies
+
+
+def halt(system: tuple[Path, Path], *args: str) -> tuple[str, dict[str, list[StrategyHalted]]]:
+    data, strategies = system
+    result = CliRunner().invoke(app, ["halt", *args, "--data-dir", str(data),
+                                      "--strategies", str(strategies)])
+    assert result.exit_code == 0, result.output
+    written = {b: asyncio.run(logged(data, f"{b}.control", StrategyHalted))
+               for b in ("paper", "zerodha")}
+    return result.stdout, written
+
+
+def test_a_paper_only_strategy_is_halted_on_paper_only(system: tuple[Path, Path]) -> None:
+    out, written = halt(system, "acc")
+    assert out == (f"strategy acc on paper: halted (its brokers, from "
+                   f"{system[1] / 'acc.yaml'})\n")
+    assert [h.strategy_id for h in written["paper"]] == ["acc"] and written["zerodha"] == []
+    out, written = halt(system, "acc", "--off")
+    assert out.startswith("strategy acc on paper: back in service")
+    assert [h.active for h in written["paper"]] == [True, False] and written["zerodha"] == []
+
+
+def test_a_strategy_on_both_brokers_is_halted_on_both(system: tuple[Path, Path]) -> None:
+    out, written = halt(system, "both", "--flatten")
+    assert out.startswith("strategy both on paper, zerodha: halted, flattening its positions")
+    assert [(h.strategy_id, h.flatten) for h in written["paper"] + written["zerodha"]] == [
+        ("both", True), ("both", True)]
+
+
+def test_an_id_no_config_has_is_halted_everywhere_and_says_why(
+        system: tuple[Path, Path]) -> None:
+    out, written = halt(system, "nope")
+    assert out == ("strategy nope on paper, zerodha: halted (every broker, as which ones it "
+                   f"trades on is unknown: no valid strategy 'nope' in {system[1]}; --broker "
+                   "names them)\n")
+    assert [len(written[b]) for b in ("paper", "zerodha")] == [1, 1]
+    out, written = halt(system, "broken")  # an invalid file: its brokers are not to be guessed
+    assert out.startswith("strategy broken on paper, zerodha: halted (every broker, as which "
+                          f"ones it trades on is unknown: {system[1] / 'broken.yaml'}: ")
+    assert [len(written[b]) for b in ("paper", "zerodha")] == [2, 2]
+
+
+def test_named_brokers_are_taken_as_given(system: tuple[Path, Path]) -> None:
+    out, written = halt(system, "acc", "--broker", "zerodha")
+    assert out == "strategy acc on zerodha: halted\n"
+    assert written["paper"] == [] and [h.strategy_id for h in written["zerodha"]] == ["acc"]
+
+
+def test_a_strategy_only_in_the_config_store_is_halted_on_its_brokers(
+        system: tuple[Path, Path], tmp_path: Path) -> None:
+    from alpha_panda.adapters.sql.store import StrategyStore, sqlite_url
+    from alpha_panda.strategy.config import load_strategy_file
+
+    other = tmp_path / "elsewhere"
+    config = load_strategy_file(write_strategy(other, id="stored", tokens=[738561],
+                                               brokers="[zerodha]"))
+    url = sqlite_url(tmp_path / "config.db")
+    store = StrategyStore(url)
+    store.upgrade()
+    store.put(config.model_dump(mode="json"))
+    store.close()
+    data, strategies = system
+    result = CliRunner().invoke(app, ["halt", "stored", "--data-dir", str(data),
+                                      "--strategies", str(strategies)],
+                                env={"ALPHA_PANDA_DATABASE_URL": url})
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("strategy stored on zerodha: halted (its brokers, from ")
+    assert asyncio.run(logged(data, "paper.control", StrategyHalted)) == []
