@@ -325,7 +325,8 @@ class _Engine:
                 self.route(self.venue.kill(ts))
             else:
                 risk.halt_strategy(scope)
-                self.runner.halt(scope, True, why, until=risk.day_end_ns)
+                self.runner.halt(scope, True, why, until=risk.day_end_ns
+                                 if risk.stop_released_by_engine(scope) else None)
                 self.route(self.venue.kill(ts, scope))
             control_id = derive_id(f"{self.tick_prefix}{i}", f"daily_loss:stop:{scope or ''}")
             now = ts + 1

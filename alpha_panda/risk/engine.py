@@ -370,8 +370,11 @@ class RiskEngine:
         notional = qty * price if price is not None else None
         # The size limits stop an order too big to open or add: one that only reduces a
         # position is never too big (else a position built in small orders, or the exit
-        # at exit_at, could not be closed, and waited for the broker's square-off).
-        if not reducing:
+        # at exit_at, could not be closed, and waited for the broker's square-off). Only
+        # what is filled, in the order's product, is there to reduce: resting buys that
+        # may never fill do not make a big sell an exit.
+        exit_only = reducing and _reduces(self._product_filled.get((sid, token, s.product), 0), s)
+        if not exit_only:
             failed = self._size(lim, qty, notional)
             if failed is not None:
                 return failed
@@ -379,7 +382,7 @@ class RiskEngine:
             band = self._band_violation(s, lim.price_band_percent)
             if band is not None:
                 return Reason.PRICE_BAND, band
-        if not reducing and lim.max_order_notional is not None and notional is not None \
+        if not exit_only and lim.max_order_notional is not None and notional is not None \
                 and notional > lim.max_order_notional:
             return Reason.MAX_ORDER_NOTIONAL, (f"notional {format_rupees(notional)} > max order "
                                               f"notional {format_rupees(lim.max_order_notional)}")
@@ -494,8 +497,19 @@ class RiskEngine:
             if lim.daily_loss_flatten and lim.daily_loss is not None and sid not in stopped:
                 self._reached(sid, lim.daily_loss, reached)
         for scope, _ in reached:
-            stopped[scope] = (day_lo, True)
+            stopped[scope] = (day_lo, self._unheld(scope))
         return release, reached
+
+    def _unheld(self, scope: str | None) -> bool:
+        """Whether a stop of ``scope`` now is this engine's to release: not if the trader
+        already holds it (halted the strategy, or set the kill switch), whose halt or
+        switch is theirs to end, the next day too."""
+        return not self.kill_switch if scope is None else scope not in self._halted
+
+    def stop_released_by_engine(self, scope: str | None) -> bool:
+        """Whether the stop of ``scope`` set today ends at the next day's first tick."""
+        stop = self._stopped.get(scope)
+        return stop is not None and stop[1]
 
     def _roll(self, ts: int) -> None:
         """A new IST day (``ts >= day_end_ns``): the day's P&L starts afresh, and the stops
@@ -527,17 +541,31 @@ class RiskEngine:
         return self._day.day_hi
 
     def note_stop(self, scope: str | None, active: bool, at_ns: int | None, *,
-                  by_risk: bool) -> None:
+                  by_risk: bool) -> bool:
         """A halt of ``scope`` (None: the kill switch) read from the control topic: this
-        engine's own stop (``by_risk``), which a rebuild learns this way, or the trader's,
-        after which a stop of the day is the trader's to release (not this engine's)."""
-        if by_risk:
-            if not active:
-                self._stopped.pop(scope, None)
-            elif at_ns is not None:
-                self._stopped[scope] = (day_start_ns(at_ns), True)
-        elif scope in self._stopped:
-            self._stopped[scope] = (self._stopped[scope][0], False)
+        engine's own stop or release (``by_risk``), which a rebuild learns this way, or
+        the trader's, after which a stop of the day is the trader's to end. False for one
+        of this engine's read after a newer one (a stop of a day already over, a release
+        of an earlier day's stop once today's is set): it must change nothing."""
+        stopped = self._stopped
+        current = stopped.get(scope)
+        if not by_risk:
+            if current is not None:
+                stopped[scope] = (current[0], False)
+            return True
+        if at_ns is None:
+            return True
+        day = day_start_ns(at_ns)
+        if active:
+            if day < self._day.day_lo:
+                return False  # its day is over (and released): a restart reads it late
+            if current is None or current[0] < day:
+                stopped[scope] = (day, self._unheld(scope))  # (a rebuild: in log order)
+            return True
+        if current is not None and current[0] >= day:
+            return False  # a stop of the release's own day stands
+        stopped.pop(scope, None)
+        return True
 
     def flatten_signals(self, now_ns: int, strategy_id: str | None = None, *,
                         reason: str | None = None) -> list[Signal]:

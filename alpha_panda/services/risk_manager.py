@@ -193,10 +193,12 @@ class RiskHandler:
                                  market_ts=tick.ts, reason=why)
             key = "kill_switch"
         else:
+            # until the next day, unless the trader had halted it already: then theirs
+            until = self.engine.day_end_ns if self.engine.stop_released_by_engine(scope) else None
             self.engine.halt_strategy(scope, active)
             data = StrategyHalted(strategy_id=scope, error=why, requested_by=STOP_BY,
                                   active=active, flatten=active, market_ts=tick.ts,
-                                  until=self.engine.day_end_ns)
+                                  until=until)
             key = "halt"
         what = f"daily_loss:{'stop' if active else 'release'}:{scope or ''}"
         env = new_envelope(data, id=derive_id(event.id, what),
@@ -204,9 +206,12 @@ class RiskHandler:
         return Emit(topic(self.broker, "control"), env)
 
     def _kill_switch(self, event: Envelope[Any], data: KillSwitchSet) -> Sequence[Emit]:
-        """Applied in log order (and again on rebuild, where the flatten outputs are dropped)."""
-        self.engine.note_stop(None, data.active, data.market_ts,
-                              by_risk=data.requested_by == STOP_BY)
+        """Applied in log order (and again on rebuild, where the flatten outputs are dropped);
+        this service's own, read after a newer one of its own, is only logged."""
+        if not self.engine.note_stop(None, data.active, data.market_ts,
+                                     by_risk=data.requested_by == STOP_BY):
+            log.info("risk.stop_superseded", broker=self.broker, active=data.active)
+            return ()
         self.engine.set_kill_switch(data.active)
         self.kill_switch = KillSwitchView(broker=self.broker, active=data.active,
                                           flatten=data.flatten, set_at=event.ts)
@@ -221,10 +226,12 @@ class RiskHandler:
         """The trader's halt of one strategy (or its return to service), or this service's
         daily-loss stop, applied in log order like the kill switch (and again on rebuild,
         where the flatten outputs are dropped). A halt read after it lapsed (``until``: a
-        rebuild reads the control topic after the ticks) is only noted."""
-        self.engine.note_stop(data.strategy_id, data.active, data.market_ts,
-                              by_risk=data.requested_by == STOP_BY)
-        if data.until is not None and self.engine.market_ns >= data.until:
+        rebuild reads the control topic after the ticks; a full-speed replay can read it
+        on the next day) changes nothing: its positions are the next day's now."""
+        applies = self.engine.note_stop(data.strategy_id, data.active, data.market_ts,
+                                        by_risk=data.requested_by == STOP_BY)
+        if not applies or (data.until is not None and self.engine.market_ns >= data.until):
+            log.info("risk.stop_superseded", broker=self.broker, strategy_id=data.strategy_id)
             return ()
         self.engine.halt_strategy(data.strategy_id, data.active)
         log.warning("risk.strategy_halted", broker=self.broker, strategy_id=data.strategy_id,
