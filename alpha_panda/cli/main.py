@@ -169,8 +169,9 @@ def halt(
     flatten: Annotated[bool, typer.Option(help="also close its positions at market")] = False,
     off: Annotated[bool, typer.Option("--off", help="put it back in service")] = False,
     broker: Annotated[list[str] | None, typer.Option(
-        help="a broker it trades on, repeated (default: its config's brokers; every broker "
-             "when no config has its id)")] = None,
+        help="a broker it trades on, repeated (default: its config's brokers, from "
+             "--strategies or the config store; every broker without them, or when no "
+             "config has its id)")] = None,
     strategies: Annotated[Path | None, typer.Option(
         help=f"the running system's strategies, to read its brokers from: {STRATEGIES_HELP}")]
         = None,
@@ -184,8 +185,8 @@ def halt(
     read as the running system reads them): its open orders are cancelled, what it signals
     goes nowhere (it still sees the ticks), and with --flatten its positions are closed at
     market. Kept on the log: it stays halted across restarts until --off. When no valid
-    config has the id, the halt goes to every broker: better than missing the one it
-    trades on.
+    config has the id, or no strategies directory (nor config store) says where the running
+    system's is, the halt goes to every broker: better than missing the one it trades on.
     """
     from alpha_panda.cli.log_job import run_log_job
     from alpha_panda.domain.values import BROKERS

@@ -103,8 +103,14 @@ def strategy_route(settings: Settings, strategy_id: str) -> StrategyRoute:
     ``database_url`` is set). Read-only: the store is neither migrated nor written.
 
     An id that an invalid file claims (or two files do) has no brokers to go by: which
-    version the running system trades, if any, cannot be told from here.
+    version the running system trades, if any, cannot be told from here. Nor has one when
+    no strategies directory is set (``--strategies``, ``ALPHA_PANDA_STRATEGIES_DIR``) and
+    no config store: the samples are the default, but a running system may have been given
+    its own directory, where the same id trades on another broker.
     """
+    if settings.strategies_dir is None and not settings.database_url:
+        return StrategyRoute(None, "no strategies directory given (--strategies or "
+                                   "ALPHA_PANDA_STRATEGIES_DIR) to read its brokers from")
     directory = settings.strategies_dir or SAMPLE_STRATEGIES
     configs, errors = load_strategy_dir(directory) if directory.is_dir() else ([], [])
     claimed = next((e for e in errors if e.strategy_id == strategy_id), None)

@@ -101,3 +101,19 @@ def test_a_strategy_only_in_the_config_store_is_halted_on_its_brokers(
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("strategy stored on zerodha: halted (its brokers, from ")
     assert asyncio.run(logged(data, "paper.control", StrategyHalted)) == []
+
+
+def test_without_a_strategies_directory_a_sample_id_is_halted_everywhere(
+        system: tuple[Path, Path]) -> None:
+    # the running system may trade its own momentum_auto.yaml, routed to zerodha: the
+    # samples are no evidence of where it trades
+    data, _ = system
+    result = CliRunner().invoke(app, ["halt", "momentum_auto", "--data-dir", str(data)],
+                                env={"ALPHA_PANDA_STRATEGIES_DIR": None,
+                                     "ALPHA_PANDA_DATABASE_URL": None})
+    assert result.exit_code == 0, result.output
+    assert "on paper, zerodha: halted (every broker" in result.stdout
+    assert "no strategies directory given" in result.stdout
+    for broker in ("paper", "zerodha"):
+        assert [h.strategy_id for h in asyncio.run(logged(data, f"{broker}.control",
+                                                          StrategyHalted))] == ["momentum_auto"]
