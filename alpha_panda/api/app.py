@@ -42,6 +42,7 @@ def create_app(
     health: HealthRegistry,
     control: Control | None = None,
     settings: ApiSettings | None = None,
+    app_settings: Any = None,
 ) -> FastAPI:
     """Build the API over ``cache`` (read model) and ``health`` (components of this process).
 
@@ -50,6 +51,8 @@ def create_app(
         health: the components whose state ``/health`` and ``/ready`` report.
         control: the running pipeline's controls (kill switch); None: the endpoint answers 503.
         settings: the API section of the settings (host and port are the server's business).
+        app_settings: the running system's settings (its data directory holds the Kite
+            session the login writes); None: read from the environment when needed.
     """
     # FastAPIOffline serves Swagger UI and ReDoc from the package: /docs works offline
     app = FastAPIOffline(
@@ -65,6 +68,7 @@ def create_app(
     app.state.health = health
     app.state.control = control
     app.state.settings = settings or ApiSettings.model_validate({})
+    app.state.app_settings = app_settings
     app.include_router(health_routes.router)
     app.include_router(trading_routes.router)
     app.include_router(control_routes.router)

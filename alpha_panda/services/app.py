@@ -370,7 +370,8 @@ def api_server(settings: Settings, pipeline: Pipeline, cache: Cache) -> Any:
     from alpha_panda.api.app import create_app
     from alpha_panda.services.control import PipelineControl
 
-    app = create_app(cache=cache, health=pipeline.health, control=PipelineControl(pipeline.log))
+    app = create_app(cache=cache, health=pipeline.health, control=PipelineControl(pipeline.log),
+                     app_settings=settings)
     config = uvicorn.Config(app, host=settings.api.host, port=settings.api.port,
                             log_level="warning", access_log=False, lifespan="on",
                             log_config=None)  # keep our (redacting) logging configuration

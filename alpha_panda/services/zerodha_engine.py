@@ -529,6 +529,11 @@ class ZerodhaTradingProcessor(StreamProcessor):
             except AuthenticationError as exc:  # (the engine and the sync stop on it too)
                 log_.warning("zerodha.funds_unread", error=str(exc))
                 return
+            except Exception as exc:  # noqa: BLE001 - the funds are shown, not traded on:
+                # an odd answer from Kite (or a failed write) must not end the engine's run,
+                # nor skip its shutdown (this task is awaited there)
+                log_.error("zerodha.funds_unread", error=f"{type(exc).__name__}: {exc}",
+                           alert=True, retry_in_s=self.zerodha.funds_interval_s)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.zerodha.funds_interval_s)
 

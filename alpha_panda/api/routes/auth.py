@@ -11,7 +11,7 @@ import asyncio
 import html
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from alpha_panda.adapters.zerodha.config import ZerodhaSettings, zerodha_settings
@@ -31,8 +31,13 @@ from alpha_panda.domain.errors import (
 router = APIRouter(prefix="/auth/zerodha", tags=["auth"])
 
 
-def get_zerodha_settings() -> ZerodhaSettings:
-    """The ``zerodha`` settings section (a dependency: tests override it)."""
+def get_zerodha_settings(request: Request) -> ZerodhaSettings:
+    """The ``zerodha`` settings section of the running system (``run --data-dir`` puts the
+    session file under its data directory), else of the environment (a dependency: tests
+    override it)."""
+    running = getattr(request.app.state, "app_settings", None)
+    if running is not None:
+        return zerodha_settings(running)
     from alpha_panda.settings import Settings
 
     return zerodha_settings(Settings())

@@ -109,3 +109,22 @@ async def _now(value: bool) -> bool:
 
 async def _has_funds(log: MemoryLog, n: int) -> bool:
     return len(await _funds_events(log)) >= n
+
+
+async def test_a_failed_funds_read_leaves_the_engine_running_and_stopping_cleanly(
+        settings: ZerodhaSettings, session: KiteSession, fake: FakeKite, log: MemoryLog) -> None:
+    trading = build_zerodha_engine(settings, log, FAST)
+    reads: list[int] = []
+
+    async def odd_answer(now: int | None = None) -> FundsReported | None:
+        reads.append(1)
+        raise KeyError("available")  # Kite answered without the field
+
+    trading.report_funds = odd_answer  # type: ignore[method-assign]
+    stop, task = await _start(trading)
+    await wait_for(lambda: asyncio.sleep(0, bool(reads)))
+    await asyncio.sleep(0.2)
+    assert not task.done()  # trading goes on
+    stop.set()
+    await asyncio.wait_for(task, 10)  # and stops without raising
+    assert task.exception() is None

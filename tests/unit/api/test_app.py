@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 
 import httpx
 import msgspec
@@ -379,3 +380,17 @@ async def test_a_bad_status_filter_echoes_what_was_sent(
     assert r.json()["detail"] == (
         f"query parameter 'status': Input should be {allowed} (got 'bogus')")
     assert r.json()["errors"][0]["input"] == "bogus"
+
+
+def test_the_login_writes_the_session_under_the_running_systems_data_dir(tmp_path: Path) -> None:
+    # `run --data-dir /srv/ap`: the dashboard's Kite login must store the session where the
+    # engine and preflight read it, not under ./data of the directory it was started in
+    from types import SimpleNamespace
+
+    from alpha_panda.api.routes.auth import get_zerodha_settings
+    from alpha_panda.settings import Settings
+
+    running = Settings().model_copy(update={"data_dir": tmp_path / "srv"})
+    app = create_app(cache=MemoryCache(), health=HealthRegistry(), app_settings=running)
+    zs = get_zerodha_settings(SimpleNamespace(app=app))  # type: ignore[arg-type]
+    assert zs.session_path == tmp_path / "srv" / "zerodha_session.enc"
