@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Reversible
 
 from alpha_panda.domain.events import MarketTick
-from alpha_panda.domain.values import OrderType, Product, Side, format_rupees, on_tick_grid
+from alpha_panda.domain.values import OrderType, Product, format_rupees, on_tick_grid
 from alpha_panda.execution.config import ExecutionConfig
 from alpha_panda.execution.market import CircuitBands, MarketCalendar, SessionClock
 from alpha_panda.execution.orders import Order
@@ -92,17 +92,12 @@ def bracket_inverted(order: Order) -> str | None:
             f"the entry {format_rupees(entry)} ({what})")
 
 
-def reduces(side: Side, quantity: int, held: int) -> bool:
-    """True when an order of ``quantity`` on ``side`` only takes the position ``held`` (signed)
-    towards flat: an exit, not a fresh position (a reversal past flat is one)."""
-    return side.sign * held < 0 and quantity <= abs(held)
-
-
 def mis_cutoff(product: Product, arrival_ns: int, clock: SessionClock, *,
                exit_only: bool = False) -> tuple[str, str] | None:
     """``MIS_CUTOFF`` for an MIS order reaching the venue at/after its day's cut-off
-    (``clock``'s: ``mis_squareoff``, 15:20 IST by default), else None; ``exit_only``: the order only reduces an
-    MIS position (``reduces``), which Zerodha still accepts then: "fresh" MIS orders are what
+    (``clock``'s: ``mis_squareoff``, 15:20 IST by default), else None; ``exit_only``: the
+    order only reduces an MIS position (``domain.values.reduces``), which Zerodha still
+    accepts then: "fresh" MIS orders are what
     it refuses after its auto square-off time (support.zerodha.com, intraday auto square-off
     timings). The paper exchange and the zerodha engine both ask this, so a late MIS order
     meets the same ``OrderRejected`` on either."""

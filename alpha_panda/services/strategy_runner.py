@@ -43,6 +43,7 @@ from alpha_panda.domain.events import (
 )
 from alpha_panda.risk.engine import ORDER_STAGES
 from alpha_panda.services.logs import read_events
+from alpha_panda.services.risk_manager import STOP_BY
 from alpha_panda.strategy.runner import StrategyRunner, signal_ids
 from alpha_panda.stream.emit import BatchFailure, Emit, Emitted
 from alpha_panda.stream.log import Log, Record
@@ -233,6 +234,16 @@ class StrategyFeedback:
                         applied += 1
         return applied
 
+    def _elsewhere(self, strategy_id: str) -> bool:
+        """Whether the strategy trades on another broker as well: a daily-loss stop of this
+        one's must not take it out of service there, where its positions would then have
+        no one to close them."""
+        try:
+            brokers = self.runner.config(strategy_id).brokers
+        except ConfigurationError:
+            return False
+        return any(str(b) != self.broker for b in brokers)
+
     def _primary(self, strategy_id: str) -> bool:
         try:
             brokers = self.runner.config(strategy_id).brokers
@@ -261,6 +272,8 @@ class StrategyFeedback:
             if self._primary(sid):  # it may ask again
                 self.runner.on_cancel_refused(sid, d.order_id)
         elif isinstance(d, StrategyHalted) and d.by_trader:  # (its own halts: it raised)
+            if d.requested_by == STOP_BY and self._elsewhere(d.strategy_id):
+                return ()  # one broker's daily-loss stop: its risk manager holds it there
             self.runner.halt(d.strategy_id, d.active, d.error, d.until)
         return ()
 

@@ -77,12 +77,12 @@ from alpha_panda.domain.events import (
     derive_id,
     new_envelope,
 )
-from alpha_panda.domain.values import Product
+from alpha_panda.domain.values import Product, reduces
 from alpha_panda.execution.config import MIS_SQUAREOFF
 from alpha_panda.execution.costs import CostModel, Segment
 from alpha_panda.execution.market import MarketCalendar, SessionClock
 from alpha_panda.execution.netting import CncNetting
-from alpha_panda.execution.rules import mis_cutoff, reduces
+from alpha_panda.execution.rules import mis_cutoff
 from alpha_panda.execution.zerodha.orders import (
     is_our_tag,
     kite_order_params,
@@ -261,7 +261,7 @@ class ZerodhaEngine:
         now = self._clock()
         held = self._book.mis_position(sig.strategy_id, sig.instrument_token, ist_date(now))
         return mis_cutoff(sig.product, now, self._sessions,
-                          exit_only=reduces(sig.side, sig.quantity, held))
+                          exit_only=reduces(held, sig.side.sign * sig.quantity))
 
     def note_cancel(self, event: Envelope[Any], request: CancelRequested) -> bool:
         """Remember a strategy's cancel of an order this engine has not placed (yet): its

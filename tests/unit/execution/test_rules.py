@@ -10,10 +10,10 @@ import pytest
 
 from alpha_panda.domain.clock import ist_ns
 from alpha_panda.domain.events import MarketTick, OrderRejected, OrderSubmitted, Payload, Signal
-from alpha_panda.domain.values import OrderType, Product, Side
+from alpha_panda.domain.values import OrderType, Product, Side, reduces
 from alpha_panda.execution.market import MarketCalendar, SessionClock
 from alpha_panda.execution.paper import ExecutionConfig, PaperExchange
-from alpha_panda.execution.rules import mis_cutoff, reduces, reference_price
+from alpha_panda.execution.rules import mis_cutoff, reference_price
 
 TOKEN = 341249  # 10% band
 OTHER = 738561
@@ -156,7 +156,7 @@ def test_the_mis_cutoff_refuses_a_fresh_mis_order_from_the_cutoff_on() -> None:
 ])
 def test_an_exit_only_takes_the_position_towards_flat(side: Side, quantity: int, held: int,
                                                       exit_: bool) -> None:
-    assert reduces(side, quantity, held) is exit_
+    assert reduces(held, side.sign * quantity) is exit_
 
 
 def test_the_paper_exchange_rejects_a_late_mis_order_with_the_rule_s_reason() -> None:

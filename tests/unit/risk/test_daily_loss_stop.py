@@ -212,3 +212,28 @@ def test_the_runner_puts_a_stopped_strategy_back_at_the_first_tick_of_the_next_d
     # a halt read after it lapsed (a restart's catch-up) changes nothing
     assert runner.halt("s1", True, "daily loss", until=until)
     assert runner.statuses()[0].state == "ACTIVE"
+
+
+def test_one_brokers_stop_does_not_take_a_two_broker_strategy_out_of_service() -> None:
+    # its paper risk manager holds the halt on paper; on zerodha it trades on, or its live
+    # positions would have no one to close them
+    from alpha_panda.services.strategy_runner import StrategyFeedback
+    from alpha_panda.strategy.config import config_from_mapping
+    from alpha_panda.strategy.runner import StrategyRunner
+
+    def config(sid: str, brokers: list[str]) -> Any:
+        return config_from_mapping({"id": sid, "strategy": "sma_cross", "instruments": [TOKEN],
+                                    "brokers": brokers,
+                                    "params": {"fast": 2, "slow": 3, "quantity": 1}})
+
+    runner = StrategyRunner([config("solo", ["paper"]), config("both", ["paper", "zerodha"])])
+    feedback = StrategyFeedback("paper", runner)
+    for sid in ("solo", "both"):
+        stop = StrategyHalted(strategy_id=sid, error="daily loss", requested_by=STOP_BY,
+                              flatten=True, market_ts=DAY1, until=DAY2)
+        feedback.handle(env(stop, 1, DAY1), REC)
+    states = {s.id: s.state for s in runner.statuses()}
+    assert states == {"solo": "HALTED", "both": "ACTIVE"}
+    # the trader's halt takes it out everywhere, as before
+    feedback.handle(env(StrategyHalted(strategy_id="both", requested_by="api"), 2, DAY1), REC)
+    assert {s.id: s.state for s in runner.statuses()}["both"] == "HALTED"
