@@ -94,6 +94,11 @@ class Signal(Payload, frozen=True, kw_only=True, gc=False):
     stop_loss: int | None = None
     price_hint: int | None = None
     reason: str = ""
+    # Set by the runner on a signal that only takes the strategy's position (as it knows
+    # it: its first broker's, with what it signalled) toward flat: each broker's risk
+    # manager passes it only if it reduces the position there (``REDUCE_ONLY``), so that an
+    # exit never opens one (a broker that missed the entry, an exit the venue made first).
+    reduce_only: bool = False
 
 
 class SignalValidated(Payload, frozen=True, kw_only=True, gc=False):

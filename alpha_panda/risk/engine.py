@@ -337,7 +337,7 @@ class RiskEngine:
         killed = self.store.kill_switch(self.account)
         halted = bool(self._halted) and sid in self._halted
         cnc_sell = s.product is _CNC and s.side is not _BUY
-        if unlimited and not killed and not halted and not cnc_sell:
+        if unlimited and not killed and not halted and not cnc_sell and not s.reduce_only:
             return None  # no limit is set for this strategy or the account, and no CNC sell
         position = filled + self._pending_qty.get((sid, token), 0)
         after = position + (qty if s.side is _BUY else -qty)
@@ -354,6 +354,11 @@ class RiskEngine:
                                             "blocked until it is put back in service")
         if flatten:
             return None  # it only closes what is filled: no limit stands in its way
+        if s.reduce_only and not reducing:
+            return Reason.REDUCE_ONLY, (
+                f"an exit of {qty} would open or reverse a position on {self.broker}, where the "
+                f"strategy holds {position} (filled and pending): it follows its first broker's "
+                "fills, and this one did not take the entry, or closed it already")
         if cnc_sell:
             short = self._cnc_short(sid, token, qty)
             if short is not None:

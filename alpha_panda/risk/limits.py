@@ -35,6 +35,7 @@ class Reason:
     KILL_SWITCH: Final = "KILL_SWITCH"
     STRATEGY_HALTED: Final = "STRATEGY_HALTED"  # the trader took the strategy out of service
     CNC_SHORT: Final = "CNC_SHORT"  # a CNC sell beyond delivery holdings: always checked
+    REDUCE_ONLY: Final = "REDUCE_ONLY"  # an exit that would open a position here: always
     INVALID: Final = "INVALID"
 
 

@@ -350,10 +350,14 @@ class StrategyRunner:
             return accepted if out is None else out + accepted
         book = slot.ctx._book
         positions = book.positions
-        for sig in accepted:
+        for n, sig in enumerate(accepted):
             token = sig.instrument_token
             q = sig.quantity
-            positions[token] = positions.get(token, 0) + (q if sig.side is _BUY else -q)
+            held = positions.get(token, 0)
+            signed = q if sig.side is _BUY else -q
+            positions[token] = held + signed
+            if held and reduces(held, signed):  # an exit: it must not open a position anywhere
+                accepted[n] = msgspec.structs.replace(sig, reduce_only=True)
         for cancel in cancels:
             order = book.orders.get(cancel.order_id)
             if order is None:

@@ -1,0 +1,70 @@
+"""An exit never opens a position: the runner marks a signal that takes the strategy's
+position toward flat ``reduce_only``, and each broker's risk manager passes it only where it
+reduces the position held there (``REDUCE_ONLY``)."""
+
+from __future__ import annotations
+
+from datetime import date, time
+
+from alpha_panda.domain.clock import ist_ns
+from alpha_panda.domain.events import MarketTick, Signal, SignalRejected, SignalValidated
+from alpha_panda.domain.values import Product, Side
+from alpha_panda.risk import RiskConfig, RiskEngine, RiskLimits
+from alpha_panda.strategy import Context, Strategy, StrategyParams
+from alpha_panda.strategy.config import config_from_mapping
+from alpha_panda.strategy.runner import StrategyRunner
+
+TOKEN = 738561
+T0 = ist_ns(date(2026, 11, 23), time(10, 0))
+
+
+class Script(Strategy):
+    """Buys 10 at its first tick, sells 4 at its second, 10 at its third (a reversal)."""
+
+    Params = StrategyParams
+
+    def setup(self) -> None:
+        self.n = 0
+
+    def on_tick(self, tick: MarketTick, ctx: Context) -> list[Signal] | None:
+        self.n += 1
+        side, qty = {1: (Side.BUY, 10), 2: (Side.SELL, 4), 3: (Side.SELL, 10)}[self.n]
+        return [ctx.signal(side, qty, product=Product.MIS)]
+
+
+def test_the_runner_marks_exits_and_only_exits() -> None:
+    config = config_from_mapping({"id": "s1", "strategy": f"{__name__}:Script",
+                                  "instruments": [TOKEN], "product": "MIS", "exit_at": None})
+    runner = StrategyRunner([config])
+    marks = []
+    for k in range(3):
+        (sig,) = runner.process(MarketTick(instrument_token=TOKEN, last_price=100_00,
+                                           ts=T0 + k)) or []
+        marks.append((sig.side, sig.quantity, sig.reduce_only))
+    # the sell of 10 against 6 held reverses: not an exit
+    assert marks == [(Side.BUY, 10, False), (Side.SELL, 4, True), (Side.SELL, 10, False)]
+
+
+def exit_of(qty: int) -> Signal:
+    return Signal(strategy_id="s1", instrument_token=TOKEN, side=Side.SELL, quantity=qty,
+                  product=Product.MIS, price_hint=100_00, reduce_only=True)
+
+
+def test_an_exit_where_nothing_is_held_is_refused_even_with_no_limit_set() -> None:
+    # a second broker that did not take the entry (its kill switch was on, say): the
+    # strategy's exit must not open a short there
+    risk = RiskEngine(RiskConfig(), broker="zerodha")
+    decision = risk.check("x", exit_of(10), T0)
+    assert isinstance(decision, SignalRejected) and decision.reason_code == "REDUCE_ONLY"
+    assert "would open or reverse a position on zerodha, where the strategy holds 0" in (
+        decision.message)
+
+
+def test_an_exit_of_what_is_held_passes_and_one_beyond_it_does_not() -> None:
+    risk = RiskEngine(RiskConfig(global_limits=RiskLimits(max_position=50)), broker="paper")
+    entry = Signal(strategy_id="s1", instrument_token=TOKEN, side=Side.BUY, quantity=10,
+                   product=Product.MIS, price_hint=100_00)
+    assert isinstance(risk.check("e", entry, T0), SignalValidated)  # pending: held
+    assert isinstance(risk.check("x1", exit_of(10), T0), SignalValidated)
+    decision = risk.check("x2", exit_of(1), T0)  # the first exit took it all
+    assert isinstance(decision, SignalRejected) and decision.reason_code == "REDUCE_ONLY"
