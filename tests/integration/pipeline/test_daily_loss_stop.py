@@ -6,18 +6,13 @@ from __future__ import annotations
 from datetime import date, time
 from pathlib import Path
 
-from alpha_panda.backtest.engine import run_backtest
 from alpha_panda.domain.clock import NS, ist_date, ist_ns
-from alpha_panda.domain.events import MarketTick, OrderFilled, Signal, StrategyHalted
+from alpha_panda.domain.events import MarketTick, Signal, StrategyHalted
 from alpha_panda.domain.values import Product, Side
-from alpha_panda.marketdata.files import load_ticks, tick_source
-from alpha_panda.services.app import RunOptions, SystemRun
-from alpha_panda.services.risk_config import risk_config_for
 from alpha_panda.services.risk_manager import STOP_BY
-from alpha_panda.services.summary import run_summary
 from alpha_panda.strategy import Context, Strategy, StrategyParams
-from alpha_panda.strategy.config import load_strategy_dir
-from alpha_panda.testing.pipeline import logged, settings_for
+from alpha_panda.testing.pipeline import logged
+from tests.integration.pipeline.test_parity import both
 
 TOKEN = 738561
 
@@ -77,12 +72,9 @@ async def test_a_paced_replay_stops_where_the_backtest_does(tmp_path: Path) -> N
     strategies = tmp_path / "strategies"
     strategies.mkdir()
     (strategies / "fifth.yaml").write_text(YAML)
-    settings = settings_for(tmp_path, path).model_copy(update={"strategies_dir": strategies})
-    configs, errors = load_strategy_dir(strategies)
-    assert not errors
-    backtest = run_backtest(configs, load_ticks(path), source=tick_source(path),
-                            initial_cash=settings.paper.initial_cash,
-                            risk=risk_config_for(settings, "paper", configs))
+    # paced, ~6 s: a tick every 20 ms of wall time, as a live feed gives them
+    run = await both(tmp_path, path, strategies, speed=100.0)
+    backtest, live = run.backtest, run.live
     # bought 100 at ₹1,000 at the fifth tick; ₹1,500 down with the charges at ₹986 (tick 24,
     # 23:55:46): stopped, and sold at market, ₹986; the next day, bought at ₹850
     stops = backtest.summary["daily_loss_stops"]
@@ -94,22 +86,16 @@ async def test_a_paced_replay_stops_where_the_backtest_does(tmp_path: Path) -> N
         (Side.BUY, 100, 1000_00), (Side.SELL, 100, 986_00), (Side.BUY, 100, 850_00)]
     assert fills[1].origin == "flatten"
 
-    # ~6 s: a tick every 20 ms of wall time, as a live feed gives them
-    system = SystemRun(settings, RunOptions(exit_at_end=True, progress=False, summary=True,
-                                            speed=100.0))
-    await system.run()
-    live = run_summary(system)
     assert live["daily_loss_stops"] == stops
-    live_fills = await logged(settings.data_dir, "paper.orders.filled", OrderFilled)
-    assert sorted(live_fills, key=lambda f: f.fill_id) == sorted(backtest.fills,
-                                                                 key=lambda f: f.fill_id)
+    assert run.live_fills == sorted(backtest.fills, key=lambda f: f.fill_id)
     for key in ("fills", "realized_pnl", "unrealized_pnl", "charges", "net_pnl",
                 "open_positions"):
         assert live[key] == backtest.summary[key], key
-    halts = [h for h in await logged(settings.data_dir, "paper.control", StrategyHalted)
+    halts = [h for h in await logged(tmp_path / "data", "paper.control", StrategyHalted)
              if h.requested_by == STOP_BY]
     assert [(h.strategy_id, h.flatten, h.until) for h in halts] == [
         ("fifth", True, ist_ns(date(2026, 4, 7), time(0, 0)))]
     # back in service the next day (it bought again), as the dashboard shows it
-    (status,) = system.pipeline.runner.statuses()
+    assert run.system.pipeline is not None and run.system.pipeline.runner is not None
+    (status,) = run.system.pipeline.runner.statuses()
     assert (status.state, status.error) == ("ACTIVE", None)

@@ -50,16 +50,20 @@ class Both:
     live: dict[str, Any]  # the run summary
     live_fills: list[OrderFilled]  # off the log, by fill id
     snapshots: list[Envelope[PnlSnapshot]]  # the account's, off the log
+    system: SystemRun  # the pipeline's run
 
 
-async def both(tmp_path: Path, path: Path, strategies: Path) -> Both:
+async def both(tmp_path: Path, path: Path, strategies: Path, *,
+               speed: float | None = None) -> Both:
+    """``speed``: the replay paced (x real time), as a live feed gives the ticks."""
     settings = settings_for(tmp_path, path).model_copy(update={"strategies_dir": strategies})
     configs, errors = load_strategy_dir(strategies)
     assert not errors
     backtest = run_backtest(configs, load_ticks(path), source=tick_source(path),
                             initial_cash=settings.paper.initial_cash,
                             risk=risk_config_for(settings, "paper", configs))
-    system = SystemRun(settings, RunOptions(exit_at_end=True, progress=False, summary=True))
+    system = SystemRun(settings, RunOptions(exit_at_end=True, progress=False, summary=True,
+                                            speed=speed))
     await system.run()
     log = open_log(settings.log, settings.data_dir)
     await log.start()
@@ -71,7 +75,7 @@ async def both(tmp_path: Path, path: Path, strategies: Path) -> Both:
         await log.close()
     live_fills = sorted((CODEC.decode_as(r.value, OrderFilled).data for r in records),
                         key=lambda f: f.fill_id)
-    return Both(backtest, run_summary(system), live_fills, snapshots)
+    return Both(backtest, run_summary(system), live_fills, snapshots, system)
 
 
 @pytest.mark.parametrize("costs", [True, False])

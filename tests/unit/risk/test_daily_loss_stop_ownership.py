@@ -4,7 +4,6 @@ stops that day as a run without one does."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import date, time
 from typing import Any
 
@@ -25,14 +24,11 @@ from alpha_panda.execution.orders import order_id_for
 from alpha_panda.risk import RiskConfig, RiskEngine, RiskLimits
 from alpha_panda.services.risk_manager import (
     RiskHandler,
-    build_risk_manager,
-    risk_group,
-    risk_topics,
 )
 from alpha_panda.stream.emit import Emit, to_output
-from alpha_panda.stream.log import Record, TopicPartition
-from alpha_panda.stream.runtime import ProcessorSettings
+from alpha_panda.stream.log import Record
 from alpha_panda.stream.topics import MARKET_TICKS, REGISTRY, strategy_instrument_key, topic
+from tests.unit.services.test_risk_rebuild import rebuild
 
 TOKEN = 738561
 DAY1 = ist_ns(date(2026, 11, 23), time(10, 0))
@@ -127,19 +123,7 @@ async def test_after_a_restart_on_the_next_day_that_days_stop_still_fires() -> N
     seen1: list[Emit] = []
     for e in day1 + day2_first:
         await feed(log, first, e, seen1)
-    consumer = log.consumer(risk_group("paper"), risk_topics("paper"))
-    ends: dict[TopicPartition, int] = {}
-    while records := await consumer.poll(1000, 0.05):
-        ends.update({r.tp: r.offset + 1 for r in records})
-    await consumer.commit([], ends)
-    await consumer.close()
-    processor, rebuilt = build_risk_manager(log, "paper", engine(), ProcessorSettings())
-    stop = asyncio.Event()
-    task = asyncio.create_task(processor.run(stop))
-    while not processor.health().ready:
-        await asyncio.sleep(0.01)
-    stop.set()
-    await task
+    rebuilt = await rebuild(log, engine())
     seen2: list[Emit] = []
     for e in day2_rest:
         await feed(None, rebuilt, e, seen2)

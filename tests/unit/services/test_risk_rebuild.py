@@ -102,19 +102,25 @@ async def live_then_rebuilt(inputs: list[Emit]) -> tuple[RiskEngine, RiskEngine]
     for e in inputs:  # as the live service: each input, then its decision, on the log
         await log.append([to_output(e)])
         await log.append([to_output(o) for o in live.handle(e.envelope, Record(e.topic, 0, 0, None, b""))])
+    rebuilt = await rebuild(log, engine())
+    await log.close()
+    return live.engine, rebuilt.engine
+
+
+async def rebuild(log: MemoryLog, engine: RiskEngine) -> RiskHandler:
+    """A paper risk manager restarted on ``log`` after everything on it was processed (its
+    group committed to the end): its state rebuilt from the log, as after a restart."""
     consumer = log.consumer(risk_group("paper"), risk_topics("paper"))
     ends: dict[TopicPartition, int] = {}
     while records := await consumer.poll(1000, 0.05):
         ends.update({r.tp: r.offset + 1 for r in records})
     await consumer.commit([], ends)
     await consumer.close()
-
-    processor, rebuilt = build_risk_manager(log, "paper", engine(), ProcessorSettings())
+    processor, rebuilt = build_risk_manager(log, "paper", engine, ProcessorSettings())
     stop = asyncio.Event()
     task = asyncio.create_task(processor.run(stop))
     while not processor.health().ready:
         await asyncio.sleep(0.01)
     stop.set()
     await task
-    await log.close()
-    return live.engine, rebuilt.engine
+    return rebuilt
