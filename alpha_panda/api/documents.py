@@ -125,6 +125,9 @@ def portfolio_out(v: PortfolioView, positions: list[PositionView]) -> s.Portfoli
                           capital=r(capital[i]) if capital else None)
             for i, (ts, eq) in enumerate(v.equity_curve)
         ],
+        days=[s.DayPnl(day=d.day, pnl=r(d.pnl),
+                       strategies={sid: r(p) for sid, p in sorted(d.strategies.items())})
+              for d in v.days],
     )
 
 

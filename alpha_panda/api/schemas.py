@@ -84,6 +84,15 @@ class StrategyPnl(_Out):
     fills: int
 
 
+class DayPnl(_Out):
+    day: str = Field(description="The IST trading day (ISO date).")
+    pnl: Rupees = Field(description="The account's net P&L of that day (as day_pnl): the "
+                                    "current day's exact, an earlier day's as its last P&L "
+                                    "snapshot stated it (within a snapshot interval of its "
+                                    "last tick when positions stayed open).")
+    strategies: dict[str, Rupees] = Field(description="Each strategy's net P&L of that day.")
+
+
 class Portfolio(_Out):
     """Account summary of one broker. A fresh system (no fills yet) reports zeros."""
 
@@ -114,6 +123,8 @@ class Portfolio(_Out):
     fills: int
     strategies: list[StrategyPnl]
     equity_curve: list[EquityPoint]
+    days: list[DayPnl] = Field(default=[], description="P&L by day, oldest first (the latest "
+                                                        "90 days).")
 
 
 class Position(_Out):

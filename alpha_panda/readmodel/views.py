@@ -37,6 +37,12 @@ class StrategyPnlView(msgspec.Struct, kw_only=True):
     day_pnl: int | None = None
 
 
+class DayPnlView(msgspec.Struct, kw_only=True):
+    day: str  # ISO date (IST)
+    pnl: int  # the account's net P&L of the day
+    strategies: dict[str, int] = {}  # each strategy's that traded or held that day
+
+
 class PortfolioView(msgspec.Struct, kw_only=True):
     broker: str
     as_of: int  # ns, event time of the last event applied
@@ -55,6 +61,7 @@ class PortfolioView(msgspec.Struct, kw_only=True):
     equity: int | None = None  # cash + marked value of open positions; None: API derives it
     day: str | None = None  # the market's current IST day (ISO date), which day_pnl is of
     day_pnl: int | None = None
+    days: list[DayPnlView] = []  # P&L by day, oldest first, the current day's exact
     # A live account's cash is the broker's: when it last reported it (None: not yet)
     funds_from_broker: bool = False
     funds_at: int | None = None

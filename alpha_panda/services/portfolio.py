@@ -18,7 +18,10 @@ from collections import OrderedDict, deque
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
+
 from alpha_panda.backtest.metrics import RoundTripTracker
+from alpha_panda.domain.clock import ist_day_number
 from alpha_panda.domain.errors import InvariantViolation
 from alpha_panda.domain.events import (
     CancelRefused,
@@ -55,6 +58,7 @@ from alpha_panda.stream.topics import MARKET_TICKS, topic
 
 SOURCE = "portfolio"
 MAX_CURVE = 2000
+MAX_DAYS = 90  # days of P&L by day kept in the read model
 FORGOTTEN_KEPT = 20 * MAX_ORDERS
 # Control events a trader's (or Kite's) action stamps with the wall clock: they do not move
 # the portfolio's "as of" market time (in a replay of an old day, it would jump to today).
@@ -82,6 +86,9 @@ class PortfolioHandler:
         self.signals: deque[SignalView] = deque(maxlen=MAX_SIGNALS)
         # (ts, equity, capital): a change of capital is money added or withdrawn (a strategy
         # added or removed between runs), not P&L; the dashboard's change nets it out
+        # P&L by day, read back from the snapshots (as the equity curve is): IST day number
+        # -> scope (None: the account) -> that day's net P&L, the latest MAX_DAYS days
+        self.days: OrderedDict[int, dict[str | None, int]] = OrderedDict()
         self.equity_curve: deque[tuple[int, int, int]] = deque(maxlen=MAX_CURVE)
         self.as_of = 0
         self.funds: FundsReported | None = None  # a live account's, as last reported
@@ -140,6 +147,8 @@ class PortfolioHandler:
         if isinstance(data, PnlSnapshot):
             if data.strategy_id is None and data.cash is not None:
                 self._curve_point(event.ts, data)
+            if data.day is not None and data.day_pnl is not None:
+                self._day_point(data.day, data.strategy_id, data.day_pnl)
         elif isinstance(data, FundsReported):
             # the live account's cash, as Kite stated it: the account's snapshot says so
             if self.ledger.report_funds(data.cash, event.ts):
@@ -232,8 +241,11 @@ class PortfolioHandler:
     def _snapshots(self, cause: Envelope[Any], strategies: list[str] | None) -> list[Emit]:
         ids = strategies if strategies is not None else self.ledger.strategies()
         emits = []
+        day = ist_day_number(self.day.day_lo) if self.day.day_hi else None
         for n, sid in enumerate([*ids, None]):
             snap = self.snapshot(sid)
+            if day is not None:
+                snap = msgspec.structs.replace(snap, day=day, day_pnl=self.day_pnl(sid))
             env = new_envelope(snap, id=derive_id(cause.id, f"pnl:{self.broker}", n), ts=cause.ts,
                                source=SOURCE, key=sid or "account", broker=self.broker, parent=cause)
             emits.append(Emit(topic(self.broker, "pnl.snapshots"), env))
@@ -256,6 +268,21 @@ class PortfolioHandler:
         if curve and ts < curve[-1][0]:
             ts = curve[-1][0]
         curve.append((ts, snapshot_equity(snap, initial), snapshot_capital(snap, initial)))
+
+    def _day_point(self, day: int, scope: str | None, pnl: int) -> None:
+        """A snapshot read back: the latest figure of its day (a day's last is what it made;
+        a day's snapshots come back in the order they were made, the scope's partition's)."""
+        days = self.days
+        figures = days.get(day)
+        if figures is None:
+            if days and day < next(iter(days)) and len(days) >= MAX_DAYS:
+                return  # older than every day kept
+            figures = days[day] = {}
+            if len(days) > 1 and day < next(reversed(days)):
+                self.days = days = OrderedDict(sorted(days.items()))
+            while len(days) > MAX_DAYS:
+                days.popitem(last=False)
+        figures[scope] = pnl
 
     # ------------------------------------------------------------------ read model
     # Order events arrive on separate topics, so a fill or a cancellation may be processed

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from datetime import date, timedelta
 
 import msgspec
 import structlog
 
-from alpha_panda.domain.clock import ist_date
+from alpha_panda.domain.clock import ist_date, ist_day_number
 from alpha_panda.marketdata.instruments import symbol_of
 from alpha_panda.readmodel.cache import Cache
 from alpha_panda.readmodel.views import (
     STRATEGIES_KEY,
+    DayPnlView,
     PortfolioView,
     PositionView,
     StrategyPnlView,
@@ -47,6 +49,7 @@ def portfolio_documents(h: PortfolioHandler) -> dict[str, bytes]:
         funds_from_broker=h.ledger.broker_funds, funds_at=h.ledger.funds_reported_at,
         day=ist_date(day.day_lo).isoformat() if day.day_hi else None,
         day_pnl=day.pnl(positions),
+        days=days_of(h),
     )
     position_views = [
         PositionView(strategy_id=p.strategy_id, instrument_token=p.instrument_token,
@@ -62,6 +65,20 @@ def portfolio_documents(h: PortfolioHandler) -> dict[str, bytes]:
         key(h.broker, "orders"): _encode(list(reversed(h.orders.values()))),
         key(h.broker, "signals"): _encode(list(reversed(h.signals))),
     }
+
+
+def days_of(h: PortfolioHandler) -> list[DayPnlView]:
+    """P&L by day, oldest first: each past day's last snapshot; the current day's exact."""
+    days = dict(h.days)
+    if h.day.day_hi:
+        today = days[ist_day_number(h.day.day_lo)] = {None: h.day_pnl(None)}
+        for sid in h.ledger.strategies():
+            if h.ledger.positions(sid):
+                today[sid] = h.day_pnl(sid)
+    epoch = date(1970, 1, 1)
+    return [DayPnlView(day=(epoch + timedelta(days=n)).isoformat(), pnl=f.get(None, 0),
+                       strategies={s: v for s, v in f.items() if s is not None})
+            for n, f in sorted(days.items())]
 
 
 class ReadModelWriter:

@@ -22,6 +22,7 @@ from alpha_panda.observability.health import ComponentStatus, HealthRegistry, St
 from alpha_panda.readmodel.memory import MemoryCache
 from alpha_panda.readmodel.views import (
     STRATEGIES_KEY,
+    DayPnlView,
     OrderView,
     PortfolioView,
     PositionView,
@@ -80,6 +81,10 @@ def portfolio(broker: str, cash: int, realized: int, unrealized: int, charges: i
         charges=charges, gross_exposure=abs(held), open_positions=open_positions, fills=fills,
         equity_curve=curve, strategies=pnl,
         day=ist_date(curve[-1][0]).isoformat() if day_pnl is not None else None, day_pnl=day_pnl,
+        days=[DayPnlView(day="2025-11-24", pnl=3_817_88,
+                         strategies={"sma_cross_banks": 3_817_88}),
+              DayPnlView(day=ist_date(curve[-1][0]).isoformat(), pnl=day_pnl,
+                         strategies={"sma_cross_banks": day_pnl})] if day_pnl is not None else [],
     ))
 
 
@@ -228,6 +233,12 @@ def test_dashboard_shows_exact_figures_and_switches_broker(
         expect(page.locator("#day-pnl")).to_have_text("-₹1,234.50")
         expect(page.locator("#day-pnl")).to_have_class("figure loss")
         expect(page.locator("#day")).to_have_text("IST day 25 Nov 2025")
+        days = page.locator("#days tbody tr")  # P&L by day, the latest first
+        expect(days).to_have_count(2)
+        expect(days.nth(0)).to_contain_text("25 Nov 2025")
+        expect(days.nth(0).locator("td").nth(1)).to_have_text("-₹1,234.50")
+        expect(days.nth(0).locator("td").nth(2)).to_have_text("sma_cross_banks -₹1,234.50")
+        expect(days.nth(1).locator("td").nth(1)).to_have_text("+₹3,817.88")
         positions = page.locator("#positions tbody tr")
         expect(positions).to_have_count(3)
         expect(positions.nth(0)).to_contain_text("HDFCBANK")

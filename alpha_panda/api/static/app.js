@@ -167,6 +167,21 @@ function renderSummary(p) {
     `${p.open_positions} open position${p.open_positions === 1 ? "" : "s"}`;
 }
 
+const DAYS_SHOWN = 10;
+
+/** The latest days first; each strategy's figure beside the account's. */
+function renderDays(days) {
+  const shown = days.slice(-DAYS_SHOWN).reverse();
+  document.getElementById("days-count").textContent =
+    days.length > DAYS_SHOWN ? `(latest ${DAYS_SHOWN} of ${days.length})` : "";
+  fillTable("days", shown.map((d) => el("tr", {},
+    el("td", {}, DAY_OF_ISO.format(new Date(d.day + "T00:00:00Z"))),
+    el("td", { class: "num " + signClass(d.pnl) }, signed(d.pnl)),
+    el("td", { class: "wrap muted" }, Object.entries(d.strategies)
+      .map(([sid, pnl]) => `${sid} ${signed(pnl)}`).join(" · ")),
+  )), "No trading day yet.");
+}
+
 function renderPositions(data) {
   document.getElementById("positions-count").textContent = `(${data.total})`;
   fillTable("positions", data.items.map((p) => el("tr", { class: p.quantity === 0 ? "closed" : "" },
@@ -583,6 +598,7 @@ async function refresh() {
     if (mine !== generation) return;
     renderSummary(portfolio);
     renderCurve(portfolio.equity_curve);
+    renderDays(portfolio.days ?? []);
     renderPositions(positions);
     renderOrders(orders);
     renderSignals(signals);

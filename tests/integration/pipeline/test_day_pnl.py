@@ -14,7 +14,7 @@ from alpha_panda.domain.clock import ist_date, ist_ns
 from alpha_panda.domain.events import OrderFilled
 from alpha_panda.marketdata.files import load_ticks
 from alpha_panda.portfolio import PositionLedger
-from alpha_panda.services.readmodel import portfolio_documents
+from alpha_panda.services.readmodel import days_of, portfolio_documents
 from alpha_panda.testing.pipeline import logged, run_replay, settings_for, write_strategy
 
 
@@ -65,8 +65,17 @@ async def test_the_day_pnl_is_the_net_pnl_since_the_last_day_began_and_survives_
     assert sum(h.day.position_pnl(p) for p in h.ledger.positions()) == expected[None]
     docs = portfolio_documents(h)
     assert b'"day":"%s"' % last_day.isoformat().encode() in docs["paper:portfolio"]
+    # P&L by day: the current day's is the day's P&L (the earlier days' come from the
+    # snapshots the projector reads back, which a full-speed run ends before it has read)
+    today = days_of(h)[-1]
+    assert (today.day, today.pnl) == (last_day.isoformat(), expected[None])
+    assert {s: today.strategies.get(s) for s in ("a", "b")} == {s: expected[s] for s in ("a", "b")}
 
     second = await run_replay(settings)
     assert second.feed.publisher.published == 0
     rebuilt = second.pipeline.portfolios["paper"]
     assert {scope: rebuilt.day_pnl(scope) for scope in expected} == expected
+    # a restart reads every snapshot back: a figure for each of the 3 sessions
+    days = days_of(rebuilt)
+    assert [d.day for d in days] == sorted({ist_date(int(t)).isoformat() for t in cols.ts})
+    assert days[-1] == today

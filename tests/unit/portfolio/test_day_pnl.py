@@ -4,7 +4,7 @@ events (one by one, in batches, or as a rebuild reads them)."""
 
 from __future__ import annotations
 
-from datetime import date, time
+from datetime import date, time, timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -207,3 +207,31 @@ def test_the_day_pnl_is_the_net_pnl_since_the_day_began_however_the_events_are_r
         assert live.day_pnl(scope) == expected
         assert batched.day_pnl(scope) == expected
         assert rebuilt.day_pnl(scope) == expected
+
+
+@settings(max_examples=40, deadline=None)
+@given(runs())
+def test_each_days_pnl_is_the_net_pnl_it_added_read_back_from_the_snapshots(
+        events: list[Payload]) -> None:
+    # as live: each event in time order, and the projector reading its own snapshots back
+    # as it makes them
+    from alpha_panda.domain.clock import ist_day_number
+    from alpha_panda.services.readmodel import days_of
+
+    h = handler()
+    for n, e in enumerate(events):
+        for emit in h.handle(env(e, n), REC):
+            h.handle(emit.envelope, REC)
+    days = {d.day: d for d in days_of(h)}
+    for day in sorted({ist_day_number(e.ts) for e in events}):  # type: ignore[attr-defined]
+        lo = ist_ns(date(1970, 1, 1) + timedelta(days=day), time(0, 0))
+        upto = [e for e in events if e.ts < lo + 86_400 * 10**9]  # type: ignore[attr-defined]
+        before = [e for e in events if e.ts < lo]  # type: ignore[attr-defined]
+        made = {scope: _net(upto, scope) - _net(before, scope) for scope in (None, "a", "b")}
+        figure = days.get((date(1970, 1, 1) + timedelta(days=day)).isoformat())
+        if figure is None:  # no snapshot that day: nothing was held or traded
+            assert not any(made.values())
+            continue
+        assert figure.pnl == made[None]
+        for sid in ("a", "b"):
+            assert figure.strategies.get(sid, 0) == made[sid]
