@@ -86,10 +86,9 @@ class StrategyPnl(_Out):
 
 class DayPnl(_Out):
     day: str = Field(description="The IST trading day (ISO date).")
-    pnl: Rupees = Field(description="The account's net P&L of that day (as day_pnl): the "
-                                    "current day's exact, an earlier day's as its last P&L "
-                                    "snapshot stated it (within a snapshot interval of its "
-                                    "last tick when positions stayed open).")
+    pnl: Rupees = Field(description="The account's net P&L of that day, as day_pnl was that "
+                                    "day: its fills, and the change in value of what was held "
+                                    "(the quantity carried into it from the previous close).")
     strategies: dict[str, Rupees] = Field(description="Each strategy's net P&L of that day.")
 
 

@@ -266,11 +266,6 @@ class PnlSnapshot(Payload, frozen=True, kw_only=True, gc=False):
     # Cash plus the marked value of the open positions (None in snapshots written before
     # it was added): the dashboard's equity curve is read from the account's snapshots.
     equity: int | None = None
-    # The net P&L of the market's IST day ``day`` (``ist_day_number``) so far, as the
-    # dashboard's day's P&L: the last snapshot of a day says what the day made (None:
-    # written before it was added, or before any day).
-    day: int | None = None
-    day_pnl: int | None = None
 
 
 class FundsReported(Payload, frozen=True, kw_only=True, gc=False):

@@ -18,8 +18,6 @@ from collections import OrderedDict, deque
 from collections.abc import Sequence
 from typing import Any
 
-import msgspec
-
 from alpha_panda.backtest.metrics import RoundTripTracker
 from alpha_panda.domain.clock import ist_day_number
 from alpha_panda.domain.errors import InvariantViolation
@@ -42,7 +40,7 @@ from alpha_panda.domain.events import (
     new_envelope,
 )
 from alpha_panda.portfolio import PositionLedger
-from alpha_panda.portfolio.day import DayBook
+from alpha_panda.portfolio.day import DayBook, DayHistory
 from alpha_panda.portfolio.ledger import snapshot_capital, snapshot_equity
 from alpha_panda.readmodel.views import (
     MAX_ORDERS,
@@ -58,7 +56,6 @@ from alpha_panda.stream.topics import MARKET_TICKS, topic
 
 SOURCE = "portfolio"
 MAX_CURVE = 2000
-MAX_DAYS = 90  # days of P&L by day kept in the read model
 FORGOTTEN_KEPT = 20 * MAX_ORDERS
 # Control events a trader's (or Kite's) action stamps with the wall clock: they do not move
 # the portfolio's "as of" market time (in a replay of an old day, it would jump to today).
@@ -86,15 +83,13 @@ class PortfolioHandler:
         self.signals: deque[SignalView] = deque(maxlen=MAX_SIGNALS)
         # (ts, equity, capital): a change of capital is money added or withdrawn (a strategy
         # added or removed between runs), not P&L; the dashboard's change nets it out
-        # P&L by day, read back from the snapshots (as the equity curve is): IST day number
-        # -> scope (None: the account) -> that day's net P&L, the latest MAX_DAYS days
-        self.days: OrderedDict[int, dict[str | None, int]] = OrderedDict()
         self.equity_curve: deque[tuple[int, int, int]] = deque(maxlen=MAX_CURVE)
         self.as_of = 0
         self.funds: FundsReported | None = None  # a live account's, as last reported
         self.fills = 0
         self._last: dict[int, int] = {}
         self.day = DayBook()  # the day's P&L (by event time: the market's current IST day)
+        self.history = DayHistory(self.day.closes)  # and each day's, P&L by day
         self.round_trips = RoundTripTracker(keep_trips=False)  # counts: memory stays flat
         self._interval = snapshot_interval_ns
         self._last_snapshot_ts = 0
@@ -118,8 +113,13 @@ class PortfolioHandler:
         if isinstance(data, MarketTick):
             day = self.day
             if data.ts >= day.day_hi:
-                day.roll(data.ts, self._last)
+                self._new_day(data.ts)
             day.on_tick(data.instrument_token, data.last_price, data.close, data.ts)
+            if data.ts < day.day_lo:
+                self.history.late_tick(data.instrument_token, data.last_price, data.close,
+                                       data.ts)
+            else:
+                self.history.day_prices()[data.instrument_token] = data.last_price
             self.ledger.mark(data.instrument_token, data.last_price)
             self._last[data.instrument_token] = data.last_price
             self._marked_since_snapshot = True
@@ -130,11 +130,12 @@ class PortfolioHandler:
             raise InvariantViolation(f"{self.broker} portfolio got {event.broker!r} event {event.id}")
         if isinstance(data, OrderFilled):
             if data.ts >= self.day.day_hi:
-                self.day.roll(data.ts, self._last)
+                self._new_day(data.ts)
             position = self.ledger.position(data.strategy_id, data.instrument_token, data.product)
             before = position.quantity
             if self.ledger.apply_fill(data):  # (not a redelivered one)
                 self.day.on_fill(data)
+                self.history.on_fill(data)
             self.round_trips.after_fill(position, before, event.ts, data.charges.total)
             # Fills trail ticks: a position opened after its instrument's latest tick was
             # seen must still be marked at that latest price, not at its fill price.
@@ -147,8 +148,6 @@ class PortfolioHandler:
         if isinstance(data, PnlSnapshot):
             if data.strategy_id is None and data.cash is not None:
                 self._curve_point(event.ts, data)
-            if data.day is not None and data.day_pnl is not None:
-                self._day_point(data.day, data.strategy_id, data.day_pnl)
         elif isinstance(data, FundsReported):
             # the live account's cash, as Kite stated it: the account's snapshot says so
             if self.ledger.report_funds(data.cash, event.ts):
@@ -204,9 +203,12 @@ class PortfolioHandler:
                 ts = data.ts
                 if ts >= day.day_hi:
                     self._mark_all(pending)  # the day's start is marked at the last prices
-                    day.roll(ts, self._last)
+                    self._new_day(ts)
                     day.on_tick(token, data.last_price, data.close, ts)
-                elif ts < day.day_lo or token not in closes:
+                elif ts < day.day_lo:
+                    day.on_tick(token, data.last_price, data.close, ts)
+                    self.history.late_tick(token, data.last_price, data.close, ts)
+                elif token not in closes:
                     day.on_tick(token, data.last_price, data.close, ts)
                 pending[token] = data.last_price
                 if ts - self._last_snapshot_ts >= interval:
@@ -222,10 +224,18 @@ class PortfolioHandler:
             self.version += ticks
         return out
 
+    def _new_day(self, ts: int) -> None:
+        """The market's IST day moves to ``ts``'s (the history keeps the past day's closes
+        before the day's book clears them)."""
+        self.history.roll(ist_day_number(ts))
+        self.day.roll(ts, self._last)
+
     def _mark_all(self, prices: dict[int, int]) -> None:
         """Apply the noted tick prices (what ``handle`` does on each tick) and forget them."""
         if not prices:
             return
+        if self.history.today is not None:
+            self.history.day_prices().update(prices)
         self._marked_since_snapshot = True
         mark = self.ledger.mark
         last = self._last
@@ -241,11 +251,8 @@ class PortfolioHandler:
     def _snapshots(self, cause: Envelope[Any], strategies: list[str] | None) -> list[Emit]:
         ids = strategies if strategies is not None else self.ledger.strategies()
         emits = []
-        day = ist_day_number(self.day.day_lo) if self.day.day_hi else None
         for n, sid in enumerate([*ids, None]):
             snap = self.snapshot(sid)
-            if day is not None:
-                snap = msgspec.structs.replace(snap, day=day, day_pnl=self.day_pnl(sid))
             env = new_envelope(snap, id=derive_id(cause.id, f"pnl:{self.broker}", n), ts=cause.ts,
                                source=SOURCE, key=sid or "account", broker=self.broker, parent=cause)
             emits.append(Emit(topic(self.broker, "pnl.snapshots"), env))
@@ -268,21 +275,6 @@ class PortfolioHandler:
         if curve and ts < curve[-1][0]:
             ts = curve[-1][0]
         curve.append((ts, snapshot_equity(snap, initial), snapshot_capital(snap, initial)))
-
-    def _day_point(self, day: int, scope: str | None, pnl: int) -> None:
-        """A snapshot read back: the latest figure of its day (a day's last is what it made;
-        a day's snapshots come back in the order they were made, the scope's partition's)."""
-        days = self.days
-        figures = days.get(day)
-        if figures is None:
-            if days and day < next(iter(days)) and len(days) >= MAX_DAYS:
-                return  # older than every day kept
-            figures = days[day] = {}
-            if len(days) > 1 and day < next(reversed(days)):
-                self.days = days = OrderedDict(sorted(days.items()))
-            while len(days) > MAX_DAYS:
-                days.popitem(last=False)
-        figures[scope] = pnl
 
     # ------------------------------------------------------------------ read model
     # Order events arrive on separate topics, so a fill or a cancellation may be processed

@@ -9,7 +9,7 @@ from datetime import date, timedelta
 import msgspec
 import structlog
 
-from alpha_panda.domain.clock import ist_date, ist_day_number
+from alpha_panda.domain.clock import ist_date
 from alpha_panda.marketdata.instruments import symbol_of
 from alpha_panda.readmodel.cache import Cache
 from alpha_panda.readmodel.views import (
@@ -68,17 +68,11 @@ def portfolio_documents(h: PortfolioHandler) -> dict[str, bytes]:
 
 
 def days_of(h: PortfolioHandler) -> list[DayPnlView]:
-    """P&L by day, oldest first: each past day's last snapshot; the current day's exact."""
-    days = dict(h.days)
-    if h.day.day_hi:
-        today = days[ist_day_number(h.day.day_lo)] = {None: h.day_pnl(None)}
-        for sid in h.ledger.strategies():
-            if h.ledger.positions(sid):
-                today[sid] = h.day_pnl(sid)
+    """P&L by day, oldest first (``DayHistory``)."""
     epoch = date(1970, 1, 1)
     return [DayPnlView(day=(epoch + timedelta(days=n)).isoformat(), pnl=f.get(None, 0),
                        strategies={s: v for s, v in f.items() if s is not None})
-            for n, f in sorted(days.items())]
+            for n, f in h.history.pnl(h.ledger.positions()).items()]
 
 
 class ReadModelWriter:

@@ -211,27 +211,52 @@ def test_the_day_pnl_is_the_net_pnl_since_the_day_began_however_the_events_are_r
 
 @settings(max_examples=40, deadline=None)
 @given(runs())
-def test_each_days_pnl_is_the_net_pnl_it_added_read_back_from_the_snapshots(
+def test_each_days_pnl_is_the_net_pnl_it_added_however_the_events_are_read(
         events: list[Payload]) -> None:
-    # as live: each event in time order, and the projector reading its own snapshots back
-    # as it makes them
     from alpha_panda.domain.clock import ist_day_number
     from alpha_panda.services.readmodel import days_of
 
-    h = handler()
-    for n, e in enumerate(events):
-        for emit in h.handle(env(e, n), REC):
-            h.handle(emit.envelope, REC)
-    days = {d.day: d for d in days_of(h)}
+    live = one_by_one(events)
+    # as a rebuild reads them: each instrument's ticks, then the fills; and in batches
+    rebuilt = one_by_one(
+        [e for e in events if isinstance(e, MarketTick) and e.instrument_token == 8]
+        + [e for e in events if isinstance(e, MarketTick) and e.instrument_token == 7]
+        + [e for e in events if isinstance(e, OrderFilled)])
+    batched = handler(snapshot_interval_ns=10**18)
+    batched.handle_batch([env(e, n) for n, e in enumerate(events)], [REC] * len(events))
+    assert days_of(rebuilt) == days_of(batched) == days_of(live)
+    days = {d.day: d for d in days_of(live)}
     for day in sorted({ist_day_number(e.ts) for e in events}):  # type: ignore[attr-defined]
         lo = ist_ns(date(1970, 1, 1) + timedelta(days=day), time(0, 0))
         upto = [e for e in events if e.ts < lo + 86_400 * 10**9]  # type: ignore[attr-defined]
         before = [e for e in events if e.ts < lo]  # type: ignore[attr-defined]
         made = {scope: _net(upto, scope) - _net(before, scope) for scope in (None, "a", "b")}
         figure = days.get((date(1970, 1, 1) + timedelta(days=day)).isoformat())
-        if figure is None:  # no snapshot that day: nothing was held or traded
+        if figure is None:  # nothing held or traded that day
             assert not any(made.values())
             continue
         assert figure.pnl == made[None]
         for sid in ("a", "b"):
             assert figure.strategies.get(sid, 0) == made[sid]
+
+
+def test_the_days_kept_are_the_latest_and_unchanged_by_forgetting_older_ones() -> None:
+    from alpha_panda.portfolio.day import DayHistory
+    from alpha_panda.services.readmodel import days_of
+
+    events: list[Payload] = [
+        tick(7, 100_00, at(0, 10)), fill(1, Side.BUY, 10, 100_00, at(0, 10, 1)),
+        tick(8, 50_00, at(0, 11)),
+        tick(7, 103_00, at(1, 10)),  # instrument 8 does not tick again: its day-0 price carries
+        fill(2, Side.BUY, 4, 50_00, at(1, 10, 5), token=8, strategy="b", product=Product.CNC),
+        tick(7, 101_00, at(2, 10)), tick(8, 52_00, at(2, 11)),
+    ]
+    full = one_by_one(events)
+    kept = handler()
+    kept.history = DayHistory(kept.day.closes, keep=2)
+    for n, e in enumerate(events):
+        kept.handle(env(e, n), REC)
+    every = days_of(full)
+    assert [(d.day, d.pnl) for d in every] == [
+        ("2026-04-06", 0), ("2026-04-07", 3_000), ("2026-04-08", -2_000 + 4 * 2_00)]
+    assert days_of(kept) == every[1:]
