@@ -119,6 +119,9 @@ class SignalRejected(Payload, frozen=True, kw_only=True, gc=False):
     signal_id: str
     reason_code: str
     message: str
+    # one of the risk manager's own flatten orders (as ``SignalValidated.flatten``): not a
+    # strategy's, so no strategy's intended position moves back with its rejection
+    flatten: bool = False
 
 
 # ---------------------------------------------------------------------------- orders

@@ -265,7 +265,8 @@ class RiskEngine:
         decision: SignalValidated | SignalRejected
         if failure is not None:
             code, message = failure
-            decision = SignalRejected(signal=signal, signal_id=signal_id, reason_code=code, message=message)
+            decision = SignalRejected(signal=signal, signal_id=signal_id, reason_code=code,
+                                      message=message, flatten=flatten)
         else:
             self.apply_validated(signal_id, signal)
             decision = SignalValidated(signal=signal, signal_id=signal_id, flatten=flatten)

@@ -224,7 +224,9 @@ class ReplayFeed(_FeedBase):
         self._state = State.RUNNING
         backlog = getattr(self._log, "backlog", None)  # embedded logs only
         wall0 = time.monotonic()
-        t0 = int(cols.ts[0]) if n else 0
+        # paced from where it resumes: from the file's first tick, a restart would sit
+        # silent for the time already replayed (hours, at --speed 1)
+        t0 = int(cols.ts[min(start, n - 1)]) if n else 0
         self.paced_from = (wall0, t0) if self._speed else None
         buffer: list[MarketTick] = []  # rows converted to events, a batch at a time
         first = start  # seq of buffer[0]

@@ -254,7 +254,8 @@ class StrategyFeedback:
     def handle(self, event: Envelope[Any], record: Record) -> Sequence[Emit]:
         d = event.data
         if isinstance(d, SignalRejected):
-            if self._primary(d.signal.strategy_id):
+            # (a flatten of the risk manager's is not the strategy's: its intent is as it was)
+            if not d.flatten and self._primary(d.signal.strategy_id):
                 self.runner.on_signal_rejected(d.signal)
         elif isinstance(d, OrderSubmitted | OrderRejected | OrderCancelled | OrderFilled):
             if not self._primary(d.strategy_id):

@@ -237,3 +237,24 @@ def test_one_brokers_stop_does_not_take_a_two_broker_strategy_out_of_service() -
     # the trader's halt takes it out everywhere, as before
     feedback.handle(env(StrategyHalted(strategy_id="both", requested_by="api"), 2, DAY1), REC)
     assert {s.id: s.state for s in runner.statuses()}["both"] == "HALTED"
+
+
+def test_a_refused_flatten_leaves_the_strategys_intended_position_alone() -> None:
+    # the stop's flatten refused (the strategy's own exit closed the position first): the
+    # runner must not "undo" a sell it never made, or the strategy thinks it is long
+    from alpha_panda.services.strategy_runner import StrategyFeedback
+    from alpha_panda.strategy.config import config_from_mapping
+    from alpha_panda.strategy.runner import StrategyRunner
+
+    runner = StrategyRunner([config_from_mapping({
+        "id": "s1", "strategy": "sma_cross", "instruments": [TOKEN],
+        "params": {"fast": 2, "slow": 3, "quantity": 1}})])
+    feedback = StrategyFeedback("paper", runner)
+    flatten = Signal(strategy_id="s1", instrument_token=TOKEN, side=Side.SELL, quantity=20,
+                     product=Product.MIS, reason="flatten:daily_loss")
+    for own in (True, False):
+        refused = SignalRejected(signal=flatten, signal_id=f"f{own}", reason_code="STRATEGY_HALTED",
+                                 message="halted", flatten=own)
+        feedback.handle(env(refused, 1, DAY1), REC)
+        position = runner._books["s1"].positions.get(TOKEN, 0)
+        assert position == (0 if own else 20)  # a strategy's own refused sell: moved back

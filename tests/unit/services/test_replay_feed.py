@@ -55,3 +55,19 @@ async def test_a_paced_replay_sends_each_tick_once_when_due_and_groups_what_fall
     duration = (cols.ts[-1] - cols.ts[0]) / 1e9
     assert len(log.appends) <= duration / linger + 2
     assert len(log.appends) >= 3  # and paced: not all at once
+
+
+async def test_a_paced_replay_restarted_mid_file_goes_on_at_once() -> None:
+    # one tick a second: resumed at the 3,000th, it must not first wait the 50 minutes
+    # already replayed
+    n = 3010
+    cols = generate_random_walk(n, 5, seed=3)
+    cols = replace(cols, ts=cols.ts[0] + np.arange(n, dtype=np.int64) * 1_000_000_000)
+    log = CountingLog()
+    await log.ensure_topics([REGISTRY.get(MARKET_TICKS)])
+    first = ReplayFeed(log, Path("paced.csv"), speed=None, ticks=cols.slice(0, 3000))
+    await first.run(asyncio.Event())  # (the same source: a run stopped at the 3,000th)
+    feed = ReplayFeed(log, Path("paced.csv"), speed=100.0, ticks=cols)
+    await asyncio.wait_for(feed.run(asyncio.Event()), 5)  # 10 ticks of 1 s at 100x: 0.1 s
+    assert feed.done.is_set()
+    assert feed.paced_from is not None and feed.paced_from[1] == int(cols.ts[3000])
