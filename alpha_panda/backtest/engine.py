@@ -543,6 +543,8 @@ def _replay(eng: _Engine, ticks: TickColumns, ends: list[int],
             if sigs is not None:
                 if sigs:
                     eng.signals(i, sigs, tick or eng.tick_at(i))
+                    if stops:  # their fills, as the risk manager reads them after the tick
+                        eng.daily_loss(i, ts)
                 if runner.cancels:  # strategies cancel open orders (maybe with no signal)
                     eng.cancel(ts)
                 every_ex = eng.exchange_every_tick

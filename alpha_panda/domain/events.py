@@ -99,6 +99,12 @@ class Signal(Payload, frozen=True, kw_only=True, gc=False):
     # manager passes it only if it reduces the position there (``REDUCE_ONLY``), so that an
     # exit never opens one (a broker that missed the entry, an exit the venue made first).
     reduce_only: bool = False
+    # The strategy's intended position in the instrument after this signal (set by the
+    # runner), and, on the copy for a broker other than its first, that first broker (its
+    # book follows that one's fills): there the risk manager keeps the position within the
+    # intent (``EXCEEDS_INTENT``), so entries the first refused do not pile up on another.
+    target: int | None = None
+    follows: str = ""
 
 
 class SignalValidated(Payload, frozen=True, kw_only=True, gc=False):

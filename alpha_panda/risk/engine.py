@@ -338,7 +338,8 @@ class RiskEngine:
         killed = self.store.kill_switch(self.account)
         halted = bool(self._halted) and sid in self._halted
         cnc_sell = s.product is _CNC and s.side is not _BUY
-        if unlimited and not killed and not halted and not cnc_sell and not s.reduce_only:
+        if unlimited and not killed and not halted and not cnc_sell and not s.reduce_only \
+                and not s.follows:
             return None  # no limit is set for this strategy or the account, and no CNC sell
         position = filled + self._pending_qty.get((sid, token), 0)
         after = position + (qty if s.side is _BUY else -qty)
@@ -355,6 +356,12 @@ class RiskEngine:
                                             "blocked until it is put back in service")
         if flatten:
             return None  # it only closes what is filled: no limit stands in its way
+        if s.follows and s.target is not None and after and (
+                abs(after) > abs(s.target) or (after > 0) != (s.target > 0)):
+            return Reason.EXCEEDS_INTENT, (
+                f"{self.broker} would hold {after} where the strategy means to hold "
+                f"{s.target}: it follows {s.follows}'s fills, and {s.follows} did not take "
+                "what this one did")
         if s.reduce_only and not reducing:
             return Reason.REDUCE_ONLY, (
                 f"an exit of {qty} would open or reverse a position on {self.broker}, where the "

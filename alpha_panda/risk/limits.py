@@ -36,6 +36,7 @@ class Reason:
     STRATEGY_HALTED: Final = "STRATEGY_HALTED"  # the trader took the strategy out of service
     CNC_SHORT: Final = "CNC_SHORT"  # a CNC sell beyond delivery holdings: always checked
     REDUCE_ONLY: Final = "REDUCE_ONLY"  # an exit that would open a position here: always
+    EXCEEDS_INTENT: Final = "EXCEEDS_INTENT"  # beyond the strategy's intent: always
     INVALID: Final = "INVALID"
 
 

@@ -53,6 +53,7 @@ class RiskHandler:
         self.kill_switch = KillSwitchView(broker=broker, active=False)
         self._rebuilding = False
         self._stops = engine.has_stops  # daily-loss stops: looked for after every tick
+        self._tick: Envelope[MarketTick] | None = None  # and fill, as of the latest tick
 
     # A rebuild applies this service's own decisions (every one on ``signals.validated``
     # and ``signals.rejected``: each was committed with its signal's offset) rather than
@@ -88,7 +89,10 @@ class RiskHandler:
         data = event.data
         if isinstance(data, MarketTick):
             self.engine.on_tick(data)
-            return self._daily_loss(event, data) if self._stops else ()
+            if not self._stops:
+                return ()
+            self._tick = event
+            return self._daily_loss(event, data)
         if event.broker != self.broker:
             raise InvariantViolation(
                 f"{self.broker} risk manager got a {event.broker!r} event {event.id} on {record.topic}"
@@ -116,6 +120,10 @@ class RiskHandler:
         if isinstance(data, OrderFilled):
             if not self._rebuilding:
                 self.engine.on_fill(data)
+                if self._stops and self._tick is not None:
+                    # a fill read after its tick (the engines trail the ticks) can reach
+                    # the limit too: at the latest tick, as if found there
+                    return self._daily_loss(self._tick, self._tick.data)
         elif isinstance(data, OrderRejected):
             self.engine.on_order_rejected(data)
         elif isinstance(data, OrderCancelled):
@@ -143,6 +151,7 @@ class RiskHandler:
                     if every_tick:
                         on_tick(data)
                         if self._stops:
+                            self._tick = event
                             stops = self._daily_loss(event, data)
                             if stops:
                                 out.append((i, stops))

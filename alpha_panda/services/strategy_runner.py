@@ -23,6 +23,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
 import structlog
 
 from alpha_panda.domain.errors import ConfigurationError
@@ -177,8 +178,11 @@ class SignalFanout:
         emits: list[Emit] = []
         for sig, sid in zip(signals, signal_ids(event.id, signals), strict=True):
             key = strategy_instrument_key(sig.strategy_id, sig.instrument_token)
-            for broker in self.runner.config(sig.strategy_id).brokers:
-                env = new_envelope(sig, id=sid, ts=event.ts, source=SOURCE, key=key,
+            brokers = self.runner.config(sig.strategy_id).brokers
+            for k, broker in enumerate(brokers):
+                # (a copy for another broker says whose fills the strategy's intent follows)
+                copy = sig if k == 0 else msgspec.structs.replace(sig, follows=str(brokers[0]))
+                env = new_envelope(copy, id=sid, ts=event.ts, source=SOURCE, key=key,
                                    broker=str(broker), parent=event)
                 emits.append(Emit(topic(broker, "signals.raw"), env))
             self.signals += 1
@@ -274,7 +278,10 @@ class StrategyFeedback:
                 self.runner.on_cancel_refused(sid, d.order_id)
         elif isinstance(d, StrategyHalted) and d.by_trader:  # (its own halts: it raised)
             if d.requested_by == STOP_BY and self._elsewhere(d.strategy_id):
-                return ()  # one broker's daily-loss stop: its risk manager holds it there
+                # one broker's daily-loss stop: its risk manager holds it there
+                if d.active:
+                    self.runner.note_stop(d.strategy_id, self.broker, d.error, d.until)
+                return ()
             self.runner.halt(d.strategy_id, d.active, d.error, d.until)
         return ()
 

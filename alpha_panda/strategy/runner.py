@@ -185,6 +185,8 @@ class StrategyRunner:
         self.cancels: list[tuple[str, OpenOrder]] = []
         self._halted: set[str] = set()  # strategies the trader took out of service
         self._halt_until: dict[str, int] = {}  # of those, the ones back at a market time
+        # strategies one of whose brokers stopped them (``note_stop``): shown until then
+        self._note_until: dict[str, int] = {}
         self._next_lapse = _NEVER  # the earliest of those times
         for config in configs:
             self._add(config, initial_cash)
@@ -270,6 +272,26 @@ class StrategyRunner:
         for sid, until in list(self._halt_until.items()):
             if until <= now_ns:
                 self.halt(sid, False)
+        for sid, until in list(self._note_until.items()):
+            if until <= now_ns:
+                del self._note_until[sid]
+                status = self._status[sid]
+                if status.state == "ACTIVE":
+                    status.error = None
+        self._next_lapse = min([*self._halt_until.values(), *self._note_until.values()],
+                               default=_NEVER)
+
+    def note_stop(self, strategy_id: str, broker: str, reason: str, until: int | None) -> None:
+        """One broker's daily-loss stop of a strategy that trades on others too: that
+        broker's risk manager holds it there, and it trades on at the others; its status
+        says so (``error``) until ``until``."""
+        status = self._status.get(strategy_id)
+        if status is None or status.state != "ACTIVE" or until is None \
+                or until <= self._clock.now_ns:
+            return
+        status.error = f"{reason} (on {broker}; it trades on at its other brokers)"
+        self._note_until[strategy_id] = until
+        self._next_lapse = min(self._next_lapse, until)
 
     # The engine's inlined form of ``process`` (the backtest runs it for every tick): the
     # table, the clock, and the three steps after a handler returns, as ``process`` does.
@@ -356,8 +378,9 @@ class StrategyRunner:
             held = positions.get(token, 0)
             signed = q if sig.side is _BUY else -q
             positions[token] = held + signed
-            if held and reduces(held, signed):  # an exit: it must not open a position anywhere
-                accepted[n] = msgspec.structs.replace(sig, reduce_only=True)
+            # an exit must not open a position anywhere; no broker may hold beyond the intent
+            accepted[n] = msgspec.structs.replace(
+                sig, reduce_only=bool(held) and reduces(held, signed), target=held + signed)
         for cancel in cancels:
             order = book.orders.get(cancel.order_id)
             if order is None:
@@ -463,7 +486,8 @@ class StrategyRunner:
             if until <= self._clock.now_ns:
                 return True  # read after it lapsed (a restart's catch-up)
             self._halt_until[strategy_id] = until
-        self._next_lapse = min(self._halt_until.values(), default=_NEVER)
+        self._next_lapse = min([*self._halt_until.values(), *self._note_until.values()],
+                               default=_NEVER)
         if active:
             self._halted.add(strategy_id)
             if status.state in ("ACTIVE", "HALTED"):

@@ -232,8 +232,11 @@ def test_one_brokers_stop_does_not_take_a_two_broker_strategy_out_of_service() -
         stop = StrategyHalted(strategy_id=sid, error="daily loss", requested_by=STOP_BY,
                               flatten=True, market_ts=DAY1, until=DAY2)
         feedback.handle(env(stop, 1, DAY1), REC)
-    states = {s.id: s.state for s in runner.statuses()}
-    assert states == {"solo": "HALTED", "both": "ACTIVE"}
+    states = {s.id: (s.state, s.error) for s in runner.statuses()}
+    assert states == {"solo": ("HALTED", "daily loss"), "both": (
+        "ACTIVE", "daily loss (on paper; it trades on at its other brokers)")}
+    runner.process(tick(100_00, DAY2))  # the next day: the note goes
+    assert {s.id: s.error for s in runner.statuses()}["both"] is None
     # the trader's halt takes it out everywhere, as before
     feedback.handle(env(StrategyHalted(strategy_id="both", requested_by="api"), 2, DAY1), REC)
     assert {s.id: s.state for s in runner.statuses()}["both"] == "HALTED"
@@ -258,3 +261,23 @@ def test_a_refused_flatten_leaves_the_strategys_intended_position_alone() -> Non
         feedback.handle(env(refused, 1, DAY1), REC)
         position = runner._books["s1"].positions.get(TOKEN, 0)
         assert position == (0 if own else 20)  # a strategy's own refused sell: moved back
+
+
+def test_a_fill_read_after_the_ticks_that_lost_the_money_stops_at_the_latest_tick() -> None:
+    # full speed: the risk manager read the ticks (₹100 → ₹94) before the engine's fill
+    handler = RiskHandler("paper", engine(daily_loss=500_00, daily_loss_flatten=True))
+    risk = handler.engine
+    sig = Signal(strategy_id="s1", instrument_token=TOKEN, side=Side.BUY, quantity=100,
+                 product=Product.MIS, price_hint=100_00)
+    assert isinstance(risk.check("b", sig, DAY1), SignalValidated)
+    assert outputs(handler, env(tick(100_00, DAY1), 1, DAY1),
+                   env(tick(94_00, DAY1 + S), 2, DAY1 + S)) == []
+    order_id = derive_id("b", "order")
+    fill = OrderFilled(order_id=order_id, fill_id=f"{order_id}-f", strategy_id="s1",
+                       instrument_token=TOKEN, side=Side.BUY, quantity=100, price=100_00,
+                       cumulative_quantity=100, leaves_quantity=0, average_price=100_00,
+                       product=Product.MIS, ts=DAY1)
+    (stop,) = outputs(handler, env(fill, 3, DAY1))
+    halted = stop.envelope.data
+    assert isinstance(halted, StrategyHalted) and halted.market_ts == DAY1 + S
+    assert stop.envelope.id == derive_id("e2", "daily_loss:stop:s1")  # as if at that tick

@@ -68,3 +68,39 @@ def test_an_exit_of_what_is_held_passes_and_one_beyond_it_does_not() -> None:
     assert isinstance(risk.check("x1", exit_of(10), T0), SignalValidated)
     decision = risk.check("x2", exit_of(1), T0)  # the first exit took it all
     assert isinstance(decision, SignalRejected) and decision.reason_code == "REDUCE_ONLY"
+
+
+def test_a_second_broker_holds_no_more_than_the_strategy_means_to() -> None:
+    # paper (the strategy's first broker) refused the entry, so the strategy signals it
+    # again; zerodha took the first one: its copy of the repeat would double the position
+    risk = RiskEngine(RiskConfig(), broker="zerodha")
+    entry = Signal(strategy_id="s1", instrument_token=TOKEN, side=Side.BUY, quantity=20,
+                   product=Product.CNC, price_hint=100_00, target=20, follows="paper")
+    assert isinstance(risk.check("e1", entry, T0), SignalValidated)
+    decision = risk.check("e2", entry, T0 + 1)
+    assert isinstance(decision, SignalRejected) and decision.reason_code == "EXCEEDS_INTENT"
+    assert decision.message == ("zerodha would hold 40 where the strategy means to hold 20: it "
+                                "follows paper's fills, and paper did not take what this one did")
+    # the first broker's own copy is not bounded here (it is what the intent follows)
+    first = RiskEngine(RiskConfig(), broker="paper")
+    for n in range(2):
+        own = Signal(strategy_id="s1", instrument_token=TOKEN, side=Side.BUY, quantity=20,
+                     product=Product.CNC, price_hint=100_00, target=20)
+        assert isinstance(first.check(f"p{n}", own, T0), SignalValidated)
+
+
+def test_the_copy_for_a_second_broker_says_whose_fills_it_follows() -> None:
+    from alpha_panda.domain.events import new_envelope
+    from alpha_panda.services.strategy_runner import SignalFanout
+
+    config = config_from_mapping({"id": "s1", "strategy": f"{__name__}:Script",
+                                  "instruments": [TOKEN], "brokers": ["paper", "zerodha"],
+                                  "product": "MIS", "exit_at": None})
+    runner = StrategyRunner([config])
+    tick = MarketTick(instrument_token=TOKEN, last_price=100_00, ts=T0)
+    signals = runner.process(tick) or []
+    emits = SignalFanout(runner, [])._emits(
+        new_envelope(tick, id="t0", ts=T0, source="feed", key=str(TOKEN)), signals)
+    copies = {e.topic: e.envelope.data for e in emits}
+    assert {t: (s.target, s.follows) for t, s in copies.items()} == {  # type: ignore[union-attr]
+        "paper.signals.raw": (10, ""), "zerodha.signals.raw": (10, "paper")}
