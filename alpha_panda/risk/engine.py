@@ -365,8 +365,9 @@ class RiskEngine:
         if s.reduce_only and not reducing:
             return Reason.REDUCE_ONLY, (
                 f"an exit of {qty} would open or reverse a position on {self.broker}, where the "
-                f"strategy holds {position} (filled and pending): it follows its first broker's "
-                "fills, and this one did not take the entry, or closed it already")
+                f"strategy holds {position} (filled and pending): what it meant to close is not "
+                "there (the entry was refused here, or a bracket exit, square-off or flatten "
+                "closed it first)")
         if cnc_sell:
             short = self._cnc_short(sid, token, qty)
             if short is not None:
