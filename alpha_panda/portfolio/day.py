@@ -157,12 +157,18 @@ class DayHistory:
         """A tick of an earlier day than the current one (a rebuild reads one partition
         after another)."""
         day = ist_day_number(ts)
+        if self._gone(day):
+            self._carried[token] = price  # before the days kept: where they start from
+            return
         self._lasts.setdefault(day, {})[token] = price
         self._refs.setdefault(day, {}).setdefault(token, close)
 
     def on_fill(self, fill: OrderFilled) -> None:
         """A fill booked (once: the ledger's fill ids decide)."""
-        day = self._fills.setdefault(ist_day_number(fill.ts), {})
+        number = ist_day_number(fill.ts)
+        if self._gone(number):
+            return  # (in the quantity the days kept start with)
+        day = self._fills.setdefault(number, {})
         key = (fill.strategy_id, fill.instrument_token, fill.product)
         figures = day.get(key)
         if figures is None:
@@ -172,6 +178,10 @@ class DayHistory:
         figures[1] -= signed * fill.price
         if fill.charges is not NO_CHARGES:
             figures[2] += fill.charges.total
+
+    def _gone(self, day: int) -> bool:
+        """Whether ``day`` is before the days kept (a rebuild reads it after the roll)."""
+        return self.today is not None and day <= self.today - self._keep
 
     def _forget(self, before: int) -> None:
         """Drop the days before ``before``; their last prices are what the days kept start

@@ -357,7 +357,8 @@ class RiskEngine:
         if flatten:
             return None  # it only closes what is filled: no limit stands in its way
         if s.follows and s.target is not None and after and (
-                abs(after) > abs(s.target) or (after > 0) != (s.target > 0)):
+                abs(after) > abs(s.target) or (after > 0) != (s.target > 0)) \
+                and abs(after - s.target) >= abs(position - s.target):  # (toward it: passes)
             return Reason.EXCEEDS_INTENT, (
                 f"{self.broker} would hold {after} where the strategy means to hold "
                 f"{s.target}: it follows {s.follows}'s fills, and {s.follows} did not take "

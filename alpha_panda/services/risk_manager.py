@@ -122,8 +122,10 @@ class RiskHandler:
                 self.engine.on_fill(data)
                 if self._stops and self._tick is not None:
                     # a fill read after its tick (the engines trail the ticks) can reach
-                    # the limit too: at the latest tick, as if found there
-                    return self._daily_loss(self._tick, self._tick.data)
+                    # the limit too: at the latest tick, as if found there (or at the fill,
+                    # read before the first tick of its day: the stop is that day's)
+                    return self._daily_loss(self._tick, self._tick.data,
+                                            at=max(self._tick.data.ts, data.ts))
         elif isinstance(data, OrderRejected):
             self.engine.on_order_rejected(data)
         elif isinstance(data, OrderCancelled):
@@ -175,7 +177,8 @@ class RiskHandler:
             on_tick(tick)
         latest.clear()
 
-    def _daily_loss(self, event: Envelope[Any], tick: MarketTick) -> list[Emit]:
+    def _daily_loss(self, event: Envelope[Any], tick: MarketTick,
+                    at: int | None = None) -> list[Emit]:
         """The daily-loss stops this tick releases (a new day) or reaches: each a control
         event, as the trader's halt or kill switch with flatten (released: without), which
         the engines, the runner and this service (its flatten orders) act on as they read
@@ -185,33 +188,34 @@ class RiskHandler:
             return []
         release, reached = self.engine.stop_changes()
         emits = []
+        market_ts = tick.ts if at is None else at
         for scope in release:  # (released in the engine: a strategy's halt said until when,
             if scope is None:  # the dashboard shows the switch as the control topic says)
-                emits.append(self._stop(event, tick, scope, active=False, why=""))
+                emits.append(self._stop(event, market_ts, scope, active=False, why=""))
         for scope, why in reached:
             log.warning("risk.daily_loss_stop", broker=self.broker, strategy_id=scope, detail=why)
-            emits.append(self._stop(event, tick, scope, active=True, why=why))
+            emits.append(self._stop(event, market_ts, scope, active=True, why=why))
         return emits
 
-    def _stop(self, event: Envelope[Any], tick: MarketTick, scope: str | None, *, active: bool,
+    def _stop(self, event: Envelope[Any], market_ts: int, scope: str | None, *, active: bool,
               why: str) -> Emit:
         data: KillSwitchSet | StrategyHalted
         if scope is None:
             self.engine.set_kill_switch(active)
             data = KillSwitchSet(active=active, flatten=active, requested_by=STOP_BY,
-                                 market_ts=tick.ts, reason=why)
+                                 market_ts=market_ts, reason=why)
             key = "kill_switch"
         else:
             # until the next day, unless the trader had halted it already: then theirs
             until = self.engine.day_end_ns if self.engine.stop_released_by_engine(scope) else None
             self.engine.halt_strategy(scope, active)
             data = StrategyHalted(strategy_id=scope, error=why, requested_by=STOP_BY,
-                                  active=active, flatten=active, market_ts=tick.ts,
+                                  active=active, flatten=active, market_ts=market_ts,
                                   until=until)
             key = "halt"
         what = f"daily_loss:{'stop' if active else 'release'}:{scope or ''}"
         env = new_envelope(data, id=derive_id(event.id, what),
-                           ts=tick.ts, source=SOURCE, key=key, broker=self.broker, parent=event)
+                           ts=market_ts, source=SOURCE, key=key, broker=self.broker, parent=event)
         return Emit(topic(self.broker, "control"), env)
 
     def _kill_switch(self, event: Envelope[Any], data: KillSwitchSet) -> Sequence[Emit]:

@@ -260,3 +260,12 @@ def test_the_days_kept_are_the_latest_and_unchanged_by_forgetting_older_ones() -
     assert [(d.day, d.pnl) for d in every] == [
         ("2026-04-06", 0), ("2026-04-07", 3_000), ("2026-04-08", -2_000 + 4 * 2_00)]
     assert days_of(kept) == every[1:]
+    # rebuilt (each instrument's ticks, then the fills): no day before the ones kept
+    rebuilt = handler()
+    rebuilt.history = DayHistory(rebuilt.day.closes, keep=2)
+    order = ([e for e in events if isinstance(e, MarketTick) and e.instrument_token == 7]
+             + [e for e in events if isinstance(e, MarketTick) and e.instrument_token == 8]
+             + [e for e in events if isinstance(e, OrderFilled)])
+    for n, e in enumerate(order):
+        rebuilt.handle(env(e, n), REC)
+    assert days_of(rebuilt) == every[1:]

@@ -281,3 +281,21 @@ def test_a_fill_read_after_the_ticks_that_lost_the_money_stops_at_the_latest_tic
     halted = stop.envelope.data
     assert isinstance(halted, StrategyHalted) and halted.market_ts == DAY1 + S
     assert stop.envelope.id == derive_id("e2", "daily_loss:stop:s1")  # as if at that tick
+
+
+def test_a_fill_of_the_next_day_read_before_its_first_tick_stops_that_day_and_flattens() -> None:
+    # 100 carried overnight; day 2 gaps down and a stop-loss leg sells half at ₹90 (−₹500),
+    # its fill read before the day's first tick: the stop is day 2's, and it flattens
+    handler = RiskHandler("paper", engine(daily_loss=500_00, daily_loss_flatten=True))
+    bought(handler.engine)
+    assert outputs(handler, env(tick(100_00, DAY1 + S), 1, DAY1 + S)) == []
+    leg = OrderFilled(order_id="sl", fill_id="sl-f", strategy_id="s1", instrument_token=TOKEN,
+                      side=Side.SELL, quantity=50, price=90_00, cumulative_quantity=50,
+                      leaves_quantity=0, average_price=90_00, product=Product.MIS, ts=DAY2,
+                      origin="bracket")
+    (stop,) = outputs(handler, env(leg, 2, DAY2))
+    halted = stop.envelope.data
+    assert isinstance(halted, StrategyHalted) and halted.market_ts == DAY2
+    (flatten,) = outputs(handler, stop.envelope)  # read back: the 50 still held are sold
+    assert isinstance(flatten.envelope.data, Signal)
+    assert (flatten.envelope.data.side, flatten.envelope.data.quantity) == (Side.SELL, 50)

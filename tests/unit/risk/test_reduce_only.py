@@ -104,3 +104,23 @@ def test_the_copy_for_a_second_broker_says_whose_fills_it_follows() -> None:
     copies = {e.topic: e.envelope.data for e in emits}
     assert {t: (s.target, s.follows) for t, s in copies.items()} == {  # type: ignore[union-attr]
         "paper.signals.raw": (10, ""), "zerodha.signals.raw": (10, "paper")}
+
+
+def test_a_second_broker_may_always_move_toward_the_intent() -> None:
+    # zerodha filled the whole entry of 10; paper 6 (the rest cancelled): the intent is 6,
+    # and the strategy's exit of 6 (target 0) takes zerodha from 10 to 4, toward it
+    from alpha_panda.domain.events import OrderFilled, derive_id
+
+    risk = RiskEngine(RiskConfig(), broker="zerodha")
+    entry = Signal(strategy_id="s1", instrument_token=TOKEN, side=Side.BUY, quantity=10,
+                   product=Product.MIS, price_hint=100_00, target=10, follows="paper")
+    assert isinstance(risk.check("e", entry, T0), SignalValidated)
+    oid = derive_id("e", "order")
+    risk.on_fill(OrderFilled(order_id=oid, fill_id=f"{oid}-f", strategy_id="s1",
+                             instrument_token=TOKEN, side=Side.BUY, quantity=10, price=100_00,
+                             cumulative_quantity=10, leaves_quantity=0, average_price=100_00,
+                             product=Product.MIS, ts=T0))
+    exit_ = Signal(strategy_id="s1", instrument_token=TOKEN, side=Side.SELL, quantity=6,
+                   product=Product.MIS, price_hint=100_00, target=0, follows="paper",
+                   reduce_only=True)
+    assert isinstance(risk.check("x", exit_, T0 + 1), SignalValidated)
