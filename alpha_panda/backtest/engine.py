@@ -50,7 +50,6 @@ from typing import Any, Final
 import numpy as np
 
 from alpha_panda.backtest.metrics import (
-    IST_OFFSET_NS,
     NS_PER_DAY,
     NS_PER_S,
     round_trips,
@@ -59,6 +58,7 @@ from alpha_panda.backtest.metrics import (
 )
 from alpha_panda.backtest.result import BacktestResult, summarize
 from alpha_panda.backtest.view import TickView
+from alpha_panda.domain.clock import IST_OFFSET_NS
 from alpha_panda.domain.events import (
     MarketTick,
     OrderCancelled,

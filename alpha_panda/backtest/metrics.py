@@ -14,15 +14,21 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Final, TypeVar
 
-from alpha_panda.domain.clock import ist_date, ist_ns, ist_time
+from alpha_panda.domain.clock import (
+    DAY_NS,
+    ist_date,
+    ist_day_number,
+    ist_ns,
+    ist_time,
+)
 from alpha_panda.domain.events import NO_CHARGES, OrderFilled
 from alpha_panda.domain.values import Product, to_rupees
 from alpha_panda.execution.market import MarketCalendar
 from alpha_panda.portfolio.ledger import Position, PositionLedger
 
 NS_PER_S: Final = 1_000_000_000
-NS_PER_DAY: Final = 86_400 * NS_PER_S
-IST_OFFSET_NS: Final = 19_800 * NS_PER_S  # UTC+05:30: a trading day is an IST calendar date
+NS_PER_DAY: Final = DAY_NS
+# a trading day is an IST calendar date (``ist_day_number``)
 TRADING_DAYS_PER_YEAR: Final = 252
 """NSE sessions a year: the basis of the annualised Sharpe (daily returns × √252)."""
 T = TypeVar("T")
@@ -253,9 +259,8 @@ def max_drawdown(equity: Sequence[int],
     return worst, worst_frac
 
 
-def trading_day(ts: int) -> int:
-    """The IST calendar date of ``ts`` (ns since the epoch), as a day number."""
-    return (ts + IST_OFFSET_NS) // NS_PER_DAY
+trading_day = ist_day_number
+"""The IST calendar date of an event time, as a day number (the clock's)."""
 
 
 def daily_closes(points: Sequence[tuple[int, T]]) -> list[T]:

@@ -20,14 +20,14 @@ def ist_date(ts_ns: int) -> date:
     return datetime.fromtimestamp(ts_ns // NS, IST).date()
 
 
-_IST_OFFSET_NS = 19_800 * NS
-_DAY_NS = 86_400 * NS
+IST_OFFSET_NS = 19_800 * NS  # UTC+05:30
+DAY_NS = 86_400 * NS
 
 
 def ist_day_number(ts_ns: int) -> int:
     """The IST calendar day of an event time as a number (days since 1970-01-01 IST): cheap
     enough for every fill."""
-    return (ts_ns + _IST_OFFSET_NS) // _DAY_NS
+    return (ts_ns + IST_OFFSET_NS) // DAY_NS
 
 
 def ist_ns(day: date, at: time) -> int:

@@ -24,12 +24,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import time
 
-from alpha_panda.domain.clock import ist_date, ist_day_number, ist_ns
+from alpha_panda.domain.clock import DAY_NS, ist_date, ist_day_number, ist_ns
 from alpha_panda.domain.events import NO_CHARGES, OrderFilled
 from alpha_panda.domain.values import Product, Side
 from alpha_panda.portfolio.ledger import Position
-
-_DAY_NS = 86_400 * 1_000_000_000
 
 
 def day_start_ns(ts: int) -> int:
@@ -56,7 +54,7 @@ class DayBook:
         ``last_prices`` (every instrument's latest, all from before ``ts``'s day) become
         the prices before the day."""
         lo = day_start_ns(ts)
-        self.day_lo, self.day_hi = lo, lo + _DAY_NS
+        self.day_lo, self.day_hi = lo, lo + DAY_NS
         # (cleared in place: the projector's tick loop holds ``closes``)
         self._before.clear()
         self._before.update(last_prices)

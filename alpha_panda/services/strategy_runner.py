@@ -238,22 +238,21 @@ class StrategyFeedback:
                         applied += 1
         return applied
 
+    def _brokers(self, strategy_id: str) -> list[str]:
+        try:
+            return [str(b) for b in self.runner.config(strategy_id).brokers]
+        except ConfigurationError:
+            return []
+
     def _elsewhere(self, strategy_id: str) -> bool:
         """Whether the strategy trades on another broker as well: a daily-loss stop of this
         one's must not take it out of service there, where its positions would then have
         no one to close them."""
-        try:
-            brokers = self.runner.config(strategy_id).brokers
-        except ConfigurationError:
-            return False
-        return any(str(b) != self.broker for b in brokers)
+        return any(b != self.broker for b in self._brokers(strategy_id))
 
     def _primary(self, strategy_id: str) -> bool:
-        try:
-            brokers = self.runner.config(strategy_id).brokers
-        except ConfigurationError:
-            return False
-        return bool(brokers) and str(brokers[0]) == self.broker
+        brokers = self._brokers(strategy_id)
+        return bool(brokers) and brokers[0] == self.broker
 
     def handle(self, event: Envelope[Any], record: Record) -> Sequence[Emit]:
         d = event.data

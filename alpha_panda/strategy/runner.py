@@ -30,7 +30,7 @@ from typing import Final
 import msgspec
 import structlog
 
-from alpha_panda.domain.clock import ist_date, ist_ns
+from alpha_panda.domain.clock import DAY_NS, ist_date, ist_ns
 from alpha_panda.domain.errors import ConfigurationError, StrategyError
 from alpha_panda.domain.events import (
     NO_CHARGES,
@@ -60,7 +60,6 @@ log = structlog.get_logger(__name__)
 
 _BUY: Final = Side.BUY
 _NEVER: Final = 2**63 - 1
-_DAY_NS: Final = 86_400 * 1_000_000_000
 _RETRY_NS: Final = 60 * 1_000_000_000  # an exit close refused is sent again this much later
 
 DEFAULT_STRATEGY_CASH: Final = 1_000_000_00
@@ -422,7 +421,7 @@ class StrategyRunner:
             assert book.exit_at is not None
             day = ist_date(ts)
             slot.exit_ns = ist_ns(day, book.exit_at)
-            slot.exit_end = ist_ns(day, time(0)) + _DAY_NS
+            slot.exit_end = ist_ns(day, time(0)) + DAY_NS
             slot.exit_stop = (ist_ns(day, MIS_SQUAREOFF) if book.product is Product.MIS
                               else slot.exit_end)
             slot.exit_tried = None
