@@ -29,6 +29,21 @@ from alpha_panda.domain.events import NO_CHARGES, OrderFilled
 from alpha_panda.domain.values import Product, Side
 from alpha_panda.portfolio.ledger import Position
 
+_Figures = dict[tuple[str, int, Product], list[int]]
+"""(strategy, token, product) -> [signed quantity, cash, charges] of a day's fills."""
+
+
+def _add_fill(figures: _Figures, fill: OrderFilled) -> None:
+    key = (fill.strategy_id, fill.instrument_token, fill.product)
+    f = figures.get(key)
+    if f is None:
+        f = figures[key] = [0, 0, 0]
+    signed = fill.quantity if fill.side is Side.BUY else -fill.quantity
+    f[0] += signed
+    f[1] -= signed * fill.price
+    if fill.charges is not NO_CHARGES:
+        f[2] += fill.charges.total
+
 
 def day_start_ns(ts: int) -> int:
     """The start (00:00 IST) of the IST day ``ts`` falls on, in ns."""
@@ -47,7 +62,7 @@ class DayBook:
         # token → previous close, as the day's first tick says (None: it says none)
         self.closes: dict[int, int | None] = {}
         # (strategy, token, product) → [signed quantity, cash of the fills, charges] today
-        self._fills: dict[tuple[str, int, Product], list[int]] = {}
+        self._fills: _Figures = {}
 
     def roll(self, ts: int, last_prices: Mapping[int, int]) -> None:
         """Move to the IST day of ``ts`` (``ts >= day_hi``): today's fills start afresh and
@@ -71,17 +86,8 @@ class DayBook:
     def on_fill(self, fill: OrderFilled) -> None:
         """A fill at ``fill.ts < day_hi`` (roll first otherwise); an earlier day's counts in
         the quantity the day started with, so it is not today's."""
-        if fill.ts < self.day_lo:
-            return
-        key = (fill.strategy_id, fill.instrument_token, fill.product)
-        figures = self._fills.get(key)
-        if figures is None:
-            figures = self._fills[key] = [0, 0, 0]
-        signed = fill.quantity if fill.side is Side.BUY else -fill.quantity
-        figures[0] += signed
-        figures[1] -= signed * fill.price
-        if fill.charges is not NO_CHARGES:
-            figures[2] += fill.charges.total
+        if fill.ts >= self.day_lo:
+            _add_fill(self._fills, fill)
 
     def reference(self, token: int) -> int | None:
         """The price the day's start is valued at: the previous close, else the last price
@@ -133,7 +139,7 @@ class DayHistory:
         self._carried: dict[int, int] = {}  # token -> its last price before the days kept
         self._refs: dict[int, dict[int, int | None]] = {}  # day -> token -> close stated
         # day -> (strategy, token, product) -> [signed quantity, cash, charges]
-        self._fills: dict[int, dict[tuple[str, int, Product], list[int]]] = {}
+        self._fills: dict[int, _Figures] = {}
 
     def roll(self, day: int) -> None:
         """The current day becomes ``day`` (before ``DayBook.roll`` clears its closes: the
@@ -164,18 +170,8 @@ class DayHistory:
     def on_fill(self, fill: OrderFilled) -> None:
         """A fill booked (once: the ledger's fill ids decide)."""
         number = ist_day_number(fill.ts)
-        if self._gone(number):
-            return  # (in the quantity the days kept start with)
-        day = self._fills.setdefault(number, {})
-        key = (fill.strategy_id, fill.instrument_token, fill.product)
-        figures = day.get(key)
-        if figures is None:
-            figures = day[key] = [0, 0, 0]
-        signed = fill.quantity if fill.side is Side.BUY else -fill.quantity
-        figures[0] += signed
-        figures[1] -= signed * fill.price
-        if fill.charges is not NO_CHARGES:
-            figures[2] += fill.charges.total
+        if not self._gone(number):  # (else in the quantity the days kept start with)
+            _add_fill(self._fills.setdefault(number, {}), fill)
 
     def _gone(self, day: int) -> bool:
         """Whether ``day`` is before the days kept (a rebuild reads it after the roll)."""
