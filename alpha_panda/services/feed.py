@@ -10,10 +10,14 @@ from __future__ import annotations
 import asyncio
 import time
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date
+from itertools import count
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
 import structlog
 
 from alpha_panda.domain.clock import today_ist
@@ -31,7 +35,7 @@ from alpha_panda.marketdata.simulator import MarketSimulator, SimulatorState, se
 from alpha_panda.observability.health import ComponentStatus, State
 from alpha_panda.settings import SimulatorSettings
 from alpha_panda.stream.log import Log, Output, Record, TopicPartition
-from alpha_panda.stream.topics import MARKET_TICKS
+from alpha_panda.stream.topics import MARKET_TICKS, partition_for
 
 log = structlog.get_logger(__name__)
 SEQ_HEADER = "seq"
@@ -48,7 +52,9 @@ class TickPublisher:
         self._keys: dict[int, tuple[str, bytes]] = {}  # token -> its key, as str and bytes
         self.published = 0
 
-    async def publish(self, ticks: Sequence[MarketTick], first_seq: int) -> None:
+    async def publish(self, ticks: Sequence[MarketTick], first_seq: int,
+                      seqs: Iterable[int] | None = None) -> None:
+        """Append ``ticks`` numbered from ``first_seq`` (or numbered ``seqs``)."""
         # The hot path of every feed: envelopes and outputs are built directly (no
         # intermediate Emit), with the standard headers plus ``source`` and ``seq``.
         source = self.source
@@ -57,7 +63,7 @@ class TickPublisher:
         keys = self._keys
         prefix = tick_id_prefix(source)
         outputs = []
-        for seq, tick in enumerate(ticks, first_seq):
+        for seq, tick in zip(count(first_seq) if seqs is None else seqs, ticks):
             eid = f"{prefix}{seq}"  # tick_id(source, seq)
             token = tick.instrument_token
             k = keys.get(token)
@@ -72,15 +78,72 @@ class TickPublisher:
         self.published += len(outputs)
 
 
-async def _tail(log_: Log, source: str, depth: int = 200) -> list[Record]:
+# How far back a partition is searched for the last tick of a source (other sources'
+# ticks may follow it): beyond this its ticks are taken as all there.
+_MAX_DEPTH = 50_000
+
+
+@dataclass(frozen=True)
+class Tail:
+    """Where a source's ticks stop on ``market.ticks``.
+
+    Each partition holds a prefix of the source's ticks that go there, in order (appends
+    are ordered per partition), but one append is atomic only on an embedded log: a feed
+    killed while a Kafka append was in flight can leave one partition with that batch and
+    another without it. So the resume point is per partition: ``last[p]``, the sequence
+    number of the source's last tick on partition ``p``.
+    """
+
+    records: list[Record]  # the source's last records on every partition
+    last: dict[int, int]   # partition -> seq of the source's last tick there
+    partitions: int
+    unsearched: frozenset[int] = frozenset()  # partitions with none in the last _MAX_DEPTH
+
+    @property
+    def next_seq(self) -> int:
+        """One past the highest sequence number on any partition (0 on a new log)."""
+        return max(self.last.values(), default=-1) + 1
+
+    def missing(self, tokens: npt.NDArray[np.int64], first_seq: int) -> npt.NDArray[np.int64]:
+        """The sequence numbers, among ``tokens``' ticks (``first_seq`` onwards), whose
+        partition lacks them."""
+        if not len(tokens):
+            return np.zeros(0, dtype=np.int64)
+        uniq, where = np.unique(tokens, return_inverse=True)
+        top = self.next_seq - 1
+        last = np.array([self._last(int(t), top) for t in uniq], dtype=np.int64)
+        seqs = np.arange(first_seq, first_seq + len(tokens), dtype=np.int64)
+        return seqs[seqs > last[where]]
+
+    def _last(self, token: int, top: int) -> int:
+        p = partition_for(str(token).encode(), self.partitions)
+        # (a partition too full of other sources' ticks to search: as before, all there)
+        return top if p in self.unsearched else self.last.get(p, -1)
+
+
+async def read_tail(log_: Log, source: str, depth: int = 200) -> Tail:
     """The last records of ``source`` in every partition of ``market.ticks``."""
     records: list[Record] = []
-    for partition, end in (await log_.end_offsets(MARKET_TICKS)).items():
-        if end > 0:
-            tp = TopicPartition(MARKET_TICKS, partition)
-            batch = await log_.read(tp, max(0, end - depth), depth)
-            records += [r for r in batch if _source(r) == source]
-    return records
+    last: dict[int, int] = {}
+    unsearched: set[int] = set()
+    ends = await log_.end_offsets(MARKET_TICKS)
+    for partition, end in ends.items():
+        tp = TopicPartition(MARKET_TICKS, partition)
+        d = depth
+        while end > 0:
+            batch = [r for r in await log_.read(tp, max(0, end - d), d)
+                     if _source(r) == source]
+            if batch:
+                records += batch
+                last[partition] = max(_seq(r) for r in batch)
+                break
+            if end <= d:
+                break  # searched to the start: none of the source's ticks went here
+            if d >= _MAX_DEPTH:
+                unsearched.add(partition)
+                break
+            d = min(d * 8, _MAX_DEPTH)
+    return Tail(records, last, len(ends), frozenset(unsearched))
 
 
 def _source(record: Record) -> str | None:
@@ -94,9 +157,12 @@ def _seq(record: Record) -> int:
 
 
 async def resume_point(log_: Log, source: str) -> tuple[int, list[Record]]:
-    """Next sequence number of ``source`` and its last records (0 and [] on a new log)."""
-    tail = await _tail(log_, source)
-    return (max((_seq(r) for r in tail), default=-1) + 1), tail
+    """Next sequence number of ``source`` and its last records (0 and [] on a new log).
+
+    For a live source: ticks an interrupted append left off some partitions are gone
+    with the process that had them; a replay restores them (``ReplayFeed``)."""
+    tail = await read_tail(log_, source)
+    return tail.next_seq, tail.records
 
 
 class _FeedBase:
@@ -218,9 +284,20 @@ class ReplayFeed(_FeedBase):
     async def run(self, stop: asyncio.Event) -> None:
         cols = self.load()
         n = len(cols)
-        start, _ = await resume_point(self._log, self.publisher.source)
+        tail = await read_tail(self._log, self.publisher.source)
+        start = min(tail.next_seq, n)
         if start:
-            log.info("feed.resume", source=self.publisher.source, seq=start, total=n)
+            # What an interrupted append left off some partitions goes first (its ticks
+            # are due already); every partition lacks everything from ``start`` on. Only
+            # the last append can have been cut short: older gaps are not ours to fill
+            # (a partition whose old ticks retention deleted).
+            lo = max(0, start - self._batch)
+            lost = tail.missing(cols.instrument_token[lo:start], lo)
+            for i in range(0, len(lost), self._batch):
+                seqs = lost[i:i + self._batch].tolist()
+                await self.publisher.publish(self._rows(cols, seqs), 0, seqs)
+            log.info("feed.resume", source=self.publisher.source, seq=start, total=n,
+                     restored=len(lost))
         self._state = State.RUNNING
         backlog = getattr(self._log, "backlog", None)  # embedded logs only
         wall0 = time.monotonic()
@@ -251,6 +328,10 @@ class ReplayFeed(_FeedBase):
                 self._detail = f"replayed {n} ticks"
         finally:
             self._state = State.STOPPED
+
+    @staticmethod
+    def _rows(cols: TickColumns, seqs: list[int]) -> list[MarketTick]:
+        return [tick_rows(cols, seq, seq + 1)[0] for seq in seqs]
 
     async def _paced(self, chunk: list[MarketTick], t0: int, wall0: float,
                      stop: asyncio.Event) -> list[MarketTick]:

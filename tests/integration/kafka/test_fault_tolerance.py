@@ -220,6 +220,17 @@ async def drained(log: KafkaLog, expected_ticks: int) -> bool:
     return True
 
 
+async def progress(log: KafkaLog) -> str:
+    """What the drain waits for: the ticks on the log and each group's lag, for a failure."""
+    parts = [f"ticks {sum((await log.end_offsets(MARKET_TICKS)).values())}"]
+    for group, topics in GROUPS.items():
+        for t in topics:
+            end = await log.end_offsets(t)
+            done = await log.committed_offsets(group, t)
+            parts.append(f"{group} {t} lag {sum(e - done.get(p, 0) for p, e in end.items())}")
+    return "; ".join(parts)
+
+
 async def committed_any(log: KafkaLog, group: str) -> bool:
     for t in GROUPS[group]:
         if await log.committed_offsets(group, t):
@@ -267,7 +278,9 @@ async def test_sigkill_mid_stream_loses_and_duplicates_nothing(
             deadline = time.monotonic() + 180
             stable = 0
             while stable < 2:
-                assert time.monotonic() < deadline, "pipeline did not drain after the restart"
+                if time.monotonic() > deadline:
+                    pytest.fail(f"pipeline did not drain after the restart: {await progress(log)}"
+                                f"; logs in {tmp_path}")
                 cluster.alive()
                 stable = stable + 1 if await drained(log, TICKS + 1) else 0
                 await asyncio.sleep(0.2)

@@ -15,8 +15,8 @@ from alpha_panda.adapters.memory_log import MemoryLog
 from alpha_panda.domain.events import CODEC, MarketTick
 from alpha_panda.marketdata.files import generate_random_walk
 from alpha_panda.services.feed import ReplayFeed
-from alpha_panda.stream.log import Output
-from alpha_panda.stream.topics import MARKET_TICKS, REGISTRY
+from alpha_panda.stream.log import Output, TopicPartition
+from alpha_panda.stream.topics import MARKET_TICKS, REGISTRY, partition_for
 
 
 class CountingLog(MemoryLog):
@@ -71,3 +71,73 @@ async def test_a_paced_replay_restarted_mid_file_goes_on_at_once() -> None:
     await asyncio.wait_for(feed.run(asyncio.Event()), 5)  # 10 ticks of 1 s at 100x: 0.1 s
     assert feed.done.is_set()
     assert feed.paced_from is not None and feed.paced_from[1] == int(cols.ts[3000])
+
+
+class CutShortLog(MemoryLog):
+    """While ``cutting``, drops what an append sends to ``partition`` from tick ``cut`` on,
+    as a Kafka append cut short by the feed's death can (one request per partition)."""
+
+    def __init__(self, partition: int, cut: int) -> None:
+        super().__init__()
+        self.partition, self.cut, self.cutting = partition, cut, True
+
+    async def append(self, outputs: Sequence[Output]) -> None:
+        n = REGISTRY.partitions(MARKET_TICKS)
+        await super().append([o for o in outputs if not (
+            self.cutting and partition_for(o.key, n) == self.partition
+            and int(dict(o.headers)["seq"]) >= self.cut)])
+
+
+async def tick_seqs(log: MemoryLog, source: str) -> dict[int, list[int]]:
+    """Per partition of ``market.ticks``, the sequence numbers of ``source``'s ticks in log order."""
+    out: dict[int, list[int]] = {}
+    for p in range(REGISTRY.partitions(MARKET_TICKS)):
+        recs = await log.read(TopicPartition(MARKET_TICKS, p), 0, 100_000)
+        out[p] = [int(r.header("seq") or b"-1") for r in recs
+                  if r.header("source") == source.encode()]
+    return out
+
+
+@pytest.mark.parametrize("speed", [None, 1000.0])
+async def test_a_replay_restarted_after_an_append_cut_short_restores_what_it_left_off(
+        speed: float | None) -> None:
+    n, cut = 3000, 1900
+    cols = generate_random_walk(n, 6, seed=5)
+    n_parts = REGISTRY.partitions(MARKET_TICKS)
+    assert any(partition_for(str(t).encode(), n_parts) == 0 for t in cols.instrument_token[cut:])
+    log = CutShortLog(partition=0, cut=cut)
+    await log.ensure_topics([REGISTRY.get(MARKET_TICKS)])
+    # The first run dies in its second append (ticks 1,000-1,999), cut short on partition 0.
+    dead = ReplayFeed(log, Path("cut.csv"), batch=1000, ticks=cols.slice(0, 2000))
+    await dead.run(asyncio.Event())
+    source = dead.publisher.source
+    before = await tick_seqs(log, source)
+    assert max(before[0]) < cut
+    top = max(max(seqs, default=-1) for seqs in before.values())
+    log.cutting = False
+    feed = ReplayFeed(log, Path("cut.csv"), batch=1000, ticks=cols, speed=speed)
+    await asyncio.wait_for(feed.run(asyncio.Event()), 10)
+
+    assert feed.done.is_set()
+    placed = await tick_seqs(log, source)
+    assert sorted(s for seqs in placed.values() for s in seqs) == list(range(n))  # each once
+    for p, seqs in placed.items():
+        assert seqs == sorted(seqs), f"partition {p} out of order"
+        assert all(partition_for(str(cols.instrument_token[s]).encode(), n_parts) == p
+                   for s in seqs)
+    # paced from where every partition stopped, not from the first tick restored
+    assert speed is None or feed.paced_from is not None and feed.paced_from[1] == int(cols.ts[top + 1])
+
+
+async def test_a_replay_resumes_where_it_stopped_when_its_ticks_are_behind_other_sources() -> None:
+    cols = generate_random_walk(1000, 4, seed=9)
+    log = MemoryLog()
+    await log.ensure_topics([REGISTRY.get(MARKET_TICKS)])
+    first = ReplayFeed(log, Path("mine.csv"), ticks=cols.slice(0, 600))
+    await first.run(asyncio.Event())
+    # ticks of another source after them on every partition, deeper than the tail read first
+    await ReplayFeed(log, Path("other.csv"), ticks=generate_random_walk(8000, 4, seed=1)).run(
+        asyncio.Event())
+    await ReplayFeed(log, Path("mine.csv"), ticks=cols).run(asyncio.Event())
+    mine = await tick_seqs(log, first.publisher.source)
+    assert sorted(s for seqs in mine.values() for s in seqs) == list(range(1000))
