@@ -188,7 +188,9 @@ class Signal(_Out):
     order_type: str
     status: str
     reason_code: str | None = Field(description="Why risk rejected it (e.g. MAX_POSITION).")
-    message: str | None
+    message: str | None = Field(description=(
+        "Risk's explanation: of a rejection, or of a validated signal it sized down (a copy "
+        "for a broker other than the strategy's first, sized to its intended position)."))
     reason: str = Field(description="The strategy's own reason for the signal.")
     ts: int
     time: str | None

@@ -383,7 +383,7 @@ class _Engine:
                     self.feed_exchange(token, row)
             elif exchange_fed.get(token) != i:
                 self.feed_exchange(token, i, tick)
-            self.route(self.venue_submit(signal_id, sig, now))
+            self.route(self.venue_submit(signal_id, decision.signal, now))
 
     def sample(self, upto: int) -> tuple[int, int]:
         """Mark open positions at their last price at or before row ``upto``; return the

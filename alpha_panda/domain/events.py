@@ -109,12 +109,15 @@ class Signal(Payload, frozen=True, kw_only=True, gc=False):
 
 class SignalValidated(Payload, frozen=True, kw_only=True, gc=False):
     """``flatten``: one of the kill switch's flatten orders (made by the risk manager, not by
-    a strategy, whatever its ``reason`` says): the engines place it while the switch is on."""
+    a strategy, whatever its ``reason`` says): the engines place it while the switch is on.
+    ``signal`` is what the engines place: a copy for a broker other than the strategy's
+    first is sized down to the strategy's intended position there (``message`` says so)."""
 
     EVENT_TYPE: ClassVar[str] = "signal_validated"
-    signal: Signal
+    signal: Signal  # as passed: on a broker it follows another on, sized to the intent
     signal_id: str
     flatten: bool = False
+    message: str = ""  # what the risk manager changed, if anything (the size, and why)
 
 
 class SignalRejected(Payload, frozen=True, kw_only=True, gc=False):

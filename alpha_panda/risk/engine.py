@@ -44,6 +44,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final
 
+import msgspec
+
 from alpha_panda.domain.clock import ist_date
 from alpha_panda.domain.events import (
     MarketTick,
@@ -261,15 +263,22 @@ class RiskEngine:
             return seen  # a redelivered signal gets the decision it got the first time
         if now_ns >= self._day.day_hi:
             self._roll(now_ns)
+        asked = signal
+        if signal.follows and signal.target is not None and not flatten:
+            signal = self._toward_target(signal)
         failure = self._rules(signal_id, signal, now_ns, flatten)
         decision: SignalValidated | SignalRejected
         if failure is not None:
             code, message = failure
-            decision = SignalRejected(signal=signal, signal_id=signal_id, reason_code=code,
+            decision = SignalRejected(signal=asked, signal_id=signal_id, reason_code=code,
                                       message=message, flatten=flatten)
         else:
             self.apply_validated(signal_id, signal)
-            decision = SignalValidated(signal=signal, signal_id=signal_id, flatten=flatten)
+            note = "" if signal is asked else (
+                f"{signal.quantity} of the {asked.quantity} asked: {self.broker} then holds "
+                f"{signal.target}, the strategy's intent (it follows {signal.follows}'s fills)")
+            decision = SignalValidated(signal=signal, signal_id=signal_id, flatten=flatten,
+                                       message=note)
         decisions = self._decisions
         decisions[signal_id] = decision
         if len(decisions) > DECISIONS_KEPT:
@@ -322,6 +331,20 @@ class RiskEngine:
             sells = self._pending_sells
             sells[key] = sells.get(key, 0) + signal.quantity
         self._open_orders[sid] = self._open_orders.get(sid, 0) + 1
+
+    def _toward_target(self, s: Signal) -> Signal:
+        """A copy for a broker other than the strategy's first, sized down to what takes
+        the position here to the strategy's intent if all of it would go past: an exit of
+        100 where 40 are held (the entry part filled here) sells 40, not 0 and not 100.
+        Never sized up (a missed entry is not chased at a later price), and one that moves
+        away from the intent is left to the rules (``EXCEEDS_INTENT``, ``REDUCE_ONLY``)."""
+        assert s.target is not None
+        key = (s.strategy_id, s.instrument_token)
+        position = self._filled_qty(*key) + self._pending_qty.get(key, 0)
+        toward = (s.target - position) * (1 if s.side is _BUY else -1)
+        if 0 < toward < s.quantity:
+            return msgspec.structs.replace(s, quantity=toward)
+        return s
 
     def _rules(self, signal_id: str, s: Signal, now_ns: int,
                flatten_order: bool = False) -> tuple[str, str] | None:

@@ -403,7 +403,7 @@ class PortfolioHandler:
             side=s.side.value, quantity=s.quantity, order_type=s.order_type.value,
             status="REJECTED" if rejected else "VALIDATED",
             reason_code=d.reason_code if isinstance(d, SignalRejected) else None,
-            message=d.message if isinstance(d, SignalRejected) else None,
+            message=d.message or None,  # a rejection's, or how risk sized the signal
             reason=s.reason, ts=event.ts,
         )
         if not self._rebuilding:

@@ -317,7 +317,7 @@ function renderSignals(data) {
     el("td", {}, badge(s.status)),
     el("td", { class: "wrap" }, s.status === "REJECTED"
       ? el("span", { class: "error" }, `${s.reason_code}: ${s.message ?? ""}`)
-      : s.reason),
+      : s.message ? `${s.reason} (risk: ${s.message})` : s.reason),
   )), "No signals yet.");
 }
 

@@ -124,3 +124,44 @@ def test_a_second_broker_may_always_move_toward_the_intent() -> None:
                    product=Product.MIS, price_hint=100_00, target=0, follows="paper",
                    reduce_only=True)
     assert isinstance(risk.check("x", exit_, T0 + 1), SignalValidated)
+
+
+def test_a_second_broker_sizes_down_to_the_intent_what_would_go_past_it() -> None:
+    # zerodha filled 4 of the entry of 10 (the rest cancelled), paper all 10: the strategy
+    # exits 10 (target 0). Refused whole, zerodha would keep 4 with the strategy flat; it
+    # sells the 4 it holds.
+    from alpha_panda.domain.events import OrderCancelled, OrderFilled, derive_id
+
+    risk = RiskEngine(RiskConfig(), broker="zerodha")
+    entry = Signal(strategy_id="s1", instrument_token=TOKEN, side=Side.BUY, quantity=10,
+                   product=Product.MIS, price_hint=100_00, target=10, follows="paper")
+    assert isinstance(risk.check("e", entry, T0), SignalValidated)
+    oid = derive_id("e", "order")
+    risk.on_fill(OrderFilled(order_id=oid, fill_id=f"{oid}-f", strategy_id="s1",
+                             instrument_token=TOKEN, side=Side.BUY, quantity=4, price=100_00,
+                             cumulative_quantity=4, leaves_quantity=6, average_price=100_00,
+                             product=Product.MIS, ts=T0))
+    risk.on_order_cancelled(OrderCancelled(order_id=oid, strategy_id="s1", instrument_token=TOKEN,
+                                           side=Side.BUY, filled_quantity=4, leaves_quantity=6,
+                                           reason="ioc", ts=T0))
+    exit_ = Signal(strategy_id="s1", instrument_token=TOKEN, side=Side.SELL, quantity=10,
+                   product=Product.MIS, price_hint=100_00, target=0, follows="paper",
+                   reduce_only=True)
+    decision = risk.check("x", exit_, T0 + 1)
+    assert isinstance(decision, SignalValidated)
+    assert decision.signal.quantity == 4
+    assert decision.message == ("4 of the 10 asked: zerodha then holds 0, the strategy's "
+                                "intent (it follows paper's fills)")
+    assert risk.check("x", exit_, T0 + 1) is decision  # redelivered: the same answer
+    # what it sold counts as pending: nothing is left to exit
+    again = risk.check("x2", exit_of(1), T0 + 2)
+    assert isinstance(again, SignalRejected) and again.reason_code == "REDUCE_ONLY"
+    # an entry that would go past the intent buys what reaches it, and never more than asked
+    top_up = Signal(strategy_id="s1", instrument_token=TOKEN, side=Side.BUY, quantity=20,
+                    product=Product.MIS, price_hint=100_00, target=5, follows="paper")
+    sized = risk.check("e2", top_up, T0 + 3)
+    assert isinstance(sized, SignalValidated) and sized.signal.quantity == 5
+    behind = Signal(strategy_id="s1", instrument_token=TOKEN, side=Side.BUY, quantity=3,
+                    product=Product.MIS, price_hint=100_00, target=30, follows="paper")
+    kept = risk.check("e3", behind, T0 + 4)
+    assert isinstance(kept, SignalValidated) and kept.signal.quantity == 3 and not kept.message
