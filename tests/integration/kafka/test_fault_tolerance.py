@@ -231,6 +231,21 @@ async def progress(log: KafkaLog) -> str:
     return "; ".join(parts)
 
 
+async def settled(log: KafkaLog, reference: Outcome, wait_s: float = 60) -> Outcome:
+    """The outcome once every topic reads as the reference's and the last snapshot counts
+    every fill, or as it is after ``wait_s``. Drained is not yet readable: a read-committed
+    reader stops at the first record of an open transaction, and the killed member's is
+    open until its successor (or the broker's transaction timeout) aborts it."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        got = await outcome(log)
+        complete = got.last_snapshot.fills >= len(got.ids["paper.orders.filled"])
+        if complete and all(got.ids[t] == reference.ids[t] for t in TOPICS[:-1]) or \
+                time.monotonic() > deadline:
+            return got
+        await asyncio.sleep(0.5)
+
+
 async def committed_any(log: KafkaLog, group: str) -> bool:
     for t in GROUPS[group]:
         if await log.committed_offsets(group, t):
@@ -284,7 +299,7 @@ async def test_sigkill_mid_stream_loses_and_duplicates_nothing(
                 cluster.alive()
                 stable = stable + 1 if await drained(log, TICKS + 1) else 0
                 await asyncio.sleep(0.2)
-            got = await outcome(log)
+            got = await settled(log, reference)
             letters = await read_topic(log, dlq_topic(MARKET_TICKS))
         finally:
             cluster.stop_all()
