@@ -214,7 +214,10 @@ class KafkaLog:
         inspector = self._inspector
         assert inspector is not None
         rd_tp = RdTopicPartition(tp.topic, tp.partition)
-        _, high = inspector.get_watermark_offsets(rd_tp, timeout=self._timeout)
+        low, high = inspector.get_watermark_offsets(rd_tp, timeout=self._timeout)
+        # below the log start (retention deleted it): from the oldest kept, as the
+        # embedded logs read (the inspector's offset reset is "error")
+        offset = max(offset, low or 0)
         if offset >= (high or 0):
             # At or past the reported end (which may lag on Tansu): find the real end
             # first, since fetching beyond it yields neither records nor an EOF.
