@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -63,14 +64,22 @@ SPEED_HELP = "replay pacing: 1 = real time, 10 = ten times faster (default: as f
 ENV_NOTE = "Options left out come from ALPHA_PANDA_* environment variables, else the defaults shown."
 
 
+def _check_speed(speed: float | None) -> None:
+    """Refuse a ``--speed`` the replay cannot pace by (a negative one waited forever, an
+    infinite or NaN one crashed the feed), before anything starts."""
+    if speed is not None and not (math.isfinite(speed) and speed > 0):
+        raise fail(f"--speed must be a number above 0 (1 = real time), not {speed}; "
+                   "leave it out to replay as fast as possible")
+
+
 @app.command(epilog=ENV_NOTE)
 def run(
     feed: Annotated[str | None, typer.Option(help=FEED_HELP)] = None,
     log: Annotated[str | None, typer.Option(help=LOG_HELP)] = None,
     strategies: Annotated[Path | None, typer.Option(help=STRATEGIES_HELP)] = None,
     duration: Annotated[float | None, typer.Option(
-        help="stop after this many seconds (default: run until Ctrl-C)")] = None,
-    port: Annotated[int | None, typer.Option(help=PORT_HELP)] = None,
+        min=0, help="stop after this many seconds (default: run until Ctrl-C)")] = None,
+    port: Annotated[int | None, typer.Option(min=0, max=65535, help=PORT_HELP)] = None,
     host: Annotated[str | None, typer.Option(help="API host (default: 127.0.0.1)")] = None,
     no_api: Annotated[bool, typer.Option("--no-api", help="do not start the HTTP API")] = False,
     speed: Annotated[float | None, typer.Option(help=SPEED_HELP)] = None,
@@ -82,6 +91,7 @@ def run(
     from alpha_panda.services.app import RunOptions, SystemRun
     from alpha_panda.services.summary import run_summary, strategies_failed
 
+    _check_speed(speed)
     settings = _settings(feed=feed, log=log, strategies_dir=strategies, port=port, host=host,
                          no_api=no_api, data_dir=data_dir)
     if sys.stderr.isatty() and "ALPHA_PANDA_LOG_LEVEL" not in os.environ:
@@ -118,14 +128,16 @@ def service(
     feed: Annotated[str | None, typer.Option(help=f"for the feed service: {FEED_HELP}")] = None,
     strategies: Annotated[Path | None, typer.Option(
         help=f"for the strategy runner: {STRATEGIES_HELP}")] = None,
-    port: Annotated[int | None, typer.Option(help=f"for the api service: {PORT_HELP}")] = None,
+    port: Annotated[int | None, typer.Option(
+        min=0, max=65535, help=f"for the api service: {PORT_HELP}")] = None,
     speed: Annotated[float | None, typer.Option(help=f"for the feed service: {SPEED_HELP}")] = None,
     duration: Annotated[float | None, typer.Option(
-        help="stop after this many seconds (default: run until stopped)")] = None,
+        min=0, help="stop after this many seconds (default: run until stopped)")] = None,
 ) -> None:
     """Run one service as its own process (scale out on Kafka with consumer groups)."""
     from alpha_panda.services.app import RunOptions, SystemRun
 
+    _check_speed(speed)
     settings = _settings(log=log, feed=feed, strategies_dir=strategies, port=port,
                          no_api=name != "api")
     _configure_logging(settings)

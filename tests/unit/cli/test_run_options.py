@@ -1,0 +1,38 @@
+"""`alpha-panda run` and `service` refuse option values they cannot run with, at once and in
+one line, before anything starts (a negative --speed used to hang the replay forever, an
+infinite one to crash the feed and a port past 65535 to end in a traceback)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from alpha_panda.cli import app
+
+
+@pytest.mark.parametrize("speed", ["-1", "0", "nan", "inf", "-inf"])
+@pytest.mark.parametrize("command", ["run", "service"])
+def test_a_speed_that_is_not_a_positive_number_is_refused(
+        tmp_path: Path, command: str, speed: str) -> None:
+    ticks = tmp_path / "ticks.csv"
+    ticks.write_text("timestamp,instrument_token,last_price\n1775447100000000000,738561,1289\n")
+    args = ([command, "--feed", f"replay:{ticks}", "--speed", speed, "--duration", "5"]
+            + (["--no-api", "--data-dir", str(tmp_path / "data"), "--exit-at-end"]
+               if command == "run" else ["feed", "--log", "memory"]))
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "--speed" in result.output and "above 0" in result.output
+    assert not (tmp_path / "data").exists()  # refused before anything started
+
+
+@pytest.mark.parametrize(("option", "value"), [("--port", "99999"), ("--port", "-1"),
+                                               ("--duration", "-5")])
+def test_a_port_or_duration_out_of_range_is_refused(
+        tmp_path: Path, option: str, value: str) -> None:
+    result = CliRunner().invoke(app, ["run", "--data-dir", str(tmp_path / "data"),
+                                      option, value])
+    assert result.exit_code == 2, result.output
+    assert option in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "data").exists()
