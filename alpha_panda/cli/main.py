@@ -111,6 +111,9 @@ def run(
         raise fail("interrupted before the pipeline drained", code=130) from None
     if json_out:
         typer.echo(json.dumps(run_summary(system)))
+    if system.failures:  # the figures are printed, but of a run that did not go through
+        raise fail("services failed, so the run is incomplete: " + "; ".join(system.failures),
+                   code=1)
     failed = strategies_failed(system)
     if failed:  # as backtest: the figures are printed, but without these strategies
         raise fail(f"strategies failed and were taken out of service: {', '.join(failed)}", code=1)
@@ -147,6 +150,8 @@ def service(
         asyncio.run(system.run())
     except AlphaPandaError as exc:
         raise fail(str(exc)) from None
+    if system.failures:
+        raise fail("failed: " + "; ".join(system.failures), code=1)
 
 
 @app.command(epilog=ENV_NOTE)

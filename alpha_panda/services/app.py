@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import signal
 import socket
 import time
@@ -243,6 +244,9 @@ class SystemRun:
         self.stop = asyncio.Event()
         self._api: Any = None
         self.totals: RunTotals | None = None  # with ``options.summary``: for ``run_summary``
+        # "name: error" of each service task (a processor, the feed) that failed: the run is
+        # incomplete, and the command exits non-zero
+        self.failures: list[str] = []
 
     async def run(self) -> None:
         s = self.settings
@@ -271,10 +275,13 @@ class SystemRun:
             self.started = time.perf_counter()
             processors_stop = asyncio.Event()
             feed_stop = asyncio.Event()
-            tasks = [asyncio.create_task(p.run(processors_stop), name=p.name)
-                     for p in pipeline.processors]
+            tasks: list[asyncio.Task[Any]] = []
+            for p in pipeline.processors:
+                tasks.append(task := asyncio.create_task(p.run(processors_stop), name=p.name))
+                task.add_done_callback(functools.partial(self._task_done, processor=p))
             if feed is not None:
-                tasks.append(asyncio.create_task(feed.run(feed_stop), name="feed"))
+                tasks.append(task := asyncio.create_task(feed.run(feed_stop), name="feed"))
+                task.add_done_callback(self._task_done)
             writer_task = asyncio.create_task(writer.run(processors_stop), name="readmodel")
             extra = await self._extras(pipeline, cache, feed)
             waiter = await self._stop_condition(pipeline, feed)
@@ -290,9 +297,7 @@ class SystemRun:
             for t in waiter:
                 t.cancel()
             await asyncio.gather(*extra, *waiter, return_exceptions=True)
-            failures = [r for r in results if isinstance(r, BaseException)]
-            for f in failures:
-                log.error("system.task_failed", error=repr(f))
+            del results  # each failure was recorded as its task ended (``_task_done``)
             if self.options.summary and "paper" in pipeline.portfolios:
                 self.totals = await read_run_totals(
                     log_, pipeline.portfolios["paper"].ledger.initial_cash)
@@ -323,6 +328,23 @@ class SystemRun:
         if self.options.exit_at_end:
             tasks.append(asyncio.create_task(_wait_drained(pipeline, feed, self.stop)))
         return tasks
+
+    def _task_done(self, task: asyncio.Task[Any], processor: Any = None) -> None:
+        """Record (and log at once) a service task that raised, or a processor that stopped on
+        a fatal error (its state FAILED as it ended). A replay run to its end
+        (``exit_at_end``) then stops: it could never drain, and used to wait forever."""
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is None and (processor is None or processor.state is not State.FAILED):
+            return
+        error = repr(exc) if exc is not None else "stopped on a fatal error (see processor.fatal)"
+        self.failures.append(f"{task.get_name()}: {error}")
+        log.error("system.task_failed", task=task.get_name(), error=error)
+        if self.options.exit_at_end and not self.stop.is_set():
+            log.error("system.stopping_incomplete", reason="a service failed: the replay "
+                      "cannot flow through to its end")
+            self.stop.set()
 
     def _install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()

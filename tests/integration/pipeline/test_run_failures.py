@@ -1,0 +1,48 @@
+"""A service task that fails during a run (the feed, a processor) ends a replay run to its end
+instead of leaving it waiting forever for a drain that cannot come, and the run exits 1: the
+figures it prints are those of an incomplete run. (The feed's crash is injected: it stands for
+any bug in a service task, such as the OverflowError an infinite ``--speed`` raised in it.)"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from alpha_panda.cli.main import app
+from alpha_panda.services.feed import ReplayFeed
+from alpha_panda.testing.pipeline import run_replay, settings_for, write_strategy
+
+
+async def _crashing_run(self: ReplayFeed, stop: asyncio.Event) -> None:
+    raise OverflowError("cannot convert float infinity to integer")
+
+
+@pytest.mark.timeout(60)
+async def test_a_feed_that_fails_ends_a_replay_run_with_the_failure(
+        tmp_path: Path, tick_file, monkeypatch: pytest.MonkeyPatch) -> None:
+    path, cols = tick_file(2000, 2)
+    write_strategy(tmp_path / "strategies", tokens=sorted(set(cols.instrument_token.tolist())))
+    monkeypatch.setattr(ReplayFeed, "run", _crashing_run)
+    system = await asyncio.wait_for(run_replay(settings_for(tmp_path, path)), 30)
+    assert system.failures == ["feed: OverflowError('cannot convert float infinity to integer')"]
+
+
+@pytest.mark.timeout(60)
+def test_the_run_command_exits_1_naming_the_failed_service(
+        tmp_path: Path, tick_file, monkeypatch: pytest.MonkeyPatch) -> None:
+    path, cols = tick_file(2000, 2)
+    strategies = tmp_path / "strategies"
+    write_strategy(strategies, tokens=sorted(set(cols.instrument_token.tolist())))
+    monkeypatch.setattr(ReplayFeed, "run", _crashing_run)
+    result = CliRunner().invoke(app, [
+        "run", "--feed", f"replay:{path}", "--strategies", str(strategies), "--no-api",
+        "--exit-at-end", "--json", "--data-dir", str(tmp_path / "data"), "--log", "memory"])
+    assert result.exit_code == 1, result.output
+    assert ("services failed, so the run is incomplete: feed: OverflowError("
+            in result.stderr)
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["ticks_published"] == 0 and summary["fills"] == 0
