@@ -83,11 +83,14 @@ async def kill_switch(body: s.KillSwitchRequest, request: Request) -> s.KillSwit
         503: {"description": "no pipeline in this process to control"},
     },
 )
-async def halt_strategy(strategy_id: str, body: s.HaltRequest, request: Request) -> s.HaltState:
+async def halt_strategy(strategy_id: str, request: Request,
+                        body: s.HaltRequest | None = None) -> s.HaltState:
     """Take one strategy out of service on each of its brokers, the others trading on: its
     open orders are cancelled, what it signals goes nowhere (it still sees the ticks), and
     with ``flatten`` its positions are closed at market. ``active: false`` puts it back.
-    Accepted, not done: its status in ``GET /api/v1/strategies`` shows when it is."""
+    Accepted, not done: its status in ``GET /api/v1/strategies`` shows when it is. Without
+    a body it is halted, its positions kept (every field's default)."""
+    body = body or s.HaltRequest()
     control = _control(request, "nothing to halt")
     view = next((v for v in await DocumentReader(request.app.state.cache).strategies()
                  if v.id == strategy_id and v.status != "INVALID"), None)

@@ -394,3 +394,20 @@ def test_the_login_writes_the_session_under_the_running_systems_data_dir(tmp_pat
     app = create_app(cache=MemoryCache(), health=HealthRegistry(), app_settings=running)
     zs = get_zerodha_settings(SimpleNamespace(app=app))  # type: ignore[arg-type]
     assert zs.session_path == tmp_path / "srv" / "zerodha_session.enc"
+
+
+async def test_a_halt_without_a_body_halts_as_the_readme_says(
+    client: httpx.AsyncClient, control: RecordingControl, filled: MemoryCache
+) -> None:
+    # `curl -X POST .../halt`: every field of the body has its default (active, no flatten);
+    # it was refused 422 "body: Field required"
+    r = await client.post("/api/v1/strategies/sma_cross_banks/halt")
+    assert r.status_code == 200, r.text
+    assert (r.json()["active"], r.json()["flatten"]) == (True, False)
+    assert control.halts == [("paper", "sma_cross_banks", True, False)]
+    assert (await client.post("/api/v1/strategies/nope/halt")).status_code == 404
+    # a body is still checked as strictly as before
+    for bad in ({"active": "no"}, {"flaten": True}):
+        assert (await client.post("/api/v1/strategies/sma_cross_banks/halt",
+                                  json=bad)).status_code == 422
+    assert len(control.halts) == 1
