@@ -51,6 +51,18 @@ def _live_options(config: StrategyConfig) -> dict[str, Any]:
             "initial_cash": settings.paper.initial_cash}
 
 
+def _warn_untraded(config: StrategyConfig, tokens: Any, data: Path) -> None:
+    """Warn of the strategy's instruments with no tick in the file (a token typo, or another
+    file's): it never trades them, which the summary alone shows only as fewer fills."""
+    import numpy as np
+
+    present = set(np.unique(tokens).tolist())
+    for token in config.instruments:
+        if token not in present:
+            typer.secho(f"warning: {config.source or config.id}: instruments: {token} has no "
+                        f"tick in {data}: this strategy never trades it", fg="yellow", err=True)
+
+
 def _bar(done: int, total: int) -> None:
     width = 30
     filled = width * done // total if total else width
@@ -85,6 +97,7 @@ def backtest_command(
         t0 = time.perf_counter()
         ticks = load_ticks(data)
         load_s = time.perf_counter() - t0
+        _warn_untraded(config, ticks.instrument_token, data)
         show = not quiet and len(ticks) >= PROGRESS_MIN_TICKS
         options = _live_options(config)
         if grid:

@@ -290,3 +290,20 @@ def test_the_templates_first_signal_is_on_the_tick_its_average_first_has_a_value
     code, out, err = run("backtest", "--strategy", str(config), "--data", str(ticks), "--json")
     assert code == 0, err
     assert json.loads(out)["signals"] == 1  # the first tick with an average: it counts
+
+
+def test_instruments_the_file_never_ticks_are_warned_about(files: tuple[Path, Path],
+                                                          tmp_path: Path) -> None:
+    # a token typo read as "0 fills" with nothing said: the strategy simply never saw a tick
+    _, data = files
+    spec = tmp_path / "typo.yaml"
+    spec.write_text("id: typo\nstrategy: sma_cross\ninstruments: [738561, 3412490]\n"
+                    "params: {fast: 5, slow: 20, quantity: 3}\n")
+    code, out, err = run("backtest", "--strategy", str(spec), "--data", str(data), "--json")
+    assert code == 0 and json.loads(out)["fills"] > 0  # the other instrument trades
+    assert (f"warning: {spec}: instruments: 3412490 has no tick in {data}: "
+            "this strategy never trades it") in " ".join(err.split())
+    spec.write_text("id: typo\nstrategy: sma_cross\ninstruments: [738561, 341249]\n"
+                    "params: {fast: 5, slow: 20, quantity: 3}\n")
+    _, _, err = run("backtest", "--strategy", str(spec), "--data", str(data), "--json")
+    assert "warning" not in err
