@@ -267,18 +267,20 @@ class RiskEngine:
         if signal.follows and signal.target is not None and not flatten:
             signal = self._toward_target(signal)
         failure = self._rules(signal_id, signal, now_ns, flatten)
+        # (the rules judged the size taken: a rejection names it, of the signal as asked)
+        sized = "" if signal is asked else (
+            f"{signal.quantity} of the {asked.quantity} asked: {self.broker} then holds "
+            f"{signal.target}, the strategy's intent (it follows {signal.follows}'s fills)")
         decision: SignalValidated | SignalRejected
         if failure is not None:
             code, message = failure
-            decision = SignalRejected(signal=asked, signal_id=signal_id, reason_code=code,
-                                      message=message, flatten=flatten)
+            decision = SignalRejected(
+                signal=asked, signal_id=signal_id, reason_code=code, flatten=flatten,
+                message=f"{message} (sized to {sized})" if sized else message)
         else:
             self.apply_validated(signal_id, signal)
-            note = "" if signal is asked else (
-                f"{signal.quantity} of the {asked.quantity} asked: {self.broker} then holds "
-                f"{signal.target}, the strategy's intent (it follows {signal.follows}'s fills)")
             decision = SignalValidated(signal=signal, signal_id=signal_id, flatten=flatten,
-                                       message=note)
+                                       message=sized)
         decisions = self._decisions
         decisions[signal_id] = decision
         if len(decisions) > DECISIONS_KEPT:
@@ -339,9 +341,7 @@ class RiskEngine:
         Never sized up (a missed entry is not chased at a later price), and one that moves
         away from the intent is left to the rules (``EXCEEDS_INTENT``, ``REDUCE_ONLY``)."""
         assert s.target is not None
-        key = (s.strategy_id, s.instrument_token)
-        position = self._filled_qty(*key) + self._pending_qty.get(key, 0)
-        toward = (s.target - position) * (1 if s.side is _BUY else -1)
+        toward = (s.target - self.position(s.strategy_id, s.instrument_token)) * s.side.sign
         if 0 < toward < s.quantity:
             return msgspec.structs.replace(s, quantity=toward)
         return s

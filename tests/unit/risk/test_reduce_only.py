@@ -165,3 +165,28 @@ def test_a_second_broker_sizes_down_to_the_intent_what_would_go_past_it() -> Non
                     product=Product.MIS, price_hint=100_00, target=30, follows="paper")
     kept = risk.check("e3", behind, T0 + 4)
     assert isinstance(kept, SignalValidated) and kept.signal.quantity == 3 and not kept.message
+
+
+def test_a_sized_copy_is_judged_at_its_size_and_rebuilt_at_it() -> None:
+    follower = Signal(strategy_id="s1", instrument_token=TOKEN, side=Side.BUY, quantity=20,
+                      product=Product.MIS, price_hint=100_00, target=5, follows="paper")
+    # refused at the size taken: the message says it was sized, the signal is as asked
+    small = RiskEngine(RiskConfig(global_limits=RiskLimits(max_order_qty=3)), broker="zerodha")
+    refused = small.check("e", follower, T0)
+    assert isinstance(refused, SignalRejected) and refused.reason_code == "MAX_ORDER_QTY"
+    assert refused.signal.quantity == 20
+    assert refused.message.endswith("(sized to 5 of the 20 asked: zerodha then holds 5, the "
+                                     "strategy's intent (it follows paper's fills))")
+    # a sized decision read back after a restart holds what was sized as pending, not the ask
+    live = RiskEngine(RiskConfig(), broker="zerodha")
+    decision = live.check("e", follower, T0)
+    assert isinstance(decision, SignalValidated) and decision.signal.quantity == 5
+    rebuilt = RiskEngine(RiskConfig(), broker="zerodha")
+    rebuilt.replay_decision(decision, T0)
+    assert rebuilt.position("s1", TOKEN) == live.position("s1", TOKEN) == 5
+    # and the kill switch stops a copy that would be sized
+    live.set_kill_switch(True)
+    more = Signal(strategy_id="s1", instrument_token=TOKEN, side=Side.BUY, quantity=20,
+                  product=Product.MIS, price_hint=100_00, target=10, follows="paper")
+    blocked = live.check("e2", more, T0 + 1)
+    assert isinstance(blocked, SignalRejected) and blocked.reason_code == "KILL_SWITCH"
