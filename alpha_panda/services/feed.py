@@ -104,21 +104,49 @@ class Tail:
         """One past the highest sequence number on any partition (0 on a new log)."""
         return max(self.last.values(), default=-1) + 1
 
-    def missing(self, tokens: npt.NDArray[np.int64], first_seq: int) -> npt.NDArray[np.int64]:
-        """The sequence numbers, among ``tokens``' ticks (``first_seq`` onwards), whose
-        partition lacks them."""
-        if not len(tokens):
-            return np.zeros(0, dtype=np.int64)
-        uniq, where = np.unique(tokens, return_inverse=True)
-        top = self.next_seq - 1
-        last = np.array([self._last(int(t), top) for t in uniq], dtype=np.int64)
-        seqs = np.arange(first_seq, first_seq + len(tokens), dtype=np.int64)
-        return seqs[seqs > last[where]]
+    def missing(self, tokens: npt.NDArray[np.int64], lo: int, hi: int) -> npt.NDArray[np.int64]:
+        """The sequence numbers from ``lo`` to ``hi`` (excluded) of the ticks ``tokens``
+        (a file's instrument column) whose partition lacks them.
 
-    def _last(self, token: int, top: int) -> int:
-        p = partition_for(str(token).encode(), self.partitions)
-        # (a partition too full of other sources' ticks to search: as before, all there)
-        return top if p in self.unsearched else self.last.get(p, -1)
+        Only on a partition that holds every tick of the source before ``lo`` that went
+        there: one that lacks an older one lost it to retention, not to an append cut short,
+        and what it lacks is not to be sent again."""
+        if hi <= lo:
+            return np.zeros(0, dtype=np.int64)
+        top = self.next_seq - 1
+        parts = self._parts(tokens[lo:hi])
+        last = np.full(self.partitions, top, dtype=np.int64)  # (top: nothing to restore)
+        wanted = {p for p in np.unique(parts).tolist() if p not in self.unsearched}
+        for p in wanted:
+            last[p] = self.last.get(p, -1)
+        for p, prev in self._previous(tokens, lo, wanted).items():
+            if prev > last[p]:
+                last[p] = top
+        seqs = np.arange(lo, hi, dtype=np.int64)
+        return seqs[seqs > last[parts]]
+
+    def _parts(self, tokens: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """The ``market.ticks`` partition of each tick of ``tokens``."""
+        uniq, where = np.unique(tokens, return_inverse=True)
+        of = np.array([partition_for(str(t).encode(), self.partitions) for t in uniq.tolist()],
+                      dtype=np.int64)
+        return of[where]
+
+    def _previous(self, tokens: npt.NDArray[np.int64], lo: int,
+                  wanted: set[int]) -> dict[int, int]:
+        """Per partition of ``wanted``, the seq of the file's last tick there before ``lo``
+        (searched backwards, in growing steps; none: not in the result)."""
+        found: dict[int, int] = {}
+        end, step = lo, 4096
+        while end > 0 and len(found) < len(wanted):
+            start = max(0, end - step)
+            parts = self._parts(tokens[start:end])
+            for p in wanted - found.keys():
+                hits = np.flatnonzero(parts == p)
+                if len(hits):
+                    found[p] = start + int(hits[-1])
+            end, step = start, step * 2
+        return found
 
 
 async def read_tail(log_: Log, source: str, depth: int = 200) -> Tail:
@@ -129,20 +157,19 @@ async def read_tail(log_: Log, source: str, depth: int = 200) -> Tail:
     ends = await log_.end_offsets(MARKET_TICKS)
     for partition, end in ends.items():
         tp = TopicPartition(MARKET_TICKS, partition)
-        d = depth
-        while end > 0:
-            batch = [r for r in await log_.read(tp, max(0, end - d), d)
-                     if _source(r) == source]
+        upto, d = end, depth  # read [upto - d, upto), then further back, each offset once
+        while upto > 0:
+            start = max(0, upto - d)
+            batch = [r for r in await log_.read(tp, start, upto - start)
+                     if r.offset < upto and _source(r) == source]
             if batch:
                 records += batch
                 last[partition] = max(_seq(r) for r in batch)
                 break
-            if end <= d:
-                break  # searched to the start: none of the source's ticks went here
-            if d >= _MAX_DEPTH:
+            if end - start >= _MAX_DEPTH and start > 0:
                 unsearched.add(partition)
                 break
-            d = min(d * 8, _MAX_DEPTH)
+            upto, d = start, d * 8
     return Tail(records, last, len(ends), frozenset(unsearched))
 
 
@@ -289,10 +316,9 @@ class ReplayFeed(_FeedBase):
         if start:
             # What an interrupted append left off some partitions goes first (its ticks
             # are due already); every partition lacks everything from ``start`` on. Only
-            # the last append can have been cut short: older gaps are not ours to fill
-            # (a partition whose old ticks retention deleted).
-            lo = max(0, start - self._batch)
-            lost = tail.missing(cols.instrument_token[lo:start], lo)
+            # the last append (at most a batch) can have been cut short, and only on a
+            # partition that holds the ticks before it (else retention deleted them).
+            lost = tail.missing(cols.instrument_token, max(0, start - self._batch), start)
             for i in range(0, len(lost), self._batch):
                 seqs = lost[i:i + self._batch].tolist()
                 await self.publisher.publish(self._rows(cols, seqs), 0, seqs)

@@ -141,3 +141,25 @@ async def test_a_replay_resumes_where_it_stopped_when_its_ticks_are_behind_other
     await ReplayFeed(log, Path("mine.csv"), ticks=cols).run(asyncio.Event())
     mine = await tick_seqs(log, first.publisher.source)
     assert sorted(s for seqs in mine.values() for s in seqs) == list(range(1000))
+
+
+async def test_a_replay_restarted_after_retention_emptied_a_partition_sends_nothing_again() -> None:
+    # a day later, retention deleted partition 0's segment (other sources' newer ticks kept
+    # the others'): what partition 0 lacks was not cut short, and is not sent again
+    cols = generate_random_walk(3000, 6, seed=5)
+    first = CutShortLog(partition=0, cut=0)
+    first.cutting = False
+    await first.ensure_topics([REGISTRY.get(MARKET_TICKS)])
+    await ReplayFeed(first, Path("old.csv"), batch=1000, ticks=cols.slice(0, 2000)).run(
+        asyncio.Event())
+    log = CountingLog()
+    await log.ensure_topics([REGISTRY.get(MARKET_TICKS)])
+    for p in range(1, REGISTRY.partitions(MARKET_TICKS)):
+        recs = await first.read(TopicPartition(MARKET_TICKS, p), 0, 100_000)
+        await MemoryLog.append(log, [Output(MARKET_TICKS, r.key, r.value, r.headers, p)
+                                     for r in recs])
+    kept = await tick_seqs(log, "replay:old.csv")
+    top = max(max(seqs, default=-1) for seqs in kept.values())
+    await ReplayFeed(log, Path("old.csv"), batch=1000, ticks=cols).run(asyncio.Event())
+    sent = sorted(s for _, batch in log.appends for s in batch)
+    assert sent == sorted(cols.ts[top + 1:].tolist())
