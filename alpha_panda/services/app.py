@@ -332,7 +332,8 @@ class SystemRun:
     def _task_done(self, task: asyncio.Task[Any], processor: Any = None) -> None:
         """Record (and log at once) a service task that raised, or a processor that stopped on
         a fatal error (its state FAILED as it ended). A replay run to its end
-        (``exit_at_end``) then stops: it could never drain, and used to wait forever."""
+        (``exit_at_end``) then stops: it could never drain, and used to wait forever; so does
+        a process of one service. ``run`` of them all goes on (its health shows the failure)."""
         if task.cancelled():
             return
         exc = task.exception()
@@ -341,9 +342,16 @@ class SystemRun:
         error = repr(exc) if exc is not None else "stopped on a fatal error (see processor.fatal)"
         self.failures.append(f"{task.get_name()}: {error}")
         log.error("system.task_failed", task=task.get_name(), error=error)
-        if self.options.exit_at_end and not self.stop.is_set():
+        if self.stop.is_set():
+            return
+        if self.options.exit_at_end:
             log.error("system.stopping_incomplete", reason="a service failed: the replay "
                       "cannot flow through to its end")
+            self.stop.set()
+        elif self.only is not None:
+            # one service per process (``service``): exit (1) so that its supervisor
+            # restarts it, rather than sit idle with its work undone
+            log.error("system.stopping_failed", service=self.only)
             self.stop.set()
 
     def _install_signal_handlers(self) -> None:

@@ -46,3 +46,16 @@ def test_the_run_command_exits_1_naming_the_failed_service(
             in result.stderr)
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["ticks_published"] == 0 and summary["fills"] == 0
+
+
+@pytest.mark.timeout(60)
+def test_a_service_process_whose_task_fails_exits_1_at_once(
+        tmp_path: Path, tick_file, monkeypatch: pytest.MonkeyPatch) -> None:
+    # one service per process: it exits for its supervisor to restart it, not sit idle
+    path, _ = tick_file(200, 2)
+    monkeypatch.setattr(ReplayFeed, "run", _crashing_run)
+    monkeypatch.setenv("ALPHA_PANDA_DATA_DIR", str(tmp_path / "data"))
+    result = CliRunner().invoke(app, ["service", "feed", "--feed", f"replay:{path}",
+                                      "--log", "memory"])
+    assert result.exit_code == 1, result.output
+    assert "failed: feed: OverflowError(" in result.stderr
