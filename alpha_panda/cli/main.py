@@ -111,6 +111,12 @@ def run(
         raise fail("interrupted before the pipeline drained", code=130) from None
     if json_out:
         typer.echo(json.dumps(run_summary(system)))
+    if system.dead_letters:  # set aside, not failed: the exit status stays as it is
+        n = sum(system.dead_letters.values())
+        where = ", ".join(f"{t}: {k}" for t, k in system.dead_letters.items())
+        typer.secho(f"warning: {n} dead letter{'s' if n != 1 else ''} written during this run "
+                    f"({where}): records set aside unprocessed; see `alpha-panda dlq list`",
+                    fg=typer.colors.YELLOW, err=True)
     if system.failures:  # the figures are printed, but of a run that did not go through
         raise fail("services failed, so the run is incomplete: " + "; ".join(system.failures),
                    code=1)

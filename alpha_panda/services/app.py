@@ -36,6 +36,7 @@ from alpha_panda.strategy.config import (
     load_strategy_dir,
     unsimulated,
 )
+from alpha_panda.stream.dlq import dead_letter_ends, dead_letters_since
 from alpha_panda.stream.runtime import freeze_long_lived_objects
 from alpha_panda.stream.topics import REGISTRY
 
@@ -247,6 +248,9 @@ class SystemRun:
         # "name: error" of each service task (a processor, the feed) that failed: the run is
         # incomplete, and the command exits non-zero
         self.failures: list[str] = []
+        # records dead-lettered during this run, per DLQ topic (earlier runs' letters not
+        # counted): the run goes on past them, so the command tells the operator
+        self.dead_letters: dict[str, int] = {}
 
     async def run(self) -> None:
         s = self.settings
@@ -258,6 +262,7 @@ class SystemRun:
         cache = open_cache(s.cache_url)
         try:
             await log_.ensure_topics(REGISTRY.all())
+            dlq_before = await dead_letter_ends(log_)
             services = SERVICES if self.only is None else [x for x in SERVICES if x == self.only]
             self.pipeline = pipeline = build_pipeline(s, log_, configs, errors, services=services)
             feed: Any = None
@@ -298,6 +303,7 @@ class SystemRun:
                 t.cancel()
             await asyncio.gather(*extra, *waiter, return_exceptions=True)
             del results  # each failure was recorded as its task ended (``_task_done``)
+            self.dead_letters = dead_letters_since(dlq_before, await dead_letter_ends(log_))
             if self.options.summary and "paper" in pipeline.portfolios:
                 self.totals = await read_run_totals(
                     log_, pipeline.portfolios["paper"].ledger.initial_cash)

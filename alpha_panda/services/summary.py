@@ -1,6 +1,7 @@
 """The JSON summary of a run (``run --json``): the fields of ``backtest --json``, computed by the
 same code (``backtest.metrics.performance``) and in the same format (rupee amounts as exact
-decimal strings), plus ``ticks_published``.
+decimal strings), plus ``ticks_published``, ``strategies_invalid`` and the dead letters
+the run wrote (``dead_letters``, ``dead_letters_by_topic``).
 
 What only the log holds (the fills, the account's P&L snapshots, rejections by reason) is
 read from it by ``read_run_totals`` at the end of the run, before the log closes
@@ -115,7 +116,8 @@ async def read_run_totals(log: Log, initial_equity: int) -> RunTotals:
 
 def run_summary(system: SystemRun) -> dict[str, Any]:
     """Ticks, fills, round trips, P&L and performance of the paper account, plus timings;
-    the keys of ``backtest --json`` in its order, then ``ticks_published``."""
+    the keys of ``backtest --json`` in its order, then ``ticks_published``,
+    ``strategies_invalid`` and the run's dead letters."""
     p = system.pipeline
     feed = system.feed
     published = feed.publisher.published if feed is not None else 0
@@ -178,6 +180,10 @@ def run_summary(system: SystemRun) -> dict[str, Any]:
         # files that did not load (each message names the file and the field): they did not
         # run, so the figures lack them (the run exits 1, as for strategies_failed)
         strategies_invalid=[str(e) for e in p.config_errors] if p else [],
+        # records set aside on the DLQ topics during this run (one letter per service that
+        # failed on a record): handled, so the run still exits 0; `alpha-panda dlq list`
+        dead_letters=sum(system.dead_letters.values()),
+        dead_letters_by_topic=dict(system.dead_letters),
     )
     return out
 

@@ -113,6 +113,20 @@ async def list_dead_letters(log: Log, topic: str | None = None,
     return entries[-limit:]
 
 
+async def dead_letter_ends(log: Log) -> dict[str, int]:
+    """Each DLQ topic on the log with its end offsets summed: how many letters it ever got
+    (offsets only grow, whatever retention dropped). Two readings bracket a run's letters."""
+    return {name: sum((await log.end_offsets(name)).values())
+            for name in sorted(await log.list_topics()) if is_dlq(name)}
+
+
+def dead_letters_since(before: Mapping[str, int], after: Mapping[str, int]) -> dict[str, int]:
+    """Letters written to each DLQ topic between two ``dead_letter_ends`` (only those with
+    any)."""
+    return {name: n - before.get(name, 0) for name, n in after.items()
+            if n > before.get(name, 0)}
+
+
 async def show(log: Log, topic: str, offset: int, partition: int = 0) -> DeadLetterEntry:
     """The dead letter at ``offset`` of ``topic``'s DLQ."""
     name = _dlq_name(topic)

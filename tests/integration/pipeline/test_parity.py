@@ -87,8 +87,10 @@ async def test_pipeline_replay_equals_backtest(tmp_path: Path, tick_file, costs:
     run = await both(tmp_path, path, tmp_path / "strategies")
     live, backtest = run.live, run.backtest
     assert {k: live[k] for k in FIGURES} == {k: backtest.summary[k] for k in FIGURES}
-    assert list(live) == [*backtest.summary, "ticks_published", "strategies_invalid"]
+    assert list(live) == [*backtest.summary, "ticks_published", "strategies_invalid",
+                          "dead_letters", "dead_letters_by_topic"]
     assert live["ticks_published"] == 8000 and live["sharpe"] is None  # one trading day
+    assert live["dead_letters"] == 0 and live["dead_letters_by_topic"] == {}
     # per strategy: the account's figures, strategy by strategy
     assert list(live["strategies"]) == ["a", "b"]
     per = live["strategies"].values()

@@ -3,15 +3,20 @@ exit status, as in ``backtest``."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from typer.testing import CliRunner
 
 from alpha_panda.cli.main import app
 from alpha_panda.domain.events import MarketTick, Signal
+from alpha_panda.services.logs import open_log
 from alpha_panda.strategy.base import Context, Strategy
+from alpha_panda.stream.log import Output
+from alpha_panda.stream.topics import MARKET_TICKS, REGISTRY
 from alpha_panda.testing.pipeline import write_strategy
 
 
@@ -85,3 +90,40 @@ def test_a_replay_stopped_early_is_summed_up_at_the_last_tick_it_published(tmp_p
     held = Decimal(10 * int(prices[-1] - prices[0])) / 100
     assert Decimal(s["final_equity"]) == Decimal(s["initial_equity"]) + held - Decimal(s["charges"])
 
+
+
+def test_dead_letters_of_the_run_are_counted_and_warned_of(tmp_path: Path, tick_file) -> None:
+    # a malformed tick is set aside on market.ticks.dlq: the run goes on and exits 0, but
+    # the trader is told, in the JSON and on stderr, and only of this run's letters
+    path, cols = tick_file(1000, 2, seed=5)
+    strategies, data = tmp_path / "strategies", tmp_path / "data"
+    write_strategy(strategies, tokens=sorted(set(cols.instrument_token.tolist())))
+
+    async def append_poison() -> None:
+        log = open_log("embedded", data)
+        await log.start()
+        await log.ensure_topics(REGISTRY.all())
+        poison = b'{"id":"bad","type":"market_tick","ts":1,"source":"x","key":"1",' \
+                 b'"correlation_id":"bad","data":{"instrument_token":"NaN"}}'
+        await log.append([Output(MARKET_TICKS, b"1", poison, (("id", b"bad"),))])
+        await log.close()
+
+    def run() -> tuple[dict[str, Any], str]:
+        result = CliRunner().invoke(app, [
+            "run", "--feed", f"replay:{path}", "--strategies", str(strategies), "--no-api",
+            "--exit-at-end", "--json", "--data-dir", str(data)])
+        assert result.exit_code == 0, result.output  # a dead letter is handled, not a failure
+        return json.loads(result.stdout.strip().splitlines()[-1]), result.stderr
+
+    asyncio.run(append_poison())
+    summary, stderr = run()
+    # one letter from each of the four services that read market.ticks, as `dlq list` shows
+    assert summary["dead_letters"] == 4
+    assert summary["dead_letters_by_topic"] == {"market.ticks.dlq": 4}
+    assert summary["fills"] > 0
+    assert ("warning: 4 dead letters written during this run (market.ticks.dlq: 4): records "
+            "set aside unprocessed; see `alpha-panda dlq list`\n") in stderr
+    # the next run on the same log writes none: the letter of the run before is not counted
+    summary, stderr = run()
+    assert summary["dead_letters"] == 0 and summary["dead_letters_by_topic"] == {}
+    assert "dead-lettered" not in stderr
