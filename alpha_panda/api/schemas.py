@@ -252,7 +252,8 @@ class HaltRequest(BaseModel):
         True, description="true takes the strategy out of service (its open orders are "
                           "cancelled, its new signals go nowhere); false puts it back")
     flatten: Annotated[StrictBool, Field(
-        description="also close its positions at market (with active)")] = False
+        description="also close its positions at market (only with active: true; "
+                    "refused with active: false)")] = False
 
 
 class HaltState(_Out):

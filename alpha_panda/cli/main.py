@@ -189,7 +189,8 @@ def kill(
 @app.command(epilog=ENV_NOTE)
 def halt(
     strategy_id: Annotated[str, typer.Argument(help="the strategy's id (its file's id:)")],
-    flatten: Annotated[bool, typer.Option(help="also close its positions at market")] = False,
+    flatten: Annotated[bool, typer.Option(
+        help="also close its positions at market (not with --off)")] = False,
     off: Annotated[bool, typer.Option("--off", help="put it back in service")] = False,
     broker: Annotated[list[str] | None, typer.Option(
         help="a broker it trades on, repeated (default: its config's brokers, from "
@@ -215,6 +216,9 @@ def halt(
     from alpha_panda.domain.values import BROKERS
     from alpha_panda.services.control import PipelineControl
 
+    if flatten and off:  # as the API's 422: it would put the strategy back, closing nothing
+        raise fail("--flatten applies only when halting, not with --off: a strategy put back "
+                   "in service keeps its positions")
     note = ""
     if broker:
         brokers = broker

@@ -80,6 +80,7 @@ async def kill_switch(body: s.KillSwitchRequest, request: Request) -> s.KillSwit
     response_model=s.HaltState,
     responses={
         404: {"description": "no such strategy"},
+        422: {"description": "a bad body, or flatten with active: false"},
         503: {"description": "no pipeline in this process to control"},
     },
 )
@@ -89,8 +90,13 @@ async def halt_strategy(strategy_id: str, request: Request,
     open orders are cancelled, what it signals goes nowhere (it still sees the ticks), and
     with ``flatten`` its positions are closed at market. ``active: false`` puts it back.
     Accepted, not done: its status in ``GET /api/v1/strategies`` shows when it is. Without
-    a body it is halted, its positions kept (every field's default)."""
+    a body it is halted, its positions kept (every field's default). ``flatten`` with
+    ``active: false`` is refused (422): it would put the strategy back and close nothing."""
     body = body or s.HaltRequest()
+    if body.flatten and not body.active:
+        raise HTTPException(422, detail=(
+            "flatten applies only when halting (active: true): a strategy put back in "
+            "service keeps its positions; halt it with flatten to close them"))
     control = _control(request, "nothing to halt")
     view = next((v for v in await DocumentReader(request.app.state.cache).strategies()
                  if v.id == strategy_id and v.status != "INVALID"), None)
@@ -101,7 +107,7 @@ async def halt_strategy(strategy_id: str, request: Request,
     log.warning("strategy halt requested", strategy_id=strategy_id, active=body.active,
                 flatten=body.flatten, brokers=view.brokers)
     return s.HaltState(strategy_id=strategy_id, active=body.active,
-                       flatten=body.flatten and body.active, brokers=list(view.brokers),
+                       flatten=body.flatten, brokers=list(view.brokers),
                        requested_at=done[0].requested_at if done else 0)
 
 

@@ -411,3 +411,20 @@ async def test_a_halt_without_a_body_halts_as_the_readme_says(
         assert (await client.post("/api/v1/strategies/sma_cross_banks/halt",
                                   json=bad)).status_code == 422
     assert len(control.halts) == 1
+
+
+async def test_flatten_with_a_release_is_refused_not_dropped(
+    client: httpx.AsyncClient, control: RecordingControl, filled: MemoryCache
+) -> None:
+    # {"active": false, "flatten": true} answered 200 and put the strategy back without
+    # closing anything: the trader who asked for a flatten got none, and was not told
+    r = await client.post("/api/v1/strategies/sma_cross_banks/halt",
+                          json={"active": False, "flatten": True})
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"] == (
+        "flatten applies only when halting (active: true): a strategy put back in service "
+        "keeps its positions; halt it with flatten to close them")
+    assert control.halts == []
+    ok = await client.post("/api/v1/strategies/sma_cross_banks/halt",
+                           json={"active": False, "flatten": False})
+    assert ok.status_code == 200 and control.halts == [("paper", "sma_cross_banks", False, False)]

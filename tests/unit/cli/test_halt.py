@@ -117,3 +117,16 @@ def test_without_a_strategies_directory_a_sample_id_is_halted_everywhere(
     for broker in ("paper", "zerodha"):
         assert [h.strategy_id for h in asyncio.run(logged(data, f"{broker}.control",
                                                           StrategyHalted))] == ["momentum_auto"]
+
+
+def test_flatten_with_off_is_refused_and_nothing_is_written(system: tuple[Path, Path]) -> None:
+    # `halt ID --flatten --off` put the strategy back and closed nothing, as the API's
+    # {"active": false, "flatten": true} did: both refuse it now
+    data, strategies = system
+    result = CliRunner().invoke(app, ["halt", "acc", "--flatten", "--off", "--data-dir",
+                                      str(data), "--strategies", str(strategies)])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr == ("error: --flatten applies only when halting, not with --off: a "
+                             "strategy put back in service keeps its positions\n")
+    assert [asyncio.run(logged(data, f"{b}.control", StrategyHalted))
+            for b in ("paper", "zerodha")] == [[], []]
