@@ -17,15 +17,27 @@ _TICKS: TickColumns | None = None
 _OPTIONS: dict[str, Any] = {}
 
 
-def parse_grid(specs: Sequence[str], source: str = "--grid") -> dict[str, list[Any]]:
+def parse_grid(specs: Sequence[str], source: str = "--grid",
+               repeated: list[str] | None = None) -> dict[str, list[Any]]:
     """``["fast=5,10", "slow=30"]`` -> ``{"fast": [5, 10], "slow": [30]}`` (ints, floats,
-    true/false, else strings)."""
+    true/false, else strings). A value given twice for a name (``fast=5,5``, or ``fast=5``
+    and ``fast=5,10``) is kept once, in first-seen order: a combination runs once. Each
+    repeat is noted in ``repeated`` (``"fast: 5"``), for the command to say so."""
     grid: dict[str, list[Any]] = {}
     for spec in specs:
         key, sep, values = spec.partition("=")
         if not sep or not key or not values:
             raise StrategyConfigError(source, spec, "expected NAME=V1,V2,...")
-        grid[key.strip()] = [_value(v.strip()) for v in values.split(",") if v.strip()]
+        name = key.strip()
+        kept = grid.setdefault(name, [])
+        for value in (_value(v.strip()) for v in values.split(",") if v.strip()):
+            # by kind as well: 1 == True == 1.0 in Python, not as a parameter
+            if any(type(k) is type(value) and k == value for k in kept):
+                note = f"{name}: {value}"
+                if repeated is not None and note not in repeated:
+                    repeated.append(note)
+                continue
+            kept.append(value)
     return grid
 
 

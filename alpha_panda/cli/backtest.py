@@ -101,7 +101,11 @@ def backtest_command(
         show = not quiet and len(ticks) >= PROGRESS_MIN_TICKS
         options = _live_options(config)
         if grid:
-            spec = parse_grid(grid)
+            repeated: list[str] = []
+            spec = parse_grid(grid, repeated=repeated)
+            for note in repeated:
+                typer.secho(f"warning: --grid {note} given more than once; each combination "
+                            "runs once", fg="yellow", err=True)
             plan = grid_configs(config, spec)  # validates every combination first
             for skipped in plan.skipped:
                 typer.secho(f"skipped {skipped.label}: {skipped.reason}", fg="yellow", err=True)

@@ -99,6 +99,23 @@ def test_grid_ranks_every_combination(files: tuple[Path, Path]) -> None:
 
 
 
+def test_a_value_given_twice_in_a_grid_runs_once(files: tuple[Path, Path]) -> None:
+    # fast=5,5 ran the same backtest twice and ranked it against itself
+    spec, data = files
+    code, out, err = run("backtest", "--strategy", str(spec), "--data", str(data), "--json",
+                         "--grid", "fast=5,3,5", "--grid", "slow=20", "--quiet")
+    assert code == 0, err
+    assert sorted(r["params"]["fast"] for r in json.loads(out)["grid"]) == [3, 5]
+    assert "warning: --grid fast: 5 given more than once; each combination runs once" in err
+    from alpha_panda.backtest.grid import parse_grid
+
+    # first-seen order kept; values of different kinds stay apart (1 is not true)
+    assert parse_grid(["fast=5,3,5", "flag=1,true,1", "slow=20,20"]) == {
+        "fast": [5, 3], "flag": [1, True], "slow": [20]}
+    # the same name given twice adds its values, instead of the second replacing the first
+    assert parse_grid(["fast=5", "fast=10,5"]) == {"fast": [5, 10]}
+
+
 def test_a_grid_with_a_report_reports_the_best_combination(files: tuple[Path, Path],
                                                             tmp_path: Path) -> None:
     # it wrote nothing and exited 0
