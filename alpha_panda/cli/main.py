@@ -60,7 +60,8 @@ LOG_HELP = "embedded | memory | sqlite:PATH | kafka://HOST:PORT (default: embedd
 STRATEGIES_HELP = "directory of strategy YAML files (default: the bundled samples)"
 PORT_HELP = "API port (default: 8000)"
 DATA_DIR_HELP = "where the embedded log and state live (default: ./data)"
-SPEED_HELP = "replay pacing: 1 = real time, 10 = ten times faster (default: as fast as possible)"
+SPEED_HELP = ("replay pacing: 1 = real time, 10 = ten times faster (default: as fast as "
+              "possible); a replay feed only")
 ENV_NOTE = "Options left out come from ALPHA_PANDA_* environment variables, else the defaults shown."
 
 
@@ -70,6 +71,14 @@ def _check_speed(speed: float | None) -> None:
     if speed is not None and not (math.isfinite(speed) and speed > 0):
         raise fail(f"--speed must be a number above 0 (1 = real time), not {speed}; "
                    "leave it out to replay as fast as possible")
+
+
+def _check_speed_feed(speed: float | None, feed: str) -> None:
+    """Refuse ``--speed`` with a feed it does not pace: only a replay reads it (the
+    simulator ran at its own rate, the option silently ignored)."""
+    if speed is not None and not feed.startswith("replay:"):
+        raise fail(f"--speed paces a replay (--feed replay:FILE), not the {feed} feed; leave "
+                   "it out (the simulator's pace is ALPHA_PANDA_SIMULATOR__RATE ticks a second)")
 
 
 @app.command(epilog=ENV_NOTE)
@@ -94,6 +103,7 @@ def run(
     _check_speed(speed)
     settings = _settings(feed=feed, log=log, strategies_dir=strategies, port=port, host=host,
                          no_api=no_api, data_dir=data_dir)
+    _check_speed_feed(speed, settings.feed)
     if sys.stderr.isatty() and "ALPHA_PANDA_LOG_LEVEL" not in os.environ:
         # The live progress panel is the terminal's view; service logs would scroll it away.
         settings = settings.model_copy(update={"log_level": "WARNING"})
@@ -149,6 +159,7 @@ def service(
     _check_speed(speed)
     settings = _settings(log=log, feed=feed, strategies_dir=strategies, port=port,
                          no_api=name != "api")
+    _check_speed_feed(speed, settings.feed)
     _configure_logging(settings)
     options = RunOptions(duration=duration, speed=speed, progress=False)
     system = SystemRun(settings, options, only=name)

@@ -36,3 +36,21 @@ def test_a_port_or_duration_out_of_range_is_refused(
     assert result.exit_code == 2, result.output
     assert option in result.output and "Traceback" not in result.output
     assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("feed", [None, "sim", "kite"])
+@pytest.mark.parametrize("command", ["run", "service"])
+def test_speed_without_a_replay_is_refused(
+        tmp_path: Path, command: str, feed: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `run --speed 10` (the sim feed, the default) ran at the simulator's own rate: the
+    # option was silently ignored
+    monkeypatch.delenv("ALPHA_PANDA_FEED", raising=False)
+    args = ([command, "--speed", "10", "--duration", "5"] + (["--feed", feed] if feed else [])
+            + (["--no-api", "--data-dir", str(tmp_path / "data")]
+               if command == "run" else ["feed", "--log", "memory"]))
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip().splitlines() == [(
+        f"error: --speed paces a replay (--feed replay:FILE), not the {feed or 'sim'} feed; "
+        "leave it out (the simulator's pace is ALPHA_PANDA_SIMULATOR__RATE ticks a second)")]
+    assert not (tmp_path / "data").exists()
