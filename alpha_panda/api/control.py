@@ -56,9 +56,17 @@ class OrderState:
         return self.status in OPEN_STATUSES
 
 
+MAX_ORDER_ID = 64  # characters; also what an error message echoes of a longer one at most
+
+
 def check_order_id(order_id: str) -> None:
-    """``ValidationError`` unless ``order_id`` can be an order's id (printable, no spaces)."""
-    if not order_id or len(order_id) > 64 or not order_id.isprintable() or " " in order_id:
+    """``ValidationError`` unless ``order_id`` can be an order's id (printable, no spaces,
+    at most ``MAX_ORDER_ID`` characters). The message echoes only the first
+    ``MAX_ORDER_ID`` characters of a longer one (a 5,000-character id came back whole)."""
+    if len(order_id) > MAX_ORDER_ID:
+        raise ValidationError(f"not an order id: {order_id[:MAX_ORDER_ID]!r}… ({len(order_id)} "
+                              f"characters; an order id has at most {MAX_ORDER_ID})")
+    if not order_id or not order_id.isprintable() or " " in order_id:
         raise ValidationError(f"not an order id: {order_id!r}")
 
 

@@ -269,8 +269,14 @@ def cancel(
     writes a cancel request to the broker's control topic: the running trading engine
     cancels the order (reason "user"), or finds it filled first.
     """
+    from alpha_panda.api.control import check_order_id
     from alpha_panda.cli.log_job import run_log_job
     from alpha_panda.services.control import PipelineControl
+
+    try:  # before the log is read: every order topic would be scanned for it
+        check_order_id(order_id)
+    except ValidationError as exc:
+        raise fail(str(exc)) from None
 
     async def send(log_: Log) -> str:
         control = PipelineControl(log_, requested_by="cli")

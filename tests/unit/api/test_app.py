@@ -281,6 +281,11 @@ async def test_cancel_asks_control_for_open_orders_only(
     assert control.cancels == [("paper", "o3")]  # nothing more was asked
     bad = await client.post("/api/v1/orders/paper/x%20y/cancel")
     assert bad.status_code == 422 and bad.json()["detail"] == "not an order id: 'x y'"
+    # a 5,000-character id came back whole in the message: what is echoed is capped
+    long = await client.post(f"/api/v1/orders/paper/{'a' * 5000}/cancel")
+    assert long.status_code == 422
+    assert long.json()["detail"] == (f"not an order id: '{'a' * 64}'… (5000 characters; an "
+                                     "order id has at most 64)")
     control.refuse = ValidationError("unknown broker 'paper'")  # the pipeline's own refusal
     refused = await client.post("/api/v1/orders/paper/o3/cancel")
     assert refused.status_code == 422 and refused.json()["detail"] == "unknown broker 'paper'"
