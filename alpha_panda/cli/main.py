@@ -4,6 +4,7 @@ preflight."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import math
 import os
@@ -327,4 +328,20 @@ def _register_subcommands() -> None:
         charges.charges_command)
 
 
+def _reflow_help(group: typer.Typer) -> None:
+    """Take each command's help from its docstring with the lines of each paragraph joined:
+    typer keeps a docstring's line breaks, and on a terminal narrower than them each line
+    broke again, leaving one- and two-word lines between full ones (``halt --help``)."""
+    for info in group.registered_commands:
+        doc = info.callback.__doc__ if info.callback is not None else None
+        if info.help is None and doc:
+            paragraphs = inspect.cleandoc(doc).split("\n\n")
+            info.help = "\n\n".join(p if p.startswith("\b") else " ".join(p.split("\n"))
+                                     for p in paragraphs)
+    for sub in group.registered_groups:
+        if sub.typer_instance is not None:
+            _reflow_help(sub.typer_instance)
+
+
 _register_subcommands()
+_reflow_help(app)

@@ -52,6 +52,26 @@ def test_help_pages_read_as_a_user_needs(args: list[str], texts: list[str]) -> N
         assert text in result.stdout
 
 
+@pytest.mark.parametrize(("path", "command"), COMMANDS, ids=[" ".join(p) for p, _ in COMMANDS])
+def test_the_description_wraps_at_the_terminal_width_not_at_the_docstrings(
+        path: tuple[str, ...], command: Any) -> None:
+    # `halt --help` on an 80-column terminal broke each line of its docstring again,
+    # leaving one- and two-word lines ("brokers,", "valid") between full ones
+    result = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip().startswith("Usage:")) + 1
+    end = next((i for i, line in enumerate(lines) if line.startswith("╭")), len(lines))
+    paragraphs: list[list[str]] = [[]]
+    for line in lines[start:end]:
+        if line.strip():
+            paragraphs[-1].append(line.strip())
+        elif paragraphs[-1]:
+            paragraphs.append([])
+    ragged = [line for para in paragraphs for line in para[:-1] if len(line) < 60]
+    assert ragged == []
+
+
 def test_a_bad_setting_is_one_line_naming_the_variable_when_a_command_reads_it(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ALPHA_PANDA_SIMULATOR__SESSION_START", "15:19:20")
