@@ -9,7 +9,9 @@ two files of one directory.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import importlib.machinery
 import importlib.util
 import sys
 from collections.abc import Collection, Iterable, Mapping
@@ -204,13 +206,23 @@ def resolve_strategy(name: str, source: str = "<config>") -> type[Strategy]:
 
 
 def _load_file(path: str, source: str) -> ModuleType:
-    """Import a strategy module from a ``.py`` file, once per resolved path."""
+    """Import a strategy module from a ``.py`` file, once per resolved path.
+
+    The file is a module of a package made for its directory (``_directory_package``), so
+    it imports the helper modules beside it relatively (``from .myhelpers import QTY``):
+    two directories' ``myhelpers.py`` stay two modules, and a helper named like a module
+    of the standard library (``json.py``) is ``<package>.json``, never ``json``. Nothing
+    is added to ``sys.path``."""
     candidates = [Path(path)] if Path(path).is_absolute() else [
         Path(source).parent / path, Path.cwd() / path]
     for candidate in candidates:
         if candidate.is_file():
             resolved = candidate.resolve()
-            name = f"alpha_panda_user_{resolved.stem}_{abs(hash(str(resolved))):x}"
+            package = _directory_package(resolved.parent)
+            stem = resolved.stem
+            if not stem.isidentifier():  # (a dot in it would name a package that is not)
+                stem = f"_{hashlib.sha1(resolved.name.encode()).hexdigest()[:12]}"
+            name = f"{package}.{stem}"
             if name in sys.modules:
                 return sys.modules[name]
             spec = importlib.util.spec_from_file_location(name, resolved)
@@ -222,9 +234,36 @@ def _load_file(path: str, source: str) -> ModuleType:
                 spec.loader.exec_module(module)
             except Exception as exc:  # the user's module failed to import: say where
                 del sys.modules[name]
-                raise ImportError(f"{resolved}: {type(exc).__name__}: {exc}") from exc
+                raise ImportError(f"{resolved}: {type(exc).__name__}: {exc}"
+                                  f"{_sibling_hint(exc, resolved.parent)}") from exc
             return module
     raise ImportError(f"no such file {path!r} (looked in {[str(c) for c in candidates]})")
+
+
+def _directory_package(directory: Path) -> str:
+    """The name of the package of the strategy files in ``directory`` (made and registered
+    on first use): its modules are found in that directory only. Its ``__init__.py``, if
+    any, is not run."""
+    name = f"alpha_panda_user_{hashlib.sha1(str(directory).encode()).hexdigest()[:16]}"
+    if name not in sys.modules:
+        spec = importlib.machinery.ModuleSpec(name, None, is_package=True)
+        spec.submodule_search_locations = [str(directory)]
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+    return name
+
+
+def _sibling_hint(exc: Exception, directory: Path) -> str:
+    """What to write instead, when a strategy file imported a module beside it as if it
+    were installed (``from myhelpers import QTY``)."""
+    if not isinstance(exc, ModuleNotFoundError) or not exc.name:
+        return ""
+    top = exc.name.partition(".")[0]
+    found = (f"{top}.py" if (directory / f"{top}.py").is_file()
+             else f"{top}/" if (directory / top).is_dir() else None)
+    if found is None:
+        return ""
+    return (f": {found} is next to the strategy file; import it relatively, 'from .{top} "
+            "import ...' (a bare import looks only in installed packages)")
 
 
 def _first_error(exc: PydanticValidationError, prefix: str = "") -> tuple[str, str]:

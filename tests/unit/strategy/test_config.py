@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+import sys
 from datetime import time
 from pathlib import Path
 
@@ -233,3 +235,54 @@ def test_a_class_not_in_its_module_is_named_with_the_strategies_there(tmp_path: 
         config_from_mapping({**base, "strategy": f"{tmp_path}/mine.py:OrbBank"}, source)
     with pytest.raises(StrategyConfigError, match="mine.py:NOT_ONE' is not a Strategy subclass"):
         config_from_mapping({**base, "strategy": f"{tmp_path}/mine.py:NOT_ONE"}, source)
+
+
+_STRATEGY_USING = (
+    "from alpha_panda.strategy import Strategy\n{imports}\n\n"
+    "class Mine(Strategy):\n    def on_tick(self, tick, ctx):\n        return None\n")
+
+
+def _strategy_dir(root: Path, name: str, qty: int, imports: str) -> Path:
+    d = root / name
+    d.mkdir()
+    (d / "myhelpers.py").write_text(f"QTY = {qty}\n")
+    (d / "mine.py").write_text(_STRATEGY_USING.format(imports=imports))
+    return d
+
+
+def test_a_strategy_file_imports_its_own_directorys_helpers_relatively(tmp_path: Path) -> None:
+    # two strategy directories, each with its own myhelpers.py: each strategy gets its own
+    a = _strategy_dir(tmp_path, "a", 5, "from .myhelpers import QTY")
+    b = _strategy_dir(tmp_path, "b", 7, "from .myhelpers import QTY")
+    base = {"id": "x", "instruments": [1]}
+    cls_a = config_from_mapping({**base, "strategy": f"{a}/mine.py:Mine"},
+                                str(a / "x.yaml")).strategy_class()
+    cls_b = config_from_mapping({**base, "strategy": f"{b}/mine.py:Mine"},
+                                str(b / "x.yaml")).strategy_class()
+    assert (sys.modules[cls_a.__module__].QTY, sys.modules[cls_b.__module__].QTY) == (5, 7)
+    assert "myhelpers" not in sys.modules  # nothing top-level was added for either
+
+
+def test_a_helper_named_like_the_stdlib_does_not_shadow_it(tmp_path: Path) -> None:
+    d = tmp_path / "s"
+    d.mkdir()
+    (d / "json.py").write_text("LOCAL = True\n")
+    (d / "mine.py").write_text(_STRATEGY_USING.format(
+        imports="import json as stdlib_json\nfrom .json import LOCAL"))
+    cls = config_from_mapping({"id": "x", "instruments": [1], "strategy": f"{d}/mine.py:Mine"},
+                              str(d / "x.yaml")).strategy_class()
+    module = sys.modules[cls.__module__]
+    assert module.LOCAL is True and module.stdlib_json is json
+    assert sys.modules["json"] is json and not hasattr(json, "LOCAL")
+
+
+def test_a_bare_import_of_a_sibling_says_to_import_it_relatively(tmp_path: Path) -> None:
+    # `from myhelpers import QTY` ended in a bare "No module named 'myhelpers'"
+    d = _strategy_dir(tmp_path, "s", 5, "from myhelpers import QTY")
+    with pytest.raises(StrategyConfigError) as err:
+        config_from_mapping({"id": "x", "instruments": [1], "strategy": f"{d}/mine.py:Mine"},
+                            str(d / "x.yaml"))
+    assert ("ModuleNotFoundError: No module named 'myhelpers': myhelpers.py is next to the "
+            "strategy file; import it relatively, 'from .myhelpers import ...' (a bare import "
+            "looks only in installed packages)") in str(err.value)
+    assert "myhelpers" not in sys.modules
