@@ -240,8 +240,9 @@ class KillSwitchRequest(BaseModel):
     broker: str = Field(description="paper or zerodha", examples=["paper"])
     # Strict: "yes", 1 or "on" must not switch trading off (or on) by accident.
     active: StrictBool = Field(description="true stops new orders on that broker; false resumes")
-    flatten: Annotated[StrictBool,
-                       Field(description="also close every open position at market")] = False
+    flatten: Annotated[StrictBool, Field(
+        description="also close every open position at market (only with active: true; "
+                    "refused with active: false)")] = False
 
 
 class HaltRequest(BaseModel):

@@ -175,7 +175,8 @@ def service(
 @app.command(epilog=ENV_NOTE)
 def kill(
     broker: Annotated[str, typer.Option(help="paper or zerodha")] = "paper",
-    flatten: Annotated[bool, typer.Option(help="also close every open position at market")] = False,
+    flatten: Annotated[bool, typer.Option(
+        help="also close every open position at market (not with --off)")] = False,
     off: Annotated[bool, typer.Option("--off", help="release the kill switch")] = False,
     log: Annotated[str | None, typer.Option(help=f"the running system's log: {LOG_HELP}")] = None,
     data_dir: Annotated[Path | None, typer.Option(
@@ -188,6 +189,10 @@ def kill(
     """
     from alpha_panda.cli.log_job import run_log_job
     from alpha_panda.services.control import PipelineControl
+
+    if flatten and off:  # as the API's 422: it would release the switch, closing nothing
+        raise fail("--flatten applies only when setting the kill switch, not with --off: "
+                   "releasing it keeps the positions")
 
     async def send(log_: Log) -> None:
         await PipelineControl(log_, requested_by="cli").set_kill_switch(

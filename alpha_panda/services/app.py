@@ -262,7 +262,8 @@ class SystemRun:
         cache = open_cache(s.cache_url)
         try:
             await log_.ensure_topics(REGISTRY.all())
-            dlq_before = await dead_letter_ends(log_)
+            # (``run``'s: a process of one service reports none, and reads no DLQ topic)
+            dlq_before = await dead_letter_ends(log_) if self.only is None else {}
             services = SERVICES if self.only is None else [x for x in SERVICES if x == self.only]
             self.pipeline = pipeline = build_pipeline(s, log_, configs, errors, services=services)
             feed: Any = None
@@ -303,7 +304,9 @@ class SystemRun:
                 t.cancel()
             await asyncio.gather(*extra, *waiter, return_exceptions=True)
             del results  # each failure was recorded as its task ended (``_task_done``)
-            self.dead_letters = dead_letters_since(dlq_before, await dead_letter_ends(log_))
+            if self.only is None:
+                self.dead_letters = dead_letters_since(dlq_before,
+                                                       await dead_letter_ends(log_))
             if self.options.summary and "paper" in pipeline.portfolios:
                 self.totals = await read_run_totals(
                     log_, pipeline.portfolios["paper"].ledger.initial_cash)

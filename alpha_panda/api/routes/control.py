@@ -58,12 +58,18 @@ async def kill_switches(request: Request) -> list[s.KillSwitchState]:
     responses={
         404: {"description": "unknown broker"},
         409: {"description": "the running system refused the request"},
+        422: {"description": "a bad body, or flatten with active: false"},
         503: {"description": "no pipeline in this process to control"},
     },
 )
 async def kill_switch(body: s.KillSwitchRequest, request: Request) -> s.KillSwitchState:
-    """Stop (or resume) new orders on one broker; with ``flatten``, also close its positions."""
+    """Stop (or resume) new orders on one broker; with ``flatten``, also close its positions.
+    ``flatten`` with ``active: false`` is refused (422): it would resume and close nothing."""
     broker = parse_broker(body.broker)
+    if body.flatten and not body.active:
+        raise HTTPException(422, detail=(
+            "flatten applies only when switching trading off (active: true): releasing the "
+            "switch keeps the positions; set it with flatten to close them"))
     control = _control(request, "nothing to stop")
     try:
         done = await control.set_kill_switch(broker.value, body.active, body.flatten)

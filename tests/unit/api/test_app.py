@@ -251,6 +251,13 @@ async def test_kill_switch_calls_control(
     assert states["zerodha"] is True
     missing = await client.post("/api/v1/kill-switch", json={"broker": "paper"})
     assert missing.status_code == 422 and "active" in missing.json()["detail"]
+    # a release with flatten would close nothing: refused, not silently dropped
+    control.refuse = None
+    both = await client.post("/api/v1/kill-switch",
+                             json={"active": False, "flatten": True, "broker": "paper"})
+    assert both.status_code == 422 and both.json()["detail"].startswith(
+        "flatten applies only when switching trading off")
+    assert control.calls == [("zerodha", True, True)]
 
 
 async def test_kill_switch_without_a_pipeline_is_503() -> None:

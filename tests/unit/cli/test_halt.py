@@ -130,3 +130,12 @@ def test_flatten_with_off_is_refused_and_nothing_is_written(system: tuple[Path, 
                              "strategy put back in service keeps its positions\n")
     assert [asyncio.run(logged(data, f"{b}.control", StrategyHalted))
             for b in ("paper", "zerodha")] == [[], []]
+
+
+def test_kill_with_flatten_and_off_is_refused(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["kill", "--flatten", "--off", "--data-dir",
+                                      str(tmp_path / "data")])
+    assert result.exit_code == 2
+    assert result.stderr == ("error: --flatten applies only when setting the kill switch, not "
+                             "with --off: releasing it keeps the positions\n")
+    assert not (tmp_path / "data").exists()  # nothing was written
