@@ -122,6 +122,11 @@ def run(
         raise fail("interrupted before the pipeline drained", code=130) from None
     if json_out:
         typer.echo(json.dumps(run_summary(system)))
+    if exit_at_end and speed is None:
+        # (a new trader's strategy that waits on its fills made 4 fills here, 226 in a backtest)
+        typer.secho("note: replayed as fast as possible, so fills reached the strategies many "
+                    "ticks later than in a backtest; to compare with `alpha-panda backtest`, "
+                    "pace the replay (--speed 500)", err=True)
     if system.dead_letters:  # set aside, not failed: the exit status stays as it is
         n = sum(system.dead_letters.values())
         where = ", ".join(f"{t}: {k}" for t, k in system.dead_letters.items())
