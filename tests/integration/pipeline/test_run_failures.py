@@ -59,3 +59,22 @@ def test_a_service_process_whose_task_fails_exits_1_at_once(
                                       "--log", "memory"])
     assert result.exit_code == 1, result.output
     assert "failed: feed: OverflowError(" in result.stderr
+
+
+@pytest.mark.timeout(60)
+async def test_a_processor_stopped_on_a_fatal_error_ends_a_replay_run_with_the_failure(
+        tmp_path: Path, tick_file, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a fatal error (a broken invariant) stops the processor with state FAILED, not by
+    # raising: the run must see that too, or it waits for a drain that cannot come
+    from alpha_panda.domain.errors import InvariantViolation
+    from alpha_panda.services.portfolio import PortfolioHandler
+
+    def broken(self: PortfolioHandler, *args: object) -> object:
+        raise InvariantViolation("the ledger's books do not balance")
+
+    path, cols = tick_file(2000, 2)
+    write_strategy(tmp_path / "strategies", tokens=sorted(set(cols.instrument_token.tolist())))
+    monkeypatch.setattr(PortfolioHandler, "handle_batch", broken)
+    monkeypatch.setattr(PortfolioHandler, "handle", broken)
+    system = await asyncio.wait_for(run_replay(settings_for(tmp_path, path)), 30)
+    assert system.failures == ["paper.portfolio: stopped on a fatal error (see processor.fatal)"]
