@@ -9,7 +9,8 @@ from alpha_panda.domain.events import CODEC, Payload
 from alpha_panda.services.app import RunOptions, SystemRun
 from alpha_panda.services.logs import open_log
 from alpha_panda.settings import ApiSettings, Settings
-from alpha_panda.stream.log import read_topic
+from alpha_panda.stream.log import Output, read_topic
+from alpha_panda.stream.topics import MARKET_TICKS, REGISTRY
 
 P = TypeVar("P", bound=Payload)
 
@@ -55,5 +56,22 @@ async def logged(data_dir: Path, topic: str, payload_type: type[P]) -> list[P]:
     await log.start()
     try:
         return [CODEC.decode_as(r.value, payload_type).data for r in await read_topic(log, topic)]
+    finally:
+        await log.close()
+
+
+# A tick whose instrument token is not a number: every service reading ``market.ticks``
+# dead-letters it, and the stream goes on.
+POISON_TICK = (b'{"id":"bad","type":"market_tick","ts":1,"source":"x","key":"1",'
+               b'"correlation_id":"bad","data":{"instrument_token":"NaN"}}')
+
+
+async def append_poison_tick(settings: Settings) -> None:
+    """Put ``POISON_TICK`` on the log of ``settings`` (its topics created), before a run."""
+    log = open_log(settings.log, settings.data_dir)
+    await log.start()
+    try:
+        await log.ensure_topics(REGISTRY.all())
+        await log.append([Output(MARKET_TICKS, b"1", POISON_TICK, (("id", b"bad"),))])
     finally:
         await log.close()

@@ -8,9 +8,15 @@ from pathlib import Path
 
 from alpha_panda.domain.events import CODEC, OrderFilled
 from alpha_panda.services.logs import open_log
-from alpha_panda.stream.log import Output
-from alpha_panda.stream.topics import MARKET_TICKS, REGISTRY, dlq_topic
-from alpha_panda.testing.pipeline import read_all, run_replay, settings_for, write_strategy
+from alpha_panda.stream.topics import MARKET_TICKS, dlq_topic
+from alpha_panda.testing.pipeline import (
+    POISON_TICK,
+    append_poison_tick,
+    read_all,
+    run_replay,
+    settings_for,
+    write_strategy,
+)
 
 
 def recompute(fills: list[OrderFilled], last: dict[int, int]) -> dict[str, int]:
@@ -99,13 +105,7 @@ async def test_malformed_tick_goes_to_dlq_and_pipeline_goes_on(tmp_path: Path, t
     (tmp_path / "strategies" / "broken.yaml").write_text("id: broken\nstrategy: sma_cross\n"
                                                           "instruments: []\n")
     settings = settings_for(tmp_path, path)
-    log = open_log(settings.log, settings.data_dir)
-    await log.start()
-    await log.ensure_topics(REGISTRY.all())
-    poison = b'{"id":"bad","type":"market_tick","ts":1,"source":"x","key":"1",' \
-             b'"correlation_id":"bad","data":{"instrument_token":"NaN"}}'
-    await log.append([Output(MARKET_TICKS, b"1", poison, (("id", b"bad"),))])
-    await log.close()
+    await append_poison_tick(settings)
     system = await run_replay(settings)
     assert system.pipeline.portfolios["paper"].fills > 0
     assert [e.source for e in system.pipeline.config_errors] == [
@@ -117,5 +117,5 @@ async def test_malformed_tick_goes_to_dlq_and_pipeline_goes_on(tmp_path: Path, t
     finally:
         await log.close()
     letters = [CODEC.decode(r.value).data for r in dead]
-    assert letters and all(d.value == poison for d in letters)
+    assert letters and all(d.value == POISON_TICK for d in letters)
     assert "instrument_token" in letters[0].error

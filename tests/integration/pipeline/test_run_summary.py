@@ -13,11 +13,9 @@ from typer.testing import CliRunner
 
 from alpha_panda.cli.main import app
 from alpha_panda.domain.events import MarketTick, Signal
-from alpha_panda.services.logs import open_log
+from alpha_panda.settings import Settings
 from alpha_panda.strategy.base import Context, Strategy
-from alpha_panda.stream.log import Output
-from alpha_panda.stream.topics import MARKET_TICKS, REGISTRY
-from alpha_panda.testing.pipeline import write_strategy
+from alpha_panda.testing.pipeline import append_poison_tick, write_strategy
 
 
 class Crash(Strategy):
@@ -99,15 +97,6 @@ def test_dead_letters_of_the_run_are_counted_and_warned_of(tmp_path: Path, tick_
     strategies, data = tmp_path / "strategies", tmp_path / "data"
     write_strategy(strategies, tokens=sorted(set(cols.instrument_token.tolist())))
 
-    async def append_poison() -> None:
-        log = open_log("embedded", data)
-        await log.start()
-        await log.ensure_topics(REGISTRY.all())
-        poison = b'{"id":"bad","type":"market_tick","ts":1,"source":"x","key":"1",' \
-                 b'"correlation_id":"bad","data":{"instrument_token":"NaN"}}'
-        await log.append([Output(MARKET_TICKS, b"1", poison, (("id", b"bad"),))])
-        await log.close()
-
     def run() -> tuple[dict[str, Any], str]:
         result = CliRunner().invoke(app, [
             "run", "--feed", f"replay:{path}", "--strategies", str(strategies), "--no-api",
@@ -115,7 +104,7 @@ def test_dead_letters_of_the_run_are_counted_and_warned_of(tmp_path: Path, tick_
         assert result.exit_code == 0, result.output  # a dead letter is handled, not a failure
         return json.loads(result.stdout.strip().splitlines()[-1]), result.stderr
 
-    asyncio.run(append_poison())
+    asyncio.run(append_poison_tick(Settings(log="embedded", data_dir=data)))
     summary, stderr = run()
     # one letter from each of the four services that read market.ticks, as `dlq list` shows
     assert summary["dead_letters"] == 4

@@ -106,10 +106,10 @@ def test_the_copy_for_a_second_broker_says_whose_fills_it_follows() -> None:
         "paper.signals.raw": (10, ""), "zerodha.signals.raw": (10, "paper")}
 
 
-def test_a_second_broker_may_always_move_toward_the_intent() -> None:
-    # zerodha filled the whole entry of 10; paper 6 (the rest cancelled): the intent is 6,
-    # and the strategy's exit of 6 (target 0) takes zerodha from 10 to 4, toward it
-    from alpha_panda.domain.events import OrderFilled, derive_id
+def follower_holding(filled: int) -> RiskEngine:
+    """zerodha's risk manager, following paper, after an entry of 10 of which ``filled``
+    filled there (the rest cancelled)."""
+    from alpha_panda.domain.events import OrderCancelled, OrderFilled, derive_id
 
     risk = RiskEngine(RiskConfig(), broker="zerodha")
     entry = Signal(strategy_id="s1", instrument_token=TOKEN, side=Side.BUY, quantity=10,
@@ -117,9 +117,22 @@ def test_a_second_broker_may_always_move_toward_the_intent() -> None:
     assert isinstance(risk.check("e", entry, T0), SignalValidated)
     oid = derive_id("e", "order")
     risk.on_fill(OrderFilled(order_id=oid, fill_id=f"{oid}-f", strategy_id="s1",
-                             instrument_token=TOKEN, side=Side.BUY, quantity=10, price=100_00,
-                             cumulative_quantity=10, leaves_quantity=0, average_price=100_00,
+                             instrument_token=TOKEN, side=Side.BUY, quantity=filled,
+                             price=100_00, cumulative_quantity=filled,
+                             leaves_quantity=10 - filled, average_price=100_00,
                              product=Product.MIS, ts=T0))
+    if filled < 10:
+        risk.on_order_cancelled(OrderCancelled(
+            order_id=oid, strategy_id="s1", instrument_token=TOKEN, side=Side.BUY,
+            filled_quantity=filled, leaves_quantity=10 - filled, reason="ioc", ts=T0))
+    assert risk.position("s1", TOKEN) == filled
+    return risk
+
+
+def test_a_second_broker_may_always_move_toward_the_intent() -> None:
+    # zerodha filled the whole entry of 10; paper 6 (the rest cancelled): the intent is 6,
+    # and the strategy's exit of 6 (target 0) takes zerodha from 10 to 4, toward it
+    risk = follower_holding(10)
     exit_ = Signal(strategy_id="s1", instrument_token=TOKEN, side=Side.SELL, quantity=6,
                    product=Product.MIS, price_hint=100_00, target=0, follows="paper",
                    reduce_only=True)
@@ -130,20 +143,7 @@ def test_a_second_broker_sizes_down_to_the_intent_what_would_go_past_it() -> Non
     # zerodha filled 4 of the entry of 10 (the rest cancelled), paper all 10: the strategy
     # exits 10 (target 0). Refused whole, zerodha would keep 4 with the strategy flat; it
     # sells the 4 it holds.
-    from alpha_panda.domain.events import OrderCancelled, OrderFilled, derive_id
-
-    risk = RiskEngine(RiskConfig(), broker="zerodha")
-    entry = Signal(strategy_id="s1", instrument_token=TOKEN, side=Side.BUY, quantity=10,
-                   product=Product.MIS, price_hint=100_00, target=10, follows="paper")
-    assert isinstance(risk.check("e", entry, T0), SignalValidated)
-    oid = derive_id("e", "order")
-    risk.on_fill(OrderFilled(order_id=oid, fill_id=f"{oid}-f", strategy_id="s1",
-                             instrument_token=TOKEN, side=Side.BUY, quantity=4, price=100_00,
-                             cumulative_quantity=4, leaves_quantity=6, average_price=100_00,
-                             product=Product.MIS, ts=T0))
-    risk.on_order_cancelled(OrderCancelled(order_id=oid, strategy_id="s1", instrument_token=TOKEN,
-                                           side=Side.BUY, filled_quantity=4, leaves_quantity=6,
-                                           reason="ioc", ts=T0))
+    risk = follower_holding(4)
     exit_ = Signal(strategy_id="s1", instrument_token=TOKEN, side=Side.SELL, quantity=10,
                    product=Product.MIS, price_hint=100_00, target=0, follows="paper",
                    reduce_only=True)
