@@ -351,15 +351,16 @@ def test_dashboard_shows_exact_figures_and_switches_broker(
             shutil.copy(shot, keep)
 
 
+@pytest.mark.parametrize("width", [360, 390, 420])
 def test_on_a_phone_the_header_wraps_and_clips_nothing(
-    server: tuple[str, MemoryCache, RecordingControl],
+    server: tuple[str, MemoryCache, RecordingControl], width: int,
 ) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     url, _, _ = server
     with sync_playwright() as pw:
         browser = launch(pw)
-        page = browser.new_page(viewport={"width": 420, "height": 900})
+        page = browser.new_page(viewport={"width": width, "height": 900})
         page.goto(url + "/")
         expect(page.locator("body")).to_have_attribute("data-loaded-broker", "paper")
         clipped = page.evaluate(
@@ -376,6 +377,19 @@ def test_on_a_phone_the_header_wraps_and_clips_nothing(
             " && (e.matches('.panel') || !e.closest('.panel')))"
             ".map(e => e.tagName + '#' + e.id)")
         assert wide == []
+        # each card's figure whole, on one line, inside its card: at 390 px, three cards a
+        # row, the crore equity ran over the next card and off the screen, and "-₹1,234.50"
+        # broke after its minus sign
+        expect(page.locator("#equity")).to_have_text("₹1,00,02,583.38")
+        cut = page.evaluate(
+            "() => [...document.querySelectorAll('.card')].filter(c => {"
+            " const f = c.querySelector('.figure'), r = document.createRange();"
+            " r.selectNodeContents(f);"
+            " return r.getClientRects().length !== 1 || f.scrollWidth > f.clientWidth + 1"
+            " || c.scrollWidth > c.clientWidth + 1; })"
+            ".map(c => c.querySelector('.figure').id + ' ' + c.querySelector('.figure').textContent)")
+        assert cut == []
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
         browser.close()
 
 
