@@ -646,3 +646,51 @@ def test_capital_added_or_withdrawn_steps_the_curve_but_is_not_its_change(
         assert errors == []
     finally:
         _run_elsewhere(cache.set(key("paper", "portfolio"), original))
+
+
+def test_no_amount_breaks_after_its_sign_where_text_wraps(
+    server: tuple[str, MemoryCache, RecordingControl],
+) -> None:
+    """Notes that wrap (the P&L by day's strategies, the cash card's holdings) wrap between
+    amounts, never inside one: "sma_cross_banks -" on one line and "₹1,043.46" on the next
+    read as two figures."""
+    from playwright.sync_api import expect, sync_playwright
+
+    url, cache, _ = server
+    original = documents()[key("paper", "portfolio")]
+    doc = msgspec.json.decode(original, type=PortfolioView)
+    ids = ["breakout_metals", "ema_cross_it", "mean_reversion_energy", "momentum_auto",
+           "rsi_fmcg", "sma_cross_banks", "vwap_reversion_finance"]
+    day = DayPnlView(day=doc.days[-1].day, pnl=-7 * 1_043_46,
+                     strategies={sid: -1_043_46 for sid in ids})
+    _run_elsewhere(cache.set(key("paper", "portfolio"), enc(msgspec.structs.replace(
+        doc, days=[*doc.days[:-1], day]))))
+    try:
+        with sync_playwright() as pw:
+            browser = launch(pw)
+            errors: list[str] = []
+            for width in (1440, 390):
+                page = browser.new_page(viewport={"width": width, "height": 900})
+                page.on("pageerror", lambda e: errors.append(str(e)))
+                page.goto(url + "/")
+                expect(page.locator("body")).to_have_attribute("data-loaded-broker", "paper")
+                expect(page.locator("#days tbody tr").first).to_contain_text(
+                    "vwap_reversion_finance -₹1,043.46")
+                expect(page.locator("#exposure")).to_contain_text("holdings -₹8,295.50")
+                split = page.evaluate(r"""() => {
+                  const split = [], walk = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+                  for (let n = walk.nextNode(); n; n = walk.nextNode()) {
+                    for (const m of n.data.matchAll(/[-+]?₹[\d,]+\.\d\d/g)) {
+                      const r = document.createRange();
+                      r.setStart(n, m.index); r.setEnd(n, m.index + m[0].length);
+                      // one box per line the amount is on; none when not rendered
+                      if (r.getClientRects().length > 1) split.push(m[0]);
+                    }
+                  }
+                  return split; }""")
+                assert split == [], f"at {width} px"
+                page.close()
+            browser.close()
+        assert errors == []
+    finally:
+        _run_elsewhere(cache.set(key("paper", "portfolio"), original))

@@ -36,6 +36,11 @@ function inr(amount) {
   return (negative ? "-" : "") + "₹" + grouped + "." + frac;
 }
 
+/** An amount in text that wraps: it wraps around the amount, never after its sign. */
+function amount(text) {
+  return el("span", { class: "amount" }, text);
+}
+
 function signClass(amount) {
   if (!amount || /^-?0+(\.0+)?$/.test(amount)) return "";
   return amount.startsWith("-") ? "loss" : "gain";
@@ -157,8 +162,8 @@ function renderSummary(p) {
   setFigure("charges", p.charges);
   document.getElementById("as-of").textContent =
     p.as_of_time ? "as of " + IST_DAY.format(new Date(p.as_of_time)) : "no events yet";
-  document.getElementById("exposure").textContent =
-    `holdings ${inr(p.market_value)} · gross exposure ${inr(p.gross_exposure)}`;
+  document.getElementById("exposure").replaceChildren(
+    "holdings ", amount(inr(p.market_value)), " · gross exposure ", amount(inr(p.gross_exposure)));
   const net = document.getElementById("net-pnl");
   net.textContent = signed(p.net_pnl);
   net.className = signClass(p.net_pnl);
@@ -177,8 +182,8 @@ function renderDays(days) {
   fillTable("days", shown.map((d) => el("tr", {},
     el("td", {}, DAY_OF_ISO.format(new Date(d.day + "T00:00:00Z"))),
     el("td", { class: "num " + signClass(d.pnl) }, signed(d.pnl)),
-    el("td", { class: "wrap muted" }, Object.entries(d.strategies)
-      .map(([sid, pnl]) => `${sid} ${signed(pnl)}`).join(" · ")),
+    el("td", { class: "wrap muted" }, ...Object.entries(d.strategies)
+      .flatMap(([sid, pnl], i) => [i ? " · " : "", `${sid} `, amount(signed(pnl))])),
   )), "No trading day yet.");
 }
 
