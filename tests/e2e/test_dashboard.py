@@ -694,3 +694,40 @@ def test_no_amount_breaks_after_its_sign_where_text_wraps(
         assert errors == []
     finally:
         _run_elsewhere(cache.set(key("paper", "portfolio"), original))
+
+
+def test_the_kill_switch_says_so_when_the_api_cannot_be_reached(
+    server: tuple[str, MemoryCache, RecordingControl],
+) -> None:
+    """Pressed while the API is down (or the connection drops), the kill switch must not
+    fail silently: the trader is told trading was NOT stopped, and can press it again."""
+    from playwright.sync_api import Dialog, Route, expect, sync_playwright
+
+    url, _, control = server
+    dialogs: list[tuple[str, str]] = []
+
+    def answer(dialog: Dialog) -> None:
+        dialogs.append((dialog.type, dialog.message))
+        # confirm the stop, decline flattening, acknowledge the alert
+        dialog.dismiss() if "close every open" in dialog.message else dialog.accept()
+
+    def down(route: Route) -> None:
+        route.abort("connectionrefused") if route.request.method == "POST" else route.continue_()
+
+    with sync_playwright() as pw:
+        browser, page, errors = open_dashboard(pw, url, answer)
+        # the live tab: the other tests leave its switch alone
+        page.get_by_role("button", name="Zerodha (live)").click()
+        expect(page.locator("body")).to_have_attribute("data-loaded-broker", "zerodha")
+        calls = len(control.calls)
+        page.route("**/api/v1/kill-switch", down)
+        with page.expect_event("dialog", predicate=lambda d: d.type == "alert", timeout=5000):
+            page.get_by_role("button", name="Stop zerodha").click()
+        assert dialogs[-1][1].startswith(
+            "The kill switch was NOT changed: zerodha is still trading. Cannot reach the API ("
+        ), dialogs
+        expect(page.locator("#kill")).to_have_text("Stop zerodha")
+        expect(page.locator("#killed")).to_be_hidden()
+        assert len(control.calls) == calls
+        browser.close()
+    assert errors == []

@@ -567,16 +567,26 @@ async function toggleKillSwitch() {
     flatten = confirm(`Also close every open ${broker} position at market?\n` +
       "OK: close them now. Cancel: keep them open.");
   }
-  const response = await fetch("/api/v1/kill-switch", {
-    method: "POST", headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ broker, active: !on, flatten }),
-  });
-  const body = await response.json().catch(() => ({}));
-  if (!response.ok) {
-    alert(`The kill switch was not changed: ${body.detail ?? response.statusText}`);
+  const ofBroker = broker;
+  let body = {};
+  let problem = null;
+  try {
+    const response = await fetch("/api/v1/kill-switch", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ broker: ofBroker, active: !on, flatten }),
+    });
+    body = await response.json().catch(() => ({}));
+    if (!response.ok) problem = detailText(body.detail) ?? `${response.status} ${response.statusText}`;
+  } catch (err) {
+    problem = `Cannot reach the API (${err.message})`;
+  }
+  if (problem !== null) {
+    // never silent: a trader who pressed Stop must know trading goes on
+    alert(`The kill switch was NOT changed: ${ofBroker} is still ${on ? "stopped" : "trading"}. `
+      + problem);
     return;
   }
-  killSwitches[broker] = body;
+  killSwitches[ofBroker] = body;
   renderKillSwitch();
 }
 
