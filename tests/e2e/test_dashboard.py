@@ -731,3 +731,50 @@ def test_the_kill_switch_says_so_when_the_api_cannot_be_reached(
         assert len(control.calls) == calls
         browser.close()
     assert errors == []
+
+
+def test_when_the_api_is_down_the_figures_shown_say_they_are_not_live(
+    server: tuple[str, MemoryCache, RecordingControl],
+) -> None:
+    """The API down, the last figures stay on the page: the banner says from when (IST) and
+    that they are not live, and they are greyed; an error answer is told apart from no
+    answer; the connection back, the page is live again."""
+    import re
+
+    from playwright.sync_api import Route, expect, sync_playwright
+
+    url, _, _ = server
+    with sync_playwright() as pw:
+        browser, page, errors = open_dashboard(pw, url, lambda d: d.dismiss())
+        updated = page.locator("#updated")
+        expect(updated).to_have_text(re.compile(r"^updated \d\d:\d\d:\d\d IST$"))
+        banner = page.locator("#banner")
+        expect(banner).to_be_hidden()
+        expect(banner).to_have_attribute("role", "alert")
+        last = updated.text_content().removeprefix("updated ")  # type: ignore[union-attr]
+
+        page.route("**/api/v1/**", lambda route: route.abort("connectionrefused"))
+        expect(banner).to_be_visible(timeout=5000)
+        expect(banner).to_contain_text("Cannot reach the API")
+        expect(banner).to_contain_text(f"The figures below are from {last}, not live.")
+        expect(page.locator("main")).to_have_class("stale")
+        expect(page.locator("#equity")).to_have_text("₹1,00,02,583.38")  # kept, greyed
+
+        def broken(route: Route) -> None:
+            if "/portfolios/" in route.request.url:
+                route.fulfill(status=500, json={"detail": "cache unavailable"})
+            else:
+                route.continue_()
+
+        page.unroute("**/api/v1/**")
+        page.route("**/api/v1/**", broken)
+        expect(banner).to_contain_text(
+            "The API answered with an error (/api/v1/portfolios/paper: 500 cache unavailable)",
+            timeout=5000)
+        expect(banner).to_contain_text("not live")
+
+        page.unroute("**/api/v1/**")
+        expect(banner).to_be_hidden(timeout=5000)
+        expect(page.locator("main")).not_to_have_class("stale")
+        browser.close()
+    assert errors == []

@@ -109,11 +109,18 @@ function setFigure(id, amount, { coloured = false } = {}) {
   node.className = "figure " + (coloured ? signClass(amount) : "");
 }
 
+/** An error answer (the API is up): told apart from no answer at all. */
+async function apiError(path, response) {
+  const body = await response.json().catch(() => ({}));
+  const err = new Error(`${path}: ${response.status} ${detailText(body.detail) ?? response.statusText}`);
+  err.fromApi = true;
+  return err;
+}
+
 async function getJson(path) {
   const response = await fetch(path, { cache: "no-store" });
   if (!response.ok && !(response.status === 503 && path === "/ready")) {
-    const body = await response.json().catch(() => ({}));
-    throw new Error(`${path}: ${response.status} ${body.detail ?? response.statusText}`);
+    throw await apiError(path, response);
   }
   return response.json();
 }
@@ -122,10 +129,7 @@ async function getJson(path) {
  * read model keeps only the latest so many: a total that reaches it is "of the latest"). */
 async function getList(path) {
   const response = await fetch(path, { cache: "no-store" });
-  if (!response.ok) {
-    const body = await response.json().catch(() => ({}));
-    throw new Error(`${path}: ${response.status} ${body.detail ?? response.statusText}`);
-  }
+  if (!response.ok) throw await apiError(path, response);
   const items = await response.json();
   const kept = response.headers.get("X-Kept-Latest");
   return { items, total: Number(response.headers.get("X-Total-Count") ?? items.length),
@@ -590,12 +594,23 @@ async function toggleKillSwitch() {
   renderKillSwitch();
 }
 
+let updatedAt = null; // IST time of the last figures drawn
+
 function setConnection(ok, message) {
   document.getElementById("conn").className = "dot " + (ok ? "ok" : "bad");
   const banner = document.getElementById("banner");
   banner.hidden = ok;
-  if (!ok) banner.textContent = message;
-  if (ok) document.getElementById("updated").textContent = "updated " + IST.format(new Date());
+  // the figures stay on the page while the API is away: greyed, and the banner says from when
+  document.querySelector("main").classList.toggle("stale", !ok);
+  if (!ok) {
+    const text = `${message}. ` + (updatedAt
+      ? `The figures below are from ${updatedAt}, not live.` : "No figures yet.") + " Retrying…";
+    if (banner.textContent !== text) banner.textContent = text; // an alert: said once, not each poll
+  }
+  if (ok) {
+    updatedAt = IST.format(new Date()) + " IST";
+    document.getElementById("updated").textContent = "updated " + updatedAt;
+  }
 }
 
 async function refresh() {
@@ -625,7 +640,10 @@ async function refresh() {
     document.body.dataset.loadedBroker = broker;
     setConnection(true);
   } catch (err) {
-    if (mine === generation) setConnection(false, `Cannot reach the API (${err.message}); retrying…`);
+    if (mine === generation) {
+      setConnection(false, err.fromApi ? `The API answered with an error (${err.message})`
+        : `Cannot reach the API (${err.message})`);
+    }
   }
 }
 
