@@ -778,3 +778,67 @@ def test_when_the_api_is_down_the_figures_shown_say_they_are_not_live(
         expect(page.locator("main")).not_to_have_class("stale")
         browser.close()
     assert errors == []
+
+
+def test_a_poll_while_trading_keeps_the_focused_button_and_a_press_on_it(
+    server: tuple[str, MemoryCache, RecordingControl],
+) -> None:
+    """Live, every poll changes some figure of the strategies and orders tables. Redrawn
+    whole, they took keyboard focus off a Halt or Cancel button every 1.5 s, and a press
+    held across a poll was no click. Rows and cells that did not change are kept."""
+    from playwright.sync_api import Dialog, expect, sync_playwright
+
+    url, cache, _ = server
+    confirms: list[str] = []
+
+    def answer(dialog: Dialog) -> None:
+        confirms.append(dialog.message)
+        dialog.dismiss()  # nothing is sent
+
+    strategies = documents()[STRATEGIES_KEY]
+    orders = documents()[key("paper", "orders")]
+    try:
+        with sync_playwright() as pw:
+            browser, page, errors = open_dashboard(pw, url, answer)
+            halt = page.get_by_role("button", name="Halt strategy sma_cross_banks", exact=True)
+            cancel = page.get_by_role("button", name="Cancel order o3", exact=True)
+            focused = "() => document.activeElement.getAttribute('aria-label')"
+
+            # the strategy signals again: its row's figures change, its buttons stay
+            halt.focus()
+            more = msgspec.json.decode(strategies, type=list[StrategyView])
+            more[0] = msgspec.structs.replace(more[0], signals=3)
+            _run_elsewhere(cache.set(STRATEGIES_KEY, enc(more)))
+            expect(page.locator("#strategies tbody tr").first.locator("td").nth(5)).to_have_text(
+                "3", timeout=5000)
+            assert page.evaluate(focused) == "Halt strategy sma_cross_banks"
+            page.keyboard.press("Enter")
+            assert confirms[-1] == ("Halt strategy sma_cross_banks? Its open orders are "
+                                    "cancelled; its positions stay open.")
+
+            # a new order comes in above the open one: the open one's Cancel keeps the focus
+            cancel.focus()
+            newer = msgspec.json.decode(orders, type=list[OrderView])
+            newer.insert(0, msgspec.structs.replace(newer[1], order_id="o9", ts=T0 + 200 * S))
+            _run_elsewhere(cache.set(key("paper", "orders"), enc(newer)))
+            expect(page.locator("#orders tbody tr")).to_have_count(5, timeout=5000)
+            assert page.evaluate(focused) == "Cancel order o3"
+
+            # pressed, a poll redraws the table, released: a click all the same
+            box = halt.bounding_box()
+            assert box is not None
+            page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            page.mouse.down()
+            more[0] = msgspec.structs.replace(more[0], signals=4)
+            _run_elsewhere(cache.set(STRATEGIES_KEY, enc(more)))
+            expect(page.locator("#strategies tbody tr").first.locator("td").nth(5)).to_have_text(
+                "4", timeout=5000)
+            asked = len(confirms)
+            page.mouse.up()
+            expect(page.locator("#strategies")).to_be_visible()  # the dialog is answered
+            assert len(confirms) == asked + 1
+            browser.close()
+        assert errors == []
+    finally:
+        _run_elsewhere(cache.set(STRATEGIES_KEY, strategies))
+        _run_elsewhere(cache.set(key("paper", "orders"), orders))

@@ -95,12 +95,41 @@ function badge(text, cls) {
   return el("span", { class: "badge " + (cls ?? text) }, text);
 }
 
+/** Puts the rows in the table, keeping every row and cell that is already there as it is:
+ * a row is matched by its data-key (an order's, a strategy's id), else by its content, and
+ * only its cells that changed are replaced. So a poll in the middle of trading (every poll
+ * changes some figure) leaves a focused button focused, and a press on it a click. */
 function fillTable(id, rows, emptyText) {
   const body = document.querySelector(`#${id} tbody`);
   const columns = document.querySelectorAll(`#${id} thead th`).length;
-  body.replaceChildren(
-    ...(rows.length ? rows : [el("tr", {}, el("td", { class: "empty", colspan: columns }, emptyText))])
-  );
+  const wanted = rows.length ? rows
+    : [el("tr", {}, el("td", { class: "empty", colspan: columns }, emptyText))];
+  const keyOf = (row) => row.dataset.key ?? row.outerHTML;
+  const old = new Map();
+  for (const row of body.rows) {
+    const k = keyOf(row);
+    old.set(k, [...(old.get(k) ?? []), row]);
+  }
+  let cursor = body.firstElementChild;
+  for (const row of wanted) {
+    const kept = old.get(keyOf(row))?.shift();
+    if (kept === undefined || kept.cells.length !== row.cells.length) {
+      body.insertBefore(row, cursor);
+      continue;
+    }
+    if (kept.className !== row.className) kept.className = row.className;
+    const cells = [...row.cells];
+    cells.forEach((cell, i) => {
+      if (kept.cells[i].outerHTML !== cell.outerHTML) kept.cells[i].replaceWith(cell);
+    });
+    if (kept === cursor) cursor = cursor.nextElementSibling;
+    else body.insertBefore(kept, cursor); // moved up (rows reordered): only then
+  }
+  while (cursor) {
+    const next = cursor.nextElementSibling;
+    cursor.remove();
+    cursor = next;
+  }
 }
 
 function setFigure(id, amount, { coloured = false } = {}) {
@@ -241,7 +270,9 @@ function cancelButton(ofBroker, o, state) {
   const button = el("button", { type: "button", class: "cancel",
     "aria-label": `Cancel order ${o.order_id}`, title: "Cancel what is left of this order" },
   "Cancel");
-  button.addEventListener("click", () => cancelOrder(ofBroker, o));
+  // a button kept across polls acts on its order as last shown (its fills so far)
+  button.addEventListener("click", () => cancelOrder(ofBroker, shownOrders?.broker === ofBroker
+    && shownOrders.data.items.find((x) => x.order_id === o.order_id) || o));
   return button;
 }
 
@@ -298,7 +329,7 @@ function renderOrders(data, ofBroker = broker) {
   if (drawn === ordersDrawn) return;
   ordersDrawn = drawn;
   document.getElementById("orders-count").textContent = countLabel(data);
-  fillTable("orders", data.items.map((o, i) => el("tr", {},
+  fillTable("orders", data.items.map((o, i) => el("tr", { "data-key": `${ofBroker}/${o.order_id}` },
     el("td", {}, istTime(o.time)),
     el("td", {}, o.symbol ?? String(o.instrument_token)),
     el("td", { class: "side-" + o.side }, o.side),
@@ -335,11 +366,12 @@ function renderStrategies(list, pnl) {
   const drawn = JSON.stringify([broker, list, pnl]);
   if (drawn === strategiesDrawn) return;
   strategiesDrawn = drawn;
+  shownStrategies = list;
   // P&L of each strategy on the selected broker (absent: it has not traded there)
   const byId = Object.fromEntries(pnl.map((p) => [p.strategy_id, p]));
   // the strategies routed to this broker, and configurations that did not load (no broker)
   const routed = list.filter((s) => s.brokers.includes(broker) || s.status === "INVALID");
-  fillTable("strategies", routed.map((s) => el("tr", {},
+  fillTable("strategies", routed.map((s) => el("tr", { "data-key": s.id },
     el("td", {}, el("strong", {}, s.id)),
     el("td", {}, s.strategy),
     el("td", { class: "wrap" }, s.symbols.map((sym, i) => sym ?? s.instruments[i]).join(", ")),
@@ -355,6 +387,7 @@ function renderStrategies(list, pnl) {
 }
 
 let strategiesDrawn = null;
+let shownStrategies = [];
 
 /** A running strategy can be halted (its positions kept, or closed at market), a halted one
  * put back in service; a failed one stays out (its code raised: fix it and restart). */
@@ -371,7 +404,9 @@ function haltButtons(s) {
 function haltButton(s, active, flatten, label, title) {
   const button = el("button", { type: "button", class: "cancel",
     "aria-label": `${label} strategy ${s.id}`, title }, label);
-  button.addEventListener("click", () => haltStrategy(s, active, flatten));
+  // a button kept across polls acts on the strategy as last shown (its brokers)
+  button.addEventListener("click", () => haltStrategy(
+    shownStrategies.find((x) => x.id === s.id) ?? s, active, flatten));
   return button;
 }
 
