@@ -247,6 +247,9 @@ def test_dashboard_shows_exact_figures_and_switches_broker(
         expect(positions.nth(1).locator("td").nth(2)).to_have_text("MIS")  # intraday, short
         expect(positions.nth(0).locator("td").nth(2)).to_have_text("CNC")
         expect(positions.nth(0).locator("td").last).to_have_text("-₹210.40")
+        # the charges beside the gross figures: unrealized + realized − charges is its net
+        expect(positions.nth(0).locator("td").nth(9)).to_have_text("₹31.12")
+        expect(positions.nth(2).locator("td").nth(9)).to_have_text("₹45.60")
         expect(positions.nth(1).locator("td").last).to_have_text("–")  # not written
         expect(page.locator("#signals")).to_contain_text("MAX_POSITION: position 125 would exceed max 50")
         # whose each order is: the strategy's own, or placed for it by the system
@@ -326,6 +329,9 @@ def test_dashboard_shows_exact_figures_and_switches_broker(
         for k, x in enumerate(breaks, 1):
             assert abs(x - (left + (right - left) * k * session_s / span)) < 1.0, breaks
         expect(page.locator("#positions tbody")).to_contain_text("No positions yet")
+        # empty tables say what will appear in them
+        expect(page.locator("#orders tbody")).to_contain_text(
+            "No orders yet: a strategy's validated signals become orders here.")
         expect(page.locator("#orders")).not_to_contain_text("HDFCBANK")  # paper stays paper
         page.screenshot(path=str(tmp_path / "dashboard-zerodha.png"), full_page=True)
 

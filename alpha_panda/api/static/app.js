@@ -232,6 +232,7 @@ function renderPositions(data) {
     el("td", { class: "num" }, inr(p.market_value)),
     el("td", { class: "num " + signClass(p.unrealized) }, signed(p.unrealized)),
     el("td", { class: "num " + signClass(p.realized) }, signed(p.realized)),
+    el("td", { class: "num" }, inr(p.charges)),
     el("td", { class: "num " + signClass(p.day_pnl) }, signedOrDash(p.day_pnl)),
   )), "No positions yet: they appear with the first fill.");
 }
@@ -343,7 +344,7 @@ function renderOrders(data, ofBroker = broker) {
       o.reason ? " · " + o.reason : "", o.cancel_refused == null ? ""
       : el("span", { class: "error", title: `asked by ${o.cancel_requested_by ?? "?"}` },
         ` · cancel refused: ${o.cancel_refused}`)),
-  )), "No orders yet.");
+  )), "No orders yet: a strategy's validated signals become orders here.");
 }
 
 function renderSignals(data) {
@@ -358,7 +359,7 @@ function renderSignals(data) {
     el("td", { class: "wrap" }, s.status === "REJECTED"
       ? el("span", { class: "error" }, `${s.reason_code}: ${s.message ?? ""}`)
       : s.message ? `${s.reason} (risk: ${s.message})` : s.reason),
-  )), "No signals yet.");
+  )), "No signals yet: what the strategies signal appears here, validated or rejected by risk.");
 }
 
 function renderStrategies(list, pnl) {
@@ -383,7 +384,9 @@ function renderStrategies(list, pnl) {
     el("td", { class: "num " + (byId[s.id] ? signClass(byId[s.id].net_pnl) : "") },
       byId[s.id] ? signed(byId[s.id].net_pnl) : "–"),
     el("td", {}, haltButtons(s)),
-  )), list.length ? `No strategy routes to ${broker}.` : "No strategies configured.");
+  )), list.length ? `No strategy routes to ${broker} (its YAML's brokers: list).`
+    : "No strategies configured: put strategy YAML files in the run's strategies folder "
+      + "(alpha-panda strategy new NAME writes one) and restart.");
 }
 
 let strategiesDrawn = null;
