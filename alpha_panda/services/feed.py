@@ -159,7 +159,7 @@ async def read_tail(log_: Log, source: str, depth: int = 200) -> Tail:
         tp = TopicPartition(MARKET_TICKS, partition)
         upto, d = end, depth  # read [upto - d, upto), then further back, each offset once
         while upto > 0:
-            start = max(0, upto - d)
+            start = max(0, upto - d, end - _MAX_DEPTH)
             batch = [r for r in await log_.read(tp, start, upto - start)
                      if r.offset < upto and _source(r) == source]
             if batch:
