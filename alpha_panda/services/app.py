@@ -295,7 +295,8 @@ class SystemRun:
             log.info("system.stopping")
             feed_stop.set()
             processors_stop.set()
-            results = await asyncio.gather(*tasks, return_exceptions=True)
+            # (each failure was recorded as its task ended: ``_task_done``)
+            await asyncio.gather(*tasks, return_exceptions=True)
             self.stopped = time.perf_counter()
             await writer_task
             if self._api is not None:
@@ -303,7 +304,6 @@ class SystemRun:
             for t in waiter:
                 t.cancel()
             await asyncio.gather(*extra, *waiter, return_exceptions=True)
-            del results  # each failure was recorded as its task ended (``_task_done``)
             if self.only is None:
                 self.dead_letters = dead_letters_since(dlq_before,
                                                        await dead_letter_ends(log_))
