@@ -36,7 +36,7 @@ from alpha_panda.strategy.config import (
     load_strategy_dir,
     unsimulated,
 )
-from alpha_panda.stream.dlq import dead_letter_ends, dead_letters_since
+from alpha_panda.stream.dlq import DlqEnds, dead_letter_ends, dead_letters_since
 from alpha_panda.stream.runtime import freeze_long_lived_objects
 from alpha_panda.stream.topics import REGISTRY
 
@@ -263,7 +263,7 @@ class SystemRun:
         try:
             await log_.ensure_topics(REGISTRY.all())
             # (``run``'s: a process of one service reports none, and reads no DLQ topic)
-            dlq_before = await dead_letter_ends(log_) if self.only is None else {}
+            dlq_before: DlqEnds = await dead_letter_ends(log_) if self.only is None else {}
             services = SERVICES if self.only is None else [x for x in SERVICES if x == self.only]
             self.pipeline = pipeline = build_pipeline(s, log_, configs, errors, services=services)
             feed: Any = None
@@ -305,8 +305,7 @@ class SystemRun:
                 t.cancel()
             await asyncio.gather(*extra, *waiter, return_exceptions=True)
             if self.only is None:
-                self.dead_letters = dead_letters_since(dlq_before,
-                                                       await dead_letter_ends(log_))
+                self.dead_letters = await dead_letters_since(log_, dlq_before)
             if self.options.summary and "paper" in pipeline.portfolios:
                 self.totals = await read_run_totals(
                     log_, pipeline.portfolios["paper"].ledger.initial_cash)

@@ -113,18 +113,35 @@ async def list_dead_letters(log: Log, topic: str | None = None,
     return entries[-limit:]
 
 
-async def dead_letter_ends(log: Log) -> dict[str, int]:
-    """Each DLQ topic on the log with its end offsets summed: how many letters it ever got
-    (offsets only grow, whatever retention dropped). Two readings bracket a run's letters."""
-    return {name: sum((await log.end_offsets(name)).values())
+DlqEnds = dict[str, dict[int, int]]  # DLQ topic -> partition -> end offset
+
+
+async def dead_letter_ends(log: Log) -> DlqEnds:
+    """Where each DLQ topic's partitions end: two readings bracket a run's letters."""
+    return {name: await log.end_offsets(name)
             for name in sorted(await log.list_topics()) if is_dlq(name)}
 
 
-def dead_letters_since(before: Mapping[str, int], after: Mapping[str, int]) -> dict[str, int]:
-    """Letters written to each DLQ topic between two ``dead_letter_ends`` (only those with
-    any)."""
-    return {name: n - before.get(name, 0) for name, n in after.items()
-            if n > before.get(name, 0)}
+async def dead_letters_since(log: Log, before: DlqEnds) -> dict[str, int]:
+    """The letters written to each DLQ topic since ``before`` (only topics with any),
+    counted record by record: on Kafka each letter's transaction marker takes an offset
+    too, and a partition that retention emptied may start again from 0."""
+    counts: dict[str, int] = {}
+    for name, ends in (await dead_letter_ends(log)).items():
+        n = 0
+        for p, end in ends.items():
+            offset = before.get(name, {}).get(p, 0)
+            if offset > end:  # (its offsets started again)
+                offset = 0
+            while offset < end:
+                batch = await log.read(TopicPartition(name, p), offset, min(500, end - offset))
+                if not batch:
+                    break
+                n += sum(1 for r in batch if r.offset < end)
+                offset = batch[-1].offset + 1
+        if n:
+            counts[name] = n
+    return counts
 
 
 async def show(log: Log, topic: str, offset: int, partition: int = 0) -> DeadLetterEntry:

@@ -3,6 +3,7 @@ broker gives the same trades and P&L as on the embedded log."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -12,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from alpha_panda.marketdata.files import generate_random_walk, write_ticks
-from alpha_panda.testing.pipeline import write_strategy
+from alpha_panda.settings import Settings
+from alpha_panda.testing.pipeline import append_poison_tick, write_strategy
 from alpha_panda.testing.tansu import tansu_broker
 
 pytestmark = pytest.mark.integration
@@ -40,10 +42,16 @@ def test_run_on_kafka_trades_exactly_like_the_embedded_log(tmp_path: Path) -> No
     ticks = tmp_path / "ticks.csv"
     write_ticks(ticks, generate_random_walk(5000, TOKENS, seed=5))
     write_strategy(tmp_path / "strategies", tokens=TOKENS)
-    embedded = run(tmp_path, ticks, f"sqlite:{tmp_path / 'log.sqlite'}")
+    # a malformed tick first on each: the four services reading ticks dead-letter it
+    sqlite = f"sqlite:{tmp_path / 'log.sqlite'}"
+    asyncio.run(append_poison_tick(Settings(log=sqlite, data_dir=tmp_path / "data-sqlit")))
+    embedded = run(tmp_path, ticks, sqlite)
     with tansu_broker() as broker:
+        asyncio.run(append_poison_tick(Settings(log=broker.url, data_dir=tmp_path / "data-kafka")))
         kafka = run(tmp_path, ticks, broker.url)
     keys = ["ticks", "fills", "round_trips", "realized_pnl", "unrealized_pnl", "charges",
-            "open_positions"]
+            "open_positions", "dead_letters", "dead_letters_by_topic"]
     assert embedded["fills"], "the reference run filled nothing"
+    # (on Kafka each letter's transaction marker takes an offset: counted, it read 7)
+    assert embedded["dead_letters_by_topic"] == {"market.ticks.dlq": 4}
     assert {k: kafka[k] for k in keys} == {k: embedded[k] for k in keys}
