@@ -13,6 +13,7 @@ import hashlib
 import importlib
 import importlib.machinery
 import importlib.util
+import os
 import sys
 from collections.abc import Collection, Iterable, Mapping
 from datetime import time
@@ -221,7 +222,7 @@ def _load_file(path: str, source: str) -> ModuleType:
             package = _directory_package(resolved.parent)
             stem = resolved.stem
             if not stem.isidentifier():  # (a dot in it would name a package that is not)
-                stem = f"_{hashlib.sha1(resolved.name.encode()).hexdigest()[:12]}"
+                stem = f"_{hashlib.sha1(os.fsencode(resolved.name)).hexdigest()[:12]}"
             name = f"{package}.{stem}"
             if name in sys.modules:
                 return sys.modules[name]
@@ -244,7 +245,8 @@ def _directory_package(directory: Path) -> str:
     """The name of the package of the strategy files in ``directory`` (made and registered
     on first use): its modules are found in that directory only. Its ``__init__.py``, if
     any, is not run."""
-    name = f"alpha_panda_user_{hashlib.sha1(str(directory).encode()).hexdigest()[:16]}"
+    # (os.fsencode: a path may hold bytes that are not UTF-8)
+    name = f"alpha_panda_user_{hashlib.sha1(os.fsencode(directory)).hexdigest()[:16]}"
     if name not in sys.modules:
         spec = importlib.machinery.ModuleSpec(name, None, is_package=True)
         spec.submodule_search_locations = [str(directory)]

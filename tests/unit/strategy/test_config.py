@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from datetime import time
 from pathlib import Path
@@ -286,3 +287,14 @@ def test_a_bare_import_of_a_sibling_says_to_import_it_relatively(tmp_path: Path)
             "strategy file; import it relatively, 'from .myhelpers import ...' (a bare import "
             "looks only in installed packages)") in str(err.value)
     assert "myhelpers" not in sys.modules
+
+
+def test_a_strategy_file_in_a_directory_whose_name_is_not_utf8_loads(tmp_path: Path) -> None:
+    # a Latin-1 folder name: hashing its str for the package name raised UnicodeEncodeError
+    d = Path(os.fsdecode(os.fsencode(tmp_path) + b"/strat\xff dir"))
+    d.mkdir()
+    (d / "myhelpers.py").write_text("QTY = 3\n")
+    (d / "mine.py").write_text(_STRATEGY_USING.format(imports="from .myhelpers import QTY"))
+    cls = config_from_mapping({"id": "x", "instruments": [1], "strategy": "mine.py:Mine"},
+                              str(d / "x.yaml")).strategy_class()  # (its YAML beside it)
+    assert sys.modules[cls.__module__].QTY == 3
