@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import json
 import multiprocessing
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -70,6 +71,8 @@ class GridPlan:
 
     configs: list[StrategyConfig]
     skipped: list[SkippedCombination]
+    # combinations that validate to an earlier one's parameters (fast=5 and fast=5.0): run once
+    same_as_earlier: list[str] = field(default_factory=list)
 
 
 def grid_configs(base: StrategyConfig, grid: dict[str, list[Any]]) -> GridPlan:
@@ -77,6 +80,7 @@ def grid_configs(base: StrategyConfig, grid: dict[str, list[Any]]) -> GridPlan:
     skipped, not fatal: one bad corner of a sweep should not cost the others' results."""
     keys = list(grid)
     plan = GridPlan([], [])
+    seen: set[str] = set()
     for combo in itertools.product(*(grid[k] for k in keys)):
         chosen = dict(zip(keys, combo, strict=True))
         label = ",".join(f"{k}={v}" for k, v in chosen.items())
@@ -84,9 +88,16 @@ def grid_configs(base: StrategyConfig, grid: dict[str, list[Any]]) -> GridPlan:
         data["params"] = {**base.params, **chosen}
         source = f"{base.source or base.id} [{label}]"
         try:
-            plan.configs.append(config_from_mapping(data, source))
+            config = config_from_mapping(data, source)
         except StrategyConfigError as exc:
             plan.skipped.append(SkippedCombination(chosen, str(exc).removeprefix(f"{source}: ")))
+            continue
+        params = json.dumps(config.params, sort_keys=True, default=str)  # as validated
+        if params in seen:
+            plan.same_as_earlier.append(label)
+            continue
+        seen.add(params)
+        plan.configs.append(config)
     return plan
 
 

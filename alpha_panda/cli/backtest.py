@@ -109,6 +109,10 @@ def backtest_command(
             plan = grid_configs(config, spec)  # validates every combination first
             for skipped in plan.skipped:
                 typer.secho(f"skipped {skipped.label}: {skipped.reason}", fg="yellow", err=True)
+            for label in plan.same_as_earlier:
+                typer.secho(f"warning: --grid {label} is a combination already in the sweep "
+                            "(the same values, written differently); it runs once",
+                            fg="yellow", err=True)
             if not plan.configs:
                 raise StrategyConfigError(
                     "--grid", None, f"none of its {len(plan.skipped)} combination(s) is valid "

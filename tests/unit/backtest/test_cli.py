@@ -116,6 +116,17 @@ def test_a_value_given_twice_in_a_grid_runs_once(files: tuple[Path, Path]) -> No
     assert parse_grid(["fast=5", "fast=10,5"]) == {"fast": [5, 10]}
 
 
+def test_grid_values_that_validate_alike_run_once(files: tuple[Path, Path]) -> None:
+    # 5 and 5.0 are two values to the parser, one to the strategy's validated params
+    spec, data = files
+    code, out, err = run("backtest", "--strategy", str(spec), "--data", str(data), "--json",
+                         "--grid", "fast=5,5.0,3", "--grid", "slow=20", "--quiet")
+    assert code == 0, err
+    assert sorted(r["params"]["fast"] for r in json.loads(out)["grid"]) == [3, 5]
+    assert ("warning: --grid fast=5.0,slow=20 is a combination already in the sweep (the same "
+            "values, written differently); it runs once") in err
+
+
 def test_a_grid_with_a_report_reports_the_best_combination(files: tuple[Path, Path],
                                                             tmp_path: Path) -> None:
     # it wrote nothing and exited 0
