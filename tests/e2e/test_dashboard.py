@@ -757,12 +757,19 @@ def test_when_the_api_is_down_the_figures_shown_say_they_are_not_live(
         banner = page.locator("#banner")
         expect(banner).to_be_hidden()
         expect(banner).to_have_attribute("role", "alert")
-        last = updated.text_content().removeprefix("updated ")  # type: ignore[union-attr]
-
         page.route("**/api/v1/**", lambda route: route.abort("connectionrefused"))
         expect(banner).to_be_visible(timeout=5000)
         expect(banner).to_contain_text("Cannot reach the API")
-        expect(banner).to_contain_text(f"The figures below are from {last}, not live.")
+        # (read once the banner is up: a poll in flight as the route went in may still land)
+        expect(banner).to_contain_text(re.compile(
+            r"The paper figures below are from \d\d:\d\d:\d\d IST, not live\."))
+        last = updated.text_content().removeprefix("updated ")  # type: ignore[union-attr]
+        expect(banner).to_contain_text(f"The paper figures below are from {last}, not live.")
+        # another tab while the API is away: the figures shown are still paper's, and say so
+        page.get_by_role("button", name="Zerodha (live)").click()
+        expect(banner).to_contain_text(
+            f"The paper figures (not zerodha's) below are from {last}, not live.", timeout=5000)
+        page.get_by_role("button", name="Paper").click()
         expect(page.locator("main")).to_have_class("stale")
         expect(page.locator("#equity")).to_have_text("₹1,00,02,583.38")  # kept, greyed
 

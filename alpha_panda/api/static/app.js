@@ -641,8 +641,11 @@ function setConnection(ok, message) {
   // the figures stay on the page while the API is away: greyed, and the banner says from when
   document.querySelector("main").classList.toggle("stale", !ok);
   if (!ok) {
+    // whose: after a switch of tab while the API is away, they are still the other broker's
+    const loaded = document.body.dataset.loadedBroker;
+    const whose = loaded && loaded !== broker ? `${loaded} figures (not ${broker}'s)` : `${loaded ?? broker} figures`;
     const text = `${message}. ` + (updatedAt
-      ? `The figures below are from ${updatedAt}, not live.` : "No figures yet.") + " Retrying…";
+      ? `The ${whose} below are from ${updatedAt}, not live.` : "No figures yet.") + " Retrying…";
     if (banner.textContent !== text) banner.textContent = text; // an alert: said once, not each poll
   }
   if (ok) {
