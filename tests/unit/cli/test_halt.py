@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from alpha_panda.cli import app
-from alpha_panda.domain.events import StrategyHalted
+from alpha_panda.domain.events import KillSwitchSet, StrategyHalted
 from alpha_panda.services.logs import open_log
 from alpha_panda.stream.topics import REGISTRY
 from alpha_panda.testing.pipeline import logged, write_strategy
@@ -132,10 +132,13 @@ def test_flatten_with_off_is_refused_and_nothing_is_written(system: tuple[Path, 
             for b in ("paper", "zerodha")] == [[], []]
 
 
-def test_kill_with_flatten_and_off_is_refused(tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["kill", "--flatten", "--off", "--data-dir",
-                                      str(tmp_path / "data")])
+def test_kill_with_flatten_and_off_is_refused(system: tuple[Path, Path]) -> None:
+    data, _ = system
+    result = CliRunner().invoke(app, ["kill", "--flatten", "--off", "--data-dir", str(data)])
     assert result.exit_code == 2
     assert result.stderr == ("error: --flatten applies only when setting the kill switch, not "
                              "with --off: releasing it keeps the positions\n")
-    assert not (tmp_path / "data").exists()  # nothing was written
+    assert asyncio.run(logged(data, "paper.control", KillSwitchSet)) == []  # nothing written
+    # (the same log takes a plain release)
+    assert CliRunner().invoke(app, ["kill", "--off", "--data-dir", str(data)]).exit_code == 0
+    assert [k.active for k in asyncio.run(logged(data, "paper.control", KillSwitchSet))] == [False]
