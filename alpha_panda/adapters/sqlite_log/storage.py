@@ -394,10 +394,17 @@ class _WriteSide:
                     code = tid * MAX_PARTITIONS + p
                     lo = code << OFFSET_BITS
                     gone, kept_from = 0, -1
+                    # A partition's last segment stays, however old (as Kafka keeps its
+                    # active segment): the partition's end is read from it when the log is
+                    # opened, and an end that went back to 0 would give new records offsets
+                    # the consumer groups had committed past (they were skipped).
+                    (last,) = d.execute("SELECT MAX(pos) FROM segments WHERE pos >= ? AND pos < ?",
+                                        (lo, lo + _SPAN)).fetchone()
                     for pos, n, ts in d.execute(
                             "SELECT pos, n, ts FROM segments WHERE pos >= ? AND pos < ? "
                             "ORDER BY pos LIMIT ?", (lo, lo + _SPAN, max_records - deleted)):
-                        if ts >= now_ms - retention or deleted + gone + n > max_records:
+                        if pos == last or ts >= now_ms - retention \
+                                or deleted + gone + n > max_records:
                             break
                         gone += n
                         kept_from = pos + n

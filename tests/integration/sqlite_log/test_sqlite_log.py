@@ -157,12 +157,44 @@ async def test_records_past_retention_are_deleted(tmp_path: Path) -> None:
     await log.append([Output("forever", None, b"x")])
     await asyncio.sleep(0.1)
     await log.append([Output("short", b"k", b"new", partition=0)])
+    ends = await log.end_offsets("short")
     deleted = log.expire()
-    assert deleted == 100
     left = await log.read(TopicPartition("short", 0), 0, 500)
     assert [r.value for r in left] == [b"new"]
     assert left[0].offset > 0  # offsets are never reused
+    # partition 1's old records are its last segment: kept (as Kafka keeps its active
+    # segment), so its end survives a reopen
+    kept = await log.read(TopicPartition("short", 1), 0, 500)
+    assert deleted == 100 - len(kept) and kept and {r.value for r in kept} == {b"old"}
     assert len(await log.read(TopicPartition("forever", 0), 0, 10)) == 1
+    await log.close()
+    log = SqliteLog(tmp_path / "log.sqlite")
+    assert await log.end_offsets("short") == ends
+    await log.close()
+
+
+async def test_a_partition_whose_records_all_expired_keeps_its_end_across_a_reopen(
+        tmp_path: Path) -> None:
+    # every record old, then a restart: the end went back to 0, so new records took offsets
+    # a consumer group had committed past, and it skipped them (a kill switch, a signal)
+    path = tmp_path / "log.sqlite"
+    log = SqliteLog(path)
+    await log.ensure_topics([TopicSpec("quiet", 1, KeyKind.INSTRUMENT, 50, None)])
+    for batch in range(3):
+        await log.append([raw("quiet", b"k", f"{batch}".encode())])
+    c = log.consumer("g", ["quiet"])
+    assert len(await drain(c, 3, timeout=2)) == 3
+    await c.commit([], {TopicPartition("quiet", 0): 3})
+    await log.close()
+    await asyncio.sleep(0.1)
+    log = SqliteLog(path)
+    assert log.expire() == 2  # the older segments; the last one stays
+    await log.close()
+    log = SqliteLog(path)
+    assert await log.end_offsets("quiet") == {0: 3}
+    await log.append([raw("quiet", b"k", b"after")])
+    c = log.consumer("g", ["quiet"])
+    assert [(r.offset, r.value) for r in await drain(c, 1, timeout=2)] == [(3, b"after")]
     await log.close()
 
 
