@@ -12,23 +12,20 @@ from alpha_panda.domain.clock import ist_ns
 from alpha_panda.domain.events import (
     KillSwitchSet,
     MarketTick,
-    OrderFilled,
     Payload,
     Signal,
     SignalRejected,
     StrategyHalted,
-    new_envelope,
 )
 from alpha_panda.domain.values import Product, Side
-from alpha_panda.execution.orders import order_id_for
 from alpha_panda.risk import RiskConfig, RiskEngine, RiskLimits
 from alpha_panda.services.risk_manager import (
     RiskHandler,
 )
 from alpha_panda.stream.emit import Emit, to_output
 from alpha_panda.stream.log import Record
-from alpha_panda.stream.topics import MARKET_TICKS, REGISTRY, strategy_instrument_key, topic
-from tests.unit.services.test_risk_rebuild import rebuild
+from alpha_panda.stream.topics import REGISTRY, topic
+from tests.unit.services.test_risk_rebuild import emit, fill, rebuild
 
 TOKEN = 738561
 DAY1 = ist_ns(date(2026, 11, 23), time(10, 0))
@@ -40,18 +37,7 @@ N = [0]
 
 def mk(payload: Payload, ts: int, *, source: str = "t") -> Emit:
     N[0] += 1
-    if isinstance(payload, MarketTick):
-        return Emit(MARKET_TICKS, new_envelope(payload, id=f"t{N[0]}", ts=ts, source="t",
-                                               key=str(TOKEN)))
-    if isinstance(payload, Signal):
-        name = "signals.raw"
-    elif isinstance(payload, OrderFilled):
-        name = "orders.filled"
-    else:
-        name = "control"
-    return Emit(topic("paper", name), new_envelope(
-        payload, id=f"e{N[0]}", ts=ts, source=source, key=strategy_instrument_key("s1", TOKEN),
-        broker="paper"))
+    return emit(payload, N[0], ts, source=source)
 
 
 def tick(price: int, ts: int) -> Emit:
@@ -61,14 +47,6 @@ def tick(price: int, ts: int) -> Emit:
 def sig(side: Side, qty: int = 10) -> Signal:
     return Signal(strategy_id="s1", instrument_token=TOKEN, side=side, quantity=qty,
                   product=Product.CNC, price_hint=100_00)
-
-
-def fill_of(signal_id: str, s: Signal, price: int, ts: int) -> OrderFilled:
-    oid = order_id_for(signal_id)
-    return OrderFilled(order_id=oid, fill_id=f"{oid}-f", strategy_id="s1", instrument_token=TOKEN,
-                       side=s.side, quantity=s.quantity, price=price,
-                       cumulative_quantity=s.quantity, leaves_quantity=0, average_price=price,
-                       product=s.product, ts=ts)
 
 
 def engine() -> RiskEngine:
@@ -94,7 +72,7 @@ async def feed(log: MemoryLog | None, h: RiskHandler, e: Emit, seen: list[Emit])
 def buy_and_fill(ts: int) -> list[Emit]:
     b = sig(Side.BUY)
     e = mk(b, ts, source="strategy-runner")
-    return [e, mk(fill_of(e.envelope.id, b, 100_00, ts + 1), ts + 1)]
+    return [e, mk(fill(e.envelope.id, b, 100_00, ts + 1), ts + 1)]
 
 
 def stops(seen: list[Emit]) -> list[Any]:

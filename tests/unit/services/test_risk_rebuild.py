@@ -28,13 +28,16 @@ DAY1 = ist_ns(date(2026, 11, 23), time(10, 0))
 DAY2 = ist_ns(date(2026, 11, 24), time(10, 0))
 
 
-def emit(payload: Payload, n: int, ts: int) -> Emit:
+def emit(payload: Payload, n: int, ts: int, *, source: str = "t") -> Emit:
+    """``payload`` as the risk manager of paper reads it: a tick, a signal, a fill, else a
+    control event, of strategy s1 in TOKEN."""
     if isinstance(payload, MarketTick):
         return Emit(MARKET_TICKS, new_envelope(payload, id=f"t{n}", ts=ts, source="t",
                                                key=str(TOKEN)))
-    name = "signals.raw" if isinstance(payload, Signal) else "orders.filled"
+    name = ("signals.raw" if isinstance(payload, Signal)
+            else "orders.filled" if isinstance(payload, OrderFilled) else "control")
     return Emit(topic("paper", name), new_envelope(
-        payload, id=f"e{n}", ts=ts, source="t", key=strategy_instrument_key("s1", TOKEN),
+        payload, id=f"e{n}", ts=ts, source=source, key=strategy_instrument_key("s1", TOKEN),
         broker="paper"))
 
 
