@@ -2,6 +2,24 @@
 
 from __future__ import annotations
 
-from alpha_panda.cli.main import app
+import sys
+from typing import Any
 
-__all__ = ["app"]
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    """The console script. Its imports take most of a second: Ctrl-C among them exits 130
+    without a word, as a shell expects, instead of printing a library's traceback."""
+    try:
+        from alpha_panda.cli.main import app
+    except KeyboardInterrupt:
+        sys.exit(130)
+    app()
+
+
+def __getattr__(name: str) -> Any:  # ``app`` loads on first use, inside main's guard
+    if name == "app":
+        from alpha_panda.cli.main import app
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,3 +1,3 @@
-from alpha_panda.cli.main import app
+from alpha_panda.cli import main
 
-app()
+main()
