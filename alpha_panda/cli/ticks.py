@@ -47,7 +47,9 @@ def generate(
     out: Annotated[Path, typer.Argument(help="the file to write: .csv, .csv.gz or .parquet")],
     ticks: Annotated[int, typer.Option(min=1, help="how many ticks in all")] = 100_000,
     instruments: Annotated[int, typer.Option(
-        min=1, max=len(SIM_INSTRUMENTS), help="how many of the simulator's NSE instruments")] = 20,
+        min=1, max=len(SIM_INSTRUMENTS),
+        help="how many of the simulator's NSE instruments (default: all, as `make run` trades "
+             "them: every sample strategy's among them)")] = len(SIM_INSTRUMENTS),
     days: Annotated[int, typer.Option(min=1, help="trading sessions to spread them over")] = 1,
     seed: Annotated[int, typer.Option(help="the same seed writes the same file")] = 0,
     start: Annotated[str | None, typer.Option(

@@ -15,8 +15,11 @@ from alpha_panda.domain.clock import IST, ist_date
 from alpha_panda.domain.events import MarketTick
 from alpha_panda.execution.market import nse_tick_sizes
 from alpha_panda.marketdata.files import load_ticks
+from alpha_panda.marketdata.instruments import SIM_INSTRUMENTS
+from alpha_panda.services.app import SAMPLE_STRATEGIES
 from alpha_panda.services.feed import TickPublisher
 from alpha_panda.services.logs import open_log
+from alpha_panda.strategy.config import load_strategy_dir
 from alpha_panda.stream.log import Output
 from alpha_panda.stream.topics import MARKET_TICKS
 
@@ -124,3 +127,17 @@ def test_generate_writes_gzipped_csv_and_refuses_what_it_cannot_write(tmp_path: 
         bad = CliRunner().invoke(app, ["ticks", "generate", str(out), "--ticks", "50"])
         assert bad.exit_code == 2 and message in bad.output, bad.output
         assert not out.exists()
+
+
+def test_generate_by_default_writes_every_instrument_the_sample_strategies_trade(
+        tmp_path: Path) -> None:
+    # with 20 of the 25 by default, 3 sample strategies had instruments with no tick in a
+    # generated file (breakout_metals' TATASTEEL, rsi_fmcg's, mean_reversion_energy's)
+    out = tmp_path / "ticks.csv"
+    result = CliRunner().invoke(app, ["ticks", "generate", str(out), "--ticks", "500"])
+    assert result.exit_code == 0, result.output
+    assert f"of {len(SIM_INSTRUMENTS)} instruments" in result.output
+    tokens = set(load_ticks(out).instrument_token.tolist())
+    configs, errors = load_strategy_dir(SAMPLE_STRATEGIES)
+    assert configs and not errors
+    assert {t for c in configs for t in c.instruments} <= tokens
