@@ -315,7 +315,8 @@ class RiskEngine:
             return
         if now_ns is not None:
             limits = self._account_limits()
-            self.store.acquire(self.account, signal_id, now_ns // 1000, self._windows(limits, now_ns))
+            self.store.acquire(self.account, signal_id, now_ns // 1000,
+                               self._windows(limits, now_ns, signal.reduce_only))
         sid = signal.strategy_id
         token = signal.instrument_token
         sign = 1 if signal.side is _BUY else -1
@@ -460,7 +461,7 @@ class RiskEngine:
         if acct.orders_per_second is None and acct.orders_per_minute is None \
                 and acct.orders_per_day is None:
             return None  # no account rate limit: no window to take a slot in
-        windows = self._windows(acct, now_ns)
+        windows = self._windows(acct, now_ns, s.reduce_only)
         if windows:
             code = self.store.acquire(self.account, signal_id, now_ns // 1000, windows)
             if code is not None:
@@ -662,11 +663,17 @@ class RiskEngine:
             lim = self._limits[None] = self.config.limits_for(self.broker, None)
         return lim
 
-    def _windows(self, acct: RiskLimits, now_ns: int) -> list[RateWindow]:
+    def _windows(self, acct: RiskLimits, now_ns: int, exit_: bool = False) -> list[RateWindow]:
+        """The account's order-rate windows a signal takes a slot in. An exit (``reduce_only``:
+        it passes only if it reduces the position) takes none of the second's or the minute's:
+        refused there, it left the position open, the strategy flat or not in a burst of
+        exits (every MIS strategy's at ``exit_at``), when those limits are only Kite's pace,
+        which the zerodha engine keeps by waiting. It counts in the day's (Kite refuses
+        what is past it)."""
         windows = []
-        if acct.orders_per_second is not None:
+        if acct.orders_per_second is not None and not exit_:
             windows.append(RateWindow(Reason.RATE_LIMIT_SECOND, acct.orders_per_second, _US_PER_S))
-        if acct.orders_per_minute is not None:
+        if acct.orders_per_minute is not None and not exit_:
             windows.append(RateWindow(Reason.RATE_LIMIT_MINUTE, acct.orders_per_minute, 60 * _US_PER_S))
         if acct.orders_per_day is not None:
             day = ist_date(now_ns).isoformat()

@@ -191,6 +191,52 @@ def test_zerodha_always_gets_kites_rate_limits_paper_only_when_configured() -> N
     assert [code(emulated.check(f"e{i}", sig(qty=1), T0)) for i in range(11)][-1] == "RATE_LIMIT_SECOND"
 
 
+def test_an_exit_takes_no_slot_of_the_second_or_minute_only_of_the_day() -> None:
+    # Ten entries fill Kite's second: an exit in it passed nothing before (48 exits of 61
+    # refused in 20 s of two fast strategies on the fake Kite), and each left the live
+    # position open. It passes now, the zerodha engine pacing it to Kite's 10/s.
+    live = RiskEngine(RiskConfig(), broker="zerodha")
+    for i in range(10):
+        s = sig(qty=1, token=TOKEN + i)
+        assert code(live.check(f"e{i}", s, T0 + i)) == "OK"
+        live.on_fill(filled(f"e{i}", s))
+    exit_ = sig(Side.SELL, qty=1, token=TOKEN + 3, reduce_only=True, target=0)
+    assert code(live.check("x", exit_, T0 + 20)) == "OK"
+    assert code(live.check("y", sig(qty=1), T0 + 30)) == "RATE_LIMIT_SECOND"
+    # an "exit" that would open a position is still refused, by REDUCE_ONLY
+    opening = sig(Side.SELL, qty=1, token=TOKEN + 99, reduce_only=True, target=-1)
+    assert code(live.check("o", opening, T0 + 40)) == "REDUCE_ONLY"
+    assert live.status(T0 + 50)["rate"]["RATE_LIMIT_SECOND"] == 10
+    assert live.status(T0 + 50)["rate"]["RATE_LIMIT_DAY"] == 11  # the exit counted there
+    # the day's limit (Kite refuses past it) still holds for exits
+    daily = engine("paper", orders_per_second=1, orders_per_day=2)
+    entry = sig(qty=2)
+    assert code(daily.check("a", entry, T0)) == "OK"
+    daily.on_fill(filled("a", entry))
+    halves = [sig(Side.SELL, qty=1, reduce_only=True, target=1),
+              sig(Side.SELL, qty=1, reduce_only=True, target=0)]
+    assert [code(daily.check(f"h{i}", h, T0 + 1 + i)) for i, h in enumerate(halves)] == [
+        "OK", "RATE_LIMIT_DAY"]
+
+
+def test_a_rebuilt_exit_takes_the_slots_it_took_live() -> None:
+    live = RiskEngine(RiskConfig(), broker="zerodha")
+    decisions = []
+    for i in range(10):
+        s = sig(qty=1, token=TOKEN + i)
+        decisions.append(live.check(f"e{i}", s, T0 + i))
+        live.on_fill(filled(f"e{i}", s))
+    decisions.append(live.check("x", sig(Side.SELL, qty=1, token=TOKEN, reduce_only=True,
+                                         target=0), T0 + 20))
+    assert [code(d) for d in decisions] == ["OK"] * 11
+    rebuilt = RiskEngine(RiskConfig(), broker="zerodha")
+    for d in decisions:
+        assert isinstance(d, SignalValidated)
+        rebuilt.replay_decision(d, T0 + 20)
+    assert rebuilt.status(T0 + 30)["rate"] == live.status(T0 + 30)["rate"] == {
+        "RATE_LIMIT_SECOND": 10, "RATE_LIMIT_MINUTE": 10, "RATE_LIMIT_DAY": 11}
+
+
 def test_minute_and_day_rate_limits() -> None:
     risk = engine(orders_per_minute=3, orders_per_day=5)
     got = [code(risk.check(f"m{i}", sig(qty=1), T0 + i * S)) for i in range(4)]
