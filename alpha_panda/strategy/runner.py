@@ -182,6 +182,10 @@ class StrategyRunner:
         self.halted: list[tuple[str, str]] = []
         # Cancels the strategies asked for since the caller last took them (``take_cancels``).
         self.cancels: list[tuple[str, OpenOrder]] = []
+        # Resting entries an exit cancelled in its place (``_cancel_entries``): order id ->
+        # (strategy, instrument, signed leaves the exit already took off the intended
+        # position); what of it fills before the cancel lands moves the intent back.
+        self._exit_cancels: dict[str, tuple[str, int, int]] = {}
         self._halted: set[str] = set()  # strategies the trader took out of service
         self._halt_until: dict[str, int] = {}  # of those, the ones back at a market time
         # strategies one of whose brokers stopped them (``note_stop``): shown until then
@@ -371,15 +375,23 @@ class StrategyRunner:
             return accepted if out is None else out + accepted
         book = slot.ctx._book
         positions = book.positions
+        emptied = False
         for n, sig in enumerate(accepted):
             token = sig.instrument_token
             q = sig.quantity
             held = positions.get(token, 0)
             signed = q if sig.side is _BUY else -q
             positions[token] = held + signed
+            exit_ = bool(held) and reduces(held, signed)
+            if exit_ and book.orders:
+                q = self._cancel_entries(sid, book, token, held, q)
             # an exit must not open a position anywhere; no broker may hold beyond the intent
             accepted[n] = msgspec.structs.replace(
-                sig, reduce_only=bool(held) and reduces(held, signed), target=held + signed)
+                sig, quantity=q, reduce_only=exit_, target=held + signed)
+            if not q:
+                emptied = True
+        if emptied:  # exits made of cancels only: nothing to send
+            accepted = [s for s in accepted if s.quantity]
         for cancel in cancels:
             order = book.orders.get(cancel.order_id)
             if order is None:
@@ -394,6 +406,36 @@ class StrategyRunner:
             return accepted
         out.extend(accepted)
         return out
+
+    def _cancel_entries(self, sid: str, book: _Book, token: int, held: int, qty: int) -> int:
+        """An exit of ``qty`` from the intended ``held``: the part of it that only resting
+        entries make up (orders of the strategy's own signals adding to the position, not
+        filled) is taken by cancelling them, not by selling what is not held; what is left
+        to send. Without this, an exit of a limit entry that rests unfilled sells at once,
+        and the account is short when the entry never fills. Only whole orders are
+        cancelled, newest first: what no order fits goes as asked."""
+        sign = 1 if held > 0 else -1
+        entries = [o for o in book.orders.values()
+                   if o.instrument_token == token and o.origin == "signal"
+                   and o.side.sign == sign and o.order_type is not OrderType.MARKET
+                   and o.order_id not in self._exit_cancels]  # (those left ``held`` already)
+        if not entries:
+            return qty
+        # ``held`` counts them all, and those the strategy asked to cancel until that lands
+        resting = sum(o.leaves_quantity for o in entries)
+        excess = qty - (abs(held) - resting)  # what the exit would sell beyond the rest
+        for order in reversed(entries):
+            leaves = order.leaves_quantity
+            if excess <= 0:
+                break
+            if order.cancel_requested or leaves > excess:
+                continue
+            book.orders[order.order_id] = msgspec.structs.replace(order, cancel_requested=True)
+            self.cancels.append((sid, order))
+            self._exit_cancels[order.order_id] = (sid, token, sign * leaves)
+            excess -= leaves
+            qty -= leaves
+        return qty
 
     def exiting(
         self, slot: _Slot, sigs: Sequence[Signal | CancelOrder] | None, tick: MarketTick,
@@ -553,7 +595,8 @@ class StrategyRunner:
     def reset_books(self, strategy_ids: Iterable[str]) -> None:
         """Empty the books of ``strategy_ids`` (initial cash, no position, no order) before
         they are rebuilt from the log."""
-        for sid in strategy_ids:
+        ids = set(strategy_ids)
+        for sid in ids:
             book = self._books.get(sid)
             if book is not None:
                 book.positions.clear()
@@ -561,6 +604,10 @@ class StrategyRunner:
                 book.by_product.clear()
                 book.orders.clear()
                 book.cash = self._initial_cash
+        if self._exit_cancels:
+            for oid, (sid, _, _) in list(self._exit_cancels.items()):
+                if sid in ids:
+                    del self._exit_cancels[oid]
 
     def on_signal_rejected(self, signal: Signal) -> None:
         """Risk refused ``signal``: undo its move of the intended position."""
@@ -587,6 +634,10 @@ class StrategyRunner:
 
     def _order_ended(self, strategy_id: str, order_id: str) -> None:
         """``order_id`` is filled in full, cancelled or rejected: no longer open."""
+        if self._exit_cancels:
+            taken = self._exit_cancels.pop(order_id, None)
+            if taken is not None:  # an exit took its leaves off already (``_cancel_entries``)
+                self._move(*taken)
         book = self._books.get(strategy_id)
         if book is None or book.orders.pop(order_id, None) is not None:
             return

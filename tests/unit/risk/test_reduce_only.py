@@ -8,7 +8,7 @@ from datetime import date, time
 
 from alpha_panda.domain.clock import ist_ns
 from alpha_panda.domain.events import MarketTick, Signal, SignalRejected, SignalValidated
-from alpha_panda.domain.values import Product, Side
+from alpha_panda.domain.values import OrderType, Product, Side
 from alpha_panda.risk import RiskConfig, RiskEngine, RiskLimits
 from alpha_panda.strategy import Context, Strategy, StrategyParams
 from alpha_panda.strategy.config import config_from_mapping
@@ -190,3 +190,110 @@ def test_a_sized_copy_is_judged_at_its_size_and_rebuilt_at_it() -> None:
                   product=Product.MIS, price_hint=100_00, target=10, follows="paper")
     blocked = live.check("e2", more, T0 + 1)
     assert isinstance(blocked, SignalRejected) and blocked.reason_code == "KILL_SWITCH"
+
+
+class LimitEntryThenExit(Strategy):
+    """A limit buy of 10 a rupee under the market at its first tick; at its second, the
+    exit of what it means to hold (``ctx.position()``: the resting entry counts)."""
+
+    Params = StrategyParams
+
+    def setup(self) -> None:
+        self.n = 0
+
+    def on_tick(self, tick: MarketTick, ctx: Context) -> list[Signal] | None:
+        self.n += 1
+        if self.n == 1:
+            return [ctx.buy(10, order_type=OrderType.LIMIT, limit_price=tick.last_price - 100)]
+        if self.n == 2 and ctx.position():
+            return [ctx.sell(ctx.position())]
+        return None
+
+
+def test_an_exit_of_a_resting_entry_cancels_it_and_never_sells_short() -> None:
+    # The entry rests unfilled and the market runs away from it. The exit used to pass
+    # (the resting entry counts as held) and sell 10 at once: short 10 with no such intent,
+    # bought back by the 15:20 square-off at a loss. It cancels the entry instead.
+    import numpy as np
+
+    from alpha_panda.backtest.engine import run_backtest
+    from alpha_panda.marketdata.files import TickColumns
+
+    day = date(2026, 12, 3)
+    ts = [ist_ns(day, time(10)) + k * 10**9 for k in range(5)] + [ist_ns(day, time(15, 21))]
+    ticks = TickColumns(ts=np.array(ts, dtype=np.int64),
+                        instrument_token=np.full(6, TOKEN, dtype=np.int64),
+                        last_price=np.array([100_00, 101_00, 102_00, 103_00, 104_00, 105_00],
+                                            dtype=np.int64),
+                        volume=np.ones(6, dtype=np.int64))
+    config = config_from_mapping({"id": "s1", "strategy": f"{__name__}:LimitEntryThenExit",
+                                  "instruments": [TOKEN], "product": "MIS", "exit_at": None})
+    result = run_backtest(config, ticks)
+    assert [(f.side, f.quantity, f.origin) for f in result.fills] == []
+    assert result.summary["orders_cancelled"] == 1
+    assert result.summary["open_positions"] == 0 and result.summary["realized_pnl"] == "0.00"
+
+
+def entry_resting(filled: int) -> tuple[StrategyRunner, str]:
+    """A runner whose strategy rests a limit buy of 10 (of which ``filled`` filled) and has
+    just signalled the exit of all 10 it means to hold; and the entry's order id."""
+    from alpha_panda.domain.events import OrderFilled, OrderSubmitted, derive_id
+
+    config = config_from_mapping({"id": "s1", "strategy": f"{__name__}:LimitEntryThenExit",
+                                  "instruments": [TOKEN], "product": "MIS", "exit_at": None})
+    runner = StrategyRunner([config])
+    (entry,) = runner.process(MarketTick(instrument_token=TOKEN, last_price=100_00, ts=T0)) or []
+    oid = derive_id("e", "order")
+    runner.on_order_submitted(OrderSubmitted(
+        order_id=oid, signal_id="e", strategy_id="s1", instrument_token=TOKEN, side=Side.BUY,
+        quantity=10, order_type=OrderType.LIMIT, limit_price=entry.limit_price,
+        product=Product.MIS, ts=T0))
+    if filled:
+        runner.on_fill(OrderFilled(
+            order_id=oid, fill_id=f"{oid}-f0", strategy_id="s1", instrument_token=TOKEN,
+            side=Side.BUY, quantity=filled, price=99_00, cumulative_quantity=filled,
+            leaves_quantity=10 - filled, average_price=99_00, product=Product.MIS, ts=T0))
+    return runner, oid
+
+
+def test_an_exit_sells_what_is_filled_and_cancels_the_rest_of_the_entry() -> None:
+    from alpha_panda.domain.events import OrderCancelled
+
+    runner, oid = entry_resting(4)
+    (exit_,) = runner.process(MarketTick(instrument_token=TOKEN, last_price=101_00,
+                                         ts=T0 + 1)) or []
+    assert (exit_.side, exit_.quantity, exit_.reduce_only, exit_.target) == (
+        Side.SELL, 4, True, 0)
+    assert [(sid, o.order_id) for sid, o in runner.take_cancels()] == [("s1", oid)]
+    assert runner.position("s1", TOKEN) == 0  # the strategy sees its exit taken at once
+    runner.on_order_cancelled_event(OrderCancelled(
+        order_id=oid, strategy_id="s1", instrument_token=TOKEN, side=Side.BUY,
+        filled_quantity=4, leaves_quantity=6, reason="strategy", ts=T0 + 1))
+    assert runner.position("s1", TOKEN) == 0
+
+
+def test_what_of_a_cancelled_entry_fills_first_stays_held_and_shown() -> None:
+    # The venue filled 3 more of the entry before the cancel landed (the pipeline tells
+    # the runner of fills late): the strategy holds 3, and its position says so.
+    from alpha_panda.domain.events import OrderCancelled, OrderFilled
+
+    runner, oid = entry_resting(4)
+    runner.process(MarketTick(instrument_token=TOKEN, last_price=101_00, ts=T0 + 1))
+    runner.on_fill(OrderFilled(
+        order_id=oid, fill_id=f"{oid}-f1", strategy_id="s1", instrument_token=TOKEN,
+        side=Side.BUY, quantity=3, price=99_00, cumulative_quantity=7, leaves_quantity=3,
+        average_price=99_00, product=Product.MIS, ts=T0 + 1))
+    runner.on_order_cancelled_event(OrderCancelled(
+        order_id=oid, strategy_id="s1", instrument_token=TOKEN, side=Side.BUY,
+        filled_quantity=7, leaves_quantity=3, reason="strategy", ts=T0 + 1))
+    assert runner.position("s1", TOKEN) == 3
+    # and all of it: the cancel came too late, the entry ended filled
+    runner, oid = entry_resting(0)
+    assert runner.process(MarketTick(instrument_token=TOKEN, last_price=101_00,
+                                     ts=T0 + 1)) == []  # nothing to sell: only the cancel
+    assert runner.position("s1", TOKEN) == 0
+    runner.on_fill(OrderFilled(
+        order_id=oid, fill_id=f"{oid}-f1", strategy_id="s1", instrument_token=TOKEN,
+        side=Side.BUY, quantity=10, price=99_00, cumulative_quantity=10, leaves_quantity=0,
+        average_price=99_00, product=Product.MIS, ts=T0 + 1))
+    assert runner.position("s1", TOKEN) == 10
