@@ -577,9 +577,22 @@ class PaperExchange(MisSquareOff):
             bps += rng.randint(0, self.config.slippage_jitter_bps)
         if not bps:
             return price
-        reference = self._reference(order.instrument_token, now_ns)
-        return slipped(price, order.side, bps,
-                       self._tick_size(now_ns, price if reference is None else reference))
+        token = order.instrument_token
+        reference = self._reference(token, now_ns)
+        tick = self._tick_size(now_ns, price if reference is None else reference)
+        moved = slipped(price, order.side, bps, tick)
+        band = None if self._bands is None or reference is None else self._bands.limits(
+            token, reference, tick)
+        if band is not None:
+            # No trade prints beyond the circuit limit (and Kite's market protection caps a
+            # market order's price there): slippage stops at the band, and never moves a
+            # price already beyond it (a band flexed since the file was written) further.
+            if order.side is _BUY:
+                if moved > band[1]:
+                    moved = max(band[1], price)
+            elif moved < band[0]:
+                moved = min(band[0], price)
+        return moved
 
     # ------------------------------------------------------------------ events
 

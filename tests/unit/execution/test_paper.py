@@ -503,6 +503,26 @@ def test_tick_size_and_circuit_band_are_enforced() -> None:
     assert isinstance(ok[0], OrderSubmitted)
 
 
+def test_slippage_never_carries_a_market_fill_past_the_circuit_limit() -> None:
+    # RELIANCE at its upper circuit (10% over the previous close, ₹1,100): a market buy
+    # with 50 bps of slippage filled at ₹1,105.50, a price NSE refuses; it fills at the limit
+    x = ex(slippage_bps=50)
+    x.on_tick(tick(T0, 1100_00, close=1000_00))
+    assert fills(x.submit("a", sig(price_hint=1100_00), T0 + 1)) == [(10, 1100_00, T0 + 1)]
+    x.on_tick(tick(T0 + 2, 900_50, close=1000_00))  # a sell near the lower limit, ₹900
+    assert fills(x.submit("b", sig(Side.SELL, price_hint=900_50, product=Product.MIS),
+                          T0 + 3)) == [(10, 900_00, T0 + 3)]
+    # a stop-loss triggered at the limit (SL-M: a market order once triggered) alike
+    x.submit("c", sig(Side.SELL, order_type=OrderType.SL_M, trigger_price=901_00,
+                      price_hint=902_00, product=Product.MIS), T0 + 4)
+    assert fills(x.on_tick(tick(T0 + 5, 900_00, close=1000_00))) == [(10, 900_00, T0 + 5)]
+    # inside the band slippage is as before, and a price beyond a stale band is not moved
+    x.on_tick(tick(T0 + 6, 1000_00, close=1000_00))
+    assert fills(x.submit("d", sig(price_hint=1000_00), T0 + 7)) == [(10, 1005_00, T0 + 7)]
+    x.on_tick(tick(T0 + 8, 1150_00, close=1000_00))
+    assert fills(x.submit("e", sig(price_hint=1150_00), T0 + 9)) == [(10, 1150_00, T0 + 9)]
+
+
 def test_depth_model_walks_the_book() -> None:
     x = ex(latency_ms=1, slippage_model="depth")
     x.submit("a", sig(qty=30), T0)
