@@ -4,8 +4,9 @@
 into ``OrderRejected``. Reason codes: QUANTITY, PRICE_MISSING, TRIGGER_MISSING, PRICE,
 TICK_SIZE, BRACKET (a bracket's exits on the wrong side of its entry: see ``bracket_inverted``),
 MARKET_CLOSED, MIS_CUTOFF, PRICE_BAND (circuit limits), TRIGGER_PRICE (a stop whose trigger
-the market has already crossed), STALE_ORDER (the order arrives before the oldest tick the
-exchange still keeps, so it cannot be matched faithfully). The exchange adds CNC_SHORT (a
+the market has already crossed, or a stop-limit whose limit is on the wrong side of its
+trigger), STALE_ORDER (the order arrives before the oldest tick the exchange still keeps, so
+it cannot be matched faithfully). The exchange adds CNC_SHORT (a
 CNC sell beyond the strategy's delivery holdings, ``cnc_short``).
 
 The MIS cut-off (``mis_cutoff``) is the one rule the zerodha engine asks too, before it
@@ -136,6 +137,14 @@ def validate(
     if trigger is not None and kind in (OrderType.MARKET, OrderType.LIMIT):
         return "TRIGGER_NOT_ALLOWED", (f"{kind} orders take no trigger price (got "
                                        f"{format_rupees(trigger)}): SL and SL-M orders do")
+    if kind is OrderType.SL and limit is not None and trigger is not None \
+            and order.side.sign * (limit - trigger) < 0:
+        # Kite refuses it ("Trigger price can't be higher/lesser than price"): once
+        # triggered, its limit would rest behind the market, a stop that buys below its trigger
+        buy = order.side.sign > 0
+        return "TRIGGER_PRICE", (
+            f"a stop-loss {'buy' if buy else 'sell'}'s trigger {format_rupees(trigger)} must be "
+            f"{'at or below' if buy else 'at or above'} its limit price {format_rupees(limit)}")
     prices: list[int] = []
     if limit is not None or trigger is not None or order.take_profit is not None \
             or order.stop_loss is not None:  # a plain market order has no price to check

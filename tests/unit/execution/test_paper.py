@@ -209,6 +209,28 @@ def test_stop_whose_trigger_is_already_crossed_is_rejected() -> None:
         OrderType.SL_M, 995_00, Product.CNC)  # what was asked, for the order book
 
 
+def test_a_stop_limit_with_its_limit_behind_its_trigger_is_rejected_as_kite_does() -> None:
+    # a stop buy triggered at ₹1,010 with a limit of ₹1,005 was accepted, rested behind the
+    # market once triggered and bought at ₹1,005 on the dip: a fill Kite never gives, as it
+    # refuses the order ("Trigger price can't be higher than price")
+    x = ex()
+    x.on_tick(tick(T0, 1000_00))
+    out = x.submit("a", sig(order_type=OrderType.SL, trigger_price=1010_00,
+                            limit_price=1005_00), T0 + 1)
+    message = "a stop-loss buy's trigger ₹1,010.00 must be at or below its limit price ₹1,005.00"
+    assert [(e.reason_code, e.message) for e in out if isinstance(e, OrderRejected)] == [
+        ("TRIGGER_PRICE", message)]
+    sell = x.submit("b", sig(Side.SELL, order_type=OrderType.SL, trigger_price=990_00,
+                             limit_price=995_00, product=Product.MIS), T0 + 1)
+    assert isinstance(sell[0], OrderRejected) and sell[0].reason_code == "TRIGGER_PRICE"
+    assert "must be at or above its limit price" in sell[0].message
+    # trigger and limit equal, or the limit beyond the trigger: accepted
+    for n, (trigger, limit) in enumerate(((1010_00, 1010_00), (1010_00, 1015_00))):
+        ok = x.submit(f"c{n}", sig(order_type=OrderType.SL, trigger_price=trigger,
+                                   limit_price=limit), T0 + 1)
+        assert isinstance(ok[0], OrderSubmitted)
+
+
 def test_ioc_cancels_what_the_first_tick_does_not_fill() -> None:
     x = ex(latency_ms=1, volume_participation=Decimal("0.5"))
     x.submit("a", sig(qty=10, validity=Validity.IOC), T0)
