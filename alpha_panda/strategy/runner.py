@@ -385,6 +385,9 @@ class StrategyRunner:
             exit_ = bool(held) and reduces(held, signed)
             if exit_ and book.orders:
                 q = self._cancel_entries(sid, book, token, held, q)
+                if held == -signed and sig.order_type is OrderType.MARKET \
+                        and sig.product is not Product.CNC:
+                    self._cancel_brackets(sid, book, token)
             # an exit must not open a position anywhere; no broker may hold beyond the intent
             accepted[n] = msgspec.structs.replace(
                 sig, quantity=q, reduce_only=exit_, target=held + signed)
@@ -436,6 +439,19 @@ class StrategyRunner:
             excess -= leaves
             qty -= leaves
         return qty
+
+    def _cancel_brackets(self, sid: str, book: _Book, token: int) -> None:
+        """A market exit of all the strategy means to hold in ``token``: the bracket exits
+        there are cancelled with it (as at ``exit_at``). They protect a position that is
+        being closed; left working, the stop or target sold it again, short. Not for a CNC
+        exit: the legs reserve the holdings it sells, so the venue refuses it (``CNC_SHORT``)
+        while they work, and they must stay to protect what is then still held."""
+        for order in list(book.orders.values()):
+            if order.instrument_token == token and order.origin == "bracket" \
+                    and not order.cancel_requested:
+                book.orders[order.order_id] = msgspec.structs.replace(
+                    order, cancel_requested=True)
+                self.cancels.append((sid, order))
 
     def exiting(
         self, slot: _Slot, sigs: Sequence[Signal | CancelOrder] | None, tick: MarketTick,

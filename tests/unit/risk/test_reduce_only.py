@@ -234,6 +234,56 @@ def test_an_exit_of_a_resting_entry_cancels_it_and_never_sells_short() -> None:
     assert result.summary["open_positions"] == 0 and result.summary["realized_pnl"] == "0.00"
 
 
+class BracketThenExit(Strategy):
+    """A market buy of 5 with a stop ₹2 under and a target ₹5 over; at its third tick,
+    the market exit of all of it."""
+
+    Params = StrategyParams
+
+    def setup(self) -> None:
+        self.n = 0
+
+    def on_tick(self, tick: MarketTick, ctx: Context) -> list[Signal] | None:
+        self.n += 1
+        if self.n == 1:
+            return [ctx.buy(5, stop_loss=tick.last_price - 200,
+                            take_profit=tick.last_price + 500)]
+        if self.n == 3 and ctx.position():
+            return [ctx.sell(ctx.position())]
+        return None
+
+
+def test_a_market_exit_of_a_bracketed_position_takes_its_stop_and_target_with_it() -> None:
+    # The stop-loss leg stayed after the strategy closed the position itself, and fired
+    # on the fall: a sell of 5 more, short, bought back by the square-off.
+    import numpy as np
+
+    from alpha_panda.backtest.engine import run_backtest
+    from alpha_panda.marketdata.files import TickColumns
+
+    day = date(2026, 12, 3)
+    ts = [ist_ns(day, time(10)) + k * 10**9 for k in range(6)] + [ist_ns(day, time(15, 21))]
+    ticks = TickColumns(ts=np.array(ts, dtype=np.int64),
+                        instrument_token=np.full(7, TOKEN, dtype=np.int64),
+                        last_price=np.array([100_00, 101_00, 100_50, 99_00, 97_00, 96_00, 95_00],
+                                            dtype=np.int64),
+                        volume=np.ones(7, dtype=np.int64))
+    config = config_from_mapping({"id": "s1", "strategy": f"{__name__}:BracketThenExit",
+                                  "instruments": [TOKEN], "product": "MIS", "exit_at": None})
+    result = run_backtest(config, ticks)
+    assert [(f.side, f.quantity, f.price, f.origin) for f in result.fills] == [
+        (Side.BUY, 5, 100_00, "signal"), (Side.SELL, 5, 100_50, "signal")]
+    assert result.summary["orders_cancelled"] == 2  # the stop and the target
+    # In CNC the legs reserve the holdings: the venue refuses the exit (CNC_SHORT), and
+    # the stop, kept, still closes the position on the fall
+    config = config_from_mapping({"id": "s1", "strategy": f"{__name__}:BracketThenExit",
+                                  "instruments": [TOKEN], "product": "CNC"})
+    result = run_backtest(config, ticks)
+    assert result.summary["rejections"] == {"CNC_SHORT": 1}
+    assert [(f.side, f.quantity, f.price, f.origin) for f in result.fills] == [
+        (Side.BUY, 5, 100_00, "signal"), (Side.SELL, 5, 97_00, "bracket")]
+
+
 def entry_resting(filled: int) -> tuple[StrategyRunner, str]:
     """A runner whose strategy rests a limit buy of 10 (of which ``filled`` filled) and has
     just signalled the exit of all 10 it means to hold; and the entry's order id."""
