@@ -439,7 +439,7 @@ class RiskEngine:
                 return Reason.MAX_POSITION, (
                     f"position could reach {worst} if every open sell fills, "
                     f"limit {lim.max_position}")
-        if not reducing:
+        if not (reducing and self._takes_no_risk(sid, token, filled, position, s)):
             if lim.max_gross_exposure is not None or acct.account_max_gross_exposure is not None:
                 for scope, limit in ((sid, lim.max_gross_exposure), (None, acct.account_max_gross_exposure)):
                     if limit is not None:
@@ -710,16 +710,38 @@ class RiskEngine:
                         f"price {format_rupees(last)}")
         return None
 
+    def _takes_no_risk(self, sid: str, token: int, filled: int, position: int,
+                       s: Signal) -> bool:
+        """``s`` takes the filled position toward flat without crossing it, whichever
+        other open orders fill: every one of its own side, none of the other's. A resting
+        buy may never fill, so a sell of what it would buy opens a short: new risk, which
+        the daily-loss and exposure limits must see."""
+        sells = self._pending_sells.get((sid, token), 0)
+        if s.side is _BUY:
+            return filled + (position - filled + sells) + s.quantity <= 0
+        return filled - sells - s.quantity >= 0
+
     def _exposure(self, scope: str | None, s: Signal, price: int | None) -> int:
-        """Gross exposure of ``scope`` (a strategy, or the account) if ``s`` is filled."""
+        """Gross exposure of ``scope`` (a strategy, or the account) if ``s`` is filled:
+        each position at its worst side (every open buy filled and no sell, or the other
+        way round), as ``max_position``, so resting orders on one side do not offset what
+        is filled or open on the other."""
         keys = {k for k in self._filled if scope is None or k[0] == scope}
         keys |= {k for k in self._pending_qty if scope is None or k[0] == scope}
-        keys.add((s.strategy_id, s.instrument_token))
+        own = (s.strategy_id, s.instrument_token)
+        keys.add(own)
         total = 0
-        for sid, token in keys:
-            qty = self.position(sid, token)
-            if (sid, token) == (s.strategy_id, s.instrument_token):
-                qty += s.side.sign * s.quantity
+        for key in keys:
+            sid, token = key
+            filled = self._filled.get(key, 0)
+            sells = self._pending_sells.get(key, 0)
+            buys = self._pending_qty.get(key, 0) + sells
+            if key == own:
+                if s.side is _BUY:
+                    buys += s.quantity
+                else:
+                    sells += s.quantity
+            qty = max(abs(filled + buys), abs(filled - sells))
             mark = self._last.get(token)
             if mark is None:
                 mark = (price if token == s.instrument_token and price

@@ -56,7 +56,12 @@ class RiskLimits:
     - ``max_position``: quantity per instrument, each side at its worst: filled plus
       every open buy (a buy's check), or filled less every open sell (a sell's), so that
       resting orders on the other side free no room.
-    - ``max_gross_exposure``: Σ |position| × last price of the strategy after the order.
+    - ``max_gross_exposure``: Σ |position| × last price of the strategy after the order,
+      each position at its worst side (as ``max_position``: filled plus every open buy, or
+      less every open sell).
+    - ``daily_loss`` and the exposure limits stop orders that add risk: an order passes
+      them only if it takes the filled position toward flat whichever other open orders
+      fill (a sell against a resting buy that may never fill opens a short).
     - ``max_open_orders``: validated orders of the strategy not yet filled/cancelled/rejected.
     - ``daily_loss``: positive paise; once the day's net P&L (``portfolio.day``: today's
       fills, and what was carried into the day from the previous close) is at or below

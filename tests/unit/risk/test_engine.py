@@ -140,6 +140,37 @@ def test_daily_loss_stops_new_exposure_but_lets_positions_be_reduced() -> None:
     assert code(risk.check("f", sig(qty=1, price_hint=94_00), next_day + 1)) == "OK"
 
 
+def test_a_sell_against_a_resting_buy_is_new_risk_for_the_daily_loss_and_exposure() -> None:
+    # A limit buy of 100 far under the market rests, placed before the day's loss, beside
+    # 100 filled. A sell of 200 counted as reducing (the resting buy counted as held) and
+    # passed the daily-loss gate: a new short of 100 after the limit, if the buy never fills.
+    risk = engine(daily_loss=500_00)
+    resting = sig(qty=100, order_type=OrderType.LIMIT, limit_price=80_00, product=Product.MIS)
+    assert code(risk.check("r", resting, T0)) == "OK"
+    buy = sig(qty=100, product=Product.MIS)
+    risk.check("a", buy, T0)
+    risk.on_fill(filled("a", buy))
+    risk.on_tick(MarketTick(instrument_token=TOKEN, last_price=94_00, ts=T0 + S))  # −₹600
+    short = sig(Side.SELL, 200, price_hint=94_00, product=Product.MIS)
+    assert code(risk.check("b", short, T0 + 2 * S)) == "DAILY_LOSS"  # 100 held, 100 resting
+    exit_ = sig(Side.SELL, 100, price_hint=94_00, product=Product.MIS)
+    assert code(risk.check("c", exit_, T0 + 2 * S)) == "OK"  # what is filled: it reduces
+    # And each position counts at its worst side for the exposure: a short of 250 with a
+    # buy of 250 resting is ₹25,000 of exposure (not 0) if the buy never fills; 250 more
+    # would make ₹50,000, over a ₹30,000 limit
+    risk = engine(max_gross_exposure=30_000_00)
+    risk.on_tick(MarketTick(instrument_token=TOKEN, last_price=100_00, ts=T0))
+    rest = sig(qty=250, order_type=OrderType.LIMIT, limit_price=80_00, product=Product.MIS)
+    assert code(risk.check("r", rest, T0)) == "OK"
+    sell = sig(Side.SELL, 250, product=Product.MIS)
+    assert code(risk.check("s1", sell, T0)) == "OK"
+    risk.on_fill(filled("s1", sell))
+    refused = risk.check("s2", sig(Side.SELL, 250, product=Product.MIS), T0)
+    assert code(refused) == "MAX_GROSS_EXPOSURE"
+    assert isinstance(refused, SignalRejected)
+    assert refused.message == "gross exposure would be ₹50,000.00, limit ₹30,000.00"
+
+
 @pytest.mark.parametrize("limits", [{"max_order_qty": 5}, {"max_order_notional": 500_00},
                                     {"fat_finger_qty": 5}, {"fat_finger_notional": 500_00}])
 def test_size_limits_never_trap_a_position(limits: dict[str, Any]) -> None:
