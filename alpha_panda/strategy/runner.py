@@ -415,8 +415,10 @@ class StrategyRunner:
         entries make up (orders of the strategy's own signals adding to the position, not
         filled) is taken by cancelling them, not by selling what is not held; what is left
         to send. Without this, an exit of a limit entry that rests unfilled sells at once,
-        and the account is short when the entry never fills. Only whole orders are
-        cancelled, newest first: what no order fits goes as asked."""
+        and the account is short when the entry never fills. Only whole orders the exit
+        can take in full are cancelled, newest first (one larger than the excess is, and
+        the exit sells less by the difference); what no order fits goes as asked. An entry
+        the strategy asked to cancel already counts alike, its cancel not asked again."""
         sign = 1 if held > 0 else -1
         entries = [o for o in book.orders.values()
                    if o.instrument_token == token and o.origin == "signal"
@@ -431,10 +433,12 @@ class StrategyRunner:
             leaves = order.leaves_quantity
             if excess <= 0:
                 break
-            if order.cancel_requested or leaves > excess:
+            if leaves > qty:
                 continue
-            book.orders[order.order_id] = msgspec.structs.replace(order, cancel_requested=True)
-            self.cancels.append((sid, order))
+            if not order.cancel_requested:
+                book.orders[order.order_id] = msgspec.structs.replace(
+                    order, cancel_requested=True)
+                self.cancels.append((sid, order))
             self._exit_cancels[order.order_id] = (sid, token, sign * leaves)
             excess -= leaves
             qty -= leaves

@@ -5,12 +5,14 @@ reduces the position held there (``REDUCE_ONLY``)."""
 from __future__ import annotations
 
 from datetime import date, time
+from typing import Any
 
 from alpha_panda.domain.clock import ist_ns
 from alpha_panda.domain.events import MarketTick, Signal, SignalRejected, SignalValidated
 from alpha_panda.domain.values import OrderType, Product, Side
 from alpha_panda.risk import RiskConfig, RiskEngine, RiskLimits
 from alpha_panda.strategy import Context, Strategy, StrategyParams
+from alpha_panda.strategy.base import CancelOrder
 from alpha_panda.strategy.config import config_from_mapping
 from alpha_panda.strategy.runner import StrategyRunner
 
@@ -194,19 +196,27 @@ def test_a_sized_copy_is_judged_at_its_size_and_rebuilt_at_it() -> None:
 
 class LimitEntryThenExit(Strategy):
     """A limit buy of 10 a rupee under the market at its first tick; at its second, the
-    exit of what it means to hold (``ctx.position()``: the resting entry counts)."""
+    exit of what it means to hold (``ctx.position()``: the resting entry counts) but
+    ``keep``; with ``cancel_first``, it cancels its open orders at its second tick and
+    exits at its third."""
 
-    Params = StrategyParams
+    class Params(StrategyParams):
+        keep: int = 0
+        cancel_first: bool = False
+
+    params: Params
 
     def setup(self) -> None:
         self.n = 0
 
-    def on_tick(self, tick: MarketTick, ctx: Context) -> list[Signal] | None:
+    def on_tick(self, tick: MarketTick, ctx: Context) -> list[Signal | CancelOrder] | None:
         self.n += 1
         if self.n == 1:
             return [ctx.buy(10, order_type=OrderType.LIMIT, limit_price=tick.last_price - 100)]
-        if self.n == 2 and ctx.position():
-            return [ctx.sell(ctx.position())]
+        if self.n == 2 and self.params.cancel_first:
+            return [ctx.cancel(o) for o in ctx.open_orders()]
+        if self.n == 2 + self.params.cancel_first and ctx.position() > self.params.keep:
+            return [ctx.sell(ctx.position() - self.params.keep)]
         return None
 
 
@@ -284,13 +294,14 @@ def test_a_market_exit_of_a_bracketed_position_takes_its_stop_and_target_with_it
         (Side.BUY, 5, 100_00, "signal"), (Side.SELL, 5, 97_00, "bracket")]
 
 
-def entry_resting(filled: int) -> tuple[StrategyRunner, str]:
-    """A runner whose strategy rests a limit buy of 10 (of which ``filled`` filled) and has
-    just signalled the exit of all 10 it means to hold; and the entry's order id."""
+def entry_resting(filled: int, **params: Any) -> tuple[StrategyRunner, str]:
+    """A runner whose strategy (``LimitEntryThenExit`` with ``params``) rests a limit buy
+    of 10, of which ``filled`` filled; and the entry's order id."""
     from alpha_panda.domain.events import OrderFilled, OrderSubmitted, derive_id
 
     config = config_from_mapping({"id": "s1", "strategy": f"{__name__}:LimitEntryThenExit",
-                                  "instruments": [TOKEN], "product": "MIS", "exit_at": None})
+                                  "instruments": [TOKEN], "product": "MIS", "exit_at": None,
+                                  "params": params})
     runner = StrategyRunner([config])
     (entry,) = runner.process(MarketTick(instrument_token=TOKEN, last_price=100_00, ts=T0)) or []
     oid = derive_id("e", "order")
@@ -347,3 +358,35 @@ def test_what_of_a_cancelled_entry_fills_first_stays_held_and_shown() -> None:
         side=Side.BUY, quantity=10, price=99_00, cumulative_quantity=10, leaves_quantity=0,
         average_price=99_00, product=Product.MIS, ts=T0 + 1))
     assert runner.position("s1", TOKEN) == 10
+
+
+def test_an_exit_cancels_an_entry_larger_than_its_unfilled_part_and_sells_less() -> None:
+    # 4 filled, 6 resting, and the strategy keeps 2 of the 10 it means to hold: it cancels
+    # the 6 and sells 2 (selling 8 of the 4 filled would leave it short 4 if the 6 never fill)
+    runner, oid = entry_resting(4, keep=2)
+    (exit_,) = runner.process(MarketTick(instrument_token=TOKEN, last_price=101_00,
+                                         ts=T0 + 1)) or []
+    assert (exit_.quantity, exit_.target) == (2, 2)
+    assert [o.order_id for _, o in runner.take_cancels()] == [oid]
+    # one that the exit cannot take in full goes as asked: keep 5 of 10 where 6 rest
+    runner, _ = entry_resting(4, keep=5)
+    (exit_,) = runner.process(MarketTick(instrument_token=TOKEN, last_price=101_00,
+                                         ts=T0 + 1)) or []
+    assert exit_.quantity == 5 and runner.take_cancels() == []
+
+
+def test_an_entry_the_strategy_cancelled_already_is_not_sold_while_its_cancel_lands() -> None:
+    from alpha_panda.domain.events import OrderCancelled
+
+    runner, oid = entry_resting(4, cancel_first=True)
+    assert runner.process(MarketTick(instrument_token=TOKEN, last_price=101_00,
+                                     ts=T0 + 1)) == []
+    assert [o.order_id for _, o in runner.take_cancels()] == [oid]
+    # the cancel not confirmed yet: the strategy still means to hold 10 and exits them
+    (exit_,) = runner.process(MarketTick(instrument_token=TOKEN, last_price=101_00,
+                                         ts=T0 + 2)) or []
+    assert exit_.quantity == 4 and runner.take_cancels() == []  # asked once
+    runner.on_order_cancelled_event(OrderCancelled(
+        order_id=oid, strategy_id="s1", instrument_token=TOKEN, side=Side.BUY,
+        filled_quantity=4, leaves_quantity=6, reason="strategy", ts=T0 + 1))
+    assert runner.position("s1", TOKEN) == 0
