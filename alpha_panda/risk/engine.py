@@ -113,6 +113,7 @@ class _Pending:
     leaves: int
     order_ids: tuple[str, ...] = ()
     cnc: bool = False  # a CNC sell or CNC market buy: counts towards the holdings (CNC_SHORT)
+    resting: bool = False  # not a market order: it may never fill (``_takes_no_risk``)
 
 
 def _reduces(held: int, s: Signal) -> bool:
@@ -144,6 +145,8 @@ class RiskEngine:
         self._pending: dict[str, _Pending] = {}  # order id(s) -> what is still unfilled
         self._pending_qty: dict[tuple[str, int], int] = {}  # net: buys less sells
         self._pending_sells: dict[tuple[str, int], int] = {}  # of which sells (buys: net + this)
+        # and of the orders that may never fill (limit, stop), each side: [buys, sells]
+        self._resting: dict[tuple[str, int], list[int]] = {}
         # CNC_SHORT: net CNC quantity filled, and of validated CNC orders still unfilled
         # (sells, and market buys: not resting buys, which may never fill).
         # Kept apart from ``_filled`` and ``_pending_qty`` (which merge products: limits
@@ -231,6 +234,8 @@ class RiskEngine:
                 self._pending_sells[key] -= take
             if pending.cnc:
                 self._cnc_pending[key] -= pending.sign * take
+            if pending.resting:
+                self._resting[key][pending.sign < 0] -= take
             if fill.leaves_quantity == 0 or leaves == 0:
                 self._release(fill.order_id)
         sid, token = fill.strategy_id, fill.instrument_token
@@ -322,10 +327,16 @@ class RiskEngine:
         sign = 1 if signal.side is _BUY else -1
         cnc = signal.product is _CNC and (
             signal.side is not _BUY or signal.order_type is _MARKET)  # (see CNC_SHORT)
-        pending = _Pending(sid, token, sign, signal.quantity, order_ids, cnc)
+        resting = signal.order_type is not _MARKET
+        pending = _Pending(sid, token, sign, signal.quantity, order_ids, cnc, resting)
         for order_id in order_ids:
             all_pending[order_id] = pending
         key = (sid, token)
+        if resting:
+            sides = self._resting.get(key)
+            if sides is None:
+                sides = self._resting[key] = [0, 0]
+            sides[sign < 0] += signal.quantity
         if cnc:
             self._cnc_pending[key] = self._cnc_pending.get(key, 0) + sign * signal.quantity
         qty = self._pending_qty
@@ -439,7 +450,7 @@ class RiskEngine:
                 return Reason.MAX_POSITION, (
                     f"position could reach {worst} if every open sell fills, "
                     f"limit {lim.max_position}")
-        if not (reducing and self._takes_no_risk(sid, token, filled, position, s)):
+        if not (reducing and self._takes_no_risk(sid, token, position, s)):
             if lim.max_gross_exposure is not None or acct.account_max_gross_exposure is not None:
                 for scope, limit in ((sid, lim.max_gross_exposure), (None, acct.account_max_gross_exposure)):
                     if limit is not None:
@@ -710,16 +721,17 @@ class RiskEngine:
                         f"price {format_rupees(last)}")
         return None
 
-    def _takes_no_risk(self, sid: str, token: int, filled: int, position: int,
-                       s: Signal) -> bool:
-        """``s`` takes the filled position toward flat without crossing it, whichever
-        other open orders fill: every one of its own side, none of the other's. A resting
-        buy may never fill, so a sell of what it would buy opens a short: new risk, which
-        the daily-loss and exposure limits must see."""
-        sells = self._pending_sells.get((sid, token), 0)
+    def _takes_no_risk(self, sid: str, token: int, position: int, s: Signal) -> bool:
+        """``s`` takes the position toward flat without crossing it, whichever other open
+        orders fill: every one of its own side, none of the other side's resting (limit,
+        stop) ones. A resting buy may never fill, so a sell of what it would buy opens a
+        short: new risk, which the daily-loss and exposure limits must see. A market order
+        fills at once at the venue: it counts as filled, whenever its fill reaches this
+        engine (on the pipeline, after the next signal may be decided)."""
+        sides = self._resting.get((sid, token))
         if s.side is _BUY:
-            return filled + (position - filled + sells) + s.quantity <= 0
-        return filled - sells - s.quantity >= 0
+            return position + (sides[1] if sides else 0) + s.quantity <= 0
+        return position - (sides[0] if sides else 0) - s.quantity >= 0
 
     def _exposure(self, scope: str | None, s: Signal, price: int | None) -> int:
         """Gross exposure of ``scope`` (a strategy, or the account) if ``s`` is filled:
@@ -779,4 +791,6 @@ class RiskEngine:
                 self._pending_sells[(pending.strategy_id, pending.token)] -= pending.leaves
             if pending.cnc:
                 self._cnc_pending[(pending.strategy_id, pending.token)] -= pending.sign * pending.leaves
+            if pending.resting:
+                self._resting[(pending.strategy_id, pending.token)][pending.sign < 0] -= pending.leaves
         self._open_orders[pending.strategy_id] -= 1

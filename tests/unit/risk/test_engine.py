@@ -155,6 +155,17 @@ def test_a_sell_against_a_resting_buy_is_new_risk_for_the_daily_loss_and_exposur
     assert code(risk.check("b", short, T0 + 2 * S)) == "DAILY_LOSS"  # 100 held, 100 resting
     exit_ = sig(Side.SELL, 100, price_hint=94_00, product=Product.MIS)
     assert code(risk.check("c", exit_, T0 + 2 * S)) == "OK"  # what is filled: it reduces
+    assert code(risk.check("d", sig(Side.SELL, 1, price_hint=94_00, product=Product.MIS),
+                           T0 + 2 * S)) == "DAILY_LOSS"  # only the resting buy is left
+    # a market buy counts as held before its fill is read (it fills at once at the venue;
+    # on the pipeline the fill may come after the next signal): its exit passes
+    risk = engine(daily_loss=500_00)
+    assert code(risk.check("e", sig(qty=50, product=Product.MIS), T0)) == "OK"
+    risk.check("a", buy, T0)
+    risk.on_fill(filled("a", buy))
+    risk.on_tick(MarketTick(instrument_token=TOKEN, last_price=94_00, ts=T0 + S))
+    assert code(risk.check("f", sig(Side.SELL, 150, price_hint=94_00, product=Product.MIS),
+                           T0 + 2 * S)) == "OK"  # 100 filled, 50 bought at market
     # And each position counts at its worst side for the exposure: a short of 250 with a
     # buy of 250 resting is ₹25,000 of exposure (not 0) if the buy never fills; 250 more
     # would make ₹50,000, over a ₹30,000 limit
