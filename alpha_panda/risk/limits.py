@@ -60,8 +60,9 @@ class RiskLimits:
       each position at its worst side (as ``max_position``: filled plus every open buy, or
       less every open sell).
     - ``daily_loss`` and the exposure limits stop orders that add risk: an order passes
-      them only if it takes the filled position toward flat whichever other open orders
-      fill (a sell against a resting buy that may never fill opens a short).
+      them only if it takes the position (filled, and market orders on their way) toward
+      flat whichever other open orders fill (a sell against a resting buy that may never
+      fill opens a short).
     - ``max_open_orders``: validated orders of the strategy not yet filled/cancelled/rejected.
     - ``daily_loss``: positive paise; once the day's net P&L (``portfolio.day``: today's
       fills, and what was carried into the day from the previous close) is at or below
