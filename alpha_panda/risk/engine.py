@@ -428,6 +428,16 @@ class RiskEngine:
             failed = self._size(lim, qty, notional)
             if failed is not None:
                 return failed
+            if notional is None and (lim.max_order_notional is not None
+                                     or lim.fat_finger_notional is not None):
+                # a notional limit that cannot value the order does not let it through: a
+                # market order of another instrument than the tick's, before any tick of it
+                name = symbol_of(token)
+                what = f"instrument {token} ({name})" if name else f"instrument {token}"
+                return (Reason.MAX_ORDER_NOTIONAL if lim.max_order_notional is not None
+                        else Reason.FAT_FINGER), (
+                    f"no price to value the order against the notional limit: no price hint "
+                    f"and no tick of {what} seen yet")
         if lim.price_band_percent is not None:
             band = self._band_violation(s, lim.price_band_percent)
             if band is not None:

@@ -28,3 +28,26 @@ def test_resting_buys_do_not_make_a_big_sell_an_exit() -> None:
     decision = risk.check("s", sell, T0 + 100)
     assert isinstance(decision, SignalRejected), \
         "a market sell of 1000 (fat-finger 500, max order 100) passed with nothing filled"
+
+
+def test_a_notional_limit_refuses_an_order_it_cannot_value() -> None:
+    # A market buy of another instrument than the tick's (no price hint), before any tick
+    # of it: the notional limits let 10,000 shares through unvalued, and on Zerodha it
+    # would have been placed at market
+    other = 341249
+    buy = Signal(strategy_id="s1", instrument_token=other, side=Side.BUY, quantity=10_000,
+                 product=Product.MIS)
+    for limits, code in (({"max_order_notional": 10_000_00}, "MAX_ORDER_NOTIONAL"),
+                         ({"fat_finger_notional": 50_000_00}, "FAT_FINGER")):
+        risk = RiskEngine(RiskConfig(strategies={"s1": RiskLimits(**limits)}), broker="zerodha")
+        decision = risk.check("b", buy, T0)
+        assert isinstance(decision, SignalRejected) and decision.reason_code == code
+        assert decision.message == (
+            "no price to value the order against the notional limit: no price hint and no "
+            "tick of instrument 341249 (HDFCBANK) seen yet")
+        # once a tick has priced it, it is judged by its notional
+        risk.on_tick(MarketTick(instrument_token=other, last_price=1_00, ts=T0 + 1))
+        assert isinstance(risk.check("b2", buy, T0 + 2), SignalValidated)
+    # without a notional limit nothing needs a price
+    free = RiskEngine(RiskConfig(strategies={"s1": RiskLimits(max_order_qty=20_000)}))
+    assert isinstance(free.check("b", buy, T0), SignalValidated)
