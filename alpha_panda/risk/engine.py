@@ -404,6 +404,18 @@ class RiskEngine:
                 f"strategy holds {position} (filled and pending): what it meant to close is not "
                 "there (the entry was refused here, or a bracket exit, square-off or flatten "
                 "closed it first)")
+        # (whether it takes new risk: reducing, whichever resting orders fill or not)
+        no_risk = reducing and self._takes_no_risk(sid, token, position, s)
+        if s.reduce_only and not no_risk:
+            # it reduces the position only if resting entries (limit, stop) fill, which they
+            # may never do: sent, it could leave the account short (or long) with no intent
+            sides = self._resting.get((sid, token))
+            resting = (sides[0] if s.side is not _BUY else sides[1]) if sides else 0
+            return Reason.REDUCE_ONLY, (
+                f"an exit of {qty} is more than the strategy holds on {self.broker} for "
+                f"certain: {position - s.side.opposite.sign * resting} filled or on its way at "
+                f"market, and {resting} more only if its resting orders fill, which they may "
+                "never do (cancel them rather than trade against them)")
         if cnc_sell:
             short = self._cnc_short(sid, token, qty)
             if short is not None:
@@ -460,7 +472,7 @@ class RiskEngine:
                 return Reason.MAX_POSITION, (
                     f"position could reach {worst} if every open sell fills, "
                     f"limit {lim.max_position}")
-        if not (reducing and self._takes_no_risk(sid, token, position, s)):
+        if not no_risk:
             if lim.max_gross_exposure is not None or acct.account_max_gross_exposure is not None:
                 for scope, limit in ((sid, lim.max_gross_exposure), (None, acct.account_max_gross_exposure)):
                     if limit is not None:

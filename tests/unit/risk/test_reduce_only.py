@@ -390,3 +390,35 @@ def test_an_entry_the_strategy_cancelled_already_is_not_sold_while_its_cancel_la
         order_id=oid, strategy_id="s1", instrument_token=TOKEN, side=Side.BUY,
         filled_quantity=4, leaves_quantity=6, reason="strategy", ts=T0 + 1))
     assert runner.position("s1", TOKEN) == 0
+
+
+def test_an_exit_is_refused_where_only_a_resting_entry_makes_it_up() -> None:
+    # On the pipeline the runner may not know yet that its entry rests (its submission is
+    # read later, many ticks later in a full-speed replay) and send the exit of it whole.
+    # The exit passed (the resting buy counted as held) and sold 10: short, if the buy never
+    # filled. The risk manager refuses it.
+    risk = RiskEngine(RiskConfig(), broker="paper")
+    entry = Signal(strategy_id="s1", instrument_token=TOKEN, side=Side.BUY, quantity=10,
+                   product=Product.MIS, order_type=OrderType.LIMIT, limit_price=99_00,
+                   price_hint=100_00)
+    assert isinstance(risk.check("e", entry, T0), SignalValidated)
+    decision = risk.check("x", exit_of(10), T0 + 1)
+    assert isinstance(decision, SignalRejected) and decision.reason_code == "REDUCE_ONLY"
+    assert decision.message == (
+        "an exit of 10 is more than the strategy holds on paper for certain: 0 filled or on "
+        "its way at market, and 10 more only if its resting orders fill, which they may never "
+        "do (cancel them rather than trade against them)")
+    # what is filled of it may be sold, and a market entry counts before its fill is read
+    from alpha_panda.domain.events import OrderFilled, derive_id
+
+    oid = derive_id("e", "order")
+    risk.on_fill(OrderFilled(order_id=oid, fill_id=f"{oid}-f", strategy_id="s1",
+                             instrument_token=TOKEN, side=Side.BUY, quantity=4, price=99_00,
+                             cumulative_quantity=4, leaves_quantity=6, average_price=99_00,
+                             product=Product.MIS, ts=T0 + 1))
+    market = Signal(strategy_id="s1", instrument_token=TOKEN, side=Side.BUY, quantity=3,
+                    product=Product.MIS, price_hint=100_00)
+    assert isinstance(risk.check("m", market, T0 + 1), SignalValidated)
+    assert isinstance(risk.check("x2", exit_of(7), T0 + 2), SignalValidated)
+    refused = risk.check("x3", exit_of(1), T0 + 2)
+    assert isinstance(refused, SignalRejected) and refused.reason_code == "REDUCE_ONLY"
