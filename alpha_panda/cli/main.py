@@ -307,16 +307,19 @@ def cancel(
 
 @app.command(epilog=ENV_NOTE)
 def preflight(
+    feed: Annotated[str | None, typer.Option(help=f"the feed run will use: {FEED_HELP}")] = None,
     log: Annotated[str | None, typer.Option(help=f"the log to reach: {LOG_HELP}")] = None,
     strategies: Annotated[Path | None, typer.Option(
         help=f"the strategies that must load: {STRATEGIES_HELP}")] = None,
     port: Annotated[int | None, typer.Option(
         help="the API port that must be free (default: 8000)")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help=DATA_DIR_HELP)] = None,
 ) -> None:
     """Run every readiness check; exit non-zero if any fails."""
     from alpha_panda.services.preflight import print_report, run_checks
 
-    settings = _settings(log=log, strategies_dir=strategies, port=port)
+    settings = _settings(feed=feed, log=log, strategies_dir=strategies, port=port,
+                         data_dir=data_dir)
     _configure_logging(settings)
     results = asyncio.run(run_checks(settings))
     print_report(results)

@@ -21,6 +21,7 @@ from typing import Any
 import structlog
 
 from alpha_panda.domain.errors import AlphaPandaError, ConfigurationError
+from alpha_panda.domain.values import Broker
 from alpha_panda.marketdata.instruments import BY_TOKEN
 from alpha_panda.observability.health import ComponentStatus, State
 from alpha_panda.readmodel.cache import Cache
@@ -87,6 +88,21 @@ def load_strategies(settings: Settings) -> tuple[list[Any], list[Any]]:
         log.warning("strategy.none", directory=str(directory),
                     detail="no valid strategy: ticks flow, nothing trades")
     return configs, errors
+
+
+def check_live_feed(settings: Settings, configs: list[Any]) -> None:
+    """Refuse live trading on prices that are not the market's: with the switch on, a
+    strategy that routes to zerodha sends real Kite orders for what the feed shows it, so
+    the simulator's random walk (or an old day's replay) would trade real money."""
+    if not settings.zerodha.live_enabled or settings.feed == "kite":
+        return
+    live = [c.id for c in configs if Broker.ZERODHA.value in {str(b) for b in c.brokers}]
+    if live:
+        raise ConfigurationError(
+            f"live trading is on (ALPHA_PANDA_ZERODHA__LIVE_ENABLED) and {', '.join(live)} "
+            f"route{'s' if len(live) == 1 else ''} to zerodha, but the feed is "
+            f"{settings.feed}, not the market: their real Kite orders would follow its "
+            "prices. Run with --feed kite, or switch live trading off to trade on paper")
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +273,8 @@ class SystemRun:
         if s.api.enabled:
             check_port_free(s.api.host, s.api.port)
         configs, errors = load_strategies(s)
+        if self.only is None:  # (the feed runs here: a process of one service has another's)
+            check_live_feed(s, configs)
         log_ = open_log(s.log, s.data_dir, kafka=kafka_settings(s))
         await log_.start()
         cache = open_cache(s.cache_url)

@@ -130,8 +130,11 @@ async def _live(s: Settings) -> str:
         return "live trading off (paper only)"
     from alpha_panda.adapters.zerodha.config import zerodha_settings
     from alpha_panda.adapters.zerodha.session import ns_to_ist, require_live_session
+    from alpha_panda.services.app import check_live_feed
 
-    session = require_live_session(zerodha_settings(s))
+    check_live_feed(s, _load(s)[0])
+    zs = zerodha_settings(s)
+    session = require_live_session(zs)
     return (f"Kite session of {session.user_id} valid until "
             f"{ns_to_ist(session.expires_ns):%Y-%m-%d %H:%M} IST")
 

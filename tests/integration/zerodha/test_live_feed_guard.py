@@ -1,0 +1,56 @@
+"""Live trading follows the market: ``run`` and ``preflight`` refuse it on the simulator's
+(or a replay's) prices."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from alpha_panda.adapters.zerodha.config import ZerodhaSettings
+from alpha_panda.adapters.zerodha.session import KiteSession
+from alpha_panda.domain.errors import ConfigurationError
+from alpha_panda.services.app import RunOptions, SystemRun
+from alpha_panda.services.preflight import run_checks
+from alpha_panda.settings import ApiSettings, Settings
+from alpha_panda.testing.fake_kite import FakeKite
+
+LIVE = """\
+id: live_infy
+strategy: sma_cross
+instruments: [408065]
+brokers: [paper, zerodha]
+params: {fast: 2, slow: 3, quantity: 1}
+"""
+
+
+def _app(settings: ZerodhaSettings, tmp_path: Path, feed: str) -> Settings:
+    strategies = tmp_path / "strategies"
+    strategies.mkdir(exist_ok=True)
+    (strategies / "live.yaml").write_text(LIVE)
+    return Settings(data_dir=tmp_path / "data", feed=feed, strategies_dir=strategies,
+                    zerodha=settings, api=ApiSettings(enabled=False),
+                    simulator={"rate": 2000, "volatility_bps": 20})  # type: ignore[arg-type]
+
+
+async def test_run_refuses_live_trading_on_the_simulators_prices(
+        settings: ZerodhaSettings, session: KiteSession, fake: FakeKite, tmp_path: Path) -> None:
+    # it used to start: the simulator's random walk (its clock at 09:15 whatever the hour)
+    # sent real Kite orders, 22 fills in a 12 s run of `make run` with the switch on
+    run = SystemRun(_app(settings, tmp_path, "sim"), RunOptions(duration=3, progress=False))
+    with pytest.raises(ConfigurationError, match=r"live_infy route.* feed is sim.*--feed kite"):
+        await run.run()
+    assert fake.placements == 0
+
+
+async def test_preflight_fails_live_trading_on_a_replay(
+        settings: ZerodhaSettings, session: KiteSession, tmp_path: Path) -> None:
+    ticks = tmp_path / "ticks.csv"
+    ticks.write_text("timestamp,instrument_token,last_price\n0,408065,100\n")
+    results = await run_checks(_app(settings, tmp_path, f"replay:{ticks}"))
+    [live] = [r for r in results if r.name == "zerodha"]
+    assert not live.ok and "feed is replay:" in live.detail
+    paper_only = _app(settings.model_copy(update={"live_enabled": False}), tmp_path, "sim")
+    [live] = [r for r in await run_checks(paper_only) if r.name == "zerodha"]
+    assert live.ok and live.detail.startswith("live trading off")
+
