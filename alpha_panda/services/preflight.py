@@ -128,6 +128,7 @@ async def _live(s: Settings) -> str:
             return (f"live trading off: {', '.join(routed)} list zerodha, and none of their "
                     "orders goes to Kite (ALPHA_PANDA_ZERODHA__LIVE_ENABLED=true to trade)")
         return "live trading off (paper only)"
+    from alpha_panda.adapters.zerodha.client import KiteRestClient
     from alpha_panda.adapters.zerodha.config import zerodha_settings
     from alpha_panda.adapters.zerodha.session import ns_to_ist, require_live_session
     from alpha_panda.services.app import check_live_feed
@@ -135,8 +136,18 @@ async def _live(s: Settings) -> str:
     check_live_feed(s, _load(s)[0])
     zs = zerodha_settings(s)
     session = require_live_session(zs)
+    # The stored session only says when Kite would let it expire: Kite itself may refuse
+    # it sooner (a logout, a new login elsewhere), and then the run's engine stops at start.
+    kite = KiteRestClient(zs, session.access_token)
+    try:
+        profile = await kite.profile()
+    finally:
+        await kite.close()
+    if profile.get("user_id") != session.user_id:
+        raise AlphaPandaError(f"Kite answers for {profile.get('user_id')}, not the stored "
+                              f"session's {session.user_id}; run `alpha-panda auth login`")
     return (f"Kite session of {session.user_id} valid until "
-            f"{ns_to_ist(session.expires_ns):%Y-%m-%d %H:%M} IST")
+            f"{ns_to_ist(session.expires_ns):%Y-%m-%d %H:%M} IST (Kite accepts it)")
 
 
 CHECKS: list[tuple[str, Callable[[Settings], Awaitable[str]]]] = [

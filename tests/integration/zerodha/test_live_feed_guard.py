@@ -1,5 +1,5 @@
 """Live trading follows the market: ``run`` and ``preflight`` refuse it on the simulator's
-(or a replay's) prices."""
+(or a replay's) prices, and ``preflight`` asks Kite whether it still takes the session."""
 
 from __future__ import annotations
 
@@ -54,3 +54,15 @@ async def test_preflight_fails_live_trading_on_a_replay(
     [live] = [r for r in await run_checks(paper_only) if r.name == "zerodha"]
     assert live.ok and live.detail.startswith("live trading off")
 
+
+async def test_preflight_asks_kite_whether_it_still_takes_the_session(
+        settings: ZerodhaSettings, session: KiteSession, fake: FakeKite, tmp_path: Path) -> None:
+    app = _app(settings, tmp_path, "kite")
+    [live] = [r for r in await run_checks(app) if r.name == "zerodha"]
+    assert live.ok and "Kite accepts it" in live.detail
+    assert ("GET", "/user/profile") in fake.requests
+    # Kite dropped the token (a logout, a new login elsewhere): the file still says it is
+    # valid for hours, and preflight said ok while the run's engine stopped at its start
+    fake.expire_tokens()
+    [live] = [r for r in await run_checks(app) if r.name == "zerodha"]
+    assert not live.ok and "auth login" in live.detail and "rejected" in live.detail
