@@ -16,6 +16,7 @@ import typer
 from alpha_panda.adapters.zerodha.config import ZerodhaSettings, zerodha_settings
 from alpha_panda.adapters.zerodha.session import (
     SessionStore,
+    check_login_settings,
     complete_login,
     login_url,
     ns_to_ist,
@@ -60,6 +61,8 @@ def login(request_token: Annotated[str | None, typer.Option(
     """Exchange a request token for a session and store it encrypted."""
     settings = _settings()
     try:
+        # what the login needs, before the trader logs in at Kite and pastes its token
+        check_login_settings(settings)
         url = login_url(settings)
         if request_token is None:
             typer.echo(f"Open this URL, log in, then paste the request_token:\n\n  {url}\n", err=True)

@@ -153,6 +153,16 @@ def _client(settings: ZerodhaSettings) -> KiteConnect:
                        timeout=settings.request_timeout_s)
 
 
+def check_login_settings(settings: ZerodhaSettings) -> None:
+    """``ConfigurationError`` naming the first setting a login needs and lacks (API key,
+    API secret, session key), so it is said before the trader logs in at Kite."""
+    if not settings.api_key:
+        raise ConfigurationError("zerodha.api_key is not set (ALPHA_PANDA_ZERODHA__API_KEY)")
+    if not settings.api_secret.get_secret_value():
+        raise ConfigurationError("zerodha.api_secret is not set (ALPHA_PANDA_ZERODHA__API_SECRET)")
+    SessionStore.from_settings(settings)  # (its key: it says what to set)
+
+
 def login_url(settings: ZerodhaSettings) -> str:
     """The Kite login page for this API key; it redirects back with a ``request_token``."""
     kite = _client(settings)
@@ -163,9 +173,8 @@ def complete_login(settings: ZerodhaSettings, request_token: str, *,
                    now_ns: int | None = None) -> KiteSession:
     """Exchange ``request_token`` (checksum with the API secret), verify the profile, and
     store the session encrypted. Blocking: call from a thread in async code."""
+    check_login_settings(settings)
     secret = settings.api_secret.get_secret_value()
-    if not secret:
-        raise ConfigurationError("zerodha.api_secret is not set (ALPHA_PANDA_ZERODHA__API_SECRET)")
     store = SessionStore.from_settings(settings)
     kite = _client(settings)
     try:

@@ -86,3 +86,17 @@ def test_the_api_login_without_zerodha_configured_says_what_to_set() -> None:
         assert page.status_code == 503, path
         assert "Zerodha is not configured" in page.text
         assert "is not set (ALPHA_PANDA_ZERODHA__API_" in page.text
+
+
+@pytest.mark.parametrize("missing", ["SESSION_KEY", "API_SECRET"])
+def test_cli_login_says_what_is_missing_before_sending_the_trader_to_kite(
+        env: ZerodhaSettings, fake: FakeKite, monkeypatch: pytest.MonkeyPatch,
+        missing: str) -> None:
+    # it printed Kite's login URL and waited for the token; only after the trader had
+    # logged in and pasted it did it say that the session key was not set
+    monkeypatch.delenv(f"ALPHA_PANDA_ZERODHA__{missing}")
+    result = CliRunner().invoke(auth_cli.app, ["login"], input="fake_request_token\n")
+    assert result.exit_code == 1
+    assert f"ALPHA_PANDA_ZERODHA__{missing}" in result.output
+    assert "connect/login" not in result.output and "request_token" not in result.output
+    assert ("POST", "/session/token") not in fake.requests
