@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -51,10 +52,13 @@ from alpha_panda.adapters.zerodha.ticker import POSTBACKS
 from alpha_panda.domain.clock import ist_date
 from alpha_panda.domain.errors import (
     AuthenticationError,
+    BrokerUnavailable,
     ConfigurationError,
     DecodeError,
     InvariantViolation,
+    RateLimited,
     RetryableError,
+    TransientError,
     ValidationError,
 )
 from alpha_panda.domain.events import (
@@ -106,6 +110,9 @@ _CANCELLABLE = frozenset({"OPEN", "TRIGGER PENDING", "AMO REQ RECEIVED", "OPEN P
                           "MODIFY VALIDATION PENDING"})
 _FILLED_OR_REJECTED = frozenset({"COMPLETE", "REJECTED"})
 GROUP = "zerodha.trading-engine"
+UNTIL_KITE_ANSWERS = 2**62  # attempts of a retryable error (each at most backoff_max apart)
+_RETRYABLE = tuple(c.__name__ for c in (RetryableError, TransientError, BrokerUnavailable,
+                                        RateLimited))
 
 
 def check_topics(topics: Sequence[str]) -> None:
@@ -146,6 +153,9 @@ class ZerodhaEngine:
         # A strategy's cancels of orders not placed yet (its first broker answered first,
         # while this engine's signal was still on its way): order id -> (its event, it).
         self._early_cancels: dict[str, tuple[Envelope[Any], CancelRequested]] = {}
+        # ids of the kill switches and halts whose sweep of open orders began and has not
+        # ended (Kite failed mid-way: the event is retried, however old it is by then)
+        self._sweeps: set[str] = set()
 
     def note_switch(self, active: bool, set_at: int, market_ts: int | None) -> None:
         """A kill switch set at ``set_at`` (ns); its state applies unless one set later is
@@ -281,11 +291,14 @@ class ZerodhaEngine:
 
     async def _kill(self, event: Envelope[Any], strategy_id: str | None = None) -> None:
         """Cancel every open order of ours (of ``strategy_id``: it failed) at Kite
-        (idempotent: a redelivered event finds them cancelled already)."""
-        if self._clock() - event.ts > self._max_age_ns:
+        (idempotent: a redelivered event finds them cancelled already). An old event is
+        only logged, unless its sweep began when it was not: retried through a Kite
+        outage, that sweep is still owed however long the outage lasted."""
+        if self._clock() - event.ts > self._max_age_ns and event.id not in self._sweeps:
             log_.warning("zerodha.kill_switch_too_old", event_id=event.id, set_at=event.ts,
                          strategy_id=strategy_id)
             return
+        self._sweeps.add(event.id)  # (a retry after an outage finds it here)
         mine = None if strategy_id is None else {
             o.broker_order_id for o in self._book.open_orders() if o.strategy_id == strategy_id}
         reason = "kill_switch" if strategy_id is None else "strategy_halted"
@@ -300,6 +313,7 @@ class ZerodhaEngine:
             if await self._cancel_at_kite(broker_id, str(o.get("variety") or "regular"),
                                           self._book.get(broker_id), reason) is None:
                 cancelled += 1
+        self._sweeps.discard(event.id)
         self.cancelled += cancelled
         log_.warning("zerodha.kill_switch" if strategy_id is None else "zerodha.strategy_halted",
                      cancelled=cancelled, strategy_id=strategy_id, alert=True)
@@ -626,6 +640,14 @@ def build_zerodha_engine(settings: Any, log: Log, processor_settings: ProcessorS
     Refuses without the explicit switch (``ConfigurationError``) or a valid session
     (``AuthenticationError`` telling the operator to run ``alpha-panda auth login``)."""
     zs = zerodha_settings(settings)
+    processor_settings = processor_settings or ProcessorSettings()
+    # Kite unreachable (or rate limiting) is retried until it answers, never dead-lettered:
+    # a kill switch's sweep dead-lettered in an outage of some 15 s left the open orders
+    # working at Kite once it was back, and a dead-lettered signal got no order event at
+    # all. Retried, a signal is then placed, found placed (its tag), or refused
+    # ``STALE_SIGNAL`` once older than the engine places.
+    processor_settings = dataclasses.replace(processor_settings, retry_attempts={
+        **processor_settings.retry_attempts, **dict.fromkeys(_RETRYABLE, UNTIL_KITE_ANSWERS)})
     if not zs.live_enabled:
         raise ConfigurationError("live trading is off: set ALPHA_PANDA_ZERODHA__LIVE_ENABLED=true")
     session = require_live_session(zs, now_ns=now_ns)
@@ -637,5 +659,4 @@ def build_zerodha_engine(settings: Any, log: Log, processor_settings: ProcessorS
                             charges=KiteCharges(costs or CostModel.load(), instruments))
     engine = ZerodhaEngine(kite, instruments, book, market_protection=zs.market_protection,
                            clock=clock)
-    return ZerodhaTradingProcessor(log, zs, kite, instruments, engine, sync,
-                                   processor_settings or ProcessorSettings())
+    return ZerodhaTradingProcessor(log, zs, kite, instruments, engine, sync, processor_settings)

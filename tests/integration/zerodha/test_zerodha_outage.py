@@ -1,0 +1,96 @@
+"""A Kite outage longer than a processor's retries: the live engine waits for Kite instead
+of dead-lettering, so a kill switch still cancels what is open and a signal still ends in
+an order event."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from alpha_panda.adapters.memory_log import MemoryLog
+from alpha_panda.adapters.zerodha.config import ZerodhaSettings
+from alpha_panda.adapters.zerodha.session import KiteSession
+from alpha_panda.domain.events import KillSwitchSet, new_envelope
+from alpha_panda.domain.values import OrderType
+from alpha_panda.services.zerodha_engine import CONTROL_TOPIC, build_zerodha_engine
+from alpha_panda.stream.emit import Emit
+from alpha_panda.stream.runtime import ProcessorSettings
+from alpha_panda.testing.fake_kite import FakeKite, KiteError
+
+from .helpers import append, count, order_events, signal_envelope, wait_for
+
+# the runtime's default attempts (10 for BrokerUnavailable), backoff capped low: an outage
+# of a second or two outlasts them, as one of some 15 s does with the default cap of 5 s
+QUICK = ProcessorSettings(poll_timeout=0.01, backoff_base=0.02, backoff_max=0.1,
+                          lag_interval=0.1)
+
+
+def _outage(fake: FakeKite) -> None:
+    fake.fail_next.extend(KiteError(503, "NetworkException", "Kite is down") for _ in range(60))
+
+
+async def test_a_kill_switch_set_in_an_outage_cancels_the_open_orders_once_kite_is_back(
+        settings: ZerodhaSettings, session: KiteSession, fake: FakeKite, log: MemoryLog) -> None:
+    offset = [0]  # the engine's clock: the outage outlasts the age of events it acts on
+
+    trading = build_zerodha_engine(settings, log, QUICK,
+                                   clock=lambda: time.time_ns() + offset[0])
+    stop = asyncio.Event()
+    task = asyncio.create_task(trading.run(stop))
+    await append(log, signal_envelope(1, order_type=OrderType.LIMIT, limit_price=90_00))
+    await wait_for(lambda: _submitted(log))
+    [resting] = fake.orders.values()
+    assert resting["status"] == "OPEN"
+    _outage(fake)
+    switch = new_envelope(KillSwitchSet(active=True, requested_by="cli"), id="kill-1",
+                          ts=time.time_ns(), source="cli", broker="zerodha", key="kill_switch")
+    retried = trading.stats.retried
+    await append(log, Emit(CONTROL_TOPIC, switch))
+    await wait_for(lambda: _more(trading.stats.retried, retried))  # its sweep failed
+    offset[0] = 600 * 10**9  # and Kite answers ten minutes on
+    await wait_for(lambda: _drained(fake), timeout=20)
+    # it was dead-lettered after ten attempts (or, retried past five minutes, skipped as
+    # too old), and the order went on working at Kite
+    await wait_for(lambda: _cancelled(log), timeout=20)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert resting["status"] == "CANCELLED"
+    [cancelled] = [e.data for e in await order_events(log, "cancelled")]
+    assert cancelled.reason == "kill_switch"
+    assert await count(log, "zerodha.control.dlq") == 0
+
+
+async def test_a_signal_in_an_outage_is_placed_once_kite_is_back(
+        settings: ZerodhaSettings, session: KiteSession, fake: FakeKite, log: MemoryLog) -> None:
+    trading = build_zerodha_engine(settings, log, QUICK)
+    stop = asyncio.Event()
+    task = asyncio.create_task(trading.run(stop))
+    await wait_for(lambda: _reconciled(trading.report is not None))
+    _outage(fake)
+    await append(log, signal_envelope(1))
+    # it was dead-lettered: no order, no order event, the strategy's intent never settled
+    await wait_for(lambda: _submitted(log), timeout=20)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert fake.placements == 1
+    assert await count(log, "zerodha.signals.validated.dlq") == 0
+
+
+async def _reconciled(done: bool) -> bool:
+    return done
+
+
+async def _more(now: int, before: int) -> bool:
+    return now > before
+
+
+async def _drained(fake: FakeKite) -> bool:
+    return not fake.fail_next
+
+
+async def _submitted(log: MemoryLog) -> bool:
+    return await count(log, "zerodha.orders.submitted") == 1
+
+
+async def _cancelled(log: MemoryLog) -> bool:
+    return await count(log, "zerodha.orders.cancelled") == 1
