@@ -212,6 +212,17 @@ class FakeKite:
                 rows.append(f"{token},{token >> 8},{sym},{sym},0,,0,{tick},{lot},{kind},{seg},{exch}")
         return "\n".join(rows) + "\n"
 
+    def connect_login(self, api_key: str) -> str:
+        """Kite's login page (``GET /connect/login?api_key=...``), the trader logged in at
+        once: a fresh request token (each works once, as Kite's), as Kite's redirect
+        carries it (``request_token=...``, which ``alpha-panda auth login`` takes)."""
+        with self._lock:
+            if api_key != self.api_key:
+                raise KiteError(400, "InputException", "Invalid `api_key`.")
+            token = f"fake_request_token_{next(self._ids)}"
+            self.request_tokens.add(token)
+            return f"request_token={token}"
+
     def _token(self, params: dict[str, str]) -> dict[str, Any]:
         token = params.get("request_token", "")
         if params.get("api_key") != self.api_key or token not in self.request_tokens:

@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> None:
                       "login_url": f"{fake.root_url}/connect/login"}), flush=True)
     # what points Alpha Panda at it (on stderr: stdout is the JSON line's alone)
     print(f"export ALPHA_PANDA_ZERODHA__ROOT_URL={fake.root_url} "
+          f"ALPHA_PANDA_ZERODHA__LOGIN_URL={fake.root_url}/connect/login "
           f"ALPHA_PANDA_ZERODHA__WS_URL={fake.ws_url} "
           f"ALPHA_PANDA_ZERODHA__API_KEY={fake.api_key} "
           f"ALPHA_PANDA_ZERODHA__API_SECRET={fake.api_secret}", file=sys.stderr, flush=True)

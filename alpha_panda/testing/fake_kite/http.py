@@ -28,6 +28,12 @@ def handler_for(fake: FakeKite) -> type[BaseHTTPRequestHandler]:
             if length:
                 body = self.rfile.read(length).decode()
                 params.update({k: v[0] for k, v in parse_qs(body).items()})
+            if url.path == "/connect/login" and method == "GET":
+                try:
+                    page = fake.connect_login(params.get("api_key", ""))
+                except fake_error as err:
+                    return self._send(err.status, err.message.encode(), "text/plain")
+                return self._send(200, f"{page}\n".encode(), "text/plain")
             if url.path.startswith("/instruments"):
                 parts = url.path.strip("/").split("/")
                 return self._send(200, fake.instruments_csv(parts[1] if len(parts) > 1 else None)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import urllib.request
 
 import pytest
 from fastapi import FastAPI
@@ -10,7 +13,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from alpha_panda.adapters.zerodha.config import ZerodhaSettings
-from alpha_panda.adapters.zerodha.session import require_live_session
+from alpha_panda.adapters.zerodha.session import login_url, require_live_session
 from alpha_panda.api.routes import auth as auth_routes
 from alpha_panda.cli import auth as auth_cli
 from alpha_panda.testing.fake_kite import FakeKite
@@ -100,3 +103,31 @@ def test_cli_login_says_what_is_missing_before_sending_the_trader_to_kite(
     assert f"ALPHA_PANDA_ZERODHA__{missing}" in result.output
     assert "connect/login" not in result.output and "request_token" not in result.output
     assert ("POST", "/session/token") not in fake.requests
+
+
+def test_the_fakes_login_page_gives_a_token_for_each_login(env: ZerodhaSettings,
+                                                           fake: FakeKite) -> None:
+    # its login URL answered 403 (TokenException) and its one request token worked once:
+    # a second `auth login` against the same fake was refused
+    runner = CliRunner()
+    for _ in range(2):
+        with urllib.request.urlopen(login_url(env), timeout=5) as page:
+            redirect = page.read().decode()
+        result = runner.invoke(auth_cli.app, ["login"], input=redirect)
+        assert result.exit_code == 0, result.output
+        assert "Logged in as AB1234" in result.output
+
+
+def test_the_fake_process_prints_the_login_url_to_export() -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "alpha_panda.testing.fake_kite",
+                             "--tick-interval", "0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        served = json.loads(proc.stdout.readline())
+        export = proc.stderr.readline()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    # without it, `auth login` sent the trader to kite.zerodha.com with the fake's api key
+    assert f"ALPHA_PANDA_ZERODHA__LOGIN_URL={served['login_url']} " in export
