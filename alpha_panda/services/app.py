@@ -365,7 +365,10 @@ class SystemRun:
         exc = task.exception()
         if exc is None and (processor is None or processor.state is not State.FAILED):
             return
-        error = repr(exc) if exc is not None else "stopped on a fatal error (see processor.fatal)"
+        # (a processor that stopped on a fatal error says which in its health: the Zerodha
+        # engine's lost session there tells the trader to log in again)
+        error = repr(exc) if exc is not None else (
+            processor.health().detail or "stopped on a fatal error (see processor.fatal)")
         self.failures.append(f"{task.get_name()}: {error}")
         log.error("system.task_failed", task=task.get_name(), error=error)
         if self.stop.is_set():

@@ -77,4 +77,6 @@ async def test_a_processor_stopped_on_a_fatal_error_ends_a_replay_run_with_the_f
     monkeypatch.setattr(PortfolioHandler, "handle_batch", broken)
     monkeypatch.setattr(PortfolioHandler, "handle", broken)
     system = await asyncio.wait_for(run_replay(settings_for(tmp_path, path)), 30)
-    assert system.failures == ["paper.portfolio: stopped on a fatal error (see processor.fatal)"]
+    [failure] = system.failures  # (it said "see processor.fatal", and not what failed)
+    assert failure.startswith("paper.portfolio: InvariantViolation: ")
+    assert failure.endswith("the ledger's books do not balance")

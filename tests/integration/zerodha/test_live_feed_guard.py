@@ -66,3 +66,15 @@ async def test_preflight_asks_kite_whether_it_still_takes_the_session(
     fake.expire_tokens()
     [live] = [r for r in await run_checks(app) if r.name == "zerodha"]
     assert not live.ok and "auth login" in live.detail and "rejected" in live.detail
+
+
+async def test_a_run_whose_kite_session_is_refused_says_to_log_in_again(
+        settings: ZerodhaSettings, session: KiteSession, fake: FakeKite, tmp_path: Path) -> None:
+    # the run ended "services failed, so the run is incomplete: zerodha.trading-engine:
+    # stopped on a fatal error (see processor.fatal)", and no processor.fatal line was logged
+    fake.expire_tokens()
+    run = SystemRun(_app(settings, tmp_path, "kite"), RunOptions(duration=3, progress=False))
+    await run.run()
+    [engine] = [f for f in run.failures if f.startswith("zerodha.trading-engine: ")]
+    assert "Kite session rejected" in engine and "alpha-panda auth login" in engine
+    assert fake.placements == 0
