@@ -87,14 +87,22 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="print JSON")] =
             typer.echo(json.dumps({"logged_in": False}))
         raise _fail("no Zerodha session; run `alpha-panda auth login`")
     left = session.time_left_s()
-    info = {"logged_in": left > 0, "user_id": session.user_id, "user_name": session.user_name,
+    # (live trading refuses a session of another API key: so does this, as not logged in)
+    same_key = session.api_key == settings.api_key
+    info = {"logged_in": left > 0 and same_key, "user_id": session.user_id,
+            "user_name": session.user_name, "api_key": session.api_key,
             "expires_at": ns_to_ist(session.expires_ns).isoformat(), "time_left_s": round(left)}
     if as_json:
         typer.echo(json.dumps(info))
     else:
         hours, rem = divmod(int(left), 3600)
         typer.echo(f"user:      {session.user_id} ({session.user_name})")
+        typer.echo(f"api key:   {session.api_key}")
         typer.echo(f"expires:   {ns_to_ist(session.expires_ns):%Y-%m-%d %H:%M} IST")
         typer.echo(f"time left: {hours}h {rem // 60:02d}m" if left > 0 else "time left: expired")
+    if not same_key:
+        raise _fail(f"the stored Zerodha session is for API key {session.api_key!r}, not the "
+                    f"configured {settings.api_key!r} (ALPHA_PANDA_ZERODHA__API_KEY): live "
+                    "trading refuses it; run `alpha-panda auth login`")
     if left <= 0:
         raise _fail("the Zerodha session has expired; run `alpha-panda auth login`")

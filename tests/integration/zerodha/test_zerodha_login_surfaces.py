@@ -131,3 +131,17 @@ def test_the_fake_process_prints_the_login_url_to_export() -> None:
         proc.wait(10)
     # without it, `auth login` sent the trader to kite.zerodha.com with the fake's api key
     assert f"ALPHA_PANDA_ZERODHA__LOGIN_URL={served['login_url']} " in export
+
+
+def test_cli_status_refuses_a_session_of_another_api_key(env: ZerodhaSettings, fake: FakeKite,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # it showed the session and exit 0, while `run` and preflight refused it as another key's
+    runner = CliRunner()
+    assert runner.invoke(auth_cli.app, ["login", "--request-token", "fake_request_token"]
+                         ).exit_code == 0
+    monkeypatch.setenv("ALPHA_PANDA_ZERODHA__API_KEY", "another_app")
+    result = runner.invoke(auth_cli.app, ["status"])
+    assert result.exit_code == 1
+    assert "for API key 'fake_api_key', not the configured 'another_app'" in result.output
+    status = runner.invoke(auth_cli.app, ["status", "--json"])
+    assert status.exit_code == 1 and json.loads(status.stdout)["logged_in"] is False
