@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from alpha_panda.adapters.zerodha.config import ZerodhaSettings, zerodha_settings
 from alpha_panda.adapters.zerodha.session import (
     SessionStore,
+    check_login_settings,
     complete_login,
     login_url,
     ns_to_ist,
@@ -64,6 +65,7 @@ def _not_configured(exc: ConfigurationError) -> HTMLResponse:
 async def login(settings: Zs) -> RedirectResponse | HTMLResponse:
     """Redirect the browser to Kite's login page for the configured API key."""
     try:
+        check_login_settings(settings)  # (said now, not after the trader logged in at Kite)
         return RedirectResponse(login_url(settings), status_code=307)
     except ConfigurationError as exc:
         return _not_configured(exc)

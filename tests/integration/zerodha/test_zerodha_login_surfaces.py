@@ -10,6 +10,7 @@ import urllib.request
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from alpha_panda.adapters.zerodha.config import ZerodhaSettings
@@ -89,6 +90,17 @@ def test_the_api_login_without_zerodha_configured_says_what_to_set() -> None:
         assert page.status_code == 503, path
         assert "Zerodha is not configured" in page.text
         assert "is not set (ALPHA_PANDA_ZERODHA__API_" in page.text
+
+
+def test_the_api_login_says_a_missing_session_key_before_sending_the_browser_to_kite(
+        settings: ZerodhaSettings) -> None:
+    # it redirected to Kite, and the callback after the login answered 503 for the key
+    app = FastAPI()
+    app.include_router(auth_routes.router)
+    keyless = settings.model_copy(update={"session_key": SecretStr("")})
+    app.dependency_overrides[auth_routes.get_zerodha_settings] = lambda: keyless
+    page = TestClient(app).get("/auth/zerodha/login", follow_redirects=False)
+    assert page.status_code == 503 and "ALPHA_PANDA_ZERODHA__SESSION_KEY" in page.text
 
 
 @pytest.mark.parametrize("missing", ["SESSION_KEY", "API_SECRET"])
