@@ -114,6 +114,7 @@ class _Pending:
     order_ids: tuple[str, ...] = ()
     cnc: bool = False  # a CNC sell or CNC market buy: counts towards the holdings (CNC_SHORT)
     resting: bool = False  # not a market order: it may never fill (``_takes_no_risk``)
+    flatten: Product | None = None  # a flatten order's product: it closes that position
 
 
 def _reduces(held: int, s: Signal) -> bool:
@@ -283,7 +284,7 @@ class RiskEngine:
                 signal=asked, signal_id=signal_id, reason_code=code, flatten=flatten,
                 message=f"{message} (sized to {sized})" if sized else message)
         else:
-            self.apply_validated(signal_id, signal)
+            self.apply_validated(signal_id, signal, flatten=flatten)
             decision = SignalValidated(signal=signal, signal_id=signal_id, flatten=flatten,
                                        message=sized)
         decisions = self._decisions
@@ -302,14 +303,16 @@ class RiskEngine:
             return  # (no day roll: the fills replayed next mark each day's start)
         if isinstance(decision, SignalValidated):  # a flatten order took no rate slot live
             self.apply_validated(decision.signal_id, decision.signal,
-                                 None if decision.flatten else now_ns)
+                                 None if decision.flatten else now_ns, flatten=decision.flatten)
         decisions = self._decisions
         decisions[decision.signal_id] = decision
         if len(decisions) > DECISIONS_KEPT:
             decisions.popitem(last=False)
 
-    def apply_validated(self, signal_id: str, signal: Signal, now_ns: int | None = None) -> None:
-        """Count a validated signal as pending (also used to rebuild state from the log)."""
+    def apply_validated(self, signal_id: str, signal: Signal, now_ns: int | None = None, *,
+                        flatten: bool = False) -> None:
+        """Count a validated signal as pending (also used to rebuild state from the log);
+        ``flatten``: a flatten order, which a second flatten of its position counts."""
         stages = self._stages
         if len(stages) == 1:
             order_ids: tuple[str, ...] = (order_id_for(signal_id, stages[0]),)
@@ -328,7 +331,8 @@ class RiskEngine:
         cnc = signal.product is _CNC and (
             signal.side is not _BUY or signal.order_type is _MARKET)  # (see CNC_SHORT)
         resting = signal.order_type is not _MARKET
-        pending = _Pending(sid, token, sign, signal.quantity, order_ids, cnc, resting)
+        pending = _Pending(sid, token, sign, signal.quantity, order_ids, cnc, resting,
+                           signal.product if flatten else None)
         for order_id in order_ids:
             all_pending[order_id] = pending
         key = (sid, token)
@@ -381,9 +385,17 @@ class RiskEngine:
         reducing = abs(after) <= abs(position) and (after == 0 or (after > 0) == (position > 0))
         # The kill switch cancels every open order (the engines read it too), so its
         # flatten reduces the *filled* position of its product, whatever resting orders
-        # still count here (a CNC long and an MIS short of one instrument: two orders).
+        # still count here (a CNC long and an MIS short of one instrument: two orders),
+        # less what flatten orders on their way already close: a second flatten of it (the
+        # switch set twice in a row, a halt's and the switch's) would reverse it.
         flatten = (killed or halted) and flatten_order and _reduces(
-            self._product_filled.get((sid, token, s.product), 0), s)
+            self._product_filled.get((sid, token, s.product), 0)
+            + self._flattening(sid, token, s.product), s)
+        if (killed or halted) and flatten_order and not flatten:
+            return Reason.KILL_SWITCH if killed else Reason.STRATEGY_HALTED, (
+                f"a flatten order would not close {sid}'s {s.product.value} position in "
+                f"{token} but open or reverse one: what is filled, less the flatten orders "
+                "already on their way, is not there to close")
         if killed and not flatten:
             return Reason.KILL_SWITCH, "kill switch is active: new orders are blocked"
         if halted and not flatten:
@@ -647,9 +659,14 @@ class RiskEngine:
             reason = "flatten:kill_switch" if strategy_id is None else "flatten:halted"
         out: list[Signal] = []
         for pos in self._book().positions(strategy_id, open_only=True):
+            # (less what flatten orders on their way close already: nothing, once they do)
+            left = pos.quantity + self._flattening(pos.strategy_id, pos.instrument_token,
+                                                   pos.product)
+            if left == 0 or (left > 0) != (pos.quantity > 0):
+                continue
             out.append(Signal(
                 strategy_id=pos.strategy_id, instrument_token=pos.instrument_token,
-                side=Side.BUY if pos.quantity < 0 else Side.SELL, quantity=abs(pos.quantity),
+                side=Side.BUY if left < 0 else Side.SELL, quantity=abs(left),
                 product=pos.product, price_hint=self._last.get(pos.instrument_token, pos.mark_price),
                 reason=reason,
             ))
@@ -796,6 +813,17 @@ class RiskEngine:
         what = f"instrument {token} ({name})" if name else f"instrument {token}"
         return (f"CNC sell of {qty} of {what} exceeds holdings of {max(held, 0)}"
                 f"{detail}; delivery cannot be sold short (use MIS)")
+
+    def _flattening(self, strategy_id: str, token: int, product: Product) -> int:
+        """What the flatten orders on their way in a position do to it (buys less sells)."""
+        seen: set[int] = set()
+        total = 0
+        for p in self._pending.values():
+            if p.flatten is product and p.strategy_id == strategy_id and p.token == token \
+                    and id(p) not in seen:
+                seen.add(id(p))
+                total += p.sign * p.leaves
+        return total
 
     def _add_pending(self, strategy_id: str, token: int, delta: int) -> None:
         key = (strategy_id, token)

@@ -358,6 +358,34 @@ def test_the_flatten_closes_the_filled_position_whatever_rests_on_the_book() -> 
     assert code(risk.check("h", too_much, T0 + 1, flatten=True)) == "KILL_SWITCH"  # short
 
 
+def test_a_second_flatten_on_its_way_with_the_first_does_not_reverse_the_position() -> None:
+    # the kill switch set with flatten twice in a row (a double click, a retried request):
+    # both flattens sold the filled 3, and the live account ended short 3
+    risk = engine("zerodha")
+    buy = sig(qty=3, product=Product.MIS)
+    risk.check("a", buy, T0)
+    risk.on_fill(filled("a", buy))
+    risk.set_kill_switch(True)
+    [first] = risk.flatten_signals(T0 + 1)
+    [second] = risk.flatten_signals(T0 + 1)  # read in the same batch: neither checked yet
+    assert code(risk.check("f1", first, T0 + 1, flatten=True)) == "OK"
+    refused = risk.check("f2", second, T0 + 1, flatten=True)
+    assert code(refused) == "KILL_SWITCH" and "already on their way" in refused.message
+    assert risk.flatten_signals(T0 + 2) == []  # read after the first: nothing left to close
+    partly = OrderFilled(
+        order_id=derive_id("f1", "zerodha.order"), fill_id="f1-1", strategy_id="s1",
+        instrument_token=TOKEN, side=Side.SELL, quantity=1, price=100_00, cumulative_quantity=1,
+        leaves_quantity=2, average_price=100_00, product=Product.MIS, ts=T0 + 3)
+    risk.on_fill(partly)
+    assert risk.flatten_signals(T0 + 3) == []  # the first's other 2 are still on their way
+    risk.on_order_cancelled(OrderCancelled(
+        order_id=partly.order_id, strategy_id="s1", instrument_token=TOKEN, side=Side.SELL,
+        filled_quantity=1, leaves_quantity=2, reason="broker", ts=T0 + 4))
+    [again] = risk.flatten_signals(T0 + 5)  # its rest cancelled: what is held is closed
+    assert (again.side, again.quantity) == (Side.SELL, 2)
+    assert code(risk.check("f3", again, T0 + 5, flatten=True)) == "OK"
+
+
 def test_state_is_rebuilt_by_replaying_the_same_events() -> None:
     def play(risk: RiskEngine) -> list[str]:
         out = []
