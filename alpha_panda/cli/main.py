@@ -293,6 +293,11 @@ def cancel(
         control = PipelineControl(log_, requested_by="cli")
         state = await control.order_state(broker, order_id)
         if state is None:
+            # (an id copied from the other broker's tab, --broker left at its default)
+            other = next((b for b in ("paper", "zerodha") if b != broker), None)
+            if other is not None and await control.order_state(other, order_id) is not None:
+                raise ValidationError(f"no order {order_id!r} on {broker}: it is a {other} "
+                                      f"order (--broker {other})")
             raise ValidationError(f"no order {order_id!r} on {broker}")
         if not state.is_open:
             raise ValidationError(f"order {order_id} is {state.status}: "

@@ -34,3 +34,38 @@ def test_cancel_of_something_that_is_no_order_id_echoes_a_capped_part_of_it(
     assert result.exit_code == 2 and result.stdout == ""
     assert result.stderr == (f"error: not an order id: '{'b' * 64}'… (5000 characters; an "
                              "order id has at most 64)\n")
+
+
+def test_cancel_of_a_zerodha_order_without_its_broker_says_which_broker(tmp_path: Path) -> None:
+    # the live order's id copied from the zerodha tab, --broker left at paper: it said only
+    # "no order ... on paper", as for an id that is no order at all
+    import asyncio
+    import time
+
+    from alpha_panda.domain.events import OrderSubmitted, new_envelope
+    from alpha_panda.domain.values import OrderType, Product, Side, Validity
+    from alpha_panda.services.logs import open_log
+    from alpha_panda.stream.emit import Emit, to_output
+    from alpha_panda.stream.topics import REGISTRY
+
+    order_id = "0a1b2c3d4e5f60718293a4b5c6d7e8f9"
+
+    async def write() -> None:
+        log = open_log("embedded", tmp_path)
+        await log.start()
+        await log.ensure_topics(REGISTRY.all())
+        submitted = OrderSubmitted(
+            order_id=order_id, signal_id="sig-1", strategy_id="s1", instrument_token=408065,
+            side=Side.BUY, quantity=1, order_type=OrderType.LIMIT, limit_price=90_00,
+            trigger_price=None, product=Product.CNC, validity=Validity.DAY, tag="ap" + "0" * 18,
+            broker_order_id="250000000000001", ts=time.time_ns())
+        env = new_envelope(submitted, id="e1", ts=submitted.ts, source="zerodha-trading-engine",
+                           broker="zerodha", key="s1:408065")
+        await log.append([to_output(Emit("zerodha.orders.submitted", env))])
+        await log.close()
+
+    asyncio.run(write())
+    result = CliRunner().invoke(app, ["cancel", order_id, "--data-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert f"no order '{order_id}' on paper: it is a zerodha order (--broker zerodha)" in (
+        result.output)
