@@ -141,11 +141,21 @@ async def _live(s: Settings) -> str:
     kite = KiteRestClient(zs, session.access_token)
     try:
         profile = await kite.profile()
+        listed = {int(r["instrument_token"]) for r in await kite.instruments()}
     finally:
         await kite.close()
     if profile.get("user_id") != session.user_id:
         raise AlphaPandaError(f"Kite answers for {profile.get('user_id')}, not the stored "
                               f"session's {session.user_id}; run `alpha-panda auth login`")
+    # (the engine rejects each order of an instrument Kite does not list, UNKNOWN_INSTRUMENT)
+    unlisted = {c.id: sorted(set(c.instruments) - listed) for c in _load(s)[0]
+                if "zerodha" in {str(b) for b in c.brokers}}
+    unlisted = {sid: tokens for sid, tokens in unlisted.items() if tokens}
+    if unlisted:
+        raise AlphaPandaError(
+            "instrument tokens not in Kite's instrument list today, so their live orders "
+            "would be rejected (UNKNOWN_INSTRUMENT): " + "; ".join(
+                f"{sid}: {', '.join(map(str, tokens))}" for sid, tokens in unlisted.items()))
     return (f"Kite session of {session.user_id} valid until "
             f"{ns_to_ist(session.expires_ns):%Y-%m-%d %H:%M} IST (Kite accepts it)")
 

@@ -78,3 +78,19 @@ async def test_a_run_whose_kite_session_is_refused_says_to_log_in_again(
     [engine] = [f for f in run.failures if f.startswith("zerodha.trading-engine: ")]
     assert "Kite session rejected" in engine and "alpha-panda auth login" in engine
     assert fake.placements == 0
+
+
+async def test_preflight_names_live_instruments_kite_does_not_list(
+        settings: ZerodhaSettings, session: KiteSession, tmp_path: Path) -> None:
+    # preflight passed, and each of the strategy's live orders was then rejected
+    # UNKNOWN_INSTRUMENT ("instrument 2953217 is not in Kite's list")
+    app = _app(settings, tmp_path, "kite")
+    assert app.strategies_dir is not None
+    (app.strategies_dir / "tcs.yaml").write_text(
+        LIVE.replace("live_infy", "live_tcs").replace("[408065]", "[408065, 2953217]"))
+    (app.strategies_dir / "paper.yaml").write_text(  # on paper only: not Kite's concern
+        LIVE.replace("live_infy", "paper_tcs").replace("[408065]", "[2953217]")
+        .replace("[paper, zerodha]", "[paper]"))
+    [live] = [r for r in await run_checks(app) if r.name == "zerodha"]
+    assert not live.ok
+    assert live.detail.endswith("would be rejected (UNKNOWN_INSTRUMENT): live_tcs: 2953217")
