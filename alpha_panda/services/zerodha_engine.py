@@ -156,6 +156,30 @@ class ZerodhaEngine:
         # ids of the kill switches and halts whose sweep of open orders began and has not
         # ended (Kite failed mid-way: the event is retried, however old it is by then)
         self._sweeps: set[str] = set()
+        # When a flatten was last asked for (the request's wall-clock time): of the account
+        # (None, the kill switch) or of one strategy (its halt). Its orders are dated at the
+        # market's time of the request, its latest tick: hours old when the system was
+        # stopped, the feed down; the trader's request is what must be recent.
+        self._flatten_asked: dict[str | None, int] = {}
+
+    def note_flatten(self, data: KillSwitchSet | StrategyHalted, asked_at: int) -> None:
+        """A kill switch or halt with ``flatten`` asked at ``asked_at`` (ns, wall clock)."""
+        if data.active and data.flatten:
+            scope = data.strategy_id if isinstance(data, StrategyHalted) else None
+            self._flatten_asked[scope] = max(self._flatten_asked.get(scope, -1), asked_at)
+
+    def _too_old(self, event: Envelope[SignalValidated]) -> bool:
+        """Older than the engine places: a signal by its event time; a flatten order also
+        not when the flatten it is part of was asked for recently (its market time may be
+        the last tick before a restart, or before the feed went quiet)."""
+        now = self._clock()
+        if now - event.ts <= self._max_age_ns:
+            return False
+        if not event.data.flatten:
+            return True
+        asked = max(self._flatten_asked.get(None, -1),
+                    self._flatten_asked.get(event.data.signal.strategy_id, -1))
+        return now - asked > self._max_age_ns
 
     def note_switch(self, active: bool, set_at: int, market_ts: int | None) -> None:
         """A kill switch set at ``set_at`` (ns); its state applies unless one set later is
@@ -191,10 +215,12 @@ class ZerodhaEngine:
         data = event.data
         if isinstance(data, KillSwitchSet):
             self.note_switch(data.active, event.ts, data.market_ts)
+            self.note_flatten(data, event.ts)
             if data.active:
                 await self._kill(event)
             return ()
         if isinstance(data, StrategyHalted):
+            self.note_flatten(data, event.ts)
             if data.active:  # (not its return to service)
                 await self._kill(event, data.strategy_id)
             return ()
@@ -228,7 +254,7 @@ class ZerodhaEngine:
                 instrument_token=sig.instrument_token, side=sig.side, filled_quantity=0,
                 leaves_quantity=sig.quantity, reason=early[1].reason, ts=event.ts, origin=origin)
             return [order_emit(BROKER, cancelled, cause=event, source=SOURCE, ts=event.ts)]
-        elif self._clock() - event.ts > self._max_age_ns:
+        elif self._too_old(event):
             return [self._reject(event, "STALE_SIGNAL", "signal older than the engine accepts")]
         elif self._stopped(event):
             return [self._reject(event, "KILL_SWITCH",
@@ -614,6 +640,9 @@ class ZerodhaTradingProcessor(StreamProcessor):
                 continue
             if isinstance(env.data, KillSwitchSet):
                 self.engine.note_switch(env.data.active, env.ts, env.data.market_ts)
+                self.engine.note_flatten(env.data, env.ts)
+            elif isinstance(env.data, StrategyHalted):
+                self.engine.note_flatten(env.data, env.ts)
             elif isinstance(env.data, FundsReported):
                 self.funds = (env.data, env.ts)
             elif isinstance(env.data, CancelRequested):  # a strategy's, before its order

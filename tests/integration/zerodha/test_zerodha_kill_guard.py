@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from alpha_panda.adapters.memory_log import MemoryLog
 from alpha_panda.adapters.zerodha.config import ZerodhaSettings
 from alpha_panda.adapters.zerodha.session import KiteSession
@@ -34,8 +36,9 @@ from alpha_panda.testing.fake_kite import FakeKite
 from .helpers import FAST, INFY, append, count, signal_envelope, wait_for
 
 
-def switch(active: bool, ts: int, market_ts: int | None = None) -> Emit:
-    env = new_envelope(KillSwitchSet(active=active, flatten=False, requested_by="test",
+def switch(active: bool, ts: int, market_ts: int | None = None, *,
+           with_flatten: bool = False) -> Emit:
+    env = new_envelope(KillSwitchSet(active=active, flatten=with_flatten, requested_by="test",
                                      market_ts=market_ts),
                        id=derive_id("control:zerodha", "kill_switch", ts), ts=ts,
                        source="kill-switch", key="kill_switch", broker="zerodha")
@@ -97,6 +100,28 @@ async def test_nothing_but_the_flatten_is_placed_while_the_switch_is_on(
     await asyncio.wait_for(task, 10)
     assert len(fake.orders) == 2 and again.engine.rejected == 3
     assert [code for _, code in await rejections(log)] == ["KILL_SWITCH"] * 4
+
+
+@pytest.mark.parametrize(("asked_s_ago", "placed"), [(0, True), (600, False)])
+async def test_a_flatten_asked_now_is_placed_though_the_last_tick_is_old(
+        settings: ZerodhaSettings, session: KiteSession, fake: FakeKite, log: MemoryLog,
+        asked_s_ago: int, placed: bool) -> None:
+    # `kill --flatten` with the system stopped (or the feed quiet) for twenty minutes: its
+    # flatten order, dated at the last tick's time, was refused STALE_SIGNAL and the
+    # position stayed open at Kite. A flatten asked for long ago (read by an engine that
+    # was down since) is still too old to place.
+    now = time.time_ns()
+    market = now - 1200 * 10**9  # the latest tick on the log
+    asked = now - asked_s_ago * 10**9
+    await append(log, switch(True, asked, market, with_flatten=True), flatten(1, market))
+    trading = build_zerodha_engine(settings, log, FAST)
+    stop = asyncio.Event()
+    task = asyncio.create_task(trading.run(stop))
+    await wait_for(lambda: _submitted(log, 1) if placed else _rejected(log, 1))
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert [o["transaction_type"] for o in fake.orders.values()] == (["SELL"] if placed else [])
+    assert [code for _, code in await rejections(log)] == ([] if placed else ["STALE_SIGNAL"])
 
 
 async def _total(log: MemoryLog) -> bool:
