@@ -54,6 +54,11 @@ class RiskHandler:
         self._rebuilding = False
         self._stops = engine.has_stops  # daily-loss stops: looked for after every tick
         self._tick: Envelope[MarketTick] | None = None  # and fill, as of the latest tick
+        # Strategies halted with flatten: until when (None: until put back in service) and
+        # the flatten's reason; what their orders leave open while so is flattened in turn
+        # (``_follow_up``), as what any order leaves while the switch with flatten stands.
+        self._flatten_halted: dict[str, tuple[int | None, str | None]] = {}
+        self._flatten_all: str | None = None  # the kill switch's flatten reason, while set
 
     # A rebuild applies this service's own decisions (every one on ``signals.validated``
     # and ``signals.rejected``: each was committed with its signal's offset) rather than
@@ -120,17 +125,42 @@ class RiskHandler:
         if isinstance(data, OrderFilled):
             if not self._rebuilding:
                 self.engine.on_fill(data)
+                follow = self._follow_up(event, data)
                 if self._stops and self._tick is not None:
                     # a fill read after its tick (the engines trail the ticks) can reach
                     # the limit too: at the latest tick, as if found there (or at the fill,
                     # read before the first tick of its day: the stop is that day's)
-                    return self._daily_loss(self._tick, self._tick.data,
-                                            at=max(self._tick.data.ts, data.ts))
+                    return follow + self._daily_loss(self._tick, self._tick.data,
+                                                     at=max(self._tick.data.ts, data.ts))
+                return follow
         elif isinstance(data, OrderRejected):
             self.engine.on_order_rejected(data)
         elif isinstance(data, OrderCancelled):
             self.engine.on_order_cancelled(data)
         return ()
+
+    def _follow_up(self, event: Envelope[Any], order: OrderFilled) -> list[Emit]:
+        """While a kill switch or a halt with flatten stands, a fill of a strategy it
+        flattens may leave a position open, or reversed: the strategy's market sell of 1 in
+        flight when the switch was set (placed: it cannot be cancelled), and the flatten's
+        sell of the 1 filled, both fill (short 1). What is left is flattened in turn, by
+        flatten orders of its own (not while rebuilding: those were made). Only on fills:
+        a flatten the venue rejects is not sent again and again."""
+        if self._rebuilding:
+            return []
+        sid = order.strategy_id
+        scope: str | None
+        if self._flatten_all is not None:
+            scope, reason = None, self._flatten_all
+        elif sid in self._flatten_halted:
+            until, halt_reason = self._flatten_halted[sid]
+            if until is not None and self.engine.market_ns >= until:
+                return []
+            scope, reason = sid, halt_reason or "flatten:halted"
+        else:
+            return []
+        return self._flatten(event, None, scope, reason=reason,
+                             only=(sid, order.instrument_token))
 
     def handle_batch(self, events: Sequence[Envelope[Any]],
                      records: Sequence[Record]) -> list[Emitted]:
@@ -228,6 +258,8 @@ class RiskHandler:
         self.engine.set_kill_switch(data.active)
         self.kill_switch = KillSwitchView(broker=self.broker, active=data.active,
                                           flatten=data.flatten, set_at=event.ts)
+        self._flatten_all = None if not (data.active and data.flatten) else (
+            "flatten:daily_loss" if data.requested_by == STOP_BY else "flatten:kill_switch")
         log.warning("risk.kill_switch", broker=self.broker, active=data.active,
                     flatten=data.flatten, requested_by=data.requested_by)
         if not (data.active and data.flatten):
@@ -247,6 +279,11 @@ class RiskHandler:
             log.info("risk.stop_superseded", broker=self.broker, strategy_id=data.strategy_id)
             return ()
         self.engine.halt_strategy(data.strategy_id, data.active)
+        if data.active and data.flatten:
+            self._flatten_halted[data.strategy_id] = (
+                data.until, "flatten:daily_loss" if data.requested_by == STOP_BY else None)
+        else:
+            self._flatten_halted.pop(data.strategy_id, None)
         log.warning("risk.strategy_halted", broker=self.broker, strategy_id=data.strategy_id,
                     active=data.active, flatten=data.flatten, requested_by=data.requested_by)
         if not (data.active and data.flatten):
@@ -255,16 +292,21 @@ class RiskHandler:
                              reason="flatten:daily_loss" if data.requested_by == STOP_BY else None)
 
     def _flatten(self, event: Envelope[Any], market_ts: int | None,
-                 strategy_id: str | None, *, reason: str | None = None) -> list[Emit]:
-        """Market signals closing the filled positions (of ``strategy_id``, or all), onto
-        ``signals.raw`` as this service's own: they pass the switch or halt they follow."""
+                 strategy_id: str | None, *, reason: str | None = None,
+                 only: tuple[str, int] | None = None) -> list[Emit]:
+        """Market signals closing the filled positions (of ``strategy_id``, or all; ``only``:
+        of that strategy and instrument), onto ``signals.raw`` as this service's own: they
+        pass the switch or halt they follow."""
         # The flatten orders go in at the market's time (its latest tick), not the wall
         # clock's the operator's request carries: a simulated market runs hours or days
         # apart from it, and orders dated days in its past are rejected as stale.
         # (just after the switch's market time: the engines cancel what was placed by then)
         now = market_ts + 1 if market_ts is not None else (self.engine.market_ns or event.ts)
         emits = []
-        for n, sig in enumerate(self.engine.flatten_signals(now, strategy_id, reason=reason)):
+        signals = self.engine.flatten_signals(now, strategy_id, reason=reason)
+        if only is not None:
+            signals = [g for g in signals if (g.strategy_id, g.instrument_token) == only]
+        for n, sig in enumerate(signals):
             env = new_envelope(sig, id=derive_id(event.id, "flatten", n), ts=now,
                                source=SOURCE, key=strategy_instrument_key(
                                    sig.strategy_id, sig.instrument_token),
