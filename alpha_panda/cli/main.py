@@ -179,7 +179,9 @@ def service(
 
 @app.command(epilog=ENV_NOTE)
 def kill(
-    broker: Annotated[str, typer.Option(help="paper or zerodha")] = "paper",
+    broker: Annotated[list[str] | None, typer.Option(
+        help="paper or zerodha, repeated (default: every broker, both ways: a kill that "
+             "missed the live account would be worse than one that stops paper too)")] = None,
     flatten: Annotated[bool, typer.Option(
         help="also close every open position at market (not with --off)")] = False,
     off: Annotated[bool, typer.Option("--off", help="release the kill switch")] = False,
@@ -187,25 +189,33 @@ def kill(
     data_dir: Annotated[Path | None, typer.Option(
         help="the running system's data directory (default: ./data)")] = None,
 ) -> None:
-    """Kill switch: block every new order of a broker (and optionally flatten positions).
+    """Kill switch: block every new order of every broker, or of one (and optionally
+    flatten positions).
 
-    Writes a kill-switch event to the broker's control topic, so it reaches the running risk
+    Writes a kill-switch event to each broker's control topic, so it reaches the running risk
     manager (one process or many), is kept on the log and survives restarts.
     """
     from alpha_panda.cli.log_job import run_log_job
+    from alpha_panda.domain.values import BROKERS
     from alpha_panda.services.control import PipelineControl
 
     if flatten and off:  # as the API's 422: it would release the switch, closing nothing
         raise fail("--flatten applies only when setting the kill switch, not with --off: "
                    "releasing it keeps the positions")
+    brokers = list(dict.fromkeys(broker)) if broker else list(BROKERS)
+    unknown = [b for b in brokers if b not in BROKERS]
+    if unknown:
+        raise fail(f"unknown broker {unknown[0]!r}: {' or '.join(BROKERS)}")
 
     async def send(log_: Log) -> None:
-        await PipelineControl(log_, requested_by="cli").set_kill_switch(
-            broker, active=not off, flatten=flatten)
+        control = PipelineControl(log_, requested_by="cli")
+        for b in brokers:
+            await control.set_kill_switch(b, active=not off, flatten=flatten)
 
     run_log_job(log, data_dir, send)
     state = "released" if off else ("on, flattening positions" if flatten else "on")
-    typer.echo(f"kill switch for {broker}: {state}")
+    for b in brokers:
+        typer.echo(f"kill switch for {b}: {state}")
 
 
 @app.command(epilog=ENV_NOTE)

@@ -142,3 +142,24 @@ def test_kill_with_flatten_and_off_is_refused(system: tuple[Path, Path]) -> None
     # (the same log takes a plain release)
     assert CliRunner().invoke(app, ["kill", "--off", "--data-dir", str(data)]).exit_code == 0
     assert [k.active for k in asyncio.run(logged(data, "paper.control", KillSwitchSet))] == [False]
+
+
+def test_kill_without_a_broker_sets_and_releases_every_brokers_switch(
+        system: tuple[Path, Path]) -> None:
+    # with --broker defaulting to paper, a trader typing `alpha-panda kill` in a hurry
+    # stopped paper and left the live account trading ("kill switch for paper: on")
+    data, _ = system
+    result = CliRunner().invoke(app, ["kill", "--data-dir", str(data)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "kill switch for paper: on\nkill switch for zerodha: on\n"
+    switches = {b: [k.active for k in asyncio.run(logged(data, f"{b}.control", KillSwitchSet))]
+                for b in ("paper", "zerodha")}
+    assert switches == {"paper": [True], "zerodha": [True]}
+    one = CliRunner().invoke(app, ["kill", "--off", "--broker", "zerodha", "--data-dir", str(data)])
+    assert one.stdout == "kill switch for zerodha: released\n"
+    assert CliRunner().invoke(app, ["kill", "--off", "--data-dir", str(data)]).exit_code == 0
+    switches = {b: [k.active for k in asyncio.run(logged(data, f"{b}.control", KillSwitchSet))]
+                for b in ("paper", "zerodha")}
+    assert switches == {"paper": [True, False], "zerodha": [True, False, False]}
+    bad = CliRunner().invoke(app, ["kill", "--broker", "nse", "--data-dir", str(data)])
+    assert bad.exit_code == 2 and bad.stderr == "error: unknown broker 'nse': paper or zerodha\n"
