@@ -685,7 +685,8 @@ def build_zerodha_engine(settings: Any, log: Log, processor_settings: ProcessorS
     instruments = InstrumentMaster()
     book = OrderBook()
     sync = ZerodhaOrderSync(log, kite, book, poll_interval_s=zs.poll_interval_s,
-                            charges=KiteCharges(costs or CostModel.load(), instruments))
+                            charges=KiteCharges(costs or CostModel.load(), instruments),
+                            clock=clock)
     engine = ZerodhaEngine(kite, instruments, book, market_protection=zs.market_protection,
                            clock=clock)
     return ZerodhaTradingProcessor(log, zs, kite, instruments, engine, sync, processor_settings)

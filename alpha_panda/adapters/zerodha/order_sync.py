@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import msgspec
 import structlog
 
+from alpha_panda.domain.clock import ist_date
 from alpha_panda.domain.errors import AuthenticationError, RetryableError
 from alpha_panda.domain.events import CODEC, OrderFilled, derive_id, new_envelope
 from alpha_panda.domain.values import Broker
@@ -71,8 +72,10 @@ class ZerodhaOrderSync:
     """Owns the book of our Zerodha orders and appends the events Kite's books imply."""
 
     def __init__(self, log: Log, kite: KiteBooks, book: OrderBook | None = None, *,
-                 charges: ChargesFn | None = None, poll_interval_s: float = 2.0) -> None:
+                 charges: ChargesFn | None = None, poll_interval_s: float = 2.0,
+                 clock: Callable[[], int] = time.time_ns) -> None:
         self._log = log
+        self._clock = clock  # (the IST day whose positions are compared with Kite's)
         self._kite = kite
         self.book = book if book is not None else OrderBook()  # the engine's, shared
         self._charges = charges
@@ -125,9 +128,10 @@ class ZerodhaOrderSync:
             report.corrections += len(expired)
         report.orphans = orphans(self.book, orders)
         positions = await self._kite.positions()
-        net = [(int(p["instrument_token"]), str(p["product"]), int(p["quantity"]))
-               for p in positions.get("net", [])]
-        report.position_mismatches = position_mismatches(self.book, net)
+        day = [(int(p["instrument_token"]), str(p["product"]), int(p["quantity"]))
+               for p in positions.get("day", [])]
+        report.position_mismatches = position_mismatches(self.book, day,
+                                                         ist_date(self._clock()))
         for m in report.position_mismatches:
             log_.warning("zerodha.position_mismatch", instrument_token=m.instrument_token,
                          product=m.product, ours=m.ours, kite=m.kite)

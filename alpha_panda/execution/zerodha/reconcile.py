@@ -145,9 +145,13 @@ class OrderBook:
                    if o.product is Product.MIS and o.strategy_id == strategy_id
                    and o.instrument_token == instrument_token and ist_date(o.ts) == day)
 
-    def net_positions(self) -> dict[tuple[int, str], int]:
+    def net_positions(self, day: date | None = None) -> dict[tuple[int, str], int]:
+        """What our fills add up to per (instrument, product): of the orders submitted on
+        ``day`` (IST) only, or of every order."""
         net: dict[tuple[int, str], int] = {}
         for o in self.orders.values():
+            if day is not None and ist_date(o.ts) != day:
+                continue
             key = (o.instrument_token, o.product.value)
             net[key] = net.get(key, 0) + o.side.sign * o.filled
         return net
@@ -225,11 +229,15 @@ def orphans(book: OrderBook, kite_orders: Iterable[KiteOrder]) -> list[KiteOrder
     return [k for k in kite_orders if is_our_tag(k.tag) and book.get(k.order_id) is None]
 
 
-def position_mismatches(book: OrderBook, kite_net: Sequence[tuple[int, str, int]]
-                        ) -> list[PositionMismatch]:
-    """(token, product) where Kite's net quantity differs from what our fills add up to."""
-    ours = book.net_positions()
-    theirs = {(tok, prod): qty for tok, prod, qty in kite_net}
+def position_mismatches(book: OrderBook, kite_day: Sequence[tuple[int, str, int]],
+                        day: date) -> list[PositionMismatch]:
+    """(token, product) where Kite's quantity of ``day`` (its ``positions()["day"]``: that
+    day's buys less its sells) differs from what our fills of that day's orders add up to.
+    Not the ``net`` positions against every fill logged: from the second day on, a CNC
+    position bought earlier is in Kite's holdings, not its positions, and every restart
+    warned of a mismatch that was none."""
+    ours = book.net_positions(day)
+    theirs = {(tok, prod): qty for tok, prod, qty in kite_day}
     return [PositionMismatch(tok, prod, ours.get((tok, prod), 0), theirs.get((tok, prod), 0))
             for tok, prod in sorted(set(ours) | set(theirs))
             if ours.get((tok, prod), 0) != theirs.get((tok, prod), 0)]

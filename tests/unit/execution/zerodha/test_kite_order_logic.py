@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, date, time
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from alpha_panda.domain.clock import ist_date, ist_ns
 from alpha_panda.domain.errors import ValidationError
 from alpha_panda.domain.events import (
     OrderCancelled,
@@ -173,9 +174,32 @@ def test_orphans_and_position_mismatches() -> None:
     kite = [kite_order(_row()), kite_order(_row(order_id="K2", tag=order_tag("other"))),
             kite_order(_row(order_id="K3", tag="manual"))]
     assert [o.order_id for o in orphans(book, kite)] == ["K2"]
-    assert position_mismatches(book, [(408065, "CNC", 4)]) == []
-    [m] = position_mismatches(book, [(408065, "CNC", 5)])
+    day = ist_date(0)  # (the order's event time)
+    assert position_mismatches(book, [(408065, "CNC", 4)], day) == []
+    [m] = position_mismatches(book, [(408065, "CNC", 5)], day)
     assert (m.ours, m.kite) == (4, 5)
+
+
+def test_positions_are_compared_with_kites_of_the_day_not_every_fill_logged() -> None:
+    # From the second day on, a CNC buy of an earlier day is in Kite's holdings, not in its
+    # positions: compared with every fill logged, each restart warned "ours 3, kite 0".
+    yesterday, today = date(2026, 12, 3), date(2026, 12, 4)
+    book = OrderBook()
+    for n, (day, product, qty) in enumerate(((yesterday, Product.CNC, 3), (today, Product.MIS, 2))):
+        sid = f"sig{n}"
+        ts = ist_ns(day, time(10, 0))
+        book.apply(OrderSubmitted(order_id=order_id_for(sid), signal_id=sid, strategy_id="s",
+                                  instrument_token=408065, side=Side.BUY, quantity=qty,
+                                  order_type=OrderType.MARKET, product=product,
+                                  tag=order_tag(sid), broker_order_id=f"K{n}", ts=ts))
+        book.apply(OrderFilled(order_id=order_id_for(sid), fill_id=f"f{n}", strategy_id="s",
+                               instrument_token=408065, side=Side.BUY, quantity=qty,
+                               price=100_00, cumulative_quantity=qty, leaves_quantity=0,
+                               average_price=100_00, product=product, ts=ts))
+    assert position_mismatches(book, [(408065, "MIS", 2)], today) == []
+    [m] = position_mismatches(book, [(408065, "MIS", 1)], today)
+    assert (m.product, m.ours, m.kite) == ("MIS", 2, 1)
+    assert position_mismatches(book, [(408065, "CNC", 3)], yesterday) == []
 
 
 def test_kite_rest_times_are_ist_wall_clock() -> None:
