@@ -474,6 +474,8 @@ class FakeKite:
     def start_streaming(self, interval_s: float = 0.5, seed: int = 0) -> None:
         """Push random-walk ticks (on the 0.05 grid) for every subscribed token, forever."""
         rng = random.Random(seed)
+        # token -> [open, high, low, previous close, turnover, quantity] of the session
+        sessions: dict[int, list[int]] = {}
 
         async def stream() -> None:
             while True:
@@ -482,14 +484,23 @@ class FakeKite:
                 ticks = []
                 for token in sorted(tokens):
                     with self._lock:
-                        last = self.prices.get(token, 1_000_00)
-                        last = max(5, last + 5 * rng.randint(-3, 3))
+                        before = self.prices.get(token, 1_000_00)
+                        last = max(5, before + 5 * rng.randint(-3, 3))
                         self.prices[token] = last
-                    self._volume[token] = self._volume.get(token, 0) + rng.randint(1, 500)
+                    # the session so far, as Kite's ticks carry it: close is the previous
+                    # session's (here the price streaming started from), not the last price
+                    # (the day's change and P&L read it); open, high, low of the day
+                    session = sessions.setdefault(token, [last, last, last, before, 0, 0])
+                    session[1], session[2] = max(session[1], last), min(session[2], last)
+                    traded = rng.randint(1, 50)
+                    session[4] += traded * last
+                    session[5] += traded
+                    self._volume[token] = self._volume.get(token, 0) + traded
                     ticks.append(MarketTick(
                         instrument_token=token, last_price=last, ts=self.clock() // 10**9 * 10**9,
-                        volume=self._volume[token], last_quantity=rng.randint(1, 50),
-                        open=last, high=last, low=last, close=last, average_price=last,
+                        volume=self._volume[token], last_quantity=traded,
+                        open=session[0], high=session[1], low=session[2], close=session[3],
+                        average_price=session[4] // session[5],
                         tradable=segment_of(token) != SEG_INDICES))
                 if ticks:
                     await self._send_ticks(ticks)

@@ -27,12 +27,18 @@ async def test_the_fake_process_serves_logins_ticks_and_fills(served: dict[str, 
     await ticker.subscribe([INFY], "full")
     stop = asyncio.Event()
     task = asyncio.create_task(ticker.run(stop))
-    first = await asyncio.wait_for(ticker.queue.get(), 5)
-    second = await asyncio.wait_for(ticker.queue.get(), 5)
+    ticks = [await asyncio.wait_for(ticker.queue.get(), 5) for _ in range(20)]
     stop.set()
     await asyncio.wait_for(task, 5)
+    first, second = ticks[0], ticks[1]
     assert first.instrument_token == INFY and first.last_price % 5 == 0
     assert second.volume > first.volume  # cumulative day volume grows
+    # as Kite's: close is the previous session's, the same all day (it was the last price,
+    # so the day's change read 0 and moved nothing); open, high and low are the day's so far
+    assert {t.close for t in ticks} == {first.close} and {t.open for t in ticks} == {first.open}
+    assert any(t.last_price != t.close for t in ticks)
+    assert all(t.low <= t.last_price <= t.high for t in ticks)  # type: ignore[operator]
+    assert ticks[-1].high == max(t.last_price for t in ticks)
     kite = KiteRestClient(settings, session.access_token)
     try:
         oid = await kite.place_order({"exchange": "NSE", "tradingsymbol": "INFY", "quantity": 1,
