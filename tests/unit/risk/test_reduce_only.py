@@ -7,9 +7,12 @@ from __future__ import annotations
 from datetime import date, time
 from typing import Any
 
+import numpy as np
+
 from alpha_panda.domain.clock import ist_ns
 from alpha_panda.domain.events import MarketTick, Signal, SignalRejected, SignalValidated
 from alpha_panda.domain.values import OrderType, Product, Side
+from alpha_panda.marketdata.files import TickColumns
 from alpha_panda.risk import RiskConfig, RiskEngine, RiskLimits
 from alpha_panda.strategy import Context, Strategy, StrategyParams
 from alpha_panda.strategy.base import CancelOrder
@@ -220,22 +223,25 @@ class LimitEntryThenExit(Strategy):
         return None
 
 
+def day_of(prices: list[int]) -> TickColumns:
+    """Ticks of ``TOKEN`` at ``prices``, a second apart from 10:00, the last at 15:21 (past
+    the MIS square-off)."""
+    day = date(2026, 12, 3)
+    n = len(prices)
+    ts = [ist_ns(day, time(10)) + k * 10**9 for k in range(n - 1)] + [ist_ns(day, time(15, 21))]
+    return TickColumns(ts=np.array(ts, dtype=np.int64),
+                       instrument_token=np.full(n, TOKEN, dtype=np.int64),
+                       last_price=np.array(prices, dtype=np.int64),
+                       volume=np.ones(n, dtype=np.int64))
+
+
 def test_an_exit_of_a_resting_entry_cancels_it_and_never_sells_short() -> None:
     # The entry rests unfilled and the market runs away from it. The exit used to pass
     # (the resting entry counts as held) and sell 10 at once: short 10 with no such intent,
     # bought back by the 15:20 square-off at a loss. It cancels the entry instead.
-    import numpy as np
-
     from alpha_panda.backtest.engine import run_backtest
-    from alpha_panda.marketdata.files import TickColumns
 
-    day = date(2026, 12, 3)
-    ts = [ist_ns(day, time(10)) + k * 10**9 for k in range(5)] + [ist_ns(day, time(15, 21))]
-    ticks = TickColumns(ts=np.array(ts, dtype=np.int64),
-                        instrument_token=np.full(6, TOKEN, dtype=np.int64),
-                        last_price=np.array([100_00, 101_00, 102_00, 103_00, 104_00, 105_00],
-                                            dtype=np.int64),
-                        volume=np.ones(6, dtype=np.int64))
+    ticks = day_of([100_00, 101_00, 102_00, 103_00, 104_00, 105_00])
     config = config_from_mapping({"id": "s1", "strategy": f"{__name__}:LimitEntryThenExit",
                                   "instruments": [TOKEN], "product": "MIS", "exit_at": None})
     result = run_backtest(config, ticks)
@@ -266,18 +272,9 @@ class BracketThenExit(Strategy):
 def test_a_market_exit_of_a_bracketed_position_takes_its_stop_and_target_with_it() -> None:
     # The stop-loss leg stayed after the strategy closed the position itself, and fired
     # on the fall: a sell of 5 more, short, bought back by the square-off.
-    import numpy as np
-
     from alpha_panda.backtest.engine import run_backtest
-    from alpha_panda.marketdata.files import TickColumns
 
-    day = date(2026, 12, 3)
-    ts = [ist_ns(day, time(10)) + k * 10**9 for k in range(6)] + [ist_ns(day, time(15, 21))]
-    ticks = TickColumns(ts=np.array(ts, dtype=np.int64),
-                        instrument_token=np.full(7, TOKEN, dtype=np.int64),
-                        last_price=np.array([100_00, 101_00, 100_50, 99_00, 97_00, 96_00, 95_00],
-                                            dtype=np.int64),
-                        volume=np.ones(7, dtype=np.int64))
+    ticks = day_of([100_00, 101_00, 100_50, 99_00, 97_00, 96_00, 95_00])
     config = config_from_mapping({"id": "s1", "strategy": f"{__name__}:BracketThenExit",
                                   "instruments": [TOKEN], "product": "MIS", "exit_at": None})
     result = run_backtest(config, ticks)
