@@ -20,13 +20,14 @@ from typing import Any
 
 import structlog
 
+from alpha_panda.adapters.sqlite_log.lock import service_locks
 from alpha_panda.domain.errors import AlphaPandaError, ConfigurationError
 from alpha_panda.domain.values import Broker
 from alpha_panda.marketdata.instruments import BY_TOKEN
 from alpha_panda.observability.health import ComponentStatus, State
 from alpha_panda.readmodel.cache import Cache
 from alpha_panda.services.feed import ReplayFeed, SimulatedFeed
-from alpha_panda.services.logs import open_log
+from alpha_panda.services.logs import embedded_file, open_log
 from alpha_panda.services.pipeline import SERVICES, Pipeline, build_pipeline
 from alpha_panda.services.readmodel import ReadModelWriter
 from alpha_panda.services.summary import RunTotals, read_run_totals
@@ -272,6 +273,24 @@ class SystemRun:
         s = self.settings
         if s.api.enabled:
             check_port_free(s.api.host, s.api.port)
+        file = embedded_file(s.log, s.data_dir)
+        if file is None:
+            await self._run()
+            return
+        # One process per service on an embedded log (two `run`s on one data directory
+        # each processed every record: fills and P&L came out wrong)
+        with service_locks(file, self._services_here()):
+            await self._run()
+
+    def _services_here(self) -> list[str]:
+        """The services (and feed) this process runs, each a consumer group or a producer
+        of ticks no second process may run on the same log."""
+        if self.only is None:
+            return ["feed", *SERVICES]
+        return [] if self.only == "api" else [self.only]
+
+    async def _run(self) -> None:
+        s = self.settings
         configs, errors = load_strategies(s)
         if self.only is None:  # (the feed runs here: a process of one service has another's)
             check_live_feed(s, configs)

@@ -1,0 +1,95 @@
+"""Two processes running the same service on one embedded log are refused: a second
+``alpha-panda run`` on a data directory in use used to run beside the first, both handling
+every record and committing over each other's offsets (the replay's fills and P&L came out
+wrong). The lock goes with the process: a run after it (even after ``kill -9``) starts."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from alpha_panda.cli.main import app
+from alpha_panda.testing.pipeline import run_replay, settings_for, write_strategy
+from tests.integration.pipeline.test_crash_recovery import fills_of
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "alpha_panda.cli", *args]
+
+
+async def _started(proc: subprocess.Popen[bytes], data: Path) -> None:
+    deadline = time.monotonic() + 60
+    while not (data / "log.sqlite").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "the first run must start"
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(1.5)
+
+
+@pytest.mark.timeout(240)
+async def test_a_second_run_on_a_data_dir_in_use_is_refused_and_changes_nothing(
+        tmp_path: Path, tick_file) -> None:
+    path, cols = tick_file(8000, 3)
+    strategies = tmp_path / "strategies"
+    write_strategy(strategies, tokens=sorted(set(cols.instrument_token.tolist())))
+    clean = await run_replay(settings_for(tmp_path / "clean", path).model_copy(
+        update={"strategies_dir": strategies}))
+    expected = await fills_of(clean.settings.data_dir)
+    assert len(expected) > 20
+
+    data = tmp_path / "shared"
+    common = ["run", "--feed", f"replay:{path}", "--no-api", "--data-dir", str(data),
+              "--strategies", str(strategies), "--exit-at-end"]
+    env = {**os.environ, "ALPHA_PANDA_LOG_LEVEL": "WARNING"}
+    first = subprocess.Popen(cli(*common, "--speed", "0.5"), env=env,  # noqa: ASYNC220
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        await _started(first, data)
+        second = await asyncio.to_thread(subprocess.run, cli(*common), env=env,
+                                         capture_output=True, text=True, timeout=120,
+                                         check=False)
+        assert second.returncode == 2, second.stderr[-3000:]
+        assert (f"process {first.pid} is already running feed on {data / 'log.sqlite'}"
+                in second.stderr), second.stderr[-3000:]
+        assert "Stop it first, or give this run its own --data-dir" in second.stderr
+        assert "Traceback" not in second.stderr
+
+        # nor can one of its services be started on its own beside it
+        alone = await asyncio.to_thread(
+            subprocess.run, cli("service", "strategy-runner", "--log", "embedded",
+                                "--strategies", str(strategies), "--duration", "20"),
+            env={**env, "ALPHA_PANDA_DATA_DIR": str(data)}, capture_output=True, text=True,
+            timeout=120, check=False)
+        assert alone.returncode == 2, alone.stderr[-3000:]
+        assert "is already running strategy-runner" in alone.stderr
+    finally:
+        first.send_signal(signal.SIGKILL)  # the lock goes with the process
+        first.wait(timeout=10)
+    assert first.stderr is not None
+    first.stderr.close()
+
+    # the restart after the kill takes the lock and ends as an uninterrupted run does
+    done = await asyncio.to_thread(subprocess.run, cli(*common), env=env, capture_output=True,
+                                   text=True, timeout=200, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert await fills_of(data) == expected
+
+
+def test_a_data_dir_that_cannot_be_written_is_a_clear_error(tmp_path: Path) -> None:
+    # (a read-only file system said "OSError: [Errno 30] Read-only file system" under a
+    # traceback; as root no permission stops a write, so a file stands where the locks go)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "log.sqlite.locks").write_text("")
+    result = CliRunner().invoke(app, ["run", "--no-api", "--duration", "1",
+                                      "--data-dir", str(data)])
+    assert result.exit_code == 2, result.output
+    assert f"cannot write in {data}" in result.stderr
+    assert "the data directory must be writable" in result.stderr
