@@ -82,6 +82,7 @@ def test_a_replay_stopped_early_is_summed_up_at_the_last_tick_it_published(tmp_p
     assert result.exit_code == 0, result.output
     s = json.loads(result.stdout.strip().splitlines()[-1])
     assert 0 < s["ticks_published"] < 3000 and s["fills"] == s["open_positions"] == 1
+    assert s["ticks"] == s["ticks_published"]  # not the file's 3000
     # the 10 bought at the first tick's price, marked at the last tick published
     token = int(cols.instrument_token[0])
     prices = cols.last_price[: s["ticks_published"]][cols.instrument_token[: s["ticks_published"]] == token]
