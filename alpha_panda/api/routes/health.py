@@ -56,6 +56,10 @@ async def ready(request: Request) -> JSONResponse:
 
 
 @router.get("/metrics", response_class=Response)
-async def metrics() -> Response:
+async def metrics(request: Request) -> Response:
     """Every Prometheus metric of this process (text exposition format)."""
+    # alpha_panda_component_ready as of now: it was set only by /health and /ready, so a
+    # Prometheus that scrapes /metrics alone read no component (or one long since failed
+    # still ready) unless something else polled those
+    _components(_registry(request).snapshot())
     return Response(content=metrics_text(), media_type=METRICS_CONTENT_TYPE)

@@ -225,6 +225,21 @@ async def test_health_and_readiness(client: httpx.AsyncClient, registry: HealthR
     assert r.status_code == 503 and r.json()["status"] == "failed"
 
 
+async def test_metrics_alone_reports_each_component_as_it_is_now(
+        client: httpx.AsyncClient, registry: HealthRegistry) -> None:
+    # a Prometheus scrapes /metrics only, nothing polls /health or /ready
+    engine = Component("metrics-engine", State.STARTING, ready=False)
+    registry.register(engine)
+    assert 'alpha_panda_component_ready{component="metrics-engine"} 0.0' in (
+        await client.get("/metrics")).text
+    engine.state, engine.ready = State.RUNNING, True
+    assert 'alpha_panda_component_ready{component="metrics-engine"} 1.0' in (
+        await client.get("/metrics")).text
+    engine.state, engine.ready = State.FAILED, False
+    assert 'alpha_panda_component_ready{component="metrics-engine"} 0.0' in (
+        await client.get("/metrics")).text
+
+
 async def test_metrics_counts_requests_by_route_template(client: httpx.AsyncClient) -> None:
     await client.get("/api/v1/orders/zerodha")
     text = (await client.get("/metrics")).text
