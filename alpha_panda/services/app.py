@@ -25,6 +25,7 @@ from alpha_panda.domain.errors import AlphaPandaError, ConfigurationError
 from alpha_panda.domain.values import Broker
 from alpha_panda.marketdata.instruments import BY_TOKEN
 from alpha_panda.observability.health import ComponentStatus, State
+from alpha_panda.observability.metrics import set_process_info
 from alpha_panda.readmodel.cache import Cache
 from alpha_panda.services.feed import ReplayFeed, SimulatedFeed
 from alpha_panda.services.logs import embedded_file, open_log
@@ -291,6 +292,10 @@ class SystemRun:
 
     async def _run(self) -> None:
         s = self.settings
+        # /metrics' alpha_panda_process_info: which process this is (it carried no label)
+        set_process_info(self.only or "run", log=s.log.split(":", 1)[0],
+                         feed=s.feed.split(":", 1)[0] if self.only in (None, "feed") else "",
+                         live="true" if s.zerodha.live_enabled else "false")
         configs, errors = load_strategies(s)
         if self.only is None:  # (the feed runs here: a process of one service has another's)
             check_live_feed(s, configs)
