@@ -110,7 +110,7 @@ def show(
 def replay(
     topic: Annotated[str, typer.Option(help="original topic whose dead letters to replay")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="show, append nothing")] = False,
-    limit: Annotated[int | None, typer.Option(help="replay at most N (default: all)")] = None,
+    limit: Annotated[int | None, typer.Option(help="replay at most N records (default: all)")] = None,
     include_undecodable: Annotated[bool, typer.Option(
         "--include-undecodable",
         help=("also replay letters that failed with DecodeError, including those skipped "
@@ -128,12 +128,20 @@ def replay(
     verb, skip = ("would replay", "would skip") if dry_run else ("replayed", "skipped")
     for e in result.replayed:
         typer.echo(f"{verb} {e.dlq_topic}@{e.offset} -> {e.letter.topic}: {e.letter.error_class}")
+    for e in result.same_record:
+        typer.echo(f"{skip} {e.dlq_topic}@{e.offset} -> {e.letter.topic}: {e.letter.service}'s "
+                   "letter of a record replayed above")
     for e in result.skipped:
         typer.echo(f"{skip} {e.dlq_topic}@{e.offset} -> {e.letter.topic}: "
                    f"{e.letter.error_class}: {e.letter.error[:100]}")
     typer.echo(f"{verb} {len(result.replayed)} dead letter(s) to {result.topic}"
                + (f"; ignored {result.unreadable} record(s) of the DLQ topic that are not "
                   "dead letters" if result.unreadable else ""))
+    if result.same_record:
+        typer.echo(
+            f"{skip} {len(result.same_record)} more dead letter(s) of those records: each "
+            "service that failed on a record wrote its own letter, and one copy back on the "
+            "topic reaches them all")
     if result.skipped:
         typer.echo(
             f"{skip} {len(result.skipped)} dead letter(s) that failed with DecodeError: their "

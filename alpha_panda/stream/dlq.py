@@ -10,6 +10,12 @@ bytes fail the same way on replay and only come back as a new dead letter. Those
 have their own group, ``dlq-replay-undecodable.<topic>``, moved only when the operator asks
 for them (``include_undecodable``, e.g. after a schema fix), so skipping one by default
 never loses it.
+
+A record that several services failed on (a malformed tick: every consumer of
+``market.ticks``) has a letter from each; one copy back on the topic reaches them all, so
+a replay appends it once (by its place on the topic, kept as the replay group's processed
+ids, so a later run does not append it again either) and moves past the other letters. Appending one per letter put four copies of a tick back, each dead-lettered
+again by each service: 16 letters after one replay, 64 after the next.
 """
 
 from __future__ import annotations
@@ -66,15 +72,26 @@ class DeadLetterEntry:
 
 @dataclass(slots=True)
 class ReplayResult:
-    """What a replay did (or, dry, would do). ``skipped``: letters that failed to decode,
+    """What a replay did (or, dry, would do). ``replayed``: the letters whose record went
+    back on the topic; ``same_record``: letters of a record already replayed (another
+    service's letter of it), not appended again; ``skipped``: letters that failed to decode,
     left for ``include_undecodable``; ``unreadable``: records of the DLQ topic that are not
     dead letters at all."""
 
     topic: str
     dry_run: bool
     replayed: list[DeadLetterEntry] = field(default_factory=list)
+    same_record: list[DeadLetterEntry] = field(default_factory=list)
     skipped: list[DeadLetterEntry] = field(default_factory=list)
     unreadable: int = 0
+    records: set[str] = field(default_factory=set)  # the replayed records' keys
+
+
+def _record_key(letter: DeadLetter) -> str:
+    """The failed record's place on its topic, which each service's letter of it names.
+    (Not its event id: a replayed copy that fails again is a record of its own, at its own
+    offset, whose letters can be replayed in turn, e.g. after a further fix.)"""
+    return f"{letter.topic}/{letter.partition}/{letter.offset}"
 
 
 def failed_to_decode(letter: DeadLetter) -> bool:
@@ -192,38 +209,58 @@ async def _drain(consumer: Consumer, ends: Mapping[int, int], result: ReplayResu
                 break
             if time.monotonic() - idle_since > _REPLAY_IDLE_S:
                 break
-            budget = 500 if limit is None else min(500, limit - len(result.replayed))
-            records = await consumer.poll(budget, 0.2)
+            records = await consumer.poll(500, 0.2)
             if not records:
                 continue
             idle_since = time.monotonic()
-            outputs, offsets = _replay_batch(records, result, undecodable, note_skipped)
+            outputs, offsets, keys = await _replay_batch(
+                consumer, records, result, undecodable, note_skipped, limit)
             if not result.dry_run:
-                await consumer.commit(outputs, offsets)
+                await consumer.commit(outputs, offsets, keys)
     finally:
         await consumer.close()
 
 
-def _replay_batch(records: Sequence[Record], result: ReplayResult, undecodable: bool,
-                  note_skipped: bool) -> tuple[list[Output], dict[TopicPartition, int]]:
-    outputs: list[Output] = []
-    offsets: dict[TopicPartition, int] = {}
+async def _replay_batch(consumer: Consumer, records: Sequence[Record], result: ReplayResult,
+                        undecodable: bool, note_skipped: bool, limit: int | None
+                        ) -> tuple[list[Output], dict[TopicPartition, int], list[str]]:
+    """The outputs, next offsets and keys of the records replayed from ``records``, up to
+    the letter that would replay a record past ``limit`` (it and the rest are read again
+    next time). A letter of a record the group replayed before, in this run or an earlier
+    one, is passed over (``result.same_record``)."""
+    letters: list[tuple[Record, DeadLetterEntry | None]] = []
     for r in records:
-        offsets[r.tp] = r.offset + 1
         try:
-            entry = _decode(r)
+            letters.append((r, _decode(r)))
         except DecodeError as exc:
             # Not a dead letter at all: nothing to replay; say so once (the main group) and go on.
             if not undecodable:
                 log_.warning("dlq.unreadable", topic=r.topic, offset=r.offset, error=str(exc))
                 result.unreadable += 1
-            continue
-        d = entry.letter
-        if failed_to_decode(d) != undecodable:
-            if note_skipped:
-                result.skipped.append(entry)
-            continue
-        outputs.append(Output(d.topic, d.key, d.value, tuple((k, v) for k, v in d.headers),
-                              d.partition))
-        result.replayed.append(entry)
-    return outputs, offsets
+            letters.append((r, None))
+    # (a dry run commits nothing: what it would replay is only in ``result.records``)
+    replayed = result.records | await consumer.seen(
+        [_record_key(e.letter) for _, e in letters if e is not None])
+    outputs: list[Output] = []
+    offsets: dict[TopicPartition, int] = {}
+    keys: list[str] = []
+    for r, entry in letters:
+        if entry is not None:
+            d = entry.letter
+            key = _record_key(d)
+            if failed_to_decode(d) != undecodable:
+                if note_skipped:
+                    result.skipped.append(entry)
+            elif key in replayed:
+                result.same_record.append(entry)
+            elif limit is not None and len(result.replayed) >= limit:
+                break
+            else:
+                replayed.add(key)
+                result.records.add(key)
+                keys.append(key)
+                outputs.append(Output(d.topic, d.key, d.value,
+                                      tuple((k, v) for k, v in d.headers), d.partition))
+                result.replayed.append(entry)
+        offsets[r.tp] = r.offset + 1
+    return outputs, offsets, keys

@@ -142,3 +142,71 @@ def test_an_unknown_topic_is_an_error_not_an_empty_list(tmp_path: Path) -> None:
     assert (empty.exit_code, empty.stdout) == (0, "no dead letters\n")
     mine = runner.invoke(app, ["list", "--log", url, "--topic", "in.dlq", "--json"])
     assert mine.exit_code == 0 and len(json.loads(mine.stdout)) == 2
+
+
+async def _failed_in_two_services(path: Path) -> None:
+    """``in.dlq``: a tick two services (groups) refused, one letter from each, then the
+    letters of a second tick, and garbage each of them failed to decode."""
+    log = SqliteLog(path)
+    await log.ensure_topics([spec("in", 1), spec("out", 1), spec(dlq_topic("in"), 1)])
+    await log.append([tick_output("in", 1, price=99_000, id="t-1"),
+                      tick_output("in", 2, price=98_000, id="t-2"),
+                      raw("in", b"7", b"{oops", "bad-1")])
+    for name in ("risk", "engine"):
+        proc = StreamProcessor(log, name=name, group=name, topics=["in"], handler=Echo(
+            "out", lambda e: ValidationError("price band")))
+        await run_until(proc, lambda p=proc: p.stats.dead_lettered == 3)  # type: ignore[misc]
+    await log.close()
+
+
+async def _fail_again(path: Path) -> None:
+    log = SqliteLog(path)
+    proc = StreamProcessor(log, name="risk", group="risk", topics=["in"], handler=Echo(
+        "out", lambda e: ValidationError("price band")))
+    await run_until(proc, lambda: proc.stats.dead_lettered == 3)  # the three copies
+    await log.close()
+
+
+def test_a_record_several_services_failed_on_goes_back_once(tmp_path: Path) -> None:
+    # each service's letter of a tick put one more copy of it back: every consumer then
+    # dead-lettered every copy again (one malformed tick, four services: 16 letters after
+    # one replay, 64 after the next)
+    path = tmp_path / "log.sqlite"
+    asyncio.run(_failed_in_two_services(path))
+    runner = CliRunner()
+    url = f"sqlite:{path}"
+
+    dry = runner.invoke(app, ["replay", "--log", url, "--topic", "in", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert "would replay 2 dead letter(s) to in\n" in dry.output
+    assert "would skip in.dlq@3 -> in: engine's letter of a record replayed above" in dry.output
+    assert "would skip 2 more dead letter(s) of those records: each service that failed on " \
+        "a record wrote its own letter" in dry.output
+
+    # --limit counts records; a later run passes over the other service's letter of the
+    # record replayed before (the letters of one record need not be next to each other)
+    one = runner.invoke(app, ["replay", "--log", url, "--topic", "in", "--limit", "1"])
+    assert one.exit_code == 0, one.output
+    assert one.output.splitlines() == [
+        "replayed in.dlq@0 -> in: ValidationError", "replayed 1 dead letter(s) to in"]
+    rest = runner.invoke(app, ["replay", "--log", url, "--topic", "in"])
+    assert "replayed in.dlq@1 -> in: ValidationError\n" in rest.output
+    assert "skipped in.dlq@3 -> in: engine's letter of a record replayed above" in rest.output
+    assert "skipped in.dlq@4 -> in: engine's letter of a record replayed above" in rest.output
+    assert "replayed 1 dead letter(s) to in\n" in rest.output
+    forced = runner.invoke(app, ["replay", "--log", url, "--topic", "in",
+                                 "--include-undecodable"])
+    assert "replayed 1 dead letter(s) to in\n" in forced.output
+    assert "skipped 1 more dead letter(s) of those records" in forced.output
+    again = runner.invoke(app, ["replay", "--log", url, "--topic", "in",
+                                "--include-undecodable"])
+    assert "replayed 0 dead letter(s) to in\n" in again.output
+    # a copy that fails again is dead-lettered as a record of its own: replayable in turn
+    asyncio.run(_fail_again(path))
+    third = runner.invoke(app, ["replay", "--log", url, "--topic", "in"])
+    assert "replayed in.dlq@6 -> in: ValidationError\n" in third.output
+    assert "replayed 2 dead letter(s) to in\n" in third.output
+
+    values = asyncio.run(_values(path, "in"))
+    # each record once, in order; then the copies of the two that failed again
+    assert values[3:] == [values[0], values[1], b"{oops", values[0], values[1]]
