@@ -9,6 +9,7 @@ the trace context across the log (``Envelope.traceparent``): a producer stamps
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Literal
 
 from opentelemetry import context as otel_context
@@ -29,6 +30,7 @@ Exporter = Literal["none", "console", "otlp"]
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 _provider: TracerProvider | None = None
+_exporters: set[str] = set()  # attached to ``_provider`` already (one processor each)
 
 _OTLP_MODULES = (
     "opentelemetry.exporter.otlp.proto.http.trace_exporter",
@@ -40,7 +42,8 @@ def setup_tracing(service_name: str, exporter: Exporter = "none") -> TracerProvi
     """Install the process's tracer provider (idempotent) and attach ``exporter``.
 
     ``none`` still records spans, so trace ids flow through envelopes and logs, but
-    exports nothing. ``console`` prints finished spans to stdout (debugging). ``otlp`` needs
+    exports nothing. ``console`` prints finished spans to stderr (debugging; stdout is
+    for ``--json``). ``otlp`` needs
     ``opentelemetry-exporter-otlp`` installed and honours the standard ``OTEL_EXPORTER_OTLP_*``
     environment variables; without the package it is a ``ConfigurationError``.
     """
@@ -50,9 +53,12 @@ def setup_tracing(service_name: str, exporter: Exporter = "none") -> TracerProvi
     if _provider is None:
         _provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
         trace.set_tracer_provider(_provider)
+    if exporter in _exporters:
+        return _provider  # a second run in one process: each span is exported once
     processor = _processor(exporter)
     if processor is not None:
         _provider.add_span_processor(processor)
+        _exporters.add(exporter)
     return _provider
 
 
@@ -67,7 +73,7 @@ def _processor(exporter: Exporter) -> SpanProcessor | None:
     if exporter == "none":
         return None
     if exporter == "console":
-        return SimpleSpanProcessor(ConsoleSpanExporter())
+        return SimpleSpanProcessor(ConsoleSpanExporter(out=sys.stderr))
     for name in _OTLP_MODULES:
         try:
             module = importlib.import_module(name)

@@ -26,6 +26,7 @@ from alpha_panda.domain.values import Broker
 from alpha_panda.marketdata.instruments import BY_TOKEN
 from alpha_panda.observability.health import ComponentStatus, State
 from alpha_panda.observability.metrics import set_process_info
+from alpha_panda.observability.tracing import setup_tracing
 from alpha_panda.readmodel.cache import Cache
 from alpha_panda.services.feed import ReplayFeed, SimulatedFeed
 from alpha_panda.services.logs import embedded_file, open_log
@@ -296,6 +297,9 @@ class SystemRun:
         set_process_info(self.only or "run", log=s.log.split(":", 1)[0],
                          feed=s.feed.split(":", 1)[0] if self.only in (None, "feed") else "",
                          live="true" if s.zerodha.live_enabled else "false")
+        if s.tracing != "none":
+            # (none: no SDK provider, so the stream's batches open no span and cost nothing)
+            setup_tracing(f"alpha-panda.{self.only or 'run'}", s.tracing)
         configs, errors = load_strategies(s)
         if self.only is None:  # (the feed runs here: a process of one service has another's)
             check_live_feed(s, configs)

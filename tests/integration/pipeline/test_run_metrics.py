@@ -1,10 +1,15 @@
-"""What a running system's ``/metrics`` says about the process: its role and build (the
-``alpha_panda_process_info`` series had no label at all: nothing called for them)."""
+"""What a running system says about itself: ``/metrics``' process info (the
+``alpha_panda_process_info`` series had no label at all: nothing called for them), and its
+OpenTelemetry spans as ``ALPHA_PANDA_TRACING`` asks."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -41,3 +46,30 @@ async def test_a_running_system_names_itself_in_process_info(tmp_path: Path) -> 
     labels = dict(re.findall(r'(\w+)="([^"]*)"', info))
     assert labels["service"] == "run" and labels["version"] == __version__
     assert labels["log"] == "embedded" and labels["feed"] == "sim" and labels["live"] == "false"
+
+
+def test_tracing_console_prints_the_pipeline_s_spans_on_stderr(tmp_path: Path, tick_file) -> None:
+    # ALPHA_PANDA_TRACING was read and never used: console printed nothing, otlp sent nothing
+    path, cols = tick_file(1000, 2)
+    write_strategy(tmp_path / "strategies", tokens=sorted(set(cols.instrument_token.tolist())))
+    env = {**os.environ, "ALPHA_PANDA_TRACING": "console", "ALPHA_PANDA_LOG_LEVEL": "WARNING"}
+    done = subprocess.run(
+        [sys.executable, "-m", "alpha_panda.cli", "run", "--feed", f"replay:{path}", "--no-api",
+         "--exit-at-end", "--json", "--data-dir", str(tmp_path / "data"),
+         "--strategies", str(tmp_path / "strategies")],
+        env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout)["ticks"] == 1000  # stdout stays the summary alone
+    assert '"name": "stream.batch"' in done.stderr
+    assert '"service.name": "alpha-panda.run"' in done.stderr
+
+
+def test_tracing_otlp_without_its_exporter_says_what_to_install(tmp_path: Path) -> None:
+    env = {**os.environ, "ALPHA_PANDA_TRACING": "otlp"}
+    done = subprocess.run(
+        [sys.executable, "-m", "alpha_panda.cli", "run", "--no-api", "--duration", "1",
+         "--data-dir", str(tmp_path / "data")],
+        env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert ("error: tracing exporter 'otlp' needs the OTLP exporter: pip install "
+            "opentelemetry-exporter-otlp") in done.stderr
