@@ -26,12 +26,12 @@ def run_log_job(url: str | None, data_dir: Path | None, job: Callable[[Log], Awa
     """
     from alpha_panda.cli.settings import load_settings
     from alpha_panda.observability.logging import configure_logging
-    from alpha_panda.services.logs import embedded_file, open_log
+    from alpha_panda.services.logs import open_log
 
     settings = load_settings()
     configure_logging(json=settings.log_format == "json", level=settings.log_level)
-    path = embedded_file(url or settings.log, data_dir or settings.data_dir)
-    if not create and path is not None and not path.is_file():
+    path = missing_log(url, data_dir)
+    if not create and path is not None:
         typer.secho(f"error: no log at {path}: is this the data directory of the system "
                     "(--data-dir, ALPHA_PANDA_DATA_DIR)?", fg=typer.colors.RED, err=True)
         raise typer.Exit(2)
@@ -49,3 +49,14 @@ def run_log_job(url: str | None, data_dir: Path | None, job: Callable[[Log], Awa
     except AlphaPandaError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from exc
+
+
+def missing_log(url: str | None, data_dir: Path | None) -> Path | None:
+    """The file of the embedded log ``url``/``data_dir`` (or the settings') when there is
+    none; None when it exists or the log is not embedded."""
+    from alpha_panda.cli.settings import load_settings
+    from alpha_panda.services.logs import embedded_file
+
+    settings = load_settings()
+    path = embedded_file(url or settings.log, data_dir or settings.data_dir)
+    return path if path is not None and not path.is_file() else None

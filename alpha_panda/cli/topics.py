@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from alpha_panda.cli.log_job import run_log_job
+from alpha_panda.cli.log_job import missing_log, run_log_job
 from alpha_panda.domain.errors import BrokerUnavailable
 from alpha_panda.stream.log import Log
 from alpha_panda.stream.topics import DAY_MS, REGISTRY, TopicSpec
@@ -60,7 +60,15 @@ def bootstrap(log: LogOpt = None, data_dir: DataDirOpt = None) -> None:
 @app.command("list")
 def list_(log: LogOpt = None, data_dir: DataDirOpt = None, json_out: JsonOpt = False) -> None:
     """The registry: name, partitions, key, retention, and whether it exists on the log."""
-    existing = run_log_job(log, data_dir, lambda lg: lg.list_topics(), create=True)
+    absent = missing_log(log, data_dir)
+    if absent is not None:
+        # (opening it would make an empty log there: a mistyped --data-dir then looked like
+        # a system's, and `dlq list` or `kill` on it answered as if it were)
+        typer.secho(f"no log at {absent} yet: nothing has run on this data directory "
+                    "(--data-dir, ALPHA_PANDA_DATA_DIR); the registry's topics:", err=True)
+        existing: dict[str, int] = {}
+    else:
+        existing = run_log_job(log, data_dir, lambda lg: lg.list_topics())
     rows: list[dict[str, object]] = [
         {"name": s.name, "partitions": s.partitions, "key": s.key.value,
          "retention": _retention(s), "broker": s.broker.value if s.broker else "shared",

@@ -24,6 +24,12 @@ def test_a_mistyped_data_dir_is_an_error_and_makes_no_log(tmp_path: Path, args: 
 def test_topics_list_still_works_before_the_first_run(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["topics", "list", "--data-dir", str(tmp_path / "new")])
     assert result.exit_code == 0 and "market.ticks" in result.output
+    assert "38 topics, 0 on the log" in result.stdout
+    assert f"no log at {tmp_path / 'new' / 'log.sqlite'} yet" in result.stderr
+    # and makes none: `dlq list` or `kill` there afterwards answered as if a system ran there
+    assert not (tmp_path / "new").exists()
+    listed = CliRunner().invoke(app, ["dlq", "list", "--data-dir", str(tmp_path / "new")])
+    assert listed.exit_code == 2 and "no dead letters" not in listed.output
 
 
 def test_cancel_of_something_that_is_no_order_id_echoes_a_capped_part_of_it(
