@@ -8,9 +8,10 @@ skips ticks. Tick ids are ``tick_id(source, seq)``, the same ids the backtest us
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from bisect import bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from itertools import count
@@ -210,6 +211,19 @@ class _FeedBase:
                                ready=self._state is State.RUNNING or self.done.is_set(),
                                detail=self._detail, processed=self.publisher.published)
 
+    @contextlib.contextmanager
+    def _running(self) -> Iterator[None]:
+        """STOPPED when the block ends, FAILED with the error when it raises: a feed that
+        died (a full disk) showed \"stopped\" with no reason, and /health stayed 200."""
+        try:
+            yield
+        except Exception as exc:
+            self._state, self._detail = State.FAILED, f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            if self._state is not State.FAILED:
+                self._state = State.STOPPED
+
 
 class SimulatedFeed(_FeedBase):
     """Publishes simulator ticks at ``settings.rate`` per wall second until stopped."""
@@ -255,11 +269,11 @@ class SimulatedFeed(_FeedBase):
                                sessions=sessions)
 
     async def run(self, stop: asyncio.Event) -> None:
-        sim = await self._simulator()
-        self._state = State.RUNNING
-        rate = self._settings.rate
-        started, sent = time.monotonic(), 0
-        try:
+        with self._running():
+            sim = await self._simulator()
+            self._state = State.RUNNING
+            rate = self._settings.rate
+            started, sent = time.monotonic(), 0
             while not stop.is_set():
                 due = int((time.monotonic() - started) * rate) - sent
                 if due > 0:
@@ -270,8 +284,6 @@ class SimulatedFeed(_FeedBase):
                     await asyncio.wait_for(stop.wait(), timeout=0.02)
                 except TimeoutError:
                     pass
-        finally:
-            self._state = State.STOPPED
 
 
 class ReplayFeed(_FeedBase):
@@ -309,6 +321,10 @@ class ReplayFeed(_FeedBase):
         return self._ticks
 
     async def run(self, stop: asyncio.Event) -> None:
+        with self._running():
+            await self._replay(stop)
+
+    async def _replay(self, stop: asyncio.Event) -> None:
         cols = self.load()
         n = len(cols)
         tail = await read_tail(self._log, self.publisher.source)
@@ -334,26 +350,23 @@ class ReplayFeed(_FeedBase):
         buffer: list[MarketTick] = []  # rows converted to events, a batch at a time
         first = start  # seq of buffer[0]
         self.upto = start
-        try:
-            seq = start
-            while seq < n and not stop.is_set():
-                if seq >= first + len(buffer):
-                    buffer, first = tick_rows(cols, seq, seq + self._batch), seq
-                chunk = buffer[seq - first:]
-                if self._speed:
-                    chunk = await self._paced(chunk, t0, wall0, stop)
-                await self.publisher.publish(chunk, seq)
-                seq += len(chunk)
-                self.upto = seq
-                await asyncio.sleep(self._linger)
-                if backlog is not None:
-                    while backlog(MARKET_TICKS) > self._max_backlog and not stop.is_set():
-                        await asyncio.sleep(0.002)
-            if seq >= n:
-                self.done.set()
-                self._detail = f"replayed {n} ticks"
-        finally:
-            self._state = State.STOPPED
+        seq = start
+        while seq < n and not stop.is_set():
+            if seq >= first + len(buffer):
+                buffer, first = tick_rows(cols, seq, seq + self._batch), seq
+            chunk = buffer[seq - first:]
+            if self._speed:
+                chunk = await self._paced(chunk, t0, wall0, stop)
+            await self.publisher.publish(chunk, seq)
+            seq += len(chunk)
+            self.upto = seq
+            await asyncio.sleep(self._linger)
+            if backlog is not None:
+                while backlog(MARKET_TICKS) > self._max_backlog and not stop.is_set():
+                    await asyncio.sleep(0.002)
+        if seq >= n:
+            self.done.set()
+            self._detail = f"replayed {n} ticks"
 
     @staticmethod
     def _rows(cols: TickColumns, seqs: list[int]) -> list[MarketTick]:
