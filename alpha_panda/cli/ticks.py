@@ -11,6 +11,7 @@ the file's extension, in the format ``load_ticks`` reads.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from datetime import date
 from pathlib import Path
 from typing import Annotated
@@ -98,6 +99,8 @@ def export(
         typer.echo(f"error: no data directory {data_dir}", err=True)
         raise typer.Exit(2)
 
+    sources: Counter[str] = Counter()  # every feed's ticks on the log
+
     async def job(lg: Log) -> tuple[list[MarketTick], int]:
         found: list[MarketTick] = []
         bad = 0
@@ -107,14 +110,18 @@ def export(
             except DecodeError:
                 bad += 1  # a malformed tick: dead-lettered by the services, skipped here
                 continue
+            sources[env.source] += 1
             if source is None or env.source == source:
                 found.append(env.data)
         return found, bad
 
     found, bad = run_log_job(log, data_dir, job)
     if not found:
+        # (a replay's source is `replay:FILE`: `--source replay` found nothing, unexplained)
+        there = ", ".join(f"{name!r} ({n:,} tick{'' if n == 1 else 's'})" for name, n in sorted(sources.items()))
         typer.echo(f"error: no ticks on {MARKET_TICKS}"
-                   + (f" from source {source!r}" if source else ""), err=True)
+                   + (f" from source {source!r}" if source else "")
+                   + (f"; the sources there: {there}" if there else ""), err=True)
         raise typer.Exit(1)
     found.sort(key=lambda t: t.ts)  # stable: a token's ticks keep their order
     _write(out, columns(found))

@@ -111,6 +111,9 @@ def test_export_writes_the_logs_ticks_in_time_order(tmp_path: Path) -> None:
     none = CliRunner().invoke(app, ["ticks", "export", str(tmp_path / "x.csv"),
                                     "--data-dir", str(tmp_path), "--source", "sim"])
     assert none.exit_code == 1 and "no ticks on market.ticks from source 'sim'" in none.output
+    # and which sources there are: a replay's is `replay:FILE`, not `replay`
+    assert none.stderr.strip().endswith(
+        "; the sources there: 'kite' (2 ticks), 'replay:other.csv' (1 tick)")
     missing = tmp_path / "no-such-dir"
     gone = CliRunner().invoke(app, ["ticks", "export", str(tmp_path / "y.csv"),
                                     "--data-dir", str(missing)])
