@@ -70,7 +70,7 @@ def _summary(e: tools.DeadLetterEntry) -> dict[str, Any]:
 @app.command("list")
 def list_(
     topic: Annotated[str | None, typer.Option(help="original topic (default: every DLQ)")] = None,
-    limit: Annotated[int, typer.Option(help="most recent N")] = 50,
+    limit: Annotated[int, typer.Option(min=1, help="most recent N")] = 50,
     log: LogOpt = None, data_dir: DataDirOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """List the most recent dead letters."""
@@ -110,7 +110,8 @@ def show(
 def replay(
     topic: Annotated[str, typer.Option(help="original topic whose dead letters to replay")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="show, append nothing")] = False,
-    limit: Annotated[int | None, typer.Option(help="replay at most N records (default: all)")] = None,
+    limit: Annotated[int | None, typer.Option(
+        min=1, help="replay at most N records (default: all)")] = None,
     include_undecodable: Annotated[bool, typer.Option(
         "--include-undecodable",
         help=("also replay letters that failed with DecodeError, including those skipped "

@@ -210,3 +210,16 @@ def test_a_record_several_services_failed_on_goes_back_once(tmp_path: Path) -> N
     values = asyncio.run(_values(path, "in"))
     # each record once, in order; then the copies of the two that failed again
     assert values[3:] == [values[0], values[1], b"{oops", values[0], values[1]]
+
+
+def test_a_limit_below_1_is_refused_not_read_as_no_dead_letters(tmp_path: Path) -> None:
+    # `dlq list --limit 0` answered "no dead letters" over a DLQ holding two, and
+    # `replay --limit 0` "replayed 0": the answers an operator hopes for, not the true ones
+    path = tmp_path / "log.sqlite"
+    asyncio.run(_poisoned_log(path))
+    for command in (["list"], ["replay", "--topic", "in"]):
+        for limit in ("0", "-1"):
+            res = CliRunner().invoke(app, [*command, "--log", f"sqlite:{path}", "--limit", limit])
+            assert res.exit_code == 2, (command, limit, res.output)
+            assert "no dead letters" not in res.output and "replayed" not in res.output
+            assert "Invalid value for '--limit'" in res.output
