@@ -12,7 +12,7 @@ read from it by ``read_run_totals`` at the end of the run, before the log closes
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -21,11 +21,14 @@ import numpy as np
 from alpha_panda.backtest.engine import sample_rows
 from alpha_panda.backtest.metrics import performance, round_trips, stop_record
 from alpha_panda.backtest.result import rupees, strategy_figures
+from alpha_panda.domain.errors import DecodeError
 from alpha_panda.domain.events import (
     CODEC,
+    Envelope,
     KillSwitchSet,
     OrderFilled,
     OrderRejected,
+    P,
     PnlSnapshot,
     SignalRejected,
     StrategyHalted,
@@ -34,7 +37,7 @@ from alpha_panda.marketdata.files import TickColumns
 from alpha_panda.portfolio.ledger import PositionLedger, snapshot_capital, snapshot_equity
 from alpha_panda.services.logs import read_events
 from alpha_panda.services.risk_manager import STOP_BY
-from alpha_panda.stream.log import Log, read_topic
+from alpha_panda.stream.log import Log, Record, read_topic
 from alpha_panda.stream.topics import topic
 
 if TYPE_CHECKING:
@@ -73,14 +76,28 @@ class RunTotals:
             self.first_rejections[code] = (ts, message)
 
 
+async def _decoded(log: Log, name: str, payload: type[P],
+                   keep: Callable[[Record], bool] | None = None) -> list[Envelope[P]]:
+    """The ``payload`` events of topic ``name`` (those ``keep`` takes), skipping records
+    that do not decode: the services dead-lettered them, and counted none of them. (One
+    malformed record on paper.orders.filled ended `run --json` with exit 2 and no summary.)"""
+    out: list[Envelope[P]] = []
+    for r in await read_topic(log, name):
+        if keep is not None and not keep(r):
+            continue
+        try:
+            out.append(CODEC.decode_as(r.value, payload))
+        except DecodeError:
+            continue
+    return out
+
+
 async def read_run_totals(log: Log, initial_equity: int) -> RunTotals:
     """The paper account's equity curve and rejection counts, from the log."""
     totals = RunTotals()
     points = []
-    for r in await read_topic(log, topic(BROKER, "pnl.snapshots")):
-        if r.key != _ACCOUNT_KEY:
-            continue
-        env = CODEC.decode_as(r.value, PnlSnapshot)
+    for env in await _decoded(log, topic(BROKER, "pnl.snapshots"), PnlSnapshot,
+                              lambda r: r.key == _ACCOUNT_KEY):
         s = env.data
         points.append((env.ts, snapshot_equity(s, initial_equity), s.gross_exposure,
                        snapshot_capital(s, initial_equity)))
@@ -89,19 +106,17 @@ async def read_run_totals(log: Log, initial_equity: int) -> RunTotals:
     points.sort(key=lambda x: x[0])
     totals.samples = [(ts, equity, gross) for ts, equity, gross, _ in points]
     totals.capital = [capital for *_, capital in points]
-    rejected_signals = await read_topic(log, topic(BROKER, "signals.rejected"))
-    for r in rejected_signals:
-        rejected = CODEC.decode_as(r.value, SignalRejected)
+    rejected_signals = await _decoded(log, topic(BROKER, "signals.rejected"), SignalRejected)
+    for rejected in rejected_signals:
         totals.count_rejection(rejected.ts, rejected.data.reason_code, rejected.data.message)
     totals.signals_rejected = len(rejected_signals)
-    totals.signals_validated = len(await read_topic(log, topic(BROKER, "signals.validated")))
-    for r in await read_topic(log, topic(BROKER, "orders.rejected")):
-        order = CODEC.decode_as(r.value, OrderRejected)
+    totals.signals_validated = len(await read_events(log, topic(BROKER, "signals.validated")))
+    for order in await _decoded(log, topic(BROKER, "orders.rejected"), OrderRejected):
         totals.count_rejection(order.ts, order.data.reason_code, order.data.message)
         totals.orders_rejected += 1
-    totals.fills = [CODEC.decode_as(r.value, OrderFilled).data
-                    for r in await read_topic(log, topic(BROKER, "orders.filled"))]
-    totals.orders_cancelled = len(await read_topic(log, topic(BROKER, "orders.cancelled")))
+    totals.fills = [env.data for env in
+                    await _decoded(log, topic(BROKER, "orders.filled"), OrderFilled)]
+    totals.orders_cancelled = len(await read_events(log, topic(BROKER, "orders.cancelled")))
     stops = []
     for env in await read_events(log, topic(BROKER, "control")):
         d = env.data

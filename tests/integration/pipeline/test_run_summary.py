@@ -13,8 +13,11 @@ from typer.testing import CliRunner
 
 from alpha_panda.cli.main import app
 from alpha_panda.domain.events import MarketTick, Signal
+from alpha_panda.services.logs import open_log
 from alpha_panda.settings import Settings
 from alpha_panda.strategy.base import Context, Strategy
+from alpha_panda.stream.log import Output
+from alpha_panda.stream.topics import REGISTRY
 from alpha_panda.testing.pipeline import append_poison_tick, write_strategy
 
 
@@ -120,3 +123,37 @@ def test_dead_letters_of_the_run_are_counted_and_warned_of(tmp_path: Path, tick_
     # and a replay at full speed says how it differs from a backtest, and how to compare
     assert "note: replayed as fast as possible, so fills reached the strategies many ticks " \
         "later than in a backtest" in stderr
+
+
+def test_a_malformed_record_on_an_order_topic_still_gets_the_summary(tmp_path: Path,
+                                                                     tick_file) -> None:
+    # the services dead-letter it and go on; the summary, read from the log at the end,
+    # decoded every fill and ended the run with "error: malformed order_filled payload",
+    # exit 2 and no JSON at all
+    path, cols = tick_file(1000, 2, seed=5)
+    strategies, data = tmp_path / "strategies", tmp_path / "data"
+    write_strategy(strategies, tokens=sorted(set(cols.instrument_token.tolist())))
+    junk = (b'{"id":"junk","type":"order_filled","ts":1,"source":"x","key":"x",'
+            b'"correlation_id":"junk","data":{}}')
+
+    async def poison() -> None:
+        log = open_log("embedded", data)
+        await log.start()
+        try:
+            await log.ensure_topics(REGISTRY.all())
+            await log.append([Output(f"paper.{name}", b"x", junk, (("id", b"junk"),)) for name in (
+                "orders.filled", "orders.rejected", "orders.cancelled", "signals.validated",
+                "signals.rejected", "pnl.snapshots")])
+        finally:
+            await log.close()
+
+    asyncio.run(poison())
+    result = CliRunner().invoke(app, [
+        "run", "--feed", f"replay:{path}", "--strategies", str(strategies), "--no-api",
+        "--exit-at-end", "--json", "--data-dir", str(data)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["fills"] > 0 and summary["dead_letters"] > 0
+    # the junk counts as none of them
+    assert summary["orders_rejected"] == summary["orders_cancelled"] == 0
+    assert summary["signals"] == summary["orders"] and summary["signals_rejected"] == 0
