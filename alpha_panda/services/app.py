@@ -288,7 +288,9 @@ class SystemRun:
         """The services (and feed) this process runs, each a consumer group or a producer
         of ticks no second process may run on the same log."""
         if self.only is None:
-            return ["feed", *SERVICES]
+            # (with live trading off the run builds no zerodha engine: one may run beside it)
+            live = self.settings.zerodha.live_enabled
+            return ["feed", *(x for x in SERVICES if live or x != "zerodha-engine")]
         return [] if self.only == "api" else [self.only]
 
     async def _run(self) -> None:
