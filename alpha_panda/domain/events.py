@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from typing import Any, ClassVar, Final, Generic, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Final, Generic, Literal, TypeVar
 
 import msgspec
 
@@ -54,7 +54,10 @@ class MarketTick(Payload, frozen=True, kw_only=True, gc=False):
 
     EVENT_TYPE: ClassVar[str] = "market_tick"
     instrument_token: int
-    last_price: int
+    # Checked as records decode: a tick at 0 (or below) is no price, and on the log it
+    # filled market orders at ₹0 and marked positions down to nothing (an exit of a held
+    # position sold at ₹0: -₹74,225 realized); such a record is dead-lettered instead.
+    last_price: Annotated[int, msgspec.Meta(gt=0)]
     ts: int
     volume: int = 0
     last_quantity: int = 0

@@ -89,6 +89,7 @@ class KiteTickerClient:
         self.dropped = 0
         self.heartbeats = 0
         self.decode_errors = 0
+        self.no_price = 0  # ticks with no last price (0), not put on the queue
         self.connects = 0
         self.reconnects = 0
 
@@ -248,6 +249,11 @@ class KiteTickerClient:
                 log_.error("kite_ticker.bad_frame", error=str(exc), size=len(message))
                 return
             for tick in ticks:
+                if tick.last_price <= 0:
+                    # no price (an instrument with no trade yet): not a print to match or
+                    # mark at, and the services would dead-letter it (``MarketTick``)
+                    self.no_price += 1
+                    continue
                 self._put(tick)
             return
         self._text(message)

@@ -12,13 +12,13 @@ from typing import Any
 from typer.testing import CliRunner
 
 from alpha_panda.cli.main import app
-from alpha_panda.domain.events import MarketTick, Signal
+from alpha_panda.domain.events import CODEC, MarketTick, OrderFilled, Signal, new_envelope
 from alpha_panda.services.logs import open_log
 from alpha_panda.settings import Settings
 from alpha_panda.strategy.base import Context, Strategy
 from alpha_panda.stream.log import Output
-from alpha_panda.stream.topics import REGISTRY
-from alpha_panda.testing.pipeline import append_poison_tick, write_strategy
+from alpha_panda.stream.topics import MARKET_TICKS, REGISTRY
+from alpha_panda.testing.pipeline import append_poison_tick, logged, write_strategy
 
 
 class Crash(Strategy):
@@ -157,3 +157,39 @@ def test_a_malformed_record_on_an_order_topic_still_gets_the_summary(tmp_path: P
     # the junk counts as none of them
     assert summary["orders_rejected"] == summary["orders_cancelled"] == 0
     assert summary["signals"] == summary["orders"] and summary["signals_rejected"] == 0
+
+
+def test_a_tick_at_no_price_on_the_log_is_dead_lettered_not_traded_at(tmp_path: Path,
+                                                                       tick_file) -> None:
+    # a last price of 0 (a Kite instrument with no trade yet, a bad append) filled the
+    # strategy's market buy at ₹0 and marked what it held down to nothing
+    path, cols = tick_file(1000, 2, seed=5)
+    token = int(cols.instrument_token[0])
+    strategies, data = tmp_path / "strategies", tmp_path / "data"
+    strategies.mkdir()
+    (strategies / "hold.yaml").write_text(f"id: hold\nstrategy: {__name__}:BuyOnce\n"
+                                          f"instruments: [{token}]\n")
+    zero = new_envelope(MarketTick(instrument_token=token, last_price=0, ts=int(cols.ts[0])),
+                        id="zero", ts=int(cols.ts[0]), source="kite", key=str(token),
+                        correlation_id="zero")
+
+    async def append_zero() -> None:
+        log = open_log("embedded", data)
+        await log.start()
+        try:
+            await log.ensure_topics(REGISTRY.all())
+            await log.append([Output(MARKET_TICKS, str(token).encode(), CODEC.encode(zero),
+                                     (("id", b"zero"),))])
+        finally:
+            await log.close()
+
+    asyncio.run(append_zero())
+    result = CliRunner().invoke(app, [
+        "run", "--feed", f"replay:{path}", "--strategies", str(strategies), "--no-api",
+        "--exit-at-end", "--json", "--data-dir", str(data)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["dead_letters_by_topic"] == {"market.ticks.dlq": 4}
+    fills = asyncio.run(logged(data, "paper.orders.filled", OrderFilled))
+    assert [f.quantity for f in fills] == [10] and fills[0].price > 0
+    assert Decimal(summary["unrealized_pnl"]) > -Decimal(10 * fills[0].price) / 200

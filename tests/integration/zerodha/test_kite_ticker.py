@@ -145,6 +145,20 @@ async def test_a_slow_consumer_loses_the_oldest_ticks_counted(
     assert [client.queue.get_nowait().last_price for _ in range(3)] == [100_02, 100_03, 100_04]
 
 
+async def test_a_tick_with_no_last_price_is_not_passed_on(
+        settings: ZerodhaSettings, session: KiteSession, fake: FakeKite) -> None:
+    # an instrument not traded yet is sent at 0: on the log it filled orders at ₹0
+    client = KiteTickerClient(settings, session.access_token)
+    await client.subscribe([INFY], "ltp")
+    async with running(client):
+        await _until(lambda: any(s.get(INFY) == "ltp" for s in fake.ws_clients.values()))
+        fake.push_ticks([MarketTick(instrument_token=INFY, last_price=0, ts=TS),
+                         MarketTick(instrument_token=INFY, last_price=100_00, ts=TS)])
+        await _until(lambda: client.received == 1)
+    assert client.no_price == 1
+    assert client.queue.get_nowait().last_price == 100_00 and client.queue.empty()
+
+
 async def test_the_kite_feed_publishes_ticks_to_market_ticks(
         settings: ZerodhaSettings, session: KiteSession, fake: FakeKite, log: MemoryLog) -> None:
     feed = build_kite_feed(settings, log, ["NSE:INFY", NIFTY], mode="full")
