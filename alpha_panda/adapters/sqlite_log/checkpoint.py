@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import structlog
@@ -33,26 +34,43 @@ SAFETY_NET_BYTES = 1 << 30
 class Checkpointer:
     """Checkpoints the WAL of ``path`` every ``interval`` seconds until ``close``."""
 
-    def __init__(self, path: Path, interval: float = 0.5) -> None:
+    def __init__(self, path: Path, interval: float = 0.5, *,
+                 repeat_warning_s: float = 60.0) -> None:
         self._path = path
         self._interval = interval
         self._stop = threading.Event()
         self.checkpoints = 0
+        self.failures = 0
+        # A failing checkpoint (a full disk) fails every interval: the first is logged, then
+        # one line per ``repeat_warning_s`` with the count since (every 0.5 s, 15 lines in
+        # 8 s buried the run's other messages), and the recovery.
+        self._repeat = repeat_warning_s
         self._thread = threading.Thread(target=self._run, name=f"wal-checkpoint:{path.name}",
                                         daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        failing = 0  # failures since the last line logged (0: the last checkpoint went well)
+        warned = 0.0
         try:
             while not self._stop.wait(self._interval):
                 try:
                     db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                     self.checkpoints += 1
+                    if failing or warned:
+                        log.info("sqlite_log.checkpoint_recovered", path=str(self._path))
+                        failing, warned = 0, 0.0
                 except sqlite3.Error as exc:
                     # The writer's safety-net checkpoint still bounds the WAL: say so, go on.
-                    log.warning("sqlite_log.checkpoint_failed", path=str(self._path),
-                                error=str(exc))
+                    self.failures += 1
+                    failing += 1
+                    now = time.monotonic()
+                    if not warned or now - warned >= self._repeat:
+                        log.warning("sqlite_log.checkpoint_failed", path=str(self._path),
+                                    error=str(exc), failures=failing,
+                                    next_warning_after_s=self._repeat)
+                        failing, warned = 0, now
         finally:
             db.close()
 
