@@ -699,7 +699,15 @@ class StrategyRunner:
                                 event.leaves_quantity, event.order_id, event.origin)
 
     def on_cancel_refused(self, strategy_id: str, order_id: str) -> None:
-        """The venue could not cancel ``order_id`` as the strategy asked: it may ask again."""
+        """The venue could not cancel ``order_id`` as the strategy asked: it may ask again.
+        An entry an exit cancelled in its place (``_cancel_entries``) still works: its
+        leaves count in the intended position again (what of it fills or ends moves it as
+        for any entry), or the strategy, shown flat, would never exit it and could enter
+        again beside it."""
+        if self._exit_cancels:
+            taken = self._exit_cancels.pop(order_id, None)
+            if taken is not None:
+                self._move(*taken)
         book = self._books.get(strategy_id)
         if book is None:
             return

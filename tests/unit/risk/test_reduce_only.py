@@ -419,3 +419,33 @@ def test_an_exit_is_refused_where_only_a_resting_entry_makes_it_up() -> None:
     assert isinstance(risk.check("x2", exit_of(7), T0 + 2), SignalValidated)
     refused = risk.check("x3", exit_of(1), T0 + 2)
     assert isinstance(refused, SignalRejected) and refused.reason_code == "REDUCE_ONLY"
+
+
+def test_an_entry_whose_cancel_for_an_exit_is_refused_counts_in_the_position_again() -> None:
+    # Kite refused the cancel the exit asked (the order in a state it cannot cancel yet):
+    # the limit buy still works. The strategy was shown flat for good and never exited it
+    # again (nor asked its cancel again), and could buy 10 more beside it: long 20 once
+    # both filled. The entry counts again, so it may exit (and the runner cancel) again.
+    from alpha_panda.domain.events import OrderCancelled, OrderFilled
+
+    runner, oid = entry_resting(4)
+    runner.process(MarketTick(instrument_token=TOKEN, last_price=101_00, ts=T0 + 1))
+    assert [o.order_id for _, o in runner.take_cancels()] == [oid]
+    assert runner.position("s1", TOKEN) == 0
+    runner.on_cancel_refused("s1", oid)
+    assert runner.position("s1", TOKEN) == 6  # the 4 sold, the 6 still resting
+    # a fill of the rest then ends the entry: held, and no second move
+    runner.on_fill(OrderFilled(
+        order_id=oid, fill_id=f"{oid}-f1", strategy_id="s1", instrument_token=TOKEN,
+        side=Side.BUY, quantity=6, price=99_00, cumulative_quantity=10, leaves_quantity=0,
+        average_price=99_00, product=Product.MIS, ts=T0 + 2))
+    assert runner.position("s1", TOKEN) == 6
+    # or its cancel, asked again later, lands: nothing of it is held
+    runner, oid = entry_resting(0)
+    runner.process(MarketTick(instrument_token=TOKEN, last_price=101_00, ts=T0 + 1))
+    runner.on_cancel_refused("s1", oid)
+    assert runner.position("s1", TOKEN) == 10
+    runner.on_order_cancelled_event(OrderCancelled(
+        order_id=oid, strategy_id="s1", instrument_token=TOKEN, side=Side.BUY,
+        filled_quantity=0, leaves_quantity=10, reason="strategy", ts=T0 + 3))
+    assert runner.position("s1", TOKEN) == 0
