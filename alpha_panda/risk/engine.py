@@ -192,6 +192,10 @@ class RiskEngine:
         else:
             self._halted.discard(strategy_id)
 
+    def is_halted(self, strategy_id: str) -> bool:
+        """Whether ``strategy_id`` is out of service here (its new orders blocked)."""
+        return strategy_id in self._halted
+
     def on_tick(self, tick: MarketTick) -> None:
         if tick.ts > self.market_ns:  # noqa: PLR1730 - cheaper than max() per tick
             self.market_ns = tick.ts

@@ -145,14 +145,18 @@ class RiskHandler:
         flight when the switch was set (placed: it cannot be cancelled), and the flatten's
         sell of the 1 filled, both fill (short 1). What is left is flattened in turn, by
         flatten orders of its own (not while rebuilding: those were made). Only on fills:
-        a flatten the venue rejects is not sent again and again."""
+        a flatten the venue rejects is not sent again and again. Only while the engine
+        still holds the switch (or halt): it releases a daily-loss stop at the next day's
+        first event, before this service reads the release back from the control topic,
+        and a fill of the new day in between is the strategy's own."""
         if self._rebuilding:
             return []
         sid = order.strategy_id
         scope: str | None
-        if self._flatten_all is not None:
+        engine = self.engine
+        if self._flatten_all is not None and engine.kill_switch:
             scope, reason = None, self._flatten_all
-        elif sid in self._flatten_halted:
+        elif sid in self._flatten_halted and engine.is_halted(sid):
             until, halt_reason = self._flatten_halted[sid]
             if until is not None and self.engine.market_ns >= until:
                 return []

@@ -299,3 +299,44 @@ def test_a_fill_of_the_next_day_read_before_its_first_tick_stops_that_day_and_fl
     (flatten,) = outputs(handler, stop.envelope)  # read back: the 50 still held are sold
     assert isinstance(flatten.envelope.data, Signal)
     assert (flatten.envelope.data.side, flatten.envelope.data.quantity) == (Side.SELL, 50)
+
+
+def test_a_fill_of_the_next_day_is_not_flattened_once_the_account_stop_is_released() -> None:
+    # The engine releases the day's account stop (the kill switch) at the next day's first
+    # tick and writes the release on the control topic; until this service reads it back,
+    # it took the switch's flatten as standing: a new day's entry filled in between was
+    # sold at market at once, as a flatten of the stopped day.
+    risk = RiskEngine(RiskConfig(global_limits=RiskLimits(
+        account_daily_loss=500_00, account_daily_loss_flatten=True)), broker="paper")
+    handler = RiskHandler("paper", risk)
+    bought(risk)
+    (stop,) = outputs(handler, env(tick(94_00, DAY1 + S), 1, DAY1 + S))
+    (flatten,) = outputs(handler, stop.envelope)
+    assert flatten.envelope.data.reason == "flatten:daily_loss"
+    (release,) = outputs(handler, env(tick(94_00, DAY2), 2, DAY2))
+    assert not risk.kill_switch
+    entry = Signal(strategy_id="s1", instrument_token=TOKEN, side=Side.BUY, quantity=5,
+                   product=Product.MIS, price_hint=94_00)
+    assert isinstance(risk.check("n", entry, DAY2 + S), SignalValidated)
+    order_id = derive_id("n", "order")
+    filled = OrderFilled(order_id=order_id, fill_id=f"{order_id}-f", strategy_id="s1",
+                         instrument_token=TOKEN, side=Side.BUY, quantity=5, price=94_00,
+                         cumulative_quantity=5, leaves_quantity=0, average_price=94_00,
+                         product=Product.MIS, ts=DAY2 + 2 * S)
+    assert outputs(handler, env(filled, 3, DAY2 + 2 * S)) == []
+    # the release read back: the same
+    assert outputs(handler, release.envelope) == []
+    # a strategy's stop alike: released by the engine at the new day's first event (here
+    # its signal, ahead of the day's first tick here), and its fill is its own
+    handler = RiskHandler("paper", engine(daily_loss=500_00, daily_loss_flatten=True))
+    bought(handler.engine)
+    (stop,) = outputs(handler, env(tick(94_00, DAY1 + S), 4, DAY1 + S))
+    (flatten,) = outputs(handler, stop.envelope)
+    assert isinstance(handler.engine.check("n2", entry, DAY2 + S), SignalValidated)
+    assert not handler.engine.is_halted("s1")
+    order_id = derive_id("n2", "order")
+    filled = OrderFilled(order_id=order_id, fill_id=f"{order_id}-f", strategy_id="s1",
+                         instrument_token=TOKEN, side=Side.BUY, quantity=5, price=94_00,
+                         cumulative_quantity=5, leaves_quantity=0, average_price=94_00,
+                         product=Product.MIS, ts=DAY2 + 2 * S)
+    assert [e.topic for e in outputs(handler, env(filled, 5, DAY2 + 2 * S))] == []
