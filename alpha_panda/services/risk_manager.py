@@ -163,7 +163,11 @@ class RiskHandler:
             scope, reason = sid, halt_reason or "flatten:halted"
         else:
             return []
-        return self._flatten(event, None, scope, reason=reason,
+        # dated at the fill if the ticks here are older: with the feed quiet since (Kite's
+        # ticker down), the latest tick's time made a flatten asked minutes before STALE
+        # at the zerodha engine, and a refused flatten is not sent again
+        at = max(engine.market_ns, order.ts)
+        return self._flatten(event, at - 1 if at else None, scope, reason=reason,
                              only=(sid, order.instrument_token))
 
     def handle_batch(self, events: Sequence[Envelope[Any]],

@@ -112,3 +112,24 @@ def test_a_halted_strategys_fill_in_flight_is_flattened_and_a_refused_flatten_no
                "unhalt", 7, "api")
     risk.handle(back, REC)
     assert list(risk.handle(fill("o9", Side.BUY, 1, 8), REC)) == []
+
+
+def test_a_follow_up_flatten_is_dated_at_its_fill_when_the_ticks_have_gone_quiet() -> None:
+    # The feed went quiet (Kite's ticker down) and the trader killed with flatten; a fill
+    # came seven minutes later. Its flatten was dated at the last tick's time: older than
+    # the zerodha engine places (STALE_SIGNAL, as the switch was asked over five minutes
+    # before), and a refused flatten is not sent again, so the position stayed open.
+    from alpha_panda.domain.events import MarketTick
+
+    minute = 60 * 10**9
+    risk = RiskHandler("paper", RiskEngine(RiskConfig(), broker="paper"))
+    risk.handle(env(MarketTick(instrument_token=7, last_price=100_00, ts=minute), "t0", minute),
+                REC)
+    risk.handle(fill("o0", Side.BUY, 1, minute), REC)
+    kill = env(KillSwitchSet(active=True, flatten=True, market_ts=minute), "kill", minute, "api")
+    (flatten,) = risk.handle(kill, REC)
+    assert decide(risk, flatten) == "paper.signals.validated"
+    late = 8 * minute
+    (follow,) = risk.handle(fill("o1", Side.BUY, 2, late), REC)
+    assert orders([follow]) == [("paper.signals.raw", Side.SELL, 2, "flatten:kill_switch")]
+    assert follow.envelope.ts == late
