@@ -64,7 +64,9 @@ def classify(exc: BaseException) -> Disposition:
 def backoff_delay(exc: BaseException, attempt: int, base: float, cap: float,
                   rng: random.Random | None = None) -> float:
     """Seconds to wait before attempt ``attempt + 1`` (``attempt`` >= 1 failures so far)."""
-    ceiling = min(cap, base * (2 ** (attempt - 1)))
+    # (the exponent stops growing past any cap: an outage retried until Kite answers passes
+    # attempt 1025, where 2 ** 1024 no longer converts to a float)
+    ceiling = min(cap, base * (2.0 ** min(attempt - 1, 1000)))
     delay = (rng or random).uniform(ceiling / 2, ceiling)  # jitter keeps retries apart
     if isinstance(exc, RateLimited):
         delay = max(delay, min(cap, exc.retry_after))

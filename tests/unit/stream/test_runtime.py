@@ -519,3 +519,24 @@ async def test_isolated_poison_messages_do_not_count_as_a_bug() -> None:
                            settings=ProcessorSettings(bug_streak=3, poll_timeout=0.01))
     await run_until(proc, lambda: proc.stats.processed == 10 and proc.stats.dead_lettered == 10)
     assert proc.state is not State.FAILED
+
+
+async def test_an_outage_retried_past_a_thousand_attempts_is_still_retried() -> None:
+    # The zerodha engine retries a Kite outage until Kite answers (UNTIL_KITE_ANSWERS). The
+    # backoff's ceiling was base * 2**(attempt - 1): at attempt 1025 (about an hour of
+    # outage at its 5 s cap) that int no longer converts to a float, OverflowError, and the
+    # processor stopped with the kill switch's sweep (or the signal) undone.
+    from alpha_panda.domain.errors import BrokerUnavailable
+
+    log = MemoryLog()
+    await log.ensure_topics([spec("in", 1), spec("out", 1)])
+    await log.append([tick_output("in", 1, 1)])
+    quick = ProcessorSettings(backoff_base=1e-9, backoff_max=1e-6, poll_timeout=0.001,
+                              retry_attempts={"BrokerUnavailable": 2**62})
+    h = Flaky("out", BrokerUnavailable("Kite 503"), failures=1100)
+    proc = StreamProcessor(log, name="p", group="g", topics=["in"], handler=h, settings=quick)
+    await run_until(proc, lambda: proc.stats.processed == 1 or proc.state is State.FAILED,
+                    timeout=60)
+    assert proc.state is not State.FAILED
+    assert proc.stats.processed == 1 and proc.stats.retried == 1100
+    assert proc.stats.dead_lettered == 0
