@@ -15,7 +15,13 @@ def main() -> None:
         from alpha_panda.cli.main import app
     except KeyboardInterrupt:
         sys.exit(130)
-    app()
+    try:
+        # (typer builds the command line from every command's signature before running
+        # one: a Ctrl-C there escaped with typing's traceback. A command's own Ctrl-C is
+        # handled by the command, or click's "Aborted!")
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
 
 
 def __getattr__(name: str) -> Any:  # ``app`` loads on first use, inside main's guard
