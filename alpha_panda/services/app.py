@@ -99,7 +99,9 @@ def check_live_feed(settings: Settings, configs: list[Any]) -> None:
     the simulator's random walk (or an old day's replay) would trade real money."""
     if not settings.zerodha.live_enabled or settings.feed == "kite":
         return
-    live = [c.id for c in configs if Broker.ZERODHA.value in {str(b) for b in c.brokers}]
+    # (a strategy switched off trades nowhere: the run builds no zerodha engine for it)
+    live = [c.id for c in configs
+            if c.enabled and Broker.ZERODHA.value in {str(b) for b in c.brokers}]
     if live:
         raise ConfigurationError(
             f"live trading is on (ALPHA_PANDA_ZERODHA__LIVE_ENABLED) and {', '.join(live)} "

@@ -149,7 +149,7 @@ async def _live(s: Settings) -> str:
                               f"session's {session.user_id}; run `alpha-panda auth login`")
     # (the engine rejects each order of an instrument Kite does not list, UNKNOWN_INSTRUMENT)
     unlisted = {c.id: sorted(set(c.instruments) - listed) for c in _load(s)[0]
-                if "zerodha" in {str(b) for b in c.brokers}}
+                if c.enabled and "zerodha" in {str(b) for b in c.brokers}}
     unlisted = {sid: tokens for sid, tokens in unlisted.items() if tokens}
     if unlisted:
         raise AlphaPandaError(

@@ -94,3 +94,22 @@ async def test_preflight_names_live_instruments_kite_does_not_list(
     [live] = [r for r in await run_checks(app) if r.name == "zerodha"]
     assert not live.ok
     assert live.detail.endswith("would be rejected (UNKNOWN_INSTRUMENT): live_tcs: 2953217")
+
+
+async def test_a_disabled_live_strategy_does_not_block_a_paper_run_on_the_simulator(
+        settings: ZerodhaSettings, session: KiteSession, fake: FakeKite, tmp_path: Path) -> None:
+    # The live strategy switched off (enabled: false) trades nowhere: the run builds no
+    # zerodha engine for it. It was refused all the same ("live_infy routes to zerodha, but
+    # the feed is sim"), so a trader who parked the live strategy could not run paper on
+    # the simulator without also switching live trading off.
+    app = _app(settings, tmp_path, "sim")
+    (app.strategies_dir / "live.yaml").write_text(LIVE + "enabled: false\n")
+    (app.strategies_dir / "paper.yaml").write_text(
+        LIVE.replace("live_infy", "paper_infy").replace("[paper, zerodha]", "[paper]"))
+    await SystemRun(app, RunOptions(duration=1, progress=False)).run()
+    assert fake.placements == 0
+    # nor does preflight fail on an instrument of it Kite no longer lists
+    (app.strategies_dir / "live.yaml").write_text(
+        LIVE.replace("[408065]", "[2953217]") + "enabled: false\n")
+    [live] = [r for r in await run_checks(app) if r.name == "zerodha"]
+    assert live.ok, live.detail
