@@ -58,7 +58,7 @@ async def test_a_second_run_on_a_data_dir_in_use_is_refused_and_changes_nothing(
         assert second.returncode == 2, second.stderr[-3000:]
         assert (f"process {first.pid} is already running feed on {data / 'log.sqlite'}"
                 in second.stderr), second.stderr[-3000:]
-        assert "Stop it first, or give this run its own --data-dir" in second.stderr
+        assert "Stop it first, or give this one its own data directory" in second.stderr
         assert "Traceback" not in second.stderr
 
         # nor can one of its services be started on its own beside it
@@ -69,6 +69,8 @@ async def test_a_second_run_on_a_data_dir_in_use_is_refused_and_changes_nothing(
             timeout=120, check=False)
         assert alone.returncode == 2, alone.stderr[-3000:]
         assert "is already running strategy-runner" in alone.stderr
+        # (it told `service` to take a --data-dir, an option `service` does not have)
+        assert "ALPHA_PANDA_DATA_DIR" in " ".join(alone.stderr.split())
     finally:
         first.send_signal(signal.SIGKILL)  # the lock goes with the process
         first.wait(timeout=10)
