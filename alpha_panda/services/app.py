@@ -45,6 +45,8 @@ from alpha_panda.stream.runtime import freeze_long_lived_objects
 from alpha_panda.stream.topics import REGISTRY
 
 log = structlog.get_logger(__name__)
+# seconds a run cut short (cancelled) gives its services to stop before cancelling them
+_CUT_SHORT_STOP_S = 10.0
 
 SAMPLE_STRATEGIES = Path(__file__).resolve().parent.parent / "sample_strategies"
 
@@ -310,6 +312,11 @@ class SystemRun:
         log_ = open_log(s.log, s.data_dir, kafka=kafka_settings(s))
         await log_.start()
         cache = open_cache(s.cache_url)
+        # every task started here: none outlives the log (the run cancelled as it started,
+        # Ctrl-C before it took SIGINT over, closed the log under its running services)
+        running: list[asyncio.Task[Any]] = []
+        processors_stop = asyncio.Event()
+        feed_stop = asyncio.Event()
         try:
             await log_.ensure_topics(REGISTRY.all())
             # (``run``'s: a process of one service reports none, and reads no DLQ topic)
@@ -329,8 +336,6 @@ class SystemRun:
             self._install_signal_handlers()
             freeze_long_lived_objects()  # the start-up state, built: out of the GC's walks
             self.started = time.perf_counter()
-            processors_stop = asyncio.Event()
-            feed_stop = asyncio.Event()
             tasks: list[asyncio.Task[Any]] = []
             for p in pipeline.processors:
                 tasks.append(task := asyncio.create_task(p.run(processors_stop), name=p.name))
@@ -339,8 +344,11 @@ class SystemRun:
                 tasks.append(task := asyncio.create_task(feed.run(feed_stop), name="feed"))
                 task.add_done_callback(self._task_done)
             writer_task = asyncio.create_task(writer.run(processors_stop), name="readmodel")
+            running += [*tasks, writer_task]
             extra = await self._extras(pipeline, cache, feed)
+            running += extra
             waiter = await self._stop_condition(pipeline, feed)
+            running += waiter
             await self.stop.wait()
             log.info("system.stopping")
             feed_stop.set()
@@ -360,6 +368,14 @@ class SystemRun:
                 self.totals = await read_run_totals(
                     log_, pipeline.portfolios["paper"].ledger.initial_cash)
         finally:
+            left = [t for t in running if not t.done()]  # (only when the run was cut short)
+            if left:  # stopped as a run stops (what they finished is committed), else cancelled
+                feed_stop.set()
+                processors_stop.set()
+                _, pending = await asyncio.wait(left, timeout=_CUT_SHORT_STOP_S)
+                for t in pending:
+                    t.cancel()
+                await asyncio.gather(*left, return_exceptions=True)
             await cache.close()
             await log_.close()
 

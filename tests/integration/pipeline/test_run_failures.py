@@ -80,3 +80,31 @@ async def test_a_processor_stopped_on_a_fatal_error_ends_a_replay_run_with_the_f
     [failure] = system.failures  # (it said "see processor.fatal", and not what failed)
     assert failure.startswith("paper.portfolio: InvariantViolation: ")
     assert failure.endswith("the ledger's books do not balance")
+
+
+@pytest.mark.timeout(60)
+async def test_a_run_cancelled_as_it_starts_stops_its_services_before_closing_the_log(
+        tmp_path: Path, tick_file) -> None:
+    # Ctrl-C in the moment before the run takes SIGINT over (asyncio.run's own handler
+    # cancels the run's task) reached the run just after its services had started: it
+    # closed the log under them, and each failed "InvariantViolation: the log is closed"
+    # (processor.fatal with a traceback, a ProgrammingError from the storage) on the way out
+    from alpha_panda.observability.health import State
+    from alpha_panda.services.app import RunOptions, SystemRun
+
+    path, cols = tick_file(200_000, 2)
+    write_strategy(tmp_path / "strategies", tokens=sorted(set(cols.instrument_token.tolist())))
+    system = SystemRun(settings_for(tmp_path, path), RunOptions(progress=False))
+    task = asyncio.create_task(system.run())
+    while system.pipeline is None or system.feed is None or not all(
+            p.state is State.RUNNING for p in system.pipeline.processors):
+        assert not task.done()
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(0.2)  # (what was left running fails here, once the log is closed)
+    states = {p.name: p.state for p in system.pipeline.processors}
+    assert State.FAILED not in states.values(), states
+    assert not [t for t in asyncio.all_tasks() if t is not asyncio.current_task()
+                and not t.done()]
