@@ -180,8 +180,9 @@ def service(
 @app.command(epilog=ENV_NOTE)
 def kill(
     broker: Annotated[list[str] | None, typer.Option(
-        help="paper or zerodha, repeated (default: every broker, both ways: a kill that "
-             "missed the live account would be worse than one that stops paper too)")] = None,
+        help="paper or zerodha, repeated (default: every broker when setting the switch, as "
+             "a kill that missed the live account would be worse than one that stops paper "
+             "too; --off needs it, so releasing one never releases the other)")] = None,
     flatten: Annotated[bool, typer.Option(
         help="also close every open position at market (not with --off)")] = False,
     off: Annotated[bool, typer.Option("--off", help="release the kill switch")] = False,
@@ -202,6 +203,9 @@ def kill(
     if flatten and off:  # as the API's 422: it would release the switch, closing nothing
         raise fail("--flatten applies only when setting the kill switch, not with --off: "
                    "releasing it keeps the positions")
+    if off and not broker:  # (a release of paper must not release a live switch too)
+        raise fail("--off releases the switch of the broker named: --broker paper or "
+                   "--broker zerodha (both: --broker paper --broker zerodha)")
     brokers = list(dict.fromkeys(broker)) if broker else list(BROKERS)
     unknown = [b for b in brokers if b not in BROKERS]
     if unknown:

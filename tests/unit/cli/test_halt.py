@@ -140,11 +140,12 @@ def test_kill_with_flatten_and_off_is_refused(system: tuple[Path, Path]) -> None
                              "with --off: releasing it keeps the positions\n")
     assert asyncio.run(logged(data, "paper.control", KillSwitchSet)) == []  # nothing written
     # (the same log takes a plain release)
-    assert CliRunner().invoke(app, ["kill", "--off", "--data-dir", str(data)]).exit_code == 0
+    assert CliRunner().invoke(app, ["kill", "--off", "--broker", "paper", "--data-dir",
+                                    str(data)]).exit_code == 0
     assert [k.active for k in asyncio.run(logged(data, "paper.control", KillSwitchSet))] == [False]
 
 
-def test_kill_without_a_broker_sets_and_releases_every_brokers_switch(
+def test_kill_without_a_broker_sets_every_brokers_switch_and_off_needs_one(
         system: tuple[Path, Path]) -> None:
     # with --broker defaulting to paper, a trader typing `alpha-panda kill` in a hurry
     # stopped paper and left the live account trading ("kill switch for paper: on")
@@ -155,11 +156,15 @@ def test_kill_without_a_broker_sets_and_releases_every_brokers_switch(
     switches = {b: [k.active for k in asyncio.run(logged(data, f"{b}.control", KillSwitchSet))]
                 for b in ("paper", "zerodha")}
     assert switches == {"paper": [True], "zerodha": [True]}
-    one = CliRunner().invoke(app, ["kill", "--off", "--broker", "zerodha", "--data-dir", str(data)])
-    assert one.stdout == "kill switch for zerodha: released\n"
-    assert CliRunner().invoke(app, ["kill", "--off", "--data-dir", str(data)]).exit_code == 0
+    # a release names its broker: releasing paper must not release a live switch with it
+    bare = CliRunner().invoke(app, ["kill", "--off", "--data-dir", str(data)])
+    assert bare.exit_code == 2 and bare.stderr == (
+        "error: --off releases the switch of the broker named: --broker paper or --broker "
+        "zerodha (both: --broker paper --broker zerodha)\n")
+    one = CliRunner().invoke(app, ["kill", "--off", "--broker", "paper", "--data-dir", str(data)])
+    assert one.stdout == "kill switch for paper: released\n"
     switches = {b: [k.active for k in asyncio.run(logged(data, f"{b}.control", KillSwitchSet))]
                 for b in ("paper", "zerodha")}
-    assert switches == {"paper": [True, False], "zerodha": [True, False, False]}
+    assert switches == {"paper": [True, False], "zerodha": [True]}
     bad = CliRunner().invoke(app, ["kill", "--broker", "nse", "--data-dir", str(data)])
     assert bad.exit_code == 2 and bad.stderr == "error: unknown broker 'nse': paper or zerodha\n"
