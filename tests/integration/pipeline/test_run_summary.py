@@ -125,6 +125,27 @@ def test_dead_letters_of_the_run_are_counted_and_warned_of(tmp_path: Path, tick_
         "later than in a backtest" in stderr
 
 
+def run_after(path: Path, strategies: Path, data: Path, outputs: list[Output]) -> dict[str, Any]:
+    """``run --exit-at-end --json`` of the replay ``path`` on ``data`` after ``outputs`` were
+    appended to its log (its topics made): the summary, the run having exited 0."""
+    async def append() -> None:
+        log = open_log("embedded", data)
+        await log.start()
+        try:
+            await log.ensure_topics(REGISTRY.all())
+            await log.append(outputs)
+        finally:
+            await log.close()
+
+    asyncio.run(append())
+    result = CliRunner().invoke(app, [
+        "run", "--feed", f"replay:{path}", "--strategies", str(strategies), "--no-api",
+        "--exit-at-end", "--json", "--data-dir", str(data)])
+    assert result.exit_code == 0, result.output
+    summary: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return summary
+
+
 def test_a_malformed_record_on_an_order_topic_still_gets_the_summary(tmp_path: Path,
                                                                      tick_file) -> None:
     # the services dead-letter it and go on; the summary, read from the log at the end,
@@ -136,23 +157,10 @@ def test_a_malformed_record_on_an_order_topic_still_gets_the_summary(tmp_path: P
     junk = (b'{"id":"junk","type":"order_filled","ts":1,"source":"x","key":"x",'
             b'"correlation_id":"junk","data":{}}')
 
-    async def poison() -> None:
-        log = open_log("embedded", data)
-        await log.start()
-        try:
-            await log.ensure_topics(REGISTRY.all())
-            await log.append([Output(f"paper.{name}", b"x", junk, (("id", b"junk"),)) for name in (
-                "orders.filled", "orders.rejected", "orders.cancelled", "signals.validated",
-                "signals.rejected", "pnl.snapshots")])
-        finally:
-            await log.close()
-
-    asyncio.run(poison())
-    result = CliRunner().invoke(app, [
-        "run", "--feed", f"replay:{path}", "--strategies", str(strategies), "--no-api",
-        "--exit-at-end", "--json", "--data-dir", str(data)])
-    assert result.exit_code == 0, result.output
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    summary = run_after(path, strategies, data, [
+        Output(f"paper.{name}", b"x", junk, (("id", b"junk"),)) for name in (
+            "orders.filled", "orders.rejected", "orders.cancelled", "signals.validated",
+            "signals.rejected", "pnl.snapshots")])
     assert summary["fills"] > 0 and summary["dead_letters"] > 0
     # the junk counts as none of them
     assert summary["orders_rejected"] == summary["orders_cancelled"] == 0
@@ -173,22 +181,8 @@ def test_a_tick_at_no_price_on_the_log_is_dead_lettered_not_traded_at(tmp_path: 
                         id="zero", ts=int(cols.ts[0]), source="kite", key=str(token),
                         correlation_id="zero")
 
-    async def append_zero() -> None:
-        log = open_log("embedded", data)
-        await log.start()
-        try:
-            await log.ensure_topics(REGISTRY.all())
-            await log.append([Output(MARKET_TICKS, str(token).encode(), CODEC.encode(zero),
-                                     (("id", b"zero"),))])
-        finally:
-            await log.close()
-
-    asyncio.run(append_zero())
-    result = CliRunner().invoke(app, [
-        "run", "--feed", f"replay:{path}", "--strategies", str(strategies), "--no-api",
-        "--exit-at-end", "--json", "--data-dir", str(data)])
-    assert result.exit_code == 0, result.output
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    summary = run_after(path, strategies, data, [
+        Output(MARKET_TICKS, str(token).encode(), CODEC.encode(zero), (("id", b"zero"),))])
     assert summary["dead_letters_by_topic"] == {"market.ticks.dlq": 4}
     fills = asyncio.run(logged(data, "paper.orders.filled", OrderFilled))
     assert [f.quantity for f in fills] == [10] and fills[0].price > 0
