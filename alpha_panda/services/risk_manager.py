@@ -158,7 +158,7 @@ class RiskHandler:
             scope, reason = None, self._flatten_all
         elif sid in self._flatten_halted and engine.is_halted(sid):
             until, halt_reason = self._flatten_halted[sid]
-            if until is not None and self.engine.market_ns >= until:
+            if until is not None and engine.market_ns >= until:
                 return []
             scope, reason = sid, halt_reason or "flatten:halted"
         else:
