@@ -400,9 +400,7 @@ class StrategyRunner:
             if order is None:
                 self._cancel_ignored(sid, cancel.order_id)
             elif not order.cancel_requested:  # else: asked already, nothing more to ask
-                book.orders[cancel.order_id] = msgspec.structs.replace(
-                    order, cancel_requested=True)
-                self.cancels.append((sid, order))
+                self._ask_cancel(sid, book, order)
         if not accepted:  # cancels only: an empty list, not None, tells the caller to look
             return [] if out is None else out
         if out is None:
@@ -436,13 +434,24 @@ class StrategyRunner:
             if leaves > qty:
                 continue
             if not order.cancel_requested:
-                book.orders[order.order_id] = msgspec.structs.replace(
-                    order, cancel_requested=True)
-                self.cancels.append((sid, order))
+                self._ask_cancel(sid, book, order)
             self._exit_cancels[order.order_id] = (sid, token, sign * leaves)
             excess -= leaves
             qty -= leaves
         return qty
+
+    def _ask_cancel(self, sid: str, book: _Book, order: OpenOrder) -> None:
+        """Ask the venue to cancel ``order`` (``take_cancels``), marked asked in the book."""
+        book.orders[order.order_id] = msgspec.structs.replace(order, cancel_requested=True)
+        self.cancels.append((sid, order))
+
+    def _restore_exit_cancel(self, order_id: str) -> None:
+        """An entry an exit cancelled in its place (``_cancel_entries``) that ended, or whose
+        cancel was refused: the leaves the exit took off the intended position go back
+        (what the order's end does next moves it as for any order)."""
+        taken = self._exit_cancels.pop(order_id, None)
+        if taken is not None:
+            self._move(*taken)
 
     def _cancel_brackets(self, sid: str, book: _Book, token: int) -> None:
         """A market exit of all the strategy means to hold in ``token``: the bracket exits
@@ -453,9 +462,7 @@ class StrategyRunner:
         for order in list(book.orders.values()):
             if order.instrument_token == token and order.origin == "bracket" \
                     and not order.cancel_requested:
-                book.orders[order.order_id] = msgspec.structs.replace(
-                    order, cancel_requested=True)
-                self.cancels.append((sid, order))
+                self._ask_cancel(sid, book, order)
 
     def exiting(
         self, slot: _Slot, sigs: Sequence[Signal | CancelOrder] | None, tick: MarketTick,
@@ -517,8 +524,7 @@ class StrategyRunner:
         asked = False
         for order in stale:
             if not order.cancel_requested:
-                book.orders[order.order_id] = msgspec.structs.replace(order, cancel_requested=True)
-                self.cancels.append((sid, order))
+                self._ask_cancel(sid, book, order)
                 asked = True
         # what it holds there, per product (an MIS short and a CNC long may net to nothing)
         holdings = tuple((product, held) for (t, product), held in book.by_product.items()
@@ -655,9 +661,7 @@ class StrategyRunner:
     def _order_ended(self, strategy_id: str, order_id: str) -> None:
         """``order_id`` is filled in full, cancelled or rejected: no longer open."""
         if self._exit_cancels:
-            taken = self._exit_cancels.pop(order_id, None)
-            if taken is not None:  # an exit took its leaves off already (``_cancel_entries``)
-                self._move(*taken)
+            self._restore_exit_cancel(order_id)
         book = self._books.get(strategy_id)
         if book is None or book.orders.pop(order_id, None) is not None:
             return
@@ -705,9 +709,7 @@ class StrategyRunner:
         for any entry), or the strategy, shown flat, would never exit it and could enter
         again beside it."""
         if self._exit_cancels:
-            taken = self._exit_cancels.pop(order_id, None)
-            if taken is not None:
-                self._move(*taken)
+            self._restore_exit_cancel(order_id)
         book = self._books.get(strategy_id)
         if book is None:
             return
