@@ -57,7 +57,7 @@ class RiskHandler:
         # Strategies halted with flatten: until when (None: until put back in service) and
         # the flatten's reason; what their orders leave open while so is flattened in turn
         # (``_follow_up``), as what any order leaves while the switch with flatten stands.
-        self._flatten_halted: dict[str, tuple[int | None, str | None]] = {}
+        self._flatten_halted: dict[str, tuple[int | None, str]] = {}
         self._flatten_all: str | None = None  # the kill switch's flatten reason, while set
 
     # A rebuild applies this service's own decisions (every one on ``signals.validated``
@@ -157,10 +157,10 @@ class RiskHandler:
         if self._flatten_all is not None and engine.kill_switch:
             scope, reason = None, self._flatten_all
         elif sid in self._flatten_halted and engine.is_halted(sid):
-            until, halt_reason = self._flatten_halted[sid]
+            until, reason = self._flatten_halted[sid]
             if until is not None and engine.market_ns >= until:
                 return []
-            scope, reason = sid, halt_reason or "flatten:halted"
+            scope = sid
         else:
             return []
         # dated at the fill if the ticks here are older: with the feed quiet since (Kite's
@@ -266,14 +266,13 @@ class RiskHandler:
         self.engine.set_kill_switch(data.active)
         self.kill_switch = KillSwitchView(broker=self.broker, active=data.active,
                                           flatten=data.flatten, set_at=event.ts)
-        self._flatten_all = None if not (data.active and data.flatten) else (
-            "flatten:daily_loss" if data.requested_by == STOP_BY else "flatten:kill_switch")
         log.warning("risk.kill_switch", broker=self.broker, active=data.active,
                     flatten=data.flatten, requested_by=data.requested_by)
         if not (data.active and data.flatten):
+            self._flatten_all = None
             return ()
-        return self._flatten(event, data.market_ts, None,
-                             reason="flatten:daily_loss" if data.requested_by == STOP_BY else None)
+        self._flatten_all = _flatten_reason(data) or "flatten:kill_switch"
+        return self._flatten(event, data.market_ts, None, reason=self._flatten_all)
 
     def _halt(self, event: Envelope[Any], data: StrategyHalted) -> Sequence[Emit]:
         """The trader's halt of one strategy (or its return to service), or this service's
@@ -287,17 +286,14 @@ class RiskHandler:
             log.info("risk.stop_superseded", broker=self.broker, strategy_id=data.strategy_id)
             return ()
         self.engine.halt_strategy(data.strategy_id, data.active)
-        if data.active and data.flatten:
-            self._flatten_halted[data.strategy_id] = (
-                data.until, "flatten:daily_loss" if data.requested_by == STOP_BY else None)
-        else:
-            self._flatten_halted.pop(data.strategy_id, None)
         log.warning("risk.strategy_halted", broker=self.broker, strategy_id=data.strategy_id,
                     active=data.active, flatten=data.flatten, requested_by=data.requested_by)
         if not (data.active and data.flatten):
+            self._flatten_halted.pop(data.strategy_id, None)
             return ()
-        return self._flatten(event, data.market_ts, data.strategy_id,
-                             reason="flatten:daily_loss" if data.requested_by == STOP_BY else None)
+        reason = _flatten_reason(data) or "flatten:halted"
+        self._flatten_halted[data.strategy_id] = (data.until, reason)
+        return self._flatten(event, data.market_ts, data.strategy_id, reason=reason)
 
     def _flatten(self, event: Envelope[Any], market_ts: int | None,
                  strategy_id: str | None, *, reason: str | None = None,
@@ -321,6 +317,11 @@ class RiskHandler:
                                broker=self.broker, parent=event)
             emits.append(Emit(topic(self.broker, "signals.raw"), env))
         return emits
+
+
+def _flatten_reason(data: KillSwitchSet | StrategyHalted) -> str | None:
+    """The reason of a daily-loss stop's flatten orders (None: the trader's, its default)."""
+    return "flatten:daily_loss" if data.requested_by == STOP_BY else None
 
 
 def limits_read_marks(config: RiskConfig, broker: str) -> bool:
