@@ -142,7 +142,7 @@ def replay(
         typer.echo(
             f"{skip} {len(result.same_record)} more dead letter(s) of those records: each "
             "service that failed on a record wrote its own letter, and one copy back on the "
-            "topic reaches them all")
+            "topic is for them all (the other services handled the original)")
     if result.skipped:
         typer.echo(
             f"{skip} {len(result.skipped)} dead letter(s) that failed with DecodeError: their "

@@ -23,7 +23,7 @@ from alpha_panda.stream.dedup import RecentIds
 from alpha_panda.stream.dlq import dead_letter_output
 from alpha_panda.stream.emit import BatchFailure, record_id, to_output
 from alpha_panda.stream.log import Consumer, Log, Output, Record, TopicPartition
-from alpha_panda.stream.records import record_ids
+from alpha_panda.stream.records import not_for, record_ids, replays_read
 from alpha_panda.stream.retry import Disposition, attempts_for, backoff_delay, classify
 
 if TYPE_CHECKING:
@@ -73,6 +73,7 @@ class _Batch:
     blocked: set[TopicPartition] = field(default_factory=set)
     per_topic: dict[str, int] = field(default_factory=dict)
     seen: set[str] = field(default_factory=set)
+    foreign: dict[TopicPartition, set[int]] = field(default_factory=dict)  # copies for others
     repeats: bool = False
     all_ids: bool = True  # every record of the batch has an id
     fatal: BaseException | None = None
@@ -164,6 +165,13 @@ class BatchRunner:
             # A repeat inside the batch is a duplicate too: the one-by-one path sees to it.
             if len(set(known)) != len(known):
                 b.repeats = True
+        if replays_read():
+            # A copy `dlq replay` put back for other services: this one handled the original
+            # (by place, not id: the original may be in this batch too).
+            name = p.name
+            for r in records:
+                if not_for(r.headers, name):
+                    b.foreign.setdefault(r.tp, set()).add(r.offset)
         batch_handle = getattr(p.handler, "handle_batch", None)
         # Records come in runs per partition (that is how every backend fetches them).
         n = len(records)
@@ -178,7 +186,8 @@ class BatchRunner:
             if tp not in b.blocked:
                 run, rids = records[i:j], ids[i:j]
                 if batch_handle is not None and not b.repeats and not (
-                        b.seen and not b.seen.isdisjoint(rids)):
+                        b.seen and not b.seen.isdisjoint(rids)) and not (
+                        b.foreign and tp in b.foreign):
                     await self._in_bulk(consumer, b, tp, run, rids, batch_handle)
                 else:
                     await self._one_by_one(consumer, b, tp, run, rids)
@@ -294,6 +303,7 @@ class BatchRunner:
         ahandle = getattr(handler, "ahandle", None)
         handle = handler.handle
         dedup = p.settings.dedup
+        foreign = b.foreign.get(tp) if b.foreign else None
         seen = b.seen
         outputs = b.outputs
         processed = b.processed
@@ -301,7 +311,8 @@ class BatchRunner:
         nxt = -1
         count = 0
         for r, eid in zip(run, rids):
-            if eid is not None and dedup and eid in seen:
+            if (eid is not None and dedup and eid in seen) or (
+                    foreign is not None and r.offset in foreign):
                 stats.duplicates += 1
                 metrics.child(metrics.DUPLICATES, p.name, r.topic).inc()
                 nxt = r.offset + 1
@@ -442,6 +453,7 @@ class BatchRunner:
             for part, off in (await log.committed_offsets(group, t)).items():
                 committed[TopicPartition(t, part)] = off
         seen = RecentIds(1_000_000)
+        name = p.name
         replayed = 0
         started = time.perf_counter()
         rank = getattr(p.handler, "rebuild_rank", None)
@@ -456,18 +468,22 @@ class BatchRunner:
                 for r in batch:
                     if r.offset >= end:
                         break
+                    if not_for(r.headers, name):
+                        continue  # a copy `dlq replay` put back for other services
                     eid = record_id(r)
-                    if eid is not None:
-                        # The live run skipped duplicates; the replay must too.
-                        if eid in seen:
-                            continue
-                        seen.add(eid)
+                    # The live run skipped duplicates; the replay must too.
+                    if eid is not None and eid in seen:
+                        continue
                     try:
                         handle(decode(r.value), r)
                     except Exception as exc:  # classified below
                         if classify(exc) is Disposition.FATAL:
                             raise
-                        # It failed live as well and was dead-lettered: no state change.
+                        # It failed live as well and was dead-lettered: no state change,
+                        # and its id is not taken: a replayed copy that passed live counts.
+                    else:
+                        if eid is not None:
+                            seen.add(eid)
                     replayed += 1
                 offset = batch[-1].offset + 1
         log_.info("processor.rebuilt", service=p.name, partitions=len(tps), records=replayed,

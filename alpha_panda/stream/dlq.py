@@ -12,10 +12,17 @@ for them (``include_undecodable``, e.g. after a schema fix), so skipping one by 
 never loses it.
 
 A record that several services failed on (a malformed tick: every consumer of
-``market.ticks``) has a letter from each; one copy back on the topic reaches them all, so
-a replay appends it once (by its place on the topic, kept as the replay group's processed
-ids, so a later run does not append it again either) and moves past the other letters. Appending one per letter put four copies of a tick back, each dead-lettered
-again by each service: 16 letters after one replay, 64 after the next.
+``market.ticks``) has a letter from each; one copy back on the topic answers them all, so
+a replay appends it once (kept as the replay group's processed ids, one per record and
+service, so a later run does not append it again either) and moves past the other letters.
+Appending one per letter put four copies of a tick back, each dead-lettered again by each
+service: 16 letters after one replay, 64 after the next.
+
+The copy is addressed to the services whose letters it answers (its last header,
+``REPLAY_FOR``), and only they handle it. Every other consumer of the topic handled the
+original, and skipped the copy as a duplicate only while the id was still in its
+deduplication memory (100,000 ids: minutes of ticks): a replay after that put an old tick
+back as the paper engine's latest price, or counted a fill a second time.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from alpha_panda.domain.errors import DecodeError, ValidationError
 from alpha_panda.domain.events import CODEC, DeadLetter, Envelope, derive_id, new_envelope
 from alpha_panda.stream.emit import Emit, record_id, to_output
 from alpha_panda.stream.log import Consumer, Log, Output, Record, TopicPartition
+from alpha_panda.stream.records import REPLAY_FOR
 from alpha_panda.stream.topics import dlq_topic, is_dlq
 
 log_ = structlog.get_logger(__name__)
@@ -84,7 +92,7 @@ class ReplayResult:
     same_record: list[DeadLetterEntry] = field(default_factory=list)
     skipped: list[DeadLetterEntry] = field(default_factory=list)
     unreadable: int = 0
-    records: set[str] = field(default_factory=set)  # the replayed records' keys
+    records: set[str] = field(default_factory=set)  # (record, service)s replayed (_replayed_for)
 
 
 def _record_key(letter: DeadLetter) -> str:
@@ -224,10 +232,16 @@ async def _drain(consumer: Consumer, ends: Mapping[int, int], result: ReplayResu
 async def _replay_batch(consumer: Consumer, records: Sequence[Record], result: ReplayResult,
                         undecodable: bool, note_skipped: bool, limit: int | None
                         ) -> tuple[list[Output], dict[TopicPartition, int], list[str]]:
-    """The outputs, next offsets and keys of the records replayed from ``records``, up to
-    the letter that would replay a record past ``limit`` (it and the rest are read again
-    next time). A letter of a record the group replayed before, in this run or an earlier
-    one, is passed over (``result.same_record``)."""
+    """The outputs, next offsets and processed ids of the records replayed from
+    ``records``, up to the letter that would replay a record past ``limit`` (it and the rest
+    are read again next time).
+
+    One copy goes back per record, for the services whose letters of it are in the batch
+    (``REPLAY_FOR``); it counts as replayed for each, so a later run passes over those
+    letters (``result.same_record``), as over every other letter of a record replayed for
+    its service before. A letter of a service the copy was not for gets a copy of its own.
+    (A record replayed before copies were addressed, by its place alone, went to every
+    service: its letters are passed over too.)"""
     letters: list[tuple[Record, DeadLetterEntry | None]] = []
     for r in records:
         try:
@@ -238,29 +252,53 @@ async def _replay_batch(consumer: Consumer, records: Sequence[Record], result: R
                 log_.warning("dlq.unreadable", topic=r.topic, offset=r.offset, error=str(exc))
                 result.unreadable += 1
             letters.append((r, None))
+    asked = [k for _, e in letters if e is not None
+             for k in (_record_key(e.letter), _replayed_for(e.letter))]
     # (a dry run commits nothing: what it would replay is only in ``result.records``)
-    replayed = result.records | await consumer.seen(
-        [_record_key(e.letter) for _, e in letters if e is not None])
-    outputs: list[Output] = []
+    done = result.records | await consumer.seen(asked)
+    copies: dict[str, tuple[DeadLetter, set[str]]] = {}  # record -> (its letter, for whom)
     offsets: dict[TopicPartition, int] = {}
     keys: list[str] = []
+    cut = False
     for r, entry in letters:
-        if entry is not None:
+        if entry is not None and failed_to_decode(entry.letter) == undecodable:
             d = entry.letter
-            key = _record_key(d)
-            if failed_to_decode(d) != undecodable:
-                if note_skipped:
-                    result.skipped.append(entry)
-            elif key in replayed:
-                result.same_record.append(entry)
-            elif limit is not None and len(result.replayed) >= limit:
-                break
+            key, mark = _record_key(d), _replayed_for(d)
+            if key in done or mark in done:
+                if not cut:
+                    result.same_record.append(entry)
+            elif key in copies:  # another service's letter of a record going back now
+                copies[key][1].add(d.service)
+                done.add(mark)
+                result.records.add(mark)
+                keys.append(mark)
+                if not cut:
+                    result.same_record.append(entry)
+            elif cut or (limit is not None and len(result.replayed) >= limit):
+                cut = True  # read again next time; later letters may still join a copy
+                continue
             else:
-                replayed.add(key)
-                result.records.add(key)
-                keys.append(key)
-                outputs.append(Output(d.topic, d.key, d.value,
-                                      tuple((k, v) for k, v in d.headers), d.partition))
+                copies[key] = (d, {d.service})
+                done.add(mark)
+                result.records.add(mark)
+                keys.append(mark)
                 result.replayed.append(entry)
-        offsets[r.tp] = r.offset + 1
+        elif entry is not None and note_skipped and not cut:
+            result.skipped.append(entry)
+        if not cut:
+            offsets[r.tp] = r.offset + 1
+    outputs = [Output(d.topic, d.key, d.value, _addressed(d.headers, services), d.partition)
+               for d, services in copies.values()]
     return outputs, offsets, keys
+
+
+def _replayed_for(letter: DeadLetter) -> str:
+    """The replay group's processed id of ``letter``: its record went back for its service."""
+    return f"{_record_key(letter)}#{letter.service}"
+
+
+def _addressed(headers: Sequence[tuple[str, bytes]], services: set[str]) -> tuple[
+        tuple[str, bytes], ...]:
+    """The original headers (less a former copy's address) and, last, who the copy is for."""
+    kept = tuple((k, v) for k, v in headers if k != REPLAY_FOR)
+    return (*kept, (REPLAY_FOR, ",".join(sorted(services)).encode()))

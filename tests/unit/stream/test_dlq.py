@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from alpha_panda.adapters.sqlite_log import SqliteLog
 from alpha_panda.cli.dlq import app
 from alpha_panda.domain.errors import ValidationError
+from alpha_panda.stream.records import REPLAY_FOR
 from alpha_panda.stream.runtime import StreamProcessor
 from alpha_panda.stream.topics import dlq_topic
 from tests.contract.helpers import Echo, raw, read_all, run_until, spec, tick_output
@@ -210,6 +211,17 @@ def test_a_record_several_services_failed_on_goes_back_once(tmp_path: Path) -> N
     values = asyncio.run(_values(path, "in"))
     # each record once, in order; then the copies of the two that failed again
     assert values[3:] == [values[0], values[1], b"{oops", values[0], values[1]]
+    # each copy is for the services whose letters it answers (only risk failed the copies)
+    assert asyncio.run(_addresses(path, "in")) == [
+        None, None, None, b"engine,risk", b"engine,risk", b"engine,risk", b"risk", b"risk"]
+
+
+async def _addresses(path: Path, topic: str) -> list[bytes | None]:
+    log = SqliteLog(path)
+    try:
+        return [r.header(REPLAY_FOR) for r in await read_all(log, topic)]
+    finally:
+        await log.close()
 
 
 def test_a_limit_below_1_is_refused_not_read_as_no_dead_letters(tmp_path: Path) -> None:
@@ -223,3 +235,36 @@ def test_a_limit_below_1_is_refused_not_read_as_no_dead_letters(tmp_path: Path) 
             assert res.exit_code == 2, (command, limit, res.output)
             assert "no dead letters" not in res.output and "replayed" not in res.output
             assert "Invalid value for '--limit'" in res.output
+
+
+async def _fail_in(path: Path, name: str, letters: int) -> None:
+    log = SqliteLog(path)
+    await log.ensure_topics([spec("in", 1), spec("out", 1), spec(dlq_topic("in"), 1)])
+    proc = StreamProcessor(log, name=name, group=name, topics=["in"], handler=Echo(
+        "out", lambda e: ValidationError("price band")))
+    await run_until(proc, lambda: proc.stats.dead_lettered == letters)
+    await log.close()
+
+
+def test_a_later_letter_of_another_service_gets_a_copy_of_its_own(tmp_path: Path) -> None:
+    # risk's letter of a tick was replayed while the engine lagged; the engine then failed
+    # on the tick as well: the copy already back was not for it, so its letter brings one more
+    path = tmp_path / "log.sqlite"
+
+    async def one_tick() -> None:
+        log = SqliteLog(path)
+        await log.ensure_topics([spec("in", 1)])
+        await log.append([tick_output("in", 1, price=99_000, id="t-1")])
+        await log.close()
+
+    asyncio.run(one_tick())
+    asyncio.run(_fail_in(path, "risk", 1))
+    url = f"sqlite:{path}"
+    first = CliRunner().invoke(app, ["replay", "--log", url, "--topic", "in"])
+    assert "replayed 1 dead letter(s) to in\n" in first.output
+    asyncio.run(_fail_in(path, "engine", 1))  # the original only: the copy is risk's
+    second = CliRunner().invoke(app, ["replay", "--log", url, "--topic", "in"])
+    assert "replayed in.dlq@1 -> in: ValidationError\n" in second.output, second.output
+    assert asyncio.run(_addresses(path, "in")) == [None, b"risk", b"engine"]
+    again = CliRunner().invoke(app, ["replay", "--log", url, "--topic", "in"])
+    assert "replayed 0 dead letter(s) to in\n" in again.output
