@@ -161,6 +161,8 @@ class ZerodhaEngine:
         # market's time of the request, its latest tick: hours old when the system was
         # stopped, the feed down; the trader's request is what must be recent.
         self._flatten_asked: dict[str | None, int] = {}
+        # each strategy's latest halt or return to service: (halted, set at), as _switch
+        self._halts: dict[str, tuple[bool, int]] = {}
 
     def note_flatten(self, data: KillSwitchSet | StrategyHalted, asked_at: int) -> None:
         """A kill switch or halt with ``flatten`` asked at ``asked_at`` (ns, wall clock)."""
@@ -189,6 +191,18 @@ class ZerodhaEngine:
                                       set_at if market_ts is None else market_ts)
         if set_at >= self._switch[1]:
             self._switch = (active, set_at)
+
+    def note_halt(self, data: StrategyHalted, set_at: int) -> None:
+        """A strategy halted (or back in service) at ``set_at`` (ns), as ``note_switch``."""
+        latest = self._halts.get(data.strategy_id)
+        if latest is None or set_at >= latest[1]:
+            self._halts[data.strategy_id] = (data.active, set_at)
+
+    def _standing(self, event: Envelope[Any], strategy_id: str | None) -> bool:
+        """Whether ``event`` (a kill switch, or ``strategy_id``'s halt) is the latest known
+        and still on: no later release or setting."""
+        latest = self._switch if strategy_id is None else self._halts.get(strategy_id)
+        return latest == (True, event.ts)
 
     def _stopped(self, event: Envelope[SignalValidated]) -> bool:
         """A signal the kill switch stops here (``note_switch``); never one of its flatten
@@ -220,6 +234,7 @@ class ZerodhaEngine:
                 await self._kill(event)
             return ()
         if isinstance(data, StrategyHalted):
+            self.note_halt(data, event.ts)
             self.note_flatten(data, event.ts)
             if data.active:  # (not its return to service)
                 await self._kill(event, data.strategy_id)
@@ -318,9 +333,13 @@ class ZerodhaEngine:
     async def _kill(self, event: Envelope[Any], strategy_id: str | None = None) -> None:
         """Cancel every open order of ours (of ``strategy_id``: it failed) at Kite
         (idempotent: a redelivered event finds them cancelled already). An old event is
-        only logged, unless its sweep began when it was not: retried through a Kite
-        outage, that sweep is still owed however long the outage lasted."""
-        if self._clock() - event.ts > self._max_age_ns and event.id not in self._sweeps:
+        only logged, unless it still stands (no release or later setting since: set while
+        the engine was down, or its sweep cut short by a restart, it was only logged, and
+        the orders went on working at Kite under a standing kill switch) or its sweep
+        began when it was not old: retried through a Kite outage, that sweep is still owed
+        however long the outage lasted."""
+        if (self._clock() - event.ts > self._max_age_ns and event.id not in self._sweeps
+                and not self._standing(event, strategy_id)):
             log_.warning("zerodha.kill_switch_too_old", event_id=event.id, set_at=event.ts,
                          strategy_id=strategy_id)
             return
@@ -642,6 +661,7 @@ class ZerodhaTradingProcessor(StreamProcessor):
                 self.engine.note_switch(env.data.active, env.ts, env.data.market_ts)
                 self.engine.note_flatten(env.data, env.ts)
             elif isinstance(env.data, StrategyHalted):
+                self.engine.note_halt(env.data, env.ts)
                 self.engine.note_flatten(env.data, env.ts)
             elif isinstance(env.data, FundsReported):
                 self.funds = (env.data, env.ts)

@@ -1,16 +1,20 @@
 """A Kite outage longer than a processor's retries: the live engine waits for Kite instead
 of dead-lettering, so a kill switch still cancels what is open and a signal still ends in
-an order event."""
+an order event. And a kill switch set while the engine was down, read long after."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
 
 from alpha_panda.adapters.memory_log import MemoryLog
 from alpha_panda.adapters.zerodha.config import ZerodhaSettings
 from alpha_panda.adapters.zerodha.session import KiteSession
-from alpha_panda.domain.events import KillSwitchSet, new_envelope
+from alpha_panda.domain.events import KillSwitchSet, StrategyHalted, new_envelope
 from alpha_panda.domain.values import OrderType
 from alpha_panda.services.zerodha_engine import CONTROL_TOPIC, build_zerodha_engine
 from alpha_panda.stream.emit import Emit
@@ -94,3 +98,73 @@ async def _submitted(log: MemoryLog) -> bool:
 
 async def _cancelled(log: MemoryLog) -> bool:
     return await count(log, "zerodha.orders.cancelled") == 1
+
+
+def _control(data: KillSwitchSet | StrategyHalted, id: str, ts: int) -> Emit:
+    key = "kill_switch" if isinstance(data, KillSwitchSet) else data.strategy_id
+    return Emit(CONTROL_TOPIC, new_envelope(data, id=id, ts=ts, source="cli", broker="zerodha",
+                                            key=key))
+
+
+async def _resting_order_then_stopped(settings: ZerodhaSettings, log: MemoryLog,
+                                      fake: FakeKite) -> dict[str, object]:
+    """A limit buy of s1 resting at Kite, and the engine that placed it stopped."""
+    trading = build_zerodha_engine(settings, log, QUICK)
+    stop = asyncio.Event()
+    task = asyncio.create_task(trading.run(stop))
+    await append(log, signal_envelope(1, order_type=OrderType.LIMIT, limit_price=90_00))
+    await wait_for(lambda: _submitted(log))
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    [resting] = fake.orders.values()
+    assert resting["status"] == "OPEN"
+    return resting
+
+
+async def _run_later(settings: ZerodhaSettings, log: MemoryLog, minutes: int,
+                     done: Callable[[Any], Awaitable[bool]]) -> None:
+    """The engine started again ``minutes`` on (its clock), until ``done(engine)``."""
+    trading = build_zerodha_engine(settings, log, QUICK,
+                                   clock=lambda: time.time_ns() + minutes * 60 * 10**9)
+    stop = asyncio.Event()
+    task = asyncio.create_task(trading.run(stop))
+    try:
+        await wait_for(lambda: done(trading), timeout=20)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
+@pytest.mark.parametrize("scope", ["kill_switch", "strategy_halted"])
+async def test_a_kill_switch_set_while_the_engine_was_down_cancels_the_open_orders(
+        scope: str, settings: ZerodhaSettings, session: KiteSession, fake: FakeKite,
+        log: MemoryLog) -> None:
+    # `alpha-panda kill` (or halt) while the system was down: read ten minutes later, the
+    # switch was older than the engine acts on and was only logged; the order went on
+    # working at Kite under a standing kill switch
+    resting = await _resting_order_then_stopped(settings, log, fake)
+    data = (KillSwitchSet(active=True, requested_by="cli") if scope == "kill_switch"
+            else StrategyHalted(strategy_id="s1", requested_by="cli"))
+    await append(log, _control(data, "stop-1", time.time_ns()))
+    await _run_later(settings, log, 10, lambda _: _cancelled(log))
+    assert resting["status"] == "CANCELLED"
+    [cancelled] = [e.data for e in await order_events(log, "cancelled")]
+    assert cancelled.reason == scope
+
+
+async def test_a_kill_switch_released_since_is_not_acted_on_late(
+        settings: ZerodhaSettings, session: KiteSession, fake: FakeKite, log: MemoryLog) -> None:
+    resting = await _resting_order_then_stopped(settings, log, fake)
+    now = time.time_ns()
+    await append(log, _control(KillSwitchSet(active=True, requested_by="cli"), "kill-1", now),
+                 _control(KillSwitchSet(active=False, requested_by="cli"), "kill-2", now + 1),
+                 _control(StrategyHalted(strategy_id="s1", requested_by="cli"), "halt-1", now + 2),
+                 _control(StrategyHalted(strategy_id="s1", requested_by="cli", active=False),
+                          "halt-2", now + 3))
+
+    async def read_the_four(engine: Any) -> bool:
+        return bool(engine.stats.processed >= 4)
+
+    await _run_later(settings, log, 10, read_the_four)
+    assert resting["status"] == "OPEN"
+    assert await order_events(log, "cancelled") == []
