@@ -95,10 +95,15 @@ def load_strategies(settings: Settings) -> tuple[list[Any], list[Any]]:
     return configs, errors
 
 
-def check_live_feed(settings: Settings, configs: list[Any]) -> None:
+def check_live_feed(settings: Settings, configs: list[Any], *, alone: bool = False) -> None:
     """Refuse live trading on prices that are not the market's: with the switch on, a
     strategy that routes to zerodha sends real Kite orders for what the feed shows it, so
-    the simulator's random walk (or an old day's replay) would trade real money."""
+    the simulator's random walk (or an old day's replay) would trade real money.
+
+    ``alone``: the feed runs as its own process (``service feed``), so the strategies it
+    loaded need not be those the strategy runner of another process trades. Given none
+    (the samples are the default) nor a config store, it cannot tell, and is refused too.
+    """
     if not settings.zerodha.live_enabled or settings.feed == "kite":
         return
     # (a strategy switched off trades nowhere: the run builds no zerodha engine for it)
@@ -110,6 +115,14 @@ def check_live_feed(settings: Settings, configs: list[Any]) -> None:
             f"route{'s' if len(live) == 1 else ''} to zerodha, but the feed is "
             f"{settings.feed}, not the market: their real Kite orders would follow its "
             "prices. Run with --feed kite, or switch live trading off to trade on paper")
+    if alone and settings.strategies_dir is None and not settings.database_url:
+        raise ConfigurationError(
+            "live trading is on (ALPHA_PANDA_ZERODHA__LIVE_ENABLED) and the feed is "
+            f"{settings.feed}, not the market: a strategy runner of another process that "
+            "routes to zerodha would send real Kite orders on its prices, and this feed "
+            "cannot tell what it trades (no --strategies, ALPHA_PANDA_STRATEGIES_DIR or "
+            "ALPHA_PANDA_DATABASE_URL). Run the feed with --feed kite, give it the runner's "
+            "strategies, or switch live trading off to trade on paper")
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,8 +320,8 @@ class SystemRun:
             # (none: no SDK provider, so the stream's batches open no span and cost nothing)
             setup_tracing(f"alpha-panda.{self.only or 'run'}", s.tracing)
         configs, errors = load_strategies(s)
-        if self.only is None:  # (the feed runs here: a process of one service has another's)
-            check_live_feed(s, configs)
+        if self.only in (None, "feed"):  # (a process of another service has no feed to check)
+            check_live_feed(s, configs, alone=self.only == "feed")
         log_ = open_log(s.log, s.data_dir, kafka=kafka_settings(s))
         await log_.start()
         cache = open_cache(s.cache_url)

@@ -113,3 +113,30 @@ async def test_a_disabled_live_strategy_does_not_block_a_paper_run_on_the_simula
         LIVE.replace("[408065]", "[2953217]") + "enabled: false\n")
     [live] = [r for r in await run_checks(app) if r.name == "zerodha"]
     assert live.ok, live.detail
+
+
+async def test_a_feed_service_refuses_the_simulator_with_live_trading_on(
+        settings: ZerodhaSettings, session: KiteSession, fake: FakeKite, tmp_path: Path) -> None:
+    # `service feed --feed sim` beside `service zerodha-engine`, live on: only `run` was
+    # guarded, so the feed process published the simulator's random walk and the engine
+    # placed real orders on it. The feed is the process that knows its feed.
+    app = _app(settings, tmp_path, "sim")
+    feed = SystemRun(app, RunOptions(duration=1, progress=False), only="feed")
+    with pytest.raises(ConfigurationError, match=r"live_infy route.* feed is sim.*--feed kite"):
+        await feed.run()
+    # Given no strategies (the samples, paper only), it cannot tell what the runner of
+    # another process trades: refused too, saying how to say it
+    blind = app.model_copy(update={"strategies_dir": None})
+    with pytest.raises(ConfigurationError,
+                       match=r"feed is sim.*cannot tell.*ALPHA_PANDA_STRATEGIES_DIR"):
+        await SystemRun(blind, RunOptions(duration=1, progress=False), only="feed").run()
+    assert not (app.data_dir / "log.sqlite").exists()  # refused before the log was opened
+    # a process of another service does not know the feed: it starts
+    await SystemRun(app, RunOptions(duration=0.5, progress=False), only="portfolio").run()
+    # paper only, or on Kite's ticker, the feed service starts
+    paper = app.model_copy(update={"zerodha": settings.model_copy(update={"live_enabled": False})})
+    run = SystemRun(blind.model_copy(update={"zerodha": paper.zerodha}),
+                    RunOptions(duration=1, progress=False), only="feed")
+    await run.run()
+    assert run.failures == []
+    assert fake.placements == 0
