@@ -298,10 +298,10 @@ class SystemRun:
             return
         # One process per service on an embedded log (two `run`s on one data directory
         # each processed every record: fills and P&L came out wrong)
-        with service_locks(file, self._services_here()):
+        with service_locks(file, self.services_to_lock()):
             await self._run()
 
-    def _services_here(self) -> list[str]:
+    def services_to_lock(self) -> list[str]:
         """The services (and feed) this process runs, each a consumer group or a producer
         of ticks no second process may run on the same log."""
         if self.only is None:

@@ -89,6 +89,34 @@ async def _log(s: Settings) -> str:
     return f"{s.log}: reachable, {len(existing)} topics"
 
 
+async def _lock(s: Settings) -> str:
+    """Whether another process runs on this embedded log now (``run`` would be refused),
+    looked up without taking a lock."""
+    from alpha_panda.adapters.sqlite_log.lock import lock_holders
+    from alpha_panda.services.app import RunOptions, SystemRun
+    from alpha_panda.services.logs import embedded_file
+    from alpha_panda.services.pipeline import SERVICES
+
+    path = embedded_file(s.log, s.data_dir)
+    if path is None:
+        return f"{s.log.split(':', 1)[0]}: no lock (processes share it by consumer groups)"
+    holders = lock_holders(path)
+    if not holders:
+        return f"free: no process runs on {path.resolve()}"
+    needed = set(SystemRun(s, RunOptions()).services_to_lock())
+    order = ["feed", *SERVICES]  # as `run` takes them
+    by: dict[str, list[str]] = {}
+    for h in sorted(holders, key=lambda h: order.index(h.service) if h.service in order
+                    else len(order)):
+        by.setdefault(h.describe(), []).append(h.service)
+    said = "; ".join(f"{who} runs {', '.join(names)}" for who, names in by.items())
+    if any(h.service in needed for h in holders):
+        raise AlphaPandaError(
+            f"{said} on {path.resolve()}: `run` would be refused. Stop it first, or give "
+            "this run its own data directory (--data-dir, ALPHA_PANDA_DATA_DIR)")
+    return f"{said} on {path.resolve()}, none of which `run` needs here"
+
+
 async def _cache(s: Settings) -> str:
     from alpha_panda.services.app import open_cache
 
@@ -161,7 +189,8 @@ async def _live(s: Settings) -> str:
 
 
 CHECKS: list[tuple[str, Callable[[Settings], Awaitable[str]]]] = [
-    ("strategies", _strategies), ("risk", _risk), ("log", _log), ("cache", _cache), ("api port", _port),
+    ("strategies", _strategies), ("risk", _risk), ("log", _log), ("run lock", _lock),
+    ("cache", _cache), ("api port", _port),
     ("feed", _feed), ("zerodha", _live),
 ]
 

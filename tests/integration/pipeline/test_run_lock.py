@@ -104,7 +104,53 @@ def test_a_run_locks_the_zerodha_engine_only_when_it_runs_one(tmp_path: Path) ->
 
     paper = Settings().model_copy(update={"data_dir": tmp_path})
     live = paper.model_copy(update={"zerodha": ZerodhaSettings(live_enabled=True)})
-    assert "zerodha-engine" not in SystemRun(paper, RunOptions())._services_here()
-    assert "zerodha-engine" in SystemRun(live, RunOptions())._services_here()
-    assert SystemRun(paper, RunOptions(), only="zerodha-engine")._services_here() == [
+    assert "zerodha-engine" not in SystemRun(paper, RunOptions()).services_to_lock()
+    assert "zerodha-engine" in SystemRun(live, RunOptions()).services_to_lock()
+    assert SystemRun(paper, RunOptions(), only="zerodha-engine").services_to_lock() == [
         "zerodha-engine"]
+
+
+async def _locked(data: Path, proc: subprocess.Popen[bytes]) -> None:
+    from alpha_panda.adapters.sqlite_log.lock import lock_holders
+
+    deadline = time.monotonic() + 60
+    while not lock_holders(data / "log.sqlite"):
+        assert proc.poll() is None and time.monotonic() < deadline, "the run must start"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.timeout(120)
+async def test_preflight_names_the_process_that_holds_the_data_dir(tmp_path: Path) -> None:
+    # preflight said every check was ok while a run held the data directory, and the run
+    # it vouched for was then refused by the lock
+    from alpha_panda.adapters.sqlite_log.lock import lock_holders
+    from alpha_panda.services.preflight import run_checks
+    from alpha_panda.settings import Settings
+
+    data = tmp_path / "data"
+    settings = Settings().model_copy(update={"data_dir": data})
+    [lock] = [r for r in await run_checks(settings) if r.name == "run lock"]
+    assert lock.ok and lock.detail.startswith("free"), lock.detail
+    env = {**os.environ, "ALPHA_PANDA_LOG_LEVEL": "WARNING"}
+    first = subprocess.Popen(cli("run", "--no-api", "--data-dir", str(data), "--duration", "60"),  # noqa: ASYNC220
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        await _locked(data, first)
+        [lock] = [r for r in await run_checks(settings) if r.name == "run lock"]
+        assert not lock.ok
+        assert lock.detail.startswith(f"process {first.pid} (alpha-panda run --no-api "), lock.detail
+        assert "runs feed, strategy-runner, risk-manager" in lock.detail
+        assert "`run` would be refused" in lock.detail
+        # it only looked: the run still holds every lock, and a second preflight says the same
+        assert {h.pid for h in lock_holders(data / "log.sqlite")} == {first.pid}
+        result = await asyncio.to_thread(
+            subprocess.run, cli("preflight", "--data-dir", str(data), "--port", "8899"),
+            env=env, capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode == 1, result.stdout
+        assert f"process {first.pid}" in result.stdout
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+    # the lock goes with the process (the lock files stay, holding nothing)
+    [lock] = [r for r in await run_checks(settings) if r.name == "run lock"]
+    assert lock.ok and lock.detail.startswith("free"), lock.detail
