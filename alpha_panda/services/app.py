@@ -30,7 +30,7 @@ from alpha_panda.observability.tracing import setup_tracing
 from alpha_panda.readmodel.cache import Cache
 from alpha_panda.services.feed import ReplayFeed, SimulatedFeed
 from alpha_panda.services.logs import embedded_file, open_log
-from alpha_panda.services.pipeline import SERVICES, Pipeline, build_pipeline
+from alpha_panda.services.pipeline import SERVICES, Pipeline, brokers_in_use, build_pipeline
 from alpha_panda.services.readmodel import ReadModelWriter
 from alpha_panda.services.summary import RunTotals, read_run_totals
 from alpha_panda.settings import Settings
@@ -41,6 +41,7 @@ from alpha_panda.strategy.config import (
     unsimulated,
 )
 from alpha_panda.stream.dlq import DlqEnds, dead_letter_ends, dead_letters_since
+from alpha_panda.stream.log import Log
 from alpha_panda.stream.runtime import freeze_long_lived_objects
 from alpha_panda.stream.topics import REGISTRY
 
@@ -123,6 +124,33 @@ def check_live_feed(settings: Settings, configs: list[Any], *, alone: bool = Fal
             "cannot tell what it trades (no --strategies, ALPHA_PANDA_STRATEGIES_DIR or "
             "ALPHA_PANDA_DATABASE_URL). Run the feed with --feed kite, give it the runner's "
             "strategies, or switch live trading off to trade on paper")
+
+
+# Where the zerodha engine records what it placed at Kite: a log with any is one whose
+# orders (open, or positions they left) the engine must go on tracking and flattening.
+_ZERODHA_PLACED = "zerodha.orders.submitted"
+
+
+async def zerodha_engine_reason(settings: Settings, configs: list[Any], log_: Log) -> str | None:
+    """Why the zerodha side (its engine, risk manager and portfolio) runs live on this log,
+    or None when it need not: live trading is off, or no enabled strategy routes to
+    zerodha and the engine never placed an order on this log.
+
+    A log where it placed orders keeps it running even when nothing routes there any
+    more (a strategy moved to paper, or switched off, with a position open at Kite):
+    without it, ``kill --flatten`` and ``halt --flatten`` would close nothing and the open
+    orders' fills would go unrecorded."""
+    if not settings.zerodha.live_enabled:
+        return None
+    routed = [c.id for c in configs
+              if c.enabled and Broker.ZERODHA.value in {str(b) for b in c.brokers}]
+    if routed:
+        return f"{', '.join(routed)} route{'s' if len(routed) == 1 else ''} to zerodha"
+    if any((await log_.end_offsets(_ZERODHA_PLACED)).values()):
+        return ("no enabled strategy routes to zerodha, but the engine has placed orders on "
+                "this log: it runs so that what they left open at Kite is tracked and a kill "
+                "switch or halt with flatten closes it (switch live trading off to run without it)")
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,12 +331,45 @@ class SystemRun:
 
     def services_to_lock(self) -> list[str]:
         """The services (and feed) this process runs, each a consumer group or a producer
-        of ticks no second process may run on the same log."""
+        of ticks no second process may run on the same log, locked as it starts. The
+        zerodha engine is not among them: whether it runs is read from the log, and its
+        lock taken then (``_zerodha``)."""
         if self.only is None:
-            # (with live trading off the run builds no zerodha engine: one may run beside it)
-            live = self.settings.zerodha.live_enabled
-            return ["feed", *(x for x in SERVICES if live or x != "zerodha-engine")]
-        return [] if self.only == "api" else [self.only]
+            return ["feed", *(x for x in SERVICES if x != "zerodha-engine")]
+        return [] if self.only in ("api", "zerodha-engine") else [self.only]
+
+    async def _zerodha(self, configs: list[Any], log_: Log,
+                       locks: contextlib.ExitStack) -> list[str] | None:
+        """The brokers to build the pipeline for (None: those the strategies route to),
+        holding the zerodha engine's lock when this process runs it. A process of the
+        zerodha engine alone with nothing to do is refused (it sat idle, or held the
+        lock of an engine it never built)."""
+        s = self.settings
+        if self.only not in (None, *SERVICES):
+            return None
+        if self.only == "zerodha-engine" and not s.zerodha.live_enabled:
+            raise ConfigurationError(
+                "live trading is off, so the zerodha engine would place nothing: set "
+                "ALPHA_PANDA_ZERODHA__LIVE_ENABLED=true to run it")
+        reason = await zerodha_engine_reason(s, configs, log_)
+        if reason is None:
+            if self.only == "zerodha-engine":
+                raise ConfigurationError(
+                    "nothing for the zerodha engine to do: no enabled strategy routes to "
+                    "zerodha (give it the runner's strategies: --strategies, "
+                    "ALPHA_PANDA_STRATEGIES_DIR or ALPHA_PANDA_DATABASE_URL) and it has "
+                    "placed no order on this log")
+            if s.zerodha.live_enabled and self.only is None:
+                log.info("zerodha.engine_not_started", detail="live trading is on, but no "
+                         "enabled strategy routes to zerodha and the engine has placed no "
+                         "order on this log: paper only")
+            return None
+        log.info("zerodha.engine_runs", reason=reason)
+        file = embedded_file(s.log, s.data_dir)
+        if file is not None and self.only in (None, "zerodha-engine"):
+            locks.enter_context(service_locks(file, ["zerodha-engine"]))
+        active = [c for c in configs if c.enabled]
+        return list(dict.fromkeys([*brokers_in_use(active), Broker.ZERODHA.value]))
 
     async def _run(self) -> None:
         s = self.settings
@@ -324,6 +385,14 @@ class SystemRun:
             check_live_feed(s, configs, alone=self.only == "feed")
         log_ = open_log(s.log, s.data_dir, kafka=kafka_settings(s))
         await log_.start()
+        locks = contextlib.ExitStack()  # the zerodha engine's, when it runs here
+        try:
+            await log_.ensure_topics(REGISTRY.all())
+            brokers = await self._zerodha(configs, log_, locks)
+        except BaseException:
+            await log_.close()
+            locks.close()
+            raise
         cache = open_cache(s.cache_url)
         # every task started here: none outlives the log (the run cancelled as it started,
         # Ctrl-C before it took SIGINT over, closed the log under its running services)
@@ -331,11 +400,11 @@ class SystemRun:
         processors_stop = asyncio.Event()
         feed_stop = asyncio.Event()
         try:
-            await log_.ensure_topics(REGISTRY.all())
             # (``run``'s: a process of one service reports none, and reads no DLQ topic)
             dlq_before: DlqEnds = await dead_letter_ends(log_) if self.only is None else {}
             services = SERVICES if self.only is None else [x for x in SERVICES if x == self.only]
-            self.pipeline = pipeline = build_pipeline(s, log_, configs, errors, services=services)
+            self.pipeline = pipeline = build_pipeline(s, log_, configs, errors, services=services,
+                                                      brokers=brokers)
             feed: Any = None
             if self.only in (None, "feed"):
                 self.feed = feed = make_feed(s, pipeline, self.options.speed)
@@ -391,6 +460,7 @@ class SystemRun:
                 await asyncio.gather(*left, return_exceptions=True)
             await cache.close()
             await log_.close()
+            locks.close()
 
     async def _extras(self, pipeline: Pipeline, cache: Cache, feed: Any) -> list[asyncio.Task[Any]]:
         tasks: list[asyncio.Task[Any]] = []

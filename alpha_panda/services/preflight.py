@@ -104,6 +104,8 @@ async def _lock(s: Settings) -> str:
     if not holders:
         return f"free: no process runs on {path.resolve()}"
     needed = set(SystemRun(s, RunOptions()).services_to_lock())
+    if await _zerodha_engine_runs(s, path):
+        needed.add("zerodha-engine")
     order = ["feed", *SERVICES]  # as `run` takes them
     by: dict[str, list[str]] = {}
     for h in sorted(holders, key=lambda h: order.index(h.service) if h.service in order
@@ -115,6 +117,22 @@ async def _lock(s: Settings) -> str:
             f"{said} on {path.resolve()}: `run` would be refused. Stop it first, or give "
             "this run its own data directory (--data-dir, ALPHA_PANDA_DATA_DIR)")
     return f"{said} on {path.resolve()}, none of which `run` needs here"
+
+
+async def _zerodha_engine_runs(s: Settings, path: Path) -> bool:
+    """Whether ``run`` would run (and lock) the zerodha engine on the log at ``path``."""
+    from alpha_panda.services.app import zerodha_engine_reason
+    from alpha_panda.services.logs import open_log
+
+    if not s.zerodha.live_enabled or not path.is_file():
+        return False
+    log_ = open_log(s.log, s.data_dir)
+    await log_.start()
+    try:
+        await log_.ensure_topics(REGISTRY.all())
+        return await zerodha_engine_reason(s, _load(s)[0], log_) is not None
+    finally:
+        await log_.close()
 
 
 async def _cache(s: Settings) -> str:

@@ -97,19 +97,6 @@ def test_a_data_dir_that_cannot_be_written_is_a_clear_error(tmp_path: Path) -> N
     assert "the data directory must be writable" in result.stderr
 
 
-def test_a_run_locks_the_zerodha_engine_only_when_it_runs_one(tmp_path: Path) -> None:
-    # live trading off: the run builds no zerodha engine, so one may run on its own beside it
-    from alpha_panda.services.app import RunOptions, SystemRun
-    from alpha_panda.settings import Settings, ZerodhaSettings
-
-    paper = Settings().model_copy(update={"data_dir": tmp_path})
-    live = paper.model_copy(update={"zerodha": ZerodhaSettings(live_enabled=True)})
-    assert "zerodha-engine" not in SystemRun(paper, RunOptions()).services_to_lock()
-    assert "zerodha-engine" in SystemRun(live, RunOptions()).services_to_lock()
-    assert SystemRun(paper, RunOptions(), only="zerodha-engine").services_to_lock() == [
-        "zerodha-engine"]
-
-
 async def _locked(data: Path, proc: subprocess.Popen[bytes]) -> None:
     from alpha_panda.adapters.sqlite_log.lock import lock_holders
 
