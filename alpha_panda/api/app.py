@@ -30,6 +30,7 @@ from alpha_panda.observability.logging import get_logger
 from alpha_panda.observability.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from alpha_panda.readmodel.cache import Cache
 from alpha_panda.settings import ApiSettings
+from alpha_panda.stream.dlq import DeadLetterCounts
 
 STATIC_DIR = Path(__file__).parent / "static"
 _AUTH_MODULE = "alpha_panda.api.routes.auth"
@@ -43,6 +44,7 @@ def create_app(
     control: Control | None = None,
     settings: ApiSettings | None = None,
     app_settings: Any = None,
+    dead_letters: DeadLetterCounts | None = None,
 ) -> FastAPI:
     """Build the API over ``cache`` (read model) and ``health`` (components of this process).
 
@@ -53,6 +55,8 @@ def create_app(
         settings: the API section of the settings (host and port are the server's business).
         app_settings: the running system's settings (its data directory holds the Kite
             session the login writes); None: read from the environment when needed.
+        dead_letters: the log's dead-letter counts, read for each ``/metrics`` scrape;
+            None: ``alpha_panda_dead_letters_total`` is not served.
     """
     # FastAPIOffline serves Swagger UI and ReDoc from the package: /docs works offline
     app = FastAPIOffline(
@@ -69,6 +73,7 @@ def create_app(
     app.state.control = control
     app.state.settings = settings or ApiSettings.model_validate({})
     app.state.app_settings = app_settings
+    app.state.dead_letters = dead_letters
     app.include_router(health_routes.router)
     app.include_router(trading_routes.router)
     app.include_router(control_routes.router)

@@ -40,7 +40,12 @@ from alpha_panda.strategy.config import (
     load_strategy_dir,
     unsimulated,
 )
-from alpha_panda.stream.dlq import DlqEnds, dead_letter_ends, dead_letters_since
+from alpha_panda.stream.dlq import (
+    DeadLetterCounts,
+    DlqEnds,
+    dead_letter_ends,
+    dead_letters_since,
+)
 from alpha_panda.stream.log import Log
 from alpha_panda.stream.runtime import freeze_long_lived_objects
 from alpha_panda.stream.topics import REGISTRY
@@ -561,7 +566,7 @@ def api_server(settings: Settings, pipeline: Pipeline, cache: Cache) -> Any:
     from alpha_panda.services.control import PipelineControl
 
     app = create_app(cache=cache, health=pipeline.health, control=PipelineControl(pipeline.log),
-                     app_settings=settings)
+                     app_settings=settings, dead_letters=DeadLetterCounts(pipeline.log))
     config = uvicorn.Config(app, host=settings.api.host, port=settings.api.port,
                             log_level="warning", access_log=False, lifespan="on",
                             log_config=None)  # keep our (redacting) logging configuration

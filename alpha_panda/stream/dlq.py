@@ -27,6 +27,7 @@ back as the paper engine's latest price, or counted a fill a second time.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import traceback
 from collections.abc import Mapping, Sequence
@@ -167,6 +168,49 @@ async def dead_letters_since(log: Log, before: DlqEnds) -> dict[str, int]:
         if n:
             counts[name] = n
     return counts
+
+
+class DeadLetterCounts:
+    """How many dead letters each DLQ topic of ``log`` has had written, read from the log
+    itself, so the figure is the same after a restart (a count kept by the process that
+    wrote them started again from 0 with it, and an alert on it went quiet).
+
+    On an embedded log every record takes one offset, so a partition's end offset is its
+    count of letters ever written (those past retention included: a counter). On Kafka a
+    transaction's marker takes an offset too: the letters are read and counted, all of
+    them at the first ``refresh`` and only the new ones after."""
+
+    def __init__(self, log: Log, *, contiguous: bool | None = None) -> None:
+        from alpha_panda.stream.embedded import EmbeddedLog
+
+        self._log = log
+        self._contiguous = isinstance(log, EmbeddedLog) if contiguous is None else contiguous
+        self._read: dict[TopicPartition, tuple[int, int]] = {}  # -> (next offset, count)
+        self._lock = asyncio.Lock()
+
+    async def refresh(self) -> dict[str, int]:
+        """The letters written to each DLQ topic so far (every DLQ topic, 0 for none)."""
+        async with self._lock:
+            counts: dict[str, int] = {}
+            for name, ends in (await dead_letter_ends(self._log)).items():
+                counts[name] = sum([await self._count(TopicPartition(name, p), end)
+                                    for p, end in ends.items()])
+            return counts
+
+    async def _count(self, tp: TopicPartition, end: int) -> int:
+        if self._contiguous:
+            return end
+        offset, n = self._read.get(tp, (0, 0))
+        if offset > end:  # (its offsets started again)
+            offset, n = 0, 0
+        while offset < end:
+            batch = await self._log.read(tp, offset, min(500, end - offset))
+            if not batch:
+                break
+            n += sum(1 for r in batch if r.offset < end)
+            offset = batch[-1].offset + 1
+        self._read[tp] = (max(offset, end), n)
+        return n
 
 
 async def show(log: Log, topic: str, offset: int, partition: int = 0) -> DeadLetterEntry:

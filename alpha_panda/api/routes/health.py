@@ -6,8 +6,14 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from alpha_panda.api import schemas as s
+from alpha_panda.domain.errors import AlphaPandaError
 from alpha_panda.observability.health import ComponentStatus, HealthRegistry
+from alpha_panda.observability.logging import get_logger
 from alpha_panda.observability.metrics import COMPONENT_UP, METRICS_CONTENT_TYPE, metrics_text
+from alpha_panda.stream.dlq import DeadLetterCounts
+from alpha_panda.stream.metrics import DEAD_LETTERS_ON_LOG
+
+log = get_logger(__name__)
 
 router = APIRouter(tags=["operations"])
 
@@ -62,4 +68,12 @@ async def metrics(request: Request) -> Response:
     # Prometheus that scrapes /metrics alone read no component (or one long since failed
     # still ready) unless something else polled those
     _components(_registry(request).snapshot())
+    # the log's dead letters, as of now and the same after a restart (the process's own
+    # count started from 0 with it, and an alert on it went quiet)
+    counts: DeadLetterCounts | None = request.app.state.dead_letters
+    if counts is not None:
+        try:
+            DEAD_LETTERS_ON_LOG.set(await counts.refresh())
+        except AlphaPandaError as exc:  # the log unreachable: the last counts read stand
+            log.warning("metrics.dead_letters_unread", error=str(exc))
     return Response(content=metrics_text(), media_type=METRICS_CONTENT_TYPE)
