@@ -93,6 +93,14 @@ class RuntimeSettings(_Section):
     """Event-time seconds between P&L snapshots when nothing is filled."""
     readmodel_interval_s: PositiveFloat = 0.25
     """Wall-clock seconds between read-model (cache) refreshes."""
+    ready_max_lag: PositiveInt | None = 10_000
+    """A service more records than this behind the end of its topics for
+    ``ready_lag_grace_s`` is not ready (``/ready`` 503), however long it has run: at 200
+    ticks a second, 10,000 is 50 s of the market. None: readiness never looks at the lag
+    once caught up."""
+    ready_lag_grace_s: PositiveFloat = 30.0
+    """Seconds a service may stay past ``ready_max_lag`` (a burst, the open) before it is
+    not ready; also how long a batch may run (the lag not read meanwhile) before it is not."""
 
 
 class Settings(BaseSettings):

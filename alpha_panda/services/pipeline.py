@@ -98,7 +98,9 @@ def build_pipeline(
     active = [c for c in configs if c.enabled]
     used = list(brokers) if brokers else brokers_in_use(active)
     p = Pipeline(log=log_, configs=configs, config_errors=config_errors, brokers=used)
-    proc = ProcessorSettings(batch_size=settings.runtime.batch_size)
+    rt = settings.runtime
+    proc = ProcessorSettings(batch_size=rt.batch_size, ready_max_lag=rt.ready_max_lag,
+                             ready_lag_grace=rt.ready_lag_grace_s)
     if "strategy-runner" in services:
         p.runner = StrategyRunner(active, initial_cash=settings.paper.initial_cash)
         processors, p.fanout = build_strategy_runner(log_, p.runner, used, proc)

@@ -104,6 +104,11 @@ class ProcessorSettings:
     dedup_memory: int = 100_000  # remote dedup stores (Kafka): ids also remembered in memory
     commit_attempts: int = 5
     lag_interval: float = 1.0
+    # Readiness once caught up: not ready while more than ``ready_max_lag`` records behind
+    # for ``ready_lag_grace`` seconds, or while the lag has not been read for that long (a
+    # batch stuck in its handler). None: caught up once, ready for good.
+    ready_max_lag: int | None = None
+    ready_lag_grace: float = 30.0
     hot_window: float = 10.0
     hot_factor: float = 2.0
     hot_min_records: int = 1000
@@ -162,6 +167,8 @@ class StreamProcessor:
         self._state = State.STARTING
         self._detail = ""
         self._caught_up = False
+        self._lag_read_at = 0.0  # monotonic time the lag was last read
+        self._behind_since: float | None = None  # past ``ready_max_lag`` since then
         self._consumer: Consumer | None = None
         self._recent = RecentIds(settings.dedup_memory)
         self._runner = BatchRunner(self, defer=isinstance(log, EmbeddedLog))
@@ -215,15 +222,33 @@ class StreamProcessor:
         return self._recent
 
     def health(self) -> ComponentStatus:
-        """Ready once running with its partitions assigned and the lag seen at zero."""
+        """Ready once running with its partitions assigned and the lag seen at zero, and
+        since then not behind (``ready_max_lag``) for longer than ``ready_lag_grace``."""
         s = self.stats
         detail = self._detail
         if not detail and self._paused:
             detail = f"retrying {len(self._paused)} partition(s) after transient errors"
+        ready = self._state is State.RUNNING and self._caught_up
+        behind = self._behind() if ready else None
+        if behind:
+            ready, detail = False, "; ".join(d for d in (behind, detail) if d)
         return ComponentStatus(
-            name=self._name, state=self._state,
-            ready=self._state is State.RUNNING and self._caught_up,
+            name=self._name, state=self._state, ready=ready,
             detail=detail, lag=s.lag, processed=s.processed, errors=s.errors)
+
+    def _behind(self) -> str | None:
+        """Why a processor that caught up is not ready now (it fell behind), or None."""
+        limit, grace = self._settings.ready_max_lag, self._settings.ready_lag_grace
+        if limit is None:
+            return None
+        now = time.monotonic()
+        if now - self._lag_read_at >= grace:
+            return (f"lag not read for {now - self._lag_read_at:.0f} s: a batch has run "
+                    "that long")
+        if self._behind_since is not None and now - self._behind_since >= grace:
+            return (f"{self.stats.lag:,} records behind for {now - self._behind_since:.0f} s "
+                    f"(more than {limit:,}: ALPHA_PANDA_RUNTIME__READY_MAX_LAG)")
+        return None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Process until ``stop`` is set (or a fatal error), then commit and leave the group."""
@@ -400,6 +425,15 @@ class StreamProcessor:
             metrics.child(metrics.LAG, self._name, t).set(lag_t)
             total += lag_t
         self.stats.lag = total
+        self._lag_read_at = now = time.monotonic()
+        limit = self._settings.ready_max_lag
+        if limit is None or total <= limit:
+            self._behind_since = None
+        elif self._behind_since is None:
+            self._behind_since = now
+            if self._caught_up:
+                log_.warning("processor.falling_behind", service=self._name, lag=total,
+                             ready_max_lag=limit, grace_s=self._settings.ready_lag_grace)
         if total == 0 and not self._caught_up:
             self._caught_up = True
             log_.info("processor.caught_up", service=self._name, partitions=len(assigned))
