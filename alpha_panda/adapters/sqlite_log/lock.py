@@ -66,7 +66,8 @@ def _acquire(path: Path, name: str, log_file: Path) -> int:
     except BlockingIOError:
         holder = os.read(fd, 32).decode(errors="replace").strip()
         os.close(fd)
-        who = f"process {holder}" if holder.isdigit() else "another process"
+        pid = int(holder) if holder.isdigit() else None
+        who = LockHolder(name, pid, _command(pid)).describe()  # its command line: which one
         raise ConfigurationError(
             f"{who} is already running {name} on {log_file} (`alpha-panda run` or "
             f"`alpha-panda service {name}`): two of them on one log would process the same "

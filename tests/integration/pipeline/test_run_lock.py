@@ -56,8 +56,11 @@ async def test_a_second_run_on_a_data_dir_in_use_is_refused_and_changes_nothing(
                                          capture_output=True, text=True, timeout=120,
                                          check=False)
         assert second.returncode == 2, second.stderr[-3000:]
-        assert (f"process {first.pid} is already running feed on {data / 'log.sqlite'}"
-                in second.stderr), second.stderr[-3000:]
+        # (named with its command line: which of the trader's terminals or units it is)
+        said = " ".join(second.stderr.split())
+        assert (f"process {first.pid} (alpha-panda run --feed replay:{path} --no-api "
+                f"--data-dir {data}" in said), said[-3000:]
+        assert f"is already running feed on {data / 'log.sqlite'}" in said
         assert "Stop it first, or give this one its own data directory" in second.stderr
         assert "Traceback" not in second.stderr
 
