@@ -196,6 +196,12 @@ class EmbeddedLog:
         return self._storage.read(tp, offset, limit)
 
     async def end_offsets(self, topic: str) -> dict[int, int]:
+        # what another process appended too (a service of its own, `kill`): the API alone
+        # read the ends its process had seen, so its lags and dead-letter counts stood still
+        if self._refresh():
+            for members in self._subscribers.values():
+                for m in members:
+                    m.wake.set()
         n = self._topics.get(topic, 0)
         return {p: self._storage.end_offset(TopicPartition(topic, p)) for p in range(n)}
 

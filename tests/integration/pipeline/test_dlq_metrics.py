@@ -99,3 +99,23 @@ async def test_counts_follow_new_letters_as_read_from_the_log(tmp_path: Path,
         assert (await DeadLetterCounts(log, contiguous=contiguous).refresh())[topic] == 5
     finally:
         await log.close()
+
+
+async def test_letters_another_process_writes_are_counted(tmp_path: Path) -> None:
+    # (an API alone beside the services' processes on one embedded log: its count stood
+    # at what its own process had seen, 0)
+    reader, writer = SqliteLog(tmp_path / "log.sqlite"), SqliteLog(tmp_path / "log.sqlite")
+    await reader.start()
+    await writer.start()
+    try:
+        await reader.ensure_topics(REGISTRY.all())
+        await writer.ensure_topics(REGISTRY.all())
+        letters = DeadLetterCounts(reader)
+        topic = dlq_topic("market.ticks")
+        assert (await letters.refresh())[topic] == 0
+        await writer.append([Output(topic, b"k", b"x", (), 0)] * 4)
+        await asyncio.sleep(0.05)  # (the reader looks again at most every 20 ms)
+        assert (await letters.refresh())[topic] == 4
+    finally:
+        await writer.close()
+        await reader.close()
