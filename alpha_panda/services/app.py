@@ -317,6 +317,7 @@ class SystemRun:
         # "name: error" of each service task (a processor, the feed) that failed: the run is
         # incomplete, and the command exits non-zero
         self.failures: list[str] = []
+        self._zerodha_runs = False  # the zerodha engine runs on this log (here or elsewhere)
         # records dead-lettered during this run, per DLQ topic (earlier runs' letters not
         # counted): the run goes on past them, so the command tells the operator
         self.dead_letters: dict[str, int] = {}
@@ -350,13 +351,14 @@ class SystemRun:
         zerodha engine alone with nothing to do is refused (it sat idle, or held the
         lock of an engine it never built)."""
         s = self.settings
-        if self.only not in (None, *SERVICES):
+        if self.only == "feed":
             return None
         if self.only == "zerodha-engine" and not s.zerodha.live_enabled:
             raise ConfigurationError(
                 "live trading is off, so the zerodha engine would place nothing: set "
                 "ALPHA_PANDA_ZERODHA__LIVE_ENABLED=true to run it")
         reason = await zerodha_engine_reason(s, configs, log_)
+        self._zerodha_runs = reason is not None
         if reason is None:
             if self.only == "zerodha-engine":
                 raise ConfigurationError(
@@ -470,8 +472,9 @@ class SystemRun:
     async def _extras(self, pipeline: Pipeline, cache: Cache, feed: Any) -> list[asyncio.Task[Any]]:
         tasks: list[asyncio.Task[Any]] = []
         if self.settings.api.enabled and self.only in (None, "api"):
-            if self.only == "api":  # the API alone: ready as soon as it serves
+            if self.only == "api":  # the API alone: ready as it serves and the others are
                 pipeline.health.register(_ServingCheck(self))
+                tasks.append(self._watch_groups(pipeline))
             self._api = api_server(self.settings, pipeline, cache)
             tasks.append(asyncio.create_task(self._api.serve(), name="api"))
         if self.options.progress:
@@ -479,6 +482,27 @@ class SystemRun:
 
             tasks.append(asyncio.create_task(show_progress(self, self.stop), name="progress"))
         return tasks
+
+    def _watch_groups(self, pipeline: Pipeline) -> asyncio.Task[Any]:
+        """The API alone: the health of every service of the pipeline, run by other
+        processes, from their consumer groups' offsets on the log."""
+        from alpha_panda.services.group_lag import GroupLag, watch_groups
+        from alpha_panda.services.zerodha_engine import CONTROL_TOPIC, GROUP, SIGNALS_TOPIC
+
+        s = self.settings
+        # (built, not run: only to name each group and its topics as the services do)
+        dry = build_pipeline(s, pipeline.log, pipeline.configs, pipeline.config_errors,
+                             services=[x for x in SERVICES if x != "zerodha-engine"],
+                             brokers=pipeline.brokers)
+        named = [(p.name, p.group, p.topics) for p in dry.processors]
+        if self._zerodha_runs:
+            named.append((GROUP, GROUP, [SIGNALS_TOPIC, CONTROL_TOPIC]))
+        rt = s.runtime
+        groups = [GroupLag(name, group, topics, max_lag=rt.ready_max_lag,
+                           grace=rt.ready_lag_grace_s) for name, group, topics in named]
+        for g in groups:
+            pipeline.health.register(g)
+        return asyncio.create_task(watch_groups(pipeline.log, groups, self.stop), name="groups")
 
     async def _stop_condition(self, pipeline: Pipeline, feed: Any) -> list[asyncio.Task[Any]]:
         tasks = []
