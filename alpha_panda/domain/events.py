@@ -247,7 +247,8 @@ class OrderRejected(Payload, frozen=True, kw_only=True, gc=False):
 class OrderCancelled(Payload, frozen=True, kw_only=True, gc=False):
     """``reason``: ``user`` (the trader's cancel), ``strategy`` (its strategy's, ``ctx.cancel``),
     ``kill_switch``, ``strategy_halted``, ``ioc``, ``expired``, ``squareoff``, ``oco`` (other
-    bracket leg filled), ``broker``."""
+    bracket leg filled), ``exit`` (a bracket leg the strategy's exit took the position below:
+    cut to what is held, placed again for the rest), ``broker``."""
 
     EVENT_TYPE: ClassVar[str] = "order_cancelled"
     order_id: str

@@ -44,6 +44,7 @@ class _Unit:
     filled: int = 0
     done: bool = False  # filled in full: its quantity is committed for good
     cancelled: int | None = None  # event time its unfilled part was freed
+    bracket: bool = False  # a bracket's pair of exits: a strategy's exit may sell past it
 
 
 @dataclass(slots=True)
@@ -62,16 +63,22 @@ class _Book:
 
 
 def _unit(units: dict[str, _Unit], order: Order) -> _Unit:
-    key = order.parent_order_id or order.order_id
+    # a bracket's legs are a pair (one cancels the other): one unit, keyed by either leg's
+    # id (an entry filled in parts has a pair per fill, and a pair cut down is placed anew)
+    key = order.order_id
+    if order.parent_order_id is not None and order.sibling_order_id is not None:
+        key = min(key, order.sibling_order_id)
     unit = units.get(key)
     if unit is None:
-        unit = units[key] = _Unit(order.created_ns, order.quantity)
+        unit = units[key] = _Unit(order.created_ns, order.quantity,
+                                  bracket=order.parent_order_id is not None)
     return unit
 
 
-def _fold(units: dict[str, _Unit], now: int) -> tuple[int, int]:
-    """(what settles by ``now``, removed from ``units``; the open units' commitment)."""
-    settled = pending = 0
+def _fold(units: dict[str, _Unit], now: int) -> tuple[int, int, int]:
+    """(what settles by ``now``, removed from ``units``; the open units' commitment; of
+    which the brackets' exits')."""
+    settled = pending = brackets = 0
     for key, unit in list(units.items()):
         if unit.created > now:
             continue
@@ -83,7 +90,9 @@ def _fold(units: dict[str, _Unit], now: int) -> tuple[int, int]:
             del units[key]
         else:
             pending += unit.quantity
-    return settled, pending
+            if unit.bracket:
+                brackets += unit.quantity
+    return settled, pending, brackets
 
 
 def _is_market_buy(order: Order) -> bool:
@@ -137,9 +146,9 @@ class CncHoldings:
             # every fill past a fixed size rescanned it all each time (quadratic)
             book.fold_at = max(_FOLD_AT, 2 * (len(book.fills) + len(book.sells) + len(book.buys)))
 
-    def _settle(self, book: _Book, now: int) -> tuple[int, int]:
+    def _settle(self, book: _Book, now: int) -> tuple[int, int, int]:
         """Fold what is settled by ``now`` into the totals; the open units' commitments
-        (sells, market buys)."""
+        (sells, of which bracket exits, and market buys)."""
         if book.fills:  # (not in time order: a lagging engine's catch-up fills come late)
             keep = []
             for fill in book.fills:
@@ -153,17 +162,19 @@ class CncHoldings:
                 else:
                     keep.append(fill)
             book.fills = keep
-        settled, sells = _fold(book.sells, now)
+        settled, sells, brackets = _fold(book.sells, now)
         book.committed += settled
-        settled, buys = _fold(book.buys, now)
+        settled, buys, _ = _fold(book.buys, now)
         book.credited += settled
-        return sells, buys
+        return sells, brackets, buys
 
     def short(self, order: Order, now: int, book_orders: Iterable[Order]) -> str | None:
         """Why the CNC sell ``order``, created at ``now``, would sell delivery short, or
         None when its holdings less its other open CNC sells' reservations cover it.
         ``book_orders``: the instrument's open orders (bracket exits and market buys not
-        yet filled are found there)."""
+        yet filled are found there). The strategy's exit (``reduce_only``) may sell what
+        its brackets' stop-loss and target reserve: they are cut to what it leaves held
+        when it fills (``PaperExchange._fit_legs``), as one leg cancels the other."""
         book = self._book(order)
         for other in book_orders:
             if other.strategy_id != order.strategy_id or other.product is not Product.CNC:
@@ -172,8 +183,8 @@ class CncHoldings:
                 _unit(book.buys, other)
             elif other.side is not Side.BUY and other.parent_order_id is not None:
                 _unit(book.sells, other)  # a bracket exit: placed by the exchange
-        sells, buys = self._settle(book, now)  # (the fills it leaves are after ``now``)
-        committed = book.committed + sells
+        sells, brackets, buys = self._settle(book, now)  # (fills it leaves: after ``now``)
+        committed = book.committed + sells - (brackets if order.reduce_only else 0)
         bought = book.bought + book.credited + buys
         held = bought - book.sold
         free = bought - committed

@@ -112,6 +112,7 @@ class Order:
     cutoff_ns: int | None = None  # MIS: the square-off cut-off of its session
     killed_ns: int | None = None  # the first kill switch (or halt of its strategy) at/after
     killed_by: str = ""  # its arrival: no fill after it; the cancel's reason
+    reduce_only: bool = False  # the strategy's exit (``Signal.reduce_only``)
 
     @property
     def leaves(self) -> int:

@@ -122,6 +122,9 @@ class PaperExchange(MisSquareOff):
         # Net MIS position per (strategy, token, day it was taken on): each day's part is
         # squared off after that day's cut-off, whatever the order fills and ticks come in.
         self._mis: dict[tuple[str, int, date], int] = {}
+        # Net filled quantity per (strategy, instrument, product): what a bracket's exits
+        # may sell at most (``_fit_legs``).
+        self._held: dict[tuple[str, int, Product], int] = {}
         self._squaring: dict[str, date] = {}  # square-off order id -> the day it squares
         # (strategy, instrument, day) -> (net square-off quantity, the fee charged for it)
         self._squareoff_fees: dict[tuple[str, int, date], tuple[int, int]] = {}
@@ -223,6 +226,7 @@ class PaperExchange(MisSquareOff):
             limit_price=signal.limit_price, trigger_price=signal.trigger_price,
             price_hint=signal.price_hint, take_profit=signal.take_profit,
             stop_loss=signal.stop_loss, origin="flatten" if flatten else "signal",
+            reduce_only=signal.reduce_only,
         )
         self._register(order)
         reason = self._validate(order, now_ns)
@@ -279,6 +283,7 @@ class PaperExchange(MisSquareOff):
             instrument_token=token, side=side, quantity=qty, order_type=_MARKET,
             product=product, validity=signal.validity, segment=segment, created_ns=now_ns,
             arrival_ns=now_ns, price_hint=hint, origin="flatten" if flatten else "signal",
+            reduce_only=signal.reduce_only,
         )
         if order.validity is _DAY and self.config.expire_day_orders:  # _register, not MIS
             sess = self._clock.session(now_ns)
@@ -318,6 +323,15 @@ class PaperExchange(MisSquareOff):
         if product is _CNC:
             self._holdings.filled(order, qty, now_ns)
         self._retire(order_id)
+        key = (order.strategy_id, token, product)
+        held = self._held
+        was = held.get(key, 0)
+        held[key] = now = was + (qty if side is _BUY else -qty)
+        if order.origin == "signal" and (
+                abs(now) < abs(was) or (now and (now > 0) != (was > 0))):
+            out: list[Payload] = [submitted, filled]
+            self._fit_legs(key, now_ns, out)
+            return out
         return [submitted, filled]
 
     def on_tick(self, tick: MarketTick) -> list[Payload]:
@@ -652,6 +666,9 @@ class PaperExchange(MisSquareOff):
                 product=order.product, charges=charges, ts=ts, origin=order.origin,
             )
         )
+        key3 = (order.strategy_id, order.instrument_token, order.product)
+        was = self._held.get(key3, 0)
+        self._held[key3] = now = was + (qty if order.side is _BUY else -qty)
         if order.product is _CNC:
             self._holdings.filled(order, qty, ts)
         elif order.product is _MIS:
@@ -669,6 +686,9 @@ class PaperExchange(MisSquareOff):
             order.take_profit is not None or order.stop_loss is not None
         ):
             self._exits(order, qty, n, ts, out)
+        elif order.origin == "signal" and (
+                abs(now) < abs(was) or (now and (now > 0) != (was > 0))):
+            self._fit_legs(key3, ts, out)  # the strategy took it down: the legs follow
 
     def _squareoff_fee(self, order: Order, qty: int, ts: int, charges: Charges) -> Charges:
         """Zerodha's fee for squaring off the position ``order`` takes down (of its strategy
@@ -754,6 +774,63 @@ class PaperExchange(MisSquareOff):
             out.append(self._submitted(leg, ts))
         if legs:
             self._rest(legs, out)
+
+    def _fit_legs(self, key: tuple[str, int, Product], ts: int, out: list[Payload]) -> None:
+        """A fill at ``ts`` of the strategy's own order (its exit) took the position ``key``
+        down: its brackets' stop-loss and target there are cut to what is left held
+        (reason ``exit``), so that neither sells what is no longer there. Newest pairs first;
+        a pair cut in part is cancelled and placed again for the rest, at the same prices.
+        A full exit leaves none; an exit the risk manager or the venue refused cut none."""
+        sid, token, product = key
+        held = self._held.get(key, 0)
+        pairs: dict[str, list[Order]] = {}
+        for o in reversed(self._open.get(token, ())):  # newest first
+            if o.origin == "bracket" and o.strategy_id == sid and o.product is product \
+                    and o.status.is_open:
+                pair = o.order_id if o.sibling_order_id is None else min(
+                    o.order_id, o.sibling_order_id)
+                pairs.setdefault(pair, []).append(o)
+        if not pairs:
+            return
+        # what the legs of each side may sell: a sell closes a long, a buy a short
+        room = {Side.SELL: max(held, 0), _BUY: max(-held, 0)}
+        total = {Side.SELL: 0, _BUY: 0}
+        for legs in pairs.values():
+            total[legs[0].side] += legs[0].leaves
+        for legs in pairs.values():
+            legs.reverse()  # (a pair's legs in book order: the target, then the stop)
+            side = legs[0].side
+            excess = total[side] - room[side]
+            if excess <= 0:
+                continue
+            leaves = legs[0].leaves
+            cut = min(leaves, excess)
+            total[side] -= cut
+            for leg in legs:
+                self._cancel(leg, "exit", ts, out)
+            if cut < leaves:
+                self._place_legs(legs, leaves - cut, ts, out)
+
+    def _place_legs(self, legs: list[Order], qty: int, ts: int, out: list[Payload]) -> None:
+        """A bracket's pair of exits ``legs`` (just cancelled) again, for ``qty``, from ``ts``."""
+        new = [Order(
+            order_id=derive_id(leg.order_id, "cut"), signal_id=leg.signal_id,
+            strategy_id=leg.strategy_id, instrument_token=leg.instrument_token, side=leg.side,
+            quantity=qty, order_type=leg.order_type, product=leg.product,
+            validity=leg.validity, segment=leg.segment, created_ns=ts, arrival_ns=ts,
+            limit_price=leg.limit_price, trigger_price=leg.trigger_price,
+            parent_order_id=leg.parent_order_id, origin="bracket", rested=leg.rested,
+            last_ts=leg.last_ts,
+        ) for leg in legs]
+        if len(new) == 2:
+            new[0].sibling_order_id, new[1].sibling_order_id = new[1].order_id, new[0].order_id
+        for leg, old in zip(new, legs, strict=True):
+            self._register(leg)
+            if old.killed_ns is not None and (leg.killed_ns is None
+                                              or old.killed_ns < leg.killed_ns):
+                leg.killed_ns, leg.killed_by = old.killed_ns, old.killed_by
+            out.append(self._submitted(leg, ts))
+        self._rest(new, out)
 
     # ------------------------------------------------------------------ helpers
 

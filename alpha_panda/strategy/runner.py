@@ -383,11 +383,10 @@ class StrategyRunner:
             signed = q if sig.side is _BUY else -q
             positions[token] = held + signed
             exit_ = bool(held) and reduces(held, signed)
+            # (its brackets' stop-loss and target the venue cuts to what it leaves held,
+            # once it fills: refused, it leaves them protecting the position)
             if exit_ and book.orders:
                 q = self._cancel_entries(sid, book, token, held, q)
-                if held == -signed and sig.order_type is OrderType.MARKET \
-                        and sig.product is not Product.CNC:
-                    self._cancel_brackets(sid, book, token)
             # an exit must not open a position anywhere; no broker may hold beyond the intent
             accepted[n] = msgspec.structs.replace(
                 sig, quantity=q, reduce_only=exit_, target=held + signed)
@@ -453,17 +452,6 @@ class StrategyRunner:
         if taken is not None:
             self._move(*taken)
 
-    def _cancel_brackets(self, sid: str, book: _Book, token: int) -> None:
-        """A market exit of all the strategy means to hold in ``token``: the bracket exits
-        there are cancelled with it (as at ``exit_at``). They protect a position that is
-        being closed; left working, the stop or target sold it again, short. Not for a CNC
-        exit: the legs reserve the holdings it sells, so the venue refuses it (``CNC_SHORT``)
-        while they work, and they must stay to protect what is then still held."""
-        for order in list(book.orders.values()):
-            if order.instrument_token == token and order.origin == "bracket" \
-                    and not order.cancel_requested:
-                self._ask_cancel(sid, book, order)
-
     def exiting(
         self, slot: _Slot, sigs: Sequence[Signal | CancelOrder] | None, tick: MarketTick,
         out: list[Signal] | None,
@@ -479,11 +467,12 @@ class StrategyRunner:
         """Past the strategy file's ``exit_at`` today: its signals that would open or add
         to a position are dropped (``dropped_after_exit``), the others go as usual. Then,
         until the MIS cut-off (the exchange's square-off takes over there), its orders in
-        the instrument placed before the exit time, and the bracket exits, are cancelled
-        (not what it placed since: the closes, a reduction of its own) and, once none of
-        those is left and nothing it signalled is pending, what it holds there is closed
-        with a market order per product. A close refused is sent again a minute later, not
-        on every tick; a late fill is closed in turn."""
+        the instrument placed before the exit time are cancelled (not what it placed
+        since: the closes, a reduction of its own) and, once none of those is left and
+        nothing it signalled is pending, what it holds there is closed with a market order
+        per product. A close refused is sent again a minute later, not on every tick; a
+        late fill is closed in turn. Its brackets' stop-loss and target keep protecting the
+        position until the close fills (the venue then cuts them to what is left held)."""
         ts = tick.ts
         book = slot.ctx._book
         if ts >= slot.exit_end:  # the first tick of a day (past its exit time, or not)
@@ -520,7 +509,7 @@ class StrategyRunner:
         token = slot.token
         exit_ns = slot.exit_ns
         stale = [o for o in book.orders.values() if o.instrument_token == token
-                 and (o.placed_ns < exit_ns or o.origin == "bracket")]
+                 and o.placed_ns < exit_ns and o.origin != "bracket"]
         asked = False
         for order in stale:
             if not order.cancel_requested:
