@@ -199,6 +199,8 @@ class OrderSubmitted(Payload, frozen=True, kw_only=True, gc=False):
     ts: int = 0  # event time (ns) of this order event; set by the engine that produced it
     parent_order_id: str | None = None  # bracket legs point at their entry order
     origin: Origin = "signal"
+    take_profit: int | None = None  # a bracket entry's exits (paper only)
+    stop_loss: int | None = None
 
 
 class OrderFilled(Payload, frozen=True, kw_only=True, gc=False):

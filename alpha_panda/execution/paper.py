@@ -618,7 +618,7 @@ class PaperExchange(MisSquareOff):
             order_type=order.order_type, limit_price=order.limit_price,
             trigger_price=order.trigger_price, product=order.product, validity=order.validity,
             tag=order.signal_id[:20], parent_order_id=order.parent_order_id, ts=ts,
-            origin=order.origin,
+            origin=order.origin, take_profit=order.take_profit, stop_loss=order.stop_loss,
         )
 
     def _reject(self, order: Order, code: str, message: str, ts: int) -> OrderRejected:

@@ -79,6 +79,10 @@ class OpenOrder(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     origin: Origin = "signal"
     placed_ns: int = 0  # event time the venue accepted it (before any simulated latency)
     cancel_requested: bool = False  # asked to cancel it (``ctx.cancel``), no answer yet
+    product: Product = Product.CNC
+    validity: Validity = Validity.DAY
+    take_profit: int | None = None  # a bracket entry's exits
+    stop_loss: int | None = None
 
 
 class CancelOrder(msgspec.Struct, frozen=True, kw_only=True, gc=False):

@@ -376,6 +376,7 @@ class StrategyRunner:
         book = slot.ctx._book
         positions = book.positions
         emptied = False
+        resized: list[Signal] = []  # entries placed again smaller for an exit (``_cancel_entries``)
         for n, sig in enumerate(accepted):
             token = sig.instrument_token
             q = sig.quantity
@@ -386,7 +387,7 @@ class StrategyRunner:
             # (its brackets' stop-loss and target the venue cuts to what it leaves held,
             # once it fills: refused, it leaves them protecting the position)
             if exit_ and book.orders:
-                q = self._cancel_entries(sid, book, token, held, q)
+                q = self._cancel_entries(sid, book, token, held, q, sig, resized)
             # an exit must not open a position anywhere; no broker may hold beyond the intent
             accepted[n] = msgspec.structs.replace(
                 sig, quantity=q, reduce_only=exit_, target=held + signed)
@@ -394,6 +395,8 @@ class StrategyRunner:
                 emptied = True
         if emptied:  # exits made of cancels only: nothing to send
             accepted = [s for s in accepted if s.quantity]
+        if resized:
+            accepted += resized
         for cancel in cancels:
             order = book.orders.get(cancel.order_id)
             if order is None:
@@ -407,15 +410,19 @@ class StrategyRunner:
         out.extend(accepted)
         return out
 
-    def _cancel_entries(self, sid: str, book: _Book, token: int, held: int, qty: int) -> int:
+    def _cancel_entries(self, sid: str, book: _Book, token: int, held: int, qty: int,
+                        exit_: Signal, resized: list[Signal]) -> int:
         """An exit of ``qty`` from the intended ``held``: the part of it that only resting
         entries make up (orders of the strategy's own signals adding to the position, not
         filled) is taken by cancelling them, not by selling what is not held; what is left
         to send. Without this, an exit of a limit entry that rests unfilled sells at once,
-        and the account is short when the entry never fills. Only whole orders the exit
-        can take in full are cancelled, newest first (one larger than the excess is, and
-        the exit sells less by the difference); what no order fits goes as asked. An entry
-        the strategy asked to cancel already counts alike, its cancel not asked again."""
+        and the account is short when the entry never fills. Whole orders the exit can take
+        in full are cancelled, newest first (one larger than the excess is, and the exit
+        sells less by the difference). A part no whole order fits is taken from the newest
+        entry larger than it: that one is cancelled and placed again for the rest (a new
+        signal in ``resized``, at its prices, its bracket's too), as a trader lowers an
+        order's quantity: keeping 6 of a resting buy of 10 cancels it and buys 6. An entry
+        the strategy asked to cancel already counts as whole, its cancel not asked again."""
         sign = 1 if held > 0 else -1
         entries = [o for o in book.orders.values()
                    if o.instrument_token == token and o.origin == "signal"
@@ -437,6 +444,24 @@ class StrategyRunner:
             self._exit_cancels[order.order_id] = (sid, token, sign * leaves)
             excess -= leaves
             qty -= leaves
+        if excess > 0:
+            part = next((o for o in reversed(entries) if o.leaves_quantity > excess
+                         and not o.cancel_requested and o.order_id not in self._exit_cancels),
+                        None)
+            if part is not None:
+                leaves = part.leaves_quantity
+                self._ask_cancel(sid, book, part)
+                self._exit_cancels[part.order_id] = (sid, token, sign * leaves)
+                qty -= excess
+                # (the intent moved by the exit already: it holds this one's rest)
+                resized.append(Signal(
+                    strategy_id=sid, instrument_token=token, side=part.side,
+                    quantity=leaves - excess, order_type=part.order_type,
+                    limit_price=part.limit_price, trigger_price=part.trigger_price,
+                    validity=part.validity, product=part.product,
+                    take_profit=part.take_profit, stop_loss=part.stop_loss,
+                    price_hint=exit_.price_hint,
+                    reason=f"{part.order_id} cut to {leaves - excess} of {leaves} by an exit"))
         return qty
 
     def _ask_cancel(self, sid: str, book: _Book, order: OpenOrder) -> None:
@@ -645,7 +670,8 @@ class StrategyRunner:
             side=order.side, quantity=order.quantity, leaves_quantity=leaves,
             order_type=order.order_type, limit_price=order.limit_price,
             trigger_price=order.trigger_price, parent_order_id=order.parent_order_id,
-            origin=order.origin, placed_ns=order.ts)
+            origin=order.origin, placed_ns=order.ts, product=order.product,
+            validity=order.validity, take_profit=order.take_profit, stop_loss=order.stop_loss)
 
     def _order_ended(self, strategy_id: str, order_id: str) -> None:
         """``order_id`` is filled in full, cancelled or rejected: no longer open."""

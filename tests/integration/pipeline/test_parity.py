@@ -21,7 +21,7 @@ from alpha_panda.domain.events import (
     PnlSnapshot,
     Signal,
 )
-from alpha_panda.domain.values import Product, Side, to_paise
+from alpha_panda.domain.values import OrderType, Product, Side, to_paise
 from alpha_panda.execution.costs import CostModel
 from alpha_panda.marketdata.files import load_ticks, tick_source
 from alpha_panda.services.app import RunOptions, SystemRun
@@ -117,7 +117,8 @@ class ScriptParams(StrategyParams):
 
 class Scripted(Strategy):
     """Sends the market orders of its script (product default CNC, with a bracket's ``tp``
-    and ``sl`` when given), each at its instrument's ``at``-th tick."""
+    and ``sl`` when given; a limit order at ``limit``), each at its instrument's ``at``-th
+    tick."""
 
     Params = ScriptParams
     params: ScriptParams
@@ -129,7 +130,9 @@ class Scripted(Strategy):
         i, self.n = self.n, self.n + 1
         return [ctx.signal(Side(a["side"]), a["qty"], product=Product(a.get("product", "CNC")),
                            take_profit=to_paise(a["tp"]) if "tp" in a else None,
-                           stop_loss=to_paise(a["sl"]) if "sl" in a else None)
+                           stop_loss=to_paise(a["sl"]) if "sl" in a else None,
+                           **({"order_type": OrderType.LIMIT, "limit_price": to_paise(a["limit"])}
+                              if "limit" in a else {}))
                 for a in self.params.script if a["at"] == i] or None
 
 
@@ -178,6 +181,48 @@ async def test_pipeline_replay_of_bracket_orders_equals_backtest(tmp_path: Path)
     assert backtest.summary["realized_pnl"] == "-20.00"  # -60 - 60 + 100
     assert backtest.summary["fills"] == 6
     assert run.live_fills == sorted(backtest.fills, key=lambda f: f.fill_id)
+
+
+EXITS_YAML = """\
+id: {id}
+strategy: "{module}:Scripted"
+instruments: [{token}]
+params: {{script: [{{at: 5, side: BUY, qty: 10, product: {product}, {entry}}},
+                   {{at: 8, side: SELL, qty: {exit}, product: {product}}}]}}
+"""
+
+
+async def test_pipeline_replay_of_exits_of_brackets_and_resting_entries_equals_backtest(
+        tmp_path: Path) -> None:
+    # A partial exit cuts the bracket's legs to what is left (the stop sells 6, not 10), a
+    # CNC exit of a bracketed position passes and takes the legs with it, and an exit
+    # smaller than a resting entry places the entry again smaller: on the pipeline (paced,
+    # so that the runner knows its entry rests before it exits) as in the backtest.
+    day = date(2026, 12, 1)
+    t10 = ist_ns(day, time(10, 0))
+    path = tmp_path / "exits.csv"
+    path.write_text("timestamp,instrument_token,last_price\n" + "".join(
+        f"{t10 + k * NS},{token},{'1700.00' if k < 20 else '1685.00'}\n"
+        for k in range(40) for token in (341249, 408065, 738561)))
+    strategies = tmp_path / "strategies"
+    strategies.mkdir()
+    bracket = 'tp: "1720", sl: "1690"'
+    for sid, token, product, entry, qty in (
+            ("part", 341249, "MIS", bracket, 4), ("cnc", 738561, "CNC", bracket, 10),
+            ("trim", 408065, "MIS", 'limit: "1690"', 4)):
+        (strategies / f"{sid}.yaml").write_text(EXITS_YAML.format(
+            id=sid, module=__name__, token=token, product=product, entry=entry, exit=qty))
+    run = await both(tmp_path, path, strategies, speed=20)
+    backtest = run.backtest
+    assert {k: run.live[k] for k in FIGURES} == {k: backtest.summary[k] for k in FIGURES}
+    assert run.live_fills == sorted(backtest.fills, key=lambda f: f.fill_id)
+    got = sorted((f.strategy_id, f.side, f.quantity, f.price, f.origin) for f in backtest.fills)
+    assert got == sorted([
+        ("part", Side.BUY, 10, 1700_00, "signal"), ("part", Side.SELL, 4, 1700_00, "signal"),
+        ("part", Side.SELL, 6, 1685_00, "bracket"),
+        ("cnc", Side.BUY, 10, 1700_00, "signal"), ("cnc", Side.SELL, 10, 1700_00, "signal"),
+        ("trim", Side.BUY, 6, 1690_00, "signal")])
+    assert backtest.summary["rejections"] == {}
 
 
 async def test_pipeline_replay_of_partial_fills_by_volume_equals_backtest(

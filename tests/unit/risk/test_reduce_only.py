@@ -364,11 +364,57 @@ def test_an_exit_cancels_an_entry_larger_than_its_unfilled_part_and_sells_less()
                                          ts=T0 + 1)) or []
     assert (exit_.quantity, exit_.target) == (2, 2)
     assert [o.order_id for _, o in runner.take_cancels()] == [oid]
-    # one that the exit cannot take in full goes as asked: keep 5 of 10 where 6 rest
-    runner, _ = entry_resting(4, keep=5)
-    (exit_,) = runner.process(MarketTick(instrument_token=TOKEN, last_price=101_00,
+
+
+
+def test_an_exit_smaller_than_a_resting_entry_places_the_entry_again_smaller() -> None:
+    # Keeping 5 of 10 where 4 filled and 6 rest: no whole order fits the 1 the exit would
+    # sell past the 4 filled. It went as asked, sold 5, and was refused REDUCE_ONLY (4 held
+    # for certain): the strategy could not trim its entry. The entry of 6 is cancelled and
+    # placed again for 5, and the 4 filled are sold.
+    from alpha_panda.domain.events import OrderCancelled, OrderSubmitted, derive_id
+
+    runner, oid = entry_resting(4, keep=5)
+    exit_, again = runner.process(MarketTick(instrument_token=TOKEN, last_price=101_00,
+                                             ts=T0 + 1)) or []
+    assert (exit_.side, exit_.quantity, exit_.reduce_only) == (Side.SELL, 4, True)
+    assert (again.side, again.quantity, again.order_type, again.limit_price,
+            again.product, again.reduce_only) == (
+        Side.BUY, 5, OrderType.LIMIT, 99_00, Product.MIS, False)
+    assert [o.order_id for _, o in runner.take_cancels()] == [oid]
+    assert runner.position("s1", TOKEN) == 5
+    # the cancel lands, the new entry rests: 5 meant, none held
+    runner.on_order_cancelled_event(OrderCancelled(
+        order_id=oid, strategy_id="s1", instrument_token=TOKEN, side=Side.BUY,
+        filled_quantity=4, leaves_quantity=6, reason="strategy", ts=T0 + 1))
+    runner.on_order_submitted(OrderSubmitted(
+        order_id=derive_id("r", "order"), signal_id="r", strategy_id="s1",
+        instrument_token=TOKEN, side=Side.BUY, quantity=5, order_type=OrderType.LIMIT,
+        limit_price=99_00, product=Product.MIS, ts=T0 + 1))
+    assert runner.position("s1", TOKEN) == 5
+    # refused instead, it is not meant any more
+    runner, oid = entry_resting(4, keep=5)
+    _, again = runner.process(MarketTick(instrument_token=TOKEN, last_price=101_00,
                                          ts=T0 + 1)) or []
-    assert exit_.quantity == 5 and runner.take_cancels() == []
+    runner.on_signal_rejected(again)
+    assert runner.position("s1", TOKEN) == 0
+
+
+def test_a_partial_exit_of_an_unfilled_entry_trims_it() -> None:
+    # Nothing of the limit buy of 10 filled, and the strategy keeps 6: the sell of 4 was
+    # refused REDUCE_ONLY and the 10 then filled, long 10 where it meant 6.
+    from alpha_panda.backtest.engine import run_backtest
+
+    ticks = day_of([100_00, 100_50, 100_00, 99_00, 98_50, 99_50])
+    config = config_from_mapping({"id": "s1", "strategy": f"{__name__}:LimitEntryThenExit",
+                                  "instruments": [TOKEN], "product": "MIS", "exit_at": None,
+                                  "params": {"keep": 6}, "execution": {"costs": False}})
+    result = run_backtest(config, ticks)
+    assert result.summary["rejections"] == {}
+    assert [(f.side, f.quantity, f.price, f.origin) for f in result.fills] == [
+        (Side.BUY, 6, 99_00, "signal"), (Side.SELL, 6, 99_50, "squareoff")]
+    assert result.summary["orders_cancelled"] == 1
+    assert result.summary["signals"] == 2  # the entry, and the entry again for 6 (no sell)
 
 
 def test_an_entry_the_strategy_cancelled_already_is_not_sold_while_its_cancel_lands() -> None:
