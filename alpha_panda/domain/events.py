@@ -250,7 +250,8 @@ class OrderCancelled(Payload, frozen=True, kw_only=True, gc=False):
     """``reason``: ``user`` (the trader's cancel), ``strategy`` (its strategy's, ``ctx.cancel``),
     ``kill_switch``, ``strategy_halted``, ``ioc``, ``expired``, ``squareoff``, ``oco`` (other
     bracket leg filled), ``exit`` (a bracket leg the strategy's exit took the position below:
-    cut to what is held, placed again for the rest), ``broker``."""
+    cut to what is held, placed again for the rest), ``reduce_only`` (the strategy's exit, once
+    a bracket leg closed what it was to sell), ``broker``."""
 
     EVENT_TYPE: ClassVar[str] = "order_cancelled"
     order_id: str

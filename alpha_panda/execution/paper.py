@@ -689,6 +689,8 @@ class PaperExchange(MisSquareOff):
         elif order.origin == "signal" and (
                 abs(now) < abs(was) or (now and (now > 0) != (was > 0))):
             self._fit_legs(key3, ts, out)  # the strategy took it down: the legs follow
+        elif order.origin == "bracket":
+            self._fit_exits(key3, ts, out)  # and its exits follow the legs
 
     def _squareoff_fee(self, order: Order, qty: int, ts: int, charges: Charges) -> Charges:
         """Zerodha's fee for squaring off the position ``order`` takes down (of its strategy
@@ -810,6 +812,28 @@ class PaperExchange(MisSquareOff):
                 self._cancel(leg, "exit", ts, out)
             if cut < leaves:
                 self._place_legs(legs, leaves - cut, ts, out)
+
+    def _fit_exits(self, key: tuple[str, int, Product], ts: int, out: list[Payload]) -> None:
+        """A bracket's leg filled at ``ts`` and took the position ``key`` down: the
+        strategy's own exits still open there (``reduce_only``: a resting limit exit, a
+        market one on its way) that would now sell more than is held are cancelled, newest
+        first (reason ``reduce_only``), as the legs are cut when an exit fills: else the
+        stop closed the position and the exit then sold it again, short (delivery too)."""
+        sid, token, product = key
+        held = self._held.get(key, 0)
+        exits = [o for o in reversed(self._open.get(token, ())) if o.reduce_only
+                 and o.origin == "signal" and o.strategy_id == sid and o.product is product
+                 and o.status.is_open]
+        if not exits:
+            return
+        room = {Side.SELL: max(held, 0), _BUY: max(-held, 0)}
+        total = {Side.SELL: 0, _BUY: 0}
+        for o in exits:
+            total[o.side] += o.leaves
+        for o in exits:
+            if total[o.side] > room[o.side]:
+                total[o.side] -= o.leaves
+                self._cancel(o, "reduce_only", ts, out)
 
     def _place_legs(self, legs: list[Order], qty: int, ts: int, out: list[Payload]) -> None:
         """A bracket's pair of exits ``legs`` (just cancelled) again, for ``qty``, from ``ts``."""

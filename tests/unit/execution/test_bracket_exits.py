@@ -18,7 +18,7 @@ from alpha_panda.domain.events import (
     Signal,
     derive_id,
 )
-from alpha_panda.domain.values import Product, Side
+from alpha_panda.domain.values import OrderType, Product, Side
 from alpha_panda.execution.paper import ExecutionConfig, PaperExchange
 from alpha_panda.marketdata.files import TickColumns
 from alpha_panda.risk import RiskConfig, RiskLimits
@@ -33,6 +33,7 @@ S = 10**9
 
 class ExitParams(StrategyParams):
     exits: tuple[int, ...] = (0,)
+    limit: int | None = None  # the exits' limit price (paise), else at market
 
 
 class BracketThenExits(Strategy):
@@ -52,7 +53,10 @@ class BracketThenExits(Strategy):
                             take_profit=tick.last_price + 500)]
         k = self.n - 3
         if 0 <= k < len(self.params.exits) and ctx.position():
-            return [ctx.sell(self.params.exits[k] or ctx.position())]
+            qty = self.params.exits[k] or ctx.position()
+            if self.params.limit is not None:
+                return [ctx.sell(qty, order_type=OrderType.LIMIT, limit_price=self.params.limit)]
+            return [ctx.sell(qty)]
         return None
 
 
@@ -77,7 +81,7 @@ def backtest(product: str, exits: tuple[int, ...], risk: RiskConfig | None = Non
     config = config_from_mapping({
         "id": "s1", "strategy": f"{__name__}:BracketThenExits", "instruments": [TOKEN],
         "product": product, "exit_at": None, "params": {"exits": list(exits)},
-        "execution": {"costs": False}, **extra})
+        "execution": {"costs": False}, **extra})  # (``params`` in ``extra`` replaces them)
     result = run_backtest(config, day_of(prices), risk=risk)
     return ([(f.side, f.quantity, f.price, f.origin) for f in result.fills], result.summary)
 
@@ -181,3 +185,15 @@ def test_exit_at_keeps_the_stop_and_target_until_its_close_fills() -> None:
     assert [(f.side, f.quantity, f.price, f.origin) for f in result.fills] == [
         (Side.BUY, 10, 100_00, "signal"), (Side.SELL, 10, 100_50, "signal")]
     assert result.summary["orders_cancelled"] == 2 and result.summary["open_positions"] == 0
+
+
+def test_a_resting_exit_goes_when_the_stop_closes_the_position_first() -> None:
+    # A limit sell of all 10 rested above the market; the stop sold the 10 on the fall, and
+    # the limit then sold 10 more on the bounce: short 10 (in CNC, delivery sold short).
+    bounce = [100_00, 101_00, 100_50, 99_00, 97_00, 96_00, 104_50, 95_00]
+    for product in ("MIS", "CNC"):
+        fills, summary = backtest(product, (0,), prices=bounce,
+                                  params={"exits": [0], "limit": 104_00})
+        assert fills == [(Side.BUY, 10, 100_00, "signal"), (Side.SELL, 10, 97_00, "bracket")]
+        assert summary["open_positions"] == 0 and summary["rejections"] == {}
+        assert summary["orders_cancelled"] == 2  # the target (oco) and the exit
