@@ -197,3 +197,30 @@ def test_a_resting_exit_goes_when_the_stop_closes_the_position_first() -> None:
         assert fills == [(Side.BUY, 10, 100_00, "signal"), (Side.SELL, 10, 97_00, "bracket")]
         assert summary["open_positions"] == 0 and summary["rejections"] == {}
         assert summary["orders_cancelled"] == 2  # the target (oco) and the exit
+
+
+def test_an_entry_filled_in_parts_has_its_newest_pairs_cut_first() -> None:
+    # Two fills of a bracket entry, 4 then 6, each with its own stop and target; selling 5
+    # leaves 5: the newer pair is cut to 1, the older one keeps its 4.
+    from decimal import Decimal
+
+    x = PaperExchange(ExecutionConfig(costs=False, volume_participation=Decimal("0.5")), seed=7)
+    entry = Signal(strategy_id="s1", instrument_token=TOKEN, side=Side.BUY, quantity=10,
+                   product=Product.MIS, price_hint=100_00, take_profit=105_00,
+                   stop_loss=98_00)
+    x.submit("e", entry, T0)
+    x.on_tick(MarketTick(instrument_token=TOKEN, last_price=100_00, ts=T0 + S, volume=8,
+                         last_quantity=8))
+    x.on_tick(MarketTick(instrument_token=TOKEN, last_price=100_00, ts=T0 + 2 * S, volume=20,
+                         last_quantity=12))
+    assert sorted(o.quantity for o in x.open_orders()) == [4, 4, 6, 6]
+    exit_ = Signal(strategy_id="s1", instrument_token=TOKEN, side=Side.SELL, quantity=5,
+                   product=Product.MIS, price_hint=100_00, reduce_only=True)
+    x.submit("x", exit_, T0 + 3 * S)
+    x.on_tick(MarketTick(instrument_token=TOKEN, last_price=100_00, ts=T0 + 4 * S, volume=30,
+                         last_quantity=10))
+    assert sorted(o.quantity for o in x.open_orders()) == [1, 1, 4, 4]
+    # the stop then sells the 5 held, in its two pairs
+    out = x.on_tick(MarketTick(instrument_token=TOKEN, last_price=97_00, ts=T0 + 5 * S))
+    assert sorted(e.quantity for e in out if isinstance(e, OrderFilled)) == [1, 4]
+    assert x.open_orders() == []
