@@ -118,7 +118,7 @@ class ScriptParams(StrategyParams):
 class Scripted(Strategy):
     """Sends the market orders of its script (product default CNC, with a bracket's ``tp``
     and ``sl`` when given; a limit order at ``limit``), each at its instrument's ``at``-th
-    tick."""
+    tick (of instrument ``token`` only, when given)."""
 
     Params = ScriptParams
     params: ScriptParams
@@ -133,7 +133,9 @@ class Scripted(Strategy):
                            stop_loss=to_paise(a["sl"]) if "sl" in a else None,
                            **({"order_type": OrderType.LIMIT, "limit_price": to_paise(a["limit"])}
                               if "limit" in a else {}))
-                for a in self.params.script if a["at"] == i] or None
+                for a in self.params.script
+                if a["at"] == i and a.get("token", self.instrument_token) == self.instrument_token
+                ] or None
 
 
 BRACKET_YAML = """\
@@ -212,6 +214,14 @@ async def test_pipeline_replay_of_exits_of_brackets_and_resting_entries_equals_b
             ("trim", 408065, "MIS", 'limit: "1690"', 4)):
         (strategies / f"{sid}.yaml").write_text(EXITS_YAML.format(
             id=sid, module=__name__, token=token, product=product, entry=entry, exit=qty))
+    # and an exit the risk manager refuses (a limit buy of another instrument rests: one open
+    # order already) leaves the stop protecting the position
+    (strategies / "refused.yaml").write_text(
+        f'id: refused\nstrategy: "{__name__}:Scripted"\ninstruments: [341249, 408065]\n'
+        "risk: {max_open_orders: 1}\n"
+        "params: {script: [{at: 5, token: 341249, side: BUY, qty: 10, product: MIS, "
+        'tp: "1720", sl: "1690"}, {at: 6, token: 408065, side: BUY, qty: 1, product: MIS, '
+        'limit: "1600"}, {at: 8, token: 341249, side: SELL, qty: 10, product: MIS}]}\n')
     run = await both(tmp_path, path, strategies, speed=20)
     backtest = run.backtest
     assert {k: run.live[k] for k in FIGURES} == {k: backtest.summary[k] for k in FIGURES}
@@ -221,8 +231,10 @@ async def test_pipeline_replay_of_exits_of_brackets_and_resting_entries_equals_b
         ("part", Side.BUY, 10, 1700_00, "signal"), ("part", Side.SELL, 4, 1700_00, "signal"),
         ("part", Side.SELL, 6, 1685_00, "bracket"),
         ("cnc", Side.BUY, 10, 1700_00, "signal"), ("cnc", Side.SELL, 10, 1700_00, "signal"),
-        ("trim", Side.BUY, 6, 1690_00, "signal")])
-    assert backtest.summary["rejections"] == {}
+        ("trim", Side.BUY, 6, 1690_00, "signal"),
+        ("refused", Side.BUY, 10, 1700_00, "signal"),
+        ("refused", Side.SELL, 10, 1685_00, "bracket")])
+    assert backtest.summary["rejections"] == {"MAX_OPEN_ORDERS": 1}
 
 
 async def test_pipeline_replay_of_partial_fills_by_volume_equals_backtest(
