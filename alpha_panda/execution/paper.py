@@ -85,6 +85,12 @@ _MIS = Product.MIS
 _CNC = Product.CNC
 # cancellations a control event causes (the rest a rebuild's matching makes again)
 _BY_CONTROL = frozenset({"user", "strategy", "kill_switch", "strategy_halted"})
+# and those another order's processing makes (a rebuild processes that order later than the
+# ticks after it): a leg cut by an exit (held from then until the exit cuts it again in the
+# rebuild, ``_fit_legs``), an exit a leg's fill left nothing to sell (``_fit_exits``)
+_BY_ORDER = frozenset({"exit", "reduce_only"})
+_RECENT_KEPT = 256  # fills kept per position for ``_held_at``, then those of the last
+_RECENT_NS = 2 * 86_400 * 1_000_000_000  # two days
 _DAY = Validity.DAY
 _IOC = Validity.IOC
 _BUY = Side.BUY
@@ -123,8 +129,11 @@ class PaperExchange(MisSquareOff):
         # squared off after that day's cut-off, whatever the order fills and ticks come in.
         self._mis: dict[tuple[str, int, date], int] = {}
         # Net filled quantity per (strategy, instrument, product): what a bracket's exits
-        # may sell at most (``_fit_legs``).
+        # may sell at most (``_fit_legs``); and its recent fills (event time, signed
+        # quantity), to take it as of a fill's time when fills later than that came first
+        # (a lagging engine, a rebuild: ``_held_at``).
         self._held: dict[tuple[str, int, Product], int] = {}
+        self._recent: dict[tuple[str, int, Product], list[tuple[int, int]]] = {}
         self._squaring: dict[str, date] = {}  # square-off order id -> the day it squares
         # (strategy, instrument, day) -> (net square-off quantity, the fee charged for it)
         self._squareoff_fees: dict[tuple[str, int, date], tuple[int, int]] = {}
@@ -324,9 +333,7 @@ class PaperExchange(MisSquareOff):
             self._holdings.filled(order, qty, now_ns)
         self._retire(order_id)
         key = (order.strategy_id, token, product)
-        held = self._held
-        was = held.get(key, 0)
-        held[key] = now = was + (qty if side is _BUY else -qty)
+        was, now = self._book_held(key, now_ns, qty if side is _BUY else -qty)
         if order.origin == "signal" and (
                 abs(now) < abs(was) or (now and (now > 0) != (was > 0))):
             out: list[Payload] = [submitted, filled]
@@ -405,7 +412,8 @@ class PaperExchange(MisSquareOff):
         cancels: dict[str, tuple[int, str]] = {}
         fills: dict[str, int] = {}
         for e in events:
-            if isinstance(e, OrderCancelled) and e.reason in _BY_CONTROL:
+            if isinstance(e, OrderCancelled) and (e.reason in _BY_CONTROL
+                                                  or e.reason in _BY_ORDER):
                 cancels[e.order_id] = (e.ts, e.reason)
             elif isinstance(e, OrderFilled):
                 fills[e.order_id] = max(fills.get(e.order_id, -1), e.ts)
@@ -528,6 +536,8 @@ class PaperExchange(MisSquareOff):
         ts = tick.ts
         if not self._eligible(order, ts) or ts < order.last_ts:
             return
+        if order.killed_ns is not None and ts > order.killed_ns and order.killed_by == "exit":
+            return  # a leg an exit cut then (a rebuild's record): it waits for that exit
         order.last_ts = ts
         cfg = self.config
         if order.cutoff_ns is not None and ts >= order.cutoff_ns:
@@ -667,8 +677,7 @@ class PaperExchange(MisSquareOff):
             )
         )
         key3 = (order.strategy_id, order.instrument_token, order.product)
-        was = self._held.get(key3, 0)
-        self._held[key3] = now = was + (qty if order.side is _BUY else -qty)
+        was, now = self._book_held(key3, ts, qty if order.side is _BUY else -qty)
         if order.product is _CNC:
             self._holdings.filled(order, qty, ts)
         elif order.product is _MIS:
@@ -777,6 +786,31 @@ class PaperExchange(MisSquareOff):
         if legs:
             self._rest(legs, out)
 
+    def _book_held(self, key: tuple[str, int, Product], ts: int, signed: int
+                   ) -> tuple[int, int]:
+        """A fill of ``signed`` at ``ts`` in ``key``: what was held before it and after it,
+        as of ``ts`` (``_held_at``)."""
+        held = self._held
+        total = held.get(key, 0) + signed
+        held[key] = total
+        recent = self._recent.get(key)
+        if recent is None:
+            recent = self._recent[key] = []
+        recent.append((ts, signed))
+        if len(recent) > _RECENT_KEPT:  # (a fill is read late by a day at most)
+            horizon = max(t for t, _ in recent) - _RECENT_NS
+            recent[:] = [f for f in recent if f[0] >= horizon]
+        now = self._held_at(key, ts)
+        return now - signed, now
+
+    def _held_at(self, key: tuple[str, int, Product], ts: int) -> int:
+        """What ``key`` held as of event time ``ts``: its fills at or before it."""
+        held = self._held.get(key, 0)
+        for t, q in self._recent.get(key, ()):
+            if t > ts:
+                held -= q
+        return held
+
     def _fit_legs(self, key: tuple[str, int, Product], ts: int, out: list[Payload]) -> None:
         """A fill at ``ts`` of the strategy's own order (its exit) took the position ``key``
         down: its brackets' stop-loss and target there are cut to what is left held
@@ -784,7 +818,7 @@ class PaperExchange(MisSquareOff):
         a pair cut in part is cancelled and placed again for the rest, at the same prices.
         A full exit leaves none; an exit the risk manager or the venue refused cut none."""
         sid, token, product = key
-        held = self._held.get(key, 0)
+        held = self._held_at(key, ts)
         pairs: dict[str, list[Order]] = {}
         for o in reversed(self._open.get(token, ())):  # newest first
             if o.origin == "bracket" and o.strategy_id == sid and o.product is product \
@@ -812,6 +846,11 @@ class PaperExchange(MisSquareOff):
                 self._cancel(leg, "exit", ts, out)
             if cut < leaves:
                 self._place_legs(legs, leaves - cut, ts, out)
+        for legs in pairs.values():  # (a rebuild: what the record cut here goes, whatever)
+            for leg in legs:
+                if leg.status.is_open and leg.killed_by == "exit" and leg.killed_ns is not None \
+                        and leg.killed_ns <= ts:
+                    self._cancel(leg, "exit", ts, out)
 
     def _fit_exits(self, key: tuple[str, int, Product], ts: int, out: list[Payload]) -> None:
         """A bracket's leg filled at ``ts`` and took the position ``key`` down: the
@@ -820,7 +859,7 @@ class PaperExchange(MisSquareOff):
         first (reason ``reduce_only``), as the legs are cut when an exit fills: else the
         stop closed the position and the exit then sold it again, short (delivery too)."""
         sid, token, product = key
-        held = self._held.get(key, 0)
+        held = self._held_at(key, ts)
         exits = [o for o in reversed(self._open.get(token, ())) if o.reduce_only
                  and o.origin == "signal" and o.strategy_id == sid and o.product is product
                  and o.status.is_open]
@@ -850,8 +889,8 @@ class PaperExchange(MisSquareOff):
             new[0].sibling_order_id, new[1].sibling_order_id = new[1].order_id, new[0].order_id
         for leg, old in zip(new, legs, strict=True):
             self._register(leg)
-            if old.killed_ns is not None and (leg.killed_ns is None
-                                              or old.killed_ns < leg.killed_ns):
+            if old.killed_ns is not None and old.killed_by != "exit" and (
+                    leg.killed_ns is None or old.killed_ns < leg.killed_ns):
                 leg.killed_ns, leg.killed_by = old.killed_ns, old.killed_by
             out.append(self._submitted(leg, ts))
         self._rest(new, out)

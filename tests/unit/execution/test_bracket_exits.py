@@ -224,3 +224,62 @@ def test_an_entry_filled_in_parts_has_its_newest_pairs_cut_first() -> None:
     out = x.on_tick(MarketTick(instrument_token=TOKEN, last_price=97_00, ts=T0 + 5 * S))
     assert sorted(e.quantity for e in out if isinstance(e, OrderFilled)) == [1, 4]
     assert x.open_orders() == []
+
+
+def _rebuild_matches_live(product: Product, exit_qty: int, prices: list[int],
+                          limit: int | None = None) -> list[tuple[str, Side, int, int, str]]:
+    """The exchange in time (live), then rebuilt from the log as the paper engine does after
+    a restart (every tick first, then the signals, knowing what it recorded): the same
+    fills, cancels and open orders. The live fills."""
+    from alpha_panda.domain.events import Payload
+    from alpha_panda.domain.values import OrderType
+
+    ticks = [MarketTick(instrument_token=TOKEN, last_price=p, ts=T0 + k * S)
+             for k, p in enumerate(prices)]
+    entry = Signal(strategy_id="s1", instrument_token=TOKEN, side=Side.BUY, quantity=10,
+                   product=product, price_hint=prices[0], take_profit=105_00, stop_loss=98_00)
+    exit_ = Signal(strategy_id="s1", instrument_token=TOKEN, side=Side.SELL, quantity=exit_qty,
+                   product=product, price_hint=prices[2], reduce_only=True,
+                   **({} if limit is None else {"order_type": OrderType.LIMIT,
+                                               "limit_price": limit}))
+    signals = [("e", entry, ticks[0].ts), ("x", exit_, ticks[2].ts)]
+    live = PaperExchange(ExecutionConfig(costs=False), seed=7)
+    out: list[Payload] = []
+    for t in ticks:
+        out += live.on_tick(t)
+        out += [e for sid, sig, ts in signals if ts == t.ts for e in live.submit(sid, sig, ts)]
+    rebuilt = PaperExchange(ExecutionConfig(costs=False), seed=7)
+    rebuilt.recorded(out)
+    again = [e for t in ticks for e in rebuilt.on_tick(t)]
+    for sid, sig, ts in signals:
+        again += rebuilt.submit(sid, sig, ts)
+    rebuilt.recorded(())
+
+    def seen(events: list[Payload]) -> list[tuple[object, ...]]:
+        return sorted((type(e).__name__, e.order_id, getattr(e, "quantity", 0),
+                       getattr(e, "reason", ""), e.ts)
+                      for e in events if isinstance(e, OrderFilled | OrderCancelled))
+
+    assert seen(again) == seen(out)
+    assert [(o.order_id, o.leaves) for o in rebuilt.open_orders()] == [
+        (o.order_id, o.leaves) for o in live.open_orders()]
+    return [(e.order_id, e.side, e.quantity, e.price, e.origin)
+            for e in out if isinstance(e, OrderFilled)]
+
+
+def test_a_rebuild_after_a_restart_cuts_the_legs_as_the_live_engine_did() -> None:
+    # A rebuild replays every tick before the signals: the legs, placed by the entry, met
+    # the fall before the exit that had cut them live was processed, and the stop sold all
+    # 10 again in the rebuilt book (a short the square-off would then have bought back).
+    fall = [100_00, 101_00, 100_50, 99_00, 97_00, 96_00]
+    for product in (Product.MIS, Product.CNC):
+        fills = _rebuild_matches_live(product, 4, fall)
+        assert [(side, q, px, origin) for _, side, q, px, origin in fills] == [
+            (Side.BUY, 10, 100_00, "signal"), (Side.SELL, 4, 100_50, "signal"),
+            (Side.SELL, 6, 97_00, "bracket")]
+        fills = _rebuild_matches_live(product, 10, fall)
+        assert len(fills) == 2
+    # a resting exit the stop left nothing to sell: cancelled live, not filled in the rebuild
+    fills = _rebuild_matches_live(Product.MIS, 10, fall + [104_50], limit=104_00)
+    assert [(side, q, origin) for _, side, q, _, origin in fills] == [
+        (Side.BUY, 10, "signal"), (Side.SELL, 10, "bracket")]
