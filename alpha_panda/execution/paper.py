@@ -134,6 +134,8 @@ class PaperExchange(MisSquareOff):
         # (a lagging engine, a rebuild: ``_held_at``).
         self._held: dict[tuple[str, int, Product], int] = {}
         self._recent: dict[tuple[str, int, Product], list[tuple[int, int]]] = {}
+        self._recent_ts: dict[tuple[str, int, Product], int] = {}  # the latest of them
+        self._recent_cap: dict[tuple[str, int, Product], int] = {}  # pruned past this many
         self._squaring: dict[str, date] = {}  # square-off order id -> the day it squares
         # (strategy, instrument, day) -> (net square-off quantity, the fee charged for it)
         self._squareoff_fees: dict[tuple[str, int, date], tuple[int, int]] = {}
@@ -796,16 +798,25 @@ class PaperExchange(MisSquareOff):
         recent = self._recent.get(key)
         if recent is None:
             recent = self._recent[key] = []
+        latest = self._recent_ts.get(key, ts)
         recent.append((ts, signed))
-        if len(recent) > _RECENT_KEPT:  # (a fill is read late by a day at most)
-            horizon = max(t for t, _ in recent) - _RECENT_NS
+        if ts >= latest:  # in time order (the usual case): all of it is as of ``ts``
+            self._recent_ts[key] = latest = ts
+            now = total
+        else:
+            now = self._held_at(key, ts)
+        if len(recent) > self._recent_cap.get(key, _RECENT_KEPT):
+            horizon = latest - _RECENT_NS  # (a fill is read late by a day at most)
             recent[:] = [f for f in recent if f[0] >= horizon]
-        now = self._held_at(key, ts)
+            # what is left waits until it has doubled (not rescanned at every fill)
+            self._recent_cap[key] = max(_RECENT_KEPT, 2 * len(recent))
         return now - signed, now
 
     def _held_at(self, key: tuple[str, int, Product], ts: int) -> int:
         """What ``key`` held as of event time ``ts``: its fills at or before it."""
         held = self._held.get(key, 0)
+        if ts >= self._recent_ts.get(key, ts):
+            return held  # (no fill after it)
         for t, q in self._recent.get(key, ()):
             if t > ts:
                 held -= q
@@ -818,7 +829,6 @@ class PaperExchange(MisSquareOff):
         a pair cut in part is cancelled and placed again for the rest, at the same prices.
         A full exit leaves none; an exit the risk manager or the venue refused cut none."""
         sid, token, product = key
-        held = self._held_at(key, ts)
         pairs: dict[str, list[Order]] = {}
         for o in reversed(self._open.get(token, ())):  # newest first
             if o.origin == "bracket" and o.strategy_id == sid and o.product is product \
@@ -828,6 +838,7 @@ class PaperExchange(MisSquareOff):
                 pairs.setdefault(pair, []).append(o)
         if not pairs:
             return
+        held = self._held_at(key, ts)
         # what the legs of each side may sell: a sell closes a long, a buy a short
         room = {Side.SELL: max(held, 0), _BUY: max(-held, 0)}
         total = {Side.SELL: 0, _BUY: 0}
@@ -859,12 +870,12 @@ class PaperExchange(MisSquareOff):
         first (reason ``reduce_only``), as the legs are cut when an exit fills: else the
         stop closed the position and the exit then sold it again, short (delivery too)."""
         sid, token, product = key
-        held = self._held_at(key, ts)
         exits = [o for o in reversed(self._open.get(token, ())) if o.reduce_only
                  and o.origin == "signal" and o.strategy_id == sid and o.product is product
                  and o.status.is_open]
         if not exits:
             return
+        held = self._held_at(key, ts)
         room = {Side.SELL: max(held, 0), _BUY: max(-held, 0)}
         total = {Side.SELL: 0, _BUY: 0}
         for o in exits:
