@@ -32,7 +32,7 @@ import contextlib
 import dataclasses
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import time as clock_time
 from typing import Any
 
@@ -163,6 +163,9 @@ class ZerodhaEngine:
         self._flatten_asked: dict[str | None, int] = {}
         # each strategy's latest halt or return to service: (halted, set at), as _switch
         self._halts: dict[str, tuple[bool, int]] = {}
+        # reads every switch on the control topic again (set by the processor): an old
+        # switch stands only if no record after it says otherwise, read or not yet
+        self.read_switches: Callable[[], Awaitable[None]] | None = None
 
     def note_flatten(self, data: KillSwitchSet | StrategyHalted, asked_at: int) -> None:
         """A kill switch or halt with ``flatten`` asked at ``asked_at`` (ns, wall clock)."""
@@ -193,16 +196,27 @@ class ZerodhaEngine:
             self._switch = (active, set_at)
 
     def note_halt(self, data: StrategyHalted, set_at: int) -> None:
-        """A strategy halted (or back in service) at ``set_at`` (ns), as ``note_switch``."""
+        """A strategy halted (or back in service) at ``set_at`` (ns), as ``note_switch``. A
+        halt that lapses by itself (``until``: a daily-loss stop, over at the next day's
+        start with no record of its end) is not taken as standing: by now it may be over."""
         latest = self._halts.get(data.strategy_id)
         if latest is None or set_at >= latest[1]:
-            self._halts[data.strategy_id] = (data.active, set_at)
+            self._halts[data.strategy_id] = (data.active and data.until is None, set_at)
 
     def _standing(self, event: Envelope[Any], strategy_id: str | None) -> bool:
         """Whether ``event`` (a kill switch, or ``strategy_id``'s halt) is the latest known
         and still on: no later release or setting."""
         latest = self._switch if strategy_id is None else self._halts.get(strategy_id)
         return latest == (True, event.ts)
+
+    async def _still_standing(self, event: Envelope[Any], strategy_id: str | None) -> bool:
+        """``_standing``, with the control topic read to its end first (a release may wait
+        behind it there)."""
+        if not self._standing(event, strategy_id):
+            return False
+        if self.read_switches is not None:
+            await self.read_switches()
+        return self._standing(event, strategy_id)
 
     def _stopped(self, event: Envelope[SignalValidated]) -> bool:
         """A signal the kill switch stops here (``note_switch``); never one of its flatten
@@ -338,8 +352,8 @@ class ZerodhaEngine:
         the orders went on working at Kite under a standing kill switch) or its sweep
         began when it was not old: retried through a Kite outage, that sweep is still owed
         however long the outage lasted."""
-        if (self._clock() - event.ts > self._max_age_ns and event.id not in self._sweeps
-                and not self._standing(event, strategy_id)):
+        if self._clock() - event.ts > self._max_age_ns and event.id not in self._sweeps and (
+                not await self._still_standing(event, strategy_id)):
             log_.warning("zerodha.kill_switch_too_old", event_id=event.id, set_at=event.ts,
                          strategy_id=strategy_id)
             return
@@ -543,6 +557,7 @@ class ZerodhaTradingProcessor(StreamProcessor):
         self.kite = kite
         self.instruments = instruments
         self.engine = engine
+        engine.read_switches = self._read_switches
         self.sync = sync
         self.report: ReconcileReport | None = None
         self.funds: tuple[FundsReported, int] | None = None  # the latest on the log, and when

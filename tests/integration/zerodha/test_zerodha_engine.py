@@ -320,8 +320,8 @@ async def test_start_up_waits_for_kite_before_trading(
     assert trading.report is not None and trading.report.corrections == 0
 
 
-def _kill_switch(ts: int | None = None) -> Emit:
-    env = new_envelope(KillSwitchSet(active=True, flatten=True, requested_by="test"),
+def _kill_switch(ts: int | None = None, active: bool = True) -> Emit:
+    env = new_envelope(KillSwitchSet(active=active, flatten=active, requested_by="test"),
                        id=derive_id("control:zerodha", "kill_switch", ts or 0),
                        ts=ts or time.time_ns(), source="kill-switch", key="kill_switch",
                        broker="zerodha")
@@ -341,8 +341,9 @@ async def test_the_kill_switch_cancels_our_open_orders_at_kite(
     trading = build_zerodha_engine(settings, log, FAST)
     stop, task = await _run(trading)
     await wait_for(lambda: _has(log, "submitted", 2))
-    old = time.time_ns() - 3600 * 10**9  # an hour old: a new group reading the topic afresh
-    await append(log, _kill_switch(old))
+    # an hour old and released since: a new group reading the topic afresh
+    old = time.time_ns() - 3600 * 10**9
+    await append(log, _kill_switch(old), _kill_switch(old + 1, active=False))
     await asyncio.sleep(0.5)
     assert trading.engine.cancelled == 0 and {o["status"] for o in fake.orders.values()} == {"OPEN"}
     await append(log, _kill_switch())

@@ -168,3 +168,21 @@ async def test_a_kill_switch_released_since_is_not_acted_on_late(
     await _run_later(settings, log, 10, read_the_four)
     assert resting["status"] == "OPEN"
     assert await order_events(log, "cancelled") == []
+
+
+async def test_a_daily_loss_halt_read_late_is_not_taken_as_standing(
+        settings: ZerodhaSettings, session: KiteSession, fake: FakeKite, log: MemoryLog) -> None:
+    # a daily-loss stop of a strategy lapses by itself at the next day's start (`until`),
+    # with no record of its end: read at a restart, it must not sweep the day's orders
+    resting = await _resting_order_then_stopped(settings, log, fake)
+    now = time.time_ns()
+    stop = StrategyHalted(strategy_id="s1", requested_by="risk:daily_loss", flatten=True,
+                          until=now - 60 * 10**9)
+    await append(log, _control(stop, "halt-1", now - 3600 * 10**9))
+
+    async def read_it(engine: Any) -> bool:
+        return bool(engine.stats.processed >= 1)
+
+    await _run_later(settings, log, 10, read_it)
+    assert resting["status"] == "OPEN"
+    assert await order_events(log, "cancelled") == []
