@@ -274,7 +274,12 @@ class PortfolioHandler:
         curve = self.equity_curve
         if curve and ts < curve[-1][0]:
             ts = curve[-1][0]
-        curve.append((ts, snapshot_equity(snap, initial), snapshot_capital(snap, initial)))
+        capital = snapshot_capital(snap, initial)
+        if not curve and snap.fills == 1:
+            # the account's first fill: the curve starts from the capital it had before it,
+            # so that its change (the dashboard's "since") is the P&L, that fill's charges in
+            curve.append((ts, capital, capital))
+        curve.append((ts, snapshot_equity(snap, initial), capital))
 
     # ------------------------------------------------------------------ read model
     # Order events arrive on separate topics, so a fill or a cancellation may be processed

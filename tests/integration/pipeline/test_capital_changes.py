@@ -14,7 +14,7 @@ from alpha_panda.services.app import RunOptions, SystemRun
 from alpha_panda.services.logs import open_log
 from alpha_panda.services.summary import run_summary
 from alpha_panda.settings import ApiSettings, Settings, SimulatorSettings
-from alpha_panda.testing.pipeline import read_all, write_strategy
+from alpha_panda.testing.pipeline import read_all, run_replay, settings_for, write_strategy
 
 LAKH = 1_00_000_00  # paise
 TOKENS = [738561, 341249, 1270529, 408065]
@@ -90,3 +90,22 @@ async def test_a_strategy_added_then_removed_moves_capital_not_pnl(tmp_path: Pat
     assert paise(removed["max_drawdown"]) == drawdown([*pnl, net])
     assert removed["max_drawdown_pct"] < 0.1
     assert paise(removed["final_equity"]) - paise(removed["initial_equity"]) == net
+
+
+async def test_the_curve_starts_at_the_capital_so_its_change_is_the_net_pnl(
+        tmp_path: Path, tick_file) -> None:
+    # The dashboard's "since" figure is the curve's last point less its first. Started at the
+    # first fill's snapshot, the curve left out that fill's charges and first mark: a run
+    # down ₹4.83 showed "+₹6.83 since 09:15:00", in green.
+    path, cols = tick_file(3000, 2)
+    write_strategy(tmp_path / "strategies", tokens=sorted(set(cols.instrument_token.tolist())))
+    system = await run_replay(settings_for(tmp_path, path))
+    portfolio = system.pipeline.portfolios["paper"]  # type: ignore[union-attr]
+    curve = list(portfolio.equity_curve)
+    assert 2 < len(curve) < 2000 and portfolio.fills > 0  # the whole curve, from the start
+    ts, equity, capital = curve[0]
+    assert (equity, capital) == (10 * LAKH, 10 * LAKH)  # before the first fill
+    _, last, last_capital = curve[-1]
+    net = last - last_capital  # the net P&L as of the last point
+    assert net != 0 and last - equity == net
+    assert ts == min(t for t, _, _ in curve)

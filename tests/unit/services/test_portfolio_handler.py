@@ -127,10 +127,11 @@ def test_equity_curve_is_read_back_from_the_account_snapshots() -> None:
     late = new_envelope(account.data, id="late", ts=1, source="t", key="account", broker="paper")
     h2 = run(*snaps, env(old, 3), late)
     # one point per account snapshot, in log order, with the capital under it; a snapshot
-    # written before they carried equity counts by the accounts; a time never goes back
+    # written before they carried equity counts by the accounts; a time never goes back;
+    # the first fill's is preceded by the capital it started from
     cash = 1_000_000_00
-    assert list(h2.equity_curve) == [(2, account.data.equity, cash), (3, cash + 2_00, cash),
-                                     (3, account.data.equity, cash)]
+    assert list(h2.equity_curve) == [(2, cash, cash), (2, account.data.equity, cash),
+                                     (3, cash + 2_00, cash), (3, account.data.equity, cash)]
 
 
 def test_the_curve_keeps_the_capital_each_snapshot_was_made_with() -> None:
@@ -139,18 +140,20 @@ def test_the_curve_keeps_the_capital_each_snapshot_was_made_with() -> None:
     first = PnlSnapshot(broker="paper", strategy_id=None, realized=5_00, unrealized=-2_00,
                         charges=1_00, cash=0, gross_exposure=0, open_positions=0, fills=1,
                         equity=20_00_000_00 + 2_00)
-    second = msgspec.structs.replace(first, realized=1_00, equity=30_00_000_00 - 2_00)
+    second = msgspec.structs.replace(first, realized=1_00, fills=2, equity=30_00_000_00 - 2_00)
     h = PortfolioHandler("paper", PositionLedger(30_00_000_00), snapshot_interval_ns=10**9)
     for n, snap in enumerate((first, second), 1):
         h.handle(new_envelope(snap, id=f"p{n}", ts=n, source="t", key="account", broker="paper"),
                  Record("t", 0, 0, None, b""))
-    assert list(h.equity_curve) == [(1, 20_00_000_00 + 2_00, 20_00_000_00),
+    assert list(h.equity_curve) == [(1, 20_00_000_00, 20_00_000_00),
+                                    (1, 20_00_000_00 + 2_00, 20_00_000_00),
                                     (2, 30_00_000_00 - 2_00, 30_00_000_00)]
     # the read model: the points, and the capital of each beside them
     doc = msgspec.json.decode(portfolio_documents(h)[key("paper", "portfolio")],
                               type=PortfolioView)
-    assert doc.equity_curve == [(1, 20_00_000_00 + 2_00), (2, 30_00_000_00 - 2_00)]
-    assert doc.curve_capital == [20_00_000_00, 30_00_000_00]
+    assert doc.equity_curve == [(1, 20_00_000_00), (1, 20_00_000_00 + 2_00),
+                                (2, 30_00_000_00 - 2_00)]
+    assert doc.curve_capital == [20_00_000_00, 20_00_000_00, 30_00_000_00]
 
 
 def test_snapshot_equity_is_cash_plus_marked_positions_and_adds_up() -> None:
