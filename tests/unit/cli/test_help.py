@@ -87,3 +87,15 @@ def test_a_bad_setting_is_one_line_naming_the_variable_when_a_command_reads_it(
     charges = CliRunner().invoke(app, ["charges", "--segment", "equity_intraday", "--buy", "100",
                                        "--sell", "101", "--quantity", "10", "--json"])
     assert charges.exit_code == 0 and charges.stdout.startswith("{")
+
+
+def test_risk_limits_that_are_not_json_are_one_line_naming_the_variable(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The README's ALPHA_PANDA_RISK spans lines; a trailing comma made every command that
+    # reads settings (run, backtest, preflight) die with a 30-line pydantic traceback.
+    monkeypatch.setenv("ALPHA_PANDA_RISK", '{"global": {"max_order_qty": 500,}}')
+    result = CliRunner().invoke(app, ["topics", "list"])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [(
+        "error: bad setting: ALPHA_PANDA_RISK: not valid JSON: Expecting property name "
+        "enclosed in double quotes: line 1 column 34 (char 33)")]
