@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from alpha_panda.domain.errors import ConfigurationError
+from alpha_panda.domain.values import BROKERS
 from alpha_panda.risk import KITE_ACCOUNT_LIMITS, RiskConfig, RiskLimits
 from alpha_panda.settings import Settings
 from alpha_panda.strategy.config import StrategyConfig
@@ -33,8 +34,14 @@ def risk_config_for(settings: Settings, broker: str, configs: Sequence[StrategyC
                                  "expected 'global' and 'brokers'")
     global_limits = RiskLimits.from_mapping({**DEFAULT_GLOBAL, **raw.get("global", {})},
                                             source="risk.global")
+    by_broker = raw.get("brokers", {})
+    # a misspelt broker's limits would apply to no broker at all, silently
+    misspelt = sorted(set(by_broker) - {b.value for b in BROKERS})
+    if misspelt:
+        raise ConfigurationError(f"risk.brokers: unknown broker(s) {misspelt}; known: "
+                                 f"{sorted(b.value for b in BROKERS)}")
     brokers = {b: RiskLimits.from_mapping(v, source=f"risk.brokers.{b}")
-               for b, v in raw.get("brokers", {}).items()}
+               for b, v in by_broker.items()}
     if broker == "paper" and settings.paper.emulate_kite_limits:
         brokers["paper"] = KITE_ACCOUNT_LIMITS.merged(brokers.get("paper"))
     strategies = {c.id: RiskLimits.from_mapping(c.risk, source=f"{c.source or c.id}: risk")

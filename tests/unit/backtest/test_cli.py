@@ -335,3 +335,16 @@ def test_instruments_the_file_never_ticks_are_warned_about(files: tuple[Path, Pa
                     "params: {fast: 5, slow: 20, quantity: 3}\n")
     _, _, err = run("backtest", "--strategy", str(spec), "--data", str(data), "--json")
     assert "warning" not in err
+
+
+def test_risk_limits_for_a_broker_that_does_not_exist_are_refused(
+        files: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A misspelt broker's limits limited nothing, silently: with
+    # {"brokers": {"zerodah": {"max_order_qty": 1}}} an order of 5,000 shares went through
+    # and preflight said "limits valid".
+    strategy_file, data = files
+    monkeypatch.setenv("ALPHA_PANDA_RISK", '{"brokers": {"zerodah": {"max_order_qty": 1}}}')
+    code, out, err = run("backtest", "--strategy", str(strategy_file), "--data", str(data),
+                         "--json")
+    assert code == 2 and out == ""
+    assert "risk.brokers: unknown broker(s) ['zerodah']; known: ['paper', 'zerodha']" in err
