@@ -41,6 +41,10 @@ class Reason:
 
 
 _FLAGS: Final = frozenset({"daily_loss_flatten", "account_daily_loss_flatten"})
+ACCOUNT_ONLY: Final = frozenset({
+    "account_max_gross_exposure", "account_daily_loss", "account_daily_loss_flatten",
+    "orders_per_second", "orders_per_minute", "orders_per_day"})
+"""Limits of the whole account: read at its level (global, broker) only, never a strategy's."""
 # a limit that blocks everything at 0: surely "no limit" meant, which is leaving it out
 _NOT_ZERO: Final = frozenset({"daily_loss", "account_daily_loss", "max_order_qty",
                               "max_order_notional", "fat_finger_qty", "fat_finger_notional"})

@@ -13,6 +13,7 @@ import hashlib
 import importlib
 import importlib.machinery
 import importlib.util
+import json
 import os
 import sys
 from collections.abc import Collection, Iterable, Mapping
@@ -38,7 +39,7 @@ from alpha_panda.domain.errors import ConfigurationError, StrategyConfigError
 from alpha_panda.domain.values import Broker
 from alpha_panda.execution.config import MIS_SQUAREOFF
 from alpha_panda.execution.market import MarketCalendar
-from alpha_panda.risk.limits import RiskLimits
+from alpha_panda.risk.limits import ACCOUNT_ONLY, RiskLimits
 from alpha_panda.strategy.base import Strategy, StrategyParams
 from alpha_panda.strategy.builtins import BUILTINS
 
@@ -307,6 +308,12 @@ def config_from_mapping(data: Mapping[str, Any], source: str = "<mapping>") -> S
         RiskLimits.from_mapping(config.risk, "risk")
     except ConfigurationError as exc:
         raise StrategyConfigError(source, "risk", str(exc).removeprefix("risk: ")) from exc
+    account = sorted(ACCOUNT_ONLY & set(config.risk))
+    if account:  # the risk engine reads them at the account's level only: here, ignored
+        example = json.dumps({"global": {account[0]: config.risk[account[0]]}})
+        raise StrategyConfigError(source, "risk", (
+            f"{account} limit the whole account, not one strategy: set them in "
+            f"ALPHA_PANDA_RISK, e.g. '{example}'"))
     # Store the normalised params (defaults filled in) so every reader sees the same values.
     return config.model_copy(update={"params": params.model_dump(mode="json")})
 

@@ -54,6 +54,22 @@ def test_fast_above_slow_is_invalid(tmp_path: Path) -> None:
     assert err == f"invalid  {f}: params: fast (30) must be smaller than slow (10)\n"
 
 
+def test_account_limits_in_a_strategy_file_are_refused_not_ignored(tmp_path: Path) -> None:
+    # The account's limits are read at the account's level only: in a strategy's risk:
+    # section they did nothing. A backtest with account_daily_loss: 10000 (₹100) and
+    # account_daily_loss_flatten: true made 1,006 fills and lost ₹31,674.40, never stopped.
+    f = tmp_path / "s.yaml"
+    f.write_text("id: s\nstrategy: sma_cross\ninstruments: [738561]\n"
+                 "risk: {account_daily_loss: 10000, account_daily_loss_flatten: true, "
+                 "orders_per_day: 3, max_position: 5}\n")
+    code, out, err = check(f)
+    assert (code, out) == (1, "")
+    assert err == (
+        f"invalid  {f}: risk: ['account_daily_loss', 'account_daily_loss_flatten', "
+        "'orders_per_day'] limit the whole account, not one strategy: set them in "
+        "ALPHA_PANDA_RISK, e.g. '{\"global\": {\"account_daily_loss\": 10000}}'\n")
+
+
 def test_a_token_the_simulator_lacks_is_a_warning_not_an_error(tmp_path: Path) -> None:
     f = tmp_path / "live.yaml"
     f.write_text("id: live\nstrategy: sma_cross\ninstruments: [738561, 123, 456]\n")
