@@ -258,9 +258,10 @@ def _timestamps(src: _Source, col: pa.ChunkedArray) -> I64:
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         return _iso_timestamps(src, col)
     if pa.types.is_timestamp(kind):
-        # naive times are taken as UTC
+        # naive times are the exchange's, IST
         col = _cast(src, "timestamp", col, pa.timestamp("ns", kind.tz))
-        return np.asarray(col.cast(pa.int64()).to_numpy(), dtype=np.int64)
+        ns = np.asarray(col.cast(pa.int64()).to_numpy(), dtype=np.int64)
+        return ns if kind.tz else ns - _IST_OFFSET_NS
     raise src.fail(None, "timestamp", f"expected int nanoseconds or ISO-8601, got {kind}")
 
 
@@ -268,11 +269,14 @@ _ZONED: Final = r"(Z|[+-]\d\d:?\d\d)$"
 _DIGITS: Final = r"^\d+$"
 _UTC_NS: Final = pa.timestamp("ns", "UTC")
 _NAIVE_NS: Final = pa.timestamp("ns")
+# A time without a zone is IST, as the exchange's clock, Kite's and Indian vendors' files
+# state it (read as UTC, a day of 09:15 ticks traded at 14:45 IST); IST has no DST.
+_IST_OFFSET_NS: Final = 19_800 * 1_000_000_000
 
 
 def _iso_timestamps(src: _Source, col: pa.ChunkedArray) -> I64:
-    """ISO-8601 strings, with a zone (``Z``, ``+05:30``) or without (taken as UTC); rows of
-    int nanoseconds among them are read as such."""
+    """ISO-8601 strings, with a zone (``Z``, ``+05:30``) or without (IST, the exchange's
+    time); rows of int nanoseconds among them are read as such."""
     try:
         return _parse_times(col, ints=False)
     except pa.ArrowInvalid:
@@ -294,7 +298,7 @@ def _parse_times(col: pa.ChunkedArray, ints: bool) -> I64:
     without = pc.cast(pc.if_else(pc.or_(zoned, digits), "1970-01-01T00:00:00", col), _NAIVE_NS)
     out: I64 = np.where(zoned.to_numpy(zero_copy_only=False),
                         with_zone.cast(pa.int64()).to_numpy(),
-                        without.cast(pa.int64()).to_numpy()).astype(np.int64)
+                        without.cast(pa.int64()).to_numpy() - _IST_OFFSET_NS).astype(np.int64)
     if ints:
         ns = pc.cast(pc.if_else(digits, col, "0"), pa.int64()).to_numpy()
         out = np.where(digits.to_numpy(zero_copy_only=False), ns, out)

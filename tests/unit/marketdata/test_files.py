@@ -32,7 +32,7 @@ def test_csv_with_iso_times_and_rupee_prices(tmp_path: Path) -> None:
     f = write(tmp_path, "timestamp,instrument_token,last_price,volume,open\n"
               "2024-01-01T09:15:00+05:30,341249,2500.05,3,2499.5\n"
               "2024-01-01T03:45:00.000000001Z,341249,0.05,7,\n"
-              "2024-01-01T03:45:01,408065,1234,1,1200.10\n")
+              "2024-01-01T09:15:01,408065,1234,1,1200.10\n")  # (no zone: IST)
     cols = load_ticks(f)
     assert cols.ts.tolist() == [1704080700_000000000, 1704080700_000000001, 1704080701_000000000]
     assert cols.last_price.tolist() == [250005, 5, 123400]
@@ -41,6 +41,31 @@ def test_csv_with_iso_times_and_rupee_prices(tmp_path: Path) -> None:
     assert ticks[0] == MarketTick(instrument_token=341249, last_price=250005,
                                   ts=1704080700_000000000, volume=3, open=249950)
     assert ticks[1].open is None and ticks[2].open == 120010
+
+
+def test_times_without_a_zone_are_ist_the_exchanges_time(tmp_path: Path) -> None:
+    # An Indian vendor's (or Kite's) naive times are IST. Read as UTC, a file of
+    # 09:15-15:05 ticks traded 14:45-20:35 IST: an MIS strategy's entry at the file's 09:15
+    # was reported at 14:45:28, its exit_at and the 15:20 square-off came 5.5 hours early.
+    import datetime
+
+    import pyarrow as pa
+
+    open_ns = 1775447100_000000000  # 2026-04-06 09:15 IST
+    f = write(tmp_path, "timestamp,instrument_token,last_price\n"
+              "2026-04-06 09:15:00,1,10\n2026-04-06T15:29:59.5,1,10\n"
+              "2026-04-06T10:00:00Z,1,10\n")  # (a zone says which)
+    assert load_ticks(f).ts.tolist() == [open_ns, open_ns + 22499_500_000_000,
+                                         open_ns + 22500 * 10**9]
+    naive = datetime.datetime(2026, 4, 6, 9, 15)  # a Parquet timestamp column without a zone
+    parquet = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"timestamp": pa.array([naive], pa.timestamp("us")),
+                             "instrument_token": [1], "last_price": [10.0]}), parquet)
+    assert load_ticks(parquet).ts.tolist() == [open_ns]
+    utc = pa.array([naive], pa.timestamp("us", "UTC"))  # one with a zone keeps it
+    pq.write_table(pa.table({"timestamp": utc, "instrument_token": [1], "last_price": [10.0]}),
+                   parquet)
+    assert load_ticks(parquet).ts.tolist() == [open_ns + 19800 * 10**9]
 
 
 def test_int_nanosecond_timestamps_and_no_volume(tmp_path: Path) -> None:
