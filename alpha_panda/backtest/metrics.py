@@ -41,8 +41,10 @@ FIGURES: Final = {
                "and sell of one day at intraday rates), DP on CNC sells from holdings",
     "net_pnl": "realized + unrealized - charges",
     "win_rate": "share of round trips whose P&L net of their charges is > 0 (a trip that "
-                "made Rs 0.50 and paid Rs 27 in charges is a loss)",
-    "gross_win_rate": "share of round trips whose P&L before charges is > 0",
+                "made Rs 0.50 and paid Rs 27 in charges is a loss); null (n/a) without a "
+                "closed round trip",
+    "gross_win_rate": "share of round trips whose P&L before charges is > 0 (null without "
+                      "one)",
     "max_drawdown": "largest fall of account equity (cash + marked positions, net of charges) "
                     "from its running high, starting from initial_equity, over the sampled "
                     "equity curve (backtest: ~1,000 event-time samples and the end; run: a point "
@@ -333,8 +335,9 @@ def performance(*, samples: Sequence[tuple[int, int, int]], initial_equity: int,
     curve = [start, *equity]
     dd, dd_frac = max_drawdown(curve, None if caps is None else [start, *caps])
     return {
-        "win_rate": round(trips.win_rate, 6),
-        "gross_win_rate": round(trips.gross_win_rate, 6),
+        # null without a closed trip (none to judge), as sharpe is without two days
+        "win_rate": round(trips.win_rate, 6) if trips.closed else None,
+        "gross_win_rate": round(trips.gross_win_rate, 6) if trips.closed else None,
         "max_drawdown": _rupees(dd),
         "max_drawdown_pct": round(100 * dd_frac, 6),
         "sharpe": _round(sharpe([(t, e) for t, e, _ in samples], initial_equity, caps)),

@@ -348,3 +348,21 @@ def test_risk_limits_for_a_broker_that_does_not_exist_are_refused(
                          "--json")
     assert code == 2 and out == ""
     assert "risk.brokers: unknown broker(s) ['zerodah']; known: ['paper', 'zerodha']" in err
+
+
+def test_win_rates_are_null_without_a_round_trip(files: tuple[Path, Path], tmp_path: Path) -> None:
+    # A strategy that bought and held closed no trip: its win rate was 0.0, read as "every
+    # trade lost", where there was no trade to judge (as sharpe is null without two days).
+    _, data = files
+    (tmp_path / "once.py").write_text(
+        "from alpha_panda.strategy import Strategy\n\n\nclass Once(Strategy):\n"
+        "    def on_tick(self, tick, ctx):\n"
+        "        return [ctx.buy(1)] if ctx.position() == 0 else None\n")
+    hold = tmp_path / "hold.yaml"
+    hold.write_text("id: hold\nstrategy: once.py:Once\ninstruments: [738561]\n")
+    code, out, _ = run("backtest", "--strategy", str(hold), "--data", str(data), "--json")
+    s = json.loads(out)
+    assert code == 0 and (s["fills"], s["round_trips"]) == (1, 0)
+    assert (s["win_rate"], s["gross_win_rate"]) == (None, None)
+    _, table, _ = run("backtest", "--strategy", str(hold), "--data", str(data))
+    assert "│ win_rate           │ n/a" in table
