@@ -540,9 +540,17 @@ def test_a_trader_halts_a_strategy_and_puts_it_back_from_the_strategies_table(
     with sync_playwright() as pw:
         browser, page, errors = open_dashboard(pw, url, answer)
         rows = page.locator("#strategies tbody tr")
-        # the running strategy can be halted; the failed one offers nothing (fix and restart)
+        # the running strategy can be halted; the failed one (its code raised) stays out,
+        # but what it holds can still be closed: it offered nothing, and its positions
+        # stayed open with no way to close them from here
         expect(rows.nth(0).get_by_role("button")).to_have_text(["Halt", "Halt & flatten"])
-        expect(rows.nth(1).get_by_role("button")).to_have_count(0)
+        expect(rows.nth(1).get_by_role("button")).to_have_text(["Flatten"])
+        with page.expect_response(lambda r: r.url.endswith("/strategies/mean_revert_it/halt")):
+            page.get_by_role("button", name="Flatten strategy mean_revert_it").click()
+        assert confirms[-1] == ("Close the positions of strategy mean_revert_it at market (on "
+                                "paper)? It stays out of service; after a restart, Resume puts "
+                                "it back.")
+        assert control.halts[-1] == ("paper", "mean_revert_it", True, True)
         halts_before = len(control.halts)
         with page.expect_response(lambda r: r.url.endswith("/strategies/sma_cross_banks/halt")):
             page.get_by_role("button", name="Halt & flatten strategy sma_cross_banks").click()
@@ -557,6 +565,8 @@ def test_a_trader_halts_a_strategy_and_puts_it_back_from_the_strategies_table(
         _run_elsewhere(cache.set(STRATEGIES_KEY, enc(halted)))
         try:
             expect(rows.nth(0).locator(".badge")).to_have_text("HALTED", timeout=5000)
+            # halted with its positions kept, it can be flattened too, or put back
+            expect(rows.nth(0).get_by_role("button")).to_have_text(["Resume", "Flatten"])
             resume = page.get_by_role("button", name="Resume strategy sma_cross_banks")
             with page.expect_response(lambda r: r.url.endswith("/strategies/sma_cross_banks/halt")):
                 resume.click()

@@ -393,14 +393,21 @@ let strategiesDrawn = null;
 let shownStrategies = [];
 
 /** A running strategy can be halted (its positions kept, or closed at market), a halted one
- * put back in service; a failed one stays out (its code raised: fix it and restart). */
+ * put back in service; a failed one stays out (its code raised: fix it and restart). What a
+ * halted or failed one holds stays open until closed: Flatten closes it at market. */
 function haltButtons(s) {
   if (s.status === "ACTIVE") {
     return el("span", { class: "order-status" },
       haltButton(s, true, false, "Halt", "Stop its orders; its positions stay open"),
       haltButton(s, true, true, "Halt & flatten", "Stop its orders and close its positions at market"));
   }
-  if (s.status === "HALTED") return haltButton(s, false, false, "Resume", "Put it back in service");
+  const flatten = () => haltButton(s, true, true, "Flatten",
+    "Close its positions at market; it stays out of service");
+  if (s.status === "HALTED") {
+    return el("span", { class: "order-status" },
+      haltButton(s, false, false, "Resume", "Put it back in service"), flatten());
+  }
+  if (s.status === "FAILED") return flatten();
   return "";
 }
 
@@ -414,9 +421,13 @@ function haltButton(s, active, flatten, label, title) {
 }
 
 async function haltStrategy(s, active, flatten) {
+  const on = s.brokers.join(", ");
   const question = !active ? `Put strategy ${s.id} back in service?`
-    : flatten ? `Halt strategy ${s.id} and close its positions at market (on ${s.brokers.join(", ")})?`
-      : `Halt strategy ${s.id}? Its open orders are cancelled; its positions stay open.`;
+    : flatten && s.status !== "ACTIVE"
+      ? `Close the positions of strategy ${s.id} at market (on ${on})? It stays out of service; `
+        + "after a restart, Resume puts it back."
+      : flatten ? `Halt strategy ${s.id} and close its positions at market (on ${on})?`
+        : `Halt strategy ${s.id}? Its open orders are cancelled; its positions stay open.`;
   if (!confirm(question)) return;
   let problem = null;
   try {
