@@ -397,7 +397,10 @@ def load_ticks(path: str | Path) -> TickColumns:
         raise src.fail(None, twice[0], "the column appears more than once")
     for column in REQUIRED:
         if column not in names:
-            raise src.fail(None, column, "required column is missing")
+            *first, last = REQUIRED
+            raise src.fail(None, column, (
+                f"required column is missing (the file has {', '.join(names)}; a tick file "
+                f"needs {', '.join(first)} and {last})"))
     if table.num_rows == 0:
         rows = "a header but no rows" if src.csv else "no rows"
         raise ValidationError(f"{p}: no ticks: the file has {rows}")

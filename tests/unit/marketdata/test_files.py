@@ -102,6 +102,12 @@ def test_a_malformed_row_names_row_and_column(tmp_path: Path, body: str, where: 
 def test_a_missing_column_is_named(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="column 'last_price': required column is missing"):
         load_ticks(write(tmp_path, "timestamp,instrument_token\n1,1\n"))
+    # a vendor's names: the error said only that 'timestamp' was missing, not which
+    # columns the file has nor all it needs
+    f = write(tmp_path, "time,token,ltp\n2026-04-06 09:15:00,738561,1290\n")
+    assert error_of(f) == (
+        f"{f}, column 'timestamp': required column is missing (the file has time, token, ltp; "
+        "a tick file needs timestamp, instrument_token and last_price)")
 
 
 @pytest.mark.parametrize("name", ["t.csv", "t.parquet"])
