@@ -237,7 +237,7 @@ def make_feed(settings: Settings, pipeline: Pipeline, speed: float | None) -> An
         path = Path(spec.removeprefix("replay:"))
         if not path.is_file():
             raise ConfigurationError(f"replay file {path} does not exist")
-        return ReplayFeed(pipeline.log, path, speed=speed)
+        return ReplayFeed(pipeline.log, path, speed=speed, configs=pipeline.configs)
     if spec == "kite":
         from alpha_panda.services.kite_feed import build_kite_feed
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import date
 from itertools import count
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -37,6 +38,9 @@ from alpha_panda.observability.health import ComponentStatus, State
 from alpha_panda.settings import SimulatorSettings
 from alpha_panda.stream.log import Log, Output, Record, TopicPartition
 from alpha_panda.stream.topics import MARKET_TICKS, partition_for
+
+if TYPE_CHECKING:
+    from alpha_panda.strategy.config import StrategyConfig
 
 log = structlog.get_logger(__name__)
 SEQ_HEADER = "seq"
@@ -291,9 +295,11 @@ class ReplayFeed(_FeedBase):
 
     def __init__(self, log_: Log, path: Path, *, speed: float | None = None,
                  batch: int = 5000, ticks: TickColumns | None = None,
-                 max_backlog: int = 4000, linger: float = 0.001) -> None:
+                 max_backlog: int = 4000, linger: float = 0.001,
+                 configs: Sequence[StrategyConfig] = ()) -> None:
         super().__init__(log_, tick_source(path), "feed.replay")
         self._path = path
+        self._configs = configs  # the run's strategies: warned of tokens the file lacks
         self._speed = speed
         # Paced: after each append, the next waits this long (ticks due meanwhile go
         # together), like a producer's linger. Every append wakes every consumer of
@@ -317,8 +323,21 @@ class ReplayFeed(_FeedBase):
             t0 = time.perf_counter()
             self._ticks = load_ticks(self._path)
             self.load_s = time.perf_counter() - t0
+            self._warn_untraded(self._ticks)
         self.total = len(self._ticks)
         return self._ticks
+
+    def _warn_untraded(self, cols: TickColumns) -> None:
+        """A strategy's tokens with no tick in the file (a typo, another file's): it never
+        trades them, which the summary shows only as fewer fills (as ``backtest`` warns)."""
+        present = set(np.unique(cols.instrument_token).tolist())
+        for config in self._configs:
+            missing = [t for t in config.instruments if t not in present]
+            if missing and config.enabled:
+                log.warning("strategy.instruments_not_in_file", strategy=config.id,
+                            source=config.source, instruments=missing, file=str(self._path),
+                            detail="no tick of these in the replayed file: this strategy "
+                                   "never trades them")
 
     async def run(self, stop: asyncio.Event) -> None:
         with self._running():

@@ -187,3 +187,24 @@ def test_a_tick_at_no_price_on_the_log_is_dead_lettered_not_traded_at(tmp_path: 
     fills = asyncio.run(logged(data, "paper.orders.filled", OrderFilled))
     assert [f.quantity for f in fills] == [10] and fills[0].price > 0
     assert Decimal(summary["unrealized_pnl"]) > -Decimal(10 * fills[0].price) / 200
+
+
+async def test_a_replay_warns_of_a_strategy_token_its_file_never_ticks(
+        tmp_path: Path, tick_file) -> None:
+    # A token typo (or another file's instrument) never traded, and the replay said nothing,
+    # where `backtest` of the same file warns and `run` on the simulator does too.
+    from structlog.testing import capture_logs
+
+    from alpha_panda.testing.pipeline import run_replay, settings_for
+
+    path, cols = tick_file(1000, 2, seed=5)
+    tokens = sorted(set(cols.instrument_token.tolist()))
+    write_strategy(tmp_path / "strategies", id="typo", tokens=[tokens[0], 123456])
+    with capture_logs() as logs:
+        await run_replay(settings_for(tmp_path, path))
+    warned = [e for e in logs if e["event"] == "strategy.instruments_not_in_file"]
+    assert warned == [{
+        "event": "strategy.instruments_not_in_file", "log_level": "warning",
+        "strategy": "typo", "source": str(tmp_path / "strategies" / "typo.yaml"),
+        "instruments": [123456], "file": str(path),
+        "detail": "no tick of these in the replayed file: this strategy never trades them"}]
