@@ -182,8 +182,8 @@ def _print_grid(rows: list[dict[str, Any]], keys: list[str], skipped: list[Skipp
         table.add_column(col, justify="right")
     for r in rows:
         table.add_row(str(r["rank"]), *(str(r["params"][k]) for k in keys), r["net_pnl"],
-                      str(r["fills"]), str(r["round_trips"]), "n/a" if r["win_rate"] is None else f"{r['win_rate']:.3f}",
-                      r["max_drawdown"],
+                      str(r["fills"]), str(r["round_trips"]),
+                      "-" if r["win_rate"] is None else f"{r['win_rate']:.3f}", r["max_drawdown"],
                       "-" if r["sharpe"] is None else f"{r['sharpe']:.2f}")
     Console(width=max(120, Console().width)).print(table)
 
