@@ -180,7 +180,7 @@ class StreamProcessor:
         # one of our errors (NameError, KeyError...): past ``bug_streak`` it is a bug in the
         # service, not bad input, and dead-lettering the whole stream would lose it.
         self.bug_streak = 0
-        embedded = isinstance(log, EmbeddedLog)
+        self._embedded = embedded = isinstance(log, EmbeddedLog)
         # In-process logs: every group reads the same records, so decode each only once.
         self.decoder = decoder_for(log, codec, share=embedded)
         # An embedded log answers ``seen`` from memory already; a remote one (Kafka's dedup
@@ -449,8 +449,11 @@ class StreamProcessor:
                        partition=tp.partition)
         for h in hot:
             self._hot_share(h.tp, h.share)
+        # Warned on Kafka, where a partition's consumer is one process that a hot one
+        # overloads; the embedded log's one process reads them all alike (the gauge shows it).
+        say = log_.info if self._embedded else log_.warning
         for h in warn:
-            log_.warning("processor.hot_partition", service=self._name, topic=h.tp.topic,
+            say("processor.hot_partition", service=self._name, topic=h.tp.topic,
                          partition=h.tp.partition, share=round(h.share, 3),
                          fair_share=round(h.fair_share, 3), records=h.records,
                          top_keys=[(k.decode(errors="replace"), n) for k, n in h.top_keys],
