@@ -361,6 +361,8 @@ class _Engine:
         risk = self.risk
         for signal_id, sig in zip(ids, sigs, strict=True):
             counts["signals"] += 1
+            if sig.replaces:  # an entry placed again smaller: watched by its order id
+                self.runner.replacement_sent(sig, signal_id)
             token = sig.instrument_token
             own = token == tick.instrument_token  # the usual case: the tick's own instrument
             if not self.risk_every_tick:
@@ -498,6 +500,8 @@ def _replay(eng: _Engine, ticks: TickColumns, ends: list[int],
             if every_ex or (open_orders and token in open_orders):  # (usually empty)
                 tick = eng.tick_at(i)
                 eng.feed_exchange(token, i, tick)
+                if runner.cancels:  # a replacement whose trimmed entry filled instead
+                    eng.cancel(ts)
                 every_ex = eng.exchange_every_tick
             if every_risk:
                 tick = tick or eng.tick_at(i)

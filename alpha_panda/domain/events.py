@@ -108,6 +108,12 @@ class Signal(Payload, frozen=True, kw_only=True, gc=False):
     # intent (``EXCEEDS_INTENT``), so entries the first refused do not pile up on another.
     target: int | None = None
     follows: str = ""
+    # Set by the runner on an entry it places again smaller for an exit (``replaces``: the
+    # resting entry's order id on the strategy's first broker, cancelled in its place;
+    # ``replaced_leaves``: that entry's unfilled quantity then). Should the entry fill
+    # instead of being cancelled, this one is cancelled: the two must not both buy.
+    replaces: str = ""
+    replaced_leaves: int = 0
 
 
 class SignalValidated(Payload, frozen=True, kw_only=True, gc=False):

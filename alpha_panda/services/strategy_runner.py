@@ -136,31 +136,7 @@ class SignalFanout:
         return out
 
     def _cancels(self, event: Envelope[Any]) -> list[Emit]:
-        """A ``CancelRequested`` (reason ``strategy``) on the control topic of each broker
-        of the strategy, for each order a strategy cancelled at this tick, as the market
-        stood at the tick. The order is the strategy's first broker's; another broker's
-        order of the same signal has that broker's id (an order the system placed, a
-        bracket leg or a square-off, is the first broker's only)."""
-        emits: list[Emit] = []
-        counts: dict[str, int] = {}
-        for sid, order in self.runner.take_cancels():
-            n = counts.get(sid, 0)
-            counts[sid] = n + 1
-            eid = derive_id(event.id, f"cancel:{sid}", n)
-            brokers = [str(b) for b in self.runner.config(sid).brokers]
-            for k, broker in enumerate(brokers):
-                if k == 0:
-                    order_id = order.order_id
-                elif order.origin == "signal":
-                    order_id = derive_id(order.signal_id, ORDER_STAGES[broker][0])
-                else:
-                    continue
-                request = CancelRequested(order_id=order_id, requested_by=f"strategy:{sid}",
-                                          market_ts=event.ts, reason="strategy")
-                env = new_envelope(request, id=eid, ts=event.ts, source=SOURCE, key=sid,
-                                   broker=broker, parent=event)
-                emits.append(Emit(topic(broker, "control"), env))
-        return emits
+        return cancel_emits(self.runner, event)
 
     def _halts(self, event: Envelope[Any]) -> list[Emit]:
         """A ``StrategyHalted`` on the control topic of each broker of each strategy that
@@ -177,6 +153,8 @@ class SignalFanout:
     def _emits(self, event: Envelope[Any], signals: list[Signal]) -> list[Emit]:
         emits: list[Emit] = []
         for sig, sid in zip(signals, signal_ids(event.id, signals), strict=True):
+            if sig.replaces:  # an entry placed again smaller: its order id, to watch it by
+                self.runner.replacement_sent(sig, sid)
             key = strategy_instrument_key(sig.strategy_id, sig.instrument_token)
             brokers = self.runner.config(sig.strategy_id).brokers
             for k, broker in enumerate(brokers):
@@ -187,6 +165,35 @@ class SignalFanout:
                 emits.append(Emit(topic(broker, "signals.raw"), env))
             self.signals += 1
         return emits
+
+
+def cancel_emits(runner: StrategyRunner, event: Envelope[Any]) -> list[Emit]:
+    """A ``CancelRequested`` (reason ``strategy``) on the control topic of each broker of
+    the strategy, for each order the runner cancelled for a strategy at ``event`` (a tick;
+    or a fill or cancel refusal of an entry an exit cut, whose replacement goes), as the
+    market stood at its time. The order is the strategy's first broker's; another broker's
+    order of the same signal has that broker's id (an order the system placed, a bracket
+    leg or a square-off, is the first broker's only)."""
+    emits: list[Emit] = []
+    counts: dict[str, int] = {}
+    for sid, order in runner.take_cancels():
+        n = counts.get(sid, 0)
+        counts[sid] = n + 1
+        eid = derive_id(event.id, f"cancel:{sid}", n)
+        brokers = [str(b) for b in runner.config(sid).brokers]
+        for k, broker in enumerate(brokers):
+            if k == 0:
+                order_id = order.order_id
+            elif order.origin == "signal":
+                order_id = derive_id(order.signal_id, ORDER_STAGES[broker][0])
+            else:
+                continue
+            request = CancelRequested(order_id=order_id, requested_by=f"strategy:{sid}",
+                                      market_ts=event.ts, reason="strategy")
+            env = new_envelope(request, id=eid, ts=event.ts, source=SOURCE, key=sid,
+                               broker=broker, parent=event)
+            emits.append(Emit(topic(broker, "control"), env))
+    return emits
 
 
 class StrategyFeedback:
@@ -224,7 +231,7 @@ class StrategyFeedback:
             if (env.source == SOURCE and isinstance(sig, Signal) and env.id not in seen
                     and self._primary(sig.strategy_id)):
                 seen.add(env.id)
-                runner.replay_signal(sig)
+                runner.replay_signal(sig, env.id)
                 applied += 1
         group = feedback_group(self.broker)
         for names in _REBUILD_ORDER:
@@ -255,6 +262,12 @@ class StrategyFeedback:
         return bool(brokers) and brokers[0] == self.broker
 
     def handle(self, event: Envelope[Any], record: Record) -> Sequence[Emit]:
+        self._apply(event)
+        # An entry an exit cut filled instead, or its cancel was refused: the runner cancels
+        # the replacement at once (in a rebuild, these went out when the event was read live).
+        return cancel_emits(self.runner, event) if self.runner.cancels else ()
+
+    def _apply(self, event: Envelope[Any]) -> None:
         d = event.data
         if isinstance(d, SignalRejected):
             # (a flatten of the risk manager's is not the strategy's: its intent is as it was)
@@ -262,7 +275,7 @@ class StrategyFeedback:
                 self.runner.on_signal_rejected(d.signal)
         elif isinstance(d, OrderSubmitted | OrderRejected | OrderCancelled | OrderFilled):
             if not self._primary(d.strategy_id):
-                return ()
+                return
             if isinstance(d, OrderFilled):
                 self.runner.on_fill(d)
             elif isinstance(d, OrderSubmitted):
@@ -280,9 +293,8 @@ class StrategyFeedback:
                 # one broker's daily-loss stop: its risk manager holds it there
                 if d.active:
                     self.runner.note_stop(d.strategy_id, self.broker, d.error, d.until)
-                return ()
+                return
             self.runner.halt(d.strategy_id, d.active, d.error, d.until)
-        return ()
 
 
 def build_strategy_runner(

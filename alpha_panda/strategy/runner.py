@@ -44,6 +44,7 @@ from alpha_panda.domain.events import (
 )
 from alpha_panda.domain.values import OrderType, Product, Side, Validity, reduces
 from alpha_panda.execution.config import MIS_SQUAREOFF
+from alpha_panda.risk.engine import ORDER_STAGES
 from alpha_panda.strategy.bars import BarBuilder
 from alpha_panda.strategy.base import (
     CancelOrder,
@@ -113,6 +114,22 @@ class _Slot:
         self.exit_stop = self.exit_end = 0
         # what the last exit orders closed (product, quantity), and when they were sent
         self.exit_tried: tuple[tuple[tuple[Product, int], ...], int] | None = None
+
+
+class _Replacement:
+    """An entry an exit placed again smaller (``_cancel_entries``), for the entry it
+    replaces: ``leaves``, what of that one was unfilled when cut; the signal, and its id and
+    order id on the strategy's first broker once the caller named it (``replacement_sent``)."""
+
+    __slots__ = ("leaves", "order_id", "sid", "signal", "signal_id", "token")
+
+    def __init__(self, sid: str, token: int, leaves: int, signal: Signal) -> None:
+        self.sid = sid
+        self.token = token
+        self.leaves = leaves
+        self.signal = signal
+        self.signal_id = ""
+        self.order_id: str | None = None
 
 
 def _handler_for(strategy: Strategy) -> Handler:
@@ -186,6 +203,13 @@ class StrategyRunner:
         # (strategy, instrument, signed leaves the exit already took off the intended
         # position); what of it fills before the cancel lands moves the intent back.
         self._exit_cancels: dict[str, tuple[str, int, int]] = {}
+        # Of those, the ones an exit placed again smaller (``_cancel_entries``): order id ->
+        # its replacement. Should the entry fill instead of being cancelled (the cancel lost
+        # the race at the venue), or its cancel be refused, the replacement is cancelled
+        # (``_trim_failed``); once the entry is cancelled whole, it is an entry as any.
+        self._replacements: dict[str, _Replacement] = {}
+        self._replaced: dict[str, str] = {}  # replacement's order id -> the entry's
+        self._cancelled_early: set[str] = set()  # replacements cancelled before submission
         self._halted: set[str] = set()  # strategies the trader took out of service
         self._halt_until: dict[str, int] = {}  # of those, the ones back at a market time
         # strategies one of whose brokers stopped them (``note_stop``): shown until then
@@ -454,15 +478,69 @@ class StrategyRunner:
                 self._exit_cancels[part.order_id] = (sid, token, sign * leaves)
                 qty -= excess
                 # (the intent moved by the exit already: it holds this one's rest)
-                resized.append(Signal(
+                again = Signal(
                     strategy_id=sid, instrument_token=token, side=part.side,
                     quantity=leaves - excess, order_type=part.order_type,
                     limit_price=part.limit_price, trigger_price=part.trigger_price,
                     validity=part.validity, product=part.product,
                     take_profit=part.take_profit, stop_loss=part.stop_loss,
                     price_hint=exit_.price_hint,
-                    reason=f"{part.order_id} cut to {leaves - excess} of {leaves} by an exit"))
+                    reason=f"{part.order_id} cut to {leaves - excess} of {leaves} by an exit",
+                    replaces=part.order_id, replaced_leaves=leaves)
+                self._replacements[part.order_id] = _Replacement(sid, token, leaves, again)
+                resized.append(again)
         return qty
+
+    def replacement_sent(self, signal: Signal, signal_id: str) -> None:
+        """The caller gave ``signal``, an entry placed again smaller for an exit
+        (``Signal.replaces``), the id ``signal_id``: its order's id on the strategy's first
+        broker is known from it, to cancel it should the entry it replaces fill."""
+        rep = self._replacements.get(signal.replaces)
+        if rep is None or rep.signal_id:
+            return
+        broker = str(self._configs[signal.strategy_id].brokers[0])
+        rep.signal_id = signal_id
+        rep.order_id = derive_id(signal_id, ORDER_STAGES.get(broker, ("order",))[0])
+        self._replaced[rep.order_id] = signal.replaces
+
+    def _trim_failed(self, order_id: str) -> None:
+        """The entry ``order_id`` an exit placed again smaller filled (in full or in part)
+        instead of being cancelled, or its cancel was refused (it works on): the replacement
+        must not add to it. What of the replacement is not filled is cancelled (also before
+        its submission is read: the engines cancel an order asked before it comes); what
+        filled stays held, and the intended position shows it, as the entry's fills."""
+        rep = self._replacements.pop(order_id, None)
+        if rep is None or rep.order_id is None:
+            return
+        del self._replaced[rep.order_id]
+        book = self._books.get(rep.sid)
+        if book is None:
+            return
+        order = book.orders.get(rep.order_id)
+        if order is None:  # not submitted yet (its end, read first, would have dropped it)
+            sig = rep.signal
+            order = OpenOrder(
+                order_id=rep.order_id, signal_id=rep.signal_id, instrument_token=rep.token,
+                side=sig.side, quantity=sig.quantity, leaves_quantity=sig.quantity,
+                order_type=sig.order_type, limit_price=sig.limit_price,
+                trigger_price=sig.trigger_price, product=sig.product, validity=sig.validity,
+                take_profit=sig.take_profit, stop_loss=sig.stop_loss)
+            self._cancelled_early.add(rep.order_id)
+            self.cancels.append((rep.sid, order))
+        elif not order.cancel_requested:
+            self._ask_cancel(rep.sid, book, order)
+        log.warning("strategy_trim_lost_race", strategy_id=rep.sid, order_id=order_id,
+                    replacement=rep.order_id,
+                    detail="the entry an exit cut filled (or its cancel was refused) before "
+                           "its cancel landed: its replacement is cancelled, and the "
+                           "strategy sees what it holds")
+
+    def _drop_replacement(self, order_id: str) -> None:
+        """The entry ``order_id`` (or its replacement) ended as the trim meant, or the
+        replacement was refused: nothing more to watch."""
+        rep = self._replacements.pop(order_id, None)
+        if rep is not None and rep.order_id is not None:
+            self._replaced.pop(rep.order_id, None)
 
     def _ask_cancel(self, sid: str, book: _Book, order: OpenOrder) -> None:
         """Ask the venue to cancel ``order`` (``take_cancels``), marked asked in the book."""
@@ -627,10 +705,20 @@ class StrategyRunner:
         if book is not None and delta:
             book.positions[token] = book.positions.get(token, 0) + delta
 
-    def replay_signal(self, signal: Signal) -> None:
-        """A signal the strategy made before a restart, read back from the log: it moves
-        the intended position as it did when made (``replaying``)."""
-        self._move(signal.strategy_id, signal.instrument_token, signal.side.sign * signal.quantity)
+    def replay_signal(self, signal: Signal, signal_id: str = "") -> None:
+        """A signal the strategy made before a restart, read back from the log (with its
+        id): it moves the intended position as it did when made (``replaying``). An entry
+        placed again smaller for an exit (``Signal.replaces``) takes the one it replaces off
+        the intent until that one's cancel lands, and watches it, as when it was made."""
+        sid, token = signal.strategy_id, signal.instrument_token
+        self._move(sid, token, signal.side.sign * signal.quantity)
+        if signal.replaces and signal_id and sid in self._books:
+            taken = signal.side.sign * signal.replaced_leaves
+            self._exit_cancels[signal.replaces] = (sid, token, taken)
+            self._move(sid, token, -taken)
+            self._replacements[signal.replaces] = _Replacement(
+                sid, token, signal.replaced_leaves, signal)
+            self.replacement_sent(signal, signal_id)
 
     def reset_books(self, strategy_ids: Iterable[str]) -> None:
         """Empty the books of ``strategy_ids`` (initial cash, no position, no order) before
@@ -648,9 +736,15 @@ class StrategyRunner:
             for oid, (sid, _, _) in list(self._exit_cancels.items()):
                 if sid in ids:
                     del self._exit_cancels[oid]
+        for oid, rep in list(self._replacements.items()):
+            if rep.sid in ids:
+                self._drop_replacement(oid)
+                self._cancelled_early.discard(rep.order_id or "")
 
     def on_signal_rejected(self, signal: Signal) -> None:
         """Risk refused ``signal``: undo its move of the intended position."""
+        if signal.replaces and self._replacements:
+            self._drop_replacement(signal.replaces)
         self._move(signal.strategy_id, signal.instrument_token, -signal.side.sign * signal.quantity)
 
     def on_order_submitted(self, order: OrderSubmitted) -> None:
@@ -665,18 +759,28 @@ class StrategyRunner:
             return
         leaves = (self._early_leaves.pop(oid, order.quantity) if self._early_leaves
                   else order.quantity)
+        asked = bool(self._cancelled_early) and oid in self._cancelled_early
         book.orders[oid] = OpenOrder(
             order_id=oid, signal_id=order.signal_id, instrument_token=order.instrument_token,
             side=order.side, quantity=order.quantity, leaves_quantity=leaves,
             order_type=order.order_type, limit_price=order.limit_price,
             trigger_price=order.trigger_price, parent_order_id=order.parent_order_id,
             origin=order.origin, placed_ns=order.ts, product=order.product,
-            validity=order.validity, take_profit=order.take_profit, stop_loss=order.stop_loss)
+            validity=order.validity, take_profit=order.take_profit, stop_loss=order.stop_loss,
+            cancel_requested=asked)
 
     def _order_ended(self, strategy_id: str, order_id: str) -> None:
         """``order_id`` is filled in full, cancelled or rejected: no longer open."""
         if self._exit_cancels:
             self._restore_exit_cancel(order_id)
+        if self._replacements:
+            self._drop_replacement(order_id)
+            if self._replaced:  # a replacement that ended: nothing of it left to cancel
+                entry = self._replaced.pop(order_id, None)
+                if entry is not None:
+                    self._replacements.pop(entry, None)
+        if self._cancelled_early:
+            self._cancelled_early.discard(order_id)
         book = self._books.get(strategy_id)
         if book is None or book.orders.pop(order_id, None) is not None:
             return
@@ -705,6 +809,10 @@ class StrategyRunner:
     ) -> None:
         """An order ended with ``leaves_quantity`` unfilled: that part never happens."""
         if order_id is not None:
+            if self._replacements:
+                rep = self._replacements.get(order_id)
+                if rep is not None and leaves_quantity < rep.leaves:  # filled since the trim
+                    self._trim_failed(order_id)
             self._order_ended(strategy_id, order_id)
         if origin == "signal":
             self._move(strategy_id, token, -side.sign * leaves_quantity)
@@ -723,6 +831,8 @@ class StrategyRunner:
         leaves count in the intended position again (what of it fills or ends moves it as
         for any entry), or the strategy, shown flat, would never exit it and could enter
         again beside it."""
+        if self._replacements:
+            self._trim_failed(order_id)
         if self._exit_cancels:
             self._restore_exit_cancel(order_id)
         book = self._books.get(strategy_id)
@@ -748,6 +858,10 @@ class StrategyRunner:
         if fill.origin != "signal":
             book.positions[token] = book.positions.get(token, 0) + signed
         oid = fill.order_id
+        if self._replacements:
+            rep = self._replacements.get(oid)
+            if rep is not None and fill.leaves_quantity < rep.leaves:  # filled since the trim
+                self._trim_failed(oid)
         if fill.leaves_quantity == 0:
             self._order_ended(fill.strategy_id, oid)
             return

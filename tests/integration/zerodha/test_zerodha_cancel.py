@@ -25,7 +25,7 @@ from alpha_panda.domain.events import (
     derive_id,
     new_envelope,
 )
-from alpha_panda.domain.values import OrderType
+from alpha_panda.domain.values import OrderType, Side
 from alpha_panda.execution.zerodha import OrderBook, order_id_for, order_tag
 from alpha_panda.observability.health import State
 from alpha_panda.services.zerodha_engine import (
@@ -236,3 +236,58 @@ async def test_a_strategys_cancel_that_comes_before_its_order_keeps_it_from_kite
     stray = _cancel("no-such-order")
     [refused] = await engine.ahandle(stray.envelope, _record(stray))
     assert isinstance(refused.envelope.data, CancelRefused)
+
+
+async def test_an_entry_trimmed_that_fills_first_at_kite_keeps_its_replacement_from_kite(
+        settings: ZerodhaSettings, session: KiteSession, fake: FakeKite) -> None:
+    # The strategy (first broker zerodha) rests a limit buy of 10 and keeps 6 of it: the
+    # runner cancels the 10 and signals a buy of 6. Kite fills the 10 before the cancel
+    # reaches it: the cancel is refused, and the buy of 6, placed as well, made it 16 where
+    # the strategy meant 6. The runner reads the refusal and cancels the buy of 6, which
+    # this engine (its signal still on its way through the risk manager) never places.
+    from alpha_panda.domain.events import OrderFilled, Signal, SignalValidated
+    from tests.unit.services.test_trimmed_entry_race import Run, cancels
+
+    from .helpers import INFY
+
+    engine, kite = await _engine(settings, session)
+    run = Run(broker="zerodha", token=INFY, product="CNC", t0=time.time_ns())
+
+    async def engine_reads(emit: Emit) -> list[Emit]:
+        env = emit.envelope
+        if isinstance(env.data, Signal):  # as the risk manager passes it
+            env = new_envelope(SignalValidated(signal=env.data, signal_id=env.id),
+                               id=derive_id(env.id, "risk"), ts=env.ts, source="risk",
+                               broker="zerodha", key=env.key)
+            emit = Emit("zerodha.signals.validated", env)
+        out = list(await engine.ahandle(env, _record(emit)))
+        for e in out:  # back to the runner, as its feedback consumer reads them
+            run.emitted += run.feedback.handle(e.envelope, _record(e))
+        return out
+
+    (entry,) = run.tick(0)
+    [submitted] = await engine_reads(entry)
+    assert isinstance(submitted.envelope.data, OrderSubmitted)
+    [broker_id] = fake.orders
+    out = run.tick(1)
+    [again] = [e for e in out if isinstance(e.envelope.data, Signal)]
+    [cancel] = [e for e in out if isinstance(e.envelope.data, CancelRequested)]
+    assert again.envelope.data.quantity == 6 and again.envelope.data.replaces == (
+        order_id_for(entry.envelope.id))
+    fake.fill(broker_id, 10, 99_00)  # at Kite, before the cancel
+    [refused] = await engine_reads(cancel)
+    assert isinstance(refused.envelope.data, CancelRefused)
+    [late] = [e for e in run.emitted if isinstance(e.envelope.data, CancelRequested)
+              and e.envelope.data.order_id == order_id_for(again.envelope.id)]
+    assert await engine_reads(late) == []  # kept for its order, which comes next
+    [gone] = await engine_reads(again)
+    assert isinstance(gone.envelope.data, OrderCancelled)
+    assert len(fake.orders) == 1 and fake.orders[broker_id]["status"] == "COMPLETE"
+    # the sync reports the fill of the 10: the strategy is shown the 10 it holds
+    run.feedback.handle(new_envelope(OrderFilled(
+        order_id=order_id_for(entry.envelope.id), fill_id="f1", strategy_id="s1",
+        instrument_token=INFY, side=Side.BUY, quantity=10, price=99_00,
+        cumulative_quantity=10, leaves_quantity=0, average_price=99_00),
+        id="fill", ts=time.time_ns(), source="zerodha-engine", key="s1"), _record(late))
+    assert run.position() == (10, 10) and cancels(run.emitted)[-1] == late.envelope.data.order_id
+    await kite.close()
