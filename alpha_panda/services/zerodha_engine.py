@@ -352,7 +352,8 @@ class ZerodhaEngine:
         the orders went on working at Kite under a standing kill switch) or its sweep
         began when it was not old: retried through a Kite outage, that sweep is still owed
         however long the outage lasted."""
-        if self._clock() - event.ts > self._max_age_ns and event.id not in self._sweeps and (
+        old = self._clock() - event.ts > self._max_age_ns
+        if old and event.id not in self._sweeps and (
                 not await self._still_standing(event, strategy_id)):
             log_.warning("zerodha.kill_switch_too_old", event_id=event.id, set_at=event.ts,
                          strategy_id=strategy_id)
@@ -361,6 +362,15 @@ class ZerodhaEngine:
         mine = None if strategy_id is None else {
             o.broker_order_id for o in self._book.open_orders() if o.strategy_id == strategy_id}
         reason = "kill_switch" if strategy_id is None else "strategy_halted"
+        # Orders dated after it (event time) are not its to cancel, as on the paper
+        # exchange: its flatten orders (the risk manager dates them just after its market
+        # time), at Kite already when it is read late (the engine down, a redelivery), let
+        # through as while it stands (``_stopped``); and, read long after, whatever was
+        # placed since (a group reading the topic afresh: only flatten orders are placed
+        # while the engine knows of it)
+        after = getattr(event.data, "market_ts", None)
+        if after is None:
+            after = event.ts
         cancelled = 0
         for o in await self._kite.orders():
             if not is_our_tag(o.get("tag")) or o.get("status") not in _CANCELLABLE:
@@ -369,8 +379,11 @@ class ZerodhaEngine:
             if mine is not None and broker_id not in mine:
                 continue
             # None: an order of ours no event records yet (its signal adopts it later)
+            order = self._book.get(broker_id)
+            if order is not None and order.ts > after and (old or order.origin == "flatten"):
+                continue  # (an exit asked with it or since: the position must close)
             if await self._cancel_at_kite(broker_id, str(o.get("variety") or "regular"),
-                                          self._book.get(broker_id), reason) is None:
+                                          order, reason) is None:
                 cancelled += 1
         self._sweeps.discard(event.id)
         self.cancelled += cancelled

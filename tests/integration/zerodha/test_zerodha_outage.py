@@ -9,13 +9,14 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
 import pytest
 
 from alpha_panda.adapters.memory_log import MemoryLog
 from alpha_panda.adapters.zerodha.config import ZerodhaSettings
 from alpha_panda.adapters.zerodha.session import KiteSession
 from alpha_panda.domain.events import KillSwitchSet, StrategyHalted, new_envelope
-from alpha_panda.domain.values import OrderType
+from alpha_panda.domain.values import OrderType, Side
 from alpha_panda.services.zerodha_engine import CONTROL_TOPIC, build_zerodha_engine
 from alpha_panda.stream.emit import Emit
 from alpha_panda.stream.runtime import ProcessorSettings
@@ -186,3 +187,28 @@ async def test_a_daily_loss_halt_read_late_is_not_taken_as_standing(
     await _run_later(settings, log, 10, read_it)
     assert resting["status"] == "OPEN"
     assert await order_events(log, "cancelled") == []
+
+
+async def test_a_kill_switch_read_late_leaves_its_flatten_orders_working(
+        settings: ZerodhaSettings, session: KiteSession, fake: FakeKite,
+        log: MemoryLog) -> None:
+    # `kill --flatten` while the engine was down: read on its return, the switch's own
+    # flatten order (another topic) went to Kite first, and the sweep cancelled that
+    # exit with the rest: the position it was to close stayed open
+    resting = await _resting_order_then_stopped(settings, log, fake)
+    now = time.time_ns()
+    # (dated just after the switch's market time, as the risk manager dates them)
+    exit_ = signal_envelope(2, order_type=OrderType.LIMIT, limit_price=95_00,
+                            side=Side.SELL, ts=now + 1)
+    data = msgspec.structs.replace(exit_.envelope.data, flatten=True)
+    await append(log, Emit(exit_.topic, msgspec.structs.replace(exit_.envelope, data=data)),
+                 _control(KillSwitchSet(active=True, flatten=True, requested_by="cli",
+                                        market_ts=now), "kill-1", now))
+
+    async def both_done(engine: Any) -> bool:
+        return bool(engine.stats.processed >= 2) and await _cancelled(log)
+
+    await _run_later(settings, log, 2, both_done)
+    assert resting["status"] == "CANCELLED"
+    [exit_order] = [o for o in fake.orders.values() if o["transaction_type"] == "SELL"]
+    assert exit_order["status"] == "OPEN"
