@@ -23,7 +23,7 @@ from alpha_panda.stream.dedup import RecentIds
 from alpha_panda.stream.dlq import dead_letter_output
 from alpha_panda.stream.emit import BatchFailure, record_id, to_output
 from alpha_panda.stream.log import Consumer, Log, Output, Record, TopicPartition
-from alpha_panda.stream.records import not_for, record_ids, replays_read
+from alpha_panda.stream.records import COPIES, copies_for_others, not_for, record_ids
 from alpha_panda.stream.retry import Disposition, attempts_for, backoff_delay, classify
 
 if TYPE_CHECKING:
@@ -165,13 +165,6 @@ class BatchRunner:
             # A repeat inside the batch is a duplicate too: the one-by-one path sees to it.
             if len(set(known)) != len(known):
                 b.repeats = True
-        if replays_read():
-            # A copy `dlq replay` put back for other services: this one handled the original
-            # (by place, not id: the original may be in this batch too).
-            name = p.name
-            for r in records:
-                if not_for(r.headers, name):
-                    b.foreign.setdefault(r.tp, set()).add(r.offset)
         batch_handle = getattr(p.handler, "handle_batch", None)
         # Records come in runs per partition (that is how every backend fetches them).
         n = len(records)
@@ -185,9 +178,13 @@ class BatchRunner:
             tp = first.tp
             if tp not in b.blocked:
                 run, rids = records[i:j], ids[i:j]
+                # A copy `dlq replay` put back for other services: this one handled the
+                # original (by place, not id: the original may be in this batch too).
+                foreign = copies_for_others(tp, run, p.name) if COPIES else None
+                if foreign:
+                    b.foreign[tp] = foreign
                 if batch_handle is not None and not b.repeats and not (
-                        b.seen and not b.seen.isdisjoint(rids)) and not (
-                        b.foreign and tp in b.foreign):
+                        b.seen and not b.seen.isdisjoint(rids)) and not foreign:
                     await self._in_bulk(consumer, b, tp, run, rids, batch_handle)
                 else:
                     await self._one_by_one(consumer, b, tp, run, rids)

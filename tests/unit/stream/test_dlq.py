@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from pathlib import Path
+from typing import Any
 
 from typer.testing import CliRunner
 
 from alpha_panda.adapters.sqlite_log import SqliteLog
 from alpha_panda.cli.dlq import app
 from alpha_panda.domain.errors import ValidationError
+from alpha_panda.stream.log import Output
 from alpha_panda.stream.records import REPLAY_FOR
 from alpha_panda.stream.runtime import StreamProcessor
 from alpha_panda.stream.topics import dlq_topic
@@ -268,3 +271,39 @@ def test_a_later_letter_of_another_service_gets_a_copy_of_its_own(tmp_path: Path
     assert asyncio.run(_addresses(path, "in")) == [None, b"risk", b"engine"]
     again = CliRunner().invoke(app, ["replay", "--log", url, "--topic", "in"])
     assert "replayed 0 dead letter(s) to in\n" in again.output
+
+
+def test_a_replayed_copy_costs_the_records_around_it_nothing(monkeypatch: Any) -> None:
+    # Once a process had read one replayed copy, every batch of every consumer looked at
+    # the last header of each of its records, for good: 80 ns a record per group, on the
+    # embedded pipeline's path of 60k ticks/s. Only the places of the copies are looked at.
+    from alpha_panda.adapters.memory_log import MemoryLog
+    from alpha_panda.stream import batch, records
+
+    looked: list[int] = []
+    real = records.not_for
+
+    def counting(headers: Any, service: str) -> bool:
+        looked.append(1)
+        return real(headers, service)
+
+    for module in (batch, records):
+        if hasattr(module, "not_for"):
+            monkeypatch.setattr(module, "not_for", counting)
+    src, out = f"in-{uuid.uuid4().hex}", "out"
+
+    async def main() -> None:
+        log = MemoryLog()
+        await log.ensure_topics([spec(src, 1), spec(out, 1), spec(dlq_topic(src), 1)])
+        copy = tick_output(src, 1)
+        await log.append([tick_output(src, 0), Output(
+            copy.topic, copy.key, copy.value, (*copy.headers, (REPLAY_FOR, b"risk")))])
+        await log.append([tick_output(src, n) for n in range(2, 2002)])
+        proc = StreamProcessor(log, name="engine", group="engine", topics=[src],
+                               handler=Echo(out))
+        await run_until(proc, lambda: proc.stats.processed == 2001)
+        assert proc.stats.duplicates == 1  # the copy, for risk
+        await log.close()
+
+    asyncio.run(main())
+    assert len(looked) <= 2, len(looked)
