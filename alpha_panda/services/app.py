@@ -112,7 +112,8 @@ def check_live_feed(settings: Settings, configs: list[Any], *, alone: bool = Fal
     """
     if not settings.zerodha.live_enabled or settings.feed == "kite":
         return
-    # (a strategy switched off trades nowhere: the run builds no zerodha engine for it)
+    # (a strategy switched off trades nowhere; the zerodha side that runs for the orders
+    # the engine placed on the log is refused such a feed once the log is open)
     live = [c.id for c in configs
             if c.enabled and Broker.ZERODHA.value in {str(b) for b in c.brokers}]
     if live:
@@ -156,6 +157,22 @@ async def zerodha_engine_reason(settings: Settings, configs: list[Any], log_: Lo
                 "this log: it runs so that what they left open at Kite is tracked and a kill "
                 "switch or halt with flatten closes it (switch live trading off to run without it)")
     return None
+
+
+def _refuse_sim_beside(settings: Settings, reason: str | None) -> None:
+    """Refuse a feed that is not the market's where the zerodha side runs on the log for
+    ``reason`` (its placed orders: no strategy routing there, ``check_live_feed`` let it
+    by): its risk manager and portfolio value the positions held at Kite at the feed's
+    prices, and a daily-loss stop reached on them cancels and flattens at Kite for real."""
+    if reason is None:
+        return
+    raise ConfigurationError(
+        "live trading is on (ALPHA_PANDA_ZERODHA__LIVE_ENABLED) and the zerodha engine runs "
+        f"on this log ({reason}), but the feed is {settings.feed}, not the market: "
+        "zerodha's risk manager would value what is held at Kite at its prices, and a "
+        "daily-loss stop with flatten reached on them would sell it for real. Run with "
+        "--feed kite, "
+        "or switch live trading off to trade on paper")
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,6 +369,8 @@ class SystemRun:
         lock of an engine it never built)."""
         s = self.settings
         if self.only == "feed":
+            if s.zerodha.live_enabled and s.feed != "kite":
+                _refuse_sim_beside(s, await zerodha_engine_reason(s, configs, log_))
             return None
         if self.only == "zerodha-engine" and not s.zerodha.live_enabled:
             raise ConfigurationError(
@@ -371,6 +390,8 @@ class SystemRun:
                          "enabled strategy routes to zerodha and the engine has placed no "
                          "order on this log: paper only")
             return None
+        if self.only is None and s.feed != "kite":
+            _refuse_sim_beside(s, reason)
         log.info("zerodha.engine_runs", reason=reason)
         file = embedded_file(s.log, s.data_dir)
         if file is not None and self.only in (None, "zerodha-engine"):

@@ -114,3 +114,12 @@ async def test_the_engine_runs_on_a_log_it_placed_orders_on_and_flattens_there(
     bought = sum(t["quantity"] for t in fake.trades if t["transaction_type"] == "BUY")
     sold = sum(t["quantity"] for t in fake.trades if t["transaction_type"] == "SELL")
     assert bought == sold == 10
+    # On that log the zerodha side runs whatever the strategies say, so a simulated (or
+    # replayed) feed is refused as for a strategy routed there: zerodha's risk manager
+    # valued the 10 held at Kite at the random walk's prices (a daily-loss stop with
+    # flatten reached on them sold at Kite for real), the live-feed guard let it by
+    sim = _app(settings, tmp_path, "[paper]", "sim")
+    for only in (None, "feed"):
+        with pytest.raises(ConfigurationError, match="the zerodha engine runs on this log"):
+            await SystemRun(sim, RunOptions(duration=5, progress=False), only=only).run()
+    assert fake.placements == 2
