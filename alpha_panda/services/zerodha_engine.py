@@ -353,8 +353,8 @@ class ZerodhaEngine:
         began when it was not old: retried through a Kite outage, that sweep is still owed
         however long the outage lasted."""
         old = self._clock() - event.ts > self._max_age_ns
-        if old and event.id not in self._sweeps and (
-                not await self._still_standing(event, strategy_id)):
+        standing = await self._still_standing(event, strategy_id)
+        if old and event.id not in self._sweeps and not standing:
             log_.warning("zerodha.kill_switch_too_old", event_id=event.id, set_at=event.ts,
                          strategy_id=strategy_id)
             return
@@ -365,9 +365,11 @@ class ZerodhaEngine:
         # Orders dated after it (event time) are not its to cancel, as on the paper
         # exchange: its flatten orders (the risk manager dates them just after its market
         # time), at Kite already when it is read late (the engine down, a redelivery), let
-        # through as while it stands (``_stopped``); and, read long after, whatever was
-        # placed since (a group reading the topic afresh: only flatten orders are placed
-        # while the engine knows of it)
+        # through as while it stands (``_stopped``); and whatever was placed since, once
+        # it was released (or set again) since, or read long after (a group reading the
+        # topic afresh: only flatten orders are placed while the engine knows of it). Only
+        # while it is recent and stands is a strategy's order of a later tick cancelled:
+        # validated before the risk manager read it, placed before this engine did.
         after = getattr(event.data, "market_ts", None)
         if after is None:
             after = event.ts
@@ -380,7 +382,8 @@ class ZerodhaEngine:
                 continue
             # None: an order of ours no event records yet (its signal adopts it later)
             order = self._book.get(broker_id)
-            if order is not None and order.ts > after and (old or order.origin == "flatten"):
+            if order is not None and order.ts > after and (
+                    old or not standing or order.origin == "flatten"):
                 continue  # (an exit asked with it or since: the position must close)
             if await self._cancel_at_kite(broker_id, str(o.get("variety") or "regular"),
                                           order, reason) is None:

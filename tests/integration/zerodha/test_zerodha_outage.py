@@ -212,3 +212,28 @@ async def test_a_kill_switch_read_late_leaves_its_flatten_orders_working(
     assert resting["status"] == "CANCELLED"
     [exit_order] = [o for o in fake.orders.values() if o["transaction_type"] == "SELL"]
     assert exit_order["status"] == "OPEN"
+
+
+async def test_a_kill_switch_released_since_leaves_the_orders_placed_after_it(
+        settings: ZerodhaSettings, session: KiteSession, fake: FakeKite,
+        log: MemoryLog) -> None:
+    # Set and released a second later while the engine was down; back a minute on, the
+    # engine placed a strategy's order of a tick after the release (another topic) before
+    # it read the switch, whose sweep (recent) then cancelled that order too: the
+    # strategy's trading after the release was undone at Kite
+    resting = await _resting_order_then_stopped(settings, log, fake)
+    now = time.time_ns()
+    await append(log, signal_envelope(2, order_type=OrderType.LIMIT, limit_price=91_00,
+                                      ts=now + 2 * 10**9),
+                 _control(KillSwitchSet(active=True, requested_by="cli", market_ts=now),
+                          "kill-1", now),
+                 _control(KillSwitchSet(active=False, requested_by="cli",
+                                        market_ts=now + 10**9), "kill-2", now + 10**9))
+
+    async def all_done(engine: Any) -> bool:
+        return bool(engine.stats.processed >= 3) and await _cancelled(log)
+
+    await _run_later(settings, log, 1, all_done)
+    assert resting["status"] == "CANCELLED"  # placed before the switch: it was swept
+    [later] = [o for o in fake.orders.values() if o is not resting]
+    assert later["status"] == "OPEN"
