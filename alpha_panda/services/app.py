@@ -137,6 +137,17 @@ def check_live_feed(settings: Settings, configs: list[Any], *, alone: bool = Fal
 _ZERODHA_PLACED = "zerodha.orders.submitted"
 
 
+def zerodha_routed(settings: Settings, configs: list[Any]) -> str | None:
+    """With live trading on, which enabled strategies route to zerodha (None: none, or off)."""
+    if not settings.zerodha.live_enabled:
+        return None
+    routed = [c.id for c in configs
+              if c.enabled and Broker.ZERODHA.value in {str(b) for b in c.brokers}]
+    if routed:
+        return f"{', '.join(routed)} route{'s' if len(routed) == 1 else ''} to zerodha"
+    return None
+
+
 async def zerodha_engine_reason(settings: Settings, configs: list[Any], log_: Log) -> str | None:
     """Why the zerodha side (its engine, risk manager and portfolio) runs live on this log,
     or None when it need not: live trading is off, or no enabled strategy routes to
@@ -146,12 +157,9 @@ async def zerodha_engine_reason(settings: Settings, configs: list[Any], log_: Lo
     more (a strategy moved to paper, or switched off, with a position open at Kite):
     without it, ``kill --flatten`` and ``halt --flatten`` would close nothing and the open
     orders' fills would go unrecorded."""
-    if not settings.zerodha.live_enabled:
-        return None
-    routed = [c.id for c in configs
-              if c.enabled and Broker.ZERODHA.value in {str(b) for b in c.brokers}]
-    if routed:
-        return f"{', '.join(routed)} route{'s' if len(routed) == 1 else ''} to zerodha"
+    routed = zerodha_routed(settings, configs)
+    if routed is not None or not settings.zerodha.live_enabled:
+        return routed
     if any((await log_.end_offsets(_ZERODHA_PLACED)).values()):
         return ("no enabled strategy routes to zerodha, but the engine has placed orders on "
                 "this log: it runs so that what they left open at Kite is tracked and a kill "
@@ -159,7 +167,7 @@ async def zerodha_engine_reason(settings: Settings, configs: list[Any], log_: Lo
     return None
 
 
-def _refuse_sim_beside(settings: Settings, reason: str | None) -> None:
+def refuse_sim_beside(settings: Settings, reason: str | None) -> None:
     """Refuse a feed that is not the market's where the zerodha side runs on the log for
     ``reason`` (its placed orders: no strategy routing there, ``check_live_feed`` let it
     by): its risk manager and portfolio value the positions held at Kite at the feed's
@@ -370,7 +378,7 @@ class SystemRun:
         s = self.settings
         if self.only == "feed":
             if s.zerodha.live_enabled and s.feed != "kite":
-                _refuse_sim_beside(s, await zerodha_engine_reason(s, configs, log_))
+                refuse_sim_beside(s, await zerodha_engine_reason(s, configs, log_))
             return None
         if self.only == "zerodha-engine" and not s.zerodha.live_enabled:
             raise ConfigurationError(
@@ -391,7 +399,7 @@ class SystemRun:
                          "order on this log: paper only")
             return None
         if self.only is None and s.feed != "kite":
-            _refuse_sim_beside(s, reason)
+            refuse_sim_beside(s, reason)
         log.info("zerodha.engine_runs", reason=reason)
         file = embedded_file(s.log, s.data_dir)
         if file is not None and self.only in (None, "zerodha-engine"):

@@ -104,7 +104,7 @@ async def _lock(s: Settings) -> str:
     if not holders:
         return f"free: no process runs on {path.resolve()}"
     needed = set(SystemRun(s, RunOptions()).services_to_lock())
-    if await _zerodha_engine_runs(s, path):
+    if await _zerodha_engine_reason(s) is not None:
         needed.add("zerodha-engine")
     order = ["feed", *SERVICES]  # as `run` takes them
     by: dict[str, list[str]] = {}
@@ -119,18 +119,21 @@ async def _lock(s: Settings) -> str:
     return f"{said} on {path.resolve()}, none of which `run` needs here"
 
 
-async def _zerodha_engine_runs(s: Settings, path: Path) -> bool:
-    """Whether ``run`` would run (and lock) the zerodha engine on the log at ``path``."""
-    from alpha_panda.services.app import zerodha_engine_reason
-    from alpha_panda.services.logs import open_log
+async def _zerodha_engine_reason(s: Settings) -> str | None:
+    """Why ``run`` would run (and lock) the zerodha engine on its log, or None."""
+    from alpha_panda.services.app import zerodha_engine_reason, zerodha_routed
+    from alpha_panda.services.logs import embedded_file, open_log
 
-    if not s.zerodha.live_enabled or not path.is_file():
-        return False
+    if not s.zerodha.live_enabled:
+        return None
+    path = embedded_file(s.log, s.data_dir)
+    if path is not None and not path.is_file():  # (no log yet: no order placed on it)
+        return zerodha_routed(s, _load(s)[0])
     log_ = open_log(s.log, s.data_dir)
     await log_.start()
     try:
         await log_.ensure_topics(REGISTRY.all())
-        return await zerodha_engine_reason(s, _load(s)[0], log_) is not None
+        return await zerodha_engine_reason(s, _load(s)[0], log_)
     finally:
         await log_.close()
 
@@ -177,9 +180,11 @@ async def _live(s: Settings) -> str:
     from alpha_panda.adapters.zerodha.client import KiteRestClient
     from alpha_panda.adapters.zerodha.config import zerodha_settings
     from alpha_panda.adapters.zerodha.session import ns_to_ist, require_live_session
-    from alpha_panda.services.app import check_live_feed
+    from alpha_panda.services.app import check_live_feed, refuse_sim_beside
 
     check_live_feed(s, _load(s)[0])
+    if s.feed != "kite":  # (the zerodha side may run for the orders it placed on the log)
+        refuse_sim_beside(s, await _zerodha_engine_reason(s))
     zs = zerodha_settings(s)
     session = require_live_session(zs)
     # The stored session only says when Kite would let it expire: Kite itself may refuse

@@ -17,6 +17,7 @@ from alpha_panda.domain.errors import ConfigurationError
 from alpha_panda.services.app import RunOptions, SystemRun
 from alpha_panda.services.control import PipelineControl
 from alpha_panda.services.logs import open_log
+from alpha_panda.services.preflight import run_checks
 from alpha_panda.settings import ApiSettings, Settings
 from alpha_panda.testing.fake_kite import FakeKite
 
@@ -122,4 +123,7 @@ async def test_the_engine_runs_on_a_log_it_placed_orders_on_and_flattens_there(
     for only in (None, "feed"):
         with pytest.raises(ConfigurationError, match="the zerodha engine runs on this log"):
             await SystemRun(sim, RunOptions(duration=5, progress=False), only=only).run()
+    # and preflight says so before (it said ok, and the run it vouched for was refused)
+    [live_check] = [c for c in await run_checks(sim) if c.name == "zerodha"]
+    assert not live_check.ok and "the zerodha engine runs on this log" in live_check.detail
     assert fake.placements == 2
