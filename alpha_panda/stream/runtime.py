@@ -242,7 +242,8 @@ class StreamProcessor:
         if limit is None:
             return None
         now = time.monotonic()
-        if now - self._lag_read_at >= grace:
+        # (the lag is read every lag_interval: a shorter grace would flap between reads)
+        if now - self._lag_read_at >= max(grace, 2 * self._settings.lag_interval):
             return (f"lag not read for {now - self._lag_read_at:.0f} s: a batch has run "
                     "that long")
         if self._behind_since is not None and now - self._behind_since >= grace:

@@ -93,3 +93,27 @@ def test_the_pipeline_takes_the_threshold_from_the_settings(tmp_path: Path) -> N
     assert pipeline.processors
     assert {(p.settings.ready_max_lag, p.settings.ready_lag_grace)
             for p in pipeline.processors} == {(123, 7.0)}
+
+
+async def test_a_grace_shorter_than_the_lag_interval_does_not_flap(tmp_path: Path) -> None:
+    # ALPHA_PANDA_RUNTIME__READY_LAG_GRACE_S below the 1 s between lag reads: an idle,
+    # caught-up service went not ready ("lag not read") between every two reads
+    log = SqliteLog(tmp_path / "log.sqlite")
+    await log.ensure_topics([spec("in", 1)])
+    await log.append([tick_output("in", 1)])
+    proc = StreamProcessor(log, name="idle", group="g", topics=["in"], handler=Slow(),
+                           settings=ProcessorSettings(poll_timeout=0.01, lag_interval=0.5,
+                                                      ready_max_lag=50, ready_lag_grace=0.1))
+    stop = asyncio.Event()
+    task = asyncio.create_task(proc.run(stop))
+    try:
+        await _until(lambda: proc.health().ready, "it must catch up")
+        seen = []
+        for _ in range(60):  # 1.2 s: more than two lag reads
+            seen.append(proc.health().ready)
+            await asyncio.sleep(0.02)
+        assert all(seen), f"not ready {seen.count(False)} times of {len(seen)}"
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        await log.close()
