@@ -207,6 +207,11 @@ class OrderSubmitted(Payload, frozen=True, kw_only=True, gc=False):
     origin: Origin = "signal"
     take_profit: int | None = None  # a bracket entry's exits (paper only)
     stop_loss: int | None = None
+    # From this event time on the venue fills it no more (paper: the close of its DAY,
+    # the 15:20 cut-off of an MIS order, whichever comes first): the strategy runner
+    # counts what is unfilled then as ended, not waiting for the venue's OrderCancelled,
+    # which comes only with the instrument's next tick (the next day's first, after a close)
+    expires_ns: int | None = None
 
 
 class OrderFilled(Payload, frozen=True, kw_only=True, gc=False):

@@ -313,7 +313,7 @@ class PaperExchange(MisSquareOff):
             order_id=order_id, signal_id=signal_id, strategy_id=order.strategy_id,
             instrument_token=token, side=side, quantity=qty, order_type=_MARKET,
             product=product, validity=order.validity, tag=signal_id[:20], ts=now_ns,
-            origin=order.origin,
+            origin=order.origin, expires_ns=order.expires_ns,  # (never MIS here)
         )
         price = hint if self._no_slip else self._market_price(order, hint, now_ns)
         # the whole quantity at one price: SUBMITTED -> FILLED, average price = price
@@ -631,6 +631,9 @@ class PaperExchange(MisSquareOff):
             trigger_price=order.trigger_price, product=order.product, validity=order.validity,
             tag=order.signal_id[:20], parent_order_id=order.parent_order_id, ts=ts,
             origin=order.origin, take_profit=order.take_profit, stop_loss=order.stop_loss,
+            expires_ns=order.expires_ns if order.cutoff_ns is None else (
+                order.cutoff_ns if order.expires_ns is None
+                else min(order.expires_ns, order.cutoff_ns)),
         )
 
     def _reject(self, order: Order, code: str, message: str, ts: int) -> OrderRejected:

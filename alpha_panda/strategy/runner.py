@@ -215,6 +215,19 @@ class StrategyRunner:
         # strategies one of whose brokers stopped them (``note_stop``): shown until then
         self._note_until: dict[str, int] = {}
         self._next_lapse = _NEVER  # the earliest of those times
+        # Open orders the venue said it fills no more from a time on (``expires_ns``: the
+        # close, the MIS cut-off): order id -> (that time, strategy). From the first tick at
+        # or after it the runner counts the unfilled rest as ended, as the backtest, whose
+        # exchange sees the tick first, tells it then; the pipeline's OrderCancelled comes
+        # from the paper engine's reading of that same tick, after the strategy's (not
+        # kept when ``ordered_feedback``: the backtest's cancel comes first).
+        self._expiring: dict[str, tuple[int, str]] = {}
+        self._next_expiry = _NEVER
+        # Of those, the orders of the strategies' own signals ended so: order id ->
+        # (strategy, instrument, signed leaves taken off the intended position), less what
+        # filled before the time but was read after it; the venue's cancel puts the rest
+        # back as it takes its own leaves off (``_order_ended``).
+        self._expired: dict[str, tuple[str, int, int]] = {}
         for config in configs:
             self._add(config, initial_cash)
         self._route: dict[int, list[_Slot]] = {}
@@ -273,6 +286,8 @@ class StrategyRunner:
         self._clock.now_ns = ts = tick.ts
         if ts >= self._next_lapse:
             self.lapse(ts)
+        if ts >= self._next_expiry and not self.replaying:
+            self._expire(ts)
         ref = self._references[tick.instrument_token]
         if ts >= ref.day_end:
             ref.new_day(ts, tick.last_price)
@@ -307,6 +322,29 @@ class StrategyRunner:
                     status.error = None
         self._next_lapse = min([*self._halt_until.values(), *self._note_until.values()],
                                default=_NEVER)
+
+    def _expire(self, now_ns: int) -> None:
+        """The orders the venue fills no more by ``now_ns`` (``_expiring``) end as the
+        venue will cancel them: their unfilled rest leaves the intended position now."""
+        nxt = _NEVER
+        for oid, (at, sid) in list(self._expiring.items()):
+            if at > now_ns:
+                nxt = min(nxt, at)
+                continue
+            del self._expiring[oid]
+            book = self._books.get(sid)
+            order = None if book is None else book.orders.get(oid)
+            if order is None:
+                continue
+            leaves = order.leaves_quantity
+            self.on_order_cancelled(sid, order.instrument_token, order.side, leaves, oid,
+                                    order.origin)
+            if order.origin == "signal" and leaves:
+                self._expired[oid] = (sid, order.instrument_token, order.side.sign * leaves)
+            self._ended[oid] = None  # its fills read late move no open order
+            if len(self._ended) > ENDED_KEPT:
+                self._ended.popitem(last=False)
+        self._next_expiry = nxt
 
     def note_stop(self, strategy_id: str, broker: str, reason: str, until: int | None) -> None:
         """One broker's daily-loss stop of a strategy that trades on others too: that
@@ -732,14 +770,17 @@ class StrategyRunner:
                 book.by_product.clear()
                 book.orders.clear()
                 book.cash = self._initial_cash
-        if self._exit_cancels:
-            for oid, (sid, _, _) in list(self._exit_cancels.items()):
+        for kept in (self._exit_cancels, self._expired):
+            for oid, (sid, _, _) in list(kept.items()):
                 if sid in ids:
-                    del self._exit_cancels[oid]
+                    del kept[oid]
         for oid, rep in list(self._replacements.items()):
             if rep.sid in ids:
                 self._drop_replacement(oid)
                 self._cancelled_early.discard(rep.order_id or "")
+        for oid, (_, sid) in list(self._expiring.items()):
+            if sid in ids:
+                del self._expiring[oid]
 
     def on_signal_rejected(self, signal: Signal) -> None:
         """Risk refused ``signal``: undo its move of the intended position."""
@@ -768,6 +809,9 @@ class StrategyRunner:
             origin=order.origin, placed_ns=order.ts, product=order.product,
             validity=order.validity, take_profit=order.take_profit, stop_loss=order.stop_loss,
             cancel_requested=asked)
+        if order.expires_ns is not None and not self.ordered_feedback:
+            self._expiring[oid] = (order.expires_ns, order.strategy_id)
+            self._next_expiry = min(self._next_expiry, order.expires_ns)
 
     def _order_ended(self, strategy_id: str, order_id: str) -> None:
         """``order_id`` is filled in full, cancelled or rejected: no longer open."""
@@ -781,6 +825,10 @@ class StrategyRunner:
                     self._replacements.pop(entry, None)
         if self._cancelled_early:
             self._cancelled_early.discard(order_id)
+        if self._expired:  # the runner ended it at its expiry: what it took goes back
+            taken = self._expired.pop(order_id, None)
+            if taken is not None:
+                self._move(*taken)
         book = self._books.get(strategy_id)
         if book is None or book.orders.pop(order_id, None) is not None:
             return
@@ -862,6 +910,10 @@ class StrategyRunner:
             rep = self._replacements.get(oid)
             if rep is not None and fill.leaves_quantity < rep.leaves:  # filled since the trim
                 self._trim_failed(oid)
+        if self._expired and oid in self._expired:  # filled before its expiry, read after
+            sid, _, taken = self._expired[oid]
+            self._expired[oid] = (sid, token, taken - signed)
+            book.positions[token] = book.positions.get(token, 0) + signed
         if fill.leaves_quantity == 0:
             self._order_ended(fill.strategy_id, oid)
             return
