@@ -12,7 +12,7 @@ import pytest
 
 from alpha_panda.backtest.engine import run_backtest
 from alpha_panda.backtest.result import BacktestResult
-from alpha_panda.domain.clock import NS, ist_ns
+from alpha_panda.domain.clock import NS, ist_date, ist_ns
 from alpha_panda.domain.events import (
     CODEC,
     Envelope,
@@ -299,3 +299,58 @@ async def test_pipeline_replay_of_cnc_same_day_and_next_day_trades_equals_backte
     assert Decimal(backtest.summary["charges"]) * 100 == sum(f.charges.total for f in fills)
     costs = CostModel.load(as_of=date(2026, 12, 1))
     assert cnc_books(fills) == expected_cnc_books(fills, costs)
+
+
+class CarryParams(StrategyParams):
+    quantity: int = 500
+
+
+class SellsNextDay(Strategy):
+    """Buys ``quantity`` in CNC at its 5th tick; at its first tick of a later IST day, sells
+    what ``ctx.position()`` says it holds."""
+
+    Params = CarryParams
+    params: CarryParams
+
+    def setup(self) -> None:
+        self.n = 0
+        self.day: date | None = None
+
+    def on_tick(self, tick: MarketTick, ctx: Context) -> list[Signal] | None:
+        day, self.n = ist_date(tick.ts), self.n + 1
+        first, self.day = self.day is not None and day != self.day, day
+        if self.n == 5:
+            return [ctx.signal(Side.BUY, self.params.quantity, product=Product.CNC)]
+        if first and ctx.position() > 0:
+            return [ctx.signal(Side.SELL, ctx.position(), product=Product.CNC)]
+        return None
+
+
+async def test_pipeline_replay_of_a_part_fill_expired_at_the_close_equals_backtest(
+        tmp_path: Path) -> None:
+    # A market buy of 500 fills in parts by volume (20% of trades of 10: 2 a tick) until
+    # the close expires its rest; the next day's first tick sells what the strategy holds.
+    # The venue's expiry comes with that tick: the runner must count the order ended there
+    # (the backtest's exchange sees the tick before the strategy), not sell 500 of 110.
+    rows = []
+    for day, start, n in ((date(2026, 12, 1), time(15, 29), 60),
+                          (date(2026, 12, 2), time(9, 15), 80)):
+        t0 = ist_ns(day, start)
+        rows += [(t0 + k * NS, 1700_00 + 5 * (k % 7)) for k in range(n)]
+    path = tmp_path / "close.csv"
+    path.write_text("timestamp,instrument_token,last_price,volume\n"
+                    + "".join(f"{ts},341249,{px / 100:.2f},10\n" for ts, px in rows))
+    strategies = tmp_path / "strategies"
+    strategies.mkdir()
+    (strategies / "carry.yaml").write_text(
+        f'id: carry\nstrategy: "{__name__}:SellsNextDay"\ninstruments: [341249]\n'
+        "product: CNC\nexecution: {volume_participation: 0.2}\n")
+    # paced: the night passes in 0.64 s, every fill of the first day is read by the second
+    run = await both(tmp_path, path, strategies, speed=100_000)
+    backtest = run.backtest
+    got = [(f.side, f.quantity) for f in sorted(backtest.fills, key=lambda f: f.ts)]
+    assert {q for _, q in got} == {2} and len(got) == 2 * 55  # ticks 5-59, then 1-55
+    assert sum(q for s, q in got if s is Side.SELL) == 110
+    assert backtest.summary["orders_cancelled"] == 1 and backtest.summary["rejections"] == {}
+    assert {k: run.live[k] for k in FIGURES} == {k: backtest.summary[k] for k in FIGURES}
+    assert run.live_fills == sorted(backtest.fills, key=lambda f: f.fill_id)

@@ -7,7 +7,14 @@ from typing import ClassVar
 import msgspec
 
 from alpha_panda.domain.clock import ist_ns
-from alpha_panda.domain.events import Charges, MarketTick, OrderFilled, OrderSubmitted, Signal
+from alpha_panda.domain.events import (
+    Charges,
+    MarketTick,
+    OrderCancelled,
+    OrderFilled,
+    OrderSubmitted,
+    Signal,
+)
 from alpha_panda.domain.values import OrderType, Product, Side
 from alpha_panda.strategy.base import Bar, CancelOrder, Context, Strategy, _Book, _Clock
 from alpha_panda.strategy.config import StrategyConfig, config_from_mapping
@@ -329,6 +336,28 @@ def test_the_context_shows_what_filled_and_what_still_works_in_any_order_of_even
     assert [o.order_id for o in ctx.open_orders()] == ["b"]
     assert ctx.open_orders(2) == [] and ctx.filled(2) == 0
     assert ctx.filled() == 5 + 1 + 5
+
+
+def test_an_order_ends_for_the_strategy_at_its_first_tick_past_the_venues_expiry() -> None:
+    # The paper engine cancels an order expired at the close when it reads the instrument's
+    # next tick, the one the strategy reads then: the runner ends it there itself (from the
+    # submission's expires_ns), as the backtest's exchange, which sees the tick first, does.
+    runner = StrategyRunner([cfg("r", Rests, [1])])
+    ctx = runner._slots["r"][0].ctx
+    runner.on_tick(tick(1, 100, ts=10))  # buys 5
+    runner.on_order_submitted(submitted("a", expires_ns=100))
+    runner.on_fill(filled("a", 1, 4))
+    runner.on_tick(tick(1, 100, ts=99))
+    assert (ctx.position(), ctx.filled(), len(ctx.open_orders())) == (5, 1, 1)
+    assert runner.on_tick(tick(1, 100, ts=100)) == []  # its rest of 4 is gone: holds 1
+    assert (ctx.position(), ctx.filled(), ctx.open_orders()) == (1, 1, [])
+    runner.on_fill(filled("a", 2, 2))  # filled before the close, read after it
+    assert (ctx.position(), ctx.filled(), ctx.open_orders()) == (3, 3, [])
+    runner.on_order_cancelled_event(OrderCancelled(  # the venue's expiry changes nothing
+        order_id="a", strategy_id="r", instrument_token=1, side=Side.BUY, filled_quantity=3,
+        leaves_quantity=2, reason="expired", ts=100))
+    assert (ctx.position(), ctx.filled(), ctx.open_orders()) == (3, 3, [])
+    assert runner._expired == {} and runner._expiring == {}
 
 
 def test_a_strategy_cancels_its_open_order_once_and_the_cancel_confirms_it() -> None:
