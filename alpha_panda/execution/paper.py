@@ -201,6 +201,18 @@ class PaperExchange(MisSquareOff):
         order_id = order_id_for(signal_id)
         if order_id in self._orders or order_id in self._closed_ids:
             return []  # redelivered signal: the order exists already
+        opened = self._open.get(signal.instrument_token)
+        if opened:
+            for o in opened:
+                if o.expires_ns is not None and o.expires_ns <= now_ns:
+                    # a signal read before the tick that expires them (the next day's
+                    # first): they end first, as they do at that tick, and free what they
+                    # reserved (a CNC sell's holdings)
+                    expired: list[Payload] = []
+                    for order in list(opened):
+                        if order.expires_ns is not None and order.expires_ns <= now_ns:
+                            self._cancel(order, "expired", order.expires_ns, expired)
+                    return expired + self.submit(signal_id, signal, now_ns, flatten=flatten)
         if (
             self._immediate and signal.order_type is _MARKET and signal.price_hint is not None
             and signal.product is not _MIS and signal.quantity > 0 and signal.limit_price is None

@@ -46,7 +46,7 @@ from typing import Final
 
 import msgspec
 
-from alpha_panda.domain.clock import ist_date
+from alpha_panda.domain.clock import DAY_NS, ist_date, ist_ns
 from alpha_panda.domain.events import (
     MarketTick,
     OrderCancelled,
@@ -56,7 +56,8 @@ from alpha_panda.domain.events import (
     SignalRejected,
     SignalValidated,
 )
-from alpha_panda.domain.values import OrderType, Product, Side, format_rupees, reduces
+from alpha_panda.domain.values import OrderType, Product, Side, Validity, format_rupees, reduces
+from alpha_panda.execution.market import MarketCalendar
 from alpha_panda.execution.orders import order_id_for
 from alpha_panda.marketdata.instruments import symbol_of
 from alpha_panda.portfolio.day import DayBook, day_start_ns
@@ -68,6 +69,8 @@ _US_PER_S = 1_000_000
 _BUY = Side.BUY
 _CNC = Product.CNC
 _MARKET = OrderType.MARKET
+_DAY = Validity.DAY
+_NEVER: Final = 2**63 - 1
 
 DECISIONS_KEPT: Final = 100_000
 """Recent decisions remembered so a redelivered signal is answered the same way."""
@@ -115,6 +118,8 @@ class _Pending:
     cnc: bool = False  # a CNC sell or CNC market buy: counts towards the holdings (CNC_SHORT)
     resting: bool = False  # not a market order: it may never fill (``_takes_no_risk``)
     flatten: Product | None = None  # a flatten order's product: it closes that position
+    expires: int | None = None  # a DAY order: the close it expires at (``_expire``)
+    quantity: int = 0  # as validated (``leaves`` less: a part fill was read)
 
 
 def _reduces(held: int, s: Signal) -> bool:
@@ -167,6 +172,13 @@ class RiskEngine:
         self._stopped: dict[str | None, tuple[int, bool]] = {}
         self._released: list[str | None] = []  # stops a new day released, not yet told
         self.has_stops = _has_stops(self.config)
+        # DAY orders end at the close of the day they are placed (after it: the next day's),
+        # as the paper exchange expires them; the venue's cancel comes only with the
+        # instrument's next tick, the one its strategy may signal at: from the first check
+        # at or after the close, what is unfilled of those open there counts no more
+        # (``_expire``).
+        self._close = MarketCalendar.load().close
+        self._next_expiry = _NEVER
         self._limits: dict[str | None, RiskLimits] = {}
         self._unlimited: dict[str, bool] = {}  # per strategy: no configured limit applies
         self._decisions: OrderedDict[str, SignalValidated | SignalRejected] = OrderedDict()
@@ -273,6 +285,8 @@ class RiskEngine:
             return seen  # a redelivered signal gets the decision it got the first time
         if now_ns >= self._day.day_hi:
             self._roll(now_ns)
+        if now_ns >= self._next_expiry:
+            self._expire(now_ns)
         asked = signal
         if signal.follows and signal.target is not None and not flatten:
             signal = self._toward_target(signal)
@@ -288,7 +302,7 @@ class RiskEngine:
                 signal=asked, signal_id=signal_id, reason_code=code, flatten=flatten,
                 message=f"{message} (sized to {sized})" if sized else message)
         else:
-            self.apply_validated(signal_id, signal, flatten=flatten)
+            self.apply_validated(signal_id, signal, flatten=flatten, placed_ns=now_ns)
             decision = SignalValidated(signal=signal, signal_id=signal_id, flatten=flatten,
                                        message=sized)
         decisions = self._decisions
@@ -307,16 +321,18 @@ class RiskEngine:
             return  # (no day roll: the fills replayed next mark each day's start)
         if isinstance(decision, SignalValidated):  # a flatten order took no rate slot live
             self.apply_validated(decision.signal_id, decision.signal,
-                                 None if decision.flatten else now_ns, flatten=decision.flatten)
+                                 None if decision.flatten else now_ns, flatten=decision.flatten,
+                                 placed_ns=now_ns)
         decisions = self._decisions
         decisions[decision.signal_id] = decision
         if len(decisions) > DECISIONS_KEPT:
             decisions.popitem(last=False)
 
     def apply_validated(self, signal_id: str, signal: Signal, now_ns: int | None = None, *,
-                        flatten: bool = False) -> None:
+                        flatten: bool = False, placed_ns: int | None = None) -> None:
         """Count a validated signal as pending (also used to rebuild state from the log);
-        ``flatten``: a flatten order, which a second flatten of its position counts."""
+        ``flatten``: a flatten order, which a second flatten of its position counts;
+        ``placed_ns``: when it was validated (a DAY order expires at that day's close)."""
         stages = self._stages
         if len(stages) == 1:
             order_ids: tuple[str, ...] = (order_id_for(signal_id, stages[0]),)
@@ -335,8 +351,15 @@ class RiskEngine:
         cnc = signal.product is _CNC and (
             signal.side is not _BUY or signal.order_type is _MARKET)  # (see CNC_SHORT)
         resting = signal.order_type is not _MARKET
+        expires = None
+        if placed_ns is not None and signal.validity is _DAY:
+            day = ist_date(placed_ns)
+            expires = ist_ns(day, self._close)
+            if placed_ns >= expires:  # placed after the close: it lives until the next one
+                expires += DAY_NS
+            self._next_expiry = min(self._next_expiry, expires)
         pending = _Pending(sid, token, sign, signal.quantity, order_ids, cnc, resting,
-                           signal.product if flatten else None)
+                           signal.product if flatten else None, expires, signal.quantity)
         for order_id in order_ids:
             all_pending[order_id] = pending
         key = (sid, token)
@@ -832,6 +855,23 @@ class RiskEngine:
     def _add_pending(self, strategy_id: str, token: int, delta: int) -> None:
         key = (strategy_id, token)
         self._pending_qty[key] = self._pending_qty.get(key, 0) + delta
+
+    def _expire(self, now_ns: int) -> None:
+        """Release the DAY orders whose close is at or before ``now_ns`` (``_next_expiry``)
+        that were open at the venue: resting (limit, stop), or filled in part. A market
+        order of which no fill was read most likely filled at once, its fill not read yet
+        (a replay at full speed): it counts until that fill or the venue's cancel."""
+        nxt = _NEVER
+        for order_id, pending in list(self._pending.items()):
+            at = pending.expires
+            if at is None or order_id != pending.order_ids[0]:
+                continue
+            if at <= now_ns:
+                if pending.resting or pending.leaves < pending.quantity:
+                    self._release(order_id)
+            elif at < nxt:
+                nxt = at
+        self._next_expiry = nxt
 
     def _release(self, order_id: str) -> None:
         pending = self._pending.pop(order_id, None)

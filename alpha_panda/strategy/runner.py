@@ -324,8 +324,9 @@ class StrategyRunner:
                                default=_NEVER)
 
     def _expire(self, now_ns: int) -> None:
-        """The orders the venue fills no more by ``now_ns`` (``_expiring``) end as the
-        venue will cancel them: their unfilled rest leaves the intended position now."""
+        """The orders the venue fills no more by ``now_ns`` (``_expiring``) that were open
+        there (resting, or filled in part) end as the venue will cancel them: their unfilled
+        rest leaves the intended position now."""
         nxt = _NEVER
         for oid, (at, sid) in list(self._expiring.items()):
             if at > now_ns:
@@ -334,7 +335,10 @@ class StrategyRunner:
             del self._expiring[oid]
             book = self._books.get(sid)
             order = None if book is None else book.orders.get(oid)
-            if order is None:
+            if order is None or (order.order_type is OrderType.MARKET
+                                 and order.leaves_quantity == order.quantity):
+                # (a market order of which no fill was read most likely filled at once, its
+                # fills not read yet: a replay at full speed. Its fill or cancel ends it.)
                 continue
             leaves = order.leaves_quantity
             self.on_order_cancelled(sid, order.instrument_token, order.side, leaves, oid,

@@ -302,12 +302,13 @@ async def test_pipeline_replay_of_cnc_same_day_and_next_day_trades_equals_backte
 
 
 class CarryParams(StrategyParams):
-    quantity: int = 500
+    script: tuple[dict[str, Any], ...] = ()
+    product: str = "CNC"
 
 
-class SellsNextDay(Strategy):
-    """Buys ``quantity`` in CNC at its 5th tick; at its first tick of a later IST day, sells
-    what ``ctx.position()`` says it holds."""
+class ClosesNextDay(Strategy):
+    """Sends the market orders of its script (``at``: its tick, ``side``, ``qty``); at its
+    first tick of a later IST day, closes what ``ctx.position()`` says it holds."""
 
     Params = CarryParams
     params: CarryParams
@@ -317,21 +318,32 @@ class SellsNextDay(Strategy):
         self.day: date | None = None
 
     def on_tick(self, tick: MarketTick, ctx: Context) -> list[Signal] | None:
-        day, self.n = ist_date(tick.ts), self.n + 1
+        day, i, self.n = ist_date(tick.ts), self.n, self.n + 1
+        product = Product(self.params.product)
         first, self.day = self.day is not None and day != self.day, day
-        if self.n == 5:
-            return [ctx.signal(Side.BUY, self.params.quantity, product=Product.CNC)]
-        if first and ctx.position() > 0:
-            return [ctx.signal(Side.SELL, ctx.position(), product=Product.CNC)]
-        return None
+        if first and ctx.position():
+            held = ctx.position()
+            return [ctx.signal(Side.SELL if held > 0 else Side.BUY, abs(held), product=product)]
+        return [ctx.signal(Side(a["side"]), a["qty"], product=product)
+                for a in self.params.script if a["at"] == i] or None
 
 
-async def test_pipeline_replay_of_a_part_fill_expired_at_the_close_equals_backtest(
-        tmp_path: Path) -> None:
-    # A market buy of 500 fills in parts by volume (20% of trades of 10: 2 a tick) until
-    # the close expires its rest; the next day's first tick sells what the strategy holds.
-    # The venue's expiry comes with that tick: the runner must count the order ended there
-    # (the backtest's exchange sees the tick before the strategy), not sell 500 of 110.
+@pytest.mark.parametrize(("product", "script", "held", "expired"), [
+    ("CNC", [("BUY", 500)], 110, 1),  # 110 filled, 390 expire
+    # 110 bought and 108 sold, 90 and 192 expire: on its way, the sell of 2 reverses -100
+    ("NRML", [("BUY", 200), ("SELL", 300)], 2, 2),
+    # 100 bought, 10 of a sell of 20 sold: the close sells 90, the 10 reserved free again
+    ("CNC", [("BUY", 100)] + [None] * 49 + [("SELL", 20)], 90, 1)])
+async def test_pipeline_replay_of_part_fills_expired_at_the_close_equals_backtest(
+        tmp_path: Path, product: str, script: list[tuple[str, int] | None], held: int,
+        expired: int) -> None:
+    # Market orders fill in parts by volume (20% of trades of 10: 2 a tick) until the close
+    # expires their rest; the next day's first tick closes what the strategy holds. The
+    # venue's expiry comes with that tick: the runner must count the orders ended there (the
+    # backtest's exchange sees the tick before the strategy), not close the 500 (or the
+    # -100) it meant to hold; the risk manager too, not refuse the close as reversing what
+    # it counts on its way; and the paper engine, reading the close before that tick, not
+    # refuse it as short of the holdings an expired CNC sell reserved.
     rows = []
     for day, start, n in ((date(2026, 12, 1), time(15, 29), 60),
                           (date(2026, 12, 2), time(9, 15), 80)):
@@ -342,15 +354,20 @@ async def test_pipeline_replay_of_a_part_fill_expired_at_the_close_equals_backte
                     + "".join(f"{ts},341249,{px / 100:.2f},10\n" for ts, px in rows))
     strategies = tmp_path / "strategies"
     strategies.mkdir()
+    orders = ", ".join(f"{{at: {4 + k}, side: {a[0]}, qty: {a[1]}}}"
+                       for k, a in enumerate(script) if a is not None)
     (strategies / "carry.yaml").write_text(
-        f'id: carry\nstrategy: "{__name__}:SellsNextDay"\ninstruments: [341249]\n'
-        "product: CNC\nexecution: {volume_participation: 0.2}\n")
+        f'id: carry\nstrategy: "{__name__}:ClosesNextDay"\ninstruments: [341249]\n'
+        f"params: {{product: {product}, script: [{orders}]}}\n"
+        "execution: {volume_participation: 0.2}\n")
     # paced: the night passes in 0.64 s, every fill of the first day is read by the second
     run = await both(tmp_path, path, strategies, speed=100_000)
     backtest = run.backtest
-    got = [(f.side, f.quantity) for f in sorted(backtest.fills, key=lambda f: f.ts)]
-    assert {q for _, q in got} == {2} and len(got) == 2 * 55  # ticks 5-59, then 1-55
-    assert sum(q for s, q in got if s is Side.SELL) == 110
-    assert backtest.summary["orders_cancelled"] == 1 and backtest.summary["rejections"] == {}
+    fills = sorted(backtest.fills, key=lambda f: f.ts)
+    day2 = ist_ns(date(2026, 12, 2), time(0))
+    closes = [f for f in fills if f.ts > day2]
+    assert {f.side for f in closes} == {Side.SELL} and sum(f.quantity for f in closes) == held
+    assert backtest.summary["orders_cancelled"] == expired
+    assert backtest.summary["rejections"] == {} and backtest.summary["open_positions"] == 0
     assert {k: run.live[k] for k in FIGURES} == {k: backtest.summary[k] for k in FIGURES}
     assert run.live_fills == sorted(backtest.fills, key=lambda f: f.fill_id)

@@ -20,7 +20,7 @@ from alpha_panda.domain.events import (
     SignalValidated,
     derive_id,
 )
-from alpha_panda.domain.values import OrderType, Product, Side
+from alpha_panda.domain.values import OrderType, Product, Side, Validity
 from alpha_panda.execution.market import ist_ns
 from alpha_panda.risk import KITE_ACCOUNT_LIMITS, RiskConfig, RiskEngine, RiskLimits
 
@@ -109,6 +109,32 @@ def test_pending_orders_count_towards_the_position_until_closed() -> None:
         order_id=derive_id("c", "order"), strategy_id="s1", instrument_token=TOKEN, side=Side.BUY,
         filled_quantity=4, leaves_quantity=6, reason="user"))
     assert risk.position("s1", TOKEN) == 4
+
+
+def test_a_day_orders_unfilled_rest_counts_until_the_close_and_no_more() -> None:
+    # The venue's expiry comes with the instrument's next tick, which a strategy may signal
+    # at before this engine reads it: a DAY order open at the venue (filled in part, or
+    # resting) stops counting at the close of its day. A market order of which no fill was
+    # read has most likely filled at once (its fill unread): it counts on.
+    risk = engine(max_position=15)
+    assert code(risk.check("a", sig(qty=10), T0)) == "OK"
+    assert code(risk.check("m", sig(qty=1), T0)) == "OK"
+    risk.on_fill(filled("a", sig(qty=10), qty=4, leaves=6))
+    close = ist_ns(date(2026, 11, 23), time(15, 30))
+    assert code(risk.check("b", sig(qty=5), close - 1)) == "MAX_POSITION"  # 4 + 6 + 1 + 5
+    assert code(risk.check("c", sig(qty=10), close)) == "OK"  # 4 + 1 + 10
+    assert risk.position("s1", TOKEN) == 15
+    risk.on_order_cancelled(OrderCancelled(  # the venue's expiry, read now: nothing more
+        order_id=derive_id("a", "order"), strategy_id="s1", instrument_token=TOKEN,
+        side=Side.BUY, filled_quantity=4, leaves_quantity=6, reason="expired", ts=close))
+    assert risk.position("s1", TOKEN) == 15
+    # placed at or after the close, an order lives until the next day's
+    next_close = close + 86_400 * S
+    limit = sig(Side.SELL, qty=5, order_type=OrderType.LIMIT, limit_price=101_00)
+    assert code(risk.check("d", limit, next_close - 1)) == "OK"
+    assert risk.position("s1", TOKEN) == 10
+    assert code(risk.check("e", sig(Side.SELL, qty=1), next_close)) == "OK"
+    assert risk.position("s1", TOKEN) == 4 + 1 + 10 - 1  # the resting sell of 5 ended
 
 
 def test_max_open_orders_frees_a_slot_when_an_order_fills() -> None:
