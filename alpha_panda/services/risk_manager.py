@@ -126,10 +126,13 @@ class RiskHandler:
             if not self._rebuilding:
                 self.engine.on_fill(data)
                 follow = self._follow_up(event, data)
-                if self._stops and self._tick is not None:
+                if self._stops and self._tick is not None \
+                        and data.ts <= self.engine.market_ns:
                     # a fill read after its tick (the engines trail the ticks) can reach
-                    # the limit too: at the latest tick, as if found there (or at the fill,
-                    # read before the first tick of its day: the stop is that day's)
+                    # the limit too: at the latest tick, as if found there. One read before
+                    # its tick (an order's latency fills it at a later tick, which the
+                    # strategy's signals race) waits for that tick, which marks it as the
+                    # backtest does: at the latest tick before, a buy at a rise looked a loss
                     return follow + self._daily_loss(self._tick, self._tick.data,
                                                      at=max(self._tick.data.ts, data.ts))
                 return follow

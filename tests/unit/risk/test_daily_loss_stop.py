@@ -160,6 +160,28 @@ def test_the_risk_manager_writes_the_stop_then_flattens_as_for_the_traders_halt(
     assert isinstance(again.envelope.data, SignalValidated)
 
 
+def test_a_fill_read_before_its_tick_is_marked_at_that_tick() -> None:
+    # With latency an order fills at a later tick than its signal's; the risk manager may
+    # read the fill before that tick: marked at the tick before (100), the buy of 100 at 110
+    # would look ₹1,000 down and stop the strategy, which the backtest (the tick first)
+    # stops only when the price falls to 104.
+    handler = RiskHandler("paper", engine(daily_loss=500_00, daily_loss_flatten=True))
+    sig = Signal(strategy_id="s1", instrument_token=TOKEN, side=Side.BUY, quantity=100,
+                 product=Product.MIS, price_hint=100_00)
+    assert outputs(handler, env(tick(100_00, DAY1), 1, DAY1)) == []
+    assert isinstance(handler.engine.check("b", sig, DAY1), SignalValidated)
+    order_id = derive_id("b", "order")
+    fill = OrderFilled(order_id=order_id, fill_id=f"{order_id}-f", strategy_id="s1",
+                       instrument_token=TOKEN, side=Side.BUY, quantity=100, price=110_00,
+                       cumulative_quantity=100, leaves_quantity=0, average_price=110_00,
+                       product=Product.MIS, ts=DAY1 + S)
+    assert outputs(handler, env(fill, 2, DAY1 + S), env(tick(110_00, DAY1 + S), 3, DAY1 + S),
+                   env(tick(106_00, DAY1 + 2 * S), 4, DAY1 + 2 * S)) == []
+    (stop,) = outputs(handler, env(tick(104_00, DAY1 + 3 * S), 5, DAY1 + 3 * S))
+    assert isinstance(stop.envelope.data, StrategyHalted)
+    assert stop.envelope.data.error.startswith("daily loss ₹600.00")
+
+
 def test_in_batches_the_stop_comes_at_the_same_tick() -> None:
     events = [env(tick(100_00 - k * 1_00, DAY1 + k * S), k, DAY1 + k * S) for k in range(1, 9)]
     one = RiskHandler("paper", engine(daily_loss=500_00, daily_loss_flatten=True))
@@ -285,7 +307,8 @@ def test_a_fill_read_after_the_ticks_that_lost_the_money_stops_at_the_latest_tic
 
 def test_a_fill_of_the_next_day_read_before_its_first_tick_stops_that_day_and_flattens() -> None:
     # 100 carried overnight; day 2 gaps down and a stop-loss leg sells half at ₹90 (−₹500),
-    # its fill read before the day's first tick: the stop is day 2's, and it flattens
+    # its fill read before the day's first tick: that tick (the fill's) marks it, and the
+    # stop is day 2's, and it flattens
     handler = RiskHandler("paper", engine(daily_loss=500_00, daily_loss_flatten=True))
     bought(handler.engine)
     assert outputs(handler, env(tick(100_00, DAY1 + S), 1, DAY1 + S)) == []
@@ -293,7 +316,8 @@ def test_a_fill_of_the_next_day_read_before_its_first_tick_stops_that_day_and_fl
                       side=Side.SELL, quantity=50, price=90_00, cumulative_quantity=50,
                       leaves_quantity=0, average_price=90_00, product=Product.MIS, ts=DAY2,
                       origin="bracket")
-    (stop,) = outputs(handler, env(leg, 2, DAY2))
+    assert outputs(handler, env(leg, 2, DAY2)) == []
+    (stop,) = outputs(handler, env(tick(90_00, DAY2), 3, DAY2))
     halted = stop.envelope.data
     assert isinstance(halted, StrategyHalted) and halted.market_ts == DAY2
     (flatten,) = outputs(handler, stop.envelope)  # read back: the 50 still held are sold

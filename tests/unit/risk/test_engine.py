@@ -20,7 +20,7 @@ from alpha_panda.domain.events import (
     SignalValidated,
     derive_id,
 )
-from alpha_panda.domain.values import OrderType, Product, Side, Validity
+from alpha_panda.domain.values import OrderType, Product, Side
 from alpha_panda.execution.market import ist_ns
 from alpha_panda.risk import KITE_ACCOUNT_LIMITS, RiskConfig, RiskEngine, RiskLimits
 
