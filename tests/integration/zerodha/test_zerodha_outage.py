@@ -162,13 +162,7 @@ async def test_a_kill_switch_released_since_is_not_acted_on_late(
                  _control(StrategyHalted(strategy_id="s1", requested_by="cli"), "halt-1", now + 2),
                  _control(StrategyHalted(strategy_id="s1", requested_by="cli", active=False),
                           "halt-2", now + 3))
-
-    async def read_the_four(engine: Any) -> bool:
-        return bool(engine.stats.processed >= 4)
-
-    await _run_later(settings, log, 10, read_the_four)
-    assert resting["status"] == "OPEN"
-    assert await order_events(log, "cancelled") == []
+    await _nothing_cancelled_once_read(settings, log, resting, 4)
 
 
 async def test_a_daily_loss_halt_read_late_is_not_taken_as_standing(
@@ -180,11 +174,16 @@ async def test_a_daily_loss_halt_read_late_is_not_taken_as_standing(
     stop = StrategyHalted(strategy_id="s1", requested_by="risk:daily_loss", flatten=True,
                           until=now - 60 * 10**9)
     await append(log, _control(stop, "halt-1", now - 3600 * 10**9))
+    await _nothing_cancelled_once_read(settings, log, resting, 1)
 
-    async def read_it(engine: Any) -> bool:
-        return bool(engine.stats.processed >= 1)
 
-    await _run_later(settings, log, 10, read_it)
+async def _nothing_cancelled_once_read(settings: ZerodhaSettings, log: MemoryLog,
+                                       resting: dict[str, object], records: int) -> None:
+    """The engine, ten minutes on, reads ``records`` and leaves the resting order working."""
+    async def read(engine: Any) -> bool:
+        return bool(engine.stats.processed >= records)
+
+    await _run_later(settings, log, 10, read)
     assert resting["status"] == "OPEN"
     assert await order_events(log, "cancelled") == []
 
