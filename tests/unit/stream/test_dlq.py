@@ -148,27 +148,26 @@ def test_an_unknown_topic_is_an_error_not_an_empty_list(tmp_path: Path) -> None:
     assert mine.exit_code == 0 and len(json.loads(mine.stdout)) == 2
 
 
+async def _fail_in(path: Path, name: str, letters: int) -> None:
+    log = SqliteLog(path)
+    await log.ensure_topics([spec("in", 1), spec("out", 1), spec(dlq_topic("in"), 1)])
+    proc = StreamProcessor(log, name=name, group=name, topics=["in"], handler=Echo(
+        "out", lambda e: ValidationError("price band")))
+    await run_until(proc, lambda: proc.stats.dead_lettered == letters)
+    await log.close()
+
+
 async def _failed_in_two_services(path: Path) -> None:
     """``in.dlq``: a tick two services (groups) refused, one letter from each, then the
     letters of a second tick, and garbage each of them failed to decode."""
     log = SqliteLog(path)
-    await log.ensure_topics([spec("in", 1), spec("out", 1), spec(dlq_topic("in"), 1)])
+    await log.ensure_topics([spec("in", 1)])
     await log.append([tick_output("in", 1, price=99_000, id="t-1"),
                       tick_output("in", 2, price=98_000, id="t-2"),
                       raw("in", b"7", b"{oops", "bad-1")])
+    await log.close()
     for name in ("risk", "engine"):
-        proc = StreamProcessor(log, name=name, group=name, topics=["in"], handler=Echo(
-            "out", lambda e: ValidationError("price band")))
-        await run_until(proc, lambda p=proc: p.stats.dead_lettered == 3)  # type: ignore[misc]
-    await log.close()
-
-
-async def _fail_again(path: Path) -> None:
-    log = SqliteLog(path)
-    proc = StreamProcessor(log, name="risk", group="risk", topics=["in"], handler=Echo(
-        "out", lambda e: ValidationError("price band")))
-    await run_until(proc, lambda: proc.stats.dead_lettered == 3)  # the three copies
-    await log.close()
+        await _fail_in(path, name, 3)
 
 
 def test_a_record_several_services_failed_on_goes_back_once(tmp_path: Path) -> None:
@@ -206,7 +205,7 @@ def test_a_record_several_services_failed_on_goes_back_once(tmp_path: Path) -> N
                                 "--include-undecodable"])
     assert "replayed 0 dead letter(s) to in\n" in again.output
     # a copy that fails again is dead-lettered as a record of its own: replayable in turn
-    asyncio.run(_fail_again(path))
+    asyncio.run(_fail_in(path, "risk", 3))  # the three copies
     third = runner.invoke(app, ["replay", "--log", url, "--topic", "in"])
     assert "replayed in.dlq@6 -> in: ValidationError\n" in third.output
     assert "replayed 2 dead letter(s) to in\n" in third.output
@@ -238,15 +237,6 @@ def test_a_limit_below_1_is_refused_not_read_as_no_dead_letters(tmp_path: Path) 
             assert res.exit_code == 2, (command, limit, res.output)
             assert "no dead letters" not in res.output and "replayed" not in res.output
             assert "Invalid value for '--limit'" in res.output
-
-
-async def _fail_in(path: Path, name: str, letters: int) -> None:
-    log = SqliteLog(path)
-    await log.ensure_topics([spec("in", 1), spec("out", 1), spec(dlq_topic("in"), 1)])
-    proc = StreamProcessor(log, name=name, group=name, topics=["in"], handler=Echo(
-        "out", lambda e: ValidationError("price band")))
-    await run_until(proc, lambda: proc.stats.dead_lettered == letters)
-    await log.close()
 
 
 def test_a_later_letter_of_another_service_gets_a_copy_of_its_own(tmp_path: Path) -> None:
