@@ -3,7 +3,12 @@
 1. Throughput: replay a generated tick file through every service (feed → strategy runner
    → risk → paper engine → portfolio) as fast as possible; ticks/s from the first tick
    published until every consumer group has committed the end of every topic.
-2. Latency: replay the same kind of file paced at a fixed rate (default 10,000 ticks/s)
+2. Throughput with the services split between two processes on the same SQLite log, to use
+   both cores: ``alpha-panda service feed strategy-runner portfolio`` beside ``alpha-panda
+   service risk-manager paper-engine``; ticks/s from the first tick on the log until every
+   consumer group has committed the end of every topic, as a third process sees it
+   (``drained_beside``, looking every 5 ms). The fills must equal the one-process run's.
+3. Latency: replay the same kind of file paced at a fixed rate (default 10,000 ticks/s)
    and measure tick-to-fill: from the moment a tick is durable on the log to the moment
    the fill it caused is durable and read back by a consumer of the fills topic (fills
    carry the tick's correlation id). Also printed: the same from the moment the tick was
@@ -22,6 +27,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -34,11 +41,20 @@ from typing import Any
 import numpy as np
 from machine import describe, loop_ns
 
+from alpha_panda.adapters.sqlite_log.lock import lock_holders
 from alpha_panda.domain.events import CODEC, OrderFilled
 from alpha_panda.marketdata.files import generate_random_walk, tick_id_prefix, write_ticks
 from alpha_panda.observability.logging import configure_logging
 from alpha_panda.services.app import RunOptions, SystemRun
+from alpha_panda.services.logs import open_log
 from alpha_panda.settings import ApiSettings, Settings
+from alpha_panda.stream.log import TopicPartition
+from alpha_panda.stream.topics import MARKET_TICKS
+from alpha_panda.testing.pipeline import drained_beside
+
+# the two processes of the split phase: the feed's, and the one that takes orders
+UPSTREAM = ("feed", "strategy-runner", "portfolio")
+DOWNSTREAM = ("risk-manager", "paper-engine")
 
 STRATEGY = """\
 id: bench_sma
@@ -90,6 +106,77 @@ async def _throughput(n_ticks: int, instruments: int,
                 "ticks_per_s": round(n_ticks / elapsed), "cpu_s": round(cpu, 3),
                 "cpu_us_per_tick": round(cpu / n_ticks * 1e6, 2),
                 "loop_cpu_us_per_tick": round(loop_cpu / n_ticks * 1e6, 2)}
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user and system) process ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _split_throughput(n_ticks: int, instruments: int,
+                            where: str | None = None) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(dir=where) as tmp:
+        root = Path(tmp)
+        path = prepare(root, n_ticks, instruments, None)
+        settings = _settings(root, path)
+        data = settings.data_dir
+        cli = [sys.executable, "-m", "alpha_panda.cli", "service"]
+        common = ["--data-dir", str(data), "--strategies", str(root / "strategies"),
+                  "--log", "embedded"]
+        env = {**os.environ, "ALPHA_PANDA_LOG_LEVEL": "WARNING"}
+        procs = [subprocess.Popen([*cli, *DOWNSTREAM, *common], env=env,  # noqa: ASYNC220
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)]
+        try:
+            deadline = time.monotonic() + 60
+            while not any(h.service == DOWNSTREAM[0] for h in lock_holders(data / "log.sqlite")):
+                assert procs[0].poll() is None and time.monotonic() < deadline, \
+                    procs[0].communicate()[1].decode()[-2000:]
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(1.5)  # its consumers subscribed and waiting
+            procs.append(subprocess.Popen(  # noqa: ASYNC220
+                [*cli, *UPSTREAM, "--feed", f"replay:{path}", *common], env=env,
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+            # Both processes' CPU every 10 ms: what they used before the first tick (their
+            # start-up) is taken off.
+            samples: list[tuple[float, float]] = []
+
+            async def sample() -> None:
+                while True:
+                    samples.append((time.time(), sum(_cpu_s(p.pid) for p in procs)))
+                    await asyncio.sleep(0.01)
+
+            sampler = asyncio.create_task(sample())
+            try:
+                done = await drained_beside(settings, n_ticks, timeout=600)
+            finally:
+                sampler.cancel()
+            cpu_done = sum(_cpu_s(p.pid) for p in procs)
+            for p in procs:
+                assert p.poll() is None, p.communicate()[1].decode()[-2000:]
+                p.send_signal(signal.SIGTERM)
+            for p in procs:
+                err = p.communicate(timeout=60)[1].decode()
+                assert p.returncode == 0, err[-2000:]
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+        log = open_log("embedded", data)
+        await log.start()
+        try:
+            parts = (await log.end_offsets(MARKET_TICKS)).keys()
+            firsts = [await log.read(TopicPartition(MARKET_TICKS, p), 0, 1) for p in parts]
+            started = min(r[0].timestamp_ms for r in firsts if r) / 1000  # the first append
+            fills = sum((await log.end_offsets("paper.orders.filled")).values())
+        finally:
+            await log.close()
+        elapsed = done - started
+        cpu = cpu_done - max((c for t, c in samples if t <= started), default=0.0)
+        return {"ticks": n_ticks, "fills": fills, "elapsed_s": round(elapsed, 3),
+                "ticks_per_s": round(n_ticks / elapsed), "cpu_s": round(cpu, 3),
+                "cpu_us_per_tick": round(cpu / n_ticks * 1e6, 2)}
 
 
 async def _latency(rate: int, seconds: float, instruments: int,
@@ -185,6 +272,7 @@ def main() -> None:
         print(json.dumps({
             "machine_loop_ns": round(loop_ns(), 1),  # this run's machine speed (lower: faster)
             "throughput": asyncio.run(_throughput(args.ticks, args.instruments, args.dir)),
+            "split": asyncio.run(_split_throughput(args.ticks, args.instruments, args.dir)),
             "latency": asyncio.run(_latency(args.rate, args.seconds, args.instruments,
                                             args.dir)),
         }))
@@ -192,18 +280,27 @@ def main() -> None:
     runs = [_one_run(args) for _ in range(max(1, args.repeat))]
     result = {phase: {"median": _median([r[phase] for r in runs]),
                       "runs": [r[phase] for r in runs]}
-              for phase in ("throughput", "latency")}
+              for phase in ("throughput", "split", "latency")}
     result["machine_loop_ns"] = [r["machine_loop_ns"] for r in runs]
     if args.json:
         print(json.dumps(result))
         return
-    t, lat = result["throughput"]["median"], result["latency"]["median"]
+    t, sp, lat = (result[x]["median"] for x in ("throughput", "split", "latency"))
     span = sorted(r["ticks_per_s"] for r in result["throughput"]["runs"])
     p99s = sorted(r["p99_ms"] for r in result["latency"]["runs"])
     print(f"throughput (median of {len(runs)}): {t['ticks']:,} ticks in {t['elapsed_s']} s = "
           f"{t['ticks_per_s']:,} ticks/s end to end (runs: {', '.join(f'{x:,}' for x in span)}; "
           f"{t['fills']:,} fills); CPU {t['cpu_s']} s = {t['cpu_us_per_tick']} us/tick, of "
           f"which the event loop's thread {t['loop_cpu_us_per_tick']} us/tick")
+    spans = sorted(r["ticks_per_s"] for r in result["split"]["runs"])
+    same = all(r["fills"] == o["fills"] for r, o in zip(result["split"]["runs"],
+                                                       result["throughput"]["runs"], strict=True))
+    print(f"throughput, services split between two processes (median of {len(runs)}; "
+          f"{' '.join(UPSTREAM)} | {' '.join(DOWNSTREAM)}): {sp['ticks']:,} ticks in "
+          f"{sp['elapsed_s']} s = {sp['ticks_per_s']:,} ticks/s end to end (runs: "
+          f"{', '.join(f'{x:,}' for x in spans)}; {sp['fills']:,} fills, "
+          f"{'as in one process' if same else 'NOT AS IN ONE PROCESS'}); CPU of both "
+          f"{sp['cpu_s']} s = {sp['cpu_us_per_tick']} us/tick")
     print(f"latency at {lat['rate']:,} ticks/s (median of {len(runs)}): tick-to-fill p50 "
           f"{lat['p50_ms']} ms, p99 {lat['p99_ms']} ms (runs: {', '.join(map(str, p99s))}), "
           f"max {lat['max_ms']} ms over {lat['fills_measured']:,} fills; from the tick's due "

@@ -147,7 +147,10 @@ def run(
 
 @app.command(epilog=ENV_NOTE)
 def service(
-    name: Annotated[str, typer.Argument(help="feed | strategy-runner | risk-manager | paper-engine | portfolio | zerodha-engine | api")],
+    names: Annotated[list[str], typer.Argument(
+        metavar="NAME...",
+        help="feed | strategy-runner | risk-manager | paper-engine | portfolio | "
+             "zerodha-engine | api; several run together in this process")],
     log: Annotated[str | None, typer.Option(
         help="kafka://HOST:PORT, or embedded to try it in one place (default: embedded)")] = None,
     feed: Annotated[str | None, typer.Option(help=f"for the feed service: {FEED_HELP}")] = None,
@@ -158,18 +161,21 @@ def service(
     speed: Annotated[float | None, typer.Option(help=f"for the feed service: {SPEED_HELP}")] = None,
     duration: Annotated[float | None, typer.Option(
         min=0, help="stop after this many seconds (default: run until stopped)")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help=DATA_DIR_HELP)] = None,
 ) -> None:
-    """Run one service as its own process (scale out on Kafka with consumer groups)."""
+    """Run one service, or several, as a process of their own: on Kafka to scale out with
+    consumer groups; on the embedded log to use more than one core (e.g. `service feed
+    strategy-runner portfolio` beside `service risk-manager paper-engine`)."""
     from alpha_panda.services.app import RunOptions, SystemRun
 
     _check_speed(speed)
     settings = _settings(log=log, feed=feed, strategies_dir=strategies, port=port,
-                         no_api=name != "api")
+                         no_api="api" not in names, data_dir=data_dir)
     _check_speed_feed(speed, settings.feed)
     _configure_logging(settings)
     options = RunOptions(duration=duration, speed=speed, progress=False)
-    system = SystemRun(settings, options, only=name)
     try:
+        system = SystemRun(settings, options, only=names)
         asyncio.run(system.run())
     except AlphaPandaError as exc:
         raise fail(str(exc)) from None

@@ -14,6 +14,7 @@ import functools
 import signal
 import socket
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -325,13 +326,25 @@ async def _wait_drained(pipeline: Pipeline, feed: Any, stop: asyncio.Event) -> N
 class SystemRun:
     """One run of the whole system; ``summary`` is filled when it ends."""
 
-    def __init__(self, settings: Settings, options: RunOptions, *, only: str | None = None) -> None:
-        if only is not None and only not in ("feed", "api", *SERVICES):
-            raise ConfigurationError(
-                f"unknown service {only!r}; expected one of feed, api, {', '.join(SERVICES)}")
+    def __init__(self, settings: Settings, options: RunOptions, *,
+                 only: str | Sequence[str] | None = None) -> None:
+        """``only``: the service, or services, this process runs (``service NAME...``;
+        None: every one, ``run``)."""
+        names = (only,) if isinstance(only, str) else None if only is None else tuple(only)
+        if names is not None:
+            unknown = [n for n in names if n not in ("feed", "api", *SERVICES)]
+            if unknown or not names:
+                raise ConfigurationError(
+                    f"unknown service {', '.join(map(repr, unknown)) or '(none given)'}; "
+                    f"expected one or more of feed, api, {', '.join(SERVICES)}")
+            if len(set(names)) < len(names):
+                raise ConfigurationError(f"a service named twice: {' '.join(names)}")
         self.settings = settings
         self.options = options
-        self.only = only
+        # what this process is, in logs and /metrics: "run", or its services ("risk-manager",
+        # "risk-manager+paper-engine")
+        self.only = None if names is None else "+".join(names)
+        self.names = None if names is None else frozenset(names)
         self.pipeline: Pipeline | None = None
         self.feed: Any = None
         self.started = 0.0
@@ -360,14 +373,16 @@ class SystemRun:
         with service_locks(file, self.services_to_lock()):
             await self._run()
 
+    def runs(self, name: str) -> bool:
+        """Does this process run service ``name`` (``feed``, ``api`` or one of SERVICES)?"""
+        return self.names is None or name in self.names
+
     def services_to_lock(self) -> list[str]:
         """The services (and feed) this process runs, each a consumer group or a producer
         of ticks no second process may run on the same log, locked as it starts. The
         zerodha engine is not among them: whether it runs is read from the log, and its
         lock taken then (``_zerodha``)."""
-        if self.only is None:
-            return ["feed", *(x for x in SERVICES if x != "zerodha-engine")]
-        return [] if self.only in ("api", "zerodha-engine") else [self.only]
+        return [x for x in ("feed", *SERVICES) if x != "zerodha-engine" and self.runs(x)]
 
     async def _zerodha(self, configs: list[Any], log_: Log,
                        locks: contextlib.ExitStack) -> list[str] | None:
@@ -376,18 +391,20 @@ class SystemRun:
         zerodha engine alone with nothing to do is refused (it sat idle, or held the
         lock of an engine it never built)."""
         s = self.settings
-        if self.only == "feed":
-            if s.zerodha.live_enabled and s.feed != "kite":
+        beside_feed = self.runs("feed") and s.feed != "kite"
+        if self.names == frozenset({"feed"}):
+            if s.zerodha.live_enabled and beside_feed:
                 refuse_sim_beside(s, await zerodha_engine_reason(s, configs, log_))
             return None
-        if self.only == "zerodha-engine" and not s.zerodha.live_enabled:
+        engine_asked = self.names is not None and "zerodha-engine" in self.names
+        if engine_asked and not s.zerodha.live_enabled:
             raise ConfigurationError(
                 "live trading is off, so the zerodha engine would place nothing: set "
                 "ALPHA_PANDA_ZERODHA__LIVE_ENABLED=true to run it")
         reason = await zerodha_engine_reason(s, configs, log_)
         self._zerodha_runs = reason is not None
         if reason is None:
-            if self.only == "zerodha-engine":
+            if engine_asked:
                 raise ConfigurationError(
                     "nothing for the zerodha engine to do: no enabled strategy routes to "
                     "zerodha (give it the runner's strategies: --strategies, "
@@ -398,11 +415,11 @@ class SystemRun:
                          "enabled strategy routes to zerodha and the engine has placed no "
                          "order on this log: paper only")
             return None
-        if self.only is None and s.feed != "kite":
+        if beside_feed:
             refuse_sim_beside(s, reason)
         log.info("zerodha.engine_runs", reason=reason)
         file = embedded_file(s.log, s.data_dir)
-        if file is not None and self.only in (None, "zerodha-engine"):
+        if file is not None and self.runs("zerodha-engine"):
             locks.enter_context(service_locks(file, ["zerodha-engine"]))
         active = [c for c in configs if c.enabled]
         return list(dict.fromkeys([*brokers_in_use(active), Broker.ZERODHA.value]))
@@ -411,14 +428,14 @@ class SystemRun:
         s = self.settings
         # /metrics' alpha_panda_process_info: which process this is (it carried no label)
         set_process_info(self.only or "run", log=s.log.split(":", 1)[0],
-                         feed=s.feed.split(":", 1)[0] if self.only in (None, "feed") else "",
+                         feed=s.feed.split(":", 1)[0] if self.runs("feed") else "",
                          live="true" if s.zerodha.live_enabled else "false")
         if s.tracing != "none":
             # (none: no SDK provider, so the stream's batches open no span and cost nothing)
             setup_tracing(f"alpha-panda.{self.only or 'run'}", s.tracing)
         configs, errors = load_strategies(s)
-        if self.only in (None, "feed"):  # (a process of another service has no feed to check)
-            check_live_feed(s, configs, alone=self.only == "feed")
+        if self.runs("feed"):  # (a process of other services has no feed to check)
+            check_live_feed(s, configs, alone=not self.runs("strategy-runner"))
         log_ = open_log(s.log, s.data_dir, kafka=kafka_settings(s))
         await log_.start()
         locks = contextlib.ExitStack()  # the zerodha engine's, when it runs here
@@ -438,11 +455,11 @@ class SystemRun:
         try:
             # (``run``'s: a process of one service reports none, and reads no DLQ topic)
             dlq_before: DlqEnds = await dead_letter_ends(log_) if self.only is None else {}
-            services = SERVICES if self.only is None else [x for x in SERVICES if x == self.only]
+            services = [x for x in SERVICES if self.runs(x)]
             self.pipeline = pipeline = build_pipeline(s, log_, configs, errors, services=services,
                                                       brokers=brokers)
             feed: Any = None
-            if self.only in (None, "feed"):
+            if self.runs("feed"):
                 self.feed = feed = make_feed(s, pipeline, self.options.speed)
                 if hasattr(feed, "load"):
                     feed.load()  # read the replay file before the clock starts (load_s)
@@ -500,8 +517,8 @@ class SystemRun:
 
     async def _extras(self, pipeline: Pipeline, cache: Cache, feed: Any) -> list[asyncio.Task[Any]]:
         tasks: list[asyncio.Task[Any]] = []
-        if self.settings.api.enabled and self.only in (None, "api"):
-            if self.only == "api":  # the API alone: ready as it serves and the others are
+        if self.settings.api.enabled and self.runs("api"):
+            if self.names is not None:  # services of other processes: ready as they are
                 pipeline.health.register(_ServingCheck(self))
                 tasks.append(self._watch_groups(pipeline))
             self._api = api_server(self.settings, pipeline, cache)
@@ -513,8 +530,8 @@ class SystemRun:
         return tasks
 
     def _watch_groups(self, pipeline: Pipeline) -> asyncio.Task[Any]:
-        """The API alone: the health of every service of the pipeline, run by other
-        processes, from their consumer groups' offsets on the log."""
+        """The API of a ``service`` process: the health of every service of the pipeline
+        run by other processes, from their consumer groups' offsets on the log."""
         from alpha_panda.services.group_lag import GroupLag, watch_groups
         from alpha_panda.services.zerodha_engine import CONTROL_TOPIC, GROUP, SIGNALS_TOPIC
 
@@ -523,8 +540,9 @@ class SystemRun:
         dry = build_pipeline(s, pipeline.log, pipeline.configs, pipeline.config_errors,
                              services=[x for x in SERVICES if x != "zerodha-engine"],
                              brokers=pipeline.brokers)
-        named = [(p.name, p.group, p.topics) for p in dry.processors]
-        if self._zerodha_runs:
+        here = {p.group for p in pipeline.processors}  # (their own health is registered)
+        named = [(p.name, p.group, p.topics) for p in dry.processors if p.group not in here]
+        if self._zerodha_runs and not self.runs("zerodha-engine"):
             named.append((GROUP, GROUP, [SIGNALS_TOPIC, CONTROL_TOPIC]))
         rt = s.runtime
         groups = [GroupLag(name, group, topics, max_lag=rt.ready_max_lag,

@@ -23,7 +23,13 @@ from alpha_panda.stream.topics import REGISTRY, TopicSpec, partition_for
 Placed = tuple[str, int, Output]  # (topic, partition, output)
 _EXPIRE_EVERY_S = 30.0
 _EXPIRE_STEP = 5_000
-_REFRESH_EVERY_S = 0.02  # ~7 ms of SQLite deletes: short enough to run inline
+_REFRESH_EVERY_S = 0.02
+# While another process's services write to the log (``service NAME...`` beside another
+# ``service``), a poll waiting for records looks for theirs this often: 20 ms and the poll's
+# own timeout (50 ms) stalled the pipeline between the processes, 76k-94k ticks/s where
+# 5 ms gives 96k-100k. This long after the last write another process made, back to 20 ms.
+_SHARED_REFRESH_S = 0.005
+_SHARED_FOR_S = 60.0
 
 
 class Storage(Protocol):
@@ -74,6 +80,7 @@ class EmbeddedLog:
         self._closed = False
         self._next_expiry = time.monotonic() + _EXPIRE_EVERY_S
         self._next_refresh = 0.0
+        self._shared_until = 0.0  # another process wrote recently: ``_SHARED_REFRESH_S``
 
     def _partitions_of(self, topic: str) -> int:
         return self._topics.get(topic, 0)
@@ -144,13 +151,29 @@ class EmbeddedLog:
                 m.wake.set()
 
     def _refresh(self) -> bool:
-        """``Storage.refresh`` at most every 20 ms: another process's appends (a DLQ
-        replay) are noticed that fast, without a query on every empty poll."""
+        """``Storage.refresh`` at most every 20 ms (5 ms while another process writes):
+        another process's appends (a DLQ replay, a service of its own) are noticed that
+        fast, without a query on every empty poll. When there are some, every consumer of
+        this process is woken to read them."""
         now = time.monotonic()
         if now < self._next_refresh:
             return False
-        self._next_refresh = now + _REFRESH_EVERY_S
-        return self._storage.refresh()
+        shared = now < self._shared_until
+        self._next_refresh = now + (_SHARED_REFRESH_S if shared else _REFRESH_EVERY_S)
+        if not self._storage.refresh():
+            return False
+        self._shared_until = now + _SHARED_FOR_S
+        for members in self._subscribers.values():
+            for m in members:
+                m.wake.set()
+        return True
+
+    def refresh_wait(self, remaining: float) -> float:
+        """How long a poll with ``remaining`` seconds left waits before it looks again
+        (``_refresh``): all of them, unless another process writes to the log."""
+        if time.monotonic() < self._shared_until:
+            return min(remaining, _SHARED_REFRESH_S)
+        return remaining
 
     def _check_open(self) -> None:
         if self._closed:
@@ -198,10 +221,7 @@ class EmbeddedLog:
     async def end_offsets(self, topic: str) -> dict[int, int]:
         # what another process appended too (a service of its own, `kill`): the API alone
         # read the ends its process had seen, so its lags and dead-letter counts stood still
-        if self._refresh():
-            for members in self._subscribers.values():
-                for m in members:
-                    m.wake.set()
+        self._refresh()
         n = self._topics.get(topic, 0)
         return {p: self._storage.end_offset(TopicPartition(topic, p)) for p in range(n)}
 
@@ -309,7 +329,8 @@ class EmbeddedConsumer:
             # ``wait_for`` (a task around the wait) takes two or three on every hop of a
             # tick through the pipeline.
             wake = self._member.wake
-            timer = asyncio.get_running_loop().call_later(remaining, wake.set)
+            timer = asyncio.get_running_loop().call_later(self._log.refresh_wait(remaining),
+                                                          wake.set)
             try:
                 await wake.wait()
             finally:

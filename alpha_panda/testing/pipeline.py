@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 from typing import TypeVar
 
 from alpha_panda.domain.events import CODEC, Payload
-from alpha_panda.services.app import RunOptions, SystemRun
+from alpha_panda.services.app import RunOptions, SystemRun, caught_up, load_strategies
 from alpha_panda.services.logs import open_log
+from alpha_panda.services.pipeline import SERVICES, build_pipeline
 from alpha_panda.settings import ApiSettings, Settings
 from alpha_panda.stream.log import Output, read_topic
 from alpha_panda.stream.topics import MARKET_TICKS, REGISTRY
@@ -47,6 +50,35 @@ async def run_replay(settings: Settings, *, summary: bool = False) -> SystemRun:
 
 
 read_all = read_topic  # every record of a topic (the tests' name for it)
+
+
+async def drained_beside(settings: Settings, ticks: int, *, timeout: float = 300.0,
+                         every: float = 0.005) -> float:
+    """Watch the processes that run the pipeline's services on the log of ``settings``
+    (``alpha-panda service NAME...``, a replay): return ``time.time()`` once ``ticks``
+    ticks are on the log and every consumer group of the pipeline has committed the end
+    of every topic it reads, at two looks in a row ``every`` seconds apart (one look
+    could miss a record committed as it looked). Raises ``TimeoutError`` after
+    ``timeout`` seconds."""
+    configs, errors = load_strategies(settings)
+    log = open_log(settings.log, settings.data_dir)
+    await log.start()
+    try:
+        await log.ensure_topics(REGISTRY.all())
+        # (built, not run: the groups and topics of the pipeline's services)
+        dry = build_pipeline(settings, log, configs, errors,
+                             services=[x for x in SERVICES if x != "zerodha-engine"])
+        deadline = time.monotonic() + timeout
+        stable = 0
+        while time.monotonic() < deadline:
+            published = sum((await log.end_offsets(MARKET_TICKS)).values()) >= ticks
+            stable = stable + 1 if published and await caught_up(dry) else 0
+            if stable >= 2:
+                return time.time()
+            await asyncio.sleep(every if published else 0.05)
+        raise TimeoutError(f"the pipeline did not process {ticks:,} ticks in {timeout} s")
+    finally:
+        await log.close()
 
 
 async def logged(data_dir: Path, topic: str, payload_type: type[P]) -> list[P]:

@@ -72,7 +72,7 @@ def _acquire(path: Path, name: str, log_file: Path) -> int:
             f"{who} is already running {name} on {log_file} (`alpha-panda run` or "
             f"`alpha-panda service {name}`): two of them on one log would process the same "
             "records twice. Stop it first, or give this one its own data directory "
-            "(`run --data-dir`, or ALPHA_PANDA_DATA_DIR: `service` has no --data-dir)"
+            "(--data-dir, or ALPHA_PANDA_DATA_DIR)"
         ) from None
     try:
         os.ftruncate(fd, 0)

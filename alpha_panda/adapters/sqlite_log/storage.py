@@ -474,11 +474,16 @@ class SqliteStorage:
     # -- what a committed write changes in memory ----------------------------------------
 
     def _applied(self, layout: _Layout | None, written: list[_Written], ts_ms: int) -> None:
-        """A write is durable: its records join the tails. (``layout``: another process
-        wrote first, the write side re-read topics and ends; the tails may have gaps now,
-        so they start afresh.)"""
-        if layout is not None:
-            self._tail.clear()
+        """A write is durable: its records join the tails.
+
+        When another process wrote first (``layout``: the write side re-read topics and
+        ends) the tails are kept: what they hold is still what the file holds, and a
+        partition the other process appended to has a gap after its tail, which ``add``
+        sees and starts afresh. (Tails were cleared on every such write: with services
+        split between two processes, each write of one made the other read everything
+        from the file again, its own records included, and decode them again; the two
+        processes spent twice the CPU of one.) Another process's retention deletes only
+        records days old, which no tail holds (``TailCache`` keeps 30 s)."""
         for code, topic, partition, base, outs in written:
             self._tail.add(code, _records(topic, partition, base, outs, ts_ms))
 
@@ -488,11 +493,9 @@ class SqliteStorage:
         return {name: parts for name, (_, parts, _) in self._w.topics.items()}
 
     def refresh(self) -> bool:
-        """Pick up what another process (``alpha-panda dlq replay``) appended; True if any."""
-        if self._w.probe(self._db) is None:
-            return False
-        self._tail.clear()
-        return True
+        """Pick up what another process (``alpha-panda dlq replay``, a service of its own)
+        appended; True if any. The tails are kept (see ``_applied``)."""
+        return self._w.probe(self._db) is not None
 
     def create_topic(self, name: str, partitions: int, retention_ms: int = 0) -> None:
         if partitions > MAX_PARTITIONS:
@@ -561,6 +564,15 @@ class SqliteStorage:
         cached = self._tail.get(code, offset, limit)
         if cached is not None:
             return cached
+        out = self._read_file(code, tp, offset, end, limit)
+        # Another process's records, read at the end of the partition: into the tail, so
+        # the next group of this process to read them (a tick: the paper engine, then the
+        # portfolio) reads the same records, decoded once.
+        self._tail.extend(code, out, end)
+        return out
+
+    def _read_file(self, code: int, tp: TopicPartition, offset: int, end: int, limit: int
+                   ) -> list[Record]:
         lo = code << OFFSET_BITS
         # The segment holding ``offset`` (or, below the oldest kept, the oldest) onwards.
         first = self._db.execute("SELECT max(pos) FROM segments WHERE pos >= ? AND pos <= ?",

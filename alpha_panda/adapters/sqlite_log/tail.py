@@ -3,8 +3,11 @@
 In the embedded topology every consumer group runs in the process that appended the
 records, usually just behind the end of the log; serving those reads from memory saves
 a SQLite query, a ``Record`` construction and a header decode per record per group.
-Only records whose transaction committed are added, and a partition's tail is always
-contiguous (a gap starts it afresh), so a hit is exactly what SQLite would return.
+Services split between processes (``alpha-panda service NAME...``) read each other's
+records from the file; those read at the end of a partition join the tail too, so the
+other groups of the process share them (``extend``). Only committed records are added,
+and a partition's tail is always contiguous (a gap starts it afresh), so a hit is exactly
+what SQLite would return.
 
 A tail holds at most about ``per_partition`` records, and forgets those appended more than
 ``max_age_ms`` ago (a busy partition's as it grows, in steps of a few hundred; an idle one's
@@ -71,6 +74,17 @@ class TailCache:
         for code, tail in list(self._records.items()):
             if tail and tail[0].timestamp_ms < cutoff:
                 self._expire(code, tail, cutoff)
+
+    def extend(self, code: int, records: list[Record], end: int) -> None:
+        """Records read from the file: kept where they continue the tail, or where they
+        reach ``end`` (the partition's end: its readers are this far). Records from further
+        back, which only a reader far behind asks for, are not kept."""
+        if not records:
+            return
+        tail = self._records.get(code)
+        if (tail is not None and self._base[code] + len(tail) == records[0].offset
+                or records[-1].offset == end - 1):
+            self.add(code, records)
 
     def get(self, code: int, offset: int, limit: int) -> list[Record] | None:
         """Records from ``offset`` if the tail holds it, else None (ask the database)."""
