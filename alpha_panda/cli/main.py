@@ -152,7 +152,8 @@ def service(
         help="feed | strategy-runner | risk-manager | paper-engine | portfolio | "
              "zerodha-engine | api; several run together in this process")],
     log: Annotated[str | None, typer.Option(
-        help="kafka://HOST:PORT, or embedded to try it in one place (default: embedded)")] = None,
+        help="embedded (the SQLite log of --data-dir, shared by every process on it) or "
+             "kafka://HOST:PORT (default: embedded)")] = None,
     feed: Annotated[str | None, typer.Option(help=f"for the feed service: {FEED_HELP}")] = None,
     strategies: Annotated[Path | None, typer.Option(
         help=f"for the strategy runner: {STRATEGIES_HELP}")] = None,

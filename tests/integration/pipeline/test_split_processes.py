@@ -62,26 +62,36 @@ async def test_two_processes_of_services_trade_as_one_process_does(
     common = ["--data-dir", str(data), "--strategies", str(strategies), "--log", "embedded"]
     env = {**os.environ, "ALPHA_PANDA_LOG_LEVEL": "WARNING"}
     cli = [sys.executable, "-m", "alpha_panda.cli", "service"]
-    down = subprocess.Popen([*cli, *DOWNSTREAM, *common], env=env,  # noqa: ASYNC220
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    up = subprocess.Popen([*cli, *UPSTREAM, "--feed", f"replay:{path}", *common],  # noqa: ASYNC220
-                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    procs = [down, up]
+
+    def start(*args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen([*cli, *args, *common], env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+
+    async def stop(p: subprocess.Popen[str]) -> None:
+        assert p.poll() is None, p.communicate()[1][-3000:]  # it still served
+        p.send_signal(signal.SIGTERM)
+        _, err = await asyncio.to_thread(p.communicate, timeout=60)
+        assert p.returncode == 0, err[-3000:]
+        assert "Traceback" not in err, err[-3000:]
+
+    # the replay paced (12 s of ticks in 4 s), so that the orders' process stops mid-way
+    procs = [start(*DOWNSTREAM), start(*UPSTREAM, "--feed", f"replay:{path}", "--speed", "3")]
     try:
+        while len(await fills_of(data) if (data / "log.sqlite").exists() else []) < 10:
+            assert all(p.poll() is None for p in procs)
+            await asyncio.sleep(0.1)
+        await stop(procs[0])  # the orders' process stops; the feed's goes on
+        await asyncio.sleep(0.5)
+        procs[0] = start(*DOWNSTREAM)  # and starts again from its committed offsets
         await drained_beside(one.model_copy(update={"data_dir": data}), len(cols.ts),
                              timeout=180)
         for p in procs:
-            assert p.poll() is None, p.communicate()[1][-3000:]  # both still serve
-            p.send_signal(signal.SIGTERM)
-        outs = [await asyncio.to_thread(p.communicate, timeout=60) for p in procs]
+            await stop(p)
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
                 p.wait()
-    for p, (_, err) in zip(procs, outs, strict=True):
-        assert p.returncode == 0, err[-3000:]
-        assert "Traceback" not in err, err[-3000:]
     assert await fills_of(data) == expected
     assert await _account(data) == await _account(one.data_dir)
     assert await logged(data, "paper.signals.validated", SignalValidated) == await logged(
