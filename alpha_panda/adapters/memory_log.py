@@ -33,8 +33,10 @@ class MemoryStorage:
     def topics(self) -> dict[str, int]:
         return dict(self._topics)
 
+    changes = 0  # (nothing outside this process writes here)
+
     def refresh(self) -> bool:
-        return False  # nothing outside this process writes here
+        return False
 
     def create_topic(self, name: str, partitions: int, retention_ms: int = 0) -> None:
         self._topics[name] = partitions

@@ -39,6 +39,10 @@ class Storage(Protocol):
 
     def create_topic(self, name: str, partitions: int, retention_ms: int = 0) -> None: ...
 
+    # How many times the storage noticed another process's writes, by ``refresh`` or as
+    # one of its own writes began: a change of it wakes every consumer of this process.
+    changes: int
+
     def refresh(self) -> bool:
         """Notice records another process appended; True if there may be new ones."""
         ...
@@ -81,6 +85,7 @@ class EmbeddedLog:
         self._next_expiry = time.monotonic() + _EXPIRE_EVERY_S
         self._next_refresh = 0.0
         self._shared_until = 0.0  # another process wrote recently: ``_SHARED_REFRESH_S``
+        self._changes = storage.changes
 
     def _partitions_of(self, topic: str) -> int:
         return self._topics.get(topic, 0)
@@ -149,6 +154,17 @@ class EmbeddedLog:
         for t in {t for t, _, _ in placed}:
             for m in self._subscribers.get(t, ()):
                 m.wake.set()
+        if self._storage.changes != self._changes:  # the write saw another process's
+            self._noticed(time.monotonic())
+
+    def _noticed(self, now: float) -> None:
+        """Another process wrote: every consumer of this process looks for its records,
+        and waiting polls look again every ``_SHARED_REFRESH_S`` for a while."""
+        self._changes = self._storage.changes
+        self._shared_until = now + _SHARED_FOR_S
+        for members in self._subscribers.values():
+            for m in members:
+                m.wake.set()
 
     def _refresh(self) -> bool:
         """``Storage.refresh`` at most every 20 ms (5 ms while another process writes):
@@ -162,10 +178,7 @@ class EmbeddedLog:
         self._next_refresh = now + (_SHARED_REFRESH_S if shared else _REFRESH_EVERY_S)
         if not self._storage.refresh():
             return False
-        self._shared_until = now + _SHARED_FOR_S
-        for members in self._subscribers.values():
-            for m in members:
-                m.wake.set()
+        self._noticed(now)
         return True
 
     def refresh_wait(self, remaining: float) -> float:

@@ -37,6 +37,7 @@ storage notices at the start of its next transaction (or when an idle consumer a
 from __future__ import annotations
 
 import sqlite3
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -209,7 +210,10 @@ def _migrate(db: sqlite3.Connection, codec: _SegmentCodec) -> None:
             db.execute("DROP TABLE records")
             log.warning("sqlite_log.migrated", records=moved,
                         detail="rewrote the log from one record per row to segments")
-        db.execute(f"PRAGMA user_version={LAYOUT_VERSION}")
+        if db.execute("PRAGMA user_version").fetchone()[0] != LAYOUT_VERSION:
+            # (only when it differs: a write tells every other process on the file that
+            # it changed, and a `dlq list` opening the log is no change)
+            db.execute(f"PRAGMA user_version={LAYOUT_VERSION}")
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")
@@ -283,6 +287,7 @@ class _WriteSide:
         wrote); on any failure, rolled back and the ends and topics put back."""
         ends = dict(self.ends)
         topics = dict(self.topics)
+        version = self.data_version
         try:
             layout = self._begin(db)
             result = body(db)
@@ -293,6 +298,10 @@ class _WriteSide:
             self.ends.clear()
             self.ends.update(ends)
             self.topics = topics
+            # (the layout re-read with it is gone too: the next transaction reads it again;
+            # kept, another process's records stayed unseen and the next append here took
+            # their offsets: UNIQUE constraint failed)
+            self.data_version = version
             raise
         return layout, result
 
@@ -468,6 +477,7 @@ class SqliteStorage:
         self._w = _WriteSide(layout, version, processed_capacity, self._codec)
         self._ends = self._w.ends  # tp_code -> next offset (durable: see ``_WriteSide``)
         self._recent: dict[str, RecentIds] = {}
+        self.changes = 0  # times another process's writes were noticed (``EmbeddedLog``)
         self._checkpointer = Checkpointer(path)
         weakref.finalize(self, self._checkpointer.close)  # a log nobody closed: stop it too
 
@@ -483,7 +493,10 @@ class SqliteStorage:
         split between two processes, each write of one made the other read everything
         from the file again, its own records included, and decode them again; the two
         processes spent twice the CPU of one.) Another process's retention deletes only
-        records days old, which no tail holds (``TailCache`` keeps 30 s)."""
+        records days old, which no tail holds: what is older than 30 s goes as another
+        process's write is noticed (``_noticed``), and no older record joins a tail."""
+        if layout is not None:
+            self._noticed(ts_ms)
         for code, topic, partition, base, outs in written:
             self._tail.add(code, _records(topic, partition, base, outs, ts_ms))
 
@@ -495,12 +508,22 @@ class SqliteStorage:
     def refresh(self) -> bool:
         """Pick up what another process (``alpha-panda dlq replay``, a service of its own)
         appended; True if any. The tails are kept (see ``_applied``)."""
-        return self._w.probe(self._db) is not None
+        if self._w.probe(self._db) is None:
+            return False
+        self._noticed(int(time.time() * 1000))
+        return True
+
+    def _noticed(self, now_ms: int) -> None:
+        """Another process wrote: count it, and let the tails forget what has grown old
+        (its retention may have deleted records they held)."""
+        self.changes += 1
+        self._tail.sweep(now_ms)
 
     def create_topic(self, name: str, partitions: int, retention_ms: int = 0) -> None:
         if partitions > MAX_PARTITIONS:
             raise ConfigurationError(f"topic {name!r}: at most {MAX_PARTITIONS} partitions")
         if self._w.create_topic(self._db, name, partitions, retention_ms) is not None:
+            self.changes += 1
             self._tail.clear()
 
     def expire(self, now_ms: int, max_rows: int = 50_000) -> int:
@@ -509,6 +532,7 @@ class SqliteStorage:
         self._tail.sweep(now_ms)
         layout, drops, deleted = self._w.expire(self._db, now_ms, max_rows)
         if layout is not None:
+            self.changes += 1
             self._tail.clear()
         for code, offset in drops:
             self._tail.drop_before(code, offset)
@@ -568,7 +592,7 @@ class SqliteStorage:
         # Another process's records, read at the end of the partition: into the tail, so
         # the next group of this process to read them (a tick: the paper engine, then the
         # portfolio) reads the same records, decoded once.
-        self._tail.extend(code, out, end)
+        self._tail.extend(code, out, end, int(time.time() * 1000))
         return out
 
     def _read_file(self, code: int, tp: TopicPartition, offset: int, end: int, limit: int

@@ -75,12 +75,15 @@ class TailCache:
             if tail and tail[0].timestamp_ms < cutoff:
                 self._expire(code, tail, cutoff)
 
-    def extend(self, code: int, records: list[Record], end: int) -> None:
+    def extend(self, code: int, records: list[Record], end: int, now_ms: int) -> None:
         """Records read from the file: kept where they continue the tail, or where they
         reach ``end`` (the partition's end: its readers are this far). Records from further
-        back, which only a reader far behind asks for, are not kept."""
-        if not records:
+        back, which only a reader far behind asks for, are not kept, nor any appended more
+        than ``max_age_ms`` before ``now_ms`` (an idle partition's last records)."""
+        if not records or records[-1].timestamp_ms < now_ms - self._max_age:
             return
+        if records[0].timestamp_ms < now_ms - self._max_age:
+            records = records[bisect_left(records, now_ms - self._max_age, key=_ts):]
         tail = self._records.get(code)
         if (tail is not None and self._base[code] + len(tail) == records[0].offset
                 or records[-1].offset == end - 1):

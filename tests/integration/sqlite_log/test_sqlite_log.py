@@ -8,7 +8,10 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 from alpha_panda.adapters.sqlite_log import SqliteLog
 from alpha_panda.stream.log import Output, TopicPartition
@@ -16,6 +19,7 @@ from alpha_panda.stream.topics import KeyKind, TopicSpec, partition_for
 from tests.contract.helpers import drain, raw, spec
 
 N = 100_000
+DAY_MS = 86_400_000
 
 # A child process that consumes "in" and, per record, commits one output to "out" together
 # with the offset: it is killed at a random moment, possibly inside a transaction.
@@ -386,5 +390,107 @@ async def test_a_waiting_poll_gets_another_process_records_without_waiting_it_ou
     await writer
     assert [r.value for r in got] == [b"second"]
     assert waited < 2.0, waited  # not the poll's 5 s
+    await other.close()
+    await main.close()
+
+
+async def test_a_write_that_fails_after_seeing_another_process_write_loses_nothing(
+        tmp_path: Path) -> None:
+    """A write re-reads the layout as it begins (another process wrote) and then fails
+    (here: the disk is full): the ends were put back, but not the file's version seen, so
+    the other process's records stayed unseen and the next append here took their offset
+    (UNIQUE constraint failed) until that process wrote again."""
+    path = tmp_path / "log.sqlite"
+    main = SqliteLog(path)
+    await main.ensure_topics([spec("t", 1), spec("u", 1)])
+    await main.append([raw("t", b"k", b"m0", "m0")])
+    other = SqliteLog(path)
+    await other.append([raw("t", b"k", b"o1", "o1")])  # offset 1, by the other process
+    db = main._storage._db  # type: ignore[attr-defined]
+    pages = db.execute("PRAGMA page_count").fetchone()[0]
+    db.execute(f"PRAGMA max_page_count={pages}")  # the disk is full
+    with pytest.raises(sqlite3.OperationalError):
+        await main.append([raw("u", b"k", os.urandom(200_000), "big")])
+    db.execute("PRAGMA max_page_count=1073741823")  # space again
+    tp = TopicPartition("t", 0)
+    assert (await main.end_offsets("t"))[0] == 2  # the other's record, seen
+    await main.append([raw("t", b"k", b"m2", "m2")])
+    assert [r.value for r in await main.read(tp, 0, 10)] == [b"m0", b"o1", b"m2"]
+    await other.close()
+    await main.close()
+
+
+async def test_another_process_expiry_is_not_served_from_the_kept_tail(tmp_path: Path) -> None:
+    """Records past retention that this process holds in memory (here its own, appended
+    with an old time) and another process's expiry deleted are not served from memory."""
+    path = tmp_path / "log.sqlite"
+    main = SqliteLog(path)
+    await main.ensure_topics([TopicSpec("t", 1, KeyKind.INSTRUMENT, DAY_MS, None)])
+    storage = main._storage  # type: ignore[attr-defined]
+    now = int(time.time() * 1000)
+    await storage.append([("t", 0, raw("t", b"k", b"old", "old"))], now - 3 * DAY_MS)
+    await storage.append([("t", 0, raw("t", b"k", b"new", "new"))], now)
+    other = SqliteLog(path)
+    assert other.expire() == 1  # the other process's periodic expiry
+    assert storage.refresh()  # this process notices the other's write
+    tp = TopicPartition("t", 0)
+    got = await main.read(tp, 0, 10)
+    assert [r.value for r in got] == [b"new"]
+    await other.close()
+    await main.close()
+
+
+async def test_read_through_extend_of_an_idle_partition_keeps_expired_records(
+        tmp_path: Path) -> None:
+    """A reader that reaches the end of an idle partition does not keep its days-old
+    records in memory, so another process's expiry of them is seen."""
+    path = tmp_path / "log.sqlite"
+    writer = SqliteLog(path)
+    await writer.ensure_topics([TopicSpec("t", 1, KeyKind.INSTRUMENT, DAY_MS, None)])
+    now = int(time.time() * 1000)
+    w = writer._storage  # type: ignore[attr-defined]
+    await w.append([("t", 0, raw("t", b"k", b"old", "old"))], now - 3 * DAY_MS)
+    await w.append([("t", 0, raw("t", b"k", b"last", "last"))], now - 2 * DAY_MS)
+    await writer.close()
+    main = SqliteLog(path)
+    tp = TopicPartition("t", 0)
+    assert [r.value for r in await main.read(tp, 0, 10)] == [b"old", b"last"]
+    other = SqliteLog(path)
+    assert other.expire() == 1
+    main._storage.refresh()  # type: ignore[attr-defined]
+    assert [r.value for r in await main.read(tp, 0, 10)] == [b"last"]
+    await other.close()
+    await main.close()
+
+
+async def test_another_process_only_opening_the_log_is_no_write(tmp_path: Path) -> None:
+    """Opening the log wrote its layout version each time: every process on the file took
+    that as a write (``alpha-panda dlq list`` put a running system into 5 ms polling)."""
+    path = tmp_path / "log.sqlite"
+    main = SqliteLog(path)
+    await main.ensure_topics([spec("t", 1)])
+    await main.append([raw("t", b"k", b"a", "a")])
+    other = SqliteLog(path)
+    await other.close()
+    assert not main._storage.refresh()  # type: ignore[attr-defined]
+    await main.close()
+
+
+async def test_a_write_that_sees_another_process_wakes_this_one(tmp_path: Path) -> None:
+    """Another process's records noticed by this process's own write (it re-reads the
+    file's layout as it begins) wake the consumers waiting for them, as ``refresh`` does."""
+    path = tmp_path / "log.sqlite"
+    main = SqliteLog(path)
+    await main.ensure_topics([spec("theirs", 1), spec("mine", 1)])
+    waiting = main.consumer("g", ["theirs"])
+    await waiting.poll(1, 0.01)
+    started = time.monotonic()
+    poll = asyncio.create_task(waiting.poll(10, 5.0))
+    await asyncio.sleep(0.1)  # it waits
+    other = SqliteLog(path)
+    await other.append([raw("theirs", b"k", b"x", "x")])
+    await main.append([raw("mine", b"k", b"m", "m")])  # sees the other's write as it begins
+    assert [r.value for r in await poll] == [b"x"]
+    assert time.monotonic() - started < 1.0  # not the poll's 5 s
     await other.close()
     await main.close()
