@@ -33,10 +33,11 @@ class MemoryStorage:
     def topics(self) -> dict[str, int]:
         return dict(self._topics)
 
-    changes = 0  # (nothing outside this process writes here)
-
     def refresh(self) -> bool:
-        return False
+        return False  # nothing outside this process writes here
+
+    def moved_topics(self) -> set[str]:
+        return set()
 
     def create_topic(self, name: str, partitions: int, retention_ms: int = 0) -> None:
         self._topics[name] = partitions

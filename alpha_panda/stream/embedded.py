@@ -39,12 +39,13 @@ class Storage(Protocol):
 
     def create_topic(self, name: str, partitions: int, retention_ms: int = 0) -> None: ...
 
-    # How many times the storage noticed another process's writes, by ``refresh`` or as
-    # one of its own writes began: a change of it wakes every consumer of this process.
-    changes: int
-
     def refresh(self) -> bool:
         """Notice records another process appended; True if there may be new ones."""
+        ...
+
+    def moved_topics(self) -> set[str]:
+        """The topics another process appended to since the last call, as ``refresh`` or
+        this process's own writes (which look at the file as they begin) found them."""
         ...
 
     def expire(self, now_ms: int, max_rows: int) -> int:
@@ -85,7 +86,6 @@ class EmbeddedLog:
         self._next_expiry = time.monotonic() + _EXPIRE_EVERY_S
         self._next_refresh = 0.0
         self._shared_until = 0.0  # another process wrote recently: ``_SHARED_REFRESH_S``
-        self._changes = storage.changes
 
     def _partitions_of(self, topic: str) -> int:
         return self._topics.get(topic, 0)
@@ -154,17 +154,22 @@ class EmbeddedLog:
         for t in {t for t, _, _ in placed}:
             for m in self._subscribers.get(t, ()):
                 m.wake.set()
-        if self._storage.changes != self._changes:  # the write saw another process's
-            self._noticed(time.monotonic())
+        self._noticed(time.monotonic())  # what another process appended, seen by this write
 
-    def _noticed(self, now: float) -> None:
-        """Another process wrote: every consumer of this process looks for its records,
-        and waiting polls look again every ``_SHARED_REFRESH_S`` for a while."""
-        self._changes = self._storage.changes
+    def _noticed(self, now: float) -> bool:
+        """Wake the consumers of the topics another process appended to since the last
+        look (not every consumer: in a split pipeline nearly every write sees the other
+        process's, and each would wake them all); while it goes on appending, waiting
+        polls look again every ``_SHARED_REFRESH_S``. True if any."""
+        moved = self._storage.moved_topics()
+        if not moved:
+            return False
         self._shared_until = now + _SHARED_FOR_S
-        for members in self._subscribers.values():
-            for m in members:
+        subscribers = self._subscribers
+        for t in moved:
+            for m in subscribers.get(t, ()):
                 m.wake.set()
+        return True
 
     def _refresh(self) -> bool:
         """``Storage.refresh`` at most every 20 ms (5 ms while another process writes):
@@ -179,7 +184,7 @@ class EmbeddedLog:
         if not self._storage.refresh():
             return False
         self._noticed(now)
-        return True
+        return True  # (a change without new records, e.g. another's expiry: look anyway)
 
     def refresh_wait(self, remaining: float) -> float:
         """How long a poll with ``remaining`` seconds left waits before it looks again

@@ -4,8 +4,8 @@ In the embedded topology every consumer group runs in the process that appended 
 records, usually just behind the end of the log; serving those reads from memory saves
 a SQLite query, a ``Record`` construction and a header decode per record per group.
 Services split between processes (``alpha-panda service NAME...``) read each other's
-records from the file; those read at the end of a partition join the tail too, so the
-other groups of the process share them (``extend``). Only committed records are added,
+records from the file; those read past a tail's end join it, so the other groups of the
+process share them (``extend``), none older than ``max_age_ms``. Only committed records are added,
 and a partition's tail is always contiguous (a gap starts it afresh), so a hit is exactly
 what SQLite would return.
 
@@ -75,19 +75,24 @@ class TailCache:
             if tail and tail[0].timestamp_ms < cutoff:
                 self._expire(code, tail, cutoff)
 
-    def extend(self, code: int, records: list[Record], end: int, now_ms: int) -> None:
-        """Records read from the file: kept where they continue the tail, or where they
-        reach ``end`` (the partition's end: its readers are this far). Records from further
-        back, which only a reader far behind asks for, are not kept, nor any appended more
-        than ``max_age_ms`` before ``now_ms`` (an idle partition's last records)."""
-        if not records or records[-1].timestamp_ms < now_ms - self._max_age:
+    def extend(self, code: int, records: list[Record], now_ms: int) -> None:
+        """Records read from the file past the tail's end (the reader furthest ahead):
+        they continue the tail, or start it afresh where they do not follow it. A reader
+        behind reads the file up to the tail, then the tail (``start``). None appended more
+        than ``max_age_ms`` before ``now_ms`` is kept (an idle partition's last records, a
+        restarted reader's old ones): the tails stay the recent records they were."""
+        cutoff = now_ms - self._max_age
+        if not records or records[-1].timestamp_ms < cutoff:
             return
-        if records[0].timestamp_ms < now_ms - self._max_age:
-            records = records[bisect_left(records, now_ms - self._max_age, key=_ts):]
+        if records[0].timestamp_ms < cutoff:
+            records = records[bisect_left(records, cutoff, key=_ts):]
         tail = self._records.get(code)
-        if (tail is not None and self._base[code] + len(tail) == records[0].offset
-                or records[-1].offset == end - 1):
+        if tail is None or self._base[code] + len(tail) <= records[0].offset:
             self.add(code, records)
+
+    def start(self, code: int) -> int | None:
+        """The offset the tail of ``code`` starts at (None: no tail)."""
+        return self._base.get(code) if code in self._records else None
 
     def get(self, code: int, offset: int, limit: int) -> list[Record] | None:
         """Records from ``offset`` if the tail holds it, else None (ask the database)."""
