@@ -14,9 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from alpha_panda.cli.main import app
-from alpha_panda.domain.events import CODEC, PnlSnapshot, SignalValidated
-from alpha_panda.services.logs import open_log
-from alpha_panda.stream.log import read_topic
+from alpha_panda.domain.events import PnlSnapshot, SignalValidated
 from alpha_panda.testing.pipeline import (
     drained_beside,
     logged,
@@ -35,14 +33,8 @@ async def _account(data: Path) -> tuple[int, ...]:
     and so its unrealized P&L, are those of the ticks the portfolio had read when it made
     it, each second of event time and on fills: which ticks those are depends on how far
     ahead of the fills the portfolio's process had read.)"""
-    log = open_log("embedded", data)
-    await log.start()
-    try:
-        records = await read_topic(log, "paper.pnl.snapshots")
-    finally:
-        await log.close()
-    last = [CODEC.decode_as(r.value, PnlSnapshot).data for r in records
-            if r.key == b"account"][-1]
+    last = [s for s in await logged(data, "paper.pnl.snapshots", PnlSnapshot)
+            if s.strategy_id is None][-1]  # (the account's, on one partition, in order)
     assert last.cash is not None
     return (last.realized, last.charges, last.cash, last.fills, last.open_positions)
 
@@ -78,7 +70,8 @@ async def test_two_processes_of_services_trade_as_one_process_does(
     procs = [start(*DOWNSTREAM), start(*UPSTREAM, "--feed", f"replay:{path}", "--speed", "3")]
     try:
         while len(await fills_of(data) if (data / "log.sqlite").exists() else []) < 10:
-            assert all(p.poll() is None for p in procs)
+            for p in procs:
+                assert p.poll() is None, p.communicate()[1][-3000:]
             await asyncio.sleep(0.1)
         await stop(procs[0])  # the orders' process stops; the feed's goes on
         await asyncio.sleep(0.5)
