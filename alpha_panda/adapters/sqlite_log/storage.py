@@ -612,17 +612,20 @@ class SqliteStorage:
             if len(out) < limit:  # (all there is before the tail: it follows)
                 out += self._tail.get(code, start, limit - len(out)) or []
             return out
-        out = self._read_file(code, tp, offset, end, limit)
+        out = self._read_file(code, tp, offset, end, limit, whole=True)
         # Another process's records: into the tail, so the next group of this process to
         # read them (a tick: the risk manager, then the paper engine) reads the same
         # records, decoded once. (Only those read at a partition's end were kept: a group
         # behind it from the start, as the other process appends faster, never shared,
         # and every tick was decoded twice in half the runs of a split pipeline.)
         self._tail.extend(code, out, int(time.time() * 1000))
-        return out
+        return out[:limit]
 
-    def _read_file(self, code: int, tp: TopicPartition, offset: int, end: int, limit: int
-                   ) -> list[Record]:
+    def _read_file(self, code: int, tp: TopicPartition, offset: int, end: int, limit: int,
+                   *, whole: bool = False) -> list[Record]:
+        """From ``offset``, up to ``limit`` records before ``end``; ``whole``: and the rest
+        of the segment the last of them is in (decoded anyway: for the tail, where the
+        reader's next read finds them instead of decoding the segment again)."""
         lo = code << OFFSET_BITS
         # The segment holding ``offset`` (or, below the oldest kept, the oldest) onwards.
         first = self._db.execute("SELECT max(pos) FROM segments WHERE pos >= ? AND pos <= ?",
@@ -640,8 +643,10 @@ class SqliteStorage:
                     if off >= end:
                         break
                     out.append(Record(topic, partition, off, key, value, headers, ts))
-                    if len(out) >= limit:
+                    if len(out) >= limit and not whole:
                         return out
+                if len(out) >= limit:
+                    return out
         finally:
             cursor.close()
         return out
