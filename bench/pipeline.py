@@ -5,7 +5,8 @@
    published until every consumer group has committed the end of every topic.
 2. Throughput with the services split between two processes on the same SQLite log, to use
    both cores: ``alpha-panda service feed strategy-runner portfolio`` beside ``alpha-panda
-   service risk-manager paper-engine``; ticks/s from the first tick on the log until every
+   service risk-manager paper-engine`` (``--split``); ticks/s from the first tick on the log
+   until every
    consumer group has committed the end of every topic, as a third process sees it
    (``drained_beside``, looking every 5 ms). The fills must equal the one-process run's.
 3. Latency: replay the same kind of file paced at a fixed rate (default 10,000 ticks/s)
@@ -52,9 +53,19 @@ from alpha_panda.stream.log import TopicPartition
 from alpha_panda.stream.topics import MARKET_TICKS
 from alpha_panda.testing.pipeline import drained_beside
 
-# the two processes of the split phase: the feed's, and the one that takes orders
-UPSTREAM = ("feed", "strategy-runner", "portfolio")
-DOWNSTREAM = ("risk-manager", "paper-engine")
+# The two processes of the split phase (``--split``): the feed's, and the other. The
+# default is the README's, whose API (beside the portfolio and the strategies) serves the
+# whole read model; "feed strategy-runner risk-manager | paper-engine portfolio" measured
+# the same within the VM's noise (97,650 against 95,952 ticks/s, medians of 3, 2026-12-05).
+SPLIT = "feed strategy-runner portfolio | risk-manager paper-engine"
+
+
+def _halves(split: str) -> tuple[list[str], list[str]]:
+    """``split`` as (the feed's process's services, the other's)."""
+    up, down = ([x for x in half.split() if x] for half in split.split("|"))
+    if "feed" not in up:
+        up, down = down, up
+    return up, down
 
 STRATEGY = """\
 id: bench_sma
@@ -114,8 +125,9 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def _split_throughput(n_ticks: int, instruments: int,
-                            where: str | None = None) -> dict[str, float]:
+async def _split_throughput(n_ticks: int, instruments: int, where: str | None = None,
+                            split: str = SPLIT) -> dict[str, float]:
+    upstream, downstream = _halves(split)
     with tempfile.TemporaryDirectory(dir=where) as tmp:
         root = Path(tmp)
         path = prepare(root, n_ticks, instruments, None)
@@ -125,17 +137,17 @@ async def _split_throughput(n_ticks: int, instruments: int,
         common = ["--data-dir", str(data), "--strategies", str(root / "strategies"),
                   "--log", "embedded"]
         env = {**os.environ, "ALPHA_PANDA_LOG_LEVEL": "WARNING"}
-        procs = [subprocess.Popen([*cli, *DOWNSTREAM, *common], env=env,  # noqa: ASYNC220
+        procs = [subprocess.Popen([*cli, *downstream, *common], env=env,  # noqa: ASYNC220
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)]
         try:
             deadline = time.monotonic() + 60
-            while not any(h.service == DOWNSTREAM[0] for h in lock_holders(data / "log.sqlite")):
+            while not any(h.service == downstream[0] for h in lock_holders(data / "log.sqlite")):
                 assert procs[0].poll() is None and time.monotonic() < deadline, \
                     procs[0].communicate()[1].decode()[-2000:]
                 await asyncio.sleep(0.05)
             await asyncio.sleep(1.5)  # its consumers subscribed and waiting
             procs.append(subprocess.Popen(  # noqa: ASYNC220
-                [*cli, *UPSTREAM, "--feed", f"replay:{path}", *common], env=env,
+                [*cli, *upstream, "--feed", f"replay:{path}", *common], env=env,
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
             # Both processes' CPU every 10 ms: what they used before the first tick (their
             # start-up) is taken off.
@@ -266,13 +278,17 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3,
                     help="runs of each phase, each in a fresh process (this shared 2-core VM "
                          "varies by +-10%% from minute to minute); the median is reported")
+    ap.add_argument("--split", default=SPLIT,
+                    help="the split phase's two processes: services separated by | "
+                         f"(default: {SPLIT!r})")
     ap.add_argument("--once", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.once:  # one run of each phase, in this process: what the parent aggregates
         print(json.dumps({
             "machine_loop_ns": round(loop_ns(), 1),  # this run's machine speed (lower: faster)
             "throughput": asyncio.run(_throughput(args.ticks, args.instruments, args.dir)),
-            "split": asyncio.run(_split_throughput(args.ticks, args.instruments, args.dir)),
+            "split": asyncio.run(_split_throughput(args.ticks, args.instruments, args.dir,
+                                                   args.split)),
             "latency": asyncio.run(_latency(args.rate, args.seconds, args.instruments,
                                             args.dir)),
         }))
@@ -296,7 +312,7 @@ def main() -> None:
     same = all(r["fills"] == o["fills"] for r, o in zip(result["split"]["runs"],
                                                        result["throughput"]["runs"], strict=True))
     print(f"throughput, services split between two processes (median of {len(runs)}; "
-          f"{' '.join(UPSTREAM)} | {' '.join(DOWNSTREAM)}): {sp['ticks']:,} ticks in "
+          f"{' | '.join(map(' '.join, _halves(args.split)))}): {sp['ticks']:,} ticks in "
           f"{sp['elapsed_s']} s = {sp['ticks_per_s']:,} ticks/s end to end (runs: "
           f"{', '.join(f'{x:,}' for x in spans)}; {sp['fills']:,} fills, "
           f"{'as in one process' if same else 'NOT AS IN ONE PROCESS'}); CPU of both "
@@ -315,7 +331,8 @@ def main() -> None:
 def _one_run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     cmd = [sys.executable, __file__, "--once", "--ticks", str(args.ticks),
            "--instruments", str(args.instruments), "--rate", str(args.rate),
-           "--seconds", str(args.seconds)] + (["--dir", args.dir] if args.dir else [])
+           "--seconds", str(args.seconds), "--split", args.split] + (
+               ["--dir", args.dir] if args.dir else [])
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
