@@ -6,9 +6,8 @@
 2. Throughput with the services split between two processes on the same SQLite log, to use
    both cores: ``alpha-panda service feed strategy-runner portfolio`` beside ``alpha-panda
    service risk-manager paper-engine`` (``--split``); ticks/s from the first tick on the log
-   until every
-   consumer group has committed the end of every topic, as a third process sees it
-   (``drained_beside``, looking every 5 ms). The fills must equal the one-process run's.
+   until every consumer group has committed the end of every topic, as a third process sees
+   it (``drained_beside``, looking every 5 ms). The fills must equal the one-process run's.
 3. Latency: replay the same kind of file paced at a fixed rate (default 10,000 ticks/s)
    and measure tick-to-fill: from the moment a tick is durable on the log to the moment
    the fill it caused is durable and read back by a consumer of the fills topic (fills
