@@ -174,8 +174,8 @@ class EmbeddedLog:
     def _refresh(self) -> bool:
         """``Storage.refresh`` at most every 20 ms (5 ms while another process writes):
         another process's appends (a DLQ replay, a service of its own) are noticed that
-        fast, without a query on every empty poll. When there are some, every consumer of
-        this process is woken to read them."""
+        fast, without a query on every empty poll. When there are some, the consumers of
+        the topics they went to are woken (``_noticed``)."""
         now = time.monotonic()
         if now < self._next_refresh:
             return False

@@ -602,12 +602,9 @@ class SqliteStorage:
             return cached
         start = self._tail.start(code)
         if start is not None and offset < start:
-            # A reader behind the tail: from the file up to where the tail starts, then
-            # (next read) the tail's own records, not new ones for the same offsets: two
-            # groups at different places in a partition replaced each other's records in
-            # the tail, and each decoded every record again (a split pipeline's orders
-            # process took 2.5-2.8 s of CPU for 200k ticks instead of 1.6-1.7 s, in about
-            # half the runs).
+            # A reader behind the tail: from the file up to where the tail starts, then the
+            # tail's own records, not new ones for the same offsets (which, kept, would
+            # replace the tail's, and the groups ahead would decode them all again).
             out = self._read_file(code, tp, offset, start, limit)
             if len(out) < limit:  # (all there is before the tail: it follows)
                 out += self._tail.get(code, start, limit - len(out)) or []

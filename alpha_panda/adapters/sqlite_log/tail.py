@@ -5,9 +5,9 @@ records, usually just behind the end of the log; serving those reads from memory
 a SQLite query, a ``Record`` construction and a header decode per record per group.
 Services split between processes (``alpha-panda service NAME...``) read each other's
 records from the file; those read past a tail's end join it, so the other groups of the
-process share them (``extend``), none older than ``max_age_ms``. Only committed records are added,
-and a partition's tail is always contiguous (a gap starts it afresh), so a hit is exactly
-what SQLite would return.
+process share them (``extend``), none older than ``max_age_ms``. Only committed records
+are added, and a partition's tail is always contiguous (a gap starts it afresh), so a hit
+is exactly what SQLite would return.
 
 A tail holds at most about ``per_partition`` records, and forgets those appended more than
 ``max_age_ms`` ago (a busy partition's as it grows, in steps of a few hundred; an idle one's
