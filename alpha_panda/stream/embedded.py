@@ -156,20 +156,19 @@ class EmbeddedLog:
                 m.wake.set()
         self._noticed(time.monotonic())  # what another process appended, seen by this write
 
-    def _noticed(self, now: float) -> bool:
+    def _noticed(self, now: float) -> None:
         """Wake the consumers of the topics another process appended to since the last
         look (not every consumer: in a split pipeline nearly every write sees the other
         process's, and each would wake them all); while it goes on appending, waiting
-        polls look again every ``_SHARED_REFRESH_S``. True if any."""
+        polls look again every ``_SHARED_REFRESH_S``."""
         moved = self._storage.moved_topics()
         if not moved:
-            return False
+            return
         self._shared_until = now + _SHARED_FOR_S
         subscribers = self._subscribers
         for t in moved:
             for m in subscribers.get(t, ()):
                 m.wake.set()
-        return True
 
     def _refresh(self) -> bool:
         """``Storage.refresh`` at most every 20 ms (5 ms while another process writes):

@@ -616,7 +616,7 @@ class SqliteStorage:
         # behind it from the start, as the other process appends faster, never shared,
         # and every tick was decoded twice in half the runs of a split pipeline.)
         self._tail.extend(code, out, int(time.time() * 1000))
-        return out[:limit]
+        return out if len(out) <= limit else out[:limit]
 
     def _read_file(self, code: int, tp: TopicPartition, offset: int, end: int, limit: int,
                    *, whole: bool = False) -> list[Record]:
