@@ -495,3 +495,49 @@ async def test_a_write_that_sees_another_process_wakes_this_one(tmp_path: Path) 
     assert time.monotonic() - started < 1.0  # not the poll's 5 s
     await other.close()
     await main.close()
+
+
+async def test_a_write_waits_for_another_process_write_transaction(tmp_path: Path) -> None:
+    """An append while another connection holds the write lock waits for it (looking
+    again every few tens of microseconds, not SQLite's 1, 2, 5... ms sleeps), then lands;
+    the connection's busy timeout, off for that wait, is back for every other statement."""
+    path = tmp_path / "log.sqlite"
+    main = SqliteLog(path)
+    await main.ensure_topics([spec("t", 1)])
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    released = asyncio.get_running_loop().run_in_executor(
+        None, lambda: (time.sleep(0.2), other.execute("COMMIT")))
+    started = time.monotonic()
+    await main.append([raw("t", b"k", b"a", "a")])
+    assert time.monotonic() - started >= 0.19  # it waited for the other's COMMIT
+    await released
+    assert [r.value for r in await main.read(TopicPartition("t", 0), 0, 10)] == [b"a"]
+    db = main._storage._db  # type: ignore[attr-defined]
+    assert db.execute("PRAGMA busy_timeout").fetchone()[0] == 10_000
+    other.close()
+    await main.close()
+
+
+def test_a_write_lock_held_too_long_fails_the_write_with_sqlite_own_error(
+        tmp_path: Path) -> None:
+    from alpha_panda.adapters.sqlite_log.storage import _lock
+
+    path = tmp_path / "log.sqlite"
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA busy_timeout=10000")
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    started = time.monotonic()
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        _lock(db, wait_s=0.05)
+    assert 0.05 <= time.monotonic() - started < 1.0
+    assert not db.in_transaction
+    assert db.execute("PRAGMA busy_timeout").fetchone()[0] == 10_000
+    other.execute("COMMIT")
+    _lock(db)  # free again: taken at once
+    assert db.in_transaction
+    db.execute("COMMIT")
+    other.close()
+    db.close()
