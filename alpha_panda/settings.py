@@ -118,7 +118,8 @@ class Settings(BaseSettings):
     strategies_dir: Path | None = None
     """YAML strategy files (default: the samples shipped with the package)."""
     cache_url: str = "memory"
-    """``memory`` or ``redis://HOST:PORT/DB``."""
+    """``memory``, ``sqlite:PATH`` or ``redis://HOST:PORT/DB``. (``service`` processes on the
+    embedded log share ``DATA_DIR/readmodel.sqlite`` in place of ``memory``.)"""
     database_url: str | None = None
     """Config store (SQLAlchemy URL); default: SQLite file in data_dir."""
     log_format: Literal["console", "json"] = "console"

@@ -4,10 +4,10 @@
    → risk → paper engine → portfolio) as fast as possible; ticks/s from the first tick
    published until every consumer group has committed the end of every topic.
 2. Throughput with the services split between two processes on the same SQLite log, to use
-   both cores: ``alpha-panda service feed strategy-runner portfolio`` beside ``alpha-panda
-   service risk-manager paper-engine`` (``--split``); ticks/s from the first tick on the log
-   until every consumer group has committed the end of every topic, as a third process sees
-   it (``drained_beside``, looking every 5 ms). The fills must equal the one-process run's.
+   both cores: ``alpha-panda service feed strategy-runner risk-manager`` beside
+   ``alpha-panda service paper-engine portfolio`` (``--split``); ticks/s from the first
+   tick on the log until every consumer group has committed the end of every topic, as a
+   third process sees it (``drained_beside``, looking every 5 ms). The fills must equal the one-process run's.
 3. Latency: replay the same kind of file paced at a fixed rate (default 10,000 ticks/s)
    and measure tick-to-fill: from the moment a tick is durable on the log to the moment
    the fill it caused is durable and read back by a consumer of the fills topic (fills
@@ -53,10 +53,11 @@ from alpha_panda.stream.topics import MARKET_TICKS
 from alpha_panda.testing.pipeline import drained_beside
 
 # The two processes of the split phase (``--split``): the feed's, and the other. The
-# default is the README's, whose API (beside the portfolio and the strategies) serves the
-# whole read model; "feed strategy-runner risk-manager | paper-engine portfolio" measured
-# the same within the VM's noise (97,650 against 95,952 ticks/s, medians of 3, 2026-12-05).
-SPLIT = "feed strategy-runner portfolio | risk-manager paper-engine"
+# default is the README's: the two take the same CPU (1.6-1.9 s each for 200k ticks), where
+# "feed strategy-runner portfolio | risk-manager paper-engine" left the feed's process the
+# busier (2.0 s against 1.5) and measured 92,282/94,318/103,665 ticks/s against this one's
+# 101,850/109,032/105,083, run by run in turn (2026-12-05).
+SPLIT = "feed strategy-runner risk-manager | paper-engine portfolio"
 
 
 def _halves(split: str) -> tuple[list[str], list[str]]:

@@ -166,7 +166,8 @@ def service(
 ) -> None:
     """Run one service, or several, as a process of their own: on Kafka to scale out with
     consumer groups; on the embedded log to use more than one core (e.g. `service feed
-    strategy-runner portfolio` beside `service risk-manager paper-engine`)."""
+    strategy-runner risk-manager` beside `service paper-engine portfolio api`: the processes
+    of a data directory share its log and the read model the API serves)."""
     from alpha_panda.services.app import RunOptions, SystemRun
 
     _check_speed(speed)

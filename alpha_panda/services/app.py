@@ -76,7 +76,25 @@ def open_cache(url: str) -> Cache:
         from alpha_panda.adapters.redis.cache import RedisCache
 
         return RedisCache(url)
-    raise ConfigurationError(f"unknown cache {url!r}: expected memory or redis://HOST:PORT/DB")
+    if url.startswith("sqlite:") and len(url) > len("sqlite:"):
+        from alpha_panda.adapters.sqlite_cache import SqliteCache
+
+        return SqliteCache(Path(url.removeprefix("sqlite:")))
+    raise ConfigurationError(
+        f"unknown cache {url!r}: expected memory, sqlite:PATH or redis://HOST:PORT/DB")
+
+
+SHARED_CACHE_FILE = "readmodel.sqlite"
+
+
+def cache_url_of(settings: Settings, *, service: bool) -> str:
+    """The read-model cache a process opens: ``cache_url``; but a ``service`` process on the
+    embedded log with the in-process default shares ``DATA_DIR/readmodel.sqlite`` with the
+    other processes of the data directory, so an API anywhere serves every service's
+    documents (the strategies from the runner's process, the portfolio from its own)."""
+    if service and settings.cache_url == "memory" and settings.log == "embedded":
+        return f"sqlite:{settings.data_dir / SHARED_CACHE_FILE}"
+    return settings.cache_url
 
 
 def load_strategies(settings: Settings) -> tuple[list[Any], list[Any]]:
@@ -446,7 +464,7 @@ class SystemRun:
             await log_.close()
             locks.close()
             raise
-        cache = open_cache(s.cache_url)
+        cache = open_cache(cache_url_of(s, service=self.only is not None))
         # every task started here: none outlives the log (the run cancelled as it started,
         # Ctrl-C before it took SIGINT over, closed the log under its running services)
         running: list[asyncio.Task[Any]] = []

@@ -1,14 +1,19 @@
-"""One contract for every Cache: the in-process MemoryCache and RedisCache on a private server."""
+"""One contract for every Cache: the in-process MemoryCache, SqliteCache in a file, and
+RedisCache on a private server."""
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from pathlib import Path
+
 from alpha_panda.adapters.redis.cache import RedisCache
-from alpha_panda.domain.errors import TransientError
+from alpha_panda.adapters.sqlite_cache import SqliteCache
+from alpha_panda.domain.errors import TransientError, ValidationError
 from alpha_panda.readmodel.cache import Cache
 from alpha_panda.readmodel.memory import MemoryCache
 from alpha_panda.testing.redis_server import RedisServer, free_port, start_redis_server
@@ -28,11 +33,14 @@ def redis_url() -> Iterator[str]:
 _counter = iter(range(1_000_000))
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def cache(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterator[Cache]:
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+async def cache(request: pytest.FixtureRequest, redis_url: str,
+                tmp_path: Path) -> AsyncIterator[Cache]:
     c: Cache
     if request.param == "memory":
         c = MemoryCache()
+    elif request.param == "sqlite":
+        c = SqliteCache(tmp_path / "readmodel.sqlite")
     else:
         # a fresh prefix per test: tests share the server but never see each other's keys
         c = RedisCache(redis_url, prefix=f"t{next(_counter)}:")
@@ -100,4 +108,38 @@ async def test_redis_unreachable_is_a_transient_error() -> None:
             await cache.get("paper:portfolio")
         assert "hunter2" not in str(info.value)
     finally:
+        await cache.close()
+
+
+async def test_sqlite_cache_is_shared_by_the_processes_of_a_file(tmp_path: Path) -> None:
+    """Two caches on one file (two processes of one data directory): each sees the other's
+    documents, a flush of several as one write; a value that is no bytes is refused."""
+    path = tmp_path / "readmodel.sqlite"
+    portfolio, api = SqliteCache(path), SqliteCache(path)
+    try:
+        await portfolio.set_many({"paper:portfolio": b"P", "paper:orders": b"O"})
+        assert await api.get_many(["paper:portfolio", "paper:orders"]) == [b"P", b"O"]
+        await api.set("strategies", b"S")
+        assert await portfolio.keys("") == ["paper:orders", "paper:portfolio", "strategies"]
+        with pytest.raises(ValidationError, match="bytes"):
+            await portfolio.set_many({"paper:signals": "text"})  # type: ignore[dict-item]
+        assert await api.get("paper:signals") is None
+    finally:
+        await portfolio.close()
+        await api.close()
+
+
+async def test_sqlite_cache_locked_beyond_its_wait_is_a_transient_error(tmp_path: Path) -> None:
+    path = tmp_path / "readmodel.sqlite"
+    cache = SqliteCache(path, busy_timeout_s=0.05)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(TransientError, match="set failed: database is locked"):
+            await cache.set("paper:portfolio", b"P")
+        other.execute("COMMIT")
+        await cache.set("paper:portfolio", b"P")  # and once free, the write lands
+        assert await cache.get("paper:portfolio") == b"P"
+    finally:
+        other.close()
         await cache.close()
