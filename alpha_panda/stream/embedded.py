@@ -15,19 +15,23 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 from zlib import crc32
 
+import structlog
+
 from alpha_panda.domain.errors import ConfigurationError, InvariantViolation
 from alpha_panda.stream.groups import GroupCoordinator, Member, new_member_id
 from alpha_panda.stream.log import Output, RebalanceCallback, Record, TopicPartition
 from alpha_panda.stream.topics import REGISTRY, TopicSpec, partition_for
 
+log = structlog.get_logger(__name__)
 Placed = tuple[str, int, Output]  # (topic, partition, output)
 _EXPIRE_EVERY_S = 30.0
 _EXPIRE_STEP = 5_000
 _REFRESH_EVERY_S = 0.02
 # While another process's services write to the log (``service NAME...`` beside another
-# ``service``), a poll waiting for records looks for theirs this often: 20 ms and the poll's
-# own timeout (50 ms) stalled the pipeline between the processes, 76k-94k ticks/s where
-# 5 ms gives 96k-100k. This long after the last write another process made, back to 20 ms.
+# ``service``), the log looks for their records this often while any poll waits: 20 ms and
+# the poll's own timeout (50 ms) stalled the pipeline between the processes, 76k-94k
+# ticks/s where 5 ms gives 96k-100k. This long after the last write another process made,
+# back to 20 ms.
 _SHARED_REFRESH_S = 0.005
 _SHARED_FOR_S = 60.0
 
@@ -86,6 +90,8 @@ class EmbeddedLog:
         self._next_expiry = time.monotonic() + _EXPIRE_EVERY_S
         self._next_refresh = 0.0
         self._shared_until = 0.0  # another process wrote recently: ``_SHARED_REFRESH_S``
+        self._waiting = 0  # polls waiting for records
+        self._watch: asyncio.TimerHandle | None = None  # the next look for them (``_look``)
 
     def _partitions_of(self, topic: str) -> int:
         return self._topics.get(topic, 0)
@@ -96,6 +102,9 @@ class EmbeddedLog:
     async def close(self) -> None:
         if not self._closed:
             self._closed = True
+            if self._watch is not None:
+                self._watch.cancel()
+                self._watch = None
             self._storage.close()
             for members in self._subscribers.values():  # a waiting poll: the clear error
                 for m in members:
@@ -170,13 +179,14 @@ class EmbeddedLog:
             for m in subscribers.get(t, ()):
                 m.wake.set()
 
-    def _refresh(self) -> bool:
-        """``Storage.refresh`` at most every 20 ms (5 ms while another process writes):
-        another process's appends (a DLQ replay, a service of its own) are noticed that
-        fast, without a query on every empty poll. When there are some, the consumers of
-        the topics they went to are woken (``_noticed``)."""
+    def _refresh(self, *, now_due: bool = False) -> bool:
+        """``Storage.refresh`` at most every 20 ms (5 ms while another process writes;
+        ``now_due``: the watcher's look, due now): another process's appends (a DLQ
+        replay, a service of its own) are noticed that fast, without a query on every empty
+        poll. When there are some, the consumers of the topics they went to are woken
+        (``_noticed``)."""
         now = time.monotonic()
-        if now < self._next_refresh:
+        if now < self._next_refresh and not now_due:
             return False
         shared = now < self._shared_until
         self._next_refresh = now + (_SHARED_REFRESH_S if shared else _REFRESH_EVERY_S)
@@ -185,12 +195,30 @@ class EmbeddedLog:
         self._noticed(now)
         return True  # (a change without new records, e.g. another's expiry: look anyway)
 
-    def refresh_wait(self, remaining: float) -> float:
-        """How long a poll with ``remaining`` seconds left waits before it looks again
-        (``_refresh``): all of them, unless another process writes to the log."""
-        if time.monotonic() < self._shared_until:
-            return min(remaining, _SHARED_REFRESH_S)
-        return remaining
+    def _waits(self, n: int) -> None:
+        """A poll starts (1) or stops (-1) waiting. While any waits, the log looks for
+        other processes' records every 20 ms (5 ms while one appends), on one timer for
+        all the polls: ``_refresh`` wakes those whose topics moved. (Each waiting poll
+        looked by itself, every 5 ms while shared: a split pipeline's idle consumers cost
+        their process CPU 200 times a second each, and a poll outside that mode waited out
+        its 50 ms timeout before it looked.)"""
+        self._waiting += n
+        if self._waiting and self._watch is None and not self._closed:
+            self._watch = asyncio.get_running_loop().call_later(self._every(), self._look)
+
+    def _every(self) -> float:
+        shared = time.monotonic() < self._shared_until
+        return _SHARED_REFRESH_S if shared else _REFRESH_EVERY_S
+
+    def _look(self) -> None:
+        self._watch = None
+        if self._closed or not self._waiting:
+            return
+        try:
+            self._refresh(now_due=True)
+        except Exception:  # a locked or failing file: the polls look again as they wake
+            log.warning("embedded_log.refresh_failed", exc_info=True)
+        self._watch = asyncio.get_running_loop().call_later(self._every(), self._look)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -346,12 +374,13 @@ class EmbeddedConsumer:
             # ``wait_for`` (a task around the wait) takes two or three on every hop of a
             # tick through the pipeline.
             wake = self._member.wake
-            timer = asyncio.get_running_loop().call_later(self._log.refresh_wait(remaining),
-                                                          wake.set)
+            timer = asyncio.get_running_loop().call_later(remaining, wake.set)
+            self._log._waits(1)
             try:
                 await wake.wait()
             finally:
                 timer.cancel()
+                self._log._waits(-1)
             self._log._check_open()
 
     async def commit(self, outputs: Sequence[Output], offsets: Mapping[TopicPartition, int],

@@ -6,10 +6,9 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
-
-from pathlib import Path
 
 from alpha_panda.adapters.redis.cache import RedisCache
 from alpha_panda.adapters.sqlite_cache import SqliteCache

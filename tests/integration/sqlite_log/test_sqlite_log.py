@@ -541,3 +541,34 @@ def test_a_write_lock_held_too_long_fails_the_write_with_sqlite_own_error(
     db.execute("COMMIT")
     other.close()
     db.close()
+
+
+async def test_a_poll_waiting_before_any_other_process_wrote_gets_its_first_records(
+        tmp_path: Path) -> None:
+    """The first records another process appends reach a poll that was waiting already
+    (here with a 5 s timeout), before its timeout: the log looks for them every 20 ms
+    while a poll waits. (A poll looked only when its own timeout ran out, until another
+    process's write had been seen.) Several waiting polls share that one look: only the
+    consumers of the topic that moved are woken."""
+    path = tmp_path / "log.sqlite"
+    main = SqliteLog(path)
+    await main.ensure_topics([spec("t", 1), spec("quiet", 1)])
+    c = main.consumer("g", ["t"])
+    idle = main.consumer("idle", ["quiet"])
+    other = SqliteLog(path)
+
+    async def later() -> None:
+        await asyncio.sleep(0.2)
+        await other.append([raw("t", b"k", b"first", "first")])
+
+    writer = asyncio.create_task(later())
+    quiet = asyncio.create_task(idle.poll(10, 1.5))
+    started = time.monotonic()
+    got = await c.poll(10, 5.0)
+    waited = time.monotonic() - started
+    await writer
+    assert [r.value for r in got] == [b"first"]
+    assert waited < 1.0, waited  # neither the poll's 5 s nor the other poll's 1.5 s
+    assert await quiet == []  # its topic did not move: it waited its time out
+    await other.close()
+    await main.close()
