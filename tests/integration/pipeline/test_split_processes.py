@@ -35,6 +35,19 @@ SPLITS = [(("feed", "strategy-runner", "risk-manager"), ("paper-engine", "portfo
           (("feed", "strategy-runner", "portfolio"), ("risk-manager", "paper-engine"))]
 
 
+def _starter(data: Path, strategies: Path) -> Callable[..., subprocess.Popen[str]]:
+    """``start(*args)``: ``alpha-panda service *args`` on the embedded log of ``data``."""
+    common = ["--data-dir", str(data), "--strategies", str(strategies), "--log", "embedded"]
+    env = {**os.environ, "ALPHA_PANDA_LOG_LEVEL": "WARNING"}
+    cli = [sys.executable, "-m", "alpha_panda.cli", "service"]
+
+    def start(*args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen([*cli, *args, *common], env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+
+    return start
+
+
 async def _account(data: Path) -> tuple[int, ...]:
     """What the paper account's last P&L snapshot says the fills made of it. (Its marks,
     and so its unrealized P&L, are those of the ticks the portfolio had read when it made
@@ -60,13 +73,7 @@ async def test_two_processes_of_services_trade_as_one_process_does(
     assert len(expected) > 30
 
     data = tmp_path / "split"
-    common = ["--data-dir", str(data), "--strategies", str(strategies), "--log", "embedded"]
-    env = {**os.environ, "ALPHA_PANDA_LOG_LEVEL": "WARNING"}
-    cli = [sys.executable, "-m", "alpha_panda.cli", "service"]
-
-    def start(*args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen([*cli, *args, *common], env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True)
+    start = _starter(data, strategies)
 
     async def stop(p: subprocess.Popen[str]) -> None:
         assert p.poll() is None, p.communicate()[1][-3000:]  # it still served
@@ -144,16 +151,8 @@ async def test_an_api_beside_the_portfolio_serves_the_strategies_of_the_other_pr
     path, cols = tick_file(20_000, 4)
     strategies = tmp_path / "strategies"
     write_strategy(strategies, id="sma", tokens=sorted(set(cols.instrument_token.tolist())))
-    data = tmp_path / "data"
     port = free_port()
-    common = ["--data-dir", str(data), "--strategies", str(strategies), "--log", "embedded"]
-    env = {**os.environ, "ALPHA_PANDA_LOG_LEVEL": "WARNING"}
-    cli = [sys.executable, "-m", "alpha_panda.cli", "service"]
-
-    def start(*args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen([*cli, *args, *common], env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True)
-
+    start = _starter(tmp_path / "data", strategies)
     procs = [start("paper-engine", "portfolio", "api", "--port", str(port)),
              start("feed", "strategy-runner", "risk-manager", "--feed", f"replay:{path}",
                    "--speed", "1")]
