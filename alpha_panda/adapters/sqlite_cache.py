@@ -8,12 +8,13 @@ cache, an API beside the portfolio showed no strategy (and could halt none: it d
 them); in a file every process writes to, the API finds every document wherever it runs,
 as on Redis, with nothing to install.
 
-One row per key; a write of several documents is one transaction, so a reader never sees
-half of a flush. TTLs are deadlines on the wall clock (the processes share no monotonic
-clock on every system). The documents are derived from the log, which is the record: the
-file is written without a sync (``synchronous=OFF``) and a lost write is written again at
-the next flush. A locked or failing file surfaces as ``TransientError``, as a Redis outage
-does: the API answers 503, the writer tries again.
+One row per key; a write of several documents is one transaction, and ``get_many`` reads in
+one, so a reader never sees half of a flush. TTLs are deadlines on the wall clock (the
+processes share no monotonic clock on every system); expired rows are deleted by the next
+write. The documents are derived from the log, which is the record: the file is written
+without a sync (``synchronous=OFF``) and a lost write is written again at the next flush. A
+locked or failing file surfaces as ``TransientError``, as a Redis outage does: the API
+answers 503, the writer logs it and tries again at its next flush.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from alpha_panda.adapters.sqlite_log.storage import wal_mode
 from alpha_panda.domain.errors import TransientError, ValidationError
 
 _SCHEMA = ("CREATE TABLE IF NOT EXISTS documents(key TEXT PRIMARY KEY, value BLOB NOT NULL, "
@@ -40,7 +42,7 @@ class SqliteCache:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         with self._errors("open"):
             self._db.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
-            self._db.execute("PRAGMA journal_mode=WAL")
+            wal_mode(self._db, busy_timeout_s)  # (another process may be creating it too)
             self._db.execute("PRAGMA synchronous=OFF")
             self._db.execute(_SCHEMA)
 
@@ -58,7 +60,7 @@ class SqliteCache:
             return []
         now = time.time()
         found: dict[str, bytes] = {}
-        with self._errors("get"):
+        with self._errors("get"), self._transaction("BEGIN"):
             unique = list(dict.fromkeys(keys))
             for i in range(0, len(unique), 500):  # (SQLite's limit on bound parameters)
                 chunk = unique[i:i + 500]
@@ -82,11 +84,13 @@ class SqliteCache:
             raise ValidationError(f"ttl must be positive seconds, got {ttl}")
         if not items:
             return
-        expires = None if ttl is None else time.time() + ttl
-        with self._errors("set"), self._transaction():
+        now = time.time()
+        expires = None if ttl is None else now + ttl
+        with self._errors("set"), self._transaction("BEGIN IMMEDIATE"):
             self._db.executemany(
                 "INSERT OR REPLACE INTO documents(key, value, expires) VALUES (?, ?, ?)",
                 [(k, bytes(v), expires) for k, v in items.items()])
+            self._db.execute("DELETE FROM documents WHERE expires <= ?", (now,))
 
     async def delete(self, key: str) -> None:
         """Remove ``key``; absent keys are fine."""
@@ -94,10 +98,9 @@ class SqliteCache:
             self._db.execute("DELETE FROM documents WHERE key = ?", (key,))
 
     async def keys(self, prefix: str) -> list[str]:
-        """Live keys starting with ``prefix``, sorted (expired ones are deleted)."""
+        """Live keys starting with ``prefix``, sorted."""
         now = time.time()
         with self._errors("keys"):
-            self._db.execute("DELETE FROM documents WHERE expires <= ?", (now,))
             rows = self._db.execute(
                 f"SELECT key FROM documents WHERE substr(key, 1, ?) = ? AND {_LIVE} "
                 "ORDER BY key", (len(prefix), prefix, now)).fetchall()
@@ -108,14 +111,17 @@ class SqliteCache:
         self._db.close()
 
     @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        self._db.execute("BEGIN IMMEDIATE")
+    def _transaction(self, begin: str) -> Iterator[None]:
+        self._db.execute(begin)
         try:
             yield
+            self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            # (a failed COMMIT too: left open, the transaction would fail every later
+            # BEGIN, and hold the write lock against the other processes)
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
             raise
-        self._db.execute("COMMIT")
 
     @contextmanager
     def _errors(self, what: str) -> Iterator[None]:

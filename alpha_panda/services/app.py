@@ -460,11 +460,11 @@ class SystemRun:
         try:
             await log_.ensure_topics(REGISTRY.all())
             brokers = await self._zerodha(configs, log_, locks)
+            cache = open_cache(cache_url_of(s, service=self.only is not None))
         except BaseException:
             await log_.close()
             locks.close()
             raise
-        cache = open_cache(cache_url_of(s, service=self.only is not None))
         # every task started here: none outlives the log (the run cancelled as it started,
         # Ctrl-C before it took SIGINT over, closed the log under its running services)
         running: list[asyncio.Task[Any]] = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Sequence
 from datetime import date, timedelta
 
@@ -10,6 +11,7 @@ import msgspec
 import structlog
 
 from alpha_panda.domain.clock import ist_date
+from alpha_panda.domain.errors import TransientError
 from alpha_panda.marketdata.instruments import symbol_of
 from alpha_panda.readmodel.cache import Cache
 from alpha_panda.readmodel.views import (
@@ -26,6 +28,7 @@ from alpha_panda.services.risk_manager import RiskHandler
 
 log = structlog.get_logger(__name__)
 _encode = msgspec.json.Encoder().encode
+LIVE_TTL_S = 10.0  # the strategies and kill switch documents, rewritten at every flush
 
 
 def portfolio_documents(h: PortfolioHandler) -> dict[str, bytes]:
@@ -86,25 +89,50 @@ class ReadModelWriter:
         self._risk = risk
         self._strategies = strategies
         self._interval = interval
+        self._live_ttl = max(LIVE_TTL_S, 20 * interval)
         self._versions: dict[str, int] = {}
+        self._warned = -float("inf")
 
     async def flush(self) -> None:
-        docs: dict[str, bytes] = {}
+        # What the strategy runner and the risk manager say is written at every flush, to
+        # live a few flushes only: the API of another process (a shared cache) stops
+        # showing it once the process that runs them stops (the kill switch then as the
+        # log has it, not as an old run last wrote it).
+        live: dict[str, bytes] = {}
         if self._strategies is not None:  # only the process that runs the strategies
-            docs[STRATEGIES_KEY] = _encode(self._strategies())
+            live[STRATEGIES_KEY] = _encode(self._strategies())
         for r in self._risk:
-            docs[key(r.broker, "kill_switch")] = _encode(r.kill_switch)
+            live[key(r.broker, "kill_switch")] = _encode(r.kill_switch)
+        if live:
+            await self._cache.set_many(live, ttl=self._live_ttl)
+        # The portfolios' documents only when they changed: the last state stays.
+        docs: dict[str, bytes] = {}
+        versions: dict[str, int] = {}
         for h in self._portfolios:
             if self._versions.get(h.broker) != h.version:
                 docs.update(portfolio_documents(h))
-                self._versions[h.broker] = h.version
-        await self._cache.set_many(docs)
+                versions[h.broker] = h.version
+        if docs:
+            await self._cache.set_many(docs)
+            self._versions.update(versions)  # (once written: a failed write is tried again)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            await self.flush()
+            await self._flush_or_warn()
             try:
                 await asyncio.wait_for(stop.wait(), timeout=self._interval)
             except TimeoutError:
                 pass
-        await self.flush()
+        await self._flush_or_warn()
+
+    async def _flush_or_warn(self) -> None:
+        """A flush; a cache that failed (Redis down, a shared file locked too long) is
+        logged and tried again at the next flush, not the end of the read model."""
+        try:
+            await self.flush()
+        except TransientError as exc:
+            now = time.monotonic()
+            if now - self._warned >= 60:  # one line a minute while it goes on failing
+                self._warned = now
+                log.warning("readmodel.flush_failed", error=str(exc),
+                            detail="the API serves the last documents written; retrying")

@@ -190,10 +190,12 @@ class EmbeddedLog:
             return False
         shared = now < self._shared_until
         self._next_refresh = now + (_SHARED_REFRESH_S if shared else _REFRESH_EVERY_S)
-        if not self._storage.refresh():
-            return False
+        changed = self._storage.refresh()
+        # Also when nothing changed since this process's own last write: that write (an
+        # expiry, a topic created) may have found another process's records first, and
+        # woken nobody for them.
         self._noticed(now)
-        return True  # (a change without new records, e.g. another's expiry: look anyway)
+        return changed  # (a change without new records, e.g. another's expiry: look anyway)
 
     def _waits(self, n: int) -> None:
         """A poll starts (1) or stops (-1) waiting. While any waits, the log looks for
