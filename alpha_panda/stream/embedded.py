@@ -92,6 +92,7 @@ class EmbeddedLog:
         self._shared_until = 0.0  # another process wrote recently: ``_SHARED_REFRESH_S``
         self._waiting = 0  # polls waiting for records
         self._watch: asyncio.TimerHandle | None = None  # the next look for them (``_look``)
+        self._watch_loop: asyncio.AbstractEventLoop | None = None  # the loop it is on
 
     def _partitions_of(self, topic: str) -> int:
         return self._topics.get(topic, 0)
@@ -205,8 +206,14 @@ class EmbeddedLog:
         their process CPU 200 times a second each, and a poll outside that mode waited out
         its 50 ms timeout before it looked.)"""
         self._waiting += n
-        if self._waiting and self._watch is None and not self._closed:
-            self._watch = asyncio.get_running_loop().call_later(self._every(), self._look)
+        if not self._waiting or self._closed:
+            return
+        loop = asyncio.get_running_loop()
+        # (a timer of an event loop that has ended never fires: the log used again under
+        # another ``asyncio.run`` starts its own)
+        if self._watch is None or self._watch_loop is not loop:
+            self._watch_loop = loop
+            self._watch = loop.call_later(self._every(), self._look)
 
     def _every(self) -> float:
         shared = time.monotonic() < self._shared_until
@@ -220,7 +227,9 @@ class EmbeddedLog:
             self._refresh(now_due=True)
         except Exception:  # a locked or failing file: the polls look again as they wake
             log.warning("embedded_log.refresh_failed", exc_info=True)
-        self._watch = asyncio.get_running_loop().call_later(self._every(), self._look)
+        loop = asyncio.get_running_loop()
+        self._watch_loop = loop
+        self._watch = loop.call_later(self._every(), self._look)
 
     def _check_open(self) -> None:
         if self._closed:

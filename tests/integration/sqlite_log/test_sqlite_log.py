@@ -632,3 +632,35 @@ def test_processes_opening_a_new_log_and_cache_together_all_open_them(tmp_path: 
     for p in procs:
         _, err = p.communicate(timeout=60)
         assert p.returncode == 0, err[-2000:]
+
+
+def test_a_log_used_again_under_another_event_loop_still_looks_for_other_processes(
+        tmp_path: Path) -> None:
+    """A poll left waiting when its event loop ended (cancelled with it) kept the log's
+    look scheduled on that loop, where it never fired: under the next loop a waiting poll
+    got another process's records only when its own timeout ran out."""
+    path = tmp_path / "log.sqlite"
+    main = SqliteLog(path)
+    other = SqliteLog(path)
+
+    async def first() -> None:
+        await main.ensure_topics([spec("t", 1)])
+        c = main.consumer("g", ["t"])
+        waiting = asyncio.create_task(c.poll(10, 30.0))
+        await asyncio.sleep(0.05)  # it waits as the loop ends
+        waiting.cancel()
+
+    async def second() -> float:
+        c = main.consumer("h", ["t"])
+        await c.poll(10, 0.01)
+        poll = asyncio.create_task(c.poll(10, 3.0))
+        await asyncio.sleep(0.05)
+        started = time.monotonic()
+        await other.append([raw("t", b"k", b"x", "x")])
+        assert [r.value for r in await poll] == [b"x"]
+        return time.monotonic() - started
+
+    asyncio.run(first())
+    assert asyncio.run(second()) < 1.0  # not the poll's 3 s
+    asyncio.run(other.close())
+    asyncio.run(main.close())
