@@ -53,10 +53,11 @@ from alpha_panda.stream.topics import MARKET_TICKS
 from alpha_panda.testing.pipeline import drained_beside
 
 # The two processes of the split phase (``--split``): the feed's, and the other. The
-# default is the README's: the two take the same CPU (1.6-1.9 s each for 200k ticks), where
-# "feed strategy-runner portfolio | risk-manager paper-engine" left the feed's process the
-# busier (2.0 s against 1.5) and measured 92,282/94,318/103,665 ticks/s against this one's
-# 101,850/109,032/105,083, run by run in turn (2026-12-05).
+# default is the README's: the two take about the same CPU (1.5-1.9 s each for 200k
+# ticks), where "feed strategy-runner portfolio | risk-manager paper-engine" left the
+# feed's process the busier (1.7-2.1 s against 1.3-1.6) and measured 92,282 / 94,318 /
+# 103,665 ticks/s against this one's 101,850 / 109,032 / 105,083, run by run in turn
+# (2026-12-05).
 SPLIT = "feed strategy-runner risk-manager | paper-engine portfolio"
 
 
