@@ -169,8 +169,8 @@ class EmbeddedLog:
     def _noticed(self, now: float) -> None:
         """Wake the consumers of the topics another process appended to since the last
         look (not every consumer: in a split pipeline nearly every write sees the other
-        process's, and each would wake them all); while it goes on appending, waiting
-        polls look again every ``_SHARED_REFRESH_S``."""
+        process's, and each would wake them all); while it goes on appending, the log's
+        look (``_look``) comes every ``_SHARED_REFRESH_S``."""
         moved = self._storage.moved_topics()
         if not moved:
             return
