@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/kafka_pipeline.py
 	$(BIN)/python bench/log.py
+	$(BIN)/python bench/feed.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check alpha_panda tests bench scripts
