@@ -13,9 +13,9 @@ import pytest
 
 from alpha_panda.adapters.memory_log import MemoryLog
 from alpha_panda.domain.events import CODEC, MarketTick
-from alpha_panda.marketdata.files import generate_random_walk
-from alpha_panda.services.feed import ReplayFeed
-from alpha_panda.stream.log import Output, TopicPartition
+from alpha_panda.marketdata.files import generate_random_walk, tick_id_prefix
+from alpha_panda.services.feed import ReplayFeed, tick_seq
+from alpha_panda.stream.log import Output, Record, TopicPartition
 from alpha_panda.stream.topics import MARKET_TICKS, REGISTRY, partition_for
 
 
@@ -85,7 +85,7 @@ class CutShortLog(MemoryLog):
         n = REGISTRY.partitions(MARKET_TICKS)
         await super().append([o for o in outputs if not (
             self.cutting and partition_for(o.key, n) == self.partition
-            and int(dict(o.headers)["seq"]) >= self.cut)])
+            and int(dict(o.headers)["id"].rsplit(b"-", 1)[1]) >= self.cut)])
 
 
 async def tick_seqs(log: MemoryLog, source: str) -> dict[int, list[int]]:
@@ -93,8 +93,7 @@ async def tick_seqs(log: MemoryLog, source: str) -> dict[int, list[int]]:
     out: dict[int, list[int]] = {}
     for p in range(REGISTRY.partitions(MARKET_TICKS)):
         recs = await log.read(TopicPartition(MARKET_TICKS, p), 0, 100_000)
-        out[p] = [int(r.header("seq") or b"-1") for r in recs
-                  if r.header("source") == source.encode()]
+        out[p] = [seq for r in recs if (seq := tick_seq(r, source)) is not None]
     return out
 
 
@@ -163,3 +162,42 @@ async def test_a_replay_restarted_after_retention_emptied_a_partition_sends_noth
     await ReplayFeed(log, Path("old.csv"), batch=1000, ticks=cols).run(asyncio.Event())
     sent = sorted(s for _, batch in log.appends for s in batch)
     assert sent == sorted(cols.ts[top + 1:].tolist())
+
+
+def test_a_ticks_number_is_read_from_its_id_or_from_the_headers_older_ticks_carry() -> None:
+    def tick(*headers: tuple[str, bytes]) -> Record:
+        return Record(MARKET_TICKS, 0, 0, b"1", b"{}", headers)
+
+    mine = tick_id_prefix("replay:mine.csv")
+    assert tick_seq(tick(("id", f"{mine}42".encode()), ("type", b"market_tick")),
+                    "replay:mine.csv") == 42
+    assert tick_seq(tick(("id", f"{mine}42".encode())), "replay:other.csv") is None
+    assert tick_seq(tick(("id", f"{mine}x".encode())), "replay:mine.csv") is None
+    assert tick_seq(tick(("type", b"market_tick")), "replay:mine.csv") is None
+    # appended before 2026-12-05: a ``source`` and a ``seq`` header (and, before 2026-11-24,
+    # a hashed id), which decide
+    older = tick(("id", b"9f86d081884c7d65"), ("type", b"market_tick"),
+                 ("source", b"replay:mine.csv"), ("seq", b"7"))
+    assert tick_seq(older, "replay:mine.csv") == 7
+    assert tick_seq(older, "replay:other.csv") is None
+
+
+async def test_a_replay_resumes_after_ticks_an_older_version_appended_with_seq_headers() -> None:
+    # A log written before ticks lost their ``source`` and ``seq`` headers (ids hashed):
+    # the replay goes on from the 600th tick, not from the first again.
+    cols = generate_random_walk(1000, 4, seed=9)
+    log = CountingLog()
+    await log.ensure_topics([REGISTRY.get(MARKET_TICKS)])
+    first = MemoryLog()
+    await first.ensure_topics([REGISTRY.get(MARKET_TICKS)])
+    await ReplayFeed(first, Path("mine.csv"), ticks=cols.slice(0, 600)).run(asyncio.Event())
+    for p in range(REGISTRY.partitions(MARKET_TICKS)):
+        recs = await first.read(TopicPartition(MARKET_TICKS, p), 0, 100_000)
+        await MemoryLog.append(log, [Output(
+            MARKET_TICKS, r.key, r.value,
+            (("id", f"hashed-{r.offset}-{p}".encode()), ("type", b"market_tick"),
+             ("source", b"replay:mine.csv"),
+             ("seq", dict(r.headers)["id"].rsplit(b"-", 1)[1])), p) for r in recs])
+    await ReplayFeed(log, Path("mine.csv"), ticks=cols).run(asyncio.Event())
+    sent = [ts for _, batch in log.appends for ts in batch]
+    assert sorted(sent) == sorted(cols.ts[600:].tolist())
