@@ -265,9 +265,9 @@ GROUP_OF = {"feed": "strategy-runner",
 # on two cores, killed at a random point, failed about one CI run in ten. Two causes were
 # ours, both fixed: a resumed feed skipped ticks; and a restarted portfolio's rebuild read a
 # partition as empty while the paper engine had a transaction open on it (Tansu then answers
-# a read-committed ListOffsets with 0), and missed the fills below its committed offset (1
-# run in 16 of this case with both cores otherwise busy: 791 of 826 fills, and in another
-# run 57 orders of its read model). Others were not found. A loss or duplicate
+# a read-committed ListOffsets with 0), and missed the fills below its committed offset (2
+# failures in 73 runs of this case with both cores otherwise busy, e.g. 791 of 826 fills;
+# a passing run missed 57 orders of its read model). Others were not found. A loss or duplicate
 # that is real shows as a rerun in the report, or fails twice; each failure says what it saw.
 @pytest.mark.flaky(reruns=1)
 @pytest.mark.parametrize("victim", [*VICTIMS, "feed"])
