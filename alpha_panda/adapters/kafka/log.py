@@ -17,6 +17,7 @@ import socket
 import time
 from collections.abc import Iterable, Sequence
 from itertools import count
+from typing import Any
 
 import structlog
 from confluent_kafka import Consumer as RdConsumer
@@ -76,13 +77,7 @@ class KafkaLog:
         self._admin = AdminClient({**common, "logger": self.rdkafka_logger})  # type: ignore[dict-item]
         self._producer = Producer({**self.settings.producer_config(),
                                    "logger": self.rdkafka_logger})
-        self._inspector = RdConsumer({
-            **common, "group.id": f"{self.settings.client_id}.inspector",
-            "enable.auto.commit": False, "enable.partition.eof": True,
-            "auto.offset.reset": "error", "isolation.level": self.settings.isolation_level,
-            # Its reads and end-offset scans wait on each fetch: brokers that hold a fetch
-            # for the whole wait even with data ready (Tansu) would add it to every call.
-            "fetch.wait.max.ms": 1, "logger": self.rdkafka_logger})
+        self._inspector = RdConsumer(self._inspector_config(self.settings.isolation_level))
         self._topics = await self.list_topics()
         log.info("kafka.started", bootstrap=self.settings.bootstrap_servers,
                  topics=len(self._topics))
@@ -396,15 +391,22 @@ class KafkaLog:
                               timeout=self._timeout)
         return {p.partition: p.offset for p in got if p.offset >= 0}
 
+    def _inspector_config(self, isolation: str) -> dict[str, Any]:
+        """The inspector's consumer: reads and end-offset scans outside any group."""
+        return {"bootstrap.servers": self.settings.bootstrap_servers,
+                "client.id": self.settings.client_id, **self.settings.librdkafka,
+                "group.id": f"{self.settings.client_id}.inspector",
+                "enable.auto.commit": False, "enable.partition.eof": True,
+                "auto.offset.reset": "error", "isolation.level": isolation,
+                # Its reads and end-offset scans wait on each fetch: brokers that hold a
+                # fetch for the whole wait even with data ready (Tansu) would add it to
+                # every call.
+                "fetch.wait.max.ms": 1, "logger": self.rdkafka_logger}
+
     def _uncommitted_inspector(self) -> RdConsumer:
         """A read-uncommitted twin of the inspector, for the high watermark itself."""
         if self._uncommitted is None:
-            self._uncommitted = RdConsumer({
-                "bootstrap.servers": self.settings.bootstrap_servers,
-                "client.id": self.settings.client_id, **self.settings.librdkafka,
-                "group.id": f"{self.settings.client_id}.inspector",
-                "enable.auto.commit": False, "isolation.level": "read_uncommitted",
-                "logger": self.rdkafka_logger})
+            self._uncommitted = RdConsumer(self._inspector_config("read_uncommitted"))
         return self._uncommitted
 
     def _close_inspectors(self) -> None:
