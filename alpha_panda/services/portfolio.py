@@ -87,6 +87,10 @@ class PortfolioHandler:
         self.as_of = 0
         self.funds: FundsReported | None = None  # a live account's, as last reported
         self.fills = 0
+        # Signals this broker's risk manager decided, on the log so far (a rebuild counts
+        # them again, as it does the fills): the terminal's progress shows them.
+        self.validated = 0
+        self.rejected = 0
         self._last: dict[int, int] = {}
         self.day = DayBook()  # the day's P&L (by event time: the market's current IST day)
         self.history = DayHistory(self.day.closes)  # and each day's, P&L by day
@@ -403,6 +407,10 @@ class PortfolioHandler:
     def _signal(self, d: SignalValidated | SignalRejected, event: Envelope[Any]) -> None:
         s = d.signal
         rejected = isinstance(d, SignalRejected)
+        if rejected:
+            self.rejected += 1
+        else:
+            self.validated += 1
         view = SignalView(
             signal_id=d.signal_id, strategy_id=s.strategy_id, instrument_token=s.instrument_token,
             side=s.side.value, quantity=s.quantity, order_type=s.order_type.value,

@@ -27,6 +27,31 @@ def where(run: SystemRun) -> str | None:
     return f"dashboard {url}/  API {url}/api/v1/portfolios/paper  docs {url}/docs"
 
 
+COLUMNS = ("broker", "signals", "validated", "rejected", "fills", "realized", "unrealized",
+           "charges", "net", "day", "open pos.")
+
+
+def broker_rows(run: SystemRun) -> list[dict[str, str]]:
+    """Per broker whose portfolio runs here, ``COLUMNS`` as text: all counted on the log so
+    far, like the P&L (a restart rebuilds them), so they agree with the API and dashboard.
+    ``signals``: those the broker's risk manager decided (validated or rejected); ``net``:
+    realized and unrealized P&L less charges; ``day``: the net P&L of the market's current
+    IST day."""
+    p = run.pipeline
+    if p is None:
+        return []
+    rows = []
+    for broker, h in p.portfolios.items():
+        snap = h.snapshot(None)
+        rows.append(dict(zip(COLUMNS, (
+            broker, f"{h.validated + h.rejected:,}", f"{h.validated:,}", f"{h.rejected:,}",
+            f"{h.fills:,}", format_rupees(snap.realized), format_rupees(snap.unrealized),
+            format_rupees(snap.charges),
+            format_rupees(snap.realized + snap.unrealized - snap.charges),
+            format_rupees(h.day_pnl()), str(snap.open_positions)), strict=True)))
+    return rows
+
+
 def render(run: SystemRun) -> Group:
     p = run.pipeline
     s = run.settings
@@ -42,18 +67,10 @@ def render(run: SystemRun) -> Group:
     head.append(f"feed {s.feed}  ticks {ticks:,}  ({ticks / elapsed if elapsed else 0:,.0f}/s)  "
                 f"elapsed {elapsed:,.1f}s  Ctrl-C to stop", style="dim")
     table = Table(expand=False, box=None, header_style="bold")
-    for col in ("broker", "signals", "validated", "rejected", "fills", "realized", "unrealized",
-                "charges", "open pos."):
+    for col in COLUMNS:
         table.add_column(col, justify="right" if col != "broker" else "left")
-    if p is not None:
-        signals = p.fanout.signals if p.fanout else 0
-        for broker, h in p.portfolios.items():
-            snap = h.snapshot(None)
-            risk = p.risk.get(broker)
-            table.add_row(broker, f"{signals:,}", f"{risk.validated if risk else 0:,}",
-                          f"{risk.rejected if risk else 0:,}", f"{h.fills:,}",
-                          format_rupees(snap.realized), format_rupees(snap.unrealized),
-                          format_rupees(snap.charges), str(snap.open_positions))
+    for row in broker_rows(run):
+        table.add_row(*row.values())
     services = Table(box=None, header_style="bold")
     for col in ("service", "state", "processed", "lag"):
         services.add_column(col)
@@ -91,13 +108,16 @@ async def _plain(run: SystemRun, stop: asyncio.Event, console: Console, interval
             await asyncio.wait_for(stop.wait(), timeout=interval)
         except TimeoutError:
             pass
-        p = run.pipeline
-        if p is None:
+        if run.pipeline is None:
             continue
-        parts = [f"ticks={run.feed.publisher.published if run.feed else 0}"]
-        for broker, h in p.portfolios.items():
-            snap = h.snapshot(None)
-            parts.append(f"{broker}: fills={h.fills} realized={format_rupees(snap.realized)} "
-                         f"unrealized={format_rupees(snap.unrealized)} "
-                         f"day={format_rupees(h.day_pnl())}")
-        console.print("progress " + "  ".join(parts), highlight=False, soft_wrap=True)
+        console.print(progress_line(run), highlight=False, soft_wrap=True)
+
+
+def progress_line(run: SystemRun) -> str:
+    """The plain view's line: ticks, then each broker's figures (``broker_rows``)."""
+    parts = [f"ticks={run.feed.publisher.published if run.feed else 0}"]
+    for row in broker_rows(run):
+        figures = " ".join(f"{col.replace(' ', '_').rstrip('.')}={value}"
+                           for col, value in row.items() if col != "broker")
+        parts.append(f"{row['broker']}: {figures}")
+    return "progress " + "  ".join(parts)

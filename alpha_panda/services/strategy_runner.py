@@ -73,7 +73,6 @@ class SignalFanout:
         self.runner = runner
         self.feedback = list(feedback)  # each broker's, whose books this rebuilds
         self.books_ready = asyncio.Event()  # the feedback consumers may go on
-        self.signals = 0
         self.ticks = 0
 
     async def before_rebuild(self, log: Log) -> None:
@@ -163,7 +162,6 @@ class SignalFanout:
                 env = new_envelope(copy, id=sid, ts=event.ts, source=SOURCE, key=key,
                                    broker=str(broker), parent=event)
                 emits.append(Emit(topic(broker, "signals.raw"), env))
-            self.signals += 1
         return emits
 
 

@@ -1,0 +1,85 @@
+"""The terminal's progress counts what is on the log, like the API: before and after a
+restart (which rebuilds the portfolio), the live view and the plain line show the signals
+decided, the fills and the P&L the log holds, and net is realized and unrealized less
+charges. (The strategy runner used to count the signals its strategies gave again while
+a restart replayed them, and the risk manager only those of the current run.)"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from rich.console import Console
+
+from alpha_panda.domain.events import OrderFilled, SignalRejected, SignalValidated
+from alpha_panda.domain.values import format_rupees
+from alpha_panda.services.app import RunOptions, SystemRun
+from alpha_panda.services.progress import COLUMNS, progress_line, render
+from alpha_panda.settings import ApiSettings
+from alpha_panda.testing.pipeline import logged
+from tests.integration.pipeline.test_kill_switch import free_port, settings
+
+
+def replay(tmp_path: Path, path: Path) -> SystemRun:
+    return SystemRun(settings(tmp_path, free_port()).model_copy(update={
+        "feed": f"replay:{path}", "api": ApiSettings(enabled=False)}),
+        RunOptions(progress=False, exit_at_end=True))
+
+
+def shown(system: SystemRun) -> tuple[dict[str, str], dict[str, str]]:
+    """The paper row of the live view, and the paper figures of the plain line."""
+    console = Console(record=True, width=200)
+    console.print(render(system))
+    text = console.export_text()
+    row = next(line.split() for line in text.splitlines() if line.split()[:1] == ["paper"])
+    live = dict(zip(COLUMNS, row, strict=True))
+    line = progress_line(system)
+    plain = dict(re.findall(r"(\w+)=(\S+)", line.split("paper:", 1)[1]))
+    return live, plain
+
+
+async def on_log(data_dir: Path) -> dict[str, int]:
+    """Signals decided and fills, as the log holds them."""
+    return {
+        "validated": len(await logged(data_dir, "paper.signals.validated", SignalValidated)),
+        "rejected": len(await logged(data_dir, "paper.signals.rejected", SignalRejected)),
+        "fills": len(await logged(data_dir, "paper.orders.filled", OrderFilled))}
+
+
+async def test_progress_shows_what_the_log_holds_before_and_after_a_restart(
+        tmp_path: Path, tick_file) -> None:  # type: ignore[no-untyped-def]
+    path, cols = tick_file(6_000, 4, seed=7)
+    tokens = sorted(set(cols.instrument_token.tolist()))
+    strategies = tmp_path / "strategies"
+    strategies.mkdir()
+    for sid, quantity in (("small", 1), ("big", 5)):  # "big" asks more than its limit
+        (strategies / f"{sid}.yaml").write_text(
+            f"id: {sid}\nstrategy: sma_cross\ninstruments: {tokens}\nbrokers: [paper]\n"
+            f"params: {{fast: 5, slow: 15, quantity: {quantity}}}\n"
+            "risk: {max_order_qty: 2}\n")
+    first = replay(tmp_path, path)
+    await first.run()
+    data = tmp_path / "data"
+    counts = await on_log(data)
+    assert min(counts.values()) > 10
+    assert first.pipeline is not None
+    snap = first.pipeline.portfolios["paper"].snapshot(None)
+    expected = {
+        "signals": f"{counts['validated'] + counts['rejected']:,}",
+        "validated": f"{counts['validated']:,}", "rejected": f"{counts['rejected']:,}",
+        "fills": f"{counts['fills']:,}", "realized": format_rupees(snap.realized),
+        "charges": format_rupees(snap.charges),
+        "net": format_rupees(snap.realized + snap.unrealized - snap.charges),
+    }
+    assert snap.charges > 0
+    live, plain = shown(first)
+    assert {k: live[k] for k in expected} == expected
+    assert {k: plain[k] for k in expected} == expected
+
+    # The same file again: nothing new is published; the figures come back from the log.
+    again = replay(tmp_path, path)
+    await again.run()
+    assert await on_log(data) == counts
+    live_again, plain_again = shown(again)
+    assert live_again == live
+    assert plain_again == plain
