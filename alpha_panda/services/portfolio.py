@@ -140,13 +140,13 @@ class PortfolioHandler:
             if self.ledger.apply_fill(data):  # (not a redelivered one)
                 self.day.on_fill(data)
                 self.history.on_fill(data)
+                self.fills += 1
             self.round_trips.after_fill(position, before, event.ts, data.charges.total)
             # Fills trail ticks: a position opened after its instrument's latest tick was
             # seen must still be marked at that latest price, not at its fill price.
             last = self._last.get(data.instrument_token)
             if last is not None:
                 self.ledger.mark(data.instrument_token, last)
-            self.fills += 1
             self._order_filled(data, event.ts)
             return self._snapshots(event, strategies=[data.strategy_id])
         if isinstance(data, PnlSnapshot):

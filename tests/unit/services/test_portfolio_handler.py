@@ -291,3 +291,12 @@ def test_the_live_account_cash_is_what_kite_reported_and_unknown_before() -> Non
     doc = msgspec.json.decode(portfolio_documents(h)["zerodha:portfolio"])
     assert doc["cash"] == 5_00_000_00 - 300_00 and doc["equity"] == 5_00_000_00
     assert doc["funds_at"] == 10**12 and doc["strategies"][0]["cash"] is None
+
+
+def test_a_fill_booked_already_is_not_counted_again() -> None:
+    """The same execution under another event id (a broker's fill reported twice) moves
+    neither the ledger nor the count of fills the terminal shows."""
+    other = msgspec.structs.replace(FILLED, order_id="o2", fill_id="f2")
+    h = run(env(FILLED, 1), env(FILLED, 2), env(other, 3))
+    assert h.fills == 2
+    assert h.snapshot(None).open_positions == 1 and h.ledger.position("st", 7).quantity == 6
