@@ -436,9 +436,9 @@ class StrategyRunner:
             if sig.price_hint is None and sig.instrument_token == tick.instrument_token:
                 sig = msgspec.structs.replace(sig, price_hint=tick.last_price)
             accepted.append(sig)
-        self._status[slot.sid].signals += len(accepted)
-        if self.replaying:
+        if self.replaying:  # (counted as they are read back instead: ``replay_signal``)
             return accepted if out is None else out + accepted
+        self._status[slot.sid].signals += len(accepted)
         book = slot.ctx._book
         positions = book.positions
         emptied = False
@@ -753,6 +753,12 @@ class StrategyRunner:
         placed again smaller for an exit (``Signal.replaces``) takes the one it replaces off
         the intent until that one's cancel lands, and watches it, as when it was made."""
         sid, token = signal.strategy_id, signal.instrument_token
+        status = self._status.get(sid)
+        if status is not None:
+            # The strategy's count is of the signals it made, on the log: those of its
+            # replay move nothing and are not counted (a strategy waiting for a fill that
+            # the replay never gives it would signal on every tick).
+            status.signals += 1
         self._move(sid, token, signal.side.sign * signal.quantity)
         if signal.replaces and signal_id and sid in self._books:
             taken = signal.side.sign * signal.replaced_leaves

@@ -1,8 +1,10 @@
-"""The terminal's progress counts what is on the log, like the API: before and after a
-restart (which rebuilds the portfolio), the live view and the plain line show the signals
-decided, the fills and the P&L the log holds, and net is realized and unrealized less
-charges. (The strategy runner used to count the signals its strategies gave again while
-a restart replayed them, and the risk manager only those of the current run.)"""
+"""The terminal's progress and the strategies' signal counts are what is on the log, like
+the API's figures: before and after a restart (which rebuilds the portfolio and replays
+the strategies), the live view and the plain line show the signals decided, the fills and
+the P&L the log holds, net is realized and unrealized less charges, and each strategy
+counts the signals it made. (The strategy runner used to count again what its strategies
+said while a restart replayed them: a strategy waiting for a fill the replay never gives
+it signalled on every tick. And the risk manager counted only those of the current run.)"""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from alpha_panda.domain.events import OrderFilled, SignalRejected, SignalValidated
+from alpha_panda.domain.events import OrderFilled, Signal, SignalRejected, SignalValidated
 from alpha_panda.domain.values import format_rupees
 from alpha_panda.services.app import RunOptions, SystemRun
 from alpha_panda.services.progress import COLUMNS, progress_line, render
@@ -46,6 +48,19 @@ async def on_log(data_dir: Path) -> dict[str, int]:
         "fills": len(await logged(data_dir, "paper.orders.filled", OrderFilled))}
 
 
+async def made(data_dir: Path) -> dict[str, int]:
+    """Signals each strategy made, as the log holds them."""
+    counts: dict[str, int] = {}
+    for sig in await logged(data_dir, "paper.signals.raw", Signal):
+        counts[sig.strategy_id] = counts.get(sig.strategy_id, 0) + 1
+    return counts
+
+
+def strategy_signals(system: SystemRun) -> dict[str, int]:
+    assert system.pipeline is not None
+    return {v.id: v.signals for v in system.pipeline.strategy_views()}
+
+
 async def test_progress_shows_what_the_log_holds_before_and_after_a_restart(
         tmp_path: Path, tick_file) -> None:  # type: ignore[no-untyped-def]
     path, cols = tick_file(6_000, 4, seed=7)
@@ -75,6 +90,9 @@ async def test_progress_shows_what_the_log_holds_before_and_after_a_restart(
     live, plain = shown(first)
     assert {k: live[k] for k in expected} == expected
     assert {k: plain[k] for k in expected} == expected
+    per_strategy = await made(data)
+    assert strategy_signals(first) == per_strategy
+    assert sum(per_strategy.values()) == counts["validated"] + counts["rejected"]
 
     # The same file again: nothing new is published; the figures come back from the log.
     again = replay(tmp_path, path)
@@ -83,3 +101,4 @@ async def test_progress_shows_what_the_log_holds_before_and_after_a_restart(
     live_again, plain_again = shown(again)
     assert live_again == live
     assert plain_again == plain
+    assert strategy_signals(again) == per_strategy
