@@ -368,6 +368,7 @@ class SystemRun:
         self.started = 0.0
         self.stopped = 0.0
         self.stop = asyncio.Event()
+        self.drained = asyncio.Event()  # after ``stop``: the feed and services have stopped
         self._api: Any = None
         self.totals: RunTotals | None = None  # with ``options.summary``: for ``run_summary``
         # "name: error" of each service task (a processor, the feed) that failed: the run is
@@ -509,6 +510,7 @@ class SystemRun:
             # (each failure was recorded as its task ended: ``_task_done``)
             await asyncio.gather(*tasks, return_exceptions=True)
             self.stopped = time.perf_counter()
+            self.drained.set()
             await writer_task
             if self._api is not None:
                 self._api.should_exit = True  # graceful: finish open requests, then return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import time
 from typing import TYPE_CHECKING
@@ -27,6 +28,7 @@ def where(run: SystemRun) -> str | None:
     return f"dashboard {url}/  API {url}/api/v1/portfolios/paper  docs {url}/docs"
 
 
+DRAIN_WAIT_S = 30.0  # the longest the last view waits for the services to stop
 COLUMNS = ("broker", "signals", "validated", "rejected", "fills", "realized", "unrealized",
            "charges", "net", "day", "open pos.")
 
@@ -62,10 +64,12 @@ def render(run: SystemRun) -> Group:
         head.append(api + "\n")
     head.append(f"data {s.data_dir}  log {s.log}  (service logs: ALPHA_PANDA_LOG_LEVEL=INFO)\n",
                 style="dim")
-    elapsed = time.perf_counter() - run.started if run.started else 0.0
+    elapsed = (run.stopped or time.perf_counter()) - run.started if run.started else 0.0
     ticks = run.feed.publisher.published if run.feed else 0
+    state = ("stopped" if run.drained.is_set() else "stopping" if run.stop.is_set()
+             else "Ctrl-C to stop")
     head.append(f"feed {s.feed}  ticks {ticks:,}  ({ticks / elapsed if elapsed else 0:,.0f}/s)  "
-                f"elapsed {elapsed:,.1f}s  Ctrl-C to stop", style="dim")
+                f"elapsed {elapsed:,.1f}s  {state}", style="dim")
     table = Table(expand=False, box=None, header_style="bold")
     for col in COLUMNS:
         table.add_column(col, justify="right" if col != "broker" else "left")
@@ -94,6 +98,15 @@ async def show_progress(run: SystemRun, stop: asyncio.Event, interval: float = 0
             except TimeoutError:
                 pass
         live.update(render(run))
+        await _drained(run)
+        live.update(render(run))
+
+
+async def _drained(run: SystemRun) -> None:
+    """Until the feed and the services have stopped (their last batches committed), so the
+    last view shows where the run ended; at most ``DRAIN_WAIT_S``."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(run.drained.wait(), DRAIN_WAIT_S)
 
 
 async def _plain(run: SystemRun, stop: asyncio.Event, console: Console, interval: float) -> None:
@@ -107,9 +120,10 @@ async def _plain(run: SystemRun, stop: asyncio.Event, console: Console, interval
         try:
             await asyncio.wait_for(stop.wait(), timeout=interval)
         except TimeoutError:
-            pass
-        if run.pipeline is None:
-            continue
+            if run.pipeline is not None:
+                console.print(progress_line(run), highlight=False, soft_wrap=True)
+    await _drained(run)
+    if run.pipeline is not None:  # where the run ended
         console.print(progress_line(run), highlight=False, soft_wrap=True)
 
 

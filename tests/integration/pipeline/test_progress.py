@@ -102,3 +102,29 @@ async def test_progress_shows_what_the_log_holds_before_and_after_a_restart(
     assert live_again == live
     assert plain_again == plain
     assert strategy_signals(again) == per_strategy
+
+
+async def test_the_last_progress_shows_where_the_run_ended(
+        tmp_path: Path, tick_file, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Off a terminal (stderr captured), the last line comes once every service has
+    stopped, with the figures the log holds; the live view then says the run stopped."""
+    path, cols = tick_file(3_000, 4, seed=8)
+    tokens = sorted(set(cols.instrument_token.tolist()))
+    strategies = tmp_path / "strategies"
+    strategies.mkdir()
+    (strategies / "s.yaml").write_text(
+        f"id: s\nstrategy: sma_cross\ninstruments: {tokens}\nbrokers: [paper]\n"
+        "params: {fast: 5, slow: 15, quantity: 1}\n")
+    system = SystemRun(settings(tmp_path, free_port()).model_copy(update={
+        "feed": f"replay:{path}", "api": ApiSettings(enabled=False)}),
+        RunOptions(progress=True, exit_at_end=True))
+    await system.run()
+    lines = [x for x in capsys.readouterr().err.splitlines() if x.startswith("progress ")]
+    counts = await on_log(tmp_path / "data")
+    assert counts["fills"] > 10
+    assert lines[-1] == progress_line(system)
+    assert f"ticks=3000  paper: signals={counts['validated']:,} " in lines[-1]
+    assert f" fills={counts['fills']:,} " in lines[-1]
+    console = Console(record=True, width=200)
+    console.print(render(system))
+    assert "  stopped\n" in console.export_text()
