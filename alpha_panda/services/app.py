@@ -2,8 +2,9 @@
 
 Start order: log and topics → strategy configs → processors (they rebuild their state
 from the log) → feed → API. Stop (Ctrl-C, SIGTERM, ``--duration``, or the end of a
-replay with ``--exit-at-end``): the feed stops first, processors finish their in-flight
-batch and commit, the read model is flushed, the log is closed.
+replay with ``--exit-at-end``): the feed stops first, the services of ``run`` settle (each
+takes what the ones before it made, for up to ``SETTLE_S``), processors finish their
+in-flight batch and commit, the read model is flushed, the log is closed.
 """
 
 from __future__ import annotations
@@ -329,6 +330,31 @@ async def caught_up(pipeline: Pipeline) -> bool:
     return True
 
 
+# After the feed stops, the longest the services of ``run`` are given to take what is in
+# flight (the last ticks' signals, their orders and fills) before they stop: the run then
+# ends with the portfolio showing every fill on the log. (They used to stop at once, each
+# after its batch: the portfolio a few fills short of the engine, until the next start.)
+# What remains after it (a full-speed replay stopped half-way) waits on the log for the
+# next start. A process of some services (``service``) stops at once, as a service told
+# to stop should: its inputs may come from processes that go on.
+SETTLE_S = 5.0
+
+
+async def settle(pipeline: Pipeline, timeout: float = SETTLE_S) -> bool:
+    """Until every processor has caught up (``caught_up``, twice in a row), at most
+    ``timeout`` seconds, or one has failed (it never will): whether they all caught up."""
+    deadline = time.monotonic() + timeout
+    stable = 0
+    while time.monotonic() < deadline:
+        if any(p.state is State.FAILED for p in pipeline.processors):
+            return False
+        stable = stable + 1 if await caught_up(pipeline) else 0
+        if stable >= 2:  # twice in a row: nothing was in flight between the checks
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
 async def _wait_drained(pipeline: Pipeline, feed: Any, stop: asyncio.Event) -> None:
     """Sets ``stop`` once the replay is published and everything downstream has caught up."""
     await feed.done.wait()
@@ -494,9 +520,10 @@ class SystemRun:
             for p in pipeline.processors:
                 tasks.append(task := asyncio.create_task(p.run(processors_stop), name=p.name))
                 task.add_done_callback(functools.partial(self._task_done, processor=p))
+            feed_task: asyncio.Task[Any] | None = None
             if feed is not None:
-                tasks.append(task := asyncio.create_task(feed.run(feed_stop), name="feed"))
-                task.add_done_callback(self._task_done)
+                tasks.append(feed_task := asyncio.create_task(feed.run(feed_stop), name="feed"))
+                feed_task.add_done_callback(self._task_done)
             writer_task = asyncio.create_task(writer.run(processors_stop), name="readmodel")
             running += [*tasks, writer_task]
             extra = await self._extras(pipeline, cache, feed)
@@ -506,6 +533,14 @@ class SystemRun:
             await self.stop.wait()
             log.info("system.stopping")
             feed_stop.set()
+            if feed_task is not None:
+                await asyncio.gather(feed_task, return_exceptions=True)
+            if self.only is None:  # (a process of some services stops as it is told)
+                settled = await settle(pipeline)
+                log.info("system.settled" if settled else "system.stopping_unsettled",
+                         **({} if settled else {"detail": f"services stop with work left on "
+                                                           f"the log for the next start (after "
+                                                           f"{SETTLE_S:g} s, or one failed)"}))
             processors_stop.set()
             # (each failure was recorded as its task ended: ``_task_done``)
             await asyncio.gather(*tasks, return_exceptions=True)
