@@ -536,8 +536,17 @@ class SqliteStorage:
         _migrate(self._db, self._codec)
         self._capacity = processed_capacity
         self._tail = TailCache(tail_records)
-        layout = _read_layout(self._db)
-        version = int(self._db.execute("PRAGMA data_version").fetchone()[0])
+        # Where the file's changes stand, then the layout, in one read transaction: read
+        # the other way round, a topic another process created between the two was taken
+        # for known, and this process's next topic took its id (UNIQUE constraint failed:
+        # two `service` processes started together on a new data directory). A change
+        # after the version is read is read again by the next write, as any other is.
+        self._db.execute("BEGIN")
+        try:
+            version = int(self._db.execute("PRAGMA data_version").fetchone()[0])
+            layout = _read_layout(self._db)
+        finally:
+            self._db.execute("COMMIT")
         self._w = _WriteSide(layout, version, processed_capacity, self._codec)
         self._ends = self._w.ends  # tp_code -> next offset (durable: see ``_WriteSide``)
         self._recent: dict[str, RecentIds] = {}

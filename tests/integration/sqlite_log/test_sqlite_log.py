@@ -664,3 +664,34 @@ def test_a_log_used_again_under_another_event_loop_still_looks_for_other_process
     assert asyncio.run(second()) < 1.0  # not the poll's 3 s
     asyncio.run(other.close())
     asyncio.run(main.close())
+
+
+def test_a_topic_another_process_creates_as_this_one_opens_the_log_is_seen(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The layout read as a storage opens, then where the file's changes stand: another
+    process's topic created between the two was taken for known, and this one's next topic
+    took its id ("UNIQUE constraint failed: topics.id": a ``service`` process started
+    beside another on a new data directory exited with it)."""
+    from alpha_panda.adapters.sqlite_log import storage as storage_mod
+
+    path = tmp_path / "log.sqlite"
+    other = storage_mod.SqliteStorage(path)
+    other.create_topic("a", 1)
+    read_layout = storage_mod._read_layout
+
+    def then_the_other_writes(db: sqlite3.Connection) -> object:
+        layout = read_layout(db)
+        monkeypatch.setattr(storage_mod, "_read_layout", read_layout)  # once
+        other.create_topic("b", 1)  # (its own connection: another process's, to SQLite)
+        return layout
+
+    monkeypatch.setattr(storage_mod, "_read_layout", then_the_other_writes)
+    this = storage_mod.SqliteStorage(path)
+    try:
+        this.create_topic("c", 2)
+        assert this.topics() == {"a": 1, "b": 1, "c": 2}
+        other.refresh()
+        assert other.topics() == this.topics()
+    finally:
+        this.close()
+        other.close()
