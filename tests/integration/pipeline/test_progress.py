@@ -18,14 +18,14 @@ from alpha_panda.domain.values import format_rupees
 from alpha_panda.services.app import RunOptions, SystemRun
 from alpha_panda.services.progress import COLUMNS, progress_line, render
 from alpha_panda.settings import ApiSettings
-from alpha_panda.testing.pipeline import logged
+from alpha_panda.testing.pipeline import logged, write_strategy
 from tests.integration.pipeline.test_kill_switch import free_port, settings
 
 
-def replay(tmp_path: Path, path: Path) -> SystemRun:
+def replay(tmp_path: Path, path: Path, *, progress: bool = False) -> SystemRun:
     return SystemRun(settings(tmp_path, free_port()).model_copy(update={
         "feed": f"replay:{path}", "api": ApiSettings(enabled=False)}),
-        RunOptions(progress=False, exit_at_end=True))
+        RunOptions(progress=progress, exit_at_end=True))
 
 
 def shown(system: SystemRun) -> tuple[dict[str, str], dict[str, str]]:
@@ -109,15 +109,8 @@ async def test_the_last_progress_shows_where_the_run_ended(
     """Off a terminal (stderr captured), the last line comes once every service has
     stopped, with the figures the log holds; the live view then says the run stopped."""
     path, cols = tick_file(3_000, 4, seed=8)
-    tokens = sorted(set(cols.instrument_token.tolist()))
-    strategies = tmp_path / "strategies"
-    strategies.mkdir()
-    (strategies / "s.yaml").write_text(
-        f"id: s\nstrategy: sma_cross\ninstruments: {tokens}\nbrokers: [paper]\n"
-        "params: {fast: 5, slow: 15, quantity: 1}\n")
-    system = SystemRun(settings(tmp_path, free_port()).model_copy(update={
-        "feed": f"replay:{path}", "api": ApiSettings(enabled=False)}),
-        RunOptions(progress=True, exit_at_end=True))
+    write_strategy(tmp_path / "strategies", tokens=sorted(set(cols.instrument_token.tolist())))
+    system = replay(tmp_path, path, progress=True)
     await system.run()
     lines = [x for x in capsys.readouterr().err.splitlines() if x.startswith("progress ")]
     counts = await on_log(tmp_path / "data")
