@@ -341,8 +341,9 @@ SETTLE_S = 5.0
 
 
 async def settle(pipeline: Pipeline, timeout: float = SETTLE_S) -> bool:
-    """Until every processor has caught up (``caught_up``, twice in a row), at most
-    ``timeout`` seconds, or one has failed (it never will): whether they all caught up."""
+    """Until every processor has caught up (``caught_up``, twice in a row), for at most
+    ``timeout`` seconds, or until one has failed (a failed one never catches up): whether
+    they all caught up."""
     deadline = time.monotonic() + timeout
     stable = 0
     while time.monotonic() < deadline:

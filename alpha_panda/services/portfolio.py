@@ -87,8 +87,8 @@ class PortfolioHandler:
         self.as_of = 0
         self.funds: FundsReported | None = None  # a live account's, as last reported
         self.fills = 0
-        # Signals this broker's risk manager decided, on the log so far (a rebuild counts
-        # them again, as it does the fills): the terminal's progress shows them.
+        # Signals this broker's risk manager decided, on the log so far: a restart's rebuild
+        # counts them from the log, as it does the fills. The terminal's progress shows them.
         self.validated = 0
         self.rejected = 0
         self._last: dict[int, int] = {}
