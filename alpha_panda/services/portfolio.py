@@ -49,6 +49,7 @@ from alpha_panda.readmodel.views import (
     OrderView,
     SignalView,
 )
+from alpha_panda.stream.dedup import RecentIds
 from alpha_panda.stream.emit import BatchFailure, Emit, Emitted
 from alpha_panda.stream.log import Log, Record
 from alpha_panda.stream.runtime import ProcessorSettings, StreamProcessor
@@ -57,6 +58,7 @@ from alpha_panda.stream.topics import MARKET_TICKS, topic
 SOURCE = "portfolio"
 MAX_CURVE = 2000
 FORGOTTEN_KEPT = 20 * MAX_ORDERS
+SIGNAL_IDS_KEPT = 100_000  # at least this many recent decisions' signal ids are remembered
 # Control events a trader's (or Kite's) action stamps with the wall clock: they do not move
 # the portfolio's "as of" market time (in a replay of an old day, it would jump to today).
 _WALL_CLOCK = frozenset({KillSwitchSet, CancelRequested, CancelRefused, StrategyHalted,
@@ -91,6 +93,9 @@ class PortfolioHandler:
         # counts them from the log, as it does the fills. The terminal's progress shows them.
         self.validated = 0
         self.rejected = 0
+        # The decisions seen, by signal id: one read again (a partition assigned again on
+        # Kafka, and replayed) is neither counted nor listed twice.
+        self._decided = RecentIds(SIGNAL_IDS_KEPT)
         self._last: dict[int, int] = {}
         self.day = DayBook()  # the day's P&L (by event time: the market's current IST day)
         self.history = DayHistory(self.day.closes)  # and each day's, P&L by day
@@ -405,6 +410,9 @@ class PortfolioHandler:
             view.cancel_refused = d.message
 
     def _signal(self, d: SignalValidated | SignalRejected, event: Envelope[Any]) -> None:
+        if d.signal_id in self._decided:
+            return
+        self._decided.add(d.signal_id)
         s = d.signal
         rejected = isinstance(d, SignalRejected)
         if rejected:

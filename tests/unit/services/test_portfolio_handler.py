@@ -300,3 +300,15 @@ def test_a_fill_booked_already_is_not_counted_again() -> None:
     h = run(env(FILLED, 1), env(FILLED, 2), env(other, 3))
     assert h.fills == 2
     assert h.snapshot(None).open_positions == 1 and h.ledger.position("st", 7).quantity == 6
+
+
+def test_a_decision_read_again_is_neither_counted_nor_listed_twice() -> None:
+    """A partition assigned again (Kafka) replays decisions the portfolio has: the counts
+    the terminal shows and the signals the API lists stay as they were."""
+    signal = Signal(strategy_id="st", instrument_token=7, side=Side.BUY, quantity=3,
+                    order_type=OrderType.MARKET)
+    decided = SignalValidated(signal_id="s1", signal=signal)
+    other = SignalValidated(signal_id="s2", signal=signal)
+    h = run(env(decided, 1), env(decided, 2), env(other, 3))
+    assert (h.validated, h.rejected) == (2, 0)
+    assert [v.signal_id for v in h.signals] == ["s1", "s2"]
