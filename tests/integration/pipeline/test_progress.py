@@ -116,7 +116,8 @@ async def test_the_last_progress_shows_where_the_run_ended(
     counts = await on_log(tmp_path / "data")
     assert counts["fills"] > 10
     assert lines[-1] == progress_line(system)
-    assert f"ticks=3000  paper: signals={counts['validated']:,} " in lines[-1]
+    decided = counts["validated"] + counts["rejected"]
+    assert f"ticks=3000  paper: signals={decided:,} validated={counts['validated']:,} " in lines[-1]
     assert f" fills={counts['fills']:,} " in lines[-1]
     console = Console(record=True, width=200)
     console.print(render(system))
