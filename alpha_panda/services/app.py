@@ -352,17 +352,16 @@ async def settle(pipeline: Pipeline, timeout: float = SETTLE_S) -> bool:
         stable = stable + 1 if await caught_up(pipeline) else 0
         if stable >= 2:  # twice in a row: nothing was in flight between the checks
             return True
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.05)
     return False
 
 
 async def _wait_drained(pipeline: Pipeline, feed: Any, stop: asyncio.Event) -> None:
-    """Sets ``stop`` once the replay is published and everything downstream has caught up."""
+    """Sets ``stop`` once the replay is published and everything downstream has caught up
+    (a failed service sets it itself: ``SystemRun._task_done``)."""
     await feed.done.wait()
-    stable = 0
     while not stop.is_set():
-        stable = stable + 1 if await caught_up(pipeline) else 0
-        if stable >= 2:  # twice in a row: nothing was in flight between the checks
+        if await settle(pipeline, timeout=1.0):
             stop.set()
             return
         await asyncio.sleep(0.05)
