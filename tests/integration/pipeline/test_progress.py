@@ -65,13 +65,9 @@ async def test_progress_shows_what_the_log_holds_before_and_after_a_restart(
         tmp_path: Path, tick_file) -> None:  # type: ignore[no-untyped-def]
     path, cols = tick_file(6_000, 4, seed=7)
     tokens = sorted(set(cols.instrument_token.tolist()))
-    strategies = tmp_path / "strategies"
-    strategies.mkdir()
     for sid, quantity in (("small", 1), ("big", 5)):  # "big" asks more than its limit
-        (strategies / f"{sid}.yaml").write_text(
-            f"id: {sid}\nstrategy: sma_cross\ninstruments: {tokens}\nbrokers: [paper]\n"
-            f"params: {{fast: 5, slow: 15, quantity: {quantity}}}\n"
-            "risk: {max_order_qty: 2}\n")
+        yaml = write_strategy(tmp_path / "strategies", id=sid, tokens=tokens, quantity=quantity)
+        yaml.write_text(yaml.read_text() + "risk: {max_order_qty: 2}\n")
     first = replay(tmp_path, path)
     await first.run()
     data = tmp_path / "data"
