@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import sys
 import time
+from collections import deque
 from typing import TYPE_CHECKING
 
 from rich.console import Console, Group
@@ -54,7 +55,39 @@ def broker_rows(run: SystemRun) -> list[dict[str, str]]:
     return rows
 
 
-def render(run: SystemRun) -> Group:
+class TickRate:
+    """The feed's ticks a second over the last ``window_s``: what it publishes now, where
+    the run's average also counts its start-up and any pause (the simulator at 200 ticks/s
+    read 150/s 14 s into a run)."""
+
+    def __init__(self, window_s: float = 5.0, shortest_s: float = 1.0) -> None:
+        self._window = window_s
+        self._shortest = shortest_s  # a shorter span says nothing yet: None
+        self._seen: deque[tuple[float, int]] = deque()  # (monotonic s, ticks published)
+
+    def note(self, now: float, published: int) -> float | None:
+        """Ticks a second from the oldest sample within the window (or the last one just
+        older) to ``published`` at ``now``."""
+        seen = self._seen
+        seen.append((now, published))
+        while len(seen) > 2 and now - seen[1][0] >= self._window:
+            seen.popleft()
+        then, before = seen[0]
+        span = now - then
+        return (published - before) / span if span >= self._shortest else None
+
+
+def _rates(run: SystemRun, ticks: int, elapsed: float, rate: TickRate | None) -> str:
+    """"200/s, 150/s average" while the feed runs; the average alone once stopped."""
+    average = f"{ticks / elapsed if elapsed else 0:,.0f}/s average"
+    if rate is None or run.stop.is_set():
+        return average
+    now = rate.note(time.perf_counter(), ticks)
+    return average if now is None else f"{now:,.0f}/s, {average}"
+
+
+def render(run: SystemRun, rate: TickRate | None = None) -> Group:
+    """The live view; ``rate``: the feed's recent rate, noted at each call."""
     p = run.pipeline
     s = run.settings
     head = Text()
@@ -68,7 +101,7 @@ def render(run: SystemRun) -> Group:
     ticks = run.feed.publisher.published if run.feed else 0
     state = ("stopped" if run.drained.is_set() else "stopping" if run.stop.is_set()
              else "Ctrl-C to stop")
-    head.append(f"feed {s.feed}  ticks {ticks:,}  ({ticks / elapsed if elapsed else 0:,.0f}/s)  "
+    head.append(f"feed {s.feed}  ticks {ticks:,}  ({_rates(run, ticks, elapsed, rate)})  "
                 f"elapsed {elapsed:,.1f}s  {state}", style="dim")
     table = Table(expand=False, box=None, header_style="bold")
     for col in COLUMNS:
@@ -90,16 +123,17 @@ async def show_progress(run: SystemRun, stop: asyncio.Event, interval: float = 0
     if not console.is_terminal:
         await _plain(run, stop, console, interval=5.0)
         return
-    with Live(render(run), console=console, refresh_per_second=4, transient=False) as live:
+    rate = TickRate()
+    with Live(render(run, rate), console=console, refresh_per_second=4, transient=False) as live:
         while not stop.is_set():
-            live.update(render(run))
+            live.update(render(run, rate))
             try:
                 await asyncio.wait_for(stop.wait(), timeout=interval)
             except TimeoutError:
                 pass
-        live.update(render(run))
+        live.update(render(run, rate))
         await _drained(run)
-        live.update(render(run))
+        live.update(render(run, rate))
 
 
 async def _drained(run: SystemRun) -> None:
@@ -116,20 +150,26 @@ async def _plain(run: SystemRun, stop: asyncio.Event, console: Console, interval
     if api is not None:
         # soft_wrap: one line however long (rich wraps at 80 columns off a terminal)
         console.print(f"Alpha Panda  {api}", highlight=False, soft_wrap=True)
+    rate = TickRate(window_s=interval)
     while not stop.is_set():
         try:
             await asyncio.wait_for(stop.wait(), timeout=interval)
         except TimeoutError:
             if run.pipeline is not None:
-                console.print(progress_line(run), highlight=False, soft_wrap=True)
+                console.print(progress_line(run, rate), highlight=False, soft_wrap=True)
     await _drained(run)
     if run.pipeline is not None:  # where the run ended
         console.print(progress_line(run), highlight=False, soft_wrap=True)
 
 
-def progress_line(run: SystemRun) -> str:
-    """The plain view's line: ticks, then each broker's figures (``broker_rows``)."""
-    parts = [f"ticks={run.feed.publisher.published if run.feed else 0}"]
+def progress_line(run: SystemRun, rate: TickRate | None = None) -> str:
+    """The plain view's line: ticks (and, with ``rate`` while the feed runs, ticks a
+    second since the last line), then each broker's figures (``broker_rows``)."""
+    ticks = run.feed.publisher.published if run.feed else 0
+    parts = [f"ticks={ticks}"]
+    now = None if rate is None or run.stop.is_set() else rate.note(time.perf_counter(), ticks)
+    if now is not None:
+        parts[0] += f" ticks_per_s={now:.0f}"
     for row in broker_rows(run):
         figures = " ".join(f"{col.replace(' ', '_').rstrip('.')}={value}"
                            for col, value in row.items() if col != "broker")

@@ -8,6 +8,7 @@ it signalled on every tick. And the risk manager counted only those of the curre
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 
@@ -16,10 +17,10 @@ from rich.console import Console
 from alpha_panda.domain.events import OrderFilled, Signal, SignalRejected, SignalValidated
 from alpha_panda.domain.values import format_rupees
 from alpha_panda.services.app import RunOptions, SystemRun
-from alpha_panda.services.progress import COLUMNS, progress_line, render
-from alpha_panda.settings import ApiSettings
+from alpha_panda.services.progress import COLUMNS, TickRate, progress_line, render
+from alpha_panda.settings import ApiSettings, SimulatorSettings
 from alpha_panda.testing.pipeline import logged, write_strategy
-from tests.integration.pipeline.test_kill_switch import free_port, settings
+from tests.integration.pipeline.test_kill_switch import free_port, settings, until
 
 
 def replay(tmp_path: Path, path: Path, *, progress: bool = False) -> SystemRun:
@@ -118,3 +119,51 @@ async def test_the_last_progress_shows_where_the_run_ended(
     console = Console(record=True, width=200)
     console.print(render(system))
     assert "  stopped\n" in console.export_text()
+
+
+async def test_the_live_rate_is_the_feeds_rate_now(tmp_path: Path) -> None:
+    """The live view shows the feed's ticks a second over its last seconds beside the
+    run's average (which counts the start-up too: the simulator at 200 ticks/s read 150/s
+    14 s into a run); the plain line the rate since the line before; once stopped, the
+    average alone."""
+    write_strategy(tmp_path / "strategies", tokens=[408065])
+    system = SystemRun(settings(tmp_path, free_port()).model_copy(update={
+        "api": ApiSettings(enabled=False), "simulator": SimulatorSettings(rate=400, seed=5)}),
+        RunOptions(progress=False))
+    task = asyncio.create_task(system.run())
+    try:
+        await until(lambda: system.feed is not None and system.feed.publisher.published > 0)
+        await asyncio.sleep(1.0)  # the start-up is behind: the average is still lower
+        live, plain = TickRate(), TickRate(window_s=1.0)
+        views, lines = [], []
+        for _ in range(8):
+            console = Console(record=True, width=200)
+            console.print(render(system, live))
+            views.append(console.export_text())
+            lines.append(progress_line(system, plain))
+            await asyncio.sleep(0.5)
+    finally:
+        system.stop.set()
+        await task
+    now = [float(m[1].replace(",", "")) for v in views
+           if (m := re.search(r"\(([\d,]+)/s, [\d,]+/s average\)", v))]
+    assert len(now) >= 6, views  # from its second view on (a span of a second at least)
+    assert all(300 <= r <= 500 for r in now), now
+    per_line = [int(m[1]) for x in lines if (m := re.search(r" ticks_per_s=(\d+) ", x))]
+    assert len(per_line) >= 6, lines
+    assert all(300 <= r <= 500 for r in per_line), per_line
+    console = Console(record=True, width=200)
+    console.print(render(system, live))
+    assert re.search(r"\([\d,]+/s average\)  elapsed [\d.,]+s  stopped", console.export_text())
+    assert " ticks_per_s=" not in progress_line(system, plain)
+
+
+def test_tick_rate_spans_its_window() -> None:
+    rate = TickRate(window_s=5.0, shortest_s=1.0)
+    assert rate.note(100.0, 0) is None
+    assert rate.note(100.5, 100) is None  # half a second says nothing yet
+    assert rate.note(101.0, 200) == 200.0
+    for i in range(2, 20):  # 200 a second, then 50 a second from 110 s on
+        rate.note(100.0 + i, 200 * i if i <= 10 else 2000 + 50 * (i - 10))
+    assert rate.note(120.0, 2500) == 50.0  # the last 5 s only: 250 ticks
+    assert rate.note(126.0, 2500) == 0.0  # no tick since: 0, not the last rate
