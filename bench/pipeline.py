@@ -8,6 +8,8 @@
    ``alpha-panda service paper-engine portfolio`` (``--split``); ticks/s from the first
    tick on the log until every consumer group has committed the end of every topic, as a
    third process sees it (``drained_beside``, looking every 5 ms). The fills must equal the one-process run's.
+   Also printed: each process's CPU as a share of the run's wall time; the busier one sets
+   the pace (200,000 ticks, 2026-12-05: the other 92% busy, the feed's 62%).
 3. Latency: replay the same kind of file paced at a fixed rate (default 10,000 ticks/s)
    and measure tick-to-fill: from the moment a tick is durable on the log to the moment
    the fill it caused is durable and read back by a consumer of the fills topic (fills
@@ -150,13 +152,13 @@ async def _split_throughput(n_ticks: int, instruments: int, where: str | None = 
             procs.append(subprocess.Popen(  # noqa: ASYNC220
                 [*cli, *upstream, "--feed", f"replay:{path}", *common], env=env,
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
-            # Both processes' CPU every 10 ms: what they used before the first tick (their
+            # Each process's CPU every 10 ms: what it used before the first tick (its
             # start-up) is taken off.
-            samples: list[tuple[float, float]] = []
+            samples: list[tuple[float, list[float]]] = []
 
             async def sample() -> None:
                 while True:
-                    samples.append((time.time(), sum(_cpu_s(p.pid) for p in procs)))
+                    samples.append((time.time(), [_cpu_s(p.pid) for p in procs]))
                     await asyncio.sleep(0.01)
 
             sampler = asyncio.create_task(sample())
@@ -164,7 +166,7 @@ async def _split_throughput(n_ticks: int, instruments: int, where: str | None = 
                 done = await drained_beside(settings, n_ticks, timeout=600)
             finally:
                 sampler.cancel()
-            cpu_done = sum(_cpu_s(p.pid) for p in procs)
+            cpu_done = [_cpu_s(p.pid) for p in procs]
             for p in procs:
                 assert p.poll() is None, p.communicate()[1].decode()[-2000:]
                 p.send_signal(signal.SIGTERM)
@@ -186,10 +188,16 @@ async def _split_throughput(n_ticks: int, instruments: int, where: str | None = 
         finally:
             await log.close()
         elapsed = done - started
-        cpu = cpu_done - max((c for t, c in samples if t <= started), default=0.0)
+        before = next((c for t, c in reversed(samples) if t <= started), [0.0] * len(procs))
+        down_cpu, up_cpu = (d - b for d, b in zip(cpu_done, before, strict=True))
+        cpu = down_cpu + up_cpu
+        # The busier process sets the pace: a share near 100% of the run's wall time is
+        # where to cut.
         return {"ticks": n_ticks, "fills": fills, "elapsed_s": round(elapsed, 3),
                 "ticks_per_s": round(n_ticks / elapsed), "cpu_s": round(cpu, 3),
-                "cpu_us_per_tick": round(cpu / n_ticks * 1e6, 2)}
+                "cpu_us_per_tick": round(cpu / n_ticks * 1e6, 2),
+                "feed_process_busy": round(up_cpu / elapsed, 3),
+                "other_process_busy": round(down_cpu / elapsed, 3)}
 
 
 async def _latency(rate: int, seconds: float, instruments: int,
@@ -317,7 +325,8 @@ def main() -> None:
           f"{sp['elapsed_s']} s = {sp['ticks_per_s']:,} ticks/s end to end (runs: "
           f"{', '.join(f'{x:,}' for x in spans)}; {sp['fills']:,} fills, "
           f"{'as in one process' if same else 'NOT AS IN ONE PROCESS'}); CPU of both "
-          f"{sp['cpu_s']} s = {sp['cpu_us_per_tick']} us/tick")
+          f"{sp['cpu_s']} s = {sp['cpu_us_per_tick']} us/tick; busy: the feed's process "
+          f"{sp['feed_process_busy']:.0%}, the other {sp['other_process_busy']:.0%} of the run")
     print(f"latency at {lat['rate']:,} ticks/s (median of {len(runs)}): tick-to-fill p50 "
           f"{lat['p50_ms']} ms, p99 {lat['p99_ms']} ms (runs: {', '.join(map(str, p99s))}), "
           f"max {lat['max_ms']} ms over {lat['fills_measured']:,} fills; from the tick's due "
