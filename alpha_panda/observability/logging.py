@@ -74,6 +74,25 @@ def _add_trace(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     return event_dict
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to ``sys.stderr`` as it is at each record, not as it was when logging was
+    configured: a stderr replaced since (``contextlib.redirect_stderr``, a test runner's
+    capture) is followed, and a closed one is never written to. (A test that configured
+    logging left its handler on pytest's closed capture: each record after it cost a
+    "Logging error" traceback, 60 ms here, and a test retrying 1,100 times timed out.)"""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: TextIO) -> None:
+        pass  # always the current sys.stderr
+
+
 def configure_logging(json: bool = False, level: str = "INFO", stream: TextIO | None = None) -> None:
     """Configure structlog and the standard library to write to stderr (or ``stream``).
 
@@ -114,7 +133,7 @@ def configure_logging(json: bool = False, level: str = "INFO", stream: TextIO | 
         foreign_pre_chain=[*shared, _redact_processor],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
     )
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
     handler.setFormatter(formatter)
     handler.set_name("alpha_panda")
     root = logging.getLogger()

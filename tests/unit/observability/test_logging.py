@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -90,3 +91,16 @@ def test_redact_helpers_keep_harmless_fields() -> None:
     assert redact({"user_id": "AB1234", "qty": 5}) == {"user_id": "AB1234", "qty": 5}
     assert redact_text('{"api_key": "k1"}') == '{"api_key": "***"}'
     assert redact({"access_token": None}) == {"access_token": None}
+
+
+def test_by_default_logs_go_to_stderr_as_it_is_now() -> None:
+    """Configured without a stream, logs follow ``sys.stderr`` when it is replaced (and
+    never write to one closed since): not the stream stderr was when logging was set up."""
+    first, later = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(first):
+        configure_logging(json=True)
+        get_logger("t").info("before")
+    first.close()
+    with contextlib.redirect_stderr(later):
+        get_logger("t").warning("after")
+    assert [x["event"] for x in _lines(later)] == ["after"]
