@@ -10,8 +10,11 @@ Every component is rounded half up to the paisa.
 from __future__ import annotations
 
 from datetime import date
+from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from alpha_panda.domain.errors import ConfigurationError, ValidationError
 from alpha_panda.domain.events import Charges
@@ -136,3 +139,53 @@ def test_bad_inputs_are_errors(model: CostModel) -> None:
         model.charges(Segment.FUTURES, Side.BUY, 100_00, 1, exchange="MCX")
     with pytest.raises(ConfigurationError):
         CostModel.from_dict({"version": "x"})
+
+
+def _decimal_charges(model: CostModel, segment: Segment, side: Side, turnover: int,
+                     exchange: str) -> Charges:
+    """The charges of an order by Decimal arithmetic, each item rounded half up to the
+    paisa: the reference the model's integer fractions must equal."""
+    def paise(x: Decimal) -> int:
+        return int(x.to_integral_value(rounding=ROUND_HALF_UP))
+
+    if turnover == 0:
+        return Charges()  # an order with nothing executed pays nothing, flat fee included
+    r = model.rates(segment)
+    t, hundred = Decimal(turnover), Decimal(100)
+    if r.brokerage_flat is not None:
+        brokerage = r.brokerage_flat
+    else:
+        brokerage = paise(t * (r.brokerage_percent or Decimal(0)) / hundred)
+        if r.brokerage_cap is not None:
+            brokerage = min(brokerage, r.brokerage_cap)
+    txn = paise(t * r.exchange_txn_percent[exchange] / hundred)
+    sebi = paise(t * Decimal(10) * hundred / Decimal(10**9))  # ₹10 a crore on both cards
+    buy = side is Side.BUY
+    return Charges(
+        brokerage=brokerage, stt=paise(t * (r.stt_buy_percent if buy else r.stt_sell_percent)
+                                       / hundred),
+        exchange_txn=txn, sebi=sebi,
+        stamp_duty=paise(t * r.stamp_buy_percent / hundred) if buy else 0,
+        gst=paise(Decimal(brokerage + txn + sebi) * Decimal(18) / hundred))
+
+
+@settings(max_examples=1000, deadline=None)
+@given(turnover=st.one_of(st.integers(0, 10**15),
+                          # near the half paisa of a rate: 1,000 paise steps from round sums
+                          st.integers(0, 10**6).map(lambda k: k * 1_000 + 500)),
+       segment=st.sampled_from(list(Segment)), side=st.sampled_from(list(Side)),
+       exchange=st.sampled_from(["NSE", "BSE"]),
+       card=st.sampled_from([date(2025, 6, 1), date(2026, 11, 24)]))
+def test_the_charges_equal_decimal_arithmetic_to_the_paisa(
+        turnover: int, segment: Segment, side: Side, exchange: str, card: date) -> None:
+    model = CostModel.load(as_of=card)
+    assert model.order_charges(segment, side, turnover, exchange) == _decimal_charges(
+        model, segment, side, turnover, exchange)
+
+
+def test_a_half_paisa_rounds_up_and_a_cap_holds(model: CostModel) -> None:
+    # 0.025% STT of 2,000 paise is 0.5 paise: 1; of 1,998, 0.4995: 0. 0.03% brokerage of
+    # ₹1,00,000 is ₹30, capped at ₹20.
+    assert model.order_charges(Segment.EQUITY_INTRADAY, Side.SELL, 2_000).stt == 1
+    assert model.order_charges(Segment.EQUITY_INTRADAY, Side.SELL, 1_998).stt == 0
+    assert model.order_charges(Segment.EQUITY_INTRADAY, Side.BUY, 100_000_00).brokerage == 20_00
