@@ -295,7 +295,8 @@ class PositionLedger:
 
     def snapshot(self, strategy_id: str | None = None) -> PnlSnapshot:
         """P&L of one strategy, or of the whole account when ``strategy_id`` is None."""
-        # One pass (a snapshot follows every fill): the sums of the positions' figures.
+        # One pass (a snapshot follows every fill): the sums of the positions' figures,
+        # ``Position``'s properties inlined (they were half of the pass).
         realized = unrealized = charges = exposure = open_positions = fills = held = 0
         for p in self._positions.values():
             if strategy_id is not None and p.strategy_id != strategy_id:
@@ -303,11 +304,16 @@ class PositionLedger:
             realized += p.realized
             charges += p.charges
             fills += p.fills
-            if p.quantity:
+            q = p.quantity
+            if q:
                 open_positions += 1
-                exposure += p.exposure
-                unrealized += p.unrealized
-                held += p.quantity * p.mark_price
+                mark = p.last_price
+                if mark is None:  # not marked yet: at its average price, no unrealized
+                    mark = p.average_price
+                else:
+                    unrealized += q * mark - p.cost_basis
+                exposure += (q if q > 0 else -q) * mark
+                held += q * mark
         cash: int | None = self.cash(strategy_id)
         equity: int | None = None
         if self._day_flows is not None and (strategy_id is not None or self._funds is None):

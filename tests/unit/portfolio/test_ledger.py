@@ -196,3 +196,29 @@ def test_the_dp_charge_is_in_the_charges_cash_and_net_pnl() -> None:
     assert snap.charges == 25_93
     assert ledger.cash() == 100_000_00 - 25_93
     assert ledger.summary()["net_pnl"] == -25_93
+
+
+@settings(max_examples=200, deadline=None)
+@given(fills_strategy, st.lists(st.tuples(st.sampled_from(TOKENS),
+                                          st.integers(1, 40_000).map(lambda p: p * 5))))
+def test_a_snapshot_sums_its_positions_figures(
+        events: list[tuple[str, int, Side, int, int, int]], marks: list[tuple[int, int]]) -> None:
+    """Each snapshot, of a strategy or the account, is the sum of its positions' own
+    figures (``Position``'s properties, which the snapshot's one pass inlines), whether or
+    not a tick marked them since their last fill."""
+    ledger = PositionLedger(initial_cash=1_000_000_00)
+    for n, (sid, token, side, q, price, fee) in enumerate(events):
+        ledger.apply_fill(fill(n, side, q, price, strategy=sid, token=token, charges=fee))
+    for token, price in marks:
+        ledger.mark(token, price)
+    for sid in ("s1", "s2", None):
+        mine = [p for p in ledger.positions() if sid is None or p.strategy_id == sid]
+        held = [p for p in mine if p.quantity]
+        snap = ledger.snapshot(sid)
+        assert (snap.realized, snap.unrealized, snap.charges, snap.fills,
+                snap.gross_exposure, snap.open_positions) == (
+            sum(p.realized for p in mine), sum(p.unrealized for p in held),
+            sum(p.charges for p in mine), sum(p.fills for p in mine),
+            sum(p.exposure for p in held), len(held))
+        if sid is not None:
+            assert snap.equity == ledger.cash(sid) + sum(p.quantity * p.mark_price for p in held)
