@@ -77,12 +77,18 @@ class TickRate:
         return (published - before) / span if span >= self._shortest else None
 
 
+def _recent(run: SystemRun, ticks: int, rate: TickRate | None) -> float | None:
+    """The feed's recent rate (``rate`` noting ``ticks`` now), or None: none yet, or the
+    run is stopping (the feed has stopped: its rate is over)."""
+    if rate is None or run.stop.is_set():
+        return None
+    return rate.note(time.perf_counter(), ticks)
+
+
 def _rates(run: SystemRun, ticks: int, elapsed: float, rate: TickRate | None) -> str:
     """"200/s, 150/s average" while the feed runs; the average alone once stopped."""
     average = f"{ticks / elapsed if elapsed else 0:,.0f}/s average"
-    if rate is None or run.stop.is_set():
-        return average
-    now = rate.note(time.perf_counter(), ticks)
+    now = _recent(run, ticks, rate)
     return average if now is None else f"{now:,.0f}/s, {average}"
 
 
@@ -167,7 +173,7 @@ def progress_line(run: SystemRun, rate: TickRate | None = None) -> str:
     second since the last line), then each broker's figures (``broker_rows``)."""
     ticks = run.feed.publisher.published if run.feed else 0
     parts = [f"ticks={ticks}"]
-    now = None if rate is None or run.stop.is_set() else rate.note(time.perf_counter(), ticks)
+    now = _recent(run, ticks, rate)
     if now is not None:
         parts[0] += f" ticks_per_s={now:.0f}"
     for row in broker_rows(run):
