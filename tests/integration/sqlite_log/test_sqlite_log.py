@@ -44,6 +44,19 @@ asyncio.run(main())
 """
 
 
+async def _committed_beyond(path: Path, done: int, deadline: float) -> None:
+    """Until group ``g`` has committed more than ``done`` records of "in" in ``path``."""
+    while True:
+        with sqlite3.connect(path) as db:
+            (now,) = db.execute("SELECT COALESCE(SUM(off), 0) FROM offsets WHERE grp = 'g'"
+                                ).fetchone()
+        db.close()
+        if now > done:
+            return
+        assert time.monotonic() < deadline, f"no commit beyond {done} records"
+        await asyncio.sleep(0.005)
+
+
 async def test_sigkill_never_splits_outputs_from_offsets(tmp_path: Path) -> None:
     path = tmp_path / "log.sqlite"
     log = SqliteLog(path)
@@ -52,11 +65,15 @@ async def test_sigkill_never_splits_outputs_from_offsets(tmp_path: Path) -> None
     await log.close()
     root = Path(__file__).resolve().parents[3]
     env = {**os.environ, "PYTHONPATH": str(root)}
-    progress = []
-    for delay in (0.1, 0.15, 0.2):
+    progress = [0]
+    for delay in (0.0, 0.03, 0.07):
         child = await asyncio.create_subprocess_exec(sys.executable, "-c", _CHILD, str(path),
                                                      env=env, stdout=subprocess.PIPE)
         assert child.stdout is not None and (await child.stdout.readline()).strip() == b"ready"
+        # Killed once it has committed more than before, then a little later: mid-stream
+        # however fast the machine (a fixed 0.1 s after "ready" killed it before its first
+        # commit on a slower one).
+        await _committed_beyond(path, progress[-1], deadline=time.monotonic() + 60)
         await asyncio.sleep(delay)
         child.send_signal(signal.SIGKILL)
         await child.wait()
@@ -67,7 +84,7 @@ async def test_sigkill_never_splits_outputs_from_offsets(tmp_path: Path) -> None
         assert sum(committed.values()) == sum(ends.values())  # outputs == inputs consumed
         progress.append(sum(committed.values()))
         await log.close()
-    assert 0 < progress[0] < progress[-1] < N  # the kills really landed mid-stream
+    assert 0 < progress[1] < progress[2] < progress[3] < N  # the kills landed mid-stream
 
     # A final clean run finishes the job with no duplicates and nothing lost.
     log = SqliteLog(path)
