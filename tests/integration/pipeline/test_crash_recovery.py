@@ -55,10 +55,12 @@ async def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(
     # paced replay (event time runs ~20 s; 8x speed) so the kill lands mid-stream
     proc = subprocess.Popen(cli(*common, "--speed", "8"), env=env,  # noqa: ASYNC220
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Killed once it has filled something, however long it took to start (a fixed 1.5 s
+    # after its log appeared is tight on a slower machine).
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (data / "log.sqlite").exists():
-        await asyncio.sleep(0.05)
-    await asyncio.sleep(1.5)
+    while not (data / "log.sqlite").exists() or not await fills_of(data):
+        assert time.monotonic() < deadline and proc.poll() is None, "no fill from the run"
+        await asyncio.sleep(0.1)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
     partial = await fills_of(data)
