@@ -9,7 +9,8 @@
    tick on the log until every consumer group has committed the end of every topic, as a
    third process sees it (``drained_beside``, looking every 5 ms). The fills must equal the one-process run's.
    Also printed: each process's CPU as a share of the run's wall time; the busier one sets
-   the pace (200,000 ticks, 2026-12-05: the other 92% busy, the feed's 62%).
+   the pace (2026-12-05, medians of 3: the feed's 87% and the other 92% over 200,000 ticks,
+   76% and 93% over a million).
 3. Latency: replay the same kind of file paced at a fixed rate (default 10,000 ticks/s)
    and measure tick-to-fill: from the moment a tick is durable on the log to the moment
    the fill it caused is durable and read back by a consumer of the fills topic (fills

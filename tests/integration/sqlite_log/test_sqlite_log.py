@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sqlite3
@@ -47,10 +48,9 @@ asyncio.run(main())
 async def _committed_beyond(path: Path, done: int, deadline: float) -> None:
     """Until group ``g`` has committed more than ``done`` records of "in" in ``path``."""
     while True:
-        with sqlite3.connect(path) as db:
+        with contextlib.closing(sqlite3.connect(path)) as db:
             (now,) = db.execute("SELECT COALESCE(SUM(off), 0) FROM offsets WHERE grp = 'g'"
                                 ).fetchone()
-        db.close()
         if now > done:
             return
         assert time.monotonic() < deadline, f"no commit beyond {done} records"

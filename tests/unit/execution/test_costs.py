@@ -159,7 +159,7 @@ def _decimal_charges(model: CostModel, segment: Segment, side: Side, turnover: i
         if r.brokerage_cap is not None:
             brokerage = min(brokerage, r.brokerage_cap)
     txn = paise(t * r.exchange_txn_percent[exchange] / hundred)
-    sebi = paise(t * Decimal(10) * hundred / Decimal(10**9))  # ₹10 a crore on both cards
+    sebi = paise(t * Decimal(10) * hundred / Decimal(10**9))  # both cards: ₹10 a crore, GST 18%
     buy = side is Side.BUY
     return Charges(
         brokerage=brokerage, stt=paise(t * (r.stt_buy_percent if buy else r.stt_sell_percent)
@@ -171,7 +171,7 @@ def _decimal_charges(model: CostModel, segment: Segment, side: Side, turnover: i
 
 @settings(max_examples=1000, deadline=None)
 @given(turnover=st.one_of(st.integers(0, 10**15),
-                          # near the half paisa of a rate: 1,000 paise steps from round sums
+                          # on the half paisa of delivery STT: 0.1% of k,500 paise is k.5
                           st.integers(0, 10**6).map(lambda k: k * 1_000 + 500)),
        segment=st.sampled_from(list(Segment)), side=st.sampled_from(list(Side)),
        exchange=st.sampled_from(["NSE", "BSE"]),
