@@ -71,16 +71,16 @@ def _paise(amount: Decimal) -> int:
     return int(amount.to_integral_value(rounding=ROUND_HALF_UP))
 
 
-Fraction = tuple[int, int]  # (numerator, denominator > 0)
+Ratio = tuple[int, int]  # an exact rate: (numerator, denominator > 0)
 
 
-def _percent(p: Decimal) -> Fraction:
+def _percent(p: Decimal) -> Ratio:
     """``p`` percent as an exact fraction."""
     n, d = p.as_integer_ratio()
     return n, d * 100
 
 
-def _times(amount: int, rate: Fraction) -> int:
+def _times(amount: int, rate: Ratio) -> int:
     """``amount × rate`` rounded to the integer, half away from zero: ``_paise`` of the
     Decimal product, exactly, in integers."""
     n, d = rate
@@ -131,13 +131,13 @@ class SegmentRates:
 class _Fractions:
     """One segment's order rates (``SegmentRates``) as exact fractions of turnover."""
 
-    brokerage: Fraction
+    brokerage: Ratio
     brokerage_cap: int | None
     brokerage_flat: int | None
-    stt_buy: Fraction
-    stt_sell: Fraction
-    exchange_txn: dict[str, Fraction]
-    stamp_buy: Fraction
+    stt_buy: Ratio
+    stt_sell: Ratio
+    exchange_txn: dict[str, Ratio]
+    stamp_buy: Ratio
 
     @classmethod
     def of(cls, r: SegmentRates) -> _Fractions:
@@ -181,7 +181,7 @@ class CostModel:
         self._fractions = {k: _Fractions.of(v) for k, v in segments.items()}
         # paise per crore (of rupees) of turnover, as a share of turnover in paise
         n, d = (sebi_rupees_per_crore * _HUNDRED).as_integer_ratio()
-        self._sebi_fraction: Fraction = (n, d * int(_CRORE_PAISE))
+        self._sebi_fraction: Ratio = (n, d * int(_CRORE_PAISE))
         self._gst_fraction = _percent(gst_percent)
 
     @classmethod
