@@ -26,12 +26,8 @@ from alpha_panda.domain.clock import ist_date
 from alpha_panda.domain.errors import DecodeError, ValidationError
 from alpha_panda.domain.events import CODEC, MarketTick
 from alpha_panda.execution.market import MarketCalendar
-from alpha_panda.marketdata.files import (
-    INT_EXTRAS,
-    PRICE_EXTRAS,
-    TickColumns,
-    write_ticks,
-)
+from alpha_panda.marketdata.columns import INT_EXTRAS, PRICE_EXTRAS
+from alpha_panda.marketdata.files import TickColumns, write_ticks
 from alpha_panda.marketdata.instruments import SIM_INSTRUMENTS
 from alpha_panda.marketdata.simulator import MarketSimulator, session_start_ns
 from alpha_panda.stream.log import Log, read_topic
