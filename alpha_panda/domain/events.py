@@ -1,10 +1,11 @@
 """The one event envelope, deterministic ids and a strict, fast codec.
 
 Every payload type is defined in ``payloads`` and importable from here, with the envelope
-that carries it. Every message on the log is an ``Envelope`` encoded as JSON (msgspec). ``type`` names
-the payload; ``data`` holds it. Ids are deterministic: an output's id is derived from
-the id of the event that caused it and the stage that produced it (``derive_id``), so
-re-processing the same input after a crash produces byte-identical outputs.
+that carries it. Every message on the log is an ``Envelope`` encoded as JSON (msgspec).
+``type`` names the payload; ``data`` holds it. Ids are deterministic: an output's id is
+derived from the id of the event that caused it and the stage that produced it
+(``derive_id``), so re-processing the same input after a crash produces byte-identical
+outputs.
 
 Prices and money are int paise (see ``values``). Times are int nanoseconds since the
 Unix epoch, UTC.

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import structlog
 
-from alpha_panda.backtest.engine import _limits_read_marks
+from alpha_panda.backtest.wiring import any_limit_reads_marks
 from alpha_panda.domain.errors import InvariantViolation
 from alpha_panda.domain.events import (
     Envelope,
@@ -329,10 +329,11 @@ def _flatten_reason(data: KillSwitchSet | StrategyHalted) -> str | None:
 
 def limits_read_marks(config: RiskConfig, broker: str) -> bool:
     """Whether some limit reads marked P&L or exposure, so every tick must reach the engine
-    in order: the backtest's rule (``_limits_read_marks``), for paper; always for zerodha."""
+    in order: the backtest's rule (``backtest.wiring.any_limit_reads_marks``), for paper;
+    always for zerodha."""
     if broker != "paper":
         return True
-    return _limits_read_marks(config, list(config.strategies))
+    return any_limit_reads_marks(config, list(config.strategies))
 
 
 def risk_group(broker: str) -> str:

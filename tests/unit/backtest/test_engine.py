@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from alpha_panda.backtest.engine import risk_config, run_backtest
+from alpha_panda.backtest.engine import run_backtest
+from alpha_panda.backtest.wiring import risk_config
 from alpha_panda.domain.clock import ist_ns
 from alpha_panda.domain.events import (
     MarketTick,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 
 from alpha_panda.backtest import run_backtest
-from alpha_panda.backtest.engine import _Engine
+from alpha_panda.backtest.wiring import Engine
 from alpha_panda.domain.events import Signal
 from alpha_panda.domain.values import Side
 from alpha_panda.marketdata.files import generate_random_walk, tick_id
@@ -22,7 +22,7 @@ def _config(costs: bool = False) -> object:
 
 def test_one_signal_gets_the_id_signal_ids_gives() -> None:
     ticks = generate_random_walk(50, [1, 2], seed=1)
-    eng = _Engine([_config()], ticks, "replay:f.csv", 1_000_000_00, 0, None)  # type: ignore[list-item]
+    eng = Engine([_config()], ticks, "replay:f.csv", 1_000_000_00, 0, None)  # type: ignore[list-item]
     sig = Signal(strategy_id="fast_paths", instrument_token=eng.tok_l[7], side=Side.BUY,
                  quantity=1, price_hint=eng.px_l[7])
     eng.signals(7, [sig], eng.tick_at(7))
@@ -45,6 +45,6 @@ def test_the_collector_is_paused_only_during_the_run() -> None:
 
 def test_the_default_exchange_gets_no_ticks_when_no_strategy_uses_it() -> None:
     ticks = generate_random_walk(200, [1, 2], seed=3)
-    eng = _Engine([_config(costs=False)], ticks, "replay:x", 1_000_000_00, 0, None)  # type: ignore[list-item]
+    eng = Engine([_config(costs=False)], ticks, "replay:x", 1_000_000_00, 0, None)  # type: ignore[list-item]
     assert len(eng.venue._exchanges) == 1  # costs off: not the default (costs on) exchange
     assert eng.venue.exchange_for("fast_paths").config.costs is False
