@@ -30,32 +30,32 @@ the other (``oco``); legs fill in full when triggered. Order ids:
 ``derive_id(signal_id, "order")``, fill ids ``derive_id(order_id, "fill", n)``.
 
 Every returned payload carries its event time in ``ts``.
+
+Placement, the per-tick entry and the order store are here; ``PaperExchange`` inherits the
+rest, each part in its own module: matching (``matching``), order events and what a fill
+books (``order_events``), bracket exits (``brackets``), control events (``control``) and the
+MIS square-off (``squareoff``).
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Sequence
 from datetime import date
 from decimal import Decimal
 
-import msgspec
-
 from alpha_panda.domain.events import (
     NO_CHARGES,
-    Charges,
     MarketTick,
-    OrderCancelled,
     OrderFilled,
-    OrderRejected,
     OrderSubmitted,
     Payload,
     Signal,
     derive_id,
 )
 from alpha_panda.domain.values import TICK_SIZE_PAISE, OrderType, Product, Side, Validity
+from alpha_panda.execution.brackets import BracketExits
 from alpha_panda.execution.config import ExecutionConfig
+from alpha_panda.execution.control import ControlEvents
 from alpha_panda.execution.costs import RateCards, Segment
 from alpha_panda.execution.holdings import CncHoldings
 from alpha_panda.execution.market import (
@@ -64,9 +64,10 @@ from alpha_panda.execution.market import (
     SessionClock,
     nse_tick_sizes,
 )
+from alpha_panda.execution.matching import TickMatching
 from alpha_panda.execution.netting import CncNetting
+from alpha_panda.execution.order_events import OrderEvents
 from alpha_panda.execution.orders import Order, OrderStatus, order_id_for
-from alpha_panda.execution.pricing import depth_fills, seeded_rng, slipped, volume_share
 from alpha_panda.execution.rules import reference_price, validate
 from alpha_panda.execution.squareoff import MisSquareOff
 
@@ -83,23 +84,13 @@ _LIMIT = OrderType.LIMIT
 _SL_M = OrderType.SL_M
 _MIS = Product.MIS
 _CNC = Product.CNC
-# cancellations a control event causes (the rest a rebuild's matching makes again)
-_BY_CONTROL = frozenset({"user", "strategy", "kill_switch", "strategy_halted"})
-# and those another order's processing makes (a rebuild processes that order later than the
-# ticks after it): a leg cut by an exit (held from then until the exit cuts it again in the
-# rebuild, ``_fit_legs``), an exit a leg's fill left nothing to sell (``_fit_exits``)
-_BY_ORDER = frozenset({"exit", "reduce_only"})
-_RECENT_KEPT = 256  # fills kept per position for ``_held_at``, then those of the last
-_RECENT_NS = 2 * 86_400 * 1_000_000_000  # two days
 _DAY = Validity.DAY
 _IOC = Validity.IOC
 _BUY = Side.BUY
 _FILLED = OrderStatus.FILLED
-_DELIVERY = Segment.EQUITY_DELIVERY
 
 
-
-class PaperExchange(MisSquareOff):
+class PaperExchange(TickMatching, OrderEvents, BracketExits, ControlEvents, MisSquareOff):
     """Simulated NSE for one broker account (``paper``); pure, event-time driven."""
 
     def __init__(self, config: ExecutionConfig | None = None, seed: int = 0, broker: str = "paper"):
@@ -382,103 +373,6 @@ class PaperExchange(MisSquareOff):
                 self._squareoff_late(out)
         return out
 
-    def cancel(self, order_id: str, at_ns: int, reason: str = "user") -> list[Payload]:
-        """The trader's (or, ``reason`` ``strategy``, its strategy's) cancel of one order,
-        asked at ``at_ns`` in event time (its placing time, if later): what is left of it
-        fills on no tick after that and is cancelled (``_stop``); nothing if it is closed
-        already (filled first: the cancel lost the race, as at an exchange). An order not
-        seen yet (a rebuild replays the control topic before the signals) is stopped as it
-        arrives."""
-        order = self._orders.get(order_id)
-        if order is None:
-            if order_id not in self._closed_ids:  # (closed long ago: nothing to remember)
-                known = self._user_cancels.get(order_id)
-                if known is None or at_ns < known[0]:
-                    self._user_cancels[order_id] = (at_ns, reason)
-            return []
-        if not order.status.is_open:
-            return []
-        out: list[Payload] = []
-        self._stop(order, max(at_ns, order.created_ns), reason, out)
-        if self._late:
-            self._squareoff_late(out)
-        return out
-
-    def _stop(self, order: Order, at: int, reason: str, out: list[Payload]) -> None:
-        """A control event stops an open order as of ``at``: it fills on no tick after it.
-        If this engine already matched it on a later tick (it read the event late), it is
-        cancelled now, at that tick (a rebuild follows the record: ``recorded``); otherwise
-        on its first tick after ``at`` (``_match``), so that a tick by ``at`` not yet read
-        may still fill it, as it does in a rebuild. A bracket entry's legs may catch up."""
-        if order.killed_ns is None or at < order.killed_ns:
-            order.killed_ns, order.killed_by = at, reason
-        if order.last_ts > order.killed_ns:
-            self._cancel(order, order.killed_by, order.last_ts, out)
-
-    def recorded(self, events: Iterable[Payload]) -> None:
-        """What this engine recorded before a restart (its ``orders.cancelled`` and
-        ``orders.filled`` events), for the rebuild that follows; ``()`` once it is done.
-
-        A control event (kill switch, halt, the trader's cancel) stops orders as of its
-        market time, but the live engine applied it when it read it: an order it had
-        matched past that time kept those fills, or was cancelled at the latest of them.
-        A rebuild, which reads the control topic before any signal, follows the record."""
-        cancels: dict[str, tuple[int, str]] = {}
-        fills: dict[str, int] = {}
-        for e in events:
-            if isinstance(e, OrderCancelled) and (e.reason in _BY_CONTROL
-                                                  or e.reason in _BY_ORDER):
-                cancels[e.order_id] = (e.ts, e.reason)
-            elif isinstance(e, OrderFilled):
-                fills[e.order_id] = max(fills.get(e.order_id, -1), e.ts)
-        self._recorded_cancels, self._recorded_fills = cancels, fills
-
-    def kill(self, at_ns: int, strategy_id: str | None = None, *,
-             keep_exits: bool = False) -> list[Payload]:
-        """The kill switch, set at ``at_ns`` in event time (or, with ``strategy_id``, that
-        strategy's halt): every order (of the strategy) placed by then is cancelled (reason
-        ``kill_switch``, ``strategy_halted``) and fills on no tick after it, including one
-        still on its way (latency), one processed later (a lagging engine, a rebuild, which
-        replays the control topic before the signals) and a bracket's legs placed later.
-        Orders placed after it are not touched: the risk manager lets only the flatten
-        orders through (placed just after it), and a halted strategy signals no more.
-
-        ``keep_exits`` (a halt without flatten: the strategy raised, or the trader halted
-        it and keeps its positions): only the strategy's own orders are stopped, and the
-        system's work on: a bracket's stop-loss and target keep protecting what filled.
-        """
-        if keep_exits:
-            assert strategy_id is not None
-            kills = self._halts.setdefault(strategy_id, [])
-        else:
-            kills = self._kills.setdefault(strategy_id, [])
-        if at_ns in kills:
-            return []  # redelivered
-        insort(kills, at_ns)
-        reason = "kill_switch" if strategy_id is None else "strategy_halted"
-        out: list[Payload] = []
-        for order in self.open_orders():
-            if (order.created_ns <= at_ns and order.status.is_open
-                    and strategy_id in (None, order.strategy_id)
-                    and not (keep_exits and order.origin != "signal")):
-                self._stop(order, at_ns, reason, out)
-        if self._late:
-            self._squareoff_late(out)
-        return out
-
-    def expire(self, now_ns: int) -> list[Payload]:
-        """Expire DAY orders whose session closed at or before ``now_ns`` (end of data, timers)."""
-        out: list[Payload] = []
-        if not self.config.expire_day_orders:
-            return out
-        for order in self.open_orders():
-            close = order.expires_ns
-            if close is not None and close <= now_ns and order.status.is_open:
-                self._cancel(order, "expired", close, out)
-        if self._late:
-            self._squareoff_late(out)
-        return out
-
     # ------------------------------------------------------------------ validation
 
     def _validate(self, order: Order, now_ns: int) -> tuple[str, str] | None:
@@ -506,253 +400,20 @@ class PaperExchange(MisSquareOff):
         """NSE's tick size on ``now_ns``'s IST day for an instrument referenced at ``reference``."""
         return self._tick_sizes.at(self._session(now_ns).day, reference)
 
-    # ------------------------------------------------------------------ matching
+    # ------------------------------------------------------------------ helpers
 
-    def _rest(self, orders: Sequence[Order], out: list[Payload]) -> None:
-        """Put orders of one instrument on the book and replay the ticks they have missed.
-
-        They are matched tick by tick together, in book order, as ``on_tick`` would have
-        matched them had they been on time: the legs of a bracket, placed at once, must see
-        each tick in turn, or the first leg would catch up over the whole history (and fill
-        on a late tick) before its sibling saw the tick that should have filled it first.
-        """
-        self._open.setdefault(orders[0].instrument_token, []).extend(orders)
-        # Only ticks at or after the earliest arrival can match (``_eligible``): taken from
-        # the end of the history (an instrument's ticks come in time order), usually none,
-        # for an order placed on time, instead of scanning all of it for each order.
-        token = orders[0].instrument_token
-        history = self._history.get(token, ())
-        if token in self._unordered:  # a tick came after a later one: look at every tick
-            missed = list(history)
-        else:
-            first = min(o.arrival_ns for o in orders)
-            missed = []
-            for tick in reversed(history):
-                if tick.ts < first:
-                    break
-                missed.append(tick)
-            missed.reverse()
-        for tick in missed:
-            pending = False
-            for order in orders:
-                if order.status.is_open:
-                    pending = True
-                    self._match(order, tick, out)
-            if not pending:
-                break
-
-    def _eligible(self, order: Order, ts: int) -> bool:
-        if order.order_type is OrderType.MARKET:
-            return ts >= order.arrival_ns
-        return ts > order.arrival_ns
-
-    def _match(self, order: Order, tick: MarketTick, out: list[Payload]) -> None:
-        ts = tick.ts
-        if not self._eligible(order, ts) or ts < order.last_ts:
-            return
-        if order.killed_ns is not None and ts > order.killed_ns and order.killed_by == "exit":
-            return  # a leg an exit cut then (a rebuild's record): it waits for that exit
-        order.last_ts = ts
-        cfg = self.config
-        if order.cutoff_ns is not None and ts >= order.cutoff_ns:
-            self._cancel(order, "squareoff", ts, out)
-            return
-        if order.expires_ns is not None and ts >= order.expires_ns:
-            self._cancel(order, "expired", order.expires_ns, out)
-            return
-        if order.killed_ns is not None and ts > order.killed_ns:
-            self._cancel(order, order.killed_by, order.killed_ns, out)
-            return
-        price = tick.last_price
-        sign = order.side.sign
-        if order.is_stop and not order.triggered:
-            assert order.trigger_price is not None
-            if sign * (price - order.trigger_price) < 0:
-                return
-            order.triggered = True
-        limit = order.limit_price
-        market = order.order_type in (OrderType.MARKET, OrderType.SL_M)
-        trades = market or (limit is not None and sign * (limit - price) >= 0)
-        qty = order.leaves
-        if trades and cfg.volume_participation is not None and not order.parent_order_id:
-            share = volume_share(tick, cfg.volume_participation)
-            if share is not None:  # whole shares now, the fraction carried to the next tick
-                share += order.volume_carry
-                cap = int(share)
-                order.volume_carry = share - cap
-                qty = min(qty, cap)
-        fills: list[tuple[int, int]] = []  # (quantity, price)
-        if qty <= 0 or not trades:
-            pass
-        elif market:
-            fills = self._market_fills(order, price, tick, qty)
-        else:
-            # a resting order is the passive side: it trades at its own limit
-            fresh = order.fills == 0 and not order.rested
-            assert limit is not None
-            fills = [(qty, price if fresh else limit)]
-        for fill_qty, fill_price in fills:
-            self._fill(order, fill_qty, fill_price, ts, out)
-        order.rested = True
-        if order.validity is Validity.IOC and order.status.is_open:
-            self._cancel(order, "ioc", ts, out)
-
-    def _market_fills(
-        self, order: Order, price: int, tick: MarketTick, qty: int
-    ) -> list[tuple[int, int]]:
-        """Executions of a market order for ``qty`` against ``tick``: one per book level
-        taken (depth model, when the tick has a book), else one at the slipped price."""
-        if self.config.slippage_model == "depth":
-            levels = depth_fills(tick.depth, order.side, qty)
-            if levels:
-                return levels
-        return [(qty, self._market_price(order, price, tick.ts))]
-
-    def _market_price(self, order: Order, price: int, now_ns: int) -> int:
-        bps = self._slip
-        if self.config.slippage_jitter_bps:
-            rng = seeded_rng(self.seed, order.order_id, order.fills)
-            bps += rng.randint(0, self.config.slippage_jitter_bps)
-        if not bps:
-            return price
-        token = order.instrument_token
-        reference = self._reference(token, now_ns)
-        tick = self._tick_size(now_ns, price if reference is None else reference)
-        moved = slipped(price, order.side, bps, tick)
-        band = None if self._bands is None or reference is None else self._bands.limits(
-            token, reference, tick)
-        if band is not None:
-            # No trade prints beyond the circuit limit (and Kite's market protection caps a
-            # market order's price there): slippage stops at the band, and never moves a
-            # price already beyond it (a band flexed since the file was written) further.
-            if order.side is _BUY:
-                if moved > band[1]:
-                    moved = max(band[1], price)
-            elif moved < band[0]:
-                moved = min(band[0], price)
-        return moved
-
-    # ------------------------------------------------------------------ events
-
-    def _submitted(self, order: Order, ts: int) -> OrderSubmitted:
-        order.transition(OrderStatus.SUBMITTED)
-        return OrderSubmitted(
-            order_id=order.order_id, signal_id=order.signal_id, strategy_id=order.strategy_id,
-            instrument_token=order.instrument_token, side=order.side, quantity=order.quantity,
-            order_type=order.order_type, limit_price=order.limit_price,
-            trigger_price=order.trigger_price, product=order.product, validity=order.validity,
-            tag=order.signal_id[:20], parent_order_id=order.parent_order_id, ts=ts,
-            origin=order.origin, take_profit=order.take_profit, stop_loss=order.stop_loss,
-            expires_ns=order.expires_ns if order.cutoff_ns is None else (
-                order.cutoff_ns if order.expires_ns is None
-                else min(order.expires_ns, order.cutoff_ns)),
-        )
-
-    def _reject(self, order: Order, code: str, message: str, ts: int) -> OrderRejected:
-        order.transition(OrderStatus.REJECTED)
-        self._close(order)
-        return OrderRejected(
-            order_id=order.order_id, strategy_id=order.strategy_id,
-            instrument_token=order.instrument_token, side=order.side, quantity=order.quantity,
-            reason_code=code, message=message, ts=ts, origin=order.origin,
-            order_type=order.order_type, limit_price=order.limit_price,
-            trigger_price=order.trigger_price, product=order.product,
-        )
-
-    def _cancel(self, order: Order, reason: str, ts: int, out: list[Payload]) -> None:
-        order.transition(OrderStatus.EXPIRED if reason == "expired" else OrderStatus.CANCELLED)
-        self._close(order)
-        if order.product is _CNC:
-            self._holdings.cancelled(order, reason, ts)  # a sell's unfilled part is free
-        out.append(
-            OrderCancelled(
-                order_id=order.order_id, strategy_id=order.strategy_id,
-                instrument_token=order.instrument_token, side=order.side,
-                filled_quantity=order.filled, leaves_quantity=order.leaves, reason=reason, ts=ts,
-                origin=order.origin,
-            )
-        )
-
-    def _fill(self, order: Order, qty: int, price: int, ts: int, out: list[Payload]) -> None:
-        before = order.turnover
-        n = order.fills
-        order.record_fill(qty, price)
-        charges = NO_CHARGES
-        if self._costs is not None:
-            charges = self._charges(order, n, qty, price, ts, before)
-            if order.origin == "squareoff":  # Zerodha's call-and-trade fee
-                charges = self._squareoff_fee(order, qty, ts, charges)
-        order_id = order.order_id
-        filled = order.filled
-        out.append(
-            OrderFilled(
-                order_id=order_id, fill_id=derive_id(order_id, "fill", n),
-                strategy_id=order.strategy_id, instrument_token=order.instrument_token,
-                side=order.side, quantity=qty, price=price, cumulative_quantity=filled,
-                leaves_quantity=order.quantity - filled, average_price=order.average_price,
-                product=order.product, charges=charges, ts=ts, origin=order.origin,
-            )
-        )
-        key3 = (order.strategy_id, order.instrument_token, order.product)
-        was, now = self._book_held(key3, ts, qty if order.side is _BUY else -qty)
-        if order.product is _CNC:
-            self._holdings.filled(order, qty, ts)
-        elif order.product is _MIS:
-            day = self._squaring.pop(order_id, None) or self._session(ts).day
-            key = (order.strategy_id, order.instrument_token, day)
-            self._mis[key] = self._mis.get(key, 0) + (qty if order.side is _BUY else -qty)
-            self._late_squareoff(order, ts, day)
-        if order.status is _FILLED:
-            self._close(order)
-            if order.sibling_order_id is not None:
-                sibling = self._orders.get(order.sibling_order_id)
-                if sibling is not None and sibling.status.is_open:
-                    self._cancel(sibling, "oco", ts, out)
-        if order.parent_order_id is None and (
-            order.take_profit is not None or order.stop_loss is not None
-        ):
-            self._exits(order, qty, n, ts, out)
-        elif order.origin == "signal" and (
-                abs(now) < abs(was) or (now and (now > 0) != (was > 0))):
-            self._fit_legs(key3, ts, out)  # the strategy took it down: the legs follow
-        elif order.origin == "bracket":
-            self._fit_exits(key3, ts, out)  # and its exits follow the legs
-
-    def _squareoff_fee(self, order: Order, qty: int, ts: int, charges: Charges) -> Charges:
-        """Zerodha's fee for squaring off the position ``order`` takes down (of its strategy
-        and instrument, on its day), on that position's net square-off quantity: less what
-        its square-offs were charged so far, so it may be negative. A late fill's square-off
-        can undo an earlier one (the strategy had closed the position itself before the
-        cut-off, but its fill was read after the square-off tick): then nothing is due, as
-        when it is read in time."""
-        assert self._costs is not None
-        day = self._squaring.get(order.order_id) or self._session(ts).day
-        key = (order.strategy_id, order.instrument_token, day)
-        net, charged = self._squareoff_fees.get(key, (0, 0))
-        net += qty if order.side is _BUY else -qty
-        due = self._costs.on(day).auto_squareoff_charge(order.segment, abs(net))
-        self._squareoff_fees[key] = (net, due)
-        if due == charged:
-            return charges
-        return msgspec.structs.replace(charges, auto_squareoff=due - charged)
-
-    def _charges(self, order: Order, n: int, qty: int, price: int, ts: int, before: int
-                 ) -> Charges:
-        """Charges of fill ``n`` (``qty`` at ``price``; the order's turnover was ``before``
-        and is now ``order.turnover``): a CNC fill's through its day's netting book, any
-        other the order's charges after it minus before it."""
-        assert self._costs is not None
-        day = self._session(ts).day
-        card = self._costs.on(day)
-        if order.segment is _DELIVERY:
-            netting = self._cnc.get(card.version)
-            if netting is None:
-                netting = self._cnc[card.version] = CncNetting(card, self.config.exchange)
-            return netting.fill_charges(
-                order.strategy_id, order.instrument_token, day,
-                order.order_id, n, order.side, qty, price, ts)
-        return card.fill_charges(
-            order.segment, order.side, before, order.turnover, self.config.exchange)
+    def _register(self, order: Order) -> None:
+        """Store a new order with the session times it is subject to."""
+        sess = self._clock.session(order.arrival_ns)
+        if order.validity is _DAY and self.config.expire_day_orders:
+            # placed after the close (market hours not enforced): it lives until the next one
+            close = sess.close if order.arrival_ns < sess.close else self._session(sess.hi).close
+            order.expires_ns = close
+        if order.product is _MIS:
+            order.cutoff_ns = sess.cutoff
+        if self._kills or self._halts or self._user_cancels or self._recorded_cancels:
+            self._stopped_before(order)
+        self._orders[order.order_id] = order
 
     def _close(self, order: Order) -> None:
         orders = self._open.get(order.instrument_token)
@@ -773,194 +434,6 @@ class PaperExchange(MisSquareOff):
             self._closed_ids[old] = None
             if len(self._closed_ids) > CLOSED_IDS_KEPT:
                 self._closed_ids.popitem(last=False)
-
-    def _exits(self, order: Order, qty: int, n: int, ts: int, out: list[Payload]) -> None:
-        """A bracket entry's ``n``-th fill (``qty``) gets its own exits at once, a target and
-        a stop for that quantity (one cancelling the other): a partly filled entry is
-        protected while the rest of it still rests."""
-        legs: list[Order] = []
-        for stage, kind, price in (
-            ("take_profit", OrderType.LIMIT, order.take_profit),
-            ("stop_loss", OrderType.SL_M, order.stop_loss),
-        ):
-            if price is None:
-                continue
-            legs.append(Order(
-                order_id=derive_id(order.order_id, stage, n), signal_id=order.signal_id,
-                strategy_id=order.strategy_id, instrument_token=order.instrument_token,
-                side=order.side.opposite, quantity=qty, order_type=kind,
-                product=order.product, validity=Validity.DAY, segment=order.segment,
-                created_ns=ts, arrival_ns=ts + self.config.latency_ns,
-                limit_price=price if kind is OrderType.LIMIT else None,
-                trigger_price=price if kind is OrderType.SL_M else None,
-                parent_order_id=order.order_id, origin="bracket",
-            ))
-        if len(legs) == 2:
-            legs[0].sibling_order_id, legs[1].sibling_order_id = legs[1].order_id, legs[0].order_id
-        for leg in legs:
-            self._register(leg)
-            out.append(self._submitted(leg, ts))
-        if legs:
-            self._rest(legs, out)
-
-    def _book_held(self, key: tuple[str, int, Product], ts: int, signed: int
-                   ) -> tuple[int, int]:
-        """A fill of ``signed`` at ``ts`` in ``key``: what was held before it and after it,
-        as of ``ts`` (``_held_at``)."""
-        held = self._held
-        total = held.get(key, 0) + signed
-        held[key] = total
-        recent = self._recent.get(key)
-        if recent is None:
-            recent = self._recent[key] = []
-        latest = self._recent_ts.get(key, ts)
-        recent.append((ts, signed))
-        if ts >= latest:  # in time order (the usual case): all of it is as of ``ts``
-            self._recent_ts[key] = latest = ts
-            now = total
-        else:
-            now = self._held_at(key, ts)
-        if len(recent) > self._recent_cap.get(key, _RECENT_KEPT):
-            horizon = latest - _RECENT_NS  # (a fill is read late by a day at most)
-            recent[:] = [f for f in recent if f[0] >= horizon]
-            # what is left waits until it has doubled (not rescanned at every fill)
-            self._recent_cap[key] = max(_RECENT_KEPT, 2 * len(recent))
-        return now - signed, now
-
-    def _held_at(self, key: tuple[str, int, Product], ts: int) -> int:
-        """What ``key`` held as of event time ``ts``: its fills at or before it."""
-        held = self._held.get(key, 0)
-        if ts >= self._recent_ts.get(key, ts):
-            return held  # (no fill after it)
-        for t, q in self._recent.get(key, ()):
-            if t > ts:
-                held -= q
-        return held
-
-    def _fit_legs(self, key: tuple[str, int, Product], ts: int, out: list[Payload]) -> None:
-        """A fill at ``ts`` of the strategy's own order (its exit) took the position ``key``
-        down: its brackets' stop-loss and target there are cut to what is left held
-        (reason ``exit``), so that neither sells what is no longer there. Newest pairs first;
-        a pair cut in part is cancelled and placed again for the rest, at the same prices.
-        A full exit leaves none; an exit the risk manager or the venue refused cut none."""
-        sid, token, product = key
-        pairs: dict[str, list[Order]] = {}
-        for o in reversed(self._open.get(token, ())):  # newest first
-            if o.origin == "bracket" and o.strategy_id == sid and o.product is product \
-                    and o.status.is_open:
-                pair = o.order_id if o.sibling_order_id is None else min(
-                    o.order_id, o.sibling_order_id)
-                pairs.setdefault(pair, []).append(o)
-        if not pairs:
-            return
-        held = self._held_at(key, ts)
-        # what the legs of each side may sell: a sell closes a long, a buy a short
-        room = {Side.SELL: max(held, 0), _BUY: max(-held, 0)}
-        total = {Side.SELL: 0, _BUY: 0}
-        for legs in pairs.values():
-            total[legs[0].side] += legs[0].leaves
-        for legs in pairs.values():
-            legs.reverse()  # (a pair's legs in book order: the target, then the stop)
-            side = legs[0].side
-            excess = total[side] - room[side]
-            if excess <= 0:
-                continue
-            leaves = legs[0].leaves
-            cut = min(leaves, excess)
-            total[side] -= cut
-            for leg in legs:
-                self._cancel(leg, "exit", ts, out)
-            if cut < leaves:
-                self._place_legs(legs, leaves - cut, ts, out)
-        for legs in pairs.values():  # (a rebuild: what the record cut here goes, whatever)
-            for leg in legs:
-                if leg.status.is_open and leg.killed_by == "exit" and leg.killed_ns is not None \
-                        and leg.killed_ns <= ts:
-                    self._cancel(leg, "exit", ts, out)
-
-    def _fit_exits(self, key: tuple[str, int, Product], ts: int, out: list[Payload]) -> None:
-        """A bracket's leg filled at ``ts`` and took the position ``key`` down: the
-        strategy's own exits still open there (``reduce_only``: a resting limit exit, a
-        market one on its way) that would now sell more than is held are cancelled, newest
-        first (reason ``reduce_only``), as the legs are cut when an exit fills: else the
-        stop closed the position and the exit then sold it again, short (delivery too)."""
-        sid, token, product = key
-        exits = [o for o in reversed(self._open.get(token, ())) if o.reduce_only
-                 and o.origin == "signal" and o.strategy_id == sid and o.product is product
-                 and o.status.is_open]
-        if not exits:
-            return
-        held = self._held_at(key, ts)
-        room = {Side.SELL: max(held, 0), _BUY: max(-held, 0)}
-        total = {Side.SELL: 0, _BUY: 0}
-        for o in exits:
-            total[o.side] += o.leaves
-        for o in exits:
-            if total[o.side] > room[o.side]:
-                total[o.side] -= o.leaves
-                self._cancel(o, "reduce_only", ts, out)
-
-    def _place_legs(self, legs: list[Order], qty: int, ts: int, out: list[Payload]) -> None:
-        """A bracket's pair of exits ``legs`` (just cancelled) again, for ``qty``, from ``ts``."""
-        new = [Order(
-            order_id=derive_id(leg.order_id, "cut"), signal_id=leg.signal_id,
-            strategy_id=leg.strategy_id, instrument_token=leg.instrument_token, side=leg.side,
-            quantity=qty, order_type=leg.order_type, product=leg.product,
-            validity=leg.validity, segment=leg.segment, created_ns=ts, arrival_ns=ts,
-            limit_price=leg.limit_price, trigger_price=leg.trigger_price,
-            parent_order_id=leg.parent_order_id, origin="bracket", rested=leg.rested,
-            last_ts=leg.last_ts,
-        ) for leg in legs]
-        if len(new) == 2:
-            new[0].sibling_order_id, new[1].sibling_order_id = new[1].order_id, new[0].order_id
-        for leg, old in zip(new, legs, strict=True):
-            self._register(leg)
-            if old.killed_ns is not None and old.killed_by != "exit" and (
-                    leg.killed_ns is None or old.killed_ns < leg.killed_ns):
-                leg.killed_ns, leg.killed_by = old.killed_ns, old.killed_by
-            out.append(self._submitted(leg, ts))
-        self._rest(new, out)
-
-    # ------------------------------------------------------------------ helpers
-
-    def _register(self, order: Order) -> None:
-        """Store a new order with the session times it is subject to."""
-        sess = self._clock.session(order.arrival_ns)
-        if order.validity is _DAY and self.config.expire_day_orders:
-            # placed after the close (market hours not enforced): it lives until the next one
-            close = sess.close if order.arrival_ns < sess.close else self._session(sess.hi).close
-            order.expires_ns = close
-        if order.product is _MIS:
-            order.cutoff_ns = sess.cutoff
-        if self._kills or self._halts or self._user_cancels or self._recorded_cancels:
-            self._stopped_before(order)
-        self._orders[order.order_id] = order
-
-    def _stopped_before(self, order: Order) -> None:
-        """A kill switch, a halt of its strategy or the trader's cancel processed before
-        the order (a rebuild replays the control topic before the signals) that stops it:
-        its ``killed_ns``. In a rebuild, what the live engine recorded decides: the cancel
-        it made, at its time; and no stop before a fill it made later (it read the control
-        event late, after the order had filled)."""
-        recorded = self._recorded_cancels.pop(order.order_id, None)
-        if recorded is not None:
-            order.killed_ns, order.killed_by = recorded
-            return
-        filled_until = self._recorded_fills.get(order.order_id, -1)
-        stops: list[tuple[int, str]] = []
-        for kills, reason in ((self._kills.get(None), "kill_switch"),
-                              (self._kills.get(order.strategy_id), "strategy_halted"),
-                              (self._halts.get(order.strategy_id) if order.origin == "signal"
-                               else None, "strategy_halted")):
-            if kills and kills[-1] >= order.created_ns:
-                stops.append((kills[bisect_left(kills, order.created_ns)], reason))
-        if self._user_cancels:
-            asked = self._user_cancels.pop(order.order_id, None)
-            if asked is not None:
-                stops.append((max(asked[0], order.created_ns), asked[1]))
-        for at, reason in stops:
-            if at >= filled_until and (order.killed_ns is None or at < order.killed_ns):
-                order.killed_ns, order.killed_by = at, reason
 
     def _segment(self, token: int, product: Product) -> Segment:
         return self.config.segments.get(token) or Segment.for_product(product)
