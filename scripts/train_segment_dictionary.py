@@ -27,7 +27,7 @@ from pathlib import Path
 import zstandard
 
 from alpha_panda.adapters.sqlite_log import SqliteLog, dictionary
-from alpha_panda.adapters.sqlite_log.storage import (
+from alpha_panda.adapters.sqlite_log.segments import (
     _DICT_BELOW,
     _DICT_FROM,
     _encode_segment,

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import functools
 import signal
-import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,27 +22,33 @@ from typing import Any
 import structlog
 
 from alpha_panda.adapters.sqlite_log.lock import service_locks
-from alpha_panda.domain.errors import AlphaPandaError, ConfigurationError
+from alpha_panda.domain.errors import ConfigurationError
 from alpha_panda.domain.values import Broker
-from alpha_panda.marketdata.instruments import BY_TOKEN
 from alpha_panda.observability.health import ComponentStatus, State
 from alpha_panda.observability.metrics import set_process_info
 from alpha_panda.observability.tracing import setup_tracing
 from alpha_panda.readmodel.cache import Cache
+from alpha_panda.services.api_server import api_server, check_port_free
 from alpha_panda.services.feed import ReplayFeed, SimulatedFeed
+from alpha_panda.services.live_guard import (
+    check_live_feed,
+    refuse_sim_beside,
+    zerodha_engine_reason,
+    zerodha_routed,
+)
 from alpha_panda.services.logs import embedded_file, open_log
 from alpha_panda.services.pipeline import SERVICES, Pipeline, brokers_in_use, build_pipeline
 from alpha_panda.services.readmodel import ReadModelWriter
+from alpha_panda.services.settling import SETTLE_S, caught_up, settle
+from alpha_panda.services.strategy_configs import (
+    SAMPLE_STRATEGIES,
+    StrategyRoute,
+    load_strategies,
+    strategy_route,
+)
 from alpha_panda.services.summary import RunTotals, read_run_totals
 from alpha_panda.settings import Settings
-from alpha_panda.strategy.config import (
-    NOT_SIMULATED,
-    config_from_mapping,
-    load_strategy_dir,
-    unsimulated,
-)
 from alpha_panda.stream.dlq import (
-    DeadLetterCounts,
     DlqEnds,
     dead_letter_ends,
     dead_letters_since,
@@ -52,11 +57,16 @@ from alpha_panda.stream.log import Log
 from alpha_panda.stream.runtime import freeze_long_lived_objects
 from alpha_panda.stream.topics import REGISTRY
 
+# (the names moved out stay importable from here)
+__all__ = ["SAMPLE_STRATEGIES", "SETTLE_S", "SHARED_CACHE_FILE", "RunOptions", "StrategyRoute",
+           "SystemRun", "api_server", "cache_url_of", "caught_up", "check_live_feed",
+           "check_port_free", "kafka_settings", "load_strategies", "make_feed", "open_cache",
+           "refuse_sim_beside", "settle", "strategy_route", "zerodha_engine_reason",
+           "zerodha_routed"]
+
 log = structlog.get_logger(__name__)
 # seconds a run cut short (cancelled) gives its services to stop before cancelling them
 _CUT_SHORT_STOP_S = 10.0
-
-SAMPLE_STRATEGIES = Path(__file__).resolve().parent.parent / "sample_strategies"
 
 
 @dataclass(frozen=True)
@@ -98,181 +108,6 @@ def cache_url_of(settings: Settings, *, service: bool) -> str:
     return settings.cache_url
 
 
-def load_strategies(settings: Settings) -> tuple[list[Any], list[Any]]:
-    """Strategy configs from the YAML directory and, when ``database_url`` is set, the config
-    store (shared by every service process). The store is migrated on start; YAML files
-    are written into it (a file is authoritative for its id) and every row is loaded."""
-    directory = settings.strategies_dir or SAMPLE_STRATEGIES
-    if not directory.is_dir():
-        raise ConfigurationError(f"strategies directory {directory} does not exist")
-    configs, errors = load_strategy_dir(directory)
-    if settings.database_url:
-        configs, errors = _through_store(settings.database_url, configs, errors)
-    for err in errors:
-        log.error("strategy.invalid", error=str(err))
-    if settings.feed == "sim":  # valid, maybe a Kite token: but no tick ever reaches it here
-        simulated = settings.simulator.instruments or BY_TOKEN.keys()
-        for config, tokens in unsimulated(configs, simulated):
-            log.warning("strategy.instruments_not_simulated", strategy=config.id,
-                        source=config.source, instruments=tokens, detail=NOT_SIMULATED)
-    if not configs:
-        log.warning("strategy.none", directory=str(directory),
-                    detail="no valid strategy: ticks flow, nothing trades")
-    return configs, errors
-
-
-def check_live_feed(settings: Settings, configs: list[Any], *, alone: bool = False) -> None:
-    """Refuse live trading on prices that are not the market's: with the switch on, a
-    strategy that routes to zerodha sends real Kite orders for what the feed shows it, so
-    the simulator's random walk (or an old day's replay) would trade real money.
-
-    ``alone``: the feed runs as its own process (``service feed``), so the strategies it
-    loaded need not be those the strategy runner of another process trades. Given none
-    (the samples are the default) nor a config store, it cannot tell, and is refused too.
-    """
-    if not settings.zerodha.live_enabled or settings.feed == "kite":
-        return
-    # (a strategy switched off trades nowhere; the zerodha side that runs for the orders
-    # the engine placed on the log is refused such a feed once the log is open)
-    live = [c.id for c in configs
-            if c.enabled and Broker.ZERODHA.value in {str(b) for b in c.brokers}]
-    if live:
-        raise ConfigurationError(
-            f"live trading is on (ALPHA_PANDA_ZERODHA__LIVE_ENABLED) and {', '.join(live)} "
-            f"route{'s' if len(live) == 1 else ''} to zerodha, but the feed is "
-            f"{settings.feed}, not the market: their real Kite orders would follow its "
-            "prices. Run with --feed kite, or switch live trading off to trade on paper")
-    if alone and settings.strategies_dir is None and not settings.database_url:
-        raise ConfigurationError(
-            "live trading is on (ALPHA_PANDA_ZERODHA__LIVE_ENABLED) and the feed is "
-            f"{settings.feed}, not the market: a strategy runner of another process that "
-            "routes to zerodha would send real Kite orders on its prices, and this feed "
-            "cannot tell what it trades (no --strategies, ALPHA_PANDA_STRATEGIES_DIR or "
-            "ALPHA_PANDA_DATABASE_URL). Run the feed with --feed kite, give it the runner's "
-            "strategies, or switch live trading off to trade on paper")
-
-
-# Where the zerodha engine records what it placed at Kite: a log with any is one whose
-# orders (open, or positions they left) the engine must go on tracking and flattening.
-_ZERODHA_PLACED = "zerodha.orders.submitted"
-
-
-def zerodha_routed(settings: Settings, configs: list[Any]) -> str | None:
-    """With live trading on, which enabled strategies route to zerodha (None: none, or off)."""
-    if not settings.zerodha.live_enabled:
-        return None
-    routed = [c.id for c in configs
-              if c.enabled and Broker.ZERODHA.value in {str(b) for b in c.brokers}]
-    if routed:
-        return f"{', '.join(routed)} route{'s' if len(routed) == 1 else ''} to zerodha"
-    return None
-
-
-async def zerodha_engine_reason(settings: Settings, configs: list[Any], log_: Log) -> str | None:
-    """Why the zerodha side (its engine, risk manager and portfolio) runs live on this log,
-    or None when it need not: live trading is off, or no enabled strategy routes to
-    zerodha and the engine never placed an order on this log.
-
-    A log where it placed orders keeps it running even when nothing routes there any
-    more (a strategy moved to paper, or switched off, with a position open at Kite):
-    without it, ``kill --flatten`` and ``halt --flatten`` would close nothing and the open
-    orders' fills would go unrecorded."""
-    routed = zerodha_routed(settings, configs)
-    if routed is not None or not settings.zerodha.live_enabled:
-        return routed
-    if any((await log_.end_offsets(_ZERODHA_PLACED)).values()):
-        return ("no enabled strategy routes to zerodha, but the engine has placed orders on "
-                "this log: it runs so that what they left open at Kite is tracked and a kill "
-                "switch or halt with flatten closes it (switch live trading off to run without it)")
-    return None
-
-
-def refuse_sim_beside(settings: Settings, reason: str | None) -> None:
-    """Refuse a feed that is not the market's where the zerodha side runs on the log for
-    ``reason`` (its placed orders: no strategy routing there, ``check_live_feed`` let it
-    by): its risk manager and portfolio value the positions held at Kite at the feed's
-    prices, and a daily-loss stop reached on them cancels and flattens at Kite for real."""
-    if reason is None:
-        return
-    raise ConfigurationError(
-        "live trading is on (ALPHA_PANDA_ZERODHA__LIVE_ENABLED) and the zerodha engine runs "
-        f"on this log ({reason}), but the feed is {settings.feed}, not the market: "
-        "zerodha's risk manager would value what is held at Kite at its prices, and a "
-        "daily-loss stop with flatten reached on them would sell it for real. Run with "
-        "--feed kite, "
-        "or switch live trading off to trade on paper")
-
-
-@dataclass(frozen=True, slots=True)
-class StrategyRoute:
-    """The brokers one strategy trades on as its config says (``brokers``, with ``source``
-    the file or store row read), or ``brokers=None`` when no valid config has its id
-    (``source`` then says what was searched or why it could not be read)."""
-
-    brokers: list[str] | None
-    source: str
-
-
-def strategy_route(settings: Settings, strategy_id: str) -> StrategyRoute:
-    """Which brokers ``strategy_id`` trades on, read as ``load_strategies`` reads the configs:
-    its YAML file is authoritative for its id, else its row in the config store (when
-    ``database_url`` is set). Read-only: the store is neither migrated nor written.
-
-    An id that an invalid file claims (or two files do) has no brokers to go by: which
-    version the running system trades, if any, cannot be told from here. Nor has one when
-    no strategies directory is set (``--strategies``, ``ALPHA_PANDA_STRATEGIES_DIR``) and
-    no config store: the samples are the default, but a running system may have been given
-    its own directory, where the same id trades on another broker.
-    """
-    if settings.strategies_dir is None and not settings.database_url:
-        return StrategyRoute(None, "no strategies directory given (--strategies or "
-                                   "ALPHA_PANDA_STRATEGIES_DIR) to read its brokers from")
-    directory = settings.strategies_dir or SAMPLE_STRATEGIES
-    configs, errors = load_strategy_dir(directory) if directory.is_dir() else ([], [])
-    claimed = next((e for e in errors if e.strategy_id == strategy_id), None)
-    if claimed is not None:
-        return StrategyRoute(None, str(claimed))
-    found = next((c for c in configs if c.id == strategy_id), None)
-    searched = f"no valid strategy {strategy_id!r} in {directory}"
-    if found is None and settings.database_url:
-        from alpha_panda.adapters.sql.store import StrategyStore
-
-        try:
-            store = StrategyStore(settings.database_url)
-        except AlphaPandaError as exc:  # not a database URL
-            return StrategyRoute(None, str(exc))
-        searched += f" or the config store {store.url}"
-        try:
-            row = store.get(strategy_id)
-            found = None if row is None else config_from_mapping(row, f"{store.url}#{strategy_id}")
-        except AlphaPandaError as exc:  # unreachable, not migrated, or an invalid row
-            return StrategyRoute(None, str(exc).splitlines()[0])  # it names the store
-        finally:
-            store.close()
-    if found is None:
-        return StrategyRoute(None, searched)
-    return StrategyRoute([b.value for b in found.brokers], found.source or strategy_id)
-
-
-def _through_store(url: str, configs: list[Any], errors: list[Any]) -> tuple[list[Any], list[Any]]:
-    from alpha_panda.adapters.sql.store import StrategyStore
-
-    store = StrategyStore(url)
-    try:
-        store.upgrade()
-        for config in configs:
-            store.put(config.model_dump(mode="json"))
-        stored, store_errors = store.load()
-    finally:
-        store.close()
-    # An id whose file is invalid, or that two files claim, does not run: not as the row an
-    # earlier run stored either (an edit with a typo must not leave the old version trading).
-    blocked = {e.strategy_id for e in errors if e.strategy_id is not None}
-    stored = [c for c in stored if c.id not in blocked]
-    log.info("strategy.store", url=store.url, strategies=len(stored))
-    return stored, errors + store_errors
-
-
 def make_feed(settings: Settings, pipeline: Pipeline, speed: float | None) -> Any:
     """The feed ``settings.feed`` names: the simulator, a replay file or Kite's ticker."""
     spec = settings.feed
@@ -296,64 +131,6 @@ def kafka_settings(settings: Settings) -> Any:
     if k.dedup_redis_url is None and settings.cache_url.startswith(("redis://", "rediss://")):
         return k.model_copy(update={"dedup_redis_url": settings.cache_url})
     return k
-
-
-def check_port_free(host: str, port: int) -> None:
-    """Raise ``ConfigurationError`` if something listens on ``host:port``.
-
-    Bound the way the API server binds (``SO_REUSEADDR``, as uvicorn does): connections of
-    a run that just stopped, left in TIME_WAIT for a minute, do not make the port busy,
-    so ``make run`` straight after Ctrl-C starts; a listening process still does."""
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError as exc:
-            raise ConfigurationError(
-                f"port {port} on {host} is in use ({exc.strerror}); pass --port N or --no-api"
-            ) from exc
-
-
-async def caught_up(pipeline: Pipeline) -> bool:
-    """True when every processor has committed up to the end of every topic it reads.
-    Each topic's ends are asked once per check (four groups read ``market.ticks``): on
-    Kafka every ask is a broker round trip or more."""
-    ends_of: dict[str, dict[int, int]] = {}
-    for p in pipeline.processors:
-        for t in p.topics:
-            ends = ends_of.get(t)
-            if ends is None:
-                ends = ends_of[t] = await pipeline.log.end_offsets(t)
-            committed = await pipeline.log.committed_offsets(p.group, t)
-            if any(committed.get(part, 0) < end for part, end in ends.items()):
-                return False
-    return True
-
-
-# After the feed stops, the longest the services of ``run`` are given to take what is in
-# flight (the last ticks' signals, their orders and fills) before they stop: the run then
-# ends with the portfolio showing every fill on the log. (They used to stop at once, each
-# after its batch: the portfolio a few fills short of the engine, until the next start.)
-# What remains after it (a full-speed replay stopped half-way) waits on the log for the
-# next start. A process of some services (``service``) stops at once, as a service told
-# to stop should: its inputs may come from processes that go on.
-SETTLE_S = 5.0
-
-
-async def settle(pipeline: Pipeline, timeout: float = SETTLE_S) -> bool:
-    """Until every processor has caught up (``caught_up``, twice in a row), for at most
-    ``timeout`` seconds, or until one has failed (a failed one never catches up): whether
-    they all caught up."""
-    deadline = time.monotonic() + timeout
-    stable = 0
-    while time.monotonic() < deadline:
-        if any(p.state is State.FAILED for p in pipeline.processors):
-            return False
-        stable = stable + 1 if await caught_up(pipeline) else 0
-        if stable >= 2:  # twice in a row: nothing was in flight between the checks
-            return True
-        await asyncio.sleep(0.05)
-    return False
 
 
 async def _wait_drained(pipeline: Pipeline, feed: Any, stop: asyncio.Event) -> None:
@@ -669,31 +446,3 @@ class _ServingCheck:
         started = bool(self._run._api is not None and self._run._api.started)
         return ComponentStatus(name=self.name, state=State.RUNNING if started else State.STARTING,
                                ready=started)
-
-
-def _server_class() -> Any:
-    import uvicorn
-
-    class QuietSignalsServer(uvicorn.Server):
-        """uvicorn leaves signals to us: Ctrl-C stops the whole system, not just the API."""
-
-        @contextlib.contextmanager
-        def capture_signals(self) -> Any:
-            yield
-
-    return QuietSignalsServer
-
-
-def api_server(settings: Settings, pipeline: Pipeline, cache: Cache) -> Any:
-    """A uvicorn server for the API; stopped by setting ``should_exit``."""
-    import uvicorn
-
-    from alpha_panda.api.app import create_app
-    from alpha_panda.services.control import PipelineControl
-
-    app = create_app(cache=cache, health=pipeline.health, control=PipelineControl(pipeline.log),
-                     app_settings=settings, dead_letters=DeadLetterCounts(pipeline.log))
-    config = uvicorn.Config(app, host=settings.api.host, port=settings.api.port,
-                            log_level="warning", access_log=False, lifespan="on",
-                            log_config=None)  # keep our (redacting) logging configuration
-    return _server_class()(config)

@@ -27,34 +27,27 @@ committing redelivers the signal, finds the tag, and emits the same event.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import time as clock_time
 from typing import Any
 
 import structlog
 
-from alpha_panda.adapters.zerodha.client import KiteRestClient, OrderRefused, funds_reported
-from alpha_panda.adapters.zerodha.config import ZerodhaSettings, zerodha_settings
+from alpha_panda.adapters.zerodha.client import KiteRestClient, OrderRefused
+from alpha_panda.adapters.zerodha.config import zerodha_settings
 from alpha_panda.adapters.zerodha.instruments import InstrumentMaster
 from alpha_panda.adapters.zerodha.order_sync import (
     BROKER,
     SOURCE,
-    ReconcileReport,
     ZerodhaOrderSync,
 )
 from alpha_panda.adapters.zerodha.session import require_live_session
-from alpha_panda.adapters.zerodha.ticker import POSTBACKS
 from alpha_panda.domain.clock import ist_date
 from alpha_panda.domain.errors import (
-    AuthenticationError,
     BrokerUnavailable,
     ConfigurationError,
-    DecodeError,
     InvariantViolation,
     RateLimited,
     RetryableError,
@@ -62,30 +55,21 @@ from alpha_panda.domain.errors import (
     ValidationError,
 )
 from alpha_panda.domain.events import (
-    CODEC,
-    NO_CHARGES,
-    CancelRefused,
     CancelRequested,
-    Charges,
     Envelope,
-    FundsReported,
     KillSwitchSet,
     OrderCancelled,
-    OrderFilled,
     OrderRejected,
     OrderSubmitted,
     Origin,
     Signal,
     SignalValidated,
     StrategyHalted,
-    derive_id,
-    new_envelope,
 )
 from alpha_panda.domain.values import Product, reduces
 from alpha_panda.execution.config import MIS_SQUAREOFF
-from alpha_panda.execution.costs import CostModel, Segment
+from alpha_panda.execution.costs import CostModel
 from alpha_panda.execution.market import MarketCalendar, SessionClock
-from alpha_panda.execution.netting import CncNetting
 from alpha_panda.execution.rules import mis_cutoff
 from alpha_panda.execution.zerodha.orders import (
     is_our_tag,
@@ -93,37 +77,27 @@ from alpha_panda.execution.zerodha.orders import (
     order_id_for,
     order_tag,
 )
-from alpha_panda.execution.zerodha.reconcile import OrderBook, TrackedOrder
-from alpha_panda.observability.health import ComponentStatus, State
+from alpha_panda.execution.zerodha.reconcile import OrderBook
 from alpha_panda.services.emitting import order_emit
-from alpha_panda.stream.emit import Emit, to_output
-from alpha_panda.stream.log import Log, Record, TopicPartition, read_topic
-from alpha_panda.stream.runtime import ProcessorSettings, StreamProcessor
-from alpha_panda.stream.topics import topic
+from alpha_panda.services.zerodha_cancels import ZerodhaCancels
+from alpha_panda.services.zerodha_charges import KiteCharges
+from alpha_panda.services.zerodha_processor import ZerodhaTradingProcessor
+from alpha_panda.services.zerodha_topics import CONTROL_TOPIC, GROUP, SIGNALS_TOPIC, check_topics
+from alpha_panda.stream.emit import Emit
+from alpha_panda.stream.log import Log, Record, TopicPartition
+from alpha_panda.stream.runtime import ProcessorSettings
+
+# (the names moved out stay importable from here)
+__all__ = ["CONTROL_TOPIC", "GROUP", "SIGNALS_TOPIC", "UNTIL_KITE_ANSWERS", "KiteCharges",
+           "ZerodhaEngine", "ZerodhaTradingProcessor", "build_zerodha_engine", "check_topics"]
 
 log_ = structlog.get_logger(__name__)
-SIGNALS_TOPIC = topic(BROKER, "signals.validated")
-CONTROL_TOPIC = topic(BROKER, "control")
-# Kite's statuses of an order that may still trade
-_CANCELLABLE = frozenset({"OPEN", "TRIGGER PENDING", "AMO REQ RECEIVED", "OPEN PENDING",
-                          "VALIDATION PENDING", "PUT ORDER REQ RECEIVED", "MODIFY PENDING",
-                          "MODIFY VALIDATION PENDING"})
-_FILLED_OR_REJECTED = frozenset({"COMPLETE", "REJECTED"})
-GROUP = "zerodha.trading-engine"
 UNTIL_KITE_ANSWERS = 2**62  # attempts of a retryable error (each at most backoff_max apart)
 _RETRYABLE = tuple(c.__name__ for c in (RetryableError, TransientError, BrokerUnavailable,
                                         RateLimited))
 
 
-def check_topics(topics: Sequence[str]) -> None:
-    """Refuse any subscription outside ``zerodha.*`` (hard isolation)."""
-    bad = [t for t in topics if not t.startswith(f"{BROKER}.")]
-    if bad:
-        raise ConfigurationError(f"the zerodha trading engine may consume only zerodha.* topics, "
-                                 f"not {bad}")
-
-
-class ZerodhaEngine:
+class ZerodhaEngine(ZerodhaCancels):
     """The ``Handler`` of the zerodha trading engine (``ahandle`` does the network I/O)."""
 
     def __init__(self, kite: KiteRestClient, instruments: InstrumentMaster, book: OrderBook, *,
@@ -328,149 +302,6 @@ class ZerodhaEngine:
         return mis_cutoff(sig.product, now, self._sessions,
                           exit_only=reduces(held, sig.side.sign * sig.quantity))
 
-    def note_cancel(self, event: Envelope[Any], request: CancelRequested) -> bool:
-        """Remember a strategy's cancel of an order this engine has not placed (yet): its
-        signal may still be on its way (paused by a retry, say) while the strategy saw its
-        first broker's order. Applied when the signal comes; forgotten once older than any
-        signal the engine would still place. False: not such a cancel."""
-        now = self._clock()
-        if (request.reason != "strategy" or now - event.ts > self._max_age_ns
-                or self._book.by_order_id(request.order_id) is not None):
-            return False
-        early = self._early_cancels
-        if len(early) >= 1000:  # forget the stale ones
-            for oid in [o for o, (e, _) in early.items() if now - e.ts > self._max_age_ns]:
-                del early[oid]
-        early[request.order_id] = (event, request)
-        return True
-
-    async def _kill(self, event: Envelope[Any], strategy_id: str | None = None) -> None:
-        """Cancel every open order of ours (of ``strategy_id``: it failed) at Kite
-        (idempotent: a redelivered event finds them cancelled already). An old event is
-        only logged, unless it still stands (no release or later setting since: set while
-        the engine was down, or its sweep cut short by a restart, it was only logged, and
-        the orders went on working at Kite under a standing kill switch) or its sweep
-        began when it was not old: retried through a Kite outage, that sweep is still owed
-        however long the outage lasted."""
-        old = self._clock() - event.ts > self._max_age_ns
-        standing = await self._still_standing(event, strategy_id)
-        if old and event.id not in self._sweeps and not standing:
-            log_.warning("zerodha.kill_switch_too_old", event_id=event.id, set_at=event.ts,
-                         strategy_id=strategy_id)
-            return
-        self._sweeps.add(event.id)  # (a retry after an outage finds it here)
-        mine = None if strategy_id is None else {
-            o.broker_order_id for o in self._book.open_orders() if o.strategy_id == strategy_id}
-        reason = "kill_switch" if strategy_id is None else "strategy_halted"
-        # Orders dated after it (event time) are not its to cancel, as on the paper
-        # exchange: its flatten orders (the risk manager dates them just after its market
-        # time), at Kite already when it is read late (the engine down, a redelivery), let
-        # through as while it stands (``_stopped``); and whatever was placed since, once
-        # it was released (or set again) since, or read long after (a group reading the
-        # topic afresh: only flatten orders are placed while the engine knows of it). Only
-        # while it is recent and stands is a strategy's order of a later tick cancelled:
-        # validated before the risk manager read it, placed before this engine did.
-        after = getattr(event.data, "market_ts", None)
-        if after is None:
-            after = event.ts
-        cancelled = 0
-        for o in await self._kite.orders():
-            if not is_our_tag(o.get("tag")) or o.get("status") not in _CANCELLABLE:
-                continue
-            broker_id = str(o["order_id"])
-            if mine is not None and broker_id not in mine:
-                continue
-            # None: an order of ours no event records yet (its signal adopts it later)
-            order = self._book.get(broker_id)
-            if order is not None and order.ts > after and (
-                    old or not standing or order.origin == "flatten"):
-                continue  # (an exit asked with it or since: the position must close)
-            if await self._cancel_at_kite(broker_id, str(o.get("variety") or "regular"),
-                                          order, reason) is None:
-                cancelled += 1
-        self._sweeps.discard(event.id)
-        self.cancelled += cancelled
-        log_.warning("zerodha.kill_switch" if strategy_id is None else "zerodha.strategy_halted",
-                     cancelled=cancelled, strategy_id=strategy_id, alert=True)
-
-    async def _cancel(self, event: Envelope[Any], request: CancelRequested) -> list[Emit]:
-        """Ask Kite to cancel the one open order of ours the trader (or a strategy) named.
-        An unknown order id, an order already closed (ours or at Kite) or one Kite refuses
-        to cancel is left as it is, and a ``CancelRefused`` on the control topic says why;
-        a redelivered request finds it closed."""
-        ctx: dict[str, Any] = {"event_id": event.id, "order_id": request.order_id,
-                               "requested_by": request.requested_by}
-        if self._clock() - event.ts > self._max_age_ns:  # a new group reading old requests
-            log_.warning("zerodha.cancel_request_too_old", requested_at=event.ts, **ctx)
-            return []
-        # only orders our own OrderSubmitted records: never one placed by hand at Kite
-        order = self._book.by_order_id(request.order_id)
-        if order is None and self.note_cancel(event, request):
-            log_.info("zerodha.cancel_before_order", **ctx)  # applied when its signal comes
-            return []
-        if order is None or not is_our_tag(order.tag):
-            log_.warning("zerodha.cancel_unknown_order", **ctx)
-            return [self._refused(event, request, "no order of this system has that id on "
-                                                  "Zerodha (placed by hand, or never placed)")]
-        ctx["broker_order_id"] = order.broker_order_id
-        if order.terminal:
-            log_.warning("zerodha.cancel_order_closed", **ctx)
-            if order.leaves:  # cancelled (a redelivered request's, maybe) or rejected: its
-                return []  # own event says so
-            return [self._refused(event, request, "the order is filled: nothing is left of "
-                                                  "it to cancel")]
-        try:
-            history = await self._kite.order_history(order.broker_order_id)
-        except OrderRefused as exc:  # not in Kite's book of today: an earlier day's order
-            log_.warning("zerodha.cancel_order_not_at_kite", error=str(exc), **ctx)
-            return [self._refused(event, request, f"Kite does not list the order today: {exc}")]
-        now = history[-1] if history else {}  # Kite lists an order's states oldest first
-        if now.get("tag") != order.tag:
-            log_.error("zerodha.cancel_tag_mismatch", kite_tag=now.get("tag"), alert=True, **ctx)
-            return [self._refused(event, request, f"Kite's order {order.broker_order_id} "
-                                                  "carries another tag: not ours to cancel")]
-        status = now.get("status")
-        if status not in _CANCELLABLE:  # filled, cancelled or being cancelled
-            log_.warning("zerodha.cancel_order_not_open", status=status, **ctx)
-            if status in _FILLED_OR_REJECTED:  # else cancelled, as asked: the sync says so
-                return [self._refused(event, request, f"Kite shows the order {status}: "
-                                                      "nothing is left of it to cancel")]
-            return []
-        refusal = await self._cancel_at_kite(order.broker_order_id,
-                                             str(now.get("variety") or "regular"), order,
-                                             request.reason)
-        if refusal is not None:
-            return [self._refused(event, request, f"Kite refused the cancel: {refusal}")]
-        self.cancelled += 1
-        log_.info("zerodha.order_cancel_requested", **ctx)
-        return []
-
-    @staticmethod
-    def _refused(event: Envelope[Any], request: CancelRequested, message: str) -> Emit:
-        refused = CancelRefused(order_id=request.order_id, requested_by=request.requested_by,
-                                reason=request.reason, message=message)
-        env = new_envelope(refused, id=derive_id(event.id, "cancel_refused"), ts=event.ts,
-                           source=SOURCE, key=event.key, broker=BROKER, parent=event)
-        return Emit(CONTROL_TOPIC, env)
-
-    async def _cancel_at_kite(self, broker_order_id: str, variety: str,
-                              order: TrackedOrder | None, reason: str) -> str | None:
-        """Cancel at Kite, ``reason`` recorded on ``order`` for the sync's OrderCancelled;
-        Kite's message when it refuses (the order filled or closed meanwhile), else None."""
-        previous = order.cancel_reason if order is not None else None
-        if order is not None:
-            # set before asking: the sync may see CANCELLED before the call returns. Kept on
-            # a retryable error, which the cancel may have reached Kite despite.
-            order.cancel_reason = reason
-        try:
-            await self._kite.cancel_order(broker_order_id, variety)
-        except OrderRefused as exc:
-            if order is not None:
-                order.cancel_reason = previous  # whatever closes it, it is not this request
-            log_.warning("zerodha.cancel_refused", broker_order_id=broker_order_id,
-                         reason=reason, error=str(exc))
-            return str(exc)
-        return None
 
     async def _existing(self, tag: str) -> str | None:
         if self._stale:
@@ -489,226 +320,6 @@ class ZerodhaEngine:
             origin="flatten" if event.data.flatten else "signal", order_type=sig.order_type,
             limit_price=sig.limit_price, trigger_price=sig.trigger_price, product=sig.product)
         return order_emit(BROKER, rejected, cause=event, source=SOURCE, ts=event.ts)
-
-
-_BOOKED_KEPT = 200_000
-
-
-class KiteCharges:
-    """Zerodha's charges of a live fill from the rate card, as the paper exchange charges
-    its own: per order, as contract notes show, and a CNC fill through its IST day's
-    netting book (``CncNetting``), so a CNC buy and sell of one stock on one day pay
-    intraday rates and only what does not net off pays delivery's (and, once a day, DP)."""
-
-    def __init__(self, costs: CostModel, instruments: InstrumentMaster) -> None:
-        self._costs = costs
-        self._instruments = instruments
-        self._netting: dict[str, CncNetting] = {}  # by exchange
-        # (order id, cumulative quantity) of the CNC fills in the books: each once, however
-        # often a start-up's rebuild runs (it is retried with the reconcile after a Kite error)
-        self._booked: OrderedDict[tuple[str, int], None] = OrderedDict()
-
-    def __call__(self, order: TrackedOrder, quantity: int, price: int, ts: int,
-                 cumulative: int, before: int, after: int) -> Charges:
-        exchange, segment = self._where(order.instrument_token, order.product)
-        try:
-            if segment is Segment.EQUITY_DELIVERY:
-                self._book((order.order_id, cumulative))
-                return self._cnc(exchange).fill_charges(
-                    order.strategy_id, order.instrument_token, ist_date(ts), order.order_id,
-                    cumulative, order.side, quantity, price, ts)
-            return self._costs.fill_charges(segment, order.side, before, after, exchange)
-        except ValidationError as exc:
-            log_.warning("zerodha.no_rate_card", instrument_token=order.instrument_token,
-                         error=str(exc))
-            return NO_CHARGES
-
-    def recorded(self, fill: OrderFilled) -> None:
-        exchange, segment = self._where(fill.instrument_token, fill.product)
-        key = (fill.order_id, fill.cumulative_quantity)
-        if segment is Segment.EQUITY_DELIVERY and key not in self._booked:
-            self._book(key)
-            with contextlib.suppress(ValidationError):  # (charged nothing then: see above)
-                self._cnc(exchange).fill_charges(
-                    fill.strategy_id, fill.instrument_token, ist_date(fill.ts), fill.order_id,
-                    fill.cumulative_quantity, fill.side, fill.quantity, fill.price, fill.ts)
-
-    def _book(self, key: tuple[str, int]) -> None:
-        self._booked[key] = None
-        if len(self._booked) > _BOOKED_KEPT:  # (older ones are of days whose books are closed)
-            self._booked.popitem(last=False)
-
-    def _where(self, token: int, product: Product) -> tuple[str, Segment]:
-        inst = self._instruments.get(token)
-        exchange = {"NFO": "NSE", "BFO": "BSE"}.get(inst.exchange, inst.exchange) if inst else "NSE"
-        options = bool(inst and inst.instrument_type in ("CE", "PE"))
-        return exchange, Segment.for_product(product, options=options)
-
-    def _cnc(self, exchange: str) -> CncNetting:
-        netting = self._netting.get(exchange)
-        if netting is None:
-            netting = self._netting[exchange] = CncNetting(self._costs, exchange)
-        return netting
-
-
-class ZerodhaTradingProcessor(StreamProcessor):
-    """The engine's stream processor, which also reconciles with Kite before consuming and
-    keeps the order sync (postbacks, polling) running beside it.
-
-    It also reads the account's funds from Kite (``margins("equity")``) once the books agree
-    and every ``funds_interval_s`` after, and writes them to ``zerodha.control`` as a
-    ``FundsReported`` when they changed or the IST day did: the live portfolio's cash, which
-    its projector rebuilds from the log. Funds Kite does not give are only logged: trading
-    goes on (the portfolio shows its cash as unknown).
-
-    A token error in either part stops both: state FAILED, an alert in the log."""
-
-    def __init__(self, log: Log, settings: ZerodhaSettings, kite: KiteRestClient,
-                 instruments: InstrumentMaster, engine: ZerodhaEngine, sync: ZerodhaOrderSync,
-                 processor_settings: ProcessorSettings) -> None:
-        check_topics([SIGNALS_TOPIC, CONTROL_TOPIC])
-        super().__init__(log, name=GROUP, group=GROUP, topics=[SIGNALS_TOPIC, CONTROL_TOPIC],
-                         handler=engine, settings=processor_settings)
-        self.zerodha = settings
-        self.kite = kite
-        self.instruments = instruments
-        self.engine = engine
-        engine.read_switches = self._read_switches
-        self.sync = sync
-        self.report: ReconcileReport | None = None
-        self.funds: tuple[FundsReported, int] | None = None  # the latest on the log, and when
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Load instruments, reconcile, then place orders and follow them until ``stop``."""
-        inner = asyncio.Event()
-        sync_task: asyncio.Task[None] | None = None
-        relay: asyncio.Task[None] | None = None
-        funds_task: asyncio.Task[None] | None = None
-        try:
-            if not await self._prepare(stop):
-                return
-            POSTBACKS.add(self.sync.on_order_update)
-            sync_task = asyncio.create_task(self.sync.run(inner))
-            relay = asyncio.create_task(_first(stop, sync_task, inner))
-            funds_task = asyncio.create_task(self._follow_funds(inner))
-            await super().run(inner)
-        except AuthenticationError as exc:
-            self._stopped_live(str(exc))
-        finally:
-            inner.set()  # one part ended: the other must not trade on alone
-            if relay is not None:
-                relay.cancel()
-            if funds_task is not None:
-                await funds_task
-            POSTBACKS.discard(self.sync.on_order_update)
-            if sync_task is not None:
-                try:
-                    await sync_task
-                    await self._last_sync()
-                except AuthenticationError as exc:
-                    self._stopped_live(str(exc))
-            await self.kite.close()
-
-    async def _follow_funds(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await self.report_funds()
-            except (RetryableError, OrderRefused) as exc:
-                log_.warning("zerodha.funds_unread", error=str(exc),
-                             retry_in_s=self.zerodha.funds_interval_s)
-            except AuthenticationError as exc:  # (the engine and the sync stop on it too)
-                log_.warning("zerodha.funds_unread", error=str(exc))
-                return
-            except Exception as exc:  # noqa: BLE001 - the funds are shown, not traded on:
-                # an odd answer from Kite (or a failed write) must not end the engine's run,
-                # nor skip its shutdown (this task is awaited there)
-                log_.error("zerodha.funds_unread", error=f"{type(exc).__name__}: {exc}",
-                           alert=True, retry_in_s=self.zerodha.funds_interval_s)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.zerodha.funds_interval_s)
-
-    async def report_funds(self, now: int | None = None) -> FundsReported | None:
-        """Read the account's funds from Kite; write them to the control topic when they
-        differ from the latest there or are of another IST day. The event written, if any."""
-        funds = funds_reported(await self.kite.margins("equity"))
-        now = time.time_ns() if now is None else now
-        if self.funds is not None and self.funds[0] == funds \
-                and ist_date(self.funds[1]) == ist_date(now):
-            return None
-        env = new_envelope(funds, id=derive_id(f"control:{BROKER}", "funds", now), ts=now,
-                           source=SOURCE, key="funds", broker=BROKER)
-        await self._log.append([to_output(Emit(CONTROL_TOPIC, env))])
-        self.funds = (funds, now)
-        log_.info("zerodha.funds_reported", cash=funds.cash, opening_balance=funds.opening_balance)
-        return funds
-
-    async def _last_sync(self) -> None:
-        # orders placed just before the stop: record the fills Kite already has (the rest
-        # are found by the next start's reconciliation)
-        try:
-            await self.sync.sync()
-        except RetryableError as exc:
-            log_.warning("zerodha.final_sync_failed", error=str(exc))
-
-    def health(self) -> ComponentStatus:
-        """The processor's health, with the order sync's trouble (Kite unreachable) shown."""
-        status = super().health()
-        sync = self.sync.health()
-        if sync.detail and status.state is State.RUNNING:
-            status.detail = f"order sync: {sync.detail}"
-        status.errors += sync.errors
-        return status
-
-    async def _prepare(self, stop: asyncio.Event) -> bool:
-        """Instruments and reconciliation, retried with backoff while Kite is unreachable
-        (no order is placed before the books agree); False when stopped meanwhile."""
-        delay = 0.5
-        while not stop.is_set():
-            try:
-                if not len(self.instruments):
-                    self.instruments.update(await InstrumentMaster.load(
-                        self.zerodha.instruments_dir, self.kite.instruments))
-                self.report = await self.sync.reconcile()
-                await self._read_switches()
-                return True
-            except RetryableError as exc:
-                log_.warning("zerodha.reconcile_retry", error=str(exc), retry_in_s=delay)
-                try:
-                    await asyncio.wait_for(stop.wait(), delay)
-                except TimeoutError:
-                    delay = min(30.0, delay * 2)
-        return False
-
-    async def _read_switches(self) -> None:
-        """Every kill switch on the control topic, whichever offset the group resumes at
-        (a few records: operator actions), the strategies' recent cancels of orders not
-        placed yet (``note_cancel``), and the latest funds reported."""
-        for r in await read_topic(self._log, CONTROL_TOPIC):
-            try:
-                env = CODEC.decode(r.value)
-            except DecodeError:  # not an event: the processor dead-letters it
-                continue
-            if isinstance(env.data, KillSwitchSet):
-                self.engine.note_switch(env.data.active, env.ts, env.data.market_ts)
-                self.engine.note_flatten(env.data, env.ts)
-            elif isinstance(env.data, StrategyHalted):
-                self.engine.note_halt(env.data, env.ts)
-                self.engine.note_flatten(env.data, env.ts)
-            elif isinstance(env.data, FundsReported):
-                self.funds = (env.data, env.ts)
-            elif isinstance(env.data, CancelRequested):  # a strategy's, before its order
-                self.engine.note_cancel(env, env.data)
-
-    def _stopped_live(self, detail: str) -> None:
-        log_.error("zerodha.trading_stopped", alert=True, detail=detail)
-        self.fail(f"AuthenticationError: {detail}")
-
-
-async def _first(stop: asyncio.Event, sync: asyncio.Task[None], inner: asyncio.Event) -> None:
-    waiter = asyncio.create_task(stop.wait())
-    await asyncio.wait({waiter, sync}, return_when=asyncio.FIRST_COMPLETED)
-    waiter.cancel()
-    inner.set()
 
 
 def build_zerodha_engine(settings: Any, log: Log, processor_settings: ProcessorSettings | None = None,

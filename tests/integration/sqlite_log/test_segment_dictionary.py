@@ -10,7 +10,7 @@ import pytest
 import zstandard
 
 from alpha_panda.adapters.sqlite_log import SqliteLog, dictionary
-from alpha_panda.adapters.sqlite_log.storage import _encode_segment, _SegmentCodec
+from alpha_panda.adapters.sqlite_log.segments import _encode_segment, _SegmentCodec
 from alpha_panda.domain.errors import ConfigurationError
 from alpha_panda.domain.events import CODEC, MarketTick
 from alpha_panda.services.feed import TickPublisher

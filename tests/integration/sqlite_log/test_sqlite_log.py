@@ -538,7 +538,7 @@ async def test_a_write_waits_for_another_process_write_transaction(tmp_path: Pat
 
 def test_a_write_lock_held_too_long_fails_the_write_with_sqlite_own_error(
         tmp_path: Path) -> None:
-    from alpha_panda.adapters.sqlite_log.storage import _lock
+    from alpha_panda.adapters.sqlite_log.schema import _lock
 
     path = tmp_path / "log.sqlite"
     db = sqlite3.connect(path, isolation_level=None)
