@@ -356,7 +356,7 @@ class RiskEngine(RiskRules, PendingOrders, DailyLossStops):
     # ------------------------------------------------------------------ helpers
 
     def _filled_qty(self, strategy_id: str, token: int) -> int:
-        """Filled quantity of a position; a new one is queued for the ledger (``_book``)."""
+        """Filled quantity of a position: 0, kept from now on, for one not seen before."""
         key = (strategy_id, token)
         q = self._filled.get(key)
         if q is None:
