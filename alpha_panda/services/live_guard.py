@@ -27,8 +27,7 @@ def check_live_feed(settings: Settings, configs: list[Any], *, alone: bool = Fal
         return
     # (a strategy switched off trades nowhere; the zerodha side that runs for the orders
     # the engine placed on the log is refused such a feed once the log is open)
-    live = [c.id for c in configs
-            if c.enabled and Broker.ZERODHA.value in {str(b) for b in c.brokers}]
+    live = _routing_to_zerodha(configs)
     if live:
         raise ConfigurationError(
             f"live trading is on (ALPHA_PANDA_ZERODHA__LIVE_ENABLED) and {', '.join(live)} "
@@ -45,6 +44,12 @@ def check_live_feed(settings: Settings, configs: list[Any], *, alone: bool = Fal
             "strategies, or switch live trading off to trade on paper")
 
 
+def _routing_to_zerodha(configs: list[Any]) -> list[str]:
+    """The ids of the enabled strategies that route to zerodha."""
+    return [c.id for c in configs
+            if c.enabled and Broker.ZERODHA.value in {str(b) for b in c.brokers}]
+
+
 # Where the zerodha engine records what it placed at Kite: a log with any is one whose
 # orders (open, or positions they left) the engine must go on tracking and flattening.
 _ZERODHA_PLACED = "zerodha.orders.submitted"
@@ -54,8 +59,7 @@ def zerodha_routed(settings: Settings, configs: list[Any]) -> str | None:
     """With live trading on, which enabled strategies route to zerodha (None: none, or off)."""
     if not settings.zerodha.live_enabled:
         return None
-    routed = [c.id for c in configs
-              if c.enabled and Broker.ZERODHA.value in {str(b) for b in c.brokers}]
+    routed = _routing_to_zerodha(configs)
     if routed:
         return f"{', '.join(routed)} route{'s' if len(routed) == 1 else ''} to zerodha"
     return None
