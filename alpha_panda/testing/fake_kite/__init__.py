@@ -23,6 +23,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future
 from datetime import date, datetime, timedelta, timezone
 from datetime import time as day_time
 from http.server import ThreadingHTTPServer
@@ -94,6 +95,7 @@ class FakeKite(FakeTicker):
         self.ws_clients: dict[ServerConnection, dict[int, str]] = {}  # token -> mode
         self.ws_connects = 0
         self.ws_messages: list[dict[str, Any]] = []
+        self._streams: list[Future[None]] = []  # ``start_streaming``'s, cancelled by ``stop``
         self._volume: dict[int, int] = {}
 
     # ------------------------------------------------------------------ lifecycle
@@ -118,6 +120,8 @@ class FakeKite(FakeTicker):
             self._http.shutdown()
             self._http.server_close()
         if self._loop is not None and self._ws is not None:
+            for stream in self._streams:  # (ended before the loop stops: none left pending)
+                stream.cancel()
             self._call(self._close_ws())
             self._loop.call_soon_threadsafe(self._loop.stop)
 

@@ -15,6 +15,7 @@ import logging
 import random
 import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlparse
 
@@ -56,6 +57,7 @@ class FakeTicker:
         _loop: asyncio.AbstractEventLoop | None
         _ws: Server | None
         _volume: dict[int, int]
+        _streams: list[Future[None]]
 
     def _run_ws(self, ready: threading.Event) -> None:
         loop = self._loop = asyncio.new_event_loop()
@@ -171,7 +173,7 @@ class FakeTicker:
                     await self._send_ticks(ticks)
 
         assert self._loop is not None
-        asyncio.run_coroutine_threadsafe(stream(), self._loop)
+        self._streams.append(asyncio.run_coroutine_threadsafe(stream(), self._loop))
 
     def send_text(self, message: dict[str, Any]) -> None:
         """A text message to every ticker client (``{"type": "error", "data": ...}``)."""
