@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from alpha_panda.adapters.sqlite_log.storage import wal_mode
+from alpha_panda.adapters.sqlite_log.schema import wal_mode
 from alpha_panda.domain.errors import TransientError, ValidationError
 
 _SCHEMA = ("CREATE TABLE IF NOT EXISTS documents(key TEXT PRIMARY KEY, value BLOB NOT NULL, "

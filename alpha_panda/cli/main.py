@@ -267,7 +267,7 @@ def halt(
     if broker:
         brokers = broker
     else:
-        from alpha_panda.services.app import strategy_route
+        from alpha_panda.services.strategy_configs import strategy_route
 
         route = strategy_route(_settings(strategies_dir=strategies), strategy_id)
         if route.brokers is not None:

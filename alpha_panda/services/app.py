@@ -34,17 +34,13 @@ from alpha_panda.services.live_guard import (
     check_live_feed,
     refuse_sim_beside,
     zerodha_engine_reason,
-    zerodha_routed,
 )
 from alpha_panda.services.logs import embedded_file, open_log
 from alpha_panda.services.pipeline import SERVICES, Pipeline, brokers_in_use, build_pipeline
 from alpha_panda.services.readmodel import ReadModelWriter
-from alpha_panda.services.settling import SETTLE_S, caught_up, settle
+from alpha_panda.services.settling import SETTLE_S, settle
 from alpha_panda.services.strategy_configs import (
-    SAMPLE_STRATEGIES,
-    StrategyRoute,
     load_strategies,
-    strategy_route,
 )
 from alpha_panda.services.summary import RunTotals, read_run_totals
 from alpha_panda.settings import Settings
@@ -56,13 +52,6 @@ from alpha_panda.stream.dlq import (
 from alpha_panda.stream.log import Log
 from alpha_panda.stream.runtime import freeze_long_lived_objects
 from alpha_panda.stream.topics import REGISTRY
-
-# (the names moved out stay importable from here)
-__all__ = ["SAMPLE_STRATEGIES", "SETTLE_S", "SHARED_CACHE_FILE", "RunOptions", "StrategyRoute",
-           "SystemRun", "api_server", "cache_url_of", "caught_up", "check_live_feed",
-           "check_port_free", "kafka_settings", "load_strategies", "make_feed", "open_cache",
-           "refuse_sim_beside", "settle", "strategy_route", "zerodha_engine_reason",
-           "zerodha_routed"]
 
 log = structlog.get_logger(__name__)
 # seconds a run cut short (cancelled) gives its services to stop before cancelling them
@@ -365,7 +354,7 @@ class SystemRun:
         """The API of a ``service`` process: the health of every service of the pipeline
         run by other processes, from their consumer groups' offsets on the log."""
         from alpha_panda.services.group_lag import GroupLag, watch_groups
-        from alpha_panda.services.zerodha_engine import CONTROL_TOPIC, GROUP, SIGNALS_TOPIC
+        from alpha_panda.services.zerodha_topics import CONTROL_TOPIC, GROUP, SIGNALS_TOPIC
 
         s = self.settings
         # (built, not run: only to name each group and its topics as the services do)

@@ -30,7 +30,7 @@ _LOADED: dict[int, tuple[list[Any], list[Any]]] = {}
 def _load(s: Settings) -> tuple[list[Any], list[Any]]:
     """The strategies, loaded once for all the checks of one ``run_checks`` (with a config
     store, a load writes its rows)."""
-    from alpha_panda.services.app import load_strategies
+    from alpha_panda.services.strategy_configs import load_strategies
 
     loaded = _LOADED.get(id(s))
     if loaded is None:
@@ -121,7 +121,7 @@ async def _lock(s: Settings) -> str:
 
 async def _zerodha_engine_reason(s: Settings) -> str | None:
     """Why ``run`` would run (and lock) the zerodha engine on its log, or None."""
-    from alpha_panda.services.app import zerodha_engine_reason, zerodha_routed
+    from alpha_panda.services.live_guard import zerodha_engine_reason, zerodha_routed
     from alpha_panda.services.logs import embedded_file, open_log
 
     if not s.zerodha.live_enabled:
@@ -153,7 +153,7 @@ async def _cache(s: Settings) -> str:
 
 
 async def _port(s: Settings) -> str:
-    from alpha_panda.services.app import check_port_free
+    from alpha_panda.services.api_server import check_port_free
 
     if not s.api.enabled:
         return "API disabled"
@@ -180,7 +180,7 @@ async def _live(s: Settings) -> str:
     from alpha_panda.adapters.zerodha.client import KiteRestClient
     from alpha_panda.adapters.zerodha.config import zerodha_settings
     from alpha_panda.adapters.zerodha.session import ns_to_ist, require_live_session
-    from alpha_panda.services.app import check_live_feed, refuse_sim_beside
+    from alpha_panda.services.live_guard import check_live_feed, refuse_sim_beside
 
     check_live_feed(s, _load(s)[0])
     if s.feed != "kite":  # (the zerodha side may run for the orders it placed on the log)

@@ -82,14 +82,10 @@ from alpha_panda.services.emitting import order_emit
 from alpha_panda.services.zerodha_cancels import ZerodhaCancels
 from alpha_panda.services.zerodha_charges import KiteCharges
 from alpha_panda.services.zerodha_processor import ZerodhaTradingProcessor
-from alpha_panda.services.zerodha_topics import CONTROL_TOPIC, GROUP, SIGNALS_TOPIC, check_topics
+from alpha_panda.services.zerodha_topics import check_topics
 from alpha_panda.stream.emit import Emit
 from alpha_panda.stream.log import Log, Record, TopicPartition
 from alpha_panda.stream.runtime import ProcessorSettings
-
-# (the names moved out stay importable from here)
-__all__ = ["CONTROL_TOPIC", "GROUP", "SIGNALS_TOPIC", "UNTIL_KITE_ANSWERS", "KiteCharges",
-           "ZerodhaEngine", "ZerodhaTradingProcessor", "build_zerodha_engine", "check_topics"]
 
 log_ = structlog.get_logger(__name__)
 UNTIL_KITE_ANSWERS = 2**62  # attempts of a retryable error (each at most backoff_max apart)

@@ -40,14 +40,10 @@ from alpha_panda.domain.values import Product, Side, reduces
 from alpha_panda.strategy.base import CancelOrder, Context, OpenOrder, _Book, _Clock, _Reference
 from alpha_panda.strategy.config import StrategyConfig
 from alpha_panda.strategy.exits import _Replacement
-from alpha_panda.strategy.feedback import ENDED_KEPT, _Feedback
+from alpha_panda.strategy.feedback import _Feedback
 from alpha_panda.strategy.halts import _Halts
 from alpha_panda.strategy.signal_checks import _invalid, _typed
-from alpha_panda.strategy.slots import _NEVER, Handler, _Slot
-
-# (``ENDED_KEPT`` and ``Handler`` moved to ``feedback`` and ``slots``: still importable here)
-__all__ = ["DEFAULT_STRATEGY_CASH", "ENDED_KEPT", "Handler", "StrategyRunner", "StrategyStatus",
-           "signal_ids"]
+from alpha_panda.strategy.slots import _NEVER, _Slot
 
 log = structlog.get_logger(__name__)
 

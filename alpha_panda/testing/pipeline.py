@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import TypeVar
 
 from alpha_panda.domain.events import CODEC, Payload
-from alpha_panda.services.app import RunOptions, SystemRun, caught_up, load_strategies
+from alpha_panda.services.app import RunOptions, SystemRun
 from alpha_panda.services.logs import open_log
 from alpha_panda.services.pipeline import SERVICES, build_pipeline
+from alpha_panda.services.settling import caught_up
+from alpha_panda.services.strategy_configs import load_strategies
 from alpha_panda.settings import ApiSettings, Settings
 from alpha_panda.stream.log import Output, read_topic
 from alpha_panda.stream.topics import MARKET_TICKS, REGISTRY

@@ -45,17 +45,12 @@ from pathlib import Path
 from alpha_panda.adapters.sqlite_log.checkpoint import Checkpointer
 from alpha_panda.adapters.sqlite_log.schema import (
     _MASK,
-    BUSY_TIMEOUT_S,
-    LAYOUT_VERSION,
     MAX_PARTITIONS,
     OFFSET_BITS,
-    PAGE_SIZE,
-    WAL_KEEP_BYTES,
     _Layout,
     _migrate,
     _read_layout,
     _setup,
-    wal_mode,
 )
 from alpha_panda.adapters.sqlite_log.segments import _SegmentCodec
 from alpha_panda.adapters.sqlite_log.tail import TailCache
@@ -64,10 +59,6 @@ from alpha_panda.domain.errors import ConfigurationError, ValidationError
 from alpha_panda.stream.dedup import RecentIds
 from alpha_panda.stream.embedded import Placed
 from alpha_panda.stream.log import Output, Record, TopicPartition
-
-# (the names moved out stay importable from here)
-__all__ = ["BUSY_TIMEOUT_S", "LAYOUT_VERSION", "MAX_PARTITIONS", "OFFSET_BITS", "PAGE_SIZE",
-           "WAL_KEEP_BYTES", "SqliteStorage", "wal_mode"]
 
 
 class SqliteStorage:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from alpha_panda.adapters.sql.store import StrategyStore, sqlite_url
-from alpha_panda.services.app import load_strategies
+from alpha_panda.services.strategy_configs import load_strategies
 from alpha_panda.settings import Settings
 from alpha_panda.testing.pipeline import write_strategy
 

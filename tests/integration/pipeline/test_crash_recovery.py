@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 from alpha_panda.domain.events import CODEC, Envelope, OrderFilled
-from alpha_panda.services.app import SAMPLE_STRATEGIES
 from alpha_panda.services.logs import open_log
+from alpha_panda.services.strategy_configs import SAMPLE_STRATEGIES
 from alpha_panda.services.summary import run_summary
 from alpha_panda.stream.topics import MARKET_TICKS
 from alpha_panda.testing.pipeline import read_all, run_replay, settings_for, write_strategy

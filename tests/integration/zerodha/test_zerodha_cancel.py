@@ -28,12 +28,9 @@ from alpha_panda.domain.events import (
 from alpha_panda.domain.values import OrderType, Side
 from alpha_panda.execution.zerodha import OrderBook, order_id_for, order_tag
 from alpha_panda.observability.health import State
-from alpha_panda.services.zerodha_engine import (
-    CONTROL_TOPIC,
-    ZerodhaEngine,
-    ZerodhaTradingProcessor,
-    build_zerodha_engine,
-)
+from alpha_panda.services.zerodha_engine import ZerodhaEngine, build_zerodha_engine
+from alpha_panda.services.zerodha_processor import ZerodhaTradingProcessor
+from alpha_panda.services.zerodha_topics import CONTROL_TOPIC
 from alpha_panda.stream.emit import Emit
 from alpha_panda.stream.log import Log, Record, read_topic
 from alpha_panda.testing.fake_kite import FakeKite

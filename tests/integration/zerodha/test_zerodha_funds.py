@@ -14,7 +14,8 @@ from alpha_panda.domain.events import CODEC, FundsReported
 from alpha_panda.portfolio import PositionLedger
 from alpha_panda.services.portfolio import PortfolioHandler, build_portfolio
 from alpha_panda.services.readmodel import portfolio_documents
-from alpha_panda.services.zerodha_engine import CONTROL_TOPIC, build_zerodha_engine
+from alpha_panda.services.zerodha_engine import build_zerodha_engine
+from alpha_panda.services.zerodha_topics import CONTROL_TOPIC
 from alpha_panda.stream.log import TopicPartition
 from alpha_panda.stream.runtime import StreamProcessor
 from alpha_panda.testing.fake_kite import FakeKite

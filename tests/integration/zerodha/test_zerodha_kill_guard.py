@@ -23,11 +23,9 @@ from alpha_panda.domain.events import (
     new_envelope,
 )
 from alpha_panda.domain.values import Side
-from alpha_panda.services.zerodha_engine import (
-    CONTROL_TOPIC,
-    ZerodhaTradingProcessor,
-    build_zerodha_engine,
-)
+from alpha_panda.services.zerodha_engine import build_zerodha_engine
+from alpha_panda.services.zerodha_processor import ZerodhaTradingProcessor
+from alpha_panda.services.zerodha_topics import CONTROL_TOPIC
 from alpha_panda.stream.emit import Emit
 from alpha_panda.stream.log import TopicPartition
 from alpha_panda.stream.topics import strategy_instrument_key

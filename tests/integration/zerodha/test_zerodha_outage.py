@@ -17,7 +17,8 @@ from alpha_panda.adapters.zerodha.config import ZerodhaSettings
 from alpha_panda.adapters.zerodha.session import KiteSession
 from alpha_panda.domain.events import KillSwitchSet, StrategyHalted, new_envelope
 from alpha_panda.domain.values import OrderType, Side
-from alpha_panda.services.zerodha_engine import CONTROL_TOPIC, build_zerodha_engine
+from alpha_panda.services.zerodha_engine import build_zerodha_engine
+from alpha_panda.services.zerodha_topics import CONTROL_TOPIC
 from alpha_panda.stream.emit import Emit
 from alpha_panda.stream.runtime import ProcessorSettings
 from alpha_panda.testing.fake_kite import FakeKite, KiteError

@@ -10,7 +10,7 @@ from structlog.testing import capture_logs
 from typer.testing import CliRunner
 
 from alpha_panda.cli import app
-from alpha_panda.services.app import load_strategies
+from alpha_panda.services.strategy_configs import load_strategies
 from alpha_panda.settings import Settings
 
 SAMPLES = Path(__file__).resolve().parents[3] / "alpha_panda" / "sample_strategies"

@@ -16,9 +16,9 @@ from alpha_panda.domain.events import MarketTick
 from alpha_panda.execution.market import nse_tick_sizes
 from alpha_panda.marketdata.files import load_ticks
 from alpha_panda.marketdata.instruments import SIM_INSTRUMENTS
-from alpha_panda.services.app import SAMPLE_STRATEGIES
 from alpha_panda.services.feed import TickPublisher
 from alpha_panda.services.logs import open_log
+from alpha_panda.services.strategy_configs import SAMPLE_STRATEGIES
 from alpha_panda.strategy.config import load_strategy_dir
 from alpha_panda.stream.log import Output
 from alpha_panda.stream.topics import MARKET_TICKS

@@ -7,7 +7,7 @@ import socket
 import pytest
 
 from alpha_panda.domain.errors import ConfigurationError
-from alpha_panda.services.app import check_port_free
+from alpha_panda.services.api_server import check_port_free
 
 
 def _port_in_time_wait() -> int:

@@ -62,10 +62,11 @@ async def test_strategies_listing_zerodha_while_live_is_off_are_named(tmp_path: 
 async def test_the_strategies_are_loaded_once_for_all_the_checks(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # with a config store each load writes its rows: three checks wrote them three times
-    from alpha_panda.services import app
+    from alpha_panda.services import strategy_configs
 
     calls = []
-    real = app.load_strategies
-    monkeypatch.setattr(app, "load_strategies", lambda s: calls.append(s) or real(s))
+    real = strategy_configs.load_strategies
+    monkeypatch.setattr(strategy_configs, "load_strategies",
+                        lambda s: calls.append(s) or real(s))
     results = await run_checks(Settings().model_copy(update={"data_dir": tmp_path}))
     assert {r.name for r in results} >= {"strategies", "risk", "zerodha"} and len(calls) == 1

@@ -11,7 +11,7 @@ from alpha_panda.domain.events import Charges, OrderFilled
 from alpha_panda.domain.values import Product, Side, Validity
 from alpha_panda.execution.costs import CostModel, Segment
 from alpha_panda.execution.zerodha.reconcile import TrackedOrder
-from alpha_panda.services.zerodha_engine import KiteCharges
+from alpha_panda.services.zerodha_charges import KiteCharges
 
 COSTS = CostModel.load()
 HDFCBANK = 341249

@@ -21,7 +21,8 @@ from alpha_panda.domain.events import (
 from alpha_panda.domain.values import OrderType, Product, Side
 from alpha_panda.execution.paper import ExecutionConfig, PaperExchange
 from alpha_panda.execution.zerodha import OrderBook, order_id_for, order_tag
-from alpha_panda.services.zerodha_engine import SIGNALS_TOPIC, ZerodhaEngine
+from alpha_panda.services.zerodha_engine import ZerodhaEngine
+from alpha_panda.services.zerodha_topics import SIGNALS_TOPIC
 from alpha_panda.stream.log import Record
 from alpha_panda.stream.topics import strategy_instrument_key
 
