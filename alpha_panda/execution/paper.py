@@ -81,11 +81,9 @@ CLOSED_IDS_KEPT = 1_000_000
 # Enum members bound once: attribute access on an enum class costs more than a global.
 _MARKET = OrderType.MARKET
 _LIMIT = OrderType.LIMIT
-_SL_M = OrderType.SL_M
 _MIS = Product.MIS
 _CNC = Product.CNC
 _DAY = Validity.DAY
-_IOC = Validity.IOC
 _BUY = Side.BUY
 _FILLED = OrderStatus.FILLED
 

@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 from alpha_panda.domain.errors import ValidationError
 from alpha_panda.domain.events import MarketTick, derive_id
 from alpha_panda.marketdata.columns import (
+    I64,
     INT_EXTRAS,
     PRICE_EXTRAS,
     REQUIRED,
@@ -43,8 +44,6 @@ from alpha_panda.marketdata.columns import (
     timestamps,
 )
 from alpha_panda.marketdata.instruments import BY_TOKEN
-
-I64 = npt.NDArray[np.int64]
 
 
 @functools.lru_cache(maxsize=1024)
