@@ -101,6 +101,17 @@ class RuntimeSettings(_Section):
     ready_lag_grace_s: PositiveFloat = 30.0
     """Seconds a service may stay past ``ready_max_lag`` (a burst, the open) before it is
     not ready; also how long a batch may run (the lag not read meanwhile) before it is not."""
+    stall_warn_s: float = Field(default=2.0, ge=0)
+    """Seconds one call of a strategy may hold the event loop (every service of the process
+    waits meanwhile) before ``loop.stalled`` names it; other code is named at 30 s
+    (``observability.stalls``). 0: not watched; else at least 0.5 (two heartbeats)."""
+
+    @field_validator("stall_warn_s")
+    @classmethod
+    def _watchable(cls, value: float) -> float:
+        if 0 < value < 0.5:
+            raise ValueError(f"0 (not watched) or at least 0.5 seconds, got {value:g}")
+        return value
 
 
 class Settings(BaseSettings):

@@ -26,6 +26,7 @@ from alpha_panda.domain.errors import ConfigurationError
 from alpha_panda.domain.values import Broker
 from alpha_panda.observability.health import ComponentStatus, State
 from alpha_panda.observability.metrics import set_process_info
+from alpha_panda.observability.stalls import LoopWatch
 from alpha_panda.observability.tracing import setup_tracing
 from alpha_panda.readmodel.cache import Cache
 from alpha_panda.services.api_server import api_server, check_port_free
@@ -263,6 +264,7 @@ class SystemRun:
         running: list[asyncio.Task[Any]] = []
         processors_stop = asyncio.Event()
         feed_stop = asyncio.Event()
+        watch_task: asyncio.Task[None] | None = None  # beats until the log closes
         try:
             # (``run``'s: a process of one service reports none, and reads no DLQ topic)
             dlq_before: DlqEnds = await dead_letter_ends(log_) if self.only is None else {}
@@ -280,6 +282,10 @@ class SystemRun:
                                      views, s.runtime.readmodel_interval_s,
                                      risk=list(pipeline.risk.values()))
             self._install_signal_handlers()
+            if s.runtime.stall_warn_s:
+                owners = {} if pipeline.runner is None else pipeline.runner.strategy_code()
+                watch = LoopWatch(s.runtime.stall_warn_s, owners=owners)
+                watch_task = asyncio.create_task(watch.run(), name="loop-watch")
             freeze_long_lived_objects()  # the start-up state, built: out of the GC's walks
             self.started = time.perf_counter()
             tasks: list[asyncio.Task[Any]] = []
@@ -335,6 +341,9 @@ class SystemRun:
             await cache.close()
             await log_.close()
             locks.close()
+            if watch_task is not None:
+                watch_task.cancel()
+                await asyncio.gather(watch_task, return_exceptions=True)
 
     async def _extras(self, pipeline: Pipeline, cache: Cache, feed: Any) -> list[asyncio.Task[Any]]:
         tasks: list[asyncio.Task[Any]] = []

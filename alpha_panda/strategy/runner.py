@@ -29,6 +29,7 @@ from __future__ import annotations
 import traceback
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
+from types import CodeType
 from typing import Final
 
 import msgspec
@@ -37,7 +38,15 @@ import structlog
 from alpha_panda.domain.errors import ConfigurationError, StrategyError
 from alpha_panda.domain.events import MarketTick, Signal, derive_id
 from alpha_panda.domain.values import Product, Side, reduces
-from alpha_panda.strategy.base import CancelOrder, Context, OpenOrder, _Book, _Clock, _Reference
+from alpha_panda.strategy.base import (
+    CancelOrder,
+    Context,
+    OpenOrder,
+    Strategy,
+    _Book,
+    _Clock,
+    _Reference,
+)
 from alpha_panda.strategy.config import StrategyConfig
 from alpha_panda.strategy.exits import _Replacement
 from alpha_panda.strategy.feedback import _Feedback
@@ -404,6 +413,20 @@ class StrategyRunner(_Feedback, _Halts):
 
     def cash(self, strategy_id: str) -> int:
         return self._books[strategy_id].cash
+
+    def strategy_code(self) -> dict[CodeType, str]:
+        """The code of each loaded strategy's ``on_tick`` and ``on_bar``, naming the strategy
+        (the ids of every strategy running that code, comma-separated): what a stalled
+        event loop's stack is matched against to say whose code holds it."""
+        ids: dict[CodeType, list[str]] = {}
+        base = {Strategy.on_tick.__code__, Strategy.on_bar.__code__}  # (not overridden)
+        for sid, slots in self._slots.items():
+            cls = type(slots[0].strategy) if slots else None
+            for method in (cls.on_tick, cls.on_bar) if cls is not None else ():
+                code = getattr(getattr(method, "__func__", method), "__code__", None)
+                if isinstance(code, CodeType) and code not in base:
+                    ids.setdefault(code, []).append(sid)
+        return {code: ", ".join(sids) for code, sids in ids.items()}
 
     @property
     def tokens(self) -> frozenset[int]:

@@ -631,3 +631,15 @@ def test_an_mis_short_and_a_cnc_long_that_net_to_nothing_are_both_closed() -> No
     closes = runner.process(tick(1, 99, ist_ns(date(2026, 12, 3), time(15, 15)))) or []
     assert sorted((s.side, s.quantity, s.product) for s in closes) == [
         (Side.BUY, 2, Product.MIS), (Side.SELL, 2, Product.CNC)]
+
+
+def test_strategy_code_names_each_strategy_by_the_code_it_runs() -> None:
+    # What the loop watch matches a stalled stack against: each class's own on_tick and
+    # on_bar, naming every strategy running it; the base class's no-op on_bar names none.
+    runner = StrategyRunner([cfg("a", EveryTick, [1, 2]), cfg("b", EveryTick, [3]),
+                             cfg("bars", BarCounter, [1]), cfg("boom", Boom, [2])])
+    assert runner.strategy_code() == {
+        EveryTick.on_tick.__code__: "a, b",
+        BarCounter.on_bar.__code__: "bars",
+        Boom.on_tick.__code__: "boom",
+    }
