@@ -223,7 +223,7 @@ class RiskEngine(RiskRules, PendingOrders, DailyLossStops):
         self._release(event.order_id)
 
     def on_order_cancelled(self, event: OrderCancelled) -> None:
-        self._release(event.order_id)
+        self._release(event.order_id, event.leaves_quantity)
 
     on_order_closed = on_order_cancelled
 

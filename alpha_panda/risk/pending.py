@@ -43,6 +43,7 @@ class _Pending:
     flatten: Product | None = None  # a flatten order's product: it closes that position
     expires: int | None = None  # a DAY order: the close it expires at (``_expire``)
     quantity: int = 0  # as validated (``leaves`` less: a part fill was read)
+    closed: bool = False  # cancelled at the venue, fills it made before not read yet
 
 
 class PendingOrders:
@@ -156,18 +157,37 @@ class PendingOrders:
                 nxt = at
         self._next_expiry = nxt
 
-    def _release(self, order_id: str) -> None:
-        pending = self._pending.pop(order_id, None)
+    def _release(self, order_id: str, venue_leaves: int | None = None) -> None:
+        """Free what of an order never fills. ``venue_leaves``: what its cancel says was
+        left unfilled. Order events are read topic by topic, so the cancel can come before
+        fills made before it: those stay pending (the order no longer open) until
+        ``on_fill`` reads them, or a buy read in between could pass ``max_position``."""
+        pending = self._pending.get(order_id)
         if pending is None:
+            return
+        if venue_leaves is not None and pending.closed:
+            return  # its cancel again: the rest is its fills', read or not
+        if venue_leaves is not None and 0 <= venue_leaves < pending.leaves:
+            self._free(pending, venue_leaves)
+            pending.leaves -= venue_leaves
+            if not pending.closed:
+                pending.closed = True
+                self._open_orders[pending.strategy_id] -= 1
             return
         for other in pending.order_ids:
             self._pending.pop(other, None)
         if pending.leaves:
-            self._add_pending(pending.strategy_id, pending.token, -pending.sign * pending.leaves)
-            if pending.sign < 0:
-                self._pending_sells[(pending.strategy_id, pending.token)] -= pending.leaves
-            if pending.cnc:
-                self._cnc_pending[(pending.strategy_id, pending.token)] -= pending.sign * pending.leaves
-            if pending.resting:
-                self._resting[(pending.strategy_id, pending.token)][pending.sign < 0] -= pending.leaves
-        self._open_orders[pending.strategy_id] -= 1
+            self._free(pending, pending.leaves)
+        if not pending.closed:
+            self._open_orders[pending.strategy_id] -= 1
+
+    def _free(self, pending: _Pending, qty: int) -> None:
+        """Take ``qty`` of ``pending``'s unfilled quantity out of the pending totals."""
+        key = (pending.strategy_id, pending.token)
+        self._add_pending(pending.strategy_id, pending.token, -pending.sign * qty)
+        if pending.sign < 0:
+            self._pending_sells[key] -= qty
+        if pending.cnc:
+            self._cnc_pending[key] -= pending.sign * qty
+        if pending.resting:
+            self._resting[key][pending.sign < 0] -= qty

@@ -111,6 +111,29 @@ def test_pending_orders_count_towards_the_position_until_closed() -> None:
     assert risk.position("s1", TOKEN) == 4
 
 
+def test_a_cancel_read_before_its_fills_frees_only_what_never_filled() -> None:
+    # orders.filled and orders.cancelled are read apart: a limit buy of 10 that filled 6
+    # and was then cancelled can be read cancelled first. Its 6 filled, not read yet, still
+    # count (they used to be freed with the rest: a buy of 20 passed, and long 26).
+    risk = engine(max_position=20, max_open_orders=1)
+    limit = sig(qty=10, order_type=OrderType.LIMIT, limit_price=100_00)
+    assert code(risk.check("a", limit, T0)) == "OK"
+    cancel = OrderCancelled(
+        order_id=derive_id("a", "order"), strategy_id="s1", instrument_token=TOKEN,
+        side=Side.BUY, filled_quantity=6, leaves_quantity=4, reason="strategy", ts=T0 + S)
+    for _ in range(2):  # (delivered again: nothing more to free)
+        risk.on_order_cancelled(cancel)
+    assert risk.position("s1", TOKEN) == 6  # the 6 on their way
+    assert risk.open_orders("s1") == 0  # the order is closed at the venue
+    assert code(risk.check("b", sig(qty=20), T0 + 2 * S)) == "MAX_POSITION"  # 6 + 20
+    assert code(risk.check("c", sig(qty=14), T0 + 2 * S)) == "OK"  # 6 + 14
+    risk.on_fill(filled("a", limit, qty=6, leaves=4, ts=T0 + S))
+    assert risk.position("s1", TOKEN) == 20  # 6 filled + 14 pending, not 6 + 6 + 14
+    assert risk.open_orders("s1") == 1  # "c" only
+    risk.on_fill(filled("c", sig(qty=14), ts=T0 + 3 * S))
+    assert (risk.position("s1", TOKEN), risk.open_orders("s1")) == (20, 0)
+
+
 def test_a_day_orders_unfilled_rest_counts_until_the_close_and_no_more() -> None:
     # The venue's expiry comes with the instrument's next tick, which a strategy may signal
     # at before this engine reads it: a DAY order open at the venue (filled in part, or
