@@ -35,8 +35,9 @@ skips calls that cannot change any outcome, and makes them the moment they could
   clock, warm-up, isolation and signal checks, through the runner's ``dispatch``,
   ``fail_slot``, ``warming_up`` and ``accept``), one call less per tick.
 
-Equity is sampled on a fixed event-time grid (at most ~1,000 points) plus the end; max
-drawdown, Sharpe and exposure come from those samples. Money is int paise throughout.
+Equity is sampled on a fixed event-time grid (at most ~1,000 points), at each IST day's
+last tick and at the end; max drawdown, Sharpe and exposure come from those samples.
+Money is int paise throughout.
 """
 
 from __future__ import annotations
@@ -50,12 +51,14 @@ from typing import Final
 import numpy as np
 
 from alpha_panda.backtest.metrics import (
+    NS_PER_DAY,
     NS_PER_S,
     round_trips,
 )
 from alpha_panda.backtest.result import BacktestResult, summarize
 from alpha_panda.backtest.view import TickView
 from alpha_panda.backtest.wiring import Engine
+from alpha_panda.domain.clock import IST_OFFSET_NS
 from alpha_panda.domain.events import (
     MarketTick,
 )
@@ -69,7 +72,12 @@ Progress = Callable[[int, int], None]
 
 
 def sample_rows(ts: np.ndarray) -> tuple[list[int], float]:
-    """Row indices ending each sampling interval (a fixed event-time grid) and its length."""
+    """Row indices ending each sampling interval (a fixed event-time grid, and each IST
+    day's last tick) and the grid's length.
+
+    Sharpe is of each day's close: over a file of more than about two years the grid's step
+    is longer than a night, and the grid alone skipped days and took closes mid-session
+    (800 days of ticks: 224 closes missed, a Sharpe of -1.05 where the closes give -1.01)."""
     n = len(ts)
     if n == 0:
         return [], 0.0
@@ -77,7 +85,9 @@ def sample_rows(ts: np.ndarray) -> tuple[list[int], float]:
     step = max(1, -(-span // MAX_SAMPLES))
     edges = np.arange(int(ts[0]) + step, int(ts[-1]) + step, step, dtype=np.int64)
     rows = np.searchsorted(ts, edges, side="left").tolist()
-    ends = sorted({r for r in rows if 0 < r < n} | {n})
+    days = (ts + IST_OFFSET_NS) // NS_PER_DAY
+    closes = (np.flatnonzero(np.diff(days)) + 1).tolist()  # the row after a day's last tick
+    ends = sorted({r for r in rows if 0 < r < n} | set(closes) | {n})
     return ends, step / NS_PER_S
 
 

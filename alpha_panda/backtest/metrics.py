@@ -47,8 +47,9 @@ FIGURES: Final = {
                       "one)",
     "max_drawdown": "largest fall of account equity (cash + marked positions, net of charges) "
                     "from its running high, starting from initial_equity, over the sampled "
-                    "equity curve (backtest: ~1,000 event-time samples and the end; run: a point "
-                    "per P&L snapshot and the end), net of capital added or withdrawn (a fall "
+                    "equity curve (backtest: ~1,000 event-time samples, each day's close and "
+                    "the end; run: a point per P&L snapshot and the end), net of capital "
+                    "added or withdrawn (a fall "
                     "of net P&L); max_drawdown_pct: that fall in % of the equity at the high",
     "sharpe": "annualised Sharpe ratio of DAILY equity returns (close of each IST trading "
               "day vs the previous close, the first vs initial_equity; capital added or "

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from alpha_panda.backtest.engine import run_backtest
+from alpha_panda.backtest.metrics import sharpe
 from alpha_panda.backtest.wiring import risk_config
 from alpha_panda.domain.clock import ist_ns
 from alpha_panda.domain.events import (
@@ -347,6 +348,34 @@ def test_equity_samples_and_drawdown() -> None:
     s = result.summary
     assert Decimal(s["final_equity"]) - Decimal(s["initial_equity"]) == Decimal(s["net_pnl"])
     assert Decimal(s["max_drawdown"]) >= 0
+
+
+class BuyAndHold(Strategy):
+    """Buys 100 at its first tick and holds them."""
+
+    def on_tick(self, tick: MarketTick, ctx: Context) -> list[Signal] | None:
+        return [ctx.buy(100)] if ctx.position() == 0 else None
+
+
+def test_sharpe_of_a_long_file_is_of_every_days_close() -> None:
+    # 800 weekdays (three years) of an open and a close tick: the ~1,000-point grid's step
+    # is longer than a night, so the grid alone skips days and dates closes mid-session.
+    rng = np.random.default_rng(3)
+    days = [d for d in np.arange(np.datetime64("2021-01-04"), np.datetime64("2024-12-31"))
+            .astype(object) if d.weekday() < 5][:800]
+    ts = [ist_ns(d, t) for d in days for t in (time(9, 15), time(15, 29))]
+    px = (100_000 + np.cumsum(rng.integers(-40, 41, len(ts)) * 5)).tolist()
+    cols = TickColumns(np.array(ts, dtype=np.int64), np.full(len(ts), 11, dtype=np.int64),
+                       np.array(px, dtype=np.int64), np.full(len(ts), 100, dtype=np.int64))
+    result = run_backtest(cfg("hold", f"{__name__}:BuyAndHold", [11],
+                              execution={"costs": False}), cols)
+    assert [(f.quantity, f.price) for f in result.fills] == [(100, px[0])]
+    sampled = {t for t, _, _ in result.equity}
+    assert all(t in sampled for t in ts[1::2])  # each day's last tick
+    # independently: the equity at each day's close, from the file's closes
+    closes = [(t, DEFAULT_STRATEGY_CASH + 100 * (p - px[0])) for t, p in zip(ts, px, strict=True)]
+    assert result.summary["sharpe"] == round(sharpe(closes[1::2], DEFAULT_STRATEGY_CASH), 6)
+    assert result.summary["sharpe"] == -1.009027  # the grid alone: -1.04871
 
 
 def test_empty_ticks() -> None:
