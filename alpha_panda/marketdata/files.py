@@ -136,7 +136,9 @@ def load_ticks(path: str | Path) -> TickColumns:
             mask = col.is_null().to_numpy(zero_copy_only=False)
             extras[column] = (paise(src, column, col, positive=False)
                               if column in PRICE_EXTRAS else ints(src, column, col))
-            if mask.any():
+            # ``last_quantity`` is an int on a MarketTick (0: not known), the others may be
+            # None: a null one decoded as a malformed tick off the log, dead-lettered
+            if mask.any() and column != "last_quantity":
                 masks[column] = mask
     volume = (ints(src, "volume", table["volume"]) if "volume" in names
               else np.zeros(len(ts), dtype=np.int64))

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from alpha_panda.domain.errors import ValidationError
-from alpha_panda.domain.events import MarketTick
+from alpha_panda.domain.events import CODEC, Envelope, MarketTick
 from alpha_panda.marketdata.files import (
     TickColumns,
     generate_random_walk,
@@ -122,6 +122,20 @@ def test_write_then_load_round_trips_exactly(tmp_path: Path, name: str) -> None:
         assert np.array_equal(a, b)
     assert [t.high for t in iter_ticks(back.slice(0, 4))] == [
         None, int(cols.last_price[1]) + 5, int(cols.last_price[2]) + 5, None]
+
+
+def test_a_blank_last_quantity_is_0_and_the_tick_decodes_off_the_log(tmp_path: Path) -> None:
+    # A vendor's row without the last traded quantity: the tick carried None where a
+    # MarketTick has an int, and every process that read it back from the log (the paper
+    # engine and the portfolio of a split run, Kafka) dead-lettered it as malformed.
+    f = write(tmp_path, "timestamp,instrument_token,last_price,volume,last_quantity,oi\n"
+                        "1,7,10.05,10,10,\n2,7,10.10,25,,40\n")
+    ticks = list(iter_ticks(load_ticks(f)))
+    assert [(t.last_quantity, t.oi) for t in ticks] == [(10, None), (0, 40)]
+    for tick in ticks:
+        env = Envelope(id="t", type=MarketTick.EVENT_TYPE, ts=tick.ts, source="s", key="7",
+                       correlation_id="t", data=tick)
+        assert CODEC.decode_as(CODEC.encode(env), MarketTick).data == tick
 
 
 @settings(max_examples=50, deadline=None)
