@@ -240,8 +240,9 @@ class ZerodhaEngine(ZerodhaCancels):
             return [self._reject(event, "INVALID_ORDER", str(exc))]
         order_id = order_id_for(sid)
         origin: Origin = "flatten" if data.flatten else "signal"
+        broker_id = await self._existing(tag)  # (if Kite fails it, a retry finds the early
+        # cancel still kept: taken before, it was lost and the retry placed the order)
         early = self._early_cancels.pop(order_id, None) if self._early_cancels else None
-        broker_id = await self._existing(tag)
         if broker_id is not None:
             self.adopted += 1
             log_.info("zerodha.order_adopted", signal_id=sid, broker_order_id=broker_id)

@@ -235,6 +235,29 @@ async def test_a_strategys_cancel_that_comes_before_its_order_keeps_it_from_kite
     assert isinstance(refused.envelope.data, CancelRefused)
 
 
+async def test_a_strategys_early_cancel_survives_kite_failing_the_order_book_lookup(
+        settings: ZerodhaSettings, session: KiteSession, fake: FakeKite) -> None:
+    # The cancel came first and is kept; the signal's look-up of the day's orders (the
+    # engine's first, or the first after an unsure placement) meets a Kite hiccup and the
+    # signal is retried. The retry must still find the cancel: it used to be dropped with
+    # the failed attempt, and the retry placed the order the strategy had cancelled.
+    from alpha_panda.domain.errors import RetryableError
+    from alpha_panda.testing.fake_kite import KiteError
+
+    engine, kite = await _engine(settings, session)
+    early = _cancel(order_id_for("signal-1"), reason="strategy")
+    assert await engine.ahandle(early.envelope, _record(early)) == []
+    placed = _limit(1, 95_00)
+    fake.fail_next.append(KiteError(503, "NetworkException", "Gateway timed out"))
+    with pytest.raises(RetryableError):
+        await engine.ahandle(placed.envelope, _record(placed))
+    [emit] = await engine.ahandle(placed.envelope, _record(placed))  # the runtime's retry
+    await kite.close()
+    assert isinstance(emit.envelope.data, OrderCancelled)
+    assert (emit.envelope.data.reason, emit.envelope.data.leaves_quantity) == ("strategy", 5)
+    assert fake.placements == 0 and fake.orders == {}
+
+
 async def test_an_entry_trimmed_that_fills_first_at_kite_keeps_its_replacement_from_kite(
         settings: ZerodhaSettings, session: KiteSession, fake: FakeKite) -> None:
     # The strategy (first broker zerodha) rests a limit buy of 10 and keeps 6 of it: the
