@@ -72,6 +72,8 @@ class KiteCharges:
         inst = self._instruments.get(token)
         exchange = {"NFO": "NSE", "BFO": "BSE"}.get(inst.exchange, inst.exchange) if inst else "NSE"
         options = bool(inst and inst.instrument_type in ("CE", "PE"))
+        if inst and inst.exchange in ("NFO", "BFO") and inst.instrument_type == "FUT":
+            return exchange, Segment.FUTURES  # MIS too: intraday futures pay futures' rates
         return exchange, Segment.for_product(product, options=options)
 
     def _cnc(self, exchange: str) -> CncNetting:

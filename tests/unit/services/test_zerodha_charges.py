@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import date, time
 
-from alpha_panda.adapters.zerodha.instruments import InstrumentMaster
+from alpha_panda.adapters.zerodha.instruments import InstrumentMaster, KiteInstrument
 from alpha_panda.domain.clock import ist_ns
 from alpha_panda.domain.events import Charges, OrderFilled
 from alpha_panda.domain.values import Product, Side, Validity
@@ -63,3 +63,18 @@ def test_a_sell_on_a_later_day_is_delivery_and_mis_is_never_netted() -> None:
     assert later.charges.total == delivery.total + COSTS.dp_charge(Segment.EQUITY_DELIVERY)
     mis = fill(kite, order("m", Side.SELL, Product.MIS), 1001_00, time(11, 0))
     assert mis.charges == COSTS.fill_charges(Segment.EQUITY_INTRADAY, Side.SELL, 0, 4004_00)
+
+
+def test_an_mis_futures_fill_pays_the_futures_rates_not_equity_intradays() -> None:
+    # Intraday (MIS) NIFTY futures are the common case: Zerodha charges them as futures
+    # (STT 0.05% of a sell, NSE 0.00183%, stamp 0.002%). Taken by product alone they were
+    # charged as equity intraday: ₹450 of STT on this ₹18 lakh sell where Zerodha takes ₹900.
+    fut = KiteInstrument(instrument_token=13_238_786, exchange="NFO",
+                         tradingsymbol="NIFTY26DECFUT", segment="NFO-FUT",
+                         instrument_type="FUT", lot_size=75)
+    kite = KiteCharges(COSTS, InstrumentMaster([fut]))
+    o = TrackedOrder("f", "kite-f", "s", fut.instrument_token, Side.SELL, 75, Product.MIS,
+                     Validity.DAY, "tag")
+    paid = kite(o, 75, 24_000_00, ist_ns(DAY, time(10, 0)), 75, 0, 75 * 24_000_00)
+    assert paid == COSTS.fill_charges(Segment.FUTURES, Side.SELL, 0, 75 * 24_000_00)
+    assert (paid.stt, paid.exchange_txn, paid.brokerage) == (900_00, 32_94, 20_00)
