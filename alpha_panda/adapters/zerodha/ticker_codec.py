@@ -14,8 +14,9 @@ Layout (Kite Connect v3 WebSocket, all integers big-endian):
 
 A 1-byte (or empty) binary message is a heartbeat. The low byte of the token is the
 exchange segment; prices are integers divided by 10^7 for currency (CDS), 10^4 for BSE
-currency (BCD) and 100 for everything else, i.e. paise. Sub-paisa prices are rounded
-half-even to paise and the exact last price is kept in ``MarketTick.price_e4``.
+currency (BCD) and NSE commodity (NCO), and 100 for everything else, i.e. paise.
+Sub-paisa prices are rounded half-even to paise and the exact last price is kept in
+``MarketTick.price_e4``.
 
 Exchange timestamps are Unix epoch seconds: an absolute instant, so the UTC nanosecond
 time is ``seconds * 10^9`` whatever the exchange's (IST) wall clock shows. (Reading them
@@ -33,7 +34,7 @@ from alpha_panda.domain.errors import DecodeError, ValidationError
 from alpha_panda.domain.events import Depth, DepthLevel, MarketTick
 
 SEG_NSE_CM, SEG_NSE_FO, SEG_NSE_CD, SEG_BSE_CM, SEG_BSE_FO, SEG_BSE_CD = 1, 2, 3, 4, 5, 6
-SEG_MCX_FO, SEG_MCX_SX, SEG_INDICES = 7, 8, 9
+SEG_MCX_FO, SEG_MCX_SX, SEG_INDICES, SEG_NCO = 7, 8, 9, 12
 
 LTP_LEN: Final = 8
 INDEX_QUOTE_LEN: Final = 28
@@ -57,7 +58,7 @@ def price_divisor(token: int) -> int:
     seg = segment_of(token)
     if seg == SEG_NSE_CD:
         return 10_000_000
-    if seg == SEG_BSE_CD:
+    if seg in (SEG_BSE_CD, SEG_NCO):  # (NSE commodity: as kiteconnect's parser divides it)
         return 10_000
     return 100
 

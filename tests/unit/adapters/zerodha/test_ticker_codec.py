@@ -82,6 +82,20 @@ def test_currency_prices_use_the_1e7_divisor_and_keep_the_exact_price() -> None:
     assert b.price_e4 == 842_575 and b.last_price == 8_426  # 8425.75 -> 8426
 
 
+def test_nse_commodity_prices_use_the_1e4_divisor_as_kiteconnect_does() -> None:
+    # NSE commodity (NCO, segment 12) is sent in 1/10,000 rupee, as the official client's
+    # parser divides it: read as paise, ₹5,123.45 came out as ₹5,12,345.00
+    nco = (54_321 << 8) | 12
+    [t] = parse_ticker_frame(_frame(struct.pack(">2i", nco, 51_234_500)), received_ns=NOW)
+    assert t.last_price == 512_345 and t.price_e4 == 51_234_500
+    quote = struct.pack(">11i", nco, 51_234_500, 10, 51_200_000, 7, 0, 0,
+                        51_000_000, 51_300_000, 50_900_000, 51_100_000)
+    [q] = parse_ticker_frame(_frame(quote), received_ns=NOW)
+    assert (q.last_price, q.average_price, q.open, q.high, q.low, q.close) == (
+        512_345, 512_000, 510_000, 513_000, 509_000, 511_000)
+    assert encode_ticker_frame([(q, QUOTE_LEN)]) == _frame(quote)
+
+
 def test_several_packets_in_one_frame_and_ltp_mode() -> None:
     frame = _frame(struct.pack(">2i", INFY, 100_05), struct.pack(">2i", NIFTY, 2_000_000))
     ticks = parse_ticker_frame(frame, received_ns=NOW)
