@@ -10,7 +10,8 @@ Layout (Kite Connect v3 WebSocket, all integers big-endian):
       44    quote        ltp last_qty avg_price volume buy_qty sell_qty open high low close
       184   full         ... + last_trade_time oi oi_high oi_low exchange_timestamp,
                          then 10 depth entries (5 bids, 5 offers) of
-                         int32 quantity, int32 price, int16 orders, 2 bytes padding
+                         uint32 quantity, int32 price, uint16 orders, 2 bytes padding
+    (the token, quantities and times are unsigned: ``_FIELDS``)
 
 A 1-byte (or empty) binary message is a heartbeat. The low byte of the token is the
 exchange segment; prices are integers divided by 10^7 for currency (CDS), 10^4 for BSE
@@ -44,7 +45,14 @@ FULL_LEN: Final = 184
 PACKET_LENGTHS: Final = (LTP_LEN, INDEX_QUOTE_LEN, INDEX_FULL_LEN, QUOTE_LEN, FULL_LEN)
 
 _NS: Final = 1_000_000_000
-_DEPTH_ENTRY = struct.Struct(">iih2x")
+# The token, quantities, times and a level's orders are unsigned on the wire, as the official
+# client reads them (">I", ">H"): read signed, a day's volume past 2^31 shares came out
+# negative. Prices (and an index's change) are signed.
+_FIELDS: Final = {LTP_LEN: struct.Struct(">Ii"), INDEX_QUOTE_LEN: struct.Struct(">I6i"),
+                  INDEX_FULL_LEN: struct.Struct(">I6iI"),
+                  QUOTE_LEN: struct.Struct(">IiIiIIIiiii"),
+                  FULL_LEN: struct.Struct(">IiIiIIIiiiiIIIII")}
+_DEPTH_ENTRY = struct.Struct(">IiH2x")
 _I32 = struct.Struct(">i")
 
 
@@ -121,8 +129,8 @@ def _parse_packet(p: bytes, index: int, now: int) -> MarketTick:
     if n not in PACKET_LENGTHS:
         raise DecodeError(f"ticker packet {index} has unknown length {n} (expected one of "
                           f"{', '.join(map(str, PACKET_LENGTHS))})")
-    f = struct.unpack_from(f">{min(n, 64) // 4}i", p, 0)
-    token = f[0] & 0xFFFFFFFF
+    f = _FIELDS[n].unpack_from(p, 0)
+    token = f[0]
     div = price_divisor(token)
     tradable = segment_of(token) != SEG_INDICES
     px = [_to_paise(v, div) for v in f]
@@ -194,7 +202,7 @@ def encode_packet(tick: MarketTick, length: int) -> bytes:
     else:
         raise ValidationError(f"no Kite packet has length {length}")
     try:
-        out = bytearray(struct.pack(f">{len(fields)}i", *[_wrap(v) for v in fields]))
+        out = bytearray(_FIELDS[length].pack(*fields))
     except struct.error as exc:
         raise ValidationError(f"tick does not fit a Kite packet: {exc}") from exc
     if length == FULL_LEN:
@@ -204,11 +212,6 @@ def encode_packet(tick: MarketTick, length: int) -> bytes:
             for lvl in padded:
                 out += _DEPTH_ENTRY.pack(lvl.quantity, raw(lvl.price), lvl.orders)
     return bytes(out)
-
-
-def _wrap(v: int) -> int:
-    # tokens are unsigned 32-bit on the wire; everything else must fit a signed int32
-    return v - (1 << 32) if v >= 1 << 31 and v < 1 << 32 else v
 
 
 def encode_ticker_frame(packets: Sequence[tuple[MarketTick, int]]) -> bytes:

@@ -63,6 +63,29 @@ def test_equity_full_packet_hand_built_from_the_documented_layout() -> None:
     assert tick.price_e4 is None
 
 
+def test_quantities_past_2_31_are_read_unsigned_as_kiteconnect_reads_them() -> None:
+    # Kite sends quantities as unsigned 32-bit integers (the official client unpacks ">I"):
+    # a day's volume of 2.32 billion shares (a Vodafone Idea day) read signed came out as
+    # -1,976,967,296, and every later tick of the day too
+    from kiteconnect import KiteTicker
+
+    ts = 1_764_000_000
+    head = struct.pack(">IiIiIIIiiii", INFY, 7_15, 10_000, 7_12, 2_318_000_000, 2_200_000_000,
+                       2_150_000_000, 7_00, 7_20, 6_95, 7_05)
+    tail = struct.pack(">5I", ts, 2_147_483_648, 0, 0, ts)
+    depth = struct.pack(">IiH2x", 41_000_000, 7_14, 33_000) * 10
+    frame = _frame(head + tail + depth)
+    [tick] = parse_ticker_frame(frame, received_ns=NOW)
+    [official] = KiteTicker("key", "token")._parse_binary(frame)
+    assert (tick.volume, tick.buy_quantity, tick.sell_quantity, tick.last_quantity, tick.oi) == (
+        official["volume_traded"], official["total_buy_quantity"],
+        official["total_sell_quantity"], official["last_traded_quantity"], official["oi"]) == (
+        2_318_000_000, 2_200_000_000, 2_150_000_000, 10_000, 2_147_483_648)
+    assert tick.depth is not None and tick.depth.buy[0] == DepthLevel(7_14, 41_000_000, 33_000)
+    assert official["depth"]["buy"][0]["orders"] == 33_000
+    assert parse_ticker_frame(encode_ticker_frame([(tick, FULL_LEN)]), received_ns=NOW) == [tick]
+
+
 def test_index_packets_are_not_tradable_and_carry_ohlc() -> None:
     quote = struct.pack(">7i", NIFTY, 2_450_010, 2_460_000, 2_440_000, 2_445_000, 2_430_000, 20_010)
     [q] = parse_ticker_frame(_frame(quote), received_ns=NOW)
