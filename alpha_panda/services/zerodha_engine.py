@@ -240,13 +240,16 @@ class ZerodhaEngine(ZerodhaCancels):
             return [self._reject(event, "INVALID_ORDER", str(exc))]
         order_id = order_id_for(sid)
         origin: Origin = "flatten" if data.flatten else "signal"
-        broker_id = await self._existing(tag)  # (if Kite fails it, a retry finds the early
-        # cancel still kept: taken before, it was lost and the retry placed the order)
-        early = self._early_cancels.pop(order_id, None) if self._early_cancels else None
+        # The early cancel stays kept until it is carried out: when Kite fails the look-up
+        # or the cancel, the retry must find it (dropped, the retry placed the order, or
+        # adopted it and left it working at Kite).
+        broker_id = await self._existing(tag)
+        early = self._early_cancels.get(order_id) if self._early_cancels else None
         if broker_id is not None:
             self.adopted += 1
             log_.info("zerodha.order_adopted", signal_id=sid, broker_order_id=broker_id)
         elif early is not None:  # cancelled before it was placed: nothing goes to Kite
+            self._early_cancels.pop(order_id, None)
             log_.info("zerodha.order_cancelled_before_placing", signal_id=sid,
                       requested_by=early[1].requested_by)
             cancelled = OrderCancelled(
@@ -282,6 +285,7 @@ class ZerodhaEngine(ZerodhaCancels):
         out = [order_emit(BROKER, submitted, cause=event, source=SOURCE, ts=event.ts)]
         if early is not None:  # it was at Kite already (adopted): cancel it there
             out += await self._cancel(*early)
+            self._early_cancels.pop(order_id, None)
         return out
 
     def _past_cutoff(self, sig: Signal) -> tuple[str, str] | None:

@@ -258,6 +258,34 @@ async def test_a_strategys_early_cancel_survives_kite_failing_the_order_book_loo
     assert fake.placements == 0 and fake.orders == {}
 
 
+async def test_a_strategys_early_cancel_of_an_order_found_at_kite_survives_a_kite_error(
+        settings: ZerodhaSettings, session: KiteSession, fake: FakeKite) -> None:
+    # The order reached Kite before a restart, no event of it was committed; the strategy's
+    # cancel came before the redelivered signal, which adopts the order and asks Kite to
+    # cancel it. Kite fails that (503): the retry must still cancel it, not only adopt it
+    # and leave it working at Kite.
+    from alpha_panda.domain.errors import RetryableError
+    from alpha_panda.testing.fake_kite import KiteError
+
+    before, kite = await _engine(settings, session)
+    placed = _limit(1, 95_00)
+    await before.ahandle(placed.envelope, _record(placed))  # then the crash
+    await kite.close()
+    engine, kite = await _engine(settings, session)  # restarted
+    other = _limit(2, 96_00)
+    await engine.ahandle(other.envelope, _record(other))  # (reads the day's orders)
+    early = _cancel(order_id_for("signal-1"), reason="strategy")
+    assert await engine.ahandle(early.envelope, _record(early)) == []
+    fake.fail_next.append(KiteError(503, "NetworkException", "Gateway timed out"))
+    with pytest.raises(RetryableError):
+        await engine.ahandle(placed.envelope, _record(placed))
+    [submitted] = await engine.ahandle(placed.envelope, _record(placed))  # the retry
+    await kite.close()
+    assert isinstance(submitted.envelope.data, OrderSubmitted)
+    first = submitted.envelope.data.broker_order_id
+    assert fake.placements == 2 and fake.orders[first]["status"] == "CANCELLED"
+
+
 async def test_an_entry_trimmed_that_fills_first_at_kite_keeps_its_replacement_from_kite(
         settings: ZerodhaSettings, session: KiteSession, fake: FakeKite) -> None:
     # The strategy (first broker zerodha) rests a limit buy of 10 and keeps 6 of it: the
