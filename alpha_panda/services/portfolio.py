@@ -142,7 +142,8 @@ class PortfolioHandler:
                 self._new_day(data.ts)
             position = self.ledger.position(data.strategy_id, data.instrument_token, data.product)
             before = position.quantity
-            if self.ledger.apply_fill(data):  # (not a redelivered one)
+            booked = self.ledger.apply_fill(data)
+            if booked:  # (not a redelivered one)
                 self.day.on_fill(data)
                 self.history.on_fill(data)
                 self.fills += 1
@@ -152,7 +153,7 @@ class PortfolioHandler:
             last = self._last.get(data.instrument_token)
             if last is not None:
                 self.ledger.mark(data.instrument_token, last)
-            self._order_filled(data, event.ts)
+            self._order_filled(data, event.ts, booked)
             return self._snapshots(event, strategies=[data.strategy_id])
         if isinstance(data, PnlSnapshot):
             if data.strategy_id is None and data.cash is not None:
@@ -357,7 +358,9 @@ class PortfolioHandler:
         view.parent_order_id, view.origin = o.parent_order_id, o.origin
         view.limit_price, view.trigger_price, view.ts = o.limit_price, o.trigger_price, ts
 
-    def _order_filled(self, f: OrderFilled, ts: int) -> None:
+    def _order_filled(self, f: OrderFilled, ts: int, booked: bool) -> None:
+        """``booked``: the ledger booked the fill (False: the same fill under another event
+        id, whose charges the order's view has already)."""
         if f.order_id in self._forgotten:
             return  # (its fill is in the ledger all the same)
         view = self._view(f.order_id, f.strategy_id, f.instrument_token, f.side.value,
@@ -368,7 +371,8 @@ class PortfolioHandler:
             if view.status in OPEN_STATUSES or f.leaves_quantity == 0:  # a closed order stays closed
                 # (its cancellation may be read before its fills: topics are read apart)
                 view.status = "FILLED" if f.leaves_quantity == 0 else "PARTIALLY_FILLED"
-        view.charges += f.charges.total
+        if booked:
+            view.charges += f.charges.total
         view.updated_ts = max(view.updated_ts, ts)
         view.origin = f.origin
 

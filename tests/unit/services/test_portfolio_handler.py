@@ -312,3 +312,12 @@ def test_a_decision_read_again_is_neither_counted_nor_listed_twice() -> None:
     h = run(env(decided, 1), env(decided, 2), env(other, 3))
     assert (h.validated, h.rejected) == (2, 0)
     assert [v.signal_id for v in h.signals] == ["s1", "s2"]
+
+
+def test_a_fill_booked_already_does_not_charge_its_order_again() -> None:
+    """The order list shows what the order paid: a broker's fill reported twice (another
+    event id, the same fill id) is charged once, as the ledger books it once."""
+    paid = msgspec.structs.replace(FILLED, charges=Charges(brokerage=20_00, stt=7_50, gst=3_60))
+    h = run(env(SUBMITTED, 1), env(paid, 2), env(paid, 3))
+    assert h.ledger.snapshot(None).charges == 31_10
+    assert h.orders["o1"].charges == 31_10
