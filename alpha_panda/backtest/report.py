@@ -13,6 +13,7 @@ import numpy as np
 
 from alpha_panda.backtest.metrics import FIGURES
 from alpha_panda.backtest.result import BacktestResult, rupees
+from alpha_panda.domain.values import to_paise
 from alpha_panda.marketdata.files import TickColumns
 from alpha_panda.marketdata.instruments import symbol_of
 
@@ -107,7 +108,9 @@ def render_html(result: BacktestResult, ticks: TickColumns, title: str = "Backte
     s = result.to_dict(timings=False)
     ts = [t for t, _, _ in result.equity]
     eq = [e for _, e, _ in result.equity]
-    peak, dd = None, []
+    # from the initial equity, as max_drawdown: a fall before the first sample is one too
+    initial = s.get("initial_equity")
+    peak, dd = (None if initial is None else to_paise(initial)), []
     for e in eq:
         peak = e if peak is None or e > peak else peak
         dd.append(e - peak)
