@@ -1,10 +1,23 @@
-"""Time bars built from ticks: OHLCV over fixed, epoch-aligned intervals."""
+"""Time bars built from ticks: OHLCV over fixed intervals on a grid from 09:15 IST.
+
+Bars line up as NSE's and Kite's candles do, from the 09:15 open: hour bars run 09:15-10:15,
+10:15-11:15, ... (the day's last from 15:15 to the close), 30-minute bars 09:15-09:45, ...,
+10-minute bars 09:15-09:25, ..., a day bar from one 09:15 to the next. On the epoch's grid,
+as bars were built before, the first hour bar held the open's quarter hour alone and the
+next ran 09:30-10:30. Every length that divides a day (1, 3, 5, 10, 15, 30 and 60 minutes,
+a day: Kite's) starts at 09:15 each day; another goes on along the grid across days.
+"""
 
 from __future__ import annotations
 
+from typing import Final
+
+from alpha_panda.domain.clock import IST_OFFSET_NS
 from alpha_panda.strategy.base import Bar
 
 NS_PER_SECOND = 1_000_000_000
+ANCHOR_NS: Final = (9 * 3600 + 15 * 60) * NS_PER_SECOND - IST_OFFSET_NS
+"""09:15 IST on 1970-01-01, as event time: where the bars' grid starts."""
 
 
 class BarBuilder:
@@ -27,7 +40,7 @@ class BarBuilder:
 
     def update(self, ts: int, price: int, quantity: int) -> Bar | None:
         """Add one tick; returns the bar this tick closed, if any."""
-        start = ts - ts % self._interval
+        start = ts - (ts - ANCHOR_NS) % self._interval
         closed = None
         if start != self._start:
             if self._n:
