@@ -89,6 +89,7 @@ from alpha_panda.stream.runtime import ProcessorSettings
 
 log_ = structlog.get_logger(__name__)
 UNTIL_KITE_ANSWERS = 2**62  # attempts of a retryable error (each at most backoff_max apart)
+REFRESH_EVERY_NS = 600 * 10**9  # Kite's instrument list downloaded again at most this often
 _RETRYABLE = tuple(c.__name__ for c in (RetryableError, TransientError, BrokerUnavailable,
                                         RateLimited))
 
@@ -99,9 +100,16 @@ class ZerodhaEngine(ZerodhaCancels):
     def __init__(self, kite: KiteRestClient, instruments: InstrumentMaster, book: OrderBook, *,
                  market_protection: int = -1, max_signal_age_s: float = 300.0,
                  clock: Callable[[], int] = time.time_ns,
-                 mis_squareoff: clock_time | None = MIS_SQUAREOFF) -> None:
+                 mis_squareoff: clock_time | None = MIS_SQUAREOFF,
+                 refresh: Callable[[], Awaitable[InstrumentMaster]] | None = None) -> None:
         self._kite = kite
         self._instruments = instruments
+        # Downloads Kite's list again, for an instrument it did not have: Kite lists the
+        # day's new contracts in its morning list, so an engine started before that list
+        # (or on yesterday's cached one) refused a new weekly option all day. At most once
+        # every ``REFRESH_EVERY_NS`` (an unknown token asked for again is refused at once).
+        self._refresh = refresh
+        self._refreshed_at: int | None = None
         self._book = book
         self._protection = market_protection
         self._max_age_ns = int(max_signal_age_s * 1e9)
@@ -230,6 +238,8 @@ class ZerodhaEngine(ZerodhaCancels):
         sig, sid = data.signal, data.signal_id
         tag = order_tag(sid)
         inst = self._instruments.get(sig.instrument_token)
+        if inst is None and await self._refreshed():
+            inst = self._instruments.get(sig.instrument_token)
         if inst is None:
             return [self._reject(event, "UNKNOWN_INSTRUMENT",
                                  f"instrument {sig.instrument_token} is not in Kite's list")]
@@ -311,6 +321,21 @@ class ZerodhaEngine(ZerodhaCancels):
             self._stale = False
         return self._tags.get(tag)
 
+    async def _refreshed(self) -> bool:
+        """Kite's instrument list downloaded again into the master, if it was not within
+        ``REFRESH_EVERY_NS``; False when not. A failed download raises (the signal is
+        retried, and downloads again)."""
+        now = self._clock()
+        if self._refresh is None or (self._refreshed_at is not None
+                                     and now - self._refreshed_at < REFRESH_EVERY_NS):
+            return False
+        before = len(self._instruments)
+        self._instruments.update(await self._refresh())
+        self._refreshed_at = now
+        log_.info("zerodha.instruments_refreshed", instruments=len(self._instruments),
+                  new=len(self._instruments) - before)
+        return True
+
     def _reject(self, event: Envelope[SignalValidated], code: str, message: str) -> Emit:
         sig = event.data.signal
         self.rejected += 1
@@ -350,6 +375,10 @@ def build_zerodha_engine(settings: Any, log: Log, processor_settings: ProcessorS
     sync = ZerodhaOrderSync(log, kite, book, poll_interval_s=zs.poll_interval_s,
                             charges=KiteCharges(costs or CostModel.load(), instruments),
                             clock=clock)
+
+    async def refresh() -> InstrumentMaster:
+        return await InstrumentMaster.load(zs.instruments_dir, kite.instruments, fresh=True)
+
     engine = ZerodhaEngine(kite, instruments, book, market_protection=zs.market_protection,
-                           clock=clock)
+                           clock=clock, refresh=refresh)
     return ZerodhaTradingProcessor(log, zs, kite, instruments, engine, sync, processor_settings)

@@ -83,10 +83,11 @@ class InstrumentMaster:
     @classmethod
     async def load(cls, cache_dir: Path,
                    download: Callable[[], Awaitable[list[dict[str, Any]]]],
-                   *, now_ns: int | None = None) -> InstrumentMaster:
-        """Today's cached list, or a fresh download (then cached) when there is none."""
+                   *, now_ns: int | None = None, fresh: bool = False) -> InstrumentMaster:
+        """Today's cached list, or a fresh download (then cached) when there is none or
+        ``fresh`` asks for one."""
         path = cache_dir / f"kite-instruments-{trading_day(now_ns).isoformat()}.json"
-        if path.exists():
+        if path.exists() and not fresh:
             rows = msgspec.json.decode(path.read_bytes(), type=list[KiteInstrument])
             return cls(rows)
         instruments = [from_kite_row(r) for r in await download()]

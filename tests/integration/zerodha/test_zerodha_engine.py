@@ -164,6 +164,45 @@ async def test_rejections_carry_kites_reason(settings: ZerodhaSettings, session:
     assert all(isinstance(e.data, OrderRejected) for e in await order_events(log, "rejected"))
 
 
+async def test_an_instrument_missing_from_the_cached_list_is_looked_up_in_a_fresh_one(
+        settings: ZerodhaSettings, session: KiteSession, fake: FakeKite, log: MemoryLog) -> None:
+    # The engine took today's list early (cached on disk), before Kite listed a new
+    # contract: a signal of it downloads the list again, once, and is placed.
+    kite = KiteRestClient(settings, session.access_token)
+    await InstrumentMaster.load(settings.instruments_dir, kite.instruments)
+    await kite.close()
+    fake.instruments.append((5_633, "NSE", "NEWCO", "NSE", 0.05, 1))
+    downloads = 0
+    csv = fake.instruments_csv
+
+    def counted(exchange: str | None) -> str:
+        nonlocal downloads
+        downloads += 1
+        return csv(exchange)
+
+    fake.instruments_csv = counted  # type: ignore[method-assign]
+    await append(log, signal_envelope(1, token=5_633))
+    trading = build_zerodha_engine(settings, log, FAST)
+    stop, task = await _run(trading)
+    await wait_for(lambda: _has(log, "submitted", 1))
+    await append(log, signal_envelope(2, token=999_999), signal_envelope(3, token=999_998))
+    await wait_for(lambda: _has(log, "rejected", 2))
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert downloads == 1  # the cache at start; one download for 5633; none for 999999 then
+    [placed] = [o for o in fake.orders.values() if o["tradingsymbol"] == "NEWCO"]
+    assert placed["tag"] == order_tag("signal-1")
+    rejected = [e.data for e in await order_events(log, "rejected")]
+    assert sorted((r.instrument_token, r.reason_code) for r in rejected) == [
+        (999_998, "UNKNOWN_INSTRUMENT"), (999_999, "UNKNOWN_INSTRUMENT")]
+    cached = await InstrumentMaster.load(settings.instruments_dir, _no_download)
+    assert cached.get(5_633) is not None  # the fresh list replaced the day's cache
+
+
+async def _no_download() -> list[dict[str, Any]]:
+    raise AssertionError("the day's list is cached")
+
+
 async def test_a_burst_of_50_signals_stays_under_kites_order_rate(
         settings: ZerodhaSettings, session: KiteSession, fake: FakeKite, log: MemoryLog) -> None:
     await append(log, *[signal_envelope(n, quantity=1 + n % 3) for n in range(50)])
