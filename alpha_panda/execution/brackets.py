@@ -45,10 +45,13 @@ class BracketExits:
         def _rest(self, orders: Sequence[Order], out: list[Payload]) -> None: ...
         def _cancel(self, order: Order, reason: str, ts: int, out: list[Payload]) -> None: ...
 
-    def _exits(self, order: Order, qty: int, n: int, ts: int, out: list[Payload]) -> None:
-        """A bracket entry's ``n``-th fill (``qty``) gets its own exits at once, a target and
-        a stop for that quantity (one cancelling the other): a partly filled entry is
-        protected while the rest of it still rests."""
+    def _exits(self, order: Order, qty: int, fill: int, n: int, ts: int,
+               out: list[Payload]) -> None:
+        """A bracket entry's ``n``-th fill (``qty`` at ``fill``) gets its own exits at once,
+        a target and a stop for that quantity (one cancelling the other): a partly filled
+        entry is protected while the rest of it still rests. The target goes on the book
+        behind the market (at the fill's price) unless the fill already passed it (a stop
+        entry that gapped): there it trades at its limit, not at the price of a gap."""
         legs: list[Order] = []
         for stage, kind, price in (
             ("take_profit", OrderType.LIMIT, order.take_profit),
@@ -65,6 +68,7 @@ class BracketExits:
                 limit_price=price if kind is OrderType.LIMIT else None,
                 trigger_price=price if kind is OrderType.SL_M else None,
                 parent_order_id=order.order_id, origin="bracket",
+                rested=kind is OrderType.LIMIT and order.side.sign * (price - fill) > 0,
             ))
         if len(legs) == 2:
             legs[0].sibling_order_id, legs[1].sibling_order_id = legs[1].order_id, legs[0].order_id

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from alpha_panda.execution.market import CircuitBands
 
 _BUY = Side.BUY
+_LIMIT = OrderType.LIMIT
 
 
 class TickMatching:
@@ -37,6 +38,7 @@ class TickMatching:
         seed: int
         _bands: CircuitBands | None
         _slip: Decimal
+        _latency_ns: int
         _history: dict[int, deque[MarketTick]]
         _unordered: set[int]
         _open: dict[int, list[Order]]
@@ -55,15 +57,16 @@ class TickMatching:
         on a late tick) before its sibling saw the tick that should have filled it first.
         """
         self._open.setdefault(orders[0].instrument_token, []).extend(orders)
-        # Only ticks at or after the earliest arrival can match (``_eligible``): taken from
-        # the end of the history (an instrument's ticks come in time order), usually none,
-        # for an order placed on time, instead of scanning all of it for each order.
+        # Only ticks at or after the earliest arrival can match (``_eligible``), and those
+        # after its placing tell a limit order on its way where the market is as it gets
+        # there: taken from the end of the history (an instrument's ticks come in time
+        # order), usually none, for an order placed on time, instead of scanning all of it.
         token = orders[0].instrument_token
         history = self._history.get(token, ())
         if token in self._unordered:  # a tick came after a later one: look at every tick
             missed = list(history)
         else:
-            first = min(o.arrival_ns for o in orders)
+            first = min(min(o.arrival_ns, o.created_ns + 1) for o in orders)
             missed = []
             for tick in reversed(history):
                 if tick.ts < first:
@@ -86,7 +89,16 @@ class TickMatching:
 
     def _match(self, order: Order, tick: MarketTick, out: list[Payload]) -> None:
         ts = tick.ts
-        if not self._eligible(order, ts) or ts < order.last_ts:
+        if not self._eligible(order, ts):
+            if order.order_type is _LIMIT and order.created_ns < ts and not order.last_ts \
+                    and order.arrival_ns - order.created_ns <= self._latency_ns:
+                # on its way to the book (latency, not queued for the open): the market as
+                # it gets there says whether it takes the market's price or rests at its
+                # limit; else a gap past a target resting at 1,020 sold it at 1,030
+                assert order.limit_price is not None
+                order.rested = order.side.sign * (order.limit_price - tick.last_price) < 0
+            return
+        if ts < order.last_ts:
             return
         if order.killed_ns is not None and ts > order.killed_ns and order.killed_by == "exit":
             return  # a leg an exit cut then (a rebuild's record): it waits for that exit
@@ -125,10 +137,12 @@ class TickMatching:
         elif market:
             fills = self._market_fills(order, price, tick, qty)
         else:
-            # a resting order is the passive side: it trades at its own limit
+            # a resting order is the passive side: it trades at its own limit; an IOC that
+            # reached the book behind the market was cancelled there, unfilled
             fresh = order.fills == 0 and not order.rested
             assert limit is not None
-            fills = [(qty, price if fresh else limit)]
+            if fresh or order.validity is not Validity.IOC:
+                fills = [(qty, price if fresh else limit)]
         for fill_qty, fill_price in fills:
             self._fill(order, fill_qty, fill_price, ts, out)
         order.rested = True

@@ -62,7 +62,8 @@ class OrderEvents:
         def _late_squareoff(self, order: Order, ts: int, day: date) -> None: ...
         def _book_held(self, key: tuple[str, int, Product], ts: int, signed: int
                        ) -> tuple[int, int]: ...
-        def _exits(self, order: Order, qty: int, n: int, ts: int, out: list[Payload]) -> None: ...
+        def _exits(self, order: Order, qty: int, fill: int, n: int, ts: int,
+                   out: list[Payload]) -> None: ...
         def _fit_legs(self, key: tuple[str, int, Product], ts: int, out: list[Payload]
                       ) -> None: ...
         def _fit_exits(self, key: tuple[str, int, Product], ts: int, out: list[Payload]
@@ -145,7 +146,7 @@ class OrderEvents:
         if order.parent_order_id is None and (
             order.take_profit is not None or order.stop_loss is not None
         ):
-            self._exits(order, qty, n, ts, out)
+            self._exits(order, qty, price, n, ts, out)
         elif order.origin == "signal" and (
                 abs(now) < abs(was) or (now and (now > 0) != (was > 0))):
             self._fit_legs(key3, ts, out)  # the strategy took it down: the legs follow

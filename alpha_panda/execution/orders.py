@@ -105,7 +105,7 @@ class Order:
     turnover: int = 0  # sum of price × quantity over fills, paise
     fills: int = 0
     triggered: bool = False
-    rested: bool = False  # has been on the book through a tick without filling
+    rested: bool = False  # on the book behind the market (it trades at its limit)
     volume_carry: Decimal = Decimal(0)  # fraction of a share of volume not yet taken
     last_ts: int = 0  # event time of the last tick this order has been matched against
     expires_ns: int | None = None  # DAY validity: the close of the session it arrived in

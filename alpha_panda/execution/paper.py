@@ -271,6 +271,11 @@ class PaperExchange(TickMatching, OrderEvents, BracketExits, ControlEvents, MisS
                 self._cancel(order, "ioc", now_ns, out)
                 return out
             order.rested = hint is not None  # it went on the book behind the market
+        elif kind is _LIMIT and not queued and order.price_hint is not None:
+            # it reaches the book after its latency: behind the market the strategy saw, it
+            # rests there (and trades at its limit) unless a tick on its way passes it
+            assert order.limit_price is not None
+            order.rested = order.side.sign * (order.limit_price - order.price_hint) < 0
         self._rest((order,), out)
         return out
 

@@ -307,6 +307,53 @@ def test_bracket_exits_one_cancels_the_other() -> None:
     assert x.open_orders() == []
 
 
+def test_a_target_resting_behind_the_market_fills_at_its_limit_on_a_gap() -> None:
+    # Long 10 at ₹1,000 with a target at ₹1,020: the next print gaps to ₹1,030. The target
+    # rested on the book at ₹1,020, so the buyers took it there; it sold at ₹1,030 (₹100
+    # more than NSE could give), as if it had only just reached the book.
+    x = ex()
+    x.submit("a", sig(take_profit=1020_00, stop_loss=990_00), T0)
+    assert fills(x.on_tick(tick(T0 + 1, 1030_00))) == [(10, 1020_00, T0 + 1)]
+    # a target the entry's own fill already passed (a stop entry that gapped) was marketable
+    # when it reached the book: it takes the market's price
+    y = ex()
+    y.submit("b", sig(order_type=OrderType.SL_M, trigger_price=1010_00, take_profit=1015_00,
+                      stop_loss=1000_00, product=Product.MIS), T0)
+    assert fills(y.on_tick(tick(T0 + 1, 1020_00))) == [(10, 1020_00, T0 + 1)]
+    assert fills(y.on_tick(tick(T0 + 2, 1018_00))) == [(10, 1018_00, T0 + 2)]
+
+
+def test_a_limit_order_behind_the_market_when_its_latency_ends_rests_at_its_limit() -> None:
+    # A buy limit at ₹995 with the market at ₹1,000 reaches the book 10 ms later, still
+    # behind it: a print at ₹990 must first take the ₹995 bid. It filled at ₹990.
+    x = ex(latency_ms=10)
+    x.submit("a", sig(order_type=OrderType.LIMIT, limit_price=995_00), T0)
+    assert x.on_tick(tick(T0 + 5 * MS, 1000_00)) == []
+    assert fills(x.on_tick(tick(T0 + 20 * MS, 990_00))) == [(10, 995_00, T0 + 20 * MS)]
+    # the same when the ticks were read before the order (a lagging engine)
+    y = ex(latency_ms=10)
+    y.on_tick(tick(T0 + 5 * MS, 1000_00))
+    y.on_tick(tick(T0 + 20 * MS, 990_00))
+    assert fills(y.submit("a", sig(order_type=OrderType.LIMIT, limit_price=995_00), T0)) == [
+        (10, 995_00, T0 + 20 * MS)]
+    # one the market passed during its latency was marketable on arrival: the tick's price
+    z = ex(latency_ms=10)
+    z.submit("b", sig(order_type=OrderType.LIMIT, limit_price=995_00), T0)
+    assert z.on_tick(tick(T0 + 5 * MS, 994_00)) == []
+    assert fills(z.on_tick(tick(T0 + 20 * MS, 990_00))) == [(10, 990_00, T0 + 20 * MS)]
+    # a bracket's target placed with latency rests alike
+    w = ex(latency_ms=10)
+    w.submit("c", sig(take_profit=1020_00, stop_loss=990_00), T0)
+    w.on_tick(tick(T0 + 10 * MS, 1000_00))  # the entry fills
+    assert w.on_tick(tick(T0 + 15 * MS, 1001_00)) == []
+    assert fills(w.on_tick(tick(T0 + 30 * MS, 1030_00))) == [(10, 1020_00, T0 + 30 * MS)]
+    # an IOC behind the market when it reaches the book is cancelled unfilled, as at once
+    v = ex(latency_ms=10)
+    v.submit("d", sig(order_type=OrderType.LIMIT, limit_price=995_00, validity=Validity.IOC), T0)
+    out = v.on_tick(tick(T0 + 20 * MS, 990_00))
+    assert fills(out) == [] and kinds(out) == ["OrderCancelled"]
+
+
 def test_mis_positions_are_squared_off_at_the_cutoff() -> None:
     x = ex()
     x.submit("a", sig(qty=10, product=Product.MIS), at(15, 0))
