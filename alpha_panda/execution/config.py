@@ -35,7 +35,8 @@ class ExecutionConfig:
       rejected) or ``queue`` (they reach the book at the next open).
     - ``mis_squareoff``: IST cut-off for MIS: open MIS orders are cancelled and positions
       squared off at the first tick at/after it; new MIS orders after it are rejected.
-    - ``expire_day_orders``: DAY orders still open at the close (15:30 IST) expire.
+    - ``expire_day_orders``: orders still open at the close (15:30 IST) expire (an IOC stop
+      not yet triggered too).
     - ``enforce_tick_size`` / ``price_bands``: reject prices off the instrument's tick grid
       (NSE's tick size on the day for its price band, ``tick_sizes``, default the packaged
       table) or limit/trigger prices outside its circuit band.

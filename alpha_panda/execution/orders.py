@@ -108,7 +108,7 @@ class Order:
     rested: bool = False  # on the book behind the market (it trades at its limit)
     volume_carry: Decimal = Decimal(0)  # fraction of a share of volume not yet taken
     last_ts: int = 0  # event time of the last tick this order has been matched against
-    expires_ns: int | None = None  # DAY validity: the close of the session it arrived in
+    expires_ns: int | None = None  # the close of the session it arrived in (DAY and IOC)
     cutoff_ns: int | None = None  # MIS: the square-off cut-off of its session
     killed_ns: int | None = None  # the first kill switch (or halt of its strategy) at/after
     killed_by: str = ""  # its arrival: no fill after it; the cancel's reason

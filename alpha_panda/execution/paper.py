@@ -83,7 +83,6 @@ _MARKET = OrderType.MARKET
 _LIMIT = OrderType.LIMIT
 _MIS = Product.MIS
 _CNC = Product.CNC
-_DAY = Validity.DAY
 _BUY = Side.BUY
 _FILLED = OrderStatus.FILLED
 
@@ -302,7 +301,7 @@ class PaperExchange(TickMatching, OrderEvents, BracketExits, ControlEvents, MisS
             arrival_ns=now_ns, price_hint=hint, origin="flatten" if flatten else "signal",
             reduce_only=signal.reduce_only,
         )
-        if order.validity is _DAY and self.config.expire_day_orders:  # _register, not MIS
+        if self.config.expire_day_orders:  # _register, not MIS
             sess = self._clock.session(now_ns)
             order.expires_ns = sess.close if now_ns < sess.close else self._session(sess.hi).close
         if self._user_cancels:  # it fills at once: a cancel asked before came too late
@@ -408,8 +407,9 @@ class PaperExchange(TickMatching, OrderEvents, BracketExits, ControlEvents, MisS
     def _register(self, order: Order) -> None:
         """Store a new order with the session times it is subject to."""
         sess = self._clock.session(order.arrival_ns)
-        if order.validity is _DAY and self.config.expire_day_orders:
-            # placed after the close (market hours not enforced): it lives until the next one
+        if self.config.expire_day_orders:
+            # placed after the close (market hours not enforced): it lives until the next one;
+            # an IOC too (a stop not triggered, an order on its way): it never outlives its day
             close = sess.close if order.arrival_ns < sess.close else self._session(sess.hi).close
             order.expires_ns = close
         if order.product is _MIS:

@@ -243,6 +243,27 @@ def test_ioc_cancels_what_the_first_tick_does_not_fill() -> None:
     assert kinds(unmarketable) == ["OrderSubmitted", "OrderCancelled"]
 
 
+def test_an_ioc_stop_not_triggered_by_the_close_ends_there() -> None:
+    # An IOC stop buy at ₹1,010 (market ₹1,000) the price never reached that day: it stayed
+    # open with no expiry, through expire() at the end of the data, and bought 10 at
+    # ₹1,015 on the next day's first tick. An IOC never outlives its day.
+    x = ex()
+    x.submit("a", sig(order_type=OrderType.SL_M, trigger_price=1010_00,
+                      validity=Validity.IOC), T0)
+    assert x.on_tick(tick(T0 + 1, 1005_00)) == []
+    close = at(15, 30)
+    next_day = ist_ns(date(2026, 11, 24), time(9, 15))
+    out = x.on_tick(tick(next_day, 1015_00))
+    assert fills(out) == []
+    assert [(e.reason, e.filled_quantity, e.leaves_quantity, e.ts) for e in out
+            if isinstance(e, OrderCancelled)] == [("expired", 0, 10, close)]
+    assert x.open_orders() == []
+    y = ex(latency_ms=10)  # one still on its way at the end of the data
+    y.submit("b", sig(order_type=OrderType.SL, trigger_price=1010_00, limit_price=1012_00,
+                      validity=Validity.IOC), T0)
+    assert [(type(e).__name__, e.ts) for e in y.expire(next_day)] == [("OrderCancelled", close)]
+
+
 def test_volume_limited_partial_fills_carry_cumulative_and_leaves() -> None:
     x = ex(latency_ms=1, volume_participation=Decimal("0.1"))
     x.submit("a", sig(qty=25), T0)
