@@ -302,8 +302,7 @@ class PaperExchange(TickMatching, OrderEvents, BracketExits, ControlEvents, MisS
             reduce_only=signal.reduce_only,
         )
         if self.config.expire_day_orders:  # _register, not MIS
-            sess = self._clock.session(now_ns)
-            order.expires_ns = sess.close if now_ns < sess.close else self._session(sess.hi).close
+            order.expires_ns = self._expiry(now_ns)
         if self._user_cancels:  # it fills at once: a cancel asked before came too late
             self._user_cancels.pop(order_id, None)
         self._orders[order_id] = order
@@ -408,15 +407,22 @@ class PaperExchange(TickMatching, OrderEvents, BracketExits, ControlEvents, MisS
         """Store a new order with the session times it is subject to."""
         sess = self._clock.session(order.arrival_ns)
         if self.config.expire_day_orders:
-            # placed after the close (market hours not enforced): it lives until the next one;
             # an IOC too (a stop not triggered, an order on its way): it never outlives its day
-            close = sess.close if order.arrival_ns < sess.close else self._session(sess.hi).close
-            order.expires_ns = close
+            order.expires_ns = self._expiry(order.arrival_ns)
         if order.product is _MIS:
             order.cutoff_ns = sess.cutoff
         if self._kills or self._halts or self._user_cancels or self._recorded_cancels:
             self._stopped_before(order)
         self._orders[order.order_id] = order
+
+    def _expiry(self, at_ns: int) -> int:
+        """The close an order reaching the book at ``at_ns`` expires at: its session's or,
+        placed after it or on a day NSE does not trade (market hours not enforced), the next
+        trading session's (Friday evening's order lives until Monday's close, not Saturday's)."""
+        sess = self._clock.session(at_ns)
+        if at_ns < sess.close and self._calendar.is_trading_day(sess.day):
+            return sess.close
+        return self._session(self._calendar.next_open_ns(at_ns)).close
 
     def _close(self, order: Order) -> None:
         orders = self._open.get(order.instrument_token)

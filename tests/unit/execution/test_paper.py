@@ -774,9 +774,31 @@ def test_a_day_order_placed_after_the_close_lives_until_the_next_close() -> None
     evening = at(18, 0)
     x.submit("a", sig(order_type=OrderType.LIMIT, limit_price=900_00), evening)
     assert x.on_tick(tick(evening + 1, 950_00)) == []  # not expired at the earlier close
-    next_close = ist_ns(date(2026, 11, 24), time(15, 30))
+    # the next session's: 24 November 2026 is a holiday (Guru Nanak Jayanti)
+    next_close = ist_ns(date(2026, 11, 25), time(15, 30))
     out = x.on_tick(tick(next_close + 1, 950_00))
     assert [(type(e).__name__, e.ts) for e in out] == [("OrderCancelled", next_close)]
+
+
+def test_a_day_order_placed_after_fridays_close_lives_until_mondays_close() -> None:
+    # A buy limit at ₹900 placed on Friday evening expired at Saturday's "close", a day
+    # NSE does not trade: Monday's first print at ₹890 cancelled it, dated Saturday, instead
+    # of filling it. It lives until the next session's close (a holiday's eve likewise).
+    x = ex()
+    friday, monday = date(2026, 11, 27), date(2026, 11, 30)
+    out = x.submit("a", sig(order_type=OrderType.LIMIT, limit_price=900_00),
+                   ist_ns(friday, time(18, 0)))
+    monday_close = ist_ns(monday, time(15, 30))
+    assert [e.expires_ns for e in out if isinstance(e, OrderSubmitted)] == [monday_close]
+    opening = ist_ns(monday, time(9, 15))
+    assert fills(x.on_tick(tick(opening, 890_00))) == [(10, 900_00, opening)]
+    # placed on the Saturday itself (market hours not enforced): Monday's close too
+    y = ex()
+    y.submit("b", sig(order_type=OrderType.LIMIT, limit_price=900_00),
+             ist_ns(date(2026, 11, 28), time(10, 0)))
+    assert y.expire(opening) == []  # (it was still open on Monday morning)
+    out = y.expire(monday_close)
+    assert [(type(e).__name__, e.ts) for e in out] == [("OrderCancelled", monday_close)]
 
 
 def test_bracket_prices_must_be_on_the_tick_grid() -> None:
