@@ -49,8 +49,10 @@ class MisSquareOff:
         _day_end: dict[int, int]
         _quiet_lo: int
         _quiet_hi: int
+        _no_slip: bool
 
         def _match(self, order: Order, tick: MarketTick, out: list[Payload]) -> None: ...
+        def _market_price(self, order: Order, price: int, now_ns: int) -> int: ...
         def _register(self, order: Order) -> None: ...
         def _segment(self, token: int, product: Product) -> Segment: ...
         def _submitted(self, order: Order, ts: int) -> OrderSubmitted: ...
@@ -148,4 +150,6 @@ class MisSquareOff:
         self._register(order)
         self._squaring[order.order_id] = day  # its fill takes that day's position down
         out.append(self._submitted(order, ts))
+        if not self._no_slip:  # a market order: it pays the slippage any other one does
+            price = self._market_price(order, price, ts)
         self._fill(order, order.quantity, price, ts, out)

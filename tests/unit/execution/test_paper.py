@@ -390,6 +390,21 @@ def test_mis_positions_are_squared_off_at_the_cutoff() -> None:
     assert isinstance(late[0], OrderRejected) and late[0].reason_code == "MIS_CUTOFF"
 
 
+def test_a_square_off_is_a_market_order_and_pays_the_configured_slippage() -> None:
+    # 50 bps of slippage: the strategy's own market sell of 10 at ₹1,003 fills at ₹997.90
+    # (₹997.985 down to the ₹0.10 tick), the 15:20 square-off of the same 10 at ₹1,003.00,
+    # the one market order that paid none (₹51 better than the strategy's own exit)
+    x = ex(slippage_bps=50)
+    x.submit("a", sig(qty=10, product=Product.MIS, price_hint=1000_00), at(15, 0))
+    out = x.on_tick(tick(at(15, 20, 1), 1003_00))
+    assert [(f.side, f.quantity, f.price, f.origin) for f in out if isinstance(f, OrderFilled)
+            ] == [(Side.SELL, 10, 997_90, "squareoff")]
+    y = ex(slippage_bps=50)
+    y.submit("b", sig(qty=10, product=Product.MIS, price_hint=1000_00), at(15, 0))
+    assert fills(y.submit("c", sig(Side.SELL, qty=10, product=Product.MIS,
+                                   price_hint=1003_00), at(15, 1))) == [(10, 997_90, at(15, 1))]
+
+
 def test_a_square_off_pays_zerodhas_call_and_trade_charge_per_order() -> None:
     # ₹50 + 18% GST on each order Zerodha squares off with (at most 30,000 shares each),
     # on top of the order's own charges; a position the strategy closes itself pays none
