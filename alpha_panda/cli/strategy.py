@@ -16,6 +16,7 @@ from alpha_panda.strategy.config import (
     load_strategy_dir,
     load_strategy_file,
     resolve_strategy,
+    unmodelled,
     unsimulated,
 )
 from alpha_panda.strategy.template import render
@@ -74,6 +75,9 @@ def check(
     for c, tokens in unsimulated(configs, BY_TOKEN.keys()):
         typer.secho(f"warning  {c.source}: instruments: {', '.join(map(str, tokens))} "
                     f"{NOT_SIMULATED}", fg="yellow", err=True)
+    for c in configs:
+        if (note := unmodelled(c)) is not None:
+            typer.secho(f"warning  {c.source}: {note}", fg="yellow", err=True)
     for e in errors:
         typer.secho(f"invalid  {e}", fg="red", err=True)
     if errors:

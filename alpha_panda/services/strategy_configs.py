@@ -20,6 +20,7 @@ from alpha_panda.strategy.config import (
     NOT_SIMULATED,
     config_from_mapping,
     load_strategy_dir,
+    unmodelled,
     unsimulated,
 )
 
@@ -45,6 +46,10 @@ def load_strategies(settings: Settings) -> tuple[list[Any], list[Any]]:
         for config, tokens in unsimulated(configs, simulated):
             log.warning("strategy.instruments_not_simulated", strategy=config.id,
                         source=config.source, instruments=tokens, detail=NOT_SIMULATED)
+    for config in configs:
+        if "paper" in config.brokers and (note := unmodelled(config)) is not None:
+            log.warning("strategy.execution_not_modelled", strategy=config.id,
+                        source=config.source, detail=note)
     if not configs:
         log.warning("strategy.none", directory=str(directory),
                     detail="no valid strategy: ticks flow, nothing trades")

@@ -334,6 +334,26 @@ NOT_SIMULATED = ("not among the simulator's instruments: no tick reaches this st
                  "--feed sim (fine for a Kite instrument token with --feed kite)")
 
 
+def unmodelled(config: StrategyConfig) -> str | None:
+    """What of ``config``'s ``execution:`` its market orders do not get, or None.
+
+    A market order that reaches the book at its signal's tick (``latency_ms: 0``) fills
+    there at once, at the price the strategy saw plus ``slippage_bps``: the signal carries
+    no order book and no traded volume, so the depth model and ``volume_participation``
+    apply to the orders that meet a later tick (resting, or after a latency), not to it.
+    """
+    ex = config.execution
+    if ex.latency_ms or (ex.slippage_model != "depth" and ex.volume_participation is None):
+        return None
+    what = " and ".join(x for x, on in (("slippage_model: depth", ex.slippage_model == "depth"),
+                                        ("volume_participation", ex.volume_participation))
+                        if on)
+    return (f"execution: with latency_ms: 0 a market order fills at its signal's tick at once, "
+            f"at the price the strategy saw plus slippage_bps: {what} apply to orders that meet "
+            f"a later tick (resting, or after a latency: latency_ms: 50 walks the book of the "
+            f"tick a market order reaches)")
+
+
 def unsimulated(
     configs: Iterable[StrategyConfig], simulated: Collection[int],
 ) -> list[tuple[StrategyConfig, list[int]]]:

@@ -102,3 +102,24 @@ def test_run_on_the_simulator_warns_of_tokens_it_never_ticks(tmp_path: Path) -> 
         load_strategies(narrowed)
     assert [(e["strategy"], e["instruments"]) for e in logs] == [
         ("live", [738561, 123]), ("sim", [738561])]
+
+
+def test_a_book_or_volume_model_a_market_order_at_latency_0_does_not_get_is_a_warning(
+        tmp_path: Path) -> None:
+    # A market order at latency 0 fills at its signal's tick, which the signal carries no
+    # book or volume of: the depth model and volume_participation pass it by.
+    f = tmp_path / "deep.yaml"
+    f.write_text("id: deep\nstrategy: sma_cross\ninstruments: [738561]\n"
+                 "execution: {slippage_model: depth, volume_participation: 0.1}\n")
+    code, out, err = check(f)
+    assert (code, out) == (0, f"ok       {f}: deep (sma_cross, 1 instruments)\n")
+    assert err.startswith(f"warning  {f}: execution: with latency_ms: 0 a market order fills ")
+    assert "slippage_model: depth and volume_participation apply to orders that meet" in err
+    with capture_logs() as logs:
+        load_strategies(Settings(strategies_dir=tmp_path))
+    assert [(e["event"], e["strategy"]) for e in logs] == [
+        ("strategy.execution_not_modelled", "deep")]
+    # after a latency the order meets the book of the tick it reaches: nothing to say
+    f.write_text("id: deep\nstrategy: sma_cross\ninstruments: [738561]\n"
+                 "execution: {slippage_model: depth, latency_ms: 50}\n")
+    assert check(f) == (0, f"ok       {f}: deep (sma_cross, 1 instruments)\n", "")
