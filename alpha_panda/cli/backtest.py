@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from alpha_panda.domain.errors import AlphaPandaError, StrategyConfigError
-from alpha_panda.strategy.config import StrategyConfig, load_strategy_file
+from alpha_panda.strategy.config import StrategyConfig, load_strategy_file, unmodelled
 
 if TYPE_CHECKING:
     from alpha_panda.backtest.grid import SkippedCombination
@@ -98,6 +98,8 @@ def backtest_command(
         ticks = load_ticks(data)
         load_s = time.perf_counter() - t0
         _warn_untraded(config, ticks.instrument_token, data)
+        if (note := unmodelled(config)) is not None:
+            typer.secho(f"warning: {config.source or config.id}: {note}", fg="yellow", err=True)
         show = not quiet and len(ticks) >= PROGRESS_MIN_TICKS
         options = _live_options(config)
         if grid:

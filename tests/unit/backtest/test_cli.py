@@ -337,6 +337,22 @@ def test_instruments_the_file_never_ticks_are_warned_about(files: tuple[Path, Pa
     assert "warning" not in err
 
 
+def test_a_depth_model_a_market_order_at_latency_0_does_not_get_is_warned_about(
+        files: tuple[Path, Path], tmp_path: Path) -> None:
+    _, data = files
+    spec = tmp_path / "deep.yaml"
+    spec.write_text("id: deep\nstrategy: sma_cross\ninstruments: [738561]\n"
+                    "params: {fast: 5, slow: 20, quantity: 3}\n"
+                    "execution: {slippage_model: depth}\n")
+    code, out, err = run("backtest", "--strategy", str(spec), "--data", str(data), "--json")
+    assert code == 0 and json.loads(out)["fills"] > 0
+    assert (f"warning: {spec}: execution: with latency_ms: 0 a market order fills at its "
+            "signal's tick at once") in " ".join(err.split())
+    _, _, err = run("backtest", "--strategy", str(spec), "--data", str(data), "--json",
+                    "--latency-ms", "50")
+    assert "warning" not in err
+
+
 def test_risk_limits_for_a_broker_that_does_not_exist_are_refused(
         files: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A misspelt broker's limits limited nothing, silently: with
