@@ -87,6 +87,7 @@ def backtest_command(
     from alpha_panda.backtest.engine import run_backtest
     from alpha_panda.backtest.grid import grid_configs, parse_grid, run_grid
     from alpha_panda.backtest.report import render_html
+    from alpha_panda.execution.market import MarketCalendar
     from alpha_panda.marketdata.files import load_ticks, tick_source
     from alpha_panda.observability.logging import configure_logging
 
@@ -100,6 +101,9 @@ def backtest_command(
         _warn_untraded(config, ticks.instrument_token, data)
         if (note := unmodelled(config)) is not None:
             typer.secho(f"warning: {config.source or config.id}: {note}", fg="yellow", err=True)
+        if len(ticks) and (note := MarketCalendar.load().unknown_years_note(
+                int(ticks.ts[0]), int(ticks.ts[-1]))) is not None:
+            typer.secho(f"warning: {data}: {note}", fg="yellow", err=True)
         show = not quiet and len(ticks) >= PROGRESS_MIN_TICKS
         options = _live_options(config)
         if grid:

@@ -76,6 +76,8 @@ def generate(
     found = sim.next_ticks(ticks)
     _write(out, columns(found))
     sessions = sorted({ist_date(t.ts) for t in found})
+    if found and (note := calendar.unknown_years_note(found[0].ts, found[-1].ts)) is not None:
+        typer.secho(f"warning: {note}", fg="yellow", err=True)
     typer.echo(f"wrote {ticks:,} ticks of {len({t.instrument_token for t in found})} "
                f"instruments over {len(sessions)} session(s), {sessions[0]} to "
                f"{sessions[-1]}, to {out}")

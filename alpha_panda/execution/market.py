@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from bisect import bisect_right
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, time, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
@@ -39,6 +40,8 @@ class MarketCalendar:
     open: time = time(9, 15)
     close: time = time(15, 30)
     holidays: frozenset[date] = field(default_factory=frozenset)
+    years: frozenset[int] = field(default_factory=frozenset)
+    """The years whose holidays are listed (none: not said, every year taken as known)."""
 
     @property
     def session_seconds(self) -> int:
@@ -52,13 +55,34 @@ class MarketCalendar:
         raw = _read(path or DATA_DIR / "nse_holidays.json")
         try:
             session = raw.get("session", {})
+            holidays = frozenset(date.fromisoformat(d) for d in raw["holidays"])
             return cls(
                 open=hhmm(session.get("open", "09:15")),
                 close=hhmm(session.get("close", "15:30")),
-                holidays=frozenset(date.fromisoformat(d) for d in raw["holidays"]),
+                holidays=holidays,
+                years=frozenset(int(y) for y in raw.get("years", {d.year for d in holidays})),
             )
         except (KeyError, ValueError) as exc:
             raise ConfigurationError(f"bad holiday file: {exc!r}") from exc
+
+    def unknown_years(self, years: Iterable[int]) -> list[int]:
+        """Those of ``years`` whose holidays the calendar does not list: a weekday of theirs
+        is taken for a trading day."""
+        return sorted({y for y in years if self.years and y not in self.years})
+
+    def unknown_years_note(self, first_ns: int, last_ns: int | None = None) -> str | None:
+        """What to tell of the years from ``first_ns`` to ``last_ns`` (event times) the
+        calendar does not cover, or None."""
+        years = range(ist_date(first_ns).year, ist_date(last_ns or first_ns).year + 1)
+        unknown = self.unknown_years(years)
+        if not unknown:
+            return None
+        known = f"{min(self.years)}-{max(self.years)}" if len(self.years) > 1 else \
+            str(min(self.years))
+        return (f"NSE's holidays of {', '.join(map(str, unknown))} are not in "
+                f"alpha_panda/data/nse_holidays.json (it lists {known}): each weekday of "
+                f"{'that year' if len(unknown) == 1 else 'those years'} counts as a trading day "
+                "(sessions, DAY orders' expiry, market_hours); add them from NSE's circular")
 
     def is_trading_day(self, day: date) -> bool:
         return day.weekday() < 5 and day not in self.holidays

@@ -262,6 +262,8 @@ class SimulatedFeed(_FeedBase):
         sessions = MarketCalendar.load()  # the paper exchange's sessions and holidays
         # Today at session_start; on a weekend or holiday, the next trading day's open.
         today_open = sessions.next_open_ns(session_start_ns(today or today_ist(), s.session_start))
+        if (note := sessions.unknown_years_note(today_open)) is not None:
+            log.warning("calendar.years_unknown", detail=note)
         seq, tail = await resume_point(self._log, self.SOURCE)
         state = None
         if tail:
@@ -336,6 +338,11 @@ class ReplayFeed(_FeedBase):
             self._ticks = load_ticks(self._path)
             self.load_s = time.perf_counter() - t0
             self._warn_untraded(self._ticks)
+            if len(self._ticks):
+                note = MarketCalendar.load().unknown_years_note(
+                    int(self._ticks.ts[0]), int(self._ticks.ts[-1]))
+                if note is not None:
+                    log.warning("calendar.years_unknown", file=str(self._path), detail=note)
         self.total = len(self._ticks)
         return self._ticks
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -22,6 +23,7 @@ from alpha_panda.adapters.zerodha.session import require_live_session
 from alpha_panda.adapters.zerodha.ticker import KiteTickerClient
 from alpha_panda.domain.errors import ConfigurationError
 from alpha_panda.domain.events import MarketTick
+from alpha_panda.execution.market import MarketCalendar
 from alpha_panda.observability.health import ComponentStatus, State
 from alpha_panda.services.feed import TickPublisher, resume_point
 from alpha_panda.stream.log import Log
@@ -84,6 +86,9 @@ class KiteFeed:
         ticker = asyncio.create_task(self.ticker.run(stop))
         self._state = State.RUNNING
         log_.info("kite_feed.started", instruments=len(self._tokens), mode=self._mode)
+        if (note := MarketCalendar.load().unknown_years_note(time.time_ns())) is not None:
+            log_.warning("calendar.years_unknown", detail=note)  # (the paper engine's, the
+            # risk manager's and the MIS cut-off's sessions)
         try:
             while not stop.is_set() and not ticker.done():
                 ticks = await self._next_batch(stop)

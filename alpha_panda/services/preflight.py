@@ -211,10 +211,23 @@ async def _live(s: Settings) -> str:
             f"{ns_to_ist(session.expires_ns):%Y-%m-%d %H:%M} IST (Kite accepts it)")
 
 
+async def _calendar(s: Settings) -> str:
+    """The NSE holiday calendar's years: one that does not list this year's holidays makes
+    each of them a trading day for the paper engine, the risk manager and the MIS cut-off
+    (a note, not a failure: nothing is refused for it)."""
+    from alpha_panda.execution.market import MarketCalendar
+
+    calendar = MarketCalendar.load()
+    note = calendar.unknown_years_note(time.time_ns())
+    if note is not None:
+        return note
+    return f"NSE holidays listed for {min(calendar.years)}-{max(calendar.years)}"
+
+
 CHECKS: list[tuple[str, Callable[[Settings], Awaitable[str]]]] = [
     ("strategies", _strategies), ("risk", _risk), ("log", _log), ("run lock", _lock),
     ("cache", _cache), ("api port", _port),
-    ("feed", _feed), ("zerodha", _live),
+    ("feed", _feed), ("calendar", _calendar), ("zerodha", _live),
 ]
 
 

@@ -11,7 +11,7 @@ import typer
 from typer.testing import CliRunner
 
 from alpha_panda.backtest.engine import run_backtest
-from alpha_panda.cli import backtest, strategy
+from alpha_panda.cli import backtest, strategy, ticks
 from alpha_panda.domain.events import MarketTick, Signal
 from alpha_panda.marketdata.files import generate_random_walk, load_ticks, write_ticks
 from alpha_panda.strategy.base import Context, Strategy
@@ -20,6 +20,7 @@ from alpha_panda.strategy.config import load_strategy_file
 app = typer.Typer()
 backtest.register(app)
 app.add_typer(strategy.app, name="strategy")
+app.add_typer(ticks.app, name="ticks")
 
 
 @pytest.fixture(scope="module")
@@ -351,6 +352,25 @@ def test_a_depth_model_a_market_order_at_latency_0_does_not_get_is_warned_about(
     _, _, err = run("backtest", "--strategy", str(spec), "--data", str(data), "--json",
                     "--latency-ms", "50")
     assert "warning" not in err
+
+
+def test_a_file_of_a_year_the_holiday_calendar_does_not_list_is_warned_about(
+        tmp_path: Path) -> None:
+    # generated from 29 December 2023 (the calendar lists 2024-2026): both commands say so
+    data = tmp_path / "old.csv"
+    code, out, err = run("ticks", "generate", str(data), "--ticks", "2000", "--days", "2",
+                         "--start", "2023-12-29")
+    assert code == 0 and "2023-12-29 to 2024-01-01" in out
+    assert "warning: NSE's holidays of 2023 are not in" in " ".join(err.split())
+    spec = tmp_path / "sma.yaml"
+    spec.write_text("id: sma\nstrategy: sma_cross\ninstruments: [738561]\n"
+                    "params: {fast: 5, slow: 20, quantity: 3}\n")
+    code, out, err = run("backtest", "--strategy", str(spec), "--data", str(data), "--json")
+    assert code == 0 and json.loads(out)["ticks"] == 2000
+    assert (f"warning: {data}: NSE's holidays of 2023 are not in "
+            "alpha_panda/data/nse_holidays.json") in " ".join(err.split())
+    code, _, err = run("ticks", "generate", str(data), "--ticks", "2000", "--start", "2024-01-19")
+    assert code == 0 and "warning" not in err
 
 
 def test_risk_limits_for_a_broker_that_does_not_exist_are_refused(

@@ -98,3 +98,28 @@ def test_a_bad_tick_size_file_is_a_configuration_error(tmp_path: Path, body: str
     path.write_text(body)
     with pytest.raises(ConfigurationError, match="tick size file"):
         TickSizes.load(path)
+
+
+def test_2024s_holidays_are_listed_with_the_two_declared_later() -> None:
+    assert not CAL.is_trading_day(date(2024, 1, 22))  # declared in January 2024
+    assert not CAL.is_trading_day(date(2024, 11, 20))  # Maharashtra's assembly election
+    assert not CAL.is_trading_day(date(2024, 11, 1))  # Diwali Laxmi Pujan
+    assert CAL.is_trading_day(date(2024, 1, 23))
+    assert len([d for d in CAL.holidays if d.year == 2024]) == 17
+    assert CAL.years == frozenset({2024, 2025, 2026})
+
+
+def test_years_the_calendar_does_not_list_are_named() -> None:
+    # A weekday of a year the file does not list counts as a trading day: 26 January 2027,
+    # Republic Day, would be traded. Said, not guessed.
+    assert CAL.is_trading_day(date(2027, 1, 26))
+    note = CAL.unknown_years_note(ist_ns(date(2026, 12, 31), time(9, 15)),
+                                  ist_ns(date(2027, 1, 4), time(9, 15)))
+    assert note is not None and note.startswith(
+        "NSE's holidays of 2027 are not in alpha_panda/data/nse_holidays.json (it lists "
+        "2024-2026): each weekday of that year counts as a trading day")
+    assert CAL.unknown_years([2023, 2024, 2027, 2027]) == [2023, 2027]
+    assert CAL.unknown_years_note(ist_ns(date(2024, 3, 1), time(10, 0)),
+                                  ist_ns(date(2026, 12, 31), time(15, 0))) is None
+    # a calendar that says nothing of its years is taken at its word
+    assert MarketCalendar().unknown_years([1999]) == []

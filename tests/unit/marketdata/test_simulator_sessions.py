@@ -4,16 +4,19 @@ the next trading day's 09:15, and a feed resumed on a later day trades that day'
 from __future__ import annotations
 
 from datetime import date, time
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+from structlog.testing import capture_logs
 
 from alpha_panda.adapters.memory_log import MemoryLog
 from alpha_panda.domain.clock import ist_ns
 from alpha_panda.domain.events import MarketTick
 from alpha_panda.execution.market import MarketCalendar
+from alpha_panda.marketdata.files import generate_random_walk, write_ticks
 from alpha_panda.marketdata.simulator import MarketSimulator
-from alpha_panda.services.feed import SimulatedFeed, TickPublisher
+from alpha_panda.services.feed import ReplayFeed, SimulatedFeed, TickPublisher
 from alpha_panda.settings import SimulatorSettings
 from alpha_panda.stream.topics import REGISTRY
 
@@ -83,3 +86,28 @@ def test_the_start_time_is_checked() -> None:
     with pytest.raises(ValidationError, match="HH:MM"):
         SimulatorSettings(session_start="9h15")
     assert SimulatorSettings(session_start="10:00").session_start == "10:00"
+
+
+async def test_a_session_in_a_year_the_calendar_does_not_list_is_warned_of() -> None:
+    with capture_logs() as logs:
+        await _started_at(date(2026, 12, 23))
+    assert [e for e in logs if e["event"] == "calendar.years_unknown"] == []
+    with capture_logs() as logs:
+        await _started_at(date(2027, 1, 4))
+    [warned] = [e for e in logs if e["event"] == "calendar.years_unknown"]
+    assert warned["log_level"] == "warning" and "holidays of 2027" in warned["detail"]
+
+
+async def test_a_replayed_file_of_a_year_the_calendar_does_not_list_is_warned_of(
+        tmp_path: Path) -> None:
+    old = tmp_path / "old.csv"
+    write_ticks(old, generate_random_walk(100, 3, start_ns=ist_ns(date(2023, 12, 29),
+                                                                    time(15, 29, 59))))
+    recent = tmp_path / "recent.csv"
+    write_ticks(recent, generate_random_walk(100, 3))  # 1 January 2024
+    log = MemoryLog()
+    with capture_logs() as logs:
+        ReplayFeed(log, recent).load()
+        ReplayFeed(log, old).load()
+    [warned] = [e for e in logs if e["event"] == "calendar.years_unknown"]
+    assert warned["file"] == str(old) and "holidays of 2023 are not in" in warned["detail"]

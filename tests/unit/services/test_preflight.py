@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+from datetime import time as dtime
 from pathlib import Path
 
 import pytest
@@ -70,3 +72,18 @@ async def test_the_strategies_are_loaded_once_for_all_the_checks(
                         lambda s: calls.append(s) or real(s))
     results = await run_checks(Settings().model_copy(update={"data_dir": tmp_path}))
     assert {r.name for r in results} >= {"strategies", "risk", "zerodha"} and len(calls) == 1
+
+
+async def test_the_calendar_check_says_which_years_it_lists_and_warns_of_this_one_past_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from alpha_panda.domain.clock import ist_ns
+
+    settings = Settings().model_copy(update={"data_dir": tmp_path})
+    monkeypatch.setattr(time, "time_ns", lambda: ist_ns(date(2026, 12, 7), dtime(11, 0)))
+    [cal] = [r for r in await run_checks(settings) if r.name == "calendar"]
+    assert cal.ok and cal.detail == "NSE holidays listed for 2024-2026"
+    monkeypatch.setattr(time, "time_ns", lambda: ist_ns(date(2027, 1, 4), dtime(11, 0)))
+    [cal] = [r for r in await run_checks(settings) if r.name == "calendar"]
+    assert cal.ok and cal.detail.startswith("NSE's holidays of 2027 are not in")
