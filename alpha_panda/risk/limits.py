@@ -47,7 +47,12 @@ ACCOUNT_ONLY: Final = frozenset({
 """Limits of the whole account: read at its level (global, broker) only, never a strategy's."""
 # a limit that blocks everything at 0: surely "no limit" meant, which is leaving it out
 _NOT_ZERO: Final = frozenset({"daily_loss", "account_daily_loss", "max_order_qty",
-                              "max_order_notional", "fat_finger_qty", "fat_finger_notional"})
+                              "max_order_notional", "fat_finger_qty", "fat_finger_notional",
+                              "max_open_orders", "orders_per_second", "orders_per_minute",
+                              "orders_per_day"})
+# ... and of those, the ones that would stop exits too: a position could never be closed
+_STOPS_EXITS: Final = frozenset({"max_open_orders", "orders_per_second", "orders_per_minute",
+                                 "orders_per_day"})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -115,7 +120,15 @@ class RiskLimits:
             if value is None:
                 values[key] = None
             elif key == "price_band_percent":
-                values[key] = Decimal(str(value))
+                try:
+                    band = Decimal(str(value))
+                except ArithmeticError:
+                    band = Decimal(0)
+                if isinstance(value, bool) or not band.is_finite() or band <= 0:
+                    raise ConfigurationError(
+                        f"{source}: price_band_percent must be a positive percentage of the "
+                        f"last price (5: within ±5%), got {value!r}")
+                values[key] = band
             elif key in _FLAGS:
                 if not isinstance(value, bool):
                     raise ConfigurationError(f"{source}: {key} must be true or false")
@@ -124,10 +137,11 @@ class RiskLimits:
                 if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                     raise ConfigurationError(f"{source}: {key} must be a non-negative integer")
                 if value == 0 and key in _NOT_ZERO:
+                    stopped = ("every order, exits too (a position could never be closed)"
+                               if key in _STOPS_EXITS else "every order that adds risk")
                     raise ConfigurationError(
-                        f"{source}: {key} is 0, which would stop every order that adds risk "
-                        "from the first one; leave it out for no limit (amounts in paise: "
-                        "2000000 is ₹20,000)")
+                        f"{source}: {key} is 0, which would stop {stopped} from the first "
+                        "one; leave it out for no limit (amounts in paise: 2000000 is ₹20,000)")
                 values[key] = value
         return cls(**values)
 

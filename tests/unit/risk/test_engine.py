@@ -253,6 +253,26 @@ def test_a_limit_of_zero_is_refused_with_how_to_say_no_limit(name: str) -> None:
         RiskLimits.from_mapping({name: 0}, "s.yaml: risk")
 
 
+@pytest.mark.parametrize("name", ["max_open_orders", "orders_per_second", "orders_per_minute",
+                                  "orders_per_day"])
+def test_a_zero_that_would_stop_exits_too_is_refused(name: str) -> None:
+    # max_open_orders: 0 rejected every order, a position's exit among them: it could never
+    # be closed (max_position: 0 stays allowed: only exits pass it)
+    with pytest.raises(ConfigurationError, match=f"{name} is 0, which would stop every order, "
+                                                 r"exits too \(a position could never be closed"):
+        RiskLimits.from_mapping({name: 0}, "s.yaml: risk")
+    assert RiskLimits.from_mapping({"max_position": 0, "max_gross_exposure": 0}).max_position == 0
+
+
+@pytest.mark.parametrize("value", [0, -5, "wide", True, float("nan")])
+def test_a_price_band_that_is_not_a_positive_percentage_is_refused(value: object) -> None:
+    # at 0 or below every limit price was outside the band: each limit order rejected
+    with pytest.raises(ConfigurationError, match="price_band_percent must be a positive "
+                                                 "percentage of the last price"):
+        RiskLimits.from_mapping({"price_band_percent": value}, "s.yaml: risk")
+    assert RiskLimits.from_mapping({"price_band_percent": 2.5}).price_band_percent == Decimal("2.5")
+
+
 def test_a_gap_at_the_open_counts_in_the_days_loss() -> None:
     # 100 held overnight, closed at ₹100; the next day opens at ₹94: ₹600 down on the day
     # before anything trades (the day's start is yesterday's close, not today's open)
