@@ -96,7 +96,9 @@ class _Exits:
             return qty
         # ``held`` counts them all, and those the strategy asked to cancel until that lands
         resting = sum(o.leaves_quantity for o in entries)
-        excess = qty - (abs(held) - resting)  # what the exit would sell beyond the rest
+        # what the exit would sell beyond the rest; all of it where the rest is held the
+        # other way (short 3 with a resting buy of 6: the short cannot be sold)
+        excess = min(qty, qty - (abs(held) - resting))
         for order in reversed(entries):
             leaves = order.leaves_quantity
             if excess <= 0:

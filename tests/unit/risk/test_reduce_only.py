@@ -494,3 +494,79 @@ def test_an_entry_whose_cancel_for_an_exit_is_refused_counts_in_the_position_aga
         order_id=oid, strategy_id="s1", instrument_token=TOKEN, side=Side.BUY,
         filled_quantity=0, leaves_quantity=10, reason="strategy", ts=T0 + 3))
     assert runner.position("s1", TOKEN) == 0
+
+
+class ShortThenReverseThenExit(Strategy):
+    """A market sell of ``short`` at its first tick; at its second, a limit buy of ``buy`` a
+    rupee under the market (a reversal: long ``buy - short`` once it fills); at its third, a
+    sell of ``exit`` of what it means to hold (``ctx.position()``: the resting buy counts)."""
+
+    class Params(StrategyParams):
+        short: int = 3
+        buy: int = 6
+        exit: int = 3
+
+    params: Params
+
+    def setup(self) -> None:
+        self.n = 0
+
+    def on_tick(self, tick: MarketTick, ctx: Context) -> list[Signal] | None:
+        self.n += 1
+        if self.n == 1:
+            return [ctx.sell(self.params.short)]
+        if self.n == 2:
+            return [ctx.buy(self.params.buy, order_type=OrderType.LIMIT,
+                            limit_price=tick.last_price - 100)]
+        if self.n == 3:
+            return [ctx.sell(self.params.exit)]
+        return None
+
+
+def test_an_exit_of_a_reversal_resting_past_a_short_trims_the_reversal() -> None:
+    # Short 3 filled, a limit buy of 6 resting (meant: long 3), then the exit of the 3: all
+    # of it is the resting buy's, as the short cannot be sold. The runner took only the
+    # resting part beyond what is held the other way for the filled part and sent a sell
+    # of 3, refused REDUCE_ONLY (short 3 held); the buy of 6 then filled: long 3, where the
+    # strategy meant flat, sold by the square-off. The buy is placed again for 3 instead.
+    from alpha_panda.backtest.engine import run_backtest
+
+    ticks = day_of([100_00, 100_00, 100_50, 99_50, 99_00, 99_50])
+    config = config_from_mapping({"id": "s1", "strategy": f"{__name__}:ShortThenReverseThenExit",
+                                  "instruments": [TOKEN], "product": "MIS", "exit_at": None,
+                                  "execution": {"costs": False}})
+    result = run_backtest(config, ticks)
+    assert result.summary["rejections"] == {}
+    assert [(f.side, f.quantity, f.price, f.origin) for f in result.fills] == [
+        (Side.SELL, 3, 100_00, "signal"), (Side.BUY, 3, 99_00, "signal")]
+    assert result.summary["realized_pnl"] == "3.00" and result.summary["open_positions"] == 0
+
+
+def test_an_exit_smaller_than_a_reversal_never_sells_into_the_short() -> None:
+    # Short 2 filled, a limit buy of 10 resting (meant: long 8); the strategy sells 1 of
+    # the 8. The sell went out for -2 (refused INVALID, the intent then moved by 2 more
+    # than asked: 5, where it meant 7). Nothing is sold: the buy is placed again for 9.
+    from alpha_panda.domain.events import OrderFilled, OrderSubmitted, derive_id
+
+    config = config_from_mapping({"id": "s1", "strategy": f"{__name__}:ShortThenReverseThenExit",
+                                  "instruments": [TOKEN], "product": "MIS", "exit_at": None,
+                                  "params": {"short": 2, "buy": 10, "exit": 1}})
+    runner = StrategyRunner([config])
+    assert runner.process(MarketTick(instrument_token=TOKEN, last_price=100_00, ts=T0))
+    runner.on_fill(OrderFilled(
+        order_id="o-s", fill_id="f-s", strategy_id="s1", instrument_token=TOKEN,
+        side=Side.SELL, quantity=2, price=100_00, cumulative_quantity=2, leaves_quantity=0,
+        average_price=100_00, product=Product.MIS, ts=T0))
+    (entry,) = runner.process(MarketTick(instrument_token=TOKEN, last_price=100_00,
+                                         ts=T0 + 1)) or []
+    oid = derive_id("e", "order")
+    runner.on_order_submitted(OrderSubmitted(
+        order_id=oid, signal_id="e", strategy_id="s1", instrument_token=TOKEN, side=Side.BUY,
+        quantity=10, order_type=OrderType.LIMIT, limit_price=entry.limit_price,
+        product=Product.MIS, ts=T0 + 1))
+    assert runner.position("s1", TOKEN) == 8
+    sigs = runner.process(MarketTick(instrument_token=TOKEN, last_price=100_00, ts=T0 + 2))
+    assert [(s.side, s.quantity, s.order_type, s.limit_price, s.replaces) for s in sigs or []] == [
+        (Side.BUY, 9, OrderType.LIMIT, 99_00, oid)]
+    assert [o.order_id for _, o in runner.take_cancels()] == [oid]
+    assert runner.position("s1", TOKEN) == 7
