@@ -85,8 +85,9 @@ class _Exits:
         sells less by the difference). A part no whole order fits is taken from the newest
         entry larger than it: that one is cancelled and placed again for the rest (a new
         signal in ``resized``, at its prices, its bracket's too), as a trader lowers an
-        order's quantity: keeping 6 of a resting buy of 10 cancels it and buys 6. An entry
-        the strategy asked to cancel already counts as whole, its cancel not asked again."""
+        order's quantity: keeping 6 of a resting buy of 10 cancels it and buys 6 (from the
+        exit time, which keeps the strategy flat, it is only cancelled). An entry the
+        strategy asked to cancel already counts as whole, its cancel not asked again."""
         sign = 1 if held > 0 else -1
         entries = [o for o in book.orders.values()
                    if o.instrument_token == token and o.origin == "signal"
@@ -117,8 +118,15 @@ class _Exits:
             if part is not None:
                 leaves = part.leaves_quantity
                 self._ask_cancel(sid, book, part)
-                self._exit_cancels[part.order_id] = (sid, token, sign * leaves)
                 qty -= excess
+                now = book.clock.now_ns
+                if book.exit_at is not None and now >= ist_ns(ist_date(now), book.exit_at):
+                    # Flat from the exit time: an entry placed again then would open what
+                    # the exit closes. The exit takes ``excess`` of this one, its cancel the
+                    # rest when it lands (``_exiting`` cancels it whole anyway).
+                    self._exit_cancels[part.order_id] = (sid, token, sign * excess)
+                    return qty
+                self._exit_cancels[part.order_id] = (sid, token, sign * leaves)
                 # (the intent moved by the exit already: it holds this one's rest)
                 again = Signal(
                     strategy_id=sid, instrument_token=token, side=part.side,

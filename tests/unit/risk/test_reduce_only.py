@@ -570,3 +570,56 @@ def test_an_exit_smaller_than_a_reversal_never_sells_into_the_short() -> None:
         (Side.BUY, 9, OrderType.LIMIT, 99_00, oid)]
     assert [o.order_id for _, o in runner.take_cancels()] == [oid]
     assert runner.position("s1", TOKEN) == 7
+
+
+def test_a_trim_at_the_exit_time_cancels_the_entry_and_places_nothing_again() -> None:
+    # From exit_at the strategy is kept flat. Keeping 6 of a resting limit buy of 10 at its
+    # exit time cancelled the 10 and placed a buy of 6 again, after the exit time: not one of
+    # the orders the exit cancels, it filled on the dip, and the exit then sold the 6 at once
+    # (a delivery round trip after the exit time). The entry is only cancelled there.
+    from alpha_panda.backtest.engine import run_backtest
+
+    day = date(2026, 12, 3)
+    times = [ist_ns(day, time(13, 59, 59)), ist_ns(day, time(14)), ist_ns(day, time(14, 0, 1)),
+             ist_ns(day, time(14, 0, 2))]
+    prices = [100_00, 100_50, 99_00, 99_50]
+    ticks = TickColumns(ts=np.array(times, dtype=np.int64),
+                        instrument_token=np.full(4, TOKEN, dtype=np.int64),
+                        last_price=np.array(prices, dtype=np.int64),
+                        volume=np.ones(4, dtype=np.int64))
+    config = config_from_mapping({"id": "s1", "strategy": f"{__name__}:LimitEntryThenExit",
+                                  "instruments": [TOKEN], "product": "CNC", "exit_at": "14:00",
+                                  "params": {"keep": 6}, "execution": {"costs": False}})
+    result = run_backtest(config, ticks)
+    assert [(f.side, f.quantity, f.price) for f in result.fills] == []
+    assert (result.summary["signals"], result.summary["orders_cancelled"]) == (1, 1)
+    assert result.summary["rejections"] == {} and result.summary["open_positions"] == 0
+    # what the strategy is shown: flat once the cancel lands; all 10 if the entry fills first
+    from alpha_panda.domain.events import OrderCancelled, OrderFilled, OrderSubmitted, derive_id
+
+    for fills_first in (False, True):
+        config = config_from_mapping({"id": "s1", "strategy": f"{__name__}:LimitEntryThenExit",
+                                      "instruments": [TOKEN], "product": "MIS",
+                                      "exit_at": "10:00:01", "params": {"keep": 6}})
+        runner = StrategyRunner([config])
+        (entry,) = runner.process(MarketTick(instrument_token=TOKEN, last_price=100_00,
+                                             ts=T0)) or []
+        oid = derive_id("e", "order")
+        runner.on_order_submitted(OrderSubmitted(
+            order_id=oid, signal_id="e", strategy_id="s1", instrument_token=TOKEN,
+            side=Side.BUY, quantity=10, order_type=OrderType.LIMIT,
+            limit_price=entry.limit_price, product=Product.MIS, ts=T0))
+        assert runner.process(MarketTick(instrument_token=TOKEN, last_price=101_00,
+                                         ts=T0 + 10**9)) == []
+        assert [o.order_id for _, o in runner.take_cancels()] == [oid]
+        assert runner.position("s1", TOKEN) == 6
+        if fills_first:
+            runner.on_fill(OrderFilled(
+                order_id=oid, fill_id=f"{oid}-f", strategy_id="s1", instrument_token=TOKEN,
+                side=Side.BUY, quantity=10, price=99_00, cumulative_quantity=10,
+                leaves_quantity=0, average_price=99_00, product=Product.MIS, ts=T0 + 10**9))
+        else:
+            runner.on_order_cancelled_event(OrderCancelled(
+                order_id=oid, strategy_id="s1", instrument_token=TOKEN, side=Side.BUY,
+                filled_quantity=0, leaves_quantity=10, reason="strategy", ts=T0 + 10**9))
+        assert runner.position("s1", TOKEN) == (10 if fills_first else 0)
