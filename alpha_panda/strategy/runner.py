@@ -187,13 +187,14 @@ class StrategyRunner(_Feedback, _Halts):
         params = cls.Params.model_validate(config.params)
         slots = []
         for token in config.instruments:
+            reference = self._references.setdefault(token, _Reference())
             try:
                 instance = cls(params, token)
+                # (its bars and warm-up are read here: a bar_seconds of 0 raises too)
+                slots.append(_Slot(sid, token, instance, Context(book, token, reference)))
             except Exception as exc:  # noqa: BLE001 - a user's setup() failing isolates only it
                 self._fail(sid, exc)
                 return
-            reference = self._references.setdefault(token, _Reference())
-            slots.append(_Slot(sid, token, instance, Context(book, token, reference)))
         self._slots[sid] = slots
 
     def _rebuild_route(self) -> None:

@@ -16,7 +16,15 @@ from alpha_panda.domain.events import (
     Signal,
 )
 from alpha_panda.domain.values import OrderType, Product, Side
-from alpha_panda.strategy.base import Bar, CancelOrder, Context, Strategy, _Book, _Clock
+from alpha_panda.strategy.base import (
+    Bar,
+    CancelOrder,
+    Context,
+    Strategy,
+    StrategyParams,
+    _Book,
+    _Clock,
+)
 from alpha_panda.strategy.config import StrategyConfig, config_from_mapping
 from alpha_panda.strategy.runner import DEFAULT_STRATEGY_CASH, StrategyRunner, signal_ids
 
@@ -107,6 +115,27 @@ def test_a_strategy_that_raises_is_taken_out_and_the_others_go_on() -> None:
     assert "RuntimeError" in (boom.traceback or "")
     assert ok.state == "ACTIVE" and ok.signals == 4
     assert runner.failures == 1
+
+
+class ZeroBars(Strategy):
+    """Bars of its ``bar_seconds`` parameter, which its ``Params`` lets be 0."""
+
+    class Params(StrategyParams):
+        bar_seconds: int = 60
+
+    def on_bar(self, bar: Bar, ctx: Context) -> list[Signal] | None:
+        return None
+
+
+def test_a_strategy_whose_bars_cannot_be_built_fails_alone() -> None:
+    # bar_seconds: 0 passed its Params (and ``strategy check``); the runner raised building
+    # its bars, and no strategy ran: the backtest, and every strategy of a run, stopped.
+    runner = StrategyRunner([cfg("bars", ZeroBars, [1], bar_seconds=0), cfg("e", EveryTick, [1])])
+    bars, ok = runner.statuses()
+    assert (bars.state, bars.error) == ("FAILED", "ValueError: bar interval must be positive")
+    assert runner.take_halted() == [("bars", "ValueError: bar interval must be positive")]
+    assert [len(runner.on_tick(tick(1, 100))) for _ in range(3)] == [0, 0, 1]
+    assert ok.state == "ACTIVE"
 
 
 def test_a_signal_for_another_instrument_fails_the_strategy() -> None:
