@@ -20,10 +20,10 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from alpha_panda.domain.errors import AlphaPandaError, InvariantViolation, RetryableError
 from alpha_panda.stream import metrics
 from alpha_panda.stream.dedup import RecentIds
-from alpha_panda.stream.dlq import dead_letter_output
+from alpha_panda.stream.dlq import dead_letter_output, dead_lettered_by
 from alpha_panda.stream.emit import BatchFailure, record_id, to_output
 from alpha_panda.stream.log import Consumer, Log, Output, Record, TopicPartition
-from alpha_panda.stream.records import COPIES, copies_for_others, not_for, record_ids
+from alpha_panda.stream.records import COPIES, REPLAY_FOR, copies_for_others, not_for, record_ids
 from alpha_panda.stream.retry import Disposition, attempts_for, backoff_delay, classify
 
 if TYPE_CHECKING:
@@ -451,13 +451,16 @@ class BatchRunner:
                 committed[TopicPartition(t, part)] = off
         seen = RecentIds(1_000_000)
         name = p.name
+        # What the service dead-lettered live is set aside (fixed, it would pass now, and
+        # `dlq replay`'s copy live too): tried where a copy for the service comes, if any.
+        lettered, aside = await dead_lettered_by(log, name, {tp.topic for tp in tps}), {}
         replayed = 0
         started = time.perf_counter()
         rank = getattr(p.handler, "rebuild_rank", None)
         order = sorted(tps) if rank is None else sorted(tps, key=lambda tp: (rank(tp.topic), tp))
         for tp in order:
             end = committed.get(tp, 0)
-            offset = 0
+            gone, offset = lettered.get(tp), 0
             while offset < end:
                 batch = await log.read(tp, offset, min(_REBUILD_READ, end - offset))
                 if not batch:
@@ -468,20 +471,30 @@ class BatchRunner:
                     if not_for(r.headers, name):
                         continue  # a copy `dlq replay` put back for other services
                     eid = record_id(r)
+                    if gone is not None and r.offset in gone:
+                        if eid is not None:
+                            aside[eid] = r  # dead-lettered live
+                        continue
+                    if aside and eid in aside and r.headers[-1][0] == REPLAY_FOR:
+                        replayed += _rebuild_one(handle, decode, aside.pop(eid), eid, seen)
                     # The live run skipped duplicates; the replay must too.
                     if eid is not None and eid in seen:
                         continue
-                    try:
-                        handle(decode(r.value), r)
-                    except Exception as exc:  # classified below
-                        if classify(exc) is Disposition.FATAL:
-                            raise
-                        # It failed live as well and was dead-lettered: no state change,
-                        # and its id is not taken: a replayed copy that passed live counts.
-                    else:
-                        if eid is not None:
-                            seen.add(eid)
-                    replayed += 1
+                    replayed += _rebuild_one(handle, decode, r, eid, seen)
                 offset = batch[-1].offset + 1
         log_.info("processor.rebuilt", service=p.name, partitions=len(tps), records=replayed,
                   seconds=round(time.perf_counter() - started, 3))
+
+
+def _rebuild_one(handle: Any, decode: Any, r: Record, eid: str | None, seen: RecentIds) -> int:
+    """``r`` (id ``eid``) through ``handle`` in a rebuild: 1. A failure (dead-lettered live
+    too) changed no state and takes no id: a replayed copy that passed live counts."""
+    try:
+        handle(decode(r.value), r)
+    except Exception as exc:  # classified below
+        if classify(exc) is Disposition.FATAL:
+            raise
+    else:
+        if eid is not None:
+            seen.add(eid)
+    return 1

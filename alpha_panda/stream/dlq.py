@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import structlog
@@ -211,6 +211,34 @@ class DeadLetterCounts:
             offset = batch[-1].offset + 1
         self._read[tp] = (max(offset, end), n)
         return n
+
+
+async def dead_lettered_by(log: Log, service: str, topics: Iterable[str]
+                           ) -> dict[TopicPartition, set[int]]:
+    """The offsets of the records of ``topics`` that ``service`` dead-lettered, as its
+    letters on their DLQ topics say: what a rebuild of its state passes over, as the
+    service did live (read once, as it starts; DLQ topics are small)."""
+    on_log = await log.list_topics()
+    places: dict[TopicPartition, set[int]] = {}
+    for topic in sorted(set(topics)):
+        name = dlq_topic(topic)
+        if name not in on_log:
+            continue
+        for p, end in (await log.end_offsets(name)).items():
+            offset = 0
+            while offset < end:
+                batch = await log.read(TopicPartition(name, p), offset, min(500, end - offset))
+                if not batch:
+                    break
+                for r in batch:
+                    try:
+                        d = CODEC.decode_as(r.value, DeadLetter).data
+                    except DecodeError:
+                        continue  # not a dead letter: nothing of the service's
+                    if d.service == service and d.topic == topic:
+                        places.setdefault(TopicPartition(topic, d.partition), set()).add(d.offset)
+                offset = batch[-1].offset + 1
+    return places
 
 
 async def show(log: Log, topic: str, offset: int, partition: int = 0) -> DeadLetterEntry:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typer.testing import CliRunner
 from alpha_panda.adapters.sqlite_log import SqliteLog
 from alpha_panda.cli.dlq import app
 from alpha_panda.domain.errors import ValidationError
+from alpha_panda.stream import dlq as tools
 from alpha_panda.stream.log import Output
 from alpha_panda.stream.records import REPLAY_FOR
 from alpha_panda.stream.runtime import StreamProcessor
@@ -297,3 +299,93 @@ def test_a_replayed_copy_costs_the_records_around_it_nothing(monkeypatch: Any) -
 
     asyncio.run(main())
     assert len(looked) <= 2, len(looked)
+
+
+async def _fixed_then_replayed(path: Path) -> tuple[list[str], list[str], list[str]]:
+    """A tick dead-lettered (ValidationError); the cause fixed and the service restarted
+    (rebuilding its state from the log); then `dlq replay`, from a process of its own.
+    What the restarted handler took in after its rebuild, after the replay, and what a
+    second restart rebuilds."""
+    log = SqliteLog(path)
+    await log.ensure_topics([spec("in", 1), spec("out", 1), spec(dlq_topic("in"), 1)])
+    await log.append([tick_output("in", 1), tick_output("in", 2, price=99_000),
+                      tick_output("in", 3)])
+    failing = Echo("out", lambda e: ValidationError("price band")
+                   if e.data.last_price == 99_000 else None)
+    first = StreamProcessor(log, name="echo", group="g", topics=["in"], handler=failing,
+                            rebuild=True)
+    await run_until(first, lambda: first.stats.processed == 2
+                    and first.stats.dead_lettered == 1)
+    await log.close()
+
+    log = SqliteLog(path)
+    fixed = Echo("out")
+    restarted = StreamProcessor(log, name="echo", group="g", topics=["in"], handler=fixed,
+                                rebuild=True)
+    stop = asyncio.Event()
+    task = asyncio.create_task(restarted.run(stop))
+    deadline = time.monotonic() + 10
+    while restarted.health().lag != 0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    after_rebuild = list(fixed.seen)
+    tool = SqliteLog(path)
+    try:
+        assert len((await tools.replay(tool, "in")).replayed) == 1
+    finally:
+        await tool.close()
+    deadline = time.monotonic() + 10
+    while restarted.stats.processed < 1 and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    stop.set()
+    await task
+    await log.close()
+
+    log = SqliteLog(path)
+    again = Echo("out")
+    third = StreamProcessor(log, name="echo", group="g", topics=["in"], handler=again,
+                            rebuild=True)
+    await run_until(third, lambda: third.health().lag == 0)
+    await log.close()
+    return after_rebuild, fixed.seen, again.seen
+
+
+def test_a_restart_does_not_rebuild_what_the_service_dead_lettered(tmp_path: Path) -> None:
+    """The rebuild at start replays the log as the service handled it live: a record it
+    dead-lettered is set aside, also once its cause is fixed, for `dlq replay` puts it
+    back and the copy is handled then (taken in by the rebuild too, a fill or a signal
+    was counted twice until the next restart, whose state differed again)."""
+    after_rebuild, after_replay, next_start = asyncio.run(
+        _fixed_then_replayed(tmp_path / "log.sqlite"))
+    assert after_rebuild == ["tick-1-1", "tick-1-3"]
+    assert after_replay == ["tick-1-1", "tick-1-3", "tick-1-2"]
+    assert next_start == after_replay
+    values = asyncio.run(_values(tmp_path / "log.sqlite", "out"))
+    assert len(values) == 3  # one output each, the copy's included
+
+
+async def _replayed_while_stopped(path: Path) -> list[str]:
+    log = SqliteLog(path)
+    await log.ensure_topics([spec("in", 1), spec("out", 1), spec(dlq_topic("in"), 1)])
+    await log.append([tick_output("in", 1), tick_output("in", 2, price=99_000)])
+    failing = Echo("out", lambda e: ValidationError("price band")
+                   if e.data.last_price == 99_000 else None)
+    first = StreamProcessor(log, name="echo", group="g", topics=["in"], handler=failing,
+                            rebuild=True)
+    await run_until(first, lambda: first.stats.processed == 1
+                    and first.stats.dead_lettered == 1)
+    assert len((await tools.replay(log, "in")).replayed) == 1  # the service is stopped
+    await log.close()
+    log = SqliteLog(path)
+    fixed = Echo("out")
+    restarted = StreamProcessor(log, name="echo", group="g", topics=["in"], handler=fixed,
+                                rebuild=True)
+    await run_until(restarted, lambda: restarted.stats.processed == 1)
+    await log.close()
+    return fixed.seen
+
+
+def test_a_copy_replayed_while_the_service_was_stopped_is_taken_in_once(
+        tmp_path: Path) -> None:
+    assert asyncio.run(_replayed_while_stopped(tmp_path / "log.sqlite")) == [
+        "tick-1-1", "tick-1-2"]
+    assert len(asyncio.run(_values(tmp_path / "log.sqlite", "out"))) == 2
