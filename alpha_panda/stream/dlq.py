@@ -128,15 +128,31 @@ async def list_dead_letters(log: Log, topic: str | None = None,
         if name not in topics:
             continue
         for p, end in (await log.end_offsets(name)).items():
-            offset = max(0, end - limit)
-            while offset < end:
-                batch = await log.read(TopicPartition(name, p), offset, min(500, end - offset))
-                if not batch:
-                    break
-                entries.extend(_decode(r) for r in batch)
-                offset = batch[-1].offset + 1
+            # Back from the end until ``limit`` letters are found: on Kafka every
+            # transaction's marker takes an offset too (the last ``limit`` offsets of a
+            # service's letters held about half as many letters).
+            found: list[DeadLetterEntry] = []
+            start, step = end, limit
+            while len(found) < limit and start > 0:
+                lo = max(0, start - step)
+                found[:0] = [_decode(r) for r in await _read_range(log, name, p, lo, start)]
+                start, step = lo, 2 * step
+            entries.extend(found)
     entries.sort(key=lambda e: e.letter.failed_at)
     return entries[-limit:]
+
+
+async def _read_range(log: Log, topic: str, partition: int, lo: int, hi: int) -> list[Record]:
+    """The records of ``topic``'s ``partition`` from offset ``lo`` up to ``hi``."""
+    out: list[Record] = []
+    offset = lo
+    while offset < hi:
+        batch = await log.read(TopicPartition(topic, partition), offset, min(500, hi - offset))
+        if not batch:
+            break
+        out.extend(r for r in batch if r.offset < hi)
+        offset = batch[-1].offset + 1
+    return out
 
 
 DlqEnds = dict[str, dict[int, int]]  # DLQ topic -> partition -> end offset
