@@ -26,7 +26,7 @@ def run_log_job(url: str | None, data_dir: Path | None, job: Callable[[Log], Awa
     """
     from alpha_panda.cli.settings import load_settings
     from alpha_panda.observability.logging import configure_logging
-    from alpha_panda.services.logs import open_log
+    from alpha_panda.services.logs import kafka_settings, open_log
 
     settings = load_settings()
     configure_logging(json=settings.log_format == "json", level=settings.log_level)
@@ -37,7 +37,8 @@ def run_log_job(url: str | None, data_dir: Path | None, job: Callable[[Log], Awa
         raise typer.Exit(2)
 
     async def main() -> T:
-        log = open_log(url or settings.log, data_dir or settings.data_dir, kafka=settings.kafka)
+        log = open_log(url or settings.log, data_dir or settings.data_dir,
+                       kafka=kafka_settings(settings))
         await log.start()
         try:
             return await job(log)

@@ -36,7 +36,7 @@ from alpha_panda.services.live_guard import (
     refuse_sim_beside,
     zerodha_engine_reason,
 )
-from alpha_panda.services.logs import embedded_file, open_log
+from alpha_panda.services.logs import embedded_file, kafka_settings, open_log
 from alpha_panda.services.pipeline import SERVICES, Pipeline, brokers_in_use, build_pipeline
 from alpha_panda.services.readmodel import ReadModelWriter
 from alpha_panda.services.settling import SETTLE_S, settle
@@ -113,14 +113,6 @@ def make_feed(settings: Settings, pipeline: Pipeline, speed: float | None) -> An
 
         return build_kite_feed(settings, pipeline.log, pipeline.configs)
     raise ConfigurationError(f"unknown feed {spec!r}: expected sim, replay:PATH or kite")
-
-
-def kafka_settings(settings: Settings) -> Any:
-    """The Kafka section, deduplicating processed ids on the cache's Redis unless told otherwise."""
-    k = settings.kafka
-    if k.dedup_redis_url is None and settings.cache_url.startswith(("redis://", "rediss://")):
-        return k.model_copy(update={"dedup_redis_url": settings.cache_url})
-    return k
 
 
 async def _wait_drained(pipeline: Pipeline, feed: Any, stop: asyncio.Event) -> None:

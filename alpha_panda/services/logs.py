@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alpha_panda.adapters.kafka.config import KafkaSettings
 from alpha_panda.domain.errors import ConfigurationError, DecodeError
 from alpha_panda.domain.events import CODEC, Envelope
 from alpha_panda.stream.log import Log, read_topic
 
+if TYPE_CHECKING:
+    from alpha_panda.settings import Settings
+
 EMBEDDED_FILE = "log.sqlite"
+
+
+def kafka_settings(settings: Settings) -> KafkaSettings:
+    """The Kafka section, deduplicating processed ids on the cache's Redis unless told
+    otherwise: the services' groups (``run``, ``service``) and the commands' own (``dlq
+    replay`` remembers there which services each record went back for)."""
+    k = settings.kafka
+    if k.dedup_redis_url is None and settings.cache_url.startswith(("redis://", "rediss://")):
+        return k.model_copy(update={"dedup_redis_url": settings.cache_url})
+    return k
 
 
 def embedded_file(url: str, data_dir: Path) -> Path | None:
