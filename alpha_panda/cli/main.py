@@ -265,7 +265,12 @@ def halt(
                    "in service keeps its positions")
     note = ""
     if broker:
-        brokers = broker
+        # every name checked before any is written: one halt sent, then "unknown broker"
+        # on the next, read as nothing done while the strategy stood halted
+        brokers = list(dict.fromkeys(broker))
+        unknown = [b for b in brokers if b not in BROKERS]
+        if unknown:
+            raise fail(f"unknown broker {unknown[0]!r}: {' or '.join(BROKERS)}")
     else:
         from alpha_panda.services.strategy_configs import strategy_route
 

@@ -168,3 +168,23 @@ def test_kill_without_a_broker_sets_every_brokers_switch_and_off_needs_one(
     assert switches == {"paper": [True, False], "zerodha": [True]}
     bad = CliRunner().invoke(app, ["kill", "--broker", "nse", "--data-dir", str(data)])
     assert bad.exit_code == 2 and bad.stderr == "error: unknown broker 'nse': paper or zerodha\n"
+
+
+def test_an_unknown_named_broker_is_refused_before_anything_is_written(
+        system: tuple[Path, Path]) -> None:
+    # `halt acc --broker paper --broker nse` halted acc on paper (its orders cancelled),
+    # then failed on nse: exit 2 and "error: unknown broker", so the trader believed
+    # nothing was done while the strategy stood halted on paper
+    data, strategies = system
+    for args in (["--broker", "paper", "--broker", "nse"], ["--off", "--broker", "paper",
+                                                            "--broker", "nse"]):
+        result = CliRunner().invoke(app, ["halt", "acc", *args, "--data-dir", str(data),
+                                          "--strategies", str(strategies)])
+        assert [asyncio.run(logged(data, f"{b}.control", StrategyHalted))
+                for b in ("paper", "zerodha")] == [[], []]
+        assert result.exit_code == 2 and result.stdout == ""
+        assert result.stderr == "error: unknown broker 'nse': paper or zerodha\n"
+    # a broker named twice is halted there once, as kill's --broker is
+    out, written = halt(system, "acc", "--broker", "paper", "--broker", "paper")
+    assert out == "strategy acc on paper: halted\n"
+    assert [h.strategy_id for h in written["paper"]] == ["acc"] and written["zerodha"] == []
