@@ -13,9 +13,11 @@ live; the published ones come back the same, in the order they were made.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 from collections import OrderedDict, deque
 from collections.abc import Sequence
+from operator import attrgetter
 from typing import Any
 
 from alpha_panda.backtest.metrics import RoundTripTracker
@@ -58,6 +60,7 @@ from alpha_panda.stream.topics import MARKET_TICKS, topic
 SOURCE = "portfolio"
 MAX_CURVE = 2000
 FORGOTTEN_KEPT = 20 * MAX_ORDERS
+_signal_ts = attrgetter("ts")
 _NO_LATE = 2**63  # no order came in out of time order since the orders were last sorted
 SIGNAL_IDS_KEPT = 100_000  # at least this many recent decisions' signal ids are remembered
 # Control events a trader's (or Kite's) action stamps with the wall clock: they do not move
@@ -458,7 +461,17 @@ class PortfolioHandler:
             reason=s.reason, ts=event.ts,
         )
         if not self._rebuilding:
-            self.signals.append(view)
+            shown = self.signals
+            if not shown or view.ts >= shown[-1].ts:
+                shown.append(view)
+                return
+            # read behind a later one (a full-speed replay reads one partition ahead of
+            # another): in its place by time, so the latest MAX_SIGNALS are kept, as a rebuild
+            if len(shown) == shown.maxlen:
+                if view.ts < shown[0].ts:
+                    return  # older than every signal kept
+                shown.popleft()
+            bisect.insort(shown, view, key=_signal_ts)
             return
         kept = self._rebuild_signals
         heapq.heappush(kept, (view.ts, self.version, view))  # (version: one per event)

@@ -269,6 +269,25 @@ async def test_a_rebuild_keeps_the_latest_signals_by_time_whatever_partition_cam
     assert [g.ts for g in h.signals] == list(range(n - MAX_SIGNALS, n))
 
 
+def test_a_live_run_keeps_the_latest_signals_by_time_whatever_partition_came_last() -> None:
+    # as the rebuild above: a full-speed replay reads one partition's signals ahead of
+    # another's, and the read model kept the 500 read last, not the latest 500
+    def validated(i: int, token: int) -> Envelope[Payload]:
+        sig = Signal(strategy_id="st", instrument_token=token, side=Side.BUY, quantity=1)
+        return env(SignalValidated(signal=sig, signal_id=f"s{i}"), i)
+
+    n = MAX_SIGNALS + 200
+    ahead = [validated(i, 8) for i in range(1, n, 2)]  # read first: odd event times
+    behind = [validated(i, 7) for i in range(0, n, 2)]  # then the even ones
+    h = run(*ahead, *behind)
+    assert [g.ts for g in h.signals] == list(range(n - MAX_SIGNALS, n))
+    # (in time order, read in time order or not: ties in the order read)
+    tied = run(validated(5, 7), validated(3, 7), msgspec.structs.replace(
+        validated(6, 8), ts=5), validated(1, 7))
+    assert [(g.ts, g.signal_id) for g in tied.signals] == [(1, "s1"), (3, "s3"), (5, "s5"),
+                                                          (5, "s6")]
+
+
 def test_a_traders_cancel_kill_switch_or_halt_does_not_move_the_market_time() -> None:
     # stamped with the wall clock: in a replay of an old day, "as of" jumped to today
     tick = MarketTick(instrument_token=7, last_price=100_00, ts=1_000)
