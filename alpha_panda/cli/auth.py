@@ -8,6 +8,7 @@ API's ``/auth/zerodha/callback`` does the same when it is the redirect URL.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 from urllib.parse import parse_qs, urlparse
 
@@ -27,11 +28,18 @@ app = typer.Typer(help="Log in to Zerodha Kite Connect and inspect the session."
                   no_args_is_help=True)
 
 
-def _settings() -> ZerodhaSettings:
+DataDirOpt = Annotated[Path | None, typer.Option(
+    "--data-dir", help="the data directory the session is kept in, as the run's --data-dir "
+                       "(default: ALPHA_PANDA_DATA_DIR, else ./data)")]
+
+
+def _settings(data_dir: Path | None = None) -> ZerodhaSettings:
     from alpha_panda.cli.settings import load_settings
     from alpha_panda.observability.logging import configure_logging
 
     settings = load_settings()
+    if data_dir is not None:  # (a run started with --data-dir keeps its session there)
+        settings = settings.model_copy(update={"data_dir": data_dir})
     # warnings (a session read from its old place) to stderr: stdout may be --json
     configure_logging(json=settings.log_format == "json", level="WARNING")
     return zerodha_settings(settings)
@@ -56,10 +64,10 @@ def _fail(message: str) -> typer.Exit:
 @app.command()
 def login(request_token: Annotated[str | None, typer.Option(
         "--request-token", help=("the request_token (or redirect URL) from Kite's redirect "
-              "(default: print the login URL and prompt for it)"))] = None
-          ) -> None:
+              "(default: print the login URL and prompt for it)"))] = None,
+          data_dir: DataDirOpt = None) -> None:
     """Exchange a request token for a session and store it encrypted."""
-    settings = _settings()
+    settings = _settings(data_dir)
     try:
         # what the login needs, before the trader logs in at Kite and pastes its token
         check_login_settings(settings)
@@ -75,9 +83,10 @@ def login(request_token: Annotated[str | None, typer.Option(
 
 
 @app.command()
-def status(as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
+def status(as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+           data_dir: DataDirOpt = None) -> None:
     """Show the stored session: user, expiry, time left. Exit 1 when none is usable."""
-    settings = _settings()
+    settings = _settings(data_dir)
     try:
         session = SessionStore.from_settings(settings).load()
     except AlphaPandaError as exc:

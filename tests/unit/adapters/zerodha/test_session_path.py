@@ -73,3 +73,24 @@ def test_auth_status_reads_the_session_in_the_data_directory(tmp_path: Path) -> 
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
                             check=False)
     assert '"user_id": "AB1234"' in status.stdout, status.stderr
+
+
+def test_auth_takes_the_data_directory_a_run_was_given(tmp_path: Path) -> None:
+    # `run --data-dir /srv/ap` keeps its session in /srv/ap, but `auth login` and
+    # `auth status` had no --data-dir ("No such option"): the login went to ./data, where
+    # the run did not look, and status could not tell whether the run had one
+    from typer.testing import CliRunner
+
+    from alpha_panda.cli import app
+
+    SessionStore(tmp_path / "srv" / "zerodha_session.enc", "pass").save(SESSION)
+    env = {"ALPHA_PANDA_DATA_DIR": str(tmp_path / "elsewhere"),
+           "ALPHA_PANDA_ZERODHA__SESSION_KEY": "pass", "ALPHA_PANDA_ZERODHA__API_KEY": "k"}
+    status = CliRunner().invoke(app, ["auth", "status", "--json", "--data-dir",
+                                      str(tmp_path / "srv")], env=env)
+    assert "No such option" not in status.output
+    assert status.stdout.splitlines()[0].startswith('{"logged_in": false, "user_id": "AB1234"')
+    assert status.exit_code == 1 and "session has expired" in status.stderr
+    # without it, the environment's data directory, which has none
+    default = CliRunner().invoke(app, ["auth", "status", "--json"], env=env)
+    assert default.stdout == '{"logged_in": false}\n' and default.exit_code == 1
