@@ -61,7 +61,6 @@ SOURCE = "portfolio"
 MAX_CURVE = 2000
 FORGOTTEN_KEPT = 20 * MAX_ORDERS
 _signal_ts = attrgetter("ts")
-_NO_LATE = 2**63  # no order came in out of time order since the orders were last sorted
 SIGNAL_IDS_KEPT = 100_000  # at least this many recent decisions' signal ids are remembered
 # Control events a trader's (or Kite's) action stamps with the wall clock: they do not move
 # the portfolio's "as of" market time (in a replay of an old day, it would jump to today).
@@ -80,12 +79,6 @@ class PortfolioHandler:
         # most FORGOTTEN_KEPT: an event of one read later (its submission, read after its
         # fills) must not bring it back as an open order.
         self._forgotten: OrderedDict[str, None] = OrderedDict()
-        # ``orders`` is in time order but for orders that came in behind a later one (a
-        # full-speed replay reads one partition ahead of another; a submission read after
-        # its fill): ``_orders_late`` is the earliest time of those since the last sort.
-        # The orders let go of must be the oldest by time (``_forget_oldest_closed``).
-        self._orders_latest = 0
-        self._orders_late = _NO_LATE
         self._rebuilding = False
         # while rebuilding: the latest MAX_SIGNALS signals by time, in a heap
         self._rebuild_signals: list[tuple[int, int, SignalView]] = []
@@ -312,10 +305,6 @@ class PortfolioHandler:
             view = self.orders[order_id] = OrderView(
                 order_id=order_id, strategy_id=strategy_id, instrument_token=token, side=side,
                 quantity=quantity, order_type="", status="SUBMITTED", ts=ts, updated_ts=ts)
-            if ts < self._orders_latest:
-                self._orders_late = min(self._orders_late, ts)
-            else:
-                self._orders_latest = ts
             if len(self.orders) > MAX_ORDERS and not self._rebuilding:
                 self._forget_oldest_closed()
             for note, at in self._cancel_notes.pop(order_id, ()):
@@ -328,29 +317,18 @@ class PortfolioHandler:
         excess = len(self.orders) - MAX_ORDERS
         if excess <= 0:
             return
-        drop = self._oldest_closed(excess)
-        if drop and self._orders_late < max(self.orders[o].ts for o in drop):
-            # an order that came in late may be older than these: sort, then take them
-            # (the first ones in dict order are otherwise the oldest: no sort, as live)
-            self.orders = OrderedDict(sorted(self.orders.items(), key=lambda kv: kv[1].ts))
-            self._orders_late = _NO_LATE
-            drop = self._oldest_closed(excess)
+        drop = []
+        for order_id, view in self.orders.items():
+            if view.status not in OPEN_STATUSES:
+                drop.append(order_id)
+                if len(drop) == excess:
+                    break
         forgotten = self._forgotten
         for order_id in drop:
             del self.orders[order_id]
             forgotten[order_id] = None
         while len(forgotten) > FORGOTTEN_KEPT:
             forgotten.popitem(last=False)
-
-    def _oldest_closed(self, count: int) -> list[str]:
-        """The first ``count`` closed orders in dict order (fewer if there are not)."""
-        drop = []
-        for order_id, view in self.orders.items():
-            if view.status not in OPEN_STATUSES:
-                drop.append(order_id)
-                if len(drop) == count:
-                    break
-        return drop
 
     async def before_rebuild(self, log: Log) -> None:
         # A rebuild reads the signals partition by partition, and every submission before
@@ -369,8 +347,6 @@ class PortfolioHandler:
         latest ``MAX_SIGNALS`` signals, as a live run does."""
         self._rebuilding = False
         self.orders = OrderedDict(sorted(self.orders.items(), key=lambda kv: kv[1].ts))
-        self._orders_late = _NO_LATE
-        self._orders_latest = max((v.ts for v in self.orders.values()), default=0)
         self._forget_oldest_closed()
         self.signals = deque((g for _, _, g in sorted(self._rebuild_signals)), maxlen=MAX_SIGNALS)
         self._rebuild_signals = []
@@ -383,8 +359,6 @@ class PortfolioHandler:
         view.order_type = o.order_type.value
         view.product, view.validity = o.product.value, o.validity.value
         view.parent_order_id, view.origin = o.parent_order_id, o.origin
-        if ts != view.ts:  # (made by its fill, read first: it moves to its submission)
-            self._orders_late = min(self._orders_late, ts, view.ts)
         view.limit_price, view.trigger_price, view.ts = o.limit_price, o.trigger_price, ts
 
     def _order_filled(self, f: OrderFilled, ts: int, booked: bool) -> None:

@@ -199,31 +199,6 @@ def test_the_read_model_keeps_every_open_order_however_many_closed_ones_follow()
     assert list(orders)[1:] == [f"m{n}" for n in range(101, MAX_ORDERS + 100)]
 
 
-def test_a_live_run_keeps_the_latest_orders_by_time_whatever_partition_came_last() -> None:
-    # A full-speed replay reads one partition's orders well ahead of another's: the read
-    # model let go of the orders read first, not the oldest, and GET /api/v1/orders kept
-    # orders of the day before while 57 of the latest day's were gone (a restart, which
-    # trims by time, then showed another 500)
-    def order(i: int, token: int) -> list[Envelope[Payload]]:
-        sub = msgspec.structs.replace(SUBMITTED, order_id=f"m{i}", signal_id=f"s{i}",
-                                      instrument_token=token)
-        fill = msgspec.structs.replace(FILLED, order_id=f"m{i}", fill_id=f"f{i}",
-                                       instrument_token=token)
-        return [env(sub, 2 * i), env(fill, 2 * i + 1)]
-
-    n = MAX_ORDERS + 200
-    ahead = [e for i in range(1, n, 2) for e in order(i, 8)]  # read first: odd orders
-    behind = [e for i in range(0, n, 2) for e in order(i, 7)]  # then the even ones
-    h = run(*ahead, *behind)
-    assert sorted(int(o[1:]) for o in h.orders) == list(range(n - MAX_ORDERS, n))
-    # the document the API serves (which sorts them by time) holds those
-    docs = msgspec.json.decode(portfolio_documents(h)[key("paper", "orders")])
-    assert sorted(int(d["order_id"][1:]) for d in docs) == list(range(n - MAX_ORDERS, n))
-    # and an order's submission read after its fill (which made its view) counts as well
-    late = run(*[e for i in range(n) for e in reversed(order(i, 7 + i % 2))])
-    assert sorted(int(o[1:]) for o in late.orders) == list(range(n - MAX_ORDERS, n))
-
-
 async def test_orders_read_after_their_fills_never_come_back_as_open_orders() -> None:
     # A restart replayed the fills topic before the submissions one (by name): beyond
     # MAX_ORDERS, an order filled and let go of came back as SUBMITTED at its submission,
