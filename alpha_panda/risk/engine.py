@@ -198,15 +198,7 @@ class RiskEngine(RiskRules, PendingOrders, DailyLossStops):
             leaves = pending.leaves
             take = min(leaves, fill.quantity)
             pending.leaves = leaves = leaves - take
-            key = (pending.strategy_id, pending.token)
-            pending_qty = self._pending_qty
-            pending_qty[key] = pending_qty.get(key, 0) - pending.sign * take
-            if pending.sign < 0:
-                self._pending_sells[key] -= take
-            if pending.cnc:
-                self._cnc_pending[key] -= pending.sign * take
-            if pending.resting:
-                self._resting[key][pending.sign < 0] -= take
+            self._free(pending, take)
             if fill.leaves_quantity == 0 or leaves == 0:
                 self._release(fill.order_id)
         sid, token = fill.strategy_id, fill.instrument_token
