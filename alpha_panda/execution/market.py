@@ -73,7 +73,8 @@ class MarketCalendar:
     def unknown_years_note(self, first_ns: int, last_ns: int | None = None) -> str | None:
         """What to tell of the years from ``first_ns`` to ``last_ns`` (event times) the
         calendar does not cover, or None."""
-        years = range(ist_date(first_ns).year, ist_date(last_ns or first_ns).year + 1)
+        last = first_ns if last_ns is None else last_ns
+        years = range(ist_date(first_ns).year, ist_date(last).year + 1)
         unknown = self.unknown_years(years)
         if not unknown:
             return None

@@ -87,13 +87,16 @@ class LoopWatch:
         reported = 0.0  # when the stall under way was last reported (0: not reported)
         strategy = ""
         held_from = 0.0  # the beat before the stall under way
+        frame: FrameType | None = None
         while not self._done.wait(self.interval_s):
             beat = self._beat
             now = time.monotonic()
             if now - beat < 2 * self.interval_s:  # the loop is moving
                 if reported:
                     self._resumed(beat - held_from - self.interval_s / 2, strategy)
-                call, reported = None, 0.0
+                # (no frame of the loop's kept: they hold its batches' locals)
+                call = frame = outer = None
+                reported = 0.0
                 continue
             frame = sys._current_frames().get(self._loop_thread)
             owner, outer = self._strategy_frame(frame)

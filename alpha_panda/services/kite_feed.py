@@ -86,9 +86,9 @@ class KiteFeed:
         ticker = asyncio.create_task(self.ticker.run(stop))
         self._state = State.RUNNING
         log_.info("kite_feed.started", instruments=len(self._tokens), mode=self._mode)
+        # (the sessions the risk manager and the MIS cut-off go by, and a paper engine's)
         if (note := MarketCalendar.load().unknown_years_note(time.time_ns())) is not None:
-            log_.warning("calendar.years_unknown", detail=note)  # (the paper engine's, the
-            # risk manager's and the MIS cut-off's sessions)
+            log_.warning("calendar.years_unknown", detail=note)
         try:
             while not stop.is_set() and not ticker.done():
                 ticks = await self._next_batch(stop)

@@ -221,6 +221,8 @@ async def _calendar(s: Settings) -> str:
     note = calendar.unknown_years_note(time.time_ns())
     if note is not None:
         return note
+    if not calendar.years:
+        return "the holiday file does not say which years it lists"
     return f"NSE holidays listed for {min(calendar.years)}-{max(calendar.years)}"
 
 
