@@ -241,19 +241,13 @@ async def dead_lettered_by(log: Log, service: str, topics: Iterable[str]
         if name not in on_log:
             continue
         for p, end in (await log.end_offsets(name)).items():
-            offset = 0
-            while offset < end:
-                batch = await log.read(TopicPartition(name, p), offset, min(500, end - offset))
-                if not batch:
-                    break
-                for r in batch:
-                    try:
-                        d = CODEC.decode_as(r.value, DeadLetter).data
-                    except DecodeError:
-                        continue  # not a dead letter: nothing of the service's
-                    if d.service == service and d.topic == topic:
-                        places.setdefault(TopicPartition(topic, d.partition), set()).add(d.offset)
-                offset = batch[-1].offset + 1
+            for r in await _read_range(log, name, p, 0, end):
+                try:
+                    d = CODEC.decode_as(r.value, DeadLetter).data
+                except DecodeError:
+                    continue  # not a dead letter: nothing of the service's
+                if d.service == service and d.topic == topic:
+                    places.setdefault(TopicPartition(topic, d.partition), set()).add(d.offset)
     return places
 
 
