@@ -51,7 +51,15 @@ class BracketExits:
         a target and a stop for that quantity (one cancelling the other): a partly filled
         entry is protected while the rest of it still rests. The target goes on the book
         behind the market (at the fill's price) unless the fill already passed it (a stop
-        entry that gapped): there it trades at its limit, not at the price of a gap."""
+        entry that gapped): there it trades at its limit, not at the price of a gap.
+        The legs close no more than is held: of a fill that reversed the position, only
+        what it opened (a buy of 20 from a short 10 gets exits for 10); of one that ended
+        flat, none."""
+        key = (order.strategy_id, order.instrument_token, order.product)
+        held = self._held_at(key, ts) * order.side.sign  # (on the entry's side)
+        qty = min(qty, held - self._legs_total(key, order.side.opposite))
+        if qty <= 0:
+            return
         legs: list[Order] = []
         for stage, kind, price in (
             ("take_profit", OrderType.LIMIT, order.take_profit),
@@ -77,6 +85,18 @@ class BracketExits:
             out.append(self._submitted(leg, ts))
         if legs:
             self._rest(legs, out)
+
+    def _legs_total(self, key: tuple[str, int, Product], side: Side) -> int:
+        """What the open legs of ``key`` on ``side`` may trade: each pair's once."""
+        sid, token, product = key
+        pairs: dict[str, int] = {}
+        for o in self._open.get(token, ()):
+            if o.origin == "bracket" and o.side is side and o.strategy_id == sid \
+                    and o.product is product and o.status.is_open:
+                pair = o.order_id if o.sibling_order_id is None else min(
+                    o.order_id, o.sibling_order_id)
+                pairs[pair] = max(pairs.get(pair, 0), o.leaves)
+        return sum(pairs.values())
 
     def _book_held(self, key: tuple[str, int, Product], ts: int, signed: int
                    ) -> tuple[int, int]:

@@ -143,13 +143,15 @@ class OrderEvents:
                 sibling = self._orders.get(order.sibling_order_id)
                 if sibling is not None and sibling.status.is_open:
                     self._cancel(sibling, "oco", ts, out)
+        if order.origin == "signal" and (
+                abs(now) < abs(was) or (now and (now > 0) != (was > 0))):
+            # the strategy took it down: the legs follow (a bracket entry's too: legs of a
+            # long it reversed would have sold into the short)
+            self._fit_legs(key3, ts, out)
         if order.parent_order_id is None and (
             order.take_profit is not None or order.stop_loss is not None
         ):
             self._exits(order, qty, price, n, ts, out)
-        elif order.origin == "signal" and (
-                abs(now) < abs(was) or (now and (now > 0) != (was > 0))):
-            self._fit_legs(key3, ts, out)  # the strategy took it down: the legs follow
         elif order.origin == "bracket":
             self._fit_exits(key3, ts, out)  # and its exits follow the legs
 

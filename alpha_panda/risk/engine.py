@@ -115,6 +115,13 @@ class RiskEngine(RiskRules, PendingOrders, DailyLossStops):
         # switch's flatten orders close, one per product.
         self._product_filled: dict[tuple[str, int, Product], int] = {}
         self._cnc_pending: dict[tuple[str, int], int] = {}
+        # Of the pending quantities, the exits' (``reduce_only``), each side: [buys, sells]
+        self._exits: dict[tuple[str, int], list[int]] = {}
+        # Positions a bracket entry filled into, each side the legs close: [buys, sells].
+        # The paper exchange gives each fill of a bracket entry a stop-loss and a target
+        # (one cancelling the other), which this engine never sees placed: they may trade
+        # what is held of the position (``RiskRules._worst_open``) until it is flat.
+        self._legs: dict[tuple[str, int], list[bool]] = {}
         self._open_orders: dict[str, int] = {}
         self._halted: set[str] = set()  # strategies the trader took out of service
         self._last: dict[int, int] = {}
@@ -194,6 +201,7 @@ class RiskEngine(RiskRules, PendingOrders, DailyLossStops):
             seen.popitem(last=False)
         self._day.on_fill(fill)
         pending = self._pending.get(fill.order_id)
+        entry = False  # a bracket entry's: its legs now rest at the venue
         if pending is not None:
             leaves = pending.leaves
             take = min(leaves, fill.quantity)
@@ -201,9 +209,18 @@ class RiskEngine(RiskRules, PendingOrders, DailyLossStops):
             self._free(pending, take)
             if fill.leaves_quantity == 0 or leaves == 0:
                 self._release(fill.order_id)
+            entry = pending.bracket
         sid, token = fill.strategy_id, fill.instrument_token
         signed = fill.quantity if fill.side is _BUY else -fill.quantity
-        self._filled[(sid, token)] = self._filled_qty(sid, token) + signed
+        key = (sid, token)
+        self._filled[key] = now = self._filled_qty(sid, token) + signed
+        if entry and now:
+            legs = self._legs.get(key)
+            if legs is None:
+                legs = self._legs[key] = [False, False]
+            legs[signed > 0] = True  # (a buy's legs sell)
+        elif not now and self._legs:
+            self._legs.pop(key, None)  # flat: the venue cut its legs, or one of them filled
         per_product = self._product_filled
         key3 = (sid, token, fill.product)
         per_product[key3] = per_product.get(key3, 0) + signed

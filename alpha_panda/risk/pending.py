@@ -44,6 +44,8 @@ class _Pending:
     expires: int | None = None  # a DAY order: the close it expires at (``_expire``)
     quantity: int = 0  # as validated (``leaves`` less: a part fill was read)
     closed: bool = False  # cancelled at the venue, fills it made before not read yet
+    reduce_only: bool = False  # an exit: the venue cuts it when a bracket's leg fills first
+    bracket: bool = False  # with a stop-loss or target: each fill gets its legs at the venue
 
 
 class PendingOrders:
@@ -58,6 +60,7 @@ class PendingOrders:
         _pending_sells: dict[tuple[str, int], int]
         _resting: dict[tuple[str, int], list[int]]
         _cnc_pending: dict[tuple[str, int], int]
+        _exits: dict[tuple[str, int], list[int]]
         _open_orders: dict[str, int]
         _close: time
         _close_day: tuple[int, int, int]
@@ -95,7 +98,9 @@ class PendingOrders:
             expires = self._expiry_of(placed_ns)
             self._next_expiry = min(self._next_expiry, expires)
         pending = _Pending(sid, token, sign, signal.quantity, order_ids, cnc, resting,
-                           signal.product if flatten else None, expires, signal.quantity)
+                           signal.product if flatten else None, expires, signal.quantity,
+                           reduce_only=signal.reduce_only, bracket=not flatten and (
+                               signal.take_profit is not None or signal.stop_loss is not None))
         for order_id in order_ids:
             all_pending[order_id] = pending
         key = (sid, token)
@@ -106,6 +111,11 @@ class PendingOrders:
             sides[sign < 0] += signal.quantity
         if cnc:
             self._cnc_pending[key] = self._cnc_pending.get(key, 0) + sign * signal.quantity
+        if signal.reduce_only:
+            exits = self._exits.get(key)
+            if exits is None:
+                exits = self._exits[key] = [0, 0]
+            exits[sign < 0] += signal.quantity
         qty = self._pending_qty
         qty[key] = qty.get(key, 0) + sign * signal.quantity
         if sign < 0:
@@ -191,3 +201,5 @@ class PendingOrders:
             self._cnc_pending[key] -= pending.sign * qty
         if pending.resting:
             self._resting[key][pending.sign < 0] -= qty
+        if pending.reduce_only:
+            self._exits[key][pending.sign < 0] -= qty

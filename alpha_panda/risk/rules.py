@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 _US_PER_S = 1_000_000
 _BUY = Side.BUY
+_SELL = Side.SELL
 _CNC = Product.CNC
 
 
@@ -64,6 +65,8 @@ class RiskRules:
         _cnc_filled: dict[tuple[str, int], int]
         _product_filled: dict[tuple[str, int, Product], int]
         _cnc_pending: dict[tuple[str, int], int]
+        _exits: dict[tuple[str, int], list[int]]
+        _legs: dict[tuple[str, int], list[bool]]
         _open_orders: dict[str, int]
         _halted: set[str]
         _last: dict[int, int]
@@ -200,17 +203,24 @@ class RiskRules:
                                               f"notional {format_rupees(lim.max_order_notional)}")
         if lim.max_position is not None:
             # Each side at its worst: every open order of that side filled and none of the
-            # other (a resting sell may never fill, so it frees no room for buys).
-            sells = self._pending_sells.get((sid, token), 0)
+            # other (a resting sell may never fill, so it frees no room for buys), and a
+            # bracket's stop-loss or target there too.
+            key = (sid, token)
+            sells = self._pending_sells.get(key, 0)
+            exit_qty = qty if s.reduce_only else 0
             if s.side is _BUY:
-                worst = filled + (position - filled + sells) + qty
-                if worst > lim.max_position:
-                    return Reason.MAX_POSITION, (
-                        f"position could reach {worst} if every open buy fills, "
-                        f"limit {lim.max_position}")
-            elif (worst := filled - sells - qty) < -lim.max_position:
+                side, open_qty = "buy", position - filled + sells + qty
+                worst = filled + self._worst_open(key, filled, _BUY, open_qty, exit_qty)
+                over = worst > lim.max_position
+            else:
+                side, open_qty = "sell", sells + qty
+                worst = filled - self._worst_open(key, filled, _SELL, open_qty, exit_qty)
+                over = worst < -lim.max_position
+            if over:
+                legs = ("" if abs(worst - filled) == open_qty
+                        else ", a bracket's stop-loss or target among them")
                 return Reason.MAX_POSITION, (
-                    f"position could reach {worst} if every open sell fills, "
+                    f"position could reach {worst} if every open {side} fills{legs}, "
                     f"limit {lim.max_position}")
         if not no_risk:
             if lim.max_gross_exposure is not None or acct.account_max_gross_exposure is not None:
@@ -315,11 +325,17 @@ class RiskRules:
             filled = self._filled.get(key, 0)
             sells = self._pending_sells.get(key, 0)
             buys = self._pending_qty.get(key, 0) + sells
+            exit_buys = exit_sells = 0
             if key == own:
                 if s.side is _BUY:
                     buys += s.quantity
+                    exit_buys = s.quantity if s.reduce_only else 0
                 else:
                     sells += s.quantity
+                    exit_sells = s.quantity if s.reduce_only else 0
+            if key in self._legs:
+                buys = self._worst_open(key, filled, _BUY, buys, exit_buys)
+                sells = self._worst_open(key, filled, _SELL, sells, exit_sells)
             qty = max(abs(filled + buys), abs(filled - sells))
             mark = self._last.get(token)
             if mark is None:
@@ -327,6 +343,24 @@ class RiskRules:
                         else self._book().last_price(sid, token) or 0)
             total += abs(qty) * mark
         return total
+
+    def _worst_open(self, key: tuple[str, int], filled: int, side: Side, open_qty: int,
+                    new_exit: int = 0) -> int:
+        """What ``side`` can trade at most in the position ``key``: its open orders
+        (``open_qty``, of which ``new_exit`` more exits than are pending), and a bracket's
+        legs resting there. The paper exchange gives each fill of a bracket entry a
+        stop-loss and a target, which may trade what is held; and it cuts the legs when an
+        exit (``reduce_only``) fills, and the exits when a leg fills. So the legs and the
+        exits trade together at most what is held, or the exits alone if more; the other
+        orders on top: a limit sell of 20 from a long 10 may fill after the stop-loss sold
+        the 10, short 20."""
+        legs = self._legs.get(key)
+        held = filled if side is _SELL else -filled  # what the legs of ``side`` may close
+        if legs is None or held <= 0 or not legs[side is _SELL]:
+            return open_qty
+        exits = self._exits.get(key)
+        exit_qty = (exits[side is _SELL] if exits else 0) + new_exit
+        return open_qty - exit_qty + max(held, exit_qty)
 
     def _cnc_short(self, strategy_id: str, token: int, qty: int) -> str | None:
         """Why a CNC sell of ``qty`` would sell delivery short, or None if holdings cover it."""

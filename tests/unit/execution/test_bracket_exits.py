@@ -283,3 +283,37 @@ def test_a_rebuild_after_a_restart_cuts_the_legs_as_the_live_engine_did() -> Non
     fills = _rebuild_matches_live(Product.MIS, 10, fall + [104_50], limit=104_00)
     assert [(side, q, origin) for _, side, q, _, origin in fills] == [
         (Side.BUY, 10, "signal"), (Side.SELL, 10, "bracket")]
+
+
+def test_a_bracket_entry_that_reverses_cuts_the_old_legs_and_protects_what_it_opened() -> None:
+    # Short 10 with its buy legs; a bracket buy of 20 makes it long 10. The short's legs
+    # go (they bought into the long before), and the new legs sell 10, not 20 (before: a
+    # stop then sold the long 10 and 10 more, short again).
+    x = PaperExchange(ExecutionConfig(costs=False), seed=7)
+
+    def bracket(signal_id: str, side: Side, qty: int, tp: int, sl: int, k: int) -> list[object]:
+        s = Signal(strategy_id="s1", instrument_token=TOKEN, side=side, quantity=qty,
+                   product=Product.MIS, price_hint=100_00, take_profit=tp, stop_loss=sl)
+        return [*x.submit(signal_id, s, T0 + k * S),
+                *x.on_tick(MarketTick(instrument_token=TOKEN, last_price=100_00,
+                                      ts=T0 + k * S + 1))]
+
+    bracket("short", Side.SELL, 10, 95_00, 102_00, 1)
+    assert sorted((o.side, o.leaves) for o in x.open_orders()) == [(Side.BUY, 10)] * 2
+    out = bracket("long", Side.BUY, 20, 105_00, 98_00, 2)
+    assert [e.reason for e in out if isinstance(e, OrderCancelled)] == ["exit", "exit"]
+    assert sorted((o.side, o.leaves) for o in x.open_orders()) == [(Side.SELL, 10)] * 2
+    out = x.on_tick(MarketTick(instrument_token=TOKEN, last_price=97_00, ts=T0 + 3 * S))
+    assert [(e.side, e.quantity) for e in out if isinstance(e, OrderFilled)] == [(Side.SELL, 10)]
+    assert x.open_orders() == []
+
+
+def test_a_bracket_entry_that_ends_flat_gets_no_legs() -> None:
+    x = PaperExchange(ExecutionConfig(costs=False), seed=7)
+    for k, side in enumerate((Side.BUY, Side.SELL), 1):
+        s = Signal(strategy_id="s1", instrument_token=TOKEN, side=side, quantity=10,
+                   product=Product.MIS, price_hint=100_00, take_profit=100_00 + side.sign * 500,
+                   stop_loss=100_00 - side.sign * 200)
+        x.submit(f"e{k}", s, T0 + k * S)
+        x.on_tick(MarketTick(instrument_token=TOKEN, last_price=100_00, ts=T0 + k * S + 1))
+    assert x.open_orders() == []
