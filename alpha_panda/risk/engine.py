@@ -117,7 +117,7 @@ class RiskEngine(RiskRules, PendingOrders, DailyLossStops):
         self._cnc_pending: dict[tuple[str, int], int] = {}
         # Of the pending quantities, the exits' (``reduce_only``), each side: [buys, sells]
         self._exits: dict[tuple[str, int], list[int]] = {}
-        # Positions a bracket entry filled into, each side the legs close: [buys, sells].
+        # Positions a bracket entry filled into, the side its legs close: [buys, sells].
         # The paper exchange gives each fill of a bracket entry a stop-loss and a target
         # (one cancelling the other), which this engine never sees placed: they may trade
         # what is held of the position (``RiskRules._worst_open``) until it is flat.
@@ -214,13 +214,8 @@ class RiskEngine(RiskRules, PendingOrders, DailyLossStops):
         signed = fill.quantity if fill.side is _BUY else -fill.quantity
         key = (sid, token)
         self._filled[key] = now = self._filled_qty(sid, token) + signed
-        if entry and now:
-            legs = self._legs.get(key)
-            if legs is None:
-                legs = self._legs[key] = [False, False]
-            legs[signed > 0] = True  # (a buy's legs sell)
-        elif not now and self._legs:
-            self._legs.pop(key, None)  # flat: the venue cut its legs, or one of them filled
+        if entry or self._legs:
+            self._follow_legs(key, now, signed if entry else 0)
         per_product = self._product_filled
         key3 = (sid, token, fill.product)
         per_product[key3] = per_product.get(key3, 0) + signed
@@ -363,6 +358,22 @@ class RiskEngine(RiskRules, PendingOrders, DailyLossStops):
         return out
 
     # ------------------------------------------------------------------ helpers
+
+    def _follow_legs(self, key: tuple[str, int], now: int, entry: int) -> None:
+        """A fill left ``key`` at ``now``; ``entry``: it was of a bracket entry (signed).
+        Legs rest only on the side that closes what is held: the exchange cuts the others
+        when the position reverses, and all of them when it is flat."""
+        legs = self._legs.get(key)
+        if not now:
+            if legs is not None:
+                del self._legs[key]
+            return
+        if entry and (entry > 0) == (now > 0):  # (a buy's legs sell)
+            if legs is None:
+                legs = self._legs[key] = [False, False]
+            legs[entry > 0] = True
+        if legs is not None:
+            legs[now < 0] = False
 
     def _filled_qty(self, strategy_id: str, token: int) -> int:
         """Filled quantity of a position: 0, kept from now on, for one not seen before."""
