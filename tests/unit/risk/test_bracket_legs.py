@@ -204,11 +204,13 @@ def test_max_position_holds_whatever_the_order_of_fills() -> None:
 def test_legs_cut_by_a_reversal_count_no_more_on_the_way_back() -> None:
     # Long 10 with legs; a market sell of 20 reverses (the exchange cuts the legs), a
     # market buy of 20 reverses again, with no bracket: nothing rests to sell the long.
-    desk = bracketed_long(max_position=10)
+    # A limit sell of 25 then reaches short 15, within the limit of 20 (counting legs
+    # there: short 25).
+    desk = bracketed_long(max_position=20)
     assert desk.send(Side.SELL, 20) == "ok"
     desk.tick(100_00)
     assert desk.position == -10 and desk.exchange.open_orders() == []
     assert desk.send(Side.BUY, 20) == "ok"
     desk.tick(100_00)
     assert desk.position == 10
-    assert desk.send(Side.SELL, 20, order_type=OrderType.LIMIT, limit_price=101_00) == "ok"
+    assert desk.send(Side.SELL, 25, order_type=OrderType.LIMIT, limit_price=101_00) == "ok"
