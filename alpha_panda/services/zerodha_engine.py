@@ -141,6 +141,12 @@ class ZerodhaEngine(ZerodhaCancels):
         self._flatten_asked: dict[str | None, int] = {}
         # each strategy's latest halt or return to service: (halted, set at), as _switch
         self._halts: dict[str, tuple[bool, int]] = {}
+        # and, for the guard of its signals on their way (``_halted``), the latest market
+        # time any halt of it carried, as _stopped_until, and whether the trader's halt
+        # stands (a halt of the runner's, the strategy raised, is never released on the
+        # log: a fixed strategy trades again after a restart)
+        self._halted_until: dict[str, int] = {}
+        self._trader_halts: dict[str, tuple[bool, int]] = {}
         # reads every switch on the control topic again (set by the processor): an old
         # switch stands only if no record after it says otherwise, read or not yet
         self.read_switches: Callable[[], Awaitable[None]] | None = None
@@ -177,9 +183,15 @@ class ZerodhaEngine(ZerodhaCancels):
         """A strategy halted (or back in service) at ``set_at`` (ns), as ``note_switch``. A
         halt that lapses by itself (``until``: a daily-loss stop, over at the next day's
         start with no record of its end) is not taken as standing: by now it may be over."""
-        latest = self._halts.get(data.strategy_id)
-        if latest is None or set_at >= latest[1]:
-            self._halts[data.strategy_id] = (data.active and data.until is None, set_at)
+        sid = data.strategy_id
+        if data.active:  # (the runner's, it raised, is at its tick: set_at)
+            at = data.market_ts if data.by_trader and data.market_ts is not None else set_at
+            self._halted_until[sid] = max(self._halted_until.get(sid, -1), at)
+        state = (data.active and data.until is None, set_at)
+        for halts in (self._halts, self._trader_halts) if data.by_trader else (self._halts,):
+            latest = halts.get(sid)
+            if latest is None or set_at >= latest[1]:
+                halts[sid] = state
 
     def _standing(self, event: Envelope[Any], strategy_id: str | None) -> bool:
         """Whether ``event`` (a kill switch, or ``strategy_id``'s halt) is the latest known
@@ -204,6 +216,16 @@ class ZerodhaEngine(ZerodhaCancels):
         if event.data.flatten:
             return False
         return self._switch[0] or event.ts <= self._stopped_until
+
+    def _halted(self, event: Envelope[SignalValidated]) -> bool:
+        """A signal of a halted strategy, as ``_stopped`` for the kill switch: one validated
+        just before the risk manager read the halt reached Kite after the halt's sweep of
+        its open orders, and worked there under the halt (the paper exchange stops it)."""
+        if event.data.flatten:
+            return False
+        sid = event.data.signal.strategy_id
+        latest = self._trader_halts.get(sid)
+        return (latest is not None and latest[0]) or event.ts <= self._halted_until.get(sid, -1)
 
     def handle(self, event: Envelope[Any], record: Record) -> Sequence[Emit]:
         raise InvariantViolation("the zerodha trading engine places orders: it cannot be "
@@ -272,6 +294,10 @@ class ZerodhaEngine(ZerodhaCancels):
         elif self._stopped(event):
             return [self._reject(event, "KILL_SWITCH",
                                  "kill switch is active: an order validated before it is not "
+                                 "placed")]
+        elif self._halted(event):
+            return [self._reject(event, "STRATEGY_HALTED",
+                                 "strategy is halted: an order validated before it is not "
                                  "placed")]
         elif (late := self._past_cutoff(sig)) is not None:
             return [self._reject(event, *late)]

@@ -19,10 +19,12 @@ from alpha_panda.domain.events import (
     OrderRejected,
     Signal,
     SignalValidated,
+    StrategyHalted,
     derive_id,
     new_envelope,
 )
 from alpha_panda.domain.values import Side
+from alpha_panda.execution.zerodha.orders import order_id_for, order_tag
 from alpha_panda.services.zerodha_engine import build_zerodha_engine
 from alpha_panda.services.zerodha_processor import ZerodhaTradingProcessor
 from alpha_panda.services.zerodha_topics import CONTROL_TOPIC
@@ -137,3 +139,58 @@ async def _rejected(log: MemoryLog, n: int) -> bool:
 
 async def _submitted(log: MemoryLog, n: int) -> bool:
     return await count(log, "zerodha.orders.submitted") >= n
+
+
+def halt(strategy_id: str, ts: int, market_ts: int, *, active: bool = True,
+         by_runner: bool = False) -> Emit:
+    data = (StrategyHalted(strategy_id=strategy_id, error="ValueError: boom") if by_runner else
+            StrategyHalted(strategy_id=strategy_id, error="halted by the trader",
+                           requested_by="test", active=active, market_ts=market_ts))
+    env = new_envelope(data,
+                       id=derive_id("control:zerodha", f"halt:{strategy_id}", ts), ts=ts,
+                       source="kill-switch", key="halt", broker="zerodha")
+    return Emit(CONTROL_TOPIC, env)
+
+
+async def test_a_halted_strategys_signal_on_its_way_is_not_placed_and_the_others_are(
+        settings: ZerodhaSettings, session: KiteSession, fake: FakeKite, log: MemoryLog) -> None:
+    # `halt s1` as its signal of the latest tick, validated just before the risk manager
+    # read the halt, is still on its way: the engine swept s1's open orders (none yet) and
+    # then placed it, a live order of a halted strategy that nothing cancels. s2 trades on.
+    market = time.time_ns()
+    await append(log, halt("s1", market + 1, market))
+    await append(log, signal_envelope(1, ts=market),
+                 signal_envelope(2, ts=market, strategy="s2"))
+    trading = build_zerodha_engine(settings, log, FAST)
+    stop = asyncio.Event()
+    task = asyncio.create_task(trading.run(stop))
+    await wait_for(lambda: _total(log))
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert [o["tag"] for o in fake.orders.values()] == [order_tag("signal-2")]
+    # a restart still knows the halt: a later tick's signal validated before it is refused
+    await append(log, signal_envelope(3, ts=market + 5))
+    again = build_zerodha_engine(settings, log, FAST)
+    stop = asyncio.Event()
+    task = asyncio.create_task(again.run(stop))
+    await wait_for(lambda: _rejected(log, 2))
+    # back in service: its new signals go again, never one of a tick by the halt's time
+    await append(log, halt("s1", time.time_ns(), market, active=False))
+    await wait_for(lambda: _halt_off(again, "s1"))
+    await append(log, signal_envelope(4, ts=market), signal_envelope(5, ts=market + 10))
+    # a strategy that raised is halted by the runner at its tick, and never put back on
+    # the log: fixed and started again, its later signals go
+    await append(log, halt("s3", market, market, by_runner=True),
+                 signal_envelope(6, ts=market + 10, strategy="s3"))
+    await wait_for(lambda: _submitted(log, 3))
+    await wait_for(lambda: _rejected(log, 3))
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert sorted(o["tag"] for o in fake.orders.values()) == sorted(
+        order_tag(s) for s in ("signal-2", "signal-5", "signal-6"))
+    assert sorted(await rejections(log)) == [
+        (order_id_for(f"signal-{n}"), "STRATEGY_HALTED") for n in (1, 3, 4)]
+
+
+async def _halt_off(trading: ZerodhaTradingProcessor, strategy_id: str) -> bool:
+    return not trading.engine._halts[strategy_id][0]
