@@ -102,12 +102,15 @@ class PipelineControl:
         command line: a scan of each topic (the API asks its read model instead)."""
         b = _broker(broker)
         subs = await self._events(b, "orders.submitted", OrderSubmitted, order_id)
+        # closed: nothing is left of it, whatever filled before. An order the engine would
+        # not place (past the MIS cut-off, a stale live signal) is only an OrderRejected:
+        # looked for first, it is not "no order", as for a mistyped id
+        rejected = await self._events(b, "orders.rejected", OrderRejected, order_id)
+        if rejected:
+            return OrderState(order_id, rejected[0].strategy_id, "REJECTED")
         if not subs:
             return None
         strategy_id = subs[0].strategy_id
-        # closed: nothing is left of it, whatever filled before
-        if await self._events(b, "orders.rejected", OrderRejected, order_id):
-            return OrderState(order_id, strategy_id, "REJECTED")
         if await self._events(b, "orders.cancelled", OrderCancelled, order_id):
             return OrderState(order_id, strategy_id, "CANCELLED")
         fills = await self._events(b, "orders.filled", OrderFilled, order_id)

@@ -75,3 +75,42 @@ def test_cancel_of_a_zerodha_order_without_its_broker_says_which_broker(tmp_path
     assert result.exit_code == 2
     assert f"no order '{order_id}' on paper: it is a zerodha order (--broker zerodha)" in (
         result.output)
+
+
+def test_cancel_of_an_order_rejected_at_once_says_it_was_rejected(tmp_path: Path) -> None:
+    # the engines reject an order they will not place (past the MIS cut-off, outside the
+    # price band, a live signal gone stale) with no OrderSubmitted before it: `cancel` of its
+    # id, as the dashboard lists it REJECTED (and the API answers 409), said "no order ... on
+    # paper", as for a mistyped id, and on the other broker named no broker at all
+    import asyncio
+    import time
+
+    from alpha_panda.domain.events import OrderRejected, new_envelope
+    from alpha_panda.domain.values import Side
+    from alpha_panda.services.logs import open_log
+    from alpha_panda.stream.emit import Emit, to_output
+    from alpha_panda.stream.topics import REGISTRY
+
+    order_id = "1a1b2c3d4e5f60718293a4b5c6d7e8f9"
+
+    async def write() -> None:
+        log = open_log("embedded", tmp_path)
+        await log.start()
+        await log.ensure_topics(REGISTRY.all())
+        rejected = OrderRejected(
+            order_id=order_id, strategy_id="s1", instrument_token=408065, side=Side.BUY,
+            quantity=1, reason_code="MIS_CUTOFF", message="past 15:20", ts=time.time_ns())
+        env = new_envelope(rejected, id="e1", ts=rejected.ts, source="paper-trading-engine",
+                           broker="paper", key="s1:408065")
+        await log.append([to_output(Emit("paper.orders.rejected", env))])
+        await log.close()
+
+    asyncio.run(write())
+    result = CliRunner().invoke(app, ["cancel", order_id, "--data-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert f"order {order_id} is REJECTED: nothing is left of it to cancel" in result.output
+    other = CliRunner().invoke(app, ["cancel", order_id, "--broker", "zerodha",
+                                     "--data-dir", str(tmp_path)])
+    assert other.exit_code == 2
+    assert f"no order '{order_id}' on zerodha: it is a paper order (--broker paper)" in (
+        other.output)
