@@ -29,7 +29,7 @@ def test_session_hours_weekends_and_holidays() -> None:
     assert not CAL.is_open(ist_ns(monday, time(15, 30)))
     assert not CAL.is_open(ist_ns(date(2026, 11, 24), time(11, 0)))  # Guru Nanak Jayanti
     assert not CAL.is_open(ist_ns(date(2026, 11, 28), time(11, 0)))  # Saturday
-    assert len([d for d in CAL.holidays if d.year == 2026]) == 15
+    assert len([d for d in CAL.holidays if d.year == 2026]) == 16
 
 
 def test_next_open_skips_holidays_and_weekends() -> None:
@@ -107,6 +107,15 @@ def test_2024s_holidays_are_listed_with_the_two_declared_later() -> None:
     assert CAL.is_trading_day(date(2024, 1, 23))
     assert len([d for d in CAL.holidays if d.year == 2024]) == 17
     assert CAL.years == frozenset({2024, 2025, 2026})
+
+
+def test_2026s_holidays_include_the_one_declared_in_january() -> None:
+    # NSE's circular of 12 January 2026 closed 15 January (Thursday) for Maharashtra's
+    # municipal elections: no session that day, and an order queued for the open on the
+    # evening of the 14th waits for Friday's.
+    assert not CAL.is_trading_day(date(2026, 1, 15))
+    assert CAL.next_open_ns(ist_ns(date(2026, 1, 14), time(18, 0))) == \
+        ist_ns(date(2026, 1, 16), time(9, 15))
 
 
 def test_years_the_calendar_does_not_list_are_named() -> None:
