@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from alpha_panda.domain.clock import ist_time
 from alpha_panda.domain.errors import ValidationError
 
 I64 = npt.NDArray[np.int64]
@@ -200,7 +201,8 @@ def _cast(src: Source, name: str, col: pa.ChunkedArray, kind: pa.DataType) -> pa
 def timestamps(src: Source, col: pa.ChunkedArray) -> I64:
     kind = col.type
     if pa.types.is_integer(kind):
-        return np.asarray(_cast(src, "timestamp", col, pa.int64()).to_numpy(), dtype=np.int64)
+        ns = np.asarray(_cast(src, "timestamp", col, pa.int64()).to_numpy(), dtype=np.int64)
+        return _in_nanoseconds(src, ns)
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         return _iso_timestamps(src, col)
     if pa.types.is_timestamp(kind):
@@ -228,13 +230,44 @@ def _iso_timestamps(src: Source, col: pa.ChunkedArray) -> I64:
     except pa.ArrowInvalid:
         pass
     try:
-        return _parse_times(col, ints=True)
+        out = _parse_times(col, ints=True)
     except pa.ArrowInvalid as exc:
         row = _first_failure(len(col), lambda lo, hi: _times_parse(col.slice(lo, hi - lo)))
         if row is None:
             raise src.fail(None, "timestamp", str(exc)) from exc
         text = col[row].as_py()
         raise src.fail(row, "timestamp", f"not int nanoseconds or ISO-8601: {text!r}") from None
+    digits = pc.match_substring_regex(col, _DIGITS).to_numpy(zero_copy_only=False)
+    return _in_nanoseconds(src, out, digits)
+
+
+# An int time that is one of 1990-2099 in seconds, milliseconds or microseconds is in that
+# unit, not in nanoseconds (then 1970): NSE's ticks are from 1994 on. Other ints are taken
+# as nanoseconds (tests and synthetic files count from 0).
+_YEARS_S: Final = (631_152_000, 4_102_444_800)  # 1990-01-01, 2100-01-01 (UTC), seconds
+_UNITS: Final = ((10**9, "seconds"), (10**6, "milliseconds"), (10**3, "microseconds"))
+
+
+def _in_nanoseconds(src: Source, ns: I64, ints: npt.NDArray[np.bool_] | None = None) -> I64:
+    """``ns`` (of which the rows ``ints`` were written as ints); an int that is a time of
+    1990-2099 in seconds, milliseconds or microseconds is an error: read as nanoseconds, a
+    session's ticks were the first seconds of 1970."""
+    lo, hi = _YEARS_S
+    wrong = np.zeros(len(ns), dtype=np.bool_)
+    for scale, _ in _UNITS:
+        per = 10**9 // scale  # the unit's steps in a second
+        wrong |= (ns >= lo * per) & (ns < hi * per)
+    if ints is not None:
+        wrong &= ints
+    if not wrong.any():
+        return ns
+    row = int(np.argmax(wrong))
+    value = int(ns[row])
+    scale, unit = next((s, u) for s, u in _UNITS if lo <= value * s // 10**9 < hi)
+    raise src.fail(row, "timestamp", (
+        f"{value} is not in nanoseconds since the epoch (it would be {ist_time(value)}); in "
+        f"{unit} it is {ist_time(value * scale)}: write int timestamps in nanoseconds, or "
+        "ISO-8601"))
 
 
 def _parse_times(col: pa.ChunkedArray, ints: bool) -> I64:

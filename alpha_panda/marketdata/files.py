@@ -1,7 +1,8 @@
 """Tick files: CSV or Parquet, one row per tick, sorted by time (ARCHITECTURE.md).
 
 Columns: ``timestamp`` (int ns since the epoch, UTC, or an ISO-8601 string; naive
-times are UTC), ``instrument_token`` (int), ``last_price`` (rupees, e.g. ``2500.05``),
+times are IST; an int in seconds, milliseconds or microseconds is an error),
+``instrument_token`` (int), ``last_price`` (rupees, e.g. ``2500.05``),
 optional ``volume`` and any other ``MarketTick`` field. Prices are converted exactly to
 int paise; a price with fractions of a paisa is an error, and so is a ``last_price`` that
 is not positive or a negative volume or quantity. Prices off the 0.05 grid are read as

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from alpha_panda.domain.clock import ist_time
 from alpha_panda.domain.errors import ValidationError
 from alpha_panda.domain.events import CODEC, Envelope, MarketTick
 from alpha_panda.marketdata.files import (
@@ -205,6 +206,38 @@ def test_a_bad_timestamp_is_named_by_its_line_and_quoted(tmp_path: Path, iso: bo
     f = ticks_csv(tmp_path, 60, {50: "2026-13-45T00:00:00,341249,1650.05,1"}, iso=iso)
     assert error_of(f) == (f"{f}, row 49 (line 50), column 'timestamp': "
                            "not int nanoseconds or ISO-8601: '2026-13-45T00:00:00'")
+
+
+@pytest.mark.parametrize(("value", "unit", "scale"), [
+    (1775447100, "seconds", 10**9), (1775447100250, "milliseconds", 10**6),
+    (1775447100250000, "microseconds", 10**3),
+])
+@pytest.mark.parametrize("kind", ["csv", "iso", "parquet"])
+def test_int_times_in_seconds_or_milliseconds_are_an_error(
+        tmp_path: Path, value: int, unit: str, scale: int, kind: str) -> None:
+    # Epoch seconds or milliseconds (most vendors' exports) read as nanoseconds put a
+    # session's ticks into the first seconds of 1970: the backtest of a generated 2-session
+    # file, its times divided by 10^9, gave 202 fills and -1,451.88 net instead of 198 and
+    # -1,516.29, warned only that 1970's holidays were unknown.
+    first = 1775447100_000_000_000  # 2026-04-06 09:15 IST
+    rows = [value, first]  # (in order, read as nanoseconds)
+    if kind == "parquet":
+        f = tmp_path / "t.parquet"
+        pq.write_table(pa.table({"timestamp": pa.array(rows, pa.int64()),
+                                 "instrument_token": [1, 1], "last_price": [10.0, 10.0]}), f)
+    else:
+        times = [str(t) for t in rows]
+        if kind == "iso":
+            times[1] = "2026-04-06T09:15:00+05:30"
+        f = write(tmp_path, "timestamp,instrument_token,last_price\n"
+                  + "".join(f"{t},1,10\n" for t in times))
+    line = " (line 2)" if kind != "parquet" else ""
+    assert error_of(f) == (
+        f"{f}, row 1{line}, column 'timestamp': {value} is not in nanoseconds since the epoch "
+        f"(it would be {ist_time(value)}); in {unit} it is {ist_time(value * scale)}: "
+        f"write int timestamps in nanoseconds, or ISO-8601")
+    # a small int is taken as it is (tests and synthetic files count from 0)
+    assert load_ticks(write(tmp_path, "timestamp,instrument_token,last_price\n5,1,10\n")).ts[0] == 5
 
 
 def test_int_nanoseconds_and_iso_times_may_be_mixed(tmp_path: Path) -> None:
