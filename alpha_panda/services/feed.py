@@ -22,8 +22,10 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
-from alpha_panda.domain.clock import today_ist
+from alpha_panda.domain.clock import ist_time, today_ist
+from alpha_panda.domain.errors import ConfigurationError, DecodeError
 from alpha_panda.domain.events import CODEC, Envelope, MarketTick
+from alpha_panda.domain.values import format_rupees
 from alpha_panda.execution.market import MarketCalendar
 from alpha_panda.marketdata.files import (
     TickColumns,
@@ -366,6 +368,7 @@ class ReplayFeed(_FeedBase):
         cols = self.load()
         n = len(cols)
         tail = await read_tail(self._log, self.publisher.source)
+        self._check_same_file(cols, tail)
         start = min(tail.next_seq, n)
         if start:
             # What an interrupted append left off some partitions goes first (its ticks
@@ -406,6 +409,37 @@ class ReplayFeed(_FeedBase):
             self.done.set()
             self._detail = f"replayed {n} ticks"
 
+    def _check_same_file(self, cols: TickColumns, tail: Tail) -> None:
+        """Refuse a file whose rows are not the ticks its source (its name) has on the log.
+
+        A replay goes on where the last one of its source stopped: another file of the same
+        name (``ticks generate ticks.csv`` for another day) was taken for the first resumed,
+        and began past as many of its rows as the first had (or, shorter, sent none). The
+        source's last ticks on each partition (a few hundred) are compared with the rows
+        of their numbers, once, at the start."""
+        source = self.publisher.source
+        prefix = tick_id_prefix(source)
+        for record in tail.records:
+            seq = tick_seq(record, source, prefix)
+            if seq is None:
+                continue
+            try:
+                logged: MarketTick | None = CODEC.decode_as(record.value, MarketTick).data
+            except DecodeError:
+                logged = None
+            if seq >= len(cols):
+                differs = f"its tick {seq} is past the file's {len(cols)} rows"
+            elif (row := tick_rows(cols, seq, seq + 1)[0]) != logged:
+                differs = f"row {seq + 1} is {_said(row)} in the file, {_said(logged)} there"
+            else:
+                continue
+            raise ConfigurationError(
+                f"{self._path}: market.ticks holds {tail.next_seq} ticks of {source} that are "
+                f"not this file's ({differs}): a replay goes on where the last one of its "
+                f"file name stopped, and would skip this file's first "
+                f"{min(tail.next_seq, len(cols))} rows. Replay it on another --data-dir (or "
+                "--log memory), or under another file name")
+
     @staticmethod
     def _rows(cols: TickColumns, seqs: list[int]) -> list[MarketTick]:
         return [tick_rows(cols, seq, seq + 1)[0] for seq in seqs]
@@ -427,3 +461,10 @@ class ReplayFeed(_FeedBase):
 
 def _tick_ts(tick: MarketTick) -> int:
     return tick.ts
+
+
+def _said(tick: MarketTick | None) -> str:
+    if tick is None:
+        return "a malformed tick"
+    return (f"token {tick.instrument_token} at {format_rupees(tick.last_price)} on "
+            f"{ist_time(tick.ts)}")

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from alpha_panda.adapters.memory_log import MemoryLog
+from alpha_panda.domain.errors import ConfigurationError
 from alpha_panda.domain.events import CODEC, MarketTick
 from alpha_panda.marketdata.files import generate_random_walk, tick_id_prefix
 from alpha_panda.services.feed import ReplayFeed, tick_seq
@@ -201,3 +202,28 @@ async def test_a_replay_resumes_after_ticks_an_older_version_appended_with_seq_h
     await ReplayFeed(log, Path("mine.csv"), ticks=cols).run(asyncio.Event())
     sent = [ts for _, batch in log.appends for ts in batch]
     assert sorted(sent) == sorted(cols.ts[600:].tolist())
+
+
+@pytest.mark.parametrize("rows", [5000, 2000])
+async def test_another_file_of_the_same_name_on_the_same_log_is_refused_not_cut(
+        rows: int) -> None:
+    # `ticks generate ticks.csv` for one day, replayed; then for another day and replayed
+    # on the same data directory: the feed took the second file for the first one resumed
+    # and began at its row 3,001 (or, with fewer rows, published nothing and was done), the
+    # run's results those of a mix of the two files.
+    grown = generate_random_walk(3500, 5, seed=1)
+    log = CountingLog()
+    await log.ensure_topics([REGISTRY.get(MARKET_TICKS)])
+    await ReplayFeed(log, Path("ticks.csv"), ticks=grown.slice(0, 3000)).run(asyncio.Event())
+    sent = len(log.appends)
+    other = ReplayFeed(log, Path("ticks.csv"), ticks=generate_random_walk(rows, 5, seed=2))
+    with pytest.raises(ConfigurationError) as err:
+        await other.run(asyncio.Event())
+    assert len(log.appends) == sent  # nothing of it published
+    assert "ticks.csv: market.ticks holds 3000 ticks of replay:ticks.csv that are not this " \
+        "file's" in str(err.value)
+    assert "another --data-dir" in str(err.value)
+    # the same file (or one that goes on from it, a recording that grew) resumes as before
+    same = ReplayFeed(log, Path("ticks.csv"), ticks=grown)
+    await same.run(asyncio.Event())
+    assert same.done.is_set() and sum(len(b) for _, b in log.appends[sent:]) == 500
