@@ -271,6 +271,10 @@ class KiteTickerClient:
         except json.JSONDecodeError:
             log_.warning("kite_ticker.unreadable_text", size=len(message))
             return
+        if not isinstance(msg, dict):
+            # (JSON but no object: raised out of the socket's task, it ended the ticker)
+            log_.warning("kite_ticker.unreadable_text", size=len(message))
+            return
         kind, data = msg.get("type"), msg.get("data")
         if kind == "order" and isinstance(data, dict):
             self._on_order(data)

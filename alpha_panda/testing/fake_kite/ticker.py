@@ -175,8 +175,9 @@ class FakeTicker:
         assert self._loop is not None
         self._streams.append(asyncio.run_coroutine_threadsafe(stream(), self._loop))
 
-    def send_text(self, message: dict[str, Any]) -> None:
-        """A text message to every ticker client (``{"type": "error", "data": ...}``)."""
+    def send_text(self, message: Any) -> None:
+        """A text message to every ticker client: ``message`` as JSON (``{"type": "error",
+        "data": ...}``, or any JSON value, as a misbehaving server might send)."""
         async def send() -> None:
             for conn in list(self.ws_clients):
                 await conn.send(json.dumps(message))

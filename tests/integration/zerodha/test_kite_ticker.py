@@ -115,6 +115,24 @@ async def test_order_postbacks_and_errors_arrive_as_text(
     assert fake.ws_connects == 2  # the 3,001st instrument opened a second connection
 
 
+async def test_a_text_message_that_is_not_a_json_object_is_logged_not_fatal(
+        settings: ZerodhaSettings, session: KiteSession, fake: FakeKite) -> None:
+    # JSON that is not an object (``[1]``, ``"ok"``): ``msg.get`` raised AttributeError out
+    # of the socket's task, which ended the ticker and failed the live feed: no more ticks,
+    # and no exit of a live position on them.
+    client = KiteTickerClient(settings, session.access_token)
+    await client.subscribe([INFY], "ltp")
+    async with running(client) as task:
+        await _until(lambda: any(s.get(INFY) == "ltp" for s in fake.ws_clients.values()))
+        for message in ([1], "ok", None, 7):
+            fake.send_text(message)
+        fake.push_ticks([MarketTick(instrument_token=INFY, last_price=100_00, ts=TS)])
+        tick = await asyncio.wait_for(client.queue.get(), 5)
+        assert not task.done()
+    assert tick.last_price == 100_00
+    assert client.reconnects == 0 and client.health().state.value == "stopped"
+
+
 async def test_more_instruments_than_the_connections_allow_is_an_error(
         settings: ZerodhaSettings) -> None:
     client = KiteTickerClient(settings, "token", connections=1)
