@@ -4,8 +4,9 @@ Register with ``app.command(name="charges")(charges_command)``. ``--json`` print
 one JSON object on stdout with the keys ``turnover, brokerage, stt, exchange_txn, sebi,
 stamp_duty, gst, dp, total_charges, gross_pnl, net_pnl``: rupees, as JSON *numbers* with
 exactly two decimals (e.g. ``200.62``, ``40000.00``), exact to the paisa. Each charge is
-the sum of the buy order's and the sell order's, each rounded to the paisa as Zerodha's
-contract notes do. ``dp`` is the depository charge (GST included) of an equity delivery
+the sum of the buy order's and the sell order's, each rounded to the paisa, but for STT:
+each leg is its scrip's only trade of its day, and a day's STT is rounded to the rupee,
+half up, as on Zerodha's calculator and contract notes (``CostModel.round_trip``). ``dp`` is the depository charge (GST included) of an equity delivery
 sell, taken to be from holdings on a later day; it goes on the ledger, not the contract
 note. A CNC buy and sell on the same day is an intraday trade: ``--segment
 equity_intraday``.

@@ -2,9 +2,13 @@
 
 Rates live in data files named ``zerodha_<effective date>.json``; ``CostModel.load``
 picks the newest card in force on a given date. Every amount is computed exactly in paise
-and each component is rounded to the paisa, half up, as Zerodha's contract notes and
-brokerage calculator show them; GST is 18% of the *rounded* brokerage + exchange
-transaction + SEBI charges, rounded again. The card's Decimal rates are taken as exact
+and each component of an order is rounded to the paisa, half up; GST is 18% of the
+*rounded* brokerage + exchange transaction + SEBI charges, rounded again. STT is the
+exception: the exchange computes it per client, scrip and day and rounds it to the rupee,
+half up (Zerodha's calculator shows ₹3 on an intraday sell of ₹10,100: 0.025% is ₹2.525).
+``round_trip`` (the calculator: each leg its scrip's only trade that day) rounds it so; an
+order's and a fill's charges keep it to the paisa, the day's rounding being left to what
+groups the day's fills (not modelled yet: within ₹0.50 a scrip a day). The card's Decimal rates are taken as exact
 fractions of integers for the charges of each order (``_Fractions``): the same figures
 as Decimal arithmetic in under half the time (3.1 against 8.2 us an order, 2026-12-05; a
 fill's charges took 7.6% of the CPU of the process of the paper engine and the portfolio
@@ -294,19 +298,33 @@ class CostModel:
         """Buy ``quantity`` at ``buy`` and sell it at ``sell`` (paise), one order each.
 
         In equity delivery the sell is taken to be on a later day, from holdings: it pays
-        the DP charge too (a same-day CNC round trip is charged as ``EQUITY_INTRADAY``)."""
+        the DP charge too (a same-day CNC round trip is charged as ``EQUITY_INTRADAY``).
+        Each leg is its scrip's only trade of its day, so its STT is the day's, rounded to
+        the rupee as on the contract note (delivery: the buy's day and the sell's each;
+        Zerodha's calculator rounds their sum once, which can differ by ₹1)."""
         if quantity <= 0:
             raise ValidationError(f"quantity must be positive, got {quantity}")
-        sell_charges = self.charges(segment, Side.SELL, sell, quantity, exchange)
+        legs = []
+        for side, price in ((Side.BUY, buy), (Side.SELL, sell)):
+            leg = self.charges(segment, side, price, quantity, exchange)
+            legs.append(msgspec.structs.replace(
+                leg, stt=self._day_stt(segment, side, price * quantity)))
         dp = self.dp_charge(segment)
         if dp:
-            sell_charges = msgspec.structs.replace(sell_charges, dp=dp)
+            legs[1] = msgspec.structs.replace(legs[1], dp=dp)
         return RoundTrip(
             turnover=(buy + sell) * quantity,
-            buy=self.charges(segment, Side.BUY, buy, quantity, exchange),
-            sell=sell_charges,
+            buy=legs[0],
+            sell=legs[1],
             gross_pnl=(sell - buy) * quantity,
         )
+
+    def _day_stt(self, segment: Segment, side: Side, turnover: int) -> int:
+        """The STT of a scrip's day whose only trade on ``side`` is ``turnover`` paise, in
+        paise: the exact STT rounded to the rupee, half up (₹2.525 is ₹3, ₹0.4995 is ₹0)."""
+        r = self._fractions[segment]
+        n, d = r.stt_buy if side is Side.BUY else r.stt_sell
+        return _times(turnover, (n, d * 100)) * 100
 
 
 class RateCards:

@@ -57,7 +57,7 @@ def test_a_delivery_round_trip_pays_the_dp_charge_on_the_sell() -> None:
 
 def test_table_output_and_errors() -> None:
     code, out = invoke("--segment", "options", "--buy", "100", "--sell", "110", "--quantity", "75")
-    assert code == 0 and "66.43" in out and "683.57" in out
+    assert code == 0 and "66.05" in out and "683.95" in out
     code, _ = invoke("--segment", "bogus", "--buy", "1", "--sell", "1", "--quantity", "1")
     assert code == 2
     code, _ = invoke("--segment", "futures", "--buy", "1.001", "--sell", "1", "--quantity", "1")
@@ -92,8 +92,22 @@ def test_on_a_date_the_card_then_in_force_prices_the_trade() -> None:
             "--json")
     figures = {on: json.loads(invoke(*args, "--on", on)[1], parse_float=Decimal)
                for on in ("2025-06-02", "2026-06-01")}
-    # futures STT on the sell: 0.02% before the 2026-04-01 card, 0.05% from it
-    assert figures["2025-06-02"]["stt"] == Decimal("20.20")
-    assert figures["2026-06-01"]["stt"] == Decimal("50.50")
+    # futures STT on the sell: 0.02% before the 2026-04-01 card, 0.05% from it (₹20.20
+    # and ₹50.50, the day's STT to the rupee, half up)
+    assert figures["2025-06-02"]["stt"] == Decimal("20.00")
+    assert figures["2026-06-01"]["stt"] == Decimal("51.00")
     code, out = invoke(*args, "--on", "2025-13-01")
     assert code == 2 and "--on: not a date (YYYY-MM-DD): '2025-13-01'" in out
+
+
+def test_stt_is_rounded_to_the_rupee_as_on_zerodhas_calculator_and_contract_notes() -> None:
+    # Zerodha's calculator shows STT ₹3.00 on an intraday sell of 100 @ ₹101 (0.025% of
+    # ₹10,100 is ₹2.525): STT is rounded to the rupee, half up, every other item to the paisa
+    code, out = invoke("--segment", "equity_intraday", "--buy", "100", "--sell", "101",
+                       "--quantity", "100", "--json")
+    assert code == 0
+    figures = json.loads(out, parse_float=Decimal)
+    assert figures["stt"] == Decimal("3.00")
+    assert figures["exchange_txn"] == Decimal("0.62") and figures["gst"] == Decimal("1.20")
+    assert figures["total_charges"] == Decimal("11.17")
+    assert figures["net_pnl"] == Decimal("88.83")

@@ -4,7 +4,8 @@ Hand computations use the 2026-04-01 card (alpha_panda/data/charges/zerodha_2026
 NSE transaction 0.00307% (equity), 0.00183% (futures), 0.03553% (options premium);
 STT 0.1% both sides (delivery), 0.025% sell (intraday), 0.05% sell (futures), 0.15% sell
 (options); stamp 0.015% / 0.003% / 0.002% / 0.003% on buys; SEBI ₹10/crore; GST 18%.
-Every component is rounded half up to the paisa.
+Every component is rounded half up to the paisa, but a round trip's STT (the calculator's:
+each leg its scrip's only trade of its day), which is rounded half up to the rupee.
 """
 
 from __future__ import annotations
@@ -85,9 +86,12 @@ def test_futures_round_trip(model: CostModel) -> None:
     # buy 250 @ 2,000 (₹5,00,000), sell 250 @ 2,010 (₹5,02,500)
     rt = model.round_trip(Segment.FUTURES, 2000_00, 2010_00, 250)
     assert rt.buy == Charges(brokerage=2000, stt=0, exchange_txn=915, sebi=50, stamp_duty=1000, gst=534)
-    # STT 0.05% of 5,02,500 = 251.25; txn 9.19575 -> 9.20; SEBI 0.5025 -> 0.50; GST of 29.70 = 5.346
-    assert rt.sell == Charges(brokerage=2000, stt=25125, exchange_txn=920, sebi=50, stamp_duty=0, gst=535)
-    assert rt.total_charges == 331_29
+    # STT 0.05% of 5,02,500 = 251.25, the day's STT: ₹251; txn 9.19575 -> 9.20; SEBI
+    # 0.5025 -> 0.50; GST of 29.70 = 5.346
+    assert rt.sell == Charges(brokerage=2000, stt=25100, exchange_txn=920, sebi=50, stamp_duty=0, gst=535)
+    assert rt.total_charges == 331_04
+    # an order's STT stays to the paisa (the day's rounding is the calculator's)
+    assert model.charges(Segment.FUTURES, Side.SELL, 2010_00, 250).stt == 251_25
 
 
 def test_options_round_trip_flat_brokerage(model: CostModel) -> None:
@@ -95,9 +99,10 @@ def test_options_round_trip_flat_brokerage(model: CostModel) -> None:
     rt = model.round_trip(Segment.OPTIONS, 100_00, 110_00, 75)
     # txn 2.66475 -> 2.66; SEBI 0.0075 -> 0.01; stamp 0.225 -> 0.23; GST of 22.67 = 4.0806 -> 4.08
     assert rt.buy == Charges(brokerage=2000, stt=0, exchange_txn=266, sebi=1, stamp_duty=23, gst=408)
-    # STT 0.15% of 8,250 = 12.375 -> 12.38; txn 2.931225 -> 2.93; GST of 22.94 = 4.1292 -> 4.13
-    assert rt.sell == Charges(brokerage=2000, stt=1238, exchange_txn=293, sebi=1, stamp_duty=0, gst=413)
-    assert rt.total_charges == 66_43
+    # STT 0.15% of 8,250 = 12.375 -> ₹12 (the day's STT, to the rupee); txn 2.931225 ->
+    # 2.93; GST of 22.94 = 4.1292 -> 4.13
+    assert rt.sell == Charges(brokerage=2000, stt=1200, exchange_txn=293, sebi=1, stamp_duty=0, gst=413)
+    assert rt.total_charges == 66_05
 
 
 def test_intraday_brokerage_below_the_cap_is_0_03_percent(model: CostModel) -> None:
