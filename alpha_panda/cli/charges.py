@@ -82,7 +82,7 @@ def charges_command(
     quantity: Annotated[int, typer.Option("--quantity", help="shares / units (lots × lot size)")],
     exchange: Annotated[str, typer.Option("--exchange", help="NSE or BSE")] = "NSE",
     on: Annotated[str | None, typer.Option(
-        "--on", help="trade date YYYY-MM-DD: the rate card then in force (default: the newest)",
+        "--on", help="trade date YYYY-MM-DD: the rate card then in force (default: today's)",
     )] = None,
     json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:

@@ -43,6 +43,7 @@ from typing import Any
 
 import msgspec
 
+from alpha_panda.domain.clock import today_ist
 from alpha_panda.domain.errors import ConfigurationError, ValidationError
 from alpha_panda.domain.events import Charges
 from alpha_panda.domain.values import Product, Side
@@ -202,11 +203,14 @@ class CostModel:
 
     @classmethod
     def load(cls, as_of: date | None = None, path: Path | None = None) -> CostModel:
-        """The rate card in ``path``, or the newest one in force on ``as_of`` (default: newest)."""
+        """The rate card in ``path``, or the newest one in force on ``as_of`` (default:
+        today, IST). Not simply the newest file: a card is added when new rates are announced,
+        often weeks before they apply (the Budget's STT of 1 February, from 1 April), and the
+        live engine's charges and ``alpha-panda charges`` would charge them early."""
         if path is None:
-            cards = sorted(CHARGES_DIR.glob("zerodha_*.json"))
-            if as_of is not None:
-                cards = [p for p in cards if p.stem.split("_", 1)[1] <= as_of.isoformat()]
+            day = (as_of or today_ist()).isoformat()
+            cards = [p for p in sorted(CHARGES_DIR.glob("zerodha_*.json"))
+                     if p.stem.split("_", 1)[1] <= day]
             if not cards:
                 raise ConfigurationError(f"no Zerodha rate card in {CHARGES_DIR} for {as_of}")
             path = cards[-1]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -194,3 +195,19 @@ def test_a_half_paisa_rounds_up_and_a_cap_holds(model: CostModel) -> None:
     assert model.order_charges(Segment.EQUITY_INTRADAY, Side.SELL, 2_000).stt == 1
     assert model.order_charges(Segment.EQUITY_INTRADAY, Side.SELL, 1_998).stt == 0
     assert model.order_charges(Segment.EQUITY_INTRADAY, Side.BUY, 100_000_00).brokerage == 20_00
+
+
+def test_a_card_shipped_before_it_takes_effect_is_not_used_before_then(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a card is added when new rates are announced (the Budget's STT, weeks ahead): the live
+    # engine's charges and `alpha-panda charges` load the card in force today, not the newest
+    import json
+
+    from alpha_panda.execution import costs
+
+    raw = json.loads((costs.CHARGES_DIR / "zerodha_2026-04-01.json").read_text())
+    for effective in ("2024-10-01", "2999-04-01"):
+        (tmp_path / f"zerodha_{effective}.json").write_text(json.dumps({**raw, "version": effective}))
+    monkeypatch.setattr(costs, "CHARGES_DIR", tmp_path)
+    assert CostModel.load().version == "2024-10-01"
+    assert CostModel.load(as_of=date(2999, 4, 1)).version == "2999-04-01"
