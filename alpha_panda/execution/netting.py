@@ -15,8 +15,9 @@ book's charges are a function of its set of fills alone:
 - its fills in event-time order (ts, order id, fill number); on each side the first
   ``min(bought, sold)`` shares are intraday, the rest delivery;
 - each order pays ``CostModel.order_charges`` at intraday rates on its intraday turnover
-  plus at delivery rates on its delivery turnover (brokerage per order, as on a contract
-  note);
+  plus at delivery rates on its delivery turnover; one with both parts pays intraday
+  brokerage (per order, as on a contract note) on the whole order, as Zerodha charges an
+  order that nets off in part;
 - plus the DP charge (GST included) when the day sold more than it bought.
 
 Consequences:
@@ -54,6 +55,8 @@ from bisect import insort
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
+
+import msgspec
 
 from alpha_panda.domain.events import Charges
 from alpha_panda.domain.values import Side
@@ -193,4 +196,10 @@ class CncNetting:
         b = costs.order_charges(_DELIVERY, side, delivery, exchange)
         if not intraday:
             return b
-        return Charges(**{item: getattr(a, item) + getattr(b, item) for item in _ITEMS})
+        # An order that nets off in part pays intraday brokerage on the whole order, as
+        # Zerodha charges it ("for both orders, regardless of the quantity bought back":
+        # 50 held shares sold at ₹1,500 and 25 bought back pay ₹20 on the sell, not 0.03%
+        # of the 25 netted, ₹11.25); its STT and stamp duty stay split by what nets off.
+        whole = costs.order_charges(_INTRADAY, side, intraday + delivery, exchange)
+        return msgspec.structs.replace(
+            whole, stt=a.stt + b.stt, stamp_duty=a.stamp_duty + b.stamp_duty)

@@ -45,7 +45,8 @@ def cnc_books(events: Iterable[Payload]) -> dict[Book, Charges]:
 def expected_cnc_books(events: Iterable[Payload], costs: CostModel) -> dict[Book, Charges]:
     """What each book must cost, computed from its fills as a set: on each side the day's
     first min(bought, sold) shares in event-time order are intraday, the rest delivery;
-    each order pays its intraday and its delivery part; DP once if the day sold more."""
+    each order pays its intraday and its delivery part, one with both intraday brokerage on
+    the whole order; DP once if the day sold more."""
     lots: dict[Book, list[OrderFilled]] = {}
     for e in events:
         if isinstance(e, OrderFilled) and e.product is Product.CNC:
@@ -65,7 +66,14 @@ def expected_cnc_books(events: Iterable[Payload], costs: CostModel) -> dict[Book
                                  delivery + (f.quantity - k) * f.price)
         total = Charges(dp=costs.dp_charge() if sold > bought else 0)
         for side, intraday, delivery in parts.values():
-            total = add(total, costs.order_charges(Segment.EQUITY_INTRADAY, side, intraday))
-            total = add(total, costs.order_charges(Segment.EQUITY_DELIVERY, side, delivery))
+            a = costs.order_charges(Segment.EQUITY_INTRADAY, side, intraday)
+            b = costs.order_charges(Segment.EQUITY_DELIVERY, side, delivery)
+            if intraday and delivery:  # intraday brokerage (and GST) on the whole order
+                whole = costs.order_charges(Segment.EQUITY_INTRADAY, side, intraday + delivery)
+                total = add(total, Charges(
+                    brokerage=whole.brokerage, stt=a.stt + b.stt, exchange_txn=whole.exchange_txn,
+                    sebi=whole.sebi, stamp_duty=a.stamp_duty + b.stamp_duty, gst=whole.gst))
+            else:
+                total = add(add(total, a), b)
         out[key] = total
     return out

@@ -106,14 +106,15 @@ def test_only_the_netted_quantity_is_intraday() -> None:
     x = ex()
     day1 = trade(x, ("b", sig(Side.BUY, 10, 1000_00), at(DAY1, 10)),
                  ("s", sig(Side.SELL, 4, 1010_00), at(DAY1, 11)))
-    # buy order: 4 intraday (₹4,000): brokerage 1.20, txn 0.12, stamp 0.12, GST of 1.32 = 0.24
-    #            6 delivery (₹6,000): STT 6.00, txn 0.18, SEBI 0.01, stamp 0.90, GST of 0.19 = 0.03
+    # buy order: 4 intraday (₹4,000): stamp 0.12; 6 delivery (₹6,000): STT 6.00, stamp 0.90;
+    #            netted in part, it pays intraday brokerage on all of its ₹10,000: 3.00,
+    #            txn 0.307 -> 0.31, SEBI 0.01, GST of 3.32 = 0.5976 -> 0.60
     # sell order: 4 intraday (₹4,040): brokerage 1.21, STT 1.01, txn 0.12, GST of 1.33 = 0.24
-    buy_order = Charges(brokerage=120, stt=600, exchange_txn=12 + 18, sebi=1,
-                        stamp_duty=12 + 90, gst=24 + 3)
+    buy_order = Charges(brokerage=300, stt=600, exchange_txn=31, sebi=1,
+                        stamp_duty=12 + 90, gst=60)
     sell_order = Charges(brokerage=121, stt=101, exchange_txn=12, gst=24)
     assert total(day1) == add(buy_order, sell_order)
-    assert total(day1).total == 11_38  # two delivery trades: 11.88 + 4.18 = 16.06
+    assert total(day1).total == 13_52  # two delivery trades: 11.88 + 4.18 = 16.06
     assert day1[0] == COSTS.order_charges(Segment.EQUITY_DELIVERY, Side.BUY, 10 * 1000_00)
     assert day1[1].dp == 0  # nothing left the demat account
     # the other 6 are held: sold the next day at delivery rates, plus the DP charge
@@ -132,6 +133,28 @@ def test_selling_from_holdings_and_buying_back_the_same_day_is_intraday_and_pays
     mis = [COSTS.order_charges(Segment.EQUITY_INTRADAY, side, 10 * 1000_00)
            for side in (Side.SELL, Side.BUY)]
     assert add(sell, buy) == add(*mis)
+
+
+def test_an_order_that_nets_off_in_part_pays_intraday_brokerage_on_the_whole_order() -> None:
+    # Zerodha's support ("Why was the brokerage charged on delivery trades?"): 50 held
+    # shares sold and 25 bought back the same day in CNC: "Intraday charges will be
+    # applicable for both orders, regardless of the quantity bought back".
+    x = holding(ex(), 100)
+    sell, buy = trade(x, ("s", sig(Side.SELL, 50, 1500_00), at(DAY1, 11)),
+                      ("b", sig(Side.BUY, 25, 1480_00), at(DAY1, 13)))
+    # sell ₹75,000: brokerage min(20, 22.50) = 20.00 on the whole order (on the 25 netted,
+    # ₹37,500, it was 11.25); STT 0.025% of 37,500 = 9.375 -> 9.38 + 0.1% of the 25 sold
+    # from holdings 37.50; txn 2.3025 -> 2.30; SEBI 0.075 -> 0.08; GST of 22.38 = 4.03
+    sell_order = Charges(brokerage=20_00, stt=938 + 37_50, exchange_txn=230, sebi=8, gst=403)
+    # buy ₹37,000, all intraday: brokerage 11.10; txn 1.1359 -> 1.14; SEBI 0.04; stamp
+    # 1.11; GST of 12.28 = 2.21
+    buy_order = Charges(brokerage=11_10, exchange_txn=114, sebi=4, stamp_duty=111, gst=221)
+    assert add(sell, buy) == add(add(sell_order, buy_order), Charges(dp=DP))
+    assert add(sell, buy).brokerage == 31_10  # was 22.35
+    # and a CNC buy that nets 4 of its 10 pays brokerage on all 10 (₹3.00, not ₹1.20)
+    day = trade(ex(), ("a", sig(Side.BUY, 10, 1000_00), at(DAY1, 10)),
+                ("c", sig(Side.SELL, 4, 1010_00), at(DAY1, 11)))
+    assert total(day).brokerage == 3_00 + 1_21
 
 
 def test_what_does_not_net_another_strategy_another_day_an_mis_fill() -> None:
