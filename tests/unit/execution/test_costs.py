@@ -115,7 +115,23 @@ def test_older_card_uses_its_own_rates() -> None:
     old = CostModel.load(as_of=date(2025, 1, 1))
     sell = old.charges(Segment.FUTURES, Side.SELL, 2010_00, 250)
     assert sell.stt == 100_50  # 0.02% of ₹5,02,500
-    assert sell.exchange_txn == 869  # 0.00173% = 8.69325
+    # NSE's transaction charge 0.00173% + its IPFT levy 0.0001% (₹10 a crore), which the
+    # contract note puts under transaction charges: 9.19575 -> 9.20 (without IPFT 8.69)
+    assert sell.exchange_txn == 920
+
+
+def test_nse_transaction_charges_include_the_ipft_levy_on_both_cards() -> None:
+    # Zerodha's support page "What are IPFT charges?": ₹10 a crore of NSE equity and
+    # futures turnover, ₹50 a crore of options premium, under transaction charges
+    ipft = {Segment.EQUITY_DELIVERY: "0.0001", Segment.EQUITY_INTRADAY: "0.0001",
+            Segment.FUTURES: "0.0001", Segment.OPTIONS: "0.0005"}
+    base = {Segment.EQUITY_DELIVERY: "0.00297", Segment.EQUITY_INTRADAY: "0.00297",
+            Segment.FUTURES: "0.00173", Segment.OPTIONS: "0.03503"}
+    for as_of in (date(2025, 1, 1), date(2026, 11, 24)):
+        model = CostModel.load(as_of=as_of)
+        for segment, levy in ipft.items():
+            assert model.rates(segment).exchange_txn_percent["NSE"] == (
+                Decimal(base[segment]) + Decimal(levy)), (as_of, segment)
 
 
 def test_partial_fills_pay_brokerage_once_and_add_up_to_the_order(model: CostModel) -> None:
