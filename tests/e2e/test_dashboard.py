@@ -865,3 +865,45 @@ def test_a_poll_while_trading_keeps_the_focused_button_and_a_press_on_it(
     finally:
         _run_elsewhere(cache.set(STRATEGIES_KEY, strategies))
         _run_elsewhere(cache.set(key("paper", "orders"), orders))
+
+
+def test_when_the_api_stops_answering_the_figures_say_they_are_not_live(
+    server: tuple[str, MemoryCache, RecordingControl],
+) -> None:
+    """An API that takes connections but does not answer (its event loop held by a strategy's
+    on_tick, a stopped process) is not live either. With no time limit on the polls, 12 s
+    into such a stall the dot stayed green, no banner, the figures not greyed, and a new poll
+    of the seven routes went out every 1.5 s on top of those still waiting."""
+    from playwright.sync_api import Request, Route, expect, sync_playwright
+
+    url, _, _ = server
+    held: list[Route] = []
+    waiting: set[Request] = set()
+    most_waiting = 0
+
+    def started(r: Request) -> None:
+        nonlocal most_waiting
+        if "/api/v1/portfolios/" in r.url:
+            waiting.add(r)
+            most_waiting = max(most_waiting, len(waiting))
+
+    with sync_playwright() as pw:
+        browser, page, errors = open_dashboard(pw, url, lambda d: d.dismiss())
+        page.on("request", started)
+        page.on("requestfinished", lambda r: waiting.discard(r))
+        page.on("requestfailed", lambda r: waiting.discard(r))
+        page.route("**/api/v1/**", lambda route: held.append(route))  # taken, never answered
+        banner = page.locator("#banner")
+        expect(banner).to_be_visible(timeout=8000)
+        expect(banner).to_contain_text("The API did not answer within 5 s")
+        expect(banner).to_contain_text("The paper figures below are from")
+        expect(page.locator("main")).to_have_class("stale")
+        expect(page.locator("#conn")).to_have_class("dot bad")
+        page.wait_for_timeout(3000)
+        assert most_waiting == 1, f"{most_waiting} polls of the portfolio waiting at once"
+
+        page.unroute("**/api/v1/**")
+        expect(banner).to_be_hidden(timeout=8000)
+        expect(page.locator("main")).not_to_have_class("stale")
+        browser.close()
+    assert errors == []

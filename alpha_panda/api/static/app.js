@@ -146,8 +146,8 @@ async function apiError(path, response) {
   return err;
 }
 
-async function getJson(path) {
-  const response = await fetch(path, { cache: "no-store" });
+async function getJson(path, signal) {
+  const response = await fetch(path, { cache: "no-store", signal });
   if (!response.ok && !(response.status === 503 && path === "/ready")) {
     throw await apiError(path, response);
   }
@@ -156,8 +156,8 @@ async function getJson(path) {
 
 /** A list route's rows, its X-Total-Count (rows before the limit) and X-Kept-Latest (the
  * read model keeps only the latest so many: a total that reaches it is "of the latest"). */
-async function getList(path) {
-  const response = await fetch(path, { cache: "no-store" });
+async function getList(path, signal) {
+  const response = await fetch(path, { cache: "no-store", signal });
   if (!response.ok) throw await apiError(path, response);
   const items = await response.json();
   const kept = response.headers.get("X-Kept-Latest");
@@ -575,14 +575,16 @@ let killSwitches = {};
 let kiteCheckedAt = 0;
 
 /** The Kite session, shown while the live broker is selected (when the login routes exist). */
-async function refreshKite(force = false) {
+async function refreshKite(signal) {
   const box = document.getElementById("kite");
   if (broker !== "zerodha") { box.hidden = true; return; }
-  if (!force && Date.now() - kiteCheckedAt < 10000) return;
+  if (Date.now() - kiteCheckedAt < 10000) return;
   kiteCheckedAt = Date.now();
-  const response = await fetch("/auth/zerodha/status", { cache: "no-store" }).catch(() => null);
+  const response = await fetch("/auth/zerodha/status", { cache: "no-store", signal })
+    .catch(() => null);
   if (!response || !response.ok) { box.hidden = true; return; }
-  const s = await response.json();
+  const s = await response.json().catch(() => null);
+  if (s === null) { box.hidden = true; return; }
   box.hidden = false;
   box.className = "kite" + (s.logged_in ? "" : " bad");
   if (s.logged_in) {
@@ -665,17 +667,36 @@ function setConnection(ok, message) {
   }
 }
 
+// An API that takes the connection and does not answer (its event loop held by a strategy's
+// on_tick, a stopped process) is not live either: a poll waits ANSWER_WAIT_MS at most, and the
+// next one goes out only when it is over. With no limit, 12 s into such a stall the page still
+// said "updated" in green over figures 12 s old, and a new poll of seven routes went out every
+// 1.5 s beside those still waiting, holding all of Chromium's six connections to the API.
+const ANSWER_WAIT_MS = 5000;
+let polling = null; // the AbortController of the poll in flight
+
+function poll() {
+  if (polling === null) refresh();
+}
+
 async function refresh() {
   const mine = generation;
+  polling?.abort(); // a switch of broker: the answer for the other one is not wanted
+  const asked = new AbortController();
+  polling = asked;
+  const late = new Error(`no answer within ${ANSWER_WAIT_MS / 1000} s`);
+  late.late = true;
+  const timer = setTimeout(() => asked.abort(late), ANSWER_WAIT_MS);
+  const signal = asked.signal;
   try {
     const [portfolio, positions, orders, signals, strategies, health, kills] = await Promise.all([
-      getJson(`/api/v1/portfolios/${broker}`),
-      getList(`/api/v1/positions/${broker}`),
-      getList(`/api/v1/orders/${broker}?limit=15`),
-      getList(`/api/v1/signals/${broker}?limit=15`),
-      getJson("/api/v1/strategies"),
-      getJson("/ready"),
-      getJson("/api/v1/kill-switch"),
+      getJson(`/api/v1/portfolios/${broker}`, signal),
+      getList(`/api/v1/positions/${broker}`, signal),
+      getList(`/api/v1/orders/${broker}?limit=15`, signal),
+      getList(`/api/v1/signals/${broker}?limit=15`, signal),
+      getJson("/api/v1/strategies", signal),
+      getJson("/ready", signal),
+      getJson("/api/v1/kill-switch", signal),
     ]);
     if (mine !== generation) return;
     renderSummary(portfolio);
@@ -688,14 +709,18 @@ async function refresh() {
     renderHealth(health);
     killSwitches = Object.fromEntries(kills.map((k) => [k.broker, k]));
     renderKillSwitch();
-    await refreshKite();
+    await refreshKite(signal);
     document.body.dataset.loadedBroker = broker;
     setConnection(true);
   } catch (err) {
     if (mine === generation) {
       setConnection(false, err.fromApi ? `The API answered with an error (${err.message})`
-        : `Cannot reach the API (${err.message})`);
+        : err.late ? `The API did not answer within ${ANSWER_WAIT_MS / 1000} s`
+          : `Cannot reach the API (${err.message})`);
     }
+  } finally {
+    clearTimeout(timer);
+    if (polling === asked) polling = null;
   }
 }
 
@@ -718,4 +743,4 @@ for (const button of document.querySelectorAll(".broker-switch button")) {
 }
 document.getElementById("kill").addEventListener("click", toggleKillSwitch);
 selectBroker(broker);
-setInterval(refresh, REFRESH_MS);
+setInterval(poll, REFRESH_MS);
