@@ -907,3 +907,44 @@ def test_when_the_api_stops_answering_the_figures_say_they_are_not_live(
         expect(page.locator("main")).not_to_have_class("stale")
         browser.close()
     assert errors == []
+
+
+def test_a_resting_stop_shows_its_trigger_price(
+    server: tuple[str, MemoryCache, RecordingControl],
+) -> None:
+    """A bracket's stop-loss rests as SL-M (a trigger) or SL (a trigger and a limit). The
+    orders table showed "SL-M" with no price at all, and the SL's limit alone, "@ ₹1,689.00":
+    a resting SELL at ₹1,689 with the market at ₹1,724.90 reads as a limit order that should
+    have filled, not a stop waiting for the price to fall to ₹1,690."""
+    from playwright.sync_api import expect, sync_playwright
+
+    url, cache, _ = server
+    before = documents()[key("paper", "orders")]
+    stops = [
+        OrderView(order_id="o5", strategy_id="sma_cross_banks", instrument_token=341249,
+                  side="SELL", quantity=25, order_type="SL", status="SUBMITTED",
+                  limit_price=1_689_00, trigger_price=1_690_00, ts=T0 + 103 * S,
+                  origin="bracket", parent_order_id="o1"),
+        OrderView(order_id="o4", strategy_id="sma_cross_banks", instrument_token=1270529,
+                  side="BUY", quantity=40, order_type="SL-M", status="SUBMITTED",
+                  trigger_price=1_305_50, ts=T0 + 102 * S, origin="bracket",
+                  parent_order_id="o0"),
+    ]
+    orders = msgspec.json.decode(before, type=list[OrderView])
+    _run_elsewhere(cache.set(key("paper", "orders"), enc([*stops, *orders])))
+    try:
+        with sync_playwright() as pw:
+            browser, page, errors = open_dashboard(pw, url, lambda d: d.dismiss())
+            rows = page.locator("#orders tbody tr")
+            expect(rows).to_have_count(6)
+            expect(rows.nth(0).locator("td").nth(5)).to_have_text("trigger ₹1,690.00 @ ₹1,689.00")
+            expect(rows.nth(1).locator("td").nth(5)).to_have_text("trigger ₹1,305.50")
+            expect(rows.nth(2).locator("td").nth(5)).to_have_text("@ ₹1,716.00")  # a limit
+            expect(rows.nth(3).locator("td").nth(5)).to_have_text("₹1,283.10")  # filled: avg
+            overflow = page.evaluate("() => { const p = document.querySelector('#orders')"
+                                     ".closest('.panel'); return p.scrollWidth - p.clientWidth; }")
+            assert overflow <= 0, f"the orders are {overflow} px wider than their panel"
+            browser.close()
+        assert errors == []
+    finally:
+        _run_elsewhere(cache.set(key("paper", "orders"), before))

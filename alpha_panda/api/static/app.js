@@ -322,6 +322,16 @@ function whoPlaced(o) {
   return by ? `${o.strategy_id} (${by})` : o.strategy_id;
 }
 
+/** What it filled at, else the prices it waits for: a stop (SL, SL-M: a bracket's stop-loss)
+ * its trigger, and a limit its limit. The SL's limit alone read as a limit order that should
+ * have filled: a SELL "@ ₹1,689.00" with the market at ₹1,724.90, waiting for ₹1,690.00. */
+function orderPrice(o) {
+  if (o.filled_quantity) return inr(o.average_price);
+  const limit = o.limit_price ? "@ " + inr(o.limit_price) : "";
+  if (o.trigger_price) return `trigger ${inr(o.trigger_price)}` + (limit ? " " + limit : "");
+  return limit || o.order_type;
+}
+
 function renderOrders(data, ofBroker = broker) {
   shownOrders = { broker: ofBroker, data };
   const states = data.items.map((o) => cancelState(ofBroker, o));
@@ -338,8 +348,7 @@ function renderOrders(data, ofBroker = broker) {
       ? `${o.filled_quantity}/${o.quantity}` : String(o.quantity)),
     el("td", { class: "status-cell" }, states[i] === "closed" ? badge(o.status)
       : el("span", { class: "order-status" }, badge(o.status), cancelButton(ofBroker, o, states[i]))),
-    el("td", { class: "num" }, o.filled_quantity ? inr(o.average_price)
-      : o.limit_price ? "@ " + inr(o.limit_price) : o.order_type),
+    el("td", { class: "num" }, orderPrice(o)),
     el("td", { class: "wrap" }, el("span", { class: "who" }, whoPlaced(o)),
       o.reason ? " · " + o.reason : "", o.cancel_refused == null ? ""
       : el("span", { class: "error", title: `asked by ${o.cancel_requested_by ?? "?"}` },
