@@ -948,3 +948,34 @@ def test_a_resting_stop_shows_its_trigger_price(
         assert errors == []
     finally:
         _run_elsewhere(cache.set(key("paper", "orders"), before))
+
+
+def test_the_equity_curve_ends_at_the_equity_shown(
+    server: tuple[str, MemoryCache, RecordingControl],
+) -> None:
+    """The projector adds a curve point on each fill and on each second of event time with
+    positions open, so the summary's equity can be ticks ahead of the curve's last point.
+    On a run of the sample strategies the curve said "-₹2,687.25 since 09:15:01" beside an
+    equity and a net P&L of -₹2,690.50: two figures for one change. The curve now ends at
+    the equity shown, at the summary's time."""
+    from playwright.sync_api import expect, sync_playwright
+
+    url, cache, _ = server
+    original = documents()[key("paper", "portfolio")]
+    doc = msgspec.json.decode(original, type=PortfolioView)
+    last_ts, last_equity = doc.equity_curve[-1]
+    later = msgspec.structs.replace(doc, as_of=last_ts + 800_000_000, equity=last_equity - 3_25,
+                                    curve_capital=[1_00_00_000_00] * len(doc.equity_curve))
+    _run_elsewhere(cache.set(key("paper", "portfolio"), enc(later)))
+    try:
+        with sync_playwright() as pw:
+            browser, page, errors = open_dashboard(pw, url, lambda d: d.dismiss())
+            expect(page.locator("#equity")).to_have_text("₹1,00,02,580.13")
+            # the first point is ₹99,99,100.00: +₹3,483.38 to the last point, ₹3.25 less now
+            expect(page.locator("#curve-change")).to_have_text("+₹3,480.13 since 09:15:00")
+            expect(page.locator("#curve .capital-change")).to_have_count(0)
+            expect(page.locator("#curve text.axis").last).to_have_text("09:35:00")
+            browser.close()
+        assert errors == []
+    finally:
+        _run_elsewhere(cache.set(key("paper", "portfolio"), original))

@@ -501,6 +501,17 @@ function sessionAxis(points) {
   return breaks.length ? { xs, breaks } : null;
 }
 
+/** The curve's points, ended at the summary's equity at its time. The projector adds a point
+ * on each fill and each second of event time with positions open, so its last one can be
+ * ticks behind the equity shown: on a run of the sample strategies the curve said "-₹2,687.25
+ * since 09:15:01" beside an equity and net P&L of -₹2,690.50. */
+function curveToNow(p) {
+  const points = p.equity_curve, last = points[points.length - 1];
+  if (!last || p.equity == null || p.as_of <= last.ts || p.equity === last.equity) return points;
+  // capital changes between runs only, and a run's first point states it
+  return [...points, { ts: p.as_of, time: p.as_of_time, equity: p.equity, capital: last.capital }];
+}
+
 function renderCurve(points) {
   const box = document.getElementById("curve");
   // the viewBox follows the box's pixel size, so text and lines are never stretched
@@ -709,7 +720,7 @@ async function refresh() {
     ]);
     if (mine !== generation) return;
     renderSummary(portfolio);
-    renderCurve(portfolio.equity_curve);
+    renderCurve(curveToNow(portfolio));
     renderDays(portfolio.days ?? []);
     renderPositions(positions);
     renderOrders(orders);
