@@ -979,3 +979,56 @@ def test_the_equity_curve_ends_at_the_equity_shown(
         assert errors == []
     finally:
         _run_elsewhere(cache.set(key("paper", "portfolio"), original))
+
+
+def test_a_poll_answered_before_the_kill_switch_was_set_does_not_undo_it_on_screen(
+    server: tuple[str, MemoryCache, RecordingControl],
+) -> None:
+    """A poll's kill-switch state read before the trader's Stop was set, and drawn after it:
+    the button went back to "Stop zerodha" and the banner away, for a poll, over a switch
+    that was on. A trader pressing Stop at a bad moment reads that as not stopped."""
+    from playwright.sync_api import APIResponse, Dialog, Route, expect, sync_playwright
+
+    url, _, control = server
+    held: list[tuple[Route, APIResponse]] = []
+
+    def answer(dialog: Dialog) -> None:
+        dialog.dismiss() if "close every open" in dialog.message else dialog.accept()
+
+    def hold_reads(route: Route) -> None:
+        if route.request.method == "GET":  # read now, answered when the test says
+            held.append((route, route.fetch()))
+        else:
+            route.continue_()
+
+    try:
+        with sync_playwright() as pw:
+            browser, page, errors = open_dashboard(pw, url, answer)
+            page.get_by_role("button", name="Zerodha (live)").click()
+            expect(page.locator("body")).to_have_attribute("data-loaded-broker", "zerodha")
+            kill = page.locator("#kill")
+            expect(kill).to_have_text("Stop zerodha")
+            page.route("**/api/v1/kill-switch", hold_reads)
+            deadline = time.monotonic() + 5
+            while not held and time.monotonic() < deadline:
+                page.wait_for_timeout(50)
+            assert held, "no poll read the kill switch"
+            stale_route, stale = held[0]
+            assert b'"zerodha","active":false' in stale.body()
+            with page.expect_response(lambda r: r.request.method == "POST"
+                                      and r.url.endswith("/api/v1/kill-switch")):
+                kill.click()
+            expect(kill).to_have_text("Resume zerodha")
+            stale_route.fulfill(response=stale)  # the poll from before the Stop ends
+            while len(held) < 2 and time.monotonic() < deadline + 5:
+                page.wait_for_timeout(50)  # the next poll has begun: that one was drawn
+            assert len(held) >= 2
+            expect(kill).to_have_text("Resume zerodha", timeout=1)
+            expect(page.locator("#killed")).to_be_visible(timeout=1)
+            browser.close()
+        assert errors == []
+    finally:
+        async def release() -> None:
+            await control.set_kill_switch("zerodha", False, False)
+
+        _run_elsewhere(release())

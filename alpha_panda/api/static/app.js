@@ -592,6 +592,9 @@ function renderCurve(points) {
 }
 
 let killSwitches = {};
+// Switches the trader set from this page: a poll that began before one was set may have read
+// the state from before it, and drawn after it, it put "Stop" back over a switch that was on.
+let killSwitchesSet = 0;
 let kiteCheckedAt = 0;
 
 /** The Kite session, shown while the live broker is selected (when the login routes exist). */
@@ -662,6 +665,7 @@ async function toggleKillSwitch() {
     return;
   }
   killSwitches[ofBroker] = body;
+  killSwitchesSet += 1;
   renderKillSwitch();
 }
 
@@ -708,6 +712,7 @@ async function refresh() {
   late.late = true;
   const timer = setTimeout(() => asked.abort(late), ANSWER_WAIT_MS);
   const signal = asked.signal;
+  const setBefore = killSwitchesSet;
   try {
     const [portfolio, positions, orders, signals, strategies, health, kills] = await Promise.all([
       getJson(`/api/v1/portfolios/${broker}`, signal),
@@ -727,7 +732,9 @@ async function refresh() {
     renderSignals(signals);
     renderStrategies(strategies, portfolio.strategies);
     renderHealth(health);
-    killSwitches = Object.fromEntries(kills.map((k) => [k.broker, k]));
+    if (setBefore === killSwitchesSet) {
+      killSwitches = Object.fromEntries(kills.map((k) => [k.broker, k]));
+    }
     renderKillSwitch();
     await refreshKite(signal);
     document.body.dataset.loadedBroker = broker;
