@@ -1032,3 +1032,31 @@ def test_a_poll_answered_before_the_kill_switch_was_set_does_not_undo_it_on_scre
             await control.set_kill_switch("zerodha", False, False)
 
         _run_elsewhere(release())
+
+
+def test_after_a_switch_of_tab_the_other_brokers_figures_are_greyed_until_its_own_come(
+    server: tuple[str, MemoryCache, RecordingControl],
+) -> None:
+    """Zerodha (live) pressed, paper's figures stayed on the page as they were, not greyed,
+    until the live account's answer came: with the API slow to answer, the paper equity read
+    as the live account's."""
+    from playwright.sync_api import Route, expect, sync_playwright
+
+    url, _, _ = server
+    held: list[Route] = []
+    with sync_playwright() as pw:
+        browser, page, errors = open_dashboard(pw, url, lambda d: d.dismiss())
+        page.route("**/api/v1/portfolios/zerodha", lambda route: held.append(route))
+        page.get_by_role("button", name="Zerodha (live)").click()
+        # at once: not once the poll gives up waiting (5 s)
+        expect(page.locator("main")).to_have_class("stale", timeout=1000)
+        expect(page.locator("#updated")).to_have_text("loading zerodha…", timeout=1000)
+        expect(page.locator("#equity")).to_have_text("₹1,00,02,583.38")  # paper's, greyed
+        assert page.locator("body").get_attribute("data-loaded-broker") == "paper"
+        held[0].continue_()
+        page.unroute("**/api/v1/portfolios/zerodha")
+        expect(page.locator("body")).to_have_attribute("data-loaded-broker", "zerodha")
+        expect(page.locator("main")).not_to_have_class("stale")
+        expect(page.locator("#equity")).to_have_text("₹4,98,765.43")
+        browser.close()
+    assert errors == []

@@ -762,6 +762,12 @@ function selectBroker(name) {
   }
   renderKillSwitch();
   kiteCheckedAt = 0;
+  if (document.body.dataset.loadedBroker && document.body.dataset.loadedBroker !== name) {
+    // the figures on the page are the other broker's until this one's answer: greyed, and
+    // said so (drawn as they were, paper's equity read as the live account's)
+    document.querySelector("main").classList.add("stale");
+    document.getElementById("updated").textContent = `loading ${name}…`;
+  }
   refresh();
 }
 
