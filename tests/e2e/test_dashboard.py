@@ -1060,3 +1060,46 @@ def test_after_a_switch_of_tab_the_other_brokers_figures_are_greyed_until_its_ow
         expect(page.locator("#equity")).to_have_text("₹4,98,765.43")
         browser.close()
     assert errors == []
+
+
+def test_orders_and_signals_of_more_than_one_day_say_which_day(
+    server: tuple[str, MemoryCache, RecordingControl],
+) -> None:
+    """The orders and signals tables showed the time alone: after a replay over days, or a
+    run into the next session, yesterday's 15:19:40 sell sat under today's 09:15:40 buy as if
+    of the same day. Rows of more than one IST day now carry their day, as the curve does."""
+    from playwright.sync_api import expect, sync_playwright
+
+    url, cache, _ = server
+    orders_before = documents()[key("paper", "orders")]
+    signals_before = documents()[key("paper", "signals")]
+    orders = msgspec.json.decode(orders_before, type=list[OrderView])
+    signals = msgspec.json.decode(signals_before, type=list[SignalView])
+    yesterday = T0 - DAY + (6 * 3600 + 4 * 60) * S  # 24 Nov 15:19:00 IST
+    orders[-1] = msgspec.structs.replace(orders[-1], ts=yesterday + 40 * S)
+    signals[-1] = msgspec.structs.replace(signals[-1], ts=yesterday + 39 * S)
+    _run_elsewhere(cache.set(key("paper", "orders"), enc(orders)))
+    _run_elsewhere(cache.set(key("paper", "signals"), enc(signals)))
+    try:
+        with sync_playwright() as pw:
+            browser, page, errors = open_dashboard(pw, url, lambda d: d.dismiss())
+            times = page.locator("#orders tbody tr td:first-child")
+            expect(times).to_have_text(["25 Nov, 09:16:41", "25 Nov, 09:16:40",
+                                        "25 Nov, 09:16:39", "24 Nov, 15:19:40"])
+            times = page.locator("#signals tbody tr td:first-child")
+            expect(times).to_have_text(["25 Nov, 09:17:30", "25 Nov, 09:17:00",
+                                        "24 Nov, 15:19:39"])
+            for table in ("#orders", "#signals"):
+                overflow = page.evaluate(
+                    "t => { const p = document.querySelector(t).closest('.panel');"
+                    " return p.scrollWidth - p.clientWidth; }", table)
+                assert overflow <= 0, f"{table} is {overflow} px wider than its panel"
+            # of one day, the time alone, as before
+            _run_elsewhere(cache.set(key("paper", "orders"), orders_before))
+            expect(page.locator("#orders tbody tr td:first-child").first).to_have_text(
+                "09:16:41", timeout=5000)
+            browser.close()
+        assert errors == []
+    finally:
+        _run_elsewhere(cache.set(key("paper", "orders"), orders_before))
+        _run_elsewhere(cache.set(key("paper", "signals"), signals_before))

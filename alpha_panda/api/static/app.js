@@ -79,6 +79,14 @@ function spanFormatter(firstIso, lastIso) {
   return sameDay ? istTime : (iso) => (iso ? IST_DAY.format(new Date(iso)) : "–");
 }
 
+/** How the rows' times are written: with the day when they are of more than one IST day (a
+ * replay over days, a run into the next session), else the time alone. Without it,
+ * yesterday's 15:19:40 sell sat under today's 09:16:39 buy as if of the same day. */
+function rowsTime(items) {
+  const days = new Set(items.filter((x) => x.time).map((x) => IST_DATE.format(new Date(x.time))));
+  return days.size > 1 ? (iso) => (iso ? IST_DAY.format(new Date(iso)) : "–") : istTime;
+}
+
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
@@ -340,8 +348,9 @@ function renderOrders(data, ofBroker = broker) {
   if (drawn === ordersDrawn) return;
   ordersDrawn = drawn;
   document.getElementById("orders-count").textContent = countLabel(data);
+  const when = rowsTime(data.items);
   fillTable("orders", data.items.map((o, i) => el("tr", { "data-key": `${ofBroker}/${o.order_id}` },
-    el("td", {}, istTime(o.time)),
+    el("td", {}, when(o.time)),
     el("td", {}, o.symbol ?? String(o.instrument_token)),
     el("td", { class: "side-" + o.side }, o.side),
     el("td", { class: "num" }, o.filled_quantity && o.filled_quantity !== o.quantity
@@ -358,8 +367,9 @@ function renderOrders(data, ofBroker = broker) {
 
 function renderSignals(data) {
   document.getElementById("signals-count").textContent = countLabel(data);
+  const when = rowsTime(data.items);
   fillTable("signals", data.items.map((s) => el("tr", {},
-    el("td", {}, istTime(s.time)),
+    el("td", {}, when(s.time)),
     el("td", {}, s.strategy_id),
     el("td", {}, s.symbol ?? String(s.instrument_token)),
     el("td", { class: "side-" + s.side }, s.side),
