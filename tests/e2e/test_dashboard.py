@@ -1103,3 +1103,42 @@ def test_orders_and_signals_of_more_than_one_day_say_which_day(
     finally:
         _run_elsewhere(cache.set(key("paper", "orders"), orders_before))
         _run_elsewhere(cache.set(key("paper", "signals"), signals_before))
+
+
+def test_the_kill_switch_banner_says_what_its_flatten_left_open(
+    server: tuple[str, MemoryCache, RecordingControl],
+) -> None:
+    """With flatten, the banner said "open positions were closed at market" from the moment
+    the switch was set, whatever happened to the closing orders: a flatten the venue rejects
+    is not sent again (RMS: margin exceeds available funds), and the position stays open
+    under a banner saying it was closed. It now counts what the positions table shows open."""
+    from playwright.sync_api import expect, sync_playwright
+
+    url, cache, control = server
+    held = PositionView(strategy_id="sma_cross_banks", instrument_token=341249, quantity=25,
+                        average_price=1_718_35, last_price=1_724_90, realized=0,
+                        unrealized=163_75, charges=31_12)
+    closed = msgspec.structs.replace(held, quantity=0, unrealized=0, realized=163_75)
+
+    async def kill(active: bool) -> None:
+        await control.set_kill_switch("zerodha", active, active)
+
+    _run_elsewhere(cache.set(key("zerodha", "positions"), enc([held])))
+    _run_elsewhere(kill(True))
+    try:
+        with sync_playwright() as pw:
+            browser, page, errors = open_dashboard(pw, url, lambda d: d.dismiss())
+            page.get_by_role("button", name="Zerodha (live)").click()
+            banner = page.locator("#killed")
+            expect(banner).to_have_text(
+                "Kill switch ON for zerodha: no new orders are sent; positions closing at "
+                "market: 1 still open (see Positions).")
+            _run_elsewhere(cache.set(key("zerodha", "positions"), enc([closed])))
+            expect(banner).to_have_text(
+                "Kill switch ON for zerodha: no new orders are sent; every position closed.",
+                timeout=5000)
+            browser.close()
+        assert errors == []
+    finally:
+        _run_elsewhere(kill(False))
+        _run_elsewhere(cache.delete(key("zerodha", "positions")))

@@ -228,7 +228,10 @@ function renderDays(days) {
   )), "No trading day yet.");
 }
 
+let openShown = null; // { broker, count }: the positions shown open, for the kill switch
+
 function renderPositions(data) {
+  openShown = { broker, count: data.items.filter((p) => p.quantity !== 0).length };
   document.getElementById("positions-count").textContent = `(${data.total})`;
   fillTable("positions", data.items.map((p) => el("tr", { class: p.quantity === 0 ? "closed" : "" },
     el("td", {}, el("strong", {}, p.symbol ?? String(p.instrument_token))),
@@ -639,10 +642,15 @@ function renderKillSwitch() {
   button.classList.toggle("on", on);
   const banner = document.getElementById("killed");
   banner.hidden = !on;
-  if (on) {
-    banner.textContent = `Kill switch ON for ${broker}: no new orders are sent` +
-      (state.flatten ? "; open positions were closed at market." : ".");
-  }
+  if (!on) return;
+  // a flatten is orders like any other: one the venue rejects is not sent again, and "were
+  // closed" stood over the position it left open. What the positions table shows open, then.
+  const open = openShown?.broker === broker ? openShown.count : null;
+  const text = `Kill switch ON for ${broker}: no new orders are sent` + (!state.flatten ? "."
+    : open === null ? "; positions closing at market."
+      : open ? `; positions closing at market: ${open} still open (see Positions).`
+        : "; every position closed.");
+  if (banner.textContent !== text) banner.textContent = text;
 }
 
 async function toggleKillSwitch() {
