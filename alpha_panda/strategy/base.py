@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import time
+from fractions import Fraction
 from typing import Any, ClassVar
 
 import msgspec
@@ -128,8 +129,8 @@ class _Reference:
 class _Book:
     """A strategy's own account state, kept by the runner and read through ``Context``."""
 
-    __slots__ = ("by_product", "cash", "clock", "exit_at", "filled", "orders", "positions",
-                 "product", "strategy_id")
+    __slots__ = ("average", "by_product", "cash", "clock", "exit_at", "filled", "orders",
+                 "positions", "product", "strategy_id")
 
     def __init__(self, strategy_id: str, cash: int, clock: _Clock | None = None,
                  product: Product = Product.CNC, exit_at: time | None = None) -> None:
@@ -137,6 +138,8 @@ class _Book:
         self.positions: dict[int, int] = {}  # intended: moved by signals at once
         self.filled: dict[int, int] = {}  # what the venue filled
         self.by_product: dict[tuple[int, Product], int] = {}  # the same, per product
+        # the average price (paise, exact) of what is filled, per token: ``average_price``
+        self.average: dict[int, int | Fraction] = {}
         self.orders: dict[str, OpenOrder] = {}  # order id -> the order, while it works
         self.cash = cash
         self.clock = clock or _Clock()
@@ -219,6 +222,19 @@ class Context:
         """Signed quantity the venue has filled in ``token`` (default: this instance's
         instrument): what the strategy holds, bracket exits and square-offs included."""
         return self._book.filled.get(self._token if token is None else token, 0)
+
+    def average_price(self, token: int | None = None) -> int | None:
+        """The average price (paise, to the nearest paisa) of what the venue has filled in
+        ``token`` (default: this instance's instrument), as Kite's position average: fills
+        that add to the position are averaged in, those that reduce it leave it, and one
+        that reverses it starts it afresh at its own price. None when flat. It comes from
+        the fills, so it survives a restart where state kept at an entry signal does not
+        (the replay of the day's ticks shows the strategy the position it held, not its
+        entry): ``breakout`` puts its ATR stop back from it."""
+        avg = self._book.average.get(self._token if token is None else token)
+        if avg is None or isinstance(avg, int):
+            return avg
+        return (2 * avg.numerator + avg.denominator) // (2 * avg.denominator)  # (half up)
 
     def pending(self, token: int | None = None) -> int:
         """Signed quantity signalled but not filled (``position - filled``): the strategy's

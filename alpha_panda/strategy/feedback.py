@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable
+from fractions import Fraction
 from typing import TYPE_CHECKING, Final
 
 import msgspec
@@ -251,7 +252,17 @@ class _Feedback(_Exits):
         charges = 0 if fill.charges is NO_CHARGES else fill.charges.total
         book.cash -= signed * fill.price + charges
         token = fill.instrument_token
-        book.filled[token] = book.filled.get(token, 0) + signed
+        before = book.filled.get(token, 0)
+        book.filled[token] = after = before + signed
+        if after:
+            if not before or (before > 0) != (after > 0):  # opened, or reversed
+                book.average[token] = fill.price
+            elif abs(after) > abs(before):  # added to: averaged in (a reduction leaves it)
+                mean = (book.average.get(token, fill.price) * before
+                        + fill.price * signed) / Fraction(after)
+                book.average[token] = mean.numerator if mean.denominator == 1 else mean
+        elif book.average:
+            book.average.pop(token, None)
         held = (token, fill.product)
         book.by_product[held] = book.by_product.get(held, 0) + signed
         if fill.origin != "signal":

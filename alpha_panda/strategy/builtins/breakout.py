@@ -1,6 +1,7 @@
 """``breakout``: buy when price breaks above the highest price of the previous
 ``lookback`` ticks; exit when it breaks below the previous ``lookback`` low or falls
-``atr_stop`` ATRs below the entry price.
+``atr_stop`` ATRs below the entry price (after a restart: below the position's average
+price, ``ctx.average_price()``, by the ATR of then).
 
 Parameters: ``lookback`` (default 50), ``atr_period`` (default 14), ``atr_stop``
 (ATR multiples, default 2.0), ``quantity`` (default 1). Warm-up: the longer window + 1.
@@ -46,6 +47,12 @@ class Breakout(Strategy):
         if high is None or low is None or atr is None:
             return None
         held = ctx.position()
+        if held > 0 and self._stop is None:
+            # held with no stop: a restart (its replay shows the position held, not the
+            # entry) or an exit refused. The stop is put back from what the entry filled at.
+            entry = ctx.average_price()
+            if entry is not None:
+                self._stop = entry - self.params.atr_stop * atr
         if held == 0 and price > high and not ctx.past_exit:
             self._stop = price - self.params.atr_stop * atr
             return [ctx.buy(self.params.quantity, reason="broke above the channel")]

@@ -46,9 +46,9 @@ class RoundTrip(Strategy):
         return None
 
 
-def books(system: SystemRun) -> dict[int, tuple[int, int, int, list[str]]]:
+def books(system: SystemRun) -> dict[int, tuple[int, int, int, int | None, list[str]]]:
     runner = system.pipeline.runner
-    return {s.token: (s.ctx.position(), s.ctx.filled(), s.ctx.cash,
+    return {s.token: (s.ctx.position(), s.ctx.filled(), s.ctx.cash, s.ctx.average_price(),
                       sorted(o.order_id for o in s.ctx.open_orders()))
             for s in runner._slots["rt"]}
 
