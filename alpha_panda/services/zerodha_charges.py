@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import OrderedDict
+from datetime import date
 
 import structlog
 
@@ -16,7 +17,7 @@ from alpha_panda.domain.clock import ist_date
 from alpha_panda.domain.errors import ValidationError
 from alpha_panda.domain.events import NO_CHARGES, Charges, OrderFilled
 from alpha_panda.domain.values import Product
-from alpha_panda.execution.costs import CostModel, Segment
+from alpha_panda.execution.costs import CostModel, RateCards, Segment
 from alpha_panda.execution.netting import CncNetting
 from alpha_panda.execution.zerodha.reconcile import TrackedOrder
 
@@ -30,10 +31,13 @@ class KiteCharges:
     netting book (``CncNetting``), so a CNC buy and sell of one stock on one day pay
     intraday rates and only what does not net off pays delivery's (and, once a day, DP)."""
 
-    def __init__(self, costs: CostModel, instruments: InstrumentMaster) -> None:
-        self._costs = costs
+    def __init__(self, costs: CostModel | RateCards, instruments: InstrumentMaster) -> None:
+        # Each fill at the card in force on its IST day, as paper's: one card for the life
+        # of the process kept the old rates past a new card's first day (a run from 31
+        # March into 1 April 2026 charged a futures sell 0.02% STT, not 0.05%).
+        self._cards = RateCards.fixed(costs) if isinstance(costs, CostModel) else costs
         self._instruments = instruments
-        self._netting: dict[str, CncNetting] = {}  # by exchange
+        self._netting: dict[tuple[str, str], CncNetting] = {}  # by exchange and card
         # (order id, cumulative quantity) of the CNC fills in the books: each once, however
         # often a start-up's rebuild runs (it is retried with the reconcile after a Kite error)
         self._booked: OrderedDict[tuple[str, int], None] = OrderedDict()
@@ -41,13 +45,15 @@ class KiteCharges:
     def __call__(self, order: TrackedOrder, quantity: int, price: int, ts: int,
                  cumulative: int, before: int, after: int) -> Charges:
         exchange, segment = self._where(order.instrument_token, order.product)
+        day = ist_date(ts)
         try:
             if segment is Segment.EQUITY_DELIVERY:
                 self._book((order.order_id, cumulative))
-                return self._cnc(exchange).fill_charges(
-                    order.strategy_id, order.instrument_token, ist_date(ts), order.order_id,
+                return self._cnc(exchange, day).fill_charges(
+                    order.strategy_id, order.instrument_token, day, order.order_id,
                     cumulative, order.side, quantity, price, ts)
-            return self._costs.fill_charges(segment, order.side, before, after, exchange)
+            return self._cards.on(day).fill_charges(segment, order.side, before, after,
+                                                    exchange)
         except ValidationError as exc:
             log_.warning("zerodha.no_rate_card", instrument_token=order.instrument_token,
                          error=str(exc))
@@ -58,9 +64,10 @@ class KiteCharges:
         key = (fill.order_id, fill.cumulative_quantity)
         if segment is Segment.EQUITY_DELIVERY and key not in self._booked:
             self._book(key)
+            day = ist_date(fill.ts)
             with contextlib.suppress(ValidationError):  # (charged nothing then: see above)
-                self._cnc(exchange).fill_charges(
-                    fill.strategy_id, fill.instrument_token, ist_date(fill.ts), fill.order_id,
+                self._cnc(exchange, day).fill_charges(
+                    fill.strategy_id, fill.instrument_token, day, fill.order_id,
                     fill.cumulative_quantity, fill.side, fill.quantity, fill.price, fill.ts)
 
     def _book(self, key: tuple[str, int]) -> None:
@@ -76,8 +83,9 @@ class KiteCharges:
             return exchange, Segment.FUTURES  # MIS too: intraday futures pay futures' rates
         return exchange, Segment.for_product(product, options=options)
 
-    def _cnc(self, exchange: str) -> CncNetting:
-        netting = self._netting.get(exchange)
+    def _cnc(self, exchange: str, day: date) -> CncNetting:
+        card = self._cards.on(day)
+        netting = self._netting.get((exchange, card.version))
         if netting is None:
-            netting = self._netting[exchange] = CncNetting(self._costs, exchange)
+            netting = self._netting[(exchange, card.version)] = CncNetting(card, exchange)
         return netting

@@ -68,7 +68,7 @@ from alpha_panda.domain.events import (
 )
 from alpha_panda.domain.values import Product, reduces
 from alpha_panda.execution.config import MIS_SQUAREOFF
-from alpha_panda.execution.costs import CostModel
+from alpha_panda.execution.costs import CostModel, RateCards
 from alpha_panda.execution.market import MarketCalendar, SessionClock
 from alpha_panda.execution.rules import mis_cutoff
 from alpha_panda.execution.zerodha.orders import (
@@ -399,7 +399,7 @@ def build_zerodha_engine(settings: Any, log: Log, processor_settings: ProcessorS
     instruments = InstrumentMaster()
     book = OrderBook()
     sync = ZerodhaOrderSync(log, kite, book, poll_interval_s=zs.poll_interval_s,
-                            charges=KiteCharges(costs or CostModel.load(), instruments),
+                            charges=KiteCharges(costs or RateCards.load(), instruments),
                             clock=clock)
 
     async def refresh() -> InstrumentMaster:

@@ -9,7 +9,7 @@ from alpha_panda.adapters.zerodha.instruments import InstrumentMaster, KiteInstr
 from alpha_panda.domain.clock import ist_ns
 from alpha_panda.domain.events import Charges, OrderFilled
 from alpha_panda.domain.values import Product, Side, Validity
-from alpha_panda.execution.costs import CostModel, Segment
+from alpha_panda.execution.costs import CostModel, RateCards, Segment
 from alpha_panda.execution.zerodha.reconcile import TrackedOrder
 from alpha_panda.services.zerodha_charges import KiteCharges
 
@@ -78,3 +78,25 @@ def test_an_mis_futures_fill_pays_the_futures_rates_not_equity_intradays() -> No
     paid = kite(o, 75, 24_000_00, ist_ns(DAY, time(10, 0)), 75, 0, 75 * 24_000_00)
     assert paid == COSTS.fill_charges(Segment.FUTURES, Side.SELL, 0, 75 * 24_000_00)
     assert (paid.stt, paid.exchange_txn, paid.brokerage) == (900_00, 32_94, 20_00)
+
+
+def test_each_fill_pays_the_card_in_force_on_its_day() -> None:
+    # One engine running from 31 March into 1 April 2026, when the futures STT went from
+    # 0.02% to 0.05% of a sell: it kept the card it started with (₹360 on both days).
+    fut = KiteInstrument(instrument_token=13_238_786, exchange="NFO",
+                         tradingsymbol="NIFTY26APRFUT", segment="NFO-FUT",
+                         instrument_type="FUT", lot_size=75)
+    cards = RateCards.load()
+    kite = KiteCharges(cards, InstrumentMaster([fut]))
+    paid = []
+    for n, day in enumerate((date(2026, 3, 31), date(2026, 4, 1))):
+        o = TrackedOrder(f"f{n}", f"kite-f{n}", "s", fut.instrument_token, Side.SELL, 75,
+                         Product.MIS, Validity.DAY, "tag")
+        paid.append(kite(o, 75, 24_000_00, ist_ns(day, time(10, 0)), 75, 0, 75 * 24_000_00))
+    assert [p.stt for p in paid] == [360_00, 900_00]
+    assert paid[0] == cards.on(date(2026, 3, 31)).fill_charges(
+        Segment.FUTURES, Side.SELL, 0, 75 * 24_000_00)
+    # and a CNC day's netting book is the card of that day
+    buy = fill(kite, order("b", Side.BUY), 1000_00, time(10, 0), date(2026, 3, 31))
+    assert buy.charges == cards.on(date(2026, 3, 31)).fill_charges(
+        Segment.EQUITY_DELIVERY, Side.BUY, 0, 4000_00)
