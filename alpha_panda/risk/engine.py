@@ -117,11 +117,12 @@ class RiskEngine(RiskRules, PendingOrders, DailyLossStops):
         self._cnc_pending: dict[tuple[str, int], int] = {}
         # Of the pending quantities, the exits' (``reduce_only``), each side: [buys, sells]
         self._exits: dict[tuple[str, int], list[int]] = {}
-        # Positions a bracket entry filled into, the side its legs close: [buys, sells].
-        # The paper exchange gives each fill of a bracket entry a stop-loss and a target
-        # (one cancelling the other), which this engine never sees placed: they may trade
-        # what is held of the position (``RiskRules._worst_open``) until it is flat.
-        self._legs: dict[tuple[str, int], list[bool]] = {}
+        # Positions a bracket entry filled into: per (strategy, instrument), the products
+        # whose position may have legs. The paper exchange gives each fill of a bracket
+        # entry a stop-loss and a target (one cancelling the other), which this engine never
+        # sees placed: they may trade what is held in that product (the exchange cuts them
+        # to it), until it is flat or reversed (``RiskRules._worst_open``).
+        self._legs: dict[tuple[str, int], set[Product]] = {}
         self._open_orders: dict[str, int] = {}
         self._halted: set[str] = set()  # strategies the trader took out of service
         self._last: dict[int, int] = {}
@@ -212,13 +213,12 @@ class RiskEngine(RiskRules, PendingOrders, DailyLossStops):
             entry = pending.bracket
         sid, token = fill.strategy_id, fill.instrument_token
         signed = fill.quantity if fill.side is _BUY else -fill.quantity
-        key = (sid, token)
-        self._filled[key] = now = self._filled_qty(sid, token) + signed
-        if entry or self._legs:
-            self._follow_legs(key, now, signed if entry else 0)
+        self._filled[(sid, token)] = self._filled_qty(sid, token) + signed
         per_product = self._product_filled
         key3 = (sid, token, fill.product)
-        per_product[key3] = per_product.get(key3, 0) + signed
+        per_product[key3] = now = per_product.get(key3, 0) + signed
+        if entry or self._legs:
+            self._follow_legs(key3, now, signed, entry)
         if fill.product is _CNC:
             cnc = self._cnc_filled
             cnc[(sid, token)] = cnc.get((sid, token), 0) + signed
@@ -359,21 +359,25 @@ class RiskEngine(RiskRules, PendingOrders, DailyLossStops):
 
     # ------------------------------------------------------------------ helpers
 
-    def _follow_legs(self, key: tuple[str, int], now: int, entry: int) -> None:
-        """A fill left ``key`` at ``now``; ``entry``: it was of a bracket entry (signed).
-        Legs rest only on the side that closes what is held: the exchange cuts the others
-        when the position reverses, and all of them when it is flat."""
-        legs = self._legs.get(key)
-        if not now:
-            if legs is not None:
+    def _follow_legs(self, key3: tuple[str, int, Product], now: int, signed: int,
+                     entry: bool) -> None:
+        """A fill of ``signed`` left the position ``key3`` (strategy, instrument, product)
+        at ``now``; ``entry``: of a bracket entry. Legs rest only on a position a bracket
+        entry opened or added to: the exchange cuts them when it is flat or reversed, and
+        gives a reversing entry legs only for what it opened."""
+        sid, token, product = key3
+        key = (sid, token)
+        before = now - signed
+        products = self._legs.get(key)
+        if entry and now and (signed > 0) == (now > 0):
+            if products is None:
+                products = self._legs[key] = set()
+            products.add(product)
+        elif products is not None and (not now or (before and (before > 0) != (now > 0))):
+            products.discard(product)
+            if not products:
                 del self._legs[key]
-            return
-        if entry and (entry > 0) == (now > 0):  # (a buy's legs sell)
-            if legs is None:
-                legs = self._legs[key] = [False, False]
-            legs[entry > 0] = True
-        if legs is not None:
-            legs[now < 0] = False
+
 
     def _filled_qty(self, strategy_id: str, token: int) -> int:
         """Filled quantity of a position: 0, kept from now on, for one not seen before."""

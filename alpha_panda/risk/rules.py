@@ -66,7 +66,7 @@ class RiskRules:
         _product_filled: dict[tuple[str, int, Product], int]
         _cnc_pending: dict[tuple[str, int], int]
         _exits: dict[tuple[str, int], list[int]]
-        _legs: dict[tuple[str, int], list[bool]]
+        _legs: dict[tuple[str, int], set[Product]]
         _open_orders: dict[str, int]
         _halted: set[str]
         _last: dict[int, int]
@@ -349,18 +349,23 @@ class RiskRules:
         """What ``side`` can trade at most in the position ``key``: its open orders
         (``open_qty``, of which ``new_exit`` more exits than are pending), and a bracket's
         legs resting there. The paper exchange gives each fill of a bracket entry a
-        stop-loss and a target, which may trade what is held; and it cuts the legs when an
-        exit (``reduce_only``) fills, and the exits when a leg fills. So the legs and the
-        exits trade together at most what is held, or the exits alone if more; the other
-        orders on top: a limit sell of 20 from a long 10 may fill after the stop-loss sold
-        the 10, short 20."""
-        legs = self._legs.get(key)
-        held = filled if side is _SELL else -filled  # what the legs of ``side`` may close
-        if legs is None or held <= 0 or not legs[side is _SELL]:
+        stop-loss and a target, which may trade what is held in its product; and it cuts
+        the legs when an exit (``reduce_only``) fills, and the exits when a leg fills. So
+        the legs and the exits trade together at most what is held, or the larger alone;
+        the other orders on top: a limit sell of 20 from a long 10 may fill after the
+        stop-loss sold the 10, short 20."""
+        products = self._legs.get(key)
+        if not products:
+            return open_qty
+        sign = 1 if side is _SELL else -1  # (what the legs of ``side`` close: a long, a short)
+        sid, token = key
+        per_product = self._product_filled
+        legs = sum(max(sign * per_product.get((sid, token, p), 0), 0) for p in products)
+        if not legs:
             return open_qty
         exits = self._exits.get(key)
         exit_qty = (exits[side is _SELL] if exits else 0) + new_exit
-        return open_qty - exit_qty + max(held, exit_qty)
+        return open_qty - exit_qty + min(exit_qty + legs, max(sign * filled, exit_qty, legs))
 
     def _cnc_short(self, strategy_id: str, token: int, qty: int) -> str | None:
         """Why a CNC sell of ``qty`` would sell delivery short, or None if holdings cover it."""

@@ -67,8 +67,9 @@ class Desk:
         """The decision's reason code, or "ok"; a validated signal goes to the exchange."""
         self.n += 1
         signal_id = f"sig{self.n}"
+        kw.setdefault("product", Product.MIS)
         s = Signal(strategy_id="s1", instrument_token=TOKEN, side=side, quantity=qty,
-                   product=Product.MIS, price_hint=self.last, **kw)
+                   price_hint=self.last, **kw)
         decision = self.risk.check(signal_id, s, self.ts)
         self.record.append((decision, self.ts))
         if not isinstance(decision, SignalValidated):
@@ -214,3 +215,19 @@ def test_legs_cut_by_a_reversal_count_no_more_on_the_way_back() -> None:
     desk.tick(100_00)
     assert desk.position == 10
     assert desk.send(Side.SELL, 25, order_type=OrderType.LIMIT, limit_price=101_00) == "ok"
+
+
+def test_legs_count_per_product_when_the_instrument_nets_to_flat() -> None:
+    # Delivery held long 10, and an intraday short of 10 with its stop and target: the
+    # instrument nets to 0, but the short's legs may buy 10. A limit buy of 10 beside them
+    # could then fill too: long 20 in all, against a limit of 10.
+    desk = Desk(max_position=10)
+    desk.tick(100_00)
+    assert desk.send(Side.BUY, 10, product=Product.CNC) == "ok"
+    desk.tick(100_00)
+    assert desk.send(Side.SELL, 10, take_profit=95_00, stop_loss=102_00) == "ok"
+    desk.tick(100_00)
+    assert desk.position == 0
+    assert desk.send(Side.BUY, 10, order_type=OrderType.LIMIT,
+                     limit_price=99_00) == "MAX_POSITION"
+    assert "could reach 20" in desk.reason
