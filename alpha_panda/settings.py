@@ -7,6 +7,7 @@ Load once in ``services/`` and pass each component only its own section.
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import Any, Literal
@@ -135,6 +136,7 @@ class Settings(BaseSettings):
     """Config store (SQLAlchemy URL); default: SQLite file in data_dir."""
     log_format: Literal["console", "json"] = "console"
     log_level: str = "INFO"
+    """DEBUG, INFO, WARNING, ERROR or CRITICAL, in any case."""
     tracing: Literal["none", "console", "otlp"] = "none"
 
     api: ApiSettings = ApiSettings()
@@ -145,6 +147,15 @@ class Settings(BaseSettings):
     """Risk limits: global, per broker and per strategy (see docs/risk in README)."""
     kafka: KafkaSettings = KafkaSettings()
     zerodha: ZerodhaSettings = ZerodhaSettings()
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        # checked here, with the other variables: where the logging is set up, a level it
+        # does not know ended `preflight`, `run` and `service` in a traceback
+        if isinstance(logging.getLevelName(value.upper()), int):  # (WARN too)
+            return value.upper()
+        raise ValueError("expected DEBUG, INFO, WARNING, ERROR or CRITICAL")
 
     def redacted(self) -> dict[str, Any]:
         """The effective configuration with secrets removed, for the start-up log."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -9,6 +10,7 @@ import typer
 from typer.testing import CliRunner
 
 from alpha_panda.cli import app
+from alpha_panda.settings import Settings
 
 
 def _commands(group: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
@@ -99,3 +101,17 @@ def test_risk_limits_that_are_not_json_are_one_line_naming_the_variable(
     assert result.stderr.strip().splitlines() == [(
         "error: bad setting: ALPHA_PANDA_RISK: not valid JSON: Expecting property name "
         "enclosed in double quotes: line 1 column 34 (char 33)")]
+
+
+def test_a_log_level_that_is_not_one_is_one_line_naming_the_variable(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `ALPHA_PANDA_LOG_LEVEL=verbose alpha-panda preflight` (or run, service) ended in a
+    # traceback of ConfigurationError, raised where the logging was set up
+    monkeypatch.setenv("ALPHA_PANDA_LOG_LEVEL", "verbose")
+    result = CliRunner().invoke(app, ["preflight", "--data-dir", str(tmp_path / "data")])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [(
+        "error: bad setting: ALPHA_PANDA_LOG_LEVEL: expected DEBUG, INFO, WARNING, ERROR or "
+        "CRITICAL (got 'verbose')")]
+    monkeypatch.setenv("ALPHA_PANDA_LOG_LEVEL", "debug")  # any case, as before
+    assert Settings().log_level == "DEBUG"
