@@ -1,10 +1,10 @@
 """Strategy configuration: the one YAML schema (file or database row) and its loading.
 
 Everything that can be wrong with a strategy file is found here, at load time, and
-reported as ``StrategyConfigError`` naming the file and the field: YAML syntax, unknown
-keys, an unknown strategy name or class, an unknown, mistyped or nonsensical parameter
-(``fast`` not below ``slow``, a period of 0), an empty instrument list, an id claimed by
-two files of one directory.
+reported as ``StrategyConfigError`` naming the file and the field: text that is not
+UTF-8, YAML syntax, unknown keys, an unknown strategy name or class, an unknown, mistyped
+or nonsensical parameter (``fast`` not below ``slow``, a period of 0), an empty instrument
+list, an id claimed by two files of one directory.
 """
 
 from __future__ import annotations
@@ -322,9 +322,21 @@ def load_strategy_file(path: str | Path) -> StrategyConfig:
     """Load and fully validate one YAML strategy file."""
     p = Path(path)
     try:
-        data = yaml.safe_load(p.read_text())
+        # bytes, so YAML reads the encoding (UTF-8, or UTF-16 with its byte-order mark): as
+        # text in the locale's encoding, a file saved as Latin-1 or by Notepad as "Unicode"
+        # ended the command in a UnicodeDecodeError traceback, and a `run` with it in its
+        # strategies directory with it, the other strategies not started
+        raw = p.read_bytes()
+        data = yaml.safe_load(raw)
     except OSError as exc:
         raise StrategyConfigError(str(p), None, f"cannot read: {exc}") from exc
+    except yaml.reader.ReaderError as exc:
+        if exc.encoding == "unicode":  # a control character in good text: YAML's words
+            raise StrategyConfigError(str(p), None, f"invalid YAML: {exc}") from exc
+        line = raw[:exc.position].count(b"\n") + 1
+        raise StrategyConfigError(str(p), None, (
+            f"not UTF-8 text: byte 0x{exc.character:02x} on line {line} ({exc.reason}); "
+            "save the file as UTF-8")) from exc
     except yaml.YAMLError as exc:
         raise StrategyConfigError(str(p), None, f"invalid YAML: {exc}") from exc
     return config_from_mapping(data, str(p))
@@ -413,7 +425,7 @@ def load_strategy_dir(
 def _claimed_id(path: Path) -> str | None:
     """The ``id`` an invalid file claims, if it gets as far as having one."""
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_bytes())
     except (OSError, yaml.YAMLError):
         return None
     value = data.get("id") if isinstance(data, Mapping) else None

@@ -123,3 +123,12 @@ def test_a_book_or_volume_model_a_market_order_at_latency_0_does_not_get_is_a_wa
     f.write_text("id: deep\nstrategy: sma_cross\ninstruments: [738561]\n"
                  "execution: {slippage_model: depth, latency_ms: 50}\n")
     assert check(f) == (0, f"ok       {f}: deep (sma_cross, 1 instruments)\n", "")
+
+
+def test_a_file_that_is_not_utf8_is_invalid_not_a_traceback(tmp_path: Path) -> None:
+    f = tmp_path / "s.yaml"
+    f.write_bytes(b"# \xa3 caf\xe9\nid: s\nstrategy: sma_cross\ninstruments: [738561]\n")
+    code, out, err = check(f)
+    assert (code, out) == (1, "")
+    assert err == (f"invalid  {f}: not UTF-8 text: byte 0xa3 on line 1 (invalid start byte); "
+                   "save the file as UTF-8\n")

@@ -298,3 +298,18 @@ def test_a_strategy_file_in_a_directory_whose_name_is_not_utf8_loads(tmp_path: P
     cls = config_from_mapping({"id": "x", "instruments": [1], "strategy": "mine.py:Mine"},
                               str(d / "x.yaml")).strategy_class()  # (its YAML beside it)
     assert sys.modules[cls.__module__].QTY == 3
+
+
+def test_a_file_that_is_not_utf8_is_reported_and_the_others_load(tmp_path: Path) -> None:
+    # A comment with "café" saved as Latin-1 ended `strategy check`, `backtest` and a `run`
+    # of the directory in a UnicodeDecodeError traceback, the other strategies not started.
+    (tmp_path / "a.yaml").write_text(GOOD)
+    (tmp_path / "b.yaml").write_bytes(
+        b"id: b\nstrategy: sma_cross\n# caf\xe9\ninstruments: [341249]\n")
+    # Notepad's "Unicode" is UTF-16 with a byte-order mark: YAML reads it
+    (tmp_path / "c.yaml").write_bytes(GOOD.replace("sma_cross_banks", "c").encode("utf-16"))
+    configs, errors = load_strategy_dir(tmp_path)
+    assert [c.id for c in configs] == ["sma_cross_banks", "c"]
+    assert [str(e) for e in errors] == [(
+        f"{tmp_path / 'b.yaml'}: not UTF-8 text: byte 0xe9 on line 3 (invalid continuation "
+        "byte); save the file as UTF-8")]
