@@ -93,6 +93,12 @@ def backtest_command(
 
     # A failing strategy is logged: to stderr, as stdout is the --json object's alone.
     configure_logging(level="WARNING", stream=sys.stderr)
+    if report is not None and not report.parent.is_dir():
+        # before the backtest: it was found only when the report was written, in a
+        # traceback, after a backtest (or a sweep) of minutes whose figures were then lost
+        typer.secho(f"error: --report {report}: no directory {report.parent}", fg="red",
+                    err=True)
+        raise typer.Exit(2)
     try:
         config = _apply_flags(load_strategy_file(strategy), slippage_bps, latency_ms, no_costs)
         t0 = time.perf_counter()
@@ -139,7 +145,13 @@ def backtest_command(
         best = (" (the best combination: "
                 + ", ".join(f"{k}={config.params[k]}" for k in parse_grid(grid)) + ")"
                 if grid else "")
-        report.write_text(render_html(result, ticks, f"Backtest: {config.id} on {data.name}{best}"))
+        page = render_html(result, ticks, f"Backtest: {config.id} on {data.name}{best}")
+        try:
+            report.write_text(page)
+        except OSError as exc:  # (a directory of that name, no permission)
+            typer.secho(f"error: --report: cannot write {report}: {exc.strerror}", fg="red",
+                        err=True)
+            raise typer.Exit(2) from None
         typer.echo(f"report{best} written to {report}", err=True)
     if grid:
         return  # (its figures are the table's first row)

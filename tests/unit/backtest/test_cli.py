@@ -402,3 +402,20 @@ def test_win_rates_are_null_without_a_round_trip(files: tuple[Path, Path], tmp_p
     assert (s["win_rate"], s["gross_win_rate"]) == (None, None)
     _, table, _ = run("backtest", "--strategy", str(hold), "--data", str(data))
     assert "│ win_rate           │ n/a" in table
+
+
+def test_a_report_that_cannot_be_written_is_an_error_not_a_traceback(
+        files: tuple[Path, Path], tmp_path: Path) -> None:
+    spec, data = files
+    # a directory that does not exist: refused before the backtest runs
+    code, out, err = run("backtest", "--strategy", str(spec), "--data", str(data), "--json",
+                         "--report", str(tmp_path / "reprots" / "r.html"))
+    assert (code, out) == (2, "")
+    assert err == f"error: --report {tmp_path / 'reprots' / 'r.html'}: no directory " \
+                  f"{tmp_path / 'reprots'}\n"
+    # a path the file cannot be written at: the error says why
+    (tmp_path / "r.html").mkdir()
+    code, out, err = run("backtest", "--strategy", str(spec), "--data", str(data), "--report",
+                         str(tmp_path / "r.html"))
+    assert code == 2
+    assert err.endswith(f"error: --report: cannot write {tmp_path / 'r.html'}: Is a directory\n")
