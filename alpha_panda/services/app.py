@@ -30,7 +30,7 @@ from alpha_panda.observability.stalls import LoopWatch
 from alpha_panda.observability.tracing import setup_tracing
 from alpha_panda.readmodel.cache import Cache
 from alpha_panda.services.api_server import api_server, check_port_free
-from alpha_panda.services.feed import ReplayFeed, SimulatedFeed
+from alpha_panda.services.feed import ReplayFeed, SimulatedFeed, check_feed
 from alpha_panda.services.live_guard import (
     check_live_feed,
     refuse_sim_beside,
@@ -100,19 +100,14 @@ def cache_url_of(settings: Settings, *, service: bool) -> str:
 
 def make_feed(settings: Settings, pipeline: Pipeline, speed: float | None) -> Any:
     """The feed ``settings.feed`` names: the simulator, a replay file or Kite's ticker."""
-    spec = settings.feed
-    if spec == "sim":
-        return SimulatedFeed(pipeline.log, settings.simulator)
-    if spec.startswith("replay:"):
-        path = Path(spec.removeprefix("replay:"))
-        if not path.is_file():
-            raise ConfigurationError(f"replay file {path} does not exist")
+    path = check_feed(settings.feed)
+    if path is not None:
         return ReplayFeed(pipeline.log, path, speed=speed, configs=pipeline.configs)
-    if spec == "kite":
+    if settings.feed == "kite":
         from alpha_panda.services.kite_feed import build_kite_feed
 
         return build_kite_feed(settings, pipeline.log, pipeline.configs)
-    raise ConfigurationError(f"unknown feed {spec!r}: expected sim, replay:PATH or kite")
+    return SimulatedFeed(pipeline.log, settings.simulator)
 
 
 async def _wait_drained(pipeline: Pipeline, feed: Any, stop: asyncio.Event) -> None:

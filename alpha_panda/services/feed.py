@@ -51,6 +51,25 @@ TICK_TYPE = MarketTick.EVENT_TYPE
 TICK_TYPE_B = TICK_TYPE.encode()
 
 
+def check_feed(spec: str) -> Path | None:
+    """The replay file of feed ``spec`` (None for ``sim`` and ``kite``), or the error that
+    says what is wrong with it: checked by ``run`` and ``service feed`` before they make
+    anything on disk, and by ``preflight`` (which passed a mistyped feed that ``run`` then
+    refused)."""
+    if spec in ("sim", "kite"):
+        return None
+    if not spec.startswith("replay:"):
+        raise ConfigurationError(f"unknown feed {spec!r}: expected sim, replay:PATH or kite")
+    if not spec.removeprefix("replay:"):
+        raise ConfigurationError("replay: names no tick file (--feed replay:ticks.csv)")
+    path = Path(spec.removeprefix("replay:"))
+    if path.is_dir():
+        raise ConfigurationError(f"replay file {path} is a directory, not a tick file")
+    if not path.is_file():
+        raise ConfigurationError(f"replay file {path} does not exist")
+    return path
+
+
 class TickPublisher:
     """Encodes ticks of one source into envelopes and appends them to ``market.ticks``."""
 

@@ -6,7 +6,6 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -162,10 +161,10 @@ async def _port(s: Settings) -> str:
 
 
 async def _feed(s: Settings) -> str:
-    if s.feed.startswith("replay:"):
-        path = Path(s.feed.removeprefix("replay:"))
-        if not path.is_file():
-            raise AlphaPandaError(f"replay file {path} does not exist")
+    from alpha_panda.services.feed import check_feed
+
+    path = check_feed(s.feed)
+    if path is not None:
         return f"replay file {path} ({path.stat().st_size:,} bytes)"
     return s.feed
 

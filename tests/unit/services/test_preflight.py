@@ -87,3 +87,18 @@ async def test_the_calendar_check_says_which_years_it_lists_and_warns_of_this_on
     monkeypatch.setattr(time, "time_ns", lambda: ist_ns(date(2027, 1, 4), dtime(11, 0)))
     [cal] = [r for r in await run_checks(settings) if r.name == "calendar"]
     assert cal.ok and cal.detail.startswith("NSE's holidays of 2027 are not in")
+
+
+@pytest.mark.parametrize(("feed", "detail"), [
+    ("sinm", "unknown feed 'sinm': expected sim, replay:PATH or kite"),
+    ("replay:", "replay: names no tick file (--feed replay:ticks.csv)"),
+    ("replay:TMP", "replay file TMP is a directory, not a tick file"),
+    ("replay:TMP/ticks.csvv", "replay file TMP/ticks.csvv does not exist"),
+])
+async def test_a_feed_run_would_refuse_fails_the_check(
+        tmp_path: Path, feed: str, detail: str) -> None:
+    # `preflight --feed sinm` passed the feed ("ok  sinm") and exited 0; `run` refused it
+    settings = Settings().model_copy(update={"data_dir": tmp_path / "data",
+                                             "feed": feed.replace("TMP", str(tmp_path))})
+    [check] = [r for r in await run_checks(settings) if r.name == "feed"]
+    assert (check.ok, check.detail) == (False, detail.replace("TMP", str(tmp_path)))
