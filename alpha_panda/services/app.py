@@ -40,9 +40,7 @@ from alpha_panda.services.logs import embedded_file, kafka_settings, open_log
 from alpha_panda.services.pipeline import SERVICES, Pipeline, brokers_in_use, build_pipeline
 from alpha_panda.services.readmodel import ReadModelWriter
 from alpha_panda.services.settling import SETTLE_S, settle
-from alpha_panda.services.strategy_configs import (
-    load_strategies,
-)
+from alpha_panda.services.strategy_configs import load_strategies, strategies_directory
 from alpha_panda.services.summary import RunTotals, read_run_totals
 from alpha_panda.settings import Settings
 from alpha_panda.stream.dlq import (
@@ -163,6 +161,12 @@ class SystemRun:
         s = self.settings
         if s.api.enabled:
             check_port_free(s.api.host, s.api.port)
+        # before the lock and the log are made: a mistyped replay file or strategies
+        # directory left an empty log in a new data directory, where a `kill` or `halt`
+        # given the same mistyped --data-dir then found one to write to
+        strategies_directory(s)
+        if self.runs("feed"):
+            check_feed(s.feed)
         file = embedded_file(s.log, s.data_dir)
         if file is None:
             await self._run()

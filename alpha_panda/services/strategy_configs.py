@@ -29,13 +29,22 @@ log = structlog.get_logger(__name__)
 SAMPLE_STRATEGIES = Path(__file__).resolve().parent.parent / "sample_strategies"
 
 
+def strategies_directory(settings: Settings) -> Path:
+    """The directory the strategies load from, or the error that says what it is instead."""
+    directory = settings.strategies_dir or SAMPLE_STRATEGIES
+    if directory.is_file():  # (a strategy file given where its directory goes)
+        raise ConfigurationError(f"strategies directory {directory} is a file: give the "
+                                 f"directory of strategy files ({directory.parent})")
+    if not directory.is_dir():
+        raise ConfigurationError(f"strategies directory {directory} does not exist")
+    return directory
+
+
 def load_strategies(settings: Settings) -> tuple[list[Any], list[Any]]:
     """Strategy configs from the YAML directory and, when ``database_url`` is set, the config
     store (shared by every service process). The store is migrated on start; YAML files
     are written into it (a file is authoritative for its id) and every row is loaded."""
-    directory = settings.strategies_dir or SAMPLE_STRATEGIES
-    if not directory.is_dir():
-        raise ConfigurationError(f"strategies directory {directory} does not exist")
+    directory = strategies_directory(settings)
     configs, errors = load_strategy_dir(directory)
     if settings.database_url:
         configs, errors = _through_store(settings.database_url, configs, errors)

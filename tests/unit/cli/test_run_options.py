@@ -59,3 +59,27 @@ def test_speed_without_a_replay_is_refused(
         "leave it out (the simulator's pace is ALPHA_PANDA_SIMULATOR__RATE ticks a second)")]
     if command == "run":
         assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize(("option", "value", "error"), [
+    ("--feed", "replay:TMP/tick.csv", "replay file TMP/tick.csv does not exist"),
+    ("--feed", "replay:TMP", "replay file TMP is a directory, not a tick file"),
+    ("--strategies", "TMP/s.yaml",
+     "strategies directory TMP/s.yaml is a file: give the directory of strategy files (TMP)"),
+    ("--strategies", "TMP/strategeis", "strategies directory TMP/strategeis does not exist"),
+])
+@pytest.mark.parametrize("command", ["run", "service"])
+def test_a_mistyped_feed_or_strategies_leaves_nothing_in_the_data_directory(
+        tmp_path: Path, command: str, option: str, value: str, error: str) -> None:
+    # they were found once the run had taken its lock and opened the log: a new data
+    # directory was left with an empty log.sqlite (and `--strategies FILE` was said not
+    # to exist)
+    (tmp_path / "s.yaml").write_text("id: s\nstrategy: sma_cross\ninstruments: [738561]\n")
+    data = tmp_path / "data"
+    args = ([command] + (["feed"] if command == "service" else ["--no-api"])
+            + ["--data-dir", str(data), "--duration", "5",
+               option, value.replace("TMP", str(tmp_path))])
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr == f"error: {error.replace('TMP', str(tmp_path))}\n"
+    assert not data.exists()
