@@ -36,14 +36,22 @@ def new(
         typer.secho("error: NAME must be snake_case (a-z, 0-9, _)", fg="red", err=True)
         raise typer.Exit(2)
     code, config = render(name)
-    directory.mkdir(parents=True, exist_ok=True)
+    if directory.exists() and not directory.is_dir():
+        typer.secho(f"error: --dir {directory} is a file, not a directory", fg="red", err=True)
+        raise typer.Exit(2)
     targets = [directory / f"{name}.py", directory / f"{name}.yaml"]
     existing = [str(t) for t in targets if t.exists()]
     if existing and not force:
         typer.secho(f"error: {', '.join(existing)} exists (use --force)", fg="red", err=True)
         raise typer.Exit(2)
-    targets[0].write_text(code)
-    targets[1].write_text(config)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        targets[0].write_text(code)
+        targets[1].write_text(config)
+    except OSError as exc:  # (--dir naming a file, no permission: it was a traceback)
+        typer.secho(f"error: --dir {directory}: cannot write {exc.filename}: {exc.strerror}",
+                    fg="red", err=True)
+        raise typer.Exit(2) from None
     typer.echo(f"wrote {targets[0]} and {targets[1]}")
     typer.echo(f"try it: alpha-panda backtest --strategy {targets[1]} --data TICKS.csv")
 

@@ -132,3 +132,16 @@ def test_a_file_that_is_not_utf8_is_invalid_not_a_traceback(tmp_path: Path) -> N
     assert (code, out) == (1, "")
     assert err == (f"invalid  {f}: not UTF-8 text: byte 0xa3 on line 1 (invalid start byte); "
                    "save the file as UTF-8\n")
+
+
+def test_new_into_a_directory_it_cannot_make_is_an_error_not_a_traceback(tmp_path: Path) -> None:
+    (tmp_path / "ticks.csv").write_text("timestamp,instrument_token,last_price\n")
+    for where, error in [
+            ("ticks.csv", "error: --dir TMP/ticks.csv is a file, not a directory\n"),
+            ("ticks.csv/s", ("error: --dir TMP/ticks.csv/s: cannot write TMP/ticks.csv/s: "
+                             "Not a directory\n"))]:
+        result = CliRunner().invoke(app, ["strategy", "new", "mine", "--dir",
+                                          str(tmp_path / where)])
+        assert result.exit_code == 2
+        assert result.stderr == error.replace("TMP", str(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ticks.csv"]
