@@ -80,7 +80,9 @@ class SimulatorSettings(_Section):
 
 
 class PaperSettings(_Section):
-    initial_cash: int = 1_000_000_00
+    # (0 or less was taken: a backtest's max_drawdown_pct then came out as 20245.98, the
+    # drawdown's share of no capital)
+    initial_cash: PositiveInt = 1_000_000_00
     """Starting cash per strategy, in paise (default ₹10,00,000)."""
     emulate_kite_limits: bool = False
 

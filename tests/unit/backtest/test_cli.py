@@ -419,3 +419,16 @@ def test_a_report_that_cannot_be_written_is_an_error_not_a_traceback(
                          str(tmp_path / "r.html"))
     assert code == 2
     assert err.endswith(f"error: --report: cannot write {tmp_path / 'r.html'}: Is a directory\n")
+
+
+@pytest.mark.parametrize("cash", ["0", "-100"])
+def test_a_starting_cash_of_nothing_is_a_bad_setting(
+        files: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, cash: str) -> None:
+    # it was taken: with 0 the summary's max_drawdown_pct was 20245.98 (a drawdown of
+    # ₹730.88 over no capital), its initial_equity 0.00, and the command exited 0
+    spec, data = files
+    monkeypatch.setenv("ALPHA_PANDA_PAPER__INITIAL_CASH", cash)
+    code, out, err = run("backtest", "--strategy", str(spec), "--data", str(data), "--json")
+    assert (code, out) == (2, "")
+    assert err == ("error: bad setting: ALPHA_PANDA_PAPER__INITIAL_CASH: Input should be "
+                   f"greater than 0 (got {cash!r})\n")
