@@ -25,6 +25,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from alpha_panda.adapters.kafka.config import KafkaSettings
 from alpha_panda.adapters.zerodha.config import ZerodhaSettings
 from alpha_panda.domain.clock import hhmm
+from alpha_panda.marketdata.instruments import BY_TOKEN
 
 
 class _Section(BaseModel):
@@ -68,6 +69,17 @@ class SimulatorSettings(_Section):
     """Simulated seconds per wall second."""
     instruments: list[int] | None = None
     """Tokens to simulate (default: the 25 built-in NSE instruments)."""
+
+    @field_validator("instruments")
+    @classmethod
+    def _simulated(cls, value: list[int] | None) -> list[int] | None:
+        # checked here, not when the feed starts: `run` began, then stopped with
+        # "services failed: feed: ValueError(...)", and `preflight` had passed it
+        unknown = [t for t in value or [] if t not in BY_TOKEN]
+        if unknown:
+            raise ValueError(f"tokens the simulator does not have: "
+                             f"{', '.join(map(str, unknown))} (it has {', '.join(map(str, BY_TOKEN))})")
+        return value
 
     @field_validator("session_start")
     @classmethod

@@ -115,3 +115,17 @@ def test_a_log_level_that_is_not_one_is_one_line_naming_the_variable(
         "CRITICAL (got 'verbose')")]
     monkeypatch.setenv("ALPHA_PANDA_LOG_LEVEL", "debug")  # any case, as before
     assert Settings().log_level == "DEBUG"
+
+
+def test_simulator_tokens_it_does_not_have_are_a_bad_setting(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `preflight` passed them; `run` started, then its feed failed ("services failed, so
+    # the run is incomplete: feed: ValueError('simulator: unknown instrument tokens [1]')")
+    monkeypatch.setenv("ALPHA_PANDA_SIMULATOR__INSTRUMENTS", "[341249, 1]")
+    result = CliRunner().invoke(app, ["preflight", "--data-dir", str(tmp_path / "data")])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.startswith(
+        "error: bad setting: ALPHA_PANDA_SIMULATOR__INSTRUMENTS: tokens the simulator does not "
+        "have: 1 (it has 738561, 341249, ")
+    monkeypatch.setenv("ALPHA_PANDA_SIMULATOR__INSTRUMENTS", "[341249, 738561]")
+    assert Settings().simulator.instruments == [341249, 738561]
