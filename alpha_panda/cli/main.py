@@ -141,7 +141,9 @@ def run(
         raise fail(f"strategies failed and were taken out of service: {', '.join(failed)}", code=1)
     invalid = system.pipeline.config_errors if system.pipeline else []
     if invalid:  # they were reported at the start; a script must not take this run as clean
-        raise fail(f"{len(invalid)} strategy file(s) invalid, so not run: "
+        # (a file can have two errors: its own and an id another file claims too)
+        files = len({e.source for e in invalid})
+        raise fail(f"{files} strategy file(s) invalid, so not run: "
                    + "; ".join(str(e) for e in invalid), code=1)
 
 

@@ -83,3 +83,20 @@ def test_a_mistyped_feed_or_strategies_leaves_nothing_in_the_data_directory(
     assert result.exit_code == 2, result.output
     assert result.stderr == f"error: {error.replace('TMP', str(tmp_path))}\n"
     assert not data.exists()
+
+
+def test_the_count_of_invalid_strategy_files_is_of_files(tmp_path: Path) -> None:
+    # a file with a bad parameter that also claims another file's id has two errors: the
+    # run said "3 strategy file(s) invalid" of its 2 files
+    ticks = tmp_path / "ticks.csv"
+    ticks.write_text("timestamp,instrument_token,last_price\n1775447100000000000,738561,1289\n")
+    strategies = tmp_path / "strategies"
+    strategies.mkdir()
+    (strategies / "a.yaml").write_text("id: a\nstrategy: sma_cross\ninstruments: [738561]\n")
+    (strategies / "b.yaml").write_text(
+        "id: a\nstrategy: sma_cross\ninstruments: [738561]\nparams: {fast: x}\n")
+    result = CliRunner().invoke(app, [
+        "run", "--feed", f"replay:{ticks}", "--strategies", str(strategies), "--no-api",
+        "--exit-at-end", "--data-dir", str(tmp_path / "data"), "--log", "memory"])
+    assert result.exit_code == 1, result.output
+    assert "error: 2 strategy file(s) invalid, so not run: " in result.stderr
