@@ -193,15 +193,24 @@ def write_ticks(path: str | Path, cols: TickColumns) -> None:
         data[name] = pa.array(scaled, mask=mask)
     table = pa.table(data)
     name = p.name.lower()
-    if name.endswith((".parquet", ".pq")):
-        pq.write_table(table, p)
-    elif name.endswith(".csv.gz"):
-        with pa.CompressedOutputStream(str(p), "gzip") as out:
-            pacsv.write_csv(table, out)
-    elif name.endswith(".csv"):
-        pacsv.write_csv(table, p)
-    else:
+    if not name.endswith((".parquet", ".pq", ".csv.gz", ".csv")):
         raise ValidationError(f"{p}: a tick file is .csv, .csv.gz, .parquet or .pq")
+    # Written beside it, then renamed over it: a write that fails part way (a full disk,
+    # Ctrl-C) left the first megabytes of a CSV as the file, where a file of that name
+    # was before, and a CSV cut at a row's end reads as a shorter day.
+    part = p.with_name(f".{p.name}.partial")
+    try:
+        if name.endswith((".parquet", ".pq")):
+            pq.write_table(table, part)
+        elif name.endswith(".csv.gz"):
+            with pa.CompressedOutputStream(str(part), "gzip") as out:
+                pacsv.write_csv(table, out)
+        else:
+            pacsv.write_csv(table, part)
+        part.replace(p)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
 
 
 def generate_random_walk(

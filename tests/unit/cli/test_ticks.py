@@ -4,6 +4,10 @@ as a file that loads to the same ticks."""
 from __future__ import annotations
 
 import asyncio
+import resource
+import signal
+import subprocess
+import sys
 from datetime import datetime, time
 from pathlib import Path
 
@@ -144,3 +148,24 @@ def test_generate_by_default_writes_every_instrument_the_sample_strategies_trade
     configs, errors = load_strategy_dir(SAMPLE_STRATEGIES)
     assert configs and not errors
     assert {t for c in configs for t in c.instruments} <= tokens
+
+
+def _file_size_limit() -> None:  # (in the child: a write past it fails, EFBIG)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, 1_000_000))
+
+
+def test_a_write_that_fails_part_way_leaves_the_file_as_it_was(tmp_path: Path) -> None:
+    # The file was written in place: a disk that filled up after 1 MB left those first
+    # 21,285 rows and a cut one as ticks.csv, where a good file of that name had been.
+    out = tmp_path / "ticks.csv"
+    out.write_text("timestamp,instrument_token,last_price\n1775447100000000000,738561,1289\n")
+    before = out.read_bytes()
+    done = subprocess.run(
+        [sys.executable, "-m", "alpha_panda.cli", "ticks", "generate", str(out),
+         "--ticks", "100000"], preexec_fn=_file_size_limit, capture_output=True, text=True,
+        timeout=120, check=False)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f"error: cannot write {out}: ")
+    assert out.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["ticks.csv"]  # no part left beside it
