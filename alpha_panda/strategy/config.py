@@ -2,9 +2,9 @@
 
 Everything that can be wrong with a strategy file is found here, at load time, and
 reported as ``StrategyConfigError`` naming the file and the field: text that is not
-UTF-8, YAML syntax, unknown keys, an unknown strategy name or class, an unknown, mistyped
-or nonsensical parameter (``fast`` not below ``slow``, a period of 0), an empty instrument
-list, an id claimed by two files of one directory.
+UTF-8, YAML syntax, a key given twice, unknown keys, an unknown strategy name or class,
+an unknown, mistyped or nonsensical parameter (``fast`` not below ``slow``, a period of
+0), an empty instrument list, an id claimed by two files of one directory.
 """
 
 from __future__ import annotations
@@ -318,6 +318,35 @@ def config_from_mapping(data: Mapping[str, Any], source: str = "<mapping>") -> S
     return config.model_copy(update={"params": params.model_dump(mode="json")})
 
 
+class _KeyTwice(yaml.YAMLError):
+    def __init__(self, key: object, first: int, second: int) -> None:
+        where = f"line {first}" if first == second else f"lines {first} and {second}"
+        super().__init__(f"{key}: given twice, on {where}")
+        self.key, self.first, self.second = key, first, second
+
+
+class _StrategyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping: PyYAML keeps the
+    last silently, so a second ``risk:`` further down a file (written without the first's
+    ``max_position``) dropped the limit with no word."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        lines: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # (<<: keys a later one overrides)
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                first = lines.get(key)
+            except TypeError:  # an unhashable key: YAML's own error follows
+                break
+            if first is not None:
+                raise _KeyTwice(key, first, line)
+            lines[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_strategy_file(path: str | Path) -> StrategyConfig:
     """Load and fully validate one YAML strategy file."""
     p = Path(path)
@@ -327,9 +356,12 @@ def load_strategy_file(path: str | Path) -> StrategyConfig:
         # ended the command in a UnicodeDecodeError traceback, and a `run` with it in its
         # strategies directory with it, the other strategies not started
         raw = p.read_bytes()
-        data = yaml.safe_load(raw)
+        data = yaml.load(raw, Loader=_StrategyLoader)  # (a SafeLoader)
     except OSError as exc:
         raise StrategyConfigError(str(p), None, f"cannot read: {exc}") from exc
+    except _KeyTwice as exc:
+        raise StrategyConfigError(str(p), None, (
+            f"{exc}: YAML keeps the second only; keep one")) from exc
     except yaml.reader.ReaderError as exc:
         if exc.encoding == "unicode":  # a control character in good text: YAML's words
             raise StrategyConfigError(str(p), None, f"invalid YAML: {exc}") from exc

@@ -313,3 +313,23 @@ def test_a_file_that_is_not_utf8_is_reported_and_the_others_load(tmp_path: Path)
     assert [str(e) for e in errors] == [(
         f"{tmp_path / 'b.yaml'}: not UTF-8 text: byte 0xe9 on line 3 (invalid continuation "
         "byte); save the file as UTF-8")]
+
+
+def test_a_key_given_twice_is_refused_naming_it_and_its_lines(tmp_path: Path) -> None:
+    # YAML keeps the last of a key given twice: this file's limit was dropped without a
+    # word, and the strategy traded with no max_position
+    f = tmp_path / "twice.yaml"
+    f.write_text("id: twice\nstrategy: sma_cross\ninstruments: [341249]\n"
+                 "risk: {max_position: 50}\nparams: {quantity: 10}\nrisk: {}\n")
+    with pytest.raises(StrategyConfigError) as err:
+        load_strategy_file(f)
+    assert str(err.value) == (f"{f}: risk: given twice, on lines 4 and 6: YAML keeps the "
+                              "second only; keep one")
+    f.write_text("id: twice\nstrategy: sma_cross\ninstruments: [341249]\n"
+                 "params: {fast: 5, slow: 20, fast: 8}\n")
+    with pytest.raises(StrategyConfigError, match="fast: given twice, on line 4: "):
+        load_strategy_file(f)
+    # a merge key's values are overridden by the mapping's own, as YAML means them to be
+    f.write_text("id: twice\nstrategy: sma_cross\ninstruments: [341249]\n"
+                 "params: {<<: {fast: 5, slow: 20}, fast: 8}\n")
+    assert load_strategy_file(f).params["fast"] == 8
