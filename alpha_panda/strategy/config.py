@@ -30,6 +30,7 @@ from pydantic import (
     ConfigDict,
     Field,
     NonNegativeInt,
+    PositiveInt,
     field_validator,
     model_validator,
 )
@@ -104,7 +105,9 @@ class StrategyConfig(BaseModel):
 
     id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
     strategy: str = Field(min_length=1)
-    instruments: list[int] = Field(min_length=1)
+    # (0 or a negative token was taken, as a token the simulator does not tick; a tick
+    # file's token must be 1 or more)
+    instruments: list[PositiveInt] = Field(min_length=1)
     brokers: list[Broker] = Field(default_factory=lambda: [Broker.PAPER], min_length=1)
     params: dict[str, Any] = Field(default_factory=dict)
     risk: dict[str, Any] = Field(default_factory=dict)

@@ -60,6 +60,9 @@ def test_a_class_path_is_accepted() -> None:
         ({"strategy": "json:loads"}, "strategy", "not a Strategy"),
         ({"strategy": "no_such_module_xyz:A"}, "strategy", "cannot import"),
         ({"instruments": []}, "instruments", "at least 1"),
+        # a token of 0 or below was taken (and never ticked)
+        ({"instruments": [341249, 0]}, "instruments.1", "greater than 0 (got 0)"),
+        ({"instruments": [-5]}, "instruments.0", "greater than 0 (got -5)"),
         ({"params": {"fsat": 3}}, "params.fsat", "unknown field"),
         ({"params": {"fast": "ten"}}, "params.fast", "valid integer"),
         ({"params": {"fast": 40}}, "params", "fast (40) must be smaller than slow (30)"),
