@@ -111,6 +111,10 @@ class RiskLimits:
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any], source: str = "risk") -> RiskLimits:
         """Build from a strategy file's ``risk:`` mapping; an unknown key is an error."""
+        if not isinstance(raw, Mapping):  # (ALPHA_PANDA_RISK's JSON: a TypeError traceback)
+            raise ConfigurationError(
+                f"{source}: expected an object of limits, e.g. {{\"max_position\": 100}}, "
+                f"got {raw!r}")
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(raw) - names)
         if unknown:

@@ -11,7 +11,7 @@ Strategy files add their own ``risk:`` limits. Kite's account rate limits always
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from alpha_panda.domain.errors import ConfigurationError
@@ -32,9 +32,14 @@ def risk_config_for(settings: Settings, broker: str, configs: Sequence[StrategyC
     if unknown:
         raise ConfigurationError(f"risk settings: unknown sections {sorted(unknown)}; "
                                  "expected 'global' and 'brokers'")
-    global_limits = RiskLimits.from_mapping({**DEFAULT_GLOBAL, **raw.get("global", {})},
-                                            source="risk.global")
+    section = raw.get("global", {})
+    global_limits = RiskLimits.from_mapping(
+        {**DEFAULT_GLOBAL, **section} if isinstance(section, Mapping) else section,
+        source="risk.global")
     by_broker = raw.get("brokers", {})
+    if not isinstance(by_broker, Mapping):
+        raise ConfigurationError('risk.brokers: expected an object of each broker\'s limits, '
+                                 f'e.g. {{"paper": {{"max_position": 100}}}}, got {by_broker!r}')
     # a misspelt broker's limits would apply to no broker at all, silently
     misspelt = sorted(set(by_broker) - {b.value for b in BROKERS})
     if misspelt:

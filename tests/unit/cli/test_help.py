@@ -129,3 +129,30 @@ def test_simulator_tokens_it_does_not_have_are_a_bad_setting(
         "have: 1 (it has 738561, 341249, ")
     monkeypatch.setenv("ALPHA_PANDA_SIMULATOR__INSTRUMENTS", "[341249, 738561]")
     assert Settings().simulator.instruments == [341249, 738561]
+
+
+SHAPE = 'expected an object of limits, e.g. {"max_position": 100}, got'
+
+
+@pytest.mark.parametrize(("risk", "error"), [
+    ('{"global": 5}', f"risk.global: {SHAPE} 5"),
+    ('{"global": null}', f"risk.global: {SHAPE} None"),
+    ('{"brokers": ["paper"]}', ("risk.brokers: expected an object of each broker's limits, "
+                                "e.g. {\"paper\": {\"max_position\": 100}}, got ['paper']")),
+    ('{"brokers": {"paper": 5}}', f"risk.brokers.paper: {SHAPE} 5"),
+])
+def test_risk_limits_of_the_wrong_shape_are_one_line_naming_the_section(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, risk: str, error: str) -> None:
+    # valid JSON of the wrong shape ended preflight, run and backtest in a TypeError
+    # traceback ("'int' object is not a mapping")
+    monkeypatch.setenv("ALPHA_PANDA_RISK", risk)
+    (tmp_path / "s.yaml").write_text("id: s\nstrategy: sma_cross\ninstruments: [738561]\n")
+    (tmp_path / "t.csv").write_text(
+        "timestamp,instrument_token,last_price\n1775447100000000000,738561,1289\n")
+    result = CliRunner().invoke(app, ["backtest", "--strategy", str(tmp_path / "s.yaml"),
+                                      "--data", str(tmp_path / "t.csv"), "--json"])
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == f"error: {error}\n"
+    result = CliRunner().invoke(app, ["preflight", "--data-dir", str(tmp_path / "data"),
+                                      "--port", "0"])
+    assert result.exit_code == 1 and "FAIL" in result.stdout
