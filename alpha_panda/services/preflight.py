@@ -165,7 +165,12 @@ async def _feed(s: Settings) -> str:
 
     path = check_feed(s.feed)
     if path is not None:
-        return f"replay file {path} ({path.stat().st_size:,} bytes)"
+        from alpha_panda.marketdata.files import load_ticks
+
+        # read as run reads it: a file with a row that does not read passed here, and run
+        # then refused it (the whole file, naming the row)
+        ticks = load_ticks(path)
+        return f"replay file {path}: {len(ticks):,} ticks ({path.stat().st_size:,} bytes)"
     return s.feed
 
 

@@ -102,3 +102,20 @@ async def test_a_feed_run_would_refuse_fails_the_check(
                                              "feed": feed.replace("TMP", str(tmp_path))})
     [check] = [r for r in await run_checks(settings) if r.name == "feed"]
     assert (check.ok, check.detail) == (False, detail.replace("TMP", str(tmp_path)))
+
+
+async def test_a_replay_file_run_would_refuse_fails_the_check(tmp_path: Path) -> None:
+    # only the file's existence was checked: a row that does not read passed, and `run`
+    # then refused the file
+    ticks = tmp_path / "ticks.csv"
+    ticks.write_text("timestamp,instrument_token,last_price\n"
+                     "1775447100000000000,738561,1289\n1775447101000000000,738561,abc\n")
+    settings = Settings().model_copy(update={"data_dir": tmp_path / "data",
+                                             "feed": f"replay:{ticks}"})
+    [check] = [r for r in await run_checks(settings) if r.name == "feed"]
+    assert (check.ok, check.detail) == (
+        False, f"{ticks}, row 2 (line 3), column 'last_price': not a number: 'abc'")
+    ticks.write_text("timestamp,instrument_token,last_price\n"
+                     "1775447100000000000,738561,1289\n1775447101000000000,738561,1290\n")
+    [check] = [r for r in await run_checks(settings) if r.name == "feed"]
+    assert (check.ok, check.detail) == (True, f"replay file {ticks}: 2 ticks (102 bytes)")
