@@ -101,6 +101,13 @@ def backtest_command(
         raise typer.Exit(2)
     try:
         config = _apply_flags(load_strategy_file(strategy), slippage_bps, latency_ms, no_costs)
+        if not config.enabled:
+            # the file named is the one to backtest: as the engine leaves disabled strategies
+            # out, a file switched off for `run` gave a summary of nothing (0 fills, an
+            # initial_equity of 0.00) and exit 0, read as a strategy that never trades
+            typer.secho(f"note: {config.source}: enabled: false (run leaves it out); "
+                        "backtested all the same", err=True)
+            config = config.model_copy(update={"enabled": True})
         t0 = time.perf_counter()
         ticks = load_ticks(data)
         load_s = time.perf_counter() - t0

@@ -432,3 +432,18 @@ def test_a_starting_cash_of_nothing_is_a_bad_setting(
     assert (code, out) == (2, "")
     assert err == ("error: bad setting: ALPHA_PANDA_PAPER__INITIAL_CASH: Input should be "
                    f"greater than 0 (got {cash!r})\n")
+
+
+def test_a_file_switched_off_is_backtested_all_the_same(
+        files: tuple[Path, Path], tmp_path: Path) -> None:
+    # it gave a summary of nothing: 0 fills, initial_equity 0.00, exit 0
+    spec, data = files
+    off = tmp_path / "off.yaml"
+    off.write_text(spec.read_text() + "enabled: false\n")
+    code, out, err = run("backtest", "--strategy", str(off), "--data", str(data), "--json")
+    _, on, _ = run("backtest", "--strategy", str(spec), "--data", str(data), "--json")
+    assert code == 0
+    assert err == f"note: {off}: enabled: false (run leaves it out); backtested all the same\n"
+    got, expected = json.loads(out), json.loads(on)
+    assert got["fills"] == expected["fills"] > 0
+    assert got["net_pnl"] == expected["net_pnl"] and got["initial_equity"] == "1000000.00"
