@@ -171,6 +171,15 @@ async def _feed(s: Settings) -> str:
         # then refused it (the whole file, naming the row)
         ticks = load_ticks(path)
         return f"replay file {path}: {len(ticks):,} ticks ({path.stat().st_size:,} bytes)"
+    if s.feed == "kite":
+        from alpha_panda.adapters.zerodha.config import zerodha_settings
+        from alpha_panda.adapters.zerodha.session import ns_to_ist, require_live_session
+
+        # the ticker needs the stored session with live trading off too: without one this
+        # passed, and `run --feed kite` then refused to start
+        session = require_live_session(zerodha_settings(s))
+        return (f"kite: the session of {session.user_id}, valid until "
+                f"{ns_to_ist(session.expires_ns):%Y-%m-%d %H:%M} IST")
     return s.feed
 
 

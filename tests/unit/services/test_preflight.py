@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from datetime import time as dtime
 from pathlib import Path
 
 import pytest
 
+from alpha_panda.domain.clock import IST
 from alpha_panda.services.preflight import run_checks
 from alpha_panda.settings import Settings
 
@@ -119,3 +120,26 @@ async def test_a_replay_file_run_would_refuse_fails_the_check(tmp_path: Path) ->
                      "1775447100000000000,738561,1289\n1775447101000000000,738561,1290\n")
     [check] = [r for r in await run_checks(settings) if r.name == "feed"]
     assert (check.ok, check.detail) == (True, f"replay file {ticks}: 2 ticks (102 bytes)")
+
+
+async def test_the_kite_feed_needs_a_stored_session_with_live_trading_off_too(
+        tmp_path: Path) -> None:
+    # `preflight --feed kite` passed without any session ("feed  ok  kite"); `run --feed
+    # kite` then refused to start, the ticker having no access token
+    from pydantic import SecretStr
+
+    from alpha_panda.adapters.zerodha.config import zerodha_settings
+    from alpha_panda.adapters.zerodha.session import KiteSession, SessionStore
+
+    settings = Settings(zerodha={"session_key": SecretStr("pass"),  # type: ignore[arg-type]
+                                 "api_key": "k"}).model_copy(
+        update={"data_dir": tmp_path, "feed": "kite"})
+    [check] = [r for r in await run_checks(settings) if r.name == "feed"]
+    assert not check.ok and check.detail.startswith("no Zerodha session: ")
+    expires = int(datetime(2099, 1, 2, 6, 0, tzinfo=IST).timestamp()) * 1_000_000_000
+    SessionStore.from_settings(zerodha_settings(settings)).save(KiteSession(
+        user_id="AB1234", user_name="T", api_key="k", access_token="secret", login_ns=1,
+        expires_ns=expires))
+    [check] = [r for r in await run_checks(settings) if r.name == "feed"]
+    assert (check.ok, check.detail) == (
+        True, "kite: the session of AB1234, valid until 2099-01-02 06:00 IST")
