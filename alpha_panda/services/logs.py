@@ -50,7 +50,12 @@ def open_log(url: str, data_dir: Path, *, kafka: KafkaSettings | dict[str, Any] 
     if path is not None:
         from alpha_panda.adapters.sqlite_log import SqliteLog
 
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # (`topics bootstrap --data-dir FILE`: a traceback)
+            raise ConfigurationError(
+                f"cannot write in {path.parent}: {exc.strerror or exc}; the data directory "
+                "must be writable (--data-dir, ALPHA_PANDA_DATA_DIR)") from exc
         return SqliteLog(path)
     if url.startswith("kafka://"):
         from alpha_panda.adapters.kafka import KafkaLog

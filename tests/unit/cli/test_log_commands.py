@@ -114,3 +114,14 @@ def test_cancel_of_an_order_rejected_at_once_says_it_was_rejected(tmp_path: Path
     assert other.exit_code == 2
     assert f"no order '{order_id}' on zerodha: it is a paper order (--broker paper)" in (
         other.output)
+
+
+def test_bootstrap_in_a_data_directory_that_is_a_file_is_one_line(tmp_path: Path) -> None:
+    # open_log's mkdir ended it in a FileExistsError traceback
+    (tmp_path / "data").write_text("not a directory")
+    result = CliRunner().invoke(app, ["topics", "bootstrap", "--data-dir",
+                                      str(tmp_path / "data")])
+    assert result.exit_code == 2
+    assert result.stderr == (f"error: cannot write in {tmp_path / 'data'}: File exists; the "
+                             "data directory must be writable (--data-dir, "
+                             "ALPHA_PANDA_DATA_DIR)\n")
