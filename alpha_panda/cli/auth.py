@@ -90,6 +90,8 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="print JSON")] =
     try:
         session = SessionStore.from_settings(settings).load()
     except AlphaPandaError as exc:
+        if as_json:  # (a script reading stdout found nothing there to parse)
+            typer.echo(json.dumps({"logged_in": False}))
         raise _fail(str(exc)) from exc
     if session is None:
         if as_json:

@@ -94,3 +94,20 @@ def test_auth_takes_the_data_directory_a_run_was_given(tmp_path: Path) -> None:
     # without it, the environment's data directory, which has none
     default = CliRunner().invoke(app, ["auth", "status", "--json"], env=env)
     assert default.stdout == '{"logged_in": false}\n' and default.exit_code == 1
+
+
+def test_auth_status_json_answers_on_stdout_when_the_session_cannot_be_read(
+        tmp_path: Path) -> None:
+    # without ALPHA_PANDA_ZERODHA__SESSION_KEY, or with another key than the login's, stdout
+    # was empty: `auth status --json | jq .logged_in` failed to parse instead of saying false
+    from typer.testing import CliRunner
+
+    from alpha_panda.cli import app
+
+    SessionStore(tmp_path / "zerodha_session.enc", "pass").save(SESSION)
+    for key in ("", "another"):
+        env = {"ALPHA_PANDA_ZERODHA__SESSION_KEY": key, "ALPHA_PANDA_ZERODHA__API_KEY": "k"}
+        status = CliRunner().invoke(app, ["auth", "status", "--json", "--data-dir",
+                                          str(tmp_path)], env=env)
+        assert status.exit_code == 1 and status.stderr.startswith("error: ")
+        assert status.stdout == '{"logged_in": false}\n'
