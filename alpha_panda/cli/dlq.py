@@ -22,7 +22,7 @@ app = typer.Typer(help="Inspect and replay dead letters (messages a service gave
 
 T = TypeVar("T")
 LogOpt = Annotated[str | None, typer.Option("--log", help=(
-    "embedded | memory | sqlite:PATH | kafka://HOST:PORT "
+    "embedded | sqlite:PATH | kafka://HOST:PORT "
     "(default: ALPHA_PANDA_LOG, else embedded)"))]
 DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help=(
     "data directory of the embedded log (default: ALPHA_PANDA_DATA_DIR, else ./data)"))]

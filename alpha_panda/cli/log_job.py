@@ -30,6 +30,14 @@ def run_log_job(url: str | None, data_dir: Path | None, job: Callable[[Log], Awa
 
     settings = load_settings()
     configure_logging(json=settings.log_format == "json", level=settings.log_level)
+    if (url or settings.log) == "memory":
+        # a memory log is the process's own: a kill switch written to this command's
+        # reached no running system, and said "kill switch for paper: on" (exit 0)
+        typer.secho("error: a memory log lives in the process that made it, so no running "
+                    "system is reached through it: give the running system's log (--log "
+                    "embedded with its --data-dir, sqlite:PATH or kafka://HOST:PORT; "
+                    "ALPHA_PANDA_LOG)", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
     path = missing_log(url, data_dir)
     if not create and path is not None:
         typer.secho(f"error: no log at {path}: is this the data directory of the system "

@@ -58,6 +58,9 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 # Options whose default comes from Settings (an ALPHA_PANDA_* variable, else the value named).
 FEED_HELP = "sim | replay:PATH | kite (default: sim)"
 LOG_HELP = "embedded | memory | sqlite:PATH | kafka://HOST:PORT (default: embedded)"
+# (a memory log is the process's own: a command reaches a running system on the others)
+RUNNING_LOG_HELP = ("the running system's log: embedded | sqlite:PATH | kafka://HOST:PORT "
+                    "(default: embedded)")
 STRATEGIES_HELP = "directory of strategy YAML files (default: the bundled samples)"
 PORT_HELP = "API port (default: 8000)"
 DATA_DIR_HELP = "where the embedded log and state live (default: ./data)"
@@ -196,7 +199,7 @@ def kill(
     flatten: Annotated[bool, typer.Option(
         help="also close every open position at market (not with --off)")] = False,
     off: Annotated[bool, typer.Option("--off", help="release the kill switch")] = False,
-    log: Annotated[str | None, typer.Option(help=f"the running system's log: {LOG_HELP}")] = None,
+    log: Annotated[str | None, typer.Option(help=RUNNING_LOG_HELP)] = None,
     data_dir: Annotated[Path | None, typer.Option(
         help="the running system's data directory (default: ./data)")] = None,
 ) -> None:
@@ -245,7 +248,7 @@ def halt(
     strategies: Annotated[Path | None, typer.Option(
         help=f"the running system's strategies, to read its brokers from: {STRATEGIES_HELP}")]
         = None,
-    log: Annotated[str | None, typer.Option(help=f"the running system's log: {LOG_HELP}")] = None,
+    log: Annotated[str | None, typer.Option(help=RUNNING_LOG_HELP)] = None,
     data_dir: Annotated[Path | None, typer.Option(
         help="the running system's data directory (default: ./data)")] = None,
 ) -> None:
@@ -299,7 +302,7 @@ def halt(
 def cancel(
     order_id: Annotated[str, typer.Argument(help="the order's id (GET /api/v1/orders/BROKER)")],
     broker: Annotated[str, typer.Option(help="paper or zerodha")] = "paper",
-    log: Annotated[str | None, typer.Option(help=f"the running system's log: {LOG_HELP}")] = None,
+    log: Annotated[str | None, typer.Option(help=RUNNING_LOG_HELP)] = None,
     data_dir: Annotated[Path | None, typer.Option(
         help="the running system's data directory (default: ./data)")] = None,
 ) -> None:

@@ -125,3 +125,20 @@ def test_bootstrap_in_a_data_directory_that_is_a_file_is_one_line(tmp_path: Path
     assert result.stderr == (f"error: cannot write in {tmp_path / 'data'}: File exists; the "
                              "data directory must be writable (--data-dir, "
                              "ALPHA_PANDA_DATA_DIR)\n")
+
+
+@pytest.mark.parametrize("args", [
+    ["kill"], ["kill", "--flatten"], ["halt", "s"], ["cancel", "abc"], ["dlq", "list"],
+    ["dlq", "replay", "--topic", "market.ticks"], ["topics", "list"],
+    ["ticks", "export", "out.csv"]])
+def test_a_memory_log_is_refused_as_it_reaches_no_running_system(
+        args: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # a memory log is the process's own: `kill --log memory` (or ALPHA_PANDA_LOG=memory
+    # left set) wrote the switch to this command's log, printed "kill switch for paper:
+    # on" and exited 0, while the running system traded on
+    monkeypatch.setenv("ALPHA_PANDA_LOG", "memory")
+    result = CliRunner().invoke(app, args)
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr.startswith(
+        "error: a memory log lives in the process that made it, so no running system is "
+        "reached through it: give the running system's log")
