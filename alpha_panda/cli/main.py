@@ -125,6 +125,7 @@ def run(
         raise fail("interrupted before the pipeline drained", code=130) from None
     if json_out:
         typer.echo(json.dumps(run_summary(system)))
+    _note_resumed(system, settings)
     if exit_at_end and speed is None:
         # (a new trader's strategy that waits on its fills made 4 fills here, 226 in a backtest)
         typer.secho("note: replayed as fast as possible, so fills reached the strategies many "
@@ -148,6 +149,25 @@ def run(
         files = len({e.source for e in invalid})
         raise fail(f"{files} strategy file(s) invalid, so not run: "
                    + "; ".join(str(e) for e in invalid), code=1)
+
+
+def _note_resumed(system: Any, settings: Settings) -> None:
+    """Say so when a replay found the file's ticks on the log already: a second replay of
+    a file on one data directory publishes nothing, and its figures are the first run's
+    (a trader who changed a strategy's parameters between the two got the same figures
+    back, without a word)."""
+    feed = system.feed
+    upto = getattr(feed, "upto", None)
+    if upto is None or feed is None:
+        return
+    earlier = upto - feed.publisher.published
+    if earlier > 0:
+        where = settings.data_dir if settings.log == "embedded" else settings.log
+        typer.secho(
+            f"note: {earlier:,} of the file's ticks were on the log of {where} "
+            "from an earlier run, and were not replayed again: the figures are of every run "
+            "on it, with the strategies as they were then; for a replay of its own, give a "
+            "new --data-dir", fg=typer.colors.YELLOW, err=True)
 
 
 @app.command(epilog=ENV_NOTE)

@@ -4,6 +4,7 @@ infinite one to crash the feed and a port past 65535 to end in a traceback)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,30 @@ def test_the_count_of_invalid_strategy_files_is_of_files(tmp_path: Path) -> None
         "--exit-at-end", "--data-dir", str(tmp_path / "data"), "--log", "memory"])
     assert result.exit_code == 1, result.output
     assert "error: 2 strategy file(s) invalid, so not run: " in result.stderr
+
+
+def test_a_replay_of_a_file_already_on_the_log_says_it_replayed_nothing(
+        tmp_path: Path) -> None:
+    # the second replay of a file on one data directory publishes nothing and prints the
+    # first run's figures: with the strategy's parameters changed in between, the same
+    # figures came back without a word
+    from alpha_panda.marketdata.files import generate_random_walk, write_ticks
+
+    ticks = tmp_path / "ticks.csv"
+    write_ticks(ticks, generate_random_walk(2000, [738561], seed=3))
+    strategies = tmp_path / "strategies"
+    strategies.mkdir()
+    (strategies / "s.yaml").write_text("id: s\nstrategy: sma_cross\ninstruments: [738561]\n"
+                                       "params: {fast: 5, slow: 20}\n")
+    args = ["run", "--feed", f"replay:{ticks}", "--strategies", str(strategies), "--no-api",
+            "--exit-at-end", "--json", "--data-dir", str(tmp_path / "data")]
+    note = (f"note: 2,000 of the file's ticks were on the log of {tmp_path / 'data'} from an "
+            "earlier run, and were not replayed again")
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.stdout)["ticks_published"] == 2000 and note not in first.stderr
+    (strategies / "s.yaml").write_text("id: s\nstrategy: sma_cross\ninstruments: [738561]\n"
+                                       "params: {fast: 3, slow: 10}\n")
+    second = CliRunner().invoke(app, args)
+    assert second.exit_code == 0, second.output
+    assert json.loads(second.stdout)["ticks_published"] == 0 and note in second.stderr
