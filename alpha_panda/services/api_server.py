@@ -7,6 +7,7 @@ Apart from the run (``services.app``): the preflight checks test the port too.
 from __future__ import annotations
 
 import contextlib
+import errno
 import socket
 from typing import Any
 
@@ -28,9 +29,16 @@ def check_port_free(host: str, port: int) -> None:
         try:
             s.bind((host, port))
         except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigurationError(
+                    f"port {port} on {host} is in use ({exc.strerror}); pass --port N or "
+                    "--no-api") from exc
+            # (a host that is no address here, a name that does not resolve, a port below
+            # 1024: each was said to be "in use", the port changed in vain)
             raise ConfigurationError(
-                f"port {port} on {host} is in use ({exc.strerror}); pass --port N or --no-api"
-            ) from exc
+                f"cannot listen on {host} port {port}: {exc.strerror}; pass --host (an "
+                "address of this machine: 127.0.0.1, or 0.0.0.0 for all), --port N or "
+                "--no-api") from exc
 
 
 def _server_class() -> Any:

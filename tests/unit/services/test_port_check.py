@@ -40,3 +40,17 @@ def test_a_port_another_process_listens_on_is_in_use() -> None:
         port = other.getsockname()[1]
         with pytest.raises(ConfigurationError, match=f"port {port} .* is in use"):
             check_port_free("127.0.0.1", port)
+
+
+@pytest.mark.parametrize(("host", "reason"), [
+    ("999.1.1.1", "Name or service not known"),  # not an address, nor a name
+    ("192.0.2.1", "Cannot assign requested address"),  # TEST-NET-1: not this machine's
+])
+def test_a_host_that_is_not_this_machines_is_not_said_to_be_in_use(host: str, reason: str) -> None:
+    # `run --host 10.9.9.9` said "port 8000 on 10.9.9.9 is in use (Cannot assign requested
+    # address); pass --port N": no port would have done
+    with pytest.raises(ConfigurationError) as err:
+        check_port_free(host, 8841)
+    assert str(err.value) == (
+        f"cannot listen on {host} port 8841: {reason}; pass --host (an address of this "
+        "machine: 127.0.0.1, or 0.0.0.0 for all), --port N or --no-api")
