@@ -32,10 +32,22 @@ class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+EMPTY_HOST = ("empty, which listens on every interface (the API sets kill switches and "
+              "cancels orders): 127.0.0.1 for this machine only, 0.0.0.0 for every interface")
+
+
 class ApiSettings(_Section):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
+
+    @field_validator("host")
+    @classmethod
+    def _named(cls, value: str) -> str:
+        # (ALPHA_PANDA_API__HOST= left empty in a unit file put the API on 0.0.0.0 and ::)
+        if not value.strip():
+            raise ValueError(EMPTY_HOST)
+        return value
 
 
 class SimulatorSettings(_Section):

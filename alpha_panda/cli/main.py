@@ -16,7 +16,7 @@ import typer
 
 from alpha_panda.cli.settings import load_settings
 from alpha_panda.domain.errors import AlphaPandaError, ValidationError
-from alpha_panda.settings import Settings
+from alpha_panda.settings import EMPTY_HOST, Settings
 from alpha_panda.stream.log import Log
 
 app = typer.Typer(
@@ -36,6 +36,8 @@ def _settings(**overrides: Any) -> Settings:
     if overrides.get("port") is not None:
         api["port"] = overrides["port"]
     if overrides.get("host") is not None:
+        if not overrides["host"].strip():
+            raise fail(f"--host is {EMPTY_HOST}")
         api["host"] = overrides["host"]
     if overrides.get("no_api"):
         api["enabled"] = False

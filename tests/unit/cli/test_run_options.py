@@ -128,3 +128,19 @@ def test_a_replay_of_a_file_already_on_the_log_says_it_replayed_nothing(
     second = CliRunner().invoke(app, args)
     assert second.exit_code == 0, second.output
     assert json.loads(second.stdout)["ticks_published"] == 0 and note in second.stderr
+
+
+def test_an_empty_api_host_is_refused_as_it_listens_on_every_interface(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # ALPHA_PANDA_API__HOST= (left empty in a unit file) bound the API, with its kill
+    # switch, cancel and flatten endpoints, to 0.0.0.0 and [::]
+    data = tmp_path / "data"
+    result = CliRunner().invoke(app, ["run", "--host", "", "--data-dir", str(data)])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: --host is empty, which listens on every interface")
+    monkeypatch.setenv("ALPHA_PANDA_API__HOST", "")
+    result = CliRunner().invoke(app, ["run", "--data-dir", str(data)])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(
+        "error: bad setting: ALPHA_PANDA_API__HOST: empty, which listens on every interface")
+    assert not data.exists()
