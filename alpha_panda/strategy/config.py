@@ -13,6 +13,7 @@ import hashlib
 import importlib
 import importlib.machinery
 import importlib.util
+import io
 import json
 import os
 import sys
@@ -353,13 +354,22 @@ class _StrategyLoader(yaml.SafeLoader):
 def load_strategy_file(path: str | Path) -> StrategyConfig:
     """Load and fully validate one YAML strategy file."""
     p = Path(path)
+    if p.suffix.lower() == ".py":
+        # (`strategy new` writes NAME.py and NAME.yaml: the .py given read as "invalid YAML")
+        settings = next((q for q in (p.with_suffix(".yaml"), p.with_suffix(".yml"))
+                         if q.is_file()), None)
+        raise StrategyConfigError(str(p), None, "a strategy's code, not its settings: " + (
+            f"give {settings}" if settings is not None else
+            f"a strategy runs from a YAML file naming its class (strategy: {p.name}:ClassName)"))
     try:
         # bytes, so YAML reads the encoding (UTF-8, or UTF-16 with its byte-order mark): as
         # text in the locale's encoding, a file saved as Latin-1 or by Notepad as "Unicode"
         # ended the command in a UnicodeDecodeError traceback, and a `run` with it in its
         # strategies directory with it, the other strategies not started
         raw = p.read_bytes()
-        data = yaml.load(raw, Loader=_StrategyLoader)  # (a SafeLoader)
+        stream = io.BytesIO(raw)
+        stream.name = str(p)  # YAML's errors name the file ('in "<byte string>"' else)
+        data = yaml.load(stream, Loader=_StrategyLoader)  # (a SafeLoader)
     except OSError as exc:
         raise StrategyConfigError(str(p), None, f"cannot read: {exc}") from exc
     except _KeyTwice as exc:
@@ -373,8 +383,15 @@ def load_strategy_file(path: str | Path) -> StrategyConfig:
             f"not UTF-8 text: byte 0x{exc.character:02x} on line {line} ({exc.reason}); "
             "save the file as UTF-8")) from exc
     except yaml.YAMLError as exc:
-        raise StrategyConfigError(str(p), None, f"invalid YAML: {exc}") from exc
+        raise StrategyConfigError(str(p), None, f"invalid YAML{_not_yaml(p)}: {exc}") from exc
+    if not isinstance(data, Mapping) and (hint := _not_yaml(p)):
+        raise StrategyConfigError(str(p), None, f"expected a mapping of strategy settings{hint}")
     return config_from_mapping(data, str(p))
+
+
+def _not_yaml(p: Path) -> str:
+    """What a strategy file is, said of one whose name says it is not."""
+    return "" if p.suffix.lower() in (".yaml", ".yml") else " (a strategy file is .yaml or .yml)"
 
 
 NOT_SIMULATED = ("not among the simulator's instruments: no tick reaches this strategy with "

@@ -145,3 +145,23 @@ def test_new_into_a_directory_it_cannot_make_is_an_error_not_a_traceback(tmp_pat
         assert result.exit_code == 2
         assert result.stderr == error.replace("TMP", str(tmp_path))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ticks.csv"]
+
+
+def test_the_strategys_code_given_as_its_file_says_which_file_to_give(tmp_path: Path) -> None:
+    # `strategy new mine` writes mine.py and mine.yaml; `backtest --strategy mine.py` said
+    # 'invalid YAML: expected '<document start>', but found '<scalar>' in "<unicode string>"'
+    assert CliRunner().invoke(app, ["strategy", "new", "mine", "--dir", str(tmp_path)]
+                              ).exit_code == 0
+    code, out, err = check(tmp_path / "mine.py")
+    assert (code, out) == (1, "")
+    assert err == (f"invalid  {tmp_path / 'mine.py'}: a strategy's code, not its settings: "
+                   f"give {tmp_path / 'mine.yaml'}\n")
+    # a tick file: YAML's error names the file, line and column
+    ticks = tmp_path / "ticks.csv"
+    ticks.write_text('"timestamp","instrument_token","last_price"\n')
+    code, out, err = check(ticks)
+    assert code == 1
+    assert err.splitlines() == [
+        (f"invalid  {ticks}: invalid YAML (a strategy file is .yaml or .yml): expected "
+         "'<document start>', but found ','"),
+        f'  in "{ticks}", line 1, column 12']
