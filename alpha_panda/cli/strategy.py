@@ -73,6 +73,10 @@ def check(
     """Validate strategy files (exit 1 when any is invalid; warnings do not fail)."""
     if path.is_dir():
         configs, errors = load_strategy_dir(path)
+        if not configs and not errors:  # (it said nothing and exited 0: all checked, none)
+            typer.secho(f"invalid  {path}: no strategy files (*.yaml, *.yml) in it",
+                        fg="red", err=True)
+            raise typer.Exit(1)
     else:
         try:
             configs, errors = [load_strategy_file(path)], []

@@ -165,3 +165,13 @@ def test_the_strategys_code_given_as_its_file_says_which_file_to_give(tmp_path: 
         (f"invalid  {ticks}: invalid YAML (a strategy file is .yaml or .yml): expected "
          "'<document start>', but found ','"),
         f'  in "{ticks}", line 1, column 12']
+
+
+def test_a_directory_with_no_strategy_file_fails_the_check(tmp_path: Path) -> None:
+    # it printed nothing and exited 0, as if every file had passed (the files were one
+    # directory further down, or named .txt)
+    (tmp_path / "prod").mkdir()
+    (tmp_path / "notes.txt").write_text("id: x\n")
+    code, out, err = check(tmp_path)
+    assert (code, out) == (1, "")
+    assert err == f"invalid  {tmp_path}: no strategy files (*.yaml, *.yml) in it\n"
