@@ -24,13 +24,14 @@ import structlog
 from alpha_panda.adapters.sqlite_log.lock import service_locks
 from alpha_panda.domain.errors import ConfigurationError
 from alpha_panda.domain.values import Broker
+from alpha_panda.marketdata.files import TickColumns
 from alpha_panda.observability.health import ComponentStatus, State
 from alpha_panda.observability.metrics import set_process_info
 from alpha_panda.observability.stalls import LoopWatch
 from alpha_panda.observability.tracing import setup_tracing
 from alpha_panda.readmodel.cache import Cache
 from alpha_panda.services.api_server import api_server, check_port_free
-from alpha_panda.services.feed import ReplayFeed, SimulatedFeed, check_feed
+from alpha_panda.services.feed import ReplayFeed, SimulatedFeed, check_feed, read_replay
 from alpha_panda.services.live_guard import (
     check_live_feed,
     refuse_sim_beside,
@@ -96,11 +97,13 @@ def cache_url_of(settings: Settings, *, service: bool) -> str:
     return settings.cache_url
 
 
-def make_feed(settings: Settings, pipeline: Pipeline, speed: float | None) -> Any:
-    """The feed ``settings.feed`` names: the simulator, a replay file or Kite's ticker."""
+def make_feed(settings: Settings, pipeline: Pipeline, speed: float | None,
+              read: tuple[TickColumns, float] | None = None) -> Any:
+    """The feed ``settings.feed`` names: the simulator, a replay file (``read``: its ticks,
+    already read) or Kite's ticker."""
     path = check_feed(settings.feed)
     if path is not None:
-        return ReplayFeed(pipeline.log, path, speed=speed, configs=pipeline.configs)
+        return ReplayFeed(pipeline.log, path, speed=speed, configs=pipeline.configs, read=read)
     if settings.feed == "kite":
         from alpha_panda.services.kite_feed import build_kite_feed
 
@@ -156,6 +159,7 @@ class SystemRun:
         # records dead-lettered during this run, per DLQ topic (earlier runs' letters not
         # counted): the run goes on past them, so the command tells the operator
         self.dead_letters: dict[str, int] = {}
+        self._replay: tuple[TickColumns, float] | None = None  # the replay file, read at start
 
     async def run(self) -> None:
         s = self.settings
@@ -165,8 +169,10 @@ class SystemRun:
         # directory left an empty log in a new data directory, where a `kill` or `halt`
         # given the same mistyped --data-dir then found one to write to
         strategies_directory(s)
-        if self.runs("feed"):
-            check_feed(s.feed)
+        if self.runs("feed") and (path := check_feed(s.feed)) is not None:
+            # (a row that does not read refuses the file, exit 2: found once the log was
+            # made, it left an empty one in a new data directory)
+            self._replay = read_replay(path)
         file = embedded_file(s.log, s.data_dir)
         if file is None:
             await self._run()
@@ -264,7 +270,7 @@ class SystemRun:
                                                       brokers=brokers)
             feed: Any = None
             if self.runs("feed"):
-                self.feed = feed = make_feed(s, pipeline, self.options.speed)
+                self.feed = feed = make_feed(s, pipeline, self.options.speed, self._replay)
                 if hasattr(feed, "load"):
                     feed.load()  # read the replay file before the clock starts (load_s)
                 pipeline.health.register(feed)

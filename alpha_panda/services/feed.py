@@ -51,6 +51,13 @@ TICK_TYPE = MarketTick.EVENT_TYPE
 TICK_TYPE_B = TICK_TYPE.encode()
 
 
+def read_replay(path: Path) -> tuple[TickColumns, float]:
+    """The ticks of a replay file and the seconds they took to read (``load_s``)."""
+    t0 = time.perf_counter()
+    ticks = load_ticks(path)
+    return ticks, time.perf_counter() - t0
+
+
 def check_feed(spec: str) -> Path | None:
     """The replay file of feed ``spec`` (None for ``sim`` and ``kite``), or the error that
     says what is wrong with it: checked by ``run`` and ``service feed`` before they make
@@ -331,7 +338,10 @@ class ReplayFeed(_FeedBase):
     def __init__(self, log_: Log, path: Path, *, speed: float | None = None,
                  batch: int = 5000, ticks: TickColumns | None = None,
                  max_backlog: int = 4000, linger: float = 0.001,
-                 configs: Sequence[StrategyConfig] = ()) -> None:
+                 configs: Sequence[StrategyConfig] = (),
+                 read: tuple[TickColumns, float] | None = None) -> None:
+        """``ticks``: the ticks to publish, as they are; ``read``: the file's ticks and the
+        seconds they took to read, read before the run made anything (``SystemRun``)."""
         super().__init__(log_, tick_source(path), "feed.replay")
         self._path = path
         self._configs = configs  # the run's strategies: warned of tokens the file lacks
@@ -345,6 +355,7 @@ class ReplayFeed(_FeedBase):
         self.paced_from: tuple[float, int] | None = None  # (monotonic s, event ns) at start
         self._batch = batch
         self._ticks = ticks
+        self._read = read
         # Consumers of an embedded log further behind than this on a partition make the
         # feed wait: past the log's in-memory tail, every group would read (and decode)
         # its own copy from storage, and the run would get slower the further it fell.
@@ -355,9 +366,12 @@ class ReplayFeed(_FeedBase):
 
     def load(self) -> TickColumns:
         if self._ticks is None:
-            t0 = time.perf_counter()
-            self._ticks = load_ticks(self._path)
-            self.load_s = time.perf_counter() - t0
+            if self._read is not None:
+                self._ticks, self.load_s = self._read
+            else:
+                t0 = time.perf_counter()
+                self._ticks = load_ticks(self._path)
+                self.load_s = time.perf_counter() - t0
             self._warn_untraded(self._ticks)
             if len(self._ticks):
                 note = MarketCalendar.load().unknown_years_note(

@@ -68,6 +68,8 @@ def test_speed_without_a_replay_is_refused(
     ("--strategies", "TMP/s.yaml",
      "strategies directory TMP/s.yaml is a file: give the directory of strategy files (TMP)"),
     ("--strategies", "TMP/strategeis", "strategies directory TMP/strategeis does not exist"),
+    ("--feed", "replay:TMP/bad.csv",
+     "TMP/bad.csv, row 1 (line 2), column 'last_price': not a number: 'abc'"),
 ])
 @pytest.mark.parametrize("command", ["run", "service"])
 def test_a_mistyped_feed_or_strategies_leaves_nothing_in_the_data_directory(
@@ -76,6 +78,8 @@ def test_a_mistyped_feed_or_strategies_leaves_nothing_in_the_data_directory(
     # directory was left with an empty log.sqlite (and `--strategies FILE` was said not
     # to exist)
     (tmp_path / "s.yaml").write_text("id: s\nstrategy: sma_cross\ninstruments: [738561]\n")
+    (tmp_path / "bad.csv").write_text(
+        "timestamp,instrument_token,last_price\n1775447100000000000,738561,abc\n")
     data = tmp_path / "data"
     args = ([command] + (["feed"] if command == "service" else ["--no-api"])
             + ["--data-dir", str(data), "--duration", "5",
