@@ -74,6 +74,13 @@ def _arguments(buy: str, sell: str, quantity: int) -> tuple[int, int]:
     return prices[0], prices[1]
 
 
+def _exchange(exchange: str) -> str:
+    """(another exchange was said as 'no MCX transaction charge for equity_intraday')"""
+    if exchange.upper() not in ("NSE", "BSE"):
+        raise ValidationError(f"--exchange: NSE or BSE, got {exchange!r}")
+    return exchange.upper()
+
+
 def charges_command(
     segment: Annotated[Segment, typer.Option(
         "--segment", help="equity_delivery | equity_intraday | futures | options")],
@@ -92,6 +99,7 @@ def charges_command(
     a CNC buy and sell on the same day is charged as equity_intraday."""
     try:
         buy_paise, sell_paise = _arguments(buy, sell, quantity)
+        exchange = _exchange(exchange)
         if on is None:
             model = CostModel.load()
         else:

@@ -79,6 +79,9 @@ def test_table_output_and_errors() -> None:
          "error: --sell: rupee amount '10.001' has fractions of a paisa"),
         (("--buy", "5", "--sell", "10", "--quantity", "-3"),
          "error: --quantity: must be positive, got -3"),
+        # it said "no MCX transaction charge for equity_delivery"
+        (("--buy", "5", "--sell", "10", "--quantity", "3", "--exchange", "MCX"),
+         "error: --exchange: NSE or BSE, got 'MCX'"),
     ],
 )
 def test_a_bad_argument_is_named_in_the_error(args: tuple[str, ...], message: str) -> None:
