@@ -83,7 +83,10 @@ def check(
         except StrategyConfigError as exc:
             configs, errors = [], [exc]
     for c in configs:
-        typer.echo(f"ok       {c.source}: {c.id} ({c.strategy}, {len(c.instruments)} instruments)")
+        # (a file switched off read as one that runs)
+        off = "" if c.enabled else "; enabled: false, so run leaves it out"
+        typer.echo(f"ok       {c.source}: {c.id} ({c.strategy}, {len(c.instruments)} "
+                   f"instruments{off})")
     for c, tokens in unsimulated(configs, BY_TOKEN.keys()):
         typer.secho(f"warning  {c.source}: instruments: {', '.join(map(str, tokens))} "
                     f"{NOT_SIMULATED}", fg="yellow", err=True)

@@ -175,3 +175,12 @@ def test_a_directory_with_no_strategy_file_fails_the_check(tmp_path: Path) -> No
     code, out, err = check(tmp_path)
     assert (code, out) == (1, "")
     assert err == f"invalid  {tmp_path}: no strategy files (*.yaml, *.yml) in it\n"
+
+
+def test_a_file_switched_off_is_said_to_be(tmp_path: Path) -> None:
+    # "ok" alone read as a strategy that runs
+    f = tmp_path / "paused.yaml"
+    f.write_text("id: paused\nstrategy: sma_cross\ninstruments: [738561]\nenabled: false\n")
+    code, out, _ = check(f)
+    assert (code, out) == (0, (f"ok       {f}: paused (sma_cross, 1 instruments; enabled: "
+                               "false, so run leaves it out)\n"))
