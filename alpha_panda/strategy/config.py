@@ -286,6 +286,10 @@ def _first_error(exc: PydanticValidationError, prefix: str = "") -> tuple[str, s
         msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
         # A validator's own ValueError reads as the sentence it is, not "Value error, ...".
         msg = msg.removeprefix("Value error, ")
+        if err["type"] == "string_type" and isinstance(err.get("input"), bool):
+            # (`id: off` said "Input should be a valid string (got False)")
+            msg += ("; YAML reads an unquoted yes, no, on, off, true or false as a boolean: "
+                    "quote it")
         parts.append(f"{head}{msg}" + (
             f" (got {err['input']!r})" if err["type"] != "missing" and "input" in err
             and not isinstance(err["input"], Mapping) else ""

@@ -63,6 +63,9 @@ def test_a_class_path_is_accepted() -> None:
         # a token of 0 or below was taken (and never ticked)
         ({"instruments": [341249, 0]}, "instruments.1", "greater than 0 (got 0)"),
         ({"instruments": [-5]}, "instruments.0", "greater than 0 (got -5)"),
+        # `id: off` (YAML 1.1's false) said only "Input should be a valid string (got False)"
+        ({"id": False}, "id", ("YAML reads an unquoted yes, no, on, off, true or false as a "
+                               "boolean: quote it (got False)")),
         ({"params": {"fsat": 3}}, "params.fsat", "unknown field"),
         ({"params": {"fast": "ten"}}, "params.fast", "valid integer"),
         ({"params": {"fast": 40}}, "params", "fast (40) must be smaller than slow (30)"),
