@@ -196,6 +196,7 @@ def resolve_strategy(name: str, source: str = "<config>") -> type[Strategy]:
     except ImportError as exc:
         raise StrategyConfigError(
             source, "strategy", f"cannot import module {module_name!r}: {exc}"
+            f"{_file_hint(module_name, attr, source)}"
         ) from exc
     cls = getattr(module, attr, None)
     if cls is None:
@@ -209,6 +210,17 @@ def resolve_strategy(name: str, source: str = "<config>") -> type[Strategy]:
             source, "strategy", f"{target!r} is not a Strategy subclass"
         )
     return cls
+
+
+def _file_hint(module_name: str, attr: str, source: str) -> str:
+    """What to write when ``module:Class`` names a file beside the YAML (or in the working
+    directory) rather than an installed module: 'No module named' alone did not say."""
+    if module_name.endswith(".py"):
+        return ""
+    name = f"{module_name.replace('.', '/')}.py"
+    if (Path(source).parent / name).is_file() or (Path.cwd() / name).is_file():
+        return f"; {name} is a file, not an installed module: strategy: {name}:{attr}"
+    return ""
 
 
 def _load_file(path: str, source: str) -> ModuleType:

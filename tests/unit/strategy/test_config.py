@@ -339,3 +339,17 @@ def test_a_key_given_twice_is_refused_naming_it_and_its_lines(tmp_path: Path) ->
     f.write_text("id: twice\nstrategy: sma_cross\ninstruments: [341249]\n"
                  "params: {<<: {fast: 5, slow: 20}, fast: 8}\n")
     assert load_strategy_file(f).params["fast"] == 8
+
+
+def test_a_module_path_naming_a_file_beside_the_yaml_says_to_name_the_file(
+        tmp_path: Path) -> None:
+    # `strategy: my_strat:MyStrat` with my_strat.py beside the YAML said only "No module
+    # named 'my_strat'"
+    (tmp_path / "my_strat.py").write_text("X = 1\n")
+    f = tmp_path / "m.yaml"
+    f.write_text("id: m\nstrategy: my_strat:MyStrat\ninstruments: [341249]\n")
+    with pytest.raises(StrategyConfigError) as err:
+        load_strategy_file(f)
+    assert str(err.value) == (
+        f"{f}: strategy: cannot import module 'my_strat': No module named 'my_strat'; "
+        "my_strat.py is a file, not an installed module: strategy: my_strat.py:MyStrat")
