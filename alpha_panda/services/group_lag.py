@@ -3,8 +3,8 @@
 An API process alone reported only that it served: ``/ready`` said 200 whatever the
 strategy runner or the trading engines of the other processes did. It now watches each
 consumer group of the pipeline on the log: its committed offsets against the ends of its
-topics, every second, with the readiness rule of a processor (caught up once, then not
-more than ``ready_max_lag`` records behind for ``ready_lag_grace`` seconds). Offsets cannot
+topics, every second, with the readiness rule of a processor (caught up once within
+``ready_max_lag``, then not more than that behind for ``ready_lag_grace`` seconds). Offsets cannot
 tell whether a group's process still runs while nothing new comes in: it then reads as
 caught up.
 """
@@ -43,7 +43,9 @@ class GroupLag:
     def update(self, lag: int, committed: bool, now: float) -> None:
         """Lag as read (``committed``: the group has committed any offset)."""
         self._lag, self._committed = lag, committed
-        if lag == 0:
+        # (within the limit is caught up, as for a processor: a group that keeps up with a
+        # full-speed replay is rarely read at exactly 0)
+        if lag == 0 or (committed and self._max_lag is not None and lag <= self._max_lag):
             self._caught_up = True
         if self._max_lag is None or lag <= self._max_lag:
             self._behind_since = None

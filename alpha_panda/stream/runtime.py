@@ -104,9 +104,10 @@ class ProcessorSettings:
     dedup_memory: int = 100_000  # remote dedup stores (Kafka): ids also remembered in memory
     commit_attempts: int = 5
     lag_interval: float = 1.0
-    # Readiness once caught up: not ready while more than ``ready_max_lag`` records behind
-    # for ``ready_lag_grace`` seconds, or while the lag has not been read for that long (a
-    # batch stuck in its handler). None: caught up once, ready for good.
+    # Readiness: caught up once the lag is read within ``ready_max_lag`` (no grace before
+    # that); then not ready while more than ``ready_max_lag`` records behind for
+    # ``ready_lag_grace`` seconds, or while the lag has not been read for that long (a batch
+    # stuck in its handler). None: caught up once the lag is 0, ready for good.
     ready_max_lag: int | None = None
     ready_lag_grace: float = 30.0
     hot_window: float = 10.0
@@ -222,8 +223,9 @@ class StreamProcessor:
         return self._recent
 
     def health(self) -> ComponentStatus:
-        """Ready once running with its partitions assigned and the lag seen at zero, and
-        since then not behind (``ready_max_lag``) for longer than ``ready_lag_grace``."""
+        """Ready once running with its partitions assigned and the lag seen within
+        ``ready_max_lag`` (at zero without one), and since then not behind for longer than
+        ``ready_lag_grace``; not ready says why (starting, catching up, behind)."""
         s = self.stats
         detail = self._detail
         if not detail and self._paused:
@@ -232,9 +234,20 @@ class StreamProcessor:
         behind = self._behind() if ready else None
         if behind:
             ready, detail = False, "; ".join(d for d in (behind, detail) if d)
+        elif self._state is State.RUNNING and not self._caught_up:
+            detail = "; ".join(d for d in (self._catching_up(), detail) if d)
         return ComponentStatus(
             name=self._name, state=self._state, ready=ready,
             detail=detail, lag=s.lag, processed=s.processed, errors=s.errors)
+
+    def _catching_up(self) -> str:
+        """Why a running processor that has not caught up yet is not ready."""
+        lag, limit = self.stats.lag, self._settings.ready_max_lag
+        if lag is None:
+            return "starting: lag not read yet (partitions being assigned, state rebuilt)"
+        within = "" if limit is None else (
+            f", ready within {limit:,}: ALPHA_PANDA_RUNTIME__READY_MAX_LAG")
+        return f"catching up: {lag:,} records behind{within}"
 
     def _behind(self) -> str | None:
         """Why a processor that caught up is not ready now (it fell behind), or None."""
@@ -435,9 +448,14 @@ class StreamProcessor:
             if self._caught_up:
                 log_.warning("processor.falling_behind", service=self._name, lag=total,
                              ready_max_lag=limit, grace_s=self._settings.ready_lag_grace)
-        if total == 0 and not self._caught_up:
+        # Caught up at the limit, not only at 0: a processor that keeps up with a busy
+        # stream (a full-speed replay: a few thousand records behind the feed all along)
+        # rarely reads a lag of 0 between two batches, and was reported not ready for as
+        # long as it ran, while one that had read 0 once was ready at a larger lag.
+        if not self._caught_up and (total == 0 or (limit is not None and total <= limit)):
             self._caught_up = True
-            log_.info("processor.caught_up", service=self._name, partitions=len(assigned))
+            log_.info("processor.caught_up", service=self._name, partitions=len(assigned),
+                      lag=total)
 
     def _report_hot(self, consumer: Consumer) -> None:
         """Every window: the gauge of each partition reported hot, back to 0 once it cools;

@@ -22,7 +22,7 @@ from alpha_panda.readmodel.memory import MemoryCache
 from alpha_panda.stream.emit import Emit
 from alpha_panda.stream.log import Record
 from alpha_panda.stream.runtime import ProcessorSettings, StreamProcessor
-from tests.contract.helpers import spec, tick_output
+from tests.contract.helpers import spec, tick, tick_output
 
 SETTINGS = ProcessorSettings(poll_timeout=0.01, lag_interval=0.05, batch_size=20,
                              ready_max_lag=50, ready_lag_grace=0.3)
@@ -113,6 +113,66 @@ async def test_a_grace_shorter_than_the_lag_interval_does_not_flap(tmp_path: Pat
             seen.append(proc.health().ready)
             await asyncio.sleep(0.02)
         assert all(seen), f"not ready {seen.count(False)} times of {len(seen)}"
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        await log.close()
+
+
+class Busy:
+    """Appends a record to its own input for each one it takes: a stream that never runs
+    dry (a full-speed replay), so its lag, read between batches, is never 0."""
+
+    def __init__(self) -> None:
+        self.n = 1_000_000
+
+    def handle(self, event: Envelope[Any], record: Record) -> Sequence[Emit]:
+        self.n += 1
+        return [Emit("ticks", tick(self.n))]
+
+
+async def test_a_service_busy_within_the_limit_from_its_start_is_ready(tmp_path: Path) -> None:
+    # a full-speed replay: every service consumed a few thousand records behind the feed,
+    # well within ALPHA_PANDA_RUNTIME__READY_MAX_LAG, but /ready answered 503 with an empty
+    # detail for as long as the replay ran, as none had read a lag of exactly 0 yet (and
+    # one that had, between two reads, was ready at a larger lag than the others)
+    log = SqliteLog(tmp_path / "log.sqlite")
+    await log.ensure_topics([spec("ticks", 1)])
+    await log.append([tick_output("ticks", 0)])
+    proc = StreamProcessor(log, name="busy", group="busy", topics=["ticks"], handler=Busy(),
+                           settings=SETTINGS)
+    stop = asyncio.Event()
+    task = asyncio.create_task(proc.run(stop))
+    try:
+        await _until(lambda: proc.stats.processed > 200, "it must run")
+        await _until(lambda: proc.health().ready, "ready while within the limit")
+        assert 0 < (proc.health().lag or 0) <= 50
+        for _ in range(20):  # 0.4 s, more than the grace: it stays ready
+            assert proc.health().ready, proc.health()
+            await asyncio.sleep(0.02)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        await log.close()
+
+
+async def test_a_service_catching_up_says_how_far_behind_it_is(tmp_path: Path) -> None:
+    # at the start, past the limit: not ready (no grace before it has caught up), and the
+    # 503 says why; it used to carry an empty detail
+    log = SqliteLog(tmp_path / "log.sqlite")
+    await log.ensure_topics([spec("ticks", 1)])
+    await log.append([tick_output("ticks", n) for n in range(400)])
+    proc = StreamProcessor(log, name="slow", group="slow", topics=["ticks"], handler=Slow(),
+                           settings=SETTINGS)
+    stop = asyncio.Event()
+    task = asyncio.create_task(proc.run(stop))
+    try:
+        await _until(lambda: proc.health().lag is not None and proc.stats.processed > 0,
+                     "lag read")
+        status = proc.health()
+        assert not status.ready
+        assert "records behind" in status.detail and "catching up" in status.detail, status
+        await _until(lambda: proc.health().ready, "ready once within the limit")
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
