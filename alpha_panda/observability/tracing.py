@@ -91,6 +91,13 @@ def tracer(name: str = "alpha_panda") -> trace.Tracer:
     return trace.get_tracer(name)
 
 
+def tracing_enabled() -> bool:
+    """True once an SDK tracer provider is installed (``setup_tracing``): before that,
+    spans record nothing and producers need not stamp a traceparent."""
+    provider = trace.get_tracer_provider()
+    return not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
+
+
 def current_traceparent() -> str | None:
     """The W3C ``traceparent`` of the active span, or None when no span is recording."""
     carrier: dict[str, str] = {}

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from datetime import date
 from itertools import count
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 import structlog
@@ -37,6 +38,7 @@ from alpha_panda.marketdata.files import (
 from alpha_panda.marketdata.instruments import BY_TOKEN, SIM_INSTRUMENTS
 from alpha_panda.marketdata.simulator import MarketSimulator, SimulatorState, session_start_ns
 from alpha_panda.observability.health import ComponentStatus, State
+from alpha_panda.observability.tracing import current_traceparent, tracer, tracing_enabled
 from alpha_panda.settings import SimulatorSettings
 from alpha_panda.stream.emit import record_id
 from alpha_panda.stream.log import Log, Output, Record, TopicPartition
@@ -111,8 +113,33 @@ class TickPublisher:
             # The envelope rides along: an embedded log's readers take it as decoded.
             outputs.append(Output(MARKET_TICKS, k[1], encode(env), (("id", eid.encode()), type_h),
                                   None, env))
-        await self._log.append(outputs)
+        if tracing_enabled():
+            # The traces start here: every event a tick causes (signal, order, fill) copies
+            # its traceparent, so each service's batch span links back to this one. Without
+            # it no record carried one, and every batch span was a trace linked to nothing.
+            # Only with ALPHA_PANDA_TRACING set: stamping after the loop costs the loop nothing.
+            with _tracer.start_as_current_span("feed.publish", attributes={
+                    "source": source, "ticks": len(outputs)}):
+                await self._log.append(_traced(outputs, current_traceparent()))
+        else:
+            await self._log.append(outputs)
         self.published += len(outputs)
+
+
+def _traced(outputs: list[Output], traceparent: str | None) -> list[Output]:
+    """``outputs`` (ticks as ``publish`` builds them) carrying ``traceparent``."""
+    if traceparent is None:
+        return outputs
+    header = ("traceparent", traceparent.encode())
+    traced = []
+    for o in outputs:
+        env = msgspec.structs.replace(cast(Envelope[MarketTick], o.envelope),
+                                      traceparent=traceparent)
+        traced.append(Output(o.topic, o.key, CODEC.encode(env), (*o.headers, header), None, env))
+    return traced
+
+
+_tracer = tracer("alpha_panda.feed")
 
 
 # How far back a partition is searched for the last tick of a source (other sources'

@@ -50,10 +50,12 @@ def _tracing_enabled() -> bool:
 
 def _links(records: Sequence[Record]) -> list[trace.Link]:
     links: list[trace.Link] = []
+    seen: set[bytes] = set()  # (a feed's ticks share its publish span's: one link to it)
     for r in records[:_LINK_SCAN]:
         tp = r.header("traceparent")
-        if tp is None:
+        if tp is None or tp in seen:
             continue
+        seen.add(tp)
         ctx = trace.get_current_span(_propagator.extract({"traceparent": tp.decode()}))
         sc = ctx.get_span_context()
         if sc.is_valid:
