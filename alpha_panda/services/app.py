@@ -162,6 +162,10 @@ class SystemRun:
         self._replay: tuple[TickColumns, float] | None = None  # the replay file, read at start
 
     async def run(self) -> None:
+        # First of all: a SIGTERM (or Ctrl-C) while the run sets itself up (strategies,
+        # log, services, the replay file: 0.3-0.5 s, all before its first await) killed
+        # the process, exit -15 and not a word; now it is a stop like any other, exit 0.
+        self._install_signal_handlers()
         s = self.settings
         if s.api.enabled:
             check_port_free(s.api.host, s.api.port)
@@ -278,7 +282,6 @@ class SystemRun:
             writer = ReadModelWriter(cache, list(pipeline.portfolios.values()),
                                      views, s.runtime.readmodel_interval_s,
                                      risk=list(pipeline.risk.values()))
-            self._install_signal_handlers()
             if s.runtime.stall_warn_s:
                 owners = {} if pipeline.runner is None else pipeline.runner.strategy_code()
                 watch = LoopWatch(s.runtime.stall_warn_s, owners=owners)

@@ -77,3 +77,30 @@ def test_run_shows_fills_over_http_and_ctrl_c_exits_cleanly(tmp_path: Path) -> N
     finally:
         code, err = stop(proc)
     assert code == 0, err[-3000:]
+
+
+def test_sigterm_while_the_run_starts_stops_it_cleanly(tmp_path: Path) -> None:
+    # SIGTERM while `run` set itself up (loading strategies, opening the log, building the
+    # services and reading a replay file: 0.3-0.5 s here) killed it outright, exit -15, with
+    # not a line said: the handlers that stop a run cleanly came only after that. A
+    # strategy whose module sends the signal as it is imported makes that moment exact.
+    strategies = tmp_path / "strategies"
+    strategies.mkdir()
+    (strategies / "stopper.py").write_text(
+        "import os, signal\n"
+        "from alpha_panda.strategy.builtins.sma_cross import SmaCross\n"
+        "os.kill(os.getpid(), signal.SIGTERM)  # as the strategies load\n"
+        "class Stopper(SmaCross):\n"
+        "    pass\n")
+    (strategies / "stopper.yaml").write_text(
+        "id: stopper\nstrategy: stopper.py:Stopper\ninstruments: [738561]\n"
+        "brokers: [paper]\nparams: {fast: 3, slow: 8, quantity: 1}\n")
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "alpha_panda.cli", "run", "--no-api", "--duration", "60",
+         "--data-dir", str(tmp_path / "data"), "--strategies", str(strategies)],
+        env={**os.environ, "ALPHA_PANDA_LOG_LEVEL": "INFO"}, capture_output=True, text=True,
+        timeout=120, check=False)
+    assert done.returncode == 0, (done.returncode, done.stderr[-3000:])
+    assert "system.stopping" in done.stderr and "processor.stopped" in done.stderr
+    assert time.monotonic() - started < 30  # stopped by the signal, not by --duration
