@@ -40,8 +40,14 @@ class Depth(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 class MarketTick(Payload, frozen=True, kw_only=True, gc=False):
     """One trade print / quote update for an instrument.
 
-    ``volume`` is the day's cumulative traded volume when the feed knows it (Kite), else
-    the quantity traded in this tick (replay files, simulator): see ``last_quantity``.
+    ``volume`` is the quantity traded since the instrument's previous tick (0: nothing, or
+    not known), whatever the feed: the live feed takes it from the change in Kite's
+    cumulative day volume (Kite repeats the last trade's quantity on every quote, traded
+    or not), the simulator and generated files give each tick's own. ``last_quantity`` is
+    the same quantity where a feed sets it (Kite, simulator), else 0; readers take
+    ``last_quantity or volume``: tick files exported before these meant this carry the
+    day's cumulative volume in ``volume`` and, in ``last_quantity``, the simulator's tick
+    quantity or Kite's last trade quantity, and read as they did.
     """
 
     EVENT_TYPE: ClassVar[str] = "market_tick"

@@ -73,16 +73,21 @@ def depth_fills(depth: Depth | None, side: Side, quantity: int) -> list[tuple[in
 def volume_share(tick: MarketTick, participation: Decimal | None) -> Decimal | None:
     """An order's exact share of ``tick``: participation × traded quantity; None = no cap.
 
-    The traded quantity is the tick's ``last_quantity``, else its ``volume`` (a tick file's
-    or the simulator's quantity of that trade; Kite's cumulative volume comes with a
-    ``last_quantity``), as the strategies' bars count it; a tick with neither does not cap.
+    The traded quantity is the tick's ``last_quantity``, else its ``volume`` (what traded
+    since the instrument's previous tick: ``MarketTick``), as the strategies' bars count it.
+    A tick with neither does not cap (a price-only file: no traded quantity is known),
+    unless it comes from a feed that reports trades (it carries the day's average price, as
+    Kite's quote and full packets do): nothing traded there, and the order takes nothing.
     The order may take the whole shares of it, the fraction carried on to its next tick
     (``Order.volume_carry``): at 10% of trades of 5 shares it fills 1 share every other
     tick, where rounding each tick down would never fill it. Every order is capped
     independently (no queue between orders), which keeps fills independent of the order in
     which orders were processed.
     """
-    traded = tick.last_quantity or tick.volume
-    if participation is None or traded <= 0:
+    if participation is None:
         return None
+    traded = tick.last_quantity or tick.volume
+    if traded <= 0:
+        # (a Kite quote that only moved the book filled the whole order: it was uncapped)
+        return None if tick.average_price is None else Decimal(0)
     return Decimal(traded) * participation

@@ -93,7 +93,6 @@ class MarketSimulator:
         self._grids = self._session_grids()
         # Seed from the position too, so a resumed simulator does not replay the same moves.
         self._rng = random.Random(f"{seed}:{self.state.seq}")
-        self._cum_volume: dict[int, int] = {}
         self._fair: dict[int, float] = {}  # token -> fair price (paise), off the grid
         self._sessions = sessions
         self._close_ns = sessions.close_ns(self.state.clock_ns) if sessions else None
@@ -112,7 +111,7 @@ class MarketSimulator:
         for _ in range(n):
             state.clock_ns += self._step_ns
             if close is not None and state.clock_ns >= close:
-                close = self._next_session()  # before the volume: it is the new day's
+                close = self._next_session()
                 grids = self._grids
             inst = insts[state.seq % len(insts)]
             token = inst.instrument_token
@@ -125,15 +124,13 @@ class MarketSimulator:
             price = max(grid, round(x / grid) * grid)
             state.prices[token] = price
             qty = rng.randint(1, 50) * inst.lot_size
-            cum = self._cum_volume.get(token, 0) + qty
-            self._cum_volume[token] = cum
             state.seq += 1
             out.append(
                 MarketTick(
                     instrument_token=token,
                     last_price=price,
                     ts=state.clock_ns,
-                    volume=cum,
+                    volume=qty,  # traded in this tick, as on every feed (MarketTick)
                     last_quantity=qty,
                     close=closes[token],
                 )
@@ -147,7 +144,6 @@ class MarketSimulator:
         state = self.state
         state.clock_ns = sessions.next_open_ns(state.clock_ns)
         self._close_ns = sessions.close_ns(state.clock_ns)
-        self._cum_volume.clear()  # volume is the day's
         state.closes.update(state.prices)  # the last session's last prices: its closes
         self._grids = self._session_grids()
         return self._close_ns

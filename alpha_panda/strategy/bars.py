@@ -25,7 +25,8 @@ class BarBuilder:
 
     A bar ``[start, start + interval)`` closes when the first tick at or after its end
     arrives (no timer: the backtest and the live pipeline then close bars identically).
-    Volume sums ``last_quantity`` when the feed gives it, else ``volume``.
+    Volume sums what traded in each tick: ``last_quantity`` when the feed gives it, else
+    ``volume`` (``MarketTick``).
     """
 
     __slots__ = ("_c", "_h", "_interval", "_l", "_n", "_o", "_start", "_token", "_v")

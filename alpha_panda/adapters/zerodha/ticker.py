@@ -8,6 +8,11 @@ order postbacks (``on_order_update``), errors and notices.
 
 The reader never blocks its socket (Kite drops slow readers): ticks go into a bounded
 queue, and when the consumer falls behind the oldest tick is dropped and counted.
+
+Kite's quote and full packets carry the day's cumulative volume and the last trade's
+quantity, sent again whenever the book changes though nothing traded (and again in a
+reconnect's snapshot). The ticks queued here carry what the log means by them instead
+(``MarketTick``): the quantity traded since the instrument's previous tick (``TradedSince``).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Final
 from urllib.parse import urlencode
 
+import msgspec
 import structlog
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
@@ -60,6 +66,32 @@ POSTBACKS: Final = PostbackHub()
 """The process-wide hub: ticker clients publish to it unless given another callback."""
 
 
+class TradedSince:
+    """Turns Kite's cumulative day volume into the quantity traded since each instrument's
+    previous tick, into ``volume`` and ``last_quantity`` both (0: nothing traded).
+
+    An instrument's first tick counts nothing: what traded before it was not in it (taken
+    whole, a subscription at 11:00 put the morning's volume into one tick, one bar). A
+    volume below the last one seen (a new session, or the feed started over) counts nothing
+    either and is the new start. A reconnect keeps what was seen: its snapshot counts only
+    what traded while the socket was down. Packets without a volume (LTP, index) pass as
+    they are and leave the count alone.
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[int, int] = {}  # token -> the day's volume at its latest tick
+
+    def __call__(self, tick: MarketTick) -> MarketTick:
+        if tick.average_price is None:  # an LTP or index packet: no volume on it
+            return tick
+        token = tick.instrument_token
+        day = tick.volume
+        before = self._seen.get(token)
+        self._seen[token] = day
+        traded = day - before if before is not None and day >= before else 0
+        return msgspec.structs.replace(tick, volume=traded, last_quantity=traded)
+
+
 class KiteTickerClient:
     """Streams ticks for the subscribed tokens until ``run``'s stop event is set."""
 
@@ -79,6 +111,7 @@ class KiteTickerClient:
         self._subs: list[dict[int, str]] = [{} for _ in range(n)]
         self._sockets: list[ClientConnection | None] = [None] * n
         self.queue: asyncio.Queue[MarketTick] = asyncio.Queue(queue_size or settings.ticker_queue_size)
+        self._traded = TradedSince()  # (kept over reconnects: a snapshot is no new trade)
         self._base = backoff_base_s
         self._max_delay = max_delay_s or settings.reconnect_max_delay_s
         self._tasks: dict[int, asyncio.Task[None]] = {}
@@ -254,7 +287,7 @@ class KiteTickerClient:
                     # mark at, and the services would dead-letter it (``MarketTick``)
                     self.no_price += 1
                     continue
-                self._put(tick)
+                self._put(self._traded(tick))
             return
         self._text(message)
 

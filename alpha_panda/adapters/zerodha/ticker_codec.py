@@ -94,6 +94,10 @@ def _e4(raw: int, divisor: int) -> int:
 def parse_ticker_frame(frame: bytes, *, received_ns: int | None = None) -> list[MarketTick]:
     """Decode one binary KiteTicker message into ticks (a heartbeat gives ``[]``).
 
+    The ticks hold Kite's fields as sent: ``volume`` is the day's cumulative volume and
+    ``last_quantity`` the last trade's, repeated on quotes in which nothing traded.
+    ``KiteTickerClient`` turns them into what the log means by them (``TradedSince``).
+
     ``received_ns`` stamps packets that carry no exchange timestamp (LTP, quote,
     index quote); it defaults to the current time. Raises ``DecodeError`` naming the
     packet and offset when the frame is truncated, has trailing bytes or a packet of an

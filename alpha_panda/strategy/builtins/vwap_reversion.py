@@ -2,8 +2,10 @@
 it is back at or above VWAP.
 
 Parameters: ``band_bps`` (1 to 9,999, default 10), ``min_ticks`` (ticks of the session before
-trading, default 20), ``quantity`` (default 1). VWAP resets every IST day; tick volume
-is ``last_quantity`` when the feed gives it, else ``volume``.
+trading, default 20), ``quantity`` (default 1). VWAP resets every IST day; a tick weighs
+what traded in it (``last_quantity`` when the feed gives it, else ``volume``), or 1 when its
+feed reports no traded quantity at all (a price-only file); a Kite quote in which nothing
+traded weighs nothing.
 """
 
 from __future__ import annotations
@@ -43,7 +45,10 @@ class VwapReversion(Strategy):
             self._vwap.reset()
         self._seen += 1
         price = tick.last_price
-        vwap = self._vwap.update(price, tick.last_quantity or tick.volume or 1)
+        traded = tick.last_quantity or tick.volume
+        if not traded and tick.average_price is None:
+            traded = 1  # no volume known: every price alike
+        vwap = self._vwap.update(price, traded)
         if vwap is None or self._seen < self.params.min_ticks:
             return None
         held = ctx.position()

@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import msgspec
 import pytest
 
 from alpha_panda.adapters.memory_log import MemoryLog
@@ -68,7 +69,9 @@ async def test_modes_deliver_the_right_packets(settings: ZerodhaSettings, sessio
         await _until(lambda: next(iter(fake.ws_clients.values())).get(USDINR) == "ltp")
         fake.push_ticks(_ticks())
         got = [await asyncio.wait_for(client.queue.get(), 5) for _ in range(3)]
-    assert got[0] == _ticks()[0]  # full equity packet, five-level depth and all
+    # full equity packet, five-level depth and all; the first tick of INFY seen: the day's
+    # 1,000 shares traded before it, none in it
+    assert got[0] == msgspec.structs.replace(_ticks()[0], volume=0, last_quantity=0)
     assert got[1] == _ticks()[1]  # index full packet, not tradable
     usd = got[2]
     assert (usd.last_price, usd.price_e4, usd.instrument_token) == (8_425, 842_525, USDINR)
@@ -193,7 +196,8 @@ async def test_the_kite_feed_publishes_ticks_to_market_ticks(
     for p in await log.end_offsets(MARKET_TICKS):
         records += await log.read(TopicPartition(MARKET_TICKS, p), 0)
     by_key = {r.key: CODEC.decode(r.value) for r in records}
-    assert by_key[str(INFY).encode()].data == _ticks()[0]
+    assert by_key[str(INFY).encode()].data == msgspec.structs.replace(
+        _ticks()[0], volume=0, last_quantity=0)  # its first tick: nothing traded in it
     assert by_key[str(NIFTY).encode()].data.tradable is False
 
 
@@ -209,3 +213,35 @@ async def test_a_bad_ws_url_is_reported_without_the_access_token(
         await asyncio.wait_for(client.run(asyncio.Event()), 5)
     assert "not-a-websocket" in str(err.value) and "secret-access-token" not in str(err.value)
     assert client.health().state.value == "failed"
+
+
+async def test_volume_is_what_traded_since_the_previous_tick_not_the_last_trade_again(
+        settings: ZerodhaSettings, session: KiteSession, fake: FakeKite) -> None:
+    # Kite sends a quote whenever the book changes, with the day's cumulative volume and the
+    # last trade's quantity again even when nothing traded; a reconnect's snapshot repeats
+    # them once more. Taken as "traded in this tick", these five ticks held 5+5+7+7+3 = 27
+    # shares where 10 traded (bars, VWAP weights, the paper exchange's participation caps).
+    def quote(cum: int, last: int, bid_qty: int) -> MarketTick:
+        return MarketTick(instrument_token=INFY, last_price=188_055, ts=TS, volume=cum,
+                          last_quantity=last, average_price=187_990, open=187_000,
+                          high=189_000, low=186_500, close=187_500, buy_quantity=bid_qty,
+                          sell_quantity=20)
+
+    client = KiteTickerClient(settings, session.access_token, backoff_base_s=0.05)
+    await client.subscribe([INFY], "quote")
+    got: list[MarketTick] = []
+    async with running(client):
+        await _until(lambda: any(s.get(INFY) == "quote" for s in fake.ws_clients.values()))
+        # the first tick of the day as seen: 1,000 traded before it, not in it
+        for cum, last, bid in [(1_000, 5, 10), (1_000, 5, 12), (1_007, 7, 12)]:
+            fake.push_ticks([quote(cum, last, bid)])
+            got.append(await asyncio.wait_for(client.queue.get(), 5))
+        fake.drop_connections()
+        await _until(lambda: fake.ws_connects == 2 and any(
+            s.get(INFY) == "quote" for s in fake.ws_clients.values()))
+        for cum, last, bid in [(1_007, 7, 12), (1_010, 3, 12)]:  # the snapshot, then a trade
+            fake.push_ticks([quote(cum, last, bid)])
+            got.append(await asyncio.wait_for(client.queue.get(), 5))
+    assert [(t.volume, t.last_quantity) for t in got] == [(0, 0), (0, 0), (7, 7), (0, 0), (3, 3)]
+    assert sum(t.last_quantity or t.volume for t in got) == 10
+    assert got[2].average_price == 187_990  # the rest of the packet as Kite sent it

@@ -39,3 +39,11 @@ def test_volume_share() -> None:
     assert volume_share(tick, Decimal("0.1")) == Decimal("4.7")
     assert volume_share(tick, None) is None
     assert volume_share(MarketTick(instrument_token=1, last_price=100, ts=0), Decimal("0.1")) is None
+
+
+def test_a_tick_from_a_feed_of_trades_that_traded_nothing_caps_at_nothing() -> None:
+    # A Kite quote (it carries the day's average price) that only moved the book: nothing
+    # traded, so an order capped by participation takes nothing there. It filled in full,
+    # uncapped, as a price-only tick (no traded quantity known) does.
+    book_only = MarketTick(instrument_token=1, last_price=100, ts=0, average_price=99)
+    assert volume_share(book_only, Decimal("0.1")) == Decimal(0)

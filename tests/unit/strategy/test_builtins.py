@@ -83,3 +83,18 @@ def test_every_builtin_loads_with_defaults_and_runs_long_only(name: str) -> None
                 "quantity"]
     assert runner.statuses()[0].state == "ACTIVE"
     assert config.strategy_class().__doc__
+
+
+def test_vwap_reversion_weighs_a_kite_quote_in_which_nothing_traded_at_nothing() -> None:
+    # 200 shares at 1,000 and 10 at 990 (it buys there), then 300 quotes at 990 in which
+    # only the book moved. Each weighed 1 share, they pulled the VWAP from 999.52 to
+    # 993.92, and a trade at 995 sold as "back at VWAP".
+    runner = StrategyRunner([config_from_mapping({
+        "id": "s", "strategy": "vwap_reversion", "instruments": [9],
+        "params": {"band_bps": 50, "min_ticks": 5}})])
+    ticks = [(1000, 10)] * 20 + [(990, 10)] + [(990, 0)] * 300 + [(995, 10)]
+    got = [(i, sig.side.value) for i, (price, traded) in enumerate(ticks)
+           for sig in runner.on_tick(MarketTick(
+               instrument_token=9, last_price=price, ts=i, volume=traded,
+               last_quantity=traded, average_price=999))]
+    assert got == [(20, "BUY")]
