@@ -203,6 +203,7 @@ class PaperExchange(TickMatching, OrderEvents, BracketExits, ControlEvents, MisS
                     return expired + self.submit(signal_id, signal, now_ns, flatten=flatten)
         if (
             self._immediate and signal.order_type is _MARKET and signal.price_hint is not None
+            and self._not_tradable(signal.instrument_token) is None
             and signal.product is not _MIS and signal.quantity > 0 and signal.limit_price is None
             and signal.trigger_price is None and signal.take_profit is None
             and signal.stop_loss is None
@@ -376,7 +377,21 @@ class PaperExchange(TickMatching, OrderEvents, BracketExits, ControlEvents, MisS
 
     # ------------------------------------------------------------------ validation
 
+    def _not_tradable(self, token: int) -> tuple[str, str] | None:
+        """``NOT_TRADABLE`` for an instrument whose latest tick says it cannot be traded."""
+        # An index (NIFTY 50, 256265): Kite streams its value, flagged ``tradable: false``,
+        # and refuses orders on it; filled here at the index's value, a paper position then
+        # followed it. (A tick file carries no such flag: its instruments all trade.)
+        history = self._history.get(token)
+        if history and not history[-1].tradable:
+            return ("NOT_TRADABLE", (f"instrument {token} cannot be traded (its ticks say "
+                    "`tradable: false`, as an index's do): the exchange takes no orders on it"))
+        return None
+
     def _validate(self, order: Order, now_ns: int) -> tuple[str, str] | None:
+        untradable = self._not_tradable(order.instrument_token)
+        if untradable is not None:
+            return untradable
         # The tick size and the circuit band (and so the reference price they are taken
         # from) only apply to an order's prices: a plain market order has none.
         priced = next((p for p in (order.limit_price, order.trigger_price, order.take_profit,

@@ -265,6 +265,13 @@ class ZerodhaEngine(ZerodhaCancels):
         if inst is None:
             return [self._reject(event, "UNKNOWN_INSTRUMENT",
                                  f"instrument {sig.instrument_token} is not in Kite's list")]
+        if inst.segment == "INDICES":
+            # Kite lists and streams an index (NIFTY 50) but takes no orders on it: refused
+            # here by the paper exchange's rule, so that both brokers reject it alike
+            return [self._reject(event, "NOT_TRADABLE", (
+                f"instrument {sig.instrument_token} ({inst.exchange}:{inst.tradingsymbol}) "
+                "cannot be traded (an index, segment INDICES in Kite's list): the exchange "
+                "takes no orders on it"))]
         try:
             params = kite_order_params(sig, exchange=inst.exchange, tradingsymbol=inst.tradingsymbol,
                                        tag=tag, market_protection=self._protection)

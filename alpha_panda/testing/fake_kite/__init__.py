@@ -248,6 +248,10 @@ class FakeKite(FakeTicker):
         if len(p.get("tag", "")) > 20:
             raise KiteError(400, "InputException", "Tag length should be at most 20 characters")
         token = self._symbol(p["exchange"], p["tradingsymbol"])
+        if any(t == token and seg == "INDICES" for t, _, _, seg, *_ in self.instruments):
+            # (the wording is ours: Kite refuses orders on an index, its text unrecorded here)
+            raise KiteError(400, "InputException",
+                            f"{p['tradingsymbol']} is an index and cannot be traded")
         self.placements += 1
         oid = str(next(self._ids))
         qty = int(p["quantity"])

@@ -434,3 +434,28 @@ async def test_a_same_day_cnc_round_trip_is_charged_intraday_rates_across_a_rest
                 + costs.fill_charges(Segment.EQUITY_INTRADAY, Side.SELL, 0, 5 * sell.price).total)
     assert buy.charges.total + sell.charges.total == intraday
     assert sell.charges.stt < 0  # the buy's delivery STT given back
+
+
+async def test_an_order_on_an_index_is_rejected_as_on_paper_and_never_reaches_kite(
+        settings: ZerodhaSettings, session: KiteSession, fake: FakeKite, log: MemoryLog) -> None:
+    # NIFTY 50 is in Kite's instrument list (segment INDICES) and its ticks stream, but it
+    # cannot be traded: refused here by the paper exchange's rule (NOT_TRADABLE), so both
+    # brokers reject it alike, and Kite never sees it (the fake, as Kite, refuses it too)
+    await append(log, signal_envelope(1, token=256265))
+    trading = build_zerodha_engine(settings, log, FAST)
+    stop, task = await _run(trading)
+    await wait_for(lambda: _has(log, "rejected", 1))
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    (rejected,) = await order_events(log, "rejected")
+    assert rejected.data.reason_code == "NOT_TRADABLE"
+    assert "256265" in rejected.data.message and "cannot be traded" in rejected.data.message
+    assert fake.placements == 0 and not await order_events(log, "filled")
+
+
+def test_the_fake_kite_refuses_an_order_on_an_index(fake: FakeKite) -> None:
+    with pytest.raises(Exception, match="cannot be traded"):
+        fake._place("regular", {"exchange": "NSE", "tradingsymbol": "NIFTY 50", "quantity": "1",
+                                "transaction_type": "BUY", "product": "CNC",
+                                "order_type": "MARKET", "market_protection": "-1"})
+    assert fake.placements == 0 and fake.orders == {}
