@@ -62,6 +62,7 @@ from alpha_panda.domain.clock import IST_OFFSET_NS
 from alpha_panda.domain.events import (
     MarketTick,
 )
+from alpha_panda.marketdata.columns import FLAG_EXTRAS
 from alpha_panda.marketdata.files import TickColumns
 from alpha_panda.risk import RiskConfig
 from alpha_panda.strategy.config import StrategyConfig
@@ -150,7 +151,8 @@ def _replay(eng: Engine, ticks: TickColumns, ends: list[int],
     ts_l, tok_l, px_l, vol_l = eng.ts_l, eng.tok_l, eng.px_l, eng.vol_l
     n = len(ts_l)
     fresh = eng.runner.keeps_ticks
-    extras = [(name, values.tolist(), ticks.nulls[name].tolist() if name in ticks.nulls else None)
+    extras = [(name, (values.astype(bool) if name in FLAG_EXTRAS else values).tolist(),
+               ticks.nulls[name].tolist() if name in ticks.nulls else None)
               for name, values in ticks.extras.items()]
     view = TickView()
     runner = eng.runner

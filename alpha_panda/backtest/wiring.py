@@ -32,6 +32,7 @@ from alpha_panda.domain.events import (
 from alpha_panda.domain.values import Product
 from alpha_panda.execution.config import execution_configs
 from alpha_panda.execution.routing import PaperVenue
+from alpha_panda.marketdata.columns import FLAG_EXTRAS
 from alpha_panda.marketdata.files import TickColumns, tick_id, tick_id_prefix
 from alpha_panda.portfolio.ledger import PositionLedger
 from alpha_panda.risk import RiskConfig, RiskEngine, RiskLimits
@@ -174,7 +175,8 @@ class Engine:
         if not self.cols.extras:  # (no empty ** to unpack)
             return MarketTick(instrument_token=self.tok_l[i], last_price=self.px_l[i],
                               ts=self.ts_l[i], volume=self.vol_l[i])
-        extra: dict[str, Any] = {k: int(v[i]) for k, v in self.cols.extras.items()}
+        extra: dict[str, Any] = {k: bool(v[i]) if k in FLAG_EXTRAS else int(v[i])
+                                 for k, v in self.cols.extras.items()}
         for k, mask in self.cols.nulls.items():
             if mask[i]:
                 extra[k] = None

@@ -26,7 +26,7 @@ from alpha_panda.domain.clock import ist_date
 from alpha_panda.domain.errors import DecodeError, ValidationError
 from alpha_panda.domain.events import CODEC, MarketTick
 from alpha_panda.execution.market import MarketCalendar
-from alpha_panda.marketdata.columns import INT_EXTRAS, PRICE_EXTRAS
+from alpha_panda.marketdata.columns import FLAG_EXTRAS, INT_EXTRAS, PRICE_EXTRAS
 from alpha_panda.marketdata.files import TickColumns, write_ticks
 from alpha_panda.marketdata.instruments import SIM_INSTRUMENTS
 from alpha_panda.marketdata.simulator import MarketSimulator, session_start_ns
@@ -146,6 +146,9 @@ def columns(found: list[MarketTick]) -> TickColumns:
 
     extras: dict[str, np.ndarray] = {}
     nulls: dict[str, np.ndarray] = {}
+    for name in FLAG_EXTRAS:  # (``tradable``: written when some tick is not)
+        if not all(getattr(t, name) for t in found):
+            extras[name] = ints([1 if getattr(t, name) else 0 for t in found])
     for name in (*PRICE_EXTRAS, *INT_EXTRAS):
         values = [getattr(t, name) for t in found]
         if all(v is None or (name == "last_quantity" and v == 0) for v in values):

@@ -34,9 +34,12 @@ I64 = npt.NDArray[np.int64]
 REQUIRED: Final = ("timestamp", "instrument_token", "last_price")
 PRICE_EXTRAS: Final = ("average_price", "open", "high", "low", "close")
 INT_EXTRAS: Final = ("last_quantity", "oi", "buy_quantity", "sell_quantity")
+FLAG_EXTRAS: Final = ("tradable",)
+"""Yes/no columns (true/false or 1/0), held as int64 1/0 beside the others."""
 _TYPES: Final[dict[str, pa.DataType]] = {
     "instrument_token": pa.int64(), "last_price": pa.float64(), "volume": pa.int64(),
     **{c: pa.float64() for c in PRICE_EXTRAS}, **{c: pa.int64() for c in INT_EXTRAS},
+    **{c: pa.bool_() for c in FLAG_EXTRAS},
 }
 
 
@@ -152,6 +155,8 @@ def _first_unparsable(texts: list[str], kind: pa.DataType) -> int | None:
 
 def _not_a(value: object, kind: pa.DataType) -> str:
     text = str(value).strip()
+    if pa.types.is_boolean(kind):
+        return "not true or false"
     if pa.types.is_integer(kind) and text.lstrip("-").isdigit():
         return "out of range"
     if pa.types.is_integer(kind) and _casts(pa.array([text]), pa.float64()):
@@ -346,6 +351,12 @@ def ints(src: Source, name: str, col: pa.ChunkedArray, *, least: int = 0) -> I64
         what = "negative" if least == 0 else f"below {least}"
         raise src.fail(row, name, f"{int(values[row])} is {what}")
     return values
+
+
+def flags(src: Source, name: str, col: pa.ChunkedArray) -> I64:
+    """true/false (or 1/0) as 1/0; a missing cell is 1, a ``MarketTick``'s default."""
+    values = _cast(src, name, col, pa.bool_()).fill_null(True).to_numpy(zero_copy_only=False)
+    return np.asarray(values, dtype=np.int64)
 
 
 def read_parquet(src: Source) -> pa.Table:

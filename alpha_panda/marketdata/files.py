@@ -33,11 +33,13 @@ import pyarrow.parquet as pq
 from alpha_panda.domain.errors import ValidationError
 from alpha_panda.domain.events import MarketTick, derive_id
 from alpha_panda.marketdata.columns import (
+    FLAG_EXTRAS,
     I64,
     INT_EXTRAS,
     PRICE_EXTRAS,
     REQUIRED,
     Source,
+    flags,
     ints,
     paise,
     read_csv,
@@ -71,7 +73,7 @@ class TickColumns:
     """Ticks as parallel numpy columns. Prices in paise, times in ns; all int64.
 
     ``extras`` holds other MarketTick columns present in the file (int64, prices in
-    paise); ``nulls`` marks their missing cells.
+    paise, ``tradable`` 1/0); ``nulls`` marks their missing cells.
     """
 
     ts: I64
@@ -131,15 +133,17 @@ def load_ticks(path: str | Path) -> TickColumns:
         raise src.fail(int(back[0]) + 1, "timestamp", "ticks must be sorted by time")
     extras: dict[str, I64] = {}
     masks: dict[str, npt.NDArray[np.bool_]] = {}
-    for column in (*PRICE_EXTRAS, *INT_EXTRAS):
+    for column in (*PRICE_EXTRAS, *INT_EXTRAS, *FLAG_EXTRAS):
         if column in names:
             col = table[column]
             mask = col.is_null().to_numpy(zero_copy_only=False)
-            extras[column] = (paise(src, column, col, positive=False)
-                              if column in PRICE_EXTRAS else ints(src, column, col))
-            # ``last_quantity`` is an int on a MarketTick (0: not known), the others may be
-            # None: a null one decoded as a malformed tick off the log, dead-lettered
-            if mask.any() and column != "last_quantity":
+            extras[column] = (paise(src, column, col, positive=False) if column in PRICE_EXTRAS
+                              else flags(src, column, col) if column in FLAG_EXTRAS
+                              else ints(src, column, col))
+            # ``last_quantity`` is an int on a MarketTick (0: not known), ``tradable`` a
+            # bool (missing: tradable), the others may be None: a null one decoded as a
+            # malformed tick off the log, dead-lettered
+            if mask.any() and column != "last_quantity" and column not in FLAG_EXTRAS:
                 masks[column] = mask
     volume = (ints(src, "volume", table["volume"]) if "volume" in names
               else np.zeros(len(ts), dtype=np.int64))
@@ -165,7 +169,8 @@ def tick_rows(cols: TickColumns, start: int, stop: int) -> list[MarketTick]:
         return [MarketTick(instrument_token=t, last_price=p, ts=s, volume=v)
                 for s, t, p, v in zip(ts, tok, px, vol, strict=True)]
     names = list(cols.extras)
-    lists = {k: v[start:stop].tolist() for k, v in cols.extras.items()}
+    lists = {k: (v[start:stop].astype(bool) if k in FLAG_EXTRAS else v[start:stop]).tolist()
+             for k, v in cols.extras.items()}
     masks = {k: v[start:stop].tolist() for k, v in cols.nulls.items()}
     out: list[MarketTick] = []
     for i in range(len(ts)):
@@ -189,7 +194,8 @@ def write_ticks(path: str | Path, cols: TickColumns) -> None:
     }
     for name, values in cols.extras.items():
         mask = cols.nulls.get(name)
-        scaled = values / 100.0 if name in PRICE_EXTRAS else values
+        scaled = (values / 100.0 if name in PRICE_EXTRAS
+                  else values.astype(bool) if name in FLAG_EXTRAS else values)
         data[name] = pa.array(scaled, mask=mask)
     table = pa.table(data)
     name = p.name.lower()

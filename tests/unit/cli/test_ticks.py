@@ -14,16 +14,17 @@ from pathlib import Path
 import numpy as np
 from typer.testing import CliRunner
 
+from alpha_panda.backtest.engine import run_backtest
 from alpha_panda.cli import app
 from alpha_panda.domain.clock import IST, ist_date
 from alpha_panda.domain.events import MarketTick
 from alpha_panda.execution.market import nse_tick_sizes
-from alpha_panda.marketdata.files import load_ticks
+from alpha_panda.marketdata.files import iter_ticks, load_ticks
 from alpha_panda.marketdata.instruments import SIM_INSTRUMENTS
 from alpha_panda.services.feed import TickPublisher
 from alpha_panda.services.logs import open_log
 from alpha_panda.services.strategy_configs import SAMPLE_STRATEGIES
-from alpha_panda.strategy.config import load_strategy_dir
+from alpha_panda.strategy.config import config_from_mapping, load_strategy_dir
 from alpha_panda.stream.log import Output
 from alpha_panda.stream.topics import MARKET_TICKS
 
@@ -169,3 +170,36 @@ def test_a_write_that_fails_part_way_leaves_the_file_as_it_was(tmp_path: Path) -
     assert done.stderr.startswith(f"error: cannot write {out}: ")
     assert out.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["ticks.csv"]  # no part left beside it
+
+
+def test_an_exported_index_is_replayed_as_one_that_cannot_be_traded(tmp_path: Path) -> None:
+    # NIFTY 50's ticks say `tradable: false` on the live feed, where the paper exchange
+    # rejects an order on it (NOT_TRADABLE). Exported, the flag was lost: the file's backtest
+    # bought 1 NIFTY 50 at the index's ₹21,800.00 and sold it at ₹22,000.00 (2 fills) where
+    # the live session could not.
+    nifty = 256265
+    prices = [22_000_00] * 5 + [21_800_00, 22_000_00]
+    ticks = [MarketTick(instrument_token=nifty, last_price=p, ts=1_704_080_700_000_000_000 + k * 10**9,
+                        close=22_000_00, tradable=False) for k, p in enumerate(prices)]
+
+    async def record() -> None:
+        log = open_log("embedded", tmp_path)
+        await log.start()
+        try:
+            await TickPublisher(log, "kite").publish(ticks, 0)
+        finally:
+            await log.close()
+
+    asyncio.run(record())
+    for name in ("day.csv", "day.parquet"):
+        out = tmp_path / name
+        result = CliRunner().invoke(app, ["ticks", "export", str(out), "--data-dir", str(tmp_path)])
+        assert result.exit_code == 0, result.output
+        cols = load_ticks(out)
+        assert [t.tradable for t in iter_ticks(cols)] == [False] * len(prices)
+        config = config_from_mapping({"id": "vwap", "strategy": "vwap_reversion",
+                                      "instruments": [nifty], "brokers": ["paper"],
+                                      "params": {"band_bps": 50, "min_ticks": 3}})
+        summary = run_backtest(config, cols).to_dict(timings=False)
+        assert summary["fills"] == 0, summary
+        assert summary["rejections"] == {"NOT_TRADABLE": 1}, summary

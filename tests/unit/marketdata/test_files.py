@@ -139,6 +139,21 @@ def test_a_blank_last_quantity_is_0_and_the_tick_decodes_off_the_log(tmp_path: P
         assert CODEC.decode_as(CODEC.encode(env), MarketTick).data == tick
 
 
+def test_a_tradable_column_reads_as_the_ticks_flag(tmp_path: Path) -> None:
+    # ``ticks export`` writes it for an index (NIFTY 50: ``tradable: false`` on Kite's feed),
+    # so that its replay rejects orders on it as the live paper exchange does
+    f = write(tmp_path, "timestamp,instrument_token,last_price,tradable\n"
+                        "1,256265,22000,false\n2,7,10.05,true\n3,7,10.05,\n4,256265,22001,0\n")
+    ticks = list(iter_ticks(load_ticks(f)))
+    assert [t.tradable for t in ticks] == [False, True, True, False]
+    for tick in ticks:  # a bool on the log, not 0 or 1
+        env = Envelope(id="t", type=MarketTick.EVENT_TYPE, ts=tick.ts, source="s", key="7",
+                       correlation_id="t", data=tick)
+        assert CODEC.decode_as(CODEC.encode(env), MarketTick).data == tick
+    bad = write(tmp_path, "timestamp,instrument_token,last_price,tradable\n1,7,10,yes-ish\n")
+    assert error_of(bad) == f"{bad}, row 1 (line 2), column 'tradable': not true or false: 'yes-ish'"
+
+
 @settings(max_examples=50, deadline=None)
 @given(st.lists(st.integers(min_value=1, max_value=10**11), min_size=1, max_size=30))
 def test_any_paise_price_survives_csv(tmp_path_factory: pytest.TempPathFactory,
