@@ -26,7 +26,13 @@ from confluent_kafka import TopicPartition as RdTopicPartition
 
 from alpha_panda.adapters.kafka.bridge import ClientThread
 from alpha_panda.adapters.kafka.dedup import DedupStore
-from alpha_panda.adapters.kafka.errors import classify, is_fenced, kafka_error, transaction_error
+from alpha_panda.adapters.kafka.errors import (
+    BrokerError,
+    classify,
+    is_fenced,
+    kafka_error,
+    transaction_error,
+)
 from alpha_panda.adapters.kafka.produce import produce_all, record_headers
 from alpha_panda.domain.errors import InvariantViolation
 from alpha_panda.stream.log import Output, RebalanceCallback, Record, TopicPartition
@@ -35,6 +41,18 @@ if TYPE_CHECKING:
     from alpha_panda.adapters.kafka.log import KafkaLog
 
 log = structlog.get_logger(__name__)
+
+# What a transaction wrote: its outputs (without the envelopes, never written) and offsets.
+_Signature = tuple[list[tuple[Any, ...]], dict[TopicPartition, int]]
+
+
+def _signature(outputs: Sequence[Output], offsets: Mapping[TopicPartition, int]) -> _Signature:
+    return ([(o.topic, o.key, o.value, o.headers, o.partition) for o in outputs], dict(offsets))
+
+
+def _unsettled(err: KafkaError) -> bool:
+    """A transaction step that timed out and goes on: it must be called again."""
+    return bool(err.retriable()) and not err.txn_requires_abort() and not err.fatal()
 
 
 class KafkaConsumer:
@@ -65,6 +83,10 @@ class KafkaConsumer:
         self._to_resume: set[TopicPartition] = set()
         self._rewind: dict[TopicPartition, int] = {}
         self._seeks: dict[TopicPartition, int] = {}
+        # A transaction step that timed out goes on in the background, and librdkafka
+        # refuses every other transactional call until that one is called again:
+        # ("commit", what it committed) or ("abort", None), settled by the next commit.
+        self._unfinished: tuple[str, _Signature | None] | None = None
         self._start_lock = asyncio.Lock()
         self._commit_lock = asyncio.Lock()
         self._started = False
@@ -293,6 +315,10 @@ class KafkaConsumer:
                   cgm: Any) -> None:
         producer = self._producer
         assert producer is not None
+        if (self._unfinished is not None
+                and self._settle(producer) == _signature(outputs, offsets)):
+            return  # the commit that timed out was this one, and it went through
+        committing = False
         try:
             producer.begin_transaction()
             produce_all(producer, outputs, None)
@@ -300,16 +326,57 @@ class KafkaConsumer:
                 producer.send_offsets_to_transaction(
                     [RdTopicPartition(tp.topic, tp.partition, off) for tp, off in offsets.items()],
                     cgm, self._timeout)
+            committing = True
             producer.commit_transaction(self._timeout)
         except KafkaException as exc:
             err = kafka_error(exc)
+            if committing and err is not None and _unsettled(err):
+                # The broker did not answer in time (a leader election, a pause). The commit
+                # may still go through: aborting it is refused, and so is every other call
+                # until it is called again. The retry (same arguments) calls it again.
+                self._unfinished = ("commit", _signature(outputs, offsets))
+                raise BrokerError(
+                    f"kafka commit ({self._group}/{self._member_id}): {err.str()}; whether it "
+                    "went through is settled by the next commit", err.code()) from exc
             # A fenced producer cannot even abort: its successor already did.
             if err is not None and not err.fatal() and not is_fenced(err):
-                try:
-                    producer.abort_transaction(self._timeout)
-                except KafkaException as abort_exc:
-                    raise transaction_error(abort_exc, f"abort ({self._group})") from exc
+                self._abort(producer, exc)
             raise transaction_error(exc, f"commit ({self._group}/{self._member_id})") from exc
+
+    def _settle(self, producer: Producer) -> _Signature | None:
+        """Call the transaction step that timed out again: what it committed, or None if it
+        was aborted (nothing of it visible). Raises while the broker still does not answer."""
+        assert self._unfinished is not None
+        step, signature = self._unfinished
+        if step == "abort":
+            self._abort(producer, None)
+            return None
+        try:
+            producer.commit_transaction(self._timeout)
+        except KafkaException as exc:
+            err = kafka_error(exc)
+            if err is not None and _unsettled(err):
+                raise BrokerError(f"kafka commit ({self._group}/{self._member_id}): "
+                                  f"{err.str()}; still not settled", err.code()) from exc
+            self._unfinished = None
+            if err is None or err.fatal() or is_fenced(err):
+                raise transaction_error(exc, f"commit ({self._group}/{self._member_id})"
+                                        ) from exc
+            self._abort(producer, exc)
+            return None
+        self._unfinished = None
+        log.warning("kafka.commit_settled", group=self._group, member=self._member_id)
+        return signature
+
+    def _abort(self, producer: Producer, cause: KafkaException | None) -> None:
+        try:
+            producer.abort_transaction(self._timeout)
+        except KafkaException as abort_exc:
+            err = kafka_error(abort_exc)
+            # Timed out: it goes on in the background, and is called again by the next commit.
+            self._unfinished = ("abort", None) if err is not None and _unsettled(err) else None
+            raise transaction_error(abort_exc, f"abort ({self._group})") from (cause or abort_exc)
+        self._unfinished = None
 
     def _flush_on_close(self) -> None:
         """Flush the producer; a fenced one has nothing left to flush, and says so."""

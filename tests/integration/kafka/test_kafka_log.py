@@ -3,6 +3,8 @@ pause/resume, broker failures, per-service settings."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Callable, Sequence
 
@@ -10,12 +12,13 @@ import pytest
 from confluent_kafka import Producer
 
 from alpha_panda.adapters.kafka import KafkaLog, KafkaSettings
+from alpha_panda.adapters.kafka import consumer as kafka_consumer
 from alpha_panda.adapters.kafka import log as kafka_log
-from alpha_panda.domain.errors import BrokerUnavailable, InvariantViolation
+from alpha_panda.domain.errors import BrokerUnavailable, InvariantViolation, RetryableError
 from alpha_panda.stream.log import Consumer, Output, Record, TopicPartition
 from alpha_panda.stream.topics import KeyKind, TopicSpec
 from alpha_panda.testing.redis_server import free_port
-from alpha_panda.testing.tansu import kafka_test_settings
+from alpha_panda.testing.tansu import kafka_test_settings, tansu_broker
 
 pytestmark = pytest.mark.integration
 Names = Callable[[str], str]
@@ -178,3 +181,56 @@ def test_per_service_overrides_reach_librdkafka() -> None:
     assert tx["acks"] == "all" and tx["enable.idempotence"] is True
     with pytest.raises(ValueError, match="heartbeat"):
         KafkaSettings(session_timeout_ms=1000, heartbeat_interval_ms=900)
+
+
+class _PausesTheBrokerBeforeCommitting(Producer):
+    """A transactional producer that stops the broker (SIGSTOP) just before one
+    ``commit_transaction``, once everything else of the transaction has been sent: the
+    commit itself is what a broker hiccup (a leader election, a long GC pause) cuts off."""
+
+    broker_pid: int | None = None
+
+    def commit_transaction(self, *args: object) -> None:
+        pid, type(self).broker_pid = type(self).broker_pid, None
+        if pid is not None:
+            self.flush(10)
+            os.kill(pid, signal.SIGSTOP)
+        super().commit_transaction(*args)
+
+
+async def test_a_commit_cut_off_by_a_broker_pause_is_settled_when_it_comes_back(
+        names: Names, monkeypatch: pytest.MonkeyPatch) -> None:
+    """librdkafka goes on with a ``commit_transaction`` that timed out, and refuses any
+    other transactional call until it is called again: every retry of the runtime failed
+    with "Conflicting commit_transaction API call is already in progress" until the
+    processor gave up, although the first commit had gone through once the broker was
+    back (its outputs and offsets visible while ``commit`` said nothing was)."""
+    monkeypatch.setattr(kafka_consumer, "Producer", _PausesTheBrokerBeforeCommitting)
+    t, out, g = names("paused"), names("paused-out"), names("g")
+    with tansu_broker() as broker:
+        assert broker.process is not None
+        settings = kafka_test_settings(broker.bootstrap, operation_timeout_s=1.0,
+                                       session_timeout_ms=6000, max_poll_interval_ms=6000)
+        kafka = KafkaLog(settings)
+        try:
+            await kafka.ensure_topics([spec(t, 1), spec(out, 1)])
+            await kafka.append([Output(t, b"k", b"1"), Output(t, b"k", b"2")])
+            c = kafka.consumer(g, [t])
+            recs = await drain(c, 2)
+            tp = recs[0].tp
+            _PausesTheBrokerBeforeCommitting.broker_pid = broker.process.pid
+            try:
+                with pytest.raises(RetryableError):
+                    await c.commit([Output(out, b"k", b"a")], {tp: 1}, ["a"])
+            finally:
+                os.kill(broker.process.pid, signal.SIGCONT)
+            # The runtime retries with the same arguments: the commit is settled, once.
+            await c.commit([Output(out, b"k", b"a")], {tp: 1}, ["a"])
+            assert await c.seen(["a"]) == {"a"}
+            # ... and the producer takes new transactions again.
+            await c.commit([Output(out, b"k", b"b")], {tp: 2}, ["b"])
+            assert [r.value for r in await kafka.read(TopicPartition(out, 0), 0)] == [b"a", b"b"]
+            assert await kafka.committed_offsets(g, t) == {0: 2}
+            await c.close()
+        finally:
+            await kafka.close()
