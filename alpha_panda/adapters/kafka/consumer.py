@@ -87,6 +87,8 @@ class KafkaConsumer:
         # refuses every other transactional call until that one is called again:
         # ("commit", what it committed) or ("abort", None), settled by the next commit.
         self._unfinished: tuple[str, _Signature | None] | None = None
+        # A commit that went through but whose processed ids the store did not take.
+        self._unmarked: _Signature | None = None
         self._start_lock = asyncio.Lock()
         self._commit_lock = asyncio.Lock()
         self._started = False
@@ -289,13 +291,23 @@ class KafkaConsumer:
 
         Raises ``TransientError`` when the transaction was aborted (nothing of it is
         visible; retry with the same arguments) and ``InvariantViolation`` when this member
-        was fenced by a newer instance of itself (stop the service).
+        was fenced by a newer instance of itself (stop the service). A retryable error
+        raised after the transaction may have gone through (the broker did not answer its
+        commit; the dedup store failed) is settled by the retry with the same arguments,
+        which never writes the outputs twice.
         """
         foreign = [tp for tp in offsets if tp not in self._assigned]
         if foreign:
             raise InvariantViolation(
                 f"group {self._group!r} member {self._member_id} commits partitions it does not "
                 f"own: {foreign}")
+        if self._unmarked is not None:
+            unmarked, self._unmarked = self._unmarked, None
+            if unmarked == _signature(outputs, offsets):
+                # The retry of a commit that went through but whose ids were not marked:
+                # running its transaction again would write every output twice.
+                await self._mark(processed_ids, outputs, offsets)
+                return
         if outputs:
             await self._start()
             await self._log.ensure_output_topics(outputs)
@@ -308,8 +320,19 @@ class KafkaConsumer:
             await self._start()
             async with self._commit_lock:
                 await self._cthread.call(self._commit_offsets, dict(offsets))
-        if processed_ids:
-            await self._dedup.mark(processed_ids)
+        await self._mark(processed_ids, outputs, offsets)
+
+    async def _mark(self, ids: Sequence[str], outputs: Sequence[Output],
+                    offsets: Mapping[TopicPartition, int]) -> None:
+        """Remember ``ids`` of a committed transaction; if the store fails, the retry of the
+        same commit (the caller's, same arguments) only marks them."""
+        if not ids:
+            return
+        try:
+            await self._dedup.mark(ids)
+        except BaseException:
+            self._unmarked = _signature(outputs, offsets)
+            raise
 
     def _transact(self, outputs: list[Output], offsets: dict[TopicPartition, int],
                   cgm: Any) -> None:

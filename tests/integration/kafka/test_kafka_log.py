@@ -17,7 +17,7 @@ from alpha_panda.adapters.kafka import log as kafka_log
 from alpha_panda.domain.errors import BrokerUnavailable, InvariantViolation, RetryableError
 from alpha_panda.stream.log import Consumer, Output, Record, TopicPartition
 from alpha_panda.stream.topics import KeyKind, TopicSpec
-from alpha_panda.testing.redis_server import free_port
+from alpha_panda.testing.redis_server import free_port, redis_server
 from alpha_panda.testing.tansu import kafka_test_settings, tansu_broker
 
 pytestmark = pytest.mark.integration
@@ -231,6 +231,35 @@ async def test_a_commit_cut_off_by_a_broker_pause_is_settled_when_it_comes_back(
             await c.commit([Output(out, b"k", b"b")], {tp: 2}, ["b"])
             assert [r.value for r in await kafka.read(TopicPartition(out, 0), 0)] == [b"a", b"b"]
             assert await kafka.committed_offsets(g, t) == {0: 2}
+            await c.close()
+        finally:
+            await kafka.close()
+
+
+async def test_a_dedup_store_that_fails_after_the_commit_does_not_double_the_outputs(
+        settings: KafkaSettings, names: Names) -> None:
+    """Ids are marked after their transaction committed. When Redis did not answer then,
+    ``commit`` raised a retryable error and the runtime's retry ran the transaction again:
+    every output of the batch was written twice (a second validated signal, a second fill)."""
+    t, out, g = names("unmarked"), names("unmarked-out"), names("g")
+    with redis_server() as redis:
+        pid = redis.pid()
+        assert pid is not None
+        kafka = KafkaLog(settings.model_copy(update={"dedup_redis_url": redis.url}))
+        try:
+            await kafka.ensure_topics([spec(t, 1), spec(out, 1)])
+            await kafka.append([Output(t, b"k", b"1")])
+            c = kafka.consumer(g, [t])
+            tp = (await drain(c, 1))[0].tp
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                with pytest.raises(RetryableError):
+                    await c.commit([Output(out, b"k", b"a")], {tp: 1}, ["a"])
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            await c.commit([Output(out, b"k", b"a")], {tp: 1}, ["a"])  # the runtime's retry
+            assert await c.seen(["a"]) == {"a"}
+            assert [r.value for r in await kafka.read(TopicPartition(out, 0), 0)] == [b"a"]
             await c.close()
         finally:
             await kafka.close()
