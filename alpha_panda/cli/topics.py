@@ -2,7 +2,8 @@
 
 ``bootstrap`` creates every topic of ``alpha_panda.stream.topics.REGISTRY`` (the broker
 namespaced topics, ``market.ticks`` and every ``.dlq``) with its partitions and retention;
-topics that already exist are left alone, so running it twice is harmless. ``list`` shows
+topics that already exist are left alone, so running it twice is harmless; one that exists
+with another partition count than the registry is reported and fails the command. ``list`` shows
 the registry and whether each topic exists on the configured log (and with how many
 partitions, which can differ from the registry if someone created it by hand).
 """
@@ -18,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from alpha_panda.cli.log_job import missing_log, run_log_job
-from alpha_panda.domain.errors import BrokerUnavailable
+from alpha_panda.domain.errors import BrokerUnavailable, ConfigurationError
 from alpha_panda.stream.log import Log
 from alpha_panda.stream.topics import DAY_MS, REGISTRY, TopicSpec
 
@@ -50,6 +51,18 @@ def bootstrap(log: LogOpt = None, data_dir: DataDirOpt = None) -> None:
         missing = [s.name for s in specs if s.name not in after]
         if missing:
             raise BrokerUnavailable(f"topics still missing after bootstrap: {missing}")
+        # An existing topic is left alone, whatever its partitions: one made elsewhere (a
+        # broker that auto-creates topics with 1 partition, a hand-run create) must be
+        # reported, not counted as done. Records are placed by the registry's count, so
+        # with fewer partitions every produce to it fails, and with more its partition i
+        # no longer holds the instruments of partition i of the topics read with it.
+        wrong = [f"{s.name} ({after[s.name]} partition{'s' if after[s.name] != 1 else ''}, "
+                 f"registry: {s.partitions})" for s in specs if after[s.name] != s.partitions]
+        if wrong:
+            raise ConfigurationError(
+                f"{len(wrong)} topic(s) exist with another partition count than the registry: "
+                f"{', '.join(wrong)}. Delete them (their records are lost) and run "
+                "bootstrap again.")
         created = sum(1 for s in specs if s.name not in before)
         return created, len(specs)
 
