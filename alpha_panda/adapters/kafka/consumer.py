@@ -16,6 +16,7 @@ librdkafka; pauses and seeks are applied on the consumer thread before the next 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -162,7 +163,14 @@ class KafkaConsumer:
                  partitions=[f"{t.topic}[{t.partition}]" for t in sorted(tps)])
 
     def _revoked_cb(self, consumer: RdConsumer, partitions: list[RdTopicPartition]) -> None:
-        self._cgm = consumer.consumer_group_metadata()
+        # A member expelled from its group (no poll within max.poll.interval.ms, a broker
+        # away for longer than the session; its commit then fails "Unknown member") has no
+        # group metadata left: librdkafka raises RuntimeError. Raised here, it skipped the
+        # service's on_revoke and failed the poll or close serving the callback (a
+        # SystemError on close). The metadata of the lost generation is of no use anyway:
+        # the next assignment brings the new one.
+        with contextlib.suppress(RuntimeError):
+            self._cgm = consumer.consumer_group_metadata()
         tps = [TopicPartition(p.topic, p.partition) for p in partitions]
         if self._on_revoke is not None and tps:
             assert self._loop is not None

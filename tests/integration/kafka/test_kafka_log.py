@@ -18,7 +18,7 @@ from alpha_panda.domain.errors import BrokerUnavailable, InvariantViolation, Ret
 from alpha_panda.stream.log import Consumer, Output, Record, TopicPartition
 from alpha_panda.stream.topics import KeyKind, TopicSpec
 from alpha_panda.testing.redis_server import free_port, redis_server
-from alpha_panda.testing.tansu import kafka_test_settings, tansu_broker
+from alpha_panda.testing.tansu import TansuBroker, kafka_test_settings, tansu_broker
 
 pytestmark = pytest.mark.integration
 Names = Callable[[str], str]
@@ -263,3 +263,39 @@ async def test_a_dedup_store_that_fails_after_the_commit_does_not_double_the_out
             await c.close()
         finally:
             await kafka.close()
+
+
+async def test_a_member_expelled_from_its_group_gives_its_partitions_up_cleanly(
+        broker: TansuBroker, names: Names) -> None:
+    """A member that did not poll within ``max.poll.interval.ms`` (a long batch; a broker
+    away for longer than the session) is expelled, and its commit fails ("Unknown
+    member"). The revocation then asked librdkafka for the group metadata, which it no
+    longer has: ``RuntimeError: Consumer group metadata not available`` escaped from the
+    callback, the service's ``on_revoke`` never ran, and the poll or the close that served
+    it raised (on close a ``SystemError`` from the client)."""
+    settings = kafka_test_settings(broker.bootstrap, session_timeout_ms=2000,
+                                   max_poll_interval_ms=2000)
+    t, g = names("expelled"), names("g")
+    kafka = KafkaLog(settings)
+    revoked: list[TopicPartition] = []
+
+    async def on_revoke(tps: Sequence[TopicPartition]) -> None:
+        revoked.extend(tps)
+
+    try:
+        await kafka.ensure_topics([spec(t, 1)])
+        await kafka.append([Output(t, b"k", b"1")])
+        c = kafka.consumer(g, [t], on_revoke=on_revoke)
+        tp = (await drain(c, 1))[0].tp
+        # Another member joins while this one does not poll, past max.poll.interval.ms.
+        other = kafka.consumer(g, [t])
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline:
+            await other.poll(10, 0.1)
+        with pytest.raises(RetryableError):
+            await c.commit([], {tp: 1})
+        await c.close()
+        assert revoked == [tp]
+        await other.close()
+    finally:
+        await kafka.close()
