@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -142,14 +143,8 @@ class KafkaConsumer:
     def _assigned_cb(self, consumer: RdConsumer, partitions: list[RdTopicPartition]) -> None:
         self._cgm = consumer.consumer_group_metadata()
         tps = [TopicPartition(p.topic, p.partition) for p in partitions]
-        committed = consumer.committed(partitions, timeout=self._timeout) if partitions else []
-        for tp, c in zip(tps, committed, strict=True):
-            if c.offset >= 0:
-                self._positions[tp] = c.offset
-            else:
-                low, _ = consumer.get_watermark_offsets(
-                    RdTopicPartition(tp.topic, tp.partition), timeout=self._timeout)
-                self._positions[tp] = max(low, 0)
+        self._positions.update(zip(tps, self._starting_offsets(consumer, partitions),
+                                   strict=True))
         self._assigned.update(tps)
         if self._on_assign is not None and tps:
             assert self._loop is not None
@@ -161,6 +156,36 @@ class KafkaConsumer:
         consumer.assign(partitions)
         log.info("kafka.assigned", group=self._group, member=self._member_id,
                  partitions=[f"{t.topic}[{t.partition}]" for t in sorted(tps)])
+
+    def _starting_offsets(self, consumer: RdConsumer,
+                          partitions: list[RdTopicPartition]) -> list[int]:
+        """Per partition, the committed offset, else the log start. Asked again while the
+        broker does not answer in time (a hiccup; on Kafka also the offsets of a dead
+        member's transaction, which hold the answer back until ``transaction.timeout.ms``
+        aborts it): raised from the callback, the error failed the poll and left the
+        partitions assigned by the client but not here, never read."""
+        if not partitions:
+            return []
+        deadline = time.monotonic() + self._settings.max_poll_interval_ms / 2000
+        while True:
+            try:
+                committed = consumer.committed(partitions, timeout=self._timeout)
+                starts: list[int] = []
+                for c in committed:
+                    if c.offset < 0:
+                        low, _ = consumer.get_watermark_offsets(
+                            RdTopicPartition(c.topic, c.partition), timeout=self._timeout)
+                        starts.append(max(low, 0))
+                    else:
+                        starts.append(c.offset)
+                return starts
+            except KafkaException as exc:
+                err = kafka_error(exc)
+                if err is None or err.fatal() or time.monotonic() > deadline or not isinstance(
+                        classify(err, ""), BrokerError):
+                    raise
+                log.warning("kafka.assign_waiting", group=self._group, member=self._member_id,
+                            error=err.str())
 
     def _revoked_cb(self, consumer: RdConsumer, partitions: list[RdTopicPartition]) -> None:
         # A member expelled from its group (no poll within max.poll.interval.ms, a broker

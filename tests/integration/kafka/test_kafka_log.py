@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import pytest
+from confluent_kafka import Consumer as RdConsumer
 from confluent_kafka import Producer
 
 from alpha_panda.adapters.kafka import KafkaLog, KafkaSettings
@@ -299,3 +302,43 @@ async def test_a_member_expelled_from_its_group_gives_its_partitions_up_cleanly(
         await other.close()
     finally:
         await kafka.close()
+
+
+class _PausesTheBrokerWhileAssigning(RdConsumer):
+    """A group member whose first ``committed`` (asked while its partitions are being
+    assigned) finds the broker stopped (SIGSTOP) for ``pause_s``."""
+
+    broker_pid: int | None = None
+    pause_s = 2.5
+
+    def committed(self, *args: Any, **kwargs: Any) -> Any:
+        pid, type(self).broker_pid = type(self).broker_pid, None
+        if pid is not None:
+            os.kill(pid, signal.SIGSTOP)
+            threading.Timer(self.pause_s, os.kill, (pid, signal.SIGCONT)).start()
+        return super().committed(*args, **kwargs)
+
+
+async def test_a_broker_that_stalls_during_an_assignment_delays_it_not_the_service(
+        names: Names, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Offsets are read inside the assignment callback. When the broker did not answer in
+    ``operation_timeout_s`` (a hiccup; on Kafka also a dead member's transaction still
+    holding its offsets, up to ``transaction.timeout.ms``), the error escaped the callback
+    and failed the poll, and the service with it."""
+    monkeypatch.setattr(kafka_consumer, "RdConsumer", _PausesTheBrokerWhileAssigning)
+    t, g = names("assign-stall"), names("g")
+    with tansu_broker() as broker:
+        assert broker.process is not None
+        kafka = KafkaLog(kafka_test_settings(broker.bootstrap, operation_timeout_s=1.0,
+                                             session_timeout_ms=6000,
+                                             max_poll_interval_ms=20_000))
+        try:
+            await kafka.ensure_topics([spec(t, 1)])
+            await kafka.append([Output(t, b"k", str(i).encode()) for i in range(3)])
+            _PausesTheBrokerWhileAssigning.broker_pid = broker.process.pid
+            c = kafka.consumer(g, [t])
+            assert [r.value for r in await drain(c, 3, timeout=15)] == [b"0", b"1", b"2"]
+            assert c.assignment() == {TopicPartition(t, 0)}
+            await c.close()
+        finally:
+            await kafka.close()
