@@ -378,7 +378,6 @@ class RiskEngine(RiskRules, PendingOrders, DailyLossStops):
             if not products:
                 del self._legs[key]
 
-
     def _filled_qty(self, strategy_id: str, token: int) -> int:
         """Filled quantity of a position: 0, kept from now on, for one not seen before."""
         key = (strategy_id, token)
