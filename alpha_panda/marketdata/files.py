@@ -204,6 +204,8 @@ def write_ticks(path: str | Path, cols: TickColumns) -> None:
     # Written beside it, then renamed over it: a write that fails part way (a full disk,
     # Ctrl-C) left the first megabytes of a CSV as the file, where a file of that name
     # was before, and a CSV cut at a row's end reads as a shorter day.
+    if not p.parent.is_dir():  # (else the error named the hidden file written beside it)
+        raise ValidationError(f"{p}: directory {p.parent} does not exist")
     part = p.with_name(f".{p.name}.partial")
     try:
         if name.endswith((".parquet", ".pq")):

@@ -203,3 +203,12 @@ def test_an_exported_index_is_replayed_as_one_that_cannot_be_traded(tmp_path: Pa
         summary = run_backtest(config, cols).to_dict(timings=False)
         assert summary["fills"] == 0, summary
         assert summary["rejections"] == {"NOT_TRADABLE": 1}, summary
+
+
+def test_generate_into_a_directory_that_does_not_exist_names_it(tmp_path: Path) -> None:
+    # the error named the hidden file written beside the target ('.t.csv.partial')
+    out = tmp_path / "nodir" / "t.csv"
+    result = CliRunner().invoke(app, ["ticks", "generate", str(out), "--ticks", "10"])
+    assert result.exit_code == 2
+    assert f"directory {tmp_path / 'nodir'} does not exist" in result.output
+    assert not (tmp_path / "nodir").exists()
