@@ -18,6 +18,7 @@ bad row (``marketdata.columns``). The backtest iterates the columns; the replay 
 
 from __future__ import annotations
 
+import errno
 import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -205,7 +206,7 @@ def write_ticks(path: str | Path, cols: TickColumns) -> None:
     # Ctrl-C) left the first megabytes of a CSV as the file, where a file of that name
     # was before, and a CSV cut at a row's end reads as a shorter day.
     if not p.parent.is_dir():  # (else the error named the hidden file written beside it)
-        raise ValidationError(f"{p}: directory {p.parent} does not exist")
+        raise FileNotFoundError(errno.ENOENT, f"directory {p.parent} does not exist")
     part = p.with_name(f".{p.name}.partial")
     try:
         if name.endswith((".parquet", ".pq")):
