@@ -86,17 +86,20 @@ class BracketExits:
         if legs:
             self._rest(legs, out)
 
+    def _open_pairs(self, key: tuple[str, int, Product]) -> dict[str, list[Order]]:
+        """The open bracket legs of ``key`` by pair (``Order.pair_id``), newest first."""
+        sid, token, product = key
+        pairs: dict[str, list[Order]] = {}
+        for o in reversed(self._open.get(token, ())):
+            if o.origin == "bracket" and o.strategy_id == sid and o.product is product \
+                    and o.status.is_open:
+                pairs.setdefault(o.pair_id, []).append(o)
+        return pairs
+
     def _legs_total(self, key: tuple[str, int, Product], side: Side) -> int:
         """What the open legs of ``key`` on ``side`` may trade: each pair's once."""
-        sid, token, product = key
-        pairs: dict[str, int] = {}
-        for o in self._open.get(token, ()):
-            if o.origin == "bracket" and o.side is side and o.strategy_id == sid \
-                    and o.product is product and o.status.is_open:
-                pair = o.order_id if o.sibling_order_id is None else min(
-                    o.order_id, o.sibling_order_id)
-                pairs[pair] = max(pairs.get(pair, 0), o.leaves)
-        return sum(pairs.values())
+        return sum(max(leg.leaves for leg in legs)
+                   for legs in self._open_pairs(key).values() if legs[0].side is side)
 
     def _book_held(self, key: tuple[str, int, Product], ts: int, signed: int
                    ) -> tuple[int, int]:
@@ -138,14 +141,7 @@ class BracketExits:
         (reason ``exit``), so that neither sells what is no longer there. Newest pairs first;
         a pair cut in part is cancelled and placed again for the rest, at the same prices.
         A full exit leaves none; an exit the risk manager or the venue refused cut none."""
-        sid, token, product = key
-        pairs: dict[str, list[Order]] = {}
-        for o in reversed(self._open.get(token, ())):  # newest first
-            if o.origin == "bracket" and o.strategy_id == sid and o.product is product \
-                    and o.status.is_open:
-                pair = o.order_id if o.sibling_order_id is None else min(
-                    o.order_id, o.sibling_order_id)
-                pairs.setdefault(pair, []).append(o)
+        pairs = self._open_pairs(key)
         if not pairs:
             return
         held = self._held_at(key, ts)

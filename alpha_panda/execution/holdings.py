@@ -65,9 +65,7 @@ class _Book:
 def _unit(units: dict[str, _Unit], order: Order) -> _Unit:
     # a bracket's legs are a pair (one cancels the other): one unit, keyed by either leg's
     # id (an entry filled in parts has a pair per fill, and a pair cut down is placed anew)
-    key = order.order_id
-    if order.parent_order_id is not None and order.sibling_order_id is not None:
-        key = min(key, order.sibling_order_id)
+    key = order.pair_id if order.parent_order_id is not None else order.order_id
     unit = units.get(key)
     if unit is None:
         unit = units[key] = _Unit(order.created_ns, order.quantity,

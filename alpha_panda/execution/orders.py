@@ -119,6 +119,13 @@ class Order:
         return self.quantity - self.filled
 
     @property
+    def pair_id(self) -> str:
+        """The id a bracket's pair of legs (one cancelling the other) is known by: the lesser
+        of the two legs' ids; any other order's own id."""
+        sibling = self.sibling_order_id
+        return self.order_id if sibling is None else min(self.order_id, sibling)
+
+    @property
     def is_stop(self) -> bool:
         return self.order_type in (OrderType.SL, OrderType.SL_M)
 
