@@ -453,7 +453,8 @@ def unsimulated(
 def load_strategy_dir(
     directory: str | Path,
 ) -> tuple[list[StrategyConfig], list[StrategyConfigError]]:
-    """Load every ``*.yaml``/``*.yml`` file; broken files are reported, the others load.
+    """Load every ``*.yaml``/``*.yml`` file (any case; not hidden ones); broken files are
+    reported, the others load.
 
     An id claimed by two or more files (valid or not) is ambiguous: none of those files
     loads, and each is reported naming the others. Which one was meant cannot be guessed,
@@ -462,7 +463,10 @@ def load_strategy_dir(
     """
     errors: list[StrategyConfigError] = []
     d = Path(directory)
-    files = sorted(p for p in d.iterdir() if p.suffix in (".yaml", ".yml")) if d.is_dir() else []
+    # Any case of the suffix (``Momentum.YAML`` was skipped without a word); hidden files
+    # are not strategies (a Mac copy's ``._a.yaml``, an editor's lock ``.#a.yaml``).
+    files = sorted(p for p in d.iterdir() if p.suffix.lower() in (".yaml", ".yml")
+                   and not p.name.startswith(".")) if d.is_dir() else []
     if not d.is_dir():
         errors.append(StrategyConfigError(str(d), None, "not a directory"))
     claims: dict[str, list[tuple[str, StrategyConfig | None]]] = {}

@@ -353,3 +353,16 @@ def test_a_module_path_naming_a_file_beside_the_yaml_says_to_name_the_file(
     assert str(err.value) == (
         f"{f}: strategy: cannot import module 'my_strat': No module named 'my_strat'; "
         "my_strat.py is a file, not an installed module: strategy: my_strat.py:MyStrat")
+
+
+def test_a_directory_loads_upper_case_suffixes_and_skips_hidden_files(tmp_path: Path) -> None:
+    # A file saved as ``Momentum.YAML`` (Windows, some editors) was skipped without a
+    # word, so its strategy never ran; a macOS copy's ``._a.yaml`` (AppleDouble: binary)
+    # or an editor's lock ``.#a.yaml`` was reported as a broken strategy.
+    (tmp_path / "Momentum.YAML").write_text(GOOD.replace("sma_cross_banks", "momentum"))
+    (tmp_path / "b.Yml").write_text(GOOD.replace("sma_cross_banks", "b"))
+    (tmp_path / "._Momentum.YAML").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X")
+    (tmp_path / ".#b.Yml").symlink_to(tmp_path / "no-such-target")
+    configs, errors = load_strategy_dir(tmp_path)
+    assert sorted(c.id for c in configs) == ["b", "momentum"]
+    assert errors == []
