@@ -7,7 +7,10 @@ and works in event time, so its fills do not depend on how the input streams int
 and a rebuild from the log restores resting orders exactly. A control event is the one
 input whose effect does depend on when it is read (fills the engine made past its market
 time before reading it stand): a rebuild follows what the engine recorded
-(``before_rebuild``).
+(``before_rebuild``). So does the engine's refusal of a signal the risk manager validated
+after the kill switch's (or a trader's halt's) market time, before it had read it: as the
+zerodha engine does, such an order is not placed (``_refusal``); placed, it bought after the
+switch's flatten and was left open under it.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from alpha_panda.domain.events import (
 )
 from alpha_panda.domain.values import Broker
 from alpha_panda.execution.config import ExecutionConfig
+from alpha_panda.execution.orders import order_id_for
 from alpha_panda.execution.routing import PaperVenue
 from alpha_panda.services.emitting import order_emit
 from alpha_panda.stream.emit import BatchFailure, Emit, Emitted
@@ -42,6 +46,10 @@ from alpha_panda.stream.topics import MARKET_TICKS, topic
 BROKER = Broker.PAPER.value
 SOURCE = "paper-trading-engine"
 _TERMINAL = (OrderRejected, OrderCancelled)
+_REFUSALS = {  # reason codes of ``_refusal``, as the zerodha engine's
+    "KILL_SWITCH": "kill switch is active: an order validated after it is not placed",
+    "STRATEGY_HALTED": "strategy is halted: an order validated after it is not placed",
+}
 
 
 class PaperEngineHandler:
@@ -52,6 +60,15 @@ class PaperEngineHandler:
         self._correlation: dict[str, str] = {}
         self.orders = 0
         self.fills = 0
+        # The kill switch and the trader's halts standing, as read from the control topic:
+        # the market time each was set at (-1: before any tick), and when a halt lapses by
+        # itself (a daily-loss stop's ``until``; None: when the trader says).
+        self._switch_at: int | None = None
+        self._halts: dict[str, tuple[int, int | None]] = {}
+        # In a rebuild: the orders the live engine refused (``_refusal``), by order id. It
+        # read the control topic interleaved with the signals; the rebuild reads it first
+        # (a release the live engine had not read yet is known), so it follows the record.
+        self._refused: dict[str, str] | None = None
 
     def handle(self, event: Envelope[Any], record: Record) -> Sequence[Emit]:
         data = event.data
@@ -59,6 +76,8 @@ class PaperEngineHandler:
             payloads = self.exchange.on_tick(data)
             ts = data.ts
         elif isinstance(data, KillSwitchSet):
+            self._switch_at = (-1 if data.market_ts is None else data.market_ts) \
+                if data.active else None
             if not data.active:
                 return ()
             at = data.market_ts
@@ -75,6 +94,12 @@ class PaperEngineHandler:
             payloads = self.exchange.cancel(data.order_id, data.market_ts, data.reason)
             ts = data.market_ts
         elif isinstance(data, StrategyHalted):  # it failed, or the trader halted it
+            if data.by_trader:  # (the runner's, for a raise, stops its signals itself)
+                if data.active:
+                    self._halts[data.strategy_id] = (
+                        -1 if data.market_ts is None else data.market_ts, data.until)
+                else:
+                    self._halts.pop(data.strategy_id, None)
             if not data.active:  # back in service: its new orders go as any other's
                 return ()
             # the trader's halt stops its orders as of the market's time when asked (the
@@ -88,6 +113,9 @@ class PaperEngineHandler:
         elif isinstance(data, SignalValidated):
             if event.broker != BROKER:
                 raise InvariantViolation(f"paper engine got a {event.broker!r} signal {event.id}")
+            refused = self._refusal(data, event.ts)
+            if refused is not None:
+                return [self._emit(self._refuse(data, refused, event.ts), event, event.ts)]
             payloads = self.exchange.submit(data.signal_id, data.signal, event.ts,
                                             flatten=data.flatten)
             ts = event.ts
@@ -97,6 +125,30 @@ class PaperEngineHandler:
         else:
             return ()
         return [self._emit(p, event, ts) for p in payloads]
+
+    def _refusal(self, data: SignalValidated, ts: int) -> str | None:
+        """The reason code a signal is not placed for, if any: the risk manager validated it
+        (at market time ``ts``) after the kill switch or the trader's halt of its strategy
+        was set, before it read it. Never a flatten order. A signal from before the switch
+        is placed: the switch stops it as of its time (``PaperExchange.kill``)."""
+        if data.flatten:
+            return None
+        if self._refused is not None:  # a rebuild: what the live engine did
+            return self._refused.get(order_id_for(data.signal_id))
+        if self._switch_at is not None and ts > self._switch_at:
+            return "KILL_SWITCH"
+        halt = self._halts.get(data.signal.strategy_id)
+        if halt is not None and ts > halt[0] and (halt[1] is None or ts < halt[1]):
+            return "STRATEGY_HALTED"
+        return None
+
+    def _refuse(self, data: SignalValidated, code: str, ts: int) -> OrderRejected:
+        sig = data.signal
+        return OrderRejected(
+            order_id=order_id_for(data.signal_id), strategy_id=sig.strategy_id,
+            instrument_token=sig.instrument_token, side=sig.side, quantity=sig.quantity,
+            reason_code=code, message=_REFUSALS[code], ts=ts, order_type=sig.order_type,
+            limit_price=sig.limit_price, trigger_price=sig.trigger_price, product=sig.product)
 
     def handle_batch(self, events: Sequence[Envelope[Any]],
                      records: Sequence[Record]) -> list[Emitted]:
@@ -124,15 +176,19 @@ class PaperEngineHandler:
         read late (after ticks past its market time) took effect where the live engine
         applied it, which the rebuild, reading it before every signal, cannot tell."""
         events: list[Payload] = []
-        for name, kind in (("orders.cancelled", OrderCancelled), ("orders.filled", OrderFilled)):
+        for name, kind in (("orders.cancelled", OrderCancelled), ("orders.filled", OrderFilled),
+                           ("orders.rejected", OrderRejected)):
             for r in await read_topic(log, topic(BROKER, name)):
                 try:
                     events.append(CODEC.decode_as(r.value, kind).data)
                 except DecodeError:  # not the engine's: its consumers dead-letter it
                     continue
-        self.exchange.recorded(events)
+        self._refused = {e.order_id: e.reason_code for e in events
+                         if isinstance(e, OrderRejected) and e.reason_code in _REFUSALS}
+        self.exchange.recorded(e for e in events if not isinstance(e, OrderRejected))
 
     def after_rebuild(self) -> None:
+        self._refused = None
         self.exchange.recorded(())
 
     def _emit(self, payload: Payload, cause: Envelope[Any], ts: int) -> Emit:
