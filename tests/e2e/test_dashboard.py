@@ -1034,6 +1034,52 @@ def test_a_poll_answered_before_the_kill_switch_was_set_does_not_undo_it_on_scre
         _run_elsewhere(release())
 
 
+def test_a_stop_on_its_way_says_so_and_a_second_press_sends_nothing(
+    server: tuple[str, MemoryCache, RecordingControl],
+) -> None:
+    """Pressed, the Stop showed no change until the API answered: a trader pressed it again,
+    and the second press (the page still said "Stop") was a second Stop, or, once the first
+    was drawn, a Resume. On its way, it says "Stopping zerodha…" and takes no press."""
+    from playwright.sync_api import Dialog, Route, expect, sync_playwright
+
+    url, _, control = server
+    posts: list[Route] = []
+
+    def answer(dialog: Dialog) -> None:
+        dialog.dismiss() if "close every open" in dialog.message else dialog.accept()
+
+    def hold_posts(route: Route) -> None:
+        posts.append(route) if route.request.method == "POST" else route.continue_()
+
+    try:
+        with sync_playwright() as pw:
+            browser, page, errors = open_dashboard(pw, url, answer)
+            page.get_by_role("button", name="Zerodha (live)").click()
+            expect(page.locator("body")).to_have_attribute("data-loaded-broker", "zerodha")
+            kill = page.locator("#kill")
+            expect(kill).to_have_text("Stop zerodha")
+            page.route("**/api/v1/kill-switch", hold_posts)
+            kill.click()
+            expect(kill).to_have_text("Stopping zerodha…")
+            expect(kill).to_be_disabled()
+            kill.click(force=True)  # a second press while it is on its way
+            page.wait_for_timeout(1500)  # a poll or two: the text stays
+            expect(kill).to_have_text("Stopping zerodha…")
+            assert len(posts) == 1
+            posts[0].continue_()
+            expect(kill).to_have_text("Resume zerodha")
+            expect(kill).to_be_enabled()
+            expect(page.locator("#killed")).to_be_visible()
+            assert len(posts) == 1 and len(control.calls) >= 1
+            browser.close()
+        assert errors == []
+    finally:
+        async def release() -> None:
+            await control.set_kill_switch("zerodha", False, False)
+
+        _run_elsewhere(release())
+
+
 def test_after_a_switch_of_tab_the_other_brokers_figures_are_greyed_until_its_own_come(
     server: tuple[str, MemoryCache, RecordingControl],
 ) -> None:

@@ -605,6 +605,7 @@ function renderCurve(points) {
 }
 
 let killSwitches = {};
+const KILL_TIMEOUT_MS = 20000; // a Stop not answered by then is reported as not confirmed
 // Switches the trader set from this page: a poll that began before one was set may have read
 // the state from before it, and drawn after it, it put "Stop" back over a switch that was on.
 let killSwitchesSet = 0;
@@ -634,11 +635,18 @@ async function refreshKite(signal) {
   }
 }
 
+let killSending = null; // the broker whose Stop / Resume is on its way to the API
+
 function renderKillSwitch() {
   const state = killSwitches[broker];
   const on = Boolean(state && state.active);
   const button = document.getElementById("kill");
-  button.textContent = on ? `Resume ${broker}` : `Stop ${broker}`;
+  // pressed and not answered yet: it says so, and a second press sends nothing (a trader
+  // saw no change for as long as the API took, and pressed again: Stop, then Resume)
+  const sending = killSending === broker;
+  button.disabled = sending;
+  button.textContent = sending ? (on ? `Resuming ${broker}…` : `Stopping ${broker}…`)
+    : on ? `Resume ${broker}` : `Stop ${broker}`;
   button.classList.toggle("on", on);
   const banner = document.getElementById("killed");
   banner.hidden = !on;
@@ -666,17 +674,32 @@ async function toggleKillSwitch() {
   const ofBroker = broker;
   let body = {};
   let problem = null;
+  killSending = ofBroker;
+  renderKillSwitch();
   try {
     const response = await fetch("/api/v1/kill-switch", {
       method: "POST", headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ broker: ofBroker, active: !on, flatten }),
+      signal: AbortSignal.timeout(KILL_TIMEOUT_MS),
     });
     body = await response.json().catch(() => ({}));
     if (!response.ok) problem = detailText(body.detail) ?? `${response.status} ${response.statusText}`;
   } catch (err) {
+    if (err.name === "TimeoutError") {
+      killSending = null;
+      renderKillSwitch();
+      // it may have been written all the same: the page shows what the API says next
+      alert(`The kill switch is NOT confirmed: the API did not answer in ${KILL_TIMEOUT_MS / 1000} s. `
+        + `${ofBroker} may still be ${on ? "stopped" : "trading"}: check the banner, or use `
+        + "`alpha-panda kill` on the command line.");
+      return;
+    }
     problem = `Cannot reach the API (${err.message})`;
+  } finally {
+    killSending = null;
   }
   if (problem !== null) {
+    renderKillSwitch();
     // never silent: a trader who pressed Stop must know trading goes on
     alert(`The kill switch was NOT changed: ${ofBroker} is still ${on ? "stopped" : "trading"}. `
       + problem);
