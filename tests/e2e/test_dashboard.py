@@ -579,6 +579,46 @@ def test_a_trader_halts_a_strategy_and_puts_it_back_from_the_strategies_table(
     assert errors == []
 
 
+def test_a_halt_on_its_way_says_so_and_a_second_press_sends_nothing(
+    server: tuple[str, MemoryCache, RecordingControl],
+) -> None:
+    """Pressed, Halt & flatten showed no change until a poll drew the strategy halted: a
+    trader pressed it again, a second halt and flatten. On its way it says "Halting…" and
+    takes no press; once answered, a poll draws the strategy as the API has it."""
+    from playwright.sync_api import Dialog, Route, expect, sync_playwright
+
+    url, _, control = server
+    posts: list[Route] = []
+
+    def hold_posts(route: Route) -> None:
+        posts.append(route) if route.request.method == "POST" else route.continue_()
+
+    def answer(dialog: Dialog) -> None:
+        dialog.accept()
+
+    with sync_playwright() as pw:
+        browser, page, errors = open_dashboard(pw, url, answer)
+        row = page.locator("#strategies tbody tr").nth(0)
+        expect(row.get_by_role("button")).to_have_text(["Halt", "Halt & flatten"])
+        page.route("**/api/v1/strategies/*/halt", hold_posts)
+        halts_before = len(control.halts)
+        page.get_by_role("button", name="Halt & flatten strategy sma_cross_banks").click()
+        sending = page.get_by_role("button", name="Halting… strategy sma_cross_banks")
+        expect(sending).to_be_disabled()
+        expect(row.get_by_role("button")).to_have_text(["Halting…"])
+        page.wait_for_timeout(1500)  # a poll or two: still on its way
+        expect(row.get_by_role("button")).to_have_text(["Halting…"])
+        assert len(posts) == 1
+        posts[0].continue_()
+        # answered: the next poll draws the strategy as the API has it (still running here)
+        expect(row.get_by_role("button")).to_have_text(["Halt", "Halt & flatten"], timeout=5000)
+        assert len(posts) == 1
+        assert control.halts[halts_before:] == [("paper", "sma_cross_banks", True, True),
+                                                ("zerodha", "sma_cross_banks", True, True)]
+        browser.close()
+    assert errors == []
+
+
 def test_the_live_tab_shows_no_money_before_kites_funds_are_read(
     server: tuple[str, MemoryCache, RecordingControl],
 ) -> None:

@@ -386,10 +386,11 @@ function renderSignals(data) {
 
 function renderStrategies(list, pnl) {
   // unchanged rows are not replaced: a poll must not swap a button out between press and release
-  const drawn = JSON.stringify([broker, list, pnl]);
+  const drawn = JSON.stringify([broker, list, pnl, [...haltsSending]]);
   if (drawn === strategiesDrawn) return;
   strategiesDrawn = drawn;
   shownStrategies = list;
+  shownPnl = pnl;
   // P&L of each strategy on the selected broker (absent: it has not traded there)
   const byId = Object.fromEntries(pnl.map((p) => [p.strategy_id, p]));
   // the strategies routed to this broker, and configurations that did not load (no broker)
@@ -413,11 +414,21 @@ function renderStrategies(list, pnl) {
 
 let strategiesDrawn = null;
 let shownStrategies = [];
+let shownPnl = [];
+// Halts (and resumes) pressed: strategy id -> what its button says until the API has answered
+// and a poll begun after that answer has drawn the strategy's new state. Before, the row
+// showed "Halt" until the next poll, and a second press sent a second halt (and flatten).
+const haltsSending = new Map();
 
 /** A running strategy can be halted (its positions kept, or closed at market), a halted one
  * put back in service; a failed one stays out (its code raised: fix it and restart). What a
  * halted or failed one holds stays open until closed: Flatten closes it at market. */
 function haltButtons(s) {
+  const sending = haltsSending.get(s.id);
+  if (sending !== undefined) {
+    return el("button", { type: "button", class: "cancel", disabled: "disabled",
+      "aria-label": `${sending.label} strategy ${s.id}` }, sending.label);
+  }
   if (s.status === "ACTIVE") {
     return el("span", { class: "order-status" },
       haltButton(s, true, false, "Halt", "Stop its orders; its positions stay open"),
@@ -451,6 +462,11 @@ async function haltStrategy(s, active, flatten) {
       : flatten ? `Halt strategy ${s.id} and close its positions at market (on ${on})?`
         : `Halt strategy ${s.id}? Its open orders are cancelled; its positions stay open.`;
   if (!confirm(question)) return;
+  if (haltsSending.has(s.id)) return; // (pressed again while the first asked for confirmation)
+  const sending = { label: !active ? "Resuming…" : flatten && s.status !== "ACTIVE" ? "Flattening…"
+    : "Halting…", answeredAt: null };
+  haltsSending.set(s.id, sending);
+  renderStrategies(shownStrategies, shownPnl);
   let problem = null;
   try {
     const response = await fetch(`/api/v1/strategies/${encodeURIComponent(s.id)}/halt`, {
@@ -463,7 +479,13 @@ async function haltStrategy(s, active, flatten) {
   } catch (err) {
     problem = `cannot reach the API (${err.message})`;
   }
-  if (problem !== null) alert(`Strategy ${s.id}: not done: ${problem}`);
+  if (problem === null) {
+    sending.answeredAt = Date.now(); // a poll begun after this draws its new state
+    return;
+  }
+  haltsSending.delete(s.id);
+  renderStrategies(shownStrategies, shownPnl);
+  alert(`Strategy ${s.id}: not done: ${problem}`);
 }
 
 function renderHealth(h) {
@@ -754,6 +776,7 @@ async function refresh() {
   const timer = setTimeout(() => asked.abort(late), ANSWER_WAIT_MS);
   const signal = asked.signal;
   const setBefore = killSwitchesSet;
+  const begun = Date.now();
   try {
     const [portfolio, positions, orders, signals, strategies, health, kills] = await Promise.all([
       getJson(`/api/v1/portfolios/${broker}`, signal),
@@ -771,6 +794,9 @@ async function refresh() {
     renderPositions(positions);
     renderOrders(orders);
     renderSignals(signals);
+    for (const [id, sent] of haltsSending) {
+      if (sent.answeredAt !== null && sent.answeredAt <= begun) haltsSending.delete(id);
+    }
     renderStrategies(strategies, portfolio.strategies);
     renderHealth(health);
     if (setBefore === killSwitchesSet) {
