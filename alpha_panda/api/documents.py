@@ -57,7 +57,10 @@ class DocumentReader:
         self._cache = cache
 
     async def _load(self, cache_key: str, kind: Any, default: T) -> T:
-        raw = await self._cache.get(cache_key)
+        return self._decode(cache_key, await self._cache.get(cache_key), kind, default)
+
+    @staticmethod
+    def _decode(cache_key: str, raw: bytes | None, kind: Any, default: T) -> T:
         if raw is None:
             return default
         try:
@@ -66,13 +69,16 @@ class DocumentReader:
             raise InvariantViolation(f"cache document {cache_key!r} does not decode: {exc}") from exc
         return value
 
-    async def portfolio(self, broker: Broker) -> PortfolioView:
-        live = broker is Broker.ZERODHA  # (its cash is Kite's: unknown until read)
-        empty = PortfolioView(
-            broker=broker.value, as_of=0, cash=None if live else 0, realized=0, unrealized=0,
-            charges=0, gross_exposure=0, open_positions=0, fills=0, funds_from_broker=live,
-        )
-        return await self._load(key(broker, "portfolio"), PortfolioView, empty)
+    async def portfolio_and_positions(
+        self, broker: Broker
+    ) -> tuple[PortfolioView, list[PositionView]]:
+        """Both documents of one flush, read together (one ``get_many``: one MGET on Redis,
+        one read transaction on SQLite): read apart, another process's flush in between
+        paired cash and equity before a fill with a market value after it."""
+        names = key(broker, "portfolio"), key(broker, "positions")
+        portfolio, positions = await self._cache.get_many(names)
+        return (self._decode(names[0], portfolio, PortfolioView, _empty(broker)),
+                self._decode(names[1], positions, list[PositionView], []))
 
     async def positions(self, broker: Broker) -> list[PositionView]:
         return await self._load(key(broker, "positions"), list[PositionView], [])
@@ -85,6 +91,15 @@ class DocumentReader:
 
     async def strategies(self) -> list[StrategyView]:
         return await self._load(STRATEGIES_KEY, list[StrategyView], [])
+
+
+def _empty(broker: Broker) -> PortfolioView:
+    """The portfolio of a broker with no document yet (a fresh system)."""
+    live = broker is Broker.ZERODHA  # (its cash is Kite's: unknown until read)
+    return PortfolioView(
+        broker=broker.value, as_of=0, cash=None if live else 0, realized=0, unrealized=0,
+        charges=0, gross_exposure=0, open_positions=0, fills=0, funds_from_broker=live,
+    )
 
 
 def reader(request: Request) -> DocumentReader:

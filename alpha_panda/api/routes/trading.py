@@ -80,7 +80,7 @@ SignalStatusFilter = Annotated[
 @router.get("/portfolios/{broker}", response_model=s.Portfolio, responses=_UNKNOWN_BROKER)
 async def get_portfolio(broker: BrokerParam, docs: Reader) -> s.Portfolio:
     """Account summary (cash, realized, unrealized, charges, equity) and the equity curve."""
-    return portfolio_out(await docs.portfolio(broker), await docs.positions(broker))
+    return portfolio_out(*await docs.portfolio_and_positions(broker))
 
 
 @router.get("/positions/{broker}", response_model=list[s.Position], responses=_LIST)

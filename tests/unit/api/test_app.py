@@ -14,7 +14,7 @@ from alpha_panda.api.app import create_app
 from alpha_panda.domain.errors import ConfigurationError, ValidationError
 from alpha_panda.observability.health import HealthRegistry, State
 from alpha_panda.readmodel.memory import MemoryCache
-from alpha_panda.readmodel.views import PortfolioView, StrategyPnlView
+from alpha_panda.readmodel.views import PortfolioView, PositionView, StrategyPnlView
 from alpha_panda.testing.control import RecordingControl
 from alpha_panda.testing.redis_server import free_port
 
@@ -455,3 +455,35 @@ async def test_flatten_with_a_release_is_refused_not_dropped(
     ok = await client.post("/api/v1/strategies/sma_cross_banks/halt",
                            json={"active": False, "flatten": False})
     assert ok.status_code == 200 and control.halts == [("paper", "sma_cross_banks", False, False)]
+
+
+async def test_the_portfolio_reads_its_documents_of_one_flush_together() -> None:
+    """The portfolio and positions documents are written in one flush (one transaction on
+    Redis and the shared SQLite cache): read apart, a flush of another process between
+    the two reads showed cash and equity before a buy next to a market value after it."""
+
+    def flush(cash: int, quantity: int) -> dict[str, bytes]:
+        view = PortfolioView(broker="paper", as_of=T0, cash=cash, realized=0, unrealized=0,
+                             charges=0, gross_exposure=quantity * 100_00, open_positions=1,
+                             fills=1, equity=cash + quantity * 100_00)
+        position = PositionView(strategy_id="s", instrument_token=7, quantity=quantity,
+                                average_price=100_00, last_price=100_00, realized=0,
+                                unrealized=0, charges=0)
+        return {"paper:portfolio": msgspec.json.encode(view),
+                "paper:positions": msgspec.json.encode([position])}
+
+    class WrittenBetweenReads(MemoryCache):
+        """Another process's flush lands after the first single-key read."""
+
+        async def get(self, key: str) -> bytes | None:
+            value = await super().get(key)
+            await self.set_many(flush(1_000_000_00 - 20 * 100_00, 20))
+            return value
+
+    cache = WrittenBetweenReads()
+    await cache.set_many(flush(1_000_000_00 - 10 * 100_00, 10))
+    app = create_app(cache=cache, health=HealthRegistry())
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://api") as c:
+        body = (await c.get("/api/v1/portfolios/paper")).json()
+    assert Decimal(body["cash"]) + Decimal(body["market_value"]) == Decimal(body["equity"])
