@@ -79,6 +79,7 @@ def create_app(
     app.include_router(control_routes.router)
     _include_auth(app)
     _install_error_handlers(app)
+    _document_errors(app)
     _install_metrics(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
@@ -119,6 +120,37 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def broken(_: Request, exc: InvariantViolation) -> JSONResponse:
         log.error("read model corrupt", error=str(exc))
         return JSONResponse({"detail": str(exc)}, status_code=500)
+
+
+_BAD_REQUEST_BODY: dict[str, Any] = {
+    "title": "HTTPValidationError",
+    "type": "object",
+    "required": ["detail"],
+    "properties": {
+        "detail": {"type": "string", "title": "Detail",
+                   "description": "What is wrong, in one line: each parameter and why."},
+        "errors": {"type": "array", "title": "Errors",
+                   "items": {"$ref": "#/components/schemas/ValidationError"},
+                   "description": "The same, one object per error (absent when a route "
+                                  "refuses the request as a whole)."},
+    },
+}
+
+
+def _document_errors(app: FastAPI) -> None:
+    """The 422 body in the OpenAPI schema as ``bad_request`` serves it (FastAPI documents
+    its own: ``detail`` an array, which a generated client then fails to parse)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            schemas = schema.get("components", {}).get("schemas", {})
+            if "HTTPValidationError" in schemas:
+                schemas["HTTPValidationError"] = _BAD_REQUEST_BODY
+        return app.openapi_schema or generate()
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _describe(error: Any) -> str:

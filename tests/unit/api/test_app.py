@@ -487,3 +487,18 @@ async def test_the_portfolio_reads_its_documents_of_one_flush_together() -> None
                                  base_url="http://api") as c:
         body = (await c.get("/api/v1/portfolios/paper")).json()
     assert Decimal(body["cash"]) + Decimal(body["market_value"]) == Decimal(body["equity"])
+
+
+async def test_openapi_documents_the_422_body_as_served(client: httpx.AsyncClient) -> None:
+    """The 422 body is ``{"detail": "<one line>", "errors": [...]}``: the schema said
+    FastAPI's default, ``detail`` an array of objects, which a client generated from
+    /openapi.json fails to parse on every bad request."""
+    served = (await client.get("/api/v1/orders/paper?limit=0")).json()
+    schema = (await client.get("/openapi.json")).json()
+    responses = schema["paths"]["/api/v1/orders/{broker}"]["get"]["responses"]
+    ref = responses["422"]["content"]["application/json"]["schema"]["$ref"]
+    body = schema["components"]["schemas"][ref.rsplit("/", 1)[-1]]
+    assert body["properties"]["detail"]["type"] == "string"
+    assert isinstance(served["detail"], str)
+    assert body["properties"]["errors"]["type"] == "array"
+    assert set(served) <= set(body["properties"]) and "detail" in body["required"]
