@@ -15,9 +15,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from alpha_panda.domain.events import CODEC, Envelope, OrderFilled
+from alpha_panda.readmodel.views import MAX_ORDERS
 from alpha_panda.services.logs import open_log
+from alpha_panda.services.readmodel import portfolio_documents
 from alpha_panda.services.strategy_configs import SAMPLE_STRATEGIES
 from alpha_panda.services.summary import run_summary
 from alpha_panda.stream.topics import MARKET_TICKS
@@ -183,3 +186,24 @@ async def test_repeated_kills_keep_every_event_exactly_once(tmp_path: Path) -> N
     summary = json.loads(done.stdout)
     assert summary["fills"] == len(ev["paper.orders.filled"])
     assert summary["ticks"] == 30_000 and summary["dead_letters"] == 0
+
+
+async def test_a_restart_serves_the_read_model_it_served_before(tmp_path: Path,
+                                                                tick_file) -> None:
+    """Every document the API reads, after a restart, as before it: the orders too (the
+    API lists them newest first), of which a full-speed replay had kept the latest read,
+    not the latest by time."""
+    path, cols = tick_file(6000, 3)
+    write_strategy(tmp_path / "strategies", tokens=sorted(set(cols.instrument_token.tolist())))
+    settings = settings_for(tmp_path, path)
+
+    async def documents() -> dict[str, Any]:
+        run = await run_replay(settings, summary=True)
+        docs = {k: json.loads(v)
+                for k, v in portfolio_documents(run.pipeline.portfolios["paper"]).items()}
+        docs["paper:orders"].sort(key=lambda o: o["ts"], reverse=True)  # as the API does
+        return docs
+
+    before = await documents()
+    assert len(before["paper:orders"]) == MAX_ORDERS  # (more orders than it keeps)
+    assert await documents() == before
