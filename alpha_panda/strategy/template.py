@@ -16,7 +16,9 @@ from __future__ import annotations
 from pydantic import PositiveInt
 
 from alpha_panda.domain.events import MarketTick, Signal
-from alpha_panda.strategy import CancelOrder, Context, OrderType, Strategy, StrategyParams
+from alpha_panda.strategy import (
+    CancelOrder, Context, OrderType, Side, Strategy, StrategyParams,
+)
 from alpha_panda.strategy.indicators import SMA
 
 
@@ -45,8 +47,8 @@ class $cls(Strategy):
         if mean is None:
             return None
         if ctx.pending():  # an order on its way, or resting: wait to hear how it ends
-            if tick.last_price < mean:  # a buy still resting is no longer wanted
-                return [ctx.cancel(o) for o in ctx.open_orders()]
+            if tick.last_price < mean:  # a buy still resting is no longer wanted (its sell is)
+                return [ctx.cancel(o) for o in ctx.open_orders() if o.side is Side.BUY]
             return None
         held = ctx.filled()  # what has filled (bracket exits and square-offs included)
         # (an intraday strategy, product: MIS, opens nothing from its exit_at, 15:15 by default)
