@@ -198,6 +198,11 @@ def resolve_strategy(name: str, source: str = "<config>") -> type[Strategy]:
             source, "strategy", f"cannot import module {module_name!r}: {exc}"
             f"{_file_hint(module_name, attr, source)}"
         ) from exc
+    except Exception as exc:  # ':Cls' or '.mod:Cls' (ValueError, TypeError),
+        # or a module raising as it is imported: a traceback ended `check`, and `run`
+        raise StrategyConfigError(
+            source, "strategy", f"cannot import module {module_name!r}: "
+            f"{type(exc).__name__}: {exc}") from exc
     cls = getattr(module, attr, None)
     if cls is None:
         found = sorted(n for n, v in vars(module).items()

@@ -59,6 +59,10 @@ def test_a_class_path_is_accepted() -> None:
         ({"strategy": "nope"}, "strategy", "unknown strategy 'nope'"),
         ({"strategy": "json:loads"}, "strategy", "not a Strategy"),
         ({"strategy": "no_such_module_xyz:A"}, "strategy", "cannot import"),
+        # a module name that is empty or relative ended the check (and `run`) in a
+        # ValueError / TypeError traceback
+        ({"strategy": ":MyStrategy"}, "strategy", "cannot import module '': "),
+        ({"strategy": ".mine:MyStrategy"}, "strategy", "cannot import module '.mine': "),
         ({"instruments": []}, "instruments", "at least 1"),
         # a token of 0 or below was taken (and never ticked)
         ({"instruments": [341249, 0]}, "instruments.1", "greater than 0 (got 0)"),
