@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import keyword
 from string import Template
 
 STRATEGY_PY = Template('''\
@@ -74,7 +75,7 @@ class $cls(Strategy):
 
 STRATEGY_YAML = Template('''\
 # $title: the strategy's configuration (one schema for files and the database).
-id: $name
+id: "$name"
 strategy: $name.py:$cls     # a built-in name, package.module:Class, or file.py:Class
 instruments: [738561, 341249] # instrument tokens (RELIANCE, HDFCBANK)
 brokers: [paper]              # paper, zerodha, or both (live needs an explicit switch)
@@ -87,9 +88,16 @@ execution:                    # paper / backtest simulation
 ''')
 
 
+_TAKEN = frozenset({"CancelOrder", "Context", "MarketTick", "OrderType", "Side", "Signal",
+                    "Strategy", "StrategyParams"})
+"""Names the template's code uses at module level: a class of one of them would hide it."""
+
+
 def class_name(name: str) -> str:
-    """``my_breakout`` -> ``MyBreakout``."""
-    return "".join(part.capitalize() for part in name.replace("-", "_").split("_") if part)
+    """``my_breakout`` -> ``MyBreakout``; ``none`` -> ``NoneStrategy`` (``None`` is no class
+    name), ``side`` -> ``SideStrategy`` (the code compares with ``Side``)."""
+    cls = "".join(part.capitalize() for part in name.replace("-", "_").split("_") if part)
+    return f"{cls}Strategy" if keyword.iskeyword(cls) or cls in _TAKEN else cls
 
 
 def render(name: str) -> tuple[str, str]:

@@ -231,3 +231,27 @@ def test_the_templates_exit_on_its_way_is_not_cancelled_by_it(tmp_path: Path) ->
     runner.on_order_submitted(order("buy2", Side.BUY))
     at(80)
     assert [o.order_id for _, o in runner.take_cancels()] == ["buy2"]
+
+
+@pytest.mark.parametrize("name", ["none", "true", "off", "side", "context", "signal"])
+def test_strategy_new_writes_a_strategy_that_checks_and_runs_whatever_its_name(
+        tmp_path: Path, name: str) -> None:
+    # `strategy new none` wrote `class None(Strategy)` (a SyntaxError), `strategy new off`
+    # an `id: off` YAML reads as false; `strategy new side` a class Side hiding the Side
+    # its code compares with
+    assert CliRunner().invoke(app, ["strategy", "new", name, "--dir", str(tmp_path)]
+                              ).exit_code == 0
+    spec = tmp_path / f"{name}.yaml"
+    code, _, err = check(spec)
+    assert code == 0, err
+    spec.write_text(spec.read_text().replace("period: 20", "period: 3"))
+    runner = StrategyRunner([load_strategy_file(spec)])
+    assert runner.statuses()[0].id == name
+    for k, price in enumerate((100, 101, 103, 90, 80)):
+        runner.process(MarketTick(instrument_token=738561, last_price=price, ts=k))
+        if k == 2:
+            runner.on_order_submitted(OrderSubmitted(
+                order_id="b", signal_id="s", strategy_id=name, instrument_token=738561,
+                side=Side.BUY, quantity=1, order_type=OrderType.MARKET))
+    assert runner.statuses()[0].state == "ACTIVE", runner.statuses()[0].error
+    assert [o.order_id for _, o in runner.take_cancels()] == ["b"]
