@@ -20,6 +20,7 @@ from alpha_panda.strategy.config import (
     NOT_SIMULATED,
     config_from_mapping,
     load_strategy_dir,
+    located,
     unmodelled,
     unsimulated,
 )
@@ -123,7 +124,9 @@ def _through_store(url: str, configs: list[Any], errors: list[Any]) -> tuple[lis
     try:
         store.upgrade()
         for config in configs:
-            store.put(config.model_dump(mode="json"))
+            # (a file.py beside the YAML file: the row, read with no file beside it, names
+            # it by its absolute path)
+            store.put(located(config).model_dump(mode="json"))
         stored, store_errors = store.load()
     finally:
         store.close()

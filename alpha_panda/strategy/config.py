@@ -236,8 +236,7 @@ def _load_file(path: str, source: str) -> ModuleType:
     two directories' ``myhelpers.py`` stay two modules, and a helper named like a module
     of the standard library (``json.py``) is ``<package>.json``, never ``json``. Nothing
     is added to ``sys.path``."""
-    candidates = [Path(path)] if Path(path).is_absolute() else [
-        Path(source).parent / path, Path.cwd() / path]
+    candidates = _candidates(path, source)
     for candidate in candidates:
         if candidate.is_file():
             resolved = candidate.resolve()
@@ -261,6 +260,27 @@ def _load_file(path: str, source: str) -> ModuleType:
                                   f"{_sibling_hint(exc, resolved.parent)}") from exc
             return module
     raise ImportError(f"no such file {path!r} (looked in {[str(c) for c in candidates]})")
+
+
+def _candidates(path: str, source: str) -> list[Path]:
+    """Where a strategy's ``file.py`` is looked for: beside its YAML file, else in the
+    working directory (an absolute path: there only)."""
+    return [Path(path)] if Path(path).is_absolute() else [
+        Path(source).parent / path, Path.cwd() / path]
+
+
+def located(config: StrategyConfig) -> StrategyConfig:
+    """``config`` with a ``strategy: file.py:Class`` relative to its file made absolute, as
+    it is to be stored: a row of the config store is read with no file beside it (its
+    source is the store's URL), by each service process from its own directory."""
+    target = BUILTINS.get(config.strategy, config.strategy)
+    module_name, _, attr = target.rpartition(":")
+    if not module_name.endswith(".py") or Path(module_name).is_absolute():
+        return config
+    for candidate in _candidates(module_name, config.source or config.id):
+        if candidate.is_file():
+            return config.model_copy(update={"strategy": f"{candidate.resolve()}:{attr}"})
+    return config
 
 
 def _directory_package(directory: Path) -> str:
