@@ -214,6 +214,11 @@ def resolve_strategy(name: str, source: str = "<config>") -> type[Strategy]:
         raise StrategyConfigError(
             source, "strategy", f"{target!r} is not a Strategy subclass"
         )
+    if not (isinstance(cls.Params, type) and issubclass(cls.Params, BaseModel)):
+        # (its params are validated by it: a plain class ended the check in an AttributeError)
+        raise StrategyConfigError(
+            source, "strategy", f"{cls.__name__}.Params is not a StrategyParams subclass: "
+            "declare it as class Params(StrategyParams) (from alpha_panda.strategy)")
     return cls
 
 

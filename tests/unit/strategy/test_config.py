@@ -104,6 +104,21 @@ def test_a_broken_file_in_a_directory_does_not_stop_the_others(tmp_path: Path) -
     assert messages[1].startswith(f"{tmp_path / 'c.yml'}: invalid YAML")
 
 
+def test_params_not_declared_as_strategy_params_are_an_error_not_a_traceback(
+        tmp_path: Path) -> None:
+    # `class Params:` without its base ended `strategy check` (and `run`) in "AttributeError:
+    # type object 'Params' has no attribute 'model_validate'"
+    (tmp_path / "mine.py").write_text(
+        "from alpha_panda.strategy import Strategy\n\n\n"
+        "class Mine(Strategy):\n    class Params:\n        period: int = 20\n")
+    (tmp_path / "mine.yaml").write_text(
+        "id: mine\nstrategy: mine.py:Mine\ninstruments: [738561]\nparams: {period: 5}\n")
+    configs, errors = load_strategy_dir(tmp_path)
+    assert configs == [] and [str(e) for e in errors] == [(
+        f"{tmp_path / 'mine.yaml'}: strategy: Mine.Params is not a StrategyParams subclass: "
+        "declare it as class Params(StrategyParams) (from alpha_panda.strategy)")]
+
+
 def _dup(tmp_path: Path, name: str, instruments: str = "[123]", params: str = "{}") -> None:
     (tmp_path / name).write_text(
         f"id: sma_cross_banks\nstrategy: sma_cross\ninstruments: {instruments}\nparams: {params}\n")
