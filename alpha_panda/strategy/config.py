@@ -354,6 +354,8 @@ def config_from_mapping(data: Mapping[str, Any], source: str = "<mapping>") -> S
     except PydanticValidationError as exc:
         field, message = _first_error(exc, "params.")
         raise StrategyConfigError(source, field, message) from exc
+    except Exception as exc:  # a check of the strategy's own raising other than ValueError
+        raise StrategyConfigError(source, "params", f"{type(exc).__name__}: {exc}") from exc
     try:
         RiskLimits.from_mapping(config.risk, "risk")
     except ConfigurationError as exc:

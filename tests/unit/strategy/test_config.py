@@ -119,6 +119,27 @@ def test_params_not_declared_as_strategy_params_are_an_error_not_a_traceback(
         "declare it as class Params(StrategyParams) (from alpha_panda.strategy)")]
 
 
+def test_params_whose_own_check_raises_make_the_file_invalid_not_the_run_crash(
+        tmp_path: Path) -> None:
+    # a validator of the strategy's own dividing by a period of 0: a ZeroDivisionError
+    # traceback ended `strategy check`, and `run` before any strategy started
+    (tmp_path / "mine.py").write_text(
+        "from pydantic import model_validator\n\n"
+        "from alpha_panda.strategy import Strategy, StrategyParams\n\n\n"
+        "class Mine(Strategy):\n    class Params(StrategyParams):\n"
+        "        fast: int = 2\n        slow: int = 4\n\n"
+        "        @model_validator(mode='after')\n        def _ratio(self):\n"
+        "            if self.fast / self.slow > 0.5:\n                raise ValueError('close')\n"
+        "            return self\n")
+    (tmp_path / "mine.yaml").write_text(
+        "id: mine\nstrategy: mine.py:Mine\ninstruments: [738561]\nparams: {slow: 0}\n")
+    (tmp_path / "other.yaml").write_text(GOOD)
+    configs, errors = load_strategy_dir(tmp_path)
+    assert [c.id for c in configs] == ["sma_cross_banks"]
+    assert [str(e) for e in errors] == [
+        f"{tmp_path / 'mine.yaml'}: params: ZeroDivisionError: division by zero"]
+
+
 def _dup(tmp_path: Path, name: str, instruments: str = "[123]", params: str = "{}") -> None:
     (tmp_path / name).write_text(
         f"id: sma_cross_banks\nstrategy: sma_cross\ninstruments: {instruments}\nparams: {params}\n")
