@@ -126,6 +126,9 @@ class RiskEngine(RiskRules, PendingOrders, DailyLossStops):
         self._open_orders: dict[str, int] = {}
         self._halted: set[str] = set()  # strategies the trader took out of service
         self._last: dict[int, int] = {}
+        # the price of the latest validated order of each instrument (limit, trigger, or
+        # price hint): the exposure limits' mark of an instrument before its first tick
+        self._order_prices: dict[int, int] = {}
         self._day = DayBook()  # the day's P&L, as the portfolio projector's
         # Daily-loss stops (``daily_loss_flatten``) of the day: scope (strategy, None: the
         # account) -> (the IST day's start it was stopped on, released at the next day by

@@ -62,6 +62,7 @@ class PendingOrders:
         _cnc_pending: dict[tuple[str, int], int]
         _exits: dict[tuple[str, int], list[int]]
         _open_orders: dict[str, int]
+        _order_prices: dict[int, int]
         _close: time
         _close_day: tuple[int, int, int]
         _next_expiry: int
@@ -90,6 +91,11 @@ class PendingOrders:
         sid = signal.strategy_id
         token = signal.instrument_token
         sign = 1 if signal.side is _BUY else -1
+        price = (signal.limit_price if signal.limit_price is not None
+                 else signal.trigger_price if signal.trigger_price is not None
+                 else signal.price_hint)
+        if price is not None and price > 0:  # (a price the venue refuses values nothing)
+            self._order_prices[token] = price
         cnc = signal.product is _CNC and (
             signal.side is not _BUY or signal.order_type is _MARKET)  # (see CNC_SHORT)
         resting = signal.order_type is not _MARKET

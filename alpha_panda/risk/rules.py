@@ -68,6 +68,7 @@ class RiskRules:
         _exits: dict[tuple[str, int], list[int]]
         _legs: dict[tuple[str, int], set[Product]]
         _open_orders: dict[str, int]
+        _order_prices: dict[int, int]
         _halted: set[str]
         _last: dict[int, int]
         _limits: dict[str | None, RiskLimits]
@@ -224,6 +225,13 @@ class RiskRules:
                     f"limit {lim.max_position}")
         if not no_risk:
             if lim.max_gross_exposure is not None or acct.account_max_gross_exposure is not None:
+                if price is None and self._mark(sid, token) is None:
+                    # valued at nothing it passed any limit (the notional limits refuse it too)
+                    name = symbol_of(token)
+                    what = f"instrument {token} ({name})" if name else f"instrument {token}"
+                    return Reason.MAX_GROSS_EXPOSURE, (
+                        f"no price to value the order against the gross exposure limit: no "
+                        f"price hint and no tick of {what} seen yet")
                 for scope, limit in ((sid, lim.max_gross_exposure), (None, acct.account_max_gross_exposure)):
                     if limit is not None:
                         exposure = self._exposure(scope, s, price)
@@ -340,9 +348,14 @@ class RiskRules:
             mark = self._last.get(token)
             if mark is None:
                 mark = (price if token == s.instrument_token and price
-                        else self._book().last_price(sid, token) or 0)
+                        else self._mark(sid, token) or 0)
             total += abs(qty) * mark
         return total
+
+    def _mark(self, sid: str, token: int) -> int | None:
+        """The price a position is valued at with no tick of its instrument seen: its last
+        fill's, else its instrument's latest validated order's (pending orders count too)."""
+        return self._book().last_price(sid, token) or self._order_prices.get(token)
 
     def _worst_open(self, key: tuple[str, int], filled: int, side: Side, open_qty: int,
                     new_exit: int = 0) -> int:
