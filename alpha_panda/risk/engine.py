@@ -136,13 +136,15 @@ class RiskEngine(RiskRules, PendingOrders, DailyLossStops):
         self._stopped: dict[str | None, tuple[int, bool]] = {}
         self._released: list[str | None] = []  # stops a new day released, not yet told
         self.has_stops = _has_stops(self.config)
-        # DAY orders end at the close of the day they are placed (after it: the next day's),
-        # as the paper exchange expires them; the venue's cancel comes only with the
-        # instrument's next tick, the one its strategy may signal at: from the first check
-        # at or after the close, what is unfilled of those open there counts no more
-        # (``_expire``).
-        self._close = MarketCalendar.load().close
-        self._close_day = (0, 0, 0)  # (day start, next day's start, close) last asked, ns
+        # DAY orders end at the close of the day they are placed (after it, or on a day NSE
+        # does not trade: the next trading session's), as the paper exchange expires them;
+        # the venue's cancel comes only with the instrument's next tick, the one its
+        # strategy may signal at: from the first check at or after the close, what is
+        # unfilled of those open there counts no more (``_expire``).
+        self._calendar = MarketCalendar.load()
+        # (day start, next day's start, the day's close or None if not a trading day, the
+        # next trading session's close) last asked, ns
+        self._close_day: tuple[int, int, int | None, int] = (0, 0, None, 0)
         self._next_expiry = _NEVER
         self._limits: dict[str | None, RiskLimits] = {}
         self._unlimited: dict[str, bool] = {}  # per strategy: no configured limit applies

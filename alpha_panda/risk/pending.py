@@ -18,9 +18,8 @@ from alpha_panda.execution.orders import order_id_for
 from alpha_panda.portfolio.day import day_start_ns
 
 if TYPE_CHECKING:
-    from datetime import time
-
     from alpha_panda.domain.events import Signal
+    from alpha_panda.execution.market import MarketCalendar
     from alpha_panda.risk.limits import RiskLimits
     from alpha_panda.risk.state import RateWindow, RiskStateStore
 
@@ -63,8 +62,8 @@ class PendingOrders:
         _exits: dict[tuple[str, int], list[int]]
         _open_orders: dict[str, int]
         _order_prices: dict[int, int]
-        _close: time
-        _close_day: tuple[int, int, int]
+        _calendar: MarketCalendar
+        _close_day: tuple[int, int, int | None, int]
         _next_expiry: int
 
         def _account_limits(self) -> RiskLimits: ...
@@ -146,15 +145,19 @@ class PendingOrders:
 
     def _expiry_of(self, placed_ns: int) -> int:
         """The close a DAY order validated at ``placed_ns`` expires at: its day's, or the
-        next day's when placed after it (the day's bounds kept: a date conversion per
-        validated signal cost a backtest 7%)."""
-        lo, hi, close = self._close_day
+        next trading session's when placed after it or on a day NSE does not trade (a
+        Friday evening's order lives until Monday's close, as at the paper exchange; the
+        day's bounds kept: a date conversion per validated signal cost a backtest 7%)."""
+        lo, hi, close, after = self._close_day
         if not lo <= placed_ns < hi:
             lo = day_start_ns(placed_ns)
             hi = lo + DAY_NS
-            close = ist_ns(ist_date(placed_ns), self._close)
-            self._close_day = (lo, hi, close)
-        return close if placed_ns < close else close + DAY_NS
+            calendar = self._calendar
+            day = ist_date(placed_ns)
+            close = ist_ns(day, calendar.close) if calendar.is_trading_day(day) else None
+            after = ist_ns(ist_date(calendar.next_open_ns(hi)), calendar.close)
+            self._close_day = (lo, hi, close, after)
+        return close if close is not None and placed_ns < close else after
 
     def _expire(self, now_ns: int) -> None:
         """Release the DAY orders whose close is at or before ``now_ns`` (``_next_expiry``)

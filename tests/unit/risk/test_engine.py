@@ -151,8 +151,9 @@ def test_a_day_orders_unfilled_rest_counts_until_the_close_and_no_more() -> None
         order_id=derive_id("a", "order"), strategy_id="s1", instrument_token=TOKEN,
         side=Side.BUY, filled_quantity=4, leaves_quantity=6, reason="expired", ts=close))
     assert risk.position("s1", TOKEN) == 15
-    # placed at or after the close, an order lives until the next day's
-    next_close = close + 86_400 * S
+    # placed at or after the close, an order lives until the next trading day's (the
+    # 24th is an NSE holiday: the 25th's)
+    next_close = close + 2 * 86_400 * S
     limit = sig(Side.SELL, qty=5, order_type=OrderType.LIMIT, limit_price=101_00)
     assert code(risk.check("d", limit, next_close - 1)) == "OK"
     assert risk.position("s1", TOKEN) == 10
