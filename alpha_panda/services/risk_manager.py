@@ -75,10 +75,13 @@ class RiskHandler:
 
     async def before_rebuild(self, log: Log) -> None:
         engine = self.engine
-        for name in ("signals.validated", "signals.rejected"):
-            for env in await read_events(log, topic(self.broker, name)):
-                if isinstance(env.data, SignalValidated | SignalRejected):
-                    engine.replay_decision(env.data, env.ts)
+        decisions = [env for name in ("signals.validated", "signals.rejected")
+                     for env in await read_events(log, topic(self.broker, name))
+                     if isinstance(env.data, SignalValidated | SignalRejected)]
+        # in event time: read partition by partition, a later burst of orders took the rate
+        # window's room before an earlier one, whose slots were then not taken again
+        for env in sorted(decisions, key=lambda e: e.ts):
+            engine.replay_decision(env.data, env.ts)
         name = topic(self.broker, "orders.filled")
         committed = await log.committed_offsets(risk_group(self.broker), name)
         fills = [e.data for e in await read_events(log, name, committed)

@@ -8,7 +8,14 @@ from datetime import date, time
 
 from alpha_panda.adapters.memory_log import MemoryLog
 from alpha_panda.domain.clock import ist_ns
-from alpha_panda.domain.events import MarketTick, OrderFilled, Payload, Signal, new_envelope
+from alpha_panda.domain.events import (
+    MarketTick,
+    OrderFilled,
+    Payload,
+    Signal,
+    SignalRejected,
+    new_envelope,
+)
 from alpha_panda.domain.values import Product, Side
 from alpha_panda.execution.orders import order_id_for
 from alpha_panda.risk import RiskConfig, RiskEngine, RiskLimits
@@ -127,3 +134,40 @@ async def rebuild(log: MemoryLog, engine: RiskEngine) -> RiskHandler:
     stop.set()
     await task
     return rebuilt
+
+
+async def test_a_restart_takes_the_rate_slots_the_live_decisions_took() -> None:
+    # Kite's 10 orders a second: 5 signals at 10:00:00, 5 at :00.9, 5 at :01.8, each burst
+    # within the limit as the window slides. The decisions are on the log by strategy and
+    # instrument: the rebuild read the first and last bursts (one partition) before the
+    # middle one (another), and then found the middle one's window full, took no slot for
+    # it, and let through a signal at :01.85 that the live risk manager refused.
+    a_and_c, b = 2953217, 738561  # (their decisions' partitions: 0, 4)
+    ms = 1_000_000
+    inputs: list[Emit] = []
+    n = 0
+    for token, at in ((a_and_c, 0), (b, 900 * ms), (a_and_c, 1800 * ms)):
+        for k in range(5):
+            n += 1
+            s = Signal(strategy_id="s1", instrument_token=token, side=Side.BUY, quantity=1,
+                       product=Product.MIS, price_hint=100_00)
+            inputs.append(Emit(topic("paper", "signals.raw"), new_envelope(
+                s, id=f"e{n}", ts=DAY1 + at + k, source="t",
+                key=strategy_instrument_key("s1", token), broker="paper")))
+    log = MemoryLog()
+    await log.start()
+    await log.ensure_topics(REGISTRY.all())
+    config = RiskConfig(global_limits=RiskLimits(orders_per_second=10))
+    live = RiskHandler("paper", RiskEngine(config))
+    for e in inputs:
+        await log.append([to_output(e)])
+        out = live.handle(e.envelope, Record(e.topic, 0, 0, None, b""))
+        assert [o.topic for o in out] == ["paper.signals.validated"]
+        await log.append([to_output(o) for o in out])
+    rebuilt = (await rebuild(log, RiskEngine(config))).engine
+    await log.close()
+    probe = signal(Side.BUY, 1)
+    for risk in (live.engine, rebuilt):
+        decision = risk.check("p", probe, DAY1 + 1850 * ms)
+        assert isinstance(decision, SignalRejected)
+        assert decision.reason_code == "RATE_LIMIT_SECOND"
