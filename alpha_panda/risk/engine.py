@@ -42,6 +42,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Final
 
+from alpha_panda.domain.clock import DAY_NS, ist_date, ist_ns
 from alpha_panda.domain.events import (
     MarketTick,
     OrderCancelled,
@@ -52,8 +53,9 @@ from alpha_panda.domain.events import (
     SignalValidated,
 )
 from alpha_panda.domain.values import Product, Side
+from alpha_panda.execution.config import MIS_SQUAREOFF
 from alpha_panda.execution.market import MarketCalendar
-from alpha_panda.portfolio.day import DayBook
+from alpha_panda.portfolio.day import DayBook, day_start_ns
 from alpha_panda.portfolio.ledger import FILL_IDS_KEPT, PositionLedger
 from alpha_panda.risk.limits import RiskConfig, RiskLimits
 from alpha_panda.risk.pending import _NEVER, PendingOrders, _Pending
@@ -63,6 +65,7 @@ from alpha_panda.risk.stops import DailyLossStops, _has_stops
 
 _BUY = Side.BUY
 _CNC = Product.CNC
+_MIS = Product.MIS
 
 DECISIONS_KEPT: Final = 100_000
 """Recent decisions remembered so a redelivered signal is answered the same way."""
@@ -117,6 +120,14 @@ class RiskEngine(RiskRules, PendingOrders, DailyLossStops):
         self._cnc_pending: dict[tuple[str, int], int] = {}
         # Of the pending quantities, the exits' (``reduce_only``), each side: [buys, sells]
         self._exits: dict[tuple[str, int], list[int]] = {}
+        # Of the pending quantities, the MIS orders', each side: [buys, sells]. The exchange
+        # squares off what is held in MIS at the cut-off, beside whatever the other
+        # products hold: it trades what these orders leave (``RiskRules._squareoff``).
+        self._mis_open: dict[tuple[str, int], list[int]] = {}
+        # per position, the MIS cut-off of the day of its latest MIS fill: from then on the
+        # square-off is due, and the next day's MIS orders do not take its place
+        self._mis_cutoff: dict[tuple[str, int], int] = {}
+        self._cutoff_day = (0, 0, 0)  # (day start, next day's start, cut-off) last asked, ns
         # Positions a bracket entry filled into: per (strategy, instrument), the products
         # whose position may have legs. The paper exchange gives each fill of a bracket
         # entry a stop-loss and a target (one cancelling the other), which this engine never
@@ -224,7 +235,9 @@ class RiskEngine(RiskRules, PendingOrders, DailyLossStops):
         per_product[key3] = now = per_product.get(key3, 0) + signed
         if entry or self._legs:
             self._follow_legs(key3, now, signed, entry)
-        if fill.product is _CNC:
+        if fill.product is _MIS:
+            self._mis_cutoff[(sid, token)] = self._cutoff_of(fill.ts)
+        elif fill.product is _CNC:
             cnc = self._cnc_filled
             cnc[(sid, token)] = cnc.get((sid, token), 0) + signed
 
@@ -382,6 +395,15 @@ class RiskEngine(RiskRules, PendingOrders, DailyLossStops):
             products.discard(product)
             if not products:
                 del self._legs[key]
+
+    def _cutoff_of(self, ts: int) -> int:
+        """The MIS cut-off (15:20 IST) of the day of ``ts``."""
+        lo, hi, cutoff = self._cutoff_day
+        if not lo <= ts < hi:
+            lo = day_start_ns(ts)
+            cutoff = ist_ns(ist_date(ts), MIS_SQUAREOFF)
+            self._cutoff_day = (lo, lo + DAY_NS, cutoff)
+        return cutoff
 
     def _filled_qty(self, strategy_id: str, token: int) -> int:
         """Filled quantity of a position: 0, kept from now on, for one not seen before."""

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 _BUY = Side.BUY
 _CNC = Product.CNC
+_MIS = Product.MIS
 _MARKET = OrderType.MARKET
 _DAY = Validity.DAY
 _NEVER: Final = 2**63 - 1
@@ -45,6 +46,7 @@ class _Pending:
     closed: bool = False  # cancelled at the venue, fills it made before not read yet
     reduce_only: bool = False  # an exit: the venue cuts it when a bracket's leg fills first
     bracket: bool = False  # with a stop-loss or target: each fill gets its legs at the venue
+    mis: bool = False  # an MIS order: what it fills the square-off does not (``_squareoff``)
 
 
 class PendingOrders:
@@ -60,6 +62,7 @@ class PendingOrders:
         _resting: dict[tuple[str, int], list[int]]
         _cnc_pending: dict[tuple[str, int], int]
         _exits: dict[tuple[str, int], list[int]]
+        _mis_open: dict[tuple[str, int], list[int]]
         _open_orders: dict[str, int]
         _order_prices: dict[int, int]
         _calendar: MarketCalendar
@@ -105,7 +108,8 @@ class PendingOrders:
         pending = _Pending(sid, token, sign, signal.quantity, order_ids, cnc, resting,
                            signal.product if flatten else None, expires, signal.quantity,
                            reduce_only=signal.reduce_only, bracket=not flatten and (
-                               signal.take_profit is not None or signal.stop_loss is not None))
+                               signal.take_profit is not None or signal.stop_loss is not None),
+                           mis=signal.product is _MIS)
         for order_id in order_ids:
             all_pending[order_id] = pending
         key = (sid, token)
@@ -116,6 +120,11 @@ class PendingOrders:
             sides[sign < 0] += signal.quantity
         if cnc:
             self._cnc_pending[key] = self._cnc_pending.get(key, 0) + sign * signal.quantity
+        if signal.product is _MIS:
+            mis = self._mis_open.get(key)
+            if mis is None:
+                mis = self._mis_open[key] = [0, 0]
+            mis[sign < 0] += signal.quantity
         if signal.reduce_only:
             exits = self._exits.get(key)
             if exits is None:
@@ -212,3 +221,5 @@ class PendingOrders:
             self._resting[key][pending.sign < 0] -= qty
         if pending.reduce_only:
             self._exits[key][pending.sign < 0] -= qty
+        if pending.mis:
+            self._mis_open[key][pending.sign < 0] -= qty

@@ -28,6 +28,7 @@ _US_PER_S = 1_000_000
 _BUY = Side.BUY
 _SELL = Side.SELL
 _CNC = Product.CNC
+_MIS = Product.MIS
 
 
 _RULE_LIMITS: Final = (
@@ -66,6 +67,8 @@ class RiskRules:
         _product_filled: dict[tuple[str, int, Product], int]
         _cnc_pending: dict[tuple[str, int], int]
         _exits: dict[tuple[str, int], list[int]]
+        _mis_open: dict[tuple[str, int], list[int]]
+        _mis_cutoff: dict[tuple[str, int], int]
         _legs: dict[tuple[str, int], set[Product]]
         _open_orders: dict[str, int]
         _order_prices: dict[int, int]
@@ -209,17 +212,23 @@ class RiskRules:
             key = (sid, token)
             sells = self._pending_sells.get(key, 0)
             exit_qty = qty if s.reduce_only else 0
+            squareoff = self._squareoff(key, s, now_ns)
             if s.side is _BUY:
                 side, open_qty = "buy", position - filled + sells + qty
-                worst = filled + self._worst_open(key, filled, _BUY, open_qty, exit_qty)
+                worst = filled + self._worst_open(key, filled, _BUY, open_qty, exit_qty) \
+                    + squareoff
                 over = worst > lim.max_position
             else:
                 side, open_qty = "sell", sells + qty
-                worst = filled - self._worst_open(key, filled, _SELL, open_qty, exit_qty)
+                worst = filled - self._worst_open(key, filled, _SELL, open_qty, exit_qty) \
+                    - squareoff
                 over = worst < -lim.max_position
             if over:
-                legs = ("" if abs(worst - filled) == open_qty
+                legs = ("" if abs(worst - filled) == open_qty + squareoff
                         else ", a bracket's stop-loss or target among them")
+                if squareoff:
+                    legs += (f", and the MIS square-off of {squareoff} (what the "
+                             "other products hold stays)")
                 return Reason.MAX_POSITION, (
                     f"position could reach {worst} if every open {side} fills{legs}, "
                     f"limit {lim.max_position}")
@@ -379,6 +388,30 @@ class RiskRules:
         exits = self._exits.get(key)
         exit_qty = (exits[side is _SELL] if exits else 0) + new_exit
         return open_qty - exit_qty + min(exit_qty + legs, max(sign * filled, exit_qty, legs))
+
+    def _squareoff(self, key: tuple[str, int], s: Signal, now_ns: int) -> int:
+        """What the exchange's MIS square-off may trade on ``s``'s side in the position
+        ``key`` beyond the MIS orders of that side (``s`` among them): the intraday
+        position it closes at the cut-off (or at the instrument's first tick after it,
+        the next day's if none came before the close), whatever the other products hold,
+        which then stays: an intraday short of 8 frees no room for a delivery buy. Before
+        the cut-off, the MIS orders and the square-off trade together at most what is held
+        in MIS (the exchange cancels those open at the cut-off); from it, all of it comes
+        beside them (the next day's MIS orders stay). A bracket's legs in MIS already
+        count it (``_worst_open``)."""
+        sid, token = key
+        mis = self._product_filled.get((sid, token, _MIS), 0)
+        buy = s.side is _BUY
+        if not mis or (mis < 0) != buy:
+            return 0
+        legs = self._legs.get(key)
+        if legs and _MIS in legs:
+            return 0
+        if now_ns >= self._mis_cutoff.get(key, now_ns + 1):
+            return abs(mis)
+        orders = self._mis_open.get(key)
+        open_mis = (orders[not buy] if orders else 0) + (s.quantity if s.product is _MIS else 0)
+        return max(abs(mis) - open_mis, 0)
 
     def _cnc_short(self, strategy_id: str, token: int, qty: int) -> str | None:
         """Why a CNC sell of ``qty`` would sell delivery short, or None if holdings cover it."""

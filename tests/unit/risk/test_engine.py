@@ -722,11 +722,13 @@ def test_max_position_holds_on_each_side_whatever_rests_on_the_other() -> None:
     # and its sells none: each side counts on its own (the net used to let both grow).
     risk = engine(max_position=20)
     limit = {"order_type": OrderType.LIMIT, "limit_price": 99_00}
+    buy = {**limit, "product": Product.MIS}  # (a delivery buy would not close the short:
+    # the MIS square-off would, beside it, test_squareoff)
     for n in range(2):
-        assert code(risk.check(f"b{n}", sig(Side.BUY, 10, **limit), T0)) == "OK"
+        assert code(risk.check(f"b{n}", sig(Side.BUY, 10, **buy), T0)) == "OK"
         assert code(risk.check(f"s{n}", sig(Side.SELL, 10, product=Product.MIS, **limit),
                                T0)) == "OK"
-    third_buy = risk.check("b2", sig(Side.BUY, 10, **limit), T0)
+    third_buy = risk.check("b2", sig(Side.BUY, 10, **buy), T0)
     assert code(third_buy) == "MAX_POSITION"
     assert isinstance(third_buy, SignalRejected)
     assert third_buy.message == "position could reach 30 if every open buy fills, limit 20"
@@ -737,9 +739,9 @@ def test_max_position_holds_on_each_side_whatever_rests_on_the_other() -> None:
     risk.on_order_cancelled(OrderCancelled(
         order_id=derive_id("b0", "order"), strategy_id="s1", instrument_token=TOKEN,
         side=Side.BUY, filled_quantity=0, leaves_quantity=10, reason="strategy"))
-    assert code(risk.check("b3", sig(Side.BUY, 10, **limit), T0)) == "OK"  # -10 + 10 + 10
-    assert code(risk.check("b4", sig(Side.BUY, 10, **limit), T0)) == "OK"  # -10 + 20 + 10
-    assert code(risk.check("b5", sig(Side.BUY, 10, **limit), T0)) == "MAX_POSITION"
+    assert code(risk.check("b3", sig(Side.BUY, 10, **buy), T0)) == "OK"  # -10 + 10 + 10
+    assert code(risk.check("b4", sig(Side.BUY, 10, **buy), T0)) == "OK"  # -10 + 20 + 10
+    assert code(risk.check("b5", sig(Side.BUY, 10, **buy), T0)) == "MAX_POSITION"
 
 
 def test_replayed_decisions_take_the_rate_slots_the_live_ones_took() -> None:
