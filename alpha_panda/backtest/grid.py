@@ -120,7 +120,9 @@ def run_grid(
     on_done: Callable[[int, int], None] | None = None, **options: Any,
 ) -> list[dict[str, Any]]:
     """Backtest every config (in parallel on ``processes`` cores, default all), ranked by
-    net P&L (best first; ties keep grid order). ``options`` go to ``run_backtest``."""
+    net P&L (best first; ties keep grid order), those whose strategy raised last (taken out
+    of service, its figures are not the strategy's: no fills made ``0.00`` the best of a
+    sweep that lost). ``options`` go to ``run_backtest``."""
     procs = processes or multiprocessing.cpu_count()
     rows: list[dict[str, Any]] = []
     if procs <= 1 or len(configs) <= 1:
@@ -138,5 +140,6 @@ def run_grid(
                 rows.append(row)
                 if on_done:
                     on_done(n, len(configs))
-    order = sorted(range(len(rows)), key=lambda i: (-Decimal(rows[i]["net_pnl"]), i))
+    order = sorted(range(len(rows)), key=lambda i: (bool(rows[i]["strategies_failed"]),
+                                                    -Decimal(rows[i]["net_pnl"]), i))
     return [{"rank": r + 1, **rows[i]} for r, i in enumerate(order)]

@@ -139,7 +139,14 @@ def backtest_command(
             rows = run_grid(plan.configs, ticks, on_done=_bar if not quiet else None,
                             source=tick_source(data), **options)
             _print_grid(rows, list(spec), plan.skipped, json_out, load_s)
+            failed = [r for r in rows if r["strategies_failed"]]
+            for r in failed:  # (ranked last: its figures stop where its strategy raised)
+                label = ",".join(f"{k}={r['params'][k]}" for k in spec)
+                typer.secho(f"error: --grid {label}: the strategy failed and was taken out "
+                            "of service (its error is above); ranked last", fg="red", err=True)
             if report is None:
+                if failed:
+                    raise typer.Exit(1)
                 return
             # the report is one run's: the best combination's, run again
             config = next(c for c in plan.configs if c.params == rows[0]["params"])
@@ -160,8 +167,10 @@ def backtest_command(
                         err=True)
             raise typer.Exit(2) from None
         typer.echo(f"report{best} written to {report}", err=True)
-    if grid:
-        return  # (its figures are the table's first row)
+    if grid:  # (its figures are the table's first row)
+        if any(r["strategies_failed"] for r in rows):
+            raise typer.Exit(1)
+        return
     if json_out:
         typer.echo(result.to_json())
     else:
@@ -206,7 +215,7 @@ def _print_grid(rows: list[dict[str, Any]], keys: list[str], skipped: list[Skipp
                 "sharpe"]:
         table.add_column(col, justify="right")
     for r in rows:
-        table.add_row(str(r["rank"]), *(str(r["params"][k]) for k in keys), r["net_pnl"],
+        table.add_row(f"{r['rank']} failed" if r["strategies_failed"] else str(r["rank"]), *(str(r["params"][k]) for k in keys), r["net_pnl"],
                       str(r["fills"]), str(r["round_trips"]),
                       "-" if r["win_rate"] is None else f"{r['win_rate']:.3f}", r["max_drawdown"],
                       "-" if r["sharpe"] is None else f"{r['sharpe']:.2f}")

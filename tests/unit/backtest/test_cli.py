@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from alpha_panda.backtest.engine import run_backtest
 from alpha_panda.cli import backtest, strategy, ticks
 from alpha_panda.domain.events import MarketTick, Signal
 from alpha_panda.marketdata.files import generate_random_walk, load_ticks, write_ticks
-from alpha_panda.strategy.base import Context, Strategy
+from alpha_panda.strategy.base import Context, Strategy, StrategyParams
 from alpha_panda.strategy.config import load_strategy_file
 
 app = typer.Typer()
@@ -141,6 +142,45 @@ def test_a_grid_with_a_report_reports_the_best_combination(files: tuple[Path, Pa
     assert code == 0 and f"report (the best combination: {combination}) written" in err
     assert f"(the best combination: {combination})</title>" in page.read_text()
     assert f"net_pnl {best['strategies']['sma']['net_pnl']}" in page.read_text()
+
+
+class CrashAt(Strategy):
+    """Raises on its first tick when ``period`` is 3; else never trades."""
+
+    class Params(StrategyParams):
+        period: int = 5
+
+    params: Params
+
+    def on_tick(self, tick: MarketTick, ctx: Context) -> list[Signal] | None:
+        if self.params.period == 3:
+            raise ZeroDivisionError("bad maths")
+        return [ctx.buy(1)] if ctx.filled() == 0 and not ctx.pending() else None
+
+
+def test_a_grid_combination_that_raises_is_ranked_last_and_exits_1(
+        files: tuple[Path, Path], tmp_path: Path) -> None:
+    # the combination whose strategy raised made no fills, so its net P&L of 0.00 ranked it
+    # first, above every combination that ran and lost, with no word of its failure, exit 0
+    # (and --report reported it as the best)
+    _, data = files
+    spec = tmp_path / "crash_at.yaml"
+    spec.write_text(f"id: crash_at\nstrategy: {__name__}:CrashAt\ninstruments: [738561]\n"
+                    "params: {period: 5}\n")
+    page = tmp_path / "best.html"
+    code, out, err = run("backtest", "--strategy", str(spec), "--data", str(data), "--json",
+                         "--grid", "period=3,5", "--quiet", "--report", str(page))
+    rows = json.loads(out)["grid"]
+    assert [(r["params"]["period"], r["strategies_failed"]) for r in rows] == [
+        (5, []), (3, ["crash_at"])]
+    assert Decimal(rows[0]["net_pnl"]) < 0  # a loss, still ranked above the failure
+    assert code == 1
+    assert ("error: --grid period=3: the strategy failed and was taken out of service (its "
+            "error is above); ranked last") in err
+    assert "(the best combination: period=5)" in page.read_text()
+    code, table, err = run("backtest", "--strategy", str(spec), "--data", str(data),
+                           "--grid", "period=3,5", "--quiet")
+    assert code == 1 and "failed" in table
 
 
 def test_errors_go_to_stderr_with_the_file_and_field(files: tuple[Path, Path], tmp_path: Path) -> None:
