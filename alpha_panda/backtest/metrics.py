@@ -35,7 +35,8 @@ T = TypeVar("T")
 
 FIGURES: Final = {
     "round_trips": "closed round trips: a position of one (strategy, instrument) from flat "
-                   "back to flat (a fill that crosses zero closes one and opens the next)",
+                   "back to flat (a fill that crosses zero closes one and opens the next; a "
+                   "bracket's exit and the re-entry made at its tick are two)",
     "realized_pnl": "realized P&L of closed quantity, before charges",
     "charges": "brokerage, STT, exchange, SEBI, stamp duty and GST on every fill (a CNC buy "
                "and sell of one day at intraday rates), DP on CNC sells from holdings",
@@ -186,16 +187,27 @@ def round_trips(fills: Sequence[OrderFilled], *, keep_trips: bool = True) -> Rou
     engine catching up on an order processed late), and so can a backtest's at one event
     time: counting trips in the order fills were made would make the two disagree on the
     same fills. Fills at the same event time of one position follow order ids, not the
-    order they happened in."""
+    order they happened in, but for the venue's own orders (a bracket's exit, the square-off,
+    a flatten): those fill as the tick comes, before the strategy acts on it, so of a
+    position held they go first (a bracket's target and the re-entry the strategy made at
+    its tick are two trips, not one), and of a flat position last (an entry and its own leg
+    filled at one tick: the entry opened what the leg closed)."""
     tracker = RoundTripTracker(keep_trips=keep_trips)
     ledger = PositionLedger(0, keep_cash=False)
-    for fill in sorted(fills, key=fill_order):
-        pos = ledger.position(fill.strategy_id, fill.instrument_token, fill.product)
-        before = pos.quantity
-        ledger.apply_fill(fill)
-        charges = fill.charges
-        tracker.after_fill(pos, before, fill.ts or 0,
-                           0 if charges is NO_CHARGES else charges.total)
+    for _, group in itertools.groupby(sorted(fills, key=fill_order), key=lambda f: f.ts or 0):
+        batch = list(group)
+        if len(batch) > 1:  # (stable: order ids within each side of the split)
+            held = {(f.strategy_id, f.instrument_token, f.product): ledger.position(
+                f.strategy_id, f.instrument_token, f.product).quantity != 0 for f in batch}
+            batch.sort(key=lambda f: (f.origin == "signal")
+                       == held[(f.strategy_id, f.instrument_token, f.product)])
+        for fill in batch:
+            pos = ledger.position(fill.strategy_id, fill.instrument_token, fill.product)
+            before = pos.quantity
+            ledger.apply_fill(fill)
+            charges = fill.charges
+            tracker.after_fill(pos, before, fill.ts or 0,
+                               0 if charges is NO_CHARGES else charges.total)
     return tracker
 
 

@@ -79,3 +79,29 @@ def test_mis_and_cnc_trips_of_one_instrument_are_apart() -> None:
 
 
 S = 1_000_000_000
+
+
+def _at(order_id: str, side: Side, price: int, ts: int, origin: str = "signal") -> OrderFilled:
+    return OrderFilled(order_id=order_id, fill_id=f"{order_id}-f", strategy_id="s",
+                       instrument_token=1, side=side, quantity=10, price=price,
+                       cumulative_quantity=10, leaves_quantity=0, average_price=price,
+                       product=Product.MIS, ts=ts, origin=origin)  # type: ignore[arg-type]
+
+
+def test_a_bracket_exit_and_the_re_entry_at_its_tick_are_two_trips() -> None:
+    # A bracket's target fills at a tick (the venue's, as the tick comes) and the strategy,
+    # flat again, buys at the same tick: one event time. Taken by order id, the re-entry
+    # (id "a") came before the exit (id "b"): +10, +20, +10, ... and a strategy re-entering
+    # each time its bracket closed had half its round trips counted (53 of 105 on a day).
+    fills = [_at("z", Side.BUY, 100_00, 1 * S),
+             _at("b", Side.SELL, 110_00, 2 * S, "bracket"), _at("a", Side.BUY, 110_00, 2 * S),
+             _at("c", Side.SELL, 105_00, 3 * S, "bracket")]
+    t = round_trips(fills)
+    assert [(r.opened_ns // S, r.closed_ns // S, r.quantity, r.gross_pnl) for r in t.trips] == [
+        (1, 2, 10, 100_00), (2, 3, 10, -50_00)]
+    assert (t.closed, t.won) == (2, 1)
+    # from flat, an entry and its own leg at one tick (a stop entry gapped through its
+    # target): the entry is first, a long trip, whatever the ids
+    gapped = round_trips([_at("b", Side.BUY, 100_00, 1 * S),
+                          _at("a", Side.SELL, 102_00, 1 * S, "bracket")])
+    assert [(r.quantity, r.gross_pnl) for r in gapped.trips] == [(10, 20_00)]
