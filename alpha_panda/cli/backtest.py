@@ -99,6 +99,10 @@ def backtest_command(
         typer.secho(f"error: --report {report}: no directory {report.parent}", fg="red",
                     err=True)
         raise typer.Exit(2)
+    if report is not None and report.is_dir():  # (as late, with the figures lost)
+        typer.secho(f"error: --report {report}: is a directory; give a file name, such as "
+                    "report.html", fg="red", err=True)
+        raise typer.Exit(2)
     try:
         config = _apply_flags(load_strategy_file(strategy), slippage_bps, latency_ms, no_costs)
         if not config.enabled:
