@@ -30,8 +30,11 @@ def parse_grid(specs: Sequence[str], source: str = "--grid",
         if not sep or not key or not values:
             raise StrategyConfigError(source, spec, "expected NAME=V1,V2,...")
         name = key.strip()
+        given = [v.strip() for v in values.split(",") if v.strip()]
+        if not name or not given:  # (``fast=,``: a sweep of nothing, "0 combinations")
+            raise StrategyConfigError(source, spec, "expected NAME=V1,V2,...")
         kept = grid.setdefault(name, [])
-        for value in (_value(v.strip()) for v in values.split(",") if v.strip()):
+        for value in (_value(v) for v in given):
             # by kind as well: 1 == True == 1.0 in Python, not as a parameter
             if any(type(k) is type(value) and k == value for k in kept):
                 note = f"{name}: {value}"

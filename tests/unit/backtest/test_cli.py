@@ -118,6 +118,17 @@ def test_a_value_given_twice_in_a_grid_runs_once(files: tuple[Path, Path]) -> No
     assert parse_grid(["fast=5", "fast=10,5"]) == {"fast": [5, 10]}
 
 
+@pytest.mark.parametrize("spec", ["fast=,", "fast= ", " =3"])
+def test_a_grid_spec_without_a_name_or_a_value_is_an_error_naming_it(
+        files: tuple[Path, Path], spec: str) -> None:
+    # "fast=," swept nothing: "none of its 0 combination(s) is valid (each skipped above)"
+    # with nothing above
+    code, out, err = run("backtest", "--strategy", str(files[0]), "--data", str(files[1]),
+                         "--grid", spec, "--quiet")
+    assert (code, out) == (2, "")
+    assert err == f"error: --grid: {spec}: expected NAME=V1,V2,...\n"
+
+
 def test_grid_values_that_validate_alike_run_once(files: tuple[Path, Path]) -> None:
     # 5 and 5.0 are two values to the parser, one to the strategy's validated params
     spec, data = files
