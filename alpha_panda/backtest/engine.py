@@ -30,7 +30,8 @@ skips calls that cannot change any outcome, and makes them the moment they could
 - the ledger is marked at each equity sample and at the end (realized P&L never depends
   on marks; unrealized uses the last price of each instrument), and fills are booked into
   it, in their order, just before: nothing reads it in between;
-- strategies get one reused, mutable tick view unless one declares ``keeps_ticks``, and
+- strategies get one reused, mutable tick view unless one declares ``keeps_ticks`` (one
+  a strategy keeps anyway is left to it, and the next row gets a new one), and
   run from the engine's own loop: ``StrategyRunner.process`` inlined (same routing table,
   clock, warm-up, isolation and signal checks, through the runner's ``dispatch``,
   ``fail_slot``, ``warming_up`` and ``accept``), one call less per tick.
@@ -155,6 +156,10 @@ def _replay(eng: Engine, ticks: TickColumns, ends: list[int],
                ticks.nulls[name].tolist() if name in ticks.nulls else None)
               for name, values in ticks.extras.items()]
     view = TickView()
+    # A strategy that stores the view (``self.prev = tick``) without ``keeps_ticks`` would
+    # see it change under it (its previous tick always the current one): a view someone
+    # else now refers to is left to them, and the next row gets a new one.
+    refs = sys.getrefcount(view)
     runner = eng.runner
     process = runner.process
     route = runner.dispatch()
@@ -219,6 +224,8 @@ def _replay(eng: Engine, ticks: TickColumns, ends: list[int],
                     elif out:
                         sigs = runner.accept(slot, out, view, sigs)  # type: ignore[arg-type]
                         route = runner.dispatch()  # (a bad signal fails its strategy)
+                if sys.getrefcount(view) > refs:
+                    view = TickView()
             if sigs is not None:
                 if sigs:
                     eng.signals(i, sigs, tick or eng.tick_at(i))

@@ -8,8 +8,9 @@ from alpha_panda.domain.events import Depth
 class TickView:
     """Has every ``MarketTick`` attribute; the engine overwrites it row by row.
 
-    Strategies must not keep a reference to it across calls (a strategy that needs to
-    store ticks declares ``keeps_ticks = True`` and then gets real ``MarketTick`` objects).
+    A strategy that stores ticks declares ``keeps_ticks = True`` and then gets real
+    ``MarketTick`` objects; one that keeps a view without saying so keeps that view (the
+    engine sees it referred to after the call and takes a new one for the next row).
     """
 
     __slots__ = (

@@ -333,7 +333,8 @@ class Strategy:
       Bars last ``bar_seconds`` (class attribute, 60), or the ``bar_seconds`` param if
       ``Params`` declares one.
     - ``keeps_ticks``: set ``True`` if the strategy stores tick objects; otherwise the
-      backtest may hand it one reused tick view (fast path).
+      backtest may hand it one reused tick view (fast path), and a new one after each
+      it kept.
     """
 
     Params: ClassVar[type[StrategyParams]] = StrategyParams

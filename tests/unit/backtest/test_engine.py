@@ -93,6 +93,39 @@ class Keeper(UsesHigh):
         return super().on_tick(tick, ctx)
 
 
+class Uptick(Strategy):
+    """Buys 1 on an uptick, sells it on a downtick: keeps the previous tick to compare,
+    without declaring ``keeps_ticks`` (as a trader writes it)."""
+
+    def setup(self) -> None:
+        self.prev: MarketTick | None = None
+
+    def on_tick(self, tick: MarketTick, ctx: Context) -> list[Signal] | None:
+        prev, self.prev = self.prev, tick
+        if prev is None:
+            return None
+        if tick.last_price > prev.last_price and ctx.position() == 0:
+            return [ctx.buy(1)]
+        if tick.last_price < prev.last_price and ctx.position() > 0:
+            return [ctx.sell(1)]
+        return None
+
+
+class UptickKeeper(Uptick):
+    keeps_ticks = True
+
+
+def test_a_strategy_that_keeps_a_tick_without_saying_so_trades_as_on_real_ticks() -> None:
+    # The backtest hands a strategy one reused tick view: the previous tick it kept was the
+    # tick it was looking at, never below or above it, and it never traded (0 fills, where
+    # the live pipeline's real ticks made hundreds). A kept view is now left to it.
+    kept = run_backtest(cfg("up", f"{__name__}:UptickKeeper", [11, 12]), TICKS)
+    plain = run_backtest(cfg("up", f"{__name__}:Uptick", [11, 12]), TICKS)
+    assert kept.summary["fills"] > 100
+    assert plain.to_json(timings=False) == kept.to_json(timings=False)
+    assert plain.fills == kept.fills
+
+
 class Crash(Strategy):
     def on_tick(self, tick: MarketTick, ctx: Context) -> list[Signal] | None:
         raise ZeroDivisionError("bad maths")
