@@ -7,7 +7,9 @@ produce the same fills because nothing here depends on processing order:
 - an order created at ``now_ns`` reaches the book at ``arrival = now_ns + latency``
   (or the next open when ``market_hours="queue"``);
 - a market order with no latency fills at once at ``signal.price_hint`` (else the last
-  tick with ts <= now) ± slippage;
+  tick with ts <= now) ± slippage; an order of a signal without a hint (one on an
+  instrument other than its tick's) takes that last tick's price for it too: the one case
+  where the order matters, when this engine has not yet seen that tick (its ticks lag);
 - everything else is matched against the ticks of its instrument with ts > arrival
   (ts >= arrival for a delayed market order), in tick order. Ticks seen *before* the
   order (in processing order) are kept in a bounded per-instrument history and replayed
@@ -230,13 +232,20 @@ class PaperExchange(TickMatching, OrderEvents, BracketExits, ControlEvents, MisS
         segment = self._segments.get((token, product))
         if segment is None:
             segment = self._segments[(token, product)] = self._segment(token, product)
+        hint = signal.price_hint
+        if hint is None:
+            # a signal on an instrument other than its tick's (the runner adds the hint only
+            # for the tick's own): the instrument's last price then is the market it meets.
+            # Without it a limit buy at 99 placed with the market at 100 filled at 97 on a gap
+            # (as if it had not rested), and a stop buy triggered below the market was taken.
+            hint = self._price_at(token, now_ns)
         order = Order(
             order_id=order_id, signal_id=signal_id, strategy_id=signal.strategy_id,
             instrument_token=token, side=signal.side, quantity=signal.quantity,
             order_type=signal.order_type, product=product, validity=signal.validity,
             segment=segment, created_ns=now_ns, arrival_ns=arrival,
             limit_price=signal.limit_price, trigger_price=signal.trigger_price,
-            price_hint=signal.price_hint, take_profit=signal.take_profit,
+            price_hint=hint, take_profit=signal.take_profit,
             stop_loss=signal.stop_loss, origin="flatten" if flatten else "signal",
             reduce_only=signal.reduce_only,
         )
@@ -463,7 +472,11 @@ class PaperExchange(TickMatching, OrderEvents, BracketExits, ControlEvents, MisS
         return self.config.segments.get(token) or Segment.for_product(product)
 
     def _last_price(self, order: Order) -> int | None:
-        for tick in reversed(self._history.get(order.instrument_token, ())):
-            if tick.ts <= order.created_ns:
+        return self._price_at(order.instrument_token, order.created_ns)
+
+    def _price_at(self, token: int, ts: int) -> int | None:
+        """The instrument's last price at event time ``ts`` (its latest tick at/before it)."""
+        for tick in reversed(self._history.get(token, ())):
+            if tick.ts <= ts:
                 return tick.last_price
         return None

@@ -844,3 +844,22 @@ def test_a_fill_is_charged_by_the_rate_card_in_force_on_its_day() -> None:
             Segment.EQUITY_INTRADAY, Side.BUY, 10 * 1000_00)
         assert fill.charges == expected, card
         assert CostModel.load(as_of=day).version == card
+
+
+def test_an_order_without_a_price_hint_meets_the_instruments_last_price() -> None:
+    # A signal on an instrument other than the tick's (a pair's second leg) has no price
+    # hint. A limit buy at 99 placed with the market at 100 rests at 99: on a gap to 97 it
+    # buys at 99, as with the hint, not at 97; a stop buy triggered at 99, below the
+    # market, is refused as with the hint, where it bought at once.
+    for hint in (100_00, None):
+        x = ex()
+        x.on_tick(tick(T0, 100_00))
+        x.submit("a", sig(order_type=OrderType.LIMIT, limit_price=99_00, price_hint=hint), T0 + 1)
+        assert fills(x.on_tick(tick(T0 + 2, 97_00))) == [(10, 99_00, T0 + 2)]
+        out = x.submit("b", sig(order_type=OrderType.SL_M, trigger_price=96_00,
+                                price_hint=hint), T0 + 3)
+        assert [e.reason_code for e in out if isinstance(e, OrderRejected)] == ["TRIGGER_PRICE"]
+        # a limit at the market fills at once at its last price
+        out = x.submit("c", sig(order_type=OrderType.LIMIT, limit_price=98_00,
+                                price_hint=None if hint is None else 97_00), T0 + 3)
+        assert fills(out) == [(10, 97_00, T0 + 3)]

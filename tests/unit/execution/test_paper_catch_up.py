@@ -95,7 +95,8 @@ TP, SL = derive_id(ENTRY, "take_profit"), derive_id(ENTRY, "stop_loss")
 
 @pytest.mark.parametrize("entry", [
     {},  # market, filled at once at its price hint
-    {"order_type": OrderType.LIMIT, "limit_price": 1700_00, "price_hint": None},  # rests
+    # at the market's last price (no hint: the instrument's last tick is its market)
+    {"order_type": OrderType.LIMIT, "limit_price": 1700_00, "price_hint": None},
 ], ids=["market", "limit"])
 @pytest.mark.parametrize("latency_ms", [0, 10])
 def test_the_bracket_leg_that_triggers_first_wins_however_late_the_order_is_processed(
@@ -105,8 +106,8 @@ def test_the_bracket_leg_that_triggers_first_wins_however_late_the_order_is_proc
     backtest = in_time(ex(latency_ms=latency_ms), ticks, signals)
     late = lagging(ex(latency_ms=latency_ms), ticks, signals)
     # a market order fills at once at its price hint, with latency at the next tick, and
-    # so does the limit order; the stop triggers at the first tick after
-    entry_tick = 4 if not entry and not latency_ms else 5
+    # so does the limit order at the market; the stop triggers at the first tick after
+    entry_tick = 4 if not latency_ms else 5
     stop_tick = 6
     assert fills(late) == fills(backtest) == sorted([
         (ENTRY, Side.BUY, 4, 1700_00, ticks[entry_tick].ts),
