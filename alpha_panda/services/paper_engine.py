@@ -15,6 +15,7 @@ switch's flatten and was left open under it.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -38,13 +39,16 @@ from alpha_panda.execution.config import ExecutionConfig
 from alpha_panda.execution.orders import order_id_for
 from alpha_panda.execution.routing import PaperVenue
 from alpha_panda.services.emitting import order_emit
+from alpha_panda.stream.dlq import dead_lettered_by
 from alpha_panda.stream.emit import BatchFailure, Emit, Emitted
-from alpha_panda.stream.log import Log, Record, read_topic
+from alpha_panda.stream.log import Log, Record, TopicPartition, read_topic
+from alpha_panda.stream.records import REPLAY_FOR
 from alpha_panda.stream.runtime import ProcessorSettings, StreamProcessor
 from alpha_panda.stream.topics import MARKET_TICKS, topic
 
 BROKER = Broker.PAPER.value
 SOURCE = "paper-trading-engine"
+NAME = GROUP = "paper.trading-engine"
 _TERMINAL = (OrderRejected, OrderCancelled)
 _REFUSALS = {  # reason codes of ``_refusal``, as the zerodha engine's
     "KILL_SWITCH": "kill switch is active: an order validated after it is not placed",
@@ -69,12 +73,29 @@ class PaperEngineHandler:
         # read the control topic interleaved with the signals; the rebuild reads it first
         # (a release the live engine had not read yet is known), so it follows the record.
         self._refused: dict[str, str] | None = None
+        # In a rebuild, which replays every tick before any signal: the validated signals
+        # by instrument, in event time, each placed among its instrument's ticks where the
+        # live engine met them (``_place_due``), and the control events applied before the
+        # ticks (their ids), as the rebuild used to apply them before the signals. Placed
+        # after every tick instead, an order met only the last ``tick_history`` ticks of its
+        # instrument: one older was rejected (``STALE_ORDER``), and a bracket's stop-loss
+        # that had closed the position rested again, to sell it a second time.
+        self._due: dict[int, deque[tuple[Envelope[Any], Record]]] = {}
+        self._applied: set[str] = set()
 
     def handle(self, event: Envelope[Any], record: Record) -> Sequence[Emit]:
         data = event.data
         if isinstance(data, MarketTick):
-            payloads = self.exchange.on_tick(data)
+            due = self._due.get(data.instrument_token) if self._due else None
+            if due:
+                self._place_due(due, data.ts - 1)  # in time order: the tick, then its
+                payloads = self.exchange.on_tick(data)  # own time's signals
+                self._place_due(due, data.ts)
+            else:
+                payloads = self.exchange.on_tick(data)
             ts = data.ts
+        elif self._applied and event.id in self._applied:
+            return ()  # a control event the rebuild applied before the ticks
         elif isinstance(data, KillSwitchSet):
             self._switch_at = (-1 if data.market_ts is None else data.market_ts) \
                 if data.active else None
@@ -187,8 +208,60 @@ class PaperEngineHandler:
                          if isinstance(e, OrderRejected) and e.reason_code in _REFUSALS}
         self.exchange.recorded(e for e in events if not isinstance(e, OrderRejected))
 
+        await self._read_ahead(log)
+
+    async def _read_ahead(self, log: Log) -> None:
+        """A rebuild's control events, applied now (no order is placed yet, as when the
+        rebuild read them after the ticks), and its validated signals, due among the ticks
+        (``_due``). What the rebuild will not replay is left out: past the group's committed
+        offsets, dead-lettered live, a copy ``dlq replay`` put back (the rebuild's own pass
+        handles those as before); a signal placed here is found placed there."""
+        control, signals = topic(BROKER, "control"), topic(BROKER, "signals.validated")
+        gone = await dead_lettered_by(log, NAME, (control, signals))
+        seen: set[str] = set()
+        due: dict[int, list[tuple[int, int, Envelope[Any], Record]]] = {}
+        for name in (control, signals):
+            upto = await log.committed_offsets(GROUP, name)
+            for r in await read_topic(log, name, upto=upto):
+                if r.headers and r.headers[-1][0] == REPLAY_FOR:
+                    continue
+                if r.offset in gone.get(TopicPartition(name, r.partition), ()):
+                    continue
+                try:
+                    event = CODEC.decode(r.value)
+                except DecodeError:
+                    continue
+                if event.id in seen:
+                    continue
+                seen.add(event.id)
+                if name == control:
+                    if self._handled(event, r):  # (else the rebuild's own pass meets it)
+                        self._applied.add(event.id)
+                elif isinstance(event.data, SignalValidated):
+                    token = event.data.signal.instrument_token
+                    due.setdefault(token, []).append((event.ts, len(seen), event, r))
+        self._due = {token: deque((e, r) for _, _, e, r in sorted(items, key=lambda i: i[:2]))
+                     for token, items in due.items()}
+
+    def _place_due(self, due: deque[tuple[Envelope[Any], Record]], upto: int) -> None:
+        """Place the rebuild's signals of one instrument due by event time ``upto``."""
+        while due and due[0][0].ts <= upto:
+            event, record = due.popleft()
+            self._handled(event, record)  # (failed, left to the rebuild's pass over signals)
+
+    def _handled(self, event: Envelope[Any], record: Record) -> bool:
+        """``handle`` ahead of the rebuild's own pass, outputs dropped: whether it passed.
+        A failure changed no state; the rebuild's pass handles the event again, as before."""
+        try:
+            self.handle(event, record)
+        except Exception:  # noqa: BLE001 - classified by the rebuild's own pass
+            return False
+        return True
+
     def after_rebuild(self) -> None:
         self._refused = None
+        self._due = {}
+        self._applied = set()
         self.exchange.recorded(())
 
     def _emit(self, payload: Payload, cause: Envelope[Any], ts: int) -> Emit:
@@ -212,8 +285,8 @@ def build_paper_engine(
     handler = PaperEngineHandler(PaperVenue(execution, seed=seed, broker=BROKER))
     processor = StreamProcessor(
         log,
-        name="paper.trading-engine",
-        group="paper.trading-engine",
+        name=NAME,
+        group=GROUP,
         # control before signals.validated: a rebuild (topic by topic, in name order)
         # knows every kill switch before it places the orders it cancels
         topics=[MARKET_TICKS, topic(BROKER, "control"), topic(BROKER, "signals.validated")],

@@ -124,3 +124,36 @@ async def test_a_late_control_event_is_rebuilt_as_the_engine_applied_it(tmp_path
         assert after.exchange.exchange_for("s1").open_orders() == []
     finally:
         await log.close()
+
+
+async def test_a_rebuild_places_each_order_among_the_ticks_it_met_live(tmp_path: Path) -> None:
+    # A restart replays every tick, then the signals: placed after 5,000 ticks of their
+    # instrument, more than the 4,096 the exchange keeps, a limit buy filled live was
+    # rejected STALE_ORDER, and a bracket's stop-loss that had sold the position at tick 20
+    # rested again (with its target), to sell it a second time on the next dip.
+    ticks = [tick_emit(k, 985_00 if 20 <= k < 25 else 1000_00) for k in range(1, 5001)]
+    entry = Signal(strategy_id="s1", instrument_token=TOKEN, side=Side.BUY, quantity=10,
+                   product=Product.MIS, price_hint=1000_00, take_profit=1050_00,
+                   stop_loss=990_00)
+    env = new_envelope(SignalValidated(signal=entry, signal_id="e"), id=derive_id("e", "risk"),
+                       ts=T0 + 10 * MS, source="risk", broker="paper",
+                       key=strategy_instrument_key("s1", TOKEN))
+    bracket = Emit(topic("paper", "signals.validated"), env)
+    limit = order_emit("dip", 990_00, T0 + 12 * MS)  # fills at the dip, at 990
+    log = SqliteLog(tmp_path / "log.db")
+    await log.start()
+    await log.ensure_topics(REGISTRY.all())
+    try:
+        before = await live(log, [*ticks[:10], bracket, *ticks[10:12], limit, *ticks[12:]])
+        assert status(before, "e") == (OrderStatus.FILLED, 10)
+        assert status(before, "dip") == (OrderStatus.FILLED, 5)
+        assert before.exchange.exchange_for("s1").open_orders() == []
+        after = await rebuilt(log)
+        assert status(after, "e") == (OrderStatus.FILLED, 10)
+        assert status(after, "dip") == (OrderStatus.FILLED, 5)
+        exchange = after.exchange.exchange_for("s1")
+        stop = exchange.order(derive_id(derive_id("e", "order"), "stop_loss", 0))
+        assert stop is not None and stop.status is OrderStatus.FILLED
+        assert exchange.open_orders() == []
+    finally:
+        await log.close()
