@@ -97,8 +97,14 @@ class PaperEngineHandler:
         elif self._applied and event.id in self._applied:
             return ()  # a control event the rebuild applied before the ticks
         elif isinstance(data, KillSwitchSet):
-            self._switch_at = (-1 if data.market_ts is None else data.market_ts) \
-                if data.active else None
+            if data.active:
+                # a second while one stands (`kill`, then `kill --flatten`): the switch
+                # stands from the first, and refuses what was validated after it
+                since = -1 if data.market_ts is None else data.market_ts
+                self._switch_at = since if self._switch_at is None else min(
+                    self._switch_at, since)
+            else:
+                self._switch_at = None
             if not data.active:
                 return ()
             at = data.market_ts
@@ -117,8 +123,14 @@ class PaperEngineHandler:
         elif isinstance(data, StrategyHalted):  # it failed, or the trader halted it
             if data.by_trader:  # (the runner's, for a raise, stops its signals itself)
                 if data.active:
-                    self._halts[data.strategy_id] = (
-                        -1 if data.market_ts is None else data.market_ts, data.until)
+                    start = -1 if data.market_ts is None else data.market_ts
+                    until = data.until
+                    old = self._halts.get(data.strategy_id)
+                    if old is not None and (old[1] is None or old[1] > start):
+                        # a halt that still stands: the strategy is halted from the first
+                        start = min(start, old[0])
+                        until = None if until is None or old[1] is None else max(until, old[1])
+                    self._halts[data.strategy_id] = (start, until)
                 else:
                     self._halts.pop(data.strategy_id, None)
             if not data.active:  # back in service: its new orders go as any other's

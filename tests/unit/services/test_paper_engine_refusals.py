@@ -139,3 +139,30 @@ async def test_a_rebuild_refuses_what_the_live_engine_refused_and_nothing_else()
     assert kinds(payloads(rebuilt, buy("next", T0 + 12 * MS), "paper.signals.validated"))[0] == (
         "OrderSubmitted", None)
     await log.close()
+
+
+def test_a_second_switch_or_halt_while_one_stands_refuses_from_the_first() -> None:
+    # `kill` at 10 ms, then `kill --flatten` at 12 ms: a buy the risk manager validated at
+    # 11 ms, before it read either, was placed (judged by the second switch's time only)
+    # and filled while the switch stood since 10 ms, after the flatten was computed.
+    h = engine()
+    payloads(h, switch(True, SWITCH), "paper.control")
+    payloads(h, switch(True, T0 + 12 * MS), "paper.control")
+    assert kinds(payloads(h, buy("late", T0 + 11 * MS), "paper.signals.validated")) == [
+        ("OrderRejected", "KILL_SWITCH")]
+    # the trader's halt likewise; one that lapsed (a daily-loss stop's `until`) before the
+    # next does not stand then
+    halt = StrategyHalted(strategy_id="s1", requested_by="api", market_ts=SWITCH)
+    again = StrategyHalted(strategy_id="s1", requested_by="api", market_ts=T0 + 12 * MS)
+    h = engine()
+    payloads(h, _env(halt, SWITCH, "h1"), "paper.control")
+    payloads(h, _env(again, T0 + 12 * MS, "h2"), "paper.control")
+    assert kinds(payloads(h, buy("late", T0 + 11 * MS), "paper.signals.validated")) == [
+        ("OrderRejected", "STRATEGY_HALTED")]
+    lapsed = StrategyHalted(strategy_id="s1", requested_by="risk", market_ts=T0 + 2 * MS,
+                            until=T0 + 5 * MS)
+    h = engine()
+    payloads(h, _env(lapsed, T0 + 2 * MS, "h1"), "paper.control")
+    payloads(h, _env(again, T0 + 12 * MS, "h2"), "paper.control")
+    assert kinds(payloads(h, buy("between", T0 + 7 * MS), "paper.signals.validated"))[0] == (
+        "OrderSubmitted", None)
