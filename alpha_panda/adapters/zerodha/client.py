@@ -7,6 +7,7 @@ errors become ours at this boundary:
     TokenException            -> AuthenticationError (stop live trading, alert)
     HTTP 429                  -> RateLimited (retried with backoff)
     Network/Data/General, I/O -> BrokerUnavailable (retried)
+    an answer it cannot read  -> BrokerUnavailable (retried; a placement's tag looked up)
     Input/Order on placement  -> OrderRefused (a rejection event, never retried)
 """
 
@@ -88,7 +89,11 @@ class KiteRestClient:
         self.calls += 1
         try:
             return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
-        except (kex.KiteException, requests.RequestException, OSError) as exc:
+        except Exception as exc:
+            # Anything else kiteconnect raises is an answer it could not read (a proxy's
+            # error page without a Content-Type is a KeyError): an outcome unknown, as a
+            # timeout's, so a placement is looked up by its tag before it is tried again
+            # (else the signal was dead-lettered with the order working at Kite).
             raise translate(exc, what) from exc
 
     async def place_order(self, params: dict[str, Any]) -> str:

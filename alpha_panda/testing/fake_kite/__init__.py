@@ -85,6 +85,9 @@ class FakeKite(FakeTicker):
         self.rate_limited = 0
         self.fail_next: deque[KiteError] = deque()
         self.place_delay_s = 0.0  # answer placements late (the order is placed at once)
+        # the next this many placements are placed, but answered as a proxy's bare error
+        # page (502, no body, no Content-Type): what the order came to is unknown
+        self.bare_place_answers = 0
         self._place_times: deque[float] = deque()
         self._ids = itertools.count(250_000_000_000_001)
         self._lock = threading.RLock()

@@ -42,6 +42,10 @@ def handler_for(fake: FakeKite) -> type[BaseHTTPRequestHandler]:
                 data = fake.handle(method, url.path, params, self.headers.get("Authorization"))
                 if method == "POST" and url.path.startswith("/orders/") and fake.place_delay_s:
                     time.sleep(fake.place_delay_s)  # placed, but the answer comes too late
+                if method == "POST" and url.path.startswith("/orders/") \
+                        and fake.bare_place_answers:
+                    fake.bare_place_answers -= 1  # placed, but the answer is a bare 502
+                    return self._send(502, b"", None)
                 body_out = {"status": "success", "data": data}
                 code = 200
             except fake_error as err:
@@ -50,10 +54,11 @@ def handler_for(fake: FakeKite) -> type[BaseHTTPRequestHandler]:
                 code = err.status
             self._send(code, json.dumps(body_out).encode(), "application/json")
 
-        def _send(self, code: int, body: bytes, ctype: str) -> None:
+        def _send(self, code: int, body: bytes, ctype: str | None) -> None:
             try:
                 self.send_response(code)
-                self.send_header("Content-Type", ctype)
+                if ctype is not None:
+                    self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)

@@ -19,6 +19,7 @@ from alpha_panda.domain.errors import (
     AuthenticationError,
     ConfigurationError,
     InvariantViolation,
+    RetryableError,
     TransientError,
 )
 from alpha_panda.domain.events import (
@@ -319,6 +320,23 @@ async def test_a_placement_whose_answer_is_lost_is_found_by_its_tag_on_retry(
     with pytest.raises(TransientError, match="timed out"):
         await engine.ahandle(emit.envelope, _record(emit))
     fake.place_delay_s = 0.0
+    [out] = await engine.ahandle(emit.envelope, _record(emit))  # the runtime's retry
+    await kite.close()
+    assert fake.placements == 1 and engine.adopted == 1
+    assert out.envelope.data.broker_order_id == next(iter(fake.orders))
+
+
+async def test_a_placement_answered_by_a_bare_error_page_is_found_by_its_tag_on_retry(
+        settings: ZerodhaSettings, session: KiteSession, fake: FakeKite) -> None:
+    # A proxy's 502 with no Content-Type: kiteconnect fails reading the answer (a KeyError),
+    # not with one of its own errors. Kite placed the order: the engine must treat the
+    # outcome as unknown (retryable, the tag looked up first), not as a bug that
+    # dead-letters the signal and leaves the order working at Kite with no event of it.
+    engine, kite = await _engine(settings, session)
+    fake.bare_place_answers = 1
+    emit = signal_envelope(1)
+    with pytest.raises(RetryableError):
+        await engine.ahandle(emit.envelope, _record(emit))
     [out] = await engine.ahandle(emit.envelope, _record(emit))  # the runtime's retry
     await kite.close()
     assert fake.placements == 1 and engine.adopted == 1
