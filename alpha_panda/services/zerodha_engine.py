@@ -13,7 +13,8 @@ records the cancellations as Kite reports them, with the reason the engine asked
 control event older than the oldest signal the engine would still act on is only logged: a
 new consumer group reads the topic from its start.
 
-A fresh MIS order at or after the MIS cut-off (15:20 IST) is rejected here, ``MIS_CUTOFF``,
+A fresh MIS order at or after the MIS cut-off (15:20 IST; Zerodha's 15:25 on NFO/BFO and
+16:45 on CDS/BCD; none here on MCX) is rejected here, ``MIS_CUTOFF``,
 by the paper exchange's rule (``execution.rules.mis_cutoff``), not sent for Kite's RMS to
 reject; an exit of the strategy's MIS position still goes to Kite, which accepts it.
 
@@ -92,6 +93,13 @@ UNTIL_KITE_ANSWERS = 2**62  # attempts of a retryable error (each at most backof
 REFRESH_EVERY_NS = 600 * 10**9  # Kite's instrument list downloaded again at most this often
 _RETRYABLE = tuple(c.__name__ for c in (RetryableError, TransientError, BrokerUnavailable,
                                         RateLimited))
+# Zerodha's auto square-off where it is not equity's (``mis_squareoff``, NSE and BSE):
+# equity derivatives 15:25, currency 16:45 (support.zerodha.com, "What are the auto
+# square-off timings for open intraday positions?"). Commodities (MCX), 25 minutes before a
+# close that moves with the US clock change, and any other exchange are left to Kite's RMS.
+_EQUITY_EXCHANGES = frozenset({"NSE", "BSE"})
+MIS_SQUAREOFF_BY_EXCHANGE = {"NFO": clock_time(15, 25), "BFO": clock_time(15, 25),
+                             "CDS": clock_time(16, 45), "BCD": clock_time(16, 45)}
 
 
 class ZerodhaEngine(ZerodhaCancels):
@@ -114,7 +122,11 @@ class ZerodhaEngine(ZerodhaCancels):
         self._protection = market_protection
         self._max_age_ns = int(max_signal_age_s * 1e9)
         self._clock = clock
-        self._sessions = SessionClock(MarketCalendar(), mis_squareoff)  # the paper's cut-off
+        calendar = MarketCalendar()
+        self._sessions = SessionClock(calendar, mis_squareoff)  # the paper's cut-off (equity)
+        # the other exchanges' (None: no cut-off at all, every late MIS order left to Kite)
+        self._exchange_sessions = {} if mis_squareoff is None else {
+            ex: SessionClock(calendar, cut) for ex, cut in MIS_SQUAREOFF_BY_EXCHANGE.items()}
         self._tags: dict[str, str] = {}  # our tag -> Kite order id, from the order book
         self._stale = True  # the order book must be read before the next placement
         self.placed = 0
@@ -306,7 +318,7 @@ class ZerodhaEngine(ZerodhaCancels):
             return [self._reject(event, "STRATEGY_HALTED",
                                  "strategy is halted: an order validated before it is not "
                                  "placed")]
-        elif (late := self._past_cutoff(sig)) is not None:
+        elif (late := self._past_cutoff(sig, inst.exchange)) is not None:
             return [self._reject(event, *late)]
         else:
             try:
@@ -331,8 +343,10 @@ class ZerodhaEngine(ZerodhaCancels):
             self._early_cancels.pop(order_id, None)
         return out
 
-    def _past_cutoff(self, sig: Signal) -> tuple[str, str] | None:
-        """``MIS_CUTOFF`` for a fresh MIS order at/after the cut-off, refused here by the rule
+    def _past_cutoff(self, sig: Signal, exchange: str) -> tuple[str, str] | None:
+        """``MIS_CUTOFF`` for a fresh MIS order at/after the cut-off of ``exchange`` (equity's
+        the paper exchange's; F&O's and currency's Zerodha's later ones, commodities' left to
+        Kite), refused here by the rule
         the paper exchange applies, so that both brokers emit the same ``OrderRejected``:
         Kite would take the order and its RMS reject it a moment later (an
         ``OrderSubmitted`` and a ``BROKER_REJECTED``, a placement spent). An exit of the
@@ -341,9 +355,13 @@ class ZerodhaEngine(ZerodhaCancels):
         engine's clock: when Kite gets the order (the paper's is the order's arrival)."""
         if sig.product is not Product.MIS:
             return None
+        sessions = (self._sessions if exchange in _EQUITY_EXCHANGES
+                    else self._exchange_sessions.get(exchange))
+        if sessions is None:
+            return None
         now = self._clock()
         held = self._book.mis_position(sig.strategy_id, sig.instrument_token, ist_date(now))
-        return mis_cutoff(sig.product, now, self._sessions,
+        return mis_cutoff(sig.product, now, sessions,
                           exit_only=reduces(held, sig.side.sign * sig.quantity))
 
 

@@ -158,3 +158,43 @@ async def test_without_a_cutoff_the_engine_leaves_late_mis_orders_to_kite() -> N
                         mis_squareoff=None)
     out = await handle(eng, signal(Product.MIS), "late", at(15, 25))
     assert isinstance(out, OrderSubmitted) and len(kite.placed) == 1
+
+
+NIFTY_FUT, USDINR_FUT, CRUDE_FUT = 13238786, 412675, 53505799
+DERIVATIVES = InstrumentMaster([
+    KiteInstrument(instrument_token=INFY, exchange="NSE", tradingsymbol="INFY"),
+    KiteInstrument(instrument_token=NIFTY_FUT, exchange="NFO", tradingsymbol="NIFTY26NOVFUT",
+                   segment="NFO-FUT", instrument_type="FUT"),
+    KiteInstrument(instrument_token=USDINR_FUT, exchange="CDS", tradingsymbol="USDINR26DECFUT",
+                   segment="CDS-FUT", instrument_type="FUT"),
+    KiteInstrument(instrument_token=CRUDE_FUT, exchange="MCX", tradingsymbol="CRUDEOIL26DECFUT",
+                   segment="MCX-FUT", instrument_type="FUT"),
+])
+
+
+async def fresh_mis(token: int, now: int) -> Any:
+    kite = StubKite()
+    eng = ZerodhaEngine(kite, DERIVATIVES, OrderBook(), clock=lambda: now)  # type: ignore[arg-type]
+    sig = Signal(strategy_id="s1", instrument_token=token, side=Side.BUY, quantity=1,
+                 product=Product.MIS)
+    env = new_envelope(SignalValidated(signal=sig, signal_id=f"{token}-{now}"),
+                       id=derive_id(f"{token}-{now}", "risk"), ts=now, source="risk",
+                       broker="zerodha", key=strategy_instrument_key("s1", token))
+    [out] = await eng.ahandle(env, Record(SIGNALS_TOPIC, 0, 0, env.key.encode(), CODEC.encode(env)))
+    return out.envelope.data
+
+
+async def test_the_cutoff_is_zerodha_s_of_the_instrument_s_exchange() -> None:
+    # Zerodha's auto square-off (support.zerodha.com, intraday auto square-off timings):
+    # equity 15:20, equity derivatives 15:25, currency 16:45, commodities 25 minutes before
+    # their close; it takes fresh MIS orders until then. A NIFTY future's MIS order at 15:22
+    # was refused here though Kite takes it, and a currency or MCX one all evening.
+    assert isinstance(await fresh_mis(INFY, at(15, 22)), OrderRejected)
+    assert isinstance(await fresh_mis(NIFTY_FUT, at(15, 22)), OrderSubmitted)
+    late = await fresh_mis(NIFTY_FUT, at(15, 25))
+    assert isinstance(late, OrderRejected) and late.reason_code == "MIS_CUTOFF"
+    assert "15:25" in late.message
+    assert isinstance(await fresh_mis(USDINR_FUT, at(16, 30)), OrderSubmitted)
+    assert isinstance(await fresh_mis(USDINR_FUT, at(16, 45)), OrderRejected)
+    # MCX's close moves (23:30, or 23:55 in the US winter): Kite's RMS judges those
+    assert isinstance(await fresh_mis(CRUDE_FUT, at(20, 0)), OrderSubmitted)
