@@ -28,11 +28,17 @@ from alpha_panda.services.zerodha_topics import CONTROL_TOPIC
 from alpha_panda.stream.emit import Emit
 
 log_ = structlog.get_logger(__name__)
-# Kite's statuses of an order that may still trade
-_CANCELLABLE = frozenset({"OPEN", "TRIGGER PENDING", "AMO REQ RECEIVED", "OPEN PENDING",
-                          "VALIDATION PENDING", "PUT ORDER REQ RECEIVED", "MODIFY PENDING",
-                          "MODIFY VALIDATION PENDING"})
+# Kite's statuses of an order that can no longer trade, or is being cancelled. Every other
+# one may still trade and is cancelled: Kite's docs highlight only "some" interim statuses
+# (OPEN PENDING, TRIGGER PENDING, AMO REQ RECEIVED, ...), and Zerodha takes a cancel of every
+# order not COMPLETE, CANCELLED or REJECTED. A list of the statuses to cancel left an order
+# in any status it did not name working at Kite under the kill switch.
+_NOT_CANCELLABLE = frozenset({"COMPLETE", "CANCELLED", "REJECTED", "CANCEL PENDING"})
 _FILLED_OR_REJECTED = frozenset({"COMPLETE", "REJECTED"})
+
+
+def _cancellable(status: object) -> bool:
+    return isinstance(status, str) and bool(status) and status not in _NOT_CANCELLABLE
 
 
 class ZerodhaCancels:
@@ -97,7 +103,7 @@ class ZerodhaCancels:
             after = event.ts
         cancelled = 0
         for o in await self._kite.orders():
-            if not is_our_tag(o.get("tag")) or o.get("status") not in _CANCELLABLE:
+            if not is_our_tag(o.get("tag")) or not _cancellable(o.get("status")):
                 continue
             broker_id = str(o["order_id"])
             if mine is not None and broker_id not in mine:
@@ -152,7 +158,7 @@ class ZerodhaCancels:
             return [self._refused(event, request, f"Kite's order {order.broker_order_id} "
                                                   "carries another tag: not ours to cancel")]
         status = now.get("status")
-        if status not in _CANCELLABLE:  # filled, cancelled or being cancelled
+        if not _cancellable(status):  # filled, cancelled or being cancelled
             log_.warning("zerodha.cancel_order_not_open", status=status, **ctx)
             if status in _FILLED_OR_REJECTED:  # else cancelled, as asked: the sync says so
                 return [self._refused(event, request, f"Kite shows the order {status}: "

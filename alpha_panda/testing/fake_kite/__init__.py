@@ -332,7 +332,9 @@ class FakeKite(FakeTicker):
     def cancel(self, order_id: str) -> str:
         with self._lock:
             o = self.orders.get(order_id)
-            if o is None or o["status"] != "OPEN":
+            # Zerodha: every order not COMPLETE, CANCELLED or REJECTED is pending and takes
+            # a cancel (kite.trade forum, "How to cancel all pending orders?")
+            if o is None or o["status"] in ("COMPLETE", "CANCELLED", "REJECTED"):
                 raise KiteError(400, "InputException", "Order cannot be cancelled.")
             self._update(o, status="CANCELLED", cancelled_quantity=o["pending_quantity"],
                          pending_quantity=0)

@@ -339,3 +339,28 @@ async def test_an_entry_trimmed_that_fills_first_at_kite_keeps_its_replacement_f
         id="fill", ts=time.time_ns(), source="zerodha-engine", key="s1"), _record(late))
     assert run.position() == (10, 10) and cancels(run.emitted)[-1] == late.envelope.data.order_id
     await kite.close()
+
+
+async def test_an_order_in_a_pending_status_not_in_kites_highlighted_list_is_still_cancelled(
+        settings: ZerodhaSettings, session: KiteSession, fake: FakeKite, log: MemoryLog) -> None:
+    # Kite's docs highlight "some" interim statuses; Zerodha: every order not COMPLETE,
+    # CANCELLED or REJECTED is pending and takes a cancel. One in a status the engine did not
+    # list was left working at Kite by a trader's cancel (no refusal either) and by the
+    # kill switch.
+    await append(log, _limit(1, 95_00), _limit(2, 96_00))
+    trading = build_zerodha_engine(settings, log, FAST)
+    stop, task = await _run(trading)
+    await wait_for(lambda: _has(log, "submitted", 2))
+    subs = {e.data.signal_id: e.data for e in await order_events(log, "submitted")}
+    first, second = subs["signal-1"].broker_order_id, subs["signal-2"].broker_order_id
+    for oid in (first, second):
+        fake.orders[oid]["status"] = "MODIFIED"  # (a status outside the engine's list)
+    await append(log, _cancel(order_id_for("signal-1")))
+    await wait_for(lambda: _has(log, "cancelled", 1))
+    await append(log, _control(KillSwitchSet(active=True, requested_by="test"), "kill_switch"))
+    await wait_for(lambda: _has(log, "cancelled", 2))
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert fake.orders[first]["status"] == fake.orders[second]["status"] == "CANCELLED"
+    reasons = {e.data.broker_order_id: e.data.reason for e in await order_events(log, "cancelled")}
+    assert reasons == {first: "user", second: "kill_switch"}
