@@ -22,7 +22,7 @@ from alpha_panda.domain.events import (
     derive_id,
     new_envelope,
 )
-from alpha_panda.execution.zerodha.orders import is_our_tag
+from alpha_panda.execution.zerodha.orders import is_our_tag, our_tag
 from alpha_panda.execution.zerodha.reconcile import OrderBook, TrackedOrder
 from alpha_panda.services.zerodha_topics import CONTROL_TOPIC
 from alpha_panda.stream.emit import Emit
@@ -103,7 +103,7 @@ class ZerodhaCancels:
             after = event.ts
         cancelled = 0
         for o in await self._kite.orders():
-            if not is_our_tag(o.get("tag")) or not _cancellable(o.get("status")):
+            if our_tag(o) is None or not _cancellable(o.get("status")):
                 continue
             broker_id = str(o["order_id"])
             if mine is not None and broker_id not in mine:
@@ -153,8 +153,9 @@ class ZerodhaCancels:
             log_.warning("zerodha.cancel_order_not_at_kite", error=str(exc), **ctx)
             return [self._refused(event, request, f"Kite does not list the order today: {exc}")]
         now = history[-1] if history else {}  # Kite lists an order's states oldest first
-        if now.get("tag") != order.tag:
-            log_.error("zerodha.cancel_tag_mismatch", kite_tag=now.get("tag"), alert=True, **ctx)
+        if our_tag(now) != order.tag:
+            log_.error("zerodha.cancel_tag_mismatch", kite_tag=now.get("tag"),
+                       kite_tags=now.get("tags"), alert=True, **ctx)
             return [self._refused(event, request, f"Kite's order {order.broker_order_id} "
                                                   "carries another tag: not ours to cancel")]
         status = now.get("status")

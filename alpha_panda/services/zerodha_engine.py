@@ -73,10 +73,10 @@ from alpha_panda.execution.costs import CostModel, RateCards
 from alpha_panda.execution.market import MarketCalendar, SessionClock
 from alpha_panda.execution.rules import mis_cutoff
 from alpha_panda.execution.zerodha.orders import (
-    is_our_tag,
     kite_order_params,
     order_id_for,
     order_tag,
+    our_tag,
 )
 from alpha_panda.execution.zerodha.reconcile import OrderBook
 from alpha_panda.services.emitting import order_emit
@@ -368,7 +368,8 @@ class ZerodhaEngine(ZerodhaCancels):
     async def _existing(self, tag: str) -> str | None:
         if self._stale:
             orders = await self._kite.orders()
-            self._tags = {str(o["tag"]): str(o["order_id"]) for o in orders if is_our_tag(o.get("tag"))}
+            self._tags = {ours: str(o["order_id"]) for o in orders
+                          if (ours := our_tag(o)) is not None}
             self._stale = False
         return self._tags.get(tag)
 

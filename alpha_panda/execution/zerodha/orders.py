@@ -44,6 +44,19 @@ def is_our_tag(tag: str | None) -> bool:
     return bool(tag) and len(tag or "") == TAG_LENGTH and (tag or "").startswith(TAG_PREFIX)
 
 
+def our_tag(row: dict[str, Any]) -> str | None:
+    """Our tag on a Kite order row (``orders()``, ``order_history()``, a postback), else None.
+
+    Looked for in ``tags`` as well as ``tag``: Kite adds tags of its own (its market
+    protection's, ``mktp``) and keeps ``tags`` in no guaranteed order, so ``tag`` (their
+    first) need not be ours."""
+    tags = row.get("tags")
+    for tag in [row.get("tag"), *(tags if isinstance(tags, list) else ())]:
+        if isinstance(tag, str) and is_our_tag(tag):
+            return tag
+    return None
+
+
 def order_id_for(signal_id: str) -> str:
     """Our order id for a signal (stable across retries and restarts)."""
     return derive_id(signal_id, ORDER_STAGE)
@@ -126,7 +139,8 @@ def kite_order(row: dict[str, Any]) -> KiteOrder:
     """Parse an order-book row (``orders()``, ``order_history()`` or a postback)."""
     try:
         return KiteOrder(
-            order_id=str(row["order_id"]), status=str(row["status"]), tag=row.get("tag") or None,
+            order_id=str(row["order_id"]), status=str(row["status"]),
+            tag=our_tag(row) or row.get("tag") or None,
             instrument_token=int(row.get("instrument_token") or 0),
             exchange=str(row.get("exchange") or ""), tradingsymbol=str(row.get("tradingsymbol") or ""),
             side=Side(row["transaction_type"]), quantity=int(row["quantity"]),

@@ -88,6 +88,10 @@ class FakeKite(FakeTicker):
         # the next this many placements are placed, but answered as a proxy's bare error
         # page (502, no body, no Content-Type): what the order came to is unknown
         self.bare_place_answers = 0
+        # Kite's own tags on an order (its market protection's: "mktp", "mktp:2.00"), put
+        # before the order's: its ``tags`` come in no guaranteed order (kite.trade forum,
+        # "place_order tag and tags"), ``tag`` their first
+        self.system_tags: list[str] = []
         self._place_times: deque[float] = deque()
         self._ids = itertools.count(250_000_000_000_001)
         self._lock = threading.RLock()
@@ -271,6 +275,9 @@ class FakeKite(FakeTicker):
             "cancelled_quantity": 0, "market_protection": int(p.get("market_protection", 0)),
             "tag": p.get("tag") or None, "tags": [p["tag"]] if p.get("tag") else [], "guid": oid,
         }
+        if self.system_tags:
+            tags = [*self.system_tags, *([p["tag"]] if p.get("tag") else [])]
+            order["tags"], order["tag"] = tags, tags[0]
         self.orders[oid] = order
         reason = self.reject_symbols.get(p["tradingsymbol"]) or self._mis_block(p, token)
         if reason is not None:

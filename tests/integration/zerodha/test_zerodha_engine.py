@@ -343,6 +343,41 @@ async def test_a_placement_answered_by_a_bare_error_page_is_found_by_its_tag_on_
     assert out.envelope.data.broker_order_id == next(iter(fake.orders))
 
 
+async def test_our_tag_behind_kites_own_tags_still_finds_and_cancels_the_order(
+        settings: ZerodhaSettings, session: KiteSession, fake: FakeKite, log: MemoryLog) -> None:
+    # Kite adds tags of its own (market protection's "mktp") and keeps an order's ``tags`` in
+    # no guaranteed order; with ours not first, ``tag`` is not ours. Read from ``tag`` alone,
+    # a retried placement did not find its order and placed it again, and the kill switch
+    # took the order for the trader's and left it working.
+    fake.system_tags = ["mktp", "mktp:2.00"]
+    impatient = settings.model_copy(update={"request_timeout_s": 0.3})
+    engine, kite = await _engine(impatient, session)
+    fake.place_delay_s = 0.6  # Kite places the order; our client gives up waiting
+    emit = signal_envelope(1, order_type=OrderType.LIMIT, limit_price=95_00)
+    with pytest.raises(TransientError, match="timed out"):
+        await engine.ahandle(emit.envelope, _record(emit))
+    fake.place_delay_s = 0.0
+    [out] = await engine.ahandle(emit.envelope, _record(emit))  # the runtime's retry
+    await kite.close()
+    assert fake.placements == 1 and engine.adopted == 1
+    [order] = fake.orders.values()
+    assert order["tag"] == "mktp" and out.envelope.data.broker_order_id == order["order_id"]
+
+    # a restart before the submission was committed: the start finds it ours (an orphan)
+    # and the redelivered signal adopts it
+    await append(log, emit)
+    trading = build_zerodha_engine(settings, log, FAST)
+    stop, task = await _run(trading)
+    await wait_for(lambda: _has(log, "submitted", 1))
+    assert trading.report is not None
+    assert [o.order_id for o in trading.report.orphans] == [order["order_id"]]
+    await append(log, _kill_switch())
+    await wait_for(lambda: _has(log, "cancelled", 1))
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert order["status"] == "CANCELLED" and fake.placements == 1
+
+
 async def test_an_old_signal_is_not_placed_late(settings: ZerodhaSettings, session: KiteSession,
                                                 fake: FakeKite) -> None:
     engine, kite = await _engine(settings, session)
