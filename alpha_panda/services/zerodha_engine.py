@@ -91,6 +91,11 @@ from alpha_panda.stream.runtime import ProcessorSettings
 log_ = structlog.get_logger(__name__)
 UNTIL_KITE_ANSWERS = 2**62  # attempts of a retryable error (each at most backoff_max apart)
 REFRESH_EVERY_NS = 600 * 10**9  # Kite's instrument list downloaded again at most this often
+# How long a placement whose outcome is unknown (it timed out, Kite failed or answered
+# unreadably) is looked for in Kite's order book before it is placed again: Kite slow under
+# load may put the order in its book after the request timed out, and a retry that looked at
+# once placed it twice.
+UNKNOWN_OUTCOME_S = 10.0
 _RETRYABLE = tuple(c.__name__ for c in (RetryableError, TransientError, BrokerUnavailable,
                                         RateLimited))
 # Zerodha's auto square-off where it is not equity's (``mis_squareoff``, NSE and BSE):
@@ -109,8 +114,12 @@ class ZerodhaEngine(ZerodhaCancels):
                  market_protection: int = -1, max_signal_age_s: float = 300.0,
                  clock: Callable[[], int] = time.time_ns,
                  mis_squareoff: clock_time | None = MIS_SQUAREOFF,
-                 refresh: Callable[[], Awaitable[InstrumentMaster]] | None = None) -> None:
+                 refresh: Callable[[], Awaitable[InstrumentMaster]] | None = None,
+                 unknown_outcome_s: float = UNKNOWN_OUTCOME_S) -> None:
         self._kite = kite
+        # our tag -> when its placement's outcome became unknown (``UNKNOWN_OUTCOME_S``)
+        self._unknown: dict[str, int] = {}
+        self._unknown_ns = int(unknown_outcome_s * 1e9)
         self._instruments = instruments
         # Downloads Kite's list again, for an instrument it did not have: Kite lists the
         # day's new contracts in its morning list, so an engine started before that list
@@ -321,15 +330,25 @@ class ZerodhaEngine(ZerodhaCancels):
         elif (late := self._past_cutoff(sig, inst.exchange)) is not None:
             return [self._reject(event, *late)]
         else:
+            since = self._unknown.get(tag)
+            if since is not None and (waited := self._clock() - since) < self._unknown_ns:
+                self._stale = True  # (the order book is read again on the next retry)
+                raise TransientError(
+                    f"the placement of signal {sid} ended unknown {waited / 1e9:.1f}s ago and "
+                    "its order is not found at Kite yet: looking again before placing it again")
             try:
                 broker_id = await self._kite.place_order(params)
             except OrderRefused as exc:
                 return [self._reject(event, "BROKER_REFUSED", str(exc))]
+            except RateLimited:  # (not sent, or refused by Kite's rate limit: not placed)
+                raise
             except RetryableError:
                 self._stale = True  # the order may have reached Kite: look before retrying
+                self._unknown.setdefault(tag, self._clock())
                 raise
             self._tags[tag] = broker_id
             self.placed += 1
+        self._unknown.pop(tag, None)
         submitted = OrderSubmitted(
             order_id=order_id, signal_id=sid, strategy_id=sig.strategy_id,
             instrument_token=sig.instrument_token, side=sig.side, quantity=sig.quantity,
@@ -390,6 +409,7 @@ class ZerodhaEngine(ZerodhaCancels):
 
     def _reject(self, event: Envelope[SignalValidated], code: str, message: str) -> Emit:
         sig = event.data.signal
+        self._unknown.pop(order_tag(event.data.signal_id), None)
         self.rejected += 1
         rejected = OrderRejected(
             order_id=order_id_for(event.data.signal_id), strategy_id=sig.strategy_id,

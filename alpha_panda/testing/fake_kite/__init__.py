@@ -88,6 +88,9 @@ class FakeKite(FakeTicker):
         # the next this many placements are placed, but answered as a proxy's bare error
         # page (502, no body, no Content-Type): what the order came to is unknown
         self.bare_place_answers = 0
+        # placements reach the book only this long after they arrive (Kite slow under load):
+        # a client that gave up waiting and looks at once does not find the order yet
+        self.place_register_delay_s = 0.0
         # Kite's own tags on an order (its market protection's: "mktp", "mktp:2.00"), put
         # before the order's: its ``tags`` come in no guaranteed order (kite.trade forum,
         # "place_order tag and tags"), ``tag`` their first

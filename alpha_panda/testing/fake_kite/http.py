@@ -39,6 +39,9 @@ def handler_for(fake: FakeKite) -> type[BaseHTTPRequestHandler]:
                 return self._send(200, fake.instruments_csv(parts[1] if len(parts) > 1 else None)
                                   .encode(), "text/csv")
             try:
+                if method == "POST" and url.path.startswith("/orders/") \
+                        and fake.place_register_delay_s:
+                    time.sleep(fake.place_register_delay_s)  # not in the book until then
                 data = fake.handle(method, url.path, params, self.headers.get("Authorization"))
                 if method == "POST" and url.path.startswith("/orders/") and fake.place_delay_s:
                     time.sleep(fake.place_delay_s)  # placed, but the answer comes too late

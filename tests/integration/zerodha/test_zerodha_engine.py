@@ -326,6 +326,53 @@ async def test_a_placement_whose_answer_is_lost_is_found_by_its_tag_on_retry(
     assert out.envelope.data.broker_order_id == next(iter(fake.orders))
 
 
+async def test_a_timed_out_placement_kite_registers_late_is_not_placed_again(
+        settings: ZerodhaSettings, session: KiteSession, fake: FakeKite) -> None:
+    # Kite slow under load: the request times out before the order is in Kite's book. A
+    # retry that looked at once did not find it and placed the order a second time; it
+    # must go on looking for a while before it places again.
+    impatient = settings.model_copy(update={"request_timeout_s": 0.3})
+    kite = KiteRestClient(impatient, session.access_token)
+    master = await InstrumentMaster.load(impatient.instruments_dir, kite.instruments)
+    engine = ZerodhaEngine(kite, master, OrderBook(), unknown_outcome_s=1.0)
+    fake.place_register_delay_s = 0.6
+    emit = signal_envelope(1)
+    with pytest.raises(TransientError, match="timed out"):
+        await engine.ahandle(emit.envelope, _record(emit))
+    with pytest.raises(TransientError, match="not found at Kite yet"):
+        await engine.ahandle(emit.envelope, _record(emit))  # the runtime's retry, at once
+    await asyncio.sleep(0.5)  # Kite has registered it by now
+    [out] = await engine.ahandle(emit.envelope, _record(emit))
+    fake.place_register_delay_s = 0.0
+    await kite.close()
+    assert fake.placements == 1 and engine.adopted == 1
+    assert out.envelope.data.broker_order_id == next(iter(fake.orders))
+
+
+async def test_a_timed_out_placement_kite_never_registered_is_placed_after_the_wait(
+        settings: ZerodhaSettings, session: KiteSession, fake: FakeKite) -> None:
+    from alpha_panda.testing.fake_kite import KiteError
+
+    kite = KiteRestClient(settings, session.access_token)
+    master = await InstrumentMaster.load(settings.instruments_dir, kite.instruments)
+    now = [time.time_ns()]
+    engine = ZerodhaEngine(kite, master, OrderBook(), unknown_outcome_s=10.0,
+                           clock=lambda: now[0])
+    first = signal_envelope(2, ts=now[0])
+    await engine.ahandle(first.envelope, _record(first))  # (the day's orders read)
+    fake.fail_next.append(KiteError(503, "NetworkException", "Gateway timed out"))
+    emit = signal_envelope(1, ts=now[0])
+    with pytest.raises(RetryableError):  # the placement fails: placed or not, unknown
+        await engine.ahandle(emit.envelope, _record(emit))
+    with pytest.raises(TransientError, match="not found at Kite yet"):
+        await engine.ahandle(emit.envelope, _record(emit))
+    now[0] += 11 * 10**9  # past the wait: Kite never had it
+    [out] = await engine.ahandle(emit.envelope, _record(emit))
+    await kite.close()
+    assert fake.placements == 2 and engine.placed == 2 and engine.adopted == 0
+    assert out.envelope.data.broker_order_id == list(fake.orders)[-1]
+
+
 async def test_a_placement_answered_by_a_bare_error_page_is_found_by_its_tag_on_retry(
         settings: ZerodhaSettings, session: KiteSession, fake: FakeKite) -> None:
     # A proxy's 502 with no Content-Type: kiteconnect fails reading the answer (a KeyError),
