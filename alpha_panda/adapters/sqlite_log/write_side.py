@@ -194,7 +194,7 @@ class _WriteSide:
     def expire(self, db: sqlite3.Connection, now_ms: int, max_records: int
                ) -> tuple[_Layout | None, list[tuple[int, int]], int]:
         """Delete whole segments older than their topic's retention, up to ``max_records``
-        records; returns (layout, [(code, first offset kept)], records deleted)."""
+        records (or one segment bigger than that, alone); returns (layout, [(code, first offset kept)], records deleted)."""
         drops: list[tuple[int, int]] = []
         deleted = 0
 
@@ -218,8 +218,10 @@ class _WriteSide:
                     for pos, n, ts in d.execute(
                             "SELECT pos, n, ts FROM segments WHERE pos >= ? AND pos < ? "
                             "ORDER BY pos LIMIT ?", (lo, lo + _SPAN, max_records - deleted)):
-                        if pos == last or ts >= now_ms - retention \
-                                or deleted + gone + n > max_records:
+                        # (a segment bigger than a whole step goes alone: kept, it stayed
+                        # for good, and every later one of its partition behind it)
+                        if pos == last or ts >= now_ms - retention or (
+                                deleted + gone and deleted + gone + n > max_records):
                             break
                         gone += n
                         kept_from = pos + n

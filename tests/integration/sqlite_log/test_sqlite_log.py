@@ -194,6 +194,24 @@ async def test_records_past_retention_are_deleted(tmp_path: Path) -> None:
     await log.close()
 
 
+async def test_a_write_bigger_than_an_expiry_step_expires_and_so_does_what_follows(
+        tmp_path: Path) -> None:
+    # One write of more records to a partition than an expiry step deletes (5,000: a batch
+    # of RUNTIME__BATCH_SIZE ticks of one instrument, its signals) was never deleted, and
+    # every segment after it in that partition stayed too: the file only grew.
+    log = SqliteLog(tmp_path / "log.sqlite")
+    await log.ensure_topics([TopicSpec("short", 1, KeyKind.INSTRUMENT, 50, None)])
+    await log.append([Output("short", b"k", b"big") for _ in range(6000)])
+    await log.append([Output("short", b"k", b"small") for _ in range(10)])
+    await asyncio.sleep(0.1)
+    await log.append([Output("short", b"k", b"new")])
+    deleted = [log.expire(5000) for _ in range(3)]
+    assert sum(deleted) == 6010
+    left = await log.read(TopicPartition("short", 0), 0, 10_000)
+    assert [(r.offset, r.value) for r in left] == [(6010, b"new")]
+    await log.close()
+
+
 async def test_a_partition_whose_records_all_expired_keeps_its_end_across_a_reopen(
         tmp_path: Path) -> None:
     # every record old, then a restart: the end went back to 0, so new records took offsets
