@@ -67,11 +67,20 @@ class SqliteStorage:
     def __init__(self, path: Path, *, processed_capacity: int = 100_000,
                  synchronous: str = "NORMAL", tail_records: int = 10_000) -> None:
         self.path = path
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
-                                   cached_statements=64)
-        _setup(self._db, synchronous)
         self._codec = _SegmentCodec()
-        _migrate(self._db, self._codec)
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                                       cached_statements=64)
+        except sqlite3.Error as exc:
+            raise _cannot_open(path, exc) from exc
+        try:
+            _setup(self._db, synchronous)
+            _migrate(self._db, self._codec)
+        except sqlite3.DatabaseError as exc:
+            # (a file that is not a log, a damaged one, a directory this user cannot write:
+            # sqlite3's own error came out of every command as a traceback)
+            self._db.close()
+            raise _cannot_open(path, exc) from exc
         self._capacity = processed_capacity
         self._tail = TailCache(tail_records)
         # Where the file's changes stand, then the layout, in one read transaction: read
@@ -280,6 +289,13 @@ class SqliteStorage:
     def close(self) -> None:
         self._checkpointer.close()
         self._db.close()
+
+
+def _cannot_open(path: Path, exc: sqlite3.Error) -> ConfigurationError:
+    return ConfigurationError(
+        f"cannot open the embedded log {path}: {exc} (--data-dir, or --log sqlite:PATH, "
+        "must name an Alpha Panda log, or where one can be made, in a directory this user "
+        "can write)")
 
 
 def _records(topic: str, partition: int, base: int, outs: list[Output], ts_ms: int

@@ -127,6 +127,17 @@ def test_show_of_a_missing_offset_is_a_clear_error(tmp_path: Path) -> None:
     assert "no dead letter at in.dlq[0]@9" in res.output
 
 
+def test_a_file_that_is_not_a_log_is_a_clear_error_not_a_traceback(tmp_path: Path) -> None:
+    # (`--log sqlite:` naming the wrong file, a damaged log: sqlite3's DatabaseError came
+    # out of every command, preflight's check included, as a traceback)
+    path = tmp_path / "ticks.csv"
+    path.write_text("ts,instrument_token,last_price\n")
+    res = CliRunner().invoke(app, ["list", "--log", f"sqlite:{path}"])
+    assert res.exit_code == 2, res.output
+    assert f"cannot open the embedded log {path}: file is not a database" in res.output
+    assert path.read_text() == "ts,instrument_token,last_price\n"  # left as it was
+
+
 def test_an_unknown_topic_is_an_error_not_an_empty_list(tmp_path: Path) -> None:
     path = tmp_path / "log.sqlite"
     asyncio.run(_poisoned_log(path))
