@@ -135,11 +135,23 @@ async def list_dead_letters(log: Log, topic: str | None = None,
             start, step = end, limit
             while len(found) < limit and start > 0:
                 lo = max(0, start - step)
-                found[:0] = [_decode(r) for r in await _read_range(log, name, p, lo, start)]
+                found[:0] = _letters(await _read_range(log, name, p, lo, start))
                 start, step = lo, 2 * step
             entries.extend(found)
     entries.sort(key=lambda e: e.letter.failed_at)
     return entries[-limit:]
+
+
+def _letters(records: Sequence[Record]) -> list[DeadLetterEntry]:
+    """The dead letters of ``records``; a record that is none (as ``replay`` counts in
+    ``unreadable``) is passed over with a warning, not the end of the listing."""
+    out: list[DeadLetterEntry] = []
+    for r in records:
+        try:
+            out.append(_decode(r))
+        except DecodeError as exc:
+            log_.warning("dlq.unreadable", topic=r.topic, offset=r.offset, error=str(exc))
+    return out
 
 
 async def _read_range(log: Log, topic: str, partition: int, lo: int, hi: int) -> list[Record]:

@@ -127,6 +127,27 @@ def test_show_of_a_missing_offset_is_a_clear_error(tmp_path: Path) -> None:
     assert "no dead letter at in.dlq[0]@9" in res.output
 
 
+def test_a_record_of_a_dlq_topic_that_is_no_dead_letter_leaves_the_others_listed(
+        tmp_path: Path) -> None:
+    # (replay passes over such a record, saying so; list ended at it, exit 2 and no letter
+    # shown: an operator saw none of the letters the DLQ holds)
+    path = tmp_path / "log.sqlite"
+    asyncio.run(_poisoned_log(path))
+
+    async def add_stranger() -> None:
+        log = SqliteLog(path)
+        await log.append([raw(dlq_topic("in"), b"k", b"not a dead letter")])
+        await log.close()
+
+    asyncio.run(add_stranger())
+    url = f"sqlite:{path}"
+    listed = CliRunner().invoke(app, ["list", "--log", url, "--json"])
+    assert listed.exit_code == 0, listed.output
+    assert [r["source_offset"] for r in json.loads(listed.stdout)] == [1, 2]
+    dry = CliRunner().invoke(app, ["replay", "--log", url, "--topic", "in", "--dry-run"])
+    assert "ignored 1 record(s) of the DLQ topic that are not dead letters" in dry.output
+
+
 def test_a_file_that_is_not_a_log_is_a_clear_error_not_a_traceback(tmp_path: Path) -> None:
     # (`--log sqlite:` naming the wrong file, a damaged log: sqlite3's DatabaseError came
     # out of every command, preflight's check included, as a traceback)
