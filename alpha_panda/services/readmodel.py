@@ -13,6 +13,7 @@ import structlog
 from alpha_panda.domain.clock import ist_date
 from alpha_panda.domain.errors import TransientError
 from alpha_panda.marketdata.instruments import symbol_of
+from alpha_panda.portfolio.ledger import Position
 from alpha_panda.readmodel.cache import Cache
 from alpha_panda.readmodel.views import (
     STRATEGIES_KEY,
@@ -60,7 +61,9 @@ def portfolio_documents(h: PortfolioHandler) -> dict[str, bytes]:
                      realized=p.realized, unrealized=p.unrealized, charges=p.charges,
                      tradingsymbol=symbol_of(p.instrument_token), product=p.product.value,
                      day_pnl=day.position_pnl(p))
-        for p in positions
+        # by strategy, instrument and product: in the order they were opened, a restart
+        # (which reads the fills partition by partition) listed them in another order
+        for p in sorted(positions, key=_position_order)
     ]
     return {
         key(h.broker, "portfolio"): _encode(portfolio),
@@ -68,6 +71,10 @@ def portfolio_documents(h: PortfolioHandler) -> dict[str, bytes]:
         key(h.broker, "orders"): _encode(list(reversed(h.orders.values()))),
         key(h.broker, "signals"): _encode(list(reversed(h.signals))),
     }
+
+
+def _position_order(p: Position) -> tuple[str, int, str]:
+    return p.strategy_id, p.instrument_token, p.product.value
 
 
 def days_of(h: PortfolioHandler) -> list[DayPnlView]:

@@ -366,3 +366,16 @@ def test_a_fill_booked_already_does_not_charge_its_order_again() -> None:
     h = run(env(SUBMITTED, 1), env(paid, 2), env(paid, 3))
     assert h.ledger.snapshot(None).charges == 31_10
     assert h.orders["o1"].charges == 31_10
+
+
+def test_the_positions_document_does_not_depend_on_which_fill_was_read_first() -> None:
+    # Listed in the order they were opened, a restart (reading the fills partition by
+    # partition) served the positions in another order than the live run had.
+    fills = [msgspec.structs.replace(FILLED, order_id=f"o{t}", fill_id=f"f{t}",
+                                     instrument_token=t, strategy_id=sid)
+             for t, sid in ((9, "b"), (7, "a"), (8, "b"))]
+    docs = [msgspec.json.decode(portfolio_documents(run(*(env(f, n) for n, f in enumerate(
+        order, 1))))[key("paper", "positions")]) for order in (fills, fills[::-1])]
+    assert docs[0] == docs[1]
+    assert [(p["strategy_id"], p["instrument_token"]) for p in docs[0]] == [
+        ("a", 7), ("b", 8), ("b", 9)]
