@@ -1021,6 +1021,25 @@ def test_the_equity_curve_ends_at_the_equity_shown(
         _run_elsewhere(cache.set(key("paper", "portfolio"), original))
 
 
+def _live_kill_switch(page: Any) -> Any:
+    """The live tab shown, its kill switch off: the switch's button."""
+    from playwright.sync_api import expect
+
+    page.get_by_role("button", name="Zerodha (live)").click()
+    expect(page.locator("body")).to_have_attribute("data-loaded-broker", "zerodha")
+    kill = page.locator("#kill")
+    expect(kill).to_have_text("Stop zerodha")
+    return kill
+
+
+def _release_live_switch(control: RecordingControl) -> None:
+    """The live tab's kill switch off again, for the tests after one that set it."""
+    async def release() -> None:
+        await control.set_kill_switch("zerodha", False, False)
+
+    _run_elsewhere(release())
+
+
 def test_a_poll_answered_before_the_kill_switch_was_set_does_not_undo_it_on_screen(
     server: tuple[str, MemoryCache, RecordingControl],
 ) -> None:
@@ -1044,10 +1063,7 @@ def test_a_poll_answered_before_the_kill_switch_was_set_does_not_undo_it_on_scre
     try:
         with sync_playwright() as pw:
             browser, page, errors = open_dashboard(pw, url, answer)
-            page.get_by_role("button", name="Zerodha (live)").click()
-            expect(page.locator("body")).to_have_attribute("data-loaded-broker", "zerodha")
-            kill = page.locator("#kill")
-            expect(kill).to_have_text("Stop zerodha")
+            kill = _live_kill_switch(page)
             page.route("**/api/v1/kill-switch", hold_reads)
             deadline = time.monotonic() + 5
             while not held and time.monotonic() < deadline:
@@ -1068,10 +1084,7 @@ def test_a_poll_answered_before_the_kill_switch_was_set_does_not_undo_it_on_scre
             browser.close()
         assert errors == []
     finally:
-        async def release() -> None:
-            await control.set_kill_switch("zerodha", False, False)
-
-        _run_elsewhere(release())
+        _release_live_switch(control)
 
 
 def test_a_stop_on_its_way_says_so_and_a_second_press_sends_nothing(
@@ -1094,10 +1107,7 @@ def test_a_stop_on_its_way_says_so_and_a_second_press_sends_nothing(
     try:
         with sync_playwright() as pw:
             browser, page, errors = open_dashboard(pw, url, answer)
-            page.get_by_role("button", name="Zerodha (live)").click()
-            expect(page.locator("body")).to_have_attribute("data-loaded-broker", "zerodha")
-            kill = page.locator("#kill")
-            expect(kill).to_have_text("Stop zerodha")
+            kill = _live_kill_switch(page)
             page.route("**/api/v1/kill-switch", hold_posts)
             kill.click()
             expect(kill).to_have_text("Stopping zerodha…")
@@ -1114,10 +1124,7 @@ def test_a_stop_on_its_way_says_so_and_a_second_press_sends_nothing(
             browser.close()
         assert errors == []
     finally:
-        async def release() -> None:
-            await control.set_kill_switch("zerodha", False, False)
-
-        _run_elsewhere(release())
+        _release_live_switch(control)
 
 
 def test_after_a_switch_of_tab_the_other_brokers_figures_are_greyed_until_its_own_come(

@@ -311,18 +311,25 @@ def _ticker_connected(fake: FakeKite) -> Any:
     return check
 
 
-async def test_a_placement_whose_answer_is_lost_is_found_by_its_tag_on_retry(
-        settings: ZerodhaSettings, session: KiteSession, fake: FakeKite) -> None:
-    impatient = settings.model_copy(update={"request_timeout_s": 0.3})
-    engine, kite = await _engine(impatient, session)
-    fake.place_delay_s = 0.6  # Kite places the order; our client gives up waiting
-    emit = signal_envelope(1)
+async def _placed_once_after_a_lost_answer(engine: Any, kite: Any, fake: FakeKite,
+                                           emit: Any) -> Any:
+    """Kite places ``emit``'s order, but our client gives up waiting for its answer; the
+    runtime's retry finds it by its tag, not placing it again: its submission."""
+    fake.place_delay_s = 0.6
     with pytest.raises(TransientError, match="timed out"):
         await engine.ahandle(emit.envelope, _record(emit))
     fake.place_delay_s = 0.0
     [out] = await engine.ahandle(emit.envelope, _record(emit))  # the runtime's retry
     await kite.close()
     assert fake.placements == 1 and engine.adopted == 1
+    return out
+
+
+async def test_a_placement_whose_answer_is_lost_is_found_by_its_tag_on_retry(
+        settings: ZerodhaSettings, session: KiteSession, fake: FakeKite) -> None:
+    impatient = settings.model_copy(update={"request_timeout_s": 0.3})
+    engine, kite = await _engine(impatient, session)
+    out = await _placed_once_after_a_lost_answer(engine, kite, fake, signal_envelope(1))
     assert out.envelope.data.broker_order_id == next(iter(fake.orders))
 
 
@@ -399,14 +406,8 @@ async def test_our_tag_behind_kites_own_tags_still_finds_and_cancels_the_order(
     fake.system_tags = ["mktp", "mktp:2.00"]
     impatient = settings.model_copy(update={"request_timeout_s": 0.3})
     engine, kite = await _engine(impatient, session)
-    fake.place_delay_s = 0.6  # Kite places the order; our client gives up waiting
     emit = signal_envelope(1, order_type=OrderType.LIMIT, limit_price=95_00)
-    with pytest.raises(TransientError, match="timed out"):
-        await engine.ahandle(emit.envelope, _record(emit))
-    fake.place_delay_s = 0.0
-    [out] = await engine.ahandle(emit.envelope, _record(emit))  # the runtime's retry
-    await kite.close()
-    assert fake.placements == 1 and engine.adopted == 1
+    out = await _placed_once_after_a_lost_answer(engine, kite, fake, emit)
     [order] = fake.orders.values()
     assert order["tag"] == "mktp" and out.envelope.data.broker_order_id == order["order_id"]
 
