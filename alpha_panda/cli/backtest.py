@@ -123,6 +123,9 @@ def backtest_command(
             typer.secho(f"warning: {data}: {note}", fg="yellow", err=True)
         show = not quiet and len(ticks) >= PROGRESS_MIN_TICKS
         options = _live_options(config)
+        for note in options["risk"].idle_stops("paper", [config.id]):
+            typer.secho(f"warning: {config.source or config.id}: risk: {note}", fg="yellow",
+                        err=True)
         if grid:
             repeated: list[str] = []
             spec = parse_grid(grid, repeated=repeated)

@@ -8,11 +8,12 @@ from typing import Annotated
 
 import typer
 
-from alpha_panda.domain.errors import StrategyConfigError
+from alpha_panda.domain.errors import AlphaPandaError, StrategyConfigError
 from alpha_panda.marketdata.instruments import BY_TOKEN
 from alpha_panda.strategy.builtins import BUILTINS
 from alpha_panda.strategy.config import (
     NOT_SIMULATED,
+    StrategyConfig,
     load_strategy_dir,
     load_strategy_file,
     resolve_strategy,
@@ -93,7 +94,22 @@ def check(
     for c in configs:
         if (note := unmodelled(c)) is not None:
             typer.secho(f"warning  {c.source}: {note}", fg="yellow", err=True)
+    for note in _idle_stops(configs):
+        typer.secho(f"warning  risk: {note}", fg="yellow", err=True)
     for e in errors:
         typer.secho(f"invalid  {e}", fg="red", err=True)
     if errors:
         raise typer.Exit(1)
+
+
+def _idle_stops(configs: list[StrategyConfig]) -> list[str]:
+    """The daily-loss stops that never fire (``daily_loss_flatten`` with no ``daily_loss``),
+    with the settings' limits merged in (``ALPHA_PANDA_RISK``). Settings that do not load
+    are ``preflight``'s to report: nothing is said of them here."""
+    from alpha_panda.services.risk_config import idle_stops
+    from alpha_panda.settings import Settings
+
+    try:
+        return idle_stops(Settings(), configs)
+    except (AlphaPandaError, ValueError):
+        return []

@@ -10,7 +10,7 @@ Amounts are int paise.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal
 from typing import Any, Final
@@ -192,3 +192,19 @@ class RiskConfig:
                 if value is None or value > cap:
                     limits = replace(limits, **{name: cap})
         return limits
+
+    def idle_stops(self, broker: str, strategy_ids: Iterable[str]) -> list[str]:
+        """The daily-loss stops of ``broker`` set with no loss to stop at, each said: a
+        ``daily_loss_flatten: true`` whose level has no ``daily_loss`` (none of the levels
+        merged into it) never fires, and the trader counting on it was told nothing."""
+        notes = []
+        acct = self.limits_for(broker, None)
+        if acct.account_daily_loss_flatten and acct.account_daily_loss is None:
+            notes.append(f"{broker}: account_daily_loss_flatten is set but no "
+                         "account_daily_loss: the account's daily-loss stop never fires")
+        for sid in strategy_ids:
+            lim = self.limits_for(broker, sid)
+            if lim.daily_loss_flatten and lim.daily_loss is None:
+                notes.append(f"{broker}: strategy {sid}: daily_loss_flatten is set but no "
+                             "daily_loss: its daily-loss stop never fires")
+        return notes

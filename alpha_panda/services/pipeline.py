@@ -107,8 +107,11 @@ def build_pipeline(
         p.add(processors)
     for broker in used:
         if "risk-manager" in services:
-            engine = RiskEngine(risk_config_for(settings, broker, active), broker=broker,
-                                store=_risk_store(settings))
+            limits = risk_config_for(settings, broker, active)
+            routed = [c.id for c in active if broker in {str(b) for b in c.brokers}]
+            for note in limits.idle_stops(broker, routed):
+                log.warning("risk.stop_never_fires", detail=note)
+            engine = RiskEngine(limits, broker=broker, store=_risk_store(settings))
             processor, p.risk[broker] = build_risk_manager(log_, broker, engine, proc)
             p.add([processor])
         if "portfolio" in services:

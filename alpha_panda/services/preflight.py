@@ -54,8 +54,11 @@ async def _risk(s: Settings) -> str:
     for broker in brokers:
         risk_config_for(s, broker, configs)
     limited = [c.id for c in configs if c.risk]
+    idle = [note for broker in brokers for note in risk_config_for(s, broker, configs).idle_stops(
+        broker, [c.id for c in configs if broker in {str(b) for b in c.brokers}])]
     return (f"limits valid for {' and '.join(brokers)}"
-            + (f"; own limits: {', '.join(limited)}" if limited else ""))
+            + (f"; own limits: {', '.join(limited)}" if limited else "")
+            + "".join(f"; warning: {note}" for note in idle))
 
 
 async def _log(s: Settings) -> str:

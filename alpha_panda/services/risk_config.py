@@ -52,3 +52,13 @@ def risk_config_for(settings: Settings, broker: str, configs: Sequence[StrategyC
     strategies = {c.id: RiskLimits.from_mapping(c.risk, source=f"{c.source or c.id}: risk")
                   for c in configs if c.risk}
     return RiskConfig(global_limits=global_limits, brokers=brokers, strategies=strategies)
+
+
+def idle_stops(settings: Settings, configs: Sequence[StrategyConfig]) -> list[str]:
+    """``RiskConfig.idle_stops`` of every broker the strategies trade on (paper when none)."""
+    brokers = sorted({str(b) for c in configs for b in c.brokers} or {"paper"})
+    notes: list[str] = []
+    for broker in brokers:
+        routed = [c.id for c in configs if broker in {str(b) for b in c.brokers}]
+        notes += risk_config_for(settings, broker, configs).idle_stops(broker, routed)
+    return notes
