@@ -129,11 +129,21 @@ class EmbeddedLog:
         return self._storage.expire(int(time.time() * 1000), max_rows)
 
     def _maintain(self) -> None:
-        """Expire old records now and then, in small steps so no call blocks for long."""
+        """Expire old records now and then, in small steps so no call blocks for long.
+
+        Runs after a write has committed: a failure here (a full disk, a lock held too
+        long) is logged and tried again later, never raised. Raised, it reported the
+        committed write as failed, and its retry wrote the batch's outputs a second time."""
         now = time.monotonic()
         if now < self._next_expiry:
             return
-        deleted = self._storage.expire(int(time.time() * 1000), _EXPIRE_STEP)
+        try:
+            deleted = self._storage.expire(int(time.time() * 1000), _EXPIRE_STEP)
+        except Exception as exc:  # noqa: BLE001 - the write before it stands
+            log.warning("embedded_log.expiry_failed", error=f"{type(exc).__name__}: {exc}",
+                        retry_in_s=_EXPIRE_EVERY_S)
+            self._next_expiry = now + _EXPIRE_EVERY_S
+            return
         self._next_expiry = now + (0.2 if deleted >= _EXPIRE_STEP else _EXPIRE_EVERY_S)
 
     async def list_topics(self) -> dict[str, int]:

@@ -84,3 +84,29 @@ async def test_a_poll_waiting_when_the_log_closes_gets_a_clear_error() -> None:
     await log.close()
     with pytest.raises(InvariantViolation, match="the log is closed"):
         await asyncio.wait_for(waiting, 5)
+
+
+async def test_an_expiry_that_fails_after_a_write_leaves_the_write_standing(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Expiry runs after a write has committed: its failure (a full disk) came out of
+    # ``append`` and ``commit``, reported the committed write as failed, and its retry
+    # wrote the outputs again.
+    from structlog.testing import capture_logs
+
+    log = MemoryLog(retention=True)
+    await log.ensure_topics([spec("t", 1)])
+    calls = 0
+
+    def full_disk(now_ms: int, max_rows: int = 0) -> int:
+        nonlocal calls
+        calls += 1
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(log._storage, "expire", full_disk)
+    log._next_expiry = 0.0  # due now (it runs every 30 s)
+    with capture_logs() as logs:
+        await log.append([raw("t", b"k", b"a")])
+        await log.append([raw("t", b"k", b"b")])  # not tried again at once
+    assert [r.value for r in await log.read(TopicPartition("t", 0), 0, 10)] == [b"a", b"b"]
+    assert calls == 1
+    assert [e["event"] for e in logs if e["log_level"] == "warning"] == ["embedded_log.expiry_failed"]
