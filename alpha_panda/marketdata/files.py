@@ -103,6 +103,9 @@ def load_ticks(path: str | Path) -> TickColumns:
     column of the first bad value; a file without ticks is an error too.
     """
     p = Path(path)
+    if p.is_dir():  # (a Parquet dataset's directory, say: "no such tick file" of one there)
+        raise ValidationError(f"{p}: a directory, not a tick file (a .csv, .csv.gz or "
+                              ".parquet file)")
     if not p.is_file():
         raise ValidationError(f"{p}: no such tick file")
     if p.stat().st_size == 0:

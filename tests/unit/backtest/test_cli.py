@@ -202,6 +202,10 @@ def test_errors_go_to_stderr_with_the_file_and_field(files: tuple[Path, Path], t
     assert code == 2 and out == "" and f"{bad}: params" in err
     code, _, err = run("backtest", "--strategy", str(files[0]), "--data", str(tmp_path / "no.csv"))
     assert code == 2 and "no such tick file" in err
+    (tmp_path / "dataset.parquet").mkdir()  # (a Parquet dataset: "no such tick file" of it)
+    code, _, err = run("backtest", "--strategy", str(files[0]), "--data",
+                       str(tmp_path / "dataset.parquet"))
+    assert code == 2 and "dataset.parquet: a directory, not a tick file" in err
     code, out, err = run("backtest", "--strategy", str(files[0]), "--data", str(data),
                          "--grid", "fast=3,4", "--grid", "slow=2")
     assert code == 2 and out == ""
