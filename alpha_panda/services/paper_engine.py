@@ -105,7 +105,6 @@ class PaperEngineHandler:
                     self._switch_at, since)
             else:
                 self._switch_at = None
-            if not data.active:
                 return ()
             at = data.market_ts
             if at is None:  # set before any tick reached the log (or written before the

@@ -26,7 +26,7 @@ from alpha_panda.services.risk_config import risk_config_for
 from alpha_panda.services.risk_manager import RiskHandler, build_risk_manager
 from alpha_panda.services.strategy_runner import SignalFanout, build_strategy_runner
 from alpha_panda.settings import Settings
-from alpha_panda.strategy.config import StrategyConfig
+from alpha_panda.strategy.config import StrategyConfig, routed_to
 from alpha_panda.strategy.runner import StrategyRunner
 from alpha_panda.stream.log import Log
 from alpha_panda.stream.runtime import ProcessorSettings, StreamProcessor
@@ -106,16 +106,15 @@ def build_pipeline(
         processors, p.fanout = build_strategy_runner(log_, p.runner, used, proc)
         p.add(processors)
     for broker in used:
+        routed = routed_to(active, broker)
         if "risk-manager" in services:
             limits = risk_config_for(settings, broker, active)
-            routed = [c.id for c in active if broker in {str(b) for b in c.brokers}]
             for note in limits.idle_stops(broker, routed):
                 log.warning("risk.stop_never_fires", detail=note)
             engine = RiskEngine(limits, broker=broker, store=_risk_store(settings))
             processor, p.risk[broker] = build_risk_manager(log_, broker, engine, proc)
             p.add([processor])
         if "portfolio" in services:
-            routed = [c.id for c in active if broker in {str(b) for b in c.brokers}]
             if broker == Broker.ZERODHA.value:
                 # the live account's cash is Kite's (``FundsReported``), never paper money
                 ledger = PositionLedger(0, broker=broker, strategy_cash=dict.fromkeys(routed, 0),

@@ -48,14 +48,14 @@ async def _risk(s: Settings) -> str:
     """The limits ``run`` would build for each broker that trades (a strategy file's own
     errors are the strategies check's)."""
     from alpha_panda.services.risk_config import risk_config_for
+    from alpha_panda.strategy.config import routed_to
 
     configs, _ = _load(s)
     brokers = ["paper", "zerodha"] if s.zerodha.live_enabled else ["paper"]
+    idle: list[str] = []  # (building each broker's limits checks them)
     for broker in brokers:
-        risk_config_for(s, broker, configs)
+        idle += risk_config_for(s, broker, configs).idle_stops(broker, routed_to(configs, broker))
     limited = [c.id for c in configs if c.risk]
-    idle = [note for broker in brokers for note in risk_config_for(s, broker, configs).idle_stops(
-        broker, [c.id for c in configs if broker in {str(b) for b in c.brokers}])]
     return (f"limits valid for {' and '.join(brokers)}"
             + (f"; own limits: {', '.join(limited)}" if limited else "")
             + "".join(f"; warning: {note}" for note in idle))

@@ -18,7 +18,7 @@ from alpha_panda.domain.errors import ConfigurationError
 from alpha_panda.domain.values import BROKERS
 from alpha_panda.risk import KITE_ACCOUNT_LIMITS, RiskConfig, RiskLimits
 from alpha_panda.settings import Settings
-from alpha_panda.strategy.config import StrategyConfig
+from alpha_panda.strategy.config import StrategyConfig, routed_to
 
 DEFAULT_GLOBAL: dict[str, Any] = {
     # A single order worth more than ₹50 lakh is almost certainly a typo.
@@ -57,8 +57,5 @@ def risk_config_for(settings: Settings, broker: str, configs: Sequence[StrategyC
 def idle_stops(settings: Settings, configs: Sequence[StrategyConfig]) -> list[str]:
     """``RiskConfig.idle_stops`` of every broker the strategies trade on (paper when none)."""
     brokers = sorted({str(b) for c in configs for b in c.brokers} or {"paper"})
-    notes: list[str] = []
-    for broker in brokers:
-        routed = [c.id for c in configs if broker in {str(b) for b in c.brokers}]
-        notes += risk_config_for(settings, broker, configs).idle_stops(broker, routed)
-    return notes
+    return [note for broker in brokers for note in risk_config_for(
+        settings, broker, configs).idle_stops(broker, routed_to(configs, broker))]

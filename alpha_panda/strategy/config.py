@@ -466,6 +466,11 @@ def unmodelled(config: StrategyConfig) -> str | None:
             f"tick a market order reaches)")
 
 
+def routed_to(configs: Iterable[StrategyConfig], broker: str) -> list[str]:
+    """The ids of ``configs`` that trade on ``broker``."""
+    return [c.id for c in configs if broker in c.brokers]
+
+
 def unsimulated(
     configs: Iterable[StrategyConfig], simulated: Collection[int],
 ) -> list[tuple[StrategyConfig, list[int]]]:
