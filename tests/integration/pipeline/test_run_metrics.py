@@ -53,8 +53,9 @@ async def test_a_running_system_names_itself_in_process_info(tmp_path: Path) -> 
     assert labels["log"] == "embedded" and labels["feed"] == "sim" and labels["live"] == "false"
 
 
-def test_tracing_console_prints_the_pipeline_s_spans_on_stderr(tmp_path: Path, tick_file) -> None:
-    # ALPHA_PANDA_TRACING was read and never used: console printed nothing, otlp sent nothing
+def _traced_replay(tmp_path: Path, tick_file: Any) -> subprocess.CompletedProcess[str]:
+    """``run`` of 1,000 ticks of 2 instruments with ``ALPHA_PANDA_TRACING=console``: spans
+    on stderr, the JSON summary on stdout."""
     path, cols = tick_file(1000, 2)
     write_strategy(tmp_path / "strategies", tokens=sorted(set(cols.instrument_token.tolist())))
     env = {**os.environ, "ALPHA_PANDA_TRACING": "console", "ALPHA_PANDA_LOG_LEVEL": "WARNING"}
@@ -64,6 +65,12 @@ def test_tracing_console_prints_the_pipeline_s_spans_on_stderr(tmp_path: Path, t
          "--strategies", str(tmp_path / "strategies")],
         env=env, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_tracing_console_prints_the_pipeline_s_spans_on_stderr(tmp_path: Path, tick_file) -> None:
+    # ALPHA_PANDA_TRACING was read and never used: console printed nothing, otlp sent nothing
+    done = _traced_replay(tmp_path, tick_file)
     assert json.loads(done.stdout)["ticks"] == 1000  # stdout stays the summary alone
     assert '"name": "stream.batch"' in done.stderr
     assert '"service.name": "alpha-panda.run"' in done.stderr
@@ -95,15 +102,7 @@ def test_a_fill_s_trace_leads_back_to_its_tick_across_the_services(tmp_path: Pat
     # no producer stamped a traceparent: every record went on the log without one, so each
     # service's batch span was a trace of its own, linked to nothing (11 of 11 spans had
     # "links": [] in a replay of 3,000 ticks), and nothing tied a fill to its tick
-    path, cols = tick_file(1000, 2)
-    write_strategy(tmp_path / "strategies", tokens=sorted(set(cols.instrument_token.tolist())))
-    env = {**os.environ, "ALPHA_PANDA_TRACING": "console", "ALPHA_PANDA_LOG_LEVEL": "WARNING"}
-    done = subprocess.run(
-        [sys.executable, "-m", "alpha_panda.cli", "run", "--feed", f"replay:{path}", "--no-api",
-         "--exit-at-end", "--json", "--data-dir", str(tmp_path / "data"),
-         "--strategies", str(tmp_path / "strategies")],
-        env=env, capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = _traced_replay(tmp_path, tick_file)
     assert json.loads(done.stdout)["fills"] > 0
 
     async def records(topic: str) -> list[Record]:

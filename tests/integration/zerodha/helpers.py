@@ -56,6 +56,16 @@ async def wait_for(cond: Callable[[], Awaitable[bool]], timeout: float = 15.0) -
         await asyncio.sleep(0.02)
 
 
+async def run_until(trading: Any, done: Callable[[], Awaitable[bool]],
+                    timeout: float = 15.0) -> None:
+    """Run the engine (a processor with ``run(stop)``) until ``done`` holds, then stop it."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(trading.run(stop))
+    await wait_for(done, timeout)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+
+
 async def order_events(log: Log, suffix: str) -> list[Envelope[Any]]:
     """Every event on ``zerodha.orders.{suffix}``."""
     name = f"zerodha.orders.{suffix}"

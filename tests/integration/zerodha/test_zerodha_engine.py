@@ -42,7 +42,7 @@ from alpha_panda.stream.emit import Emit
 from alpha_panda.stream.log import Log, Record
 from alpha_panda.testing.fake_kite import FakeKite
 
-from .helpers import FAST, append, count, order_events, signal_envelope, wait_for
+from .helpers import FAST, append, count, order_events, run_until, signal_envelope, wait_for
 
 
 async def _engine(settings: ZerodhaSettings, session: KiteSession) -> tuple[ZerodhaEngine, KiteRestClient]:
@@ -116,10 +116,7 @@ async def test_reconciliation_after_restart_emits_the_fills_made_while_down(
         settings: ZerodhaSettings, session: KiteSession, fake: FakeKite, log: MemoryLog) -> None:
     await append(log, signal_envelope(1, order_type=OrderType.LIMIT, limit_price=99_50, quantity=10))
     trading = build_zerodha_engine(settings, log, FAST)
-    stop, task = await _run(trading)
-    await wait_for(lambda: _has(log, "submitted", 1))
-    stop.set()
-    await asyncio.wait_for(task, 10)
+    await run_until(trading, lambda: _has(log, "submitted", 1))
     [oid] = fake.orders
     fake.fill(oid, 4, 99_50)  # executions while the engine is down
     fake.fill(oid, 6, 99_45)
@@ -129,10 +126,7 @@ async def test_reconciliation_after_restart_emits_the_fills_made_while_down(
                             "price": "120", "tag": order_tag("signal-lost")})
 
     restarted = build_zerodha_engine(settings, log, FAST)
-    stop, task = await _run(restarted)
-    await wait_for(lambda: _has(log, "filled", 2))
-    stop.set()
-    await asyncio.wait_for(task, 10)
+    await run_until(restarted, lambda: _has(log, "filled", 2))
     report = restarted.report
     assert report is not None
     assert report.known_orders == 1 and report.corrections == 2
@@ -155,10 +149,7 @@ async def test_rejections_carry_kites_reason(settings: ZerodhaSettings, session:
     fake.reject_symbols["INFY"] = "RMS:Margin Exceeds, Required:120.00, Available:0.00"
     await append(log, signal_envelope(1), signal_envelope(2, token=999_999))
     trading = build_zerodha_engine(settings, log, FAST)
-    stop, task = await _run(trading)
-    await wait_for(lambda: _has(log, "rejected", 2))
-    stop.set()
-    await asyncio.wait_for(task, 10)
+    await run_until(trading, lambda: _has(log, "rejected", 2))
     reasons = {e.data.reason_code: e.data.message for e in await order_events(log, "rejected")}
     assert reasons["BROKER_REJECTED"].startswith("RMS:Margin Exceeds")
     assert "999999" in reasons["UNKNOWN_INSTRUMENT"]
@@ -226,10 +217,7 @@ async def test_429s_are_retried_and_every_order_is_placed_once(
     loose = settings.model_copy(update={"orders_per_second": 1000, "requests_per_second": 1000})
     await append(log, *[signal_envelope(n) for n in range(50)])
     trading = build_zerodha_engine(loose, log, FAST)
-    stop, task = await _run(trading)
-    await wait_for(lambda: _has(log, "submitted", 50), timeout=30)
-    stop.set()
-    await asyncio.wait_for(task, 10)
+    await run_until(trading, lambda: _has(log, "submitted", 50), timeout=30)
     assert fake.rate_limited > 0
     assert fake.placements == 50
     assert len({o["tag"] for o in fake.orders.values()}) == 50
@@ -447,10 +435,7 @@ async def test_start_up_waits_for_kite_before_trading(
     fake.fail_next.extend([KiteError(503, "NetworkException", "Gateway timed out")] * 2)
     await append(log, signal_envelope(1))
     trading = build_zerodha_engine(settings, log, FAST)
-    stop, task = await _run(trading)
-    await wait_for(lambda: _has(log, "submitted", 1))
-    stop.set()
-    await asyncio.wait_for(task, 10)
+    await run_until(trading, lambda: _has(log, "submitted", 1))
     assert not fake.fail_next and fake.placements == 1
     assert trading.report is not None and trading.report.corrections == 0
 
@@ -517,17 +502,11 @@ async def test_a_same_day_cnc_round_trip_is_charged_intraday_rates_across_a_rest
     # paper exchange does; the live engine charged the sell delivery's STT on top
     await append(log, signal_envelope(1, quantity=5))
     trading = build_zerodha_engine(settings, log, FAST)
-    stop, task = await _run(trading)
-    await wait_for(lambda: _has(log, "filled", 1))
-    stop.set()
-    await asyncio.wait_for(task, 10)
+    await run_until(trading, lambda: _has(log, "filled", 1))
 
     await append(log, signal_envelope(2, quantity=5, side=Side.SELL))
     restarted = build_zerodha_engine(settings, log, FAST)  # it rebuilds the day's CNC book
-    stop, task = await _run(restarted)
-    await wait_for(lambda: _has(log, "filled", 2))
-    stop.set()
-    await asyncio.wait_for(task, 10)
+    await run_until(restarted, lambda: _has(log, "filled", 2))
     buy, sell = (e.data for e in await order_events(log, "filled"))
     assert (buy.side, sell.side, buy.product) == (Side.BUY, Side.SELL, Product.CNC)
     costs = CostModel.load()
@@ -544,10 +523,7 @@ async def test_an_order_on_an_index_is_rejected_as_on_paper_and_never_reaches_ki
     # brokers reject it alike, and Kite never sees it (the fake, as Kite, refuses it too)
     await append(log, signal_envelope(1, token=256265))
     trading = build_zerodha_engine(settings, log, FAST)
-    stop, task = await _run(trading)
-    await wait_for(lambda: _has(log, "rejected", 1))
-    stop.set()
-    await asyncio.wait_for(task, 10)
+    await run_until(trading, lambda: _has(log, "rejected", 1))
     (rejected,) = await order_events(log, "rejected")
     assert rejected.data.reason_code == "NOT_TRADABLE"
     assert "256265" in rejected.data.message and "cannot be traded" in rejected.data.message

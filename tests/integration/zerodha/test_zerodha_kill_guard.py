@@ -33,7 +33,7 @@ from alpha_panda.stream.log import TopicPartition
 from alpha_panda.stream.topics import strategy_instrument_key
 from alpha_panda.testing.fake_kite import FakeKite
 
-from .helpers import FAST, INFY, append, count, signal_envelope, wait_for
+from .helpers import FAST, INFY, append, count, run_until, signal_envelope, wait_for
 
 
 def switch(active: bool, ts: int, market_ts: int | None = None, *,
@@ -73,11 +73,7 @@ async def test_nothing_but_the_flatten_is_placed_while_the_switch_is_on(
     # on their way: one validated before the switch (its tick's), and the switch's flatten
     await append(log, signal_envelope(1, ts=market), flatten(1, market))
     trading = build_zerodha_engine(settings, log, FAST)
-    stop = asyncio.Event()
-    task = asyncio.create_task(trading.run(stop))
-    await wait_for(lambda: _total(log))
-    stop.set()
-    await asyncio.wait_for(task, 10)
+    await run_until(trading, lambda: _total(log))
     # the flatten alone reached Kite
     assert [o["transaction_type"] for o in fake.orders.values()] == ["SELL"]
     assert [code for _, code in await rejections(log)] == ["KILL_SWITCH"]
@@ -115,11 +111,7 @@ async def test_a_flatten_asked_now_is_placed_though_the_last_tick_is_old(
     asked = now - asked_s_ago * 10**9
     await append(log, switch(True, asked, market, with_flatten=True), flatten(1, market))
     trading = build_zerodha_engine(settings, log, FAST)
-    stop = asyncio.Event()
-    task = asyncio.create_task(trading.run(stop))
-    await wait_for(lambda: _submitted(log, 1) if placed else _rejected(log, 1))
-    stop.set()
-    await asyncio.wait_for(task, 10)
+    await run_until(trading, lambda: _submitted(log, 1) if placed else _rejected(log, 1))
     assert [o["transaction_type"] for o in fake.orders.values()] == (["SELL"] if placed else [])
     assert [code for _, code in await rejections(log)] == ([] if placed else ["STALE_SIGNAL"])
 
@@ -162,11 +154,7 @@ async def test_a_halted_strategys_signal_on_its_way_is_not_placed_and_the_others
     await append(log, signal_envelope(1, ts=market),
                  signal_envelope(2, ts=market, strategy="s2"))
     trading = build_zerodha_engine(settings, log, FAST)
-    stop = asyncio.Event()
-    task = asyncio.create_task(trading.run(stop))
-    await wait_for(lambda: _total(log))
-    stop.set()
-    await asyncio.wait_for(task, 10)
+    await run_until(trading, lambda: _total(log))
     assert [o["tag"] for o in fake.orders.values()] == [order_tag("signal-2")]
     # a restart still knows the halt: a later tick's signal validated before it is refused
     await append(log, signal_envelope(3, ts=market + 5))
